@@ -1,0 +1,65 @@
+# The two commands a new user runs: `make demo` and `make test`.
+# Both install missing Debian packages (as root, with apt-get), configure into build/,
+# build, and run.
+
+BUILD   ?= build
+JOBS    ?= $(shell nproc)
+CMAKE_FLAGS ?=
+BENCH   ?=
+SEEDS   ?= 5000
+
+PACKAGES := g++ cmake make pkg-config libboost-dev capnproto libcapnp-dev liblmdb-dev \
+            libsodium-dev librapidcheck-dev googletest libgtest-dev nlohmann-json3-dev \
+            libcli11-dev clang-format clang libclang-rt-14-dev python3
+
+.PHONY: all deps build demo test test-sanitize format format-check bench fuzz clean
+
+all: build
+
+# Installs only what is missing; silent when everything is there.
+deps:
+	@missing=""; for p in $(PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "error: run as root to install packages:$$missing" >&2; exit 1; fi; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS) >/dev/null
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+demo: build
+	./scripts/demo.sh $(BUILD)
+
+test: build format-check
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test-sanitize: deps
+	$(MAKE) test BUILD=build-sanitize CMAKE_FLAGS="-DTANDEM_SANITIZE=ON -DTANDEM_BENCH=OFF"
+
+format:
+	git ls-files '*.h' '*.cc' '*.c' | xargs clang-format -i
+
+format-check: deps
+	@git ls-files '*.h' '*.cc' '*.c' | xargs clang-format --dry-run --Werror \
+	  && echo "clang-format: ok"
+
+bench: deps
+	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DTANDEM_TESTS=OFF >/dev/null
+	cmake --build build-bench -j $(JOBS)
+	./scripts/bench.sh build-bench $(BENCH)
+
+fuzz: deps
+	CC=clang CXX=clang++ cmake -S . -B build-fuzz -DTANDEM_FUZZ=ON -DTANDEM_TESTS=OFF \
+	  -DTANDEM_BENCH=OFF >/dev/null
+	cmake --build build-fuzz -j $(JOBS)
+	./scripts/fuzz.sh build-fuzz
+
+clean:
+	rm -rf build build-sanitize build-bench build-fuzz

@@ -1,0 +1,109 @@
+// The compact, versioned binary encoding of values, field states and version vectors.
+//
+// Format (docs/format.md has the full grammar): varints (LEB128) for integers, replica
+// ids replaced by small indices into a replica table, dots stored as an offset below
+// the field's context entry (the common "latest write" dot costs one byte).
+//
+// Decoding untrusted bytes never crashes, asserts or allocates more than the input
+// could describe: every count is checked against the bytes that remain, and every
+// decoded state is checked against the invariants (entries covered by the context,
+// valid kinds, valid UTF-8, no duplicates, canonical order).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tandem/engine/field.h"
+
+namespace tandem::engine {
+
+inline constexpr uint8_t kFieldFormatVersion = 1;
+
+// Appends primitive encodings to a string.
+class Writer {
+ public:
+  explicit Writer(std::string* out) : out_(out) {}
+  void U8(uint8_t v) { out_->push_back(static_cast<char>(v)); }
+  void Varint(uint64_t v);
+  void Fixed64(uint64_t v);  // little endian
+  void Raw(std::string_view s) { out_->append(s); }
+  void LengthPrefixed(std::string_view s) {
+    Varint(s.size());
+    Raw(s);
+  }
+  std::string* out() { return out_; }
+
+ private:
+  std::string* out_;
+};
+
+// Reads primitives from untrusted bytes. Every read checks bounds; the first failure
+// sticks, later reads return zero values, and status() reports it.
+class Reader {
+ public:
+  explicit Reader(std::string_view in) : in_(in) {}
+  uint8_t U8();
+  uint64_t Varint();
+  uint64_t Fixed64();
+  std::string_view Raw(size_t n);
+  std::string_view LengthPrefixed(size_t max_len);
+  // A count of items each at least `min_item_bytes` long; fails if the remaining input
+  // cannot hold that many (no over-allocation from a forged count).
+  uint64_t Count(size_t min_item_bytes = 1);
+  size_t remaining() const { return in_.size() - pos_; }
+  bool ok() const { return status_.ok(); }
+  const Status& status() const { return status_; }
+  void Fail(const std::string& why);
+
+ private:
+  std::string_view in_;
+  size_t pos_ = 0;
+  Status status_;
+};
+
+// Maps replica ids to small integers and back. Storage keeps one persistent table per
+// replica; a sync message carries its own; the self-contained encoding embeds one.
+class ReplicaTable {
+ public:
+  virtual ~ReplicaTable() = default;
+  // The index of id, adding it if new.
+  virtual uint64_t IndexOf(const ReplicaId& id) = 0;
+  // The id at index; false if there is none.
+  virtual bool IdAt(uint64_t index, ReplicaId* out) const = 0;
+};
+
+// A ReplicaTable held in memory.
+class VectorReplicaTable : public ReplicaTable {
+ public:
+  uint64_t IndexOf(const ReplicaId& id) override;
+  bool IdAt(uint64_t index, ReplicaId* out) const override;
+  const std::vector<ReplicaId>& ids() const { return ids_; }
+  void Clear() {
+    ids_.clear();
+    index_.clear();
+  }
+
+ private:
+  std::vector<ReplicaId> ids_;
+  std::map<ReplicaId, uint64_t> index_;
+};
+
+void EncodeValue(const Value& v, Writer& w);
+Value DecodeValue(Reader& r);
+
+// Field state against an external replica table.
+void EncodeFieldState(const FieldState& s, ReplicaTable& table, std::string* out);
+Result<FieldState> DecodeFieldState(std::string_view in, const ReplicaTable& table);
+// Reads one field state from a reader that holds more (for framed containers).
+FieldState DecodeFieldState(Reader& r, const ReplicaTable& table);
+
+// Self-contained: the replica table is embedded before the state.
+std::string EncodeFieldState(const FieldState& s);
+Result<FieldState> DecodeFieldState(std::string_view in);
+
+void EncodeVersionVector(const VersionVector& vv, Writer& w);  // with full 16-byte ids
+VersionVector DecodeVersionVector(Reader& r);
+
+}  // namespace tandem::engine

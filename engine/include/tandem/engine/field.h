@@ -1,0 +1,137 @@
+// Field and record CRDTs.
+//
+// A field is one CRDT whose kind is set by the operation that writes it: register
+// (put), counter (incr), or add-wins set (add/remove). All three share one causal
+// design, so type changes, conflicts and record deletion follow one rule:
+//
+//   - Every operation on a field takes a fresh dot. The field keeps a *causal
+//     context* `ctx` (a version vector): every dot <= ctx that ever touched the field
+//     is reflected in the state. Joining two states keeps an entry if both have it,
+//     or if one has it and the other's context does not cover it (the other has not
+//     seen it, so it is not a removal). This is the dot-store join of delta-state CRDTs.
+//   - `markers` is a multi-value register of operations: dot -> (hlc, kind, value).
+//     An operation replaces every marker it has observed with its own. Concurrent
+//     operations leave several markers (siblings). A field is live while it has a
+//     marker; its visible kind and (for registers) value come from the winning marker,
+//     the greatest by (hlc, replica id, seq).
+//   - `elements` is the add-wins set: element -> dots of the adds that put it there. A
+//     remove drops the observed dots of the element; an add concurrent with it survives.
+//   - `counter` / `counter_base` form a PN-counter with a reset baseline: per replica,
+//     the total of its increments and decrements (each only ever grows, join = max),
+//     and the totals an observer had seen when it reset or deleted the field (join =
+//     max). The value is the sum of (total - baseline): a reset keeps increments it
+//     had not seen.
+//
+// An operation of one kind clears what it observed of the other kinds (a put on a
+// counter field resets the counter, an incr on a set field empties the set). Two
+// *concurrent* operations of different kinds both survive in the state; the field
+// reads as the kind of the winning marker, and the loser stays visible in Conflicts()
+// until a later operation supersedes both. The result is deterministic on every replica.
+//
+// Deleting a record applies, to every field the deleter has seen, the removal of
+// everything it observed: markers and elements drop, the counter's baseline catches up.
+// An update concurrent with the deletion survives (add-wins), so no offline edit is lost.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "tandem/engine/ids.h"
+#include "tandem/engine/value.h"
+
+namespace tandem::engine {
+
+enum class Kind : uint8_t { kRegister = 1, kCounter = 2, kSet = 3 };
+const char* KindName(Kind k);
+
+struct Marker {
+  Hlc hlc = 0;
+  Kind kind = Kind::kRegister;
+  Value value;  // the register value; null for counter and set operations
+  bool operator==(const Marker& o) const {
+    return hlc == o.hlc && kind == o.kind && SameValue(value, o.value);
+  }
+};
+
+struct PnTotals {
+  uint64_t pos = 0;  // saturating sums of increments and of decrements
+  uint64_t neg = 0;
+  bool operator==(const PnTotals&) const = default;
+};
+
+struct FieldState {
+  VersionVector ctx;
+  std::map<Dot, Marker> markers;
+  std::map<Value, std::set<Dot>, ValueLess> elements;
+  std::map<ReplicaId, PnTotals> counter;
+  std::map<ReplicaId, PnTotals> counter_base;
+
+  bool Live() const { return !markers.empty(); }
+  bool operator==(const FieldState& o) const;
+  // Greatest hlc of any marker (0 if none); the clock observes this on merge.
+  Hlc MaxHlc() const;
+};
+
+// Joins `other` into `into` (commutative, associative, idempotent). Returns true when
+// `into` changed.
+bool Join(FieldState& into, const FieldState& other);
+
+// Mutators. Each applies one operation with the given fresh dot and timestamp to the
+// state in place. The resulting field state is the operation's delta: joined into any
+// replica that has seen what this one had, it yields the same state.
+void ApplyPut(FieldState& s, const Dot& dot, Hlc hlc, Value v);
+void ApplyIncr(FieldState& s, const Dot& dot, Hlc hlc, int64_t by);
+void ApplyAdd(FieldState& s, const Dot& dot, Hlc hlc, Value element);
+void ApplyRemove(FieldState& s, const Dot& dot, Hlc hlc, const Value& element);
+// Removes everything observed (used by record deletion); the field stays as a tombstone
+// that carries the removal to other replicas.
+void ApplyDelete(FieldState& s, const Dot& dot);
+
+// What a live field reads as.
+struct FieldValue {
+  Kind kind = Kind::kRegister;
+  Value scalar;            // kRegister
+  int64_t count = 0;       // kCounter (saturated to the int64 range)
+  std::vector<Value> set;  // kSet, sorted by ValueLess
+  bool operator==(const FieldValue& o) const;
+};
+
+// The reading of a live field; nullopt if the field is not live.
+std::optional<FieldValue> Read(const FieldState& s);
+
+// The exact counter value as a 128-bit sum (before saturation).
+__int128 CounterSum(const FieldState& s);
+
+// One concurrent operation on a field.
+struct Sibling {
+  Dot dot;
+  Hlc hlc = 0;
+  Kind kind = Kind::kRegister;
+  Value value;  // for registers
+  bool winner = false;
+};
+// The markers of a field, winner first, then by descending (hlc, replica, seq). A field
+// is in conflict when this has more than one entry.
+std::vector<Sibling> Siblings(const FieldState& s);
+
+// A record: field name -> field state. A record exists while any field is live.
+struct RecordState {
+  std::map<std::string, FieldState> fields;
+  bool Live() const;
+  bool operator==(const RecordState&) const = default;
+};
+bool Join(RecordState& into, const RecordState& other);
+void ApplyDelete(RecordState& r, const Dot& dot);
+
+// The reading of a live record (live fields only).
+struct Record {
+  std::string id;
+  std::map<std::string, FieldValue> fields;
+  bool operator==(const Record&) const = default;
+};
+std::optional<Record> Read(const std::string& id, const RecordState& r);
+
+}  // namespace tandem::engine

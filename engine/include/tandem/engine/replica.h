@@ -1,0 +1,127 @@
+// The local API of a replica: typed mutations, reads, conflicts, the change feed, and
+// the exchange of field states with other replicas. Works over any Store: LMDB on
+// disk (storage/) or memory (MemoryStore).
+//
+// Thread-safety: a Replica may be used from several threads; every call runs in its
+// own store transaction (reads never block writers in LMDB; writers are serialised by
+// the store). Errors are returned as Status; nothing throws.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tandem/engine/store.h"
+
+namespace tandem::engine {
+
+// Milliseconds since the Unix epoch; injected so tests and the simulator control time.
+using PhysicalClock = std::function<uint64_t()>;
+
+// Mutations inside one write transaction. Each call is one operation with its own dot
+// and timestamp. Obtained from Replica::Write; valid only inside its callback.
+class Batch {
+ public:
+  Status Put(std::string_view collection, std::string_view id, std::string_view field, Value value);
+  Status Incr(std::string_view collection, std::string_view id, std::string_view field, int64_t by);
+  Status Add(std::string_view collection, std::string_view id, std::string_view field,
+             Value element);
+  Status Remove(std::string_view collection, std::string_view id, std::string_view field,
+                const Value& element);
+  // Deletes a live record; NotFound if it is absent or already deleted.
+  Status Delete(std::string_view collection, std::string_view id);
+
+ private:
+  friend class Replica;
+  Batch(WriteTxn& txn, ReplicaMeta& meta, const PhysicalClock& now)
+      : txn_(txn), meta_(meta), now_(now) {}
+  // Takes a fresh dot and timestamp, reads the field, lets fn mutate it, writes it.
+  Status Mutate(std::string_view collection, std::string_view id, std::string_view field,
+                const std::function<void(FieldState&, const Dot&, Hlc)>& fn);
+  Dot NextDot();
+  WriteTxn& txn_;
+  ReplicaMeta& meta_;
+  const PhysicalClock& now_;
+};
+
+// One entry of the change feed: the current state of a record that changed.
+struct Change {
+  uint64_t cursor = 0;  // resume after this to see only later changes
+  std::string collection;
+  std::string id;
+  std::optional<Record> record;  // nullopt: the record is deleted
+};
+struct ChangePage {
+  std::vector<Change> changes;  // ascending cursors, each record at most once
+  uint64_t next_cursor = 0;     // pass as `since` to continue
+};
+
+// A field state to send to, or received from, another replica.
+struct FieldDelta {
+  FieldKey key;
+  FieldState state;
+};
+struct DeltaPage {
+  std::vector<FieldDelta> deltas;
+  uint64_t next_cursor = 0;
+  bool done = false;  // true when the change log holds nothing after next_cursor
+};
+
+class Replica {
+ public:
+  Replica(std::unique_ptr<Store> store, PhysicalClock now);
+  Store& store() { return *store_; }
+
+  Result<ReplicaMeta> Meta();
+
+  // Runs fn in one write transaction; commits if fn returns OK, else aborts and returns
+  // fn's status. Everything in one batch becomes durable (or not) together.
+  Status Write(const std::function<Status(Batch&)>& fn);
+
+  // Conveniences: one operation, one transaction.
+  Status Put(std::string_view collection, std::string_view id,
+             const std::vector<std::pair<std::string, Value>>& fields);
+  Status Incr(std::string_view collection, std::string_view id, std::string_view field, int64_t by);
+  Status Add(std::string_view collection, std::string_view id, std::string_view field,
+             Value element);
+  Status Remove(std::string_view collection, std::string_view id, std::string_view field,
+                const Value& element);
+  Status Delete(std::string_view collection, std::string_view id);
+
+  // The record's live fields, or NotFound if it does not exist (never or deleted).
+  Result<Record> Get(std::string_view collection, std::string_view id);
+  Result<RecordState> GetState(std::string_view collection, std::string_view id);
+  // Live records of a collection with id > after, in id order, until fn returns false.
+  Status Scan(std::string_view collection, std::string_view after,
+              const std::function<bool(const Record&)>& fn);
+  Result<std::vector<std::string>> Collections();
+  // Fields of the record with more than one concurrent operation, with their siblings.
+  Result<std::vector<std::pair<std::string, std::vector<Sibling>>>> Conflicts(
+      std::string_view collection, std::string_view id);
+
+  // The change feed: records changed after `since`, each once, at its latest change,
+  // reading at most `limit` change-log entries.
+  Result<ChangePage> Changes(uint64_t since, size_t limit);
+
+  // Field states changed after `since` (at most `limit` log entries read), leaving out
+  // those whose every event `skip` already covers.
+  Result<DeltaPage> CollectDeltas(uint64_t since, size_t limit, const VersionVector* skip);
+  // Joins field states from another replica in one transaction. Validates keys first;
+  // applies nothing if any is invalid. Sets *changed to the number of fields changed.
+  Status ApplyDeltas(const std::vector<FieldDelta>& deltas, size_t* changed = nullptr);
+  // Folds another replica's version vector into ours. Call only once everything that
+  // replica had is applied (see docs/design.md: never run the watermark ahead of data).
+  Status MergeVersionVector(const VersionVector& vv);
+
+ private:
+  std::unique_ptr<Store> store_;
+  PhysicalClock now_;
+};
+
+// Validates a key from outside (names within limits, UTF-8, no NUL).
+Status ValidateKey(const FieldKey& key);
+
+}  // namespace tandem::engine

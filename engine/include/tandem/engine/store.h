@@ -1,0 +1,76 @@
+// The store interface the engine needs. storage/ implements it on LMDB; MemoryStore
+// (memory_store.h) implements it in memory for tests and the in-memory demo.
+//
+// Transactions are objects: a ReadTxn sees one consistent snapshot; a WriteTxn sees its
+// own writes and is aborted by its destructor unless Commit() succeeded. One WriteTxn
+// at a time per store (implementations serialise writers, across processes for LMDB).
+// A transaction is used by one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tandem/engine/field.h"
+
+namespace tandem::engine {
+
+struct FieldKey {
+  std::string collection;
+  std::string record;
+  std::string field;
+  auto operator<=>(const FieldKey&) const = default;
+};
+
+// What a replica knows about itself.
+struct ReplicaMeta {
+  ReplicaId id;
+  Hlc clock = 0;     // the last timestamp issued or observed
+  VersionVector vv;  // everything this replica has; vv[id] is its last issued event
+  bool operator==(const ReplicaMeta&) const = default;
+};
+
+class ReadTxn {
+ public:
+  virtual ~ReadTxn() = default;
+  virtual Status GetMeta(ReplicaMeta* out) = 0;
+  // Sets *out to nullopt when the field has no state.
+  virtual Status GetField(const FieldKey& key, std::optional<FieldState>* out) = 0;
+  // All fields of a record (empty if none).
+  virtual Status GetRecord(std::string_view collection, std::string_view record,
+                           RecordState* out) = 0;
+  // Records of a collection whose id sorts after `after` (bytewise), in id order, until
+  // fn returns false. The RecordState is the callee's to move from.
+  using RecordFn = std::function<bool(const std::string& id, RecordState& state)>;
+  virtual Status ScanRecords(std::string_view collection, std::string_view after,
+                             const RecordFn& fn) = 0;
+  // Every collection that has at least one field state, sorted.
+  virtual Status ListCollections(std::vector<std::string>* out) = 0;
+  // Change-log entries after `since`, ascending, until fn returns false. Each field
+  // appears once, at the position of its latest change.
+  using LogFn = std::function<bool(uint64_t seq, const FieldKey& key)>;
+  virtual Status ScanLog(uint64_t since, const LogFn& fn) = 0;
+  // The sequence number of the newest change-log entry (0 if none).
+  virtual Status LastLogSeq(uint64_t* out) = 0;
+};
+
+class WriteTxn : public ReadTxn {
+ public:
+  virtual Status PutMeta(const ReplicaMeta& meta) = 0;
+  // Stores the field state and moves the field to the head of the change log.
+  virtual Status PutField(const FieldKey& key, const FieldState& state) = 0;
+  virtual Status Commit() = 0;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+  virtual Result<std::unique_ptr<ReadTxn>> BeginRead() = 0;
+  virtual Result<std::unique_ptr<WriteTxn>> BeginWrite() = 0;
+};
+
+}  // namespace tandem::engine

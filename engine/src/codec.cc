@@ -1,0 +1,411 @@
+#include "tandem/engine/codec.h"
+
+#include <cstring>
+
+namespace tandem::engine {
+
+// ---- primitives -------------------------------------------------------------------
+
+void Writer::Varint(uint64_t v) {
+  while (v >= 0x80) {
+    out_->push_back(static_cast<char>(v | 0x80));
+    v >>= 7;
+  }
+  out_->push_back(static_cast<char>(v));
+}
+
+void Writer::Fixed64(uint64_t v) {
+  char buf[8];
+  for (int i = 0; i < 8; ++i) buf[i] = static_cast<char>(v >> (8 * i));
+  out_->append(buf, 8);
+}
+
+void Reader::Fail(const std::string& why) {
+  if (status_.ok()) status_ = Status::Corrupt(why);
+  pos_ = in_.size();
+}
+
+uint8_t Reader::U8() {
+  if (!ok() || pos_ >= in_.size()) {
+    Fail("truncated");
+    return 0;
+  }
+  return static_cast<uint8_t>(in_[pos_++]);
+}
+
+uint64_t Reader::Varint() {
+  uint64_t v = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    if (!ok() || pos_ >= in_.size()) {
+      Fail("truncated varint");
+      return 0;
+    }
+    uint8_t b = static_cast<uint8_t>(in_[pos_++]);
+    if (shift == 63 && b > 1) {
+      Fail("varint overflows 64 bits");
+      return 0;
+    }
+    v |= static_cast<uint64_t>(b & 0x7f) << shift;
+    if (!(b & 0x80)) {
+      if (b == 0 && shift > 0) {
+        Fail("non-canonical varint");
+        return 0;
+      }
+      return v;
+    }
+  }
+  Fail("varint too long");
+  return 0;
+}
+
+uint64_t Reader::Fixed64() {
+  std::string_view s = Raw(8);
+  if (s.size() != 8) return 0;
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<uint8_t>(s[i])) << (8 * i);
+  return v;
+}
+
+std::string_view Reader::Raw(size_t n) {
+  if (!ok() || remaining() < n) {
+    Fail("truncated");
+    return {};
+  }
+  std::string_view s = in_.substr(pos_, n);
+  pos_ += n;
+  return s;
+}
+
+std::string_view Reader::LengthPrefixed(size_t max_len) {
+  uint64_t n = Varint();
+  if (!ok()) return {};
+  if (n > max_len) {
+    Fail("length " + std::to_string(n) + " exceeds limit " + std::to_string(max_len));
+    return {};
+  }
+  return Raw(static_cast<size_t>(n));
+}
+
+uint64_t Reader::Count(size_t min_item_bytes) {
+  uint64_t n = Varint();
+  if (ok() && min_item_bytes > 0 && n > remaining() / min_item_bytes) {
+    Fail("count " + std::to_string(n) + " exceeds the remaining input");
+    return 0;
+  }
+  return n;
+}
+
+uint64_t VectorReplicaTable::IndexOf(const ReplicaId& id) {
+  auto [it, inserted] = index_.emplace(id, ids_.size());
+  if (inserted) ids_.push_back(id);
+  return it->second;
+}
+
+bool VectorReplicaTable::IdAt(uint64_t index, ReplicaId* out) const {
+  if (index >= ids_.size()) return false;
+  *out = ids_[index];
+  return true;
+}
+
+// ---- values -----------------------------------------------------------------------
+
+namespace {
+enum ValueTag : uint8_t {
+  kTagNull = 0,
+  kTagFalse = 1,
+  kTagTrue = 2,
+  kTagInt = 3,
+  kTagDouble = 4,
+  kTagString = 5,
+  kTagBytes = 6,
+};
+uint64_t ZigZag(int64_t v) {
+  return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
+}
+int64_t UnZigZag(uint64_t v) { return static_cast<int64_t>((v >> 1) ^ (~(v & 1) + 1)); }
+}  // namespace
+
+void EncodeValue(const Value& v, Writer& w) {
+  switch (TypeOf(v)) {
+    case ValueType::kNull:
+      w.U8(kTagNull);
+      break;
+    case ValueType::kBool:
+      w.U8(std::get<bool>(v) ? kTagTrue : kTagFalse);
+      break;
+    case ValueType::kInt:
+      w.U8(kTagInt);
+      w.Varint(ZigZag(std::get<int64_t>(v)));
+      break;
+    case ValueType::kDouble: {
+      w.U8(kTagDouble);
+      uint64_t bits;
+      double d = std::get<double>(v);
+      std::memcpy(&bits, &d, 8);
+      w.Fixed64(bits);
+      break;
+    }
+    case ValueType::kString:
+      w.U8(kTagString);
+      w.LengthPrefixed(std::get<std::string>(v));
+      break;
+    case ValueType::kBytes:
+      w.U8(kTagBytes);
+      w.LengthPrefixed(std::get<Bytes>(v).data);
+      break;
+  }
+}
+
+Value DecodeValue(Reader& r) {
+  switch (r.U8()) {
+    case kTagNull:
+      return Value{};
+    case kTagFalse:
+      return Value{false};
+    case kTagTrue:
+      return Value{true};
+    case kTagInt:
+      return Value{UnZigZag(r.Varint())};
+    case kTagDouble: {
+      uint64_t bits = r.Fixed64();
+      double d;
+      std::memcpy(&d, &bits, 8);
+      return Value{d};
+    }
+    case kTagString: {
+      std::string_view s = r.LengthPrefixed(kMaxValueBytes);
+      if (!IsValidUtf8(s)) r.Fail("string value is not valid UTF-8");
+      return Value{std::string(s)};
+    }
+    case kTagBytes:
+      return Value{Bytes{std::string(r.LengthPrefixed(kMaxValueBytes))}};
+    default:
+      r.Fail("unknown value tag");
+      return Value{};
+  }
+}
+
+// ---- field states -------------------------------------------------------------------
+//
+// state    := version:u8 ctx markers elements counter base
+// ctx      := count (table_index seq)*          replica ids ascending, seq >= 1
+// dot      := ctx_position offset               seq = ctx[position].seq - offset
+// markers  := count (dot hlc_ms hlc_logical kind:u8 [value if register])*
+// elements := count (value count dot+)*
+// counter  := count (ctx_position pos neg)*     (base has the same shape)
+//
+// Dots name their replica by position in the field's own context, so a dot costs two
+// bytes in the common case and is covered by the context by construction.
+
+namespace {
+
+void EncodeDot(const Dot& d, const std::vector<std::pair<ReplicaId, uint64_t>>& ctx, Writer& w) {
+  size_t pos = 0;
+  while (pos < ctx.size() && ctx[pos].first != d.replica) ++pos;
+  // Invariant of every state built by the mutators and Join: dots are covered by ctx.
+  assert(pos < ctx.size() && d.seq <= ctx[pos].second);
+  w.Varint(pos);
+  w.Varint(ctx[pos].second - d.seq);
+}
+
+Dot DecodeDot(Reader& r, const std::vector<std::pair<ReplicaId, uint64_t>>& ctx) {
+  uint64_t pos = r.Varint();
+  uint64_t offset = r.Varint();
+  if (!r.ok()) return {};
+  if (pos >= ctx.size()) {
+    r.Fail("dot names a replica outside the context");
+    return {};
+  }
+  if (offset >= ctx[pos].second) {
+    r.Fail("dot below sequence 1");
+    return {};
+  }
+  return Dot{ctx[pos].first, ctx[pos].second - offset};
+}
+
+void EncodeTotals(const std::map<ReplicaId, PnTotals>& m,
+                  const std::vector<std::pair<ReplicaId, uint64_t>>& ctx, Writer& w) {
+  size_t n = 0;
+  for (const auto& [r, t] : m) n += (t.pos || t.neg);
+  w.Varint(n);
+  for (const auto& [r, t] : m) {
+    if (!t.pos && !t.neg) continue;
+    size_t pos = 0;
+    while (pos < ctx.size() && ctx[pos].first != r) ++pos;
+    assert(pos < ctx.size());
+    w.Varint(pos);
+    w.Varint(t.pos);
+    w.Varint(t.neg);
+  }
+}
+
+void DecodeTotals(Reader& r, const std::vector<std::pair<ReplicaId, uint64_t>>& ctx,
+                  std::map<ReplicaId, PnTotals>* out) {
+  uint64_t n = r.Count(3);
+  for (uint64_t i = 0; i < n && r.ok(); ++i) {
+    uint64_t pos = r.Varint();
+    PnTotals t{r.Varint(), r.Varint()};
+    if (!r.ok()) return;
+    if (pos >= ctx.size()) return r.Fail("counter names a replica outside the context");
+    if (!t.pos && !t.neg) return r.Fail("zero counter totals");
+    if (!out->emplace(ctx[pos].first, t).second) return r.Fail("duplicate counter entry");
+  }
+}
+
+}  // namespace
+
+void EncodeFieldState(const FieldState& s, ReplicaTable& table, std::string* out) {
+  Writer w(out);
+  w.U8(kFieldFormatVersion);
+  std::vector<std::pair<ReplicaId, uint64_t>> ctx(s.ctx.entries().begin(), s.ctx.entries().end());
+  w.Varint(ctx.size());
+  for (const auto& [r, seq] : ctx) {
+    w.Varint(table.IndexOf(r));
+    w.Varint(seq);
+  }
+  w.Varint(s.markers.size());
+  for (const auto& [d, m] : s.markers) {
+    EncodeDot(d, ctx, w);
+    w.Varint(HlcMillis(m.hlc));
+    w.Varint(HlcLogical(m.hlc));
+    w.U8(static_cast<uint8_t>(m.kind));
+    if (m.kind == Kind::kRegister) EncodeValue(m.value, w);
+  }
+  w.Varint(s.elements.size());
+  for (const auto& [v, dots] : s.elements) {
+    EncodeValue(v, w);
+    w.Varint(dots.size());
+    for (const Dot& d : dots) EncodeDot(d, ctx, w);
+  }
+  EncodeTotals(s.counter, ctx, w);
+  EncodeTotals(s.counter_base, ctx, w);
+}
+
+FieldState DecodeFieldState(Reader& r, const ReplicaTable& table) {
+  FieldState s;
+  uint8_t version = r.U8();
+  if (r.ok() && version != kFieldFormatVersion) {
+    r.Fail("field state format " + std::to_string(version) + " is not supported");
+    return s;
+  }
+  std::vector<std::pair<ReplicaId, uint64_t>> ctx;
+  uint64_t n = r.Count(2);
+  for (uint64_t i = 0; i < n && r.ok(); ++i) {
+    uint64_t idx = r.Varint();
+    uint64_t seq = r.Varint();
+    ReplicaId id;
+    if (!r.ok()) break;
+    if (!table.IdAt(idx, &id)) {
+      r.Fail("unknown replica index " + std::to_string(idx));
+      break;
+    }
+    if (seq == 0) {
+      r.Fail("context entry with sequence 0");
+      break;
+    }
+    if (s.ctx.Get(id) != 0) {
+      r.Fail("duplicate replica in context");
+      break;
+    }
+    s.ctx.Raise(id, seq);
+    ctx.emplace_back(id, seq);
+  }
+  // Positions follow the encoder's order, which is ascending replica id.
+  for (size_t i = 1; i < ctx.size() && r.ok(); ++i)
+    if (!(ctx[i - 1].first < ctx[i].first)) r.Fail("context not in canonical order");
+
+  n = r.Count(5);
+  for (uint64_t i = 0; i < n && r.ok(); ++i) {
+    Dot d = DecodeDot(r, ctx);
+    uint64_t ms = r.Varint();
+    uint64_t logical = r.Varint();
+    uint8_t kind = r.U8();
+    if (!r.ok()) break;
+    if (ms > 0xffffffffffffULL || logical > 0xffff) {
+      r.Fail("timestamp out of range");
+      break;
+    }
+    Marker m{MakeHlc(ms, static_cast<uint16_t>(logical)), static_cast<Kind>(kind), Value{}};
+    if (kind < 1 || kind > 3) {
+      r.Fail("unknown field kind");
+      break;
+    }
+    if (m.kind == Kind::kRegister) m.value = DecodeValue(r);
+    if (r.ok() && !s.markers.emplace(d, std::move(m)).second) r.Fail("duplicate marker dot");
+  }
+  n = r.Count(4);
+  for (uint64_t i = 0; i < n && r.ok(); ++i) {
+    Value v = DecodeValue(r);
+    uint64_t nd = r.Count(2);
+    if (r.ok() && nd == 0) r.Fail("set element without dots");
+    std::set<Dot> dots;
+    for (uint64_t k = 0; k < nd && r.ok(); ++k)
+      if (!dots.insert(DecodeDot(r, ctx)).second) r.Fail("duplicate element dot");
+    if (r.ok() && !s.elements.emplace(std::move(v), std::move(dots)).second)
+      r.Fail("duplicate set element");
+  }
+  DecodeTotals(r, ctx, &s.counter);
+  DecodeTotals(r, ctx, &s.counter_base);
+  return s;
+}
+
+Result<FieldState> DecodeFieldState(std::string_view in, const ReplicaTable& table) {
+  Reader r(in);
+  FieldState s = DecodeFieldState(r, table);
+  if (r.ok() && r.remaining() != 0) r.Fail("trailing bytes");
+  if (!r.ok()) return r.status().With("field state");
+  return s;
+}
+
+std::string EncodeFieldState(const FieldState& s) {
+  VectorReplicaTable table;
+  std::string body;
+  EncodeFieldState(s, table, &body);
+  std::string out;
+  Writer w(&out);
+  w.Varint(table.ids().size());
+  for (const auto& id : table.ids())
+    w.Raw(std::string_view(reinterpret_cast<const char*>(id.bytes.data()), 16));
+  out += body;
+  return out;
+}
+
+Result<FieldState> DecodeFieldState(std::string_view in) {
+  Reader r(in);
+  VectorReplicaTable table;
+  uint64_t n = r.Count(16);
+  for (uint64_t i = 0; i < n && r.ok(); ++i) {
+    std::string_view raw = r.Raw(16);
+    if (r.ok()) table.IndexOf(ReplicaId::FromBytes(reinterpret_cast<const uint8_t*>(raw.data())));
+  }
+  if (r.ok() && table.ids().size() != n) r.Fail("duplicate replica in table");
+  if (!r.ok()) return r.status().With("field state");
+  return DecodeFieldState(in.substr(in.size() - r.remaining()), table);
+}
+
+void EncodeVersionVector(const VersionVector& vv, Writer& w) {
+  w.Varint(vv.size());
+  for (const auto& [r, seq] : vv.entries()) {
+    w.Raw(std::string_view(reinterpret_cast<const char*>(r.bytes.data()), 16));
+    w.Varint(seq);
+  }
+}
+
+VersionVector DecodeVersionVector(Reader& r) {
+  VersionVector vv;
+  uint64_t n = r.Count(17);
+  for (uint64_t i = 0; i < n && r.ok(); ++i) {
+    std::string_view raw = r.Raw(16);
+    uint64_t seq = r.Varint();
+    if (!r.ok()) break;
+    ReplicaId id = ReplicaId::FromBytes(reinterpret_cast<const uint8_t*>(raw.data()));
+    if (seq == 0 || vv.Get(id) != 0) {
+      r.Fail("bad version vector entry");
+      break;
+    }
+    vv.Raise(id, seq);
+  }
+  return vv;
+}
+
+}  // namespace tandem::engine

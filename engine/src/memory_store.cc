@@ -1,0 +1,201 @@
+#include "tandem/engine/memory_store.h"
+
+#include "tandem/engine/codec.h"
+
+namespace tandem::engine {
+
+std::string EncodeFieldKey(const FieldKey& key) {
+  std::string s;
+  s.reserve(key.collection.size() + key.record.size() + key.field.size() + 2);
+  s += key.collection;
+  s.push_back('\0');
+  s += key.record;
+  s.push_back('\0');
+  s += key.field;
+  return s;
+}
+
+bool DecodeFieldKey(std::string_view s, FieldKey* out) {
+  size_t a = s.find('\0');
+  if (a == std::string_view::npos) return false;
+  size_t b = s.find('\0', a + 1);
+  if (b == std::string_view::npos || s.find('\0', b + 1) != std::string_view::npos) return false;
+  out->collection = std::string(s.substr(0, a));
+  out->record = std::string(s.substr(a + 1, b - a - 1));
+  out->field = std::string(s.substr(b + 1));
+  return true;
+}
+
+namespace {
+
+using Data = MemoryStore::Data;
+
+// Read operations over one immutable snapshot (or, for a writer, its private copy).
+class MemoryReader {
+ public:
+  explicit MemoryReader(const Data* d) : d_(d) {}
+
+  Status GetMeta(ReplicaMeta* out) {
+    *out = d_->meta;
+    return Status::Ok();
+  }
+  Status GetField(const FieldKey& key, std::optional<FieldState>* out) {
+    out->reset();
+    auto it = d_->fields.find(EncodeFieldKey(key));
+    if (it == d_->fields.end()) return Status::Ok();
+    TANDEM_ASSIGN_OR_RETURN(FieldState s, DecodeFieldState(it->second.second));
+    *out = std::move(s);
+    return Status::Ok();
+  }
+  Status GetRecord(std::string_view c, std::string_view r, RecordState* out) {
+    out->fields.clear();
+    std::string prefix = std::string(c) + '\0' + std::string(r) + '\0';
+    for (auto it = d_->fields.lower_bound(prefix);
+         it != d_->fields.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
+      TANDEM_ASSIGN_OR_RETURN(FieldState s, DecodeFieldState(it->second.second));
+      out->fields.emplace(it->first.substr(prefix.size()), std::move(s));
+    }
+    return Status::Ok();
+  }
+  Status ScanRecords(std::string_view c, std::string_view after, const ReadTxn::RecordFn& fn) {
+    std::string prefix = std::string(c) + '\0';
+    // The first key after every field of `after`: after \0 \xff... sorts past them.
+    std::string start = prefix + std::string(after) + (after.empty() ? "" : std::string("\x01"));
+    std::string current;
+    RecordState state;
+    for (auto it = d_->fields.lower_bound(start);
+         it != d_->fields.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
+      FieldKey k;
+      if (!DecodeFieldKey(it->first, &k)) return Status::Corrupt("bad key in memory store");
+      if (k.record <= after && !after.empty()) continue;
+      if (k.record != current && !state.fields.empty()) {
+        if (!fn(current, state)) return Status::Ok();
+        state.fields.clear();
+      }
+      current = k.record;
+      TANDEM_ASSIGN_OR_RETURN(FieldState s, DecodeFieldState(it->second.second));
+      state.fields.emplace(k.field, std::move(s));
+    }
+    if (!state.fields.empty()) fn(current, state);
+    return Status::Ok();
+  }
+  Status ListCollections(std::vector<std::string>* out) {
+    out->clear();
+    for (const auto& [key, v] : d_->fields) {
+      std::string c = key.substr(0, key.find('\0'));
+      if (out->empty() || out->back() != c) out->push_back(c);
+    }
+    return Status::Ok();
+  }
+  Status ScanLog(uint64_t since, const ReadTxn::LogFn& fn) {
+    for (auto it = d_->log.upper_bound(since); it != d_->log.end(); ++it) {
+      FieldKey k;
+      if (!DecodeFieldKey(it->second, &k)) return Status::Corrupt("bad key in memory log");
+      if (!fn(it->first, k)) break;
+    }
+    return Status::Ok();
+  }
+  Status LastLogSeq(uint64_t* out) {
+    *out = d_->last_log_seq;
+    return Status::Ok();
+  }
+
+ private:
+  const Data* d_;
+};
+
+class MemoryReadTxn : public ReadTxn {
+ public:
+  explicit MemoryReadTxn(std::shared_ptr<const Data> d) : d_(std::move(d)), r_(d_.get()) {}
+  Status GetMeta(ReplicaMeta* out) override { return r_.GetMeta(out); }
+  Status GetField(const FieldKey& k, std::optional<FieldState>* out) override {
+    return r_.GetField(k, out);
+  }
+  Status GetRecord(std::string_view c, std::string_view r, RecordState* out) override {
+    return r_.GetRecord(c, r, out);
+  }
+  Status ScanRecords(std::string_view c, std::string_view after, const RecordFn& fn) override {
+    return r_.ScanRecords(c, after, fn);
+  }
+  Status ListCollections(std::vector<std::string>* out) override { return r_.ListCollections(out); }
+  Status ScanLog(uint64_t since, const LogFn& fn) override { return r_.ScanLog(since, fn); }
+  Status LastLogSeq(uint64_t* out) override { return r_.LastLogSeq(out); }
+
+ private:
+  std::shared_ptr<const Data> d_;
+  MemoryReader r_;
+};
+
+}  // namespace
+
+class MemoryWriteTxn : public WriteTxn {
+ public:
+  MemoryWriteTxn(MemoryStore* store, std::shared_ptr<Data> d)
+      : store_(store), d_(std::move(d)), r_(d_.get()) {}
+  ~MemoryWriteTxn() override {
+    if (!done_) {
+      std::lock_guard lock(store_->mu_);
+      store_->writer_active_ = false;
+    }
+  }
+  Status GetMeta(ReplicaMeta* out) override { return r_.GetMeta(out); }
+  Status GetField(const FieldKey& k, std::optional<FieldState>* out) override {
+    return r_.GetField(k, out);
+  }
+  Status GetRecord(std::string_view c, std::string_view r, RecordState* out) override {
+    return r_.GetRecord(c, r, out);
+  }
+  Status ScanRecords(std::string_view c, std::string_view after, const RecordFn& fn) override {
+    return r_.ScanRecords(c, after, fn);
+  }
+  Status ListCollections(std::vector<std::string>* out) override { return r_.ListCollections(out); }
+  Status ScanLog(uint64_t since, const LogFn& fn) override { return r_.ScanLog(since, fn); }
+  Status LastLogSeq(uint64_t* out) override { return r_.LastLogSeq(out); }
+
+  Status PutMeta(const ReplicaMeta& meta) override {
+    d_->meta = meta;
+    return Status::Ok();
+  }
+  Status PutField(const FieldKey& key, const FieldState& state) override {
+    std::string k = EncodeFieldKey(key);
+    auto& slot = d_->fields[k];
+    if (slot.first) d_->log.erase(slot.first);
+    slot.first = ++d_->last_log_seq;
+    slot.second = EncodeFieldState(state);
+    d_->log[slot.first] = k;
+    return Status::Ok();
+  }
+  Status Commit() override {
+    std::lock_guard lock(store_->mu_);
+    store_->current_ = std::move(d_);
+    store_->writer_active_ = false;
+    done_ = true;
+    return Status::Ok();
+  }
+
+ private:
+  MemoryStore* store_;
+  std::shared_ptr<Data> d_;
+  MemoryReader r_;
+  bool done_ = false;
+};
+
+MemoryStore::MemoryStore(const ReplicaId& id) {
+  auto d = std::make_shared<Data>();
+  d->meta.id = id;
+  current_ = std::move(d);
+}
+
+Result<std::unique_ptr<ReadTxn>> MemoryStore::BeginRead() {
+  std::lock_guard lock(mu_);
+  return std::unique_ptr<ReadTxn>(new MemoryReadTxn(current_));
+}
+
+Result<std::unique_ptr<WriteTxn>> MemoryStore::BeginWrite() {
+  std::lock_guard lock(mu_);
+  if (writer_active_) return Status::Busy("another write transaction is open");
+  writer_active_ = true;
+  return std::unique_ptr<WriteTxn>(new MemoryWriteTxn(this, std::make_shared<Data>(*current_)));
+}
+
+}  // namespace tandem::engine

@@ -1,0 +1,257 @@
+#include "tandem/engine/replica.h"
+
+#include <algorithm>
+
+namespace tandem::engine {
+
+Status ValidateKey(const FieldKey& key) {
+  TANDEM_RETURN_IF_ERROR(ValidateCollection(key.collection));
+  TANDEM_RETURN_IF_ERROR(ValidateRecordId(key.record));
+  return ValidateFieldName(key.field);
+}
+
+// ---- Batch ------------------------------------------------------------------------
+
+Dot Batch::NextDot() {
+  uint64_t seq = meta_.vv.Get(meta_.id) + 1;
+  meta_.vv.Raise(meta_.id, seq);
+  return Dot{meta_.id, seq};
+}
+
+Status Batch::Mutate(std::string_view collection, std::string_view id, std::string_view field,
+                     const std::function<void(FieldState&, const Dot&, Hlc)>& fn) {
+  FieldKey key{std::string(collection), std::string(id), std::string(field)};
+  TANDEM_RETURN_IF_ERROR(ValidateKey(key));
+  std::optional<FieldState> state;
+  TANDEM_RETURN_IF_ERROR(txn_.GetField(key, &state));
+  if (!state) state.emplace();
+  HybridClock clock(meta_.clock);
+  Hlc hlc = clock.Tick(now_());
+  meta_.clock = clock.last();
+  fn(*state, NextDot(), hlc);
+  return txn_.PutField(key, *state);
+}
+
+Status Batch::Put(std::string_view c, std::string_view id, std::string_view f, Value v) {
+  TANDEM_RETURN_IF_ERROR(ValidateValue(v));
+  return Mutate(c, id, f,
+                [&](FieldState& s, const Dot& d, Hlc h) { ApplyPut(s, d, h, std::move(v)); });
+}
+
+Status Batch::Incr(std::string_view c, std::string_view id, std::string_view f, int64_t by) {
+  return Mutate(c, id, f, [&](FieldState& s, const Dot& d, Hlc h) { ApplyIncr(s, d, h, by); });
+}
+
+Status Batch::Add(std::string_view c, std::string_view id, std::string_view f, Value e) {
+  TANDEM_RETURN_IF_ERROR(ValidateValue(e));
+  return Mutate(c, id, f,
+                [&](FieldState& s, const Dot& d, Hlc h) { ApplyAdd(s, d, h, std::move(e)); });
+}
+
+Status Batch::Remove(std::string_view c, std::string_view id, std::string_view f, const Value& e) {
+  TANDEM_RETURN_IF_ERROR(ValidateValue(e));
+  return Mutate(c, id, f, [&](FieldState& s, const Dot& d, Hlc h) { ApplyRemove(s, d, h, e); });
+}
+
+Status Batch::Delete(std::string_view c, std::string_view id) {
+  TANDEM_RETURN_IF_ERROR(ValidateCollection(c));
+  TANDEM_RETURN_IF_ERROR(ValidateRecordId(id));
+  RecordState r;
+  TANDEM_RETURN_IF_ERROR(txn_.GetRecord(c, id, &r));
+  if (!r.Live()) return Status::NotFound("record " + std::string(c) + "/" + std::string(id));
+  Dot dot = NextDot();
+  for (auto& [name, f] : r.fields) {
+    ApplyDelete(f, dot);
+    TANDEM_RETURN_IF_ERROR(txn_.PutField(FieldKey{std::string(c), std::string(id), name}, f));
+  }
+  return Status::Ok();
+}
+
+// ---- Replica ----------------------------------------------------------------------
+
+Replica::Replica(std::unique_ptr<Store> store, PhysicalClock now)
+    : store_(std::move(store)), now_(std::move(now)) {}
+
+Result<ReplicaMeta> Replica::Meta() {
+  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+  ReplicaMeta m;
+  TANDEM_RETURN_IF_ERROR(txn->GetMeta(&m));
+  return m;
+}
+
+Status Replica::Write(const std::function<Status(Batch&)>& fn) {
+  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
+  ReplicaMeta meta;
+  TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
+  const ReplicaMeta before = meta;
+  Batch batch(*txn, meta, now_);
+  TANDEM_RETURN_IF_ERROR(fn(batch));
+  if (!(meta == before)) TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
+  return txn->Commit();
+}
+
+Status Replica::Put(std::string_view c, std::string_view id,
+                    const std::vector<std::pair<std::string, Value>>& fields) {
+  if (fields.empty()) return Status::Invalid("put needs at least one field");
+  return Write([&](Batch& b) {
+    for (const auto& [f, v] : fields) TANDEM_RETURN_IF_ERROR(b.Put(c, id, f, v));
+    return Status::Ok();
+  });
+}
+
+Status Replica::Incr(std::string_view c, std::string_view id, std::string_view f, int64_t by) {
+  return Write([&](Batch& b) { return b.Incr(c, id, f, by); });
+}
+Status Replica::Add(std::string_view c, std::string_view id, std::string_view f, Value e) {
+  return Write([&](Batch& b) { return b.Add(c, id, f, e); });
+}
+Status Replica::Remove(std::string_view c, std::string_view id, std::string_view f,
+                       const Value& e) {
+  return Write([&](Batch& b) { return b.Remove(c, id, f, e); });
+}
+Status Replica::Delete(std::string_view c, std::string_view id) {
+  return Write([&](Batch& b) { return b.Delete(c, id); });
+}
+
+Result<RecordState> Replica::GetState(std::string_view c, std::string_view id) {
+  TANDEM_RETURN_IF_ERROR(ValidateCollection(c));
+  TANDEM_RETURN_IF_ERROR(ValidateRecordId(id));
+  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+  RecordState r;
+  TANDEM_RETURN_IF_ERROR(txn->GetRecord(c, id, &r));
+  return r;
+}
+
+Result<Record> Replica::Get(std::string_view c, std::string_view id) {
+  TANDEM_ASSIGN_OR_RETURN(RecordState r, GetState(c, id));
+  auto rec = Read(std::string(id), r);
+  if (!rec) return Status::NotFound("record " + std::string(c) + "/" + std::string(id));
+  return std::move(*rec);
+}
+
+Status Replica::Scan(std::string_view c, std::string_view after,
+                     const std::function<bool(const Record&)>& fn) {
+  TANDEM_RETURN_IF_ERROR(ValidateCollection(c));
+  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+  return txn->ScanRecords(c, after, [&](const std::string& id, RecordState& r) {
+    auto rec = Read(id, r);
+    return rec ? fn(*rec) : true;
+  });
+}
+
+Result<std::vector<std::string>> Replica::Collections() {
+  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+  std::vector<std::string> out;
+  TANDEM_RETURN_IF_ERROR(txn->ListCollections(&out));
+  return out;
+}
+
+Result<std::vector<std::pair<std::string, std::vector<Sibling>>>> Replica::Conflicts(
+    std::string_view c, std::string_view id) {
+  TANDEM_ASSIGN_OR_RETURN(RecordState r, GetState(c, id));
+  if (!r.Live()) return Status::NotFound("record " + std::string(c) + "/" + std::string(id));
+  std::vector<std::pair<std::string, std::vector<Sibling>>> out;
+  for (const auto& [name, f] : r.fields) {
+    auto sibs = Siblings(f);
+    if (sibs.size() > 1) out.emplace_back(name, std::move(sibs));
+  }
+  return out;
+}
+
+Result<ChangePage> Replica::Changes(uint64_t since, size_t limit) {
+  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+  // Each record once, at the position of its latest change in the range read: lines
+  // come out in cursor order and resuming after any cursor misses nothing.
+  std::map<std::pair<std::string, std::string>, uint64_t> latest;
+  ChangePage page;
+  page.next_cursor = since;
+  size_t n = 0;
+  TANDEM_RETURN_IF_ERROR(txn->ScanLog(since, [&](uint64_t seq, const FieldKey& k) {
+    latest[{k.collection, k.record}] = seq;
+    page.next_cursor = seq;
+    return ++n < limit;
+  }));
+  std::vector<std::pair<uint64_t, const std::pair<std::string, std::string>*>> order;
+  for (const auto& [rk, seq] : latest) order.emplace_back(seq, &rk);
+  std::sort(order.begin(), order.end());
+  for (const auto& [seq, rk] : order) {
+    RecordState r;
+    TANDEM_RETURN_IF_ERROR(txn->GetRecord(rk->first, rk->second, &r));
+    page.changes.push_back(Change{seq, rk->first, rk->second, Read(rk->second, r)});
+  }
+  return page;
+}
+
+Result<DeltaPage> Replica::CollectDeltas(uint64_t since, size_t limit, const VersionVector* skip) {
+  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+  DeltaPage page;
+  page.next_cursor = since;
+  size_t n = 0;
+  Status st;
+  TANDEM_RETURN_IF_ERROR(txn->ScanLog(since, [&](uint64_t seq, const FieldKey& k) {
+    if (n >= limit) return false;
+    ++n;
+    page.next_cursor = seq;
+    std::optional<FieldState> s;
+    st = txn->GetField(k, &s);
+    if (!st.ok()) return false;
+    if (!s) {
+      st = Status::Corrupt("change log names a missing field");
+      return false;
+    }
+    if (skip && skip->Covers(s->ctx)) return true;
+    page.deltas.push_back(FieldDelta{k, std::move(*s)});
+    return true;
+  }));
+  TANDEM_RETURN_IF_ERROR(st);
+  uint64_t last = 0;
+  TANDEM_RETURN_IF_ERROR(txn->LastLogSeq(&last));
+  page.done = page.next_cursor >= last;
+  return page;
+}
+
+Status Replica::ApplyDeltas(const std::vector<FieldDelta>& deltas, size_t* changed) {
+  for (const auto& d : deltas) TANDEM_RETURN_IF_ERROR(ValidateKey(d.key).With("delta"));
+  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
+  ReplicaMeta meta;
+  TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
+  HybridClock clock(meta.clock);
+  size_t n = 0;
+  for (const auto& d : deltas) {
+    // Events of ours we never issued: a forged or cloned peer. Accepting them would let
+    // our next dot fall inside someone's context and vanish.
+    if (d.state.ctx.Get(meta.id) > meta.vv.Get(meta.id))
+      return Status::Corrupt("delta claims events of this replica that it never issued");
+    std::optional<FieldState> s;
+    TANDEM_RETURN_IF_ERROR(txn->GetField(d.key, &s));
+    if (!s) s.emplace();
+    if (Join(*s, d.state)) {
+      TANDEM_RETURN_IF_ERROR(txn->PutField(d.key, *s));
+      ++n;
+    }
+    clock.Observe(d.state.MaxHlc());
+  }
+  if (clock.last() != meta.clock) {
+    meta.clock = clock.last();
+    TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
+  }
+  TANDEM_RETURN_IF_ERROR(txn->Commit());
+  if (changed) *changed = n;
+  return Status::Ok();
+}
+
+Status Replica::MergeVersionVector(const VersionVector& vv) {
+  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
+  ReplicaMeta meta;
+  TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
+  if (meta.vv.Covers(vv)) return Status::Ok();
+  // Our own entry is ours alone to advance: a peer claiming more of our events than we
+  // issued is wrong, and adopting it would make us reissue dots.
+  if (vv.Get(meta.id) > meta.vv.Get(meta.id))
+    return Status::Corrupt("peer version vector claims events of ours we never issued");
+  meta.vv.Merge(vv);
+  TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
+  return txn->Commit();
+}
+
+}  // namespace tandem::engine

@@ -1,0 +1,152 @@
+#include "tandem/engine/value.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+
+namespace tandem::engine {
+
+const char* TypeName(ValueType t) {
+  switch (t) {
+    case ValueType::kNull:
+      return "null";
+    case ValueType::kBool:
+      return "bool";
+    case ValueType::kInt:
+      return "int";
+    case ValueType::kDouble:
+      return "double";
+    case ValueType::kString:
+      return "string";
+    case ValueType::kBytes:
+      return "bytes";
+  }
+  return "?";
+}
+
+// IEEE 754 totalOrder as a signed integer key.
+static int64_t DoubleKey(double d) {
+  int64_t i;
+  std::memcpy(&i, &d, sizeof i);
+  return i < 0 ? i ^ INT64_MAX : i;
+}
+
+template <typename T>
+static int Cmp(const T& a, const T& b) {
+  return a < b ? -1 : (b < a ? 1 : 0);
+}
+
+int CompareValues(const Value& a, const Value& b) {
+  if (a.index() != b.index()) return a.index() < b.index() ? -1 : 1;
+  switch (TypeOf(a)) {
+    case ValueType::kNull:
+      return 0;
+    case ValueType::kBool:
+      return Cmp(std::get<bool>(a), std::get<bool>(b));
+    case ValueType::kInt:
+      return Cmp(std::get<int64_t>(a), std::get<int64_t>(b));
+    case ValueType::kDouble:
+      return Cmp(DoubleKey(std::get<double>(a)), DoubleKey(std::get<double>(b)));
+    case ValueType::kString:
+      return std::get<std::string>(a).compare(std::get<std::string>(b)) < 0
+                 ? -1
+                 : (std::get<std::string>(a) == std::get<std::string>(b) ? 0 : 1);
+    case ValueType::kBytes: {
+      const auto& x = std::get<Bytes>(a).data;
+      const auto& y = std::get<Bytes>(b).data;
+      return x < y ? -1 : (x == y ? 0 : 1);
+    }
+  }
+  return 0;
+}
+
+std::string DebugString(const Value& v) {
+  switch (TypeOf(v)) {
+    case ValueType::kNull:
+      return "null";
+    case ValueType::kBool:
+      return std::get<bool>(v) ? "true" : "false";
+    case ValueType::kInt:
+      return std::to_string(std::get<int64_t>(v));
+    case ValueType::kDouble: {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.17g", std::get<double>(v));
+      return buf;
+    }
+    case ValueType::kString:
+      return "\"" + std::get<std::string>(v) + "\"";
+    case ValueType::kBytes:
+      return "bytes[" + std::to_string(std::get<Bytes>(v).data.size()) + "]";
+  }
+  return "?";
+}
+
+bool IsValidUtf8(std::string_view s) {
+  size_t i = 0, n = s.size();
+  while (i < n) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len;
+    uint32_t cp;
+    if ((c & 0xe0) == 0xc0) {
+      len = 2;
+      cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      len = 3;
+      cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + len > n) return false;
+    for (size_t k = 1; k < len; ++k) {
+      unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    // Overlong forms, surrogates, and code points past U+10FFFF are invalid.
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+      return false;
+    i += len;
+  }
+  return true;
+}
+
+Status ValidateName(std::string_view name, size_t max_len, const char* what) {
+  if (name.empty()) return Status::Invalid(std::string(what) + " is empty");
+  if (name.size() > max_len)
+    return Status::Invalid(std::string(what) + " is longer than " + std::to_string(max_len) +
+                           " bytes");
+  if (name.find('\0') != std::string_view::npos)
+    return Status::Invalid(std::string(what) + " contains a NUL byte");
+  if (!IsValidUtf8(name)) return Status::Invalid(std::string(what) + " is not valid UTF-8");
+  return Status::Ok();
+}
+
+Status ValidateCollection(std::string_view c) {
+  return ValidateName(c, kMaxCollectionName, "collection name");
+}
+Status ValidateRecordId(std::string_view id) { return ValidateName(id, kMaxRecordId, "record id"); }
+Status ValidateFieldName(std::string_view f) {
+  TANDEM_RETURN_IF_ERROR(ValidateName(f, kMaxFieldName, "field name"));
+  if (f == "id") return Status::Invalid("field name \"id\" is reserved for the record id");
+  return Status::Ok();
+}
+
+Status ValidateValue(const Value& v) {
+  if (auto* s = std::get_if<std::string>(&v)) {
+    if (s->size() > kMaxValueBytes) return Status::Invalid("string value too large");
+    if (!IsValidUtf8(*s)) return Status::Invalid("string value is not valid UTF-8");
+  } else if (auto* b = std::get_if<Bytes>(&v)) {
+    if (b->data.size() > kMaxValueBytes) return Status::Invalid("bytes value too large");
+  }
+  return Status::Ok();
+}
+
+}  // namespace tandem::engine
