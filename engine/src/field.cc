@@ -249,6 +249,13 @@ std::vector<Sibling> Siblings(const FieldState& s) {
   return out;
 }
 
+bool IsConflict(const std::vector<Sibling>& sibs) {
+  if (sibs.size() < 2) return false;
+  for (const auto& s : sibs)
+    if (s.kind != sibs.front().kind) return true;
+  return sibs.front().kind == Kind::kRegister;
+}
+
 bool RecordState::Live() const {
   for (const auto& [name, f] : fields)
     if (f.Live()) return true;

@@ -58,7 +58,7 @@ Status Batch::Delete(std::string_view c, std::string_view id) {
   TANDEM_RETURN_IF_ERROR(ValidateRecordId(id));
   RecordState r;
   TANDEM_RETURN_IF_ERROR(txn_.GetRecord(c, id, &r));
-  if (!r.Live()) return Status::NotFound("record " + std::string(c) + "/" + std::string(id));
+  if (!r.Live()) return Status::NotFound("not found: " + std::string(c) + "/" + std::string(id));
   Dot dot = NextDot();
   for (auto& [name, f] : r.fields) {
     ApplyDelete(f, dot);
@@ -79,7 +79,24 @@ Result<ReplicaMeta> Replica::Meta() {
   return m;
 }
 
+namespace {
+// Runs a whole write transaction again when the store reports a transient condition
+// (kBusy: an LMDB map that had to grow, or another writer in a memory store).
+Status Retrying(const std::function<Status()>& attempt) {
+  Status st;
+  for (int i = 0; i < 32; ++i) {
+    st = attempt();
+    if (st.code() != Code::kBusy) return st;
+  }
+  return st;
+}
+}  // namespace
+
 Status Replica::Write(const std::function<Status(Batch&)>& fn) {
+  return Retrying([&] { return WriteOnce(fn); });
+}
+
+Status Replica::WriteOnce(const std::function<Status(Batch&)>& fn) {
   TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
   ReplicaMeta meta;
   TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
@@ -125,7 +142,7 @@ Result<RecordState> Replica::GetState(std::string_view c, std::string_view id) {
 Result<Record> Replica::Get(std::string_view c, std::string_view id) {
   TANDEM_ASSIGN_OR_RETURN(RecordState r, GetState(c, id));
   auto rec = Read(std::string(id), r);
-  if (!rec) return Status::NotFound("record " + std::string(c) + "/" + std::string(id));
+  if (!rec) return Status::NotFound("not found: " + std::string(c) + "/" + std::string(id));
   return std::move(*rec);
 }
 
@@ -149,11 +166,11 @@ Result<std::vector<std::string>> Replica::Collections() {
 Result<std::vector<std::pair<std::string, std::vector<Sibling>>>> Replica::Conflicts(
     std::string_view c, std::string_view id) {
   TANDEM_ASSIGN_OR_RETURN(RecordState r, GetState(c, id));
-  if (!r.Live()) return Status::NotFound("record " + std::string(c) + "/" + std::string(id));
+  if (!r.Live()) return Status::NotFound("not found: " + std::string(c) + "/" + std::string(id));
   std::vector<std::pair<std::string, std::vector<Sibling>>> out;
   for (const auto& [name, f] : r.fields) {
     auto sibs = Siblings(f);
-    if (sibs.size() > 1) out.emplace_back(name, std::move(sibs));
+    if (IsConflict(sibs)) out.emplace_back(name, std::move(sibs));
   }
   return out;
 }
@@ -212,6 +229,10 @@ Result<DeltaPage> Replica::CollectDeltas(uint64_t since, size_t limit, const Ver
 
 Status Replica::ApplyDeltas(const std::vector<FieldDelta>& deltas, size_t* changed) {
   for (const auto& d : deltas) TANDEM_RETURN_IF_ERROR(ValidateKey(d.key).With("delta"));
+  return Retrying([&] { return ApplyDeltasOnce(deltas, changed); });
+}
+
+Status Replica::ApplyDeltasOnce(const std::vector<FieldDelta>& deltas, size_t* changed) {
   TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
   ReplicaMeta meta;
   TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
@@ -241,6 +262,10 @@ Status Replica::ApplyDeltas(const std::vector<FieldDelta>& deltas, size_t* chang
 }
 
 Status Replica::MergeVersionVector(const VersionVector& vv) {
+  return Retrying([&] { return MergeVersionVectorOnce(vv); });
+}
+
+Status Replica::MergeVersionVectorOnce(const VersionVector& vv) {
   TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
   ReplicaMeta meta;
   TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));

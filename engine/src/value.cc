@@ -1,5 +1,6 @@
 #include "tandem/engine/value.h"
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -70,8 +71,8 @@ std::string DebugString(const Value& v) {
       return std::to_string(std::get<int64_t>(v));
     case ValueType::kDouble: {
       char buf[32];
-      std::snprintf(buf, sizeof buf, "%.17g", std::get<double>(v));
-      return buf;
+      auto res = std::to_chars(buf, buf + sizeof buf, std::get<double>(v));  // shortest
+      return std::string(buf, res.ptr);
     }
     case ValueType::kString:
       return "\"" + std::get<std::string>(v) + "\"";

@@ -116,6 +116,10 @@ struct Sibling {
 // The markers of a field, winner first, then by descending (hlc, replica, seq). A field
 // is in conflict when this has more than one entry.
 std::vector<Sibling> Siblings(const FieldState& s);
+// True when the siblings are a conflict a user should see: concurrent register writes,
+// or concurrent operations of different kinds. Concurrent increments, or concurrent set
+// operations, merge by design and are not conflicts.
+bool IsConflict(const std::vector<Sibling>& siblings);
 
 // A record: field name -> field state. A record exists while any field is live.
 struct RecordState {

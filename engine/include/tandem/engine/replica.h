@@ -78,7 +78,9 @@ class Replica {
   Result<ReplicaMeta> Meta();
 
   // Runs fn in one write transaction; commits if fn returns OK, else aborts and returns
-  // fn's status. Everything in one batch becomes durable (or not) together.
+  // fn's status. Everything in one batch becomes durable (or not) together. fn may run
+  // more than once (when the store must grow and retry), so it should do nothing but
+  // call Batch methods.
   Status Write(const std::function<Status(Batch&)>& fn);
 
   // Conveniences: one operation, one transaction.
@@ -98,7 +100,7 @@ class Replica {
   Status Scan(std::string_view collection, std::string_view after,
               const std::function<bool(const Record&)>& fn);
   Result<std::vector<std::string>> Collections();
-  // Fields of the record with more than one concurrent operation, with their siblings.
+  // Fields of the record in conflict (see IsConflict), with their siblings, winner first.
   Result<std::vector<std::pair<std::string, std::vector<Sibling>>>> Conflicts(
       std::string_view collection, std::string_view id);
 
@@ -117,6 +119,9 @@ class Replica {
   Status MergeVersionVector(const VersionVector& vv);
 
  private:
+  Status WriteOnce(const std::function<Status(Batch&)>& fn);
+  Status ApplyDeltasOnce(const std::vector<FieldDelta>& deltas, size_t* changed);
+  Status MergeVersionVectorOnce(const VersionVector& vv);
   std::unique_ptr<Store> store_;
   PhysicalClock now_;
 };

@@ -1,0 +1,35 @@
+// JSON renderings shared by the CLI, the C API and the tests.
+//
+// Scalars map to JSON as: null, true/false, integers (int64), doubles (always written
+// with a decimal point or exponent, so 5.0 stays a double), strings, and bytes as
+// {"$bytes": "<base64>"}. Counters read as numbers, sets as sorted arrays. Output is
+// canonical: keys sorted, no spaces, one line; two converged replicas render equal bytes.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "tandem/engine/replica.h"
+
+namespace tandem::bindings {
+
+using Json = nlohmann::json;
+
+// Parses one JSON scalar (or a {"$bytes": ...} object) as a Value.
+Result<engine::Value> ParseScalar(std::string_view text);
+Json ValueToJson(const engine::Value& v);
+Json FieldToJson(const engine::FieldValue& f);
+// {"id": ..., field: value, ...}
+Json RecordToJson(const engine::Record& r);
+// {"collection": ..., "record": {...}}: one line of `tandem dump`.
+Json DumpLine(const std::string& collection, const engine::Record& r);
+// {"collection", "cursor", "deleted", "id", "record"?}: one line of the change feed.
+Json ChangeToJson(const engine::Change& c);
+// Register siblings of every conflicting field: {"field": [{"value", "kind", "writer",
+// "hlc", "time", "winner"}...]}.
+Json ConflictsToJson(
+    const std::vector<std::pair<std::string, std::vector<engine::Sibling>>>& conflicts);
+// The canonical one-line text of a JSON value.
+std::string Canonical(const Json& j);
+
+}  // namespace tandem::bindings

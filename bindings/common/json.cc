@@ -1,0 +1,161 @@
+#include "tandem/bindings/json.h"
+
+#include <sodium.h>
+
+#include <ctime>
+#include <limits>
+
+namespace tandem::bindings {
+
+using engine::Value;
+
+namespace {
+
+std::string ToBase64(const std::string& bin) {
+  std::string out(sodium_base64_encoded_len(bin.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
+  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bin.data()),
+                    bin.size(), sodium_base64_VARIANT_ORIGINAL);
+  out.resize(std::strlen(out.c_str()));
+  return out;
+}
+
+Result<std::string> FromBase64(const std::string& text) {
+  std::string out(text.size(), '\0');
+  size_t len = 0;
+  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), text.data(),
+                        text.size(), nullptr, &len, nullptr, sodium_base64_VARIANT_ORIGINAL) != 0)
+    return Status::Invalid("$bytes is not valid base64");
+  out.resize(len);
+  return out;
+}
+
+std::string IsoTime(uint64_t ms) {
+  time_t secs = static_cast<time_t>(ms / 1000);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[48];
+  snprintf(out, sizeof out, "%s.%03uZ", buf, static_cast<unsigned>(ms % 1000));
+  return out;
+}
+
+}  // namespace
+
+Result<Value> ParseScalar(std::string_view text) {
+  Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return Status::Invalid("not valid JSON: " + std::string(text));
+  switch (j.type()) {
+    case Json::value_t::null:
+      return Value{};
+    case Json::value_t::boolean:
+      return Value{j.get<bool>()};
+    case Json::value_t::number_integer:
+      return Value{j.get<int64_t>()};
+    case Json::value_t::number_unsigned: {
+      uint64_t u = j.get<uint64_t>();
+      if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+        return Status::Invalid("integer out of the int64 range: " + std::string(text));
+      return Value{static_cast<int64_t>(u)};
+    }
+    case Json::value_t::number_float:
+      return Value{j.get<double>()};
+    case Json::value_t::string: {
+      Value v{j.get<std::string>()};
+      TANDEM_RETURN_IF_ERROR(engine::ValidateValue(v));
+      return v;
+    }
+    case Json::value_t::object:
+      if (j.size() == 1 && j.contains("$bytes") && j["$bytes"].is_string()) {
+        TANDEM_ASSIGN_OR_RETURN(std::string bin, FromBase64(j["$bytes"].get<std::string>()));
+        Value v{engine::Bytes{std::move(bin)}};
+        TANDEM_RETURN_IF_ERROR(engine::ValidateValue(v));
+        return v;
+      }
+      [[fallthrough]];
+    default:
+      return Status::Invalid(
+          "expected a JSON scalar (number, string, true, false, null or "
+          "{\"$bytes\": \"<base64>\"}), got: " +
+          std::string(text));
+  }
+}
+
+Json ValueToJson(const Value& v) {
+  switch (engine::TypeOf(v)) {
+    case engine::ValueType::kNull:
+      return nullptr;
+    case engine::ValueType::kBool:
+      return std::get<bool>(v);
+    case engine::ValueType::kInt:
+      return std::get<int64_t>(v);
+    case engine::ValueType::kDouble:
+      return std::get<double>(v);
+    case engine::ValueType::kString:
+      return std::get<std::string>(v);
+    case engine::ValueType::kBytes:
+      return Json{{"$bytes", ToBase64(std::get<engine::Bytes>(v).data)}};
+  }
+  return nullptr;
+}
+
+Json FieldToJson(const engine::FieldValue& f) {
+  switch (f.kind) {
+    case engine::Kind::kRegister:
+      return ValueToJson(f.scalar);
+    case engine::Kind::kCounter:
+      return f.count;
+    case engine::Kind::kSet: {
+      Json a = Json::array();
+      for (const auto& v : f.set) a.push_back(ValueToJson(v));
+      return a;
+    }
+  }
+  return nullptr;
+}
+
+Json RecordToJson(const engine::Record& r) {
+  Json j = Json::object();
+  j["id"] = r.id;
+  for (const auto& [name, f] : r.fields) j[name] = FieldToJson(f);
+  return j;
+}
+
+Json DumpLine(const std::string& collection, const engine::Record& r) {
+  return Json{{"collection", collection}, {"record", RecordToJson(r)}};
+}
+
+Json ChangeToJson(const engine::Change& c) {
+  Json j{{"collection", c.collection},
+         {"cursor", c.cursor},
+         {"id", c.id},
+         {"deleted", !c.record.has_value()}};
+  if (c.record) j["record"] = RecordToJson(*c.record);
+  return j;
+}
+
+Json ConflictsToJson(
+    const std::vector<std::pair<std::string, std::vector<engine::Sibling>>>& conflicts) {
+  Json j = Json::object();
+  for (const auto& [field, sibs] : conflicts) {
+    Json a = Json::array();
+    for (const auto& s : sibs) {
+      Json e{{"kind", engine::KindName(s.kind)},
+             {"writer", s.dot.replica.Hex()},
+             {"seq", s.dot.seq},
+             {"hlc", s.hlc},
+             {"time", IsoTime(engine::HlcMillis(s.hlc))},
+             {"winner", s.winner}};
+      if (s.kind == engine::Kind::kRegister) e["value"] = ValueToJson(s.value);
+      a.push_back(std::move(e));
+    }
+    j[field] = std::move(a);
+  }
+  return j;
+}
+
+std::string Canonical(const Json& j) {
+  return j.dump(-1, ' ', /*ensure_ascii=*/false, Json::error_handler_t::strict);
+}
+
+}  // namespace tandem::bindings

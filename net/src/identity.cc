@@ -1,0 +1,113 @@
+#include "tandem/net/identity.h"
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace tandem::net {
+
+namespace {
+
+constexpr char kMagic[8] = {'T', 'N', 'D', 'M', 'I', 'D', '0', '1'};
+constexpr char kBase32[] = "abcdefghijklmnopqrstuvwxyz234567";
+
+void InitSodium() {
+  if (sodium_init() < 0) abort();  // no usable randomness: nothing safe to do
+}
+
+std::string Base32(const uint8_t* p, size_t n) {
+  std::string out;
+  uint32_t buf = 0;
+  int bits = 0;
+  for (size_t i = 0; i < n; ++i) {
+    buf = (buf << 8) | p[i];
+    bits += 8;
+    while (bits >= 5) {
+      out.push_back(kBase32[(buf >> (bits - 5)) & 31]);
+      bits -= 5;
+    }
+  }
+  if (bits > 0) out.push_back(kBase32[(buf << (5 - bits)) & 31]);
+  return out;
+}
+
+std::string Check(const std::string& body) {
+  uint8_t h[16];
+  crypto_generichash(h, sizeof h, reinterpret_cast<const uint8_t*>(body.data()), body.size(),
+                     nullptr, 0);
+  return std::string{kBase32[h[0] & 31], kBase32[h[1] & 31]};
+}
+
+}  // namespace
+
+Identity GenerateIdentity() {
+  InitSodium();
+  Identity id;
+  crypto_sign_keypair(id.public_key.data(), id.secret_key.data());
+  return id;
+}
+
+Status SaveIdentity(const Identity& id, const std::string& path) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::Io("create " + path + ": " + std::strerror(errno));
+  std::string data(kMagic, sizeof kMagic);
+  data.append(reinterpret_cast<const char*>(id.secret_key.data()), id.secret_key.size());
+  bool ok = ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size()) &&
+            ::fsync(fd) == 0;
+  ::close(fd);
+  sodium_memzero(data.data(), data.size());
+  if (!ok) return Status::Io("write " + path);
+  return Status::Ok();
+}
+
+Result<Identity> LoadIdentity(const std::string& path) {
+  InitSodium();
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::NotFound("open " + path + ": " + std::strerror(errno));
+  char buf[sizeof kMagic + 64 + 1];
+  ssize_t n = ::read(fd, buf, sizeof buf);
+  ::close(fd);
+  if (n != static_cast<ssize_t>(sizeof kMagic + 64) || std::memcmp(buf, kMagic, sizeof kMagic))
+    return Status::Corrupt(path + " is not a Tandem identity key");
+  Identity id;
+  std::memcpy(id.secret_key.data(), buf + sizeof kMagic, 64);
+  sodium_memzero(buf, sizeof buf);
+  crypto_sign_ed25519_sk_to_pk(id.public_key.data(), id.secret_key.data());
+  // The stored public half must match the seed, or the file is damaged.
+  uint8_t pk[32], sk[64];
+  crypto_sign_seed_keypair(pk, sk, id.secret_key.data());
+  bool match = std::memcmp(pk, id.public_key.data(), 32) == 0;
+  sodium_memzero(sk, sizeof sk);
+  if (!match) return Status::Corrupt(path + " is damaged (key halves disagree)");
+  return id;
+}
+
+std::string DeviceId(const std::array<uint8_t, 32>& public_key) {
+  InitSodium();
+  uint8_t h[20];
+  crypto_generichash(h, sizeof h, public_key.data(), public_key.size(), nullptr, 0);
+  std::string body = Base32(h, sizeof h);  // 32 characters
+  std::string all = body + Check(body);
+  std::string out;
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (i && i % 4 == 0) out.push_back('-');
+    out.push_back(all[i]);
+  }
+  return out;
+}
+
+bool IsValidDeviceId(const std::string& s) {
+  InitSodium();
+  std::string all;
+  for (char c : s)
+    if (c != '-') all.push_back(c);
+  if (all.size() != 34) return false;
+  for (char c : all)
+    if (!std::strchr(kBase32, c) || c == '\0') return false;
+  return Check(all.substr(0, 32)) == all.substr(32);
+}
+
+}  // namespace tandem::net

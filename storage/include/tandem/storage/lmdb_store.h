@@ -1,0 +1,85 @@
+// Durable replicas on LMDB: the engine's Store on disk, plus creating, opening, checking,
+// backing up and restoring a replica directory.
+//
+// A replica directory holds one LMDB environment (data.mdb, lock.mdb) and the device's
+// identity key (identity.key, written by net/). Named databases: meta (format version,
+// replica meta), fields (collection \0 record \0 field -> change-log seq + field state),
+// log (seq -> field key; one entry per field, its latest change), replicas (small index
+// -> 16-byte replica id, used by the field encoding).
+//
+// Durability: every write transaction is durable when Commit() returns (fsync), unless
+// the replica was opened with Durability::kRelaxed, which skips the fsync (a crash may
+// lose the latest commits, never corrupt the file).
+//
+// Several processes may open one replica: LMDB serialises writers across processes and
+// readers never block. Stale reader slots left by killed processes are cleared on open.
+// The map grows on demand: a transaction that fills it is retried after the map grows
+// (Status code kBusy, which engine::Replica retries).
+//
+// Thread-safety: an LmdbStore may be shared by threads; each transaction is used by one.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "tandem/engine/store.h"
+
+namespace tandem::storage {
+
+inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr const char* kIdentityFile = "identity.key";
+
+enum class Durability { kDurable, kRelaxed };
+
+struct Options {
+  Durability durability = Durability::kDurable;
+  // Initial map size; it doubles whenever it fills. Small values are for tests.
+  size_t initial_map_bytes = size_t{64} << 20;
+};
+
+class LmdbStore;
+
+// Creates a replica in `dir` (created if missing; must be empty otherwise) with a new
+// random replica id.
+Result<std::unique_ptr<LmdbStore>> CreateStore(const std::string& dir, const Options& = {});
+// Opens an existing replica. A directory that is not a replica, a replica of a newer
+// format, or a damaged file gives a clear error and is left unchanged.
+Result<std::unique_ptr<LmdbStore>> OpenStore(const std::string& dir, const Options& = {});
+
+// True if `dir` looks like a replica directory (has a data.mdb).
+bool IsReplicaDir(const std::string& dir);
+
+// Writes a consistent, compacted copy of the replica (and its identity key) to `dest`
+// (created; must be empty or missing), while other processes keep writing.
+Status Backup(LmdbStore& store, const std::string& dest);
+// Makes a usable replica in `dir` from a backup, with a NEW replica id, so the restored
+// device never reissues dots the old one already used. Peer sync state is dropped.
+Status Restore(const std::string& backup, const std::string& dir);
+
+// Integrity check: every field decodes, the change log and the fields point at each
+// other one to one, and the version vector covers every event of ours in any field.
+struct CheckReport {
+  uint64_t fields = 0;
+  uint64_t log_entries = 0;
+  uint64_t records = 0;
+};
+Status Check(LmdbStore& store, CheckReport* report = nullptr);
+
+class LmdbStore : public engine::Store {
+ public:
+  ~LmdbStore() override;
+  Result<std::unique_ptr<engine::ReadTxn>> BeginRead() override;
+  Result<std::unique_ptr<engine::WriteTxn>> BeginWrite() override;
+  const std::string& dir() const { return dir_; }
+
+  struct Impl;
+  Impl* impl() { return impl_.get(); }
+
+ private:
+  friend Result<std::unique_ptr<LmdbStore>> Open(const std::string&, const Options&, bool);
+  LmdbStore(std::string dir, std::unique_ptr<Impl> impl);
+  std::string dir_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tandem::storage

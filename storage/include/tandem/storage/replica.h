@@ -1,0 +1,24 @@
+// Opening a replica directory as an engine::Replica (the local API), with the system
+// clock. This is the entry point for apps and the CLI.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "tandem/engine/replica.h"
+#include "tandem/storage/lmdb_store.h"
+
+namespace tandem::storage {
+
+// Milliseconds since the Unix epoch from the system clock.
+uint64_t SystemClockMs();
+
+Result<std::unique_ptr<engine::Replica>> CreateReplica(const std::string& dir,
+                                                       const Options& opt = {});
+Result<std::unique_ptr<engine::Replica>> OpenReplica(const std::string& dir,
+                                                     const Options& opt = {});
+
+// The LmdbStore under a replica opened by the functions above.
+LmdbStore& StoreOf(engine::Replica& r);
+
+}  // namespace tandem::storage

@@ -1,0 +1,790 @@
+#include "tandem/storage/lmdb_store.h"
+
+#include <fcntl.h>
+#include <lmdb.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <shared_mutex>
+#include <vector>
+
+#include "tandem/engine/codec.h"
+#include "tandem/engine/memory_store.h"
+#include "tandem/engine/replica.h"
+
+namespace tandem::storage {
+
+namespace fs = std::filesystem;
+using engine::FieldKey;
+using engine::FieldState;
+using engine::RecordState;
+using engine::ReplicaId;
+using engine::ReplicaMeta;
+
+namespace {
+
+constexpr uint32_t kLmdbMagic = 0xBEEFC0DE;
+constexpr size_t kMaxMapBytes = size_t{1} << 40;  // 1 TiB of address space at most
+
+Status LmdbError(int rc, const std::string& what) {
+  if (rc == MDB_MAP_FULL || rc == MDB_MAP_RESIZED)
+    return Status::Busy(what + ": map full, growing");
+  if (rc == MDB_CORRUPTED || rc == MDB_INVALID || rc == MDB_PAGE_NOTFOUND ||
+      rc == MDB_VERSION_MISMATCH)
+    return Status::Corrupt(what + ": " + mdb_strerror(rc));
+  return Status::Io(what + ": " + mdb_strerror(rc));
+}
+
+MDB_val Val(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
+std::string_view View(const MDB_val& v) {
+  return std::string_view(static_cast<const char*>(v.mv_data), v.mv_size);
+}
+
+std::string EncodeMeta(const ReplicaMeta& m) {
+  std::string out;
+  engine::Writer w(&out);
+  w.U8(1);
+  w.Raw(std::string_view(reinterpret_cast<const char*>(m.id.bytes.data()), 16));
+  w.Fixed64(m.clock);
+  engine::EncodeVersionVector(m.vv, w);
+  return out;
+}
+
+Result<ReplicaMeta> DecodeMeta(std::string_view in) {
+  engine::Reader r(in);
+  ReplicaMeta m;
+  if (r.U8() != 1) r.Fail("unknown replica meta version");
+  std::string_view id = r.Raw(16);
+  if (r.ok()) m.id = ReplicaId::FromBytes(reinterpret_cast<const uint8_t*>(id.data()));
+  m.clock = r.Fixed64();
+  m.vv = engine::DecodeVersionVector(r);
+  if (r.ok() && r.remaining()) r.Fail("trailing bytes");
+  if (!r.ok()) return r.status().With("replica meta");
+  return m;
+}
+
+ReplicaId RandomReplicaId() {
+  ReplicaId id;
+  do {
+    ssize_t n = getrandom(id.bytes.data(), id.bytes.size(), 0);
+    if (n != 16) abort();  // getrandom of 16 bytes cannot fail short on Linux >= 3.17
+  } while (id.IsZero());
+  return id;
+}
+
+}  // namespace
+
+// The persistent replica table: indices in the `replicas` database, cached here. Only a
+// write transaction adds entries; they stay pending until it commits.
+class LmdbReplicaTable : public engine::ReplicaTable {
+ public:
+  uint64_t IndexOf(const ReplicaId& id) override {
+    std::lock_guard lock(mu_);
+    auto it = index_.find(id);
+    if (it != index_.end()) return it->second;
+    assert(writer_ && "replica table grows only inside a write transaction");
+    uint64_t idx = ids_.size();
+    ids_.push_back(id);
+    index_.emplace(id, idx);
+    pending_.push_back(idx);
+    return idx;
+  }
+  bool IdAt(uint64_t index, ReplicaId* out) const override {
+    std::lock_guard lock(mu_);
+    if (index >= ids_.size()) return false;
+    *out = ids_[index];
+    return true;
+  }
+  // Loads entries another process (or an earlier run) added.
+  Status Refresh(MDB_txn* txn, MDB_dbi dbi) {
+    MDB_stat st;
+    int rc = mdb_stat(txn, dbi, &st);
+    if (rc) return LmdbError(rc, "replica table");
+    std::lock_guard lock(mu_);
+    if (st.ms_entries <= ids_.size() - pending_.size()) return Status::Ok();
+    MDB_cursor* cur;
+    if ((rc = mdb_cursor_open(txn, dbi, &cur))) return LmdbError(rc, "replica table");
+    ids_.clear();
+    index_.clear();
+    pending_.clear();
+    MDB_val k, v;
+    Status status;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+      uint64_t idx;
+      if (k.mv_size != 8 || v.mv_size != 16) {
+        status = Status::Corrupt("replica table entry has the wrong size");
+        break;
+      }
+      std::memcpy(&idx, k.mv_data, 8);
+      if (idx != ids_.size()) {
+        status = Status::Corrupt("replica table has a gap");
+        break;
+      }
+      ReplicaId id = ReplicaId::FromBytes(static_cast<const uint8_t*>(v.mv_data));
+      ids_.push_back(id);
+      index_.emplace(id, idx);
+    }
+    mdb_cursor_close(cur);
+    return status;
+  }
+  void BeginWriter() {
+    std::lock_guard lock(mu_);
+    writer_ = true;
+  }
+  // Writes pending entries into the transaction.
+  Status FlushPending(MDB_txn* txn, MDB_dbi dbi) {
+    std::lock_guard lock(mu_);
+    for (uint64_t idx : pending_) {
+      MDB_val k{8, &idx};
+      MDB_val v{16, ids_[idx].bytes.data()};
+      int rc = mdb_put(txn, dbi, &k, &v, MDB_NOOVERWRITE);
+      if (rc) return LmdbError(rc, "replica table");
+    }
+    return Status::Ok();
+  }
+  void EndWriter(bool committed) {
+    std::lock_guard lock(mu_);
+    if (!committed) {
+      for (auto it = pending_.rbegin(); it != pending_.rend(); ++it) {
+        index_.erase(ids_[*it]);
+        ids_.pop_back();
+      }
+    }
+    pending_.clear();
+    writer_ = false;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<ReplicaId> ids_;
+  std::map<ReplicaId, uint64_t> index_;
+  std::vector<uint64_t> pending_;
+  bool writer_ = false;
+};
+
+struct LmdbStore::Impl {
+  MDB_env* env = nullptr;
+  MDB_dbi meta = 0, fields = 0, log = 0, replicas = 0;
+  LmdbReplicaTable table;
+  std::shared_mutex resize_mu;  // transactions hold it shared; growing takes it whole
+  std::mutex grow_mu;
+  bool must_grow = false;
+  size_t map_bytes = 0;
+
+  ~Impl() {
+    if (env) mdb_env_close(env);
+  }
+
+  // Grows the map if a transaction filled it. Called with no transaction of ours open.
+  Status MaybeGrow() {
+    std::lock_guard g(grow_mu);
+    if (!must_grow) return Status::Ok();
+    std::unique_lock lock(resize_mu);
+    MDB_envinfo info;
+    mdb_env_info(env, &info);
+    size_t want = std::max(info.me_mapsize * 2, map_bytes * 2);
+    if (want > kMaxMapBytes) return Status::Io("replica map would exceed 1 TiB");
+    int rc = mdb_env_set_mapsize(env, want);
+    if (rc) return LmdbError(rc, "grow map");
+    map_bytes = want;
+    must_grow = false;
+    return Status::Ok();
+  }
+
+  // Adopts a size another process set (MDB_MAP_RESIZED).
+  Status AdoptSize() {
+    std::unique_lock lock(resize_mu);
+    int rc = mdb_env_set_mapsize(env, 0);
+    if (rc) return LmdbError(rc, "adopt map size");
+    return Status::Ok();
+  }
+
+  Status Note(int rc, const std::string& what) {
+    if (rc == MDB_MAP_FULL) {
+      std::lock_guard g(grow_mu);
+      must_grow = true;
+    }
+    return LmdbError(rc, what);
+  }
+};
+
+namespace {
+
+// Read operations shared by read and write transactions.
+class LmdbReader {
+ public:
+  LmdbReader(LmdbStore::Impl* impl, MDB_txn* txn) : impl_(impl), txn_(txn) {}
+
+  Status GetMeta(ReplicaMeta* out) {
+    MDB_val k = Val("replica"), v;
+    int rc = mdb_get(txn_, impl_->meta, &k, &v);
+    if (rc == MDB_NOTFOUND) return Status::Corrupt("replica meta is missing");
+    if (rc) return LmdbError(rc, "read meta");
+    TANDEM_ASSIGN_OR_RETURN(*out, DecodeMeta(View(v)));
+    return Status::Ok();
+  }
+
+  // Splits a stored field value into its log seq and state bytes.
+  static Status SplitValue(std::string_view v, uint64_t* seq, std::string_view* state) {
+    engine::Reader r(v);
+    *seq = r.Varint();
+    if (!r.ok() || *seq == 0) return Status::Corrupt("field entry without a change-log seq");
+    *state = v.substr(v.size() - r.remaining());
+    return Status::Ok();
+  }
+
+  Status DecodeField(const MDB_val& v, FieldState* out, uint64_t* seq = nullptr) {
+    uint64_t s;
+    std::string_view state;
+    TANDEM_RETURN_IF_ERROR(SplitValue(View(v), &s, &state));
+    if (seq) *seq = s;
+    TANDEM_ASSIGN_OR_RETURN(*out, engine::DecodeFieldState(state, impl_->table));
+    return Status::Ok();
+  }
+
+  Status GetField(const FieldKey& key, std::optional<FieldState>* out) {
+    out->reset();
+    std::string k = engine::EncodeFieldKey(key);
+    MDB_val kv = Val(k), v;
+    int rc = mdb_get(txn_, impl_->fields, &kv, &v);
+    if (rc == MDB_NOTFOUND) return Status::Ok();
+    if (rc) return LmdbError(rc, "read field");
+    FieldState s;
+    TANDEM_RETURN_IF_ERROR(
+        DecodeField(v, &s).With(key.collection + "/" + key.record + "." + key.field));
+    *out = std::move(s);
+    return Status::Ok();
+  }
+
+  // Calls fn(key, value) for keys >= start with the prefix, until fn returns false.
+  template <typename Fn>
+  Status ScanPrefix(const std::string& prefix, const std::string& start, Fn fn) {
+    MDB_cursor* cur;
+    int rc = mdb_cursor_open(txn_, impl_->fields, &cur);
+    if (rc) return LmdbError(rc, "open cursor");
+    MDB_val k = Val(start), v;
+    Status st;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+      std::string_view key = View(k);
+      if (key.substr(0, prefix.size()) != prefix) break;
+      bool go = true;
+      st = fn(key, v, &go);
+      if (!st.ok() || !go) break;
+    }
+    mdb_cursor_close(cur);
+    if (st.ok() && rc != 0 && rc != MDB_NOTFOUND) return LmdbError(rc, "scan");
+    return st;
+  }
+
+  Status GetRecord(std::string_view c, std::string_view r, RecordState* out) {
+    out->fields.clear();
+    std::string prefix = std::string(c) + '\0' + std::string(r) + '\0';
+    return ScanPrefix(prefix, prefix, [&](std::string_view key, const MDB_val& v, bool*) {
+      FieldState s;
+      TANDEM_RETURN_IF_ERROR(DecodeField(v, &s));
+      out->fields.emplace(std::string(key.substr(prefix.size())), std::move(s));
+      return Status::Ok();
+    });
+  }
+
+  Status ScanRecords(std::string_view c, std::string_view after,
+                     const engine::ReadTxn::RecordFn& fn) {
+    std::string prefix = std::string(c) + '\0';
+    std::string start = prefix + std::string(after) + (after.empty() ? "" : "\x01");
+    std::string current;
+    RecordState state;
+    bool stopped = false;
+    TANDEM_RETURN_IF_ERROR(
+        ScanPrefix(prefix, start, [&](std::string_view key, const MDB_val& v, bool* go) {
+          FieldKey k;
+          if (!engine::DecodeFieldKey(key, &k)) return Status::Corrupt("malformed field key");
+          if (k.record != current && !state.fields.empty()) {
+            if (!fn(current, state)) {
+              stopped = true;
+              *go = false;
+              return Status::Ok();
+            }
+            state.fields.clear();
+          }
+          current = std::move(k.record);
+          FieldState s;
+          TANDEM_RETURN_IF_ERROR(DecodeField(v, &s));
+          state.fields.emplace(std::move(k.field), std::move(s));
+          return Status::Ok();
+        }));
+    if (!stopped && !state.fields.empty()) fn(current, state);
+    return Status::Ok();
+  }
+
+  Status ListCollections(std::vector<std::string>* out) {
+    out->clear();
+    MDB_cursor* cur;
+    int rc = mdb_cursor_open(txn_, impl_->fields, &cur);
+    if (rc) return LmdbError(rc, "open cursor");
+    MDB_val k, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+      std::string_view key = View(k);
+      std::string c(key.substr(0, key.find('\0')));
+      out->push_back(c);
+      // Jump past every key of this collection: c \x01 sorts after c \0 ...
+      std::string next = c + '\x01';
+      k = Val(next);
+      rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND) return LmdbError(rc, "list collections");
+    return Status::Ok();
+  }
+
+  Status ScanLog(uint64_t since, const engine::ReadTxn::LogFn& fn) {
+    MDB_cursor* cur;
+    int rc = mdb_cursor_open(txn_, impl_->log, &cur);
+    if (rc) return LmdbError(rc, "open cursor");
+    uint64_t start = since + 1;
+    MDB_val k{8, &start}, v;
+    Status st;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+      uint64_t seq;
+      if (k.mv_size != 8) {
+        st = Status::Corrupt("change-log key has the wrong size");
+        break;
+      }
+      std::memcpy(&seq, k.mv_data, 8);
+      FieldKey key;
+      if (!engine::DecodeFieldKey(View(v), &key)) {
+        st = Status::Corrupt("change-log entry names a malformed key");
+        break;
+      }
+      if (!fn(seq, key)) break;
+    }
+    mdb_cursor_close(cur);
+    if (st.ok() && rc != 0 && rc != MDB_NOTFOUND) return LmdbError(rc, "scan log");
+    return st;
+  }
+
+  Status LastLogSeq(uint64_t* out) {
+    *out = 0;
+    MDB_cursor* cur;
+    int rc = mdb_cursor_open(txn_, impl_->log, &cur);
+    if (rc) return LmdbError(rc, "open cursor");
+    MDB_val k, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    if (rc == 0 && k.mv_size == 8) std::memcpy(out, k.mv_data, 8);
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND) return LmdbError(rc, "read log");
+    return Status::Ok();
+  }
+
+ protected:
+  LmdbStore::Impl* impl_;
+  MDB_txn* txn_;
+};
+
+#define TANDEM_READ_METHODS                                                                     \
+  Status GetMeta(ReplicaMeta* out) override { return r_.GetMeta(out); }                         \
+  Status GetField(const FieldKey& k, std::optional<FieldState>* out) override {                 \
+    return r_.GetField(k, out);                                                                 \
+  }                                                                                             \
+  Status GetRecord(std::string_view c, std::string_view r, RecordState* out) override {         \
+    return r_.GetRecord(c, r, out);                                                             \
+  }                                                                                             \
+  Status ScanRecords(std::string_view c, std::string_view after, const RecordFn& fn) override { \
+    return r_.ScanRecords(c, after, fn);                                                        \
+  }                                                                                             \
+  Status ListCollections(std::vector<std::string>* out) override {                              \
+    return r_.ListCollections(out);                                                             \
+  }                                                                                             \
+  Status ScanLog(uint64_t since, const LogFn& fn) override { return r_.ScanLog(since, fn); }    \
+  Status LastLogSeq(uint64_t* out) override { return r_.LastLogSeq(out); }
+
+class LmdbReadTxn : public engine::ReadTxn {
+ public:
+  LmdbReadTxn(LmdbStore::Impl* impl, MDB_txn* txn, std::shared_lock<std::shared_mutex> lock)
+      : lock_(std::move(lock)), txn_(txn), r_(impl, txn) {}
+  ~LmdbReadTxn() override { mdb_txn_abort(txn_); }
+  TANDEM_READ_METHODS
+
+ private:
+  std::shared_lock<std::shared_mutex> lock_;
+  MDB_txn* txn_;
+  LmdbReader r_;
+};
+
+class LmdbWriteTxn : public engine::WriteTxn {
+ public:
+  LmdbWriteTxn(LmdbStore::Impl* impl, MDB_txn* txn, std::shared_lock<std::shared_mutex> lock)
+      : lock_(std::move(lock)), impl_(impl), txn_(txn), r_(impl, txn) {}
+  ~LmdbWriteTxn() override {
+    if (txn_) {
+      mdb_txn_abort(txn_);
+      impl_->table.EndWriter(false);
+    }
+  }
+  TANDEM_READ_METHODS
+
+  Status PutMeta(const ReplicaMeta& meta) override {
+    std::string v = EncodeMeta(meta);
+    MDB_val k = Val("replica"), val = Val(v);
+    int rc = mdb_put(txn_, impl_->meta, &k, &val, 0);
+    return rc ? impl_->Note(rc, "write meta") : Status::Ok();
+  }
+
+  Status PutField(const FieldKey& key, const FieldState& state) override {
+    std::string k = engine::EncodeFieldKey(key);
+    MDB_val kv = Val(k), old;
+    int rc = mdb_get(txn_, impl_->fields, &kv, &old);
+    if (rc == 0) {
+      uint64_t old_seq;
+      std::string_view ignored;
+      TANDEM_RETURN_IF_ERROR(LmdbReader::SplitValue(View(old), &old_seq, &ignored));
+      MDB_val ok{8, &old_seq};
+      rc = mdb_del(txn_, impl_->log, &ok, nullptr);
+      if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "write log");
+    } else if (rc != MDB_NOTFOUND) {
+      return impl_->Note(rc, "read field");
+    }
+    if (!last_seq_) TANDEM_RETURN_IF_ERROR(r_.LastLogSeq(&last_seq_));
+    uint64_t seq = ++last_seq_;
+    value_.clear();
+    engine::Writer w(&value_);
+    w.Varint(seq);
+    engine::EncodeFieldState(state, impl_->table, &value_);
+    MDB_val val = Val(value_);
+    kv = Val(k);
+    if ((rc = mdb_put(txn_, impl_->fields, &kv, &val, 0))) return impl_->Note(rc, "write field");
+    MDB_val lk{8, &seq}, lv = Val(k);
+    if ((rc = mdb_put(txn_, impl_->log, &lk, &lv, MDB_APPEND))) return impl_->Note(rc, "write log");
+    return Status::Ok();
+  }
+
+  Status Commit() override {
+    TANDEM_RETURN_IF_ERROR(impl_->table.FlushPending(txn_, impl_->replicas));
+    int rc = mdb_txn_commit(txn_);
+    txn_ = nullptr;
+    impl_->table.EndWriter(rc == 0);
+    return rc ? impl_->Note(rc, "commit") : Status::Ok();
+  }
+
+ private:
+  std::shared_lock<std::shared_mutex> lock_;
+  LmdbStore::Impl* impl_;
+  MDB_txn* txn_;
+  LmdbReader r_;
+  uint64_t last_seq_ = 0;
+  std::string value_;
+};
+
+Status CheckEmptyOrMissing(const std::string& dir, const char* what) {
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) return Status::Ok();
+  if (!fs::is_directory(dir, ec)) return Status::Invalid(dir + " exists and is not a directory");
+  if (!fs::is_empty(dir, ec))
+    return Status::Invalid(std::string(what) + ": " + dir + " is not empty" +
+                           (IsReplicaDir(dir) ? " (it already holds a replica)" : ""));
+  return Status::Ok();
+}
+
+// Checks that data.mdb starts with an LMDB meta page before LMDB touches the directory.
+Status ProbeDataFile(const std::string& dir) {
+  std::string path = dir + "/data.mdb";
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    std::error_code ec;
+    if (!fs::exists(dir, ec)) return Status::NotFound(dir + ": no such directory");
+    if (!fs::is_directory(dir, ec)) return Status::Invalid(dir + " is not a directory");
+    return Status::NotFound(dir + " is not a Tandem replica (no data.mdb; create one with init)");
+  }
+  char buf[24] = {};
+  in.read(buf, sizeof buf);
+  uint32_t magic;
+  std::memcpy(&magic, buf + 16, 4);
+  if (in.gcount() < 24 || magic != kLmdbMagic)
+    return Status::Corrupt(path + " is damaged or not an LMDB file");
+  return Status::Ok();
+}
+
+}  // namespace
+
+LmdbStore::LmdbStore(std::string dir, std::unique_ptr<Impl> impl)
+    : dir_(std::move(dir)), impl_(std::move(impl)) {}
+LmdbStore::~LmdbStore() = default;
+
+Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& opt, bool create) {
+  auto impl = std::make_unique<LmdbStore::Impl>();
+  int rc = mdb_env_create(&impl->env);
+  if (rc) return LmdbError(rc, "create environment");
+  mdb_env_set_maxdbs(impl->env, 8);
+  mdb_env_set_maxreaders(impl->env, 256);
+  unsigned flags = MDB_NOTLS;
+  if (opt.durability == Durability::kRelaxed) flags |= MDB_NOSYNC;
+  const bool had_lock = fs::exists(dir + "/lock.mdb");
+  // Adopt the size on disk if it is larger than the initial size asked for.
+  std::error_code ec;
+  size_t on_disk = create ? 0 : static_cast<size_t>(fs::file_size(dir + "/data.mdb", ec));
+  impl->map_bytes = std::max(opt.initial_map_bytes, ec ? 0 : on_disk);
+  mdb_env_set_mapsize(impl->env, impl->map_bytes);
+  rc = mdb_env_open(impl->env, dir.c_str(), flags, 0644);
+  if (rc) {
+    if (!create && !had_lock) fs::remove(dir + "/lock.mdb", ec);  // leave it as we found it
+    return LmdbError(rc, "open " + dir);
+  }
+  int dead = 0;
+  mdb_reader_check(impl->env, &dead);  // clear slots of killed processes
+
+  MDB_txn* txn;
+  if ((rc = mdb_txn_begin(impl->env, nullptr, create ? 0 : MDB_RDONLY, &txn)))
+    return LmdbError(rc, "begin");
+  unsigned dbflags = create ? MDB_CREATE : 0;
+  rc = mdb_dbi_open(txn, "meta", dbflags, &impl->meta);
+  if (rc == MDB_NOTFOUND) {
+    mdb_txn_abort(txn);
+    return Status::NotFound(dir + " holds an LMDB environment but not a Tandem replica");
+  }
+  if (!rc) rc = mdb_dbi_open(txn, "fields", dbflags, &impl->fields);
+  if (!rc) rc = mdb_dbi_open(txn, "log", dbflags | MDB_INTEGERKEY, &impl->log);
+  if (!rc) rc = mdb_dbi_open(txn, "replicas", dbflags | MDB_INTEGERKEY, &impl->replicas);
+  if (rc) {
+    mdb_txn_abort(txn);
+    return LmdbError(rc, "open databases in " + dir);
+  }
+  MDB_val k = Val("format"), v;
+  if (create) {
+    uint32_t format = kFormatVersion;
+    v = MDB_val{4, &format};
+    rc = mdb_put(txn, impl->meta, &k, &v, 0);
+    ReplicaMeta meta;
+    meta.id = RandomReplicaId();
+    std::string m = EncodeMeta(meta);
+    MDB_val mk = Val("replica"), mv = Val(m);
+    if (!rc) rc = mdb_put(txn, impl->meta, &mk, &mv, 0);
+    if (!rc)
+      rc = mdb_txn_commit(txn);
+    else
+      mdb_txn_abort(txn);
+    if (rc) return LmdbError(rc, "initialise " + dir);
+  } else {
+    rc = mdb_get(txn, impl->meta, &k, &v);
+    if (rc || v.mv_size != 4) {
+      mdb_txn_abort(txn);
+      return Status::Corrupt(dir + ": replica format version is missing");
+    }
+    uint32_t format;
+    std::memcpy(&format, v.mv_data, 4);
+    if (format > kFormatVersion) {
+      mdb_txn_abort(txn);
+      return Status::Unsupported(dir + " was written by a newer Tandem (format " +
+                                 std::to_string(format) + "; this build reads up to " +
+                                 std::to_string(kFormatVersion) + ")");
+    }
+    Status st = impl->table.Refresh(txn, impl->replicas);
+    ReplicaMeta meta;
+    MDB_val mk = Val("replica"), mv;
+    if (st.ok()) {
+      rc = mdb_get(txn, impl->meta, &mk, &mv);
+      if (rc)
+        st = Status::Corrupt(dir + ": replica meta is missing");
+      else if (auto m = DecodeMeta(View(mv)); !m.ok())
+        st = m.status();
+    }
+    // Committing (not aborting) keeps the database handles opened in this transaction.
+    if (st.ok()) {
+      if ((rc = mdb_txn_commit(txn))) st = LmdbError(rc, "open " + dir);
+    } else {
+      mdb_txn_abort(txn);
+    }
+    TANDEM_RETURN_IF_ERROR(st.With(dir));
+  }
+  return std::unique_ptr<LmdbStore>(new LmdbStore(dir, std::move(impl)));
+}
+
+Result<std::unique_ptr<LmdbStore>> CreateStore(const std::string& dir, const Options& opt) {
+  TANDEM_RETURN_IF_ERROR(CheckEmptyOrMissing(dir, "init"));
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return Status::Io("create " + dir + ": " + ec.message());
+  return Open(dir, opt, true);
+}
+
+Result<std::unique_ptr<LmdbStore>> OpenStore(const std::string& dir, const Options& opt) {
+  TANDEM_RETURN_IF_ERROR(ProbeDataFile(dir));
+  return Open(dir, opt, false);
+}
+
+bool IsReplicaDir(const std::string& dir) {
+  std::error_code ec;
+  return fs::exists(dir + "/data.mdb", ec);
+}
+
+Result<std::unique_ptr<engine::ReadTxn>> LmdbStore::BeginRead() {
+  TANDEM_RETURN_IF_ERROR(impl_->MaybeGrow());
+  for (int attempt = 0;; ++attempt) {
+    std::shared_lock lock(impl_->resize_mu);
+    MDB_txn* txn;
+    int rc = mdb_txn_begin(impl_->env, nullptr, MDB_RDONLY, &txn);
+    if (rc == MDB_MAP_RESIZED && attempt < 3) {
+      lock.unlock();
+      TANDEM_RETURN_IF_ERROR(impl_->AdoptSize());
+      continue;
+    }
+    if (rc) return LmdbError(rc, "begin read");
+    Status st = impl_->table.Refresh(txn, impl_->replicas);
+    if (!st.ok()) {
+      mdb_txn_abort(txn);
+      return st;
+    }
+    return std::unique_ptr<engine::ReadTxn>(new LmdbReadTxn(impl_.get(), txn, std::move(lock)));
+  }
+}
+
+Result<std::unique_ptr<engine::WriteTxn>> LmdbStore::BeginWrite() {
+  TANDEM_RETURN_IF_ERROR(impl_->MaybeGrow());
+  for (int attempt = 0;; ++attempt) {
+    std::shared_lock lock(impl_->resize_mu);
+    MDB_txn* txn;
+    int rc = mdb_txn_begin(impl_->env, nullptr, 0, &txn);
+    if (rc == MDB_MAP_RESIZED && attempt < 3) {
+      lock.unlock();
+      TANDEM_RETURN_IF_ERROR(impl_->AdoptSize());
+      continue;
+    }
+    if (rc) return LmdbError(rc, "begin write");
+    Status st = impl_->table.Refresh(txn, impl_->replicas);
+    if (!st.ok()) {
+      mdb_txn_abort(txn);
+      return st;
+    }
+    impl_->table.BeginWriter();
+    return std::unique_ptr<engine::WriteTxn>(new LmdbWriteTxn(impl_.get(), txn, std::move(lock)));
+  }
+}
+
+Status Backup(LmdbStore& store, const std::string& dest) {
+  TANDEM_RETURN_IF_ERROR(CheckEmptyOrMissing(dest, "backup"));
+  std::error_code ec;
+  fs::create_directories(dest, ec);
+  if (ec) return Status::Io("create " + dest + ": " + ec.message());
+  int rc = mdb_env_copy2(store.impl()->env, dest.c_str(), MDB_CP_COMPACT);
+  if (rc) return LmdbError(rc, "backup to " + dest);
+  std::string id = store.dir() + "/" + kIdentityFile;
+  if (fs::exists(id, ec)) {
+    fs::copy_file(id, dest + "/" + kIdentityFile, ec);
+    if (ec) return Status::Io("copy identity: " + ec.message());
+    fs::permissions(dest + "/" + kIdentityFile, fs::perms::owner_read | fs::perms::owner_write, ec);
+  }
+  return Status::Ok();
+}
+
+Status Restore(const std::string& backup, const std::string& dir) {
+  {
+    // Validate the backup fully (format, meta, every field) before making anything.
+    TANDEM_ASSIGN_OR_RETURN(auto src, OpenStore(backup));
+    TANDEM_RETURN_IF_ERROR(Check(*src).With("backup " + backup));
+  }
+  TANDEM_RETURN_IF_ERROR(CheckEmptyOrMissing(dir, "restore"));
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return Status::Io("create " + dir + ": " + ec.message());
+  fs::copy_file(backup + "/data.mdb", dir + "/data.mdb", ec);
+  if (ec) return Status::Io("copy data: " + ec.message());
+  if (fs::exists(backup + "/" + kIdentityFile, ec)) {
+    fs::copy_file(backup + "/" + kIdentityFile, dir + "/" + kIdentityFile, ec);
+    if (ec) return Status::Io("copy identity: " + ec.message());
+  }
+  TANDEM_ASSIGN_OR_RETURN(auto store, OpenStore(dir));
+  TANDEM_ASSIGN_OR_RETURN(auto txn, store->BeginWrite());
+  ReplicaMeta meta;
+  TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
+  // The old id's events stay in the version vector as a foreign replica's: this
+  // replica has them all. New events get dots under the new id, from 1.
+  ReplicaId fresh;
+  do fresh = RandomReplicaId();
+  while (meta.vv.Get(fresh) != 0);
+  meta.id = fresh;
+  TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
+  return txn->Commit();
+}
+
+Status Check(LmdbStore& store, CheckReport* report) {
+  CheckReport rep;
+  auto* impl = store.impl();
+  TANDEM_ASSIGN_OR_RETURN(auto txn, store.BeginRead());  // refreshes the replica table
+  ReplicaMeta meta;
+  TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
+  const uint64_t own = meta.vv.Get(meta.id);
+  // A raw snapshot, to see each field's stored change-log seq.
+  std::shared_lock lock(impl->resize_mu);
+  MDB_txn* raw;
+  int rc = mdb_txn_begin(impl->env, nullptr, MDB_RDONLY, &raw);
+  if (rc) return LmdbError(rc, "begin check");
+  std::map<uint64_t, std::string> want;  // seq -> key, from the fields
+  Status st;
+  std::string last_record;
+  MDB_cursor* cur = nullptr;
+  rc = mdb_cursor_open(raw, impl->fields, &cur);
+  MDB_val k, v;
+  for (rc = rc ? rc : mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && st.ok();
+       rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    std::string key(View(k));
+    FieldKey fk;
+    if (!engine::DecodeFieldKey(key, &fk)) {
+      st = Status::Corrupt("malformed field key");
+      break;
+    }
+    std::string where = fk.collection + "/" + fk.record + "." + fk.field;
+    if (Status kv = engine::ValidateKey(fk); !kv.ok()) {
+      st = kv.With(where);
+      break;
+    }
+    uint64_t seq;
+    std::string_view bytes;
+    st = LmdbReader::SplitValue(View(v), &seq, &bytes).With(where);
+    if (!st.ok()) break;
+    auto decoded = engine::DecodeFieldState(bytes, impl->table);
+    if (!decoded.ok()) {
+      st = decoded.status().With(where);
+      break;
+    }
+    if (decoded->ctx.Get(meta.id) > own) {
+      st = Status::Corrupt(where + " holds an event of ours past the version vector");
+      break;
+    }
+    if (!want.emplace(seq, key).second) {
+      st = Status::Corrupt(where + " shares change-log seq " + std::to_string(seq));
+      break;
+    }
+    ++rep.fields;
+    std::string rk = fk.collection + '\0' + fk.record;
+    if (rk != last_record) ++rep.records, last_record = rk;
+  }
+  if (cur) mdb_cursor_close(cur);
+  if (st.ok() && rc != MDB_NOTFOUND) st = LmdbError(rc, "check fields");
+  if (st.ok()) {
+    std::map<uint64_t, std::string> have;
+    st = txn->ScanLog(0, [&](uint64_t seq, const FieldKey& key) {
+      have.emplace(seq, engine::EncodeFieldKey(key));
+      return true;
+    });
+    rep.log_entries = have.size();
+    if (st.ok() && have != want) {
+      st = Status::Corrupt("change log (" + std::to_string(have.size()) + " entries) and fields (" +
+                           std::to_string(want.size()) + ") disagree");
+    }
+  }
+  mdb_txn_abort(raw);
+  TANDEM_RETURN_IF_ERROR(st);
+  if (report) *report = rep;
+  return Status::Ok();
+}
+
+}  // namespace tandem::storage

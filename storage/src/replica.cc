@@ -1,0 +1,25 @@
+#include "tandem/storage/replica.h"
+
+#include <chrono>
+
+namespace tandem::storage {
+
+uint64_t SystemClockMs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+Result<std::unique_ptr<engine::Replica>> CreateReplica(const std::string& dir, const Options& opt) {
+  TANDEM_ASSIGN_OR_RETURN(auto store, CreateStore(dir, opt));
+  return std::make_unique<engine::Replica>(std::move(store), SystemClockMs);
+}
+
+Result<std::unique_ptr<engine::Replica>> OpenReplica(const std::string& dir, const Options& opt) {
+  TANDEM_ASSIGN_OR_RETURN(auto store, OpenStore(dir, opt));
+  return std::make_unique<engine::Replica>(std::move(store), SystemClockMs);
+}
+
+LmdbStore& StoreOf(engine::Replica& r) { return static_cast<LmdbStore&>(r.store()); }
+
+}  // namespace tandem::storage
