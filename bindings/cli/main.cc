@@ -30,12 +30,18 @@ struct Exit {
 
 int ExitCodeFor(const Status& st) { return st.code() == Code::kInvalidArgument ? 2 : 1; }
 
+// Usage and not-found messages read best alone; others carry their kind ("corrupt: ...").
+std::string Message(const Status& st) {
+  if (st.code() == Code::kInvalidArgument || st.code() == Code::kNotFound) return st.message();
+  return st.ToString();
+}
+
 void Check(const Status& st) {
-  if (!st.ok()) throw Exit{ExitCodeFor(st), st.message()};
+  if (!st.ok()) throw Exit{ExitCodeFor(st), Message(st)};
 }
 template <typename T>
 T Check(tandem::Result<T> r) {
-  if (!r.ok()) throw Exit{ExitCodeFor(r.status()), r.status().message()};
+  if (!r.ok()) throw Exit{ExitCodeFor(r.status()), Message(r.status())};
   return std::move(r).value();
 }
 

@@ -59,6 +59,9 @@ Result<Value> ParseScalar(std::string_view text) {
       return Value{static_cast<int64_t>(u)};
     }
     case Json::value_t::number_float:
+      // An integer literal too large for int64 would silently become a double.
+      if (text.find_first_of(".eE") == std::string_view::npos)
+        return Status::Invalid("integer out of the int64 range: " + std::string(text));
       return Value{j.get<double>()};
     case Json::value_t::string: {
       Value v{j.get<std::string>()};

@@ -20,6 +20,8 @@ void Writer::Fixed64(uint64_t v) {
   out_->append(buf, 8);
 }
 
+void Reader::MarkUnsupported() { status_ = Status::Unsupported(status_.message()); }
+
 void Reader::Fail(const std::string& why) {
   if (status_.ok()) status_ = Status::Corrupt(why);
   pos_ = in_.size();
@@ -187,10 +189,11 @@ Value DecodeValue(Reader& r) {
 
 // ---- field states -------------------------------------------------------------------
 //
-// state    := version:u8 ctx markers elements counter base
+// state    := header:u8 ctx markers [elements] [counter] [base]
+// header   := version << 4 | has_elements | has_counter << 1 | has_base << 2
 // ctx      := count (table_index seq)*          replica ids ascending, seq >= 1
 // dot      := ctx_position offset               seq = ctx[position].seq - offset
-// markers  := count (dot hlc_ms hlc_logical kind:u8 [value if register])*
+// markers  := count (dot hlc_ms (hlc_logical << 2 | kind) [value if register])*
 // elements := count (value count dot+)*
 // counter  := count (ctx_position pos neg)*     (base has the same shape)
 //
@@ -198,6 +201,8 @@ Value DecodeValue(Reader& r) {
 // bytes in the common case and is covered by the context by construction.
 
 namespace {
+
+constexpr uint8_t kHasElements = 1, kHasCounter = 2, kHasBase = 4;
 
 void EncodeDot(const Dot& d, const std::vector<std::pair<ReplicaId, uint64_t>>& ctx, Writer& w) {
   size_t pos = 0;
@@ -256,7 +261,10 @@ void DecodeTotals(Reader& r, const std::vector<std::pair<ReplicaId, uint64_t>>& 
 
 void EncodeFieldState(const FieldState& s, ReplicaTable& table, std::string* out) {
   Writer w(out);
-  w.U8(kFieldFormatVersion);
+  // Header: format version in the high nibble, which optional sections follow in the low.
+  uint8_t flags = (s.elements.empty() ? 0 : kHasElements) | (s.counter.empty() ? 0 : kHasCounter) |
+                  (s.counter_base.empty() ? 0 : kHasBase);
+  w.U8(static_cast<uint8_t>(kFieldFormatVersion << 4) | flags);
   std::vector<std::pair<ReplicaId, uint64_t>> ctx(s.ctx.entries().begin(), s.ctx.entries().end());
   w.Varint(ctx.size());
   for (const auto& [r, seq] : ctx) {
@@ -267,25 +275,32 @@ void EncodeFieldState(const FieldState& s, ReplicaTable& table, std::string* out
   for (const auto& [d, m] : s.markers) {
     EncodeDot(d, ctx, w);
     w.Varint(HlcMillis(m.hlc));
-    w.Varint(HlcLogical(m.hlc));
-    w.U8(static_cast<uint8_t>(m.kind));
+    w.Varint(static_cast<uint64_t>(HlcLogical(m.hlc)) << 2 | static_cast<uint8_t>(m.kind));
     if (m.kind == Kind::kRegister) EncodeValue(m.value, w);
   }
-  w.Varint(s.elements.size());
-  for (const auto& [v, dots] : s.elements) {
-    EncodeValue(v, w);
-    w.Varint(dots.size());
-    for (const Dot& d : dots) EncodeDot(d, ctx, w);
+  if (flags & kHasElements) {
+    w.Varint(s.elements.size());
+    for (const auto& [v, dots] : s.elements) {
+      EncodeValue(v, w);
+      w.Varint(dots.size());
+      for (const Dot& d : dots) EncodeDot(d, ctx, w);
+    }
   }
-  EncodeTotals(s.counter, ctx, w);
-  EncodeTotals(s.counter_base, ctx, w);
+  if (flags & kHasCounter) EncodeTotals(s.counter, ctx, w);
+  if (flags & kHasBase) EncodeTotals(s.counter_base, ctx, w);
 }
 
 FieldState DecodeFieldState(Reader& r, const ReplicaTable& table) {
   FieldState s;
-  uint8_t version = r.U8();
+  const uint8_t header = r.U8();
+  const uint8_t version = header >> 4, flags = header & 0x0f;
   if (r.ok() && version != kFieldFormatVersion) {
     r.Fail("field state format " + std::to_string(version) + " is not supported");
+    if (version > kFieldFormatVersion) r.MarkUnsupported();
+    return s;
+  }
+  if (flags & ~(kHasElements | kHasCounter | kHasBase)) {
+    r.Fail("unknown field state flags");
     return s;
   }
   std::vector<std::pair<ReplicaId, uint64_t>> ctx;
@@ -314,12 +329,13 @@ FieldState DecodeFieldState(Reader& r, const ReplicaTable& table) {
   for (size_t i = 1; i < ctx.size() && r.ok(); ++i)
     if (!(ctx[i - 1].first < ctx[i].first)) r.Fail("context not in canonical order");
 
-  n = r.Count(5);
+  n = r.Count(4);
   for (uint64_t i = 0; i < n && r.ok(); ++i) {
     Dot d = DecodeDot(r, ctx);
     uint64_t ms = r.Varint();
-    uint64_t logical = r.Varint();
-    uint8_t kind = r.U8();
+    uint64_t logical_kind = r.Varint();
+    uint64_t logical = logical_kind >> 2;
+    uint8_t kind = logical_kind & 3;
     if (!r.ok()) break;
     if (ms > 0xffffffffffffULL || logical > 0xffff) {
       r.Fail("timestamp out of range");
@@ -333,7 +349,8 @@ FieldState DecodeFieldState(Reader& r, const ReplicaTable& table) {
     if (m.kind == Kind::kRegister) m.value = DecodeValue(r);
     if (r.ok() && !s.markers.emplace(d, std::move(m)).second) r.Fail("duplicate marker dot");
   }
-  n = r.Count(4);
+  n = flags & kHasElements ? r.Count(4) : 0;
+  if (r.ok() && (flags & kHasElements) && n == 0) r.Fail("empty optional section");
   for (uint64_t i = 0; i < n && r.ok(); ++i) {
     Value v = DecodeValue(r);
     uint64_t nd = r.Count(2);
@@ -344,8 +361,11 @@ FieldState DecodeFieldState(Reader& r, const ReplicaTable& table) {
     if (r.ok() && !s.elements.emplace(std::move(v), std::move(dots)).second)
       r.Fail("duplicate set element");
   }
-  DecodeTotals(r, ctx, &s.counter);
-  DecodeTotals(r, ctx, &s.counter_base);
+  if (flags & kHasCounter) DecodeTotals(r, ctx, &s.counter);
+  if (flags & kHasBase) DecodeTotals(r, ctx, &s.counter_base);
+  if (r.ok() && (((flags & kHasCounter) && s.counter.empty()) ||
+                 ((flags & kHasBase) && s.counter_base.empty())))
+    r.Fail("empty optional section");
   return s;
 }
 

@@ -1,5 +1,6 @@
 #include "tandem/engine/ids.h"
 
+#include <cstdint>
 #include <cstring>
 
 namespace tandem::engine {
@@ -52,7 +53,8 @@ Hlc HybridClock::Tick(uint64_t physical_ms) {
   } else {
     // Same or earlier wall time: advance the logical part; when it overflows, borrow a
     // millisecond (the clock stays monotonic, it just runs slightly ahead).
-    last_ += 1;
+    // At the very end of the 48-bit range the clock stops rather than wrap around.
+    if (last_ != UINT64_MAX) last_ += 1;
   }
   return last_;
 }

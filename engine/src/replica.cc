@@ -183,11 +183,13 @@ Result<ChangePage> Replica::Changes(uint64_t since, size_t limit) {
   ChangePage page;
   page.next_cursor = since;
   size_t n = 0;
-  TANDEM_RETURN_IF_ERROR(txn->ScanLog(since, [&](uint64_t seq, const FieldKey& k) {
-    latest[{k.collection, k.record}] = seq;
-    page.next_cursor = seq;
-    return ++n < limit;
-  }));
+  if (limit > 0) {
+    TANDEM_RETURN_IF_ERROR(txn->ScanLog(since, [&](uint64_t seq, const FieldKey& k) {
+      latest[{k.collection, k.record}] = seq;
+      page.next_cursor = seq;
+      return ++n < limit;
+    }));
+  }
   std::vector<std::pair<uint64_t, const std::pair<std::string, std::string>*>> order;
   for (const auto& [rk, seq] : latest) order.emplace_back(seq, &rk);
   std::sort(order.begin(), order.end());

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -81,37 +82,52 @@ ReplicaId RandomReplicaId() {
 
 }  // namespace
 
-// The persistent replica table: indices in the `replicas` database, cached here. Only a
-// write transaction adds entries; they stay pending until it commits.
-class LmdbReplicaTable : public engine::ReplicaTable {
+// A persistent table of interned values (replica ids, names), indices 0.. in an LMDB
+// database with integer keys, cached here. Only a write transaction adds entries; they
+// stay pending until it commits and vanish from the cache if it aborts.
+template <typename T>
+class InternTable {
  public:
-  uint64_t IndexOf(const ReplicaId& id) override {
+  // The index of v, adding it (pending) if new. Only inside a write transaction.
+  template <typename K>
+  uint64_t Intern(const K& v) {
     std::lock_guard lock(mu_);
-    auto it = index_.find(id);
+    auto it = index_.find(v);
     if (it != index_.end()) return it->second;
-    assert(writer_ && "replica table grows only inside a write transaction");
-    uint64_t idx = ids_.size();
-    ids_.push_back(id);
-    index_.emplace(id, idx);
+    assert(writer_ && "tables grow only inside a write transaction");
+    uint64_t idx = values_.size();
+    values_.push_back(T(v));
+    index_.emplace(T(v), idx);
     pending_.push_back(idx);
     return idx;
   }
-  bool IdAt(uint64_t index, ReplicaId* out) const override {
+  template <typename K>
+  std::optional<uint64_t> Find(const K& v) const {
     std::lock_guard lock(mu_);
-    if (index >= ids_.size()) return false;
-    *out = ids_[index];
+    auto it = index_.find(v);
+    if (it == index_.end()) return std::nullopt;
+    return it->second;
+  }
+  uint64_t size() const {
+    std::lock_guard lock(mu_);
+    return values_.size();
+  }
+  bool At(uint64_t index, T* out) const {
+    std::lock_guard lock(mu_);
+    if (index >= values_.size()) return false;
+    *out = values_[index];
     return true;
   }
   // Loads entries another process (or an earlier run) added.
-  Status Refresh(MDB_txn* txn, MDB_dbi dbi) {
+  Status Refresh(MDB_txn* txn, MDB_dbi dbi, const char* what) {
     MDB_stat st;
     int rc = mdb_stat(txn, dbi, &st);
-    if (rc) return LmdbError(rc, "replica table");
+    if (rc) return LmdbError(rc, what);
     std::lock_guard lock(mu_);
-    if (st.ms_entries <= ids_.size() - pending_.size()) return Status::Ok();
+    if (st.ms_entries <= values_.size() - pending_.size()) return Status::Ok();
     MDB_cursor* cur;
-    if ((rc = mdb_cursor_open(txn, dbi, &cur))) return LmdbError(rc, "replica table");
-    ids_.clear();
+    if ((rc = mdb_cursor_open(txn, dbi, &cur))) return LmdbError(rc, what);
+    values_.clear();
     index_.clear();
     pending_.clear();
     MDB_val k, v;
@@ -119,18 +135,17 @@ class LmdbReplicaTable : public engine::ReplicaTable {
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
       uint64_t idx;
-      if (k.mv_size != 8 || v.mv_size != 16) {
-        status = Status::Corrupt("replica table entry has the wrong size");
+      T value;
+      if (k.mv_size != 8 || !FromBytes(View(v), &value)) {
+        status = Status::Corrupt(std::string(what) + " has a malformed entry");
         break;
       }
       std::memcpy(&idx, k.mv_data, 8);
-      if (idx != ids_.size()) {
-        status = Status::Corrupt("replica table has a gap");
+      if (idx != values_.size() || !index_.emplace(value, idx).second) {
+        status = Status::Corrupt(std::string(what) + " has a gap or a duplicate");
         break;
       }
-      ReplicaId id = ReplicaId::FromBytes(static_cast<const uint8_t*>(v.mv_data));
-      ids_.push_back(id);
-      index_.emplace(id, idx);
+      values_.push_back(std::move(value));
     }
     mdb_cursor_close(cur);
     return status;
@@ -139,14 +154,13 @@ class LmdbReplicaTable : public engine::ReplicaTable {
     std::lock_guard lock(mu_);
     writer_ = true;
   }
-  // Writes pending entries into the transaction.
-  Status FlushPending(MDB_txn* txn, MDB_dbi dbi) {
+  Status FlushPending(MDB_txn* txn, MDB_dbi dbi, const char* what) {
     std::lock_guard lock(mu_);
     for (uint64_t idx : pending_) {
-      MDB_val k{8, &idx};
-      MDB_val v{16, ids_[idx].bytes.data()};
+      std::string bytes = ToBytes(values_[idx]);
+      MDB_val k{8, &idx}, v = Val(bytes);
       int rc = mdb_put(txn, dbi, &k, &v, MDB_NOOVERWRITE);
-      if (rc) return LmdbError(rc, "replica table");
+      if (rc) return LmdbError(rc, what);
     }
     return Status::Ok();
   }
@@ -154,8 +168,8 @@ class LmdbReplicaTable : public engine::ReplicaTable {
     std::lock_guard lock(mu_);
     if (!committed) {
       for (auto it = pending_.rbegin(); it != pending_.rend(); ++it) {
-        index_.erase(ids_[*it]);
-        ids_.pop_back();
+        index_.erase(values_[*it]);
+        values_.pop_back();
       }
     }
     pending_.clear();
@@ -163,17 +177,94 @@ class LmdbReplicaTable : public engine::ReplicaTable {
   }
 
  private:
+  static std::string ToBytes(const ReplicaId& id) {
+    return std::string(reinterpret_cast<const char*>(id.bytes.data()), 16);
+  }
+  static std::string ToBytes(const std::string& s) { return s; }
+  static bool FromBytes(std::string_view b, ReplicaId* out) {
+    if (b.size() != 16) return false;
+    *out = ReplicaId::FromBytes(reinterpret_cast<const uint8_t*>(b.data()));
+    return true;
+  }
+  static bool FromBytes(std::string_view b, std::string* out) {
+    *out = std::string(b);
+    return !b.empty();
+  }
+
   mutable std::mutex mu_;
-  std::vector<ReplicaId> ids_;
-  std::map<ReplicaId, uint64_t> index_;
+  std::vector<T> values_;
+  std::map<T, uint64_t, std::less<>> index_;  // transparent: look up string_views as they are
   std::vector<uint64_t> pending_;
   bool writer_ = false;
 };
 
+// The engine's view of the replica table.
+class LmdbReplicaTable : public engine::ReplicaTable {
+ public:
+  uint64_t IndexOf(const ReplicaId& id) override { return t.Intern(id); }
+  bool IdAt(uint64_t index, ReplicaId* out) const override { return t.At(index, out); }
+  InternTable<ReplicaId> t;
+};
+
 struct LmdbStore::Impl {
   MDB_env* env = nullptr;
-  MDB_dbi meta = 0, fields = 0, log = 0, replicas = 0;
+  MDB_dbi meta = 0, fields = 0, log = 0, replicas = 0, names_db = 0;
   LmdbReplicaTable table;
+  // Collection and field names, interned: a stored key is
+  // varint(collection index) record \0 varint(field index).
+  InternTable<std::string> names;
+
+  static void PutVarint(std::string* out, uint64_t v) { engine::Writer(out).Varint(v); }
+
+  Status RefreshTables(MDB_txn* txn) {
+    TANDEM_RETURN_IF_ERROR(table.t.Refresh(txn, replicas, "replica table"));
+    return names.Refresh(txn, names_db, "name table");
+  }
+
+  std::string CollectionPrefix(uint64_t coll) const {
+    std::string k;
+    PutVarint(&k, coll);
+    return k;
+  }
+  // The stored key of a field; nullopt if a name was never stored (so neither was the
+  // field), unless `intern` adds it.
+  std::optional<std::string> Key(std::string_view coll, std::string_view rec,
+                                 std::string_view field, bool intern) {
+    std::optional<uint64_t> c, f;
+    if (intern) {
+      c = names.Intern(coll);
+      f = names.Intern(field);
+    } else {
+      c = names.Find(coll);
+      f = names.Find(field);
+      if (!c || !f) return std::nullopt;
+    }
+    std::string k = CollectionPrefix(*c);
+    k.append(rec);
+    k.push_back('\0');
+    PutVarint(&k, *f);
+    return k;
+  }
+  std::optional<std::string> RecordPrefix(std::string_view coll, std::string_view rec) {
+    auto c = names.Find(coll);
+    if (!c) return std::nullopt;
+    std::string k = CollectionPrefix(*c);
+    k.append(rec);
+    k.push_back('\0');
+    return k;
+  }
+  bool DecodeKey(std::string_view key, FieldKey* out) const {
+    engine::Reader r(key);
+    uint64_t c = r.Varint();
+    if (!r.ok() || !names.At(c, &out->collection)) return false;
+    std::string_view rest = key.substr(key.size() - r.remaining());
+    size_t nul = rest.find('\0');
+    if (nul == std::string_view::npos || nul == 0) return false;
+    out->record = std::string(rest.substr(0, nul));
+    engine::Reader fr(rest.substr(nul + 1));
+    uint64_t f = fr.Varint();
+    return fr.ok() && fr.remaining() == 0 && names.At(f, &out->field);
+  }
   std::shared_mutex resize_mu;  // transactions hold it shared; growing takes it whole
   std::mutex grow_mu;
   bool must_grow = false;
@@ -252,8 +343,9 @@ class LmdbReader {
 
   Status GetField(const FieldKey& key, std::optional<FieldState>* out) {
     out->reset();
-    std::string k = engine::EncodeFieldKey(key);
-    MDB_val kv = Val(k), v;
+    auto k = impl_->Key(key.collection, key.record, key.field, false);
+    if (!k) return Status::Ok();
+    MDB_val kv = Val(*k), v;
     int rc = mdb_get(txn_, impl_->fields, &kv, &v);
     if (rc == MDB_NOTFOUND) return Status::Ok();
     if (rc) return LmdbError(rc, "read field");
@@ -287,18 +379,24 @@ class LmdbReader {
 
   Status GetRecord(std::string_view c, std::string_view r, RecordState* out) {
     out->fields.clear();
-    std::string prefix = std::string(c) + '\0' + std::string(r) + '\0';
-    return ScanPrefix(prefix, prefix, [&](std::string_view key, const MDB_val& v, bool*) {
+    auto prefix = impl_->RecordPrefix(c, r);
+    if (!prefix) return Status::Ok();
+    return ScanPrefix(*prefix, *prefix, [&](std::string_view key, const MDB_val& v, bool*) {
+      FieldKey k;
+      if (!impl_->DecodeKey(key, &k)) return Status::Corrupt("malformed field key");
       FieldState s;
       TANDEM_RETURN_IF_ERROR(DecodeField(v, &s));
-      out->fields.emplace(std::string(key.substr(prefix.size())), std::move(s));
+      out->fields.emplace(std::move(k.field), std::move(s));
       return Status::Ok();
     });
   }
 
   Status ScanRecords(std::string_view c, std::string_view after,
                      const engine::ReadTxn::RecordFn& fn) {
-    std::string prefix = std::string(c) + '\0';
+    auto coll = impl_->names.Find(c);
+    if (!coll) return Status::Ok();
+    std::string prefix = impl_->CollectionPrefix(*coll);
+    // Past every field of `after`: after \x01 sorts above after \0 ...
     std::string start = prefix + std::string(after) + (after.empty() ? "" : "\x01");
     std::string current;
     RecordState state;
@@ -306,7 +404,7 @@ class LmdbReader {
     TANDEM_RETURN_IF_ERROR(
         ScanPrefix(prefix, start, [&](std::string_view key, const MDB_val& v, bool* go) {
           FieldKey k;
-          if (!engine::DecodeFieldKey(key, &k)) return Status::Corrupt("malformed field key");
+          if (!impl_->DecodeKey(key, &k)) return Status::Corrupt("malformed field key");
           if (k.record != current && !state.fields.empty()) {
             if (!fn(current, state)) {
               stopped = true;
@@ -330,19 +428,23 @@ class LmdbReader {
     MDB_cursor* cur;
     int rc = mdb_cursor_open(txn_, impl_->fields, &cur);
     if (rc) return LmdbError(rc, "open cursor");
-    MDB_val k, v;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    while (rc == 0) {
-      std::string_view key = View(k);
-      std::string c(key.substr(0, key.find('\0')));
-      out->push_back(c);
-      // Jump past every key of this collection: c \x01 sorts after c \0 ...
-      std::string next = c + '\x01';
-      k = Val(next);
+    // Names are few: probe each one as a collection prefix.
+    const uint64_t n = impl_->names.size();
+    for (uint64_t i = 0; i < n; ++i) {
+      std::string prefix = impl_->CollectionPrefix(i);
+      MDB_val k = Val(prefix), v;
       rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+      if (rc == 0 && View(k).substr(0, prefix.size()) == prefix) {
+        std::string name;
+        impl_->names.At(i, &name);
+        out->push_back(std::move(name));
+      } else if (rc && rc != MDB_NOTFOUND) {
+        mdb_cursor_close(cur);
+        return LmdbError(rc, "list collections");
+      }
     }
     mdb_cursor_close(cur);
-    if (rc != MDB_NOTFOUND) return LmdbError(rc, "list collections");
+    std::sort(out->begin(), out->end());
     return Status::Ok();
   }
 
@@ -362,7 +464,7 @@ class LmdbReader {
       }
       std::memcpy(&seq, k.mv_data, 8);
       FieldKey key;
-      if (!engine::DecodeFieldKey(View(v), &key)) {
+      if (!impl_->DecodeKey(View(v), &key)) {
         st = Status::Corrupt("change-log entry names a malformed key");
         break;
       }
@@ -428,10 +530,42 @@ class LmdbWriteTxn : public engine::WriteTxn {
   ~LmdbWriteTxn() override {
     if (txn_) {
       mdb_txn_abort(txn_);
-      impl_->table.EndWriter(false);
+      impl_->table.t.EndWriter(false);
+      impl_->names.EndWriter(false);
     }
   }
-  TANDEM_READ_METHODS
+  Status GetMeta(ReplicaMeta* out) override { return r_.GetMeta(out); }
+  // Remembers the field's change-log seq, so the PutField that usually follows needs no
+  // second lookup.
+  Status GetField(const FieldKey& k, std::optional<FieldState>* out) override {
+    out->reset();
+    last_seq_known_ = false;
+    auto key = impl_->Key(k.collection, k.record, k.field, false);
+    if (!key) return Status::Ok();
+    last_key_ = std::move(*key);
+    MDB_val kv = Val(last_key_), v;
+    int rc = mdb_get(txn_, impl_->fields, &kv, &v);
+    if (rc == MDB_NOTFOUND) {
+      last_old_seq_ = 0;
+      last_seq_known_ = true;
+      return Status::Ok();
+    }
+    if (rc) return LmdbError(rc, "read field");
+    FieldState s;
+    TANDEM_RETURN_IF_ERROR(r_.DecodeField(v, &s, &last_old_seq_));
+    last_seq_known_ = true;
+    *out = std::move(s);
+    return Status::Ok();
+  }
+  Status GetRecord(std::string_view c, std::string_view r, RecordState* out) override {
+    return r_.GetRecord(c, r, out);
+  }
+  Status ScanRecords(std::string_view c, std::string_view after, const RecordFn& fn) override {
+    return r_.ScanRecords(c, after, fn);
+  }
+  Status ListCollections(std::vector<std::string>* out) override { return r_.ListCollections(out); }
+  Status ScanLog(uint64_t since, const LogFn& fn) override { return r_.ScanLog(since, fn); }
+  Status LastLogSeq(uint64_t* out) override { return r_.LastLogSeq(out); }
 
   Status PutMeta(const ReplicaMeta& meta) override {
     std::string v = EncodeMeta(meta);
@@ -441,18 +575,26 @@ class LmdbWriteTxn : public engine::WriteTxn {
   }
 
   Status PutField(const FieldKey& key, const FieldState& state) override {
-    std::string k = engine::EncodeFieldKey(key);
+    std::string k = *impl_->Key(key.collection, key.record, key.field, true);
     MDB_val kv = Val(k), old;
-    int rc = mdb_get(txn_, impl_->fields, &kv, &old);
-    if (rc == 0) {
-      uint64_t old_seq;
-      std::string_view ignored;
-      TANDEM_RETURN_IF_ERROR(LmdbReader::SplitValue(View(old), &old_seq, &ignored));
+    uint64_t old_seq = 0;
+    int rc;
+    if (last_seq_known_ && k == last_key_) {
+      old_seq = last_old_seq_;
+    } else {
+      rc = mdb_get(txn_, impl_->fields, &kv, &old);
+      if (rc == 0) {
+        std::string_view ignored;
+        TANDEM_RETURN_IF_ERROR(LmdbReader::SplitValue(View(old), &old_seq, &ignored));
+      } else if (rc != MDB_NOTFOUND) {
+        return impl_->Note(rc, "read field");
+      }
+    }
+    last_seq_known_ = false;
+    if (old_seq) {
       MDB_val ok{8, &old_seq};
       rc = mdb_del(txn_, impl_->log, &ok, nullptr);
       if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "write log");
-    } else if (rc != MDB_NOTFOUND) {
-      return impl_->Note(rc, "read field");
     }
     if (!last_seq_) TANDEM_RETURN_IF_ERROR(r_.LastLogSeq(&last_seq_));
     uint64_t seq = ++last_seq_;
@@ -469,10 +611,12 @@ class LmdbWriteTxn : public engine::WriteTxn {
   }
 
   Status Commit() override {
-    TANDEM_RETURN_IF_ERROR(impl_->table.FlushPending(txn_, impl_->replicas));
+    TANDEM_RETURN_IF_ERROR(impl_->table.t.FlushPending(txn_, impl_->replicas, "replica table"));
+    TANDEM_RETURN_IF_ERROR(impl_->names.FlushPending(txn_, impl_->names_db, "name table"));
     int rc = mdb_txn_commit(txn_);
     txn_ = nullptr;
-    impl_->table.EndWriter(rc == 0);
+    impl_->table.t.EndWriter(rc == 0);
+    impl_->names.EndWriter(rc == 0);
     return rc ? impl_->Note(rc, "commit") : Status::Ok();
   }
 
@@ -483,6 +627,9 @@ class LmdbWriteTxn : public engine::WriteTxn {
   LmdbReader r_;
   uint64_t last_seq_ = 0;
   std::string value_;
+  std::string last_key_;  // the field GetField read last, and its change-log seq
+  uint64_t last_old_seq_ = 0;
+  bool last_seq_known_ = false;
 };
 
 Status CheckEmptyOrMissing(const std::string& dir, const char* what) {
@@ -554,6 +701,7 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
   if (!rc) rc = mdb_dbi_open(txn, "fields", dbflags, &impl->fields);
   if (!rc) rc = mdb_dbi_open(txn, "log", dbflags | MDB_INTEGERKEY, &impl->log);
   if (!rc) rc = mdb_dbi_open(txn, "replicas", dbflags | MDB_INTEGERKEY, &impl->replicas);
+  if (!rc) rc = mdb_dbi_open(txn, "names", dbflags | MDB_INTEGERKEY, &impl->names_db);
   if (rc) {
     mdb_txn_abort(txn);
     return LmdbError(rc, "open databases in " + dir);
@@ -587,7 +735,7 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
                                  std::to_string(format) + "; this build reads up to " +
                                  std::to_string(kFormatVersion) + ")");
     }
-    Status st = impl->table.Refresh(txn, impl->replicas);
+    Status st = impl->RefreshTables(txn);
     ReplicaMeta meta;
     MDB_val mk = Val("replica"), mv;
     if (st.ok()) {
@@ -638,7 +786,7 @@ Result<std::unique_ptr<engine::ReadTxn>> LmdbStore::BeginRead() {
       continue;
     }
     if (rc) return LmdbError(rc, "begin read");
-    Status st = impl_->table.Refresh(txn, impl_->replicas);
+    Status st = impl_->RefreshTables(txn);
     if (!st.ok()) {
       mdb_txn_abort(txn);
       return st;
@@ -659,12 +807,13 @@ Result<std::unique_ptr<engine::WriteTxn>> LmdbStore::BeginWrite() {
       continue;
     }
     if (rc) return LmdbError(rc, "begin write");
-    Status st = impl_->table.Refresh(txn, impl_->replicas);
+    Status st = impl_->RefreshTables(txn);
     if (!st.ok()) {
       mdb_txn_abort(txn);
       return st;
     }
-    impl_->table.BeginWriter();
+    impl_->table.t.BeginWriter();
+    impl_->names.BeginWriter();
     return std::unique_ptr<engine::WriteTxn>(new LmdbWriteTxn(impl_.get(), txn, std::move(lock)));
   }
 }
@@ -737,7 +886,7 @@ Status Check(LmdbStore& store, CheckReport* report) {
        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
     std::string key(View(k));
     FieldKey fk;
-    if (!engine::DecodeFieldKey(key, &fk)) {
+    if (!impl->DecodeKey(key, &fk)) {
       st = Status::Corrupt("malformed field key");
       break;
     }
@@ -772,7 +921,7 @@ Status Check(LmdbStore& store, CheckReport* report) {
   if (st.ok()) {
     std::map<uint64_t, std::string> have;
     st = txn->ScanLog(0, [&](uint64_t seq, const FieldKey& key) {
-      have.emplace(seq, engine::EncodeFieldKey(key));
+      have.emplace(seq, impl->Key(key.collection, key.record, key.field, false).value_or(""));
       return true;
     });
     rep.log_entries = have.size();

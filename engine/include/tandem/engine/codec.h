@@ -56,6 +56,8 @@ class Reader {
   bool ok() const { return status_.ok(); }
   const Status& status() const { return status_; }
   void Fail(const std::string& why);
+  // Turns the failure into kUnsupported: the bytes come from a newer format.
+  void MarkUnsupported();
 
  private:
   std::string_view in_;

@@ -1,0 +1,94 @@
+// Shared helpers for the benchmarks: timing, sizes, the data set, raw LMDB baseline.
+#pragma once
+
+#include <lmdb.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace tandem::bench {
+
+inline double Now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+inline double PeakRssMb() {
+  rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / 1024.0;
+}
+
+// Bytes the file occupies on disk.
+inline uint64_t DiskBytes(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) return 0;
+  return static_cast<uint64_t>(st.st_blocks) * 512;
+}
+
+// The data set of bench/local_writes: records r000000.., fields f0-f4 16-byte strings,
+// f5-f9 integers, from a fixed seed.
+struct DataSet {
+  int records = 100000;
+  int fields = 10;
+  static std::string RecordId(int i) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "r%06d", i);
+    return buf;
+  }
+  static std::string FieldName(int f) { return "f" + std::to_string(f); }
+};
+
+inline std::string RandomString16(std::mt19937_64& rng) {
+  static const char kAlpha[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  std::string s(16, ' ');
+  for (auto& c : s) c = kAlpha[rng() % 36];
+  return s;
+}
+
+// Raw LMDB: the same keys (collection \0 record \0 field) and 16-byte values, the same
+// batch size, durable commits. Returns puts per second; *bytes gets the file size.
+inline double RawLmdbPuts(const std::string& dir, const DataSet& ds, int batch, uint64_t* bytes) {
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  MDB_env* env;
+  mdb_env_create(&env);
+  mdb_env_set_mapsize(env, size_t{4} << 30);
+  if (mdb_env_open(env, dir.c_str(), 0, 0644)) std::abort();
+  MDB_dbi dbi;
+  std::mt19937_64 rng(42);
+  const int total = ds.records * ds.fields;
+  double t0 = Now();
+  MDB_txn* txn = nullptr;
+  for (int n = 0; n < total; ++n) {
+    if (!txn) {
+      mdb_txn_begin(env, nullptr, 0, &txn);
+      mdb_dbi_open(txn, nullptr, 0, &dbi);
+    }
+    int rec = n / ds.fields, f = n % ds.fields;
+    std::string key = "bench";
+    key.push_back('\0');
+    key += DataSet::RecordId(rec);
+    key.push_back('\0');
+    key += DataSet::FieldName(f);
+    std::string val = RandomString16(rng);
+    MDB_val k{key.size(), key.data()}, v{val.size(), val.data()};
+    if (mdb_put(txn, dbi, &k, &v, 0)) std::abort();
+    if ((n + 1) % batch == 0 || n + 1 == total) {
+      if (mdb_txn_commit(txn)) std::abort();
+      txn = nullptr;
+    }
+  }
+  double dt = Now() - t0;
+  mdb_env_close(env);
+  *bytes = DiskBytes(dir + "/data.mdb");
+  return total / dt;
+}
+
+}  // namespace tandem::bench

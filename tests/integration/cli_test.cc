@@ -1,0 +1,303 @@
+// The tandem CLI, run as a real program against real replica directories.
+#include <gtest/gtest.h>
+#include <lmdb.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "process.h"
+#include "tandem/net/identity.h"
+
+namespace tandem::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+RunResult T(std::vector<std::string> args) {
+  args.insert(args.begin(), TANDEM_BIN);
+  return Run(args);
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto r = T({"init", db_});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  TempDir tmp_;
+  std::string db_ = tmp_ / "db";
+};
+
+TEST(CliInit, PrintsAValidDeviceIdAloneOnStdout) {
+  TempDir tmp;
+  auto r = T({"init", tmp / "a"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_FALSE(r.out.empty());
+  std::string id = r.out.substr(0, r.out.size() - 1);
+  EXPECT_EQ(r.out.back(), '\n');
+  EXPECT_TRUE(net::IsValidDeviceId(id)) << id;
+  // A typo in the id is caught by its check characters.
+  std::string typo = id;
+  typo[0] = typo[0] == 'a' ? 'b' : 'a';
+  EXPECT_FALSE(net::IsValidDeviceId(typo));
+  // The identity key is private to the owner.
+  auto perms = fs::status(tmp / "a/identity.key").permissions();
+  EXPECT_EQ(perms & (fs::perms::group_all | fs::perms::others_all), fs::perms::none);
+}
+
+TEST(CliInit, RefusesANonEmptyDirectoryAndChangesNothing) {
+  TempDir tmp;
+  fs::create_directory(tmp / "x");
+  std::ofstream(tmp / "x/notes.txt") << "mine";
+  auto r = T({"init", tmp / "x"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("not empty"), std::string::npos) << r.err;
+  EXPECT_EQ(std::distance(fs::directory_iterator(tmp / "x"), fs::directory_iterator()), 1);
+  EXPECT_EQ(ReadFile(tmp / "x/notes.txt"), "mine");
+}
+
+TEST_F(Cli, InitRefusesAnExistingReplica) {
+  auto r = T({"init", db_});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("already holds a replica"), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, PutThenGetEveryScalarType) {
+  auto r = T({"put", db_, "products", "p1", "name=\"Ann\"", "n=5", "d=2.5", "whole=5.0", "b=true",
+              "z=null", "raw={\"$bytes\":\"AAEC\"}", "u=\"\xc3\xa9t\xc3\xa9\""});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = T({"get", db_, "products", "p1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            "{\"b\":true,\"d\":2.5,\"id\":\"p1\",\"n\":5,\"name\":\"Ann\",\"raw\":{\"$bytes\":"
+            "\"AAEC\"},\"u\":\"\xc3\xa9t\xc3\xa9\",\"whole\":5.0,\"z\":null}\n");
+}
+
+TEST_F(Cli, CountersAndSets) {
+  ASSERT_EQ(T({"incr", db_, "inv", "i1", "stock", "10"}).exit_code, 0);
+  ASSERT_EQ(T({"incr", db_, "inv", "i1", "stock", "-25"}).exit_code, 0);
+  for (auto e : {"\"red\"", "\"blue\"", "3", "\"red\""})
+    ASSERT_EQ(T({"add", db_, "inv", "i1", "tags", e}).exit_code, 0);
+  ASSERT_EQ(T({"remove", db_, "inv", "i1", "tags", "\"blue\""}).exit_code, 0);
+  auto r = T({"get", db_, "inv", "i1"});
+  EXPECT_EQ(r.out, "{\"id\":\"i1\",\"stock\":-15,\"tags\":[3,\"red\"]}\n");
+}
+
+TEST_F(Cli, MissingAndDeletedRecordsAreNotFound) {
+  auto r = T({"get", db_, "products", "nope"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(r.out.empty());
+  EXPECT_NE(r.err.find("not found"), std::string::npos) << r.err;
+  ASSERT_EQ(T({"put", db_, "products", "p1", "a=1"}).exit_code, 0);
+  ASSERT_EQ(T({"del", db_, "products", "p1"}).exit_code, 0);
+  r = T({"get", db_, "products", "p1"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("not found"), std::string::npos);
+  EXPECT_EQ(T({"del", db_, "products", "p1"}).exit_code, 1);
+  EXPECT_EQ(T({"ls", db_, "products"}).out, "");
+}
+
+TEST_F(Cli, BadInputIsAUsageErrorWithOneLine) {
+  for (std::vector<std::string> args : {
+           std::vector<std::string>{"put", db_, "c", "r", "a=notjson"},
+           {"put", db_, "c", "r", "a=[1,2]"},
+           {"put", db_, "c", "r", "a={\"x\":1}"},
+           {"put", db_, "c", "r", "noequals"},
+           {"put", db_, "c", "r", "id=1"},
+           {"put", db_, "c", "r", "a=99999999999999999999"},
+           {"put", db_, "c", "r"},
+           {"incr", db_, "c", "r", "f", "abc"},
+           {"incr", db_, "c", "r", "f", "1.5"},
+           {"add", db_, "c", "r", "f", "{"},
+           {"get", db_, "c"},
+           {"frobnicate", db_},
+           {},
+       }) {
+    auto r = T(args);
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_EQ(r.err.find("tandem: "), 0u) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+  // Nothing was written by any of them.
+  EXPECT_EQ(T({"dump", db_}).out, "");
+}
+
+TEST(CliErrors, MissingReplicaIsARuntimeError) {
+  TempDir tmp;
+  auto r = T({"get", tmp / "nothing", "c", "r"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("no such directory"), std::string::npos) << r.err;
+  r = T({"get", tmp.path(), "c", "r"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("not a Tandem replica"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(tmp / "lock.mdb"));
+}
+
+TEST(CliErrors, DamagedDataFileIsRefusedAndLeftAlone) {
+  TempDir tmp;
+  fs::create_directory(tmp / "x");
+  std::string junk(10000, 'j');
+  std::ofstream(tmp / "x/data.mdb", std::ios::binary) << junk;
+  auto r = T({"dump", tmp / "x"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("damaged"), std::string::npos) << r.err;
+  EXPECT_EQ(ReadFile(tmp / "x/data.mdb"), junk);
+  EXPECT_FALSE(fs::exists(tmp / "x/lock.mdb"));
+}
+
+TEST(CliErrors, TruncatedDataFileIsRefused) {
+  TempDir tmp;
+  ASSERT_EQ(T({"init", tmp / "db"}).exit_code, 0);
+  ASSERT_EQ(T({"put", tmp / "db", "c", "r", "a=1"}).exit_code, 0);
+  std::string data = ReadFile(tmp / "db/data.mdb");
+  std::ofstream(tmp / "db/data.mdb", std::ios::binary | std::ios::trunc) << data.substr(0, 100);
+  auto r = T({"get", tmp / "db", "c", "r"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(ReadFile(tmp / "db/data.mdb"), data.substr(0, 100));
+}
+
+// Writes into the meta database with LMDB directly, as a foreign program or a newer
+// Tandem would.
+void RawPut(const std::string& dir, const char* db, const std::string& key,
+            const std::string& value, bool drop_meta = false) {
+  MDB_env* env;
+  ASSERT_EQ(mdb_env_create(&env), 0);
+  mdb_env_set_maxdbs(env, 8);
+  ASSERT_EQ(mdb_env_open(env, dir.c_str(), 0, 0644), 0);
+  MDB_txn* txn;
+  ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+  MDB_dbi dbi;
+  ASSERT_EQ(mdb_dbi_open(txn, db, MDB_CREATE, &dbi), 0);
+  if (drop_meta) {
+    ASSERT_EQ(mdb_drop(txn, dbi, 1), 0);
+  } else {
+    MDB_val k{key.size(), const_cast<char*>(key.data())};
+    MDB_val v{value.size(), const_cast<char*>(value.data())};
+    ASSERT_EQ(mdb_put(txn, dbi, &k, &v, 0), 0);
+  }
+  ASSERT_EQ(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
+}
+
+TEST(CliErrors, NewerFormatIsRefused) {
+  TempDir tmp;
+  ASSERT_EQ(T({"init", tmp / "db"}).exit_code, 0);
+  uint32_t v = 99;
+  RawPut(tmp / "db", "meta", "format", std::string(reinterpret_cast<char*>(&v), 4));
+  auto r = T({"dump", tmp / "db"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("newer Tandem"), std::string::npos) << r.err;
+}
+
+TEST(CliErrors, ForeignLmdbEnvironmentIsRefused) {
+  TempDir tmp;
+  RawPut(tmp.path(), "other", "k", "v");
+  auto r = T({"dump", tmp.path()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("not a Tandem replica"), std::string::npos) << r.err;
+}
+
+TEST(CliErrors, CorruptFieldStateIsReported) {
+  TempDir tmp;
+  ASSERT_EQ(T({"init", tmp / "db"}).exit_code, 0);
+  ASSERT_EQ(T({"put", tmp / "db", "c", "r", "a=1"}).exit_code, 0);
+  // Stored key: varint(name index of "c") "r" \0 varint(name index of "a"), see format.md.
+  RawPut(tmp / "db", "fields", std::string("\0r\0\x01", 4), std::string("\x01\x10\xff\xff", 4));
+  auto r = T({"get", tmp / "db", "c", "r"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("corrupt"), std::string::npos) << r.err;
+  r = T({"check", tmp / "db"});
+  EXPECT_EQ(r.exit_code, 1);
+}
+
+TEST_F(Cli, LsIsSortedByIdAsJsonLines) {
+  for (auto id : {"b", "a", "c10", "c2"})
+    ASSERT_EQ(T({"put", db_, "things", id, "v=1"}).exit_code, 0);
+  ASSERT_EQ(T({"put", db_, "other", "x", "v=1"}).exit_code, 0);
+  EXPECT_EQ(T({"ls", db_, "things"}).out,
+            "{\"id\":\"a\",\"v\":1}\n{\"id\":\"b\",\"v\":1}\n{\"id\":\"c10\",\"v\":1}\n"
+            "{\"id\":\"c2\",\"v\":1}\n");
+}
+
+TEST_F(Cli, DumpIsCanonicalAndIndependentOfWriteOrder) {
+  TempDir tmp;
+  std::string other = tmp / "other";
+  ASSERT_EQ(T({"init", other}).exit_code, 0);
+  ASSERT_EQ(T({"put", db_, "b", "2", "x=1", "y=\"s\""}).exit_code, 0);
+  ASSERT_EQ(T({"put", db_, "a", "1", "z=true"}).exit_code, 0);
+  ASSERT_EQ(T({"put", other, "a", "1", "z=true"}).exit_code, 0);
+  ASSERT_EQ(T({"put", other, "b", "2", "y=\"s\""}).exit_code, 0);
+  ASSERT_EQ(T({"put", other, "b", "2", "x=1"}).exit_code, 0);
+  auto a = T({"dump", db_}), b = T({"dump", other});
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_EQ(a.out,
+            "{\"collection\":\"a\",\"record\":{\"id\":\"1\",\"z\":true}}\n"
+            "{\"collection\":\"b\",\"record\":{\"id\":\"2\",\"x\":1,\"y\":\"s\"}}\n");
+}
+
+TEST_F(Cli, ChangesFeedEachRecordOnceWithCursors) {
+  ASSERT_EQ(T({"put", db_, "c", "r1", "a=1"}).exit_code, 0);
+  ASSERT_EQ(T({"put", db_, "c", "r2", "a=1"}).exit_code, 0);
+  ASSERT_EQ(T({"put", db_, "c", "r1", "a=2"}).exit_code, 0);
+  auto r = T({"changes", db_});
+  EXPECT_EQ(r.out,
+            "{\"collection\":\"c\",\"cursor\":2,\"deleted\":false,\"id\":\"r2\",\"record\":{"
+            "\"a\":1,\"id\":\"r2\"}}\n"
+            "{\"collection\":\"c\",\"cursor\":3,\"deleted\":false,\"id\":\"r1\",\"record\":{"
+            "\"a\":2,\"id\":\"r1\"}}\n");
+  ASSERT_EQ(T({"del", db_, "c", "r2"}).exit_code, 0);
+  r = T({"changes", db_, "--since", "3"});
+  EXPECT_EQ(r.out, "{\"collection\":\"c\",\"cursor\":4,\"deleted\":true,\"id\":\"r2\"}\n");
+  EXPECT_EQ(T({"changes", db_, "--since", "4"}).out, "");
+}
+
+TEST_F(Cli, ConflictsOfASingleWriterAreEmpty) {
+  ASSERT_EQ(T({"put", db_, "c", "r", "a=1"}).exit_code, 0);
+  ASSERT_EQ(T({"put", db_, "c", "r", "a=2"}).exit_code, 0);
+  auto r = T({"conflicts", db_, "c", "r"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out, "{}\n");
+}
+
+TEST_F(Cli, BackupAndRestoreGiveANewReplicaWithTheSameData) {
+  ASSERT_EQ(T({"put", db_, "c", "r", "a=1"}).exit_code, 0);
+  ASSERT_EQ(T({"incr", db_, "c", "r", "n", "7"}).exit_code, 0);
+  std::string bk = tmp_ / "bk", restored = tmp_ / "restored";
+  ASSERT_EQ(T({"backup", db_, bk}).exit_code, 0);
+  EXPECT_NE(T({"backup", db_, bk}).exit_code, 0);  // never over an existing backup
+  auto r = T({"restore", bk, restored});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(T({"dump", restored}).out, T({"dump", db_}).out);
+  auto a = T({"info", db_}).out, b = T({"info", restored}).out;
+  auto id_of = [](const std::string& info) {
+    return info.substr(info.find("\"replica_id\":\"") + 14, 32);
+  };
+  EXPECT_NE(id_of(a), id_of(b));
+  // The restored replica knows the old one's events, and issues its own under its new id.
+  EXPECT_NE(b.find(id_of(a)), std::string::npos);
+  ASSERT_EQ(T({"incr", restored, "c", "r", "n", "1"}).exit_code, 0);
+  EXPECT_NE(T({"info", restored}).out.find("\"" + id_of(b) + "\":1"), std::string::npos);
+  EXPECT_EQ(T({"check", restored}).exit_code, 0);
+  EXPECT_EQ(T({"restore", bk, restored}).exit_code, 2);  // not over a replica
+  EXPECT_EQ(T({"restore", tmp_ / "nobackup", tmp_ / "r3"}).exit_code, 1);
+  EXPECT_FALSE(fs::exists(tmp_ / "r3"));
+}
+
+TEST(CliHelp, EveryCommandHasHelp) {
+  for (auto cmd : {"init", "put", "incr", "add", "remove", "del", "get", "ls", "conflicts", "dump",
+                   "changes", "backup", "restore", "check", "info"}) {
+    auto r = T({cmd, "--help"});
+    EXPECT_EQ(r.exit_code, 0) << cmd;
+    EXPECT_NE(r.out.find("Usage"), std::string::npos) << cmd;
+  }
+}
+
+}  // namespace
+}  // namespace tandem::testing
