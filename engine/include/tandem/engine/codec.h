@@ -2,12 +2,13 @@
 //
 // Format (docs/format.md has the full grammar): varints (LEB128) for integers, replica
 // ids replaced by small indices into a replica table, dots stored as an offset below
-// the field's context entry (the common "latest write" dot costs one byte).
+// the field's context entry (the common "latest write" dot costs two bytes).
 //
 // Decoding untrusted bytes never crashes, asserts or allocates more than the input
 // could describe: every count is checked against the bytes that remain, and every
 // decoded state is checked against the invariants (entries covered by the context,
-// valid kinds, valid UTF-8, no duplicates, canonical order).
+// valid kinds, valid UTF-8, no duplicates, the context in ascending replica order). Other
+// lists decode in any order to the same state; re-encoding gives the canonical bytes.
 #pragma once
 
 #include <cstdint>

@@ -1,0 +1,815 @@
+#include "tandem/engine/codec.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+namespace tandem::engine {
+namespace {
+
+ReplicaId Rid(uint8_t n) {
+  ReplicaId id;
+  id.bytes[0] = 0x10;
+  id.bytes[15] = n;
+  return id;
+}
+
+const ReplicaId kA = Rid(1);
+const ReplicaId kB = Rid(2);
+const ReplicaId kC = Rid(3);
+
+Value S(const char* s) { return Value{std::string(s)}; }
+
+double BitsToDouble(uint64_t bits) {
+  double d;
+  std::memcpy(&d, &bits, sizeof d);
+  return d;
+}
+
+std::string VarintBytes(uint64_t v) {
+  std::string s;
+  Writer(&s).Varint(v);
+  return s;
+}
+
+std::string IdBytes(const ReplicaId& id) {
+  return std::string(reinterpret_cast<const char*>(id.bytes.data()), 16);
+}
+
+// ---- primitives ---------------------------------------------------------------------
+
+TEST(VarintTest, KnownEncodings) {
+  EXPECT_EQ(VarintBytes(0), std::string("\x00", 1));
+  EXPECT_EQ(VarintBytes(1), "\x01");
+  EXPECT_EQ(VarintBytes(127), "\x7f");
+  EXPECT_EQ(VarintBytes(128), "\x80\x01");
+  EXPECT_EQ(VarintBytes(300), "\xac\x02");
+  EXPECT_EQ(VarintBytes(std::numeric_limits<uint64_t>::max()), std::string(9, '\xff') + "\x01");
+}
+
+TEST(VarintTest, RoundTrip) {
+  std::vector<uint64_t> vals = {0,
+                                1,
+                                127,
+                                128,
+                                255,
+                                256,
+                                16383,
+                                16384,
+                                (1ull << 32) - 1,
+                                1ull << 32,
+                                (1ull << 56) + 3,
+                                (1ull << 63) - 1,
+                                1ull << 63,
+                                std::numeric_limits<uint64_t>::max()};
+  std::string buf;
+  Writer w(&buf);
+  for (uint64_t v : vals) w.Varint(v);
+  Reader r(buf);
+  for (uint64_t v : vals) EXPECT_EQ(r.Varint(), v);
+  EXPECT_TRUE(r.ok());
+  EXPECT_EQ(r.remaining(), 0u);
+}
+
+TEST(VarintTest, RejectsNonCanonical) {
+  for (std::string bad : {std::string("\x80\x00", 2), std::string("\xff\x00", 2),
+                          std::string("\x81\x80\x00", 3), std::string("\x80\x80\x80\x00", 4)}) {
+    Reader r(bad);
+    EXPECT_EQ(r.Varint(), 0u);
+    EXPECT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), Code::kCorrupt);
+  }
+  const std::string zero_byte("\x00", 1);
+  Reader zero(zero_byte);  // a single zero byte is the canonical 0
+  EXPECT_EQ(zero.Varint(), 0u);
+  EXPECT_TRUE(zero.ok());
+}
+
+TEST(VarintTest, RejectsOverflowAndOverlongInput) {
+  // Ten bytes whose last carries more than the one remaining bit.
+  const std::string over_bytes = std::string(9, '\xff') + "\x02";
+  Reader over(over_bytes);
+  over.Varint();
+  EXPECT_FALSE(over.ok());
+  // Eleven bytes.
+  const std::string longer_bytes = std::string(10, '\xff') + "\x01";
+  Reader longer(longer_bytes);
+  longer.Varint();
+  EXPECT_FALSE(longer.ok());
+  // Ten bytes with a continuation bit on the last.
+  const std::string cont_bytes = std::string(9, '\xff') + "\x81" + "\x01";
+  Reader cont(cont_bytes);
+  cont.Varint();
+  EXPECT_FALSE(cont.ok());
+}
+
+TEST(VarintTest, RejectsTruncated) {
+  for (std::string bad : {std::string(), std::string("\x80"), std::string("\xff\xff")}) {
+    Reader r(bad);
+    EXPECT_EQ(r.Varint(), 0u);
+    EXPECT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), Code::kCorrupt);
+  }
+}
+
+TEST(ReaderTest, Fixed64IsLittleEndian) {
+  std::string buf;
+  Writer(&buf).Fixed64(0x0102030405060708ULL);
+  EXPECT_EQ(buf, "\x08\x07\x06\x05\x04\x03\x02\x01");
+  Reader r(buf);
+  EXPECT_EQ(r.Fixed64(), 0x0102030405060708ULL);
+  EXPECT_TRUE(r.ok());
+  Reader shortr(std::string_view(buf).substr(0, 7));
+  EXPECT_EQ(shortr.Fixed64(), 0u);
+  EXPECT_FALSE(shortr.ok());
+}
+
+TEST(ReaderTest, FirstFailureSticks) {
+  std::string buf =
+      "\x05"
+      "abc";
+  Reader r(buf);
+  EXPECT_TRUE(r.LengthPrefixed(100).empty());  // claims 5 bytes, has 3
+  EXPECT_FALSE(r.ok());
+  std::string first = r.status().message();
+  EXPECT_EQ(r.U8(), 0);
+  EXPECT_EQ(r.Varint(), 0u);
+  EXPECT_TRUE(r.Raw(1).empty());
+  r.Fail("something else");
+  EXPECT_EQ(r.status().message(), first);
+  EXPECT_EQ(r.remaining(), 0u);
+}
+
+TEST(ReaderTest, LengthPrefixedRespectsLimit) {
+  std::string buf;
+  Writer(&buf).LengthPrefixed("hello");
+  {
+    Reader r(buf);
+    EXPECT_EQ(r.LengthPrefixed(5), "hello");
+    EXPECT_TRUE(r.ok());
+  }
+  {
+    Reader r(buf);
+    r.LengthPrefixed(4);
+    EXPECT_FALSE(r.ok());
+  }
+}
+
+TEST(ReaderTest, CountIsBoundedByRemainingInput) {
+  std::string buf = VarintBytes(3) + "abcdef";
+  {
+    Reader r(buf);
+    EXPECT_EQ(r.Count(2), 3u);  // 3 items of >= 2 bytes fit in 6
+    EXPECT_TRUE(r.ok());
+  }
+  {
+    Reader r(buf);
+    EXPECT_EQ(r.Count(3), 0u);  // 9 bytes needed, 6 left
+    EXPECT_FALSE(r.ok());
+  }
+  {
+    const std::string bytes = VarintBytes(std::numeric_limits<uint64_t>::max()) + "x";
+    Reader r(bytes);
+    EXPECT_EQ(r.Count(1), 0u);
+    EXPECT_FALSE(r.ok());
+  }
+}
+
+TEST(ReplicaTableTest, IndexOfIsStableAndIdAtInverts) {
+  VectorReplicaTable t;
+  EXPECT_EQ(t.IndexOf(kB), 0u);
+  EXPECT_EQ(t.IndexOf(kA), 1u);
+  EXPECT_EQ(t.IndexOf(kB), 0u);
+  ReplicaId out;
+  ASSERT_TRUE(t.IdAt(1, &out));
+  EXPECT_EQ(out, kA);
+  EXPECT_FALSE(t.IdAt(2, &out));
+  EXPECT_FALSE(t.IdAt(std::numeric_limits<uint64_t>::max(), &out));
+  t.Clear();
+  EXPECT_FALSE(t.IdAt(0, &out));
+  EXPECT_EQ(t.IndexOf(kA), 0u);
+}
+
+// ---- values -------------------------------------------------------------------------
+
+std::vector<Value> SampleValues() {
+  return {Value{},
+          Value{false},
+          Value{true},
+          Value{int64_t{0}},
+          Value{int64_t{-1}},
+          Value{int64_t{63}},
+          Value{int64_t{-64}},
+          Value{std::numeric_limits<int64_t>::max()},
+          Value{std::numeric_limits<int64_t>::min()},
+          Value{0.0},
+          Value{-0.0},
+          Value{1.5},
+          Value{std::numeric_limits<double>::infinity()},
+          Value{-std::numeric_limits<double>::infinity()},
+          Value{std::numeric_limits<double>::quiet_NaN()},
+          Value{BitsToDouble(0xfff0000000000123ULL)},  // negative NaN with a payload
+          Value{std::numeric_limits<double>::denorm_min()},
+          Value{std::string()},
+          Value{std::string("caf\xc3\xa9 \xf0\x9f\x98\x80")},
+          Value{std::string("nul\0inside", 10)},
+          Value{std::string(300, 'x')},
+          Value{Bytes{}},
+          Value{Bytes{std::string("\x00\xff\xc0\x80", 4)}}};
+}
+
+TEST(ValueCodecTest, RoundTripIsBitExact) {
+  for (const Value& v : SampleValues()) {
+    std::string buf;
+    Writer w(&buf);
+    EncodeValue(v, w);
+    Reader r(buf);
+    Value back = DecodeValue(r);
+    ASSERT_TRUE(r.ok()) << DebugString(v) << ": " << r.status().ToString();
+    EXPECT_EQ(r.remaining(), 0u) << DebugString(v);
+    EXPECT_EQ(back.index(), v.index()) << DebugString(v);
+    EXPECT_TRUE(SameValue(back, v)) << DebugString(v) << " came back as " << DebugString(back);
+  }
+}
+
+TEST(ValueCodecTest, KnownEncodings) {
+  auto enc = [](const Value& v) {
+    std::string buf;
+    Writer w(&buf);
+    EncodeValue(v, w);
+    return buf;
+  };
+  EXPECT_EQ(enc(Value{}), std::string("\x00", 1));
+  EXPECT_EQ(enc(Value{false}), "\x01");
+  EXPECT_EQ(enc(Value{true}), "\x02");
+  EXPECT_EQ(enc(Value{int64_t{-1}}), "\x03\x01");  // zigzag
+  EXPECT_EQ(enc(Value{int64_t{1}}), "\x03\x02");
+  EXPECT_EQ(enc(Value{1.0}), std::string("\x04\x00\x00\x00\x00\x00\x00\xf0\x3f", 9));
+  EXPECT_EQ(enc(S("hi")), "\x05\x02hi");
+  EXPECT_EQ(enc(Value{Bytes{"hi"}}), "\x06\x02hi");
+}
+
+TEST(ValueCodecTest, EveryTruncationFails) {
+  for (const Value& v : SampleValues()) {
+    std::string buf;
+    Writer w(&buf);
+    EncodeValue(v, w);
+    for (size_t n = 0; n < buf.size(); ++n) {
+      Reader r(std::string_view(buf).substr(0, n));
+      DecodeValue(r);
+      EXPECT_FALSE(r.ok()) << DebugString(v) << " cut to " << n;
+    }
+  }
+}
+
+TEST(ValueCodecTest, RejectsUnknownTag) {
+  for (uint8_t tag : {7, 8, 0x80, 0xff}) {
+    std::string buf(1, static_cast<char>(tag));
+    Reader r(buf);
+    DecodeValue(r);
+    EXPECT_FALSE(r.ok()) << int(tag);
+    EXPECT_EQ(r.status().code(), Code::kCorrupt);
+  }
+}
+
+TEST(ValueCodecTest, RejectsInvalidUtf8String) {
+  for (std::string bad : {"\xc3", "\xc0\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80"}) {
+    std::string buf = "\x05";
+    Writer(&buf).LengthPrefixed(bad);
+    Reader r(buf);
+    DecodeValue(r);
+    EXPECT_FALSE(r.ok());
+  }
+  // The same bytes are fine as a bytes value.
+  std::string buf = "\x06";
+  Writer(&buf).LengthPrefixed("\xc3");
+  Reader r(buf);
+  DecodeValue(r);
+  EXPECT_TRUE(r.ok());
+}
+
+TEST(ValueCodecTest, RejectsOversizedLengthsWithoutNeedingTheBytes) {
+  for (char tag : {'\x05', '\x06'}) {
+    std::string buf(1, tag);
+    buf += VarintBytes(kMaxValueBytes + 1);
+    buf += std::string(16, 'x');
+    Reader r(buf);
+    DecodeValue(r);
+    EXPECT_FALSE(r.ok());
+  }
+}
+
+// ---- field states -------------------------------------------------------------------
+
+std::vector<FieldState> SampleStates() {
+  std::vector<FieldState> out;
+  out.push_back(FieldState{});
+
+  FieldState reg;
+  ApplyPut(reg, Dot{kA, 1}, MakeHlc(1000, 2), Value{int64_t{5}});
+  out.push_back(reg);
+
+  FieldState siblings;
+  ApplyPut(siblings, Dot{kA, 3}, MakeHlc(5, 0), S("a"));
+  FieldState other;
+  ApplyPut(other, Dot{kB, 900}, MakeHlc(0xffffffffffffULL, 0xffff), Value{-0.0});
+  Join(siblings, other);
+  out.push_back(siblings);
+
+  FieldState counter;
+  ApplyIncr(counter, Dot{kA, 1}, 1, 5);
+  ApplyPut(counter, Dot{kB, 1}, 2, Value{Bytes{std::string("\0", 1)}});
+  ApplyIncr(counter, Dot{kA, 2}, 3, std::numeric_limits<int64_t>::min());
+  ApplyIncr(counter, Dot{kC, 70000}, 4, std::numeric_limits<int64_t>::max());
+  out.push_back(counter);
+
+  FieldState set;
+  ApplyAdd(set, Dot{kA, 1}, 10, S("x"));
+  FieldState set_b;
+  ApplyAdd(set_b, Dot{kB, 1}, 11, S("x"));
+  ApplyAdd(set_b, Dot{kB, 2}, 12, Value{std::numeric_limits<double>::quiet_NaN()});
+  ApplyAdd(set_b, Dot{kB, 3}, 13, Value{});
+  Join(set, set_b);
+  ApplyRemove(set, Dot{kC, 1}, 14, Value{});
+  out.push_back(set);
+
+  FieldState tomb = counter;
+  ApplyDelete(tomb, Dot{kC, 70001});
+  out.push_back(tomb);
+  return out;
+}
+
+TEST(FieldCodecTest, SelfContainedRoundTrip) {
+  auto states = SampleStates();
+  for (size_t i = 0; i < states.size(); ++i) {
+    std::string enc = EncodeFieldState(states[i]);
+    auto back = DecodeFieldState(enc);
+    ASSERT_TRUE(back.ok()) << i << ": " << back.status().ToString();
+    EXPECT_EQ(*back, states[i]) << i;
+    EXPECT_EQ(EncodeFieldState(*back), enc) << i << ": encoding is not canonical";
+  }
+}
+
+TEST(FieldCodecTest, ExternalTableRoundTrip) {
+  VectorReplicaTable table;
+  table.IndexOf(kC);  // pre-existing entries: indices need not follow id order
+  std::vector<std::string> encs;
+  auto states = SampleStates();
+  for (const auto& s : states) {
+    std::string enc;
+    EncodeFieldState(s, table, &enc);
+    encs.push_back(enc);
+  }
+  EXPECT_EQ(table.ids().size(), 3u);
+  for (size_t i = 0; i < states.size(); ++i) {
+    auto back = DecodeFieldState(encs[i], table);
+    ASSERT_TRUE(back.ok()) << i << ": " << back.status().ToString();
+    EXPECT_EQ(*back, states[i]) << i;
+  }
+  // The same bytes against a table that lacks those replicas fail cleanly.
+  VectorReplicaTable empty;
+  auto bad = DecodeFieldState(encs[1], empty);
+  EXPECT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), Code::kCorrupt);
+}
+
+TEST(FieldCodecTest, FramedDecodeLeavesTheRestOfTheInput) {
+  VectorReplicaTable table;
+  auto states = SampleStates();
+  std::string buf;
+  EncodeFieldState(states[2], table, &buf);
+  EncodeFieldState(states[4], table, &buf);
+  buf += "tail";
+  Reader r(buf);
+  FieldState first = DecodeFieldState(r, table);
+  FieldState second = DecodeFieldState(r, table);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(first, states[2]);
+  EXPECT_EQ(second, states[4]);
+  EXPECT_EQ(r.Raw(4), "tail");
+}
+
+TEST(FieldCodecTest, GoldenEncodingOfASimpleRegister) {
+  FieldState s;
+  ApplyPut(s, Dot{kA, 1}, MakeHlc(1000, 2), Value{int64_t{5}});
+  std::string want = VarintBytes(1) + IdBytes(kA);  // the replica table
+  want += "\x10";                                   // format 1, no optional sections
+  want += std::string("\x01\x00\x01", 3);           // ctx: 1 entry, table index 0, seq 1
+  want += std::string("\x01\x00\x00", 3);           // 1 marker at ctx position 0, offset 0
+  want += "\xe8\x07";                               // hlc ms 1000
+  want += "\x09";                                   // logical 2 << 2 | register
+  want += "\x03\x0a";                               // value int 5
+  EXPECT_EQ(EncodeFieldState(s), want);
+}
+
+TEST(FieldCodecTest, GoldenEncodingWithAllSections) {
+  FieldState s;
+  ApplyAdd(s, Dot{kA, 1}, MakeHlc(7, 0), S("x"));  // elements
+  ApplyIncr(s, Dot{kA, 2}, MakeHlc(7, 1), 3);      // counter, clears elements
+  ApplyAdd(s, Dot{kA, 3}, MakeHlc(7, 2), S("y"));  // base, elements again
+  std::string want = VarintBytes(1) + IdBytes(kA);
+  want += "\x17";                                       // format 1, elements, counter, base
+  want += std::string("\x01\x00\x03", 3);               // ctx {A:3}
+  want += std::string("\x01\x00\x00\x07\x0b", 5);       // marker A:3 hlc (7, 2) set
+  want += std::string("\x01\x05\x01y\x01\x00\x00", 7);  // element "y" with dot A:3
+  want += std::string("\x01\x00\x03\x00", 4);           // counter A: +3 -0
+  want += std::string("\x01\x00\x03\x00", 4);           // base A: +3 -0
+  EXPECT_EQ(EncodeFieldState(s), want);
+}
+
+TEST(FieldCodecTest, LatestWriteDotIsCheap) {
+  // A dot at the top of its replica's context entry costs two bytes regardless of how
+  // large the sequence number is.
+  FieldState small, big;
+  ApplyPut(small, Dot{kA, 1}, 1, Value{});
+  ApplyPut(big, Dot{kA, 1ull << 40}, 1, Value{});
+  EXPECT_EQ(EncodeFieldState(big).size() - EncodeFieldState(small).size(),
+            VarintBytes(1ull << 40).size() - 1);
+}
+
+TEST(FieldCodecTest, EveryTruncationFails) {
+  for (const auto& s : SampleStates()) {
+    std::string enc = EncodeFieldState(s);
+    for (size_t n = 0; n < enc.size(); ++n) {
+      auto r = DecodeFieldState(std::string_view(enc).substr(0, n));
+      ASSERT_FALSE(r.ok()) << "prefix of " << n << "/" << enc.size() << " decoded";
+      EXPECT_EQ(r.status().code(), Code::kCorrupt);
+    }
+  }
+}
+
+TEST(FieldCodecTest, EveryTruncationFailsWithExternalTable) {
+  VectorReplicaTable table;
+  for (const auto& s : SampleStates()) {
+    std::string enc;
+    EncodeFieldState(s, table, &enc);
+    for (size_t n = 0; n < enc.size(); ++n)
+      EXPECT_FALSE(DecodeFieldState(std::string_view(enc).substr(0, n), table).ok()) << n;
+  }
+}
+
+TEST(FieldCodecTest, TrailingBytesRejected) {
+  for (const auto& s : SampleStates()) {
+    std::string enc = EncodeFieldState(s);
+    for (std::string extra : {std::string("\x00", 1), std::string("\x01"), std::string("zz")}) {
+      auto r = DecodeFieldState(enc + extra);
+      EXPECT_FALSE(r.ok());
+      EXPECT_EQ(r.status().code(), Code::kCorrupt);
+    }
+    VectorReplicaTable table;
+    std::string ext;
+    EncodeFieldState(s, table, &ext);
+    EXPECT_FALSE(DecodeFieldState(ext + "x", table).ok());
+  }
+}
+
+TEST(FieldCodecTest, SingleByteCorruptionNeverCrashesAndAcceptedStatesAreValid) {
+  for (const auto& s : SampleStates()) {
+    std::string enc = EncodeFieldState(s);
+    for (size_t i = 0; i < enc.size(); ++i) {
+      for (int delta : {1, 0x7f, 0x80, 0xff}) {
+        std::string bad = enc;
+        bad[i] = static_cast<char>(static_cast<uint8_t>(bad[i]) + delta);
+        auto r = DecodeFieldState(bad);
+        if (!r.ok()) {
+          // Damage reads as corrupt; a damaged header can also read as a newer format.
+          EXPECT_TRUE(r.status().code() == Code::kCorrupt ||
+                      r.status().code() == Code::kUnsupported)
+              << r.status().ToString();
+          continue;
+        }
+        // Whatever was accepted satisfies the invariants: it encodes and decodes again.
+        auto again = DecodeFieldState(EncodeFieldState(*r));
+        ASSERT_TRUE(again.ok()) << "byte " << i << " +" << delta;
+        EXPECT_EQ(*again, *r);
+      }
+    }
+  }
+}
+
+// Hand-built encodings, following the grammar in codec.cc:
+//   state  := header ctx markers [elements] [counter] [base]
+//   header := version << 4 | has_elements | has_counter << 1 | has_base << 2
+//   marker := dot hlc_ms (hlc_logical << 2 | kind) [value if register]
+constexpr uint8_t kElements = 1, kCounter = 2, kBase = 4;
+
+struct Enc {
+  uint64_t table_count = 2;
+  std::string table_ids = IdBytes(kA) + IdBytes(kB);  // kA = index 0, kB = index 1
+  uint8_t header = 0x10;
+  std::string ctx = std::string("\x02\x00\x03\x01\x02", 5);  // {kA:3, kB:2}
+  std::string markers = std::string("\x00", 1);
+  std::string rest;  // the optional sections the header announces
+  std::string Bytes() const {
+    return VarintBytes(table_count) + table_ids + std::string(1, static_cast<char>(header)) + ctx +
+           markers + rest;
+  }
+};
+
+std::string MarkerBytes(uint64_t pos, uint64_t offset, uint64_t ms, uint64_t logical,
+                        uint8_t kind) {
+  std::string s =
+      VarintBytes(pos) + VarintBytes(offset) + VarintBytes(ms) + VarintBytes(logical << 2 | kind);
+  if (kind == 1) s.push_back('\x00');  // null register value
+  return s;
+}
+
+void ExpectCorrupt(const std::string& bytes, const char* what) {
+  auto r = DecodeFieldState(bytes);
+  ASSERT_FALSE(r.ok()) << what << " was accepted";
+  EXPECT_EQ(r.status().code(), Code::kCorrupt) << what << ": " << r.status().ToString();
+}
+
+TEST(FieldCodecTest, HandBuiltStateDecodes) {
+  Enc e;
+  e.header = 0x10 | kElements | kCounter | kBase;
+  e.markers = "\x02" + MarkerBytes(0, 0, 10, 0, 1) + MarkerBytes(1, 1, 10, 5, 2);
+  e.rest = std::string("\x01\x05\x01x\x01\x00\x02", 7);  // element "x" with dot (0, 2)
+  e.rest += std::string("\x01\x01\x07\x01", 4);          // counter kB: pos 7 neg 1
+  e.rest += std::string("\x01\x01\x02\x00", 4);          // base kB: pos 2
+  auto r = DecodeFieldState(e.Bytes());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->ctx.Get(kA), 3u);
+  EXPECT_EQ(r->ctx.Get(kB), 2u);
+  ASSERT_EQ(r->markers.size(), 2u);
+  EXPECT_EQ(r->markers.at(Dot{kA, 3}).kind, Kind::kRegister);
+  EXPECT_EQ(r->markers.at(Dot{kB, 1}).kind, Kind::kCounter);
+  EXPECT_EQ(r->markers.at(Dot{kB, 1}).hlc, MakeHlc(10, 5));
+  EXPECT_EQ(r->elements.at(S("x")), (std::set<Dot>{Dot{kA, 1}}));
+  EXPECT_EQ(r->counter.at(kB), (PnTotals{7, 1}));
+  EXPECT_EQ(r->counter_base.at(kB), (PnTotals{2, 0}));
+  EXPECT_EQ(EncodeFieldState(*r), e.Bytes());  // and it was canonical
+}
+
+TEST(FieldCodecTest, RejectsBadKind) {
+  Enc e;
+  e.markers = "\x01" + MarkerBytes(0, 0, 10, 0, 0);  // kind 0
+  ExpectCorrupt(e.Bytes(), "kind 0");
+  for (uint8_t kind : {1, 2, 3}) {  // the three real kinds decode
+    e.markers = "\x01" + MarkerBytes(0, 0, 10, 0, kind);
+    EXPECT_TRUE(DecodeFieldState(e.Bytes()).ok()) << int(kind);
+  }
+}
+
+TEST(FieldCodecTest, RejectsDuplicateMarkerDots) {
+  Enc e;
+  e.markers = "\x02" + MarkerBytes(0, 0, 10, 0, 2) + MarkerBytes(0, 0, 11, 0, 3);
+  ExpectCorrupt(e.Bytes(), "duplicate marker dot");
+}
+
+TEST(FieldCodecTest, RejectsDotsOutsideTheContext) {
+  Enc e;
+  e.markers = "\x01" + MarkerBytes(2, 0, 10, 0, 2);  // ctx has positions 0 and 1
+  ExpectCorrupt(e.Bytes(), "dot naming a replica outside the context");
+  e.markers = "\x01" + MarkerBytes(0, 3, 10, 0, 2);  // seq 3 - 3 = 0
+  ExpectCorrupt(e.Bytes(), "dot below sequence 1");
+  e.markers = "\x01" + MarkerBytes(1, 1, 10, 0, 2);  // seq 2 - 1 = 1: fine
+  EXPECT_TRUE(DecodeFieldState(e.Bytes()).ok());
+}
+
+TEST(FieldCodecTest, RejectsTimestampOutOfRange) {
+  Enc e;
+  e.markers = "\x01" + MarkerBytes(0, 0, 1ull << 48, 0, 2);
+  ExpectCorrupt(e.Bytes(), "milliseconds past 48 bits");
+  e.markers = "\x01" + MarkerBytes(0, 0, 10, 0x10000, 2);
+  ExpectCorrupt(e.Bytes(), "logical past 16 bits");
+  e.markers = "\x01" + MarkerBytes(0, 0, (1ull << 48) - 1, 0xffff, 2);  // the largest: fine
+  auto r = DecodeFieldState(e.Bytes());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->MaxHlc(), std::numeric_limits<Hlc>::max());
+}
+
+TEST(FieldCodecTest, RejectsUnknownReplicaIndex) {
+  Enc e;
+  e.table_count = 1;
+  e.table_ids = IdBytes(kA);
+  e.ctx = std::string("\x01\x01\x01", 3);  // index 1 of a table of 1
+  ExpectCorrupt(e.Bytes(), "unknown replica index");
+  e.ctx = std::string("\x01\x00\x01", 3);
+  EXPECT_TRUE(DecodeFieldState(e.Bytes()).ok());
+}
+
+TEST(FieldCodecTest, RejectsBadContexts) {
+  Enc e;
+  e.ctx = std::string("\x01\x00\x00", 3);
+  ExpectCorrupt(e.Bytes(), "context seq 0");
+  e.ctx = std::string("\x02\x00\x01\x00\x02", 5);
+  ExpectCorrupt(e.Bytes(), "duplicate ctx replica");
+  e.ctx = std::string("\x02\x01\x01\x00\x01", 5);
+  ExpectCorrupt(e.Bytes(), "ctx in descending replica order");
+  e.ctx = std::string("\x02\x00\x01\x01\x01", 5);
+  EXPECT_TRUE(DecodeFieldState(e.Bytes()).ok());
+}
+
+TEST(FieldCodecTest, RejectsDuplicateReplicaInTable) {
+  Enc e;
+  e.table_ids = IdBytes(kA) + IdBytes(kA);
+  e.ctx = std::string("\x01\x00\x01", 3);
+  ExpectCorrupt(e.Bytes(), "duplicate table entry");
+}
+
+TEST(FieldCodecTest, RejectsBadElements) {
+  Enc e;
+  e.header = 0x10 | kElements;
+  auto with = [&](const std::string& elements) {
+    e.rest = elements;
+    return e.Bytes();
+  };
+  ExpectCorrupt(with(std::string("\x01\x05\x01x\x02\x00\x00\x00\x00", 9)), "duplicate element dot");
+  ExpectCorrupt(with(std::string("\x02\x05\x01x\x01\x00\x00\x05\x01x\x01\x00\x01", 13)),
+                "duplicate element");
+  ExpectCorrupt(with(std::string("\x01\x05\x01x\x00", 5)), "element without dots");
+  ExpectCorrupt(with(std::string("\x01\x05\x01\xff\x01\x00\x00", 7)), "invalid UTF-8 element");
+  ExpectCorrupt(with(std::string("\x01\x05\x01x\x01\x02\x00", 7)), "element dot outside ctx");
+  EXPECT_TRUE(
+      DecodeFieldState(with(std::string("\x02\x05\x01x\x01\x00\x00\x05\x01y\x01\x00\x01", 13)))
+          .ok());
+}
+
+TEST(FieldCodecTest, RejectsBadCounterEntries) {
+  Enc e;
+  e.header = 0x10 | kCounter;
+  e.rest = std::string("\x01\x00\x00\x00", 4);
+  ExpectCorrupt(e.Bytes(), "zero totals");
+  e.rest = std::string("\x02\x00\x01\x00\x00\x02\x00", 7);
+  ExpectCorrupt(e.Bytes(), "duplicate counter entry");
+  e.rest = std::string("\x01\x02\x01\x00", 4);
+  ExpectCorrupt(e.Bytes(), "counter outside the context");
+  e.rest = std::string("\x01\x00\x01\x00", 4);
+  EXPECT_TRUE(DecodeFieldState(e.Bytes()).ok());
+  e.header = 0x10 | kBase;
+  e.rest = std::string("\x01\x00\x00\x00", 4);
+  ExpectCorrupt(e.Bytes(), "zero base totals");
+}
+
+TEST(FieldCodecTest, OptionalSectionsMustMatchTheHeader) {
+  Enc e;
+  for (uint8_t flag : {kElements, kCounter, kBase}) {
+    SCOPED_TRACE(int(flag));
+    e.header = 0x10 | flag;
+    e.rest = "";
+    ExpectCorrupt(e.Bytes(), "announced section missing");
+    e.rest = std::string("\x00", 1);
+    ExpectCorrupt(e.Bytes(), "announced section empty");
+  }
+  e.header = 0x10;
+  e.rest = std::string("\x00", 1);  // an unannounced (empty) section is a trailing byte
+  ExpectCorrupt(e.Bytes(), "unannounced section");
+  e.header = 0x18;  // an unknown flag
+  e.rest = "";
+  ExpectCorrupt(e.Bytes(), "unknown header flag");
+}
+
+TEST(FieldCodecTest, RejectsForgedHugeCounts) {
+  const std::string huge = VarintBytes(1ull << 60);
+  ExpectCorrupt(huge + std::string(40, '\0'), "huge table count");
+  {
+    Enc e;
+    e.ctx = huge + std::string(20, '\x01');
+    ExpectCorrupt(e.Bytes(), "huge ctx count");
+  }
+  {
+    Enc e;
+    e.markers = huge + std::string(20, '\x00');
+    ExpectCorrupt(e.Bytes(), "huge marker count");
+  }
+  {
+    Enc e;
+    e.header = 0x10 | kElements;
+    e.rest = huge + std::string(20, '\x00');
+    ExpectCorrupt(e.Bytes(), "huge element count");
+  }
+  {
+    Enc e;
+    e.header = 0x10 | kElements;
+    e.rest = "\x01\x05\x01x" + huge + std::string(20, '\x00');
+    ExpectCorrupt(e.Bytes(), "huge element dot count");
+  }
+  {
+    Enc e;
+    e.header = 0x10 | kCounter;
+    e.rest = huge + std::string(20, '\x01');
+    ExpectCorrupt(e.Bytes(), "huge counter count");
+  }
+  {
+    Enc e;
+    e.header = 0x10 | kBase;
+    e.rest = huge + std::string(20, '\x01');
+    ExpectCorrupt(e.Bytes(), "huge base count");
+  }
+  {
+    Enc e;
+    e.markers =
+        std::string("\x01\x00\x00\x0a\x01\x05", 6) + VarintBytes(1ull << 40) + std::string(20, 'x');
+    ExpectCorrupt(e.Bytes(), "huge string length in a register");
+  }
+}
+
+TEST(FieldCodecTest, RejectsNonCanonicalVarintsInsideAState) {
+  {
+    Enc e;
+    e.ctx = std::string("\x02\x00\x83\x00\x01\x02", 6);
+    ExpectCorrupt(e.Bytes(), "padded ctx seq");
+  }
+  {
+    Enc e;
+    e.markers = std::string("\x81\x00", 2) + MarkerBytes(0, 0, 10, 0, 2);
+    ExpectCorrupt(e.Bytes(), "padded marker count");
+  }
+  {
+    Enc e;
+    e.markers = std::string("\x01\x00\x00\x8a\x00\x02", 6);
+    ExpectCorrupt(e.Bytes(), "padded hlc millis");
+  }
+  {
+    Enc e;
+    e.table_count = 2;
+    std::string bytes = e.Bytes();
+    ASSERT_EQ(bytes[0], '\x02');
+    ExpectCorrupt("\x82" + std::string("\x00", 1) + bytes.substr(1), "padded table count");
+  }
+}
+
+TEST(FieldCodecTest, RejectsUnknownVersions) {
+  for (uint8_t header : {0x00, 0x01, 0x20, 0xf0, 0xff}) {
+    Enc e;
+    e.header = header;
+    EXPECT_FALSE(DecodeFieldState(e.Bytes()).ok()) << int(header);
+  }
+  Enc e;
+  e.header = 0x00;  // version 0 never existed: damage, not a newer format
+  EXPECT_EQ(DecodeFieldState(e.Bytes()).status().code(), Code::kCorrupt);
+}
+
+// status.h: kUnsupported is "a newer format or protocol than this build understands";
+// kCorrupt means damaged bytes. A state written by a newer build is not damaged.
+TEST(FieldCodecTest, NewerFormatVersionIsUnsupportedNotCorrupt) {
+  for (uint8_t version = kFieldFormatVersion + 1; version < 16; ++version) {
+    Enc e;
+    e.header = static_cast<uint8_t>(version << 4);
+    auto r = DecodeFieldState(e.Bytes());
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), Code::kUnsupported) << int(version) << r.status().ToString();
+  }
+}
+
+TEST(ReaderTest, MarkUnsupportedKeepsTheMessage) {
+  Reader r("");
+  r.U8();
+  std::string msg = r.status().message();
+  r.MarkUnsupported();
+  EXPECT_EQ(r.status().code(), Code::kUnsupported);
+  EXPECT_EQ(r.status().message(), msg);
+}
+
+// ---- version vectors ----------------------------------------------------------------
+
+TEST(VersionVectorCodecTest, RoundTrip) {
+  VersionVector vv;
+  vv.Raise(kA, 1);
+  vv.Raise(kB, 1ull << 50);
+  vv.Raise(kC, std::numeric_limits<uint64_t>::max());
+  for (const VersionVector& v : {VersionVector{}, vv}) {
+    std::string buf;
+    Writer w(&buf);
+    EncodeVersionVector(v, w);
+    Reader r(buf);
+    VersionVector back = DecodeVersionVector(r);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r.remaining(), 0u);
+    EXPECT_EQ(back, v);
+    for (size_t n = 0; n < buf.size(); ++n) {
+      Reader cut(std::string_view(buf).substr(0, n));
+      DecodeVersionVector(cut);
+      EXPECT_FALSE(cut.ok()) << n;
+    }
+  }
+}
+
+TEST(VersionVectorCodecTest, RejectsZeroAndDuplicateEntries) {
+  {
+    std::string buf = VarintBytes(1) + IdBytes(kA) + VarintBytes(0);
+    Reader r(buf);
+    DecodeVersionVector(r);
+    EXPECT_FALSE(r.ok());
+  }
+  {
+    std::string buf = VarintBytes(2) + IdBytes(kA) + VarintBytes(1) + IdBytes(kA) + VarintBytes(2);
+    Reader r(buf);
+    DecodeVersionVector(r);
+    EXPECT_FALSE(r.ok());
+  }
+  {
+    std::string buf = VarintBytes(1ull << 40) + IdBytes(kA) + VarintBytes(1);
+    Reader r(buf);
+    DecodeVersionVector(r);
+    EXPECT_FALSE(r.ok());
+  }
+}
+
+}  // namespace
+}  // namespace tandem::engine

@@ -1,0 +1,832 @@
+#include "tandem/engine/replica.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tandem/engine/memory_store.h"
+
+namespace tandem::engine {
+namespace {
+
+ReplicaId Rid(uint8_t n) {
+  ReplicaId id;
+  id.bytes[0] = 0xaa;
+  id.bytes[15] = n;
+  return id;
+}
+
+Value S(const char* s) { return Value{std::string(s)}; }
+Value I(int64_t i) { return Value{i}; }
+
+// A replica over a MemoryStore whose physical clock the test sets.
+struct Node {
+  explicit Node(uint8_t n, uint64_t start_ms = 1000)
+      : id(Rid(n)),
+        now(std::make_shared<uint64_t>(start_ms)),
+        replica(std::make_unique<MemoryStore>(id), [clock = now] { return *clock; }) {}
+  ReplicaId id;
+  std::shared_ptr<uint64_t> now;
+  Replica replica;
+
+  ReplicaMeta Meta() {
+    auto m = replica.Meta();
+    EXPECT_TRUE(m.ok()) << m.status().ToString();
+    return m.ok() ? *m : ReplicaMeta{};
+  }
+  Record Get(const std::string& c, const std::string& id) {
+    auto r = replica.Get(c, id);
+    EXPECT_TRUE(r.ok()) << c << "/" << id << ": " << r.status().ToString();
+    return r.ok() ? *r : Record{};
+  }
+  std::vector<std::string> ScanIds(const std::string& c, const std::string& after = "") {
+    std::vector<std::string> ids;
+    Status st = replica.Scan(c, after, [&](const Record& r) {
+      ids.push_back(r.id);
+      return true;
+    });
+    EXPECT_TRUE(st.ok()) << st.ToString();
+    return ids;
+  }
+  std::vector<FieldDelta> AllDeltas(const VersionVector* skip = nullptr) {
+    auto page = replica.CollectDeltas(0, 1 << 20, skip);
+    EXPECT_TRUE(page.ok()) << page.status().ToString();
+    if (!page.ok()) return {};
+    EXPECT_TRUE(page->done);
+    return page->deltas;
+  }
+};
+
+// Sends everything `from` has to `to`, then lets `to` adopt `from`'s version vector.
+void Sync(Node& from, Node& to) {
+  Status st = to.replica.ApplyDeltas(from.AllDeltas());
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  st = to.replica.MergeVersionVector(from.Meta().vv);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+}
+
+Value Scalar(const Record& r, const std::string& f) {
+  auto it = r.fields.find(f);
+  EXPECT_NE(it, r.fields.end()) << "no field " << f;
+  if (it == r.fields.end()) return Value{};
+  EXPECT_EQ(it->second.kind, Kind::kRegister);
+  return it->second.scalar;
+}
+
+// ---- basic reads and writes ---------------------------------------------------------
+
+TEST(ReplicaTest, FreshReplicaIsEmpty) {
+  Node a(1);
+  ReplicaMeta m = a.Meta();
+  EXPECT_EQ(m.id, a.id);
+  EXPECT_EQ(m.clock, 0u);
+  EXPECT_TRUE(m.vv.empty());
+  auto got = a.replica.Get("users", "u1");
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.status().code(), Code::kNotFound);
+  auto cols = a.replica.Collections();
+  ASSERT_TRUE(cols.ok());
+  EXPECT_TRUE(cols->empty());
+  auto page = a.replica.Changes(0, 10);
+  ASSERT_TRUE(page.ok());
+  EXPECT_TRUE(page->changes.empty());
+  EXPECT_EQ(page->next_cursor, 0u);
+}
+
+TEST(ReplicaTest, PutThenGet) {
+  Node a(1);
+  ASSERT_TRUE(a.replica.Put("users", "u1", {{"name", S("Ann")}, {"age", I(30)}}).ok());
+  Record r = a.Get("users", "u1");
+  EXPECT_EQ(r.id, "u1");
+  ASSERT_EQ(r.fields.size(), 2u);
+  EXPECT_TRUE(SameValue(Scalar(r, "name"), S("Ann")));
+  EXPECT_TRUE(SameValue(Scalar(r, "age"), I(30)));
+  // Other records and collections are unaffected.
+  EXPECT_EQ(a.replica.Get("users", "u2").status().code(), Code::kNotFound);
+  EXPECT_EQ(a.replica.Get("other", "u1").status().code(), Code::kNotFound);
+}
+
+TEST(ReplicaTest, EachOperationTakesADotAndATimestamp) {
+  Node a(1, 5000);
+  ASSERT_TRUE(a.replica.Put("c", "r", {{"x", I(1)}, {"y", I(2)}}).ok());
+  ReplicaMeta m = a.Meta();
+  EXPECT_EQ(m.vv.Get(a.id), 2u);  // one dot per field written
+  EXPECT_EQ(m.clock, MakeHlc(5000, 1));
+  auto st = a.replica.GetState("c", "r");
+  ASSERT_TRUE(st.ok());
+  const FieldState& x = st->fields.at("x");
+  const FieldState& y = st->fields.at("y");
+  ASSERT_EQ(x.markers.size(), 1u);
+  ASSERT_EQ(y.markers.size(), 1u);
+  EXPECT_EQ(x.markers.begin()->first, (Dot{a.id, 1}));
+  EXPECT_EQ(y.markers.begin()->first, (Dot{a.id, 2}));
+  EXPECT_EQ(x.markers.begin()->second.hlc, MakeHlc(5000, 0));
+  EXPECT_EQ(y.markers.begin()->second.hlc, MakeHlc(5000, 1));
+  *a.now = 6000;
+  ASSERT_TRUE(a.replica.Incr("c", "r", "n", 1).ok());
+  EXPECT_EQ(a.Meta().clock, MakeHlc(6000, 0));
+  EXPECT_EQ(a.Meta().vv.Get(a.id), 3u);
+}
+
+TEST(ReplicaTest, ClockGoingBackwardsStillOrdersWrites) {
+  Node a(1, 9000);
+  ASSERT_TRUE(a.replica.Put("c", "r", {{"x", I(1)}}).ok());
+  *a.now = 10;  // the wall clock jumps back
+  ASSERT_TRUE(a.replica.Put("c", "r", {{"x", I(2)}}).ok());
+  auto st = a.replica.GetState("c", "r");
+  ASSERT_TRUE(st.ok());
+  const auto& markers = st->fields.at("x").markers;
+  ASSERT_EQ(markers.size(), 1u);
+  EXPECT_GT(markers.begin()->second.hlc, MakeHlc(9000, 0));
+  EXPECT_TRUE(SameValue(Scalar(a.Get("c", "r"), "x"), I(2)));
+}
+
+TEST(ReplicaTest, PutRejectsInvalidInputAndWritesNothing) {
+  Node a(1);
+  EXPECT_EQ(a.replica.Put("c", "r", {}).code(), Code::kInvalidArgument);
+  // The first field is fine, the second is reserved: the whole put is rejected.
+  EXPECT_EQ(a.replica.Put("c", "r", {{"ok", I(1)}, {"id", I(2)}}).code(), Code::kInvalidArgument);
+  EXPECT_EQ(a.replica.Put("", "r", {{"f", I(1)}}).code(), Code::kInvalidArgument);
+  EXPECT_EQ(a.replica.Put("c", "", {{"f", I(1)}}).code(), Code::kInvalidArgument);
+  EXPECT_EQ(a.replica.Put("c", std::string("r\0x", 3), {{"f", I(1)}}).code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(a.replica.Put("c", "r", {{"f", S("\xff")}}).code(), Code::kInvalidArgument);
+  EXPECT_EQ(a.replica.Put("c", "r", {{"f", Value{std::string(kMaxValueBytes + 1, 'x')}}}).code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(a.replica.Put(std::string(kMaxCollectionName + 1, 'c'), "r", {{"f", I(1)}}).code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(a.replica.Get("c", "r").status().code(), Code::kNotFound);
+  ReplicaMeta m = a.Meta();
+  EXPECT_TRUE(m.vv.empty());
+  EXPECT_EQ(m.clock, 0u);
+  auto page = a.replica.Changes(0, 100);
+  ASSERT_TRUE(page.ok());
+  EXPECT_TRUE(page->changes.empty());
+}
+
+TEST(ReplicaTest, OtherMutatorsValidateToo) {
+  Node a(1);
+  EXPECT_EQ(a.replica.Incr("c", "r", "id", 1).code(), Code::kInvalidArgument);
+  EXPECT_EQ(a.replica.Add("c", "r", "s", S("\xc0\x80")).code(), Code::kInvalidArgument);
+  EXPECT_EQ(a.replica.Remove("c", "r", "", I(1)).code(), Code::kInvalidArgument);
+  EXPECT_EQ(a.replica.Delete("", "r").code(), Code::kInvalidArgument);
+  EXPECT_EQ(a.replica.Get("c", "").status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(a.replica.Scan("", "", [](const Record&) { return true; }).code(),
+            Code::kInvalidArgument);
+  EXPECT_TRUE(a.Meta().vv.empty());
+}
+
+TEST(ReplicaTest, CounterAndSetOperations) {
+  Node a(1);
+  ASSERT_TRUE(a.replica.Incr("c", "r", "n", 5).ok());
+  ASSERT_TRUE(a.replica.Incr("c", "r", "n", -8).ok());
+  ASSERT_TRUE(a.replica.Add("c", "r", "tags", S("b")).ok());
+  ASSERT_TRUE(a.replica.Add("c", "r", "tags", S("a")).ok());
+  ASSERT_TRUE(a.replica.Add("c", "r", "tags", S("c")).ok());
+  ASSERT_TRUE(a.replica.Remove("c", "r", "tags", S("b")).ok());
+  Record r = a.Get("c", "r");
+  EXPECT_EQ(r.fields.at("n").kind, Kind::kCounter);
+  EXPECT_EQ(r.fields.at("n").count, -3);
+  const auto& tags = r.fields.at("tags");
+  EXPECT_EQ(tags.kind, Kind::kSet);
+  ASSERT_EQ(tags.set.size(), 2u);
+  EXPECT_TRUE(SameValue(tags.set[0], S("a")));
+  EXPECT_TRUE(SameValue(tags.set[1], S("c")));
+}
+
+// ---- delete -------------------------------------------------------------------------
+
+TEST(ReplicaTest, DeleteOfMissingRecordIsNotFound) {
+  Node a(1);
+  EXPECT_EQ(a.replica.Delete("c", "nope").code(), Code::kNotFound);
+  EXPECT_TRUE(a.Meta().vv.empty());  // no dot spent on a failed delete
+}
+
+TEST(ReplicaTest, DeleteHidesTheRecordAndSecondDeleteIsNotFound) {
+  Node a(1);
+  ASSERT_TRUE(a.replica.Put("c", "r", {{"x", I(1)}}).ok());
+  ASSERT_TRUE(a.replica.Add("c", "r", "s", I(1)).ok());
+  ASSERT_TRUE(a.replica.Delete("c", "r").ok());
+  EXPECT_EQ(a.Meta().vv.Get(a.id), 3u);
+  EXPECT_EQ(a.replica.Get("c", "r").status().code(), Code::kNotFound);
+  EXPECT_EQ(a.replica.Conflicts("c", "r").status().code(), Code::kNotFound);
+  EXPECT_TRUE(a.ScanIds("c").empty());
+  EXPECT_EQ(a.replica.Delete("c", "r").code(), Code::kNotFound);
+  EXPECT_EQ(a.Meta().vv.Get(a.id), 3u);
+  // The tombstone is still there to carry the deletion.
+  auto st = a.replica.GetState("c", "r");
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->fields.size(), 2u);
+  EXPECT_FALSE(st->Live());
+  // Writing again brings the record back with only the new field.
+  ASSERT_TRUE(a.replica.Put("c", "r", {{"y", I(2)}}).ok());
+  Record r = a.Get("c", "r");
+  EXPECT_EQ(r.fields.size(), 1u);
+  EXPECT_TRUE(r.fields.count("y"));
+}
+
+// ---- scan ---------------------------------------------------------------------------
+
+TEST(ReplicaTest, ScanIsInIdOrderAndHonoursAfter) {
+  Node a(1);
+  for (const char* id : {"b", "a", "c", "aa", "a\x01", "B"})
+    ASSERT_TRUE(a.replica.Put("col", id, {{"f", S(id)}, {"g", I(1)}}).ok());
+  ASSERT_TRUE(a.replica.Put("col2", "a0", {{"f", I(1)}}).ok());
+  ASSERT_TRUE(a.replica.Put("co", "a1", {{"f", I(1)}}).ok());
+  using V = std::vector<std::string>;
+  EXPECT_EQ(a.ScanIds("col"), (V{"B", "a", "a\x01", "aa", "b", "c"}));
+  EXPECT_EQ(a.ScanIds("col", "a"), (V{"a\x01", "aa", "b", "c"}));
+  EXPECT_EQ(a.ScanIds("col", "a\x01"), (V{"aa", "b", "c"}));
+  EXPECT_EQ(a.ScanIds("col", "aa"), (V{"b", "c"}));
+  EXPECT_EQ(a.ScanIds("col", "ab"), (V{"b", "c"}));  // `after` need not exist
+  EXPECT_EQ(a.ScanIds("col", "c"), V{});
+  EXPECT_EQ(a.ScanIds("col", "zzz"), V{});
+  EXPECT_EQ(a.ScanIds("col2"), (V{"a0"}));
+  EXPECT_EQ(a.ScanIds("co"), (V{"a1"}));
+  EXPECT_EQ(a.ScanIds("missing"), V{});
+}
+
+TEST(ReplicaTest, ScanDeliversWholeRecordsAndSkipsDeletedOnes) {
+  Node a(1);
+  ASSERT_TRUE(a.replica.Put("c", "r1", {{"x", I(1)}, {"y", I(2)}}).ok());
+  ASSERT_TRUE(a.replica.Put("c", "r2", {{"x", I(3)}}).ok());
+  ASSERT_TRUE(a.replica.Put("c", "r3", {{"x", I(4)}, {"z", I(5)}}).ok());
+  ASSERT_TRUE(a.replica.Delete("c", "r2").ok());
+  std::vector<Record> got;
+  ASSERT_TRUE(a.replica
+                  .Scan("c", "",
+                        [&](const Record& r) {
+                          got.push_back(r);
+                          return true;
+                        })
+                  .ok());
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0], a.Get("c", "r1"));
+  EXPECT_EQ(got[1], a.Get("c", "r3"));
+  EXPECT_EQ(got[0].fields.size(), 2u);
+  EXPECT_EQ(got[1].fields.size(), 2u);
+}
+
+TEST(ReplicaTest, ScanStopsWhenCallbackReturnsFalse) {
+  Node a(1);
+  for (const char* id : {"a", "b", "c", "d"})
+    ASSERT_TRUE(a.replica.Put("c", id, {{"f", I(1)}}).ok());
+  std::vector<std::string> seen;
+  ASSERT_TRUE(a.replica
+                  .Scan("c", "",
+                        [&](const Record& r) {
+                          seen.push_back(r.id);
+                          return seen.size() < 2;
+                        })
+                  .ok());
+  EXPECT_EQ(seen, (std::vector<std::string>{"a", "b"}));
+}
+
+TEST(ReplicaTest, CollectionsAreSortedAndDistinct) {
+  Node a(1);
+  for (const char* c : {"zeta", "alpha", "mid", "alpha"})
+    ASSERT_TRUE(a.replica.Put(c, "r", {{"f", I(1)}}).ok());
+  ASSERT_TRUE(a.replica.Put("alpha", "r2", {{"f", I(1)}}).ok());
+  auto cols = a.replica.Collections();
+  ASSERT_TRUE(cols.ok());
+  EXPECT_EQ(*cols, (std::vector<std::string>{"alpha", "mid", "zeta"}));
+}
+
+// ---- conflicts ----------------------------------------------------------------------
+
+TEST(ReplicaTest, ConcurrentPutsShowAsConflictsUntilResolved) {
+  Node a(1, 1000), b(2, 2000);
+  ASSERT_TRUE(a.replica.Put("c", "r", {{"x", S("from a")}, {"y", I(1)}}).ok());
+  Sync(a, b);
+  ASSERT_TRUE(a.replica.Put("c", "r", {{"x", S("a2")}}).ok());
+  ASSERT_TRUE(b.replica.Put("c", "r", {{"x", S("b2")}}).ok());
+  Sync(a, b);
+  Sync(b, a);
+  for (Node* n : {&a, &b}) {
+    auto conflicts = n->replica.Conflicts("c", "r");
+    ASSERT_TRUE(conflicts.ok()) << conflicts.status().ToString();
+    ASSERT_EQ(conflicts->size(), 1u);  // y has no conflict
+    EXPECT_EQ((*conflicts)[0].first, "x");
+    const auto& sibs = (*conflicts)[0].second;
+    ASSERT_EQ(sibs.size(), 2u);
+    EXPECT_TRUE(sibs[0].winner);
+    EXPECT_FALSE(sibs[1].winner);
+    EXPECT_EQ(sibs[0].dot.replica, b.id);  // b's clock is ahead
+    EXPECT_TRUE(SameValue(sibs[0].value, S("b2")));
+    EXPECT_TRUE(SameValue(sibs[1].value, S("a2")));
+    EXPECT_TRUE(SameValue(Scalar(n->Get("c", "r"), "x"), S("b2")));
+  }
+  // A put that has seen both resolves the conflict everywhere.
+  ASSERT_TRUE(a.replica.Put("c", "r", {{"x", S("merged")}}).ok());
+  Sync(a, b);
+  for (Node* n : {&a, &b}) {
+    auto conflicts = n->replica.Conflicts("c", "r");
+    ASSERT_TRUE(conflicts.ok());
+    EXPECT_TRUE(conflicts->empty());
+    EXPECT_TRUE(SameValue(Scalar(n->Get("c", "r"), "x"), S("merged")));
+  }
+}
+
+TEST(ReplicaTest, ConcurrentIncrementsAndSetOperationsAreNotConflicts) {
+  Node a(1), b(2);
+  ASSERT_TRUE(a.replica.Put("c", "r", {{"x", I(0)}}).ok());
+  Sync(a, b);
+  ASSERT_TRUE(a.replica.Incr("c", "r", "n", 1).ok());
+  ASSERT_TRUE(b.replica.Incr("c", "r", "n", 2).ok());
+  ASSERT_TRUE(a.replica.Add("c", "r", "s", S("p")).ok());
+  ASSERT_TRUE(b.replica.Remove("c", "r", "s", S("q")).ok());
+  ASSERT_TRUE(a.replica.Put("c", "r", {{"t", S("text")}}).ok());
+  ASSERT_TRUE(b.replica.Incr("c", "r", "t", 1).ok());  // different kinds: a conflict
+  Sync(a, b);
+  Sync(b, a);
+  for (Node* n : {&a, &b}) {
+    auto conflicts = n->replica.Conflicts("c", "r");
+    ASSERT_TRUE(conflicts.ok());
+    ASSERT_EQ(conflicts->size(), 1u);
+    EXPECT_EQ((*conflicts)[0].first, "t");
+    EXPECT_EQ((*conflicts)[0].second.size(), 2u);
+    Record r = n->Get("c", "r");
+    EXPECT_EQ(r.fields.at("n").count, 3);
+    ASSERT_EQ(r.fields.at("s").set.size(), 1u);
+  }
+}
+
+TEST(ReplicaTest, ConflictsOfMissingRecordIsNotFound) {
+  Node a(1);
+  EXPECT_EQ(a.replica.Conflicts("c", "r").status().code(), Code::kNotFound);
+}
+
+// ---- change feed --------------------------------------------------------------------
+
+TEST(ReplicaTest, ChangesListEachRecordOnceInCursorOrder) {
+  Node a(1);
+  ASSERT_TRUE(a.replica.Put("c", "r1", {{"x", I(1)}, {"y", I(1)}}).ok());  // log 1, 2
+  ASSERT_TRUE(a.replica.Put("c", "r2", {{"x", I(2)}}).ok());               // log 3
+  ASSERT_TRUE(a.replica.Put("d", "r3", {{"x", I(3)}}).ok());               // log 4
+  ASSERT_TRUE(a.replica.Put("c", "r1", {{"x", I(9)}}).ok());               // log 5
+  auto page = a.replica.Changes(0, 100);
+  ASSERT_TRUE(page.ok());
+  const auto& ch = page->changes;
+  ASSERT_EQ(ch.size(), 3u);
+  EXPECT_EQ(ch[0].id, "r2");
+  EXPECT_EQ(ch[1].id, "r3");
+  EXPECT_EQ(ch[1].collection, "d");
+  EXPECT_EQ(ch[2].id, "r1");
+  for (size_t i = 1; i < ch.size(); ++i) EXPECT_LT(ch[i - 1].cursor, ch[i].cursor);
+  EXPECT_EQ(page->next_cursor, ch.back().cursor);
+  // Each change carries the record's current state.
+  ASSERT_TRUE(ch[2].record.has_value());
+  EXPECT_EQ(*ch[2].record, a.Get("c", "r1"));
+  EXPECT_TRUE(SameValue(Scalar(*ch[2].record, "x"), I(9)));
+}
+
+TEST(ReplicaTest, ChangesShowDeletedRecordsWithoutARecord) {
+  Node a(1);
+  ASSERT_TRUE(a.replica.Put("c", "r1", {{"x", I(1)}}).ok());
+  ASSERT_TRUE(a.replica.Put("c", "r2", {{"x", I(2)}}).ok());
+  ASSERT_TRUE(a.replica.Delete("c", "r1").ok());
+  auto page = a.replica.Changes(0, 100);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->changes.size(), 2u);
+  EXPECT_EQ(page->changes[0].id, "r2");
+  EXPECT_TRUE(page->changes[0].record.has_value());
+  EXPECT_EQ(page->changes[1].id, "r1");
+  EXPECT_EQ(page->changes[1].collection, "c");
+  EXPECT_FALSE(page->changes[1].record.has_value());
+}
+
+TEST(ReplicaTest, ChangesResumeFromACursor) {
+  Node a(1);
+  ASSERT_TRUE(a.replica.Put("c", "r1", {{"x", I(1)}}).ok());
+  ASSERT_TRUE(a.replica.Put("c", "r2", {{"x", I(2)}}).ok());
+  auto first = a.replica.Changes(0, 100);
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(first->changes.size(), 2u);
+  uint64_t cursor = first->next_cursor;
+  // Nothing new yet.
+  auto none = a.replica.Changes(cursor, 100);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->changes.empty());
+  EXPECT_EQ(none->next_cursor, cursor);
+  // Resuming after the first change sees only the second.
+  auto after_first = a.replica.Changes(first->changes[0].cursor, 100);
+  ASSERT_TRUE(after_first.ok());
+  ASSERT_EQ(after_first->changes.size(), 1u);
+  EXPECT_EQ(after_first->changes[0].id, "r2");
+  // New changes after the cursor, including one to an already seen record.
+  ASSERT_TRUE(a.replica.Incr("c", "r1", "n", 1).ok());
+  ASSERT_TRUE(a.replica.Put("c", "r3", {{"x", I(3)}}).ok());
+  auto next = a.replica.Changes(cursor, 100);
+  ASSERT_TRUE(next.ok());
+  ASSERT_EQ(next->changes.size(), 2u);
+  EXPECT_EQ(next->changes[0].id, "r1");
+  EXPECT_EQ(next->changes[1].id, "r3");
+  EXPECT_GT(next->changes[0].cursor, cursor);
+}
+
+TEST(ReplicaTest, ChangesPagingReadsAtMostLimitEntriesAndMissesNothing) {
+  Node a(1);
+  for (const char* id : {"r1", "r2", "r3", "r4", "r5"})
+    ASSERT_TRUE(a.replica.Put("c", id, {{"x", I(1)}, {"y", I(2)}}).ok());  // 10 log entries
+  std::vector<std::string> seen;
+  uint64_t cursor = 0;
+  for (int pages = 0; pages < 100; ++pages) {
+    auto page = a.replica.Changes(cursor, 3);
+    ASSERT_TRUE(page.ok());
+    if (page->changes.empty()) {
+      EXPECT_EQ(page->next_cursor, cursor);
+      break;
+    }
+    EXPECT_LE(page->next_cursor - cursor, 3u);  // log seqs are dense here
+    for (const auto& c : page->changes) {
+      EXPECT_GT(c.cursor, cursor);
+      EXPECT_LE(c.cursor, page->next_cursor);
+      if (seen.empty() || seen.back() != c.id) seen.push_back(c.id);
+    }
+    cursor = page->next_cursor;
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"r1", "r2", "r3", "r4", "r5"}));
+}
+
+TEST(ReplicaTest, ChangesWithZeroLimitReadsNothing) {
+  Node a(1);
+  ASSERT_TRUE(a.replica.Put("c", "r1", {{"x", I(1)}}).ok());
+  auto page = a.replica.Changes(0, 0);
+  ASSERT_TRUE(page.ok());
+  EXPECT_TRUE(page->changes.empty()) << "read " << page->changes.size() << " with limit 0";
+  EXPECT_EQ(page->next_cursor, 0u);
+}
+
+// ---- batches ------------------------------------------------------------------------
+
+TEST(ReplicaTest, WriteBatchCommitsEverythingTogether) {
+  Node a(1);
+  Status st = a.replica.Write([](Batch& b) {
+    TANDEM_RETURN_IF_ERROR(b.Put("c", "r1", "x", I(1)));
+    TANDEM_RETURN_IF_ERROR(b.Incr("c", "r1", "n", 2));
+    TANDEM_RETURN_IF_ERROR(b.Incr("c", "r1", "n", 3));  // sees its own earlier write
+    TANDEM_RETURN_IF_ERROR(b.Add("c", "r2", "s", S("t")));
+    TANDEM_RETURN_IF_ERROR(b.Put("c", "r3", "x", I(1)));
+    return b.Delete("c", "r3");  // deletes a record created in this batch
+  });
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  Record r1 = a.Get("c", "r1");
+  EXPECT_EQ(r1.fields.at("n").count, 5);
+  EXPECT_EQ(a.Get("c", "r2").fields.at("s").set.size(), 1u);
+  EXPECT_EQ(a.replica.Get("c", "r3").status().code(), Code::kNotFound);
+  EXPECT_EQ(a.Meta().vv.Get(a.id), 6u);
+}
+
+TEST(ReplicaTest, WriteBatchAbortsEverythingWhenCallbackFails) {
+  Node a(1);
+  ASSERT_TRUE(a.replica.Put("c", "keep", {{"x", I(1)}}).ok());
+  ReplicaMeta before = a.Meta();
+  auto changes_before = a.replica.Changes(0, 100);
+  ASSERT_TRUE(changes_before.ok());
+  *a.now = 99999;
+  Status st = a.replica.Write([](Batch& b) {
+    EXPECT_TRUE(b.Put("c", "new", "x", I(1)).ok());
+    EXPECT_TRUE(b.Incr("c", "keep", "n", 7).ok());
+    EXPECT_TRUE(b.Delete("c", "keep").ok());
+    return Status::Invalid("changed my mind");
+  });
+  EXPECT_EQ(st.code(), Code::kInvalidArgument);
+  EXPECT_EQ(st.message(), "changed my mind");
+  EXPECT_EQ(a.replica.Get("c", "new").status().code(), Code::kNotFound);
+  Record keep = a.Get("c", "keep");
+  EXPECT_EQ(keep.fields.size(), 1u);
+  EXPECT_EQ(a.Meta(), before);  // no dots or clock spent
+  auto changes_after = a.replica.Changes(0, 100);
+  ASSERT_TRUE(changes_after.ok());
+  EXPECT_EQ(changes_after->next_cursor, changes_before->next_cursor);
+  // The store is usable afterwards (the aborted writer released it).
+  ASSERT_TRUE(a.replica.Put("c", "after", {{"x", I(1)}}).ok());
+  EXPECT_EQ(a.Meta().vv.Get(a.id), before.vv.Get(a.id) + 1);
+}
+
+TEST(ReplicaTest, WriteBatchAbortsWhenAnOperationFailsAndTheErrorIsReturned) {
+  Node a(1);
+  Status st = a.replica.Write([](Batch& b) {
+    TANDEM_RETURN_IF_ERROR(b.Put("c", "r", "x", I(1)));
+    TANDEM_RETURN_IF_ERROR(b.Delete("c", "missing"));
+    return b.Put("c", "r", "y", I(2));
+  });
+  EXPECT_EQ(st.code(), Code::kNotFound);
+  EXPECT_EQ(a.replica.Get("c", "r").status().code(), Code::kNotFound);
+  EXPECT_TRUE(a.Meta().vv.empty());
+}
+
+TEST(ReplicaTest, WriteCallbackMayRunAgainButCommitsOnce) {
+  // Write may retry its callback on a transient kBusy; a callback that gives up with
+  // kBusy every time is reported as busy and leaves nothing behind.
+  Node a(1);
+  int calls = 0;
+  Status st = a.replica.Write([&](Batch& b) {
+    ++calls;
+    EXPECT_TRUE(b.Put("c", "r", "x", I(calls)).ok());
+    return Status::Busy("store is busy");
+  });
+  EXPECT_EQ(st.code(), Code::kBusy);
+  EXPECT_GE(calls, 1);
+  EXPECT_EQ(a.replica.Get("c", "r").status().code(), Code::kNotFound);
+  EXPECT_TRUE(a.Meta().vv.empty());
+  // Busy once, then fine: whether or not Write retries, the outcome is atomic and at
+  // most one attempt's writes are committed.
+  calls = 0;
+  st = a.replica.Write([&](Batch& b) {
+    ++calls;
+    EXPECT_TRUE(b.Incr("c", "r", "n", 1).ok());
+    return calls < 2 ? Status::Busy("retry me") : Status::Ok();
+  });
+  if (st.ok()) {
+    EXPECT_EQ(a.Get("c", "r").fields.at("n").count, 1);
+    EXPECT_EQ(a.Meta().vv.Get(a.id), 1u);
+  } else {
+    EXPECT_EQ(st.code(), Code::kBusy);
+    EXPECT_EQ(a.replica.Get("c", "r").status().code(), Code::kNotFound);
+    EXPECT_TRUE(a.Meta().vv.empty());
+  }
+}
+
+// ---- sync ---------------------------------------------------------------------------
+
+void ExpectSameData(Node& a, Node& b,
+                    const std::vector<std::pair<std::string, std::string>>& keys) {
+  for (const auto& [c, id] : keys) {
+    auto sa = a.replica.GetState(c, id);
+    auto sb = b.replica.GetState(c, id);
+    ASSERT_TRUE(sa.ok() && sb.ok());
+    EXPECT_EQ(*sa, *sb) << c << "/" << id;
+    auto ra = a.replica.Get(c, id);
+    auto rb = b.replica.Get(c, id);
+    EXPECT_EQ(ra.ok(), rb.ok()) << c << "/" << id;
+    if (ra.ok() && rb.ok()) {
+      EXPECT_EQ(*ra, *rb) << c << "/" << id;
+    }
+  }
+}
+
+TEST(ReplicaTest, DeltaExchangeConverges) {
+  Node a(1, 1000), b(2, 1500);
+  ASSERT_TRUE(a.replica.Put("users", "u1", {{"name", S("Ann")}, {"age", I(30)}}).ok());
+  ASSERT_TRUE(a.replica.Incr("stats", "s", "visits", 3).ok());
+  ASSERT_TRUE(a.replica.Add("users", "u1", "tags", S("x")).ok());
+  Sync(a, b);
+  ExpectSameData(a, b, {{"users", "u1"}, {"stats", "s"}});
+  // Concurrent edits on both sides.
+  ASSERT_TRUE(a.replica.Put("users", "u1", {{"name", S("Anna")}}).ok());
+  ASSERT_TRUE(a.replica.Incr("stats", "s", "visits", 2).ok());
+  ASSERT_TRUE(a.replica.Remove("users", "u1", "tags", S("x")).ok());
+  ASSERT_TRUE(b.replica.Incr("stats", "s", "visits", 10).ok());
+  ASSERT_TRUE(b.replica.Add("users", "u1", "tags", S("x")).ok());
+  ASSERT_TRUE(b.replica.Add("users", "u1", "tags", S("y")).ok());
+  ASSERT_TRUE(b.replica.Put("users", "u2", {{"name", S("Bo")}}).ok());
+  ASSERT_TRUE(b.replica.Delete("users", "u1").ok());
+  ASSERT_TRUE(b.replica.Put("users", "u1", {{"age", I(31)}}).ok());
+  Sync(a, b);
+  Sync(b, a);
+  std::vector<std::pair<std::string, std::string>> keys = {
+      {"users", "u1"}, {"users", "u2"}, {"stats", "s"}};
+  ExpectSameData(a, b, keys);
+  Record u1 = a.Get("users", "u1");
+  EXPECT_TRUE(SameValue(Scalar(u1, "name"), S("Anna")));  // concurrent with the delete
+  EXPECT_TRUE(SameValue(Scalar(u1, "age"), I(31)));       // written after the delete
+  // b's delete cleared every tag it had (its own re-adds included); a's remove of x was
+  // concurrent with the delete, so the field stays live, as an empty set.
+  ASSERT_TRUE(u1.fields.count("tags"));
+  EXPECT_EQ(u1.fields.at("tags").kind, Kind::kSet);
+  EXPECT_TRUE(u1.fields.at("tags").set.empty());
+  EXPECT_EQ(a.Get("stats", "s").fields.at("visits").count, 15);
+  EXPECT_TRUE(SameValue(Scalar(a.Get("users", "u2"), "name"), S("Bo")));
+  // Both version vectors now cover everything: nothing left to send.
+  VersionVector avv = a.Meta().vv, bvv = b.Meta().vv;
+  EXPECT_TRUE(a.AllDeltas(&bvv).empty());
+  EXPECT_TRUE(b.AllDeltas(&avv).empty());
+  EXPECT_EQ(a.Meta().vv, b.Meta().vv);
+}
+
+TEST(ReplicaTest, DeleteConcurrentWithIncrementKeepsOnlyUnseenIncrements) {
+  Node a(1), b(2);
+  ASSERT_TRUE(a.replica.Incr("c", "r", "n", 5).ok());
+  Sync(a, b);
+  ASSERT_TRUE(b.replica.Delete("c", "r").ok());
+  ASSERT_TRUE(a.replica.Incr("c", "r", "n", 2).ok());
+  Sync(a, b);
+  Sync(b, a);
+  for (Node* n : {&a, &b}) {
+    Record r = n->Get("c", "r");
+    EXPECT_EQ(r.fields.at("n").count, 2);
+  }
+}
+
+TEST(ReplicaTest, ApplyDeltasReportsChangesAndIsIdempotent) {
+  Node a(1), b(2);
+  ASSERT_TRUE(a.replica.Put("c", "r", {{"x", I(1)}, {"y", I(2)}}).ok());
+  auto deltas = a.AllDeltas();
+  ASSERT_EQ(deltas.size(), 2u);
+  size_t changed = 99;
+  ASSERT_TRUE(b.replica.ApplyDeltas(deltas, &changed).ok());
+  EXPECT_EQ(changed, 2u);
+  auto log_after_first = b.replica.Changes(0, 100);
+  ASSERT_TRUE(log_after_first.ok());
+  ASSERT_TRUE(b.replica.ApplyDeltas(deltas, &changed).ok());
+  EXPECT_EQ(changed, 0u);
+  // Unchanged fields are not rewritten, so the change feed does not move.
+  auto log_after_second = b.replica.Changes(0, 100);
+  ASSERT_TRUE(log_after_second.ok());
+  EXPECT_EQ(log_after_second->next_cursor, log_after_first->next_cursor);
+  // Applying deltas does not advance our own version vector: that is MergeVersionVector's job.
+  EXPECT_TRUE(b.Meta().vv.empty());
+  // Empty input is fine.
+  ASSERT_TRUE(b.replica.ApplyDeltas({}, &changed).ok());
+  EXPECT_EQ(changed, 0u);
+}
+
+TEST(ReplicaTest, ApplyDeltasShowsInTheChangeFeed) {
+  Node a(1), b(2);
+  ASSERT_TRUE(b.replica.Put("c", "local", {{"x", I(1)}}).ok());
+  auto before = b.replica.Changes(0, 100);
+  ASSERT_TRUE(before.ok());
+  ASSERT_TRUE(a.replica.Put("c", "remote", {{"x", I(1)}}).ok());
+  ASSERT_TRUE(b.replica.ApplyDeltas(a.AllDeltas()).ok());
+  auto page = b.replica.Changes(before->next_cursor, 100);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->changes.size(), 1u);
+  EXPECT_EQ(page->changes[0].id, "remote");
+}
+
+TEST(ReplicaTest, ApplyDeltasObservesRemoteClock) {
+  Node a(1, 50000), b(2, 100);  // b's wall clock is far behind
+  ASSERT_TRUE(a.replica.Put("c", "r", {{"x", S("a")}}).ok());
+  Sync(a, b);
+  EXPECT_GE(b.Meta().clock, MakeHlc(50000, 0));
+  ASSERT_TRUE(b.replica.Put("c", "r", {{"x", S("b")}}).ok());
+  auto st = b.replica.GetState("c", "r");
+  ASSERT_TRUE(st.ok());
+  EXPECT_GT(st->fields.at("x").markers.begin()->second.hlc, MakeHlc(50000, 0));
+  // b's write causally follows a's, and a adopts it.
+  Sync(b, a);
+  EXPECT_TRUE(SameValue(Scalar(a.Get("c", "r"), "x"), S("b")));
+  auto conflicts = a.replica.Conflicts("c", "r");
+  ASSERT_TRUE(conflicts.ok());
+  EXPECT_TRUE(conflicts->empty());
+}
+
+TEST(ReplicaTest, ApplyDeltasRejectsInvalidKeysAndAppliesNothing) {
+  Node a(1), b(2);
+  ASSERT_TRUE(a.replica.Put("c", "r", {{"x", I(1)}}).ok());
+  auto good = a.AllDeltas();
+  ASSERT_EQ(good.size(), 1u);
+  std::vector<FieldKey> bad_keys = {
+      {"", "r", "x"},
+      {"c", "", "x"},
+      {"c", "r", ""},
+      {"c", "r", "id"},
+      {std::string("c\0d", 3), "r", "x"},
+      {"c", std::string("r\0", 2), "x"},
+      {"c", "r", "\xff"},
+      {std::string(kMaxCollectionName + 1, 'c'), "r", "x"},
+      {"c", std::string(kMaxRecordId + 1, 'r'), "x"},
+      {"c", "r", std::string(kMaxFieldName + 1, 'f')},
+  };
+  for (const FieldKey& k : bad_keys) {
+    std::vector<FieldDelta> deltas = good;
+    deltas.push_back(FieldDelta{k, good[0].state});
+    size_t changed = 99;
+    Status st = b.replica.ApplyDeltas(deltas, &changed);
+    EXPECT_EQ(st.code(), Code::kInvalidArgument)
+        << k.collection << "/" << k.record << "/" << k.field;
+    EXPECT_EQ(b.replica.Get("c", "r").status().code(), Code::kNotFound);
+  }
+  auto cols = b.replica.Collections();
+  ASSERT_TRUE(cols.ok());
+  EXPECT_TRUE(cols->empty());
+}
+
+TEST(ReplicaTest, ApplyDeltasRejectsClaimsOfOurOwnUnissuedEvents) {
+  Node a(1), b(2);
+  ASSERT_TRUE(b.replica.Put("c", "mine", {{"x", I(1)}}).ok());  // b has issued event 1
+  ASSERT_TRUE(a.replica.Put("c", "r", {{"x", I(1)}}).ok());
+  std::vector<FieldDelta> deltas = a.AllDeltas();
+  // A forged state naming b's event 2, which b never issued.
+  FieldState forged;
+  ApplyPut(forged, Dot{b.id, 2}, MakeHlc(1, 0), I(666));
+  deltas.push_back(FieldDelta{FieldKey{"c", "forged", "x"}, forged});
+  ReplicaMeta before = b.Meta();
+  Status st = b.replica.ApplyDeltas(deltas);
+  EXPECT_EQ(st.code(), Code::kCorrupt);
+  EXPECT_EQ(b.replica.Get("c", "r").status().code(), Code::kNotFound);  // valid one too
+  EXPECT_EQ(b.replica.Get("c", "forged").status().code(), Code::kNotFound);
+  EXPECT_EQ(b.Meta(), before);
+  // b's next event is still number 2, and it is not shadowed by anything.
+  ASSERT_TRUE(b.replica.Put("c", "mine", {{"x", I(2)}}).ok());
+  EXPECT_EQ(b.Meta().vv.Get(b.id), 2u);
+  EXPECT_TRUE(SameValue(Scalar(b.Get("c", "mine"), "x"), I(2)));
+}
+
+TEST(ReplicaTest, ApplyDeltasAcceptsOurOwnEventsEchoedBack) {
+  Node a(1), b(2);
+  ASSERT_TRUE(b.replica.Put("c", "r", {{"x", I(1)}}).ok());
+  Sync(b, a);
+  ASSERT_TRUE(a.replica.Put("c", "r", {{"y", I(2)}}).ok());
+  size_t changed = 0;
+  Status st = b.replica.ApplyDeltas(a.AllDeltas(), &changed);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(changed, 1u);  // x came back unchanged; y is new
+  Record r = b.Get("c", "r");
+  EXPECT_EQ(r.fields.size(), 2u);
+}
+
+TEST(ReplicaTest, CollectDeltasPagesAndReportsDone) {
+  Node a(1);
+  for (const char* id : {"r1", "r2", "r3"}) ASSERT_TRUE(a.replica.Put("c", id, {{"x", I(1)}}).ok());
+  uint64_t cursor = 0;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    auto page = a.replica.CollectDeltas(cursor, 1, nullptr);
+    ASSERT_TRUE(page.ok());
+    ASSERT_EQ(page->deltas.size(), 1u);
+    ids.push_back(page->deltas[0].key.record);
+    EXPECT_GT(page->next_cursor, cursor);
+    cursor = page->next_cursor;
+    EXPECT_EQ(page->done, i == 2);
+  }
+  EXPECT_EQ(ids, (std::vector<std::string>{"r1", "r2", "r3"}));
+  auto last = a.replica.CollectDeltas(cursor, 1, nullptr);
+  ASSERT_TRUE(last.ok());
+  EXPECT_TRUE(last->deltas.empty());
+  EXPECT_TRUE(last->done);
+  EXPECT_EQ(last->next_cursor, cursor);
+}
+
+TEST(ReplicaTest, CollectDeltasSkipsWhatThePeerAlreadyHas) {
+  Node a(1), b(2);
+  ASSERT_TRUE(a.replica.Put("c", "r1", {{"x", I(1)}}).ok());
+  ASSERT_TRUE(a.replica.Put("c", "r2", {{"x", I(1)}}).ok());
+  Sync(a, b);
+  ASSERT_TRUE(a.replica.Put("c", "r2", {{"x", I(2)}}).ok());
+  ASSERT_TRUE(a.replica.Put("c", "r3", {{"x", I(3)}}).ok());
+  VersionVector bvv = b.Meta().vv;
+  auto deltas = a.AllDeltas(&bvv);
+  ASSERT_EQ(deltas.size(), 2u);
+  EXPECT_EQ(deltas[0].key.record, "r2");
+  EXPECT_EQ(deltas[1].key.record, "r3");
+  // A skipped delta still advances the cursor.
+  auto page = a.replica.CollectDeltas(0, 1, &bvv);
+  ASSERT_TRUE(page.ok());
+  EXPECT_TRUE(page->deltas.empty());
+  EXPECT_EQ(page->next_cursor, 1u);
+  EXPECT_FALSE(page->done);
+}
+
+TEST(ReplicaTest, CollectDeltasIncludesTombstones) {
+  Node a(1), b(2);
+  ASSERT_TRUE(a.replica.Put("c", "r", {{"x", I(1)}}).ok());
+  Sync(a, b);
+  ASSERT_TRUE(a.replica.Delete("c", "r").ok());
+  Sync(a, b);
+  EXPECT_EQ(b.replica.Get("c", "r").status().code(), Code::kNotFound);
+}
+
+// ---- version vectors ----------------------------------------------------------------
+
+TEST(ReplicaTest, MergeVersionVector) {
+  Node a(1);
+  ASSERT_TRUE(a.replica.Put("c", "r", {{"x", I(1)}}).ok());
+  VersionVector peer;
+  peer.Raise(Rid(2), 7);
+  peer.Raise(Rid(3), 1);
+  peer.Raise(a.id, 1);  // our own event, which we did issue
+  ASSERT_TRUE(a.replica.MergeVersionVector(peer).ok());
+  ReplicaMeta m = a.Meta();
+  EXPECT_EQ(m.vv.Get(Rid(2)), 7u);
+  EXPECT_EQ(m.vv.Get(Rid(3)), 1u);
+  EXPECT_EQ(m.vv.Get(a.id), 1u);
+  // Lower values never lower ours.
+  VersionVector lower;
+  lower.Raise(Rid(2), 3);
+  ASSERT_TRUE(a.replica.MergeVersionVector(lower).ok());
+  EXPECT_EQ(a.Meta().vv.Get(Rid(2)), 7u);
+  ASSERT_TRUE(a.replica.MergeVersionVector(VersionVector{}).ok());
+  EXPECT_EQ(a.Meta(), m);
+}
+
+TEST(ReplicaTest, MergeVersionVectorRejectsClaimsAboutOurOwnEvents) {
+  Node a(1);
+  ASSERT_TRUE(a.replica.Put("c", "r", {{"x", I(1)}}).ok());
+  ReplicaMeta before = a.Meta();
+  VersionVector claim;
+  claim.Raise(Rid(2), 4);
+  claim.Raise(a.id, 2);  // we issued only 1
+  EXPECT_EQ(a.replica.MergeVersionVector(claim).code(), Code::kCorrupt);
+  EXPECT_EQ(a.Meta(), before);  // nothing merged, not even the valid entry
+  // Our next dot is 2, as if the claim had never arrived.
+  ASSERT_TRUE(a.replica.Put("c", "r", {{"x", I(2)}}).ok());
+  EXPECT_EQ(a.Meta().vv.Get(a.id), 2u);
+}
+
+}  // namespace
+}  // namespace tandem::engine
