@@ -40,8 +40,10 @@ demo: build
 test: build format-check
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
+# The tests under AddressSanitizer and UndefinedBehaviorSanitizer, in build-sanitize/.
 test-sanitize: deps
-	$(MAKE) test BUILD=build-sanitize CMAKE_FLAGS="-DTANDEM_SANITIZE=ON -DTANDEM_BENCH=OFF"
+	$(MAKE) build BUILD=build-sanitize CMAKE_FLAGS="-DTANDEM_SANITIZE=ON -DTANDEM_BENCH=OFF"
+	cd build-sanitize && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
 
 format:
 	git ls-files '*.h' '*.cc' '*.c' | xargs clang-format -i

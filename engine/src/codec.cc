@@ -428,4 +428,30 @@ VersionVector DecodeVersionVector(Reader& r) {
   return vv;
 }
 
+std::string EncodePeerState(const PeerState& p) {
+  std::string out;
+  Writer w(&out);
+  w.U8(1);
+  w.Varint(p.cursor);
+  EncodeVersionVector(p.vv, w);
+  w.Varint(p.last_sync_ms);
+  w.Varint(p.fields_received);
+  w.Varint(p.fields_refused);
+  return out;
+}
+
+Result<PeerState> DecodePeerState(std::string_view in) {
+  Reader r(in);
+  PeerState p;
+  if (r.U8() != 1) r.Fail("unknown peer state version");
+  p.cursor = r.Varint();
+  p.vv = DecodeVersionVector(r);
+  p.last_sync_ms = r.Varint();
+  p.fields_received = r.Varint();
+  p.fields_refused = r.Varint();
+  if (r.ok() && r.remaining()) r.Fail("trailing bytes");
+  if (!r.ok()) return r.status().With("peer state");
+  return p;
+}
+
 }  // namespace tandem::engine

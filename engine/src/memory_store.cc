@@ -99,6 +99,23 @@ class MemoryReader {
     *out = d_->last_log_seq;
     return Status::Ok();
   }
+  Status GetPeer(const ReplicaId& peer, PeerState* out) {
+    auto it = d_->peers.find(peer);
+    if (it == d_->peers.end()) {
+      *out = PeerState{};
+      return Status::Ok();
+    }
+    TANDEM_ASSIGN_OR_RETURN(*out, DecodePeerState(it->second));
+    return Status::Ok();
+  }
+  Status ListPeers(std::vector<std::pair<ReplicaId, PeerState>>* out) {
+    out->clear();
+    for (const auto& [id, bytes] : d_->peers) {
+      TANDEM_ASSIGN_OR_RETURN(PeerState p, DecodePeerState(bytes));
+      out->emplace_back(id, std::move(p));
+    }
+    return Status::Ok();
+  }
 
  private:
   const Data* d_;
@@ -120,6 +137,10 @@ class MemoryReadTxn : public ReadTxn {
   Status ListCollections(std::vector<std::string>* out) override { return r_.ListCollections(out); }
   Status ScanLog(uint64_t since, const LogFn& fn) override { return r_.ScanLog(since, fn); }
   Status LastLogSeq(uint64_t* out) override { return r_.LastLogSeq(out); }
+  Status GetPeer(const ReplicaId& p, PeerState* out) override { return r_.GetPeer(p, out); }
+  Status ListPeers(std::vector<std::pair<ReplicaId, PeerState>>* out) override {
+    return r_.ListPeers(out);
+  }
 
  private:
   std::shared_ptr<const Data> d_;
@@ -151,6 +172,10 @@ class MemoryWriteTxn : public WriteTxn {
   Status ListCollections(std::vector<std::string>* out) override { return r_.ListCollections(out); }
   Status ScanLog(uint64_t since, const LogFn& fn) override { return r_.ScanLog(since, fn); }
   Status LastLogSeq(uint64_t* out) override { return r_.LastLogSeq(out); }
+  Status GetPeer(const ReplicaId& p, PeerState* out) override { return r_.GetPeer(p, out); }
+  Status ListPeers(std::vector<std::pair<ReplicaId, PeerState>>* out) override {
+    return r_.ListPeers(out);
+  }
 
   Status PutMeta(const ReplicaMeta& meta) override {
     d_->meta = meta;
@@ -163,6 +188,10 @@ class MemoryWriteTxn : public WriteTxn {
     slot.first = ++d_->last_log_seq;
     slot.second = EncodeFieldState(state);
     d_->log[slot.first] = k;
+    return Status::Ok();
+  }
+  Status PutPeer(const ReplicaId& peer, const PeerState& state) override {
+    d_->peers[peer] = EncodePeerState(state);
     return Status::Ok();
   }
   Status Commit() override {

@@ -234,33 +234,103 @@ Status Replica::ApplyDeltas(const std::vector<FieldDelta>& deltas, size_t* chang
   return Retrying([&] { return ApplyDeltasOnce(deltas, changed); });
 }
 
-Status Replica::ApplyDeltasOnce(const std::vector<FieldDelta>& deltas, size_t* changed) {
-  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
-  ReplicaMeta meta;
-  TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
+Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<FieldDelta>& deltas,
+                         const std::function<bool(const FieldKey&)>* accept, size_t* applied,
+                         size_t* refused) {
   HybridClock clock(meta.clock);
-  size_t n = 0;
+  size_t n = 0, r = 0;
   for (const auto& d : deltas) {
     // Events of ours we never issued: a forged or cloned peer. Accepting them would let
     // our next dot fall inside someone's context and vanish.
     if (d.state.ctx.Get(meta.id) > meta.vv.Get(meta.id))
       return Status::Corrupt("delta claims events of this replica that it never issued");
+    if (accept && !(*accept)(d.key)) {
+      ++r;
+      continue;
+    }
     std::optional<FieldState> s;
-    TANDEM_RETURN_IF_ERROR(txn->GetField(d.key, &s));
+    TANDEM_RETURN_IF_ERROR(txn.GetField(d.key, &s));
     if (!s) s.emplace();
     if (Join(*s, d.state)) {
-      TANDEM_RETURN_IF_ERROR(txn->PutField(d.key, *s));
+      TANDEM_RETURN_IF_ERROR(txn.PutField(d.key, *s));
       ++n;
     }
     clock.Observe(d.state.MaxHlc());
   }
-  if (clock.last() != meta.clock) {
-    meta.clock = clock.last();
-    TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
-  }
-  TANDEM_RETURN_IF_ERROR(txn->Commit());
-  if (changed) *changed = n;
+  meta.clock = clock.last();
+  if (applied) *applied = n;
+  if (refused) *refused = r;
   return Status::Ok();
+}
+
+Status Replica::ApplyDeltasOnce(const std::vector<FieldDelta>& deltas, size_t* changed) {
+  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
+  ReplicaMeta meta;
+  TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
+  const Hlc before = meta.clock;
+  TANDEM_RETURN_IF_ERROR(JoinInto(*txn, meta, deltas, nullptr, changed, nullptr));
+  if (meta.clock != before) TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
+  return txn->Commit();
+}
+
+Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>& deltas,
+                           uint64_t cursor, const std::function<bool(const FieldKey&)>& accept,
+                           size_t* applied, size_t* refused) {
+  for (const auto& d : deltas) TANDEM_RETURN_IF_ERROR(ValidateKey(d.key).With("delta"));
+  return Retrying([&]() -> Status {
+    TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
+    ReplicaMeta meta;
+    TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
+    if (peer == meta.id) return Status::Invalid("a replica cannot sync with itself");
+    PeerState ps;
+    TANDEM_RETURN_IF_ERROR(txn->GetPeer(peer, &ps));
+    const Hlc before = meta.clock;
+    size_t n = 0, r = 0;
+    TANDEM_RETURN_IF_ERROR(JoinInto(*txn, meta, deltas, &accept, &n, &r));
+    if (meta.clock != before) TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
+    ps.cursor = std::max(ps.cursor, cursor);
+    ps.fields_received += n;
+    ps.fields_refused += r;
+    TANDEM_RETURN_IF_ERROR(txn->PutPeer(peer, ps));
+    TANDEM_RETURN_IF_ERROR(txn->Commit());
+    if (applied) *applied = n;
+    if (refused) *refused = r;
+    return Status::Ok();
+  });
+}
+
+Status Replica::CompletePeerSync(const ReplicaId& peer, const VersionVector& peer_vv, bool merge) {
+  return Retrying([&]() -> Status {
+    TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
+    ReplicaMeta meta;
+    TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
+    if (peer_vv.Get(meta.id) > meta.vv.Get(meta.id))
+      return Status::Corrupt("peer version vector claims events of ours we never issued");
+    PeerState ps;
+    TANDEM_RETURN_IF_ERROR(txn->GetPeer(peer, &ps));
+    ps.vv = peer_vv;
+    ps.last_sync_ms = now_();
+    TANDEM_RETURN_IF_ERROR(txn->PutPeer(peer, ps));
+    if (merge && !meta.vv.Covers(peer_vv)) {
+      meta.vv.Merge(peer_vv);
+      TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
+    }
+    return txn->Commit();
+  });
+}
+
+Result<PeerState> Replica::Peer(const ReplicaId& peer) {
+  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+  PeerState ps;
+  TANDEM_RETURN_IF_ERROR(txn->GetPeer(peer, &ps));
+  return ps;
+}
+
+Result<std::vector<std::pair<ReplicaId, PeerState>>> Replica::Peers() {
+  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+  std::vector<std::pair<ReplicaId, PeerState>> out;
+  TANDEM_RETURN_IF_ERROR(txn->ListPeers(&out));
+  return out;
 }
 
 Status Replica::MergeVersionVector(const VersionVector& vv) {

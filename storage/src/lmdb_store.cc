@@ -208,7 +208,7 @@ class LmdbReplicaTable : public engine::ReplicaTable {
 
 struct LmdbStore::Impl {
   MDB_env* env = nullptr;
-  MDB_dbi meta = 0, fields = 0, log = 0, replicas = 0, names_db = 0;
+  MDB_dbi meta = 0, fields = 0, log = 0, replicas = 0, names_db = 0, peers = 0;
   LmdbReplicaTable table;
   // Collection and field names, interned: a stored key is
   // varint(collection index) record \0 varint(field index).
@@ -475,6 +475,38 @@ class LmdbReader {
     return st;
   }
 
+  Status GetPeer(const ReplicaId& peer, engine::PeerState* out) {
+    MDB_val k{16, const_cast<uint8_t*>(peer.bytes.data())}, v;
+    int rc = mdb_get(txn_, impl_->peers, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+      *out = engine::PeerState{};
+      return Status::Ok();
+    }
+    if (rc) return LmdbError(rc, "read peer");
+    TANDEM_ASSIGN_OR_RETURN(*out, engine::DecodePeerState(View(v)));
+    return Status::Ok();
+  }
+
+  Status ListPeers(std::vector<std::pair<ReplicaId, engine::PeerState>>* out) {
+    out->clear();
+    MDB_cursor* cur;
+    int rc = mdb_cursor_open(txn_, impl_->peers, &cur);
+    if (rc) return LmdbError(rc, "open cursor");
+    MDB_val k, v;
+    Status st;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+      auto p = engine::DecodePeerState(View(v));
+      if (k.mv_size != 16 || !p.ok()) {
+        st = Status::Corrupt("malformed peer entry");
+        break;
+      }
+      out->emplace_back(ReplicaId::FromBytes(static_cast<const uint8_t*>(k.mv_data)), *p);
+    }
+    mdb_cursor_close(cur);
+    return st;
+  }
+
   Status LastLogSeq(uint64_t* out) {
     *out = 0;
     MDB_cursor* cur;
@@ -493,29 +525,28 @@ class LmdbReader {
   MDB_txn* txn_;
 };
 
-#define TANDEM_READ_METHODS                                                                     \
-  Status GetMeta(ReplicaMeta* out) override { return r_.GetMeta(out); }                         \
-  Status GetField(const FieldKey& k, std::optional<FieldState>* out) override {                 \
-    return r_.GetField(k, out);                                                                 \
-  }                                                                                             \
-  Status GetRecord(std::string_view c, std::string_view r, RecordState* out) override {         \
-    return r_.GetRecord(c, r, out);                                                             \
-  }                                                                                             \
-  Status ScanRecords(std::string_view c, std::string_view after, const RecordFn& fn) override { \
-    return r_.ScanRecords(c, after, fn);                                                        \
-  }                                                                                             \
-  Status ListCollections(std::vector<std::string>* out) override {                              \
-    return r_.ListCollections(out);                                                             \
-  }                                                                                             \
-  Status ScanLog(uint64_t since, const LogFn& fn) override { return r_.ScanLog(since, fn); }    \
-  Status LastLogSeq(uint64_t* out) override { return r_.LastLogSeq(out); }
-
 class LmdbReadTxn : public engine::ReadTxn {
  public:
   LmdbReadTxn(LmdbStore::Impl* impl, MDB_txn* txn, std::shared_lock<std::shared_mutex> lock)
       : lock_(std::move(lock)), txn_(txn), r_(impl, txn) {}
   ~LmdbReadTxn() override { mdb_txn_abort(txn_); }
-  TANDEM_READ_METHODS
+  Status GetMeta(ReplicaMeta* out) override { return r_.GetMeta(out); }
+  Status GetField(const FieldKey& k, std::optional<FieldState>* out) override {
+    return r_.GetField(k, out);
+  }
+  Status GetRecord(std::string_view c, std::string_view r, RecordState* out) override {
+    return r_.GetRecord(c, r, out);
+  }
+  Status ScanRecords(std::string_view c, std::string_view after, const RecordFn& fn) override {
+    return r_.ScanRecords(c, after, fn);
+  }
+  Status ListCollections(std::vector<std::string>* out) override { return r_.ListCollections(out); }
+  Status ScanLog(uint64_t since, const LogFn& fn) override { return r_.ScanLog(since, fn); }
+  Status LastLogSeq(uint64_t* out) override { return r_.LastLogSeq(out); }
+  Status GetPeer(const ReplicaId& p, engine::PeerState* out) override { return r_.GetPeer(p, out); }
+  Status ListPeers(std::vector<std::pair<ReplicaId, engine::PeerState>>* out) override {
+    return r_.ListPeers(out);
+  }
 
  private:
   std::shared_lock<std::shared_mutex> lock_;
@@ -566,6 +597,17 @@ class LmdbWriteTxn : public engine::WriteTxn {
   Status ListCollections(std::vector<std::string>* out) override { return r_.ListCollections(out); }
   Status ScanLog(uint64_t since, const LogFn& fn) override { return r_.ScanLog(since, fn); }
   Status LastLogSeq(uint64_t* out) override { return r_.LastLogSeq(out); }
+  Status GetPeer(const ReplicaId& p, engine::PeerState* out) override { return r_.GetPeer(p, out); }
+  Status ListPeers(std::vector<std::pair<ReplicaId, engine::PeerState>>* out) override {
+    return r_.ListPeers(out);
+  }
+
+  Status PutPeer(const ReplicaId& peer, const engine::PeerState& state) override {
+    std::string v = engine::EncodePeerState(state);
+    MDB_val k{16, const_cast<uint8_t*>(peer.bytes.data())}, val = Val(v);
+    int rc = mdb_put(txn_, impl_->peers, &k, &val, 0);
+    return rc ? impl_->Note(rc, "write peer") : Status::Ok();
+  }
 
   Status PutMeta(const ReplicaMeta& meta) override {
     std::string v = EncodeMeta(meta);
@@ -702,6 +744,7 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
   if (!rc) rc = mdb_dbi_open(txn, "log", dbflags | MDB_INTEGERKEY, &impl->log);
   if (!rc) rc = mdb_dbi_open(txn, "replicas", dbflags | MDB_INTEGERKEY, &impl->replicas);
   if (!rc) rc = mdb_dbi_open(txn, "names", dbflags | MDB_INTEGERKEY, &impl->names_db);
+  if (!rc) rc = mdb_dbi_open(txn, "peers", dbflags, &impl->peers);
   if (rc) {
     mdb_txn_abort(txn);
     return LmdbError(rc, "open databases in " + dir);

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "tandem/engine/field.h"
+#include "tandem/engine/store.h"
 
 namespace tandem::engine {
 
@@ -107,6 +108,8 @@ std::string EncodeFieldState(const FieldState& s);
 Result<FieldState> DecodeFieldState(std::string_view in);
 
 void EncodeVersionVector(const VersionVector& vv, Writer& w);  // with full 16-byte ids
+std::string EncodePeerState(const PeerState& p);
+Result<PeerState> DecodePeerState(std::string_view in);
 VersionVector DecodeVersionVector(Reader& r);
 
 }  // namespace tandem::engine

@@ -26,6 +26,7 @@ class MemoryStore : public Store {
     std::map<std::string, std::pair<uint64_t, std::string>> fields;
     std::map<uint64_t, std::string> log;  // log seq -> key
     uint64_t last_log_seq = 0;
+    std::map<ReplicaId, std::string> peers;  // encoded PeerState
   };
 
  private:

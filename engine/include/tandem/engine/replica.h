@@ -118,10 +118,26 @@ class Replica {
   // replica had is applied (see docs/design.md: never run the watermark ahead of data).
   Status MergeVersionVector(const VersionVector& vv);
 
+  // Sync support: one batch from a peer, applied in one transaction together with the
+  // new cursor into that peer's log, so a dropped link resumes exactly after it.
+  // Deltas `accept` rejects are not applied and are counted as refused.
+  Status ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>& deltas, uint64_t cursor,
+                    const std::function<bool(const FieldKey&)>& accept, size_t* applied = nullptr,
+                    size_t* refused = nullptr);
+  // The peer reached CaughtUp: remembers its version vector, and merges it into ours
+  // when `merge` (everything it had was sent and accepted).
+  Status CompletePeerSync(const ReplicaId& peer, const VersionVector& peer_vv, bool merge);
+  Result<PeerState> Peer(const ReplicaId& peer);
+  Result<std::vector<std::pair<ReplicaId, PeerState>>> Peers();
+
  private:
   Status WriteOnce(const std::function<Status(Batch&)>& fn);
   Status ApplyDeltasOnce(const std::vector<FieldDelta>& deltas, size_t* changed);
   Status MergeVersionVectorOnce(const VersionVector& vv);
+  // Joins deltas into the open transaction; the shared core of ApplyDeltas/ApplyBatch.
+  Status JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<FieldDelta>& deltas,
+                  const std::function<bool(const FieldKey&)>* accept, size_t* applied,
+                  size_t* refused);
   std::unique_ptr<Store> store_;
   PhysicalClock now_;
 };

@@ -34,6 +34,16 @@ struct ReplicaMeta {
   bool operator==(const ReplicaMeta&) const = default;
 };
 
+// What a replica remembers about one peer it syncs with.
+struct PeerState {
+  uint64_t cursor = 0;  // how far into the peer's change log we have applied
+  VersionVector vv;     // the peer's version vector at its last CaughtUp
+  uint64_t last_sync_ms = 0;
+  uint64_t fields_received = 0;
+  uint64_t fields_refused = 0;  // outside our accept policy
+  bool operator==(const PeerState&) const = default;
+};
+
 class ReadTxn {
  public:
   virtual ~ReadTxn() = default;
@@ -56,6 +66,9 @@ class ReadTxn {
   virtual Status ScanLog(uint64_t since, const LogFn& fn) = 0;
   // The sequence number of the newest change-log entry (0 if none).
   virtual Status LastLogSeq(uint64_t* out) = 0;
+  // The stored state of a peer; a default PeerState if there is none.
+  virtual Status GetPeer(const ReplicaId& peer, PeerState* out) = 0;
+  virtual Status ListPeers(std::vector<std::pair<ReplicaId, PeerState>>* out) = 0;
 };
 
 class WriteTxn : public ReadTxn {
@@ -63,6 +76,7 @@ class WriteTxn : public ReadTxn {
   virtual Status PutMeta(const ReplicaMeta& meta) = 0;
   // Stores the field state and moves the field to the head of the change log.
   virtual Status PutField(const FieldKey& key, const FieldState& state) = 0;
+  virtual Status PutPeer(const ReplicaId& peer, const PeerState& state) = 0;
   virtual Status Commit() = 0;
 };
 

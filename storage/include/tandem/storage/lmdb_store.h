@@ -5,7 +5,8 @@
 // identity key (identity.key, written by net/). Named databases: meta (format version,
 // replica meta), fields (collection \0 record \0 field -> change-log seq + field state),
 // log (seq -> field key; one entry per field, its latest change), replicas (small index
-// -> 16-byte replica id, used by the field encoding).
+// -> 16-byte replica id, used by the field encoding), names (index -> collection or field
+// name, used by keys), peers (peer replica id -> sync state).
 //
 // Durability: every write transaction is durable when Commit() returns (fsync), unless
 // the replica was opened with Durability::kRelaxed, which skips the fsync (a crash may
@@ -53,7 +54,8 @@ bool IsReplicaDir(const std::string& dir);
 // (created; must be empty or missing), while other processes keep writing.
 Status Backup(LmdbStore& store, const std::string& dest);
 // Makes a usable replica in `dir` from a backup, with a NEW replica id, so the restored
-// device never reissues dots the old one already used. Peer sync state is dropped.
+// device never reissues dots the old one already used. What it had applied from each peer
+// (its cursors) stays valid and is kept; peers see the restored replica as a new peer.
 Status Restore(const std::string& backup, const std::string& dir);
 
 // Integrity check: every field decodes, the change log and the fields point at each

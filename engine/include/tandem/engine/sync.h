@@ -1,0 +1,122 @@
+// The sync session: a pure state machine (messages in, messages out) over a Replica.
+// It never does I/O; net/ carries its messages over TCP, tests carry them in memory or
+// through the simulator.
+//
+// Both sides run the same session:
+//   1. Hello: replica id, protocol version, which collections each side sends and accepts.
+//   2. SyncRequest{version vector, cursor}: where the sender left off in the other's log.
+//   3. DeltaBatch{field states, cursor}, at most `window` unacknowledged, leaving out
+//      every field whose events the requester's version vector already covers, then
+//      CaughtUp{cursor, version vector as of the request}.
+//   4. The receiver applies each batch and stores the cursor in one transaction, then
+//      Acks. At CaughtUp it merges the sender's version vector into its own, only if
+//      nothing was filtered in that direction (a watermark must never run ahead of data).
+//   5. Live sessions keep going: Poll() sends what has committed since.
+// Errors (a malformed or out-of-order message, a protocol mismatch) end the session:
+// the caller closes the link; nothing from an invalid message was applied.
+#pragma once
+
+#include <optional>
+#include <set>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "tandem/engine/replica.h"
+
+namespace tandem::engine {
+
+inline constexpr uint32_t kProtocolVersion = 1;
+
+// Which collections: all, or a named set.
+struct CollectionFilter {
+  bool all = true;
+  std::set<std::string> names;
+  bool Allows(const std::string& c) const { return all || names.count(c) > 0; }
+  static CollectionFilter Only(std::set<std::string> n) { return {false, std::move(n)}; }
+  static CollectionFilter None() { return {false, {}}; }
+  bool operator==(const CollectionFilter&) const = default;
+};
+
+struct Hello {
+  uint32_t protocol = kProtocolVersion;
+  ReplicaId replica;
+  CollectionFilter send;    // what this side sends
+  CollectionFilter accept;  // what this side accepts
+};
+struct SyncRequest {
+  VersionVector vv;
+  uint64_t cursor = 0;  // into the receiver's change log
+};
+struct DeltaBatch {
+  std::vector<FieldDelta> deltas;
+  uint64_t cursor = 0;  // the sender's log position this batch reaches
+};
+struct CaughtUp {
+  uint64_t cursor = 0;
+  VersionVector vv;  // the sender's version vector when the request arrived
+};
+struct Ack {
+  uint64_t cursor = 0;
+};
+using Message = std::variant<Hello, SyncRequest, DeltaBatch, CaughtUp, Ack>;
+const char* MessageName(const Message& m);
+
+struct SessionOptions {
+  CollectionFilter send;  // our policy toward this peer
+  CollectionFilter accept;
+  size_t batch_fields = 512;       // field states per DeltaBatch at most
+  size_t batch_bytes = 256 << 10;  // approximate value bytes per DeltaBatch
+  size_t window = 4;               // unacknowledged batches in flight
+};
+
+struct SessionStats {
+  uint64_t batches_sent = 0, fields_sent = 0;
+  uint64_t batches_received = 0, fields_applied = 0, fields_refused = 0;
+  uint64_t caught_up_sent = 0, caught_up_received = 0;
+};
+
+class Session {
+ public:
+  Session(Replica& replica, SessionOptions options);
+
+  // The opening message.
+  Status Start(std::vector<Message>* out);
+  // Handles one message from the peer; appends replies to *out.
+  Status Receive(const Message& in, std::vector<Message>* out);
+  // Sends local changes committed since the last CaughtUp (live mode), within the window.
+  Status Poll(std::vector<Message>* out);
+
+  // True once both sides have sent CaughtUp and every batch was acknowledged: at that
+  // moment each side holds everything the other had when the session began.
+  bool caught_up() const;
+  const std::optional<ReplicaId>& peer() const { return peer_; }
+  const SessionStats& stats() const { return stats_; }
+
+ private:
+  Status Pump(std::vector<Message>* out);
+  bool Sendable(const FieldKey& k) const;
+
+  Replica& replica_;
+  SessionOptions opt_;
+  SessionStats stats_;
+  ReplicaId self_;
+  std::optional<ReplicaId> peer_;
+  CollectionFilter peer_send_, peer_accept_;
+  bool started_ = false;
+  bool requested_ = false;  // we sent our SyncRequest
+  // Sending side.
+  bool have_request_ = false;
+  VersionVector peer_vv_;
+  uint64_t send_cursor_ = 0;
+  VersionVector snapshot_vv_;
+  bool streaming_ = false;
+  bool sent_caught_up_ = false;
+  size_t unacked_ = 0;
+  // Receiving side.
+  uint64_t recv_cursor_ = 0;
+  bool received_caught_up_ = false;
+  bool refused_any_ = false;
+};
+
+}  // namespace tandem::engine

@@ -1,0 +1,181 @@
+#include "tandem/engine/sync.h"
+
+namespace tandem::engine {
+
+const char* MessageName(const Message& m) {
+  static const char* kNames[] = {"Hello", "SyncRequest", "DeltaBatch", "CaughtUp", "Ack"};
+  return kNames[m.index()];
+}
+
+namespace {
+// Approximate bytes a field state takes on the wire, for batch sizing.
+size_t ApproxBytes(const FieldDelta& d) {
+  size_t n = d.key.record.size() + 16 + 24 * d.state.markers.size();
+  for (const auto& [dot, m] : d.state.markers)
+    if (auto* s = std::get_if<std::string>(&m.value))
+      n += s->size();
+    else if (auto* b = std::get_if<Bytes>(&m.value))
+      n += b->data.size();
+  for (const auto& [v, dots] : d.state.elements) {
+    n += 8 + 4 * dots.size();
+    if (auto* s = std::get_if<std::string>(&v))
+      n += s->size();
+    else if (auto* b = std::get_if<Bytes>(&v))
+      n += b->data.size();
+  }
+  return n + 20 * (d.state.counter.size() + d.state.counter_base.size());
+}
+}  // namespace
+
+Session::Session(Replica& replica, SessionOptions options)
+    : replica_(replica), opt_(std::move(options)) {}
+
+Status Session::Start(std::vector<Message>* out) {
+  if (started_) return Status::Invalid("session already started");
+  TANDEM_ASSIGN_OR_RETURN(ReplicaMeta meta, replica_.Meta());
+  self_ = meta.id;
+  started_ = true;
+  out->push_back(Hello{kProtocolVersion, self_, opt_.send, opt_.accept});
+  return Status::Ok();
+}
+
+bool Session::Sendable(const FieldKey& k) const {
+  return opt_.send.Allows(k.collection) && peer_accept_.Allows(k.collection);
+}
+
+bool Session::caught_up() const {
+  return sent_caught_up_ && received_caught_up_ && unacked_ == 0 && !streaming_;
+}
+
+Status Session::Receive(const Message& in, std::vector<Message>* out) {
+  if (!started_) return Status::Invalid("message before Start");
+  if (const auto* h = std::get_if<Hello>(&in)) {
+    if (peer_) return Status::Invalid("second Hello");
+    if (h->protocol != kProtocolVersion)
+      return Status::Unsupported("peer speaks protocol " + std::to_string(h->protocol) +
+                                 ", this build speaks " + std::to_string(kProtocolVersion));
+    if (h->replica == self_) return Status::Invalid("peer has our own replica id");
+    if (h->replica.IsZero()) return Status::Invalid("peer replica id is zero");
+    peer_ = h->replica;
+    peer_send_ = h->send;
+    peer_accept_ = h->accept;
+    // Ask for what we lack: our version vector, and where we left off in its log.
+    TANDEM_ASSIGN_OR_RETURN(ReplicaMeta meta, replica_.Meta());
+    TANDEM_ASSIGN_OR_RETURN(PeerState ps, replica_.Peer(*peer_));
+    recv_cursor_ = ps.cursor;
+    requested_ = true;
+    out->push_back(SyncRequest{meta.vv, ps.cursor});
+    return Status::Ok();
+  }
+  if (!peer_) return Status::Invalid(std::string(MessageName(in)) + " before Hello");
+
+  if (const auto* r = std::get_if<SyncRequest>(&in)) {
+    if (have_request_) return Status::Invalid("second SyncRequest");
+    if (r->vv.Get(self_) > 0) {
+      TANDEM_ASSIGN_OR_RETURN(ReplicaMeta meta, replica_.Meta());
+      if (r->vv.Get(self_) > meta.vv.Get(self_))
+        return Status::Corrupt("peer claims events of ours we never issued");
+    }
+    have_request_ = true;
+    peer_vv_ = r->vv;
+    send_cursor_ = r->cursor;
+    TANDEM_ASSIGN_OR_RETURN(ReplicaMeta meta, replica_.Meta());
+    snapshot_vv_ = meta.vv;  // read before the log: everything it covers gets sent
+    streaming_ = true;
+    return Pump(out);
+  }
+  if (const auto* b = std::get_if<DeltaBatch>(&in)) {
+    if (!requested_) return Status::Invalid("DeltaBatch before our SyncRequest");
+    if (b->cursor < recv_cursor_) return Status::Invalid("DeltaBatch cursor went backwards");
+    size_t applied = 0, refused = 0;
+    auto accept = [this](const FieldKey& k) {
+      return opt_.accept.Allows(k.collection) && peer_send_.Allows(k.collection);
+    };
+    TANDEM_RETURN_IF_ERROR(
+        replica_.ApplyBatch(*peer_, b->deltas, b->cursor, accept, &applied, &refused));
+    recv_cursor_ = b->cursor;
+    received_caught_up_ = false;
+    ++stats_.batches_received;
+    stats_.fields_applied += applied;
+    stats_.fields_refused += refused;
+    if (refused) refused_any_ = true;
+    out->push_back(Ack{b->cursor});
+    return Status::Ok();
+  }
+  if (const auto* c = std::get_if<CaughtUp>(&in)) {
+    if (!requested_) return Status::Invalid("CaughtUp before our SyncRequest");
+    if (c->cursor != recv_cursor_)
+      return Status::Invalid("CaughtUp cursor " + std::to_string(c->cursor) +
+                             " does not match the last batch " + std::to_string(recv_cursor_));
+    // Merge the watermark only if the peer sent us everything it had: nothing filtered
+    // by either side's policy, nothing refused.
+    const bool merge = peer_send_.all && opt_.accept.all && !refused_any_;
+    TANDEM_RETURN_IF_ERROR(replica_.CompletePeerSync(*peer_, c->vv, merge));
+    received_caught_up_ = true;
+    ++stats_.caught_up_received;
+    return Status::Ok();
+  }
+  if (const auto* a = std::get_if<Ack>(&in)) {
+    if (unacked_ == 0) return Status::Invalid("Ack without a batch in flight");
+    --unacked_;
+    return Pump(out);
+  }
+  return Status::Invalid("unknown message");
+}
+
+Status Session::Poll(std::vector<Message>* out) {
+  if (!have_request_) return Status::Ok();
+  if (!streaming_) {
+    // One snapshot: the version vector it shows is covered by the log up to `last`.
+    TANDEM_ASSIGN_OR_RETURN(auto txn, replica_.store().BeginRead());
+    uint64_t last = 0;
+    TANDEM_RETURN_IF_ERROR(txn->LastLogSeq(&last));
+    if (last <= send_cursor_) return Status::Ok();
+    ReplicaMeta meta;
+    TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
+    snapshot_vv_ = meta.vv;
+    streaming_ = true;
+  }
+  return Pump(out);
+}
+
+Status Session::Pump(std::vector<Message>* out) {
+  while (streaming_ && unacked_ < opt_.window) {
+    DeltaBatch batch;
+    size_t bytes = 0;
+    uint64_t cursor = send_cursor_;
+    bool done = false;
+    // Fill one batch, reading the log in pages; skipped fields still advance the cursor.
+    while (batch.deltas.size() < opt_.batch_fields && bytes < opt_.batch_bytes) {
+      const size_t room = opt_.batch_fields - batch.deltas.size();
+      TANDEM_ASSIGN_OR_RETURN(DeltaPage page, replica_.CollectDeltas(cursor, room, &peer_vv_));
+      for (auto& d : page.deltas) {
+        if (!Sendable(d.key)) continue;
+        bytes += ApproxBytes(d);
+        batch.deltas.push_back(std::move(d));
+      }
+      cursor = page.next_cursor;
+      if (page.done) {
+        done = true;
+        break;
+      }
+    }
+    if (cursor != send_cursor_ || !batch.deltas.empty()) {
+      batch.cursor = cursor;
+      send_cursor_ = cursor;
+      stats_.fields_sent += batch.deltas.size();
+      ++stats_.batches_sent;
+      ++unacked_;
+      out->push_back(std::move(batch));
+    }
+    if (done) {
+      out->push_back(CaughtUp{send_cursor_, snapshot_vv_});
+      ++stats_.caught_up_sent;
+      sent_caught_up_ = true;
+      streaming_ = false;
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace tandem::engine

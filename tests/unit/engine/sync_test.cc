@@ -1,0 +1,269 @@
+// The sync session state machine, over in-memory replicas and an in-process link.
+#include "tandem/engine/sync.h"
+
+#include <gtest/gtest.h>
+
+#include <deque>
+
+#include "tandem/engine/memory_store.h"
+
+namespace tandem::engine {
+namespace {
+
+ReplicaId Rid(uint8_t b) {
+  ReplicaId id;
+  id.bytes.fill(b);
+  return id;
+}
+
+struct Node {
+  explicit Node(uint8_t id)
+      : replica(std::make_unique<MemoryStore>(Rid(id)), [this] { return now++; }) {}
+  uint64_t now = 1'700'000'000'000;
+  Replica replica;
+
+  std::string Dump() {
+    std::string out;
+    auto colls = replica.Collections();
+    EXPECT_TRUE(colls.ok());
+    for (const auto& c : *colls)
+      EXPECT_TRUE(replica
+                      .Scan(c, "",
+                            [&](const Record& r) {
+                              out += c + "/" + r.id;
+                              for (const auto& [f, v] : r.fields)
+                                out += " " + f + "=" + DebugString(v.scalar) +
+                                       std::to_string(v.count) + std::to_string(v.set.size());
+                              out += "\n";
+                              return true;
+                            })
+                      .ok());
+    return out;
+  }
+  VersionVector Vv() { return replica.Meta()->vv; }
+};
+
+// Runs two sessions over an ordered in-process link until quiet. Stops early (a dropped
+// link) after `max_messages` deliveries.
+struct Link {
+  Link(Node& a, Node& b, SessionOptions oa = {}, SessionOptions ob = {})
+      : sa(a.replica, oa), sb(b.replica, ob) {}
+  Session sa, sb;
+  std::deque<Message> to_a, to_b;
+  size_t delivered = 0;
+
+  Status Run(size_t max_messages = SIZE_MAX) {
+    std::vector<Message> out;
+    TANDEM_RETURN_IF_ERROR(sa.Start(&out));
+    for (auto& m : out) to_b.push_back(std::move(m));
+    out.clear();
+    TANDEM_RETURN_IF_ERROR(sb.Start(&out));
+    for (auto& m : out) to_a.push_back(std::move(m));
+    return Pump(max_messages);
+  }
+  Status Pump(size_t max_messages = SIZE_MAX) {
+    while ((!to_a.empty() || !to_b.empty()) && delivered < max_messages) {
+      std::vector<Message> out;
+      if (!to_b.empty()) {
+        Message m = std::move(to_b.front());
+        to_b.pop_front();
+        TANDEM_RETURN_IF_ERROR(sb.Receive(m, &out));
+        for (auto& o : out) to_a.push_back(std::move(o));
+      } else {
+        Message m = std::move(to_a.front());
+        to_a.pop_front();
+        TANDEM_RETURN_IF_ERROR(sa.Receive(m, &out));
+        for (auto& o : out) to_b.push_back(std::move(o));
+      }
+      ++delivered;
+    }
+    return Status::Ok();
+  }
+  Status Poll() {
+    std::vector<Message> out;
+    TANDEM_RETURN_IF_ERROR(sa.Poll(&out));
+    for (auto& o : out) to_b.push_back(std::move(o));
+    out.clear();
+    TANDEM_RETURN_IF_ERROR(sb.Poll(&out));
+    for (auto& o : out) to_a.push_back(std::move(o));
+    return Pump();
+  }
+};
+
+void Fill(Node& n, const std::string& coll, int records, const std::string& prefix) {
+  ASSERT_TRUE(n.replica
+                  .Write([&](Batch& b) {
+                    for (int i = 0; i < records; ++i) {
+                      std::string id = prefix + std::to_string(i);
+                      TANDEM_RETURN_IF_ERROR(b.Put(coll, id, "name", Value{id}));
+                      TANDEM_RETURN_IF_ERROR(b.Incr(coll, id, "stock", i));
+                    }
+                    return Status::Ok();
+                  })
+                  .ok());
+}
+
+TEST(Sync, TwoReplicasConvergeAndCaughtUpIsTrue) {
+  Node a(1), b(2);
+  Fill(a, "products", 30, "a");
+  Fill(b, "products", 20, "b");
+  ASSERT_TRUE(a.replica.Put("products", "a1", {{"name", Value{std::string("A says")}}}).ok());
+  ASSERT_TRUE(b.replica.Put("products", "a1", {{"name", Value{std::string("B says")}}}).ok());
+  Link link(a, b);
+  ASSERT_TRUE(link.Run().ok());
+  EXPECT_TRUE(link.sa.caught_up());
+  EXPECT_TRUE(link.sb.caught_up());
+  EXPECT_EQ(a.Dump(), b.Dump());
+  EXPECT_EQ(a.Vv(), b.Vv());
+  auto c = a.replica.Conflicts("products", "a1");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->size(), 1u);  // the concurrent puts stay visible
+}
+
+TEST(Sync, SecondSyncSendsNothing) {
+  Node a(1), b(2);
+  Fill(a, "products", 40, "a");
+  Fill(b, "products", 10, "b");
+  ASSERT_TRUE(Link(a, b).Run().ok());
+  Link again(a, b);
+  ASSERT_TRUE(again.Run().ok());
+  EXPECT_EQ(again.sa.stats().fields_sent, 0u);
+  EXPECT_EQ(again.sb.stats().fields_sent, 0u);
+  EXPECT_TRUE(again.sa.caught_up() && again.sb.caught_up());
+}
+
+TEST(Sync, NoEchoInATriangle) {
+  Node a(1), b(2), c(3);
+  Fill(a, "products", 50, "a");
+  ASSERT_TRUE(Link(a, b).Run().ok());
+  ASSERT_TRUE(Link(b, c).Run().ok());
+  Link ca(c, a);
+  ASSERT_TRUE(ca.Run().ok());
+  // C got A's data through B; neither sends it back to the other.
+  EXPECT_EQ(ca.sa.stats().fields_sent, 0u);
+  EXPECT_EQ(ca.sb.stats().fields_sent, 0u);
+  EXPECT_EQ(a.Dump(), c.Dump());
+}
+
+TEST(Sync, MultiHopKeepsTheOriginalWriter) {
+  Node a(1), b(2), c(3);
+  ASSERT_TRUE(a.replica.Put("orders", "o1", {{"total", Value{12.5}}}).ok());
+  ASSERT_TRUE(Link(a, b).Run().ok());
+  ASSERT_TRUE(Link(b, c).Run().ok());
+  auto st = c.replica.GetState("orders", "o1");
+  ASSERT_TRUE(st.ok());
+  const auto& f = st->fields.at("total");
+  ASSERT_EQ(f.markers.size(), 1u);
+  EXPECT_EQ(f.markers.begin()->first.replica, Rid(1));  // A's dot, not B's
+  EXPECT_EQ(c.Vv().Get(Rid(1)), a.Vv().Get(Rid(1)));
+}
+
+TEST(Sync, DroppedLinkResumesWhereItStopped) {
+  Node a(1), b(2);
+  Fill(a, "products", 500, "a");  // 1000 fields
+  SessionOptions small;
+  small.batch_fields = 50;
+  small.window = 2;
+  Link first(a, b, small, small);
+  ASSERT_TRUE(first.Run(9).ok());  // the link drops mid-transfer
+  const uint64_t applied = first.sb.stats().fields_applied;
+  ASSERT_GT(applied, 0u);
+  ASSERT_LT(applied, 1000u);
+  EXPECT_FALSE(first.sb.caught_up());
+  EXPECT_EQ(b.Vv().Get(Rid(1)), 0u);  // no watermark before CaughtUp
+  Link second(a, b, small, small);
+  ASSERT_TRUE(second.Run().ok());
+  // Exactly the rest is sent: what was applied before the drop is not sent again.
+  EXPECT_EQ(second.sa.stats().fields_sent, 1000u - applied);
+  EXPECT_EQ(a.Dump(), b.Dump());
+  EXPECT_EQ(a.Vv(), b.Vv());
+}
+
+TEST(Sync, OneWayPolicySendsAndAcceptsOnlyWhatItSays) {
+  Node shop(1), office(2);
+  Fill(shop, "orders", 5, "o");
+  Fill(shop, "scratch", 5, "s");
+  Fill(office, "products", 5, "p");
+  SessionOptions shop_opt;
+  shop_opt.send = CollectionFilter::Only({"orders"});
+  shop_opt.accept = CollectionFilter::Only({"products"});
+  SessionOptions office_opt;
+  office_opt.send = CollectionFilter::Only({"products"});
+  office_opt.accept = CollectionFilter::Only({"orders"});
+  Link link(shop, office, shop_opt, office_opt);
+  ASSERT_TRUE(link.Run().ok());
+  EXPECT_TRUE(link.sa.caught_up() && link.sb.caught_up());
+  EXPECT_TRUE(office.replica.Get("orders", "o1").ok());
+  EXPECT_FALSE(office.replica.Get("scratch", "s1").ok());
+  EXPECT_TRUE(shop.replica.Get("products", "p1").ok());
+  // Filtered directions do not merge version vectors (the data did not all arrive).
+  EXPECT_EQ(office.Vv().Get(Rid(1)), 0u);
+}
+
+TEST(Sync, RefusedDataIsCountedAndNotApplied) {
+  Node a(1), b(2);
+  SessionOptions only_products;
+  only_products.accept = CollectionFilter::Only({"products"});
+  Session s(b.replica, only_products);
+  std::vector<Message> out;
+  ASSERT_TRUE(s.Start(&out).ok());
+  ASSERT_TRUE(s.Receive(Hello{kProtocolVersion, Rid(1), {}, {}}, &out).ok());
+  // A sender that ignores our policy.
+  FieldState f;
+  ApplyPut(f, Dot{Rid(1), 1}, MakeHlc(1, 0), Value{int64_t{1}});
+  DeltaBatch batch{{FieldDelta{{"orders", "o1", "x"}, f}, FieldDelta{{"products", "p1", "x"}, f}},
+                   1};
+  ASSERT_TRUE(s.Receive(batch, &out).ok());
+  EXPECT_EQ(s.stats().fields_refused, 1u);
+  EXPECT_FALSE(b.replica.Get("orders", "o1").ok());
+  EXPECT_TRUE(b.replica.Get("products", "p1").ok());
+  EXPECT_EQ(b.replica.Peer(Rid(1))->fields_refused, 1u);
+}
+
+TEST(Sync, LiveSessionsPushNewChanges) {
+  Node a(1), b(2);
+  Link link(a, b);
+  ASSERT_TRUE(link.Run().ok());
+  ASSERT_TRUE(a.replica.Incr("inv", "i1", "stock", 5).ok());
+  ASSERT_TRUE(b.replica.Incr("inv", "i1", "stock", -2).ok());
+  ASSERT_TRUE(link.Poll().ok());
+  EXPECT_TRUE(link.sa.caught_up() && link.sb.caught_up());
+  EXPECT_EQ(a.replica.Get("inv", "i1")->fields.at("stock").count, 3);
+  EXPECT_EQ(a.Dump(), b.Dump());
+}
+
+TEST(Sync, BadMessagesEndTheSessionAndChangeNothing) {
+  Node a(1), b(2);
+  std::vector<Message> out;
+  {
+    Session s(b.replica, {});
+    ASSERT_TRUE(s.Start(&out).ok());
+    EXPECT_FALSE(s.Receive(DeltaBatch{}, &out).ok());  // before Hello
+  }
+  {
+    Session s(b.replica, {});
+    ASSERT_TRUE(s.Start(&out).ok());
+    EXPECT_EQ(s.Receive(Hello{99, Rid(1), {}, {}}, &out).code(), Code::kUnsupported);
+  }
+  {
+    Session s(b.replica, {});
+    ASSERT_TRUE(s.Start(&out).ok());
+    EXPECT_FALSE(s.Receive(Hello{kProtocolVersion, Rid(2), {}, {}}, &out).ok());  // ourselves
+  }
+  {
+    Session s(b.replica, {});
+    ASSERT_TRUE(s.Start(&out).ok());
+    ASSERT_TRUE(s.Receive(Hello{kProtocolVersion, Rid(1), {}, {}}, &out).ok());
+    EXPECT_FALSE(s.Receive(CaughtUp{7, {}}, &out).ok());  // claims a batch we never got
+    EXPECT_FALSE(s.Receive(Ack{1}, &out).ok());           // nothing in flight
+    FieldState f;
+    ApplyPut(f, Dot{Rid(1), 1}, MakeHlc(1, 0), Value{int64_t{1}});
+    DeltaBatch bad{{FieldDelta{{"c", "r", "ok"}, f}, FieldDelta{{"c", "", "x"}, f}}, 1};
+    EXPECT_FALSE(s.Receive(bad, &out).ok());  // an invalid key: the whole batch is refused
+  }
+  EXPECT_EQ(b.Dump(), "");
+  EXPECT_EQ(b.Vv().Get(Rid(1)), 0u);
+}
+
+}  // namespace
+}  // namespace tandem::engine
