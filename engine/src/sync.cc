@@ -86,7 +86,12 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
   }
   if (const auto* b = std::get_if<DeltaBatch>(&in)) {
     if (!requested_) return Status::Invalid("DeltaBatch before our SyncRequest");
-    if (b->cursor < recv_cursor_) return Status::Invalid("DeltaBatch cursor went backwards");
+    // Batches must be contiguous: applying one after a gap would store a cursor past
+    // changes never received, and they would never be sent again.
+    if (b->from != recv_cursor_ || b->cursor < b->from)
+      return Status::Invalid("DeltaBatch covers (" + std::to_string(b->from) + ", " +
+                             std::to_string(b->cursor) + "] but " + std::to_string(recv_cursor_) +
+                             " was applied last");
     size_t applied = 0, refused = 0;
     auto accept = [this](const FieldKey& k) {
       return opt_.accept.Allows(k.collection) && peer_send_.Allows(k.collection);
@@ -161,6 +166,7 @@ Status Session::Pump(std::vector<Message>* out) {
       }
     }
     if (cursor != send_cursor_ || !batch.deltas.empty()) {
+      batch.from = send_cursor_;
       batch.cursor = cursor;
       send_cursor_ = cursor;
       stats_.fields_sent += batch.deltas.size();

@@ -211,8 +211,8 @@ TEST(Sync, RefusedDataIsCountedAndNotApplied) {
   // A sender that ignores our policy.
   FieldState f;
   ApplyPut(f, Dot{Rid(1), 1}, MakeHlc(1, 0), Value{int64_t{1}});
-  DeltaBatch batch{{FieldDelta{{"orders", "o1", "x"}, f}, FieldDelta{{"products", "p1", "x"}, f}},
-                   1};
+  DeltaBatch batch{
+      {FieldDelta{{"orders", "o1", "x"}, f}, FieldDelta{{"products", "p1", "x"}, f}}, 0, 1};
   ASSERT_TRUE(s.Receive(batch, &out).ok());
   EXPECT_EQ(s.stats().fields_refused, 1u);
   EXPECT_FALSE(b.replica.Get("orders", "o1").ok());
@@ -258,11 +258,34 @@ TEST(Sync, BadMessagesEndTheSessionAndChangeNothing) {
     EXPECT_FALSE(s.Receive(Ack{1}, &out).ok());           // nothing in flight
     FieldState f;
     ApplyPut(f, Dot{Rid(1), 1}, MakeHlc(1, 0), Value{int64_t{1}});
-    DeltaBatch bad{{FieldDelta{{"c", "r", "ok"}, f}, FieldDelta{{"c", "", "x"}, f}}, 1};
+    DeltaBatch bad{{FieldDelta{{"c", "r", "ok"}, f}, FieldDelta{{"c", "", "x"}, f}}, 0, 1};
     EXPECT_FALSE(s.Receive(bad, &out).ok());  // an invalid key: the whole batch is refused
   }
   EXPECT_EQ(b.Dump(), "");
   EXPECT_EQ(b.Vv().Get(Rid(1)), 0u);
+}
+
+TEST(Sync, ReorderedOrDuplicatedBatchesAreRejectedBeforeApplying) {
+  Node a(1), b(2);
+  Session s(b.replica, {});
+  std::vector<Message> out;
+  ASSERT_TRUE(s.Start(&out).ok());
+  ASSERT_TRUE(s.Receive(Hello{kProtocolVersion, Rid(1), {}, {}}, &out).ok());
+  FieldState f1, f2;
+  ApplyPut(f1, Dot{Rid(1), 1}, MakeHlc(1, 0), Value{int64_t{1}});
+  ApplyPut(f2, Dot{Rid(1), 2}, MakeHlc(2, 0), Value{int64_t{2}});
+  DeltaBatch first{{FieldDelta{{"c", "r1", "x"}, f1}}, 0, 10};
+  DeltaBatch second{{FieldDelta{{"c", "r2", "x"}, f2}}, 10, 20};
+  // The second batch arriving first would store cursor 20 and lose the first for good.
+  EXPECT_FALSE(s.Receive(second, &out).ok());
+  EXPECT_FALSE(b.replica.Get("c", "r2").ok());
+  EXPECT_EQ(b.replica.Peer(Rid(1))->cursor, 0u);
+  Session t(b.replica, {});
+  ASSERT_TRUE(t.Start(&out).ok());
+  ASSERT_TRUE(t.Receive(Hello{kProtocolVersion, Rid(1), {}, {}}, &out).ok());
+  ASSERT_TRUE(t.Receive(first, &out).ok());
+  EXPECT_FALSE(t.Receive(first, &out).ok());  // a duplicate
+  EXPECT_EQ(b.replica.Peer(Rid(1))->cursor, 10u);
 }
 
 }  // namespace

@@ -5,9 +5,10 @@
 // Both sides run the same session:
 //   1. Hello: replica id, protocol version, which collections each side sends and accepts.
 //   2. SyncRequest{version vector, cursor}: where the sender left off in the other's log.
-//   3. DeltaBatch{field states, cursor}, at most `window` unacknowledged, leaving out
-//      every field whose events the requester's version vector already covers, then
-//      CaughtUp{cursor, version vector as of the request}.
+//   3. DeltaBatch{field states, from, cursor}, contiguous (each starts where the last
+//      ended, so a lost, duplicated or reordered batch is detected, not skipped), at most `window`
+//      unacknowledged, leaving out every field whose events the requester's version vector already
+//      covers, then CaughtUp{cursor, version vector as of the request}.
 //   4. The receiver applies each batch and stores the cursor in one transaction, then
 //      Acks. At CaughtUp it merges the sender's version vector into its own, only if
 //      nothing was filtered in that direction (a watermark must never run ahead of data).
@@ -50,6 +51,7 @@ struct SyncRequest {
 };
 struct DeltaBatch {
   std::vector<FieldDelta> deltas;
+  uint64_t from = 0;    // the sender's log position this batch starts after
   uint64_t cursor = 0;  // the sender's log position this batch reaches
 };
 struct CaughtUp {
