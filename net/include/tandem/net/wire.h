@@ -1,0 +1,22 @@
+// Engine sync messages <-> Cap'n Proto bytes (net/sync.capnp).
+//
+// Decoding treats its input as hostile: the frame size is capped, the reader has a
+// traversal limit sized to the frame and a small nesting limit, and every field is
+// validated (ids, names, UTF-8, counts, field states) before a Message is returned.
+// Any violation is a kCorrupt status and no Message.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "tandem/engine/sync.h"
+
+namespace tandem::net {
+
+inline constexpr size_t kMaxFrameBytes = 1 << 20;
+inline constexpr uint16_t kWireVersion = 1;
+
+std::string EncodeMessage(const engine::Message& m);
+Result<engine::Message> DecodeMessage(std::string_view bytes);
+
+}  // namespace tandem::net

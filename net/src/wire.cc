@@ -1,0 +1,236 @@
+#include "tandem/net/wire.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+
+#include <cstring>
+#include <map>
+
+#include "sync.capnp.h"
+#include "tandem/engine/codec.h"
+
+namespace tandem::net {
+
+using engine::FieldDelta;
+using engine::Message;
+using engine::ReplicaId;
+
+namespace {
+
+capnp::Data::Reader AsData(const ReplicaId& id) {
+  return capnp::Data::Reader(id.bytes.data(), id.bytes.size());
+}
+
+void SetFilter(wire::Filter::Builder b, const engine::CollectionFilter& f) {
+  b.setAll(f.all);
+  auto names = b.initNames(static_cast<unsigned>(f.names.size()));
+  unsigned i = 0;
+  for (const auto& n : f.names) names.set(i++, n);
+}
+
+void SetVv(wire::VersionVector::Builder b, const engine::VersionVector& vv) {
+  auto ids = b.initReplicas(static_cast<unsigned>(vv.size()));
+  auto seqs = b.initSeqs(static_cast<unsigned>(vv.size()));
+  unsigned i = 0;
+  for (const auto& [r, s] : vv.entries()) {
+    ids.set(i, AsData(r));
+    seqs.set(i, s);
+    ++i;
+  }
+}
+
+// Validation failures while reading; the first one wins.
+struct Check {
+  Status st;
+  bool ok() const { return st.ok(); }
+  void Fail(const std::string& why) {
+    if (st.ok()) st = Status::Corrupt(why);
+  }
+};
+
+ReplicaId ReadId(capnp::Data::Reader d, Check& c, const char* what) {
+  if (d.size() != 16) {
+    c.Fail(std::string(what) + " is not 16 bytes");
+    return {};
+  }
+  return ReplicaId::FromBytes(d.begin());
+}
+
+engine::CollectionFilter ReadFilter(wire::Filter::Reader r, Check& c) {
+  engine::CollectionFilter f;
+  f.all = r.getAll();
+  for (auto n : r.getNames()) {
+    std::string_view s(n.cStr(), n.size());
+    if (Status v = engine::ValidateCollection(s); !v.ok()) c.Fail("filter: " + v.message());
+    f.names.emplace(s);
+  }
+  return f;
+}
+
+engine::VersionVector ReadVv(wire::VersionVector::Reader r, Check& c) {
+  engine::VersionVector vv;
+  auto ids = r.getReplicas();
+  auto seqs = r.getSeqs();
+  if (ids.size() != seqs.size()) {
+    c.Fail("version vector lists differ in length");
+    return vv;
+  }
+  ReplicaId prev;
+  for (unsigned i = 0; i < ids.size() && c.ok(); ++i) {
+    ReplicaId id = ReadId(ids[i], c, "version vector replica");
+    if (i > 0 && !(prev < id)) c.Fail("version vector not in ascending order");
+    if (seqs[i] == 0) c.Fail("version vector entry with sequence 0");
+    vv.Raise(id, seqs[i]);
+    prev = id;
+  }
+  return vv;
+}
+
+}  // namespace
+
+std::string EncodeMessage(const Message& m) {
+  capnp::MallocMessageBuilder b;
+  auto env = b.initRoot<wire::Envelope>();
+  env.setVersion(kWireVersion);
+  auto body = env.initBody();
+  if (const auto* h = std::get_if<engine::Hello>(&m)) {
+    auto w = body.initHello();
+    w.setProtocol(h->protocol);
+    w.setReplica(AsData(h->replica));
+    SetFilter(w.initSend(), h->send);
+    SetFilter(w.initAccept(), h->accept);
+  } else if (const auto* r = std::get_if<engine::SyncRequest>(&m)) {
+    auto w = body.initSyncRequest();
+    SetVv(w.initVv(), r->vv);
+    w.setCursor(r->cursor);
+  } else if (const auto* d = std::get_if<engine::DeltaBatch>(&m)) {
+    auto w = body.initDeltaBatch();
+    w.setFrom(d->from);
+    w.setCursor(d->cursor);
+    engine::VectorReplicaTable table;
+    std::map<std::string, uint64_t> name_index;
+    std::vector<const std::string*> names;
+    auto name = [&](const std::string& n) {
+      auto [it, added] = name_index.emplace(n, names.size());
+      if (added) names.push_back(&it->first);
+      return it->second;
+    };
+    std::string entries;
+    engine::Writer ew(&entries);
+    for (const auto& fd : d->deltas) {
+      ew.Varint(name(fd.key.collection));
+      ew.LengthPrefixed(fd.key.record);
+      ew.Varint(name(fd.key.field));
+      engine::EncodeFieldState(fd.state, table, &entries);
+    }
+    auto ids = w.initReplicas(static_cast<unsigned>(table.ids().size()));
+    for (unsigned i = 0; i < table.ids().size(); ++i) ids.set(i, AsData(table.ids()[i]));
+    auto ns = w.initNames(static_cast<unsigned>(names.size()));
+    for (unsigned i = 0; i < names.size(); ++i) ns.set(i, *names[i]);
+    w.setEntries(
+        capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(entries.data()), entries.size()));
+  } else if (const auto* c = std::get_if<engine::CaughtUp>(&m)) {
+    auto w = body.initCaughtUp();
+    w.setCursor(c->cursor);
+    SetVv(w.initVv(), c->vv);
+  } else if (const auto* a = std::get_if<engine::Ack>(&m)) {
+    body.initAck().setCursor(a->cursor);
+  }
+  auto words = capnp::messageToFlatArray(b);
+  auto bytes = words.asBytes();
+  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+Result<Message> DecodeMessage(std::string_view bytes) {
+  if (bytes.empty() || bytes.size() > kMaxFrameBytes || bytes.size() % 8 != 0)
+    return Status::Corrupt("message of " + std::to_string(bytes.size()) + " bytes");
+  // FlatArrayMessageReader needs word alignment: copy into words we own.
+  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bytes.size() / 8);
+  std::memcpy(words.begin(), bytes.data(), bytes.size());
+  capnp::ReaderOptions opt;
+  opt.traversalLimitInWords = bytes.size() / 8 + 8;  // nothing may be read twice
+  opt.nestingLimit = 8;
+  Check c;
+  try {
+    capnp::FlatArrayMessageReader reader(words, opt);
+    if (reader.getEnd() != words.end()) return Status::Corrupt("trailing bytes after message");
+    auto env = reader.getRoot<wire::Envelope>();
+    if (env.getVersion() != kWireVersion)
+      return Status::Unsupported("wire version " + std::to_string(env.getVersion()));
+    auto body = env.getBody();
+    switch (body.which()) {
+      case wire::Envelope::Body::HELLO: {
+        auto r = body.getHello();
+        engine::Hello h;
+        h.protocol = r.getProtocol();
+        h.replica = ReadId(r.getReplica(), c, "hello replica");
+        h.send = ReadFilter(r.getSend(), c);
+        h.accept = ReadFilter(r.getAccept(), c);
+        if (!c.ok()) return c.st;
+        return Message{std::move(h)};
+      }
+      case wire::Envelope::Body::SYNC_REQUEST: {
+        auto r = body.getSyncRequest();
+        engine::SyncRequest m{ReadVv(r.getVv(), c), r.getCursor()};
+        if (!c.ok()) return c.st;
+        return Message{std::move(m)};
+      }
+      case wire::Envelope::Body::DELTA_BATCH: {
+        auto r = body.getDeltaBatch();
+        engine::DeltaBatch m;
+        m.from = r.getFrom();
+        m.cursor = r.getCursor();
+        if (m.cursor < m.from) return Status::Corrupt("batch ends before it starts");
+        engine::VectorReplicaTable table;
+        for (auto id : r.getReplicas()) {
+          ReplicaId rid = ReadId(id, c, "batch replica");
+          if (!c.ok()) return c.st;
+          if (table.IndexOf(rid) != table.ids().size() - 1)
+            return Status::Corrupt("duplicate replica in batch table");
+        }
+        std::vector<std::string> names;
+        for (auto n : r.getNames()) {
+          std::string_view s(n.cStr(), n.size());
+          TANDEM_RETURN_IF_ERROR(
+              engine::ValidateName(s, engine::kMaxFieldName, "batch name").With("batch"));
+          names.emplace_back(s);
+        }
+        auto data = r.getEntries();
+        engine::Reader er(
+            std::string_view(reinterpret_cast<const char*>(data.begin()), data.size()));
+        auto name_at = [&](uint64_t i) -> const std::string* {
+          return i < names.size() ? &names[i] : nullptr;
+        };
+        while (er.ok() && er.remaining() > 0) {
+          FieldDelta fd;
+          const std::string* coll = name_at(er.Varint());
+          std::string_view rec = er.LengthPrefixed(engine::kMaxRecordId);
+          const std::string* field = name_at(er.Varint());
+          if (!er.ok()) break;
+          if (!coll || !field) return Status::Corrupt("batch entry names an unknown name");
+          fd.key = {*coll, std::string(rec), *field};
+          fd.state = engine::DecodeFieldState(er, table);
+          if (!er.ok()) break;
+          TANDEM_RETURN_IF_ERROR(engine::ValidateKey(fd.key).With("batch entry"));
+          m.deltas.push_back(std::move(fd));
+        }
+        if (!er.ok()) return er.status().With("batch entries");
+        return Message{std::move(m)};
+      }
+      case wire::Envelope::Body::CAUGHT_UP: {
+        auto r = body.getCaughtUp();
+        engine::CaughtUp m{r.getCursor(), ReadVv(r.getVv(), c)};
+        if (!c.ok()) return c.st;
+        return Message{std::move(m)};
+      }
+      case wire::Envelope::Body::ACK:
+        return Message{engine::Ack{body.getAck().getCursor()}};
+      default:
+        return Status::Unsupported("unknown message kind");
+    }
+  } catch (const kj::Exception& e) {
+    return Status::Corrupt(std::string("malformed message: ") + e.getDescription().cStr());
+  }
+}
+
+}  // namespace tandem::net

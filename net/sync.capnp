@@ -1,0 +1,64 @@
+# The Tandem sync protocol on the wire. One Envelope per frame (frames are
+# length-prefixed, at most 1 MiB; see docs/protocol.md). Readers use explicit
+# ReaderOptions limits and validate every field before anything touches storage.
+#
+# Evolving: add fields at the end of a struct and new union members; never renumber.
+# `version` is the wire schema version; the protocol version is negotiated in Hello.
+@0xa4b55da49b5b8d83;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("tandem::net::wire");
+
+struct Envelope {
+  version @0 :UInt16;
+  body :union {
+    hello @1 :Hello;
+    syncRequest @2 :SyncRequest;
+    deltaBatch @3 :DeltaBatch;
+    caughtUp @4 :CaughtUp;
+    ack @5 :Ack;
+  }
+}
+
+struct Filter {
+  all @0 :Bool;
+  names @1 :List(Text);
+}
+
+struct Hello {
+  protocol @0 :UInt32;
+  replica @1 :Data;     # 16 bytes
+  send @2 :Filter;
+  accept @3 :Filter;
+}
+
+struct VersionVector {
+  replicas @0 :List(Data);  # 16 bytes each, ascending, no duplicates
+  seqs @1 :List(UInt64);    # same length, each >= 1
+}
+
+struct SyncRequest {
+  vv @0 :VersionVector;
+  cursor @1 :UInt64;
+}
+
+# Field states travel in Tandem's own compact encoding (docs/format.md) inside `entries`,
+# so dots, clocks and keys cost bytes rather than 8-byte words:
+#   entries := (varint collection_name varint record_len record varint field_name state)*
+# where names index `names` and states name replicas by index into `replicas`.
+struct DeltaBatch {
+  from @0 :UInt64;
+  cursor @1 :UInt64;
+  replicas @2 :List(Data);
+  names @3 :List(Text);
+  entries @4 :Data;
+}
+
+struct CaughtUp {
+  cursor @0 :UInt64;
+  vv @1 :VersionVector;
+}
+
+struct Ack {
+  cursor @0 :UInt64;
+}
