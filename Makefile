@@ -12,7 +12,7 @@ PACKAGES := g++ cmake make pkg-config libboost-dev capnproto libcapnp-dev liblmd
             libsodium-dev librapidcheck-dev googletest libgtest-dev nlohmann-json3-dev \
             libcli11-dev clang-format clang libclang-rt-14-dev python3
 
-.PHONY: all deps build demo test test-sanitize format format-check bench fuzz clean
+.PHONY: all deps build demo test test-sanitize format format-check bench fuzz sim clean
 
 all: build
 
@@ -44,6 +44,10 @@ test: build format-check
 test-sanitize: deps
 	$(MAKE) build BUILD=build-sanitize CMAKE_FLAGS="-DTANDEM_SANITIZE=ON -DTANDEM_BENCH=OFF"
 	cd build-sanitize && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
+
+# Many more simulator seeds than `make test` runs: make sim SEEDS=100000
+sim: build
+	./$(BUILD)/tests/tandem_sim --seeds $(SEEDS) --first 1000
 
 format:
 	git ls-files '*.h' '*.cc' '*.c' | xargs clang-format -i

@@ -633,12 +633,15 @@ class LmdbWriteTxn : public engine::WriteTxn {
       }
     }
     last_seq_known_ = false;
+    // Read the newest log seq before removing this field's old entry: if that entry is
+    // the newest, removing it first would hand the same seq out again, and a peer whose
+    // cursor is at that seq would never see this change.
+    if (!last_seq_) TANDEM_RETURN_IF_ERROR(r_.LastLogSeq(&last_seq_));
     if (old_seq) {
       MDB_val ok{8, &old_seq};
       rc = mdb_del(txn_, impl_->log, &ok, nullptr);
       if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "write log");
     }
-    if (!last_seq_) TANDEM_RETURN_IF_ERROR(r_.LastLogSeq(&last_seq_));
     uint64_t seq = ++last_seq_;
     value_.clear();
     engine::Writer w(&value_);
@@ -755,7 +758,7 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
     v = MDB_val{4, &format};
     rc = mdb_put(txn, impl->meta, &k, &v, 0);
     ReplicaMeta meta;
-    meta.id = RandomReplicaId();
+    meta.id = opt.replica_id ? *opt.replica_id : RandomReplicaId();
     std::string m = EncodeMeta(meta);
     MDB_val mk = Val("replica"), mv = Val(m);
     if (!rc) rc = mdb_put(txn, impl->meta, &mk, &mv, 0);

@@ -21,6 +21,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "tandem/engine/store.h"
@@ -36,6 +37,9 @@ struct Options {
   Durability durability = Durability::kDurable;
   // Initial map size; it doubles whenever it fills. Small values are for tests.
   size_t initial_map_bytes = size_t{64} << 20;
+  // CreateStore only: use this replica id instead of a random one. For deterministic
+  // tests and the simulator; never reuse an id another replica has had.
+  std::optional<engine::ReplicaId> replica_id;
 };
 
 class LmdbStore;

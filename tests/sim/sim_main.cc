@@ -1,0 +1,446 @@
+// Deterministic network simulation of sync.
+//
+// N replicas (3-8) with real LMDB storage in temporary directories exchange messages
+// through a simulated network: connections deliver in order (as TCP does) but at random
+// moments relative to each other, are cut at random (losing what is in flight), suffer
+// injected duplication and reordering (which the sessions must detect and refuse), and
+// replicas crash and restart (reopening their store, losing every connection). Every
+// message crosses the Cap'n Proto encoding. Time is simulated and everything derives
+// from the seed.
+//
+// After the faults stop and every pair syncs: all dumps are identical, all version
+// vectors equal, every session reported caught up, and a reference model agrees on the
+// meaning (counter sums, register winners, sets).
+//
+//   tandem_sim --seed N                 one seed (replay)
+//   tandem_sim --seeds N [--first K]    N seeds from K (default 1)
+//   TANDEM_SIM_CHECK_CLAIMS=1 ...       also check after every step that each version
+//                                       vector claims only events whose effects the
+//                                       replica holds (slow; it found the first bug)
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "tandem/engine/sync.h"
+#include "tandem/net/wire.h"
+#include "tandem/storage/replica.h"
+
+namespace {
+
+using namespace tandem;
+using namespace tandem::engine;
+namespace fs = std::filesystem;
+
+struct Failure {
+  std::string what;
+};
+#define SIM_CHECK(cond, msg)                                                                   \
+  do {                                                                                         \
+    if (!(cond))                                                                               \
+      throw Failure{std::string(msg) + " (" #cond ", line " + std::to_string(__LINE__) + ")"}; \
+  } while (0)
+
+struct Node {
+  std::string dir;
+  std::unique_ptr<Replica> replica;
+  uint64_t clock_ms = 0;
+  int64_t skew = 0;
+};
+
+struct Conn {
+  int a = 0, b = 0;
+  std::unique_ptr<Session> sa, sb;
+  std::deque<std::string> to_a, to_b;
+  bool faulted = false;  // duplication or reordering was injected
+};
+
+struct PutRecord {
+  Hlc hlc;
+  ReplicaId replica;
+  uint64_t seq;
+  Value value;
+};
+
+class Sim {
+ public:
+  explicit Sim(uint64_t seed) : rng_(seed), seed_(seed) {
+    base_ = fs::temp_directory_path() /
+            ("tandem-sim-" + std::to_string(seed) + "-" + std::to_string(::getpid()));
+    fs::remove_all(base_);
+    fs::create_directories(base_);
+    n_ = 3 + static_cast<int>(rng_() % 6);
+    for (int i = 0; i < n_; ++i) {
+      Node nd;
+      nd.dir = (base_ / ("r" + std::to_string(i))).string();
+      nd.skew = static_cast<int64_t>(rng_() % 200) - 100;
+      storage::Options o = Opts();
+      ReplicaId id;
+      for (auto& b : id.bytes) b = static_cast<uint8_t>(rng_());
+      o.replica_id = id;
+      auto created = storage::CreateStore(nd.dir, o);
+      SIM_CHECK(created.ok(), created.status().ToString());
+      nodes_.push_back(std::move(nd));
+      Open(i, std::move(created).value());
+    }
+  }
+  ~Sim() {
+    conns_.clear();
+    nodes_.clear();
+    std::error_code ec;
+    fs::remove_all(base_, ec);
+  }
+
+  void Run() {
+    const int steps = 200 + static_cast<int>(rng_() % 400);
+    for (int s = 0; s < steps; ++s) {
+      now_ += rng_() % 20;
+      const int pick = static_cast<int>(rng_() % 100);
+      if (pick < 30) {
+        LocalOp(static_cast<int>(rng_() % n_));
+      } else if (pick < 38) {
+        Connect(static_cast<int>(rng_() % n_), static_cast<int>(rng_() % n_));
+      } else if (pick < 80) {
+        DeliverOne();
+      } else if (pick < 86) {
+        PollOne();
+      } else if (pick < 91) {
+        CutOne();
+      } else if (pick < 95) {
+        InjectFault();
+      } else if (pick < 97) {
+        Crash(static_cast<int>(rng_() % n_));
+      }
+      if (check_claims_)
+        CheckClaims(("step " + std::to_string(s) + " pick " + std::to_string(pick)).c_str());
+    }
+    Heal();
+    if (check_claims_) CheckClaims("heal");
+    Verify();
+  }
+
+  uint64_t messages() const { return messages_; }
+
+ private:
+  storage::Options Opts() {
+    storage::Options o;
+    o.durability = storage::Durability::kRelaxed;  // the simulator crashes processes, not disks
+    o.initial_map_bytes = 1 << 20;
+    return o;
+  }
+
+  void Open(int i, std::unique_ptr<storage::LmdbStore> store) {
+    Node& nd = nodes_[i];
+    nd.replica = std::make_unique<Replica>(std::move(store), [this, i] {
+      return static_cast<uint64_t>(static_cast<int64_t>(1'700'000'000'000 + now_) + nodes_[i].skew);
+    });
+  }
+
+  void LocalOp(int i) {
+    Replica& r = *nodes_[i].replica;
+    const std::string rec = "r" + std::to_string(rng_() % 4);
+    const int kind = static_cast<int>(rng_() % 7);
+    Status st;
+    if (kind == 0) {  // counters: only increments, ever
+      int64_t by = static_cast<int64_t>(rng_() % 21) - 10;
+      st = r.Incr("inv", rec, "stock", by);
+      if (st.ok()) stock_[rec] += by;
+    } else if (kind == 1) {  // registers: only puts, ever
+      Value v{static_cast<int64_t>(rng_() % 1000)};
+      st = r.Put("prices", rec, {{"price", v}});
+      if (st.ok()) {
+        auto meta = r.Meta();
+        SIM_CHECK(meta.ok(), "meta");
+        puts_[rec].push_back({meta->clock, meta->id, meta->vv.Get(meta->id), v});
+      }
+    } else if (kind == 2) {  // sets: "keep-*" elements are never removed
+      std::string e = "keep-" + std::to_string(rng_() % 5);
+      st = r.Add("tags", rec, "t", Value{e});
+      if (st.ok()) kept_[rec].insert(e);
+    } else if (kind == 3) {
+      std::string e = "x" + std::to_string(rng_() % 3);
+      st = (rng_() % 2) ? r.Add("tags", rec, "t", Value{e}) : r.Remove("tags", rec, "t", Value{e});
+    } else {  // anything goes, including deletes and type conflicts
+      const std::string f = (rng_() % 2) ? "a" : "b";
+      switch (kind) {
+        case 4:
+          st = r.Put("mixed", rec, {{f, Value{static_cast<int64_t>(rng_() % 9)}}});
+          break;
+        case 5:
+          st = r.Incr("mixed", rec, f, 1);
+          break;
+        default:
+          st = (rng_() % 2) ? r.Delete("mixed", rec) : r.Add("mixed", rec, f, Value{true});
+          if (st.code() == Code::kNotFound) st = Status::Ok();
+      }
+    }
+    SIM_CHECK(st.ok(), "local op: " + st.ToString());
+    RecordEvents(i);
+  }
+
+  // The oracle: which fields each event touched, read from the node's change log.
+  void RecordEvents(int i) {
+    Replica& r = *nodes_[i].replica;
+    auto meta = r.Meta();
+    SIM_CHECK(meta.ok(), "meta");
+    const uint64_t seq = meta->vv.Get(meta->id);
+    auto& seen = log_seen_[i];
+    auto page = r.CollectDeltas(seen, 1 << 20, nullptr);
+    SIM_CHECK(page.ok(), "collect");
+    for (const auto& d : page->deltas)
+      for (uint64_t k = last_seq_[i] + 1; k <= seq; ++k)
+        if (d.state.ctx.Get(meta->id) >= k) touched_[{meta->id, k}].insert(d.key);
+    last_seq_[i] = seq;
+    seen = page->next_cursor;
+  }
+
+  // Every node's version vector claims only events whose effects it holds.
+  void CheckClaims(const char* after) {
+    for (int i = 0; i < n_; ++i) {
+      Replica& r = *nodes_[i].replica;
+      auto meta = r.Meta();
+      SIM_CHECK(meta.ok(), "meta");
+      for (const auto& [ev, fields] : touched_) {
+        if (meta->vv.Get(ev.replica) < ev.seq) continue;
+        for (const auto& k : fields) {
+          auto st = r.GetState(k.collection, k.record);
+          SIM_CHECK(st.ok(), "state");
+          auto it = st->fields.find(k.field);
+          if (it == st->fields.end() || it->second.ctx.Get(ev.replica) < ev.seq) {
+            throw Failure{"node " + std::to_string(i) + " claims " + ev.replica.ShortHex() + ":" +
+                          std::to_string(ev.seq) + " but lacks it in " + k.collection + "/" +
+                          k.record + "." + k.field + " (after " + after + ")"};
+          }
+        }
+      }
+    }
+  }
+
+  void Connect(int a, int b) {
+    if (a == b) return;
+    for (auto& c : conns_)
+      if ((c->a == a && c->b == b) || (c->a == b && c->b == a)) return;
+    auto c = std::make_unique<Conn>();
+    c->a = a;
+    c->b = b;
+    SessionOptions o;
+    o.batch_fields = 1 + rng_() % 8;  // small batches: more interleavings
+    o.window = 1 + rng_() % 3;
+    c->sa = std::make_unique<Session>(*nodes_[a].replica, o);
+    c->sb = std::make_unique<Session>(*nodes_[b].replica, o);
+    std::vector<Message> out;
+    SIM_CHECK(c->sa->Start(&out).ok(), "start");
+    for (auto& m : out) c->to_b.push_back(net::EncodeMessage(m));
+    out.clear();
+    SIM_CHECK(c->sb->Start(&out).ok(), "start");
+    for (auto& m : out) c->to_a.push_back(net::EncodeMessage(m));
+    conns_.push_back(std::move(c));
+  }
+
+  // Delivers the head of one direction of a connection. Returns false if it failed.
+  bool Deliver(Conn& c, bool to_b) {
+    auto& q = to_b ? c.to_b : c.to_a;
+    if (q.empty()) return true;
+    std::string bytes = std::move(q.front());
+    q.pop_front();
+    ++messages_;
+    auto msg = net::DecodeMessage(bytes);
+    SIM_CHECK(msg.ok(), "decode: " + msg.status().ToString());
+    std::vector<Message> out;
+    Session& s = to_b ? *c.sb : *c.sa;
+    Status st = s.Receive(*msg, &out);
+    if (!st.ok()) {
+      // Only injected duplication or reordering may make a session refuse a message.
+      SIM_CHECK(c.faulted, "session error without an injected fault: " + st.ToString());
+      ++refused_;
+      return false;
+    }
+    auto& back = to_b ? c.to_a : c.to_b;
+    for (auto& m : out) back.push_back(net::EncodeMessage(m));
+    return true;
+  }
+
+  void DeliverOne() {
+    if (conns_.empty()) return;
+    size_t k = rng_() % conns_.size();
+    Conn& c = *conns_[k];
+    bool dir = rng_() % 2;
+    if ((dir ? c.to_b : c.to_a).empty()) dir = !dir;
+    if (!Deliver(c, dir)) conns_.erase(conns_.begin() + static_cast<long>(k));
+  }
+
+  void PollOne() {
+    if (conns_.empty()) return;
+    Conn& c = *conns_[rng_() % conns_.size()];
+    std::vector<Message> out;
+    SIM_CHECK(c.sa->Poll(&out).ok(), "poll");
+    for (auto& m : out) c.to_b.push_back(net::EncodeMessage(m));
+    out.clear();
+    SIM_CHECK(c.sb->Poll(&out).ok(), "poll");
+    for (auto& m : out) c.to_a.push_back(net::EncodeMessage(m));
+  }
+
+  void CutOne() {
+    if (!conns_.empty()) conns_.erase(conns_.begin() + static_cast<long>(rng_() % conns_.size()));
+  }
+
+  void InjectFault() {
+    if (conns_.empty()) return;
+    Conn& c = *conns_[rng_() % conns_.size()];
+    auto& q = (rng_() % 2) ? c.to_a : c.to_b;
+    if (q.empty()) return;
+    c.faulted = true;
+    if (rng_() % 2 || q.size() < 2) {
+      q.push_front(q.front());  // duplicate
+    } else {
+      std::swap(q[0], q[1 + rng_() % (q.size() - 1)]);  // reorder
+    }
+  }
+
+  void Crash(int i) {
+    std::vector<std::unique_ptr<Conn>> keep;
+    for (auto& c : conns_)
+      if (c->a != i && c->b != i) keep.push_back(std::move(c));
+    conns_ = std::move(keep);
+    nodes_[i].replica.reset();  // in-flight messages are gone; the store closes
+    auto store = storage::OpenStore(nodes_[i].dir, Opts());
+    SIM_CHECK(store.ok(), "reopen: " + store.status().ToString());
+    Open(i, std::move(store).value());
+    ++crashes_;
+  }
+
+  void Heal() {
+    conns_.clear();
+    // Pairwise rounds until a whole round applies nothing.
+    for (int round = 0; round < 2 * n_ + 4; ++round) {
+      uint64_t applied = 0;
+      for (int a = 0; a < n_; ++a)
+        for (int b = a + 1; b < n_; ++b) {
+          Connect(a, b);
+          Conn& c = *conns_.back();
+          while (!c.to_a.empty() || !c.to_b.empty()) {
+            SIM_CHECK(Deliver(c, !c.to_b.empty()), "heal delivery failed");
+          }
+          SIM_CHECK(c.sa->caught_up() && c.sb->caught_up(), "heal session not caught up");
+          applied += c.sa->stats().fields_applied + c.sb->stats().fields_applied;
+          if (check_claims_) CheckClaims("a healing session");
+          conns_.clear();
+        }
+      if (applied == 0 && round > 0) return;
+    }
+    throw Failure{"no quiescence after healing"};
+  }
+
+  std::string Dump(Replica& r) {
+    std::string out;
+    auto colls = r.Collections();
+    SIM_CHECK(colls.ok(), "collections");
+    for (const auto& c : *colls) {
+      Status st = r.Scan(c, "", [&](const Record& rec) {
+        out += c + "/" + rec.id;
+        for (const auto& [f, v] : rec.fields) {
+          out += " " + f + "=" + KindName(v.kind) + ":" + DebugString(v.scalar) + "/" +
+                 std::to_string(v.count) + "/";
+          for (const auto& x : v.set) out += DebugString(x) + ",";
+        }
+        out += "\n";
+        return true;
+      });
+      SIM_CHECK(st.ok(), "scan");
+    }
+    return out;
+  }
+
+  void Verify() {
+    const std::string d0 = Dump(*nodes_[0].replica);
+    const VersionVector vv0 = nodes_[0].replica->Meta()->vv;
+    for (int i = 1; i < n_; ++i) {
+      const std::string di = Dump(*nodes_[i].replica);
+      if (di != d0) {
+        std::fprintf(stderr, "--- replica 0\n%s--- replica %d\n%s", d0.c_str(), i, di.c_str());
+        for (int k = 0; k < n_; ++k)
+          std::fprintf(stderr, "vv %d %s\n", k, nodes_[k].replica->Meta()->vv.ToString().c_str());
+      }
+      SIM_CHECK(di == d0, "replica " + std::to_string(i) + " differs");
+      SIM_CHECK(nodes_[i].replica->Meta()->vv == vv0, "version vectors differ");
+    }
+    Replica& r = *nodes_[0].replica;
+    for (const auto& [rec, sum] : stock_) {
+      auto got = r.Get("inv", rec);
+      SIM_CHECK(got.ok(), "counter record missing");
+      SIM_CHECK(got->fields.at("stock").count == sum, "counter is not the sum of increments");
+    }
+    for (const auto& [rec, puts] : puts_) {
+      auto best = std::max_element(puts.begin(), puts.end(), [](const auto& x, const auto& y) {
+        return std::tie(x.hlc, x.replica, x.seq) < std::tie(y.hlc, y.replica, y.seq);
+      });
+      auto got = r.Get("prices", rec);
+      SIM_CHECK(got.ok(), "register record missing");
+      SIM_CHECK(SameValue(got->fields.at("price").scalar, best->value),
+                "register does not show the write with the highest timestamp");
+    }
+    for (const auto& [rec, kept] : kept_) {
+      auto got = r.Get("tags", rec);
+      SIM_CHECK(got.ok(), "set record missing");
+      const auto& set = got->fields.at("t").set;
+      for (const auto& e : kept)
+        SIM_CHECK(std::any_of(set.begin(), set.end(),
+                              [&](const Value& v) { return SameValue(v, Value{e}); }),
+                  "an element never removed is missing");
+    }
+  }
+
+  std::mt19937_64 rng_;
+  uint64_t seed_;
+  fs::path base_;
+  int n_ = 0;
+  uint64_t now_ = 0;
+  std::vector<Node> nodes_;
+  std::vector<std::unique_ptr<Conn>> conns_;
+  std::map<std::string, int64_t> stock_;
+  std::map<std::string, std::vector<PutRecord>> puts_;
+  std::map<std::string, std::set<std::string>> kept_;
+  std::map<int, uint64_t> log_seen_, last_seq_;
+  std::map<Dot, std::set<FieldKey>> touched_;
+  uint64_t messages_ = 0, refused_ = 0, crashes_ = 0;
+
+ public:
+  bool check_claims_ = false;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  uint64_t first = 1, count = 1;
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (!std::strcmp(argv[i], "--seed")) first = std::stoull(argv[i + 1]), count = 1;
+    if (!std::strcmp(argv[i], "--seeds")) count = std::stoull(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--first")) first = std::stoull(argv[i + 1]);
+  }
+  uint64_t messages = 0;
+  for (uint64_t seed = first; seed < first + count; ++seed) {
+    try {
+      Sim sim(seed);
+      sim.check_claims_ = std::getenv("TANDEM_SIM_CHECK_CLAIMS") != nullptr;
+      sim.Run();
+      messages += sim.messages();
+    } catch (const Failure& f) {
+      std::fprintf(stderr, "sim: seed %llu FAILED: %s\nreplay: tandem_sim --seed %llu\n",
+                   static_cast<unsigned long long>(seed), f.what.c_str(),
+                   static_cast<unsigned long long>(seed));
+      return 1;
+    }
+  }
+  std::printf("sim: %llu seeds passed (%llu..%llu), %llu messages\n",
+              static_cast<unsigned long long>(count), static_cast<unsigned long long>(first),
+              static_cast<unsigned long long>(first + count - 1),
+              static_cast<unsigned long long>(messages));
+  return 0;
+}
