@@ -52,6 +52,13 @@ struct DeltaBatch {
   replicas @2 :List(Data);
   names @3 :List(Text);
   entries @4 :Data;
+  compression @5 :Compression;  # of `entries`
+  rawSize @6 :UInt32;           # size of `entries` once decompressed
+}
+
+enum Compression {
+  none @0;
+  zstd @1;
 }
 
 struct CaughtUp {

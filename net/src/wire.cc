@@ -2,6 +2,7 @@
 
 #include <capnp/message.h>
 #include <capnp/serialize.h>
+#include <zstd.h>
 
 #include <cstring>
 #include <map>
@@ -127,8 +128,22 @@ std::string EncodeMessage(const Message& m) {
     for (unsigned i = 0; i < table.ids().size(); ++i) ids.set(i, AsData(table.ids()[i]));
     auto ns = w.initNames(static_cast<unsigned>(names.size()));
     for (unsigned i = 0; i < names.size(); ++i) ns.set(i, *names[i]);
-    w.setEntries(
-        capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(entries.data()), entries.size()));
+    // Compress the body when it pays: keys, clocks and dots repeat across entries.
+    std::string packed;
+    if (entries.size() >= 128) {
+      packed.resize(ZSTD_compressBound(entries.size()));
+      size_t n = ZSTD_compress(packed.data(), packed.size(), entries.data(), entries.size(), 1);
+      if (ZSTD_isError(n) || n >= entries.size()) {
+        packed.clear();
+      } else {
+        packed.resize(n);
+      }
+    }
+    const std::string& body_bytes = packed.empty() ? entries : packed;
+    w.setCompression(packed.empty() ? wire::Compression::NONE : wire::Compression::ZSTD);
+    w.setRawSize(static_cast<uint32_t>(entries.size()));
+    w.setEntries(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(body_bytes.data()),
+                                     body_bytes.size()));
   } else if (const auto* c = std::get_if<engine::CaughtUp>(&m)) {
     auto w = body.initCaughtUp();
     w.setCursor(c->cursor);
@@ -196,8 +211,21 @@ Result<Message> DecodeMessage(std::string_view bytes) {
           names.emplace_back(s);
         }
         auto data = r.getEntries();
-        engine::Reader er(
-            std::string_view(reinterpret_cast<const char*>(data.begin()), data.size()));
+        std::string_view body(reinterpret_cast<const char*>(data.begin()), data.size());
+        std::string unpacked;
+        if (r.getCompression() == wire::Compression::ZSTD) {
+          const size_t raw = r.getRawSize();
+          if (raw > kMaxBatchBodyBytes) return Status::Corrupt("batch body too large");
+          unpacked.resize(raw);
+          size_t n = ZSTD_decompress(unpacked.data(), raw, body.data(), body.size());
+          if (ZSTD_isError(n) || n != raw) return Status::Corrupt("batch body does not decompress");
+          body = unpacked;
+        } else if (r.getCompression() != wire::Compression::NONE) {
+          return Status::Unsupported("unknown batch compression");
+        } else if (r.getRawSize() != body.size()) {
+          return Status::Corrupt("batch body size mismatch");
+        }
+        engine::Reader er(body);
         auto name_at = [&](uint64_t i) -> const std::string* {
           return i < names.size() ? &names[i] : nullptr;
         };

@@ -67,7 +67,7 @@ const char* MessageName(const Message& m);
 struct SessionOptions {
   CollectionFilter send;  // our policy toward this peer
   CollectionFilter accept;
-  size_t batch_fields = 512;       // field states per DeltaBatch at most
+  size_t batch_fields = 2048;      // field states per DeltaBatch at most
   size_t batch_bytes = 256 << 10;  // approximate value bytes per DeltaBatch
   size_t window = 4;               // unacknowledged batches in flight
 };

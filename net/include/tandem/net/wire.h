@@ -3,7 +3,8 @@
 // Decoding treats its input as hostile: the frame size is capped, the reader has a
 // traversal limit sized to the frame and a small nesting limit, and every field is
 // validated (ids, names, UTF-8, counts, field states) before a Message is returned.
-// Any violation is a kCorrupt status and no Message.
+// Any violation is a kCorrupt status and no Message. Batch bodies are compressed with
+// zstd when that makes them smaller.
 #pragma once
 
 #include <string>
@@ -15,6 +16,8 @@ namespace tandem::net {
 
 inline constexpr size_t kMaxFrameBytes = 1 << 20;
 inline constexpr uint16_t kWireVersion = 1;
+// Largest batch body once decompressed (guards against decompression bombs).
+inline constexpr size_t kMaxBatchBodyBytes = 8 << 20;
 
 std::string EncodeMessage(const engine::Message& m);
 Result<engine::Message> DecodeMessage(std::string_view bytes);

@@ -1,0 +1,160 @@
+// bench/sync: bandwidth and speed of the sync protocol over an in-process transport
+// (every message Cap'n Proto encoded, counted in bytes; no encryption yet).
+//   1. A holds the local_writes data set (100,000 records x 10 fields); full sync to an
+//      empty B.
+//   2. A changes 1,000 fields and B a different 1,000; sync both ways.
+// Raw LMDB write speed is measured in the same run. The payload of a change is its
+// record id, field name and value bytes (strings: their length; integers: 8).
+//
+//   sync [--records N] [--dir DIR]
+#include "tandem/engine/sync.h"
+
+#include <cstring>
+#include <deque>
+
+#include "bench_util.h"
+#include "tandem/net/wire.h"
+#include "tandem/storage/replica.h"
+
+using namespace tandem;
+using namespace tandem::bench;
+
+namespace {
+
+void Must(const Status& st, const char* what) {
+  if (!st.ok()) {
+    std::fprintf(stderr, "sync bench: %s: %s\n", what, st.ToString().c_str());
+    std::exit(1);
+  }
+}
+
+struct Phase {
+  double seconds = 0;
+  uint64_t messages = 0, bytes = 0, fields = 0;
+};
+
+// Runs one session pair to completion, counting encoded messages and bytes.
+Phase SyncOnce(engine::Replica& a, engine::Replica& b) {
+  Phase p;
+  double t0 = Now();
+  engine::Session sa(a, {}), sb(b, {});
+  std::deque<std::string> to_a, to_b;
+  std::vector<engine::Message> out;
+  auto send = [&](std::deque<std::string>& q) {
+    for (auto& m : out) {
+      q.push_back(net::EncodeMessage(m));
+      p.bytes += q.back().size();
+      ++p.messages;
+    }
+    out.clear();
+  };
+  Must(sa.Start(&out), "start");
+  send(to_b);
+  Must(sb.Start(&out), "start");
+  send(to_a);
+  while (!to_a.empty() || !to_b.empty()) {
+    bool b_side = !to_b.empty();
+    auto& q = b_side ? to_b : to_a;
+    auto msg = net::DecodeMessage(q.front());
+    q.pop_front();
+    Must(msg.status(), "decode");
+    Must((b_side ? sb : sa).Receive(*msg, &out), "receive");
+    send(b_side ? to_a : to_b);
+  }
+  if (!sa.caught_up() || !sb.caught_up()) Must(Status::Corrupt("not caught up"), "sync");
+  p.fields = sa.stats().fields_applied + sb.stats().fields_applied;
+  p.seconds = Now() - t0;
+  return p;
+}
+
+uint64_t PayloadBytes(const std::string& id, const std::string& field, const engine::Value& v) {
+  uint64_t n = id.size() + field.size();
+  if (auto* s = std::get_if<std::string>(&v)) return n + s->size();
+  return n + 8;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  DataSet ds;
+  std::string base = "bench-sync-data";
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (!std::strcmp(argv[i], "--records")) ds.records = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--dir")) base = argv[i + 1];
+  }
+  const int total = ds.records * ds.fields;
+  uint64_t raw_bytes = 0;
+  const double raw_puts = RawLmdbPuts(base + "/raw", ds, 1000, &raw_bytes);
+
+  auto a = storage::CreateReplica(base + "/a");
+  auto b = storage::CreateReplica(base + "/b");
+  Must(a.status(), "create a");
+  Must(b.status(), "create b");
+  std::mt19937_64 rng(42);
+  for (int n = 0; n < total; n += 1000) {
+    Must((*a)->Write([&](engine::Batch& bt) {
+      for (int k = n; k < n + 1000 && k < total; ++k) {
+        int f = k % ds.fields;
+        engine::Value v = f < 5 ? engine::Value{RandomString16(rng)}
+                                : engine::Value{static_cast<int64_t>(rng() % 1000000)};
+        TANDEM_RETURN_IF_ERROR(
+            bt.Put("bench", DataSet::RecordId(k / ds.fields), DataSet::FieldName(f), v));
+      }
+      return Status::Ok();
+    }),
+         "load");
+  }
+
+  Phase full = SyncOnce(**a, **b);
+
+  // Each side changes 1,000 different fields (A the even records, B the odd ones).
+  uint64_t payload = 0;
+  std::mt19937_64 pick(7);
+  auto change = [&](engine::Replica& r, int parity) {
+    Must(r.Write([&](engine::Batch& bt) {
+      for (int i = 0; i < 1000; ++i) {
+        int rec = static_cast<int>(pick() % (ds.records / 2)) * 2 + parity;
+        int f = static_cast<int>(pick() % ds.fields);
+        engine::Value v = f < 5 ? engine::Value{RandomString16(rng)}
+                                : engine::Value{static_cast<int64_t>(rng() % 1000000)};
+        payload += PayloadBytes(DataSet::RecordId(rec), DataSet::FieldName(f), v);
+        TANDEM_RETURN_IF_ERROR(bt.Put("bench", DataSet::RecordId(rec), DataSet::FieldName(f), v));
+      }
+      return Status::Ok();
+    }),
+         "change");
+  };
+  change(**a, 0);
+  change(**b, 1);
+  Phase inc = SyncOnce(**a, **b);
+
+  const double full_rate = full.fields / full.seconds;
+  std::printf("sync: %d records x %d fields, in-process transport, Cap'n Proto messages\n",
+              ds.records, ds.fields);
+  std::printf("  %-26s %10s %10s %14s %12s\n", "phase", "seconds", "messages", "bytes", "fields");
+  std::printf("  %-26s %10.2f %10llu %14llu %12llu\n", "full sync A -> empty B", full.seconds,
+              (unsigned long long)full.messages, (unsigned long long)full.bytes,
+              (unsigned long long)full.fields);
+  std::printf("  %-26s %10.3f %10llu %14llu %12llu\n", "1,000 + 1,000 changes", inc.seconds,
+              (unsigned long long)inc.messages, (unsigned long long)inc.bytes,
+              (unsigned long long)inc.fields);
+  std::printf("  full sync %.0f fields/s; raw LMDB puts %.0f/s (ratio %.2f)\n", full_rate, raw_puts,
+              full_rate / raw_puts);
+  std::printf("  incremental: %llu bytes for %llu payload bytes (%.2f x); %.1f bytes per field\n",
+              (unsigned long long)inc.bytes, (unsigned long long)payload,
+              static_cast<double>(inc.bytes) / payload, static_cast<double>(inc.bytes) / 2000);
+  std::printf(
+      "{\"bench\": \"sync\", \"fields\": %d, \"full_sync_seconds\": %.3f, \"full_sync_messages\": "
+      "%llu, \"full_sync_bytes\": %llu, \"full_sync_fields_per_s\": %.0f, "
+      "\"raw_lmdb_puts_per_s\": %.0f, \"ratio_full_sync_vs_lmdb\": %.3f, \"incremental_messages\": "
+      "%llu, \"incremental_bytes\": %llu, \"changed_payload_bytes\": %llu, "
+      "\"ratio_incremental_bytes_vs_payload\": %.3f}\n",
+      total, full.seconds, (unsigned long long)full.messages, (unsigned long long)full.bytes,
+      full_rate, raw_puts, full_rate / raw_puts, (unsigned long long)inc.messages,
+      (unsigned long long)inc.bytes, (unsigned long long)payload,
+      static_cast<double>(inc.bytes) / payload);
+  a->reset();
+  b->reset();
+  std::filesystem::remove_all(base);
+  return 0;
+}
