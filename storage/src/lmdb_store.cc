@@ -560,6 +560,7 @@ class LmdbWriteTxn : public engine::WriteTxn {
       : lock_(std::move(lock)), impl_(impl), txn_(txn), r_(impl, txn) {}
   ~LmdbWriteTxn() override {
     if (txn_) {
+      CloseCursors();
       mdb_txn_abort(txn_);
       impl_->table.t.EndWriter(false);
       impl_->names.EndWriter(false);
@@ -574,8 +575,12 @@ class LmdbWriteTxn : public engine::WriteTxn {
     auto key = impl_->Key(k.collection, k.record, k.field, false);
     if (!key) return Status::Ok();
     last_key_ = std::move(*key);
+    last_field_ = k;
     MDB_val kv = Val(last_key_), v;
-    int rc = mdb_get(txn_, impl_->fields, &kv, &v);
+    // Through a cursor: the PutField that follows finds the cursor on the right page and
+    // skips the descent, as do neighbouring keys written in order.
+    TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->fields, &fields_cur_));
+    int rc = mdb_cursor_get(fields_cur_, &kv, &v, MDB_SET_KEY);
     if (rc == MDB_NOTFOUND) {
       last_old_seq_ = 0;
       last_seq_known_ = true;
@@ -617,11 +622,12 @@ class LmdbWriteTxn : public engine::WriteTxn {
   }
 
   Status PutField(const FieldKey& key, const FieldState& state) override {
-    std::string k = *impl_->Key(key.collection, key.record, key.field, true);
+    const bool same = last_seq_known_ && key == last_field_;
+    std::string k = same ? last_key_ : *impl_->Key(key.collection, key.record, key.field, true);
     MDB_val kv = Val(k), old;
     uint64_t old_seq = 0;
     int rc;
-    if (last_seq_known_ && k == last_key_) {
+    if (same) {
       old_seq = last_old_seq_;
     } else {
       rc = mdb_get(txn_, impl_->fields, &kv, &old);
@@ -649,13 +655,27 @@ class LmdbWriteTxn : public engine::WriteTxn {
     engine::EncodeFieldState(state, impl_->table, &value_);
     MDB_val val = Val(value_);
     kv = Val(k);
-    if ((rc = mdb_put(txn_, impl_->fields, &kv, &val, 0))) return impl_->Note(rc, "write field");
+    TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->fields, &fields_cur_));
+    if ((rc = mdb_cursor_put(fields_cur_, &kv, &val, 0))) return impl_->Note(rc, "write field");
     MDB_val lk{8, &seq}, lv = Val(k);
-    if ((rc = mdb_put(txn_, impl_->log, &lk, &lv, MDB_APPEND))) return impl_->Note(rc, "write log");
+    TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->log, &log_cur_));
+    if ((rc = mdb_cursor_put(log_cur_, &lk, &lv, MDB_APPEND))) return impl_->Note(rc, "write log");
     return Status::Ok();
   }
 
+  Status OpenCursor(MDB_dbi dbi, MDB_cursor** cur) {
+    if (*cur) return Status::Ok();
+    int rc = mdb_cursor_open(txn_, dbi, cur);
+    return rc ? LmdbError(rc, "open cursor") : Status::Ok();
+  }
+  void CloseCursors() {
+    if (fields_cur_) mdb_cursor_close(fields_cur_);
+    if (log_cur_) mdb_cursor_close(log_cur_);
+    fields_cur_ = log_cur_ = nullptr;
+  }
+
   Status Commit() override {
+    CloseCursors();
     TANDEM_RETURN_IF_ERROR(impl_->table.t.FlushPending(txn_, impl_->replicas, "replica table"));
     TANDEM_RETURN_IF_ERROR(impl_->names.FlushPending(txn_, impl_->names_db, "name table"));
     int rc = mdb_txn_commit(txn_);
@@ -672,6 +692,9 @@ class LmdbWriteTxn : public engine::WriteTxn {
   LmdbReader r_;
   uint64_t last_seq_ = 0;
   std::string value_;
+  MDB_cursor* fields_cur_ = nullptr;
+  MDB_cursor* log_cur_ = nullptr;
+  FieldKey last_field_;
   std::string last_key_;  // the field GetField read last, and its change-log seq
   uint64_t last_old_seq_ = 0;
   bool last_seq_known_ = false;

@@ -117,6 +117,10 @@ class Sim {
         InjectFault();
       } else if (pick < 97) {
         Crash(static_cast<int>(rng_() % n_));
+      } else if (pick < 99) {
+        Partition();
+      } else {
+        side_.clear();  // the partition heals
       }
       if (check_claims_)
         CheckClaims(("step " + std::to_string(s) + " pick " + std::to_string(pick)).c_str());
@@ -223,8 +227,20 @@ class Sim {
     }
   }
 
+  // Splits the replicas in two groups that cannot reach each other until it heals.
+  void Partition() {
+    side_.assign(n_, 0);
+    for (int i = 0; i < n_; ++i) side_[i] = static_cast<int>(rng_() % 2);
+    std::vector<std::unique_ptr<Conn>> keep;
+    for (auto& c : conns_)
+      if (side_[c->a] == side_[c->b]) keep.push_back(std::move(c));
+    conns_ = std::move(keep);
+    ++partitions_;
+  }
+
   void Connect(int a, int b) {
     if (a == b) return;
+    if (!side_.empty() && side_[a] != side_[b]) return;  // unreachable
     for (auto& c : conns_)
       if ((c->a == a && c->b == b) || (c->a == b && c->b == a)) return;
     auto c = std::make_unique<Conn>();
@@ -318,6 +334,7 @@ class Sim {
 
   void Heal() {
     conns_.clear();
+    side_.clear();
     // Pairwise rounds until a whole round applies nothing.
     for (int round = 0; round < 2 * n_ + 4; ++round) {
       uint64_t applied = 0;
@@ -329,6 +346,9 @@ class Sim {
             SIM_CHECK(Deliver(c, !c.to_b.empty()), "heal delivery failed");
           }
           SIM_CHECK(c.sa->caught_up() && c.sb->caught_up(), "heal session not caught up");
+          // Caught up means it: the two hold the same data now.
+          SIM_CHECK(Dump(*nodes_[a].replica) == Dump(*nodes_[b].replica),
+                    "a session reported caught up but the two replicas differ");
           applied += c.sa->stats().fields_applied + c.sb->stats().fields_applied;
           if (check_claims_) CheckClaims("a healing session");
           conns_.clear();
@@ -409,7 +429,8 @@ class Sim {
   std::map<std::string, std::set<std::string>> kept_;
   std::map<int, uint64_t> log_seen_, last_seq_;
   std::map<Dot, std::set<FieldKey>> touched_;
-  uint64_t messages_ = 0, refused_ = 0, crashes_ = 0;
+  std::vector<int> side_;  // partition group per replica; empty when there is none
+  uint64_t messages_ = 0, refused_ = 0, crashes_ = 0, partitions_ = 0;
 
  public:
   bool check_claims_ = false;
