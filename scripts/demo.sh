@@ -24,4 +24,4 @@ run restore "$WORK/backup" "$WORK/restored"
 run dump "$WORK/restored"
 run check "$WORK/restored"
 echo
-echo "Sync between devices arrives with the sync protocol (docs/design.md)."
+echo "Sync between devices over the network (tandem serve/sync) is the next milestone."
