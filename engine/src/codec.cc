@@ -437,6 +437,7 @@ std::string EncodePeerState(const PeerState& p) {
   w.Varint(p.last_sync_ms);
   w.Varint(p.fields_received);
   w.Varint(p.fields_refused);
+  w.U8(p.filtered ? 1 : 0);
   return out;
 }
 
@@ -449,6 +450,9 @@ Result<PeerState> DecodePeerState(std::string_view in) {
   p.last_sync_ms = r.Varint();
   p.fields_received = r.Varint();
   p.fields_refused = r.Varint();
+  uint8_t flags = r.U8();
+  if (flags > 1) r.Fail("unknown peer state flags");
+  p.filtered = flags == 1;
   if (r.ok() && r.remaining()) r.Fail("trailing bytes");
   if (!r.ok()) return r.status().With("peer state");
   return p;

@@ -201,15 +201,32 @@ Result<ChangePage> Replica::Changes(uint64_t since, size_t limit) {
   return page;
 }
 
-Result<DeltaPage> Replica::CollectDeltas(uint64_t since, size_t limit, const VersionVector* skip) {
+size_t WireSizeBound(const FieldDelta& d) {
+  auto value = [](const Value& v) -> size_t {
+    if (auto* s = std::get_if<std::string>(&v)) return 11 + s->size();
+    if (auto* b = std::get_if<Bytes>(&v)) return 11 + b->data.size();
+    return 11;
+  };
+  size_t n = 30 + d.key.record.size() + 11;  // key varints, header and counts
+  n += d.state.ctx.size() * (16 + 20);       // replica table share + context entry
+  for (const auto& [dot, m] : d.state.markers) n += 40 + value(m.value);
+  for (const auto& [v, dots] : d.state.elements) n += value(v) + 10 + 20 * dots.size();
+  n += 30 * (d.state.counter.size() + d.state.counter_base.size());
+  return n;
+}
+
+Result<DeltaPage> Replica::CollectDeltas(uint64_t since, size_t limit, const VersionVector* skip,
+                                         size_t max_bytes) {
   TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
   DeltaPage page;
   page.next_cursor = since;
-  size_t n = 0;
+  size_t n = 0, bytes = 0;
+  uint64_t previous = since;
   Status st;
   TANDEM_RETURN_IF_ERROR(txn->ScanLog(since, [&](uint64_t seq, const FieldKey& k) {
     if (n >= limit) return false;
     ++n;
+    previous = page.next_cursor;
     page.next_cursor = seq;
     std::optional<FieldState> s;
     st = txn->GetField(k, &s);
@@ -219,7 +236,14 @@ Result<DeltaPage> Replica::CollectDeltas(uint64_t since, size_t limit, const Ver
       return false;
     }
     if (skip && skip->Covers(s->ctx)) return true;
-    page.deltas.push_back(FieldDelta{k, std::move(*s)});
+    FieldDelta d{k, std::move(*s)};
+    const size_t size = WireSizeBound(d);
+    if (!page.deltas.empty() && bytes + size > max_bytes) {
+      page.next_cursor = previous;  // this one starts the next page
+      return false;
+    }
+    bytes += size;
+    page.deltas.push_back(std::move(d));
     return true;
   }));
   TANDEM_RETURN_IF_ERROR(st);
@@ -275,7 +299,7 @@ Status Replica::ApplyDeltasOnce(const std::vector<FieldDelta>& deltas, size_t* c
 
 Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>& deltas,
                            uint64_t cursor, const std::function<bool(const FieldKey&)>& accept,
-                           size_t* applied, size_t* refused) {
+                           size_t* applied, size_t* refused, bool filtered) {
   for (const auto& d : deltas) TANDEM_RETURN_IF_ERROR(ValidateKey(d.key).With("delta"));
   return Retrying([&]() -> Status {
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
@@ -291,6 +315,8 @@ Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>&
     ps.cursor = std::max(ps.cursor, cursor);
     ps.fields_received += n;
     ps.fields_refused += r;
+    // Recorded with the cursor: data before it was left out, so the watermark must wait.
+    if (filtered || r > 0) ps.filtered = true;
     TANDEM_RETURN_IF_ERROR(txn->PutPeer(peer, ps));
     TANDEM_RETURN_IF_ERROR(txn->Commit());
     if (applied) *applied = n;
@@ -299,7 +325,8 @@ Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>&
   });
 }
 
-Status Replica::CompletePeerSync(const ReplicaId& peer, const VersionVector& peer_vv, bool merge) {
+Status Replica::CompletePeerSync(const ReplicaId& peer, const VersionVector& peer_vv, bool merge,
+                                 bool filtered) {
   return Retrying([&]() -> Status {
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
     ReplicaMeta meta;
@@ -310,6 +337,8 @@ Status Replica::CompletePeerSync(const ReplicaId& peer, const VersionVector& pee
     TANDEM_RETURN_IF_ERROR(txn->GetPeer(peer, &ps));
     ps.vv = peer_vv;
     ps.last_sync_ms = now_();
+    if (filtered) ps.filtered = true;
+    if (merge) ps.filtered = false;
     TANDEM_RETURN_IF_ERROR(txn->PutPeer(peer, ps));
     if (merge && !meta.vv.Covers(peer_vv)) {
       meta.vv.Merge(peer_vv);

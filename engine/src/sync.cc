@@ -1,5 +1,7 @@
 #include "tandem/engine/sync.h"
 
+#include <algorithm>
+
 namespace tandem::engine {
 
 const char* MessageName(const Message& m) {
@@ -7,28 +9,13 @@ const char* MessageName(const Message& m) {
   return kNames[m.index()];
 }
 
-namespace {
-// Approximate bytes a field state takes on the wire, for batch sizing.
-size_t ApproxBytes(const FieldDelta& d) {
-  size_t n = d.key.record.size() + 16 + 24 * d.state.markers.size();
-  for (const auto& [dot, m] : d.state.markers)
-    if (auto* s = std::get_if<std::string>(&m.value))
-      n += s->size();
-    else if (auto* b = std::get_if<Bytes>(&m.value))
-      n += b->data.size();
-  for (const auto& [v, dots] : d.state.elements) {
-    n += 8 + 4 * dots.size();
-    if (auto* s = std::get_if<std::string>(&v))
-      n += s->size();
-    else if (auto* b = std::get_if<Bytes>(&v))
-      n += b->data.size();
-  }
-  return n + 20 * (d.state.counter.size() + d.state.counter_base.size());
-}
-}  // namespace
-
 Session::Session(Replica& replica, SessionOptions options)
-    : replica_(replica), opt_(std::move(options)) {}
+    : replica_(replica), opt_(std::move(options)) {
+  // Zero limits would make Pump spin without ever filling a batch.
+  if (opt_.batch_fields == 0) opt_.batch_fields = 1;
+  if (opt_.window == 0) opt_.window = 1;
+  if (opt_.batch_bytes == 0) opt_.batch_bytes = 1;
+}
 
 Status Session::Start(std::vector<Message>* out) {
   if (started_) return Status::Invalid("session already started");
@@ -62,9 +49,12 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     // Ask for what we lack: our version vector, and where we left off in its log.
     TANDEM_ASSIGN_OR_RETURN(ReplicaMeta meta, replica_.Meta());
     TANDEM_ASSIGN_OR_RETURN(PeerState ps, replica_.Peer(*peer_));
-    recv_cursor_ = ps.cursor;
+    filtered_in_ = !(peer_send_.all && opt_.accept.all);
+    // An earlier filtered session moved the cursor past data we never received: an
+    // unfiltered session starts over, so that its CaughtUp may merge the watermark.
+    recv_cursor_ = (!filtered_in_ && ps.filtered) ? 0 : ps.cursor;
     requested_ = true;
-    out->push_back(SyncRequest{meta.vv, ps.cursor});
+    out->push_back(SyncRequest{meta.vv, recv_cursor_});
     return Status::Ok();
   }
   if (!peer_) return Status::Invalid(std::string(MessageName(in)) + " before Hello");
@@ -96,8 +86,8 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     auto accept = [this](const FieldKey& k) {
       return opt_.accept.Allows(k.collection) && peer_send_.Allows(k.collection);
     };
-    TANDEM_RETURN_IF_ERROR(
-        replica_.ApplyBatch(*peer_, b->deltas, b->cursor, accept, &applied, &refused));
+    TANDEM_RETURN_IF_ERROR(replica_.ApplyBatch(*peer_, b->deltas, b->cursor, accept, &applied,
+                                               &refused, filtered_in_));
     recv_cursor_ = b->cursor;
     received_caught_up_ = false;
     ++stats_.batches_received;
@@ -114,14 +104,19 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
                              " does not match the last batch " + std::to_string(recv_cursor_));
     // Merge the watermark only if the peer sent us everything it had: nothing filtered
     // by either side's policy, nothing refused.
-    const bool merge = peer_send_.all && opt_.accept.all && !refused_any_;
-    TANDEM_RETURN_IF_ERROR(replica_.CompletePeerSync(*peer_, c->vv, merge));
+    const bool merge = !filtered_in_ && !refused_any_;
+    TANDEM_RETURN_IF_ERROR(
+        replica_.CompletePeerSync(*peer_, c->vv, merge, filtered_in_ || refused_any_));
     received_caught_up_ = true;
     ++stats_.caught_up_received;
     return Status::Ok();
   }
   if (const auto* a = std::get_if<Ack>(&in)) {
     if (unacked_ == 0) return Status::Invalid("Ack without a batch in flight");
+    if (a->cursor != inflight_.front())
+      return Status::Invalid("Ack for " + std::to_string(a->cursor) + ", expected " +
+                             std::to_string(inflight_.front()));
+    inflight_.pop_front();
     --unacked_;
     return Pump(out);
   }
@@ -150,13 +145,24 @@ Status Session::Pump(std::vector<Message>* out) {
     size_t bytes = 0;
     uint64_t cursor = send_cursor_;
     bool done = false;
+    const size_t budget = std::min(opt_.batch_bytes, kMaxBatchBodyBound);
     // Fill one batch, reading the log in pages; skipped fields still advance the cursor.
-    while (batch.deltas.size() < opt_.batch_fields && bytes < opt_.batch_bytes) {
+    while (batch.deltas.size() < opt_.batch_fields && bytes < budget) {
       const size_t room = opt_.batch_fields - batch.deltas.size();
-      TANDEM_ASSIGN_OR_RETURN(DeltaPage page, replica_.CollectDeltas(cursor, room, &peer_vv_));
+      TANDEM_ASSIGN_OR_RETURN(DeltaPage page,
+                              replica_.CollectDeltas(cursor, room, &peer_vv_, budget - bytes));
+      // A page of one field over the budget: it fits no batch at all (yet), or it will
+      // start the next one.
+      if (page.deltas.size() == 1 && bytes + WireSizeBound(page.deltas[0]) > budget) {
+        const auto& k = page.deltas[0].key;
+        if (WireSizeBound(page.deltas[0]) > kMaxBatchBodyBound)
+          return Status::Unsupported("field " + k.collection + "/" + k.record + "." + k.field +
+                                     " is too large to sync in one message");
+        if (!batch.deltas.empty()) break;
+      }
       for (auto& d : page.deltas) {
         if (!Sendable(d.key)) continue;
-        bytes += ApproxBytes(d);
+        bytes += WireSizeBound(d);
         batch.deltas.push_back(std::move(d));
       }
       cursor = page.next_cursor;
@@ -172,6 +178,7 @@ Status Session::Pump(std::vector<Message>* out) {
       stats_.fields_sent += batch.deltas.size();
       ++stats_.batches_sent;
       ++unacked_;
+      inflight_.push_back(cursor);
       out->push_back(std::move(batch));
     }
     if (done) {

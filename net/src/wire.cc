@@ -200,7 +200,9 @@ Result<Message> DecodeMessage(std::string_view bytes) {
         for (auto id : r.getReplicas()) {
           ReplicaId rid = ReadId(id, c, "batch replica");
           if (!c.ok()) return c.st;
-          if (table.IndexOf(rid) != table.ids().size() - 1)
+          const size_t before = table.ids().size();
+          table.IndexOf(rid);
+          if (table.ids().size() != before + 1)
             return Status::Corrupt("duplicate replica in batch table");
         }
         std::vector<std::string> names;
@@ -240,6 +242,9 @@ Result<Message> DecodeMessage(std::string_view bytes) {
           fd.state = engine::DecodeFieldState(er, table);
           if (!er.ok()) break;
           TANDEM_RETURN_IF_ERROR(engine::ValidateKey(fd.key).With("batch entry"));
+          if (m.deltas.size() >= kMaxBatchEntries)
+            return Status::Corrupt("batch has more than " + std::to_string(kMaxBatchEntries) +
+                                   " entries");
           m.deltas.push_back(std::move(fd));
         }
         if (!er.ok()) return er.status().With("batch entries");

@@ -14,6 +14,7 @@
 #include <map>
 #include <mutex>
 #include <shared_mutex>
+#include <thread>
 #include <vector>
 
 #include "tandem/engine/codec.h"
@@ -278,7 +279,14 @@ struct LmdbStore::Impl {
   Status MaybeGrow() {
     std::lock_guard g(grow_mu);
     if (!must_grow) return Status::Ok();
-    std::unique_lock lock(resize_mu);
+    // Growing needs every transaction of this process closed. Wait a little for them,
+    // but never block: a caller holding a read snapshot on this very thread would
+    // deadlock. It gets kBusy (and Replica retries) instead.
+    std::unique_lock lock(resize_mu, std::defer_lock);
+    for (int i = 0; i < 200 && !lock.try_lock(); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (!lock.owns_lock())
+      return Status::Busy("the map must grow, but a transaction of this process is open");
     MDB_envinfo info;
     mdb_env_info(env, &info);
     size_t want = std::max(info.me_mapsize * 2, map_bytes * 2);
@@ -452,6 +460,7 @@ class LmdbReader {
     MDB_cursor* cur;
     int rc = mdb_cursor_open(txn_, impl_->log, &cur);
     if (rc) return LmdbError(rc, "open cursor");
+    if (since == UINT64_MAX) return Status::Ok();  // nothing can come after
     uint64_t start = since + 1;
     MDB_val k{8, &start}, v;
     Status st;
@@ -936,15 +945,21 @@ Status Restore(const std::string& backup, const std::string& dir) {
 Status Check(LmdbStore& store, CheckReport* report) {
   CheckReport rep;
   auto* impl = store.impl();
-  TANDEM_ASSIGN_OR_RETURN(auto txn, store.BeginRead());  // refreshes the replica table
-  ReplicaMeta meta;
-  TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
-  const uint64_t own = meta.vv.Get(meta.id);
-  // A raw snapshot, to see each field's stored change-log seq.
+  // One raw snapshot for everything (fields, log, tables, meta), so writers in other
+  // processes cannot make a healthy replica look inconsistent.
   std::shared_lock lock(impl->resize_mu);
   MDB_txn* raw;
   int rc = mdb_txn_begin(impl->env, nullptr, MDB_RDONLY, &raw);
   if (rc) return LmdbError(rc, "begin check");
+  LmdbReader reader(impl, raw);
+  ReplicaMeta meta;
+  Status first = impl->RefreshTables(raw);
+  if (first.ok()) first = reader.GetMeta(&meta);
+  if (!first.ok()) {
+    mdb_txn_abort(raw);
+    return first;
+  }
+  const uint64_t own = meta.vv.Get(meta.id);
   std::map<uint64_t, std::string> want;  // seq -> key, from the fields
   Status st;
   std::string last_record;
@@ -989,7 +1004,7 @@ Status Check(LmdbStore& store, CheckReport* report) {
   if (st.ok() && rc != MDB_NOTFOUND) st = LmdbError(rc, "check fields");
   if (st.ok()) {
     std::map<uint64_t, std::string> have;
-    st = txn->ScanLog(0, [&](uint64_t seq, const FieldKey& key) {
+    st = reader.ScanLog(0, [&](uint64_t seq, const FieldKey& key) {
       have.emplace(seq, impl->Key(key.collection, key.record, key.field, false).value_or(""));
       return true;
     });

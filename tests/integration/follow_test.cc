@@ -25,10 +25,15 @@ TEST(MultiProcess, FollowerSeesEveryChangeInOrder) {
   std::string out;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   const std::string last = "\"id\":\"r" + std::to_string(kWrites - 1) + "\"";
-  while (out.find(last) == std::string::npos && std::chrono::steady_clock::now() < deadline)
+  // Until the whole line of the last write has arrived (a read can end mid-line).
+  auto complete = [&] {
+    size_t at = out.find(last);
+    return at != std::string::npos && out.find('\n', at) != std::string::npos;
+  };
+  while (!complete() && std::chrono::steady_clock::now() < deadline)
     ASSERT_TRUE(follower.ReadSome(&out, 50));
   follower.Kill(SIGTERM);
-  follower.Finish();
+  out += follower.Finish().out;
 
   std::istringstream lines(out.substr(0, out.rfind('\n') + 1));
   int next = 0;

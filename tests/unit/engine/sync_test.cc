@@ -256,6 +256,15 @@ TEST(Sync, BadMessagesEndTheSessionAndChangeNothing) {
     ASSERT_TRUE(s.Receive(Hello{kProtocolVersion, Rid(1), {}, {}}, &out).ok());
     EXPECT_FALSE(s.Receive(CaughtUp{7, {}}, &out).ok());  // claims a batch we never got
     EXPECT_FALSE(s.Receive(Ack{1}, &out).ok());           // nothing in flight
+  }
+  {
+    Node full(5);
+    Fill(full, "c", 3, "r");
+    Session s(full.replica, {});
+    ASSERT_TRUE(s.Start(&out).ok());
+    ASSERT_TRUE(s.Receive(Hello{kProtocolVersion, Rid(1), {}, {}}, &out).ok());
+    ASSERT_TRUE(s.Receive(SyncRequest{{}, 0}, &out).ok());  // it sends a batch
+    EXPECT_FALSE(s.Receive(Ack{12345}, &out).ok());         // for a cursor it never sent
     FieldState f;
     ApplyPut(f, Dot{Rid(1), 1}, MakeHlc(1, 0), Value{int64_t{1}});
     DeltaBatch bad{{FieldDelta{{"c", "r", "ok"}, f}, FieldDelta{{"c", "", "x"}, f}}, 0, 1};
@@ -263,6 +272,59 @@ TEST(Sync, BadMessagesEndTheSessionAndChangeNothing) {
   }
   EXPECT_EQ(b.Dump(), "");
   EXPECT_EQ(b.Vv().Get(Rid(1)), 0u);
+}
+
+// Found in review: a filtered session moved the cursor past data the receiver never got;
+// a later unfiltered session then merged the watermark and the data was lost for good.
+TEST(Sync, WideningAPolicyResendsWhatTheNarrowOneLeftOut) {
+  Node a(1), b(2), c(3);
+  Fill(a, "a", 5, "x");
+  Fill(a, "b", 5, "y");
+  SessionOptions only_a;
+  only_a.accept = CollectionFilter::Only({"a"});
+  ASSERT_TRUE(Link(a, b, {}, only_a).Run().ok());
+  EXPECT_FALSE(b.replica.Get("b", "y1").ok());
+  EXPECT_TRUE(b.replica.Peer(Rid(1))->filtered);
+  Link wide(a, b);  // the policy is widened to everything
+  ASSERT_TRUE(wide.Run().ok());
+  EXPECT_TRUE(b.replica.Get("b", "y1").ok());
+  EXPECT_EQ(a.Dump(), b.Dump());
+  EXPECT_EQ(b.Vv().Get(Rid(1)), a.Vv().Get(Rid(1)));  // merged only now
+  EXPECT_FALSE(b.replica.Peer(Rid(1))->filtered);
+  ASSERT_TRUE(Link(b, c).Run().ok());  // and a third replica gets everything through B
+  EXPECT_EQ(a.Dump(), c.Dump());
+}
+
+TEST(Sync, LargeFieldsSplitIntoBatchesUnderTheFrameLimit) {
+  Node a(1), b(2);
+  ASSERT_TRUE(a.replica
+                  .Write([&](Batch& bt) {
+                    for (int i = 0; i < 12; ++i)
+                      TANDEM_RETURN_IF_ERROR(bt.Put("files", "f" + std::to_string(i), "data",
+                                                    Value{Bytes{std::string(200 << 10, 'z')}}));
+                    return Status::Ok();
+                  })
+                  .ok());
+  Link link(a, b);
+  ASSERT_TRUE(link.Run().ok());
+  EXPECT_TRUE(link.sb.caught_up());
+  EXPECT_GE(link.sa.stats().batches_sent, 3u);  // 2.4 MB cannot go in one message
+  EXPECT_EQ(a.Dump(), b.Dump());
+}
+
+TEST(Sync, AFieldTooLargeForAnyMessageEndsTheSessionWithItsName) {
+  Node a(1), b(2), c(3), e(4);
+  // Four concurrent 256 KiB writes stay as siblings: one field state over 1 MiB.
+  for (Node* n : {&a, &b, &c, &e})
+    ASSERT_TRUE(
+        n->replica.Put("files", "big", {{"data", Value{Bytes{std::string(256 << 10, 'q')}}}}).ok());
+  for (Node* n : {&b, &c, &e}) ASSERT_TRUE(Link(*n, a).Run().ok());
+  ASSERT_EQ(a.replica.GetState("files", "big")->fields.at("data").markers.size(), 4u);
+  Node d(5);
+  Status st = Link(a, d).Run();
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.code(), Code::kUnsupported);
+  EXPECT_NE(st.message().find("files/big.data"), std::string::npos) << st.ToString();
 }
 
 TEST(Sync, ReorderedOrDuplicatedBatchesAreRejectedBeforeApplying) {

@@ -127,5 +127,21 @@ TEST(Wire, InvalidFieldsAreRejected) {
                    .ok());
 }
 
+// Found in review: a small, highly compressible frame could expand into a million
+// entries. Batches are capped.
+TEST(Wire, BatchesWithTooManyEntriesAreRejected) {
+  DeltaBatch big;
+  big.cursor = 1;
+  for (size_t i = 0; i <= kMaxBatchEntries; ++i)
+    big.deltas.push_back(FieldDelta{{"c", "r" + std::to_string(i), "f"}, FieldState{}});
+  std::string bytes = EncodeMessage(big);
+  EXPECT_LT(bytes.size(), kMaxFrameBytes);  // it compresses well: that is the point
+  auto d = DecodeMessage(bytes);
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("entries"), std::string::npos);
+  big.deltas.pop_back();
+  EXPECT_TRUE(DecodeMessage(EncodeMessage(big)).ok());
+}
+
 }  // namespace
 }  // namespace tandem::net

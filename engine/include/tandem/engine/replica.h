@@ -109,8 +109,10 @@ class Replica {
   Result<ChangePage> Changes(uint64_t since, size_t limit);
 
   // Field states changed after `since` (at most `limit` log entries read), leaving out
-  // those whose every event `skip` already covers.
-  Result<DeltaPage> CollectDeltas(uint64_t since, size_t limit, const VersionVector* skip);
+  // those whose every event `skip` already covers. Stops before a field that would take
+  // the page past `max_bytes` (by WireSizeBound), unless the page is still empty.
+  Result<DeltaPage> CollectDeltas(uint64_t since, size_t limit, const VersionVector* skip,
+                                  size_t max_bytes = SIZE_MAX);
   // Joins field states from another replica in one transaction. Validates keys first;
   // applies nothing if any is invalid. Sets *changed to the number of fields changed.
   Status ApplyDeltas(const std::vector<FieldDelta>& deltas, size_t* changed = nullptr);
@@ -120,13 +122,16 @@ class Replica {
 
   // Sync support: one batch from a peer, applied in one transaction together with the
   // new cursor into that peer's log, so a dropped link resumes exactly after it.
-  // Deltas `accept` rejects are not applied and are counted as refused.
+  // Deltas `accept` rejects are not applied and are counted as refused. `filtered` says
+  // a policy left some of the peer's changes out of this stream (see PeerState).
   Status ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>& deltas, uint64_t cursor,
                     const std::function<bool(const FieldKey&)>& accept, size_t* applied = nullptr,
-                    size_t* refused = nullptr);
+                    size_t* refused = nullptr, bool filtered = false);
   // The peer reached CaughtUp: remembers its version vector, and merges it into ours
   // when `merge` (everything it had was sent and accepted).
-  Status CompletePeerSync(const ReplicaId& peer, const VersionVector& peer_vv, bool merge);
+  // `filtered` as for ApplyBatch; a merge clears PeerState::filtered.
+  Status CompletePeerSync(const ReplicaId& peer, const VersionVector& peer_vv, bool merge,
+                          bool filtered = false);
   Result<PeerState> Peer(const ReplicaId& peer);
   Result<std::vector<std::pair<ReplicaId, PeerState>>> Peers();
 
@@ -141,6 +146,10 @@ class Replica {
   std::unique_ptr<Store> store_;
   PhysicalClock now_;
 };
+
+// An upper bound on the bytes a field state and its key take in a sync batch body,
+// including its share of the batch's replica table.
+size_t WireSizeBound(const FieldDelta& d);
 
 // Validates a key from outside (names within limits, UTF-8, no NUL).
 Status ValidateKey(const FieldKey& key);

@@ -41,6 +41,10 @@ struct PeerState {
   uint64_t last_sync_ms = 0;
   uint64_t fields_received = 0;
   uint64_t fields_refused = 0;  // outside our accept policy
+  // Some of the peer's changes at or before `cursor` were left out by a policy (ours or
+  // its). Until a complete unfiltered pass from cursor 0, its version vector may not be
+  // merged, so the next unfiltered session starts over from 0.
+  bool filtered = false;
   bool operator==(const PeerState&) const = default;
 };
 

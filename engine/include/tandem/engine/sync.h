@@ -17,6 +17,7 @@
 // the caller closes the link; nothing from an invalid message was applied.
 #pragma once
 
+#include <deque>
 #include <optional>
 #include <set>
 #include <string>
@@ -28,6 +29,10 @@
 namespace tandem::engine {
 
 inline constexpr uint32_t kProtocolVersion = 1;
+// The most a batch body may hold (by WireSizeBound), so that every encoded message fits
+// the 1 MiB frame even uncompressed. A single field state larger than this cannot be
+// synced yet: the session ends with an error naming it (no silent stall).
+inline constexpr size_t kMaxBatchBodyBound = 900 << 10;
 
 // Which collections: all, or a named set.
 struct CollectionFilter {
@@ -67,8 +72,10 @@ const char* MessageName(const Message& m);
 struct SessionOptions {
   CollectionFilter send;  // our policy toward this peer
   CollectionFilter accept;
-  size_t batch_fields = 2048;      // field states per DeltaBatch at most
-  size_t batch_bytes = 256 << 10;  // approximate value bytes per DeltaBatch
+  size_t batch_fields = 2048;      // field states per DeltaBatch at most (<= 16384, the
+                                   // most a receiver accepts)
+  size_t batch_bytes = 256 << 10;  // bytes per DeltaBatch body by WireSizeBound (capped
+                                   // at kMaxBatchBodyBound)
   size_t window = 4;               // unacknowledged batches in flight
 };
 
@@ -115,10 +122,12 @@ class Session {
   bool streaming_ = false;
   bool sent_caught_up_ = false;
   size_t unacked_ = 0;
+  std::deque<uint64_t> inflight_;  // cursors of unacknowledged batches, oldest first
   // Receiving side.
   uint64_t recv_cursor_ = 0;
   bool received_caught_up_ = false;
   bool refused_any_ = false;
+  bool filtered_in_ = false;  // a policy leaves some of the peer's data out of this stream
 };
 
 }  // namespace tandem::engine

@@ -17,7 +17,11 @@ namespace tandem::net {
 inline constexpr size_t kMaxFrameBytes = 1 << 20;
 inline constexpr uint16_t kWireVersion = 1;
 // Largest batch body once decompressed (guards against decompression bombs).
-inline constexpr size_t kMaxBatchBodyBytes = 8 << 20;
+// Senders keep bodies under engine::kMaxBatchBodyBound, so 1 MiB is generous.
+inline constexpr size_t kMaxBatchBodyBytes = 1 << 20;
+// Most entries one batch may carry (SessionOptions::batch_fields must not exceed it):
+// bounds the memory a small, highly compressible frame can make the receiver allocate.
+inline constexpr size_t kMaxBatchEntries = 16384;
 
 std::string EncodeMessage(const engine::Message& m);
 Result<engine::Message> DecodeMessage(std::string_view bytes);
