@@ -12,7 +12,7 @@ PACKAGES := g++ cmake make pkg-config libboost-dev capnproto libcapnp-dev liblmd
             libsodium-dev librapidcheck-dev googletest libgtest-dev nlohmann-json3-dev \
             libcli11-dev libzstd-dev clang-format clang libclang-rt-14-dev python3
 
-.PHONY: all deps build demo test test-sanitize format format-check bench fuzz sim clean
+.PHONY: all deps build demo test test-sanitize format format-check bench fuzz sim crash clean
 
 all: build
 
@@ -48,6 +48,11 @@ test-sanitize: deps
 # Many more simulator seeds than `make test` runs: make sim SEEDS=100000
 sim: build
 	./$(BUILD)/tests/tandem_sim --seeds $(SEEDS) --first 1000
+
+# The crash test with many more kills than `make test`'s 200: make crash KILLS=5000
+KILLS ?= 2000
+crash: build
+	TANDEM_CRASH_ITERATIONS=$(KILLS) ./$(BUILD)/tests/crash_tests
 
 format:
 	git ls-files '*.h' '*.cc' '*.c' | xargs clang-format -i
