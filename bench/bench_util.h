@@ -13,7 +13,17 @@
 #include <string>
 #include <vector>
 
+#include "tandem/engine/status.h"
+
 namespace tandem::bench {
+
+// Ends the benchmark with a message when st is not OK.
+inline void Must(const Status& st, const char* what) {
+  if (!st.ok()) {
+    std::fprintf(stderr, "bench: %s: %s\n", what, st.ToString().c_str());
+    std::exit(1);
+  }
+}
 
 inline double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();

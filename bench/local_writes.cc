@@ -16,13 +16,6 @@ using namespace tandem::bench;
 
 namespace {
 
-void Must(const Status& st, const char* what) {
-  if (!st.ok()) {
-    std::fprintf(stderr, "local_writes: %s: %s\n", what, st.ToString().c_str());
-    std::exit(1);
-  }
-}
-
 // Child mode: open the replica, read one record, print the elapsed milliseconds.
 int ColdOpen(const std::string& dir) {
   double t0 = Now();

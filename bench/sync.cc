@@ -7,13 +7,10 @@
 // record id, field name and value bytes (strings: their length; integers: 8).
 //
 //   sync [--records N] [--dir DIR]
-#include "tandem/engine/sync.h"
-
 #include <cstring>
-#include <deque>
 
 #include "bench_util.h"
-#include "tandem/net/wire.h"
+#include "tandem/net/loopback.h"
 #include "tandem/storage/replica.h"
 
 using namespace tandem;
@@ -21,50 +18,17 @@ using namespace tandem::bench;
 
 namespace {
 
-void Must(const Status& st, const char* what) {
-  if (!st.ok()) {
-    std::fprintf(stderr, "sync bench: %s: %s\n", what, st.ToString().c_str());
-    std::exit(1);
-  }
-}
-
 struct Phase {
   double seconds = 0;
   uint64_t messages = 0, bytes = 0, fields = 0;
 };
 
-// Runs one session pair to completion, counting encoded messages and bytes.
 Phase SyncOnce(engine::Replica& a, engine::Replica& b) {
-  Phase p;
-  double t0 = Now();
-  engine::Session sa(a, {}), sb(b, {});
-  std::deque<std::string> to_a, to_b;
-  std::vector<engine::Message> out;
-  auto send = [&](std::deque<std::string>& q) {
-    for (auto& m : out) {
-      q.push_back(net::EncodeMessage(m));
-      p.bytes += q.back().size();
-      ++p.messages;
-    }
-    out.clear();
-  };
-  Must(sa.Start(&out), "start");
-  send(to_b);
-  Must(sb.Start(&out), "start");
-  send(to_a);
-  while (!to_a.empty() || !to_b.empty()) {
-    bool b_side = !to_b.empty();
-    auto& q = b_side ? to_b : to_a;
-    auto msg = net::DecodeMessage(q.front());
-    q.pop_front();
-    Must(msg.status(), "decode");
-    Must((b_side ? sb : sa).Receive(*msg, &out), "receive");
-    send(b_side ? to_a : to_b);
-  }
-  if (!sa.caught_up() || !sb.caught_up()) Must(Status::Corrupt("not caught up"), "sync");
-  p.fields = sa.stats().fields_applied + sb.stats().fields_applied;
-  p.seconds = Now() - t0;
-  return p;
+  const double t0 = Now();
+  auto r = net::SyncLoopback(a, b);
+  Must(r.status(), "sync");
+  if (!r->caught_up) Must(Status::Corrupt("not caught up"), "sync");
+  return Phase{Now() - t0, r->messages, r->bytes, r->fields_applied};
 }
 
 uint64_t PayloadBytes(const std::string& id, const std::string& field, const engine::Value& v) {

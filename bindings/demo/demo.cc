@@ -1,13 +1,11 @@
 // The in-memory demo: two replicas edit the same records while disconnected, then run
 // the sync protocol and converge, with the conflict visible.
 #include <cstdio>
-#include <deque>
 
 #include "tandem/bindings/json.h"
 #include "tandem/engine/memory_store.h"
 #include "tandem/engine/replica.h"
-#include "tandem/engine/sync.h"
-#include "tandem/net/wire.h"
+#include "tandem/net/loopback.h"
 
 namespace {
 
@@ -34,36 +32,13 @@ void Show(const char* who, engine::Replica& r) {
   }));
 }
 
-// One sync session between two replicas, both ways, over an in-process link: every
-// message is encoded as it would be on the network.
+// One sync session between the two replicas, both ways, over the in-process transport.
 void Sync(engine::Replica& x, engine::Replica& y) {
-  engine::Session sx(x, {}), sy(y, {});
-  std::deque<std::string> to_x, to_y;
-  std::vector<engine::Message> out;
-  size_t bytes = 0, messages = 0;
-  auto send = [&](std::deque<std::string>& q) {
-    for (auto& m : out) {
-      q.push_back(net::EncodeMessage(m));
-      bytes += q.back().size();
-      ++messages;
-    }
-    out.clear();
-  };
-  Must(sx.Start(&out));
-  send(to_y);
-  Must(sy.Start(&out));
-  send(to_x);
-  while (!to_x.empty() || !to_y.empty()) {
-    const bool for_y = !to_y.empty();
-    auto& q = for_y ? to_y : to_x;
-    auto m = net::DecodeMessage(q.front());
-    q.pop_front();
-    Must(m.status());
-    Must((for_y ? sy : sx).Receive(*m, &out));
-    send(for_y ? to_x : to_y);
-  }
-  std::printf("  (synced: %zu messages, %zu bytes, caught up: %s)\n", messages, bytes,
-              sx.caught_up() && sy.caught_up() ? "yes" : "NO");
+  auto r = net::SyncLoopback(x, y);
+  Must(r.status());
+  std::printf("  (synced: %llu messages, %llu bytes, caught up: %s)\n",
+              static_cast<unsigned long long>(r->messages),
+              static_cast<unsigned long long>(r->bytes), r->caught_up ? "yes" : "NO");
 }
 
 }  // namespace

@@ -121,62 +121,26 @@ class MemoryReader {
   const Data* d_;
 };
 
-class MemoryReadTxn : public ReadTxn {
+class MemoryReadTxn : public ReadsThrough<ReadTxn, MemoryReader> {
  public:
-  explicit MemoryReadTxn(std::shared_ptr<const Data> d) : d_(std::move(d)), r_(d_.get()) {}
-  Status GetMeta(ReplicaMeta* out) override { return r_.GetMeta(out); }
-  Status GetField(const FieldKey& k, std::optional<FieldState>* out) override {
-    return r_.GetField(k, out);
-  }
-  Status GetRecord(std::string_view c, std::string_view r, RecordState* out) override {
-    return r_.GetRecord(c, r, out);
-  }
-  Status ScanRecords(std::string_view c, std::string_view after, const RecordFn& fn) override {
-    return r_.ScanRecords(c, after, fn);
-  }
-  Status ListCollections(std::vector<std::string>* out) override { return r_.ListCollections(out); }
-  Status ScanLog(uint64_t since, const LogFn& fn) override { return r_.ScanLog(since, fn); }
-  Status LastLogSeq(uint64_t* out) override { return r_.LastLogSeq(out); }
-  Status GetPeer(const ReplicaId& p, PeerState* out) override { return r_.GetPeer(p, out); }
-  Status ListPeers(std::vector<std::pair<ReplicaId, PeerState>>* out) override {
-    return r_.ListPeers(out);
-  }
+  explicit MemoryReadTxn(std::shared_ptr<const Data> d) : ReadsThrough(d.get()), d_(std::move(d)) {}
 
  private:
-  std::shared_ptr<const Data> d_;
-  MemoryReader r_;
+  std::shared_ptr<const Data> d_;  // keeps the snapshot alive
 };
 
 }  // namespace
 
-class MemoryWriteTxn : public WriteTxn {
+class MemoryWriteTxn : public ReadsThrough<WriteTxn, MemoryReader> {
  public:
   MemoryWriteTxn(MemoryStore* store, std::shared_ptr<Data> d)
-      : store_(store), d_(std::move(d)), r_(d_.get()) {}
+      : ReadsThrough(d.get()), store_(store), d_(std::move(d)) {}
   ~MemoryWriteTxn() override {
     if (!done_) {
       std::lock_guard lock(store_->mu_);
       store_->writer_active_ = false;
     }
   }
-  Status GetMeta(ReplicaMeta* out) override { return r_.GetMeta(out); }
-  Status GetField(const FieldKey& k, std::optional<FieldState>* out) override {
-    return r_.GetField(k, out);
-  }
-  Status GetRecord(std::string_view c, std::string_view r, RecordState* out) override {
-    return r_.GetRecord(c, r, out);
-  }
-  Status ScanRecords(std::string_view c, std::string_view after, const RecordFn& fn) override {
-    return r_.ScanRecords(c, after, fn);
-  }
-  Status ListCollections(std::vector<std::string>* out) override { return r_.ListCollections(out); }
-  Status ScanLog(uint64_t since, const LogFn& fn) override { return r_.ScanLog(since, fn); }
-  Status LastLogSeq(uint64_t* out) override { return r_.LastLogSeq(out); }
-  Status GetPeer(const ReplicaId& p, PeerState* out) override { return r_.GetPeer(p, out); }
-  Status ListPeers(std::vector<std::pair<ReplicaId, PeerState>>* out) override {
-    return r_.ListPeers(out);
-  }
-
   Status PutMeta(const ReplicaMeta& meta) override {
     d_->meta = meta;
     return Status::Ok();
@@ -205,7 +169,6 @@ class MemoryWriteTxn : public WriteTxn {
  private:
   MemoryStore* store_;
   std::shared_ptr<Data> d_;
-  MemoryReader r_;
   bool done_ = false;
 };
 

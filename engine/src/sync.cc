@@ -61,15 +61,12 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
 
   if (const auto* r = std::get_if<SyncRequest>(&in)) {
     if (have_request_) return Status::Invalid("second SyncRequest");
-    if (r->vv.Get(self_) > 0) {
-      TANDEM_ASSIGN_OR_RETURN(ReplicaMeta meta, replica_.Meta());
-      if (r->vv.Get(self_) > meta.vv.Get(self_))
-        return Status::Corrupt("peer claims events of ours we never issued");
-    }
+    TANDEM_ASSIGN_OR_RETURN(ReplicaMeta meta, replica_.Meta());
+    if (r->vv.Get(self_) > meta.vv.Get(self_))
+      return Status::Corrupt("peer claims events of ours we never issued");
     have_request_ = true;
     peer_vv_ = r->vv;
     send_cursor_ = r->cursor;
-    TANDEM_ASSIGN_OR_RETURN(ReplicaMeta meta, replica_.Meta());
     snapshot_vv_ = meta.vv;  // read before the log: everything it covers gets sent
     streaming_ = true;
     return Pump(out);

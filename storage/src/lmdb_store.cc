@@ -18,7 +18,6 @@
 #include <vector>
 
 #include "tandem/engine/codec.h"
-#include "tandem/engine/memory_store.h"
 #include "tandem/engine/replica.h"
 
 namespace tandem::storage {
@@ -534,39 +533,21 @@ class LmdbReader {
   MDB_txn* txn_;
 };
 
-class LmdbReadTxn : public engine::ReadTxn {
+class LmdbReadTxn : public engine::ReadsThrough<engine::ReadTxn, LmdbReader> {
  public:
   LmdbReadTxn(LmdbStore::Impl* impl, MDB_txn* txn, std::shared_lock<std::shared_mutex> lock)
-      : lock_(std::move(lock)), txn_(txn), r_(impl, txn) {}
+      : ReadsThrough(impl, txn), lock_(std::move(lock)), txn_(txn) {}
   ~LmdbReadTxn() override { mdb_txn_abort(txn_); }
-  Status GetMeta(ReplicaMeta* out) override { return r_.GetMeta(out); }
-  Status GetField(const FieldKey& k, std::optional<FieldState>* out) override {
-    return r_.GetField(k, out);
-  }
-  Status GetRecord(std::string_view c, std::string_view r, RecordState* out) override {
-    return r_.GetRecord(c, r, out);
-  }
-  Status ScanRecords(std::string_view c, std::string_view after, const RecordFn& fn) override {
-    return r_.ScanRecords(c, after, fn);
-  }
-  Status ListCollections(std::vector<std::string>* out) override { return r_.ListCollections(out); }
-  Status ScanLog(uint64_t since, const LogFn& fn) override { return r_.ScanLog(since, fn); }
-  Status LastLogSeq(uint64_t* out) override { return r_.LastLogSeq(out); }
-  Status GetPeer(const ReplicaId& p, engine::PeerState* out) override { return r_.GetPeer(p, out); }
-  Status ListPeers(std::vector<std::pair<ReplicaId, engine::PeerState>>* out) override {
-    return r_.ListPeers(out);
-  }
 
  private:
   std::shared_lock<std::shared_mutex> lock_;
   MDB_txn* txn_;
-  LmdbReader r_;
 };
 
-class LmdbWriteTxn : public engine::WriteTxn {
+class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
  public:
   LmdbWriteTxn(LmdbStore::Impl* impl, MDB_txn* txn, std::shared_lock<std::shared_mutex> lock)
-      : lock_(std::move(lock)), impl_(impl), txn_(txn), r_(impl, txn) {}
+      : ReadsThrough(impl, txn), lock_(std::move(lock)), impl_(impl), txn_(txn) {}
   ~LmdbWriteTxn() override {
     if (txn_) {
       CloseCursors();
@@ -575,7 +556,6 @@ class LmdbWriteTxn : public engine::WriteTxn {
       impl_->names.EndWriter(false);
     }
   }
-  Status GetMeta(ReplicaMeta* out) override { return r_.GetMeta(out); }
   // Remembers the field's change-log seq, so the PutField that usually follows needs no
   // second lookup.
   Status GetField(const FieldKey& k, std::optional<FieldState>* out) override {
@@ -597,25 +577,11 @@ class LmdbWriteTxn : public engine::WriteTxn {
     }
     if (rc) return LmdbError(rc, "read field");
     FieldState s;
-    TANDEM_RETURN_IF_ERROR(r_.DecodeField(v, &s, &last_old_seq_));
+    TANDEM_RETURN_IF_ERROR(reader_.DecodeField(v, &s, &last_old_seq_));
     last_seq_known_ = true;
     *out = std::move(s);
     return Status::Ok();
   }
-  Status GetRecord(std::string_view c, std::string_view r, RecordState* out) override {
-    return r_.GetRecord(c, r, out);
-  }
-  Status ScanRecords(std::string_view c, std::string_view after, const RecordFn& fn) override {
-    return r_.ScanRecords(c, after, fn);
-  }
-  Status ListCollections(std::vector<std::string>* out) override { return r_.ListCollections(out); }
-  Status ScanLog(uint64_t since, const LogFn& fn) override { return r_.ScanLog(since, fn); }
-  Status LastLogSeq(uint64_t* out) override { return r_.LastLogSeq(out); }
-  Status GetPeer(const ReplicaId& p, engine::PeerState* out) override { return r_.GetPeer(p, out); }
-  Status ListPeers(std::vector<std::pair<ReplicaId, engine::PeerState>>* out) override {
-    return r_.ListPeers(out);
-  }
-
   Status PutPeer(const ReplicaId& peer, const engine::PeerState& state) override {
     std::string v = engine::EncodePeerState(state);
     MDB_val k{16, const_cast<uint8_t*>(peer.bytes.data())}, val = Val(v);
@@ -651,7 +617,7 @@ class LmdbWriteTxn : public engine::WriteTxn {
     // Read the newest log seq before removing this field's old entry: if that entry is
     // the newest, removing it first would hand the same seq out again, and a peer whose
     // cursor is at that seq would never see this change.
-    if (!last_seq_) TANDEM_RETURN_IF_ERROR(r_.LastLogSeq(&last_seq_));
+    if (!last_seq_) TANDEM_RETURN_IF_ERROR(reader_.LastLogSeq(&last_seq_));
     if (old_seq) {
       MDB_val ok{8, &old_seq};
       rc = mdb_del(txn_, impl_->log, &ok, nullptr);
@@ -698,7 +664,6 @@ class LmdbWriteTxn : public engine::WriteTxn {
   std::shared_lock<std::shared_mutex> lock_;
   LmdbStore::Impl* impl_;
   MDB_txn* txn_;
-  LmdbReader r_;
   uint64_t last_seq_ = 0;
   std::string value_;
   MDB_cursor* fields_cur_ = nullptr;

@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "tandem/engine/field.h"
@@ -82,6 +83,42 @@ class WriteTxn : public ReadTxn {
   virtual Status PutField(const FieldKey& key, const FieldState& state) = 0;
   virtual Status PutPeer(const ReplicaId& peer, const PeerState& state) = 0;
   virtual Status Commit() = 0;
+};
+
+// Implements every ReadTxn method by calling the method of the same name on `reader_`,
+// so a store writes its read logic once, in a plain class, and shares it between its
+// read and write transactions. `Base` is ReadTxn or WriteTxn; a write transaction may
+// still override a read (to cache what it read, say).
+template <typename Base, typename Reader>
+class ReadsThrough : public Base {
+ public:
+  template <typename... Args>
+  explicit ReadsThrough(Args&&... args) : reader_(std::forward<Args>(args)...) {}
+  Status GetMeta(ReplicaMeta* out) override { return reader_.GetMeta(out); }
+  Status GetField(const FieldKey& k, std::optional<FieldState>* out) override {
+    return reader_.GetField(k, out);
+  }
+  Status GetRecord(std::string_view c, std::string_view r, RecordState* out) override {
+    return reader_.GetRecord(c, r, out);
+  }
+  Status ScanRecords(std::string_view c, std::string_view after,
+                     const ReadTxn::RecordFn& fn) override {
+    return reader_.ScanRecords(c, after, fn);
+  }
+  Status ListCollections(std::vector<std::string>* out) override {
+    return reader_.ListCollections(out);
+  }
+  Status ScanLog(uint64_t since, const ReadTxn::LogFn& fn) override {
+    return reader_.ScanLog(since, fn);
+  }
+  Status LastLogSeq(uint64_t* out) override { return reader_.LastLogSeq(out); }
+  Status GetPeer(const ReplicaId& p, PeerState* out) override { return reader_.GetPeer(p, out); }
+  Status ListPeers(std::vector<std::pair<ReplicaId, PeerState>>* out) override {
+    return reader_.ListPeers(out);
+  }
+
+ protected:
+  Reader reader_;
 };
 
 class Store {

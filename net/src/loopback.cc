@@ -1,0 +1,43 @@
+#include "tandem/net/loopback.h"
+
+#include <deque>
+#include <string>
+
+#include "tandem/net/wire.h"
+
+namespace tandem::net {
+
+Result<LoopbackResult> SyncLoopback(engine::Replica& a, engine::Replica& b,
+                                    engine::SessionOptions options_a,
+                                    engine::SessionOptions options_b) {
+  LoopbackResult result;
+  engine::Session sa(a, std::move(options_a)), sb(b, std::move(options_b));
+  std::deque<std::string> to_a, to_b;
+  std::vector<engine::Message> out;
+  auto send = [&](std::deque<std::string>& q) {
+    for (const auto& m : out) {
+      q.push_back(EncodeMessage(m));
+      result.bytes += q.back().size();
+      ++result.messages;
+    }
+    out.clear();
+  };
+  TANDEM_RETURN_IF_ERROR(sa.Start(&out));
+  send(to_b);
+  TANDEM_RETURN_IF_ERROR(sb.Start(&out));
+  send(to_a);
+  while (!to_a.empty() || !to_b.empty()) {
+    const bool for_b = !to_b.empty();
+    auto& q = for_b ? to_b : to_a;
+    auto msg = DecodeMessage(q.front());
+    q.pop_front();
+    TANDEM_RETURN_IF_ERROR(msg.status());
+    TANDEM_RETURN_IF_ERROR((for_b ? sb : sa).Receive(*msg, &out));
+    send(for_b ? to_a : to_b);
+  }
+  result.fields_applied = sa.stats().fields_applied + sb.stats().fields_applied;
+  result.caught_up = sa.caught_up() && sb.caught_up();
+  return result;
+}
+
+}  // namespace tandem::net
