@@ -1,0 +1,83 @@
+// A sync group: its 32-byte key (a file in the replica directory), its trust set and
+// revocation list (replicated records, so they spread through sync), and pairing
+// (one-time invites). See docs/protocol.md, "Groups and pairing".
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tandem/engine/replica.h"
+#include "tandem/net/handshake.h"
+
+namespace tandem::net {
+
+// The collection that holds the trust set: one record per device, id = device id,
+// fields key (hex Ed25519 public key), added_by, added_ms, and revoked/revoked_by/
+// revoked_ms once revoked. Every session sends and accepts it whatever the filters.
+inline constexpr char kDevicesCollection[] = "_tandem_devices";
+// Collections whose names start with this are the system's; apps may not write them.
+inline constexpr char kSystemPrefix[] = "_tandem";
+inline constexpr char kGroupKeyFile[] = "group.key";
+inline constexpr char kInvitesDir[] = "invites";
+inline constexpr char kJoinFile[] = "join.code";
+
+void InitCrypto();  // sodium_init, once; aborts if the OS has no randomness
+
+// --- The group key ---------------------------------------------------------------
+Key32 NewGroupKey();
+// Replaces the file atomically (readable by the owner only).
+Status SaveGroupKey(const std::string& dir, const Key32& key);
+Result<Key32> LoadGroupKey(const std::string& dir);
+
+// --- The trust set ---------------------------------------------------------------
+struct Member {
+  std::string device;  // device id
+  Key32 key{};
+  std::string added_by;
+  uint64_t added_ms = 0;
+  bool revoked = false;
+  std::string revoked_by;
+};
+enum class Trust { kUnknown, kMember, kRevoked };
+
+Status AddMember(engine::Replica& r, const Key32& key, const std::string& added_by,
+                 uint64_t now_ms);
+// Fails with kNotFound if `device` was never a member.
+Status RevokeMember(engine::Replica& r, const std::string& device, const std::string& by,
+                    uint64_t now_ms);
+Result<std::vector<Member>> Members(engine::Replica& r);
+Result<Trust> TrustOf(engine::Replica& r, const Key32& key);
+
+// --- Invites ---------------------------------------------------------------------
+struct Invite {
+  Key32 inviter{};  // the inviter's Ed25519 public key
+  Key32 secret{};   // one-time
+  uint64_t expires_ms = 0;
+  std::vector<std::string> addresses;  // HOST:PORT hints
+};
+// "tandem-invite-" followed by URL-safe base64 of a versioned, checksummed encoding.
+std::string EncodeInvite(const Invite& inv);
+Result<Invite> DecodeInvite(std::string_view code);
+
+// Inviter side: one file per open invite under DIR/invites/.
+Status StoreInvite(const std::string& dir, const Invite& inv);
+// The secret of an open, unexpired invite with this id; kNotFound if there is none
+// (never issued or already used), kUnauthorized if it expired (and removes it).
+Result<Key32> FindInvite(const std::string& dir, const InviteId& id, uint64_t now_ms);
+// Uses the invite up: exactly one caller, in any process, gets Ok.
+Status BurnInvite(const std::string& dir, const InviteId& id);
+
+// Joiner side: the code waiting to be redeemed by the first connection to the inviter.
+Status SaveJoin(const std::string& dir, const std::string& code);
+Result<std::optional<Invite>> LoadJoin(const std::string& dir);
+Status ClearJoin(const std::string& dir);
+
+std::string Hex(const uint8_t* p, size_t n);
+template <size_t N>
+std::string Hex(const std::array<uint8_t, N>& a) {
+  return Hex(a.data(), N);
+}
+
+}  // namespace tandem::net

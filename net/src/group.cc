@@ -1,0 +1,291 @@
+#include "tandem/net/group.h"
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+namespace tandem::net {
+namespace {
+
+namespace fs = std::filesystem;
+using engine::Value;
+
+constexpr char kInvitePrefix[] = "tandem-invite-";
+constexpr uint8_t kInviteVersion = 1;
+
+Status WriteFileAtomic(const std::string& path, std::string_view data) {
+  std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::Io("create " + tmp + ": " + std::strerror(errno));
+  bool ok = ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size()) &&
+            ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    Status st = Status::Io("write " + path + ": " + std::strerror(errno));
+    ::unlink(tmp.c_str());
+    return st;
+  }
+  return Status::Ok();
+}
+
+Result<std::string> ReadSmallFile(const std::string& path, size_t max) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return Status::NotFound(path + " does not exist");
+    return Status::Io("open " + path + ": " + std::strerror(errno));
+  }
+  std::string data(max + 1, '\0');
+  ssize_t n = ::read(fd, data.data(), data.size());
+  ::close(fd);
+  if (n < 0) return Status::Io("read " + path + ": " + std::strerror(errno));
+  if (static_cast<size_t>(n) > max) return Status::Corrupt(path + " is too large");
+  data.resize(static_cast<size_t>(n));
+  return data;
+}
+
+const Value* Register(const engine::Record& r, const char* field) {
+  auto it = r.fields.find(field);
+  if (it == r.fields.end() || it->second.kind != engine::Kind::kRegister) return nullptr;
+  return &it->second.scalar;
+}
+std::string StringField(const engine::Record& r, const char* field) {
+  auto* v = Register(r, field);
+  if (!v) return {};
+  auto* s = std::get_if<std::string>(v);
+  return s ? *s : std::string();
+}
+
+bool ParseHex32(const std::string& s, Key32* out) {
+  size_t bin_len = 0;
+  return s.size() == 64 &&
+         sodium_hex2bin(out->data(), out->size(), s.data(), s.size(), nullptr, &bin_len,
+                        nullptr) == 0 &&
+         bin_len == 32;
+}
+
+std::optional<Member> ToMember(const engine::Record& r) {
+  Member m;
+  m.device = r.id;
+  if (!ParseHex32(StringField(r, "key"), &m.key) || DeviceId(m.key) != r.id) return std::nullopt;
+  m.added_by = StringField(r, "added_by");
+  if (auto* v = Register(r, "added_ms"); v && std::holds_alternative<int64_t>(*v))
+    m.added_ms = static_cast<uint64_t>(std::get<int64_t>(*v));
+  // Revocation is sticky: any write of "revoked" (even a concurrent sibling) revokes.
+  m.revoked = r.fields.count("revoked") > 0;
+  m.revoked_by = StringField(r, "revoked_by");
+  return m;
+}
+
+std::string InvitePath(const std::string& dir, const InviteId& id) {
+  return dir + "/" + kInvitesDir + "/" + Hex(id);
+}
+
+}  // namespace
+
+void InitCrypto() {
+  static const bool ok = sodium_init() >= 0;
+  if (!ok) abort();
+}
+
+std::string Hex(const uint8_t* p, size_t n) {
+  std::string s(2 * n + 1, '\0');
+  sodium_bin2hex(s.data(), s.size(), p, n);
+  s.pop_back();
+  return s;
+}
+
+Key32 NewGroupKey() {
+  InitCrypto();
+  Key32 k;
+  randombytes_buf(k.data(), k.size());
+  return k;
+}
+
+Status SaveGroupKey(const std::string& dir, const Key32& key) {
+  return WriteFileAtomic(dir + "/" + kGroupKeyFile,
+                         std::string_view(reinterpret_cast<const char*>(key.data()), key.size()));
+}
+
+Result<Key32> LoadGroupKey(const std::string& dir) {
+  auto data = ReadSmallFile(dir + "/" + kGroupKeyFile, 64);
+  if (!data.ok()) {
+    if (data.status().code() == Code::kNotFound)
+      return Status::NotFound(dir + " has no group key (was it made by `tandem init`?)");
+    return data.status();
+  }
+  if (data->size() != 32) return Status::Corrupt(dir + "/" + kGroupKeyFile + " is damaged");
+  Key32 k;
+  std::memcpy(k.data(), data->data(), 32);
+  return k;
+}
+
+Status AddMember(engine::Replica& r, const Key32& key, const std::string& added_by,
+                 uint64_t now_ms) {
+  return r.Put(kDevicesCollection, DeviceId(key),
+               {{"key", Value(Hex(key))},
+                {"added_by", Value(added_by)},
+                {"added_ms", Value(static_cast<int64_t>(now_ms))}});
+}
+
+Status RevokeMember(engine::Replica& r, const std::string& device, const std::string& by,
+                    uint64_t now_ms) {
+  auto rec = r.Get(kDevicesCollection, device);
+  if (!rec.ok()) {
+    if (rec.status().code() == Code::kNotFound)
+      return Status::NotFound("device " + device + " is not a member of this group");
+    return rec.status();
+  }
+  return r.Put(kDevicesCollection, device,
+               {{"revoked", Value(true)},
+                {"revoked_by", Value(by)},
+                {"revoked_ms", Value(static_cast<int64_t>(now_ms))}});
+}
+
+Result<std::vector<Member>> Members(engine::Replica& r) {
+  std::vector<Member> out;
+  TANDEM_RETURN_IF_ERROR(r.Scan(kDevicesCollection, "", [&](const engine::Record& rec) {
+    if (auto m = ToMember(rec)) out.push_back(std::move(*m));
+    return true;
+  }));
+  return out;
+}
+
+Result<Trust> TrustOf(engine::Replica& r, const Key32& key) {
+  auto rec = r.Get(kDevicesCollection, DeviceId(key));
+  if (!rec.ok()) {
+    if (rec.status().code() == Code::kNotFound) return Trust::kUnknown;
+    return rec.status();
+  }
+  auto m = ToMember(*rec);
+  if (!m) return Trust::kUnknown;
+  return m->revoked ? Trust::kRevoked : Trust::kMember;
+}
+
+std::string EncodeInvite(const Invite& inv) {
+  std::string b;
+  b.push_back(static_cast<char>(kInviteVersion));
+  b.append(reinterpret_cast<const char*>(inv.inviter.data()), 32);
+  b.append(reinterpret_cast<const char*>(inv.secret.data()), 32);
+  for (int i = 7; i >= 0; --i) b.push_back(static_cast<char>(inv.expires_ms >> (8 * i)));
+  size_t n = std::min<size_t>(inv.addresses.size(), 8);
+  b.push_back(static_cast<char>(n));
+  for (size_t i = 0; i < n; ++i) {
+    const auto& a = inv.addresses[i];
+    size_t len = std::min<size_t>(a.size(), 255);
+    b.push_back(static_cast<char>(len));
+    b.append(a.data(), len);
+  }
+  uint8_t check[4];
+  crypto_generichash(check, sizeof check, reinterpret_cast<const uint8_t*>(b.data()), b.size(),
+                     nullptr, 0);
+  b.append(reinterpret_cast<const char*>(check), sizeof check);
+  const int variant = sodium_base64_VARIANT_URLSAFE_NO_PADDING;
+  std::string out(sodium_base64_encoded_len(b.size(), variant), '\0');
+  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const uint8_t*>(b.data()), b.size(),
+                    variant);
+  out.resize(std::strlen(out.c_str()));
+  return kInvitePrefix + out;
+}
+
+Result<Invite> DecodeInvite(std::string_view code) {
+  auto bad = [](const char* why) { return Status::Invalid(std::string("invite code: ") + why); };
+  while (!code.empty() && std::isspace(static_cast<unsigned char>(code.back())))
+    code.remove_suffix(1);
+  if (code.substr(0, sizeof kInvitePrefix - 1) != kInvitePrefix)
+    return bad("does not start with \"tandem-invite-\"");
+  code.remove_prefix(sizeof kInvitePrefix - 1);
+  if (code.size() > 4096) return bad("too long");
+  std::string b(code.size(), '\0');
+  size_t len = 0;
+  if (sodium_base642bin(reinterpret_cast<uint8_t*>(b.data()), b.size(), code.data(), code.size(),
+                        nullptr, &len, nullptr, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
+    return bad("not valid base64url (was it copied whole?)");
+  b.resize(len);
+  if (b.size() < 1 + 32 + 32 + 8 + 1 + 4) return bad("too short (was it copied whole?)");
+  uint8_t check[4];
+  crypto_generichash(check, sizeof check, reinterpret_cast<const uint8_t*>(b.data()),
+                     b.size() - 4, nullptr, 0);
+  if (std::memcmp(check, b.data() + b.size() - 4, 4) != 0)
+    return bad("checksum mismatch (a typo, or truncated)");
+  if (static_cast<uint8_t>(b[0]) != kInviteVersion)
+    return Status::Unsupported("invite code from a newer version of tandem");
+  Invite inv;
+  size_t at = 1;
+  std::memcpy(inv.inviter.data(), b.data() + at, 32);
+  at += 32;
+  std::memcpy(inv.secret.data(), b.data() + at, 32);
+  at += 32;
+  for (int i = 0; i < 8; ++i) inv.expires_ms = (inv.expires_ms << 8) | static_cast<uint8_t>(b[at++]);
+  size_t n = static_cast<uint8_t>(b[at++]);
+  const size_t end = b.size() - 4;
+  for (size_t i = 0; i < n; ++i) {
+    if (at >= end) return bad("truncated address list");
+    size_t l = static_cast<uint8_t>(b[at++]);
+    if (at + l > end) return bad("truncated address");
+    inv.addresses.emplace_back(b.data() + at, l);
+    at += l;
+  }
+  if (at != end) return bad("trailing bytes");
+  return inv;
+}
+
+Status StoreInvite(const std::string& dir, const Invite& inv) {
+  std::error_code ec;
+  fs::create_directories(dir + "/" + kInvitesDir, ec);
+  if (ec) return Status::Io("create " + dir + "/" + kInvitesDir + ": " + ec.message());
+  std::string data(reinterpret_cast<const char*>(inv.secret.data()), 32);
+  for (int i = 7; i >= 0; --i) data.push_back(static_cast<char>(inv.expires_ms >> (8 * i)));
+  return WriteFileAtomic(InvitePath(dir, InviteIdOf(inv.secret)), data);
+}
+
+Result<Key32> FindInvite(const std::string& dir, const InviteId& id, uint64_t now_ms) {
+  auto data = ReadSmallFile(InvitePath(dir, id), 64);
+  if (!data.ok()) {
+    if (data.status().code() == Code::kNotFound)
+      return Status::NotFound("no open invite with this id (never issued, or already used)");
+    return data.status();
+  }
+  if (data->size() != 40) return Status::Corrupt("invite file " + InvitePath(dir, id) + " is damaged");
+  Key32 secret;
+  std::memcpy(secret.data(), data->data(), 32);
+  uint64_t expires = 0;
+  for (int i = 0; i < 8; ++i) expires = (expires << 8) | static_cast<uint8_t>((*data)[32 + i]);
+  if (InviteIdOf(secret) != id) return Status::Corrupt("invite file does not match its name");
+  if (now_ms > expires) {
+    ::unlink(InvitePath(dir, id).c_str());
+    return Status::Unauthorized("the invite has expired");
+  }
+  return secret;
+}
+
+Status BurnInvite(const std::string& dir, const InviteId& id) {
+  if (::unlink(InvitePath(dir, id).c_str()) == 0) return Status::Ok();
+  if (errno == ENOENT) return Status::Unauthorized("the invite was already used");
+  return Status::Io("remove invite: " + std::string(std::strerror(errno)));
+}
+
+Status SaveJoin(const std::string& dir, const std::string& code) {
+  return WriteFileAtomic(dir + "/" + kJoinFile, code);
+}
+
+Result<std::optional<Invite>> LoadJoin(const std::string& dir) {
+  auto data = ReadSmallFile(dir + "/" + kJoinFile, 8192);
+  if (!data.ok()) {
+    if (data.status().code() == Code::kNotFound) return std::optional<Invite>();
+    return data.status();
+  }
+  auto inv = DecodeInvite(*data);
+  if (!inv.ok()) return Status::Corrupt(dir + "/" + kJoinFile + ": " + inv.status().message());
+  return std::optional<Invite>(std::move(*inv));
+}
+
+Status ClearJoin(const std::string& dir) {
+  if (::unlink((dir + "/" + kJoinFile).c_str()) == 0 || errno == ENOENT) return Status::Ok();
+  return Status::Io("remove " + dir + "/" + kJoinFile + ": " + std::strerror(errno));
+}
+
+}  // namespace tandem::net

@@ -1,0 +1,356 @@
+// The handshake, the encrypted framing, invite codes and the trust set.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "tandem/engine/memory_store.h"
+#include "tandem/net/group.h"
+#include "tandem/net/handshake.h"
+#include "tandem/net/secure_frame.h"
+
+namespace tandem::net {
+namespace {
+
+Key32 RandomKey() { return NewGroupKey(); }
+
+struct Pair {
+  Handshake initiator, responder;
+};
+
+// Runs a full handshake; returns the failing status, if any.
+Status RunHandshake(Handshake& i, Handshake& r, std::string* tamper_msg = nullptr, int tamper_at = -1) {
+  auto m1 = i.Write();
+  if (!m1.ok()) return m1.status();
+  if (tamper_at == 1) (*m1)[tamper_msg ? 0 : 5] ^= 1;
+  TANDEM_RETURN_IF_ERROR(r.Read(*m1));
+  auto m2 = r.Write();
+  if (!m2.ok()) return m2.status();
+  if (tamper_at == 2) (*m2)[40] ^= 1;
+  TANDEM_RETURN_IF_ERROR(i.Read(*m2));
+  auto m3 = i.Write();
+  if (!m3.ok()) return m3.status();
+  if (tamper_at == 3) (*m3)[3] ^= 0x80;
+  return r.Read(*m3);
+}
+
+TEST(Handshake, MutualAuthenticationAndMatchingKeys) {
+  InitCrypto();
+  Identity a = GenerateIdentity(), b = GenerateIdentity();
+  Key32 group = RandomKey();
+  auto i = Handshake::Initiator(a, group, PskKind::kGroup);
+  auto r = Handshake::Responder(b, group);
+  ASSERT_TRUE(RunHandshake(i, r).ok());
+  ASSERT_TRUE(i.done() && r.done());
+  EXPECT_EQ(*i.peer_key(), b.public_key);
+  EXPECT_EQ(*r.peer_key(), a.public_key);
+  auto ki = i.Split(), kr = r.Split();
+  EXPECT_EQ(ki.send, kr.recv);
+  EXPECT_EQ(ki.recv, kr.send);
+  EXPECT_NE(ki.send, ki.recv);
+  EXPECT_EQ(ki.handshake_hash, kr.handshake_hash);
+}
+
+TEST(Handshake, FreshKeysEverySession) {
+  InitCrypto();
+  Identity a = GenerateIdentity(), b = GenerateIdentity();
+  Key32 group = RandomKey();
+  auto i1 = Handshake::Initiator(a, group, PskKind::kGroup);
+  auto r1 = Handshake::Responder(b, group);
+  auto i2 = Handshake::Initiator(a, group, PskKind::kGroup);
+  auto r2 = Handshake::Responder(b, group);
+  ASSERT_TRUE(RunHandshake(i1, r1).ok());
+  ASSERT_TRUE(RunHandshake(i2, r2).ok());
+  EXPECT_NE(i1.Split().send, i2.Split().send);  // forward secrecy: ephemeral keys
+}
+
+TEST(Handshake, WrongGroupKeyIsRefusedAtTheFirstMessage) {
+  InitCrypto();
+  Identity a = GenerateIdentity(), b = GenerateIdentity();
+  auto i = Handshake::Initiator(a, RandomKey(), PskKind::kGroup);
+  auto r = Handshake::Responder(b, RandomKey());
+  auto m1 = i.Write();
+  ASSERT_TRUE(m1.ok());
+  Status st = r.Read(*m1);
+  EXPECT_EQ(st.code(), Code::kUnauthorized);
+  EXPECT_NE(st.message().find("pre-shared key"), std::string::npos) << st.message();
+  EXPECT_FALSE(r.Write().ok());  // unusable after a failure
+}
+
+TEST(Handshake, AnyFlippedBitFails) {
+  InitCrypto();
+  Identity a = GenerateIdentity(), b = GenerateIdentity();
+  Key32 group = RandomKey();
+  for (int at = 1; at <= 3; ++at) {
+    auto i = Handshake::Initiator(a, group, PskKind::kGroup);
+    auto r = Handshake::Responder(b, group);
+    EXPECT_EQ(RunHandshake(i, r, nullptr, at).code(), Code::kUnauthorized) << "message " << at;
+  }
+}
+
+TEST(Handshake, MacCoversTheKindByte) {
+  InitCrypto();
+  Identity a = GenerateIdentity(), b = GenerateIdentity();
+  Key32 group = RandomKey();
+  auto i = Handshake::Initiator(a, group, PskKind::kGroup);
+  auto r = Handshake::Responder(b, group);
+  std::string dummy;
+  EXPECT_FALSE(RunHandshake(i, r, &dummy, 1).ok());
+}
+
+TEST(Handshake, GarbageFirstMessages) {
+  InitCrypto();
+  Identity b = GenerateIdentity();
+  Key32 group = RandomKey();
+  for (std::string m : {std::string(), std::string(1, '\1'), std::string(65, '\1'),
+                        std::string(300, '\1'), std::string(65, '\7')}) {
+    auto r = Handshake::Responder(b, group);
+    EXPECT_EQ(r.Read(m).code(), Code::kUnauthorized);
+  }
+}
+
+TEST(Handshake, InviteHandshakeUsesTheInvitePsk) {
+  InitCrypto();
+  Identity a = GenerateIdentity(), b = GenerateIdentity();
+  Key32 secret = RandomKey();
+  auto i = Handshake::Initiator(a, InvitePsk(secret), PskKind::kInvite, InviteIdOf(secret));
+  auto m1 = i.Write();
+  ASSERT_TRUE(m1.ok());
+  auto hdr = PeekFirstMessage(*m1);
+  ASSERT_TRUE(hdr.ok());
+  EXPECT_EQ(hdr->kind, PskKind::kInvite);
+  EXPECT_EQ(hdr->invite, InviteIdOf(secret));
+  // The invite id and the PSK do not reveal the secret and differ from each other.
+  EXPECT_NE(Hex(InvitePsk(secret)).substr(0, 32), Hex(InviteIdOf(secret)));
+  auto r = Handshake::Responder(b, InvitePsk(secret));
+  ASSERT_TRUE(r.Read(*m1).ok());
+  auto m2 = r.Write();
+  ASSERT_TRUE(m2.ok());
+  ASSERT_TRUE(i.Read(*m2).ok());
+  auto m3 = i.Write();
+  ASSERT_TRUE(m3.ok());
+  ASSERT_TRUE(r.Read(*m3).ok());
+  EXPECT_EQ(i.Split().send, r.Split().recv);
+  // The same message against the group PSK fails.
+  auto r2 = Handshake::Responder(b, RandomKey());
+  EXPECT_FALSE(r2.Read(*m1).ok());
+}
+
+// --- Frames ------------------------------------------------------------------------
+
+struct Stream {
+  Key32 key = NewGroupKey();
+  FrameSealer sealer{key};
+  std::string wire;
+  std::vector<std::pair<size_t, size_t>> frames;  // offset, size of each frame
+  void Send(std::string_view pt, bool final = false) {
+    size_t at = wire.size();
+    ASSERT_TRUE(sealer.Seal(pt, final, &wire).ok());
+    frames.emplace_back(at, wire.size() - at);
+  }
+};
+
+// Reads frames from `wire`; returns plaintexts until an error (appended as "ERR:...").
+std::vector<std::string> Receive(const Key32& key, std::string_view header, std::string_view wire,
+                                 bool* saw_final = nullptr) {
+  FrameOpener op(key, header);
+  std::vector<std::string> out;
+  size_t at = 0;
+  while (at < wire.size()) {
+    if (wire.size() - at < 4) {
+      out.push_back("ERR:short");
+      break;
+    }
+    auto n = op.BodyLength(wire.substr(at, 4));
+    if (!n.ok()) {
+      out.push_back("ERR:" + n.status().message());
+      break;
+    }
+    if (wire.size() - at - 4 < *n) {
+      out.push_back("ERR:truncated");
+      break;
+    }
+    std::string pt;
+    bool final = false;
+    Status st = op.Open(wire.substr(at, 4), wire.substr(at + 4, *n), &pt, &final);
+    if (!st.ok()) {
+      out.push_back("ERR:" + st.message());
+      break;
+    }
+    out.push_back(pt);
+    at += 4 + *n;
+    if (final && saw_final) *saw_final = true;
+  }
+  return out;
+}
+
+TEST(Frames, RoundTripWithFinal) {
+  InitCrypto();
+  Stream s;
+  s.Send("hello");
+  s.Send("");
+  s.Send(std::string(kMaxFramePlaintext, 'x'));
+  s.Send("bye", true);
+  bool final = false;
+  auto got = Receive(s.key, s.sealer.header(), s.wire, &final);
+  ASSERT_EQ(got.size(), 4u);
+  EXPECT_EQ(got[0], "hello");
+  EXPECT_EQ(got[1], "");
+  EXPECT_EQ(got[2].size(), kMaxFramePlaintext);
+  EXPECT_TRUE(final);
+  std::string extra;
+  EXPECT_FALSE(s.sealer.Seal("more", false, &extra).ok());
+}
+
+TEST(Frames, OversizedFramesAreRefused) {
+  InitCrypto();
+  Stream s;
+  std::string out;
+  EXPECT_FALSE(s.sealer.Seal(std::string(kMaxFramePlaintext + 1, 'x'), false, &out).ok());
+  FrameOpener op(s.key, s.sealer.header());
+  EXPECT_FALSE(op.BodyLength(std::string("\x01\x00\x00\x12", 4)).ok());
+  EXPECT_FALSE(op.BodyLength(std::string("\x00\x00\x00\x01", 4)).ok());
+}
+
+TEST(Frames, EveryBitFlipIsDetected) {
+  InitCrypto();
+  Stream s;
+  s.Send("first");
+  s.Send("second", true);
+  for (size_t byte = 0; byte < s.wire.size(); ++byte) {
+    std::string w = s.wire;
+    w[byte] ^= 0x04;
+    auto got = Receive(s.key, s.sealer.header(), w);
+    ASSERT_FALSE(got.empty());
+    ASSERT_EQ(got.back().substr(0, 4), "ERR:") << "byte " << byte;
+    // Frames before the damaged one decode; the damaged one never does.
+    size_t damaged = byte < s.frames[1].first ? 0 : 1;
+    EXPECT_EQ(got.size(), damaged + 1) << "byte " << byte;
+  }
+}
+
+TEST(Frames, ReplayReorderAndTruncation) {
+  InitCrypto();
+  Stream s;
+  s.Send("a");
+  s.Send("b");
+  s.Send("c", true);
+  auto frame = [&](int i) { return s.wire.substr(s.frames[i].first, s.frames[i].second); };
+  // Replay of frame 0.
+  auto got = Receive(s.key, s.sealer.header(), frame(0) + frame(0));
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[1].substr(0, 4), "ERR:");
+  // Reorder.
+  got = Receive(s.key, s.sealer.header(), frame(1) + frame(0));
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].substr(0, 4), "ERR:");
+  // Dropped frame.
+  got = Receive(s.key, s.sealer.header(), frame(0) + frame(2));
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[1].substr(0, 4), "ERR:");
+  // Truncation: without the final frame, no final is seen.
+  bool final = false;
+  got = Receive(s.key, s.sealer.header(), frame(0) + frame(1), &final);
+  EXPECT_EQ(got.size(), 2u);
+  EXPECT_FALSE(final);
+  // Anything after the final frame is refused.
+  got = Receive(s.key, s.sealer.header(), s.wire + frame(0));
+  EXPECT_EQ(got.back().substr(0, 4), "ERR:");
+  // A different key fails at once.
+  got = Receive(NewGroupKey(), s.sealer.header(), s.wire);
+  EXPECT_EQ(got[0].substr(0, 4), "ERR:");
+}
+
+// --- Invites and the trust set -----------------------------------------------------
+
+TEST(Invite, CodeRoundTripAndDamage) {
+  InitCrypto();
+  Invite inv{GenerateIdentity().public_key, NewGroupKey(), 1234567890123ull,
+             {"127.0.0.1:7000", "shop.local:7000"}};
+  std::string code = EncodeInvite(inv);
+  EXPECT_EQ(code.rfind("tandem-invite-", 0), 0u);
+  auto back = DecodeInvite(code + "\n");
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->inviter, inv.inviter);
+  EXPECT_EQ(back->secret, inv.secret);
+  EXPECT_EQ(back->expires_ms, inv.expires_ms);
+  EXPECT_EQ(back->addresses, inv.addresses);
+  std::string typo = code;
+  typo[30] = typo[30] == 'A' ? 'B' : 'A';
+  EXPECT_EQ(DecodeInvite(typo).status().code(), Code::kInvalidArgument);
+  EXPECT_FALSE(DecodeInvite(code.substr(0, code.size() - 3)).ok());
+  EXPECT_FALSE(DecodeInvite("hello").ok());
+  EXPECT_FALSE(DecodeInvite("tandem-invite-!!!").ok());
+  EXPECT_FALSE(DecodeInvite("").ok());
+}
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char t[] = "/tmp/tandem_secure_XXXXXX";
+    path = mkdtemp(t);
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+};
+
+TEST(Invite, UsedOnceAndExpires) {
+  InitCrypto();
+  TempDir d;
+  Invite inv{GenerateIdentity().public_key, NewGroupKey(), 1000, {}};
+  ASSERT_TRUE(StoreInvite(d.path, inv).ok());
+  auto id = InviteIdOf(inv.secret);
+  auto found = FindInvite(d.path, id, 999);
+  ASSERT_TRUE(found.ok());
+  EXPECT_EQ(*found, inv.secret);
+  EXPECT_TRUE(BurnInvite(d.path, id).ok());
+  EXPECT_EQ(BurnInvite(d.path, id).code(), Code::kUnauthorized);
+  EXPECT_EQ(FindInvite(d.path, id, 999).status().code(), Code::kNotFound);
+  ASSERT_TRUE(StoreInvite(d.path, inv).ok());
+  EXPECT_EQ(FindInvite(d.path, id, 1001).status().code(), Code::kUnauthorized);  // expired
+  EXPECT_EQ(FindInvite(d.path, id, 999).status().code(), Code::kNotFound);        // and gone
+}
+
+TEST(GroupKey, SaveLoadAndDamage) {
+  InitCrypto();
+  TempDir d;
+  EXPECT_EQ(LoadGroupKey(d.path).status().code(), Code::kNotFound);
+  Key32 k = NewGroupKey();
+  ASSERT_TRUE(SaveGroupKey(d.path, k).ok());
+  EXPECT_EQ(LoadGroupKey(d.path).value(), k);
+  EXPECT_EQ(std::filesystem::status(d.path + "/group.key").permissions() &
+                std::filesystem::perms::group_read,
+            std::filesystem::perms::none);
+  FILE* f = fopen((d.path + "/group.key").c_str(), "w");
+  fputs("short", f);
+  fclose(f);
+  EXPECT_EQ(LoadGroupKey(d.path).status().code(), Code::kCorrupt);
+}
+
+TEST(Trust, AddRevokeAndUnknown) {
+  InitCrypto();
+  uint64_t now = 1;
+  engine::Replica r(std::make_unique<engine::MemoryStore>(engine::ReplicaId::FromBytes(reinterpret_cast<const uint8_t*>("0123456789abcdef"))),
+                    [&] { return now++; });
+  Identity a = GenerateIdentity(), b = GenerateIdentity(), c = GenerateIdentity();
+  ASSERT_TRUE(AddMember(r, a.public_key, "self", 5).ok());
+  ASSERT_TRUE(AddMember(r, b.public_key, DeviceId(a.public_key), 6).ok());
+  EXPECT_EQ(TrustOf(r, a.public_key).value(), Trust::kMember);
+  EXPECT_EQ(TrustOf(r, b.public_key).value(), Trust::kMember);
+  EXPECT_EQ(TrustOf(r, c.public_key).value(), Trust::kUnknown);
+  EXPECT_EQ(RevokeMember(r, DeviceId(c.public_key), "x", 7).code(), Code::kNotFound);
+  ASSERT_TRUE(RevokeMember(r, DeviceId(b.public_key), DeviceId(a.public_key), 7).ok());
+  EXPECT_EQ(TrustOf(r, b.public_key).value(), Trust::kRevoked);
+  // Re-adding does not undo a revocation.
+  ASSERT_TRUE(AddMember(r, b.public_key, "again", 8).ok());
+  EXPECT_EQ(TrustOf(r, b.public_key).value(), Trust::kRevoked);
+  auto members = Members(r);
+  ASSERT_TRUE(members.ok());
+  ASSERT_EQ(members->size(), 2u);
+  // A record whose key does not match its id is not a member.
+  ASSERT_TRUE(r.Put(kDevicesCollection, DeviceId(c.public_key),
+                    {{"key", engine::Value(Hex(a.public_key))}})
+                  .ok());
+  EXPECT_EQ(TrustOf(r, c.public_key).value(), Trust::kUnknown);
+}
+
+}  // namespace
+}  // namespace tandem::net
