@@ -2,14 +2,20 @@
 //
 // Exit status: 0 success, 1 runtime failure (not found, corrupt, I/O), 2 usage error
 // (bad arguments or input). Errors are one line on stderr: "tandem: <message>".
+#include <signal.h>
+
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <thread>
 
 #include "tandem/bindings/json.h"
+#include "tandem/net/daemon.h"
+#include "tandem/net/group.h"
 #include "tandem/net/identity.h"
 #include "tandem/storage/replica.h"
 
@@ -52,6 +58,52 @@ void Print(const std::string& line) {
 
 std::unique_ptr<engine::Replica> Open(const std::string& dir) {
   return Check(storage::OpenReplica(dir));
+}
+
+bool IsSystem(const std::string& coll) { return coll.rfind(tandem::net::kSystemPrefix, 0) == 0; }
+
+// Apps write their own collections; the trust set is changed only by invite/revoke.
+void CheckWritable(const std::string& coll) {
+  if (IsSystem(coll))
+    throw Exit{2, "collection " + coll + " is reserved for tandem itself (use invite/revoke)"};
+}
+
+tandem::net::Identity LoadIdentity(const std::string& dir) {
+  return Check(tandem::net::LoadIdentity(dir + "/" + storage::kIdentityFile));
+}
+
+engine::CollectionFilter ParseFilter(const std::string& list, const char* flag) {
+  if (list.empty()) return {};
+  std::set<std::string> names;
+  std::stringstream ss(list);
+  std::string c;
+  while (std::getline(ss, c, ',')) {
+    auto st = engine::ValidateCollection(c);
+    if (!st.ok()) throw Exit{2, std::string(flag) + ": " + st.message()};
+    names.insert(c);
+  }
+  return engine::CollectionFilter::Only(std::move(names));
+}
+
+std::string Ago(uint64_t ms) {
+  if (ms == 0) return "never";
+  uint64_t now = storage::SystemClockMs();
+  uint64_t s = now > ms ? (now - ms) / 1000 : 0;
+  if (s < 120) return std::to_string(s) + "s ago";
+  if (s < 7200) return std::to_string(s / 60) + "m ago";
+  return std::to_string(s / 3600) + "h ago";
+}
+
+// The running daemon's status file, if a daemon is running on this replica.
+std::optional<Json> DaemonStatus(const std::string& dir) {
+  std::ifstream in(dir + "/" + tandem::net::kStatusFile);
+  if (!in) return std::nullopt;
+  Json j = Json::parse(in, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return std::nullopt;
+  int64_t pid = j.value("pid", int64_t{0});
+  bool alive = j.value("running", false) && pid > 0 && ::kill(static_cast<pid_t>(pid), 0) == 0;
+  j["running"] = alive;
+  return j;
 }
 
 engine::Value ParseValue(const std::string& text) {
@@ -115,12 +167,15 @@ int Main(int argc, char** argv) {
   auto* dump = app.add_subcommand(
       "dump", "Print the whole replica as canonical JSON lines (converged replicas: equal bytes)");
   dump->add_option("DIR", dir)->required();
+  bool system = false;
+  dump->add_flag("--system", system, "Include tandem's own collections (the trust set)");
 
   auto* changes = app.add_subcommand(
       "changes", "Print the change feed: the current state of each changed record, with a cursor");
   changes->add_option("DIR", dir)->required();
   changes->add_option("--since", since, "Only changes after this cursor");
   changes->add_flag("--follow,-f", follow, "Keep running and print new changes as they commit");
+  changes->add_flag("--system", system, "Include tandem's own collections (the trust set)");
 
   auto* bk = app.add_subcommand("backup", "Write a consistent, compacted copy of a replica");
   bk->add_option("DIR", dir)->required();
@@ -136,6 +191,60 @@ int Main(int argc, char** argv) {
   auto* info = app.add_subcommand("info", "Print a replica's ids and version vector as JSON");
   info->add_option("DIR", dir)->required();
 
+  // --- Groups, pairing and the daemon ---
+  std::vector<std::string> addresses, peers;
+  std::string listen, code, device, send_list, receive_list;
+  int64_t expires_min = 24 * 60;
+  int interval = 0;
+  bool discover = false, as_json = false;
+
+  auto* invite = app.add_subcommand(
+      "invite", "Print a one-time invite code for a new device (alone on stdout)");
+  invite->add_option("DIR", dir)->required();
+  invite->add_option("--address", addresses,
+                     "HOST:PORT where this device can be reached (repeatable; default: the "
+                     "running daemon's listen address)");
+  invite->add_option("--expires", expires_min, "Minutes until the code expires (default 1440)")
+      ->check(CLI::Range(int64_t{1}, int64_t{60 * 24 * 30}));
+
+  auto* join = app.add_subcommand(
+      "join", "Store an invite code; the first sync with the inviter joins its group");
+  join->add_option("DIR", dir)->required();
+  join->add_option("CODE", code, "The code printed by `tandem invite`")->required();
+
+  auto* devices = app.add_subcommand("devices", "List the group's devices");
+  devices->add_option("DIR", dir)->required();
+  devices->add_flag("--json", as_json, "One JSON object per line");
+
+  auto* revoke = app.add_subcommand(
+      "revoke", "Revoke a device: every member refuses it once the revocation has synced");
+  revoke->add_option("DIR", dir)->required();
+  revoke->add_option("DEVICE", device, "Its device id (see `tandem devices`)")->required();
+
+  auto* serve = app.add_subcommand("serve", "Run the sync daemon (live by default)");
+  serve->add_option("DIR", dir)->required();
+  serve->add_option("--listen", listen, "HOST:PORT to accept peers on (port 0: any free port)");
+  serve->add_option("--peer", peers, "HOST:PORT of a peer to connect to (repeatable)");
+  serve
+      ->add_option("--interval", interval,
+                   "Sync with each --peer every SECONDS, then disconnect (batch mode)")
+      ->check(CLI::Range(1, 86400 * 7));
+  serve->add_option("--send", send_list, "Only send these collections (COLL,...)");
+  serve->add_option("--receive", receive_list, "Only accept these collections (COLL,...)");
+  serve->add_flag("--discover", discover, "Find peers of this group on the local network");
+
+  auto* sync = app.add_subcommand("sync", "Sync once with peers, both ways; exit 0 when caught up");
+  sync->add_option("DIR", dir)->required();
+  sync->add_option("--peer", peers,
+                   "HOST:PORT (repeatable; default: the address hints of a pending invite)");
+  sync->add_option("--send", send_list, "Only send these collections (COLL,...)");
+  sync->add_option("--receive", receive_list, "Only accept these collections (COLL,...)");
+
+  auto* status = app.add_subcommand(
+      "status", "Show peers: connected or not, last sync, pending changes, traffic, errors");
+  status->add_option("DIR", dir)->required();
+  status->add_flag("--json", as_json, "One JSON object");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -148,10 +257,18 @@ int Main(int argc, char** argv) {
     return 2;
   }
 
+  namespace net = tandem::net;
+  for (auto* s : {put, incr, add, remove, del})
+    if (s->parsed()) CheckWritable(coll);
+
   if (init->parsed()) {
     auto r = Check(storage::CreateReplica(dir));
     auto identity = tandem::net::GenerateIdentity();
     Check(tandem::net::SaveIdentity(identity, dir + "/" + storage::kIdentityFile));
+    // A new device starts its own group of one; `join` moves it into another.
+    Check(net::SaveGroupKey(dir, net::NewGroupKey()));
+    Check(net::AddMember(*r, identity.public_key, net::DeviceId(identity.public_key),
+                         storage::SystemClockMs()));
     Print(tandem::net::DeviceId(identity.public_key));
     std::fprintf(stderr, "created replica %s in %s\n", Check(r->Meta()).id.Hex().c_str(),
                  dir.c_str());
@@ -183,16 +300,19 @@ int Main(int argc, char** argv) {
     }));
   } else if (dump->parsed()) {
     auto r = Open(dir);
-    for (const auto& c : Check(r->Collections()))
+    for (const auto& c : Check(r->Collections())) {
+      if (!system && IsSystem(c)) continue;
       Check(r->Scan(c, "", [&](const engine::Record& rec) {
         Print(Canonical(tandem::bindings::DumpLine(c, rec)));
         return true;
       }));
+    }
   } else if (changes->parsed()) {
     auto r = Open(dir);
     for (;;) {
       auto page = Check(r->Changes(since, 1000));
-      for (const auto& c : page.changes) Print(Canonical(tandem::bindings::ChangeToJson(c)));
+      for (const auto& c : page.changes)
+        if (system || !IsSystem(c.collection)) Print(Canonical(tandem::bindings::ChangeToJson(c)));
       std::fflush(stdout);
       if (std::ferror(stdout)) return 1;
       if (page.next_cursor == since) {
@@ -229,6 +349,165 @@ int Main(int argc, char** argv) {
     auto ident = tandem::net::LoadIdentity(dir + "/" + storage::kIdentityFile);
     if (ident.ok()) j["device_id"] = tandem::net::DeviceId(ident->public_key);
     Print(Canonical(j));
+  }
+  if (invite->parsed()) {
+    auto r = Open(dir);
+    auto self = LoadIdentity(dir);
+    Check(net::LoadGroupKey(dir).status());
+    net::Invite inv;
+    inv.inviter = self.public_key;
+    inv.secret = net::NewGroupKey();
+    inv.expires_ms = storage::SystemClockMs() + static_cast<uint64_t>(expires_min) * 60000;
+    for (const auto& a : addresses) {
+      std::string h;
+      uint16_t p;
+      Check(net::ParseHostPort(a, &h, &p));
+    }
+    inv.addresses = addresses;
+    if (inv.addresses.empty()) {
+      auto ds = DaemonStatus(dir);
+      if (ds && (*ds)["running"] == true && !ds->value("listen", "").empty())
+        inv.addresses.push_back(ds->value("listen", ""));
+    }
+    Check(net::StoreInvite(dir, inv));
+    Print(net::EncodeInvite(inv));
+    std::fprintf(stderr,
+                 "one-time invite for a new device, valid %lld minutes%s.\n"
+                 "on the new device: tandem init DIR; tandem join DIR CODE; then sync with "
+                 "this device (%s)\n",
+                 static_cast<long long>(expires_min),
+                 inv.addresses.empty() ? " (no address hint: give --address HOST:PORT or "
+                                         "run `tandem serve` first)"
+                                       : "",
+                 net::DeviceId(self.public_key).c_str());
+  } else if (join->parsed()) {
+    auto r = Open(dir);
+    auto self = LoadIdentity(dir);
+    auto inv = net::DecodeInvite(code);
+    if (!inv.ok()) throw Exit{2, inv.status().message()};
+    if (inv->inviter == self.public_key) throw Exit{2, "this invite was made by this device"};
+    if (inv->expires_ms < storage::SystemClockMs()) throw Exit{2, "this invite has expired"};
+    Check(net::SaveJoin(dir, code));
+    std::string hints;
+    for (const auto& a : inv->addresses) hints += " --peer " + a;
+    std::fprintf(stderr,
+                 "stored the invite from %s; the first sync with it joins its group: "
+                 "tandem sync %s%s\n",
+                 net::DeviceId(inv->inviter).c_str(), dir.c_str(),
+                 hints.empty() ? " --peer HOST:PORT" : hints.c_str());
+  } else if (devices->parsed()) {
+    auto r = Open(dir);
+    auto self = LoadIdentity(dir);
+    for (const auto& m : Check(net::Members(*r))) {
+      bool me = m.key == self.public_key;
+      if (as_json) {
+        Print(Canonical(Json{{"device", m.device},
+                             {"status", m.revoked ? "revoked" : "member"},
+                             {"added_by", m.added_by},
+                             {"added_ms", m.added_ms},
+                             {"this_device", me}}));
+      } else {
+        Print(m.device + (m.revoked ? "  revoked" : "  member ") + (me ? "  (this device)" : "") +
+              (m.revoked && !m.revoked_by.empty() ? "  revoked by " + m.revoked_by : ""));
+      }
+    }
+  } else if (revoke->parsed()) {
+    if (!net::IsValidDeviceId(device))
+      throw Exit{2, "not a device id (check for typos): " + device};
+    auto r = Open(dir);
+    auto self = LoadIdentity(dir);
+    if (device == net::DeviceId(self.public_key))
+      throw Exit{2, "a device cannot revoke itself; revoke it from another member"};
+    Check(net::RevokeMember(*r, device, net::DeviceId(self.public_key), storage::SystemClockMs()));
+    std::fprintf(stderr, "revoked %s; members refuse it once this has synced to them\n",
+                 device.c_str());
+  } else if (serve->parsed() || sync->parsed()) {
+    net::DaemonOptions o;
+    o.dir = dir;
+    o.listen = listen;
+    o.peers = peers;
+    o.interval_s = interval;
+    o.once = sync->parsed();
+    o.discover = discover;
+    o.send = ParseFilter(send_list, "--send");
+    o.receive = ParseFilter(receive_list, "--receive");
+    for (const auto& a : o.peers) {
+      std::string h;
+      uint16_t p;
+      Check(net::ParseHostPort(a, &h, &p));
+    }
+    if (serve->parsed() && listen.empty() && peers.empty() && !discover)
+      throw Exit{2, "serve needs --listen HOST:PORT, --peer HOST:PORT or --discover"};
+    if (serve->parsed() && interval > 0 && peers.empty())
+      throw Exit{2, "--interval needs at least one --peer"};
+    if (!listen.empty()) {
+      std::string h;
+      uint16_t p;
+      Check(net::ParseHostPort(listen, &h, &p));
+    }
+    auto r = Open(dir);
+    auto self = LoadIdentity(dir);
+    Check(net::LoadGroupKey(dir).status());
+    if (o.once && o.peers.empty()) {
+      auto pending = Check(net::LoadJoin(dir));
+      if (!pending || pending->addresses.empty()) throw Exit{2, "sync needs --peer HOST:PORT"};
+      o.peers = pending->addresses;
+    }
+    return net::RunDaemon(*r, self, o);
+  } else if (status->parsed()) {
+    auto r = Open(dir);
+    auto meta = Check(r->Meta());
+    std::string self_device;
+    if (auto id = tandem::net::LoadIdentity(dir + "/" + storage::kIdentityFile); id.ok())
+      self_device = net::DeviceId(id->public_key);
+    auto ds = DaemonStatus(dir);
+    Json replicas = Json::array();
+    for (const auto& [rid, ps] : Check(r->Peers()))
+      replicas.push_back(Json{{"replica_id", rid.Hex()},
+                              {"last_sync_ms", ps.last_sync_ms},
+                              {"fields_received", ps.fields_received},
+                              {"fields_refused", ps.fields_refused},
+                              {"cursor", ps.cursor}});
+    if (as_json) {
+      Json j{{"device", self_device},
+             {"replica_id", meta.id.Hex()},
+             {"daemon", ds ? *ds : Json(nullptr)},
+             {"replicas", replicas}};
+      Print(Canonical(j));
+      return 0;
+    }
+    Print("device " + self_device + " (replica " + meta.id.Hex() + ")");
+    if (!ds || (*ds)["running"] != true) {
+      Print("daemon: not running");
+    } else {
+      Print("daemon: running, pid " + std::to_string(ds->value("pid", 0)) + ", " +
+            ds->value("mode", "") + " mode" +
+            (ds->value("listen", "").empty() ? "" : ", listening on " + ds->value("listen", "")) +
+            ", " + std::to_string(ds->value("refused_connections", 0)) + " connections refused");
+      for (const auto& p : (*ds)["peers"]) {
+        std::string pending = p["pending_changes"].is_null()
+                                  ? "?"
+                                  : std::to_string(p["pending_changes"].get<uint64_t>());
+        Print("  " +
+              (p.value("device", "").empty() ? std::string("(unknown device)")
+                                             : p.value("device", "")) +
+              "  " + p.value("address", "") + "  " + p.value("direction", "") + "  " +
+              (p.value("connected", false) ? "connected" : "disconnected") + "  last sync " +
+              Ago(p.value("last_sync_ms", uint64_t{0})) + "  pending " + pending + "  in " +
+              std::to_string(p.value("bytes_in", uint64_t{0})) + " B  out " +
+              std::to_string(p.value("bytes_out", uint64_t{0})) + " B  errors " +
+              std::to_string(p.value("errors", uint64_t{0})) + "  refused fields " +
+              std::to_string(p.value("fields_refused", uint64_t{0})) +
+              (p.value("last_error", "").empty() ? ""
+                                                 : "  last error: " + p.value("last_error", "")));
+      }
+    }
+    Print("replicas synced with: " + std::to_string(replicas.size()));
+    for (const auto& j : replicas)
+      Print("  " + j["replica_id"].get<std::string>() + "  last sync " +
+            Ago(j["last_sync_ms"].get<uint64_t>()) + "  fields received " +
+            std::to_string(j["fields_received"].get<uint64_t>()) + "  refused " +
+            std::to_string(j["fields_refused"].get<uint64_t>()));
   }
   return 0;
 }

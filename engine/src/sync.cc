@@ -65,6 +65,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     if (r->vv.Get(self_) > meta.vv.Get(self_))
       return Status::Corrupt("peer claims events of ours we never issued");
     have_request_ = true;
+    peer_acked_ = r->cursor;
     peer_vv_ = r->vv;
     send_cursor_ = r->cursor;
     snapshot_vv_ = meta.vv;  // read before the log: everything it covers gets sent
@@ -113,6 +114,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     if (a->cursor != inflight_.front())
       return Status::Invalid("Ack for " + std::to_string(a->cursor) + ", expected " +
                              std::to_string(inflight_.front()));
+    peer_acked_ = a->cursor;
     inflight_.pop_front();
     --unacked_;
     return Pump(out);

@@ -62,8 +62,8 @@ std::string StringField(const engine::Record& r, const char* field) {
 bool ParseHex32(const std::string& s, Key32* out) {
   size_t bin_len = 0;
   return s.size() == 64 &&
-         sodium_hex2bin(out->data(), out->size(), s.data(), s.size(), nullptr, &bin_len,
-                        nullptr) == 0 &&
+         sodium_hex2bin(out->data(), out->size(), s.data(), s.size(), nullptr, &bin_len, nullptr) ==
+             0 &&
          bin_len == 32;
 }
 
@@ -207,8 +207,8 @@ Result<Invite> DecodeInvite(std::string_view code) {
   b.resize(len);
   if (b.size() < 1 + 32 + 32 + 8 + 1 + 4) return bad("too short (was it copied whole?)");
   uint8_t check[4];
-  crypto_generichash(check, sizeof check, reinterpret_cast<const uint8_t*>(b.data()),
-                     b.size() - 4, nullptr, 0);
+  crypto_generichash(check, sizeof check, reinterpret_cast<const uint8_t*>(b.data()), b.size() - 4,
+                     nullptr, 0);
   if (std::memcmp(check, b.data() + b.size() - 4, 4) != 0)
     return bad("checksum mismatch (a typo, or truncated)");
   if (static_cast<uint8_t>(b[0]) != kInviteVersion)
@@ -219,7 +219,8 @@ Result<Invite> DecodeInvite(std::string_view code) {
   at += 32;
   std::memcpy(inv.secret.data(), b.data() + at, 32);
   at += 32;
-  for (int i = 0; i < 8; ++i) inv.expires_ms = (inv.expires_ms << 8) | static_cast<uint8_t>(b[at++]);
+  for (int i = 0; i < 8; ++i)
+    inv.expires_ms = (inv.expires_ms << 8) | static_cast<uint8_t>(b[at++]);
   size_t n = static_cast<uint8_t>(b[at++]);
   const size_t end = b.size() - 4;
   for (size_t i = 0; i < n; ++i) {
@@ -249,7 +250,8 @@ Result<Key32> FindInvite(const std::string& dir, const InviteId& id, uint64_t no
       return Status::NotFound("no open invite with this id (never issued, or already used)");
     return data.status();
   }
-  if (data->size() != 40) return Status::Corrupt("invite file " + InvitePath(dir, id) + " is damaged");
+  if (data->size() != 40)
+    return Status::Corrupt("invite file " + InvitePath(dir, id) + " is damaged");
   Key32 secret;
   std::memcpy(secret.data(), data->data(), 32);
   uint64_t expires = 0;

@@ -29,9 +29,7 @@ void Hmac(Hash* out, const Hash& key, std::string_view a, std::string_view b = {
   crypto_auth_hmacsha256_final(&st, out->data());
 }
 
-std::string_view View(const uint8_t* p, size_t n) {
-  return {reinterpret_cast<const char*>(p), n};
-}
+std::string_view View(const uint8_t* p, size_t n) { return {reinterpret_cast<const char*>(p), n}; }
 template <size_t N>
 std::string_view View(const std::array<uint8_t, N>& a) {
   return View(a.data(), N);
@@ -108,8 +106,8 @@ struct Handshake::State {
   Key32 psk{};
   Key32 s_x_pub{}, s_x_sec{};  // our static key as X25519
   Key32 e_pub{}, e_sec{};
-  Key32 re{};                  // the peer's ephemeral
-  Key32 rs_x{};                // the peer's static as X25519
+  Key32 re{};    // the peer's ephemeral
+  Key32 rs_x{};  // the peer's static as X25519
   PskKind kind = PskKind::kGroup;
   InviteId invite{};
 
@@ -159,10 +157,10 @@ struct Handshake::State {
     uint8_t nonce[12];
     Nonce(nonce);
     unsigned long long clen = 0;
-    crypto_aead_chacha20poly1305_ietf_encrypt(
-        reinterpret_cast<uint8_t*>(out->data() + at), &clen,
-        reinterpret_cast<const uint8_t*>(pt.data()), pt.size(), h.data(), h.size(), nullptr,
-        nonce, k.data());
+    crypto_aead_chacha20poly1305_ietf_encrypt(reinterpret_cast<uint8_t*>(out->data() + at), &clen,
+                                              reinterpret_cast<const uint8_t*>(pt.data()),
+                                              pt.size(), h.data(), h.size(), nullptr, nonce,
+                                              k.data());
     ++n;
     MixHash(std::string_view(out->data() + at, clen));
   }

@@ -18,7 +18,8 @@ struct Pair {
 };
 
 // Runs a full handshake; returns the failing status, if any.
-Status RunHandshake(Handshake& i, Handshake& r, std::string* tamper_msg = nullptr, int tamper_at = -1) {
+Status RunHandshake(Handshake& i, Handshake& r, std::string* tamper_msg = nullptr,
+                    int tamper_at = -1) {
   auto m1 = i.Write();
   if (!m1.ok()) return m1.status();
   if (tamper_at == 1) (*m1)[tamper_msg ? 0 : 5] ^= 1;
@@ -264,7 +265,9 @@ TEST(Frames, ReplayReorderAndTruncation) {
 
 TEST(Invite, CodeRoundTripAndDamage) {
   InitCrypto();
-  Invite inv{GenerateIdentity().public_key, NewGroupKey(), 1234567890123ull,
+  Invite inv{GenerateIdentity().public_key,
+             NewGroupKey(),
+             1234567890123ull,
              {"127.0.0.1:7000", "shop.local:7000"}};
   std::string code = EncodeInvite(inv);
   EXPECT_EQ(code.rfind("tandem-invite-", 0), 0u);
@@ -306,7 +309,7 @@ TEST(Invite, UsedOnceAndExpires) {
   EXPECT_EQ(FindInvite(d.path, id, 999).status().code(), Code::kNotFound);
   ASSERT_TRUE(StoreInvite(d.path, inv).ok());
   EXPECT_EQ(FindInvite(d.path, id, 1001).status().code(), Code::kUnauthorized);  // expired
-  EXPECT_EQ(FindInvite(d.path, id, 999).status().code(), Code::kNotFound);        // and gone
+  EXPECT_EQ(FindInvite(d.path, id, 999).status().code(), Code::kNotFound);       // and gone
 }
 
 TEST(GroupKey, SaveLoadAndDamage) {
@@ -328,7 +331,8 @@ TEST(GroupKey, SaveLoadAndDamage) {
 TEST(Trust, AddRevokeAndUnknown) {
   InitCrypto();
   uint64_t now = 1;
-  engine::Replica r(std::make_unique<engine::MemoryStore>(engine::ReplicaId::FromBytes(reinterpret_cast<const uint8_t*>("0123456789abcdef"))),
+  engine::Replica r(std::make_unique<engine::MemoryStore>(engine::ReplicaId::FromBytes(
+                        reinterpret_cast<const uint8_t*>("0123456789abcdef"))),
                     [&] { return now++; });
   Identity a = GenerateIdentity(), b = GenerateIdentity(), c = GenerateIdentity();
   ASSERT_TRUE(AddMember(r, a.public_key, "self", 5).ok());
@@ -346,9 +350,9 @@ TEST(Trust, AddRevokeAndUnknown) {
   ASSERT_TRUE(members.ok());
   ASSERT_EQ(members->size(), 2u);
   // A record whose key does not match its id is not a member.
-  ASSERT_TRUE(r.Put(kDevicesCollection, DeviceId(c.public_key),
-                    {{"key", engine::Value(Hex(a.public_key))}})
-                  .ok());
+  ASSERT_TRUE(
+      r.Put(kDevicesCollection, DeviceId(c.public_key), {{"key", engine::Value(Hex(a.public_key))}})
+          .ok());
   EXPECT_EQ(TrustOf(r, c.public_key).value(), Trust::kUnknown);
 }
 

@@ -101,6 +101,8 @@ class Session {
   bool caught_up() const;
   const std::optional<ReplicaId>& peer() const { return peer_; }
   const SessionStats& stats() const { return stats_; }
+  // How far into our change log the peer has acknowledged (from its request and Acks).
+  uint64_t peer_acked() const { return peer_acked_; }
 
  private:
   Status Pump(std::vector<Message>* out);
@@ -118,6 +120,7 @@ class Session {
   bool have_request_ = false;
   VersionVector peer_vv_;
   uint64_t send_cursor_ = 0;
+  uint64_t peer_acked_ = 0;
   VersionVector snapshot_vv_;
   bool streaming_ = false;
   bool sent_caught_up_ = false;

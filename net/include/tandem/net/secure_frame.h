@@ -57,8 +57,7 @@ class FrameOpener {
   // undersized frame, or any frame after the final one.
   Result<size_t> BodyLength(std::string_view prefix);
   // Authenticates and decrypts one frame. *final says it was the last.
-  Status Open(std::string_view prefix, std::string_view body, std::string* plaintext,
-              bool* final);
+  Status Open(std::string_view prefix, std::string_view body, std::string* plaintext, bool* final);
   bool finished() const { return finished_; }
 
  private:
