@@ -229,16 +229,21 @@ int Main(int argc, char** argv) {
       ->add_option("--interval", interval,
                    "Sync with each --peer every SECONDS, then disconnect (batch mode)")
       ->check(CLI::Range(1, 86400 * 7));
-  serve->add_option("--send", send_list, "Only send these collections (COLL,...)");
-  serve->add_option("--receive", receive_list, "Only accept these collections (COLL,...)");
+  std::vector<CLI::Option*> filter_opts;
+  filter_opts.push_back(
+      serve->add_option("--send", send_list, "Only send these collections (COLL,...)"));
+  filter_opts.push_back(
+      serve->add_option("--receive", receive_list, "Only accept these collections (COLL,...)"));
   serve->add_flag("--discover", discover, "Find peers of this group on the local network");
 
   auto* sync = app.add_subcommand("sync", "Sync once with peers, both ways; exit 0 when caught up");
   sync->add_option("DIR", dir)->required();
   sync->add_option("--peer", peers,
                    "HOST:PORT (repeatable; default: the address hints of a pending invite)");
-  sync->add_option("--send", send_list, "Only send these collections (COLL,...)");
-  sync->add_option("--receive", receive_list, "Only accept these collections (COLL,...)");
+  filter_opts.push_back(
+      sync->add_option("--send", send_list, "Only send these collections (COLL,...)"));
+  filter_opts.push_back(
+      sync->add_option("--receive", receive_list, "Only accept these collections (COLL,...)"));
 
   auto* status = app.add_subcommand(
       "status", "Show peers: connected or not, last sync, pending changes, traffic, errors");
@@ -429,6 +434,9 @@ int Main(int argc, char** argv) {
     o.interval_s = interval;
     o.once = sync->parsed();
     o.discover = discover;
+    for (auto* opt : filter_opts)
+      if (opt->count() > 0 && opt->as<std::string>().empty())
+        throw Exit{2, opt->get_name() + " needs a list of collections (COLL,...)"};
     o.send = ParseFilter(send_list, "--send");
     o.receive = ParseFilter(receive_list, "--receive");
     for (const auto& a : o.peers) {

@@ -41,9 +41,9 @@ constexpr uint64_t kPendingCap = 100000;
 constexpr size_t kBeaconBody = 32 + 2 + 4;
 
 uint64_t WallMs() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
 }
 
 // What `tandem status` shows about one peer.
@@ -111,8 +111,8 @@ class Conn : public std::enable_shared_from_this<Conn> {
   std::string address_;
   PeerStatus* status_ = nullptr;
   bool closed_ = false, failed_ = false;
-  bool invite_mode_ = false;      // this connection redeems an invite
-  bool expect_welcome_ = false;   // joiner: the first frame is the group key
+  bool invite_mode_ = false;     // this connection redeems an invite
+  bool expect_welcome_ = false;  // joiner: the first frame is the group key
   std::optional<Key32> peer_key_;
   std::unique_ptr<FrameSealer> sealer_;
   std::unique_ptr<FrameOpener> opener_;
@@ -128,10 +128,11 @@ class Daemon {
  public:
   Daemon(engine::Replica& r, const Identity& self, const DaemonOptions& o)
       : replica_(r), self_(self), opt_(o), signals_(io_, SIGINT, SIGTERM), status_timer_(io_) {
-    if (!opt_.log) opt_.log = [](const std::string& line) {
-      std::fprintf(stderr, "%s\n", line.c_str());
-      std::fflush(stderr);
-    };
+    if (!opt_.log)
+      opt_.log = [](const std::string& line) {
+        std::fprintf(stderr, "%s\n", line.c_str());
+        std::fflush(stderr);
+      };
     self_device_ = DeviceId(self_.public_key);
   }
 
@@ -303,9 +304,8 @@ std::optional<uint64_t> Conn::Pending(uint64_t cap) {
   auto txn = d_.replica().store().BeginRead();
   if (!txn.ok()) return std::nullopt;
   uint64_t n = 0;
-  Status st = (*txn)->ScanLog(session_->peer_acked(), [&](uint64_t, const engine::FieldKey&) {
-    return ++n < cap;
-  });
+  Status st = (*txn)->ScanLog(session_->peer_acked(),
+                              [&](uint64_t, const engine::FieldKey&) { return ++n < cap; });
   if (!st.ok()) return std::nullopt;
   return n;
 }
@@ -389,7 +389,7 @@ awaitable<bool> Conn::HandshakeAsInitiator(Key32* send, Key32* recv) {
   } else {
     auto t = TrustOf(d_.replica(), *peer_key_);
     if (!t.ok() || *t != Trust::kMember) {
-      Refuse(!t.ok() ? t.status().ToString()
+      Refuse(!t.ok()                 ? t.status().ToString()
              : *t == Trust::kRevoked ? "the peer's device has been revoked"
                                      : "the peer's device is not a member of this group");
       co_return false;
@@ -537,7 +537,7 @@ Status Conn::HandleFrame(std::string_view pt) {
     std::memcpy(key.data(), pt.data(), 32);
     return d_.Joined(key, *peer_key_);
   }
-  if (pt.empty()) return Status::Ok();  // keepalive
+  if (pt.empty()) return Status::Ok();     // keepalive
   if (final_queued_) return Status::Ok();  // closing: nothing more is applied or sent
   auto msg = DecodeMessage(pt);
   if (!msg.ok()) return msg.status().With("peer sent a malformed message");
@@ -727,8 +727,7 @@ awaitable<void> Daemon::Dial(std::string address, PeerStatus* status, bool persi
     }
     try {
       tcp::resolver resolver(io_);
-      auto endpoints =
-          co_await resolver.async_resolve(host, std::to_string(port), use_awaitable);
+      auto endpoints = co_await resolver.async_resolve(host, std::to_string(port), use_awaitable);
       tcp::socket sock(io_);
       // Connecting has its own deadline.
       asio::steady_timer deadline(io_);
@@ -757,8 +756,8 @@ awaitable<void> Daemon::Dial(std::string address, PeerStatus* status, bool persi
     } else {
       backoff = ok ? kMinBackoff : std::min<SteadyClock::duration>(backoff * 2, kMaxBackoff);
       // Jitter, so that peers restarting together do not retry in lockstep.
-      auto jitter = milliseconds(randombytes_uniform(
-          static_cast<uint32_t>(std::chrono::duration_cast<milliseconds>(backoff).count() / 4 + 1)));
+      auto jitter = milliseconds(randombytes_uniform(static_cast<uint32_t>(
+          std::chrono::duration_cast<milliseconds>(backoff).count() / 4 + 1)));
       wait.expires_after(backoff + jitter);
     }
     boost::system::error_code ec;
@@ -815,13 +814,20 @@ void Daemon::WriteStatus(bool running) {
   }
   for (const auto& [pp, pend] : rows) {
     const PeerStatus& p = *pp;
-    json j{{"address", p.address},     {"device", p.device},
-           {"replica_id", p.replica},  {"direction", p.direction},
-           {"connected", p.connected}, {"last_sync_ms", p.last_sync_ms},
-           {"bytes_in", p.bytes_in},   {"bytes_out", p.bytes_out},
-           {"sessions", p.sessions},   {"errors", p.errors},
-           {"fields_sent", p.fields_sent}, {"fields_received", p.fields_received},
-           {"fields_refused", p.fields_refused}, {"last_error", p.last_error}};
+    json j{{"address", p.address},
+           {"device", p.device},
+           {"replica_id", p.replica},
+           {"direction", p.direction},
+           {"connected", p.connected},
+           {"last_sync_ms", p.last_sync_ms},
+           {"bytes_in", p.bytes_in},
+           {"bytes_out", p.bytes_out},
+           {"sessions", p.sessions},
+           {"errors", p.errors},
+           {"fields_sent", p.fields_sent},
+           {"fields_received", p.fields_received},
+           {"fields_refused", p.fields_refused},
+           {"last_error", p.last_error}};
     // Changes of ours the peer has not acknowledged yet (known while connected; at least
     // this many when it reaches the cap).
     j["pending_changes"] = pend ? json(*pend) : json(nullptr);
@@ -831,7 +837,9 @@ void Daemon::WriteStatus(bool running) {
          {"running", running},
          {"device", self_device_},
          {"listen", listen_address_},
-         {"mode", opt_.once ? "once" : opt_.interval_s > 0 ? "interval" : "live"},
+         {"mode", opt_.once             ? "once"
+                  : opt_.interval_s > 0 ? "interval"
+                                        : "live"},
          {"started_ms", started_ms_},
          {"updated_ms", WallMs()},
          {"refused_connections", refused_connections_},
@@ -949,8 +957,8 @@ awaitable<void> Daemon::Discovery() {
   static constexpr char kLabel[] = "tandem discovery";
   crypto_generichash(key.data(), key.size(), reinterpret_cast<const uint8_t*>(kLabel),
                      sizeof kLabel - 1, group_key_.data(), group_key_.size());
-  const uint16_t my_port = static_cast<uint16_t>(
-      std::stoi(listen_address_.substr(listen_address_.rfind(':') + 1)));
+  const uint16_t my_port =
+      static_cast<uint16_t>(std::stoi(listen_address_.substr(listen_address_.rfind(':') + 1)));
   // A specific IPv4 listen address is announced; otherwise peers dial the beacon's source.
   std::array<uint8_t, 4> my_ip{};
   {
@@ -1055,7 +1063,8 @@ Status ParseHostPort(const std::string& s, std::string* host, uint16_t* port) {
     return Status::Invalid("expected HOST:PORT, got \"" + s + "\"");
   std::string h = s.substr(0, colon), p = s.substr(colon + 1);
   if (h.front() == '[') {
-    if (h.back() != ']' || h.size() < 3) return Status::Invalid("bad IPv6 address in \"" + s + "\"");
+    if (h.back() != ']' || h.size() < 3)
+      return Status::Invalid("bad IPv6 address in \"" + s + "\"");
     h = h.substr(1, h.size() - 2);
   } else if (h.find(':') != std::string::npos) {
     return Status::Invalid("write IPv6 addresses as [ADDRESS]:PORT, got \"" + s + "\"");
