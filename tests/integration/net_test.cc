@@ -218,8 +218,8 @@ TEST_F(Net, ExpiredAndMalformedInvitesAreRefused) {
   EXPECT_NE(sa->log().find("expired"), std::string::npos) << sa->log();
   EXPECT_EQ(Dump(b), "");
   ASSERT_TRUE(net::ClearJoin(b).ok());
-  for (std::string bad : std::vector<std::string>{"", "hello", "tandem-invite-",
-                                                  code.substr(0, code.size() - 4)}) {
+  for (std::string bad :
+       std::vector<std::string>{"", "hello", "tandem-invite-", code.substr(0, code.size() - 4)}) {
     auto r = T({"join", b, bad});
     EXPECT_EQ(r.exit_code, 2) << bad;
     EXPECT_EQ(r.err.rfind("tandem: ", 0), 0u) << r.err;
@@ -399,11 +399,11 @@ TEST_F(Net, TamperedStreamsEndTheSessionAndNothingIsApplied) {
     bool c2s;
     const char* name;
   };
-  for (Case k : {Case{Attack::kFlip, true, "flip b->a"}, Case{Attack::kFlip, false, "flip a->b"},
-                 Case{Attack::kReplay, true, "replay b->a"},
-                 Case{Attack::kReplay, false, "replay a->b"},
-                 Case{Attack::kTruncate, true, "truncate b->a"},
-                 Case{Attack::kTruncate, false, "truncate a->b"}}) {
+  for (Case k :
+       {Case{Attack::kFlip, true, "flip b->a"}, Case{Attack::kFlip, false, "flip a->b"},
+        Case{Attack::kReplay, true, "replay b->a"}, Case{Attack::kReplay, false, "replay a->b"},
+        Case{Attack::kTruncate, true, "truncate b->a"},
+        Case{Attack::kTruncate, false, "truncate a->b"}}) {
     SCOPED_TRACE(k.name);
     Proxy proxy(port, k.attack, k.c2s);
     auto r = T({"sync", b, "--peer", proxy.address()});
@@ -503,9 +503,7 @@ TEST_F(Net, LineOfThreeConvergesThroughAKilledMiddle) {
   sb->args() = {b, "--listen", baddr, "--peer", aaddr};
   sb->Start();
   ASSERT_TRUE(WaitFor(
-      [&] {
-        return CountItems(a) == 32500 && CountItems(b) == 32500 && CountItems(c) == 32500;
-      },
+      [&] { return CountItems(a) == 32500 && CountItems(b) == 32500 && CountItems(c) == 32500; },
       120000))
       << "a=" << CountItems(a) << " b=" << CountItems(b) << " c=" << CountItems(c) << "\n"
       << sb->log();
@@ -538,8 +536,7 @@ TEST_F(Net, DiscoveryFindsGroupMembersWithoutAddresses) {
   auto sb = Listen("b", {"--discover"});
   auto sd = Listen("d", {"--discover"});  // another group: never connects
   ASSERT_EQ(T({"put", a, "items", "found", "v=1"}).exit_code, 0);
-  EXPECT_TRUE(WaitFor([&] { return Has(b, "items", "found"); }, 20000))
-      << sa->log() << sb->log();
+  EXPECT_TRUE(WaitFor([&] { return Has(b, "items", "found"); }, 20000)) << sa->log() << sb->log();
   EXPECT_EQ(sd->log().find("discovered"), std::string::npos) << sd->log();
   EXPECT_EQ(sa->log().find("refused"), std::string::npos) << sa->log();
   EXPECT_EQ(Dump(d), "");
