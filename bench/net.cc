@@ -167,10 +167,11 @@ int main(int argc, char** argv) {
   }
   const double initial = Now() - t0;
   uint64_t fields_b = 0;
-  Must((*b)->Scan("bench", "", [&](const engine::Record& r) {
-    fields_b += r.fields.size();
-    return true;
-  }),
+  Must((*b)->Scan("bench", "",
+                  [&](const engine::Record& r) {
+                    fields_b += r.fields.size();
+                    return true;
+                  }),
        "scan");
   if (fields_b != static_cast<uint64_t>(total)) {
     std::fprintf(stderr, "net: B holds %llu of %d fields\n", (unsigned long long)fields_b, total);

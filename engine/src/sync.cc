@@ -106,6 +106,9 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     TANDEM_RETURN_IF_ERROR(
         replica_.CompletePeerSync(*peer_, c->vv, merge, filtered_in_ || refused_any_));
     received_caught_up_ = true;
+    // The peer holds everything its version vector covers (a watermark never runs ahead
+    // of data), so what it sent us need not be offered back to it in live mode.
+    peer_vv_.Merge(c->vv);
     ++stats_.caught_up_received;
     return Status::Ok();
   }

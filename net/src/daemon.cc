@@ -120,6 +120,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   std::deque<std::string> outq_;
   bool final_queued_ = false, final_received_ = false, writer_running_ = false;
   bool reported_caught_up_ = false;
+  uint64_t caught_up_seen_ = 0;
   bool established_ = false;  // both stream headers exchanged
   uint64_t bytes_in_ = 0, bytes_out_ = 0;
 };
@@ -168,6 +169,18 @@ class Daemon {
     WriteStatus(true);
   }
   void Unregister(const std::shared_ptr<Conn>& c) {
+    // Inbound peers are listed by device once the handshake told us who they are.
+    const PeerStatus* cs = c->status();
+    if (!c->initiator() && cs && !cs->device.empty()) {
+      auto& p = peers_["in:" + cs->device];
+      PeerStatus merged = *cs;
+      merged.sessions += p.sessions;
+      merged.errors += p.errors;
+      merged.bytes_in += p.bytes_in;
+      merged.bytes_out += p.bytes_out;
+      if (merged.last_sync_ms == 0) merged.last_sync_ms = p.last_sync_ms;
+      p = merged;
+    }
     conns_.erase(c);
     if (!stopping_) WriteStatus(true);
     if (stopping_ && conns_.empty()) io_.stop();
@@ -281,16 +294,22 @@ void Conn::Poll() {
   AfterProgress();
 }
 
-// In live mode caught_up() holds between bursts of changes; the first time is logged.
+// "Last sync" is the last CaughtUp received: at that moment we held everything the peer
+// had when it answered our request. The first exchange of CaughtUps both ways is logged.
+// (In live mode the strict caught_up() holds only between bursts of changes.)
 void Conn::AfterProgress() {
-  if (!session_->caught_up()) return;
-  if (status_) status_->last_sync_ms = WallMs();
-  if (reported_caught_up_) return;
-  reported_caught_up_ = true;
-  UpdateStatus();
-  d_.Log("caught up with " + Who() + ": " + std::to_string(session_->stats().fields_applied) +
-         " fields received, " + std::to_string(session_->stats().fields_sent) + " sent");
-  if (d_.close_when_caught_up()) Finish();
+  const auto& s = session_->stats();
+  if (s.caught_up_received > caught_up_seen_) {
+    caught_up_seen_ = s.caught_up_received;
+    if (status_) status_->last_sync_ms = WallMs();
+  }
+  if (!reported_caught_up_ && s.caught_up_received > 0 && s.caught_up_sent > 0) {
+    reported_caught_up_ = true;
+    UpdateStatus();
+    d_.Log("caught up with " + Who() + ": " + std::to_string(s.fields_applied) +
+           " fields received, " + std::to_string(s.fields_sent) + " sent");
+  }
+  if (d_.close_when_caught_up() && session_->caught_up()) Finish();
 }
 
 void Conn::CheckTrust() {
@@ -485,7 +504,7 @@ awaitable<void> Conn::Watchdog() {
     co_await watchdog_.async_wait(asio::redirect_error(use_awaitable, ec));
     if (closed_) break;
     if (SteadyClock::now() >= deadline_) {
-      if (final_queued_ && reported_caught_up_)
+      if (final_queued_ && session_ && session_->caught_up())
         Close();  // we said goodbye; the peer did not answer in time
       else
         Fail("timed out waiting for the peer");
@@ -643,6 +662,7 @@ awaitable<bool> Conn::Run(PeerStatus* status) {
     boost::system::error_code ec;
     co_await writer_done_.async_wait(asio::redirect_error(use_awaitable, ec));
   }
+  if (!failed_ && session_) d_.Log("disconnected from " + Who());
   Close();
   UpdateStatus();
   if (status_) status_->connected = false;
@@ -692,19 +712,7 @@ awaitable<void> Daemon::Accept(tcp::acceptor acceptor) {
           PeerStatus scratch;
           scratch.address = address;
           scratch.direction = "incoming";
-          bool ok = co_await conn->Run(&scratch);
-          (void)ok;
-          // Inbound peers are listed by device once the handshake told us who they are.
-          if (!scratch.device.empty()) {
-            auto& p = peers_["in:" + scratch.device];
-            uint64_t sessions = p.sessions + scratch.sessions, errors = p.errors + scratch.errors;
-            uint64_t in = p.bytes_in + scratch.bytes_in, out = p.bytes_out + scratch.bytes_out;
-            p = scratch;
-            p.sessions = sessions;
-            p.errors = errors;
-            p.bytes_in = in;
-            p.bytes_out = out;
-          }
+          co_await conn->Run(&scratch);
         },
         asio::detached);
   }

@@ -232,6 +232,23 @@ TEST(Sync, LiveSessionsPushNewChanges) {
   EXPECT_EQ(a.Dump(), b.Dump());
 }
 
+TEST(Sync, LiveSessionsDoNotOfferThePeersOwnChangesBack) {
+  Node a(1), b(2);
+  Link link(a, b);
+  Fill(a, "c", 50, "a");
+  ASSERT_TRUE(link.Run().ok());
+  // b applied a's 100 fields; its next poll must not send them back to a.
+  const uint64_t sent_before = link.sb.stats().fields_sent;
+  ASSERT_TRUE(link.Poll().ok());
+  EXPECT_EQ(link.sb.stats().fields_sent, sent_before);
+  // Live: a's new change reaches b, and b does not echo it after a's CaughtUp.
+  ASSERT_TRUE(a.replica.Incr("c", "a1", "stock", 5).ok());
+  ASSERT_TRUE(link.Poll().ok());
+  ASSERT_TRUE(link.Poll().ok());
+  EXPECT_EQ(link.sb.stats().fields_sent, sent_before);
+  EXPECT_EQ(a.Dump(), b.Dump());
+}
+
 TEST(Sync, BadMessagesEndTheSessionAndChangeNothing) {
   Node a(1), b(2);
   std::vector<Message> out;
