@@ -85,6 +85,13 @@ engine::CollectionFilter ParseFilter(const std::string& list, const char* flag) 
   return engine::CollectionFilter::Only(std::move(names));
 }
 
+// Replicated text another device wrote, made safe for a terminal.
+std::string Printable(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) out.push_back(c < 0x20 || c == 0x7f ? '?' : static_cast<char>(c));
+  return out;
+}
+
 std::string Ago(uint64_t ms) {
   if (ms == 0) return "never";
   uint64_t now = storage::SystemClockMs();
@@ -101,7 +108,14 @@ std::optional<Json> DaemonStatus(const std::string& dir) {
   Json j = Json::parse(in, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return std::nullopt;
   int64_t pid = j.value("pid", int64_t{0});
+  // A crashed daemon leaves "running": true behind; its pid may since belong to another
+  // program, so the process must exist and be a tandem.
   bool alive = j.value("running", false) && pid > 0 && ::kill(static_cast<pid_t>(pid), 0) == 0;
+  if (alive) {
+    std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
+    std::string name;
+    if (comm && std::getline(comm, name)) alive = name == "tandem";
+  }
   j["running"] = alive;
   return j;
 }
@@ -210,7 +224,8 @@ int Main(int argc, char** argv) {
   auto* join = app.add_subcommand(
       "join", "Store an invite code; the first sync with the inviter joins its group");
   join->add_option("DIR", dir)->required();
-  join->add_option("CODE", code, "The code printed by `tandem invite`")->required();
+  join->add_option("CODE", code, "The code printed by `tandem invite` (- reads it from stdin)")
+      ->required();
 
   auto* devices = app.add_subcommand("devices", "List the group's devices");
   devices->add_option("DIR", dir)->required();
@@ -244,6 +259,13 @@ int Main(int argc, char** argv) {
       sync->add_option("--send", send_list, "Only send these collections (COLL,...)"));
   filter_opts.push_back(
       sync->add_option("--receive", receive_list, "Only accept these collections (COLL,...)"));
+
+  int timeout_s = 45;
+  for (auto* s : {serve, sync})
+    s->add_option("--timeout", timeout_s,
+                  "Seconds without a frame before a connection is dropped (default 45; "
+                  "keepalives go out at a third of it)")
+        ->check(CLI::Range(1, 3600));
 
   auto* status = app.add_subcommand(
       "status", "Show peers: connected or not, last sync, pending changes, traffic, errors");
@@ -363,16 +385,24 @@ int Main(int argc, char** argv) {
     inv.inviter = self.public_key;
     inv.secret = net::NewGroupKey();
     inv.expires_ms = storage::SystemClockMs() + static_cast<uint64_t>(expires_min) * 60000;
+    if (addresses.size() > 8) throw Exit{2, "at most 8 --address hints"};
     for (const auto& a : addresses) {
       std::string h;
       uint16_t p;
       Check(net::ParseHostPort(a, &h, &p));
+      if (a.size() > 255) throw Exit{2, "--address is longer than 255 bytes: " + a};
     }
     inv.addresses = addresses;
     if (inv.addresses.empty()) {
       auto ds = DaemonStatus(dir);
-      if (ds && (*ds)["running"] == true && !ds->value("listen", "").empty())
-        inv.addresses.push_back(ds->value("listen", ""));
+      std::string l = ds && (*ds)["running"] == true ? ds->value("listen", "") : "";
+      // A wildcard listen address says nothing to another machine.
+      if (l.rfind("0.0.0.0:", 0) == 0 || l.rfind("[::]:", 0) == 0) {
+        std::fprintf(stderr, "the daemon listens on %s: give --address HOST:PORT for a hint\n",
+                     l.c_str());
+        l.clear();
+      }
+      if (!l.empty()) inv.addresses.push_back(l);
     }
     Check(net::StoreInvite(dir, inv));
     Print(net::EncodeInvite(inv));
@@ -388,6 +418,7 @@ int Main(int argc, char** argv) {
   } else if (join->parsed()) {
     auto r = Open(dir);
     auto self = LoadIdentity(dir);
+    if (code == "-" && !std::getline(std::cin, code)) throw Exit{2, "no invite code on stdin"};
     auto inv = net::DecodeInvite(code);
     if (!inv.ok()) throw Exit{2, inv.status().message()};
     if (inv->inviter == self.public_key) throw Exit{2, "this invite was made by this device"};
@@ -434,6 +465,8 @@ int Main(int argc, char** argv) {
     o.interval_s = interval;
     o.once = sync->parsed();
     o.discover = discover;
+    o.idle_timeout_s = timeout_s;
+    o.keepalive_s = std::max(1, timeout_s / 3);
     for (auto* opt : filter_opts)
       if (opt->count() > 0 && opt->as<std::string>().empty())
         throw Exit{2, opt->get_name() + " needs a list of collections (COLL,...)"};
@@ -444,8 +477,10 @@ int Main(int argc, char** argv) {
       uint16_t p;
       Check(net::ParseHostPort(a, &h, &p));
     }
-    if (serve->parsed() && listen.empty() && peers.empty() && !discover)
-      throw Exit{2, "serve needs --listen HOST:PORT, --peer HOST:PORT or --discover"};
+    if (serve->parsed() && listen.empty() && peers.empty())
+      throw Exit{2, "serve needs --listen HOST:PORT or --peer HOST:PORT"};
+    if (discover && listen.empty())
+      throw Exit{2, "--discover needs --listen HOST:PORT (peers dial the announced port)"};
     if (serve->parsed() && interval > 0 && peers.empty())
       throw Exit{2, "--interval needs at least one --peer"};
     if (!listen.empty()) {
@@ -493,9 +528,9 @@ int Main(int argc, char** argv) {
             (ds->value("listen", "").empty() ? "" : ", listening on " + ds->value("listen", "")) +
             ", " + std::to_string(ds->value("refused_connections", 0)) + " connections refused");
       for (const auto& p : (*ds)["peers"]) {
-        std::string pending = p["pending_changes"].is_null()
-                                  ? "?"
-                                  : std::to_string(p["pending_changes"].get<uint64_t>());
+        std::string pending = p.contains("pending_changes") && p["pending_changes"].is_number()
+                                  ? std::to_string(p["pending_changes"].get<uint64_t>())
+                                  : "?";
         Print("  " +
               (p.value("device", "").empty() ? std::string("(unknown device)")
                                              : p.value("device", "")) +

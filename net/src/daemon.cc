@@ -30,12 +30,13 @@ using SteadyClock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-constexpr auto kHandshakeTimeout = seconds(10);
 constexpr auto kCloseTimeout = seconds(5);
 constexpr auto kMinBackoff = milliseconds(250);
 constexpr auto kMaxBackoff = seconds(10);
 constexpr auto kFallbackPoll = milliseconds(50);
 constexpr size_t kMaxConnections = 256;
+constexpr size_t kMaxHandshakes = 64;
+constexpr size_t kMaxDiscoveredDials = 32;
 constexpr size_t kWriteChunk = 1 << 20;
 constexpr uint64_t kPendingCap = 100000;
 constexpr size_t kBeaconBody = 32 + 2 + 4;
@@ -99,14 +100,20 @@ class Conn : public std::enable_shared_from_this<Conn> {
   void Fail(const std::string& why);
   void Refuse(const std::string& why);
   void Close();
-  void Touch(SteadyClock::duration d) { deadline_ = SteadyClock::now() + d; }
+  void Touch(SteadyClock::duration d) {
+    auto next = SteadyClock::now() + d;
+    const bool earlier = next < deadline_;
+    deadline_ = next;
+    if (earlier) watchdog_.cancel();  // the watchdog re-arms at the new deadline
+  }
   void UpdateStatus();
   std::string Who() const;
 
   Daemon& d_;
   tcp::socket sock_;
   asio::steady_timer watchdog_, wake_, writer_done_;
-  SteadyClock::time_point deadline_;
+  SteadyClock::time_point deadline_, write_started_;
+  bool writing_ = false;
   bool initiator_;
   std::string address_;
   PeerStatus* status_ = nullptr;
@@ -163,12 +170,22 @@ class Daemon {
     so.accept = WithSystem(opt_.receive);
     return so;
   }
+  // Connecting and the handshake: 10 s, or the idle timeout if shorter.
+  std::chrono::seconds handshake_timeout() const {
+    return seconds(std::min(10, std::max(1, opt_.idle_timeout_s)));
+  }
   bool close_when_caught_up() const { return opt_.once || opt_.interval_s > 0; }
   void Register(const std::shared_ptr<Conn>& c) {
+    if (!c->initiator()) --handshaking_;
     conns_.insert(c);
     WriteStatus(true);
   }
   void Unregister(const std::shared_ptr<Conn>& c) {
+    if (!conns_.count(c)) {  // never got past the handshake
+      if (!c->initiator()) --handshaking_;
+      if (stopping_ && conns_.empty()) io_.stop();
+      return;
+    }
     // Inbound peers are listed by device once the handshake told us who they are.
     const PeerStatus* cs = c->status();
     if (!c->initiator() && cs && !cs->device.empty()) {
@@ -195,7 +212,19 @@ class Daemon {
     return f;
   }
   awaitable<void> Accept(tcp::acceptor acceptor);
-  awaitable<void> Dial(std::string address, PeerStatus* status, bool persistent = true);
+  awaitable<void> Dial(std::vector<std::string> addresses, PeerStatus* status,
+                       bool persistent = true);
+  void RefreshKeys();
+  awaitable<void> DialDiscovered(std::string address, std::string device, std::string row,
+                                 PeerStatus* st);
+  // The beacon key, from the current group key (a join changes it).
+  Key32 DiscoveryKey() const {
+    Key32 k;
+    static constexpr char kLabel[] = "tandem discovery";
+    crypto_generichash(k.data(), k.size(), reinterpret_cast<const uint8_t*>(kLabel),
+                       sizeof kLabel - 1, group_key_.data(), group_key_.size());
+    return k;
+  }
   awaitable<void> WatchFile();
   awaitable<void> FallbackPoll();
   awaitable<void> WriteStatusLoop();
@@ -217,10 +246,13 @@ class Daemon {
   std::string listen_address_;
   bool poll_scheduled_ = false, stopping_ = false;
   size_t dials_running_ = 0;
+  size_t handshaking_ = 0;  // inbound connections not yet authenticated
+  bool overload_logged_ = false;
   int failures_ = 0;
   uint64_t refused_connections_ = 0;
   uint64_t started_ms_ = WallMs();
   std::set<std::string> discovered_;  // device ids with a discovery dial running
+  std::map<std::string, SteadyClock::time_point> last_discovered_dial_;
 };
 
 // --- Conn --------------------------------------------------------------------------
@@ -365,7 +397,8 @@ awaitable<void> Conn::WriteHandshake(const std::string& m) {
 }
 
 awaitable<bool> Conn::HandshakeAsInitiator(Key32* send, Key32* recv) {
-  const auto& join = d_.join();
+  // A copy: another connection may redeem the invite while this one waits.
+  const std::optional<Invite> join = d_.join();
   Key32 psk = d_.group_key();
   PskKind kind = PskKind::kGroup;
   InviteId invite{};
@@ -423,6 +456,8 @@ awaitable<bool> Conn::HandshakeAsInitiator(Key32* send, Key32* recv) {
   auto keys = hs.Split();
   *send = keys.send;
   *recv = keys.recv;
+  sodium_memzero(&keys, sizeof keys);
+  sodium_memzero(psk.data(), psk.size());
   co_return true;
 }
 
@@ -496,13 +531,23 @@ awaitable<bool> Conn::HandshakeAsResponder(Key32* send, Key32* recv) {
   co_return true;
 }
 
+// One timer per connection enforces both deadlines: a read (or the handshake) must
+// make progress by deadline_, and a write that started must finish within the idle
+// timeout (a peer that stops reading is dropped, its window of batches freed).
 awaitable<void> Conn::Watchdog() {
   auto self = shared_from_this();
+  const auto idle = seconds(d_.options().idle_timeout_s);
   while (!closed_) {
-    watchdog_.expires_at(deadline_);
+    auto wake = deadline_;
+    if (writing_) wake = std::min(wake, write_started_ + idle);
+    watchdog_.expires_at(wake);
     boost::system::error_code ec;
     co_await watchdog_.async_wait(asio::redirect_error(use_awaitable, ec));
     if (closed_) break;
+    if (writing_ && SteadyClock::now() >= write_started_ + idle) {
+      Fail("timed out writing: the peer stopped reading");
+      break;
+    }
     if (SteadyClock::now() >= deadline_) {
       if (final_queued_ && session_ && session_->caught_up())
         Close();  // we said goodbye; the peer did not answer in time
@@ -538,7 +583,11 @@ awaitable<void> Conn::Writer() {
           buf += outq_.front();
         outq_.pop_front();
       }
+      writing_ = true;
+      write_started_ = SteadyClock::now();
+      watchdog_.cancel();  // re-arm with the write deadline
       co_await asio::async_write(sock_, asio::buffer(buf), use_awaitable);
+      writing_ = false;
       bytes_out_ += buf.size();
     }
   } catch (const boost::system::system_error& e) {
@@ -570,7 +619,7 @@ Status Conn::HandleFrame(std::string_view pt) {
 awaitable<bool> Conn::Run(PeerStatus* status) {
   auto self = shared_from_this();
   status_ = status;
-  Touch(kHandshakeTimeout);
+  Touch(d_.handshake_timeout());
   asio::co_spawn(sock_.get_executor(), Watchdog(), asio::detached);
   try {
     Key32 send{}, recv{};
@@ -691,7 +740,10 @@ awaitable<void> Daemon::Accept(tcp::acceptor acceptor) {
     tcp::socket sock = co_await acceptor.async_accept(asio::redirect_error(use_awaitable, ec));
     if (stopping_) co_return;
     if (ec) {
+      // Out of descriptors (or similar): do not spin; let connections finish.
       Log("accept failed: " + ec.message());
+      asio::steady_timer pause(io_, milliseconds(200));
+      co_await pause.async_wait(asio::redirect_error(use_awaitable, ec));
       continue;
     }
     std::string address;
@@ -700,12 +752,19 @@ awaitable<void> Daemon::Accept(tcp::acceptor acceptor) {
       auto ep = sock.remote_endpoint(e2);
       address = e2 ? "?" : ep.address().to_string() + ":" + std::to_string(ep.port());
     }
-    if (conns_.size() >= kMaxConnections) {
-      Log("refused " + address + ": too many connections");
+    // Unauthenticated handshakes are capped apart from sessions, so strangers opening
+    // connections cannot crowd out members (or the process's descriptors).
+    if (conns_.size() >= kMaxConnections || handshaking_ >= kMaxHandshakes) {
+      ++refused_connections_;
+      if (!overload_logged_) Log("refused " + address + ": too many connections");
+      overload_logged_ = true;
       continue;
     }
+    overload_logged_ = false;
+    RefreshKeys();
     sock.set_option(tcp::no_delay(true), ec);
     auto conn = std::make_shared<Conn>(*this, std::move(sock), false, address);
+    ++handshaking_;
     asio::co_spawn(
         io_,
         [this, conn, address]() -> awaitable<void> {
@@ -718,41 +777,63 @@ awaitable<void> Daemon::Accept(tcp::acceptor acceptor) {
   }
 }
 
-awaitable<void> Daemon::Dial(std::string address, PeerStatus* status, bool persistent) {
-  ++dials_running_;
+// Connects to one peer, trying its addresses in turn (an invite's hints are
+// alternatives for one device), and runs connections until the daemon stops: live mode
+// reconnects with jittered exponential backoff, interval mode every N seconds, once
+// mode not at all. The caller has counted this dial in dials_running_.
+awaitable<void> Daemon::Dial(std::vector<std::string> addresses, PeerStatus* status,
+                             bool persistent) {
   SteadyClock::duration backoff = kMinBackoff;
   asio::steady_timer wait(io_);
-  std::string host;
-  uint16_t port = 0;
-  Status st = ParseHostPort(address, &host, &port);
   while (!stopping_) {
-    bool ok = false;
-    if (!st.ok()) {
-      Log("bad peer address " + address + ": " + st.message());
-      ++status->errors;
-      status->last_error = st.message();
-      break;
-    }
-    try {
-      tcp::resolver resolver(io_);
-      auto endpoints = co_await resolver.async_resolve(host, std::to_string(port), use_awaitable);
-      tcp::socket sock(io_);
-      // Connecting has its own deadline.
-      asio::steady_timer deadline(io_);
-      deadline.expires_after(kHandshakeTimeout);
-      deadline.async_wait([&sock](boost::system::error_code ec) {
-        if (!ec) sock.close();
-      });
-      co_await asio::async_connect(sock, endpoints, use_awaitable);
-      deadline.cancel();
-      boost::system::error_code ec;
-      sock.set_option(tcp::no_delay(true), ec);
-      auto conn = std::make_shared<Conn>(*this, std::move(sock), true, address);
-      ok = co_await conn->Run(status);
-    } catch (const boost::system::system_error& e) {
-      ++status->errors;
-      status->last_error = "connect: " + e.code().message();
-      Log("cannot connect to " + address + ": " + e.code().message());
+    bool ok = false, connected = false;
+    const auto started = SteadyClock::now();
+    RefreshKeys();
+    for (const auto& address : addresses) {
+      std::string host;
+      uint16_t port = 0;
+      Status st = ParseHostPort(address, &host, &port);
+      if (!st.ok()) {
+        Log("bad peer address " + address + ": " + st.message());
+        ++status->errors;
+        status->last_error = st.message();
+        continue;
+      }
+      try {
+        tcp::resolver::results_type endpoints;
+        boost::system::error_code lit;
+        auto ip = asio::ip::make_address(host, lit);
+        // Literal addresses skip the resolver (and its one shared thread).
+        std::vector<tcp::endpoint> eps;
+        if (!lit) {
+          eps.emplace_back(ip, port);
+        } else {
+          tcp::resolver resolver(io_);
+          auto res = co_await resolver.async_resolve(host, std::to_string(port), use_awaitable);
+          for (const auto& e : res) eps.push_back(e.endpoint());
+        }
+        // The socket is shared with the connect deadline's handler, which may run after
+        // this frame has moved on.
+        auto sock = std::make_shared<tcp::socket>(io_);
+        auto deadline = std::make_shared<asio::steady_timer>(io_, handshake_timeout());
+        deadline->async_wait([sock, deadline](boost::system::error_code ec) {
+          boost::system::error_code ignored;
+          if (!ec) sock->close(ignored);
+        });
+        co_await asio::async_connect(*sock, eps, use_awaitable);
+        deadline->cancel();
+        boost::system::error_code ec;
+        sock->set_option(tcp::no_delay(true), ec);
+        status->address = address;
+        connected = true;
+        auto conn = std::make_shared<Conn>(*this, std::move(*sock), true, address);
+        ok = co_await conn->Run(status);
+        break;
+      } catch (const boost::system::system_error& e) {
+        ++status->errors;
+        status->last_error = "connect: " + e.code().message();
+        Log("cannot connect to " + address + ": " + e.code().message());
+      }
     }
     if (opt_.once) {
       if (!ok) ++failures_;
@@ -762,7 +843,11 @@ awaitable<void> Daemon::Dial(std::string address, PeerStatus* status, bool persi
     if (opt_.interval_s > 0) {
       wait.expires_after(seconds(opt_.interval_s));
     } else {
-      backoff = ok ? kMinBackoff : std::min<SteadyClock::duration>(backoff * 2, kMaxBackoff);
+      // A session that lasted is a healthy peer; one that ends at once (a failure, or
+      // an interval-mode peer that closes after catching up) backs off like a failure.
+      const bool lasted = connected && SteadyClock::now() - started > seconds(10);
+      backoff =
+          ok && lasted ? kMinBackoff : std::min<SteadyClock::duration>(backoff * 2, kMaxBackoff);
       // Jitter, so that peers restarting together do not retry in lockstep.
       auto jitter = milliseconds(randombytes_uniform(static_cast<uint32_t>(
           std::chrono::duration_cast<milliseconds>(backoff).count() / 4 + 1)));
@@ -772,6 +857,22 @@ awaitable<void> Daemon::Dial(std::string address, PeerStatus* status, bool persi
     co_await wait.async_wait(asio::redirect_error(use_awaitable, ec));
   }
   if (--dials_running_ == 0 && opt_.once) Stop();
+}
+
+// The group key and a pending join live in files other processes change (`tandem
+// join`, a `tandem sync` that redeems the invite): re-read before each dial.
+// One connection to a discovered device; the next beacon dials again if it ends.
+awaitable<void> Daemon::DialDiscovered(std::string address, std::string device, std::string row,
+                                       PeerStatus* st) {
+  std::vector<std::string> addresses{address};
+  co_await Dial(addresses, st, false);
+  discovered_.erase(device);
+  if (!st->connected) peers_.erase(row);
+}
+
+void Daemon::RefreshKeys() {
+  if (auto gk = LoadGroupKey(opt_.dir); gk.ok()) group_key_ = *gk;
+  if (auto j = LoadJoin(opt_.dir); j.ok()) join_ = *j;
 }
 
 awaitable<void> Daemon::WatchFile() {
@@ -936,11 +1037,18 @@ int Daemon::Run() {
       return 1;
     }
   }
-  for (const auto& a : opt_.peers) {
-    auto& st = peers_["out:" + a];
-    st.address = a;
+  // Once mode with an invite's hints: the addresses are alternatives for the inviter.
+  std::vector<std::vector<std::string>> targets;
+  if (opt_.peers_are_alternatives)
+    targets.push_back(opt_.peers);
+  else
+    for (const auto& a : opt_.peers) targets.push_back({a});
+  dials_running_ = targets.size();
+  for (const auto& t : targets) {
+    auto& st = peers_["out:" + t.front()];
+    st.address = t.front();
     st.direction = "outgoing";
-    asio::co_spawn(io_, Dial(a, &st), asio::detached);
+    asio::co_spawn(io_, Dial(t, &st), asio::detached);
   }
   if (!opt_.once) {
     asio::co_spawn(io_, WatchFile(), asio::detached);
@@ -961,10 +1069,7 @@ awaitable<void> Daemon::Discovery() {
     Log("--discover needs --listen: discovery is off");
     co_return;
   }
-  Key32 key;
-  static constexpr char kLabel[] = "tandem discovery";
-  crypto_generichash(key.data(), key.size(), reinterpret_cast<const uint8_t*>(kLabel),
-                     sizeof kLabel - 1, group_key_.data(), group_key_.size());
+
   const uint16_t my_port =
       static_cast<uint16_t>(std::stoi(listen_address_.substr(listen_address_.rfind(':') + 1)));
   // A specific IPv4 listen address is announced; otherwise peers dial the beacon's source.
@@ -992,7 +1097,7 @@ awaitable<void> Daemon::Discovery() {
   // Sender.
   asio::co_spawn(
       io_,
-      [this, sockp, group_ep, key, my_port, my_ip]() -> awaitable<void> {
+      [this, sockp, group_ep, my_port, my_ip]() -> awaitable<void> {
         auto& sock = *sockp;
         asio::steady_timer t(io_);
         while (!stopping_) {
@@ -1007,6 +1112,7 @@ awaitable<void> Daemon::Discovery() {
           msg[33] = static_cast<uint8_t>(my_port);
           std::memcpy(msg + 34, my_ip.data(), 4);
           uint8_t box[kBeaconBody + crypto_secretbox_MACBYTES];
+          const Key32 key = DiscoveryKey();
           crypto_secretbox_easy(box, msg, sizeof msg, nonce, key.data());
           pkt.append(reinterpret_cast<const char*>(box), sizeof box);
           boost::system::error_code ec;
@@ -1028,6 +1134,7 @@ awaitable<void> Daemon::Discovery() {
     const size_t want = 4 + crypto_secretbox_NONCEBYTES + kBeaconBody + crypto_secretbox_MACBYTES;
     if (n != want || std::memcmp(buf, "TDB1", 4) != 0) continue;
     uint8_t msg[kBeaconBody];
+    const Key32 key = DiscoveryKey();
     if (crypto_secretbox_open_easy(msg, reinterpret_cast<uint8_t*>(buf) + 28, n - 28,
                                    reinterpret_cast<uint8_t*>(buf) + 4, key.data()) != 0)
       continue;  // another group's beacon, or noise
@@ -1040,7 +1147,14 @@ awaitable<void> Daemon::Discovery() {
     bool connected = false;
     for (const auto& c : conns_)
       if (c->peer_key() && *c->peer_key() == pk) connected = true;
-    if (connected || discovered_.count(device)) continue;
+    if (connected || discovered_.count(device) || discovered_.size() >= kMaxDiscoveredDials)
+      continue;
+    // At most one dial per device every few seconds, whatever the beacons say.
+    auto last = last_discovered_dial_.find(device);
+    if (last != last_discovered_dial_.end() && SteadyClock::now() - last->second < seconds(5))
+      continue;
+    last_discovered_dial_[device] = SteadyClock::now();
+    if (last_discovered_dial_.size() > 1024) last_discovered_dial_.clear();
     const uint16_t port = static_cast<uint16_t>((msg[32] << 8) | msg[33]);
     std::array<uint8_t, 4> ip;
     std::memcpy(ip.data(), msg + 34, 4);
@@ -1049,17 +1163,12 @@ awaitable<void> Daemon::Discovery() {
     std::string address = host + ":" + std::to_string(port);
     Log("discovered " + device + " at " + address);
     discovered_.insert(device);
-    auto& st = peers_["out:" + address];
+    const std::string row = "out:" + address;
+    auto& st = peers_[row];
     st.address = address;
     st.direction = "outgoing (discovered)";
-    asio::co_spawn(
-        io_,
-        [this, address, device, &st]() -> awaitable<void> {
-          // One connection; the next beacon dials again if it ends.
-          co_await Dial(address, &st, false);
-          discovered_.erase(device);
-        },
-        asio::detached);
+    ++dials_running_;
+    asio::co_spawn(io_, DialDiscovered(address, device, row, &st), asio::detached);
   }
 }
 

@@ -17,8 +17,20 @@ using engine::Value;
 constexpr char kInvitePrefix[] = "tandem-invite-";
 constexpr uint8_t kInviteVersion = 1;
 
+// Write, fsync, rename, fsync the directory: after a crash the file is old or new, and
+// a rename (or an unlink elsewhere) is not undone. The temporary name is per process.
+Status SyncDir(const std::string& path) {
+  std::string dir = fs::path(path).parent_path().string();
+  int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::Io("open " + dir + ": " + std::strerror(errno));
+  int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return Status::Io("fsync " + dir + ": " + std::strerror(errno));
+  return Status::Ok();
+}
+
 Status WriteFileAtomic(const std::string& path, std::string_view data) {
-  std::string tmp = path + ".tmp";
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return Status::Io("create " + tmp + ": " + std::strerror(errno));
   bool ok = ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size()) &&
@@ -29,7 +41,7 @@ Status WriteFileAtomic(const std::string& path, std::string_view data) {
     ::unlink(tmp.c_str());
     return st;
   }
-  return Status::Ok();
+  return SyncDir(path);
 }
 
 Result<std::string> ReadSmallFile(const std::string& path, size_t max) {
@@ -160,9 +172,10 @@ Result<Trust> TrustOf(engine::Replica& r, const Key32& key) {
     if (rec.status().code() == Code::kNotFound) return Trust::kUnknown;
     return rec.status();
   }
+  if (rec->fields.count("revoked")) return Trust::kRevoked;  // whatever else it says
   auto m = ToMember(*rec);
-  if (!m) return Trust::kUnknown;
-  return m->revoked ? Trust::kRevoked : Trust::kMember;
+  if (!m || m->key != key) return Trust::kUnknown;
+  return Trust::kMember;
 }
 
 std::string EncodeInvite(const Invite& inv) {
@@ -265,7 +278,7 @@ Result<Key32> FindInvite(const std::string& dir, const InviteId& id, uint64_t no
 }
 
 Status BurnInvite(const std::string& dir, const InviteId& id) {
-  if (::unlink(InvitePath(dir, id).c_str()) == 0) return Status::Ok();
+  if (::unlink(InvitePath(dir, id).c_str()) == 0) return SyncDir(InvitePath(dir, id));
   if (errno == ENOENT) return Status::Unauthorized("the invite was already used");
   return Status::Io("remove invite: " + std::string(std::strerror(errno)));
 }

@@ -868,11 +868,12 @@ Status Backup(LmdbStore& store, const std::string& dest) {
   if (ec) return Status::Io("create " + dest + ": " + ec.message());
   int rc = mdb_env_copy2(store.impl()->env, dest.c_str(), MDB_CP_COMPACT);
   if (rc) return LmdbError(rc, "backup to " + dest);
-  std::string id = store.dir() + "/" + kIdentityFile;
-  if (fs::exists(id, ec)) {
-    fs::copy_file(id, dest + "/" + kIdentityFile, ec);
-    if (ec) return Status::Io("copy identity: " + ec.message());
-    fs::permissions(dest + "/" + kIdentityFile, fs::perms::owner_read | fs::perms::owner_write, ec);
+  for (const char* name : kKeyFiles) {
+    std::string src = store.dir() + "/" + name;
+    if (!fs::exists(src, ec)) continue;
+    fs::copy_file(src, dest + "/" + name, ec);
+    if (ec) return Status::Io("copy " + std::string(name) + ": " + ec.message());
+    fs::permissions(dest + "/" + name, fs::perms::owner_read | fs::perms::owner_write, ec);
   }
   return Status::Ok();
 }
@@ -889,9 +890,11 @@ Status Restore(const std::string& backup, const std::string& dir) {
   if (ec) return Status::Io("create " + dir + ": " + ec.message());
   fs::copy_file(backup + "/data.mdb", dir + "/data.mdb", ec);
   if (ec) return Status::Io("copy data: " + ec.message());
-  if (fs::exists(backup + "/" + kIdentityFile, ec)) {
-    fs::copy_file(backup + "/" + kIdentityFile, dir + "/" + kIdentityFile, ec);
-    if (ec) return Status::Io("copy identity: " + ec.message());
+  for (const char* name : kKeyFiles) {
+    if (!fs::exists(backup + "/" + name, ec)) continue;
+    fs::copy_file(backup + "/" + name, dir + "/" + name, ec);
+    if (ec) return Status::Io("copy " + std::string(name) + ": " + ec.message());
+    fs::permissions(dir + "/" + name, fs::perms::owner_read | fs::perms::owner_write, ec);
   }
   TANDEM_ASSIGN_OR_RETURN(auto store, OpenStore(dir));
   TANDEM_ASSIGN_OR_RETURN(auto txn, store->BeginWrite());

@@ -291,14 +291,24 @@ TEST_F(Cli, BackupAndRestoreGiveANewReplicaWithTheSameData) {
   ASSERT_EQ(T({"incr", restored, "c", "r", "n", "1"}).exit_code, 0);
   EXPECT_NE(T({"info", restored}).out.find("\"" + id_of(b) + "\":1"), std::string::npos);
   EXPECT_EQ(T({"check", restored}).exit_code, 0);
+  // The same device, still in its group: identity and group key come along.
+  EXPECT_EQ(T({"devices", restored}).out, T({"devices", db_}).out);
+  std::ifstream g1(db_ + "/group.key"), g2(restored + "/group.key");
+  std::stringstream k1, k2;
+  k1 << g1.rdbuf();
+  k2 << g2.rdbuf();
+  EXPECT_EQ(k1.str().size(), 32u);
+  EXPECT_EQ(k1.str(), k2.str());
   EXPECT_EQ(T({"restore", bk, restored}).exit_code, 2);  // not over a replica
   EXPECT_EQ(T({"restore", tmp_ / "nobackup", tmp_ / "r3"}).exit_code, 1);
   EXPECT_FALSE(fs::exists(tmp_ / "r3"));
 }
 
 TEST(CliHelp, EveryCommandHasHelp) {
-  for (auto cmd : {"init", "put", "incr", "add", "remove", "del", "get", "ls", "conflicts", "dump",
-                   "changes", "backup", "restore", "check", "info"}) {
+  for (auto cmd :
+       {"init",      "put",     "incr",    "add",    "remove",  "del",   "get",  "ls",
+        "conflicts", "dump",    "changes", "backup", "restore", "check", "info", "invite",
+        "join",      "devices", "revoke",  "serve",  "sync",    "status"}) {
     auto r = T({cmd, "--help"});
     EXPECT_EQ(r.exit_code, 0) << cmd;
     EXPECT_NE(r.out.find("Usage"), std::string::npos) << cmd;

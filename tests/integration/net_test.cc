@@ -287,7 +287,7 @@ TEST_F(Net, StrangersWrongKeysAndRevokedDevicesGetNoData) {
 
 // A man-in-the-middle that forwards the handshake and stream headers untouched, then
 // damages the first encrypted frame in one direction.
-enum class Attack { kNone, kFlip, kReplay, kTruncate };
+enum class Attack { kNone, kFlip, kReplay, kTruncate, kStall };
 class Proxy {
  public:
   Proxy(uint16_t target, Attack attack, bool client_to_server)
@@ -303,7 +303,10 @@ class Proxy {
     thread_ = std::thread([this] { Serve(); });
   }
   ~Proxy() {
+    stop_ = true;
     shutdown(listen_, SHUT_RDWR);
+    if (client_ >= 0) shutdown(client_, SHUT_RDWR);
+    if (server_ >= 0) shutdown(server_, SHUT_RDWR);
     close(listen_);
     thread_.join();
   }
@@ -354,6 +357,11 @@ class Proxy {
           goto done;
         }
         if (attack_ == Attack::kReplay && !WriteAll(to, a + b)) goto done;
+        if (attack_ == Attack::kStall) {
+          // Stop reading: the sender's socket buffers fill and its writes block.
+          while (!stop_) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+          goto done;
+        }
       }
       if (!WriteAll(to, a + b)) goto done;
     }
@@ -369,6 +377,8 @@ class Proxy {
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     sa.sin_port = htons(target_);
     if (connect(server, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) abort();
+    client_ = client;
+    server_ = server;
     bool none = attack_ == Attack::kNone;
     std::thread up([&] { Pump(client, server, 2, !none && c2s_, server, client); });
     Pump(server, client, 1, !none && !c2s_, client, server);
@@ -381,7 +391,8 @@ class Proxy {
   bool c2s_;
   int listen_;
   uint16_t port_ = 0;
-  std::atomic<bool> attacked_{false};
+  std::atomic<bool> attacked_{false}, stop_{false};
+  std::atomic<int> client_{-1}, server_{-1};
   std::thread thread_;
 };
 
@@ -426,6 +437,40 @@ TEST_F(Net, TamperedStreamsEndTheSessionAndNothingIsApplied) {
   }
   EXPECT_TRUE(Has(a, "items", "from-b"));
   EXPECT_TRUE(Has(b, "items", "from-a"));
+}
+
+TEST_F(Net, SilentAndStalledPeersTimeOutAndDoNotHoldUpOthers) {
+  std::string a = Init("a"), b = Init("b"), c = Init("c");
+  std::string addr;
+  auto sa = Listen("a", {"--timeout", "2"}, &addr);
+  Pair("a", "b", addr);
+  Pair("a", "c", addr);
+  uint16_t port = static_cast<uint16_t>(std::stoi(addr.substr(addr.rfind(':') + 1)));
+
+  // A client that connects and says nothing is dropped at the handshake deadline.
+  int silent = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sin.sin_port = htons(port);
+  ASSERT_EQ(connect(silent, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+  EXPECT_TRUE(WaitFor([&] { return sa->log().find("timed out") != std::string::npos; }, 15000))
+      << sa->log();
+  char byte;
+  EXPECT_EQ(read(silent, &byte, 1), 0);  // closed by a
+  close(silent);
+
+  // b's link stops reading after the first frame; c, on its own link, still gets
+  // everything, and both ends of the stalled link give up.
+  Proxy stall(port, Attack::kStall, false);
+  Serve sb({b, "--peer", stall.address(), "--timeout", "2"}, Log("b"));
+  Serve sc({c, "--peer", addr}, Log("c"));
+  ASSERT_TRUE(WaitFor([&] { return stall.attacked(); }));
+  WriteMany(a, "bulk-", 20000);
+  EXPECT_TRUE(WaitFor([&] { return CountItems(c) == 20000; }, 60000)) << sc.log();
+  EXPECT_TRUE(WaitFor([&] { return sb.log().find("timed out") != std::string::npos; }, 15000))
+      << sb.log();
+  EXPECT_LT(CountItems(b), 20000u);
 }
 
 TEST_F(Net, LiveIntervalAndStatus) {

@@ -22,12 +22,13 @@ inline constexpr uint16_t kDiscoveryPort = 47474;
 inline constexpr char kDiscoveryGroup[] = "239.255.74.74";
 
 struct DaemonOptions {
-  std::string dir;                 // the replica directory (group key, invites, status)
-  std::string listen;              // HOST:PORT; empty: no listener
-  std::vector<std::string> peers;  // HOST:PORT to connect to
-  int interval_s = 0;              // 0: live; N: sync every N seconds and disconnect
-  bool once = false;               // sync each peer once, then return
-  bool discover = false;           // find peers of the group on the LAN
+  std::string dir;                      // the replica directory (group key, invites, status)
+  std::string listen;                   // HOST:PORT; empty: no listener
+  std::vector<std::string> peers;       // HOST:PORT to connect to
+  bool peers_are_alternatives = false;  // peers are addresses of one device (invite hints)
+  int interval_s = 0;                   // 0: live; N: sync every N seconds and disconnect
+  bool once = false;                    // sync each peer once, then return
+  bool discover = false;                // find peers of the group on the LAN
   engine::CollectionFilter send, receive;
   int idle_timeout_s = 45;                      // no frame for this long ends a connection
   int keepalive_s = 15;                         // an empty frame after this long without sending

@@ -30,6 +30,9 @@ namespace tandem::storage {
 
 inline constexpr uint32_t kFormatVersion = 1;
 inline constexpr const char* kIdentityFile = "identity.key";
+// The device's key files, which backup and restore carry along with the data: its
+// identity and its sync group's key (written by net/group.h, kGroupKeyFile).
+inline constexpr const char* kKeyFiles[] = {kIdentityFile, "group.key"};
 
 enum class Durability { kDurable, kRelaxed };
 
