@@ -296,6 +296,7 @@ int Main(int argc, char** argv) {
     Check(net::SaveGroupKey(dir, net::NewGroupKey()));
     Check(net::AddMember(*r, identity.public_key, net::DeviceId(identity.public_key),
                          storage::SystemClockMs()));
+    Check(net::NoteReplica(*r, net::DeviceId(identity.public_key), Check(r->Meta()).id));
     Print(tandem::net::DeviceId(identity.public_key));
     std::fprintf(stderr, "created replica %s in %s\n", Check(r->Meta()).id.Hex().c_str(),
                  dir.c_str());
@@ -425,7 +426,7 @@ int Main(int argc, char** argv) {
     if (inv->expires_ms < storage::SystemClockMs()) throw Exit{2, "this invite has expired"};
     Check(net::SaveJoin(dir, code));
     std::string hints;
-    for (const auto& a : inv->addresses) hints += " --peer " + a;
+    for (const auto& a : inv->addresses) hints += " --peer " + Printable(a);
     std::fprintf(stderr,
                  "stored the invite from %s; the first sync with it joins its group: "
                  "tandem sync %s%s\n",
@@ -443,8 +444,9 @@ int Main(int argc, char** argv) {
                              {"added_ms", m.added_ms},
                              {"this_device", me}}));
       } else {
-        Print(m.device + (m.revoked ? "  revoked" : "  member ") + (me ? "  (this device)" : "") +
-              (m.revoked && !m.revoked_by.empty() ? "  revoked by " + m.revoked_by : ""));
+        Print(
+            m.device + (m.revoked ? "  revoked" : "  member ") + (me ? "  (this device)" : "") +
+            (m.revoked && !m.revoked_by.empty() ? "  revoked by " + Printable(m.revoked_by) : ""));
       }
     }
   } else if (revoke->parsed()) {
@@ -494,7 +496,15 @@ int Main(int argc, char** argv) {
     if (o.once && o.peers.empty()) {
       auto pending = Check(net::LoadJoin(dir));
       if (!pending || pending->addresses.empty()) throw Exit{2, "sync needs --peer HOST:PORT"};
+      for (const auto& a : pending->addresses) {
+        std::string h;
+        uint16_t p;
+        if (!net::ParseHostPort(a, &h, &p).ok())
+          throw Exit{2, "the invite's address hint \"" + Printable(a) +
+                            "\" is not HOST:PORT; give --peer"};
+      }
       o.peers = pending->addresses;
+      o.peers_are_alternatives = true;  // the inviter's addresses, tried in turn
     }
     return net::RunDaemon(*r, self, o);
   } else if (status->parsed()) {

@@ -259,18 +259,22 @@ Status Replica::ApplyDeltas(const std::vector<FieldDelta>& deltas, size_t* chang
 }
 
 Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<FieldDelta>& deltas,
-                         const std::function<bool(const FieldKey&)>* accept, size_t* applied,
-                         size_t* refused) {
+                         const AdmitFn* admit, size_t* applied, size_t* refused,
+                         size_t* filtered_out) {
   HybridClock clock(meta.clock);
-  size_t n = 0, r = 0;
+  size_t n = 0, r = 0, f = 0;
   for (const auto& d : deltas) {
     // Events of ours we never issued: a forged or cloned peer. Accepting them would let
     // our next dot fall inside someone's context and vanish.
     if (d.state.ctx.Get(meta.id) > meta.vv.Get(meta.id))
       return Status::Corrupt("delta claims events of this replica that it never issued");
-    if (accept && !(*accept)(d.key)) {
-      ++r;
-      continue;
+    if (admit) {
+      const Admission a = (*admit)(d);
+      if (a != Admission::kAccept) {
+        ++r;
+        if (a == Admission::kFilter) ++f;
+        continue;
+      }
     }
     std::optional<FieldState> s;
     TANDEM_RETURN_IF_ERROR(txn.GetField(d.key, &s));
@@ -284,6 +288,7 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
   meta.clock = clock.last();
   if (applied) *applied = n;
   if (refused) *refused = r;
+  if (filtered_out) *filtered_out = f;
   return Status::Ok();
 }
 
@@ -298,8 +303,8 @@ Status Replica::ApplyDeltasOnce(const std::vector<FieldDelta>& deltas, size_t* c
 }
 
 Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>& deltas,
-                           uint64_t cursor, const std::function<bool(const FieldKey&)>& accept,
-                           size_t* applied, size_t* refused, bool filtered) {
+                           uint64_t cursor, const AdmitFn& admit, size_t* applied, size_t* refused,
+                           bool filtered, size_t* filtered_out) {
   for (const auto& d : deltas) TANDEM_RETURN_IF_ERROR(ValidateKey(d.key).With("delta"));
   return Retrying([&]() -> Status {
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
@@ -309,18 +314,21 @@ Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>&
     PeerState ps;
     TANDEM_RETURN_IF_ERROR(txn->GetPeer(peer, &ps));
     const Hlc before = meta.clock;
-    size_t n = 0, r = 0;
-    TANDEM_RETURN_IF_ERROR(JoinInto(*txn, meta, deltas, &accept, &n, &r));
+    size_t n = 0, r = 0, f = 0;
+    TANDEM_RETURN_IF_ERROR(JoinInto(*txn, meta, deltas, &admit, &n, &r, &f));
     if (meta.clock != before) TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
     ps.cursor = std::max(ps.cursor, cursor);
     ps.fields_received += n;
     ps.fields_refused += r;
-    // Recorded with the cursor: data before it was left out, so the watermark must wait.
-    if (filtered || r > 0) ps.filtered = true;
+    // Recorded with the cursor: data before it was left out by a policy, so the watermark
+    // must wait (and a wider policy re-reads the peer's log). Refusals for good do not
+    // re-read; the session keeps the watermark back for them.
+    if (filtered || f > 0) ps.filtered = true;
     TANDEM_RETURN_IF_ERROR(txn->PutPeer(peer, ps));
     TANDEM_RETURN_IF_ERROR(txn->Commit());
     if (applied) *applied = n;
     if (refused) *refused = r;
+    if (filtered_out) *filtered_out = f;
     return Status::Ok();
   });
 }

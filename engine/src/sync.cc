@@ -80,18 +80,22 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
       return Status::Invalid("DeltaBatch covers (" + std::to_string(b->from) + ", " +
                              std::to_string(b->cursor) + "] but " + std::to_string(recv_cursor_) +
                              " was applied last");
-    size_t applied = 0, refused = 0;
-    auto accept = [this](const FieldKey& k) {
-      return opt_.accept.Allows(k.collection) && peer_send_.Allows(k.collection);
+    size_t applied = 0, refused = 0, filtered_out = 0;
+    auto admit = [this](const FieldDelta& d) {
+      if (!opt_.accept.Allows(d.key.collection) || !peer_send_.Allows(d.key.collection))
+        return Admission::kFilter;
+      if (opt_.admit && !opt_.admit(d)) return Admission::kRefuse;
+      return Admission::kAccept;
     };
-    TANDEM_RETURN_IF_ERROR(replica_.ApplyBatch(*peer_, b->deltas, b->cursor, accept, &applied,
-                                               &refused, filtered_in_));
+    TANDEM_RETURN_IF_ERROR(replica_.ApplyBatch(*peer_, b->deltas, b->cursor, admit, &applied,
+                                               &refused, filtered_in_, &filtered_out));
     recv_cursor_ = b->cursor;
     received_caught_up_ = false;
     ++stats_.batches_received;
     stats_.fields_applied += applied;
     stats_.fields_refused += refused;
     if (refused) refused_any_ = true;
+    if (filtered_out) filtered_any_ = true;
     out->push_back(Ack{b->cursor});
     return Status::Ok();
   }
@@ -104,7 +108,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     // by either side's policy, nothing refused.
     const bool merge = !filtered_in_ && !refused_any_;
     TANDEM_RETURN_IF_ERROR(
-        replica_.CompletePeerSync(*peer_, c->vv, merge, filtered_in_ || refused_any_));
+        replica_.CompletePeerSync(*peer_, c->vv, merge, filtered_in_ || filtered_any_));
     received_caught_up_ = true;
     // The peer holds everything its version vector covers (a watermark never runs ahead
     // of data), so what it sent us need not be offered back to it in live mode.

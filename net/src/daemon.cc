@@ -128,7 +128,8 @@ class Conn : public std::enable_shared_from_this<Conn> {
   bool final_queued_ = false, final_received_ = false, writer_running_ = false;
   bool reported_caught_up_ = false;
   uint64_t caught_up_seen_ = 0;
-  bool established_ = false;  // both stream headers exchanged
+  bool established_ = false;    // both stream headers exchanged
+  bool noted_replica_ = false;  // the peer's replica id is in its trust record
   uint64_t bytes_in_ = 0, bytes_out_ = 0;
 };
 
@@ -164,11 +165,20 @@ class Daemon {
     Log("joined the group of " + DeviceId(inviter));
     return Status::Ok();
   }
-  engine::SessionOptions SessionOptionsFor() const {
+  engine::SessionOptions SessionOptionsFor() {
     engine::SessionOptions so;
     so.send = WithSystem(opt_.send);
     so.accept = WithSystem(opt_.receive);
+    // A revoked device's events after its cutoff are refused, from whoever relays them.
+    so.admit = [this](const engine::FieldDelta& d) {
+      for (const auto& [id, n] : cutoffs_)
+        if (d.state.ctx.Get(id) > n) return false;
+      return true;
+    };
     return so;
+  }
+  void RefreshCutoffs() {
+    if (auto c = RevocationCutoffs(replica_); c.ok()) cutoffs_ = std::move(*c);
   }
   // Connecting and the handshake: 10 s, or the idle timeout if shorter.
   std::chrono::seconds handshake_timeout() const {
@@ -244,6 +254,7 @@ class Daemon {
   std::set<std::shared_ptr<Conn>> conns_;
   std::map<std::string, PeerStatus> peers_;  // by address (outbound) or device (inbound)
   std::string listen_address_;
+  std::map<engine::ReplicaId, uint64_t> cutoffs_;  // revoked replicas (RevocationCutoffs)
   bool poll_scheduled_ = false, stopping_ = false;
   size_t dials_running_ = 0;
   size_t handshaking_ = 0;  // inbound connections not yet authenticated
@@ -612,6 +623,10 @@ Status Conn::HandleFrame(std::string_view pt) {
   std::vector<engine::Message> out;
   TANDEM_RETURN_IF_ERROR(session_->Receive(*msg, &out));
   Send(out);
+  if (!noted_replica_ && session_->peer()) {
+    noted_replica_ = true;
+    TANDEM_RETURN_IF_ERROR(NoteReplica(d_.replica(), DeviceId(*peer_key_), *session_->peer()));
+  }
   AfterProgress();
   return Status::Ok();
 }
@@ -726,6 +741,7 @@ void Daemon::Notify() {
   poll_scheduled_ = true;
   asio::post(io_, [this] {
     poll_scheduled_ = false;
+    RefreshCutoffs();
     auto conns = conns_;  // a poll may end a connection
     for (const auto& c : conns) {
       c->CheckTrust();
@@ -867,7 +883,7 @@ awaitable<void> Daemon::DialDiscovered(std::string address, std::string device, 
   std::vector<std::string> addresses{address};
   co_await Dial(addresses, st, false);
   discovered_.erase(device);
-  if (!st->connected) peers_.erase(row);
+  if (st->sessions == 0) peers_.erase(row);  // never connected: nothing worth showing
 }
 
 void Daemon::RefreshKeys() {
@@ -999,6 +1015,12 @@ int Daemon::Run() {
     return 1;
   }
   join_ = *join;
+  // This device's record names the replica it syncs as (a restore makes a new one).
+  if (auto meta = replica_.Meta(); meta.ok()) {
+    Status st = NoteReplica(replica_, self_device_, meta->id);
+    if (!st.ok()) Log("cannot record this replica in the trust set: " + st.ToString());
+  }
+  RefreshCutoffs();
   if (opt_.once && opt_.peers.empty()) {
     Log("nothing to sync with: give --peer HOST:PORT");
     return 2;
@@ -1163,7 +1185,8 @@ awaitable<void> Daemon::Discovery() {
     std::string address = host + ":" + std::to_string(port);
     Log("discovered " + device + " at " + address);
     discovered_.insert(device);
-    const std::string row = "out:" + address;
+    // Its own row: a --peer with the same address keeps its own.
+    const std::string row = "discovered:" + address;
     auto& st = peers_[row];
     st.address = address;
     st.direction = "outgoing (discovered)";

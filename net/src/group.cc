@@ -79,6 +79,35 @@ bool ParseHex32(const std::string& s, Key32* out) {
          bin_len == 32;
 }
 
+// "hex:n,hex:n" <-> a map; malformed entries are skipped.
+std::string FormatCutoff(const std::map<engine::ReplicaId, uint64_t>& c) {
+  std::string out;
+  for (const auto& [id, n] : c) {
+    if (!out.empty()) out += ",";
+    out += id.Hex() + ":" + std::to_string(n);
+  }
+  return out;
+}
+std::map<engine::ReplicaId, uint64_t> ParseCutoff(const std::string& s) {
+  std::map<engine::ReplicaId, uint64_t> out;
+  size_t at = 0;
+  while (at < s.size()) {
+    size_t end = s.find(',', at);
+    if (end == std::string::npos) end = s.size();
+    std::string item = s.substr(at, end - at);
+    size_t colon = item.find(':');
+    if (colon != std::string::npos) {
+      auto id = engine::ReplicaId::FromHex(item.substr(0, colon));
+      std::string n = item.substr(colon + 1);
+      if (id.ok() && !n.empty() && n.size() <= 19 &&
+          n.find_first_not_of("0123456789") == std::string::npos)
+        out[*id] = std::stoull(n);
+    }
+    at = end + 1;
+  }
+  return out;
+}
+
 std::optional<Member> ToMember(const engine::Record& r) {
   Member m;
   m.device = r.id;
@@ -89,6 +118,12 @@ std::optional<Member> ToMember(const engine::Record& r) {
   // Revocation is sticky: any write of "revoked" (even a concurrent sibling) revokes.
   m.revoked = r.fields.count("revoked") > 0;
   m.revoked_by = StringField(r, "revoked_by");
+  if (auto it = r.fields.find("replicas");
+      it != r.fields.end() && it->second.kind == engine::Kind::kSet)
+    for (const auto& v : it->second.set)
+      if (auto* h = std::get_if<std::string>(&v))
+        if (auto id = engine::ReplicaId::FromHex(*h); id.ok()) m.replicas.push_back(*id);
+  m.cutoff = ParseCutoff(StringField(r, "cutoff"));
   return m;
 }
 
@@ -151,10 +186,41 @@ Status RevokeMember(engine::Replica& r, const std::string& device, const std::st
       return Status::NotFound("device " + device + " is not a member of this group");
     return rec.status();
   }
+  std::map<engine::ReplicaId, uint64_t> cutoff;
+  if (auto m = ToMember(*rec)) {
+    TANDEM_ASSIGN_OR_RETURN(auto meta, r.Meta());
+    for (const auto& id : m->replicas) cutoff[id] = meta.vv.Get(id);
+  }
   return r.Put(kDevicesCollection, device,
                {{"revoked", Value(true)},
                 {"revoked_by", Value(by)},
-                {"revoked_ms", Value(static_cast<int64_t>(now_ms))}});
+                {"revoked_ms", Value(static_cast<int64_t>(now_ms))},
+                {"cutoff", Value(FormatCutoff(cutoff))}});
+}
+
+Status NoteReplica(engine::Replica& r, const std::string& device,
+                   const engine::ReplicaId& replica) {
+  auto rec = r.Get(kDevicesCollection, device);
+  if (!rec.ok()) return rec.status().code() == Code::kNotFound ? Status::Ok() : rec.status();
+  auto m = ToMember(*rec);
+  if (!m) return Status::Ok();
+  for (const auto& id : m->replicas)
+    if (id == replica) return Status::Ok();
+  return r.Add(kDevicesCollection, device, "replicas", Value(replica.Hex()));
+}
+
+Result<std::map<engine::ReplicaId, uint64_t>> RevocationCutoffs(engine::Replica& r) {
+  std::map<engine::ReplicaId, uint64_t> out;
+  TANDEM_ASSIGN_OR_RETURN(auto members, Members(r));
+  for (const auto& m : members) {
+    if (!m.revoked) continue;
+    for (const auto& [id, n] : m.cutoff) {
+      auto it = out.find(id);
+      // Two revocations of one device: the earlier cutoff holds.
+      out[id] = it == out.end() ? n : std::min(it->second, n);
+    }
+  }
+  return out;
 }
 
 Result<std::vector<Member>> Members(engine::Replica& r) {

@@ -248,20 +248,20 @@ TEST_F(Cli, ChangesFeedEachRecordOnceWithCursors) {
   ASSERT_EQ(T({"put", db_, "c", "r1", "a=1"}).exit_code, 0);
   ASSERT_EQ(T({"put", db_, "c", "r2", "a=1"}).exit_code, 0);
   ASSERT_EQ(T({"put", db_, "c", "r1", "a=2"}).exit_code, 0);
-  // `init` wrote this device's trust-set record (three fields: cursors 1-3), which the
+  // `init` wrote this device's trust-set record (four fields: cursors 1-4), which the
   // feed leaves out unless asked with --system.
   auto r = T({"changes", db_});
   EXPECT_EQ(r.out,
-            "{\"collection\":\"c\",\"cursor\":5,\"deleted\":false,\"id\":\"r2\",\"record\":{"
+            "{\"collection\":\"c\",\"cursor\":6,\"deleted\":false,\"id\":\"r2\",\"record\":{"
             "\"a\":1,\"id\":\"r2\"}}\n"
-            "{\"collection\":\"c\",\"cursor\":6,\"deleted\":false,\"id\":\"r1\",\"record\":{"
+            "{\"collection\":\"c\",\"cursor\":7,\"deleted\":false,\"id\":\"r1\",\"record\":{"
             "\"a\":2,\"id\":\"r1\"}}\n");
   ASSERT_EQ(T({"del", db_, "c", "r2"}).exit_code, 0);
-  r = T({"changes", db_, "--since", "6"});
-  EXPECT_EQ(r.out, "{\"collection\":\"c\",\"cursor\":7,\"deleted\":true,\"id\":\"r2\"}\n");
-  EXPECT_EQ(T({"changes", db_, "--since", "7"}).out, "");
+  r = T({"changes", db_, "--since", "7"});
+  EXPECT_EQ(r.out, "{\"collection\":\"c\",\"cursor\":8,\"deleted\":true,\"id\":\"r2\"}\n");
+  EXPECT_EQ(T({"changes", db_, "--since", "8"}).out, "");
   r = T({"changes", db_, "--system"});
-  EXPECT_EQ(r.out.find("{\"collection\":\"_tandem_devices\",\"cursor\":3,"), 0u) << r.out;
+  EXPECT_EQ(r.out.find("{\"collection\":\"_tandem_devices\",\"cursor\":4,"), 0u) << r.out;
 }
 
 TEST_F(Cli, ConflictsOfASingleWriterAreEmpty) {

@@ -268,11 +268,25 @@ TEST_F(Net, StrangersWrongKeysAndRevokedDevicesGetNoData) {
   EXPECT_FALSE(Has(b, "items", "2"));
   EXPECT_NE(T({"devices", a}).out.find("revoked"), std::string::npos);
 
-  // ...and, once the revocation has synced, by every other member, in both directions.
-  ASSERT_EQ(T({"sync", c, "--peer", addr}).exit_code, 0);
-  EXPECT_TRUE(Has(c, "items", "2"));
+  // A member that has not heard of the revocation still syncs with b...
+  ASSERT_EQ(T({"put", b, "items", "b-after", "v=1"}).exit_code, 0);
   std::string caddr;
   auto sc = Listen("c", {}, &caddr);
+  r = T({"sync", b, "--peer", caddr});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(Has(c, "items", "b-after"));
+  // ...but b's changes after the revocation's cutoff go no further: a refuses them
+  // from c, while c learns of the revocation.
+  r = T({"sync", c, "--peer", addr});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(Has(c, "items", "2"));
+  EXPECT_FALSE(Has(a, "items", "b-after"));
+  EXPECT_TRUE(Has(a, "items", "1"));
+  json peers = json::parse(T({"status", a, "--json"}).out)["replicas"];
+  uint64_t refused = 0;
+  for (const auto& p : peers) refused += p["fields_refused"].get<uint64_t>();
+  EXPECT_GE(refused, 1u) << peers.dump();
+  // Once the revocation has synced, every member refuses b, in both directions.
   r = T({"sync", b, "--peer", caddr});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(sc->log().find("has been revoked"), std::string::npos) << sc->log();
@@ -555,6 +569,59 @@ TEST_F(Net, LineOfThreeConvergesThroughAKilledMiddle) {
   EXPECT_EQ(Dump(a), Dump(b));
   EXPECT_EQ(Dump(b), Dump(c));
   EXPECT_EQ(T({"check", b}).exit_code, 0);
+}
+
+TEST_F(Net, ManyPeersAtOnceWithOneWayAndFilteredPeers) {
+  std::string hub = Init("hub");
+  std::string addr;
+  auto sh = Listen("hub", {}, &addr);
+  const int n = 6;
+  std::vector<std::unique_ptr<Serve>> spokes;
+  for (int i = 0; i < n; ++i) {
+    std::string name = "s" + std::to_string(i);
+    Init(name);
+    Pair("hub", name, addr);
+  }
+  // s0 only receives "items" and sends nothing but the trust set; s1 keeps its
+  // "private" collection to itself; the others sync everything.
+  for (int i = 0; i < n; ++i) {
+    std::string name = "s" + std::to_string(i);
+    std::vector<std::string> args{Dir(name), "--peer", addr};
+    if (i == 0) args.insert(args.end(), {"--receive", "items", "--send", "_tandem_devices"});
+    if (i == 1) args.insert(args.end(), {"--send", "items,notes"});
+    spokes.push_back(std::make_unique<Serve>(args, Log(name)));
+  }
+  ASSERT_EQ(T({"put", hub, "items", "from-hub", "v=1"}).exit_code, 0);
+  ASSERT_EQ(T({"put", hub, "notes", "hub-note", "v=1"}).exit_code, 0);
+  for (int i = 0; i < n; ++i)
+    ASSERT_EQ(T({"put", Dir("s" + std::to_string(i)), "items", "from-s" + std::to_string(i), "v=1"})
+                  .exit_code,
+              0);
+  ASSERT_EQ(T({"put", Dir("s1"), "private", "secret", "v=1"}).exit_code, 0);
+  // Every spoke's item reaches every full spoke through the hub, live.
+  for (int i = 2; i < n; ++i)
+    for (int j = 1; j < n; ++j)
+      EXPECT_TRUE(WaitFor([&] {
+        return Has(Dir("s" + std::to_string(i)), "items", "from-s" + std::to_string(j));
+      })) << "s"
+          << i << " lacks s" << j << "'s item\n"
+          << spokes[i]->log();
+  // s0 receives items but not notes, and its own item never left it.
+  EXPECT_TRUE(WaitFor([&] { return Has(Dir("s0"), "items", "from-s3"); }));
+  EXPECT_TRUE(Has(Dir("s0"), "items", "from-hub"));
+  EXPECT_FALSE(Has(Dir("s0"), "notes", "hub-note"));
+  EXPECT_FALSE(Has(hub, "items", "from-s0"));
+  EXPECT_TRUE(Has(Dir("s2"), "notes", "hub-note"));
+  // s1's private collection stays on s1.
+  EXPECT_FALSE(Has(hub, "private", "secret"));
+  EXPECT_FALSE(Has(Dir("s2"), "private", "secret"));
+  // The hub's status lists all six, connected.
+  EXPECT_TRUE(WaitFor([&] {
+    json st = json::parse(T({"status", hub, "--json"}).out);
+    int connected = 0;
+    for (const auto& p : st["daemon"]["peers"]) connected += p["connected"] == true;
+    return connected == n;
+  })) << T({"status", hub}).out;
 }
 
 // Multicast on this machine at all? (Containers without a route cannot.)

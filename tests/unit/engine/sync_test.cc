@@ -249,6 +249,38 @@ TEST(Sync, LiveSessionsDoNotOfferThePeersOwnChangesBack) {
   EXPECT_EQ(a.Dump(), b.Dump());
 }
 
+TEST(Sync, AdmitRefusesForGoodWithoutReReadingThePeer) {
+  Node a(1), b(2), x(3);
+  // x's early and late events both reach a; b refuses anything carrying x's events
+  // after 1 (say x was revoked there).
+  ASSERT_TRUE(x.replica.Put("c", "early", {{"v", Value{int64_t{1}}}}).ok());
+  {
+    Link lx(x, a);
+    ASSERT_TRUE(lx.Run().ok());
+  }
+  ASSERT_TRUE(x.replica.Put("c", "late", {{"v", Value{int64_t{2}}}}).ok());
+  {
+    Link lx(x, a);
+    ASSERT_TRUE(lx.Run().ok());
+  }
+  ASSERT_TRUE(a.replica.Put("c", "own", {{"v", Value{int64_t{3}}}}).ok());
+  SessionOptions ob;
+  const ReplicaId xid = Rid(3);
+  ob.admit = [xid](const FieldDelta& d) { return d.state.ctx.Get(xid) <= 1; };
+  Link link(a, b, {}, ob);
+  ASSERT_TRUE(link.Run().ok());
+  EXPECT_TRUE(b.replica.Get("c", "early").ok());
+  EXPECT_TRUE(b.replica.Get("c", "own").ok());
+  EXPECT_EQ(b.replica.Get("c", "late").status().code(), Code::kNotFound);
+  EXPECT_EQ(link.sb.stats().fields_refused, 1u);
+  // The watermark did not take in x's events, and the peer is not marked for a re-read.
+  EXPECT_LT(b.Vv().Get(xid), 2u);
+  auto ps = b.replica.Peer(Rid(1));
+  ASSERT_TRUE(ps.ok());
+  EXPECT_FALSE(ps->filtered);
+  EXPECT_EQ(ps->fields_refused, 1u);
+}
+
 TEST(Sync, BadMessagesEndTheSessionAndChangeNothing) {
   Node a(1), b(2);
   std::vector<Message> out;

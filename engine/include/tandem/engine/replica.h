@@ -64,6 +64,14 @@ struct FieldDelta {
   FieldKey key;
   FieldState state;
 };
+// What a receiver does with one incoming field state.
+enum class Admission {
+  kAccept,
+  kFilter,  // left out by a policy that may widen later: the peer's log is re-read then
+  kRefuse,  // refused for good (a revoked replica's events): never asked for again
+};
+using AdmitFn = std::function<Admission(const FieldDelta&)>;
+
 struct DeltaPage {
   std::vector<FieldDelta> deltas;
   uint64_t next_cursor = 0;
@@ -122,11 +130,12 @@ class Replica {
 
   // Sync support: one batch from a peer, applied in one transaction together with the
   // new cursor into that peer's log, so a dropped link resumes exactly after it.
-  // Deltas `accept` rejects are not applied and are counted as refused. `filtered` says
-  // a policy left some of the peer's changes out of this stream (see PeerState).
+  // `admit` decides each delta (see Admission); *refused counts both kinds of refusal,
+  // *filtered_out the kFilter ones. `filtered` says a policy left some of the peer's
+  // changes out of this stream (see PeerState).
   Status ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>& deltas, uint64_t cursor,
-                    const std::function<bool(const FieldKey&)>& accept, size_t* applied = nullptr,
-                    size_t* refused = nullptr, bool filtered = false);
+                    const AdmitFn& admit, size_t* applied = nullptr, size_t* refused = nullptr,
+                    bool filtered = false, size_t* filtered_out = nullptr);
   // The peer reached CaughtUp: remembers its version vector, and merges it into ours
   // when `merge` (everything it had was sent and accepted).
   // `filtered` as for ApplyBatch; a merge clears PeerState::filtered.
@@ -141,8 +150,8 @@ class Replica {
   Status MergeVersionVectorOnce(const VersionVector& vv);
   // Joins deltas into the open transaction; the shared core of ApplyDeltas/ApplyBatch.
   Status JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<FieldDelta>& deltas,
-                  const std::function<bool(const FieldKey&)>* accept, size_t* applied,
-                  size_t* refused);
+                  const AdmitFn* admit, size_t* applied, size_t* refused,
+                  size_t* filtered_out = nullptr);
   std::unique_ptr<Store> store_;
   PhysicalClock now_;
 };

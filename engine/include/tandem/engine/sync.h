@@ -77,6 +77,9 @@ struct SessionOptions {
   size_t batch_bytes = 256 << 10;  // bytes per DeltaBatch body by WireSizeBound (capped
                                    // at kMaxBatchBodyBound)
   size_t window = 4;               // unacknowledged batches in flight
+  // Refuses, for good, field states it returns false for (counted in fields_refused):
+  // e.g. states carrying events a revoked device made after its revocation's cutoff.
+  std::function<bool(const FieldDelta&)> admit;
 };
 
 struct SessionStats {
@@ -129,8 +132,9 @@ class Session {
   // Receiving side.
   uint64_t recv_cursor_ = 0;
   bool received_caught_up_ = false;
-  bool refused_any_ = false;
-  bool filtered_in_ = false;  // a policy leaves some of the peer's data out of this stream
+  bool refused_any_ = false;   // refused something: the watermark must not merge
+  bool filtered_any_ = false;  // ...by a policy: the peer's log is re-read when it widens
+  bool filtered_in_ = false;   // a policy leaves some of the peer's data out of this stream
 };
 
 }  // namespace tandem::engine

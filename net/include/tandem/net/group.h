@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,8 +15,9 @@
 namespace tandem::net {
 
 // The collection that holds the trust set: one record per device, id = device id,
-// fields key (hex Ed25519 public key), added_by, added_ms, and revoked/revoked_by/
-// revoked_ms once revoked. Every session sends and accepts it whatever the filters.
+// fields key (hex Ed25519 public key), added_by, added_ms, replicas (a set of the hex
+// replica ids the device syncs as), and revoked/revoked_by/revoked_ms/cutoff once
+// revoked. Every session sends and accepts it whatever the filters.
 inline constexpr char kDevicesCollection[] = "_tandem_devices";
 // Collections whose names start with this are the system's; apps may not write them.
 inline constexpr char kSystemPrefix[] = "_tandem";
@@ -39,12 +41,22 @@ struct Member {
   uint64_t added_ms = 0;
   bool revoked = false;
   std::string revoked_by;
+  std::vector<engine::ReplicaId> replicas;
+  // For a revoked device: the last event of each of its replicas the revoker had
+  // accepted. Its later events are refused by every member that knows the revocation.
+  std::map<engine::ReplicaId, uint64_t> cutoff;
 };
 enum class Trust { kUnknown, kMember, kRevoked };
 
 Status AddMember(engine::Replica& r, const Key32& key, const std::string& added_by,
                  uint64_t now_ms);
-// Fails with kNotFound if `device` was never a member.
+// Records that `device` syncs as `replica` (a no-op if known or not a member), so a
+// revocation can name a cutoff for each of its replicas.
+Status NoteReplica(engine::Replica& r, const std::string& device, const engine::ReplicaId& replica);
+// Every revoked replica with its cutoff (from all revoked devices).
+Result<std::map<engine::ReplicaId, uint64_t>> RevocationCutoffs(engine::Replica& r);
+// Fails with kNotFound if `device` was never a member. The cutoff is this replica's
+// version vector entry for each of the device's replicas.
 Status RevokeMember(engine::Replica& r, const std::string& device, const std::string& by,
                     uint64_t now_ms);
 Result<std::vector<Member>> Members(engine::Replica& r);
