@@ -154,15 +154,16 @@ class InternTable {
     std::lock_guard lock(mu_);
     writer_ = true;
   }
-  Status FlushPending(MDB_txn* txn, MDB_dbi dbi, const char* what) {
+  // Returns an LMDB error code (the caller notes MDB_MAP_FULL so the map grows).
+  int FlushPending(MDB_txn* txn, MDB_dbi dbi) {
     std::lock_guard lock(mu_);
     for (uint64_t idx : pending_) {
       std::string bytes = ToBytes(values_[idx]);
       MDB_val k{8, &idx}, v = Val(bytes);
       int rc = mdb_put(txn, dbi, &k, &v, MDB_NOOVERWRITE);
-      if (rc) return LmdbError(rc, what);
+      if (rc) return rc;
     }
-    return Status::Ok();
+    return 0;
   }
   void EndWriter(bool committed) {
     std::lock_guard lock(mu_);
@@ -651,8 +652,11 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
 
   Status Commit() override {
     CloseCursors();
-    TANDEM_RETURN_IF_ERROR(impl_->table.t.FlushPending(txn_, impl_->replicas, "replica table"));
-    TANDEM_RETURN_IF_ERROR(impl_->names.FlushPending(txn_, impl_->names_db, "name table"));
+    // New interned names and replica ids go in last; they can be what fills the map.
+    if (int rc = impl_->table.t.FlushPending(txn_, impl_->replicas))
+      return impl_->Note(rc, "replica table");
+    if (int rc = impl_->names.FlushPending(txn_, impl_->names_db))
+      return impl_->Note(rc, "name table");
     int rc = mdb_txn_commit(txn_);
     txn_ = nullptr;
     impl_->table.t.EndWriter(rc == 0);
