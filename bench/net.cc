@@ -163,6 +163,13 @@ int main(int argc, char** argv) {
     auto m = (*b)->Meta();
     Must(m.status(), "meta");
     if (m->vv.Get(aid) >= a_events) break;
+    if (Now() - t0 > 600) {
+      std::fprintf(stderr, "net: the initial sync did not finish in 10 minutes; see %s/*.log\n",
+                   base.c_str());
+      kill(pb, SIGKILL);
+      kill(pa, SIGKILL);
+      return 1;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   const double initial = Now() - t0;
@@ -192,6 +199,8 @@ int main(int argc, char** argv) {
       std::this_thread::sleep_for(std::chrono::microseconds(20));
       if (Now() - w0 > 10) {
         std::fprintf(stderr, "net: write %d did not arrive in 10 s\n", i);
+        kill(pb, SIGKILL);
+        kill(pa, SIGKILL);
         return 1;
       }
     }
