@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -54,15 +55,24 @@ class Serve {
   void Start() {
     std::vector<std::string> a{TANDEM_BIN, "serve"};
     a.insert(a.end(), args_.begin(), args_.end());
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
     std::vector<char*> argv;
     for (auto& s : a) argv.push_back(s.data());
     argv.push_back(nullptr);
-    if (posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ) != 0) abort();
-    posix_spawn_file_actions_destroy(&fa);
+    int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) abort();
+    const pid_t parent = getpid();
+    pid_ = fork();
+    if (pid_ < 0) abort();
+    if (pid_ == 0) {
+      // The daemon dies with the test, even if the test crashes (no stray daemons).
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(1);
+      dup2(fd, 1);
+      dup2(fd, 2);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    close(fd);
   }
   // Kills and waits; returns the exit status (128+signal if killed by it).
   int Kill(int sig) {
