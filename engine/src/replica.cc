@@ -262,6 +262,7 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
                          const AdmitFn* admit, size_t* applied, size_t* refused,
                          size_t* filtered_out) {
   HybridClock clock(meta.clock);
+  const Hlc drift_bound = MakeHlc(now_() + kMaxClockDriftMs, 0);
   size_t n = 0, r = 0, f = 0;
   for (const auto& d : deltas) {
     // Events of ours we never issued: a forged or cloned peer. Accepting them would let
@@ -283,7 +284,10 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
       TANDEM_RETURN_IF_ERROR(txn.PutField(d.key, *s));
       ++n;
     }
-    clock.Observe(d.state.MaxHlc());
+    // Causality does not need the clock: an overwrite replaces what its context covers,
+    // whatever the timestamps. So a remote clock far ahead of ours is observed only up to
+    // the drift bound, and our next writes keep our own time.
+    clock.Observe(std::min(d.state.MaxHlc(), drift_bound));
   }
   meta.clock = clock.last();
   if (applied) *applied = n;

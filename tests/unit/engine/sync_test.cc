@@ -281,6 +281,23 @@ TEST(Sync, AdmitRefusesForGoodWithoutReReadingThePeer) {
   EXPECT_EQ(ps->fields_refused, 1u);
 }
 
+TEST(Sync, AClockFarInTheFutureDoesNotDragOursAlong) {
+  Node a(1), b(2);
+  a.now += 10ull * 365 * 24 * 3600 * 1000;  // a thinks it is ten years later
+  ASSERT_TRUE(a.replica.Put("c", "r", {{"x", Value{int64_t{1}}}}).ok());
+  Link link(a, b);
+  ASSERT_TRUE(link.Run().ok());
+  EXPECT_EQ(b.replica.Get("c", "r")->fields.at("x").scalar, Value{int64_t{1}});
+  // b's clock moved at most the drift bound past its own time...
+  EXPECT_LE(HlcMillis(b.replica.Meta()->clock), b.now + kMaxClockDriftMs);
+  // ...and b's own writes still carry b's time, and still overwrite what they saw.
+  ASSERT_TRUE(b.replica.Put("c", "r", {{"x", Value{int64_t{2}}}}).ok());
+  EXPECT_LE(HlcMillis(b.replica.Meta()->clock), b.now + kMaxClockDriftMs + 1);
+  ASSERT_TRUE(link.Poll().ok());
+  EXPECT_EQ(a.replica.Get("c", "r")->fields.at("x").scalar, Value{int64_t{2}});
+  EXPECT_EQ(a.Dump(), b.Dump());
+}
+
 TEST(Sync, BadMessagesEndTheSessionAndChangeNothing) {
   Node a(1), b(2);
   std::vector<Message> out;

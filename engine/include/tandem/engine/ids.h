@@ -43,6 +43,11 @@ inline Hlc MakeHlc(uint64_t ms, uint16_t logical) {
 
 // Kulkarni et al.'s hybrid logical clock. The physical time is passed in: the engine
 // never reads a clock itself.
+// How far ahead of our own physical clock a remote timestamp may pull our clock. A peer
+// whose clock is wrong by more (a device set to 2099) still syncs, and its writes keep
+// their timestamps, but it cannot drag every replica's clock into its future.
+inline constexpr uint64_t kMaxClockDriftMs = 5 * 60 * 1000;
+
 class HybridClock {
  public:
   explicit HybridClock(Hlc last = 0) : last_(last) {}
