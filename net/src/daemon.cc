@@ -13,6 +13,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <unordered_set>
 
 #include "tandem/net/group.h"
 #include "tandem/net/handshake.h"
@@ -37,6 +38,7 @@ constexpr auto kFallbackPoll = milliseconds(50);
 constexpr size_t kMaxConnections = 256;
 constexpr size_t kMaxHandshakes = 64;
 constexpr size_t kMaxDiscoveredDials = 32;
+constexpr size_t kReplayMemory = 100000;  // ~10 MB at most
 constexpr size_t kWriteChunk = 1 << 20;
 constexpr uint64_t kPendingCap = 100000;
 constexpr size_t kBeaconBody = 32 + 2 + 4;
@@ -214,6 +216,19 @@ class Daemon {
   }
   void Notify();  // the replica changed: wake live sessions (coalesced)
   void CountRefusal() { ++refused_connections_; }
+  // True the first time this process sees this (authenticated) message 1; remembers
+  // the last kReplayMemory of them. Only messages that passed mac1 are remembered, so
+  // strangers cannot flush the memory; each recorded message replays at most once per
+  // kReplayMemory legitimate handshakes (and once per restart).
+  bool FirstSeen(const std::string& m1) {
+    if (!seen_first_.insert(m1).second) return false;
+    seen_order_.push_back(m1);
+    if (seen_order_.size() > kReplayMemory) {
+      seen_first_.erase(seen_order_.front());
+      seen_order_.pop_front();
+    }
+    return true;
+  }
   bool stopping() const { return stopping_; }
 
  private:
@@ -262,7 +277,9 @@ class Daemon {
   int failures_ = 0;
   uint64_t refused_connections_ = 0;
   uint64_t started_ms_ = WallMs();
-  std::set<std::string> discovered_;  // device ids with a discovery dial running
+  std::set<std::string> discovered_;            // device ids with a discovery dial running
+  std::unordered_set<std::string> seen_first_;  // recent message 1s (FirstSeen)
+  std::deque<std::string> seen_order_;
   std::map<std::string, SteadyClock::time_point> last_discovered_dial_;
 };
 
@@ -495,6 +512,11 @@ awaitable<bool> Conn::HandshakeAsResponder(Key32* send, Key32* recv) {
   Status st = hs.Read(m1);
   if (!st.ok()) {
     Refuse(st.message());
+    co_return false;
+  }
+  // A recorded message 1 passes mac1 again; refuse it before any Diffie-Hellman.
+  if (!d_.FirstSeen(m1)) {
+    Refuse("a replayed first handshake message");
     co_return false;
   }
   auto m2 = hs.Write();

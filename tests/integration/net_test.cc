@@ -336,6 +336,8 @@ class Proxy {
   }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   bool attacked() const { return attacked_; }
+  // The client's first handshake message, length prefix included (after Serve ran).
+  std::string first_message() const { return first_message_; }
 
  private:
   static bool ReadN(int fd, std::string* buf, size_t n) {
@@ -362,6 +364,7 @@ class Proxy {
     for (int i = 0; i < handshakes; ++i) {
       if (!ReadN(from, &a, 2)) goto done;
       if (!ReadN(from, &b, (size_t(uint8_t(a[0])) << 8) | uint8_t(a[1]))) goto done;
+      if (handshakes == 2 && i == 0) first_message_ = a + b;
       if (!WriteAll(to, a + b)) goto done;
     }
     if (!ReadN(from, &a, 24) || !WriteAll(to, a)) goto done;
@@ -416,6 +419,7 @@ class Proxy {
   int listen_;
   uint16_t port_ = 0;
   std::atomic<bool> attacked_{false}, stop_{false};
+  std::string first_message_;
   std::atomic<int> client_{-1}, server_{-1};
   std::thread thread_;
 };
@@ -454,11 +458,28 @@ TEST_F(Net, TamperedStreamsEndTheSessionAndNothingIsApplied) {
   EXPECT_NE(sa->log().find("failed authentication"), std::string::npos) << sa->log();
   EXPECT_NE(sa->log().find("truncated"), std::string::npos) << sa->log();
   // The same path untouched carries the data: the checks above could have failed.
+  std::string recorded;
   {
     Proxy proxy(port, Attack::kNone, true);
     auto r = T({"sync", b, "--peer", proxy.address()});
     EXPECT_EQ(r.exit_code, 0) << r.err;
+    recorded = proxy.first_message();
   }
+  // A recorded first message, replayed: dropped before any reply.
+  ASSERT_GT(recorded.size(), 2u);
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sin.sin_port = htons(port);
+  ASSERT_EQ(connect(s, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+  ASSERT_EQ(send(s, recorded.data(), recorded.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(recorded.size()));
+  char reply[256];
+  EXPECT_EQ(read(s, reply, sizeof reply), 0);  // closed, no message 2
+  close(s);
+  EXPECT_TRUE(WaitFor([&] { return sa->log().find("replayed") != std::string::npos; }))
+      << sa->log();
   EXPECT_TRUE(Has(a, "items", "from-b"));
   EXPECT_TRUE(Has(b, "items", "from-a"));
 }
