@@ -37,6 +37,7 @@ constexpr auto kMaxBackoff = seconds(10);
 constexpr auto kFallbackPoll = milliseconds(50);
 constexpr size_t kMaxConnections = 256;
 constexpr size_t kMaxHandshakes = 64;
+constexpr size_t kMaxHandshakesPerIp = 16;
 constexpr size_t kMaxDiscoveredDials = 32;
 constexpr size_t kReplayMemory = 100000;  // ~10 MB at most
 constexpr size_t kWriteChunk = 1 << 20;
@@ -65,8 +66,9 @@ class Daemon;
 // One TCP connection: handshake, encrypted frames, one sync session.
 class Conn : public std::enable_shared_from_this<Conn> {
  public:
-  Conn(Daemon& d, tcp::socket sock, bool initiator, std::string address)
-      : d_(d),
+  Conn(Daemon& d, tcp::socket sock, bool initiator, std::string address, std::string remote_ip = {})
+      : remote_ip_(std::move(remote_ip)),
+        d_(d),
         sock_(std::move(sock)),
         watchdog_(sock_.get_executor()),
         wake_(sock_.get_executor()),
@@ -84,11 +86,13 @@ class Conn : public std::enable_shared_from_this<Conn> {
   void Finish();
   const std::optional<Key32>& peer_key() const { return peer_key_; }
   bool initiator() const { return initiator_; }
+  const std::string& remote_ip() const { return remote_ip_; }
   const PeerStatus* status() const { return status_; }
   // Log entries after the peer's acknowledged position, counted up to `cap`.
   std::optional<uint64_t> Pending(uint64_t cap);
 
  private:
+  const std::string remote_ip_;
   awaitable<std::string> ReadHandshake();
   awaitable<void> WriteHandshake(const std::string& m);
   awaitable<bool> HandshakeAsInitiator(Key32* send, Key32* recv);
@@ -187,14 +191,21 @@ class Daemon {
     return seconds(std::min(10, std::max(1, opt_.idle_timeout_s)));
   }
   bool close_when_caught_up() const { return opt_.once || opt_.interval_s > 0; }
+  // An inbound connection leaves the handshake phase (registered or gone).
+  void HandshakeEnded(const std::shared_ptr<Conn>& c) {
+    if (c->initiator()) return;
+    --handshaking_;
+    auto it = handshaking_by_ip_.find(c->remote_ip());
+    if (it != handshaking_by_ip_.end() && --it->second == 0) handshaking_by_ip_.erase(it);
+  }
   void Register(const std::shared_ptr<Conn>& c) {
-    if (!c->initiator()) --handshaking_;
+    HandshakeEnded(c);
     conns_.insert(c);
     WriteStatus(true);
   }
   void Unregister(const std::shared_ptr<Conn>& c) {
     if (!conns_.count(c)) {  // never got past the handshake
-      if (!c->initiator()) --handshaking_;
+      HandshakeEnded(c);
       if (stopping_ && conns_.empty()) io_.stop();
       return;
     }
@@ -273,6 +284,7 @@ class Daemon {
   bool poll_scheduled_ = false, stopping_ = false;
   size_t dials_running_ = 0;
   size_t handshaking_ = 0;  // inbound connections not yet authenticated
+  std::map<std::string, size_t> handshaking_by_ip_;
   bool overload_logged_ = false;
   int failures_ = 0;
   uint64_t refused_connections_ = 0;
@@ -784,15 +796,19 @@ awaitable<void> Daemon::Accept(tcp::acceptor acceptor) {
       co_await pause.async_wait(asio::redirect_error(use_awaitable, ec));
       continue;
     }
-    std::string address;
+    std::string address, ip;
     {
       boost::system::error_code e2;
       auto ep = sock.remote_endpoint(e2);
-      address = e2 ? "?" : ep.address().to_string() + ":" + std::to_string(ep.port());
+      ip = e2 ? "?" : ep.address().to_string();
+      address = e2 ? "?" : ip + ":" + std::to_string(ep.port());
     }
-    // Unauthenticated handshakes are capped apart from sessions, so strangers opening
-    // connections cannot crowd out members (or the process's descriptors).
-    if (conns_.size() >= kMaxConnections || handshaking_ >= kMaxHandshakes) {
+    // Unauthenticated handshakes are capped apart from sessions, and per source
+    // address, so strangers opening connections cannot crowd out members (or the
+    // process's descriptors).
+    if (conns_.size() >= kMaxConnections || handshaking_ >= kMaxHandshakes ||
+        handshaking_by_ip_[ip] >= kMaxHandshakesPerIp) {
+      if (handshaking_by_ip_[ip] == 0) handshaking_by_ip_.erase(ip);
       ++refused_connections_;
       if (!overload_logged_) Log("refused " + address + ": too many connections");
       overload_logged_ = true;
@@ -801,8 +817,9 @@ awaitable<void> Daemon::Accept(tcp::acceptor acceptor) {
     overload_logged_ = false;
     RefreshKeys();
     sock.set_option(tcp::no_delay(true), ec);
-    auto conn = std::make_shared<Conn>(*this, std::move(sock), false, address);
+    auto conn = std::make_shared<Conn>(*this, std::move(sock), false, address, ip);
     ++handshaking_;
+    ++handshaking_by_ip_[ip];
     asio::co_spawn(
         io_,
         [this, conn, address]() -> awaitable<void> {

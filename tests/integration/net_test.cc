@@ -505,6 +505,24 @@ TEST_F(Net, SilentAndStalledPeersTimeOutAndDoNotHoldUpOthers) {
   EXPECT_EQ(read(silent, &byte, 1), 0);  // closed by a
   close(silent);
 
+  // Twenty silent connections from one address hold at most 16 handshake slots; a
+  // member from another address still gets in.
+  std::vector<int> flood;
+  for (int i = 0; i < 20; ++i) {
+    int f = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    inet_pton(AF_INET, "127.0.0.2", &from.sin_addr);
+    ASSERT_EQ(bind(f, reinterpret_cast<sockaddr*>(&from), sizeof from), 0);
+    ASSERT_EQ(connect(f, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+    flood.push_back(f);
+  }
+  EXPECT_TRUE(WaitFor([&] { return sa->log().find("too many connections") != std::string::npos; }))
+      << sa->log();
+  auto r = T({"sync", b, "--peer", addr});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  for (int f : flood) close(f);
+
   // b's link stops reading after the first frame; c, on its own link, still gets
   // everything, and both ends of the stalled link give up.
   Proxy stall(port, Attack::kStall, false);
