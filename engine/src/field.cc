@@ -289,4 +289,14 @@ std::optional<Record> Read(const std::string& id, const RecordState& r) {
   return rec;
 }
 
+bool CarriesEventsAfter(const FieldState& s, const ReplicaId& r, uint64_t seq) {
+  if (s.ctx.Get(r) <= seq) return false;  // no event of r past seq reached this state
+  for (const auto& [dot, m] : s.markers)
+    if (dot.replica == r && dot.seq > seq) return true;
+  for (const auto& [v, dots] : s.elements)
+    for (const auto& dot : dots)
+      if (dot.replica == r && dot.seq > seq) return true;
+  return false;
+}
+
 }  // namespace tandem::engine

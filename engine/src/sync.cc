@@ -81,10 +81,12 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
                              std::to_string(b->cursor) + "] but " + std::to_string(recv_cursor_) +
                              " was applied last");
     size_t applied = 0, refused = 0, filtered_out = 0;
-    auto admit = [this](const FieldDelta& d) {
+    const auto revoked = opt_.revoked ? opt_.revoked() : std::map<ReplicaId, uint64_t>{};
+    auto admit = [this, &revoked](const FieldDelta& d) {
       if (!opt_.accept.Allows(d.key.collection) || !peer_send_.Allows(d.key.collection))
         return Admission::kFilter;
-      if (opt_.admit && !opt_.admit(d)) return Admission::kRefuse;
+      for (const auto& [r, cutoff] : revoked)
+        if (CarriesEventsAfter(d.state, r, cutoff)) return Admission::kRefuse;
       return Admission::kAccept;
     };
     TANDEM_RETURN_IF_ERROR(replica_.ApplyBatch(*peer_, b->deltas, b->cursor, admit, &applied,
@@ -107,8 +109,14 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     // Merge the watermark only if the peer sent us everything it had: nothing filtered
     // by either side's policy, nothing refused.
     const bool merge = !filtered_in_ && !refused_any_;
+    // A revoked replica's events past its cutoff are never taken in, whatever the peer
+    // holds: our watermark must not claim them (a later session refuses nothing new, yet
+    // the peer's vector still covers what an earlier one refused).
+    VersionVector peer_vv = c->vv;
+    if (opt_.revoked)
+      for (const auto& [r, cutoff] : opt_.revoked()) peer_vv.Cap(r, cutoff);
     TANDEM_RETURN_IF_ERROR(
-        replica_.CompletePeerSync(*peer_, c->vv, merge, filtered_in_ || filtered_any_));
+        replica_.CompletePeerSync(*peer_, peer_vv, merge, filtered_in_ || filtered_any_));
     received_caught_up_ = true;
     // The peer holds everything its version vector covers (a watermark never runs ahead
     // of data), so what it sent us need not be offered back to it in live mode.

@@ -39,7 +39,7 @@ constexpr size_t kMaxConnections = 256;
 constexpr size_t kMaxHandshakes = 64;
 constexpr size_t kMaxHandshakesPerIp = 16;
 constexpr size_t kMaxDiscoveredDials = 32;
-constexpr size_t kReplayMemory = 100000;  // ~10 MB at most
+constexpr size_t kReplayMemory = 100000;  // digests: a few MB at most
 constexpr size_t kWriteChunk = 1 << 20;
 constexpr uint64_t kPendingCap = 100000;
 constexpr size_t kBeaconBody = 32 + 2 + 4;
@@ -175,12 +175,8 @@ class Daemon {
     engine::SessionOptions so;
     so.send = WithSystem(opt_.send);
     so.accept = WithSystem(opt_.receive);
-    // A revoked device's events after its cutoff are refused, from whoever relays them.
-    so.admit = [this](const engine::FieldDelta& d) {
-      for (const auto& [id, n] : cutoffs_)
-        if (d.state.ctx.Get(id) > n) return false;
-      return true;
-    };
+    // A revoked device's values after its cutoff are refused, from whoever relays them.
+    so.revoked = [this] { return cutoffs_; };
     return so;
   }
   void RefreshCutoffs() {
@@ -232,8 +228,11 @@ class Daemon {
   // strangers cannot flush the memory; each recorded message replays at most once per
   // kReplayMemory legitimate handshakes (and once per restart).
   bool FirstSeen(const std::string& m1) {
-    if (!seen_first_.insert(m1).second) return false;
-    seen_order_.push_back(m1);
+    std::string h(16, '\0');  // a keyed-free BLAKE2b-128 digest: 16 bytes per message
+    crypto_generichash(reinterpret_cast<uint8_t*>(h.data()), h.size(),
+                       reinterpret_cast<const uint8_t*>(m1.data()), m1.size(), nullptr, 0);
+    if (!seen_first_.insert(h).second) return false;
+    seen_order_.push_back(h);
     if (seen_order_.size() > kReplayMemory) {
       seen_first_.erase(seen_order_.front());
       seen_order_.pop_front();
@@ -677,6 +676,7 @@ awaitable<bool> Conn::Run(PeerStatus* status) {
     if (!ok) {
       Close();
       UpdateStatus();
+      d_.Unregister(self);  // gives back the handshake slot
       co_return false;
     }
     sealer_ = std::make_unique<FrameSealer>(send);

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <set>
 
 namespace tandem::net {
 namespace {
@@ -79,15 +80,7 @@ bool ParseHex32(const std::string& s, Key32* out) {
          bin_len == 32;
 }
 
-// "hex:n,hex:n" <-> a map; malformed entries are skipped.
-std::string FormatCutoff(const std::map<engine::ReplicaId, uint64_t>& c) {
-  std::string out;
-  for (const auto& [id, n] : c) {
-    if (!out.empty()) out += ",";
-    out += id.Hex() + ":" + std::to_string(n);
-  }
-  return out;
-}
+// "hex:n" (or several, comma-separated) -> a map; malformed entries are skipped.
 std::map<engine::ReplicaId, uint64_t> ParseCutoff(const std::string& s) {
   std::map<engine::ReplicaId, uint64_t> out;
   size_t at = 0;
@@ -123,7 +116,15 @@ std::optional<Member> ToMember(const engine::Record& r) {
     for (const auto& v : it->second.set)
       if (auto* h = std::get_if<std::string>(&v))
         if (auto id = engine::ReplicaId::FromHex(*h); id.ok()) m.replicas.push_back(*id);
-  m.cutoff = ParseCutoff(StringField(r, "cutoff"));
+  // "cutoff": a set of "hex:n" entries (one per revocation); the smallest per replica.
+  if (auto it = r.fields.find("cutoff");
+      it != r.fields.end() && it->second.kind == engine::Kind::kSet)
+    for (const auto& v : it->second.set)
+      if (auto* e = std::get_if<std::string>(&v))
+        for (const auto& [id, n] : ParseCutoff(*e)) {
+          auto c = m.cutoff.find(id);
+          m.cutoff[id] = c == m.cutoff.end() ? n : std::min(c->second, n);
+        }
   return m;
 }
 
@@ -186,37 +187,74 @@ Status RevokeMember(engine::Replica& r, const std::string& device, const std::st
       return Status::NotFound("device " + device + " is not a member of this group");
     return rec.status();
   }
+  auto m = ToMember(*rec);
+  TANDEM_ASSIGN_OR_RETURN(auto meta, r.Meta());
+  // The cutoff is the last event of each of the device's replicas that this replica
+  // holds: its version vector may lag what it has applied (a filtered or interrupted
+  // sync), so the field states themselves are read too.
   std::map<engine::ReplicaId, uint64_t> cutoff;
-  if (auto m = ToMember(*rec)) {
-    TANDEM_ASSIGN_OR_RETURN(auto meta, r.Meta());
-    for (const auto& id : m->replicas) cutoff[id] = meta.vv.Get(id);
+  if (m)
+    for (const auto& id : m->replicas)
+      if (id != meta.id) cutoff[id] = meta.vv.Get(id);
+  if (!cutoff.empty()) {
+    uint64_t cursor = 0;
+    for (;;) {
+      TANDEM_ASSIGN_OR_RETURN(auto page, r.CollectDeltas(cursor, 4096, nullptr));
+      for (const auto& d : page.deltas)
+        for (auto& [id, n] : cutoff) n = std::max(n, d.state.ctx.Get(id));
+      cursor = page.next_cursor;
+      if (page.done) break;
+    }
   }
-  return r.Put(kDevicesCollection, device,
-               {{"revoked", Value(true)},
-                {"revoked_by", Value(by)},
-                {"revoked_ms", Value(static_cast<int64_t>(now_ms))},
-                {"cutoff", Value(FormatCutoff(cutoff))}});
+  // Entries of a set: a second or concurrent revocation adds its own, and the smallest
+  // per replica holds (RevocationCutoffs), so a cutoff never rises.
+  return r.Write([&](engine::Batch& b) -> Status {
+    TANDEM_RETURN_IF_ERROR(b.Put(kDevicesCollection, device, "revoked", Value(true)));
+    TANDEM_RETURN_IF_ERROR(b.Put(kDevicesCollection, device, "revoked_by", Value(by)));
+    TANDEM_RETURN_IF_ERROR(
+        b.Put(kDevicesCollection, device, "revoked_ms", Value(static_cast<int64_t>(now_ms))));
+    for (const auto& [id, n] : cutoff)
+      TANDEM_RETURN_IF_ERROR(
+          b.Add(kDevicesCollection, device, "cutoff", Value(id.Hex() + ":" + std::to_string(n))));
+    return Status::Ok();
+  });
 }
 
 Status NoteReplica(engine::Replica& r, const std::string& device,
                    const engine::ReplicaId& replica) {
-  auto rec = r.Get(kDevicesCollection, device);
-  if (!rec.ok()) return rec.status().code() == Code::kNotFound ? Status::Ok() : rec.status();
-  auto m = ToMember(*rec);
-  if (!m) return Status::Ok();
-  for (const auto& id : m->replicas)
-    if (id == replica) return Status::Ok();
+  TANDEM_ASSIGN_OR_RETURN(auto members, Members(r));
+  const Member* self = nullptr;
+  for (const auto& m : members) {
+    for (const auto& id : m.replicas)
+      if (id == replica) {
+        if (m.device == device) return Status::Ok();  // known
+        // A Hello naming another device's replica: not recorded (a revocation of this
+        // device must never cut off that one).
+        return Status::Unauthorized("replica " + replica.Hex() + " belongs to device " + m.device +
+                                    ", not " + device);
+      }
+    if (m.device == device) self = &m;
+  }
+  if (!self) return Status::Ok();  // not a member: nothing to note
   return r.Add(kDevicesCollection, device, "replicas", Value(replica.Hex()));
 }
 
 Result<std::map<engine::ReplicaId, uint64_t>> RevocationCutoffs(engine::Replica& r) {
   std::map<engine::ReplicaId, uint64_t> out;
+  TANDEM_ASSIGN_OR_RETURN(auto meta, r.Meta());
   TANDEM_ASSIGN_OR_RETURN(auto members, Members(r));
+  std::set<engine::ReplicaId> innocent{meta.id};  // ours, and members' in good standing
+  for (const auto& m : members)
+    if (!m.revoked) innocent.insert(m.replicas.begin(), m.replicas.end());
   for (const auto& m : members) {
     if (!m.revoked) continue;
+    // A replica of the device with no cutoff (noted after the revocation was made, a
+    // restore for instance) has no accepted events at all: cutoff 0.
+    for (const auto& id : m.replicas)
+      if (!m.cutoff.count(id) && !innocent.count(id)) out.emplace(id, 0);
     for (const auto& [id, n] : m.cutoff) {
+      if (innocent.count(id)) continue;
       auto it = out.find(id);
-      // Two revocations of one device: the earlier cutoff holds.
       out[id] = it == out.end() ? n : std::min(it->second, n);
     }
   }

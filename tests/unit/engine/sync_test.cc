@@ -249,10 +249,9 @@ TEST(Sync, LiveSessionsDoNotOfferThePeersOwnChangesBack) {
   EXPECT_EQ(a.Dump(), b.Dump());
 }
 
-TEST(Sync, AdmitRefusesForGoodWithoutReReadingThePeer) {
+TEST(Sync, RevokedReplicasLaterValuesAreRefusedForGoodAndNotClaimed) {
   Node a(1), b(2), x(3);
-  // x's early and late events both reach a; b refuses anything carrying x's events
-  // after 1 (say x was revoked there).
+  // x's early and late events both reach a; b has x revoked with cutoff 1.
   ASSERT_TRUE(x.replica.Put("c", "early", {{"v", Value{int64_t{1}}}}).ok());
   {
     Link lx(x, a);
@@ -264,21 +263,40 @@ TEST(Sync, AdmitRefusesForGoodWithoutReReadingThePeer) {
     ASSERT_TRUE(lx.Run().ok());
   }
   ASSERT_TRUE(a.replica.Put("c", "own", {{"v", Value{int64_t{3}}}}).ok());
-  SessionOptions ob;
   const ReplicaId xid = Rid(3);
-  ob.admit = [xid](const FieldDelta& d) { return d.state.ctx.Get(xid) <= 1; };
-  Link link(a, b, {}, ob);
-  ASSERT_TRUE(link.Run().ok());
-  EXPECT_TRUE(b.replica.Get("c", "early").ok());
-  EXPECT_TRUE(b.replica.Get("c", "own").ok());
-  EXPECT_EQ(b.replica.Get("c", "late").status().code(), Code::kNotFound);
-  EXPECT_EQ(link.sb.stats().fields_refused, 1u);
-  // The watermark did not take in x's events, and the peer is not marked for a re-read.
-  EXPECT_LT(b.Vv().Get(xid), 2u);
+  SessionOptions ob;
+  ob.revoked = [xid] { return std::map<ReplicaId, uint64_t>{{xid, 1}}; };
+  {
+    Link link(a, b, {}, ob);
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_TRUE(b.replica.Get("c", "early").ok());
+    EXPECT_TRUE(b.replica.Get("c", "own").ok());
+    EXPECT_EQ(b.replica.Get("c", "late").status().code(), Code::kNotFound);
+    EXPECT_EQ(link.sb.stats().fields_refused, 1u);
+  }
+  // The peer is not marked for a re-read, and a later session (refusing nothing new)
+  // still does not claim x's later events.
   auto ps = b.replica.Peer(Rid(1));
   ASSERT_TRUE(ps.ok());
   EXPECT_FALSE(ps->filtered);
   EXPECT_EQ(ps->fields_refused, 1u);
+  {
+    Link link(a, b, {}, ob);
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_EQ(link.sb.stats().fields_refused, 0u);
+  }
+  EXPECT_EQ(b.Vv().Get(Rid(1)), a.Vv().Get(Rid(1)));  // the rest merged
+  EXPECT_LE(b.Vv().Get(xid), 1u);
+  // Once a member overwrites x's late value, the overwrite flows: the field is not
+  // frozen.
+  ASSERT_TRUE(a.replica.Put("c", "late", {{"v", Value{int64_t{4}}}}).ok());
+  {
+    Link link(a, b, {}, ob);
+    ASSERT_TRUE(link.Run().ok());
+  }
+  auto late = b.replica.Get("c", "late");
+  ASSERT_TRUE(late.ok());
+  EXPECT_EQ(late->fields.at("v").scalar, Value{int64_t{4}});
 }
 
 TEST(Sync, AClockFarInTheFutureDoesNotDragOursAlong) {

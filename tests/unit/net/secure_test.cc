@@ -356,5 +356,50 @@ TEST(Trust, AddRevokeAndUnknown) {
   EXPECT_EQ(TrustOf(r, c.public_key).value(), Trust::kUnknown);
 }
 
+engine::ReplicaId Rid(char c) {
+  std::string b(16, c);
+  return engine::ReplicaId::FromBytes(reinterpret_cast<const uint8_t*>(b.data()));
+}
+
+TEST(Trust, RevocationCutoffsComeFromTheDataAndNeverRise) {
+  InitCrypto();
+  uint64_t now = 1;
+  engine::Replica r(std::make_unique<engine::MemoryStore>(Rid('a')), [&] { return now++; });
+  Identity me = GenerateIdentity(), x = GenerateIdentity(), y = GenerateIdentity();
+  ASSERT_TRUE(AddMember(r, me.public_key, "self", 1).ok());
+  ASSERT_TRUE(AddMember(r, x.public_key, "self", 1).ok());
+  ASSERT_TRUE(AddMember(r, y.public_key, "self", 1).ok());
+  ASSERT_TRUE(NoteReplica(r, DeviceId(me.public_key), Rid('a')).ok());
+  ASSERT_TRUE(NoteReplica(r, DeviceId(x.public_key), Rid('x')).ok());
+  ASSERT_TRUE(NoteReplica(r, DeviceId(y.public_key), Rid('y')).ok());
+  // A Hello from y naming x's (or our) replica is not recorded.
+  EXPECT_EQ(NoteReplica(r, DeviceId(y.public_key), Rid('x')).code(), Code::kUnauthorized);
+  EXPECT_EQ(NoteReplica(r, DeviceId(y.public_key), Rid('a')).code(), Code::kUnauthorized);
+  // x's events 1..3 are applied without the version vector moving (as after an
+  // interrupted or filtered sync).
+  auto delta = [&](const char* rec, uint64_t seq) {
+    engine::FieldState f;
+    engine::ApplyPut(f, engine::Dot{Rid('x'), seq}, engine::MakeHlc(seq, 0),
+                     engine::Value{int64_t(seq)});
+    return engine::FieldDelta{{"c", rec, "v"}, f};
+  };
+  ASSERT_TRUE(r.ApplyDeltas({delta("r1", 1), delta("r2", 3)}).ok());
+  EXPECT_EQ(r.Meta()->vv.Get(Rid('x')), 0u);
+  ASSERT_TRUE(RevokeMember(r, DeviceId(x.public_key), "me", 5).ok());
+  auto cut = RevocationCutoffs(r);
+  ASSERT_TRUE(cut.ok());
+  EXPECT_EQ(*cut, (std::map<engine::ReplicaId, uint64_t>{{Rid('x'), 3}}));
+  // More of x's events arrive; revoking again does not raise the cutoff.
+  ASSERT_TRUE(r.ApplyDeltas({delta("r3", 9)}).ok());
+  ASSERT_TRUE(RevokeMember(r, DeviceId(x.public_key), "me", 6).ok());
+  EXPECT_EQ(RevocationCutoffs(r)->at(Rid('x')), 3u);
+  // A replica of x's noted after the revocation is cut off entirely.
+  ASSERT_TRUE(NoteReplica(r, DeviceId(x.public_key), Rid('z')).ok());
+  EXPECT_EQ(RevocationCutoffs(r)->at(Rid('z')), 0u);
+  // Never ours, never a member's in good standing.
+  EXPECT_EQ(RevocationCutoffs(r)->count(Rid('a')), 0u);
+  EXPECT_EQ(RevocationCutoffs(r)->count(Rid('y')), 0u);
+}
+
 }  // namespace
 }  // namespace tandem::net

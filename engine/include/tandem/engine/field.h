@@ -79,6 +79,11 @@ struct FieldState {
 // `into` changed.
 bool Join(FieldState& into, const FieldState& other);
 
+// True if one of the state's current operations (a marker, or a set element's dot) is an
+// event of `r` numbered above `seq`: a value that would come from r's later events.
+// (Counter totals are not separable by event and are not considered.)
+bool CarriesEventsAfter(const FieldState& s, const ReplicaId& r, uint64_t seq);
+
 // Mutators. Each applies one operation with the given fresh dot and timestamp to the
 // state in place. The resulting field state is the operation's delta: joined into any
 // replica that has seen what this one had, it yields the same state.

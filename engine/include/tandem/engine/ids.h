@@ -78,6 +78,15 @@ class VersionVector {
     auto& e = m_[r];
     if (seq > e) e = seq;
   }
+  // Lowers r's entry to at most seq (0 removes it).
+  void Cap(const ReplicaId& r, uint64_t seq) {
+    auto it = m_.find(r);
+    if (it == m_.end() || it->second <= seq) return;
+    if (seq == 0)
+      m_.erase(it);
+    else
+      it->second = seq;
+  }
   bool Covers(const Dot& d) const { return d.seq <= Get(d.replica); }
   // True when every entry of other is covered by this.
   bool Covers(const VersionVector& other) const;

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <deque>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -77,9 +78,11 @@ struct SessionOptions {
   size_t batch_bytes = 256 << 10;  // bytes per DeltaBatch body by WireSizeBound (capped
                                    // at kMaxBatchBodyBound)
   size_t window = 4;               // unacknowledged batches in flight
-  // Refuses, for good, field states it returns false for (counted in fields_refused):
-  // e.g. states carrying events a revoked device made after its revocation's cutoff.
-  std::function<bool(const FieldDelta&)> admit;
+  // Revoked replicas and their cutoffs (asked at every batch: revocations arrive during a
+  // session). A field state whose current value comes from a revoked replica's events
+  // past its cutoff (CarriesEventsAfter) is refused for good, counted in fields_refused;
+  // the peer's version vector is merged with those replicas' entries held at the cutoff.
+  std::function<std::map<ReplicaId, uint64_t>()> revoked;
 };
 
 struct SessionStats {

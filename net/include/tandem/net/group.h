@@ -16,8 +16,9 @@ namespace tandem::net {
 
 // The collection that holds the trust set: one record per device, id = device id,
 // fields key (hex Ed25519 public key), added_by, added_ms, replicas (a set of the hex
-// replica ids the device syncs as), and revoked/revoked_by/revoked_ms/cutoff once
-// revoked. Every session sends and accepts it whatever the filters.
+// replica ids the device syncs as), and revoked/revoked_by/revoked_ms/cutoff (a set of
+// "hex:n", one entry per replica per revocation) once revoked. Every session sends and accepts it
+// whatever the filters.
 inline constexpr char kDevicesCollection[] = "_tandem_devices";
 // Collections whose names start with this are the system's; apps may not write them.
 inline constexpr char kSystemPrefix[] = "_tandem";
@@ -51,12 +52,15 @@ enum class Trust { kUnknown, kMember, kRevoked };
 Status AddMember(engine::Replica& r, const Key32& key, const std::string& added_by,
                  uint64_t now_ms);
 // Records that `device` syncs as `replica` (a no-op if known or not a member), so a
-// revocation can name a cutoff for each of its replicas.
+// revocation can name a cutoff for each of its replicas. kUnauthorized if the replica is
+// already listed under another device (a Hello naming someone else's replica).
 Status NoteReplica(engine::Replica& r, const std::string& device, const engine::ReplicaId& replica);
-// Every revoked replica with its cutoff (from all revoked devices).
+// Every revoked replica with its cutoff: the smallest any revocation recorded, 0 for a
+// revoked device's replica no revocation named; never this replica's own id or one
+// listed under a member in good standing.
 Result<std::map<engine::ReplicaId, uint64_t>> RevocationCutoffs(engine::Replica& r);
-// Fails with kNotFound if `device` was never a member. The cutoff is this replica's
-// version vector entry for each of the device's replicas.
+// Fails with kNotFound if `device` was never a member. The cutoff, per replica of the
+// device, is the last of its events this replica holds (version vector and field states).
 Status RevokeMember(engine::Replica& r, const std::string& device, const std::string& by,
                     uint64_t now_ms);
 Result<std::vector<Member>> Members(engine::Replica& r);
