@@ -224,8 +224,9 @@ int Main(int argc, char** argv) {
   auto* join = app.add_subcommand(
       "join", "Store an invite code; the first sync with the inviter joins its group");
   join->add_option("DIR", dir)->required();
-  join->add_option("CODE", code, "The code printed by `tandem invite` (- reads it from stdin)")
-      ->required();
+  bool cancel = false;
+  join->add_option("CODE", code, "The code printed by `tandem invite` (- reads it from stdin)");
+  join->add_flag("--cancel", cancel, "Give up a pending join (the code is forgotten)");
 
   auto* devices = app.add_subcommand("devices", "List the group's devices");
   devices->add_option("DIR", dir)->required();
@@ -416,7 +417,14 @@ int Main(int argc, char** argv) {
                                          "run `tandem serve` first)"
                                        : "",
                  net::DeviceId(self.public_key).c_str());
+  } else if (join->parsed() && cancel) {
+    if (!code.empty()) throw Exit{2, "give either CODE or --cancel"};
+    Open(dir);  // a replica, or a clear error
+    if (!Check(net::LoadJoin(dir))) throw Exit{1, "no pending join in " + dir};
+    Check(net::ClearJoin(dir));
+    std::fprintf(stderr, "pending join cancelled\n");
   } else if (join->parsed()) {
+    if (code.empty()) throw Exit{2, "join needs CODE (or --cancel)"};
     auto r = Open(dir);
     auto self = LoadIdentity(dir);
     if (code == "-" && !std::getline(std::cin, code)) throw Exit{2, "no invite code on stdin"};

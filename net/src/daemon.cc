@@ -41,6 +41,7 @@ constexpr size_t kMaxHandshakesPerIp = 16;
 constexpr size_t kMaxDiscoveredDials = 32;
 constexpr size_t kReplayMemory = 100000;  // digests: a few MB at most
 constexpr size_t kWriteChunk = 1 << 20;
+constexpr size_t kProgressChunk = 64 << 10;  // deadlines restart per piece this size
 constexpr uint64_t kPendingCap = 100000;
 constexpr size_t kBeaconBody = 32 + 2 + 4;
 
@@ -628,9 +629,16 @@ awaitable<void> Conn::Writer() {
         outq_.pop_front();
       }
       writing_ = true;
-      write_started_ = SteadyClock::now();
       watchdog_.cancel();  // re-arm with the write deadline
-      co_await asio::async_write(sock_, asio::buffer(buf), use_awaitable);
+      // The deadline is for progress, not for the whole buffer: each piece the kernel
+      // takes restarts it, so a slow but moving link is never cut off.
+      size_t done = 0;
+      while (done < buf.size()) {
+        write_started_ = SteadyClock::now();
+        done += co_await sock_.async_write_some(
+            asio::buffer(buf.data() + done, std::min(buf.size() - done, kProgressChunk)),
+            use_awaitable);
+      }
       writing_ = false;
       bytes_out_ += buf.size();
     }
@@ -720,7 +728,13 @@ awaitable<bool> Conn::Run(PeerStatus* status) {
         break;
       }
       body.resize(*n);
-      co_await asio::async_read(sock_, asio::buffer(body), use_awaitable);
+      // Likewise, every piece of a large frame that arrives restarts the read deadline.
+      for (size_t got = 0; got < body.size();) {
+        got += co_await sock_.async_read_some(
+            asio::buffer(body.data() + got, std::min(body.size() - got, kProgressChunk)),
+            use_awaitable);
+        if (!final_queued_) Touch(seconds(d_.options().idle_timeout_s));
+      }
       bytes_in_ += prefix.size() + body.size();
       bool final = false;
       st = opener_->Open(prefix, body, &pt, &final);

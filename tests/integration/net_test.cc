@@ -11,6 +11,7 @@
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -227,7 +228,13 @@ TEST_F(Net, ExpiredAndMalformedInvitesAreRefused) {
   EXPECT_EQ(T({"sync", b}).exit_code, 1);
   EXPECT_NE(sa->log().find("expired"), std::string::npos) << sa->log();
   EXPECT_EQ(Dump(b), "");
-  ASSERT_TRUE(net::ClearJoin(b).ok());
+  // A pending join can be given up.
+  auto cancel = T({"join", b, "--cancel"});
+  EXPECT_EQ(cancel.exit_code, 0) << cancel.err;
+  EXPECT_FALSE(fs::exists(b + "/join.code"));
+  EXPECT_EQ(T({"join", b, "--cancel"}).exit_code, 1);  // nothing pending
+  EXPECT_EQ(T({"join", b}).exit_code, 2);
+  EXPECT_EQ(T({"join", b, code, "--cancel"}).exit_code, 2);
   for (std::string bad :
        std::vector<std::string>{"", "hello", "tandem-invite-", code.substr(0, code.size() - 4)}) {
     auto r = T({"join", b, bad});
@@ -315,7 +322,7 @@ TEST_F(Net, StrangersWrongKeysAndRevokedDevicesGetNoData) {
 
 // A man-in-the-middle that forwards the handshake and stream headers untouched, then
 // damages the first encrypted frame in one direction.
-enum class Attack { kNone, kFlip, kReplay, kTruncate, kStall };
+enum class Attack { kNone, kFlip, kReplay, kTruncate, kStall, kSlow };
 class Proxy {
  public:
   Proxy(uint16_t target, Attack attack, bool client_to_server)
@@ -354,7 +361,18 @@ class Proxy {
     }
     return true;
   }
-  static bool WriteAll(int fd, std::string_view s) {
+  bool WriteAll(int fd, std::string_view s) {
+    if (attack_ == Attack::kSlow) {
+      // About 100 KiB/s: 8 KiB every 80 ms.
+      while (s.size() > 8192) {
+        if (!WriteAll(fd, s.substr(0, 8192), true)) return false;
+        s.remove_prefix(8192);
+        std::this_thread::sleep_for(std::chrono::milliseconds(80));
+      }
+    }
+    return WriteAll(fd, s, true);
+  }
+  static bool WriteAll(int fd, std::string_view s, bool) {
     while (!s.empty()) {
       ssize_t w = send(fd, s.data(), s.size(), MSG_NOSIGNAL);
       if (w <= 0) return false;
@@ -410,7 +428,7 @@ class Proxy {
     if (connect(server, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) abort();
     client_ = client;
     server_ = server;
-    bool none = attack_ == Attack::kNone;
+    bool none = attack_ == Attack::kNone || attack_ == Attack::kSlow;
     std::thread up([&] { Pump(client, server, 2, !none && c2s_, server, client); });
     Pump(server, client, 1, !none && !c2s_, client, server);
     up.join();
@@ -538,6 +556,28 @@ TEST_F(Net, SilentAndStalledPeersTimeOutAndDoNotHoldUpOthers) {
   EXPECT_TRUE(WaitFor([&] { return sb.log().find("timed out") != std::string::npos; }, 15000))
       << sb.log();
   EXPECT_LT(CountItems(b), 20000u);
+}
+
+TEST_F(Net, ASlowLinkThatKeepsMovingIsNotCutOff) {
+  std::string a = Init("a"), b = Init("b");
+  std::string addr;
+  auto sa = Listen("a", {"--timeout", "1"}, &addr);
+  Pair("a", "b", addr);
+  // One 300 KB value of random text: a frame of about 200 KB after compression, which
+  // takes about two seconds at the proxy's 100 KiB/s, twice the timeout.
+  {
+    auto r = storage::OpenReplica(a);
+    ASSERT_TRUE(r.ok());
+    std::mt19937_64 rng(1);
+    std::string big(300000, ' ');
+    for (auto& c : big) c = "abcdefghijklmnopqrstuvwxyz0123456789"[rng() % 36];
+    ASSERT_TRUE((*r)->Put("items", "big", {{"text", engine::Value(big)}}).ok());
+  }
+  uint16_t port = static_cast<uint16_t>(std::stoi(addr.substr(addr.rfind(':') + 1)));
+  Proxy slow(port, Attack::kSlow, false);
+  auto r = T({"sync", b, "--peer", slow.address(), "--timeout", "1"});
+  EXPECT_EQ(r.exit_code, 0) << r.err << sa->log();
+  EXPECT_TRUE(Has(b, "items", "big"));
 }
 
 TEST_F(Net, LiveIntervalAndStatus) {
