@@ -264,7 +264,7 @@ int Main(int argc, char** argv) {
   int timeout_s = 45;
   for (auto* s : {serve, sync})
     s->add_option("--timeout", timeout_s,
-                  "Seconds without a frame before a connection is dropped (default 45; "
+                  "Seconds without progress before a connection is dropped (default 45; "
                   "keepalives go out at a third of it)")
         ->check(CLI::Range(1, 3600));
 
