@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "tandem/engine/replica.h"
 #include "tandem/engine/status.h"
 
 namespace tandem::bench {
@@ -60,6 +61,29 @@ inline std::string RandomString16(std::mt19937_64& rng) {
   std::string s(16, ' ');
   for (auto& c : s) c = kAlpha[rng() % 36];
   return s;
+}
+
+// A value of field f of the data set: f0-f4 16-byte strings, f5-f9 integers.
+inline engine::Value DataSetValue(int f, std::mt19937_64& rng) {
+  return f < 5 ? engine::Value{RandomString16(rng)}
+               : engine::Value{static_cast<int64_t>(rng() % 1000000)};
+}
+
+// Writes the whole data set into collection "bench", `batch` fields per transaction.
+inline void LoadDataSet(engine::Replica& r, const DataSet& ds, std::mt19937_64& rng,
+                        int batch = 1000) {
+  const int total = ds.records * ds.fields;
+  for (int n = 0; n < total; n += batch) {
+    Must(r.Write([&](engine::Batch& b) {
+      for (int k = n; k < n + batch && k < total; ++k) {
+        const int f = k % ds.fields;
+        TANDEM_RETURN_IF_ERROR(b.Put("bench", DataSet::RecordId(k / ds.fields),
+                                     DataSet::FieldName(f), DataSetValue(f, rng)));
+      }
+      return Status::Ok();
+    }),
+         "load");
+  }
 }
 
 // Raw LMDB: the same keys (collection \0 record \0 field) and 16-byte values, the same

@@ -71,19 +71,7 @@ int main(int argc, char** argv) {
   auto& rep = **created;
   std::mt19937_64 rng(42);
   double t0 = Now();
-  for (int n = 0; n < total;) {
-    Must(rep.Write([&](engine::Batch& b) {
-      for (int k = 0; k < kBatch && n + k < total; ++k) {
-        int rec = (n + k) / ds.fields, f = (n + k) % ds.fields;
-        engine::Value v = f < 5 ? engine::Value{RandomString16(rng)}
-                                : engine::Value{static_cast<int64_t>(rng() % 1000000)};
-        TANDEM_RETURN_IF_ERROR(b.Put("bench", DataSet::RecordId(rec), DataSet::FieldName(f), v));
-      }
-      return Status::Ok();
-    }),
-         "write");
-    n += kBatch;
-  }
+  LoadDataSet(rep, ds, rng, kBatch);
   const double write_s = Now() - t0;
   const double writes_per_s = total / write_s;
 

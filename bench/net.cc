@@ -128,27 +128,11 @@ int main(int argc, char** argv) {
   const std::string da = base + "/a", db = base + "/b";
   MakeMember(da, group, ia, {ia, ib});
   MakeMember(db, group, ib, {ia, ib});
-  {
-    auto a = storage::OpenReplica(da);
-    Must(a.status(), "open a");
-    std::mt19937_64 rng(42);
-    for (int n = 0; n < total; n += 1000) {
-      Must((*a)->Write([&](engine::Batch& bt) {
-        for (int k = n; k < n + 1000 && k < total; ++k) {
-          int f = k % ds.fields;
-          engine::Value v = f < 5 ? engine::Value{RandomString16(rng)}
-                                  : engine::Value{static_cast<int64_t>(rng() % 1000000)};
-          TANDEM_RETURN_IF_ERROR(
-              bt.Put("bench", DataSet::RecordId(k / ds.fields), DataSet::FieldName(f), v));
-        }
-        return Status::Ok();
-      }),
-           "load");
-    }
-  }
   auto a = storage::OpenReplica(da);
-  auto b = storage::OpenReplica(db);
   Must(a.status(), "open a");
+  std::mt19937_64 rng(42);
+  LoadDataSet(**a, ds, rng);
+  auto b = storage::OpenReplica(db);
   Must(b.status(), "open b");
   const engine::ReplicaId aid = (*a)->Meta()->id;
   const uint64_t a_events = (*a)->Meta()->vv.Get(aid);

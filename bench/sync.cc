@@ -55,19 +55,7 @@ int main(int argc, char** argv) {
   Must(a.status(), "create a");
   Must(b.status(), "create b");
   std::mt19937_64 rng(42);
-  for (int n = 0; n < total; n += 1000) {
-    Must((*a)->Write([&](engine::Batch& bt) {
-      for (int k = n; k < n + 1000 && k < total; ++k) {
-        int f = k % ds.fields;
-        engine::Value v = f < 5 ? engine::Value{RandomString16(rng)}
-                                : engine::Value{static_cast<int64_t>(rng() % 1000000)};
-        TANDEM_RETURN_IF_ERROR(
-            bt.Put("bench", DataSet::RecordId(k / ds.fields), DataSet::FieldName(f), v));
-      }
-      return Status::Ok();
-    }),
-         "load");
-  }
+  LoadDataSet(**a, ds, rng);
 
   Phase full = SyncOnce(**a, **b);
 
@@ -79,8 +67,7 @@ int main(int argc, char** argv) {
       for (int i = 0; i < 1000; ++i) {
         int rec = static_cast<int>(pick() % (ds.records / 2)) * 2 + parity;
         int f = static_cast<int>(pick() % ds.fields);
-        engine::Value v = f < 5 ? engine::Value{RandomString16(rng)}
-                                : engine::Value{static_cast<int64_t>(rng() % 1000000)};
+        engine::Value v = DataSetValue(f, rng);
         payload += PayloadBytes(DataSet::RecordId(rec), DataSet::FieldName(f), v);
         TANDEM_RETURN_IF_ERROR(bt.Put("bench", DataSet::RecordId(rec), DataSet::FieldName(f), v));
       }

@@ -85,6 +85,18 @@ engine::CollectionFilter ParseFilter(const std::string& list, const char* flag) 
   return engine::CollectionFilter::Only(std::move(names));
 }
 
+// HOST:PORT, as the daemon will parse it.
+bool IsAddress(const std::string& a) {
+  std::string host;
+  uint16_t port;
+  return tandem::net::ParseHostPort(a, &host, &port).ok();
+}
+void CheckAddress(const std::string& a) {
+  std::string host;
+  uint16_t port;
+  Check(tandem::net::ParseHostPort(a, &host, &port));
+}
+
 // Replicated text another device wrote, made safe for a terminal.
 std::string Printable(const std::string& s) {
   std::string out;
@@ -389,9 +401,7 @@ int Main(int argc, char** argv) {
     inv.expires_ms = storage::SystemClockMs() + static_cast<uint64_t>(expires_min) * 60000;
     if (addresses.size() > 8) throw Exit{2, "at most 8 --address hints"};
     for (const auto& a : addresses) {
-      std::string h;
-      uint16_t p;
-      Check(net::ParseHostPort(a, &h, &p));
+      CheckAddress(a);
       if (a.size() > 255) throw Exit{2, "--address is longer than 255 bytes: " + a};
     }
     inv.addresses = addresses;
@@ -483,9 +493,7 @@ int Main(int argc, char** argv) {
     o.send = ParseFilter(send_list, "--send");
     o.receive = ParseFilter(receive_list, "--receive");
     for (const auto& a : o.peers) {
-      std::string h;
-      uint16_t p;
-      Check(net::ParseHostPort(a, &h, &p));
+      CheckAddress(a);
     }
     if (serve->parsed() && listen.empty() && peers.empty())
       throw Exit{2, "serve needs --listen HOST:PORT or --peer HOST:PORT"};
@@ -493,11 +501,7 @@ int Main(int argc, char** argv) {
       throw Exit{2, "--discover needs --listen HOST:PORT (peers dial the announced port)"};
     if (serve->parsed() && interval > 0 && peers.empty())
       throw Exit{2, "--interval needs at least one --peer"};
-    if (!listen.empty()) {
-      std::string h;
-      uint16_t p;
-      Check(net::ParseHostPort(listen, &h, &p));
-    }
+    if (!listen.empty()) CheckAddress(listen);
     auto r = Open(dir);
     auto self = LoadIdentity(dir);
     Check(net::LoadGroupKey(dir).status());
@@ -505,9 +509,7 @@ int Main(int argc, char** argv) {
       auto pending = Check(net::LoadJoin(dir));
       if (!pending || pending->addresses.empty()) throw Exit{2, "sync needs --peer HOST:PORT"};
       for (const auto& a : pending->addresses) {
-        std::string h;
-        uint16_t p;
-        if (!net::ParseHostPort(a, &h, &p).ok())
+        if (!IsAddress(a))
           throw Exit{2, "the invite's address hint \"" + Printable(a) +
                             "\" is not HOST:PORT; give --peer"};
       }

@@ -46,41 +46,28 @@ void Hkdf(const Hash& ck, std::string_view ikm, Hash* o1, Hash* o2, Hash* o3 = n
   sodium_memzero(temp.data(), temp.size());
 }
 
-Key32 MacKey(const Key32& psk) {
-  Key32 k;
-  static constexpr char kLabel[] = "tandem mac1 key";
-  crypto_generichash(k.data(), k.size(), reinterpret_cast<const uint8_t*>(kLabel),
-                     sizeof kLabel - 1, psk.data(), psk.size());
-  return k;
+// BLAKE2b of `data` keyed by `key`, N bytes.
+template <size_t N>
+std::array<uint8_t, N> KeyedHash(std::string_view data, const Key32& key) {
+  std::array<uint8_t, N> out;
+  crypto_generichash(out.data(), N, reinterpret_cast<const uint8_t*>(data.data()), data.size(),
+                     key.data(), key.size());
+  return out;
 }
 
 std::array<uint8_t, kMac> Mac1(const Key32& psk, std::string_view body) {
-  std::array<uint8_t, kMac> mac;
-  Key32 k = MacKey(psk);
-  crypto_generichash(mac.data(), mac.size(), reinterpret_cast<const uint8_t*>(body.data()),
-                     body.size(), k.data(), k.size());
-  return mac;
+  return KeyedHash<kMac>(body, DeriveKey(psk, "tandem mac1 key"));
 }
 
 Status Refused(const char* why) { return Status::Unauthorized(std::string("handshake: ") + why); }
 
 }  // namespace
 
-Key32 InvitePsk(const Key32& secret) {
-  Key32 k;
-  static constexpr char kLabel[] = "tandem invite psk";
-  crypto_generichash(k.data(), k.size(), reinterpret_cast<const uint8_t*>(kLabel),
-                     sizeof kLabel - 1, secret.data(), secret.size());
-  return k;
-}
+Key32 DeriveKey(const Key32& key, std::string_view label) { return KeyedHash<32>(label, key); }
 
-InviteId InviteIdOf(const Key32& secret) {
-  InviteId id;
-  static constexpr char kLabel[] = "tandem invite id";
-  crypto_generichash(id.data(), id.size(), reinterpret_cast<const uint8_t*>(kLabel),
-                     sizeof kLabel - 1, secret.data(), secret.size());
-  return id;
-}
+Key32 InvitePsk(const Key32& secret) { return DeriveKey(secret, "tandem invite psk"); }
+
+InviteId InviteIdOf(const Key32& secret) { return KeyedHash<16>("tandem invite id", secret); }
 
 // Message 1 layout: kind (1) [invite id (16)] e (32) payload tag (16) mac1 (16).
 Result<FirstMessageHeader> PeekFirstMessage(std::string_view m) {

@@ -821,48 +821,47 @@ bool IsReplicaDir(const std::string& dir) {
   return fs::exists(dir + "/data.mdb", ec);
 }
 
-Result<std::unique_ptr<engine::ReadTxn>> LmdbStore::BeginRead() {
-  TANDEM_RETURN_IF_ERROR(impl_->MaybeGrow());
+// Begins an LMDB transaction under the resize lock (held shared in *lock for its life),
+// growing the map first if the last transaction filled it and adopting a size another
+// process set; the intern tables are brought up to date.
+static Status BeginTxn(LmdbStore::Impl* impl, unsigned flags, MDB_txn** out,
+                       std::shared_lock<std::shared_mutex>* lock) {
+  TANDEM_RETURN_IF_ERROR(impl->MaybeGrow());
+  const char* what = (flags & MDB_RDONLY) ? "begin read" : "begin write";
   for (int attempt = 0;; ++attempt) {
-    std::shared_lock lock(impl_->resize_mu);
+    *lock = std::shared_lock(impl->resize_mu);
     MDB_txn* txn;
-    int rc = mdb_txn_begin(impl_->env, nullptr, MDB_RDONLY, &txn);
+    int rc = mdb_txn_begin(impl->env, nullptr, flags, &txn);
     if (rc == MDB_MAP_RESIZED && attempt < 3) {
-      lock.unlock();
-      TANDEM_RETURN_IF_ERROR(impl_->AdoptSize());
+      lock->unlock();
+      TANDEM_RETURN_IF_ERROR(impl->AdoptSize());
       continue;
     }
-    if (rc) return LmdbError(rc, "begin read");
-    Status st = impl_->RefreshTables(txn);
+    if (rc) return LmdbError(rc, what);
+    Status st = impl->RefreshTables(txn);
     if (!st.ok()) {
       mdb_txn_abort(txn);
       return st;
     }
-    return std::unique_ptr<engine::ReadTxn>(new LmdbReadTxn(impl_.get(), txn, std::move(lock)));
+    *out = txn;
+    return Status::Ok();
   }
 }
 
+Result<std::unique_ptr<engine::ReadTxn>> LmdbStore::BeginRead() {
+  MDB_txn* txn;
+  std::shared_lock<std::shared_mutex> lock;
+  TANDEM_RETURN_IF_ERROR(BeginTxn(impl_.get(), MDB_RDONLY, &txn, &lock));
+  return std::unique_ptr<engine::ReadTxn>(new LmdbReadTxn(impl_.get(), txn, std::move(lock)));
+}
+
 Result<std::unique_ptr<engine::WriteTxn>> LmdbStore::BeginWrite() {
-  TANDEM_RETURN_IF_ERROR(impl_->MaybeGrow());
-  for (int attempt = 0;; ++attempt) {
-    std::shared_lock lock(impl_->resize_mu);
-    MDB_txn* txn;
-    int rc = mdb_txn_begin(impl_->env, nullptr, 0, &txn);
-    if (rc == MDB_MAP_RESIZED && attempt < 3) {
-      lock.unlock();
-      TANDEM_RETURN_IF_ERROR(impl_->AdoptSize());
-      continue;
-    }
-    if (rc) return LmdbError(rc, "begin write");
-    Status st = impl_->RefreshTables(txn);
-    if (!st.ok()) {
-      mdb_txn_abort(txn);
-      return st;
-    }
-    impl_->table.t.BeginWriter();
-    impl_->names.BeginWriter();
-    return std::unique_ptr<engine::WriteTxn>(new LmdbWriteTxn(impl_.get(), txn, std::move(lock)));
-  }
+  MDB_txn* txn;
+  std::shared_lock<std::shared_mutex> lock;
+  TANDEM_RETURN_IF_ERROR(BeginTxn(impl_.get(), 0, &txn, &lock));
+  impl_->table.t.BeginWriter();
+  impl_->names.BeginWriter();
+  return std::unique_ptr<engine::WriteTxn>(new LmdbWriteTxn(impl_.get(), txn, std::move(lock)));
 }
 
 Status Backup(LmdbStore& store, const std::string& dest) {

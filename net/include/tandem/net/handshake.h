@@ -29,6 +29,10 @@ using Key32 = std::array<uint8_t, 32>;
 enum class PskKind : uint8_t { kGroup = 1, kInvite = 2 };
 using InviteId = std::array<uint8_t, 16>;
 
+// A subkey for one purpose: BLAKE2b-256 of `label` keyed by `key` (mac1 keys, invite
+// PSKs, the discovery key all come from here).
+Key32 DeriveKey(const Key32& key, std::string_view label);
+
 // The PSK for an invite's one-time secret, and the id that names the invite in
 // message 1 (neither reveals the secret).
 Key32 InvitePsk(const Key32& secret);
