@@ -58,7 +58,6 @@ struct PeerStatus {
   uint64_t connected_ms = 0, last_sync_ms = 0;
   uint64_t bytes_in = 0, bytes_out = 0, sessions = 0, errors = 0;
   uint64_t fields_sent = 0, fields_received = 0, fields_refused = 0;
-  std::optional<uint64_t> pending;
   std::string last_error;
 };
 
@@ -240,7 +239,6 @@ class Daemon {
     }
     return true;
   }
-  bool stopping() const { return stopping_; }
 
  private:
   static engine::CollectionFilter WithSystem(engine::CollectionFilter f) {
@@ -254,13 +252,7 @@ class Daemon {
   awaitable<void> DialDiscovered(std::string address, std::string device, std::string row,
                                  PeerStatus* st);
   // The beacon key, from the current group key (a join changes it).
-  Key32 DiscoveryKey() const {
-    Key32 k;
-    static constexpr char kLabel[] = "tandem discovery";
-    crypto_generichash(k.data(), k.size(), reinterpret_cast<const uint8_t*>(kLabel),
-                       sizeof kLabel - 1, group_key_.data(), group_key_.size());
-    return k;
-  }
+  Key32 DiscoveryKey() const { return DeriveKey(group_key_, "tandem discovery"); }
   awaitable<void> WatchFile();
   awaitable<void> FallbackPoll();
   awaitable<void> WriteStatusLoop();
@@ -1174,6 +1166,7 @@ awaitable<void> Daemon::Discovery() {
       io_,
       [this, sockp, group_ep, my_port, my_ip]() -> awaitable<void> {
         auto& sock = *sockp;
+        bool send_failed = false;
         asio::steady_timer t(io_);
         while (!stopping_) {
           // magic(4) nonce(24) secretbox(public key(32) port(2) IPv4 or zeros(4)).
@@ -1193,6 +1186,11 @@ awaitable<void> Daemon::Discovery() {
           boost::system::error_code ec;
           co_await sock.async_send_to(asio::buffer(pkt), group_ep,
                                       asio::redirect_error(use_awaitable, ec));
+          // Said once: without a multicast route nobody will find this device.
+          if (ec && !send_failed)
+            Log("discovery: cannot send beacons: " + ec.message() +
+                " (no multicast route? give --peer instead)");
+          send_failed = bool(ec);
           t.expires_after(seconds(2));
           co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
         }

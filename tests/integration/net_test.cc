@@ -146,6 +146,22 @@ size_t CountItems(const std::string& dir) {
   return n;
 }
 
+// A TCP connection to 127.0.0.1:port, from the loopback address `from`; -1 on failure.
+int ConnectLoopback(uint16_t port, const char* from = "127.0.0.1") {
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in src{}, dst{};
+  src.sin_family = dst.sin_family = AF_INET;
+  inet_pton(AF_INET, from, &src.sin_addr);
+  dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  dst.sin_port = htons(port);
+  if (bind(s, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0 ||
+      connect(s, reinterpret_cast<sockaddr*>(&dst), sizeof dst) != 0) {
+    close(s);
+    return -1;
+  }
+  return s;
+}
+
 class Net : public ::testing::Test {
  protected:
   std::string Dir(const std::string& name) { return tmp_ / name; }
@@ -420,12 +436,8 @@ class Proxy {
   void Serve() {
     int client = accept4(listen_, nullptr, nullptr, SOCK_CLOEXEC);
     if (client < 0) return;
-    int server = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sa.sin_port = htons(target_);
-    if (connect(server, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) abort();
+    int server = ConnectLoopback(target_);
+    if (server < 0) abort();
     client_ = client;
     server_ = server;
     bool none = attack_ == Attack::kNone || attack_ == Attack::kSlow;
@@ -489,12 +501,8 @@ TEST_F(Net, TamperedStreamsEndTheSessionAndNothingIsApplied) {
   }
   // A recorded first message, replayed: dropped before any reply.
   ASSERT_GT(recorded.size(), 2u);
-  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  sin.sin_port = htons(port);
-  ASSERT_EQ(connect(s, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+  int s = ConnectLoopback(port);
+  ASSERT_GE(s, 0);
   ASSERT_EQ(send(s, recorded.data(), recorded.size(), MSG_NOSIGNAL),
             static_cast<ssize_t>(recorded.size()));
   char reply[256];
@@ -515,12 +523,8 @@ TEST_F(Net, SilentAndStalledPeersTimeOutAndDoNotHoldUpOthers) {
   uint16_t port = static_cast<uint16_t>(std::stoi(addr.substr(addr.rfind(':') + 1)));
 
   // A client that connects and says nothing is dropped at the handshake deadline.
-  int silent = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in sin{};
-  sin.sin_family = AF_INET;
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  sin.sin_port = htons(port);
-  ASSERT_EQ(connect(silent, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+  int silent = ConnectLoopback(port);
+  ASSERT_GE(silent, 0);
   EXPECT_TRUE(WaitFor([&] { return sa->log().find("timed out") != std::string::npos; }, 15000))
       << sa->log();
   char byte;
@@ -531,12 +535,8 @@ TEST_F(Net, SilentAndStalledPeersTimeOutAndDoNotHoldUpOthers) {
   // member from another address still gets in.
   std::vector<int> flood;
   for (int i = 0; i < 20; ++i) {
-    int f = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in from{};
-    from.sin_family = AF_INET;
-    inet_pton(AF_INET, "127.0.0.2", &from.sin_addr);
-    ASSERT_EQ(bind(f, reinterpret_cast<sockaddr*>(&from), sizeof from), 0);
-    ASSERT_EQ(connect(f, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+    int f = ConnectLoopback(port, "127.0.0.2");
+    ASSERT_GE(f, 0);
     flood.push_back(f);
   }
   EXPECT_TRUE(WaitFor([&] { return sa->log().find("too many connections") != std::string::npos; }))
@@ -730,8 +730,17 @@ bool MulticastWorks() {
 }
 
 TEST_F(Net, DiscoveryFindsGroupMembersWithoutAddresses) {
-  if (!MulticastWorks()) GTEST_SKIP() << "no multicast route on this machine";
   std::string a = Init("a"), b = Init("b"), d = Init("d");
+  if (!MulticastWorks()) {
+    // Without a multicast route discovery cannot work; the daemon must say so.
+    auto sa = Listen("a", {"--discover"});
+    EXPECT_TRUE(WaitFor([&] {
+      std::string log = sa->log();
+      return log.find("discovery: cannot send beacons") != std::string::npos ||
+             log.find("discovery unavailable") != std::string::npos;
+    })) << sa->log();
+    return;
+  }
   std::string addr;
   {
     auto sa = Listen("a", {}, &addr);
@@ -744,6 +753,7 @@ TEST_F(Net, DiscoveryFindsGroupMembersWithoutAddresses) {
   EXPECT_TRUE(WaitFor([&] { return Has(b, "items", "found"); }, 20000)) << sa->log() << sb->log();
   EXPECT_EQ(sd->log().find("discovered"), std::string::npos) << sd->log();
   EXPECT_EQ(sa->log().find("refused"), std::string::npos) << sa->log();
+  EXPECT_EQ(sa->log().find("cannot send beacons"), std::string::npos) << sa->log();
   EXPECT_EQ(Dump(d), "");
 }
 
