@@ -69,16 +69,6 @@ Status Batch::Delete(std::string_view c, std::string_view id) {
 
 // ---- Replica ----------------------------------------------------------------------
 
-Replica::Replica(std::unique_ptr<Store> store, PhysicalClock now)
-    : store_(std::move(store)), now_(std::move(now)) {}
-
-Result<ReplicaMeta> Replica::Meta() {
-  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
-  ReplicaMeta m;
-  TANDEM_RETURN_IF_ERROR(txn->GetMeta(&m));
-  return m;
-}
-
 namespace {
 // Runs a whole write transaction again when the store reports a transient condition
 // (kBusy: an LMDB map that had to grow, or another writer in a memory store).
@@ -91,6 +81,56 @@ Status Retrying(const std::function<Status()>& attempt) {
   return st;
 }
 }  // namespace
+
+void TakeNewReplicaId(ReplicaMeta& meta, const IdSource& source) {
+  ReplicaId fresh;
+  do fresh = source();
+  while (fresh.IsZero() || fresh == meta.id || meta.vv.Get(fresh) != 0);
+  meta.id = fresh;
+}
+
+Replica::Replica(std::unique_ptr<Store> store, PhysicalClock now, IdSource new_id)
+    : store_(std::move(store)), now_(std::move(now)), new_id_(std::move(new_id)) {}
+
+Status Replica::CheckClaim(ReplicaMeta& meta, uint64_t claimed, bool* rekeyed) {
+  const uint64_t have = meta.vv.Get(meta.id);
+  if (claimed <= have) return Status::Ok();
+  // Accepting the claim as it is would let our next dot fall inside someone's context
+  // and vanish; without a source of ids, refuse it.
+  if (!new_id_)
+    return Status::Corrupt("peer claims events of this replica that it never issued (" +
+                           std::to_string(claimed) + " > " + std::to_string(have) + ")");
+  TakeNewReplicaId(meta, new_id_);
+  if (rekeyed) *rekeyed = true;
+  return Status::Ok();
+}
+
+Status Replica::RekeyIfBehind(const ReplicaId& as, uint64_t claimed, bool* rekeyed) {
+  *rekeyed = false;
+  return Retrying([&]() -> Status {
+    TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
+    ReplicaMeta meta;
+    TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
+    if (meta.id != as) {
+      *rekeyed = true;  // someone else (another session, another process) already did
+      return Status::Ok();
+    }
+    bool changed = false;
+    TANDEM_RETURN_IF_ERROR(CheckClaim(meta, claimed, &changed));
+    if (!changed) return Status::Ok();
+    TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
+    TANDEM_RETURN_IF_ERROR(txn->Commit());
+    *rekeyed = true;
+    return Status::Ok();
+  });
+}
+
+Result<ReplicaMeta> Replica::Meta() {
+  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+  ReplicaMeta m;
+  TANDEM_RETURN_IF_ERROR(txn->GetMeta(&m));
+  return m;
+}
 
 Status Replica::Write(const std::function<Status(Batch&)>& fn) {
   return Retrying([&] { return WriteOnce(fn); });
@@ -260,15 +300,13 @@ Status Replica::ApplyDeltas(const std::vector<FieldDelta>& deltas, size_t* chang
 
 Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<FieldDelta>& deltas,
                          const AdmitFn* admit, size_t* applied, size_t* refused,
-                         size_t* filtered_out) {
+                         size_t* filtered_out, bool* rekeyed) {
   HybridClock clock(meta.clock);
   const Hlc drift_bound = MakeHlc(now_() + kMaxClockDriftMs, 0);
   size_t n = 0, r = 0, f = 0;
   for (const auto& d : deltas) {
-    // Events of ours we never issued: a forged or cloned peer. Accepting them would let
-    // our next dot fall inside someone's context and vanish.
-    if (d.state.ctx.Get(meta.id) > meta.vv.Get(meta.id))
-      return Status::Corrupt("delta claims events of this replica that it never issued");
+    // Events of ours we never issued: this replica was rolled back or copied.
+    TANDEM_RETURN_IF_ERROR(CheckClaim(meta, d.state.ctx.Get(meta.id), rekeyed));
     if (admit) {
       const Admission a = (*admit)(d);
       if (a != Admission::kAccept) {
@@ -300,15 +338,15 @@ Status Replica::ApplyDeltasOnce(const std::vector<FieldDelta>& deltas, size_t* c
   TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
   ReplicaMeta meta;
   TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
-  const Hlc before = meta.clock;
+  const ReplicaMeta before = meta;
   TANDEM_RETURN_IF_ERROR(JoinInto(*txn, meta, deltas, nullptr, changed, nullptr));
-  if (meta.clock != before) TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
+  if (!(meta == before)) TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
   return txn->Commit();
 }
 
 Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>& deltas,
                            uint64_t cursor, const AdmitFn& admit, size_t* applied, size_t* refused,
-                           bool filtered, size_t* filtered_out) {
+                           bool filtered, size_t* filtered_out, bool* rekeyed) {
   for (const auto& d : deltas) TANDEM_RETURN_IF_ERROR(ValidateKey(d.key).With("delta"));
   return Retrying([&]() -> Status {
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
@@ -317,10 +355,11 @@ Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>&
     if (peer == meta.id) return Status::Invalid("a replica cannot sync with itself");
     PeerState ps;
     TANDEM_RETURN_IF_ERROR(txn->GetPeer(peer, &ps));
-    const Hlc before = meta.clock;
+    const ReplicaMeta before = meta;
     size_t n = 0, r = 0, f = 0;
-    TANDEM_RETURN_IF_ERROR(JoinInto(*txn, meta, deltas, &admit, &n, &r, &f));
-    if (meta.clock != before) TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
+    bool rk = false;
+    TANDEM_RETURN_IF_ERROR(JoinInto(*txn, meta, deltas, &admit, &n, &r, &f, &rk));
+    if (!(meta == before)) TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
     ps.cursor = std::max(ps.cursor, cursor);
     ps.fields_received += n;
     ps.fields_refused += r;
@@ -333,18 +372,20 @@ Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>&
     if (applied) *applied = n;
     if (refused) *refused = r;
     if (filtered_out) *filtered_out = f;
+    if (rekeyed && rk) *rekeyed = true;
     return Status::Ok();
   });
 }
 
 Status Replica::CompletePeerSync(const ReplicaId& peer, const VersionVector& peer_vv, bool merge,
-                                 bool filtered) {
+                                 bool filtered, bool* rekeyed) {
   return Retrying([&]() -> Status {
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
     ReplicaMeta meta;
     TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
-    if (peer_vv.Get(meta.id) > meta.vv.Get(meta.id))
-      return Status::Corrupt("peer version vector claims events of ours we never issued");
+    bool rk = false;
+    TANDEM_RETURN_IF_ERROR(CheckClaim(meta, peer_vv.Get(meta.id), &rk));
+    if (rk) TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
     PeerState ps;
     TANDEM_RETURN_IF_ERROR(txn->GetPeer(peer, &ps));
     ps.vv = peer_vv;
@@ -356,7 +397,9 @@ Status Replica::CompletePeerSync(const ReplicaId& peer, const VersionVector& pee
       meta.vv.Merge(peer_vv);
       TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
     }
-    return txn->Commit();
+    TANDEM_RETURN_IF_ERROR(txn->Commit());
+    if (rekeyed && rk) *rekeyed = true;
+    return Status::Ok();
   });
 }
 
@@ -383,10 +426,9 @@ Status Replica::MergeVersionVectorOnce(const VersionVector& vv) {
   ReplicaMeta meta;
   TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
   if (meta.vv.Covers(vv)) return Status::Ok();
-  // Our own entry is ours alone to advance: a peer claiming more of our events than we
-  // issued is wrong, and adopting it would make us reissue dots.
-  if (vv.Get(meta.id) > meta.vv.Get(meta.id))
-    return Status::Corrupt("peer version vector claims events of ours we never issued");
+  // Our own entry is ours alone to advance: a vector claiming more of our events than we
+  // issued means we were rolled back, and adopting it would make us reissue dots.
+  TANDEM_RETURN_IF_ERROR(CheckClaim(meta, vv.Get(meta.id), nullptr));
   meta.vv.Merge(vv);
   TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
   return txn->Commit();

@@ -30,6 +30,13 @@ bool Session::Sendable(const FieldKey& k) const {
   return opt_.send.Allows(k.collection) && peer_accept_.Allows(k.collection);
 }
 
+Status Session::RolledBack() {
+  rolled_back_ = true;
+  return Status::Busy(
+      "this replica was rolled back or copied (the peer holds events of it that it lacks); "
+      "it took a new replica id: sync again");
+}
+
 bool Session::caught_up() const {
   return sent_caught_up_ && received_caught_up_ && unacked_ == 0 && !streaming_;
 }
@@ -61,9 +68,10 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
 
   if (const auto* r = std::get_if<SyncRequest>(&in)) {
     if (have_request_) return Status::Invalid("second SyncRequest");
+    bool rekeyed = false;
+    TANDEM_RETURN_IF_ERROR(replica_.RekeyIfBehind(self_, r->vv.Get(self_), &rekeyed));
+    if (rekeyed) return RolledBack();
     TANDEM_ASSIGN_OR_RETURN(ReplicaMeta meta, replica_.Meta());
-    if (r->vv.Get(self_) > meta.vv.Get(self_))
-      return Status::Corrupt("peer claims events of ours we never issued");
     have_request_ = true;
     peer_acked_ = r->cursor;
     peer_vv_ = r->vv;
@@ -81,6 +89,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
                              std::to_string(b->cursor) + "] but " + std::to_string(recv_cursor_) +
                              " was applied last");
     size_t applied = 0, refused = 0, filtered_out = 0;
+    bool rekeyed = false;
     const auto revoked = opt_.revoked ? opt_.revoked() : std::map<ReplicaId, uint64_t>{};
     auto admit = [this, &revoked](const FieldDelta& d) {
       if (!opt_.accept.Allows(d.key.collection) || !peer_send_.Allows(d.key.collection))
@@ -90,7 +99,8 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
       return Admission::kAccept;
     };
     TANDEM_RETURN_IF_ERROR(replica_.ApplyBatch(*peer_, b->deltas, b->cursor, admit, &applied,
-                                               &refused, filtered_in_, &filtered_out));
+                                               &refused, filtered_in_, &filtered_out, &rekeyed));
+    if (rekeyed) return RolledBack();
     recv_cursor_ = b->cursor;
     received_caught_up_ = false;
     ++stats_.batches_received;
@@ -115,8 +125,10 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     VersionVector peer_vv = c->vv;
     if (opt_.revoked)
       for (const auto& [r, cutoff] : opt_.revoked()) peer_vv.Cap(r, cutoff);
+    bool rekeyed = false;
     TANDEM_RETURN_IF_ERROR(
-        replica_.CompletePeerSync(*peer_, peer_vv, merge, filtered_in_ || filtered_any_));
+        replica_.CompletePeerSync(*peer_, peer_vv, merge, filtered_in_ || filtered_any_, &rekeyed));
+    if (rekeyed) return RolledBack();
     received_caught_up_ = true;
     // The peer holds everything its version vector covers (a watermark never runs ahead
     // of data), so what it sent us need not be offered back to it in live mode.
@@ -147,6 +159,9 @@ Status Session::Poll(std::vector<Message>* out) {
     if (last <= send_cursor_) return Status::Ok();
     ReplicaMeta meta;
     TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
+    // Another session (or process) found this replica rolled back: our peer's cursor
+    // into our log predates that, so this session must end too.
+    if (meta.id != self_) return RolledBack();
     snapshot_vv_ = meta.vv;
     streaming_ = true;
   }

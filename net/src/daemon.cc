@@ -88,6 +88,8 @@ class Conn : public std::enable_shared_from_this<Conn> {
   bool initiator() const { return initiator_; }
   const std::string& remote_ip() const { return remote_ip_; }
   const PeerStatus* status() const { return status_; }
+  // The session ended because this replica turned out rolled back (Session::rolled_back).
+  bool rolled_back() const { return session_ && session_->rolled_back(); }
   // Log entries after the peer's acknowledged position, counted up to `cap`.
   std::optional<uint64_t> Pending(uint64_t cap);
 
@@ -846,8 +848,9 @@ awaitable<void> Daemon::Dial(std::vector<std::string> addresses, PeerStatus* sta
                              bool persistent) {
   SteadyClock::duration backoff = kMinBackoff;
   asio::steady_timer wait(io_);
+  bool retried_rollback = false;
   while (!stopping_) {
-    bool ok = false, connected = false;
+    bool ok = false, connected = false, rolled_back = false;
     const auto started = SteadyClock::now();
     RefreshKeys();
     for (const auto& address : addresses) {
@@ -889,12 +892,19 @@ awaitable<void> Daemon::Dial(std::vector<std::string> addresses, PeerStatus* sta
         connected = true;
         auto conn = std::make_shared<Conn>(*this, std::move(*sock), true, address);
         ok = co_await conn->Run(status);
+        rolled_back = conn->rolled_back();
         break;
       } catch (const boost::system::system_error& e) {
         ++status->errors;
         status->last_error = "connect: " + e.code().message();
         Log("cannot connect to " + address + ": " + e.code().message());
       }
+    }
+    // The session found this replica rolled back or copied and gave it a new replica id:
+    // the next session, under that id, is the real one. Once, at once.
+    if (rolled_back && !retried_rollback) {
+      retried_rollback = true;
+      continue;
     }
     if (opt_.once) {
       if (!ok) ++failures_;

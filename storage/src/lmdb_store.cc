@@ -71,6 +71,26 @@ Result<ReplicaMeta> DecodeMeta(std::string_view in) {
   return m;
 }
 
+// Where a replica's data file lives: its device, inode and, where the filesystem keeps
+// it, birth time (24 bytes, little-endian). The birth time tells a new file that reused
+// a deleted one's inode number (`rm data.mdb; cp old data.mdb`) from the original.
+Result<std::string> Fingerprint(const std::string& dir) {
+  struct statx st;
+  const std::string path = dir + "/data.mdb";
+  if (::statx(AT_FDCWD, path.c_str(), 0, STATX_INO | STATX_BTIME, &st) != 0)
+    return Status::Io("stat " + path + ": " + strerror(errno));
+  const uint64_t fields[3] = {
+      (uint64_t{st.stx_dev_major} << 32) | st.stx_dev_minor, st.stx_ino,
+      (st.stx_mask & STATX_BTIME)
+          ? static_cast<uint64_t>(st.stx_btime.tv_sec) * 1'000'000'000 + st.stx_btime.tv_nsec
+          : 0};
+  std::string out(sizeof fields, '\0');
+  std::memcpy(out.data(), fields, sizeof fields);
+  return out;
+}
+
+}  // namespace
+
 ReplicaId RandomReplicaId() {
   ReplicaId id;
   do {
@@ -79,8 +99,6 @@ ReplicaId RandomReplicaId() {
   } while (id.IsZero());
   return id;
 }
-
-}  // namespace
 
 // A persistent table of interned values (replica ids, names), indices 0.. in an LMDB
 // database with integer keys, cached here. Only a write transaction adds entries; they
@@ -328,6 +346,17 @@ class LmdbReader {
     if (rc == MDB_NOTFOUND) return Status::Corrupt("replica meta is missing");
     if (rc) return LmdbError(rc, "read meta");
     TANDEM_ASSIGN_OR_RETURN(*out, DecodeMeta(View(v)));
+    return Status::Ok();
+  }
+
+  // The fingerprint recorded at creation (see Fingerprint); empty if there is none.
+  Status GetOrigin(std::string* out) {
+    out->clear();
+    MDB_val k = Val("origin"), v;
+    int rc = mdb_get(txn_, impl_->meta, &k, &v);
+    if (rc == MDB_NOTFOUND) return Status::Ok();
+    if (rc) return LmdbError(rc, "read origin");
+    *out = std::string(View(v));
     return Status::Ok();
   }
 
@@ -597,6 +626,13 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     return rc ? impl_->Note(rc, "write meta") : Status::Ok();
   }
 
+  Status PutOrigin(const std::string& fingerprint) {
+    MDB_val k = Val("origin"), val = Val(fingerprint);
+    int rc = mdb_put(txn_, impl_->meta, &k, &val, 0);
+    return rc ? impl_->Note(rc, "write origin") : Status::Ok();
+  }
+  Status GetOrigin(std::string* out) { return reader_.GetOrigin(out); }
+
   Status PutField(const FieldKey& key, const FieldState& state) override {
     const bool same = last_seq_known_ && key == last_field_;
     std::string k = same ? last_key_ : *impl_->Key(key.collection, key.record, key.field, true);
@@ -713,7 +749,38 @@ LmdbStore::LmdbStore(std::string dir, std::unique_ptr<Impl> impl)
     : dir_(std::move(dir)), impl_(std::move(impl)) {}
 LmdbStore::~LmdbStore() = default;
 
-Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& opt, bool create) {
+// Records where the replica's data file is now. kRekey (a copy, or a restore) also takes
+// a new replica id in the same transaction, unless the origin is already this place:
+// another process that opened the same copy at the same time did it. kForceRekey takes
+// one whatever the origin says.
+enum class Stamp { kAdopt, kRekey, kForceRekey };
+static Status StampOrigin(LmdbStore& store, Stamp how, const Options& opt) {
+  TANDEM_ASSIGN_OR_RETURN(std::string here, Fingerprint(store.dir()));
+  Status st;
+  for (int attempt = 0; attempt < 32; ++attempt) {
+    st = [&]() -> Status {
+      TANDEM_ASSIGN_OR_RETURN(auto txn, store.BeginWrite());
+      auto* w = static_cast<LmdbWriteTxn*>(txn.get());
+      std::string origin;
+      TANDEM_RETURN_IF_ERROR(w->GetOrigin(&origin));
+      if (origin == here && how != Stamp::kForceRekey) return Status::Ok();
+      if (how != Stamp::kAdopt) {
+        ReplicaMeta meta;
+        TANDEM_RETURN_IF_ERROR(w->GetMeta(&meta));
+        engine::TakeNewReplicaId(meta, opt.new_ids ? opt.new_ids : RandomReplicaId);
+        TANDEM_RETURN_IF_ERROR(w->PutMeta(meta));
+      }
+      TANDEM_RETURN_IF_ERROR(w->PutOrigin(here));
+      return w->Commit();
+    }();
+    if (st.code() != Code::kBusy) break;  // kBusy: the map grew; run it again
+  }
+  return st.With("record the replica's location");
+}
+
+Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& opt, bool create,
+                                        bool stamp) {
+  enum { kSameOrigin, kNoOrigin, kMoved } origin = kSameOrigin;
   auto impl = std::make_unique<LmdbStore::Impl>();
   int rc = mdb_env_create(&impl->env);
   if (rc) return LmdbError(rc, "create environment");
@@ -763,6 +830,13 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
     std::string m = EncodeMeta(meta);
     MDB_val mk = Val("replica"), mv = Val(m);
     if (!rc) rc = mdb_put(txn, impl->meta, &mk, &mv, 0);
+    auto origin = Fingerprint(dir);
+    if (!origin.ok()) {
+      mdb_txn_abort(txn);
+      return origin.status();
+    }
+    MDB_val ok = Val("origin"), ov = Val(*origin);
+    if (!rc) rc = mdb_put(txn, impl->meta, &ok, &ov, 0);
     if (!rc)
       rc = mdb_txn_commit(txn);
     else
@@ -792,6 +866,15 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
       else if (auto m = DecodeMeta(View(mv)); !m.ok())
         st = m.status();
     }
+    if (st.ok()) {
+      MDB_val ok = Val("origin"), ov;
+      rc = mdb_get(txn, impl->meta, &ok, &ov);
+      auto here = Fingerprint(dir);
+      if (!here.ok())
+        st = here.status();
+      else
+        origin = rc == MDB_NOTFOUND ? kNoOrigin : View(ov) == *here ? kSameOrigin : kMoved;
+    }
     // Committing (not aborting) keeps the database handles opened in this transaction.
     if (st.ok()) {
       if ((rc = mdb_txn_commit(txn))) st = LmdbError(rc, "open " + dir);
@@ -800,7 +883,13 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
     }
     TANDEM_RETURN_IF_ERROR(st.With(dir));
   }
-  return std::unique_ptr<LmdbStore>(new LmdbStore(dir, std::move(impl)));
+  auto store = std::unique_ptr<LmdbStore>(new LmdbStore(dir, std::move(impl)));
+  // A replica from before origins were recorded adopts where it is; one that is not
+  // where it was created is a copy, and takes a new replica id.
+  if (stamp && origin != kSameOrigin)
+    TANDEM_RETURN_IF_ERROR(
+        StampOrigin(*store, origin == kMoved ? Stamp::kRekey : Stamp::kAdopt, opt));
+  return store;
 }
 
 Result<std::unique_ptr<LmdbStore>> CreateStore(const std::string& dir, const Options& opt) {
@@ -808,12 +897,12 @@ Result<std::unique_ptr<LmdbStore>> CreateStore(const std::string& dir, const Opt
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return Status::Io("create " + dir + ": " + ec.message());
-  return Open(dir, opt, true);
+  return Open(dir, opt, true, true);
 }
 
 Result<std::unique_ptr<LmdbStore>> OpenStore(const std::string& dir, const Options& opt) {
   TANDEM_RETURN_IF_ERROR(ProbeDataFile(dir));
-  return Open(dir, opt, false);
+  return Open(dir, opt, false, true);
 }
 
 bool IsReplicaDir(const std::string& dir) {
@@ -888,29 +977,53 @@ Status Restore(const std::string& backup, const std::string& dir) {
     TANDEM_RETURN_IF_ERROR(Check(*src).With("backup " + backup));
   }
   TANDEM_RETURN_IF_ERROR(CheckEmptyOrMissing(dir, "restore"));
+  // Built beside `dir` (same filesystem, so the rename is atomic and keeps the inode the
+  // origin records) and renamed into place last: a restore that fails or is killed
+  // leaves no replica at `dir`. The new replica id is taken before anything else, so
+  // even a leftover temporary directory never holds a clone of the backup's replica.
+  fs::path target = fs::absolute(fs::path(dir)).lexically_normal();
+  if (target.filename().empty()) target = target.parent_path();
+  const fs::path tmp = target.parent_path() / ("." + target.filename().string() + ".restoring." +
+                                               std::to_string(::getpid()));
   std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return Status::Io("create " + dir + ": " + ec.message());
-  fs::copy_file(backup + "/data.mdb", dir + "/data.mdb", ec);
-  if (ec) return Status::Io("copy data: " + ec.message());
-  for (const char* name : kKeyFiles) {
-    if (!fs::exists(backup + "/" + name, ec)) continue;
-    fs::copy_file(backup + "/" + name, dir + "/" + name, ec);
-    if (ec) return Status::Io("copy " + std::string(name) + ": " + ec.message());
-    fs::permissions(dir + "/" + name, fs::perms::owner_read | fs::perms::owner_write, ec);
-  }
-  TANDEM_ASSIGN_OR_RETURN(auto store, OpenStore(dir));
-  TANDEM_ASSIGN_OR_RETURN(auto txn, store->BeginWrite());
-  ReplicaMeta meta;
-  TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
-  // The old id's events stay in the version vector as a foreign replica's: this
-  // replica has them all. New events get dots under the new id, from 1.
-  ReplicaId fresh;
-  do fresh = RandomReplicaId();
-  while (meta.vv.Get(fresh) != 0);
-  meta.id = fresh;
-  TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
-  return txn->Commit();
+  fs::remove_all(tmp, ec);
+  fs::create_directories(target.parent_path(), ec);
+  fs::create_directory(tmp, ec);
+  if (ec) return Status::Io("create " + tmp.string() + ": " + ec.message());
+  Status st = [&]() -> Status {
+    fs::copy_file(backup + "/data.mdb", tmp / "data.mdb", ec);
+    if (ec) return Status::Io("copy data: " + ec.message());
+    {
+      TANDEM_ASSIGN_OR_RETURN(auto store, Open(tmp.string(), Options{}, false, false));
+      // A new id whatever the backup's origin says (a backup from before origins has none).
+      TANDEM_RETURN_IF_ERROR(StampOrigin(*store, Stamp::kForceRekey, Options{}));
+    }
+    for (const char* name : kKeyFiles) {
+      if (!fs::exists(backup + "/" + name, ec)) continue;
+      const fs::path to = tmp / name;
+      fs::copy_file(backup + "/" + name, to, ec);
+      if (ec) return Status::Io("copy " + std::string(name) + ": " + ec.message());
+      fs::permissions(to, fs::perms::owner_read | fs::perms::owner_write, ec);
+      int fd = ::open(to.c_str(), O_RDONLY);
+      if (fd < 0 || ::fsync(fd) != 0) {
+        if (fd >= 0) ::close(fd);
+        return Status::Io("fsync " + to.string() + ": " + strerror(errno));
+      }
+      ::close(fd);
+    }
+    // rename(2) replaces an empty directory, which CheckEmptyOrMissing allowed.
+    if (::rename(tmp.c_str(), target.c_str()) != 0)
+      return Status::Io("rename " + tmp.string() + " to " + target.string() + ": " +
+                        strerror(errno));
+    int dfd = ::open(target.parent_path().c_str(), O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+      ::fsync(dfd);  // the rename itself; failing here leaves a complete replica anyway
+      ::close(dfd);
+    }
+    return Status::Ok();
+  }();
+  if (!st.ok()) fs::remove_all(tmp, ec);
+  return st;
 }
 
 Status Check(LmdbStore& store, CheckReport* report) {

@@ -12,12 +12,12 @@ uint64_t SystemClockMs() {
 
 Result<std::unique_ptr<engine::Replica>> CreateReplica(const std::string& dir, const Options& opt) {
   TANDEM_ASSIGN_OR_RETURN(auto store, CreateStore(dir, opt));
-  return std::make_unique<engine::Replica>(std::move(store), SystemClockMs);
+  return std::make_unique<engine::Replica>(std::move(store), SystemClockMs, RandomReplicaId);
 }
 
 Result<std::unique_ptr<engine::Replica>> OpenReplica(const std::string& dir, const Options& opt) {
   TANDEM_ASSIGN_OR_RETURN(auto store, OpenStore(dir, opt));
-  return std::make_unique<engine::Replica>(std::move(store), SystemClockMs);
+  return std::make_unique<engine::Replica>(std::move(store), SystemClockMs, RandomReplicaId);
 }
 
 LmdbStore& StoreOf(engine::Replica& r) { return static_cast<LmdbStore&>(r.store()); }

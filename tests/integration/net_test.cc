@@ -482,10 +482,12 @@ TEST_F(Net, TamperedStreamsEndTheSessionAndNothingIsApplied) {
     auto r = T({"sync", b, "--peer", proxy.address()});
     EXPECT_TRUE(proxy.attacked());
     EXPECT_EQ(r.exit_code, 1) << r.err;
-    if (!k.c2s && k.attack != Attack::kTruncate)
+    if (!k.c2s && k.attack != Attack::kTruncate) {
       EXPECT_NE(r.err.find("failed authentication"), std::string::npos) << r.err;
-    if (!k.c2s && k.attack == Attack::kTruncate)
+    }
+    if (!k.c2s && k.attack == Attack::kTruncate) {
       EXPECT_NE(r.err.find("truncated"), std::string::npos) << r.err;
+    }
     EXPECT_EQ(Dump(a), dump_a);
     EXPECT_EQ(Dump(b), dump_b);
   }
@@ -630,6 +632,50 @@ TEST_F(Net, LiveIntervalAndStatus) {
   // A stopped daemon says so.
   EXPECT_EQ(sb.Kill(SIGTERM), 0);
   EXPECT_NE(T({"status", b}).out.find("daemon: not running"), std::string::npos);
+}
+
+// `cp -a a a2`, then a write on each copy and a sync of each with b: both writes reach
+// b (the copy took a new replica id when it was first opened). And a copy restored over
+// its own file (same inode, so only a sync can tell) is found rolled back by `sync`, which
+// takes a new id and syncs again in the same run.
+TEST_F(Net, CopiedAndRolledBackReplicasLoseNoWrites) {
+  std::string a = Init("a"), b = Init("b");
+  std::string baddr;
+  auto sb = Listen("b", {}, &baddr);
+  Pair("b", "a", baddr);
+  const std::string a2 = Dir("a2");
+  fs::copy(a, a2, fs::copy_options::recursive);
+  ASSERT_EQ(T({"put", a, "items", "from-a", "v=1"}).exit_code, 0);
+  ASSERT_EQ(T({"put", a2, "items", "from-a2", "v=2"}).exit_code, 0);
+  EXPECT_NE(json::parse(T({"info", a}).out)["replica_id"],
+            json::parse(T({"info", a2}).out)["replica_id"]);
+  auto s1 = T({"sync", a, "--peer", baddr});
+  ASSERT_EQ(s1.exit_code, 0) << s1.err;
+  auto s2 = T({"sync", a2, "--peer", baddr});
+  ASSERT_EQ(s2.exit_code, 0) << s2.err;
+  EXPECT_TRUE(Has(b, "items", "from-a"));
+  EXPECT_TRUE(Has(b, "items", "from-a2"));
+
+  // A snapshot of a's file, a write that reaches b, then the snapshot back in place.
+  fs::copy_file(a + "/data.mdb", Dir("snapshot.mdb"));
+  ASSERT_EQ(T({"put", a, "items", "lost-by-rollback", "v=3"}).exit_code, 0);
+  ASSERT_EQ(T({"sync", a, "--peer", baddr}).exit_code, 0);
+  {
+    std::ifstream in(Dir("snapshot.mdb"), std::ios::binary);
+    std::ofstream out(a + "/data.mdb", std::ios::binary | std::ios::trunc);
+    out << in.rdbuf();
+  }
+  const std::string before = json::parse(T({"info", a}).out)["replica_id"];
+  EXPECT_FALSE(Has(a, "items", "lost-by-rollback"));
+  auto s3 = T({"sync", a, "--peer", baddr});
+  EXPECT_EQ(s3.exit_code, 0) << s3.err;
+  EXPECT_NE(s3.err.find("rolled back"), std::string::npos) << s3.err;
+  EXPECT_NE(json::parse(T({"info", a}).out)["replica_id"], before);
+  EXPECT_TRUE(Has(a, "items", "lost-by-rollback")) << "b gave back what the rollback lost";
+  ASSERT_EQ(T({"put", a, "items", "after-rollback", "v=4"}).exit_code, 0);
+  ASSERT_EQ(T({"sync", a, "--peer", baddr}).exit_code, 0);
+  EXPECT_TRUE(Has(b, "items", "after-rollback"));
+  EXPECT_EQ(Dump(a), Dump(b));
 }
 
 TEST_F(Net, LineOfThreeConvergesThroughAKilledMiddle) {

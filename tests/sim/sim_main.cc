@@ -4,9 +4,13 @@
 // through a simulated network: connections deliver in order (as TCP does) but at random
 // moments relative to each other, are cut at random (losing what is in flight), suffer
 // injected duplication and reordering (which the sessions must detect and refuse), and
-// replicas crash and restart (reopening their store, losing every connection). Every
-// message crosses the Cap'n Proto encoding. Time is simulated and everything derives
-// from the seed.
+// replicas crash and restart (reopening their store, losing every connection). Replicas
+// are also copied (a directory copied while in use: the copy must take a new replica id
+// when it opens and both go on writing) and rolled back to an earlier snapshot of their
+// files, either as a new file (caught when it opens) or in place, same inode (caught at
+// its next sync, which must end the session and take a new id before it writes again).
+// Every message crosses the Cap'n Proto encoding. Time is simulated and everything
+// derives from the seed.
 //
 // After the faults stop and every pair syncs: all dumps are identical, all version
 // vectors equal, every session reported caught up, and a reference model agrees on the
@@ -24,6 +28,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -53,6 +58,9 @@ struct Node {
   std::unique_ptr<Replica> replica;
   uint64_t clock_ms = 0;
   int64_t skew = 0;
+  std::string snapshot;             // a copy of data.mdb taken earlier; empty if none
+  ReplicaId snapshot_id;            // the replica id when it was taken
+  std::optional<ReplicaId> frozen;  // rolled back in place: no writes while still this id
 };
 
 struct Conn {
@@ -115,8 +123,16 @@ class Sim {
         CutOne();
       } else if (pick < 95) {
         InjectFault();
-      } else if (pick < 97) {
+      } else if (pick < 96) {
         Crash(static_cast<int>(rng_() % n_));
+      } else if (pick < 97) {
+        const int i = static_cast<int>(rng_() % n_), what = static_cast<int>(rng_() % 4);
+        if (what == 0)
+          Clone(i);
+        else if (what == 1)
+          Snapshot(i);
+        else
+          Rollback(i);
       } else if (pick < 99) {
         Partition();
       } else {
@@ -131,24 +147,44 @@ class Sim {
   }
 
   uint64_t messages() const { return messages_; }
+  uint64_t clones() const { return clones_; }
+  uint64_t rollbacks() const { return rollbacks_; }
+  uint64_t rollbacks_caught() const { return rollbacks_caught_; }
 
  private:
   storage::Options Opts() {
     storage::Options o;
     o.durability = storage::Durability::kRelaxed;  // the simulator crashes processes, not disks
     o.initial_map_bytes = 1 << 20;
+    o.new_ids = [this] { return NewId(); };
     return o;
+  }
+
+  ReplicaId NewId() {
+    ReplicaId id;
+    for (auto& b : id.bytes) b = static_cast<uint8_t>(rng_());
+    return id;
   }
 
   void Open(int i, std::unique_ptr<storage::LmdbStore> store) {
     Node& nd = nodes_[i];
-    nd.replica = std::make_unique<Replica>(std::move(store), [this, i] {
-      return static_cast<uint64_t>(static_cast<int64_t>(1'700'000'000'000 + now_) + nodes_[i].skew);
-    });
+    nd.replica = std::make_unique<Replica>(
+        std::move(store),
+        [this, i] {
+          return static_cast<uint64_t>(static_cast<int64_t>(1'700'000'000'000 + now_) +
+                                       nodes_[i].skew);
+        },
+        [this] { return NewId(); });
   }
 
   void LocalOp(int i) {
     Replica& r = *nodes_[i].replica;
+    if (nodes_[i].frozen) {
+      // Rolled back in place: until a sync has shown it and it took a new id, a write
+      // would reissue dots its peers hold. (That window is the documented limit.)
+      if (r.Meta()->id == *nodes_[i].frozen) return;
+      nodes_[i].frozen.reset();
+    }
     const std::string rec = "r" + std::to_string(rng_() % 4);
     const int kind = static_cast<int>(rng_() % 7);
     Status st;
@@ -194,6 +230,7 @@ class Sim {
     Replica& r = *nodes_[i].replica;
     auto meta = r.Meta();
     SIM_CHECK(meta.ok(), "meta");
+    if (last_id_[i] != meta->id) last_seq_[i] = 0, last_id_[i] = meta->id;  // a new id
     const uint64_t seq = meta->vv.Get(meta->id);
     auto& seen = log_seen_[i];
     auto page = r.CollectDeltas(seen, 1 << 20, nullptr);
@@ -272,6 +309,10 @@ class Sim {
     std::vector<Message> out;
     Session& s = to_b ? *c.sb : *c.sa;
     Status st = s.Receive(*msg, &out);
+    if (!st.ok() && s.rolled_back()) {
+      ++rollbacks_caught_;
+      return false;  // the session ends; the replica took a new id
+    }
     if (!st.ok()) {
       // Only injected duplication or reordering may make a session refuse a message.
       SIM_CHECK(c.faulted, "session error without an injected fault: " + st.ToString());
@@ -296,11 +337,17 @@ class Sim {
     if (conns_.empty()) return;
     Conn& c = *conns_[rng_() % conns_.size()];
     std::vector<Message> out;
-    SIM_CHECK(c.sa->Poll(&out).ok(), "poll");
+    Status st = c.sa->Poll(&out);
+    SIM_CHECK(st.ok() || c.sa->rolled_back(), "poll: " + st.ToString());
     for (auto& m : out) c.to_b.push_back(net::EncodeMessage(m));
     out.clear();
-    SIM_CHECK(c.sb->Poll(&out).ok(), "poll");
+    Status st2 = c.sb->Poll(&out);
+    SIM_CHECK(st2.ok() || c.sb->rolled_back(), "poll: " + st2.ToString());
     for (auto& m : out) c.to_a.push_back(net::EncodeMessage(m));
+    if (!st.ok() || !st2.ok()) {
+      for (size_t k = 0; k < conns_.size(); ++k)
+        if (conns_[k].get() == &c) conns_.erase(conns_.begin() + static_cast<long>(k));
+    }
   }
 
   void CutOne() {
@@ -320,16 +367,119 @@ class Sim {
     }
   }
 
-  void Crash(int i) {
+  void Disconnect(int i) {
     std::vector<std::unique_ptr<Conn>> keep;
     for (auto& c : conns_)
       if (c->a != i && c->b != i) keep.push_back(std::move(c));
     conns_ = std::move(keep);
+  }
+
+  void Crash(int i) {
+    Disconnect(i);
     nodes_[i].replica.reset();  // in-flight messages are gone; the store closes
     auto store = storage::OpenStore(nodes_[i].dir, Opts());
     SIM_CHECK(store.ok(), "reopen: " + store.status().ToString());
     Open(i, std::move(store).value());
     ++crashes_;
+  }
+
+  // The files of a replica in use, copied (no transaction is open between steps).
+  void CopyData(const std::string& from, const std::string& to) {
+    std::error_code ec;
+    fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
+    SIM_CHECK(!ec, "copy " + from + ": " + ec.message());
+  }
+
+  // Node i's directory is copied (a VM clone, a phone migration that kept the old one)
+  // and the copy goes on as one more replica, writing concurrently with the original.
+  void Clone(int i) {
+    if (n_ >= 10) return;
+    Node nd;
+    nd.dir = (base_ / ("r" + std::to_string(n_))).string();
+    nd.skew = static_cast<int64_t>(rng_() % 200) - 100;
+    fs::create_directories(nd.dir);
+    CopyData(nodes_[i].dir + "/data.mdb", nd.dir + "/data.mdb");
+    const ReplicaId original = nodes_[i].replica->Meta()->id;
+    nodes_.push_back(std::move(nd));
+    const int k = n_++;
+    if (!side_.empty()) side_.push_back(side_[i]);
+    auto store = storage::OpenStore(nodes_[k].dir, Opts());
+    SIM_CHECK(store.ok(), "open copy: " + store.status().ToString());
+    Open(k, std::move(store).value());
+    SIM_CHECK(nodes_[k].replica->Meta()->id != original, "a copied replica kept its id");
+    log_seen_[k] = log_seen_[i];
+    nodes_[k].frozen = nodes_[i].frozen;
+    ++clones_;
+  }
+
+  void Snapshot(int i) {
+    Node& nd = nodes_[i];
+    nd.snapshot = nd.dir + ".snapshot";
+    CopyData(nd.dir + "/data.mdb", nd.snapshot);
+    nd.snapshot_id = nd.replica->Meta()->id;
+  }
+
+  // Node i goes back to its snapshot, as a new file or in place (same inode). Only when
+  // another node holds everything it has (its version vector covers i's): what i loses
+  // must come back, or the oracle could not tell a loss from a bug.
+  void Rollback(int i) {
+    Node& nd = nodes_[i];
+    if (nd.snapshot.empty()) return;
+    const ReplicaMeta meta = nd.replica->Meta().value();
+    if (meta.id != nd.snapshot_id) return;
+    bool held = false;
+    for (int j = 0; j < n_ && !held; ++j)
+      if (j != i) held = nodes_[j].replica->Meta()->vv.Covers(meta.vv);
+    if (!held && (side_.empty() || side_[i] == side_[(i + 1) % n_])) {
+      // Usually the device had synced before it was restored: make it so.
+      SyncPair(i, (i + 1) % n_);
+      held = nodes_[(i + 1) % n_].replica->Meta()->vv.Covers(meta.vv);
+    }
+    if (!held) return;
+    Disconnect(i);
+    nd.replica.reset();
+    const bool in_place = rng_() % 2;
+    if (!in_place) fs::remove(nd.dir + "/data.mdb");
+    CopyData(nd.snapshot, nd.dir + "/data.mdb");
+    auto store = storage::OpenStore(nd.dir, Opts());
+    SIM_CHECK(store.ok(), "open rolled back: " + store.status().ToString());
+    Open(i, std::move(store).value());
+    const ReplicaId now = nd.replica->Meta()->id;
+    if (in_place) {
+      SIM_CHECK(now == meta.id, "an in-place rollback cannot be seen at open");
+      nd.frozen = now;
+    } else {
+      SIM_CHECK(now != meta.id, "a rolled-back copy in a new file kept its id");
+    }
+    log_seen_[i] = 0;  // the change log went back too: read it again
+    ++rollbacks_;
+  }
+
+  // One complete session between a and b, on a connection of its own (others stay).
+  // Returns the fields it applied.
+  uint64_t SyncPair(int a, int b) {
+    for (size_t k = 0; k < conns_.size(); ++k)
+      if ((conns_[k]->a == a && conns_[k]->b == b) || (conns_[k]->a == b && conns_[k]->b == a)) {
+        conns_.erase(conns_.begin() + static_cast<long>(k));
+        break;
+      }
+    Connect(a, b);
+    std::unique_ptr<Conn> c = std::move(conns_.back());
+    conns_.pop_back();
+    while (!c->to_a.empty() || !c->to_b.empty()) {
+      if (Deliver(*c, !c->to_b.empty())) continue;
+      // Only a replica rolled back in place may end a complete session, once: it has a
+      // new id now, and the next session is the real one.
+      SIM_CHECK(c->sa->rolled_back() || c->sb->rolled_back(), "a complete session failed");
+      Connect(a, b);
+      c = std::move(conns_.back());
+      conns_.pop_back();
+    }
+    SIM_CHECK(c->sa->caught_up() && c->sb->caught_up(), "a complete session did not catch up");
+    // Caught up means it: the two hold the same data now.
+    SIM_CHECK(Dump(*nodes_[a].replica) == Dump(*nodes_[b].replica),
+              "a session reported caught up but the two replicas differ");
+    return c->sa->stats().fields_applied + c->sb->stats().fields_applied;
   }
 
   void Heal() {
@@ -340,18 +490,8 @@ class Sim {
       uint64_t applied = 0;
       for (int a = 0; a < n_; ++a)
         for (int b = a + 1; b < n_; ++b) {
-          Connect(a, b);
-          Conn& c = *conns_.back();
-          while (!c.to_a.empty() || !c.to_b.empty()) {
-            SIM_CHECK(Deliver(c, !c.to_b.empty()), "heal delivery failed");
-          }
-          SIM_CHECK(c.sa->caught_up() && c.sb->caught_up(), "heal session not caught up");
-          // Caught up means it: the two hold the same data now.
-          SIM_CHECK(Dump(*nodes_[a].replica) == Dump(*nodes_[b].replica),
-                    "a session reported caught up but the two replicas differ");
-          applied += c.sa->stats().fields_applied + c.sb->stats().fields_applied;
+          applied += SyncPair(a, b);
           if (check_claims_) CheckClaims("a healing session");
-          conns_.clear();
         }
       if (applied == 0 && round > 0) return;
     }
@@ -428,9 +568,11 @@ class Sim {
   std::map<std::string, std::vector<PutRecord>> puts_;
   std::map<std::string, std::set<std::string>> kept_;
   std::map<int, uint64_t> log_seen_, last_seq_;
+  std::map<int, ReplicaId> last_id_;
   std::map<Dot, std::set<FieldKey>> touched_;
   std::vector<int> side_;  // partition group per replica; empty when there is none
   uint64_t messages_ = 0, refused_ = 0, crashes_ = 0, partitions_ = 0;
+  uint64_t clones_ = 0, rollbacks_ = 0, rollbacks_caught_ = 0;
 
  public:
   bool check_claims_ = false;
@@ -445,13 +587,16 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--seeds")) count = std::stoull(argv[i + 1]);
     if (!std::strcmp(argv[i], "--first")) first = std::stoull(argv[i + 1]);
   }
-  uint64_t messages = 0;
+  uint64_t messages = 0, clones = 0, rollbacks = 0, caught = 0;
   for (uint64_t seed = first; seed < first + count; ++seed) {
     try {
       Sim sim(seed);
       sim.check_claims_ = std::getenv("TANDEM_SIM_CHECK_CLAIMS") != nullptr;
       sim.Run();
       messages += sim.messages();
+      clones += sim.clones();
+      rollbacks += sim.rollbacks();
+      caught += sim.rollbacks_caught();
     } catch (const Failure& f) {
       std::fprintf(stderr, "sim: seed %llu FAILED: %s\nreplay: tandem_sim --seed %llu\n",
                    static_cast<unsigned long long>(seed), f.what.c_str(),
@@ -459,9 +604,12 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  std::printf("sim: %llu seeds passed (%llu..%llu), %llu messages\n",
-              static_cast<unsigned long long>(count), static_cast<unsigned long long>(first),
-              static_cast<unsigned long long>(first + count - 1),
-              static_cast<unsigned long long>(messages));
+  std::printf(
+      "sim: %llu seeds passed (%llu..%llu), %llu messages, %llu copies, %llu rollbacks "
+      "(%llu found at sync)\n",
+      static_cast<unsigned long long>(count), static_cast<unsigned long long>(first),
+      static_cast<unsigned long long>(first + count - 1), static_cast<unsigned long long>(messages),
+      static_cast<unsigned long long>(clones), static_cast<unsigned long long>(rollbacks),
+      static_cast<unsigned long long>(caught));
   return 0;
 }

@@ -3,7 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <deque>
+#include <fstream>
+
 #include "../../integration/process.h"
+#include "tandem/engine/sync.h"
 #include "tandem/storage/replica.h"
 
 namespace tandem::storage {
@@ -95,6 +99,173 @@ TEST(LmdbStore, PeerStateSurvivesReopen) {
   EXPECT_EQ(ps->cursor, 33u);
   EXPECT_EQ(ps->fields_received, 1u);
   EXPECT_TRUE((*r)->Get("c", "r").ok());
+}
+
+namespace fs = std::filesystem;
+
+engine::ReplicaMeta MetaOf(const std::string& dir) {
+  auto r = OpenReplica(dir);
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  return r.ok() ? (*r)->Meta().value() : engine::ReplicaMeta{};
+}
+
+// `cp -a a a2` (a phone migration, a VM clone, a file-level restore): the copy must not
+// issue the dots its original issues, or peers would keep only one of each pair.
+TEST(LmdbStore, ACopiedDirectoryTakesANewReplicaIdWhenOpened) {
+  testing::TempDir tmp;
+  const std::string a = tmp / "a", a2 = tmp / "a2", moved = tmp / "moved";
+  {
+    auto r = CreateReplica(a);
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE((*r)->Put("c", "r", {{"x", Value{int64_t{1}}}}).ok());
+  }
+  const engine::ReplicaMeta before = MetaOf(a);
+  fs::copy(a, a2, fs::copy_options::recursive);
+  const engine::ReplicaMeta copy = MetaOf(a2);
+  EXPECT_NE(copy.id, before.id);
+  EXPECT_EQ(copy.vv.Get(before.id), 1u) << "the original's events stay, as a foreign replica's";
+  EXPECT_EQ(copy.vv.Get(copy.id), 0u);
+  EXPECT_EQ(MetaOf(a2).id, copy.id) << "taken once, not at every open";
+  EXPECT_EQ(MetaOf(a).id, before.id) << "the original is where it was created";
+  // Renaming within a filesystem is not a copy.
+  fs::rename(a, moved);
+  EXPECT_EQ(MetaOf(moved).id, before.id);
+  // Both write; their dots differ, so a peer keeps both.
+  auto r1 = OpenReplica(moved), r2 = OpenReplica(a2);
+  ASSERT_TRUE(r1.ok() && r2.ok());
+  ASSERT_TRUE((*r1)->Put("c", "one", {{"x", Value{int64_t{1}}}}).ok());
+  ASSERT_TRUE((*r2)->Put("c", "two", {{"x", Value{int64_t{2}}}}).ok());
+  EXPECT_NE((*r1)->Meta()->id, (*r2)->Meta()->id);
+  ASSERT_TRUE(Check(StoreOf(**r2)).ok());
+}
+
+// Restore used to fail on a backup larger than the initial 64 MiB map ("map full"),
+// leaving behind a directory that opened as a clone of the backed-up replica.
+TEST(LmdbStore, RestoreOfABackupLargerThanTheInitialMap) {
+  testing::TempDir tmp;
+  const std::string src = tmp / "src", bak = tmp / "bak", dst = tmp / "dst";
+  engine::ReplicaId src_id;
+  {
+    Options o;
+    o.durability = Durability::kRelaxed;  // the data volume is the point, not its fsyncs
+    auto r = CreateReplica(src, o);
+    ASSERT_TRUE(r.ok());
+    const std::string big(120 << 10, 'x');
+    for (int i = 0; i < 650; i += 50) {
+      ASSERT_TRUE((*r)->Write([&](engine::Batch& b) {
+                        for (int k = i; k < i + 50; ++k)
+                          TANDEM_RETURN_IF_ERROR(
+                              b.Put("files", std::to_string(k), "body", Value{big}));
+                        return Status::Ok();
+                      })
+                      .ok());
+    }
+    src_id = (*r)->Meta()->id;
+    ASSERT_TRUE(Backup(StoreOf(**r), bak).ok());
+  }
+  ASSERT_GT(fs::file_size(fs::path(bak) / "data.mdb"), size_t{64} << 20);
+  Status st = Restore(bak, dst);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  auto r = OpenReplica(dst);
+  ASSERT_TRUE(r.ok());
+  EXPECT_NE((*r)->Meta()->id, src_id);
+  EXPECT_TRUE(Check(StoreOf(**r)).ok());
+  EXPECT_TRUE((*r)->Get("files", "649").ok());
+  ASSERT_TRUE((*r)->Put("files", "new", {{"body", Value{std::string("y")}}}).ok());
+  for (const auto& e : fs::directory_iterator(tmp.path()))
+    EXPECT_EQ(e.path().filename().string().find(".restoring"), std::string::npos) << e.path();
+}
+
+TEST(LmdbStore, AFailedRestoreLeavesNoReplicaBehind) {
+  testing::TempDir tmp;
+  const std::string src = tmp / "src", bak = tmp / "bak", dst = tmp / "dst";
+  {
+    auto r = CreateReplica(src);
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE((*r)->Put("c", "r", {{"x", Value{int64_t{1}}}}).ok());
+    ASSERT_TRUE(Backup(StoreOf(**r), bak).ok());
+  }
+  // A key file that cannot be copied makes the restore fail half-way.
+  fs::create_directory(fs::path(bak) / "group.key");
+  Status st = Restore(bak, dst);
+  EXPECT_FALSE(st.ok());
+  EXPECT_FALSE(fs::exists(dst));
+  EXPECT_FALSE(IsReplicaDir(dst));
+  for (const auto& e : fs::directory_iterator(tmp.path()))
+    EXPECT_EQ(e.path().filename().string().find(".restoring"), std::string::npos) << e.path();
+}
+
+// Runs a session between two replicas until neither has anything to say. Returns the
+// first error of either side (the session ends there).
+Status SyncOnce(engine::Replica& x, engine::Replica& y, engine::Session** ended = nullptr) {
+  engine::Session sx(x, {}), sy(y, {});
+  std::deque<engine::Message> to_x, to_y;
+  std::vector<engine::Message> out;
+  TANDEM_RETURN_IF_ERROR(sx.Start(&out));
+  to_y.insert(to_y.end(), out.begin(), out.end());
+  out.clear();
+  TANDEM_RETURN_IF_ERROR(sy.Start(&out));
+  to_x.insert(to_x.end(), out.begin(), out.end());
+  while (!to_x.empty() || !to_y.empty()) {
+    const bool into_x = !to_x.empty();
+    auto& q = into_x ? to_x : to_y;
+    engine::Message m = std::move(q.front());
+    q.pop_front();
+    out.clear();
+    engine::Session& s = into_x ? sx : sy;
+    Status st = s.Receive(m, &out);
+    if (!st.ok()) {
+      if (ended) *ended = s.rolled_back() ? &s : nullptr;
+      return st;
+    }
+    auto& back = into_x ? to_y : to_x;
+    back.insert(back.end(), out.begin(), out.end());
+  }
+  if (!sx.caught_up() || !sy.caught_up()) return Status::Busy("not caught up");
+  return Status::Ok();
+}
+
+// A snapshot restored in place (same file, same inode: a VM or filesystem snapshot, or
+// `cp old/data.mdb a/data.mdb` over the file) cannot be seen at open. A peer holding
+// more of the replica's events than it has shows it at the next sync: the replica takes
+// a new id before it writes again, and gets back what it lost from that peer.
+TEST(LmdbStore, ARollbackInPlaceIsFoundAtSyncAndHealed) {
+  testing::TempDir tmp;
+  const std::string a = tmp / "a", b = tmp / "b", snap = tmp / "snapshot.mdb";
+  auto ra = CreateReplica(a);
+  auto rb = CreateReplica(b);
+  ASSERT_TRUE(ra.ok() && rb.ok());
+  ASSERT_TRUE((*ra)->Put("c", "early", {{"x", Value{int64_t{1}}}}).ok());
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  fs::copy_file(a + "/data.mdb", snap);
+  ASSERT_TRUE((*ra)->Put("c", "late", {{"x", Value{int64_t{2}}}}).ok());
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  const engine::ReplicaId old_id = (*ra)->Meta()->id;
+  ra->reset();
+  {
+    // Overwrite in place: same inode, so the origin still matches.
+    std::ifstream in(snap, std::ios::binary);
+    std::ofstream out(a + "/data.mdb", std::ios::binary | std::ios::trunc);
+    out << in.rdbuf();
+  }
+  ra = OpenReplica(a);
+  ASSERT_TRUE(ra.ok());
+  ASSERT_EQ((*ra)->Meta()->id, old_id);
+  EXPECT_FALSE((*ra)->Get("c", "late").ok()) << "rolled back";
+  engine::Session* ended = nullptr;
+  Status st = SyncOnce(**ra, **rb, &ended);
+  EXPECT_EQ(st.code(), Code::kBusy) << st.ToString();
+  EXPECT_NE(ended, nullptr) << "the session ends as rolled back: " << st.ToString();
+  const engine::ReplicaMeta now = (*ra)->Meta().value();
+  EXPECT_NE(now.id, old_id);
+  // The next session runs under the new id and brings back what the rollback lost.
+  st = SyncOnce(**ra, **rb);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_TRUE((*ra)->Get("c", "late").ok());
+  ASSERT_TRUE((*ra)->Put("c", "after", {{"x", Value{int64_t{3}}}}).ok());
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  EXPECT_TRUE((*rb)->Get("c", "after").ok()) << "a write after the rollback reaches the peer";
+  EXPECT_TRUE(Check(StoreOf(**ra)).ok());
 }
 
 }  // namespace

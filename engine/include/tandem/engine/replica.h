@@ -20,6 +20,14 @@ namespace tandem::engine {
 
 // Milliseconds since the Unix epoch; injected so tests and the simulator control time.
 using PhysicalClock = std::function<uint64_t()>;
+// Fresh random replica ids; injected, as the engine has no randomness of its own.
+using IdSource = std::function<ReplicaId()>;
+
+// Gives `meta` a new replica id from `source` (nonzero, never one its version vector
+// names). The old id's events stay in the version vector as a foreign replica's: the
+// replica still holds them all, and its next event is (new id, 1). This is how a copied,
+// restored or rolled-back replica stops issuing dots that another copy also issues.
+void TakeNewReplicaId(ReplicaMeta& meta, const IdSource& source);
 
 // Mutations inside one write transaction. Each call is one operation with its own dot
 // and timestamp. Obtained from Replica::Write; valid only inside its callback.
@@ -80,8 +88,23 @@ struct DeltaPage {
 
 class Replica {
  public:
-  Replica(std::unique_ptr<Store> store, PhysicalClock now);
+  // Without `new_id`, evidence that this replica was rolled back (below) is an error
+  // instead of a new replica id.
+  Replica(std::unique_ptr<Store> store, PhysicalClock now, IdSource new_id = nullptr);
   Store& store() { return *store_; }
+
+  // Rollback detection. A peer (or a field state it sends) holding more of this
+  // replica's events than its version vector says it issued means the replica was
+  // rolled back (a snapshot or file-level restore) or copied: its next dots would repeat
+  // ones that already exist elsewhere, and peers would drop one of each pair silently.
+  // So the replica takes a new replica id (TakeNewReplicaId) in the transaction that
+  // sees the evidence, and carries on. Sessions end after that (their peer's cursor into
+  // our change log predates the rollback): see Session::rolled_back().
+  //
+  // Takes a new id if the replica is still `as` and `claimed` (a count of events of
+  // `as`) is more than it holds. Sets *rekeyed if the replica is no longer `as`, now or
+  // because another caller already moved it on.
+  Status RekeyIfBehind(const ReplicaId& as, uint64_t claimed, bool* rekeyed);
 
   Result<ReplicaMeta> Meta();
 
@@ -133,14 +156,17 @@ class Replica {
   // `admit` decides each delta (see Admission); *refused counts both kinds of refusal,
   // *filtered_out the kFilter ones. `filtered` says a policy left some of the peer's
   // changes out of this stream (see PeerState).
+  // *rekeyed (optional) is set when a delta showed the replica was rolled back and it
+  // took a new replica id (see RekeyIfBehind); the batch is applied all the same.
   Status ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>& deltas, uint64_t cursor,
                     const AdmitFn& admit, size_t* applied = nullptr, size_t* refused = nullptr,
-                    bool filtered = false, size_t* filtered_out = nullptr);
+                    bool filtered = false, size_t* filtered_out = nullptr, bool* rekeyed = nullptr);
   // The peer reached CaughtUp: remembers its version vector, and merges it into ours
   // when `merge` (everything it had was sent and accepted).
   // `filtered` as for ApplyBatch; a merge clears PeerState::filtered.
+  // *rekeyed as for ApplyBatch, when peer_vv shows the replica was rolled back.
   Status CompletePeerSync(const ReplicaId& peer, const VersionVector& peer_vv, bool merge,
-                          bool filtered = false);
+                          bool filtered = false, bool* rekeyed = nullptr);
   Result<PeerState> Peer(const ReplicaId& peer);
   Result<std::vector<std::pair<ReplicaId, PeerState>>> Peers();
 
@@ -151,9 +177,13 @@ class Replica {
   // Joins deltas into the open transaction; the shared core of ApplyDeltas/ApplyBatch.
   Status JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<FieldDelta>& deltas,
                   const AdmitFn* admit, size_t* applied, size_t* refused,
-                  size_t* filtered_out = nullptr);
+                  size_t* filtered_out = nullptr, bool* rekeyed = nullptr);
+  // Inside a write transaction: `claimed` events of meta.id exist elsewhere. Takes a new
+  // id in `meta` (the caller writes it) if they are more than we issued.
+  Status CheckClaim(ReplicaMeta& meta, uint64_t claimed, bool* rekeyed);
   std::unique_ptr<Store> store_;
   PhysicalClock now_;
+  IdSource new_id_;
 };
 
 // An upper bound on the bytes a field state and its key take in a sync batch body,

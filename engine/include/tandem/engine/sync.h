@@ -109,10 +109,16 @@ class Session {
   const SessionStats& stats() const { return stats_; }
   // How far into our change log the peer has acknowledged (from its request and Acks).
   uint64_t peer_acked() const { return peer_acked_; }
+  // The peer showed that this replica was rolled back or copied (it holds events of ours
+  // past our version vector), so the replica took a new id (Replica::RekeyIfBehind) and
+  // the session ended with kBusy: the peer's cursor into our log predates the rollback.
+  // What the session applied stays; sync again, under the new id.
+  bool rolled_back() const { return rolled_back_; }
 
  private:
   Status Pump(std::vector<Message>* out);
   bool Sendable(const FieldKey& k) const;
+  Status RolledBack();
 
   Replica& replica_;
   SessionOptions opt_;
@@ -138,6 +144,7 @@ class Session {
   bool refused_any_ = false;   // refused something: the watermark must not merge
   bool filtered_any_ = false;  // ...by a policy: the peer's log is re-read when it widens
   bool filtered_in_ = false;   // a policy leaves some of the peer's data out of this stream
+  bool rolled_back_ = false;
 };
 
 }  // namespace tandem::engine

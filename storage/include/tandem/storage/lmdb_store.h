@@ -20,6 +20,7 @@
 // Thread-safety: an LmdbStore may be shared by threads; each transaction is used by one.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -43,6 +44,9 @@ struct Options {
   // CreateStore only: use this replica id instead of a random one. For deterministic
   // tests and the simulator; never reuse an id another replica has had.
   std::optional<engine::ReplicaId> replica_id;
+  // Where the new replica id comes from when an opened replica turns out to be a copy
+  // (see OpenStore); RandomReplicaId when empty. For the simulator's determinism.
+  std::function<engine::ReplicaId()> new_ids;
 };
 
 class LmdbStore;
@@ -52,7 +56,17 @@ class LmdbStore;
 Result<std::unique_ptr<LmdbStore>> CreateStore(const std::string& dir, const Options& = {});
 // Opens an existing replica. A directory that is not a replica, a replica of a newer
 // format, or a damaged file gives a clear error and is left unchanged.
+//
+// A replica remembers where it was created: the device and inode of its data.mdb (the
+// `origin` meta entry). Opened anywhere else (a `cp -a` of the directory, a phone
+// migration, a file-level restore), it is a copy that would issue the same dots as its
+// original, so it takes a new replica id at once (engine::TakeNewReplicaId), in the
+// same write that records its new origin. Renaming or moving the directory within a
+// filesystem keeps the inode and changes nothing.
 Result<std::unique_ptr<LmdbStore>> OpenStore(const std::string& dir, const Options& = {});
+
+// A fresh random replica id (getrandom): the engine's IdSource for durable replicas.
+engine::ReplicaId RandomReplicaId();
 
 // True if `dir` looks like a replica directory (has a data.mdb).
 bool IsReplicaDir(const std::string& dir);
@@ -63,6 +77,8 @@ Status Backup(LmdbStore& store, const std::string& dest);
 // Makes a usable replica in `dir` from a backup, with a NEW replica id, so the restored
 // device never reissues dots the old one already used. What it had applied from each peer
 // (its cursors) stays valid and is kept; peers see the restored replica as a new peer.
+// The replica is built in a temporary directory beside `dir` and renamed into place at
+// the end: a failed restore leaves no replica at `dir`.
 Status Restore(const std::string& backup, const std::string& dir);
 
 // Integrity check: every field decodes, the change log and the fields point at each
@@ -85,7 +101,7 @@ class LmdbStore : public engine::Store {
   Impl* impl() { return impl_.get(); }
 
  private:
-  friend Result<std::unique_ptr<LmdbStore>> Open(const std::string&, const Options&, bool);
+  friend Result<std::unique_ptr<LmdbStore>> Open(const std::string&, const Options&, bool, bool);
   LmdbStore(std::string dir, std::unique_ptr<Impl> impl);
   std::string dir_;
   std::unique_ptr<Impl> impl_;
