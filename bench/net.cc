@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "bench_util.h"
+#include "tandem/device/device.h"
 #include "tandem/net/group.h"
 #include "tandem/net/secure_frame.h"
 #include "tandem/storage/replica.h"
@@ -79,8 +80,9 @@ void MakeMember(const std::string& dir, const net::Key32& group, const net::Iden
                 const std::vector<net::Identity>& members) {
   auto r = storage::CreateReplica(dir);
   Must(r.status(), "create");
-  Must(net::SaveIdentity(id, dir + "/" + storage::kIdentityFile), "identity");
-  Must(net::SaveGroupKey(dir, group), "group key");
+  const device::Layout layout(dir);
+  Must(net::SaveIdentity(id, layout.identity_key()), "identity");
+  Must(net::SaveGroupKey(layout.group(), group), "group key");
   for (const auto& m : members) Must(net::AddMember(**r, m.public_key, "bench", 1), "member");
 }
 

@@ -2,21 +2,26 @@
 //
 // Exit status: 0 success, 1 runtime failure (not found, corrupt, I/O), 2 usage error
 // (bad arguments or input). Errors are one line on stderr: "tandem: <message>".
+#include <poll.h>
 #include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 #include <thread>
 
 #include "tandem/bindings/json.h"
-#include "tandem/net/daemon.h"
+#include "tandem/device/device.h"
 #include "tandem/net/group.h"
 #include "tandem/net/identity.h"
+#include "tandem/net/node.h"
 #include "tandem/storage/replica.h"
 
 namespace {
@@ -27,6 +32,8 @@ using tandem::bindings::Canonical;
 using tandem::bindings::Json;
 namespace engine = tandem::engine;
 namespace storage = tandem::storage;
+namespace net = tandem::net;
+using tandem::device::Device;
 
 // A failure that ends the program with a message and an exit code.
 struct Exit {
@@ -56,8 +63,12 @@ void Print(const std::string& line) {
   std::fputc('\n', stdout);
 }
 
-std::unique_ptr<engine::Replica> Open(const std::string& dir) {
-  return Check(storage::OpenReplica(dir));
+std::shared_ptr<Device> OpenDevice(const std::string& dir) { return Check(Device::Open(dir)); }
+// The replica of DIR, kept open by its device for the life of the program.
+engine::Replica& Open(const std::string& dir) {
+  static std::shared_ptr<Device> device;
+  device = OpenDevice(dir);
+  return device->replica();
 }
 
 bool IsSystem(const std::string& coll) { return coll.rfind(tandem::net::kSystemPrefix, 0) == 0; }
@@ -66,10 +77,6 @@ bool IsSystem(const std::string& coll) { return coll.rfind(tandem::net::kSystemP
 void CheckWritable(const std::string& coll) {
   if (IsSystem(coll))
     throw Exit{2, "collection " + coll + " is reserved for tandem itself (use invite/revoke)"};
-}
-
-tandem::net::Identity LoadIdentity(const std::string& dir) {
-  return Check(tandem::net::LoadIdentity(dir + "/" + storage::kIdentityFile));
 }
 
 engine::CollectionFilter ParseFilter(const std::string& list, const char* flag) {
@@ -113,9 +120,54 @@ std::string Ago(uint64_t ms) {
   return std::to_string(s / 3600) + "h ago";
 }
 
+const char* ModeName(net::NodeMode m) {
+  return m == net::NodeMode::kOnce ? "once" : m == net::NodeMode::kInterval ? "interval" : "live";
+}
+
+// DIR/daemon.json, replaced atomically (written to a temporary file, renamed).
+void WriteStatusFile(const std::string& path, const net::NodeSnapshot& s) {
+  Json peers = Json::array();
+  for (const auto& p : s.peers) {
+    Json j{{"address", p.address},
+           {"device", p.device},
+           {"replica_id", p.replica_id},
+           {"direction", p.direction},
+           {"connected", p.connected},
+           {"last_sync_ms", p.last_sync_ms},
+           {"bytes_in", p.bytes_in},
+           {"bytes_out", p.bytes_out},
+           {"sessions", p.sessions},
+           {"errors", p.errors},
+           {"fields_sent", p.fields_sent},
+           {"fields_received", p.fields_received},
+           {"fields_refused", p.fields_refused},
+           {"last_error", p.last_error}};
+    // Changes of ours the peer has not acknowledged yet (known while connected; at least
+    // this many when it reaches the cap).
+    j["pending_changes"] = p.pending_changes ? Json(*p.pending_changes) : Json(nullptr);
+    peers.push_back(std::move(j));
+  }
+  Json j{{"pid", static_cast<int64_t>(::getpid())},
+         {"running", s.running},
+         {"device", s.device},
+         {"listen", s.listen},
+         {"mode", ModeName(s.mode)},
+         {"started_ms", s.started_ms},
+         {"updated_ms", s.updated_ms},
+         {"refused_connections", s.refused_connections},
+         {"peers", peers}};
+  std::string tmp = path + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "w");
+  if (!f) return;
+  std::string text = j.dump();
+  bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  ok = std::fclose(f) == 0 && ok;
+  if (ok) std::rename(tmp.c_str(), path.c_str());
+}
+
 // The running daemon's status file, if a daemon is running on this replica.
 std::optional<Json> DaemonStatus(const std::string& dir) {
-  std::ifstream in(dir + "/" + tandem::net::kStatusFile);
+  std::ifstream in(tandem::device::Layout(dir).status_file());
   if (!in) return std::nullopt;
   Json j = Json::parse(in, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return std::nullopt;
@@ -130,6 +182,65 @@ std::optional<Json> DaemonStatus(const std::string& dir) {
   }
   j["running"] = alive;
   return j;
+}
+
+// `serve` and `sync`: the process around a sync node. The node runs on its own thread;
+// this one waits for SIGINT/SIGTERM (blocked, read from a signalfd) and for the node's
+// events, and publishes the node's snapshot as DIR/daemon.json for `tandem status`
+// (at each event and every second). Exit status: 0, or 1 if a `sync` peer failed.
+int RunNode(Device& d, net::NodeOptions o) {
+  const bool once = o.mode == net::NodeMode::kOnce;
+  o.log = [](const std::string& line) {
+    std::fprintf(stderr, "tandem: %s\n", line.c_str());
+    std::fflush(stderr);
+  };
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  // Blocked before the node thread starts, so that it inherits the mask and only this
+  // thread's signalfd sees them.
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  int sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (sfd < 0) throw Exit{1, std::string("signalfd: ") + std::strerror(errno)};
+  auto node = Check(d.NewNode(std::move(o)));
+  const std::string status_path = d.layout().status_file();
+  auto publish = [&](const net::NodeSnapshot& s) { WriteStatusFile(status_path, s); };
+  Status started = node->Start();
+  if (!started.ok()) {
+    ::close(sfd);
+    throw Exit{started.code() == Code::kInvalidArgument ? 2 : 1, Message(started)};
+  }
+  publish(node->Snapshot());
+  bool stopped = false, signalled = false;
+  bool ok = true;
+  while (!stopped) {
+    pollfd fds[2] = {{sfd, POLLIN, 0}, {node->event_fd(), POLLIN, 0}};
+    int rc = ::poll(fds, 2, 1000);
+    if (rc < 0 && errno != EINTR) break;
+    if (fds[0].revents & POLLIN) {
+      signalfd_siginfo si;
+      while (::read(sfd, &si, sizeof si) > 0) {
+      }
+      if (!signalled) {
+        signalled = true;
+        std::fprintf(stderr, "tandem: stopping\n");
+        node->Stop();
+      }
+    }
+    for (const auto& e : node->DrainEvents()) {
+      if (e.kind == net::NodeEventKind::kDone) ok = e.ok;
+      if (e.kind == net::NodeEventKind::kStopped) stopped = true;
+    }
+    publish(node->Snapshot());
+  }
+  node->Stop();
+  auto last = node->Snapshot();
+  last.running = false;
+  publish(last);
+  ::close(sfd);
+  if (once && last.failures > 0) ok = false;
+  return once && !ok ? 1 : 0;
 }
 
 engine::Value ParseValue(const std::string& text) {
@@ -297,21 +408,13 @@ int Main(int argc, char** argv) {
     return 2;
   }
 
-  namespace net = tandem::net;
   for (auto* s : {put, incr, add, remove, del})
     if (s->parsed()) CheckWritable(coll);
 
   if (init->parsed()) {
-    auto r = Check(storage::CreateReplica(dir));
-    auto identity = tandem::net::GenerateIdentity();
-    Check(tandem::net::SaveIdentity(identity, dir + "/" + storage::kIdentityFile));
-    // A new device starts its own group of one; `join` moves it into another.
-    Check(net::SaveGroupKey(dir, net::NewGroupKey()));
-    Check(net::AddMember(*r, identity.public_key, net::DeviceId(identity.public_key),
-                         storage::SystemClockMs()));
-    Check(net::NoteReplica(*r, net::DeviceId(identity.public_key), Check(r->Meta()).id));
-    Print(tandem::net::DeviceId(identity.public_key));
-    std::fprintf(stderr, "created replica %s in %s\n", Check(r->Meta()).id.Hex().c_str(),
+    auto d = Check(Device::Create(dir));
+    Print(d->device_id());
+    std::fprintf(stderr, "created replica %s in %s\n", Check(d->GetInfo()).replica_id.Hex().c_str(),
                  dir.c_str());
   } else if (put->parsed()) {
     std::vector<std::pair<std::string, engine::Value>> fields;
@@ -320,92 +423,79 @@ int Main(int argc, char** argv) {
       if (eq == std::string::npos || eq == 0) throw Exit{2, "expected FIELD=JSON, got: " + a};
       fields.emplace_back(a.substr(0, eq), ParseValue(a.substr(eq + 1)));
     }
-    Check(Open(dir)->Put(coll, id, fields));
+    Check(Open(dir).Put(coll, id, fields));
   } else if (incr->parsed()) {
-    Check(Open(dir)->Incr(coll, id, field, amount));
+    Check(Open(dir).Incr(coll, id, field, amount));
   } else if (add->parsed()) {
-    Check(Open(dir)->Add(coll, id, field, ParseValue(value)));
+    Check(Open(dir).Add(coll, id, field, ParseValue(value)));
   } else if (remove->parsed()) {
-    Check(Open(dir)->Remove(coll, id, field, ParseValue(value)));
+    Check(Open(dir).Remove(coll, id, field, ParseValue(value)));
   } else if (del->parsed()) {
-    Check(Open(dir)->Delete(coll, id));
+    Check(Open(dir).Delete(coll, id));
   } else if (get->parsed()) {
-    Print(Canonical(tandem::bindings::RecordToJson(Check(Open(dir)->Get(coll, id)))));
+    Print(Canonical(tandem::bindings::RecordToJson(Check(Open(dir).Get(coll, id)))));
   } else if (conflicts->parsed()) {
-    Print(Canonical(tandem::bindings::ConflictsToJson(Check(Open(dir)->Conflicts(coll, id)))));
+    Print(Canonical(tandem::bindings::ConflictsToJson(Check(Open(dir).Conflicts(coll, id)))));
   } else if (ls->parsed()) {
     Check(engine::ValidateCollection(coll));
-    Check(Open(dir)->Scan(coll, "", [](const engine::Record& r) {
+    Check(Open(dir).Scan(coll, "", [](const engine::Record& r) {
       Print(Canonical(tandem::bindings::RecordToJson(r)));
       return true;
     }));
   } else if (dump->parsed()) {
-    auto r = Open(dir);
-    for (const auto& c : Check(r->Collections())) {
+    auto& r = Open(dir);
+    for (const auto& c : Check(r.Collections())) {
       if (!system && IsSystem(c)) continue;
-      Check(r->Scan(c, "", [&](const engine::Record& rec) {
+      Check(r.Scan(c, "", [&](const engine::Record& rec) {
         Print(Canonical(tandem::bindings::DumpLine(c, rec)));
         return true;
       }));
     }
   } else if (changes->parsed()) {
-    auto r = Open(dir);
+    auto d = OpenDevice(dir);
+    std::unique_ptr<storage::ChangeWatcher> watcher;
+    if (follow) watcher = Check(d->Watch());
     for (;;) {
-      auto page = Check(r->Changes(since, 1000));
+      auto page = Check(d->replica().Changes(since, 1000));
       for (const auto& c : page.changes)
         if (system || !IsSystem(c.collection)) Print(Canonical(tandem::bindings::ChangeToJson(c)));
       std::fflush(stdout);
       if (std::ferror(stdout)) return 1;
       if (page.next_cursor == since) {
         if (!follow) break;
-        // Polling a read snapshot is cheap (no lock, no I/O when nothing changed), and
-        // sees commits from any process within one interval.
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        // Until a commit by any process; a stale notification just reads nothing.
+        watcher->Wait(-1);
       }
       since = page.next_cursor;
     }
   } else if (bk->parsed()) {
-    auto r = Open(dir);
-    Check(storage::Backup(storage::StoreOf(*r), dest));
+    Check(OpenDevice(dir)->Backup(dest));
     std::fprintf(stderr, "backed up %s to %s\n", dir.c_str(), dest.c_str());
   } else if (rs->parsed()) {
-    Check(storage::Restore(backup, dir));
-    auto r = Open(dir);
+    Check(Device::Restore(backup, dir));
+    auto d = OpenDevice(dir);
     std::fprintf(stderr, "restored %s to %s as replica %s\n", backup.c_str(), dir.c_str(),
-                 Check(r->Meta()).id.Hex().c_str());
+                 Check(d->GetInfo()).replica_id.Hex().c_str());
   } else if (check->parsed()) {
-    auto r = Open(dir);
-    storage::CheckReport rep;
-    Check(storage::Check(storage::StoreOf(*r), &rep));
+    auto rep = Check(OpenDevice(dir)->Check());
     Print(Canonical(Json{{"ok", true},
                          {"records", rep.records},
                          {"fields", rep.fields},
                          {"log_entries", rep.log_entries}}));
   } else if (info->parsed()) {
-    auto r = Open(dir);
-    auto meta = Check(r->Meta());
+    auto in = Check(OpenDevice(dir)->GetInfo());
     Json vv = Json::object();
-    for (const auto& [rid, seq] : meta.vv.entries()) vv[rid.Hex()] = seq;
-    Json j{{"replica_id", meta.id.Hex()}, {"version_vector", vv}};
-    auto ident = tandem::net::LoadIdentity(dir + "/" + storage::kIdentityFile);
-    if (ident.ok()) j["device_id"] = tandem::net::DeviceId(ident->public_key);
+    for (const auto& [rid, seq] : in.version_vector.entries()) vv[rid.Hex()] = seq;
+    Json j{{"replica_id", in.replica_id.Hex()}, {"version_vector", vv}};
+    if (!in.device_id.empty()) j["device_id"] = in.device_id;
     Print(Canonical(j));
   }
   if (invite->parsed()) {
-    auto r = Open(dir);
-    auto self = LoadIdentity(dir);
-    Check(net::LoadGroupKey(dir).status());
-    net::Invite inv;
-    inv.inviter = self.public_key;
-    inv.secret = net::NewGroupKey();
-    inv.expires_ms = storage::SystemClockMs() + static_cast<uint64_t>(expires_min) * 60000;
-    if (addresses.size() > 8) throw Exit{2, "at most 8 --address hints"};
-    for (const auto& a : addresses) {
-      CheckAddress(a);
-      if (a.size() > 255) throw Exit{2, "--address is longer than 255 bytes: " + a};
-    }
-    inv.addresses = addresses;
-    if (inv.addresses.empty()) {
+    auto d = OpenDevice(dir);
+    tandem::device::InviteOptions io;
+    io.addresses = addresses;
+    io.expires_minutes = expires_min;
+    if (io.addresses.empty()) {
       auto ds = DaemonStatus(dir);
       std::string l = ds && (*ds)["running"] == true ? ds->value("listen", "") : "";
       // A wildcard listen address says nothing to another machine.
@@ -414,47 +504,39 @@ int Main(int argc, char** argv) {
                      l.c_str());
         l.clear();
       }
-      if (!l.empty()) inv.addresses.push_back(l);
+      if (!l.empty()) io.addresses.push_back(l);
     }
-    Check(net::StoreInvite(dir, inv));
-    Print(net::EncodeInvite(inv));
+    std::string invite_code = Check(d->Invite(io));
+    Print(invite_code);
     std::fprintf(stderr,
                  "one-time invite for a new device, valid %lld minutes%s.\n"
                  "on the new device: tandem init DIR; tandem join DIR CODE; then sync with "
                  "this device (%s)\n",
                  static_cast<long long>(expires_min),
-                 inv.addresses.empty() ? " (no address hint: give --address HOST:PORT or "
-                                         "run `tandem serve` first)"
-                                       : "",
-                 net::DeviceId(self.public_key).c_str());
+                 io.addresses.empty() ? " (no address hint: give --address HOST:PORT or "
+                                        "run `tandem serve` first)"
+                                      : "",
+                 d->device_id().c_str());
   } else if (join->parsed() && cancel) {
     if (!code.empty()) throw Exit{2, "give either CODE or --cancel"};
-    Open(dir);  // a replica, or a clear error
-    if (!Check(net::LoadJoin(dir))) throw Exit{1, "no pending join in " + dir};
-    Check(net::ClearJoin(dir));
+    Check(OpenDevice(dir)->CancelJoin());
     std::fprintf(stderr, "pending join cancelled\n");
   } else if (join->parsed()) {
     if (code.empty()) throw Exit{2, "join needs CODE (or --cancel)"};
-    auto r = Open(dir);
-    auto self = LoadIdentity(dir);
+    auto d = OpenDevice(dir);
     if (code == "-" && !std::getline(std::cin, code)) throw Exit{2, "no invite code on stdin"};
-    auto inv = net::DecodeInvite(code);
-    if (!inv.ok()) throw Exit{2, inv.status().message()};
-    if (inv->inviter == self.public_key) throw Exit{2, "this invite was made by this device"};
-    if (inv->expires_ms < storage::SystemClockMs()) throw Exit{2, "this invite has expired"};
-    Check(net::SaveJoin(dir, code));
+    auto inv = Check(d->Join(code));
     std::string hints;
-    for (const auto& a : inv->addresses) hints += " --peer " + Printable(a);
+    for (const auto& a : inv.addresses) hints += " --peer " + Printable(a);
     std::fprintf(stderr,
                  "stored the invite from %s; the first sync with it joins its group: "
                  "tandem sync %s%s\n",
-                 net::DeviceId(inv->inviter).c_str(), dir.c_str(),
+                 net::DeviceId(inv.inviter).c_str(), dir.c_str(),
                  hints.empty() ? " --peer HOST:PORT" : hints.c_str());
   } else if (devices->parsed()) {
-    auto r = Open(dir);
-    auto self = LoadIdentity(dir);
-    for (const auto& m : Check(net::Members(*r))) {
-      bool me = m.key == self.public_key;
+    auto d = OpenDevice(dir);
+    for (const auto& m : Check(d->Devices())) {
+      bool me = m.device == d->device_id();
       if (as_json) {
         Print(Canonical(Json{{"device", m.device},
                              {"status", m.revoked ? "revoked" : "member"},
@@ -470,20 +552,17 @@ int Main(int argc, char** argv) {
   } else if (revoke->parsed()) {
     if (!net::IsValidDeviceId(device))
       throw Exit{2, "not a device id (check for typos): " + device};
-    auto r = Open(dir);
-    auto self = LoadIdentity(dir);
-    if (device == net::DeviceId(self.public_key))
-      throw Exit{2, "a device cannot revoke itself; revoke it from another member"};
-    Check(net::RevokeMember(*r, device, net::DeviceId(self.public_key), storage::SystemClockMs()));
+    Check(OpenDevice(dir)->Revoke(device));
     std::fprintf(stderr, "revoked %s; members refuse it once this has synced to them\n",
                  device.c_str());
   } else if (serve->parsed() || sync->parsed()) {
-    net::DaemonOptions o;
-    o.dir = dir;
+    net::NodeOptions o;
     o.listen = listen;
     o.peers = peers;
     o.interval_s = interval;
-    o.once = sync->parsed();
+    o.mode = sync->parsed() ? net::NodeMode::kOnce
+             : interval > 0 ? net::NodeMode::kInterval
+                            : net::NodeMode::kLive;
     o.discover = discover;
     o.idle_timeout_s = timeout_s;
     o.keepalive_s = std::max(1, timeout_s / 3);
@@ -502,11 +581,11 @@ int Main(int argc, char** argv) {
     if (serve->parsed() && interval > 0 && peers.empty())
       throw Exit{2, "--interval needs at least one --peer"};
     if (!listen.empty()) CheckAddress(listen);
-    auto r = Open(dir);
-    auto self = LoadIdentity(dir);
-    Check(net::LoadGroupKey(dir).status());
-    if (o.once && o.peers.empty()) {
-      auto pending = Check(net::LoadJoin(dir));
+    auto d = OpenDevice(dir);
+    Check(d->identity().status());
+    Check(net::LoadGroupKey(d->layout().group()).status());
+    if (o.mode == net::NodeMode::kOnce && o.peers.empty()) {
+      auto pending = Check(d->PendingJoin());
       if (!pending || pending->addresses.empty()) throw Exit{2, "sync needs --peer HOST:PORT"};
       for (const auto& a : pending->addresses) {
         if (!IsAddress(a))
@@ -516,16 +595,14 @@ int Main(int argc, char** argv) {
       o.peers = pending->addresses;
       o.peers_are_alternatives = true;  // the inviter's addresses, tried in turn
     }
-    return net::RunDaemon(*r, self, o);
+    return RunNode(*d, std::move(o));
   } else if (status->parsed()) {
-    auto r = Open(dir);
-    auto meta = Check(r->Meta());
-    std::string self_device;
-    if (auto id = tandem::net::LoadIdentity(dir + "/" + storage::kIdentityFile); id.ok())
-      self_device = net::DeviceId(id->public_key);
+    auto d = OpenDevice(dir);
+    auto meta = Check(d->replica().Meta());
+    std::string self_device = d->device_id();
     auto ds = DaemonStatus(dir);
     Json replicas = Json::array();
-    for (const auto& [rid, ps] : Check(r->Peers()))
+    for (const auto& [rid, ps] : Check(d->replica().Peers()))
       replicas.push_back(Json{{"replica_id", rid.Hex()},
                               {"last_sync_ms", ps.last_sync_ms},
                               {"fields_received", ps.fields_received},

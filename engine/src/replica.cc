@@ -92,6 +92,28 @@ void TakeNewReplicaId(ReplicaMeta& meta, const IdSource& source) {
 Replica::Replica(std::unique_ptr<Store> store, PhysicalClock now, IdSource new_id)
     : store_(std::move(store)), now_(std::move(now)), new_id_(std::move(new_id)) {}
 
+uint64_t Replica::AddCommitObserver(std::function<void()> fn) {
+  std::lock_guard lock(observers_mu_);
+  const uint64_t token = next_observer_++;
+  observers_.emplace(token, std::make_shared<std::function<void()>>(std::move(fn)));
+  return token;
+}
+
+void Replica::RemoveCommitObserver(uint64_t token) {
+  std::lock_guard lock(observers_mu_);
+  observers_.erase(token);
+}
+
+void Replica::Committed() {
+  std::vector<std::shared_ptr<std::function<void()>>> fns;
+  {
+    std::lock_guard lock(observers_mu_);
+    if (observers_.empty()) return;
+    for (const auto& [token, fn] : observers_) fns.push_back(fn);
+  }
+  for (const auto& fn : fns) (*fn)();
+}
+
 Status Replica::CheckClaim(ReplicaMeta& meta, uint64_t claimed, bool* rekeyed) {
   const uint64_t have = meta.vv.Get(meta.id);
   if (claimed <= have) return Status::Ok();
@@ -133,7 +155,9 @@ Result<ReplicaMeta> Replica::Meta() {
 }
 
 Status Replica::Write(const std::function<Status(Batch&)>& fn) {
-  return Retrying([&] { return WriteOnce(fn); });
+  Status st = Retrying([&] { return WriteOnce(fn); });
+  if (st.ok()) Committed();
+  return st;
 }
 
 Status Replica::WriteOnce(const std::function<Status(Batch&)>& fn) {
@@ -295,7 +319,9 @@ Result<DeltaPage> Replica::CollectDeltas(uint64_t since, size_t limit, const Ver
 
 Status Replica::ApplyDeltas(const std::vector<FieldDelta>& deltas, size_t* changed) {
   for (const auto& d : deltas) TANDEM_RETURN_IF_ERROR(ValidateKey(d.key).With("delta"));
-  return Retrying([&] { return ApplyDeltasOnce(deltas, changed); });
+  Status st = Retrying([&] { return ApplyDeltasOnce(deltas, changed); });
+  if (st.ok()) Committed();
+  return st;
 }
 
 Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<FieldDelta>& deltas,
@@ -348,7 +374,7 @@ Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>&
                            uint64_t cursor, const AdmitFn& admit, size_t* applied, size_t* refused,
                            bool filtered, size_t* filtered_out, bool* rekeyed) {
   for (const auto& d : deltas) TANDEM_RETURN_IF_ERROR(ValidateKey(d.key).With("delta"));
-  return Retrying([&]() -> Status {
+  Status result = Retrying([&]() -> Status {
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
     ReplicaMeta meta;
     TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
@@ -375,11 +401,13 @@ Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>&
     if (rekeyed && rk) *rekeyed = true;
     return Status::Ok();
   });
+  if (result.ok()) Committed();
+  return result;
 }
 
 Status Replica::CompletePeerSync(const ReplicaId& peer, const VersionVector& peer_vv, bool merge,
                                  bool filtered, bool* rekeyed) {
-  return Retrying([&]() -> Status {
+  Status result = Retrying([&]() -> Status {
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
     ReplicaMeta meta;
     TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
@@ -401,6 +429,8 @@ Status Replica::CompletePeerSync(const ReplicaId& peer, const VersionVector& pee
     if (rekeyed && rk) *rekeyed = true;
     return Status::Ok();
   });
+  if (result.ok()) Committed();
+  return result;
 }
 
 Result<PeerState> Replica::Peer(const ReplicaId& peer) {
@@ -418,7 +448,9 @@ Result<std::vector<std::pair<ReplicaId, PeerState>>> Replica::Peers() {
 }
 
 Status Replica::MergeVersionVector(const VersionVector& vv) {
-  return Retrying([&] { return MergeVersionVectorOnce(vv); });
+  Status st = Retrying([&] { return MergeVersionVectorOnce(vv); });
+  if (st.ok()) Committed();
+  return st;
 }
 
 Status Replica::MergeVersionVectorOnce(const VersionVector& vv) {

@@ -128,8 +128,8 @@ std::optional<Member> ToMember(const engine::Record& r) {
   return m;
 }
 
-std::string InvitePath(const std::string& dir, const InviteId& id) {
-  return dir + "/" + kInvitesDir + "/" + Hex(id);
+std::string InvitePath(const GroupPaths& files, const InviteId& id) {
+  return files.invites_dir + "/" + Hex(id);
 }
 
 }  // namespace
@@ -153,19 +153,20 @@ Key32 NewGroupKey() {
   return k;
 }
 
-Status SaveGroupKey(const std::string& dir, const Key32& key) {
-  return WriteFileAtomic(dir + "/" + kGroupKeyFile,
+Status SaveGroupKey(const GroupPaths& files, const Key32& key) {
+  return WriteFileAtomic(files.group_key,
                          std::string_view(reinterpret_cast<const char*>(key.data()), key.size()));
 }
 
-Result<Key32> LoadGroupKey(const std::string& dir) {
-  auto data = ReadSmallFile(dir + "/" + kGroupKeyFile, 64);
+Result<Key32> LoadGroupKey(const GroupPaths& files) {
+  auto data = ReadSmallFile(files.group_key, 64);
   if (!data.ok()) {
     if (data.status().code() == Code::kNotFound)
-      return Status::NotFound(dir + " has no group key (was it made by `tandem init`?)");
+      return Status::NotFound("no group key at " + files.group_key +
+                              " (was the replica made by `tandem init`?)");
     return data.status();
   }
-  if (data->size() != 32) return Status::Corrupt(dir + "/" + kGroupKeyFile + " is damaged");
+  if (data->size() != 32) return Status::Corrupt(files.group_key + " is damaged");
   Key32 k;
   std::memcpy(k.data(), data->data(), 32);
   return k;
@@ -351,60 +352,60 @@ Result<Invite> DecodeInvite(std::string_view code) {
   return inv;
 }
 
-Status StoreInvite(const std::string& dir, const Invite& inv) {
+Status StoreInvite(const GroupPaths& files, const Invite& inv) {
   std::error_code ec;
-  fs::create_directories(dir + "/" + kInvitesDir, ec);
-  if (ec) return Status::Io("create " + dir + "/" + kInvitesDir + ": " + ec.message());
+  fs::create_directories(files.invites_dir, ec);
+  if (ec) return Status::Io("create " + files.invites_dir + ": " + ec.message());
   std::string data(reinterpret_cast<const char*>(inv.secret.data()), 32);
   for (int i = 7; i >= 0; --i) data.push_back(static_cast<char>(inv.expires_ms >> (8 * i)));
-  return WriteFileAtomic(InvitePath(dir, InviteIdOf(inv.secret)), data);
+  return WriteFileAtomic(InvitePath(files, InviteIdOf(inv.secret)), data);
 }
 
-Result<Key32> FindInvite(const std::string& dir, const InviteId& id, uint64_t now_ms) {
-  auto data = ReadSmallFile(InvitePath(dir, id), 64);
+Result<Key32> FindInvite(const GroupPaths& files, const InviteId& id, uint64_t now_ms) {
+  auto data = ReadSmallFile(InvitePath(files, id), 64);
   if (!data.ok()) {
     if (data.status().code() == Code::kNotFound)
       return Status::NotFound("no open invite with this id (never issued, or already used)");
     return data.status();
   }
   if (data->size() != 40)
-    return Status::Corrupt("invite file " + InvitePath(dir, id) + " is damaged");
+    return Status::Corrupt("invite file " + InvitePath(files, id) + " is damaged");
   Key32 secret;
   std::memcpy(secret.data(), data->data(), 32);
   uint64_t expires = 0;
   for (int i = 0; i < 8; ++i) expires = (expires << 8) | static_cast<uint8_t>((*data)[32 + i]);
   if (InviteIdOf(secret) != id) return Status::Corrupt("invite file does not match its name");
   if (now_ms > expires) {
-    ::unlink(InvitePath(dir, id).c_str());
+    ::unlink(InvitePath(files, id).c_str());
     return Status::Unauthorized("the invite has expired");
   }
   return secret;
 }
 
-Status BurnInvite(const std::string& dir, const InviteId& id) {
-  if (::unlink(InvitePath(dir, id).c_str()) == 0) return SyncDir(InvitePath(dir, id));
+Status BurnInvite(const GroupPaths& files, const InviteId& id) {
+  if (::unlink(InvitePath(files, id).c_str()) == 0) return SyncDir(InvitePath(files, id));
   if (errno == ENOENT) return Status::Unauthorized("the invite was already used");
   return Status::Io("remove invite: " + std::string(std::strerror(errno)));
 }
 
-Status SaveJoin(const std::string& dir, const std::string& code) {
-  return WriteFileAtomic(dir + "/" + kJoinFile, code);
+Status SaveJoin(const GroupPaths& files, const std::string& code) {
+  return WriteFileAtomic(files.join_code, code);
 }
 
-Result<std::optional<Invite>> LoadJoin(const std::string& dir) {
-  auto data = ReadSmallFile(dir + "/" + kJoinFile, 8192);
+Result<std::optional<Invite>> LoadJoin(const GroupPaths& files) {
+  auto data = ReadSmallFile(files.join_code, 8192);
   if (!data.ok()) {
     if (data.status().code() == Code::kNotFound) return std::optional<Invite>();
     return data.status();
   }
   auto inv = DecodeInvite(*data);
-  if (!inv.ok()) return Status::Corrupt(dir + "/" + kJoinFile + ": " + inv.status().message());
+  if (!inv.ok()) return Status::Corrupt(files.join_code + ": " + inv.status().message());
   return std::optional<Invite>(std::move(*inv));
 }
 
-Status ClearJoin(const std::string& dir) {
-  if (::unlink((dir + "/" + kJoinFile).c_str()) == 0 || errno == ENOENT) return Status::Ok();
-  return Status::Io("remove " + dir + "/" + kJoinFile + ": " + std::strerror(errno));
+Status ClearJoin(const GroupPaths& files) {
+  if (::unlink(files.join_code.c_str()) == 0 || errno == ENOENT) return Status::Ok();
+  return Status::Io("remove " + files.join_code + ": " + std::strerror(errno));
 }
 
 }  // namespace tandem::net

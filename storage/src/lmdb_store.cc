@@ -937,6 +937,12 @@ static Status BeginTxn(LmdbStore::Impl* impl, unsigned flags, MDB_txn** out,
   }
 }
 
+uint64_t LmdbStore::LastTxnId() {
+  MDB_envinfo info;
+  mdb_env_info(impl_->env, &info);
+  return info.me_last_txnid;
+}
+
 Result<std::unique_ptr<engine::ReadTxn>> LmdbStore::BeginRead() {
   MDB_txn* txn;
   std::shared_lock<std::shared_mutex> lock;
@@ -953,24 +959,25 @@ Result<std::unique_ptr<engine::WriteTxn>> LmdbStore::BeginWrite() {
   return std::unique_ptr<engine::WriteTxn>(new LmdbWriteTxn(impl_.get(), txn, std::move(lock)));
 }
 
-Status Backup(LmdbStore& store, const std::string& dest) {
+Status Backup(LmdbStore& store, const std::string& dest, const std::vector<std::string>& files) {
   TANDEM_RETURN_IF_ERROR(CheckEmptyOrMissing(dest, "backup"));
   std::error_code ec;
   fs::create_directories(dest, ec);
   if (ec) return Status::Io("create " + dest + ": " + ec.message());
   int rc = mdb_env_copy2(store.impl()->env, dest.c_str(), MDB_CP_COMPACT);
   if (rc) return LmdbError(rc, "backup to " + dest);
-  for (const char* name : kKeyFiles) {
-    std::string src = store.dir() + "/" + name;
+  for (const auto& src : files) {
     if (!fs::exists(src, ec)) continue;
+    const std::string name = fs::path(src).filename().string();
     fs::copy_file(src, dest + "/" + name, ec);
-    if (ec) return Status::Io("copy " + std::string(name) + ": " + ec.message());
+    if (ec) return Status::Io("copy " + name + ": " + ec.message());
     fs::permissions(dest + "/" + name, fs::perms::owner_read | fs::perms::owner_write, ec);
   }
   return Status::Ok();
 }
 
-Status Restore(const std::string& backup, const std::string& dir) {
+Status Restore(const std::string& backup, const std::string& dir,
+               const std::vector<std::string>& files) {
   {
     // Validate the backup fully (format, meta, every field) before making anything.
     TANDEM_ASSIGN_OR_RETURN(auto src, OpenStore(backup));
@@ -998,7 +1005,7 @@ Status Restore(const std::string& backup, const std::string& dir) {
       // A new id whatever the backup's origin says (a backup from before origins has none).
       TANDEM_RETURN_IF_ERROR(StampOrigin(*store, Stamp::kForceRekey, Options{}));
     }
-    for (const char* name : kKeyFiles) {
+    for (const auto& name : files) {
       if (!fs::exists(backup + "/" + name, ec)) continue;
       const fs::path to = tmp / name;
       fs::copy_file(backup + "/" + name, to, ec);

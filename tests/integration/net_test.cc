@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "process.h"
+#include "tandem/device/device.h"
 #include "tandem/net/group.h"
 #include "tandem/storage/replica.h"
 
@@ -234,13 +235,13 @@ TEST_F(Net, ExpiredAndMalformedInvitesAreRefused) {
   auto self = net::LoadIdentity(a + "/identity.key");
   ASSERT_TRUE(self.ok());
   net::Invite inv{self->public_key, net::NewGroupKey(), storage::SystemClockMs() - 1, {addr}};
-  ASSERT_TRUE(net::StoreInvite(a, inv).ok());
+  ASSERT_TRUE(net::StoreInvite(device::Layout(a).group(), inv).ok());
   std::string code = net::EncodeInvite(inv);
   auto j = T({"join", b, code});
   EXPECT_EQ(j.exit_code, 2);
   EXPECT_NE(j.err.find("expired"), std::string::npos) << j.err;
   // Even if the joiner does not check, the inviter does.
-  ASSERT_TRUE(net::SaveJoin(b, code).ok());
+  ASSERT_TRUE(net::SaveJoin(device::Layout(b).group(), code).ok());
   EXPECT_EQ(T({"sync", b}).exit_code, 1);
   EXPECT_NE(sa->log().find("expired"), std::string::npos) << sa->log();
   EXPECT_EQ(Dump(b), "");
@@ -834,7 +835,7 @@ TEST_F(Net, BadArgumentsAreUsageErrors) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("group key"), std::string::npos) << r.err;
   // Nothing connects to a closed port: a clear error, exit 1.
-  ASSERT_TRUE(net::SaveGroupKey(a, net::NewGroupKey()).ok());
+  ASSERT_TRUE(net::SaveGroupKey(device::Layout(a).group(), net::NewGroupKey()).ok());
   r = T({"sync", a, "--peer", "127.0.0.1:1"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("cannot connect"), std::string::npos) << r.err;

@@ -293,39 +293,40 @@ struct TempDir {
     path = mkdtemp(t);
   }
   ~TempDir() { std::filesystem::remove_all(path); }
+  GroupPaths files() const { return {path + "/group.key", path + "/invites", path + "/join.code"}; }
 };
 
 TEST(Invite, UsedOnceAndExpires) {
   InitCrypto();
   TempDir d;
   Invite inv{GenerateIdentity().public_key, NewGroupKey(), 1000, {}};
-  ASSERT_TRUE(StoreInvite(d.path, inv).ok());
+  ASSERT_TRUE(StoreInvite(d.files(), inv).ok());
   auto id = InviteIdOf(inv.secret);
-  auto found = FindInvite(d.path, id, 999);
+  auto found = FindInvite(d.files(), id, 999);
   ASSERT_TRUE(found.ok());
   EXPECT_EQ(*found, inv.secret);
-  EXPECT_TRUE(BurnInvite(d.path, id).ok());
-  EXPECT_EQ(BurnInvite(d.path, id).code(), Code::kUnauthorized);
-  EXPECT_EQ(FindInvite(d.path, id, 999).status().code(), Code::kNotFound);
-  ASSERT_TRUE(StoreInvite(d.path, inv).ok());
-  EXPECT_EQ(FindInvite(d.path, id, 1001).status().code(), Code::kUnauthorized);  // expired
-  EXPECT_EQ(FindInvite(d.path, id, 999).status().code(), Code::kNotFound);       // and gone
+  EXPECT_TRUE(BurnInvite(d.files(), id).ok());
+  EXPECT_EQ(BurnInvite(d.files(), id).code(), Code::kUnauthorized);
+  EXPECT_EQ(FindInvite(d.files(), id, 999).status().code(), Code::kNotFound);
+  ASSERT_TRUE(StoreInvite(d.files(), inv).ok());
+  EXPECT_EQ(FindInvite(d.files(), id, 1001).status().code(), Code::kUnauthorized);  // expired
+  EXPECT_EQ(FindInvite(d.files(), id, 999).status().code(), Code::kNotFound);       // and gone
 }
 
 TEST(GroupKey, SaveLoadAndDamage) {
   InitCrypto();
   TempDir d;
-  EXPECT_EQ(LoadGroupKey(d.path).status().code(), Code::kNotFound);
+  EXPECT_EQ(LoadGroupKey(d.files()).status().code(), Code::kNotFound);
   Key32 k = NewGroupKey();
-  ASSERT_TRUE(SaveGroupKey(d.path, k).ok());
-  EXPECT_EQ(LoadGroupKey(d.path).value(), k);
+  ASSERT_TRUE(SaveGroupKey(d.files(), k).ok());
+  EXPECT_EQ(LoadGroupKey(d.files()).value(), k);
   EXPECT_EQ(std::filesystem::status(d.path + "/group.key").permissions() &
                 std::filesystem::perms::group_read,
             std::filesystem::perms::none);
   FILE* f = fopen((d.path + "/group.key").c_str(), "w");
   fputs("short", f);
   fclose(f);
-  EXPECT_EQ(LoadGroupKey(d.path).status().code(), Code::kCorrupt);
+  EXPECT_EQ(LoadGroupKey(d.files()).status().code(), Code::kCorrupt);
 }
 
 TEST(Trust, AddRevokeAndUnknown) {

@@ -187,7 +187,7 @@ TEST(LmdbStore, AFailedRestoreLeavesNoReplicaBehind) {
   }
   // A key file that cannot be copied makes the restore fail half-way.
   fs::create_directory(fs::path(bak) / "group.key");
-  Status st = Restore(bak, dst);
+  Status st = Restore(bak, dst, {"group.key"});
   EXPECT_FALSE(st.ok());
   EXPECT_FALSE(fs::exists(dst));
   EXPECT_FALSE(IsReplicaDir(dst));

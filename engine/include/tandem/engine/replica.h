@@ -8,7 +8,9 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -170,7 +172,16 @@ class Replica {
   Result<PeerState> Peer(const ReplicaId& peer);
   Result<std::vector<std::pair<ReplicaId, PeerState>>> Peers();
 
+  // Commit observers: called after every commit made through this object (writes,
+  // applied batches, version vector merges), on the committing thread, outside any lock
+  // of the replica. Keep them short (a flag, an eventfd write). An observer may still
+  // run once, on another thread, while RemoveCommitObserver returns: it must own what it
+  // touches. Commits by other processes are not seen here (storage/watcher.h is).
+  uint64_t AddCommitObserver(std::function<void()> fn);
+  void RemoveCommitObserver(uint64_t token);
+
  private:
+  void Committed();
   Status WriteOnce(const std::function<Status(Batch&)>& fn);
   Status ApplyDeltasOnce(const std::vector<FieldDelta>& deltas, size_t* changed);
   Status MergeVersionVectorOnce(const VersionVector& vv);
@@ -184,6 +195,9 @@ class Replica {
   std::unique_ptr<Store> store_;
   PhysicalClock now_;
   IdSource new_id_;
+  std::mutex observers_mu_;
+  uint64_t next_observer_ = 1;
+  std::map<uint64_t, std::shared_ptr<std::function<void()>>> observers_;
 };
 
 // An upper bound on the bytes a field state and its key take in a sync batch body,

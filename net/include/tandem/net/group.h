@@ -22,17 +22,22 @@ namespace tandem::net {
 inline constexpr char kDevicesCollection[] = "_tandem_devices";
 // Collections whose names start with this are the system's; apps may not write them.
 inline constexpr char kSystemPrefix[] = "_tandem";
-inline constexpr char kGroupKeyFile[] = "group.key";
-inline constexpr char kInvitesDir[] = "invites";
-inline constexpr char kJoinFile[] = "join.code";
+
+// Where a device's group files are. The replica directory's layout belongs to the device
+// module (bindings/device); net reads and writes only the paths it is given.
+struct GroupPaths {
+  std::string group_key;    // the 32-byte group key
+  std::string invites_dir;  // one file per open invite
+  std::string join_code;    // a pending join's invite code
+};
 
 void InitCrypto();  // sodium_init, once; aborts if the OS has no randomness
 
 // --- The group key ---------------------------------------------------------------
 Key32 NewGroupKey();
 // Replaces the file atomically (readable by the owner only).
-Status SaveGroupKey(const std::string& dir, const Key32& key);
-Result<Key32> LoadGroupKey(const std::string& dir);
+Status SaveGroupKey(const GroupPaths& files, const Key32& key);
+Result<Key32> LoadGroupKey(const GroupPaths& files);
 
 // --- The trust set ---------------------------------------------------------------
 struct Member {
@@ -77,18 +82,18 @@ struct Invite {
 std::string EncodeInvite(const Invite& inv);
 Result<Invite> DecodeInvite(std::string_view code);
 
-// Inviter side: one file per open invite under DIR/invites/.
-Status StoreInvite(const std::string& dir, const Invite& inv);
+// Inviter side: one file per open invite in files.invites_dir.
+Status StoreInvite(const GroupPaths& files, const Invite& inv);
 // The secret of an open, unexpired invite with this id; kNotFound if there is none
 // (never issued or already used), kUnauthorized if it expired (and removes it).
-Result<Key32> FindInvite(const std::string& dir, const InviteId& id, uint64_t now_ms);
+Result<Key32> FindInvite(const GroupPaths& files, const InviteId& id, uint64_t now_ms);
 // Uses the invite up: exactly one caller, in any process, gets Ok.
-Status BurnInvite(const std::string& dir, const InviteId& id);
+Status BurnInvite(const GroupPaths& files, const InviteId& id);
 
 // Joiner side: the code waiting to be redeemed by the first connection to the inviter.
-Status SaveJoin(const std::string& dir, const std::string& code);
-Result<std::optional<Invite>> LoadJoin(const std::string& dir);
-Status ClearJoin(const std::string& dir);
+Status SaveJoin(const GroupPaths& files, const std::string& code);
+Result<std::optional<Invite>> LoadJoin(const GroupPaths& files);
+Status ClearJoin(const GroupPaths& files);
 
 std::string Hex(const uint8_t* p, size_t n);
 template <size_t N>

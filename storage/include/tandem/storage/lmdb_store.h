@@ -1,8 +1,8 @@
 // Durable replicas on LMDB: the engine's Store on disk, plus creating, opening, checking,
 // backing up and restoring a replica directory.
 //
-// A replica directory holds one LMDB environment (data.mdb, lock.mdb) and the device's
-// identity key (identity.key, written by net/). Named databases: meta (format version,
+// A replica directory holds one LMDB environment (data.mdb, lock.mdb); the device module
+// (bindings/device) keeps its other files beside it. Named databases: meta (format version,
 // replica meta), fields (collection \0 record \0 field -> change-log seq + field state),
 // log (seq -> field key; one entry per field, its latest change), replicas (small index
 // -> 16-byte replica id, used by the field encoding), names (index -> collection or field
@@ -24,16 +24,13 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "tandem/engine/store.h"
 
 namespace tandem::storage {
 
 inline constexpr uint32_t kFormatVersion = 1;
-inline constexpr const char* kIdentityFile = "identity.key";
-// The device's key files, which backup and restore carry along with the data: its
-// identity and its sync group's key (written by net/group.h, kGroupKeyFile).
-inline constexpr const char* kKeyFiles[] = {kIdentityFile, "group.key"};
 
 enum class Durability { kDurable, kRelaxed };
 
@@ -71,15 +68,20 @@ engine::ReplicaId RandomReplicaId();
 // True if `dir` looks like a replica directory (has a data.mdb).
 bool IsReplicaDir(const std::string& dir);
 
-// Writes a consistent, compacted copy of the replica (and its identity key) to `dest`
-// (created; must be empty or missing), while other processes keep writing.
-Status Backup(LmdbStore& store, const std::string& dest);
+// Writes a consistent, compacted copy of the replica to `dest` (created; must be empty
+// or missing), while other processes keep writing, and copies `files` (paths; those
+// that exist) beside it under their own names, readable by the owner only.
+Status Backup(LmdbStore& store, const std::string& dest,
+              const std::vector<std::string>& files = {});
 // Makes a usable replica in `dir` from a backup, with a NEW replica id, so the restored
 // device never reissues dots the old one already used. What it had applied from each peer
 // (its cursors) stays valid and is kept; peers see the restored replica as a new peer.
 // The replica is built in a temporary directory beside `dir` and renamed into place at
 // the end: a failed restore leaves no replica at `dir`.
-Status Restore(const std::string& backup, const std::string& dir);
+// `files` names files of the backup to carry into the replica directory (those that
+// exist), fsynced before the rename.
+Status Restore(const std::string& backup, const std::string& dir,
+               const std::vector<std::string>& files = {});
 
 // Integrity check: every field decodes, the change log and the fields point at each
 // other one to one, and the version vector covers every event of ours in any field.
@@ -96,6 +98,9 @@ class LmdbStore : public engine::Store {
   Result<std::unique_ptr<engine::ReadTxn>> BeginRead() override;
   Result<std::unique_ptr<engine::WriteTxn>> BeginWrite() override;
   const std::string& dir() const { return dir_; }
+  // The id of the last committed write transaction, by any process (LMDB's txnid): it
+  // moves when a commit becomes visible to readers.
+  uint64_t LastTxnId();
 
   struct Impl;
   Impl* impl() { return impl_.get(); }

@@ -1,0 +1,231 @@
+#include "tandem/device/device.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <map>
+#include <mutex>
+
+#include "tandem/storage/replica.h"
+
+namespace tandem::device {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Devices open in this process, by the device and inode of their directory (so that
+// two spellings of one path, or a symlink, find the same one).
+struct Registry {
+  std::mutex mu;
+  std::map<std::string, std::weak_ptr<Device>> open;
+};
+Registry& TheRegistry() {
+  static Registry* r = new Registry;  // never destroyed: devices may outlive main()
+  return *r;
+}
+
+Result<std::string> DirKey(const std::string& dir) {
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) return Status::NotFound(dir + ": no such directory");
+  return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+}
+
+storage::Options StorageOptions(const OpenOptions& o) {
+  storage::Options so;
+  so.durability = o.durability;
+  return so;
+}
+
+}  // namespace
+
+Device::Device(std::string dir, std::unique_ptr<engine::Replica> r,
+               std::optional<net::Identity> id, storage::Durability d)
+    : layout_(std::move(dir)),
+      replica_(std::move(r)),
+      identity_(std::move(id)),
+      device_id_(identity_ ? net::DeviceId(identity_->public_key) : ""),
+      durability_(d) {}
+
+Result<net::Identity> Device::identity() const {
+  if (!identity_)
+    return Status::NotFound(layout_.dir +
+                            " has no device identity (identity.key): it was not made by "
+                            "`tandem init`, so it cannot pair or sync");
+  return *identity_;
+}
+
+Device::~Device() {
+  if (key_.empty()) return;
+  Registry& reg = TheRegistry();
+  std::lock_guard lock(reg.mu);
+  auto it = reg.open.find(key_);
+  if (it != reg.open.end() && it->second.expired()) reg.open.erase(it);
+}
+
+Result<std::shared_ptr<Device>> Device::Create(const std::string& dir, const OpenOptions& o) {
+  net::InitCrypto();
+  TANDEM_ASSIGN_OR_RETURN(auto r, storage::CreateReplica(dir, StorageOptions(o)));
+  Layout layout(dir);
+  auto identity = net::GenerateIdentity();
+  TANDEM_RETURN_IF_ERROR(net::SaveIdentity(identity, layout.identity_key()));
+  // A new device starts its own group of one; a join moves it into another.
+  TANDEM_RETURN_IF_ERROR(net::SaveGroupKey(layout.group(), net::NewGroupKey()));
+  const std::string device = net::DeviceId(identity.public_key);
+  TANDEM_RETURN_IF_ERROR(net::AddMember(*r, identity.public_key, device, storage::SystemClockMs()));
+  TANDEM_ASSIGN_OR_RETURN(auto meta, r->Meta());
+  TANDEM_RETURN_IF_ERROR(net::NoteReplica(*r, device, meta.id));
+  r.reset();  // closed here; Open registers it
+  return Open(dir, o);
+}
+
+Result<std::shared_ptr<Device>> Device::Open(const std::string& dir, const OpenOptions& o) {
+  Registry& reg = TheRegistry();
+  // Held while opening, so that two threads opening one directory get one Device.
+  std::lock_guard lock(reg.mu);
+  auto key = DirKey(dir);
+  if (key.ok()) {
+    auto it = reg.open.find(*key);
+    if (it != reg.open.end()) {
+      if (auto d = it->second.lock()) {
+        if (d->durability_ != o.durability)
+          return Status::Invalid(dir + " is already open in this process with another durability");
+        return d;
+      }
+    }
+  }
+  TANDEM_ASSIGN_OR_RETURN(auto r, storage::OpenReplica(dir, StorageOptions(o)));
+  Layout layout(dir);
+  std::optional<net::Identity> identity;
+  if (auto id = net::LoadIdentity(layout.identity_key()); id.ok()) {
+    identity = std::move(id).value();
+  } else if (id.status().code() != Code::kNotFound) {
+    return id.status().With(layout.identity_key());
+  }
+  TANDEM_ASSIGN_OR_RETURN(std::string k, DirKey(dir));
+  auto d = std::shared_ptr<Device>(
+      new Device(dir, std::move(r), std::move(identity), o.durability));
+  d->key_ = k;
+  reg.open[k] = d;
+  return d;
+}
+
+Result<Info> Device::GetInfo() {
+  TANDEM_ASSIGN_OR_RETURN(auto meta, replica_->Meta());
+  return Info{device_id_, meta.id, meta.vv};
+}
+
+Result<std::string> Device::Invite(const InviteOptions& o) {
+  TANDEM_ASSIGN_OR_RETURN(auto self, identity());
+  TANDEM_RETURN_IF_ERROR(net::LoadGroupKey(layout_.group()).status());
+  if (o.expires_minutes < 1 || o.expires_minutes > 60 * 24 * 30)
+    return Status::Invalid("an invite expires after 1 minute to 30 days");
+  if (o.addresses.size() > 8) return Status::Invalid("at most 8 address hints");
+  for (const auto& a : o.addresses) {
+    if (a.size() > 255) return Status::Invalid("an address hint is longer than 255 bytes");
+    std::string host;
+    uint16_t port;
+    TANDEM_RETURN_IF_ERROR(net::ParseHostPort(a, &host, &port));
+  }
+  net::Invite inv;
+  inv.inviter = self.public_key;
+  inv.secret = net::NewGroupKey();
+  inv.expires_ms = storage::SystemClockMs() + static_cast<uint64_t>(o.expires_minutes) * 60000;
+  inv.addresses = o.addresses;
+  TANDEM_RETURN_IF_ERROR(net::StoreInvite(layout_.group(), inv));
+  return net::EncodeInvite(inv);
+}
+
+Result<net::Invite> Device::Join(const std::string& code) {
+  TANDEM_ASSIGN_OR_RETURN(auto self, identity());
+  auto inv = net::DecodeInvite(code);
+  if (!inv.ok()) return Status::Invalid(inv.status().message());
+  if (inv->inviter == self.public_key)
+    return Status::Invalid("this invite was made by this device");
+  if (inv->expires_ms < storage::SystemClockMs())
+    return Status::Invalid("this invite has expired");
+  TANDEM_RETURN_IF_ERROR(net::SaveJoin(layout_.group(), code));
+  return std::move(inv).value();
+}
+
+Result<std::optional<net::Invite>> Device::PendingJoin() { return net::LoadJoin(layout_.group()); }
+
+Status Device::CancelJoin() {
+  TANDEM_ASSIGN_OR_RETURN(auto pending, PendingJoin());
+  if (!pending) return Status::NotFound("no pending join in " + layout_.dir);
+  return net::ClearJoin(layout_.group());
+}
+
+Result<std::vector<net::Member>> Device::Devices() { return net::Members(*replica_); }
+
+Status Device::Revoke(const std::string& device) {
+  TANDEM_RETURN_IF_ERROR(identity().status());
+  if (!net::IsValidDeviceId(device))
+    return Status::Invalid("not a device id (check for typos): " + device);
+  if (device == device_id_)
+    return Status::Invalid("a device cannot revoke itself; revoke it from another member");
+  return net::RevokeMember(*replica_, device, device_id_, storage::SystemClockMs());
+}
+
+Status Device::Backup(const std::string& dest) {
+  return storage::Backup(storage::StoreOf(*replica_), dest, layout_.key_files());
+}
+
+Status Device::Restore(const std::string& backup, const std::string& dir) {
+  return storage::Restore(backup, dir, Layout::key_file_names());
+}
+
+Result<storage::CheckReport> Device::Check() {
+  storage::CheckReport rep;
+  TANDEM_RETURN_IF_ERROR(storage::Check(storage::StoreOf(*replica_), &rep));
+  return rep;
+}
+
+Result<std::unique_ptr<storage::ChangeWatcher>> Device::Watch() {
+  return storage::ChangeWatcher::Create(*replica_);
+}
+
+namespace {
+
+// A node that keeps its device and change watcher alive while it runs.
+class DeviceNode : public net::Node {
+ public:
+  DeviceNode(std::shared_ptr<Device> d, std::unique_ptr<net::ChangeSource> changes,
+             net::NodeOptions o)
+      : Node(d->replica(), d->identity().value(), std::move(o)),
+        device_(std::move(d)),
+        changes_(std::move(changes)) {}
+  // The node thread uses the change source and the replica: stop it before they go.
+  ~DeviceNode() override { Stop(); }
+
+ private:
+  std::shared_ptr<Device> device_;
+  std::unique_ptr<net::ChangeSource> changes_;
+};
+
+class WatcherSource : public net::ChangeSource {
+ public:
+  explicit WatcherSource(std::unique_ptr<storage::ChangeWatcher> w) : w_(std::move(w)) {}
+  int fd() const override { return w_->fd(); }
+  void Clear() override { w_->Clear(); }
+
+ private:
+  std::unique_ptr<storage::ChangeWatcher> w_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<net::Node>> Device::NewNode(net::NodeOptions o) {
+  TANDEM_RETURN_IF_ERROR(identity().status());
+  o.files = layout_.group();
+  std::unique_ptr<net::ChangeSource> changes;
+  if (o.mode != net::NodeMode::kOnce) {
+    TANDEM_ASSIGN_OR_RETURN(auto watcher, Watch());
+    changes = std::make_unique<WatcherSource>(std::move(watcher));
+  }
+  o.changes = changes.get();
+  return std::unique_ptr<net::Node>(
+      new DeviceNode(shared_from_this(), std::move(changes), std::move(o)));
+}
+
+}  // namespace tandem::device

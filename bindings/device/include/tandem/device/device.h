@@ -1,0 +1,117 @@
+// A device: one replica directory opened as a whole, the one module that knows every
+// file in it. The CLI and the C API are both thin users of it.
+//
+// A replica directory holds:
+//   data.mdb, lock.mdb   the replica (storage/, LMDB)
+//   identity.key         this device's Ed25519 identity (net/identity.h)
+//   group.key            the sync group's key (net/group.h)
+//   invites/             open invites this device made
+//   join.code            an invite this device has yet to redeem
+//   daemon.json          the status a running `tandem serve` publishes (written by the CLI)
+// Backups carry identity.key and group.key with the data (Layout::key_files).
+//
+// Thread-safety: a Device may be used from several threads at once. Opening a directory
+// that this process already has open returns the same Device (LMDB forbids opening one
+// environment twice in a process); it closes when the last holder lets go.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tandem/engine/replica.h"
+#include "tandem/net/group.h"
+#include "tandem/net/identity.h"
+#include "tandem/net/node.h"
+#include "tandem/storage/lmdb_store.h"
+#include "tandem/storage/watcher.h"
+
+namespace tandem::device {
+
+// Every file of a replica directory, in one place.
+struct Layout {
+  explicit Layout(std::string dir) : dir(std::move(dir)) {}
+  std::string dir;
+  std::string identity_key() const { return dir + "/identity.key"; }
+  std::string status_file() const { return dir + "/daemon.json"; }
+  net::GroupPaths group() const {
+    return {dir + "/group.key", dir + "/invites", dir + "/join.code"};
+  }
+  // What backups carry besides the data: names, and paths in this directory.
+  static std::vector<std::string> key_file_names() { return {"identity.key", "group.key"}; }
+  std::vector<std::string> key_files() const {
+    return {identity_key(), dir + "/group.key"};
+  }
+};
+
+struct OpenOptions {
+  storage::Durability durability = storage::Durability::kDurable;
+};
+
+struct InviteOptions {
+  std::vector<std::string> addresses;  // HOST:PORT hints, at most 8, each <= 255 bytes
+  int64_t expires_minutes = 24 * 60;   // 1 .. 30 days
+};
+
+struct Info {
+  std::string device_id;
+  engine::ReplicaId replica_id;
+  engine::VersionVector version_vector;
+};
+
+class Device : public std::enable_shared_from_this<Device> {
+ public:
+  // Makes a replica in `dir` (created; must be empty or missing) with a new identity and
+  // a group of one (this device). kInvalidArgument if `dir` is not empty.
+  static Result<std::shared_ptr<Device>> Create(const std::string& dir, const OpenOptions& = {});
+  // Opens a replica directory; the same Device if this process has it open already
+  // (kInvalidArgument if it was opened with another durability).
+  static Result<std::shared_ptr<Device>> Open(const std::string& dir, const OpenOptions& = {});
+  ~Device();
+
+  engine::Replica& replica() { return *replica_; }
+  const Layout& layout() const { return layout_; }
+  // The device identity; kNotFound for a bare replica (made without one, as by
+  // storage::CreateReplica), which can be read and written but not synced or paired.
+  Result<net::Identity> identity() const;
+  const std::string& device_id() const { return device_id_; }  // empty without identity
+  Result<Info> GetInfo();
+
+  // Pairing. An invite's code holds this device's key, a one-time secret, the expiry
+  // and the hints; it is stored until redeemed or expired.
+  Result<std::string> Invite(const InviteOptions& options);
+  // Stores a code (kInvalidArgument if malformed, expired or our own); the first sync
+  // with the inviter redeems it. Returns the invite (the inviter, its hints).
+  Result<net::Invite> Join(const std::string& code);
+  Result<std::optional<net::Invite>> PendingJoin();
+  Status CancelJoin();  // kNotFound if nothing is pending
+  Result<std::vector<net::Member>> Devices();
+  // kInvalidArgument for a malformed id or this device; kNotFound if never a member.
+  Status Revoke(const std::string& device_id);
+
+  Status Backup(const std::string& dest);
+  // A new replica at `dir` from a backup made by Backup (a new replica id; the same
+  // device and group).
+  static Status Restore(const std::string& backup, const std::string& dir);
+  Result<storage::CheckReport> Check();
+
+  // Watches this replica for changes by this process and others.
+  Result<std::unique_ptr<storage::ChangeWatcher>> Watch();
+
+  // A sync node over this replica; options.files and (for live mode) options.changes are
+  // filled in. The node holds the device (and its watcher) until it is destroyed.
+  Result<std::unique_ptr<net::Node>> NewNode(net::NodeOptions options);
+
+ private:
+  Device(std::string dir, std::unique_ptr<engine::Replica> r, std::optional<net::Identity> id,
+         storage::Durability d);
+  Layout layout_;
+  std::unique_ptr<engine::Replica> replica_;
+  std::optional<net::Identity> identity_;
+  std::string device_id_;
+  storage::Durability durability_;
+  std::string key_;  // the registry's key (device and inode of the directory)
+};
+
+}  // namespace tandem::device

@@ -1,0 +1,146 @@
+// The sync node: what `tandem serve` and `tandem sync` run, and what an app embeds.
+//
+// A node syncs one open replica with its peers over the network: a listener, one
+// connection per peer (handshake, encrypted frames, an engine::Session), dialling with
+// backoff, live sessions woken by a ChangeSource, and optional LAN discovery. It runs
+// on a thread it owns; the app keeps its own threads free.
+//
+// Lifetime and threads:
+//   - Start() returns once the listener is bound (or with the error), and the node runs
+//     on its own thread from then on. A node starts at most once.
+//   - Stop() is safe from any thread, including from inside an event callback, and more
+//     than once. From another thread it returns after goodbyes to connected peers (at
+//     most NodeOptions::stop_timeout_ms) and the node thread has ended. From the node's
+//     own thread (a callback) it only begins stopping; the destructor, or a Stop() from
+//     another thread, waits.
+//   - The destructor stops the node. Destroying a node from its own callback is allowed:
+//     the thread finishes on its own, holding what it needs.
+//   - The replica, and the ChangeSource if one is given, must outlive the node.
+//   - Snapshot() and DrainEvents() are safe from any thread.
+// Several nodes, over several replicas, may run in one process.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tandem/engine/sync.h"
+#include "tandem/net/group.h"
+#include "tandem/net/identity.h"
+
+namespace tandem::net {
+
+inline constexpr uint16_t kDiscoveryPort = 47474;
+inline constexpr char kDiscoveryGroup[] = "239.255.74.74";
+
+// Tells the node that the replica may have changed (a commit by this process or
+// another). fd() is readable then, until Clear(); the node waits on it with its own
+// event loop. Implemented by the storage layer's change watcher.
+class ChangeSource {
+ public:
+  virtual ~ChangeSource() = default;
+  virtual int fd() const = 0;
+  virtual void Clear() = 0;
+};
+
+enum class NodeMode { kLive, kInterval, kOnce };
+
+struct NodeOptions {
+  GroupPaths files;                     // the group key, invites, a pending join
+  std::string listen;                   // HOST:PORT; empty: no listener; port 0: any free
+  std::vector<std::string> peers;       // HOST:PORT to connect to
+  bool peers_are_alternatives = false;  // peers are addresses of one device (invite hints)
+  NodeMode mode = NodeMode::kLive;
+  int interval_s = 0;     // kInterval: sync every N seconds and disconnect
+  bool discover = false;  // find peers of the group on the LAN (needs listen)
+  engine::CollectionFilter send, receive;
+  int idle_timeout_s = 45;        // no frame for this long ends a connection
+  int keepalive_s = 15;           // an empty frame after this long without sending
+  int stop_timeout_ms = 5000;     // Stop() waits at most this long for goodbyes
+  ChangeSource* changes = nullptr;  // live mode: what wakes sessions; null: a slow poll
+  std::function<void(const std::string&)> log;  // one line per happening; none if empty
+};
+
+enum class NodeEventKind {
+  kListening,     // address: the bound listen address
+  kConnected,     // a session with a peer began (device, address)
+  kCaughtUp,      // both sides of a session caught up (the first time in a session)
+  kDisconnected,  // a session ended (message: why, if it failed)
+  kRefused,       // a connection was refused (message: why)
+  kError,         // something failed (message)
+  kJoined,        // this device joined a group through its pending invite
+  kInviteRedeemed,  // a device redeemed one of our invites (device)
+  kDone,          // kOnce mode: every peer was synced or failed (ok: all succeeded)
+  kStopped,       // the node thread is ending; the last event
+};
+const char* NodeEventName(NodeEventKind kind);
+
+struct NodeEvent {
+  NodeEventKind kind;
+  std::string device;   // the peer's device id, when known
+  std::string address;  // HOST:PORT, when known
+  std::string message;
+  bool ok = true;  // kDone: every peer caught up
+  uint64_t fields_received = 0, fields_sent = 0;  // kCaughtUp, kDisconnected
+};
+
+struct PeerSnapshot {
+  std::string address, device, replica_id, direction;
+  bool connected = false;
+  uint64_t connected_ms = 0, last_sync_ms = 0;
+  uint64_t bytes_in = 0, bytes_out = 0, sessions = 0, errors = 0;
+  uint64_t fields_sent = 0, fields_received = 0, fields_refused = 0;
+  std::optional<uint64_t> pending_changes;  // known while connected (capped at 100,000)
+  std::string last_error;
+};
+
+struct NodeSnapshot {
+  bool running = false;
+  std::string device;  // this device's id
+  std::string listen;  // the bound address, once listening
+  NodeMode mode = NodeMode::kLive;
+  uint64_t started_ms = 0, updated_ms = 0;
+  uint64_t refused_connections = 0;
+  uint64_t failures = 0;  // kOnce: peers that did not catch up
+  std::vector<PeerSnapshot> peers;
+};
+
+class Node {
+ public:
+  Node(engine::Replica& replica, const Identity& self, NodeOptions options);
+  virtual ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Called on the node thread for every event, never under a lock of the node; it may
+  // call any method of the node, Stop() included. Set before Start().
+  void SetEventCallback(std::function<void(const NodeEvent&)> fn);
+  // Queue mode, for apps with their own event loop: events are also queued (at most
+  // 10,000; the oldest are dropped), event_fd() is readable while the queue is not
+  // empty, and DrainEvents() takes them.
+  int event_fd() const;
+  std::vector<NodeEvent> DrainEvents();
+
+  // kInvalidArgument for bad options (addresses), kNotFound without a group key,
+  // kIo if the listen address cannot be bound.
+  Status Start();
+  void Stop();
+  // Blocks until the node has stopped (kOnce: by itself, once every peer is done) or
+  // timeout_ms passed (-1: no limit). True if stopped.
+  bool Wait(int timeout_ms = -1);
+
+  NodeSnapshot Snapshot() const;
+
+  struct Core;
+
+ private:
+  std::shared_ptr<Core> core_;
+};
+
+// "host:port" → host, port; "[v6]:port" too. Fails on anything else.
+Status ParseHostPort(const std::string& s, std::string* host, uint16_t* port);
+
+}  // namespace tandem::net

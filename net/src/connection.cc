@@ -1,0 +1,355 @@
+#include "node_internal.h"
+// (node_internal.h first: it includes Asio, which must precede other includes.)
+#include <sodium.h>
+
+namespace tandem::net {
+
+// --- Conn --------------------------------------------------------------------------
+
+std::string Conn::Who() const {
+  if (peer_key_) return DeviceId(*peer_key_) + " (" + address_ + ")";
+  return address_;
+}
+
+void Conn::Close() {
+  if (closed_) return;
+  closed_ = true;
+  boost::system::error_code ec;
+  sock_.shutdown(tcp::socket::shutdown_both, ec);
+  sock_.close(ec);
+  watchdog_.cancel();
+  wake_.cancel();
+  writer_done_.cancel();
+}
+
+void Conn::Fail(const std::string& why) {
+  if (closed_) return;
+  failed_ = true;
+  error_ = why;
+  if (status_) {
+    ++status_->errors;
+    status_->last_error = why;
+  }
+  d_.Log("connection " + Who() + " ended: " + why);
+  // A session that began ends with kDisconnected (carrying this); before that, it is
+  // an error of its own.
+  if (!session_)
+    d_.Emit({NodeEventKind::kError, peer_key_ ? DeviceId(*peer_key_) : "", address_, why});
+  Close();
+}
+
+void Conn::Refuse(const std::string& why) {
+  d_.CountRefusal();
+  if (status_) {
+    ++status_->errors;
+    status_->last_error = "refused: " + why;
+  }
+  d_.Log("refused " + Who() + ": " + why);
+  d_.Emit({NodeEventKind::kRefused, peer_key_ ? DeviceId(*peer_key_) : "", address_, why});
+  failed_ = true;
+  error_ = "refused: " + why;
+  Close();
+}
+
+void Conn::Enqueue(std::string_view plaintext, bool final) {
+  if (closed_ || final_queued_ || !sealer_) return;
+  std::string frame;
+  Status st = sealer_->Seal(plaintext, final, &frame);
+  if (!st.ok()) return Fail(st.message());
+  outq_.push_back(std::move(frame));
+  if (final) final_queued_ = true;
+  wake_.cancel();
+}
+
+void Conn::Send(std::vector<engine::Message>& out) {
+  for (const auto& m : out) Enqueue(EncodeMessage(m), false);
+  out.clear();
+}
+
+void Conn::Finish() {
+  if (closed_ || final_queued_) return;
+  if (!sealer_) return Close();
+  Enqueue({}, true);
+  Touch(kCloseTimeout);
+}
+
+void Conn::Poll() {
+  if (closed_ || final_queued_ || !session_) return;
+  std::vector<engine::Message> out;
+  Status st = session_->Poll(&out);
+  if (!st.ok()) return Fail(st.ToString());
+  Send(out);
+  AfterProgress();
+}
+
+// "Last sync" is the last CaughtUp received: at that moment we held everything the peer
+// had when it answered our request. The first exchange of CaughtUps both ways is logged.
+// (In live mode the strict caught_up() holds only between bursts of changes.)
+void Conn::AfterProgress() {
+  const auto& s = session_->stats();
+  if (s.caught_up_received > caught_up_seen_) {
+    caught_up_seen_ = s.caught_up_received;
+    if (status_) status_->last_sync_ms = WallMs();
+  }
+  if (!reported_caught_up_ && s.caught_up_received > 0 && s.caught_up_sent > 0) {
+    reported_caught_up_ = true;
+    UpdateStatus();
+    d_.Log("caught up with " + Who() + ": " + std::to_string(s.fields_applied) +
+           " fields received, " + std::to_string(s.fields_sent) + " sent");
+    NodeEvent e{NodeEventKind::kCaughtUp, DeviceId(*peer_key_), address_, ""};
+    e.fields_received = s.fields_applied;
+    e.fields_sent = s.fields_sent;
+    d_.Emit(std::move(e));
+  }
+  if (d_.close_when_caught_up() && session_->caught_up()) Finish();
+}
+
+void Conn::CheckTrust() {
+  if (closed_ || !peer_key_ || !session_) return;
+  auto t = TrustOf(d_.replica(), *peer_key_);
+  if (t.ok() && *t == Trust::kRevoked) Refuse("the device has been revoked");
+}
+
+std::optional<uint64_t> Conn::Pending(uint64_t cap) {
+  if (!session_ || closed_) return std::nullopt;
+  auto txn = d_.replica().store().BeginRead();
+  if (!txn.ok()) return std::nullopt;
+  uint64_t n = 0;
+  Status st = (*txn)->ScanLog(session_->peer_acked(),
+                              [&](uint64_t, const engine::FieldKey&) { return ++n < cap; });
+  if (!st.ok()) return std::nullopt;
+  return n;
+}
+
+void Conn::UpdateStatus() {
+  if (!status_) return;
+  status_->bytes_in += bytes_in_;
+  status_->bytes_out += bytes_out_;
+  bytes_in_ = bytes_out_ = 0;
+  if (session_) {
+    const auto& s = session_->stats();
+    status_->fields_sent = s.fields_sent;
+    status_->fields_received = s.fields_applied;
+    status_->fields_refused = s.fields_refused;
+    if (session_->peer()) status_->replica_id = session_->peer()->Hex();
+  }
+}
+
+// One timer per connection enforces both deadlines: a read (or the handshake) must
+// make progress by deadline_, and a write that started must finish within the idle
+// timeout (a peer that stops reading is dropped, its window of batches freed).
+awaitable<void> Conn::Watchdog() {
+  auto self = shared_from_this();
+  const auto idle = seconds(d_.options().idle_timeout_s);
+  while (!closed_) {
+    auto wake = deadline_;
+    if (writing_) wake = std::min(wake, write_started_ + idle);
+    watchdog_.expires_at(wake);
+    boost::system::error_code ec;
+    co_await watchdog_.async_wait(asio::redirect_error(use_awaitable, ec));
+    if (closed_) break;
+    if (writing_ && SteadyClock::now() >= write_started_ + idle) {
+      Fail("timed out writing: the peer stopped reading");
+      break;
+    }
+    if (SteadyClock::now() >= deadline_) {
+      if (final_queued_ && session_ && session_->caught_up())
+        Close();  // we said goodbye; the peer did not answer in time
+      else
+        Fail("timed out waiting for the peer");
+    }
+  }
+}
+
+awaitable<void> Conn::Writer() {
+  auto self = shared_from_this();
+  writer_running_ = true;
+  try {
+    while (!closed_) {
+      if (outq_.empty()) {
+        if (final_queued_) {
+          boost::system::error_code ec;
+          sock_.shutdown(tcp::socket::shutdown_send, ec);
+          break;
+        }
+        wake_.expires_after(seconds(d_.options().keepalive_s));
+        boost::system::error_code ec;
+        co_await wake_.async_wait(asio::redirect_error(use_awaitable, ec));
+        if (closed_) break;
+        if (!ec && outq_.empty()) Enqueue({}, false);  // keepalive
+        continue;
+      }
+      std::string buf;
+      while (!outq_.empty() && buf.size() < kWriteChunk) {
+        if (buf.empty())
+          buf = std::move(outq_.front());
+        else
+          buf += outq_.front();
+        outq_.pop_front();
+      }
+      writing_ = true;
+      watchdog_.cancel();  // re-arm with the write deadline
+      // The deadline is for progress, not for the whole buffer: each piece the kernel
+      // takes restarts it, so a slow but moving link is never cut off.
+      size_t done = 0;
+      while (done < buf.size()) {
+        write_started_ = SteadyClock::now();
+        done += co_await sock_.async_write_some(
+            asio::buffer(buf.data() + done, std::min(buf.size() - done, kProgressChunk)),
+            use_awaitable);
+      }
+      writing_ = false;
+      bytes_out_ += buf.size();
+    }
+  } catch (const boost::system::system_error& e) {
+    if (!closed_) Fail("write failed: " + e.code().message());
+  }
+  writer_running_ = false;
+  writer_done_.cancel();
+}
+
+Status Conn::HandleFrame(std::string_view pt) {
+  if (expect_welcome_) {
+    expect_welcome_ = false;
+    if (pt.size() != 32) return Status::Corrupt("the inviter's welcome is malformed");
+    Key32 key;
+    std::memcpy(key.data(), pt.data(), 32);
+    return d_.Joined(key, *peer_key_);
+  }
+  if (pt.empty()) return Status::Ok();     // keepalive
+  if (final_queued_) return Status::Ok();  // closing: nothing more is applied or sent
+  auto msg = DecodeMessage(pt);
+  if (!msg.ok()) return msg.status().With("peer sent a malformed message");
+  std::vector<engine::Message> out;
+  TANDEM_RETURN_IF_ERROR(session_->Receive(*msg, &out));
+  Send(out);
+  if (!noted_replica_ && session_->peer()) {
+    noted_replica_ = true;
+    TANDEM_RETURN_IF_ERROR(NoteReplica(d_.replica(), DeviceId(*peer_key_), *session_->peer()));
+  }
+  AfterProgress();
+  return Status::Ok();
+}
+
+awaitable<bool> Conn::Run(PeerStatus* status) {
+  auto self = shared_from_this();
+  status_ = status;
+  Touch(d_.handshake_timeout());
+  asio::co_spawn(sock_.get_executor(), Watchdog(), asio::detached);
+  try {
+    Key32 send{}, recv{};
+    bool ok = initiator_ ? co_await HandshakeAsInitiator(&send, &recv)
+                         : co_await HandshakeAsResponder(&send, &recv);
+    if (!ok) {
+      Close();
+      UpdateStatus();
+      d_.Unregister(self);  // gives back the handshake slot
+      co_return false;
+    }
+    sealer_ = std::make_unique<FrameSealer>(send);
+    sodium_memzero(send.data(), send.size());
+    std::string header(sealer_->header());
+    co_await asio::async_write(sock_, asio::buffer(header), use_awaitable);
+    bytes_out_ += header.size();
+    std::string peer_header(kStreamHeaderBytes, '\0');
+    co_await asio::async_read(sock_, asio::buffer(peer_header), use_awaitable);
+    bytes_in_ += peer_header.size();
+    opener_ = std::make_unique<FrameOpener>(recv, peer_header);
+    established_ = true;
+    sodium_memzero(recv.data(), recv.size());
+
+    if (status_) {
+      status_->device = DeviceId(*peer_key_);
+      status_->connected = true;
+      status_->connected_ms = WallMs();
+      ++status_->sessions;
+    }
+    d_.Register(self);
+    if (invite_mode_ && !initiator_) {
+      const Key32& gk = d_.group_key();
+      Enqueue(std::string_view(reinterpret_cast<const char*>(gk.data()), gk.size()), false);
+    }
+    session_ = std::make_unique<engine::Session>(d_.replica(), d_.SessionOptionsFor());
+    std::vector<engine::Message> out;
+    Status st = session_->Start(&out);
+    if (!st.ok()) throw std::runtime_error(st.ToString());
+    Send(out);
+    asio::co_spawn(sock_.get_executor(), Writer(), asio::detached);
+    Touch(seconds(d_.options().idle_timeout_s));
+    d_.Log("connected to " + Who() + (initiator_ ? " (outgoing)" : " (incoming)"));
+    d_.Emit({NodeEventKind::kConnected, DeviceId(*peer_key_), address_,
+             initiator_ ? "outgoing" : "incoming"});
+
+    std::string prefix(kFrameLengthBytes, '\0'), body, pt;
+    while (!closed_) {
+      co_await asio::async_read(sock_, asio::buffer(prefix), use_awaitable);
+      auto n = opener_->BodyLength(prefix);
+      if (!n.ok()) {
+        Fail(n.status().message());
+        break;
+      }
+      body.resize(*n);
+      // Likewise, every piece of a large frame that arrives restarts the read deadline.
+      for (size_t got = 0; got < body.size();) {
+        got += co_await sock_.async_read_some(
+            asio::buffer(body.data() + got, std::min(body.size() - got, kProgressChunk)),
+            use_awaitable);
+        if (!final_queued_) Touch(seconds(d_.options().idle_timeout_s));
+      }
+      bytes_in_ += prefix.size() + body.size();
+      bool final = false;
+      st = opener_->Open(prefix, body, &pt, &final);
+      if (!st.ok()) {
+        Fail(st.message());
+        break;
+      }
+      if (final) {
+        final_received_ = true;
+        if (!final_queued_) Finish();
+        break;
+      }
+      if (!final_queued_) Touch(seconds(d_.options().idle_timeout_s));
+      st = HandleFrame(pt);
+      if (!st.ok()) {
+        Fail(st.ToString());
+        break;
+      }
+      UpdateStatus();
+    }
+  } catch (const boost::system::system_error& e) {
+    if (!closed_) {
+      if (e.code() == asio::error::eof)
+        Fail(established_ ? "the connection ended without a final frame (truncated)"
+                          : "the peer closed the connection during the handshake (a wrong "
+                            "group key, this device is not a member or was revoked, or the "
+                            "invite was used or expired)");
+      else
+        Fail(e.code().message());
+    }
+  } catch (const std::exception& e) {
+    if (!closed_) Fail(e.what());
+  }
+  // Let the writer flush our final frame, then close.
+  if (!closed_ && writer_running_) {
+    writer_done_.expires_after(kCloseTimeout);
+    boost::system::error_code ec;
+    co_await writer_done_.async_wait(asio::redirect_error(use_awaitable, ec));
+  }
+  if (!failed_ && session_) d_.Log("disconnected from " + Who());
+  Close();
+  UpdateStatus();
+  if (status_) status_->connected = false;
+  if (session_) {
+    NodeEvent e{NodeEventKind::kDisconnected, peer_key_ ? DeviceId(*peer_key_) : "", address_,
+                error_};
+    e.ok = !failed_ && session_->caught_up();
+    e.fields_received = session_->stats().fields_applied;
+    e.fields_sent = session_->stats().fields_sent;
+    d_.Emit(std::move(e));
+  }
+  d_.Unregister(self);
+  co_return !failed_ && session_ && session_->caught_up();
+}
+
+
+}  // namespace tandem::net

@@ -1,0 +1,85 @@
+#include "node_internal.h"
+// (node_internal.h first: it includes Asio, which must precede other includes.)
+#include <sodium.h>
+
+namespace tandem::net {
+
+// True the first time this node sees this (authenticated) message 1; remembers the last
+// kReplayMemory of them. Only messages that passed mac1 are remembered, so strangers
+// cannot flush the memory; each recorded message replays at most once per
+// kReplayMemory legitimate handshakes (and once per restart).
+bool Core::FirstSeen(const std::string& m1) {
+  std::string h(16, '\0');  // an unkeyed BLAKE2b-128 digest: 16 bytes per message
+  crypto_generichash(reinterpret_cast<uint8_t*>(h.data()), h.size(),
+                     reinterpret_cast<const uint8_t*>(m1.data()), m1.size(), nullptr, 0);
+  if (!seen_first_.insert(h).second) return false;
+  seen_order_.push_back(h);
+  if (seen_order_.size() > kReplayMemory) {
+    seen_first_.erase(seen_order_.front());
+    seen_order_.pop_front();
+  }
+  return true;
+}
+
+// An inbound connection leaves the handshake phase (registered or gone).
+void Core::HandshakeEnded(const std::shared_ptr<Conn>& c) {
+  if (c->initiator()) return;
+  --handshaking_;
+  auto it = handshaking_by_ip_.find(c->remote_ip());
+  if (it != handshaking_by_ip_.end() && --it->second == 0) handshaking_by_ip_.erase(it);
+}
+
+// Accepts connections until the node stops. Unauthenticated handshakes are capped apart
+// from sessions, and per source address.
+awaitable<void> Core::Accept(tcp::acceptor acceptor) {
+  for (;;) {
+    boost::system::error_code ec;
+    tcp::socket sock = co_await acceptor.async_accept(asio::redirect_error(use_awaitable, ec));
+    if (stopping_) co_return;
+    if (ec) {
+      // Out of descriptors (or similar): do not spin; let connections finish.
+      Log("accept failed: " + ec.message());
+      asio::steady_timer pause(io_, milliseconds(200));
+      co_await pause.async_wait(asio::redirect_error(use_awaitable, ec));
+      continue;
+    }
+    std::string address, ip;
+    {
+      boost::system::error_code e2;
+      auto ep = sock.remote_endpoint(e2);
+      ip = e2 ? "?" : ep.address().to_string();
+      address = e2 ? "?" : ip + ":" + std::to_string(ep.port());
+    }
+    // Unauthenticated handshakes are capped apart from sessions, and per source
+    // address, so strangers opening connections cannot crowd out members (or the
+    // process's descriptors).
+    if (conns_.size() >= kMaxConnections || handshaking_ >= kMaxHandshakes ||
+        handshaking_by_ip_[ip] >= kMaxHandshakesPerIp) {
+      if (handshaking_by_ip_[ip] == 0) handshaking_by_ip_.erase(ip);
+      ++refused_connections_;
+      if (!overload_logged_) {
+        Log("refused " + address + ": too many connections");
+        Emit({NodeEventKind::kRefused, "", address, "too many connections"});
+      }
+      overload_logged_ = true;
+      continue;
+    }
+    overload_logged_ = false;
+    RefreshKeys();
+    sock.set_option(tcp::no_delay(true), ec);
+    auto conn = std::make_shared<Conn>(*this, std::move(sock), false, address, ip);
+    ++handshaking_;
+    ++handshaking_by_ip_[ip];
+    asio::co_spawn(
+        io_,
+        [this, conn, address]() -> awaitable<void> {
+          PeerStatus scratch;
+          scratch.address = address;
+          scratch.direction = "incoming";
+          co_await conn->Run(&scratch);
+        },
+        asio::detached);
+  }
+}
+
+}  // namespace tandem::net

@@ -1,0 +1,415 @@
+#include "node_internal.h"
+// (node_internal.h first: it includes Asio, which must precede other includes.)
+#include <sodium.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+namespace tandem::net {
+
+uint64_t WallMs() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
+
+const char* NodeEventName(NodeEventKind kind) {
+  switch (kind) {
+    case NodeEventKind::kListening: return "listening";
+    case NodeEventKind::kConnected: return "connected";
+    case NodeEventKind::kCaughtUp: return "caught_up";
+    case NodeEventKind::kDisconnected: return "disconnected";
+    case NodeEventKind::kRefused: return "refused";
+    case NodeEventKind::kError: return "error";
+    case NodeEventKind::kJoined: return "joined";
+    case NodeEventKind::kInviteRedeemed: return "invite_redeemed";
+    case NodeEventKind::kDone: return "done";
+    case NodeEventKind::kStopped: return "stopped";
+  }
+  return "?";
+}
+
+// --- Core: on the node thread -------------------------------------------------------
+
+Core::Core(engine::Replica& r, const Identity& self, NodeOptions o)
+    : replica_(r), self_(self), opt_(std::move(o)) {
+  self_device_ = DeviceId(self_.public_key);
+  event_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  snapshot_.device = self_device_;
+  snapshot_.mode = opt_.mode;
+}
+
+Core::~Core() {
+  if (thread_.joinable()) {
+    // The last owner may be the node thread itself (a node destroyed from its callback).
+    if (std::this_thread::get_id() == thread_.get_id())
+      thread_.detach();
+    else
+      thread_.join();
+  }
+  if (event_fd_ >= 0) ::close(event_fd_);
+}
+
+void Core::Emit(NodeEvent e) {
+  if (e.kind != NodeEventKind::kStopped) RefreshSnapshot(true);
+  std::function<void(const NodeEvent&)> cb;
+  {
+    std::lock_guard lock(mu_);
+    cb = callback_;
+    events_.push_back(e);
+    if (events_.size() > kMaxQueuedEvents) events_.pop_front();
+    uint64_t one = 1;
+    if (event_fd_ >= 0 && ::write(event_fd_, &one, sizeof one) < 0) {
+      // The counter is far from overflowing; nothing to do.
+    }
+  }
+  if (cb) cb(e);  // never under the lock: it may call back into the node
+}
+
+Status Core::Joined(const Key32& key, const Key32& inviter) {
+  TANDEM_RETURN_IF_ERROR(SaveGroupKey(opt_.files, key));
+  TANDEM_RETURN_IF_ERROR(ClearJoin(opt_.files));
+  group_key_ = key;
+  join_.reset();
+  TANDEM_RETURN_IF_ERROR(AddMember(replica_, inviter, self_device_, WallMs()));
+  Log("joined the group of " + DeviceId(inviter));
+  Emit({NodeEventKind::kJoined, DeviceId(inviter), "", ""});
+  return Status::Ok();
+}
+
+engine::SessionOptions Core::SessionOptionsFor() {
+  engine::SessionOptions so;
+  so.send = WithSystem(opt_.send);
+  so.accept = WithSystem(opt_.receive);
+  // A revoked device's values after its cutoff are refused, from whoever relays them.
+  so.revoked = [this] { return cutoffs_; };
+  return so;
+}
+
+void Core::RefreshCutoffs() {
+  if (auto c = RevocationCutoffs(replica_); c.ok()) cutoffs_ = std::move(*c);
+}
+
+void Core::Register(const std::shared_ptr<Conn>& c) {
+  HandshakeEnded(c);
+  conns_.insert(c);
+  RefreshSnapshot(true);
+}
+
+void Core::Unregister(const std::shared_ptr<Conn>& c) {
+  if (!conns_.count(c)) {  // never got past the handshake
+    HandshakeEnded(c);
+    if (stopping_ && conns_.empty()) io_.stop();
+    return;
+  }
+  // Inbound peers are listed by device once the handshake told us who they are.
+  const PeerStatus* cs = c->status();
+  if (!c->initiator() && cs && !cs->device.empty()) {
+    auto& p = peers_["in:" + cs->device];
+    PeerStatus merged = *cs;
+    merged.sessions += p.sessions;
+    merged.errors += p.errors;
+    merged.bytes_in += p.bytes_in;
+    merged.bytes_out += p.bytes_out;
+    if (merged.last_sync_ms == 0) merged.last_sync_ms = p.last_sync_ms;
+    p = merged;
+  }
+  conns_.erase(c);
+  if (!stopping_) RefreshSnapshot(true);
+  if (stopping_ && conns_.empty()) io_.stop();
+}
+
+void Core::Notify() {
+  if (poll_scheduled_) return;
+  poll_scheduled_ = true;
+  asio::post(io_, [this] {
+    poll_scheduled_ = false;
+    RefreshCutoffs();
+    auto conns = conns_;  // a poll may end a connection
+    for (const auto& c : conns) {
+      c->CheckTrust();
+      c->Poll();
+    }
+  });
+}
+
+// Live sessions wake when the change source says the replica changed, whoever wrote.
+awaitable<void> Core::WatchChanges() {
+  int fd = ::dup(opt_.changes->fd());
+  if (fd < 0) {
+    Log("cannot watch the replica for changes: " + std::string(std::strerror(errno)));
+    co_await FallbackPoll();
+    co_return;
+  }
+  asio::posix::stream_descriptor sd(io_, fd);
+  while (!stopping_) {
+    boost::system::error_code ec;
+    co_await sd.async_wait(asio::posix::descriptor_base::wait_read,
+                           asio::redirect_error(use_awaitable, ec));
+    if (ec || stopping_) co_return;
+    opt_.changes->Clear();
+    Notify();
+  }
+}
+
+// Without a change source: look for new commits now and then.
+awaitable<void> Core::FallbackPoll() {
+  asio::steady_timer t(io_);
+  while (!stopping_) {
+    t.expires_after(kFallbackPoll);
+    boost::system::error_code ec;
+    co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
+    Notify();
+  }
+}
+
+void Core::RefreshSnapshot(bool running) {
+  NodeSnapshot snap;
+  snap.running = running;
+  snap.device = self_device_;
+  snap.listen = listen_address_;
+  snap.mode = opt_.mode;
+  snap.started_ms = started_ms_;
+  snap.updated_ms = WallMs();
+  snap.refused_connections = refused_connections_;
+  snap.failures = failures_;
+  // Connected inbound peers from their connection; the rest from peers_, where a
+  // finished inbound session was merged under its device.
+  std::set<std::string> live_inbound;
+  std::map<const PeerStatus*, std::optional<uint64_t>> pending;
+  for (const auto& c : conns_) {
+    if (!c->status()) continue;
+    pending[c->status()] = c->Pending(kPendingCap);
+    if (!c->initiator()) {
+      PeerSnapshot p = *c->status();
+      p.pending_changes = pending[c->status()];
+      snap.peers.push_back(std::move(p));
+      live_inbound.insert(c->status()->device);
+    }
+  }
+  for (auto& [key, p] : peers_) {
+    if (p.direction == "incoming" && live_inbound.count(p.device)) continue;
+    PeerSnapshot s = p;
+    auto it = pending.find(&p);
+    s.pending_changes = it == pending.end() ? std::nullopt : it->second;
+    snap.peers.push_back(std::move(s));
+  }
+  std::lock_guard lock(mu_);
+  snapshot_ = std::move(snap);
+}
+
+awaitable<void> Core::SnapshotLoop() {
+  asio::steady_timer t(io_);
+  while (!stopping_) {
+    RefreshSnapshot(true);
+    t.expires_after(seconds(1));
+    boost::system::error_code ec;
+    co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
+  }
+}
+
+void Core::Stop() {
+  if (stopping_) return;
+  stopping_ = true;
+  if (acceptor_) {
+    boost::system::error_code ec;
+    acceptor_->close(ec);
+  }
+  for (const auto& c : std::set<std::shared_ptr<Conn>>(conns_)) c->Finish();
+  if (conns_.empty()) {
+    io_.stop();
+    return;
+  }
+  // Give connections a moment to say goodbye.
+  auto t = std::make_shared<asio::steady_timer>(
+      io_, std::min<SteadyClock::duration>(kCloseTimeout, milliseconds(opt_.stop_timeout_ms)));
+  t->async_wait([this, t](boost::system::error_code) { io_.stop(); });
+}
+
+Status Core::Bind() {
+  std::string host;
+  uint16_t port = 0;
+  TANDEM_RETURN_IF_ERROR(ParseHostPort(opt_.listen, &host, &port).With("listen address"));
+  try {
+    tcp::resolver resolver(io_);
+    auto eps = resolver.resolve(host, std::to_string(port));
+    acceptor_.emplace(io_);
+    auto ep = eps.begin()->endpoint();
+    acceptor_->open(ep.protocol());
+    acceptor_->set_option(tcp::acceptor::reuse_address(true));
+    acceptor_->bind(ep);
+    acceptor_->listen();
+    auto bound = acceptor_->local_endpoint();
+    listen_address_ = (bound.address().is_v6() ? "[" + bound.address().to_string() + "]"
+                                               : bound.address().to_string()) +
+                      ":" + std::to_string(bound.port());
+  } catch (const boost::system::system_error& e) {
+    acceptor_.reset();
+    return Status::Io("cannot listen on " + opt_.listen + ": " + e.code().message());
+  }
+  return Status::Ok();
+}
+
+void Core::Launch() {
+  if (acceptor_) {
+    Log("device " + self_device_ + " listening on " + listen_address_);
+    Emit({NodeEventKind::kListening, "", listen_address_, ""});
+    asio::co_spawn(io_, Accept(std::move(*acceptor_)), asio::detached);
+    acceptor_.reset();
+  }
+  // Once mode with an invite's hints: the addresses are alternatives for the inviter.
+  std::vector<std::vector<std::string>> targets;
+  if (opt_.peers_are_alternatives) {
+    if (!opt_.peers.empty()) targets.push_back(opt_.peers);
+  } else {
+    for (const auto& a : opt_.peers) targets.push_back({a});
+  }
+  dials_running_ = targets.size();
+  for (const auto& t : targets) {
+    auto& st = peers_["out:" + t.front()];
+    st.address = t.front();
+    st.direction = "outgoing";
+    asio::co_spawn(io_, Dial(t, &st), asio::detached);
+  }
+  if (opt_.mode != NodeMode::kOnce) {
+    if (opt_.changes)
+      asio::co_spawn(io_, WatchChanges(), asio::detached);
+    else
+      asio::co_spawn(io_, FallbackPoll(), asio::detached);
+    if (opt_.discover) asio::co_spawn(io_, Discovery(), asio::detached);
+  } else if (targets.empty()) {
+    Emit({NodeEventKind::kDone, "", "", "nothing to sync with"});
+    Stop();
+  }
+  asio::co_spawn(io_, SnapshotLoop(), asio::detached);
+}
+
+void Core::Run() {
+  Launch();
+  io_.run();
+  // Whatever is still suspended (connections cut short by the stop timeout, timers)
+  // goes with the io_context's handlers: close it all here, on this thread.
+  conns_.clear();
+  {
+    std::lock_guard lock(mu_);
+    io_alive_ = false;
+  }
+  io_holder_.reset();
+  RefreshSnapshot(false);
+  Emit({NodeEventKind::kStopped, "", "", ""});
+  std::lock_guard lock(mu_);
+  stopped_ = true;
+  stopped_cv_.notify_all();
+}
+
+// --- Node: from any thread ----------------------------------------------------------
+
+Node::Node(engine::Replica& replica, const Identity& self, NodeOptions options)
+    : core_(std::make_shared<Core>(replica, self, std::move(options))) {}
+
+Node::~Node() { Stop(); }
+
+void Node::SetEventCallback(std::function<void(const NodeEvent&)> fn) {
+  std::lock_guard lock(core_->mu_);
+  core_->callback_ = std::move(fn);
+}
+
+int Node::event_fd() const { return core_->event_fd_; }
+
+std::vector<NodeEvent> Node::DrainEvents() {
+  std::lock_guard lock(core_->mu_);
+  std::vector<NodeEvent> out(core_->events_.begin(), core_->events_.end());
+  core_->events_.clear();
+  uint64_t n;
+  if (core_->event_fd_ >= 0 && ::read(core_->event_fd_, &n, sizeof n) < 0) {
+    // EAGAIN: nothing was pending.
+  }
+  return out;
+}
+
+Status Node::Start() {
+  Core& c = *core_;
+  {
+    std::lock_guard lock(c.mu_);
+    if (c.started_) return Status::Invalid("a node starts only once");
+  }
+  const NodeOptions& o = c.opt_;
+  std::string host;
+  uint16_t port;
+  for (const auto& a : o.peers) TANDEM_RETURN_IF_ERROR(ParseHostPort(a, &host, &port));
+  if (!o.listen.empty()) TANDEM_RETURN_IF_ERROR(ParseHostPort(o.listen, &host, &port));
+  if (o.discover && o.listen.empty())
+    return Status::Invalid("discovery needs a listen address (peers dial the announced port)");
+  if (o.mode == NodeMode::kInterval && (o.interval_s <= 0 || o.peers.empty()))
+    return Status::Invalid("interval mode needs an interval and at least one peer");
+  if (o.mode == NodeMode::kLive && o.listen.empty() && o.peers.empty() && !o.discover)
+    return Status::Invalid("a live node needs a listen address or a peer");
+  if (o.idle_timeout_s < 1 || o.keepalive_s < 1 || o.stop_timeout_ms < 0)
+    return Status::Invalid("timeouts must be positive");
+  InitCrypto();
+  TANDEM_ASSIGN_OR_RETURN(c.group_key_, LoadGroupKey(o.files));
+  TANDEM_ASSIGN_OR_RETURN(c.join_, LoadJoin(o.files));
+  // This device's record names the replica it syncs as (a restore makes a new one).
+  TANDEM_ASSIGN_OR_RETURN(auto meta, c.replica_.Meta());
+  if (Status st = NoteReplica(c.replica_, c.self_device_, meta.id); !st.ok())
+    c.Log("cannot record this replica in the trust set: " + st.ToString());
+  c.RefreshCutoffs();
+  if (!o.listen.empty()) TANDEM_RETURN_IF_ERROR(c.Bind());
+  c.started_ms_ = WallMs();
+  c.RefreshSnapshot(true);
+  std::lock_guard lock(c.mu_);
+  c.started_ = true;
+  c.thread_ = std::thread([core = core_] { core->Run(); });
+  return Status::Ok();
+}
+
+void Node::Stop() {
+  Core& c = *core_;
+  std::unique_lock lock(c.mu_);
+  if (!c.started_ || c.stopped_) return;
+  if (c.io_alive_) asio::post(c.io_, [core = core_] { core->Stop(); });
+  if (std::this_thread::get_id() == c.thread_.get_id()) return;  // from a callback
+  c.stopped_cv_.wait(lock, [&] { return c.stopped_; });
+  lock.unlock();
+  std::lock_guard join(c.join_mu_);
+  if (c.thread_.joinable()) c.thread_.join();
+}
+
+bool Node::Wait(int timeout_ms) {
+  Core& c = *core_;
+  std::unique_lock lock(c.mu_);
+  if (!c.started_) return true;
+  if (std::this_thread::get_id() == c.thread_.get_id()) return c.stopped_;
+  auto done = [&] { return c.stopped_; };
+  if (timeout_ms < 0)
+    c.stopped_cv_.wait(lock, done);
+  else if (!c.stopped_cv_.wait_for(lock, milliseconds(timeout_ms), done))
+    return false;
+  return true;
+}
+
+NodeSnapshot Node::Snapshot() const {
+  std::lock_guard lock(core_->mu_);
+  return core_->snapshot_;
+}
+
+Status ParseHostPort(const std::string& s, std::string* host, uint16_t* port) {
+  size_t colon = s.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == s.size())
+    return Status::Invalid("expected HOST:PORT, got \"" + s + "\"");
+  std::string h = s.substr(0, colon), p = s.substr(colon + 1);
+  if (h.front() == '[') {
+    if (h.back() != ']' || h.size() < 3)
+      return Status::Invalid("bad IPv6 address in \"" + s + "\"");
+    h = h.substr(1, h.size() - 2);
+  } else if (h.find(':') != std::string::npos) {
+    return Status::Invalid("write IPv6 addresses as [ADDRESS]:PORT, got \"" + s + "\"");
+  }
+  if (p.size() > 5 || p.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoul(p) > 65535)
+    return Status::Invalid("bad port in \"" + s + "\"");
+  *host = h;
+  *port = static_cast<uint16_t>(std::stoul(p));
+  return Status::Ok();
+}
+
+}  // namespace tandem::net

@@ -1,0 +1,237 @@
+// The node's insides, shared by its source files (one per responsibility):
+//   node.cc        the Node API, the node thread, stopping, events and snapshots
+//   connection.cc  one connection: encrypted frames, the sync session, deadlines
+//   peer_auth.cc   the handshake in either role, invites and trust checks
+//   listener.cc    accepting: pre-authentication limits and the replay filter
+//   dialer.cc      dialling peers, backoff, re-reading the group files
+//   discovery.cc   LAN discovery over UDP multicast (beacons: beacon.h)
+// Everything here runs on the node thread unless said otherwise.
+#pragma once
+
+#include "tandem/net/asio.h"
+// (asio.h first: it must precede every other Asio include.)
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_set>
+
+#include "tandem/net/group.h"
+#include "tandem/net/handshake.h"
+#include "tandem/net/node.h"
+#include "tandem/net/secure_frame.h"
+#include "tandem/net/wire.h"
+
+namespace tandem::net {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using asio::use_awaitable;
+using tcp = asio::ip::tcp;
+using SteadyClock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+inline constexpr auto kCloseTimeout = seconds(5);  // a goodbye that gets no answer
+inline constexpr auto kMinBackoff = milliseconds(250);
+inline constexpr auto kMaxBackoff = seconds(10);
+// Without a ChangeSource, live sessions look for new commits this often.
+inline constexpr auto kFallbackPoll = seconds(1);
+inline constexpr size_t kMaxConnections = 256;
+inline constexpr size_t kMaxHandshakes = 64;
+inline constexpr size_t kMaxHandshakesPerIp = 16;
+inline constexpr size_t kMaxDiscoveredDials = 32;
+inline constexpr size_t kReplayMemory = 100000;  // digests: a few MB at most
+inline constexpr size_t kWriteChunk = 1 << 20;
+inline constexpr size_t kProgressChunk = 64 << 10;  // deadlines restart per piece this size
+inline constexpr uint64_t kPendingCap = 100000;
+inline constexpr size_t kMaxQueuedEvents = 10000;
+
+uint64_t WallMs();
+
+// What the snapshot shows about one peer (PeerSnapshot, as the node thread keeps it).
+using PeerStatus = PeerSnapshot;
+
+using Core = Node::Core;
+
+// One TCP connection: handshake, encrypted frames, one sync session.
+class Conn : public std::enable_shared_from_this<Conn> {
+ public:
+  Conn(Core& d, tcp::socket sock, bool initiator, std::string address, std::string remote_ip = {})
+      : remote_ip_(std::move(remote_ip)),
+        d_(d),
+        sock_(std::move(sock)),
+        watchdog_(sock_.get_executor()),
+        wake_(sock_.get_executor()),
+        writer_done_(sock_.get_executor()),
+        initiator_(initiator),
+        address_(std::move(address)) {}
+
+  // Runs the connection to its end. True if the session caught up (both ways).
+  awaitable<bool> Run(PeerStatus* status);
+  // The session ended because this replica turned out rolled back (Session::rolled_back).
+  bool rolled_back() const { return session_ && session_->rolled_back(); }
+  // Live mode: offer what has committed since the last call.
+  void Poll();
+  // Ends the connection if the peer has been revoked since it connected.
+  void CheckTrust();
+  // A graceful end: a final frame, then close.
+  void Finish();
+  const std::optional<Key32>& peer_key() const { return peer_key_; }
+  bool initiator() const { return initiator_; }
+  const std::string& remote_ip() const { return remote_ip_; }
+  const PeerStatus* status() const { return status_; }
+  // Log entries after the peer's acknowledged position, counted up to `cap`.
+  std::optional<uint64_t> Pending(uint64_t cap);
+
+ private:
+  const std::string remote_ip_;
+  awaitable<std::string> ReadHandshake();
+  awaitable<void> WriteHandshake(const std::string& m);
+  awaitable<bool> HandshakeAsInitiator(Key32* send, Key32* recv);
+  awaitable<bool> HandshakeAsResponder(Key32* send, Key32* recv);
+  awaitable<void> Watchdog();
+  awaitable<void> Writer();
+  Status HandleFrame(std::string_view plaintext);
+  void Send(std::vector<engine::Message>& out);
+  void AfterProgress();
+  void Enqueue(std::string_view plaintext, bool final);
+  void Fail(const std::string& why);
+  void Refuse(const std::string& why);
+  void Close();
+  void Touch(SteadyClock::duration d) {
+    auto next = SteadyClock::now() + d;
+    const bool earlier = next < deadline_;
+    deadline_ = next;
+    if (earlier) watchdog_.cancel();  // the watchdog re-arms at the new deadline
+  }
+  void UpdateStatus();
+  std::string Who() const;
+
+  Core& d_;
+  tcp::socket sock_;
+  asio::steady_timer watchdog_, wake_, writer_done_;
+  SteadyClock::time_point deadline_, write_started_;
+  bool writing_ = false;
+  bool initiator_;
+  std::string address_;
+  PeerStatus* status_ = nullptr;
+  bool closed_ = false, failed_ = false;
+  std::string error_;  // why it failed, if it did
+  bool invite_mode_ = false;     // this connection redeems an invite
+  bool expect_welcome_ = false;  // joiner: the first frame is the group key
+  std::optional<Key32> peer_key_;
+  std::unique_ptr<FrameSealer> sealer_;
+  std::unique_ptr<FrameOpener> opener_;
+  std::unique_ptr<engine::Session> session_;
+  std::deque<std::string> outq_;
+  bool final_queued_ = false, final_received_ = false, writer_running_ = false;
+  bool reported_caught_up_ = false;
+  uint64_t caught_up_seen_ = 0;
+  bool established_ = false;    // both stream headers exchanged
+  bool noted_replica_ = false;  // the peer's replica id is in its trust record
+  uint64_t bytes_in_ = 0, bytes_out_ = 0;
+};
+
+struct Node::Core : std::enable_shared_from_this<Node::Core> {
+  Core(engine::Replica& r, const Identity& self, NodeOptions o);
+  ~Core();
+
+  // --- the node thread ---
+  void Run();  // the thread's body: runs the io_context until stopped
+  Status Bind();  // binds the listener (called by Start, before the thread)
+  void Launch();  // spawns dials, watchers, discovery (on the node thread)
+  void Stop();    // begins stopping (on the node thread)
+
+  // --- used by connections ---
+  void Log(const std::string& line) {
+    if (opt_.log) opt_.log(line);
+  }
+  void Emit(NodeEvent e);
+  engine::Replica& replica() { return replica_; }
+  const Identity& self() const { return self_; }
+  const std::string& self_device() const { return self_device_; }
+  const NodeOptions& options() const { return opt_; }
+  const Key32& group_key() const { return group_key_; }
+  const std::optional<Invite>& join() const { return join_; }
+  // The joiner received the group key over an invite session.
+  Status Joined(const Key32& key, const Key32& inviter);
+  engine::SessionOptions SessionOptionsFor();
+  void RefreshCutoffs();
+  // Connecting and the handshake: 10 s, or the idle timeout if shorter.
+  std::chrono::seconds handshake_timeout() const {
+    return seconds(std::min(10, std::max(1, opt_.idle_timeout_s)));
+  }
+  bool close_when_caught_up() const { return opt_.mode != NodeMode::kLive; }
+  void HandshakeEnded(const std::shared_ptr<Conn>& c);
+  void Register(const std::shared_ptr<Conn>& c);
+  void Unregister(const std::shared_ptr<Conn>& c);
+  void Notify();  // the replica changed: wake live sessions (coalesced)
+  void CountRefusal() { ++refused_connections_; }
+  // The replay filter (listener.cc).
+  bool FirstSeen(const std::string& m1);
+  // The snapshot, refreshed from the node thread's state.
+  void RefreshSnapshot(bool running);
+
+  static engine::CollectionFilter WithSystem(engine::CollectionFilter f) {
+    if (!f.all) f.names.insert(kDevicesCollection);
+    return f;
+  }
+  awaitable<void> Accept(tcp::acceptor acceptor);
+  awaitable<void> Dial(std::vector<std::string> addresses, PeerStatus* status,
+                       bool persistent = true);
+  void RefreshKeys();
+  awaitable<void> DialDiscovered(std::string address, std::string device, std::string row,
+                                 PeerStatus* st);
+  awaitable<void> WatchChanges();
+  awaitable<void> FallbackPoll();
+  awaitable<void> SnapshotLoop();
+  awaitable<void> Discovery();
+
+  engine::Replica& replica_;
+  Identity self_;
+  NodeOptions opt_;
+  std::string self_device_;
+  Key32 group_key_{};
+  std::optional<Invite> join_;
+  std::thread thread_;
+  std::mutex join_mu_;  // one joiner at a time
+  std::optional<tcp::acceptor> acceptor_;  // bound by Start, handed to Accept
+  std::set<std::shared_ptr<Conn>> conns_;
+  std::map<std::string, PeerStatus> peers_;  // by address (outbound) or device (inbound)
+  std::string listen_address_;
+  std::map<engine::ReplicaId, uint64_t> cutoffs_;  // revoked replicas (RevocationCutoffs)
+  bool poll_scheduled_ = false, stopping_ = false;
+  size_t dials_running_ = 0;
+  size_t handshaking_ = 0;  // inbound connections not yet authenticated
+  std::map<std::string, size_t> handshaking_by_ip_;
+  bool overload_logged_ = false;
+  uint64_t failures_ = 0;
+  uint64_t refused_connections_ = 0;
+  uint64_t started_ms_ = WallMs();
+  std::set<std::string> discovered_;            // device ids with a discovery dial running
+  std::unordered_set<std::string> seen_first_;  // recent message 1s (FirstSeen)
+  std::deque<std::string> seen_order_;
+  std::map<std::string, SteadyClock::time_point> last_discovered_dial_;
+
+  // --- shared with other threads, under mu_ ---
+  mutable std::mutex mu_;
+  std::condition_variable stopped_cv_;
+  bool started_ = false, stopped_ = false;
+  bool io_alive_ = true;  // false once the node thread has torn the io_context down
+  NodeSnapshot snapshot_;
+  std::deque<NodeEvent> events_;
+  int event_fd_ = -1;  // an eventfd: readable while events_ is not empty
+  std::function<void(const NodeEvent&)> callback_;
+
+  // Torn down by the node thread when it ends (with every handler and coroutine frame it
+  // still holds), or last of all if the thread never ran.
+  std::unique_ptr<asio::io_context> io_holder_ = std::make_unique<asio::io_context>();
+  asio::io_context& io_ = *io_holder_;
+};
+
+}  // namespace tandem::net

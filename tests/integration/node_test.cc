@@ -1,0 +1,259 @@
+// The sync node in-process: two devices in one process pair, sync live and report what
+// happens through events and snapshots; nodes start and stop without leaking threads
+// or descriptors; Stop() works from inside a callback.
+#include "tandem/net/node.h"
+
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "process.h"
+#include "tandem/device/device.h"
+
+namespace tandem::testing {
+namespace {
+
+using device::Device;
+using net::NodeEvent;
+using net::NodeEventKind;
+
+// Collects a node's events from its callback; waits for one of a kind.
+class Events {
+ public:
+  void Attach(net::Node& n) {
+    n.SetEventCallback([this](const NodeEvent& e) {
+      std::lock_guard lock(mu_);
+      seen_.push_back(e);
+      cv_.notify_all();
+    });
+  }
+  // The first event of `kind` (after `from` earlier ones), or nullopt after 20 s.
+  std::optional<NodeEvent> WaitFor(NodeEventKind kind, size_t* from = nullptr) {
+    std::unique_lock lock(mu_);
+    size_t start = from ? *from : 0;
+    std::optional<NodeEvent> found;
+    cv_.wait_for(lock, std::chrono::seconds(20), [&] {
+      for (size_t i = start; i < seen_.size(); ++i)
+        if (seen_[i].kind == kind) {
+          found = seen_[i];
+          if (from) *from = i + 1;
+          return true;
+        }
+      return false;
+    });
+    return found;
+  }
+  size_t Count(NodeEventKind kind) {
+    std::lock_guard lock(mu_);
+    size_t n = 0;
+    for (const auto& e : seen_) n += e.kind == kind;
+    return n;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<NodeEvent> seen_;
+};
+
+size_t OpenDescriptors() {
+  size_t n = 0;
+  DIR* d = opendir("/proc/self/fd");
+  while (readdir(d)) ++n;
+  closedir(d);
+  return n;
+}
+size_t Threads() {
+  size_t n = 0;
+  DIR* d = opendir("/proc/self/task");
+  while (readdir(d)) ++n;
+  closedir(d);
+  return n;
+}
+
+bool Eventually(const std::function<bool()>& pred) {
+  for (int i = 0; i < 2000 && !pred(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return pred();
+}
+
+TEST(Node, TwoNodesInOneProcessPairSyncLiveAndReport) {
+  TempDir tmp;
+  auto a = Device::Create(tmp / "a");
+  auto b = Device::Create(tmp / "b");
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE((*a)->replica().Put("notes", "n1", {{"text", engine::Value{"from a"}}}).ok());
+
+  net::NodeOptions oa;
+  oa.listen = "127.0.0.1:0";
+  auto na = (*a)->NewNode(oa);
+  ASSERT_TRUE(na.ok()) << na.status().ToString();
+  Events ea, eb;
+  ea.Attach(**na);
+  ASSERT_TRUE((*na)->Start().ok());
+  const std::string addr = (*na)->Snapshot().listen;
+  ASSERT_FALSE(addr.empty());
+  EXPECT_TRUE(ea.WaitFor(NodeEventKind::kListening));
+
+  // Pairing in-process: an invite from a, redeemed by b's node on its first connection.
+  auto code = (*a)->Invite({{addr}, 60});
+  ASSERT_TRUE(code.ok()) << code.status().ToString();
+  ASSERT_TRUE((*b)->Join(*code).ok());
+  net::NodeOptions ob;
+  ob.peers = {addr};
+  auto nb = (*b)->NewNode(ob);
+  ASSERT_TRUE(nb.ok());
+  eb.Attach(**nb);
+  ASSERT_TRUE((*nb)->Start().ok());
+  auto joined = eb.WaitFor(NodeEventKind::kJoined);
+  ASSERT_TRUE(joined);
+  EXPECT_EQ(joined->device, (*a)->device_id());
+  auto redeemed = ea.WaitFor(NodeEventKind::kInviteRedeemed);
+  ASSERT_TRUE(redeemed);
+  EXPECT_EQ(redeemed->device, (*b)->device_id());
+  ASSERT_TRUE(eb.WaitFor(NodeEventKind::kCaughtUp));
+  EXPECT_TRUE((*b)->replica().Get("notes", "n1").ok());
+
+  // The session that redeemed the invite stays open, live both ways.
+  ASSERT_TRUE((*a)->replica().Put("notes", "n2", {{"text", engine::Value{"live"}}}).ok());
+  EXPECT_TRUE(Eventually([&] { return (*b)->replica().Get("notes", "n2").ok(); }));
+  ASSERT_TRUE((*b)->replica().Put("notes", "n3", {{"text", engine::Value{"back"}}}).ok());
+  EXPECT_TRUE(Eventually([&] { return (*a)->replica().Get("notes", "n3").ok(); }));
+
+  // What `tandem status` shows, in-process.
+  EXPECT_TRUE(Eventually([&] {
+    auto s = (*nb)->Snapshot();
+    return s.running && s.peers.size() == 1 && s.peers[0].connected &&
+           s.peers[0].device == (*a)->device_id() && s.peers[0].bytes_in > 0 &&
+           s.peers[0].last_sync_ms > 0 && s.peers[0].pending_changes == uint64_t{0};
+  }));
+  auto sa = (*na)->Snapshot();
+  EXPECT_EQ(sa.device, (*a)->device_id());
+  EXPECT_EQ(sa.listen, addr);
+  EXPECT_EQ(sa.mode, net::NodeMode::kLive);
+
+  // Both devices list each other.
+  auto members = (*a)->Devices();
+  ASSERT_TRUE(members.ok());
+  EXPECT_EQ(members->size(), 2u);
+
+  // b stops: a sees the session end; b's last event is kStopped.
+  (*nb)->Stop();
+  EXPECT_TRUE(ea.WaitFor(NodeEventKind::kDisconnected));
+  EXPECT_EQ(eb.Count(NodeEventKind::kStopped), 1u);
+  EXPECT_FALSE((*nb)->Snapshot().running);
+  (*na)->Stop();
+}
+
+TEST(Node, StopFromInsideACallbackAndQueueMode) {
+  TempDir tmp;
+  auto a = Device::Create(tmp / "a");
+  auto b = Device::Create(tmp / "b");
+  ASSERT_TRUE(a.ok() && b.ok());
+  net::NodeOptions oa;
+  oa.listen = "127.0.0.1:0";
+  auto na = (*a)->NewNode(oa);
+  ASSERT_TRUE(na.ok());
+  ASSERT_TRUE((*na)->Start().ok());
+  auto code = (*a)->Invite({{(*na)->Snapshot().listen}, 60});
+  ASSERT_TRUE(code.ok());
+  ASSERT_TRUE((*b)->Join(*code).ok());
+  net::NodeOptions ob;
+  ob.peers = {(*na)->Snapshot().listen};
+  auto nb = (*b)->NewNode(ob);
+  ASSERT_TRUE(nb.ok());
+  net::Node* node = nb->get();
+  (*nb)->SetEventCallback([node](const NodeEvent& e) {
+    if (e.kind == NodeEventKind::kCaughtUp) {
+      node->Snapshot();  // calling back in is allowed
+      node->Stop();      // and so is stopping
+    }
+  });
+  ASSERT_TRUE((*nb)->Start().ok());
+  EXPECT_TRUE((*nb)->Wait(20000)) << "stopped from its own callback";
+  // Queue mode: the same events, for an app's own loop. The fd is readable while any
+  // wait in the queue.
+  pollfd p{(*nb)->event_fd(), POLLIN, 0};
+  EXPECT_EQ(poll(&p, 1, 0), 1);
+  auto events = (*nb)->DrainEvents();
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().kind, NodeEventKind::kStopped);
+  bool caught_up = false;
+  for (const auto& e : events) caught_up |= e.kind == NodeEventKind::kCaughtUp;
+  EXPECT_TRUE(caught_up);
+  EXPECT_EQ(poll(&p, 1, 0), 0) << "drained";
+  // Destroying a node from its own callback is allowed too.
+  nb->reset();
+}
+
+TEST(Node, StartAndStopAThousandTimesLeaksNothing) {
+  TempDir tmp;
+  auto a = Device::Create(tmp / "a");
+  ASSERT_TRUE(a.ok());
+  const size_t fds = OpenDescriptors(), threads = Threads();
+  for (int i = 0; i < 1000; ++i) {
+    net::NodeOptions o;
+    o.listen = "127.0.0.1:0";
+    auto n = (*a)->NewNode(o);
+    ASSERT_TRUE(n.ok());
+    ASSERT_TRUE((*n)->Start().ok());
+    if (i % 2) (*n)->Stop();  // else the destructor stops it
+  }
+  EXPECT_EQ(OpenDescriptors(), fds);
+  EXPECT_EQ(Threads(), threads);
+}
+
+TEST(Node, BadOptionsAreRefusedAtStart) {
+  TempDir tmp;
+  auto a = Device::Create(tmp / "a");
+  ASSERT_TRUE(a.ok());
+  auto start = [&](net::NodeOptions o) {
+    auto n = (*a)->NewNode(std::move(o));
+    return n.ok() ? (*n)->Start() : n.status();
+  };
+  net::NodeOptions o;
+  EXPECT_EQ(start(o).code(), Code::kInvalidArgument) << "live with neither listen nor peer";
+  o.peers = {"nowhere"};
+  EXPECT_EQ(start(o).code(), Code::kInvalidArgument);
+  o.peers = {};
+  o.listen = "127.0.0.1:99999";
+  EXPECT_EQ(start(o).code(), Code::kInvalidArgument);
+  o.listen = "127.0.0.1:0";
+  o.discover = true;
+  o.listen = "";
+  EXPECT_EQ(start(o).code(), Code::kInvalidArgument);
+  // A port someone else holds: an I/O error, not a crash.
+  net::NodeOptions first;
+  first.listen = "127.0.0.1:0";
+  auto n1 = (*a)->NewNode(first);
+  ASSERT_TRUE(n1.ok() && (*n1)->Start().ok());
+  net::NodeOptions second;
+  second.listen = (*n1)->Snapshot().listen;
+  EXPECT_EQ(start(second).code(), Code::kIo);
+  // A node starts once.
+  EXPECT_EQ((*n1)->Start().code(), Code::kInvalidArgument);
+}
+
+TEST(Device, OpeningADirectoryTwiceGivesTheSameDevice) {
+  TempDir tmp;
+  auto a = Device::Create(tmp / "a");
+  ASSERT_TRUE(a.ok());
+  auto again = Device::Open(tmp / "a");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(a->get(), again->get());
+  auto other_spelling = Device::Open(tmp.path() + "/a/./");
+  ASSERT_TRUE(other_spelling.ok());
+  EXPECT_EQ(a->get(), other_spelling->get());
+  EXPECT_EQ(
+      Device::Open(tmp / "a", device::OpenOptions{storage::Durability::kRelaxed}).status().code(),
+      Code::kInvalidArgument);
+  EXPECT_EQ(Device::Open(tmp / "missing").status().code(), Code::kNotFound);
+}
+
+}  // namespace
+}  // namespace tandem::testing
