@@ -120,42 +120,10 @@ std::string Ago(uint64_t ms) {
   return std::to_string(s / 3600) + "h ago";
 }
 
-const char* ModeName(net::NodeMode m) {
-  return m == net::NodeMode::kOnce ? "once" : m == net::NodeMode::kInterval ? "interval" : "live";
-}
-
 // DIR/daemon.json, replaced atomically (written to a temporary file, renamed).
 void WriteStatusFile(const std::string& path, const net::NodeSnapshot& s) {
-  Json peers = Json::array();
-  for (const auto& p : s.peers) {
-    Json j{{"address", p.address},
-           {"device", p.device},
-           {"replica_id", p.replica_id},
-           {"direction", p.direction},
-           {"connected", p.connected},
-           {"last_sync_ms", p.last_sync_ms},
-           {"bytes_in", p.bytes_in},
-           {"bytes_out", p.bytes_out},
-           {"sessions", p.sessions},
-           {"errors", p.errors},
-           {"fields_sent", p.fields_sent},
-           {"fields_received", p.fields_received},
-           {"fields_refused", p.fields_refused},
-           {"last_error", p.last_error}};
-    // Changes of ours the peer has not acknowledged yet (known while connected; at least
-    // this many when it reaches the cap).
-    j["pending_changes"] = p.pending_changes ? Json(*p.pending_changes) : Json(nullptr);
-    peers.push_back(std::move(j));
-  }
-  Json j{{"pid", static_cast<int64_t>(::getpid())},
-         {"running", s.running},
-         {"device", s.device},
-         {"listen", s.listen},
-         {"mode", ModeName(s.mode)},
-         {"started_ms", s.started_ms},
-         {"updated_ms", s.updated_ms},
-         {"refused_connections", s.refused_connections},
-         {"peers", peers}};
+  Json j = tandem::bindings::NodeSnapshotToJson(s);
+  j["pid"] = static_cast<int64_t>(::getpid());
   std::string tmp = path + ".tmp";
   FILE* f = std::fopen(tmp.c_str(), "w");
   if (!f) return;
@@ -538,11 +506,7 @@ int Main(int argc, char** argv) {
     for (const auto& m : Check(d->Devices())) {
       bool me = m.device == d->device_id();
       if (as_json) {
-        Print(Canonical(Json{{"device", m.device},
-                             {"status", m.revoked ? "revoked" : "member"},
-                             {"added_by", m.added_by},
-                             {"added_ms", m.added_ms},
-                             {"this_device", me}}));
+        Print(Canonical(tandem::bindings::MemberToJson(m, me)));
       } else {
         Print(
             m.device + (m.revoked ? "  revoked" : "  member ") + (me ? "  (this device)" : "") +

@@ -157,6 +157,60 @@ Json ConflictsToJson(
   return j;
 }
 
+Json NodeSnapshotToJson(const net::NodeSnapshot& s) {
+  Json peers = Json::array();
+  for (const auto& p : s.peers) {
+    Json j{{"address", p.address},
+           {"device", p.device},
+           {"replica_id", p.replica_id},
+           {"direction", p.direction},
+           {"connected", p.connected},
+           {"last_sync_ms", p.last_sync_ms},
+           {"bytes_in", p.bytes_in},
+           {"bytes_out", p.bytes_out},
+           {"sessions", p.sessions},
+           {"errors", p.errors},
+           {"fields_sent", p.fields_sent},
+           {"fields_received", p.fields_received},
+           {"fields_refused", p.fields_refused},
+           {"last_error", p.last_error}};
+    // Changes of ours the peer has not acknowledged yet (known while connected; at least
+    // this many when it reaches the cap).
+    j["pending_changes"] = p.pending_changes ? Json(*p.pending_changes) : Json(nullptr);
+    peers.push_back(std::move(j));
+  }
+  const char* mode = s.mode == net::NodeMode::kOnce       ? "once"
+                     : s.mode == net::NodeMode::kInterval ? "interval"
+                                                          : "live";
+  return Json{{"running", s.running},
+              {"device", s.device},
+              {"listen", s.listen},
+              {"mode", mode},
+              {"started_ms", s.started_ms},
+              {"updated_ms", s.updated_ms},
+              {"refused_connections", s.refused_connections},
+              {"failures", s.failures},
+              {"peers", peers}};
+}
+
+Json NodeEventToJson(const net::NodeEvent& e) {
+  return Json{{"kind", net::NodeEventName(e.kind)},
+              {"device", e.device},
+              {"address", e.address},
+              {"message", e.message},
+              {"ok", e.ok},
+              {"fields_received", e.fields_received},
+              {"fields_sent", e.fields_sent}};
+}
+
+Json MemberToJson(const net::Member& m, bool this_device) {
+  return Json{{"device", m.device},
+              {"status", m.revoked ? "revoked" : "member"},
+              {"added_by", m.added_by},
+              {"added_ms", m.added_ms},
+              {"this_device", this_device}};
+}
+
 std::string Canonical(const Json& j) {
   return j.dump(-1, ' ', /*ensure_ascii=*/false, Json::error_handler_t::strict);
 }

@@ -39,8 +39,8 @@ storage::Options StorageOptions(const OpenOptions& o) {
 
 }  // namespace
 
-Device::Device(std::string dir, std::unique_ptr<engine::Replica> r,
-               std::optional<net::Identity> id, storage::Durability d)
+Device::Device(std::string dir, std::unique_ptr<engine::Replica> r, std::optional<net::Identity> id,
+               storage::Durability d)
     : layout_(std::move(dir)),
       replica_(std::move(r)),
       identity_(std::move(id)),
@@ -103,8 +103,8 @@ Result<std::shared_ptr<Device>> Device::Open(const std::string& dir, const OpenO
     return id.status().With(layout.identity_key());
   }
   TANDEM_ASSIGN_OR_RETURN(std::string k, DirKey(dir));
-  auto d = std::shared_ptr<Device>(
-      new Device(dir, std::move(r), std::move(identity), o.durability));
+  auto d =
+      std::shared_ptr<Device>(new Device(dir, std::move(r), std::move(identity), o.durability));
   d->key_ = k;
   reg.open[k] = d;
   return d;
@@ -142,8 +142,7 @@ Result<net::Invite> Device::Join(const std::string& code) {
   if (!inv.ok()) return Status::Invalid(inv.status().message());
   if (inv->inviter == self.public_key)
     return Status::Invalid("this invite was made by this device");
-  if (inv->expires_ms < storage::SystemClockMs())
-    return Status::Invalid("this invite has expired");
+  if (inv->expires_ms < storage::SystemClockMs()) return Status::Invalid("this invite has expired");
   TANDEM_RETURN_IF_ERROR(net::SaveJoin(layout_.group(), code));
   return std::move(inv).value();
 }
@@ -187,22 +186,6 @@ Result<std::unique_ptr<storage::ChangeWatcher>> Device::Watch() {
 
 namespace {
 
-// A node that keeps its device and change watcher alive while it runs.
-class DeviceNode : public net::Node {
- public:
-  DeviceNode(std::shared_ptr<Device> d, std::unique_ptr<net::ChangeSource> changes,
-             net::NodeOptions o)
-      : Node(d->replica(), d->identity().value(), std::move(o)),
-        device_(std::move(d)),
-        changes_(std::move(changes)) {}
-  // The node thread uses the change source and the replica: stop it before they go.
-  ~DeviceNode() override { Stop(); }
-
- private:
-  std::shared_ptr<Device> device_;
-  std::unique_ptr<net::ChangeSource> changes_;
-};
-
 class WatcherSource : public net::ChangeSource {
  public:
   explicit WatcherSource(std::unique_ptr<storage::ChangeWatcher> w) : w_(std::move(w)) {}
@@ -216,16 +199,15 @@ class WatcherSource : public net::ChangeSource {
 }  // namespace
 
 Result<std::unique_ptr<net::Node>> Device::NewNode(net::NodeOptions o) {
-  TANDEM_RETURN_IF_ERROR(identity().status());
+  TANDEM_ASSIGN_OR_RETURN(auto self, identity());
   o.files = layout_.group();
-  std::unique_ptr<net::ChangeSource> changes;
+  // The node holds the device until its thread ends (and the watcher, released first).
+  o.keep_alive = shared_from_this();
   if (o.mode != net::NodeMode::kOnce) {
     TANDEM_ASSIGN_OR_RETURN(auto watcher, Watch());
-    changes = std::make_unique<WatcherSource>(std::move(watcher));
+    o.changes = std::make_shared<WatcherSource>(std::move(watcher));
   }
-  o.changes = changes.get();
-  return std::unique_ptr<net::Node>(
-      new DeviceNode(shared_from_this(), std::move(changes), std::move(o)));
+  return std::make_unique<net::Node>(*replica_, self, std::move(o));
 }
 
 }  // namespace tandem::device

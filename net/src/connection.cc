@@ -351,5 +351,4 @@ awaitable<bool> Conn::Run(PeerStatus* status) {
   co_return !failed_ && session_ && session_->caught_up();
 }
 
-
 }  // namespace tandem::net

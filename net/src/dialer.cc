@@ -9,7 +9,7 @@ namespace tandem::net {
 // reconnects with jittered exponential backoff, interval mode every N seconds, once
 // mode not at all. The caller has counted this dial in dials_running_.
 awaitable<void> Core::Dial(std::vector<std::string> addresses, PeerStatus* status,
-                             bool persistent) {
+                           bool persistent) {
   SteadyClock::duration backoff = kMinBackoff;
   asio::steady_timer wait(io_);
   bool retried_rollback = false;
@@ -104,7 +104,7 @@ awaitable<void> Core::Dial(std::vector<std::string> addresses, PeerStatus* statu
 
 // One connection to a discovered device; the next beacon dials again if it ends.
 awaitable<void> Core::DialDiscovered(std::string address, std::string device, std::string row,
-                                       PeerStatus* st) {
+                                     PeerStatus* st) {
   std::vector<std::string> addresses{address};
   co_await Dial(addresses, st, false);
   discovered_.erase(device);
@@ -117,6 +117,5 @@ void Core::RefreshKeys() {
   if (auto gk = LoadGroupKey(opt_.files); gk.ok()) group_key_ = *gk;
   if (auto j = LoadJoin(opt_.files); j.ok()) join_ = *j;
 }
-
 
 }  // namespace tandem::net

@@ -108,5 +108,4 @@ awaitable<void> Core::Discovery() {
   }
 }
 
-
 }  // namespace tandem::net

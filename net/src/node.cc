@@ -14,16 +14,26 @@ uint64_t WallMs() {
 
 const char* NodeEventName(NodeEventKind kind) {
   switch (kind) {
-    case NodeEventKind::kListening: return "listening";
-    case NodeEventKind::kConnected: return "connected";
-    case NodeEventKind::kCaughtUp: return "caught_up";
-    case NodeEventKind::kDisconnected: return "disconnected";
-    case NodeEventKind::kRefused: return "refused";
-    case NodeEventKind::kError: return "error";
-    case NodeEventKind::kJoined: return "joined";
-    case NodeEventKind::kInviteRedeemed: return "invite_redeemed";
-    case NodeEventKind::kDone: return "done";
-    case NodeEventKind::kStopped: return "stopped";
+    case NodeEventKind::kListening:
+      return "listening";
+    case NodeEventKind::kConnected:
+      return "connected";
+    case NodeEventKind::kCaughtUp:
+      return "caught_up";
+    case NodeEventKind::kDisconnected:
+      return "disconnected";
+    case NodeEventKind::kRefused:
+      return "refused";
+    case NodeEventKind::kError:
+      return "error";
+    case NodeEventKind::kJoined:
+      return "joined";
+    case NodeEventKind::kInviteRedeemed:
+      return "invite_redeemed";
+    case NodeEventKind::kDone:
+      return "done";
+    case NodeEventKind::kStopped:
+      return "stopped";
   }
   return "?";
 }

@@ -121,7 +121,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   std::string address_;
   PeerStatus* status_ = nullptr;
   bool closed_ = false, failed_ = false;
-  std::string error_;  // why it failed, if it did
+  std::string error_;            // why it failed, if it did
   bool invite_mode_ = false;     // this connection redeems an invite
   bool expect_welcome_ = false;  // joiner: the first frame is the group key
   std::optional<Key32> peer_key_;
@@ -142,7 +142,7 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   ~Core();
 
   // --- the node thread ---
-  void Run();  // the thread's body: runs the io_context until stopped
+  void Run();     // the thread's body: runs the io_context until stopped
   Status Bind();  // binds the listener (called by Start, before the thread)
   void Launch();  // spawns dials, watchers, discovery (on the node thread)
   void Stop();    // begins stopping (on the node thread)
@@ -199,7 +199,7 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   Key32 group_key_{};
   std::optional<Invite> join_;
   std::thread thread_;
-  std::mutex join_mu_;  // one joiner at a time
+  std::mutex join_mu_;                     // one joiner at a time
   std::optional<tcp::acceptor> acceptor_;  // bound by Start, handed to Accept
   std::set<std::shared_ptr<Conn>> conns_;
   std::map<std::string, PeerStatus> peers_;  // by address (outbound) or device (inbound)

@@ -166,5 +166,4 @@ awaitable<bool> Conn::HandshakeAsResponder(Key32* send, Key32* recv) {
   co_return true;
 }
 
-
 }  // namespace tandem::net

@@ -15,7 +15,8 @@
 //     another thread, waits.
 //   - The destructor stops the node. Destroying a node from its own callback is allowed:
 //     the thread finishes on its own, holding what it needs.
-//   - The replica, and the ChangeSource if one is given, must outlive the node.
+//   - The replica must outlive the node thread: give its owner as
+//     NodeOptions::keep_alive (the device module does).
 //   - Snapshot() and DrainEvents() are safe from any thread.
 // Several nodes, over several replicas, may run in one process.
 #pragma once
@@ -57,24 +58,29 @@ struct NodeOptions {
   int interval_s = 0;     // kInterval: sync every N seconds and disconnect
   bool discover = false;  // find peers of the group on the LAN (needs listen)
   engine::CollectionFilter send, receive;
-  int idle_timeout_s = 45;        // no frame for this long ends a connection
-  int keepalive_s = 15;           // an empty frame after this long without sending
-  int stop_timeout_ms = 5000;     // Stop() waits at most this long for goodbyes
-  ChangeSource* changes = nullptr;  // live mode: what wakes sessions; null: a slow poll
+  int idle_timeout_s = 45;     // no frame for this long ends a connection
+  int keepalive_s = 15;        // an empty frame after this long without sending
+  int stop_timeout_ms = 5000;  // Stop() waits at most this long for goodbyes
+  // Whatever the node thread needs alive (the replica's owner): held until the node
+  // thread has ended, even if the Node object is destroyed first. Declared before
+  // `changes`, so it is released after it.
+  std::shared_ptr<const void> keep_alive;
+  // Live mode: what wakes sessions (null: a poll every second). The node consumes it.
+  std::shared_ptr<ChangeSource> changes;
   std::function<void(const std::string&)> log;  // one line per happening; none if empty
 };
 
 enum class NodeEventKind {
-  kListening,     // address: the bound listen address
-  kConnected,     // a session with a peer began (device, address)
-  kCaughtUp,      // both sides of a session caught up (the first time in a session)
-  kDisconnected,  // a session ended (message: why, if it failed)
-  kRefused,       // a connection was refused (message: why)
-  kError,         // something failed (message)
-  kJoined,        // this device joined a group through its pending invite
+  kListening,       // address: the bound listen address
+  kConnected,       // a session with a peer began (device, address)
+  kCaughtUp,        // both sides of a session caught up (the first time in a session)
+  kDisconnected,    // a session ended (message: why, if it failed)
+  kRefused,         // a connection was refused (message: why)
+  kError,           // something failed (message)
+  kJoined,          // this device joined a group through its pending invite
   kInviteRedeemed,  // a device redeemed one of our invites (device)
-  kDone,          // kOnce mode: every peer was synced or failed (ok: all succeeded)
-  kStopped,       // the node thread is ending; the last event
+  kDone,            // kOnce mode: every peer was synced or failed (ok: all succeeded)
+  kStopped,         // the node thread is ending; the last event
 };
 const char* NodeEventName(NodeEventKind kind);
 
@@ -83,7 +89,7 @@ struct NodeEvent {
   std::string device;   // the peer's device id, when known
   std::string address;  // HOST:PORT, when known
   std::string message;
-  bool ok = true;  // kDone: every peer caught up
+  bool ok = true;                                 // kDone: every peer caught up
   uint64_t fields_received = 0, fields_sent = 0;  // kCaughtUp, kDisconnected
 };
 

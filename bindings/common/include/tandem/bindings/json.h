@@ -10,6 +10,7 @@
 #include <string>
 
 #include "tandem/engine/replica.h"
+#include "tandem/net/node.h"
 
 namespace tandem::bindings {
 
@@ -29,6 +30,13 @@ Json ChangeToJson(const engine::Change& c);
 // "hlc", "time", "winner"}...]}.
 Json ConflictsToJson(
     const std::vector<std::pair<std::string, std::vector<engine::Sibling>>>& conflicts);
+// A sync node's snapshot: what `tandem status` shows and DIR/daemon.json holds.
+Json NodeSnapshotToJson(const net::NodeSnapshot& s);
+// {"kind": "caught_up", "device", "address", "message", "ok", "fields_received",
+// "fields_sent"}
+Json NodeEventToJson(const net::NodeEvent& e);
+// The group's devices as `tandem devices --json` prints them.
+Json MemberToJson(const net::Member& m, bool this_device);
 // The canonical one-line text of a JSON value.
 std::string Canonical(const Json& j);
 

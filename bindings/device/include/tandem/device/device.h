@@ -40,9 +40,7 @@ struct Layout {
   }
   // What backups carry besides the data: names, and paths in this directory.
   static std::vector<std::string> key_file_names() { return {"identity.key", "group.key"}; }
-  std::vector<std::string> key_files() const {
-    return {identity_key(), dir + "/group.key"};
-  }
+  std::vector<std::string> key_files() const { return {identity_key(), dir + "/group.key"}; }
 };
 
 struct OpenOptions {
