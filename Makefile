@@ -10,9 +10,13 @@ SEEDS   ?= 5000
 
 PACKAGES := g++ cmake make pkg-config libboost-dev capnproto libcapnp-dev liblmdb-dev \
             libsodium-dev librapidcheck-dev googletest libgtest-dev nlohmann-json3-dev \
-            libcli11-dev libzstd-dev clang-format clang libclang-rt-14-dev python3
+            libcli11-dev libzstd-dev clang-format clang libclang-rt-14-dev python3 \
+            python3-venv binutils
 
-.PHONY: all deps build demo test test-sanitize format format-check bench fuzz sim crash clean
+.PHONY: all deps build demo test test-sanitize format format-check bench fuzz sim crash clean \
+        install
+
+PREFIX  ?= /usr/local
 
 all: build
 
@@ -36,6 +40,10 @@ build: deps $(BUILD)/CMakeCache.txt
 
 demo: build
 	./scripts/demo.sh $(BUILD)
+
+# tandem.h, libtandem.so and .a, tandem.pc, the CMake package and the tandem program.
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
 
 test: build format-check
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

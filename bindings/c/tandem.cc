@@ -42,14 +42,22 @@ struct CStatus {
   CStatus(int c, std::string m) : code(c), message(std::move(m)) {}
   static int ToC(Code c) {
     switch (c) {
-      case Code::kOk: return TANDEM_OK;
-      case Code::kNotFound: return TANDEM_NOT_FOUND;
-      case Code::kInvalidArgument: return TANDEM_INVALID;
-      case Code::kCorrupt: return TANDEM_CORRUPT;
-      case Code::kUnauthorized: return TANDEM_UNAUTHORIZED;
-      case Code::kIo: return TANDEM_IO;
-      case Code::kBusy: return TANDEM_BUSY;
-      case Code::kUnsupported: return TANDEM_UNSUPPORTED;
+      case Code::kOk:
+        return TANDEM_OK;
+      case Code::kNotFound:
+        return TANDEM_NOT_FOUND;
+      case Code::kInvalidArgument:
+        return TANDEM_INVALID;
+      case Code::kCorrupt:
+        return TANDEM_CORRUPT;
+      case Code::kUnauthorized:
+        return TANDEM_UNAUTHORIZED;
+      case Code::kIo:
+        return TANDEM_IO;
+      case Code::kBusy:
+        return TANDEM_BUSY;
+      case Code::kUnsupported:
+        return TANDEM_UNSUPPORTED;
     }
     return TANDEM_INTERNAL;
   }
@@ -58,6 +66,11 @@ struct CStatus {
 };
 
 CStatus Invalid(std::string m) { return {TANDEM_INVALID, std::move(m)}; }
+
+// Tandem's own collections (the trust set) are not the app's: the feed leaves them out.
+bool IsSystem(const std::string& collection) {
+  return collection.rfind(tandem::net::kSystemPrefix, 0) == 0;
+}
 
 int Fill(tandem_error* err, const CStatus& st) {
   if (st.code != TANDEM_OK && err) {
@@ -133,9 +146,9 @@ CStatus NeedOut(const void* p, const char* what) {
   return {};
 }
 
-#define C_RETURN_IF(expr)                  \
-  do {                                     \
-    CStatus _cst = (expr);                 \
+#define C_RETURN_IF(expr)                    \
+  do {                                       \
+    CStatus _cst = (expr);                   \
     if (_cst.code != TANDEM_OK) return _cst; \
   } while (0)
 
@@ -148,10 +161,18 @@ CStatus Name(const char* s, const char* what, std::string* out) {
 CStatus ToValue(const tandem_value* v, engine::Value* out) {
   if (!v) return Invalid("value is NULL");
   switch (v->type) {
-    case TANDEM_NULL: *out = std::monostate{}; return {};
-    case TANDEM_BOOL: *out = v->i != 0; return {};
-    case TANDEM_INT: *out = v->i; return {};
-    case TANDEM_DOUBLE: *out = v->d; return {};
+    case TANDEM_NULL:
+      *out = std::monostate{};
+      return {};
+    case TANDEM_BOOL:
+      *out = v->i != 0;
+      return {};
+    case TANDEM_INT:
+      *out = v->i;
+      return {};
+    case TANDEM_DOUBLE:
+      *out = v->d;
+      return {};
     case TANDEM_STRING:
     case TANDEM_BYTES: {
       if (!v->data && v->len > 0) return Invalid("value data is NULL");
@@ -170,6 +191,30 @@ CStatus ToValue(const tandem_value* v, engine::Value* out) {
   return Invalid("unknown value type " + std::to_string(v->type));
 }
 
+// Finds integer literals outside int64, which the parser turns into doubles; dumped again
+// ("1.8446744073709552e+19") they would get past ParseScalar's check for them.
+struct IntegerRangeCheck : Json::json_sax_t {
+  bool out_of_range = false;
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(Json::number_integer_t) override { return true; }
+  bool number_unsigned(Json::number_unsigned_t) override { return true; }
+  bool number_float(Json::number_float_t, const Json::string_t& text) override {
+    if (text.find_first_of(".eE") == std::string::npos) out_of_range = true;
+    return true;
+  }
+  bool string(Json::string_t&) override { return true; }
+  bool binary(Json::binary_t&) override { return true; }
+  bool start_object(std::size_t) override { return true; }
+  bool key(Json::string_t&) override { return true; }
+  bool end_object() override { return true; }
+  bool start_array(std::size_t) override { return true; }
+  bool end_array() override { return true; }
+  bool parse_error(std::size_t, const std::string&, const Json::exception&) override {
+    return false;
+  }
+};
+
 // A JSON object of scalars as register fields.
 CStatus ParseFields(const char* json, size_t len,
                     std::vector<std::pair<std::string, engine::Value>>* out) {
@@ -177,6 +222,9 @@ CStatus ParseFields(const char* json, size_t len,
   Json j = Json::parse(std::string_view(json, len), nullptr, false);
   if (j.is_discarded() || !j.is_object()) return Invalid("expected a JSON object of fields");
   if (j.empty()) return Invalid("no fields to put");
+  IntegerRangeCheck range;
+  Json::sax_parse(std::string_view(json, len), &range);
+  if (range.out_of_range) return Invalid("an integer is out of the int64 range");
   for (auto it = j.begin(); it != j.end(); ++it) {
     auto v = tandem::bindings::ParseScalar(it.value().dump());
     if (!v.ok()) return Invalid(it.key() + ": " + v.status().message());
@@ -223,7 +271,7 @@ namespace {
 struct WatchState {
   std::shared_ptr<Device> device;
   std::unique_ptr<tandem::storage::ChangeWatcher> watcher;  // after device: freed first
-  std::mutex mu;  // polling mode: one drainer at a time
+  std::mutex mu;                                            // polling mode: one drainer at a time
   uint64_t cursor = 0;
   tandem_change_fn fn = nullptr;
   void* context = nullptr;
@@ -248,6 +296,7 @@ bool Deliver(WatchState& s) {
     if (!page.ok()) return true;  // try again at the next notification
     for (const auto& c : page->changes) {
       if (s.stopping) return false;
+      if (IsSystem(c.collection)) continue;
       const std::string j = tandem::bindings::Canonical(tandem::bindings::ChangeToJson(c));
       s.fn(j.c_str(), j.size(), c.cursor, s.context);
     }
@@ -289,21 +338,23 @@ Result<std::shared_ptr<Device>> DeviceOf(tandem_db* db) {
   return db->device;  // a copy: the replica stays open for this call even if closed meanwhile
 }
 
-#define DEVICE_OR_RETURN(var, db)                       \
-  auto var##_r = DeviceOf(db);                          \
-  if (!var##_r.ok()) return CStatus(var##_r.status());  \
+#define DEVICE_OR_RETURN(var, db)                      \
+  auto var##_r = DeviceOf(db);                         \
+  if (!var##_r.ok()) return CStatus(var##_r.status()); \
   std::shared_ptr<Device> var = std::move(var##_r).value()
 
 CStatus CheckHandle(const void* p, Kind k, const char* name) {
   if (!p) return Invalid(std::string(name) + " is NULL");
-  if (!IsLive(p, k)) return Invalid(std::string("the ") + name + " handle is freed or not a " + name);
+  if (!IsLive(p, k))
+    return Invalid(std::string("the ") + name + " handle is freed or not a " + name);
   return {};
 }
 
 tandem::device::OpenOptions OpenOptionsOf(const tandem_open_options* o, CStatus* st) {
   tandem::device::OpenOptions out;
   if (!o) return out;
-  if (o->version < 1) *st = Invalid("tandem_open_options.version is 0: use TANDEM_OPEN_OPTIONS_INIT");
+  if (o->version < 1)
+    *st = Invalid("tandem_open_options.version is 0: use TANDEM_OPEN_OPTIONS_INIT");
   if (o->durability == TANDEM_RELAXED)
     out.durability = tandem::storage::Durability::kRelaxed;
   else if (o->durability != TANDEM_DURABLE)
@@ -337,10 +388,14 @@ CStatus Record(tandem_batch* b, tandem_batch::Op op, const char* coll, const cha
 Status Apply(engine::Batch& b, const tandem_batch::Entry& e) {
   using Op = tandem_batch::Op;
   switch (e.op) {
-    case Op::kPut: return b.Put(e.collection, e.id, e.field, e.value);
-    case Op::kIncr: return b.Incr(e.collection, e.id, e.field, e.by);
-    case Op::kAdd: return b.Add(e.collection, e.id, e.field, e.value);
-    case Op::kRemove: return b.Remove(e.collection, e.id, e.field, e.value);
+    case Op::kPut:
+      return b.Put(e.collection, e.id, e.field, e.value);
+    case Op::kIncr:
+      return b.Incr(e.collection, e.id, e.field, e.by);
+    case Op::kAdd:
+      return b.Add(e.collection, e.id, e.field, e.value);
+    case Op::kRemove:
+      return b.Remove(e.collection, e.id, e.field, e.value);
     case Op::kDelete: {
       Status st = b.Delete(e.collection, e.id);
       return st.code() == Code::kNotFound ? Status::Ok() : st;
@@ -387,17 +442,28 @@ extern "C" {
 
 const char* tandem_status_str(int status) {
   switch (status) {
-    case TANDEM_OK: return "ok";
-    case TANDEM_NOT_FOUND: return "not found";
-    case TANDEM_INVALID: return "invalid argument";
-    case TANDEM_CORRUPT: return "corrupt";
-    case TANDEM_UNAUTHORIZED: return "unauthorized";
-    case TANDEM_IO: return "I/O error";
-    case TANDEM_BUSY: return "busy";
-    case TANDEM_UNSUPPORTED: return "unsupported";
-    case TANDEM_WRONG_TYPE: return "wrong type";
-    case TANDEM_TOO_SMALL: return "buffer too small";
-    case TANDEM_INTERNAL: return "internal error";
+    case TANDEM_OK:
+      return "ok";
+    case TANDEM_NOT_FOUND:
+      return "not found";
+    case TANDEM_INVALID:
+      return "invalid argument";
+    case TANDEM_CORRUPT:
+      return "corrupt";
+    case TANDEM_UNAUTHORIZED:
+      return "unauthorized";
+    case TANDEM_IO:
+      return "I/O error";
+    case TANDEM_BUSY:
+      return "busy";
+    case TANDEM_UNSUPPORTED:
+      return "unsupported";
+    case TANDEM_WRONG_TYPE:
+      return "wrong type";
+    case TANDEM_TOO_SMALL:
+      return "buffer too small";
+    case TANDEM_INTERNAL:
+      return "internal error";
   }
   return "unknown status";
 }
@@ -451,7 +517,8 @@ int tandem_db_info(char** json, size_t* len, tandem_db* db, tandem_error* err) {
     if (!in.ok()) return in.status();
     Json vv = Json::object();
     for (const auto& [rid, seq] : in->version_vector.entries()) vv[rid.Hex()] = seq;
-    Json j{{"device_id", in->device_id}, {"replica_id", in->replica_id.Hex()}, {"version_vector", vv}};
+    Json j{
+        {"device_id", in->device_id}, {"replica_id", in->replica_id.Hex()}, {"version_vector", vv}};
     return Out(tandem::bindings::Canonical(j), json, len);
   });
 }
@@ -469,9 +536,8 @@ int tandem_db_device_id(char** id, tandem_db* db, tandem_error* err) {
 
 int tandem_put(tandem_db* db, const char* collection, const char* id, const char* field,
                const tandem_value* value, tandem_error* err) {
-  return Guard(err, [&] {
-    return RunSingle(db, tandem_batch::Op::kPut, collection, id, field, value, 0);
-  });
+  return Guard(
+      err, [&] { return RunSingle(db, tandem_batch::Op::kPut, collection, id, field, value, 0); });
 }
 
 int tandem_put_json(tandem_db* db, const char* collection, const char* id, const char* json,
@@ -541,11 +607,10 @@ size_t tandem_batch_count(const tandem_batch* batch) {
   return batch->entries.size();
 }
 
-int tandem_batch_put(tandem_batch* batch, const char* collection, const char* id,
-                     const char* field, const tandem_value* value, tandem_error* err) {
-  return Guard(err, [&] {
-    return Record(batch, tandem_batch::Op::kPut, collection, id, field, value, 0);
-  });
+int tandem_batch_put(tandem_batch* batch, const char* collection, const char* id, const char* field,
+                     const tandem_value* value, tandem_error* err) {
+  return Guard(
+      err, [&] { return Record(batch, tandem_batch::Op::kPut, collection, id, field, value, 0); });
 }
 
 int tandem_batch_put_json(tandem_batch* batch, const char* collection, const char* id,
@@ -585,8 +650,8 @@ int tandem_batch_incr(tandem_batch* batch, const char* collection, const char* i
   });
 }
 
-int tandem_batch_add(tandem_batch* batch, const char* collection, const char* id,
-                     const char* field, const tandem_value* element, tandem_error* err) {
+int tandem_batch_add(tandem_batch* batch, const char* collection, const char* id, const char* field,
+                     const tandem_value* element, tandem_error* err) {
   return Guard(err, [&] {
     return Record(batch, tandem_batch::Op::kAdd, collection, id, field, element, 0);
   });
@@ -620,8 +685,8 @@ int tandem_db_write(tandem_db* db, const tandem_batch* batch, tandem_error* err)
 
 // ---- Reading ----
 
-int tandem_get_json(char** json, size_t* len, tandem_db* db, const char* collection,
-                    const char* id, tandem_error* err) {
+int tandem_get_json(char** json, size_t* len, tandem_db* db, const char* collection, const char* id,
+                    tandem_error* err) {
   return Guard(err, [&]() -> CStatus {
     C_RETURN_IF(NeedOut(json, "json"));
     DEVICE_OR_RETURN(d, db);
@@ -790,7 +855,7 @@ int tandem_collections(char** json, size_t* len, tandem_db* db, tandem_error* er
     if (!c.ok()) return c.status();
     Json j = Json::array();
     for (const auto& name : *c)
-      if (name.rfind(net::kSystemPrefix, 0) != 0) j.push_back(name);
+      if (!IsSystem(name)) j.push_back(name);
     return Out(tandem::bindings::Canonical(j), json, len);
   });
 }
@@ -824,11 +889,11 @@ int tandem_iter_next(char** json, size_t* len, tandem_iter* it, tandem_error* er
     C_RETURN_IF(CheckHandle(it, Kind::kIter, "tandem_iter"));
     if (it->done) return {};
     std::optional<engine::Record> next;
-    TANDEM_RETURN_IF_ERROR(it->device->replica().Scan(it->collection, it->last,
-                                                      [&](const engine::Record& r) {
-                                                        next = r;
-                                                        return false;
-                                                      }));
+    TANDEM_RETURN_IF_ERROR(
+        it->device->replica().Scan(it->collection, it->last, [&](const engine::Record& r) {
+          next = r;
+          return false;
+        }));
     if (!next) {
       it->done = true;
       return {};
@@ -863,7 +928,8 @@ int tandem_changes(char** json, size_t* len, uint64_t* next, tandem_db* db, uint
     auto page = d->replica().Changes(since, limit ? limit : 1000);
     if (!page.ok()) return page.status();
     Json j = Json::array();
-    for (const auto& c : page->changes) j.push_back(tandem::bindings::ChangeToJson(c));
+    for (const auto& c : page->changes)
+      if (!IsSystem(c.collection)) j.push_back(tandem::bindings::ChangeToJson(c));
     *next = page->next_cursor;
     return Out(tandem::bindings::Canonical(j), json, len);
   });
@@ -937,7 +1003,8 @@ int tandem_watch_drain(char** json, size_t* len, uint64_t* cursor, tandem_watch*
     for (;;) {
       auto page = s.device->replica().Changes(s.cursor, 1000);
       if (!page.ok()) return page.status();
-      for (const auto& c : page->changes) j.push_back(tandem::bindings::ChangeToJson(c));
+      for (const auto& c : page->changes)
+        if (!IsSystem(c.collection)) j.push_back(tandem::bindings::ChangeToJson(c));
       if (page->next_cursor == s.cursor) break;
       s.cursor = page->next_cursor;
     }
@@ -1074,10 +1141,17 @@ int tandem_node_new(tandem_node** out, tandem_db* db, const tandem_node_options*
       o.peers.emplace_back(options->peers[i]);
     }
     switch (options->mode) {
-      case TANDEM_NODE_LIVE: o.mode = net::NodeMode::kLive; break;
-      case TANDEM_NODE_INTERVAL: o.mode = net::NodeMode::kInterval; break;
-      case TANDEM_NODE_ONCE: o.mode = net::NodeMode::kOnce; break;
-      default: return Invalid("unknown node mode " + std::to_string(options->mode));
+      case TANDEM_NODE_LIVE:
+        o.mode = net::NodeMode::kLive;
+        break;
+      case TANDEM_NODE_INTERVAL:
+        o.mode = net::NodeMode::kInterval;
+        break;
+      case TANDEM_NODE_ONCE:
+        o.mode = net::NodeMode::kOnce;
+        break;
+      default:
+        return Invalid("unknown node mode " + std::to_string(options->mode));
     }
     o.interval_s = options->interval_s;
     o.discover = options->discover != 0;
@@ -1093,8 +1167,13 @@ int tandem_node_new(tandem_node** out, tandem_db* db, const tandem_node_options*
     if (!n.ok()) return n.status();
     if (fn) {
       (*n)->SetEventCallback([fn, context](const net::NodeEvent& e) {
-        tandem_node_event ce{static_cast<int>(e.kind), e.device.c_str(), e.address.c_str(),
-                             e.message.c_str(), e.ok ? 1 : 0, e.fields_received, e.fields_sent};
+        tandem_node_event ce{static_cast<int>(e.kind),
+                             e.device.c_str(),
+                             e.address.c_str(),
+                             e.message.c_str(),
+                             e.ok ? 1 : 0,
+                             e.fields_received,
+                             e.fields_sent};
         fn(&ce, context);
       });
     }
@@ -1139,7 +1218,13 @@ int tandem_node_wait(tandem_node* node, int timeout_ms, tandem_error* err) {
 
 void tandem_node_free(tandem_node* node) {
   if (!node || !Unregister(node, Kind::kNode)) return;
-  delete node;  // stops it (from its own callback: the thread finishes on its own)
+  // From another thread Stop() returns once the last event was delivered; from the
+  // node's own callback it only begins stopping, and the events still to come
+  // (disconnected, stopped) must not reach a callback whose context the app may free
+  // with the node.
+  node->node->Stop();
+  node->node->SetEventCallback(nullptr);
+  delete node;  // (from its own callback: the thread finishes on its own)
 }
 
 int tandem_node_status(char** json, size_t* len, tandem_node* node, tandem_error* err) {
@@ -1147,9 +1232,9 @@ int tandem_node_status(char** json, size_t* len, tandem_node* node, tandem_error
     C_RETURN_IF(NeedOut(json, "json"));
     auto n = NodeOf(node);
     if (!n.ok()) return n.status();
-    return Out(tandem::bindings::Canonical(
-                   tandem::bindings::NodeSnapshotToJson(node->node->Snapshot())),
-               json, len);
+    return Out(
+        tandem::bindings::Canonical(tandem::bindings::NodeSnapshotToJson(node->node->Snapshot())),
+        json, len);
   });
 }
 

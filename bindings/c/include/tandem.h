@@ -109,7 +109,8 @@ typedef struct tandem_open_options {
    * Do not sync a relaxed replica with others. */
   int durability;
 } tandem_open_options;
-#define TANDEM_OPEN_OPTIONS_INIT {TANDEM_OPEN_OPTIONS_VERSION, TANDEM_DURABLE}
+#define TANDEM_OPEN_OPTIONS_INIT \
+  { TANDEM_OPEN_OPTIONS_VERSION, TANDEM_DURABLE }
 
 /* Creates a replica in `dir` (created; must be empty or missing): a new device with its
  * own identity, in a sync group of one. `options` may be NULL. */
@@ -143,8 +144,7 @@ TANDEM_EXPORT int tandem_incr(tandem_db* db, const char* collection, const char*
 TANDEM_EXPORT int tandem_add(tandem_db* db, const char* collection, const char* id,
                              const char* field, const tandem_value* element, tandem_error* err);
 TANDEM_EXPORT int tandem_remove(tandem_db* db, const char* collection, const char* id,
-                                const char* field, const tandem_value* element,
-                                tandem_error* err);
+                                const char* field, const tandem_value* element, tandem_error* err);
 /* Deletes a live record; TANDEM_NOT_FOUND if it is absent or deleted. */
 TANDEM_EXPORT int tandem_delete(tandem_db* db, const char* collection, const char* id,
                                 tandem_error* err);
@@ -159,22 +159,20 @@ TANDEM_EXPORT int tandem_batch_clear(tandem_batch* batch, tandem_error* err);
 /* The number of operations recorded. */
 TANDEM_EXPORT size_t tandem_batch_count(const tandem_batch* batch);
 TANDEM_EXPORT int tandem_batch_put(tandem_batch* batch, const char* collection, const char* id,
-                                   const char* field, const tandem_value* value,
-                                   tandem_error* err);
-TANDEM_EXPORT int tandem_batch_put_json(tandem_batch* batch, const char* collection,
-                                        const char* id, const char* json, size_t len,
-                                        tandem_error* err);
+                                   const char* field, const tandem_value* value, tandem_error* err);
+TANDEM_EXPORT int tandem_batch_put_json(tandem_batch* batch, const char* collection, const char* id,
+                                        const char* json, size_t len, tandem_error* err);
 TANDEM_EXPORT int tandem_batch_incr(tandem_batch* batch, const char* collection, const char* id,
                                     const char* field, int64_t by, tandem_error* err);
 TANDEM_EXPORT int tandem_batch_add(tandem_batch* batch, const char* collection, const char* id,
                                    const char* field, const tandem_value* element,
                                    tandem_error* err);
-TANDEM_EXPORT int tandem_batch_remove(tandem_batch* batch, const char* collection,
-                                      const char* id, const char* field,
-                                      const tandem_value* element, tandem_error* err);
+TANDEM_EXPORT int tandem_batch_remove(tandem_batch* batch, const char* collection, const char* id,
+                                      const char* field, const tandem_value* element,
+                                      tandem_error* err);
 /* In a batch, deleting a record that is absent is not an error. */
-TANDEM_EXPORT int tandem_batch_delete(tandem_batch* batch, const char* collection,
-                                      const char* id, tandem_error* err);
+TANDEM_EXPORT int tandem_batch_delete(tandem_batch* batch, const char* collection, const char* id,
+                                      tandem_error* err);
 /* Commits the batch in one transaction. The batch keeps its operations (clear it to
  * reuse it). */
 TANDEM_EXPORT int tandem_db_write(tandem_db* db, const tandem_batch* batch, tandem_error* err);
@@ -183,8 +181,8 @@ TANDEM_EXPORT int tandem_db_write(tandem_db* db, const tandem_batch* batch, tand
 
 /* A record as one JSON object: {"id": ..., "field": value, ...}; counters are numbers,
  * sets sorted arrays. TANDEM_NOT_FOUND if absent or deleted. */
-TANDEM_EXPORT int tandem_get_json(char** json, size_t* len, tandem_db* db,
-                                  const char* collection, const char* id, tandem_error* err);
+TANDEM_EXPORT int tandem_get_json(char** json, size_t* len, tandem_db* db, const char* collection,
+                                  const char* id, tandem_error* err);
 
 /* A record for typed reads: a snapshot, immutable, usable from any thread. */
 typedef struct tandem_record tandem_record;
@@ -205,11 +203,11 @@ TANDEM_EXPORT int tandem_record_get_int(int64_t* value, const tandem_record* rec
                                         const char* field, tandem_error* err);
 TANDEM_EXPORT int tandem_record_get_double(double* value, const tandem_record* record,
                                            const char* field, tandem_error* err);
-TANDEM_EXPORT int tandem_record_get_bool(int* value, const tandem_record* record,
-                                         const char* field, tandem_error* err);
+TANDEM_EXPORT int tandem_record_get_bool(int* value, const tandem_record* record, const char* field,
+                                         tandem_error* err);
 /* Copies a string or bytes value into buf[0..cap) and sets *len to its length; a string
  * is NUL-terminated when there is room. TANDEM_TOO_SMALL (with *len set) if cap < *len;
- * call with buf NULL and cap 0 to learn the length. */
+ * so buf NULL and cap 0 learns the length (TANDEM_TOO_SMALL unless the value is empty). */
 TANDEM_EXPORT int tandem_record_get_string(char* buf, size_t cap, size_t* len,
                                            const tandem_record* record, const char* field,
                                            tandem_error* err);
@@ -236,14 +234,15 @@ TANDEM_EXPORT int tandem_iter_next(char** json, size_t* len, tandem_iter* it, ta
 /* Fields of a record in conflict, with their concurrent writes (siblings), winner
  * first: {"field": [{"value", "kind", "writer", "hlc", "time", "winner"}, ...]}. */
 TANDEM_EXPORT int tandem_conflicts_json(char** json, size_t* len, tandem_db* db,
-                                        const char* collection, const char* id,
-                                        tandem_error* err);
+                                        const char* collection, const char* id, tandem_error* err);
 
 /* ---- The change feed -------------------------------------------------------------- */
 
 /* Records changed after `since` (0: from the start), each once, at its latest change, as
  * a JSON array of {"collection", "id", "cursor", "deleted", "record"?}; at most `limit`
- * change-log entries are read (0: 1000). *next is the cursor to pass next time. */
+ * change-log entries are read (0: 1000). *next is the cursor to pass next time. Tandem's
+ * own collections (names starting with "_tandem", the trust set) are left out, here and
+ * in subscriptions. */
 TANDEM_EXPORT int tandem_changes(char** json, size_t* len, uint64_t* next, tandem_db* db,
                                  uint64_t since, size_t limit, tandem_error* err);
 
@@ -307,16 +306,16 @@ typedef struct tandem_node_options {
   const char* listen;       /* "HOST:PORT" to accept peers on (port 0: any); NULL: none */
   const char* const* peers; /* "HOST:PORT" of peers to dial */
   size_t peer_count;
-  int mode;             /* TANDEM_NODE_LIVE, _INTERVAL (every interval_s), _ONCE */
-  int interval_s;       /* TANDEM_NODE_INTERVAL */
-  int discover;         /* find group members on the LAN (needs listen) */
-  const char* send;     /* "coll1,coll2": only send these; NULL: all */
-  const char* receive;  /* likewise for what is accepted */
-  int idle_timeout_s;   /* a connection without progress this long ends (default 45) */
-  int stop_timeout_ms;  /* how long stopping waits for goodbyes (default 5000) */
+  int mode;            /* TANDEM_NODE_LIVE, _INTERVAL (every interval_s), _ONCE */
+  int interval_s;      /* TANDEM_NODE_INTERVAL */
+  int discover;        /* find group members on the LAN (needs listen) */
+  const char* send;    /* "coll1,coll2": only send these; NULL: all */
+  const char* receive; /* likewise for what is accepted */
+  int idle_timeout_s;  /* a connection without progress this long ends (default 45) */
+  int stop_timeout_ms; /* how long stopping waits for goodbyes (default 5000) */
 } tandem_node_options;
 #define TANDEM_NODE_OPTIONS_INIT \
-  {TANDEM_NODE_OPTIONS_VERSION, NULL, NULL, 0, TANDEM_NODE_LIVE, 0, 0, NULL, NULL, 45, 5000}
+  { TANDEM_NODE_OPTIONS_VERSION, NULL, NULL, 0, TANDEM_NODE_LIVE, 0, 0, NULL, NULL, 45, 5000 }
 
 enum {
   TANDEM_EVENT_LISTENING = 0,       /* address: where it listens */
@@ -355,7 +354,8 @@ TANDEM_EXPORT int tandem_node_stop(tandem_node* node, tandem_error* err);
 /* Waits until the node has stopped (TANDEM_NODE_ONCE: by itself when done), at most
  * timeout_ms (-1: no limit); TANDEM_BUSY on timeout. */
 TANDEM_EXPORT int tandem_node_wait(tandem_node* node, int timeout_ms, tandem_error* err);
-/* Stops the node and frees it. Allowed from its own callback. NULL is a no-op. */
+/* Stops the node and frees it; its callback is not called after this returns. Allowed
+ * from its own callback. NULL is a no-op. */
 TANDEM_EXPORT void tandem_node_free(tandem_node* node);
 /* What `tandem status` shows, as JSON: {"running", "device", "listen", "mode",
  * "refused_connections", "failures", "peers": [{"address", "device", "replica_id",
@@ -365,8 +365,7 @@ TANDEM_EXPORT void tandem_node_free(tandem_node* node);
 TANDEM_EXPORT int tandem_node_status(char** json, size_t* len, tandem_node* node,
                                      tandem_error* err);
 /* The address the node listens on ("" if none), once started. */
-TANDEM_EXPORT int tandem_node_listen_address(char** address, tandem_node* node,
-                                             tandem_error* err);
+TANDEM_EXPORT int tandem_node_listen_address(char** address, tandem_node* node, tandem_error* err);
 /* Queue mode: a descriptor readable while events are queued, and the events as a JSON
  * array of {"kind": "connected", "device", "address", "message", "ok",
  * "fields_received", "fields_sent"}. At most 10,000 are kept. */

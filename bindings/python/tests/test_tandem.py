@@ -1,0 +1,239 @@
+"""The Python binding: replicas, batches, the change feed, subscriptions, and two
+replicas syncing over loopback through two nodes, in one process."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+from pathlib import Path
+
+import tandem
+
+
+def eventually(pred, timeout=20.0):
+    """Waits for a condition (a bound, not a timing assertion)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return pred()
+
+
+class TempDirTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="tandem-py-")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def path(self, name):
+        return os.path.join(self.tmp, name)
+
+
+class ReplicaTest(TempDirTest):
+    def test_put_get_every_type(self):
+        with tandem.create(self.path("a")) as db:
+            db.put("products", "p1", name="Espresso cup", price=4.5, n=3, ok=True, none=None,
+                   raw=b"\x00\xff", whole=5.0)
+            rec = db.get("products", "p1")
+            self.assertEqual(rec["id"], "p1")
+            self.assertEqual(rec["name"], "Espresso cup")
+            self.assertEqual(rec["price"], 4.5)
+            self.assertEqual(rec["n"], 3)
+            self.assertIs(rec["ok"], True)
+            self.assertIsNone(rec["none"])
+            self.assertEqual(rec["raw"], b"\x00\xff")
+            self.assertIsInstance(rec["whole"], float)
+            self.assertEqual(db["products", "p1"]["n"], 3)
+            self.assertIsNone(db.get("products", "missing"))
+            with self.assertRaises(tandem.NotFoundError) as cm:
+                db["products", "missing"]
+            self.assertEqual(cm.exception.status, 1)
+
+    def test_counters_sets_delete(self):
+        with tandem.create(self.path("a")) as db:
+            db.incr("products", "p1", "stock", 20)
+            db.incr("products", "p1", "stock", -3)
+            db.add("products", "p1", "tags", "ceramic")
+            db.add("products", "p1", "tags", "blue")
+            db.remove("products", "p1", "tags", "blue")
+            rec = db.get("products", "p1")
+            self.assertEqual(rec["stock"], 17)
+            self.assertEqual(rec["tags"], ["ceramic"])
+            db.delete("products", "p1")
+            self.assertIsNone(db.get("products", "p1"))
+            with self.assertRaises(tandem.NotFoundError):
+                db.delete("products", "p1")
+
+    def test_batch_is_all_or_nothing(self):
+        with tandem.create(self.path("a")) as db:
+            with db.batch() as b:
+                for i in range(100):
+                    b.put_field("items", "i%03d" % i, "n", i)
+                b.incr("items", "total", "n", 100)
+                self.assertEqual(len(b), 101)
+            self.assertEqual(len(list(db.scan("items"))), 101)
+            # A bad operation is refused when recorded; an exception in the block
+            # commits nothing.
+            with self.assertRaises(tandem.InvalidError):
+                with db.batch() as b:
+                    b.put_field("items", "x", "n", 1)
+                    b.put_field("items", "y", "id", 1)  # "id" is reserved
+            self.assertIsNone(db.get("items", "x"))
+
+    def test_scan_collections_changes(self):
+        with tandem.create(self.path("a")) as db:
+            for i in (3, 1, 2):
+                db.put("c", "r%d" % i, v=i)
+            db.put("other", "x", v=0)
+            self.assertEqual([r["id"] for r in db.scan("c")], ["r1", "r2", "r3"])
+            self.assertEqual([r["id"] for r in db.scan("c", after="r1")], ["r2", "r3"])
+            self.assertEqual(db.collections(), ["c", "other"])
+            changes, cursor = db.changes()
+            self.assertEqual([c["id"] for c in changes], ["r3", "r1", "r2", "x"])
+            db.put("c", "r3", v=30)
+            later, cursor2 = db.changes(since=cursor)
+            self.assertEqual([(c["id"], c["record"]["v"]) for c in later], [("r3", 30)])
+            self.assertGreater(cursor2, cursor)
+
+    def test_bad_input_raises_and_changes_nothing(self):
+        with tandem.create(self.path("a")) as db:
+            for call in (lambda: db.put("c", "r", {}),
+                         lambda: db.put("c" * 65, "r", v=1),
+                         lambda: db.put("c", "r", id=1),
+                         lambda: db.put("c", "r", v=object()),
+                         lambda: db.put("c", "r", v="x" * (600 << 10)),
+                         lambda: db.incr("c", "r", "", 1),
+                         lambda: db.put(None, "r", v=1)):
+                with self.assertRaises(tandem.InvalidError):
+                    call()
+            self.assertEqual(db.changes()[0], [])
+            with self.assertRaises(tandem.InvalidError):
+                tandem.open(self.path("a"), durability="fast")
+        with self.assertRaises(tandem.NotFoundError):
+            tandem.open(self.path("missing"))
+        with self.assertRaises(tandem.InvalidError):
+            tandem.create(self.path("a"))  # not empty
+        db = tandem.open(self.path("a"))
+        db.close()
+        with self.assertRaises(tandem.InvalidError):
+            db.put("c", "r", v=1)
+
+    def test_backup_restore_check_info(self):
+        with tandem.create(self.path("a")) as db:
+            db.put("c", "r", v=1)
+            db.backup(self.path("bak"))
+            info = db.info
+            self.assertEqual(info["device_id"], db.device_id)
+            self.assertEqual(db.check()["records"], 2)  # ours and the trust set's
+        tandem.restore(self.path("bak"), self.path("b"))
+        with tandem.open(self.path("b")) as b:
+            self.assertEqual(b.get("c", "r")["v"], 1)
+            self.assertNotEqual(b.info["replica_id"], info["replica_id"])
+            self.assertEqual(b.device_id, info["device_id"])
+
+    def test_follow_and_subscribe_see_writes(self):
+        with tandem.create(self.path("a")) as db:
+            seen = []
+            got = threading.Event()
+
+            def on_change(change):
+                seen.append(change["id"])
+                if change["id"] == "second":
+                    got.set()
+
+            with db.subscribe(on_change):
+                db.put("c", "first", v=1)
+                db.put("c", "second", v=2)
+                self.assertTrue(got.wait(20))
+            self.assertEqual(seen, ["first", "second"])
+            # Polling: the iterator from follow() ends after a quiet timeout.
+            ids = [c["id"] for c in db.follow(timeout=0.5)]
+            self.assertEqual(ids, ["first", "second"])
+
+
+class SyncTest(TempDirTest):
+    def test_two_replicas_sync_through_two_nodes(self):
+        a = tandem.create(self.path("a"))
+        b = tandem.create(self.path("b"))
+        a.put("notes", "n1", text="written on a")
+        events = []
+        with a.node(listen="127.0.0.1:0", on_event=events.append) as na:
+            b.join(a.invite(addresses=[na.listen_address]))
+            arrived = threading.Event()
+
+            def on_change(change):
+                if change["id"] == "n2":
+                    arrived.set()
+
+            with b.subscribe(on_change), b.node(peers=[na.listen_address]) as nb:
+                self.assertTrue(eventually(lambda: b.get("notes", "n1") is not None))
+                a.put("notes", "n2", text="live")  # arrives through the node
+                self.assertTrue(arrived.wait(20), "b's subscription saw a's write arrive")
+                b.put("notes", "n3", text="from b")
+                self.assertTrue(eventually(lambda: a.get("notes", "n3") is not None))
+                status = nb.status()
+                self.assertTrue(eventually(
+                    lambda: nb.status()["peers"] and nb.status()["peers"][0]["connected"]))
+                self.assertEqual(status["device"], b.device_id)
+                kinds = [e["kind"] for e in nb.events()]
+                self.assertIn("joined", kinds)
+                self.assertIn("caught_up", kinds)
+            self.assertTrue(any(e["kind"] == "invite_redeemed" for e in events))
+            self.assertEqual(len(a.devices()), 2)
+        a.close()
+        b.close()
+
+    def test_once_mode_syncs_and_stops(self):
+        a = tandem.create(self.path("a"))
+        b = tandem.create(self.path("b"))
+        with a.node(listen="127.0.0.1:0") as na:
+            b.join(a.invite(addresses=[na.listen_address]))
+            a.put("c", "r", v=1)
+            nb = b.node(peers=[na.listen_address], mode="once").start()
+            self.assertTrue(nb.wait(30))
+            done = [e for e in nb.events() if e["kind"] == "done"]
+            self.assertEqual(len(done), 1)
+            self.assertTrue(done[0]["ok"])
+            nb.close()
+        self.assertEqual(b.get("c", "r")["v"], 1)
+        with self.assertRaises(tandem.InvalidError):
+            b.node(peers=["nowhere"]).start()
+        a.close()
+        b.close()
+
+
+class InstallTest(TempDirTest):
+    def test_installs_offline_into_a_virtual_environment(self):
+        try:
+            import venv  # noqa: F401
+            import ensurepip  # noqa: F401
+        except ImportError:
+            self.fail("python3-venv is needed (make installs it)")
+        env_dir = self.path("venv")
+        subprocess.run([sys.executable, "-m", "venv", env_dir], check=True)
+        py = os.path.join(env_dir, "bin", "python")
+        src = Path(__file__).resolve().parents[1]
+        # Copied first: pip builds in the source tree, which may be read-only.
+        shutil.copytree(src, self.path("src"), ignore=shutil.ignore_patterns("tests", "build",
+                                                                           "*.egg-info"))
+        r = subprocess.run([py, "-m", "pip", "install", "--no-index", "--no-build-isolation",
+                            "--quiet", self.path("src")], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        env = dict(os.environ)
+        env.pop("PYTHONPATH", None)
+        r = subprocess.run([py, "-c", "import tandem, sys; print(tandem.version());"
+                            "print(tandem.__file__)"], capture_output=True, text=True, env=env,
+                           cwd=self.tmp)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("0.1.0", r.stdout)
+        self.assertIn(env_dir, r.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
