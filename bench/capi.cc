@@ -96,8 +96,8 @@ double PythonRate(const std::string& dir, int writes) {
 }  // namespace
 
 int main() {
-  const std::string base = std::filesystem::temp_directory_path() /
-                           ("tandem-bench-capi-" + std::to_string(::getpid()));
+  const std::string base =
+      std::filesystem::temp_directory_path() / ("tandem-bench-capi-" + std::to_string(::getpid()));
   std::filesystem::remove_all(base);
   std::filesystem::create_directories(base);
   DataSet ds;  // 100,000 records x 10 fields

@@ -73,20 +73,46 @@ void Conn::Finish() {
   Touch(kCloseTimeout);
 }
 
+// On the storage worker; one poll at a time per connection (another request while one
+// runs makes it go round again).
 void Conn::Poll() {
   if (closed_ || final_queued_ || !session_) return;
-  std::vector<engine::Message> out;
-  Status st = session_->Poll(&out);
-  if (!st.ok()) return Fail(st.ToString());
-  Send(out);
-  AfterProgress();
+  if (polling_) {
+    repoll_ = true;
+    return;
+  }
+  polling_ = true;
+  asio::co_spawn(
+      sock_.get_executor(),
+      [self = shared_from_this()]() -> awaitable<void> {
+        do {
+          self->repoll_ = false;
+          std::vector<engine::Message> out;
+          SessionView view;
+          Status st = co_await self->d_.OnWorker([&]() -> Status {
+            Status s = self->session_->Poll(&out);
+            view = ViewOf(*self->session_);
+            return s;
+          });
+          self->view_ = view;
+          if (self->closed_ || self->final_queued_) break;
+          if (!st.ok()) {
+            self->Fail(st.ToString());
+            break;
+          }
+          self->Send(out);
+          self->AfterProgress();
+        } while (self->repoll_);
+        self->polling_ = false;
+      },
+      asio::detached);
 }
 
 // "Last sync" is the last CaughtUp received: at that moment we held everything the peer
 // had when it answered our request. The first exchange of CaughtUps both ways is logged.
 // (In live mode the strict caught_up() holds only between bursts of changes.)
 void Conn::AfterProgress() {
-  const auto& s = session_->stats();
+  const auto& s = view_.stats;
   if (s.caught_up_received > caught_up_seen_) {
     caught_up_seen_ = s.caught_up_received;
     if (status_) status_->last_sync_ms = WallMs();
@@ -101,7 +127,7 @@ void Conn::AfterProgress() {
     e.fields_sent = s.fields_sent;
     d_.Emit(std::move(e));
   }
-  if (d_.close_when_caught_up() && session_->caught_up()) Finish();
+  if (d_.close_when_caught_up() && view_.caught_up) Finish();
 }
 
 void Conn::CheckTrust() {
@@ -110,13 +136,11 @@ void Conn::CheckTrust() {
   if (t.ok() && *t == Trust::kRevoked) Refuse("the device has been revoked");
 }
 
-std::optional<uint64_t> Conn::Pending(uint64_t cap) {
-  if (!session_ || closed_) return std::nullopt;
-  auto txn = d_.replica().store().BeginRead();
+std::optional<uint64_t> CountLog(engine::Replica& r, uint64_t since, uint64_t cap) {
+  auto txn = r.store().BeginRead();
   if (!txn.ok()) return std::nullopt;
   uint64_t n = 0;
-  Status st = (*txn)->ScanLog(session_->peer_acked(),
-                              [&](uint64_t, const engine::FieldKey&) { return ++n < cap; });
+  Status st = (*txn)->ScanLog(since, [&](uint64_t, const engine::FieldKey&) { return ++n < cap; });
   if (!st.ok()) return std::nullopt;
   return n;
 }
@@ -127,11 +151,11 @@ void Conn::UpdateStatus() {
   status_->bytes_out += bytes_out_;
   bytes_in_ = bytes_out_ = 0;
   if (session_) {
-    const auto& s = session_->stats();
+    const auto& s = view_.stats;
     status_->fields_sent = s.fields_sent;
     status_->fields_received = s.fields_applied;
     status_->fields_refused = s.fields_refused;
-    if (session_->peer()) status_->replica_id = session_->peer()->Hex();
+    if (view_.peer) status_->replica_id = view_.peer->Hex();
   }
 }
 
@@ -153,7 +177,7 @@ awaitable<void> Conn::Watchdog() {
       break;
     }
     if (SteadyClock::now() >= deadline_) {
-      if (final_queued_ && session_ && session_->caught_up())
+      if (final_queued_ && session_ && view_.caught_up)
         Close();  // we said goodbye; the peer did not answer in time
       else
         Fail("timed out waiting for the peer");
@@ -208,27 +232,37 @@ awaitable<void> Conn::Writer() {
   writer_done_.cancel();
 }
 
-Status Conn::HandleFrame(std::string_view pt) {
+awaitable<Status> Conn::HandleFrame(std::string pt) {
   if (expect_welcome_) {
     expect_welcome_ = false;
-    if (pt.size() != 32) return Status::Corrupt("the inviter's welcome is malformed");
+    if (pt.size() != 32) co_return Status::Corrupt("the inviter's welcome is malformed");
     Key32 key;
     std::memcpy(key.data(), pt.data(), 32);
-    return d_.Joined(key, *peer_key_);
+    co_return d_.Joined(key, *peer_key_);
   }
-  if (pt.empty()) return Status::Ok();     // keepalive
-  if (final_queued_) return Status::Ok();  // closing: nothing more is applied or sent
+  if (pt.empty()) co_return Status::Ok();     // keepalive
+  if (final_queued_) co_return Status::Ok();  // closing: nothing more is applied or sent
   auto msg = DecodeMessage(pt);
-  if (!msg.ok()) return msg.status().With("peer sent a malformed message");
+  if (!msg.ok()) co_return msg.status().With("peer sent a malformed message");
   std::vector<engine::Message> out;
-  TANDEM_RETURN_IF_ERROR(session_->Receive(*msg, &out));
+  SessionView view;
+  const bool note = !noted_replica_;
+  const std::string device = DeviceId(*peer_key_);
+  // The session applies batches in fsynced transactions: on the storage worker.
+  Status st = co_await d_.OnWorker([&]() -> Status {
+    Status s = session_->Receive(*msg, &out);
+    view = ViewOf(*session_);
+    if (s.ok() && note && session_->peer())
+      s = NoteReplica(d_.replica(), device, *session_->peer());
+    return s;
+  });
+  view_ = view;
+  if (note && view.peer) noted_replica_ = true;
+  if (!st.ok()) co_return st;
+  if (closed_) co_return Status::Ok();
   Send(out);
-  if (!noted_replica_ && session_->peer()) {
-    noted_replica_ = true;
-    TANDEM_RETURN_IF_ERROR(NoteReplica(d_.replica(), DeviceId(*peer_key_), *session_->peer()));
-  }
   AfterProgress();
-  return Status::Ok();
+  co_return Status::Ok();
 }
 
 awaitable<bool> Conn::Run(PeerStatus* status) {
@@ -309,7 +343,7 @@ awaitable<bool> Conn::Run(PeerStatus* status) {
         break;
       }
       if (!final_queued_) Touch(seconds(d_.options().idle_timeout_s));
-      st = HandleFrame(pt);
+      st = co_await HandleFrame(std::move(pt));
       if (!st.ok()) {
         Fail(st.ToString());
         break;
@@ -342,13 +376,13 @@ awaitable<bool> Conn::Run(PeerStatus* status) {
   if (session_) {
     NodeEvent e{NodeEventKind::kDisconnected, peer_key_ ? DeviceId(*peer_key_) : "", address_,
                 error_};
-    e.ok = !failed_ && session_->caught_up();
-    e.fields_received = session_->stats().fields_applied;
-    e.fields_sent = session_->stats().fields_sent;
+    e.ok = !failed_ && view_.caught_up;
+    e.fields_received = view_.stats.fields_applied;
+    e.fields_sent = view_.stats.fields_sent;
     d_.Emit(std::move(e));
   }
   d_.Unregister(self);
-  co_return !failed_ && session_ && session_->caught_up();
+  co_return !failed_ && session_ && view_.caught_up;
 }
 
 }  // namespace tandem::net

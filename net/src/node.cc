@@ -91,12 +91,18 @@ engine::SessionOptions Core::SessionOptionsFor() {
   so.send = WithSystem(opt_.send);
   so.accept = WithSystem(opt_.receive);
   // A revoked device's values after its cutoff are refused, from whoever relays them.
-  so.revoked = [this] { return cutoffs_; };
+  so.revoked = [this] {
+    std::lock_guard lock(cutoffs_mu_);
+    return cutoffs_;
+  };
   return so;
 }
 
 void Core::RefreshCutoffs() {
-  if (auto c = RevocationCutoffs(replica_); c.ok()) cutoffs_ = std::move(*c);
+  if (auto c = RevocationCutoffs(replica_); c.ok()) {
+    std::lock_guard lock(cutoffs_mu_);
+    cutoffs_ = std::move(*c);
+  }
 }
 
 void Core::Register(const std::shared_ptr<Conn>& c) {
@@ -188,7 +194,7 @@ void Core::RefreshSnapshot(bool running) {
   std::map<const PeerStatus*, std::optional<uint64_t>> pending;
   for (const auto& c : conns_) {
     if (!c->status()) continue;
-    pending[c->status()] = c->Pending(kPendingCap);
+    pending[c->status()] = c->Pending();
     if (!c->initiator()) {
       PeerSnapshot p = *c->status();
       p.pending_changes = pending[c->status()];
@@ -210,6 +216,19 @@ void Core::RefreshSnapshot(bool running) {
 awaitable<void> Core::SnapshotLoop() {
   asio::steady_timer t(io_);
   while (!stopping_) {
+    // What each peer has yet to acknowledge: a scan of the change log, on the worker.
+    std::vector<std::pair<std::shared_ptr<Conn>, uint64_t>> peers;
+    for (const auto& c : conns_)
+      if (c->has_session()) peers.emplace_back(c, c->view().peer_acked);
+    std::vector<std::optional<uint64_t>> counts(peers.size());
+    Status ignored = co_await OnWorker([&]() -> Status {
+      for (size_t i = 0; i < peers.size(); ++i)
+        counts[i] = CountLog(replica_, peers[i].second, kPendingCap);
+      return Status::Ok();
+    });
+    (void)ignored;
+    for (size_t i = 0; i < peers.size(); ++i) peers[i].first->set_pending(counts[i]);
+    if (stopping_) break;
     RefreshSnapshot(true);
     t.expires_after(seconds(1));
     boost::system::error_code ec;
@@ -296,8 +315,14 @@ void Core::Launch() {
 void Core::Run() {
   Launch();
   io_.run();
-  // Whatever is still suspended (connections cut short by the stop timeout, timers)
-  // goes with the io_context's handlers: close it all here, on this thread.
+  // The worker finishes what it is doing (a commit) and takes nothing more; what it
+  // had queued goes with its io_context. Then whatever is still suspended here
+  // (connections cut short by the stop timeout, timers) goes with the node's: close it
+  // all on this thread.
+  work_guard_.reset();
+  work_io_->stop();
+  if (worker_.joinable()) worker_.join();
+  work_io_.reset();
   conns_.clear();
   {
     std::lock_guard lock(mu_);
@@ -368,6 +393,8 @@ Status Node::Start() {
   c.RefreshSnapshot(true);
   std::lock_guard lock(c.mu_);
   c.started_ = true;
+  c.work_guard_.emplace(c.work_io_->get_executor());
+  c.worker_ = std::thread([core = core_.get()] { core->work_io_->run(); });
   c.thread_ = std::thread([core = core_] { core->Run(); });
   return Status::Ok();
 }

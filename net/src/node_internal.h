@@ -56,6 +56,21 @@ uint64_t WallMs();
 // What the snapshot shows about one peer (PeerSnapshot, as the node thread keeps it).
 using PeerStatus = PeerSnapshot;
 
+// What the node thread may know of a session, which lives on the storage worker: a
+// copy taken there after every call into it.
+struct SessionView {
+  engine::SessionStats stats;
+  bool caught_up = false;
+  bool rolled_back = false;
+  std::optional<engine::ReplicaId> peer;
+  uint64_t peer_acked = 0;
+};
+inline SessionView ViewOf(const engine::Session& s) {
+  return {s.stats(), s.caught_up(), s.rolled_back(), s.peer(), s.peer_acked()};
+}
+// Change-log entries after `since`, counted up to `cap` (nullopt if unreadable).
+std::optional<uint64_t> CountLog(engine::Replica& r, uint64_t since, uint64_t cap);
+
 using Core = Node::Core;
 
 // One TCP connection: handshake, encrypted frames, one sync session.
@@ -74,7 +89,10 @@ class Conn : public std::enable_shared_from_this<Conn> {
   // Runs the connection to its end. True if the session caught up (both ways).
   awaitable<bool> Run(PeerStatus* status);
   // The session ended because this replica turned out rolled back (Session::rolled_back).
-  bool rolled_back() const { return session_ && session_->rolled_back(); }
+  bool rolled_back() const { return view_.rolled_back; }
+  bool has_session() const { return session_ != nullptr && !closed_; }
+  const SessionView& view() const { return view_; }
+  void set_pending(std::optional<uint64_t> n) { pending_ = n; }
   // Live mode: offer what has committed since the last call.
   void Poll();
   // Ends the connection if the peer has been revoked since it connected.
@@ -85,8 +103,9 @@ class Conn : public std::enable_shared_from_this<Conn> {
   bool initiator() const { return initiator_; }
   const std::string& remote_ip() const { return remote_ip_; }
   const PeerStatus* status() const { return status_; }
-  // Log entries after the peer's acknowledged position, counted up to `cap`.
-  std::optional<uint64_t> Pending(uint64_t cap);
+  // Log entries after the peer's acknowledged position (counted on the storage worker by
+  // the snapshot loop, up to kPendingCap).
+  std::optional<uint64_t> Pending() const { return has_session() ? pending_ : std::nullopt; }
 
  private:
   const std::string remote_ip_;
@@ -96,7 +115,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   awaitable<bool> HandshakeAsResponder(Key32* send, Key32* recv);
   awaitable<void> Watchdog();
   awaitable<void> Writer();
-  Status HandleFrame(std::string_view plaintext);
+  awaitable<Status> HandleFrame(std::string plaintext);
   void Send(std::vector<engine::Message>& out);
   void AfterProgress();
   void Enqueue(std::string_view plaintext, bool final);
@@ -127,7 +146,11 @@ class Conn : public std::enable_shared_from_this<Conn> {
   std::optional<Key32> peer_key_;
   std::unique_ptr<FrameSealer> sealer_;
   std::unique_ptr<FrameOpener> opener_;
+  // Used only on the storage worker (Core::OnWorker) once the connection runs.
   std::unique_ptr<engine::Session> session_;
+  SessionView view_;
+  std::optional<uint64_t> pending_;
+  bool polling_ = false, repoll_ = false;
   std::deque<std::string> outq_;
   bool final_queued_ = false, final_received_ = false, writer_running_ = false;
   bool reported_caught_up_ = false;
@@ -161,6 +184,15 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   // The joiner received the group key over an invite session.
   Status Joined(const Key32& key, const Key32& inviter);
   engine::SessionOptions SessionOptionsFor();
+  // Runs f() on the storage worker and resumes the caller on the node thread with its
+  // result. Sessions and storage writes (fsynced commits, log scans) run there, one at a
+  // time and in order, so that the node thread never waits for the disk.
+  template <typename F>
+  awaitable<Status> OnWorker(F f) {
+    co_return co_await asio::co_spawn(
+        work_io_->get_executor(),
+        [f = std::move(f)]() mutable -> awaitable<Status> { co_return f(); }, use_awaitable);
+  }
   void RefreshCutoffs();
   // Connecting and the handshake: 10 s, or the idle timeout if shorter.
   std::chrono::seconds handshake_timeout() const {
@@ -204,6 +236,7 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   std::set<std::shared_ptr<Conn>> conns_;
   std::map<std::string, PeerStatus> peers_;  // by address (outbound) or device (inbound)
   std::string listen_address_;
+  std::mutex cutoffs_mu_;  // sessions read the cutoffs on the storage worker
   std::map<engine::ReplicaId, uint64_t> cutoffs_;  // revoked replicas (RevocationCutoffs)
   bool poll_scheduled_ = false, stopping_ = false;
   size_t dials_running_ = 0;
@@ -232,6 +265,10 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   // still holds), or last of all if the thread never ran.
   std::unique_ptr<asio::io_context> io_holder_ = std::make_unique<asio::io_context>();
   asio::io_context& io_ = *io_holder_;
+  // The storage worker: a thread and its io_context, started and ended with the node.
+  std::unique_ptr<asio::io_context> work_io_ = std::make_unique<asio::io_context>();
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_guard_;
+  std::thread worker_;
 };
 
 }  // namespace tandem::net

@@ -7,10 +7,10 @@
 #include <unistd.h>
 
 static tandem_error err;
-#define TRY(call)                                  \
-  if ((call) != TANDEM_OK) {                       \
+#define TRY(call)                                    \
+  if ((call) != TANDEM_OK) {                         \
     fprintf(stderr, "%s: %s\n", #call, err.message); \
-    return 1;                                      \
+    return 1;                                        \
   }
 
 /* Runs on the subscription's thread for every record that changes on b. */
@@ -21,7 +21,7 @@ static void on_change(const char* json, size_t len, uint64_t cursor, void* seen)
 
 int main(void) {
   tandem_db *a, *b;
-  TRY(tandem_db_create(&a, "a", NULL, &err));  /* two devices, each a group of one */
+  TRY(tandem_db_create(&a, "a", NULL, &err)); /* two devices, each a group of one */
   TRY(tandem_db_create(&b, "b", NULL, &err));
   tandem_value text = {TANDEM_STRING, 0, 0, "hello from a", 12};
   TRY(tandem_put(a, "notes", "n1", "text", &text, &err));
