@@ -53,7 +53,10 @@ struct DataSet {
     std::snprintf(buf, sizeof buf, "r%06d", i);
     return buf;
   }
-  static std::string FieldName(int f) { return "f" + std::to_string(f); }
+  static std::string FieldName(int f) {
+    std::string s = "f";  // not "f" + ...: g++ 12 warns (-Wrestrict) on that falsely
+    return s += std::to_string(f);
+  }
 };
 
 inline std::string RandomString16(std::mt19937_64& rng) {

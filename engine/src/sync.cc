@@ -61,7 +61,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     // unfiltered session starts over, so that its CaughtUp may merge the watermark.
     recv_cursor_ = (!filtered_in_ && ps.filtered) ? 0 : ps.cursor;
     requested_ = true;
-    out->push_back(SyncRequest{meta.vv, recv_cursor_});
+    out->emplace_back(std::in_place_type<SyncRequest>, SyncRequest{meta.vv, recv_cursor_});
     return Status::Ok();
   }
   if (!peer_) return Status::Invalid(std::string(MessageName(in)) + " before Hello");
@@ -208,10 +208,10 @@ Status Session::Pump(std::vector<Message>* out) {
       ++stats_.batches_sent;
       ++unacked_;
       inflight_.push_back(cursor);
-      out->push_back(std::move(batch));
+      out->emplace_back(std::in_place_type<DeltaBatch>, std::move(batch));
     }
     if (done) {
-      out->push_back(CaughtUp{send_cursor_, snapshot_vv_});
+      out->emplace_back(std::in_place_type<CaughtUp>, CaughtUp{send_cursor_, snapshot_vv_});
       ++stats_.caught_up_sent;
       sent_caught_up_ = true;
       streaming_ = false;

@@ -93,8 +93,9 @@ struct Handshake::State {
   Key32 psk{};
   Key32 s_x_pub{}, s_x_sec{};  // our static key as X25519
   Key32 e_pub{}, e_sec{};
-  Key32 re{};    // the peer's ephemeral
-  Key32 rs_x{};  // the peer's static as X25519
+  Key32 re{};                 // the peer's ephemeral
+  Key32 rs_x{};               // the peer's static as X25519
+  bool bad_identity = false;  // our Ed25519 key did not convert to X25519
   PskKind kind = PskKind::kGroup;
   InviteId invite{};
 
@@ -111,8 +112,10 @@ struct Handshake::State {
     prologue.push_back(static_cast<char>(kind));
     if (kind == PskKind::kInvite) prologue.append(View(invite));
     MixHash(prologue);
-    crypto_sign_ed25519_pk_to_curve25519(s_x_pub.data(), self.public_key.data());
-    crypto_sign_ed25519_sk_to_curve25519(s_x_sec.data(), self.secret_key.data());
+    // A key from GenerateIdentity always converts; a damaged identity file may not.
+    bad_identity =
+        crypto_sign_ed25519_pk_to_curve25519(s_x_pub.data(), self.public_key.data()) != 0 ||
+        crypto_sign_ed25519_sk_to_curve25519(s_x_sec.data(), self.secret_key.data()) != 0;
   }
   void MixHash(std::string_view data) {
     Hash next;
@@ -222,6 +225,7 @@ Handshake Handshake::Responder(const Identity& self, const Key32& psk) {
 Result<std::string> Handshake::Write() {
   if (!s_) return Refused("the handshake failed earlier");
   State& s = *s_;
+  if (s.bad_identity) return Status::Corrupt("this device's identity key is not usable");
   std::string out;
   if (initiator_ && step_ == 0) {
     // -> e (with a PSK, e is also mixed into the key), empty payload, mac1.

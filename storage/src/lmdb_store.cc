@@ -990,8 +990,9 @@ Status Restore(const std::string& backup, const std::string& dir,
   // even a leftover temporary directory never holds a clone of the backup's replica.
   fs::path target = fs::absolute(fs::path(dir)).lexically_normal();
   if (target.filename().empty()) target = target.parent_path();
-  const fs::path tmp = target.parent_path() / ("." + target.filename().string() + ".restoring." +
-                                               std::to_string(::getpid()));
+  std::string tmp_name = ".";  // not "." + ...: g++ 12 warns (-Wrestrict) on that falsely
+  tmp_name += target.filename().string() + ".restoring." + std::to_string(::getpid());
+  const fs::path tmp = target.parent_path() / tmp_name;
   std::error_code ec;
   fs::remove_all(tmp, ec);
   fs::create_directories(target.parent_path(), ec);

@@ -103,8 +103,9 @@ TEST(Wire, CorruptedBytesNeverCrashAndWhatPassesIsValid) {
     // Whatever passes is a well-formed message: it re-encodes and decodes the same.
     auto again = DecodeMessage(EncodeMessage(*d));
     ASSERT_TRUE(again.ok());
-    if (auto* db = std::get_if<DeltaBatch>(&*d))
+    if (auto* db = std::get_if<DeltaBatch>(&*d)) {
       for (const auto& fd : db->deltas) EXPECT_TRUE(ValidateKey(fd.key).ok());
+    }
   }
   EXPECT_LT(accepted, 20000);
 }
