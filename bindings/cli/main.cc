@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <charconv>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -104,11 +105,41 @@ void CheckAddress(const std::string& a) {
   Check(tandem::net::ParseHostPort(a, &host, &port));
 }
 
-// Replicated text another device wrote, made safe for a terminal.
-std::string Printable(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) out.push_back(c < 0x20 || c == 0x7f ? '?' : static_cast<char>(c));
-  return out;
+using tandem::bindings::Printable;
+using tandem::bindings::Quote;
+
+// A decimal int64, as counters take: no octal, no hex, no clamping.
+int64_t ParseDecimal(const std::string& text, const char* what) {
+  const char* begin = text.data();
+  const char* end = begin + text.size();
+  if (begin != end && *begin == '+') ++begin;
+  int64_t v = 0;
+  auto [ptr, ec] = std::from_chars(begin, end, v, 10);
+  if (ec == std::errc::result_out_of_range)
+    throw Exit{2, std::string(what) + " is outside the 64-bit integer range: " + Quote(text)};
+  if (ec != std::errc() || ptr != end || begin == end)
+    throw Exit{2, std::string(what) + " must be a decimal integer, got " + Quote(text)};
+  return v;
+}
+
+// A field's JSON value: the text, or @PATH (a file's contents), or @- (stdin), for values
+// too large for a command line.
+std::string ValueText(const std::string& text) {
+  if (text.empty() || text[0] != '@') return text;
+  constexpr size_t kMaxFile = 8 << 20;  // far above the largest value's JSON
+  const std::string path = text.substr(1);
+  std::string data;
+  if (path == "-") {
+    data.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  } else {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw Exit{2, "cannot read " + Quote(path) + ": " + std::strerror(errno)};
+    data.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  if (data.size() > kMaxFile)
+    throw Exit{2, Quote(path) + " holds " + std::to_string(data.size()) +
+                      " bytes, more than a value can be"};
+  return data;
 }
 
 std::string Ago(uint64_t ms) {
@@ -159,7 +190,7 @@ std::optional<Json> DaemonStatus(const std::string& dir) {
 int RunNode(Device& d, net::NodeOptions o) {
   const bool once = o.mode == net::NodeMode::kOnce;
   o.log = [](const std::string& line) {
-    std::fprintf(stderr, "tandem: %s\n", line.c_str());
+    std::fprintf(stderr, "tandem: %s\n", Printable(line).c_str());
     std::fflush(stderr);
   };
   sigset_t sigs;
@@ -223,7 +254,7 @@ int Main(int argc, char** argv) {
   app.set_help_all_flag("--help-all", "Show help for every command");
   std::string dir, coll, id, field, value, dest, backup;
   std::vector<std::string> assignments;
-  int64_t amount = 0;
+  std::string amount_text;
   uint64_t since = 0;
   bool follow = false;
 
@@ -243,7 +274,7 @@ int Main(int argc, char** argv) {
   incr->add_option("COLL", coll)->required();
   incr->add_option("ID", id)->required();
   incr->add_option("FIELD", field)->required();
-  incr->add_option("N", amount, "A 64-bit integer")->required();
+  incr->add_option("N", amount_text, "A decimal 64-bit integer")->required();
 
   auto* add = app.add_subcommand("add", "Add a JSON scalar to an add-wins set field");
   auto* remove = app.add_subcommand("remove", "Remove a JSON scalar from a set field");
@@ -278,7 +309,8 @@ int Main(int argc, char** argv) {
   auto* changes = app.add_subcommand(
       "changes", "Print the change feed: the current state of each changed record, with a cursor");
   changes->add_option("DIR", dir)->required();
-  changes->add_option("--since", since, "Only changes after this cursor");
+  std::string since_text;
+  changes->add_option("--since", since_text, "Only changes after this cursor (a line's cursor)");
   changes->add_flag("--follow,-f", follow, "Keep running and print new changes as they commit");
   changes->add_flag("--system", system, "Include tandem's own collections (the trust set)");
 
@@ -372,7 +404,7 @@ int Main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::string what = e.what();
-    std::fprintf(stderr, "tandem: %s (see tandem --help)\n", what.c_str());
+    std::fprintf(stderr, "tandem: %s (see tandem --help)\n", Printable(what).c_str());
     return 2;
   }
 
@@ -388,12 +420,13 @@ int Main(int argc, char** argv) {
     std::vector<std::pair<std::string, engine::Value>> fields;
     for (const auto& a : assignments) {
       size_t eq = a.find('=');
-      if (eq == std::string::npos || eq == 0) throw Exit{2, "expected FIELD=JSON, got: " + a};
-      fields.emplace_back(a.substr(0, eq), ParseValue(a.substr(eq + 1)));
+      if (eq == std::string::npos || eq == 0)
+        throw Exit{2, "expected FIELD=JSON (or FIELD=@FILE), got " + Quote(a)};
+      fields.emplace_back(a.substr(0, eq), ParseValue(ValueText(a.substr(eq + 1))));
     }
     Check(Open(dir).Put(coll, id, fields));
   } else if (incr->parsed()) {
-    Check(Open(dir).Incr(coll, id, field, amount));
+    Check(Open(dir).Incr(coll, id, field, ParseDecimal(amount_text, "N")));
   } else if (add->parsed()) {
     Check(Open(dir).Add(coll, id, field, ParseValue(value)));
   } else if (remove->parsed()) {
@@ -420,6 +453,11 @@ int Main(int argc, char** argv) {
       }));
     }
   } else if (changes->parsed()) {
+    if (!since_text.empty()) {
+      const int64_t s = ParseDecimal(since_text, "--since");
+      if (s < 0) throw Exit{2, "--since takes a cursor (0 or more), got " + Quote(since_text)};
+      since = static_cast<uint64_t>(s);
+    }
     auto d = OpenDevice(dir);
     std::unique_ptr<storage::ChangeWatcher> watcher;
     if (follow) watcher = Check(d->Watch());
@@ -553,8 +591,7 @@ int Main(int argc, char** argv) {
       if (!pending || pending->addresses.empty()) throw Exit{2, "sync needs --peer HOST:PORT"};
       for (const auto& a : pending->addresses) {
         if (!IsAddress(a))
-          throw Exit{2, "the invite's address hint \"" + Printable(a) +
-                            "\" is not HOST:PORT; give --peer"};
+          throw Exit{2, "the invite's address hint " + Quote(a) + " is not HOST:PORT; give --peer"};
       }
       o.peers = pending->addresses;
       o.peers_are_alternatives = true;  // the inviter's addresses, tried in turn
@@ -623,7 +660,8 @@ int main(int argc, char** argv) {
   try {
     return Main(argc, argv);
   } catch (const Exit& e) {
-    std::fprintf(stderr, "tandem: %s\n", e.message.c_str());
+    // One line, safe for a terminal, whatever input it echoes.
+    std::fprintf(stderr, "tandem: %s\n", Printable(e.message).c_str());
     return e.code;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "tandem: internal error: %s\n", e.what());

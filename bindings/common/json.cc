@@ -42,9 +42,69 @@ std::string IsoTime(uint64_t ms) {
 
 }  // namespace
 
+namespace {
+
+// Appends one character of `s` at *i, escaped if it is a control byte or invalid UTF-8.
+void AppendEscaped(std::string_view s, size_t* i, std::string* out) {
+  const auto c = static_cast<unsigned char>(s[*i]);
+  auto hex = [&](unsigned char b) {
+    static const char kHex[] = "0123456789abcdef";
+    *out += "\\x";
+    out->push_back(kHex[b >> 4]);
+    out->push_back(kHex[b & 15]);
+  };
+  if (c == '\n') {
+    *out += "\\n";
+  } else if (c == '\t') {
+    *out += "\\t";
+  } else if (c == '\r') {
+    *out += "\\r";
+  } else if (c < 0x20 || c == 0x7f) {
+    hex(c);
+  } else if (c < 0x80) {
+    out->push_back(static_cast<char>(c));
+  } else {
+    // A whole, valid UTF-8 sequence goes through; anything else byte by byte, escaped.
+    size_t n = (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (n && *i + n <= s.size() && engine::IsValidUtf8(s.substr(*i, n))) {
+      // C1 controls (U+0080..U+009F) can drive terminals too.
+      const auto c2 = static_cast<unsigned char>(s[*i + 1]);
+      if (n == 2 && c == 0xc2 && c2 < 0xa0) {
+        hex(c);
+        hex(c2);
+      } else {
+        out->append(s.substr(*i, n));
+      }
+      *i += n - 1;
+    } else {
+      hex(c);
+    }
+  }
+}
+
+}  // namespace
+
+std::string Quote(std::string_view text, size_t max) {
+  std::string out = "\"";
+  size_t i = 0;
+  for (; i < text.size() && out.size() < max + 1; ++i) {
+    if (text[i] == '"' || text[i] == '\\') out.push_back('\\');
+    AppendEscaped(text, &i, &out);
+  }
+  out.push_back('"');
+  if (i < text.size()) out += "... (" + std::to_string(text.size()) + " bytes)";
+  return out;
+}
+
+std::string Printable(std::string_view text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) AppendEscaped(text, &i, &out);
+  return out;
+}
+
 Result<Value> ParseScalar(std::string_view text) {
   Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return Status::Invalid("not valid JSON: " + std::string(text));
+  if (j.is_discarded()) return Status::Invalid("not valid JSON: " + Quote(text));
   switch (j.type()) {
     case Json::value_t::null:
       return Value{};
@@ -55,13 +115,13 @@ Result<Value> ParseScalar(std::string_view text) {
     case Json::value_t::number_unsigned: {
       uint64_t u = j.get<uint64_t>();
       if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-        return Status::Invalid("integer out of the int64 range: " + std::string(text));
+        return Status::Invalid("integer out of the int64 range: " + Quote(text));
       return Value{static_cast<int64_t>(u)};
     }
     case Json::value_t::number_float:
       // An integer literal too large for int64 would silently become a double.
       if (text.find_first_of(".eE") == std::string_view::npos)
-        return Status::Invalid("integer out of the int64 range: " + std::string(text));
+        return Status::Invalid("integer out of the int64 range: " + Quote(text));
       return Value{j.get<double>()};
     case Json::value_t::string: {
       Value v{j.get<std::string>()};
@@ -80,7 +140,7 @@ Result<Value> ParseScalar(std::string_view text) {
       return Status::Invalid(
           "expected a JSON scalar (number, string, true, false, null or "
           "{\"$bytes\": \"<base64>\"}), got: " +
-          std::string(text));
+          Quote(text));
   }
 }
 

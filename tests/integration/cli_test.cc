@@ -130,6 +130,60 @@ TEST_F(Cli, BadInputIsAUsageErrorWithOneLine) {
   EXPECT_EQ(T({"dump", db_}).out, "");
 }
 
+// Counters take decimal integers only: "010" is ten (not eight), "0x10" and values past
+// int64 are usage errors (they used to be read as octal, hex, or clamped, with exit 0).
+TEST_F(Cli, IncrTakesDecimalIntegersOnly) {
+  ASSERT_EQ(T({"incr", db_, "c", "r", "n", "010"}).exit_code, 0);
+  ASSERT_EQ(T({"incr", db_, "c", "r", "n", "-3"}).exit_code, 0);
+  ASSERT_EQ(T({"incr", db_, "c", "r", "n", "+1"}).exit_code, 0);
+  for (const char* bad :
+       {"0x10", "99999999999999999999", "-99999999999999999999", "1e3", "", "10 ", "--5"}) {
+    auto r = T({"incr", db_, "c", "r", "n", bad});
+    EXPECT_EQ(r.exit_code, 2) << bad << ": " << r.err;
+  }
+  EXPECT_EQ(T({"get", db_, "c", "r"}).out, "{\"id\":\"r\",\"n\":8}\n");
+}
+
+// Echoed input is quoted, cut short and escaped: one readable line, nothing for the
+// terminal to interpret.
+TEST_F(Cli, ErrorsQuoteAndEscapeWhatTheyEcho) {
+  auto r = T({"put", db_, "c", "r", "x=\x1b[31mred\nline"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_EQ(r.err.find('\x1b'), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("\\x1b[31mred\\nline"), std::string::npos) << r.err;
+  r = T({"put", db_, "c", "r", "x=\"" + std::string(120000, 'y')});  // bad JSON, 120 KB
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_LT(r.err.size(), 300u) << r.err.size();
+  EXPECT_NE(r.err.find("(120001 bytes)"), std::string::npos) << r.err;
+  r = T({"get", db_, "c", "\x1b]0;title\x07"});  // a record id is echoed too
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.find('\x1b'), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find('\x07'), std::string::npos) << r.err;
+  r = T({"changes", db_, "--since", "-1"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+}
+
+// Values too large for a command line come from a file or stdin.
+TEST_F(Cli, PutReadsAValueFromAFileOrStdin) {
+  const std::string path = tmp_ / "value.json";
+  std::ofstream(path) << "\"" << std::string(300000, 'z') << "\"\n";
+  auto r = T({"put", db_, "c", "r", "big=@" + path});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto got = T({"get", db_, "c", "r"});
+  EXPECT_NE(got.out.find(std::string(300000, 'z')), std::string::npos);
+  r = T({"put", db_, "c", "r", "big=@" + (tmp_ / "missing")});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("cannot read"), std::string::npos) << r.err;
+  r = testing::Run(
+      {"/bin/sh", "-c",
+       std::string("echo '\"from stdin\"' | ") + TANDEM_BIN + " put " + db_ + " c r2 w=@-"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(T({"get", db_, "c", "r2"}).out, "{\"id\":\"r2\",\"w\":\"from stdin\"}\n");
+  // A string that starts with @ is written as JSON, quoted.
+  ASSERT_EQ(T({"put", db_, "c", "r3", "at=\"@home\""}).exit_code, 0);
+}
+
 TEST(CliErrors, MissingReplicaIsARuntimeError) {
   TempDir tmp;
   auto r = T({"get", tmp / "nothing", "c", "r"});

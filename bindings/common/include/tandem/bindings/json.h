@@ -37,6 +37,12 @@ Json NodeSnapshotToJson(const net::NodeSnapshot& s);
 Json NodeEventToJson(const net::NodeEvent& e);
 // The group's devices as `tandem devices --json` prints them.
 Json MemberToJson(const net::Member& m, bool this_device);
+// Text from outside (an argument, a file, a peer) as it may appear in a one-line
+// message: in double quotes, control bytes and invalid UTF-8 escaped (\n, \x1b),
+// cut to about `max` bytes with the full length said.
+std::string Quote(std::string_view text, size_t max = 60);
+// A whole message made safe for a terminal: control bytes and invalid UTF-8 escaped.
+std::string Printable(std::string_view text);
 // The canonical one-line text of a JSON value.
 std::string Canonical(const Json& j);
 
