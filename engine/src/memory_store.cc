@@ -47,11 +47,14 @@ class MemoryReader {
     *out = std::move(s);
     return Status::Ok();
   }
-  Status GetRecord(std::string_view c, std::string_view r, RecordState* out) {
-    out->fields.clear();
+  Status GetRecord(std::string_view c, std::string_view r, RecordState* out, uint64_t* latest) {
+    if (out) out->fields.clear();
+    if (latest) *latest = 0;
     std::string prefix = std::string(c) + '\0' + std::string(r) + '\0';
     for (auto it = d_->fields.lower_bound(prefix);
          it != d_->fields.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
+      if (latest) *latest = std::max(*latest, it->second.first);
+      if (!out) continue;
       TANDEM_ASSIGN_OR_RETURN(FieldState s, DecodeFieldState(it->second.second));
       out->fields.emplace(it->first.substr(prefix.size()), std::move(s));
     }

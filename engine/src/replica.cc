@@ -57,7 +57,7 @@ Status Batch::Delete(std::string_view c, std::string_view id) {
   TANDEM_RETURN_IF_ERROR(ValidateCollection(c));
   TANDEM_RETURN_IF_ERROR(ValidateRecordId(id));
   RecordState r;
-  TANDEM_RETURN_IF_ERROR(txn_.GetRecord(c, id, &r));
+  TANDEM_RETURN_IF_ERROR(txn_.GetRecord(c, id, &r, nullptr));
   if (!r.Live()) return Status::NotFound("not found: " + std::string(c) + "/" + std::string(id));
   Dot dot = NextDot();
   for (auto& [name, f] : r.fields) {
@@ -199,7 +199,7 @@ Result<RecordState> Replica::GetState(std::string_view c, std::string_view id) {
   TANDEM_RETURN_IF_ERROR(ValidateRecordId(id));
   TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
   RecordState r;
-  TANDEM_RETURN_IF_ERROR(txn->GetRecord(c, id, &r));
+  TANDEM_RETURN_IF_ERROR(txn->GetRecord(c, id, &r, nullptr));
   return r;
 }
 
@@ -241,8 +241,9 @@ Result<std::vector<std::pair<std::string, std::vector<Sibling>>>> Replica::Confl
 
 Result<ChangePage> Replica::Changes(uint64_t since, size_t limit) {
   TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
-  // Each record once, at the position of its latest change in the range read: lines
-  // come out in cursor order and resuming after any cursor misses nothing.
+  // Each record once, at the position of its latest change: lines come out in cursor
+  // order and resuming after any cursor misses nothing. A record that changes again
+  // past the range read is left for the page that reaches that change.
   std::map<std::pair<std::string, std::string>, uint64_t> latest;
   ChangePage page;
   page.next_cursor = since;
@@ -258,8 +259,11 @@ Result<ChangePage> Replica::Changes(uint64_t since, size_t limit) {
   for (const auto& [rk, seq] : latest) order.emplace_back(seq, &rk);
   std::sort(order.begin(), order.end());
   for (const auto& [seq, rk] : order) {
+    uint64_t newest = 0;
+    TANDEM_RETURN_IF_ERROR(txn->GetRecord(rk->first, rk->second, nullptr, &newest));
+    if (newest > page.next_cursor) continue;
     RecordState r;
-    TANDEM_RETURN_IF_ERROR(txn->GetRecord(rk->first, rk->second, &r));
+    TANDEM_RETURN_IF_ERROR(txn->GetRecord(rk->first, rk->second, &r, nullptr));
     page.changes.push_back(Change{seq, rk->first, rk->second, Read(rk->second, r)});
   }
   return page;

@@ -414,15 +414,25 @@ class LmdbReader {
     return st;
   }
 
-  Status GetRecord(std::string_view c, std::string_view r, RecordState* out) {
-    out->fields.clear();
+  Status GetRecord(std::string_view c, std::string_view r, RecordState* out, uint64_t* latest) {
+    if (out) out->fields.clear();
+    if (latest) *latest = 0;
     auto prefix = impl_->RecordPrefix(c, r);
     if (!prefix) return Status::Ok();
     return ScanPrefix(*prefix, *prefix, [&](std::string_view key, const MDB_val& v, bool*) {
+      if (!out) {  // the seqs alone
+        uint64_t seq = 0;
+        std::string_view ignored;
+        TANDEM_RETURN_IF_ERROR(SplitValue(View(v), &seq, &ignored));
+        if (latest) *latest = std::max(*latest, seq);
+        return Status::Ok();
+      }
       FieldKey k;
       if (!impl_->DecodeKey(key, &k)) return Status::Corrupt("malformed field key");
       FieldState s;
-      TANDEM_RETURN_IF_ERROR(DecodeField(v, &s));
+      uint64_t seq = 0;
+      TANDEM_RETURN_IF_ERROR(DecodeField(v, &s, &seq));
+      if (latest) *latest = std::max(*latest, seq);
       out->fields.emplace(std::move(k.field), std::move(s));
       return Status::Ok();
     });

@@ -145,7 +145,7 @@ TEST(MemoryStoreTest, WriterSeesItsOwnWrites) {
   ASSERT_TRUE(w->GetField({"c", "r", "f"}, &got).ok());
   ASSERT_TRUE(got.has_value());
   RecordState rec;
-  ASSERT_TRUE(w->GetRecord("c", "r", &rec).ok());
+  ASSERT_TRUE(w->GetRecord("c", "r", &rec, nullptr).ok());
   EXPECT_EQ(rec.fields.size(), 1u);
   EXPECT_EQ(Log(*w).size(), 1u);
   // Not visible to readers until committed.
@@ -241,11 +241,11 @@ TEST(MemoryStoreTest, RecordsAndCollectionsDoNotBleedIntoEachOther) {
   }
   auto r = Read(store);
   RecordState rec;
-  ASSERT_TRUE(r->GetRecord("c", "r", &rec).ok());
+  ASSERT_TRUE(r->GetRecord("c", "r", &rec, nullptr).ok());
   EXPECT_EQ(rec.fields.size(), 2u);
   EXPECT_TRUE(rec.fields.count("f"));
   EXPECT_TRUE(rec.fields.count("g"));
-  ASSERT_TRUE(r->GetRecord("c", "nope", &rec).ok());
+  ASSERT_TRUE(r->GetRecord("c", "nope", &rec, nullptr).ok());
   EXPECT_TRUE(rec.fields.empty());  // cleared, not left over from the previous call
   std::vector<std::string> ids;
   ASSERT_TRUE(r->ScanRecords("c", "", [&](const std::string& id, RecordState& s) {

@@ -55,9 +55,11 @@ class ReadTxn {
   virtual Status GetMeta(ReplicaMeta* out) = 0;
   // Sets *out to nullopt when the field has no state.
   virtual Status GetField(const FieldKey& key, std::optional<FieldState>* out) = 0;
-  // All fields of a record (empty if none).
-  virtual Status GetRecord(std::string_view collection, std::string_view record,
-                           RecordState* out) = 0;
+  // All fields of a record (empty if none). *latest (if not null) gets the change-log
+  // seq of the record's newest change (0 if none). `out` may be null: then only the seqs
+  // are read, which is cheaper.
+  virtual Status GetRecord(std::string_view collection, std::string_view record, RecordState* out,
+                           uint64_t* latest) = 0;
   // Records of a collection whose id sorts after `after` (bytewise), in id order, until
   // fn returns false. The RecordState is the callee's to move from.
   using RecordFn = std::function<bool(const std::string& id, RecordState& state)>;
@@ -98,8 +100,9 @@ class ReadsThrough : public Base {
   Status GetField(const FieldKey& k, std::optional<FieldState>* out) override {
     return reader_.GetField(k, out);
   }
-  Status GetRecord(std::string_view c, std::string_view r, RecordState* out) override {
-    return reader_.GetRecord(c, r, out);
+  Status GetRecord(std::string_view c, std::string_view r, RecordState* out,
+                   uint64_t* latest) override {
+    return reader_.GetRecord(c, r, out, latest);
   }
   Status ScanRecords(std::string_view c, std::string_view after,
                      const ReadTxn::RecordFn& fn) override {
