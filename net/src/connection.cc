@@ -66,6 +66,21 @@ void Conn::Send(std::vector<engine::Message>& out) {
   out.clear();
 }
 
+void Conn::Evict() {
+  if (closed_ || evicted_) return;
+  evicted_ = true;
+  failed_ = true;
+  error_ = "evicted: too many connections without a finished handshake";
+  std::string busy(2, '\0');
+  busy[1] = static_cast<char>(sizeof kBusyMessage - 1);
+  busy += kBusyMessage;
+  boost::system::error_code ec;
+  sock_.non_blocking(true, ec);
+  sock_.write_some(asio::buffer(busy), ec);  // best effort: the socket is fresh and empty
+  d_.CountRefusal();
+  Close();
+}
+
 void Conn::Finish() {
   if (closed_ || final_queued_) return;
   if (!sealer_) return Close();

@@ -24,13 +24,32 @@ bool Core::FirstSeen(const std::string& m1) {
 // An inbound connection leaves the handshake phase (registered or gone).
 void Core::HandshakeEnded(const std::shared_ptr<Conn>& c) {
   if (c->initiator()) return;
+  if (c->queued_) {
+    unauthenticated_.erase(c->queue_pos_);
+    c->queued_ = false;
+  }
   --handshaking_;
   auto it = handshaking_by_ip_.find(c->remote_ip());
   if (it != handshaking_by_ip_.end() && --it->second == 0) handshaking_by_ip_.erase(it);
 }
 
+void Core::EvictOldest(const std::string& ip, bool same_ip) {
+  for (auto& w : unauthenticated_) {
+    auto c = w.lock();
+    if (!c || c->evicted() || (same_ip && c->remote_ip() != ip)) continue;
+    if (evictions_++ == 0 || evictions_ % 1000 == 0)
+      Log("too many connections without a finished handshake: ending the oldest (" +
+          std::to_string(evictions_) + " so far)");
+    c->Evict();
+    return;
+  }
+}
+
 // Accepts connections until the node stops. Unauthenticated handshakes are capped apart
-// from sessions, and per source address.
+// from sessions, and per source address, so strangers cannot crowd out members or the
+// process's descriptors. At a cap the oldest unauthenticated connection makes room (from
+// the same address first), never the newest: a member connecting now gets a slot, and
+// an attacker must keep opening connections faster than a handshake completes.
 awaitable<void> Core::Accept(tcp::acceptor acceptor) {
   for (;;) {
     boost::system::error_code ec;
@@ -50,26 +69,34 @@ awaitable<void> Core::Accept(tcp::acceptor acceptor) {
       ip = e2 ? "?" : ep.address().to_string();
       address = e2 ? "?" : ip + ":" + std::to_string(ep.port());
     }
-    // Unauthenticated handshakes are capped apart from sessions, and per source
-    // address, so strangers opening connections cannot crowd out members (or the
-    // process's descriptors).
-    if (conns_.size() >= kMaxConnections || handshaking_ >= kMaxHandshakes ||
-        handshaking_by_ip_[ip] >= kMaxHandshakesPerIp) {
-      if (handshaking_by_ip_[ip] == 0) handshaking_by_ip_.erase(ip);
+    if (conns_.size() >= kMaxConnections) {
       ++refused_connections_;
       if (!overload_logged_) {
         Log("refused " + address + ": too many connections");
         Emit({NodeEventKind::kRefused, "", address, "too many connections"});
       }
       overload_logged_ = true;
+      // Say so, so that the peer does not blame its key.
+      std::string busy(2, '\0');
+      busy[1] = static_cast<char>(sizeof kBusyMessage - 1);
+      busy += kBusyMessage;
+      sock.non_blocking(true, ec);
+      sock.write_some(asio::buffer(busy), ec);
       continue;
     }
     overload_logged_ = false;
+    auto per_ip = handshaking_by_ip_.find(ip);
+    if (per_ip != handshaking_by_ip_.end() && per_ip->second >= kMaxHandshakesPerIp)
+      EvictOldest(ip, true);
+    else if (handshaking_ >= kMaxHandshakes)
+      EvictOldest(ip, false);
     RefreshKeys();
     sock.set_option(tcp::no_delay(true), ec);
     auto conn = std::make_shared<Conn>(*this, std::move(sock), false, address, ip);
     ++handshaking_;
     ++handshaking_by_ip_[ip];
+    conn->queue_pos_ = unauthenticated_.insert(unauthenticated_.end(), conn);
+    conn->queued_ = true;
     asio::co_spawn(
         io_,
         [this, conn, address]() -> awaitable<void> {

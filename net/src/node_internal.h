@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -50,6 +51,12 @@ inline constexpr size_t kWriteChunk = 1 << 20;
 inline constexpr size_t kProgressChunk = 64 << 10;  // deadlines restart per piece this size
 inline constexpr uint64_t kPendingCap = 100000;
 inline constexpr size_t kMaxQueuedEvents = 10000;
+// What a responder sends, as a handshake message, before it closes a connection it has
+// no room for: the initiator says the peer was overloaded, not that its key was wrong.
+inline constexpr char kBusyMessage[] = "tandem-busy";
+// With more unauthenticated connections than this, new ones get kBusyHandshakeTimeout.
+inline constexpr size_t kBusyHandshakes = kMaxHandshakes / 2;
+inline constexpr auto kBusyHandshakeTimeout = seconds(2);
 
 uint64_t WallMs();
 
@@ -99,6 +106,13 @@ class Conn : public std::enable_shared_from_this<Conn> {
   void CheckTrust();
   // A graceful end: a final frame, then close.
   void Finish();
+  // Ends a connection still in its handshake to make room for a newer one (it says
+  // kBusyMessage first).
+  void Evict();
+  bool evicted() const { return evicted_; }
+  // Where this inbound connection sits in Core::unauthenticated_ while it is there.
+  std::list<std::weak_ptr<Conn>>::iterator queue_pos_;
+  bool queued_ = false;
   const std::optional<Key32>& peer_key() const { return peer_key_; }
   bool initiator() const { return initiator_; }
   const std::string& remote_ip() const { return remote_ip_; }
@@ -139,7 +153,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   bool initiator_;
   std::string address_;
   PeerStatus* status_ = nullptr;
-  bool closed_ = false, failed_ = false;
+  bool closed_ = false, failed_ = false, evicted_ = false;
   std::string error_;            // why it failed, if it did
   bool invite_mode_ = false;     // this connection redeems an invite
   bool expect_welcome_ = false;  // joiner: the first frame is the group key
@@ -194,10 +208,15 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
         [f = std::move(f)]() mutable -> awaitable<Status> { co_return f(); }, use_awaitable);
   }
   void RefreshCutoffs();
-  // Connecting and the handshake: 10 s, or the idle timeout if shorter.
+  // Connecting and the handshake: 10 s, or the idle timeout if shorter; shorter still
+  // while many unauthenticated connections wait (they may be an attack).
   std::chrono::seconds handshake_timeout() const {
-    return seconds(std::min(10, std::max(1, opt_.idle_timeout_s)));
+    auto t = seconds(std::min(10, std::max(1, opt_.idle_timeout_s)));
+    return handshaking_ > kBusyHandshakes ? std::min(t, kBusyHandshakeTimeout) : t;
   }
+  // Makes room for a new unauthenticated connection from `ip`: ends the oldest one from
+  // the same address (if `same_ip`), else the oldest of all.
+  void EvictOldest(const std::string& ip, bool same_ip);
   bool close_when_caught_up() const { return opt_.mode != NodeMode::kLive; }
   void HandshakeEnded(const std::shared_ptr<Conn>& c);
   void Register(const std::shared_ptr<Conn>& c);
@@ -242,6 +261,8 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   size_t dials_running_ = 0;
   size_t handshaking_ = 0;  // inbound connections not yet authenticated
   std::map<std::string, size_t> handshaking_by_ip_;
+  std::list<std::weak_ptr<Conn>> unauthenticated_;  // the same, oldest first
+  uint64_t evictions_ = 0;
   bool overload_logged_ = false;
   uint64_t failures_ = 0;
   uint64_t refused_connections_ = 0;

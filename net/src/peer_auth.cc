@@ -48,6 +48,10 @@ awaitable<bool> Conn::HandshakeAsInitiator(Key32* send, Key32* recv) {
   std::string m2;
   try {
     m2 = co_await ReadHandshake();
+    if (m2 == kBusyMessage) {
+      Fail("the peer is overloaded (too many connections waiting for a handshake); try again");
+      co_return false;
+    }
   } catch (const boost::system::system_error&) {
     Fail(invite_mode_ ? "the peer closed the connection during the handshake: it did not "
                         "accept the invite (not the inviter, or the invite was used or "

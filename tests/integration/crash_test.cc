@@ -37,8 +37,7 @@ TEST(Crash, KilledWritersLoseNothingThatCommitted) {
       if (rng() % 4 != 0) {
         const long want = 1 + static_cast<long>(rng() % 8);
         const auto bound = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-        while (acks() < want && std::chrono::steady_clock::now() < bound)
-          writer.ReadSome(&out, 10);
+        while (acks() < want && std::chrono::steady_clock::now() < bound) writer.ReadSome(&out, 10);
         ASSERT_GE(acks(), want) << "the writer acknowledged nothing within 60 s";
       }
       auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(rng() % 4000);
