@@ -64,6 +64,22 @@ Device::~Device() {
 }
 
 Result<std::shared_ptr<Device>> Device::Create(const std::string& dir, const OpenOptions& o) {
+  std::error_code ec;
+  const bool existed = fs::exists(dir, ec);
+  auto made = Provision(dir, o);
+  if (!made.ok() && made.status().code() != Code::kInvalidArgument) {
+    // A half-made device (a full disk, say) is removed: `init` can simply run again.
+    // (kInvalidArgument: the directory was not empty, and is not ours to touch.)
+    if (existed) {
+      for (const auto& e : fs::directory_iterator(dir, ec)) fs::remove_all(e.path(), ec);
+    } else {
+      fs::remove_all(dir, ec);
+    }
+  }
+  return made;
+}
+
+Result<std::shared_ptr<Device>> Device::Provision(const std::string& dir, const OpenOptions& o) {
   net::InitCrypto();
   TANDEM_ASSIGN_OR_RETURN(auto r, storage::CreateReplica(dir, StorageOptions(o)));
   Layout layout(dir);

@@ -4,6 +4,7 @@
 #include <lmdb.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,7 +33,25 @@ using engine::ReplicaMeta;
 namespace {
 
 constexpr uint32_t kLmdbMagic = 0xBEEFC0DE;
+constexpr off_t kLockFileBytes = 32 << 10;        // LMDB needs 16,512 for 256 readers
 constexpr size_t kMaxMapBytes = size_t{1} << 40;  // 1 TiB of address space at most
+
+// LMDB reports a short write (what a full disk gives) as EIO. If the filesystem of `dir`
+// is (nearly) out of space, say that instead: the fix is to free space, not to replace
+// the disk.
+Status DiskError(int rc, const std::string& what, const std::string& dir) {
+  if (rc == EIO || rc == ENOSPC || rc == EDQUOT) {
+    struct statvfs vfs;
+    if (::statvfs(dir.c_str(), &vfs) == 0) {
+      const uint64_t free_bytes = uint64_t{vfs.f_bavail} * vfs.f_frsize;
+      if (rc != EIO || free_bytes < (uint64_t{1} << 20))
+        return Status::Io(what + ": no space left on the disk holding " + dir + " (" +
+                          std::to_string(free_bytes / 1024) +
+                          " KiB free); free some space and try again");
+    }
+  }
+  return Status();
+}
 
 Status LmdbError(int rc, const std::string& what) {
   if (rc == MDB_MAP_FULL || rc == MDB_MAP_RESIZED)
@@ -227,6 +246,7 @@ class LmdbReplicaTable : public engine::ReplicaTable {
 
 struct LmdbStore::Impl {
   MDB_env* env = nullptr;
+  std::string dir;
   MDB_dbi meta = 0, fields = 0, log = 0, replicas = 0, names_db = 0, peers = 0;
   LmdbReplicaTable table;
   // Collection and field names, interned: a stored key is
@@ -329,6 +349,7 @@ struct LmdbStore::Impl {
       std::lock_guard g(grow_mu);
       must_grow = true;
     }
+    if (Status full = DiskError(rc, what, dir); !full.ok()) return full;
     return LmdbError(rc, what);
   }
 };
@@ -799,6 +820,24 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
   unsigned flags = MDB_NOTLS;
   if (opt.durability == Durability::kRelaxed) flags |= MDB_NOSYNC;
   const bool had_lock = fs::exists(dir + "/lock.mdb");
+  impl->dir = dir;
+  // LMDB maps lock.mdb and writes it through the mapping: a sparse file on a full disk
+  // kills the process with SIGBUS. So its blocks are allocated first (LMDB keeps a
+  // larger lock file as it is, with room for more readers).
+  {
+    const std::string lock = dir + "/lock.mdb";
+    int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return Status::Io("open " + lock + ": " + strerror(errno));
+    struct stat st;
+    int err = ::fstat(fd, &st) != 0 ? errno : 0;
+    if (!err && st.st_size < kLockFileBytes) err = ::posix_fallocate(fd, 0, kLockFileBytes);
+    ::close(fd);
+    if (err) {
+      if (!had_lock) ::unlink(lock.c_str());
+      if (Status full = DiskError(err, "open " + dir, dir); !full.ok()) return full;
+      return Status::Io("allocate " + lock + ": " + strerror(err));
+    }
+  }
   // Adopt the size on disk if it is larger than the initial size asked for.
   std::error_code ec;
   size_t on_disk = create ? 0 : static_cast<size_t>(fs::file_size(dir + "/data.mdb", ec));
@@ -806,7 +845,9 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
   mdb_env_set_mapsize(impl->env, impl->map_bytes);
   rc = mdb_env_open(impl->env, dir.c_str(), flags, 0644);
   if (rc) {
-    if (!create && !had_lock) fs::remove(dir + "/lock.mdb", ec);  // leave it as we found it
+    if (!had_lock) fs::remove(dir + "/lock.mdb", ec);  // leave it as we found it
+    if (create) fs::remove(dir + "/data.mdb", ec);
+    if (Status full = DiskError(rc, "open " + dir, dir); !full.ok()) return full;
     return LmdbError(rc, "open " + dir);
   }
   int dead = 0;
@@ -851,7 +892,7 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
       rc = mdb_txn_commit(txn);
     else
       mdb_txn_abort(txn);
-    if (rc) return LmdbError(rc, "initialise " + dir);
+    if (rc) return impl->Note(rc, "initialise " + dir);
   } else {
     rc = mdb_get(txn, impl->meta, &k, &v);
     if (rc || v.mv_size != 4) {
@@ -905,9 +946,17 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
 Result<std::unique_ptr<LmdbStore>> CreateStore(const std::string& dir, const Options& opt) {
   TANDEM_RETURN_IF_ERROR(CheckEmptyOrMissing(dir, "init"));
   std::error_code ec;
+  const bool existed = fs::exists(dir, ec);
   fs::create_directories(dir, ec);
   if (ec) return Status::Io("create " + dir + ": " + ec.message());
-  return Open(dir, opt, true, true);
+  auto store = Open(dir, opt, true, true);
+  if (!store.ok()) {
+    // Leave nothing that a second try would refuse as a non-empty directory.
+    fs::remove(dir + "/data.mdb", ec);
+    fs::remove(dir + "/lock.mdb", ec);
+    if (!existed) fs::remove(dir, ec);
+  }
+  return store;
 }
 
 Result<std::unique_ptr<LmdbStore>> OpenStore(const std::string& dir, const Options& opt) {

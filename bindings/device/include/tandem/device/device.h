@@ -104,6 +104,7 @@ class Device : public std::enable_shared_from_this<Device> {
  private:
   Device(std::string dir, std::unique_ptr<engine::Replica> r, std::optional<net::Identity> id,
          storage::Durability d);
+  static Result<std::shared_ptr<Device>> Provision(const std::string& dir, const OpenOptions& o);
   Layout layout_;
   std::unique_ptr<engine::Replica> replica_;
   std::optional<net::Identity> identity_;
