@@ -14,7 +14,7 @@ PACKAGES := g++ cmake make pkg-config libboost-dev capnproto libcapnp-dev liblmd
             python3-venv binutils
 
 .PHONY: all deps build demo test test-sanitize format format-check bench fuzz sim crash clean \
-        install
+        install crash-sync
 
 PREFIX  ?= /usr/local
 
@@ -61,6 +61,11 @@ sim: build
 KILLS ?= 2000
 crash: build
 	TANDEM_CRASH_ITERATIONS=$(KILLS) ./$(BUILD)/tests/crash_tests
+
+# kill -9 of either side of a sync at random moments: make crash-sync KILLS=100
+crash-sync: build
+	TANDEM_CRASH_SYNC_KILLS=$(KILLS) ./$(BUILD)/tests/net_tests \
+	  --gtest_filter='Net.KilledMidSyncBothSidesOpenCheckAndConverge'
 
 format:
 	git ls-files '*.h' '*.cc' '*.c' | xargs clang-format -i
