@@ -3,7 +3,7 @@
 set -eu
 BUILD=$1
 SECS=${2:-60}
-for t in field_state wire secure beacon; do
+for t in field_state wire secure beacon session; do
   work=$(mktemp -d)
   cp fuzz/corpus/$t/* "$work/"
   "$BUILD/fuzz/${t}_fuzz" -max_total_time="$SECS" -max_len=4096 "$work"

@@ -1,0 +1,216 @@
+// libFuzzer target, structure-aware: two sync sessions between two in-memory replicas,
+// driven by the input as a script of steps: deliver the next message either way, drop,
+// duplicate, reorder or mutate messages in flight, write locally, poll. After every step
+// it checks the session invariants:
+//   - a message a session refuses changes nothing in its replica (data, meta, peers);
+//   - a session that failed is not used again (the link would be closed);
+//   - the cursor a replica stores for its peer never moves backwards;
+//   - without any fault injected, once everything is delivered both sides have caught up
+//     and hold the same data.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <deque>
+#include <memory>
+#include <string>
+
+#include "tandem/engine/codec.h"
+#include "tandem/engine/memory_store.h"
+#include "tandem/engine/sync.h"
+
+namespace {
+
+using namespace tandem;
+using namespace tandem::engine;
+
+class Script {
+ public:
+  Script(const uint8_t* d, size_t n) : d_(d), n_(n) {}
+  bool more() const { return i_ < n_; }
+  uint8_t Next() { return i_ < n_ ? d_[i_++] : 0; }
+
+ private:
+  const uint8_t* d_;
+  size_t n_, i_ = 0;
+};
+
+ReplicaId Id(uint8_t b) {
+  ReplicaId id;
+  id.bytes.fill(b);
+  return id;
+}
+
+// Everything a refused message must leave as it was.
+std::string Snapshot(Replica& r) {
+  std::string out;
+  auto meta = r.Meta();
+  if (!meta.ok()) std::abort();
+  out += meta->id.Hex() + std::to_string(meta->clock) + meta->vv.ToString();
+  auto page = r.CollectDeltas(0, SIZE_MAX, nullptr);
+  if (!page.ok()) std::abort();
+  for (const auto& d : page->deltas)
+    out += d.key.collection + '\0' + d.key.record + '\0' + d.key.field + '\0' +
+           EncodeFieldState(d.state);
+  auto peers = r.Peers();
+  if (!peers.ok()) std::abort();
+  for (const auto& [id, ps] : *peers) out += id.Hex() + EncodePeerState(ps);
+  return out;
+}
+
+void LocalWrite(Replica& r, Script& s) {
+  const std::string rec = "r" + std::to_string(s.Next() % 4);
+  const uint8_t kind = s.Next() % 4;
+  Status st;
+  if (kind == 0) st = r.Put("c", rec, {{"f", Value{static_cast<int64_t>(s.Next())}}});
+  if (kind == 1) st = r.Incr("c", rec, "n", static_cast<int8_t>(s.Next()));
+  if (kind == 2) st = r.Add("c", rec, "s", Value{static_cast<int64_t>(s.Next() % 3)});
+  if (kind == 3) st = r.Delete("c", rec);
+  if (!st.ok() && st.code() != Code::kNotFound) std::abort();
+}
+
+// A structure-aware change to a message in flight.
+void Mutate(Message& m, Script& s) {
+  const uint8_t what = s.Next();
+  if (auto* h = std::get_if<Hello>(&m)) {
+    if (what % 3 == 0) h->protocol += 1;
+    if (what % 3 == 1) h->replica = Id(s.Next());
+    if (what % 3 == 2) h->send = CollectionFilter::Only({"c"});
+  } else if (auto* r = std::get_if<SyncRequest>(&m)) {
+    if (what % 2 == 0) r->cursor += s.Next();
+    if (what % 2 == 1) r->vv.Raise(Id(s.Next() % 3 + 1), s.Next());
+  } else if (auto* b = std::get_if<DeltaBatch>(&m)) {
+    if (what % 4 == 0) b->from += 1;
+    if (what % 4 == 1) b->cursor = b->cursor > 0 ? b->cursor - 1 : 5;
+    if (what % 4 == 2 && !b->deltas.empty()) b->deltas.pop_back();
+    if (what % 4 == 3 && !b->deltas.empty()) b->deltas[0].key.record = std::string(300, 'x');
+  } else if (auto* c = std::get_if<CaughtUp>(&m)) {
+    if (what % 2 == 0) c->cursor += 1;
+    if (what % 2 == 1) c->vv.Raise(Id(s.Next() % 3 + 1), s.Next());
+  } else if (auto* a = std::get_if<Ack>(&m)) {
+    a->cursor += what;
+  }
+}
+
+struct Side {
+  std::unique_ptr<Replica> replica;
+  std::unique_ptr<Session> session;
+  std::deque<Message> inbox;
+  bool failed = false;
+  uint64_t last_cursor = 0;  // the cursor stored for the peer, last seen
+};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  Script s(data, size);
+  uint64_t now = 1'700'000'000'000;
+  Side side[2];
+  for (int i = 0; i < 2; ++i) {
+    side[i].replica = std::make_unique<Replica>(std::make_unique<MemoryStore>(Id(i + 1)),
+                                                [&now] { return now; });
+    for (int w = s.Next() % 4; w > 0; --w) LocalWrite(*side[i].replica, s);
+    SessionOptions o;
+    o.batch_fields = 1 + s.Next() % 4;
+    o.window = 1 + s.Next() % 3;
+    side[i].session = std::make_unique<Session>(*side[i].replica, o);
+  }
+  for (int i = 0; i < 2; ++i) {
+    std::vector<Message> out;
+    if (!side[i].session->Start(&out).ok()) std::abort();
+    for (auto& m : out) side[1 - i].inbox.push_back(std::move(m));
+  }
+  bool faulted = false;
+  for (int steps = 0; s.more() && steps < 2000; ++steps) {
+    const uint8_t op = s.Next();
+    Side& to = side[op & 1];
+    Side& from = side[1 - (op & 1)];
+    now += op % 7;
+    switch ((op >> 1) % 8) {
+      case 0:
+      case 1:
+      case 2: {  // deliver
+        if (to.inbox.empty() || to.failed) break;
+        Message m = std::move(to.inbox.front());
+        to.inbox.pop_front();
+        const std::string before = Snapshot(*to.replica);
+        std::vector<Message> out;
+        Status st = to.session->Receive(m, &out);
+        if (!st.ok()) {
+          if (Snapshot(*to.replica) != before) std::abort();  // applied from a refused message
+          if (!faulted) std::abort();  // refused an untouched, in-order stream
+          to.failed = true;
+          break;
+        }
+        for (auto& r : out) from.inbox.push_back(std::move(r));
+        break;
+      }
+      case 3:  // drop
+        if (!to.inbox.empty()) to.inbox.pop_front(), faulted = true;
+        break;
+      case 4:  // duplicate
+        if (!to.inbox.empty()) to.inbox.push_front(to.inbox.front()), faulted = true;
+        break;
+      case 5:  // reorder
+        if (to.inbox.size() >= 2) {
+          std::swap(to.inbox[0], to.inbox[1 + s.Next() % (to.inbox.size() - 1)]);
+          faulted = true;
+        }
+        break;
+      case 6:  // mutate
+        if (!to.inbox.empty()) Mutate(to.inbox.front(), s), faulted = true;
+        break;
+      case 7: {  // a local write, then the writer's session offers it
+        Side& w = side[op & 1];
+        LocalWrite(*w.replica, s);
+        if (w.failed) break;
+        std::vector<Message> out;
+        Status st = w.session->Poll(&out);
+        if (!st.ok()) std::abort();  // polling reads local state only
+        for (auto& r : out) side[1 - (op & 1)].inbox.push_back(std::move(r));
+        break;
+      }
+    }
+    // The cursor stored for the peer never moves backwards.
+    for (int i = 0; i < 2; ++i) {
+      auto ps = side[i].replica->Peer(Id(2 - i));
+      if (!ps.ok()) std::abort();
+      if (ps->cursor < side[i].last_cursor) std::abort();
+      side[i].last_cursor = ps->cursor;
+    }
+  }
+  if (faulted) return 0;
+  // An undisturbed exchange: deliver everything, offer what is new, until quiet; then
+  // both have caught up and agree.
+  for (int rounds = 0;; ++rounds) {
+    if (rounds > 100000) std::abort();  // no quiescence
+    bool moved = false;
+    for (int i = 0; i < 2; ++i) {
+      Side& to = side[i];
+      std::vector<Message> out;
+      if (!to.inbox.empty()) {
+        Message m = std::move(to.inbox.front());
+        to.inbox.pop_front();
+        if (!to.session->Receive(m, &out).ok()) std::abort();
+        moved = true;
+      }
+      if (!to.session->Poll(&out).ok()) std::abort();
+      if (!out.empty()) moved = true;
+      for (auto& r : out) side[1 - i].inbox.push_back(std::move(r));
+    }
+    if (!moved) break;
+  }
+  if (!side[0].session->caught_up() || !side[1].session->caught_up()) std::abort();
+  auto contents = [](Replica& r) {
+    std::string out;
+    auto colls = r.Collections();
+    for (const auto& c : *colls)
+      (void)r.Scan(c, "", [&](const Record& rec) {
+        for (const auto& [f, v] : rec.fields)
+          out += rec.id + "." + f + "=" + std::to_string(v.count) + DebugString(v.scalar) + ";";
+        return true;
+      });
+    return out;
+  };
+  if (contents(*side[0].replica) != contents(*side[1].replica)) std::abort();
+  return 0;
+}
