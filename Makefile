@@ -14,7 +14,7 @@ PACKAGES := g++ cmake make pkg-config libboost-dev capnproto libcapnp-dev liblmd
             python3-venv binutils
 
 .PHONY: all deps build demo test test-sanitize format format-check bench fuzz sim crash clean \
-        install crash-sync
+        install crash-sync test-tsan
 
 PREFIX  ?= /usr/local
 
@@ -53,6 +53,15 @@ test-sanitize: deps
 	$(MAKE) build BUILD=build-sanitize CMAKE_FLAGS="-DTANDEM_SANITIZE=ON -DTANDEM_BENCH=OFF"
 	cd build-sanitize && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
 
+# ThreadSanitizer over what runs threads: the sync node (its network thread, storage
+# worker and callbacks), the change watcher, subscriptions, the C API and the network
+# tests, in build-tsan/.
+TSAN_TESTS ?= Node\.|Device\.|LmdbStore\.|MultiProcess\.|capi_tests|c_example|Net\.
+test-tsan: deps
+	$(MAKE) build BUILD=build-tsan CMAKE_FLAGS="-DTANDEM_TSAN=ON -DTANDEM_BENCH=OFF"
+	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+	  ctest --output-on-failure -j $(JOBS) -R '$(TSAN_TESTS)'
+
 # Many more simulator seeds than `make test` runs: make sim SEEDS=100000
 sim: build
 	./$(BUILD)/tests/tandem_sim --seeds $(SEEDS) --first 1000
@@ -86,4 +95,4 @@ fuzz: deps
 	./scripts/fuzz.sh build-fuzz
 
 clean:
-	rm -rf build build-sanitize build-bench build-fuzz
+	rm -rf build build-sanitize build-tsan build-bench build-fuzz

@@ -106,8 +106,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint64_t now = 1'700'000'000'000;
   Side side[2];
   for (int i = 0; i < 2; ++i) {
-    side[i].replica = std::make_unique<Replica>(std::make_unique<MemoryStore>(Id(i + 1)),
-                                                [&now] { return now; });
+    side[i].replica =
+        std::make_unique<Replica>(std::make_unique<MemoryStore>(Id(i + 1)), [&now] { return now; });
     for (int w = s.Next() % 4; w > 0; --w) LocalWrite(*side[i].replica, s);
     SessionOptions o;
     o.batch_fields = 1 + s.Next() % 4;

@@ -623,9 +623,9 @@ int tandem_batch_put_json(tandem_batch* batch, const char* collection, const cha
     tandem_batch staged;
     Register(&staged, Kind::kBatch);
     CStatus st;
-    for (const auto& [f, v] : fields) {
+    for (const auto& field : fields) {
       st = [&]() -> CStatus {
-        tandem_batch::Entry e{tandem_batch::Op::kPut, "", "", f, v, 0};
+        tandem_batch::Entry e{tandem_batch::Op::kPut, "", "", field.first, field.second, 0};
         C_RETURN_IF(Name(collection, "collection", &e.collection));
         C_RETURN_IF(Name(id, "id", &e.id));
         TANDEM_RETURN_IF_ERROR(engine::ValidateCollection(e.collection));

@@ -99,7 +99,7 @@ awaitable<void> Core::Accept(tcp::acceptor acceptor) {
     conn->queued_ = true;
     asio::co_spawn(
         io_,
-        [this, conn, address]() -> awaitable<void> {
+        [conn, address]() -> awaitable<void> {
           PeerStatus scratch;
           scratch.address = address;
           scratch.direction = "incoming";
