@@ -240,11 +240,18 @@ bool FieldValue::operator==(const FieldValue& o) const {
 }
 
 std::vector<Sibling> Siblings(const FieldState& s) {
-  std::vector<Sibling> out;
-  for (const auto& [d, m] : s.markers) out.push_back(Sibling{d, m.hlc, m.kind, m.value, false});
-  std::sort(out.begin(), out.end(), [](const Sibling& a, const Sibling& b) {
-    return std::tie(a.hlc, a.dot.replica, a.dot.seq) > std::tie(b.hlc, b.dot.replica, b.dot.seq);
+  // Winner first: the greatest (hlc, replica, seq). The markers are sorted by reference
+  // and copied once, in order.
+  std::vector<const std::pair<const Dot, Marker>*> order;
+  for (const auto& entry : s.markers) order.push_back(&entry);
+  std::sort(order.begin(), order.end(), [](const auto* a, const auto* b) {
+    return std::tie(a->second.hlc, a->first.replica, a->first.seq) >
+           std::tie(b->second.hlc, b->first.replica, b->first.seq);
   });
+  std::vector<Sibling> out;
+  out.reserve(order.size());
+  for (const auto* e : order)
+    out.push_back(Sibling{e->first, e->second.hlc, e->second.kind, e->second.value, false});
   if (!out.empty()) out.front().winner = true;
   return out;
 }

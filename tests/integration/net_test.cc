@@ -10,6 +10,7 @@
 #include <chrono>
 #include <fstream>
 #include <functional>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -365,7 +366,10 @@ class Proxy {
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   bool attacked() const { return attacked_; }
   // The client's first handshake message, length prefix included (after Serve ran).
-  std::string first_message() const { return first_message_; }
+  std::string first_message() const {
+    std::lock_guard lock(mu_);
+    return first_message_;
+  }
 
  private:
   static bool ReadN(int fd, std::string* buf, size_t n) {
@@ -403,7 +407,10 @@ class Proxy {
     for (int i = 0; i < handshakes; ++i) {
       if (!ReadN(from, &a, 2)) goto done;
       if (!ReadN(from, &b, (size_t(uint8_t(a[0])) << 8) | uint8_t(a[1]))) goto done;
-      if (handshakes == 2 && i == 0) first_message_ = a + b;
+      if (handshakes == 2 && i == 0) {
+        std::lock_guard lock(mu_);
+        first_message_ = a + b;
+      }
       if (!WriteAll(to, a + b)) goto done;
     }
     if (!ReadN(from, &a, 24) || !WriteAll(to, a)) goto done;
@@ -454,6 +461,7 @@ class Proxy {
   int listen_;
   uint16_t port_ = 0;
   std::atomic<bool> attacked_{false}, stop_{false};
+  mutable std::mutex mu_;  // the proxy's threads write it, the test reads it
   std::string first_message_;
   std::atomic<int> client_{-1}, server_{-1};
   std::thread thread_;
