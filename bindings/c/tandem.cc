@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -278,6 +279,11 @@ struct WatchState {
   std::atomic<bool> stopping{false};
   int stop_fd = -1;
   std::thread thread;
+  // The thread waits for `thread` to be assigned (a callback may free the subscription,
+  // which reads it).
+  std::mutex start_mu;
+  std::condition_variable start_cv;
+  bool started = false;
   ~WatchState() {
     if (thread.joinable()) {
       if (std::this_thread::get_id() == thread.get_id())
@@ -306,6 +312,10 @@ bool Deliver(WatchState& s) {
 }
 
 void WatchThread(std::shared_ptr<WatchState> s) {
+  {
+    std::unique_lock lock(s->start_mu);
+    s->start_cv.wait(lock, [&] { return s->started; });
+  }
   while (!s->stopping) {
     if (!Deliver(*s)) break;
     pollfd fds[2] = {{s->watcher->fd(), POLLIN, 0}, {s->stop_fd, POLLIN, 0}};
@@ -322,9 +332,21 @@ struct tandem_watch {
   std::shared_ptr<WatchState> state;
 };
 
+namespace {
+// The state of a live subscription handle, held for the call.
+Result<std::shared_ptr<WatchState>> WatchOf(tandem_watch* w) {
+  if (!w) return Status::Invalid("tandem_watch is NULL");
+  std::lock_guard lock(HandlesMu());
+  auto it = Handles().find(w);
+  if (it == Handles().end() || it->second != Kind::kWatch)
+    return Status::Invalid("the tandem_watch handle is freed or not a tandem_watch");
+  return w->state;
+}
+}  // namespace
+
 struct tandem_node {
   std::shared_ptr<Device> device;
-  std::unique_ptr<net::Node> node;
+  std::shared_ptr<net::Node> node;  // copied by each call, so a concurrent free waits
 };
 
 namespace {
@@ -952,11 +974,17 @@ int tandem_watch_new(tandem_watch** out, tandem_db* db, uint64_t since, tandem_c
     if (fn) {
       s->stop_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
       if (s->stop_fd < 0) return {TANDEM_IO, std::string("eventfd: ") + std::strerror(errno)};
-      s->thread = std::thread(WatchThread, s);
     }
-    auto* h = new tandem_watch{std::move(s)};
+    auto* h = new tandem_watch{s};
     Register(h, Kind::kWatch);
     *out = h;
+    // Last: the first callback may free the subscription, so the handle must be out.
+    if (fn) {
+      s->thread = std::thread(WatchThread, s);
+      std::lock_guard lock(s->start_mu);
+      s->started = true;
+      s->start_cv.notify_all();
+    }
     return {};
   });
 }
@@ -983,9 +1011,10 @@ void tandem_watch_free(tandem_watch* w) {
 int tandem_watch_fd(int* fd, tandem_watch* w, tandem_error* err) {
   return Guard(err, [&]() -> CStatus {
     C_RETURN_IF(NeedOut(fd, "fd"));
-    C_RETURN_IF(CheckHandle(w, Kind::kWatch, "tandem_watch"));
-    if (w->state->fn) return Invalid("a subscription with a callback has no descriptor to poll");
-    *fd = w->state->watcher->fd();
+    auto ws = WatchOf(w);
+    if (!ws.ok()) return ws.status();
+    if ((*ws)->fn) return Invalid("a subscription with a callback has no descriptor to poll");
+    *fd = (*ws)->watcher->fd();
     return {};
   });
 }
@@ -994,8 +1023,9 @@ int tandem_watch_drain(char** json, size_t* len, uint64_t* cursor, tandem_watch*
                        tandem_error* err) {
   return Guard(err, [&]() -> CStatus {
     C_RETURN_IF(NeedOut(json, "json"));
-    C_RETURN_IF(CheckHandle(w, Kind::kWatch, "tandem_watch"));
-    WatchState& s = *w->state;
+    auto ws = WatchOf(w);
+    if (!ws.ok()) return ws.status();
+    WatchState& s = **ws;
     if (s.fn) return Invalid("a subscription with a callback delivers its changes itself");
     std::lock_guard lock(s.mu);
     s.watcher->Clear();  // before reading: a commit after this makes it readable again
@@ -1177,24 +1207,28 @@ int tandem_node_new(tandem_node** out, tandem_db* db, const tandem_node_options*
         fn(&ce, context);
       });
     }
-    auto* h = new tandem_node{std::move(d), std::move(n).value()};
+    auto* h = new tandem_node{std::move(d), std::shared_ptr<net::Node>(std::move(n).value())};
     Register(h, Kind::kNode);
     *out = h;
     return {};
   });
 }
 
-static Result<tandem_node*> NodeOf(tandem_node* node) {
+// The node of a live handle, held for the call (a concurrent free cannot pull it away).
+static Result<std::shared_ptr<net::Node>> NodeOf(tandem_node* node) {
   if (!node) return Status::Invalid("tandem_node is NULL");
-  if (!IsLive(node, Kind::kNode)) return Status::Invalid("the tandem_node handle is freed");
-  return node;
+  std::lock_guard lock(HandlesMu());
+  auto it = Handles().find(node);
+  if (it == Handles().end() || it->second != Kind::kNode)
+    return Status::Invalid("the tandem_node handle is freed or not a tandem_node");
+  return node->node;
 }
 
 int tandem_node_start(tandem_node* node, tandem_error* err) {
   return Guard(err, [&]() -> CStatus {
     auto n = NodeOf(node);
     if (!n.ok()) return n.status();
-    return node->node->Start();
+    return (*n)->Start();
   });
 }
 
@@ -1202,7 +1236,7 @@ int tandem_node_stop(tandem_node* node, tandem_error* err) {
   return Guard(err, [&]() -> CStatus {
     auto n = NodeOf(node);
     if (!n.ok()) return n.status();
-    node->node->Stop();
+    (*n)->Stop();
     return {};
   });
 }
@@ -1211,7 +1245,7 @@ int tandem_node_wait(tandem_node* node, int timeout_ms, tandem_error* err) {
   return Guard(err, [&]() -> CStatus {
     auto n = NodeOf(node);
     if (!n.ok()) return n.status();
-    if (!node->node->Wait(timeout_ms)) return {TANDEM_BUSY, "the node is still running"};
+    if (!(*n)->Wait(timeout_ms)) return {TANDEM_BUSY, "the node is still running"};
     return {};
   });
 }
@@ -1232,9 +1266,8 @@ int tandem_node_status(char** json, size_t* len, tandem_node* node, tandem_error
     C_RETURN_IF(NeedOut(json, "json"));
     auto n = NodeOf(node);
     if (!n.ok()) return n.status();
-    return Out(
-        tandem::bindings::Canonical(tandem::bindings::NodeSnapshotToJson(node->node->Snapshot())),
-        json, len);
+    return Out(tandem::bindings::Canonical(tandem::bindings::NodeSnapshotToJson((*n)->Snapshot())),
+               json, len);
   });
 }
 
@@ -1243,7 +1276,7 @@ int tandem_node_listen_address(char** address, tandem_node* node, tandem_error* 
     C_RETURN_IF(NeedOut(address, "address"));
     auto n = NodeOf(node);
     if (!n.ok()) return n.status();
-    return Out(node->node->Snapshot().listen, address, nullptr);
+    return Out((*n)->Snapshot().listen, address, nullptr);
   });
 }
 
@@ -1252,7 +1285,7 @@ int tandem_node_event_fd(int* fd, tandem_node* node, tandem_error* err) {
     C_RETURN_IF(NeedOut(fd, "fd"));
     auto n = NodeOf(node);
     if (!n.ok()) return n.status();
-    *fd = node->node->event_fd();
+    *fd = (*n)->event_fd();
     return {};
   });
 }
@@ -1263,8 +1296,7 @@ int tandem_node_drain_events(char** json, size_t* len, tandem_node* node, tandem
     auto n = NodeOf(node);
     if (!n.ok()) return n.status();
     Json j = Json::array();
-    for (const auto& e : node->node->DrainEvents())
-      j.push_back(tandem::bindings::NodeEventToJson(e));
+    for (const auto& e : (*n)->DrainEvents()) j.push_back(tandem::bindings::NodeEventToJson(e));
     return Out(tandem::bindings::Canonical(j), json, len);
   });
 }

@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <condition_variable>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -14,10 +15,14 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Devices open in this process, by the device and inode of their directory (so that
-// two spellings of one path, or a symlink, find the same one).
+// Devices open in this process, by the device and inode of their data.mdb: two
+// spellings of one path, or a symlink, find the same one, and since an open device keeps
+// its data.mdb open, the inode cannot be another replica's while it is registered.
+// A device leaves the registry only once its LMDB environment is closed (under `mu`), and
+// Open waits for that, so one environment is never open twice in the process.
 struct Registry {
   std::mutex mu;
+  std::condition_variable closed;
   std::map<std::string, std::weak_ptr<Device>> open;
 };
 Registry& TheRegistry() {
@@ -27,7 +32,8 @@ Registry& TheRegistry() {
 
 Result<std::string> DirKey(const std::string& dir) {
   struct stat st;
-  if (::stat(dir.c_str(), &st) != 0) return Status::NotFound(dir + ": no such directory");
+  const std::string data = dir + "/data.mdb";
+  if (::stat(data.c_str(), &st) != 0) return Status::NotFound(data + ": not found");
   return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
 }
 
@@ -59,8 +65,10 @@ Device::~Device() {
   if (key_.empty()) return;
   Registry& reg = TheRegistry();
   std::lock_guard lock(reg.mu);
+  replica_.reset();  // closes the environment before anyone may open it again
   auto it = reg.open.find(key_);
   if (it != reg.open.end() && it->second.expired()) reg.open.erase(it);
+  reg.closed.notify_all();
 }
 
 Result<std::shared_ptr<Device>> Device::Create(const std::string& dir, const OpenOptions& o) {
@@ -98,16 +106,18 @@ Result<std::shared_ptr<Device>> Device::Provision(const std::string& dir, const 
 Result<std::shared_ptr<Device>> Device::Open(const std::string& dir, const OpenOptions& o) {
   Registry& reg = TheRegistry();
   // Held while opening, so that two threads opening one directory get one Device.
-  std::lock_guard lock(reg.mu);
+  std::unique_lock lock(reg.mu);
   auto key = DirKey(dir);
   if (key.ok()) {
-    auto it = reg.open.find(*key);
-    if (it != reg.open.end()) {
+    for (;;) {
+      auto it = reg.open.find(*key);
+      if (it == reg.open.end()) break;
       if (auto d = it->second.lock()) {
         if (d->durability_ != o.durability)
           return Status::Invalid(dir + " is already open in this process with another durability");
         return d;
       }
+      reg.closed.wait(lock);  // the last holder is closing it: wait until it has
     }
   }
   TANDEM_ASSIGN_OR_RETURN(auto r, storage::OpenReplica(dir, StorageOptions(o)));

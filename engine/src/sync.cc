@@ -48,7 +48,11 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     if (h->protocol != kProtocolVersion)
       return Status::Unsupported("peer speaks protocol " + std::to_string(h->protocol) +
                                  ", this build speaks " + std::to_string(kProtocolVersion));
-    if (h->replica == self_) return Status::Invalid("peer has our own replica id");
+    // Not taken as evidence of a copy (a node dialling its own address looks the same).
+    if (h->replica == self_)
+      return Status::Invalid(
+          "peer has our own replica id: this device dialled itself, or the two are copies "
+          "of one replica cloned with their disk (see docs/design.md, copies and rollbacks)");
     if (h->replica.IsZero()) return Status::Invalid("peer replica id is zero");
     peer_ = h->replica;
     peer_send_ = h->send;

@@ -295,6 +295,9 @@ awaitable<bool> Conn::Run(PeerStatus* status) {
       d_.Unregister(self);  // gives back the handshake slot
       co_return false;
     }
+    // Authenticated: no longer one of the connections pre-authentication limits may
+    // evict (an invite may already be burnt for it).
+    d_.HandshakeEnded(self);
     sealer_ = std::make_unique<FrameSealer>(send);
     sodium_memzero(send.data(), send.size());
     std::string header(sealer_->header());

@@ -65,6 +65,7 @@ awaitable<void> Core::Dial(std::vector<std::string> addresses, PeerStatus* statu
         auto conn = std::make_shared<Conn>(*this, std::move(*sock), true, address);
         ok = co_await conn->Run(status);
         rolled_back = conn->rolled_back();
+        if (ok) retried_rollback = false;  // a later rollback gets its own retry
         break;
       } catch (const boost::system::system_error& e) {
         ++status->errors;

@@ -23,11 +23,9 @@ bool Core::FirstSeen(const std::string& m1) {
 
 // An inbound connection leaves the handshake phase (registered or gone).
 void Core::HandshakeEnded(const std::shared_ptr<Conn>& c) {
-  if (c->initiator()) return;
-  if (c->queued_) {
-    unauthenticated_.erase(c->queue_pos_);
-    c->queued_ = false;
-  }
+  if (c->initiator() || !c->queued_) return;  // once per inbound connection
+  unauthenticated_.erase(c->queue_pos_);
+  c->queued_ = false;
   --handshaking_;
   auto it = handshaking_by_ip_.find(c->remote_ip());
   if (it != handshaking_by_ip_.end() && --it->second == 0) handshaking_by_ip_.erase(it);

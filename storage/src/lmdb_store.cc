@@ -98,11 +98,13 @@ Result<std::string> Fingerprint(const std::string& dir) {
   const std::string path = dir + "/data.mdb";
   if (::statx(AT_FDCWD, path.c_str(), 0, STATX_INO | STATX_BTIME, &st) != 0)
     return Status::Io("stat " + path + ": " + strerror(errno));
+  // The device number is not stable across boots on some systems (btrfs subvolumes, LVM,
+  // USB disks): with a birth time, inode and birth time alone identify the file.
+  const bool btime = st.stx_mask & STATX_BTIME;
   const uint64_t fields[3] = {
-      (uint64_t{st.stx_dev_major} << 32) | st.stx_dev_minor, st.stx_ino,
-      (st.stx_mask & STATX_BTIME)
-          ? static_cast<uint64_t>(st.stx_btime.tv_sec) * 1'000'000'000 + st.stx_btime.tv_nsec
-          : 0};
+      btime ? 0 : (uint64_t{st.stx_dev_major} << 32) | st.stx_dev_minor, st.stx_ino,
+      btime ? static_cast<uint64_t>(st.stx_btime.tv_sec) * 1'000'000'000 + st.stx_btime.tv_nsec
+            : 0};
   std::string out(sizeof fields, '\0');
   std::memcpy(out.data(), fields, sizeof fields);
   return out;
@@ -1038,8 +1040,10 @@ Status Backup(LmdbStore& store, const std::string& dest, const std::vector<std::
 Status Restore(const std::string& backup, const std::string& dir,
                const std::vector<std::string>& files) {
   {
-    // Validate the backup fully (format, meta, every field) before making anything.
-    TANDEM_ASSIGN_OR_RETURN(auto src, OpenStore(backup));
+    // Validate the backup fully (format, meta, every field) before making anything,
+    // without changing it (no origin stamp, no new id).
+    TANDEM_RETURN_IF_ERROR(ProbeDataFile(backup));
+    TANDEM_ASSIGN_OR_RETURN(auto src, Open(backup, Options{}, false, /*stamp=*/false));
     TANDEM_RETURN_IF_ERROR(Check(*src).With("backup " + backup));
   }
   TANDEM_RETURN_IF_ERROR(CheckEmptyOrMissing(dir, "restore"));

@@ -247,6 +247,19 @@ TEST(Node, BadOptionsAreRefusedAtStart) {
   EXPECT_EQ((*n1)->Start().code(), Code::kInvalidArgument);
 }
 
+// The registry is keyed by the open data file, not the directory: a directory removed and
+// made again (its inode may be reused) is a new device, not the old one still open.
+TEST(Device, ARemovedAndRecreatedDirectoryIsANewDevice) {
+  TempDir tmp;
+  auto a = Device::Create(tmp / "a");
+  ASSERT_TRUE(a.ok());
+  std::filesystem::remove_all(tmp / "a");
+  auto b = Device::Create(tmp / "a");
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_NE(a->get(), b->get());
+  EXPECT_NE((*a)->device_id(), (*b)->device_id());
+}
+
 TEST(Device, OpeningADirectoryTwiceGivesTheSameDevice) {
   TempDir tmp;
   auto a = Device::Create(tmp / "a");

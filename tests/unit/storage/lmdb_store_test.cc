@@ -164,8 +164,14 @@ TEST(LmdbStore, RestoreOfABackupLargerThanTheInitialMap) {
     ASSERT_TRUE(Backup(StoreOf(**r), bak).ok());
   }
   ASSERT_GT(fs::file_size(fs::path(bak) / "data.mdb"), size_t{64} << 20);
+  auto read = [](const std::string& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  const std::string before = read(bak + "/data.mdb");
   Status st = Restore(bak, dst);
   ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_TRUE(read(bak + "/data.mdb") == before) << "restore changed the backup";
   auto r = OpenReplica(dst);
   ASSERT_TRUE(r.ok());
   EXPECT_NE((*r)->Meta()->id, src_id);
