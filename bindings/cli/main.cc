@@ -2,8 +2,10 @@
 //
 // Exit status: 0 success, 1 runtime failure (not found, corrupt, I/O), 2 usage error
 // (bad arguments or input). Errors are one line on stderr: "tandem: <message>".
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -152,34 +154,56 @@ std::string Ago(uint64_t ms) {
 }
 
 // DIR/daemon.json, replaced atomically (written to a temporary file, renamed).
-void WriteStatusFile(const std::string& path, const net::NodeSnapshot& s) {
+// Returns the error, empty on success.
+std::string WriteStatusFile(const std::string& path, const net::NodeSnapshot& s) {
   Json j = tandem::bindings::NodeSnapshotToJson(s);
   j["pid"] = static_cast<int64_t>(::getpid());
   std::string tmp = path + ".tmp";
   FILE* f = std::fopen(tmp.c_str(), "w");
-  if (!f) return;
+  if (!f) return std::strerror(errno);
   std::string text = j.dump();
   bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  const int write_errno = errno;
   ok = std::fclose(f) == 0 && ok;
-  if (ok) std::rename(tmp.c_str(), path.c_str());
+  if (!ok) {
+    std::remove(tmp.c_str());
+    return std::strerror(write_errno ? write_errno : EIO);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) return std::strerror(errno);
+  return {};
+}
+
+// Whether some `tandem serve` or `sync` holds DIR/daemon.lock (they hold it shared).
+bool DaemonHoldsLock(const std::string& dir) {
+  int fd = ::open(tandem::device::Layout(dir).daemon_lock().c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool held = ::flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  ::close(fd);  // releases the lock if we got it
+  return held;
 }
 
 // The running daemon's status file, if a daemon is running on this replica.
 std::optional<Json> DaemonStatus(const std::string& dir) {
+  // The lock says whether a daemon runs (a crash releases it); daemon.json what it does.
+  const bool locked = DaemonHoldsLock(dir);
   std::ifstream in(tandem::device::Layout(dir).status_file());
-  if (!in) return std::nullopt;
-  Json j = Json::parse(in, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return std::nullopt;
-  int64_t pid = j.value("pid", int64_t{0});
-  // A crashed daemon leaves "running": true behind; its pid may since belong to another
-  // program, so the process must exist and be a tandem.
-  bool alive = j.value("running", false) && pid > 0 && ::kill(static_cast<pid_t>(pid), 0) == 0;
-  if (alive) {
-    std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
-    std::string name;
-    if (comm && std::getline(comm, name)) alive = name == "tandem";
+  Json j = in ? Json::parse(in, nullptr, false) : Json(nullptr);
+  const bool readable = !j.is_discarded() && j.is_object();
+  bool fresh = false;
+  if (readable && j.value("running", false)) {
+    // The pid must be alive and a tandem (a pid may have been reused since).
+    const int64_t pid = j.value("pid", int64_t{0});
+    fresh = pid > 0 && ::kill(static_cast<pid_t>(pid), 0) == 0;
+    if (fresh) {
+      std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
+      std::string name;
+      fresh = comm && std::getline(comm, name) && name == "tandem";
+    }
   }
-  j["running"] = alive;
+  if (locked && !fresh)  // a daemon runs but could not write its status (a full disk...)
+    return Json{{"running", true}, {"status_file", "unavailable"}, {"peers", Json::array()}};
+  if (!readable) return std::nullopt;
+  j["running"] = fresh && locked;
   return j;
 }
 
@@ -203,8 +227,25 @@ int RunNode(Device& d, net::NodeOptions o) {
   int sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
   if (sfd < 0) throw Exit{1, std::string("signalfd: ") + std::strerror(errno)};
   auto node = Check(d.NewNode(std::move(o)));
+  // Held until exit (or a crash): `status` knows a daemon runs even without daemon.json.
+  const int lock_fd = ::open(d.layout().daemon_lock().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd >= 0 && ::flock(lock_fd, LOCK_SH | LOCK_NB) != 0) {
+    // Only an exclusive holder (a `status` probing right now) can be in the way: wait.
+    if (::flock(lock_fd, LOCK_SH) != 0) std::fprintf(stderr, "tandem: cannot lock daemon.lock\n");
+  }
   const std::string status_path = d.layout().status_file();
-  auto publish = [&](const net::NodeSnapshot& s) { WriteStatusFile(status_path, s); };
+  std::string status_error;
+  auto publish = [&](const net::NodeSnapshot& s) {
+    std::string e = WriteStatusFile(status_path, s);
+    if (e != status_error) {  // said once per change, not every second
+      std::fprintf(stderr, "tandem: %s\n",
+                   e.empty() ? "the status file is written again"
+                             : Printable("cannot write " + status_path + ": " + e +
+                                         " (tandem status will show no peers)")
+                                   .c_str());
+      status_error = e;
+    }
+  };
   Status started = node->Start();
   if (!started.ok()) {
     ::close(sfd);
@@ -238,6 +279,7 @@ int RunNode(Device& d, net::NodeOptions o) {
   last.running = false;
   publish(last);
   ::close(sfd);
+  if (lock_fd >= 0) ::close(lock_fd);
   if (once && last.failures > 0) ok = false;
   return once && !ok ? 1 : 0;
 }
@@ -620,6 +662,9 @@ int Main(int argc, char** argv) {
     Print("device " + self_device + " (replica " + meta.id.Hex() + ")");
     if (!ds || (*ds)["running"] != true) {
       Print("daemon: not running");
+    } else if (ds->contains("status_file")) {
+      Print("daemon: running, but it could not write its status file (" +
+            tandem::device::Layout(dir).status_file() + "): peers unknown; see its log");
     } else {
       Print("daemon: running, pid " + std::to_string(ds->value("pid", 0)) + ", " +
             ds->value("mode", "") + " mode" +

@@ -671,6 +671,26 @@ TEST_F(Net, LiveIntervalAndStatus) {
   EXPECT_NE(T({"status", b}).out.find("daemon: not running"), std::string::npos);
 }
 
+// A daemon that cannot write daemon.json (a full disk, a file in the way) is still shown
+// as running, and says why; a daemon killed with SIGKILL is shown as not running.
+TEST_F(Net, StatusKnowsADaemonRunsWithoutItsStatusFile) {
+  std::string a = Init("a");
+  fs::create_directory(a + "/daemon.json.tmp");  // every write of the status file fails
+  Serve s({a, "--listen", "127.0.0.1:0"}, Log("a"));
+  EXPECT_TRUE(WaitFor([&] { return s.log().find("cannot write") != std::string::npos; }))
+      << s.log();
+  auto st = T({"status", a});
+  EXPECT_NE(st.out.find("daemon: running, but it could not write its status file"),
+            std::string::npos)
+      << st.out;
+  EXPECT_EQ(json::parse(T({"status", a, "--json"}).out)["daemon"]["running"], true);
+  fs::remove(a + "/daemon.json.tmp");
+  EXPECT_TRUE(WaitFor([&] { return StatusOf(a).value("pid", 0) == s.pid(); }));
+  EXPECT_NE(T({"status", a}).out.find("daemon: running, pid"), std::string::npos);
+  s.Kill(SIGKILL);  // daemon.json still says running; the lock says otherwise
+  EXPECT_NE(T({"status", a}).out.find("daemon: not running"), std::string::npos);
+}
+
 // `cp -a a a2`, then a write on each copy and a sync of each with b: both writes reach
 // b (the copy took a new replica id when it was first opened). And a copy restored over
 // its own file (same inode, so only a sync can tell) is found rolled back by `sync`, which

@@ -8,6 +8,7 @@
 //   invites/             open invites this device made
 //   join.code            an invite this device has yet to redeem
 //   daemon.json          the status a running `tandem serve` publishes (written by the CLI)
+//   daemon.lock          held by a running `tandem serve` or `sync` (flock)
 // Backups carry identity.key and group.key with the data (Layout::key_files).
 //
 // Thread-safety: a Device may be used from several threads at once. Opening a directory
@@ -35,6 +36,9 @@ struct Layout {
   std::string dir;
   std::string identity_key() const { return dir + "/identity.key"; }
   std::string status_file() const { return dir + "/daemon.json"; }
+  // Held (shared flock) by every running `tandem serve`/`sync`: tells `status` whether
+  // one runs even when daemon.json could not be written, and is released by a crash.
+  std::string daemon_lock() const { return dir + "/daemon.lock"; }
   net::GroupPaths group() const {
     return {dir + "/group.key", dir + "/invites", dir + "/join.code"};
   }
