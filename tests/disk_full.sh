@@ -21,9 +21,25 @@ fi
 fs=$(mktemp -d)
 mount -t tmpfs -o size=2m tmpfs "$fs"
 trap 'umount "$fs"; rmdir "$fs"' EXIT
+serve=""
 fail() { echo "FAIL: $*"; exit 1; }
 
 "$T" init "$fs/a" > /dev/null 2>&1 || fail "init on an empty disk"
+# A peer on another disk, paired with a while there is room.
+peer=$(mktemp -d)
+trap 'kill $serve 2>/dev/null && wait $serve 2>/dev/null; umount "$fs"; rmdir "$fs"; rm -rf "$peer"' EXIT
+"$T" init "$peer/b" > /dev/null 2>&1
+"$T" serve "$fs/a" --listen 127.0.0.1:0 2> "$peer/a.log" &
+serve=$!
+addr=""
+for _ in $(seq 100); do
+  addr=$(sed -n 's/.*"listen":"\([^"]*\)".*/\1/p' "$fs/a/daemon.json" 2>/dev/null || true)
+  [ -n "$addr" ] && break
+  sleep 0.1
+done
+[ -n "$addr" ] || fail "the daemon did not start"
+"$T" invite "$fs/a" --address "$addr" 2> /dev/null | "$T" join "$peer/b" - 2> /dev/null
+"$T" sync "$peer/b" > /dev/null 2>&1 || fail "pairing"
 dd if=/dev/zero of="$fs/ballast" bs=64k count=8 2> /dev/null   # freed later
 big="$fs/../value.$$.json"
 python3 -c "print('\"' + 'y' * 300000 + '\"')" > "$big"
@@ -40,6 +56,12 @@ case "$err" in *"no space left on the disk"*) ;; *) fail "the error does not nam
 "$T" check "$fs/a" > /dev/null || fail "check after the failed write"
 "$T" get "$fs/a" c r0 > /dev/null || fail "an earlier record is gone"
 
+# A sync into the full disk ends that session cleanly; the daemon keeps running.
+"$T" put "$peer/b" c from-b "v=@$big" > /dev/null 2>&1
+if "$T" sync "$peer/b" --peer "$addr" > /dev/null 2>&1; then fail "a sync into a full disk succeeded"; fi
+kill -0 $serve 2> /dev/null || fail "the daemon died receiving a sync into a full disk"
+grep -q "no space left on the disk" "$peer/a.log" || fail "the daemon did not say the disk is full"
+
 # init on the full disk: an error, not a crash, and no leftovers.
 set +e
 "$T" init "$fs/b" > /dev/null 2> "$fs/../err.$$"
@@ -51,6 +73,8 @@ rm -f "$fs/../err.$$"
 
 # Space is freed: everything works again.
 rm "$fs/ballast"
+"$T" sync "$peer/b" --peer "$addr" > /dev/null 2>&1 || fail "the sync after space was freed"
+"$T" get "$fs/a" c from-b > /dev/null || fail "the peer's write did not arrive once there was room"
 "$T" put "$fs/a" c after v=1 || fail "a write after space was freed"
 "$T" init "$fs/b" > /dev/null 2>&1 || fail "init after space was freed"
 "$T" check "$fs/a" > /dev/null || fail "check at the end"
