@@ -49,7 +49,7 @@ awaitable<void> Core::Discovery() {
   asio::co_spawn(
       io_,
       [this, sockp, group_ep, my_port, my_ip]() -> awaitable<void> {
-        auto& sock = *sockp;
+        auto& out = *sockp;
         bool send_failed = false;
         asio::steady_timer t(io_);
         while (!stopping_) {
@@ -59,8 +59,8 @@ awaitable<void> Core::Discovery() {
           b.ipv4 = my_ip;
           const std::string pkt = SealBeacon(BeaconKey(group_key_), b);
           boost::system::error_code ec;
-          co_await sock.async_send_to(asio::buffer(pkt), group_ep,
-                                      asio::redirect_error(use_awaitable, ec));
+          co_await out.async_send_to(asio::buffer(pkt), group_ep,
+                                     asio::redirect_error(use_awaitable, ec));
           // Said once: without a multicast route nobody will find this device.
           if (ec && !send_failed)
             Log("discovery: cannot send beacons: " + ec.message() +

@@ -213,21 +213,21 @@ Result<Message> DecodeMessage(std::string_view bytes) {
           names.emplace_back(s);
         }
         auto data = r.getEntries();
-        std::string_view body(reinterpret_cast<const char*>(data.begin()), data.size());
+        std::string_view batch_bytes(reinterpret_cast<const char*>(data.begin()), data.size());
         std::string unpacked;
         if (r.getCompression() == wire::Compression::ZSTD) {
           const size_t raw = r.getRawSize();
           if (raw > kMaxBatchBodyBytes) return Status::Corrupt("batch body too large");
           unpacked.resize(raw);
-          size_t n = ZSTD_decompress(unpacked.data(), raw, body.data(), body.size());
+          size_t n = ZSTD_decompress(unpacked.data(), raw, batch_bytes.data(), batch_bytes.size());
           if (ZSTD_isError(n) || n != raw) return Status::Corrupt("batch body does not decompress");
-          body = unpacked;
+          batch_bytes = unpacked;
         } else if (r.getCompression() != wire::Compression::NONE) {
           return Status::Unsupported("unknown batch compression");
-        } else if (r.getRawSize() != body.size()) {
+        } else if (r.getRawSize() != batch_bytes.size()) {
           return Status::Corrupt("batch body size mismatch");
         }
-        engine::Reader er(body);
+        engine::Reader er(batch_bytes);
         auto name_at = [&](uint64_t i) -> const std::string* {
           return i < names.size() ? &names[i] : nullptr;
         };

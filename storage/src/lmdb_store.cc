@@ -883,12 +883,12 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
     std::string m = EncodeMeta(meta);
     MDB_val mk = Val("replica"), mv = Val(m);
     if (!rc) rc = mdb_put(txn, impl->meta, &mk, &mv, 0);
-    auto origin = Fingerprint(dir);
-    if (!origin.ok()) {
+    auto here = Fingerprint(dir);
+    if (!here.ok()) {
       mdb_txn_abort(txn);
-      return origin.status();
+      return here.status();
     }
-    MDB_val ok = Val("origin"), ov = Val(*origin);
+    MDB_val ok = Val("origin"), ov = Val(*here);
     if (!rc) rc = mdb_put(txn, impl->meta, &ok, &ov, 0);
     if (!rc)
       rc = mdb_txn_commit(txn);

@@ -37,9 +37,9 @@ struct Node {
     EXPECT_TRUE(m.ok()) << m.status().ToString();
     return m.ok() ? *m : ReplicaMeta{};
   }
-  Record Get(const std::string& c, const std::string& id) {
-    auto r = replica.Get(c, id);
-    EXPECT_TRUE(r.ok()) << c << "/" << id << ": " << r.status().ToString();
+  Record Get(const std::string& c, const std::string& record) {
+    auto r = replica.Get(c, record);
+    EXPECT_TRUE(r.ok()) << c << "/" << record << ": " << r.status().ToString();
     return r.ok() ? *r : Record{};
   }
   std::vector<std::string> ScanIds(const std::string& c, const std::string& after = "") {

@@ -98,10 +98,10 @@ class [[nodiscard]] Result {
 #define TANDEM_CONCAT(a, b) TANDEM_CONCAT_INNER(a, b)
 
 // Returns the Status from the enclosing function when it is not OK.
-#define TANDEM_RETURN_IF_ERROR(expr) \
-  do {                               \
-    ::tandem::Status _st = (expr);   \
-    if (!_st.ok()) return _st;       \
+#define TANDEM_RETURN_IF_ERROR(expr)                                               \
+  do {                                                                             \
+    ::tandem::Status TANDEM_CONCAT(_st_, __LINE__) = (expr);                       \
+    if (!TANDEM_CONCAT(_st_, __LINE__).ok()) return TANDEM_CONCAT(_st_, __LINE__); \
   } while (0)
 
 // TANDEM_ASSIGN_OR_RETURN(auto x, MakeX()); returns the Status on failure.

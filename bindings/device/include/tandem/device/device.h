@@ -32,7 +32,7 @@ namespace tandem::device {
 
 // Every file of a replica directory, in one place.
 struct Layout {
-  explicit Layout(std::string dir) : dir(std::move(dir)) {}
+  explicit Layout(std::string directory) : dir(std::move(directory)) {}
   std::string dir;
   std::string identity_key() const { return dir + "/identity.key"; }
   std::string status_file() const { return dir + "/daemon.json"; }
