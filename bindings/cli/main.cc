@@ -82,8 +82,10 @@ void CheckWritable(const std::string& coll) {
     throw Exit{2, "collection " + coll + " is reserved for tandem itself (use invite/revoke)"};
 }
 
+// COLL,... or `none` (a one-way device: nothing that way but the trust set).
 engine::CollectionFilter ParseFilter(const std::string& list, const char* flag) {
   if (list.empty()) return {};
+  if (list == "none") return engine::CollectionFilter::None();
   std::set<std::string> names;
   std::stringstream ss(list);
   std::string c;
@@ -412,9 +414,9 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(1, 86400 * 7));
   std::vector<CLI::Option*> filter_opts;
   filter_opts.push_back(
-      serve->add_option("--send", send_list, "Only send these collections (COLL,...)"));
-  filter_opts.push_back(
-      serve->add_option("--receive", receive_list, "Only accept these collections (COLL,...)"));
+      serve->add_option("--send", send_list, "Only send these collections (COLL,... or none)"));
+  filter_opts.push_back(serve->add_option("--receive", receive_list,
+                                          "Only accept these collections (COLL,... or none)"));
   serve->add_flag("--discover", discover, "Find peers of this group on the local network");
 
   auto* sync = app.add_subcommand("sync", "Sync once with peers, both ways; exit 0 when caught up");
@@ -422,9 +424,9 @@ int Main(int argc, char** argv) {
   sync->add_option("--peer", peers,
                    "HOST:PORT (repeatable; default: the address hints of a pending invite)");
   filter_opts.push_back(
-      sync->add_option("--send", send_list, "Only send these collections (COLL,...)"));
-  filter_opts.push_back(
-      sync->add_option("--receive", receive_list, "Only accept these collections (COLL,...)"));
+      sync->add_option("--send", send_list, "Only send these collections (COLL,... or none)"));
+  filter_opts.push_back(sync->add_option("--receive", receive_list,
+                                         "Only accept these collections (COLL,... or none)"));
 
   int timeout_s = 45;
   for (auto* s : {serve, sync})
@@ -666,10 +668,19 @@ int Main(int argc, char** argv) {
       Print("daemon: running, but it could not write its status file (" +
             tandem::device::Layout(dir).status_file() + "): peers unknown; see its log");
     } else {
+      auto filter = [&](const char* key) -> std::string {
+        const Json& f = (*ds)[key];
+        if (!f.is_array()) return "all";
+        if (f.empty()) return "none";
+        std::string out;
+        for (const auto& c : f) out += (out.empty() ? "" : ",") + c.get<std::string>();
+        return out;
+      };
       Print("daemon: running, pid " + std::to_string(ds->value("pid", 0)) + ", " +
             ds->value("mode", "") + " mode" +
             (ds->value("listen", "").empty() ? "" : ", listening on " + ds->value("listen", "")) +
-            ", " + std::to_string(ds->value("refused_connections", 0)) + " connections refused");
+            ", sends " + filter("send") + ", receives " + filter("receive") + ", " +
+            std::to_string(ds->value("refused_connections", 0)) + " connections refused");
       for (const auto& p : (*ds)["peers"]) {
         std::string pending = p.contains("pending_changes") && p["pending_changes"].is_number()
                                   ? std::to_string(p["pending_changes"].get<uint64_t>())

@@ -242,7 +242,14 @@ Json NodeSnapshotToJson(const net::NodeSnapshot& s) {
   const char* mode = s.mode == net::NodeMode::kOnce       ? "once"
                      : s.mode == net::NodeMode::kInterval ? "interval"
                                                           : "live";
+  // "all", or the collections (an empty list: none).
+  auto filter = [](const engine::CollectionFilter& f) -> Json {
+    if (f.all) return "all";
+    return Json(std::vector<std::string>(f.names.begin(), f.names.end()));
+  };
   return Json{{"running", s.running},
+              {"send", filter(s.send)},
+              {"receive", filter(s.receive)},
               {"device", s.device},
               {"listen", s.listen},
               {"mode", mode},

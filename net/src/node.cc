@@ -188,6 +188,8 @@ void Core::RefreshSnapshot(bool running) {
   snap.updated_ms = WallMs();
   snap.refused_connections = refused_connections_;
   snap.failures = failures_;
+  snap.send = opt_.send;
+  snap.receive = opt_.receive;
   // Connected inbound peers from their connection; the rest from peers_, where a
   // finished inbound session was merged under its device.
   std::set<std::string> live_inbound;

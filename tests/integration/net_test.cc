@@ -691,6 +691,31 @@ TEST_F(Net, StatusKnowsADaemonRunsWithoutItsStatusFile) {
   EXPECT_NE(T({"status", a}).out.find("daemon: not running"), std::string::npos);
 }
 
+// A one-way device: accounting receives but never sends (`--send none`); the trust set
+// still flows both ways, and status says which way data goes.
+TEST_F(Net, AOneWayDeviceReceivesButNeverSends) {
+  std::string shop = Init("shop"), accounting = Init("accounting");
+  std::string addr;
+  auto ss = Listen("shop", {}, &addr);
+  Pair("shop", "accounting", addr);
+  ASSERT_EQ(T({"put", shop, "orders", "o1", "total=12"}).exit_code, 0);
+  ASSERT_EQ(T({"put", accounting, "notes", "private", "v=1"}).exit_code, 0);
+  Serve sa({accounting, "--peer", addr, "--send", "none"}, Log("accounting"));
+  EXPECT_TRUE(WaitFor([&] { return Has(accounting, "orders", "o1"); })) << sa.log();
+  ASSERT_EQ(T({"put", shop, "orders", "o2", "total=7"}).exit_code, 0);
+  EXPECT_TRUE(WaitFor([&] { return Has(accounting, "orders", "o2"); })) << sa.log();
+  EXPECT_FALSE(Has(shop, "notes", "private")) << "a one-way device sent data";
+  auto st = json::parse(T({"status", accounting, "--json"}).out);
+  EXPECT_EQ(st["daemon"]["send"], json::array());
+  EXPECT_EQ(st["daemon"]["receive"], "all");
+  EXPECT_NE(T({"status", accounting}).out.find("sends none, receives all"), std::string::npos);
+  // The trust set still flows both ways: each lists both devices.
+  for (const auto& dir : {shop, accounting}) {
+    const std::string devices = T({"devices", dir}).out;
+    EXPECT_EQ(std::count(devices.begin(), devices.end(), '\n'), 2) << devices;
+  }
+}
+
 // `cp -a a a2`, then a write on each copy and a sync of each with b: both writes reach
 // b (the copy took a new replica id when it was first opened). And a copy restored over
 // its own file (same inode, so only a sync can tell) is found rolled back by `sync`, which

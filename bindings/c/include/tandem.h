@@ -309,7 +309,7 @@ typedef struct tandem_node_options {
   int mode;            /* TANDEM_NODE_LIVE, _INTERVAL (every interval_s), _ONCE */
   int interval_s;      /* TANDEM_NODE_INTERVAL */
   int discover;        /* find group members on the LAN (needs listen) */
-  const char* send;    /* "coll1,coll2": only send these; NULL: all */
+  const char* send;    /* "coll1,coll2": only send these; "": none (one-way); NULL: all */
   const char* receive; /* likewise for what is accepted */
   int idle_timeout_s;  /* a connection without progress this long ends (default 45) */
   int stop_timeout_ms; /* how long stopping waits for goodbyes (default 5000) */

@@ -110,7 +110,8 @@ struct NodeSnapshot {
   NodeMode mode = NodeMode::kLive;
   uint64_t started_ms = 0, updated_ms = 0;
   uint64_t refused_connections = 0;
-  uint64_t failures = 0;  // kOnce: peers that did not catch up
+  uint64_t failures = 0;                   // kOnce: peers that did not catch up
+  engine::CollectionFilter send, receive;  // as given (the trust set flows regardless)
   std::vector<PeerSnapshot> peers;
 };
 
