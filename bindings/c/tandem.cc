@@ -18,6 +18,7 @@
 #include <set>
 #include <sstream>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 
 #include "tandem/bindings/json.h"
@@ -774,50 +775,47 @@ int tandem_record_kind(int* kind, int* type, const tandem_record* record, const 
   });
 }
 
-int tandem_record_get_int(int64_t* value, const tandem_record* record, const char* field,
-                          tandem_error* err) {
+}  // extern "C"
+
+namespace {
+// A register's scalar of type T (or, with counters_too, a counter's value), into *out.
+template <typename T, typename Out>
+int ReadScalar(Out* out, const tandem_record* record, const char* field, tandem_error* err,
+               const char* what, bool counters_too = false) {
   return Guard(err, [&]() -> CStatus {
-    C_RETURN_IF(NeedOut(value, "value"));
+    C_RETURN_IF(NeedOut(out, "value"));
     CStatus st;
     const auto* f = FieldOf(record, field, &st);
     if (!f) return st;
-    if (f->kind == engine::Kind::kCounter) {
-      *value = f->count;
-      return {};
+    if constexpr (std::is_same_v<T, int64_t>) {
+      if (counters_too && f->kind == engine::Kind::kCounter) {
+        *out = f->count;
+        return {};
+      }
     }
-    const auto* i = f->kind == engine::Kind::kRegister ? std::get_if<int64_t>(&f->scalar) : nullptr;
-    if (!i) return WrongType(field, "an integer or a counter");
-    *value = *i;
+    const auto* v = f->kind == engine::Kind::kRegister ? std::get_if<T>(&f->scalar) : nullptr;
+    if (!v) return WrongType(field, what);
+    *out = static_cast<Out>(*v);
     return {};
   });
+}
+}  // namespace
+
+extern "C" {
+
+int tandem_record_get_int(int64_t* value, const tandem_record* record, const char* field,
+                          tandem_error* err) {
+  return ReadScalar<int64_t>(value, record, field, err, "an integer or a counter", true);
 }
 
 int tandem_record_get_double(double* value, const tandem_record* record, const char* field,
                              tandem_error* err) {
-  return Guard(err, [&]() -> CStatus {
-    C_RETURN_IF(NeedOut(value, "value"));
-    CStatus st;
-    const auto* f = FieldOf(record, field, &st);
-    if (!f) return st;
-    const auto* d = f->kind == engine::Kind::kRegister ? std::get_if<double>(&f->scalar) : nullptr;
-    if (!d) return WrongType(field, "a double");
-    *value = *d;
-    return {};
-  });
+  return ReadScalar<double>(value, record, field, err, "a double");
 }
 
 int tandem_record_get_bool(int* value, const tandem_record* record, const char* field,
                            tandem_error* err) {
-  return Guard(err, [&]() -> CStatus {
-    C_RETURN_IF(NeedOut(value, "value"));
-    CStatus st;
-    const auto* f = FieldOf(record, field, &st);
-    if (!f) return st;
-    const auto* b = f->kind == engine::Kind::kRegister ? std::get_if<bool>(&f->scalar) : nullptr;
-    if (!b) return WrongType(field, "a boolean");
-    *value = *b ? 1 : 0;
-    return {};
-  });
+  return ReadScalar<bool>(value, record, field, err, "a boolean");
 }
 
 static int CopyText(char* buf, size_t cap, size_t* len, const tandem_record* record,

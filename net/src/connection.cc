@@ -71,9 +71,7 @@ void Conn::Evict() {
   evicted_ = true;
   failed_ = true;
   error_ = "evicted: too many connections without a finished handshake";
-  std::string busy(2, '\0');
-  busy[1] = static_cast<char>(sizeof kBusyMessage - 1);
-  busy += kBusyMessage;
+  const std::string busy = BusyFrame();
   boost::system::error_code ec;
   sock_.non_blocking(true, ec);
   sock_.write_some(asio::buffer(busy), ec);  // best effort: the socket is fresh and empty

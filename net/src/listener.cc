@@ -75,9 +75,7 @@ awaitable<void> Core::Accept(tcp::acceptor acceptor) {
       }
       overload_logged_ = true;
       // Say so, so that the peer does not blame its key.
-      std::string busy(2, '\0');
-      busy[1] = static_cast<char>(sizeof kBusyMessage - 1);
-      busy += kBusyMessage;
+      const std::string busy = BusyFrame();
       sock.non_blocking(true, ec);
       sock.write_some(asio::buffer(busy), ec);
       continue;

@@ -54,6 +54,12 @@ inline constexpr size_t kMaxQueuedEvents = 10000;
 // What a responder sends, as a handshake message, before it closes a connection it has
 // no room for: the initiator says the peer was overloaded, not that its key was wrong.
 inline constexpr char kBusyMessage[] = "tandem-busy";
+// kBusyMessage as sent: behind its 2-byte length, like any handshake message.
+inline std::string BusyFrame() {
+  std::string out(2, '\0');
+  out[1] = static_cast<char>(sizeof kBusyMessage - 1);
+  return out + kBusyMessage;
+}
 // With more unauthenticated connections than this, new ones get kBusyHandshakeTimeout.
 inline constexpr size_t kBusyHandshakes = kMaxHandshakes / 2;
 inline constexpr auto kBusyHandshakeTimeout = seconds(2);
