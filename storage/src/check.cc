@@ -1,0 +1,84 @@
+// The integrity check of a replica (lmdb_store.h).
+#include "lmdb_internal.h"
+
+namespace tandem::storage {
+
+Status Check(LmdbStore& store, CheckReport* report) {
+  CheckReport rep;
+  auto* impl = store.impl();
+  // One raw snapshot for everything (fields, log, tables, meta), so writers in other
+  // processes cannot make a healthy replica look inconsistent.
+  std::shared_lock lock(impl->resize_mu);
+  MDB_txn* raw;
+  int rc = mdb_txn_begin(impl->env, nullptr, MDB_RDONLY, &raw);
+  if (rc) return LmdbError(rc, "begin check");
+  LmdbReader reader(impl, raw);
+  ReplicaMeta meta;
+  Status first = impl->RefreshTables(raw);
+  if (first.ok()) first = reader.GetMeta(&meta);
+  if (!first.ok()) {
+    mdb_txn_abort(raw);
+    return first;
+  }
+  const uint64_t own = meta.vv.Get(meta.id);
+  std::map<uint64_t, std::string> want;  // seq -> key, from the fields
+  Status st;
+  std::string last_record;
+  MDB_cursor* cur = nullptr;
+  rc = mdb_cursor_open(raw, impl->fields, &cur);
+  MDB_val k, v;
+  for (rc = rc ? rc : mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && st.ok();
+       rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    std::string key(View(k));
+    FieldKey fk;
+    if (!impl->DecodeKey(key, &fk)) {
+      st = Status::Corrupt("malformed field key");
+      break;
+    }
+    std::string where = fk.collection + "/" + fk.record + "." + fk.field;
+    if (Status kv = engine::ValidateKey(fk); !kv.ok()) {
+      st = kv.With(where);
+      break;
+    }
+    uint64_t seq;
+    std::string_view bytes;
+    st = LmdbReader::SplitValue(View(v), &seq, &bytes).With(where);
+    if (!st.ok()) break;
+    auto decoded = engine::DecodeFieldState(bytes, impl->table);
+    if (!decoded.ok()) {
+      st = decoded.status().With(where);
+      break;
+    }
+    if (decoded->ctx.Get(meta.id) > own) {
+      st = Status::Corrupt(where + " holds an event of ours past the version vector");
+      break;
+    }
+    if (!want.emplace(seq, key).second) {
+      st = Status::Corrupt(where + " shares change-log seq " + std::to_string(seq));
+      break;
+    }
+    ++rep.fields;
+    std::string rk = fk.collection + '\0' + fk.record;
+    if (rk != last_record) ++rep.records, last_record = rk;
+  }
+  if (cur) mdb_cursor_close(cur);
+  if (st.ok() && rc != MDB_NOTFOUND) st = LmdbError(rc, "check fields");
+  if (st.ok()) {
+    std::map<uint64_t, std::string> have;
+    st = reader.ScanLog(0, [&](uint64_t seq, const FieldKey& key) {
+      have.emplace(seq, impl->Key(key.collection, key.record, key.field, false).value_or(""));
+      return true;
+    });
+    rep.log_entries = have.size();
+    if (st.ok() && have != want) {
+      st = Status::Corrupt("change log (" + std::to_string(have.size()) + " entries) and fields (" +
+                           std::to_string(want.size()) + ") disagree");
+    }
+  }
+  mdb_txn_abort(raw);
+  TANDEM_RETURN_IF_ERROR(st);
+  if (report) *report = rep;
+  return Status::Ok();
+}
+
+}  // namespace tandem::storage

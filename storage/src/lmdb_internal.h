@@ -1,0 +1,538 @@
+// The LMDB store's insides, shared by its source files (one per responsibility):
+//   lmdb_store.cc  the environment: opening and creating, the map, transactions
+//   backup.cc      backup and restore of a replica directory
+//   check.cc       the integrity check
+#pragma once
+
+#include <lmdb.h>
+
+#include <algorithm>
+#include <cassert>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "tandem/engine/codec.h"
+#include "tandem/engine/replica.h"
+#include "tandem/storage/lmdb_store.h"
+
+namespace tandem::storage {
+
+namespace fs = std::filesystem;
+using engine::FieldKey;
+using engine::FieldState;
+using engine::RecordState;
+using engine::ReplicaId;
+using engine::ReplicaMeta;
+
+inline constexpr size_t kMaxMapBytes = size_t{1} << 40;  // 1 TiB of address space at most
+
+// An LMDB return code as a Status (kBusy for a full map, which grows and retries).
+Status LmdbError(int rc, const std::string& what);
+// A write error on a (nearly) full filesystem as a message that says so; OK otherwise.
+Status DiskError(int rc, const std::string& what, const std::string& dir);
+inline MDB_val Val(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
+inline std::string_view View(const MDB_val& v) {
+  return std::string_view(static_cast<const char*>(v.mv_data), v.mv_size);
+}
+std::string EncodeMeta(const ReplicaMeta& m);
+Result<ReplicaMeta> DecodeMeta(std::string_view in);
+
+// A persistent table of interned values (replica ids, names), indices 0.. in an LMDB
+// database with integer keys, cached here. Only a write transaction adds entries; they
+// stay pending until it commits and vanish from the cache if it aborts.
+template <typename T>
+class InternTable {
+ public:
+  // The index of v, adding it (pending) if new. Only inside a write transaction.
+  template <typename K>
+  uint64_t Intern(const K& v) {
+    std::lock_guard lock(mu_);
+    auto it = index_.find(v);
+    if (it != index_.end()) return it->second;
+    assert(writer_ && "tables grow only inside a write transaction");
+    uint64_t idx = values_.size();
+    values_.push_back(T(v));
+    index_.emplace(T(v), idx);
+    pending_.push_back(idx);
+    return idx;
+  }
+  template <typename K>
+  std::optional<uint64_t> Find(const K& v) const {
+    std::lock_guard lock(mu_);
+    auto it = index_.find(v);
+    if (it == index_.end()) return std::nullopt;
+    return it->second;
+  }
+  uint64_t size() const {
+    std::lock_guard lock(mu_);
+    return values_.size();
+  }
+  bool At(uint64_t index, T* out) const {
+    std::lock_guard lock(mu_);
+    if (index >= values_.size()) return false;
+    *out = values_[index];
+    return true;
+  }
+  // Loads entries another process (or an earlier run) added.
+  Status Refresh(MDB_txn* txn, MDB_dbi dbi, const char* what) {
+    MDB_stat st;
+    int rc = mdb_stat(txn, dbi, &st);
+    if (rc) return LmdbError(rc, what);
+    std::lock_guard lock(mu_);
+    if (st.ms_entries <= values_.size() - pending_.size()) return Status::Ok();
+    MDB_cursor* cur;
+    if ((rc = mdb_cursor_open(txn, dbi, &cur))) return LmdbError(rc, what);
+    values_.clear();
+    index_.clear();
+    pending_.clear();
+    MDB_val k, v;
+    Status status;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+      uint64_t idx;
+      T value;
+      if (k.mv_size != 8 || !FromBytes(View(v), &value)) {
+        status = Status::Corrupt(std::string(what) + " has a malformed entry");
+        break;
+      }
+      std::memcpy(&idx, k.mv_data, 8);
+      if (idx != values_.size() || !index_.emplace(value, idx).second) {
+        status = Status::Corrupt(std::string(what) + " has a gap or a duplicate");
+        break;
+      }
+      values_.push_back(std::move(value));
+    }
+    mdb_cursor_close(cur);
+    return status;
+  }
+  void BeginWriter() {
+    std::lock_guard lock(mu_);
+    writer_ = true;
+  }
+  // Returns an LMDB error code (the caller notes MDB_MAP_FULL so the map grows).
+  int FlushPending(MDB_txn* txn, MDB_dbi dbi) {
+    std::lock_guard lock(mu_);
+    for (uint64_t idx : pending_) {
+      std::string bytes = ToBytes(values_[idx]);
+      MDB_val k{8, &idx}, v = Val(bytes);
+      int rc = mdb_put(txn, dbi, &k, &v, MDB_NOOVERWRITE);
+      if (rc) return rc;
+    }
+    return 0;
+  }
+  void EndWriter(bool committed) {
+    std::lock_guard lock(mu_);
+    if (!committed) {
+      for (auto it = pending_.rbegin(); it != pending_.rend(); ++it) {
+        index_.erase(values_[*it]);
+        values_.pop_back();
+      }
+    }
+    pending_.clear();
+    writer_ = false;
+  }
+
+ private:
+  static std::string ToBytes(const ReplicaId& id) {
+    return std::string(reinterpret_cast<const char*>(id.bytes.data()), 16);
+  }
+  static std::string ToBytes(const std::string& s) { return s; }
+  static bool FromBytes(std::string_view b, ReplicaId* out) {
+    if (b.size() != 16) return false;
+    *out = ReplicaId::FromBytes(reinterpret_cast<const uint8_t*>(b.data()));
+    return true;
+  }
+  static bool FromBytes(std::string_view b, std::string* out) {
+    *out = std::string(b);
+    return !b.empty();
+  }
+
+  mutable std::mutex mu_;
+  std::vector<T> values_;
+  std::map<T, uint64_t, std::less<>> index_;  // transparent: look up string_views as they are
+  std::vector<uint64_t> pending_;
+  bool writer_ = false;
+};
+
+// The engine's view of the replica table.
+class LmdbReplicaTable : public engine::ReplicaTable {
+ public:
+  uint64_t IndexOf(const ReplicaId& id) override { return t.Intern(id); }
+  bool IdAt(uint64_t index, ReplicaId* out) const override { return t.At(index, out); }
+  InternTable<ReplicaId> t;
+};
+
+struct LmdbStore::Impl {
+  MDB_env* env = nullptr;
+  std::string dir;
+  MDB_dbi meta = 0, fields = 0, log = 0, replicas = 0, names_db = 0, peers = 0;
+  LmdbReplicaTable table;
+  // Collection and field names, interned: a stored key is
+  // varint(collection index) record \0 varint(field index).
+  InternTable<std::string> names;
+
+  static void PutVarint(std::string* out, uint64_t v) { engine::Writer(out).Varint(v); }
+
+  Status RefreshTables(MDB_txn* txn) {
+    TANDEM_RETURN_IF_ERROR(table.t.Refresh(txn, replicas, "replica table"));
+    return names.Refresh(txn, names_db, "name table");
+  }
+
+  std::string CollectionPrefix(uint64_t coll) const {
+    std::string k;
+    PutVarint(&k, coll);
+    return k;
+  }
+  // The stored key of a field; nullopt if a name was never stored (so neither was the
+  // field), unless `intern` adds it.
+  std::optional<std::string> Key(std::string_view coll, std::string_view rec,
+                                 std::string_view field, bool intern) {
+    std::optional<uint64_t> c, f;
+    if (intern) {
+      c = names.Intern(coll);
+      f = names.Intern(field);
+    } else {
+      c = names.Find(coll);
+      f = names.Find(field);
+      if (!c || !f) return std::nullopt;
+    }
+    std::string k = CollectionPrefix(*c);
+    k.append(rec);
+    k.push_back('\0');
+    PutVarint(&k, *f);
+    return k;
+  }
+  std::optional<std::string> RecordPrefix(std::string_view coll, std::string_view rec) {
+    auto c = names.Find(coll);
+    if (!c) return std::nullopt;
+    std::string k = CollectionPrefix(*c);
+    k.append(rec);
+    k.push_back('\0');
+    return k;
+  }
+  bool DecodeKey(std::string_view key, FieldKey* out) const {
+    engine::Reader r(key);
+    uint64_t c = r.Varint();
+    if (!r.ok() || !names.At(c, &out->collection)) return false;
+    std::string_view rest = key.substr(key.size() - r.remaining());
+    size_t nul = rest.find('\0');
+    if (nul == std::string_view::npos || nul == 0) return false;
+    out->record = std::string(rest.substr(0, nul));
+    engine::Reader fr(rest.substr(nul + 1));
+    uint64_t f = fr.Varint();
+    return fr.ok() && fr.remaining() == 0 && names.At(f, &out->field);
+  }
+  std::shared_mutex resize_mu;  // transactions hold it shared; growing takes it whole
+  std::mutex grow_mu;
+  bool must_grow = false;
+  size_t map_bytes = 0;
+
+  ~Impl() {
+    if (env) mdb_env_close(env);
+  }
+
+  // Grows the map if a transaction filled it. Called with no transaction of ours open.
+  Status MaybeGrow() {
+    std::lock_guard g(grow_mu);
+    if (!must_grow) return Status::Ok();
+    // Growing needs every transaction of this process closed. Wait a little for them,
+    // but never block: a caller holding a read snapshot on this very thread would
+    // deadlock. It gets kBusy (and Replica retries) instead.
+    std::unique_lock lock(resize_mu, std::defer_lock);
+    for (int i = 0; i < 200 && !lock.try_lock(); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (!lock.owns_lock())
+      return Status::Busy("the map must grow, but a transaction of this process is open");
+    MDB_envinfo info;
+    mdb_env_info(env, &info);
+    size_t want = std::max(info.me_mapsize * 2, map_bytes * 2);
+    if (want > kMaxMapBytes) return Status::Io("replica map would exceed 1 TiB");
+    int rc = mdb_env_set_mapsize(env, want);
+    if (rc) return LmdbError(rc, "grow map");
+    map_bytes = want;
+    must_grow = false;
+    return Status::Ok();
+  }
+
+  // Adopts a size another process set (MDB_MAP_RESIZED).
+  Status AdoptSize() {
+    std::unique_lock lock(resize_mu);
+    int rc = mdb_env_set_mapsize(env, 0);
+    if (rc) return LmdbError(rc, "adopt map size");
+    return Status::Ok();
+  }
+
+  Status Note(int rc, const std::string& what) {
+    if (rc == MDB_MAP_FULL) {
+      std::lock_guard g(grow_mu);
+      must_grow = true;
+    }
+    if (Status full = DiskError(rc, what, dir); !full.ok()) return full;
+    return LmdbError(rc, what);
+  }
+};
+
+// Read operations shared by read and write transactions.
+class LmdbReader {
+ public:
+  LmdbReader(LmdbStore::Impl* impl, MDB_txn* txn) : impl_(impl), txn_(txn) {}
+
+  Status GetMeta(ReplicaMeta* out) {
+    MDB_val k = Val("replica"), v;
+    int rc = mdb_get(txn_, impl_->meta, &k, &v);
+    if (rc == MDB_NOTFOUND) return Status::Corrupt("replica meta is missing");
+    if (rc) return LmdbError(rc, "read meta");
+    TANDEM_ASSIGN_OR_RETURN(*out, DecodeMeta(View(v)));
+    return Status::Ok();
+  }
+
+  // The fingerprint recorded at creation (see Fingerprint); empty if there is none.
+  Status GetOrigin(std::string* out) {
+    out->clear();
+    MDB_val k = Val("origin"), v;
+    int rc = mdb_get(txn_, impl_->meta, &k, &v);
+    if (rc == MDB_NOTFOUND) return Status::Ok();
+    if (rc) return LmdbError(rc, "read origin");
+    *out = std::string(View(v));
+    return Status::Ok();
+  }
+
+  // Splits a stored field value into its log seq and state bytes.
+  static Status SplitValue(std::string_view v, uint64_t* seq, std::string_view* state) {
+    engine::Reader r(v);
+    *seq = r.Varint();
+    if (!r.ok() || *seq == 0) return Status::Corrupt("field entry without a change-log seq");
+    *state = v.substr(v.size() - r.remaining());
+    return Status::Ok();
+  }
+
+  Status DecodeField(const MDB_val& v, FieldState* out, uint64_t* seq = nullptr) {
+    uint64_t s;
+    std::string_view state;
+    TANDEM_RETURN_IF_ERROR(SplitValue(View(v), &s, &state));
+    if (seq) *seq = s;
+    TANDEM_ASSIGN_OR_RETURN(*out, engine::DecodeFieldState(state, impl_->table));
+    return Status::Ok();
+  }
+
+  Status GetField(const FieldKey& key, std::optional<FieldState>* out) {
+    out->reset();
+    auto k = impl_->Key(key.collection, key.record, key.field, false);
+    if (!k) return Status::Ok();
+    MDB_val kv = Val(*k), v;
+    int rc = mdb_get(txn_, impl_->fields, &kv, &v);
+    if (rc == MDB_NOTFOUND) return Status::Ok();
+    if (rc) return LmdbError(rc, "read field");
+    FieldState s;
+    TANDEM_RETURN_IF_ERROR(
+        DecodeField(v, &s).With(key.collection + "/" + key.record + "." + key.field));
+    *out = std::move(s);
+    return Status::Ok();
+  }
+
+  // Calls fn(key, value) for keys >= start with the prefix, until fn returns false.
+  template <typename Fn>
+  Status ScanPrefix(const std::string& prefix, const std::string& start, Fn fn) {
+    MDB_cursor* cur;
+    int rc = mdb_cursor_open(txn_, impl_->fields, &cur);
+    if (rc) return LmdbError(rc, "open cursor");
+    MDB_val k = Val(start), v;
+    Status st;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+      std::string_view key = View(k);
+      if (key.substr(0, prefix.size()) != prefix) break;
+      bool go = true;
+      st = fn(key, v, &go);
+      if (!st.ok() || !go) break;
+    }
+    mdb_cursor_close(cur);
+    if (st.ok() && rc != 0 && rc != MDB_NOTFOUND) return LmdbError(rc, "scan");
+    return st;
+  }
+
+  Status GetRecord(std::string_view c, std::string_view r, RecordState* out, uint64_t* latest) {
+    if (out) out->fields.clear();
+    if (latest) *latest = 0;
+    auto prefix = impl_->RecordPrefix(c, r);
+    if (!prefix) return Status::Ok();
+    return ScanPrefix(*prefix, *prefix, [&](std::string_view key, const MDB_val& v, bool*) {
+      if (!out) {  // the seqs alone
+        uint64_t seq = 0;
+        std::string_view ignored;
+        TANDEM_RETURN_IF_ERROR(SplitValue(View(v), &seq, &ignored));
+        if (latest) *latest = std::max(*latest, seq);
+        return Status::Ok();
+      }
+      FieldKey k;
+      if (!impl_->DecodeKey(key, &k)) return Status::Corrupt("malformed field key");
+      FieldState s;
+      uint64_t seq = 0;
+      TANDEM_RETURN_IF_ERROR(DecodeField(v, &s, &seq));
+      if (latest) *latest = std::max(*latest, seq);
+      out->fields.emplace(std::move(k.field), std::move(s));
+      return Status::Ok();
+    });
+  }
+
+  Status ScanRecords(std::string_view c, std::string_view after,
+                     const engine::ReadTxn::RecordFn& fn) {
+    auto coll = impl_->names.Find(c);
+    if (!coll) return Status::Ok();
+    std::string prefix = impl_->CollectionPrefix(*coll);
+    // Past every field of `after`: after \x01 sorts above after \0 ...
+    std::string start = prefix + std::string(after) + (after.empty() ? "" : "\x01");
+    std::string current;
+    RecordState state;
+    bool stopped = false;
+    TANDEM_RETURN_IF_ERROR(
+        ScanPrefix(prefix, start, [&](std::string_view key, const MDB_val& v, bool* go) {
+          FieldKey k;
+          if (!impl_->DecodeKey(key, &k)) return Status::Corrupt("malformed field key");
+          if (k.record != current && !state.fields.empty()) {
+            if (!fn(current, state)) {
+              stopped = true;
+              *go = false;
+              return Status::Ok();
+            }
+            state.fields.clear();
+          }
+          current = std::move(k.record);
+          FieldState s;
+          TANDEM_RETURN_IF_ERROR(DecodeField(v, &s));
+          state.fields.emplace(std::move(k.field), std::move(s));
+          return Status::Ok();
+        }));
+    if (!stopped && !state.fields.empty()) fn(current, state);
+    return Status::Ok();
+  }
+
+  Status ListCollections(std::vector<std::string>* out) {
+    out->clear();
+    MDB_cursor* cur;
+    int rc = mdb_cursor_open(txn_, impl_->fields, &cur);
+    if (rc) return LmdbError(rc, "open cursor");
+    // Names are few: probe each one as a collection prefix.
+    const uint64_t n = impl_->names.size();
+    for (uint64_t i = 0; i < n; ++i) {
+      std::string prefix = impl_->CollectionPrefix(i);
+      MDB_val k = Val(prefix), v;
+      rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+      if (rc == 0 && View(k).substr(0, prefix.size()) == prefix) {
+        std::string name;
+        impl_->names.At(i, &name);
+        out->push_back(std::move(name));
+      } else if (rc && rc != MDB_NOTFOUND) {
+        mdb_cursor_close(cur);
+        return LmdbError(rc, "list collections");
+      }
+    }
+    mdb_cursor_close(cur);
+    std::sort(out->begin(), out->end());
+    return Status::Ok();
+  }
+
+  Status ScanLog(uint64_t since, const engine::ReadTxn::LogFn& fn) {
+    MDB_cursor* cur;
+    int rc = mdb_cursor_open(txn_, impl_->log, &cur);
+    if (rc) return LmdbError(rc, "open cursor");
+    if (since == UINT64_MAX) return Status::Ok();  // nothing can come after
+    uint64_t start = since + 1;
+    MDB_val k{8, &start}, v;
+    Status st;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+      uint64_t seq;
+      if (k.mv_size != 8) {
+        st = Status::Corrupt("change-log key has the wrong size");
+        break;
+      }
+      std::memcpy(&seq, k.mv_data, 8);
+      FieldKey key;
+      if (!impl_->DecodeKey(View(v), &key)) {
+        st = Status::Corrupt("change-log entry names a malformed key");
+        break;
+      }
+      if (!fn(seq, key)) break;
+    }
+    mdb_cursor_close(cur);
+    if (st.ok() && rc != 0 && rc != MDB_NOTFOUND) return LmdbError(rc, "scan log");
+    return st;
+  }
+
+  Status GetPeer(const ReplicaId& peer, engine::PeerState* out) {
+    MDB_val k{16, const_cast<uint8_t*>(peer.bytes.data())}, v;
+    int rc = mdb_get(txn_, impl_->peers, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+      *out = engine::PeerState{};
+      return Status::Ok();
+    }
+    if (rc) return LmdbError(rc, "read peer");
+    TANDEM_ASSIGN_OR_RETURN(*out, engine::DecodePeerState(View(v)));
+    return Status::Ok();
+  }
+
+  Status ListPeers(std::vector<std::pair<ReplicaId, engine::PeerState>>* out) {
+    out->clear();
+    MDB_cursor* cur;
+    int rc = mdb_cursor_open(txn_, impl_->peers, &cur);
+    if (rc) return LmdbError(rc, "open cursor");
+    MDB_val k, v;
+    Status st;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+      auto p = engine::DecodePeerState(View(v));
+      if (k.mv_size != 16 || !p.ok()) {
+        st = Status::Corrupt("malformed peer entry");
+        break;
+      }
+      out->emplace_back(ReplicaId::FromBytes(static_cast<const uint8_t*>(k.mv_data)), *p);
+    }
+    mdb_cursor_close(cur);
+    return st;
+  }
+
+  Status LastLogSeq(uint64_t* out) {
+    *out = 0;
+    MDB_cursor* cur;
+    int rc = mdb_cursor_open(txn_, impl_->log, &cur);
+    if (rc) return LmdbError(rc, "open cursor");
+    MDB_val k, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    if (rc == 0 && k.mv_size == 8) std::memcpy(out, k.mv_data, 8);
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND) return LmdbError(rc, "read log");
+    return Status::Ok();
+  }
+
+ protected:
+  LmdbStore::Impl* impl_;
+  MDB_txn* txn_;
+};
+
+// `dir` is missing or an empty directory; else kInvalidArgument naming `what`.
+Status CheckEmptyOrMissing(const std::string& dir, const char* what);
+// data.mdb starts with an LMDB meta page (checked before LMDB touches the directory).
+Status ProbeDataFile(const std::string& dir);
+
+// Records where the replica's data file is now. kRekey (a copy, or a restore) also takes
+// a new replica id in the same transaction, unless the origin is already this place:
+// another process that opened the same copy at the same time did it. kForceRekey takes
+// one whatever the origin says.
+enum class Stamp { kAdopt, kRekey, kForceRekey };
+Status StampOrigin(LmdbStore& store, Stamp how, const Options& opt);
+// Opens (or with `create`, initialises) the environment; with `stamp`, a replica opened
+// away from its origin takes a new id (see OpenStore).
+Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& opt, bool create,
+                                        bool stamp);
+
+}  // namespace tandem::storage
