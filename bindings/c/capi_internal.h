@@ -1,0 +1,286 @@
+// The C API's shared insides: the status it adds to the engine's, the guard every entry
+// point runs in, the table of live handles, argument conversions, and the handle types
+// the files share. Files: tandem.cc (replicas, writes, reads, the feed, pairing, backup),
+// tandem_sync.cc (subscriptions and the sync node).
+#pragma once
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "tandem.h"
+#include "tandem/bindings/json.h"
+#include "tandem/device/device.h"
+
+namespace tandem::capi {
+
+using tandem::Code;
+using tandem::Result;
+using tandem::Status;
+using tandem::bindings::Json;
+using tandem::device::Device;
+namespace engine = tandem::engine;
+namespace net = tandem::net;
+
+inline constexpr const char* kVersion = "0.1.0";
+
+// A status with the two codes the C API adds to the engine's.
+struct CStatus {
+  CStatus() = default;
+  CStatus(const Status& s)  // NOLINT: implicit, so TANDEM_RETURN_IF_ERROR works
+      : code(ToC(s.code())), message(s.message()) {}
+  CStatus(int c, std::string m) : code(c), message(std::move(m)) {}
+  static int ToC(Code c) {
+    switch (c) {
+      case Code::kOk:
+        return TANDEM_OK;
+      case Code::kNotFound:
+        return TANDEM_NOT_FOUND;
+      case Code::kInvalidArgument:
+        return TANDEM_INVALID;
+      case Code::kCorrupt:
+        return TANDEM_CORRUPT;
+      case Code::kUnauthorized:
+        return TANDEM_UNAUTHORIZED;
+      case Code::kIo:
+        return TANDEM_IO;
+      case Code::kBusy:
+        return TANDEM_BUSY;
+      case Code::kUnsupported:
+        return TANDEM_UNSUPPORTED;
+    }
+    return TANDEM_INTERNAL;
+  }
+  int code = TANDEM_OK;
+  std::string message;
+};
+
+inline CStatus Invalid(std::string m) { return {TANDEM_INVALID, std::move(m)}; }
+
+// Tandem's own collections (the trust set) are not the app's: the feed leaves them out.
+inline bool IsSystem(const std::string& collection) {
+  return collection.rfind(tandem::net::kSystemPrefix, 0) == 0;
+}
+
+inline int Fill(tandem_error* err, const CStatus& st) {
+  if (st.code != TANDEM_OK && err) {
+    err->status = st.code;
+    // One line: no control characters, truncated to fit.
+    size_t n = 0;
+    for (char c : st.message) {
+      if (n + 1 >= sizeof err->message) break;
+      err->message[n++] = (static_cast<unsigned char>(c) < 0x20) ? ' ' : c;
+    }
+    err->message[n] = '\0';
+  }
+  return st.code;
+}
+
+// Every entry point: nothing escapes as an exception.
+template <typename F>
+inline int Guard(tandem_error* err, F&& f) noexcept {
+  try {
+    return Fill(err, f());
+  } catch (const std::bad_alloc&) {
+    return Fill(err, CStatus(TANDEM_IO, "out of memory"));
+  } catch (const std::exception& e) {
+    return Fill(err, CStatus(TANDEM_INTERNAL, std::string("internal error: ") + e.what()));
+  } catch (...) {
+    return Fill(err, CStatus(TANDEM_INTERNAL, "internal error"));
+  }
+}
+
+// ---- Handles ----------------------------------------------------------------------
+
+enum class Kind { kDb, kBatch, kRecord, kIter, kWatch, kNode };
+
+inline std::mutex& HandlesMu() {
+  static auto* mu = new std::mutex;  // never destroyed: handles may outlive main()
+  return *mu;
+}
+inline std::unordered_map<const void*, Kind>& Handles() {
+  static auto* h = new std::unordered_map<const void*, Kind>;
+  return *h;
+}
+inline void Register(const void* p, Kind k) {
+  std::lock_guard lock(HandlesMu());
+  Handles()[p] = k;
+}
+// Removes the handle; false if it was not live (already freed, or not ours).
+inline bool Unregister(const void* p, Kind k) {
+  std::lock_guard lock(HandlesMu());
+  auto it = Handles().find(p);
+  if (it == Handles().end() || it->second != k) return false;
+  Handles().erase(it);
+  return true;
+}
+inline bool IsLive(const void* p, Kind k) {
+  std::lock_guard lock(HandlesMu());
+  auto it = Handles().find(p);
+  return it != Handles().end() && it->second == k;
+}
+
+// Copies a string out to the caller, to be freed with tandem_free.
+inline CStatus Out(const std::string& s, char** out, size_t* len) {
+  char* p = static_cast<char*>(std::malloc(s.size() + 1));
+  if (!p) return {TANDEM_IO, "out of memory"};
+  std::memcpy(p, s.data(), s.size());
+  p[s.size()] = '\0';
+  *out = p;
+  if (len) *len = s.size();
+  return {};
+}
+
+inline CStatus NeedOut(const void* p, const char* what) {
+  if (!p) return Invalid(std::string(what) + " is NULL");
+  return {};
+}
+
+#define C_RETURN_IF(expr)                    \
+  do {                                       \
+    CStatus _cst = (expr);                   \
+    if (_cst.code != TANDEM_OK) return _cst; \
+  } while (0)
+
+inline CStatus Name(const char* s, const char* what, std::string* out) {
+  if (!s) return Invalid(std::string(what) + " is NULL");
+  *out = s;
+  return {};
+}
+
+inline CStatus ToValue(const tandem_value* v, engine::Value* out) {
+  if (!v) return Invalid("value is NULL");
+  switch (v->type) {
+    case TANDEM_NULL:
+      *out = std::monostate{};
+      return {};
+    case TANDEM_BOOL:
+      *out = v->i != 0;
+      return {};
+    case TANDEM_INT:
+      *out = v->i;
+      return {};
+    case TANDEM_DOUBLE:
+      *out = v->d;
+      return {};
+    case TANDEM_STRING:
+    case TANDEM_BYTES: {
+      if (!v->data && v->len > 0) return Invalid("value data is NULL");
+      if (v->len > engine::kMaxValueBytes)
+        return Invalid("value of " + std::to_string(v->len) + " bytes is over the 512 KiB limit");
+      std::string s(v->data ? v->data : "", v->len);
+      if (v->type == TANDEM_STRING) {
+        if (!engine::IsValidUtf8(s)) return Invalid("string value is not valid UTF-8");
+        *out = std::move(s);
+      } else {
+        *out = engine::Bytes{std::move(s)};
+      }
+      return {};
+    }
+  }
+  return Invalid("unknown value type " + std::to_string(v->type));
+}
+
+// Finds integer literals outside int64, which the parser turns into doubles; dumped again
+// ("1.8446744073709552e+19") they would get past ParseScalar's check for them.
+struct IntegerRangeCheck : Json::json_sax_t {
+  bool out_of_range = false;
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(Json::number_integer_t) override { return true; }
+  bool number_unsigned(Json::number_unsigned_t) override { return true; }
+  bool number_float(Json::number_float_t, const Json::string_t& text) override {
+    if (text.find_first_of(".eE") == std::string::npos) out_of_range = true;
+    return true;
+  }
+  bool string(Json::string_t&) override { return true; }
+  bool binary(Json::binary_t&) override { return true; }
+  bool start_object(std::size_t) override { return true; }
+  bool key(Json::string_t&) override { return true; }
+  bool end_object() override { return true; }
+  bool start_array(std::size_t) override { return true; }
+  bool end_array() override { return true; }
+  bool parse_error(std::size_t, const std::string&, const Json::exception&) override {
+    return false;
+  }
+};
+
+// A JSON object of scalars as register fields.
+inline CStatus ParseFields(const char* json, size_t len,
+                    std::vector<std::pair<std::string, engine::Value>>* out) {
+  if (!json) return Invalid("json is NULL");
+  Json j = Json::parse(std::string_view(json, len), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return Invalid("expected a JSON object of fields");
+  if (j.empty()) return Invalid("no fields to put");
+  IntegerRangeCheck range;
+  Json::sax_parse(std::string_view(json, len), &range);
+  if (range.out_of_range) return Invalid("an integer is out of the int64 range");
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    auto v = tandem::bindings::ParseScalar(it.value().dump());
+    if (!v.ok()) return Invalid(it.key() + ": " + v.status().message());
+    TANDEM_RETURN_IF_ERROR(engine::ValidateFieldName(it.key()));
+    out->emplace_back(it.key(), std::move(v).value());
+  }
+  return {};
+}
+
+}  // namespace tandem::capi
+
+// ---- Handle types shared by the files ---------------------------------------------
+
+struct tandem_db {
+  std::shared_ptr<tandem::device::Device> device;
+};
+
+struct tandem_batch {
+  enum class Op { kPut, kIncr, kAdd, kRemove, kDelete };
+  struct Entry {
+    Op op;
+    std::string collection, id, field;
+    tandem::engine::Value value;
+    int64_t by = 0;
+  };
+  std::vector<Entry> entries;
+};
+
+struct tandem_record {
+  tandem::engine::Record record;
+  std::vector<std::string> names;
+};
+
+struct tandem_iter {
+  std::shared_ptr<tandem::device::Device> device;
+  std::string collection, last;
+  bool done = false;
+};
+
+namespace tandem::capi {
+
+
+inline Result<std::shared_ptr<Device>> DeviceOf(tandem_db* db) {
+  if (!db) return Status::Invalid("tandem_db is NULL");
+  std::lock_guard lock(HandlesMu());
+  auto it = Handles().find(db);
+  if (it == Handles().end() || it->second != Kind::kDb)
+    return Status::Invalid("the tandem_db handle is closed or not a tandem_db");
+  return db->device;  // a copy: the replica stays open for this call even if closed meanwhile
+}
+
+#define DEVICE_OR_RETURN(var, db)                      \
+  auto var##_r = DeviceOf(db);                         \
+  if (!var##_r.ok()) return CStatus(var##_r.status()); \
+  std::shared_ptr<Device> var = std::move(var##_r).value()
+
+inline CStatus CheckHandle(const void* p, Kind k, const char* name) {
+  if (!p) return Invalid(std::string(name) + " is NULL");
+  if (!IsLive(p, k))
+    return Invalid(std::string("the ") + name + " handle is freed or not a " + name);
+  return {};
+}
+
+}  // namespace tandem::capi
