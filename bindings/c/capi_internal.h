@@ -64,7 +64,7 @@ inline CStatus Invalid(std::string m) { return {TANDEM_INVALID, std::move(m)}; }
 
 // Tandem's own collections (the trust set) are not the app's: the feed leaves them out.
 inline bool IsSystem(const std::string& collection) {
-  return collection.rfind(tandem::net::kSystemPrefix, 0) == 0;
+  return tandem::net::IsSystemCollection(collection);
 }
 
 inline int Fill(tandem_error* err, const CStatus& st) {
@@ -212,7 +212,7 @@ struct IntegerRangeCheck : Json::json_sax_t {
 
 // A JSON object of scalars as register fields.
 inline CStatus ParseFields(const char* json, size_t len,
-                    std::vector<std::pair<std::string, engine::Value>>* out) {
+                           std::vector<std::pair<std::string, engine::Value>>* out) {
   if (!json) return Invalid("json is NULL");
   Json j = Json::parse(std::string_view(json, len), nullptr, false);
   if (j.is_discarded() || !j.is_object()) return Invalid("expected a JSON object of fields");
@@ -260,7 +260,6 @@ struct tandem_iter {
 };
 
 namespace tandem::capi {
-
 
 inline Result<std::shared_ptr<Device>> DeviceOf(tandem_db* db) {
   if (!db) return Status::Invalid("tandem_db is NULL");

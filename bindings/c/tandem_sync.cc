@@ -198,15 +198,9 @@ int tandem_watch_drain(char** json, size_t* len, uint64_t* cursor, tandem_watch*
 
 static CStatus ParseList(const char* list, const char* what, engine::CollectionFilter* out) {
   if (!list) return {};
-  std::set<std::string> names;
-  std::string s(list), item;
-  std::stringstream ss(s);
-  while (std::getline(ss, item, ',')) {
-    Status st = engine::ValidateCollection(item);
-    if (!st.ok()) return Invalid(std::string(what) + ": " + st.message());
-    names.insert(item);
-  }
-  *out = engine::CollectionFilter::Only(std::move(names));
+  auto f = engine::CollectionFilter::Parse(list);
+  if (!f.ok()) return Invalid(std::string(what) + ": " + f.status().message());
+  *out = std::move(f).value();
   return {};
 }
 

@@ -74,7 +74,7 @@ engine::Replica& Open(const std::string& dir) {
   return device->replica();
 }
 
-bool IsSystem(const std::string& coll) { return coll.rfind(tandem::net::kSystemPrefix, 0) == 0; }
+bool IsSystem(const std::string& coll) { return tandem::net::IsSystemCollection(coll); }
 
 // Apps write their own collections; the trust set is changed only by invite/revoke.
 void CheckWritable(const std::string& coll) {
@@ -86,15 +86,9 @@ void CheckWritable(const std::string& coll) {
 engine::CollectionFilter ParseFilter(const std::string& list, const char* flag) {
   if (list.empty()) return {};
   if (list == "none") return engine::CollectionFilter::None();
-  std::set<std::string> names;
-  std::stringstream ss(list);
-  std::string c;
-  while (std::getline(ss, c, ',')) {
-    auto st = engine::ValidateCollection(c);
-    if (!st.ok()) throw Exit{2, std::string(flag) + ": " + st.message()};
-    names.insert(c);
-  }
-  return engine::CollectionFilter::Only(std::move(names));
+  auto f = engine::CollectionFilter::Parse(list);
+  if (!f.ok()) throw Exit{2, std::string(flag) + ": " + f.status().message()};
+  return std::move(f).value();
 }
 
 // HOST:PORT, as the daemon will parse it.

@@ -4,6 +4,19 @@
 
 namespace tandem::engine {
 
+Result<CollectionFilter> CollectionFilter::Parse(std::string_view list) {
+  std::set<std::string> names;
+  while (!list.empty()) {
+    const size_t comma = list.find(',');
+    const std::string_view name = list.substr(0, comma);
+    TANDEM_RETURN_IF_ERROR(ValidateCollection(name));
+    names.emplace(name);
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return Only(std::move(names));
+}
+
 const char* MessageName(const Message& m) {
   static const char* kNames[] = {"Hello", "SyncRequest", "DeltaBatch", "CaughtUp", "Ack"};
   return kNames[m.index()];

@@ -22,6 +22,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -42,6 +43,8 @@ struct CollectionFilter {
   bool Allows(const std::string& c) const { return all || names.count(c) > 0; }
   static CollectionFilter Only(std::set<std::string> n) { return {false, std::move(n)}; }
   static CollectionFilter None() { return {false, {}}; }
+  // "coll1,coll2,...": those collections (each a valid name); "" is none.
+  static Result<CollectionFilter> Parse(std::string_view list);
   bool operator==(const CollectionFilter&) const = default;
 };
 

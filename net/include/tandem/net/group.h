@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tandem/engine/replica.h"
@@ -22,6 +23,7 @@ namespace tandem::net {
 inline constexpr char kDevicesCollection[] = "_tandem_devices";
 // Collections whose names start with this are the system's; apps may not write them.
 inline constexpr char kSystemPrefix[] = "_tandem";
+inline bool IsSystemCollection(std::string_view c) { return c.rfind(kSystemPrefix, 0) == 0; }
 
 // Where a device's group files are. The replica directory's layout belongs to the device
 // module (bindings/device); net reads and writes only the paths it is given.
