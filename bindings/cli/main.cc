@@ -21,6 +21,8 @@
 #include <thread>
 
 #include "tandem/bindings/json.h"
+#include "tandem/data/etl.h"
+#include "tandem/data/schema.h"
 #include "tandem/device/device.h"
 #include "tandem/net/group.h"
 #include "tandem/net/identity.h"
@@ -280,6 +282,78 @@ int RunNode(Device& d, net::NodeOptions o) {
   return once && !ok ? 1 : 0;
 }
 
+// `import`: the rows, a progress line on a terminal, the bad rows and a summary.
+int RunImport(const std::string& dir, const std::string& coll, const std::string& file,
+              const std::string& format_name, const std::string& id_field, bool strict) {
+  tandem::data::ImportOptions o;
+  o.collection = coll;
+  o.id_field = id_field;
+  o.strict = strict;
+  if (!format_name.empty()) {
+    o.format = Check(tandem::data::ParseFormat(format_name));
+  } else if (auto f = tandem::data::FormatOfPath(file)) {
+    o.format = *f;
+  } else if (file != "-") {
+    throw Exit{2, "cannot tell the format of " + Quote(file) + ": give --format jsonl|csv"};
+  }
+  auto& r = Open(dir);
+  FILE* in = stdin;
+  if (file != "-") {
+    in = std::fopen(file.c_str(), "rb");
+    if (!in) throw Exit{2, "cannot read " + Quote(file) + ": " + std::strerror(errno)};
+  }
+  const bool tty = ::isatty(2);
+  uint64_t reported = 0, bad = 0;
+  constexpr uint64_t kMaxReported = 1000;
+  bool progress_shown = false;
+  o.bad_row = [&](uint64_t line, const std::string& reason) {
+    ++bad;
+    if (reported++ < kMaxReported) {
+      if (progress_shown) std::fputs("\r\033[K", stderr);
+      std::fprintf(stderr, "tandem: import: line %llu: %s\n", static_cast<unsigned long long>(line),
+                   Printable(reason).c_str());
+    }
+  };
+  const auto start = std::chrono::steady_clock::now();
+  auto last = start - std::chrono::seconds(1);
+  o.progress = [&](const tandem::data::ImportProgress& p) {
+    if (!tty) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last < std::chrono::milliseconds(200)) return;
+    last = now;
+    const double secs = std::chrono::duration<double>(now - start).count();
+    const double rate = secs > 0 ? static_cast<double>(p.rows) / secs : 0;
+    char eta[32] = "";
+    if (p.total_bytes > 0 && p.bytes > 0 && p.bytes < p.total_bytes)
+      std::snprintf(
+          eta, sizeof eta, ", ETA %.0fs",
+          secs * static_cast<double>(p.total_bytes - p.bytes) / static_cast<double>(p.bytes));
+    std::fprintf(
+        stderr, "\r\033[K%s%llu rows, %.1f MB%s, %.0f rows/s%s", p.validating ? "checking: " : "",
+        static_cast<unsigned long long>(p.rows), static_cast<double>(p.bytes) / 1e6,
+        p.total_bytes ? (" of " + std::to_string(p.total_bytes / 1000000) + " MB").c_str() : "",
+        rate, eta);
+    progress_shown = true;
+  };
+  auto result = tandem::data::Import(r, in, o);
+  if (in != stdin) std::fclose(in);
+  if (progress_shown) std::fputs("\r\033[K", stderr);
+  if (reported > kMaxReported)
+    std::fprintf(stderr, "tandem: import: %llu more bad rows not shown\n",
+                 static_cast<unsigned long long>(reported - kMaxReported));
+  if (!result.ok()) {
+    const Status& st = result.status();
+    throw Exit{st.code() == Code::kInvalidArgument ? 2 : 1, "import: " + Message(st)};
+  }
+  const auto& rep = result.value();
+  std::fprintf(
+      stderr, "imported %llu of %llu rows into %s (%llu fields written)%s\n",
+      static_cast<unsigned long long>(rep.rows_imported), static_cast<unsigned long long>(rep.rows),
+      Printable(coll).c_str(), static_cast<unsigned long long>(rep.fields_written),
+      rep.bad_rows ? (", " + std::to_string(rep.bad_rows) + " bad rows skipped").c_str() : "");
+  return rep.bad_rows > 0 ? 3 : 0;
+}
+
 engine::Value ParseValue(const std::string& text) {
   auto v = tandem::bindings::ParseScalar(text);
   if (!v.ok()) throw Exit{2, v.status().message()};
@@ -366,6 +440,42 @@ int Main(int argc, char** argv) {
   auto* info = app.add_subcommand("info", "Print a replica's ids and version vector as JSON");
   info->add_option("DIR", dir)->required();
 
+  // --- Data in and out ---
+  std::string file, format_name, id_field = "id";
+  bool strict = false;
+  auto* import = app.add_subcommand(
+      "import", "Load records from JSON lines or CSV; each row sets the fields it names");
+  import->footer(
+      "Typed by the collection's schema, else inferred: in JSON lines, values as JSON, "
+      "arrays as sets, {\"$counter\": N} as counters, {\"$bytes\": base64}; in CSV (header "
+      "row, RFC 4180) a cell that is JSON (5, 2.5, true, null, \"text\", [..], {\"$counter\": "
+      "N}) is read as JSON, any other cell is a string, an empty cell leaves the field unset.\n"
+      "Exit status: 0, 3 if bad rows were skipped (each is reported with its line), 2 if the "
+      "input cannot be read as a whole (or, with --strict, on the first bad row: then nothing "
+      "is imported). Importing the same file again writes nothing.");
+  import->add_option("DIR", dir)->required();
+  import->add_option("COLL", coll)->required();
+  import->add_option("FILE", file, "The input file (- for stdin)")->required();
+  import->add_option("--id", id_field, "The column or key that holds the record id (default id)");
+  import->add_option("--format", format_name,
+                     "jsonl or csv (default: by the file's extension; jsonl for stdin)");
+  import->add_flag("--strict", strict, "The first bad row rejects the whole input");
+
+  auto* export_cmd = app.add_subcommand(
+      "export", "Write a collection's records as JSON lines or CSV (id first), for import");
+  export_cmd->add_option("DIR", dir)->required();
+  export_cmd->add_option("COLL", coll)->required();
+  export_cmd->add_option("--format", format_name, "jsonl (default) or csv");
+
+  auto* schema = app.add_subcommand(
+      "schema",
+      "Set a collection's schema from FILE (- for stdin), or print it: field types, required, "
+      "min/max, patterns, enums, normalizers (trim, lower, upper, phone), conflict rules. It "
+      "syncs to every device; see docs/schema.md");
+  schema->add_option("DIR", dir)->required();
+  schema->add_option("COLL", coll)->required();
+  schema->add_option("FILE", file, "The schema's JSON (- for stdin)");
+
   // --- Groups, pairing and the daemon ---
   std::vector<std::string> addresses, peers;
   std::string listen, code, device, send_list, receive_list;
@@ -446,7 +556,7 @@ int Main(int argc, char** argv) {
     return 2;
   }
 
-  for (auto* s : {put, incr, add, remove, del})
+  for (auto* s : {put, incr, add, remove, del, import, schema})
     if (s->parsed()) CheckWritable(coll);
 
   if (init->parsed()) {
@@ -526,6 +636,26 @@ int Main(int argc, char** argv) {
                          {"records", rep.records},
                          {"fields", rep.fields},
                          {"log_entries", rep.log_entries}}));
+  } else if (import->parsed()) {
+    return RunImport(dir, coll, file, format_name, id_field, strict);
+  } else if (export_cmd->parsed()) {
+    auto format = Check(tandem::data::ParseFormat(format_name.empty() ? "jsonl" : format_name));
+    Check(engine::ValidateCollection(coll));
+    uint64_t n = Check(tandem::data::Export(Open(dir), coll, format, stdout));
+    std::fprintf(stderr, "exported %llu records\n", static_cast<unsigned long long>(n));
+  } else if (schema->parsed()) {
+    auto& r = Open(dir);
+    if (file.empty()) {
+      auto stored = Check(tandem::data::LoadSchema(r, coll));
+      if (!stored) throw Exit{1, "collection " + Quote(coll) + " has no schema"};
+      Print(Canonical(Json::parse(stored->text)));
+      std::fprintf(stderr, "version %lld\n", static_cast<long long>(stored->version));
+    } else {
+      std::string text = ValueText("@" + file);
+      int64_t version = Check(tandem::data::SaveSchema(r, coll, text));
+      std::fprintf(stderr, "schema of %s is now version %lld; it applies to every write\n",
+                   Printable(coll).c_str(), static_cast<long long>(version));
+    }
   } else if (info->parsed()) {
     auto in = Check(OpenDevice(dir)->GetInfo());
     Json vv = Json::object();

@@ -105,6 +105,19 @@ std::string Printable(std::string_view text) {
 Result<Value> ParseScalar(std::string_view text) {
   Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return Status::Invalid("not valid JSON: " + Quote(text));
+  // An integer literal too large for int64 would silently become a double.
+  if (j.is_number_float() && text.find_first_of(".eE") == std::string_view::npos)
+    return Status::Invalid("integer out of the int64 range: " + Quote(text));
+  auto v = JsonToScalar(j);
+  if (!v.ok() && j.is_structured())
+    return Status::Invalid(
+        "expected a JSON scalar (number, string, true, false, null or "
+        "{\"$bytes\": \"<base64>\"}), got: " +
+        Quote(text));
+  return v;
+}
+
+Result<Value> JsonToScalar(const Json& j) {
   switch (j.type()) {
     case Json::value_t::null:
       return Value{};
@@ -115,13 +128,10 @@ Result<Value> ParseScalar(std::string_view text) {
     case Json::value_t::number_unsigned: {
       uint64_t u = j.get<uint64_t>();
       if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-        return Status::Invalid("integer out of the int64 range: " + Quote(text));
+        return Status::Invalid("integer out of the int64 range: " + std::to_string(u));
       return Value{static_cast<int64_t>(u)};
     }
     case Json::value_t::number_float:
-      // An integer literal too large for int64 would silently become a double.
-      if (text.find_first_of(".eE") == std::string_view::npos)
-        return Status::Invalid("integer out of the int64 range: " + Quote(text));
       return Value{j.get<double>()};
     case Json::value_t::string: {
       Value v{j.get<std::string>()};
@@ -140,7 +150,7 @@ Result<Value> ParseScalar(std::string_view text) {
       return Status::Invalid(
           "expected a JSON scalar (number, string, true, false, null or "
           "{\"$bytes\": \"<base64>\"}), got: " +
-          Quote(text));
+          Quote(j.dump(-1, ' ', false, Json::error_handler_t::replace)));
   }
 }
 

@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 
+#include "tandem/data/schema.h"
 #include "tandem/storage/replica.h"
 
 namespace tandem::device {
@@ -121,6 +122,8 @@ Result<std::shared_ptr<Device>> Device::Open(const std::string& dir, const OpenO
     }
   }
   TANDEM_ASSIGN_OR_RETURN(auto r, storage::OpenReplica(dir, StorageOptions(o)));
+  // Every local write through the device follows its collections' schemas.
+  r->SetWritePolicy(std::make_shared<data::SchemaPolicy>());
   Layout layout(dir);
   std::optional<net::Identity> identity;
   if (auto id = net::LoadIdentity(layout.identity_key()); id.ok()) {

@@ -32,25 +32,64 @@ Status Batch::Mutate(std::string_view collection, std::string_view id, std::stri
   return txn_.PutField(key, *state);
 }
 
+Status Batch::Check(std::string_view c, std::string_view id, std::string_view f, Op op,
+                    Value* value) {
+  if (!policy_) return Status::Ok();
+  TANDEM_RETURN_IF_ERROR(ValidateKey(FieldKey{std::string(c), std::string(id), std::string(f)}));
+  auto it = rules_.find(c);
+  if (it == rules_.end()) {
+    TANDEM_ASSIGN_OR_RETURN(auto rules, policy_->RulesFor(txn_, c));
+    it = rules_.emplace(std::string(c), std::move(rules)).first;
+  }
+  if (!it->second) return Status::Ok();
+  TANDEM_RETURN_IF_ERROR(it->second->CheckOp(f, op, value));
+  written_[{std::string(c), std::string(id)}].insert(std::string(f));
+  return Status::Ok();
+}
+
+Status Batch::Finish() {
+  for (const auto& [key, fields] : written_) {
+    RecordState r;
+    TANDEM_RETURN_IF_ERROR(txn_.GetRecord(key.first, key.second, &r, nullptr));
+    if (!r.Live()) continue;
+    auto it = rules_.find(key.first);
+    TANDEM_RETURN_IF_ERROR(it->second->CheckRecord(key.second, r, fields));
+  }
+  return Status::Ok();
+}
+
 Status Batch::Put(std::string_view c, std::string_view id, std::string_view f, Value v) {
+  TANDEM_RETURN_IF_ERROR(Check(c, id, f, Op::kPut, &v));
   TANDEM_RETURN_IF_ERROR(ValidateValue(v));
   return Mutate(c, id, f,
                 [&](FieldState& s, const Dot& d, Hlc h) { ApplyPut(s, d, h, std::move(v)); });
 }
 
 Status Batch::Incr(std::string_view c, std::string_view id, std::string_view f, int64_t by) {
+  TANDEM_RETURN_IF_ERROR(Check(c, id, f, Op::kIncr, nullptr));
   return Mutate(c, id, f, [&](FieldState& s, const Dot& d, Hlc h) { ApplyIncr(s, d, h, by); });
 }
 
 Status Batch::Add(std::string_view c, std::string_view id, std::string_view f, Value e) {
+  TANDEM_RETURN_IF_ERROR(Check(c, id, f, Op::kAdd, &e));
   TANDEM_RETURN_IF_ERROR(ValidateValue(e));
   return Mutate(c, id, f,
                 [&](FieldState& s, const Dot& d, Hlc h) { ApplyAdd(s, d, h, std::move(e)); });
 }
 
 Status Batch::Remove(std::string_view c, std::string_view id, std::string_view f, const Value& e) {
-  TANDEM_RETURN_IF_ERROR(ValidateValue(e));
-  return Mutate(c, id, f, [&](FieldState& s, const Dot& d, Hlc h) { ApplyRemove(s, d, h, e); });
+  Value element = e;
+  TANDEM_RETURN_IF_ERROR(Check(c, id, f, Op::kRemove, &element));
+  TANDEM_RETURN_IF_ERROR(ValidateValue(element));
+  return Mutate(c, id, f,
+                [&](FieldState& s, const Dot& d, Hlc h) { ApplyRemove(s, d, h, element); });
+}
+
+Status Batch::ReadRecord(std::string_view c, std::string_view id, RecordState* out) {
+  TANDEM_RETURN_IF_ERROR(ValidateCollection(c));
+  TANDEM_RETURN_IF_ERROR(ValidateRecordId(id));
+  *out = RecordState{};
+  return txn_.GetRecord(c, id, out, nullptr);
 }
 
 Status Batch::Delete(std::string_view c, std::string_view id) {
@@ -91,6 +130,11 @@ void TakeNewReplicaId(ReplicaMeta& meta, const IdSource& source) {
 
 Replica::Replica(std::unique_ptr<Store> store, PhysicalClock now, IdSource new_id)
     : store_(std::move(store)), now_(std::move(now)), new_id_(std::move(new_id)) {}
+
+void Replica::SetWritePolicy(std::shared_ptr<WritePolicy> policy) {
+  std::lock_guard lock(policy_mu_);
+  policy_ = std::move(policy);
+}
 
 uint64_t Replica::AddCommitObserver(std::function<void()> fn) {
   std::lock_guard lock(observers_mu_);
@@ -165,8 +209,14 @@ Status Replica::WriteOnce(const std::function<Status(Batch&)>& fn) {
   ReplicaMeta meta;
   TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
   const ReplicaMeta before = meta;
-  Batch batch(*txn, meta, now_);
+  std::shared_ptr<WritePolicy> policy;
+  {
+    std::lock_guard lock(policy_mu_);
+    policy = policy_;
+  }
+  Batch batch(*txn, meta, now_, policy.get());
   TANDEM_RETURN_IF_ERROR(fn(batch));
+  TANDEM_RETURN_IF_ERROR(batch.Finish());
   if (!(meta == before)) TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
   return txn->Commit();
 }

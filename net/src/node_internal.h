@@ -235,7 +235,10 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   void RefreshSnapshot(bool running);
 
   static engine::CollectionFilter WithSystem(engine::CollectionFilter f) {
-    if (!f.all) f.names.insert(kDevicesCollection);
+    if (!f.all) {
+      f.names.insert(kDevicesCollection);
+      f.names.insert(kSchemasCollection);
+    }
     return f;
   }
   awaitable<void> Accept(tcp::acceptor acceptor);

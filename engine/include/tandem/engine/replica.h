@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "tandem/engine/rules.h"
 #include "tandem/engine/store.h"
 
 namespace tandem::engine {
@@ -43,18 +44,30 @@ class Batch {
                 const Value& element);
   // Deletes a live record; NotFound if it is absent or already deleted.
   Status Delete(std::string_view collection, std::string_view id);
+  // The record as this batch sees it (including its own writes so far).
+  Status ReadRecord(std::string_view collection, std::string_view id, RecordState* out);
 
  private:
   friend class Replica;
-  Batch(WriteTxn& txn, ReplicaMeta& meta, const PhysicalClock& now)
-      : txn_(txn), meta_(meta), now_(now) {}
+  Batch(WriteTxn& txn, ReplicaMeta& meta, const PhysicalClock& now, WritePolicy* policy)
+      : txn_(txn), meta_(meta), now_(now), policy_(policy) {}
   // Takes a fresh dot and timestamp, reads the field, lets fn mutate it, writes it.
   Status Mutate(std::string_view collection, std::string_view id, std::string_view field,
                 const std::function<void(FieldState&, const Dot&, Hlc)>& fn);
   Dot NextDot();
+  // The policy's rules for an operation (normalising *value), and notes the record for
+  // the checks at the end of the batch.
+  Status Check(std::string_view collection, std::string_view id, std::string_view field, Op op,
+               Value* value);
+  // The record-level rules over every record the batch wrote.
+  Status Finish();
   WriteTxn& txn_;
   ReplicaMeta& meta_;
   const PhysicalClock& now_;
+  WritePolicy* policy_;
+  std::map<std::string, std::shared_ptr<const CollectionRules>, std::less<>> rules_;
+  // (collection, record) -> fields written, for collections with rules.
+  std::map<std::pair<std::string, std::string>, std::set<std::string>> written_;
 };
 
 // One entry of the change feed: the current state of a record that changed.
@@ -94,6 +107,9 @@ class Replica {
   // instead of a new replica id.
   Replica(std::unique_ptr<Store> store, PhysicalClock now, IdSource new_id = nullptr);
   Store& store() { return *store_; }
+  // The rules local writes (Write and the conveniences) must follow from now on; null
+  // for none. Changes applied from peers are not subject to it.
+  void SetWritePolicy(std::shared_ptr<WritePolicy> policy);
 
   // Rollback detection. A peer (or a field state it sends) holding more of this
   // replica's events than its version vector says it issued means the replica was
@@ -195,6 +211,8 @@ class Replica {
   std::unique_ptr<Store> store_;
   PhysicalClock now_;
   IdSource new_id_;
+  std::mutex policy_mu_;
+  std::shared_ptr<WritePolicy> policy_;
   std::mutex observers_mu_;
   uint64_t next_observer_ = 1;
   std::map<uint64_t, std::shared_ptr<std::function<void()>>> observers_;

@@ -18,6 +18,8 @@ using Json = nlohmann::json;
 
 // Parses one JSON scalar (or a {"$bytes": ...} object) as a Value.
 Result<engine::Value> ParseScalar(std::string_view text);
+// The same for a parsed JSON value.
+Result<engine::Value> JsonToScalar(const Json& j);
 Json ValueToJson(const engine::Value& v);
 Json FieldToJson(const engine::FieldValue& f);
 // {"id": ..., field: value, ...}

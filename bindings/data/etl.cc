@@ -1,0 +1,838 @@
+#include "tandem/data/etl.h"
+
+#include <csv.h>
+#include <sys/stat.h>
+
+#include <cstring>
+#include <deque>
+#include <limits>
+#include <set>
+
+#include "tandem/bindings/json.h"
+#include "tandem/data/schema.h"
+
+namespace tandem::data {
+
+using bindings::Json;
+using bindings::Quote;
+using engine::Kind;
+using engine::Value;
+using engine::ValueType;
+
+Result<Format> ParseFormat(std::string_view name) {
+  if (name == "jsonl" || name == "ndjson") return Format::kJsonl;
+  if (name == "csv") return Format::kCsv;
+  return Status::Invalid("unknown format " + Quote(name) + " (jsonl or csv)");
+}
+
+std::optional<Format> FormatOfPath(std::string_view path) {
+  auto ends = [&](std::string_view ext) {
+    return path.size() > ext.size() && path.substr(path.size() - ext.size()) == ext;
+  };
+  if (ends(".csv") || ends(".CSV")) return Format::kCsv;
+  if (ends(".jsonl") || ends(".ndjson") || ends(".json")) return Format::kJsonl;
+  return std::nullopt;
+}
+
+namespace {
+
+// A line (JSON lines) or a CSV row longer than this is refused: it would hold more than
+// a record can (several fields of the largest value).
+constexpr size_t kMaxLine = 4 << 20;
+constexpr size_t kChunk = 1 << 16;
+// A batch also ends at this many bytes of values, whatever its row count.
+constexpr size_t kMaxBatchBytes = 16 << 20;
+
+struct FieldWrite {
+  std::string name;
+  Kind kind = Kind::kRegister;
+  Value scalar;             // kRegister
+  int64_t count = 0;        // kCounter
+  std::vector<Value> set;   // kSet
+};
+
+struct Row {
+  uint64_t line = 0;
+  std::string id;
+  std::vector<FieldWrite> fields;
+  size_t bytes = 0;
+};
+
+std::string Describe(const Json& j) {
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+// Types a field's value: by the schema where it declares the field, else by inference.
+class Typer {
+ public:
+  explicit Typer(const Schema* schema) : schema_(schema) {}
+
+  // A JSON value (a JSON line's, or a CSV cell that is JSON).
+  Status FromJson(const std::string& name, const Json& v, FieldWrite* out) const {
+    out->name = name;
+    const FieldRule* rule = schema_ ? schema_->Find(name) : nullptr;
+    const FieldType type = rule ? rule->type : FieldType::kAny;
+    if (v.is_object() && v.size() == 1 && v.contains("$counter")) {
+      if (type != FieldType::kAny && type != FieldType::kCounter)
+        return Status::Invalid(name + ": expected " + FieldTypeName(type) + ", got a counter");
+      return Counter(name, v["$counter"], out);
+    }
+    if (type == FieldType::kCounter) return Counter(name, v, out);
+    if (v.is_array()) {
+      if (type != FieldType::kAny && type != FieldType::kSet)
+        return Status::Invalid(name + ": expected " + FieldTypeName(type) + ", got an array");
+      out->kind = Kind::kSet;
+      std::set<Value, engine::ValueLess> seen;
+      for (const auto& e : v) {
+        if (e.is_array() || (e.is_object() && !e.contains("$bytes")))
+          return Status::Invalid(name + ": a set's elements are scalars, got " +
+                                 Quote(Describe(e)));
+        TANDEM_ASSIGN_OR_RETURN(Value val, Scalar(name, e));
+        if (seen.insert(val).second) out->set.push_back(std::move(val));
+      }
+      return Status::Ok();
+    }
+    if (type == FieldType::kSet)
+      return Status::Invalid(name + ": a set, expected a JSON array, got " + Quote(Describe(v)));
+    if (v.is_object() && !v.contains("$bytes"))
+      return Status::Invalid(name + ": nested objects are not values (scalars, arrays of "
+                                    "scalars, $bytes, $counter), got " +
+                             Quote(Describe(v)));
+    out->kind = Kind::kRegister;
+    TANDEM_ASSIGN_OR_RETURN(out->scalar, Scalar(name, v));
+    return Status::Ok();
+  }
+
+  // A CSV cell (never empty: empty cells leave the field alone).
+  Status FromCell(const std::string& name, const std::string& cell, FieldWrite* out) const {
+    const FieldRule* rule = schema_ ? schema_->Find(name) : nullptr;
+    const FieldType type = rule ? rule->type : FieldType::kAny;
+    switch (type) {
+      case FieldType::kString:
+        out->name = name;
+        out->scalar = Value{cell};
+        return Check(name, &out->scalar);
+      case FieldType::kBytes: {
+        // Declared bytes: the cell is base64 (or a $bytes object).
+        Json j = LooksLikeJson(cell) ? Json::parse(cell, nullptr, false) : Json();
+        if (!j.is_object()) j = Json{{"$bytes", cell}};
+        return FromJson(name, j, out);
+      }
+      default:
+        break;
+    }
+    Json j = LooksLikeJson(cell) ? Json::parse(cell, nullptr, false) : Json(Json::value_t::discarded);
+    if (j.is_discarded() || (j.is_object() && !(j.size() == 1 && (j.contains("$bytes") ||
+                                                                  j.contains("$counter"))))) {
+      if (type != FieldType::kAny)
+        return Status::Invalid(name + ": expected " + FieldTypeName(type) + ", got " +
+                               Quote(cell));
+      j = cell;  // plain text
+    }
+    return FromJson(name, j, out);
+  }
+
+  // Normalises and checks a register value or element against the schema.
+  Status Check(const std::string& name, Value* v) const {
+    TANDEM_RETURN_IF_ERROR(engine::ValidateValue(*v));
+    if (schema_) TANDEM_RETURN_IF_ERROR(schema_->CheckValue(name, v));
+    return engine::ValidateValue(*v);
+  }
+
+ private:
+  static bool LooksLikeJson(const std::string& s) {
+    if (s.empty()) return false;
+    const char c = s[0];
+    return c == '"' || c == '[' || c == '{' || c == '-' || (c >= '0' && c <= '9') ||
+           s == "true" || s == "false" || s == "null";
+  }
+
+  Result<Value> Scalar(const std::string& name, const Json& j) const {
+    auto v = bindings::JsonToScalar(j);
+    if (!v.ok()) return Status::Invalid(name + ": " + v.status().message());
+    Value val = std::move(v).value();
+    TANDEM_RETURN_IF_ERROR(Check(name, &val));
+    return val;
+  }
+
+  Status Counter(const std::string& name, const Json& j, FieldWrite* out) const {
+    if (!j.is_number_integer())
+      return Status::Invalid(name + ": a counter, expected an integer, got " +
+                             Quote(Describe(j)));
+    if (j.is_number_unsigned() &&
+        j.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+      return Status::Invalid(name + ": outside the 64-bit integer range");
+    out->kind = Kind::kCounter;
+    out->count = j.get<int64_t>();
+    if (const FieldRule* r = schema_ ? schema_->Find(name) : nullptr) {
+      const double d = static_cast<double>(out->count);
+      if ((r->min && d < *r->min) || (r->max && d > *r->max))
+        return Status::Invalid(name + ": " + std::to_string(out->count) +
+                               " is outside the field's range");
+    }
+    return Status::Ok();
+  }
+
+  const Schema* schema_;
+};
+
+size_t RowBytes(const Row& r) {
+  size_t n = r.id.size();
+  for (const auto& f : r.fields) {
+    n += f.name.size() + 16;
+    if (auto* s = std::get_if<std::string>(&f.scalar)) n += s->size();
+    if (auto* b = std::get_if<engine::Bytes>(&f.scalar)) n += b->data.size();
+    for (const auto& e : f.set) n += 16 + (std::holds_alternative<std::string>(e)
+                                               ? std::get<std::string>(e).size()
+                                               : 0);
+  }
+  return n;
+}
+
+// Makes the record state equal to the row's fields, writing only what differs.
+Status ApplyRow(engine::Batch& b, std::string_view coll, const Row& row, uint64_t* written) {
+  engine::RecordState st;
+  TANDEM_RETURN_IF_ERROR(b.ReadRecord(coll, row.id, &st));
+  for (const auto& fw : row.fields) {
+    auto it = st.fields.find(fw.name);
+    const engine::FieldState* fs = it == st.fields.end() ? nullptr : &it->second;
+    std::optional<engine::FieldValue> cur = fs ? engine::Read(*fs) : std::nullopt;
+    const bool settled = cur && engine::Siblings(*fs).size() == 1;
+    switch (fw.kind) {
+      case Kind::kRegister:
+        if (settled && cur->kind == Kind::kRegister && engine::SameValue(cur->scalar, fw.scalar))
+          continue;
+        TANDEM_RETURN_IF_ERROR(b.Put(coll, row.id, fw.name, fw.scalar));
+        ++*written;
+        break;
+      case Kind::kCounter: {
+        const __int128 sum = fs ? engine::CounterSum(*fs) : 0;
+        if (settled && cur->kind == Kind::kCounter && sum == fw.count) continue;
+        const __int128 delta = static_cast<__int128>(fw.count) - sum;
+        if (delta > std::numeric_limits<int64_t>::max() ||
+            delta < std::numeric_limits<int64_t>::min())
+          return Status::Invalid(fw.name + ": the counter is too far from " +
+                                 std::to_string(fw.count) + " to set it in one step");
+        TANDEM_RETURN_IF_ERROR(b.Incr(coll, row.id, fw.name, static_cast<int64_t>(delta)));
+        ++*written;
+        break;
+      }
+      case Kind::kSet: {
+        std::vector<Value> have;
+        if (cur && cur->kind == Kind::kSet) have = cur->set;
+        std::set<Value, engine::ValueLess> want(fw.set.begin(), fw.set.end());
+        std::set<Value, engine::ValueLess> had(have.begin(), have.end());
+        if (settled && cur->kind == Kind::kSet && want.size() == had.size() &&
+            std::equal(want.begin(), want.end(), had.begin(),
+                       [](const Value& x, const Value& y) { return engine::SameValue(x, y); }))
+          continue;
+        for (const auto& e : had)
+          if (!want.count(e)) {
+            TANDEM_RETURN_IF_ERROR(b.Remove(coll, row.id, fw.name, e));
+            ++*written;
+          }
+        bool wrote = false;
+        for (const auto& e : fw.set)
+          if (!had.count(e) || !settled || cur->kind != Kind::kSet) {
+            TANDEM_RETURN_IF_ERROR(b.Add(coll, row.id, fw.name, e));
+            ++*written;
+            wrote = true;
+          }
+        if (!wrote && fw.set.empty() && !(cur && cur->kind == Kind::kSet)) {
+          // An empty set: a removal of nothing makes the field a set.
+          TANDEM_RETURN_IF_ERROR(b.Remove(coll, row.id, fw.name, Value{}));
+          ++*written;
+        }
+        break;
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+// Where rows go: validated only (a strict import's first pass) or written in batches.
+class Sink {
+ public:
+  Sink(engine::Replica& r, const ImportOptions& o, const Schema* schema, ImportReport* report)
+      : r_(r), o_(o), schema_(schema), report_(report) {}
+  bool validate_only = false;
+
+  // A bad row: reported; fatal when strict.
+  Status Bad(uint64_t line, const std::string& reason) {
+    ++report_->bad_rows;
+    if (o_.bad_row) o_.bad_row(line, reason);
+    if (o_.strict)
+      return Status::Invalid("line " + std::to_string(line) + ": " + reason +
+                             " (strict: nothing was imported)");
+    return Status::Ok();
+  }
+
+  Status Add(Row row) {
+    ++report_->rows;
+    if (validate_only) {
+      // Required fields the row does not give must be in the stored record already.
+      if (schema_) {
+        for (const auto& [name, rule] : schema_->fields()) {
+          if (!rule.required) continue;
+          bool given = false;
+          for (const auto& f : row.fields) given = given || f.name == name;
+          if (given) continue;
+          auto st = r_.GetState(o_.collection, row.id);
+          if (!st.ok()) return st.status();
+          auto f = st.value().fields.find(name);
+          if (f == st.value().fields.end() || !f->second.Live())
+            return Bad(row.line, name + " is required");
+        }
+      }
+      return Status::Ok();
+    }
+    bytes_ += RowBytes(row);
+    rows_.push_back(std::move(row));
+    if (rows_.size() >= o_.batch_rows || bytes_ >= kMaxBatchBytes) return Flush();
+    return Status::Ok();
+  }
+
+  Status Flush() {
+    if (rows_.empty()) return Status::Ok();
+    uint64_t written = 0;
+    Status st = r_.Write([&](engine::Batch& b) {
+      written = 0;
+      for (const auto& row : rows_) TANDEM_RETURN_IF_ERROR(ApplyRow(b, o_.collection, row, &written));
+      return Status::Ok();
+    });
+    if (st.ok()) {
+      report_->rows_imported += rows_.size();
+      report_->fields_written += written;
+    } else if (st.code() == Code::kInvalidArgument) {
+      // One row broke a rule the first checks could not see (a required field, a
+      // counter's range): apply row by row to find it.
+      for (const auto& row : rows_) {
+        uint64_t w = 0;
+        Status one = r_.Write([&](engine::Batch& b) {
+          w = 0;
+          return ApplyRow(b, o_.collection, row, &w);
+        });
+        if (one.ok()) {
+          ++report_->rows_imported;
+          report_->fields_written += w;
+        } else if (one.code() == Code::kInvalidArgument) {
+          TANDEM_RETURN_IF_ERROR(Bad(row.line, one.message()));
+        } else {
+          return one;
+        }
+      }
+    } else {
+      return st;
+    }
+    rows_.clear();
+    bytes_ = 0;
+    return Status::Ok();
+  }
+
+ private:
+  engine::Replica& r_;
+  const ImportOptions& o_;
+  const Schema* schema_;
+  ImportReport* report_;
+  std::vector<Row> rows_;
+  size_t bytes_ = 0;
+};
+
+// Reads the input in chunks, copying it to a spool file when asked (a strict import
+// from a pipe reads its input twice).
+class Input {
+ public:
+  Input(FILE* in, FILE* spool) : in_(in), spool_(spool) {}
+  // Bytes read into buf; 0 at EOF. Errors are sticky (error()).
+  size_t Read(char* buf, size_t n) {
+    size_t got = std::fread(buf, 1, n, in_);
+    if (got < n && std::ferror(in_)) error_ = std::strerror(errno ? errno : EIO);
+    if (spool_ && got > 0 && std::fwrite(buf, 1, got, spool_) != got)
+      error_ = std::string("cannot spool the input: ") + std::strerror(errno);
+    bytes_ += got;
+    return got;
+  }
+  const std::string& error() const { return error_; }
+  uint64_t bytes() const { return bytes_; }
+
+ private:
+  FILE* in_;
+  FILE* spool_;
+  std::string error_;
+  uint64_t bytes_ = 0;
+};
+
+class Parser {
+ public:
+  Parser(const ImportOptions& o, const Typer& typer, Sink& sink, Input& in, uint64_t total)
+      : o_(o), typer_(typer), sink_(sink), in_(in), total_(total) {}
+  virtual ~Parser() = default;
+  virtual Status Run() = 0;
+
+ protected:
+  void Progress(uint64_t rows, bool validating) {
+    if (o_.progress) o_.progress(ImportProgress{rows, in_.bytes(), total_, validating});
+  }
+  const ImportOptions& o_;
+  const Typer& typer_;
+  Sink& sink_;
+  Input& in_;
+  uint64_t total_;
+};
+
+Status IdFrom(const std::string& id, Row* row) {
+  if (id.empty()) return Status::Invalid("the record id is empty");
+  Status st = engine::ValidateRecordId(id);
+  if (!st.ok()) return Status::Invalid("record id: " + st.message());
+  row->id = id;
+  return Status::Ok();
+}
+
+// ---- JSON lines ------------------------------------------------------------------
+
+class JsonlParser : public Parser {
+ public:
+  using Parser::Parser;
+  Status Run() override {
+    std::string buf(kChunk, '\0'), line;
+    uint64_t lineno = 0, rows = 0;
+    bool too_long = false;
+    auto finish_line = [&]() -> Status {
+      ++lineno;
+      if (too_long) {
+        too_long = false;
+        line.clear();
+        return sink_.Bad(lineno, "the line is longer than " + std::to_string(kMaxLine >> 20) +
+                                     " MiB (a value is at most 512 KiB)");
+      }
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.find_first_not_of(" \t") == std::string::npos) {
+        line.clear();
+        return Status::Ok();  // blank lines separate nothing
+      }
+      ++rows;
+      Row row;
+      row.line = lineno;
+      Status st = MakeRow(line, &row);
+      line.clear();
+      if (!st.ok()) return sink_.Bad(lineno, st.message());
+      return sink_.Add(std::move(row));
+    };
+    uint64_t last_progress = 0;
+    for (;;) {
+      size_t n = in_.Read(buf.data(), buf.size());
+      if (!in_.error().empty()) return Status::Io("reading the input: " + in_.error());
+      if (n == 0) break;
+      size_t pos = 0;
+      while (pos < n) {
+        const char* nl = static_cast<const char*>(std::memchr(buf.data() + pos, '\n', n - pos));
+        const size_t end = nl ? static_cast<size_t>(nl - buf.data()) : n;
+        if (!too_long) {
+          if (line.size() + (end - pos) > kMaxLine) {
+            too_long = true;
+            std::string().swap(line);
+          } else {
+            line.append(buf.data() + pos, end - pos);
+          }
+        }
+        pos = end;
+        if (nl) {
+          ++pos;
+          TANDEM_RETURN_IF_ERROR(finish_line());
+        }
+      }
+      if (rows - last_progress >= 1000) {
+        Progress(rows, sink_.validate_only);
+        last_progress = rows;
+      }
+    }
+    if (!line.empty() || too_long) TANDEM_RETURN_IF_ERROR(finish_line());
+    Progress(rows, sink_.validate_only);
+    return Status::Ok();
+  }
+
+ private:
+  Status MakeRow(const std::string& text, Row* row) {
+    Json j;
+    try {
+      j = Json::parse(text);
+    } catch (const Json::parse_error& e) {
+      std::string why = e.what();
+      // "[json.exception.parse_error.101] parse error at line 1, column 7: ..." -> the rest
+      auto at = why.find("column");
+      return Status::Invalid("not valid JSON" +
+                             (at == std::string::npos ? std::string()
+                                                      : " (" + why.substr(at) + ")"));
+    }
+    if (!j.is_object()) return Status::Invalid("expected a JSON object, one record per line");
+    auto id = j.find(o_.id_field);
+    if (id == j.end()) return Status::Invalid("no " + Quote(o_.id_field) + " key (the record id)");
+    if (id->is_string()) {
+      TANDEM_RETURN_IF_ERROR(IdFrom(id->get<std::string>(), row));
+    } else if (id->is_number_integer()) {
+      TANDEM_RETURN_IF_ERROR(IdFrom(id->dump(), row));
+    } else {
+      return Status::Invalid("the record id must be a string or an integer, got " +
+                             Quote(Describe(*id)));
+    }
+    for (const auto& [key, v] : j.items()) {
+      if (key == o_.id_field) continue;
+      Status st = engine::ValidateFieldName(key);
+      if (!st.ok()) return st;
+      FieldWrite fw;
+      TANDEM_RETURN_IF_ERROR(typer_.FromJson(key, v, &fw));
+      row->fields.push_back(std::move(fw));
+    }
+    return Status::Ok();
+  }
+};
+
+// ---- CSV (libcsv) ----------------------------------------------------------------
+
+class CsvParser : public Parser {
+ public:
+  using Parser::Parser;
+  ~CsvParser() override {
+    if (init_) csv_free(&p_);
+  }
+
+  Status Run() override {
+    if (csv_init(&p_, CSV_STRICT | CSV_STRICT_FINI | CSV_REPALL_NL) != 0)
+      return Status::Io("cannot start the CSV parser");
+    init_ = true;
+    // RFC 4180: spaces are part of a field.
+    csv_set_space_func(&p_, [](unsigned char) { return 0; });
+    std::string buf(kChunk, '\0');
+    uint64_t last_progress = 0;
+    bool first = true;
+    for (;;) {
+      size_t n = in_.Read(buf.data(), buf.size());
+      if (!in_.error().empty()) return Status::Io("reading the input: " + in_.error());
+      if (n == 0) break;
+      const char* data = buf.data();
+      if (first && n >= 3 && std::memcmp(data, "\xEF\xBB\xBF", 3) == 0) {
+        data += 3;  // a byte order mark, as spreadsheets write
+        n -= 3;
+      }
+      first = false;
+      size_t done = csv_parse(&p_, data, n, &CsvParser::OnField, &CsvParser::OnRow, this);
+      if (done != n) {
+        TANDEM_RETURN_IF_ERROR(Drain());  // the rows before it
+        // Count the lines up to the bad byte for the message.
+        for (size_t i = 0; i < done; ++i) newlines_ += data[i] == '\n';
+        return Status::Invalid("line " + std::to_string(std::max(row_line_, newlines_ + 1)) +
+                               ": malformed CSV (a quote inside an unquoted field, or text "
+                               "after a closing quote)");
+      }
+      for (size_t i = 0; i < n; ++i) newlines_ += data[i] == '\n';
+      TANDEM_RETURN_IF_ERROR(Drain());
+      if (p_.entry_pos + cells_bytes_ > kMaxLine || p_.entry_pos > engine::kMaxValueBytes)
+        return Status::Invalid("line " + std::to_string(CurrentLine()) +
+                               ": a value longer than 512 KiB (a string is at most 512 "
+                               "KiB); the rest of the file cannot be read safely");
+      if (data_rows_ - last_progress >= 1000) {
+        Progress(data_rows_, sink_.validate_only);
+        last_progress = data_rows_;
+      }
+    }
+    if (csv_fini(&p_, &CsvParser::OnField, &CsvParser::OnRow, this) != 0)
+      return Status::Invalid("line " + std::to_string(CurrentLine()) +
+                             ": the file ends inside a quoted field (truncated?)");
+    TANDEM_RETURN_IF_ERROR(Drain());
+    if (!have_header_) return Status::Invalid("the CSV input is empty: expected a header row");
+    Progress(data_rows_, sink_.validate_only);
+    return Status::Ok();
+  }
+
+ private:
+  struct RawRow {
+    uint64_t line;
+    std::vector<std::string> cells;
+  };
+
+  uint64_t CurrentLine() const { return row_started_ ? row_line_ : lines_ + 1; }
+
+  static void OnField(void* s, size_t len, void* self_ptr) {
+    auto* self = static_cast<CsvParser*>(self_ptr);
+    if (!self->row_started_) {
+      self->row_started_ = true;
+      self->row_line_ = self->lines_ + 1;
+    }
+    const char* d = static_cast<const char*>(s);
+    self->cur_.emplace_back(d ? d : "", d ? len : 0);
+    self->cells_bytes_ += len;
+    self->lines_ += static_cast<uint64_t>(std::count(self->cur_.back().begin(),
+                                                     self->cur_.back().end(), '\n'));
+  }
+
+  static void OnRow(int c, void* self_ptr) {
+    auto* self = static_cast<CsvParser*>(self_ptr);
+    if (c == '\n') ++self->lines_;
+    if (self->row_started_) {
+      self->done_.push_back(RawRow{self->row_line_, std::move(self->cur_)});
+      self->cur_.clear();
+      self->cells_bytes_ = 0;
+      self->row_started_ = false;
+    }
+  }
+
+  Status Drain() {
+    while (!done_.empty()) {
+      RawRow raw = std::move(done_.front());
+      done_.pop_front();
+      // A line holding only an empty field is a blank line.
+      if (raw.cells.size() == 1 && raw.cells[0].empty()) continue;
+      if (!have_header_) {
+        TANDEM_RETURN_IF_ERROR(Header(raw));
+        continue;
+      }
+      ++data_rows_;
+      Row row;
+      row.line = raw.line;
+      Status st = MakeRow(raw, &row);
+      if (!st.ok()) {
+        TANDEM_RETURN_IF_ERROR(sink_.Bad(raw.line, st.message()));
+        continue;
+      }
+      TANDEM_RETURN_IF_ERROR(sink_.Add(std::move(row)));
+    }
+    return Status::Ok();
+  }
+
+  Status Header(const RawRow& raw) {
+    have_header_ = true;
+    std::set<std::string> seen;
+    id_col_ = SIZE_MAX;
+    for (size_t i = 0; i < raw.cells.size(); ++i) {
+      const std::string& name = raw.cells[i];
+      if (!seen.insert(name).second)
+        return Status::Invalid("line " + std::to_string(raw.line) + ": the header names " +
+                               Quote(name) + " twice");
+      if (name == o_.id_field) {
+        id_col_ = i;
+        continue;
+      }
+      Status st = engine::ValidateFieldName(name);
+      if (!st.ok())
+        return Status::Invalid("line " + std::to_string(raw.line) + ": header: " + st.message());
+    }
+    if (id_col_ == SIZE_MAX)
+      return Status::Invalid("the header has no " + Quote(o_.id_field) +
+                             " column (the record id; name it with --id)");
+    header_ = raw.cells;
+    return Status::Ok();
+  }
+
+  Status MakeRow(const RawRow& raw, Row* row) {
+    if (raw.cells.size() != header_.size())
+      return Status::Invalid(std::to_string(raw.cells.size()) + " fields, the header has " +
+                             std::to_string(header_.size()));
+    for (const auto& c : raw.cells)
+      if (!engine::IsValidUtf8(c)) return Status::Invalid("not valid UTF-8");
+    TANDEM_RETURN_IF_ERROR(IdFrom(raw.cells[id_col_], row));
+    for (size_t i = 0; i < raw.cells.size(); ++i) {
+      if (i == id_col_ || raw.cells[i].empty()) continue;
+      FieldWrite fw;
+      TANDEM_RETURN_IF_ERROR(typer_.FromCell(header_[i], raw.cells[i], &fw));
+      row->fields.push_back(std::move(fw));
+    }
+    return Status::Ok();
+  }
+
+  csv_parser p_{};
+  bool init_ = false;
+  std::vector<std::string> cur_;
+  size_t cells_bytes_ = 0;
+  bool row_started_ = false;
+  uint64_t row_line_ = 0;
+  uint64_t lines_ = 0;     // newlines seen by the parser (terminators and inside fields)
+  uint64_t newlines_ = 0;  // newlines in the input read
+  std::deque<RawRow> done_;
+  bool have_header_ = false;
+  std::vector<std::string> header_;
+  size_t id_col_ = SIZE_MAX;
+  uint64_t data_rows_ = 0;
+};
+
+Status RunParser(engine::Replica& r, const ImportOptions& o, const Typer& typer, Sink& sink,
+                 Input& in, uint64_t total) {
+  (void)r;
+  std::unique_ptr<Parser> p;
+  if (o.format == Format::kCsv) {
+    p = std::make_unique<CsvParser>(o, typer, sink, in, total);
+  } else {
+    p = std::make_unique<JsonlParser>(o, typer, sink, in, total);
+  }
+  Status st = p->Run();
+  // Rows read before a fatal error are applied all the same (unless strict: then the
+  // first pass found every error before anything was written).
+  Status flushed = sink.Flush();
+  return st.ok() ? flushed : st;
+}
+
+struct FileCloser {
+  void operator()(FILE* f) const {
+    if (f) std::fclose(f);
+  }
+};
+
+}  // namespace
+
+Result<ImportReport> Import(engine::Replica& r, FILE* in, const ImportOptions& o) {
+  TANDEM_RETURN_IF_ERROR(engine::ValidateCollection(o.collection));
+  if (o.collection.rfind("_tandem", 0) == 0)
+    return Status::Invalid("collection " + o.collection + " is reserved for tandem itself");
+  if (o.id_field.empty()) return Status::Invalid("--id needs a column or key name");
+  TANDEM_ASSIGN_OR_RETURN(auto stored, LoadSchema(r, o.collection));
+  const Schema* schema = stored ? stored->schema.get() : nullptr;
+  Typer typer(schema);
+  ImportOptions opts = o;
+  if (opts.batch_rows == 0) opts.batch_rows = 1;
+
+  uint64_t total = 0;
+  struct stat sb;
+  const bool regular = ::fstat(::fileno(in), &sb) == 0 && S_ISREG(sb.st_mode);
+  if (regular) total = static_cast<uint64_t>(sb.st_size);
+
+  ImportReport report;
+  FILE* source = in;
+  std::unique_ptr<FILE, FileCloser> spool;
+  if (opts.strict) {
+    // Pass one: every row parsed and checked, nothing written.
+    long start = regular ? std::ftell(in) : -1;
+    if (start < 0) {
+      spool.reset(std::tmpfile());
+      if (!spool) return Status::Io(std::string("cannot make a spool file: ") + std::strerror(errno));
+    }
+    ImportReport check;
+    Sink sink(r, opts, schema, &check);
+    sink.validate_only = true;
+    Input input(in, spool.get());
+    TANDEM_RETURN_IF_ERROR(RunParser(r, opts, typer, sink, input, total));
+    if (spool) {
+      if (std::fflush(spool.get()) != 0 || std::fseek(spool.get(), 0, SEEK_SET) != 0)
+        return Status::Io(std::string("spool file: ") + std::strerror(errno));
+      source = spool.get();
+      total = input.bytes();
+    } else if (std::fseek(in, start, SEEK_SET) != 0) {
+      return Status::Io(std::string("cannot read the input again: ") + std::strerror(errno));
+    }
+  }
+  Sink sink(r, opts, schema, &report);
+  Input input(source, nullptr);
+  Status st = RunParser(r, opts, typer, sink, input, total);
+  report.bytes = input.bytes();
+  report.rows = report.rows_imported + report.bad_rows;  // each row is one or the other
+  if (!st.ok()) return st;
+  return report;
+}
+
+// ---- Export ------------------------------------------------------------------------
+
+namespace {
+
+bool Declared(const Schema* s, const std::string& field, FieldType t) {
+  const FieldRule* r = s ? s->Find(field) : nullptr;
+  return r && r->type == t;
+}
+
+Json ExportValue(const Schema* s, const std::string& field, const engine::FieldValue& f) {
+  if (f.kind == Kind::kCounter && !Declared(s, field, FieldType::kCounter))
+    return Json{{"$counter", f.count}};
+  return bindings::FieldToJson(f);
+}
+
+// A CSV cell's text: what FromCell reads back as the same value.
+std::string CellText(const Schema* s, const std::string& field, const engine::FieldValue& f) {
+  if (f.kind == Kind::kRegister) {
+    if (auto* str = std::get_if<std::string>(&f.scalar)) {
+      // Plain text unless it would read as something else (JSON, or empty).
+      if (Declared(s, field, FieldType::kString)) return *str;
+      Json j = str->empty() ? Json(Json::value_t::discarded) : Json::parse(*str, nullptr, false);
+      if (!str->empty() && j.is_discarded()) return *str;
+      return Json(*str).dump();
+    }
+    if (auto* b = std::get_if<engine::Bytes>(&f.scalar)) {
+      Json j = bindings::ValueToJson(f.scalar);
+      if (Declared(s, field, FieldType::kBytes)) return j["$bytes"].get<std::string>();
+      (void)b;
+      return j.dump();
+    }
+  }
+  return ExportValue(s, field, f).dump(-1, ' ', false, Json::error_handler_t::strict);
+}
+
+void WriteCell(std::string* out, const std::string& cell) {
+  if (cell.find_first_of(",\"\r\n") == std::string::npos && !cell.empty()) {
+    *out += cell;
+    return;
+  }
+  *out += '"';
+  for (char c : cell) {
+    if (c == '"') *out += '"';
+    *out += c;
+  }
+  *out += '"';
+}
+
+}  // namespace
+
+Result<uint64_t> Export(engine::Replica& r, std::string_view collection, Format format, FILE* out) {
+  TANDEM_RETURN_IF_ERROR(engine::ValidateCollection(collection));
+  TANDEM_ASSIGN_OR_RETURN(auto stored, LoadSchema(r, collection));
+  const Schema* schema = stored ? stored->schema.get() : nullptr;
+  uint64_t count = 0;
+  std::string line;
+  Status werr;
+  auto emit = [&]() {
+    line += '\n';
+    if (std::fwrite(line.data(), 1, line.size(), out) != line.size())
+      werr = Status::Io(std::string("writing the output: ") + std::strerror(errno));
+    line.clear();
+    return werr.ok();
+  };
+  if (format == Format::kJsonl) {
+    TANDEM_RETURN_IF_ERROR(r.Scan(collection, "", [&](const engine::Record& rec) {
+      // The id first, then the fields by name.
+      line = "{\"id\":" + Json(rec.id).dump();
+      for (const auto& [name, f] : rec.fields)
+        line += "," + Json(name).dump() + ":" + ExportValue(schema, name, f).dump();
+      line += "}";
+      ++count;
+      return emit();
+    }));
+  } else {
+    // The header needs every field name first: one pass for the names, one for the rows.
+    std::vector<std::string> names;
+    if (schema)
+      for (const auto& [name, rule] : schema->fields()) names.push_back(name);
+    std::set<std::string> all(names.begin(), names.end());
+    TANDEM_RETURN_IF_ERROR(r.Scan(collection, "", [&](const engine::Record& rec) {
+      for (const auto& [name, f] : rec.fields)
+        if (all.insert(name).second) names.push_back(name);
+      return true;
+    }));
+    WriteCell(&line, "id");
+    for (const auto& n : names) {
+      line += ',';
+      WriteCell(&line, n);
+    }
+    if (!emit()) return werr;
+    TANDEM_RETURN_IF_ERROR(r.Scan(collection, "", [&](const engine::Record& rec) {
+      WriteCell(&line, rec.id);
+      for (const auto& n : names) {
+        line += ',';
+        auto it = rec.fields.find(n);
+        if (it != rec.fields.end()) WriteCell(&line, CellText(schema, n, it->second));
+      }
+      ++count;
+      return emit();
+    }));
+  }
+  TANDEM_RETURN_IF_ERROR(werr);
+  if (std::fflush(out) != 0)
+    return Status::Io(std::string("writing the output: ") + std::strerror(errno));
+  return count;
+}
+
+}  // namespace tandem::data

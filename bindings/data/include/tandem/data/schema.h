@@ -1,0 +1,101 @@
+// Collection schemas: the rules every device applies to a collection's data.
+//
+// A schema is JSON (docs/schema.md):
+//   {"fields": {"name":  {"type": "string", "required": true},
+//               "phone": {"type": "string", "normalize": ["phone"], "region": "US"},
+//               "qty":   {"type": "counter", "min": 0},
+//               "state": {"type": "string", "enum": ["new", "paid"]}},
+//    "additional": true}
+// It is stored as a replicated record (collection _tandem_schemas, id = the collection),
+// so it reaches every device with sync, and each version stays readable.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tandem/engine/replica.h"
+#include "tandem/engine/rules.h"
+
+namespace tandem::data {
+
+// Where schemas live (net::kSchemasCollection): sent and accepted by every session
+// whatever the filters.
+inline constexpr char kSchemasCollection[] = "_tandem_schemas";
+
+enum class FieldType { kAny, kString, kInt, kDouble, kBool, kBytes, kCounter, kSet };
+const char* FieldTypeName(FieldType t);
+enum class Normalizer { kTrim, kLower, kUpper, kPhone };
+enum class Resolve { kLatest, kMin, kMax };
+
+struct FieldRule {
+  FieldType type = FieldType::kAny;
+  FieldType items = FieldType::kAny;  // a set's elements
+  bool required = false;
+  std::optional<double> min, max;                 // numbers: the value; counters: the count
+  std::optional<size_t> min_length, max_length;  // strings, in bytes
+  std::string pattern;                            // RE2 syntax, unanchored (use ^...$)
+  std::vector<engine::Value> enumeration;         // empty: any value
+  std::vector<Normalizer> normalize;              // applied in order, before the checks
+  std::string region = "";                        // phone numbers without +: this region
+  Resolve resolve = Resolve::kLatest;             // how siblings pick a winner
+  std::vector<std::string> prefer;                // device ids, first wins
+};
+
+class Schema : public engine::CollectionRules {
+ public:
+  // Parses and checks a schema's JSON; errors name the field and the key.
+  static Result<std::shared_ptr<const Schema>> Parse(std::string_view json);
+  ~Schema() override;
+
+  const std::map<std::string, FieldRule>& fields() const { return fields_; }
+  const FieldRule* Find(std::string_view field) const;
+  bool additional() const { return additional_; }
+
+  // The kind a field's values take (register, counter, set), by its declared type.
+  std::optional<engine::Kind> DeclaredKind(std::string_view field) const;
+
+  // Normalises a register value or set element of `field` and checks it against the
+  // field's rules; the error names the field and the rule.
+  Status CheckValue(std::string_view field, engine::Value* v) const;
+
+  // engine::CollectionRules
+  Status CheckOp(std::string_view field, engine::Op op, engine::Value* value) const override;
+  Status CheckRecord(std::string_view id, const engine::RecordState& record,
+                     const std::set<std::string>& written) const override;
+
+ private:
+  Schema() = default;
+  struct Compiled;
+  std::map<std::string, FieldRule> fields_;
+  std::map<std::string, std::unique_ptr<Compiled>, std::less<>> compiled_;
+  bool additional_ = true;
+};
+
+// A stored schema: its text, parsed, and its version (1, 2, ...).
+struct StoredSchema {
+  std::string text;
+  int64_t version = 0;
+  std::shared_ptr<const Schema> schema;
+};
+// The collection's current schema, or nullopt when it has none.
+Result<std::optional<StoredSchema>> LoadSchema(engine::Replica& r, std::string_view collection);
+// Checks `json` and stores it as the collection's next version. Returns that version.
+Result<int64_t> SaveSchema(engine::Replica& r, std::string_view collection, std::string_view json);
+
+// The write policy that applies each collection's stored schema to local writes. Parsed
+// schemas are cached by their text, so a schema that arrives by sync applies at once.
+class SchemaPolicy : public engine::WritePolicy {
+ public:
+  Result<std::shared_ptr<const engine::CollectionRules>> RulesFor(
+      engine::ReadTxn& txn, std::string_view collection) override;
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, std::pair<std::string, std::shared_ptr<const Schema>>, std::less<>> cache_;
+};
+
+}  // namespace tandem::data

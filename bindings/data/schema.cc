@@ -1,0 +1,480 @@
+#include "tandem/data/schema.h"
+
+#include <phonenumbers/phonenumberutil.h>
+#include <re2/re2.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "tandem/bindings/json.h"
+
+namespace tandem::data {
+
+using bindings::Json;
+using bindings::Quote;
+using engine::Value;
+using engine::ValueType;
+
+struct Schema::Compiled {
+  std::unique_ptr<re2::RE2> pattern;
+};
+
+Schema::~Schema() = default;
+
+const char* FieldTypeName(FieldType t) {
+  switch (t) {
+    case FieldType::kAny:
+      return "any";
+    case FieldType::kString:
+      return "string";
+    case FieldType::kInt:
+      return "int";
+    case FieldType::kDouble:
+      return "double";
+    case FieldType::kBool:
+      return "bool";
+    case FieldType::kBytes:
+      return "bytes";
+    case FieldType::kCounter:
+      return "counter";
+    case FieldType::kSet:
+      return "set";
+  }
+  return "?";
+}
+
+namespace {
+
+std::optional<FieldType> TypeByName(const std::string& n) {
+  for (auto t : {FieldType::kAny, FieldType::kString, FieldType::kInt, FieldType::kDouble,
+                 FieldType::kBool, FieldType::kBytes, FieldType::kCounter, FieldType::kSet})
+    if (n == FieldTypeName(t)) return t;
+  return std::nullopt;
+}
+
+Status Bad(std::string_view field, const std::string& what) {
+  return Status::Invalid("schema: field " + Quote(field) + ": " + what);
+}
+
+// A number from the schema (min, max).
+Result<double> Number(std::string_view field, const char* key, const Json& j) {
+  if (!j.is_number()) return Bad(field, std::string(key) + " must be a number");
+  return j.get<double>();
+}
+
+Result<size_t> Length(std::string_view field, const char* key, const Json& j) {
+  if (!j.is_number_unsigned()) return Bad(field, std::string(key) + " must be a whole number");
+  return static_cast<size_t>(j.get<uint64_t>());
+}
+
+Result<FieldRule> ParseRule(const std::string& name, const Json& j) {
+  if (!j.is_object()) return Bad(name, "expected an object of rules");
+  FieldRule r;
+  for (const auto& [key, v] : j.items()) {
+    if (key == "type" || key == "items") {
+      if (!v.is_string()) return Bad(name, key + " must be a string");
+      auto t = TypeByName(v.get<std::string>());
+      if (!t)
+        return Bad(name, "unknown " + key + " " + Quote(v.get<std::string>()) +
+                             " (string, int, double, bool, bytes, counter, set, any)");
+      if (key == "items" && (*t == FieldType::kCounter || *t == FieldType::kSet))
+        return Bad(name, "a set's items are scalars");
+      (key == "type" ? r.type : r.items) = *t;
+    } else if (key == "required") {
+      if (!v.is_boolean()) return Bad(name, "required must be true or false");
+      r.required = v.get<bool>();
+    } else if (key == "min" || key == "max") {
+      TANDEM_ASSIGN_OR_RETURN(double d, Number(name, key.c_str(), v));
+      (key == "min" ? r.min : r.max) = d;
+    } else if (key == "min_length" || key == "max_length") {
+      TANDEM_ASSIGN_OR_RETURN(size_t n, Length(name, key.c_str(), v));
+      (key == "min_length" ? r.min_length : r.max_length) = n;
+    } else if (key == "pattern") {
+      if (!v.is_string()) return Bad(name, "pattern must be a string");
+      r.pattern = v.get<std::string>();
+    } else if (key == "enum") {
+      if (!v.is_array() || v.empty()) return Bad(name, "enum must be a non-empty array");
+      for (const auto& e : v) {
+        auto val = bindings::JsonToScalar(e);
+        if (!val.ok()) return Bad(name, "enum: " + val.status().message());
+        r.enumeration.push_back(std::move(val).value());
+      }
+    } else if (key == "normalize") {
+      if (!v.is_array()) return Bad(name, "normalize must be an array");
+      for (const auto& n : v) {
+        const std::string s = n.is_string() ? n.get<std::string>() : "";
+        if (s == "trim") {
+          r.normalize.push_back(Normalizer::kTrim);
+        } else if (s == "lower") {
+          r.normalize.push_back(Normalizer::kLower);
+        } else if (s == "upper") {
+          r.normalize.push_back(Normalizer::kUpper);
+        } else if (s == "phone") {
+          r.normalize.push_back(Normalizer::kPhone);
+        } else {
+          return Bad(name, "unknown normalizer " + Quote(n.dump()) + " (trim, lower, upper, phone)");
+        }
+      }
+    } else if (key == "region") {
+      if (!v.is_string() || v.get<std::string>().size() != 2)
+        return Bad(name, "region must be a two-letter region code such as \"US\"");
+      r.region = v.get<std::string>();
+      std::transform(r.region.begin(), r.region.end(), r.region.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+      const auto* util = i18n::phonenumbers::PhoneNumberUtil::GetInstance();
+      if (util->GetCountryCodeForRegion(r.region) == 0)
+        return Bad(name, "unknown region " + Quote(v.get<std::string>()));
+    } else if (key == "resolve") {
+      const std::string s = v.is_string() ? v.get<std::string>() : "";
+      if (s == "latest") {
+        r.resolve = Resolve::kLatest;
+      } else if (s == "min") {
+        r.resolve = Resolve::kMin;
+      } else if (s == "max") {
+        r.resolve = Resolve::kMax;
+      } else {
+        return Bad(name, "resolve must be \"latest\", \"min\" or \"max\"");
+      }
+    } else if (key == "prefer") {
+      if (!v.is_array()) return Bad(name, "prefer must be an array of device ids");
+      for (const auto& d : v) {
+        if (!d.is_string() || d.get<std::string>().empty())
+          return Bad(name, "prefer must be an array of device ids");
+        r.prefer.push_back(d.get<std::string>());
+      }
+    } else if (key == "description") {
+      // Free text for people.
+    } else {
+      return Bad(name, "unknown rule " + Quote(key));
+    }
+  }
+  const bool phone = std::count(r.normalize.begin(), r.normalize.end(), Normalizer::kPhone) > 0;
+  const FieldType scalar = r.type == FieldType::kSet ? r.items : r.type;
+  if (!r.normalize.empty() && scalar != FieldType::kString && scalar != FieldType::kAny)
+    return Bad(name, "normalize applies to strings");
+  if (phone && r.region.empty() &&
+      std::count(r.normalize.begin(), r.normalize.end(), Normalizer::kPhone) > 0)
+    r.region = "ZZ";  // unknown region: numbers must then start with +
+  if (r.type != FieldType::kSet && r.items != FieldType::kAny)
+    return Bad(name, "items applies to sets");
+  if (r.min && r.max && *r.min > *r.max) return Bad(name, "min is above max");
+  if (r.min_length && r.max_length && *r.min_length > *r.max_length)
+    return Bad(name, "min_length is above max_length");
+  if (r.resolve != Resolve::kLatest && !r.prefer.empty())
+    return Bad(name, "give either resolve or prefer");
+  if ((r.resolve != Resolve::kLatest || !r.prefer.empty()) &&
+      (r.type == FieldType::kCounter || r.type == FieldType::kSet))
+    return Bad(name, "counters and sets merge by design; resolve and prefer apply to the others");
+  return r;
+}
+
+bool IsNumber(const Value& v) {
+  return engine::TypeOf(v) == ValueType::kInt || engine::TypeOf(v) == ValueType::kDouble;
+}
+double AsDouble(const Value& v) {
+  return engine::TypeOf(v) == ValueType::kInt ? static_cast<double>(std::get<int64_t>(v))
+                                              : std::get<double>(v);
+}
+
+std::string Trim(const std::string& s) {
+  const char* ws = " \t\r\n\f\v";
+  size_t b = s.find_first_not_of(ws);
+  if (b == std::string::npos) return {};
+  size_t e = s.find_last_not_of(ws);
+  return s.substr(b, e - b + 1);
+}
+
+Status Phone(std::string_view field, const std::string& region, std::string* s) {
+  using i18n::phonenumbers::PhoneNumber;
+  using i18n::phonenumbers::PhoneNumberUtil;
+  const auto* util = PhoneNumberUtil::GetInstance();
+  PhoneNumber n;
+  if (util->Parse(*s, region, &n) != PhoneNumberUtil::NO_PARSING_ERROR || !util->IsValidNumber(n))
+    return Status::Invalid(std::string(field) + ": " + Quote(*s) + " is not a valid phone number" +
+                           (region == "ZZ" ? " (give it with +country code)"
+                                           : " for region " + region));
+  std::string out;
+  util->Format(n, PhoneNumberUtil::E164, &out);
+  *s = std::move(out);
+  return Status::Ok();
+}
+
+bool Matches(FieldType t, const Value& v) {
+  switch (t) {
+    case FieldType::kAny:
+      return true;
+    case FieldType::kString:
+      return engine::TypeOf(v) == ValueType::kString;
+    case FieldType::kInt:
+    case FieldType::kCounter:
+      return engine::TypeOf(v) == ValueType::kInt;
+    case FieldType::kDouble:
+      return IsNumber(v);
+    case FieldType::kBool:
+      return engine::TypeOf(v) == ValueType::kBool;
+    case FieldType::kBytes:
+      return engine::TypeOf(v) == ValueType::kBytes;
+    case FieldType::kSet:
+      return false;
+  }
+  return false;
+}
+
+std::string Describe(const Value& v) {
+  return bindings::ValueToJson(v).dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+}  // namespace
+
+Result<std::shared_ptr<const Schema>> Schema::Parse(std::string_view json) {
+  Json j = Json::parse(json, nullptr, false);
+  if (j.is_discarded()) return Status::Invalid("schema: not valid JSON");
+  if (!j.is_object()) return Status::Invalid("schema: expected a JSON object with \"fields\"");
+  std::shared_ptr<Schema> s(new Schema());
+  for (const auto& [key, v] : j.items()) {
+    if (key == "fields") {
+      if (!v.is_object()) return Status::Invalid("schema: \"fields\" must be an object");
+      for (const auto& [name, rule] : v.items()) {
+        if (name == "id")
+          return Status::Invalid("schema: \"id\" is the record id, not a field");
+        TANDEM_RETURN_IF_ERROR(engine::ValidateFieldName(name));
+        TANDEM_ASSIGN_OR_RETURN(FieldRule r, ParseRule(name, rule));
+        auto c = std::make_unique<Compiled>();
+        if (!r.pattern.empty()) {
+          re2::RE2::Options o;
+          o.set_log_errors(false);
+          c->pattern = std::make_unique<re2::RE2>(r.pattern, o);
+          if (!c->pattern->ok())
+            return Bad(name, "pattern does not compile: " + c->pattern->error());
+        }
+        s->compiled_.emplace(name, std::move(c));
+        s->fields_.emplace(name, std::move(r));
+      }
+    } else if (key == "additional") {
+      if (!v.is_boolean()) return Status::Invalid("schema: \"additional\" must be true or false");
+      s->additional_ = v.get<bool>();
+    } else if (key == "description") {
+    } else {
+      return Status::Invalid("schema: unknown key " + Quote(key) +
+                             " (fields, additional, description)");
+    }
+  }
+  return std::shared_ptr<const Schema>(std::move(s));
+}
+
+const FieldRule* Schema::Find(std::string_view field) const {
+  auto it = fields_.find(std::string(field));
+  return it == fields_.end() ? nullptr : &it->second;
+}
+
+std::optional<engine::Kind> Schema::DeclaredKind(std::string_view field) const {
+  const FieldRule* r = Find(field);
+  if (!r || r->type == FieldType::kAny) return std::nullopt;
+  if (r->type == FieldType::kCounter) return engine::Kind::kCounter;
+  if (r->type == FieldType::kSet) return engine::Kind::kSet;
+  return engine::Kind::kRegister;
+}
+
+Status Schema::CheckValue(std::string_view field, Value* v) const {
+  const FieldRule* r = Find(field);
+  if (!r) {
+    if (additional_) return Status::Ok();
+    return Status::Invalid(std::string(field) + ": not a field of this collection's schema");
+  }
+  const std::string f(field);
+  // Normalisers first: what is checked and stored is the normal form.
+  if (engine::TypeOf(*v) == ValueType::kString) {
+    auto& s = std::get<std::string>(*v);
+    for (auto n : r->normalize) {
+      switch (n) {
+        case Normalizer::kTrim:
+          s = Trim(s);
+          break;
+        case Normalizer::kLower:
+          for (auto& c : s)
+            if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+          break;
+        case Normalizer::kUpper:
+          for (auto& c : s)
+            if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+          break;
+        case Normalizer::kPhone:
+          TANDEM_RETURN_IF_ERROR(Phone(field, r->region, &s));
+          break;
+      }
+    }
+  }
+  const FieldType type = r->type == FieldType::kSet ? r->items : r->type;
+  // A double field takes integers as doubles (a price of 5 is 5.0).
+  if (type == FieldType::kDouble && engine::TypeOf(*v) == ValueType::kInt)
+    *v = static_cast<double>(std::get<int64_t>(*v));
+  const bool null = engine::TypeOf(*v) == ValueType::kNull;
+  if (null && r->required) return Status::Invalid(f + ": required, and null is not a value");
+  if (!null && !Matches(type, *v))
+    return Status::Invalid(f + ": expected " + (r->type == FieldType::kSet ? "a set of " : "") +
+                           FieldTypeName(type) + ", got " + Quote(Describe(*v)));
+  if (null) return Status::Ok();
+  if (IsNumber(*v)) {
+    const double d = AsDouble(*v);
+    if (std::isnan(d)) return Status::Invalid(f + ": NaN is not a number this field takes");
+    if (r->min && d < *r->min)
+      return Status::Invalid(f + ": " + Describe(*v) + " is below the minimum " +
+                             Describe(Value{*r->min}));
+    if (r->max && d > *r->max)
+      return Status::Invalid(f + ": " + Describe(*v) + " is above the maximum " +
+                             Describe(Value{*r->max}));
+  }
+  if (engine::TypeOf(*v) == ValueType::kString) {
+    const auto& s = std::get<std::string>(*v);
+    if (r->min_length && s.size() < *r->min_length)
+      return Status::Invalid(f + ": shorter than min_length " + std::to_string(*r->min_length));
+    if (r->max_length && s.size() > *r->max_length)
+      return Status::Invalid(f + ": longer than max_length " + std::to_string(*r->max_length));
+    auto it = compiled_.find(field);
+    if (it != compiled_.end() && it->second->pattern &&
+        !re2::RE2::PartialMatch(s, *it->second->pattern))
+      return Status::Invalid(f + ": " + Quote(s) + " does not match the pattern " +
+                             Quote(r->pattern));
+  }
+  if (!r->enumeration.empty()) {
+    bool found = false;
+    for (const auto& e : r->enumeration) found = found || engine::SameValue(e, *v);
+    if (!found) {
+      std::string list;
+      for (const auto& e : r->enumeration) list += (list.empty() ? "" : ", ") + Describe(e);
+      return Status::Invalid(f + ": " + Describe(*v) + " is not one of " + list);
+    }
+  }
+  return Status::Ok();
+}
+
+Status Schema::CheckOp(std::string_view field, engine::Op op, Value* value) const {
+  const FieldRule* r = Find(field);
+  const std::string f(field);
+  if (r) {
+    const bool counter = r->type == FieldType::kCounter, set = r->type == FieldType::kSet;
+    switch (op) {
+      case engine::Op::kPut:
+        if (counter) return Status::Invalid(f + ": a counter; change it with incr");
+        if (set) return Status::Invalid(f + ": a set; change it with add and remove");
+        break;
+      case engine::Op::kIncr:
+        if (!counter && r->type != FieldType::kAny)
+          return Status::Invalid(f + ": a " + std::string(FieldTypeName(r->type)) +
+                                 " field, not a counter");
+        return Status::Ok();
+      case engine::Op::kAdd:
+      case engine::Op::kRemove:
+        if (!set && r->type != FieldType::kAny)
+          return Status::Invalid(f + ": a " + std::string(FieldTypeName(r->type)) +
+                                 " field, not a set");
+        if (op == engine::Op::kRemove) {
+          // Removing is always allowed (a bad element from elsewhere must be removable);
+          // the element is normalised so that it names what an add stored.
+          Value copy = *value;
+          if (CheckValue(field, &copy).ok()) *value = std::move(copy);
+          return Status::Ok();
+        }
+        break;
+    }
+  } else if (!additional_) {
+    return Status::Invalid(f + ": not a field of this collection's schema");
+  }
+  if (op == engine::Op::kIncr) return Status::Ok();
+  return CheckValue(field, value);
+}
+
+Status Schema::CheckRecord(std::string_view id, const engine::RecordState& record,
+                           const std::set<std::string>& written) const {
+  for (const auto& [name, r] : fields_) {
+    auto it = record.fields.find(name);
+    const bool live = it != record.fields.end() && it->second.Live();
+    if (r.required && !live)
+      return Status::Invalid(std::string(id) + ": " + name + " is required");
+    if (live && written.count(name) && r.type == FieldType::kCounter && (r.min || r.max)) {
+      const auto v = engine::Read(it->second);
+      if (v && v->kind == engine::Kind::kCounter) {
+        const double d = static_cast<double>(v->count);
+        if (r.min && d < *r.min)
+          return Status::Invalid(name + ": the count would be " + std::to_string(v->count) +
+                                 ", below the minimum " + Describe(Value{*r.min}));
+        if (r.max && d > *r.max)
+          return Status::Invalid(name + ": the count would be " + std::to_string(v->count) +
+                                 ", above the maximum " + Describe(Value{*r.max}));
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+// ---- Storage --------------------------------------------------------------------
+
+namespace {
+
+// The schema text and version in a stored schema record.
+std::optional<std::pair<std::string, int64_t>> Current(const engine::RecordState& r) {
+  auto rec = engine::Read("", r);
+  if (!rec) return std::nullopt;
+  auto s = rec->fields.find("schema");
+  auto v = rec->fields.find("version");
+  if (s == rec->fields.end() || engine::TypeOf(s->second.scalar) != ValueType::kString)
+    return std::nullopt;
+  int64_t version = 0;
+  if (v != rec->fields.end() && engine::TypeOf(v->second.scalar) == ValueType::kInt)
+    version = std::get<int64_t>(v->second.scalar);
+  return std::make_pair(std::get<std::string>(s->second.scalar), version);
+}
+
+}  // namespace
+
+Result<std::optional<StoredSchema>> LoadSchema(engine::Replica& r, std::string_view collection) {
+  TANDEM_RETURN_IF_ERROR(engine::ValidateCollection(collection));
+  TANDEM_ASSIGN_OR_RETURN(auto state, r.GetState(kSchemasCollection, collection));
+  auto cur = Current(state);
+  if (!cur) return std::optional<StoredSchema>();
+  StoredSchema s;
+  s.text = cur->first;
+  s.version = cur->second;
+  TANDEM_ASSIGN_OR_RETURN(s.schema, Schema::Parse(s.text));
+  return std::optional<StoredSchema>(std::move(s));
+}
+
+Result<int64_t> SaveSchema(engine::Replica& r, std::string_view collection,
+                           std::string_view json) {
+  TANDEM_RETURN_IF_ERROR(engine::ValidateCollection(collection));
+  TANDEM_RETURN_IF_ERROR(Schema::Parse(json).status());
+  int64_t version = 0;
+  TANDEM_RETURN_IF_ERROR(r.Write([&](engine::Batch& b) {
+    engine::RecordState state;
+    TANDEM_RETURN_IF_ERROR(b.ReadRecord(kSchemasCollection, collection, &state));
+    auto cur = Current(state);
+    version = (cur ? cur->second : 0) + 1;
+    const std::string text(json);
+    TANDEM_RETURN_IF_ERROR(b.Put(kSchemasCollection, collection, "schema", Value{text}));
+    TANDEM_RETURN_IF_ERROR(b.Put(kSchemasCollection, collection, "version", Value{version}));
+    // Every version stays readable: a change made under an older one is judged by it.
+    return b.Put(kSchemasCollection, collection, "v" + std::to_string(version), Value{text});
+  }));
+  return version;
+}
+
+Result<std::shared_ptr<const engine::CollectionRules>> SchemaPolicy::RulesFor(
+    engine::ReadTxn& txn, std::string_view collection) {
+  if (collection.rfind("_tandem", 0) == 0) return std::shared_ptr<const engine::CollectionRules>();
+  engine::RecordState state;
+  TANDEM_RETURN_IF_ERROR(txn.GetRecord(kSchemasCollection, collection, &state, nullptr));
+  auto cur = Current(state);
+  if (!cur) return std::shared_ptr<const engine::CollectionRules>();
+  std::lock_guard lock(mu_);
+  auto it = cache_.find(collection);
+  if (it != cache_.end() && it->second.first == cur->first)
+    return std::shared_ptr<const engine::CollectionRules>(it->second.second);
+  auto parsed = Schema::Parse(cur->first);
+  if (!parsed.ok())
+    return Status::Invalid("the schema of " + Quote(collection) +
+                           " cannot be used: " + parsed.status().message());
+  cache_[std::string(collection)] = {cur->first, parsed.value()};
+  return std::shared_ptr<const engine::CollectionRules>(parsed.value());
+}
+
+}  // namespace tandem::data

@@ -1,0 +1,45 @@
+// Rules that local writes must follow: a collection's schema (types, ranges, patterns,
+// normalisers) seen from the engine. The engine knows no schema language; it asks a
+// WritePolicy for each collection's rules inside the write transaction, so that a
+// refused write changes nothing and a schema that arrives by sync applies from the next
+// transaction on. Changes from peers are not judged here (the sync layer decides what
+// to do with them).
+#pragma once
+
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+
+#include "tandem/engine/field.h"
+#include "tandem/engine/status.h"
+
+namespace tandem::engine {
+
+class ReadTxn;
+
+enum class Op : uint8_t { kPut, kIncr, kAdd, kRemove };
+
+class CollectionRules {
+ public:
+  virtual ~CollectionRules() = default;
+  // Before one operation on `field`: may rewrite *value (the value put, or the element
+  // added or removed; null for kIncr) into its normal form, or refuse the operation with
+  // an InvalidArgument naming the field and the rule.
+  virtual Status CheckOp(std::string_view field, Op op, Value* value) const = 0;
+  // When the batch is done, for each record it wrote: the record as it will commit and
+  // the fields the batch wrote (a deleted record is not checked).
+  virtual Status CheckRecord(std::string_view id, const RecordState& record,
+                             const std::set<std::string>& written) const = 0;
+};
+
+class WritePolicy {
+ public:
+  virtual ~WritePolicy() = default;
+  // The rules of `collection` as of `txn`; nullptr when it has none. Called once per
+  // collection per write transaction.
+  virtual Result<std::shared_ptr<const CollectionRules>> RulesFor(ReadTxn& txn,
+                                                                  std::string_view collection) = 0;
+};
+
+}  // namespace tandem::engine
