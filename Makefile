@@ -39,7 +39,7 @@ build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
 demo: build
-	./scripts/demo.sh $(BUILD)
+	python3 scripts/demo.py $(BUILD)
 
 # tandem.h, libtandem.so and .a, tandem.pc, the CMake package and the tandem program.
 install: build

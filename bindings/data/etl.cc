@@ -46,9 +46,9 @@ constexpr size_t kMaxBatchBytes = 16 << 20;
 struct FieldWrite {
   std::string name;
   Kind kind = Kind::kRegister;
-  Value scalar;             // kRegister
-  int64_t count = 0;        // kCounter
-  std::vector<Value> set;   // kSet
+  Value scalar;            // kRegister
+  int64_t count = 0;       // kCounter
+  std::vector<Value> set;  // kSet
 };
 
 struct Row {
@@ -95,8 +95,9 @@ class Typer {
     if (type == FieldType::kSet)
       return Status::Invalid(name + ": a set, expected a JSON array, got " + Quote(Describe(v)));
     if (v.is_object() && !v.contains("$bytes"))
-      return Status::Invalid(name + ": nested objects are not values (scalars, arrays of "
-                                    "scalars, $bytes, $counter), got " +
+      return Status::Invalid(name +
+                             ": nested objects are not values (scalars, arrays of "
+                             "scalars, $bytes, $counter), got " +
                              Quote(Describe(v)));
     out->kind = Kind::kRegister;
     TANDEM_ASSIGN_OR_RETURN(out->scalar, Scalar(name, v));
@@ -121,12 +122,12 @@ class Typer {
       default:
         break;
     }
-    Json j = LooksLikeJson(cell) ? Json::parse(cell, nullptr, false) : Json(Json::value_t::discarded);
-    if (j.is_discarded() || (j.is_object() && !(j.size() == 1 && (j.contains("$bytes") ||
-                                                                  j.contains("$counter"))))) {
+    Json j =
+        LooksLikeJson(cell) ? Json::parse(cell, nullptr, false) : Json(Json::value_t::discarded);
+    if (j.is_discarded() ||
+        (j.is_object() && !(j.size() == 1 && (j.contains("$bytes") || j.contains("$counter"))))) {
       if (type != FieldType::kAny)
-        return Status::Invalid(name + ": expected " + FieldTypeName(type) + ", got " +
-                               Quote(cell));
+        return Status::Invalid(name + ": expected " + FieldTypeName(type) + ", got " + Quote(cell));
       j = cell;  // plain text
     }
     return FromJson(name, j, out);
@@ -143,8 +144,8 @@ class Typer {
   static bool LooksLikeJson(const std::string& s) {
     if (s.empty()) return false;
     const char c = s[0];
-    return c == '"' || c == '[' || c == '{' || c == '-' || (c >= '0' && c <= '9') ||
-           s == "true" || s == "false" || s == "null";
+    return c == '"' || c == '[' || c == '{' || c == '-' || (c >= '0' && c <= '9') || s == "true" ||
+           s == "false" || s == "null";
   }
 
   Result<Value> Scalar(const std::string& name, const Json& j) const {
@@ -157,8 +158,7 @@ class Typer {
 
   Status Counter(const std::string& name, const Json& j, FieldWrite* out) const {
     if (!j.is_number_integer())
-      return Status::Invalid(name + ": a counter, expected an integer, got " +
-                             Quote(Describe(j)));
+      return Status::Invalid(name + ": a counter, expected an integer, got " + Quote(Describe(j)));
     if (j.is_number_unsigned() &&
         j.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
       return Status::Invalid(name + ": outside the 64-bit integer range");
@@ -182,9 +182,8 @@ size_t RowBytes(const Row& r) {
     n += f.name.size() + 16;
     if (auto* s = std::get_if<std::string>(&f.scalar)) n += s->size();
     if (auto* b = std::get_if<engine::Bytes>(&f.scalar)) n += b->data.size();
-    for (const auto& e : f.set) n += 16 + (std::holds_alternative<std::string>(e)
-                                               ? std::get<std::string>(e).size()
-                                               : 0);
+    for (const auto& e : f.set)
+      n += 16 + (std::holds_alternative<std::string>(e) ? std::get<std::string>(e).size() : 0);
   }
   return n;
 }
@@ -297,7 +296,8 @@ class Sink {
     uint64_t written = 0;
     Status st = r_.Write([&](engine::Batch& b) {
       written = 0;
-      for (const auto& row : rows_) TANDEM_RETURN_IF_ERROR(ApplyRow(b, o_.collection, row, &written));
+      for (const auto& row : rows_)
+        TANDEM_RETURN_IF_ERROR(ApplyRow(b, o_.collection, row, &written));
       return Status::Ok();
     });
     if (st.ok()) {
@@ -460,9 +460,9 @@ class JsonlParser : public Parser {
       std::string why = e.what();
       // "[json.exception.parse_error.101] parse error at line 1, column 7: ..." -> the rest
       auto at = why.find("column");
-      return Status::Invalid("not valid JSON" +
-                             (at == std::string::npos ? std::string()
-                                                      : " (" + why.substr(at) + ")"));
+      return Status::Invalid("not valid JSON" + (at == std::string::npos
+                                                     ? std::string()
+                                                     : " (" + why.substr(at) + ")"));
     }
     if (!j.is_object()) return Status::Invalid("expected a JSON object, one record per line");
     auto id = j.find(o_.id_field);
@@ -561,8 +561,8 @@ class CsvParser : public Parser {
     const char* d = static_cast<const char*>(s);
     self->cur_.emplace_back(d ? d : "", d ? len : 0);
     self->cells_bytes_ += len;
-    self->lines_ += static_cast<uint64_t>(std::count(self->cur_.back().begin(),
-                                                     self->cur_.back().end(), '\n'));
+    self->lines_ +=
+        static_cast<uint64_t>(std::count(self->cur_.back().begin(), self->cur_.back().end(), '\n'));
   }
 
   static void OnRow(int c, void* self_ptr) {
@@ -680,7 +680,7 @@ struct FileCloser {
 
 Result<ImportReport> Import(engine::Replica& r, FILE* in, const ImportOptions& o) {
   TANDEM_RETURN_IF_ERROR(engine::ValidateCollection(o.collection));
-  if (o.collection.rfind("_tandem", 0) == 0)
+  if (net::IsSystemCollection(o.collection))
     return Status::Invalid("collection " + o.collection + " is reserved for tandem itself");
   if (o.id_field.empty()) return Status::Invalid("--id needs a column or key name");
   TANDEM_ASSIGN_OR_RETURN(auto stored, LoadSchema(r, o.collection));
@@ -702,7 +702,8 @@ Result<ImportReport> Import(engine::Replica& r, FILE* in, const ImportOptions& o
     long start = regular ? std::ftell(in) : -1;
     if (start < 0) {
       spool.reset(std::tmpfile());
-      if (!spool) return Status::Io(std::string("cannot make a spool file: ") + std::strerror(errno));
+      if (!spool)
+        return Status::Io(std::string("cannot make a spool file: ") + std::strerror(errno));
     }
     ImportReport check;
     Sink sink(r, opts, schema, &check);

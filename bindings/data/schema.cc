@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "tandem/bindings/json.h"
+#include "tandem/net/group.h"
 
 namespace tandem::data {
 
@@ -112,7 +113,8 @@ Result<FieldRule> ParseRule(const std::string& name, const Json& j) {
         } else if (s == "phone") {
           r.normalize.push_back(Normalizer::kPhone);
         } else {
-          return Bad(name, "unknown normalizer " + Quote(n.dump()) + " (trim, lower, upper, phone)");
+          return Bad(name,
+                     "unknown normalizer " + Quote(n.dump()) + " (trim, lower, upper, phone)");
         }
       }
     } else if (key == "region") {
@@ -190,9 +192,9 @@ Status Phone(std::string_view field, const std::string& region, std::string* s) 
   const auto* util = PhoneNumberUtil::GetInstance();
   PhoneNumber n;
   if (util->Parse(*s, region, &n) != PhoneNumberUtil::NO_PARSING_ERROR || !util->IsValidNumber(n))
-    return Status::Invalid(std::string(field) + ": " + Quote(*s) + " is not a valid phone number" +
-                           (region == "ZZ" ? " (give it with +country code)"
-                                           : " for region " + region));
+    return Status::Invalid(
+        std::string(field) + ": " + Quote(*s) + " is not a valid phone number" +
+        (region == "ZZ" ? " (give it with +country code)" : " for region " + region));
   std::string out;
   util->Format(n, PhoneNumberUtil::E164, &out);
   *s = std::move(out);
@@ -235,8 +237,7 @@ Result<std::shared_ptr<const Schema>> Schema::Parse(std::string_view json) {
     if (key == "fields") {
       if (!v.is_object()) return Status::Invalid("schema: \"fields\" must be an object");
       for (const auto& [name, rule] : v.items()) {
-        if (name == "id")
-          return Status::Invalid("schema: \"id\" is the record id, not a field");
+        if (name == "id") return Status::Invalid("schema: \"id\" is the record id, not a field");
         TANDEM_RETURN_IF_ERROR(engine::ValidateFieldName(name));
         TANDEM_ASSIGN_OR_RETURN(FieldRule r, ParseRule(name, rule));
         auto c = std::make_unique<Compiled>();
@@ -247,6 +248,7 @@ Result<std::shared_ptr<const Schema>> Schema::Parse(std::string_view json) {
           if (!c->pattern->ok())
             return Bad(name, "pattern does not compile: " + c->pattern->error());
         }
+        s->prefers_ = s->prefers_ || !r.prefer.empty();
         s->compiled_.emplace(name, std::move(c));
         s->fields_.emplace(name, std::move(r));
       }
@@ -389,8 +391,7 @@ Status Schema::CheckRecord(std::string_view id, const engine::RecordState& recor
   for (const auto& [name, r] : fields_) {
     auto it = record.fields.find(name);
     const bool live = it != record.fields.end() && it->second.Live();
-    if (r.required && !live)
-      return Status::Invalid(std::string(id) + ": " + name + " is required");
+    if (r.required && !live) return Status::Invalid(std::string(id) + ": " + name + " is required");
     if (live && written.count(name) && r.type == FieldType::kCounter && (r.min || r.max)) {
       const auto v = engine::Read(it->second);
       if (v && v->kind == engine::Kind::kCounter) {
@@ -405,6 +406,38 @@ Status Schema::CheckRecord(std::string_view id, const engine::RecordState& recor
     }
   }
   return Status::Ok();
+}
+
+int Schema::PickWinner(std::string_view field, const std::vector<engine::Sibling>& siblings) const {
+  return PickWinnerBy(field, siblings, nullptr);
+}
+
+int Schema::PickWinnerBy(
+    std::string_view field, const std::vector<engine::Sibling>& siblings,
+    const std::function<std::string(const engine::ReplicaId&)>& device_of) const {
+  const FieldRule* r = Find(field);
+  if (!r || siblings.empty()) return -1;
+  if (!r->prefer.empty()) {
+    if (!device_of) return -1;
+    // The first listed device with a value among the siblings; its latest value.
+    for (const auto& dev : r->prefer)
+      for (size_t i = 0; i < siblings.size(); ++i)
+        if (device_of(siblings[i].dot.replica) == dev) return static_cast<int>(i);
+    return -1;
+  }
+  if (r->resolve == Resolve::kLatest) return -1;
+  // Numbers compare by value whatever their type; ties keep the later write.
+  auto less = [](const Value& a, const Value& b) {
+    if (IsNumber(a) && IsNumber(b)) return AsDouble(a) < AsDouble(b);
+    return engine::CompareValues(a, b) < 0;
+  };
+  size_t best = 0;
+  for (size_t i = 1; i < siblings.size(); ++i) {
+    const Value& v = siblings[i].value;
+    const Value& b = siblings[best].value;
+    if (r->resolve == Resolve::kMin ? less(v, b) : less(b, v)) best = i;
+  }
+  return static_cast<int>(best);
 }
 
 // ---- Storage --------------------------------------------------------------------
@@ -439,8 +472,7 @@ Result<std::optional<StoredSchema>> LoadSchema(engine::Replica& r, std::string_v
   return std::optional<StoredSchema>(std::move(s));
 }
 
-Result<int64_t> SaveSchema(engine::Replica& r, std::string_view collection,
-                           std::string_view json) {
+Result<int64_t> SaveSchema(engine::Replica& r, std::string_view collection, std::string_view json) {
   TANDEM_RETURN_IF_ERROR(engine::ValidateCollection(collection));
   TANDEM_RETURN_IF_ERROR(Schema::Parse(json).status());
   int64_t version = 0;
@@ -458,23 +490,77 @@ Result<int64_t> SaveSchema(engine::Replica& r, std::string_view collection,
   return version;
 }
 
+namespace {
+
+// A schema with `prefer` rules, and the trust set's map from replica to device as of
+// the transaction (the trust set is replicated, so every replica maps alike).
+class PreferRules : public engine::CollectionRules {
+ public:
+  PreferRules(std::shared_ptr<const Schema> s, std::map<std::string, std::string> devices)
+      : schema_(std::move(s)), devices_(std::move(devices)) {}
+  Status CheckOp(std::string_view field, engine::Op op, Value* value) const override {
+    return schema_->CheckOp(field, op, value);
+  }
+  Status CheckRecord(std::string_view id, const engine::RecordState& record,
+                     const std::set<std::string>& written) const override {
+    return schema_->CheckRecord(id, record, written);
+  }
+  int PickWinner(std::string_view field,
+                 const std::vector<engine::Sibling>& siblings) const override {
+    return schema_->PickWinnerBy(field, siblings, [&](const engine::ReplicaId& r) {
+      auto it = devices_.find(r.Hex());
+      return it == devices_.end() ? std::string() : it->second;
+    });
+  }
+
+ private:
+  std::shared_ptr<const Schema> schema_;
+  std::map<std::string, std::string> devices_;  // replica id (hex) -> device id
+};
+
+Result<std::map<std::string, std::string>> ReplicaDevices(engine::ReadTxn& txn) {
+  std::map<std::string, std::string> out;
+  TANDEM_RETURN_IF_ERROR(txn.ScanRecords(
+      net::kDevicesCollection, "", [&](const std::string& device, engine::RecordState& state) {
+        auto rec = engine::Read(device, state);
+        if (!rec) return true;
+        auto it = rec->fields.find("replicas");
+        if (it == rec->fields.end() || it->second.kind != engine::Kind::kSet) return true;
+        for (const auto& v : it->second.set)
+          if (auto* hex = std::get_if<std::string>(&v)) out[*hex] = device;
+        return true;
+      }));
+  return out;
+}
+
+}  // namespace
+
 Result<std::shared_ptr<const engine::CollectionRules>> SchemaPolicy::RulesFor(
     engine::ReadTxn& txn, std::string_view collection) {
-  if (collection.rfind("_tandem", 0) == 0) return std::shared_ptr<const engine::CollectionRules>();
+  if (net::IsSystemCollection(collection)) return std::shared_ptr<const engine::CollectionRules>();
   engine::RecordState state;
   TANDEM_RETURN_IF_ERROR(txn.GetRecord(kSchemasCollection, collection, &state, nullptr));
   auto cur = Current(state);
   if (!cur) return std::shared_ptr<const engine::CollectionRules>();
-  std::lock_guard lock(mu_);
-  auto it = cache_.find(collection);
-  if (it != cache_.end() && it->second.first == cur->first)
-    return std::shared_ptr<const engine::CollectionRules>(it->second.second);
-  auto parsed = Schema::Parse(cur->first);
-  if (!parsed.ok())
-    return Status::Invalid("the schema of " + Quote(collection) +
-                           " cannot be used: " + parsed.status().message());
-  cache_[std::string(collection)] = {cur->first, parsed.value()};
-  return std::shared_ptr<const engine::CollectionRules>(parsed.value());
+  std::shared_ptr<const Schema> schema;
+  {
+    std::lock_guard lock(mu_);
+    auto it = cache_.find(collection);
+    if (it != cache_.end() && it->second.first == cur->first) {
+      schema = it->second.second;
+    } else {
+      auto parsed = Schema::Parse(cur->first);
+      if (!parsed.ok())
+        return Status::Invalid("the schema of " + Quote(collection) +
+                               " cannot be used: " + parsed.status().message());
+      schema = parsed.value();
+      cache_[std::string(collection)] = {cur->first, schema};
+    }
+  }
+  if (!schema->prefers()) return std::shared_ptr<const engine::CollectionRules>(schema);
+  TANDEM_ASSIGN_OR_RETURN(auto devices, ReplicaDevices(txn));
+  return std::shared_ptr<const engine::CollectionRules>(
+      std::make_shared<PreferRules>(std::move(schema), std::move(devices)));
 }
 
 }  // namespace tandem::data

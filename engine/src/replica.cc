@@ -209,11 +209,7 @@ Status Replica::WriteOnce(const std::function<Status(Batch&)>& fn) {
   ReplicaMeta meta;
   TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
   const ReplicaMeta before = meta;
-  std::shared_ptr<WritePolicy> policy;
-  {
-    std::lock_guard lock(policy_mu_);
-    policy = policy_;
-  }
+  std::shared_ptr<WritePolicy> policy = Policy();
   Batch batch(*txn, meta, now_, policy.get());
   TANDEM_RETURN_IF_ERROR(fn(batch));
   TANDEM_RETURN_IF_ERROR(batch.Finish());
@@ -253,9 +249,59 @@ Result<RecordState> Replica::GetState(std::string_view c, std::string_view id) {
   return r;
 }
 
+std::shared_ptr<WritePolicy> Replica::Policy() {
+  std::lock_guard lock(policy_mu_);
+  return policy_;
+}
+
+Result<std::shared_ptr<const CollectionRules>> Replica::ReadRules(ReadTxn& txn,
+                                                                  std::string_view c) {
+  auto policy = Policy();
+  if (!policy) return std::shared_ptr<const CollectionRules>();
+  auto rules = policy->RulesFor(txn, c);
+  // Reads go on without rules that cannot be had (a schema this version cannot parse):
+  // writes report it.
+  if (!rules.ok()) return std::shared_ptr<const CollectionRules>();
+  return rules;
+}
+
+namespace {
+// The rules' winner among a register field's siblings: its index, or -1 for the latest.
+int RuledWinner(const CollectionRules* rules, const std::string& field,
+                const std::vector<Sibling>& sibs) {
+  if (!rules || sibs.size() < 2) return -1;
+  for (const auto& s : sibs)
+    if (s.kind != Kind::kRegister) return -1;  // type conflicts keep the default
+  const int i = rules->PickWinner(field, sibs);
+  return i > 0 && static_cast<size_t>(i) < sibs.size() ? i : -1;
+}
+}  // namespace
+
+std::optional<Record> Replica::ReadWithRules(const std::string& id, const RecordState& r,
+                                             const CollectionRules* rules) {
+  auto rec = Read(id, r);
+  if (!rec || !rules) return rec;
+  for (const auto& [name, f] : r.fields) {
+    if (f.markers.size() < 2) continue;
+    const auto sibs = Siblings(f);
+    const int i = RuledWinner(rules, name, sibs);
+    if (i > 0) {
+      auto& v = rec->fields[name];
+      v.kind = Kind::kRegister;
+      v.scalar = sibs[static_cast<size_t>(i)].value;
+    }
+  }
+  return rec;
+}
+
 Result<Record> Replica::Get(std::string_view c, std::string_view id) {
-  TANDEM_ASSIGN_OR_RETURN(RecordState r, GetState(c, id));
-  auto rec = Read(std::string(id), r);
+  TANDEM_RETURN_IF_ERROR(ValidateCollection(c));
+  TANDEM_RETURN_IF_ERROR(ValidateRecordId(id));
+  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+  RecordState r;
+  TANDEM_RETURN_IF_ERROR(txn->GetRecord(c, id, &r, nullptr));
+  TANDEM_ASSIGN_OR_RETURN(auto rules, ReadRules(*txn, c));
+  auto rec = ReadWithRules(std::string(id), r, rules.get());
   if (!rec) return Status::NotFound("not found: " + std::string(c) + "/" + std::string(id));
   return std::move(*rec);
 }
@@ -264,8 +310,9 @@ Status Replica::Scan(std::string_view c, std::string_view after,
                      const std::function<bool(const Record&)>& fn) {
   TANDEM_RETURN_IF_ERROR(ValidateCollection(c));
   TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+  TANDEM_ASSIGN_OR_RETURN(auto rules, ReadRules(*txn, c));
   return txn->ScanRecords(c, after, [&](const std::string& id, RecordState& r) {
-    auto rec = Read(id, r);
+    auto rec = ReadWithRules(id, r, rules.get());
     return rec ? fn(*rec) : true;
   });
 }
@@ -279,12 +326,25 @@ Result<std::vector<std::string>> Replica::Collections() {
 
 Result<std::vector<std::pair<std::string, std::vector<Sibling>>>> Replica::Conflicts(
     std::string_view c, std::string_view id) {
-  TANDEM_ASSIGN_OR_RETURN(RecordState r, GetState(c, id));
+  TANDEM_RETURN_IF_ERROR(ValidateCollection(c));
+  TANDEM_RETURN_IF_ERROR(ValidateRecordId(id));
+  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+  RecordState r;
+  TANDEM_RETURN_IF_ERROR(txn->GetRecord(c, id, &r, nullptr));
   if (!r.Live()) return Status::NotFound("not found: " + std::string(c) + "/" + std::string(id));
+  TANDEM_ASSIGN_OR_RETURN(auto rules, ReadRules(*txn, c));
   std::vector<std::pair<std::string, std::vector<Sibling>>> out;
   for (const auto& [name, f] : r.fields) {
     auto sibs = Siblings(f);
-    if (IsConflict(sibs)) out.emplace_back(name, std::move(sibs));
+    if (!IsConflict(sibs)) continue;
+    const int i = RuledWinner(rules.get(), name, sibs);
+    if (i > 0) {
+      // The rules' winner first; the others stay in their order.
+      for (auto& s : sibs) s.winner = false;
+      std::rotate(sibs.begin(), sibs.begin() + i, sibs.begin() + i + 1);
+      sibs.front().winner = true;
+    }
+    out.emplace_back(name, std::move(sibs));
   }
   return out;
 }
@@ -308,13 +368,20 @@ Result<ChangePage> Replica::Changes(uint64_t since, size_t limit) {
   std::vector<std::pair<uint64_t, const std::pair<std::string, std::string>*>> order;
   for (const auto& [rk, seq] : latest) order.emplace_back(seq, &rk);
   std::sort(order.begin(), order.end());
+  std::map<std::string, std::shared_ptr<const CollectionRules>> rules;
   for (const auto& [seq, rk] : order) {
     uint64_t newest = 0;
     TANDEM_RETURN_IF_ERROR(txn->GetRecord(rk->first, rk->second, nullptr, &newest));
     if (newest > page.next_cursor) continue;
     RecordState r;
     TANDEM_RETURN_IF_ERROR(txn->GetRecord(rk->first, rk->second, &r, nullptr));
-    page.changes.push_back(Change{seq, rk->first, rk->second, Read(rk->second, r)});
+    auto it = rules.find(rk->first);
+    if (it == rules.end()) {
+      TANDEM_ASSIGN_OR_RETURN(auto found, ReadRules(*txn, rk->first));
+      it = rules.emplace(rk->first, std::move(found)).first;
+    }
+    page.changes.push_back(
+        Change{seq, rk->first, rk->second, ReadWithRules(rk->second, r, it->second.get())});
   }
   return page;
 }

@@ -107,8 +107,9 @@ class Replica {
   // instead of a new replica id.
   Replica(std::unique_ptr<Store> store, PhysicalClock now, IdSource new_id = nullptr);
   Store& store() { return *store_; }
-  // The rules local writes (Write and the conveniences) must follow from now on; null
-  // for none. Changes applied from peers are not subject to it.
+  // The rules local writes (Write and the conveniences) must follow from now on, and
+  // that pick the winners of conflicting fields in reads; null for none. Changes applied
+  // from peers are not checked by it.
   void SetWritePolicy(std::shared_ptr<WritePolicy> policy);
 
   // Rollback detection. A peer (or a field state it sends) holding more of this
@@ -149,7 +150,8 @@ class Replica {
   Status Scan(std::string_view collection, std::string_view after,
               const std::function<bool(const Record&)>& fn);
   Result<std::vector<std::string>> Collections();
-  // Fields of the record in conflict (see IsConflict), with their siblings, winner first.
+  // Fields of the record in conflict (see IsConflict), with their siblings, winner first
+  // (the winner by the collection's rules, see rules.h; else the latest).
   Result<std::vector<std::pair<std::string, std::vector<Sibling>>>> Conflicts(
       std::string_view collection, std::string_view id);
 
@@ -198,6 +200,12 @@ class Replica {
 
  private:
   void Committed();
+  std::shared_ptr<WritePolicy> Policy();
+  // The collection's rules for reading (null when none).
+  Result<std::shared_ptr<const CollectionRules>> ReadRules(ReadTxn& txn, std::string_view c);
+  // A record's reading with the rules' winners for conflicting fields.
+  std::optional<Record> ReadWithRules(const std::string& id, const RecordState& r,
+                                      const CollectionRules* rules);
   Status WriteOnce(const std::function<Status(Batch&)>& fn);
   Status ApplyDeltasOnce(const std::vector<FieldDelta>& deltas, size_t* changed);
   Status MergeVersionVectorOnce(const VersionVector& vv);

@@ -1,5 +1,6 @@
-// Rules that local writes must follow: a collection's schema (types, ranges, patterns,
-// normalisers) seen from the engine. The engine knows no schema language; it asks a
+// Rules that local writes must follow, and how reads pick among concurrent values: a
+// collection's schema (types, ranges, patterns, normalisers, conflict rules) seen from
+// the engine. The engine knows no schema language; it asks a
 // WritePolicy for each collection's rules inside the write transaction, so that a
 // refused write changes nothing and a schema that arrives by sync applies from the next
 // transaction on. Changes from peers are not judged here (the sync layer decides what
@@ -31,13 +32,22 @@ class CollectionRules {
   // the fields the batch wrote (a deleted record is not checked).
   virtual Status CheckRecord(std::string_view id, const RecordState& record,
                              const std::set<std::string>& written) const = 0;
+  // At read time, for a register field with concurrent values (`siblings`, as
+  // Siblings() lists them, latest first): the index of the one that reads as the
+  // field's value, or -1 for the default (the latest). Must depend only on the siblings
+  // (and replicated data), so that every replica picks the same one.
+  virtual int PickWinner(std::string_view field, const std::vector<Sibling>& siblings) const {
+    (void)field;
+    (void)siblings;
+    return -1;
+  }
 };
 
 class WritePolicy {
  public:
   virtual ~WritePolicy() = default;
   // The rules of `collection` as of `txn`; nullptr when it has none. Called once per
-  // collection per write transaction.
+  // collection per write transaction, and by reads (Get, Scan, Changes, Conflicts).
   virtual Result<std::shared_ptr<const CollectionRules>> RulesFor(ReadTxn& txn,
                                                                   std::string_view collection) = 0;
 };

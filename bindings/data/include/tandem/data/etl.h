@@ -33,10 +33,10 @@ Result<Format> ParseFormat(std::string_view name);
 std::optional<Format> FormatOfPath(std::string_view path);
 
 struct ImportProgress {
-  uint64_t rows = 0;        // rows read so far (good and bad)
-  uint64_t bytes = 0;       // bytes of input read
-  uint64_t total_bytes = 0; // the input's size, 0 if unknown (a pipe)
-  bool validating = false;  // the first pass of a strict import
+  uint64_t rows = 0;         // rows read so far (good and bad)
+  uint64_t bytes = 0;        // bytes of input read
+  uint64_t total_bytes = 0;  // the input's size, 0 if unknown (a pipe)
+  bool validating = false;   // the first pass of a strict import
 };
 
 struct ImportOptions {

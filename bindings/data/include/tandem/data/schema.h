@@ -10,6 +10,7 @@
 // so it reaches every device with sync, and each version stays readable.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -19,12 +20,12 @@
 
 #include "tandem/engine/replica.h"
 #include "tandem/engine/rules.h"
+#include "tandem/net/group.h"
 
 namespace tandem::data {
 
-// Where schemas live (net::kSchemasCollection): sent and accepted by every session
-// whatever the filters.
-inline constexpr char kSchemasCollection[] = "_tandem_schemas";
+// Where schemas live: sent and accepted by every session whatever the filters.
+inline constexpr const char* kSchemasCollection = net::kSchemasCollection;
 
 enum class FieldType { kAny, kString, kInt, kDouble, kBool, kBytes, kCounter, kSet };
 const char* FieldTypeName(FieldType t);
@@ -35,14 +36,14 @@ struct FieldRule {
   FieldType type = FieldType::kAny;
   FieldType items = FieldType::kAny;  // a set's elements
   bool required = false;
-  std::optional<double> min, max;                 // numbers: the value; counters: the count
+  std::optional<double> min, max;                // numbers: the value; counters: the count
   std::optional<size_t> min_length, max_length;  // strings, in bytes
-  std::string pattern;                            // RE2 syntax, unanchored (use ^...$)
-  std::vector<engine::Value> enumeration;         // empty: any value
-  std::vector<Normalizer> normalize;              // applied in order, before the checks
-  std::string region = "";                        // phone numbers without +: this region
-  Resolve resolve = Resolve::kLatest;             // how siblings pick a winner
-  std::vector<std::string> prefer;                // device ids, first wins
+  std::string pattern;                           // RE2 syntax, unanchored (use ^...$)
+  std::vector<engine::Value> enumeration;        // empty: any value
+  std::vector<Normalizer> normalize;             // applied in order, before the checks
+  std::string region = "";                       // phone numbers without +: this region
+  Resolve resolve = Resolve::kLatest;            // how siblings pick a winner
+  std::vector<std::string> prefer;               // device ids, first wins
 };
 
 class Schema : public engine::CollectionRules {
@@ -66,6 +67,13 @@ class Schema : public engine::CollectionRules {
   Status CheckOp(std::string_view field, engine::Op op, engine::Value* value) const override;
   Status CheckRecord(std::string_view id, const engine::RecordState& record,
                      const std::set<std::string>& written) const override;
+  // `resolve` min/max; `prefer` needs to know devices (PickWinnerBy).
+  int PickWinner(std::string_view field,
+                 const std::vector<engine::Sibling>& siblings) const override;
+  // With `device_of` naming the device that wrote a replica's events ("" if unknown).
+  int PickWinnerBy(std::string_view field, const std::vector<engine::Sibling>& siblings,
+                   const std::function<std::string(const engine::ReplicaId&)>& device_of) const;
+  bool prefers() const { return prefers_; }
 
  private:
   Schema() = default;
@@ -73,6 +81,7 @@ class Schema : public engine::CollectionRules {
   std::map<std::string, FieldRule> fields_;
   std::map<std::string, std::unique_ptr<Compiled>, std::less<>> compiled_;
   bool additional_ = true;
+  bool prefers_ = false;  // some field has a `prefer` rule
 };
 
 // A stored schema: its text, parsed, and its version (1, 2, ...).
