@@ -144,10 +144,15 @@ def snapshot(title):
     table(title, rows, DEVICES)
 
 
+names = {}
+
+
 def main():
     print("== Three devices: a shop, a warehouse, accounting (work dir %s) ==" % WORK)
     for d in DEVICES:
         tandem("init", path(d))
+    names.update({json.loads(tandem("info", path(d), quiet=True).stdout)["device_id"]: d
+             for d in DEVICES})
 
     print("\n== The shop loads its data; schemas clean and validate it ==")
     tandem("schema", path("shop"), "products", os.path.join(EXAMPLES, "products.schema.json"))
@@ -217,6 +222,15 @@ def main():
     print("-- later, the shop moves the grinders to the front shelf")
     tandem("put", path("shop"), "products", "grinder", 'location="front shelf"')
     snapshot("During the partition")
+    print("\n-- has order 1042 reached the warehouse? (answered offline, from what peers reported)")
+    p = tandem("where", path("shop"), "orders", "1042", "--json", quiet=True)
+    show(["where", path("shop"), "orders", "1042"])
+    held = {j["device"]: j["state"] for j in map(json.loads, p.stdout.splitlines())}
+    for line in tandem("where", path("shop"), "orders", "1042", quiet=True).stdout.splitlines():
+        dev = line.split()[0]
+        print("  " + line.replace(dev, "%-10s" % names.get(dev, dev), 1))
+    check("offline, the shop knows the warehouse and accounting lack order 1042",
+          held.get(wh_device) == "lacks" and list(held.values()).count("lacks") == 2)
 
     print("\n== The network heals ==")
     start = time.time()
@@ -241,6 +255,16 @@ def main():
         took, ", ".join("%s %d/%d" % (d, i, o) for d, (i, o) in traffic.items())))
 
     print("\n== Checks ==")
+    def where(dev, coll, rid):
+        out = tandem("where", path(dev), coll, rid, "--json", quiet=True).stdout
+        return [j["state"] for j in map(json.loads, out.splitlines())]
+    # The shop's report of each peer comes with the peer's next caught-up message.
+    check("`tandem where`: order 1042 is held by all three devices",
+          wait_until(lambda: where("shop", "orders", "1042") == ["holds"] * 3))
+    show(["where", path("shop"), "orders", "1042"])
+    for line in tandem("where", path("shop"), "orders", "1042", quiet=True).stdout.splitlines():
+        dev = line.split()[0]
+        print("  " + line.replace(dev, "%-10s" % names.get(dev, dev), 1))
     for d in DEVICES:
         p = records(d, "products")
         check("%s: white cups 40 - 3 sold + 24 delivered = 61 (has %s)" % (d, p["mug-white"]["stock"]),

@@ -503,6 +503,15 @@ int Main(int argc, char** argv) {
   devices->add_option("DIR", dir)->required();
   devices->add_flag("--json", as_json, "One JSON object per line");
 
+  auto* where = app.add_subcommand(
+      "where",
+      "Which devices hold a record's current state, from the version vectors they last "
+      "reported here (answered offline)");
+  where->add_option("DIR", dir)->required();
+  where->add_option("COLL", coll)->required();
+  where->add_option("ID", id)->required();
+  where->add_flag("--json", as_json, "One JSON object per line");
+
   auto* revoke = app.add_subcommand(
       "revoke", "Revoke a device: every member refuses it once the revocation has synced");
   revoke->add_option("DIR", dir)->required();
@@ -719,6 +728,34 @@ int Main(int argc, char** argv) {
             (m.revoked && !m.revoked_by.empty() ? "  revoked by " + Printable(m.revoked_by) : ""));
       }
     }
+  } else if (where->parsed()) {
+    auto d = OpenDevice(dir);
+    for (const auto& h : Check(d->Where(coll, id))) {
+      const char* state = h.state == tandem::device::Holding::State::kHolds   ? "holds"
+                          : h.state == tandem::device::Holding::State::kLacks ? "lacks"
+                                                                              : "unknown";
+      if (as_json) {
+        Json j{{"device", h.device},     {"this_device", h.this_device},
+               {"revoked", h.revoked},   {"state", state},
+               {"receives", h.receives}, {"reported_ms", h.reported_ms}};
+        Print(Canonical(j));
+        continue;
+      }
+      std::string line = (h.device.empty() ? std::string("(this replica)") : h.device) + "  ";
+      if (h.this_device) {
+        line += "holds it       (this device)";
+      } else if (h.state == tandem::device::Holding::State::kUnknown) {
+        line += "unknown        (never synced with this device directly)";
+      } else {
+        line += std::string(h.state == tandem::device::Holding::State::kHolds ? "holds it     "
+                            : h.receives                                      ? "not yet      "
+                                                                              : "never        ") +
+                "  (as of its report " + Ago(h.reported_ms) +
+                (h.receives ? ")" : "; it does not receive " + Printable(coll) + " from here)");
+      }
+      if (h.revoked) line += "  revoked";
+      Print(line);
+    }
   } else if (revoke->parsed()) {
     if (!net::IsValidDeviceId(device))
       throw Exit{2, "not a device id (check for typos): " + device};
@@ -771,12 +808,22 @@ int Main(int argc, char** argv) {
     std::string self_device = d->device_id();
     auto ds = DaemonStatus(dir);
     Json replicas = Json::array();
-    for (const auto& [rid, ps] : Check(d->replica().Peers()))
+    std::map<std::string, std::string> device_of;  // replica (hex) -> device
+    for (const auto& m : Check(d->Devices()))
+      for (const auto& r : m.replicas) device_of[r.Hex()] = m.device;
+    for (const auto& [rid, ps] : Check(d->replica().Peers())) {
+      // Changes this replica holds that the peer's last report does not cover.
+      bool exact = true;
+      const uint64_t unheld = Check(d->replica().CountUnheld(ps, 100000, &exact));
       replicas.push_back(Json{{"replica_id", rid.Hex()},
+                              {"device", device_of.count(rid.Hex()) ? device_of[rid.Hex()] : ""},
                               {"last_sync_ms", ps.last_sync_ms},
                               {"fields_received", ps.fields_received},
                               {"fields_refused", ps.fields_refused},
+                              {"not_held", unheld},
+                              {"not_held_exact", exact},
                               {"cursor", ps.cursor}});
+    }
     if (as_json) {
       Json j{{"device", self_device},
              {"replica_id", meta.id.Hex()},
@@ -825,10 +872,14 @@ int Main(int argc, char** argv) {
     }
     Print("replicas synced with: " + std::to_string(replicas.size()));
     for (const auto& j : replicas)
-      Print("  " + j["replica_id"].get<std::string>() + "  last sync " +
-            Ago(j["last_sync_ms"].get<uint64_t>()) + "  fields received " +
+      Print("  " + j["replica_id"].get<std::string>() +
+            (j["device"].get<std::string>().empty() ? ""
+                                                    : " (" + j["device"].get<std::string>() + ")") +
+            "  last sync " + Ago(j["last_sync_ms"].get<uint64_t>()) + "  fields received " +
             std::to_string(j["fields_received"].get<uint64_t>()) + "  refused " +
-            std::to_string(j["fields_refused"].get<uint64_t>()));
+            std::to_string(j["fields_refused"].get<uint64_t>()) + "  not yet held there " +
+            (j["not_held_exact"].get<bool>() ? "" : ">=") +
+            std::to_string(j["not_held"].get<uint64_t>()));
   }
   return 0;
 }

@@ -186,6 +186,51 @@ Status Device::CancelJoin() {
 
 Result<std::vector<net::Member>> Device::Devices() { return net::Members(*replica_); }
 
+Result<std::vector<Holding>> Device::Where(std::string_view c, std::string_view id) {
+  // NotFound first, whatever the group.
+  TANDEM_RETURN_IF_ERROR(replica_->Holds(c, id, engine::PeerState()).status());
+  TANDEM_ASSIGN_OR_RETURN(auto members, Devices());
+  TANDEM_ASSIGN_OR_RETURN(auto peers, replica_->Peers());
+  std::map<engine::ReplicaId, engine::PeerState> by_replica(peers.begin(), peers.end());
+  std::vector<Holding> out;
+  bool self_listed = false;
+  for (const auto& m : members) {
+    Holding h;
+    h.device = m.device;
+    h.revoked = m.revoked;
+    h.this_device = m.device == device_id_;
+    if (h.this_device) {
+      h.state = Holding::State::kHolds;
+      self_listed = true;
+      out.push_back(std::move(h));
+      continue;
+    }
+    // Its most recent report, over the replicas it syncs as.
+    const engine::PeerState* latest = nullptr;
+    for (const auto& r : m.replicas) {
+      auto it = by_replica.find(r);
+      if (it != by_replica.end() && it->second.last_sync_ms > 0 &&
+          (!latest || it->second.last_sync_ms > latest->last_sync_ms))
+        latest = &it->second;
+    }
+    if (latest) {
+      h.reported_ms = latest->last_sync_ms;
+      h.receives = latest->delivery.Allows(std::string(c));
+      TANDEM_ASSIGN_OR_RETURN(bool holds, replica_->Holds(c, id, *latest));
+      h.state = holds ? Holding::State::kHolds : Holding::State::kLacks;
+    }
+    out.push_back(std::move(h));
+  }
+  if (!self_listed) {  // a bare replica, or a group not yet joined
+    Holding h;
+    h.device = device_id_;
+    h.this_device = true;
+    h.state = Holding::State::kHolds;
+    out.insert(out.begin(), std::move(h));
+  }
+  return out;
+}
+
 Status Device::Revoke(const std::string& device) {
   TANDEM_RETURN_IF_ERROR(identity().status());
   if (!net::IsValidDeviceId(device))

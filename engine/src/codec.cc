@@ -431,20 +431,26 @@ VersionVector DecodeVersionVector(Reader& r) {
 std::string EncodePeerState(const PeerState& p) {
   std::string out;
   Writer w(&out);
-  w.U8(1);
+  w.U8(2);
   w.Varint(p.cursor);
   EncodeVersionVector(p.vv, w);
   w.Varint(p.last_sync_ms);
   w.Varint(p.fields_received);
   w.Varint(p.fields_refused);
   w.U8(p.filtered ? 1 : 0);
+  // Version 2: what the peer has of our log.
+  w.Varint(p.delivered);
+  w.U8(p.delivery.all ? 1 : 0);
+  w.Varint(p.delivery.names.size());
+  for (const auto& n : p.delivery.names) w.LengthPrefixed(n);
   return out;
 }
 
 Result<PeerState> DecodePeerState(std::string_view in) {
   Reader r(in);
   PeerState p;
-  if (r.U8() != 1) r.Fail("unknown peer state version");
+  const uint8_t version = r.U8();
+  if (version != 1 && version != 2) r.Fail("unknown peer state version");
   p.cursor = r.Varint();
   p.vv = DecodeVersionVector(r);
   p.last_sync_ms = r.Varint();
@@ -453,6 +459,15 @@ Result<PeerState> DecodePeerState(std::string_view in) {
   uint8_t flags = r.U8();
   if (flags > 1) r.Fail("unknown peer state flags");
   p.filtered = flags == 1;
+  if (version >= 2 && r.ok()) {
+    p.delivered = r.Varint();
+    const uint8_t all = r.U8();
+    if (all > 1) r.Fail("unknown delivery flag");
+    p.delivery.all = all == 1;
+    const uint64_t n = r.Count(2);
+    for (uint64_t i = 0; i < n && r.ok(); ++i)
+      p.delivery.names.emplace(r.LengthPrefixed(kMaxCollectionName));
+  }
   if (r.ok() && r.remaining()) r.Fail("trailing bytes");
   if (!r.ok()) return r.status().With("peer state");
   return p;

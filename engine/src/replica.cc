@@ -386,6 +386,52 @@ Result<ChangePage> Replica::Changes(uint64_t since, size_t limit) {
   return page;
 }
 
+Result<uint64_t> Replica::CountUnheld(const PeerState& peer, size_t max_checked, bool* exact) {
+  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+  uint64_t last = 0;
+  TANDEM_RETURN_IF_ERROR(txn->LastLogSeq(&last));
+  // Log positions are dense when written and thin out as fields change again, so the
+  // newest max_checked entries start at or after last - max_checked.
+  const uint64_t since = last > max_checked ? last - max_checked : 0;
+  *exact = true;
+  if (since > 0) {
+    bool older = false;
+    TANDEM_RETURN_IF_ERROR(txn->ScanLog(0, [&](uint64_t seq, const FieldKey&) {
+      older = seq <= since;
+      return false;
+    }));
+    *exact = !older;
+  }
+  uint64_t n = 0;
+  Status st;
+  TANDEM_RETURN_IF_ERROR(txn->ScanLog(since, [&](uint64_t seq, const FieldKey& k) {
+    if (!peer.delivery.Allows(k.collection)) return true;  // it does not receive these
+    if (seq <= peer.delivered) return true;
+    std::optional<FieldState> f;
+    st = txn->GetField(k, &f);
+    if (!st.ok()) return false;
+    if (f && !peer.vv.Covers(f->ctx)) ++n;
+    return true;
+  }));
+  TANDEM_RETURN_IF_ERROR(st);
+  return n;
+}
+
+Result<bool> Replica::Holds(std::string_view c, std::string_view id, const PeerState& peer) {
+  TANDEM_RETURN_IF_ERROR(ValidateCollection(c));
+  TANDEM_RETURN_IF_ERROR(ValidateRecordId(id));
+  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+  RecordState r;
+  uint64_t latest = 0;
+  TANDEM_RETURN_IF_ERROR(txn->GetRecord(c, id, &r, &latest));
+  if (r.fields.empty())
+    return Status::NotFound("not found: " + std::string(c) + "/" + std::string(id));
+  if (peer.delivery.Allows(std::string(c)) && latest <= peer.delivered) return true;
+  for (const auto& [name, f] : r.fields)
+    if (!peer.vv.Covers(f.ctx)) return false;
+  return true;
+}
+
 size_t WireSizeBound(const FieldDelta& d) {
   auto value = [](const Value& v) -> size_t {
     if (auto* s = std::get_if<std::string>(&v)) return 11 + s->size();
@@ -526,8 +572,9 @@ Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>&
   return result;
 }
 
-Status Replica::CompletePeerSync(const ReplicaId& peer, const VersionVector& peer_vv, bool merge,
-                                 bool filtered, bool* rekeyed) {
+Status Replica::CompletePeerSync(
+    const ReplicaId& peer, const VersionVector& peer_vv, bool merge, bool filtered, bool* rekeyed,
+    const std::optional<std::pair<uint64_t, CollectionFilter>>& delivered) {
   Status result = Retrying([&]() -> Status {
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
     ReplicaMeta meta;
@@ -539,6 +586,10 @@ Status Replica::CompletePeerSync(const ReplicaId& peer, const VersionVector& pee
     TANDEM_RETURN_IF_ERROR(txn->GetPeer(peer, &ps));
     ps.vv = peer_vv;
     ps.last_sync_ms = now_();
+    if (delivered) {
+      ps.delivered = delivered->first;
+      ps.delivery = delivered->second;
+    }
     if (filtered) ps.filtered = true;
     if (merge) ps.filtered = false;
     TANDEM_RETURN_IF_ERROR(txn->PutPeer(peer, ps));
@@ -552,6 +603,24 @@ Status Replica::CompletePeerSync(const ReplicaId& peer, const VersionVector& pee
   });
   if (result.ok()) Committed();
   return result;
+}
+
+Status Replica::RecordDelivery(const ReplicaId& peer, uint64_t cursor,
+                               const CollectionFilter& delivery) {
+  bool wrote = false;
+  Status st = Retrying([&]() -> Status {
+    TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
+    PeerState ps;
+    TANDEM_RETURN_IF_ERROR(txn->GetPeer(peer, &ps));
+    if (ps.delivered == cursor && ps.delivery == delivery) return Status::Ok();
+    ps.delivered = cursor;
+    ps.delivery = delivery;
+    TANDEM_RETURN_IF_ERROR(txn->PutPeer(peer, ps));
+    wrote = true;
+    return txn->Commit();
+  });
+  if (st.ok() && wrote) Committed();
+  return st;
 }
 
 Result<PeerState> Replica::Peer(const ReplicaId& peer) {

@@ -50,6 +50,17 @@ Status Session::RolledBack() {
       "it took a new replica id: sync again");
 }
 
+namespace {
+CollectionFilter Intersect(const CollectionFilter& a, const CollectionFilter& b) {
+  if (a.all) return b;
+  if (b.all) return a;
+  CollectionFilter out = CollectionFilter::None();
+  for (const auto& n : a.names)
+    if (b.names.count(n)) out.names.insert(n);
+  return out;
+}
+}  // namespace
+
 bool Session::caught_up() const {
   return sent_caught_up_ && received_caught_up_ && unacked_ == 0 && !streaming_;
 }
@@ -143,8 +154,11 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     if (opt_.revoked)
       for (const auto& [r, cutoff] : opt_.revoked()) peer_vv.Cap(r, cutoff);
     bool rekeyed = false;
-    TANDEM_RETURN_IF_ERROR(
-        replica_.CompletePeerSync(*peer_, peer_vv, merge, filtered_in_ || filtered_any_, &rekeyed));
+    // And what the peer has acknowledged of our log so far, for delivery status.
+    std::optional<std::pair<uint64_t, CollectionFilter>> delivered;
+    if (have_request_) delivered.emplace(peer_acked_, Intersect(opt_.send, peer_accept_));
+    TANDEM_RETURN_IF_ERROR(replica_.CompletePeerSync(
+        *peer_, peer_vv, merge, filtered_in_ || filtered_any_, &rekeyed, delivered));
     if (rekeyed) return RolledBack();
     received_caught_up_ = true;
     // The peer holds everything its version vector covers (a watermark never runs ahead
@@ -161,7 +175,13 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     peer_acked_ = a->cursor;
     inflight_.pop_front();
     --unacked_;
-    return Pump(out);
+    TANDEM_RETURN_IF_ERROR(Pump(out));
+    // Everything we had is acknowledged: remember how far the peer has our log (one write
+    // per round, for delivery status; see PeerState::delivered).
+    if (sent_caught_up_ && unacked_ == 0 && !streaming_)
+      TANDEM_RETURN_IF_ERROR(
+          replica_.RecordDelivery(*peer_, peer_acked_, Intersect(opt_.send, peer_accept_)));
+    return Status::Ok();
   }
   return Status::Invalid("unknown message");
 }

@@ -811,5 +811,48 @@ TEST(VersionVectorCodecTest, RejectsZeroAndDuplicateEntries) {
   }
 }
 
+TEST(PeerStateCodec, RoundTripsDeliveryAndReadsVersionOneAsNothingDelivered) {
+  PeerState p;
+  p.cursor = 42;
+  p.vv.Raise(kA, 7);
+  p.last_sync_ms = 1234;
+  p.fields_received = 3;
+  p.fields_refused = 1;
+  p.filtered = true;
+  p.delivered = 99;
+  p.delivery = CollectionFilter::Only({"orders", "products"});
+  auto back = DecodePeerState(EncodePeerState(p));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, p);
+
+  // A version 1 record (written before delivery status existed).
+  std::string v1;
+  Writer w(&v1);
+  w.U8(1);
+  w.Varint(42);
+  w.Varint(1);  // one version vector entry
+  w.Raw(std::string_view(reinterpret_cast<const char*>(kA.bytes.data()), kA.bytes.size()));
+  w.Varint(7);
+  w.Varint(1234);
+  w.Varint(3);
+  w.Varint(1);
+  w.U8(1);
+  auto old = DecodePeerState(v1);
+  ASSERT_TRUE(old.ok()) << old.status().ToString();
+  EXPECT_EQ(old->cursor, 42u);
+  EXPECT_EQ(old->vv.Get(kA), 7u);
+  EXPECT_EQ(old->delivered, 0u);
+  EXPECT_TRUE(old->delivery.all);
+
+  // Damage is refused, not misread.
+  std::string bad = EncodePeerState(p);
+  bad[0] = 3;
+  EXPECT_FALSE(DecodePeerState(bad).ok());
+  EXPECT_FALSE(DecodePeerState(EncodePeerState(p) + "x").ok());
+  std::string cut = EncodePeerState(p);
+  cut.pop_back();
+  EXPECT_FALSE(DecodePeerState(cut).ok());
+}
+
 }  // namespace
 }  // namespace tandem::engine

@@ -183,10 +183,26 @@ class Replica {
                     bool filtered = false, size_t* filtered_out = nullptr, bool* rekeyed = nullptr);
   // The peer reached CaughtUp: remembers its version vector, and merges it into ours
   // when `merge` (everything it had was sent and accepted).
-  // `filtered` as for ApplyBatch; a merge clears PeerState::filtered.
+  // `filtered` as for ApplyBatch; a merge clears PeerState::filtered. `delivered` (when
+  // known): how far the peer has acknowledged our log, and for which collections.
   // *rekeyed as for ApplyBatch, when peer_vv shows the replica was rolled back.
-  Status CompletePeerSync(const ReplicaId& peer, const VersionVector& peer_vv, bool merge,
-                          bool filtered = false, bool* rekeyed = nullptr);
+  Status CompletePeerSync(
+      const ReplicaId& peer, const VersionVector& peer_vv, bool merge, bool filtered = false,
+      bool* rekeyed = nullptr,
+      const std::optional<std::pair<uint64_t, CollectionFilter>>& delivered = std::nullopt);
+  // Delivery status. How many of this replica's fields a peer does not hold yet (as
+  // Holds judges), in the collections it receives from us. Checks the newest
+  // `max_checked` change-log entries; *exact is false when older entries were left
+  // unchecked (the count is then a lower bound).
+  Result<uint64_t> CountUnheld(const PeerState& peer, size_t max_checked, bool* exact);
+  // Whether a peer holds the record's current state here (deleted records too: their
+  // deletion): its last reported version vector covers every event in it, or it
+  // acknowledged the record's latest change in our log (PeerState::delivered). NotFound
+  // if this replica has no state for the record.
+  Result<bool> Holds(std::string_view collection, std::string_view id, const PeerState& peer);
+  // The peer acknowledged our log up to `cursor`, for the collections `delivery` allows
+  // (PeerState::delivered). Writes only if that changes the stored state.
+  Status RecordDelivery(const ReplicaId& peer, uint64_t cursor, const CollectionFilter& delivery);
   Result<PeerState> Peer(const ReplicaId& peer);
   Result<std::vector<std::pair<ReplicaId, PeerState>>> Peers();
 

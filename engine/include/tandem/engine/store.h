@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -36,6 +37,18 @@ struct ReplicaMeta {
 };
 
 // What a replica remembers about one peer it syncs with.
+// Which collections: all, or a named set.
+struct CollectionFilter {
+  bool all = true;
+  std::set<std::string> names;
+  bool Allows(const std::string& c) const { return all || names.count(c) > 0; }
+  static CollectionFilter Only(std::set<std::string> n) { return {false, std::move(n)}; }
+  static CollectionFilter None() { return {false, {}}; }
+  // "coll1,coll2,...": those collections (each a valid name); "" is none.
+  static Result<CollectionFilter> Parse(std::string_view list);
+  bool operator==(const CollectionFilter&) const = default;
+};
+
 struct PeerState {
   uint64_t cursor = 0;  // how far into the peer's change log we have applied
   VersionVector vv;     // the peer's version vector at its last CaughtUp
@@ -46,6 +59,12 @@ struct PeerState {
   // its). Until a complete unfiltered pass from cursor 0, its version vector may not be
   // merged, so the next unfiltered session starts over from 0.
   bool filtered = false;
+  // What the peer has of *our* log, from what it acknowledged by its last CaughtUp: every
+  // change at or before `delivered` in a collection `delivery` allows (our send policy
+  // and its accept policy together). With the version vector, this says which records
+  // a peer holds (Replica::Holds) even when a filter keeps its vector behind.
+  uint64_t delivered = 0;
+  CollectionFilter delivery;
   bool operator==(const PeerState&) const = default;
 };
 

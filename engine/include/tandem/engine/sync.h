@@ -36,18 +36,6 @@ inline constexpr uint32_t kProtocolVersion = 1;
 // synced yet: the session ends with an error naming it (no silent stall).
 inline constexpr size_t kMaxBatchBodyBound = 900 << 10;
 
-// Which collections: all, or a named set.
-struct CollectionFilter {
-  bool all = true;
-  std::set<std::string> names;
-  bool Allows(const std::string& c) const { return all || names.count(c) > 0; }
-  static CollectionFilter Only(std::set<std::string> n) { return {false, std::move(n)}; }
-  static CollectionFilter None() { return {false, {}}; }
-  // "coll1,coll2,...": those collections (each a valid name); "" is none.
-  static Result<CollectionFilter> Parse(std::string_view list);
-  bool operator==(const CollectionFilter&) const = default;
-};
-
 struct Hello {
   uint32_t protocol = kProtocolVersion;
   ReplicaId replica;

@@ -62,6 +62,17 @@ struct Info {
   engine::VersionVector version_vector;
 };
 
+// Whether a device holds a record's current state, as this device knows it.
+struct Holding {
+  enum class State { kHolds, kLacks, kUnknown };
+  std::string device;
+  bool this_device = false;
+  bool revoked = false;
+  State state = State::kUnknown;
+  uint64_t reported_ms = 0;  // when its version vector was last reported here (0: never)
+  bool receives = true;      // its last session took this collection from us
+};
+
 class Device : public std::enable_shared_from_this<Device> {
  public:
   // Makes a replica in `dir` (created; must be empty or missing) with a new identity and
@@ -89,6 +100,11 @@ class Device : public std::enable_shared_from_this<Device> {
   Result<std::optional<net::Invite>> PendingJoin();
   Status CancelJoin();  // kNotFound if nothing is pending
   Result<std::vector<net::Member>> Devices();
+  // Delivery status, answered offline: for each device of the group, whether the version
+  // vector it last reported to this device covers the record's current state here.
+  // Devices this one never synced with directly are kUnknown. NotFound if this replica
+  // has no state for the record.
+  Result<std::vector<Holding>> Where(std::string_view collection, std::string_view id);
   // kInvalidArgument for a malformed id or this device; kNotFound if never a member.
   Status Revoke(const std::string& device_id);
 
