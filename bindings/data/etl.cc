@@ -6,6 +6,7 @@
 #include <cstring>
 #include <deque>
 #include <limits>
+#include <map>
 #include <set>
 
 #include "tandem/bindings/json.h"
@@ -69,6 +70,7 @@ class Typer {
 
   // A JSON value (a JSON line's, or a CSV cell that is JSON).
   Status FromJson(const std::string& name, const Json& v, FieldWrite* out) const {
+    TANDEM_RETURN_IF_ERROR(Known(name));
     out->name = name;
     const FieldRule* rule = schema_ ? schema_->Find(name) : nullptr;
     const FieldType type = rule ? rule->type : FieldType::kAny;
@@ -106,13 +108,18 @@ class Typer {
 
   // A CSV cell (never empty: empty cells leave the field alone).
   Status FromCell(const std::string& name, const std::string& cell, FieldWrite* out) const {
+    TANDEM_RETURN_IF_ERROR(Known(name));
     const FieldRule* rule = schema_ ? schema_->Find(name) : nullptr;
     const FieldType type = rule ? rule->type : FieldType::kAny;
     switch (type) {
-      case FieldType::kString:
+      case FieldType::kString: {
+        // Taken as it is, unless it is a JSON string in quotes (how export writes an
+        // empty string, or one that starts with a quote).
         out->name = name;
-        out->scalar = Value{cell};
+        Json j = cell[0] == '"' ? Json::parse(cell, nullptr, false) : Json();
+        out->scalar = Value{j.is_string() ? j.get<std::string>() : cell};
         return Check(name, &out->scalar);
+      }
       case FieldType::kBytes: {
         // Declared bytes: the cell is base64 (or a $bytes object).
         Json j = LooksLikeJson(cell) ? Json::parse(cell, nullptr, false) : Json();
@@ -134,6 +141,14 @@ class Typer {
   }
 
   // Normalises and checks a register value or element against the schema.
+  // A field a closed schema (additional: false) does not name is refused whatever its
+  // value (the write would be).
+  Status Known(const std::string& name) const {
+    if (schema_ && !schema_->additional() && !schema_->Find(name))
+      return Status::Invalid(name + ": not a field of this collection's schema");
+    return Status::Ok();
+  }
+
   Status Check(const std::string& name, Value* v) const {
     TANDEM_RETURN_IF_ERROR(engine::ValidateValue(*v));
     if (schema_) TANDEM_RETURN_IF_ERROR(schema_->CheckValue(name, v));
@@ -254,7 +269,14 @@ class Sink {
  public:
   Sink(engine::Replica& r, const ImportOptions& o, const Schema* schema, ImportReport* report)
       : r_(r), o_(o), schema_(schema), report_(report) {}
-  bool validate_only = false;
+  // A strict import's first passes: check rows and write nothing. kValidate parses and
+  // checks every row, and notes rows that lack a required field the stored record does
+  // not have either; kResolve (another pass, only if there are such rows) looks for an
+  // earlier row of the input that gives the field, as writing in order would.
+  enum class Mode { kApply, kValidate, kResolve };
+  Mode mode = Mode::kApply;
+  bool validate_only() const { return mode != Mode::kApply; }
+  bool has_pending() const { return !pending_.empty(); }
 
   // A bad row: reported; fatal when strict.
   Status Bad(uint64_t line, const std::string& reason) {
@@ -268,9 +290,21 @@ class Sink {
 
   Status Add(Row row) {
     ++report_->rows;
-    if (validate_only) {
-      // Required fields the row does not give must be in the stored record already.
+    if (mode == Mode::kResolve) {
+      auto it = pending_.find(row.id);
+      if (it == pending_.end()) return Status::Ok();
+      for (auto& p : it->second) {
+        if (p.line <= row.line) continue;
+        for (const auto& f : row.fields)
+          if (f.kind != Kind::kRegister || engine::TypeOf(f.scalar) != ValueType::kNull)
+            p.missing.erase(f.name);
+      }
+      return Status::Ok();
+    }
+    if (mode == Mode::kValidate) {
+      // Required fields the row does not give must be in the record by then.
       if (schema_) {
+        std::set<std::string> missing;
         for (const auto& [name, rule] : schema_->fields()) {
           if (!rule.required) continue;
           bool given = false;
@@ -279,8 +313,14 @@ class Sink {
           auto st = r_.GetState(o_.collection, row.id);
           if (!st.ok()) return st.status();
           auto f = st.value().fields.find(name);
-          if (f == st.value().fields.end() || !f->second.Live())
-            return Bad(row.line, name + " is required");
+          if (f == st.value().fields.end() || !f->second.Live()) missing.insert(name);
+        }
+        if (!missing.empty()) {
+          constexpr size_t kMaxPending = 100000;
+          if (++pending_count_ > kMaxPending)
+            return Bad(row.line, *missing.begin() + " is required (and over " +
+                                     std::to_string(kMaxPending) + " rows lack a required field)");
+          pending_[row.id].push_back(Pending{row.line, std::move(missing)});
         }
       }
       return Status::Ok();
@@ -291,8 +331,26 @@ class Sink {
     return Status::Ok();
   }
 
+  // After kResolve: the first row whose required fields no earlier row gave.
+  Status FinishResolve() {
+    const Pending* first = nullptr;
+    for (const auto& [id, list] : pending_)
+      for (const auto& p : list)
+        if (!p.missing.empty() && (!first || p.line < first->line)) first = &p;
+    if (first) return Bad(first->line, *first->missing.begin() + " is required");
+    return Status::Ok();
+  }
+
   Status Flush() {
     if (rows_.empty()) return Status::Ok();
+    // The rows leave the batch whatever happens: a failure is not retried at the end.
+    struct Clear {
+      Sink* s;
+      ~Clear() {
+        s->rows_.clear();
+        s->bytes_ = 0;
+      }
+    } clear{this};
     uint64_t written = 0;
     Status st = r_.Write([&](engine::Batch& b) {
       written = 0;
@@ -324,8 +382,6 @@ class Sink {
     } else {
       return st;
     }
-    rows_.clear();
-    bytes_ = 0;
     return Status::Ok();
   }
 
@@ -336,6 +392,12 @@ class Sink {
   ImportReport* report_;
   std::vector<Row> rows_;
   size_t bytes_ = 0;
+  struct Pending {
+    uint64_t line;
+    std::set<std::string> missing;
+  };
+  std::map<std::string, std::vector<Pending>> pending_;
+  size_t pending_count_ = 0;
 };
 
 // Reads the input in chunks, copying it to a spool file when asked (a strict import
@@ -442,12 +504,12 @@ class JsonlParser : public Parser {
         }
       }
       if (rows - last_progress >= 1000) {
-        Progress(rows, sink_.validate_only);
+        Progress(rows, sink_.validate_only());
         last_progress = rows;
       }
     }
     if (!line.empty() || too_long) TANDEM_RETURN_IF_ERROR(finish_line());
-    Progress(rows, sink_.validate_only);
+    Progress(rows, sink_.validate_only());
     return Status::Ok();
   }
 
@@ -526,12 +588,15 @@ class CsvParser : public Parser {
       }
       for (size_t i = 0; i < n; ++i) newlines_ += data[i] == '\n';
       TANDEM_RETURN_IF_ERROR(Drain());
-      if (p_.entry_pos + cells_bytes_ > kMaxLine || p_.entry_pos > engine::kMaxValueBytes)
-        return Status::Invalid("line " + std::to_string(CurrentLine()) +
-                               ": a value longer than 512 KiB (a string is at most 512 "
-                               "KiB); the rest of the file cannot be read safely");
+      // A row over the line limit stops the import (memory stays bounded); a value over
+      // 512 KiB in a row within it is a bad row, reported by the row's checks.
+      if (p_.entry_pos + cells_bytes_ > kMaxLine)
+        return Status::Invalid("line " + std::to_string(CurrentLine()) + ": a row longer than " +
+                               std::to_string(kMaxLine >> 20) +
+                               " MiB (a value is at most 512 KiB); the rest of the file cannot "
+                               "be read safely");
       if (data_rows_ - last_progress >= 1000) {
-        Progress(data_rows_, sink_.validate_only);
+        Progress(data_rows_, sink_.validate_only());
         last_progress = data_rows_;
       }
     }
@@ -540,7 +605,7 @@ class CsvParser : public Parser {
                              ": the file ends inside a quoted field (truncated?)");
     TANDEM_RETURN_IF_ERROR(Drain());
     if (!have_header_) return Status::Invalid("the CSV input is empty: expected a header row");
-    Progress(data_rows_, sink_.validate_only);
+    Progress(data_rows_, sink_.validate_only());
     return Status::Ok();
   }
 
@@ -698,25 +763,38 @@ Result<ImportReport> Import(engine::Replica& r, FILE* in, const ImportOptions& o
   FILE* source = in;
   std::unique_ptr<FILE, FileCloser> spool;
   if (opts.strict) {
-    // Pass one: every row parsed and checked, nothing written.
+    // The input is read more than once: from where it starts, or from a spool file.
     long start = regular ? std::ftell(in) : -1;
     if (start < 0) {
       spool.reset(std::tmpfile());
       if (!spool)
         return Status::Io(std::string("cannot make a spool file: ") + std::strerror(errno));
     }
+    auto rewind = [&]() -> Status {
+      if (spool) {
+        if (std::fflush(spool.get()) != 0 || std::fseek(spool.get(), 0, SEEK_SET) != 0)
+          return Status::Io(std::string("spool file: ") + std::strerror(errno));
+        source = spool.get();
+      } else if (std::fseek(in, start, SEEK_SET) != 0) {
+        return Status::Io(std::string("cannot read the input again: ") + std::strerror(errno));
+      }
+      return Status::Ok();
+    };
+    // Pass one: every row parsed and checked, nothing written.
     ImportReport check;
     Sink sink(r, opts, schema, &check);
-    sink.validate_only = true;
+    sink.mode = Sink::Mode::kValidate;
     Input input(in, spool.get());
     TANDEM_RETURN_IF_ERROR(RunParser(r, opts, typer, sink, input, total));
-    if (spool) {
-      if (std::fflush(spool.get()) != 0 || std::fseek(spool.get(), 0, SEEK_SET) != 0)
-        return Status::Io(std::string("spool file: ") + std::strerror(errno));
-      source = spool.get();
-      total = input.bytes();
-    } else if (std::fseek(in, start, SEEK_SET) != 0) {
-      return Status::Io(std::string("cannot read the input again: ") + std::strerror(errno));
+    if (spool) total = input.bytes();
+    TANDEM_RETURN_IF_ERROR(rewind());
+    if (sink.has_pending()) {
+      // Rows lacking a required field: does an earlier row give it?
+      sink.mode = Sink::Mode::kResolve;
+      Input again(source, nullptr);
+      TANDEM_RETURN_IF_ERROR(RunParser(r, opts, typer, sink, again, total));
+      TANDEM_RETURN_IF_ERROR(sink.FinishResolve());
+      TANDEM_RETURN_IF_ERROR(rewind());
     }
   }
   Sink sink(r, opts, schema, &report);
@@ -748,15 +826,16 @@ std::string CellText(const Schema* s, const std::string& field, const engine::Fi
   if (f.kind == Kind::kRegister) {
     if (auto* str = std::get_if<std::string>(&f.scalar)) {
       // Plain text unless it would read as something else (JSON, or empty).
-      if (Declared(s, field, FieldType::kString)) return *str;
+      if (Declared(s, field, FieldType::kString))
+        return str->empty() || (*str)[0] == '"' ? Json(*str).dump() : *str;
       Json j = str->empty() ? Json(Json::value_t::discarded) : Json::parse(*str, nullptr, false);
       if (!str->empty() && j.is_discarded()) return *str;
       return Json(*str).dump();
     }
     if (auto* b = std::get_if<engine::Bytes>(&f.scalar)) {
       Json j = bindings::ValueToJson(f.scalar);
-      if (Declared(s, field, FieldType::kBytes)) return j["$bytes"].get<std::string>();
-      (void)b;
+      if (Declared(s, field, FieldType::kBytes) && !b->data.empty())
+        return j["$bytes"].get<std::string>();
       return j.dump();
     }
   }

@@ -159,6 +159,10 @@ Result<FieldRule> ParseRule(const std::string& name, const Json& j) {
     r.region = "ZZ";  // unknown region: numbers must then start with +
   if (r.type != FieldType::kSet && r.items != FieldType::kAny)
     return Bad(name, "items applies to sets");
+  // A double field stores whole numbers as doubles; its enum must say them alike.
+  if (scalar == FieldType::kDouble)
+    for (auto& e : r.enumeration)
+      if (engine::TypeOf(e) == ValueType::kInt) e = static_cast<double>(std::get<int64_t>(e));
   if (r.min && r.max && *r.min > *r.max) return Bad(name, "min is above max");
   if (r.min_length && r.max_length && *r.min_length > *r.max_length)
     return Bad(name, "min_length is above max_length");
@@ -370,13 +374,9 @@ Status Schema::CheckOp(std::string_view field, engine::Op op, Value* value) cons
         if (!set && r->type != FieldType::kAny)
           return Status::Invalid(f + ": a " + std::string(FieldTypeName(r->type)) +
                                  " field, not a set");
-        if (op == engine::Op::kRemove) {
-          // Removing is always allowed (a bad element from elsewhere must be removable);
-          // the element is normalised so that it names what an add stored.
-          Value copy = *value;
-          if (CheckValue(field, &copy).ok()) *value = std::move(copy);
-          return Status::Ok();
-        }
+        // Removing is always allowed, and names the element as stored: a bad element,
+        // or one stored before a normaliser existed, must be removable.
+        if (op == engine::Op::kRemove) return Status::Ok();
         break;
     }
   } else if (!additional_) {
