@@ -358,6 +358,8 @@ class Sink {
         TANDEM_RETURN_IF_ERROR(ApplyRow(b, o_.collection, row, &written));
       return Status::Ok();
     });
+    // A long import walks much of the store: let go of its pages now and then.
+    if (++batches_ % 16 == 0) r_.store().ReleaseMemory();
     if (st.ok()) {
       report_->rows_imported += rows_.size();
       report_->fields_written += written;
@@ -392,6 +394,7 @@ class Sink {
   ImportReport* report_;
   std::vector<Row> rows_;
   size_t bytes_ = 0;
+  uint64_t batches_ = 0;
   struct Pending {
     uint64_t line;
     std::set<std::string> missing;
@@ -874,10 +877,15 @@ Result<uint64_t> Export(engine::Replica& r, std::string_view collection, Format 
   if (format == Format::kJsonl) {
     TANDEM_RETURN_IF_ERROR(r.Scan(collection, "", [&](const engine::Record& rec) {
       // The id first, then the fields by name.
-      line = "{\"id\":" + Json(rec.id).dump();
-      for (const auto& [name, f] : rec.fields)
-        line += "," + Json(name).dump() + ":" + ExportValue(schema, name, f).dump();
-      line += "}";
+      line = "{\"id\":";
+      line += Json(rec.id).dump();
+      for (const auto& [name, f] : rec.fields) {
+        line += ',';
+        line += Json(name).dump();
+        line += ':';
+        line += ExportValue(schema, name, f).dump();
+      }
+      line += '}';
       ++count;
       return emit();
     }));

@@ -35,7 +35,11 @@ Status Session::Start(std::vector<Message>* out) {
   TANDEM_ASSIGN_OR_RETURN(ReplicaMeta meta, replica_.Meta());
   self_ = meta.id;
   started_ = true;
-  out->push_back(Hello{kProtocolVersion, self_, opt_.send, opt_.accept});
+  Hello hello;
+  hello.replica = self_;
+  hello.send = opt_.send;
+  hello.accept = opt_.accept;
+  out->emplace_back(std::in_place_type<Hello>, std::move(hello));
   return Status::Ok();
 }
 

@@ -2,9 +2,11 @@
 
 #include <fcntl.h>
 #include <lmdb.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -514,6 +516,33 @@ uint64_t LmdbStore::LastTxnId() {
   MDB_envinfo info;
   mdb_env_info(impl_->env, &info);
   return info.me_last_txnid;
+}
+
+void LmdbStore::ReleaseMemory() {
+  std::shared_lock lock(impl_->resize_mu);  // the map stays where it is meanwhile
+  // LMDB does not say where its map is (mdb_env_info only for fixed maps): find the
+  // mappings of data.mdb, by inode, in /proc/self/maps.
+  struct stat st;
+  if (::stat((dir_ + "/data.mdb").c_str(), &st) != 0) return;
+  FILE* maps = std::fopen("/proc/self/maps", "re");
+  if (!maps) return;
+  char line[512];
+  while (std::fgets(line, sizeof line, maps)) {
+    unsigned long start = 0, end = 0, offset = 0, inode = 0;
+    char perms[8], dev[16];
+    if (std::sscanf(line, "%lx-%lx %7s %lx %15s %lu", &start, &end, perms, &offset, dev, &inode) !=
+        6)
+      continue;
+    unsigned dev_major = 0, dev_minor = 0;
+    if (std::sscanf(dev, "%x:%x", &dev_major, &dev_minor) != 2) continue;
+    // Only the read-only map of this very file (a private writable mapping must never be
+    // dropped: that would lose its writes).
+    if (inode != static_cast<unsigned long>(st.st_ino) || dev_major != major(st.st_dev) ||
+        dev_minor != minor(st.st_dev) || perms[1] == 'w')
+      continue;
+    ::madvise(reinterpret_cast<void*>(start), end - start, MADV_DONTNEED);
+  }
+  std::fclose(maps);
 }
 
 Result<std::unique_ptr<engine::ReadTxn>> LmdbStore::BeginRead() {

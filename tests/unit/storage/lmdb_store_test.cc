@@ -34,6 +34,35 @@ TEST(LmdbStore, RewritingTheNewestFieldMovesItPastEveryCursor) {
   EXPECT_GT(later->changes[0].cursor, cursor);
 }
 
+TEST(LmdbStore, ReleasingMemoryKeepsEveryReadIntactEvenInsideAReadTransaction) {
+  testing::TempDir tmp;
+  auto r = CreateReplica(tmp / "db");
+  ASSERT_TRUE(r.ok());
+  for (int i = 0; i < 200; ++i)
+    ASSERT_TRUE((*r)->Put("c", "r" + std::to_string(i),
+                          {{"v", engine::Value{std::string(3000, char('a' + i % 26))}}})
+                    .ok());
+  auto txn = (*r)->store().BeginRead();
+  ASSERT_TRUE(txn.ok());
+  engine::RecordState before;
+  ASSERT_TRUE((*txn)->GetRecord("c", "r7", &before, nullptr).ok());
+  (*r)->store().ReleaseMemory();
+  engine::RecordState after;
+  ASSERT_TRUE((*txn)->GetRecord("c", "r7", &after, nullptr).ok());
+  EXPECT_EQ(before, after);
+  (*r)->store().ReleaseMemory();
+  ASSERT_TRUE((*r)->Put("c", "r7", {{"v", engine::Value{std::string("new")}}}).ok());
+  (*r)->store().ReleaseMemory();
+  auto rec = (*r)->Get("c", "r7");
+  ASSERT_TRUE(rec.ok());
+  EXPECT_EQ(rec->fields.at("v").scalar, engine::Value{std::string("new")});
+  auto rec199 = (*r)->Get("c", "r199");
+  ASSERT_TRUE(rec199.ok());
+  EXPECT_EQ(rec199->fields.at("v").scalar, engine::Value{std::string(3000, char('a' + 199 % 26))});
+  CheckReport report;
+  EXPECT_TRUE(Check(dynamic_cast<LmdbStore&>((*r)->store()), &report).ok());
+}
+
 TEST(LmdbStore, MapGrowsOnDemand) {
   testing::TempDir tmp;
   Options opt;

@@ -148,6 +148,10 @@ class Store {
   virtual ~Store() = default;
   virtual Result<std::unique_ptr<ReadTxn>> BeginRead() = 0;
   virtual Result<std::unique_ptr<WriteTxn>> BeginWrite() = 0;
+  // A hint that pages this process has read can be dropped from its memory (they are
+  // read back when needed): long walks over a large store (an import) call it now and
+  // then to keep their resident memory flat. No effect on data.
+  virtual void ReleaseMemory() {}
 };
 
 }  // namespace tandem::engine

@@ -97,6 +97,10 @@ class LmdbStore : public engine::Store {
   ~LmdbStore() override;
   Result<std::unique_ptr<engine::ReadTxn>> BeginRead() override;
   Result<std::unique_ptr<engine::WriteTxn>> BeginWrite() override;
+  // Drops the map's resident pages from this process (madvise): LMDB reads through a
+  // read-only shared map and writes with pwrite, so a page is read back from the file
+  // (the page cache) when touched again, unchanged.
+  void ReleaseMemory() override;
   const std::string& dir() const { return dir_; }
   // The id of the last committed write transaction, by any process (LMDB's txnid): it
   // moves when a commit becomes visible to readers.
