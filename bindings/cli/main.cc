@@ -503,6 +503,17 @@ int Main(int argc, char** argv) {
   devices->add_option("DIR", dir)->required();
   devices->add_flag("--json", as_json, "One JSON object per line");
 
+  auto* quarantine = app.add_subcommand(
+      "quarantine",
+      "List changes from peers that broke a collection's schema (held, not applied); "
+      "--release applies one as it is, --drop forgets it");
+  quarantine->add_option("DIR", dir)->required();
+  std::vector<uint64_t> release_ids, drop_ids;
+  bool release_all = false;
+  quarantine->add_option("--release", release_ids, "Apply the change with this id (repeatable)");
+  quarantine->add_option("--drop", drop_ids, "Forget the change with this id (repeatable)");
+  quarantine->add_flag("--release-all", release_all, "Apply every held change");
+
   auto* where = app.add_subcommand(
       "where",
       "Which devices hold a record's current state, from the version vectors they last "
@@ -728,6 +739,41 @@ int Main(int argc, char** argv) {
             (m.revoked && !m.revoked_by.empty() ? "  revoked by " + Printable(m.revoked_by) : ""));
       }
     }
+  } else if (quarantine->parsed()) {
+    auto d = OpenDevice(dir);
+    auto& r = d->replica();
+    if (release_all)
+      for (const auto& e : Check(r.Quarantined())) release_ids.push_back(e.id);
+    for (uint64_t qid : release_ids) {
+      Check(r.ReleaseQuarantined(qid));
+      std::fprintf(stderr, "released %llu: applied\n", static_cast<unsigned long long>(qid));
+    }
+    for (uint64_t qid : drop_ids) {
+      Check(r.DropQuarantined(qid));
+      std::fprintf(stderr, "dropped %llu\n", static_cast<unsigned long long>(qid));
+    }
+    if (!release_ids.empty() || !drop_ids.empty()) return 0;
+    std::map<std::string, std::string> device_of;  // replica (hex) -> device
+    for (const auto& m : Check(d->Devices()))
+      for (const auto& rep : m.replicas) device_of[rep.Hex()] = m.device;
+    for (const auto& e : Check(r.Quarantined())) {
+      Json values = Json::array();
+      for (const auto& sib : engine::Siblings(e.state))
+        if (sib.kind == engine::Kind::kRegister)
+          values.push_back(tandem::bindings::ValueToJson(sib.value));
+      for (const auto& [element, dots] : e.state.elements)
+        values.push_back(tandem::bindings::ValueToJson(element));
+      Json j{{"id", e.id},
+             {"collection", e.key.collection},
+             {"record", e.key.record},
+             {"field", e.key.field},
+             {"from_replica", e.from.Hex()},
+             {"from_device", device_of.count(e.from.Hex()) ? device_of[e.from.Hex()] : ""},
+             {"received_ms", e.received_ms},
+             {"reason", e.reason},
+             {"values", values}};
+      Print(Canonical(j));
+    }
   } else if (where->parsed()) {
     auto d = OpenDevice(dir);
     for (const auto& h : Check(d->Where(coll, id))) {
@@ -827,6 +873,7 @@ int Main(int argc, char** argv) {
     if (as_json) {
       Json j{{"device", self_device},
              {"replica_id", meta.id.Hex()},
+             {"quarantined", Check(d->replica().Quarantined()).size()},
              {"daemon", ds ? *ds : Json(nullptr)},
              {"replicas", replicas}};
       Print(Canonical(j));
@@ -870,6 +917,10 @@ int Main(int argc, char** argv) {
                                                  : "  last error: " + p.value("last_error", "")));
       }
     }
+    const size_t held = Check(d->replica().Quarantined()).size();
+    if (held > 0)
+      Print("quarantined: " + std::to_string(held) +
+            " changes from peers broke a schema (tandem quarantine " + dir + ")");
     Print("replicas synced with: " + std::to_string(replicas.size()));
     for (const auto& j : replicas)
       Print("  " + j["replica_id"].get<std::string>() +

@@ -408,6 +408,33 @@ Status Schema::CheckRecord(std::string_view id, const engine::RecordState& recor
   return Status::Ok();
 }
 
+Status Schema::CheckIncoming(std::string_view field, engine::Kind kind, const Value& value) const {
+  const FieldRule* r = Find(field);
+  const std::string f(field);
+  if (!r) {
+    if (additional_) return Status::Ok();
+    return Status::Invalid(f + ": not a field of this collection's schema");
+  }
+  const bool counter = r->type == FieldType::kCounter, set = r->type == FieldType::kSet;
+  if (r->type != FieldType::kAny) {
+    const engine::Kind want = counter ? engine::Kind::kCounter
+                              : set   ? engine::Kind::kSet
+                                      : engine::Kind::kRegister;
+    if (kind != want)
+      return Status::Invalid(f + ": a " + FieldTypeName(r->type) + " field, written as a " +
+                             engine::KindName(kind));
+  }
+  if (kind == engine::Kind::kCounter) return Status::Ok();  // counts are not judged
+  if (kind == engine::Kind::kSet && engine::TypeOf(value) == ValueType::kNull)
+    return Status::Ok();  // a set operation's marker; its elements come one by one
+  Value normal = value;
+  TANDEM_RETURN_IF_ERROR(CheckValue(field, &normal));
+  if (!engine::SameValue(normal, value))
+    return Status::Invalid(f + ": " + Describe(value) + " is not in normal form (" +
+                           Describe(normal) + ")");
+  return Status::Ok();
+}
+
 int Schema::PickWinner(std::string_view field, const std::vector<engine::Sibling>& siblings) const {
   return PickWinnerBy(field, siblings, nullptr);
 }
@@ -492,29 +519,52 @@ Result<int64_t> SaveSchema(engine::Replica& r, std::string_view collection, std:
 
 namespace {
 
-// A schema with `prefer` rules, and the trust set's map from replica to device as of
-// the transaction (the trust set is replicated, so every replica maps alike).
-class PreferRules : public engine::CollectionRules {
+// A collection's rules as stored: the current schema for local writes and reads, every
+// version by the time it was set (a peer's change is judged by the version in force when
+// it was made), and, for `prefer` rules, the trust set's map from replica to device as
+// of the transaction (replicated, so every replica maps alike).
+class StoredRules : public engine::CollectionRules {
  public:
-  PreferRules(std::shared_ptr<const Schema> s, std::map<std::string, std::string> devices)
-      : schema_(std::move(s)), devices_(std::move(devices)) {}
+  struct Version {
+    engine::Hlc set_at;
+    int64_t number;
+    std::shared_ptr<const Schema> schema;
+  };
+  StoredRules(std::shared_ptr<const Schema> current, std::vector<Version> versions,
+              std::map<std::string, std::string> devices)
+      : current_(std::move(current)),
+        versions_(std::move(versions)),
+        devices_(std::move(devices)) {}
   Status CheckOp(std::string_view field, engine::Op op, Value* value) const override {
-    return schema_->CheckOp(field, op, value);
+    return current_->CheckOp(field, op, value);
   }
   Status CheckRecord(std::string_view id, const engine::RecordState& record,
                      const std::set<std::string>& written) const override {
-    return schema_->CheckRecord(id, record, written);
+    return current_->CheckRecord(id, record, written);
   }
   int PickWinner(std::string_view field,
                  const std::vector<engine::Sibling>& siblings) const override {
-    return schema_->PickWinnerBy(field, siblings, [&](const engine::ReplicaId& r) {
+    if (!current_->prefers()) return current_->PickWinner(field, siblings);
+    return current_->PickWinnerBy(field, siblings, [&](const engine::ReplicaId& r) {
       auto it = devices_.find(r.Hex());
       return it == devices_.end() ? std::string() : it->second;
     });
   }
+  Status CheckIncoming(std::string_view field, engine::Kind kind, const Value& value,
+                       engine::Hlc hlc) const override {
+    const Version* in_force = nullptr;
+    for (const auto& v : versions_)
+      if (v.set_at <= hlc && (!in_force || v.set_at >= in_force->set_at)) in_force = &v;
+    if (!in_force) return Status::Ok();  // made before the collection had a schema
+    Status st = in_force->schema->CheckIncoming(field, kind, value);
+    if (st.ok()) return st;
+    return Status::Invalid(st.message() + " (schema version " + std::to_string(in_force->number) +
+                           ")");
+  }
 
  private:
-  std::shared_ptr<const Schema> schema_;
+  std::shared_ptr<const Schema> current_;
+  std::vector<Version> versions_;
   std::map<std::string, std::string> devices_;  // replica id (hex) -> device id
 };
 
@@ -535,6 +585,15 @@ Result<std::map<std::string, std::string>> ReplicaDevices(engine::ReadTxn& txn) 
 
 }  // namespace
 
+Result<std::shared_ptr<const Schema>> SchemaPolicy::Parsed(const std::string& text) {
+  std::lock_guard lock(mu_);
+  auto it = parsed_.find(text);
+  if (it != parsed_.end()) return it->second;
+  TANDEM_ASSIGN_OR_RETURN(auto schema, Schema::Parse(text));
+  parsed_.emplace(text, schema);
+  return schema;
+}
+
 Result<std::shared_ptr<const engine::CollectionRules>> SchemaPolicy::RulesFor(
     engine::ReadTxn& txn, std::string_view collection) {
   if (net::IsSystemCollection(collection)) return std::shared_ptr<const engine::CollectionRules>();
@@ -542,25 +601,29 @@ Result<std::shared_ptr<const engine::CollectionRules>> SchemaPolicy::RulesFor(
   TANDEM_RETURN_IF_ERROR(txn.GetRecord(kSchemasCollection, collection, &state, nullptr));
   auto cur = Current(state);
   if (!cur) return std::shared_ptr<const engine::CollectionRules>();
-  std::shared_ptr<const Schema> schema;
-  {
-    std::lock_guard lock(mu_);
-    auto it = cache_.find(collection);
-    if (it != cache_.end() && it->second.first == cur->first) {
-      schema = it->second.second;
-    } else {
-      auto parsed = Schema::Parse(cur->first);
-      if (!parsed.ok())
-        return Status::Invalid("the schema of " + Quote(collection) +
-                               " cannot be used: " + parsed.status().message());
-      schema = parsed.value();
-      cache_[std::string(collection)] = {cur->first, schema};
-    }
+  auto schema = Parsed(cur->first);
+  if (!schema.ok())
+    return Status::Invalid("the schema of " + Quote(collection) +
+                           " cannot be used: " + schema.status().message());
+  // Every version, by when it was set (the newest write of its field).
+  std::vector<StoredRules::Version> versions;
+  for (const auto& [name, f] : state.fields) {
+    if (name.size() < 2 || name[0] != 'v' || name.find_first_not_of("0123456789", 1) != name.npos)
+      continue;
+    auto read = engine::Read(f);
+    if (!read || read->kind != engine::Kind::kRegister ||
+        engine::TypeOf(read->scalar) != ValueType::kString)
+      continue;
+    auto parsed = Parsed(std::get<std::string>(read->scalar));
+    if (!parsed.ok()) continue;  // a version this build cannot read judges nothing
+    versions.push_back({f.MaxHlc(), std::strtoll(name.c_str() + 1, nullptr, 10), parsed.value()});
   }
-  if (!schema->prefers()) return std::shared_ptr<const engine::CollectionRules>(schema);
-  TANDEM_ASSIGN_OR_RETURN(auto devices, ReplicaDevices(txn));
-  return std::shared_ptr<const engine::CollectionRules>(
-      std::make_shared<PreferRules>(std::move(schema), std::move(devices)));
+  std::map<std::string, std::string> devices;
+  if (schema.value()->prefers()) {
+    TANDEM_ASSIGN_OR_RETURN(devices, ReplicaDevices(txn));
+  }
+  return std::shared_ptr<const engine::CollectionRules>(std::make_shared<StoredRules>(
+      std::move(schema).value(), std::move(versions), std::move(devices)));
 }
 
 }  // namespace tandem::data

@@ -428,6 +428,38 @@ VersionVector DecodeVersionVector(Reader& r) {
   return vv;
 }
 
+std::string EncodeQuarantineEntry(const QuarantineEntry& e) {
+  std::string out;
+  Writer w(&out);
+  w.U8(1);
+  w.LengthPrefixed(e.key.collection);
+  w.LengthPrefixed(e.key.record);
+  w.LengthPrefixed(e.key.field);
+  w.Raw(std::string_view(reinterpret_cast<const char*>(e.from.bytes.data()), 16));
+  w.Varint(e.received_ms);
+  w.LengthPrefixed(e.reason);
+  w.LengthPrefixed(EncodeFieldState(e.state));
+  return out;
+}
+
+Result<QuarantineEntry> DecodeQuarantineEntry(std::string_view in) {
+  Reader r(in);
+  QuarantineEntry e;
+  if (r.U8() != 1) r.Fail("unknown quarantine entry version");
+  e.key.collection = std::string(r.LengthPrefixed(kMaxCollectionName));
+  e.key.record = std::string(r.LengthPrefixed(kMaxRecordId));
+  e.key.field = std::string(r.LengthPrefixed(kMaxFieldName));
+  std::string_view from = r.Raw(16);
+  if (r.ok()) std::memcpy(e.from.bytes.data(), from.data(), 16);
+  e.received_ms = r.Varint();
+  e.reason = std::string(r.LengthPrefixed(4096));
+  std::string_view state = r.LengthPrefixed(in.size());
+  if (r.ok() && r.remaining()) r.Fail("trailing bytes");
+  if (!r.ok()) return r.status().With("quarantine entry");
+  TANDEM_ASSIGN_OR_RETURN(e.state, DecodeFieldState(state));
+  return e;
+}
+
 std::string EncodePeerState(const PeerState& p) {
   std::string out;
   Writer w(&out);

@@ -119,6 +119,11 @@ class MemoryReader {
     }
     return Status::Ok();
   }
+  Status ListQuarantine(const ReadTxn::QuarantineFn& fn) {
+    for (const auto& [id, bytes] : d_->quarantine)
+      if (!fn(id, bytes)) break;
+    return Status::Ok();
+  }
 
  private:
   const Data* d_;
@@ -159,6 +164,18 @@ class MemoryWriteTxn : public ReadsThrough<WriteTxn, MemoryReader> {
   }
   Status PutPeer(const ReplicaId& peer, const PeerState& state) override {
     d_->peers[peer] = EncodePeerState(state);
+    return Status::Ok();
+  }
+  Status TakeQuarantineId(uint64_t* out) override {
+    *out = ++d_->last_quarantine_id;
+    return Status::Ok();
+  }
+  Status PutQuarantine(uint64_t id, std::string_view entry) override {
+    d_->quarantine[id] = std::string(entry);
+    return Status::Ok();
+  }
+  Status DeleteQuarantine(uint64_t id) override {
+    d_->quarantine.erase(id);
     return Status::Ok();
   }
   Status Commit() override {

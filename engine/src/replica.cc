@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "tandem/engine/codec.h"
+
 namespace tandem::engine {
 
 Status ValidateKey(const FieldKey& key) {
@@ -491,12 +493,43 @@ Status Replica::ApplyDeltas(const std::vector<FieldDelta>& deltas, size_t* chang
   return st;
 }
 
+Result<std::string> Replica::Judge(
+    ReadTxn& txn, const FieldDelta& d, const FieldState* have,
+    std::map<std::string, std::shared_ptr<const CollectionRules>>* rules) {
+  auto it = rules->find(d.key.collection);
+  if (it == rules->end()) {
+    TANDEM_ASSIGN_OR_RETURN(auto found, ReadRules(txn, d.key.collection));
+    it = rules->emplace(d.key.collection, std::move(found)).first;
+  }
+  if (!it->second) return std::string();
+  // Only what is new here: operations this replica has already seen were judged then.
+  auto seen = [&](const Dot& dot) { return have && have->ctx.Covers(dot); };
+  Hlc newest = 0;
+  for (const auto& [dot, m] : d.state.markers) {
+    if (seen(dot)) continue;
+    newest = std::max(newest, m.hlc);
+    Status st = it->second->CheckIncoming(d.key.field, m.kind, m.value, m.hlc);
+    if (!st.ok()) return st.message();
+  }
+  for (const auto& [element, dots] : d.state.elements) {
+    bool fresh = false;
+    for (const auto& dot : dots) fresh = fresh || !seen(dot);
+    if (!fresh) continue;
+    Status st = it->second->CheckIncoming(d.key.field, Kind::kSet, element,
+                                          newest ? newest : d.state.MaxHlc());
+    if (!st.ok()) return st.message();
+  }
+  return std::string();
+}
+
 Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<FieldDelta>& deltas,
                          const AdmitFn* admit, size_t* applied, size_t* refused,
-                         size_t* filtered_out, bool* rekeyed) {
+                         size_t* filtered_out, bool* rekeyed, const ReplicaId* from,
+                         size_t* quarantined) {
   HybridClock clock(meta.clock);
   const Hlc drift_bound = MakeHlc(now_() + kMaxClockDriftMs, 0);
-  size_t n = 0, r = 0, f = 0;
+  size_t n = 0, r = 0, f = 0, q = 0;
+  std::map<std::string, std::shared_ptr<const CollectionRules>> rules;
   for (const auto& d : deltas) {
     // Events of ours we never issued: this replica was rolled back or copied.
     TANDEM_RETURN_IF_ERROR(CheckClaim(meta, d.state.ctx.Get(meta.id), rekeyed));
@@ -510,6 +543,18 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
     }
     std::optional<FieldState> s;
     TANDEM_RETURN_IF_ERROR(txn.GetField(d.key, &s));
+    if (from) {
+      TANDEM_ASSIGN_OR_RETURN(std::string why, Judge(txn, d, s ? &*s : nullptr, &rules));
+      if (!why.empty()) {
+        uint64_t qid = 0;
+        TANDEM_RETURN_IF_ERROR(txn.TakeQuarantineId(&qid));
+        QuarantineEntry e{0, d.key, *from, now_(), std::move(why), d.state};
+        TANDEM_RETURN_IF_ERROR(txn.PutQuarantine(qid, EncodeQuarantineEntry(e)));
+        ++q;
+        ++r;
+        continue;
+      }
+    }
     if (!s) s.emplace();
     if (Join(*s, d.state)) {
       TANDEM_RETURN_IF_ERROR(txn.PutField(d.key, *s));
@@ -524,7 +569,72 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
   if (applied) *applied = n;
   if (refused) *refused = r;
   if (filtered_out) *filtered_out = f;
+  if (quarantined) *quarantined = q;
   return Status::Ok();
+}
+
+Result<std::vector<QuarantineEntry>> Replica::Quarantined() {
+  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+  std::vector<QuarantineEntry> out;
+  Status st;
+  TANDEM_RETURN_IF_ERROR(txn->ListQuarantine([&](uint64_t id, std::string_view bytes) {
+    auto e = DecodeQuarantineEntry(bytes);
+    if (!e.ok()) {
+      st = e.status();
+      return false;
+    }
+    out.push_back(std::move(e).value());
+    out.back().id = id;
+    return true;
+  }));
+  TANDEM_RETURN_IF_ERROR(st);
+  return out;
+}
+
+Status Replica::ReleaseQuarantined(uint64_t id) {
+  Status result = Retrying([&]() -> Status {
+    TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
+    std::optional<QuarantineEntry> entry;
+    Status st;
+    TANDEM_RETURN_IF_ERROR(txn->ListQuarantine([&](uint64_t at, std::string_view bytes) {
+      if (at != id) return true;
+      auto e = DecodeQuarantineEntry(bytes);
+      if (e.ok()) {
+        entry = std::move(e).value();
+      } else {
+        st = e.status();
+      }
+      return false;
+    }));
+    TANDEM_RETURN_IF_ERROR(st);
+    if (!entry) return Status::NotFound("no quarantined change " + std::to_string(id));
+    ReplicaMeta meta;
+    TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
+    const ReplicaMeta before = meta;
+    TANDEM_RETURN_IF_ERROR(
+        JoinInto(*txn, meta, {FieldDelta{entry->key, entry->state}}, nullptr, nullptr, nullptr));
+    if (!(meta == before)) TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
+    TANDEM_RETURN_IF_ERROR(txn->DeleteQuarantine(id));
+    return txn->Commit();
+  });
+  if (result.ok()) Committed();
+  return result;
+}
+
+Status Replica::DropQuarantined(uint64_t id) {
+  Status result = Retrying([&]() -> Status {
+    TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
+    bool found = false;
+    TANDEM_RETURN_IF_ERROR(txn->ListQuarantine([&](uint64_t at, std::string_view) {
+      found = found || at == id;
+      return !found;
+    }));
+    if (!found) return Status::NotFound("no quarantined change " + std::to_string(id));
+    TANDEM_RETURN_IF_ERROR(txn->DeleteQuarantine(id));
+    return txn->Commit();
+  });
+  if (result.ok()) Committed();
+  return result;
 }
 
 Status Replica::ApplyDeltasOnce(const std::vector<FieldDelta>& deltas, size_t* changed) {
@@ -539,7 +649,8 @@ Status Replica::ApplyDeltasOnce(const std::vector<FieldDelta>& deltas, size_t* c
 
 Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>& deltas,
                            uint64_t cursor, const AdmitFn& admit, size_t* applied, size_t* refused,
-                           bool filtered, size_t* filtered_out, bool* rekeyed) {
+                           bool filtered, size_t* filtered_out, bool* rekeyed,
+                           size_t* quarantined) {
   for (const auto& d : deltas) TANDEM_RETURN_IF_ERROR(ValidateKey(d.key).With("delta"));
   Status result = Retrying([&]() -> Status {
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
@@ -549,9 +660,9 @@ Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>&
     PeerState ps;
     TANDEM_RETURN_IF_ERROR(txn->GetPeer(peer, &ps));
     const ReplicaMeta before = meta;
-    size_t n = 0, r = 0, f = 0;
+    size_t n = 0, r = 0, f = 0, q = 0;
     bool rk = false;
-    TANDEM_RETURN_IF_ERROR(JoinInto(*txn, meta, deltas, &admit, &n, &r, &f, &rk));
+    TANDEM_RETURN_IF_ERROR(JoinInto(*txn, meta, deltas, &admit, &n, &r, &f, &rk, &peer, &q));
     if (!(meta == before)) TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
     ps.cursor = std::max(ps.cursor, cursor);
     ps.fields_received += n;
@@ -565,6 +676,7 @@ Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>&
     if (applied) *applied = n;
     if (refused) *refused = r;
     if (filtered_out) *filtered_out = f;
+    if (quarantined) *quarantined = q;
     if (rekeyed && rk) *rekeyed = true;
     return Status::Ok();
   });

@@ -130,8 +130,11 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
         if (CarriesEventsAfter(d.state, r, cutoff)) return Admission::kRefuse;
       return Admission::kAccept;
     };
+    size_t quarantined = 0;
     TANDEM_RETURN_IF_ERROR(replica_.ApplyBatch(*peer_, b->deltas, b->cursor, admit, &applied,
-                                               &refused, filtered_in_, &filtered_out, &rekeyed));
+                                               &refused, filtered_in_, &filtered_out, &rekeyed,
+                                               &quarantined));
+    stats_.fields_quarantined += quarantined;
     if (rekeyed) return RolledBack();
     recv_cursor_ = b->cursor;
     received_caught_up_ = false;

@@ -501,6 +501,38 @@ class LmdbReader {
     return st;
   }
 
+  // Quarantined field states live in `meta` under "quarantine/" + 8-byte big-endian id,
+  // so that a replica needs no new table for them.
+  static std::string QuarantineKey(uint64_t id) {
+    std::string k = "quarantine/";
+    for (int i = 7; i >= 0; --i) k.push_back(static_cast<char>((id >> (8 * i)) & 0xff));
+    return k;
+  }
+  Status ListQuarantine(const engine::ReadTxn::QuarantineFn& fn) {
+    MDB_cursor* cur;
+    int rc = mdb_cursor_open(txn_, impl_->meta, &cur);
+    if (rc) return LmdbError(rc, "open cursor");
+    const std::string prefix = "quarantine/";
+    MDB_val k = Val(prefix), v;
+    Status st;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+      std::string_view key = View(k);
+      if (key.substr(0, prefix.size()) != prefix) break;
+      if (key.size() != prefix.size() + 8) {
+        st = Status::Corrupt("malformed quarantine key");
+        break;
+      }
+      uint64_t id = 0;
+      for (size_t i = prefix.size(); i < key.size(); ++i)
+        id = (id << 8) | static_cast<uint8_t>(key[i]);
+      if (!fn(id, View(v))) break;
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND && st.ok()) return LmdbError(rc, "read quarantine");
+    return st;
+  }
+
   Status LastLogSeq(uint64_t* out) {
     *out = 0;
     MDB_cursor* cur;

@@ -171,6 +171,31 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     return rc ? impl_->Note(rc, "write peer") : Status::Ok();
   }
 
+  Status TakeQuarantineId(uint64_t* out) override {
+    MDB_val k = Val("quarantine-last"), v;
+    uint64_t last = 0;
+    int rc = mdb_get(txn_, impl_->meta, &k, &v);
+    if (rc == 0 && v.mv_size == 8) std::memcpy(&last, v.mv_data, 8);
+    if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "read quarantine id");
+    *out = ++last;
+    v = MDB_val{8, &last};
+    rc = mdb_put(txn_, impl_->meta, &k, &v, 0);
+    return rc ? impl_->Note(rc, "write quarantine id") : Status::Ok();
+  }
+  Status PutQuarantine(uint64_t id, std::string_view entry) override {
+    std::string key = LmdbReader::QuarantineKey(id);
+    MDB_val k = Val(key), val = Val(entry);
+    int rc = mdb_put(txn_, impl_->meta, &k, &val, 0);
+    return rc ? impl_->Note(rc, "write quarantine") : Status::Ok();
+  }
+  Status DeleteQuarantine(uint64_t id) override {
+    std::string key = LmdbReader::QuarantineKey(id);
+    MDB_val k = Val(key);
+    int rc = mdb_del(txn_, impl_->meta, &k, nullptr);
+    if (rc == MDB_NOTFOUND) return Status::Ok();
+    return rc ? impl_->Note(rc, "delete quarantine") : Status::Ok();
+  }
+
   Status PutMeta(const ReplicaMeta& meta) override {
     std::string v = EncodeMeta(meta);
     MDB_val k = Val("replica"), val = Val(v);

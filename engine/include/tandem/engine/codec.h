@@ -104,6 +104,9 @@ Result<FieldState> DecodeFieldState(std::string_view in, const ReplicaTable& tab
 FieldState DecodeFieldState(Reader& r, const ReplicaTable& table);
 
 // Self-contained: the replica table is embedded before the state.
+// A quarantined field state (all but its id, which is the store's key).
+std::string EncodeQuarantineEntry(const QuarantineEntry& e);
+Result<QuarantineEntry> DecodeQuarantineEntry(std::string_view in);
 std::string EncodeFieldState(const FieldState& s);
 Result<FieldState> DecodeFieldState(std::string_view in);
 

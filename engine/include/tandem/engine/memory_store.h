@@ -26,7 +26,9 @@ class MemoryStore : public Store {
     std::map<std::string, std::pair<uint64_t, std::string>> fields;
     std::map<uint64_t, std::string> log;  // log seq -> key
     uint64_t last_log_seq = 0;
-    std::map<ReplicaId, std::string> peers;  // encoded PeerState
+    std::map<ReplicaId, std::string> peers;      // encoded PeerState
+    std::map<uint64_t, std::string> quarantine;  // encoded QuarantineEntry
+    uint64_t last_quarantine_id = 0;
   };
 
  private:

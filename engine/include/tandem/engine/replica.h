@@ -178,9 +178,20 @@ class Replica {
   // changes out of this stream (see PeerState).
   // *rekeyed (optional) is set when a delta showed the replica was rolled back and it
   // took a new replica id (see RekeyIfBehind); the batch is applied all the same.
+  // A delta whose new operations break the collection's rules (CollectionRules::
+  // CheckIncoming) is quarantined instead of applied: counted in *refused (the watermark
+  // waits) and *quarantined.
   Status ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>& deltas, uint64_t cursor,
                     const AdmitFn& admit, size_t* applied = nullptr, size_t* refused = nullptr,
-                    bool filtered = false, size_t* filtered_out = nullptr, bool* rekeyed = nullptr);
+                    bool filtered = false, size_t* filtered_out = nullptr, bool* rekeyed = nullptr,
+                    size_t* quarantined = nullptr);
+  // Field states held in quarantine, oldest first.
+  Result<std::vector<QuarantineEntry>> Quarantined();
+  // Applies a quarantined field state as it is (joined like any change from a peer)
+  // and forgets it. NotFound if there is no such entry.
+  Status ReleaseQuarantined(uint64_t id);
+  // Forgets a quarantined field state without applying it. NotFound if there is none.
+  Status DropQuarantined(uint64_t id);
   // The peer reached CaughtUp: remembers its version vector, and merges it into ours
   // when `merge` (everything it had was sent and accepted).
   // `filtered` as for ApplyBatch; a merge clears PeerState::filtered. `delivered` (when
@@ -226,9 +237,14 @@ class Replica {
   Status ApplyDeltasOnce(const std::vector<FieldDelta>& deltas, size_t* changed);
   Status MergeVersionVectorOnce(const VersionVector& vv);
   // Joins deltas into the open transaction; the shared core of ApplyDeltas/ApplyBatch.
+  // With `from` (a peer's batch), deltas breaking the rules are quarantined.
   Status JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<FieldDelta>& deltas,
                   const AdmitFn* admit, size_t* applied, size_t* refused,
-                  size_t* filtered_out = nullptr, bool* rekeyed = nullptr);
+                  size_t* filtered_out = nullptr, bool* rekeyed = nullptr,
+                  const ReplicaId* from = nullptr, size_t* quarantined = nullptr);
+  // The reason a peer's delta breaks the rules, or empty.
+  Result<std::string> Judge(ReadTxn& txn, const FieldDelta& d, const FieldState* have,
+                            std::map<std::string, std::shared_ptr<const CollectionRules>>* rules);
   // Inside a write transaction: `claimed` events of meta.id exist elsewhere. Takes a new
   // id in `meta` (the caller writes it) if they are more than we issued.
   Status CheckClaim(ReplicaMeta& meta, uint64_t claimed, bool* rekeyed);

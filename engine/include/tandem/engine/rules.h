@@ -41,6 +41,19 @@ class CollectionRules {
     (void)siblings;
     return -1;
   }
+  // A change from a peer, before it is applied: one operation new to this replica on
+  // `field` (its kind, its value or set element, null for counters and set markers, and
+  // its timestamp, which says which version of the rules was in force when it was made).
+  // An error (its message the reason) puts the field state in quarantine instead of
+  // applying it (Replica::Quarantined).
+  virtual Status CheckIncoming(std::string_view field, Kind kind, const Value& value,
+                               Hlc hlc) const {
+    (void)field;
+    (void)kind;
+    (void)value;
+    (void)hlc;
+    return Status::Ok();
+  }
 };
 
 class WritePolicy {

@@ -68,6 +68,17 @@ struct PeerState {
   bool operator==(const PeerState&) const = default;
 };
 
+// A field state from a peer that broke its collection's rules (rules.h): held here
+// instead of applied, until released (applied as it is) or dropped.
+struct QuarantineEntry {
+  uint64_t id = 0;
+  FieldKey key;
+  ReplicaId from;  // the peer that sent it
+  uint64_t received_ms = 0;
+  std::string reason;
+  FieldState state;
+};
+
 class ReadTxn {
  public:
   virtual ~ReadTxn() = default;
@@ -95,6 +106,10 @@ class ReadTxn {
   // The stored state of a peer; a default PeerState if there is none.
   virtual Status GetPeer(const ReplicaId& peer, PeerState* out) = 0;
   virtual Status ListPeers(std::vector<std::pair<ReplicaId, PeerState>>* out) = 0;
+  // Quarantined field states (encoded QuarantineEntry), by ascending id, until fn
+  // returns false.
+  using QuarantineFn = std::function<bool(uint64_t id, std::string_view entry)>;
+  virtual Status ListQuarantine(const QuarantineFn& fn) = 0;
 };
 
 class WriteTxn : public ReadTxn {
@@ -103,6 +118,10 @@ class WriteTxn : public ReadTxn {
   // Stores the field state and moves the field to the head of the change log.
   virtual Status PutField(const FieldKey& key, const FieldState& state) = 0;
   virtual Status PutPeer(const ReplicaId& peer, const PeerState& state) = 0;
+  // A fresh quarantine id (1, 2, ...; never one used before, even once dropped).
+  virtual Status TakeQuarantineId(uint64_t* out) = 0;
+  virtual Status PutQuarantine(uint64_t id, std::string_view entry) = 0;
+  virtual Status DeleteQuarantine(uint64_t id) = 0;
   virtual Status Commit() = 0;
 };
 
@@ -137,6 +156,9 @@ class ReadsThrough : public Base {
   Status GetPeer(const ReplicaId& p, PeerState* out) override { return reader_.GetPeer(p, out); }
   Status ListPeers(std::vector<std::pair<ReplicaId, PeerState>>* out) override {
     return reader_.ListPeers(out);
+  }
+  Status ListQuarantine(const ReadTxn::QuarantineFn& fn) override {
+    return reader_.ListQuarantine(fn);
   }
 
  protected:

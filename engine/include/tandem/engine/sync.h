@@ -79,6 +79,7 @@ struct SessionOptions {
 struct SessionStats {
   uint64_t batches_sent = 0, fields_sent = 0;
   uint64_t batches_received = 0, fields_applied = 0, fields_refused = 0;
+  uint64_t fields_quarantined = 0;  // also counted in fields_refused
   uint64_t caught_up_sent = 0, caught_up_received = 0;
 };
 

@@ -74,6 +74,9 @@ class Schema : public engine::CollectionRules {
   int PickWinnerBy(std::string_view field, const std::vector<engine::Sibling>& siblings,
                    const std::function<std::string(const engine::ReplicaId&)>& device_of) const;
   bool prefers() const { return prefers_; }
+  // A peer's operation judged by this schema (kind, value, normal form): see
+  // engine::CollectionRules::CheckIncoming.
+  Status CheckIncoming(std::string_view field, engine::Kind kind, const engine::Value& value) const;
 
  private:
   Schema() = default;
@@ -95,16 +98,20 @@ Result<std::optional<StoredSchema>> LoadSchema(engine::Replica& r, std::string_v
 // Checks `json` and stores it as the collection's next version. Returns that version.
 Result<int64_t> SaveSchema(engine::Replica& r, std::string_view collection, std::string_view json);
 
-// The write policy that applies each collection's stored schema to local writes. Parsed
-// schemas are cached by their text, so a schema that arrives by sync applies at once.
+// The write policy that applies each collection's stored schema to local writes, reads
+// and changes from peers. Parsed schemas are cached by their text, so a schema that
+// arrives by sync applies at once.
 class SchemaPolicy : public engine::WritePolicy {
  public:
+  // The collection's current schema, every version of it (changes from peers are judged
+  // by the version in force when they were made), and what `prefer` needs.
   Result<std::shared_ptr<const engine::CollectionRules>> RulesFor(
       engine::ReadTxn& txn, std::string_view collection) override;
 
  private:
+  Result<std::shared_ptr<const Schema>> Parsed(const std::string& text);
   std::mutex mu_;
-  std::map<std::string, std::pair<std::string, std::shared_ptr<const Schema>>, std::less<>> cache_;
+  std::map<std::string, std::shared_ptr<const Schema>> parsed_;  // by text
 };
 
 }  // namespace tandem::data
