@@ -11,7 +11,8 @@ SEEDS   ?= 5000
 PACKAGES := g++ cmake make pkg-config libboost-dev capnproto libcapnp-dev liblmdb-dev \
             libsodium-dev librapidcheck-dev googletest libgtest-dev nlohmann-json3-dev \
             libcli11-dev libzstd-dev clang-format clang libclang-rt-14-dev python3 \
-            python3-venv binutils libcsv-dev libphonenumber-dev libre2-dev
+            python3-venv binutils libcsv-dev libphonenumber-dev libre2-dev \
+            prometheus-cpp-dev
 
 .PHONY: all deps build demo test test-sanitize format format-check bench fuzz sim crash clean \
         install crash-sync test-tsan

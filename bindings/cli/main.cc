@@ -24,6 +24,7 @@
 #include "tandem/data/etl.h"
 #include "tandem/data/schema.h"
 #include "tandem/device/device.h"
+#include "tandem/metrics/metrics.h"
 #include "tandem/net/group.h"
 #include "tandem/net/identity.h"
 #include "tandem/net/node.h"
@@ -153,9 +154,11 @@ std::string Ago(uint64_t ms) {
 
 // DIR/daemon.json, replaced atomically (written to a temporary file, renamed).
 // Returns the error, empty on success.
-std::string WriteStatusFile(const std::string& path, const net::NodeSnapshot& s) {
+std::string WriteStatusFile(const std::string& path, const net::NodeSnapshot& s,
+                            const std::string& metrics) {
   Json j = tandem::bindings::NodeSnapshotToJson(s);
   j["pid"] = static_cast<int64_t>(::getpid());
+  if (!metrics.empty()) j["metrics"] = metrics;
   std::string tmp = path + ".tmp";
   FILE* f = std::fopen(tmp.c_str(), "w");
   if (!f) return std::strerror(errno);
@@ -209,12 +212,23 @@ std::optional<Json> DaemonStatus(const std::string& dir) {
 // this one waits for SIGINT/SIGTERM (blocked, read from a signalfd) and for the node's
 // events, and publishes the node's snapshot as DIR/daemon.json for `tandem status`
 // (at each event and every second). Exit status: 0, or 1 if a `sync` peer failed.
-int RunNode(Device& d, net::NodeOptions o) {
-  const bool once = o.mode == net::NodeMode::kOnce;
-  o.log = [](const std::string& line) {
-    std::fprintf(stderr, "tandem: %s\n", Printable(line).c_str());
+// How the daemon's log lines look: "tandem: message", or one JSON object per line.
+struct LogFormat {
+  bool json = false;
+  void Line(const std::string& message, const char* level = "info") const {
+    if (json) {
+      Json j{{"time_ms", storage::SystemClockMs()}, {"level", level}, {"message", message}};
+      std::fprintf(stderr, "%s\n", j.dump(-1, ' ', false, Json::error_handler_t::replace).c_str());
+    } else {
+      std::fprintf(stderr, "tandem: %s\n", Printable(message).c_str());
+    }
     std::fflush(stderr);
-  };
+  }
+};
+
+int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, LogFormat logf) {
+  const bool once = o.mode == net::NodeMode::kOnce;
+  o.log = [logf](const std::string& line) { logf.Line(line); };
   sigset_t sigs;
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGINT);
@@ -232,15 +246,14 @@ int RunNode(Device& d, net::NodeOptions o) {
     if (::flock(lock_fd, LOCK_SH) != 0) std::fprintf(stderr, "tandem: cannot lock daemon.lock\n");
   }
   const std::string status_path = d.layout().status_file();
-  std::string status_error;
+  std::string status_error, metrics_bound;
   auto publish = [&](const net::NodeSnapshot& s) {
-    std::string e = WriteStatusFile(status_path, s);
+    std::string e = WriteStatusFile(status_path, s, metrics_bound);
     if (e != status_error) {  // said once per change, not every second
-      std::fprintf(stderr, "tandem: %s\n",
-                   e.empty() ? "the status file is written again"
-                             : Printable("cannot write " + status_path + ": " + e +
-                                         " (tandem status will show no peers)")
-                                   .c_str());
+      logf.Line(e.empty() ? "the status file is written again"
+                          : "cannot write " + status_path + ": " + e +
+                                " (tandem status will show no peers)",
+                e.empty() ? "info" : "error");
       status_error = e;
     }
   };
@@ -248,6 +261,18 @@ int RunNode(Device& d, net::NodeOptions o) {
   if (!started.ok()) {
     ::close(sfd);
     throw Exit{started.code() == Code::kInvalidArgument ? 2 : 1, Message(started)};
+  }
+  std::unique_ptr<tandem::metrics::Server> metrics;
+  if (!metrics_address.empty()) {
+    auto m = tandem::metrics::Server::Start(metrics_address, d, *node);
+    if (!m.ok()) {
+      node->Stop();
+      ::close(sfd);
+      throw Exit{1, Message(m.status())};
+    }
+    metrics = std::move(m).value();
+    metrics_bound = metrics->address();
+    logf.Line("metrics at http://" + metrics_bound + "/metrics");
   }
   publish(node->Snapshot());
   bool stopped = false, signalled = false;
@@ -262,7 +287,7 @@ int RunNode(Device& d, net::NodeOptions o) {
       }
       if (!signalled) {
         signalled = true;
-        std::fprintf(stderr, "tandem: stopping\n");
+        logf.Line("stopping");
         node->Stop();
       }
     }
@@ -272,6 +297,7 @@ int RunNode(Device& d, net::NodeOptions o) {
     }
     publish(node->Snapshot());
   }
+  metrics.reset();  // before the node it reads
   node->Stop();
   auto last = node->Snapshot();
   last.running = false;
@@ -542,6 +568,10 @@ int Main(int argc, char** argv) {
   filter_opts.push_back(serve->add_option("--receive", receive_list,
                                           "Only accept these collections (COLL,... or none)"));
   serve->add_flag("--discover", discover, "Find peers of this group on the local network");
+  std::string metrics_address, log_format = "text";
+  serve->add_option("--metrics", metrics_address,
+                    "HOST:PORT to serve Prometheus metrics on, at /metrics (port 0: any free "
+                    "port; see docs/metrics.md)");
 
   auto* sync = app.add_subcommand("sync", "Sync once with peers, both ways; exit 0 when caught up");
   sync->add_option("DIR", dir)->required();
@@ -553,6 +583,9 @@ int Main(int argc, char** argv) {
                                          "Only accept these collections (COLL,... or none)"));
 
   int timeout_s = 45;
+  for (auto* s : {serve, sync})
+    s->add_option("--log-format", log_format, "text (default) or json: one JSON object per line")
+        ->check(CLI::IsMember({"text", "json"}));
   for (auto* s : {serve, sync})
     s->add_option("--timeout", timeout_s,
                   "Seconds without progress before a connection is dropped (default 45; "
@@ -834,6 +867,7 @@ int Main(int argc, char** argv) {
     if (serve->parsed() && interval > 0 && peers.empty())
       throw Exit{2, "--interval needs at least one --peer"};
     if (!listen.empty()) CheckAddress(listen);
+    if (!metrics_address.empty()) CheckAddress(metrics_address);
     auto d = OpenDevice(dir);
     Check(d->identity().status());
     Check(net::LoadGroupKey(d->layout().group()).status());
@@ -847,7 +881,7 @@ int Main(int argc, char** argv) {
       o.peers = pending->addresses;
       o.peers_are_alternatives = true;  // the inviter's addresses, tried in turn
     }
-    return RunNode(*d, std::move(o));
+    return RunNode(*d, std::move(o), metrics_address, LogFormat{log_format == "json"});
   } else if (status->parsed()) {
     auto d = OpenDevice(dir);
     auto meta = Check(d->replica().Meta());

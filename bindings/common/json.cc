@@ -243,6 +243,10 @@ Json NodeSnapshotToJson(const net::NodeSnapshot& s) {
            {"fields_sent", p.fields_sent},
            {"fields_received", p.fields_received},
            {"fields_refused", p.fields_refused},
+           {"fields_quarantined", p.fields_quarantined},
+           {"messages_in", p.messages_in},
+           {"messages_out", p.messages_out},
+           {"connected_ms", p.connected_ms},
            {"last_error", p.last_error}};
     // Changes of ours the peer has not acknowledged yet (known while connected; at least
     // this many when it reaches the cap).
@@ -266,6 +270,7 @@ Json NodeSnapshotToJson(const net::NodeSnapshot& s) {
               {"started_ms", s.started_ms},
               {"updated_ms", s.updated_ms},
               {"refused_connections", s.refused_connections},
+              {"refused_by_reason", s.refused_by_reason},
               {"failures", s.failures},
               {"peers", peers}};
 }

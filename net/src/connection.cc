@@ -38,8 +38,19 @@ void Conn::Fail(const std::string& why) {
   Close();
 }
 
+namespace {
+// The reason label of a refusal, for metrics (the message says it in full).
+std::string RefusalReason(const std::string& why) {
+  if (why.find("revoked") != std::string::npos) return "revoked";
+  if (why.find("not a member") != std::string::npos) return "not_member";
+  if (why.find("replayed") != std::string::npos) return "replay";
+  if (why.find("invite") != std::string::npos) return "invite";
+  return "handshake";
+}
+}  // namespace
+
 void Conn::Refuse(const std::string& why) {
-  d_.CountRefusal();
+  d_.CountRefusal(RefusalReason(why));
   if (status_) {
     ++status_->errors;
     status_->last_error = "refused: " + why;
@@ -62,6 +73,7 @@ void Conn::Enqueue(std::string_view plaintext, bool final) {
 }
 
 void Conn::Send(std::vector<engine::Message>& out) {
+  messages_out_ += out.size();
   for (const auto& m : out) Enqueue(EncodeMessage(m), false);
   out.clear();
 }
@@ -75,7 +87,7 @@ void Conn::Evict() {
   boost::system::error_code ec;
   sock_.non_blocking(true, ec);
   sock_.write_some(asio::buffer(busy), ec);  // best effort: the socket is fresh and empty
-  d_.CountRefusal();
+  d_.CountRefusal("busy");
   Close();
 }
 
@@ -162,12 +174,17 @@ void Conn::UpdateStatus() {
   if (!status_) return;
   status_->bytes_in += bytes_in_;
   status_->bytes_out += bytes_out_;
-  bytes_in_ = bytes_out_ = 0;
+  status_->messages_in += messages_in_;
+  status_->messages_out += messages_out_;
+  bytes_in_ = bytes_out_ = messages_in_ = messages_out_ = 0;
   if (session_) {
+    // Totals over sessions: add what this session did since the last update.
     const auto& s = view_.stats;
-    status_->fields_sent = s.fields_sent;
-    status_->fields_received = s.fields_applied;
-    status_->fields_refused = s.fields_refused;
+    status_->fields_sent += s.fields_sent - counted_.fields_sent;
+    status_->fields_received += s.fields_applied - counted_.fields_applied;
+    status_->fields_refused += s.fields_refused - counted_.fields_refused;
+    status_->fields_quarantined += s.fields_quarantined - counted_.fields_quarantined;
+    counted_ = s;
     if (view_.peer) status_->replica_id = view_.peer->Hex();
   }
 }
@@ -257,6 +274,7 @@ awaitable<Status> Conn::HandleFrame(std::string pt) {
   if (final_queued_) co_return Status::Ok();  // closing: nothing more is applied or sent
   auto msg = DecodeMessage(pt);
   if (!msg.ok()) co_return msg.status().With("peer sent a malformed message");
+  ++messages_in_;
   std::vector<engine::Message> out;
   SessionView view;
   const bool note = !noted_replica_;
@@ -377,7 +395,12 @@ awaitable<bool> Conn::Run(PeerStatus* status) {
         Fail(e.code().message());
     }
   } catch (const std::exception& e) {
-    if (!closed_) Fail(e.what());
+    // A stranger's malformed handshake is a refusal (counted as one); later, a failure.
+    if (!closed_ && !initiator() && !established_) {
+      Refuse(e.what());
+    } else if (!closed_) {
+      Fail(e.what());
+    }
   }
   // Let the writer flush our final frame, then close.
   if (!closed_ && writer_running_) {

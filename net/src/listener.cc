@@ -68,7 +68,7 @@ awaitable<void> Core::Accept(tcp::acceptor acceptor) {
       address = e2 ? "?" : ip + ":" + std::to_string(ep.port());
     }
     if (conns_.size() >= kMaxConnections) {
-      ++refused_connections_;
+      CountRefusal("busy");
       if (!overload_logged_) {
         Log("refused " + address + ": too many connections");
         Emit({NodeEventKind::kRefused, "", address, "too many connections"});

@@ -126,6 +126,12 @@ void Core::Unregister(const std::shared_ptr<Conn>& c) {
     merged.errors += p.errors;
     merged.bytes_in += p.bytes_in;
     merged.bytes_out += p.bytes_out;
+    merged.messages_in += p.messages_in;
+    merged.messages_out += p.messages_out;
+    merged.fields_sent += p.fields_sent;
+    merged.fields_received += p.fields_received;
+    merged.fields_refused += p.fields_refused;
+    merged.fields_quarantined += p.fields_quarantined;
     if (merged.last_sync_ms == 0) merged.last_sync_ms = p.last_sync_ms;
     p = merged;
   }
@@ -187,6 +193,7 @@ void Core::RefreshSnapshot(bool running) {
   snap.started_ms = started_ms_;
   snap.updated_ms = WallMs();
   snap.refused_connections = refused_connections_;
+  snap.refused_by_reason = refused_by_reason_;
   snap.failures = failures_;
   snap.send = opt_.send;
   snap.receive = opt_.receive;
@@ -200,6 +207,21 @@ void Core::RefreshSnapshot(bool running) {
     if (!c->initiator()) {
       PeerSnapshot p = *c->status();
       p.pending_changes = pending[c->status()];
+      // Totals include the device's earlier connections (merged when they ended).
+      if (auto it = peers_.find("in:" + p.device); it != peers_.end()) {
+        const PeerStatus& e = it->second;
+        p.sessions += e.sessions;
+        p.errors += e.errors;
+        p.bytes_in += e.bytes_in;
+        p.bytes_out += e.bytes_out;
+        p.messages_in += e.messages_in;
+        p.messages_out += e.messages_out;
+        p.fields_sent += e.fields_sent;
+        p.fields_received += e.fields_received;
+        p.fields_refused += e.fields_refused;
+        p.fields_quarantined += e.fields_quarantined;
+        if (p.last_sync_ms == 0) p.last_sync_ms = e.last_sync_ms;
+      }
       snap.peers.push_back(std::move(p));
       live_inbound.insert(c->status()->device);
     }

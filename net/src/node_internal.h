@@ -178,6 +178,8 @@ class Conn : public std::enable_shared_from_this<Conn> {
   bool established_ = false;    // both stream headers exchanged
   bool noted_replica_ = false;  // the peer's replica id is in its trust record
   uint64_t bytes_in_ = 0, bytes_out_ = 0;
+  uint64_t messages_in_ = 0, messages_out_ = 0;
+  engine::SessionStats counted_;  // the session's stats already added to status_
 };
 
 struct Node::Core : std::enable_shared_from_this<Node::Core> {
@@ -228,7 +230,10 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   void Register(const std::shared_ptr<Conn>& c);
   void Unregister(const std::shared_ptr<Conn>& c);
   void Notify();  // the replica changed: wake live sessions (coalesced)
-  void CountRefusal() { ++refused_connections_; }
+  void CountRefusal(const std::string& reason) {
+    ++refused_connections_;
+    ++refused_by_reason_[reason];
+  }
   // The replay filter (listener.cc).
   bool FirstSeen(const std::string& m1);
   // The snapshot, refreshed from the node thread's state.
@@ -275,6 +280,7 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   bool overload_logged_ = false;
   uint64_t failures_ = 0;
   uint64_t refused_connections_ = 0;
+  std::map<std::string, uint64_t> refused_by_reason_;
   uint64_t started_ms_ = WallMs();
   std::set<std::string> discovered_;            // device ids with a discovery dial running
   std::unordered_set<std::string> seen_first_;  // recent message 1s (FirstSeen)

@@ -7,6 +7,8 @@
 #include <lmdb.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cassert>
 #include <chrono>
 #include <cstring>
@@ -231,6 +233,20 @@ struct LmdbStore::Impl {
     uint64_t f = fr.Varint();
     return fr.ok() && fr.remaining() == 0 && names.At(f, &out->field);
   }
+  // Commit latencies (LmdbStore::CommitLatencies), lock-free.
+  struct Histogram {
+    std::array<std::atomic<uint64_t>, LmdbStore::CommitLatency::kBounds.size() + 1> buckets{};
+    std::atomic<uint64_t> count{0}, sum_ns{0};
+    void Observe(double seconds) {
+      size_t i = 0;
+      while (i < LmdbStore::CommitLatency::kBounds.size() &&
+             seconds > LmdbStore::CommitLatency::kBounds[i])
+        ++i;
+      buckets[i].fetch_add(1, std::memory_order_relaxed);
+      count.fetch_add(1, std::memory_order_relaxed);
+      sum_ns.fetch_add(static_cast<uint64_t>(seconds * 1e9), std::memory_order_relaxed);
+    }
+  } commits;
   std::shared_mutex resize_mu;  // transactions hold it shared; growing takes it whole
   std::mutex grow_mu;
   bool must_grow = false;

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -270,7 +271,11 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
       return impl_->Note(rc, "replica table");
     if (int rc = impl_->names.FlushPending(txn_, impl_->names_db))
       return impl_->Note(rc, "name table");
+    const auto t0 = std::chrono::steady_clock::now();
     int rc = mdb_txn_commit(txn_);
+    if (rc == 0)
+      impl_->commits.Observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     txn_ = nullptr;
     impl_->table.t.EndWriter(rc == 0);
     impl_->names.EndWriter(rc == 0);
@@ -541,6 +546,16 @@ uint64_t LmdbStore::LastTxnId() {
   MDB_envinfo info;
   mdb_env_info(impl_->env, &info);
   return info.me_last_txnid;
+}
+
+LmdbStore::CommitLatency LmdbStore::CommitLatencies() const {
+  CommitLatency out;
+  const auto& h = impl_->commits;
+  for (size_t i = 0; i < CommitLatency::kBounds.size() + 1; ++i)
+    out.buckets[i] = h.buckets[i].load(std::memory_order_relaxed);
+  out.count = h.count.load(std::memory_order_relaxed);
+  out.sum_seconds = static_cast<double>(h.sum_ns.load(std::memory_order_relaxed)) / 1e9;
+  return out;
 }
 
 void LmdbStore::ReleaseMemory() {

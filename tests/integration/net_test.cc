@@ -935,6 +935,110 @@ TEST_F(Net, DiscoveryFindsGroupMembersWithoutAddresses) {
   EXPECT_EQ(Dump(d), "");
 }
 
+// GET http://127.0.0.1:PORT/metrics, the body ("" on failure).
+std::string Scrape(const std::string& address) {
+  const uint16_t port = static_cast<uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
+  int s = ConnectLoopback(port);
+  if (s < 0) return "";
+  const std::string req = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
+  if (write(s, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
+    close(s);
+    return "";
+  }
+  std::string resp;
+  char buf[65536];
+  for (ssize_t n; (n = read(s, buf, sizeof buf)) > 0;) resp.append(buf, static_cast<size_t>(n));
+  close(s);
+  auto body = resp.find("\r\n\r\n");
+  return body == std::string::npos ? "" : resp.substr(body + 4);
+}
+
+// The value of the sample whose line starts with `series` (name and labels), or -1.
+double Sample(const std::string& text, const std::string& series) {
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
+  return -1;
+}
+
+TEST_F(Net, MetricsCountTheTrafficTheyWatchedAndLogsCanBeJson) {
+  std::string a = Init("a"), b = Init("b");
+  std::string addr;
+  auto sa = Listen("a", {"--metrics", "127.0.0.1:0", "--log-format", "json"}, &addr);
+  std::string metrics;
+  ASSERT_TRUE(WaitFor([&] {
+    metrics = StatusOf(a).value("metrics", "");
+    return !metrics.empty();
+  })) << sa->log();
+  std::string text = Scrape(metrics);
+  ASSERT_NE(text.find("# TYPE tandem_commit_seconds histogram"), std::string::npos) << text;
+  EXPECT_EQ(Sample(text, "tandem_node_running"), 1);
+  EXPECT_EQ(Sample(text, "tandem_peers_connected"), 0);
+  EXPECT_EQ(Sample(text, "tandem_quarantined_changes"), 0);
+  EXPECT_GT(Sample(text, "tandem_store_bytes"), 0);
+
+  Pair("a", "b", addr);
+  WriteMany(b, "b", 50);  // 100 fields
+  ASSERT_EQ(T({"sync", b, "--peer", addr}).exit_code, 0);
+  const std::string dev_b = json::parse(T({"info", b}).out)["device_id"];
+  const std::string peer = "{device=\"" + dev_b + "\",direction=\"incoming\"}";
+  ASSERT_TRUE(WaitFor([&] {
+    text = Scrape(metrics);
+    return Sample(text, "tandem_peer_fields_received_total" + peer) >= 100;
+  })) << text;
+  // Exactly what was synced: b's 100 fields, and its trust record from pairing.
+  const double received = Sample(text, "tandem_peer_fields_received_total" + peer);
+  EXPECT_GE(received, 100);
+  EXPECT_LE(received, 110);
+  EXPECT_GT(Sample(text, "tandem_peer_received_bytes_total" + peer), 500);  // compressed
+  EXPECT_GT(Sample(text, "tandem_peer_received_messages_total" + peer), 2);
+  EXPECT_GE(Sample(text, "tandem_peer_seconds_since_caught_up" + peer), 0);
+  EXPECT_GE(Sample(text, "tandem_commit_seconds_count"), 2);
+  EXPECT_EQ(Sample(text, "tandem_commit_seconds_bucket{le=\"+Inf\"}"),
+            Sample(text, "tandem_commit_seconds_count"));
+
+  // A stranger: refused in the handshake, and counted by reason.
+  const uint16_t port = static_cast<uint16_t>(std::stoi(addr.substr(addr.rfind(':') + 1)));
+  int s = ConnectLoopback(port);
+  ASSERT_GE(s, 0);
+  const std::string junk(200, 'x');
+  ASSERT_EQ(write(s, junk.data(), junk.size()), static_cast<ssize_t>(junk.size()));
+  ASSERT_TRUE(WaitFor([&] {
+    return Sample(Scrape(metrics), "tandem_connections_refused_total{reason=\"handshake\"}") == 1;
+  })) << Scrape(metrics);
+  close(s);
+
+  // Every log line is one JSON object.
+  sa->Kill(SIGTERM);
+  std::istringstream log(sa->log());
+  int lines = 0;
+  for (std::string line; std::getline(log, line); ++lines) {
+    json j = json::parse(line, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << line;
+    EXPECT_TRUE(j.contains("message") && j.contains("level") && j.contains("time_ms")) << line;
+  }
+  EXPECT_GT(lines, 2);
+}
+
+TEST_F(Net, MetricsOnABusyOrBadAddressAreClearErrors) {
+  std::string a = Init("a");
+  auto r = T({"serve", a, "--listen", "127.0.0.1:0", "--metrics", "nonsense"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  std::string addr;
+  auto sa = Listen("a", {"--metrics", "127.0.0.1:0"});
+  std::string metrics;
+  ASSERT_TRUE(WaitFor([&] {
+    metrics = StatusOf(a).value("metrics", "");
+    return !metrics.empty();
+  }));
+  std::string b = Init("b");
+  r = T({"serve", b, "--listen", "127.0.0.1:0", "--metrics", metrics});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("metrics: cannot listen on " + metrics), std::string::npos) << r.err;
+  r = T({"serve", b, "--listen", "127.0.0.1:0", "--log-format", "xml"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+}
+
 TEST_F(Net, BadArgumentsAreUsageErrors) {
   std::string a = Init("a");
   for (std::vector<std::string> args : {

@@ -119,11 +119,11 @@ TEST(Quarantine, DroppedChangesAreForgottenAndIdsKeepGrowing) {
 
 TEST(Quarantine, AChangeIsJudgedByTheSchemaVersionInForceWhenItWasMade) {
   Dev shop(1, 1000), till(2, 5000);
-  ASSERT_TRUE(SaveSchema(shop.replica, "customers", kLax).ok());  // v1 at 1,000 ms
+  ASSERT_TRUE(SaveSchema(shop.replica, "customers", kLax).ok());                 // v1 at 1,000 ms
   ASSERT_TRUE(till.replica.Put("customers", "c1", {{"phone", S("555")}}).ok());  // at 5,000
   *shop.clock = 9000;
   ASSERT_TRUE(SaveSchema(shop.replica, "customers", kStrict).ok());  // v2 at 9,000 ms
-  EXPECT_EQ(Send(till, shop).second, 0u);  // made under v1: fine
+  EXPECT_EQ(Send(till, shop).second, 0u);                            // made under v1: fine
   EXPECT_EQ(Field(shop, "customers", "c1", "phone"), S("555"));
   *till.clock = 10000;
   ASSERT_TRUE(till.replica.Put("customers", "c2", {{"phone", S("556")}}).ok());  // under v2
@@ -136,9 +136,8 @@ TEST(Quarantine, AChangeIsJudgedByTheSchemaVersionInForceWhenItWasMade) {
 
 TEST(Quarantine, AKindTheSchemaDoesNotAllowIsHeld) {
   Dev shop(1, 1000), till(2, 2000);
-  ASSERT_TRUE(SaveSchema(shop.replica, "products",
-                         R"({"fields": {"stock": {"type": "counter"}}})")
-                  .ok());
+  ASSERT_TRUE(
+      SaveSchema(shop.replica, "products", R"({"fields": {"stock": {"type": "counter"}}})").ok());
   ASSERT_TRUE(till.replica.Put("products", "p1", {{"stock", Value{int64_t{5}}}}).ok());
   EXPECT_EQ(Send(till, shop).second, 1u);
   EXPECT_NE(shop.replica.Quarantined()->front().reason.find("a counter field, written as a"),
@@ -156,9 +155,7 @@ TEST(Quarantine, AKindTheSchemaDoesNotAllowIsHeld) {
 TEST(Quarantine, TheSchemaItselfAndTheTrustSetAreNeverJudged) {
   Dev shop(1, 1000), till(2, 2000);
   ASSERT_TRUE(SaveSchema(till.replica, "customers", kStrict).ok());
-  ASSERT_TRUE(SaveSchema(shop.replica, "customers",
-                         R"({"fields": {}, "additional": false})")
-                  .ok());
+  ASSERT_TRUE(SaveSchema(shop.replica, "customers", R"({"fields": {}, "additional": false})").ok());
   EXPECT_EQ(Send(till, shop).second, 0u);
 }
 

@@ -23,6 +23,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -98,7 +99,10 @@ struct PeerSnapshot {
   bool connected = false;
   uint64_t connected_ms = 0, last_sync_ms = 0;
   uint64_t bytes_in = 0, bytes_out = 0, sessions = 0, errors = 0;
-  uint64_t fields_sent = 0, fields_received = 0, fields_refused = 0;
+  uint64_t messages_in = 0, messages_out = 0;
+  // Totals over this node's sessions with the peer (fields_quarantined: of the refused,
+  // those held for breaking a schema).
+  uint64_t fields_sent = 0, fields_received = 0, fields_refused = 0, fields_quarantined = 0;
   std::optional<uint64_t> pending_changes;  // known while connected (capped at 100,000)
   std::string last_error;
 };
@@ -110,6 +114,9 @@ struct NodeSnapshot {
   NodeMode mode = NodeMode::kLive;
   uint64_t started_ms = 0, updated_ms = 0;
   uint64_t refused_connections = 0;
+  // By reason: busy (too many connections), handshake (not tandem, wrong group key),
+  // replay, revoked, not_member, invite.
+  std::map<std::string, uint64_t> refused_by_reason;
   uint64_t failures = 0;                   // kOnce: peers that did not catch up
   engine::CollectionFilter send, receive;  // as given (the trust set flows regardless)
   std::vector<PeerSnapshot> peers;

@@ -20,6 +20,7 @@
 // Thread-safety: an LmdbStore may be shared by threads; each transaction is used by one.
 #pragma once
 
+#include <array>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -97,6 +98,16 @@ class LmdbStore : public engine::Store {
   ~LmdbStore() override;
   Result<std::unique_ptr<engine::ReadTxn>> BeginRead() override;
   Result<std::unique_ptr<engine::WriteTxn>> BeginWrite() override;
+  // How long this process's commits took (durable commits wait for fsync): a
+  // histogram, for metrics.
+  struct CommitLatency {
+    static constexpr std::array<double, 11> kBounds = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
+                                                       0.05,   0.1,   0.25,  0.5,   1.0};
+    std::array<uint64_t, kBounds.size() + 1> buckets{};  // per bucket (last: above 1 s)
+    uint64_t count = 0;
+    double sum_seconds = 0;
+  };
+  CommitLatency CommitLatencies() const;
   // Drops the map's resident pages from this process (madvise): LMDB reads through a
   // read-only shared map and writes with pwrite, so a page is read back from the file
   // (the page cache) when touched again, unchanged.
