@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "capi_internal.h"
+#include "tandem/data/schema.h"
 
 namespace {
 using namespace tandem::capi;
@@ -585,6 +586,41 @@ int tandem_conflicts_json(char** json, size_t* len, tandem_db* db, const char* c
     auto r = d->replica().Conflicts(c, i);
     if (!r.ok()) return r.status();
     return Out(tandem::bindings::Canonical(tandem::bindings::ConflictsToJson(*r)), json, len);
+  });
+}
+
+// ---- Schemas ----
+
+int tandem_schema_set(tandem_db* db, const char* collection, const char* json, int64_t* version,
+                      tandem_error* err) {
+  return Guard(err, [&]() -> CStatus {
+    DEVICE_OR_RETURN(d, db);
+    std::string c;
+    C_RETURN_IF(Name(collection, "collection", &c));
+    if (!json) return Status::Invalid("json is NULL");
+    if (IsSystem(c)) return Status::Invalid("collection " + c + " is reserved for tandem itself");
+    auto v = tandem::data::SaveSchema(d->replica(), c, json);
+    if (!v.ok()) return v.status();
+    if (version) *version = *v;
+    return Status::Ok();
+  });
+}
+
+int tandem_schema_get(char** json, size_t* len, int64_t* version, tandem_db* db,
+                      const char* collection, tandem_error* err) {
+  return Guard(err, [&]() -> CStatus {
+    C_RETURN_IF(NeedOut(json, "json"));
+    *json = nullptr;
+    if (len) *len = 0;
+    if (version) *version = 0;
+    DEVICE_OR_RETURN(d, db);
+    std::string c;
+    C_RETURN_IF(Name(collection, "collection", &c));
+    auto stored = tandem::data::LoadSchema(d->replica(), c);
+    if (!stored.ok()) return stored.status();
+    if (!*stored) return Status::Ok();
+    if (version) *version = (*stored)->version;
+    return Out((*stored)->text, json, len);
   });
 }
 

@@ -63,19 +63,19 @@ std::vector<MetricFamily> Collect(device::Device& device, net::Node& node) {
   Add(connected, static_cast<double>(n));
   out.push_back(std::move(connected));
 
-  auto pending = Family("tandem_peer_pending_changes",
-                        "Changes of ours the peer has not acknowledged (while connected)",
-                        MetricType::Gauge);
+  auto pending =
+      Family("tandem_peer_pending_changes",
+             "Changes of ours the peer has not acknowledged (while connected)", MetricType::Gauge);
   auto since = Family("tandem_peer_seconds_since_caught_up",
-                      "Seconds since the last session with the peer caught up",
-                      MetricType::Gauge);
-  auto peer_up = Family("tandem_peer_connected", "1 while connected to the peer", MetricType::Gauge);
+                      "Seconds since the last session with the peer caught up", MetricType::Gauge);
+  auto peer_up =
+      Family("tandem_peer_connected", "1 while connected to the peer", MetricType::Gauge);
   auto bytes_in = Family("tandem_peer_received_bytes_total", "Bytes received from the peer",
                          MetricType::Counter);
   auto bytes_out =
       Family("tandem_peer_sent_bytes_total", "Bytes sent to the peer", MetricType::Counter);
-  auto msgs_in = Family("tandem_peer_received_messages_total", "Sync messages received",
-                        MetricType::Counter);
+  auto msgs_in =
+      Family("tandem_peer_received_messages_total", "Sync messages received", MetricType::Counter);
   auto msgs_out =
       Family("tandem_peer_sent_messages_total", "Sync messages sent", MetricType::Counter);
   auto f_in = Family("tandem_peer_fields_received_total", "Field states applied from the peer",
@@ -187,9 +187,9 @@ Result<std::unique_ptr<Server>> Server::Start(const std::string& address, device
   }
   impl->exposer->RegisterCollectable(impl->collectable);
   const auto ports = impl->exposer->GetListeningPorts();
-  const std::string bound = (host.find(':') != std::string::npos ? "[" + host + "]" : host) +
-                            ":" +
-                            std::to_string(ports.empty() ? port : static_cast<uint16_t>(ports.front()));
+  const std::string bound =
+      (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+      std::to_string(ports.empty() ? port : static_cast<uint16_t>(ports.front()));
   return std::unique_ptr<Server>(new Server(std::move(impl), bound));
 }
 

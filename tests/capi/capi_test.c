@@ -2326,6 +2326,53 @@ static void test_node(void) {
   tandem_db_close(b);
 }
 
+static void test_schemas(void) {
+  tandem_error err;
+  tandem_db* db = must_create("schemas");
+  tandem_value v;
+  char* json = NULL;
+  size_t len = 0;
+  int64_t version = -1;
+  static const char schema[] =
+      "{\"fields\": {\"phone\": {\"type\": \"string\", \"normalize\": [\"phone\"], "
+      "\"region\": \"US\"}, \"qty\": {\"type\": \"counter\", \"min\": 0}}}";
+
+  /* None yet. */
+  EXPECT(TANDEM_OK, tandem_schema_get(&json, &len, &version, db, "customers", &err));
+  CHECK(json == NULL && len == 0 && version == 0);
+  EXPECT(TANDEM_OK, tandem_schema_set(db, "customers", schema, &version, &err));
+  CHECK(version == 1);
+  EXPECT(TANDEM_OK, tandem_schema_get(&json, &len, &version, db, "customers", &err));
+  CHECK(json != NULL && version == 1 && len == strlen(schema) && strcmp(json, schema) == 0);
+  tandem_free(json);
+  EXPECT(TANDEM_OK, tandem_schema_set(db, "customers", schema, NULL, &err));
+  EXPECT(TANDEM_OK, tandem_schema_get(&json, &len, &version, db, "customers", &err));
+  CHECK(version == 2);
+  tandem_free(json);
+
+  /* Writes follow it: stored normalised, refused with the field named, nothing changed. */
+  v = v_str("(415) 555-2671", 14);
+  EXPECT(TANDEM_OK, tandem_put(db, "customers", "c1", "phone", &v, &err));
+  CHECK(record_is(db, "customers", "c1", "{\"id\":\"c1\",\"phone\":\"+14155552671\"}"));
+  v = v_str("12", 2);
+  EXPECT(TANDEM_INVALID, tandem_put(db, "customers", "c1", "phone", &v, &err));
+  CHECK(strstr(err.message, "phone") != NULL);
+  EXPECT(TANDEM_INVALID, tandem_incr(db, "customers", "c1", "qty", -1, &err));
+  CHECK(strstr(err.message, "minimum") != NULL);
+  CHECK(record_is(db, "customers", "c1", "{\"id\":\"c1\",\"phone\":\"+14155552671\"}"));
+
+  /* Bad schemas and arguments. */
+  EXPECT(TANDEM_INVALID, tandem_schema_set(db, "customers", "{\"fields\": 5}", NULL, &err));
+  EXPECT(TANDEM_INVALID, tandem_schema_set(db, "customers", "not json", NULL, &err));
+  EXPECT(TANDEM_INVALID, tandem_schema_set(db, "customers", NULL, NULL, &err));
+  EXPECT(TANDEM_INVALID, tandem_schema_set(db, "_tandem_devices", schema, NULL, &err));
+  EXPECT(TANDEM_INVALID, tandem_schema_get(NULL, &len, &version, db, "customers", &err));
+  EXPECT(TANDEM_OK, tandem_schema_get(&json, &len, &version, db, "customers", &err));
+  CHECK(version == 2);
+  tandem_free(json);
+  tandem_db_close(db);
+}
+
 int main(void) {
   char tmpl[] = "/tmp/tandem_capi_XXXXXX";
   if (!mkdtemp(tmpl)) {
@@ -2346,6 +2393,7 @@ int main(void) {
   test_pairing();
   test_backup();
   test_node();
+  test_schemas();
 
   remove_tree(root);
   if (failures) {

@@ -236,6 +236,21 @@ TANDEM_EXPORT int tandem_iter_next(char** json, size_t* len, tandem_iter* it, ta
 TANDEM_EXPORT int tandem_conflicts_json(char** json, size_t* len, tandem_db* db,
                                         const char* collection, const char* id, tandem_error* err);
 
+/* ---- Schemas ---------------------------------------------------------------------- */
+
+/* Sets a collection's schema (JSON: field types, required, ranges, patterns, enums,
+ * normalizers, conflict rules; see docs/schema.md). It is stored as a replicated record,
+ * so it reaches every device by sync; from then on every local write through a handle
+ * follows it (a write that breaks it fails with TANDEM_INVALID naming the field and the
+ * rule, and changes nothing), and changes from peers that break it are held in
+ * quarantine. *version (may be NULL) gets the new version number (1, 2, ...). */
+TANDEM_EXPORT int tandem_schema_set(tandem_db* db, const char* collection, const char* json,
+                                    int64_t* version, tandem_error* err);
+/* The collection's current schema as JSON and its version, or *json = NULL (and
+ * *version = 0) when it has none. `version` may be NULL. */
+TANDEM_EXPORT int tandem_schema_get(char** json, size_t* len, int64_t* version, tandem_db* db,
+                                    const char* collection, tandem_error* err);
+
 /* ---- The change feed -------------------------------------------------------------- */
 
 /* Records changed after `since` (0: from the start), each once, at its latest change, as

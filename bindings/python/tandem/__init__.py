@@ -123,6 +123,8 @@ _SIGNATURES = {
     "tandem_iter_free": (None, [_vp]),
     "tandem_iter_next": (_int, [_OUTS, _P(_sz), _vp, _ERR]),
     "tandem_conflicts_json": (_int, [_OUTS, _P(_sz), _vp, _cp, _cp, _ERR]),
+    "tandem_schema_set": (_int, [_vp, _cp, _cp, _P(_i64), _ERR]),
+    "tandem_schema_get": (_int, [_OUTS, _P(_sz), _P(_i64), _vp, _cp, _ERR]),
     "tandem_changes": (_int, [_OUTS, _P(_sz), _P(_u64), _vp, _u64, _sz, _ERR]),
     "tandem_watch_new": (_int, [_P(_vp), _vp, _u64, _CHANGE_FN, _vp, _ERR]),
     "tandem_watch_free": (None, [_vp]),
@@ -441,6 +443,23 @@ class Replica:
 
     def collections(self):
         return _json_out(_lib.tandem_collections, self._handle)
+
+    def set_schema(self, collection, schema):
+        """Sets a collection's schema (a dict, or JSON text; see docs/schema.md); every
+        device applies it once synced. Returns the new version."""
+        text = schema if isinstance(schema, str) else json.dumps(schema)
+        version = _i64(0)
+        _call(_lib.tandem_schema_set, self._handle, _b(collection), _b(text, "schema"),
+              ctypes.byref(version))
+        return version.value
+
+    def schema(self, collection):
+        """(schema dict, version), or (None, 0) when the collection has none."""
+        out, length, version = _vp(), _sz(), _i64(0)
+        _call(_lib.tandem_schema_get, ctypes.byref(out), ctypes.byref(length),
+              ctypes.byref(version), self._handle, _b(collection))
+        text = _take(out, length)
+        return (None, 0) if text is None else (json.loads(text), version.value)
 
     def conflicts(self, collection, id):
         """{field: [siblings, winner first]} for the fields in conflict."""

@@ -101,6 +101,23 @@ class ReplicaTest(TempDirTest):
             self.assertEqual([(c["id"], c["record"]["v"]) for c in later], [("r3", 30)])
             self.assertGreater(cursor2, cursor)
 
+    def test_schema_cleans_and_refuses_writes(self):
+        with tandem.create(self.path("a")) as db:
+            self.assertEqual(db.schema("customers"), (None, 0))
+            schema = {"fields": {"email": {"type": "string", "normalize": ["trim", "lower"]},
+                                 "tier": {"type": "string", "enum": ["retail", "wholesale"]}}}
+            self.assertEqual(db.set_schema("customers", schema), 1)
+            self.assertEqual(db.schema("customers"), (schema, 1))
+            db.put("customers", "c1", {"email": "  Ann@Example.COM "})
+            self.assertEqual(db.get("customers", "c1")["email"], "ann@example.com")
+            with self.assertRaises(tandem.InvalidError) as cm:
+                db.put("customers", "c1", {"tier": "gold"})
+            self.assertIn("tier", str(cm.exception))
+            self.assertNotIn("tier", db.get("customers", "c1"))
+            with self.assertRaises(tandem.InvalidError):
+                db.set_schema("customers", {"fields": {"x": {"type": "nope"}}})
+            self.assertEqual(db.schema("customers")[1], 1)
+
     def test_bad_input_raises_and_changes_nothing(self):
         with tandem.create(self.path("a")) as db:
             for call in (lambda: db.put("c", "r", {}),
