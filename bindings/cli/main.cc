@@ -532,12 +532,11 @@ int Main(int argc, char** argv) {
   auto* quarantine = app.add_subcommand(
       "quarantine",
       "List changes from peers that broke a collection's schema (held, not applied); "
-      "--release applies one as it is, --drop forgets it");
+      "--release applies one as it is (then write over it to correct it)");
   quarantine->add_option("DIR", dir)->required();
-  std::vector<uint64_t> release_ids, drop_ids;
+  std::vector<uint64_t> release_ids;
   bool release_all = false;
   quarantine->add_option("--release", release_ids, "Apply the change with this id (repeatable)");
-  quarantine->add_option("--drop", drop_ids, "Forget the change with this id (repeatable)");
   quarantine->add_flag("--release-all", release_all, "Apply every held change");
 
   auto* where = app.add_subcommand(
@@ -777,15 +776,13 @@ int Main(int argc, char** argv) {
     auto& r = d->replica();
     if (release_all)
       for (const auto& e : Check(r.Quarantined())) release_ids.push_back(e.id);
+    std::sort(release_ids.begin(), release_ids.end());
+    release_ids.erase(std::unique(release_ids.begin(), release_ids.end()), release_ids.end());
     for (uint64_t qid : release_ids) {
       Check(r.ReleaseQuarantined(qid));
       std::fprintf(stderr, "released %llu: applied\n", static_cast<unsigned long long>(qid));
     }
-    for (uint64_t qid : drop_ids) {
-      Check(r.DropQuarantined(qid));
-      std::fprintf(stderr, "dropped %llu\n", static_cast<unsigned long long>(qid));
-    }
-    if (!release_ids.empty() || !drop_ids.empty()) return 0;
+    if (!release_ids.empty() || release_all) return 0;
     std::map<std::string, std::string> device_of;  // replica (hex) -> device
     for (const auto& m : Check(d->Devices()))
       for (const auto& rep : m.replicas) device_of[rep.Hex()] = m.device;

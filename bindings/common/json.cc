@@ -102,7 +102,31 @@ std::string Printable(std::string_view text) {
   return out;
 }
 
+bool NestedDeeperThan(std::string_view text, size_t depth) {
+  size_t level = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++level > depth) return true;
+    } else if ((c == ']' || c == '}') && level > 0) {
+      --level;
+    }
+  }
+  return false;
+}
+
 Result<Value> ParseScalar(std::string_view text) {
+  if (NestedDeeperThan(text, 4)) return Status::Invalid("not a JSON scalar: nested too deep");
   Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return Status::Invalid("not valid JSON: " + Quote(text));
   // An integer literal too large for int64 would silently become a double.

@@ -122,15 +122,18 @@ class Typer {
       }
       case FieldType::kBytes: {
         // Declared bytes: the cell is base64 (or a $bytes object).
-        Json j = LooksLikeJson(cell) ? Json::parse(cell, nullptr, false) : Json();
+        Json j = LooksLikeJson(cell) && !bindings::NestedDeeperThan(cell, 2)
+                     ? Json::parse(cell, nullptr, false)
+                     : Json();
         if (!j.is_object()) j = Json{{"$bytes", cell}};
         return FromJson(name, j, out);
       }
       default:
         break;
     }
-    Json j =
-        LooksLikeJson(cell) ? Json::parse(cell, nullptr, false) : Json(Json::value_t::discarded);
+    Json j = LooksLikeJson(cell) && !bindings::NestedDeeperThan(cell, 2)
+                 ? Json::parse(cell, nullptr, false)
+                 : Json(Json::value_t::discarded);
     if (j.is_discarded() ||
         (j.is_object() && !(j.size() == 1 && (j.contains("$bytes") || j.contains("$counter"))))) {
       if (type != FieldType::kAny)
@@ -471,6 +474,7 @@ class JsonlParser : public Parser {
                                      " MiB (a value is at most 512 KiB)");
       }
       if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (lineno == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);  // a BOM
       if (line.find_first_not_of(" \t") == std::string::npos) {
         line.clear();
         return Status::Ok();  // blank lines separate nothing
@@ -518,6 +522,9 @@ class JsonlParser : public Parser {
 
  private:
   Status MakeRow(const std::string& text, Row* row) {
+    // A record is an object of scalars, arrays of scalars and $bytes/$counter objects.
+    if (bindings::NestedDeeperThan(text, 3))
+      return Status::Invalid("nested deeper than a record can be (objects or arrays in values)");
     Json j;
     try {
       j = Json::parse(text);
@@ -628,7 +635,7 @@ class CsvParser : public Parser {
     }
     const char* d = static_cast<const char*>(s);
     self->cur_.emplace_back(d ? d : "", d ? len : 0);
-    self->cells_bytes_ += len;
+    self->cells_bytes_ += len + sizeof(std::string);  // a row of empty cells costs too
     self->lines_ +=
         static_cast<uint64_t>(std::count(self->cur_.back().begin(), self->cur_.back().end(), '\n'));
   }

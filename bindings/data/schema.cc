@@ -226,13 +226,19 @@ bool Matches(FieldType t, const Value& v) {
   return false;
 }
 
+// A value as JSON for a message, cut to about 60 bytes (values may be 512 KiB).
 std::string Describe(const Value& v) {
-  return bindings::ValueToJson(v).dump(-1, ' ', false, Json::error_handler_t::replace);
+  std::string s = bindings::ValueToJson(v).dump(-1, ' ', false, Json::error_handler_t::replace);
+  if (s.size() <= 64) return s;
+  size_t cut = 60;
+  while (cut > 0 && (static_cast<uint8_t>(s[cut]) & 0xC0) == 0x80) --cut;
+  return s.substr(0, cut) + "... (" + std::to_string(s.size()) + " bytes)";
 }
 
 }  // namespace
 
 Result<std::shared_ptr<const Schema>> Schema::Parse(std::string_view json) {
+  if (bindings::NestedDeeperThan(json, 8)) return Status::Invalid("schema: nested too deep");
   Json j = Json::parse(json, nullptr, false);
   if (j.is_discarded()) return Status::Invalid("schema: not valid JSON");
   if (!j.is_object()) return Status::Invalid("schema: expected a JSON object with \"fields\"");
@@ -347,7 +353,10 @@ Status Schema::CheckValue(std::string_view field, Value* v) const {
     for (const auto& e : r->enumeration) found = found || engine::SameValue(e, *v);
     if (!found) {
       std::string list;
-      for (const auto& e : r->enumeration) list += (list.empty() ? "" : ", ") + Describe(e);
+      for (size_t i = 0; i < r->enumeration.size() && i < 10; ++i)
+        list += (i ? ", " : "") + Describe(r->enumeration[i]);
+      if (r->enumeration.size() > 10)
+        list += ", ... (" + std::to_string(r->enumeration.size()) + " values)";
       return Status::Invalid(f + ": " + Describe(*v) + " is not one of " + list);
     }
   }
@@ -551,13 +560,20 @@ class StoredRules : public engine::CollectionRules {
     });
   }
   Status CheckIncoming(std::string_view field, engine::Kind kind, const Value& value,
-                       engine::Hlc hlc) const override {
+                       engine::Hlc hlc, bool at_most) const override {
     const Version* in_force = nullptr;
     for (const auto& v : versions_)
       if (v.set_at <= hlc && (!in_force || v.set_at >= in_force->set_at)) in_force = &v;
     if (!in_force) return Status::Ok();  // made before the collection had a schema
     Status st = in_force->schema->CheckIncoming(field, kind, value);
     if (st.ok()) return st;
+    // Made at or before hlc: any version in force up to then may have been the one.
+    if (at_most) {
+      for (const auto& v : versions_) {
+        if (v.set_at > hlc || &v == in_force) continue;
+        if (v.schema->CheckIncoming(field, kind, value).ok()) return Status::Ok();
+      }
+    }
     return Status::Invalid(st.message() + " (schema version " + std::to_string(in_force->number) +
                            ")");
   }
@@ -584,6 +600,10 @@ Result<std::map<std::string, std::string>> ReplicaDevices(engine::ReadTxn& txn) 
 }
 
 }  // namespace
+
+bool SchemaPolicy::Invalidates(const engine::FieldKey& key) const {
+  return key.collection == kSchemasCollection || key.collection == net::kDevicesCollection;
+}
 
 Result<std::shared_ptr<const Schema>> SchemaPolicy::Parsed(const std::string& text) {
   std::lock_guard lock(mu_);

@@ -437,7 +437,11 @@ std::string EncodeQuarantineEntry(const QuarantineEntry& e) {
   w.LengthPrefixed(e.key.field);
   w.Raw(std::string_view(reinterpret_cast<const char*>(e.from.bytes.data()), 16));
   w.Varint(e.received_ms);
-  w.LengthPrefixed(e.reason);
+  // Bounded (it may quote a value): cut at a character boundary.
+  size_t cut = std::min<size_t>(e.reason.size(), 1024);
+  while (cut < e.reason.size() && cut > 0 && (static_cast<uint8_t>(e.reason[cut]) & 0xC0) == 0x80)
+    --cut;
+  w.LengthPrefixed(std::string_view(e.reason).substr(0, cut));
   w.LengthPrefixed(EncodeFieldState(e.state));
   return out;
 }
@@ -463,13 +467,16 @@ Result<QuarantineEntry> DecodeQuarantineEntry(std::string_view in) {
 std::string EncodePeerState(const PeerState& p) {
   std::string out;
   Writer w(&out);
-  w.U8(2);
+  // Version 1 while there is nothing of version 2 to say, so that older builds read it.
+  const bool v2 = p.delivered != 0 || !p.delivery.all;
+  w.U8(v2 ? 2 : 1);
   w.Varint(p.cursor);
   EncodeVersionVector(p.vv, w);
   w.Varint(p.last_sync_ms);
   w.Varint(p.fields_received);
   w.Varint(p.fields_refused);
   w.U8(p.filtered ? 1 : 0);
+  if (!v2) return out;
   // Version 2: what the peer has of our log.
   w.Varint(p.delivered);
   w.U8(p.delivery.all ? 1 : 0);

@@ -508,15 +508,23 @@ Result<std::string> Replica::Judge(
   for (const auto& [dot, m] : d.state.markers) {
     if (seen(dot)) continue;
     newest = std::max(newest, m.hlc);
-    Status st = it->second->CheckIncoming(d.key.field, m.kind, m.value, m.hlc);
+    Status st = it->second->CheckIncoming(d.key.field, m.kind, m.value, m.hlc, false);
     if (!st.ok()) return st.message();
   }
   for (const auto& [element, dots] : d.state.elements) {
     bool fresh = false;
-    for (const auto& dot : dots) fresh = fresh || !seen(dot);
+    Hlc own = 0;  // the timestamp of an add whose marker is still there
+    for (const auto& dot : dots) {
+      fresh = fresh || !seen(dot);
+      if (auto m = d.state.markers.find(dot); m != d.state.markers.end())
+        own = std::max(own, m->second.hlc);
+    }
     if (!fresh) continue;
-    Status st = it->second->CheckIncoming(d.key.field, Kind::kSet, element,
-                                          newest ? newest : d.state.MaxHlc());
+    // Without its own marker, an element's time is known only to be at most the
+    // field's newest change.
+    Status st = own ? it->second->CheckIncoming(d.key.field, Kind::kSet, element, own, false)
+                    : it->second->CheckIncoming(d.key.field, Kind::kSet, element,
+                                                newest ? newest : d.state.MaxHlc(), true);
     if (!st.ok()) return st.message();
   }
   return std::string();
@@ -546,10 +554,26 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
     if (from) {
       TANDEM_ASSIGN_OR_RETURN(std::string why, Judge(txn, d, s ? &*s : nullptr, &rules));
       if (!why.empty()) {
-        uint64_t qid = 0;
-        TANDEM_RETURN_IF_ERROR(txn.TakeQuarantineId(&qid));
-        QuarantineEntry e{0, d.key, *from, now_(), std::move(why), d.state};
-        TANDEM_RETURN_IF_ERROR(txn.PutQuarantine(qid, EncodeQuarantineEntry(e)));
+        // Held once: the same state again (a session re-reading the peer's log) is not
+        // a new entry.
+        bool held = false;
+        Status bad;
+        TANDEM_RETURN_IF_ERROR(txn.ListQuarantine([&](uint64_t, std::string_view bytes) {
+          auto e = DecodeQuarantineEntry(bytes);
+          if (!e.ok()) {
+            bad = e.status();
+            return false;
+          }
+          held = e->key == d.key && e->state == d.state;
+          return !held;
+        }));
+        TANDEM_RETURN_IF_ERROR(bad);
+        if (!held) {
+          uint64_t qid = 0;
+          TANDEM_RETURN_IF_ERROR(txn.TakeQuarantineId(&qid));
+          QuarantineEntry e{0, d.key, *from, now_(), std::move(why), d.state};
+          TANDEM_RETURN_IF_ERROR(txn.PutQuarantine(qid, EncodeQuarantineEntry(e)));
+        }
         ++q;
         ++r;
         continue;
@@ -559,6 +583,10 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
     if (Join(*s, d.state)) {
       TANDEM_RETURN_IF_ERROR(txn.PutField(d.key, *s));
       ++n;
+      // A schema (or the trust set) that changed in this batch applies to the rest of it.
+      if (from && !rules.empty()) {
+        if (auto policy = Policy(); policy && policy->Invalidates(d.key)) rules.clear();
+      }
     }
     // Causality does not need the clock: an overwrite replaces what its context covers,
     // whatever the timestamps. So a remote clock far ahead of ours is observed only up to
@@ -571,6 +599,25 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
   if (filtered_out) *filtered_out = f;
   if (quarantined) *quarantined = q;
   return Status::Ok();
+}
+
+Status Replica::CapByQuarantine(ReadTxn& txn, VersionVector* vv) {
+  Status st;
+  TANDEM_RETURN_IF_ERROR(txn.ListQuarantine([&](uint64_t, std::string_view bytes) {
+    auto e = DecodeQuarantineEntry(bytes);
+    if (!e.ok()) {
+      st = e.status();
+      return false;
+    }
+    // Below the first held event of each writer: the watermark must not claim it (nor,
+    // through it, make others skip it).
+    auto cap = [&](const Dot& d) { vv->Cap(d.replica, d.seq - 1); };
+    for (const auto& [dot, m] : e->state.markers) cap(dot);
+    for (const auto& [element, dots] : e->state.elements)
+      for (const auto& dot : dots) cap(dot);
+    return true;
+  }));
+  return st;
 }
 
 Result<std::vector<QuarantineEntry>> Replica::Quarantined() {
@@ -614,22 +661,6 @@ Status Replica::ReleaseQuarantined(uint64_t id) {
     TANDEM_RETURN_IF_ERROR(
         JoinInto(*txn, meta, {FieldDelta{entry->key, entry->state}}, nullptr, nullptr, nullptr));
     if (!(meta == before)) TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
-    TANDEM_RETURN_IF_ERROR(txn->DeleteQuarantine(id));
-    return txn->Commit();
-  });
-  if (result.ok()) Committed();
-  return result;
-}
-
-Status Replica::DropQuarantined(uint64_t id) {
-  Status result = Retrying([&]() -> Status {
-    TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
-    bool found = false;
-    TANDEM_RETURN_IF_ERROR(txn->ListQuarantine([&](uint64_t at, std::string_view) {
-      found = found || at == id;
-      return !found;
-    }));
-    if (!found) return Status::NotFound("no quarantined change " + std::to_string(id));
     TANDEM_RETURN_IF_ERROR(txn->DeleteQuarantine(id));
     return txn->Commit();
   });
@@ -705,8 +736,10 @@ Status Replica::CompletePeerSync(
     if (filtered) ps.filtered = true;
     if (merge) ps.filtered = false;
     TANDEM_RETURN_IF_ERROR(txn->PutPeer(peer, ps));
-    if (merge && !meta.vv.Covers(peer_vv)) {
-      meta.vv.Merge(peer_vv);
+    VersionVector claim = peer_vv;
+    if (merge) TANDEM_RETURN_IF_ERROR(CapByQuarantine(*txn, &claim));
+    if (merge && !meta.vv.Covers(claim)) {
+      meta.vv.Merge(claim);
       TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
     }
     TANDEM_RETURN_IF_ERROR(txn->Commit());
@@ -763,7 +796,9 @@ Status Replica::MergeVersionVectorOnce(const VersionVector& vv) {
   // Our own entry is ours alone to advance: a vector claiming more of our events than we
   // issued means we were rolled back, and adopting it would make us reissue dots.
   TANDEM_RETURN_IF_ERROR(CheckClaim(meta, vv.Get(meta.id), nullptr));
-  meta.vv.Merge(vv);
+  VersionVector claim = vv;
+  TANDEM_RETURN_IF_ERROR(CapByQuarantine(*txn, &claim));
+  meta.vv.Merge(claim);
   TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
   return txn->Commit();
 }

@@ -199,32 +199,44 @@ void Core::RefreshSnapshot(bool running) {
   snap.receive = opt_.receive;
   // Connected inbound peers from their connection; the rest from peers_, where a
   // finished inbound session was merged under its device.
-  std::set<std::string> live_inbound;
+  // One entry per inbound device, however many connections it has open (a device may
+  // dial two of our addresses): their sums, plus its earlier connections' totals.
+  std::map<std::string, PeerSnapshot> live_inbound;
   std::map<const PeerStatus*, std::optional<uint64_t>> pending;
+  auto add = [](PeerSnapshot& to, const PeerSnapshot& from) {
+    to.sessions += from.sessions;
+    to.errors += from.errors;
+    to.bytes_in += from.bytes_in;
+    to.bytes_out += from.bytes_out;
+    to.messages_in += from.messages_in;
+    to.messages_out += from.messages_out;
+    to.fields_sent += from.fields_sent;
+    to.fields_received += from.fields_received;
+    to.fields_refused += from.fields_refused;
+    to.fields_quarantined += from.fields_quarantined;
+    to.last_sync_ms = std::max(to.last_sync_ms, from.last_sync_ms);
+  };
   for (const auto& c : conns_) {
     if (!c->status()) continue;
     pending[c->status()] = c->Pending();
-    if (!c->initiator()) {
-      PeerSnapshot p = *c->status();
-      p.pending_changes = pending[c->status()];
-      // Totals include the device's earlier connections (merged when they ended).
-      if (auto it = peers_.find("in:" + p.device); it != peers_.end()) {
-        const PeerStatus& e = it->second;
-        p.sessions += e.sessions;
-        p.errors += e.errors;
-        p.bytes_in += e.bytes_in;
-        p.bytes_out += e.bytes_out;
-        p.messages_in += e.messages_in;
-        p.messages_out += e.messages_out;
-        p.fields_sent += e.fields_sent;
-        p.fields_received += e.fields_received;
-        p.fields_refused += e.fields_refused;
-        p.fields_quarantined += e.fields_quarantined;
-        if (p.last_sync_ms == 0) p.last_sync_ms = e.last_sync_ms;
-      }
-      snap.peers.push_back(std::move(p));
-      live_inbound.insert(c->status()->device);
+    if (c->initiator()) continue;
+    const PeerSnapshot& cs = *c->status();
+    // Before its handshake says who it is, a connection is its own entry.
+    const std::string key = cs.device.empty() ? "addr:" + cs.address : cs.device;
+    auto [it, fresh] = live_inbound.try_emplace(key, cs);
+    PeerSnapshot& p = it->second;
+    if (!fresh) {
+      add(p, cs);
+      p.connected = p.connected || cs.connected;
+      if (p.last_error.empty()) p.last_error = cs.last_error;
     }
+    const auto pend = pending[c->status()];
+    if (pend) p.pending_changes = std::max(p.pending_changes.value_or(0), *pend);
+  }
+  for (auto& [key, p] : live_inbound) {
+    if (auto it = peers_.find("in:" + p.device); !p.device.empty() && it != peers_.end())
+      add(p, it->second);
+    snap.peers.push_back(p);
   }
   for (auto& [key, p] : peers_) {
     if (p.direction == "incoming" && live_inbound.count(p.device)) continue;

@@ -89,7 +89,7 @@ TEST(Quarantine, APeersChangeThatBreaksTheSchemaIsHeldNotApplied) {
   EXPECT_EQ(Send(till, shop).second, 0u);
 }
 
-TEST(Quarantine, DroppedChangesAreForgottenAndIdsKeepGrowing) {
+TEST(Quarantine, ReleasedEntriesLeaveAndIdsAreNeverReused) {
   Dev shop(1, 1000), till(2, 2000);
   ASSERT_TRUE(SaveSchema(shop.replica, "customers", kStrict).ok());
   ASSERT_TRUE(till.replica.Put("customers", "c1", {{"tier", S("gold")}}).ok());
@@ -103,18 +103,42 @@ TEST(Quarantine, DroppedChangesAreForgottenAndIdsKeepGrowing) {
   const auto& phone = q[0].key.field == "phone" ? q[0] : q[1];
   EXPECT_NE(phone.reason.find("not in normal form (\"+14155552671\")"), std::string::npos)
       << phone.reason;
-  for (const auto& e : q) ASSERT_TRUE(shop.replica.DropQuarantined(e.id).ok());
+  for (const auto& e : q) ASSERT_TRUE(shop.replica.ReleaseQuarantined(e.id).ok());
   EXPECT_TRUE(shop.replica.Quarantined()->empty());
-  EXPECT_EQ(shop.replica.DropQuarantined(q[0].id).code(), Code::kNotFound);
-  EXPECT_FALSE(shop.replica.Get("customers", "c1").ok());
-  // New entries take fresh ids. (Sending everything again holds c1 and c2 again: a real
-  // session's cursor is past them and never sends them twice.)
+  EXPECT_EQ(shop.replica.ReleaseQuarantined(q[0].id).code(), Code::kNotFound);
+  EXPECT_EQ(Field(shop, "customers", "c1", "tier"), S("gold"));
+  // A new entry takes a fresh id.
   ASSERT_TRUE(till.replica.Put("customers", "c3", {{"tier", S("vip")}}).ok());
-  EXPECT_EQ(Send(till, shop).second, 3u);
+  EXPECT_EQ(Send(till, shop).second, 1u);
   auto again = shop.replica.Quarantined().value();
-  ASSERT_EQ(again.size(), 3u);
-  for (const auto& e : again) EXPECT_GT(e.id, q[1].id);
-  EXPECT_EQ(again.back().key.record, "c3");
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_GT(again[0].id, q[1].id);
+  EXPECT_EQ(again[0].key.record, "c3");
+  // The same field state again is not held twice.
+  EXPECT_EQ(Send(till, shop).second, 1u);
+  EXPECT_EQ(shop.replica.Quarantined()->size(), 1u);
+}
+
+TEST(Quarantine, TheWatermarkNeverClaimsAHeldChange) {
+  // A held change must not be covered by this replica's version vector, or a later
+  // session's merge would make every device that syncs through it skip the change.
+  Dev shop(1, 1000), till(2, 2000);
+  ASSERT_TRUE(SaveSchema(shop.replica, "customers", kStrict).ok());
+  ASSERT_TRUE(till.replica.Put("customers", "c1", {{"name", S("Ann")}}).ok());   // till:1
+  ASSERT_TRUE(till.replica.Put("customers", "c1", {{"tier", S("gold")}}).ok());  // till:2
+  ASSERT_TRUE(till.replica.Put("customers", "c2", {{"name", S("Bo")}}).ok());    // till:3
+  EXPECT_EQ(Send(till, shop).second, 1u);
+  const auto till_vv = till.replica.Meta()->vv;
+  ASSERT_EQ(till_vv.Get(till.id), 3u);
+  // A later session: nothing refused, so it merges the peer's vector, capped.
+  ASSERT_TRUE(shop.replica.CompletePeerSync(till.id, till_vv, /*merge=*/true).ok());
+  EXPECT_EQ(shop.replica.Meta()->vv.Get(till.id), 1u);
+  ASSERT_TRUE(shop.replica.MergeVersionVector(till_vv).ok());
+  EXPECT_EQ(shop.replica.Meta()->vv.Get(till.id), 1u);
+  // Released, the next merge covers it.
+  ASSERT_TRUE(shop.replica.ReleaseQuarantined(shop.replica.Quarantined()->front().id).ok());
+  ASSERT_TRUE(shop.replica.CompletePeerSync(till.id, till_vv, true).ok());
+  EXPECT_EQ(shop.replica.Meta()->vv.Get(till.id), 3u);
 }
 
 TEST(Quarantine, AChangeIsJudgedByTheSchemaVersionInForceWhenItWasMade) {
@@ -157,6 +181,59 @@ TEST(Quarantine, TheSchemaItselfAndTheTrustSetAreNeverJudged) {
   ASSERT_TRUE(SaveSchema(till.replica, "customers", kStrict).ok());
   ASSERT_TRUE(SaveSchema(shop.replica, "customers", R"({"fields": {}, "additional": false})").ok());
   EXPECT_EQ(Send(till, shop).second, 0u);
+}
+
+TEST(Quarantine, AHugeValueKeepsTheListReadable) {
+  Dev shop(1, 1000), till(2, 2000);
+  ASSERT_TRUE(SaveSchema(shop.replica, "customers", kStrict).ok());
+  ASSERT_TRUE(
+      till.replica.Put("customers", "c1", {{"tier", Value{std::string(300000, 'g')}}}).ok());
+  EXPECT_EQ(Send(till, shop).second, 1u);
+  auto q = shop.replica.Quarantined();
+  ASSERT_TRUE(q.ok()) << q.status().ToString();
+  ASSERT_EQ(q->size(), 1u);
+  EXPECT_LT(q->front().reason.size(), 1100u);
+  ASSERT_TRUE(shop.replica.ReleaseQuarantined(q->front().id).ok());
+}
+
+TEST(Quarantine, ASchemaChangeInTheSameBatchAppliesToTheRestOfIt) {
+  // The till has schema v2 (it allows "vip") and a record written under it; the shop has
+  // only v1. One batch carries both: the record is judged by v2.
+  Dev shop(1, 1000), till(2, 1000);
+  ASSERT_TRUE(SaveSchema(till.replica, "customers", kStrict).ok());
+  ASSERT_TRUE(Send(till, shop).first > 0);  // both have v1 now
+  ASSERT_TRUE(till.replica.Put("customers", "c0", {{"tier", S("retail")}}).ok());
+  *till.clock = 5000;
+  ASSERT_TRUE(SaveSchema(till.replica, "customers",
+                         R"({"fields": {"tier": {"type": "string",
+                                                 "enum": ["retail", "wholesale", "vip"]}}})")
+                  .ok());
+  *till.clock = 6000;
+  ASSERT_TRUE(till.replica.Put("customers", "c1", {{"tier", S("vip")}}).ok());
+  // In log order: c0 (fills the shop's cache with v1), the schema, then c1.
+  EXPECT_EQ(Send(till, shop).second, 0u);
+  EXPECT_EQ(Field(shop, "customers", "c1", "tier"), S("vip"));
+}
+
+TEST(Quarantine, ASetElementWhoseOwnMarkerIsGoneIsJudgedByAnyVersionUpToThen) {
+  Dev shop(1, 1000), till(2, 2000);
+  constexpr char kV1[] = R"({"fields": {"tags": {"type": "set", "items": "string"}}})";
+  constexpr char kV2[] =
+      R"({"fields": {"tags": {"type": "set", "items": "string", "enum": ["new"]}}})";
+  ASSERT_TRUE(SaveSchema(shop.replica, "items", kV1).ok());             // at 1,000
+  ASSERT_TRUE(till.replica.Add("items", "i1", "tags", S("old")).ok());  // at 2,000: fine
+  *shop.clock = 5000;
+  ASSERT_TRUE(SaveSchema(shop.replica, "items", kV2).ok());  // at 5,000
+  *till.clock = 6000;
+  ASSERT_TRUE(till.replica.Add("items", "i1", "tags", S("new")).ok());  // at 6,000
+  EXPECT_EQ(Send(till, shop).second, 0u);
+  auto rec = shop.replica.Get("items", "i1");
+  ASSERT_TRUE(rec.ok());
+  EXPECT_EQ(rec->fields.at("tags").set.size(), 2u);
+  // An element no version allows is held.
+  *till.clock = 7000;
+  ASSERT_TRUE(till.replica.Add("items", "i2", "tags", Value{int64_t{5}}).ok());
+  EXPECT_EQ(Send(till, shop).second, 1u);
 }
 
 }  // namespace

@@ -1529,5 +1529,45 @@ TEST(Import, StrictReadsAFileFromWhereItIsPositioned) {
   EXPECT_EQ(ScanAll(db.replica, "items").size(), 1u);
 }
 
+TEST(ImportHostile, DeeplyNestedJsonIsABadRowNotACrash) {
+  Db db;
+  std::string deep = "{\"id\":\"a\",\"f\":" + std::string(200000, '[') + std::string(200000, ']') +
+                     "}\n{\"id\":\"b\",\"f\":1}\n";
+  auto got = ImportText(db.replica, deep, Jsonl());
+  ASSERT_TRUE(got.ok()) << got.error();
+  EXPECT_EQ(got.bad_lines(), (std::vector<uint64_t>{1}));
+  EXPECT_TRUE(db.replica.Get("items", "b").ok());
+  // In a CSV cell it is plain text (not JSON one can hold).
+  Db csv;
+  std::string cell = std::string(100000, '[') + std::string(100000, ']');
+  got = ImportText(csv.replica, "id,f\na," + cell + "\n", Csv());
+  ASSERT_TRUE(got.ok()) << got.error();
+  auto rec = csv.replica.Get("items", "a");
+  ASSERT_TRUE(rec.ok());
+  EXPECT_TRUE(engine::SameValue(rec->fields.at("f").scalar, S(cell)));
+  // And a schema that nests deep is refused.
+  EXPECT_FALSE(Schema::Parse("{\"fields\": {\"x\": {\"enum\": [" + std::string(1000, '[') +
+                             std::string(1000, ']') + "]}}}")
+                   .ok());
+}
+
+TEST(ImportHostile, ARowOfMillionsOfEmptyCellsStopsWithBoundedMemory) {
+  Db db;
+  std::string text = "id,f\na,1\nb," + std::string(5 << 20, ',') + "\nc,3\n";
+  auto got = ImportText(db.replica, text, Csv());
+  EXPECT_FALSE(got.ok());
+  EXPECT_TRUE(Has(got.error(), "line 3:") && Has(got.error(), "4 MiB")) << got.error();
+  EXPECT_TRUE(db.replica.Get("items", "a").ok());
+  EXPECT_FALSE(db.replica.Get("items", "b").ok());
+}
+
+TEST(ImportHostile, AJsonLinesFileMayStartWithAByteOrderMark) {
+  Db db;
+  auto got = ImportText(db.replica, "\xEF\xBB\xBF{\"id\":\"a\",\"n\":1}\n", Jsonl());
+  ASSERT_TRUE(got.ok()) << got.error();
+  EXPECT_TRUE(got.bad.empty());
+  EXPECT_TRUE(db.replica.Get("items", "a").ok());
+}
+
 }  // namespace
 }  // namespace tandem::data

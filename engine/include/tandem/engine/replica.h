@@ -107,9 +107,9 @@ class Replica {
   // instead of a new replica id.
   Replica(std::unique_ptr<Store> store, PhysicalClock now, IdSource new_id = nullptr);
   Store& store() { return *store_; }
-  // The rules local writes (Write and the conveniences) must follow from now on, and
-  // that pick the winners of conflicting fields in reads; null for none. Changes applied
-  // from peers are not checked by it.
+  // The rules local writes (Write and the conveniences) must follow from now on, that
+  // pick the winners of conflicting fields in reads, and that judge changes from peers
+  // (ApplyBatch: quarantine); null for none.
   void SetWritePolicy(std::shared_ptr<WritePolicy> policy);
 
   // Rollback detection. A peer (or a field state it sends) holding more of this
@@ -188,10 +188,11 @@ class Replica {
   // Field states held in quarantine, oldest first.
   Result<std::vector<QuarantineEntry>> Quarantined();
   // Applies a quarantined field state as it is (joined like any change from a peer)
-  // and forgets it. NotFound if there is no such entry.
+  // and forgets it. NotFound if there is no such entry. There is no way to drop one:
+  // while held, its events stay out of this replica's version vector (so no one skips
+  // them through us); to undo a bad change, release it and write over it, and the
+  // correction reaches every device.
   Status ReleaseQuarantined(uint64_t id);
-  // Forgets a quarantined field state without applying it. NotFound if there is none.
-  Status DropQuarantined(uint64_t id);
   // The peer reached CaughtUp: remembers its version vector, and merges it into ours
   // when `merge` (everything it had was sent and accepted).
   // `filtered` as for ApplyBatch; a merge clears PeerState::filtered. `delivered` (when
@@ -237,6 +238,8 @@ class Replica {
   Status ApplyDeltasOnce(const std::vector<FieldDelta>& deltas, size_t* changed);
   Status MergeVersionVectorOnce(const VersionVector& vv);
   // Joins deltas into the open transaction; the shared core of ApplyDeltas/ApplyBatch.
+  // Caps *vv below every event held in quarantine.
+  Status CapByQuarantine(ReadTxn& txn, VersionVector* vv);
   // With `from` (a peer's batch), deltas breaking the rules are quarantined.
   Status JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<FieldDelta>& deltas,
                   const AdmitFn* admit, size_t* applied, size_t* refused,

@@ -18,6 +18,7 @@
 namespace tandem::engine {
 
 class ReadTxn;
+struct FieldKey;
 
 enum class Op : uint8_t { kPut, kIncr, kAdd, kRemove };
 
@@ -43,15 +44,17 @@ class CollectionRules {
   }
   // A change from a peer, before it is applied: one operation new to this replica on
   // `field` (its kind, its value or set element, null for counters and set markers, and
-  // its timestamp, which says which version of the rules was in force when it was made).
+  // its timestamp, which says which version of the rules was in force when it was made;
+  // with `at_most`, the operation was made at or before `hlc`, its own time unknown).
   // An error (its message the reason) puts the field state in quarantine instead of
   // applying it (Replica::Quarantined).
-  virtual Status CheckIncoming(std::string_view field, Kind kind, const Value& value,
-                               Hlc hlc) const {
+  virtual Status CheckIncoming(std::string_view field, Kind kind, const Value& value, Hlc hlc,
+                               bool at_most) const {
     (void)field;
     (void)kind;
     (void)value;
     (void)hlc;
+    (void)at_most;
     return Status::Ok();
   }
 };
@@ -63,6 +66,12 @@ class WritePolicy {
   // collection per write transaction, and by reads (Get, Scan, Changes, Conflicts).
   virtual Result<std::shared_ptr<const CollectionRules>> RulesFor(ReadTxn& txn,
                                                                   std::string_view collection) = 0;
+  // Whether a change to this field can change any collection's rules (a schema record):
+  // rules read earlier in the transaction are read again after it.
+  virtual bool Invalidates(const FieldKey& key) const {
+    (void)key;
+    return false;
+  }
 };
 
 }  // namespace tandem::engine

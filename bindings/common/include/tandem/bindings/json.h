@@ -16,6 +16,9 @@ namespace tandem::bindings {
 
 using Json = nlohmann::json;
 
+// Whether JSON text nests arrays and objects deeper than `depth` (checked before
+// parsing input from outside: printing a deeply nested value recurses).
+bool NestedDeeperThan(std::string_view text, size_t depth);
 // Parses one JSON scalar (or a {"$bytes": ...} object) as a Value.
 Result<engine::Value> ParseScalar(std::string_view text);
 // The same for a parsed JSON value.

@@ -107,6 +107,8 @@ class SchemaPolicy : public engine::WritePolicy {
   // by the version in force when they were made), and what `prefer` needs.
   Result<std::shared_ptr<const engine::CollectionRules>> RulesFor(
       engine::ReadTxn& txn, std::string_view collection) override;
+  // Schema records, and the trust set (`prefer` maps devices through it).
+  bool Invalidates(const engine::FieldKey& key) const override;
 
  private:
   Result<std::shared_ptr<const Schema>> Parsed(const std::string& text);
