@@ -596,23 +596,26 @@ TEST_F(Net, SilentAndStalledPeersTimeOutAndDoNotHoldUpOthers) {
 TEST_F(Net, ASlowLinkThatKeepsMovingIsNotCutOff) {
   std::string a = Init("a"), b = Init("b");
   std::string addr;
-  auto sa = Listen("a", {"--timeout", "1"}, &addr);
+  auto sa = Listen("a", {"--timeout", "2"}, &addr);
   Pair("a", "b", addr);
-  // One 300 KB value of random text: a frame of about 200 KB after compression, which
-  // takes about two seconds at the proxy's 100 KiB/s, twice the timeout.
+  // Three 300 KB values of random text: about 600 KB after compression, which take about
+  // six seconds at the proxy's 100 KiB/s, three times the timeout (with room for a slow
+  // machine to apply them and answer within it).
   {
     auto r = storage::OpenReplica(a);
     ASSERT_TRUE(r.ok());
     std::mt19937_64 rng(1);
-    std::string big(300000, ' ');
-    for (auto& c : big) c = "abcdefghijklmnopqrstuvwxyz0123456789"[rng() % 36];
-    ASSERT_TRUE((*r)->Put("items", "big", {{"text", engine::Value(big)}}).ok());
+    for (const char* id : {"big1", "big2", "big3"}) {
+      std::string big(300000, ' ');
+      for (auto& c : big) c = "abcdefghijklmnopqrstuvwxyz0123456789"[rng() % 36];
+      ASSERT_TRUE((*r)->Put("items", id, {{"text", engine::Value(big)}}).ok());
+    }
   }
   uint16_t port = static_cast<uint16_t>(std::stoi(addr.substr(addr.rfind(':') + 1)));
   Proxy slow(port, Attack::kSlow, false);
-  auto r = T({"sync", b, "--peer", slow.address(), "--timeout", "1"});
+  auto r = T({"sync", b, "--peer", slow.address(), "--timeout", "2"});
   EXPECT_EQ(r.exit_code, 0) << r.err << sa->log();
-  EXPECT_TRUE(Has(b, "items", "big"));
+  EXPECT_TRUE(Has(b, "items", "big1") && Has(b, "items", "big3"));
 }
 
 TEST_F(Net, LiveIntervalAndStatus) {
