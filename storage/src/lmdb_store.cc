@@ -561,28 +561,31 @@ LmdbStore::CommitLatency LmdbStore::CommitLatencies() const {
 void LmdbStore::ReleaseMemory() {
   std::shared_lock lock(impl_->resize_mu);  // the map stays where it is meanwhile
   // LMDB does not say where its map is (mdb_env_info only for fixed maps): find the
-  // mappings of data.mdb, by inode, in /proc/self/maps.
+  // mappings of data.mdb in /proc/self/maps, by inode and device, or by inode and path
+  // (overlay and btrfs mounts show another device number there than stat does).
+  const std::string data = dir_ + "/data.mdb";
   struct stat st;
-  if (::stat((dir_ + "/data.mdb").c_str(), &st) != 0) return;
-  FILE* maps = std::fopen("/proc/self/maps", "re");
-  if (!maps) return;
-  char line[512];
-  while (std::fgets(line, sizeof line, maps)) {
+  if (::stat(data.c_str(), &st) != 0) return;
+  std::error_code ec;
+  const std::string path = fs::weakly_canonical(data, ec).string();
+  std::ifstream maps("/proc/self/maps");
+  for (std::string line; std::getline(maps, line);) {
     unsigned long start = 0, end = 0, offset = 0, inode = 0;
-    char perms[8], dev[16];
-    if (std::sscanf(line, "%lx-%lx %7s %lx %15s %lu", &start, &end, perms, &offset, dev, &inode) !=
-        6)
-      continue;
     unsigned dev_major = 0, dev_minor = 0;
-    if (std::sscanf(dev, "%x:%x", &dev_major, &dev_minor) != 2) continue;
-    // Only the read-only map of this very file (a private writable mapping must never be
-    // dropped: that would lose its writes).
-    if (inode != static_cast<unsigned long>(st.st_ino) || dev_major != major(st.st_dev) ||
-        dev_minor != minor(st.st_dev) || perms[1] == 'w')
+    char perms[8];
+    int consumed = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx %7s %lx %x:%x %lu %n", &start, &end, perms, &offset,
+                    &dev_major, &dev_minor, &inode, &consumed) != 7)
       continue;
+    if (inode != static_cast<unsigned long>(st.st_ino)) continue;
+    const bool same_dev = dev_major == major(st.st_dev) && dev_minor == minor(st.st_dev);
+    const bool same_path =
+        !path.empty() && line.compare(static_cast<size_t>(consumed), std::string::npos, path) == 0;
+    // Only the read-only map of this very file (dropping a private writable mapping would
+    // lose its writes).
+    if ((!same_dev && !same_path) || perms[1] == 'w') continue;
     ::madvise(reinterpret_cast<void*>(start), end - start, MADV_DONTNEED);
   }
-  std::fclose(maps);
 }
 
 Result<std::unique_ptr<engine::ReadTxn>> LmdbStore::BeginRead() {
