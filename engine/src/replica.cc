@@ -22,6 +22,18 @@ Dot Batch::NextDot() {
 
 Status Batch::Mutate(std::string_view collection, std::string_view id, std::string_view field,
                      const std::function<void(FieldState&, const Dot&, Hlc)>& fn) {
+  // The field the previous operation wrote, again (a counter incremented 1,000 times in
+  // one transaction): changed in memory, written once when the batch moves on or ends.
+  if (last_ && last_->key.collection == collection && last_->key.record == id &&
+      last_->key.field == field) {
+    HybridClock clock(meta_.clock);
+    Hlc hlc = clock.Tick(now_());
+    meta_.clock = clock.last();
+    fn(last_->state, NextDot(), hlc);
+    last_->dirty = true;
+    return Status::Ok();
+  }
+  TANDEM_RETURN_IF_ERROR(FlushLast());
   FieldKey key{std::string(collection), std::string(id), std::string(field)};
   TANDEM_RETURN_IF_ERROR(ValidateKey(key));
   std::optional<FieldState> state;
@@ -31,7 +43,19 @@ Status Batch::Mutate(std::string_view collection, std::string_view id, std::stri
   Hlc hlc = clock.Tick(now_());
   meta_.clock = clock.last();
   fn(*state, NextDot(), hlc);
-  return txn_.PutField(key, *state);
+  TANDEM_RETURN_IF_ERROR(txn_.PutField(key, *state));
+  if (!last_) last_.emplace();
+  last_->key = std::move(key);
+  last_->state = std::move(*state);
+  last_->dirty = false;
+  return Status::Ok();
+}
+
+Status Batch::FlushLast() {
+  if (!last_) return Status::Ok();
+  Status st = last_->dirty ? txn_.PutField(last_->key, last_->state) : Status::Ok();
+  last_.reset();
+  return st;
 }
 
 Status Batch::Check(std::string_view c, std::string_view id, std::string_view f, Op op,
@@ -50,6 +74,7 @@ Status Batch::Check(std::string_view c, std::string_view id, std::string_view f,
 }
 
 Status Batch::Finish() {
+  TANDEM_RETURN_IF_ERROR(FlushLast());
   for (const auto& [key, fields] : written_) {
     RecordState r;
     TANDEM_RETURN_IF_ERROR(txn_.GetRecord(key.first, key.second, &r, nullptr));
@@ -88,6 +113,7 @@ Status Batch::Remove(std::string_view c, std::string_view id, std::string_view f
 }
 
 Status Batch::ReadRecord(std::string_view c, std::string_view id, RecordState* out) {
+  TANDEM_RETURN_IF_ERROR(FlushLast());
   TANDEM_RETURN_IF_ERROR(ValidateCollection(c));
   TANDEM_RETURN_IF_ERROR(ValidateRecordId(id));
   *out = RecordState{};
@@ -95,6 +121,7 @@ Status Batch::ReadRecord(std::string_view c, std::string_view id, RecordState* o
 }
 
 Status Batch::Delete(std::string_view c, std::string_view id) {
+  TANDEM_RETURN_IF_ERROR(FlushLast());
   TANDEM_RETURN_IF_ERROR(ValidateCollection(c));
   TANDEM_RETURN_IF_ERROR(ValidateRecordId(id));
   RecordState r;

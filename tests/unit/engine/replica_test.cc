@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -77,6 +78,58 @@ Value Scalar(const Record& r, const std::string& f) {
 }
 
 // ---- basic reads and writes ---------------------------------------------------------
+
+// Repeated operations on one field in a batch are written once; everything the batch
+// does must read and sync exactly as if each operation had been its own transaction.
+TEST(ReplicaTest, ABatchOfRepeatedOperationsEqualsTheOperationsOneByOne) {
+  Node batched(1), single(1);
+  using Op = std::function<Status(Batch&)>;
+  const std::vector<Op> ops = {
+      [](Batch& b) { return b.Incr("c", "r", "n", 5); },
+      [](Batch& b) { return b.Incr("c", "r", "n", -2); },
+      [](Batch& b) { return b.Incr("c", "r", "n", 10); },
+      [](Batch& b) { return b.Put("c", "r", "name", S("a")); },
+      [](Batch& b) { return b.Incr("c", "r", "n", 1); },
+      [](Batch& b) { return b.Add("c", "r", "tags", S("x")); },
+      [](Batch& b) { return b.Add("c", "r", "tags", S("y")); },
+      [](Batch& b) { return b.Remove("c", "r", "tags", S("x")); },
+      [](Batch& b) {
+        RecordState st;
+        TANDEM_RETURN_IF_ERROR(b.ReadRecord("c", "r", &st));
+        // The batch's own writes, the held-back ones included, are visible.
+        auto rec = Read("r", st);
+        if (!rec || rec->fields.at("tags").set.size() != 1)
+          return Status::Corrupt("batch did not see its own writes");
+        return Status::Ok();
+      },
+      [](Batch& b) { return b.Incr("c", "r", "n", 100); },
+      [](Batch& b) { return b.Delete("c", "r"); },
+      [](Batch& b) { return b.Incr("c", "r", "n", 7); },
+      [](Batch& b) { return b.Incr("c", "r", "n", 7); },
+      [](Batch& b) { return b.Put("c", "r2", "v", I(1)); },
+      [](Batch& b) { return b.Put("c", "r2", "v", I(2)); },
+  };
+  ASSERT_TRUE(batched.replica
+                  .Write([&](Batch& b) {
+                    for (const auto& op : ops) TANDEM_RETURN_IF_ERROR(op(b));
+                    return Status::Ok();
+                  })
+                  .ok());
+  for (const auto& op : ops) ASSERT_TRUE(single.replica.Write(op).ok());
+  EXPECT_EQ(batched.Get("c", "r"), single.Get("c", "r"));
+  EXPECT_EQ(batched.Get("c", "r").fields.at("n").count, 14);
+  EXPECT_EQ(batched.Get("c", "r2"), single.Get("c", "r2"));
+  EXPECT_EQ(batched.Meta().vv, single.Meta().vv);
+  EXPECT_EQ(batched.replica.GetState("c", "r").value(), single.replica.GetState("c", "r").value());
+  // And a failed batch leaves nothing, held-back writes included.
+  Status st = batched.replica.Write([](Batch& b) {
+    TANDEM_RETURN_IF_ERROR(b.Incr("c", "r", "n", 1000));
+    TANDEM_RETURN_IF_ERROR(b.Incr("c", "r", "n", 1000));
+    return Status::Invalid("changed my mind");
+  });
+  EXPECT_FALSE(st.ok());
+  EXPECT_EQ(batched.Get("c", "r").fields.at("n").count, 14);
+}
 
 TEST(ReplicaTest, FreshReplicaIsEmpty) {
   Node a(1);

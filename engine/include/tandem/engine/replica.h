@@ -59,8 +59,11 @@ class Batch {
   // the checks at the end of the batch.
   Status Check(std::string_view collection, std::string_view id, std::string_view field, Op op,
                Value* value);
-  // The record-level rules over every record the batch wrote.
+  // Writes what the batch holds back, then the record-level rules over every record it
+  // wrote. Called before commit.
   Status Finish();
+  // Writes the field held back by the last operation, if it changed since (see Mutate).
+  Status FlushLast();
   WriteTxn& txn_;
   ReplicaMeta& meta_;
   const PhysicalClock& now_;
@@ -68,6 +71,14 @@ class Batch {
   std::map<std::string, std::shared_ptr<const CollectionRules>, std::less<>> rules_;
   // (collection, record) -> fields written, for collections with rules.
   std::map<std::pair<std::string, std::string>, std::set<std::string>> written_;
+  // The field the last operation wrote, as written (dirty: changed again since, not yet
+  // written): repeated operations on one field cost one write.
+  struct Last {
+    FieldKey key;
+    FieldState state;
+    bool dirty = false;
+  };
+  std::optional<Last> last_;
 };
 
 // One entry of the change feed: the current state of a record that changed.

@@ -1,0 +1,136 @@
+// The workloads Tandem is compared on with in-memory CRDT libraries, on durable replicas:
+//   W1  100,000 records x 10 fields (five 16-byte strings, five integers), 1,000 field
+//       writes per transaction;
+//   W2  a full sync of that state to an empty replica: bytes on the wire (every message
+//       encoded as on the wire, batch bodies compressed) and time;
+//   W3  then each side updates 1,000 disjoint fields and they sync;
+//   W5  100,000 increments of one counter on each of two replicas, 1,000 per
+//       transaction, then a sync.
+// Raw LMDB (durable puts, 1,000 per transaction) is measured in the same run: W1 and W5
+// are rates against it, W3 a time against one such transaction.
+//
+//   workloads [--records N] [--dir DIR]
+#include <cstring>
+
+#include "bench_util.h"
+#include "tandem/net/loopback.h"
+#include "tandem/storage/replica.h"
+
+using namespace tandem;
+using namespace tandem::bench;
+
+namespace {
+
+struct Sync {
+  double seconds = 0;
+  uint64_t bytes = 0, messages = 0, fields = 0;
+};
+
+Sync SyncOnce(engine::Replica& a, engine::Replica& b) {
+  const double t0 = Now();
+  auto r = net::SyncLoopback(a, b);
+  Must(r.status(), "sync");
+  if (!r->caught_up) Must(Status::Corrupt("not caught up"), "sync");
+  return Sync{Now() - t0, r->bytes, r->messages, r->fields_applied};
+}
+
+std::unique_ptr<engine::Replica> Create(const std::string& dir) {
+  std::filesystem::remove_all(dir);
+  auto r = storage::CreateReplica(dir);
+  Must(r.status(), "create");
+  return std::move(r).value();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  DataSet ds;
+  std::string base = "bench-workloads-data";
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (!std::strcmp(argv[i], "--records")) ds.records = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--dir")) base = argv[i + 1];
+  }
+  std::filesystem::remove_all(base);
+  const double fields = double(ds.records) * ds.fields;
+  uint64_t raw_bytes = 0;
+  const double raw_puts = RawLmdbPuts(base + "/raw", ds, 1000, &raw_bytes);
+  const double raw_txn_seconds = 1000 / raw_puts;
+
+  // W1
+  auto a = Create(base + "/a");
+  std::mt19937_64 rng(42);
+  double t0 = Now();
+  LoadDataSet(*a, ds, rng, 1000);
+  const double w1_seconds = Now() - t0;
+  const double w1_rate = fields / w1_seconds;
+
+  // W2
+  auto b = Create(base + "/b");
+  const Sync w2 = SyncOnce(*a, *b);
+
+  // W3: A the even records, B the odd ones.
+  std::mt19937_64 pick(7);
+  auto change = [&](engine::Replica& r, int parity) {
+    Must(r.Write([&](engine::Batch& bt) {
+      for (int i = 0; i < 1000; ++i) {
+        const int rec = static_cast<int>(pick() % (ds.records / 2)) * 2 + parity;
+        const int f = static_cast<int>(pick() % ds.fields);
+        TANDEM_RETURN_IF_ERROR(
+            bt.Put("bench", DataSet::RecordId(rec), DataSet::FieldName(f), DataSetValue(f, rng)));
+      }
+      return Status::Ok();
+    }),
+         "change");
+  };
+  change(*a, 0);
+  change(*b, 1);
+  const Sync w3 = SyncOnce(*a, *b);
+  a.reset();
+  b.reset();
+
+  // W5
+  auto c = Create(base + "/c"), d = Create(base + "/d");
+  const int increments = 100000;
+  t0 = Now();
+  for (auto* r : {c.get(), d.get()})
+    for (int n = 0; n < increments; n += 1000)
+      Must(r->Write([&](engine::Batch& bt) {
+        for (int k = 0; k < 1000; ++k) TANDEM_RETURN_IF_ERROR(bt.Incr("bench", "c", "count", 1));
+        return Status::Ok();
+      }),
+           "incr");
+  const double w5_seconds = Now() - t0;
+  const double w5_rate = 2.0 * increments / w5_seconds;
+  const Sync w5 = SyncOnce(*c, *d);
+  auto rec = c->Get("bench", "c");
+  Must(rec.status(), "read the counter");
+  if (rec->fields.at("count").count != 2 * increments)
+    Must(Status::Corrupt("the counter does not add up"), "W5");
+  c.reset();
+  d.reset();
+  std::filesystem::remove_all(base);
+
+  std::printf("workloads: %d records x %d fields, durable replicas, wire-encoded sync\n",
+              ds.records, ds.fields);
+  std::printf("  raw LMDB: %.0f durable puts/s (1,000 per transaction: %.2f ms each)\n", raw_puts,
+              raw_txn_seconds * 1e3);
+  std::printf("  %-44s %12s %14s %10s\n", "workload", "seconds", "rate or bytes", "ratio");
+  std::printf("  %-44s %12.2f %12.0f/s %10.2f\n", "W1 field writes, 1,000 per transaction",
+              w1_seconds, w1_rate, w1_rate / raw_puts);
+  std::printf("  %-44s %12.2f %12llu B %10s\n", "W2 full sync to an empty replica", w2.seconds,
+              (unsigned long long)w2.bytes, "");
+  std::printf("  %-44s %12.3f %12llu B %10.1f\n", "W3 1,000 + 1,000 changes, then sync",
+              w3.seconds, (unsigned long long)w3.bytes, w3.seconds / raw_txn_seconds);
+  std::printf("  %-44s %12.2f %12.0f/s %10.2f\n", "W5 counter increments, 1,000 per transaction",
+              w5_seconds, w5_rate, w5_rate / raw_puts);
+  std::printf("  (W5 sync: %.3f s, %llu bytes)\n", w5.seconds, (unsigned long long)w5.bytes);
+  std::printf(
+      "{\"bench\": \"workloads\", \"raw_lmdb_puts_per_s\": %.0f, \"w1_writes_per_s\": %.0f, "
+      "\"w2_seconds\": %.3f, \"w2_wire_bytes\": %llu, \"w3_seconds\": %.4f, \"w3_wire_bytes\": "
+      "%llu, \"w5_increments_per_s\": %.0f, \"w1_ratio_vs_lmdb\": %.3f, "
+      "\"w3_ratio_vs_lmdb_txn\": %.2f, \"w5_ratio_vs_lmdb\": %.3f}\n",
+      raw_puts, w1_rate, w2.seconds, (unsigned long long)w2.bytes, w3.seconds,
+      (unsigned long long)w3.bytes, w5_rate, w1_rate / raw_puts, w3.seconds / raw_txn_seconds,
+      w5_rate / raw_puts);
+  return 0;
+}
