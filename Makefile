@@ -15,7 +15,7 @@ PACKAGES := g++ cmake make pkg-config libboost-dev capnproto libcapnp-dev liblmd
             prometheus-cpp-dev
 
 .PHONY: all deps build demo test test-sanitize format format-check bench fuzz sim crash clean \
-        install crash-sync test-tsan
+        install crash-sync test-tsan soak
 
 PREFIX  ?= /usr/local
 
@@ -41,6 +41,12 @@ build: deps $(BUILD)/CMakeCache.txt
 
 demo: build
 	python3 scripts/demo.py $(BUILD)
+
+# Three live daemons under steady writes, crashes and partitions for MINUTES minutes;
+# then convergence, counters, integrity and flat memory are checked (scripts/soak.py).
+MINUTES ?= 10
+soak: build
+	python3 scripts/soak.py $(BUILD) $(MINUTES)
 
 # tandem.h, libtandem.so and .a, tandem.pc, the CMake package and the tandem program.
 install: build
