@@ -119,8 +119,8 @@ int main(int argc, char** argv) {
               w1_seconds, w1_rate, w1_rate / raw_puts);
   std::printf("  %-44s %12.2f %12llu B %10s\n", "W2 full sync to an empty replica", w2.seconds,
               (unsigned long long)w2.bytes, "");
-  std::printf("  %-44s %12.3f %12llu B %10.1f\n", "W3 1,000 + 1,000 changes, then sync",
-              w3.seconds, (unsigned long long)w3.bytes, w3.seconds / raw_txn_seconds);
+  std::printf("  %-44s %12.3f %12llu B %10.1f\n", "W3 1,000 + 1,000 changes, then sync", w3.seconds,
+              (unsigned long long)w3.bytes, w3.seconds / raw_txn_seconds);
   std::printf("  %-44s %12.2f %12.0f/s %10.2f\n", "W5 counter increments, 1,000 per transaction",
               w5_seconds, w5_rate, w5_rate / raw_puts);
   std::printf("  (W5 sync: %.3f s, %llu bytes)\n", w5.seconds, (unsigned long long)w5.bytes);
