@@ -3,79 +3,30 @@
 // Exit status: 0 success, 1 runtime failure (not found, corrupt, I/O), 2 usage error
 // (bad arguments or input). Errors are one line on stderr: "tandem: <message>".
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/file.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <charconv>
-#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iostream>
 #include <sstream>
-#include <thread>
 
+#include "cli.h"
 #include "tandem/bindings/json.h"
 #include "tandem/data/etl.h"
 #include "tandem/data/schema.h"
 #include "tandem/device/device.h"
-#include "tandem/metrics/metrics.h"
 #include "tandem/net/group.h"
 #include "tandem/net/identity.h"
 #include "tandem/net/node.h"
 #include "tandem/storage/replica.h"
 
 namespace {
-
-using tandem::Code;
-using tandem::Status;
-using tandem::bindings::Canonical;
-using tandem::bindings::Json;
-namespace engine = tandem::engine;
-namespace storage = tandem::storage;
-namespace net = tandem::net;
-using tandem::device::Device;
-
-// A failure that ends the program with a message and an exit code.
-struct Exit {
-  int code;
-  std::string message;
-};
-
-int ExitCodeFor(const Status& st) { return st.code() == Code::kInvalidArgument ? 2 : 1; }
-
-// Usage and not-found messages read best alone; others carry their kind ("corrupt: ...").
-std::string Message(const Status& st) {
-  if (st.code() == Code::kInvalidArgument || st.code() == Code::kNotFound) return st.message();
-  return st.ToString();
-}
-
-void Check(const Status& st) {
-  if (!st.ok()) throw Exit{ExitCodeFor(st), Message(st)};
-}
-template <typename T>
-T Check(tandem::Result<T> r) {
-  if (!r.ok()) throw Exit{ExitCodeFor(r.status()), Message(r.status())};
-  return std::move(r).value();
-}
-
-void Print(const std::string& line) {
-  std::fwrite(line.data(), 1, line.size(), stdout);
-  std::fputc('\n', stdout);
-}
-
-std::shared_ptr<Device> OpenDevice(const std::string& dir) { return Check(Device::Open(dir)); }
-// The replica of DIR, kept open by its device for the life of the program.
-engine::Replica& Open(const std::string& dir) {
-  static std::shared_ptr<Device> device;
-  device = OpenDevice(dir);
-  return device->replica();
-}
+using namespace tandem::cli;
 
 bool IsSystem(const std::string& coll) { return tandem::net::IsSystemCollection(coll); }
 
@@ -105,9 +56,6 @@ void CheckAddress(const std::string& a) {
   uint16_t port;
   Check(tandem::net::ParseHostPort(a, &host, &port));
 }
-
-using tandem::bindings::Printable;
-using tandem::bindings::Quote;
 
 // A decimal int64, as counters take: no octal, no hex, no clamping.
 int64_t ParseDecimal(const std::string& text, const char* what) {
@@ -150,234 +98,6 @@ std::string Ago(uint64_t ms) {
   if (s < 120) return std::to_string(s) + "s ago";
   if (s < 7200) return std::to_string(s / 60) + "m ago";
   return std::to_string(s / 3600) + "h ago";
-}
-
-// DIR/daemon.json, replaced atomically (written to a temporary file, renamed).
-// Returns the error, empty on success.
-std::string WriteStatusFile(const std::string& path, const net::NodeSnapshot& s,
-                            const std::string& metrics) {
-  Json j = tandem::bindings::NodeSnapshotToJson(s);
-  j["pid"] = static_cast<int64_t>(::getpid());
-  if (!metrics.empty()) j["metrics"] = metrics;
-  std::string tmp = path + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "w");
-  if (!f) return std::strerror(errno);
-  std::string text = j.dump();
-  bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  const int write_errno = errno;
-  ok = std::fclose(f) == 0 && ok;
-  if (!ok) {
-    std::remove(tmp.c_str());
-    return std::strerror(write_errno ? write_errno : EIO);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) return std::strerror(errno);
-  return {};
-}
-
-// Whether some `tandem serve` or `sync` holds DIR/daemon.lock (they hold it shared).
-bool DaemonHoldsLock(const std::string& dir) {
-  int fd = ::open(tandem::device::Layout(dir).daemon_lock().c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  const bool held = ::flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
-  ::close(fd);  // releases the lock if we got it
-  return held;
-}
-
-// The running daemon's status file, if a daemon is running on this replica.
-std::optional<Json> DaemonStatus(const std::string& dir) {
-  // The lock says whether a daemon runs (a crash releases it); daemon.json what it does.
-  const bool locked = DaemonHoldsLock(dir);
-  std::ifstream in(tandem::device::Layout(dir).status_file());
-  Json j = in ? Json::parse(in, nullptr, false) : Json(nullptr);
-  const bool readable = !j.is_discarded() && j.is_object();
-  bool fresh = false;
-  if (readable && j.value("running", false)) {
-    // The pid must be alive and a tandem (a pid may have been reused since).
-    const int64_t pid = j.value("pid", int64_t{0});
-    fresh = pid > 0 && ::kill(static_cast<pid_t>(pid), 0) == 0;
-    if (fresh) {
-      std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
-      std::string name;
-      fresh = comm && std::getline(comm, name) && name == "tandem";
-    }
-  }
-  if (locked && !fresh)  // a daemon runs but could not write its status (a full disk...)
-    return Json{{"running", true}, {"status_file", "unavailable"}, {"peers", Json::array()}};
-  if (!readable) return std::nullopt;
-  j["running"] = fresh && locked;
-  return j;
-}
-
-// `serve` and `sync`: the process around a sync node. The node runs on its own thread;
-// this one waits for SIGINT/SIGTERM (blocked, read from a signalfd) and for the node's
-// events, and publishes the node's snapshot as DIR/daemon.json for `tandem status`
-// (at each event and every second). Exit status: 0, or 1 if a `sync` peer failed.
-// How the daemon's log lines look: "tandem: message", or one JSON object per line.
-struct LogFormat {
-  bool json = false;
-  void Line(const std::string& message, const char* level = "info") const {
-    if (json) {
-      Json j{{"time_ms", storage::SystemClockMs()}, {"level", level}, {"message", message}};
-      std::fprintf(stderr, "%s\n", j.dump(-1, ' ', false, Json::error_handler_t::replace).c_str());
-    } else {
-      std::fprintf(stderr, "tandem: %s\n", Printable(message).c_str());
-    }
-    std::fflush(stderr);
-  }
-};
-
-int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, LogFormat logf) {
-  const bool once = o.mode == net::NodeMode::kOnce;
-  o.log = [logf](const std::string& line) { logf.Line(line); };
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  // Blocked before the node thread starts, so that it inherits the mask and only this
-  // thread's signalfd sees them.
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-  int sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (sfd < 0) throw Exit{1, std::string("signalfd: ") + std::strerror(errno)};
-  auto node = Check(d.NewNode(std::move(o)));
-  // Held until exit (or a crash): `status` knows a daemon runs even without daemon.json.
-  const int lock_fd = ::open(d.layout().daemon_lock().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (lock_fd >= 0 && ::flock(lock_fd, LOCK_SH | LOCK_NB) != 0) {
-    // Only an exclusive holder (a `status` probing right now) can be in the way: wait.
-    if (::flock(lock_fd, LOCK_SH) != 0) std::fprintf(stderr, "tandem: cannot lock daemon.lock\n");
-  }
-  const std::string status_path = d.layout().status_file();
-  std::string status_error, metrics_bound;
-  auto publish = [&](const net::NodeSnapshot& s) {
-    std::string e = WriteStatusFile(status_path, s, metrics_bound);
-    if (e != status_error) {  // said once per change, not every second
-      logf.Line(e.empty() ? "the status file is written again"
-                          : "cannot write " + status_path + ": " + e +
-                                " (tandem status will show no peers)",
-                e.empty() ? "info" : "error");
-      status_error = e;
-    }
-  };
-  Status started = node->Start();
-  if (!started.ok()) {
-    ::close(sfd);
-    throw Exit{started.code() == Code::kInvalidArgument ? 2 : 1, Message(started)};
-  }
-  std::unique_ptr<tandem::metrics::Server> metrics;
-  if (!metrics_address.empty()) {
-    auto m = tandem::metrics::Server::Start(metrics_address, d, *node);
-    if (!m.ok()) {
-      node->Stop();
-      ::close(sfd);
-      throw Exit{1, Message(m.status())};
-    }
-    metrics = std::move(m).value();
-    metrics_bound = metrics->address();
-    logf.Line("metrics at http://" + metrics_bound + "/metrics");
-  }
-  publish(node->Snapshot());
-  bool stopped = false, signalled = false;
-  bool ok = true;
-  while (!stopped) {
-    pollfd fds[2] = {{sfd, POLLIN, 0}, {node->event_fd(), POLLIN, 0}};
-    int rc = ::poll(fds, 2, 1000);
-    if (rc < 0 && errno != EINTR) break;
-    if (fds[0].revents & POLLIN) {
-      signalfd_siginfo si;
-      while (::read(sfd, &si, sizeof si) > 0) {
-      }
-      if (!signalled) {
-        signalled = true;
-        logf.Line("stopping");
-        node->Stop();
-      }
-    }
-    for (const auto& e : node->DrainEvents()) {
-      if (e.kind == net::NodeEventKind::kDone) ok = e.ok;
-      if (e.kind == net::NodeEventKind::kStopped) stopped = true;
-    }
-    publish(node->Snapshot());
-  }
-  metrics.reset();  // before the node it reads
-  node->Stop();
-  auto last = node->Snapshot();
-  last.running = false;
-  publish(last);
-  ::close(sfd);
-  if (lock_fd >= 0) ::close(lock_fd);
-  if (once && last.failures > 0) ok = false;
-  return once && !ok ? 1 : 0;
-}
-
-// `import`: the rows, a progress line on a terminal, the bad rows and a summary.
-int RunImport(const std::string& dir, const std::string& coll, const std::string& file,
-              const std::string& format_name, const std::string& id_field, bool strict) {
-  tandem::data::ImportOptions o;
-  o.collection = coll;
-  o.id_field = id_field;
-  o.strict = strict;
-  if (!format_name.empty()) {
-    o.format = Check(tandem::data::ParseFormat(format_name));
-  } else if (auto f = tandem::data::FormatOfPath(file)) {
-    o.format = *f;
-  } else if (file != "-") {
-    throw Exit{2, "cannot tell the format of " + Quote(file) + ": give --format jsonl|csv"};
-  }
-  auto& r = Open(dir);
-  FILE* in = stdin;
-  if (file != "-") {
-    in = std::fopen(file.c_str(), "rb");
-    if (!in) throw Exit{2, "cannot read " + Quote(file) + ": " + std::strerror(errno)};
-  }
-  const bool tty = ::isatty(2);
-  uint64_t reported = 0, bad = 0;
-  constexpr uint64_t kMaxReported = 1000;
-  bool progress_shown = false;
-  o.bad_row = [&](uint64_t line, const std::string& reason) {
-    ++bad;
-    if (reported++ < kMaxReported) {
-      if (progress_shown) std::fputs("\r\033[K", stderr);
-      std::fprintf(stderr, "tandem: import: line %llu: %s\n", static_cast<unsigned long long>(line),
-                   Printable(reason).c_str());
-    }
-  };
-  const auto start = std::chrono::steady_clock::now();
-  auto last = start - std::chrono::seconds(1);
-  o.progress = [&](const tandem::data::ImportProgress& p) {
-    if (!tty) return;
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last < std::chrono::milliseconds(200)) return;
-    last = now;
-    const double secs = std::chrono::duration<double>(now - start).count();
-    const double rate = secs > 0 ? static_cast<double>(p.rows) / secs : 0;
-    char eta[32] = "";
-    if (p.total_bytes > 0 && p.bytes > 0 && p.bytes < p.total_bytes)
-      std::snprintf(
-          eta, sizeof eta, ", ETA %.0fs",
-          secs * static_cast<double>(p.total_bytes - p.bytes) / static_cast<double>(p.bytes));
-    std::fprintf(
-        stderr, "\r\033[K%s%llu rows, %.1f MB%s, %.0f rows/s%s", p.validating ? "checking: " : "",
-        static_cast<unsigned long long>(p.rows), static_cast<double>(p.bytes) / 1e6,
-        p.total_bytes ? (" of " + std::to_string(p.total_bytes / 1000000) + " MB").c_str() : "",
-        rate, eta);
-    progress_shown = true;
-  };
-  auto result = tandem::data::Import(r, in, o);
-  if (in != stdin) std::fclose(in);
-  if (progress_shown) std::fputs("\r\033[K", stderr);
-  if (reported > kMaxReported)
-    std::fprintf(stderr, "tandem: import: %llu more bad rows not shown\n",
-                 static_cast<unsigned long long>(reported - kMaxReported));
-  if (!result.ok()) {
-    const Status& st = result.status();
-    throw Exit{st.code() == Code::kInvalidArgument ? 2 : 1, "import: " + Message(st)};
-  }
-  const auto& rep = result.value();
-  std::fprintf(
-      stderr, "imported %llu of %llu rows into %s (%llu fields written)%s\n",
-      static_cast<unsigned long long>(rep.rows_imported), static_cast<unsigned long long>(rep.rows),
-      Printable(coll).c_str(), static_cast<unsigned long long>(rep.fields_written),
-      rep.bad_rows ? (", " + std::to_string(rep.bad_rows) + " bad rows skipped").c_str() : "");
-  return rep.bad_rows > 0 ? 3 : 0;
 }
 
 engine::Value ParseValue(const std::string& text) {

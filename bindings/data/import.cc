@@ -1,5 +1,4 @@
-#include "tandem/data/etl.h"
-
+// Import (etl.h): JSON lines and CSV readers, typing (typer.h), batches, strict passes.
 #include <csv.h>
 #include <sys/stat.h>
 
@@ -10,7 +9,9 @@
 #include <set>
 
 #include "tandem/bindings/json.h"
+#include "tandem/data/etl.h"
 #include "tandem/data/schema.h"
+#include "typer.h"
 
 namespace tandem::data {
 
@@ -19,21 +20,10 @@ using bindings::Quote;
 using engine::Kind;
 using engine::Value;
 using engine::ValueType;
-
-Result<Format> ParseFormat(std::string_view name) {
-  if (name == "jsonl" || name == "ndjson") return Format::kJsonl;
-  if (name == "csv") return Format::kCsv;
-  return Status::Invalid("unknown format " + Quote(name) + " (jsonl or csv)");
-}
-
-std::optional<Format> FormatOfPath(std::string_view path) {
-  auto ends = [&](std::string_view ext) {
-    return path.size() > ext.size() && path.substr(path.size() - ext.size()) == ext;
-  };
-  if (ends(".csv") || ends(".CSV")) return Format::kCsv;
-  if (ends(".jsonl") || ends(".ndjson") || ends(".json")) return Format::kJsonl;
-  return std::nullopt;
-}
+using internal::Describe;
+using internal::FieldWrite;
+using internal::Row;
+using internal::Typer;
 
 namespace {
 
@@ -43,156 +33,6 @@ constexpr size_t kMaxLine = 4 << 20;
 constexpr size_t kChunk = 1 << 16;
 // A batch also ends at this many bytes of values, whatever its row count.
 constexpr size_t kMaxBatchBytes = 16 << 20;
-
-struct FieldWrite {
-  std::string name;
-  Kind kind = Kind::kRegister;
-  Value scalar;            // kRegister
-  int64_t count = 0;       // kCounter
-  std::vector<Value> set;  // kSet
-};
-
-struct Row {
-  uint64_t line = 0;
-  std::string id;
-  std::vector<FieldWrite> fields;
-  size_t bytes = 0;
-};
-
-std::string Describe(const Json& j) {
-  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
-}
-
-// Types a field's value: by the schema where it declares the field, else by inference.
-class Typer {
- public:
-  explicit Typer(const Schema* schema) : schema_(schema) {}
-
-  // A JSON value (a JSON line's, or a CSV cell that is JSON).
-  Status FromJson(const std::string& name, const Json& v, FieldWrite* out) const {
-    TANDEM_RETURN_IF_ERROR(Known(name));
-    out->name = name;
-    const FieldRule* rule = schema_ ? schema_->Find(name) : nullptr;
-    const FieldType type = rule ? rule->type : FieldType::kAny;
-    if (v.is_object() && v.size() == 1 && v.contains("$counter")) {
-      if (type != FieldType::kAny && type != FieldType::kCounter)
-        return Status::Invalid(name + ": expected " + FieldTypeName(type) + ", got a counter");
-      return Counter(name, v["$counter"], out);
-    }
-    if (type == FieldType::kCounter) return Counter(name, v, out);
-    if (v.is_array()) {
-      if (type != FieldType::kAny && type != FieldType::kSet)
-        return Status::Invalid(name + ": expected " + FieldTypeName(type) + ", got an array");
-      out->kind = Kind::kSet;
-      std::set<Value, engine::ValueLess> seen;
-      for (const auto& e : v) {
-        if (e.is_array() || (e.is_object() && !e.contains("$bytes")))
-          return Status::Invalid(name + ": a set's elements are scalars, got " +
-                                 Quote(Describe(e)));
-        TANDEM_ASSIGN_OR_RETURN(Value val, Scalar(name, e));
-        if (seen.insert(val).second) out->set.push_back(std::move(val));
-      }
-      return Status::Ok();
-    }
-    if (type == FieldType::kSet)
-      return Status::Invalid(name + ": a set, expected a JSON array, got " + Quote(Describe(v)));
-    if (v.is_object() && !v.contains("$bytes"))
-      return Status::Invalid(name +
-                             ": nested objects are not values (scalars, arrays of "
-                             "scalars, $bytes, $counter), got " +
-                             Quote(Describe(v)));
-    out->kind = Kind::kRegister;
-    TANDEM_ASSIGN_OR_RETURN(out->scalar, Scalar(name, v));
-    return Status::Ok();
-  }
-
-  // A CSV cell (never empty: empty cells leave the field alone).
-  Status FromCell(const std::string& name, const std::string& cell, FieldWrite* out) const {
-    TANDEM_RETURN_IF_ERROR(Known(name));
-    const FieldRule* rule = schema_ ? schema_->Find(name) : nullptr;
-    const FieldType type = rule ? rule->type : FieldType::kAny;
-    switch (type) {
-      case FieldType::kString: {
-        // Taken as it is, unless it is a JSON string in quotes (how export writes an
-        // empty string, or one that starts with a quote).
-        out->name = name;
-        Json j = cell[0] == '"' ? Json::parse(cell, nullptr, false) : Json();
-        out->scalar = Value{j.is_string() ? j.get<std::string>() : cell};
-        return Check(name, &out->scalar);
-      }
-      case FieldType::kBytes: {
-        // Declared bytes: the cell is base64 (or a $bytes object).
-        Json j = LooksLikeJson(cell) && !bindings::NestedDeeperThan(cell, 2)
-                     ? Json::parse(cell, nullptr, false)
-                     : Json();
-        if (!j.is_object()) j = Json{{"$bytes", cell}};
-        return FromJson(name, j, out);
-      }
-      default:
-        break;
-    }
-    Json j = LooksLikeJson(cell) && !bindings::NestedDeeperThan(cell, 2)
-                 ? Json::parse(cell, nullptr, false)
-                 : Json(Json::value_t::discarded);
-    if (j.is_discarded() ||
-        (j.is_object() && !(j.size() == 1 && (j.contains("$bytes") || j.contains("$counter"))))) {
-      if (type != FieldType::kAny)
-        return Status::Invalid(name + ": expected " + FieldTypeName(type) + ", got " + Quote(cell));
-      j = cell;  // plain text
-    }
-    return FromJson(name, j, out);
-  }
-
-  // Normalises and checks a register value or element against the schema.
-  // A field a closed schema (additional: false) does not name is refused whatever its
-  // value (the write would be).
-  Status Known(const std::string& name) const {
-    if (schema_ && !schema_->additional() && !schema_->Find(name))
-      return Status::Invalid(name + ": not a field of this collection's schema");
-    return Status::Ok();
-  }
-
-  Status Check(const std::string& name, Value* v) const {
-    TANDEM_RETURN_IF_ERROR(engine::ValidateValue(*v));
-    if (schema_) TANDEM_RETURN_IF_ERROR(schema_->CheckValue(name, v));
-    return engine::ValidateValue(*v);
-  }
-
- private:
-  static bool LooksLikeJson(const std::string& s) {
-    if (s.empty()) return false;
-    const char c = s[0];
-    return c == '"' || c == '[' || c == '{' || c == '-' || (c >= '0' && c <= '9') || s == "true" ||
-           s == "false" || s == "null";
-  }
-
-  Result<Value> Scalar(const std::string& name, const Json& j) const {
-    auto v = bindings::JsonToScalar(j);
-    if (!v.ok()) return Status::Invalid(name + ": " + v.status().message());
-    Value val = std::move(v).value();
-    TANDEM_RETURN_IF_ERROR(Check(name, &val));
-    return val;
-  }
-
-  Status Counter(const std::string& name, const Json& j, FieldWrite* out) const {
-    if (!j.is_number_integer())
-      return Status::Invalid(name + ": a counter, expected an integer, got " + Quote(Describe(j)));
-    if (j.is_number_unsigned() &&
-        j.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-      return Status::Invalid(name + ": outside the 64-bit integer range");
-    out->kind = Kind::kCounter;
-    out->count = j.get<int64_t>();
-    if (const FieldRule* r = schema_ ? schema_->Find(name) : nullptr) {
-      const double d = static_cast<double>(out->count);
-      if ((r->min && d < *r->min) || (r->max && d > *r->max))
-        return Status::Invalid(name + ": " + std::to_string(out->count) +
-                               " is outside the field's range");
-    }
-    return Status::Ok();
-  }
-
-  const Schema* schema_;
-};
 
 size_t RowBytes(const Row& r) {
   size_t n = r.id.size();
@@ -814,120 +654,6 @@ Result<ImportReport> Import(engine::Replica& r, FILE* in, const ImportOptions& o
   report.rows = report.rows_imported + report.bad_rows;  // each row is one or the other
   if (!st.ok()) return st;
   return report;
-}
-
-// ---- Export ------------------------------------------------------------------------
-
-namespace {
-
-bool Declared(const Schema* s, const std::string& field, FieldType t) {
-  const FieldRule* r = s ? s->Find(field) : nullptr;
-  return r && r->type == t;
-}
-
-Json ExportValue(const Schema* s, const std::string& field, const engine::FieldValue& f) {
-  if (f.kind == Kind::kCounter && !Declared(s, field, FieldType::kCounter))
-    return Json{{"$counter", f.count}};
-  return bindings::FieldToJson(f);
-}
-
-// A CSV cell's text: what FromCell reads back as the same value.
-std::string CellText(const Schema* s, const std::string& field, const engine::FieldValue& f) {
-  if (f.kind == Kind::kRegister) {
-    if (auto* str = std::get_if<std::string>(&f.scalar)) {
-      // Plain text unless it would read as something else (JSON, or empty).
-      if (Declared(s, field, FieldType::kString))
-        return str->empty() || (*str)[0] == '"' ? Json(*str).dump() : *str;
-      Json j = str->empty() ? Json(Json::value_t::discarded) : Json::parse(*str, nullptr, false);
-      if (!str->empty() && j.is_discarded()) return *str;
-      return Json(*str).dump();
-    }
-    if (auto* b = std::get_if<engine::Bytes>(&f.scalar)) {
-      Json j = bindings::ValueToJson(f.scalar);
-      if (Declared(s, field, FieldType::kBytes) && !b->data.empty())
-        return j["$bytes"].get<std::string>();
-      return j.dump();
-    }
-  }
-  return ExportValue(s, field, f).dump(-1, ' ', false, Json::error_handler_t::strict);
-}
-
-void WriteCell(std::string* out, const std::string& cell) {
-  if (cell.find_first_of(",\"\r\n") == std::string::npos && !cell.empty()) {
-    *out += cell;
-    return;
-  }
-  *out += '"';
-  for (char c : cell) {
-    if (c == '"') *out += '"';
-    *out += c;
-  }
-  *out += '"';
-}
-
-}  // namespace
-
-Result<uint64_t> Export(engine::Replica& r, std::string_view collection, Format format, FILE* out) {
-  TANDEM_RETURN_IF_ERROR(engine::ValidateCollection(collection));
-  TANDEM_ASSIGN_OR_RETURN(auto stored, LoadSchema(r, collection));
-  const Schema* schema = stored ? stored->schema.get() : nullptr;
-  uint64_t count = 0;
-  std::string line;
-  Status werr;
-  auto emit = [&]() {
-    line += '\n';
-    if (std::fwrite(line.data(), 1, line.size(), out) != line.size())
-      werr = Status::Io(std::string("writing the output: ") + std::strerror(errno));
-    line.clear();
-    return werr.ok();
-  };
-  if (format == Format::kJsonl) {
-    TANDEM_RETURN_IF_ERROR(r.Scan(collection, "", [&](const engine::Record& rec) {
-      // The id first, then the fields by name.
-      line = "{\"id\":";
-      line += Json(rec.id).dump();
-      for (const auto& [name, f] : rec.fields) {
-        line += ',';
-        line += Json(name).dump();
-        line += ':';
-        line += ExportValue(schema, name, f).dump();
-      }
-      line += '}';
-      ++count;
-      return emit();
-    }));
-  } else {
-    // The header needs every field name first: one pass for the names, one for the rows.
-    std::vector<std::string> names;
-    if (schema)
-      for (const auto& [name, rule] : schema->fields()) names.push_back(name);
-    std::set<std::string> all(names.begin(), names.end());
-    TANDEM_RETURN_IF_ERROR(r.Scan(collection, "", [&](const engine::Record& rec) {
-      for (const auto& [name, f] : rec.fields)
-        if (all.insert(name).second) names.push_back(name);
-      return true;
-    }));
-    WriteCell(&line, "id");
-    for (const auto& n : names) {
-      line += ',';
-      WriteCell(&line, n);
-    }
-    if (!emit()) return werr;
-    TANDEM_RETURN_IF_ERROR(r.Scan(collection, "", [&](const engine::Record& rec) {
-      WriteCell(&line, rec.id);
-      for (const auto& n : names) {
-        line += ',';
-        auto it = rec.fields.find(n);
-        if (it != rec.fields.end()) WriteCell(&line, CellText(schema, n, it->second));
-      }
-      ++count;
-      return emit();
-    }));
-  }
-  TANDEM_RETURN_IF_ERROR(werr);
-  if (std::fflush(out) != 0)
-    return Status::Io(std::string("writing the output: ") + std::strerror(errno));
-  return count;
 }
 
 }  // namespace tandem::data

@@ -1,0 +1,87 @@
+// Shared by the `tandem` program's source files: how a command fails, prints and opens
+// a replica, and the commands that live in files of their own.
+#pragma once
+
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "tandem/bindings/json.h"
+#include "tandem/device/device.h"
+#include "tandem/net/node.h"
+#include "tandem/storage/replica.h"
+
+namespace tandem::cli {
+
+using tandem::Code;
+using tandem::Status;
+using tandem::bindings::Canonical;
+using tandem::bindings::Json;
+namespace engine = tandem::engine;
+namespace storage = tandem::storage;
+namespace net = tandem::net;
+using tandem::device::Device;
+
+// A failure that ends the program with a message and an exit code.
+struct Exit {
+  int code;
+  std::string message;
+};
+
+inline int ExitCodeFor(const Status& st) { return st.code() == Code::kInvalidArgument ? 2 : 1; }
+
+// Usage and not-found messages read best alone; others carry their kind ("corrupt: ...").
+inline std::string Message(const Status& st) {
+  if (st.code() == Code::kInvalidArgument || st.code() == Code::kNotFound) return st.message();
+  return st.ToString();
+}
+
+inline void Check(const Status& st) {
+  if (!st.ok()) throw Exit{ExitCodeFor(st), Message(st)};
+}
+template <typename T>
+T Check(tandem::Result<T> r) {
+  if (!r.ok()) throw Exit{ExitCodeFor(r.status()), Message(r.status())};
+  return std::move(r).value();
+}
+
+inline void Print(const std::string& line) {
+  std::fwrite(line.data(), 1, line.size(), stdout);
+  std::fputc('\n', stdout);
+}
+
+inline std::shared_ptr<Device> OpenDevice(const std::string& dir) { return Check(Device::Open(dir)); }
+// The replica of DIR, kept open by its device for the life of the program.
+inline engine::Replica& Open(const std::string& dir) {
+  static std::shared_ptr<Device> device;
+  device = OpenDevice(dir);
+  return device->replica();
+}
+
+using tandem::bindings::Printable;
+using tandem::bindings::Quote;
+
+// How the daemon's log lines look: "tandem: message", or one JSON object per line.
+struct LogFormat {
+  bool json = false;
+  void Line(const std::string& message, const char* level = "info") const {
+    if (json) {
+      Json j{{"time_ms", storage::SystemClockMs()}, {"level", level}, {"message", message}};
+      std::fprintf(stderr, "%s\n", j.dump(-1, ' ', false, Json::error_handler_t::replace).c_str());
+    } else {
+      std::fprintf(stderr, "tandem: %s\n", Printable(message).c_str());
+    }
+    std::fflush(stderr);
+  }
+};
+
+// `serve` and `sync` (daemon.cc): the node, its status file, its signals.
+int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, LogFormat logf);
+// The running daemon's status file, if a daemon is running on this replica (daemon.cc).
+std::optional<Json> DaemonStatus(const std::string& dir);
+// `import` (import.cc).
+int RunImport(const std::string& dir, const std::string& coll, const std::string& file,
+              const std::string& format_name, const std::string& id_field, bool strict);
+
+}  // namespace tandem::cli

@@ -1,0 +1,160 @@
+// `serve` and `sync`: the process around a sync node.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+
+#include "cli.h"
+#include "tandem/metrics/metrics.h"
+
+namespace tandem::cli {
+
+// DIR/daemon.json, replaced atomically (written to a temporary file, renamed).
+// Returns the error, empty on success.
+std::string WriteStatusFile(const std::string& path, const net::NodeSnapshot& s,
+                            const std::string& metrics) {
+  Json j = tandem::bindings::NodeSnapshotToJson(s);
+  j["pid"] = static_cast<int64_t>(::getpid());
+  if (!metrics.empty()) j["metrics"] = metrics;
+  std::string tmp = path + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "w");
+  if (!f) return std::strerror(errno);
+  std::string text = j.dump();
+  bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  const int write_errno = errno;
+  ok = std::fclose(f) == 0 && ok;
+  if (!ok) {
+    std::remove(tmp.c_str());
+    return std::strerror(write_errno ? write_errno : EIO);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) return std::strerror(errno);
+  return {};
+}
+
+// Whether some `tandem serve` or `sync` holds DIR/daemon.lock (they hold it shared).
+bool DaemonHoldsLock(const std::string& dir) {
+  int fd = ::open(tandem::device::Layout(dir).daemon_lock().c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool held = ::flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  ::close(fd);  // releases the lock if we got it
+  return held;
+}
+
+// The running daemon's status file, if a daemon is running on this replica.
+std::optional<Json> DaemonStatus(const std::string& dir) {
+  // The lock says whether a daemon runs (a crash releases it); daemon.json what it does.
+  const bool locked = DaemonHoldsLock(dir);
+  std::ifstream in(tandem::device::Layout(dir).status_file());
+  Json j = in ? Json::parse(in, nullptr, false) : Json(nullptr);
+  const bool readable = !j.is_discarded() && j.is_object();
+  bool fresh = false;
+  if (readable && j.value("running", false)) {
+    // The pid must be alive and a tandem (a pid may have been reused since).
+    const int64_t pid = j.value("pid", int64_t{0});
+    fresh = pid > 0 && ::kill(static_cast<pid_t>(pid), 0) == 0;
+    if (fresh) {
+      std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
+      std::string name;
+      fresh = comm && std::getline(comm, name) && name == "tandem";
+    }
+  }
+  if (locked && !fresh)  // a daemon runs but could not write its status (a full disk...)
+    return Json{{"running", true}, {"status_file", "unavailable"}, {"peers", Json::array()}};
+  if (!readable) return std::nullopt;
+  j["running"] = fresh && locked;
+  return j;
+}
+
+// `serve` and `sync`: the process around a sync node. The node runs on its own thread;
+// this one waits for SIGINT/SIGTERM (blocked, read from a signalfd) and for the node's
+// events, and publishes the node's snapshot as DIR/daemon.json for `tandem status`
+// (at each event and every second). Exit status: 0, or 1 if a `sync` peer failed.
+
+int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, LogFormat logf) {
+  const bool once = o.mode == net::NodeMode::kOnce;
+  o.log = [logf](const std::string& line) { logf.Line(line); };
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  // Blocked before the node thread starts, so that it inherits the mask and only this
+  // thread's signalfd sees them.
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  int sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (sfd < 0) throw Exit{1, std::string("signalfd: ") + std::strerror(errno)};
+  auto node = Check(d.NewNode(std::move(o)));
+  // Held until exit (or a crash): `status` knows a daemon runs even without daemon.json.
+  const int lock_fd = ::open(d.layout().daemon_lock().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd >= 0 && ::flock(lock_fd, LOCK_SH | LOCK_NB) != 0) {
+    // Only an exclusive holder (a `status` probing right now) can be in the way: wait.
+    if (::flock(lock_fd, LOCK_SH) != 0) std::fprintf(stderr, "tandem: cannot lock daemon.lock\n");
+  }
+  const std::string status_path = d.layout().status_file();
+  std::string status_error, metrics_bound;
+  auto publish = [&](const net::NodeSnapshot& s) {
+    std::string e = WriteStatusFile(status_path, s, metrics_bound);
+    if (e != status_error) {  // said once per change, not every second
+      logf.Line(e.empty() ? "the status file is written again"
+                          : "cannot write " + status_path + ": " + e +
+                                " (tandem status will show no peers)",
+                e.empty() ? "info" : "error");
+      status_error = e;
+    }
+  };
+  Status started = node->Start();
+  if (!started.ok()) {
+    ::close(sfd);
+    throw Exit{started.code() == Code::kInvalidArgument ? 2 : 1, Message(started)};
+  }
+  std::unique_ptr<tandem::metrics::Server> metrics;
+  if (!metrics_address.empty()) {
+    auto m = tandem::metrics::Server::Start(metrics_address, d, *node);
+    if (!m.ok()) {
+      node->Stop();
+      ::close(sfd);
+      throw Exit{1, Message(m.status())};
+    }
+    metrics = std::move(m).value();
+    metrics_bound = metrics->address();
+    logf.Line("metrics at http://" + metrics_bound + "/metrics");
+  }
+  publish(node->Snapshot());
+  bool stopped = false, signalled = false;
+  bool ok = true;
+  while (!stopped) {
+    pollfd fds[2] = {{sfd, POLLIN, 0}, {node->event_fd(), POLLIN, 0}};
+    int rc = ::poll(fds, 2, 1000);
+    if (rc < 0 && errno != EINTR) break;
+    if (fds[0].revents & POLLIN) {
+      signalfd_siginfo si;
+      while (::read(sfd, &si, sizeof si) > 0) {
+      }
+      if (!signalled) {
+        signalled = true;
+        logf.Line("stopping");
+        node->Stop();
+      }
+    }
+    for (const auto& e : node->DrainEvents()) {
+      if (e.kind == net::NodeEventKind::kDone) ok = e.ok;
+      if (e.kind == net::NodeEventKind::kStopped) stopped = true;
+    }
+    publish(node->Snapshot());
+  }
+  metrics.reset();  // before the node it reads
+  node->Stop();
+  auto last = node->Snapshot();
+  last.running = false;
+  publish(last);
+  ::close(sfd);
+  if (lock_fd >= 0) ::close(lock_fd);
+  if (once && last.failures > 0) ok = false;
+  return once && !ok ? 1 : 0;
+}
+
+}  // namespace tandem::cli

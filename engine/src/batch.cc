@@ -1,0 +1,128 @@
+// Batch: the mutations of one local write transaction (Replica::Write), checked by the
+// collections' rules (rules.h).
+#include "tandem/engine/replica.h"
+
+namespace tandem::engine {
+
+Dot Batch::NextDot() {
+  uint64_t seq = meta_.vv.Get(meta_.id) + 1;
+  meta_.vv.Raise(meta_.id, seq);
+  return Dot{meta_.id, seq};
+}
+
+Status Batch::Mutate(std::string_view collection, std::string_view id, std::string_view field,
+                     const std::function<void(FieldState&, const Dot&, Hlc)>& fn) {
+  // The field the previous operation wrote, again (a counter incremented 1,000 times in
+  // one transaction): changed in memory, written once when the batch moves on or ends.
+  if (last_ && last_->key.collection == collection && last_->key.record == id &&
+      last_->key.field == field) {
+    HybridClock clock(meta_.clock);
+    Hlc hlc = clock.Tick(now_());
+    meta_.clock = clock.last();
+    fn(last_->state, NextDot(), hlc);
+    last_->dirty = true;
+    return Status::Ok();
+  }
+  TANDEM_RETURN_IF_ERROR(FlushLast());
+  FieldKey key{std::string(collection), std::string(id), std::string(field)};
+  TANDEM_RETURN_IF_ERROR(ValidateKey(key));
+  std::optional<FieldState> state;
+  TANDEM_RETURN_IF_ERROR(txn_.GetField(key, &state));
+  if (!state) state.emplace();
+  HybridClock clock(meta_.clock);
+  Hlc hlc = clock.Tick(now_());
+  meta_.clock = clock.last();
+  fn(*state, NextDot(), hlc);
+  TANDEM_RETURN_IF_ERROR(txn_.PutField(key, *state));
+  if (!last_) last_.emplace();
+  last_->key = std::move(key);
+  last_->state = std::move(*state);
+  last_->dirty = false;
+  return Status::Ok();
+}
+
+Status Batch::FlushLast() {
+  if (!last_) return Status::Ok();
+  Status st = last_->dirty ? txn_.PutField(last_->key, last_->state) : Status::Ok();
+  last_.reset();
+  return st;
+}
+
+Status Batch::Check(std::string_view c, std::string_view id, std::string_view f, Op op,
+                    Value* value) {
+  if (!policy_) return Status::Ok();
+  TANDEM_RETURN_IF_ERROR(ValidateKey(FieldKey{std::string(c), std::string(id), std::string(f)}));
+  auto it = rules_.find(c);
+  if (it == rules_.end()) {
+    TANDEM_ASSIGN_OR_RETURN(auto rules, policy_->RulesFor(txn_, c));
+    it = rules_.emplace(std::string(c), std::move(rules)).first;
+  }
+  if (!it->second) return Status::Ok();
+  TANDEM_RETURN_IF_ERROR(it->second->CheckOp(f, op, value));
+  written_[{std::string(c), std::string(id)}].insert(std::string(f));
+  return Status::Ok();
+}
+
+Status Batch::Finish() {
+  TANDEM_RETURN_IF_ERROR(FlushLast());
+  for (const auto& [key, fields] : written_) {
+    RecordState r;
+    TANDEM_RETURN_IF_ERROR(txn_.GetRecord(key.first, key.second, &r, nullptr));
+    if (!r.Live()) continue;
+    auto it = rules_.find(key.first);
+    TANDEM_RETURN_IF_ERROR(it->second->CheckRecord(key.second, r, fields));
+  }
+  return Status::Ok();
+}
+
+Status Batch::Put(std::string_view c, std::string_view id, std::string_view f, Value v) {
+  TANDEM_RETURN_IF_ERROR(Check(c, id, f, Op::kPut, &v));
+  TANDEM_RETURN_IF_ERROR(ValidateValue(v));
+  return Mutate(c, id, f,
+                [&](FieldState& s, const Dot& d, Hlc h) { ApplyPut(s, d, h, std::move(v)); });
+}
+
+Status Batch::Incr(std::string_view c, std::string_view id, std::string_view f, int64_t by) {
+  TANDEM_RETURN_IF_ERROR(Check(c, id, f, Op::kIncr, nullptr));
+  return Mutate(c, id, f, [&](FieldState& s, const Dot& d, Hlc h) { ApplyIncr(s, d, h, by); });
+}
+
+Status Batch::Add(std::string_view c, std::string_view id, std::string_view f, Value e) {
+  TANDEM_RETURN_IF_ERROR(Check(c, id, f, Op::kAdd, &e));
+  TANDEM_RETURN_IF_ERROR(ValidateValue(e));
+  return Mutate(c, id, f,
+                [&](FieldState& s, const Dot& d, Hlc h) { ApplyAdd(s, d, h, std::move(e)); });
+}
+
+Status Batch::Remove(std::string_view c, std::string_view id, std::string_view f, const Value& e) {
+  Value element = e;
+  TANDEM_RETURN_IF_ERROR(Check(c, id, f, Op::kRemove, &element));
+  TANDEM_RETURN_IF_ERROR(ValidateValue(element));
+  return Mutate(c, id, f,
+                [&](FieldState& s, const Dot& d, Hlc h) { ApplyRemove(s, d, h, element); });
+}
+
+Status Batch::ReadRecord(std::string_view c, std::string_view id, RecordState* out) {
+  TANDEM_RETURN_IF_ERROR(FlushLast());
+  TANDEM_RETURN_IF_ERROR(ValidateCollection(c));
+  TANDEM_RETURN_IF_ERROR(ValidateRecordId(id));
+  *out = RecordState{};
+  return txn_.GetRecord(c, id, out, nullptr);
+}
+
+Status Batch::Delete(std::string_view c, std::string_view id) {
+  TANDEM_RETURN_IF_ERROR(FlushLast());
+  TANDEM_RETURN_IF_ERROR(ValidateCollection(c));
+  TANDEM_RETURN_IF_ERROR(ValidateRecordId(id));
+  RecordState r;
+  TANDEM_RETURN_IF_ERROR(txn_.GetRecord(c, id, &r, nullptr));
+  if (!r.Live()) return Status::NotFound("not found: " + std::string(c) + "/" + std::string(id));
+  Dot dot = NextDot();
+  for (auto& [name, f] : r.fields) {
+    ApplyDelete(f, dot);
+    TANDEM_RETURN_IF_ERROR(txn_.PutField(FieldKey{std::string(c), std::string(id), name}, f));
+  }
+  return Status::Ok();
+}
+
+}  // namespace tandem::engine
