@@ -9,27 +9,13 @@
 //   sync [--records N] [--dir DIR]
 #include <cstring>
 
-#include "bench_util.h"
-#include "tandem/net/loopback.h"
+#include "bench_sync.h"
 #include "tandem/storage/replica.h"
 
 using namespace tandem;
 using namespace tandem::bench;
 
 namespace {
-
-struct Phase {
-  double seconds = 0;
-  uint64_t messages = 0, bytes = 0, fields = 0;
-};
-
-Phase SyncOnce(engine::Replica& a, engine::Replica& b) {
-  const double t0 = Now();
-  auto r = net::SyncLoopback(a, b);
-  Must(r.status(), "sync");
-  if (!r->caught_up) Must(Status::Corrupt("not caught up"), "sync");
-  return Phase{Now() - t0, r->messages, r->bytes, r->fields_applied};
-}
 
 uint64_t PayloadBytes(const std::string& id, const std::string& field, const engine::Value& v) {
   uint64_t n = id.size() + field.size();
@@ -57,7 +43,7 @@ int main(int argc, char** argv) {
   std::mt19937_64 rng(42);
   LoadDataSet(**a, ds, rng);
 
-  Phase full = SyncOnce(**a, **b);
+  SyncPhase full = SyncOnce(**a, **b);
 
   // Each side changes 1,000 different fields (A the even records, B the odd ones).
   uint64_t payload = 0;
@@ -77,7 +63,7 @@ int main(int argc, char** argv) {
   };
   change(**a, 0);
   change(**b, 1);
-  Phase inc = SyncOnce(**a, **b);
+  SyncPhase inc = SyncOnce(**a, **b);
 
   const double full_rate = full.fields / full.seconds;
   std::printf("sync: %d records x %d fields, in-process transport, Cap'n Proto messages\n",

@@ -12,27 +12,13 @@
 //   workloads [--records N] [--dir DIR]
 #include <cstring>
 
-#include "bench_util.h"
-#include "tandem/net/loopback.h"
+#include "bench_sync.h"
 #include "tandem/storage/replica.h"
 
 using namespace tandem;
 using namespace tandem::bench;
 
 namespace {
-
-struct Sync {
-  double seconds = 0;
-  uint64_t bytes = 0, messages = 0, fields = 0;
-};
-
-Sync SyncOnce(engine::Replica& a, engine::Replica& b) {
-  const double t0 = Now();
-  auto r = net::SyncLoopback(a, b);
-  Must(r.status(), "sync");
-  if (!r->caught_up) Must(Status::Corrupt("not caught up"), "sync");
-  return Sync{Now() - t0, r->bytes, r->messages, r->fields_applied};
-}
 
 std::unique_ptr<engine::Replica> Create(const std::string& dir) {
   std::filesystem::remove_all(dir);
@@ -66,7 +52,7 @@ int main(int argc, char** argv) {
 
   // W2
   auto b = Create(base + "/b");
-  const Sync w2 = SyncOnce(*a, *b);
+  const SyncPhase w2 = SyncOnce(*a, *b);
 
   // W3: A the even records, B the odd ones.
   std::mt19937_64 pick(7);
@@ -84,7 +70,7 @@ int main(int argc, char** argv) {
   };
   change(*a, 0);
   change(*b, 1);
-  const Sync w3 = SyncOnce(*a, *b);
+  const SyncPhase w3 = SyncOnce(*a, *b);
   a.reset();
   b.reset();
 
@@ -101,7 +87,7 @@ int main(int argc, char** argv) {
            "incr");
   const double w5_seconds = Now() - t0;
   const double w5_rate = 2.0 * increments / w5_seconds;
-  const Sync w5 = SyncOnce(*c, *d);
+  const SyncPhase w5 = SyncOnce(*c, *d);
   auto rec = c->Get("bench", "c");
   Must(rec.status(), "read the counter");
   if (rec->fields.at("count").count != 2 * increments)

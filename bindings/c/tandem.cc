@@ -13,14 +13,7 @@
 #include "tandem/data/schema.h"
 
 namespace {
-using namespace tandem::capi;
-using tandem::Code;
-using tandem::Result;
-using tandem::Status;
-using tandem::bindings::Json;
-using tandem::device::Device;
-namespace engine = tandem::engine;
-namespace net = tandem::net;
+using namespace tandem::capi;  // its using-declarations (Status, Json, Device, ...) too
 }  // namespace
 
 namespace {

@@ -51,7 +51,9 @@ inline void Print(const std::string& line) {
   std::fputc('\n', stdout);
 }
 
-inline std::shared_ptr<Device> OpenDevice(const std::string& dir) { return Check(Device::Open(dir)); }
+inline std::shared_ptr<Device> OpenDevice(const std::string& dir) {
+  return Check(Device::Open(dir));
+}
 // The replica of DIR, kept open by its device for the life of the program.
 inline engine::Replica& Open(const std::string& dir) {
   static std::shared_ptr<Device> device;

@@ -28,6 +28,14 @@
 namespace {
 using namespace tandem::cli;
 
+// The device each of the group's replicas syncs as: replica id (hex) -> device id.
+std::map<std::string, std::string> DeviceOfReplica(Device& d) {
+  std::map<std::string, std::string> out;
+  for (const auto& m : Check(d.Devices()))
+    for (const auto& r : m.replicas) out[r.Hex()] = m.device;
+  return out;
+}
+
 bool IsSystem(const std::string& coll) { return tandem::net::IsSystemCollection(coll); }
 
 // Apps write their own collections; the trust set is changed only by invite/revoke.
@@ -503,9 +511,7 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr, "released %llu: applied\n", static_cast<unsigned long long>(qid));
     }
     if (!release_ids.empty() || release_all) return 0;
-    std::map<std::string, std::string> device_of;  // replica (hex) -> device
-    for (const auto& m : Check(d->Devices()))
-      for (const auto& rep : m.replicas) device_of[rep.Hex()] = m.device;
+    auto device_of = DeviceOfReplica(*d);
     for (const auto& e : Check(r.Quarantined())) {
       Json values = Json::array();
       for (const auto& sib : engine::Siblings(e.state))
@@ -605,9 +611,7 @@ int Main(int argc, char** argv) {
     std::string self_device = d->device_id();
     auto ds = DaemonStatus(dir);
     Json replicas = Json::array();
-    std::map<std::string, std::string> device_of;  // replica (hex) -> device
-    for (const auto& m : Check(d->Devices()))
-      for (const auto& r : m.replicas) device_of[r.Hex()] = m.device;
+    auto device_of = DeviceOfReplica(*d);
     for (const auto& [rid, ps] : Check(d->replica().Peers())) {
       // Changes this replica holds that the peer's last report does not cover.
       bool exact = true;

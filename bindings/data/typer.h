@@ -96,18 +96,14 @@ class Typer {
       }
       case FieldType::kBytes: {
         // Declared bytes: the cell is base64 (or a $bytes object).
-        Json j = LooksLikeJson(cell) && !bindings::NestedDeeperThan(cell, 2)
-                     ? Json::parse(cell, nullptr, false)
-                     : Json();
+        Json j = CellJson(cell);
         if (!j.is_object()) j = Json{{"$bytes", cell}};
         return FromJson(name, j, out);
       }
       default:
         break;
     }
-    Json j = LooksLikeJson(cell) && !bindings::NestedDeeperThan(cell, 2)
-                 ? Json::parse(cell, nullptr, false)
-                 : Json(Json::value_t::discarded);
+    Json j = CellJson(cell);
     if (j.is_discarded() ||
         (j.is_object() && !(j.size() == 1 && (j.contains("$bytes") || j.contains("$counter"))))) {
       if (type != FieldType::kAny)
@@ -133,11 +129,13 @@ class Typer {
   }
 
  private:
-  static bool LooksLikeJson(const std::string& s) {
-    if (s.empty()) return false;
+  // A cell as JSON, or discarded when it is not JSON a value can be (plain text).
+  static Json CellJson(const std::string& s) {
+    if (s.empty() || bindings::NestedDeeperThan(s, 2)) return Json(Json::value_t::discarded);
     const char c = s[0];
-    return c == '"' || c == '[' || c == '{' || c == '-' || (c >= '0' && c <= '9') || s == "true" ||
-           s == "false" || s == "null";
+    const bool maybe = c == '"' || c == '[' || c == '{' || c == '-' || (c >= '0' && c <= '9') ||
+                       s == "true" || s == "false" || s == "null";
+    return maybe ? Json::parse(s, nullptr, false) : Json(Json::value_t::discarded);
   }
 
   Result<Value> Scalar(const std::string& name, const Json& j) const {
