@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "cli.h"
+#include "tandem/files/files.h"
 #include "tandem/metrics/metrics.h"
 
 namespace tandem::cli {
@@ -21,18 +22,9 @@ std::string WriteStatusFile(const std::string& path, const net::NodeSnapshot& s,
   Json j = tandem::bindings::NodeSnapshotToJson(s);
   j["pid"] = static_cast<int64_t>(::getpid());
   if (!metrics.empty()) j["metrics"] = metrics;
-  std::string tmp = path + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "w");
-  if (!f) return std::strerror(errno);
-  std::string text = j.dump();
-  bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  const int write_errno = errno;
-  ok = std::fclose(f) == 0 && ok;
-  if (!ok) {
-    std::remove(tmp.c_str());
-    return std::strerror(write_errno ? write_errno : EIO);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) return std::strerror(errno);
+  // Atomic, not fsynced: it is rewritten every few seconds and describes this process.
+  Status st = files::WriteAtomic(path, j.dump(), files::Sync::kNone, 0644);
+  if (!st.ok()) return st.message();
   return {};
 }
 
@@ -49,8 +41,9 @@ bool DaemonHoldsLock(const std::string& dir) {
 std::optional<Json> DaemonStatus(const std::string& dir) {
   // The lock says whether a daemon runs (a crash releases it); daemon.json what it does.
   const bool locked = DaemonHoldsLock(dir);
-  std::ifstream in(tandem::device::Layout(dir).status_file());
-  Json j = in ? Json::parse(in, nullptr, false) : Json(nullptr);
+  // Anything unreadable (missing, a directory, damaged) is "no status file".
+  auto text = files::ReadSmall(tandem::device::Layout(dir).status_file(), 64 << 20);
+  Json j = text.ok() ? Json::parse(*text, nullptr, false) : Json(nullptr);
   const bool readable = !j.is_discarded() && j.is_object();
   bool fresh = false;
   if (readable && j.value("running", false)) {
@@ -99,9 +92,9 @@ int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, L
   auto publish = [&](const net::NodeSnapshot& s) {
     std::string e = WriteStatusFile(status_path, s, metrics_bound);
     if (e != status_error) {  // said once per change, not every second
-      logf.Line(e.empty() ? "the status file is written again"
-                          : "cannot write " + status_path + ": " + e +
-                                " (tandem status will show no peers)",
+      logf.Line(e.empty()
+                    ? "the status file is written again"
+                    : "cannot update the status file: " + e + " (tandem status will show no peers)",
                 e.empty() ? "info" : "error");
       status_error = e;
     }

@@ -417,7 +417,8 @@ Status Schema::CheckRecord(std::string_view id, const engine::RecordState& recor
   return Status::Ok();
 }
 
-Status Schema::CheckIncoming(std::string_view field, engine::Kind kind, const Value& value) const {
+Status Schema::CheckIncomingValue(std::string_view field, engine::Kind kind,
+                                  const Value& value) const {
   const FieldRule* r = Find(field);
   const std::string f(field);
   if (!r) {
@@ -565,13 +566,13 @@ class StoredRules : public engine::CollectionRules {
     for (const auto& v : versions_)
       if (v.set_at <= hlc && (!in_force || v.set_at >= in_force->set_at)) in_force = &v;
     if (!in_force) return Status::Ok();  // made before the collection had a schema
-    Status st = in_force->schema->CheckIncoming(field, kind, value);
+    Status st = in_force->schema->CheckIncomingValue(field, kind, value);
     if (st.ok()) return st;
     // Made at or before hlc: any version in force up to then may have been the one.
     if (at_most) {
       for (const auto& v : versions_) {
         if (v.set_at > hlc || &v == in_force) continue;
-        if (v.schema->CheckIncoming(field, kind, value).ok()) return Status::Ok();
+        if (v.schema->CheckIncomingValue(field, kind, value).ok()) return Status::Ok();
       }
     }
     return Status::Invalid(st.message() + " (schema version " + std::to_string(in_force->number) +

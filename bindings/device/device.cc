@@ -245,6 +245,14 @@ Status Device::Backup(const std::string& dest) {
 }
 
 Status Device::Restore(const std::string& backup, const std::string& dir) {
+  // A damaged key file in the backup would make a replica that cannot pair or sync:
+  // refuse before making anything.
+  const Layout from(backup);
+  std::error_code ec;
+  if (fs::exists(from.identity_key(), ec))
+    TANDEM_RETURN_IF_ERROR(net::LoadIdentity(from.identity_key()).status().With("backup"));
+  if (fs::exists(from.group().group_key, ec))
+    TANDEM_RETURN_IF_ERROR(net::LoadGroupKey(from.group()).status().With("backup"));
   return storage::Restore(backup, dir, Layout::key_file_names());
 }
 

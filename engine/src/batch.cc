@@ -34,10 +34,9 @@ Status Batch::Mutate(std::string_view collection, std::string_view id, std::stri
   meta_.clock = clock.last();
   fn(*state, NextDot(), hlc);
   TANDEM_RETURN_IF_ERROR(txn_.PutField(key, *state));
-  if (!last_) last_.emplace();
-  last_->key = std::move(key);
-  last_->state = std::move(*state);
-  last_->dirty = false;
+  // Not last_.emplace(): clang judges Last (nested, with a member initializer) not
+  // default-constructible for std::optional.
+  last_ = Last{std::move(key), std::move(*state), false};
   return Status::Ok();
 }
 

@@ -64,7 +64,7 @@ uint64_t Reader::Fixed64() {
   std::string_view s = Raw(8);
   if (s.size() != 8) return 0;
   uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<uint8_t>(s[i])) << (8 * i);
+  for (size_t i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<uint8_t>(s[i])) << (8 * i);
   return v;
 }
 

@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <set>
 
+#include "tandem/files/files.h"
+
 namespace tandem::net {
 namespace {
 
@@ -17,48 +19,6 @@ using engine::Value;
 
 constexpr char kInvitePrefix[] = "tandem-invite-";
 constexpr uint8_t kInviteVersion = 1;
-
-// Write, fsync, rename, fsync the directory: after a crash the file is old or new, and
-// a rename (or an unlink elsewhere) is not undone. The temporary name is per process.
-Status SyncDir(const std::string& path) {
-  std::string dir = fs::path(path).parent_path().string();
-  int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Status::Io("open " + dir + ": " + std::strerror(errno));
-  int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) return Status::Io("fsync " + dir + ": " + std::strerror(errno));
-  return Status::Ok();
-}
-
-Status WriteFileAtomic(const std::string& path, std::string_view data) {
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Status::Io("create " + tmp + ": " + std::strerror(errno));
-  bool ok = ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size()) &&
-            ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    Status st = Status::Io("write " + path + ": " + std::strerror(errno));
-    ::unlink(tmp.c_str());
-    return st;
-  }
-  return SyncDir(path);
-}
-
-Result<std::string> ReadSmallFile(const std::string& path, size_t max) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return Status::NotFound(path + " does not exist");
-    return Status::Io("open " + path + ": " + std::strerror(errno));
-  }
-  std::string data(max + 1, '\0');
-  ssize_t n = ::read(fd, data.data(), data.size());
-  ::close(fd);
-  if (n < 0) return Status::Io("read " + path + ": " + std::strerror(errno));
-  if (static_cast<size_t>(n) > max) return Status::Corrupt(path + " is too large");
-  data.resize(static_cast<size_t>(n));
-  return data;
-}
 
 const Value* Register(const engine::Record& r, const char* field) {
   auto it = r.fields.find(field);
@@ -154,12 +114,12 @@ Key32 NewGroupKey() {
 }
 
 Status SaveGroupKey(const GroupPaths& files, const Key32& key) {
-  return WriteFileAtomic(files.group_key,
-                         std::string_view(reinterpret_cast<const char*>(key.data()), key.size()));
+  return tandem::files::WriteAtomic(
+      files.group_key, std::string_view(reinterpret_cast<const char*>(key.data()), key.size()));
 }
 
 Result<Key32> LoadGroupKey(const GroupPaths& files) {
-  auto data = ReadSmallFile(files.group_key, 64);
+  auto data = tandem::files::ReadSmall(files.group_key, 64);
   if (!data.ok()) {
     if (data.status().code() == Code::kNotFound)
       return Status::NotFound("no group key at " + files.group_key +
@@ -358,11 +318,11 @@ Status StoreInvite(const GroupPaths& files, const Invite& inv) {
   if (ec) return Status::Io("create " + files.invites_dir + ": " + ec.message());
   std::string data(reinterpret_cast<const char*>(inv.secret.data()), 32);
   for (int i = 7; i >= 0; --i) data.push_back(static_cast<char>(inv.expires_ms >> (8 * i)));
-  return WriteFileAtomic(InvitePath(files, InviteIdOf(inv.secret)), data);
+  return tandem::files::WriteAtomic(InvitePath(files, InviteIdOf(inv.secret)), data);
 }
 
 Result<Key32> FindInvite(const GroupPaths& files, const InviteId& id, uint64_t now_ms) {
-  auto data = ReadSmallFile(InvitePath(files, id), 64);
+  auto data = tandem::files::ReadSmall(InvitePath(files, id), 64);
   if (!data.ok()) {
     if (data.status().code() == Code::kNotFound)
       return Status::NotFound("no open invite with this id (never issued, or already used)");
@@ -383,17 +343,18 @@ Result<Key32> FindInvite(const GroupPaths& files, const InviteId& id, uint64_t n
 }
 
 Status BurnInvite(const GroupPaths& files, const InviteId& id) {
-  if (::unlink(InvitePath(files, id).c_str()) == 0) return SyncDir(InvitePath(files, id));
+  if (::unlink(InvitePath(files, id).c_str()) == 0)
+    return tandem::files::SyncParent(InvitePath(files, id));
   if (errno == ENOENT) return Status::Unauthorized("the invite was already used");
   return Status::Io("remove invite: " + std::string(std::strerror(errno)));
 }
 
 Status SaveJoin(const GroupPaths& files, const std::string& code) {
-  return WriteFileAtomic(files.join_code, code);
+  return tandem::files::WriteAtomic(files.join_code, code);
 }
 
 Result<std::optional<Invite>> LoadJoin(const GroupPaths& files) {
-  auto data = ReadSmallFile(files.join_code, 8192);
+  auto data = tandem::files::ReadSmall(files.join_code, 8192);
   if (!data.ok()) {
     if (data.status().code() == Code::kNotFound) return std::optional<Invite>();
     return data.status();

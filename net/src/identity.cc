@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "tandem/files/files.h"
+
 namespace tandem::net {
 
 namespace {
@@ -51,16 +53,12 @@ Identity GenerateIdentity() {
 }
 
 Status SaveIdentity(const Identity& id, const std::string& path) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return Status::Io("create " + path + ": " + std::strerror(errno));
   std::string data(kMagic, sizeof kMagic);
   data.append(reinterpret_cast<const char*>(id.secret_key.data()), id.secret_key.size());
-  bool ok = ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size()) &&
-            ::fsync(fd) == 0;
-  ::close(fd);
+  // Never replaces a key: a device's identity is written once, whole or not at all.
+  Status st = tandem::files::CreateAtomic(path, data);
   sodium_memzero(data.data(), data.size());
-  if (!ok) return Status::Io("write " + path);
-  return Status::Ok();
+  return st;
 }
 
 Result<Identity> LoadIdentity(const std::string& path) {

@@ -678,16 +678,18 @@ TEST_F(Net, LiveIntervalAndStatus) {
 // as running, and says why; a daemon killed with SIGKILL is shown as not running.
 TEST_F(Net, StatusKnowsADaemonRunsWithoutItsStatusFile) {
   std::string a = Init("a");
-  fs::create_directory(a + "/daemon.json.tmp");  // every write of the status file fails
+  // A directory in the way (not empty, so rename cannot replace it): every write fails.
+  fs::create_directories(a + "/daemon.json/in-the-way");
   Serve s({a, "--listen", "127.0.0.1:0"}, Log("a"));
-  EXPECT_TRUE(WaitFor([&] { return s.log().find("cannot write") != std::string::npos; }))
-      << s.log();
+  EXPECT_TRUE(WaitFor([&] {
+    return s.log().find("cannot update the status file") != std::string::npos;
+  })) << s.log();
   auto st = T({"status", a});
   EXPECT_NE(st.out.find("daemon: running, but it could not write its status file"),
             std::string::npos)
       << st.out;
   EXPECT_EQ(json::parse(T({"status", a, "--json"}).out)["daemon"]["running"], true);
-  fs::remove(a + "/daemon.json.tmp");
+  fs::remove_all(a + "/daemon.json");
   EXPECT_TRUE(WaitFor([&] { return StatusOf(a).value("pid", 0) == s.pid(); }));
   EXPECT_NE(T({"status", a}).out.find("daemon: running, pid"), std::string::npos);
   s.Kill(SIGKILL);  // daemon.json still says running; the lock says otherwise

@@ -79,7 +79,7 @@ struct PutRecord {
 
 class Sim {
  public:
-  explicit Sim(uint64_t seed) : rng_(seed), seed_(seed) {
+  explicit Sim(uint64_t seed) : rng_(seed) {
     base_ = fs::temp_directory_path() /
             ("tandem-sim-" + std::to_string(seed) + "-" + std::to_string(::getpid()));
     fs::remove_all(base_);
@@ -558,7 +558,6 @@ class Sim {
   }
 
   std::mt19937_64 rng_;
-  uint64_t seed_;
   fs::path base_;
   int n_ = 0;
   uint64_t now_ = 0;

@@ -76,7 +76,8 @@ class Schema : public engine::CollectionRules {
   bool prefers() const { return prefers_; }
   // A peer's operation judged by this schema (kind, value, normal form): see
   // engine::CollectionRules::CheckIncoming.
-  Status CheckIncoming(std::string_view field, engine::Kind kind, const engine::Value& value) const;
+  Status CheckIncomingValue(std::string_view field, engine::Kind kind,
+                            const engine::Value& value) const;
 
  private:
   Schema() = default;
