@@ -15,7 +15,7 @@ PACKAGES := g++ cmake make pkg-config libboost-dev capnproto libcapnp-dev liblmd
             prometheus-cpp-dev
 
 .PHONY: all deps build demo test test-sanitize format format-check bench fuzz sim crash clean \
-        install crash-sync test-tsan soak
+        install crash-sync test-tsan soak test-clang
 
 PREFIX  ?= /usr/local
 
@@ -55,9 +55,11 @@ install: build
 test: build format-check
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-# The tests under AddressSanitizer and UndefinedBehaviorSanitizer, in build-sanitize/.
+# The tests under AddressSanitizer and UndefinedBehaviorSanitizer, in build-sanitize/: a
+# Debug build (assertions on), optimised a little (-O1) to keep the run short.
 test-sanitize: deps
-	$(MAKE) build BUILD=build-sanitize CMAKE_FLAGS="-DTANDEM_SANITIZE=ON -DTANDEM_BENCH=OFF"
+	$(MAKE) build BUILD=build-sanitize CMAKE_FLAGS="-DTANDEM_SANITIZE=ON -DTANDEM_BENCH=OFF \
+	  -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG='-g -O1' -DCMAKE_C_FLAGS_DEBUG='-g -O1'"
 	cd build-sanitize && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
 
 # ThreadSanitizer over what runs threads: the sync node (its network thread, storage
@@ -68,6 +70,12 @@ test-tsan: deps
 	$(MAKE) build BUILD=build-tsan CMAKE_FLAGS="-DTANDEM_TSAN=ON -DTANDEM_BENCH=OFF"
 	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
 	  ctest --output-on-failure -j $(JOBS) -R '$(TSAN_TESTS)'
+
+# Everything, tests included, built by clang 14 with warnings as errors, then every test.
+test-clang: deps
+	$(MAKE) build BUILD=build-clang CMAKE_FLAGS="-DCMAKE_C_COMPILER=clang \
+	  -DCMAKE_CXX_COMPILER=clang++ -DTANDEM_WERROR=ON"
+	cd build-clang && ctest --output-on-failure -j $(JOBS)
 
 # Many more simulator seeds than `make test` runs: make sim SEEDS=100000
 sim: build
@@ -102,4 +110,4 @@ fuzz: deps
 	./scripts/fuzz.sh build-fuzz
 
 clean:
-	rm -rf build build-sanitize build-tsan build-bench build-fuzz
+	rm -rf build build-sanitize build-tsan build-bench build-fuzz build-clang

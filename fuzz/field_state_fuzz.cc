@@ -12,7 +12,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view in(reinterpret_cast<const char*>(data), size);
   auto r = DecodeFieldState(in);
   if (!r.ok()) return 0;
-  auto again = DecodeFieldState(EncodeFieldState(*r));
+  auto again = DecodeFieldState(EncodeFieldState(*r).value());
   if (!again.ok() || !(*again == *r)) std::abort();
   FieldState joined = *r;
   if (Join(joined, *r) || !(joined == *r)) std::abort();

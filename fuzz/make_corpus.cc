@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
   ApplyPut(states[7], {a, 9}, MakeHlc(1700000000008, 0), Value{true});
   for (size_t i = 0; i < states.size(); ++i) {
     std::ofstream out(std::string(argv[1]) + "/seed" + std::to_string(i), std::ios::binary);
-    out << EncodeFieldState(states[i]);
+    out << EncodeFieldState(states[i]).value();
   }
   return 0;
 }

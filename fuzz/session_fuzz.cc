@@ -50,7 +50,7 @@ std::string Snapshot(Replica& r) {
   if (!page.ok()) std::abort();
   for (const auto& d : page->deltas)
     out += d.key.collection + '\0' + d.key.record + '\0' + d.key.field + '\0' +
-           EncodeFieldState(d.state);
+           EncodeFieldState(d.state).value();
   auto peers = r.Peers();
   if (!peers.ok()) std::abort();
   for (const auto& [id, ps] : *peers) out += id.Hex() + EncodePeerState(ps);

@@ -11,7 +11,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view in(reinterpret_cast<const char*>(data), size);
   auto m = tandem::net::DecodeMessage(in);
   if (!m.ok()) return 0;
-  auto again = tandem::net::DecodeMessage(tandem::net::EncodeMessage(*m));
+  auto again = tandem::net::DecodeMessage(tandem::net::EncodeMessage(*m).value());
   if (!again.ok() || again->index() != m->index()) std::abort();
   return 0;
 }

@@ -204,13 +204,16 @@ namespace {
 
 constexpr uint8_t kHasElements = 1, kHasCounter = 2, kHasBase = 4;
 
-void EncodeDot(const Dot& d, const std::vector<std::pair<ReplicaId, uint64_t>>& ctx, Writer& w) {
+// False (nothing written) if the context does not cover the dot, which every state built
+// by the mutators, Join and the decoder guarantees.
+[[nodiscard]] bool EncodeDot(const Dot& d, const std::vector<std::pair<ReplicaId, uint64_t>>& ctx,
+                             Writer& w) {
   size_t pos = 0;
   while (pos < ctx.size() && ctx[pos].first != d.replica) ++pos;
-  // Invariant of every state built by the mutators and Join: dots are covered by ctx.
-  assert(pos < ctx.size() && d.seq <= ctx[pos].second);
+  if (pos == ctx.size() || d.seq > ctx[pos].second || d.seq == 0) return false;
   w.Varint(pos);
   w.Varint(ctx[pos].second - d.seq);
+  return true;
 }
 
 Dot DecodeDot(Reader& r, const std::vector<std::pair<ReplicaId, uint64_t>>& ctx) {
@@ -228,8 +231,9 @@ Dot DecodeDot(Reader& r, const std::vector<std::pair<ReplicaId, uint64_t>>& ctx)
   return Dot{ctx[pos].first, ctx[pos].second - offset};
 }
 
-void EncodeTotals(const std::map<ReplicaId, PnTotals>& m,
-                  const std::vector<std::pair<ReplicaId, uint64_t>>& ctx, Writer& w) {
+// False if the context does not name a replica of the totals (see EncodeDot).
+[[nodiscard]] bool EncodeTotals(const std::map<ReplicaId, PnTotals>& m,
+                                const std::vector<std::pair<ReplicaId, uint64_t>>& ctx, Writer& w) {
   size_t n = 0;
   for (const auto& [r, t] : m) n += (t.pos || t.neg);
   w.Varint(n);
@@ -237,11 +241,12 @@ void EncodeTotals(const std::map<ReplicaId, PnTotals>& m,
     if (!t.pos && !t.neg) continue;
     size_t pos = 0;
     while (pos < ctx.size() && ctx[pos].first != r) ++pos;
-    assert(pos < ctx.size());
+    if (pos == ctx.size()) return false;
     w.Varint(pos);
     w.Varint(t.pos);
     w.Varint(t.neg);
   }
+  return true;
 }
 
 void DecodeTotals(Reader& r, const std::vector<std::pair<ReplicaId, uint64_t>>& ctx,
@@ -259,35 +264,44 @@ void DecodeTotals(Reader& r, const std::vector<std::pair<ReplicaId, uint64_t>>& 
 
 }  // namespace
 
-void EncodeFieldState(const FieldState& s, ReplicaTable& table, std::string* out) {
-  Writer w(out);
-  // Header: format version in the high nibble, which optional sections follow in the low.
-  uint8_t flags = (s.elements.empty() ? 0 : kHasElements) | (s.counter.empty() ? 0 : kHasCounter) |
-                  (s.counter_base.empty() ? 0 : kHasBase);
-  w.U8(static_cast<uint8_t>(kFieldFormatVersion << 4) | flags);
-  std::vector<std::pair<ReplicaId, uint64_t>> ctx(s.ctx.entries().begin(), s.ctx.entries().end());
-  w.Varint(ctx.size());
-  for (const auto& [r, seq] : ctx) {
-    w.Varint(table.IndexOf(r));
-    w.Varint(seq);
-  }
-  w.Varint(s.markers.size());
-  for (const auto& [d, m] : s.markers) {
-    EncodeDot(d, ctx, w);
-    w.Varint(HlcMillis(m.hlc));
-    w.Varint(static_cast<uint64_t>(HlcLogical(m.hlc)) << 2 | static_cast<uint8_t>(m.kind));
-    if (m.kind == Kind::kRegister) EncodeValue(m.value, w);
-  }
-  if (flags & kHasElements) {
-    w.Varint(s.elements.size());
-    for (const auto& [v, dots] : s.elements) {
-      EncodeValue(v, w);
-      w.Varint(dots.size());
-      for (const Dot& d : dots) EncodeDot(d, ctx, w);
+Status EncodeFieldState(const FieldState& s, ReplicaTable& table, std::string* out) {
+  const size_t start = out->size();
+  Status st = [&]() -> Status {
+    Writer w(out);
+    // Header: format version in the high nibble, which optional sections follow in the low.
+    uint8_t flags = (s.elements.empty() ? 0 : kHasElements) |
+                    (s.counter.empty() ? 0 : kHasCounter) | (s.counter_base.empty() ? 0 : kHasBase);
+    w.U8(static_cast<uint8_t>(kFieldFormatVersion << 4) | flags);
+    std::vector<std::pair<ReplicaId, uint64_t>> ctx(s.ctx.entries().begin(), s.ctx.entries().end());
+    w.Varint(ctx.size());
+    for (const auto& [r, seq] : ctx) {
+      w.Varint(table.IndexOf(r));
+      w.Varint(seq);
     }
-  }
-  if (flags & kHasCounter) EncodeTotals(s.counter, ctx, w);
-  if (flags & kHasBase) EncodeTotals(s.counter_base, ctx, w);
+    w.Varint(s.markers.size());
+    for (const auto& [d, m] : s.markers) {
+      TANDEM_CHECK(EncodeDot(d, ctx, w), "a field's marker dot is covered by its context");
+      w.Varint(HlcMillis(m.hlc));
+      w.Varint(static_cast<uint64_t>(HlcLogical(m.hlc)) << 2 | static_cast<uint8_t>(m.kind));
+      if (m.kind == Kind::kRegister) EncodeValue(m.value, w);
+    }
+    if (flags & kHasElements) {
+      w.Varint(s.elements.size());
+      for (const auto& [v, dots] : s.elements) {
+        EncodeValue(v, w);
+        w.Varint(dots.size());
+        for (const Dot& d : dots)
+          TANDEM_CHECK(EncodeDot(d, ctx, w), "a set element's dot is covered by its context");
+      }
+    }
+    if (flags & kHasCounter)
+      TANDEM_CHECK(EncodeTotals(s.counter, ctx, w), "counter replicas are in the context");
+    if (flags & kHasBase)
+      TANDEM_CHECK(EncodeTotals(s.counter_base, ctx, w), "counter replicas are in the context");
+    return Status::Ok();
+  }();
+  if (!st.ok()) out->resize(start);  // nothing half-encoded
+  return st;
 }
 
 FieldState DecodeFieldState(Reader& r, const ReplicaTable& table) {
@@ -377,10 +391,10 @@ Result<FieldState> DecodeFieldState(std::string_view in, const ReplicaTable& tab
   return s;
 }
 
-std::string EncodeFieldState(const FieldState& s) {
+Result<std::string> EncodeFieldState(const FieldState& s) {
   VectorReplicaTable table;
   std::string body;
-  EncodeFieldState(s, table, &body);
+  TANDEM_RETURN_IF_ERROR(EncodeFieldState(s, table, &body));
   std::string out;
   Writer w(&out);
   w.Varint(table.ids().size());
@@ -428,7 +442,8 @@ VersionVector DecodeVersionVector(Reader& r) {
   return vv;
 }
 
-std::string EncodeQuarantineEntry(const QuarantineEntry& e) {
+Result<std::string> EncodeQuarantineEntry(const QuarantineEntry& e) {
+  TANDEM_ASSIGN_OR_RETURN(std::string state, EncodeFieldState(e.state));
   std::string out;
   Writer w(&out);
   w.U8(1);
@@ -442,7 +457,7 @@ std::string EncodeQuarantineEntry(const QuarantineEntry& e) {
   while (cut < e.reason.size() && cut > 0 && (static_cast<uint8_t>(e.reason[cut]) & 0xC0) == 0x80)
     --cut;
   w.LengthPrefixed(std::string_view(e.reason).substr(0, cut));
-  w.LengthPrefixed(EncodeFieldState(e.state));
+  w.LengthPrefixed(state);
   return out;
 }
 

@@ -155,10 +155,11 @@ class MemoryWriteTxn : public ReadsThrough<WriteTxn, MemoryReader> {
   }
   Status PutField(const FieldKey& key, const FieldState& state) override {
     std::string k = EncodeFieldKey(key);
+    TANDEM_ASSIGN_OR_RETURN(std::string value, EncodeFieldState(state));
     auto& slot = d_->fields[k];
     if (slot.first) d_->log.erase(slot.first);
     slot.first = ++d_->last_log_seq;
-    slot.second = EncodeFieldState(state);
+    slot.second = std::move(value);
     d_->log[slot.first] = k;
     return Status::Ok();
   }

@@ -476,7 +476,8 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
           uint64_t qid = 0;
           TANDEM_RETURN_IF_ERROR(txn.TakeQuarantineId(&qid));
           QuarantineEntry e{0, d.key, *from, now_(), std::move(why), d.state};
-          TANDEM_RETURN_IF_ERROR(txn.PutQuarantine(qid, EncodeQuarantineEntry(e)));
+          TANDEM_ASSIGN_OR_RETURN(std::string entry, EncodeQuarantineEntry(e));
+          TANDEM_RETURN_IF_ERROR(txn.PutQuarantine(qid, entry));
         }
         ++q;
         ++r;

@@ -1,5 +1,7 @@
 #include "tandem/engine/status.h"
 
+#include <string_view>
+
 namespace tandem {
 
 const char* CodeName(Code code) {
@@ -22,6 +24,13 @@ const char* CodeName(Code code) {
       return "unsupported";
   }
   return "unknown";
+}
+
+Status CheckFailed(const char* what, const char* condition, const char* file, int line) {
+  std::string_view f(file);
+  if (auto slash = f.rfind('/'); slash != std::string_view::npos) f.remove_prefix(slash + 1);
+  return Status::Corrupt(std::string("internal check failed: ") + what + " (" + condition + ", " +
+                         std::string(f) + ":" + std::to_string(line) + ")");
 }
 
 std::string Status::ToString() const {

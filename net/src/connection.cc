@@ -74,7 +74,11 @@ void Conn::Enqueue(std::string_view plaintext, bool final) {
 
 void Conn::Send(std::vector<engine::Message>& out) {
   messages_out_ += out.size();
-  for (const auto& m : out) Enqueue(EncodeMessage(m), false);
+  for (const auto& m : out) {
+    auto bytes = EncodeMessage(m);
+    if (!bytes.ok()) return Fail(bytes.status().message());
+    Enqueue(*bytes, false);
+  }
   out.clear();
 }
 

@@ -14,18 +14,20 @@ Result<LoopbackResult> SyncLoopback(engine::Replica& a, engine::Replica& b,
   engine::Session sa(a, std::move(options_a)), sb(b, std::move(options_b));
   std::deque<std::string> to_a, to_b;
   std::vector<engine::Message> out;
-  auto send = [&](std::deque<std::string>& q) {
+  auto send = [&](std::deque<std::string>& q) -> Status {
     for (const auto& m : out) {
-      q.push_back(EncodeMessage(m));
+      TANDEM_ASSIGN_OR_RETURN(std::string bytes, EncodeMessage(m));
+      q.push_back(std::move(bytes));
       result.bytes += q.back().size();
       ++result.messages;
     }
     out.clear();
+    return Status::Ok();
   };
   TANDEM_RETURN_IF_ERROR(sa.Start(&out));
-  send(to_b);
+  TANDEM_RETURN_IF_ERROR(send(to_b));
   TANDEM_RETURN_IF_ERROR(sb.Start(&out));
-  send(to_a);
+  TANDEM_RETURN_IF_ERROR(send(to_a));
   while (!to_a.empty() || !to_b.empty()) {
     const bool for_b = !to_b.empty();
     auto& q = for_b ? to_b : to_a;
@@ -33,7 +35,7 @@ Result<LoopbackResult> SyncLoopback(engine::Replica& a, engine::Replica& b,
     q.pop_front();
     TANDEM_RETURN_IF_ERROR(msg.status());
     TANDEM_RETURN_IF_ERROR((for_b ? sb : sa).Receive(*msg, &out));
-    send(for_b ? to_a : to_b);
+    TANDEM_RETURN_IF_ERROR(send(for_b ? to_a : to_b));
   }
   result.fields_applied = sa.stats().fields_applied + sb.stats().fields_applied;
   result.caught_up = sa.caught_up() && sb.caught_up();

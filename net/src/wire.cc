@@ -89,7 +89,7 @@ engine::VersionVector ReadVv(wire::VersionVector::Reader r, Check& c) {
 
 }  // namespace
 
-std::string EncodeMessage(const Message& m) {
+Result<std::string> EncodeMessage(const Message& m) {
   capnp::MallocMessageBuilder b;
   auto env = b.initRoot<wire::Envelope>();
   env.setVersion(kWireVersion);
@@ -122,7 +122,8 @@ std::string EncodeMessage(const Message& m) {
       ew.Varint(name(fd.key.collection));
       ew.LengthPrefixed(fd.key.record);
       ew.Varint(name(fd.key.field));
-      engine::EncodeFieldState(fd.state, table, &entries);
+      TANDEM_RETURN_IF_ERROR(engine::EncodeFieldState(fd.state, table, &entries)
+                                 .With("field " + fd.key.field + " of " + fd.key.record));
     }
     auto ids = w.initReplicas(static_cast<unsigned>(table.ids().size()));
     for (unsigned i = 0; i < table.ids().size(); ++i) ids.set(i, AsData(table.ids()[i]));

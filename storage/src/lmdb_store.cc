@@ -233,16 +233,17 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     // the newest, removing it first would hand the same seq out again, and a peer whose
     // cursor is at that seq would never see this change.
     if (!last_seq_) TANDEM_RETURN_IF_ERROR(reader_.LastLogSeq(&last_seq_));
+    uint64_t seq = last_seq_ + 1;  // not const: MDB_val points at it
+    value_.clear();
+    engine::Writer w(&value_);
+    w.Varint(seq);
+    TANDEM_RETURN_IF_ERROR(engine::EncodeFieldState(state, impl_->table, &value_));
     if (old_seq) {
       MDB_val ok{8, &old_seq};
       rc = mdb_del(txn_, impl_->log, &ok, nullptr);
       if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "write log");
     }
-    uint64_t seq = ++last_seq_;
-    value_.clear();
-    engine::Writer w(&value_);
-    w.Varint(seq);
-    engine::EncodeFieldState(state, impl_->table, &value_);
+    last_seq_ = seq;
     MDB_val val = Val(value_);
     kv = Val(k);
     TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->fields, &fields_cur_));

@@ -290,10 +290,10 @@ class Sim {
     c->sb = std::make_unique<Session>(*nodes_[b].replica, o);
     std::vector<Message> out;
     SIM_CHECK(c->sa->Start(&out).ok(), "start");
-    for (auto& m : out) c->to_b.push_back(net::EncodeMessage(m));
+    for (auto& m : out) c->to_b.push_back(net::EncodeMessage(m).value());
     out.clear();
     SIM_CHECK(c->sb->Start(&out).ok(), "start");
-    for (auto& m : out) c->to_a.push_back(net::EncodeMessage(m));
+    for (auto& m : out) c->to_a.push_back(net::EncodeMessage(m).value());
     conns_.push_back(std::move(c));
   }
 
@@ -320,7 +320,7 @@ class Sim {
       return false;
     }
     auto& back = to_b ? c.to_a : c.to_b;
-    for (auto& m : out) back.push_back(net::EncodeMessage(m));
+    for (auto& m : out) back.push_back(net::EncodeMessage(m).value());
     return true;
   }
 
@@ -339,11 +339,11 @@ class Sim {
     std::vector<Message> out;
     Status st = c.sa->Poll(&out);
     SIM_CHECK(st.ok() || c.sa->rolled_back(), "poll: " + st.ToString());
-    for (auto& m : out) c.to_b.push_back(net::EncodeMessage(m));
+    for (auto& m : out) c.to_b.push_back(net::EncodeMessage(m).value());
     out.clear();
     Status st2 = c.sb->Poll(&out);
     SIM_CHECK(st2.ok() || c.sb->rolled_back(), "poll: " + st2.ToString());
-    for (auto& m : out) c.to_a.push_back(net::EncodeMessage(m));
+    for (auto& m : out) c.to_a.push_back(net::EncodeMessage(m).value());
     if (!st.ok() || !st2.ok()) {
       for (size_t k = 0; k < conns_.size(); ++k)
         if (conns_[k].get() == &c) conns_.erase(conns_.begin() + static_cast<long>(k));

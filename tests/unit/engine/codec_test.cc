@@ -346,11 +346,11 @@ std::vector<FieldState> SampleStates() {
 TEST(FieldCodecTest, SelfContainedRoundTrip) {
   auto states = SampleStates();
   for (size_t i = 0; i < states.size(); ++i) {
-    std::string enc = EncodeFieldState(states[i]);
+    std::string enc = EncodeFieldState(states[i]).value();
     auto back = DecodeFieldState(enc);
     ASSERT_TRUE(back.ok()) << i << ": " << back.status().ToString();
     EXPECT_EQ(*back, states[i]) << i;
-    EXPECT_EQ(EncodeFieldState(*back), enc) << i << ": encoding is not canonical";
+    EXPECT_EQ(EncodeFieldState(*back).value(), enc) << i << ": encoding is not canonical";
   }
 }
 
@@ -361,7 +361,7 @@ TEST(FieldCodecTest, ExternalTableRoundTrip) {
   auto states = SampleStates();
   for (const auto& s : states) {
     std::string enc;
-    EncodeFieldState(s, table, &enc);
+    EXPECT_TRUE(EncodeFieldState(s, table, &enc).ok());
     encs.push_back(enc);
   }
   EXPECT_EQ(table.ids().size(), 3u);
@@ -381,8 +381,8 @@ TEST(FieldCodecTest, FramedDecodeLeavesTheRestOfTheInput) {
   VectorReplicaTable table;
   auto states = SampleStates();
   std::string buf;
-  EncodeFieldState(states[2], table, &buf);
-  EncodeFieldState(states[4], table, &buf);
+  EXPECT_TRUE(EncodeFieldState(states[2], table, &buf).ok());
+  EXPECT_TRUE(EncodeFieldState(states[4], table, &buf).ok());
   buf += "tail";
   Reader r(buf);
   FieldState first = DecodeFieldState(r, table);
@@ -403,7 +403,7 @@ TEST(FieldCodecTest, GoldenEncodingOfASimpleRegister) {
   want += "\xe8\x07";                               // hlc ms 1000
   want += "\x09";                                   // logical 2 << 2 | register
   want += "\x03\x0a";                               // value int 5
-  EXPECT_EQ(EncodeFieldState(s), want);
+  EXPECT_EQ(EncodeFieldState(s).value(), want);
 }
 
 TEST(FieldCodecTest, GoldenEncodingWithAllSections) {
@@ -418,7 +418,7 @@ TEST(FieldCodecTest, GoldenEncodingWithAllSections) {
   want += std::string("\x01\x05\x01y\x01\x00\x00", 7);  // element "y" with dot A:3
   want += std::string("\x01\x00\x03\x00", 4);           // counter A: +3 -0
   want += std::string("\x01\x00\x03\x00", 4);           // base A: +3 -0
-  EXPECT_EQ(EncodeFieldState(s), want);
+  EXPECT_EQ(EncodeFieldState(s).value(), want);
 }
 
 TEST(FieldCodecTest, LatestWriteDotIsCheap) {
@@ -427,13 +427,13 @@ TEST(FieldCodecTest, LatestWriteDotIsCheap) {
   FieldState small, big;
   ApplyPut(small, Dot{kA, 1}, 1, Value{});
   ApplyPut(big, Dot{kA, 1ull << 40}, 1, Value{});
-  EXPECT_EQ(EncodeFieldState(big).size() - EncodeFieldState(small).size(),
+  EXPECT_EQ(EncodeFieldState(big).value().size() - EncodeFieldState(small).value().size(),
             VarintBytes(1ull << 40).size() - 1);
 }
 
 TEST(FieldCodecTest, EveryTruncationFails) {
   for (const auto& s : SampleStates()) {
-    std::string enc = EncodeFieldState(s);
+    std::string enc = EncodeFieldState(s).value();
     for (size_t n = 0; n < enc.size(); ++n) {
       auto r = DecodeFieldState(std::string_view(enc).substr(0, n));
       ASSERT_FALSE(r.ok()) << "prefix of " << n << "/" << enc.size() << " decoded";
@@ -446,7 +446,7 @@ TEST(FieldCodecTest, EveryTruncationFailsWithExternalTable) {
   VectorReplicaTable table;
   for (const auto& s : SampleStates()) {
     std::string enc;
-    EncodeFieldState(s, table, &enc);
+    EXPECT_TRUE(EncodeFieldState(s, table, &enc).ok());
     for (size_t n = 0; n < enc.size(); ++n)
       EXPECT_FALSE(DecodeFieldState(std::string_view(enc).substr(0, n), table).ok()) << n;
   }
@@ -454,7 +454,7 @@ TEST(FieldCodecTest, EveryTruncationFailsWithExternalTable) {
 
 TEST(FieldCodecTest, TrailingBytesRejected) {
   for (const auto& s : SampleStates()) {
-    std::string enc = EncodeFieldState(s);
+    std::string enc = EncodeFieldState(s).value();
     for (std::string extra : {std::string("\x00", 1), std::string("\x01"), std::string("zz")}) {
       auto r = DecodeFieldState(enc + extra);
       EXPECT_FALSE(r.ok());
@@ -462,14 +462,14 @@ TEST(FieldCodecTest, TrailingBytesRejected) {
     }
     VectorReplicaTable table;
     std::string ext;
-    EncodeFieldState(s, table, &ext);
+    EXPECT_TRUE(EncodeFieldState(s, table, &ext).ok());
     EXPECT_FALSE(DecodeFieldState(ext + "x", table).ok());
   }
 }
 
 TEST(FieldCodecTest, SingleByteCorruptionNeverCrashesAndAcceptedStatesAreValid) {
   for (const auto& s : SampleStates()) {
-    std::string enc = EncodeFieldState(s);
+    std::string enc = EncodeFieldState(s).value();
     for (size_t i = 0; i < enc.size(); ++i) {
       for (int delta : {1, 0x7f, 0x80, 0xff}) {
         std::string bad = enc;
@@ -483,7 +483,7 @@ TEST(FieldCodecTest, SingleByteCorruptionNeverCrashesAndAcceptedStatesAreValid) 
           continue;
         }
         // Whatever was accepted satisfies the invariants: it encodes and decodes again.
-        auto again = DecodeFieldState(EncodeFieldState(*r));
+        auto again = DecodeFieldState(EncodeFieldState(*r).value());
         ASSERT_TRUE(again.ok()) << "byte " << i << " +" << delta;
         EXPECT_EQ(*again, *r);
       }
@@ -542,7 +542,7 @@ TEST(FieldCodecTest, HandBuiltStateDecodes) {
   EXPECT_EQ(r->elements.at(S("x")), (std::set<Dot>{Dot{kA, 1}}));
   EXPECT_EQ(r->counter.at(kB), (PnTotals{7, 1}));
   EXPECT_EQ(r->counter_base.at(kB), (PnTotals{2, 0}));
-  EXPECT_EQ(EncodeFieldState(*r), e.Bytes());  // and it was canonical
+  EXPECT_EQ(EncodeFieldState(*r).value(), e.Bytes());  // and it was canonical
 }
 
 TEST(FieldCodecTest, RejectsBadKind) {
@@ -852,6 +852,27 @@ TEST(PeerStateCodec, RoundTripsDeliveryAndReadsVersionOneAsNothingDelivered) {
   std::string cut = EncodePeerState(p);
   cut.pop_back();
   EXPECT_FALSE(DecodePeerState(cut).ok());
+}
+
+// A state that breaks the codec's invariant (a dot its context does not cover) is never
+// encoded into something a reader would misread: encoding fails, in release builds too,
+// and appends nothing.
+TEST(FieldCodecTest, StateBreakingAnInvariantIsRefusedNotEncoded) {
+  FieldState s;
+  ApplyPut(s, Dot{kA, 1}, MakeHlc(1000, 0), Value{int64_t{5}});
+  FieldState marker_outside = s;
+  marker_outside.markers.emplace(Dot{kB, 4}, s.markers.begin()->second);
+  FieldState counter_outside = s;
+  counter_outside.counter[kB] = PnTotals{1, 0};
+  for (const FieldState* bad : {&marker_outside, &counter_outside}) {
+    VectorReplicaTable table;
+    std::string out = "prefix";
+    Status st = EncodeFieldState(*bad, table, &out);
+    EXPECT_EQ(st.code(), Code::kCorrupt);
+    EXPECT_NE(st.message().find("internal check failed"), std::string::npos) << st.message();
+    EXPECT_EQ(out, "prefix");
+    EXPECT_FALSE(EncodeFieldState(*bad).ok());
+  }
 }
 
 }  // namespace

@@ -45,7 +45,7 @@ TEST(Wire, EveryMessageRoundTrips) {
       CaughtUp{42, vv},
       Ack{42}};
   for (const auto& m : msgs) {
-    auto d = DecodeMessage(EncodeMessage(m));
+    auto d = DecodeMessage(EncodeMessage(m).value());
     ASSERT_TRUE(d.ok()) << MessageName(m) << ": " << d.status().ToString();
     ASSERT_EQ(d->index(), m.index());
     if (auto* h = std::get_if<Hello>(&m)) {
@@ -79,18 +79,18 @@ TEST(Wire, SizeLimitsAndAlignmentAreEnforced) {
   EXPECT_FALSE(DecodeMessage("").ok());
   EXPECT_FALSE(DecodeMessage(std::string(12, '\0')).ok());                  // not whole words
   EXPECT_FALSE(DecodeMessage(std::string(kMaxFrameBytes + 8, '\0')).ok());  // too large
-  std::string ok = EncodeMessage(Ack{1});
+  std::string ok = EncodeMessage(Ack{1}).value();
   EXPECT_FALSE(DecodeMessage(ok + std::string(8, '\0')).ok());  // trailing words
 }
 
 TEST(Wire, EveryTruncationIsRejected) {
-  std::string bytes = EncodeMessage(SampleBatch());
+  std::string bytes = EncodeMessage(SampleBatch()).value();
   for (size_t n = 0; n < bytes.size(); n += 8)
     EXPECT_FALSE(DecodeMessage(bytes.substr(0, n)).ok()) << n;
 }
 
 TEST(Wire, CorruptedBytesNeverCrashAndWhatPassesIsValid) {
-  const std::string bytes = EncodeMessage(SampleBatch());
+  const std::string bytes = EncodeMessage(SampleBatch()).value();
   std::mt19937 rng(1);
   int accepted = 0;
   for (int i = 0; i < 20000; ++i) {
@@ -101,7 +101,7 @@ TEST(Wire, CorruptedBytesNeverCrashAndWhatPassesIsValid) {
     if (!d.ok()) continue;
     ++accepted;
     // Whatever passes is a well-formed message: it re-encodes and decodes the same.
-    auto again = DecodeMessage(EncodeMessage(*d));
+    auto again = DecodeMessage(EncodeMessage(*d).value());
     ASSERT_TRUE(again.ok());
     if (auto* db = std::get_if<DeltaBatch>(&*d)) {
       for (const auto& fd : db->deltas) EXPECT_TRUE(ValidateKey(fd.key).ok());
@@ -114,18 +114,19 @@ TEST(Wire, InvalidFieldsAreRejected) {
   // The encoder trusts its caller; the decoder checks everything a peer could forge.
   DeltaBatch bad = SampleBatch();
   bad.deltas[0].key.record = "";
-  EXPECT_FALSE(DecodeMessage(EncodeMessage(bad)).ok());
+  EXPECT_FALSE(DecodeMessage(EncodeMessage(bad).value()).ok());
   bad = SampleBatch();
   bad.deltas[0].key.field = "id";
-  EXPECT_FALSE(DecodeMessage(EncodeMessage(bad)).ok());
+  EXPECT_FALSE(DecodeMessage(EncodeMessage(bad).value()).ok());
   bad = SampleBatch();
   bad.deltas[1].key.collection = std::string("bad\xff", 4);
-  EXPECT_FALSE(DecodeMessage(EncodeMessage(bad)).ok());
+  EXPECT_FALSE(DecodeMessage(EncodeMessage(bad).value()).ok());
   DeltaBatch backwards{{}, 9, 3};
-  EXPECT_FALSE(DecodeMessage(EncodeMessage(backwards)).ok());
-  EXPECT_FALSE(DecodeMessage(
-                   EncodeMessage(Hello{kProtocolVersion, Rid(1), CollectionFilter::Only({""}), {}}))
-                   .ok());
+  EXPECT_FALSE(DecodeMessage(EncodeMessage(backwards).value()).ok());
+  EXPECT_FALSE(
+      DecodeMessage(
+          EncodeMessage(Hello{kProtocolVersion, Rid(1), CollectionFilter::Only({""}), {}}).value())
+          .ok());
 }
 
 // Found in review: a small, highly compressible frame could expand into a million
@@ -135,13 +136,13 @@ TEST(Wire, BatchesWithTooManyEntriesAreRejected) {
   big.cursor = 1;
   for (size_t i = 0; i <= kMaxBatchEntries; ++i)
     big.deltas.push_back(FieldDelta{{"c", "r" + std::to_string(i), "f"}, FieldState{}});
-  std::string bytes = EncodeMessage(big);
+  std::string bytes = EncodeMessage(big).value();
   EXPECT_LT(bytes.size(), kMaxFrameBytes);  // it compresses well: that is the point
   auto d = DecodeMessage(bytes);
   ASSERT_FALSE(d.ok());
   EXPECT_NE(d.status().message().find("entries"), std::string::npos);
   big.deltas.pop_back();
-  EXPECT_TRUE(DecodeMessage(EncodeMessage(big)).ok());
+  EXPECT_TRUE(DecodeMessage(EncodeMessage(big).value()).ok());
 }
 
 }  // namespace

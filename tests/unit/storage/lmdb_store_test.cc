@@ -305,3 +305,39 @@ TEST(LmdbStore, ARollbackInPlaceIsFoundAtSyncAndHealed) {
 
 }  // namespace
 }  // namespace tandem::storage
+
+namespace tandem::storage {
+namespace {
+
+// A field state breaking the codec's invariant (a dot its context does not cover) is
+// refused when written, in release builds too: the write fails as corrupt, and the
+// change log and fields stay as they were.
+TEST(LmdbStore, AStateBreakingAnInvariantIsRefusedAndWritesNothing) {
+  testing::TempDir tmp;
+  auto r = CreateReplica(tmp / "db");
+  ASSERT_TRUE(r.ok());
+  ASSERT_TRUE((*r)->Put("c", "a", {{"x", Value{int64_t{1}}}}).ok());
+  auto& store = StoreOf(**r);
+  auto txn = store.BeginWrite();
+  ASSERT_TRUE(txn.ok());
+  std::optional<engine::FieldState> state;
+  ASSERT_TRUE((*txn)->GetField({"c", "a", "x"}, &state).ok());
+  ASSERT_TRUE(state.has_value());
+  engine::FieldState bad = *state;
+  engine::ReplicaId other;
+  other.bytes[0] = 0x77;
+  bad.markers.emplace(engine::Dot{other, 9}, state->markers.begin()->second);
+  Status st = (*txn)->PutField({"c", "a", "x"}, bad);
+  EXPECT_EQ(st.code(), Code::kCorrupt) << st.ToString();
+  txn->reset();  // aborted
+  auto page = (*r)->Changes(0, 100);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->changes.size(), 1u);
+  ASSERT_TRUE(page->changes[0].record.has_value());
+  EXPECT_EQ(page->changes[0].record->fields.at("x").scalar, Value{int64_t{1}})
+      << "the field was changed";
+  EXPECT_TRUE(Check(store).ok());
+}
+
+}  // namespace
+}  // namespace tandem::storage

@@ -97,17 +97,18 @@ class VectorReplicaTable : public ReplicaTable {
 void EncodeValue(const Value& v, Writer& w);
 Value DecodeValue(Reader& r);
 
-// Field state against an external replica table.
-void EncodeFieldState(const FieldState& s, ReplicaTable& table, std::string* out);
+// Field state against an external replica table. Fails (kCorrupt, nothing appended) if
+// the state breaks the invariants every valid state keeps (its context covers its dots).
+Status EncodeFieldState(const FieldState& s, ReplicaTable& table, std::string* out);
 Result<FieldState> DecodeFieldState(std::string_view in, const ReplicaTable& table);
 // Reads one field state from a reader that holds more (for framed containers).
 FieldState DecodeFieldState(Reader& r, const ReplicaTable& table);
 
 // Self-contained: the replica table is embedded before the state.
 // A quarantined field state (all but its id, which is the store's key).
-std::string EncodeQuarantineEntry(const QuarantineEntry& e);
+Result<std::string> EncodeQuarantineEntry(const QuarantineEntry& e);
 Result<QuarantineEntry> DecodeQuarantineEntry(std::string_view in);
-std::string EncodeFieldState(const FieldState& s);
+Result<std::string> EncodeFieldState(const FieldState& s);
 Result<FieldState> DecodeFieldState(std::string_view in);
 
 void EncodeVersionVector(const VersionVector& vv, Writer& w);  // with full 16-byte ids

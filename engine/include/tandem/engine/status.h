@@ -1,8 +1,10 @@
 // Expected failures as values.
 //
 // Every fallible operation in Tandem returns a Status or a Result<T>. The code tells
-// the caller what to do next; the message is for humans. Bugs are asserts, never a
-// Status.
+// the caller what to do next; the message is for humans. Invariants that damaged state
+// or a misbehaving caller could break are TANDEM_CHECKs, on in every build: they fail
+// the operation with a kCorrupt Status instead of going on with broken data. assert is
+// only for cheap checks of this module's own logic, in debug builds.
 #pragma once
 
 #include <cassert>
@@ -92,6 +94,9 @@ class [[nodiscard]] Result {
   std::variant<T, Status> v_;
 };
 
+// The Status of a failed TANDEM_CHECK (below).
+Status CheckFailed(const char* what, const char* condition, const char* file, int line);
+
 }  // namespace tandem
 
 #define TANDEM_CONCAT_INNER(a, b) a##b
@@ -102,6 +107,15 @@ class [[nodiscard]] Result {
   do {                                                                             \
     ::tandem::Status TANDEM_CONCAT(_st_, __LINE__) = (expr);                       \
     if (!TANDEM_CONCAT(_st_, __LINE__).ok()) return TANDEM_CONCAT(_st_, __LINE__); \
+  } while (0)
+
+// TANDEM_CHECK(cond, "what must hold"): an invariant checked in release builds too. When
+// it does not hold, the enclosing function (returning Status or Result<T>) returns a
+// kCorrupt Status naming it and the source line, and nothing after it runs.
+#define TANDEM_CHECK(cond, what)                                     \
+  do {                                                               \
+    if (!(cond)) [[unlikely]]                                        \
+      return ::tandem::CheckFailed(what, #cond, __FILE__, __LINE__); \
   } while (0)
 
 // TANDEM_ASSIGN_OR_RETURN(auto x, MakeX()); returns the Status on failure.

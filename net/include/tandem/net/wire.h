@@ -23,7 +23,7 @@ inline constexpr size_t kMaxBatchBodyBytes = 1 << 20;
 // bounds the memory a small, highly compressible frame can make the receiver allocate.
 inline constexpr size_t kMaxBatchEntries = 16384;
 
-std::string EncodeMessage(const engine::Message& m);
+Result<std::string> EncodeMessage(const engine::Message& m);
 Result<engine::Message> DecodeMessage(std::string_view bytes);
 
 }  // namespace tandem::net
