@@ -23,12 +23,27 @@ bool Core::FirstSeen(const std::string& m1) {
 
 // An inbound connection leaves the handshake phase (registered or gone).
 void Core::HandshakeEnded(const std::shared_ptr<Conn>& c) {
-  if (c->initiator() || !c->queued_) return;  // once per inbound connection
+  if (c->initiator()) return;
+  if (c->vouched_) {
+    c->vouched_ = false;
+    --vouched_;
+    return;
+  }
+  if (!c->queued_) return;  // once per inbound connection
   unauthenticated_.erase(c->queue_pos_);
   c->queued_ = false;
   --handshaking_;
   auto it = handshaking_by_ip_.find(c->remote_ip());
   if (it != handshaking_by_ip_.end() && --it->second == 0) handshaking_by_ip_.erase(it);
+}
+
+bool Core::Vouch(const std::shared_ptr<Conn>& c) {
+  if (c->initiator() || !c->queued_) return true;
+  if (vouched_ >= kMaxVouchedHandshakes) return false;
+  HandshakeEnded(c);  // out of the strangers' queue and counts
+  c->vouched_ = true;
+  ++vouched_;
+  return true;
 }
 
 void Core::EvictOldest(const std::string& ip, bool same_ip) {
@@ -46,8 +61,11 @@ void Core::EvictOldest(const std::string& ip, bool same_ip) {
 // Accepts connections until the node stops. Unauthenticated handshakes are capped apart
 // from sessions, and per source address, so strangers cannot crowd out members or the
 // process's descriptors. At a cap the oldest unauthenticated connection makes room (from
-// the same address first), never the newest: a member connecting now gets a slot, and
-// an attacker must keep opening connections faster than a handshake completes.
+// the same address first), never the newest: a member connecting now gets a slot. Once
+// its message 1 arrives and proves the group key (mac1, not a replay) the connection is
+// vouched for and no stranger can evict it any more: a member always gets through, and
+// a flood of connections costs it at most its own first message's trip. (Cookie replies,
+// as WireGuard has, would prove the source address; TCP's handshake already does.)
 awaitable<void> Core::Accept(tcp::acceptor acceptor) {
   for (;;) {
     boost::system::error_code ec;

@@ -340,7 +340,8 @@ TEST_F(Net, StrangersWrongKeysAndRevokedDevicesGetNoData) {
 
 // A man-in-the-middle that forwards the handshake and stream headers untouched, then
 // damages the first encrypted frame in one direction.
-enum class Attack { kNone, kFlip, kReplay, kTruncate, kStall, kSlow };
+// kHoldReply holds the responder's handshake reply (message 2) until Release().
+enum class Attack { kNone, kFlip, kReplay, kTruncate, kStall, kSlow, kHoldReply };
 class Proxy {
  public:
   Proxy(uint16_t target, Attack attack, bool client_to_server)
@@ -365,6 +366,10 @@ class Proxy {
   }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   bool attacked() const { return attacked_; }
+  // kHoldReply: whether the reply is held (the responder has read message 1), and letting
+  // it go.
+  bool reply_held() const { return held_; }
+  void Release() { release_ = true; }
   // The client's first handshake message, length prefix included (after Serve ran).
   std::string first_message() const {
     std::lock_guard lock(mu_);
@@ -411,6 +416,10 @@ class Proxy {
         std::lock_guard lock(mu_);
         first_message_ = a + b;
       }
+      if (handshakes == 1 && attack_ == Attack::kHoldReply) {
+        held_ = true;
+        while (!release_ && !stop_) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
       if (!WriteAll(to, a + b)) goto done;
     }
     if (!ReadN(from, &a, 24) || !WriteAll(to, a)) goto done;
@@ -448,7 +457,8 @@ class Proxy {
     if (server < 0) abort();
     client_ = client;
     server_ = server;
-    bool none = attack_ == Attack::kNone || attack_ == Attack::kSlow;
+    bool none =
+        attack_ == Attack::kNone || attack_ == Attack::kSlow || attack_ == Attack::kHoldReply;
     std::thread up([&] { Pump(client, server, 2, !none && c2s_, server, client); });
     Pump(server, client, 1, !none && !c2s_, client, server);
     up.join();
@@ -460,7 +470,7 @@ class Proxy {
   bool c2s_;
   int listen_;
   uint16_t port_ = 0;
-  std::atomic<bool> attacked_{false}, stop_{false};
+  std::atomic<bool> attacked_{false}, stop_{false}, held_{false}, release_{false};
   mutable std::mutex mu_;  // the proxy's threads write it, the test reads it
   std::string first_message_;
   std::atomic<int> client_{-1}, server_{-1};
@@ -579,6 +589,35 @@ TEST_F(Net, SilentAndStalledPeersTimeOutAndDoNotHoldUpOthers) {
     EXPECT_EQ(r.exit_code, 0) << r.err;
   }
   for (int f : flood) close(f);
+
+  // A member whose first message has arrived cannot be evicted by strangers, however
+  // many: here its reply is held while 100 silent connections from four addresses churn
+  // through every pre-authentication slot, and its handshake still completes.
+  {
+    Proxy hold(port, Attack::kHoldReply, false);
+    Child sync({TANDEM_BIN, "sync", c, "--peer", hold.address()});
+    ASSERT_TRUE(WaitFor([&] { return hold.reply_held(); }));
+    std::vector<int> churn;
+    for (int i = 0; i < 100; ++i) {
+      const std::string from = "127.0.0." + std::to_string(10 + i % 4);
+      int f = ConnectLoopback(port, from.c_str());
+      ASSERT_GE(f, 0);
+      churn.push_back(f);
+    }
+    // Wait until a has accepted all of them: 64 fit, the other 36 (at least) were ended
+    // to make room, and those are readable (told tandem-busy, then closed).
+    auto ended = [&] {
+      std::vector<pollfd> p;
+      for (int f : churn) p.push_back({f, POLLIN, 0});
+      poll(p.data(), p.size(), 0);
+      return std::count_if(p.begin(), p.end(), [](const pollfd& x) { return x.revents != 0; });
+    };
+    EXPECT_TRUE(WaitFor([&] { return ended() >= 36; })) << ended();
+    hold.Release();
+    auto done = sync.Finish();
+    EXPECT_EQ(done.exit_code, 0) << done.err;
+    for (int f : churn) close(f);
+  }
 
   // b's link stops reading after the first frame; c, on its own link, still gets
   // everything, and both ends of the stalled link give up.
