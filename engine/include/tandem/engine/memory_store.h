@@ -30,6 +30,11 @@ class MemoryStore : public Store {
     std::map<uint64_t, std::string> quarantine;  // encoded QuarantineEntry
     uint64_t last_quarantine_id = 0;
   };
+  // The last committed state (immutable; a commit publishes a new one).
+  std::shared_ptr<const Data> Current() {
+    std::lock_guard lock(mu_);
+    return current_;
+  }
 
  private:
   friend class MemoryWriteTxn;
