@@ -42,11 +42,13 @@ build: deps $(BUILD)/CMakeCache.txt
 demo: build
 	python3 scripts/demo.py $(BUILD)
 
-# Three live daemons under steady writes, crashes and partitions for MINUTES minutes;
-# then convergence, counters, integrity and flat memory are checked (scripts/soak.py).
+# NODES live daemons (line, then star, then mesh) under writes from several processes,
+# crashes and partitions for MINUTES minutes; then convergence, every acknowledged write,
+# integrity and flat memory are checked (scripts/soak.py).
 MINUTES ?= 10
+NODES ?= 10
 soak: build
-	python3 scripts/soak.py $(BUILD) $(MINUTES)
+	python3 scripts/soak.py $(BUILD) $(MINUTES) $(NODES)
 
 # tandem.h, libtandem.so and .a, tandem.pc, the CMake package and the tandem program.
 install: build
