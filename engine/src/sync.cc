@@ -26,7 +26,7 @@ Session::Session(Replica& replica, SessionOptions options)
     : replica_(replica), opt_(std::move(options)) {
   // Zero limits would make Pump spin without ever filling a batch.
   if (opt_.batch_fields == 0) opt_.batch_fields = 1;
-  if (opt_.window == 0) opt_.window = 1;
+  set_window(opt_.window);
   if (opt_.batch_bytes == 0) opt_.batch_bytes = 1;
 }
 
@@ -191,6 +191,10 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     return Status::Ok();
   }
   return Status::Invalid("unknown message");
+}
+
+void Session::set_window(size_t batches) {
+  opt_.window = std::clamp<size_t>(batches, 1, kMaxWindow);
 }
 
 Status Session::Poll(std::vector<Message>* out) {

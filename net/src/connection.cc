@@ -77,6 +77,8 @@ void Conn::Send(std::vector<engine::Message>& out) {
   for (const auto& m : out) {
     auto bytes = EncodeMessage(m);
     if (!bytes.ok()) return Fail(bytes.status().message());
+    if (const auto* b = std::get_if<engine::DeltaBatch>(&m))
+      send_window_.Sent(b->cursor, bytes->size(), Seconds());
     Enqueue(*bytes, false);
   }
   out.clear();
@@ -283,8 +285,13 @@ awaitable<Status> Conn::HandleFrame(std::string pt) {
   SessionView view;
   const bool note = !noted_replica_;
   const std::string device = DeviceId(*peer_key_);
+  // An acknowledgement measures the link: the window follows its bandwidth-delay product.
+  std::optional<size_t> window;
+  if (const auto* ack = std::get_if<engine::Ack>(&*msg))
+    window = send_window_.Acked(ack->cursor, Seconds());
   // The session applies batches in fsynced transactions: on the storage worker.
   Status st = co_await d_.OnWorker([&]() -> Status {
+    if (window) session_->set_window(*window);
     Status s = session_->Receive(*msg, &out);
     view = ViewOf(*session_);
     if (s.ok() && note && session_->peer())

@@ -25,6 +25,7 @@
 #include "tandem/net/handshake.h"
 #include "tandem/net/node.h"
 #include "tandem/net/secure_frame.h"
+#include "tandem/net/send_window.h"
 #include "tandem/net/wire.h"
 
 namespace tandem::net {
@@ -147,6 +148,12 @@ class Conn : public std::enable_shared_from_this<Conn> {
   void Fail(const std::string& why);
   void Refuse(const std::string& why);
   void Close();
+  static double Seconds() {
+    return std::chrono::duration<double>(SteadyClock::now().time_since_epoch()).count();
+  }
+  // The session's send window, sized to this connection's bandwidth-delay product: at
+  // most Session::kMaxWindow batches and 16 MiB in flight.
+  SendWindow send_window_{4, engine::Session::kMaxWindow, 16 << 20};
   void Touch(SteadyClock::duration d) {
     auto next = SteadyClock::now() + d;
     const bool earlier = next < deadline_;

@@ -179,6 +179,46 @@ TEST(Sync, DroppedLinkResumesWhereItStopped) {
   EXPECT_EQ(a.Vv(), b.Vv());
 }
 
+// The transport resizes the window during a session: batches in flight follow it, and
+// the data arrives the same.
+TEST(Sync, TheWindowCanChangeDuringASession) {
+  Node a(1), b(2);
+  Fill(a, "products", 500, "a");  // 1000 fields
+  SessionOptions small;
+  small.batch_fields = 20;
+  small.window = 1;
+  Link link(a, b, small, small);
+  auto in_flight = [&] {
+    return std::count_if(link.to_b.begin(), link.to_b.end(),
+                         [](const Message& m) { return std::holds_alternative<DeltaBatch>(m); });
+  };
+  std::vector<Message> out;
+  ASSERT_TRUE(link.sa.Start(&out).ok());
+  for (auto& m : out) link.to_b.push_back(std::move(m));
+  out.clear();
+  ASSERT_TRUE(link.sb.Start(&out).ok());
+  for (auto& m : out) link.to_a.push_back(std::move(m));
+  long most = 0;
+  for (int step = 0; step < 30; ++step) {
+    ASSERT_TRUE(link.Pump(link.delivered + 1).ok());
+    most = std::max<long>(most, in_flight());
+  }
+  EXPECT_EQ(most, 1);
+  link.sa.set_window(6);
+  EXPECT_EQ(link.sa.window(), 6u);
+  most = 0;
+  while (!link.to_a.empty() || !link.to_b.empty()) {
+    ASSERT_TRUE(link.Pump(link.delivered + 1).ok());
+    most = std::max<long>(most, in_flight());
+  }
+  EXPECT_EQ(most, 6);
+  EXPECT_EQ(a.Dump(), b.Dump());
+  link.sa.set_window(0);
+  EXPECT_EQ(link.sa.window(), 1u);
+  link.sa.set_window(1000);
+  EXPECT_EQ(link.sa.window(), Session::kMaxWindow);
+}
+
 TEST(Sync, OneWayPolicySendsAndAcceptsOnlyWhatItSays) {
   Node shop(1), office(2);
   Fill(shop, "orders", 5, "o");

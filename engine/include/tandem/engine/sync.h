@@ -68,7 +68,7 @@ struct SessionOptions {
                                    // most a receiver accepts)
   size_t batch_bytes = 256 << 10;  // bytes per DeltaBatch body by WireSizeBound (capped
                                    // at kMaxBatchBodyBound)
-  size_t window = 4;               // unacknowledged batches in flight
+  size_t window = 4;               // unacknowledged batches in flight (set_window changes it)
   // Revoked replicas and their cutoffs (asked at every batch: revocations arrive during a
   // session). A field state whose current value comes from a revoked replica's events
   // past its cutoff (CarriesEventsAfter) is refused for good, counted in fields_refused;
@@ -99,6 +99,12 @@ class Session {
   bool caught_up() const;
   const std::optional<ReplicaId>& peer() const { return peer_; }
   const SessionStats& stats() const { return stats_; }
+  // How many batches may be unacknowledged from now on (1 to kMaxWindow): the transport
+  // sizes it to the link's bandwidth-delay product. A larger window takes effect at the
+  // next Receive or Poll; a smaller one lets the batches in flight finish.
+  void set_window(size_t batches);
+  size_t window() const { return opt_.window; }
+  static constexpr size_t kMaxWindow = 64;
   // How far into our change log the peer has acknowledged (from its request and Acks).
   uint64_t peer_acked() const { return peer_acked_; }
   // The peer showed that this replica was rolled back or copied (it holds events of ours
