@@ -26,7 +26,7 @@ void Core::HandshakeEnded(const std::shared_ptr<Conn>& c) {
   if (c->initiator()) return;
   if (c->vouched_) {
     c->vouched_ = false;
-    --vouched_;
+    vouched_.erase(c->vouch_pos_);
     return;
   }
   if (!c->queued_) return;  // once per inbound connection
@@ -37,13 +37,27 @@ void Core::HandshakeEnded(const std::shared_ptr<Conn>& c) {
   if (it != handshaking_by_ip_.end() && --it->second == 0) handshaking_by_ip_.erase(it);
 }
 
-bool Core::Vouch(const std::shared_ptr<Conn>& c) {
-  if (c->initiator() || !c->queued_) return true;
-  if (vouched_ >= kMaxVouchedHandshakes) return false;
+void Core::Vouch(const std::shared_ptr<Conn>& c) {
+  if (c->initiator() || !c->queued_) return;
+  if (vouched_.size() >= kMaxVouchedHandshakes) {
+    // Only a holder of the group key (a member, or a revoked device until the key is
+    // replaced) gets here: as with strangers, the oldest makes room, never the newest.
+    for (auto& w : vouched_) {
+      auto old = w.lock();
+      if (!old || old->evicted()) continue;
+      Log("too many handshakes past mac1 at once: ending the oldest");
+      old->Evict();
+      break;
+    }
+  }
   HandshakeEnded(c);  // out of the strangers' queue and counts
   c->vouched_ = true;
-  ++vouched_;
-  return true;
+  c->vouch_pos_ = vouched_.insert(vouched_.end(), c);
+}
+
+std::chrono::seconds Core::vouched_timeout() const {
+  const auto t = handshake_timeout();
+  return vouched_.size() > kMaxVouchedHandshakes / 2 ? std::min(t, kBusyHandshakeTimeout) : t;
 }
 
 void Core::EvictOldest(const std::string& ip, bool same_ip) {
@@ -64,8 +78,9 @@ void Core::EvictOldest(const std::string& ip, bool same_ip) {
 // the same address first), never the newest: a member connecting now gets a slot. Once
 // its message 1 arrives and proves the group key (mac1, not a replay) the connection is
 // vouched for and no stranger can evict it any more: a member always gets through, and
-// a flood of connections costs it at most its own first message's trip. (Cookie replies,
-// as WireGuard has, would prove the source address; TCP's handshake already does.)
+// a flood of connections costs it at most its own first message's trip. Vouched
+// handshakes are capped too (the oldest makes room), for holders of the group key.
+// (Cookie replies, as WireGuard has, would prove the source address; TCP already does.)
 awaitable<void> Core::Accept(tcp::acceptor acceptor) {
   for (;;) {
     boost::system::error_code ec;

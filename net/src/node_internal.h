@@ -47,7 +47,7 @@ inline constexpr size_t kMaxConnections = 256;
 inline constexpr size_t kMaxHandshakes = 64;
 inline constexpr size_t kMaxHandshakesPerIp = 16;
 // Inbound handshakes whose message 1 proved the group key (or an open invite's secret):
-// strangers cannot evict these; more than this many at once are told to come back.
+// strangers cannot evict these; past this many at once the oldest of them makes room.
 inline constexpr size_t kMaxVouchedHandshakes = 64;
 inline constexpr size_t kMaxDiscoveredDials = 32;
 inline constexpr size_t kReplayMemory = 100000;  // digests: a few MB at most
@@ -123,8 +123,9 @@ class Conn : public std::enable_shared_from_this<Conn> {
   // Where this inbound connection sits in Core::unauthenticated_ while it is there.
   std::list<std::weak_ptr<Conn>>::iterator queue_pos_;
   bool queued_ = false;
-  // Its message 1 proved the group key (Core::Vouch): no longer evictable.
+  // Its message 1 proved the group key (Core::Vouch): no stranger can evict it.
   bool vouched_ = false;
+  std::list<std::weak_ptr<Conn>>::iterator vouch_pos_;  // in Core::vouched_
   const std::optional<Key32>& peer_key() const { return peer_key_; }
   bool initiator() const { return initiator_; }
   const std::string& remote_ip() const { return remote_ip_; }
@@ -240,8 +241,11 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   bool close_when_caught_up() const { return opt_.mode != NodeMode::kLive; }
   void HandshakeEnded(const std::shared_ptr<Conn>& c);
   // An inbound connection's message 1 passed mac1 and the replay check: it leaves the
-  // evictable strangers. False (and nothing changes) at kMaxVouchedHandshakes.
-  bool Vouch(const std::shared_ptr<Conn>& c);
+  // strangers' queue for the vouched one (at kMaxVouchedHandshakes, the oldest vouched
+  // handshake is ended to make room).
+  void Vouch(const std::shared_ptr<Conn>& c);
+  // The deadline for a vouched handshake's last message: shorter while many wait.
+  std::chrono::seconds vouched_timeout() const;
   void Register(const std::shared_ptr<Conn>& c);
   void Unregister(const std::shared_ptr<Conn>& c);
   void Notify();  // the replica changed: wake live sessions (coalesced)
@@ -291,7 +295,7 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   size_t handshaking_ = 0;  // inbound connections not yet authenticated
   std::map<std::string, size_t> handshaking_by_ip_;
   std::list<std::weak_ptr<Conn>> unauthenticated_;  // the same, oldest first
-  size_t vouched_ = 0;  // inbound handshakes past mac1, not yet authenticated
+  std::list<std::weak_ptr<Conn>> vouched_;          // handshakes past mac1, oldest first
   uint64_t evictions_ = 0;
   bool overload_logged_ = false;
   uint64_t failures_ = 0;

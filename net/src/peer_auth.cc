@@ -124,10 +124,8 @@ awaitable<bool> Conn::HandshakeAsResponder(Key32* send, Key32* recv) {
     Refuse("a replayed first handshake message");
     co_return false;
   }
-  if (!d_.Vouch(shared_from_this())) {
-    Evict();  // says tandem-busy: the peer retries later and blames no key
-    co_return false;
-  }
+  d_.Vouch(shared_from_this());
+  Touch(d_.vouched_timeout());
   auto m2 = hs.Write();
   if (!m2.ok()) {
     Refuse(m2.status().message());
