@@ -1,8 +1,10 @@
 #include "tandem/files/files.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -13,6 +15,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Callers copy errno into a local first: building `what` may change it.
 Status Errno(const std::string& what, int err) {
   return Status::Io(what + ": " + std::strerror(err));
 }
@@ -28,14 +31,44 @@ std::string TempBeside(const std::string& path) {
   return (p.parent_path() / name).string();
 }
 
+// Removes temporary files a killed process left beside `path` (they may hold a key):
+// `.<name>.tmp.<pid>.<n>` of a process that no longer exists.
+void SweepStale(const std::string& path) {
+  fs::path p(path);
+  const std::string stem = "." + p.filename().string() + ".tmp.";
+  std::error_code ec;
+  const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.size() <= stem.size() || n.compare(0, stem.size(), stem) != 0) continue;
+    const std::string rest = n.substr(stem.size());
+    const std::string pid = rest.substr(0, rest.find('.'));
+    if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos)
+      continue;
+    if (::kill(static_cast<pid_t>(std::stol(pid)), 0) != 0 && errno == ESRCH) {
+      std::error_code ignored;
+      fs::remove(e.path(), ignored);
+    }
+  }
+}
+
 // Writes `data` to a new file at `tmp` and, if asked, fsyncs it. Removes it on failure.
 Status WriteTemp(const std::string& tmp, const std::string& path, std::string_view data, Sync sync,
                  mode_t mode) {
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-  if (fd < 0) return Errno("create " + tmp, errno);
+  if (fd < 0) {
+    const int err = errno;
+    return Errno("create " + tmp, err);
+  }
   Status st = WriteAll(fd, data, path);
-  if (st.ok() && sync == Sync::kDurable && ::fsync(fd) != 0) st = Errno("fsync " + path, errno);
-  if (::close(fd) != 0 && st.ok()) st = Errno("close " + path, errno);
+  if (st.ok() && sync == Sync::kDurable && ::fsync(fd) != 0) {
+    const int err = errno;
+    st = Errno("fsync " + path, err);
+  }
+  if (::close(fd) != 0 && st.ok()) {
+    const int err = errno;
+    st = Errno("close " + path, err);
+  }
   if (!st.ok()) ::unlink(tmp.c_str());
   return st;
 }
@@ -46,8 +79,9 @@ Status WriteAll(int fd, std::string_view data, const std::string& what) {
   while (!data.empty()) {
     ssize_t n = ::write(fd, data.data(), data.size());
     if (n < 0) {
-      if (errno == EINTR) continue;
-      return Errno("write " + what, errno);
+      const int err = errno;
+      if (err == EINTR) continue;
+      return Errno("write " + what, err);
     }
     if (n == 0) return Status::Io("write " + what + ": no progress (0 bytes written)");
     data.remove_prefix(static_cast<size_t>(n));
@@ -57,7 +91,10 @@ Status WriteAll(int fd, std::string_view data, const std::string& what) {
 
 Status SyncPath(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Errno("open " + path, errno);
+  if (fd < 0) {
+    const int err = errno;
+    return Errno("open " + path, err);
+  }
   int rc = ::fsync(fd);
   const int err = errno;
   ::close(fd);
@@ -71,10 +108,12 @@ Status SyncParent(const std::string& path) {
 }
 
 Status WriteAtomic(const std::string& path, std::string_view data, Sync sync, mode_t mode) {
+  if (sync == Sync::kDurable) SweepStale(path);  // key files; not the status file each second
   const std::string tmp = TempBeside(path);
   TANDEM_RETURN_IF_ERROR(WriteTemp(tmp, path, data, sync, mode));
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    Status st = Errno("rename " + tmp + " to " + path, errno);
+    const int err = errno;
+    Status st = Errno("rename " + tmp + " to " + path, err);
     ::unlink(tmp.c_str());
     return st;
   }
@@ -82,24 +121,49 @@ Status WriteAtomic(const std::string& path, std::string_view data, Sync sync, mo
 }
 
 Status CreateAtomic(const std::string& path, std::string_view data, mode_t mode) {
+  SweepStale(path);
   const std::string tmp = TempBeside(path);
   TANDEM_RETURN_IF_ERROR(WriteTemp(tmp, path, data, Sync::kDurable, mode));
   const int rc = ::link(tmp.c_str(), path.c_str());
   const int err = errno;
   ::unlink(tmp.c_str());
-  if (rc != 0) {
-    if (err == EEXIST) return Status::Invalid(path + " already exists");
-    return Errno("link " + path, err);
+  if (rc == 0) return SyncParent(path);
+  if (err == EEXIST) return Status::Invalid(path + " already exists");
+  if (err != EPERM && err != ENOTSUP && err != EOPNOTSUPP) return Errno("link " + path, err);
+  // A filesystem without hard links (FAT on a memory card, some network and FUSE
+  // filesystems): create the file exclusively in place; a failure removes it.
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  if (fd < 0) {
+    const int e = errno;
+    if (e == EEXIST) return Status::Invalid(path + " already exists");
+    return Errno("create " + path, e);
+  }
+  Status st = WriteAll(fd, data, path);
+  if (st.ok() && ::fsync(fd) != 0) {
+    const int e = errno;
+    st = Errno("fsync " + path, e);
+  }
+  if (::close(fd) != 0 && st.ok()) {
+    const int e = errno;
+    st = Errno("close " + path, e);
+  }
+  if (!st.ok()) {
+    ::unlink(path.c_str());
+    return st;
   }
   return SyncParent(path);
 }
 
 Status CopyDurable(const std::string& from, const std::string& to, mode_t mode) {
   int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
-  if (in < 0) return Errno("open " + from, errno);
+  if (in < 0) {
+    const int err = errno;
+    return Errno("open " + from, err);
+  }
   int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
   if (out < 0) {
-    Status st = Errno("create " + to, errno);
+    const int err = errno;
+    Status st = Errno("create " + to, err);
     ::close(in);
     return st;
   }
@@ -108,16 +172,23 @@ Status CopyDurable(const std::string& from, const std::string& to, mode_t mode) 
   for (;;) {
     ssize_t n = ::read(in, buf.data(), buf.size());
     if (n < 0) {
-      if (errno == EINTR) continue;
-      st = Errno("read " + from, errno);
+      const int err = errno;
+      if (err == EINTR) continue;
+      st = Errno("read " + from, err);
       break;
     }
     if (n == 0) break;
     st = WriteAll(out, std::string_view(buf.data(), static_cast<size_t>(n)), to);
     if (!st.ok()) break;
   }
-  if (st.ok() && ::fsync(out) != 0) st = Errno("fsync " + to, errno);
-  if (::close(out) != 0 && st.ok()) st = Errno("close " + to, errno);
+  if (st.ok() && ::fsync(out) != 0) {
+    const int err = errno;
+    st = Errno("fsync " + to, err);
+  }
+  if (::close(out) != 0 && st.ok()) {
+    const int err = errno;
+    st = Errno("close " + to, err);
+  }
   ::close(in);
   if (!st.ok()) ::unlink(to.c_str());
   return st;
@@ -126,26 +197,31 @@ Status CopyDurable(const std::string& from, const std::string& to, mode_t mode) 
 Result<std::string> ReadSmall(const std::string& path, size_t max) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    if (errno == ENOENT) return Status::NotFound(path + " does not exist");
-    return Errno("open " + path, errno);
+    const int err = errno;
+    if (err == ENOENT) return Status::NotFound(path + " does not exist");
+    return Errno("open " + path, err);
   }
-  std::string data(max + 1, '\0');
-  size_t got = 0;
+  // Grown as it fills, never beyond max + 1 bytes: a large `max` costs nothing on a
+  // small file.
+  std::string data;
   Status st;
-  while (got < data.size()) {
-    ssize_t n = ::read(fd, data.data() + got, data.size() - got);
+  while (data.size() <= max) {
+    const size_t at = data.size();
+    data.resize(std::min(max + 1, std::max<size_t>(at * 2, 4096)));
+    ssize_t n = ::read(fd, data.data() + at, data.size() - at);
     if (n < 0) {
-      if (errno == EINTR) continue;
-      st = Errno("read " + path, errno);
+      const int err = errno;
+      data.resize(at);
+      if (err == EINTR) continue;
+      st = Errno("read " + path, err);
       break;
     }
+    data.resize(at + static_cast<size_t>(n));
     if (n == 0) break;
-    got += static_cast<size_t>(n);
   }
   ::close(fd);
   TANDEM_RETURN_IF_ERROR(st);
-  if (got > max) return Status::Corrupt(path + " is too large");
-  data.resize(got);
+  if (data.size() > max) return Status::Corrupt(path + " is too large");
   return data;
 }
 

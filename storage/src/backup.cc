@@ -1,7 +1,9 @@
 // Backup and restore of a replica directory (lmdb_store.h).
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <functional>
@@ -12,34 +14,83 @@
 namespace tandem::storage {
 namespace {
 
-// Builds a directory at `dir` by `fill`ing a temporary directory beside it (same
-// filesystem) and renaming it into place last, with its parent fsynced: a failed or
-// killed build leaves nothing at `dir`, and the temporary directory is removed on
-// failure. `dir` must be missing or empty (rename(2) replaces an empty directory).
+// Builds a directory at `dir` by `fill`ing a temporary directory (owner-only: backups
+// hold the device's keys) on the same filesystem and publishing it last, so that a
+// failed or killed build leaves nothing at `dir`; the temporary directory is removed on
+// failure. A missing `dir` is made by renaming the temporary directory, built beside
+// it, into place. An existing, empty `dir` (a mount point, or a directory made with the
+// owner's own permissions) is kept: the build happens in a hidden directory inside it,
+// and its files are renamed into `dir` with data.mdb last, so `dir` holds a replica
+// only once everything is there.
 Status BuildInPlace(const std::string& dir, const char* what,
                     const std::function<Status(const fs::path& tmp)>& fill) {
   TANDEM_RETURN_IF_ERROR(CheckEmptyOrMissing(dir, what));
   fs::path target = fs::absolute(fs::path(dir)).lexically_normal();
   if (target.filename().empty()) target = target.parent_path();
-  std::string tmp_name = ".";  // not "." + ...: g++ 12 warns (-Wrestrict) on that falsely
-  tmp_name += target.filename().string() + "." + what + "." + std::to_string(::getpid());
-  const fs::path tmp = target.parent_path() / tmp_name;
   std::error_code ec;
+  const bool inside = fs::exists(target, ec);
+  std::string tmp_name = ".";  // not "." + ...: g++ 12 warns (-Wrestrict) on that falsely
+  if (!inside) tmp_name += target.filename().string() + ".";
+  tmp_name += std::string(what) + "." + std::to_string(::getpid());
+  const fs::path home = inside ? target : target.parent_path();
+  const fs::path tmp = home / tmp_name;
+  // Leftovers of killed builds (they may hold key files): any process's that is gone.
+  const std::string stem = tmp_name.substr(0, tmp_name.rfind('.') + 1);
+  for (const auto& e : fs::directory_iterator(home, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.size() <= stem.size() || n.compare(0, stem.size(), stem) != 0) continue;
+    const std::string pid = n.substr(stem.size());
+    if (pid.find_first_not_of("0123456789") != std::string::npos || pid.size() > 9) continue;
+    if (::kill(static_cast<pid_t>(std::stol(pid)), 0) != 0 && errno == ESRCH) {
+      std::error_code ignored;
+      fs::remove_all(e.path(), ignored);
+    }
+  }
+  ec.clear();
   fs::remove_all(tmp, ec);
-  fs::create_directories(target.parent_path(), ec);
-  fs::create_directory(tmp, ec);
+  ec.clear();
+  if (!inside) fs::create_directories(target.parent_path(), ec);
+  if (!ec) fs::create_directory(tmp, ec);
+  if (!ec) fs::permissions(tmp, fs::perms::owner_all, ec);
   if (ec) return Status::Io("create " + tmp.string() + ": " + ec.message());
+  std::vector<fs::path> moved;
   Status st = [&]() -> Status {
     TANDEM_RETURN_IF_ERROR(fill(tmp));
     TANDEM_RETURN_IF_ERROR(files::SyncPath(tmp.string()));
-    if (::rename(tmp.c_str(), target.c_str()) != 0)
-      return Status::Io("rename " + tmp.string() + " to " + target.string() + ": " +
-                        strerror(errno));
-    // The rename itself; failing here still leaves a complete directory.
-    (void)files::SyncParent(target.string());
+    if (!inside) {
+      if (::rename(tmp.c_str(), target.c_str()) != 0) {
+        const int err = errno;
+        return Status::Io("rename " + tmp.string() + " to " + target.string() + ": " +
+                          strerror(err));
+      }
+      // The rename itself; failing here still leaves a complete directory.
+      (void)files::SyncParent(target.string());
+      return Status::Ok();
+    }
+    std::vector<fs::path> names;
+    for (const auto& e : fs::directory_iterator(tmp, ec)) {
+      const std::string n = e.path().filename().string();
+      if (n == "lock.mdb") continue;  // LMDB makes it again
+      names.push_back(e.path().filename());
+    }
+    if (ec) return Status::Io("list " + tmp.string() + ": " + ec.message());
+    std::stable_partition(names.begin(), names.end(),
+                          [](const fs::path& n) { return n != "data.mdb"; });
+    for (const auto& n : names) {
+      if (::rename((tmp / n).c_str(), (target / n).c_str()) != 0) {
+        const int err = errno;
+        return Status::Io("rename " + (tmp / n).string() + ": " + strerror(err));
+      }
+      moved.push_back(target / n);
+    }
+    fs::remove_all(tmp, ec);
+    (void)files::SyncPath(target.string());
     return Status::Ok();
   }();
-  if (!st.ok()) fs::remove_all(tmp, ec);
+  if (!st.ok()) {
+    for (const auto& m : moved) fs::remove(m, ec);  // `dir` is left as empty as it was
+    fs::remove_all(tmp, ec);
+  }
   return st;
 }
 

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 static const char* Env(const char* name) {
@@ -81,6 +82,23 @@ ssize_t pwrite(int fd, const void* buf, size_t n, off_t off) {
 }
 
 ssize_t pwrite64(int fd, const void* buf, size_t n, off_t off) { return pwrite(fd, buf, n, off); }
+
+// Vectored writes (LMDB flushes runs of pages with them) fail whole; no short ones.
+ssize_t writev(int fd, const struct iovec* iov, int n) {
+  if ((OpIs("write") || OpIs("short")) && FdMatches(fd) && Trip()) {
+    errno = OpIs("short") ? ENOSPC : FaultErrno();
+    return -1;
+  }
+  return NEXT(writev)(fd, iov, n);
+}
+
+ssize_t pwritev(int fd, const struct iovec* iov, int n, off_t off) {
+  if ((OpIs("write") || OpIs("short")) && FdMatches(fd) && Trip()) {
+    errno = OpIs("short") ? ENOSPC : FaultErrno();
+    return -1;
+  }
+  return NEXT(pwritev)(fd, iov, n, off);
+}
 
 int fsync(int fd) {
   if (OpIs("fsync") && FdMatches(fd) && Trip()) {

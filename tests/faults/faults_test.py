@@ -73,6 +73,18 @@ def replica_ok(d, label, records=None):
         expect(got == records, f"{label}: {d} holds {got} records, expected {records}")
 
 
+def dead_pid():
+    """A process id no process has now."""
+    for pid in range(999999, 1, -1):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except PermissionError:
+            pass
+    raise AssertionError("no free pid")
+
+
 FAULTS = [
     {"op": "write"},
     {"op": "write", "errno": "ENOSPC"},
@@ -119,7 +131,11 @@ def case_invite_and_join(base):
         expect(not leftovers(b), f"{label}: left {leftovers(b)}")
         r = run(["join", b, "--cancel"])
         expect(r.returncode != 0 and "no pending join" in r.stderr, f"{label}: {r.stderr!r}")
+    # What a killed process left (a temporary file that may hold a key) is swept.
+    stale = os.path.join(b, ".join.code.tmp.%d.0" % dead_pid())
+    open(stale, "w").write("half a code")
     run(["join", b, code], check=True)
+    expect(not os.path.exists(stale), "a dead process's temporary file was not swept")
     replica_ok(a, "invite")
     replica_ok(b, "join")
 
@@ -144,7 +160,11 @@ def case_backup_restore(base):
     r = run(["backup", a, bk], fault={"op": "rename", "match": ".bk.backup."})
     expect_clean_failure(r, "backup, rename", "bk")
     expect(not os.path.exists(bk) and not leftovers(base), "backup, rename: left something")
+    stale = os.path.join(base, ".bk.backup.%d" % dead_pid())
+    os.mkdir(stale)
+    open(os.path.join(stale, "identity.key"), "w").write("a key")
     run(["backup", a, bk], check=True)
+    expect(not os.path.exists(stale), "a killed backup's directory was not swept")
 
     dst = os.path.join(base, "dst")
     for match, named in ((".dst.restoring.", "dst"), ("identity.key", "identity.key"),
@@ -162,6 +182,28 @@ def case_backup_restore(base):
     replica_ok(dst, "restore", records=200)
     expect(run(["status", dst]).returncode == 0, "restored replica has no usable identity")
     shutil.rmtree(dst)
+
+    # An existing empty directory (a mount point, say) is used as it is: the backup is
+    # built inside it, and a failure leaves it empty, with its own permissions.
+    pre = os.path.join(base, "pre")
+    os.mkdir(pre, 0o700)
+    for f in FAULTS + [{"op": "rename"}]:
+        label = f"backup into an existing directory, {f}"
+        r = run(["backup", a, pre], fault=dict(f, match="/pre/.backup."))
+        expect_clean_failure(r, label, "pre")
+        expect(os.listdir(pre) == [], f"{label}: left {os.listdir(pre)}")
+    run(["backup", a, pre], check=True)
+    expect(sorted(os.listdir(pre)) == ["data.mdb", "group.key", "identity.key"],
+           f"backup into an existing directory holds {sorted(os.listdir(pre))}")
+    expect(os.stat(pre).st_mode & 0o777 == 0o700, "the directory's permissions changed")
+    inplace = os.path.join(base, "inplace")
+    os.mkdir(inplace)
+    r = run(["restore", pre, inplace], fault={"op": "write", "match": "/inplace/.restoring."})
+    expect_clean_failure(r, "restore into an existing directory", "inplace")
+    expect(os.listdir(inplace) == [], f"restore into an existing directory left "
+           f"{os.listdir(inplace)}")
+    run(["restore", pre, inplace], check=True)
+    replica_ok(inplace, "restore into an existing directory", records=200)
 
     # A backup whose key file was damaged after it was made: refused, nothing made.
     for name, cut in (("identity.key", 10), ("group.key", 5)):

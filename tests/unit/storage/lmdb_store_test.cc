@@ -329,6 +329,14 @@ TEST(LmdbStore, AStateBreakingAnInvariantIsRefusedAndWritesNothing) {
   bad.markers.emplace(engine::Dot{other, 9}, state->markers.begin()->second);
   Status st = (*txn)->PutField({"c", "a", "x"}, bad);
   EXPECT_EQ(st.code(), Code::kCorrupt) << st.ToString();
+  // Refused before anything was touched, even inside the transaction: the field's log
+  // entry and state are as they were.
+  uint64_t last = 0;
+  ASSERT_TRUE((*txn)->LastLogSeq(&last).ok());
+  EXPECT_EQ(last, 1u);
+  std::optional<engine::FieldState> again;
+  ASSERT_TRUE((*txn)->GetField({"c", "a", "x"}, &again).ok());
+  EXPECT_TRUE(again.has_value() && *again == *state);
   txn->reset();  // aborted
   auto page = (*r)->Changes(0, 100);
   ASSERT_TRUE(page.ok());
