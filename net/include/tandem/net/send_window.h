@@ -9,7 +9,8 @@
 // asks for twice that in flight, in batches of the average size sent. While the window,
 // not the link, limits the rate, each round trip doubles it (the measured rate is the
 // window's), until the link's rate shows; it never drops below the initial window, and
-// memory stays bounded by max_batches and max_bytes.
+// each connection's memory in flight stays bounded by max_batches and max_bytes (by the
+// average batch size; a batch is at most 256 KiB before compression).
 #pragma once
 
 #include <cstddef>
@@ -28,7 +29,7 @@ class SendWindow {
   size_t Acked(uint64_t cursor, double now_s);
 
   size_t window() const { return window_; }
-  double min_rtt_s() const { return min_rtt_; }        // 0 until measured
+  double min_rtt_s() const { return min_rtt_; }          // 0 until measured
   double rate_bytes_per_s() const { return max_rate_; }  // 0 until measured
 
  private:
