@@ -268,8 +268,8 @@ struct LmdbStore::Impl {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     if (!lock.owns_lock())
       return Status::Busy("the map must grow, but a transaction of this process is open");
-    MDB_envinfo info;
-    mdb_env_info(env, &info);
+    MDB_envinfo info{};
+    if (int rc = mdb_env_info(env, &info)) return LmdbError(rc, "read the map size");
     size_t want = std::max(info.me_mapsize * 2, map_bytes * 2);
     if (want > kMaxMapBytes) return Status::Io("replica map would exceed 1 TiB");
     int rc = mdb_env_set_mapsize(env, want);

@@ -362,8 +362,8 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
   auto impl = std::make_unique<LmdbStore::Impl>();
   int rc = mdb_env_create(&impl->env);
   if (rc) return LmdbError(rc, "create environment");
-  mdb_env_set_maxdbs(impl->env, 8);
-  mdb_env_set_maxreaders(impl->env, 256);
+  if ((rc = mdb_env_set_maxdbs(impl->env, 8)) || (rc = mdb_env_set_maxreaders(impl->env, 256)))
+    return LmdbError(rc, "configure environment");
   unsigned flags = MDB_NOTLS;
   if (opt.durability == Durability::kRelaxed) flags |= MDB_NOSYNC;
   const bool had_lock = fs::exists(dir + "/lock.mdb");
@@ -389,7 +389,8 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
   std::error_code ec;
   size_t on_disk = create ? 0 : static_cast<size_t>(fs::file_size(dir + "/data.mdb", ec));
   impl->map_bytes = std::max(opt.initial_map_bytes, ec ? 0 : on_disk);
-  mdb_env_set_mapsize(impl->env, impl->map_bytes);
+  if ((rc = mdb_env_set_mapsize(impl->env, impl->map_bytes)))
+    return LmdbError(rc, "set the map size of " + dir);
   rc = mdb_env_open(impl->env, dir.c_str(), flags, 0644);
   if (rc) {
     if (!had_lock) fs::remove(dir + "/lock.mdb", ec);  // leave it as we found it
@@ -398,7 +399,9 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
     return LmdbError(rc, "open " + dir);
   }
   int dead = 0;
-  mdb_reader_check(impl->env, &dead);  // clear slots of killed processes
+  // Clears the reader slots of killed processes.
+  if ((rc = mdb_reader_check(impl->env, &dead)))
+    return LmdbError(rc, "check the readers of " + dir);
 
   MDB_txn* txn;
   if ((rc = mdb_txn_begin(impl->env, nullptr, create ? 0 : MDB_RDONLY, &txn)))
@@ -544,8 +547,8 @@ static Status BeginTxn(LmdbStore::Impl* impl, unsigned flags, MDB_txn** out,
 }
 
 uint64_t LmdbStore::LastTxnId() {
-  MDB_envinfo info;
-  mdb_env_info(impl_->env, &info);
+  MDB_envinfo info{};
+  if (mdb_env_info(impl_->env, &info) != 0) return 0;  // only for a closed environment
   return info.me_last_txnid;
 }
 

@@ -1122,10 +1122,11 @@ TEST(ImportJsonl, BadLinesAreReportedWithTheirLineAndSkipped) {
       "{\"id\":true,\"v\":1}\n"                // 9: id of the wrong type
       "{\"id\":\"f\",\"v\":[[1]]}\n"           // 10: nested array
       "{\"id\":7,\"v\":5}\n"                   // 11: an integer id is fine
-      "{\"id\":\"g\",\"v\":";                  // 12: truncated last line
+      "{\"id\":\"h\",\"v\":1E400}\n"           // 12: a number past a double
+      "{\"id\":\"g\",\"v\":";                  // 13: truncated last line
   auto got = ImportText(db.replica, text, Jsonl());
   ASSERT_TRUE(got.ok()) << got.error();
-  EXPECT_EQ(got.bad_lines(), (std::vector<uint64_t>{2, 3, 4, 5, 8, 9, 10, 12}));
+  EXPECT_EQ(got.bad_lines(), (std::vector<uint64_t>{2, 3, 4, 5, 8, 9, 10, 12, 13}));
   EXPECT_TRUE(Has(got.bad_reason(2), "not valid JSON")) << got.bad_reason(2);
   EXPECT_TRUE(Has(got.bad_reason(3), "expected a JSON object")) << got.bad_reason(3);
   EXPECT_TRUE(Has(got.bad_reason(4), "no \"id\" key")) << got.bad_reason(4);
@@ -1134,10 +1135,11 @@ TEST(ImportJsonl, BadLinesAreReportedWithTheirLineAndSkipped) {
   EXPECT_TRUE(Has(got.bad_reason(9), "record id must be a string or an integer"))
       << got.bad_reason(9);
   EXPECT_TRUE(Has(got.bad_reason(10), "v: a set's elements are scalars")) << got.bad_reason(10);
-  EXPECT_TRUE(Has(got.bad_reason(12), "not valid JSON")) << got.bad_reason(12);
-  EXPECT_EQ(got.report().rows, 11u);
+  EXPECT_TRUE(Has(got.bad_reason(12), "a number is out of range")) << got.bad_reason(12);
+  EXPECT_TRUE(Has(got.bad_reason(13), "not valid JSON")) << got.bad_reason(13);
+  EXPECT_EQ(got.report().rows, 12u);
   EXPECT_EQ(got.report().rows_imported, 3u);
-  EXPECT_EQ(got.report().bad_rows, 8u);
+  EXPECT_EQ(got.report().bad_rows, 9u);
   auto recs = ScanAll(db.replica, "items");
   ASSERT_EQ(recs.size(), 3u);
   EXPECT_EQ(recs[0].id, "7");
