@@ -231,6 +231,18 @@ class ShapingProxy {
   std::thread thread_;
 };
 
+// Fields of the "bench" collection a replica holds.
+uint64_t CountFields(engine::Replica& r) {
+  uint64_t n = 0;
+  Must(r.Scan("bench", "",
+              [&](const engine::Record& rec) {
+                n += rec.fields.size();
+                return true;
+              }),
+       "scan");
+  return n;
+}
+
 int RunWait(std::vector<std::string> args, const std::string& log) {
   pid_t pid = Spawn(std::move(args), log);
   int st = 0;
@@ -291,13 +303,7 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   const double initial = Now() - t0;
-  uint64_t fields_b = 0;
-  Must((*b)->Scan("bench", "",
-                  [&](const engine::Record& r) {
-                    fields_b += r.fields.size();
-                    return true;
-                  }),
-       "scan");
+  const uint64_t fields_b = CountFields(**b);
   if (fields_b != static_cast<uint64_t>(total)) {
     std::fprintf(stderr, "net: B holds %llu of %d fields\n", (unsigned long long)fields_b, total);
     return 1;
@@ -367,13 +373,7 @@ int main(int argc, char** argv) {
   {
     auto d = storage::OpenReplica(dd);
     Must(d.status(), "open d");
-    uint64_t n = 0;
-    Must((*d)->Scan("bench", "",
-                    [&](const engine::Record& r) {
-                      n += r.fields.size();
-                      return true;
-                    }),
-         "scan d");
+    const uint64_t n = CountFields(**d);
     if (n != static_cast<uint64_t>(small.records) * 2) {
       std::fprintf(stderr, "net: D holds %llu fields after the slow sync\n",
                    static_cast<unsigned long long>(n));

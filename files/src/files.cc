@@ -52,23 +52,31 @@ void SweepStale(const std::string& path) {
   }
 }
 
-// Writes `data` to a new file at `tmp` and, if asked, fsyncs it. Removes it on failure.
+// Ends writing `fd` (named `what`): fsyncs it if `st` is still OK and `sync` asks, then
+// closes it; returns the first failure.
+Status FinishFile(int fd, const std::string& what, Sync sync, Status st) {
+  if (st.ok() && sync == Sync::kDurable && ::fsync(fd) != 0) {
+    const int err = errno;
+    st = Errno("fsync " + what, err);
+  }
+  if (::close(fd) != 0 && st.ok()) {
+    const int err = errno;
+    st = Errno("close " + what, err);
+  }
+  return st;
+}
+
+// Writes `data` to a new file at `tmp` (kInvalidArgument if it exists) and, if asked,
+// fsyncs it. Removes it on failure.
 Status WriteTemp(const std::string& tmp, const std::string& path, std::string_view data, Sync sync,
                  mode_t mode) {
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
   if (fd < 0) {
     const int err = errno;
+    if (err == EEXIST) return Status::Invalid(tmp + " already exists");
     return Errno("create " + tmp, err);
   }
-  Status st = WriteAll(fd, data, path);
-  if (st.ok() && sync == Sync::kDurable && ::fsync(fd) != 0) {
-    const int err = errno;
-    st = Errno("fsync " + path, err);
-  }
-  if (::close(fd) != 0 && st.ok()) {
-    const int err = errno;
-    st = Errno("close " + path, err);
-  }
+  Status st = FinishFile(fd, path, sync, WriteAll(fd, data, path));
   if (!st.ok()) ::unlink(tmp.c_str());
   return st;
 }
@@ -132,25 +140,7 @@ Status CreateAtomic(const std::string& path, std::string_view data, mode_t mode)
   if (err != EPERM && err != ENOTSUP && err != EOPNOTSUPP) return Errno("link " + path, err);
   // A filesystem without hard links (FAT on a memory card, some network and FUSE
   // filesystems): create the file exclusively in place; a failure removes it.
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-  if (fd < 0) {
-    const int e = errno;
-    if (e == EEXIST) return Status::Invalid(path + " already exists");
-    return Errno("create " + path, e);
-  }
-  Status st = WriteAll(fd, data, path);
-  if (st.ok() && ::fsync(fd) != 0) {
-    const int e = errno;
-    st = Errno("fsync " + path, e);
-  }
-  if (::close(fd) != 0 && st.ok()) {
-    const int e = errno;
-    st = Errno("close " + path, e);
-  }
-  if (!st.ok()) {
-    ::unlink(path.c_str());
-    return st;
-  }
+  TANDEM_RETURN_IF_ERROR(WriteTemp(path, path, data, Sync::kDurable, mode));
   return SyncParent(path);
 }
 
@@ -181,14 +171,7 @@ Status CopyDurable(const std::string& from, const std::string& to, mode_t mode) 
     st = WriteAll(out, std::string_view(buf.data(), static_cast<size_t>(n)), to);
     if (!st.ok()) break;
   }
-  if (st.ok() && ::fsync(out) != 0) {
-    const int err = errno;
-    st = Errno("fsync " + to, err);
-  }
-  if (::close(out) != 0 && st.ok()) {
-    const int err = errno;
-    st = Errno("close " + to, err);
-  }
+  st = FinishFile(out, to, Sync::kDurable, std::move(st));
   ::close(in);
   if (!st.ok()) ::unlink(to.c_str());
   return st;

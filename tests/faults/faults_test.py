@@ -140,26 +140,31 @@ def case_invite_and_join(base):
     replica_ok(b, "join")
 
 
+def every_fault_leaves_nothing(base, command, source, target, after=lambda label: None):
+    """`tandem COMMAND SOURCE TARGET` (backup or restore) under every fault on the data
+    copy, on each key file, and on publishing the directory: a clean failure that leaves
+    no TARGET and no temporary; `after(label)` checks more after each."""
+    name = os.path.basename(target)
+    tmp = ".%s.%s." % (name, "backup" if command == "backup" else "restoring")
+    cases = [(f, match, named) for match, named in
+             ((tmp, name), ("identity.key", "identity.key"), ("group.key", "group.key"))
+             for f in FAULTS] + [({"op": "rename"}, tmp, name)]
+    for f, match, named in cases:
+        label = f"{command}, {f} on {match}"
+        r = run([command, source, target], fault=dict(f, match=match))
+        expect_clean_failure(r, label, named)
+        expect(not os.path.exists(target), f"{label}: {target} exists after a failed {command}")
+        expect(not leftovers(base), f"{label}: left {leftovers(base)}")
+        after(label)
+
+
 def case_backup_restore(base):
     a = os.path.join(base, "src")
     run(["init", a], check=True)
     for i in range(200):
         run(["put", a, "items", f"r{i}", f"n={i}", "blob=" + json.dumps("x" * 2000)], check=True)
     bk = os.path.join(base, "bk")
-    # Faults on the data copy, on each key file copy, and on publishing the directory.
-    targets = [(".bk.backup.", "bk"), ("identity.key", "identity.key"),
-               ("group.key", "group.key")]
-    for match, named in targets:
-        for f in FAULTS:
-            label = f"backup, {f} on {match}"
-            r = run(["backup", a, bk], fault=dict(f, match=match))
-            expect_clean_failure(r, label, named)
-            expect(not os.path.exists(bk), f"{label}: {bk} exists after a failed backup")
-            expect(not leftovers(base), f"{label}: left {leftovers(base)}")
-            replica_ok(a, label, records=200)
-    r = run(["backup", a, bk], fault={"op": "rename", "match": ".bk.backup."})
-    expect_clean_failure(r, "backup, rename", "bk")
-    expect(not os.path.exists(bk) and not leftovers(base), "backup, rename: left something")
+    every_fault_leaves_nothing(base, "backup", a, bk, lambda label: replica_ok(a, label, 200))
     stale = os.path.join(base, ".bk.backup.%d" % dead_pid())
     os.mkdir(stale)
     open(os.path.join(stale, "identity.key"), "w").write("a key")
@@ -167,17 +172,7 @@ def case_backup_restore(base):
     expect(not os.path.exists(stale), "a killed backup's directory was not swept")
 
     dst = os.path.join(base, "dst")
-    for match, named in ((".dst.restoring.", "dst"), ("identity.key", "identity.key"),
-                         ("group.key", "group.key")):
-        for f in FAULTS:
-            label = f"restore, {f} on {match}"
-            r = run(["restore", bk, dst], fault=dict(f, match=match))
-            expect_clean_failure(r, label, named)
-            expect(not os.path.exists(dst), f"{label}: {dst} exists after a failed restore")
-            expect(not leftovers(base), f"{label}: left {leftovers(base)}")
-    r = run(["restore", bk, dst], fault={"op": "rename", "match": ".dst.restoring."})
-    expect_clean_failure(r, "restore, rename", "dst")
-    expect(not os.path.exists(dst) and not leftovers(base), "restore, rename: left something")
+    every_fault_leaves_nothing(base, "restore", bk, dst)
     run(["restore", bk, dst], check=True)
     replica_ok(dst, "restore", records=200)
     expect(run(["status", dst]).returncode == 0, "restored replica has no usable identity")
