@@ -35,7 +35,8 @@ std::string TempBeside(const std::string& path) {
 // `.<name>.tmp.<pid>.<n>` of a process that no longer exists.
 void SweepStale(const std::string& path) {
   fs::path p(path);
-  const std::string stem = "." + p.filename().string() + ".tmp.";
+  std::string stem = ".";  // not "." + ...: g++ 12 warns (-Wrestrict) on that falsely
+  stem += p.filename().string() + ".tmp.";
   std::error_code ec;
   const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
   for (const auto& e : fs::directory_iterator(dir, ec)) {
