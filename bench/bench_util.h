@@ -128,4 +128,41 @@ inline double RawLmdbPuts(const std::string& dir, const DataSet& ds, int batch, 
   return total / dt;
 }
 
+// The floor for any in-place store of the data set: the median time of a durable
+// transaction that overwrites `batch` fields at random in what RawLmdbPuts wrote in
+// `dir` (each touches its own B-tree leaf page, so the commit writes and syncs about
+// `batch` pages, where a transaction of the same puts in key order writes a few).
+inline double RawLmdbRandomUpdateTxn(const std::string& dir, const DataSet& ds, int batch) {
+  MDB_env* env;
+  mdb_env_create(&env);
+  mdb_env_set_mapsize(env, size_t{4} << 30);
+  if (mdb_env_open(env, dir.c_str(), 0, 0644)) std::abort();
+  MDB_dbi dbi;
+  std::mt19937_64 rng(11);
+  std::vector<double> times;
+  for (int t = 0; t < 7; ++t) {
+    const double t0 = Now();
+    MDB_txn* txn;
+    mdb_txn_begin(env, nullptr, 0, &txn);
+    mdb_dbi_open(txn, nullptr, 0, &dbi);
+    for (int i = 0; i < batch; ++i) {
+      const int rec = static_cast<int>(rng() % static_cast<uint64_t>(ds.records));
+      const int f = static_cast<int>(rng() % static_cast<uint64_t>(ds.fields));
+      std::string key = "bench";
+      key.push_back('\0');
+      key += DataSet::RecordId(rec);
+      key.push_back('\0');
+      key += DataSet::FieldName(f);
+      std::string val = RandomString16(rng);
+      MDB_val k{key.size(), key.data()}, v{val.size(), val.data()};
+      if (mdb_put(txn, dbi, &k, &v, 0)) std::abort();
+    }
+    if (mdb_txn_commit(txn)) std::abort();
+    times.push_back(Now() - t0);
+  }
+  mdb_env_close(env);
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
 }  // namespace tandem::bench

@@ -527,4 +527,43 @@ Result<PeerState> DecodePeerState(std::string_view in) {
   return p;
 }
 
+std::string EncodeLogHull(const LogHull& h) {
+  std::string out;
+  Writer w(&out);
+  w.U8(1);
+  w.Varint(h.base);
+  EncodeVersionVector(h.hull, w);
+  w.Varint(h.checkpoints.size());
+  for (const auto& c : h.checkpoints) {
+    w.Varint(c.seq);
+    EncodeVersionVector(c.hull, w);
+  }
+  return out;
+}
+
+Result<LogHull> DecodeLogHull(std::string_view in) {
+  Reader r(in);
+  LogHull h;
+  if (r.U8() != 1) r.Fail("unknown log hull version");
+  h.base = r.Varint();
+  h.hull = DecodeVersionVector(r);
+  const uint64_t n = r.Count(2);
+  if (n > LogHull::kMaxCheckpoints) r.Fail("too many log checkpoints");
+  for (uint64_t i = 0; i < n && r.ok(); ++i) {
+    LogCheckpoint c;
+    c.seq = r.Varint();
+    c.hull = DecodeVersionVector(r);
+    // Ascending positions, each hull within the next and within the whole: anything else
+    // would let a sync skip what it must send.
+    const LogCheckpoint* prev = h.checkpoints.empty() ? nullptr : &h.checkpoints.back();
+    if (c.seq <= (prev ? prev->seq : h.base) || (prev && !c.hull.Covers(prev->hull)) ||
+        !h.hull.Covers(c.hull))
+      r.Fail("log checkpoints out of order");
+    h.checkpoints.push_back(std::move(c));
+  }
+  if (r.ok() && r.remaining()) r.Fail("trailing bytes");
+  if (!r.ok()) return r.status().With("log hull");
+  return h;
+}
+
 }  // namespace tandem::engine

@@ -124,6 +124,10 @@ class MemoryReader {
       if (!fn(id, bytes)) break;
     return Status::Ok();
   }
+  Status GetLogHull(LogHull* out) {
+    *out = d_->log_hull;
+    return Status::Ok();
+  }
 
  private:
   const Data* d_;
@@ -161,6 +165,11 @@ class MemoryWriteTxn : public ReadsThrough<WriteTxn, MemoryReader> {
     slot.first = ++d_->last_log_seq;
     slot.second = std::move(value);
     d_->log[slot.first] = k;
+    d_->log_hull.hull.Merge(state.ctx);
+    return Status::Ok();
+  }
+  Status CheckpointLog() override {
+    d_->log_hull.Checkpoint(d_->last_log_seq);
     return Status::Ok();
   }
   Status PutPeer(const ReplicaId& peer, const PeerState& state) override {

@@ -363,6 +363,7 @@ Result<DeltaPage> Replica::CollectDeltas(uint64_t since, size_t limit, const Ver
   TANDEM_RETURN_IF_ERROR(txn->ScanLog(since, [&](uint64_t seq, const FieldKey& k) {
     if (n >= limit) return false;
     ++n;
+    ++page.scanned;
     previous = page.next_cursor;
     page.next_cursor = seq;
     std::optional<FieldState> s;
@@ -388,6 +389,13 @@ Result<DeltaPage> Replica::CollectDeltas(uint64_t since, size_t limit, const Ver
   TANDEM_RETURN_IF_ERROR(txn->LastLogSeq(&last));
   page.done = page.next_cursor >= last;
   return page;
+}
+
+Result<uint64_t> Replica::SkipHeld(const VersionVector& vv, uint64_t cursor) {
+  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+  LogHull hull;
+  TANDEM_RETURN_IF_ERROR(txn->GetLogHull(&hull));
+  return hull.SkipFor(vv, cursor);
 }
 
 Status Replica::ApplyDeltas(const std::vector<FieldDelta>& deltas, size_t* changed) {
@@ -641,6 +649,8 @@ Status Replica::CompletePeerSync(
     if (filtered) ps.filtered = true;
     if (merge) ps.filtered = false;
     TANDEM_RETURN_IF_ERROR(txn->PutPeer(peer, ps));
+    // What this round brought in, peers need not read again (SkipHeld).
+    TANDEM_RETURN_IF_ERROR(txn->CheckpointLog());
     VersionVector claim = peer_vv;
     if (merge) TANDEM_RETURN_IF_ERROR(CapByQuarantine(*txn, &claim));
     if (merge && !meta.vv.Covers(claim)) {

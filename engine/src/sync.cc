@@ -108,6 +108,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     peer_acked_ = r->cursor;
     peer_vv_ = r->vv;
     send_cursor_ = r->cursor;
+    TANDEM_ASSIGN_OR_RETURN(skip_to_, replica_.SkipHeld(r->vv, r->cursor));
     snapshot_vv_ = meta.vv;  // read before the log: everything it covers gets sent
     streaming_ = true;
     return Pump(out);
@@ -220,7 +221,9 @@ Status Session::Pump(std::vector<Message>* out) {
   while (streaming_ && unacked_ < opt_.window) {
     DeltaBatch batch;
     size_t bytes = 0;
-    uint64_t cursor = send_cursor_;
+    // The first batch still starts at the peer's cursor (batches are contiguous), but
+    // reads the log only past what the peer is known to hold.
+    uint64_t cursor = std::max(send_cursor_, skip_to_);
     bool done = false;
     const size_t budget = std::min(opt_.batch_bytes, kMaxBatchBodyBound);
     // Fill one batch, reading the log in pages; skipped fields still advance the cursor.
@@ -237,6 +240,7 @@ Status Session::Pump(std::vector<Message>* out) {
                                      " is too large to sync in one message");
         if (!batch.deltas.empty()) break;
       }
+      stats_.log_entries_scanned += page.scanned;
       for (auto& d : page.deltas) {
         if (!Sendable(d.key)) continue;
         bytes += WireSizeBound(d);

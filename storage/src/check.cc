@@ -1,4 +1,6 @@
 // The integrity check of a replica (lmdb_store.h).
+#include <algorithm>
+
 #include "lmdb_internal.h"
 
 namespace tandem::storage {
@@ -19,6 +21,11 @@ Status Check(LmdbStore& store, CheckReport* report) {
   if (!first.ok()) {
     mdb_txn_abort(raw);
     return first;
+  }
+  engine::LogHull hull;
+  if (Status h = reader.GetLogHull(&hull); !h.ok()) {
+    mdb_txn_abort(raw);
+    return h;
   }
   const uint64_t own = meta.vv.Get(meta.id);
   std::map<uint64_t, std::string> want;  // seq -> key, from the fields
@@ -52,6 +59,17 @@ Status Check(LmdbStore& store, CheckReport* report) {
     if (decoded->ctx.Get(meta.id) > own) {
       st = Status::Corrupt(where + " holds an event of ours past the version vector");
       break;
+    }
+    // A hull that does not cover a field would let a sync skip it (LogHull).
+    if (seq > hull.base) {
+      auto cp =
+          std::lower_bound(hull.checkpoints.begin(), hull.checkpoints.end(), seq,
+                           [](const engine::LogCheckpoint& c, uint64_t s) { return c.seq < s; });
+      if (!hull.hull.Covers(decoded->ctx) ||
+          (cp != hull.checkpoints.end() && !cp->hull.Covers(decoded->ctx))) {
+        st = Status::Corrupt(where + " lies outside the change log's hull");
+        break;
+      }
     }
     if (!want.emplace(seq, key).second) {
       st = Status::Corrupt(where + " shares change-log seq " + std::to_string(seq));

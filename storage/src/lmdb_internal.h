@@ -549,6 +549,20 @@ class LmdbReader {
     return st;
   }
 
+  // A replica from before the hull was kept has none: it knows nothing of what its log
+  // holds so far (LogHull::base).
+  Status GetLogHull(engine::LogHull* out) {
+    MDB_val k = Val("log-hull"), v;
+    int rc = mdb_get(txn_, impl_->meta, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+      *out = engine::LogHull{};
+      return LastLogSeq(&out->base);
+    }
+    if (rc) return LmdbError(rc, "read log hull");
+    TANDEM_ASSIGN_OR_RETURN(*out, engine::DecodeLogHull(View(v)));
+    return Status::Ok();
+  }
+
   Status LastLogSeq(uint64_t* out) {
     *out = 0;
     MDB_cursor* cur;

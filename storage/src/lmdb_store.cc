@@ -244,6 +244,9 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
       if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "write log");
     }
     last_seq_ = seq;
+    TANDEM_RETURN_IF_ERROR(LoadHull());
+    hull_->hull.Merge(state.ctx);
+    hull_dirty_ = true;
     MDB_val val = Val(value_);
     kv = Val(k);
     TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->fields, &fields_cur_));
@@ -252,6 +255,37 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->log, &log_cur_));
     if ((rc = mdb_cursor_put(log_cur_, &lk, &lv, MDB_APPEND))) return impl_->Note(rc, "write log");
     return Status::Ok();
+  }
+
+  Status GetLogHull(engine::LogHull* out) override {
+    if (hull_) {
+      *out = *hull_;
+      return Status::Ok();
+    }
+    return reader_.GetLogHull(out);
+  }
+  Status CheckpointLog() override {
+    TANDEM_RETURN_IF_ERROR(LoadHull());
+    uint64_t last = 0;
+    TANDEM_RETURN_IF_ERROR(reader_.LastLogSeq(&last));
+    const engine::LogHull before = *hull_;
+    hull_->Checkpoint(last);
+    if (!(*hull_ == before)) hull_dirty_ = true;
+    return Status::Ok();
+  }
+  // Read once per transaction, before this transaction's first change to the log.
+  Status LoadHull() {
+    if (hull_) return Status::Ok();
+    hull_.emplace();
+    MDB_val k = Val("log-hull"), v;
+    int rc = mdb_get(txn_, impl_->meta, &k, &v);
+    if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "read log hull");
+    // The first write of a replica from before the hull was kept: once the hull is
+    // recorded, a build that would not keep it up to date must not write here (format 2).
+    upgrade_format_ = rc == MDB_NOTFOUND;
+    Status st = reader_.GetLogHull(&*hull_);
+    if (!st.ok()) hull_.reset();
+    return st;
   }
 
   Status OpenCursor(MDB_dbi dbi, MDB_cursor** cur) {
@@ -267,6 +301,17 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
 
   Status Commit() override {
     CloseCursors();
+    if (hull_dirty_) {
+      std::string h = engine::EncodeLogHull(*hull_);
+      MDB_val k = Val("log-hull"), v = Val(h);
+      if (int rc = mdb_put(txn_, impl_->meta, &k, &v, 0)) return impl_->Note(rc, "write log hull");
+      if (upgrade_format_) {
+        uint32_t format = kFormatVersion;
+        MDB_val fk = Val("format"), fv{4, &format};
+        if (int rc = mdb_put(txn_, impl_->meta, &fk, &fv, 0))
+          return impl_->Note(rc, "write format version");
+      }
+    }
     // New interned names and replica ids go in last; they can be what fills the map.
     if (int rc = impl_->table.t.FlushPending(txn_, impl_->replicas))
       return impl_->Note(rc, "replica table");
@@ -295,6 +340,9 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   std::string last_key_;  // the field GetField read last, and its change-log seq
   uint64_t last_old_seq_ = 0;
   bool last_seq_known_ = false;
+  std::optional<engine::LogHull> hull_;  // loaded by the first change to the log
+  bool hull_dirty_ = false;
+  bool upgrade_format_ = false;
 };
 
 }  // namespace
@@ -438,6 +486,9 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
     }
     MDB_val ok = Val("origin"), ov = Val(*here);
     if (!rc) rc = mdb_put(txn, impl->meta, &ok, &ov, 0);
+    std::string hull = engine::EncodeLogHull(engine::LogHull{});
+    MDB_val hk = Val("log-hull"), hv = Val(hull);
+    if (!rc) rc = mdb_put(txn, impl->meta, &hk, &hv, 0);
     if (!rc)
       rc = mdb_txn_commit(txn);
     else

@@ -132,6 +132,82 @@ TEST(Sync, SecondSyncSendsNothing) {
   EXPECT_TRUE(again.sa.caught_up() && again.sb.caught_up());
 }
 
+// After a full sync, the next one reads only what changed since: neither side rereads
+// the part of its log the last session filled with what the other sent it.
+TEST(Sync, AnIncrementalSyncDoesNotRereadWhatTheLastOneExchanged) {
+  Node a(1), b(2);
+  Fill(a, "products", 300, "a");  // 600 fields, relayed into B's log
+  Fill(b, "products", 100, "b");  // 200 fields, relayed into A's log
+  ASSERT_TRUE(Link(a, b).Run().ok());
+  Fill(a, "products", 3, "a");  // 6 changed fields each
+  Fill(b, "products", 3, "b");
+  Link again(a, b);
+  ASSERT_TRUE(again.Run().ok());
+  EXPECT_EQ(again.sa.stats().fields_sent, 6u);
+  EXPECT_EQ(again.sb.stats().fields_sent, 6u);
+  EXPECT_LE(again.sa.stats().log_entries_scanned, 6u);
+  EXPECT_LE(again.sb.stats().log_entries_scanned, 6u);
+  EXPECT_EQ(a.Dump(), b.Dump());
+}
+
+// The shortcut stops at the first part of the log holding something the requester
+// lacks: A took in C's data after its last session with B, and B still gets it.
+TEST(Sync, SkippingStopsBeforeWhatTheRequesterLacks) {
+  Node a(1), b(2), c(3);
+  Fill(a, "products", 50, "a");
+  Fill(b, "products", 50, "b");
+  ASSERT_TRUE(Link(a, b).Run().ok());
+  Fill(c, "products", 20, "c");
+  ASSERT_TRUE(Link(a, c).Run().ok());
+  Fill(b, "products", 2, "b");
+  Link again(a, b);
+  ASSERT_TRUE(again.Run().ok());
+  EXPECT_EQ(again.sa.stats().fields_sent, 40u);  // C's 20 records
+  EXPECT_LE(again.sa.stats().log_entries_scanned, 40u + 4u);
+  EXPECT_EQ(a.Dump(), b.Dump());
+  EXPECT_NE(b.Dump().find("products/c19"), std::string::npos);
+}
+
+TEST(LogHull, CheckpointsStaySpreadOverTheLogAndSkipOnlyWhatIsCovered) {
+  LogHull h;
+  const ReplicaId x = Rid(1), y = Rid(2);
+  for (uint64_t seq = 1; seq <= 100; ++seq) {
+    h.hull.Raise(seq % 2 ? x : y, seq);
+    h.Checkpoint(seq);
+    ASSERT_LE(h.checkpoints.size(), LogHull::kMaxCheckpoints);
+  }
+  EXPECT_EQ(h.checkpoints.front().seq, 1u);
+  EXPECT_EQ(h.checkpoints.back().seq, 100u);
+  for (size_t i = 1; i < h.checkpoints.size(); ++i) {
+    EXPECT_LT(h.checkpoints[i - 1].seq, h.checkpoints[i].seq);
+    EXPECT_TRUE(h.checkpoints[i].hull.Covers(h.checkpoints[i - 1].hull));
+  }
+  // The same hull again moves the newest checkpoint on instead of adding one.
+  h.Checkpoint(120);
+  EXPECT_EQ(h.checkpoints.back().seq, 120u);
+  EXPECT_EQ(h.checkpoints.size(), LogHull::kMaxCheckpoints);
+
+  VersionVector all;
+  all.Raise(x, 99);
+  all.Raise(y, 100);
+  EXPECT_EQ(h.SkipFor(all, 0), 120u);
+  EXPECT_EQ(h.SkipFor(all, 130), 130u) << "never backwards";
+  VersionVector part;
+  part.Raise(x, 51);
+  part.Raise(y, 50);
+  const uint64_t to = h.SkipFor(part, 0);
+  EXPECT_LE(to, 51u);
+  for (const auto& c : h.checkpoints)
+    if (c.seq <= to) {
+      EXPECT_TRUE(part.Covers(c.hull));
+    }
+  EXPECT_EQ(h.SkipFor(VersionVector{}, 7), 7u);
+  // Before `base` nothing is known.
+  h.base = 10;
+  EXPECT_EQ(h.SkipFor(all, 9), 9u);
+  EXPECT_EQ(h.SkipFor(all, 10), 120u);
+}
+
 TEST(Sync, NoEchoInATriangle) {
   Node a(1), b(2), c(3);
   Fill(a, "products", 50, "a");

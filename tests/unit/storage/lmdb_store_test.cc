@@ -2,11 +2,13 @@
 #include "tandem/storage/lmdb_store.h"
 
 #include <gtest/gtest.h>
+#include <lmdb.h>
 
 #include <deque>
 #include <fstream>
 
 #include "../../integration/process.h"
+#include "tandem/engine/codec.h"
 #include "tandem/engine/sync.h"
 #include "tandem/storage/replica.h"
 
@@ -345,6 +347,109 @@ TEST(LmdbStore, AStateBreakingAnInvariantIsRefusedAndWritesNothing) {
   EXPECT_EQ(page->changes[0].record->fields.at("x").scalar, Value{int64_t{1}})
       << "the field was changed";
   EXPECT_TRUE(Check(store).ok());
+}
+
+}  // namespace
+}  // namespace tandem::storage
+
+namespace tandem::storage {
+namespace {
+
+void RawMeta(const std::string& dir, const std::string& key, const std::string* value) {
+  MDB_env* env;
+  ASSERT_EQ(mdb_env_create(&env), 0);
+  mdb_env_set_maxdbs(env, 8);
+  ASSERT_EQ(mdb_env_open(env, dir.c_str(), 0, 0644), 0);
+  MDB_txn* txn;
+  ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+  MDB_dbi dbi;
+  ASSERT_EQ(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+  MDB_val k{key.size(), const_cast<char*>(key.data())};
+  if (value) {
+    MDB_val v{value->size(), const_cast<char*>(value->data())};
+    ASSERT_EQ(mdb_put(txn, dbi, &k, &v, 0), 0);
+  } else {
+    ASSERT_EQ(mdb_del(txn, dbi, &k, nullptr), 0);
+  }
+  ASSERT_EQ(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
+}
+
+std::string RawGetMeta(const std::string& dir, const std::string& key) {
+  MDB_env* env;
+  EXPECT_EQ(mdb_env_create(&env), 0);
+  mdb_env_set_maxdbs(env, 8);
+  EXPECT_EQ(mdb_env_open(env, dir.c_str(), MDB_RDONLY, 0644), 0);
+  MDB_txn* txn;
+  EXPECT_EQ(mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn), 0);
+  MDB_dbi dbi;
+  EXPECT_EQ(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+  MDB_val k{key.size(), const_cast<char*>(key.data())}, v;
+  std::string out;
+  if (mdb_get(txn, dbi, &k, &v) == 0) out.assign(static_cast<char*>(v.mv_data), v.mv_size);
+  mdb_txn_abort(txn);
+  mdb_env_close(env);
+  return out;
+}
+
+// A replica written before the log's hull was kept (format 1) knows nothing of what its
+// log holds: it skips nothing of it, and its first write records the hull from there on
+// and raises the format, so a build that would not keep the hull cannot write to it.
+TEST(LmdbStore, AReplicaFromBeforeTheHullSkipsNothingOfItsOldLog) {
+  testing::TempDir tmp;
+  const std::string a = tmp / "a", b = tmp / "b";
+  {
+    auto ra = CreateReplica(a);
+    ASSERT_TRUE(ra.ok());
+    for (int i = 0; i < 20; ++i)
+      ASSERT_TRUE((*ra)->Put("c", "r" + std::to_string(i), {{"x", Value{int64_t{i}}}}).ok());
+  }
+  const uint32_t one = 1;
+  const std::string format1(reinterpret_cast<const char*>(&one), 4);
+  RawMeta(a, "log-hull", nullptr);
+  RawMeta(a, "format", &format1);
+  auto ra = OpenReplica(a);
+  auto rb = CreateReplica(b);
+  ASSERT_TRUE(ra.ok() && rb.ok());
+  {
+    auto txn = StoreOf(**ra).BeginRead();
+    ASSERT_TRUE(txn.ok());
+    engine::LogHull hull;
+    ASSERT_TRUE((*txn)->GetLogHull(&hull).ok());
+    EXPECT_EQ(hull.base, 20u);
+    EXPECT_TRUE(hull.checkpoints.empty());
+  }
+  EXPECT_EQ(RawGetMeta(a, "format"), format1) << "opening alone changes nothing";
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  EXPECT_EQ((*rb)->Collections()->size(), 1u);
+  for (int i = 0; i < 20; ++i) EXPECT_TRUE((*rb)->Get("c", "r" + std::to_string(i)).ok());
+  ASSERT_TRUE((*ra)->Put("c", "new", {{"x", Value{int64_t{1}}}}).ok());
+  const uint32_t two = 2;
+  EXPECT_EQ(RawGetMeta(a, "format"), std::string(reinterpret_cast<const char*>(&two), 4));
+  EXPECT_TRUE(Check(StoreOf(**ra)).ok());
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  EXPECT_TRUE((*rb)->Get("c", "new").ok());
+}
+
+// The check finds a hull that leaves out a field: a sync would skip it.
+TEST(LmdbStore, CheckFindsAFieldOutsideTheLogsHull) {
+  testing::TempDir tmp;
+  const std::string a = tmp / "a";
+  {
+    auto ra = CreateReplica(a);
+    ASSERT_TRUE(ra.ok());
+    ASSERT_TRUE((*ra)->Put("c", "r", {{"x", Value{int64_t{1}}}}).ok());
+    ASSERT_TRUE(Check(StoreOf(**ra)).ok());
+  }
+  engine::LogHull bad;  // no events at all, yet a checkpoint past the field
+  bad.checkpoints.push_back(engine::LogCheckpoint{1, {}});
+  const std::string bytes = engine::EncodeLogHull(bad);
+  RawMeta(a, "log-hull", &bytes);
+  auto ra = OpenReplica(a);
+  ASSERT_TRUE(ra.ok());
+  Status st = Check(StoreOf(**ra));
+  EXPECT_EQ(st.code(), Code::kCorrupt) << st.ToString();
+  EXPECT_NE(st.message().find("hull"), std::string::npos) << st.ToString();
 }
 
 }  // namespace

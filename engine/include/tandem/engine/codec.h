@@ -115,5 +115,7 @@ void EncodeVersionVector(const VersionVector& vv, Writer& w);  // with full 16-b
 std::string EncodePeerState(const PeerState& p);
 Result<PeerState> DecodePeerState(std::string_view in);
 VersionVector DecodeVersionVector(Reader& r);
+std::string EncodeLogHull(const LogHull& h);
+Result<LogHull> DecodeLogHull(std::string_view in);
 
 }  // namespace tandem::engine

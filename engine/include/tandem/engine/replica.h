@@ -109,7 +109,8 @@ using AdmitFn = std::function<Admission(const FieldDelta&)>;
 struct DeltaPage {
   std::vector<FieldDelta> deltas;
   uint64_t next_cursor = 0;
-  bool done = false;  // true when the change log holds nothing after next_cursor
+  bool done = false;   // true when the change log holds nothing after next_cursor
+  size_t scanned = 0;  // change-log entries read
 };
 
 class Replica {
@@ -175,6 +176,10 @@ class Replica {
   // the page past `max_bytes` (by WireSizeBound), unless the page is still empty.
   Result<DeltaPage> CollectDeltas(uint64_t since, size_t limit, const VersionVector* skip,
                                   size_t max_bytes = SIZE_MAX);
+  // Where a peer with version vector `vv` and cursor `cursor` into this log may start
+  // reading it: past every entry it is known to hold already (LogHull::SkipFor), so an
+  // incremental sync does not reread what the last one sent or received.
+  Result<uint64_t> SkipHeld(const VersionVector& vv, uint64_t cursor);
   // Joins field states from another replica in one transaction. Validates keys first;
   // applies nothing if any is invalid. Sets *changed to the number of fields changed.
   Status ApplyDeltas(const std::vector<FieldDelta>& deltas, size_t* changed = nullptr);

@@ -79,6 +79,34 @@ struct QuarantineEntry {
   FieldState state;
 };
 
+// An upper bound on the contexts of the change log, so that a sync can skip a prefix of
+// it without reading it. `hull` joins the context of every field state written since log
+// position `base` (a store from before the hull was kept knows nothing of what it wrote
+// before); each checkpoint is the hull as it was when the log ended at `seq`. Every
+// field at a log position in (base, seq] was written at that position, so its context is
+// covered by that checkpoint's hull: a peer whose version vector covers the hull already
+// holds all of it (the same test the sync applies field by field, done once).
+struct LogCheckpoint {
+  uint64_t seq = 0;
+  VersionVector hull;
+  bool operator==(const LogCheckpoint&) const = default;
+};
+struct LogHull {
+  uint64_t base = 0;
+  VersionVector hull;
+  std::vector<LogCheckpoint> checkpoints;  // ascending seq, at most kMaxCheckpoints
+  static constexpr size_t kMaxCheckpoints = 16;
+
+  // Records the hull at log position `seq`, dropping the checkpoint that adds least
+  // (the one whose neighbours are closest) when there are too many.
+  void Checkpoint(uint64_t seq);
+  // Where a peer whose version vector is `vv` and whose cursor into this log is `cursor`
+  // may start reading: the furthest checkpoint past the cursor whose hull vv covers, or
+  // `cursor` itself.
+  uint64_t SkipFor(const VersionVector& vv, uint64_t cursor) const;
+  bool operator==(const LogHull&) const = default;
+};
+
 class ReadTxn {
  public:
   virtual ~ReadTxn() = default;
@@ -110,13 +138,17 @@ class ReadTxn {
   // returns false.
   using QuarantineFn = std::function<bool(uint64_t id, std::string_view entry)>;
   virtual Status ListQuarantine(const QuarantineFn& fn) = 0;
+  virtual Status GetLogHull(LogHull* out) = 0;
 };
 
 class WriteTxn : public ReadTxn {
  public:
   virtual Status PutMeta(const ReplicaMeta& meta) = 0;
-  // Stores the field state and moves the field to the head of the change log.
+  // Stores the field state and moves the field to the head of the change log (and joins
+  // its context into the log's hull).
   virtual Status PutField(const FieldKey& key, const FieldState& state) = 0;
+  // Records the log's hull as it is now, at the newest log position (LogHull::Checkpoint).
+  virtual Status CheckpointLog() = 0;
   virtual Status PutPeer(const ReplicaId& peer, const PeerState& state) = 0;
   // A fresh quarantine id (1, 2, ...; never one used before, even once dropped).
   virtual Status TakeQuarantineId(uint64_t* out) = 0;
@@ -160,6 +192,7 @@ class ReadsThrough : public Base {
   Status ListQuarantine(const ReadTxn::QuarantineFn& fn) override {
     return reader_.ListQuarantine(fn);
   }
+  Status GetLogHull(LogHull* out) override { return reader_.GetLogHull(out); }
 
  protected:
   Reader reader_;

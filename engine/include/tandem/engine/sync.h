@@ -81,6 +81,7 @@ struct SessionStats {
   uint64_t batches_received = 0, fields_applied = 0, fields_refused = 0;
   uint64_t fields_quarantined = 0;  // also counted in fields_refused
   uint64_t caught_up_sent = 0, caught_up_received = 0;
+  uint64_t log_entries_scanned = 0;  // of our log, read to find what to send
 };
 
 class Session {
@@ -130,6 +131,7 @@ class Session {
   bool have_request_ = false;
   VersionVector peer_vv_;
   uint64_t send_cursor_ = 0;
+  uint64_t skip_to_ = 0;  // the first batch reads our log from here (Replica::SkipHeld)
   uint64_t peer_acked_ = 0;
   VersionVector snapshot_vv_;
   bool streaming_ = false;

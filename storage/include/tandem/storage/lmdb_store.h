@@ -31,7 +31,7 @@
 
 namespace tandem::storage {
 
-inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint32_t kFormatVersion = 2;
 
 enum class Durability { kDurable, kRelaxed };
 

@@ -1,0 +1,42 @@
+#include "tandem/engine/store.h"
+
+namespace tandem::engine {
+
+void LogHull::Checkpoint(uint64_t seq) {
+  if (seq <= base) return;  // nothing the hull knows of
+  if (!checkpoints.empty()) {
+    auto& last = checkpoints.back();
+    if (seq < last.seq) return;
+    // The same hull further on says strictly more.
+    if (last.hull == hull || seq == last.seq) {
+      last.seq = seq;
+      last.hull = hull;
+      return;
+    }
+  }
+  checkpoints.push_back(LogCheckpoint{seq, hull});
+  if (checkpoints.size() <= kMaxCheckpoints) return;
+  // Drop one from the middle: the one whose neighbours are closest together, so the
+  // checkpoints left stay spread over the log (the first and the newest always stay).
+  size_t drop = 1;
+  uint64_t best = UINT64_MAX;
+  for (size_t i = 1; i + 1 < checkpoints.size(); ++i) {
+    const uint64_t span = checkpoints[i + 1].seq - checkpoints[i - 1].seq;
+    if (span < best) best = span, drop = i;
+  }
+  checkpoints.erase(checkpoints.begin() + static_cast<std::ptrdiff_t>(drop));
+}
+
+uint64_t LogHull::SkipFor(const VersionVector& vv, uint64_t cursor) const {
+  // What lies at or before `base` is unknown, so the skipped range must start after it.
+  if (cursor < base) return cursor;
+  uint64_t to = cursor;
+  // Hulls grow with the position: the ones vv covers are a prefix.
+  for (const auto& c : checkpoints) {
+    if (!vv.Covers(c.hull)) break;
+    to = std::max(to, c.seq);
+  }
+  return to;
+}
+
+}  // namespace tandem::engine
