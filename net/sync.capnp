@@ -30,6 +30,7 @@ struct Hello {
   replica @1 :Data;     # 16 bytes
   send @2 :Filter;
   accept @3 :Filter;
+  features @4 :UInt32;  # what this build's decoder understands (bit 0: columnar batches)
 }
 
 struct VersionVector {
@@ -43,9 +44,10 @@ struct SyncRequest {
 }
 
 # Field states travel in Tandem's own compact encoding (docs/format.md) inside `entries`,
-# so dots, clocks and keys cost bytes rather than 8-byte words:
+# so dots, clocks and keys cost bytes rather than 8-byte words. Layout `rows`:
 #   entries := (varint collection_name varint record_len record varint field_name state)*
-# where names index `names` and states name replicas by index into `replicas`.
+# where names index `names` and states name replicas by index into `replicas`. Layout
+# `columns`: the same entries split into columns (docs/protocol.md, "Batch bodies").
 struct DeltaBatch {
   from @0 :UInt64;
   cursor @1 :UInt64;
@@ -54,11 +56,18 @@ struct DeltaBatch {
   entries @4 :Data;
   compression @5 :Compression;  # of `entries`
   rawSize @6 :UInt32;           # size of `entries` once decompressed
+  layout @7 :Layout;            # of `entries` once decompressed
 }
 
 enum Compression {
   none @0;
   zstd @1;
+}
+
+# `columns` only to a peer whose Hello announced it (older builds read rows alone).
+enum Layout {
+  rows @0;
+  columns @1;
 }
 
 struct CaughtUp {

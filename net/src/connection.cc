@@ -75,7 +75,7 @@ void Conn::Enqueue(std::string_view plaintext, bool final) {
 void Conn::Send(std::vector<engine::Message>& out) {
   messages_out_ += out.size();
   for (const auto& m : out) {
-    auto bytes = EncodeMessage(m);
+    auto bytes = EncodeMessage(m, {peer_features_});
     if (!bytes.ok()) return Fail(bytes.status().message());
     if (const auto* b = std::get_if<engine::DeltaBatch>(&m))
       send_window_.Sent(b->cursor, bytes->size(), Seconds());
@@ -278,7 +278,7 @@ awaitable<Status> Conn::HandleFrame(std::string pt) {
   }
   if (pt.empty()) co_return Status::Ok();     // keepalive
   if (final_queued_) co_return Status::Ok();  // closing: nothing more is applied or sent
-  auto msg = DecodeMessage(pt);
+  auto msg = DecodeMessage(pt, &peer_features_);
   if (!msg.ok()) co_return msg.status().With("peer sent a malformed message");
   ++messages_in_;
   std::vector<engine::Message> out;

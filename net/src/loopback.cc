@@ -14,9 +14,12 @@ Result<LoopbackResult> SyncLoopback(engine::Replica& a, engine::Replica& b,
   engine::Session sa(a, std::move(options_a)), sb(b, std::move(options_b));
   std::deque<std::string> to_a, to_b;
   std::vector<engine::Message> out;
+  // What each side's Hello announced, as a connection records it.
+  uint32_t features_of_a = 0, features_of_b = 0;
   auto send = [&](std::deque<std::string>& q) -> Status {
+    const uint32_t peer = &q == &to_b ? features_of_b : features_of_a;
     for (const auto& m : out) {
-      TANDEM_ASSIGN_OR_RETURN(std::string bytes, EncodeMessage(m));
+      TANDEM_ASSIGN_OR_RETURN(std::string bytes, EncodeMessage(m, {peer}));
       q.push_back(std::move(bytes));
       result.bytes += q.back().size();
       ++result.messages;
@@ -31,7 +34,7 @@ Result<LoopbackResult> SyncLoopback(engine::Replica& a, engine::Replica& b,
   while (!to_a.empty() || !to_b.empty()) {
     const bool for_b = !to_b.empty();
     auto& q = for_b ? to_b : to_a;
-    auto msg = DecodeMessage(q.front());
+    auto msg = DecodeMessage(q.front(), for_b ? &features_of_a : &features_of_b);
     q.pop_front();
     TANDEM_RETURN_IF_ERROR(msg.status());
     TANDEM_RETURN_IF_ERROR((for_b ? sb : sa).Receive(*msg, &out));

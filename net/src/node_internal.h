@@ -192,6 +192,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   bool noted_replica_ = false;  // the peer's replica id is in its trust record
   uint64_t bytes_in_ = 0, bytes_out_ = 0;
   uint64_t messages_in_ = 0, messages_out_ = 0;
+  uint32_t peer_features_ = 0;    // announced in the peer's Hello (wire.h)
   engine::SessionStats counted_;  // the session's stats already added to status_
 };
 

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <map>
 
+#include "columns.h"
 #include "sync.capnp.h"
 #include "tandem/engine/codec.h"
 
@@ -89,7 +90,7 @@ engine::VersionVector ReadVv(wire::VersionVector::Reader r, Check& c) {
 
 }  // namespace
 
-Result<std::string> EncodeMessage(const Message& m) {
+Result<std::string> EncodeMessage(const Message& m, const EncodeOptions& opt) {
   capnp::MallocMessageBuilder b;
   auto env = b.initRoot<wire::Envelope>();
   env.setVersion(kWireVersion);
@@ -100,6 +101,7 @@ Result<std::string> EncodeMessage(const Message& m) {
     w.setReplica(AsData(h->replica));
     SetFilter(w.initSend(), h->send);
     SetFilter(w.initAccept(), h->accept);
+    w.setFeatures(kWireFeatures);
   } else if (const auto* r = std::get_if<engine::SyncRequest>(&m)) {
     auto w = body.initSyncRequest();
     SetVv(w.initVv(), r->vv);
@@ -117,14 +119,20 @@ Result<std::string> EncodeMessage(const Message& m) {
       return it->second;
     };
     std::string entries;
-    engine::Writer ew(&entries);
-    for (const auto& fd : d->deltas) {
-      ew.Varint(name(fd.key.collection));
-      ew.LengthPrefixed(fd.key.record);
-      ew.Varint(name(fd.key.field));
-      TANDEM_RETURN_IF_ERROR(engine::EncodeFieldState(fd.state, table, &entries)
-                                 .With("field " + fd.key.field + " of " + fd.key.record));
+    const bool columns = opt.peer_features & kFeatureColumns;
+    if (columns) {
+      TANDEM_RETURN_IF_ERROR(EncodeColumns(d->deltas, name, table, &entries));
+    } else {
+      engine::Writer ew(&entries);
+      for (const auto& fd : d->deltas) {
+        ew.Varint(name(fd.key.collection));
+        ew.LengthPrefixed(fd.key.record);
+        ew.Varint(name(fd.key.field));
+        TANDEM_RETURN_IF_ERROR(engine::EncodeFieldState(fd.state, table, &entries)
+                                   .With("field " + fd.key.field + " of " + fd.key.record));
+      }
     }
+    w.setLayout(columns ? wire::Layout::COLUMNS : wire::Layout::ROWS);
     auto ids = w.initReplicas(static_cast<unsigned>(table.ids().size()));
     for (unsigned i = 0; i < table.ids().size(); ++i) ids.set(i, AsData(table.ids()[i]));
     auto ns = w.initNames(static_cast<unsigned>(names.size()));
@@ -157,7 +165,7 @@ Result<std::string> EncodeMessage(const Message& m) {
   return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
 }
 
-Result<Message> DecodeMessage(std::string_view bytes) {
+Result<Message> DecodeMessage(std::string_view bytes, uint32_t* features) {
   if (bytes.empty() || bytes.size() > kMaxFrameBytes || bytes.size() % 8 != 0)
     return Status::Corrupt("message of " + std::to_string(bytes.size()) + " bytes");
   // FlatArrayMessageReader needs word alignment: copy into words we own.
@@ -183,6 +191,7 @@ Result<Message> DecodeMessage(std::string_view bytes) {
         h.send = ReadFilter(r.getSend(), c);
         h.accept = ReadFilter(r.getAccept(), c);
         if (!c.ok()) return c.st;
+        if (features) *features = r.getFeatures();
         return Message{std::move(h)};
       }
       case wire::Envelope::Body::SYNC_REQUEST: {
@@ -228,6 +237,12 @@ Result<Message> DecodeMessage(std::string_view bytes) {
         } else if (r.getRawSize() != batch_bytes.size()) {
           return Status::Corrupt("batch body size mismatch");
         }
+        if (r.getLayout() == wire::Layout::COLUMNS) {
+          TANDEM_RETURN_IF_ERROR(
+              DecodeColumns(batch_bytes, names, table, kMaxBatchEntries, &m.deltas));
+          return Message{std::move(m)};
+        }
+        if (r.getLayout() != wire::Layout::ROWS) return Status::Unsupported("unknown batch layout");
         engine::Reader er(batch_bytes);
         auto name_at = [&](uint64_t i) -> const std::string* {
           return i < names.size() ? &names[i] : nullptr;

@@ -67,7 +67,8 @@ struct Conn {
   int a = 0, b = 0;
   std::unique_ptr<Session> sa, sb;
   std::deque<std::string> to_a, to_b;
-  bool faulted = false;  // duplication or reordering was injected
+  bool faulted = false;     // duplication or reordering was injected
+  net::EncodeOptions wire;  // batch layout: rows or columns, chosen per connection
 };
 
 struct PutRecord {
@@ -286,14 +287,15 @@ class Sim {
     SessionOptions o;
     o.batch_fields = 1 + rng_() % 8;  // small batches: more interleavings
     o.window = 1 + rng_() % 3;
+    c->wire.peer_features = rng_() % 2 ? net::kWireFeatures : 0;
     c->sa = std::make_unique<Session>(*nodes_[a].replica, o);
     c->sb = std::make_unique<Session>(*nodes_[b].replica, o);
     std::vector<Message> out;
     SIM_CHECK(c->sa->Start(&out).ok(), "start");
-    for (auto& m : out) c->to_b.push_back(net::EncodeMessage(m).value());
+    for (auto& m : out) c->to_b.push_back(net::EncodeMessage(m, c->wire).value());
     out.clear();
     SIM_CHECK(c->sb->Start(&out).ok(), "start");
-    for (auto& m : out) c->to_a.push_back(net::EncodeMessage(m).value());
+    for (auto& m : out) c->to_a.push_back(net::EncodeMessage(m, c->wire).value());
     conns_.push_back(std::move(c));
   }
 
@@ -320,7 +322,7 @@ class Sim {
       return false;
     }
     auto& back = to_b ? c.to_a : c.to_b;
-    for (auto& m : out) back.push_back(net::EncodeMessage(m).value());
+    for (auto& m : out) back.push_back(net::EncodeMessage(m, c.wire).value());
     return true;
   }
 
@@ -339,11 +341,11 @@ class Sim {
     std::vector<Message> out;
     Status st = c.sa->Poll(&out);
     SIM_CHECK(st.ok() || c.sa->rolled_back(), "poll: " + st.ToString());
-    for (auto& m : out) c.to_b.push_back(net::EncodeMessage(m).value());
+    for (auto& m : out) c.to_b.push_back(net::EncodeMessage(m, c.wire).value());
     out.clear();
     Status st2 = c.sb->Poll(&out);
     SIM_CHECK(st2.ok() || c.sb->rolled_back(), "poll: " + st2.ToString());
-    for (auto& m : out) c.to_a.push_back(net::EncodeMessage(m).value());
+    for (auto& m : out) c.to_a.push_back(net::EncodeMessage(m, c.wire).value());
     if (!st.ok() || !st2.ok()) {
       for (size_t k = 0; k < conns_.size(); ++k)
         if (conns_[k].get() == &c) conns_.erase(conns_.begin() + static_cast<long>(k));

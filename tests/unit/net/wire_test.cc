@@ -5,6 +5,8 @@
 
 #include <random>
 
+#include "columns.h"
+
 namespace tandem::net {
 namespace {
 
@@ -30,8 +32,34 @@ DeltaBatch SampleBatch() {
   b.deltas = {FieldDelta{{"products", "p1", "name"}, reg},
               FieldDelta{{"products", "p1", "stock"}, cnt},
               FieldDelta{{"orders", "o\xc3\xa9", "tags"}, set}};
+  // Fields written once by one replica, of every value type, with sequence numbers and
+  // clocks going up and down, and record ids sharing prefixes or not.
+  const std::vector<Value> values = {Value{std::string("tea")},
+                                     Value{int64_t{-7}},
+                                     Value{},
+                                     Value{true},
+                                     Value{2.25},
+                                     Value{Bytes{std::string("\0x", 2)}},
+                                     Value{std::string("")},
+                                     Value{std::string("\xc3\xa9t\xc3\xa9")},
+                                     Value{int64_t{INT64_MIN}}};
+  const uint64_t seqs[] = {9, 10, 2, UINT64_MAX >> 1, 1, 11, 12, 5, 6};
+  const uint64_t clocks[] = {1700000000005, 1700000000005, 1, 0xffffffffffff, 1700000000000, 3,
+                             1700000000009, 1700000000001, 42};
+  const char* records[] = {"p1", "p10", "p10", "p2", "q", "q", "p100", "a", "p1"};
+  for (size_t i = 0; i < values.size(); ++i) {
+    FieldState own;
+    ApplyPut(own, Dot{Rid(static_cast<uint8_t>(1 + i % 3)), seqs[i]},
+             MakeHlc(clocks[i], static_cast<uint16_t>(i * 7000)), values[i]);
+    b.deltas.push_back(
+        FieldDelta{{i % 2 ? "orders" : "products", records[i], "f" + std::to_string(i)}, own});
+  }
   return b;
 }
+
+// Every test runs on both batch layouts.
+const EncodeOptions kRows{0}, kColumns{kWireFeatures};
+const EncodeOptions* const kLayouts[] = {&kRows, &kColumns};
 
 TEST(Wire, EveryMessageRoundTrips) {
   VersionVector vv;
@@ -44,35 +72,38 @@ TEST(Wire, EveryMessageRoundTrips) {
       DeltaBatch{{}, 3, 3},
       CaughtUp{42, vv},
       Ack{42}};
-  for (const auto& m : msgs) {
-    auto d = DecodeMessage(EncodeMessage(m).value());
-    ASSERT_TRUE(d.ok()) << MessageName(m) << ": " << d.status().ToString();
-    ASSERT_EQ(d->index(), m.index());
-    if (auto* h = std::get_if<Hello>(&m)) {
-      auto& g = std::get<Hello>(*d);
-      EXPECT_EQ(g.replica, h->replica);
-      EXPECT_EQ(g.send, h->send);
-      EXPECT_EQ(g.accept, h->accept);
-      EXPECT_EQ(g.protocol, h->protocol);
-    } else if (auto* r = std::get_if<SyncRequest>(&m)) {
-      EXPECT_EQ(std::get<SyncRequest>(*d).vv, r->vv);
-      EXPECT_EQ(std::get<SyncRequest>(*d).cursor, r->cursor);
-    } else if (auto* b = std::get_if<DeltaBatch>(&m)) {
-      auto& g = std::get<DeltaBatch>(*d);
-      EXPECT_EQ(g.from, b->from);
-      EXPECT_EQ(g.cursor, b->cursor);
-      ASSERT_EQ(g.deltas.size(), b->deltas.size());
-      for (size_t i = 0; i < g.deltas.size(); ++i) {
-        EXPECT_EQ(g.deltas[i].key, b->deltas[i].key);
-        EXPECT_EQ(g.deltas[i].state, b->deltas[i].state);
+  for (const EncodeOptions* layout : kLayouts)
+    for (const auto& m : msgs) {
+      uint32_t features = 0;
+      auto d = DecodeMessage(EncodeMessage(m, *layout).value(), &features);
+      ASSERT_TRUE(d.ok()) << MessageName(m) << ": " << d.status().ToString();
+      ASSERT_EQ(d->index(), m.index());
+      if (auto* h = std::get_if<Hello>(&m)) {
+        auto& g = std::get<Hello>(*d);
+        EXPECT_EQ(g.replica, h->replica);
+        EXPECT_EQ(g.send, h->send);
+        EXPECT_EQ(g.accept, h->accept);
+        EXPECT_EQ(g.protocol, h->protocol);
+        EXPECT_EQ(features, kWireFeatures);
+      } else if (auto* r = std::get_if<SyncRequest>(&m)) {
+        EXPECT_EQ(std::get<SyncRequest>(*d).vv, r->vv);
+        EXPECT_EQ(std::get<SyncRequest>(*d).cursor, r->cursor);
+      } else if (auto* b = std::get_if<DeltaBatch>(&m)) {
+        auto& g = std::get<DeltaBatch>(*d);
+        EXPECT_EQ(g.from, b->from);
+        EXPECT_EQ(g.cursor, b->cursor);
+        ASSERT_EQ(g.deltas.size(), b->deltas.size());
+        for (size_t i = 0; i < g.deltas.size(); ++i) {
+          EXPECT_EQ(g.deltas[i].key, b->deltas[i].key);
+          EXPECT_EQ(g.deltas[i].state, b->deltas[i].state);
+        }
+      } else if (auto* c = std::get_if<CaughtUp>(&m)) {
+        EXPECT_EQ(std::get<CaughtUp>(*d).vv, c->vv);
+        EXPECT_EQ(std::get<CaughtUp>(*d).cursor, c->cursor);
+      } else {
+        EXPECT_EQ(std::get<Ack>(*d).cursor, std::get<Ack>(m).cursor);
       }
-    } else if (auto* c = std::get_if<CaughtUp>(&m)) {
-      EXPECT_EQ(std::get<CaughtUp>(*d).vv, c->vv);
-      EXPECT_EQ(std::get<CaughtUp>(*d).cursor, c->cursor);
-    } else {
-      EXPECT_EQ(std::get<Ack>(*d).cursor, std::get<Ack>(m).cursor);
     }
-  }
 }
 
 TEST(Wire, SizeLimitsAndAlignmentAreEnforced) {
@@ -84,43 +115,84 @@ TEST(Wire, SizeLimitsAndAlignmentAreEnforced) {
 }
 
 TEST(Wire, EveryTruncationIsRejected) {
-  std::string bytes = EncodeMessage(SampleBatch()).value();
-  for (size_t n = 0; n < bytes.size(); n += 8)
-    EXPECT_FALSE(DecodeMessage(bytes.substr(0, n)).ok()) << n;
+  for (const EncodeOptions* layout : kLayouts) {
+    std::string bytes = EncodeMessage(SampleBatch(), *layout).value();
+    for (size_t n = 0; n < bytes.size(); n += 8)
+      EXPECT_FALSE(DecodeMessage(bytes.substr(0, n)).ok()) << n;
+  }
+}
+
+TEST(Wire, ColumnsAreSmallerThanRowsForFieldsWrittenOnce) {
+  DeltaBatch b;
+  b.cursor = 1000;
+  std::mt19937 rng(3);
+  for (int i = 0; i < 1000; ++i) {
+    FieldState s;
+    std::string text(16, 'a');
+    for (auto& c : text) c = static_cast<char>('a' + rng() % 26);
+    ApplyPut(
+        s, Dot{Rid(1), static_cast<uint64_t>(i + 1)},
+        MakeHlc(1700000000000 + static_cast<uint64_t>(i / 100), static_cast<uint16_t>(i % 100)),
+        i % 2 ? Value{text} : Value{static_cast<int64_t>(rng() % 1000000)});
+    b.deltas.push_back(FieldDelta{
+        {"bench", "r" + std::to_string(100000 + i / 10), "f" + std::to_string(i % 10)}, s});
+  }
+  const size_t rows = EncodeMessage(b, kRows).value().size();
+  const size_t columns = EncodeMessage(b, kColumns).value().size();
+  EXPECT_LT(columns * 10, rows * 7) << rows << " bytes as rows, " << columns << " as columns";
+  auto d = DecodeMessage(EncodeMessage(b, kColumns).value());
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  const auto& got = std::get<DeltaBatch>(*d).deltas;
+  ASSERT_EQ(got.size(), b.deltas.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].key, b.deltas[i].key);
+    EXPECT_EQ(got[i].state, b.deltas[i].state);
+  }
 }
 
 TEST(Wire, CorruptedBytesNeverCrashAndWhatPassesIsValid) {
-  const std::string bytes = EncodeMessage(SampleBatch()).value();
-  std::mt19937 rng(1);
-  int accepted = 0;
-  for (int i = 0; i < 20000; ++i) {
-    std::string b = bytes;
-    const int flips = 1 + static_cast<int>(rng() % 4);
-    for (int k = 0; k < flips; ++k) b[rng() % b.size()] = static_cast<char>(rng());
-    auto d = DecodeMessage(b);
-    if (!d.ok()) continue;
-    ++accepted;
-    // Whatever passes is a well-formed message: it re-encodes and decodes the same.
-    auto again = DecodeMessage(EncodeMessage(*d).value());
-    ASSERT_TRUE(again.ok());
-    if (auto* db = std::get_if<DeltaBatch>(&*d)) {
-      for (const auto& fd : db->deltas) EXPECT_TRUE(ValidateKey(fd.key).ok());
+  for (const EncodeOptions* layout : kLayouts) {
+    const std::string bytes = EncodeMessage(SampleBatch(), *layout).value();
+    std::mt19937 rng(1);
+    int accepted = 0;
+    for (int i = 0; i < 20000; ++i) {
+      std::string b = bytes;
+      const int flips = 1 + static_cast<int>(rng() % 4);
+      for (int k = 0; k < flips; ++k) b[rng() % b.size()] = static_cast<char>(rng());
+      auto d = DecodeMessage(b);
+      if (!d.ok()) continue;
+      ++accepted;
+      // Whatever passes is a well-formed message: it re-encodes and decodes the same.
+      for (const EncodeOptions* again_layout : kLayouts) {
+        auto again = DecodeMessage(EncodeMessage(*d, *again_layout).value());
+        ASSERT_TRUE(again.ok());
+      }
+      if (auto* db = std::get_if<DeltaBatch>(&*d)) {
+        for (const auto& fd : db->deltas) EXPECT_TRUE(ValidateKey(fd.key).ok());
+      }
     }
+    EXPECT_LT(accepted, 20000);
   }
-  EXPECT_LT(accepted, 20000);
 }
 
 TEST(Wire, InvalidFieldsAreRejected) {
   // The encoder trusts its caller; the decoder checks everything a peer could forge.
-  DeltaBatch bad = SampleBatch();
-  bad.deltas[0].key.record = "";
-  EXPECT_FALSE(DecodeMessage(EncodeMessage(bad).value()).ok());
-  bad = SampleBatch();
-  bad.deltas[0].key.field = "id";
-  EXPECT_FALSE(DecodeMessage(EncodeMessage(bad).value()).ok());
-  bad = SampleBatch();
-  bad.deltas[1].key.collection = std::string("bad\xff", 4);
-  EXPECT_FALSE(DecodeMessage(EncodeMessage(bad).value()).ok());
+  for (const EncodeOptions* layout : kLayouts) {
+    for (size_t i : {size_t{0}, size_t{4}}) {  // a whole state, and a register of its own
+      DeltaBatch bad = SampleBatch();
+      bad.deltas[i].key.record = "";
+      EXPECT_FALSE(DecodeMessage(EncodeMessage(bad, *layout).value()).ok());
+      bad = SampleBatch();
+      bad.deltas[i].key.field = "id";
+      EXPECT_FALSE(DecodeMessage(EncodeMessage(bad, *layout).value()).ok());
+      bad = SampleBatch();
+      bad.deltas[i].key.collection = std::string("bad\xff", 4);
+      EXPECT_FALSE(DecodeMessage(EncodeMessage(bad, *layout).value()).ok());
+      bad = SampleBatch();
+      bad.deltas[i].key.record = std::string(kMaxRecordId + 1, 'r');
+      EXPECT_FALSE(DecodeMessage(EncodeMessage(bad, *layout).value()).ok());
+    }
+  }
   DeltaBatch backwards{{}, 9, 3};
   EXPECT_FALSE(DecodeMessage(EncodeMessage(backwards).value()).ok());
   EXPECT_FALSE(
@@ -143,6 +215,91 @@ TEST(Wire, BatchesWithTooManyEntriesAreRejected) {
   EXPECT_NE(d.status().message().find("entries"), std::string::npos);
   big.deltas.pop_back();
   EXPECT_TRUE(DecodeMessage(EncodeMessage(big).value()).ok());
+  big.deltas.emplace_back(FieldDelta{{"c", "x", "f"}, FieldState{}});
+  d = DecodeMessage(EncodeMessage(big, kColumns).value());
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("entries"), std::string::npos);
+}
+
+// Forged column bodies: every way a peer could make the columns disagree is refused.
+TEST(Columns, ForgedBodiesAreRefused) {
+  VectorReplicaTable table;
+  table.IndexOf(Rid(1));
+  const std::vector<std::string> names = {"c", "f"};
+  auto body = [](std::vector<std::string> cols, uint64_t n) {
+    std::string out;
+    Writer w(&out);
+    w.Varint(n);
+    cols.resize(8);
+    for (const auto& c : cols) w.LengthPrefixed(c);
+    return out;
+  };
+  auto bytes = [](std::initializer_list<int> v) {
+    std::string s;
+    for (int c : v) s.push_back(static_cast<char>(c));
+    return s;
+  };
+  // keys: collection 0, shared 0, "r", field 1; an own register by replica 0, seq +1,
+  // clock +1 logical 0, the int 5.
+  const std::string key = bytes({0, 0, 1, 'r', 1});
+  const std::string value = bytes({3, 10});  // kTagInt, zigzag 5
+  auto decode = [&](const std::string& b) {
+    std::vector<FieldDelta> out;
+    return DecodeColumns(b, names, table, 16, &out);
+  };
+  std::vector<std::string> good = {key, bytes({1}), bytes({0}), bytes({2}), bytes({2, 0}), value};
+  ASSERT_TRUE(decode(body(good, 1)).ok()) << decode(body(good, 1)).ToString();
+  {
+    std::vector<FieldDelta> out;
+    ASSERT_TRUE(DecodeColumns(body(good, 1), names, table, 16, &out).ok());
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0].key, (FieldKey{"c", "r", "f"}));
+    EXPECT_EQ(out[0].state.ctx.Get(Rid(1)), 1u);
+    EXPECT_EQ(out[0].state.markers.begin()->second.value, Value{int64_t{5}});
+  }
+  struct Case {
+    const char* what;
+    std::vector<std::string> cols;
+    uint64_t n;
+  };
+  std::vector<Case> cases = {
+      {"more entries than the columns hold", good, 2},
+      {"fewer entries than the columns hold", good, 0},
+      {"a column with bytes left over",
+       {key, bytes({1}), bytes({0}), bytes({2}), bytes({2, 0}), value + bytes({0})},
+       1},
+      {"unknown name",
+       {bytes({5, 0, 1, 'r', 1}), bytes({1}), bytes({0}), bytes({2}), bytes({2, 0}), value},
+       1},
+      {"shares more than the previous record id",
+       {bytes({0, 1, 1, 'r', 1}), bytes({1}), bytes({0}), bytes({2}), bytes({2, 0}), value},
+       1},
+      {"unknown shape", {key, bytes({9}), bytes({0}), bytes({2}), bytes({2, 0}), value}, 1},
+      {"unknown replica", {key, bytes({1}), bytes({4}), bytes({2}), bytes({2, 0}), value}, 1},
+      {"sequence number 0", {key, bytes({1}), bytes({0}), bytes({0}), bytes({2, 0}), value}, 1},
+      {"sequence number below 0",
+       {key, bytes({1}), bytes({0}), bytes({1}), bytes({2, 0}), value},
+       1},
+      {"clock below 0", {key, bytes({1}), bytes({0}), bytes({2}), bytes({1, 0}), value}, 1},
+      {"logical clock too large",
+       {key, bytes({1}), bytes({0}), bytes({2}), bytes({2, 0x80, 0x80, 0x04}), value},
+       1},
+      {"text in the values column",
+       {key, bytes({1}), bytes({0}), bytes({2}), bytes({2, 0}), bytes({5, 1, 'x'})},
+       1},
+      {"text past its column",
+       {key, bytes({2}), bytes({0}), bytes({2}), bytes({2, 0}), bytes({5}), "ab"},
+       1},
+      {"text not UTF-8",
+       {key, bytes({2}), bytes({0}), bytes({2}), bytes({2, 0}), bytes({1}), bytes({0xff})},
+       1},
+      {"a whole state that does not decode",
+       {key, bytes({0}), "", "", "", "", "", bytes({0x10, 1})},
+       1},
+  };
+  for (const auto& c : cases) EXPECT_FALSE(decode(body(c.cols, c.n)).ok()) << c.what;
+  EXPECT_FALSE(decode(body(good, 1) + "x").ok()) << "trailing bytes after the columns";
+  EXPECT_FALSE(decode(body(good, 1).substr(0, 10)).ok()) << "truncated";
 }
 
 }  // namespace

@@ -23,7 +23,18 @@ inline constexpr size_t kMaxBatchBodyBytes = 1 << 20;
 // bounds the memory a small, highly compressible frame can make the receiver allocate.
 inline constexpr size_t kMaxBatchEntries = 16384;
 
-Result<std::string> EncodeMessage(const engine::Message& m);
-Result<engine::Message> DecodeMessage(std::string_view bytes);
+// What a build's decoder understands beyond the first wire format, announced in Hello
+// (older builds announce nothing). A sender uses a feature only once the peer's Hello
+// announced it.
+inline constexpr uint32_t kFeatureColumns = 1;  // batch bodies in the columnar layout
+inline constexpr uint32_t kWireFeatures = kFeatureColumns;
+
+struct EncodeOptions {
+  uint32_t peer_features = 0;  // from the peer's Hello (DecodeMessage's *features)
+};
+Result<std::string> EncodeMessage(const engine::Message& m, const EncodeOptions& opt = {});
+// *features (if not null) gets the features a Hello announces (untouched for other
+// messages).
+Result<engine::Message> DecodeMessage(std::string_view bytes, uint32_t* features = nullptr);
 
 }  // namespace tandem::net
