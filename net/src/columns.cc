@@ -18,24 +18,12 @@ using engine::Writer;
 enum Shape : uint8_t { kWhole = 0, kOwnRegister = 1, kOwnText = 2 };
 
 // The columns, in the order they follow the entry count.
-enum Column {
-  kKeys,
-  kShapes,
-  kReplicas,
-  kSeqs,
-  kClocks,
-  kValues,
-  kText,
-  kWholeStates,
-  kColumns
-};
+enum Column { kKeys, kShapes, kReplicas, kSeqs, kClocks, kValues, kText, kWholeStates, kColumns };
 
 uint64_t ZigZag(int64_t v) {
   return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
 }
-int64_t UnZigZag(uint64_t v) {
-  return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1);
-}
+int64_t UnZigZag(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1); }
 
 // A register written once by one replica: its context is exactly its marker's dot.
 bool IsOwnRegister(const FieldState& s) {
@@ -109,9 +97,8 @@ Status DecodeColumns(std::string_view bytes, const std::vector<std::string>& nam
   for (auto& c : col) c = body.LengthPrefixed(bytes.size());
   if (body.ok() && body.remaining()) body.Fail("trailing bytes after the columns");
   if (!body.ok()) return body.status().With("batch columns");
-  std::array<Reader, kColumns> r{Reader(col[0]), Reader(col[1]), Reader(col[2]),
-                                 Reader(col[3]), Reader(col[4]), Reader(col[5]),
-                                 Reader(col[6]), Reader(col[7])};
+  std::array<Reader, kColumns> r{Reader(col[0]), Reader(col[1]), Reader(col[2]), Reader(col[3]),
+                                 Reader(col[4]), Reader(col[5]), Reader(col[6]), Reader(col[7])};
   auto name_at = [&](uint64_t i) -> const std::string* {
     return i < names.size() ? &names[i] : nullptr;
   };

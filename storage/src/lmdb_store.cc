@@ -148,6 +148,14 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     if (!key) return Status::Ok();
     last_key_ = std::move(*key);
     last_field_ = k;
+    // Past the end of the table (a bulk load, records with ascending ids): no such field,
+    // and the PutField that follows appends without searching.
+    TANDEM_RETURN_IF_ERROR(LoadFieldsEnd());
+    if (last_key_ > fields_end_) {
+      last_old_seq_ = 0;
+      last_seq_known_ = true;
+      return Status::Ok();
+    }
     MDB_val kv = Val(last_key_), v;
     // Through a cursor: the PutField that follows finds the cursor on the right page and
     // skips the descent, as do neighbouring keys written in order.
@@ -217,9 +225,11 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     MDB_val kv = Val(k), old;
     uint64_t old_seq = 0;
     int rc;
+    TANDEM_RETURN_IF_ERROR(LoadFieldsEnd());
+    const bool append = k > fields_end_;
     if (same) {
       old_seq = last_old_seq_;
-    } else {
+    } else if (!append) {
       rc = mdb_get(txn_, impl_->fields, &kv, &old);
       if (rc == 0) {
         std::string_view ignored;
@@ -250,10 +260,12 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     MDB_val val = Val(value_);
     kv = Val(k);
     TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->fields, &fields_cur_));
-    if ((rc = mdb_cursor_put(fields_cur_, &kv, &val, 0))) return impl_->Note(rc, "write field");
+    if ((rc = mdb_cursor_put(fields_cur_, &kv, &val, append ? MDB_APPEND : 0)))
+      return impl_->Note(rc, "write field");
     MDB_val lk{8, &seq}, lv = Val(k);
     TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->log, &log_cur_));
     if ((rc = mdb_cursor_put(log_cur_, &lk, &lv, MDB_APPEND))) return impl_->Note(rc, "write log");
+    if (append) fields_end_ = std::move(k);
     return Status::Ok();
   }
 
@@ -271,6 +283,17 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     const engine::LogHull before = *hull_;
     hull_->Checkpoint(last);
     if (!(*hull_ == before)) hull_dirty_ = true;
+    return Status::Ok();
+  }
+  // The greatest key in `fields`, read once per transaction and kept as appends move it.
+  Status LoadFieldsEnd() {
+    if (fields_end_known_) return Status::Ok();
+    TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->fields, &fields_cur_));
+    MDB_val k, v;
+    int rc = mdb_cursor_get(fields_cur_, &k, &v, MDB_LAST);
+    if (rc && rc != MDB_NOTFOUND) return LmdbError(rc, "read fields");
+    fields_end_ = rc ? std::string() : std::string(View(k));
+    fields_end_known_ = true;
     return Status::Ok();
   }
   // Read once per transaction, before this transaction's first change to the log.
@@ -340,6 +363,8 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   std::string last_key_;  // the field GetField read last, and its change-log seq
   uint64_t last_old_seq_ = 0;
   bool last_seq_known_ = false;
+  std::string fields_end_;  // the greatest key in `fields` (LoadFieldsEnd)
+  bool fields_end_known_ = false;
   std::optional<engine::LogHull> hull_;  // loaded by the first change to the log
   bool hull_dirty_ = false;
   bool upgrade_format_ = false;
