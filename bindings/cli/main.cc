@@ -480,6 +480,11 @@ int Main(int argc, char** argv) {
     auto d = OpenDevice(dir);
     if (code == "-" && !std::getline(std::cin, code)) throw Exit{2, "no invite code on stdin"};
     auto inv = Check(d->Join(code));
+    if (const uint64_t now = storage::SystemClockMs(); inv.expires_ms < now)
+      std::fprintf(stderr,
+                   "note: by this device's clock the invite expired %llu minutes ago; the "
+                   "inviter judges by its own clock, so the first sync will tell\n",
+                   static_cast<unsigned long long>((now - inv.expires_ms) / 60000));
     std::string hints;
     for (const auto& a : inv.addresses) hints += " --peer " + Printable(a);
     std::fprintf(stderr,
