@@ -14,6 +14,7 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <unordered_set>
 
 #include "cli.h"
 #include "tandem/bindings/json.h"
@@ -114,6 +115,58 @@ engine::Value ParseValue(const std::string& text) {
   return std::move(v).value();
 }
 
+// `del DIR COLL -`: deletes the records whose ids stdin lists, one per line (a CR before
+// the newline is dropped, repeats count once), 1,000 per transaction. Every line is
+// checked before anything is deleted. Ids this replica has no live record for are
+// counted, not deleted, and make the exit status 1.
+void DeleteFromStdin(engine::Replica& r, const std::string& coll) {
+  Check(engine::ValidateCollection(coll));
+  std::vector<std::string> ids;
+  std::unordered_set<std::string> seen;
+  std::string line;
+  for (size_t n = 1; std::getline(std::cin, line); ++n) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (Status st = engine::ValidateRecordId(line); !st.ok())
+      throw Exit{
+          2, "stdin line " + std::to_string(n) + ": " + st.message() + " (nothing was deleted)"};
+    if (seen.insert(line).second) ids.push_back(std::move(line));
+  }
+  if (std::cin.bad()) throw Exit{1, "reading stdin failed (nothing was deleted)"};
+  constexpr size_t kPerTransaction = 1000;
+  size_t deleted = 0, missing = 0;
+  std::string first_missing;
+  for (size_t at = 0; at < ids.size(); at += kPerTransaction) {
+    size_t d = 0, m = 0;
+    std::string fm;
+    Status st = r.Write([&](engine::Batch& b) {
+      d = m = 0;  // a transaction run again starts over
+      fm.clear();
+      for (size_t k = at; k < std::min(ids.size(), at + kPerTransaction); ++k) {
+        Status one = b.Delete(coll, ids[k]);
+        if (one.code() == Code::kNotFound) {
+          if (!m++) fm = ids[k];
+          continue;
+        }
+        TANDEM_RETURN_IF_ERROR(one);
+        ++d;
+      }
+      return Status::Ok();
+    });
+    if (!st.ok())
+      throw Exit{ExitCodeFor(st), Message(st) + " (" + std::to_string(deleted) +
+                                      " records deleted before it, in earlier transactions)"};
+    deleted += d;
+    missing += m;
+    if (first_missing.empty()) first_missing = fm;
+  }
+  std::fprintf(stderr, "deleted %zu record%s from %s\n", deleted, deleted == 1 ? "" : "s",
+               coll.c_str());
+  if (missing)
+    throw Exit{1, std::to_string(missing) + " id" + (missing == 1 ? "" : "s") +
+                      " not found or already deleted (the first: " + Printable(first_missing) +
+                      ")"};
+}
+
 int Main(int argc, char** argv) {
   CLI::App app{"tandem: an offline-first sync engine; this program works with one replica."};
   app.require_subcommand(1);
@@ -152,7 +205,8 @@ int Main(int argc, char** argv) {
     s->add_option("JSON", value, "The element")->required();
   }
 
-  auto* del = app.add_subcommand("del", "Delete a record");
+  auto* del = app.add_subcommand(
+      "del", "Delete a record (ID - deletes the ids read from stdin, one per line)");
   auto* get = app.add_subcommand("get", "Print a record as one JSON object");
   auto* conflicts = app.add_subcommand(
       "conflicts", "Print the concurrent writes (siblings) of each conflicting field");
@@ -359,6 +413,8 @@ int Main(int argc, char** argv) {
     Check(Open(dir).Add(coll, id, field, ParseValue(value)));
   } else if (remove->parsed()) {
     Check(Open(dir).Remove(coll, id, field, ParseValue(value)));
+  } else if (del->parsed() && id == "-") {
+    DeleteFromStdin(Open(dir), coll);
   } else if (del->parsed()) {
     Check(Open(dir).Delete(coll, id));
   } else if (get->parsed()) {

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <lmdb.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -182,6 +183,49 @@ TEST_F(Cli, PutReadsAValueFromAFileOrStdin) {
   EXPECT_EQ(T({"get", db_, "c", "r2"}).out, "{\"id\":\"r2\",\"w\":\"from stdin\"}\n");
   // A string that starts with @ is written as JSON, quoted.
   ASSERT_EQ(T({"put", db_, "c", "r3", "at=\"@home\""}).exit_code, 0);
+}
+
+// `del DIR COLL -` deletes the ids on stdin in transactions of 1,000: every line is
+// checked first, repeats count once, and ids it cannot delete are counted and make the
+// exit status 1 without stopping the others.
+TEST_F(Cli, DelReadsIdsFromStdinInBatches) {
+  const std::string rows = tmp_ / "rows.jsonl", ids = tmp_ / "ids";
+  {
+    std::ofstream r(rows), i(ids);
+    for (int n = 0; n < 2500; ++n) {
+      r << "{\"id\":\"r" << n << "\",\"x\":" << n << "}\n";
+      if (n % 2 == 0) i << "r" << n << (n % 4 ? "\r\n" : "\n");
+    }
+    i << "r0\n";  // again
+  }
+  ASSERT_EQ(T({"import", db_, "c", rows}).exit_code, 0);
+  auto del = [&](const std::string& input_file) {
+    return testing::Run(
+        {"/bin/sh", "-c", std::string(TANDEM_BIN) + " del " + db_ + " c - < " + input_file});
+  };
+  auto r = del(ids);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("deleted 1250 records"), std::string::npos) << r.err;
+  auto ls = T({"ls", db_, "c"});
+  EXPECT_EQ(std::count(ls.out.begin(), ls.out.end(), '\n'), 1250);
+  EXPECT_EQ(ls.out.find("\"id\":\"r0\""), std::string::npos);
+  EXPECT_NE(ls.out.find("\"id\":\"r1\""), std::string::npos);
+  // Already deleted and never there: counted, the rest still deleted, exit status 1.
+  std::ofstream(tmp_ / "some") << "r0\nr1\nnope\nr3\n";
+  r = del(tmp_ / "some");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("deleted 2 records"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("2 ids not found or already deleted (the first: r0)"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(T({"get", db_, "c", "r3"}).exit_code, 1);
+  // A bad line anywhere: nothing is deleted.
+  std::ofstream(tmp_ / "bad") << "r5\n\nr7\n";
+  r = del(tmp_ / "bad");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("stdin line 2: record id is empty (nothing was deleted)"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(T({"get", db_, "c", "r5"}).exit_code, 0);
+  EXPECT_EQ(T({"check", db_}).exit_code, 0);
 }
 
 TEST(CliErrors, MissingReplicaIsARuntimeError) {
