@@ -41,6 +41,7 @@ struct VersionVector {
 struct SyncRequest {
   vv @0 :VersionVector;
   cursor @1 :UInt64;
+  holdsOfYours @2 :UInt64;  # the receiver's newest event the requester holds (0: unknown)
 }
 
 # Field states travel in Tandem's own compact encoding (docs/format.md) inside `entries`,

@@ -77,7 +77,8 @@ Status Replica::CheckClaim(ReplicaMeta& meta, uint64_t claimed, bool* rekeyed) {
   return Status::Ok();
 }
 
-Status Replica::RekeyIfBehind(const ReplicaId& as, uint64_t claimed, bool* rekeyed) {
+Status Replica::RekeyIfBehind(const ReplicaId& as, uint64_t claimed, bool* rekeyed,
+                              uint64_t log_cursor) {
   *rekeyed = false;
   return Retrying([&]() -> Status {
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
@@ -87,6 +88,10 @@ Status Replica::RekeyIfBehind(const ReplicaId& as, uint64_t claimed, bool* rekey
       *rekeyed = true;  // someone else (another session, another process) already did
       return Status::Ok();
     }
+    uint64_t last = 0;
+    TANDEM_RETURN_IF_ERROR(txn->LastLogSeq(&last));
+    // The log only grows: a cursor past its end was read from a log we no longer have.
+    if (log_cursor > last) claimed = std::max(claimed, meta.vv.Get(meta.id) + 1);
     bool changed = false;
     TANDEM_RETURN_IF_ERROR(CheckClaim(meta, claimed, &changed));
     if (!changed) return Status::Ok();
@@ -389,6 +394,13 @@ Result<DeltaPage> Replica::CollectDeltas(uint64_t since, size_t limit, const Ver
   TANDEM_RETURN_IF_ERROR(txn->LastLogSeq(&last));
   page.done = page.next_cursor >= last;
   return page;
+}
+
+Result<uint64_t> Replica::Held(const ReplicaId& r) {
+  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+  LogHull hull;
+  TANDEM_RETURN_IF_ERROR(txn->GetLogHull(&hull));
+  return hull.hull.Get(r);
 }
 
 Result<uint64_t> Replica::SkipHeld(const VersionVector& vv, uint64_t cursor) {

@@ -93,15 +93,21 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     // unfiltered session starts over, so that its CaughtUp may merge the watermark.
     recv_cursor_ = (!filtered_in_ && ps.filtered) ? 0 : ps.cursor;
     requested_ = true;
-    out->emplace_back(std::in_place_type<SyncRequest>, SyncRequest{meta.vv, recv_cursor_});
+    TANDEM_ASSIGN_OR_RETURN(const uint64_t held, replica_.Held(*peer_));
+    out->emplace_back(std::in_place_type<SyncRequest>,
+                      SyncRequest{meta.vv, recv_cursor_, std::max(held, meta.vv.Get(*peer_))});
     return Status::Ok();
   }
   if (!peer_) return Status::Invalid(std::string(MessageName(in)) + " before Hello");
 
   if (const auto* r = std::get_if<SyncRequest>(&in)) {
     if (have_request_) return Status::Invalid("second SyncRequest");
+    // The peer holds events of ours we never issued, or has read our log past its end:
+    // this replica was rolled back (restored in place from a snapshot), and the peer's
+    // cursor into our log reads a different log now.
     bool rekeyed = false;
-    TANDEM_RETURN_IF_ERROR(replica_.RekeyIfBehind(self_, r->vv.Get(self_), &rekeyed));
+    TANDEM_RETURN_IF_ERROR(replica_.RekeyIfBehind(
+        self_, std::max(r->vv.Get(self_), r->holds_of_yours), &rekeyed, r->cursor));
     if (rekeyed) return RolledBack();
     TANDEM_ASSIGN_OR_RETURN(ReplicaMeta meta, replica_.Meta());
     have_request_ = true;

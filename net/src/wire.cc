@@ -106,6 +106,7 @@ Result<std::string> EncodeMessage(const Message& m, const EncodeOptions& opt) {
     auto w = body.initSyncRequest();
     SetVv(w.initVv(), r->vv);
     w.setCursor(r->cursor);
+    w.setHoldsOfYours(r->holds_of_yours);
   } else if (const auto* d = std::get_if<engine::DeltaBatch>(&m)) {
     auto w = body.initDeltaBatch();
     w.setFrom(d->from);
@@ -196,7 +197,7 @@ Result<Message> DecodeMessage(std::string_view bytes, uint32_t* features) {
       }
       case wire::Envelope::Body::SYNC_REQUEST: {
         auto r = body.getSyncRequest();
-        engine::SyncRequest m{ReadVv(r.getVv(), c), r.getCursor()};
+        engine::SyncRequest m{ReadVv(r.getVv(), c), r.getCursor(), r.getHoldsOfYours()};
         if (!c.ok()) return c.st;
         return Message{std::move(m)};
       }

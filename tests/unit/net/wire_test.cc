@@ -67,7 +67,7 @@ TEST(Wire, EveryMessageRoundTrips) {
   vv.Raise(Rid(9), 1);
   std::vector<Message> msgs = {
       Hello{kProtocolVersion, Rid(3), CollectionFilter::Only({"orders", "products"}), {}},
-      SyncRequest{vv, 12},
+      SyncRequest{vv, 12, 7},
       SampleBatch(),
       DeltaBatch{{}, 3, 3},
       CaughtUp{42, vv},
@@ -88,6 +88,7 @@ TEST(Wire, EveryMessageRoundTrips) {
       } else if (auto* r = std::get_if<SyncRequest>(&m)) {
         EXPECT_EQ(std::get<SyncRequest>(*d).vv, r->vv);
         EXPECT_EQ(std::get<SyncRequest>(*d).cursor, r->cursor);
+        EXPECT_EQ(std::get<SyncRequest>(*d).holds_of_yours, r->holds_of_yours);
       } else if (auto* b = std::get_if<DeltaBatch>(&m)) {
         auto& g = std::get<DeltaBatch>(*d);
         EXPECT_EQ(g.from, b->from);

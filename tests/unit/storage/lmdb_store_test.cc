@@ -488,3 +488,90 @@ TEST(LmdbStore, AppendsMixedWithWritesInTheMiddleKeepEveryField) {
 
 }  // namespace
 }  // namespace tandem::storage
+
+namespace tandem::storage {
+namespace {
+
+// Restores `snapshot` over DIR/data.mdb in place (same inode): the replica cannot see
+// it at open.
+void RestoreInPlace(const std::string& snapshot, const std::string& dir) {
+  std::ifstream in(snapshot, std::ios::binary);
+  std::ofstream out(dir + "/data.mdb", std::ios::binary | std::ios::trunc);
+  out << in.rdbuf();
+}
+
+// The peer holds an event of ours that its version vector does not claim (it came in a
+// state applied outside a complete session): what it holds is evidence enough.
+TEST(LmdbStore, ARollbackIsFoundByWhatThePeerHoldsNotOnlyByWhatItClaims) {
+  testing::TempDir tmp;
+  const std::string a = tmp / "a", b = tmp / "b", snap = tmp / "snapshot.mdb";
+  auto ra = CreateReplica(a);
+  auto rb = CreateReplica(b);
+  ASSERT_TRUE(ra.ok() && rb.ok());
+  ASSERT_TRUE((*ra)->Put("c", "early", {{"x", Value{int64_t{1}}}}).ok());
+  fs::copy_file(a + "/data.mdb", snap);
+  ASSERT_TRUE((*ra)->Put("c", "late", {{"x", Value{int64_t{2}}}}).ok());
+  auto late = (*ra)->GetState("c", "late");
+  ASSERT_TRUE(late.ok());
+  ASSERT_TRUE(
+      (*rb)->ApplyDeltas({engine::FieldDelta{{"c", "late", "x"}, late->fields.at("x")}}).ok());
+  const engine::ReplicaId old_id = (*ra)->Meta()->id;
+  EXPECT_EQ((*rb)->Meta()->vv.Get(old_id), 0u) << "the peer claims nothing of a";
+  ra->reset();
+  RestoreInPlace(snap, a);
+  ra = OpenReplica(a);
+  ASSERT_TRUE(ra.ok());
+  ASSERT_EQ((*ra)->Meta()->id, old_id);
+  // Seen at b's request, before a answers anything: a CaughtUp from a would let b take
+  // a's version vector while b's cursor into a's log reads a log a no longer has.
+  engine::Session sa(**ra, {}), sb(**rb, {});
+  std::vector<engine::Message> to_a, to_b, ignored;
+  ASSERT_TRUE(sa.Start(&to_b).ok());
+  ASSERT_TRUE(sb.Start(&to_a).ok());
+  ASSERT_TRUE(sb.Receive(to_b.at(0), &to_a).ok());     // a's Hello: b asks
+  ASSERT_TRUE(sa.Receive(to_a.at(0), &ignored).ok());  // b's Hello: a asks
+  ASSERT_EQ(to_a.size(), 2u);
+  Status st = sa.Receive(to_a.at(1), &ignored);  // b's SyncRequest
+  EXPECT_EQ(st.code(), Code::kBusy) << st.ToString();
+  EXPECT_TRUE(sa.rolled_back());
+  EXPECT_NE((*ra)->Meta()->id, old_id) << "the rollback went unseen";
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  EXPECT_TRUE((*ra)->Get("c", "late").ok());
+}
+
+// No event of ours was lost, but the peer read our log further than it now reaches: its
+// cursor belongs to a log we no longer have, and what we write next would land below it.
+TEST(LmdbStore, ARollbackIsFoundByAPeerCursorPastTheEndOfTheLog) {
+  testing::TempDir tmp;
+  const std::string a = tmp / "a", b = tmp / "b", c = tmp / "c", snap = tmp / "snapshot.mdb";
+  auto ra = CreateReplica(a);
+  auto rb = CreateReplica(b);
+  auto rc = CreateReplica(c);
+  ASSERT_TRUE(ra.ok() && rb.ok() && rc.ok());
+  ASSERT_TRUE((*ra)->Put("c", "mine", {{"x", Value{int64_t{1}}}}).ok());
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  fs::copy_file(a + "/data.mdb", snap);
+  // After the snapshot, a only relays: c's records reach b through a.
+  for (int i = 0; i < 5; ++i)
+    ASSERT_TRUE((*rc)->Put("c", "from-c-" + std::to_string(i), {{"x", Value{int64_t{i}}}}).ok());
+  ASSERT_TRUE(SyncOnce(**rc, **ra).ok());
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  const engine::ReplicaId old_id = (*ra)->Meta()->id;
+  ra->reset();
+  RestoreInPlace(snap, a);
+  ra = OpenReplica(a);
+  ASSERT_TRUE(ra.ok());
+  ASSERT_EQ((*ra)->Meta()->id, old_id);
+  engine::Session* ended = nullptr;
+  Status st = SyncOnce(**ra, **rb, &ended);
+  EXPECT_EQ(st.code(), Code::kBusy) << st.ToString();
+  EXPECT_NE((*ra)->Meta()->id, old_id) << "the rollback went unseen";
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  ASSERT_TRUE((*ra)->Put("c", "after", {{"x", Value{int64_t{3}}}}).ok());
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  EXPECT_TRUE((*rb)->Get("c", "after").ok()) << "a write after the rollback reaches the peer";
+  EXPECT_TRUE((*ra)->Get("c", "from-c-4").ok());
+}
+
+}  // namespace
+}  // namespace tandem::storage

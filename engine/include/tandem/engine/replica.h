@@ -134,8 +134,14 @@ class Replica {
   //
   // Takes a new id if the replica is still `as` and `claimed` (a count of events of
   // `as`) is more than it holds. Sets *rekeyed if the replica is no longer `as`, now or
-  // because another caller already moved it on.
-  Status RekeyIfBehind(const ReplicaId& as, uint64_t claimed, bool* rekeyed);
+  // because another caller already moved it on. A peer's `log_cursor` into our change
+  // log past its end is evidence too: the log only grows, so the peer read a log we no
+  // longer have.
+  Status RekeyIfBehind(const ReplicaId& as, uint64_t claimed, bool* rekeyed,
+                       uint64_t log_cursor = 0);
+  // The newest event of replica r that some field state here has seen (the log's hull:
+  // an upper bound, and 0 for what a replica from before the hull was kept wrote then).
+  Result<uint64_t> Held(const ReplicaId& r);
 
   Result<ReplicaMeta> Meta();
 

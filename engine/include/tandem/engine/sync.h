@@ -45,6 +45,10 @@ struct Hello {
 struct SyncRequest {
   VersionVector vv;
   uint64_t cursor = 0;  // into the receiver's change log
+  // The receiver's newest event that some field state the requester holds has seen (its
+  // log's hull), watermark or not: more than the receiver ever issued, or a cursor past
+  // the end of its log, shows the receiver was rolled back.
+  uint64_t holds_of_yours = 0;
 };
 struct DeltaBatch {
   std::vector<FieldDelta> deltas;
