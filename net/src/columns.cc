@@ -25,6 +25,10 @@ uint64_t ZigZag(int64_t v) {
 }
 int64_t UnZigZag(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1); }
 
+// The most a sequence number in the seqs column may be: a state whose sequence number
+// is larger (legal, if no replica gets there) travels whole.
+constexpr uint64_t kMaxColumnSeq = uint64_t{std::numeric_limits<int64_t>::max()};
+
 // A register written once by one replica: its context is exactly its marker's dot.
 bool IsOwnRegister(const FieldState& s) {
   if (s.ctx.size() != 1 || s.markers.size() != 1 || !s.elements.empty() || !s.counter.empty() ||
@@ -32,7 +36,8 @@ bool IsOwnRegister(const FieldState& s) {
     return false;
   const auto& [dot, m] = *s.markers.begin();
   const auto& [replica, seq] = *s.ctx.entries().begin();
-  return m.kind == engine::Kind::kRegister && dot.replica == replica && dot.seq == seq;
+  return m.kind == engine::Kind::kRegister && dot.replica == replica && dot.seq == seq &&
+         seq <= kMaxColumnSeq;
 }
 
 }  // namespace
@@ -135,7 +140,7 @@ Status DecodeColumns(std::string_view bytes, const std::vector<std::string>& nam
         return Status::Corrupt("batch entry names unknown replica index " + std::to_string(index));
       const uint64_t seq = prev_seq + static_cast<uint64_t>(UnZigZag(r[kSeqs].Varint()));
       if (!r[kSeqs].ok()) return r[kSeqs].status().With("batch sequence numbers");
-      if (seq == 0 || seq > uint64_t{std::numeric_limits<int64_t>::max()})
+      if (seq == 0 || seq > kMaxColumnSeq)
         return Status::Corrupt("batch entry with sequence number out of range");
       const uint64_t ms = prev_ms + static_cast<uint64_t>(UnZigZag(r[kClocks].Varint()));
       const uint64_t logical = r[kClocks].Varint();

@@ -550,16 +550,29 @@ class LmdbReader {
   }
 
   // A replica from before the hull was kept has none: it knows nothing of what its log
-  // holds so far (LogHull::base).
+  // holds so far (LogHull::base). Nor does one whose log has moved since the hull was
+  // last written (`log-hull-end`): a build that keeps no hull wrote to it meanwhile.
   Status GetLogHull(engine::LogHull* out) {
+    *out = engine::LogHull{};
+    uint64_t last = 0;
+    TANDEM_RETURN_IF_ERROR(LastLogSeq(&last));
     MDB_val k = Val("log-hull"), v;
     int rc = mdb_get(txn_, impl_->meta, &k, &v);
     if (rc == MDB_NOTFOUND) {
-      *out = engine::LogHull{};
-      return LastLogSeq(&out->base);
+      out->base = last;
+      return Status::Ok();
     }
     if (rc) return LmdbError(rc, "read log hull");
     TANDEM_ASSIGN_OR_RETURN(*out, engine::DecodeLogHull(View(v)));
+    MDB_val ek = Val("log-hull-end"), ev;
+    rc = mdb_get(txn_, impl_->meta, &ek, &ev);
+    if (rc && rc != MDB_NOTFOUND) return LmdbError(rc, "read log hull");
+    uint64_t end = 0;
+    if (rc == 0 && ev.mv_size == 8) std::memcpy(&end, ev.mv_data, 8);
+    if (rc != 0 || ev.mv_size != 8 || end != last) {
+      out->base = std::max(out->base, last);
+      out->checkpoints.clear();
+    }
     return Status::Ok();
   }
 

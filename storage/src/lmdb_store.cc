@@ -255,8 +255,11 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     }
     last_seq_ = seq;
     TANDEM_RETURN_IF_ERROR(LoadHull());
-    hull_->hull.Merge(state.ctx);
-    hull_dirty_ = true;
+    if (!hull_->hull.Covers(state.ctx)) {
+      hull_->hull.Merge(state.ctx);
+      hull_dirty_ = true;
+    }
+    log_moved_ = true;
     MDB_val val = Val(value_);
     kv = Val(k);
     TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->fields, &fields_cur_));
@@ -299,16 +302,18 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   // Read once per transaction, before this transaction's first change to the log.
   Status LoadHull() {
     if (hull_) return Status::Ok();
-    hull_.emplace();
     MDB_val k = Val("log-hull"), v;
     int rc = mdb_get(txn_, impl_->meta, &k, &v);
     if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "read log hull");
     // The first write of a replica from before the hull was kept: once the hull is
     // recorded, a build that would not keep it up to date must not write here (format 2).
     upgrade_format_ = rc == MDB_NOTFOUND;
-    Status st = reader_.GetLogHull(&*hull_);
-    if (!st.ok()) hull_.reset();
-    return st;
+    engine::LogHull hull;
+    TANDEM_RETURN_IF_ERROR(reader_.GetLogHull(&hull));
+    // What GetLogHull rebuilt (a new base) is written back with this transaction.
+    if (upgrade_format_ || rc != 0 || View(v) != engine::EncodeLogHull(hull)) hull_dirty_ = true;
+    hull_ = std::move(hull);
+    return Status::Ok();
   }
 
   Status OpenCursor(MDB_dbi dbi, MDB_cursor** cur) {
@@ -324,6 +329,13 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
 
   Status Commit() override {
     CloseCursors();
+    if (hull_ && (log_moved_ || hull_dirty_)) {
+      // Where the log ended when the hull was last kept up to date (GetLogHull).
+      uint64_t end = last_seq_;
+      if (!log_moved_) TANDEM_RETURN_IF_ERROR(reader_.LastLogSeq(&end));
+      MDB_val k = Val("log-hull-end"), v{8, &end};
+      if (int rc = mdb_put(txn_, impl_->meta, &k, &v, 0)) return impl_->Note(rc, "write log hull");
+    }
     if (hull_dirty_) {
       std::string h = engine::EncodeLogHull(*hull_);
       MDB_val k = Val("log-hull"), v = Val(h);
@@ -367,6 +379,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   bool fields_end_known_ = false;
   std::optional<engine::LogHull> hull_;  // loaded by the first change to the log
   bool hull_dirty_ = false;
+  bool log_moved_ = false;  // a field was written: the log's end moved
   bool upgrade_format_ = false;
 };
 
@@ -514,6 +527,9 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
     std::string hull = engine::EncodeLogHull(engine::LogHull{});
     MDB_val hk = Val("log-hull"), hv = Val(hull);
     if (!rc) rc = mdb_put(txn, impl->meta, &hk, &hv, 0);
+    uint64_t end = 0;
+    MDB_val ek = Val("log-hull-end"), ev{8, &end};
+    if (!rc) rc = mdb_put(txn, impl->meta, &ek, &ev, 0);
     if (!rc)
       rc = mdb_txn_commit(txn);
     else

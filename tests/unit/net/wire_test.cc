@@ -138,6 +138,10 @@ TEST(Wire, ColumnsAreSmallerThanRowsForFieldsWrittenOnce) {
     b.deltas.push_back(FieldDelta{
         {"bench", "r" + std::to_string(100000 + i / 10), "f" + std::to_string(i % 10)}, s});
   }
+  // A sequence number beyond the seqs column's range travels whole, in either layout.
+  FieldState far;
+  ApplyPut(far, Dot{Rid(2), (uint64_t{1} << 63) + 1}, MakeHlc(1700000000000, 0), Value{int64_t{1}});
+  b.deltas.push_back(FieldDelta{{"bench", "r999999", "f0"}, far});
   const size_t rows = EncodeMessage(b, kRows).value().size();
   const size_t columns = EncodeMessage(b, kColumns).value().size();
   EXPECT_LT(columns * 10, rows * 7) << rows << " bytes as rows, " << columns << " as columns";

@@ -431,6 +431,51 @@ TEST(LmdbStore, AReplicaFromBeforeTheHullSkipsNothingOfItsOldLog) {
   EXPECT_TRUE((*rb)->Get("c", "new").ok());
 }
 
+// A build that keeps no hull (an older daemon still running while a newer CLI upgrades
+// the replica) moves the log without telling the hull: a log whose end is not where the
+// hull last saw it has a hull that knows nothing of what came before, and skips nothing.
+TEST(LmdbStore, ALogMovedBehindTheHullsBackSkipsNothingOfIt) {
+  testing::TempDir tmp;
+  const std::string a = tmp / "a", b = tmp / "b";
+  {
+    auto ra = CreateReplica(a);
+    auto rb = CreateReplica(b);
+    ASSERT_TRUE(ra.ok() && rb.ok());
+    for (int i = 0; i < 10; ++i)
+      ASSERT_TRUE((*rb)->Put("c", "r" + std::to_string(i), {{"x", Value{int64_t{i}}}}).ok());
+    ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+    auto txn = StoreOf(**ra).BeginRead();
+    ASSERT_TRUE(txn.ok());
+    engine::LogHull hull;
+    ASSERT_TRUE((*txn)->GetLogHull(&hull).ok());
+    ASSERT_FALSE(hull.checkpoints.empty());
+    EXPECT_EQ(hull.base, 0u);
+  }
+  const uint64_t elsewhere = 3;  // not where the log ends
+  const std::string end(reinterpret_cast<const char*>(&elsewhere), sizeof elsewhere);
+  RawMeta(a, "log-hull-end", &end);
+  auto ra = OpenReplica(a);
+  ASSERT_TRUE(ra.ok());
+  engine::VersionVector all = (*ra)->Meta()->vv;
+  EXPECT_EQ((*ra)->SkipHeld(all, 0).value(), 0u);
+  {
+    auto txn = StoreOf(**ra).BeginRead();
+    ASSERT_TRUE(txn.ok());
+    engine::LogHull hull;
+    ASSERT_TRUE((*txn)->GetLogHull(&hull).ok());
+    EXPECT_TRUE(hull.checkpoints.empty());
+    EXPECT_EQ(hull.base, 10u);
+  }
+  EXPECT_TRUE(Check(StoreOf(**ra)).ok());
+  // The next write takes the hull from there.
+  ASSERT_TRUE((*ra)->Put("c", "new", {{"x", Value{int64_t{1}}}}).ok());
+  auto rb = OpenReplica(b);
+  ASSERT_TRUE(rb.ok());
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  EXPECT_TRUE((*rb)->Get("c", "new").ok());
+  EXPECT_TRUE(Check(StoreOf(**ra)).ok());
+}
+
 // The check finds a hull that leaves out a field: a sync would skip it.
 TEST(LmdbStore, CheckFindsAFieldOutsideTheLogsHull) {
   testing::TempDir tmp;

@@ -94,7 +94,8 @@ class Device : public std::enable_shared_from_this<Device> {
   // Pairing. An invite's code holds this device's key, a one-time secret, the expiry
   // and the hints; it is stored until redeemed or expired.
   Result<std::string> Invite(const InviteOptions& options);
-  // Stores a code (kInvalidArgument if malformed, expired or our own); the first sync
+  // Stores a code (kInvalidArgument if malformed or our own; its expiry is the inviter's
+  // to judge, by its clock, at redemption); the first sync
   // with the inviter redeems it. Returns the invite (the inviter, its hints).
   Result<net::Invite> Join(const std::string& code);
   Result<std::optional<net::Invite>> PendingJoin();
