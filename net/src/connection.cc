@@ -274,7 +274,11 @@ awaitable<Status> Conn::HandleFrame(std::string pt) {
     if (pt.size() != 32) co_return Status::Corrupt("the inviter's welcome is malformed");
     Key32 key;
     std::memcpy(key.data(), pt.data(), 32);
-    co_return d_.Joined(key, *peer_key_);
+    // The files and the trust record wait for the disk: on the storage worker.
+    Status st = co_await d_.OnWorker([&] { return d_.SaveJoined(key, *peer_key_); });
+    if (!st.ok()) co_return st;
+    d_.Joined(key, *peer_key_);
+    co_return Status::Ok();
   }
   if (pt.empty()) co_return Status::Ok();     // keepalive
   if (final_queued_) co_return Status::Ok();  // closing: nothing more is applied or sent

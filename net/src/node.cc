@@ -75,15 +75,17 @@ void Core::Emit(NodeEvent e) {
   if (cb) cb(e);  // never under the lock: it may call back into the node
 }
 
-Status Core::Joined(const Key32& key, const Key32& inviter) {
+Status Core::SaveJoined(const Key32& key, const Key32& inviter) {
   TANDEM_RETURN_IF_ERROR(SaveGroupKey(opt_.files, key));
   TANDEM_RETURN_IF_ERROR(ClearJoin(opt_.files));
+  return AddMember(replica_, inviter, self_device_, WallMs());
+}
+
+void Core::Joined(const Key32& key, const Key32& inviter) {
   group_key_ = key;
   join_.reset();
-  TANDEM_RETURN_IF_ERROR(AddMember(replica_, inviter, self_device_, WallMs()));
   Log("joined the group of " + DeviceId(inviter));
   Emit({NodeEventKind::kJoined, DeviceId(inviter), "", ""});
-  return Status::Ok();
 }
 
 engine::SessionOptions Core::SessionOptionsFor() {

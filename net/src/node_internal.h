@@ -218,7 +218,10 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   const Key32& group_key() const { return group_key_; }
   const std::optional<Invite>& join() const { return join_; }
   // The joiner received the group key over an invite session.
-  Status Joined(const Key32& key, const Key32& inviter);
+  // SaveJoined stores it (group.key, join.code gone, the inviter a member), on the
+  // storage worker; then Joined switches this node to it, on the node thread.
+  Status SaveJoined(const Key32& key, const Key32& inviter);
+  void Joined(const Key32& key, const Key32& inviter);
   engine::SessionOptions SessionOptionsFor();
   // Runs f() on the storage worker and resumes the caller on the node thread with its
   // result. Sessions and storage writes (fsynced commits, log scans) run there, one at a

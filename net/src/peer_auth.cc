@@ -149,13 +149,15 @@ awaitable<bool> Conn::HandshakeAsResponder(Key32* send, Key32* recv) {
     co_return false;
   }
   if (invite_mode_) {
-    // Burning is atomic across processes: exactly one redemption wins.
-    st = BurnInvite(d_.options().files, invite);
+    // Burning is atomic across processes: exactly one redemption wins. Both writes wait
+    // for the disk: on the storage worker, so that other connections do not.
+    st = co_await d_.OnWorker([&] { return BurnInvite(d_.options().files, invite); });
     if (!st.ok()) {
       Refuse("invite: " + st.message());
       co_return false;
     }
-    st = AddMember(d_.replica(), *peer_key_, d_.self_device(), WallMs());
+    st = co_await d_.OnWorker(
+        [&] { return AddMember(d_.replica(), *peer_key_, d_.self_device(), WallMs()); });
     if (!st.ok()) {
       Fail(st.ToString());
       co_return false;
