@@ -396,17 +396,20 @@ Result<DeltaPage> Replica::CollectDeltas(uint64_t since, size_t limit, const Ver
   return page;
 }
 
-Result<uint64_t> Replica::Held(const ReplicaId& r) {
+Result<LogHull> Replica::ReadLogHull() {
   TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
   LogHull hull;
   TANDEM_RETURN_IF_ERROR(txn->GetLogHull(&hull));
+  return hull;
+}
+
+Result<uint64_t> Replica::Held(const ReplicaId& r) {
+  TANDEM_ASSIGN_OR_RETURN(LogHull hull, ReadLogHull());
   return hull.hull.Get(r);
 }
 
 Result<uint64_t> Replica::SkipHeld(const VersionVector& vv, uint64_t cursor) {
-  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
-  LogHull hull;
-  TANDEM_RETURN_IF_ERROR(txn->GetLogHull(&hull));
+  TANDEM_ASSIGN_OR_RETURN(LogHull hull, ReadLogHull());
   return hull.SkipFor(vv, cursor);
 }
 

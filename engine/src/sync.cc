@@ -94,8 +94,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     recv_cursor_ = (!filtered_in_ && ps.filtered) ? 0 : ps.cursor;
     requested_ = true;
     TANDEM_ASSIGN_OR_RETURN(const uint64_t held, replica_.Held(*peer_));
-    out->emplace_back(std::in_place_type<SyncRequest>,
-                      SyncRequest{meta.vv, recv_cursor_, std::max(held, meta.vv.Get(*peer_))});
+    out->emplace_back(std::in_place_type<SyncRequest>, SyncRequest{meta.vv, recv_cursor_, held});
     return Status::Ok();
   }
   if (!peer_) return Status::Invalid(std::string(MessageName(in)) + " before Hello");

@@ -552,12 +552,15 @@ class LmdbReader {
   // A replica from before the hull was kept has none: it knows nothing of what its log
   // holds so far (LogHull::base). Nor does one whose log has moved since the hull was
   // last written (`log-hull-end`): a build that keeps no hull wrote to it meanwhile.
-  Status GetLogHull(engine::LogHull* out) {
+  // *source (if not null) says which: the stored hull as it is, or one to store again.
+  enum class HullSource { kNone, kStale, kStored };
+  Status GetLogHull(engine::LogHull* out, HullSource* source = nullptr) {
     *out = engine::LogHull{};
     uint64_t last = 0;
     TANDEM_RETURN_IF_ERROR(LastLogSeq(&last));
     MDB_val k = Val("log-hull"), v;
     int rc = mdb_get(txn_, impl_->meta, &k, &v);
+    if (source) *source = HullSource::kNone;
     if (rc == MDB_NOTFOUND) {
       out->base = last;
       return Status::Ok();
@@ -569,10 +572,12 @@ class LmdbReader {
     if (rc && rc != MDB_NOTFOUND) return LmdbError(rc, "read log hull");
     uint64_t end = 0;
     if (rc == 0 && ev.mv_size == 8) std::memcpy(&end, ev.mv_data, 8);
-    if (rc != 0 || ev.mv_size != 8 || end != last) {
+    const bool stale = rc != 0 || ev.mv_size != 8 || end != last;
+    if (stale) {
       out->base = std::max(out->base, last);
       out->checkpoints.clear();
     }
+    if (source) *source = stale ? HullSource::kStale : HullSource::kStored;
     return Status::Ok();
   }
 

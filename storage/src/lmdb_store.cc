@@ -151,7 +151,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     // Past the end of the table (a bulk load, records with ascending ids): no such field,
     // and the PutField that follows appends without searching.
     TANDEM_RETURN_IF_ERROR(LoadFieldsEnd());
-    if (last_key_ > fields_end_) {
+    if (last_key_ > *fields_end_) {
       last_old_seq_ = 0;
       last_seq_known_ = true;
       return Status::Ok();
@@ -226,7 +226,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     uint64_t old_seq = 0;
     int rc;
     TANDEM_RETURN_IF_ERROR(LoadFieldsEnd());
-    const bool append = k > fields_end_;
+    const bool append = k > *fields_end_;
     if (same) {
       old_seq = last_old_seq_;
     } else if (!append) {
@@ -259,7 +259,6 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
       hull_->hull.Merge(state.ctx);
       hull_dirty_ = true;
     }
-    log_moved_ = true;
     MDB_val val = Val(value_);
     kv = Val(k);
     TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->fields, &fields_cur_));
@@ -290,28 +289,25 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   }
   // The greatest key in `fields`, read once per transaction and kept as appends move it.
   Status LoadFieldsEnd() {
-    if (fields_end_known_) return Status::Ok();
+    if (fields_end_) return Status::Ok();
     TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->fields, &fields_cur_));
     MDB_val k, v;
     int rc = mdb_cursor_get(fields_cur_, &k, &v, MDB_LAST);
     if (rc && rc != MDB_NOTFOUND) return LmdbError(rc, "read fields");
     fields_end_ = rc ? std::string() : std::string(View(k));
-    fields_end_known_ = true;
     return Status::Ok();
   }
   // Read once per transaction, before this transaction's first change to the log.
   Status LoadHull() {
     if (hull_) return Status::Ok();
-    MDB_val k = Val("log-hull"), v;
-    int rc = mdb_get(txn_, impl_->meta, &k, &v);
-    if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "read log hull");
-    // The first write of a replica from before the hull was kept: once the hull is
-    // recorded, a build that would not keep it up to date must not write here (format 2).
-    upgrade_format_ = rc == MDB_NOTFOUND;
     engine::LogHull hull;
-    TANDEM_RETURN_IF_ERROR(reader_.GetLogHull(&hull));
-    // What GetLogHull rebuilt (a new base) is written back with this transaction.
-    if (upgrade_format_ || rc != 0 || View(v) != engine::EncodeLogHull(hull)) hull_dirty_ = true;
+    LmdbReader::HullSource source;
+    TANDEM_RETURN_IF_ERROR(reader_.GetLogHull(&hull, &source));
+    // What GetLogHull rebuilt (a new base) is written back with this transaction. The
+    // first write of a replica from before the hull was kept also raises its format: a
+    // build that would not keep the hull up to date must not write here.
+    hull_dirty_ = source != LmdbReader::HullSource::kStored;
+    upgrade_format_ = source == LmdbReader::HullSource::kNone;
     hull_ = std::move(hull);
     return Status::Ok();
   }
@@ -329,10 +325,10 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
 
   Status Commit() override {
     CloseCursors();
-    if (hull_ && (log_moved_ || hull_dirty_)) {
+    if (hull_ && (last_seq_ || hull_dirty_)) {
       // Where the log ended when the hull was last kept up to date (GetLogHull).
       uint64_t end = last_seq_;
-      if (!log_moved_) TANDEM_RETURN_IF_ERROR(reader_.LastLogSeq(&end));
+      if (!end) TANDEM_RETURN_IF_ERROR(reader_.LastLogSeq(&end));
       MDB_val k = Val("log-hull-end"), v{8, &end};
       if (int rc = mdb_put(txn_, impl_->meta, &k, &v, 0)) return impl_->Note(rc, "write log hull");
     }
@@ -367,7 +363,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   std::shared_lock<std::shared_mutex> lock_;
   LmdbStore::Impl* impl_;
   MDB_txn* txn_;
-  uint64_t last_seq_ = 0;
+  uint64_t last_seq_ = 0;  // the newest log position this transaction wrote (0: none yet)
   std::string value_;
   MDB_cursor* fields_cur_ = nullptr;
   MDB_cursor* log_cur_ = nullptr;
@@ -375,11 +371,9 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   std::string last_key_;  // the field GetField read last, and its change-log seq
   uint64_t last_old_seq_ = 0;
   bool last_seq_known_ = false;
-  std::string fields_end_;  // the greatest key in `fields` (LoadFieldsEnd)
-  bool fields_end_known_ = false;
-  std::optional<engine::LogHull> hull_;  // loaded by the first change to the log
+  std::optional<std::string> fields_end_;  // the greatest key in `fields` (LoadFieldsEnd)
+  std::optional<engine::LogHull> hull_;    // loaded by the first change to the log
   bool hull_dirty_ = false;
-  bool log_moved_ = false;  // a field was written: the log's end moved
   bool upgrade_format_ = false;
 };
 

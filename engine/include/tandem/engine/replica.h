@@ -251,6 +251,7 @@ class Replica {
  private:
   void Committed();
   std::shared_ptr<WritePolicy> Policy();
+  Result<LogHull> ReadLogHull();
   // The collection's rules for reading (null when none).
   Result<std::shared_ptr<const CollectionRules>> ReadRules(ReadTxn& txn, std::string_view c);
   // A record's reading with the rules' winners for conflicting fields.
