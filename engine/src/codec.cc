@@ -35,6 +35,15 @@ uint8_t Reader::U8() {
   return static_cast<uint8_t>(in_[pos_++]);
 }
 
+void Writer::SignedVarint(int64_t v) {
+  Varint((static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63));
+}
+
+int64_t Reader::SignedVarint() {
+  const uint64_t v = Varint();
+  return static_cast<int64_t>((v >> 1) ^ (~(v & 1) + 1));
+}
+
 uint64_t Reader::Varint() {
   uint64_t v = 0;
   for (int shift = 0; shift < 64; shift += 7) {
@@ -121,10 +130,6 @@ enum ValueTag : uint8_t {
   kTagString = 5,
   kTagBytes = 6,
 };
-uint64_t ZigZag(int64_t v) {
-  return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
-}
-int64_t UnZigZag(uint64_t v) { return static_cast<int64_t>((v >> 1) ^ (~(v & 1) + 1)); }
 }  // namespace
 
 void EncodeValue(const Value& v, Writer& w) {
@@ -137,7 +142,7 @@ void EncodeValue(const Value& v, Writer& w) {
       break;
     case ValueType::kInt:
       w.U8(kTagInt);
-      w.Varint(ZigZag(std::get<int64_t>(v)));
+      w.SignedVarint(std::get<int64_t>(v));
       break;
     case ValueType::kDouble: {
       w.U8(kTagDouble);
@@ -167,7 +172,7 @@ Value DecodeValue(Reader& r) {
     case kTagTrue:
       return Value{true};
     case kTagInt:
-      return Value{UnZigZag(r.Varint())};
+      return Value{r.SignedVarint()};
     case kTagDouble: {
       uint64_t bits = r.Fixed64();
       double d;

@@ -20,11 +20,6 @@ enum Shape : uint8_t { kWhole = 0, kOwnRegister = 1, kOwnText = 2 };
 // The columns, in the order they follow the entry count.
 enum Column { kKeys, kShapes, kReplicas, kSeqs, kClocks, kValues, kText, kWholeStates, kColumns };
 
-uint64_t ZigZag(int64_t v) {
-  return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
-}
-int64_t UnZigZag(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1); }
-
 // The most a sequence number in the seqs column may be: a state whose sequence number
 // is larger (legal, if no replica gets there) travels whole.
 constexpr uint64_t kMaxColumnSeq = uint64_t{std::numeric_limits<int64_t>::max()};
@@ -46,9 +41,8 @@ Status EncodeColumns(const std::vector<FieldDelta>& deltas,
                      const std::function<uint64_t(const std::string&)>& name,
                      engine::ReplicaTable& table, std::string* out) {
   std::array<std::string, kColumns> col;
-  std::array<Writer, kColumns> w{Writer(&col[0]), Writer(&col[1]), Writer(&col[2]),
-                                 Writer(&col[3]), Writer(&col[4]), Writer(&col[5]),
-                                 Writer(&col[6]), Writer(&col[7])};
+  std::vector<Writer> w;
+  for (auto& c : col) w.emplace_back(&c);
   std::string_view prev_record;
   uint64_t prev_seq = 0, prev_ms = 0;
   for (const auto& d : deltas) {
@@ -72,9 +66,9 @@ Status EncodeColumns(const std::vector<FieldDelta>& deltas,
     w[kShapes].U8(text ? kOwnText : kOwnRegister);
     w[kReplicas].Varint(table.IndexOf(dot.replica));
     // Differences wrap modulo 2^64; the decoder undoes them the same way.
-    w[kSeqs].Varint(ZigZag(static_cast<int64_t>(dot.seq - prev_seq)));
+    w[kSeqs].SignedVarint(static_cast<int64_t>(dot.seq - prev_seq));
     const uint64_t ms = engine::HlcMillis(m.hlc);
-    w[kClocks].Varint(ZigZag(static_cast<int64_t>(ms - prev_ms)));
+    w[kClocks].SignedVarint(static_cast<int64_t>(ms - prev_ms));
     w[kClocks].Varint(engine::HlcLogical(m.hlc));
     if (text) {
       w[kValues].Varint(text->size());
@@ -102,8 +96,7 @@ Status DecodeColumns(std::string_view bytes, const std::vector<std::string>& nam
   for (auto& c : col) c = body.LengthPrefixed(bytes.size());
   if (body.ok() && body.remaining()) body.Fail("trailing bytes after the columns");
   if (!body.ok()) return body.status().With("batch columns");
-  std::array<Reader, kColumns> r{Reader(col[0]), Reader(col[1]), Reader(col[2]), Reader(col[3]),
-                                 Reader(col[4]), Reader(col[5]), Reader(col[6]), Reader(col[7])};
+  std::vector<Reader> r(col.begin(), col.end());
   auto name_at = [&](uint64_t i) -> const std::string* {
     return i < names.size() ? &names[i] : nullptr;
   };
@@ -138,11 +131,11 @@ Status DecodeColumns(std::string_view bytes, const std::vector<std::string>& nam
       if (!r[kReplicas].ok()) return r[kReplicas].status().With("batch replicas");
       if (!table.IdAt(index, &replica))
         return Status::Corrupt("batch entry names unknown replica index " + std::to_string(index));
-      const uint64_t seq = prev_seq + static_cast<uint64_t>(UnZigZag(r[kSeqs].Varint()));
+      const uint64_t seq = prev_seq + static_cast<uint64_t>(r[kSeqs].SignedVarint());
       if (!r[kSeqs].ok()) return r[kSeqs].status().With("batch sequence numbers");
       if (seq == 0 || seq > kMaxColumnSeq)
         return Status::Corrupt("batch entry with sequence number out of range");
-      const uint64_t ms = prev_ms + static_cast<uint64_t>(UnZigZag(r[kClocks].Varint()));
+      const uint64_t ms = prev_ms + static_cast<uint64_t>(r[kClocks].SignedVarint());
       const uint64_t logical = r[kClocks].Varint();
       if (!r[kClocks].ok()) return r[kClocks].status().With("batch timestamps");
       if (ms > 0xffffffffffffULL || logical > 0xffff)

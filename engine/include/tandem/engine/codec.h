@@ -29,7 +29,8 @@ class Writer {
   explicit Writer(std::string* out) : out_(out) {}
   void U8(uint8_t v) { out_->push_back(static_cast<char>(v)); }
   void Varint(uint64_t v);
-  void Fixed64(uint64_t v);  // little endian
+  void SignedVarint(int64_t v);  // zigzag: small magnitudes, either sign, in few bytes
+  void Fixed64(uint64_t v);      // little endian
   void Raw(std::string_view s) { out_->append(s); }
   void LengthPrefixed(std::string_view s) {
     Varint(s.size());
@@ -48,6 +49,7 @@ class Reader {
   explicit Reader(std::string_view in) : in_(in) {}
   uint8_t U8();
   uint64_t Varint();
+  int64_t SignedVarint();
   uint64_t Fixed64();
   std::string_view Raw(size_t n);
   std::string_view LengthPrefixed(size_t max_len);
