@@ -37,20 +37,7 @@ void SweepStale(const std::string& path) {
   fs::path p(path);
   std::string stem = ".";  // not "." + ...: g++ 12 warns (-Wrestrict) on that falsely
   stem += p.filename().string() + ".tmp.";
-  std::error_code ec;
-  const fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    const std::string n = e.path().filename().string();
-    if (n.size() <= stem.size() || n.compare(0, stem.size(), stem) != 0) continue;
-    const std::string rest = n.substr(stem.size());
-    const std::string pid = rest.substr(0, rest.find('.'));
-    if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos)
-      continue;
-    if (::kill(static_cast<pid_t>(std::stol(pid)), 0) != 0 && errno == ESRCH) {
-      std::error_code ignored;
-      fs::remove(e.path(), ignored);
-    }
-  }
+  SweepDead(p.parent_path().empty() ? "." : p.parent_path().string(), stem);
 }
 
 // Ends writing `fd` (named `what`): fsyncs it if `st` is still OK and `sync` asks, then
@@ -114,6 +101,22 @@ Status SyncPath(const std::string& path) {
 Status SyncParent(const std::string& path) {
   std::string dir = fs::path(path).parent_path().string();
   return SyncPath(dir.empty() ? "." : dir);
+}
+
+void SweepDead(const std::string& dir, const std::string& stem) {
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.size() <= stem.size() || n.compare(0, stem.size(), stem) != 0) continue;
+    const std::string rest = n.substr(stem.size());
+    const std::string pid = rest.substr(0, rest.find('.'));
+    if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos)
+      continue;
+    if (::kill(static_cast<pid_t>(std::stol(pid)), 0) != 0 && errno == ESRCH) {
+      std::error_code ignored;
+      fs::remove_all(e.path(), ignored);
+    }
+  }
 }
 
 Status WriteAtomic(const std::string& path, std::string_view data, Sync sync, mode_t mode) {

@@ -1,6 +1,5 @@
 // Backup and restore of a replica directory (lmdb_store.h).
 #include <fcntl.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -35,18 +34,7 @@ Status BuildInPlace(const std::string& dir, const char* what,
   const fs::path home = inside ? target : target.parent_path();
   const fs::path tmp = home / tmp_name;
   // Leftovers of killed builds (they may hold key files): any process's that is gone.
-  const std::string stem = tmp_name.substr(0, tmp_name.rfind('.') + 1);
-  for (const auto& e : fs::directory_iterator(home, ec)) {
-    const std::string n = e.path().filename().string();
-    if (n.size() <= stem.size() || n.compare(0, stem.size(), stem) != 0) continue;
-    const std::string pid = n.substr(stem.size());
-    if (pid.find_first_not_of("0123456789") != std::string::npos || pid.size() > 9) continue;
-    if (::kill(static_cast<pid_t>(std::stol(pid)), 0) != 0 && errno == ESRCH) {
-      std::error_code ignored;
-      fs::remove_all(e.path(), ignored);
-    }
-  }
-  ec.clear();
+  files::SweepDead(home.string(), tmp_name.substr(0, tmp_name.rfind('.') + 1));
   fs::remove_all(tmp, ec);
   ec.clear();
   if (!inside) fs::create_directories(target.parent_path(), ec);

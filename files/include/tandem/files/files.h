@@ -43,6 +43,11 @@ Status SyncPath(const std::string& path);
 // fsyncs the directory holding `path`, so that a rename or link into it is durable.
 Status SyncParent(const std::string& path);
 
+// Removes what killed processes left in `dir` (temporary files and directories may hold
+// keys): every entry named `stem` + a process id (+ optionally "." and more) whose
+// process no longer exists. Best effort.
+void SweepDead(const std::string& dir, const std::string& stem);
+
 // Reads a file of at most `max` bytes. kNotFound if it does not exist, kCorrupt if it is
 // larger than `max`.
 Result<std::string> ReadSmall(const std::string& path, size_t max);
