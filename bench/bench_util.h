@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -89,15 +90,46 @@ inline void LoadDataSet(engine::Replica& r, const DataSet& ds, std::mt19937_64& 
   }
 }
 
-// Raw LMDB: the same keys (collection \0 record \0 field) and 16-byte values, the same
-// batch size, durable commits. Returns puts per second; *bytes gets the file size.
-inline double RawLmdbPuts(const std::string& dir, const DataSet& ds, int batch, uint64_t* bytes) {
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+// Fields of the "bench" collection a replica holds, read by a scan.
+inline uint64_t CountFields(engine::Replica& r) {
+  uint64_t n = 0;
+  Must(r.Scan("bench", "",
+              [&](const engine::Record& rec) {
+                n += rec.fields.size();
+                return true;
+              }),
+       "scan");
+  return n;
+}
+
+// Raw LMDB, the baseline every ratio is against: the data set's keys (collection \0
+// record \0 field) in one unnamed database, 16-byte values, durable commits.
+inline MDB_env* OpenRawEnv(const std::string& dir) {
   MDB_env* env;
   mdb_env_create(&env);
   mdb_env_set_mapsize(env, size_t{4} << 30);
   if (mdb_env_open(env, dir.c_str(), 0, 0644)) std::abort();
+  return env;
+}
+
+// Puts field f of record rec with a random 16-byte value.
+inline void RawPut(MDB_txn* txn, MDB_dbi dbi, int rec, int f, std::mt19937_64& rng) {
+  std::string key = "bench";
+  key.push_back('\0');
+  key += DataSet::RecordId(rec);
+  key.push_back('\0');
+  key += DataSet::FieldName(f);
+  std::string val = RandomString16(rng);
+  MDB_val k{key.size(), key.data()}, v{val.size(), val.data()};
+  if (mdb_put(txn, dbi, &k, &v, 0)) std::abort();
+}
+
+// The data set in key order, `batch` puts per transaction. Returns puts per second;
+// *bytes gets the file size.
+inline double RawLmdbPuts(const std::string& dir, const DataSet& ds, int batch, uint64_t* bytes) {
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  MDB_env* env = OpenRawEnv(dir);
   MDB_dbi dbi;
   std::mt19937_64 rng(42);
   const int total = ds.records * ds.fields;
@@ -108,15 +140,7 @@ inline double RawLmdbPuts(const std::string& dir, const DataSet& ds, int batch, 
       mdb_txn_begin(env, nullptr, 0, &txn);
       mdb_dbi_open(txn, nullptr, 0, &dbi);
     }
-    int rec = n / ds.fields, f = n % ds.fields;
-    std::string key = "bench";
-    key.push_back('\0');
-    key += DataSet::RecordId(rec);
-    key.push_back('\0');
-    key += DataSet::FieldName(f);
-    std::string val = RandomString16(rng);
-    MDB_val k{key.size(), key.data()}, v{val.size(), val.data()};
-    if (mdb_put(txn, dbi, &k, &v, 0)) std::abort();
+    RawPut(txn, dbi, n / ds.fields, n % ds.fields, rng);
     if ((n + 1) % batch == 0 || n + 1 == total) {
       if (mdb_txn_commit(txn)) std::abort();
       txn = nullptr;
@@ -133,10 +157,7 @@ inline double RawLmdbPuts(const std::string& dir, const DataSet& ds, int batch, 
 // `dir` (each touches its own B-tree leaf page, so the commit writes and syncs about
 // `batch` pages, where a transaction of the same puts in key order writes a few).
 inline double RawLmdbRandomUpdateTxn(const std::string& dir, const DataSet& ds, int batch) {
-  MDB_env* env;
-  mdb_env_create(&env);
-  mdb_env_set_mapsize(env, size_t{4} << 30);
-  if (mdb_env_open(env, dir.c_str(), 0, 0644)) std::abort();
+  MDB_env* env = OpenRawEnv(dir);
   MDB_dbi dbi;
   std::mt19937_64 rng(11);
   std::vector<double> times;
@@ -147,15 +168,7 @@ inline double RawLmdbRandomUpdateTxn(const std::string& dir, const DataSet& ds, 
     mdb_dbi_open(txn, nullptr, 0, &dbi);
     for (int i = 0; i < batch; ++i) {
       const int rec = static_cast<int>(rng() % static_cast<uint64_t>(ds.records));
-      const int f = static_cast<int>(rng() % static_cast<uint64_t>(ds.fields));
-      std::string key = "bench";
-      key.push_back('\0');
-      key += DataSet::RecordId(rec);
-      key.push_back('\0');
-      key += DataSet::FieldName(f);
-      std::string val = RandomString16(rng);
-      MDB_val k{key.size(), key.data()}, v{val.size(), val.data()};
-      if (mdb_put(txn, dbi, &k, &v, 0)) std::abort();
+      RawPut(txn, dbi, rec, static_cast<int>(rng() % static_cast<uint64_t>(ds.fields)), rng);
     }
     if (mdb_txn_commit(txn)) std::abort();
     times.push_back(Now() - t0);

@@ -76,13 +76,7 @@ int main(int argc, char** argv) {
   const double writes_per_s = total / write_s;
 
   t0 = Now();
-  uint64_t scanned = 0;
-  Must(rep.Scan("bench", "",
-                [&](const engine::Record& r) {
-                  scanned += r.fields.size();
-                  return true;
-                }),
-       "scan");
+  const uint64_t scanned = CountFields(rep);
   const double scan_per_s = scanned / (Now() - t0);
 
   std::mt19937_64 pick(7);

@@ -231,18 +231,6 @@ class ShapingProxy {
   std::thread thread_;
 };
 
-// Fields of the "bench" collection a replica holds.
-uint64_t CountFields(engine::Replica& r) {
-  uint64_t n = 0;
-  Must(r.Scan("bench", "",
-              [&](const engine::Record& rec) {
-                n += rec.fields.size();
-                return true;
-              }),
-       "scan");
-  return n;
-}
-
 int RunWait(std::vector<std::string> args, const std::string& log) {
   pid_t pid = Spawn(std::move(args), log);
   int st = 0;
