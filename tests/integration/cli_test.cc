@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "process.h"
+#include "raw_lmdb.h"
 #include "tandem/net/identity.h"
 #include "tandem/storage/replica.h"
 
@@ -260,29 +261,6 @@ TEST(CliErrors, TruncatedDataFileIsRefused) {
   auto r = T({"get", tmp / "db", "c", "r"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(ReadFile(tmp / "db/data.mdb"), data.substr(0, 100));
-}
-
-// Writes into the meta database with LMDB directly, as a foreign program or a newer
-// Tandem would.
-void RawPut(const std::string& dir, const char* db, const std::string& key,
-            const std::string& value, bool drop_meta = false) {
-  MDB_env* env;
-  ASSERT_EQ(mdb_env_create(&env), 0);
-  mdb_env_set_maxdbs(env, 8);
-  ASSERT_EQ(mdb_env_open(env, dir.c_str(), 0, 0644), 0);
-  MDB_txn* txn;
-  ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
-  MDB_dbi dbi;
-  ASSERT_EQ(mdb_dbi_open(txn, db, MDB_CREATE, &dbi), 0);
-  if (drop_meta) {
-    ASSERT_EQ(mdb_drop(txn, dbi, 1), 0);
-  } else {
-    MDB_val k{key.size(), const_cast<char*>(key.data())};
-    MDB_val v{value.size(), const_cast<char*>(value.data())};
-    ASSERT_EQ(mdb_put(txn, dbi, &k, &v, 0), 0);
-  }
-  ASSERT_EQ(mdb_txn_commit(txn), 0);
-  mdb_env_close(env);
 }
 
 TEST(CliErrors, NewerFormatIsRefused) {

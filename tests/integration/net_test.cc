@@ -183,6 +183,19 @@ class Net : public ::testing::Test {
     if (address) *address = a;
     return s;
   }
+  // An invite of the device in `dir` expiring at `expires_ms`, with the address hint
+  // `address`, stored there as `tandem invite` would.
+  net::Invite StoredInvite(const std::string& dir, uint64_t expires_ms,
+                           const std::string& address) {
+    auto self = net::LoadIdentity(dir + "/identity.key");
+    if (!self.ok()) {
+      ADD_FAILURE() << self.status().ToString();
+      return {};
+    }
+    net::Invite inv{self->public_key, net::NewGroupKey(), expires_ms, {address}};
+    EXPECT_TRUE(net::StoreInvite(device::Layout(dir).group(), inv).ok());
+    return inv;
+  }
   // Pairs `joiner` with the daemon at `address` serving `inviter`, by a one-shot sync.
   void Pair(const std::string& inviter, const std::string& joiner, const std::string& address) {
     auto code = T({"invite", Dir(inviter), "--address", address});
@@ -235,11 +248,8 @@ TEST_F(Net, AnInviteIsJudgedByTheInvitersClock) {
   std::string a = Init("a"), b = Init("b");
   std::string addr;
   auto sa = Listen("a", {}, &addr);
-  auto self = net::LoadIdentity(a + "/identity.key");
-  ASSERT_TRUE(self.ok());
   const uint64_t now = storage::SystemClockMs();
-  net::Invite stored{self->public_key, net::NewGroupKey(), now + 24 * 3600 * 1000, {addr}};
-  ASSERT_TRUE(net::StoreInvite(device::Layout(a).group(), stored).ok());
+  const net::Invite stored = StoredInvite(a, now + 24 * 3600 * 1000, addr);
   net::Invite seen = stored;  // the same invite, its expiry as a clock a day ahead reads it
   seen.expires_ms = now - 3600 * 1000;
   auto j = T({"join", b, net::EncodeInvite(seen)});
@@ -257,10 +267,7 @@ TEST_F(Net, ExpiredAndMalformedInvitesAreRefused) {
   std::string a = Init("a"), b = Init("b");
   std::string addr;
   auto sa = Listen("a", {}, &addr);
-  auto self = net::LoadIdentity(a + "/identity.key");
-  ASSERT_TRUE(self.ok());
-  net::Invite inv{self->public_key, net::NewGroupKey(), storage::SystemClockMs() - 1, {addr}};
-  ASSERT_TRUE(net::StoreInvite(device::Layout(a).group(), inv).ok());
+  const net::Invite inv = StoredInvite(a, storage::SystemClockMs() - 1, addr);
   std::string code = net::EncodeInvite(inv);
   // The joiner only notes what its own clock says: the inviter judges.
   auto j = T({"join", b, code});

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "../../integration/process.h"
+#include "../../integration/raw_lmdb.h"
 #include "tandem/engine/codec.h"
 #include "tandem/engine/sync.h"
 #include "tandem/storage/replica.h"
@@ -262,6 +263,14 @@ Status SyncOnce(engine::Replica& x, engine::Replica& y, engine::Session** ended 
   return Status::Ok();
 }
 
+// Restores `snapshot` over DIR/data.mdb in place (same inode): the replica cannot see
+// it at open.
+void RestoreInPlace(const std::string& snapshot, const std::string& dir) {
+  std::ifstream in(snapshot, std::ios::binary);
+  std::ofstream out(dir + "/data.mdb", std::ios::binary | std::ios::trunc);
+  out << in.rdbuf();
+}
+
 // A snapshot restored in place (same file, same inode: a VM or filesystem snapshot, or
 // `cp old/data.mdb a/data.mdb` over the file) cannot be seen at open. A peer holding
 // more of the replica's events than it has shows it at the next sync: the replica takes
@@ -279,12 +288,7 @@ TEST(LmdbStore, ARollbackInPlaceIsFoundAtSyncAndHealed) {
   ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
   const engine::ReplicaId old_id = (*ra)->Meta()->id;
   ra->reset();
-  {
-    // Overwrite in place: same inode, so the origin still matches.
-    std::ifstream in(snap, std::ios::binary);
-    std::ofstream out(a + "/data.mdb", std::ios::binary | std::ios::trunc);
-    out << in.rdbuf();
-  }
+  RestoreInPlace(snap, a);  // same inode, so the origin still matches
   ra = OpenReplica(a);
   ASSERT_TRUE(ra.ok());
   ASSERT_EQ((*ra)->Meta()->id, old_id);
@@ -304,12 +308,6 @@ TEST(LmdbStore, ARollbackInPlaceIsFoundAtSyncAndHealed) {
   EXPECT_TRUE((*rb)->Get("c", "after").ok()) << "a write after the rollback reaches the peer";
   EXPECT_TRUE(Check(StoreOf(**ra)).ok());
 }
-
-}  // namespace
-}  // namespace tandem::storage
-
-namespace tandem::storage {
-namespace {
 
 // A field state breaking the codec's invariant (a dot its context does not cover) is
 // refused when written, in release builds too: the write fails as corrupt, and the
@@ -349,49 +347,6 @@ TEST(LmdbStore, AStateBreakingAnInvariantIsRefusedAndWritesNothing) {
   EXPECT_TRUE(Check(store).ok());
 }
 
-}  // namespace
-}  // namespace tandem::storage
-
-namespace tandem::storage {
-namespace {
-
-void RawMeta(const std::string& dir, const std::string& key, const std::string* value) {
-  MDB_env* env;
-  ASSERT_EQ(mdb_env_create(&env), 0);
-  mdb_env_set_maxdbs(env, 8);
-  ASSERT_EQ(mdb_env_open(env, dir.c_str(), 0, 0644), 0);
-  MDB_txn* txn;
-  ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
-  MDB_dbi dbi;
-  ASSERT_EQ(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
-  MDB_val k{key.size(), const_cast<char*>(key.data())};
-  if (value) {
-    MDB_val v{value->size(), const_cast<char*>(value->data())};
-    ASSERT_EQ(mdb_put(txn, dbi, &k, &v, 0), 0);
-  } else {
-    ASSERT_EQ(mdb_del(txn, dbi, &k, nullptr), 0);
-  }
-  ASSERT_EQ(mdb_txn_commit(txn), 0);
-  mdb_env_close(env);
-}
-
-std::string RawGetMeta(const std::string& dir, const std::string& key) {
-  MDB_env* env;
-  EXPECT_EQ(mdb_env_create(&env), 0);
-  mdb_env_set_maxdbs(env, 8);
-  EXPECT_EQ(mdb_env_open(env, dir.c_str(), MDB_RDONLY, 0644), 0);
-  MDB_txn* txn;
-  EXPECT_EQ(mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn), 0);
-  MDB_dbi dbi;
-  EXPECT_EQ(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
-  MDB_val k{key.size(), const_cast<char*>(key.data())}, v;
-  std::string out;
-  if (mdb_get(txn, dbi, &k, &v) == 0) out.assign(static_cast<char*>(v.mv_data), v.mv_size);
-  mdb_txn_abort(txn);
-  mdb_env_close(env);
-  return out;
-}
-
 // A replica written before the log's hull was kept (format 1) knows nothing of what its
 // log holds: it skips nothing of it, and its first write records the hull from there on
 // and raises the format, so a build that would not keep the hull cannot write to it.
@@ -406,8 +361,8 @@ TEST(LmdbStore, AReplicaFromBeforeTheHullSkipsNothingOfItsOldLog) {
   }
   const uint32_t one = 1;
   const std::string format1(reinterpret_cast<const char*>(&one), 4);
-  RawMeta(a, "log-hull", nullptr);
-  RawMeta(a, "format", &format1);
+  testing::RawPut(a, "meta", "log-hull", nullptr);
+  testing::RawPut(a, "meta", "format", format1);
   auto ra = OpenReplica(a);
   auto rb = CreateReplica(b);
   ASSERT_TRUE(ra.ok() && rb.ok());
@@ -419,13 +374,14 @@ TEST(LmdbStore, AReplicaFromBeforeTheHullSkipsNothingOfItsOldLog) {
     EXPECT_EQ(hull.base, 20u);
     EXPECT_TRUE(hull.checkpoints.empty());
   }
-  EXPECT_EQ(RawGetMeta(a, "format"), format1) << "opening alone changes nothing";
+  EXPECT_EQ(testing::RawGet(a, "meta", "format"), format1) << "opening alone changes nothing";
   ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
   EXPECT_EQ((*rb)->Collections()->size(), 1u);
   for (int i = 0; i < 20; ++i) EXPECT_TRUE((*rb)->Get("c", "r" + std::to_string(i)).ok());
   ASSERT_TRUE((*ra)->Put("c", "new", {{"x", Value{int64_t{1}}}}).ok());
   const uint32_t two = 2;
-  EXPECT_EQ(RawGetMeta(a, "format"), std::string(reinterpret_cast<const char*>(&two), 4));
+  EXPECT_EQ(testing::RawGet(a, "meta", "format"),
+            std::string(reinterpret_cast<const char*>(&two), 4));
   EXPECT_TRUE(Check(StoreOf(**ra)).ok());
   ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
   EXPECT_TRUE((*rb)->Get("c", "new").ok());
@@ -453,7 +409,7 @@ TEST(LmdbStore, ALogMovedBehindTheHullsBackSkipsNothingOfIt) {
   }
   const uint64_t elsewhere = 3;  // not where the log ends
   const std::string end(reinterpret_cast<const char*>(&elsewhere), sizeof elsewhere);
-  RawMeta(a, "log-hull-end", &end);
+  testing::RawPut(a, "meta", "log-hull-end", end);
   auto ra = OpenReplica(a);
   ASSERT_TRUE(ra.ok());
   engine::VersionVector all = (*ra)->Meta()->vv;
@@ -489,19 +445,13 @@ TEST(LmdbStore, CheckFindsAFieldOutsideTheLogsHull) {
   engine::LogHull bad;  // no events at all, yet a checkpoint past the field
   bad.checkpoints.push_back(engine::LogCheckpoint{1, {}});
   const std::string bytes = engine::EncodeLogHull(bad);
-  RawMeta(a, "log-hull", &bytes);
+  testing::RawPut(a, "meta", "log-hull", bytes);
   auto ra = OpenReplica(a);
   ASSERT_TRUE(ra.ok());
   Status st = Check(StoreOf(**ra));
   EXPECT_EQ(st.code(), Code::kCorrupt) << st.ToString();
   EXPECT_NE(st.message().find("hull"), std::string::npos) << st.ToString();
 }
-
-}  // namespace
-}  // namespace tandem::storage
-
-namespace tandem::storage {
-namespace {
 
 // Fields past the end of the table are appended without a search; one transaction that
 // mixes appends, writes in the middle and rewrites of what it appended keeps every
@@ -529,20 +479,6 @@ TEST(LmdbStore, AppendsMixedWithWritesInTheMiddleKeepEveryField) {
   ASSERT_TRUE(Check(StoreOf(**r), &rep).ok());
   EXPECT_EQ(rep.fields, 9u);
   EXPECT_EQ(rep.log_entries, 9u);
-}
-
-}  // namespace
-}  // namespace tandem::storage
-
-namespace tandem::storage {
-namespace {
-
-// Restores `snapshot` over DIR/data.mdb in place (same inode): the replica cannot see
-// it at open.
-void RestoreInPlace(const std::string& snapshot, const std::string& dir) {
-  std::ifstream in(snapshot, std::ios::binary);
-  std::ofstream out(dir + "/data.mdb", std::ios::binary | std::ios::trunc);
-  out << in.rdbuf();
 }
 
 // The peer holds an event of ours that its version vector does not claim (it came in a

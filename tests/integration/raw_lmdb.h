@@ -1,0 +1,57 @@
+// A replica's LMDB databases read and written directly, as a foreign program, an older
+// or a newer Tandem would.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <lmdb.h>
+
+#include <string>
+
+namespace tandem::testing {
+
+// Sets `key` to *value in database `db` of the environment in `dir` (the database is
+// made if missing); a null value deletes the key.
+inline void RawPut(const std::string& dir, const char* db, const std::string& key,
+                   const std::string* value) {
+  MDB_env* env;
+  ASSERT_EQ(mdb_env_create(&env), 0);
+  mdb_env_set_maxdbs(env, 8);
+  ASSERT_EQ(mdb_env_open(env, dir.c_str(), 0, 0644), 0);
+  MDB_txn* txn;
+  ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+  MDB_dbi dbi;
+  ASSERT_EQ(mdb_dbi_open(txn, db, MDB_CREATE, &dbi), 0);
+  MDB_val k{key.size(), const_cast<char*>(key.data())};
+  if (value) {
+    MDB_val v{value->size(), const_cast<char*>(value->data())};
+    ASSERT_EQ(mdb_put(txn, dbi, &k, &v, 0), 0);
+  } else {
+    ASSERT_EQ(mdb_del(txn, dbi, &k, nullptr), 0);
+  }
+  ASSERT_EQ(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
+}
+inline void RawPut(const std::string& dir, const char* db, const std::string& key,
+                   const std::string& value) {
+  RawPut(dir, db, key, &value);
+}
+
+// The value of `key` in database `db`; empty if there is none.
+inline std::string RawGet(const std::string& dir, const char* db, const std::string& key) {
+  MDB_env* env;
+  EXPECT_EQ(mdb_env_create(&env), 0);
+  mdb_env_set_maxdbs(env, 8);
+  EXPECT_EQ(mdb_env_open(env, dir.c_str(), MDB_RDONLY, 0644), 0);
+  MDB_txn* txn;
+  EXPECT_EQ(mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn), 0);
+  MDB_dbi dbi;
+  EXPECT_EQ(mdb_dbi_open(txn, db, 0, &dbi), 0);
+  MDB_val k{key.size(), const_cast<char*>(key.data())}, v;
+  std::string out;
+  if (mdb_get(txn, dbi, &k, &v) == 0) out.assign(static_cast<char*>(v.mv_data), v.mv_size);
+  mdb_txn_abort(txn);
+  mdb_env_close(env);
+  return out;
+}
+
+}  // namespace tandem::testing
