@@ -306,4 +306,18 @@ bool CarriesEventsAfter(const FieldState& s, const ReplicaId& r, uint64_t seq) {
   return false;
 }
 
+bool RemovesOnlyByEventsAfter(const FieldState& s, const FieldState* ours, const ReplicaId& r,
+                              uint64_t seq) {
+  if (s.ctx.Get(r) <= seq) return false;
+  auto fresh = [&](const Dot& dot) {
+    return dot.replica != r && (!ours || !ours->ctx.Covers(dot));
+  };
+  for (const auto& [dot, m] : s.markers)
+    if (fresh(dot)) return false;
+  for (const auto& [v, dots] : s.elements)
+    for (const auto& dot : dots)
+      if (fresh(dot)) return false;
+  return true;
+}
+
 }  // namespace tandem::engine

@@ -468,16 +468,16 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
   for (const auto& d : deltas) {
     // Events of ours we never issued: this replica was rolled back or copied.
     TANDEM_RETURN_IF_ERROR(CheckClaim(meta, d.state.ctx.Get(meta.id), rekeyed));
+    std::optional<FieldState> s;
+    TANDEM_RETURN_IF_ERROR(txn.GetField(d.key, &s));
     if (admit) {
-      const Admission a = (*admit)(d);
+      const Admission a = (*admit)(d, s ? &*s : nullptr);
       if (a != Admission::kAccept) {
         ++r;
         if (a == Admission::kFilter) ++f;
         continue;
       }
     }
-    std::optional<FieldState> s;
-    TANDEM_RETURN_IF_ERROR(txn.GetField(d.key, &s));
     if (from) {
       TANDEM_ASSIGN_OR_RETURN(std::string why, Judge(txn, d, s ? &*s : nullptr, &rules));
       if (!why.empty()) {

@@ -129,11 +129,15 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     size_t applied = 0, refused = 0, filtered_out = 0;
     bool rekeyed = false;
     const auto revoked = opt_.revoked ? opt_.revoked() : std::map<ReplicaId, uint64_t>{};
-    auto admit = [this, &revoked](const FieldDelta& d) {
+    auto admit = [this, &revoked](const FieldDelta& d, const FieldState* ours) {
       if (!opt_.accept.Allows(d.key.collection) || !peer_send_.Allows(d.key.collection))
         return Admission::kFilter;
+      // A value from a revoked replica's later events, or a removal only they explain
+      // (a record deletion shows only in the context).
       for (const auto& [r, cutoff] : revoked)
-        if (CarriesEventsAfter(d.state, r, cutoff)) return Admission::kRefuse;
+        if (CarriesEventsAfter(d.state, r, cutoff) ||
+            RemovesOnlyByEventsAfter(d.state, ours, r, cutoff))
+          return Admission::kRefuse;
       return Admission::kAccept;
     };
     size_t quarantined = 0;

@@ -40,8 +40,8 @@ std::pair<size_t, size_t> Send(Dev& from, Dev& to) {
   size_t applied = 0, refused = 0, quarantined = 0;
   Status st = to.replica.ApplyBatch(
       from.id, page->deltas, page->next_cursor,
-      [](const FieldDelta&) { return engine::Admission::kAccept; }, &applied, &refused, false,
-      nullptr, nullptr, &quarantined);
+      [](const FieldDelta&, const engine::FieldState*) { return engine::Admission::kAccept; },
+      &applied, &refused, false, nullptr, nullptr, &quarantined);
   EXPECT_TRUE(st.ok()) << st.ToString();
   EXPECT_GE(refused, quarantined);
   return {applied, quarantined};

@@ -415,6 +415,50 @@ TEST(Sync, RevokedReplicasLaterValuesAreRefusedForGoodAndNotClaimed) {
   EXPECT_EQ(late->fields.at("v").scalar, Value{int64_t{4}});
 }
 
+// A record deletion leaves no marker, only context: a revoked replica's deletions are
+// refused where they show, whoever relays them, while a member's later write flows.
+TEST(Sync, ARevokedReplicasRecordDeletionsAreRefusedWhoeverRelaysThem) {
+  Node a(1), b(2), c(3);
+  for (int i = 0; i < 4; ++i)
+    ASSERT_TRUE(
+        a.replica
+            .Put("c", "r" + std::to_string(i), {{"v", Value{int64_t{i}}}, {"w", Value{int64_t{i}}}})
+            .ok());
+  ASSERT_TRUE(Link(a, b).Run().ok());
+  ASSERT_TRUE(Link(a, c).Run().ok());
+  // a revokes b; b, unaware, deletes three records and syncs to c, which relays.
+  const ReplicaId bid = Rid(2);
+  const uint64_t cutoff = a.Vv().Get(bid);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(b.replica.Delete("c", "r" + std::to_string(i)).ok());
+  ASSERT_TRUE(Link(b, c).Run().ok());
+  ASSERT_FALSE(c.replica.Get("c", "r0").ok()) << "c has not heard of the revocation";
+  ASSERT_TRUE(c.replica.Put("c", "r3", {{"v", Value{int64_t{100}}}}).ok());
+  SessionOptions oa;
+  oa.revoked = [bid, cutoff] { return std::map<ReplicaId, uint64_t>{{bid, cutoff}}; };
+  {
+    Link link(c, a, {}, oa);
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_EQ(link.sb.stats().fields_refused, 6u);
+  }
+  for (int i = 0; i < 3; ++i) {
+    auto rec = a.replica.Get("c", "r" + std::to_string(i));
+    ASSERT_TRUE(rec.ok()) << "r" << i << " was deleted by a revoked replica";
+    EXPECT_EQ(rec->fields.at("w").scalar, Value{int64_t{i}});
+  }
+  EXPECT_EQ(a.replica.Get("c", "r3")->fields.at("v").scalar, Value{int64_t{100}});
+  EXPECT_LE(a.Vv().Get(bid), cutoff);
+  // A member writing over the deleted record brings its own operation: it flows.
+  ASSERT_TRUE(c.replica.Put("c", "r0", {{"v", Value{int64_t{7}}}}).ok());
+  {
+    Link link(c, a, {}, oa);
+    ASSERT_TRUE(link.Run().ok());
+  }
+  auto r0 = a.replica.Get("c", "r0");
+  ASSERT_TRUE(r0.ok());
+  EXPECT_EQ(r0->fields.at("v").scalar, Value{int64_t{7}});
+  EXPECT_EQ(r0->fields.at("w").scalar, Value{int64_t{0}}) << "still refused";
+}
+
 TEST(Sync, AClockFarInTheFutureDoesNotDragOursAlong) {
   Node a(1), b(2);
   a.now += 10ull * 365 * 24 * 3600 * 1000;  // a thinks it is ten years later

@@ -119,10 +119,11 @@ TEST(LmdbStore, PeerStateSurvivesReopen) {
     ASSERT_TRUE(r.ok());
     engine::FieldState f;
     engine::ApplyPut(f, engine::Dot{peer, 1}, engine::MakeHlc(1, 0), Value{true});
-    ASSERT_TRUE(
-        (*r)->ApplyBatch(peer, {engine::FieldDelta{{"c", "r", "f"}, f}}, 33,
-                         [](const engine::FieldDelta&) { return engine::Admission::kAccept; })
-            .ok());
+    ASSERT_TRUE((*r)->ApplyBatch(peer, {engine::FieldDelta{{"c", "r", "f"}, f}}, 33,
+                                 [](const engine::FieldDelta&, const engine::FieldState*) {
+                                   return engine::Admission::kAccept;
+                                 })
+                    .ok());
   }
   auto r = OpenReplica(tmp / "db");
   ASSERT_TRUE(r.ok());

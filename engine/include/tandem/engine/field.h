@@ -84,6 +84,13 @@ bool Join(FieldState& into, const FieldState& other);
 // (Counter totals are not separable by event and are not considered.)
 bool CarriesEventsAfter(const FieldState& s, const ReplicaId& r, uint64_t seq);
 
+// True if `s` has seen events of `r` numbered above `seq` (its context covers them) and
+// brings no current operation of another replica that `ours` (null: no state) has not
+// seen: whatever it would remove from ours, only r's later events can explain it. A
+// record deletion leaves no marker, only context, so this is how one shows.
+bool RemovesOnlyByEventsAfter(const FieldState& s, const FieldState* ours, const ReplicaId& r,
+                              uint64_t seq);
+
 // Mutators. Each applies one operation with the given fresh dot and timestamp to the
 // state in place. The resulting field state is the operation's delta: joined into any
 // replica that has seen what this one had, it yields the same state.

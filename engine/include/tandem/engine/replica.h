@@ -104,7 +104,8 @@ enum class Admission {
   kFilter,  // left out by a policy that may widen later: the peer's log is re-read then
   kRefuse,  // refused for good (a revoked replica's events): never asked for again
 };
-using AdmitFn = std::function<Admission(const FieldDelta&)>;
+// Decides one incoming state, given what this replica holds of the field (null: nothing).
+using AdmitFn = std::function<Admission(const FieldDelta&, const FieldState* ours)>;
 
 struct DeltaPage {
   std::vector<FieldDelta> deltas;

@@ -75,8 +75,10 @@ struct SessionOptions {
   size_t window = 4;               // unacknowledged batches in flight (set_window changes it)
   // Revoked replicas and their cutoffs (asked at every batch: revocations arrive during a
   // session). A field state whose current value comes from a revoked replica's events
-  // past its cutoff (CarriesEventsAfter) is refused for good, counted in fields_refused;
-  // the peer's version vector is merged with those replicas' entries held at the cutoff.
+  // past its cutoff (CarriesEventsAfter), or whose removals only those events explain (a
+  // record deletion: RemovesOnlyByEventsAfter), is refused for good, counted in
+  // fields_refused; the peer's version vector is merged with those replicas' entries
+  // held at the cutoff.
   std::function<std::map<ReplicaId, uint64_t>()> revoked;
 };
 
