@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -247,6 +248,10 @@ struct LmdbStore::Impl {
       sum_ns.fetch_add(static_cast<uint64_t>(seconds * 1e9), std::memory_order_relaxed);
     }
   } commits;
+  // Where this process's change-log entries start (Options::first_log_seq); applied by
+  // the first transaction that writes the log and commits.
+  std::function<uint64_t(uint64_t)> first_log_seq;
+  std::atomic<bool> log_started{false};
   std::shared_mutex resize_mu;  // transactions hold it shared; growing takes it whole
   std::mutex grow_mu;
   bool must_grow = false;

@@ -114,6 +114,17 @@ ReplicaId RandomReplicaId() {
   return id;
 }
 
+uint64_t FirstLogSeq(uint64_t newest) {
+  const uint64_t now_us =
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count());
+  const ReplicaId r = RandomReplicaId();
+  uint32_t gap;
+  std::memcpy(&gap, r.bytes.data(), sizeof gap);
+  return std::max(newest, now_us) + 1 + (gap & 0xfffff);
+}
+
 namespace {
 
 class LmdbReadTxn : public engine::ReadsThrough<engine::ReadTxn, LmdbReader> {
@@ -242,7 +253,13 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     // Read the newest log seq before removing this field's old entry: if that entry is
     // the newest, removing it first would hand the same seq out again, and a peer whose
     // cursor is at that seq would never see this change.
-    if (!last_seq_) TANDEM_RETURN_IF_ERROR(reader_.LastLogSeq(&last_seq_));
+    if (!last_seq_) {
+      TANDEM_RETURN_IF_ERROR(reader_.LastLogSeq(&last_seq_));
+      if (!impl_->log_started.load(std::memory_order_relaxed)) {
+        last_seq_ = impl_->first_log_seq(last_seq_) - 1;  // this process's first entry
+        starts_log_ = true;
+      }
+    }
     uint64_t seq = last_seq_ + 1;  // not const: MDB_val points at it
     value_.clear();
     engine::Writer w(&value_);
@@ -354,6 +371,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
       impl_->commits.Observe(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     txn_ = nullptr;
+    if (rc == 0 && starts_log_) impl_->log_started.store(true, std::memory_order_relaxed);
     impl_->table.t.EndWriter(rc == 0);
     impl_->names.EndWriter(rc == 0);
     return rc ? impl_->Note(rc, "commit") : Status::Ok();
@@ -375,6 +393,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   std::optional<engine::LogHull> hull_;    // loaded by the first change to the log
   bool hull_dirty_ = false;
   bool upgrade_format_ = false;
+  bool starts_log_ = false;  // its positions start this process's (FirstLogSeq)
 };
 
 }  // namespace
@@ -440,6 +459,7 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
                                         bool stamp) {
   enum { kSameOrigin, kNoOrigin, kMoved } origin = kSameOrigin;
   auto impl = std::make_unique<LmdbStore::Impl>();
+  impl->first_log_seq = opt.first_log_seq ? opt.first_log_seq : FirstLogSeq;
   int rc = mdb_env_create(&impl->env);
   if (rc) return LmdbError(rc, "create environment");
   if ((rc = mdb_env_set_maxdbs(impl->env, 8)) || (rc = mdb_env_set_maxreaders(impl->env, 256)))

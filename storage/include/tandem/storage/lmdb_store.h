@@ -45,7 +45,20 @@ struct Options {
   // Where the new replica id comes from when an opened replica turns out to be a copy
   // (see OpenStore); RandomReplicaId when empty. For the simulator's determinism.
   std::function<engine::ReplicaId()> new_ids;
+  // Where this store's change-log entries start, given the newest position in the log
+  // (FirstLogSeq when empty). For the simulator's determinism.
+  std::function<uint64_t(uint64_t newest)> first_log_seq;
 };
+
+// Each process that writes a replica starts its change-log entries past the newest, at
+// the wall clock in microseconds if that is further, plus a random gap below 2^20.
+// Log positions are the cursors peers keep into this replica's log: after an in-place
+// rollback, the positions written since lie past every cursor a peer kept from the
+// lost timeline (written earlier, at most one position per microsecond on average), or
+// at random distances from them, so a peer never skips what the replica took in after
+// the rollback (docs/design.md, copies and rollbacks). Positions stay below 2^53 (exact
+// in JSON) for two centuries.
+uint64_t FirstLogSeq(uint64_t newest);
 
 class LmdbStore;
 
