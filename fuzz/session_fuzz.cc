@@ -75,10 +75,14 @@ void Mutate(Message& m, Script& s) {
     if (what % 2 == 0) r->cursor += s.Next();
     if (what % 2 == 1) r->vv.Raise(Id(s.Next() % 3 + 1), s.Next());
   } else if (auto* b = std::get_if<DeltaBatch>(&m)) {
-    if (what % 4 == 0) b->from += 1;
-    if (what % 4 == 1) b->cursor = b->cursor > 0 ? b->cursor - 1 : 5;
-    if (what % 4 == 2 && !b->deltas.empty()) b->deltas.pop_back();
-    if (what % 4 == 3 && !b->deltas.empty()) b->deltas[0].key.record = std::string(300, 'x');
+    if (what % 5 == 0) b->from += 1;
+    if (what % 5 == 1) b->cursor = b->cursor > 0 ? b->cursor - 1 : 5;
+    if (what % 5 == 2 && !b->deltas.empty()) b->deltas.pop_back();
+    if (what % 5 == 3 && !b->deltas.empty()) b->deltas[0].key.record = std::string(300, 'x');
+    if (what % 5 == 4) {  // a piece of a field state, whatever it holds
+      b->deltas.clear();
+      b->piece = StatePiece{s.Next() + 1u, s.Next(), std::string(s.Next() % 8 + 1, 'p')};
+    }
   } else if (auto* c = std::get_if<CaughtUp>(&m)) {
     if (what % 2 == 0) c->cursor += 1;
     if (what % 2 == 1) c->vv.Raise(Id(s.Next() % 3 + 1), s.Next());

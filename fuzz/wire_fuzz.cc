@@ -1,6 +1,6 @@
 // libFuzzer target: the sync message decoder (Cap'n Proto frame, batch body, field
-// states, in rows or columns) on untrusted bytes. Whatever decodes must re-encode, in
-// either layout, and decode again.
+// states, in rows or columns, pieces of field states) on untrusted bytes. Whatever decodes must
+// re-encode, in either layout, and decode again.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -12,10 +12,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view in(reinterpret_cast<const char*>(data), size);
   auto m = tandem::net::DecodeMessage(in);
   if (!m.ok()) return 0;
-  // In both batch layouts.
+  // In both batch layouts; a piece of a field state only to a peer that takes pieces.
+  const auto* b = std::get_if<tandem::engine::DeltaBatch>(&*m);
   for (uint32_t features : {0u, tandem::net::kWireFeatures}) {
-    auto again = tandem::net::DecodeMessage(tandem::net::EncodeMessage(*m, {features}).value());
+    auto bytes = tandem::net::EncodeMessage(*m, {features});
+    if (b && b->piece && !(features & tandem::net::kFeaturePieces)) {
+      if (bytes.ok()) std::abort();
+      continue;
+    }
+    auto again = tandem::net::DecodeMessage(bytes.value());
     if (!again.ok() || again->index() != m->index()) std::abort();
+    if (b && std::get<tandem::engine::DeltaBatch>(*again).piece != b->piece) std::abort();
   }
   return 0;
 }

@@ -30,7 +30,8 @@ struct Hello {
   replica @1 :Data;     # 16 bytes
   send @2 :Filter;
   accept @3 :Filter;
-  features @4 :UInt32;  # what this build's decoder understands (bit 0: columnar batches)
+  features @4 :UInt32;  # what this build's decoder understands (bit 0: columnar batches,
+                        # bit 1: field states in pieces)
 }
 
 struct VersionVector {
@@ -58,6 +59,11 @@ struct DeltaBatch {
   compression @5 :Compression;  # of `entries`
   rawSize @6 :UInt32;           # size of `entries` once decompressed
   layout @7 :Layout;            # of `entries` once decompressed
+  # Instead of entries (which are then empty): a piece of one field state too large for
+  # a batch, sent only to a peer whose Hello announced pieces (docs/protocol.md).
+  pieceTotal @8 :UInt64;        # bytes of the whole state's encoding; 0: no piece
+  pieceOffset @9 :UInt64;
+  piece @10 :Data;
 }
 
 enum Compression {

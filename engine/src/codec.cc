@@ -422,6 +422,30 @@ Result<FieldState> DecodeFieldState(std::string_view in) {
   return DecodeFieldState(in.substr(in.size() - r.remaining()), table);
 }
 
+Result<std::string> EncodeDelta(const FieldKey& key, const FieldState& s) {
+  TANDEM_ASSIGN_OR_RETURN(std::string state, EncodeFieldState(s));
+  std::string out;
+  Writer w(&out);
+  w.U8(1);
+  w.LengthPrefixed(key.collection);
+  w.LengthPrefixed(key.record);
+  w.LengthPrefixed(key.field);
+  out += state;
+  return out;
+}
+
+Result<std::pair<FieldKey, FieldState>> DecodeDelta(std::string_view in) {
+  Reader r(in);
+  FieldKey key;
+  if (r.U8() != 1) r.Fail("unknown field delta version");
+  key.collection = std::string(r.LengthPrefixed(kMaxCollectionName));
+  key.record = std::string(r.LengthPrefixed(kMaxRecordId));
+  key.field = std::string(r.LengthPrefixed(kMaxFieldName));
+  if (!r.ok()) return r.status().With("field delta");
+  TANDEM_ASSIGN_OR_RETURN(FieldState s, DecodeFieldState(in.substr(in.size() - r.remaining())));
+  return std::make_pair(std::move(key), std::move(s));
+}
+
 void EncodeVersionVector(const VersionVector& vv, Writer& w) {
   w.Varint(vv.size());
   for (const auto& [r, seq] : vv.entries()) {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "tandem/engine/codec.h"
+
 namespace tandem::engine {
 
 Result<CollectionFilter> CollectionFilter::Parse(std::string_view list) {
@@ -39,6 +41,7 @@ Status Session::Start(std::vector<Message>* out) {
   hello.replica = self_;
   hello.send = opt_.send;
   hello.accept = opt_.accept;
+  hello.pieces = true;
   out->emplace_back(std::in_place_type<Hello>, std::move(hello));
   return Status::Ok();
 }
@@ -85,6 +88,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     peer_ = h->replica;
     peer_send_ = h->send;
     peer_accept_ = h->accept;
+    peer_pieces_ = h->pieces;
     // Ask for what we lack: our version vector, and where we left off in its log.
     TANDEM_ASSIGN_OR_RETURN(ReplicaMeta meta, replica_.Meta());
     TANDEM_ASSIGN_OR_RETURN(PeerState ps, replica_.Peer(*peer_));
@@ -126,38 +130,15 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
       return Status::Invalid("DeltaBatch covers (" + std::to_string(b->from) + ", " +
                              std::to_string(b->cursor) + "] but " + std::to_string(recv_cursor_) +
                              " was applied last");
-    size_t applied = 0, refused = 0, filtered_out = 0;
-    bool rekeyed = false;
-    const auto revoked = opt_.revoked ? opt_.revoked() : std::map<ReplicaId, uint64_t>{};
-    auto admit = [this, &revoked](const FieldDelta& d, const FieldState* ours) {
-      if (!opt_.accept.Allows(d.key.collection) || !peer_send_.Allows(d.key.collection))
-        return Admission::kFilter;
-      // A value from a revoked replica's later events, or a removal only they explain
-      // (a record deletion shows only in the context).
-      for (const auto& [r, cutoff] : revoked)
-        if (CarriesEventsAfter(d.state, r, cutoff) ||
-            RemovesOnlyByEventsAfter(d.state, ours, r, cutoff))
-          return Admission::kRefuse;
-      return Admission::kAccept;
-    };
-    size_t quarantined = 0;
-    TANDEM_RETURN_IF_ERROR(replica_.ApplyBatch(*peer_, b->deltas, b->cursor, admit, &applied,
-                                               &refused, filtered_in_, &filtered_out, &rekeyed,
-                                               &quarantined));
-    stats_.fields_quarantined += quarantined;
-    if (rekeyed) return RolledBack();
-    recv_cursor_ = b->cursor;
-    received_caught_up_ = false;
-    ++stats_.batches_received;
-    stats_.fields_applied += applied;
-    stats_.fields_refused += refused;
-    if (refused) refused_any_ = true;
-    if (filtered_out) filtered_any_ = true;
-    out->push_back(Ack{b->cursor});
-    return Status::Ok();
+    if (b->piece) return ReceivePiece(*b, out);
+    if (!in_pieces_.empty())
+      return Status::Invalid("a DeltaBatch before the last piece of a field state");
+    return Apply(*b, out);
   }
   if (const auto* c = std::get_if<CaughtUp>(&in)) {
     if (!requested_) return Status::Invalid("CaughtUp before our SyncRequest");
+    if (!in_pieces_.empty())
+      return Status::Invalid("CaughtUp before the last piece of a field state");
     if (c->cursor != recv_cursor_)
       return Status::Invalid("CaughtUp cursor " + std::to_string(c->cursor) +
                              " does not match the last batch " + std::to_string(recv_cursor_));
@@ -203,6 +184,90 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
   return Status::Invalid("unknown message");
 }
 
+void Session::SendPiece(std::vector<Message>* out) {
+  DeltaBatch batch;
+  const size_t n = std::min(kPieceBytes, out_pieces_.size() - out_piece_offset_);
+  batch.piece =
+      StatePiece{out_pieces_.size(), out_piece_offset_, out_pieces_.substr(out_piece_offset_, n)};
+  out_piece_offset_ += n;
+  const bool last = out_piece_offset_ == out_pieces_.size();
+  batch.from = send_cursor_;
+  batch.cursor = last ? out_piece_cursor_ : send_cursor_;
+  if (last) {
+    send_cursor_ = out_piece_cursor_;
+    out_pieces_ = std::string();
+    out_piece_offset_ = 0;
+    ++stats_.fields_sent;
+  }
+  ++stats_.batches_sent;
+  ++unacked_;
+  inflight_.push_back(batch.cursor);
+  out->emplace_back(std::in_place_type<DeltaBatch>, std::move(batch));
+}
+
+Status Session::Apply(const DeltaBatch& b, std::vector<Message>* out) {
+  size_t applied = 0, refused = 0, filtered_out = 0;
+  bool rekeyed = false;
+  const auto revoked = opt_.revoked ? opt_.revoked() : std::map<ReplicaId, uint64_t>{};
+  auto admit = [this, &revoked](const FieldDelta& d, const FieldState* ours) {
+    if (!opt_.accept.Allows(d.key.collection) || !peer_send_.Allows(d.key.collection))
+      return Admission::kFilter;
+    // A value from a revoked replica's later events, or a removal only they explain
+    // (a record deletion shows only in the context).
+    for (const auto& [r, cutoff] : revoked)
+      if (CarriesEventsAfter(d.state, r, cutoff) ||
+          RemovesOnlyByEventsAfter(d.state, ours, r, cutoff))
+        return Admission::kRefuse;
+    return Admission::kAccept;
+  };
+  size_t quarantined = 0;
+  TANDEM_RETURN_IF_ERROR(replica_.ApplyBatch(*peer_, b.deltas, b.cursor, admit, &applied, &refused,
+                                             filtered_in_, &filtered_out, &rekeyed, &quarantined));
+  stats_.fields_quarantined += quarantined;
+  if (rekeyed) return RolledBack();
+  recv_cursor_ = b.cursor;
+  received_caught_up_ = false;
+  ++stats_.batches_received;
+  stats_.fields_applied += applied;
+  stats_.fields_refused += refused;
+  if (refused) refused_any_ = true;
+  if (filtered_out) filtered_any_ = true;
+  out->push_back(Ack{b.cursor});
+  return Status::Ok();
+}
+
+Status Session::ReceivePiece(const DeltaBatch& b, std::vector<Message>* out) {
+  const StatePiece& p = *b.piece;
+  if (!b.deltas.empty()) return Status::Invalid("a DeltaBatch with both deltas and a piece");
+  if (p.bytes.empty() || p.total > kMaxPieceTotal || p.offset != in_pieces_.size() ||
+      p.offset > p.total || p.bytes.size() > p.total - p.offset ||
+      (p.offset > 0 && p.total != in_piece_total_))
+    return Status::Invalid("a field state piece of " + std::to_string(p.bytes.size()) +
+                           " bytes at " + std::to_string(p.offset) + " of " +
+                           std::to_string(p.total) + " does not follow the " +
+                           std::to_string(in_pieces_.size()) + " bytes received");
+  const bool last = p.offset + p.bytes.size() == p.total;
+  if (!last && b.cursor != b.from)
+    return Status::Invalid("a field state piece before the last moves the cursor");
+  in_piece_total_ = p.total;
+  in_pieces_ += p.bytes;
+  if (!last) {
+    received_caught_up_ = false;
+    out->push_back(Ack{b.cursor});
+    return Status::Ok();
+  }
+  auto d = DecodeDelta(in_pieces_);
+  in_pieces_ = std::string();
+  in_piece_total_ = 0;
+  if (!d.ok()) return d.status().With("field state in pieces");
+  TANDEM_RETURN_IF_ERROR(ValidateKey(d->first).With("field state in pieces"));
+  DeltaBatch whole;
+  whole.from = b.from;
+  whole.cursor = b.cursor;
+  whole.deltas.push_back(FieldDelta{std::move(d->first), std::move(d->second)});
+  return Apply(whole, out);
+}
+
 void Session::set_window(size_t batches) {
   opt_.window = std::clamp<size_t>(batches, 1, kMaxWindow);
 }
@@ -228,6 +293,10 @@ Status Session::Poll(std::vector<Message>* out) {
 
 Status Session::Pump(std::vector<Message>* out) {
   while (streaming_ && unacked_ < opt_.window) {
+    if (!out_pieces_.empty()) {
+      SendPiece(out);
+      continue;
+    }
     DeltaBatch batch;
     size_t bytes = 0;
     // The first batch still starts at the peer's cursor (batches are contiguous), but
@@ -243,11 +312,27 @@ Status Session::Pump(std::vector<Message>* out) {
       // A page of one field over the budget: it fits no batch at all (yet), or it will
       // start the next one.
       if (page.deltas.size() == 1 && bytes + WireSizeBound(page.deltas[0]) > budget) {
-        const auto& k = page.deltas[0].key;
-        if (WireSizeBound(page.deltas[0]) > kMaxBatchBodyBound)
-          return Status::Unsupported("field " + k.collection + "/" + k.record + "." + k.field +
-                                     " is too large to sync in one message");
         if (!batch.deltas.empty()) break;
+        const auto& d = page.deltas[0];
+        if (WireSizeBound(d) > kMaxBatchBodyBound && Sendable(d.key)) {
+          // Too large for any batch: it goes in pieces, after the batch that ends here
+          // (the log entries skipped before it).
+          const std::string name = d.key.collection + "/" + d.key.record + "." + d.key.field;
+          if (!peer_pieces_)
+            return Status::Unsupported("field " + name +
+                                       " is too large for one message, and the peer's version "
+                                       "of tandem cannot take it in pieces: upgrade it");
+          auto encoded = EncodeDelta(d.key, d.state);
+          if (!encoded.ok()) return encoded.status().With("field " + name);
+          if (encoded->size() > kMaxPieceTotal)
+            return Status::Unsupported("field " + name + " is too large to sync (" +
+                                       std::to_string(encoded->size()) + " bytes)");
+          out_pieces_ = std::move(*encoded);
+          out_piece_offset_ = 0;
+          out_piece_cursor_ = page.next_cursor;
+          stats_.log_entries_scanned += page.scanned;
+          break;
+        }
       }
       stats_.log_entries_scanned += page.scanned;
       for (auto& d : page.deltas) {

@@ -101,7 +101,7 @@ Result<std::string> EncodeMessage(const Message& m, const EncodeOptions& opt) {
     w.setReplica(AsData(h->replica));
     SetFilter(w.initSend(), h->send);
     SetFilter(w.initAccept(), h->accept);
-    w.setFeatures(kWireFeatures);
+    w.setFeatures(kFeatureColumns | (h->pieces ? kFeaturePieces : 0));
   } else if (const auto* r = std::get_if<engine::SyncRequest>(&m)) {
     auto w = body.initSyncRequest();
     SetVv(w.initVv(), r->vv);
@@ -111,6 +111,19 @@ Result<std::string> EncodeMessage(const Message& m, const EncodeOptions& opt) {
     auto w = body.initDeltaBatch();
     w.setFrom(d->from);
     w.setCursor(d->cursor);
+    if (d->piece) {
+      if (!d->deltas.empty() || d->piece->total == 0 || d->piece->bytes.empty())
+        return Status::Invalid("a batch carries a piece of a field state, and nothing else");
+      if (!(opt.peer_features & kFeaturePieces))
+        return Status::Unsupported("the peer cannot take a field state in pieces");
+      w.setPieceTotal(d->piece->total);
+      w.setPieceOffset(d->piece->offset);
+      w.setPiece(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(d->piece->bytes.data()),
+                                     d->piece->bytes.size()));
+      auto words = capnp::messageToFlatArray(b);
+      auto bytes = words.asBytes();
+      return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+    }
     engine::VectorReplicaTable table;
     std::map<std::string, uint64_t> name_index;
     std::vector<const std::string*> names;
@@ -192,6 +205,7 @@ Result<Message> DecodeMessage(std::string_view bytes, uint32_t* features) {
         h.send = ReadFilter(r.getSend(), c);
         h.accept = ReadFilter(r.getAccept(), c);
         if (!c.ok()) return c.st;
+        h.pieces = r.getFeatures() & kFeaturePieces;
         if (features) *features = r.getFeatures();
         return Message{std::move(h)};
       }
@@ -207,6 +221,22 @@ Result<Message> DecodeMessage(std::string_view bytes, uint32_t* features) {
         m.from = r.getFrom();
         m.cursor = r.getCursor();
         if (m.cursor < m.from) return Status::Corrupt("batch ends before it starts");
+        if (r.getPieceTotal() != 0) {
+          // A piece of one field state: nothing else in the batch.
+          auto piece = r.getPiece();
+          if (r.getEntries().size() != 0 || r.getReplicas().size() != 0 ||
+              r.getNames().size() != 0 || r.getRawSize() != 0)
+            return Status::Corrupt("a batch with both entries and a piece");
+          if (piece.size() == 0 || r.getPieceOffset() > r.getPieceTotal() ||
+              piece.size() > r.getPieceTotal() - r.getPieceOffset())
+            return Status::Corrupt("a field state piece outside its state");
+          m.piece = engine::StatePiece{
+              r.getPieceTotal(), r.getPieceOffset(),
+              std::string(reinterpret_cast<const char*>(piece.begin()), piece.size())};
+          return Message{std::move(m)};
+        } else if (r.getPiece().size() != 0 || r.getPieceOffset() != 0) {
+          return Status::Corrupt("a field state piece without its total");
+        }
         engine::VectorReplicaTable table;
         for (auto id : r.getReplicas()) {
           ReplicaId rid = ReadId(id, c, "batch replica");

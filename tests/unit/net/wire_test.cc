@@ -1,11 +1,14 @@
 // Sync messages on the wire: round trips, and hostile bytes never crash or pass.
 #include "tandem/net/wire.h"
 
+#include <capnp/message.h>
+#include <capnp/serialize.h>
 #include <gtest/gtest.h>
 
 #include <random>
 
 #include "columns.h"
+#include "sync.capnp.h"
 
 namespace tandem::net {
 namespace {
@@ -67,13 +70,22 @@ TEST(Wire, EveryMessageRoundTrips) {
   vv.Raise(Rid(9), 1);
   std::vector<Message> msgs = {
       Hello{kProtocolVersion, Rid(3), CollectionFilter::Only({"orders", "products"}), {}},
+      Hello{kProtocolVersion, Rid(3), {}, CollectionFilter::None(), true},
       SyncRequest{vv, 12, 7},
       SampleBatch(),
       DeltaBatch{{}, 3, 3},
+      DeltaBatch{{}, 3, 3, StatePiece{100, 0, "abc"}},
+      DeltaBatch{{}, 3, 9, StatePiece{100, 97, "xyz"}},
       CaughtUp{42, vv},
       Ack{42}};
   for (const EncodeOptions* layout : kLayouts)
     for (const auto& m : msgs) {
+      if (auto* b = std::get_if<DeltaBatch>(&m);
+          b && b->piece && !(layout->peer_features & kFeaturePieces)) {
+        EXPECT_EQ(EncodeMessage(m, *layout).status().code(), Code::kUnsupported)
+            << "a piece to a peer that did not announce pieces";
+        continue;
+      }
       uint32_t features = 0;
       auto d = DecodeMessage(EncodeMessage(m, *layout).value(), &features);
       ASSERT_TRUE(d.ok()) << MessageName(m) << ": " << d.status().ToString();
@@ -84,7 +96,8 @@ TEST(Wire, EveryMessageRoundTrips) {
         EXPECT_EQ(g.send, h->send);
         EXPECT_EQ(g.accept, h->accept);
         EXPECT_EQ(g.protocol, h->protocol);
-        EXPECT_EQ(features, kWireFeatures);
+        EXPECT_EQ(g.pieces, h->pieces);
+        EXPECT_EQ(features, h->pieces ? kWireFeatures : kFeatureColumns);
       } else if (auto* r = std::get_if<SyncRequest>(&m)) {
         EXPECT_EQ(std::get<SyncRequest>(*d).vv, r->vv);
         EXPECT_EQ(std::get<SyncRequest>(*d).cursor, r->cursor);
@@ -93,6 +106,7 @@ TEST(Wire, EveryMessageRoundTrips) {
         auto& g = std::get<DeltaBatch>(*d);
         EXPECT_EQ(g.from, b->from);
         EXPECT_EQ(g.cursor, b->cursor);
+        EXPECT_EQ(g.piece, b->piece);
         ASSERT_EQ(g.deltas.size(), b->deltas.size());
         for (size_t i = 0; i < g.deltas.size(); ++i) {
           EXPECT_EQ(g.deltas[i].key, b->deltas[i].key);
@@ -305,6 +319,39 @@ TEST(Columns, ForgedBodiesAreRefused) {
   for (const auto& c : cases) EXPECT_FALSE(decode(body(c.cols, c.n)).ok()) << c.what;
   EXPECT_FALSE(decode(body(good, 1) + "x").ok()) << "trailing bytes after the columns";
   EXPECT_FALSE(decode(body(good, 1).substr(0, 10)).ok()) << "truncated";
+}
+
+// Pieces of a field state forged by a peer: each disagreement is refused at decoding.
+TEST(Wire, ForgedPiecesAreRefused) {
+  struct Case {
+    const char* what;
+    uint64_t total, offset;
+    std::string piece, entries;
+  };
+  const std::vector<Case> cases = {
+      {"entries beside a piece", 10, 0, "abc", "x"},  {"an empty piece", 10, 0, "", ""},
+      {"a piece past its total", 10, 8, "abc", ""},   {"an offset past the total", 10, 11, "a", ""},
+      {"a piece without its total", 0, 0, "abc", ""}, {"an offset without a total", 0, 3, "", ""},
+  };
+  for (const auto& c : cases) {
+    capnp::MallocMessageBuilder b;
+    auto env = b.initRoot<wire::Envelope>();
+    env.setVersion(kWireVersion);
+    auto w = env.initBody().initDeltaBatch();
+    w.setFrom(1);
+    w.setCursor(1);
+    w.setPieceTotal(c.total);
+    w.setPieceOffset(c.offset);
+    w.setPiece(
+        capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(c.piece.data()), c.piece.size()));
+    w.setEntries(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(c.entries.data()),
+                                     c.entries.size()));
+    w.setRawSize(static_cast<uint32_t>(c.entries.size()));
+    auto words = capnp::messageToFlatArray(b);
+    auto bytes = words.asBytes();
+    auto d = DecodeMessage(std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size()));
+    EXPECT_EQ(d.status().code(), Code::kCorrupt) << c.what;
+  }
 }
 
 }  // namespace

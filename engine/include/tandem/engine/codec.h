@@ -112,6 +112,10 @@ Result<std::string> EncodeQuarantineEntry(const QuarantineEntry& e);
 Result<QuarantineEntry> DecodeQuarantineEntry(std::string_view in);
 Result<std::string> EncodeFieldState(const FieldState& s);
 Result<FieldState> DecodeFieldState(std::string_view in);
+// A field's key and state (a state too large for a batch travels so, in pieces). The
+// decoder checks the state, not the key (ValidateKey).
+Result<std::string> EncodeDelta(const FieldKey& key, const FieldState& s);
+Result<std::pair<FieldKey, FieldState>> DecodeDelta(std::string_view in);
 
 void EncodeVersionVector(const VersionVector& vv, Writer& w);  // with full 16-byte ids
 std::string EncodePeerState(const PeerState& p);

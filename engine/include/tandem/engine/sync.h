@@ -35,12 +35,18 @@ inline constexpr uint32_t kProtocolVersion = 1;
 // the 1 MiB frame even uncompressed. A single field state larger than this cannot be
 // synced yet: the session ends with an error naming it (no silent stall).
 inline constexpr size_t kMaxBatchBodyBound = 900 << 10;
+// A field state larger than that travels in pieces of at most kPieceBytes, one per
+// DeltaBatch (DeltaBatch::piece), to a peer that takes them (Hello::pieces); the
+// receiver applies it when the last piece arrives. At most kMaxPieceTotal bytes in all.
+inline constexpr size_t kPieceBytes = 512 << 10;
+inline constexpr size_t kMaxPieceTotal = size_t{256} << 20;
 
 struct Hello {
   uint32_t protocol = kProtocolVersion;
   ReplicaId replica;
   CollectionFilter send;    // what this side sends
   CollectionFilter accept;  // what this side accepts
+  bool pieces = false;      // this side takes a field state in pieces (DeltaBatch::piece)
 };
 struct SyncRequest {
   VersionVector vv;
@@ -50,10 +56,21 @@ struct SyncRequest {
   // the end of its log, shows the receiver was rolled back.
   uint64_t holds_of_yours = 0;
 };
+// Part of one field delta too large for a batch, encoded whole by EncodeDelta.
+struct StatePiece {
+  uint64_t total = 0;   // bytes of the whole encoding
+  uint64_t offset = 0;  // of this piece in it
+  std::string bytes;
+  bool operator==(const StatePiece&) const = default;
+};
 struct DeltaBatch {
   std::vector<FieldDelta> deltas;
   uint64_t from = 0;    // the sender's log position this batch starts after
   uint64_t cursor = 0;  // the sender's log position this batch reaches
+  // Instead of deltas: a piece of one field state. Its pieces come in order in
+  // consecutive batches, all from the same position; all but the last have cursor ==
+  // from, the last reaches past the field.
+  std::optional<StatePiece> piece = std::nullopt;
 };
 struct CaughtUp {
   uint64_t cursor = 0;
@@ -122,6 +139,9 @@ class Session {
 
  private:
   Status Pump(std::vector<Message>* out);
+  void SendPiece(std::vector<Message>* out);
+  Status ReceivePiece(const DeltaBatch& b, std::vector<Message>* out);
+  Status Apply(const DeltaBatch& b, std::vector<Message>* out);
   bool Sendable(const FieldKey& k) const;
   Status RolledBack();
 
@@ -144,8 +164,14 @@ class Session {
   bool sent_caught_up_ = false;
   size_t unacked_ = 0;
   std::deque<uint64_t> inflight_;  // cursors of unacknowledged batches, oldest first
+  bool peer_pieces_ = false;       // the peer takes field states in pieces
+  std::string out_pieces_;         // a field state being sent in pieces (EncodeDelta)
+  size_t out_piece_offset_ = 0;    // how much of it went out
+  uint64_t out_piece_cursor_ = 0;  // the log position past that field
   // Receiving side.
   uint64_t recv_cursor_ = 0;
+  std::string in_pieces_;  // the pieces of a field state received so far
+  uint64_t in_piece_total_ = 0;
   bool received_caught_up_ = false;
   bool refused_any_ = false;   // refused something: the watermark must not merge
   bool filtered_any_ = false;  // ...by a policy: the peer's log is re-read when it widens

@@ -27,7 +27,9 @@ inline constexpr size_t kMaxBatchEntries = 16384;
 // (older builds announce nothing). A sender uses a feature only once the peer's Hello
 // announced it.
 inline constexpr uint32_t kFeatureColumns = 1;  // batch bodies in the columnar layout
-inline constexpr uint32_t kWireFeatures = kFeatureColumns;
+// Field states in pieces (engine::DeltaBatch::piece): announced as engine::Hello::pieces.
+inline constexpr uint32_t kFeaturePieces = 2;
+inline constexpr uint32_t kWireFeatures = kFeatureColumns | kFeaturePieces;
 
 struct EncodeOptions {
   uint32_t peer_features = 0;  // from the peer's Hello (DecodeMessage's *features)
