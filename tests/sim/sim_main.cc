@@ -9,7 +9,8 @@
 // when it opens and both go on writing) and rolled back to an earlier snapshot of their
 // files, either as a new file (caught when it opens) or in place, same inode (caught at
 // its next sync, which must end the session and take a new id before it writes again).
-// Every message crosses the Cap'n Proto encoding. Time is simulated and everything
+// Every message crosses the Cap'n Proto encoding. Some values are large enough that
+// concurrent writes make field states that travel in pieces. Time is simulated and everything
 // derives from the seed.
 //
 // After the faults stop and every pair syncs: all dumps are identical, all version
@@ -151,6 +152,7 @@ class Sim {
   uint64_t clones() const { return clones_; }
   uint64_t rollbacks() const { return rollbacks_; }
   uint64_t rollbacks_caught() const { return rollbacks_caught_; }
+  uint64_t pieces() const { return pieces_; }
 
  private:
   storage::Options Opts() {
@@ -216,7 +218,12 @@ class Sim {
       const std::string f = (rng_() % 2) ? "a" : "b";
       switch (kind) {
         case 4:
-          st = r.Put("mixed", rec, {{f, Value{static_cast<int64_t>(rng_() % 9)}}});
+          // Now and then a large value: concurrent ones make a field state larger than
+          // any batch, which travels in pieces.
+          if (rng_() % 6 == 0)
+            st = r.Put("mixed", rec, {{f, Value{std::string(470'000 + rng_() % 50'000, 'L')}}});
+          else
+            st = r.Put("mixed", rec, {{f, Value{static_cast<int64_t>(rng_() % 9)}}});
           break;
         case 5:
           st = r.Incr("mixed", rec, f, 1);
@@ -238,13 +245,16 @@ class Sim {
     if (last_id_[i] != meta->id) last_seq_[i] = 0, last_id_[i] = meta->id;  // a new id
     const uint64_t seq = meta->vv.Get(meta->id);
     auto& seen = log_seen_[i];
-    auto page = r.CollectDeltas(seen, 1 << 20, nullptr);
-    SIM_CHECK(page.ok(), "collect");
-    for (const auto& d : page->deltas)
-      for (uint64_t k = last_seq_[i] + 1; k <= seq; ++k)
-        if (d.state.ctx.Get(meta->id) >= k) touched_[{meta->id, k}].insert(d.key);
+    for (;;) {  // pages end early at large states
+      auto page = r.CollectDeltas(seen, 1 << 20, nullptr);
+      SIM_CHECK(page.ok(), "collect");
+      for (const auto& d : page->deltas)
+        for (uint64_t k = last_seq_[i] + 1; k <= seq; ++k)
+          if (d.state.ctx.Get(meta->id) >= k) touched_[{meta->id, k}].insert(d.key);
+      seen = page->next_cursor;
+      if (page->done) break;
+    }
     last_seq_[i] = seq;
-    seen = page->next_cursor;
   }
 
   // Every node's version vector claims only events whose effects it holds.
@@ -253,13 +263,18 @@ class Sim {
       Replica& r = *nodes_[i].replica;
       auto meta = r.Meta();
       SIM_CHECK(meta.ok(), "meta");
+      std::map<FieldKey, std::optional<VersionVector>> ctx;  // read once per field
       for (const auto& [ev, fields] : touched_) {
         if (meta->vv.Get(ev.replica) < ev.seq) continue;
         for (const auto& k : fields) {
-          auto st = r.GetState(k.collection, k.record);
-          SIM_CHECK(st.ok(), "state");
-          auto it = st->fields.find(k.field);
-          if (it == st->fields.end() || it->second.ctx.Get(ev.replica) < ev.seq) {
+          auto [it, added] = ctx.try_emplace(k);
+          if (added) {
+            std::optional<FieldState> st;
+            auto txn = r.store().BeginRead();
+            SIM_CHECK(txn.ok() && (*txn)->GetField(k, &st).ok(), "state");
+            if (st) it->second = st->ctx;
+          }
+          if (!it->second || it->second->Get(ev.replica) < ev.seq) {
             throw Failure{"node " + std::to_string(i) + " claims " + ev.replica.ShortHex() + ":" +
                           std::to_string(ev.seq) + " but lacks it in " + k.collection + "/" +
                           k.record + "." + k.field + " (after " + after + ")"};
@@ -291,7 +306,7 @@ class Sim {
     SessionOptions o;
     o.batch_fields = 1 + rng_() % 8;  // small batches: more interleavings
     o.window = 1 + rng_() % 3;
-    c->wire.peer_features = rng_() % 2 ? net::kWireFeatures : 0;
+    c->wire.peer_features = (rng_() % 2 ? net::kFeatureColumns : 0) | net::kFeaturePieces;
     c->sa = std::make_unique<Session>(*nodes_[a].replica, o);
     c->sb = std::make_unique<Session>(*nodes_[b].replica, o);
     std::vector<Message> out;
@@ -312,6 +327,7 @@ class Sim {
     ++messages_;
     auto msg = net::DecodeMessage(bytes);
     SIM_CHECK(msg.ok(), "decode: " + msg.status().ToString());
+    if (auto* b = std::get_if<DeltaBatch>(&*msg); b && b->piece) ++pieces_;
     std::vector<Message> out;
     Session& s = to_b ? *c.sb : *c.sa;
     Status st = s.Receive(*msg, &out);
@@ -578,7 +594,7 @@ class Sim {
   std::map<Dot, std::set<FieldKey>> touched_;
   std::vector<int> side_;  // partition group per replica; empty when there is none
   uint64_t messages_ = 0, refused_ = 0, crashes_ = 0, partitions_ = 0;
-  uint64_t clones_ = 0, rollbacks_ = 0, rollbacks_caught_ = 0;
+  uint64_t clones_ = 0, rollbacks_ = 0, rollbacks_caught_ = 0, pieces_ = 0;
 
  public:
   bool check_claims_ = false;
@@ -593,7 +609,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--seeds")) count = std::stoull(argv[i + 1]);
     if (!std::strcmp(argv[i], "--first")) first = std::stoull(argv[i + 1]);
   }
-  uint64_t messages = 0, clones = 0, rollbacks = 0, caught = 0;
+  uint64_t messages = 0, clones = 0, rollbacks = 0, caught = 0, pieces = 0;
   for (uint64_t seed = first; seed < first + count; ++seed) {
     try {
       Sim sim(seed);
@@ -603,6 +619,7 @@ int main(int argc, char** argv) {
       clones += sim.clones();
       rollbacks += sim.rollbacks();
       caught += sim.rollbacks_caught();
+      pieces += sim.pieces();
     } catch (const Failure& f) {
       std::fprintf(stderr, "sim: seed %llu FAILED: %s\nreplay: tandem_sim --seed %llu\n",
                    static_cast<unsigned long long>(seed), f.what.c_str(),
@@ -612,10 +629,10 @@ int main(int argc, char** argv) {
   }
   std::printf(
       "sim: %llu seeds passed (%llu..%llu), %llu messages, %llu copies, %llu rollbacks "
-      "(%llu found at sync)\n",
+      "(%llu found at sync), %llu pieces of large field states\n",
       static_cast<unsigned long long>(count), static_cast<unsigned long long>(first),
       static_cast<unsigned long long>(first + count - 1), static_cast<unsigned long long>(messages),
       static_cast<unsigned long long>(clones), static_cast<unsigned long long>(rollbacks),
-      static_cast<unsigned long long>(caught));
+      static_cast<unsigned long long>(caught), static_cast<unsigned long long>(pieces));
   return 0;
 }
