@@ -72,10 +72,12 @@ void Mutate(Message& m, Script& s) {
     if (what % 3 == 1) h->replica = Id(s.Next());
     if (what % 3 == 2) h->send = CollectionFilter::Only({"c"});
   } else if (auto* r = std::get_if<SyncRequest>(&m)) {
-    if (what % 2 == 0) r->cursor += s.Next();
-    if (what % 2 == 1) r->vv.Raise(Id(s.Next() % 3 + 1), s.Next());
+    if (what % 3 == 0) r->cursor += s.Next();
+    if (what % 3 == 1) r->vv.Raise(Id(s.Next() % 3 + 1), s.Next());
+    if (what % 3 == 2) r->mark += s.Next();
   } else if (auto* b = std::get_if<DeltaBatch>(&m)) {
     if (what % 5 == 0) b->from += 1;
+    if (what % 7 == 6) b->mark = s.Next();
     if (what % 5 == 1) b->cursor = b->cursor > 0 ? b->cursor - 1 : 5;
     if (what % 5 == 2 && !b->deltas.empty()) b->deltas.pop_back();
     if (what % 5 == 3 && !b->deltas.empty()) b->deltas[0].key.record = std::string(300, 'x');

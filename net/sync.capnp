@@ -43,6 +43,7 @@ struct SyncRequest {
   vv @0 :VersionVector;
   cursor @1 :UInt64;
   holdsOfYours @2 :UInt64;  # the receiver's newest event the requester holds (0: unknown)
+  mark @3 :UInt64;          # where the receiver's log ended when the requester last read it
 }
 
 # Field states travel in Tandem's own compact encoding (docs/format.md) inside `entries`,
@@ -64,6 +65,7 @@ struct DeltaBatch {
   pieceTotal @8 :UInt64;        # bytes of the whole state's encoding; 0: no piece
   pieceOffset @9 :UInt64;
   piece @10 :Data;
+  mark @11 :UInt64;             # the newest position in the sender's log as it read it
 }
 
 enum Compression {

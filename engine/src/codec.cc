@@ -511,9 +511,10 @@ Result<QuarantineEntry> DecodeQuarantineEntry(std::string_view in) {
 std::string EncodePeerState(const PeerState& p) {
   std::string out;
   Writer w(&out);
-  // Version 1 while there is nothing of version 2 to say, so that older builds read it.
-  const bool v2 = p.delivered != 0 || !p.delivery.all;
-  w.U8(v2 ? 2 : 1);
+  // The oldest version that says everything, so that older builds read what they can.
+  const bool v3 = p.mark != 0;
+  const bool v2 = v3 || p.delivered != 0 || !p.delivery.all;
+  w.U8(v3 ? 3 : v2 ? 2 : 1);
   w.Varint(p.cursor);
   EncodeVersionVector(p.vv, w);
   w.Varint(p.last_sync_ms);
@@ -526,6 +527,7 @@ std::string EncodePeerState(const PeerState& p) {
   w.U8(p.delivery.all ? 1 : 0);
   w.Varint(p.delivery.names.size());
   for (const auto& n : p.delivery.names) w.LengthPrefixed(n);
+  if (v3) w.Varint(p.mark);
   return out;
 }
 
@@ -533,7 +535,7 @@ Result<PeerState> DecodePeerState(std::string_view in) {
   Reader r(in);
   PeerState p;
   const uint8_t version = r.U8();
-  if (version != 1 && version != 2) r.Fail("unknown peer state version");
+  if (version < 1 || version > 3) r.Fail("unknown peer state version");
   p.cursor = r.Varint();
   p.vv = DecodeVersionVector(r);
   p.last_sync_ms = r.Varint();
@@ -551,6 +553,7 @@ Result<PeerState> DecodePeerState(std::string_view in) {
     for (uint64_t i = 0; i < n && r.ok(); ++i)
       p.delivery.names.emplace(r.LengthPrefixed(kMaxCollectionName));
   }
+  if (version >= 3 && r.ok()) p.mark = r.Varint();
   if (r.ok() && r.remaining()) r.Fail("trailing bytes");
   if (!r.ok()) return r.status().With("peer state");
   return p;

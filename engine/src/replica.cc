@@ -78,7 +78,7 @@ Status Replica::CheckClaim(ReplicaMeta& meta, uint64_t claimed, bool* rekeyed) {
 }
 
 Status Replica::RekeyIfBehind(const ReplicaId& as, uint64_t claimed, bool* rekeyed,
-                              uint64_t log_cursor) {
+                              uint64_t log_cursor, uint64_t log_mark) {
   *rekeyed = false;
   return Retrying([&]() -> Status {
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
@@ -90,8 +90,15 @@ Status Replica::RekeyIfBehind(const ReplicaId& as, uint64_t claimed, bool* rekey
     }
     uint64_t last = 0;
     TANDEM_RETURN_IF_ERROR(txn->LastLogSeq(&last));
-    // The log only grows: a cursor past its end was read from a log we no longer have.
-    if (log_cursor > last) claimed = std::max(claimed, meta.vv.Get(meta.id) + 1);
+    // The log only grows: a cursor or mark past its end, or where it never had an entry,
+    // was read from a log we no longer have.
+    bool gone = log_cursor > last || log_mark > last;
+    for (uint64_t seq : {log_cursor, log_mark}) {
+      bool skipped = false;
+      if (!gone && seq) TANDEM_RETURN_IF_ERROR(txn->InLogGap(seq, &skipped));
+      gone = gone || skipped;
+    }
+    if (gone) claimed = std::max(claimed, meta.vv.Get(meta.id) + 1);
     bool changed = false;
     TANDEM_RETURN_IF_ERROR(CheckClaim(meta, claimed, &changed));
     if (!changed) return Status::Ok();
@@ -393,6 +400,7 @@ Result<DeltaPage> Replica::CollectDeltas(uint64_t since, size_t limit, const Ver
   uint64_t last = 0;
   TANDEM_RETURN_IF_ERROR(txn->LastLogSeq(&last));
   page.done = page.next_cursor >= last;
+  page.log_end = last;
   return page;
 }
 
@@ -609,7 +617,7 @@ Status Replica::ApplyDeltasOnce(const std::vector<FieldDelta>& deltas, size_t* c
 Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>& deltas,
                            uint64_t cursor, const AdmitFn& admit, size_t* applied, size_t* refused,
                            bool filtered, size_t* filtered_out, bool* rekeyed,
-                           size_t* quarantined) {
+                           size_t* quarantined, uint64_t mark) {
   for (const auto& d : deltas) TANDEM_RETURN_IF_ERROR(ValidateKey(d.key).With("delta"));
   Status result = Retrying([&]() -> Status {
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
@@ -624,6 +632,7 @@ Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>&
     TANDEM_RETURN_IF_ERROR(JoinInto(*txn, meta, deltas, &admit, &n, &r, &f, &rk, &peer, &q));
     if (!(meta == before)) TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
     ps.cursor = std::max(ps.cursor, cursor);
+    ps.mark = std::max(ps.mark, mark);
     ps.fields_received += n;
     ps.fields_refused += r;
     // Recorded with the cursor: data before it was left out by a policy, so the watermark

@@ -98,7 +98,8 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     recv_cursor_ = (!filtered_in_ && ps.filtered) ? 0 : ps.cursor;
     requested_ = true;
     TANDEM_ASSIGN_OR_RETURN(const uint64_t held, replica_.Held(*peer_));
-    out->emplace_back(std::in_place_type<SyncRequest>, SyncRequest{meta.vv, recv_cursor_, held});
+    out->emplace_back(std::in_place_type<SyncRequest>,
+                      SyncRequest{meta.vv, recv_cursor_, held, ps.mark});
     return Status::Ok();
   }
   if (!peer_) return Status::Invalid(std::string(MessageName(in)) + " before Hello");
@@ -110,7 +111,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     // cursor into our log reads a different log now.
     bool rekeyed = false;
     TANDEM_RETURN_IF_ERROR(replica_.RekeyIfBehind(
-        self_, std::max(r->vv.Get(self_), r->holds_of_yours), &rekeyed, r->cursor));
+        self_, std::max(r->vv.Get(self_), r->holds_of_yours), &rekeyed, r->cursor, r->mark));
     if (rekeyed) return RolledBack();
     TANDEM_ASSIGN_OR_RETURN(ReplicaMeta meta, replica_.Meta());
     have_request_ = true;
@@ -193,6 +194,7 @@ void Session::SendPiece(std::vector<Message>* out) {
   const bool last = out_piece_offset_ == out_pieces_.size();
   batch.from = send_cursor_;
   batch.cursor = last ? out_piece_cursor_ : send_cursor_;
+  batch.mark = out_piece_mark_;
   if (last) {
     send_cursor_ = out_piece_cursor_;
     out_pieces_ = std::string();
@@ -222,7 +224,8 @@ Status Session::Apply(const DeltaBatch& b, std::vector<Message>* out) {
   };
   size_t quarantined = 0;
   TANDEM_RETURN_IF_ERROR(replica_.ApplyBatch(*peer_, b.deltas, b.cursor, admit, &applied, &refused,
-                                             filtered_in_, &filtered_out, &rekeyed, &quarantined));
+                                             filtered_in_, &filtered_out, &rekeyed, &quarantined,
+                                             b.mark));
   stats_.fields_quarantined += quarantined;
   if (rekeyed) return RolledBack();
   recv_cursor_ = b.cursor;
@@ -264,6 +267,7 @@ Status Session::ReceivePiece(const DeltaBatch& b, std::vector<Message>* out) {
   DeltaBatch whole;
   whole.from = b.from;
   whole.cursor = b.cursor;
+  whole.mark = b.mark;
   whole.deltas.push_back(FieldDelta{std::move(d->first), std::move(d->second)});
   return Apply(whole, out);
 }
@@ -330,11 +334,13 @@ Status Session::Pump(std::vector<Message>* out) {
           out_pieces_ = std::move(*encoded);
           out_piece_offset_ = 0;
           out_piece_cursor_ = page.next_cursor;
+          out_piece_mark_ = page.log_end;
           stats_.log_entries_scanned += page.scanned;
           break;
         }
       }
       stats_.log_entries_scanned += page.scanned;
+      batch.mark = std::max(batch.mark, page.log_end);
       for (auto& d : page.deltas) {
         if (!Sendable(d.key)) continue;
         bytes += WireSizeBound(d);

@@ -107,10 +107,12 @@ Result<std::string> EncodeMessage(const Message& m, const EncodeOptions& opt) {
     SetVv(w.initVv(), r->vv);
     w.setCursor(r->cursor);
     w.setHoldsOfYours(r->holds_of_yours);
+    w.setMark(r->mark);
   } else if (const auto* d = std::get_if<engine::DeltaBatch>(&m)) {
     auto w = body.initDeltaBatch();
     w.setFrom(d->from);
     w.setCursor(d->cursor);
+    w.setMark(d->mark);
     if (d->piece) {
       if (!d->deltas.empty() || d->piece->total == 0 || d->piece->bytes.empty())
         return Status::Invalid("a batch carries a piece of a field state, and nothing else");
@@ -211,7 +213,8 @@ Result<Message> DecodeMessage(std::string_view bytes, uint32_t* features) {
       }
       case wire::Envelope::Body::SYNC_REQUEST: {
         auto r = body.getSyncRequest();
-        engine::SyncRequest m{ReadVv(r.getVv(), c), r.getCursor(), r.getHoldsOfYours()};
+        engine::SyncRequest m{ReadVv(r.getVv(), c), r.getCursor(), r.getHoldsOfYours(),
+                              r.getMark()};
         if (!c.ok()) return c.st;
         return Message{std::move(m)};
       }
@@ -220,6 +223,7 @@ Result<Message> DecodeMessage(std::string_view bytes, uint32_t* features) {
         engine::DeltaBatch m;
         m.from = r.getFrom();
         m.cursor = r.getCursor();
+        m.mark = r.getMark();
         if (m.cursor < m.from) return Status::Corrupt("batch ends before it starts");
         if (r.getPieceTotal() != 0) {
           // A piece of one field state: nothing else in the batch.

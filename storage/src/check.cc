@@ -88,6 +88,16 @@ Status Check(LmdbStore& store, CheckReport* report) {
       return true;
     });
     rep.log_entries = have.size();
+    // No entry lies where the log says it skipped (a gap where a process started).
+    LogGaps gaps;
+    if (st.ok()) st = reader.GetLogGaps(&gaps);
+    for (const auto& [from, to] : gaps) {
+      auto it = have.upper_bound(from);
+      if (st.ok() && it != have.end() && it->first < to)
+        st = Status::Corrupt("change-log entry " + std::to_string(it->first) +
+                             " lies in a gap the log skipped (" + std::to_string(from) + ", " +
+                             std::to_string(to) + ")");
+    }
     if (st.ok() && have != want) {
       st = Status::Corrupt("change log (" + std::to_string(have.size()) + " entries) and fields (" +
                            std::to_string(want.size()) + ") disagree");

@@ -48,6 +48,11 @@ inline std::string_view View(const MDB_val& v) {
 }
 std::string EncodeMeta(const ReplicaMeta& m);
 Result<ReplicaMeta> DecodeMeta(std::string_view in);
+// The gaps the change log skipped (meta `log-gaps`): (from, to) pairs, ascending, no
+// entry strictly between.
+using LogGaps = std::vector<std::pair<uint64_t, uint64_t>>;
+std::string EncodeLogGaps(const LogGaps& gaps);
+Result<LogGaps> DecodeLogGaps(std::string_view in);
 
 // A persistent table of interned values (replica ids, names), indices 0.. in an LMDB
 // database with integer keys, cached here. Only a write transaction adds entries; they
@@ -583,6 +588,24 @@ class LmdbReader {
       out->checkpoints.clear();
     }
     if (source) *source = stale ? HullSource::kStale : HullSource::kStored;
+    return Status::Ok();
+  }
+
+  Status GetLogGaps(LogGaps* out) {
+    out->clear();
+    MDB_val k = Val("log-gaps"), v;
+    int rc = mdb_get(txn_, impl_->meta, &k, &v);
+    if (rc == MDB_NOTFOUND) return Status::Ok();
+    if (rc) return LmdbError(rc, "read log gaps");
+    TANDEM_ASSIGN_OR_RETURN(*out, DecodeLogGaps(View(v)));
+    return Status::Ok();
+  }
+  Status InLogGap(uint64_t seq, bool* out) {
+    *out = false;
+    LogGaps gaps;
+    TANDEM_RETURN_IF_ERROR(GetLogGaps(&gaps));
+    for (const auto& [from, to] : gaps)
+      if (seq > from && seq < to) *out = true;
     return Status::Ok();
   }
 

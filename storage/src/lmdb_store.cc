@@ -68,6 +68,34 @@ std::string EncodeMeta(const ReplicaMeta& m) {
   return out;
 }
 
+std::string EncodeLogGaps(const LogGaps& gaps) {
+  std::string out;
+  engine::Writer w(&out);
+  w.U8(1);
+  w.Varint(gaps.size());
+  for (const auto& [from, to] : gaps) {
+    w.Varint(from);
+    w.Varint(to - from);
+  }
+  return out;
+}
+
+Result<LogGaps> DecodeLogGaps(std::string_view in) {
+  engine::Reader r(in);
+  LogGaps gaps;
+  if (r.U8() != 1) r.Fail("unknown log gaps version");
+  const uint64_t n = r.Count(2);
+  for (uint64_t i = 0; i < n && r.ok(); ++i) {
+    const uint64_t from = r.Varint(), span = r.Varint();
+    if (!r.ok()) break;
+    if (span < 2 || from > UINT64_MAX - span) r.Fail("log gap of no width");
+    gaps.emplace_back(from, from + span);
+  }
+  if (r.ok() && r.remaining()) r.Fail("trailing bytes");
+  if (!r.ok()) return r.status().With("log gaps");
+  return gaps;
+}
+
 Result<ReplicaMeta> DecodeMeta(std::string_view in) {
   engine::Reader r(in);
   ReplicaMeta m;
@@ -119,10 +147,7 @@ uint64_t FirstLogSeq(uint64_t newest) {
       static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                 std::chrono::system_clock::now().time_since_epoch())
                                 .count());
-  const ReplicaId r = RandomReplicaId();
-  uint32_t gap;
-  std::memcpy(&gap, r.bytes.data(), sizeof gap);
-  return std::max(newest, now_us) + 1 + (gap & 0xfffff);
+  return std::max(newest, now_us) + 1;
 }
 
 namespace {
@@ -185,6 +210,8 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     return Status::Ok();
   }
   Status PutPeer(const ReplicaId& peer, const engine::PeerState& state) override {
+    // A peer's state that says where its log ended needs format 3.
+    if (state.mark) TANDEM_RETURN_IF_ERROR(RaiseFormat());
     std::string v = engine::EncodePeerState(state);
     MDB_val k{16, const_cast<uint8_t*>(peer.bytes.data())}, val = Val(v);
     int rc = mdb_put(txn_, impl_->peers, &k, &val, 0);
@@ -214,6 +241,34 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     int rc = mdb_del(txn_, impl_->meta, &k, nullptr);
     if (rc == MDB_NOTFOUND) return Status::Ok();
     return rc ? impl_->Note(rc, "delete quarantine") : Status::Ok();
+  }
+
+  // Records that no entry will ever have a position strictly between `from` and `to`.
+  Status AddLogGap(uint64_t from, uint64_t to) {
+    std::vector<std::pair<uint64_t, uint64_t>> gaps;
+    TANDEM_RETURN_IF_ERROR(reader_.GetLogGaps(&gaps));
+    gaps.emplace_back(from, to);
+    if (gaps.size() > kMaxLogGaps)
+      gaps.erase(gaps.begin(), gaps.begin() + static_cast<std::ptrdiff_t>(gaps.size() - kMaxLogGaps));
+    std::string v = EncodeLogGaps(gaps);
+    MDB_val k = Val("log-gaps"), val = Val(v);
+    int rc = mdb_put(txn_, impl_->meta, &k, &val, 0);
+    return rc ? impl_->Note(rc, "write log gaps") : Status::Ok();
+  }
+  Status RaiseFormat() {
+    if (format_raised_) return Status::Ok();
+    MDB_val k = Val("format"), v;
+    int rc = mdb_get(txn_, impl_->meta, &k, &v);
+    if (rc) return LmdbError(rc, "read format version");
+    uint32_t format = 0;
+    if (v.mv_size == 4) std::memcpy(&format, v.mv_data, 4);
+    if (format < kFormatVersion) {
+      format = kFormatVersion;
+      v = MDB_val{4, &format};
+      if ((rc = mdb_put(txn_, impl_->meta, &k, &v, 0))) return impl_->Note(rc, "write format version");
+    }
+    format_raised_ = true;
+    return Status::Ok();
   }
 
   Status PutMeta(const ReplicaMeta& meta) override {
@@ -256,8 +311,10 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     if (!last_seq_) {
       TANDEM_RETURN_IF_ERROR(reader_.LastLogSeq(&last_seq_));
       if (!impl_->log_started.load(std::memory_order_relaxed)) {
-        last_seq_ = impl_->first_log_seq(last_seq_) - 1;  // this process's first entry
+        const uint64_t newest = last_seq_;
+        last_seq_ = impl_->first_log_seq(newest) - 1;  // this process's first entry
         starts_log_ = true;
+        if (last_seq_ > newest) TANDEM_RETURN_IF_ERROR(AddLogGap(newest, last_seq_ + 1));
       }
     }
     uint64_t seq = last_seq_ + 1;  // not const: MDB_val points at it
@@ -394,6 +451,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   bool hull_dirty_ = false;
   bool upgrade_format_ = false;
   bool starts_log_ = false;  // its positions start this process's (FirstLogSeq)
+  bool format_raised_ = false;  // RaiseFormat ran
 };
 
 }  // namespace

@@ -81,7 +81,7 @@ struct PutRecord {
 
 class Sim {
  public:
-  explicit Sim(uint64_t seed) : rng_(seed), gaps_(seed ^ 0x9e3779b97f4a7c15ULL) {
+  explicit Sim(uint64_t seed) : rng_(seed) {
     base_ = fs::temp_directory_path() /
             ("tandem-sim-" + std::to_string(seed) + "-" + std::to_string(::getpid()));
     fs::remove_all(base_);
@@ -160,10 +160,7 @@ class Sim {
     o.durability = storage::Durability::kRelaxed;  // the simulator crashes processes, not disks
     o.initial_map_bytes = 1 << 20;
     o.new_ids = [this] { return NewId(); };
-    // Simulated time, and a gap drawn apart so that seeds replay as before.
-    o.first_log_seq = [this](uint64_t newest) {
-      return std::max(newest, now_ * 1000) + 1 + gaps_() % (1 << 20);
-    };
+    o.first_log_seq = [this](uint64_t newest) { return std::max(newest, now_ * 1000) + 1; };
     return o;
   }
 
@@ -580,7 +577,6 @@ class Sim {
   }
 
   std::mt19937_64 rng_;
-  std::mt19937_64 gaps_;
   fs::path base_;
   int n_ = 0;
   uint64_t now_ = 0;

@@ -824,6 +824,13 @@ TEST(PeerStateCodec, RoundTripsDeliveryAndReadsVersionOneAsNothingDelivered) {
   auto back = DecodePeerState(EncodePeerState(p));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(*back, p);
+  EXPECT_EQ(EncodePeerState(p)[0], 2) << "no mark: version 2, which older builds read";
+  PeerState marked = p;
+  marked.mark = 1ull << 50;
+  auto back3 = DecodePeerState(EncodePeerState(marked));
+  ASSERT_TRUE(back3.ok()) << back3.status().ToString();
+  EXPECT_EQ(*back3, marked);
+  EXPECT_EQ(EncodePeerState(marked)[0], 3);
 
   // A version 1 record (written before delivery status existed).
   std::string v1;
@@ -846,7 +853,9 @@ TEST(PeerStateCodec, RoundTripsDeliveryAndReadsVersionOneAsNothingDelivered) {
 
   // Damage is refused, not misread.
   std::string bad = EncodePeerState(p);
-  bad[0] = 3;
+  bad[0] = 4;
+  EXPECT_FALSE(DecodePeerState(bad).ok());
+  bad[0] = 3;  // a mark missing
   EXPECT_FALSE(DecodePeerState(bad).ok());
   EXPECT_FALSE(DecodePeerState(EncodePeerState(p) + "x").ok());
   std::string cut = EncodePeerState(p);

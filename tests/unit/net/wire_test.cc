@@ -71,11 +71,11 @@ TEST(Wire, EveryMessageRoundTrips) {
   std::vector<Message> msgs = {
       Hello{kProtocolVersion, Rid(3), CollectionFilter::Only({"orders", "products"}), {}},
       Hello{kProtocolVersion, Rid(3), {}, CollectionFilter::None(), true},
-      SyncRequest{vv, 12, 7},
+      SyncRequest{vv, 12, 7, 1u << 20},
       SampleBatch(),
       DeltaBatch{{}, 3, 3},
-      DeltaBatch{{}, 3, 3, StatePiece{100, 0, "abc"}},
-      DeltaBatch{{}, 3, 9, StatePiece{100, 97, "xyz"}},
+      DeltaBatch{{}, 3, 3, 1u << 20, StatePiece{100, 0, "abc"}},
+      DeltaBatch{{}, 3, 9, 12, StatePiece{100, 97, "xyz"}},
       CaughtUp{42, vv},
       Ack{42}};
   for (const EncodeOptions* layout : kLayouts)
@@ -102,11 +102,13 @@ TEST(Wire, EveryMessageRoundTrips) {
         EXPECT_EQ(std::get<SyncRequest>(*d).vv, r->vv);
         EXPECT_EQ(std::get<SyncRequest>(*d).cursor, r->cursor);
         EXPECT_EQ(std::get<SyncRequest>(*d).holds_of_yours, r->holds_of_yours);
+        EXPECT_EQ(std::get<SyncRequest>(*d).mark, r->mark);
       } else if (auto* b = std::get_if<DeltaBatch>(&m)) {
         auto& g = std::get<DeltaBatch>(*d);
         EXPECT_EQ(g.from, b->from);
         EXPECT_EQ(g.cursor, b->cursor);
         EXPECT_EQ(g.piece, b->piece);
+        EXPECT_EQ(g.mark, b->mark);
         ASSERT_EQ(g.deltas.size(), b->deltas.size());
         for (size_t i = 0; i < g.deltas.size(); ++i) {
           EXPECT_EQ(g.deltas[i].key, b->deltas[i].key);

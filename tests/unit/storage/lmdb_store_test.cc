@@ -389,9 +389,8 @@ TEST(LmdbStore, AReplicaFromBeforeTheHullSkipsNothingOfItsOldLog) {
   EXPECT_EQ((*rb)->Collections()->size(), 1u);
   for (int i = 0; i < 20; ++i) EXPECT_TRUE((*rb)->Get("c", "r" + std::to_string(i)).ok());
   ASSERT_TRUE((*ra)->Put("c", "new", {{"x", Value{int64_t{1}}}}).ok());
-  const uint32_t two = 2;
   EXPECT_EQ(testing::RawGet(a, "meta", "format"),
-            std::string(reinterpret_cast<const char*>(&two), 4));
+            std::string(reinterpret_cast<const char*>(&kFormatVersion), 4));
   EXPECT_TRUE(Check(StoreOf(**ra)).ok());
   ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
   EXPECT_TRUE((*rb)->Get("c", "new").ok());
@@ -608,6 +607,88 @@ TEST(LmdbStore, ALogRegrownAfterARollbackIsReadWholeByThePeer) {
     EXPECT_TRUE((*rb)->Get("c", "from-d-" + std::to_string(i)).ok()) << "from-d-" << i;
   ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
   EXPECT_TRUE((*ra)->Get("c", "from-c-2").ok());
+}
+
+// The lost timeline had rewritten a field, moving its log entry past where the peer
+// then read to (the link was cut before the new entry): after the rollback the field is
+// back below the peer's cursor, in a state the peer never had. Where the replica's log
+// ended when the peer read it (its mark) shows the rollback: past the end of the log,
+// or, once the replica wrote again, in the gap the new process skipped.
+TEST(LmdbStore, ARollbackThatHadMovedAFieldPastThePeersCursorIsFound) {
+  for (bool writes_again : {false, true}) {
+    SCOPED_TRACE(writes_again ? "the replica wrote again" : "nothing written since");
+    testing::TempDir tmp;
+    const std::string a = tmp / "a", b = tmp / "b", snap = tmp / "snapshot.mdb";
+    {
+      auto ra = CreateReplica(a);
+      ASSERT_TRUE(ra.ok());
+      ASSERT_TRUE((*ra)->Put("c", "x", {{"v", Value{int64_t{1}}}}).ok());
+      ASSERT_TRUE((*ra)->Put("c", "y", {{"v", Value{int64_t{1}}}}).ok());
+    }
+    fs::copy_file(a + "/data.mdb", snap);
+    auto ra = OpenReplica(a);
+    auto rb = CreateReplica(b);
+    ASSERT_TRUE(ra.ok() && rb.ok());
+    ASSERT_TRUE((*ra)->Put("c", "x", {{"v", Value{int64_t{2}}}}).ok());  // moves x past y
+    {
+      // b reads a's log one field per batch, and the link is cut after the first: b has
+      // read past y, and x's old entry is gone.
+      engine::SessionOptions one;
+      one.batch_fields = 1;
+      engine::Session sa(**ra, one), sb(**rb, one);
+      std::vector<engine::Message> to_a, to_b;
+      ASSERT_TRUE(sa.Start(&to_b).ok());
+      ASSERT_TRUE(sb.Start(&to_a).ok());
+      std::vector<engine::Message> from_b, from_a;
+      ASSERT_TRUE(sb.Receive(to_b.at(0), &from_b).ok());  // a's Hello: b asks
+      ASSERT_TRUE(sa.Receive(to_a.at(0), &from_a).ok());  // b's Hello
+      from_a.clear();
+      ASSERT_TRUE(sa.Receive(from_b.at(0), &from_a).ok());  // b's request: a sends
+      ASSERT_FALSE(from_a.empty());
+      std::vector<engine::Message> ignored;
+      ASSERT_TRUE(sb.Receive(from_a.at(0), &ignored).ok());  // the first batch only
+      ASSERT_TRUE((*rb)->Get("c", "y").ok());
+      ASSERT_FALSE((*rb)->Get("c", "x").ok());
+    }
+    const engine::ReplicaId old_id = (*ra)->Meta()->id;
+    ra->reset();
+    RestoreInPlace(snap, a);
+    ra = OpenReplica(a);
+    ASSERT_TRUE(ra.ok());
+    ASSERT_EQ((*ra)->Meta()->id, old_id);
+    if (writes_again) ASSERT_TRUE((*ra)->Put("c", "z", {{"v", Value{int64_t{3}}}}).ok());
+    Status st = SyncOnce(**ra, **rb);
+    EXPECT_EQ(st.code(), Code::kBusy) << st.ToString();
+    EXPECT_NE((*ra)->Meta()->id, old_id) << "the rollback went unseen";
+    ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+    auto x = (*rb)->Get("c", "x");
+    ASSERT_TRUE(x.ok()) << "the peer skipped x";
+    EXPECT_EQ(x->fields.at("v").scalar, Value{int64_t{1}});
+    EXPECT_TRUE(Check(StoreOf(**ra)).ok());
+  }
+}
+
+// A replica of format 2 opens and syncs as before, and becomes format 3 (which older
+// builds refuse) once it stores where a peer's log ended: they could not read that.
+TEST(LmdbStore, AReplicaOfFormatTwoBecomesThreeWhenItKeepsAPeersMark) {
+  testing::TempDir tmp;
+  const std::string a = tmp / "a", b = tmp / "b";
+  auto format = [](uint32_t f) { return std::string(reinterpret_cast<const char*>(&f), 4); };
+  {
+    auto rb = CreateReplica(b);
+    ASSERT_TRUE(rb.ok());
+  }
+  testing::RawPut(b, "meta", "format", format(2));
+  auto ra = CreateReplica(a);
+  auto rb = OpenReplica(b);
+  ASSERT_TRUE(ra.ok() && rb.ok());
+  ASSERT_TRUE((*rb)->Put("c", "own", {{"v", Value{int64_t{1}}}}).ok());
+  EXPECT_EQ(testing::RawGet(b, "meta", "format"), format(2)) << "a write alone changes nothing";
+  ASSERT_TRUE((*ra)->Put("c", "x", {{"v", Value{int64_t{1}}}}).ok());
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  EXPECT_TRUE((*rb)->Get("c", "x").ok());
+  EXPECT_EQ(testing::RawGet(b, "meta", "format"), format(3));
+  EXPECT_NE((*rb)->Peer((*ra)->Meta()->id)->mark, 0u);
 }
 
 }  // namespace

@@ -112,6 +112,7 @@ struct DeltaPage {
   uint64_t next_cursor = 0;
   bool done = false;   // true when the change log holds nothing after next_cursor
   size_t scanned = 0;  // change-log entries read
+  uint64_t log_end = 0;  // the newest position in the log as it was read
 };
 
 class Replica {
@@ -136,10 +137,11 @@ class Replica {
   // Takes a new id if the replica is still `as` and `claimed` (a count of events of
   // `as`) is more than it holds. Sets *rekeyed if the replica is no longer `as`, now or
   // because another caller already moved it on. A peer's `log_cursor` into our change
-  // log past its end is evidence too: the log only grows, so the peer read a log we no
-  // longer have.
+  // log, or its `log_mark` (where our log ended when it last read it, PeerState::mark),
+  // past the log's end or in a gap the log skipped is evidence too: the log only grows,
+  // so the peer read a log we no longer have.
   Status RekeyIfBehind(const ReplicaId& as, uint64_t claimed, bool* rekeyed,
-                       uint64_t log_cursor = 0);
+                       uint64_t log_cursor = 0, uint64_t log_mark = 0);
   // The newest event of replica r that some field state here has seen (the log's hull:
   // an upper bound, and 0 for what a replica from before the hull was kept wrote then).
   Result<uint64_t> Held(const ReplicaId& r);
@@ -207,7 +209,7 @@ class Replica {
   Status ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>& deltas, uint64_t cursor,
                     const AdmitFn& admit, size_t* applied = nullptr, size_t* refused = nullptr,
                     bool filtered = false, size_t* filtered_out = nullptr, bool* rekeyed = nullptr,
-                    size_t* quarantined = nullptr);
+                    size_t* quarantined = nullptr, uint64_t mark = 0);
   // Field states held in quarantine, oldest first.
   Result<std::vector<QuarantineEntry>> Quarantined();
   // Applies a quarantined field state as it is (joined like any change from a peer)

@@ -65,6 +65,10 @@ struct PeerState {
   // a peer holds (Replica::Holds) even when a filter keeps its vector behind.
   uint64_t delivered = 0;
   CollectionFilter delivery;
+  // The newest position in the peer's change log when it sent the last batch we
+  // applied. A peer whose log no longer reaches it, or whose log skipped it (a gap
+  // where a process started), was rolled back since (Replica::RekeyIfBehind).
+  uint64_t mark = 0;
   bool operator==(const PeerState&) const = default;
 };
 
@@ -131,6 +135,10 @@ class ReadTxn {
   virtual Status ScanLog(uint64_t since, const LogFn& fn) = 0;
   // The sequence number of the newest change-log entry (0 if none).
   virtual Status LastLogSeq(uint64_t* out) = 0;
+  // Whether no entry of this log ever had position `seq`: it lies in a gap the log
+  // skipped where a process started writing (storage::FirstLogSeq). Only recent gaps
+  // are known; a store that never skips says false.
+  virtual Status InLogGap(uint64_t seq, bool* out) = 0;
   // The stored state of a peer; a default PeerState if there is none.
   virtual Status GetPeer(const ReplicaId& peer, PeerState* out) = 0;
   virtual Status ListPeers(std::vector<std::pair<ReplicaId, PeerState>>* out) = 0;
@@ -185,6 +193,7 @@ class ReadsThrough : public Base {
     return reader_.ScanLog(since, fn);
   }
   Status LastLogSeq(uint64_t* out) override { return reader_.LastLogSeq(out); }
+  Status InLogGap(uint64_t seq, bool* out) override { return reader_.InLogGap(seq, out); }
   Status GetPeer(const ReplicaId& p, PeerState* out) override { return reader_.GetPeer(p, out); }
   Status ListPeers(std::vector<std::pair<ReplicaId, PeerState>>* out) override {
     return reader_.ListPeers(out);

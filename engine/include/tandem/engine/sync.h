@@ -55,6 +55,9 @@ struct SyncRequest {
   // log's hull), watermark or not: more than the receiver ever issued, or a cursor past
   // the end of its log, shows the receiver was rolled back.
   uint64_t holds_of_yours = 0;
+  // Where the receiver's log ended when the requester last read it (PeerState::mark):
+  // past the end of the log, or in a gap it skipped, it shows a rollback.
+  uint64_t mark = 0;
 };
 // Part of one field delta too large for a batch, encoded whole by EncodeDelta.
 struct StatePiece {
@@ -67,6 +70,7 @@ struct DeltaBatch {
   std::vector<FieldDelta> deltas;
   uint64_t from = 0;    // the sender's log position this batch starts after
   uint64_t cursor = 0;  // the sender's log position this batch reaches
+  uint64_t mark = 0;    // the newest position in the sender's log as it read it
   // Instead of deltas: a piece of one field state. Its pieces come in order in
   // consecutive batches, all from the same position; all but the last have cursor ==
   // from, the last reaches past the field.
@@ -168,6 +172,7 @@ class Session {
   std::string out_pieces_;         // a field state being sent in pieces (EncodeDelta)
   size_t out_piece_offset_ = 0;    // how much of it went out
   uint64_t out_piece_cursor_ = 0;  // the log position past that field
+  uint64_t out_piece_mark_ = 0;    // and the log's end when it was read
   // Receiving side.
   uint64_t recv_cursor_ = 0;
   std::string in_pieces_;  // the pieces of a field state received so far

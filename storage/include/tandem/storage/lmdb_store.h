@@ -31,7 +31,8 @@
 
 namespace tandem::storage {
 
-inline constexpr uint32_t kFormatVersion = 2;
+// 3: peers' states may record where a peer's log ended (engine::PeerState::mark).
+inline constexpr uint32_t kFormatVersion = 3;
 
 enum class Durability { kDurable, kRelaxed };
 
@@ -51,14 +52,16 @@ struct Options {
 };
 
 // Each process that writes a replica starts its change-log entries past the newest, at
-// the wall clock in microseconds if that is further, plus a random gap below 2^20.
-// Log positions are the cursors peers keep into this replica's log: after an in-place
-// rollback, the positions written since lie past every cursor a peer kept from the
-// lost timeline (written earlier, at most one position per microsecond on average), or
-// at random distances from them, so a peer never skips what the replica took in after
-// the rollback (docs/design.md, copies and rollbacks). Positions stay below 2^53 (exact
-// in JSON) for two centuries.
+// the wall clock in microseconds if that is further, and the store records the gap it
+// skipped (the newest `kMaxLogGaps`). Log positions are the cursors peers keep into
+// this replica's log: after an in-place rollback, the positions written since lie past
+// every one a peer kept from the lost timeline (written earlier, at most one position
+// per microsecond on average), so the peer reads everything written since, and a
+// position it read that now lies in a gap or past the end shows the rollback
+// (docs/design.md, copies and rollbacks). Positions stay below 2^53 (exact in JSON)
+// for two centuries.
 uint64_t FirstLogSeq(uint64_t newest);
+inline constexpr size_t kMaxLogGaps = 1024;
 
 class LmdbStore;
 
