@@ -656,7 +656,9 @@ TEST(LmdbStore, ARollbackThatHadMovedAFieldPastThePeersCursorIsFound) {
     ra = OpenReplica(a);
     ASSERT_TRUE(ra.ok());
     ASSERT_EQ((*ra)->Meta()->id, old_id);
-    if (writes_again) ASSERT_TRUE((*ra)->Put("c", "z", {{"v", Value{int64_t{3}}}}).ok());
+    if (writes_again) {
+      ASSERT_TRUE((*ra)->Put("c", "z", {{"v", Value{int64_t{3}}}}).ok());
+    }
     Status st = SyncOnce(**ra, **rb);
     EXPECT_EQ(st.code(), Code::kBusy) << st.ToString();
     EXPECT_NE((*ra)->Meta()->id, old_id) << "the rollback went unseen";
