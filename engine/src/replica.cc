@@ -616,8 +616,8 @@ Status Replica::ApplyDeltasOnce(const std::vector<FieldDelta>& deltas, size_t* c
 
 Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>& deltas,
                            uint64_t cursor, const AdmitFn& admit, size_t* applied, size_t* refused,
-                           bool filtered, size_t* filtered_out, bool* rekeyed,
-                           size_t* quarantined, uint64_t mark) {
+                           bool filtered, size_t* filtered_out, bool* rekeyed, size_t* quarantined,
+                           uint64_t mark) {
   for (const auto& d : deltas) TANDEM_RETURN_IF_ERROR(ValidateKey(d.key).With("delta"));
   Status result = Retrying([&]() -> Status {
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());

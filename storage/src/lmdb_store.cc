@@ -249,7 +249,8 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     TANDEM_RETURN_IF_ERROR(reader_.GetLogGaps(&gaps));
     gaps.emplace_back(from, to);
     if (gaps.size() > kMaxLogGaps)
-      gaps.erase(gaps.begin(), gaps.begin() + static_cast<std::ptrdiff_t>(gaps.size() - kMaxLogGaps));
+      gaps.erase(gaps.begin(),
+                 gaps.begin() + static_cast<std::ptrdiff_t>(gaps.size() - kMaxLogGaps));
     std::string v = EncodeLogGaps(gaps);
     MDB_val k = Val("log-gaps"), val = Val(v);
     int rc = mdb_put(txn_, impl_->meta, &k, &val, 0);
@@ -265,7 +266,8 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     if (format < kFormatVersion) {
       format = kFormatVersion;
       v = MDB_val{4, &format};
-      if ((rc = mdb_put(txn_, impl_->meta, &k, &v, 0))) return impl_->Note(rc, "write format version");
+      if ((rc = mdb_put(txn_, impl_->meta, &k, &v, 0)))
+        return impl_->Note(rc, "write format version");
     }
     format_raised_ = true;
     return Status::Ok();
@@ -450,7 +452,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   std::optional<engine::LogHull> hull_;    // loaded by the first change to the log
   bool hull_dirty_ = false;
   bool upgrade_format_ = false;
-  bool starts_log_ = false;  // its positions start this process's (FirstLogSeq)
+  bool starts_log_ = false;     // its positions start this process's (FirstLogSeq)
   bool format_raised_ = false;  // RaiseFormat ran
 };
 

@@ -110,8 +110,8 @@ using AdmitFn = std::function<Admission(const FieldDelta&, const FieldState* our
 struct DeltaPage {
   std::vector<FieldDelta> deltas;
   uint64_t next_cursor = 0;
-  bool done = false;   // true when the change log holds nothing after next_cursor
-  size_t scanned = 0;  // change-log entries read
+  bool done = false;     // true when the change log holds nothing after next_cursor
+  size_t scanned = 0;    // change-log entries read
   uint64_t log_end = 0;  // the newest position in the log as it was read
 };
 
