@@ -665,6 +665,16 @@ int tandem_join(tandem_db* db, const char* code, size_t len, tandem_error* err) 
   });
 }
 
+int tandem_join_merge(tandem_db* db, const char* code, size_t len, tandem_error* err) {
+  return Guard(err, [&]() -> CStatus {
+    DEVICE_OR_RETURN(d, db);
+    if (!code) return Invalid("code is NULL");
+    std::string c(code, len);
+    while (!c.empty() && (c.back() == '\n' || c.back() == '\r' || c.back() == ' ')) c.pop_back();
+    return d->Join(c, true).status();
+  });
+}
+
 int tandem_join_cancel(tandem_db* db, tandem_error* err) {
   return Guard(err, [&]() -> CStatus {
     DEVICE_OR_RETURN(d, db);

@@ -308,6 +308,10 @@ int Main(int argc, char** argv) {
   bool cancel = false;
   join->add_option("CODE", code, "The code printed by `tandem invite` (- reads it from stdin)");
   join->add_flag("--cancel", cancel, "Give up a pending join (the code is forgotten)");
+  bool merge = false;
+  join->add_flag("--merge", merge,
+                 "Join although this replica holds data or trusts other devices: they join "
+                 "the inviter's group, and its data and devices come here");
 
   auto* devices = app.add_subcommand("devices", "List the group's devices");
   devices->add_option("DIR", dir)->required();
@@ -537,7 +541,15 @@ int Main(int argc, char** argv) {
     if (code.empty()) throw Exit{2, "join needs CODE (or --cancel)"};
     auto d = OpenDevice(dir);
     if (code == "-" && !std::getline(std::cin, code)) throw Exit{2, "no invite code on stdin"};
-    auto inv = Check(d->Join(code));
+    auto inv = Check(d->Join(code, merge));
+    if (merge) {
+      auto h = Check(d->OwnHoldings());
+      std::fprintf(stderr,
+                   "joining with --merge: at the first sync, records in %zu collection(s) and "
+                   "%zu other device(s) this replica trusts go to the group of %s, and its "
+                   "data and devices come here\n",
+                   h.collections.size(), h.devices.size(), net::DeviceId(inv.inviter).c_str());
+    }
     if (const uint64_t now = storage::SystemClockMs(); inv.expires_ms < now)
       std::fprintf(stderr,
                    "note: by this device's clock the invite expired %llu minutes ago; the "

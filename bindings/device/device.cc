@@ -165,12 +165,49 @@ Result<std::string> Device::Invite(const InviteOptions& o) {
   return net::EncodeInvite(inv);
 }
 
-Result<net::Invite> Device::Join(const std::string& code) {
+Result<Device::Holdings> Device::OwnHoldings() {
+  Holdings h;
+  TANDEM_ASSIGN_OR_RETURN(auto collections, replica_->Collections());
+  for (const auto& c : collections) {
+    if (c == net::kDevicesCollection) continue;
+    bool any = false;
+    TANDEM_RETURN_IF_ERROR(replica_->Scan(c, "", [&](const engine::Record&) {
+      any = true;
+      return false;
+    }));
+    if (any) h.collections.push_back(c);
+  }
+  TANDEM_ASSIGN_OR_RETURN(auto members, net::Members(*replica_));
+  for (const auto& m : members)
+    if (m.device != device_id()) h.devices.push_back(m.device);
+  return h;
+}
+
+Result<net::Invite> Device::Join(const std::string& code, bool merge) {
   TANDEM_ASSIGN_OR_RETURN(auto self, identity());
   auto inv = net::DecodeInvite(code);
   if (!inv.ok()) return Status::Invalid(inv.status().message());
   if (inv->inviter == self.public_key)
     return Status::Invalid("this invite was made by this device");
+  TANDEM_ASSIGN_OR_RETURN(Holdings h, OwnHoldings());
+  if (!merge && !h.empty()) {
+    std::string what;
+    if (!h.collections.empty()) {
+      what = "records in " + std::to_string(h.collections.size()) + " collection" +
+             (h.collections.size() == 1 ? "" : "s") + " (";
+      for (size_t i = 0; i < h.collections.size() && i < 5; ++i)
+        what += (i ? ", " : "") + h.collections[i];
+      what += h.collections.size() > 5 ? ", ...)" : ")";
+    }
+    if (!h.devices.empty())
+      what += (what.empty() ? "" : " and ") + std::to_string(h.devices.size()) + " other device" +
+              (h.devices.size() == 1 ? "" : "s") + " it trusts";
+    return Status::Invalid(
+        layout_.dir + " already holds " + what +
+        ": joining would send them to the inviter's group and bring that group's data and "
+        "devices here. Join from a new replica (tandem init), or give --merge to join with "
+        "them");
+  }
   // Not judged here: the inviter judges the expiry by its own clock when the code is
   // redeemed, and this device's clock may be off by more than the invite's lifetime.
   TANDEM_RETURN_IF_ERROR(net::SaveJoin(layout_.group(), code));

@@ -518,6 +518,7 @@ static void check_bad_db(tandem_db* bad) {
   CHECK(w == NULL);
   EXPECT(TANDEM_INVALID, tandem_invite(&json, &len, bad, &addr, 1, 0, &err));
   EXPECT(TANDEM_INVALID, tandem_join(bad, "code", 4, &err));
+  EXPECT(TANDEM_INVALID, tandem_join_merge(bad, "code", 4, &err));
   EXPECT(TANDEM_INVALID, tandem_join_cancel(bad, &err));
   EXPECT(TANDEM_INVALID, tandem_devices(&json, &len, bad, &err));
   EXPECT(TANDEM_INVALID, tandem_revoke(bad, "AAAA-BBBB", &err));
@@ -1748,6 +1749,17 @@ static void test_pairing(void) {
   snprintf(with_newline, sizeof with_newline, "%s\n", code); /* as read from a terminal */
   EXPECT(TANDEM_OK, tandem_join(b, with_newline, strlen(with_newline), &err));
   EXPECT(TANDEM_OK, tandem_join_cancel(b, &err));
+  /* A replica that holds records joins only when told to merge them into the group. */
+  {
+    tandem_value kept = v_cstr("mine");
+    EXPECT(TANDEM_OK, tandem_put(c, "notes", "n1", "text", &kept, &err));
+    EXPECT(TANDEM_INVALID, tandem_join(c, code, len, &err));
+    CHECK(strstr(err.message, "already holds records") && strstr(err.message, "--merge"));
+    EXPECT(TANDEM_NOT_FOUND, tandem_join_cancel(c, &err));
+    EXPECT(TANDEM_INVALID, tandem_join_merge(c, NULL, 0, &err));
+    EXPECT(TANDEM_OK, tandem_join_merge(c, code, len, &err));
+    EXPECT(TANDEM_OK, tandem_join_cancel(c, &err));
+  }
   tandem_free(code);
   tandem_free(code2);
 

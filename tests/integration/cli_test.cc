@@ -9,6 +9,7 @@
 
 #include "process.h"
 #include "raw_lmdb.h"
+#include "tandem/net/group.h"
 #include "tandem/net/identity.h"
 #include "tandem/storage/replica.h"
 
@@ -359,6 +360,43 @@ TEST_F(Cli, ChangesFeedEachRecordOnceWithCursors) {
   const auto all = FeedCursors(r.out);
   ASSERT_EQ(all.size(), 3u) << r.out;
   EXPECT_LT(all[0], c[1]);
+}
+
+// Joining merges both ways: a replica that holds data, or trusts devices of another
+// group, joins only when told to.
+TEST_F(Cli, JoinRefusesAReplicaWithDataOrOtherDevicesUnlessToldToMerge) {
+  const std::string other = tmp_ / "other", fresh = tmp_ / "fresh", trusting = tmp_ / "trusting";
+  for (const auto& d : {other, fresh, trusting}) ASSERT_EQ(T({"init", d}).exit_code, 0);
+  auto code = T({"invite", other, "--address", "127.0.0.1:9"});
+  ASSERT_EQ(code.exit_code, 0) << code.err;
+  EXPECT_EQ(T({"join", fresh, code.out}).exit_code, 0) << "a new replica joins";
+
+  ASSERT_EQ(T({"put", db_, "notes", "n1", "text=\"mine\""}).exit_code, 0);
+  auto r = T({"join", db_, code.out});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("already holds records in 1 collection (notes)"), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("--merge"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(db_ + "/join.code"));
+
+  {
+    auto rep = storage::OpenReplica(trusting);
+    ASSERT_TRUE(rep.ok());
+    net::Key32 key{};
+    key.fill(7);
+    ASSERT_TRUE(net::AddMember(**rep, key, "someone", 1).ok());
+  }
+  r = T({"join", trusting, code.out});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("1 other device it trusts"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(trusting + "/join.code"));
+
+  r = T({"join", db_, code.out, "--merge"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("joining with --merge: at the first sync, records in 1 collection(s)"),
+            std::string::npos)
+      << r.err;
+  EXPECT_TRUE(fs::exists(db_ + "/join.code"));
 }
 
 TEST_F(Cli, ConflictsOfASingleWriterAreEmpty) {

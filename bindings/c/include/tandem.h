@@ -291,8 +291,12 @@ TANDEM_EXPORT int tandem_watch_drain(char** json, size_t* len, uint64_t* cursor,
 TANDEM_EXPORT int tandem_invite(char** code, size_t* len, tandem_db* db,
                                 const char* const* addresses, size_t address_count,
                                 int expires_minutes, tandem_error* err);
-/* Stores an invite code; the next sync with the inviter (a node) joins its group. */
+/* Stores an invite code; the next sync with the inviter (a node) joins its group.
+ * Joining merges both ways, so a replica that already holds records or trusts other
+ * devices is refused (TANDEM_INVALID, saying what it holds); tandem_join_merge
+ * joins with them. */
 TANDEM_EXPORT int tandem_join(tandem_db* db, const char* code, size_t len, tandem_error* err);
+TANDEM_EXPORT int tandem_join_merge(tandem_db* db, const char* code, size_t len, tandem_error* err);
 TANDEM_EXPORT int tandem_join_cancel(tandem_db* db, tandem_error* err);
 /* The group's devices: a JSON array of {"device", "status", "added_by", "added_ms",
  * "this_device"}. */

@@ -94,10 +94,21 @@ class Device : public std::enable_shared_from_this<Device> {
   // Pairing. An invite's code holds this device's key, a one-time secret, the expiry
   // and the hints; it is stored until redeemed or expired.
   Result<std::string> Invite(const InviteOptions& options);
+  // What joining another group would take there from this replica: its collections that
+  // hold records (tandem's own trust set aside) and the other devices it trusts.
+  struct Holdings {
+    std::vector<std::string> collections;
+    std::vector<std::string> devices;
+    bool empty() const { return collections.empty() && devices.empty(); }
+  };
+  Result<Holdings> OwnHoldings();
   // Stores a code (kInvalidArgument if malformed or our own; its expiry is the inviter's
   // to judge, by its clock, at redemption); the first sync
   // with the inviter redeems it. Returns the invite (the inviter, its hints).
-  Result<net::Invite> Join(const std::string& code);
+  // Joining merges both ways: a replica that holds data or trusts other devices is
+  // refused (kInvalidArgument, saying what it holds) unless `merge` says to join with
+  // them.
+  Result<net::Invite> Join(const std::string& code, bool merge = false);
   Result<std::optional<net::Invite>> PendingJoin();
   Status CancelJoin();  // kNotFound if nothing is pending
   Result<std::vector<net::Member>> Devices();
