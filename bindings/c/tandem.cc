@@ -655,24 +655,24 @@ int tandem_invite(char** code, size_t* len, tandem_db* db, const char* const* ad
   });
 }
 
-int tandem_join(tandem_db* db, const char* code, size_t len, tandem_error* err) {
+namespace {
+int Join(tandem_db* db, const char* code, size_t len, bool merge, tandem_error* err) {
   return Guard(err, [&]() -> CStatus {
     DEVICE_OR_RETURN(d, db);
     if (!code) return Invalid("code is NULL");
     std::string c(code, len);
     while (!c.empty() && (c.back() == '\n' || c.back() == '\r' || c.back() == ' ')) c.pop_back();
-    return d->Join(c).status();
+    return d->Join(c, merge).status();
   });
+}
+}  // namespace
+
+int tandem_join(tandem_db* db, const char* code, size_t len, tandem_error* err) {
+  return Join(db, code, len, false, err);
 }
 
 int tandem_join_merge(tandem_db* db, const char* code, size_t len, tandem_error* err) {
-  return Guard(err, [&]() -> CStatus {
-    DEVICE_OR_RETURN(d, db);
-    if (!code) return Invalid("code is NULL");
-    std::string c(code, len);
-    while (!c.empty() && (c.back() == '\n' || c.back() == '\r' || c.back() == ' ')) c.pop_back();
-    return d->Join(c, true).status();
-  });
+  return Join(db, code, len, true, err);
 }
 
 int tandem_join_cancel(tandem_db* db, tandem_error* err) {
