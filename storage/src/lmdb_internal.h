@@ -257,6 +257,8 @@ struct LmdbStore::Impl {
   // the first transaction that writes the log and commits.
   std::function<uint64_t(uint64_t)> first_log_seq;
   std::atomic<bool> log_started{false};
+  // The format version as read at open, or as this process last wrote it (RaiseFormat).
+  std::atomic<uint32_t> format{0};
   std::shared_mutex resize_mu;  // transactions hold it shared; growing takes it whole
   std::mutex grow_mu;
   bool must_grow = false;

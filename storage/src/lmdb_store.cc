@@ -256,20 +256,16 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     int rc = mdb_put(txn_, impl_->meta, &k, &val, 0);
     return rc ? impl_->Note(rc, "write log gaps") : Status::Ok();
   }
+  // Marks the replica as of this build's format, which older builds refuse: once, by
+  // the first transaction that writes what they could not keep up to date or read.
   Status RaiseFormat() {
-    if (format_raised_) return Status::Ok();
-    MDB_val k = Val("format"), v;
-    int rc = mdb_get(txn_, impl_->meta, &k, &v);
-    if (rc) return LmdbError(rc, "read format version");
-    uint32_t format = 0;
-    if (v.mv_size == 4) std::memcpy(&format, v.mv_data, 4);
-    if (format < kFormatVersion) {
-      format = kFormatVersion;
-      v = MDB_val{4, &format};
-      if ((rc = mdb_put(txn_, impl_->meta, &k, &v, 0)))
-        return impl_->Note(rc, "write format version");
-    }
-    format_raised_ = true;
+    if (raises_format_ || impl_->format.load(std::memory_order_relaxed) >= kFormatVersion)
+      return Status::Ok();
+    uint32_t format = kFormatVersion;
+    MDB_val k = Val("format"), v{4, &format};
+    if (int rc = mdb_put(txn_, impl_->meta, &k, &v, 0))
+      return impl_->Note(rc, "write format version");
+    raises_format_ = true;
     return Status::Ok();
   }
 
@@ -383,7 +379,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     // first write of a replica from before the hull was kept also raises its format: a
     // build that would not keep the hull up to date must not write here.
     hull_dirty_ = source != LmdbReader::HullSource::kStored;
-    upgrade_format_ = source == LmdbReader::HullSource::kNone;
+    if (source == LmdbReader::HullSource::kNone) TANDEM_RETURN_IF_ERROR(RaiseFormat());
     hull_ = std::move(hull);
     return Status::Ok();
   }
@@ -412,12 +408,6 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
       std::string h = engine::EncodeLogHull(*hull_);
       MDB_val k = Val("log-hull"), v = Val(h);
       if (int rc = mdb_put(txn_, impl_->meta, &k, &v, 0)) return impl_->Note(rc, "write log hull");
-      if (upgrade_format_) {
-        uint32_t format = kFormatVersion;
-        MDB_val fk = Val("format"), fv{4, &format};
-        if (int rc = mdb_put(txn_, impl_->meta, &fk, &fv, 0))
-          return impl_->Note(rc, "write format version");
-      }
     }
     // New interned names and replica ids go in last; they can be what fills the map.
     if (int rc = impl_->table.t.FlushPending(txn_, impl_->replicas))
@@ -431,6 +421,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     txn_ = nullptr;
     if (rc == 0 && starts_log_) impl_->log_started.store(true, std::memory_order_relaxed);
+    if (rc == 0 && raises_format_) impl_->format.store(kFormatVersion, std::memory_order_relaxed);
     impl_->table.t.EndWriter(rc == 0);
     impl_->names.EndWriter(rc == 0);
     return rc ? impl_->Note(rc, "commit") : Status::Ok();
@@ -451,9 +442,8 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   std::optional<std::string> fields_end_;  // the greatest key in `fields` (LoadFieldsEnd)
   std::optional<engine::LogHull> hull_;    // loaded by the first change to the log
   bool hull_dirty_ = false;
-  bool upgrade_format_ = false;
   bool starts_log_ = false;     // its positions start this process's (FirstLogSeq)
-  bool format_raised_ = false;  // RaiseFormat ran
+  bool raises_format_ = false;  // RaiseFormat wrote the format
 };
 
 }  // namespace
@@ -584,6 +574,7 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
   MDB_val k = Val("format"), v;
   if (create) {
     uint32_t format = kFormatVersion;
+    impl->format = format;
     v = MDB_val{4, &format};
     rc = mdb_put(txn, impl->meta, &k, &v, 0);
     ReplicaMeta meta;
@@ -617,6 +608,7 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
     }
     uint32_t format;
     std::memcpy(&format, v.mv_data, 4);
+    impl->format = format;
     if (format > kFormatVersion) {
       mdb_txn_abort(txn);
       return Status::Unsupported(dir + " was written by a newer Tandem (format " +
