@@ -422,25 +422,36 @@ Result<FieldState> DecodeFieldState(std::string_view in) {
   return DecodeFieldState(in.substr(in.size() - r.remaining()), table);
 }
 
+namespace {
+// A field's key, each name length-prefixed (quarantine entries, deltas in pieces).
+void WriteKey(Writer& w, const FieldKey& key) {
+  w.LengthPrefixed(key.collection);
+  w.LengthPrefixed(key.record);
+  w.LengthPrefixed(key.field);
+}
+FieldKey ReadKey(Reader& r) {
+  FieldKey key;
+  key.collection = std::string(r.LengthPrefixed(kMaxCollectionName));
+  key.record = std::string(r.LengthPrefixed(kMaxRecordId));
+  key.field = std::string(r.LengthPrefixed(kMaxFieldName));
+  return key;
+}
+}  // namespace
+
 Result<std::string> EncodeDelta(const FieldKey& key, const FieldState& s) {
   TANDEM_ASSIGN_OR_RETURN(std::string state, EncodeFieldState(s));
   std::string out;
   Writer w(&out);
   w.U8(1);
-  w.LengthPrefixed(key.collection);
-  w.LengthPrefixed(key.record);
-  w.LengthPrefixed(key.field);
+  WriteKey(w, key);
   out += state;
   return out;
 }
 
 Result<std::pair<FieldKey, FieldState>> DecodeDelta(std::string_view in) {
   Reader r(in);
-  FieldKey key;
   if (r.U8() != 1) r.Fail("unknown field delta version");
-  key.collection = std::string(r.LengthPrefixed(kMaxCollectionName));
-  key.record = std::string(r.LengthPrefixed(kMaxRecordId));
-  key.field = std::string(r.LengthPrefixed(kMaxFieldName));
+  FieldKey key = ReadKey(r);
   if (!r.ok()) return r.status().With("field delta");
   TANDEM_ASSIGN_OR_RETURN(FieldState s, DecodeFieldState(in.substr(in.size() - r.remaining())));
   return std::make_pair(std::move(key), std::move(s));
@@ -476,9 +487,7 @@ Result<std::string> EncodeQuarantineEntry(const QuarantineEntry& e) {
   std::string out;
   Writer w(&out);
   w.U8(1);
-  w.LengthPrefixed(e.key.collection);
-  w.LengthPrefixed(e.key.record);
-  w.LengthPrefixed(e.key.field);
+  WriteKey(w, e.key);
   w.Raw(std::string_view(reinterpret_cast<const char*>(e.from.bytes.data()), 16));
   w.Varint(e.received_ms);
   // Bounded (it may quote a value): cut at a character boundary.
@@ -494,9 +503,7 @@ Result<QuarantineEntry> DecodeQuarantineEntry(std::string_view in) {
   Reader r(in);
   QuarantineEntry e;
   if (r.U8() != 1) r.Fail("unknown quarantine entry version");
-  e.key.collection = std::string(r.LengthPrefixed(kMaxCollectionName));
-  e.key.record = std::string(r.LengthPrefixed(kMaxRecordId));
-  e.key.field = std::string(r.LengthPrefixed(kMaxFieldName));
+  e.key = ReadKey(r);
   std::string_view from = r.Raw(16);
   if (r.ok()) std::memcpy(e.from.bytes.data(), from.data(), 16);
   e.received_ms = r.Varint();

@@ -93,11 +93,8 @@ Status Replica::RekeyIfBehind(const ReplicaId& as, uint64_t claimed, bool* rekey
     // The log only grows: a cursor or mark past its end, or where it never had an entry,
     // was read from a log we no longer have.
     bool gone = log_cursor > last || log_mark > last;
-    for (uint64_t seq : {log_cursor, log_mark}) {
-      bool skipped = false;
-      if (!gone && seq) TANDEM_RETURN_IF_ERROR(txn->InLogGap(seq, &skipped));
-      gone = gone || skipped;
-    }
+    for (uint64_t seq : {log_cursor, log_mark})
+      if (!gone && seq) TANDEM_RETURN_IF_ERROR(txn->InLogGap(seq, &gone));
     if (gone) claimed = std::max(claimed, meta.vv.Get(meta.id) + 1);
     bool changed = false;
     TANDEM_RETURN_IF_ERROR(CheckClaim(meta, claimed, &changed));

@@ -185,6 +185,35 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
   return Status::Invalid("unknown message");
 }
 
+void Session::Send(DeltaBatch batch, std::vector<Message>* out) {
+  batch.from = send_cursor_;
+  send_cursor_ = batch.cursor;
+  stats_.fields_sent += batch.deltas.size();
+  ++stats_.batches_sent;
+  ++unacked_;
+  inflight_.push_back(batch.cursor);
+  out->emplace_back(std::in_place_type<DeltaBatch>, std::move(batch));
+}
+
+Status Session::StartPieces(const FieldDelta& d, const DeltaPage& page) {
+  const std::string name = d.key.collection + "/" + d.key.record + "." + d.key.field;
+  if (!peer_pieces_)
+    return Status::Unsupported("field " + name +
+                               " is too large for one message, and the peer's version of "
+                               "tandem cannot take it in pieces: upgrade it");
+  auto encoded = EncodeDelta(d.key, d.state);
+  if (!encoded.ok()) return encoded.status().With("field " + name);
+  if (encoded->size() > kMaxPieceTotal)
+    return Status::Unsupported("field " + name + " is too large to sync (" +
+                               std::to_string(encoded->size()) + " bytes)");
+  out_pieces_ = std::move(*encoded);
+  out_piece_offset_ = 0;
+  out_piece_cursor_ = page.next_cursor;
+  out_piece_mark_ = page.log_end;
+  stats_.log_entries_scanned += page.scanned;
+  return Status::Ok();
+}
+
 void Session::SendPiece(std::vector<Message>* out) {
   DeltaBatch batch;
   const size_t n = std::min(kPieceBytes, out_pieces_.size() - out_piece_offset_);
@@ -192,19 +221,14 @@ void Session::SendPiece(std::vector<Message>* out) {
       StatePiece{out_pieces_.size(), out_piece_offset_, out_pieces_.substr(out_piece_offset_, n)};
   out_piece_offset_ += n;
   const bool last = out_piece_offset_ == out_pieces_.size();
-  batch.from = send_cursor_;
   batch.cursor = last ? out_piece_cursor_ : send_cursor_;
   batch.mark = out_piece_mark_;
   if (last) {
-    send_cursor_ = out_piece_cursor_;
     out_pieces_ = std::string();
     out_piece_offset_ = 0;
     ++stats_.fields_sent;
   }
-  ++stats_.batches_sent;
-  ++unacked_;
-  inflight_.push_back(batch.cursor);
-  out->emplace_back(std::in_place_type<DeltaBatch>, std::move(batch));
+  Send(std::move(batch), out);
 }
 
 Status Session::Apply(const DeltaBatch& b, std::vector<Message>* out) {
@@ -321,21 +345,7 @@ Status Session::Pump(std::vector<Message>* out) {
         if (WireSizeBound(d) > kMaxBatchBodyBound && Sendable(d.key)) {
           // Too large for any batch: it goes in pieces, after the batch that ends here
           // (the log entries skipped before it).
-          const std::string name = d.key.collection + "/" + d.key.record + "." + d.key.field;
-          if (!peer_pieces_)
-            return Status::Unsupported("field " + name +
-                                       " is too large for one message, and the peer's version "
-                                       "of tandem cannot take it in pieces: upgrade it");
-          auto encoded = EncodeDelta(d.key, d.state);
-          if (!encoded.ok()) return encoded.status().With("field " + name);
-          if (encoded->size() > kMaxPieceTotal)
-            return Status::Unsupported("field " + name + " is too large to sync (" +
-                                       std::to_string(encoded->size()) + " bytes)");
-          out_pieces_ = std::move(*encoded);
-          out_piece_offset_ = 0;
-          out_piece_cursor_ = page.next_cursor;
-          out_piece_mark_ = page.log_end;
-          stats_.log_entries_scanned += page.scanned;
+          TANDEM_RETURN_IF_ERROR(StartPieces(d, page));
           break;
         }
       }
@@ -353,14 +363,8 @@ Status Session::Pump(std::vector<Message>* out) {
       }
     }
     if (cursor != send_cursor_ || !batch.deltas.empty()) {
-      batch.from = send_cursor_;
       batch.cursor = cursor;
-      send_cursor_ = cursor;
-      stats_.fields_sent += batch.deltas.size();
-      ++stats_.batches_sent;
-      ++unacked_;
-      inflight_.push_back(cursor);
-      out->emplace_back(std::in_place_type<DeltaBatch>, std::move(batch));
+      Send(std::move(batch), out);
     }
     if (done) {
       out->emplace_back(std::in_place_type<CaughtUp>, CaughtUp{send_cursor_, snapshot_vv_});

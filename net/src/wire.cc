@@ -88,6 +88,56 @@ engine::VersionVector ReadVv(wire::VersionVector::Reader r, Check& c) {
   return vv;
 }
 
+// A batch's field states: replica and name tables, and the entries in the layout the
+// peer reads, compressed when that pays.
+Status SetEntries(const engine::DeltaBatch& d, const EncodeOptions& opt,
+                  wire::DeltaBatch::Builder w) {
+  engine::VectorReplicaTable table;
+  std::map<std::string, uint64_t> name_index;
+  std::vector<const std::string*> names;
+  auto name = [&](const std::string& n) {
+    auto [it, added] = name_index.emplace(n, names.size());
+    if (added) names.push_back(&it->first);
+    return it->second;
+  };
+  std::string entries;
+  const bool columns = opt.peer_features & kFeatureColumns;
+  if (columns) {
+    TANDEM_RETURN_IF_ERROR(EncodeColumns(d.deltas, name, table, &entries));
+  } else {
+    engine::Writer ew(&entries);
+    for (const auto& fd : d.deltas) {
+      ew.Varint(name(fd.key.collection));
+      ew.LengthPrefixed(fd.key.record);
+      ew.Varint(name(fd.key.field));
+      TANDEM_RETURN_IF_ERROR(engine::EncodeFieldState(fd.state, table, &entries)
+                                 .With("field " + fd.key.field + " of " + fd.key.record));
+    }
+  }
+  w.setLayout(columns ? wire::Layout::COLUMNS : wire::Layout::ROWS);
+  auto ids = w.initReplicas(static_cast<unsigned>(table.ids().size()));
+  for (unsigned i = 0; i < table.ids().size(); ++i) ids.set(i, AsData(table.ids()[i]));
+  auto ns = w.initNames(static_cast<unsigned>(names.size()));
+  for (unsigned i = 0; i < names.size(); ++i) ns.set(i, *names[i]);
+  // Compress the body when it pays: keys, clocks and dots repeat across entries.
+  std::string packed;
+  if (entries.size() >= 128) {
+    packed.resize(ZSTD_compressBound(entries.size()));
+    size_t n = ZSTD_compress(packed.data(), packed.size(), entries.data(), entries.size(), 1);
+    if (ZSTD_isError(n) || n >= entries.size()) {
+      packed.clear();
+    } else {
+      packed.resize(n);
+    }
+  }
+  const std::string& body_bytes = packed.empty() ? entries : packed;
+  w.setCompression(packed.empty() ? wire::Compression::NONE : wire::Compression::ZSTD);
+  w.setRawSize(static_cast<uint32_t>(entries.size()));
+  w.setEntries(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(body_bytes.data()),
+                                   body_bytes.size()));
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<std::string> EncodeMessage(const Message& m, const EncodeOptions& opt) {
@@ -122,53 +172,9 @@ Result<std::string> EncodeMessage(const Message& m, const EncodeOptions& opt) {
       w.setPieceOffset(d->piece->offset);
       w.setPiece(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(d->piece->bytes.data()),
                                      d->piece->bytes.size()));
-      auto words = capnp::messageToFlatArray(b);
-      auto bytes = words.asBytes();
-      return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
-    }
-    engine::VectorReplicaTable table;
-    std::map<std::string, uint64_t> name_index;
-    std::vector<const std::string*> names;
-    auto name = [&](const std::string& n) {
-      auto [it, added] = name_index.emplace(n, names.size());
-      if (added) names.push_back(&it->first);
-      return it->second;
-    };
-    std::string entries;
-    const bool columns = opt.peer_features & kFeatureColumns;
-    if (columns) {
-      TANDEM_RETURN_IF_ERROR(EncodeColumns(d->deltas, name, table, &entries));
     } else {
-      engine::Writer ew(&entries);
-      for (const auto& fd : d->deltas) {
-        ew.Varint(name(fd.key.collection));
-        ew.LengthPrefixed(fd.key.record);
-        ew.Varint(name(fd.key.field));
-        TANDEM_RETURN_IF_ERROR(engine::EncodeFieldState(fd.state, table, &entries)
-                                   .With("field " + fd.key.field + " of " + fd.key.record));
-      }
+      TANDEM_RETURN_IF_ERROR(SetEntries(*d, opt, w));
     }
-    w.setLayout(columns ? wire::Layout::COLUMNS : wire::Layout::ROWS);
-    auto ids = w.initReplicas(static_cast<unsigned>(table.ids().size()));
-    for (unsigned i = 0; i < table.ids().size(); ++i) ids.set(i, AsData(table.ids()[i]));
-    auto ns = w.initNames(static_cast<unsigned>(names.size()));
-    for (unsigned i = 0; i < names.size(); ++i) ns.set(i, *names[i]);
-    // Compress the body when it pays: keys, clocks and dots repeat across entries.
-    std::string packed;
-    if (entries.size() >= 128) {
-      packed.resize(ZSTD_compressBound(entries.size()));
-      size_t n = ZSTD_compress(packed.data(), packed.size(), entries.data(), entries.size(), 1);
-      if (ZSTD_isError(n) || n >= entries.size()) {
-        packed.clear();
-      } else {
-        packed.resize(n);
-      }
-    }
-    const std::string& body_bytes = packed.empty() ? entries : packed;
-    w.setCompression(packed.empty() ? wire::Compression::NONE : wire::Compression::ZSTD);
-    w.setRawSize(static_cast<uint32_t>(entries.size()));
-    w.setEntries(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(body_bytes.data()),
-                                     body_bytes.size()));
   } else if (const auto* c = std::get_if<engine::CaughtUp>(&m)) {
     auto w = body.initCaughtUp();
     w.setCursor(c->cursor);

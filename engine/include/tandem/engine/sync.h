@@ -143,6 +143,8 @@ class Session {
 
  private:
   Status Pump(std::vector<Message>* out);
+  void Send(DeltaBatch batch, std::vector<Message>* out);  // from our cursor to its
+  Status StartPieces(const FieldDelta& d, const DeltaPage& page);
   void SendPiece(std::vector<Message>* out);
   Status ReceivePiece(const DeltaBatch& b, std::vector<Message>* out);
   Status Apply(const DeltaBatch& b, std::vector<Message>* out);
