@@ -301,6 +301,12 @@ int Main(int argc, char** argv) {
                      "running daemon's listen address)");
   invite->add_option("--expires", expires_min, "Minutes until the code expires (default 1440)")
       ->check(CLI::Range(int64_t{1}, int64_t{60 * 24 * 30}));
+  std::string role_name = "member";
+  invite
+      ->add_option("--role", role_name,
+                   "What the new device becomes: reader, member (default) or admin; below "
+                   "this device's own role")
+      ->check(CLI::IsMember({"reader", "member", "admin"}));
 
   auto* join = app.add_subcommand(
       "join", "Store an invite code; the first sync with the inviter joins its group");
@@ -340,6 +346,14 @@ int Main(int argc, char** argv) {
       "revoke", "Revoke a device: every member refuses it once the revocation has synced");
   revoke->add_option("DIR", dir)->required();
   revoke->add_option("DEVICE", device, "Its device id (see `tandem devices`)")->required();
+
+  auto* role = app.add_subcommand(
+      "role", "Give a device another role (reader, member, admin, owner): signed by this device");
+  role->add_option("DIR", dir)->required();
+  role->add_option("DEVICE", device, "Its device id (see `tandem devices`)")->required();
+  role->add_option("ROLE", role_name, "reader, member, admin or owner")
+      ->required()
+      ->check(CLI::IsMember({"reader", "member", "admin", "owner"}));
 
   auto* serve = app.add_subcommand("serve", "Run the sync daemon (live by default)");
   serve->add_option("DIR", dir)->required();
@@ -511,6 +525,7 @@ int Main(int argc, char** argv) {
     tandem::device::InviteOptions io;
     io.addresses = addresses;
     io.expires_minutes = expires_min;
+    io.role = *net::ParseRole(role_name);
     if (io.addresses.empty()) {
       auto ds = DaemonStatus(dir);
       std::string l = ds && (*ds)["running"] == true ? ds->value("listen", "") : "";
@@ -525,10 +540,10 @@ int Main(int argc, char** argv) {
     std::string invite_code = Check(d->Invite(io));
     Print(invite_code);
     std::fprintf(stderr,
-                 "one-time invite for a new device, valid %lld minutes%s.\n"
+                 "one-time invite for a new %s, valid %lld minutes%s.\n"
                  "on the new device: tandem init DIR; tandem join DIR CODE; then sync with "
                  "this device (%s)\n",
-                 static_cast<long long>(expires_min),
+                 role_name.c_str(), static_cast<long long>(expires_min),
                  io.addresses.empty() ? " (no address hint: give --address HOST:PORT or "
                                         "run `tandem serve` first)"
                                       : "",
@@ -568,12 +583,29 @@ int Main(int argc, char** argv) {
       bool me = m.device == d->device_id();
       if (as_json) {
         Print(Canonical(tandem::bindings::MemberToJson(m, me)));
-      } else {
-        Print(
-            m.device + (m.revoked ? "  revoked" : "  member ") + (me ? "  (this device)" : "") +
-            (m.revoked && !m.revoked_by.empty() ? "  revoked by " + Printable(m.revoked_by) : ""));
+        continue;
       }
+      std::string standing = m.revoked ? "revoked" : net::RoleName(m.role);
+      standing.resize(8, ' ');
+      std::string line = m.device + "  " + standing;
+      if (m.founder) line += "  founder";
+      if (m.revoked) {
+        if (!m.revoked_by.empty()) line += "  revoked by " + Printable(m.revoked_by);
+      } else if (!m.added_by.empty()) {
+        line += "  granted by " + Printable(m.added_by);
+      }
+      if (me) line += "  (this device)";
+      Print(line);
     }
+    auto a = Check(d->Authority());
+    if (a.legacy)
+      std::fprintf(stderr,
+                   "this group's trust set is not signed yet: its founder %s signs it when it "
+                   "next runs serve, sync, invite, role or revoke\n",
+                   net::DeviceId(a.root).c_str());
+    for (const auto& r : a.refused)
+      std::fprintf(stderr, "refused statement by %s: %s: %s\n",
+                   r.signer.empty() ? "?" : r.signer.c_str(), r.what.c_str(), r.why.c_str());
   } else if (quarantine->parsed()) {
     auto d = OpenDevice(dir);
     auto& r = d->replica();
@@ -639,6 +671,12 @@ int Main(int argc, char** argv) {
     Check(OpenDevice(dir)->Revoke(device));
     std::fprintf(stderr, "revoked %s; members refuse it once this has synced to them\n",
                  device.c_str());
+  } else if (role->parsed()) {
+    if (!net::IsValidDeviceId(device))
+      throw Exit{2, "not a device id (check for typos): " + device};
+    Check(OpenDevice(dir)->SetRole(device, *net::ParseRole(role_name)));
+    std::fprintf(stderr, "%s is now %s, once this has synced to the other members\n",
+                 device.c_str(), role_name.c_str());
   } else if (serve->parsed() || sync->parsed()) {
     net::NodeOptions o;
     o.listen = listen;
@@ -700,12 +738,19 @@ int Main(int argc, char** argv) {
                               {"not_held_exact", exact},
                               {"cursor", ps.cursor}});
     }
+    const auto authority = Check(d->Authority());
+    Json refused = Json::array();
+    for (const auto& r : authority.refused)
+      refused.push_back(Json{{"id", r.id}, {"signer", r.signer}, {"what", r.what}, {"why", r.why}});
     if (as_json) {
       Json j{{"device", self_device},
              {"replica_id", meta.id.Hex()},
              {"quarantined", Check(d->replica().Quarantined()).size()},
              {"daemon", ds ? *ds : Json(nullptr)},
-             {"replicas", replicas}};
+             {"replicas", replicas},
+             {"statements", authority.counted},
+             {"statements_waiting", authority.waiting},
+             {"statements_refused", refused}};
       Print(Canonical(j));
       return 0;
     }
@@ -747,6 +792,14 @@ int Main(int argc, char** argv) {
                                                  : "  last error: " + p.value("last_error", "")));
       }
     }
+    Print("authority: " +
+          (authority.legacy ? std::string("unsigned (a group from before statements)")
+                            : std::to_string(authority.counted) + " statements count, " +
+                                  std::to_string(authority.waiting) + " wait for their parents, " +
+                                  std::to_string(refused.size()) + " refused"));
+    for (const auto& r : authority.refused)
+      Print("  refused: " + (r.signer.empty() ? std::string("?") : r.signer) + ": " + r.what +
+            ": " + r.why);
     const size_t held = Check(d->replica().Quarantined()).size();
     if (held > 0)
       Print("quarantined: " + std::to_string(held) +

@@ -311,7 +311,12 @@ Json NodeEventToJson(const net::NodeEvent& e) {
 
 Json MemberToJson(const net::Member& m, bool this_device) {
   return Json{{"device", m.device},
+              {"device_id", m.device},
               {"status", m.revoked ? "revoked" : "member"},
+              {"role", net::RoleName(m.role)},
+              {"founder", m.founder},
+              {"granted_by", m.added_by},
+              {"revoked_by", m.revoked_by},
               {"added_by", m.added_by},
               {"added_ms", m.added_ms},
               {"this_device", this_device}};

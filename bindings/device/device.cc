@@ -98,6 +98,8 @@ Result<std::shared_ptr<Device>> Device::Provision(const std::string& dir, const 
   TANDEM_RETURN_IF_ERROR(net::SaveGroupKey(layout.group(), net::NewGroupKey()));
   const std::string device = net::DeviceId(identity.public_key);
   TANDEM_RETURN_IF_ERROR(net::AddMember(*r, identity.public_key, device, storage::SystemClockMs()));
+  // Its founder: the root of the group's authority.
+  TANDEM_RETURN_IF_ERROR(net::SaveRoot(layout.group(), identity.public_key));
   TANDEM_ASSIGN_OR_RETURN(auto meta, r->Meta());
   TANDEM_RETURN_IF_ERROR(net::NoteReplica(*r, device, meta.id));
   r.reset();  // closed here; Open registers it
@@ -156,7 +158,16 @@ Result<std::string> Device::Invite(const InviteOptions& o) {
     uint16_t port;
     TANDEM_RETURN_IF_ERROR(net::ParseHostPort(a, &host, &port));
   }
+  if (o.role == net::Role::kOwner)
+    return Status::Invalid("an invite grants reader, member or admin; make owners with `role`");
+  {
+    TANDEM_RETURN_IF_ERROR(
+        net::SignLegacyTrust(*replica_, layout_.group(), self, storage::SystemClockMs()));
+    TANDEM_ASSIGN_OR_RETURN(auto a, Authority());
+    TANDEM_RETURN_IF_ERROR(net::MayInvite(a, self.public_key, o.role));
+  }
   net::Invite inv;
+  inv.role = o.role;
   inv.inviter = self.public_key;
   inv.secret = net::NewGroupKey();
   inv.expires_ms = storage::SystemClockMs() + static_cast<uint64_t>(o.expires_minutes) * 60000;
@@ -169,7 +180,7 @@ Result<Device::Holdings> Device::OwnHoldings() {
   Holdings h;
   TANDEM_ASSIGN_OR_RETURN(auto collections, replica_->Collections());
   for (const auto& c : collections) {
-    if (c == net::kDevicesCollection) continue;
+    if (c == net::kDevicesCollection || c == net::kStatementsCollection) continue;
     bool any = false;
     TANDEM_RETURN_IF_ERROR(replica_->Scan(c, "", [&](const engine::Record&) {
       any = true;
@@ -177,7 +188,7 @@ Result<Device::Holdings> Device::OwnHoldings() {
     }));
     if (any) h.collections.push_back(c);
   }
-  TANDEM_ASSIGN_OR_RETURN(auto members, net::Members(*replica_));
+  TANDEM_ASSIGN_OR_RETURN(auto members, Devices());
   for (const auto& m : members)
     if (m.device != device_id()) h.devices.push_back(m.device);
   return h;
@@ -222,7 +233,13 @@ Status Device::CancelJoin() {
   return net::ClearJoin(layout_.group());
 }
 
-Result<std::vector<net::Member>> Device::Devices() { return net::Members(*replica_); }
+Result<std::vector<net::Member>> Device::Devices() {
+  return net::Members(*replica_, layout_.group());
+}
+
+Result<net::Authority> Device::Authority() {
+  return net::ReadAuthority(*replica_, layout_.group());
+}
 
 Result<std::vector<Holding>> Device::Where(std::string_view c, std::string_view id) {
   // NotFound first, whatever the group.
@@ -270,12 +287,25 @@ Result<std::vector<Holding>> Device::Where(std::string_view c, std::string_view 
 }
 
 Status Device::Revoke(const std::string& device) {
-  TANDEM_RETURN_IF_ERROR(identity().status());
+  TANDEM_ASSIGN_OR_RETURN(auto self, identity());
   if (!net::IsValidDeviceId(device))
     return Status::Invalid("not a device id (check for typos): " + device);
   if (device == device_id_)
     return Status::Invalid("a device cannot revoke itself; revoke it from another member");
-  return net::RevokeMember(*replica_, device, device_id_, storage::SystemClockMs());
+  // The founder of a group from before statements signs its trust set first.
+  TANDEM_RETURN_IF_ERROR(
+      net::SignLegacyTrust(*replica_, layout_.group(), self, storage::SystemClockMs()));
+  return net::Revoke(*replica_, layout_.group(), self, device, storage::SystemClockMs());
+}
+
+Status Device::SetRole(const std::string& device, net::Role role) {
+  TANDEM_ASSIGN_OR_RETURN(auto self, identity());
+  if (!net::IsValidDeviceId(device))
+    return Status::Invalid("not a device id (check for typos): " + device);
+  if (device == device_id_) return Status::Invalid("a device cannot change its own role");
+  TANDEM_RETURN_IF_ERROR(
+      net::SignLegacyTrust(*replica_, layout_.group(), self, storage::SystemClockMs()));
+  return net::SetRole(*replica_, layout_.group(), self, device, role, storage::SystemClockMs());
 }
 
 Status Device::Backup(const std::string& dest) {
@@ -291,6 +321,7 @@ Status Device::Restore(const std::string& backup, const std::string& dir) {
     TANDEM_RETURN_IF_ERROR(net::LoadIdentity(from.identity_key()).status().With("backup"));
   if (fs::exists(from.group().group_key, ec))
     TANDEM_RETURN_IF_ERROR(net::LoadGroupKey(from.group()).status().With("backup"));
+  TANDEM_RETURN_IF_ERROR(net::LoadRoot(from.group()).status().With("backup"));
   return storage::Restore(backup, dir, Layout::key_file_names());
 }
 

@@ -244,7 +244,7 @@ Status Session::Apply(const DeltaBatch& b, std::vector<Message>* out) {
       if (CarriesEventsAfter(d.state, r, cutoff) ||
           RemovesOnlyByEventsAfter(d.state, ours, r, cutoff))
         return Admission::kRefuse;
-    return Admission::kAccept;
+    return opt_.admit ? opt_.admit(d, ours) : Admission::kAccept;
   };
   size_t quarantined = 0;
   TANDEM_RETURN_IF_ERROR(replica_.ApplyBatch(*peer_, b.deltas, b.cursor, admit, &applied, &refused,

@@ -163,8 +163,7 @@ void Conn::AfterProgress() {
 
 void Conn::CheckTrust() {
   if (closed_ || !peer_key_ || !session_) return;
-  auto t = TrustOf(d_.replica(), *peer_key_);
-  if (t.ok() && *t == Trust::kRevoked) Refuse("the device has been revoked");
+  if (d_.TrustOf(*peer_key_) == Trust::kRevoked) Refuse("the device has been revoked");
 }
 
 std::optional<uint64_t> CountLog(engine::Replica& r, uint64_t since, uint64_t cap) {
@@ -271,11 +270,29 @@ awaitable<void> Conn::Writer() {
 awaitable<Status> Conn::HandleFrame(std::string pt) {
   if (expect_welcome_) {
     expect_welcome_ = false;
-    if (pt.size() != 32) co_return Status::Corrupt("the inviter's welcome is malformed");
+    // The group key; then, in a group with statements, its root and the statements.
+    if (pt.size() < 32 || (pt.size() > 32 && pt.size() < 64))
+      co_return Status::Corrupt("the inviter's welcome is malformed");
     Key32 key;
     std::memcpy(key.data(), pt.data(), 32);
+    std::optional<Key32> root;
+    std::vector<std::string> statements;
+    if (pt.size() >= 64) {
+      root.emplace();
+      std::memcpy(root->data(), pt.data() + 32, 32);
+      for (size_t at = 64; at < pt.size();) {
+        if (pt.size() - at < 4) co_return Status::Corrupt("the inviter's welcome is malformed");
+        size_t n = 0;
+        for (int i = 0; i < 4; ++i) n = (n << 8) | static_cast<uint8_t>(pt[at + i]);
+        at += 4;
+        if (n > pt.size() - at) co_return Status::Corrupt("the inviter's welcome is malformed");
+        statements.push_back(pt.substr(at, n));
+        at += n;
+      }
+    }
     // The files and the trust record wait for the disk: on the storage worker.
-    Status st = co_await d_.OnWorker([&] { return d_.SaveJoined(key, *peer_key_); });
+    Status st =
+        co_await d_.OnWorker([&] { return d_.SaveJoined(key, *peer_key_, root, statements); });
     if (!st.ok()) co_return st;
     d_.Joined(key, *peer_key_);
     co_return Status::Ok();
@@ -348,10 +365,7 @@ awaitable<bool> Conn::Run(PeerStatus* status) {
       ++status_->sessions;
     }
     d_.Register(self);
-    if (invite_mode_ && !initiator_) {
-      const Key32& gk = d_.group_key();
-      Enqueue(std::string_view(reinterpret_cast<const char*>(gk.data()), gk.size()), false);
-    }
+    if (invite_mode_ && !initiator_) Enqueue(d_.Welcome(), false);
     session_ = std::make_unique<engine::Session>(d_.replica(), d_.SessionOptionsFor());
     std::vector<engine::Message> out;
     Status st = session_->Start(&out);

@@ -18,7 +18,7 @@ namespace fs = std::filesystem;
 using engine::Value;
 
 constexpr char kInvitePrefix[] = "tandem-invite-";
-constexpr uint8_t kInviteVersion = 1;
+constexpr uint8_t kInviteVersion = 2;  // 1: no role byte (a member)
 
 const Value* Register(const engine::Record& r, const char* field) {
   auto it = r.fields.find(field);
@@ -88,6 +88,16 @@ std::optional<Member> ToMember(const engine::Record& r) {
   return m;
 }
 
+// The unsigned trust records (kDevicesCollection) that are valid.
+Result<std::vector<Member>> Records(engine::Replica& r) {
+  std::vector<Member> out;
+  TANDEM_RETURN_IF_ERROR(r.Scan(kDevicesCollection, "", [&](const engine::Record& rec) {
+    if (auto m = ToMember(rec)) out.push_back(std::move(*m));
+    return true;
+  }));
+  return out;
+}
+
 std::string InvitePath(const GroupPaths& files, const InviteId& id) {
   return files.invites_dir + "/" + Hex(id);
 }
@@ -140,33 +150,206 @@ Status AddMember(engine::Replica& r, const Key32& key, const std::string& added_
                 {"added_ms", Value(static_cast<int64_t>(now_ms))}});
 }
 
-Status RevokeMember(engine::Replica& r, const std::string& device, const std::string& by,
-                    uint64_t now_ms) {
-  auto rec = r.Get(kDevicesCollection, device);
-  if (!rec.ok()) {
-    if (rec.status().code() == Code::kNotFound)
-      return Status::NotFound("device " + device + " is not a member of this group");
-    return rec.status();
+Status NoteReplica(engine::Replica& r, const std::string& device,
+                   const engine::ReplicaId& replica) {
+  TANDEM_ASSIGN_OR_RETURN(auto records, Records(r));
+  const Member* self = nullptr;
+  for (const auto& m : records) {
+    for (const auto& id : m.replicas)
+      if (id == replica) {
+        if (m.device == device) return Status::Ok();  // known
+        // A Hello naming another device's replica: not recorded (a revocation of this
+        // device must never cut off that one).
+        return Status::Unauthorized("replica " + replica.Hex() + " belongs to device " + m.device +
+                                    ", not " + device);
+      }
+    if (m.device == device) self = &m;
   }
-  auto m = ToMember(*rec);
+  if (!self) return Status::Ok();  // not recorded: nothing to note
+  return r.Add(kDevicesCollection, device, "replicas", Value(replica.Hex()));
+}
+
+Result<std::map<engine::ReplicaId, uint64_t>> RevocationCutoffs(engine::Replica& r,
+                                                                const Authority& a) {
+  std::map<engine::ReplicaId, uint64_t> out;
+  TANDEM_ASSIGN_OR_RETURN(auto meta, r.Meta());
+  TANDEM_ASSIGN_OR_RETURN(auto records, Records(r));
+  std::map<std::string, std::vector<engine::ReplicaId>> replicas;
+  for (const auto& m : records) replicas[m.device] = m.replicas;
+  std::set<engine::ReplicaId> innocent{meta.id};  // ours, and members' in good standing
+  for (const auto& [device, d] : a.devices)
+    if (!d.revoked) innocent.insert(replicas[device].begin(), replicas[device].end());
+  for (const auto& [device, d] : a.devices) {
+    if (!d.revoked) continue;
+    // A replica of the device with no cutoff (noted after the revocation was made, a
+    // restore for instance) has no accepted events at all: cutoff 0.
+    for (const auto& id : replicas[device])
+      if (!d.cutoff.count(id) && !innocent.count(id)) out.emplace(id, 0);
+    for (const auto& [id, n] : d.cutoff) {
+      if (innocent.count(id)) continue;
+      auto it = out.find(id);
+      out[id] = it == out.end() ? n : std::min(it->second, n);
+    }
+  }
+  return out;
+}
+
+Status SaveRoot(const GroupPaths& files, const std::optional<Key32>& root) {
+  if (root) return tandem::files::WriteAtomic(files.root, Hex(*root) + "\n");
+  if (::unlink(files.root.c_str()) == 0) return tandem::files::SyncParent(files.root);
+  if (errno == ENOENT) return Status::Ok();
+  return Status::Io("remove " + files.root + ": " + std::strerror(errno));
+}
+
+Result<std::optional<Key32>> LoadRoot(const GroupPaths& files) {
+  auto data = tandem::files::ReadSmall(files.root, 256);
+  if (!data.ok()) {
+    if (data.status().code() == Code::kNotFound) return std::optional<Key32>();
+    return data.status();
+  }
+  std::string hex = *data;
+  while (!hex.empty() && std::isspace(static_cast<unsigned char>(hex.back()))) hex.pop_back();
+  Key32 k;
+  if (!ParseHex32(hex, &k)) return Status::Corrupt(files.root + " is damaged");
+  return std::optional<Key32>(k);
+}
+
+Result<std::vector<std::string>> ReadStatements(engine::Replica& r) {
+  std::vector<std::string> out;
+  TANDEM_RETURN_IF_ERROR(r.Scan(kStatementsCollection, "", [&](const engine::Record& rec) {
+    auto it = rec.fields.find(kStatementField);
+    if (it != rec.fields.end() && it->second.kind == engine::Kind::kRegister)
+      if (auto* b = std::get_if<engine::Bytes>(&it->second.scalar)) out.push_back(b->data);
+    return true;
+  }));
+  return out;
+}
+
+engine::Admission AdmitStatement(const engine::FieldDelta& d, const std::optional<Key32>& root) {
+  if (d.key.collection != kStatementsCollection) return engine::Admission::kAccept;
+  const engine::FieldState& s = d.state;
+  // Grow-only: one field, never removed, holding the statement its id names.
+  if (d.key.field != kStatementField || s.markers.empty() || !s.elements.empty() ||
+      !s.counter.empty() || !s.counter_base.empty())
+    return engine::Admission::kRefuse;
+  for (const auto& [dot, m] : s.markers) {
+    auto* b = std::get_if<engine::Bytes>(&m.value);
+    if (m.kind != engine::Kind::kRegister || !b || HexId(IdOf(b->data)) != d.key.record)
+      return engine::Admission::kRefuse;
+    auto st = DecodeStatement(b->data);
+    if (!st.ok() || (root && !VerifyStatement(*st, *root))) return engine::Admission::kRefuse;
+  }
+  return engine::Admission::kAccept;
+}
+
+Status StoreStatements(engine::Replica& r, const std::vector<std::string>& encoded,
+                       const Key32& root) {
+  return r.Write([&](engine::Batch& b) -> Status {
+    for (const auto& e : encoded) {
+      auto st = DecodeStatement(e);
+      if (!st.ok()) return st.status();
+      if (!VerifyStatement(*st, root))
+        return Status::Invalid("a statement not signed by its signer for this group");
+      TANDEM_RETURN_IF_ERROR(
+          b.Put(kStatementsCollection, HexId(IdOf(e)), kStatementField, Value(engine::Bytes{e})));
+    }
+    return Status::Ok();
+  });
+}
+
+namespace {
+
+// The founder of a group from before statements: the device whose record says it added
+// itself (as `init` does), the earliest, then the smallest id.
+const Member* LegacyFounder(const std::vector<Member>& records) {
+  const Member* f = nullptr;
+  for (const auto& m : records)
+    if (m.added_by == m.device &&
+        (!f || m.added_ms < f->added_ms || (m.added_ms == f->added_ms && m.device < f->device)))
+      f = &m;
+  return f;
+}
+
+Authority LegacyAuthority(const std::vector<Member>& records, const Member* founder) {
+  Authority a;
+  a.legacy = true;
+  if (founder) a.root = founder->key;
+  for (const auto& m : records) {
+    Standing s;
+    s.key = m.key;
+    s.device = m.device;
+    s.founder = founder && m.device == founder->device;
+    s.role = s.founder ? Role::kOwner : Role::kMember;
+    s.granted_by = s.founder ? "" : m.added_by;
+    s.granted_ms = m.added_ms;
+    s.revoked = m.revoked;
+    s.revoked_by = m.revoked_by;
+    s.cutoff = m.cutoff;
+    a.devices[m.device] = std::move(s);
+  }
+  return a;
+}
+
+// The statement made by `self` now: its parents are the current heads.
+Status Sign(engine::Replica& r, const Identity& self, const Authority& a, Statement s,
+            uint64_t now_ms) {
+  s.time_ms = now_ms;
+  s.parents = a.heads;
+  if (s.parents.size() > kMaxStatementParents) s.parents.resize(kMaxStatementParents);
+  SignStatement(&s, self, a.root);
+  const std::string e = EncodeStatement(s);
+  return r.Put(kStatementsCollection, HexId(IdOf(e)), {{kStatementField, Value(engine::Bytes{e})}});
+}
+
+const char* Article(Role r) { return r == Role::kAdmin || r == Role::kOwner ? "an" : "a"; }
+
+std::string RoleOf(const Authority& a, const std::string& device) {
+  const Standing* s = a.Find(device);
+  if (!s) return "not a member";
+  if (s->revoked) return "revoked";
+  return s->founder ? "the founder" : std::string(Article(s->role)) + " " + RoleName(s->role);
+}
+
+// Why `self` may not act on `device` (rank `subject`), or Ok.
+Status MayActOn(const Authority& a, const std::string& self, const std::string& device,
+                const char* verb) {
+  const int rank = a.Rank(self);
+  if (rank < static_cast<int>(Role::kAdmin))
+    return Status::Unauthorized("this device is " + RoleOf(a, self) + " of the group: only " +
+                                "admins and owners can " + verb + " devices");
+  if (device == self) return Status::Invalid(std::string("a device cannot ") + verb + " itself");
+  if (a.Rank(device) >= rank)
+    return Status::Unauthorized("device " + device + " is " + RoleOf(a, device) +
+                                ", as high as this device (" + RoleOf(a, self) + "): only " +
+                                (rank == kFounderRank ? "nobody" : "a higher role") + " can " +
+                                verb + " it");
+  return Status::Ok();
+}
+
+Status ComputeCutoff(engine::Replica& r, const std::vector<engine::ReplicaId>& replicas,
+                     std::map<engine::ReplicaId, uint64_t>* cutoff) {
   TANDEM_ASSIGN_OR_RETURN(auto meta, r.Meta());
   // The cutoff is the last event of each of the device's replicas that this replica
   // holds: its version vector may lag what it has applied (a filtered or interrupted
   // sync), so the field states themselves are read too.
-  std::map<engine::ReplicaId, uint64_t> cutoff;
-  if (m)
-    for (const auto& id : m->replicas)
-      if (id != meta.id) cutoff[id] = meta.vv.Get(id);
-  if (!cutoff.empty()) {
-    uint64_t cursor = 0;
-    for (;;) {
-      TANDEM_ASSIGN_OR_RETURN(auto page, r.CollectDeltas(cursor, 4096, nullptr));
-      for (const auto& d : page.deltas)
-        for (auto& [id, n] : cutoff) n = std::max(n, d.state.ctx.Get(id));
-      cursor = page.next_cursor;
-      if (page.done) break;
-    }
+  for (const auto& id : replicas)
+    if (id != meta.id) (*cutoff)[id] = meta.vv.Get(id);
+  if (cutoff->empty()) return Status::Ok();
+  uint64_t cursor = 0;
+  for (;;) {
+    TANDEM_ASSIGN_OR_RETURN(auto page, r.CollectDeltas(cursor, 4096, nullptr));
+    for (const auto& d : page.deltas)
+      for (auto& [id, n] : *cutoff) n = std::max(n, d.state.ctx.Get(id));
+    cursor = page.next_cursor;
+    if (page.done) break;
   }
+  return Status::Ok();
+}
+
+// The unsigned revocation of a group from before statements (and for members that
+// still run a version from then).
+Status WriteLegacyRevocation(engine::Replica& r, const std::string& device, const std::string& by,
+                             uint64_t now_ms, const std::map<engine::ReplicaId, uint64_t>& cutoff) {
   // Entries of a set: a second or concurrent revocation adds its own, and the smallest
   // per replica holds (RevocationCutoffs), so a cutoff never rises.
   return r.Write([&](engine::Batch& b) -> Status {
@@ -181,66 +364,175 @@ Status RevokeMember(engine::Replica& r, const std::string& device, const std::st
   });
 }
 
-Status NoteReplica(engine::Replica& r, const std::string& device,
-                   const engine::ReplicaId& replica) {
-  TANDEM_ASSIGN_OR_RETURN(auto members, Members(r));
-  const Member* self = nullptr;
-  for (const auto& m : members) {
-    for (const auto& id : m.replicas)
-      if (id == replica) {
-        if (m.device == device) return Status::Ok();  // known
-        // A Hello naming another device's replica: not recorded (a revocation of this
-        // device must never cut off that one).
-        return Status::Unauthorized("replica " + replica.Hex() + " belongs to device " + m.device +
-                                    ", not " + device);
-      }
-    if (m.device == device) self = &m;
-  }
-  if (!self) return Status::Ok();  // not a member: nothing to note
-  return r.Add(kDevicesCollection, device, "replicas", Value(replica.Hex()));
-}
+}  // namespace
 
-Result<std::map<engine::ReplicaId, uint64_t>> RevocationCutoffs(engine::Replica& r) {
-  std::map<engine::ReplicaId, uint64_t> out;
-  TANDEM_ASSIGN_OR_RETURN(auto meta, r.Meta());
-  TANDEM_ASSIGN_OR_RETURN(auto members, Members(r));
-  std::set<engine::ReplicaId> innocent{meta.id};  // ours, and members' in good standing
-  for (const auto& m : members)
-    if (!m.revoked) innocent.insert(m.replicas.begin(), m.replicas.end());
-  for (const auto& m : members) {
-    if (!m.revoked) continue;
-    // A replica of the device with no cutoff (noted after the revocation was made, a
-    // restore for instance) has no accepted events at all: cutoff 0.
-    for (const auto& id : m.replicas)
-      if (!m.cutoff.count(id) && !innocent.count(id)) out.emplace(id, 0);
-    for (const auto& [id, n] : m.cutoff) {
-      if (innocent.count(id)) continue;
-      auto it = out.find(id);
-      out[id] = it == out.end() ? n : std::min(it->second, n);
+Result<Authority> ReadAuthority(engine::Replica& r, const GroupPaths& files,
+                                std::set<StatementId>* verified) {
+  TANDEM_ASSIGN_OR_RETURN(auto root, LoadRoot(files));
+  TANDEM_ASSIGN_OR_RETURN(auto statements, ReadStatements(r));
+  if (root) return Evaluate(*root, statements, verified);
+  TANDEM_ASSIGN_OR_RETURN(auto records, Records(r));
+  const Member* founder = LegacyFounder(records);
+  if (founder && !statements.empty()) {
+    // Every statement that counts chains back to the founder: once one does, the group
+    // is signed from now on.
+    Authority a = Evaluate(founder->key, statements, verified);
+    if (a.counted > 0) {
+      TANDEM_RETURN_IF_ERROR(SaveRoot(files, founder->key));
+      return a;
     }
   }
-  return out;
+  return LegacyAuthority(records, founder);
 }
 
-Result<std::vector<Member>> Members(engine::Replica& r) {
+Result<std::vector<Member>> Members(engine::Replica& r, const GroupPaths& files) {
+  TANDEM_ASSIGN_OR_RETURN(auto a, ReadAuthority(r, files));
+  TANDEM_ASSIGN_OR_RETURN(auto records, Records(r));
+  std::map<std::string, std::vector<engine::ReplicaId>> replicas;
+  for (const auto& m : records) replicas[m.device] = m.replicas;
   std::vector<Member> out;
-  TANDEM_RETURN_IF_ERROR(r.Scan(kDevicesCollection, "", [&](const engine::Record& rec) {
-    if (auto m = ToMember(rec)) out.push_back(std::move(*m));
-    return true;
-  }));
+  for (const auto& [device, s] : a.devices) {
+    Member m;
+    m.device = device;
+    m.key = s.key;
+    m.role = s.role;
+    m.founder = s.founder;
+    m.added_by = s.granted_by;
+    m.added_ms = s.granted_ms;
+    m.revoked = s.revoked;
+    m.revoked_by = s.revoked_by;
+    m.replicas = replicas[device];
+    m.cutoff = s.cutoff;
+    out.push_back(std::move(m));
+  }
   return out;
 }
 
-Result<Trust> TrustOf(engine::Replica& r, const Key32& key) {
-  auto rec = r.Get(kDevicesCollection, DeviceId(key));
-  if (!rec.ok()) {
-    if (rec.status().code() == Code::kNotFound) return Trust::kUnknown;
-    return rec.status();
-  }
-  if (rec->fields.count("revoked")) return Trust::kRevoked;  // whatever else it says
-  auto m = ToMember(*rec);
-  if (!m || m->key != key) return Trust::kUnknown;
-  return Trust::kMember;
+Trust TrustOf(const Authority& a, const Key32& key) {
+  const Standing* s = a.Find(DeviceId(key));
+  if (!s || s->key != key) return Trust::kUnknown;
+  return s->revoked ? Trust::kRevoked : Trust::kMember;
+}
+
+Status MayInvite(const Authority& a, const Key32& self, Role role) {
+  const std::string me = DeviceId(self);
+  const int rank = a.Rank(me);
+  if (a.legacy) return Status::Ok();  // as before statements: any member
+  if (rank < static_cast<int>(Role::kAdmin))
+    return Status::Unauthorized("this device is " + RoleOf(a, me) +
+                                " of the group: only admins and owners can invite");
+  if (static_cast<int>(role) >= rank)
+    return Status::Unauthorized(std::string("this device is ") + RoleOf(a, me) +
+                                ": it can invite only roles below its own, not " + Article(role) +
+                                " " + RoleName(role));
+  return Status::Ok();
+}
+
+Status Grant(engine::Replica& r, const GroupPaths& files, const Identity& self, const Key32& key,
+             Role role, uint64_t now_ms) {
+  TANDEM_ASSIGN_OR_RETURN(auto a, ReadAuthority(r, files));
+  const std::string me = DeviceId(self.public_key);
+  const std::string device = DeviceId(key);
+  // The unsigned record names the device's replicas, and is the trust set of members
+  // that still run a version from before statements.
+  TANDEM_RETURN_IF_ERROR(AddMember(r, key, me, now_ms));
+  if (a.legacy) return Status::Ok();
+  if (const Standing* s = a.Find(device); s && s->revoked)
+    return Status::Unauthorized("device " + device + " was revoked");
+  TANDEM_RETURN_IF_ERROR(MayInvite(a, self.public_key, role));
+  if (a.Rank(device) >= a.Rank(me))
+    return Status::Unauthorized("device " + device + " is " + RoleOf(a, device) +
+                                ", as high as this device");
+  Statement s;
+  s.kind = StatementKind::kAdd;
+  s.subject = key;
+  s.role = role;
+  return Sign(r, self, a, s, now_ms);
+}
+
+Status SetRole(engine::Replica& r, const GroupPaths& files, const Identity& self,
+               const std::string& device, Role role, uint64_t now_ms) {
+  TANDEM_ASSIGN_OR_RETURN(auto a, ReadAuthority(r, files));
+  const std::string me = DeviceId(self.public_key);
+  if (a.legacy)
+    return Status::Unsupported(
+        "this group has no roles yet: its founder (" + DeviceId(a.root) +
+        ") signs the trust set when it first runs this version (serve, sync or any command "
+        "that changes the trust set)");
+  const Standing* s = a.Find(device);
+  if (!s || s->revoked)
+    return Status::NotFound("device " + device + " is " + (s ? "revoked" : "not a member"));
+  TANDEM_RETURN_IF_ERROR(MayActOn(a, me, device, "change the role of"));
+  if (static_cast<int>(role) >= a.Rank(me))
+    return Status::Unauthorized("this device is " + RoleOf(a, me) +
+                                ": it can give only roles below its own, not " + Article(role) +
+                                " " + RoleName(role));
+  Statement st;
+  st.kind = StatementKind::kRole;
+  st.subject = s->key;
+  st.role = role;
+  return Sign(r, self, a, st, now_ms);
+}
+
+Status Revoke(engine::Replica& r, const GroupPaths& files, const Identity& self,
+              const std::string& device, uint64_t now_ms) {
+  TANDEM_ASSIGN_OR_RETURN(auto a, ReadAuthority(r, files));
+  const std::string me = DeviceId(self.public_key);
+  TANDEM_ASSIGN_OR_RETURN(auto records, Records(r));
+  const Member* record = nullptr;
+  for (const auto& m : records)
+    if (m.device == device) record = &m;
+  const Standing* s = a.Find(device);
+  if (!s && !record) return Status::NotFound("device " + device + " is not a member of this group");
+  if (!a.legacy) TANDEM_RETURN_IF_ERROR(MayActOn(a, me, device, "revoke"));
+  std::map<engine::ReplicaId, uint64_t> cutoff;
+  TANDEM_RETURN_IF_ERROR(
+      ComputeCutoff(r, record ? record->replicas : std::vector<engine::ReplicaId>{}, &cutoff));
+  if (record) TANDEM_RETURN_IF_ERROR(WriteLegacyRevocation(r, device, me, now_ms, cutoff));
+  if (a.legacy) return Status::Ok();
+  Statement st;
+  st.kind = StatementKind::kRevoke;
+  st.subject = s ? s->key : record->key;
+  while (cutoff.size() > kMaxStatementCutoffs) cutoff.erase(std::prev(cutoff.end()));
+  st.cutoff = std::move(cutoff);
+  return Sign(r, self, a, st, now_ms);
+}
+
+Status SignLegacyTrust(engine::Replica& r, const GroupPaths& files, const Identity& self,
+                       uint64_t now_ms) {
+  TANDEM_ASSIGN_OR_RETURN(auto a, ReadAuthority(r, files));
+  if (!a.legacy || a.root != self.public_key) return Status::Ok();
+  TANDEM_ASSIGN_OR_RETURN(auto records, Records(r));
+  TANDEM_ASSIGN_OR_RETURN(auto held, ReadStatements(r));
+  // One chain, each statement on the one before, in one transaction; the root file
+  // last (if it is lost, ReadAuthority finds the founder's statements and saves it).
+  std::vector<StatementId> parents = Evaluate(self.public_key, held).heads;
+  TANDEM_RETURN_IF_ERROR(r.Write([&](engine::Batch& b) -> Status {
+    for (const auto& m : records) {
+      if (m.key == self.public_key) continue;
+      Statement st;
+      st.subject = m.key;
+      st.time_ms = now_ms;
+      st.parents = parents;
+      if (st.parents.size() > kMaxStatementParents) st.parents.resize(kMaxStatementParents);
+      if (m.revoked) {
+        st.kind = StatementKind::kRevoke;
+        st.cutoff = m.cutoff;
+        while (st.cutoff.size() > kMaxStatementCutoffs) st.cutoff.erase(std::prev(st.cutoff.end()));
+      } else {
+        st.kind = StatementKind::kAdd;
+        st.role = Role::kMember;
+      }
+      SignStatement(&st, self, self.public_key);
+      const std::string e = EncodeStatement(st);
+      const StatementId id = IdOf(e);
+      TANDEM_RETURN_IF_ERROR(
+          b.Put(kStatementsCollection, HexId(id), kStatementField, Value(engine::Bytes{e})));
+      parents = {id};
+    }
+    return Status::Ok();
+  }));
+  return SaveRoot(files, self.public_key);
 }
 
 std::string EncodeInvite(const Invite& inv) {
@@ -249,6 +541,7 @@ std::string EncodeInvite(const Invite& inv) {
   b.append(reinterpret_cast<const char*>(inv.inviter.data()), 32);
   b.append(reinterpret_cast<const char*>(inv.secret.data()), 32);
   for (int i = 7; i >= 0; --i) b.push_back(static_cast<char>(inv.expires_ms >> (8 * i)));
+  b.push_back(static_cast<char>(inv.role));
   size_t n = std::min<size_t>(inv.addresses.size(), 8);
   b.push_back(static_cast<char>(n));
   for (size_t i = 0; i < n; ++i) {
@@ -289,8 +582,11 @@ Result<Invite> DecodeInvite(std::string_view code) {
                      nullptr, 0);
   if (std::memcmp(check, b.data() + b.size() - 4, 4) != 0)
     return bad("checksum mismatch (a typo, or truncated)");
-  if (static_cast<uint8_t>(b[0]) != kInviteVersion)
+  const uint8_t version = static_cast<uint8_t>(b[0]);
+  if (version != 1 && version != kInviteVersion)
     return Status::Unsupported("invite code from a newer version of tandem");
+  if (version == kInviteVersion && b.size() < 1 + 32 + 32 + 8 + 1 + 1 + 4)
+    return bad("too short (was it copied whole?)");
   Invite inv;
   size_t at = 1;
   std::memcpy(inv.inviter.data(), b.data() + at, 32);
@@ -299,6 +595,11 @@ Result<Invite> DecodeInvite(std::string_view code) {
   at += 32;
   for (int i = 0; i < 8; ++i)
     inv.expires_ms = (inv.expires_ms << 8) | static_cast<uint8_t>(b[at++]);
+  if (version == kInviteVersion) {
+    const uint8_t role = static_cast<uint8_t>(b[at++]);
+    if (role > static_cast<uint8_t>(Role::kAdmin)) return bad("an unknown role");
+    inv.role = static_cast<Role>(role);
+  }
   size_t n = static_cast<uint8_t>(b[at++]);
   const size_t end = b.size() - 4;
   for (size_t i = 0; i < n; ++i) {
@@ -318,20 +619,26 @@ Status StoreInvite(const GroupPaths& files, const Invite& inv) {
   if (ec) return Status::Io("create " + files.invites_dir + ": " + ec.message());
   std::string data(reinterpret_cast<const char*>(inv.secret.data()), 32);
   for (int i = 7; i >= 0; --i) data.push_back(static_cast<char>(inv.expires_ms >> (8 * i)));
+  data.push_back(static_cast<char>(inv.role));
   return tandem::files::WriteAtomic(InvitePath(files, InviteIdOf(inv.secret)), data);
 }
 
-Result<Key32> FindInvite(const GroupPaths& files, const InviteId& id, uint64_t now_ms) {
+Result<OpenInvite> FindInvite(const GroupPaths& files, const InviteId& id, uint64_t now_ms) {
   auto data = tandem::files::ReadSmall(InvitePath(files, id), 64);
   if (!data.ok()) {
     if (data.status().code() == Code::kNotFound)
       return Status::NotFound("no open invite with this id (never issued, or already used)");
     return data.status();
   }
-  if (data->size() != 40)
+  // 40 bytes: made before roles (a member).
+  if ((data->size() != 40 && data->size() != 41) ||
+      (data->size() == 41 &&
+       static_cast<uint8_t>((*data)[40]) > static_cast<uint8_t>(Role::kAdmin)))
     return Status::Corrupt("invite file " + InvitePath(files, id) + " is damaged");
-  Key32 secret;
+  OpenInvite open;
+  Key32& secret = open.secret;
   std::memcpy(secret.data(), data->data(), 32);
+  if (data->size() == 41) open.role = static_cast<Role>((*data)[40]);
   uint64_t expires = 0;
   for (int i = 0; i < 8; ++i) expires = (expires << 8) | static_cast<uint8_t>((*data)[32 + i]);
   if (InviteIdOf(secret) != id) return Status::Corrupt("invite file does not match its name");
@@ -339,7 +646,7 @@ Result<Key32> FindInvite(const GroupPaths& files, const InviteId& id, uint64_t n
     ::unlink(InvitePath(files, id).c_str());
     return Status::Unauthorized("the invite has expired");
   }
-  return secret;
+  return open;
 }
 
 Status BurnInvite(const GroupPaths& files, const InviteId& id) {

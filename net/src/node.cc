@@ -75,15 +75,44 @@ void Core::Emit(NodeEvent e) {
   if (cb) cb(e);  // never under the lock: it may call back into the node
 }
 
-Status Core::SaveJoined(const Key32& key, const Key32& inviter) {
+Status Core::SaveJoined(const Key32& key, const Key32& inviter, const std::optional<Key32>& root,
+                        const std::vector<std::string>& statements) {
+  // The authority first: this device's own group (its root) is left for the inviter's.
+  // Without a root the inviter's group is from before statements, judged as then.
+  TANDEM_RETURN_IF_ERROR(SaveRoot(opt_.files, root));
+  if (root) TANDEM_RETURN_IF_ERROR(StoreStatements(replica_, statements, *root));
   TANDEM_RETURN_IF_ERROR(SaveGroupKey(opt_.files, key));
   TANDEM_RETURN_IF_ERROR(ClearJoin(opt_.files));
   return AddMember(replica_, inviter, self_device_, WallMs());
 }
 
+std::string Core::Welcome() {
+  std::string w(reinterpret_cast<const char*>(group_key_.data()), group_key_.size());
+  std::optional<Key32> root;
+  {
+    std::lock_guard lock(trust_mu_);
+    root = root_;
+  }
+  auto statements = ReadStatements(replica_);
+  if (!root || !statements.ok()) return w;  // a group from before statements
+  w.append(reinterpret_cast<const char*>(root->data()), root->size());
+  for (const auto& s : *statements) {
+    if (w.size() + 4 + s.size() > kMaxWelcomeBytes) break;  // the rest comes by sync
+    for (int i = 3; i >= 0; --i) w.push_back(static_cast<char>(s.size() >> (8 * i)));
+    w += s;
+  }
+  return w;
+}
+
+Trust Core::TrustOf(const Key32& key) {
+  std::lock_guard lock(trust_mu_);
+  return net::TrustOf(authority_, key);
+}
+
 void Core::Joined(const Key32& key, const Key32& inviter) {
   group_key_ = key;
   join_.reset();
+  RefreshTrust();
   Log("joined the group of " + DeviceId(inviter));
   Emit({NodeEventKind::kJoined, DeviceId(inviter), "", ""});
 }
@@ -94,17 +123,37 @@ engine::SessionOptions Core::SessionOptionsFor() {
   so.accept = WithSystem(opt_.receive);
   // A revoked device's values after its cutoff are refused, from whoever relays them.
   so.revoked = [this] {
-    std::lock_guard lock(cutoffs_mu_);
+    std::lock_guard lock(trust_mu_);
     return cutoffs_;
+  };
+  // The statements collection takes only statements signed for this group.
+  so.admit = [this](const engine::FieldDelta& d, const engine::FieldState*) {
+    if (d.key.collection != kStatementsCollection) return engine::Admission::kAccept;
+    std::optional<Key32> root;
+    {
+      std::lock_guard lock(trust_mu_);
+      root = root_;
+    }
+    return AdmitStatement(d, root);
   };
   return so;
 }
 
-void Core::RefreshCutoffs() {
-  if (auto c = RevocationCutoffs(replica_); c.ok()) {
-    std::lock_guard lock(cutoffs_mu_);
-    cutoffs_ = std::move(*c);
+void Core::RefreshTrust() {
+  auto a = ReadAuthority(replica_, opt_.files, &verified_);
+  if (!a.ok()) {
+    Log("cannot read the group's authority: " + a.status().ToString());
+    return;
   }
+  auto c = RevocationCutoffs(replica_, *a);
+  if (!c.ok()) {
+    Log("cannot read the revocation cutoffs: " + c.status().ToString());
+    return;
+  }
+  std::lock_guard lock(trust_mu_);
+  cutoffs_ = std::move(*c);
+  root_ = a->legacy ? std::nullopt : std::optional<Key32>(a->root);
+  authority_ = std::move(*a);
 }
 
 void Core::Register(const std::shared_ptr<Conn>& c) {
@@ -147,7 +196,7 @@ void Core::Notify() {
   poll_scheduled_ = true;
   asio::post(io_, [this] {
     poll_scheduled_ = false;
-    RefreshCutoffs();
+    RefreshTrust();
     auto conns = conns_;  // a poll may end a connection
     for (const auto& c : conns) {
       c->CheckTrust();
@@ -425,7 +474,10 @@ Status Node::Start() {
   TANDEM_ASSIGN_OR_RETURN(auto meta, c.replica_.Meta());
   if (Status st = NoteReplica(c.replica_, c.self_device_, meta.id); !st.ok())
     c.Log("cannot record this replica in the trust set: " + st.ToString());
-  c.RefreshCutoffs();
+  // The founder of a group from before statements signs its trust set.
+  if (Status st = SignLegacyTrust(c.replica_, o.files, c.self_, WallMs()); !st.ok())
+    c.Log("cannot sign the trust set: " + st.ToString());
+  c.RefreshTrust();
   if (!o.listen.empty()) TANDEM_RETURN_IF_ERROR(c.Bind());
   c.started_ms_ = WallMs();
   c.RefreshSnapshot(true);

@@ -50,7 +50,8 @@ inline constexpr size_t kMaxHandshakesPerIp = 16;
 // strangers cannot evict these; past this many at once the oldest of them makes room.
 inline constexpr size_t kMaxVouchedHandshakes = 64;
 inline constexpr size_t kMaxDiscoveredDials = 32;
-inline constexpr size_t kReplayMemory = 100000;  // digests: a few MB at most
+inline constexpr size_t kMaxWelcomeBytes = 512 * 1024;  // statements beyond come by sync
+inline constexpr size_t kReplayMemory = 100000;         // digests: a few MB at most
 inline constexpr size_t kWriteChunk = 1 << 20;
 inline constexpr size_t kProgressChunk = 64 << 10;  // deadlines restart per piece this size
 inline constexpr uint64_t kPendingCap = 100000;
@@ -173,9 +174,10 @@ class Conn : public std::enable_shared_from_this<Conn> {
   std::string address_;
   PeerStatus* status_ = nullptr;
   bool closed_ = false, failed_ = false, evicted_ = false;
-  std::string error_;            // why it failed, if it did
-  bool invite_mode_ = false;     // this connection redeems an invite
-  bool expect_welcome_ = false;  // joiner: the first frame is the group key
+  std::string error_;                 // why it failed, if it did
+  bool invite_mode_ = false;          // this connection redeems an invite
+  bool expect_welcome_ = false;       // joiner: the first frame is the group key
+  Role invite_role_ = Role::kMember;  // inviter: what the redeemed invite grants
   std::optional<Key32> peer_key_;
   std::unique_ptr<FrameSealer> sealer_;
   std::unique_ptr<FrameOpener> opener_;
@@ -220,8 +222,14 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   // The joiner received the group key over an invite session.
   // SaveJoined stores it (group.key, join.code gone, the inviter a member), on the
   // storage worker; then Joined switches this node to it, on the node thread.
-  Status SaveJoined(const Key32& key, const Key32& inviter);
+  // The welcome may carry the group's root and statements (welcome.h formats).
+  Status SaveJoined(const Key32& key, const Key32& inviter, const std::optional<Key32>& root,
+                    const std::vector<std::string>& statements);
   void Joined(const Key32& key, const Key32& inviter);
+  // The inviter's welcome: the group key, then the root and the statements it holds.
+  std::string Welcome();
+  // Whether the device with this key is a member, revoked or unknown (RefreshTrust's view).
+  Trust TrustOf(const Key32& key);
   engine::SessionOptions SessionOptionsFor();
   // Runs f() on the storage worker and resumes the caller on the node thread with its
   // result. Sessions and storage writes (fsynced commits, log scans) run there, one at a
@@ -232,7 +240,8 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
         work_io_->get_executor(),
         [f = std::move(f)]() mutable -> awaitable<Status> { co_return f(); }, use_awaitable);
   }
-  void RefreshCutoffs();
+  // Re-reads the authority (statements, revocation cutoffs) after a change.
+  void RefreshTrust();
   // Connecting and the handshake: 10 s, or the idle timeout if shorter; shorter still
   // while many unauthenticated connections wait (they may be an attack).
   std::chrono::seconds handshake_timeout() const {
@@ -265,6 +274,7 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   static engine::CollectionFilter WithSystem(engine::CollectionFilter f) {
     if (!f.all) {
       f.names.insert(kDevicesCollection);
+      f.names.insert(kStatementsCollection);
       f.names.insert(kSchemasCollection);
     }
     return f;
@@ -292,8 +302,11 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   std::set<std::shared_ptr<Conn>> conns_;
   std::map<std::string, PeerStatus> peers_;  // by address (outbound) or device (inbound)
   std::string listen_address_;
-  std::mutex cutoffs_mu_;  // sessions read the cutoffs on the storage worker
+  std::mutex trust_mu_;                            // sessions read these on the storage worker
   std::map<engine::ReplicaId, uint64_t> cutoffs_;  // revoked replicas (RevocationCutoffs)
+  Authority authority_;
+  std::optional<Key32> root_;       // none in a legacy group
+  std::set<StatementId> verified_;  // statements whose signatures were checked (node thread)
   bool poll_scheduled_ = false, stopping_ = false;
   size_t dials_running_ = 0;
   size_t handshaking_ = 0;  // inbound connections not yet authenticated

@@ -72,11 +72,10 @@ awaitable<bool> Conn::HandshakeAsInitiator(Key32* send, Key32* recv) {
       co_return false;
     }
   } else {
-    auto t = TrustOf(d_.replica(), *peer_key_);
-    if (!t.ok() || *t != Trust::kMember) {
-      Refuse(!t.ok()                 ? t.status().ToString()
-             : *t == Trust::kRevoked ? "the peer's device has been revoked"
-                                     : "the peer's device is not a member of this group");
+    const Trust t = d_.TrustOf(*peer_key_);
+    if (t != Trust::kMember) {
+      Refuse(t == Trust::kRevoked ? "the peer's device has been revoked"
+                                  : "the peer's device is not a member of this group");
       co_return false;
     }
   }
@@ -104,12 +103,13 @@ awaitable<bool> Conn::HandshakeAsResponder(Key32* send, Key32* recv) {
   Key32 psk = d_.group_key();
   InviteId invite{};
   if (hdr->kind == PskKind::kInvite) {
-    auto secret = FindInvite(d_.options().files, hdr->invite, WallMs());
-    if (!secret.ok()) {
-      Refuse("invite: " + secret.status().message());
+    auto open = FindInvite(d_.options().files, hdr->invite, WallMs());
+    if (!open.ok()) {
+      Refuse("invite: " + open.status().message());
       co_return false;
     }
-    psk = InvitePsk(*secret);
+    psk = InvitePsk(open->secret);
+    invite_role_ = open->role;
     invite = hdr->invite;
     invite_mode_ = true;
   }
@@ -139,32 +139,39 @@ awaitable<bool> Conn::HandshakeAsResponder(Key32* send, Key32* recv) {
     co_return false;
   }
   peer_key_ = hs.peer_key();
-  auto t = TrustOf(d_.replica(), *peer_key_);
-  if (!t.ok()) {
-    Fail(t.status().ToString());
-    co_return false;
-  }
-  if (*t == Trust::kRevoked) {
+  const Trust t = d_.TrustOf(*peer_key_);
+  if (t == Trust::kRevoked) {
     Refuse("the device has been revoked");
     co_return false;
   }
   if (invite_mode_) {
     // Burning is atomic across processes: exactly one redemption wins. Both writes wait
     // for the disk: on the storage worker, so that other connections do not.
+    // This device may have lost the authority since it made the invite.
+    st = co_await d_.OnWorker([&]() -> Status {
+      TANDEM_ASSIGN_OR_RETURN(auto a, ReadAuthority(d_.replica(), d_.options().files));
+      return MayInvite(a, d_.self().public_key, invite_role_);
+    });
+    if (!st.ok()) {
+      Refuse("invite: " + st.message());
+      co_return false;
+    }
     st = co_await d_.OnWorker([&] { return BurnInvite(d_.options().files, invite); });
     if (!st.ok()) {
       Refuse("invite: " + st.message());
       co_return false;
     }
-    st = co_await d_.OnWorker(
-        [&] { return AddMember(d_.replica(), *peer_key_, d_.self_device(), WallMs()); });
+    st = co_await d_.OnWorker([&] {
+      return Grant(d_.replica(), d_.options().files, d_.self(), *peer_key_, invite_role_, WallMs());
+    });
     if (!st.ok()) {
       Fail(st.ToString());
       co_return false;
     }
+    d_.RefreshTrust();
     d_.Log("invite redeemed: added " + DeviceId(*peer_key_) + " to the group");
     d_.Emit({NodeEventKind::kInviteRedeemed, DeviceId(*peer_key_), address_, ""});
-  } else if (*t != Trust::kMember) {
+  } else if (t != Trust::kMember) {
     Refuse("the device is not a member of this group");
     co_return false;
   }

@@ -94,8 +94,10 @@ FAULTS = [
 
 
 def case_init(base):
-    # identity.key is created once (published by link), group.key replaced (rename).
-    for name, publish in (("identity.key", "link"), ("group.key", "rename")):
+    # identity.key is created once (published by link), group.key and group.root
+    # replaced (rename).
+    for name, publish in (("identity.key", "link"), ("group.key", "rename"),
+                          ("group.root", "rename")):
         for f in FAULTS + [{"op": publish}]:
             label = f"init, {f} on {name}"
             d = os.path.join(base, "init")
@@ -147,7 +149,8 @@ def every_fault_leaves_nothing(base, command, source, target, after=lambda label
     name = os.path.basename(target)
     tmp = ".%s.%s." % (name, "backup" if command == "backup" else "restoring")
     cases = [(f, match, named) for match, named in
-             ((tmp, name), ("identity.key", "identity.key"), ("group.key", "group.key"))
+             ((tmp, name), ("identity.key", "identity.key"), ("group.key", "group.key"),
+              ("group.root", "group.root"))
              for f in FAULTS] + [({"op": "rename"}, tmp, name)]
     for f, match, named in cases:
         label = f"{command}, {f} on {match}"
@@ -188,7 +191,7 @@ def case_backup_restore(base):
         expect_clean_failure(r, label, "pre")
         expect(os.listdir(pre) == [], f"{label}: left {os.listdir(pre)}")
     run(["backup", a, pre], check=True)
-    expect(sorted(os.listdir(pre)) == ["data.mdb", "group.key", "identity.key"],
+    expect(sorted(os.listdir(pre)) == ["data.mdb", "group.key", "group.root", "identity.key"],
            f"backup into an existing directory holds {sorted(os.listdir(pre))}")
     expect(os.stat(pre).st_mode & 0o777 == 0o700, "the directory's permissions changed")
     inplace = os.path.join(base, "inplace")
@@ -201,7 +204,7 @@ def case_backup_restore(base):
     replica_ok(inplace, "restore into an existing directory", records=200)
 
     # A backup whose key file was damaged after it was made: refused, nothing made.
-    for name, cut in (("identity.key", 10), ("group.key", 5)):
+    for name, cut in (("identity.key", 10), ("group.key", 5), ("group.root", 5)):
         broken = os.path.join(base, "broken-" + name)
         shutil.copytree(bk, broken)
         with open(os.path.join(broken, name), "r+b") as fh:

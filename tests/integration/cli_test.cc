@@ -381,10 +381,13 @@ TEST_F(Cli, JoinRefusesAReplicaWithDataOrOtherDevicesUnlessToldToMerge) {
 
   {
     auto rep = storage::OpenReplica(trusting);
-    ASSERT_TRUE(rep.ok());
-    net::Key32 key{};
-    key.fill(7);
-    ASSERT_TRUE(net::AddMember(**rep, key, "someone", 1).ok());
+    auto self = net::LoadIdentity(trusting + "/identity.key");
+    ASSERT_TRUE(rep.ok() && self.ok());
+    const net::GroupPaths files{trusting + "/group.key", trusting + "/invites",
+                                trusting + "/join.code", trusting + "/group.root"};
+    ASSERT_TRUE(
+        net::Grant(**rep, files, *self, net::GenerateIdentity().public_key, net::Role::kMember, 1)
+            .ok());
   }
   r = T({"join", trusting, code.out});
   EXPECT_EQ(r.exit_code, 2);

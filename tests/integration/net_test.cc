@@ -10,6 +10,7 @@
 #include <chrono>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -197,8 +198,9 @@ class Net : public ::testing::Test {
     return inv;
   }
   // Pairs `joiner` with the daemon at `address` serving `inviter`, by a one-shot sync.
-  void Pair(const std::string& inviter, const std::string& joiner, const std::string& address) {
-    auto code = T({"invite", Dir(inviter), "--address", address});
+  void Pair(const std::string& inviter, const std::string& joiner, const std::string& address,
+            const std::string& role = "member") {
+    auto code = T({"invite", Dir(inviter), "--address", address, "--role", role});
     ASSERT_EQ(code.exit_code, 0) << code.err;
     auto j = T({"join", Dir(joiner), code.out});
     ASSERT_EQ(j.exit_code, 0) << j.err;
@@ -315,6 +317,109 @@ TEST_F(Net, ExpiredAndMalformedInvitesAreRefused) {
   }
 }
 
+std::string DeviceOf(const std::string& dir) {
+  return json::parse(T({"info", dir}).out)["device_id"].get<std::string>();
+}
+
+// The devices of `dir` by id, from `tandem devices --json`.
+std::map<std::string, json> DevicesOf(const std::string& dir) {
+  std::map<std::string, json> out;
+  std::istringstream lines(T({"devices", dir, "--json"}).out);
+  for (std::string line; std::getline(lines, line);) {
+    json j = json::parse(line);
+    out[j["device_id"].get<std::string>()] = j;
+  }
+  return out;
+}
+
+// A holder of a leaked member invite, with real daemons: every command that would change
+// the trust set is refused to it, and a revocation it forges (signed by itself, written
+// into its replica behind the CLI's back) reaches the others by sync, counts nowhere and
+// is listed by `status` on every device. An admin's revocation of it holds everywhere.
+TEST_F(Net, AMemberWithALeakedInviteCannotRevokeAnyone) {
+  std::string o = Init("o"), a = Init("a"), m = Init("m");
+  std::string addr;
+  auto so = Listen("o", {}, &addr);
+  Pair("o", "a", addr, "admin");
+  Pair("o", "m", addr);  // the leaked invite: a member
+  const std::string od = DeviceOf(o), ad = DeviceOf(a), md = DeviceOf(m);
+  ASSERT_EQ(T({"sync", a, "--peer", addr}).exit_code, 0);
+  auto devs = DevicesOf(a);
+  ASSERT_EQ(devs.size(), 3u);
+  EXPECT_EQ(devs[od]["role"], "owner");
+  EXPECT_EQ(devs[od]["founder"], true);
+  EXPECT_EQ(devs[ad]["role"], "admin");
+  EXPECT_EQ(devs[ad]["granted_by"], od);
+  EXPECT_EQ(devs[md]["role"], "member");
+  EXPECT_EQ(devs[md]["status"], "member");
+
+  // Refused by the CLI, with the reason, nothing written.
+  for (const auto& args : std::vector<std::vector<std::string>>{{"revoke", m, od},
+                                                                {"revoke", m, ad},
+                                                                {"role", m, ad, "reader"},
+                                                                {"invite", m},
+                                                                {"invite", a, "--role", "admin"},
+                                                                {"role", a, od, "member"}}) {
+    auto r = T(args);
+    EXPECT_EQ(r.exit_code, 1) << args[0] << " " << args[1] << ": " << r.err;
+    EXPECT_NE(r.err.find("unauthorized"), std::string::npos) << r.err;
+  }
+  EXPECT_NE(T({"revoke", m, od}).err.find("only admins and owners can revoke"), std::string::npos);
+  EXPECT_NE(T({"revoke", a, od}).err.find("as high as this device"), std::string::npos);
+
+  // Forged: m signs a revocation of the owner and of the admin anyway.
+  {
+    auto rep = storage::OpenReplica(m);
+    auto self = net::LoadIdentity(m + "/identity.key");
+    ASSERT_TRUE(rep.ok() && self.ok());
+    const auto files = device::Layout(m).group();
+    auto au = net::ReadAuthority(**rep, files);
+    ASSERT_TRUE(au.ok());
+    for (const auto& victim : {od, ad}) {
+      net::Statement st;
+      st.kind = net::StatementKind::kRevoke;
+      st.subject = au->devices.at(victim).key;
+      st.parents = au->heads;
+      net::SignStatement(&st, *self, au->root);
+      const std::string e = net::EncodeStatement(st);
+      ASSERT_TRUE((*rep)
+                      ->Put(net::kStatementsCollection, net::HexId(net::IdOf(e)),
+                            {{net::kStatementField, engine::Value(engine::Bytes{e})}})
+                      .ok());
+    }
+  }
+  ASSERT_EQ(T({"sync", m, "--peer", addr}).exit_code, 0);
+  ASSERT_EQ(T({"sync", a, "--peer", addr}).exit_code, 0);
+  for (const auto& dir : {o, a, m}) {
+    auto st = json::parse(T({"status", dir, "--json"}).out);
+    ASSERT_EQ(st["statements_refused"].size(), 2u) << dir << ": " << st.dump();
+    for (const auto& r : st["statements_refused"]) {
+      EXPECT_EQ(r["signer"], md);
+      EXPECT_NE(r["why"].get<std::string>().find("only admins and owners revoke"),
+                std::string::npos);
+    }
+    EXPECT_NE(T({"status", dir}).out.find("refused: " + md + ": revoke"), std::string::npos);
+    auto d = DevicesOf(dir);
+    EXPECT_EQ(d[od]["status"], "member") << dir;
+    EXPECT_EQ(d[ad]["status"], "member") << dir;
+  }
+  // The admin and the owner still sync with each other.
+  ASSERT_EQ(T({"put", o, "items", "after", "v=1"}).exit_code, 0);
+  ASSERT_EQ(T({"sync", a, "--peer", addr}).exit_code, 0);
+  EXPECT_EQ(T({"get", a, "items", "after"}).exit_code, 0);
+
+  // The admin revokes the member: the owner refuses it once it has the revocation.
+  auto rv = T({"revoke", a, md});
+  ASSERT_EQ(rv.exit_code, 0) << rv.err;
+  ASSERT_EQ(T({"sync", a, "--peer", addr}).exit_code, 0);
+  EXPECT_EQ(DevicesOf(o)[md]["status"], "revoked");
+  EXPECT_EQ(DevicesOf(o)[md]["revoked_by"], ad);
+  auto r = T({"sync", m, "--peer", addr});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(WaitFor([&] { return so->log().find("has been revoked") != std::string::npos; }))
+      << so->log();
+}
+
 TEST_F(Net, StrangersWrongKeysAndRevokedDevicesGetNoData) {
   std::string a = Init("a"), b = Init("b"), c = Init("c"), d = Init("d"), e = Init("e");
   ASSERT_EQ(T({"put", a, "items", "1", "name=\"apple\""}).exit_code, 0);
@@ -341,8 +446,11 @@ TEST_F(Net, StrangersWrongKeysAndRevokedDevicesGetNoData) {
   {
     auto re = storage::OpenReplica(e);
     auto ida = net::LoadIdentity(a + "/identity.key");
-    ASSERT_TRUE(re.ok() && ida.ok());
-    ASSERT_TRUE(net::AddMember(**re, ida->public_key, "test", 1).ok());
+    auto ide = net::LoadIdentity(e + "/identity.key");
+    ASSERT_TRUE(re.ok() && ida.ok() && ide.ok());
+    ASSERT_TRUE(
+        net::Grant(**re, device::Layout(e).group(), *ide, ida->public_key, net::Role::kMember, 1)
+            .ok());
   }
   r = T({"sync", e, "--peer", addr});
   EXPECT_EQ(r.exit_code, 1);
@@ -918,7 +1026,7 @@ TEST_F(Net, LineOfThreeConvergesThroughAKilledMiddle) {
   std::string a = Init("a"), b = Init("b"), c = Init("c");
   std::string aaddr, baddr;
   auto sa = Listen("a", {}, &aaddr);
-  Pair("a", "b", aaddr);
+  Pair("a", "b", aaddr, "admin");  // b invites c
   auto sb = Listen("b", {"--peer", aaddr}, &baddr);
   Pair("b", "c", baddr);
   Serve sc({c, "--peer", baddr}, Log("c"));

@@ -293,18 +293,21 @@ struct TempDir {
     path = mkdtemp(t);
   }
   ~TempDir() { std::filesystem::remove_all(path); }
-  GroupPaths files() const { return {path + "/group.key", path + "/invites", path + "/join.code"}; }
+  GroupPaths files() const {
+    return {path + "/group.key", path + "/invites", path + "/join.code", path + "/group.root"};
+  }
 };
 
 TEST(Invite, UsedOnceAndExpires) {
   InitCrypto();
   TempDir d;
-  Invite inv{GenerateIdentity().public_key, NewGroupKey(), 1000, {}};
+  Invite inv{GenerateIdentity().public_key, NewGroupKey(), 1000, {}, Role::kAdmin};
   ASSERT_TRUE(StoreInvite(d.files(), inv).ok());
   auto id = InviteIdOf(inv.secret);
   auto found = FindInvite(d.files(), id, 999);
   ASSERT_TRUE(found.ok());
-  EXPECT_EQ(*found, inv.secret);
+  EXPECT_EQ(found->secret, inv.secret);
+  EXPECT_EQ(found->role, Role::kAdmin);
   EXPECT_TRUE(BurnInvite(d.files(), id).ok());
   EXPECT_EQ(BurnInvite(d.files(), id).code(), Code::kUnauthorized);
   EXPECT_EQ(FindInvite(d.files(), id, 999).status().code(), Code::kNotFound);
@@ -329,47 +332,99 @@ TEST(GroupKey, SaveLoadAndDamage) {
   EXPECT_EQ(LoadGroupKey(d.files()).status().code(), Code::kCorrupt);
 }
 
-TEST(Trust, AddRevokeAndUnknown) {
-  InitCrypto();
-  uint64_t now = 1;
-  engine::Replica r(std::make_unique<engine::MemoryStore>(engine::ReplicaId::FromBytes(
-                        reinterpret_cast<const uint8_t*>("0123456789abcdef"))),
-                    [&] { return now++; });
-  Identity a = GenerateIdentity(), b = GenerateIdentity(), c = GenerateIdentity();
-  ASSERT_TRUE(AddMember(r, a.public_key, "self", 5).ok());
-  ASSERT_TRUE(AddMember(r, b.public_key, DeviceId(a.public_key), 6).ok());
-  EXPECT_EQ(TrustOf(r, a.public_key).value(), Trust::kMember);
-  EXPECT_EQ(TrustOf(r, b.public_key).value(), Trust::kMember);
-  EXPECT_EQ(TrustOf(r, c.public_key).value(), Trust::kUnknown);
-  EXPECT_EQ(RevokeMember(r, DeviceId(c.public_key), "x", 7).code(), Code::kNotFound);
-  ASSERT_TRUE(RevokeMember(r, DeviceId(b.public_key), DeviceId(a.public_key), 7).ok());
-  EXPECT_EQ(TrustOf(r, b.public_key).value(), Trust::kRevoked);
-  // Re-adding does not undo a revocation.
-  ASSERT_TRUE(AddMember(r, b.public_key, "again", 8).ok());
-  EXPECT_EQ(TrustOf(r, b.public_key).value(), Trust::kRevoked);
-  auto members = Members(r);
-  ASSERT_TRUE(members.ok());
-  ASSERT_EQ(members->size(), 2u);
-  // A record whose key does not match its id is not a member.
-  ASSERT_TRUE(
-      r.Put(kDevicesCollection, DeviceId(c.public_key), {{"key", engine::Value(Hex(a.public_key))}})
-          .ok());
-  EXPECT_EQ(TrustOf(r, c.public_key).value(), Trust::kUnknown);
-}
-
 engine::ReplicaId Rid(char c) {
   std::string b(16, c);
   return engine::ReplicaId::FromBytes(reinterpret_cast<const uint8_t*>(b.data()));
 }
 
+Trust TrustIn(engine::Replica& r, const GroupPaths& files, const Key32& key) {
+  auto a = ReadAuthority(r, files);
+  EXPECT_TRUE(a.ok()) << a.status().ToString();
+  return a.ok() ? TrustOf(*a, key) : Trust::kUnknown;
+}
+
+TEST(Trust, AddRevokeAndUnknown) {
+  InitCrypto();
+  TempDir d;
+  uint64_t now = 1;
+  engine::Replica r(std::make_unique<engine::MemoryStore>(Rid('0')), [&] { return now++; });
+  Identity a = GenerateIdentity(), b = GenerateIdentity(), c = GenerateIdentity();
+  ASSERT_TRUE(SaveRoot(d.files(), a.public_key).ok());
+  ASSERT_TRUE(Grant(r, d.files(), a, b.public_key, Role::kMember, 6).ok());
+  EXPECT_EQ(TrustIn(r, d.files(), a.public_key), Trust::kMember);
+  EXPECT_EQ(TrustIn(r, d.files(), b.public_key), Trust::kMember);
+  EXPECT_EQ(TrustIn(r, d.files(), c.public_key), Trust::kUnknown);
+  EXPECT_EQ(Revoke(r, d.files(), a, DeviceId(c.public_key), 7).code(), Code::kNotFound);
+  // A member can neither add nor revoke.
+  EXPECT_EQ(Grant(r, d.files(), b, c.public_key, Role::kReader, 7).code(), Code::kUnauthorized);
+  EXPECT_EQ(Revoke(r, d.files(), b, DeviceId(a.public_key), 7).code(), Code::kUnauthorized);
+  ASSERT_TRUE(Revoke(r, d.files(), a, DeviceId(b.public_key), 7).ok());
+  EXPECT_EQ(TrustIn(r, d.files(), b.public_key), Trust::kRevoked);
+  // A revoked device is never added back.
+  EXPECT_EQ(Grant(r, d.files(), a, b.public_key, Role::kMember, 8).code(), Code::kUnauthorized);
+  EXPECT_EQ(TrustIn(r, d.files(), b.public_key), Trust::kRevoked);
+  auto members = Members(r, d.files());
+  ASSERT_TRUE(members.ok());
+  ASSERT_EQ(members->size(), 2u);
+  // An unsigned record makes no member in a signed group, nor does a record whose key
+  // does not match its id.
+  ASSERT_TRUE(AddMember(r, c.public_key, DeviceId(c.public_key), 0).ok());
+  EXPECT_EQ(TrustIn(r, d.files(), c.public_key), Trust::kUnknown);
+  ASSERT_TRUE(
+      r.Put(kDevicesCollection, DeviceId(c.public_key), {{"key", engine::Value(Hex(a.public_key))}})
+          .ok());
+  EXPECT_EQ(TrustIn(r, d.files(), c.public_key), Trust::kUnknown);
+}
+
+TEST(Trust, AGroupFromBeforeStatementsIsSignedByItsFounder) {
+  InitCrypto();
+  TempDir d;
+  uint64_t now = 1;
+  engine::Replica r(std::make_unique<engine::MemoryStore>(Rid('0')), [&] { return now++; });
+  Identity a = GenerateIdentity(), b = GenerateIdentity(), c = GenerateIdentity();
+  // As the previous version made them: unsigned records, the founder added itself.
+  ASSERT_TRUE(AddMember(r, a.public_key, DeviceId(a.public_key), 5).ok());
+  ASSERT_TRUE(AddMember(r, b.public_key, DeviceId(a.public_key), 6).ok());
+  ASSERT_TRUE(AddMember(r, c.public_key, DeviceId(b.public_key), 7).ok());
+  auto legacy = ReadAuthority(r, d.files());
+  ASSERT_TRUE(legacy.ok());
+  EXPECT_TRUE(legacy->legacy);
+  EXPECT_EQ(legacy->root, a.public_key);
+  EXPECT_EQ(TrustOf(*legacy, c.public_key), Trust::kMember);
+  // Any member revokes, as then; only the founder signs.
+  ASSERT_TRUE(Revoke(r, d.files(), b, DeviceId(c.public_key), 8).ok());
+  ASSERT_TRUE(SignLegacyTrust(r, d.files(), b, 9).ok());
+  EXPECT_TRUE(ReadAuthority(r, d.files())->legacy);
+  ASSERT_TRUE(SignLegacyTrust(r, d.files(), a, 9).ok());
+  EXPECT_EQ(LoadRoot(d.files()).value(), a.public_key);
+  auto signed_ = ReadAuthority(r, d.files());
+  ASSERT_TRUE(signed_.ok());
+  EXPECT_FALSE(signed_->legacy);
+  EXPECT_TRUE(signed_->refused.empty());
+  EXPECT_EQ(signed_->Rank(DeviceId(a.public_key)), kFounderRank);
+  EXPECT_EQ(signed_->Rank(DeviceId(b.public_key)), static_cast<int>(Role::kMember));
+  EXPECT_EQ(TrustOf(*signed_, c.public_key), Trust::kRevoked);
+  // A replica that has the founder's statements but no root file finds the root.
+  ASSERT_TRUE(SaveRoot(d.files(), std::nullopt).ok());
+  auto found = ReadAuthority(r, d.files());
+  ASSERT_TRUE(found.ok());
+  EXPECT_FALSE(found->legacy);
+  EXPECT_EQ(LoadRoot(d.files()).value(), a.public_key);
+  // From now on b, a member, revokes nobody.
+  EXPECT_EQ(Revoke(r, d.files(), b, DeviceId(a.public_key), 10).code(), Code::kUnauthorized);
+}
+
 TEST(Trust, RevocationCutoffsComeFromTheDataAndNeverRise) {
   InitCrypto();
+  TempDir d;
   uint64_t now = 1;
   engine::Replica r(std::make_unique<engine::MemoryStore>(Rid('a')), [&] { return now++; });
   Identity me = GenerateIdentity(), x = GenerateIdentity(), y = GenerateIdentity();
-  ASSERT_TRUE(AddMember(r, me.public_key, "self", 1).ok());
-  ASSERT_TRUE(AddMember(r, x.public_key, "self", 1).ok());
-  ASSERT_TRUE(AddMember(r, y.public_key, "self", 1).ok());
+  ASSERT_TRUE(SaveRoot(d.files(), me.public_key).ok());
+  ASSERT_TRUE(AddMember(r, me.public_key, DeviceId(me.public_key), 1).ok());
+  ASSERT_TRUE(Grant(r, d.files(), me, x.public_key, Role::kMember, 1).ok());
+  ASSERT_TRUE(Grant(r, d.files(), me, y.public_key, Role::kMember, 1).ok());
+  auto cutoffs = [&] { return RevocationCutoffs(r, ReadAuthority(r, d.files()).value()); };
   ASSERT_TRUE(NoteReplica(r, DeviceId(me.public_key), Rid('a')).ok());
   ASSERT_TRUE(NoteReplica(r, DeviceId(x.public_key), Rid('x')).ok());
   ASSERT_TRUE(NoteReplica(r, DeviceId(y.public_key), Rid('y')).ok());
@@ -386,20 +441,20 @@ TEST(Trust, RevocationCutoffsComeFromTheDataAndNeverRise) {
   };
   ASSERT_TRUE(r.ApplyDeltas({delta("r1", 1), delta("r2", 3)}).ok());
   EXPECT_EQ(r.Meta()->vv.Get(Rid('x')), 0u);
-  ASSERT_TRUE(RevokeMember(r, DeviceId(x.public_key), "me", 5).ok());
-  auto cut = RevocationCutoffs(r);
+  ASSERT_TRUE(Revoke(r, d.files(), me, DeviceId(x.public_key), 5).ok());
+  auto cut = cutoffs();
   ASSERT_TRUE(cut.ok());
   EXPECT_EQ(*cut, (std::map<engine::ReplicaId, uint64_t>{{Rid('x'), 3}}));
   // More of x's events arrive; revoking again does not raise the cutoff.
   ASSERT_TRUE(r.ApplyDeltas({delta("r3", 9)}).ok());
-  ASSERT_TRUE(RevokeMember(r, DeviceId(x.public_key), "me", 6).ok());
-  EXPECT_EQ(RevocationCutoffs(r)->at(Rid('x')), 3u);
+  ASSERT_TRUE(Revoke(r, d.files(), me, DeviceId(x.public_key), 6).ok());
+  EXPECT_EQ(cutoffs()->at(Rid('x')), 3u);
   // A replica of x's noted after the revocation is cut off entirely.
   ASSERT_TRUE(NoteReplica(r, DeviceId(x.public_key), Rid('z')).ok());
-  EXPECT_EQ(RevocationCutoffs(r)->at(Rid('z')), 0u);
+  EXPECT_EQ(cutoffs()->at(Rid('z')), 0u);
   // Never ours, never a member's in good standing.
-  EXPECT_EQ(RevocationCutoffs(r)->count(Rid('a')), 0u);
-  EXPECT_EQ(RevocationCutoffs(r)->count(Rid('y')), 0u);
+  EXPECT_EQ(cutoffs()->count(Rid('a')), 0u);
+  EXPECT_EQ(cutoffs()->count(Rid('y')), 0u);
 }
 
 }  // namespace

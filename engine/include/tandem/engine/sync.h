@@ -101,6 +101,9 @@ struct SessionOptions {
   // fields_refused; the peer's version vector is merged with those replicas' entries
   // held at the cutoff.
   std::function<std::map<ReplicaId, uint64_t>()> revoked;
+  // The application's judgement of each incoming field state the filters and cutoffs
+  // let through (signed system records, say); none: every one is accepted.
+  AdmitFn admit;
 };
 
 struct SessionStats {

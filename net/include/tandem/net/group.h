@@ -6,11 +6,13 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "tandem/engine/replica.h"
+#include "tandem/net/authority.h"
 #include "tandem/net/handshake.h"
 
 namespace tandem::net {
@@ -34,6 +36,7 @@ struct GroupPaths {
   std::string group_key;    // the 32-byte group key
   std::string invites_dir;  // one file per open invite
   std::string join_code;    // a pending join's invite code
+  std::string root;         // the founder's public key (SaveRoot)
 };
 
 void InitCrypto();  // sodium_init, once; aborts if the OS has no randomness
@@ -45,10 +48,24 @@ Status SaveGroupKey(const GroupPaths& files, const Key32& key);
 Result<Key32> LoadGroupKey(const GroupPaths& files);
 
 // --- The trust set ---------------------------------------------------------------
+// Membership, roles and revocations are signed statements (authority.h), one record
+// each in kStatementsCollection: id = the statement id in hex, one register field
+// kStatementField holding the encoded statement (bytes). Receivers accept nothing else
+// there (AdmitStatement): no other field, no deletion, no statement not signed for the
+// group. The root (the founder's key) is a file of the replica directory.
+//
+// kDevicesCollection keeps, per device, the replica ids it syncs as (unsigned hints,
+// used to find a revoked device's replicas) and, for groups made before statements,
+// the unsigned trust records that were the trust set then.
+inline constexpr char kStatementsCollection[] = "_tandem_statements";
+inline constexpr char kStatementField[] = "s";
+
 struct Member {
   std::string device;  // device id
   Key32 key{};
-  std::string added_by;
+  Role role = Role::kMember;
+  bool founder = false;
+  std::string added_by;  // who granted its current role (empty for the founder)
   uint64_t added_ms = 0;
   bool revoked = false;
   std::string revoked_by;
@@ -59,22 +76,63 @@ struct Member {
 };
 enum class Trust { kUnknown, kMember, kRevoked };
 
+// The founder's public key: DIR/group.root (64 hex digits). Absent in a replica made
+// before statements, until its founder's first statement arrives (ReadAuthority).
+// Saving nullopt removes it.
+Status SaveRoot(const GroupPaths& files, const std::optional<Key32>& root);
+Result<std::optional<Key32>> LoadRoot(const GroupPaths& files);
+
+// Judges the statements the replica holds. Without a root file, the founder is the
+// device whose trust record says it added itself (the earliest such, then the smallest
+// id); once a statement it signed is found, its key is saved as the root. Until then
+// the authority is `legacy`: every device of the unsigned trust records a member, the
+// founder the owner, revocations as those records say.
+Result<Authority> ReadAuthority(engine::Replica& r, const GroupPaths& files,
+                                std::set<StatementId>* verified = nullptr);
+Result<std::vector<Member>> Members(engine::Replica& r, const GroupPaths& files);
+Trust TrustOf(const Authority& a, const Key32& key);
+
+// The encoded statements the replica holds, and storing ones received out of band (a
+// joiner's welcome); each is checked as AdmitStatement checks a received one.
+Result<std::vector<std::string>> ReadStatements(engine::Replica& r);
+Status StoreStatements(engine::Replica& r, const std::vector<std::string>& encoded,
+                       const Key32& root);
+// What a receiver does with a field state of kStatementsCollection (kAccept for others).
+// Without a root (a group from before statements) signatures are checked later, by
+// ReadAuthority.
+engine::Admission AdmitStatement(const engine::FieldDelta& d, const std::optional<Key32>& root);
+
+// Acting on the trust set as `self`. Each fails with kUnauthorized, saying why, when
+// `self` lacks the authority (authority.h), and writes a signed statement otherwise
+// (in a legacy group only its founder signs; the others write the unsigned records).
+Status Grant(engine::Replica& r, const GroupPaths& files, const Identity& self, const Key32& key,
+             Role role, uint64_t now_ms);
+Status SetRole(engine::Replica& r, const GroupPaths& files, const Identity& self,
+               const std::string& device, Role role, uint64_t now_ms);
+// kNotFound if `device` was never a member. The cutoff, per replica of the device, is the
+// last of its events this replica holds (version vector and field states).
+Status Revoke(engine::Replica& r, const GroupPaths& files, const Identity& self,
+              const std::string& device, uint64_t now_ms);
+// Why `self` may not invite a device with `role`, or Ok.
+Status MayInvite(const Authority& a, const Key32& self, Role role);
+// In a legacy group, run by its founder: signs what the unsigned records say (every
+// member a `member`, revocations with their cutoffs) and saves the root. A no-op
+// otherwise.
+Status SignLegacyTrust(engine::Replica& r, const GroupPaths& files, const Identity& self,
+                       uint64_t now_ms);
+
+// The unsigned record of a device (kDevicesCollection): its key and who added it.
 Status AddMember(engine::Replica& r, const Key32& key, const std::string& added_by,
                  uint64_t now_ms);
-// Records that `device` syncs as `replica` (a no-op if known or not a member), so a
+// Records that `device` syncs as `replica` (a no-op if known or not recorded), so a
 // revocation can name a cutoff for each of its replicas. kUnauthorized if the replica is
 // already listed under another device (a Hello naming someone else's replica).
 Status NoteReplica(engine::Replica& r, const std::string& device, const engine::ReplicaId& replica);
 // Every revoked replica with its cutoff: the smallest any revocation recorded, 0 for a
 // revoked device's replica no revocation named; never this replica's own id or one
 // listed under a member in good standing.
-Result<std::map<engine::ReplicaId, uint64_t>> RevocationCutoffs(engine::Replica& r);
-// Fails with kNotFound if `device` was never a member. The cutoff, per replica of the
-// device, is the last of its events this replica holds (version vector and field states).
-Status RevokeMember(engine::Replica& r, const std::string& device, const std::string& by,
-                    uint64_t now_ms);
-Result<std::vector<Member>> Members(engine::Replica& r);
-Result<Trust> TrustOf(engine::Replica& r, const Key32& key);
+Result<std::map<engine::ReplicaId, uint64_t>> RevocationCutoffs(engine::Replica& r,
+                                                                const Authority& a);
 
 // --- Invites ---------------------------------------------------------------------
 struct Invite {
@@ -82,6 +140,7 @@ struct Invite {
   Key32 secret{};   // one-time
   uint64_t expires_ms = 0;
   std::vector<std::string> addresses;  // HOST:PORT hints
+  Role role = Role::kMember;           // what the joiner is added as
 };
 // "tandem-invite-" followed by URL-safe base64 of a versioned, checksummed encoding.
 std::string EncodeInvite(const Invite& inv);
@@ -89,9 +148,13 @@ Result<Invite> DecodeInvite(std::string_view code);
 
 // Inviter side: one file per open invite in files.invites_dir.
 Status StoreInvite(const GroupPaths& files, const Invite& inv);
-// The secret of an open, unexpired invite with this id; kNotFound if there is none
-// (never issued or already used), kUnauthorized if it expired (and removes it).
-Result<Key32> FindInvite(const GroupPaths& files, const InviteId& id, uint64_t now_ms);
+// The secret and role of an open, unexpired invite with this id; kNotFound if there is
+// none (never issued or already used), kUnauthorized if it expired (and removes it).
+struct OpenInvite {
+  Key32 secret{};
+  Role role = Role::kMember;
+};
+Result<OpenInvite> FindInvite(const GroupPaths& files, const InviteId& id, uint64_t now_ms);
 // Uses the invite up: exactly one caller, in any process, gets Ok.
 Status BurnInvite(const GroupPaths& files, const InviteId& id);
 

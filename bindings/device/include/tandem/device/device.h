@@ -5,11 +5,12 @@
 //   data.mdb, lock.mdb   the replica (storage/, LMDB)
 //   identity.key         this device's Ed25519 identity (net/identity.h)
 //   group.key            the sync group's key (net/group.h)
+//   group.root           the group founder's public key, the root of its authority
 //   invites/             open invites this device made
 //   join.code            an invite this device has yet to redeem
 //   daemon.json          the status a running `tandem serve` publishes (written by the CLI)
 //   daemon.lock          held by a running `tandem serve` or `sync` (flock)
-// Backups carry identity.key and group.key with the data (Layout::key_files).
+// Backups carry identity.key, group.key and group.root with the data (Layout::key_files).
 //
 // Thread-safety: a Device may be used from several threads at once. Opening a directory
 // that this process already has open returns the same Device (LMDB forbids opening one
@@ -40,11 +41,15 @@ struct Layout {
   // one runs even when daemon.json could not be written, and is released by a crash.
   std::string daemon_lock() const { return dir + "/daemon.lock"; }
   net::GroupPaths group() const {
-    return {dir + "/group.key", dir + "/invites", dir + "/join.code"};
+    return {dir + "/group.key", dir + "/invites", dir + "/join.code", dir + "/group.root"};
   }
   // What backups carry besides the data: names, and paths in this directory.
-  static std::vector<std::string> key_file_names() { return {"identity.key", "group.key"}; }
-  std::vector<std::string> key_files() const { return {identity_key(), dir + "/group.key"}; }
+  static std::vector<std::string> key_file_names() {
+    return {"identity.key", "group.key", "group.root"};
+  }
+  std::vector<std::string> key_files() const {
+    return {identity_key(), dir + "/group.key", dir + "/group.root"};
+  }
 };
 
 struct OpenOptions {
@@ -52,8 +57,9 @@ struct OpenOptions {
 };
 
 struct InviteOptions {
-  std::vector<std::string> addresses;  // HOST:PORT hints, at most 8, each <= 255 bytes
-  int64_t expires_minutes = 24 * 60;   // 1 .. 30 days
+  std::vector<std::string> addresses;   // HOST:PORT hints, at most 8, each <= 255 bytes
+  int64_t expires_minutes = 24 * 60;    // 1 .. 30 days
+  net::Role role = net::Role::kMember;  // what the joiner becomes (below this device's)
 };
 
 struct Info {
@@ -117,8 +123,13 @@ class Device : public std::enable_shared_from_this<Device> {
   // Devices this one never synced with directly are kUnknown. NotFound if this replica
   // has no state for the record.
   Result<std::vector<Holding>> Where(std::string_view collection, std::string_view id);
-  // kInvalidArgument for a malformed id or this device; kNotFound if never a member.
+  // The group's authority as this replica knows it (statements, refusals).
+  Result<net::Authority> Authority();
+  // kInvalidArgument for a malformed id or this device; kNotFound if never a member;
+  // kUnauthorized (saying why) if this device's role does not allow it.
   Status Revoke(const std::string& device_id);
+  // Gives a member another role: kNotFound, kUnauthorized as Revoke.
+  Status SetRole(const std::string& device_id, net::Role role);
 
   Status Backup(const std::string& dest);
   // A new replica at `dir` from a backup made by Backup (a new replica id; the same

@@ -1,0 +1,124 @@
+// Who may do what in a group: signed statements and the roles they establish.
+//
+// A group's authority is its founding device's Ed25519 key (the root, a file in the
+// replica directory) and the statements its devices sign: add a device with a role,
+// change a device's role, revoke a device. Each statement names the statements its
+// signer had seen (its parents, by hash), so every device can tell which statements
+// came before which, and judges each one against what its signer could do then. The
+// result is the same on every device that holds the same statements, whichever device
+// or relay delivered them. See docs/protocol.md, "Authority".
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tandem/engine/ids.h"
+#include "tandem/engine/status.h"
+#include "tandem/net/identity.h"
+
+namespace tandem::net {
+
+using StatementId = std::array<uint8_t, 32>;  // BLAKE2b-256 of the encoded statement
+
+// Roles, lowest first. The founding device ranks above every owner.
+enum class Role : uint8_t { kReader = 0, kMember = 1, kAdmin = 2, kOwner = 3 };
+inline constexpr int kFounderRank = 4;
+const char* RoleName(Role r);
+std::optional<Role> ParseRole(std::string_view s);
+
+enum class StatementKind : uint8_t { kAdd = 1, kRole = 2, kRevoke = 3 };
+
+struct Statement {
+  StatementKind kind = StatementKind::kAdd;
+  std::array<uint8_t, 32> signer{};
+  uint64_t time_ms = 0;  // the signer's clock: shown, never judged
+  std::vector<StatementId> parents;
+  std::array<uint8_t, 32> subject{};  // the device's public key
+  Role role = Role::kMember;          // kAdd, kRole
+  // kRevoke: the last event of each of the subject's replicas the signer had accepted.
+  std::map<engine::ReplicaId, uint64_t> cutoff;
+  std::array<uint8_t, 64> signature{};
+};
+
+inline constexpr size_t kMaxStatementParents = 32;
+inline constexpr size_t kMaxStatementCutoffs = 256;
+inline constexpr size_t kMaxStatementBytes = 1 + 1 + 32 + 8 + 1 + 32 * kMaxStatementParents + 32 +
+                                             1 + 2 + 24 * kMaxStatementCutoffs + 64;
+
+// The encoding is the statement's identity: its id is the hash of these bytes.
+std::string EncodeStatement(const Statement& s);
+// kInvalidArgument for anything but a canonical encoding (the signature is not checked).
+Result<Statement> DecodeStatement(std::string_view bytes);
+StatementId IdOf(std::string_view encoded);
+std::string HexId(const StatementId& id);
+// Signs `s` as `self` for the group whose founder is `root` (s.signer is set).
+void SignStatement(Statement* s, const Identity& self, const std::array<uint8_t, 32>& root);
+// True if the signature is the signer's, for this group.
+bool VerifyStatement(const Statement& s, const std::array<uint8_t, 32>& root);
+
+// One device's standing, as the statements establish it.
+struct Standing {
+  std::array<uint8_t, 32> key{};
+  std::string device;  // DeviceId(key)
+  Role role = Role::kMember;
+  bool founder = false;
+  bool revoked = false;
+  std::string granted_by;  // device id; empty for the founder
+  uint64_t granted_ms = 0;
+  std::string revoked_by;
+  uint64_t revoked_ms = 0;
+  std::map<engine::ReplicaId, uint64_t> cutoff;  // smallest over its revocations
+};
+
+// A statement that does not count, and why.
+struct Refused {
+  std::string id;      // hex
+  std::string signer;  // device id
+  std::string what;    // "revoke k3x9-..." etc.
+  std::string why;
+};
+
+struct Authority {
+  std::array<uint8_t, 32> root{};
+  // A group from before statements whose founder has not signed any yet: membership is
+  // read from the unsigned trust records, as it was then (see group.h).
+  bool legacy = false;
+  std::map<std::string, Standing> devices;  // by device id; the founder included
+  std::vector<Refused> refused;
+  size_t counted = 0;  // statements that count
+  size_t waiting = 0;  // statements whose parents have not arrived yet
+  // The statements no other names as a parent: a new statement's parents.
+  std::vector<StatementId> heads;
+
+  const Standing* Find(const std::string& device) const;
+  // The founder ranks kFounderRank; a revoked or unknown device -1.
+  int Rank(const std::string& device) const;
+};
+
+// Judges every statement (encoded; duplicates and malformed ones allowed) for the
+// group founded by `root`. Deterministic in the set of statements.
+//
+// A statement counts if it is well formed and signed by its signer for this group, all
+// of its ancestors have arrived, its signer could make it in the state its ancestors
+// establish (below), and no counted statement concurrent with it (neither an ancestor
+// nor a descendant) revokes its signer or lowers its signer's role.
+//   add:    signer admin or above; the role below the signer's rank; a device that was
+//           revoked is never added back.
+//   role:   the subject is a member ranking below the signer, the new role below the
+//           signer's rank; nobody acts on itself.
+//   revoke: signer admin or above, the subject ranking below it (an unknown key too).
+// Effects apply in an order that respects ancestry; a revocation is for good; of
+// concurrent role changes of one device the lower role holds.
+//
+// `verified` (optional) remembers the statements whose signatures were checked, for
+// later calls with the same root.
+Authority Evaluate(const std::array<uint8_t, 32>& root, const std::vector<std::string>& statements,
+                   std::set<StatementId>* verified = nullptr);
+
+}  // namespace tandem::net

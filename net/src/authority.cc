@@ -1,0 +1,452 @@
+#include "tandem/net/authority.h"
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <cstring>
+#include <queue>
+#include <set>
+
+namespace tandem::net {
+namespace {
+
+using Key = std::array<uint8_t, 32>;
+
+constexpr uint8_t kStatementVersion = 1;
+constexpr char kSigningDomain[] = "tandem statement 1";
+
+void PutU64(std::string* b, uint64_t v) {
+  for (int i = 7; i >= 0; --i) b->push_back(static_cast<char>(v >> (8 * i)));
+}
+uint64_t GetU64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | p[i];
+  return v;
+}
+void PutBytes(std::string* b, const uint8_t* p, size_t n) {
+  b->append(reinterpret_cast<const char*>(p), n);
+}
+
+// Everything but the signature.
+std::string EncodeBody(const Statement& s) {
+  std::string b;
+  b.push_back(static_cast<char>(kStatementVersion));
+  b.push_back(static_cast<char>(s.kind));
+  PutBytes(&b, s.signer.data(), 32);
+  PutU64(&b, s.time_ms);
+  b.push_back(static_cast<char>(s.parents.size()));
+  for (const auto& p : s.parents) PutBytes(&b, p.data(), 32);
+  PutBytes(&b, s.subject.data(), 32);
+  if (s.kind == StatementKind::kRevoke) {
+    b.push_back(static_cast<char>(s.cutoff.size() >> 8));
+    b.push_back(static_cast<char>(s.cutoff.size()));
+    for (const auto& [r, n] : s.cutoff) {
+      PutBytes(&b, r.bytes.data(), r.bytes.size());
+      PutU64(&b, n);
+    }
+  } else {
+    b.push_back(static_cast<char>(s.role));
+  }
+  return b;
+}
+
+std::string SigningInput(const Statement& s, const Key& root) {
+  std::string m(kSigningDomain, sizeof kSigningDomain);  // with its NUL: a separator
+  PutBytes(&m, root.data(), root.size());
+  m += EncodeBody(s);
+  return m;
+}
+
+std::string Describe(const Statement& s) {
+  switch (s.kind) {
+    case StatementKind::kAdd:
+      return std::string("add ") + DeviceId(s.subject) + " as " + RoleName(s.role);
+    case StatementKind::kRole:
+      return std::string("make ") + DeviceId(s.subject) + " " + RoleName(s.role);
+    case StatementKind::kRevoke:
+      return "revoke " + DeviceId(s.subject);
+  }
+  return "?";
+}
+
+// The standing of every device a sequence of statements establishes.
+struct State {
+  const Key* root = nullptr;
+  std::map<Key, Standing> by_key;
+  std::map<Key, size_t> last_role;  // the statement that last set a device's role
+
+  int Rank(const Key& k) const {
+    if (k == *root) return kFounderRank;
+    auto it = by_key.find(k);
+    if (it == by_key.end() || it->second.revoked) return -1;
+    return static_cast<int>(it->second.role);
+  }
+};
+
+class Judge {
+ public:
+  Judge(const Key& root, std::vector<Statement> st, std::vector<StatementId> ids)
+      : root_(root), st_(std::move(st)), ids_(std::move(ids)) {}
+
+  // Indexes of the statements in an order that respects ancestry (ties by id), the rest
+  // (an ancestor missing) left out; fills past_.
+  void Order() {
+    std::map<StatementId, size_t> index;
+    for (size_t i = 0; i < ids_.size(); ++i) index.emplace(ids_[i], i);
+    const size_t n = st_.size();
+    std::vector<std::vector<size_t>> children(n);
+    std::vector<size_t> missing(n, 0);
+    std::vector<bool> orphan(n, false);
+    parents_.assign(n, {});
+    for (size_t i = 0; i < n; ++i)
+      for (const auto& p : st_[i].parents) {
+        auto it = index.find(p);
+        if (it == index.end()) {
+          orphan[i] = true;
+          continue;
+        }
+        parents_[i].push_back(it->second);
+        children[it->second].push_back(i);
+        ++missing[i];
+      }
+    // Kahn's algorithm, smallest id first among the ready.
+    auto later = [&](size_t a, size_t b) { return ids_[a] > ids_[b]; };
+    std::priority_queue<size_t, std::vector<size_t>, decltype(later)> ready(later);
+    for (size_t i = 0; i < n; ++i)
+      if (missing[i] == 0 && !orphan[i]) ready.push(i);
+    while (!ready.empty()) {
+      size_t i = ready.top();
+      ready.pop();
+      order_.push_back(i);
+      for (size_t c : children[i])
+        if (--missing[c] == 0 && !orphan[c]) ready.push(c);
+    }
+    words_ = (n + 63) / 64;
+    past_.assign(n, std::vector<uint64_t>(words_, 0));
+    for (size_t i : order_)
+      for (size_t p : parents_[i]) {
+        for (size_t w = 0; w < words_; ++w) past_[i][w] |= past_[p][w];
+        past_[i][p / 64] |= uint64_t{1} << (p % 64);
+      }
+  }
+
+  const std::vector<size_t>& order() const { return order_; }
+
+  bool Before(size_t a, size_t b) const { return (past_[b][a / 64] >> (a % 64)) & 1; }
+  bool Concurrent(size_t a, size_t b) const { return a != b && !Before(a, b) && !Before(b, a); }
+
+  void Apply(State* s, size_t i) const {
+    const Statement& x = st_[i];
+    const std::string by = DeviceId(x.signer);
+    auto [it, fresh] = s->by_key.try_emplace(x.subject);
+    Standing& d = it->second;
+    if (fresh) {
+      d.key = x.subject;
+      d.device = DeviceId(x.subject);
+    }
+    switch (x.kind) {
+      case StatementKind::kAdd:
+      case StatementKind::kRole: {
+        if (d.revoked) break;  // for good
+        if (x.kind == StatementKind::kRole && fresh) {
+          s->by_key.erase(it);
+          break;
+        }
+        Role role = x.role;
+        auto last = s->last_role.find(x.subject);
+        if (last != s->last_role.end() && Concurrent(last->second, i))
+          role = std::min(role, d.role);  // of concurrent changes, the lower role holds
+        d.role = role;
+        d.granted_by = by;
+        d.granted_ms = x.time_ms;
+        s->last_role[x.subject] = i;
+        break;
+      }
+      case StatementKind::kRevoke:
+        if (!d.revoked) {
+          d.revoked = true;
+          d.revoked_by = by;
+          d.revoked_ms = x.time_ms;
+        }
+        for (const auto& [r, n] : x.cutoff) {
+          auto c = d.cutoff.find(r);
+          d.cutoff[r] = c == d.cutoff.end() ? n : std::min(c->second, n);
+        }
+        break;
+    }
+  }
+
+  // What the counted ancestors of statement i establish.
+  State Past(size_t i, const std::vector<bool>& counted) const {
+    State s;
+    s.root = &root_;
+    for (size_t j : order_) {
+      if (j == i) break;
+      if (counted[j] && Before(j, i)) Apply(&s, j);
+    }
+    return s;
+  }
+
+  // Why statement i may not be made in `s`, or empty.
+  std::string Unauthorized(size_t i, const State& s) const {
+    const Statement& x = st_[i];
+    const int rank = s.Rank(x.signer);
+    if (rank < 0)
+      return s.by_key.count(x.signer) ? "its signer had been revoked"
+                                      : "its signer was not a member";
+    if (x.subject == x.signer) return "a device cannot act on itself";
+    const int subject = s.Rank(x.subject);
+    auto known = s.by_key.find(x.subject);
+    switch (x.kind) {
+      case StatementKind::kAdd:
+        if (rank < static_cast<int>(Role::kAdmin)) return "only admins and owners add devices";
+        if (known != s.by_key.end() && known->second.revoked) return "the device was revoked";
+        if (static_cast<int>(x.role) >= rank) return "it grants a role as high as its signer's";
+        if (subject >= rank) return "the device's role is as high as its signer's";
+        return {};
+      case StatementKind::kRole:
+        if (subject < 0) return "the device is not a member";
+        if (subject >= rank) return "the device's role is as high as its signer's";
+        if (static_cast<int>(x.role) >= rank) return "it grants a role as high as its signer's";
+        return {};
+      case StatementKind::kRevoke:
+        if (rank < static_cast<int>(Role::kAdmin)) return "only admins and owners revoke";
+        if (subject >= rank) return "the device's role is as high as its signer's";
+        return {};
+    }
+    return "unknown kind";
+  }
+
+  // Why a counted statement concurrent with i voids it, or empty.
+  std::string Voided(size_t i, const State& s, const std::vector<bool>& counted) const {
+    const Statement& x = st_[i];
+    const int rank = s.Rank(x.signer);
+    for (size_t j : order_) {
+      if (!counted[j] || !Concurrent(i, j)) continue;
+      const Statement& y = st_[j];
+      if (y.subject != x.signer) continue;
+      if (y.kind == StatementKind::kRevoke)
+        return "its signer was revoked concurrently (by " + DeviceId(y.signer) + ")";
+      if (static_cast<int>(y.role) < rank)
+        return "its signer was demoted concurrently (by " + DeviceId(y.signer) + ")";
+    }
+    return {};
+  }
+
+  Authority Run(std::vector<Refused> malformed) {
+    Order();
+    const size_t n = st_.size();
+    std::vector<bool> counted(n, false);
+    for (size_t i : order_) counted[i] = true;
+    std::vector<std::string> why(n);
+    // First what its signer could not do; then, once every statement left was allowed
+    // when it was made, what a concurrent revocation or demotion voids (only allowed
+    // statements void others). Each round removes at least one statement, or ends.
+    for (;;) {
+      bool changed = false;
+      for (size_t i : order_) {
+        if (!counted[i]) continue;
+        std::string w = Unauthorized(i, Past(i, counted));
+        if (!w.empty()) {
+          counted[i] = false;
+          why[i] = std::move(w);
+          changed = true;
+        }
+      }
+      if (changed) continue;
+      std::vector<bool> next = counted;
+      for (size_t i : order_) {
+        if (!counted[i]) continue;
+        std::string w = Voided(i, Past(i, counted), counted);
+        if (!w.empty()) {
+          next[i] = false;
+          why[i] = std::move(w);
+          changed = true;
+        }
+      }
+      counted = std::move(next);
+      if (!changed) break;
+    }
+    Authority a;
+    a.root = root_;
+    a.refused = std::move(malformed);
+    State s;
+    s.root = &root_;
+    for (size_t i : order_) {
+      if (counted[i]) {
+        Apply(&s, i);
+        ++a.counted;
+      } else {
+        a.refused.push_back({HexId(ids_[i]), DeviceId(st_[i].signer), Describe(st_[i]), why[i]});
+      }
+    }
+    a.waiting = n - order_.size();
+    Standing founder;
+    founder.key = root_;
+    founder.device = DeviceId(root_);
+    founder.role = Role::kOwner;
+    founder.founder = true;
+    a.devices[founder.device] = founder;
+    for (auto& [k, d] : s.by_key)
+      if (k != root_) a.devices[d.device] = std::move(d);
+    std::vector<bool> named(n, false);
+    for (size_t i : order_)
+      for (size_t p : parents_[i]) named[p] = true;
+    for (size_t i : order_)
+      if (!named[i]) a.heads.push_back(ids_[i]);
+    std::sort(a.heads.begin(), a.heads.end());
+    return a;
+  }
+
+ private:
+  const Key& root_;
+  std::vector<Statement> st_;
+  std::vector<StatementId> ids_;
+  std::vector<std::vector<size_t>> parents_;
+  std::vector<size_t> order_;
+  size_t words_ = 0;
+  std::vector<std::vector<uint64_t>> past_;
+};
+
+}  // namespace
+
+const char* RoleName(Role r) {
+  switch (r) {
+    case Role::kReader:
+      return "reader";
+    case Role::kMember:
+      return "member";
+    case Role::kAdmin:
+      return "admin";
+    case Role::kOwner:
+      return "owner";
+  }
+  return "?";
+}
+
+std::optional<Role> ParseRole(std::string_view s) {
+  for (Role r : {Role::kReader, Role::kMember, Role::kAdmin, Role::kOwner})
+    if (s == RoleName(r)) return r;
+  return std::nullopt;
+}
+
+std::string EncodeStatement(const Statement& s) {
+  std::string b = EncodeBody(s);
+  PutBytes(&b, s.signature.data(), s.signature.size());
+  return b;
+}
+
+Result<Statement> DecodeStatement(std::string_view bytes) {
+  auto bad = [](const std::string& why) { return Status::Invalid("statement: " + why); };
+  const auto* p = reinterpret_cast<const uint8_t*>(bytes.data());
+  const size_t n = bytes.size();
+  if (n > kMaxStatementBytes) return bad("too long");
+  if (n < 2 + 32 + 8 + 1 + 32 + 1 + 64) return bad("too short");
+  if (p[0] != kStatementVersion) return bad("an unknown version");
+  Statement s;
+  if (p[1] < 1 || p[1] > 3) return bad("an unknown kind");
+  s.kind = static_cast<StatementKind>(p[1]);
+  size_t at = 2;
+  std::memcpy(s.signer.data(), p + at, 32);
+  at += 32;
+  s.time_ms = GetU64(p + at);
+  at += 8;
+  const size_t parents = p[at++];
+  if (parents > kMaxStatementParents) return bad("too many parents");
+  auto need = [&](size_t k) { return at + k + 64 <= n; };
+  if (!need(32 * parents + 32 + 1)) return bad("truncated");
+  for (size_t i = 0; i < parents; ++i) {
+    StatementId id;
+    std::memcpy(id.data(), p + at, 32);
+    at += 32;
+    if (!s.parents.empty() && id <= s.parents.back()) return bad("parents out of order");
+    s.parents.push_back(id);
+  }
+  std::memcpy(s.subject.data(), p + at, 32);
+  at += 32;
+  if (s.kind == StatementKind::kRevoke) {
+    if (!need(2)) return bad("truncated");
+    const size_t count = (size_t{p[at]} << 8) | p[at + 1];
+    at += 2;
+    if (count > kMaxStatementCutoffs) return bad("too many cutoffs");
+    if (!need(24 * count)) return bad("truncated");
+    for (size_t i = 0; i < count; ++i) {
+      auto r = engine::ReplicaId::FromBytes(p + at);
+      if (!s.cutoff.empty() && r <= s.cutoff.rbegin()->first) return bad("cutoffs out of order");
+      s.cutoff.emplace(r, GetU64(p + at + 16));
+      at += 24;
+    }
+  } else {
+    if (p[at] > static_cast<uint8_t>(Role::kOwner)) return bad("an unknown role");
+    s.role = static_cast<Role>(p[at++]);
+  }
+  if (at + 64 != n) return bad("trailing bytes");
+  std::memcpy(s.signature.data(), p + at, 64);
+  return s;
+}
+
+StatementId IdOf(std::string_view encoded) {
+  StatementId id;
+  crypto_generichash(id.data(), id.size(), reinterpret_cast<const uint8_t*>(encoded.data()),
+                     encoded.size(), nullptr, 0);
+  return id;
+}
+
+std::string HexId(const StatementId& id) {
+  std::string s(2 * id.size() + 1, '\0');
+  sodium_bin2hex(s.data(), s.size(), id.data(), id.size());
+  s.pop_back();
+  return s;
+}
+
+void SignStatement(Statement* s, const Identity& self, const Key& root) {
+  s->signer = self.public_key;
+  const std::string m = SigningInput(*s, root);
+  crypto_sign_detached(s->signature.data(), nullptr, reinterpret_cast<const uint8_t*>(m.data()),
+                       m.size(), self.secret_key.data());
+}
+
+bool VerifyStatement(const Statement& s, const Key& root) {
+  const std::string m = SigningInput(s, root);
+  return crypto_sign_verify_detached(s.signature.data(), reinterpret_cast<const uint8_t*>(m.data()),
+                                     m.size(), s.signer.data()) == 0;
+}
+
+const Standing* Authority::Find(const std::string& device) const {
+  auto it = devices.find(device);
+  return it == devices.end() ? nullptr : &it->second;
+}
+
+int Authority::Rank(const std::string& device) const {
+  const Standing* s = Find(device);
+  if (!s || s->revoked) return -1;
+  return s->founder ? kFounderRank : static_cast<int>(s->role);
+}
+
+Authority Evaluate(const Key& root, const std::vector<std::string>& statements,
+                   std::set<StatementId>* verified) {
+  std::vector<Refused> malformed;
+  std::vector<Statement> st;
+  std::vector<StatementId> ids;
+  std::set<StatementId> seen;
+  for (const auto& enc : statements) {
+    StatementId id = IdOf(enc);
+    if (!seen.insert(id).second) continue;
+    auto s = DecodeStatement(enc);
+    if (!s.ok()) {
+      malformed.push_back({HexId(id), "", "?", s.status().message()});
+      continue;
+    }
+    if ((!verified || !verified->count(id)) && !VerifyStatement(*s, root)) {
+      malformed.push_back({HexId(id), DeviceId(s->signer), Describe(*s),
+                           "not signed by its signer for this group"});
+      continue;
+    }
+    if (verified) verified->insert(id);
+    st.push_back(std::move(s).value());
+    ids.push_back(id);
+  }
+  return Judge(root, std::move(st), std::move(ids)).Run(std::move(malformed));
+}
+
+}  // namespace tandem::net

@@ -1,0 +1,273 @@
+#include "tandem/net/authority.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+
+#include "tandem/net/group.h"
+
+namespace tandem::net {
+namespace {
+
+// A group under construction: statements with explicit parents, so that tests choose
+// what is concurrent with what.
+struct Group {
+  Identity root = GenerateIdentity();
+  std::vector<std::string> all;
+
+  Group() { InitCrypto(); }
+
+  std::string Make(const Identity& by, StatementKind kind, const Identity& subject, Role role,
+                   std::vector<std::string> after, const Key32* group_root = nullptr) {
+    Statement s;
+    s.kind = kind;
+    s.subject = subject.public_key;
+    s.role = role;
+    s.time_ms = all.size();
+    for (const auto& p : after) s.parents.push_back(IdOf(p));
+    std::sort(s.parents.begin(), s.parents.end());
+    SignStatement(&s, by, group_root ? *group_root : root.public_key);
+    std::string e = EncodeStatement(s);
+    all.push_back(e);
+    return e;
+  }
+  std::string Add(const Identity& by, const Identity& who, Role role,
+                  std::vector<std::string> after = {}) {
+    return Make(by, StatementKind::kAdd, who, role, std::move(after));
+  }
+  std::string SetRole(const Identity& by, const Identity& who, Role role,
+                      std::vector<std::string> after) {
+    return Make(by, StatementKind::kRole, who, role, std::move(after));
+  }
+  std::string Revoke(const Identity& by, const Identity& who, std::vector<std::string> after) {
+    return Make(by, StatementKind::kRevoke, who, Role::kMember, std::move(after));
+  }
+  Authority Judge() const { return Evaluate(root.public_key, all); }
+};
+
+std::string Id(const Identity& i) { return DeviceId(i.public_key); }
+
+TEST(Statement, EncodingIsCanonicalAndSigned) {
+  Group g;
+  Identity a = GenerateIdentity();
+  Statement s;
+  s.kind = StatementKind::kRevoke;
+  s.subject = a.public_key;
+  s.parents = {IdOf("x"), IdOf("y")};
+  std::sort(s.parents.begin(), s.parents.end());
+  s.cutoff[engine::ReplicaId{}] = 7;
+  SignStatement(&s, g.root, g.root.public_key);
+  const std::string e = EncodeStatement(s);
+  auto back = DecodeStatement(e);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(EncodeStatement(*back), e);
+  EXPECT_TRUE(VerifyStatement(*back, g.root.public_key));
+  // Signed for one group only.
+  EXPECT_FALSE(VerifyStatement(*back, a.public_key));
+  // Every single-byte change is refused by the decoder or by the signature.
+  for (size_t i = 0; i < e.size(); ++i) {
+    std::string m = e;
+    m[i] = static_cast<char>(m[i] ^ 0x40);
+    auto d = DecodeStatement(m);
+    EXPECT_TRUE(!d.ok() || !VerifyStatement(*d, g.root.public_key)) << "byte " << i;
+  }
+  EXPECT_FALSE(DecodeStatement(e + "x").ok());
+  EXPECT_FALSE(DecodeStatement(e.substr(0, e.size() - 1)).ok());
+  EXPECT_FALSE(DecodeStatement("").ok());
+  // Parents out of order are not the canonical encoding.
+  Statement u = s;
+  std::swap(u.parents[0], u.parents[1]);
+  EXPECT_FALSE(DecodeStatement(EncodeStatement(u)).ok());
+}
+
+TEST(Authority, RolesBoundWhoMayAddAndRevoke) {
+  Group g;
+  Identity admin = GenerateIdentity(), member = GenerateIdentity(), reader = GenerateIdentity(),
+           other = GenerateIdentity();
+  auto s1 = g.Add(g.root, admin, Role::kAdmin);
+  auto s2 = g.Add(admin, member, Role::kMember, {s1});
+  auto s3 = g.Add(admin, reader, Role::kReader, {s2});
+  // Refused: a member adds, a reader adds, an admin makes an admin, an admin revokes
+  // the founder, a member revokes an admin.
+  g.Add(member, other, Role::kReader, {s3});
+  g.Add(reader, other, Role::kReader, {s3});
+  g.Add(admin, other, Role::kAdmin, {s3});
+  g.Revoke(admin, g.root, {s3});
+  g.Revoke(member, admin, {s3});
+  Authority a = g.Judge();
+  EXPECT_EQ(a.counted, 3u);
+  ASSERT_EQ(a.refused.size(), 5u);
+  EXPECT_EQ(a.Rank(Id(g.root)), kFounderRank);
+  EXPECT_EQ(a.Rank(Id(admin)), static_cast<int>(Role::kAdmin));
+  EXPECT_EQ(a.Rank(Id(member)), static_cast<int>(Role::kMember));
+  EXPECT_EQ(a.Rank(Id(reader)), static_cast<int>(Role::kReader));
+  EXPECT_EQ(a.Find(Id(other)), nullptr);
+  EXPECT_EQ(a.Find(Id(member))->granted_by, Id(admin));
+  for (const auto& r : a.refused) EXPECT_FALSE(r.why.empty());
+}
+
+TEST(Authority, OnlyTheFounderMakesOwnersAndOwnersCannotActOnEachOther) {
+  Group g;
+  Identity o1 = GenerateIdentity(), o2 = GenerateIdentity(), x = GenerateIdentity();
+  auto s1 = g.Add(g.root, o1, Role::kOwner);
+  auto s2 = g.Add(g.root, o2, Role::kOwner, {s1});
+  g.Revoke(o1, o2, {s2});                     // equal role: refused
+  g.SetRole(o1, o2, Role::kAdmin, {s2});      // likewise
+  g.Add(o1, x, Role::kOwner, {s2});           // only the founder makes owners
+  auto ok = g.Add(o1, x, Role::kAdmin, {s2});  // an owner makes admins
+  g.SetRole(x, x, Role::kOwner, {ok});        // nobody raises itself
+  Authority a = g.Judge();
+  EXPECT_EQ(a.refused.size(), 4u);
+  EXPECT_EQ(a.Rank(Id(o2)), static_cast<int>(Role::kOwner));
+  EXPECT_EQ(a.Rank(Id(x)), static_cast<int>(Role::kAdmin));
+}
+
+TEST(Authority, StatementsForAnotherGroupOrForgedAreRefused) {
+  Group g;
+  Identity m = GenerateIdentity(), x = GenerateIdentity(), stranger = GenerateIdentity();
+  auto s1 = g.Add(g.root, m, Role::kMember);
+  // Signed by a member for a group of its own making.
+  g.Make(m, StatementKind::kAdd, x, Role::kAdmin, {s1}, &m.public_key);
+  // Claims the founder as signer, signed by someone else.
+  Statement s;
+  s.kind = StatementKind::kAdd;
+  s.subject = x.public_key;
+  s.role = Role::kAdmin;
+  SignStatement(&s, stranger, g.root.public_key);
+  s.signer = g.root.public_key;
+  g.all.push_back(EncodeStatement(s));
+  g.all.push_back("garbage");
+  Authority a = g.Judge();
+  EXPECT_EQ(a.counted, 1u);
+  EXPECT_EQ(a.refused.size(), 3u);
+  EXPECT_EQ(a.Find(Id(x)), nullptr);
+}
+
+TEST(Authority, ARevokedDevicesStatementsConcurrentWithItsRevocationAreVoid) {
+  Group g;
+  Identity admin = GenerateIdentity(), early = GenerateIdentity(), late = GenerateIdentity(),
+           b = GenerateIdentity();
+  auto s1 = g.Add(g.root, admin, Role::kAdmin);
+  auto s2 = g.Add(g.root, b, Role::kMember, {s1});
+  auto s3 = g.Add(admin, early, Role::kMember, {s2});  // seen by the revoker: stands
+  auto rev = g.Revoke(g.root, admin, {s3});
+  // Not yet aware of its revocation: adds a device, revokes a member.
+  auto s4 = g.Add(admin, late, Role::kMember, {s3});
+  g.Revoke(admin, b, {s4});
+  // Aware of it (the revocation is an ancestor): refused too.
+  g.Revoke(admin, early, {rev, s4});
+  Authority a = g.Judge();
+  EXPECT_TRUE(a.Find(Id(admin))->revoked);
+  EXPECT_EQ(a.Rank(Id(early)), static_cast<int>(Role::kMember));
+  EXPECT_EQ(a.Find(Id(late)), nullptr);
+  EXPECT_EQ(a.Rank(Id(b)), static_cast<int>(Role::kMember));
+  EXPECT_EQ(a.refused.size(), 3u);
+}
+
+TEST(Authority, ARevokedAdminCannotRevokeItsRevokerEvenConcurrently) {
+  Group g;
+  Identity owner = GenerateIdentity(), admin = GenerateIdentity();
+  auto s1 = g.Add(g.root, owner, Role::kOwner);
+  auto s2 = g.Add(owner, admin, Role::kAdmin, {s1});
+  g.Revoke(owner, admin, {s2});
+  g.Revoke(admin, owner, {s2});  // concurrent, and not allowed anyway
+  Authority a = g.Judge();
+  EXPECT_TRUE(a.Find(Id(admin))->revoked);
+  EXPECT_FALSE(a.Find(Id(owner))->revoked);
+}
+
+TEST(Authority, ARevocationBeatsAConcurrentPromotion) {
+  Group g;
+  Identity admin = GenerateIdentity(), x = GenerateIdentity();
+  auto s1 = g.Add(g.root, admin, Role::kAdmin);
+  auto s2 = g.Add(g.root, x, Role::kMember, {s1});
+  g.SetRole(g.root, x, Role::kAdmin, {s2});
+  g.Revoke(admin, x, {s2});
+  Authority a = g.Judge();
+  EXPECT_TRUE(a.Find(Id(x))->revoked);
+  EXPECT_EQ(a.Find(Id(x))->revoked_by, Id(admin));
+}
+
+TEST(Authority, OfConcurrentRoleChangesTheLowerHolds) {
+  Group g;
+  Identity owner = GenerateIdentity(), x = GenerateIdentity();
+  auto s1 = g.Add(g.root, owner, Role::kOwner);
+  auto s2 = g.Add(g.root, x, Role::kMember, {s1});
+  g.SetRole(g.root, x, Role::kAdmin, {s2});
+  g.SetRole(owner, x, Role::kReader, {s2});
+  EXPECT_EQ(g.Judge().Rank(Id(x)), static_cast<int>(Role::kReader));
+  // A later change, made knowing both, decides.
+  g.SetRole(g.root, x, Role::kAdmin, {g.all[2], g.all[3]});
+  EXPECT_EQ(g.Judge().Rank(Id(x)), static_cast<int>(Role::kAdmin));
+}
+
+TEST(Authority, AStatementWaitsForItsParents) {
+  Group g;
+  Identity admin = GenerateIdentity(), m = GenerateIdentity();
+  auto s1 = g.Add(g.root, admin, Role::kAdmin);
+  auto s2 = g.Add(admin, m, Role::kMember, {s1});
+  Authority without = Evaluate(g.root.public_key, {s2});
+  EXPECT_EQ(without.counted, 0u);
+  EXPECT_EQ(without.waiting, 1u);
+  EXPECT_TRUE(without.refused.empty());
+  EXPECT_EQ(without.Find(Id(m)), nullptr);
+  Authority with = Evaluate(g.root.public_key, {s2, s1, s2});
+  EXPECT_EQ(with.counted, 2u);
+  EXPECT_EQ(with.Rank(Id(m)), static_cast<int>(Role::kMember));
+  ASSERT_EQ(with.heads.size(), 1u);
+  EXPECT_EQ(with.heads[0], IdOf(s2));
+}
+
+// The same statements in any order give the same authority.
+TEST(Authority, TheResultDoesNotDependOnArrivalOrder) {
+  Group g;
+  std::vector<Identity> d;
+  for (int i = 0; i < 6; ++i) d.push_back(GenerateIdentity());
+  auto s1 = g.Add(g.root, d[0], Role::kAdmin);
+  auto s2 = g.Add(g.root, d[1], Role::kAdmin, {s1});
+  auto s3 = g.Add(d[0], d[2], Role::kMember, {s2});
+  auto s4 = g.Add(d[1], d[3], Role::kMember, {s2});
+  auto s5 = g.Revoke(g.root, d[0], {s3});
+  g.Add(d[0], d[4], Role::kReader, {s3});
+  g.SetRole(d[1], d[2], Role::kReader, {s4});
+  g.Revoke(d[1], d[2], {s4, s5});
+  g.SetRole(g.root, d[3], Role::kAdmin, {s4});
+  const Authority want = g.Judge();
+  auto key = [](const Authority& a) {
+    std::string k;
+    for (const auto& [id, s] : a.devices)
+      k += id + RoleName(s.role) + (s.revoked ? "R" : "") + s.granted_by + ";";
+    for (const auto& r : a.refused) k += r.id + ",";
+    return k;
+  };
+  std::mt19937 rng(7);
+  for (int i = 0; i < 20; ++i) {
+    auto shuffled = g.all;
+    std::shuffle(shuffled.begin(), shuffled.end(), rng);
+    Authority got = Evaluate(g.root.public_key, shuffled);
+    std::sort(got.refused.begin(), got.refused.end(),
+              [](const Refused& a, const Refused& b) { return a.id < b.id; });
+    Authority w = want;
+    std::sort(w.refused.begin(), w.refused.end(),
+              [](const Refused& a, const Refused& b) { return a.id < b.id; });
+    EXPECT_EQ(key(got), key(w));
+  }
+}
+
+TEST(Authority, InvitesOnlyForRolesBelowTheInviters) {
+  Group g;
+  Identity admin = GenerateIdentity(), member = GenerateIdentity();
+  auto s1 = g.Add(g.root, admin, Role::kAdmin);
+  g.Add(admin, member, Role::kMember, {s1});
+  Authority a = g.Judge();
+  EXPECT_TRUE(MayInvite(a, g.root.public_key, Role::kAdmin).ok());
+  EXPECT_TRUE(MayInvite(a, admin.public_key, Role::kMember).ok());
+  EXPECT_EQ(MayInvite(a, admin.public_key, Role::kAdmin).code(), Code::kUnauthorized);
+  EXPECT_EQ(MayInvite(a, member.public_key, Role::kReader).code(), Code::kUnauthorized);
+  EXPECT_EQ(MayInvite(a, GenerateIdentity().public_key, Role::kReader).code(),
+            Code::kUnauthorized);
+}
+
+}  // namespace
+}  // namespace tandem::net
