@@ -637,8 +637,25 @@ int tandem_changes(char** json, size_t* len, uint64_t* next, tandem_db* db, uint
 
 // ---- Pairing ----
 
+namespace {
+CStatus RoleArg(const char* role, tandem::net::Role* out) {
+  if (!role) return Invalid("role is NULL");
+  auto r = tandem::net::ParseRole(role);
+  if (!r) return Invalid(std::string("not a role (reader, member, admin, owner): ") + role);
+  *out = *r;
+  return CStatus();
+}
+}  // namespace
+
 int tandem_invite(char** code, size_t* len, tandem_db* db, const char* const* addresses,
                   size_t address_count, int expires_minutes, tandem_error* err) {
+  return tandem_invite_role(code, len, db, addresses, address_count, expires_minutes, "member",
+                            err);
+}
+
+int tandem_invite_role(char** code, size_t* len, tandem_db* db, const char* const* addresses,
+                       size_t address_count, int expires_minutes, const char* role,
+                       tandem_error* err) {
   return Guard(err, [&]() -> CStatus {
     C_RETURN_IF(NeedOut(code, "code"));
     DEVICE_OR_RETURN(d, db);
@@ -649,6 +666,7 @@ int tandem_invite(char** code, size_t* len, tandem_db* db, const char* const* ad
       o.addresses.emplace_back(addresses[i]);
     }
     o.expires_minutes = expires_minutes == 0 ? 24 * 60 : expires_minutes;
+    C_RETURN_IF(RoleArg(role, &o.role));
     auto c = d->Invite(o);
     if (!c.ok()) return c.status();
     return Out(*c, code, len);
@@ -701,6 +719,17 @@ int tandem_revoke(tandem_db* db, const char* device_id, tandem_error* err) {
     std::string id;
     C_RETURN_IF(Name(device_id, "device_id", &id));
     return d->Revoke(id);
+  });
+}
+
+int tandem_set_role(tandem_db* db, const char* device_id, const char* role, tandem_error* err) {
+  return Guard(err, [&]() -> CStatus {
+    DEVICE_OR_RETURN(d, db);
+    std::string id;
+    C_RETURN_IF(Name(device_id, "device_id", &id));
+    tandem::net::Role r;
+    C_RETURN_IF(RoleArg(role, &r));
+    return d->SetRole(id, r);
   });
 }
 

@@ -522,6 +522,8 @@ static void check_bad_db(tandem_db* bad) {
   EXPECT(TANDEM_INVALID, tandem_join_cancel(bad, &err));
   EXPECT(TANDEM_INVALID, tandem_devices(&json, &len, bad, &err));
   EXPECT(TANDEM_INVALID, tandem_revoke(bad, "AAAA-BBBB", &err));
+  EXPECT(TANDEM_INVALID, tandem_set_role(bad, "AAAA-BBBB", "member", &err));
+  EXPECT(TANDEM_INVALID, tandem_invite_role(&json, &len, bad, &addr, 1, 0, "member", &err));
   EXPECT(TANDEM_INVALID, tandem_backup(bad, dest, &err));
   EXPECT(TANDEM_INVALID, tandem_check(&json, &len, bad, &err));
   EXPECT(TANDEM_INVALID, tandem_node_new(&node, bad, &no, NULL, NULL, &err));
@@ -1771,8 +1773,20 @@ static void test_pairing(void) {
   CHECK(contains(json, "\"status\":\"member\""));
   CHECK(contains(json, "\"this_device\":true"));
   CHECK(contains(json, "\"added_by\":") && contains(json, "\"added_ms\":"));
+  CHECK(contains(json, "\"role\":\"owner\"") && contains(json, "\"founder\":true"));
   tandem_free(json);
   EXPECT(TANDEM_INVALID, tandem_devices(NULL, NULL, a, &err));
+
+  /* Invites with a role; roles of devices. */
+  EXPECT(TANDEM_OK, tandem_invite_role(&code, &len, a, NULL, 0, 60, "admin", &err));
+  tandem_free(code);
+  EXPECT(TANDEM_INVALID, tandem_invite_role(&code, &len, a, NULL, 0, 60, "owner", &err));
+  EXPECT(TANDEM_INVALID, tandem_invite_role(&code, &len, a, NULL, 0, 60, "boss", &err));
+  EXPECT(TANDEM_INVALID, tandem_invite_role(&code, &len, a, NULL, 0, 60, NULL, &err));
+  EXPECT(TANDEM_INVALID, tandem_set_role(a, id_a, "member", &err));
+  EXPECT(TANDEM_INVALID, tandem_set_role(a, id_c, "boss", &err));
+  EXPECT(TANDEM_INVALID, tandem_set_role(a, "nope", "member", &err));
+  EXPECT(TANDEM_NOT_FOUND, tandem_set_role(a, id_c, "member", &err));
 
   /* Revoking: a malformed id, our own, and a device that was never a member. */
   EXPECT(TANDEM_INVALID, tandem_revoke(a, "not-a-device-id", &err));
@@ -2294,6 +2308,17 @@ static void test_node(void) {
   tandem_node_free(once);
   CHECK(eventually_present(b, "notes", "n5"));
 
+  /* b, a member, may neither revoke, nor change roles, nor invite. */
+  EXPECT(TANDEM_UNAUTHORIZED, tandem_revoke(b, id_a, &err));
+  CHECK(strstr(err.message, "only admins and owners"));
+  EXPECT(TANDEM_UNAUTHORIZED, tandem_set_role(b, id_a, "reader", &err));
+  EXPECT(TANDEM_UNAUTHORIZED, tandem_invite_role(&code, NULL, b, NULL, 0, 60, "reader", &err));
+  /* a, the founder, makes b an admin, then revokes it. */
+  EXPECT(TANDEM_OK, tandem_set_role(a, id_b, "admin", &err));
+  json = NULL;
+  EXPECT(TANDEM_OK, tandem_devices(&json, NULL, a, &err));
+  CHECK(contains(json, "\"role\":\"admin\""));
+  tandem_free(json);
   /* Revoking b, now a member. */
   EXPECT(TANDEM_OK, tandem_revoke(a, id_b, &err));
   json = NULL;

@@ -291,6 +291,12 @@ TANDEM_EXPORT int tandem_watch_drain(char** json, size_t* len, uint64_t* cursor,
 TANDEM_EXPORT int tandem_invite(char** code, size_t* len, tandem_db* db,
                                 const char* const* addresses, size_t address_count,
                                 int expires_minutes, tandem_error* err);
+/* The same, for a device that joins with `role`: "reader", "member" (what tandem_invite
+ * grants) or "admin"; below this device's own role (TANDEM_UNAUTHORIZED otherwise, or
+ * if this device may not invite at all: only admins and owners do). */
+TANDEM_EXPORT int tandem_invite_role(char** code, size_t* len, tandem_db* db,
+                                     const char* const* addresses, size_t address_count,
+                                     int expires_minutes, const char* role, tandem_error* err);
 /* Stores an invite code; the next sync with the inviter (a node) joins its group.
  * Joining merges both ways, so a replica that already holds records or trusts other
  * devices is refused (TANDEM_INVALID, saying what it holds); tandem_join_merge
@@ -298,11 +304,18 @@ TANDEM_EXPORT int tandem_invite(char** code, size_t* len, tandem_db* db,
 TANDEM_EXPORT int tandem_join(tandem_db* db, const char* code, size_t len, tandem_error* err);
 TANDEM_EXPORT int tandem_join_merge(tandem_db* db, const char* code, size_t len, tandem_error* err);
 TANDEM_EXPORT int tandem_join_cancel(tandem_db* db, tandem_error* err);
-/* The group's devices: a JSON array of {"device", "status", "added_by", "added_ms",
- * "this_device"}. */
+/* The group's devices: a JSON array of {"device", "device_id" (the same), "status"
+ * ("member" or "revoked"), "role" ("reader", "member", "admin" or "owner"), "founder",
+ * "granted_by", "revoked_by", "added_by" (= granted_by), "added_ms", "this_device"}. */
 TANDEM_EXPORT int tandem_devices(char** json, size_t* len, tandem_db* db, tandem_error* err);
-/* Every member refuses the device once the revocation has synced to it. */
+/* Every member refuses the device once the revocation has synced to it. Signed by this
+ * device: TANDEM_UNAUTHORIZED, saying why, unless it is an admin or above and outranks
+ * the device. */
 TANDEM_EXPORT int tandem_revoke(tandem_db* db, const char* device_id, tandem_error* err);
+/* Gives a device another role ("reader", "member", "admin", "owner"): below this
+ * device's own, for a device ranking below it (TANDEM_UNAUTHORIZED otherwise). */
+TANDEM_EXPORT int tandem_set_role(tandem_db* db, const char* device_id, const char* role,
+                                  tandem_error* err);
 
 /* ---- Backup and checks ---------------------------------------------------------- */
 

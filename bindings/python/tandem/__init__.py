@@ -131,6 +131,8 @@ _SIGNATURES = {
     "tandem_watch_fd": (_int, [_P(_int), _vp, _ERR]),
     "tandem_watch_drain": (_int, [_OUTS, _P(_sz), _P(_u64), _vp, _ERR]),
     "tandem_invite": (_int, [_OUTS, _P(_sz), _vp, _P(_cp), _sz, _int, _ERR]),
+    "tandem_invite_role": (_int, [_OUTS, _P(_sz), _vp, _P(_cp), _sz, _int, _cp, _ERR]),
+    "tandem_set_role": (_int, [_vp, _cp, _cp, _ERR]),
     "tandem_join": (_int, [_vp, _cp, _sz, _ERR]),
     "tandem_join_cancel": (_int, [_vp, _ERR]),
     "tandem_devices": (_int, [_OUTS, _P(_sz), _vp, _ERR]),
@@ -493,11 +495,12 @@ class Replica:
         return Subscription(self, since, callback)
 
     # -- pairing --
-    def invite(self, addresses=(), expires_minutes=24 * 60):
-        """A one-time invite code for a new device."""
+    def invite(self, addresses=(), expires_minutes=24 * 60, role="member"):
+        """A one-time invite code for a new device that joins with `role` (reader, member
+        or admin)."""
         arr = (_cp * max(1, len(addresses)))(*[_b(a) for a in addresses])
-        return _text_out(_lib.tandem_invite, self._handle, arr, len(addresses),
-                         int(expires_minutes))
+        return _text_out(_lib.tandem_invite_role, self._handle, arr, len(addresses),
+                         int(expires_minutes), _b(role, "role"))
 
     def join(self, code):
         data = _b(code.strip(), "code")
@@ -511,6 +514,10 @@ class Replica:
 
     def revoke(self, device_id):
         _call(_lib.tandem_revoke, self._handle, _b(device_id))
+
+    def set_role(self, device_id, role):
+        """Gives a device another role (reader, member, admin, owner), signed by this one."""
+        _call(_lib.tandem_set_role, self._handle, _b(device_id), _b(role, "role"))
 
     # -- backup, checks --
     def backup(self, dest):

@@ -203,6 +203,18 @@ class SyncTest(TempDirTest):
                 self.assertIn("caught_up", kinds)
             self.assertTrue(any(e["kind"] == "invite_redeemed" for e in events))
             self.assertEqual(len(a.devices()), 2)
+            roles = {d["device_id"]: d["role"] for d in a.devices()}
+            self.assertEqual(roles, {a.device_id: "owner", b.device_id: "member"})
+            # b, a member, has no authority; a makes it a reader.
+            with self.assertRaises(tandem.UnauthorizedError):
+                b.revoke(a.device_id)
+            with self.assertRaises(tandem.UnauthorizedError):
+                b.invite(role="reader")
+            with self.assertRaises(tandem.InvalidError):
+                a.invite(role="boss")
+            a.set_role(b.device_id, "reader")
+            self.assertEqual({d["device_id"]: d["role"] for d in a.devices()}[b.device_id],
+                             "reader")
         a.close()
         b.close()
 

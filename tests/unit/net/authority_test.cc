@@ -112,11 +112,11 @@ TEST(Authority, OnlyTheFounderMakesOwnersAndOwnersCannotActOnEachOther) {
   Identity o1 = GenerateIdentity(), o2 = GenerateIdentity(), x = GenerateIdentity();
   auto s1 = g.Add(g.root, o1, Role::kOwner);
   auto s2 = g.Add(g.root, o2, Role::kOwner, {s1});
-  g.Revoke(o1, o2, {s2});                     // equal role: refused
-  g.SetRole(o1, o2, Role::kAdmin, {s2});      // likewise
-  g.Add(o1, x, Role::kOwner, {s2});           // only the founder makes owners
+  g.Revoke(o1, o2, {s2});                      // equal role: refused
+  g.SetRole(o1, o2, Role::kAdmin, {s2});       // likewise
+  g.Add(o1, x, Role::kOwner, {s2});            // only the founder makes owners
   auto ok = g.Add(o1, x, Role::kAdmin, {s2});  // an owner makes admins
-  g.SetRole(x, x, Role::kOwner, {ok});        // nobody raises itself
+  g.SetRole(x, x, Role::kOwner, {ok});         // nobody raises itself
   Authority a = g.Judge();
   EXPECT_EQ(a.refused.size(), 4u);
   EXPECT_EQ(a.Rank(Id(o2)), static_cast<int>(Role::kOwner));
@@ -265,8 +265,7 @@ TEST(Authority, InvitesOnlyForRolesBelowTheInviters) {
   EXPECT_TRUE(MayInvite(a, admin.public_key, Role::kMember).ok());
   EXPECT_EQ(MayInvite(a, admin.public_key, Role::kAdmin).code(), Code::kUnauthorized);
   EXPECT_EQ(MayInvite(a, member.public_key, Role::kReader).code(), Code::kUnauthorized);
-  EXPECT_EQ(MayInvite(a, GenerateIdentity().public_key, Role::kReader).code(),
-            Code::kUnauthorized);
+  EXPECT_EQ(MayInvite(a, GenerateIdentity().public_key, Role::kReader).code(), Code::kUnauthorized);
 }
 
 }  // namespace

@@ -48,8 +48,8 @@ struct Statement {
 
 inline constexpr size_t kMaxStatementParents = 32;
 inline constexpr size_t kMaxStatementCutoffs = 256;
-inline constexpr size_t kMaxStatementBytes = 1 + 1 + 32 + 8 + 1 + 32 * kMaxStatementParents + 32 +
-                                             1 + 2 + 24 * kMaxStatementCutoffs + 64;
+inline constexpr size_t kMaxStatementBytes =
+    1 + 1 + 32 + 8 + 1 + 32 * kMaxStatementParents + 32 + 1 + 2 + 24 * kMaxStatementCutoffs + 64;
 
 // The encoding is the statement's identity: its id is the hash of these bytes.
 std::string EncodeStatement(const Statement& s);
