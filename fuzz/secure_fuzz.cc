@@ -3,14 +3,20 @@
 //   0: a responder reading message 1 (fixed identity and PSK) and, if it passes,
 //      message 3 from the rest;
 //   1: the frame opener on a stream (24-byte header, then length-prefixed frames);
-//   2: an invite code.
+//   2: an invite code;
+//   3: statements (u16 length-prefixed), decoded and judged;
+//   4: a small group's statements built from the bytes and signed by four fixed
+//      devices, judged in two arrival orders that must agree.
 // None may crash, read out of bounds or allocate without bound.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "tandem/net/authority.h"
 #include "tandem/net/group.h"
 #include "tandem/net/handshake.h"
 #include "tandem/net/secure_frame.h"
@@ -38,12 +44,37 @@ Key32 Fixed(uint8_t b) {
   return k;
 }
 
+const Identity& Device(size_t i) {
+  static const std::vector<Identity> ids = [] {
+    InitCrypto();
+    std::vector<Identity> v(4);
+    for (size_t k = 0; k < v.size(); ++k) {
+      uint8_t seed[32];
+      std::memset(seed, static_cast<int>(0x10 + k), sizeof seed);
+      crypto_sign_seed_keypair(v[k].public_key.data(), v[k].secret_key.data(), seed);
+    }
+    return v;
+  }();
+  return ids[i % ids.size()];
+}
+
+std::string Summary(const Authority& a) {
+  std::string k;
+  for (const auto& [id, s] : a.devices)
+    k += id + RoleName(s.role) + (s.revoked ? "R" : "") + s.granted_by + ";";
+  std::vector<std::string> refused;
+  for (const auto& r : a.refused) refused.push_back(r.id);
+  std::sort(refused.begin(), refused.end());
+  for (const auto& r : refused) k += r + ",";
+  return k + std::to_string(a.counted) + "/" + std::to_string(a.waiting);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   std::string_view in(reinterpret_cast<const char*>(data) + 1, size - 1);
-  switch (data[0] % 3) {
+  switch (data[0] % 5) {
     case 0: {
       auto hs = Handshake::Responder(Self(), Fixed(7));
       size_t n1 = in.size() < 2 ? in.size() : (static_cast<uint8_t>(in[0]) % 128);
@@ -73,6 +104,43 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 2: {
       auto inv = DecodeInvite(in);
       if (inv.ok() && DecodeInvite(EncodeInvite(*inv)).value().secret != inv->secret) abort();
+      break;
+    }
+    case 3: {
+      std::vector<std::string> all;
+      while (in.size() >= 2 && all.size() < 64) {
+        size_t n = (static_cast<uint8_t>(in[0]) << 8) | static_cast<uint8_t>(in[1]);
+        in.remove_prefix(2);
+        n = std::min(n, in.size());
+        std::string e(in.substr(0, n));
+        in.remove_prefix(n);
+        auto st = DecodeStatement(e);
+        if (st.ok() && EncodeStatement(*st) != e) abort();  // only the canonical encoding
+        all.push_back(std::move(e));
+      }
+      (void)Evaluate(Device(0).public_key, all);
+      break;
+    }
+    case 4: {
+      // Five bytes a statement: signer, kind, subject, role, parents (a mask over the
+      // eight statements before it).
+      std::vector<std::string> all;
+      for (size_t at = 0; at + 5 <= in.size() && all.size() < 16; at += 5) {
+        Statement st;
+        st.kind = static_cast<StatementKind>(1 + static_cast<uint8_t>(in[at + 1]) % 3);
+        st.subject = Device(static_cast<uint8_t>(in[at + 2])).public_key;
+        st.role = static_cast<Role>(static_cast<uint8_t>(in[at + 3]) % 4);
+        const uint8_t mask = static_cast<uint8_t>(in[at + 4]);
+        for (size_t b = 0; b < 8 && b < all.size(); ++b)
+          if (mask & (1u << b)) st.parents.push_back(IdOf(all[all.size() - 1 - b]));
+        std::sort(st.parents.begin(), st.parents.end());
+        st.parents.erase(std::unique(st.parents.begin(), st.parents.end()), st.parents.end());
+        SignStatement(&st, Device(static_cast<uint8_t>(in[at])), Device(0).public_key);
+        all.push_back(EncodeStatement(st));
+      }
+      const std::string forward = Summary(Evaluate(Device(0).public_key, all));
+      std::reverse(all.begin(), all.end());
+      if (Summary(Evaluate(Device(0).public_key, all)) != forward) abort();
       break;
     }
   }
