@@ -355,6 +355,23 @@ int Main(int argc, char** argv) {
       ->required()
       ->check(CLI::IsMember({"reader", "member", "admin", "owner"}));
 
+  auto* permit = app.add_subcommand(
+      "permit",
+      "Grant a role or a device none, read or write on a collection (* for every collection "
+      "no permit names): signed by this device");
+  permit->add_option("DIR", dir)->required();
+  permit->add_option("COLL", coll, "A collection, or * for the others")->required();
+  std::string who, level_name;
+  permit->add_option("WHO", who, "A role (reader, member, admin, owner) or a device id")
+      ->required();
+  permit->add_option("LEVEL", level_name, "none, read or write (write implies read)")
+      ->required()
+      ->check(CLI::IsMember({"none", "read", "write"}));
+
+  auto* permissions = app.add_subcommand("permissions", "List the group's permits");
+  permissions->add_option("DIR", dir)->required();
+  permissions->add_flag("--json", as_json, "One JSON object per line");
+
   auto* serve = app.add_subcommand("serve", "Run the sync daemon (live by default)");
   serve->add_option("DIR", dir)->required();
   serve->add_option("--listen", listen, "HOST:PORT to accept peers on (port 0: any free port)");
@@ -671,6 +688,31 @@ int Main(int argc, char** argv) {
     Check(OpenDevice(dir)->Revoke(device));
     std::fprintf(stderr, "revoked %s; members refuse it once this has synced to them\n",
                  device.c_str());
+  } else if (permit->parsed()) {
+    Check(OpenDevice(dir)->SetPermit(coll, who, *net::ParseLevel(level_name)));
+    std::fprintf(stderr, "%s may now %s %s, once this has synced to the other members\n",
+                 who.c_str(),
+                 level_name == "none"   ? "neither read nor write"
+                 : level_name == "read" ? "read, not write"
+                                        : "read and write",
+                 coll == "*" ? "every collection no permit names" : coll.c_str());
+  } else if (permissions->parsed()) {
+    auto a = Check(OpenDevice(dir)->Authority());
+    if (a.permits.empty() && !as_json)
+      Print("no permits: members and above read and write every collection, readers read");
+    for (const auto& p : a.permits) {
+      const std::string to = p.device.empty() ? std::string(net::RoleName(p.role)) + "s" : p.device;
+      if (as_json) {
+        Print(Canonical(Json{{"collection", p.collection},
+                             {"device", p.device},
+                             {"role", p.device.empty() ? net::RoleName(p.role) : ""},
+                             {"level", net::LevelName(p.level)},
+                             {"granted_by", p.granted_by}}));
+      } else {
+        Print(Printable(p.collection) + "  " + to + "  " + net::LevelName(p.level) +
+              "  granted by " + p.granted_by);
+      }
+    }
   } else if (role->parsed()) {
     if (!net::IsValidDeviceId(device))
       throw Exit{2, "not a device id (check for typos): " + device};

@@ -364,6 +364,7 @@ Status Schema::CheckValue(std::string_view field, Value* v) const {
 }
 
 Status Schema::CheckOp(std::string_view field, engine::Op op, Value* value) const {
+  if (op == engine::Op::kDelete) return Status::Ok();  // a schema never forbids deleting
   const FieldRule* r = Find(field);
   const std::string f(field);
   if (r) {
@@ -377,6 +378,8 @@ Status Schema::CheckOp(std::string_view field, engine::Op op, Value* value) cons
         if (!counter && r->type != FieldType::kAny)
           return Status::Invalid(f + ": a " + std::string(FieldTypeName(r->type)) +
                                  " field, not a counter");
+        return Status::Ok();
+      case engine::Op::kDelete:
         return Status::Ok();
       case engine::Op::kAdd:
       case engine::Op::kRemove:

@@ -38,6 +38,87 @@ Result<std::string> DirKey(const std::string& dir) {
   return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
 }
 
+// Local writes follow the collections' schemas, and this device's write permissions:
+// an operation on a collection it may not write fails (kUnauthorized) before anything
+// is written. Peers refuse such changes anyway; this says so at once.
+class DevicePolicy : public engine::WritePolicy {
+ public:
+  DevicePolicy(net::GroupPaths files, std::string self) : files_(std::move(files)), self_(self) {}
+
+  Result<std::shared_ptr<const engine::CollectionRules>> RulesFor(
+      engine::ReadTxn& txn, std::string_view collection) override {
+    TANDEM_ASSIGN_OR_RETURN(auto rules, schema_.RulesFor(txn, collection));
+    if (self_.empty() || net::IsSystemCollection(collection)) return rules;
+    TANDEM_ASSIGN_OR_RETURN(net::Level level, LevelOf(txn, std::string(collection)));
+    if (level == net::Level::kWrite) return rules;
+    return std::shared_ptr<const engine::CollectionRules>(std::make_shared<Refusing>(
+        std::move(rules), "this device may not write " + std::string(collection) + " (it has " +
+                              net::LevelName(level) + " permission in its group)"));
+  }
+  bool Invalidates(const engine::FieldKey& key) const override {
+    return schema_.Invalidates(key) || key.collection == net::kStatementsCollection;
+  }
+
+ private:
+  // Delegates everything but local operations, which it refuses.
+  class Refusing : public engine::CollectionRules {
+   public:
+    Refusing(std::shared_ptr<const engine::CollectionRules> inner, std::string why)
+        : inner_(std::move(inner)), why_(std::move(why)) {}
+    Status CheckOp(std::string_view, engine::Op, engine::Value*) const override {
+      return Status::Unauthorized(why_);
+    }
+    Status CheckRecord(std::string_view id, const engine::RecordState& record,
+                       const std::set<std::string>& written) const override {
+      return inner_ ? inner_->CheckRecord(id, record, written) : Status::Ok();
+    }
+    int PickWinner(std::string_view field,
+                   const std::vector<engine::Sibling>& siblings) const override {
+      return inner_ ? inner_->PickWinner(field, siblings) : -1;
+    }
+    Status CheckIncoming(std::string_view field, engine::Kind kind, const engine::Value& value,
+                         engine::Hlc hlc, bool at_most) const override {
+      return inner_ ? inner_->CheckIncoming(field, kind, value, hlc, at_most) : Status::Ok();
+    }
+
+   private:
+    std::shared_ptr<const engine::CollectionRules> inner_;
+    std::string why_;
+  };
+
+  // Judged again only when the statements (or the root) change.
+  Result<net::Level> LevelOf(engine::ReadTxn& txn, const std::string& collection) {
+    TANDEM_ASSIGN_OR_RETURN(auto root, net::LoadRoot(files_));
+    if (!root) return net::Level::kWrite;  // a group from before statements
+    std::vector<std::string> statements;
+    TANDEM_RETURN_IF_ERROR(txn.ScanRecords(
+        net::kStatementsCollection, "", [&](const std::string& id, engine::RecordState& state) {
+          auto rec = engine::Read(id, state);
+          if (!rec) return true;
+          auto it = rec->fields.find(net::kStatementField);
+          if (it != rec->fields.end() && it->second.kind == engine::Kind::kRegister)
+            if (auto* b = std::get_if<engine::Bytes>(&it->second.scalar))
+              statements.push_back(b->data);
+          return true;
+        }));
+    std::lock_guard lock(mu_);
+    if (!authority_ || authority_->root != *root || statements != judged_) {
+      if (authority_ && authority_->root != *root) verified_.clear();
+      authority_ = net::Evaluate(*root, statements, &verified_);
+      judged_ = std::move(statements);
+    }
+    return authority_->LevelOf(self_, collection);
+  }
+
+  data::SchemaPolicy schema_;
+  const net::GroupPaths files_;
+  const std::string self_;
+  std::mutex mu_;
+  std::optional<net::Authority> authority_;
+  std::vector<std::string> judged_;
+  std::set<net::StatementId> verified_;
+};
+
 storage::Options StorageOptions(const OpenOptions& o) {
   storage::Options so;
   so.durability = o.durability;
@@ -124,8 +205,6 @@ Result<std::shared_ptr<Device>> Device::Open(const std::string& dir, const OpenO
     }
   }
   TANDEM_ASSIGN_OR_RETURN(auto r, storage::OpenReplica(dir, StorageOptions(o)));
-  // Every local write through the device follows its collections' schemas.
-  r->SetWritePolicy(std::make_shared<data::SchemaPolicy>());
   Layout layout(dir);
   std::optional<net::Identity> identity;
   if (auto id = net::LoadIdentity(layout.identity_key()); id.ok()) {
@@ -133,6 +212,10 @@ Result<std::shared_ptr<Device>> Device::Open(const std::string& dir, const OpenO
   } else if (id.status().code() != Code::kNotFound) {
     return id.status().With(layout.identity_key());
   }
+  // Every local write through the device follows its collections' schemas and its
+  // permissions.
+  r->SetWritePolicy(std::make_shared<DevicePolicy>(
+      layout.group(), identity ? net::DeviceId(identity->public_key) : std::string()));
   TANDEM_ASSIGN_OR_RETURN(std::string k, DirKey(dir));
   auto d =
       std::shared_ptr<Device>(new Device(dir, std::move(r), std::move(identity), o.durability));
@@ -296,6 +379,14 @@ Status Device::Revoke(const std::string& device) {
   TANDEM_RETURN_IF_ERROR(
       net::SignLegacyTrust(*replica_, layout_.group(), self, storage::SystemClockMs()));
   return net::Revoke(*replica_, layout_.group(), self, device, storage::SystemClockMs());
+}
+
+Status Device::SetPermit(const std::string& collection, const std::string& who, net::Level level) {
+  TANDEM_ASSIGN_OR_RETURN(auto self, identity());
+  TANDEM_RETURN_IF_ERROR(
+      net::SignLegacyTrust(*replica_, layout_.group(), self, storage::SystemClockMs()));
+  return net::SetPermit(*replica_, layout_.group(), self, collection, who, level,
+                        storage::SystemClockMs());
 }
 
 Status Device::SetRole(const std::string& device, net::Role role) {

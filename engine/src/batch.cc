@@ -47,17 +47,22 @@ Status Batch::FlushLast() {
   return st;
 }
 
-Status Batch::Check(std::string_view c, std::string_view id, std::string_view f, Op op,
-                    Value* value) {
-  if (!policy_) return Status::Ok();
-  TANDEM_RETURN_IF_ERROR(ValidateKey(FieldKey{std::string(c), std::string(id), std::string(f)}));
+Result<const CollectionRules*> Batch::RulesOf(std::string_view c) {
   auto it = rules_.find(c);
   if (it == rules_.end()) {
     TANDEM_ASSIGN_OR_RETURN(auto rules, policy_->RulesFor(txn_, c));
     it = rules_.emplace(std::string(c), std::move(rules)).first;
   }
-  if (!it->second) return Status::Ok();
-  TANDEM_RETURN_IF_ERROR(it->second->CheckOp(f, op, value));
+  return it->second.get();
+}
+
+Status Batch::Check(std::string_view c, std::string_view id, std::string_view f, Op op,
+                    Value* value) {
+  if (!policy_) return Status::Ok();
+  TANDEM_RETURN_IF_ERROR(ValidateKey(FieldKey{std::string(c), std::string(id), std::string(f)}));
+  TANDEM_ASSIGN_OR_RETURN(const CollectionRules* rules, RulesOf(c));
+  if (!rules) return Status::Ok();
+  TANDEM_RETURN_IF_ERROR(rules->CheckOp(f, op, value));
   written_[{std::string(c), std::string(id)}].insert(std::string(f));
   return Status::Ok();
 }
@@ -116,6 +121,10 @@ Status Batch::Delete(std::string_view c, std::string_view id) {
   RecordState r;
   TANDEM_RETURN_IF_ERROR(txn_.GetRecord(c, id, &r, nullptr));
   if (!r.Live()) return Status::NotFound("not found: " + std::string(c) + "/" + std::string(id));
+  if (policy_) {
+    TANDEM_ASSIGN_OR_RETURN(const CollectionRules* rules, RulesOf(c));
+    if (rules) TANDEM_RETURN_IF_ERROR(rules->CheckOp("", Op::kDelete, nullptr));
+  }
   Dot dot = NextDot();
   for (auto& [name, f] : r.fields) {
     ApplyDelete(f, dot);

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <queue>
 #include <set>
+#include <tuple>
 
 namespace tandem::net {
 namespace {
@@ -37,15 +38,17 @@ std::string EncodeBody(const Statement& s) {
   b.push_back(static_cast<char>(s.parents.size()));
   for (const auto& p : s.parents) PutBytes(&b, p.data(), 32);
   PutBytes(&b, s.subject.data(), 32);
-  if (s.kind == StatementKind::kRevoke) {
-    b.push_back(static_cast<char>(s.cutoff.size() >> 8));
-    b.push_back(static_cast<char>(s.cutoff.size()));
-    for (const auto& [r, n] : s.cutoff) {
-      PutBytes(&b, r.bytes.data(), r.bytes.size());
-      PutU64(&b, n);
-    }
-  } else {
-    b.push_back(static_cast<char>(s.role));
+  b.push_back(static_cast<char>(s.role));
+  if (s.kind == StatementKind::kPermit) {
+    b.push_back(static_cast<char>(s.level));
+    b.push_back(static_cast<char>(s.collection.size()));
+    b += s.collection;
+  }
+  b.push_back(static_cast<char>(s.cutoff.size() >> 8));
+  b.push_back(static_cast<char>(s.cutoff.size()));
+  for (const auto& [r, n] : s.cutoff) {
+    PutBytes(&b, r.bytes.data(), r.bytes.size());
+    PutU64(&b, n);
   }
   return b;
 }
@@ -65,8 +68,20 @@ std::string Describe(const Statement& s) {
       return std::string("make ") + DeviceId(s.subject) + " " + RoleName(s.role);
     case StatementKind::kRevoke:
       return "revoke " + DeviceId(s.subject);
+    case StatementKind::kPermit:
+      return std::string("permit ") + LevelName(s.level) + " on " + s.collection + " to " +
+             (s.ForRole() ? std::string(RoleName(s.role)) + "s" : DeviceId(s.subject));
   }
   return "?";
+}
+
+// The precedence Authority::LevelOf states, over `find(collection, for_device)`.
+template <typename Find>
+Level ResolveLevel(Role role, const std::string& collection, Find find) {
+  for (const std::string& c : {collection, std::string(kAnyCollection)})
+    for (bool for_device : {true, false})
+      if (std::optional<Level> l = find(c, for_device)) return *l;
+  return role == Role::kReader ? Level::kRead : Level::kWrite;
 }
 
 // The standing of every device a sequence of statements establishes.
@@ -74,6 +89,26 @@ struct State {
   const Key* root = nullptr;
   std::map<Key, Standing> by_key;
   std::map<Key, size_t> last_role;  // the statement that last set a device's role
+  // Permits by (collection, device key or zero, role if for a role): level, signer, index.
+  struct Held {
+    Level level;
+    std::string by;
+    size_t index;
+  };
+  std::map<std::tuple<std::string, Key, int>, Held> permits;
+  std::set<std::string> names;  // the collections permits name, kAnyCollection included
+
+  Level LevelIn(const Key& k, const std::string& collection) const {
+    if (k == *root) return Level::kWrite;
+    auto it = by_key.find(k);
+    if (it == by_key.end() || it->second.revoked) return Level::kNone;
+    const Role role = it->second.role;
+    return ResolveLevel(role, collection, [&](const std::string& c, bool for_device) {
+      auto p = permits.find(for_device ? std::make_tuple(c, k, -1)
+                                       : std::make_tuple(c, Key{}, static_cast<int>(role)));
+      return p == permits.end() ? std::nullopt : std::optional<Level>(p->second.level);
+    });
+  }
 
   int Rank(const Key& k) const {
     if (k == *root) return kFounderRank;
@@ -137,7 +172,52 @@ class Judge {
 
   void Apply(State* s, size_t i) const {
     const Statement& x = st_[i];
+    // The devices whose permissions it may change, and their levels before it.
+    std::vector<Key> concerned;
+    if (x.kind == StatementKind::kPermit && x.ForRole()) {
+      for (const auto& [k, d] : s->by_key)
+        if (!d.revoked && d.role == x.role) concerned.push_back(k);
+    } else if (x.kind != StatementKind::kRevoke) {
+      concerned.push_back(x.subject);
+    }
+    if (x.kind == StatementKind::kPermit) s->names.insert(x.collection);
+    s->names.insert(kAnyCollection);
+    std::map<Key, std::map<std::string, Level>> before;
+    for (const Key& k : concerned)
+      for (const auto& c : s->names)
+        before[k][c] = s->by_key.count(k) ? s->LevelIn(k, c) : Level::kWrite;  // new: had all
+    Effect(s, i);
+    for (const Key& k : concerned) {
+      auto it = s->by_key.find(k);
+      if (it == s->by_key.end() || it->second.revoked) continue;
+      auto& starts = it->second.write_cutoffs;
+      for (const auto& c : s->names) {
+        if (s->LevelIn(k, c) == Level::kWrite) {
+          starts.erase(c);
+        } else if (before[k][c] == Level::kWrite) {
+          starts[c] = x.cutoff;  // taken away now
+        } else if (!starts.count(c)) {
+          // Away all along, under the permission of the collections no permit named.
+          auto any = starts.find(kAnyCollection);
+          starts[c] = any == starts.end() ? std::map<engine::ReplicaId, uint64_t>{} : any->second;
+        }
+      }
+    }
+  }
+
+  void Effect(State* s, size_t i) const {
+    const Statement& x = st_[i];
     const std::string by = DeviceId(x.signer);
+    if (x.kind == StatementKind::kPermit) {
+      const auto key = std::make_tuple(x.collection, x.ForRole() ? Key{} : x.subject,
+                                       x.ForRole() ? static_cast<int>(x.role) : -1);
+      Level level = x.level;
+      auto held = s->permits.find(key);
+      if (held != s->permits.end() && Concurrent(held->second.index, i))
+        level = std::min(level, held->second.level);  // of concurrent permits, the lower
+      s->permits[key] = {level, by, i};
+      return;
+    }
     auto [it, fresh] = s->by_key.try_emplace(x.subject);
     Standing& d = it->second;
     if (fresh) {
@@ -173,6 +253,8 @@ class Judge {
           d.cutoff[r] = c == d.cutoff.end() ? n : std::min(c->second, n);
         }
         break;
+      case StatementKind::kPermit:
+        break;  // above
     }
   }
 
@@ -211,6 +293,15 @@ class Judge {
         return {};
       case StatementKind::kRevoke:
         if (rank < static_cast<int>(Role::kAdmin)) return "only admins and owners revoke";
+        if (subject >= rank) return "the device's role is as high as its signer's";
+        return {};
+      case StatementKind::kPermit:
+        if (rank < static_cast<int>(Role::kAdmin)) return "only admins and owners set permissions";
+        if (x.ForRole())
+          return static_cast<int>(x.role) >= rank ? "it sets permissions of a role as high as "
+                                                    "its signer's"
+                                                  : "";
+        if (subject < 0) return "the device is not a member";
         if (subject >= rank) return "the device's role is as high as its signer's";
         return {};
     }
@@ -289,6 +380,16 @@ class Judge {
     a.devices[founder.device] = founder;
     for (auto& [k, d] : s.by_key)
       if (k != root_) a.devices[d.device] = std::move(d);
+    for (const auto& [key, held] : s.permits) {
+      const auto& [collection, subject, role] = key;
+      Permit p;
+      p.collection = collection;
+      if (role < 0) p.device = DeviceId(subject);
+      p.role = role < 0 ? Role::kMember : static_cast<Role>(role);
+      p.level = held.level;
+      p.granted_by = held.by;
+      a.permits.push_back(std::move(p));
+    }
     std::vector<bool> named(n, false);
     for (size_t i : order_)
       for (size_t p : parents_[i]) named[p] = true;
@@ -324,6 +425,29 @@ const char* RoleName(Role r) {
   return "?";
 }
 
+const char* LevelName(Level l) {
+  switch (l) {
+    case Level::kNone:
+      return "none";
+    case Level::kRead:
+      return "read";
+    case Level::kWrite:
+      return "write";
+  }
+  return "?";
+}
+
+std::optional<Level> ParseLevel(std::string_view s) {
+  for (Level l : {Level::kNone, Level::kRead, Level::kWrite})
+    if (s == LevelName(l)) return l;
+  return std::nullopt;
+}
+
+bool Statement::ForRole() const {
+  return kind == StatementKind::kPermit &&
+         std::all_of(subject.begin(), subject.end(), [](uint8_t b) { return b == 0; });
+}
+
 std::optional<Role> ParseRole(std::string_view s) {
   for (Role r : {Role::kReader, Role::kMember, Role::kAdmin, Role::kOwner})
     if (s == RoleName(r)) return r;
@@ -341,10 +465,10 @@ Result<Statement> DecodeStatement(std::string_view bytes) {
   const auto* p = reinterpret_cast<const uint8_t*>(bytes.data());
   const size_t n = bytes.size();
   if (n > kMaxStatementBytes) return bad("too long");
-  if (n < 2 + 32 + 8 + 1 + 32 + 1 + 64) return bad("too short");
+  if (n < 2 + 32 + 8 + 1 + 32 + 1 + 2 + 64) return bad("too short");
   if (p[0] != kStatementVersion) return bad("an unknown version");
   Statement s;
-  if (p[1] < 1 || p[1] > 3) return bad("an unknown kind");
+  if (p[1] < 1 || p[1] > 4) return bad("an unknown kind");
   s.kind = static_cast<StatementKind>(p[1]);
   size_t at = 2;
   std::memcpy(s.signer.data(), p + at, 32);
@@ -364,21 +488,29 @@ Result<Statement> DecodeStatement(std::string_view bytes) {
   }
   std::memcpy(s.subject.data(), p + at, 32);
   at += 32;
-  if (s.kind == StatementKind::kRevoke) {
+  if (p[at] > static_cast<uint8_t>(Role::kOwner)) return bad("an unknown role");
+  s.role = static_cast<Role>(p[at++]);
+  if (s.kind == StatementKind::kPermit) {
     if (!need(2)) return bad("truncated");
-    const size_t count = (size_t{p[at]} << 8) | p[at + 1];
-    at += 2;
-    if (count > kMaxStatementCutoffs) return bad("too many cutoffs");
-    if (!need(24 * count)) return bad("truncated");
-    for (size_t i = 0; i < count; ++i) {
-      auto r = engine::ReplicaId::FromBytes(p + at);
-      if (!s.cutoff.empty() && r <= s.cutoff.rbegin()->first) return bad("cutoffs out of order");
-      s.cutoff.emplace(r, GetU64(p + at + 16));
-      at += 24;
-    }
-  } else {
-    if (p[at] > static_cast<uint8_t>(Role::kOwner)) return bad("an unknown role");
-    s.role = static_cast<Role>(p[at++]);
+    if (p[at] > static_cast<uint8_t>(Level::kWrite)) return bad("an unknown level");
+    s.level = static_cast<Level>(p[at++]);
+    const size_t len = p[at++];
+    if (len == 0) return bad("no collection");
+    if (!need(len)) return bad("truncated");
+    s.collection.assign(reinterpret_cast<const char*>(p + at), len);
+    at += len;
+    if (s.collection.rfind("_tandem", 0) == 0) return bad("a permit for a system collection");
+  }
+  if (!need(2)) return bad("truncated");
+  const size_t count = (size_t{p[at]} << 8) | p[at + 1];
+  at += 2;
+  if (count > kMaxStatementCutoffs) return bad("too many cutoffs");
+  if (!need(24 * count)) return bad("truncated");
+  for (size_t i = 0; i < count; ++i) {
+    auto r = engine::ReplicaId::FromBytes(p + at);
+    if (!s.cutoff.empty() && r <= s.cutoff.rbegin()->first) return bad("cutoffs out of order");
+    s.cutoff.emplace(r, GetU64(p + at + 16));
+    at += 24;
   }
   if (at + 64 != n) return bad("trailing bytes");
   std::memcpy(s.signature.data(), p + at, 64);
@@ -421,6 +553,27 @@ int Authority::Rank(const std::string& device) const {
   const Standing* s = Find(device);
   if (!s || s->revoked) return -1;
   return s->founder ? kFounderRank : static_cast<int>(s->role);
+}
+
+Level Authority::LevelOf(const std::string& device, const std::string& collection) const {
+  const Standing* s = Find(device);
+  if (!s || s->revoked) return Level::kNone;
+  if (s->founder) return Level::kWrite;
+  return ResolveLevel(s->role, collection, [&](const std::string& c, bool for_device) {
+    for (const auto& p : permits)
+      if (p.collection == c &&
+          (for_device ? p.device == device : p.device.empty() && p.role == s->role))
+        return std::optional<Level>(p.level);
+    return std::optional<Level>();
+  });
+}
+
+const std::map<engine::ReplicaId, uint64_t>& Standing::WriteCutoff(
+    const std::string& collection) const {
+  static const std::map<engine::ReplicaId, uint64_t> kNone;
+  auto it = write_cutoffs.find(collection);
+  if (it == write_cutoffs.end()) it = write_cutoffs.find(kAnyCollection);
+  return it == write_cutoffs.end() ? kNone : it->second;
 }
 
 Authority Evaluate(const Key& root, const std::vector<std::string>& statements,

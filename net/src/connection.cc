@@ -163,7 +163,15 @@ void Conn::AfterProgress() {
 
 void Conn::CheckTrust() {
   if (closed_ || !peer_key_ || !session_) return;
-  if (d_.TrustOf(*peer_key_) == Trust::kRevoked) Refuse("the device has been revoked");
+  if (d_.TrustOf(*peer_key_) == Trust::kRevoked) {
+    Refuse("the device has been revoked");
+    return;
+  }
+  // What it may read changed: a new session sends by the new permissions.
+  if (d_.Unreadable(*peer_key_) != unreadable_) {
+    d_.Log("permissions of " + Who() + " changed: reconnecting");
+    Close();
+  }
 }
 
 std::optional<uint64_t> CountLog(engine::Replica& r, uint64_t since, uint64_t cap) {
@@ -366,7 +374,8 @@ awaitable<bool> Conn::Run(PeerStatus* status) {
     }
     d_.Register(self);
     if (invite_mode_ && !initiator_) Enqueue(d_.Welcome(), false);
-    session_ = std::make_unique<engine::Session>(d_.replica(), d_.SessionOptionsFor());
+    unreadable_ = d_.Unreadable(*peer_key_);
+    session_ = std::make_unique<engine::Session>(d_.replica(), d_.SessionOptionsFor(*peer_key_));
     std::vector<engine::Message> out;
     Status st = session_->Start(&out);
     if (!st.ok()) throw std::runtime_error(st.ToString());

@@ -326,6 +326,16 @@ Status MayActOn(const Authority& a, const std::string& self, const std::string& 
   return Status::Ok();
 }
 
+// The replicas of every device in `devices`, by the unsigned hints.
+Result<std::vector<engine::ReplicaId>> ReplicasOf(engine::Replica& r,
+                                                  const std::set<std::string>& devices) {
+  TANDEM_ASSIGN_OR_RETURN(auto records, Records(r));
+  std::vector<engine::ReplicaId> out;
+  for (const auto& m : records)
+    if (devices.count(m.device)) out.insert(out.end(), m.replicas.begin(), m.replicas.end());
+  return out;
+}
+
 Status ComputeCutoff(engine::Replica& r, const std::vector<engine::ReplicaId>& replicas,
                      std::map<engine::ReplicaId, uint64_t>* cutoff) {
   TANDEM_ASSIGN_OR_RETURN(auto meta, r.Meta());
@@ -471,6 +481,10 @@ Status SetRole(engine::Replica& r, const GroupPaths& files, const Identity& self
   st.kind = StatementKind::kRole;
   st.subject = s->key;
   st.role = role;
+  // Where its events stop counting in collections the new role may not write.
+  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasOf(r, {device}));
+  TANDEM_RETURN_IF_ERROR(ComputeCutoff(r, replicas, &st.cutoff));
+  while (st.cutoff.size() > kMaxStatementCutoffs) st.cutoff.erase(std::prev(st.cutoff.end()));
   return Sign(r, self, a, st, now_ms);
 }
 
@@ -496,6 +510,89 @@ Status Revoke(engine::Replica& r, const GroupPaths& files, const Identity& self,
   while (cutoff.size() > kMaxStatementCutoffs) cutoff.erase(std::prev(cutoff.end()));
   st.cutoff = std::move(cutoff);
   return Sign(r, self, a, st, now_ms);
+}
+
+Status SetPermit(engine::Replica& r, const GroupPaths& files, const Identity& self,
+                 const std::string& collection, const std::string& who, Level level,
+                 uint64_t now_ms) {
+  if (collection.empty() || collection.size() > 255)
+    return Status::Invalid("a collection name is 1 to 255 bytes");
+  if (IsSystemCollection(collection))
+    return Status::Invalid("collection " + collection + " is tandem's own: no permits");
+  TANDEM_ASSIGN_OR_RETURN(auto a, ReadAuthority(r, files));
+  const std::string me = DeviceId(self.public_key);
+  if (a.legacy)
+    return Status::Unsupported("this group has no permissions yet: its founder (" +
+                               DeviceId(a.root) + ") signs the trust set first");
+  const int rank = a.Rank(me);
+  if (rank < static_cast<int>(Role::kAdmin))
+    return Status::Unauthorized("this device is " + RoleOf(a, me) +
+                                " of the group: only admins and owners set permissions");
+  Statement st;
+  st.kind = StatementKind::kPermit;
+  st.collection = collection;
+  st.level = level;
+  std::set<std::string> concerned;
+  if (auto role = ParseRole(who)) {
+    if (static_cast<int>(*role) >= rank)
+      return Status::Unauthorized("this device is " + RoleOf(a, me) + ": it sets permissions " +
+                                  "only for roles below its own, not " + who + "s");
+    st.role = *role;
+    for (const auto& [device, d] : a.devices)
+      if (!d.revoked && !d.founder && d.role == *role) concerned.insert(device);
+  } else {
+    if (!IsValidDeviceId(who))
+      return Status::Invalid("not a role (reader, member, admin, owner) or a device id: " + who);
+    const Standing* d = a.Find(who);
+    if (!d || d->revoked)
+      return Status::NotFound("device " + who + " is " + (d ? "revoked" : "not a member"));
+    TANDEM_RETURN_IF_ERROR(MayActOn(a, me, who, "set permissions of"));
+    st.subject = d->key;
+    concerned.insert(who);
+  }
+  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasOf(r, concerned));
+  TANDEM_RETURN_IF_ERROR(ComputeCutoff(r, replicas, &st.cutoff));
+  if (st.cutoff.size() > kMaxStatementCutoffs)
+    return Status::Invalid("too many replicas for one permit (at most " +
+                           std::to_string(kMaxStatementCutoffs) + ")");
+  return Sign(r, self, a, st, now_ms);
+}
+
+Result<WriteLimits> WriteLimitsOf(engine::Replica& r, const Authority& a) {
+  WriteLimits out;
+  if (a.legacy) return out;
+  TANDEM_ASSIGN_OR_RETURN(auto meta, r.Meta());
+  TANDEM_ASSIGN_OR_RETURN(auto records, Records(r));
+  std::set<std::string> named;
+  for (const auto& p : a.permits)
+    if (p.collection != kAnyCollection) named.insert(p.collection);
+  for (const auto& m : records) {
+    const Standing* d = a.Find(m.device);
+    if (!d || d->revoked || d->founder) continue;  // revoked: the revocation cutoff
+    auto limit = [&](std::map<engine::ReplicaId, uint64_t>* into, const std::string& c) {
+      if (a.LevelOf(m.device, c) == Level::kWrite) return;
+      const auto& cutoff = d->WriteCutoff(c);
+      for (const auto& id : m.replicas) {
+        if (id == meta.id) continue;
+        auto cut = cutoff.find(id);
+        (*into)[id] = cut == cutoff.end() ? 0 : cut->second;
+      }
+    };
+    for (const auto& c : named) limit(&out.named[c], c);
+    // A name no permit uses, standing for every other collection.
+    limit(&out.others, std::string(1, '\0'));
+  }
+  return out;
+}
+
+engine::Admission AdmitWrite(const engine::FieldDelta& d, const engine::FieldState* ours,
+                             const WriteLimits& limits) {
+  if (IsSystemCollection(d.key.collection)) return engine::Admission::kAccept;
+  for (const auto& [id, cutoff] : limits.For(d.key.collection))
+    if (engine::CarriesEventsAfter(d.state, id, cutoff) ||
+        engine::RemovesOnlyByEventsAfter(d.state, ours, id, cutoff))
+      return engine::Admission::kRefuse;
+  return engine::Admission::kAccept;
 }
 
 Status SignLegacyTrust(engine::Replica& r, const GroupPaths& files, const Identity& self,

@@ -117,24 +117,52 @@ void Core::Joined(const Key32& key, const Key32& inviter) {
   Emit({NodeEventKind::kJoined, DeviceId(inviter), "", ""});
 }
 
-engine::SessionOptions Core::SessionOptionsFor() {
+std::set<std::string> Core::Unreadable(const Key32& peer) {
+  std::set<std::string> out;
+  std::vector<std::string> collections;
+  {
+    std::lock_guard lock(trust_mu_);
+    bool any = false;
+    for (const auto& p : authority_.permits) any |= p.level == Level::kNone;
+    if (!any) return out;
+  }
+  if (auto c = replica_.Collections(); c.ok()) collections = std::move(*c);
+  std::lock_guard lock(trust_mu_);
+  for (const auto& p : authority_.permits)
+    if (p.collection != kAnyCollection) collections.push_back(p.collection);
+  const std::string device = DeviceId(peer);
+  for (const auto& c : collections)
+    if (!IsSystemCollection(c) && authority_.LevelOf(device, c) == Level::kNone) out.insert(c);
+  return out;
+}
+
+engine::SessionOptions Core::SessionOptionsFor(const Key32& peer) {
   engine::SessionOptions so;
   so.send = WithSystem(opt_.send);
+  if (auto no = Unreadable(peer); !no.empty()) {
+    // Only what it may read: the collections there are now (a new one waits for the next
+    // session), less those.
+    std::set<std::string> names;
+    if (so.send.all) {
+      if (auto c = replica_.Collections(); c.ok()) names.insert(c->begin(), c->end());
+    } else {
+      names = so.send.names;
+    }
+    for (const auto& c : no) names.erase(c);
+    so.send = WithSystem(engine::CollectionFilter::Only(std::move(names)));
+  }
   so.accept = WithSystem(opt_.receive);
   // A revoked device's values after its cutoff are refused, from whoever relays them.
   so.revoked = [this] {
     std::lock_guard lock(trust_mu_);
     return cutoffs_;
   };
-  // The statements collection takes only statements signed for this group.
-  so.admit = [this](const engine::FieldDelta& d, const engine::FieldState*) {
-    if (d.key.collection != kStatementsCollection) return engine::Admission::kAccept;
-    std::optional<Key32> root;
-    {
-      std::lock_guard lock(trust_mu_);
-      root = root_;
-    }
-    return AdmitStatement(d, root);
+  // The statements collection takes only statements signed for this group; a data
+  // collection, no change by a device that may not write it.
+  so.admit = [this](const engine::FieldDelta& d, const engine::FieldState* ours) {
+    std::lock_guard lock(trust_mu_);
+    if (d.key.collection == kStatementsCollection) return AdmitStatement(d, root_);
+    return AdmitWrite(d, ours, limits_);
   };
   return so;
 }
@@ -146,12 +174,14 @@ void Core::RefreshTrust() {
     return;
   }
   auto c = RevocationCutoffs(replica_, *a);
-  if (!c.ok()) {
-    Log("cannot read the revocation cutoffs: " + c.status().ToString());
+  auto w = WriteLimitsOf(replica_, *a);
+  if (!c.ok() || !w.ok()) {
+    Log("cannot read the revocation cutoffs: " + (c.ok() ? w.status() : c.status()).ToString());
     return;
   }
   std::lock_guard lock(trust_mu_);
   cutoffs_ = std::move(*c);
+  limits_ = std::move(*w);
   root_ = a->legacy ? std::nullopt : std::optional<Key32>(a->root);
   authority_ = std::move(*a);
 }

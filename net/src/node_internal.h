@@ -178,6 +178,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   bool invite_mode_ = false;          // this connection redeems an invite
   bool expect_welcome_ = false;       // joiner: the first frame is the group key
   Role invite_role_ = Role::kMember;  // inviter: what the redeemed invite grants
+  std::set<std::string> unreadable_;  // what the session leaves out for the peer
   std::optional<Key32> peer_key_;
   std::unique_ptr<FrameSealer> sealer_;
   std::unique_ptr<FrameOpener> opener_;
@@ -230,7 +231,10 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   std::string Welcome();
   // Whether the device with this key is a member, revoked or unknown (RefreshTrust's view).
   Trust TrustOf(const Key32& key);
-  engine::SessionOptions SessionOptionsFor();
+  // The options of a session with the device whose key is `peer`: what it may not read
+  // is left out of what we send (the collections it may not read, as of now).
+  engine::SessionOptions SessionOptionsFor(const Key32& peer);
+  std::set<std::string> Unreadable(const Key32& peer);
   // Runs f() on the storage worker and resumes the caller on the node thread with its
   // result. Sessions and storage writes (fsynced commits, log scans) run there, one at a
   // time and in order, so that the node thread never waits for the disk.
@@ -305,6 +309,7 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   std::mutex trust_mu_;                            // sessions read these on the storage worker
   std::map<engine::ReplicaId, uint64_t> cutoffs_;  // revoked replicas (RevocationCutoffs)
   Authority authority_;
+  WriteLimits limits_;
   std::optional<Key32> root_;       // none in a legacy group
   std::set<StatementId> verified_;  // statements whose signatures were checked (node thread)
   bool poll_scheduled_ = false, stopping_ = false;

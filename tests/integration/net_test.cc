@@ -420,6 +420,76 @@ TEST_F(Net, AMemberWithALeakedInviteCannotRevokeAnyone) {
       << so->log();
 }
 
+// Writes behind the CLI's back (no permission check), as a modified client would.
+void ForgeWrite(const std::string& dir, const std::string& coll, const std::string& id,
+                const std::string& field, engine::Value v) {
+  auto rep = storage::OpenReplica(dir);
+  ASSERT_TRUE(rep.ok()) << rep.status().ToString();
+  ASSERT_TRUE((*rep)->Put(coll, id, {{field, std::move(v)}}).ok());
+}
+
+// Per-collection permissions with real daemons: a till that may write only orders, a
+// reader, and a collection one device may not read.
+TEST_F(Net, PermissionsBoundWhatEachDeviceWritesAndReads) {
+  std::string o = Init("o"), t = Init("t"), r = Init("r");
+  std::string addr;
+  auto so = Listen("o", {}, &addr);
+  Pair("o", "t", addr);
+  Pair("o", "r", addr, "reader");
+  const std::string td = DeviceOf(t), rd = DeviceOf(r);
+  ASSERT_EQ(T({"put", o, "products", "p1", "price=10"}).exit_code, 0);
+  ASSERT_EQ(T({"put", o, "secrets", "s1", "v=1"}).exit_code, 0);
+  for (const auto& args :
+       std::vector<std::vector<std::string>>{{"permit", o, "*", td, "read"},
+                                             {"permit", o, "orders", td, "write"},
+                                             {"permit", o, "secrets", td, "none"}}) {
+    auto p = T(args);
+    ASSERT_EQ(p.exit_code, 0) << p.err;
+  }
+  // Only admins and above set permissions; no permits on tandem's own collections.
+  EXPECT_EQ(T({"permit", t, "orders", "member", "write"}).exit_code, 1);
+  EXPECT_EQ(T({"permit", o, "_tandem_devices", "member", "none"}).exit_code, 2);
+  EXPECT_EQ(T({"permit", o, "orders", "boss", "write"}).exit_code, 2);
+  auto listed = T({"permissions", o});
+  EXPECT_NE(listed.out.find("orders  " + td + "  write"), std::string::npos) << listed.out;
+  for (const auto& dir : {t, r}) ASSERT_EQ(T({"sync", dir, "--peer", addr}).exit_code, 0);
+
+  // The till: orders yes, products no (locally refused, with the reason).
+  EXPECT_EQ(T({"get", t, "products", "p1"}).exit_code, 0);
+  EXPECT_NE(T({"get", t, "secrets", "s1"}).exit_code, 0);  // never sent
+  auto denied = T({"put", t, "products", "p1", "price=1"});
+  EXPECT_EQ(denied.exit_code, 1);
+  EXPECT_NE(denied.err.find("may not write products"), std::string::npos) << denied.err;
+  EXPECT_EQ(T({"del", t, "products", "p1"}).exit_code, 1);
+  ASSERT_EQ(T({"put", t, "orders", "o1", "total=5"}).exit_code, 0);
+  // ... and forged, the price change and a new product reach nobody.
+  ForgeWrite(t, "products", "p1", "price", engine::Value(int64_t{1}));
+  ForgeWrite(t, "products", "p2", "price", engine::Value(int64_t{2}));
+  // The reader: nothing at all.
+  EXPECT_EQ(T({"put", r, "notes", "n1", "v=1"}).exit_code, 1);
+  ForgeWrite(r, "notes", "n1", "v", engine::Value(int64_t{1}));
+  ForgeWrite(r, "products", "p1", "price", engine::Value(int64_t{3}));
+  for (const auto& dir : {t, r}) ASSERT_EQ(T({"sync", dir, "--peer", addr}).exit_code, 0);
+
+  EXPECT_EQ(T({"get", o, "orders", "o1"}).exit_code, 0);
+  EXPECT_NE(T({"get", o, "products", "p1"}).out.find("\"price\":10"), std::string::npos);
+  EXPECT_NE(T({"get", o, "products", "p2"}).exit_code, 0);
+  EXPECT_NE(T({"get", o, "notes", "n1"}).exit_code, 0);
+  auto st = json::parse(T({"status", o, "--json"}).out);
+  uint64_t refused = 0;
+  for (const auto& rep : st["replicas"]) refused += rep["fields_refused"].get<uint64_t>();
+  EXPECT_GE(refused, 4u) << st.dump();
+
+  // Write permission given back: the till's next price change flows (the forged one
+  // stays refused for good).
+  ASSERT_EQ(T({"permit", o, "products", td, "write"}).exit_code, 0);
+  ASSERT_EQ(T({"sync", t, "--peer", addr}).exit_code, 0);
+  ASSERT_EQ(T({"put", t, "products", "p3", "price=7"}).exit_code, 0);
+  ASSERT_EQ(T({"sync", t, "--peer", addr}).exit_code, 0);
+  EXPECT_EQ(T({"get", o, "products", "p3"}).exit_code, 0);
+  EXPECT_NE(T({"get", o, "products", "p2"}).exit_code, 0);
+}
+
 TEST_F(Net, StrangersWrongKeysAndRevokedDevicesGetNoData) {
   std::string a = Init("a"), b = Init("b"), c = Init("c"), d = Init("d"), e = Init("e");
   ASSERT_EQ(T({"put", a, "items", "1", "name=\"apple\""}).exit_code, 0);

@@ -43,6 +43,24 @@ struct Group {
   std::string Revoke(const Identity& by, const Identity& who, std::vector<std::string> after) {
     return Make(by, StatementKind::kRevoke, who, Role::kMember, std::move(after));
   }
+  // A permit for a device (`who`) or, with who == nullptr, for `role`.
+  std::string Permit(const Identity& by, const std::string& collection, const Identity* who,
+                     Role role, Level level, std::vector<std::string> after,
+                     std::map<engine::ReplicaId, uint64_t> cutoff = {}) {
+    Statement s;
+    s.kind = StatementKind::kPermit;
+    if (who) s.subject = who->public_key;
+    s.role = role;
+    s.collection = collection;
+    s.level = level;
+    s.cutoff = std::move(cutoff);
+    for (const auto& p : after) s.parents.push_back(IdOf(p));
+    std::sort(s.parents.begin(), s.parents.end());
+    SignStatement(&s, by, root.public_key);
+    std::string e = EncodeStatement(s);
+    all.push_back(e);
+    return e;
+  }
   Authority Judge() const { return Evaluate(root.public_key, all); }
 };
 
@@ -253,6 +271,84 @@ TEST(Authority, TheResultDoesNotDependOnArrivalOrder) {
               [](const Refused& a, const Refused& b) { return a.id < b.id; });
     EXPECT_EQ(key(got), key(w));
   }
+}
+
+TEST(Authority, PermitsDecideEachCollectionMostSpecificFirst) {
+  Group g;
+  Identity admin = GenerateIdentity(), till = GenerateIdentity(), m = GenerateIdentity(),
+           reader = GenerateIdentity();
+  auto s1 = g.Add(g.root, admin, Role::kAdmin);
+  auto s2 = g.Add(admin, till, Role::kMember, {s1});
+  auto s3 = g.Add(admin, m, Role::kMember, {s2});
+  auto s4 = g.Add(admin, reader, Role::kReader, {s3});
+  const engine::ReplicaId tr =
+      engine::ReplicaId::FromBytes(reinterpret_cast<const uint8_t*>("tttttttttttttttt"));
+  auto p1 = g.Permit(admin, "*", &till, Role::kMember, Level::kRead, {s4}, {{tr, 41}});
+  auto p2 = g.Permit(admin, "orders", &till, Role::kMember, Level::kWrite, {p1});
+  auto p3 = g.Permit(admin, "prices", nullptr, Role::kMember, Level::kRead, {p2});
+  auto p4 = g.Permit(admin, "notes", nullptr, Role::kReader, Level::kWrite, {p3});
+  auto p5 = g.Permit(admin, "hr", nullptr, Role::kMember, Level::kNone, {p4});
+  // Refused: a member permits; an admin sets an admin's or its own role's permissions.
+  g.Permit(m, "orders", nullptr, Role::kReader, Level::kNone, {p5});
+  g.Permit(admin, "orders", nullptr, Role::kAdmin, Level::kRead, {p5});
+  g.Permit(admin, "orders", &admin, Role::kMember, Level::kRead, {p5});
+  Authority a = g.Judge();
+  EXPECT_EQ(a.refused.size(), 3u);
+  EXPECT_EQ(a.LevelOf(Id(till), "orders"), Level::kWrite);  // device and collection
+  EXPECT_EQ(a.LevelOf(Id(till), "prices"), Level::kRead);   // role and collection
+  EXPECT_EQ(a.LevelOf(Id(till), "hr"), Level::kNone);       // role's beats device's "*"
+  EXPECT_EQ(a.LevelOf(Id(till), "items"), Level::kRead);    // device and "*"
+  EXPECT_EQ(a.LevelOf(Id(m), "items"), Level::kWrite);      // the default
+  EXPECT_EQ(a.LevelOf(Id(m), "prices"), Level::kRead);
+  EXPECT_EQ(a.LevelOf(Id(reader), "items"), Level::kRead);
+  EXPECT_EQ(a.LevelOf(Id(reader), "notes"), Level::kWrite);
+  EXPECT_EQ(a.LevelOf(Id(g.root), "hr"), Level::kWrite);  // the founder
+  EXPECT_EQ(a.LevelOf(Id(GenerateIdentity()), "items"), Level::kNone);
+  // Where the till's events stop counting: from p1, which took its write permission
+  // away, in every collection but orders; p2 gave orders back.
+  EXPECT_EQ(a.Find(Id(till))->WriteCutoff("items").at(tr), 41u);
+  EXPECT_EQ(a.Find(Id(till))->WriteCutoff("prices").at(tr), 41u);
+  EXPECT_FALSE(a.Find(Id(till))->write_cutoffs.count("orders"));
+  // A reader never wrote anything that counts.
+  EXPECT_TRUE(a.Find(Id(reader))->WriteCutoff("items").empty());
+  EXPECT_EQ(a.permits.size(), 5u);
+}
+
+// A later statement about a device whose write permission stays away does not move the
+// cutoff: its refused writes stay refused, whatever the later signer held of them.
+TEST(Authority, AWriteCutoffHoldsWhileThePermissionStaysAway) {
+  Group g;
+  Identity admin = GenerateIdentity(), till = GenerateIdentity();
+  const engine::ReplicaId tr =
+      engine::ReplicaId::FromBytes(reinterpret_cast<const uint8_t*>("tttttttttttttttt"));
+  auto s1 = g.Add(g.root, admin, Role::kAdmin);
+  auto s2 = g.Add(admin, till, Role::kMember, {s1});
+  auto p1 = g.Permit(admin, "products", &till, Role::kMember, Level::kRead, {s2}, {{tr, 10}});
+  auto p2 = g.Permit(admin, "orders", &till, Role::kMember, Level::kRead, {p1}, {{tr, 50}});
+  auto p3 = g.Permit(admin, "products", &till, Role::kMember, Level::kNone, {p2}, {{tr, 60}});
+  Authority a = g.Judge();
+  EXPECT_EQ(a.Find(Id(till))->WriteCutoff("products").at(tr), 10u);
+  EXPECT_EQ(a.Find(Id(till))->WriteCutoff("orders").at(tr), 50u);
+  EXPECT_TRUE(a.Find(Id(till))->WriteCutoff("items").empty());  // may write: no cutoff
+  // Demoted to reader: every collection it could still write starts now; products keeps
+  // its start.
+  g.SetRole(admin, till, Role::kReader, {p3});
+  Authority b = g.Judge();
+  EXPECT_EQ(b.Find(Id(till))->WriteCutoff("products").at(tr), 10u);
+  EXPECT_EQ(b.Find(Id(till))->WriteCutoff("orders").at(tr), 50u);
+  EXPECT_EQ(b.LevelOf(Id(till), "items"), Level::kRead);
+  EXPECT_TRUE(b.Find(Id(till))->WriteCutoff("items").empty());  // the demotion named none
+}
+
+TEST(Authority, OfConcurrentPermitsTheLowerLevelHolds) {
+  Group g;
+  Identity owner = GenerateIdentity(), admin = GenerateIdentity(), m = GenerateIdentity();
+  auto s1 = g.Add(g.root, owner, Role::kOwner);
+  auto s2 = g.Add(owner, admin, Role::kAdmin, {s1});
+  auto s3 = g.Add(admin, m, Role::kMember, {s2});
+  g.Permit(owner, "orders", &m, Role::kMember, Level::kWrite, {s3});
+  g.Permit(admin, "orders", &m, Role::kMember, Level::kNone, {s3});
+  EXPECT_EQ(g.Judge().LevelOf(Id(m), "orders"), Level::kNone);
 }
 
 TEST(Authority, InvitesOnlyForRolesBelowTheInviters) {

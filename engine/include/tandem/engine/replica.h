@@ -57,6 +57,8 @@ class Batch {
   Dot NextDot();
   // The policy's rules for an operation (normalising *value), and notes the record for
   // the checks at the end of the batch.
+  // The collection's rules in this batch (null: none), asked of the policy once.
+  Result<const CollectionRules*> RulesOf(std::string_view collection);
   Status Check(std::string_view collection, std::string_view id, std::string_view field, Op op,
                Value* value);
   // Writes what the batch holds back, then the record-level rules over every record it

@@ -20,14 +20,15 @@ namespace tandem::engine {
 class ReadTxn;
 struct FieldKey;
 
-enum class Op : uint8_t { kPut, kIncr, kAdd, kRemove };
+enum class Op : uint8_t { kPut, kIncr, kAdd, kRemove, kDelete };  // kDelete: a whole record
 
 class CollectionRules {
  public:
   virtual ~CollectionRules() = default;
   // Before one operation on `field`: may rewrite *value (the value put, or the element
   // added or removed; null for kIncr) into its normal form, or refuse the operation with
-  // an InvalidArgument naming the field and the rule.
+  // an InvalidArgument naming the field and the rule. A record deletion (kDelete) is
+  // asked once, with an empty field and a null value.
   virtual Status CheckOp(std::string_view field, Op op, Value* value) const = 0;
   // When the batch is done, for each record it wrote: the record as it will commit and
   // the fields the batch wrote (a deleted record is not checked).

@@ -32,17 +32,30 @@ inline constexpr int kFounderRank = 4;
 const char* RoleName(Role r);
 std::optional<Role> ParseRole(std::string_view s);
 
-enum class StatementKind : uint8_t { kAdd = 1, kRole = 2, kRevoke = 3 };
+enum class StatementKind : uint8_t { kAdd = 1, kRole = 2, kRevoke = 3, kPermit = 4 };
+
+// What a device may do with a collection's records.
+enum class Level : uint8_t { kNone = 0, kRead = 1, kWrite = 2 };  // write implies read
+const char* LevelName(Level l);
+std::optional<Level> ParseLevel(std::string_view s);
+// The collection a permit names for every collection no other permit names.
+inline constexpr char kAnyCollection[] = "*";
 
 struct Statement {
   StatementKind kind = StatementKind::kAdd;
   std::array<uint8_t, 32> signer{};
   uint64_t time_ms = 0;  // the signer's clock: shown, never judged
   std::vector<StatementId> parents;
-  std::array<uint8_t, 32> subject{};  // the device's public key
-  Role role = Role::kMember;          // kAdd, kRole
-  // kRevoke: the last event of each of the subject's replicas the signer had accepted.
+  std::array<uint8_t, 32> subject{};  // the device's public key (zero: a permit for a role)
+  Role role = Role::kMember;          // kAdd, kRole; kPermit for a role
+  // kPermit: the collection (or kAnyCollection) and the level granted.
+  std::string collection;
+  Level level = Level::kWrite;
+  // The last event of each replica of the devices concerned that the signer had
+  // accepted: a revoked device's events after it are refused, and so are the events
+  // after it of a device that loses write permission on a collection.
   std::map<engine::ReplicaId, uint64_t> cutoff;
+  bool ForRole() const;  // a kPermit whose subject is zero
   std::array<uint8_t, 64> signature{};
 };
 
@@ -74,6 +87,21 @@ struct Standing {
   std::string revoked_by;
   uint64_t revoked_ms = 0;
   std::map<engine::ReplicaId, uint64_t> cutoff;  // smallest over its revocations
+  // For each collection it may not write (kAnyCollection: the collections no permit
+  // names), where its replicas' events stop counting: the cutoff of the statement that
+  // took its write permission there away (or added it without one; 0 where a cutoff
+  // does not name a replica). Kept while the permission stays away.
+  std::map<std::string, std::map<engine::ReplicaId, uint64_t>> write_cutoffs;
+  const std::map<engine::ReplicaId, uint64_t>& WriteCutoff(const std::string& collection) const;
+};
+
+// One permit in force: for `collection` (or kAnyCollection), a device or a role.
+struct Permit {
+  std::string collection;
+  std::string device;  // empty: the permit is for `role`
+  Role role = Role::kMember;
+  Level level = Level::kWrite;
+  std::string granted_by;
 };
 
 // A statement that does not count, and why.
@@ -95,10 +123,16 @@ struct Authority {
   size_t waiting = 0;  // statements whose parents have not arrived yet
   // The statements no other names as a parent: a new statement's parents.
   std::vector<StatementId> heads;
+  std::vector<Permit> permits;
 
   const Standing* Find(const std::string& device) const;
   // The founder ranks kFounderRank; a revoked or unknown device -1.
   int Rank(const std::string& device) const;
+  // What `device` may do with `collection`: the founder everything, a revoked or unknown
+  // device nothing; else the first that applies of a permit for the device and the
+  // collection, for its role and the collection, for the device and kAnyCollection, for
+  // its role and kAnyCollection; else write for members and above, read for readers.
+  Level LevelOf(const std::string& device, const std::string& collection) const;
 };
 
 // Judges every statement (encoded; duplicates and malformed ones allowed) for the
@@ -113,8 +147,11 @@ struct Authority {
 //   role:   the subject is a member ranking below the signer, the new role below the
 //           signer's rank; nobody acts on itself.
 //   revoke: signer admin or above, the subject ranking below it (an unknown key too).
+//   permit: signer admin or above; for a device ranking below it, or for a role below
+//           its rank.
 // Effects apply in an order that respects ancestry; a revocation is for good; of
-// concurrent role changes of one device the lower role holds.
+// concurrent role changes of one device the lower role holds, and of concurrent permits
+// for one collection and one device or role the lower level.
 //
 // `verified` (optional) remembers the statements whose signatures were checked, for
 // later calls with the same root.

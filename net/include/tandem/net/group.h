@@ -113,6 +113,12 @@ Status SetRole(engine::Replica& r, const GroupPaths& files, const Identity& self
 // last of its events this replica holds (version vector and field states).
 Status Revoke(engine::Replica& r, const GroupPaths& files, const Identity& self,
               const std::string& device, uint64_t now_ms);
+// Grants `who` (a device id, or a role name for every device with that role) `level` on
+// `collection` (or kAnyCollection). kUnauthorized as SetRole; kInvalidArgument for a
+// system collection or an unknown `who`.
+Status SetPermit(engine::Replica& r, const GroupPaths& files, const Identity& self,
+                 const std::string& collection, const std::string& who, Level level,
+                 uint64_t now_ms);
 // Why `self` may not invite a device with `role`, or Ok.
 Status MayInvite(const Authority& a, const Key32& self, Role role);
 // In a legacy group, run by its founder: signs what the unsigned records say (every
@@ -133,6 +139,22 @@ Status NoteReplica(engine::Replica& r, const std::string& device, const engine::
 // listed under a member in good standing.
 Result<std::map<engine::ReplicaId, uint64_t>> RevocationCutoffs(engine::Replica& r,
                                                                 const Authority& a);
+
+// Whose events a receiver refuses, per collection: for each device that may not write a
+// collection, its replicas (by the unsigned hints) with the write cutoff of its
+// standing (0 where none names the replica). System collections have none.
+struct WriteLimits {
+  std::map<std::string, std::map<engine::ReplicaId, uint64_t>> named;  // collections permits name
+  std::map<engine::ReplicaId, uint64_t> others;                        // every other collection
+  const std::map<engine::ReplicaId, uint64_t>& For(const std::string& collection) const {
+    auto it = named.find(collection);
+    return it == named.end() ? others : it->second;
+  }
+};
+Result<WriteLimits> WriteLimitsOf(engine::Replica& r, const Authority& a);
+// What a receiver does with a field state of a data collection, given the limits.
+engine::Admission AdmitWrite(const engine::FieldDelta& d, const engine::FieldState* ours,
+                             const WriteLimits& limits);
 
 // --- Invites ---------------------------------------------------------------------
 struct Invite {

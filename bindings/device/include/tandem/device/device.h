@@ -130,6 +130,10 @@ class Device : public std::enable_shared_from_this<Device> {
   Status Revoke(const std::string& device_id);
   // Gives a member another role: kNotFound, kUnauthorized as Revoke.
   Status SetRole(const std::string& device_id, net::Role role);
+  // Grants `who` (a device id or a role name) `level` on `collection` (or "*", every
+  // collection no permit names). Local writes to a collection this device may not
+  // write fail with kUnauthorized.
+  Status SetPermit(const std::string& collection, const std::string& who, net::Level level);
 
   Status Backup(const std::string& dest);
   // A new replica at `dir` from a backup made by Backup (a new replica id; the same
