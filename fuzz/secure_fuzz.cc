@@ -5,8 +5,8 @@
 //   1: the frame opener on a stream (24-byte header, then length-prefixed frames);
 //   2: an invite code;
 //   3: statements (u16 length-prefixed), decoded and judged;
-//   4: a small group's statements built from the bytes and signed by four fixed
-//      devices, judged in two arrival orders that must agree.
+//   4: a small group's statements (every kind) built from the bytes and signed by four
+//      fixed devices, judged in two arrival orders that must agree.
 // None may crash, read out of bounds or allocate without bound.
 #include <algorithm>
 #include <cstddef>
@@ -66,6 +66,9 @@ std::string Summary(const Authority& a) {
   for (const auto& r : a.refused) refused.push_back(r.id);
   std::sort(refused.begin(), refused.end());
   for (const auto& r : refused) k += r + ",";
+  for (const auto& p : a.permits)
+    k += p.collection + p.device + RoleName(p.role) + LevelName(p.level) + ";";
+  if (a.rekey) k += HexId(*a.rekey);
   return k + std::to_string(a.counted) + "/" + std::to_string(a.waiting);
 }
 
@@ -127,9 +130,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::vector<std::string> all;
       for (size_t at = 0; at + 5 <= in.size() && all.size() < 16; at += 5) {
         Statement st;
-        st.kind = static_cast<StatementKind>(1 + static_cast<uint8_t>(in[at + 1]) % 3);
+        const uint8_t kind = static_cast<uint8_t>(in[at + 1]);
+        st.kind = static_cast<StatementKind>(1 + kind % 5);
         st.subject = Device(static_cast<uint8_t>(in[at + 2])).public_key;
         st.role = static_cast<Role>(static_cast<uint8_t>(in[at + 3]) % 4);
+        if (st.kind == StatementKind::kPermit) {
+          st.collection = (kind & 0x80) ? "*" : "orders";
+          st.level = static_cast<Level>((kind >> 3) % 3);
+          if (kind & 0x40) st.subject = {};  // for a role
+        } else if (st.kind == StatementKind::kRekey) {
+          st.subject = {};
+          for (size_t d = 0; d < 4; ++d)
+            st.sealed.push_back(SealGroupKey(Fixed(static_cast<uint8_t>(d)), Device(d).public_key));
+          std::sort(st.sealed.begin(), st.sealed.end(),
+                    [](const SealedKey& x, const SealedKey& y) { return x.device < y.device; });
+        }
         const uint8_t mask = static_cast<uint8_t>(in[at + 4]);
         for (size_t b = 0; b < 8 && b < all.size(); ++b)
           if (mask & (1u << b)) st.parents.push_back(IdOf(all[all.size() - 1 - b]));

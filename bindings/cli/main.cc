@@ -409,6 +409,12 @@ int Main(int argc, char** argv) {
                   "Seconds without progress before a connection is dropped (default 45; "
                   "keepalives go out at a third of it)")
         ->check(CLI::Range(1, 3600));
+  int64_t key_grace_s = 7 * 24 * 3600;
+  for (auto* s : {serve, sync})
+    s->add_option("--key-grace", key_grace_s,
+                  "Seconds after a group key rotation during which members that still have "
+                  "the previous key may connect and get the new one (default 604800: 7 days)")
+        ->check(CLI::Range(int64_t{0}, int64_t{365} * 24 * 3600));
 
   auto* status = app.add_subcommand(
       "status", "Show peers: connected or not, last sync, pending changes, traffic, errors");
@@ -686,7 +692,9 @@ int Main(int argc, char** argv) {
     if (!net::IsValidDeviceId(device))
       throw Exit{2, "not a device id (check for typos): " + device};
     Check(OpenDevice(dir)->Revoke(device));
-    std::fprintf(stderr, "revoked %s; members refuse it once this has synced to them\n",
+    std::fprintf(stderr,
+                 "revoked %s, and gave the others a new group key; members refuse it once "
+                 "this has synced to them\n",
                  device.c_str());
   } else if (permit->parsed()) {
     Check(OpenDevice(dir)->SetPermit(coll, who, *net::ParseLevel(level_name)));
@@ -729,6 +737,7 @@ int Main(int argc, char** argv) {
                             : net::NodeMode::kLive;
     o.discover = discover;
     o.idle_timeout_s = timeout_s;
+    o.key_grace_s = key_grace_s;
     o.keepalive_s = std::max(1, timeout_s / 3);
     for (auto* opt : filter_opts)
       if (opt->count() > 0 && opt->as<std::string>().empty())

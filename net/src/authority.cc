@@ -50,6 +50,14 @@ std::string EncodeBody(const Statement& s) {
     PutBytes(&b, r.bytes.data(), r.bytes.size());
     PutU64(&b, n);
   }
+  if (s.kind == StatementKind::kRekey) {
+    b.push_back(static_cast<char>(s.sealed.size() >> 8));
+    b.push_back(static_cast<char>(s.sealed.size()));
+    for (const auto& k : s.sealed) {
+      PutBytes(&b, k.device.data(), k.device.size());
+      PutBytes(&b, k.sealed.data(), k.sealed.size());
+    }
+  }
   return b;
 }
 
@@ -71,6 +79,8 @@ std::string Describe(const Statement& s) {
     case StatementKind::kPermit:
       return std::string("permit ") + LevelName(s.level) + " on " + s.collection + " to " +
              (s.ForRole() ? std::string(RoleName(s.role)) + "s" : DeviceId(s.subject));
+    case StatementKind::kRekey:
+      return "a new group key for " + std::to_string(s.sealed.size()) + " devices";
   }
   return "?";
 }
@@ -97,6 +107,7 @@ struct State {
   };
   std::map<std::tuple<std::string, Key, int>, Held> permits;
   std::set<std::string> names;  // the collections permits name, kAnyCollection included
+  std::optional<size_t> rekey;  // the last rekey applied
 
   Level LevelIn(const Key& k, const std::string& collection) const {
     if (k == *root) return Level::kWrite;
@@ -177,7 +188,7 @@ class Judge {
     if (x.kind == StatementKind::kPermit && x.ForRole()) {
       for (const auto& [k, d] : s->by_key)
         if (!d.revoked && d.role == x.role) concerned.push_back(k);
-    } else if (x.kind != StatementKind::kRevoke) {
+    } else if (x.kind != StatementKind::kRevoke && x.kind != StatementKind::kRekey) {
       concerned.push_back(x.subject);
     }
     if (x.kind == StatementKind::kPermit) s->names.insert(x.collection);
@@ -218,6 +229,10 @@ class Judge {
       s->permits[key] = {level, by, i};
       return;
     }
+    if (x.kind == StatementKind::kRekey) {
+      s->rekey = i;
+      return;
+    }
     auto [it, fresh] = s->by_key.try_emplace(x.subject);
     Standing& d = it->second;
     if (fresh) {
@@ -254,6 +269,7 @@ class Judge {
         }
         break;
       case StatementKind::kPermit:
+      case StatementKind::kRekey:
         break;  // above
     }
   }
@@ -276,6 +292,9 @@ class Judge {
     if (rank < 0)
       return s.by_key.count(x.signer) ? "its signer had been revoked"
                                       : "its signer was not a member";
+    if (x.kind == StatementKind::kRekey)
+      return rank < static_cast<int>(Role::kAdmin) ? "only admins and owners change the group key"
+                                                   : "";
     if (x.subject == x.signer) return "a device cannot act on itself";
     const int subject = s.Rank(x.subject);
     auto known = s.by_key.find(x.subject);
@@ -304,6 +323,8 @@ class Judge {
         if (subject < 0) return "the device is not a member";
         if (subject >= rank) return "the device's role is as high as its signer's";
         return {};
+      case StatementKind::kRekey:
+        return {};
     }
     return "unknown kind";
   }
@@ -315,7 +336,9 @@ class Judge {
     for (size_t j : order_) {
       if (!counted[j] || !Concurrent(i, j)) continue;
       const Statement& y = st_[j];
-      if (y.subject != x.signer) continue;
+      if (y.subject != x.signer || y.kind == StatementKind::kPermit ||
+          y.kind == StatementKind::kRekey)
+        continue;
       if (y.kind == StatementKind::kRevoke)
         return "its signer was revoked concurrently (by " + DeviceId(y.signer) + ")";
       if (static_cast<int>(y.role) < rank)
@@ -380,6 +403,10 @@ class Judge {
     a.devices[founder.device] = founder;
     for (auto& [k, d] : s.by_key)
       if (k != root_) a.devices[d.device] = std::move(d);
+    if (s.rekey) {
+      a.rekey = ids_[*s.rekey];
+      a.rekey_copies = st_[*s.rekey].sealed;
+    }
     for (const auto& [key, held] : s.permits) {
       const auto& [collection, subject, role] = key;
       Permit p;
@@ -425,6 +452,33 @@ const char* RoleName(Role r) {
   return "?";
 }
 
+SealedKey SealGroupKey(const Key& key, const Key& member) {
+  SealedKey out;
+  out.device = member;
+  Key x;
+  if (crypto_sign_ed25519_pk_to_curve25519(x.data(), member.data()) != 0) {
+    out.sealed.fill(0);  // not a valid key: a copy nobody opens
+    return out;
+  }
+  crypto_box_seal(out.sealed.data(), key.data(), key.size(), x.data());
+  return out;
+}
+
+std::optional<Key> OpenGroupKey(const SealedKey& copy, const Identity& self) {
+  if (copy.device != self.public_key) return std::nullopt;
+  Key xpk;
+  std::array<uint8_t, 32> xsk;
+  if (crypto_sign_ed25519_pk_to_curve25519(xpk.data(), self.public_key.data()) != 0 ||
+      crypto_sign_ed25519_sk_to_curve25519(xsk.data(), self.secret_key.data()) != 0)
+    return std::nullopt;
+  Key key;
+  const int rc = crypto_box_seal_open(key.data(), copy.sealed.data(), copy.sealed.size(),
+                                      xpk.data(), xsk.data());
+  sodium_memzero(xsk.data(), xsk.size());
+  if (rc != 0) return std::nullopt;
+  return key;
+}
+
 const char* LevelName(Level l) {
   switch (l) {
     case Level::kNone:
@@ -468,7 +522,7 @@ Result<Statement> DecodeStatement(std::string_view bytes) {
   if (n < 2 + 32 + 8 + 1 + 32 + 1 + 2 + 64) return bad("too short");
   if (p[0] != kStatementVersion) return bad("an unknown version");
   Statement s;
-  if (p[1] < 1 || p[1] > 4) return bad("an unknown kind");
+  if (p[1] < 1 || p[1] > 5) return bad("an unknown kind");
   s.kind = static_cast<StatementKind>(p[1]);
   size_t at = 2;
   std::memcpy(s.signer.data(), p + at, 32);
@@ -511,6 +565,22 @@ Result<Statement> DecodeStatement(std::string_view bytes) {
     if (!s.cutoff.empty() && r <= s.cutoff.rbegin()->first) return bad("cutoffs out of order");
     s.cutoff.emplace(r, GetU64(p + at + 16));
     at += 24;
+  }
+  if (s.kind == StatementKind::kRekey) {
+    if (!need(2)) return bad("truncated");
+    const size_t copies = (size_t{p[at]} << 8) | p[at + 1];
+    at += 2;
+    if (copies == 0 || copies > kMaxSealedKeys) return bad("a rekey with no or too many keys");
+    if (!need((32 + kSealedKeyBytes) * copies)) return bad("truncated");
+    for (size_t i = 0; i < copies; ++i) {
+      SealedKey k;
+      std::memcpy(k.device.data(), p + at, 32);
+      std::memcpy(k.sealed.data(), p + at + 32, kSealedKeyBytes);
+      at += 32 + kSealedKeyBytes;
+      if (!s.sealed.empty() && k.device <= s.sealed.back().device)
+        return bad("sealed keys out of order");
+      s.sealed.push_back(k);
+    }
   }
   if (at + 64 != n) return bad("trailing bytes");
   std::memcpy(s.signature.data(), p + at, 64);

@@ -327,9 +327,13 @@ awaitable<Status> Conn::HandleFrame(std::string pt) {
       s = NoteReplica(d_.replica(), device, *session_->peer());
     return s;
   });
+  // Without a change source (a one-shot sync) nothing else tells the node what the
+  // session applied: statements among it (a revocation, a new group key) take effect now.
+  const bool applied = view.stats.fields_applied > view_.stats.fields_applied;
   view_ = view;
   if (note && view.peer) noted_replica_ = true;
   if (!st.ok()) co_return st;
+  if (applied && !d_.options().changes) d_.Notify();
   if (closed_) co_return Status::Ok();
   Send(out);
   AfterProgress();

@@ -20,8 +20,9 @@ awaitable<void> Core::Dial(std::vector<std::string> addresses, PeerStatus* statu
   SteadyClock::duration backoff = kMinBackoff;
   asio::steady_timer wait(io_);
   bool retried_rollback = false;
+  size_t key_index = 0;  // into accepted_keys(): the current key first
   while (!stopping_) {
-    bool ok = false, connected = false, rolled_back = false;
+    bool ok = false, connected = false, rolled_back = false, first_gate = false;
     const auto started = SteadyClock::now();
     RefreshKeys();
     for (const auto& address : addresses) {
@@ -63,8 +64,10 @@ awaitable<void> Core::Dial(std::vector<std::string> addresses, PeerStatus* statu
         status->address = address;
         connected = true;
         auto conn = std::make_shared<Conn>(*this, std::move(*sock), true, address);
+        conn->set_key_index(key_index);
         ok = co_await conn->Run(status);
         rolled_back = conn->rolled_back();
+        first_gate = conn->closed_at_first_gate();
         if (ok) retried_rollback = false;  // a later rollback gets its own retry
         break;
       } catch (const boost::system::system_error& e) {
@@ -80,6 +83,13 @@ awaitable<void> Core::Dial(std::vector<std::string> addresses, PeerStatus* statu
       retried_rollback = true;
       continue;
     }
+    // Refused at the first gate: the peer may not have heard of a rotation of the group
+    // key yet. Each key it replaced (within the grace period) is tried once, at once.
+    if (first_gate && key_index + 1 < accepted_keys().size()) {
+      ++key_index;
+      continue;
+    }
+    key_index = 0;
     if (opt_.mode == NodeMode::kOnce) {
       if (!ok) ++failures_;
       break;
@@ -126,7 +136,10 @@ awaitable<void> Core::DialDiscovered(std::string address, std::string device, st
 // The group key and a pending join live in files other processes change (`tandem
 // join`, a `tandem sync` that redeems the invite): re-read before each dial.
 void Core::RefreshKeys() {
-  if (auto gk = LoadGroupKey(opt_.files); gk.ok()) group_key_ = *gk;
+  if (auto keys = LoadGroupKeys(opt_.files); keys.ok()) {
+    group_key_ = keys->current;
+    retired_keys_ = keys->previous;
+  }
   if (auto j = LoadJoin(opt_.files); j.ok()) join_ = *j;
 }
 

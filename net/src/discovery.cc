@@ -79,12 +79,21 @@ awaitable<void> Core::Discovery() {
     size_t n = co_await sock.async_receive_from(asio::buffer(buf), from,
                                                 asio::redirect_error(use_awaitable, ec));
     if (ec) break;
-    auto beacon = OpenBeacon(BeaconKey(group_key_), std::string_view(buf, n));
+    // Sealed with the group key, or (from a member that has not heard of a rotation yet)
+    // with one it replaced, for the grace period.
+    std::optional<Beacon> beacon;
+    bool stale = false;
+    for (const auto& k : accepted_keys()) {
+      beacon = OpenBeacon(BeaconKey(k), std::string_view(buf, n));
+      if (beacon) break;
+      stale = true;
+    }
     if (!beacon) continue;  // another group's beacon, or noise
     const Key32& pk = beacon->public_key;
     if (pk == self_.public_key) continue;
-    // The smaller key dials, so two members do not connect to each other twice.
-    if (std::memcmp(self_.public_key.data(), pk.data(), 32) > 0) continue;
+    // The smaller key dials, so two members do not connect to each other twice; a member
+    // with a retired key cannot read our beacons, so we dial it.
+    if (!stale && std::memcmp(self_.public_key.data(), pk.data(), 32) > 0) continue;
     std::string device = DeviceId(pk);
     bool connected = false;
     for (const auto& c : conns_)

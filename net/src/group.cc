@@ -4,6 +4,7 @@
 #include <sodium.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -128,18 +129,67 @@ Status SaveGroupKey(const GroupPaths& files, const Key32& key) {
       files.group_key, std::string_view(reinterpret_cast<const char*>(key.data()), key.size()));
 }
 
-Result<Key32> LoadGroupKey(const GroupPaths& files) {
-  auto data = tandem::files::ReadSmall(files.group_key, 64);
+namespace {
+constexpr char kKeysMagic[] = "TNDMGK02";
+constexpr size_t kKeysMagicBytes = 8;
+}  // namespace
+
+Status SaveGroupKeys(const GroupPaths& files, const GroupKeys& keys) {
+  if (keys.previous.empty()) return SaveGroupKey(files, keys.current);
+  std::string b(kKeysMagic, kKeysMagicBytes);
+  b.append(reinterpret_cast<const char*>(keys.current.data()), 32);
+  const size_t n = std::min(keys.previous.size(), kMaxRetiredKeys);
+  b.push_back(static_cast<char>(n));
+  for (size_t i = 0; i < n; ++i) {
+    b.append(reinterpret_cast<const char*>(keys.previous[i].key.data()), 32);
+    for (int k = 7; k >= 0; --k)
+      b.push_back(static_cast<char>(keys.previous[i].retired_ms >> (8 * k)));
+  }
+  return tandem::files::WriteAtomic(files.group_key, b);
+}
+
+Result<GroupKeys> LoadGroupKeys(const GroupPaths& files) {
+  auto data = tandem::files::ReadSmall(files.group_key, 1024);
   if (!data.ok()) {
     if (data.status().code() == Code::kNotFound)
       return Status::NotFound("no group key at " + files.group_key +
                               " (was the replica made by `tandem init`?)");
     return data.status();
   }
-  if (data->size() != 32) return Status::Corrupt(files.group_key + " is damaged");
-  Key32 k;
-  std::memcpy(k.data(), data->data(), 32);
-  return k;
+  const std::string& d = *data;
+  GroupKeys keys;
+  if (d.size() == 32) {  // one key, never rotated
+    std::memcpy(keys.current.data(), d.data(), 32);
+    return keys;
+  }
+  const auto damaged = [&] { return Status::Corrupt(files.group_key + " is damaged"); };
+  if (d.size() < kKeysMagicBytes + 33 || d.compare(0, kKeysMagicBytes, kKeysMagic) != 0)
+    return damaged();
+  std::memcpy(keys.current.data(), d.data() + kKeysMagicBytes, 32);
+  size_t at = kKeysMagicBytes + 32;
+  const size_t n = static_cast<uint8_t>(d[at++]);
+  if (n > kMaxRetiredKeys || d.size() != at + n * 40) return damaged();
+  for (size_t i = 0; i < n; ++i) {
+    GroupKeys::Retired r;
+    std::memcpy(r.key.data(), d.data() + at, 32);
+    for (int k = 0; k < 8; ++k)
+      r.retired_ms = (r.retired_ms << 8) | static_cast<uint8_t>(d[at + 32 + k]);
+    at += 40;
+    keys.previous.push_back(r);
+  }
+  return keys;
+}
+
+Result<Key32> LoadGroupKey(const GroupPaths& files) {
+  TANDEM_ASSIGN_OR_RETURN(auto keys, LoadGroupKeys(files));
+  return keys.current;
+}
+
+std::vector<Key32> GroupKeys::Accepted(uint64_t now_ms, uint64_t grace_ms) const {
+  std::vector<Key32> out{current};
+  for (const auto& r : previous)
+    if (now_ms < r.retired_ms + grace_ms) out.push_back(r.key);
+  return out;
 }
 
 Status AddMember(engine::Replica& r, const Key32& key, const std::string& added_by,
@@ -509,7 +559,9 @@ Status Revoke(engine::Replica& r, const GroupPaths& files, const Identity& self,
   st.subject = s ? s->key : record->key;
   while (cutoff.size() > kMaxStatementCutoffs) cutoff.erase(std::prev(cutoff.end()));
   st.cutoff = std::move(cutoff);
-  return Sign(r, self, a, st, now_ms);
+  TANDEM_RETURN_IF_ERROR(Sign(r, self, a, st, now_ms));
+  // The revoked device keeps the old key: the others get a new one.
+  return RotateGroupKey(r, files, self, now_ms);
 }
 
 Status SetPermit(engine::Replica& r, const GroupPaths& files, const Identity& self,
@@ -593,6 +645,46 @@ engine::Admission AdmitWrite(const engine::FieldDelta& d, const engine::FieldSta
         engine::RemovesOnlyByEventsAfter(d.state, ours, id, cutoff))
       return engine::Admission::kRefuse;
   return engine::Admission::kAccept;
+}
+
+Result<bool> AdoptGroupKey(const Authority& a, const GroupPaths& files, const Identity& self,
+                           uint64_t now_ms) {
+  if (!a.rekey) return false;
+  std::optional<Key32> key;
+  for (const auto& copy : a.rekey_copies)
+    if (copy.device == self.public_key) key = OpenGroupKey(copy, self);
+  if (!key) return false;  // not ours to open: this device was left out of the rotation
+  TANDEM_ASSIGN_OR_RETURN(auto keys, LoadGroupKeys(files));
+  if (keys.current == *key) return false;
+  keys.previous.erase(std::remove_if(keys.previous.begin(), keys.previous.end(),
+                                     [&](const GroupKeys::Retired& r) { return r.key == *key; }),
+                      keys.previous.end());
+  keys.previous.insert(keys.previous.begin(), {keys.current, now_ms});
+  if (keys.previous.size() > kMaxRetiredKeys) keys.previous.resize(kMaxRetiredKeys);
+  keys.current = *key;
+  TANDEM_RETURN_IF_ERROR(SaveGroupKeys(files, keys));
+  return true;
+}
+
+Status RotateGroupKey(engine::Replica& r, const GroupPaths& files, const Identity& self,
+                      uint64_t now_ms) {
+  TANDEM_ASSIGN_OR_RETURN(auto a, ReadAuthority(r, files));
+  if (a.legacy) return Status::Ok();  // unsigned groups keep their key
+  const std::string me = DeviceId(self.public_key);
+  if (a.Rank(me) < static_cast<int>(Role::kAdmin))
+    return Status::Unauthorized("only admins and owners change the group key");
+  Statement st;
+  st.kind = StatementKind::kRekey;
+  const Key32 key = NewGroupKey();
+  for (const auto& [device, d] : a.devices)
+    if (!d.revoked) st.sealed.push_back(SealGroupKey(key, d.key));
+  std::sort(st.sealed.begin(), st.sealed.end(),
+            [](const SealedKey& x, const SealedKey& y) { return x.device < y.device; });
+  if (st.sealed.size() > kMaxSealedKeys)
+    return Status::Unsupported("too many devices for one group key rotation");
+  TANDEM_RETURN_IF_ERROR(Sign(r, self, a, st, now_ms));
+  TANDEM_ASSIGN_OR_RETURN(a, ReadAuthority(r, files));
+  return AdoptGroupKey(a, files, self, now_ms).status();
 }
 
 Status SignLegacyTrust(engine::Replica& r, const GroupPaths& files, const Identity& self,

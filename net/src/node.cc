@@ -104,6 +104,11 @@ std::string Core::Welcome() {
   return w;
 }
 
+std::vector<Key32> Core::accepted_keys() const {
+  GroupKeys keys{group_key_, retired_keys_};
+  return keys.Accepted(WallMs(), static_cast<uint64_t>(opt_.key_grace_s) * 1000);
+}
+
 Trust Core::TrustOf(const Key32& key) {
   std::lock_guard lock(trust_mu_);
   return net::TrustOf(authority_, key);
@@ -178,6 +183,14 @@ void Core::RefreshTrust() {
   if (!c.ok() || !w.ok()) {
     Log("cannot read the revocation cutoffs: " + (c.ok() ? w.status() : c.status()).ToString());
     return;
+  }
+  // A rotation that reached us: the new key from now on (the old one retired).
+  auto adopted = AdoptGroupKey(*a, opt_.files, self_, WallMs());
+  if (!adopted.ok()) {
+    Log("cannot take the new group key: " + adopted.status().ToString());
+  } else if (*adopted) {
+    RefreshKeys();
+    Log("the group key was rotated: using the new one from now on");
   }
   std::lock_guard lock(trust_mu_);
   cutoffs_ = std::move(*c);
@@ -498,7 +511,10 @@ Status Node::Start() {
   if (o.idle_timeout_s < 1 || o.keepalive_s < 1 || o.stop_timeout_ms < 0)
     return Status::Invalid("timeouts must be positive");
   InitCrypto();
-  TANDEM_ASSIGN_OR_RETURN(c.group_key_, LoadGroupKey(o.files));
+  if (o.key_grace_s < 0) return Status::Invalid("the key grace period cannot be negative");
+  TANDEM_ASSIGN_OR_RETURN(auto keys, LoadGroupKeys(o.files));
+  c.group_key_ = keys.current;
+  c.retired_keys_ = keys.previous;
   TANDEM_ASSIGN_OR_RETURN(c.join_, LoadJoin(o.files));
   // This device's record names the replica it syncs as (a restore makes a new one).
   TANDEM_ASSIGN_OR_RETURN(auto meta, c.replica_.Meta());

@@ -108,6 +108,10 @@ class Conn : public std::enable_shared_from_this<Conn> {
   awaitable<bool> Run(PeerStatus* status);
   // The session ended because this replica turned out rolled back (Session::rolled_back).
   bool rolled_back() const { return view_.rolled_back; }
+  // An initiator: which of Core::accepted_keys() to present (0: the current key), and
+  // whether the peer closed the connection after message 1 (it took none of our keys).
+  void set_key_index(size_t i) { key_index_ = i; }
+  bool closed_at_first_gate() const { return closed_at_first_gate_; }
   bool has_session() const { return session_ != nullptr && !closed_; }
   const SessionView& view() const { return view_; }
   void set_pending(std::optional<uint64_t> n) { pending_ = n; }
@@ -174,9 +178,11 @@ class Conn : public std::enable_shared_from_this<Conn> {
   std::string address_;
   PeerStatus* status_ = nullptr;
   bool closed_ = false, failed_ = false, evicted_ = false;
-  std::string error_;                 // why it failed, if it did
-  bool invite_mode_ = false;          // this connection redeems an invite
-  bool expect_welcome_ = false;       // joiner: the first frame is the group key
+  std::string error_;            // why it failed, if it did
+  bool invite_mode_ = false;     // this connection redeems an invite
+  bool expect_welcome_ = false;  // joiner: the first frame is the group key
+  size_t key_index_ = 0;
+  bool closed_at_first_gate_ = false;
   Role invite_role_ = Role::kMember;  // inviter: what the redeemed invite grants
   std::set<std::string> unreadable_;  // what the session leaves out for the peer
   std::optional<Key32> peer_key_;
@@ -219,6 +225,9 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   const std::string& self_device() const { return self_device_; }
   const NodeOptions& options() const { return opt_; }
   const Key32& group_key() const { return group_key_; }
+  // The keys the first gate accepts now: the current one, then those retired within the
+  // grace period.
+  std::vector<Key32> accepted_keys() const;
   const std::optional<Invite>& join() const { return join_; }
   // The joiner received the group key over an invite session.
   // SaveJoined stores it (group.key, join.code gone, the inviter a member), on the
@@ -299,6 +308,7 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   NodeOptions opt_;
   std::string self_device_;
   Key32 group_key_{};
+  std::vector<GroupKeys::Retired> retired_keys_;
   std::optional<Invite> join_;
   std::thread thread_;
   std::mutex join_mu_;                     // one joiner at a time

@@ -28,7 +28,10 @@ awaitable<void> Conn::WriteHandshake(const std::string& m) {
 awaitable<bool> Conn::HandshakeAsInitiator(Key32* send, Key32* recv) {
   // A copy: another connection may redeem the invite while this one waits.
   const std::optional<Invite> join = d_.join();
-  Key32 psk = d_.group_key();
+  // The current group key, or on a retry one it replaced (a peer that has not heard of
+  // the rotation yet hears of it in this session).
+  const std::vector<Key32> group_keys = d_.accepted_keys();
+  Key32 psk = group_keys[std::min(key_index_, group_keys.size() - 1)];
   PskKind kind = PskKind::kGroup;
   InviteId invite{};
   if (join) {
@@ -53,6 +56,7 @@ awaitable<bool> Conn::HandshakeAsInitiator(Key32* send, Key32* recv) {
       co_return false;
     }
   } catch (const boost::system::system_error&) {
+    closed_at_first_gate_ = !invite_mode_;
     Fail(invite_mode_ ? "the peer closed the connection during the handshake: it did not "
                         "accept the invite (not the inviter, or the invite was used or "
                         "expired)"
@@ -100,7 +104,10 @@ awaitable<bool> Conn::HandshakeAsResponder(Key32* send, Key32* recv) {
     Refuse("not a tandem handshake");
     co_return false;
   }
-  Key32 psk = d_.group_key();
+  // The PSKs the first gate accepts: the invite's, or the group key and, after a
+  // rotation, the keys it replaced for the grace period. A wrong key costs one MAC each,
+  // never a Diffie-Hellman.
+  std::vector<Key32> psks = d_.accepted_keys();
   InviteId invite{};
   if (hdr->kind == PskKind::kInvite) {
     auto open = FindInvite(d_.options().files, hdr->invite, WallMs());
@@ -108,13 +115,18 @@ awaitable<bool> Conn::HandshakeAsResponder(Key32* send, Key32* recv) {
       Refuse("invite: " + open.status().message());
       co_return false;
     }
-    psk = InvitePsk(open->secret);
+    psks = {InvitePsk(open->secret)};
     invite_role_ = open->role;
     invite = hdr->invite;
     invite_mode_ = true;
   }
-  auto hs = Handshake::Responder(d_.self(), psk);
+  auto hs = Handshake::Responder(d_.self(), psks.front());
   Status st = hs.Read(m1);
+  for (size_t i = 1; !st.ok() && i < psks.size(); ++i) {
+    hs = Handshake::Responder(d_.self(), psks[i]);
+    st = hs.Read(m1);
+  }
+  for (auto& k : psks) sodium_memzero(k.data(), k.size());
   if (!st.ok()) {
     Refuse(st.message());
     co_return false;

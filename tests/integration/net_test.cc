@@ -490,6 +490,69 @@ TEST_F(Net, PermissionsBoundWhatEachDeviceWritesAndReads) {
   EXPECT_NE(T({"get", o, "products", "p2"}).exit_code, 0);
 }
 
+// A revocation rotates the group key. The revoked device, which keeps the old key, is
+// refused at the first gate once the grace period is over; a member that was offline
+// during the rotation gets the new key at its next session (within the grace period),
+// and then passes the first gate with it alone.
+TEST_F(Net, ARevocationRotatesTheGroupKey) {
+  std::string o = Init("o"), a = Init("a"), b = Init("b"), x = Init("x");
+  std::string addr;
+  auto so = Listen("o", {}, &addr);
+  Pair("o", "a", addr, "admin");
+  Pair("o", "b", addr);
+  Pair("o", "x", addr);
+  for (const auto& dir : {a, b, x}) ASSERT_EQ(T({"sync", dir, "--peer", addr}).exit_code, 0);
+  // The current key: the whole file before any rotation, after "TNDMGK02" once rotated.
+  auto current = [](const std::string& dir) {
+    std::string f = ReadFile(dir + "/group.key");
+    return f.size() == 32 ? f : f.substr(8, 32);
+  };
+  const std::string old_key = current(o);
+  ASSERT_EQ(current(b), old_key);
+
+  // a (an admin) revokes x: a new key, sealed to o, a and b; it reaches o by a's sync.
+  auto rv = T({"revoke", a, DeviceOf(x)});
+  ASSERT_EQ(rv.exit_code, 0) << rv.err;
+  EXPECT_NE(rv.err.find("new group key"), std::string::npos) << rv.err;
+  const std::string new_key = current(a);
+  EXPECT_NE(new_key, old_key);
+  // a dials o with the new key, is refused at the first gate, and retries with the old.
+  auto sync_a = T({"sync", a, "--peer", addr});
+  ASSERT_EQ(sync_a.exit_code, 0) << sync_a.err;
+  EXPECT_TRUE(WaitFor([&] { return current(o) == new_key; })) << so->log();
+  EXPECT_NE(so->log().find("the group key was rotated"), std::string::npos) << so->log();
+
+  // Within the grace period x still passes the first gate, and is refused by identity.
+  auto r = T({"sync", x, "--peer", addr});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(WaitFor([&] { return so->log().find("has been revoked") != std::string::npos; }));
+
+  // No grace: x fails at the first gate (no Diffie-Hellman spent on it); so would b,
+  // which still has the old key.
+  so.reset();
+  const size_t logged = ReadFile(Log("o")).size();  // the daemons share o's log file
+  auto strict = Listen("o", {"--key-grace", "0"}, &addr);
+  r = T({"sync", x, "--peer", addr});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(WaitFor([&] {
+    return strict->log().find("does not prove the pre-shared key", logged) != std::string::npos;
+  })) << strict->log();
+  EXPECT_EQ(strict->log().find("has been revoked", logged), std::string::npos) << strict->log();
+
+  // With the grace period, b (offline during the rotation) syncs with the old key, gets
+  // the new one, and from then on needs no grace.
+  strict.reset();
+  auto graceful = Listen("o", {}, &addr);
+  auto sync_b = T({"sync", b, "--peer", addr});
+  ASSERT_EQ(sync_b.exit_code, 0) << sync_b.err;
+  EXPECT_EQ(current(b), new_key);
+  graceful.reset();
+  auto strict2 = Listen("o", {"--key-grace", "0"}, &addr);
+  sync_b = T({"sync", b, "--peer", addr});
+  EXPECT_EQ(sync_b.exit_code, 0) << sync_b.err;
+  EXPECT_EQ(current(x), old_key);  // the revoked device never learns it
+}
+
 TEST_F(Net, StrangersWrongKeysAndRevokedDevicesGetNoData) {
   std::string a = Init("a"), b = Init("b"), c = Init("c"), d = Init("d"), e = Init("e");
   ASSERT_EQ(T({"put", a, "items", "1", "name=\"apple\""}).exit_code, 0);

@@ -350,6 +350,8 @@ TEST(Trust, AddRevokeAndUnknown) {
   engine::Replica r(std::make_unique<engine::MemoryStore>(Rid('0')), [&] { return now++; });
   Identity a = GenerateIdentity(), b = GenerateIdentity(), c = GenerateIdentity();
   ASSERT_TRUE(SaveRoot(d.files(), a.public_key).ok());
+  const Key32 old_key = NewGroupKey();
+  ASSERT_TRUE(SaveGroupKey(d.files(), old_key).ok());
   ASSERT_TRUE(Grant(r, d.files(), a, b.public_key, Role::kMember, 6).ok());
   EXPECT_EQ(TrustIn(r, d.files(), a.public_key), Trust::kMember);
   EXPECT_EQ(TrustIn(r, d.files(), b.public_key), Trust::kMember);
@@ -360,6 +362,20 @@ TEST(Trust, AddRevokeAndUnknown) {
   EXPECT_EQ(Revoke(r, d.files(), b, DeviceId(a.public_key), 7).code(), Code::kUnauthorized);
   ASSERT_TRUE(Revoke(r, d.files(), a, DeviceId(b.public_key), 7).ok());
   EXPECT_EQ(TrustIn(r, d.files(), b.public_key), Trust::kRevoked);
+  // The revocation rotated the group key: the old one is retired, a sealed to itself
+  // only (b is out).
+  auto keys = LoadGroupKeys(d.files());
+  ASSERT_TRUE(keys.ok());
+  EXPECT_NE(keys->current, old_key);
+  ASSERT_EQ(keys->previous.size(), 1u);
+  EXPECT_EQ(keys->previous[0].key, old_key);
+  EXPECT_EQ(keys->Accepted(keys->previous[0].retired_ms, 1000).size(), 2u);
+  EXPECT_EQ(keys->Accepted(keys->previous[0].retired_ms + 1000, 1000).size(), 1u);
+  auto after = ReadAuthority(r, d.files());
+  ASSERT_TRUE(after->rekey.has_value());
+  ASSERT_EQ(after->rekey_copies.size(), 1u);
+  EXPECT_EQ(OpenGroupKey(after->rekey_copies[0], a), keys->current);
+  EXPECT_EQ(OpenGroupKey(after->rekey_copies[0], b), std::nullopt);
   // A revoked device is never added back.
   EXPECT_EQ(Grant(r, d.files(), a, b.public_key, Role::kMember, 8).code(), Code::kUnauthorized);
   EXPECT_EQ(TrustIn(r, d.files(), b.public_key), Trust::kRevoked);
@@ -421,6 +437,7 @@ TEST(Trust, RevocationCutoffsComeFromTheDataAndNeverRise) {
   engine::Replica r(std::make_unique<engine::MemoryStore>(Rid('a')), [&] { return now++; });
   Identity me = GenerateIdentity(), x = GenerateIdentity(), y = GenerateIdentity();
   ASSERT_TRUE(SaveRoot(d.files(), me.public_key).ok());
+  ASSERT_TRUE(SaveGroupKey(d.files(), NewGroupKey()).ok());
   ASSERT_TRUE(AddMember(r, me.public_key, DeviceId(me.public_key), 1).ok());
   ASSERT_TRUE(Grant(r, d.files(), me, x.public_key, Role::kMember, 1).ok());
   ASSERT_TRUE(Grant(r, d.files(), me, y.public_key, Role::kMember, 1).ok());

@@ -32,7 +32,16 @@ inline constexpr int kFounderRank = 4;
 const char* RoleName(Role r);
 std::optional<Role> ParseRole(std::string_view s);
 
-enum class StatementKind : uint8_t { kAdd = 1, kRole = 2, kRevoke = 3, kPermit = 4 };
+enum class StatementKind : uint8_t { kAdd = 1, kRole = 2, kRevoke = 3, kPermit = 4, kRekey = 5 };
+
+// A new group key sealed to one member (crypto_box_seal to its X25519 key, derived from
+// its Ed25519 key): only that member can open it.
+inline constexpr size_t kSealedKeyBytes = 32 + 48;
+struct SealedKey {
+  std::array<uint8_t, 32> device{};  // the member's Ed25519 public key
+  std::array<uint8_t, kSealedKeyBytes> sealed{};
+  bool operator==(const SealedKey&) const = default;
+};
 
 // What a device may do with a collection's records.
 enum class Level : uint8_t { kNone = 0, kRead = 1, kWrite = 2 };  // write implies read
@@ -55,14 +64,16 @@ struct Statement {
   // accepted: a revoked device's events after it are refused, and so are the events
   // after it of a device that loses write permission on a collection.
   std::map<engine::ReplicaId, uint64_t> cutoff;
+  // kRekey: the new group key, sealed to each member in good standing.
+  std::vector<SealedKey> sealed;
   bool ForRole() const;  // a kPermit whose subject is zero
   std::array<uint8_t, 64> signature{};
 };
 
 inline constexpr size_t kMaxStatementParents = 32;
-inline constexpr size_t kMaxStatementCutoffs = 256;
-inline constexpr size_t kMaxStatementBytes =
-    1 + 1 + 32 + 8 + 1 + 32 * kMaxStatementParents + 32 + 1 + 2 + 24 * kMaxStatementCutoffs + 64;
+inline constexpr size_t kMaxStatementCutoffs = 4096;
+inline constexpr size_t kMaxSealedKeys = 4096;
+inline constexpr size_t kMaxStatementBytes = 512 * 1024;  // a value's bound
 
 // The encoding is the statement's identity: its id is the hash of these bytes.
 std::string EncodeStatement(const Statement& s);
@@ -124,6 +135,10 @@ struct Authority {
   // The statements no other names as a parent: a new statement's parents.
   std::vector<StatementId> heads;
   std::vector<Permit> permits;
+  // The group key of the last rekey that counts (in an order that respects ancestry),
+  // sealed to each member it names; none before the first rotation.
+  std::optional<StatementId> rekey;
+  std::vector<SealedKey> rekey_copies;
 
   const Standing* Find(const std::string& device) const;
   // The founder ranks kFounderRank; a revoked or unknown device -1.
@@ -134,6 +149,11 @@ struct Authority {
   // its role and kAnyCollection; else write for members and above, read for readers.
   Level LevelOf(const std::string& device, const std::string& collection) const;
 };
+
+// Seals `key` to the member whose Ed25519 public key is `member`; opens a copy sealed to
+// `self` (nullopt if it is not for self, or damaged).
+SealedKey SealGroupKey(const std::array<uint8_t, 32>& key, const std::array<uint8_t, 32>& member);
+std::optional<std::array<uint8_t, 32>> OpenGroupKey(const SealedKey& copy, const Identity& self);
 
 // Judges every statement (encoded; duplicates and malformed ones allowed) for the
 // group founded by `root`. Deterministic in the set of statements.
@@ -149,6 +169,7 @@ struct Authority {
 //   revoke: signer admin or above, the subject ranking below it (an unknown key too).
 //   permit: signer admin or above; for a device ranking below it, or for a role below
 //           its rank.
+//   rekey:  signer admin or above.
 // Effects apply in an order that respects ancestry; a revocation is for good; of
 // concurrent role changes of one device the lower role holds, and of concurrent permits
 // for one collection and one device or role the lower level.

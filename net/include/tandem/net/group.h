@@ -45,7 +45,27 @@ void InitCrypto();  // sodium_init, once; aborts if the OS has no randomness
 Key32 NewGroupKey();
 // Replaces the file atomically (readable by the owner only).
 Status SaveGroupKey(const GroupPaths& files, const Key32& key);
-Result<Key32> LoadGroupKey(const GroupPaths& files);
+Result<Key32> LoadGroupKey(const GroupPaths& files);  // the current key
+
+// A rotated group key keeps the keys it replaced for a grace period, so that members
+// that have not heard of the rotation yet can still connect and hear of it. The file:
+// 32 bytes (never rotated), or "TNDMGK02", the current key (32), a count (1) and, newest
+// first, each retired key (32) with when it was retired (8, big-endian Unix ms).
+inline constexpr size_t kMaxRetiredKeys = 4;
+inline constexpr uint64_t kDefaultKeyGraceMs = 7ull * 24 * 3600 * 1000;
+struct GroupKeys {
+  Key32 current{};
+  struct Retired {
+    Key32 key{};
+    uint64_t retired_ms = 0;
+  };
+  std::vector<Retired> previous;
+  // What a responder accepts at the first gate: the current key, then each retired less
+  // than grace_ms ago.
+  std::vector<Key32> Accepted(uint64_t now_ms, uint64_t grace_ms) const;
+};
+Status SaveGroupKeys(const GroupPaths& files, const GroupKeys& keys);
+Result<GroupKeys> LoadGroupKeys(const GroupPaths& files);
 
 // --- The trust set ---------------------------------------------------------------
 // Membership, roles and revocations are signed statements (authority.h), one record
@@ -119,6 +139,14 @@ Status Revoke(engine::Replica& r, const GroupPaths& files, const Identity& self,
 Status SetPermit(engine::Replica& r, const GroupPaths& files, const Identity& self,
                  const std::string& collection, const std::string& who, Level level,
                  uint64_t now_ms);
+// A new group key, sealed in a signed rekey statement to every member in good standing
+// (kUnauthorized below admin), and saved here (the old one retired). Revoke does it.
+Status RotateGroupKey(engine::Replica& r, const GroupPaths& files, const Identity& self,
+                      uint64_t now_ms);
+// Takes the key of the last rekey that counts, if it is sealed to `self` and new here;
+// true if the group key file changed.
+Result<bool> AdoptGroupKey(const Authority& a, const GroupPaths& files, const Identity& self,
+                           uint64_t now_ms);
 // Why `self` may not invite a device with `role`, or Ok.
 Status MayInvite(const Authority& a, const Key32& self, Role role);
 // In a legacy group, run by its founder: signs what the unsigned records say (every

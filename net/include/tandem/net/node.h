@@ -59,7 +59,10 @@ struct NodeOptions {
   int interval_s = 0;     // kInterval: sync every N seconds and disconnect
   bool discover = false;  // find peers of the group on the LAN (needs listen)
   engine::CollectionFilter send, receive;
-  int idle_timeout_s = 45;     // no frame for this long ends a connection
+  int idle_timeout_s = 45;  // no frame for this long ends a connection
+  // How long, after the group key is rotated, members that still have the previous key
+  // are let through the first gate (so that they can hear of the rotation).
+  int64_t key_grace_s = 7 * 24 * 3600;
   int keepalive_s = 15;        // an empty frame after this long without sending
   int stop_timeout_ms = 5000;  // Stop() waits at most this long for goodbyes
   // Whatever the node thread needs alive (the replica's owner): held until the node
