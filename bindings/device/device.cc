@@ -48,12 +48,15 @@ class DevicePolicy : public engine::WritePolicy {
   Result<std::shared_ptr<const engine::CollectionRules>> RulesFor(
       engine::ReadTxn& txn, std::string_view collection) override {
     TANDEM_ASSIGN_OR_RETURN(auto rules, schema_.RulesFor(txn, collection));
-    if (self_.empty() || net::IsSystemCollection(collection)) return rules;
+    const bool schemas = collection == net::kSchemasCollection;
+    if (self_.empty() || (net::IsSystemCollection(collection) && !schemas)) return rules;
     TANDEM_ASSIGN_OR_RETURN(net::Level level, LevelOf(txn, std::string(collection)));
     if (level == net::Level::kWrite) return rules;
     return std::shared_ptr<const engine::CollectionRules>(std::make_shared<Refusing>(
-        std::move(rules), "this device may not write " + std::string(collection) + " (it has " +
-                              net::LevelName(level) + " permission in its group)"));
+        std::move(rules), schemas ? "only admins and owners of the group change schemas"
+                                  : "this device may not write " + std::string(collection) +
+                                        " (it has " + net::LevelName(level) +
+                                        " permission in its group)"));
   }
   bool Invalidates(const engine::FieldKey& key) const override {
     return schema_.Invalidates(key) || key.collection == net::kStatementsCollection;

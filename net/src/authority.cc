@@ -114,6 +114,8 @@ struct State {
     auto it = by_key.find(k);
     if (it == by_key.end() || it->second.revoked) return Level::kNone;
     const Role role = it->second.role;
+    if (collection == kSchemasCollection)
+      return role >= Role::kAdmin ? Level::kWrite : Level::kRead;
     return ResolveLevel(role, collection, [&](const std::string& c, bool for_device) {
       auto p = permits.find(for_device ? std::make_tuple(c, k, -1)
                                        : std::make_tuple(c, Key{}, static_cast<int>(role)));
@@ -193,6 +195,7 @@ class Judge {
     }
     if (x.kind == StatementKind::kPermit) s->names.insert(x.collection);
     s->names.insert(kAnyCollection);
+    s->names.insert(kSchemasCollection);
     std::map<Key, std::map<std::string, Level>> before;
     for (const Key& k : concerned)
       for (const auto& c : s->names)
@@ -629,6 +632,8 @@ Level Authority::LevelOf(const std::string& device, const std::string& collectio
   const Standing* s = Find(device);
   if (!s || s->revoked) return Level::kNone;
   if (s->founder) return Level::kWrite;
+  if (collection == kSchemasCollection)
+    return s->role >= Role::kAdmin ? Level::kWrite : Level::kRead;
   return ResolveLevel(s->role, collection, [&](const std::string& c, bool for_device) {
     for (const auto& p : permits)
       if (p.collection == c &&

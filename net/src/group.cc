@@ -615,7 +615,7 @@ Result<WriteLimits> WriteLimitsOf(engine::Replica& r, const Authority& a) {
   if (a.legacy) return out;
   TANDEM_ASSIGN_OR_RETURN(auto meta, r.Meta());
   TANDEM_ASSIGN_OR_RETURN(auto records, Records(r));
-  std::set<std::string> named;
+  std::set<std::string> named{kSchemasCollection};
   for (const auto& p : a.permits)
     if (p.collection != kAnyCollection) named.insert(p.collection);
   for (const auto& m : records) {
@@ -639,7 +639,8 @@ Result<WriteLimits> WriteLimitsOf(engine::Replica& r, const Authority& a) {
 
 engine::Admission AdmitWrite(const engine::FieldDelta& d, const engine::FieldState* ours,
                              const WriteLimits& limits) {
-  if (IsSystemCollection(d.key.collection)) return engine::Admission::kAccept;
+  if (IsSystemCollection(d.key.collection) && d.key.collection != kSchemasCollection)
+    return engine::Admission::kAccept;
   for (const auto& [id, cutoff] : limits.For(d.key.collection))
     if (engine::CarriesEventsAfter(d.state, id, cutoff) ||
         engine::RemovesOnlyByEventsAfter(d.state, ours, id, cutoff))
@@ -696,6 +697,13 @@ Status SignLegacyTrust(engine::Replica& r, const GroupPaths& files, const Identi
   // One chain, each statement on the one before, in one transaction; the root file
   // last (if it is lost, ReadAuthority finds the founder's statements and saves it).
   std::vector<StatementId> parents = Evaluate(self.public_key, held).heads;
+  std::map<std::string, std::map<engine::ReplicaId, uint64_t>> before;
+  for (const auto& m : records) {
+    if (m.revoked) continue;
+    TANDEM_RETURN_IF_ERROR(ComputeCutoff(r, m.replicas, &before[m.device]));
+    auto& c = before[m.device];
+    while (c.size() > kMaxStatementCutoffs) c.erase(std::prev(c.end()));
+  }
   TANDEM_RETURN_IF_ERROR(r.Write([&](engine::Batch& b) -> Status {
     for (const auto& m : records) {
       if (m.key == self.public_key) continue;
@@ -711,6 +719,8 @@ Status SignLegacyTrust(engine::Replica& r, const GroupPaths& files, const Identi
       } else {
         st.kind = StatementKind::kAdd;
         st.role = Role::kMember;
+        // What it wrote before (a schema, say) keeps counting where members may not write.
+        st.cutoff = before[m.device];
       }
       SignStatement(&st, self, self.public_key);
       const std::string e = EncodeStatement(st);

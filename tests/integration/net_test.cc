@@ -465,6 +465,14 @@ TEST_F(Net, PermissionsBoundWhatEachDeviceWritesAndReads) {
   // ... and forged, the price change and a new product reach nobody.
   ForgeWrite(t, "products", "p1", "price", engine::Value(int64_t{1}));
   ForgeWrite(t, "products", "p2", "price", engine::Value(int64_t{2}));
+  // Schemas are for admins and above: refused here, and forged, refused by o.
+  {
+    std::ofstream(Dir("schema.json")) << R"({"fields": {"price": {"type": "int"}}})";
+    auto sc = T({"schema", t, "products", Dir("schema.json")});
+    EXPECT_EQ(sc.exit_code, 1);
+    EXPECT_NE(sc.err.find("only admins and owners"), std::string::npos) << sc.err;
+    ForgeWrite(t, "_tandem_schemas", "products", "v9", engine::Value(std::string("{}")));
+  }
   // The reader: nothing at all.
   EXPECT_EQ(T({"put", r, "notes", "n1", "v=1"}).exit_code, 1);
   ForgeWrite(r, "notes", "n1", "v", engine::Value(int64_t{1}));
@@ -475,6 +483,8 @@ TEST_F(Net, PermissionsBoundWhatEachDeviceWritesAndReads) {
   EXPECT_NE(T({"get", o, "products", "p1"}).out.find("\"price\":10"), std::string::npos);
   EXPECT_NE(T({"get", o, "products", "p2"}).exit_code, 0);
   EXPECT_NE(T({"get", o, "notes", "n1"}).exit_code, 0);
+  EXPECT_EQ(T({"dump", o, "--system"}).out.find("\"v9\""), std::string::npos);
+  EXPECT_EQ(T({"schema", o, "orders", Dir("schema.json")}).exit_code, 0);  // the founder may
   auto st = json::parse(T({"status", o, "--json"}).out);
   uint64_t refused = 0;
   for (const auto& rep : st["replicas"]) refused += rep["fields_refused"].get<uint64_t>();

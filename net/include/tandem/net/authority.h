@@ -49,6 +49,9 @@ const char* LevelName(Level l);
 std::optional<Level> ParseLevel(std::string_view s);
 // The collection a permit names for every collection no other permit names.
 inline constexpr char kAnyCollection[] = "*";
+// Collection schemas and conflict rules (one record per collection; see
+// bindings/data/schema.h): written only by admins and above.
+inline constexpr char kSchemasCollection[] = "_tandem_schemas";
 
 struct Statement {
   StatementKind kind = StatementKind::kAdd;
@@ -147,6 +150,7 @@ struct Authority {
   // device nothing; else the first that applies of a permit for the device and the
   // collection, for its role and the collection, for the device and kAnyCollection, for
   // its role and kAnyCollection; else write for members and above, read for readers.
+  // kSchemasCollection: write for admins and above, read for the others.
   Level LevelOf(const std::string& device, const std::string& collection) const;
 };
 

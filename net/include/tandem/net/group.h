@@ -23,9 +23,8 @@ namespace tandem::net {
 // "hex:n", one entry per replica per revocation) once revoked. Every session sends and accepts it
 // whatever the filters.
 inline constexpr char kDevicesCollection[] = "_tandem_devices";
-// Collection schemas (one record per collection; see bindings/data/schema.h): sent and
-// accepted by every session whatever the filters, as the trust set is.
-inline constexpr char kSchemasCollection[] = "_tandem_schemas";
+// Collection schemas (kSchemasCollection, authority.h) are sent and accepted by every
+// session whatever the filters, as the trust set is.
 // Collections whose names start with this are the system's; apps may not write them.
 inline constexpr char kSystemPrefix[] = "_tandem";
 inline bool IsSystemCollection(std::string_view c) { return c.rfind(kSystemPrefix, 0) == 0; }
