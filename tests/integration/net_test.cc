@@ -490,6 +490,15 @@ TEST_F(Net, PermissionsBoundWhatEachDeviceWritesAndReads) {
   for (const auto& rep : st["replicas"]) refused += rep["fields_refused"].get<uint64_t>();
   EXPECT_GE(refused, 4u) << st.dump();
 
+  // Taken away while the till is offline with a pending write: the write, made after
+  // what the owner held of the till when it signed, is refused.
+  ASSERT_EQ(T({"permit", o, "orders", td, "read"}).exit_code, 0);
+  ASSERT_EQ(T({"put", t, "orders", "o2", "total=6"}).exit_code, 0);  // t has not heard yet
+  ASSERT_EQ(T({"sync", t, "--peer", addr}).exit_code, 0);
+  EXPECT_NE(T({"get", o, "orders", "o2"}).exit_code, 0);
+  EXPECT_EQ(T({"get", o, "orders", "o1"}).exit_code, 0);             // made while it could: kept
+  EXPECT_EQ(T({"put", t, "orders", "o3", "total=7"}).exit_code, 1);  // now it knows
+
   // Write permission given back: the till's next price change flows (the forged one
   // stays refused for good).
   ASSERT_EQ(T({"permit", o, "products", td, "write"}).exit_code, 0);
