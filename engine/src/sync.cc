@@ -152,6 +152,21 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     VersionVector peer_vv = c->vv;
     if (opt_.revoked)
       for (const auto& [r, cutoff] : opt_.revoked()) peer_vv.Cap(r, cutoff);
+    // Nor events of third replicas the peer only claims: each entry is taken as far as
+    // what we held already, or the states it delivered in this session, bear it out. A
+    // peer that claims what it never sent would otherwise have honest replicas skip
+    // those events for good. (Our own entry is the peer's to claim: more than we have
+    // is evidence of a rollback, CheckClaim. Its own events are its to withhold anyway.)
+    {
+      TANDEM_ASSIGN_OR_RETURN(auto meta, replica_.Meta());
+      for (const auto& [r, n] : c->vv.entries()) {
+        if (r == meta.id || r == *peer_) continue;
+        auto d = delivered_max_.find(r);
+        const uint64_t proven =
+            std::max(meta.vv.Get(r), d == delivered_max_.end() ? uint64_t{0} : d->second);
+        if (n > proven) peer_vv.Cap(r, proven);
+      }
+    }
     bool rekeyed = false;
     // And what the peer has acknowledged of our log so far, for delivery status.
     std::optional<std::pair<uint64_t, CollectionFilter>> delivered;
@@ -232,6 +247,11 @@ void Session::SendPiece(std::vector<Message>* out) {
 }
 
 Status Session::Apply(const DeltaBatch& b, std::vector<Message>* out) {
+  for (const auto& d : b.deltas)
+    for (const auto& [r, n] : d.state.ctx.entries()) {
+      uint64_t& m = delivered_max_[r];
+      m = std::max(m, n);
+    }
   size_t applied = 0, refused = 0, filtered_out = 0;
   bool rekeyed = false;
   const auto revoked = opt_.revoked ? opt_.revoked() : std::map<ReplicaId, uint64_t>{};

@@ -418,6 +418,52 @@ TEST(Sync, RevokedReplicasLaterValuesAreRefusedForGoodAndNotClaimed) {
 
 // A record deletion leaves no marker, only context: a revoked replica's deletions are
 // refused where they show, whoever relays them, while a member's later write flows.
+// A peer whose CaughtUp claims events of a third replica it never delivered: the
+// receiver's watermark takes the claim only as far as the data bears it out, so it
+// still asks for those events, and gets them from a replica that has them.
+TEST(Sync, AClaimOfEventsNeverDeliveredDoesNotBecomeAWatermark) {
+  Node a(1), liar(2), c(3), d(4);
+  Fill(c, "products", 5, "c");
+  Fill(liar, "products", 2, "l");
+  const uint64_t c_events = c.Vv().Get(Rid(3));
+  ASSERT_GT(c_events, 0u);
+  {
+    Link link(a, liar);
+    std::vector<Message> out;
+    ASSERT_TRUE(link.sa.Start(&out).ok());
+    for (auto& m : out) link.to_b.push_back(std::move(m));
+    out.clear();
+    ASSERT_TRUE(link.sb.Start(&out).ok());
+    for (auto& m : out) link.to_a.push_back(std::move(m));
+    // Every message the liar sends a passes through here: its CaughtUp claims all of c.
+    while (!link.to_a.empty() || !link.to_b.empty()) {
+      out.clear();
+      if (!link.to_b.empty()) {
+        Message m = std::move(link.to_b.front());
+        link.to_b.pop_front();
+        ASSERT_TRUE(link.sb.Receive(m, &out).ok());
+        for (auto& o : out) {
+          if (auto* cu = std::get_if<CaughtUp>(&o)) cu->vv.Merge(c.Vv());
+          link.to_a.push_back(std::move(o));
+        }
+      } else {
+        Message m = std::move(link.to_a.front());
+        link.to_a.pop_front();
+        ASSERT_TRUE(link.sa.Receive(m, &out).ok());
+        for (auto& o : out) link.to_b.push_back(std::move(o));
+      }
+    }
+    ASSERT_TRUE(link.sa.caught_up());
+  }
+  EXPECT_EQ(a.Vv().Get(Rid(3)), 0u);                     // the claim was not taken
+  EXPECT_EQ(a.Vv().Get(Rid(2)), liar.Vv().Get(Rid(2)));  // what it did deliver was
+  // c's events reach a through d, which a would otherwise have told it already holds.
+  ASSERT_TRUE(Link(d, c).Run().ok());
+  ASSERT_TRUE(Link(a, d).Run().ok());
+  EXPECT_EQ(a.Dump(), d.Dump());
+  EXPECT_NE(a.Dump().find("products/c4"), std::string::npos);
+}
+
 TEST(Sync, ARevokedReplicasRecordDeletionsAreRefusedWhoeverRelaysThem) {
   Node a(1), b(2), c(3);
   for (int i = 0; i < 4; ++i)

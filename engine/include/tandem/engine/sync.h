@@ -183,7 +183,10 @@ class Session {
   std::string in_pieces_;  // the pieces of a field state received so far
   uint64_t in_piece_total_ = 0;
   bool received_caught_up_ = false;
-  bool refused_any_ = false;   // refused something: the watermark must not merge
+  bool refused_any_ = false;  // refused something: the watermark must not merge
+  // Per replica, the newest of its events the field states received in this session
+  // have seen: how far the peer's CaughtUp vector is borne out by what it delivered.
+  std::map<ReplicaId, uint64_t> delivered_max_;
   bool filtered_any_ = false;  // ...by a policy: the peer's log is re-read when it widens
   bool filtered_in_ = false;   // a policy leaves some of the peer's data out of this stream
   bool rolled_back_ = false;
