@@ -572,6 +572,36 @@ TEST_F(Net, ARevocationRotatesTheGroupKey) {
   EXPECT_EQ(current(x), old_key);  // the revoked device never learns it
 }
 
+// Joining with --merge brings a replica's data, not its old group's members: b, a
+// member of c's group, joins a's; a's group never lists c, and c cannot connect to a.
+TEST_F(Net, JoiningAnotherGroupBringsDataNotMembers) {
+  std::string a = Init("a"), b = Init("b"), c = Init("c");
+  std::string caddr, aaddr;
+  {
+    auto sc = Listen("c", {}, &caddr);
+    Pair("c", "b", caddr);
+    ASSERT_EQ(T({"put", b, "notes", "from-b", "v=1"}).exit_code, 0);
+    ASSERT_EQ(T({"sync", b, "--peer", caddr}).exit_code, 0);
+  }
+  ASSERT_EQ(DevicesOf(b).size(), 2u);  // b and c
+  auto sa = Listen("a", {}, &aaddr);
+  auto code = T({"invite", a, "--address", aaddr});
+  ASSERT_EQ(code.exit_code, 0) << code.err;
+  EXPECT_EQ(T({"join", b, code.out}).exit_code, 2);  // holds data and trusts c: asked first
+  auto j = T({"join", b, code.out, "--merge"});
+  ASSERT_EQ(j.exit_code, 0) << j.err;
+  auto s = T({"sync", b});
+  ASSERT_EQ(s.exit_code, 0) << s.err;
+  EXPECT_EQ(T({"get", a, "notes", "from-b"}).exit_code, 0);  // the data came
+  auto devs = DevicesOf(a);
+  EXPECT_EQ(devs.size(), 2u);  // a and b
+  EXPECT_FALSE(devs.count(DeviceOf(c)));
+  EXPECT_EQ(DevicesOf(b).count(DeviceOf(c)), 0u);  // b is in a's group now
+  // c has only its old group's key: refused at the first gate.
+  auto r = T({"sync", c, "--peer", aaddr});
+  EXPECT_EQ(r.exit_code, 1);
+}
+
 TEST_F(Net, StrangersWrongKeysAndRevokedDevicesGetNoData) {
   std::string a = Init("a"), b = Init("b"), c = Init("c"), d = Init("d"), e = Init("e");
   ASSERT_EQ(T({"put", a, "items", "1", "name=\"apple\""}).exit_code, 0);
