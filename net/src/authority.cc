@@ -8,6 +8,8 @@
 #include <set>
 #include <tuple>
 
+#include "tandem/net/group.h"  // Hex
+
 namespace tandem::net {
 namespace {
 
@@ -597,12 +599,7 @@ StatementId IdOf(std::string_view encoded) {
   return id;
 }
 
-std::string HexId(const StatementId& id) {
-  std::string s(2 * id.size() + 1, '\0');
-  sodium_bin2hex(s.data(), s.size(), id.data(), id.size());
-  s.pop_back();
-  return s;
-}
+std::string HexId(const StatementId& id) { return Hex(id); }
 
 void SignStatement(Statement* s, const Identity& self, const Key& root) {
   s->signer = self.public_key;
