@@ -82,6 +82,18 @@ struct LogFormat {
 int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, LogFormat logf);
 // The running daemon's status file, if a daemon is running on this replica (daemon.cc).
 std::optional<Json> DaemonStatus(const std::string& dir);
+// Pairing, `devices`, `permissions` and the commands that change the trust set
+// (trust.cc). RunInvite takes the running daemon's listen address as the hint when
+// options give none.
+void RunInvite(const std::string& dir, device::InviteOptions options);
+void RunJoin(const std::string& dir, const std::string& code, bool merge);
+void PrintDevices(Device& d, bool as_json);
+void PrintPermissions(Device& d, bool as_json);
+enum class TrustChange { kRevoke, kRole, kPermit };
+// kRevoke: `who` is the device; kRole: the device and `what` the role; kPermit: `who` a
+// device or role, `collection`, `what` the level.
+void ChangeTrust(const std::string& dir, TrustChange change, const std::string& who,
+                 const std::string& collection, const std::string& what);
 // `import` (import.cc).
 int RunImport(const std::string& dir, const std::string& coll, const std::string& file,
               const std::string& format_name, const std::string& id_field, bool strict);

@@ -544,91 +544,21 @@ int Main(int argc, char** argv) {
     Print(Canonical(j));
   }
   if (invite->parsed()) {
-    auto d = OpenDevice(dir);
     tandem::device::InviteOptions io;
     io.addresses = addresses;
     io.expires_minutes = expires_min;
     io.role = *net::ParseRole(role_name);
-    if (io.addresses.empty()) {
-      auto ds = DaemonStatus(dir);
-      std::string l = ds && (*ds)["running"] == true ? ds->value("listen", "") : "";
-      // A wildcard listen address says nothing to another machine.
-      if (l.rfind("0.0.0.0:", 0) == 0 || l.rfind("[::]:", 0) == 0) {
-        std::fprintf(stderr, "the daemon listens on %s: give --address HOST:PORT for a hint\n",
-                     l.c_str());
-        l.clear();
-      }
-      if (!l.empty()) io.addresses.push_back(l);
-    }
-    std::string invite_code = Check(d->Invite(io));
-    Print(invite_code);
-    std::fprintf(stderr,
-                 "one-time invite for a new %s, valid %lld minutes%s.\n"
-                 "on the new device: tandem init DIR; tandem join DIR CODE; then sync with "
-                 "this device (%s)\n",
-                 role_name.c_str(), static_cast<long long>(expires_min),
-                 io.addresses.empty() ? " (no address hint: give --address HOST:PORT or "
-                                        "run `tandem serve` first)"
-                                      : "",
-                 d->device_id().c_str());
+    RunInvite(dir, io);
   } else if (join->parsed() && cancel) {
     if (!code.empty()) throw Exit{2, "give either CODE or --cancel"};
     Check(OpenDevice(dir)->CancelJoin());
     std::fprintf(stderr, "pending join cancelled\n");
   } else if (join->parsed()) {
     if (code.empty()) throw Exit{2, "join needs CODE (or --cancel)"};
-    auto d = OpenDevice(dir);
     if (code == "-" && !std::getline(std::cin, code)) throw Exit{2, "no invite code on stdin"};
-    auto inv = Check(d->Join(code, merge));
-    if (merge) {
-      auto h = Check(d->OwnHoldings());
-      std::fprintf(stderr,
-                   "joining with --merge: at the first sync, records in %zu collection(s) and "
-                   "%zu other device(s) this replica trusts go to the group of %s, and its "
-                   "data and devices come here\n",
-                   h.collections.size(), h.devices.size(), net::DeviceId(inv.inviter).c_str());
-    }
-    if (const uint64_t now = storage::SystemClockMs(); inv.expires_ms < now)
-      std::fprintf(stderr,
-                   "note: by this device's clock the invite expired %llu minutes ago; the "
-                   "inviter judges by its own clock, so the first sync will tell\n",
-                   static_cast<unsigned long long>((now - inv.expires_ms) / 60000));
-    std::string hints;
-    for (const auto& a : inv.addresses) hints += " --peer " + Printable(a);
-    std::fprintf(stderr,
-                 "stored the invite from %s; the first sync with it joins its group: "
-                 "tandem sync %s%s\n",
-                 net::DeviceId(inv.inviter).c_str(), dir.c_str(),
-                 hints.empty() ? " --peer HOST:PORT" : hints.c_str());
+    RunJoin(dir, code, merge);
   } else if (devices->parsed()) {
-    auto d = OpenDevice(dir);
-    for (const auto& m : Check(d->Devices())) {
-      bool me = m.device == d->device_id();
-      if (as_json) {
-        Print(Canonical(tandem::bindings::MemberToJson(m, me)));
-        continue;
-      }
-      std::string standing = m.revoked ? "revoked" : net::RoleName(m.role);
-      standing.resize(8, ' ');
-      std::string line = m.device + "  " + standing;
-      if (m.founder) line += "  founder";
-      if (m.revoked) {
-        if (!m.revoked_by.empty()) line += "  revoked by " + Printable(m.revoked_by);
-      } else if (!m.added_by.empty()) {
-        line += "  granted by " + Printable(m.added_by);
-      }
-      if (me) line += "  (this device)";
-      Print(line);
-    }
-    auto a = Check(d->Authority());
-    if (a.legacy)
-      std::fprintf(stderr,
-                   "this group's trust set is not signed yet: its founder %s signs it when it "
-                   "next runs serve, sync, invite, role or revoke\n",
-                   net::DeviceId(a.root).c_str());
-    for (const auto& r : a.refused)
-      std::fprintf(stderr, "refused statement by %s: %s: %s\n",
-                   r.signer.empty() ? "?" : r.signer.c_str(), r.what.c_str(), r.why.c_str());
+    PrintDevices(*OpenDevice(dir), as_json);
   } else if (quarantine->parsed()) {
     auto d = OpenDevice(dir);
     auto& r = d->replica();
@@ -689,44 +619,13 @@ int Main(int argc, char** argv) {
       Print(line);
     }
   } else if (revoke->parsed()) {
-    if (!net::IsValidDeviceId(device))
-      throw Exit{2, "not a device id (check for typos): " + device};
-    Check(OpenDevice(dir)->Revoke(device));
-    std::fprintf(stderr,
-                 "revoked %s, and gave the others a new group key; members refuse it once "
-                 "this has synced to them\n",
-                 device.c_str());
+    ChangeTrust(dir, TrustChange::kRevoke, device, "", "");
   } else if (permit->parsed()) {
-    Check(OpenDevice(dir)->SetPermit(coll, who, *net::ParseLevel(level_name)));
-    std::fprintf(stderr, "%s may now %s %s, once this has synced to the other members\n",
-                 who.c_str(),
-                 level_name == "none"   ? "neither read nor write"
-                 : level_name == "read" ? "read, not write"
-                                        : "read and write",
-                 coll == "*" ? "every collection no permit names" : coll.c_str());
+    ChangeTrust(dir, TrustChange::kPermit, who, coll, level_name);
   } else if (permissions->parsed()) {
-    auto a = Check(OpenDevice(dir)->Authority());
-    if (a.permits.empty() && !as_json)
-      Print("no permits: members and above read and write every collection, readers read");
-    for (const auto& p : a.permits) {
-      const std::string to = p.device.empty() ? std::string(net::RoleName(p.role)) + "s" : p.device;
-      if (as_json) {
-        Print(Canonical(Json{{"collection", p.collection},
-                             {"device", p.device},
-                             {"role", p.device.empty() ? net::RoleName(p.role) : ""},
-                             {"level", net::LevelName(p.level)},
-                             {"granted_by", p.granted_by}}));
-      } else {
-        Print(Printable(p.collection) + "  " + to + "  " + net::LevelName(p.level) +
-              "  granted by " + p.granted_by);
-      }
-    }
+    PrintPermissions(*OpenDevice(dir), as_json);
   } else if (role->parsed()) {
-    if (!net::IsValidDeviceId(device))
-      throw Exit{2, "not a device id (check for typos): " + device};
-    Check(OpenDevice(dir)->SetRole(device, *net::ParseRole(role_name)));
-    std::fprintf(stderr, "%s is now %s, once this has synced to the other members\n",
-                 device.c_str(), role_name.c_str());
+    ChangeTrust(dir, TrustChange::kRole, device, "", role_name);
   } else if (serve->parsed() || sync->parsed()) {
     net::NodeOptions o;
     o.listen = listen;
