@@ -94,7 +94,6 @@ Result<std::vector<Member>> Records(engine::Replica& r) {
   return out;
 }
 
-
 }  // namespace
 
 Status AddMember(engine::Replica& r, const Key32& key, const std::string& added_by,

@@ -18,12 +18,9 @@ struct Group {
 
   Group() { InitCrypto(); }
 
-  std::string Make(const Identity& by, StatementKind kind, const Identity& subject, Role role,
-                   std::vector<std::string> after, const Key32* group_root = nullptr) {
-    Statement s;
-    s.kind = kind;
-    s.subject = subject.public_key;
-    s.role = role;
+  // Signs `s` as `by`, after the statements `after`, and keeps it.
+  std::string Keep(Statement s, const Identity& by, const std::vector<std::string>& after,
+                   const Key32* group_root = nullptr) {
     s.time_ms = all.size();
     for (const auto& p : after) s.parents.push_back(IdOf(p));
     std::sort(s.parents.begin(), s.parents.end());
@@ -31,6 +28,14 @@ struct Group {
     std::string e = EncodeStatement(s);
     all.push_back(e);
     return e;
+  }
+  std::string Make(const Identity& by, StatementKind kind, const Identity& subject, Role role,
+                   std::vector<std::string> after, const Key32* group_root = nullptr) {
+    Statement s;
+    s.kind = kind;
+    s.subject = subject.public_key;
+    s.role = role;
+    return Keep(std::move(s), by, after, group_root);
   }
   std::string Add(const Identity& by, const Identity& who, Role role,
                   std::vector<std::string> after = {}) {
@@ -54,12 +59,7 @@ struct Group {
     s.collection = collection;
     s.level = level;
     s.cutoff = std::move(cutoff);
-    for (const auto& p : after) s.parents.push_back(IdOf(p));
-    std::sort(s.parents.begin(), s.parents.end());
-    SignStatement(&s, by, root.public_key);
-    std::string e = EncodeStatement(s);
-    all.push_back(e);
-    return e;
+    return Keep(std::move(s), by, after);
   }
   Authority Judge() const { return Evaluate(root.public_key, all); }
 };
