@@ -122,8 +122,8 @@ void ChangeTrust(const std::string& dir, TrustChange change, const std::string& 
       return;
     case TrustChange::kRole:
       Check(d->SetRole(who, *net::ParseRole(what)));
-      std::fprintf(stderr, "%s is now %s, once this has synced to the other members\n",
-                   who.c_str(), what.c_str());
+      std::fprintf(stderr, "%s is now %s, once this has synced to the other members\n", who.c_str(),
+                   what.c_str());
       return;
     case TrustChange::kPermit:
       Check(d->SetPermit(collection, who, *net::ParseLevel(what)));
