@@ -89,36 +89,36 @@ class DevicePolicy : public engine::WritePolicy {
     std::string why_;
   };
 
-  // Judged again only when the statements (or the root) change.
+  // Judged again only when the replica has changed since (its change log moved on: a
+  // statement, or a join, which writes too), not at every read or write.
   Result<net::Level> LevelOf(engine::ReadTxn& txn, const std::string& collection) {
-    TANDEM_ASSIGN_OR_RETURN(auto root, net::LoadRoot(files_));
-    if (!root) return net::Level::kWrite;  // a group from before statements
-    std::vector<std::string> statements;
-    TANDEM_RETURN_IF_ERROR(txn.ScanRecords(
-        net::kStatementsCollection, "", [&](const std::string& id, engine::RecordState& state) {
-          auto rec = engine::Read(id, state);
-          if (!rec) return true;
-          auto it = rec->fields.find(net::kStatementField);
-          if (it != rec->fields.end() && it->second.kind == engine::Kind::kRegister)
-            if (auto* b = std::get_if<engine::Bytes>(&it->second.scalar))
-              statements.push_back(b->data);
-          return true;
-        }));
+    uint64_t at = 0;
+    TANDEM_RETURN_IF_ERROR(txn.LastLogSeq(&at));
     std::lock_guard lock(mu_);
-    if (!authority_ || authority_->root != *root || statements != judged_) {
-      if (authority_ && authority_->root != *root) verified_.clear();
-      authority_ = net::Evaluate(*root, statements, &verified_);
-      judged_ = std::move(statements);
+    // A group from before statements is looked at again each time: its root arrives with
+    // the first statement, and may be saved after that statement's write.
+    if (!judged_ || at != judged_at_ || !authority_) {
+      TANDEM_ASSIGN_OR_RETURN(auto root, net::LoadRoot(files_));
+      if (!root) {
+        authority_.reset();  // a group from before statements: anyone writes
+      } else {
+        TANDEM_ASSIGN_OR_RETURN(auto statements, net::ReadStatements(txn));
+        if (authority_ && authority_->root != *root) verified_.clear();
+        authority_ = net::Evaluate(*root, statements, &verified_);
+      }
+      judged_ = true;
+      judged_at_ = at;
     }
-    return authority_->LevelOf(self_, collection);
+    return authority_ ? authority_->LevelOf(self_, collection) : net::Level::kWrite;
   }
 
   data::SchemaPolicy schema_;
   const net::GroupPaths files_;
   const std::string self_;
   std::mutex mu_;
-  std::optional<net::Authority> authority_;
-  std::vector<std::string> judged_;
+  bool judged_ = false;
+  uint64_t judged_at_ = 0;                   // the change log's end when judged
+  std::optional<net::Authority> authority_;  // none: a group from before statements
   std::set<net::StatementId> verified_;
 };
 

@@ -168,15 +168,23 @@ Result<std::optional<Key32>> LoadRoot(const GroupPaths& files) {
   return std::optional<Key32>(k);
 }
 
-Result<std::vector<std::string>> ReadStatements(engine::Replica& r) {
+Result<std::vector<std::string>> ReadStatements(engine::ReadTxn& txn) {
   std::vector<std::string> out;
-  TANDEM_RETURN_IF_ERROR(r.Scan(kStatementsCollection, "", [&](const engine::Record& rec) {
-    auto it = rec.fields.find(kStatementField);
-    if (it != rec.fields.end() && it->second.kind == engine::Kind::kRegister)
-      if (auto* b = std::get_if<engine::Bytes>(&it->second.scalar)) out.push_back(b->data);
-    return true;
-  }));
+  TANDEM_RETURN_IF_ERROR(txn.ScanRecords(
+      kStatementsCollection, "", [&](const std::string& id, engine::RecordState& state) {
+        auto rec = engine::Read(id, state);
+        if (!rec) return true;
+        auto it = rec->fields.find(kStatementField);
+        if (it != rec->fields.end() && it->second.kind == engine::Kind::kRegister)
+          if (auto* b = std::get_if<engine::Bytes>(&it->second.scalar)) out.push_back(b->data);
+        return true;
+      }));
   return out;
+}
+
+Result<std::vector<std::string>> ReadStatements(engine::Replica& r) {
+  TANDEM_ASSIGN_OR_RETURN(auto txn, r.store().BeginRead());
+  return ReadStatements(*txn);
 }
 
 engine::Admission AdmitStatement(const engine::FieldDelta& d, const std::optional<Key32>& root) {

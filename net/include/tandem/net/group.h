@@ -114,6 +114,7 @@ Trust TrustOf(const Authority& a, const Key32& key);
 // The encoded statements the replica holds, and storing ones received out of band (a
 // joiner's welcome); each is checked as AdmitStatement checks a received one.
 Result<std::vector<std::string>> ReadStatements(engine::Replica& r);
+Result<std::vector<std::string>> ReadStatements(engine::ReadTxn& txn);
 Status StoreStatements(engine::Replica& r, const std::vector<std::string>& encoded,
                        const Key32& root);
 // What a receiver does with a field state of kStatementsCollection (kAccept for others).
