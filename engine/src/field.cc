@@ -320,4 +320,18 @@ bool RemovesOnlyByEventsAfter(const FieldState& s, const FieldState* ours, const
   return true;
 }
 
+bool IsTombstone(const FieldState& s) { return s.markers.empty() && s.elements.empty(); }
+
+bool Collectable(const FieldState& s, const VersionVector& absorbed) {
+  return IsTombstone(s) && absorbed.Covers(s.ctx);
+}
+
+void DropCollected(FieldState& s, const VersionVector& collected) {
+  std::erase_if(s.markers, [&](const auto& m) { return collected.Covers(m.first); });
+  for (auto it = s.elements.begin(); it != s.elements.end();) {
+    std::erase_if(it->second, [&](const Dot& d) { return collected.Covers(d); });
+    it = it->second.empty() ? s.elements.erase(it) : std::next(it);
+  }
+}
+
 }  // namespace tandem::engine

@@ -132,6 +132,10 @@ class MemoryReader {
     *out = d_->log_hull;
     return Status::Ok();
   }
+  Status GetCollected(VersionVector* out) {
+    *out = d_->collected;
+    return Status::Ok();
+  }
 
  private:
   const Data* d_;
@@ -190,6 +194,19 @@ class MemoryWriteTxn : public ReadsThrough<WriteTxn, MemoryReader> {
   }
   Status DeleteQuarantine(uint64_t id) override {
     d_->quarantine.erase(id);
+    return Status::Ok();
+  }
+  Status DeleteField(const FieldKey& key, bool* deleted) override {
+    *deleted = false;
+    auto it = d_->fields.find(EncodeFieldKey(key));
+    if (it == d_->fields.end() || it->second.first == d_->last_log_seq) return Status::Ok();
+    d_->log.erase(it->second.first);
+    d_->fields.erase(it);
+    *deleted = true;
+    return Status::Ok();
+  }
+  Status PutCollected(const VersionVector& collected) override {
+    d_->collected = collected;
     return Status::Ok();
   }
   Status Commit() override {

@@ -14,10 +14,9 @@ Status ValidateKey(const FieldKey& key) {
 
 // ---- Replica ----------------------------------------------------------------------
 
-namespace {
 // Runs a whole write transaction again when the store reports a transient condition
 // (kBusy: an LMDB map that had to grow, or another writer in a memory store).
-Status Retrying(const std::function<Status()>& attempt) {
+Status Replica::Retrying(const std::function<Status()>& attempt) {
   Status st;
   for (int i = 0; i < 32; ++i) {
     st = attempt();
@@ -25,7 +24,6 @@ Status Retrying(const std::function<Status()>& attempt) {
   }
   return st;
 }
-}  // namespace
 
 void TakeNewReplicaId(ReplicaMeta& meta, const IdSource& source) {
   ReplicaId fresh;
@@ -470,6 +468,7 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
   const Hlc drift_bound = MakeHlc(now_() + kMaxClockDriftMs, 0);
   size_t n = 0, r = 0, f = 0, q = 0;
   std::map<std::string, std::shared_ptr<const CollectionRules>> rules;
+  std::optional<VersionVector> collected;  // read at the first field we hold nothing of
   for (const auto& d : deltas) {
     // Events of ours we never issued: this replica was rolled back or copied.
     TANDEM_RETURN_IF_ERROR(CheckClaim(meta, d.state.ctx.Get(meta.id), rekeyed));
@@ -512,8 +511,24 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
         continue;
       }
     }
-    if (!s) s.emplace();
-    if (Join(*s, d.state)) {
+    // A field we hold nothing of may have been collected here: what the collected
+    // vector covers was removed, and a peer offering it again offers what was deleted.
+    const FieldState* incoming = &d.state;
+    FieldState kept;
+    if (!s) {
+      if (!collected) {
+        collected.emplace();
+        TANDEM_RETURN_IF_ERROR(txn.GetCollected(&*collected));
+      }
+      if (!collected->empty()) {
+        kept = d.state;
+        DropCollected(kept, *collected);
+        if (Collectable(kept, *collected)) continue;
+        incoming = &kept;
+      }
+      s.emplace();
+    }
+    if (Join(*s, *incoming)) {
       TANDEM_RETURN_IF_ERROR(txn.PutField(d.key, *s));
       ++n;
       // A schema (or the trust set) that changed in this batch applies to the rest of it.

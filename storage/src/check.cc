@@ -27,6 +27,11 @@ Status Check(LmdbStore& store, CheckReport* report) {
     mdb_txn_abort(raw);
     return h;
   }
+  engine::VersionVector collected;  // read so that a malformed one is reported
+  if (Status c = reader.GetCollected(&collected); !c.ok()) {
+    mdb_txn_abort(raw);
+    return c;
+  }
   const uint64_t own = meta.vv.Get(meta.id);
   std::map<uint64_t, std::string> want;  // seq -> key, from the fields
   Status st;

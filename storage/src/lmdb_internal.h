@@ -334,6 +334,20 @@ class LmdbReader {
     return Status::Ok();
   }
 
+  Status GetCollected(engine::VersionVector* out) {
+    *out = engine::VersionVector();
+    MDB_val k = Val("collected"), v;
+    int rc = mdb_get(txn_, impl_->meta, &k, &v);
+    if (rc == MDB_NOTFOUND) return Status::Ok();
+    if (rc) return LmdbError(rc, "read collected");
+    engine::Reader r(View(v));
+    if (r.U8() != 1) r.Fail("unknown version");
+    *out = engine::DecodeVersionVector(r);
+    if (r.ok() && r.remaining()) r.Fail("trailing bytes");
+    if (!r.ok()) return r.status().With("collected");
+    return Status::Ok();
+  }
+
   // Splits a stored field value into its log seq and state bytes.
   static Status SplitValue(std::string_view v, uint64_t* seq, std::string_view* state) {
     engine::Reader r(v);

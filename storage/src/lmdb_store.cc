@@ -243,6 +243,42 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     return rc ? impl_->Note(rc, "delete quarantine") : Status::Ok();
   }
 
+  Status DeleteField(const FieldKey& key, bool* deleted) override {
+    *deleted = false;
+    auto k = impl_->Key(key.collection, key.record, key.field, false);
+    if (!k) return Status::Ok();  // a name never written: no such field
+    MDB_val kv = Val(*k), v;
+    int rc = mdb_get(txn_, impl_->fields, &kv, &v);
+    if (rc == MDB_NOTFOUND) return Status::Ok();
+    if (rc) return impl_->Note(rc, "read field");
+    uint64_t seq = 0;
+    std::string_view ignored;
+    TANDEM_RETURN_IF_ERROR(LmdbReader::SplitValue(View(v), &seq, &ignored));
+    uint64_t newest = last_seq_;
+    if (!newest) TANDEM_RETURN_IF_ERROR(reader_.LastLogSeq(&newest));
+    if (seq == newest) return Status::Ok();
+    TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatCollected));
+    if ((rc = mdb_del(txn_, impl_->fields, &kv, nullptr))) return impl_->Note(rc, "delete field");
+    MDB_val lk{8, &seq};
+    rc = mdb_del(txn_, impl_->log, &lk, nullptr);
+    if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "delete log entry");
+    // What this transaction remembered of the table may name the key just removed.
+    last_seq_known_ = false;
+    if (fields_end_ && *fields_end_ == *k) fields_end_.reset();
+    *deleted = true;
+    return Status::Ok();
+  }
+  Status PutCollected(const engine::VersionVector& collected) override {
+    TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatCollected));
+    std::string v;
+    engine::Writer w(&v);
+    w.U8(1);
+    engine::EncodeVersionVector(collected, w);
+    MDB_val k = Val("collected"), val = Val(v);
+    int rc = mdb_put(txn_, impl_->meta, &k, &val, 0);
+    return rc ? impl_->Note(rc, "write collected") : Status::Ok();
+  }
+
   // Records that no entry will ever have a position strictly between `from` and `to`.
   Status AddLogGap(uint64_t from, uint64_t to) {
     std::vector<std::pair<uint64_t, uint64_t>> gaps;
@@ -258,14 +294,13 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   }
   // Marks the replica as of this build's format, which older builds refuse: once, by
   // the first transaction that writes what they could not keep up to date or read.
-  Status RaiseFormat() {
-    if (raises_format_ || impl_->format.load(std::memory_order_relaxed) >= kFormatVersion)
+  Status RaiseFormat(uint32_t to = kFormatMark) {
+    if (raises_format_ >= to || impl_->format.load(std::memory_order_relaxed) >= to)
       return Status::Ok();
-    uint32_t format = kFormatVersion;
-    MDB_val k = Val("format"), v{4, &format};
+    MDB_val k = Val("format"), v{4, &to};
     if (int rc = mdb_put(txn_, impl_->meta, &k, &v, 0))
       return impl_->Note(rc, "write format version");
-    raises_format_ = true;
+    raises_format_ = to;
     return Status::Ok();
   }
 
@@ -421,7 +456,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     txn_ = nullptr;
     if (rc == 0 && starts_log_) impl_->log_started.store(true, std::memory_order_relaxed);
-    if (rc == 0 && raises_format_) impl_->format.store(kFormatVersion, std::memory_order_relaxed);
+    if (rc == 0 && raises_format_) impl_->format.store(raises_format_, std::memory_order_relaxed);
     impl_->table.t.EndWriter(rc == 0);
     impl_->names.EndWriter(rc == 0);
     return rc ? impl_->Note(rc, "commit") : Status::Ok();
@@ -443,7 +478,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   std::optional<engine::LogHull> hull_;    // loaded by the first change to the log
   bool hull_dirty_ = false;
   bool starts_log_ = false;     // its positions start this process's (FirstLogSeq)
-  bool raises_format_ = false;  // RaiseFormat wrote the format
+  uint32_t raises_format_ = 0;  // the format RaiseFormat wrote (0: none)
 };
 
 }  // namespace
@@ -573,7 +608,7 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
   }
   MDB_val k = Val("format"), v;
   if (create) {
-    uint32_t format = kFormatVersion;
+    uint32_t format = kFormatMark;  // 4 once something is collected (RaiseFormat)
     impl->format = format;
     v = MDB_val{4, &format};
     rc = mdb_put(txn, impl->meta, &k, &v, 0);

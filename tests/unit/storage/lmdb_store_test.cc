@@ -403,7 +403,7 @@ TEST(LmdbStore, AReplicaFromBeforeTheHullSkipsNothingOfItsOldLog) {
   for (int i = 0; i < 20; ++i) EXPECT_TRUE((*rb)->Get("c", "r" + std::to_string(i)).ok());
   ASSERT_TRUE((*ra)->Put("c", "new", {{"x", Value{int64_t{1}}}}).ok());
   EXPECT_EQ(testing::RawGet(a, "meta", "format"),
-            std::string(reinterpret_cast<const char*>(&kFormatVersion), 4));
+            std::string(reinterpret_cast<const char*>(&kFormatMark), 4));
   EXPECT_TRUE(Check(StoreOf(**ra)).ok());
   ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
   EXPECT_TRUE((*rb)->Get("c", "new").ok());
@@ -691,6 +691,54 @@ TEST(LmdbStore, AReplicaOfFormatTwoBecomesThreeWhenItKeepsAPeersMark) {
   EXPECT_TRUE((*rb)->Get("c", "x").ok());
   EXPECT_EQ(testing::RawGet(b, "meta", "format"), format(3));
   EXPECT_NE((*rb)->Peer((*ra)->Meta()->id)->mark, 0u);
+}
+
+// Collection removes field states and their log entries in place: the replica stays
+// consistent, says it may no longer be opened by a build that would take back what was
+// collected, and remembers what it collected across a reopen.
+TEST(LmdbStore, CollectionShrinksTheTablesAndIsRememberedAcrossAReopen) {
+  testing::TempDir tmp;
+  const std::string dir = tmp / "db";
+  engine::FieldState stale;
+  {
+    auto r = CreateReplica(dir);
+    ASSERT_TRUE(r.ok());
+    for (int i = 0; i < 30; ++i)
+      ASSERT_TRUE((*r)->Put("c", "r" + std::to_string(i), {{"x", Value{int64_t{i}}}}).ok());
+    stale = (*r)->GetState("c", "r4")->fields.at("x");
+    ASSERT_TRUE((*r)->Write([](engine::Batch& b) {
+                      for (int i = 0; i < 20; ++i)
+                        TANDEM_RETURN_IF_ERROR(b.Delete("c", "r" + std::to_string(i)));
+                      return b.Put("c", "last", "x", Value{int64_t{1}});
+                    })
+                    .ok());
+    CheckReport before;
+    ASSERT_TRUE(Check(StoreOf(**r), &before).ok());
+    EXPECT_EQ(before.fields, 31u);
+    engine::Replica::CollectStats stats;
+    ASSERT_TRUE((*r)->Collect((*r)->Meta()->vv, &stats, 5).ok());
+    EXPECT_EQ(stats.collected, 20u);
+    CheckReport after;
+    ASSERT_TRUE(Check(StoreOf(**r), &after).ok());
+    EXPECT_EQ(after.fields, 11u);
+    EXPECT_EQ(after.log_entries, 11u);
+    EXPECT_FALSE((*r)->Get("c", "r4").ok());
+    EXPECT_TRUE((*r)->Get("c", "r24").ok());
+  }
+  EXPECT_EQ(testing::RawGet(dir, "meta", "format"),
+            std::string(reinterpret_cast<const char*>(&kFormatCollected), 4));
+  auto r = OpenReplica(dir);
+  ASSERT_TRUE(r.ok());
+  auto collected = (*r)->Collected();
+  ASSERT_TRUE(collected.ok());
+  EXPECT_FALSE(collected->empty());
+  size_t changed = 9;
+  ASSERT_TRUE((*r)->ApplyDeltas({{{"c", "r4", "x"}, stale}}, &changed).ok());
+  EXPECT_EQ(changed, 0u);
+  EXPECT_FALSE((*r)->Get("c", "r4").ok());
+  ASSERT_TRUE((*r)->Put("c", "r4", {{"x", Value{int64_t{7}}}}).ok());  // written anew: lives
+  EXPECT_EQ((*r)->Get("c", "r4")->fields.at("x").scalar, Value{int64_t{7}});
+  EXPECT_TRUE(Check(StoreOf(**r)).ok());
 }
 
 }  // namespace

@@ -91,6 +91,17 @@ bool CarriesEventsAfter(const FieldState& s, const ReplicaId& r, uint64_t seq);
 bool RemovesOnlyByEventsAfter(const FieldState& s, const FieldState* ours, const ReplicaId& r,
                               uint64_t seq);
 
+// Collection. A state with no marker and no element reads as nothing: it only carries a
+// removal (a deleted record, say) to replicas that have not seen it. Once every member
+// holds the events of its context, none can send anything it removes, so it may go.
+bool IsTombstone(const FieldState& s);
+// True when `s` is a tombstone whose context `absorbed` covers.
+bool Collectable(const FieldState& s, const VersionVector& absorbed);
+// Drops the markers and element dots of `s` that `collected` covers: a field this replica
+// holds no state for, and whose events it collected, had them removed (see
+// Replica::Collect), so a peer still offering them offers what was deleted.
+void DropCollected(FieldState& s, const VersionVector& collected);
+
 // Mutators. Each applies one operation with the given fresh dot and timestamp to the
 // state in place. The resulting field state is the operation's delta: joined into any
 // replica that has seen what this one had, it yields the same state.

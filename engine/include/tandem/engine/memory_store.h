@@ -30,6 +30,7 @@ class MemoryStore : public Store {
     std::map<uint64_t, std::string> quarantine;  // encoded QuarantineEntry
     uint64_t last_quarantine_id = 0;
     LogHull log_hull;
+    VersionVector collected;
   };
   // The last committed state (immutable; a commit publishes a new one).
   std::shared_ptr<const Data> Current() {

@@ -198,6 +198,25 @@ class Replica {
   // replica had is applied (see docs/design.md: never run the watermark ahead of data).
   Status MergeVersionVector(const VersionVector& vv);
 
+  // Collection (docs/design.md#collection). Removes the field states that read as
+  // nothing (IsTombstone) and whose every event `absorbed` covers: pass what every member
+  // of the group is known to hold. Only what this replica holds itself counts (`absorbed`
+  // is capped by our version vector). Runs in transactions of about `max_fields` field
+  // states each, so writers wait at most one of them. Afterwards the replica remembers
+  // what it collected (ReadTxn::GetCollected), and a peer's state for a field we hold
+  // nothing of loses what that covers (DropCollected): what was collected here cannot
+  // come back through a stale peer, a relay or a restored backup.
+  struct CollectStats {
+    uint64_t examined = 0;     // field states read
+    uint64_t collected = 0;    // removed
+    uint64_t bytes = 0;        // their keys and encoded states
+    uint64_t kept_newest = 0;  // collectable but the newest log entry (kept for now)
+    uint64_t transactions = 0;
+  };
+  Status Collect(const VersionVector& absorbed, CollectStats* stats, size_t max_fields = 4096);
+  // What this replica has collected (empty: nothing).
+  Result<VersionVector> Collected();
+
   // Sync support: one batch from a peer, applied in one transaction together with the
   // new cursor into that peer's log, so a dropped link resumes exactly after it.
   // `admit` decides each delta (see Admission); *refused counts both kinds of refusal,
@@ -254,6 +273,8 @@ class Replica {
   void RemoveCommitObserver(uint64_t token);
 
  private:
+  // Runs a whole write transaction again while the store reports kBusy (see replica.cc).
+  static Status Retrying(const std::function<Status()>& attempt);
   void Committed();
   std::shared_ptr<WritePolicy> Policy();
   Result<LogHull> ReadLogHull();

@@ -147,6 +147,9 @@ class ReadTxn {
   using QuarantineFn = std::function<bool(uint64_t id, std::string_view entry)>;
   virtual Status ListQuarantine(const QuarantineFn& fn) = 0;
   virtual Status GetLogHull(LogHull* out) = 0;
+  // What collection has removed: every field state without a marker whose context this
+  // vector covered may be gone (Replica::Collect). Empty if nothing was ever collected.
+  virtual Status GetCollected(VersionVector* out) = 0;
 };
 
 class WriteTxn : public ReadTxn {
@@ -162,6 +165,10 @@ class WriteTxn : public ReadTxn {
   virtual Status TakeQuarantineId(uint64_t* out) = 0;
   virtual Status PutQuarantine(uint64_t id, std::string_view entry) = 0;
   virtual Status DeleteQuarantine(uint64_t id) = 0;
+  // Removes the field's state and its change-log entry, unless that entry is the newest
+  // in the log (its position must not be handed out again): *deleted says which.
+  virtual Status DeleteField(const FieldKey& key, bool* deleted) = 0;
+  virtual Status PutCollected(const VersionVector& collected) = 0;
   virtual Status Commit() = 0;
 };
 
@@ -202,6 +209,7 @@ class ReadsThrough : public Base {
     return reader_.ListQuarantine(fn);
   }
   Status GetLogHull(LogHull* out) override { return reader_.GetLogHull(out); }
+  Status GetCollected(VersionVector* out) override { return reader_.GetCollected(out); }
 
  protected:
   Reader reader_;

@@ -32,7 +32,11 @@
 namespace tandem::storage {
 
 // 3: peers' states may record where a peer's log ended (engine::PeerState::mark).
-inline constexpr uint32_t kFormatVersion = 3;
+inline constexpr uint32_t kFormatMark = 3;
+// 4: collection has removed field states (meta `collected`): a build that does not read
+// it would take back what was collected.
+inline constexpr uint32_t kFormatCollected = 4;
+inline constexpr uint32_t kFormatVersion = kFormatCollected;  // the newest this build reads
 
 enum class Durability { kDurable, kRelaxed };
 

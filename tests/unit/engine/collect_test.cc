@@ -1,0 +1,188 @@
+// Collection of field states every member holds: what goes, what stays, and that nothing
+// collected comes back.
+#include <gtest/gtest.h>
+
+#include "sync_harness.h"
+
+namespace tandem::engine {
+namespace {
+
+// Entry by entry, the smaller: what every one of the vectors covers.
+VersionVector Everyone(const std::vector<Node*>& nodes) {
+  VersionVector out = nodes.front()->Vv();
+  for (auto* n : nodes) {
+    VersionVector vv = n->Vv();
+    for (const auto& [r, seq] : out.entries()) out.Cap(r, vv.Get(r));
+  }
+  return out;
+}
+
+size_t FieldStates(Node& n) {
+  size_t count = 0;
+  auto txn = n.replica.store().BeginRead();
+  EXPECT_TRUE(txn.ok());
+  EXPECT_TRUE((*txn)->ScanLog(0, [&](uint64_t, const FieldKey&) { return ++count, true; }).ok());
+  return count;
+}
+
+void Sync(Node& a, Node& b) {
+  Link link(a, b);
+  ASSERT_TRUE(link.Run().ok());
+  ASSERT_TRUE(link.sa.caught_up() && link.sb.caught_up());
+}
+
+void DeleteRange(Node& n, const std::string& prefix, int from, int to) {
+  ASSERT_TRUE(n.replica
+                  .Write([&](Batch& b) {
+                    for (int i = from; i < to; ++i)
+                      TANDEM_RETURN_IF_ERROR(b.Delete("products", prefix + std::to_string(i)));
+                    return Status::Ok();
+                  })
+                  .ok());
+}
+
+TEST(Collect, DeletionsEveryMemberHoldsGoAndReadsDoNotChange) {
+  Node a(1), b(2), c(3);
+  Fill(a, "products", 50, "p");
+  Sync(a, b);
+  Sync(a, c);
+  DeleteRange(a, "p", 0, 40);
+  Sync(a, b);
+  Sync(a, c);
+  const std::string before = a.Dump();
+  ASSERT_EQ(FieldStates(a), 100u);
+
+  Replica::CollectStats stats;
+  ASSERT_TRUE(a.replica.Collect(Everyone({&a, &b, &c}), &stats, 7).ok());
+  EXPECT_EQ(stats.examined, 100u);
+  // 40 records of two fields; the newest log entry (the last deletion) waits.
+  EXPECT_EQ(stats.collected + stats.kept_newest, 80u);
+  EXPECT_LE(stats.kept_newest, 1u);
+  EXPECT_GT(stats.bytes, 0u);
+  EXPECT_GT(stats.transactions, 10u) << "bounded transactions";
+  EXPECT_EQ(FieldStates(a), 100u - stats.collected);
+  EXPECT_EQ(a.Dump(), before);
+  EXPECT_FALSE(a.replica.Get("products", "p3").ok());
+
+  // Sync with members that still hold the tombstones, both ways: nothing comes back,
+  // and a second collection finds nothing more to do.
+  Sync(b, a);
+  Sync(c, a);
+  EXPECT_EQ(a.Dump(), before);
+  EXPECT_EQ(b.Dump(), before);
+  ASSERT_TRUE(b.replica.Collect(Everyone({&a, &b, &c}), &stats).ok());
+  EXPECT_GE(stats.collected, 79u);
+  EXPECT_EQ(b.Dump(), before);
+  Sync(a, b);
+  EXPECT_EQ(a.Dump(), before);
+}
+
+TEST(Collect, NothingGoesThatAMemberHasNotAbsorbed) {
+  Node a(1), b(2), c(3);
+  Fill(a, "products", 10, "p");
+  Sync(a, b);
+  Sync(a, c);
+  DeleteRange(a, "p", 0, 5);
+  Sync(a, b);  // c has not seen the deletions
+  Replica::CollectStats stats;
+  ASSERT_TRUE(a.replica.Collect(Everyone({&a, &b, &c}), &stats).ok());
+  EXPECT_EQ(stats.collected, 0u);
+  Sync(c, a);
+  EXPECT_EQ(c.Dump(), a.Dump());
+  EXPECT_FALSE(c.replica.Get("products", "p1").ok());
+}
+
+// A replica that missed the deletions and was left out of the frontier (a backup
+// restored, a device silent past the horizon) offers the deleted records again: they
+// stay deleted, on the replica that collected and on those it syncs with.
+TEST(Collect, AStalePeerCannotBringBackWhatWasCollected) {
+  Node a(1), b(2), stale(4);
+  Fill(a, "products", 20, "p");
+  Sync(a, b);
+  Sync(a, stale);
+  DeleteRange(a, "p", 0, 10);
+  Sync(a, b);
+  Replica::CollectStats stats;
+  ASSERT_TRUE(a.replica.Collect(Everyone({&a, &b}), &stats).ok());
+  ASSERT_GE(stats.collected, 19u);
+  ASSERT_TRUE(b.replica.Collect(Everyone({&a, &b}), &stats).ok());
+  const std::string live = a.Dump();
+
+  // The stale replica writes something new too: that must arrive.
+  ASSERT_TRUE(stale.replica.Put("products", "p15", {{"note", Value{std::string("late")}}}).ok());
+  // Through its full log, not only what a's vector leaves: a fresh session with cursor 0
+  // on a's side, and field states it forges back to before the deletions.
+  Sync(stale, a);
+  Sync(stale, b);
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_FALSE(a.replica.Get("products", "p" + std::to_string(i)).ok()) << i;
+    EXPECT_FALSE(b.replica.Get("products", "p" + std::to_string(i)).ok()) << i;
+  }
+  auto late = a.replica.Get("products", "p15");
+  ASSERT_TRUE(late.ok());
+  EXPECT_EQ(late->fields.count("note"), 1u);
+  EXPECT_EQ(a.Dump(), b.Dump());
+
+  // Offered directly, field by field, as a relay would: still nothing comes back.
+  auto old = stale.replica.GetState("products", "p3");
+  ASSERT_TRUE(old.ok());
+  std::vector<FieldDelta> deltas;
+  for (const auto& [f, s] : old->fields) deltas.push_back({{"products", "p3", f}, s});
+  ASSERT_FALSE(deltas.empty());
+  size_t changed = 99;
+  ASSERT_TRUE(a.replica.ApplyDeltas(deltas, &changed).ok());
+  EXPECT_EQ(changed, 0u);
+  EXPECT_FALSE(a.replica.Get("products", "p3").ok());
+}
+
+// An update concurrent with a deletion survives it (add-wins); collecting the deleted
+// fields leaves the record with only the update, as before collection.
+TEST(Collect, AnUpdateConcurrentWithTheDeletionSurvivesCollection) {
+  Node a(1), b(2);
+  Fill(a, "products", 3, "p");
+  Sync(a, b);
+  DeleteRange(a, "p", 0, 1);
+  ASSERT_TRUE(b.replica.Put("products", "p0", {{"name", Value{std::string("kept")}}}).ok());
+  Sync(a, b);
+  ASSERT_TRUE(a.replica.Put("products", "p2", {{"x", Value{int64_t{1}}}}).ok());  // newest
+  Sync(a, b);
+  const std::string before = a.Dump();
+  Replica::CollectStats stats;
+  ASSERT_TRUE(a.replica.Collect(Everyone({&a, &b}), &stats).ok());
+  EXPECT_EQ(stats.collected, 1u);  // p0's stock; its name lives on
+  auto p0 = a.replica.Get("products", "p0");
+  ASSERT_TRUE(p0.ok());
+  EXPECT_EQ(p0->fields.size(), 1u);
+  EXPECT_EQ(a.Dump(), before);
+  // A counter reset by a deletion and incremented again counts only the new increment,
+  // collected or not.
+  ASSERT_TRUE(b.replica.Incr("products", "p0", "stock", 5).ok());
+  Sync(a, b);
+  p0 = a.replica.Get("products", "p0");
+  ASSERT_TRUE(p0.ok());
+  EXPECT_EQ(p0->fields.at("stock").count, 5);
+  EXPECT_EQ(a.Dump(), b.Dump());
+}
+
+TEST(Collect, WhatOthersClaimIsCappedByWhatThisReplicaHolds) {
+  Node a(1), b(2);
+  Fill(a, "products", 4, "p");
+  Sync(a, b);
+  DeleteRange(a, "p", 0, 4);
+  ASSERT_TRUE(a.replica.Put("products", "q", {{"x", Value{int64_t{1}}}}).ok());
+  // b has not received the deletions; a claim that everyone holds everything is still
+  // bounded by what b itself holds.
+  VersionVector everything;
+  everything.Raise(Rid(1), 1'000'000);
+  Replica::CollectStats stats;
+  ASSERT_TRUE(b.replica.Collect(everything, &stats).ok());
+  EXPECT_EQ(stats.collected, 0u);
+  auto collected = b.replica.Collected();
+  ASSERT_TRUE(collected.ok());
+  EXPECT_EQ(collected->Get(Rid(1)), b.Vv().Get(Rid(1)));
+  Sync(a, b);
+  EXPECT_EQ(a.Dump(), b.Dump());
+}
+
+}  // namespace
+}  // namespace tandem::engine
