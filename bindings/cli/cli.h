@@ -3,12 +3,14 @@
 #pragma once
 
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "tandem/bindings/json.h"
 #include "tandem/device/device.h"
+#include "tandem/net/collect.h"
 #include "tandem/net/node.h"
 #include "tandem/storage/replica.h"
 
@@ -88,12 +90,17 @@ std::optional<Json> DaemonStatus(const std::string& dir);
 void RunInvite(const std::string& dir, device::InviteOptions options);
 void RunJoin(const std::string& dir, const std::string& code, bool merge);
 void PrintDevices(Device& d, bool as_json);
+// The device each of the group's replicas syncs as: replica id (hex) -> device id.
+std::map<std::string, std::string> DeviceOfReplica(Device& d);
 void PrintPermissions(Device& d, bool as_json);
 enum class TrustChange { kRevoke, kRole, kPermit };
 // kRevoke: `who` is the device; kRole: the device and `what` the role; kPermit: `who` a
 // device or role, `collection`, `what` the level.
 void ChangeTrust(const std::string& dir, TrustChange change, const std::string& who,
                  const std::string& collection, const std::string& what);
+// `gc` (collect.cc), and how `devices` shows a member's last report.
+int RunGc(const std::string& dir, int horizon_days, bool as_json);
+std::string ReportLine(const net::MemberHolding& h);
 // `import` (import.cc).
 int RunImport(const std::string& dir, const std::string& coll, const std::string& file,
               const std::string& format_name, const std::string& id_field, bool strict);

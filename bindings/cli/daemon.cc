@@ -147,6 +147,11 @@ int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, L
   ::close(sfd);
   if (lock_fd >= 0) ::close(lock_fd);
   if (once && last.failures > 0) ok = false;
+  // What this replica now holds, for the next sync to carry: members collect by it.
+  if (once && ok) {
+    if (auto r = net::Report(d.replica(), storage::SystemClockMs()); !r.ok())
+      logf.Line("cannot write this replica's report: " + r.status().ToString(), "warn");
+  }
   return once && !ok ? 1 : 0;
 }
 

@@ -29,14 +29,6 @@
 namespace {
 using namespace tandem::cli;
 
-// The device each of the group's replicas syncs as: replica id (hex) -> device id.
-std::map<std::string, std::string> DeviceOfReplica(Device& d) {
-  std::map<std::string, std::string> out;
-  for (const auto& m : Check(d.Devices()))
-    for (const auto& r : m.replicas) out[r.Hex()] = m.device;
-  return out;
-}
-
 bool IsSystem(const std::string& coll) { return tandem::net::IsSystemCollection(coll); }
 
 // Apps write their own collections; the trust set is changed only by invite/revoke.
@@ -319,6 +311,12 @@ int Main(int argc, char** argv) {
                  "Join although this replica holds data or trusts other devices: they join "
                  "the inviter's group, and its data and devices come here");
 
+  int horizon_days = 30;
+  auto* gc = app.add_subcommand(
+      "gc", "Remove deleted data every member of the group holds; say what was freed");
+  gc->add_option("DIR", dir)->required();
+  gc->add_flag("--json", as_json, "One JSON object");
+
   auto* devices = app.add_subcommand("devices", "List the group's devices");
   devices->add_option("DIR", dir)->required();
   devices->add_flag("--json", as_json, "One JSON object per line");
@@ -409,6 +407,16 @@ int Main(int argc, char** argv) {
                   "Seconds without progress before a connection is dropped (default 45; "
                   "keepalives go out at a third of it)")
         ->check(CLI::Range(1, 3600));
+  int collect_s = 3600;
+  serve
+      ->add_option("--collect-every", collect_s,
+                   "Seconds between collections of deleted data every member holds (default "
+                   "3600; 0: never)")
+      ->check(CLI::Range(0, 86400 * 7));
+  for (auto* s : {gc, serve})
+    s->add_option("--horizon", horizon_days,
+                  "Days after which a silent member stops holding collection back (default 30)")
+        ->check(CLI::Range(1, 3650));
   int64_t key_grace_s = 7 * 24 * 3600;
   for (auto* s : {serve, sync})
     s->add_option("--key-grace", key_grace_s,
@@ -557,6 +565,8 @@ int Main(int argc, char** argv) {
     if (code.empty()) throw Exit{2, "join needs CODE (or --cancel)"};
     if (code == "-" && !std::getline(std::cin, code)) throw Exit{2, "no invite code on stdin"};
     RunJoin(dir, code, merge);
+  } else if (gc->parsed()) {
+    return RunGc(dir, horizon_days, as_json);
   } else if (devices->parsed()) {
     PrintDevices(*OpenDevice(dir), as_json);
   } else if (quarantine->parsed()) {
@@ -637,6 +647,8 @@ int Main(int argc, char** argv) {
     o.discover = discover;
     o.idle_timeout_s = timeout_s;
     o.key_grace_s = key_grace_s;
+    o.collect_interval_s = collect_s;
+    o.horizon_ms = static_cast<uint64_t>(horizon_days) * 24 * 3600 * 1000;
     o.keepalive_s = std::max(1, timeout_s / 3);
     for (auto* opt : filter_opts)
       if (opt->count() > 0 && opt->as<std::string>().empty())

@@ -58,11 +58,27 @@ void RunJoin(const std::string& dir, const std::string& code, bool merge) {
                hints.empty() ? " --peer HOST:PORT" : hints.c_str());
 }
 
+std::map<std::string, std::string> DeviceOfReplica(Device& d) {
+  std::map<std::string, std::string> out;
+  for (const auto& m : Check(d.Devices()))
+    for (const auto& r : m.replicas) out[r.Hex()] = m.device;
+  return out;
+}
+
 void PrintDevices(Device& d, bool as_json) {
+  // Each member's last report of what it holds (collection waits for it).
+  std::map<std::string, net::MemberHolding> held;
+  auto holding =
+      net::HeldByMembers(d.replica(), d.layout().group(), d.device_id(), storage::SystemClockMs());
+  if (holding.ok())
+    for (auto& h : holding->members) held[h.device] = std::move(h);
   for (const auto& m : Check(d.Devices())) {
     bool me = m.device == d.device_id();
+    auto h = held.find(m.device);
     if (as_json) {
-      Print(Canonical(tandem::bindings::MemberToJson(m, me)));
+      Json j = tandem::bindings::MemberToJson(m, me);
+      j["last_report_ms"] = h == held.end() ? 0 : h->second.reported_ms;
+      Print(Canonical(j));
       continue;
     }
     std::string standing = m.revoked ? "revoked" : net::RoleName(m.role);
@@ -75,6 +91,7 @@ void PrintDevices(Device& d, bool as_json) {
       line += "  granted by " + Printable(m.added_by);
     }
     if (me) line += "  (this device)";
+    if (!me && h != held.end()) line += "  " + ReportLine(h->second);
     Print(line);
   }
   auto a = Check(d.Authority());

@@ -8,13 +8,6 @@ namespace tandem::engine {
 
 namespace {
 
-// Entry by entry, the smaller of the two.
-VersionVector Meet(const VersionVector& a, const VersionVector& b) {
-  VersionVector out;
-  for (const auto& [r, seq] : a.entries()) out.Raise(r, std::min(seq, b.Get(r)));
-  return out;
-}
-
 // Where a collection pass stands: the next collection (by name) and the record after which
 // it goes on.
 struct CollectPosition {
@@ -39,7 +32,7 @@ Status Replica::Collect(const VersionVector& absorbed, CollectStats* stats, size
       ReplicaMeta meta;
       TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
       // What we hold ourselves bounds what we may say everyone holds.
-      const VersionVector frontier = Meet(absorbed, meta.vv);
+      const VersionVector frontier = VersionVector::Meet(absorbed, meta.vv);
       VersionVector collected;
       TANDEM_RETURN_IF_ERROR(txn->GetCollected(&collected));
       if (!collected.Covers(frontier)) {

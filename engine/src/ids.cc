@@ -1,5 +1,6 @@
 #include "tandem/engine/ids.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -74,6 +75,12 @@ std::string VersionVector::ToString() const {
     s += r.ShortHex() + ":" + std::to_string(seq);
   }
   return s + "}";
+}
+
+VersionVector VersionVector::Meet(const VersionVector& a, const VersionVector& b) {
+  VersionVector out;
+  for (const auto& [r, seq] : a.m_) out.Raise(r, std::min(seq, b.Get(r)));
+  return out;
 }
 
 }  // namespace tandem::engine

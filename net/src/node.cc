@@ -167,6 +167,7 @@ engine::SessionOptions Core::SessionOptionsFor(const Key32& peer) {
   so.admit = [this](const engine::FieldDelta& d, const engine::FieldState* ours) {
     std::lock_guard lock(trust_mu_);
     if (d.key.collection == kStatementsCollection) return AdmitStatement(d, root_);
+    if (d.key.collection == kReportsCollection) return AdmitReport(d);
     return AdmitWrite(d, ours, limits_);
   };
   return so;
@@ -435,6 +436,7 @@ void Core::Launch() {
     else
       asio::co_spawn(io_, FallbackPoll(), asio::detached);
     if (opt_.discover) asio::co_spawn(io_, Discovery(), asio::detached);
+    if (opt_.collect_interval_s > 0) asio::co_spawn(io_, CollectLoop(), asio::detached);
   } else if (targets.empty()) {
     Emit({NodeEventKind::kDone, "", "", "nothing to sync with"});
     Stop();

@@ -21,6 +21,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "tandem/net/collect.h"
 #include "tandem/net/group.h"
 #include "tandem/net/handshake.h"
 #include "tandem/net/node.h"
@@ -289,10 +290,13 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
       f.names.insert(kDevicesCollection);
       f.names.insert(kStatementsCollection);
       f.names.insert(kSchemasCollection);
+      f.names.insert(kReportsCollection);
     }
     return f;
   }
   awaitable<void> Accept(tcp::acceptor acceptor);
+  // Reports and collects every opt_.collect_interval_s (collector.cc).
+  awaitable<void> CollectLoop();
   awaitable<void> Dial(std::vector<std::string> addresses, PeerStatus* status,
                        bool persistent = true);
   void RefreshKeys();

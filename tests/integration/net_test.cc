@@ -602,6 +602,59 @@ TEST_F(Net, JoiningAnotherGroupBringsDataNotMembers) {
   EXPECT_EQ(r.exit_code, 1);
 }
 
+// Deleted records are collected once every member reports holding the deletions, and
+// not before; a backup restored from before them does not bring them back.
+TEST_F(Net, DeletionsAreCollectedOnceEveryMemberHoldsThem) {
+  std::string a = Init("a"), b = Init("b");
+  WriteMany(a, "i", 30);
+  std::string addr;
+  auto sa = Listen("a", {"--collect-every", "0"}, &addr);
+  Pair("a", "b", addr);
+  ASSERT_EQ(T({"backup", b, Dir("b-before")}).exit_code, 0);
+  for (int i = 0; i < 20; ++i)
+    ASSERT_EQ(T({"del", a, "items", "i" + std::to_string(i)}).exit_code, 0);
+
+  // b has not reported holding the deletions: nothing goes.
+  auto gc = T({"gc", a, "--json"});
+  ASSERT_EQ(gc.exit_code, 0) << gc.err;
+  auto j = json::parse(gc.out);
+  EXPECT_EQ(j["collected"], 0);
+  ASSERT_EQ(j["members"].size(), 2u);
+  for (const auto& m : j["members"]) EXPECT_EQ(m["holds_back"], !m["self"]) << gc.out;
+
+  // b receives the deletions (and reports so), then its report reaches a.
+  ASSERT_EQ(T({"sync", b, "--peer", addr}).exit_code, 0);
+  ASSERT_EQ(T({"sync", b, "--peer", addr}).exit_code, 0);
+  EXPECT_NE(T({"devices", a}).out.find("reported 20"), std::string::npos);
+  gc = T({"gc", a, "--json"});
+  ASSERT_EQ(gc.exit_code, 0) << gc.err;
+  j = json::parse(gc.out);
+  EXPECT_EQ(j["collected"], 40) << gc.out;  // two fields each
+  EXPECT_GT(j["bytes"], 0);
+  EXPECT_EQ(T({"check", a}).exit_code, 0);
+  EXPECT_EQ(CountItems(a), 10u);
+  EXPECT_FALSE(Has(a, "items", "i3"));
+  EXPECT_TRUE(Has(a, "items", "i23"));
+  gc = T({"gc", a});
+  EXPECT_NE(gc.out.find("collected 0 deleted field states"), std::string::npos) << gc.out;
+
+  // b collects too once a's report reaches it; both still read the same.
+  ASSERT_EQ(T({"sync", b, "--peer", addr}).exit_code, 0);
+  j = json::parse(T({"gc", b, "--json"}).out);
+  EXPECT_EQ(j["collected"], 40) << j.dump();
+  EXPECT_EQ(T({"ls", a, "items"}).out, T({"ls", b, "items"}).out);
+
+  // b restored from before the deletions syncs with a: the deleted records stay deleted
+  // on a, and a later write of the restored device arrives.
+  ASSERT_EQ(T({"restore", Dir("b-before"), Dir("b2")}).exit_code, 0);
+  ASSERT_EQ(T({"put", Dir("b2"), "items", "late", "n=1"}).exit_code, 0);
+  ASSERT_EQ(T({"sync", Dir("b2"), "--peer", addr}).exit_code, 0);
+  EXPECT_EQ(CountItems(a), 11u);
+  EXPECT_FALSE(Has(a, "items", "i3"));
+  EXPECT_TRUE(Has(a, "items", "late"));
+  EXPECT_EQ(T({"check", a}).exit_code, 0);
+}
+
 TEST_F(Net, StrangersWrongKeysAndRevokedDevicesGetNoData) {
   std::string a = Init("a"), b = Init("b"), c = Init("c"), d = Init("d"), e = Init("e");
   ASSERT_EQ(T({"put", a, "items", "1", "name=\"apple\""}).exit_code, 0);
@@ -1380,10 +1433,11 @@ TEST_F(Net, MetricsCountTheTrafficTheyWatchedAndLogsCanBeJson) {
     text = Scrape(metrics);
     return Sample(text, "tandem_peer_fields_received_total" + peer) >= 100;
   })) << text;
-  // Exactly what was synced: b's 100 fields, and its trust record from pairing.
+  // Exactly what was synced: b's 100 fields, its trust record from pairing, and its
+  // report of what it holds (written at the end of its pairing sync).
   const double received = Sample(text, "tandem_peer_fields_received_total" + peer);
   EXPECT_GE(received, 100);
-  EXPECT_LE(received, 110);
+  EXPECT_LE(received, 112);
   EXPECT_GT(Sample(text, "tandem_peer_received_bytes_total" + peer), 500);  // compressed
   EXPECT_GT(Sample(text, "tandem_peer_received_messages_total" + peer), 2);
   EXPECT_GE(Sample(text, "tandem_peer_seconds_since_caught_up" + peer), 0);

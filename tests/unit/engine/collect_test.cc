@@ -10,10 +10,7 @@ namespace {
 // Entry by entry, the smaller: what every one of the vectors covers.
 VersionVector Everyone(const std::vector<Node*>& nodes) {
   VersionVector out = nodes.front()->Vv();
-  for (auto* n : nodes) {
-    VersionVector vv = n->Vv();
-    for (const auto& [r, seq] : out.entries()) out.Cap(r, vv.Get(r));
-  }
+  for (auto* n : nodes) out = VersionVector::Meet(out, n->Vv());
   return out;
 }
 

@@ -98,6 +98,8 @@ class VersionVector {
   const std::map<ReplicaId, uint64_t>& entries() const { return m_; }
   bool operator==(const VersionVector&) const = default;
   std::string ToString() const;  // {ab12cd34:5, ...}
+  // Entry by entry, the smaller of the two: what both cover.
+  static VersionVector Meet(const VersionVector& a, const VersionVector& b);
 
  private:
   std::map<ReplicaId, uint64_t> m_;

@@ -63,6 +63,11 @@ struct NodeOptions {
   // How long, after the group key is rotated, members that still have the previous key
   // are let through the first gate (so that they can hear of the rotation).
   int64_t key_grace_s = 7 * 24 * 3600;
+  // Live and interval modes: every this many seconds (0: never), report what this
+  // replica holds and collect what every member holds (net/collect.h); members silent
+  // for longer than `horizon_ms` stop holding collection back.
+  int collect_interval_s = 3600;
+  uint64_t horizon_ms = 30ull * 24 * 3600 * 1000;
   int keepalive_s = 15;        // an empty frame after this long without sending
   int stop_timeout_ms = 5000;  // Stop() waits at most this long for goodbyes
   // Whatever the node thread needs alive (the replica's owner): held until the node
