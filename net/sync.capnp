@@ -32,6 +32,7 @@ struct Hello {
   accept @3 :Filter;
   features @4 :UInt32;  # what this build's decoder understands (bit 0: columnar batches,
                         # bit 1: field states in pieces)
+  collected @5 :VersionVector;  # what the sender collected (docs/design.md#collection)
 }
 
 struct VersionVector {
@@ -44,6 +45,7 @@ struct SyncRequest {
   cursor @1 :UInt64;
   holdsOfYours @2 :UInt64;  # the receiver's newest event the requester holds (0: unknown)
   mark @3 :UInt64;          # where the receiver's log ended when the requester last read it
+  whole @4 :Bool;           # a rebase: every field state from cursor 0, whatever vv covers
 }
 
 # Field states travel in Tandem's own compact encoding (docs/format.md) inside `entries`,

@@ -1,9 +1,10 @@
 // `tandem gc`: report what this replica holds, collect what every member holds, and say
 // what was freed and which members hold collection back.
+#include "tandem/net/collect.h"
+
 #include <ctime>
 
 #include "cli.h"
-#include "tandem/net/collect.h"
 
 namespace tandem::cli {
 

@@ -2,15 +2,16 @@
 #include <algorithm>
 
 #include "tandem/engine/codec.h"
+#include "tandem/engine/memory_store.h"
 #include "tandem/engine/replica.h"
 
 namespace tandem::engine {
 
 namespace {
 
-// Where a collection pass stands: the next collection (by name) and the record after which
-// it goes on.
-struct CollectPosition {
+// Where a sweep stands: the next collection (by name) and the record after which it
+// goes on.
+struct SweepPosition {
   std::string collection;
   std::string after;
   bool done = false;
@@ -18,50 +19,36 @@ struct CollectPosition {
 
 }  // namespace
 
-Status Replica::Collect(const VersionVector& absorbed, CollectStats* stats, size_t max_fields) {
-  *stats = CollectStats{};
+Status Replica::Sweep(const CollectionFilter& scope, size_t max_fields, const SweepFns& fns) {
   max_fields = std::max<size_t>(max_fields, 1);
-  CollectPosition at;
+  SweepPosition at;
   while (!at.done) {
-    CollectPosition next;
-    CollectStats step;
-    Status st = Retrying([&]() -> Status {
+    SweepPosition next;
+    TANDEM_RETURN_IF_ERROR(Retrying([&]() -> Status {
       next = at;
-      step = CollectStats{};
       TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
-      ReplicaMeta meta;
-      TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
-      // What we hold ourselves bounds what we may say everyone holds.
-      const VersionVector frontier = VersionVector::Meet(absorbed, meta.vv);
-      VersionVector collected;
-      TANDEM_RETURN_IF_ERROR(txn->GetCollected(&collected));
-      if (!collected.Covers(frontier)) {
-        collected.Merge(frontier);
-        TANDEM_RETURN_IF_ERROR(txn->PutCollected(collected));
-      }
+      TANDEM_RETURN_IF_ERROR(fns.begin(*txn));
       std::vector<std::string> collections;
       TANDEM_RETURN_IF_ERROR(txn->ListCollections(&collections));
       auto c = std::lower_bound(collections.begin(), collections.end(), next.collection);
-      std::vector<std::pair<FieldKey, uint64_t>> gone;  // with its size
-      for (; c != collections.end() && step.examined < max_fields; ++c) {
-        if (*c != next.collection) next = CollectPosition{*c, "", false};
+      size_t examined = 0;
+      for (; c != collections.end() && examined < max_fields; ++c) {
+        if (*c != next.collection) next = SweepPosition{*c, "", false};
+        if (!scope.Allows(*c)) {
+          next.collection = *c + '\0';
+          continue;
+        }
         bool whole = true;
         Status bad;
         TANDEM_RETURN_IF_ERROR(
             txn->ScanRecords(*c, next.after, [&](const std::string& id, RecordState& r) {
               for (const auto& [name, state] : r.fields) {
-                ++step.examined;
-                if (!Collectable(state, frontier)) continue;
-                auto bytes = EncodeFieldState(state);
-                if (!bytes.ok()) {
-                  bad = bytes.status();
-                  return false;
-                }
-                gone.emplace_back(FieldKey{*c, id, name},
-                                  bytes->size() + c->size() + id.size() + name.size());
+                ++examined;
+                bad = fns.visit(FieldKey{*c, id, name}, state);
+                if (!bad.ok()) return false;
               }
               next.after = id;
-              if (step.examined < max_fields) return true;
+              if (examined < max_fields) return true;
               whole = false;
               return false;
             }));
@@ -71,27 +58,102 @@ Status Replica::Collect(const VersionVector& absorbed, CollectStats* stats, size
         next.collection = *c + '\0';  // the next collection sorts at or after this
       }
       if (c == collections.end()) next.done = true;
-      for (const auto& [key, size] : gone) {
-        bool deleted = false;
-        TANDEM_RETURN_IF_ERROR(txn->DeleteField(key, &deleted));
-        if (deleted) {
-          ++step.collected;
-          step.bytes += size;
-        } else {
-          ++step.kept_newest;
-        }
-      }
+      TANDEM_RETURN_IF_ERROR(fns.end(*txn));
       return txn->Commit();
-    });
-    TANDEM_RETURN_IF_ERROR(st.With("collect"));
+    }));
+    if (fns.committed) fns.committed();
     at = std::move(next);
+  }
+  return Status::Ok();
+}
+
+Status Replica::Collect(const VersionVector& absorbed, CollectStats* stats, size_t max_fields) {
+  *stats = CollectStats{};
+  CollectStats step;
+  VersionVector frontier;
+  std::vector<std::pair<FieldKey, uint64_t>> gone;  // with its size
+  SweepFns fns;
+  fns.begin = [&](WriteTxn& txn) -> Status {
+    step = CollectStats{};
+    gone.clear();
+    ReplicaMeta meta;
+    TANDEM_RETURN_IF_ERROR(txn.GetMeta(&meta));
+    // What we hold ourselves bounds what we may say everyone holds.
+    frontier = VersionVector::Meet(absorbed, meta.vv);
+    return RaiseCollected(txn, frontier);
+  };
+  fns.visit = [&](const FieldKey& key, const FieldState& state) -> Status {
+    ++step.examined;
+    if (!Collectable(state, frontier)) return Status::Ok();
+    TANDEM_ASSIGN_OR_RETURN(auto bytes, EncodeFieldState(state));
+    gone.emplace_back(key,
+                      bytes.size() + key.collection.size() + key.record.size() + key.field.size());
+    return Status::Ok();
+  };
+  fns.end = [&](WriteTxn& txn) -> Status {
+    for (const auto& [key, size] : gone) {
+      bool deleted = false;
+      TANDEM_RETURN_IF_ERROR(txn.DeleteField(key, &deleted));
+      if (deleted) {
+        ++step.collected;
+        step.bytes += size;
+      } else {
+        ++step.kept_newest;
+      }
+    }
+    return Status::Ok();
+  };
+  fns.committed = [&] {
     stats->examined += step.examined;
     stats->collected += step.collected;
     stats->bytes += step.bytes;
     stats->kept_newest += step.kept_newest;
     ++stats->transactions;
-  }
-  return Status::Ok();
+  };
+  return Sweep(CollectionFilter{}, max_fields, fns).With("collect");
+}
+
+Result<uint64_t> Replica::Rebase(const VersionVector& collected,
+                                 const std::unordered_set<uint64_t>& sent,
+                                 const CollectionFilter& scope, size_t max_fields) {
+  uint64_t changed = 0;
+  std::vector<std::pair<FieldKey, FieldState>> rewrite;
+  SweepFns fns;
+  fns.begin = [&](WriteTxn& txn) -> Status {
+    rewrite.clear();
+    return RaiseCollected(txn, collected);
+  };
+  fns.visit = [&](const FieldKey& key, const FieldState& state) -> Status {
+    if (sent.count(KeyHash(key))) return Status::Ok();  // joined with the peer's already
+    FieldState kept = state;
+    DropCollected(kept, collected);
+    if (!(kept == state)) rewrite.emplace_back(key, std::move(kept));
+    return Status::Ok();
+  };
+  fns.end = [&](WriteTxn& txn) -> Status {
+    for (const auto& [key, state] : rewrite) {
+      bool deleted = false;
+      if (Collectable(state, collected)) TANDEM_RETURN_IF_ERROR(txn.DeleteField(key, &deleted));
+      if (!deleted) TANDEM_RETURN_IF_ERROR(txn.PutField(key, state));
+    }
+    return Status::Ok();
+  };
+  fns.committed = [&] { changed += rewrite.size(); };
+  TANDEM_RETURN_IF_ERROR(Sweep(scope, max_fields, fns).With("rebase"));
+  if (changed) Committed();
+  return changed;
+}
+
+Status Replica::RaiseCollected(WriteTxn& txn, const VersionVector& with) {
+  VersionVector collected;
+  TANDEM_RETURN_IF_ERROR(txn.GetCollected(&collected));
+  if (collected.Covers(with)) return Status::Ok();
+  collected.Merge(with);
+  return txn.PutCollected(collected);
+}
+
+uint64_t Replica::KeyHash(const FieldKey& key) {
+  return std::hash<std::string>{}(EncodeFieldKey(key));
 }
 
 Result<VersionVector> Replica::Collected() {

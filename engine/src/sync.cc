@@ -42,6 +42,7 @@ Status Session::Start(std::vector<Message>* out) {
   hello.send = opt_.send;
   hello.accept = opt_.accept;
   hello.pieces = true;
+  TANDEM_ASSIGN_OR_RETURN(hello.collected, replica_.Collected());
   out->emplace_back(std::in_place_type<Hello>, std::move(hello));
   return Status::Ok();
 }
@@ -96,10 +97,17 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     // An earlier filtered session moved the cursor past data we never received: an
     // unfiltered session starts over, so that its CaughtUp may merge the watermark.
     recv_cursor_ = (!filtered_in_ && ps.filtered) ? 0 : ps.cursor;
+    // The peer collected deletions we have not all seen: we may hold what it removed.
+    // Its whole state, from the start, shows which fields it holds at all.
+    if (!meta.vv.Covers(h->collected)) {
+      rebase_ = h->collected;
+      rebase_keys_.clear();
+      recv_cursor_ = 0;
+    }
     requested_ = true;
     TANDEM_ASSIGN_OR_RETURN(const uint64_t held, replica_.Held(*peer_));
     out->emplace_back(std::in_place_type<SyncRequest>,
-                      SyncRequest{meta.vv, recv_cursor_, held, ps.mark});
+                      SyncRequest{meta.vv, recv_cursor_, held, ps.mark, rebase_.has_value()});
     return Status::Ok();
   }
   if (!peer_) return Status::Invalid(std::string(MessageName(in)) + " before Hello");
@@ -119,6 +127,12 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     peer_vv_ = r->vv;
     send_cursor_ = r->cursor;
     TANDEM_ASSIGN_OR_RETURN(skip_to_, replica_.SkipHeld(r->vv, r->cursor));
+    if (r->whole) {
+      if (r->cursor != 0) return Status::Invalid("a whole SyncRequest starts at cursor 0");
+      peer_vv_ = VersionVector();  // every field state, whatever the peer holds
+      skip_to_ = 0;
+      stats_.whole_sent = true;
+    }
     snapshot_vv_ = meta.vv;  // read before the log: everything it covers gets sent
     streaming_ = true;
     return Pump(out);
@@ -166,6 +180,17 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
             std::max(meta.vv.Get(r), d == delivered_max_.end() ? uint64_t{0} : d->second);
         if (n > proven) peer_vv.Cap(r, proven);
       }
+    }
+    // A rebase: the peer's whole state has arrived; what it collected and we still hold
+    // outside the fields it sent goes, before the watermark merges (a rebase cut short
+    // is done again at the next session).
+    if (rebase_) {
+      TANDEM_ASSIGN_OR_RETURN(
+          stats_.rebased_fields,
+          replica_.Rebase(*rebase_, rebase_keys_, Intersect(peer_send_, opt_.accept)));
+      stats_.rebased = true;
+      rebase_.reset();
+      rebase_keys_.clear();
     }
     bool rekeyed = false;
     // And what the peer has acknowledged of our log so far, for delivery status.
@@ -247,6 +272,8 @@ void Session::SendPiece(std::vector<Message>* out) {
 }
 
 Status Session::Apply(const DeltaBatch& b, std::vector<Message>* out) {
+  if (rebase_)
+    for (const auto& d : b.deltas) rebase_keys_.insert(Replica::KeyHash(d.key));
   for (const auto& d : b.deltas)
     for (const auto& [r, n] : d.state.ctx.entries()) {
       uint64_t& m = delivered_max_[r];

@@ -72,8 +72,7 @@ engine::Admission AdmitReport(const engine::FieldDelta& d) {
 }
 
 Result<GroupHolding> HeldByMembers(engine::Replica& r, const GroupPaths& files,
-                                   const std::string& self, uint64_t now_ms,
-                                   uint64_t horizon_ms) {
+                                   const std::string& self, uint64_t now_ms, uint64_t horizon_ms) {
   TANDEM_ASSIGN_OR_RETURN(auto meta, r.Meta());
   TANDEM_ASSIGN_OR_RETURN(auto members, Members(r, files));
   TANDEM_ASSIGN_OR_RETURN(auto reports, ReadReports(r));

@@ -153,6 +153,13 @@ void Conn::AfterProgress() {
     UpdateStatus();
     d_.Log("caught up with " + Who() + ": " + std::to_string(s.fields_applied) +
            " fields received, " + std::to_string(s.fields_sent) + " sent");
+    if (s.rebased)
+      d_.Log("rebased on " + Who() + ", which had collected deletions this replica missed: " +
+             std::to_string(s.rebased_fields) + " field states dropped what it removed");
+    if (s.whole_sent)
+      d_.Log(Who() +
+             " had missed deletions this replica collected: sent it the whole state to "
+             "rebase on");
     NodeEvent e{NodeEventKind::kCaughtUp, DeviceId(*peer_key_), address_, ""};
     e.fields_received = s.fields_applied;
     e.fields_sent = s.fields_sent;

@@ -152,12 +152,14 @@ Result<std::string> EncodeMessage(const Message& m, const EncodeOptions& opt) {
     SetFilter(w.initSend(), h->send);
     SetFilter(w.initAccept(), h->accept);
     w.setFeatures(kFeatureColumns | (h->pieces ? kFeaturePieces : 0));
+    SetVv(w.initCollected(), h->collected);
   } else if (const auto* r = std::get_if<engine::SyncRequest>(&m)) {
     auto w = body.initSyncRequest();
     SetVv(w.initVv(), r->vv);
     w.setCursor(r->cursor);
     w.setHoldsOfYours(r->holds_of_yours);
     w.setMark(r->mark);
+    w.setWhole(r->whole);
   } else if (const auto* d = std::get_if<engine::DeltaBatch>(&m)) {
     auto w = body.initDeltaBatch();
     w.setFrom(d->from);
@@ -212,6 +214,7 @@ Result<Message> DecodeMessage(std::string_view bytes, uint32_t* features) {
         h.replica = ReadId(r.getReplica(), c, "hello replica");
         h.send = ReadFilter(r.getSend(), c);
         h.accept = ReadFilter(r.getAccept(), c);
+        h.collected = ReadVv(r.getCollected(), c);
         if (!c.ok()) return c.st;
         h.pieces = r.getFeatures() & kFeaturePieces;
         if (features) *features = r.getFeatures();
@@ -219,8 +222,8 @@ Result<Message> DecodeMessage(std::string_view bytes, uint32_t* features) {
       }
       case wire::Envelope::Body::SYNC_REQUEST: {
         auto r = body.getSyncRequest();
-        engine::SyncRequest m{ReadVv(r.getVv(), c), r.getCursor(), r.getHoldsOfYours(),
-                              r.getMark()};
+        engine::SyncRequest m{ReadVv(r.getVv(), c), r.getCursor(), r.getHoldsOfYours(), r.getMark(),
+                              r.getWhole()};
         if (!c.ok()) return c.st;
         return Message{std::move(m)};
       }

@@ -603,7 +603,8 @@ TEST_F(Net, JoiningAnotherGroupBringsDataNotMembers) {
 }
 
 // Deleted records are collected once every member reports holding the deletions, and
-// not before; a backup restored from before them does not bring them back.
+// not before; a backup restored from before them does not bring them back, and is itself
+// rebased on the first sync.
 TEST_F(Net, DeletionsAreCollectedOnceEveryMemberHoldsThem) {
   std::string a = Init("a"), b = Init("b");
   WriteMany(a, "i", 30);
@@ -653,6 +654,12 @@ TEST_F(Net, DeletionsAreCollectedOnceEveryMemberHoldsThem) {
   EXPECT_FALSE(Has(a, "items", "i3"));
   EXPECT_TRUE(Has(a, "items", "late"));
   EXPECT_EQ(T({"check", a}).exit_code, 0);
+  // ... and the restored device itself was rebased: it dropped what a had collected.
+  EXPECT_EQ(CountItems(Dir("b2")), 11u);
+  EXPECT_FALSE(Has(Dir("b2"), "items", "i3"));
+  EXPECT_EQ(T({"ls", a, "items"}).out, T({"ls", Dir("b2"), "items"}).out);
+  EXPECT_EQ(T({"check", Dir("b2")}).exit_code, 0);
+  EXPECT_NE(sa->log().find("sent it the whole state"), std::string::npos) << sa->log();
 }
 
 TEST_F(Net, StrangersWrongKeysAndRevokedDevicesGetNoData) {

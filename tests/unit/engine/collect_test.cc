@@ -90,46 +90,63 @@ TEST(Collect, NothingGoesThatAMemberHasNotAbsorbed) {
 }
 
 // A replica that missed the deletions and was left out of the frontier (a backup
-// restored, a device silent past the horizon) offers the deleted records again: they
-// stay deleted, on the replica that collected and on those it syncs with.
-TEST(Collect, AStalePeerCannotBringBackWhatWasCollected) {
+// restored, a device silent past the horizon) comes back: what was collected does not
+// come back through it, its own view is repaired by a rebase (its deleted records go),
+// and what it wrote meanwhile arrives, an edit of a deleted record included (add-wins).
+TEST(Collect, AStalePeerIsRebasedAndBringsBackNothingCollected) {
   Node a(1), b(2), stale(4);
   Fill(a, "products", 20, "p");
   Sync(a, b);
   Sync(a, stale);
+  // Offered directly later, as a relay would: the state of a record before its deletion.
+  auto old = stale.replica.GetState("products", "p4");
+  ASSERT_TRUE(old.ok());
   DeleteRange(a, "p", 0, 10);
   Sync(a, b);
   Replica::CollectStats stats;
   ASSERT_TRUE(a.replica.Collect(Everyone({&a, &b}), &stats).ok());
   ASSERT_GE(stats.collected, 19u);
   ASSERT_TRUE(b.replica.Collect(Everyone({&a, &b}), &stats).ok());
-  const std::string live = a.Dump();
 
-  // The stale replica writes something new too: that must arrive.
   ASSERT_TRUE(stale.replica.Put("products", "p15", {{"note", Value{std::string("late")}}}).ok());
-  // Through its full log, not only what a's vector leaves: a fresh session with cursor 0
-  // on a's side, and field states it forges back to before the deletions.
-  Sync(stale, a);
-  Sync(stale, b);
-  for (int i = 0; i < 10; ++i) {
-    EXPECT_FALSE(a.replica.Get("products", "p" + std::to_string(i)).ok()) << i;
-    EXPECT_FALSE(b.replica.Get("products", "p" + std::to_string(i)).ok()) << i;
+  ASSERT_TRUE(stale.replica.Put("products", "p3", {{"note", Value{std::string("kept")}}}).ok());
+  {
+    Link link(stale, a);
+    ASSERT_TRUE(link.Run().ok());
+    ASSERT_TRUE(link.sa.caught_up() && link.sb.caught_up());
+    EXPECT_TRUE(link.sa.stats().rebased);
+    EXPECT_TRUE(link.sb.stats().whole_sent);
+    EXPECT_GE(link.sa.stats().rebased_fields, 18u);  // p0..p9, but the ones a still holds
   }
-  auto late = a.replica.Get("products", "p15");
-  ASSERT_TRUE(late.ok());
-  EXPECT_EQ(late->fields.count("note"), 1u);
+  for (int i = 0; i < 10; ++i) {
+    if (i == 3) continue;
+    const std::string id = "p" + std::to_string(i);
+    EXPECT_FALSE(a.replica.Get("products", id).ok()) << i;
+    EXPECT_FALSE(stale.replica.Get("products", id).ok()) << i;
+  }
+  auto p3 = a.replica.Get("products", "p3");
+  ASSERT_TRUE(p3.ok());
+  EXPECT_EQ(p3->fields.size(), 1u);  // only the edit made offline
+  EXPECT_EQ(a.replica.Get("products", "p15")->fields.count("note"), 1u);
+  EXPECT_EQ(stale.Dump(), a.Dump());
+  // Repaired once: the next session is an ordinary one.
+  {
+    Link link(stale, a);
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_FALSE(link.sa.stats().rebased);
+  }
+  Sync(b, a);
+  Sync(b, stale);
   EXPECT_EQ(a.Dump(), b.Dump());
+  EXPECT_EQ(stale.Dump(), b.Dump());
 
-  // Offered directly, field by field, as a relay would: still nothing comes back.
-  auto old = stale.replica.GetState("products", "p3");
-  ASSERT_TRUE(old.ok());
   std::vector<FieldDelta> deltas;
-  for (const auto& [f, s] : old->fields) deltas.push_back({{"products", "p3", f}, s});
+  for (const auto& [f, s] : old->fields) deltas.push_back({{"products", "p4", f}, s});
   ASSERT_FALSE(deltas.empty());
   size_t changed = 99;
   ASSERT_TRUE(a.replica.ApplyDeltas(deltas, &changed).ok());
   EXPECT_EQ(changed, 0u);
-  EXPECT_FALSE(a.replica.Get("products", "p3").ok());
+  EXPECT_FALSE(a.replica.Get("products", "p4").ok());
 }
 
 // An update concurrent with a deletion survives it (add-wins); collecting the deleted

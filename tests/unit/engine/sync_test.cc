@@ -228,7 +228,7 @@ TEST(Sync, RefusedDataIsCountedAndNotApplied) {
   Session s(b.replica, only_products);
   std::vector<Message> out;
   ASSERT_TRUE(s.Start(&out).ok());
-  ASSERT_TRUE(s.Receive(Hello{kProtocolVersion, Rid(1), {}, {}}, &out).ok());
+  ASSERT_TRUE(s.Receive(Hello{kProtocolVersion, Rid(1), {}, {}, false, {}}, &out).ok());
   // A sender that ignores our policy.
   FieldState f;
   ApplyPut(f, Dot{Rid(1), 1}, MakeHlc(1, 0), Value{int64_t{1}});
@@ -496,7 +496,7 @@ TEST(Sync, BadPiecesEndTheSessionAndApplyNothing) {
     Session s(b.replica, {});
     std::vector<Message> out;
     ASSERT_TRUE(s.Start(&out).ok());
-    ASSERT_TRUE(s.Receive(Hello{kProtocolVersion, Rid(1), {}, {}, true}, &out).ok());
+    ASSERT_TRUE(s.Receive(Hello{kProtocolVersion, Rid(1), {}, {}, true, {}}, &out).ok());
     Status st;
     for (const auto& m : c.msgs) {
       st = s.Receive(m, &out);
@@ -510,7 +510,7 @@ TEST(Sync, BadPiecesEndTheSessionAndApplyNothing) {
   Session s(b.replica, {});
   std::vector<Message> out;
   ASSERT_TRUE(s.Start(&out).ok());
-  ASSERT_TRUE(s.Receive(Hello{kProtocolVersion, Rid(1), {}, {}, true}, &out).ok());
+  ASSERT_TRUE(s.Receive(Hello{kProtocolVersion, Rid(1), {}, {}, true, {}}, &out).ok());
   ASSERT_TRUE(s.Receive(piece(0, 0, n, 0, head), &out).ok());
   ASSERT_TRUE(s.Receive(piece(0, 5, n, 500, tail), &out).ok());
   EXPECT_TRUE(b.replica.Get("c", "r").ok());
@@ -525,7 +525,7 @@ TEST(Sync, APeerThatTakesNoPiecesIsToldWhichFieldIsTooLarge) {
   Session s(a.replica, {});
   std::vector<Message> out;
   ASSERT_TRUE(s.Start(&out).ok());
-  ASSERT_TRUE(s.Receive(Hello{kProtocolVersion, Rid(2), {}, {}, false}, &out).ok());
+  ASSERT_TRUE(s.Receive(Hello{kProtocolVersion, Rid(2), {}, {}, false, {}}, &out).ok());
   Status st = s.Receive(SyncRequest{{}, 0}, &out);
   EXPECT_EQ(st.code(), Code::kUnsupported);
   EXPECT_NE(st.message().find("docs/set.photos"), std::string::npos) << st.ToString();
@@ -559,17 +559,18 @@ TEST(Sync, BadMessagesEndTheSessionAndChangeNothing) {
   {
     Session s(b.replica, {});
     ASSERT_TRUE(s.Start(&out).ok());
-    EXPECT_EQ(s.Receive(Hello{99, Rid(1), {}, {}}, &out).code(), Code::kUnsupported);
+    EXPECT_EQ(s.Receive(Hello{99, Rid(1), {}, {}, false, {}}, &out).code(), Code::kUnsupported);
   }
   {
     Session s(b.replica, {});
     ASSERT_TRUE(s.Start(&out).ok());
-    EXPECT_FALSE(s.Receive(Hello{kProtocolVersion, Rid(2), {}, {}}, &out).ok());  // ourselves
+    EXPECT_FALSE(
+        s.Receive(Hello{kProtocolVersion, Rid(2), {}, {}, false, {}}, &out).ok());  // ourselves
   }
   {
     Session s(b.replica, {});
     ASSERT_TRUE(s.Start(&out).ok());
-    ASSERT_TRUE(s.Receive(Hello{kProtocolVersion, Rid(1), {}, {}}, &out).ok());
+    ASSERT_TRUE(s.Receive(Hello{kProtocolVersion, Rid(1), {}, {}, false, {}}, &out).ok());
     EXPECT_FALSE(s.Receive(CaughtUp{7, {}}, &out).ok());  // claims a batch we never got
     EXPECT_FALSE(s.Receive(Ack{1}, &out).ok());           // nothing in flight
   }
@@ -578,7 +579,7 @@ TEST(Sync, BadMessagesEndTheSessionAndChangeNothing) {
     Fill(full, "c", 3, "r");
     Session s(full.replica, {});
     ASSERT_TRUE(s.Start(&out).ok());
-    ASSERT_TRUE(s.Receive(Hello{kProtocolVersion, Rid(1), {}, {}}, &out).ok());
+    ASSERT_TRUE(s.Receive(Hello{kProtocolVersion, Rid(1), {}, {}, false, {}}, &out).ok());
     ASSERT_TRUE(s.Receive(SyncRequest{{}, 0}, &out).ok());  // it sends a batch
     EXPECT_FALSE(s.Receive(Ack{12345}, &out).ok());         // for a cursor it never sent
     FieldState f;
@@ -648,7 +649,7 @@ TEST(Sync, ReorderedOrDuplicatedBatchesAreRejectedBeforeApplying) {
   Session s(b.replica, {});
   std::vector<Message> out;
   ASSERT_TRUE(s.Start(&out).ok());
-  ASSERT_TRUE(s.Receive(Hello{kProtocolVersion, Rid(1), {}, {}}, &out).ok());
+  ASSERT_TRUE(s.Receive(Hello{kProtocolVersion, Rid(1), {}, {}, false, {}}, &out).ok());
   FieldState f1, f2;
   ApplyPut(f1, Dot{Rid(1), 1}, MakeHlc(1, 0), Value{int64_t{1}});
   ApplyPut(f2, Dot{Rid(1), 2}, MakeHlc(2, 0), Value{int64_t{2}});
@@ -660,7 +661,7 @@ TEST(Sync, ReorderedOrDuplicatedBatchesAreRejectedBeforeApplying) {
   EXPECT_EQ(b.replica.Peer(Rid(1))->cursor, 0u);
   Session t(b.replica, {});
   ASSERT_TRUE(t.Start(&out).ok());
-  ASSERT_TRUE(t.Receive(Hello{kProtocolVersion, Rid(1), {}, {}}, &out).ok());
+  ASSERT_TRUE(t.Receive(Hello{kProtocolVersion, Rid(1), {}, {}, false, {}}, &out).ok());
   ASSERT_TRUE(t.Receive(first, &out).ok());
   EXPECT_FALSE(t.Receive(first, &out).ok());  // a duplicate
   EXPECT_EQ(b.replica.Peer(Rid(1))->cursor, 10u);

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -216,6 +217,14 @@ class Replica {
   Status Collect(const VersionVector& absorbed, CollectStats* stats, size_t max_fields = 4096);
   // What this replica has collected (empty: nothing).
   Result<VersionVector> Collected();
+  // A rebase (docs/design.md#collection): a peer that collected `collected` sent its
+  // whole state, the fields whose KeyHash is in `sent`. Every other field here, in the
+  // collections `scope` allows, loses what `collected` covers (the peer removed it); this
+  // replica's collected vector takes `collected` in. Returns how many field states
+  // changed. Bounded transactions, as Collect.
+  Result<uint64_t> Rebase(const VersionVector& collected, const std::unordered_set<uint64_t>& sent,
+                          const CollectionFilter& scope, size_t max_fields = 4096);
+  static uint64_t KeyHash(const FieldKey& key);
 
   // Sync support: one batch from a peer, applied in one transaction together with the
   // new cursor into that peer's log, so a dropped link resumes exactly after it.
@@ -275,6 +284,19 @@ class Replica {
  private:
   // Runs a whole write transaction again while the store reports kBusy (see replica.cc).
   static Status Retrying(const std::function<Status()>& attempt);
+  // Visits every field state (of the collections `scope` allows) in write transactions
+  // of about `max_fields` each: begin at the start of each (it may run again: kBusy),
+  // visit for each field (no writes: the scan is open), end before the commit, committed
+  // after it.
+  struct SweepFns {
+    std::function<Status(WriteTxn&)> begin;
+    std::function<Status(const FieldKey&, const FieldState&)> visit;
+    std::function<Status(WriteTxn&)> end;
+    std::function<void()> committed;
+  };
+  Status Sweep(const CollectionFilter& scope, size_t max_fields, const SweepFns& fns);
+  // Joins `with` into the store's collected vector.
+  static Status RaiseCollected(WriteTxn& txn, const VersionVector& with);
   void Committed();
   std::shared_ptr<WritePolicy> Policy();
   Result<LogHull> ReadLogHull();

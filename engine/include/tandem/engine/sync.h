@@ -23,6 +23,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <variant>
 #include <vector>
 
@@ -47,6 +48,9 @@ struct Hello {
   CollectionFilter send;    // what this side sends
   CollectionFilter accept;  // what this side accepts
   bool pieces = false;      // this side takes a field state in pieces (DeltaBatch::piece)
+  // What this side has collected (Replica::Collected). A peer whose version vector does
+  // not cover it may hold what this side removed, and asks for a rebase (SyncRequest::whole).
+  VersionVector collected;
 };
 struct SyncRequest {
   VersionVector vv;
@@ -58,6 +62,10 @@ struct SyncRequest {
   // Where the receiver's log ended when the requester last read it (PeerState::mark):
   // past the end of the log, or in a gap it skipped, it shows a rollback.
   uint64_t mark = 0;
+  // A rebase: send every field state, from the start of the log and whatever `vv`
+  // covers, so that the requester learns which fields the receiver holds at all; at
+  // CaughtUp it drops what the receiver collected (Replica::Rebase).
+  bool whole = false;
 };
 // Part of one field delta too large for a batch, encoded whole by EncodeDelta.
 struct StatePiece {
@@ -112,6 +120,9 @@ struct SessionStats {
   uint64_t fields_quarantined = 0;  // also counted in fields_refused
   uint64_t caught_up_sent = 0, caught_up_received = 0;
   uint64_t log_entries_scanned = 0;  // of our log, read to find what to send
+  bool whole_sent = false;           // the peer asked for a rebase: it got our whole state
+  bool rebased = false;              // we asked for one and applied it at CaughtUp
+  uint64_t rebased_fields = 0;       // our field states that lost what the peer collected
 };
 
 class Session {
@@ -190,6 +201,10 @@ class Session {
   bool filtered_any_ = false;  // ...by a policy: the peer's log is re-read when it widens
   bool filtered_in_ = false;   // a policy leaves some of the peer's data out of this stream
   bool rolled_back_ = false;
+  // A rebase asked for in this session: the peer's collected vector, and (hashed) the
+  // key of every field state it sent since the start of its log.
+  std::optional<VersionVector> rebase_;
+  std::unordered_set<uint64_t> rebase_keys_;
 };
 
 }  // namespace tandem::engine
