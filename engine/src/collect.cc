@@ -80,7 +80,7 @@ Status Replica::Collect(const VersionVector& absorbed, CollectStats* stats, size
     TANDEM_RETURN_IF_ERROR(txn.GetMeta(&meta));
     // What we hold ourselves bounds what we may say everyone holds.
     frontier = VersionVector::Meet(absorbed, meta.vv);
-    return RaiseCollected(txn, frontier);
+    return Status::Ok();
   };
   fns.visit = [&](const FieldKey& key, const FieldState& state) -> Status {
     ++step.examined;
@@ -91,6 +91,8 @@ Status Replica::Collect(const VersionVector& absorbed, CollectStats* stats, size
     return Status::Ok();
   };
   fns.end = [&](WriteTxn& txn) -> Status {
+    // Remembered with what it removes (a peer behind it is rebased: not for nothing).
+    if (!gone.empty()) TANDEM_RETURN_IF_ERROR(RaiseCollected(txn, frontier));
     for (const auto& [key, size] : gone) {
       bool deleted = false;
       TANDEM_RETURN_IF_ERROR(txn.DeleteField(key, &deleted));
@@ -115,7 +117,9 @@ Status Replica::Collect(const VersionVector& absorbed, CollectStats* stats, size
 
 Result<uint64_t> Replica::Rebase(const VersionVector& collected,
                                  const std::unordered_set<uint64_t>& sent,
-                                 const CollectionFilter& scope, size_t max_fields) {
+                                 const CollectionFilter& scope,
+                                 const std::function<bool(const std::string&)>& may,
+                                 size_t max_fields) {
   uint64_t changed = 0;
   std::vector<std::pair<FieldKey, FieldState>> rewrite;
   SweepFns fns;
@@ -125,6 +129,7 @@ Result<uint64_t> Replica::Rebase(const VersionVector& collected,
   };
   fns.visit = [&](const FieldKey& key, const FieldState& state) -> Status {
     if (sent.count(KeyHash(key))) return Status::Ok();  // joined with the peer's already
+    if (may && !may(key.collection)) return Status::Ok();
     FieldState kept = state;
     DropCollected(kept, collected);
     if (!(kept == state)) rewrite.emplace_back(key, std::move(kept));

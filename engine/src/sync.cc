@@ -131,6 +131,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
       if (r->cursor != 0) return Status::Invalid("a whole SyncRequest starts at cursor 0");
       peer_vv_ = VersionVector();  // every field state, whatever the peer holds
       skip_to_ = 0;
+      whole_ = true;
       stats_.whole_sent = true;
     }
     snapshot_vv_ = meta.vv;  // read before the log: everything it covers gets sent
@@ -176,8 +177,17 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
       for (const auto& [r, n] : c->vv.entries()) {
         if (r == meta.id || r == *peer_) continue;
         auto d = delivered_max_.find(r);
-        const uint64_t proven =
+        uint64_t proven =
             std::max(meta.vv.Get(r), d == delivered_max_.end() ? uint64_t{0} : d->second);
+        // In a rebase, what the peer collected stands for what it can no longer deliver.
+        if (rebase_) proven = std::max(proven, rebase_->Get(r));
+        // And what the states we hold have seen bears it out as well as what was just
+        // delivered (an earlier session may have delivered it: a replica that never
+        // writes again would otherwise stay behind for good).
+        if (n > proven) {
+          TANDEM_ASSIGN_OR_RETURN(const uint64_t held, replica_.Held(r));
+          proven = std::max(proven, held);
+        }
         if (n > proven) peer_vv.Cap(r, proven);
       }
     }
@@ -185,9 +195,9 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     // outside the fields it sent goes, before the watermark merges (a rebase cut short
     // is done again at the next session).
     if (rebase_) {
-      TANDEM_ASSIGN_OR_RETURN(
-          stats_.rebased_fields,
-          replica_.Rebase(*rebase_, rebase_keys_, Intersect(peer_send_, opt_.accept)));
+      TANDEM_ASSIGN_OR_RETURN(stats_.rebased_fields,
+                              replica_.Rebase(*rebase_, rebase_keys_,
+                                              Intersect(peer_send_, opt_.accept), opt_.may_rebase));
       stats_.rebased = true;
       rebase_.reset();
       rebase_keys_.clear();
@@ -201,8 +211,9 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     if (rekeyed) return RolledBack();
     received_caught_up_ = true;
     // The peer holds everything its version vector covers (a watermark never runs ahead
-    // of data), so what it sent us need not be offered back to it in live mode.
-    peer_vv_.Merge(c->vv);
+    // of data), so what it sent us need not be offered back to it in live mode; but a
+    // whole state (a rebase) goes out whole.
+    (whole_ ? held_back_vv_ : peer_vv_).Merge(c->vv);
     ++stats_.caught_up_received;
     return Status::Ok();
   }
@@ -418,6 +429,10 @@ Status Session::Pump(std::vector<Message>* out) {
       ++stats_.caught_up_sent;
       sent_caught_up_ = true;
       streaming_ = false;
+      if (whole_) {  // the whole state went out: from now on, only what it lacks
+        whole_ = false;
+        peer_vv_.Merge(held_back_vv_);
+      }
     }
   }
   return Status::Ok();

@@ -164,6 +164,12 @@ engine::SessionOptions Core::SessionOptionsFor(const Key32& peer) {
   };
   // The statements collection takes only statements signed for this group; a data
   // collection, no change by a device that may not write it.
+  // A rebase on this peer removes as its deletions would: only where it may write, and
+  // never in the trust set.
+  so.may_rebase = [this, device = DeviceId(peer)](const std::string& c) {
+    std::lock_guard lock(trust_mu_);
+    return !IsSystemCollection(c) && authority_.LevelOf(device, c) == Level::kWrite;
+  };
   so.admit = [this](const engine::FieldDelta& d, const engine::FieldState* ours) {
     std::lock_guard lock(trust_mu_);
     if (d.key.collection == kStatementsCollection) return AdmitStatement(d, root_);

@@ -165,5 +165,42 @@ RC_GTEST_PROP(FieldLaws, MutatedEncodingsNeverCrashTheDecoder, ()) {
   }
 }
 
+// Collection (Replica::Collect) commutes with merge: replicas that each removed the
+// tombstones every replica holds (g: what every replica's state has seen) and then take
+// each other's states in, by the rule for a field they hold nothing of (DropCollected),
+// end where merging everything without collection ends, or hold nothing where that is a
+// tombstone every replica holds.
+RC_GTEST_PROP(FieldLaws, CollectionCommutesWithMerge, ()) {
+  auto s = GenFieldStates(3);
+  VersionVector g = s[0].ctx;
+  for (const auto& f : s) g = VersionVector::Meet(g, f.ctx);
+  FieldState full = Joined(Joined(s[0], s[1]), s[2]);
+  std::vector<bool> collected(s.size());
+  for (size_t j = 0; j < s.size(); ++j)
+    collected[j] = Collectable(s[j], g) && *rc::gen::arbitrary<bool>();
+  for (size_t k = 0; k < s.size(); ++k) {
+    std::optional<FieldState> mine;
+    if (!collected[k]) mine = s[k];
+    std::vector<size_t> order;
+    for (size_t j = 0; j < s.size(); ++j)
+      if (j != k) order.push_back(j);
+    if (*rc::gen::arbitrary<bool>()) std::swap(order[0], order[1]);
+    for (size_t j : order) {
+      if (collected[j]) continue;  // nothing left there to send
+      FieldState incoming = s[j];
+      if (!mine && collected[k]) {
+        DropCollected(incoming, g);
+        if (Collectable(incoming, g)) continue;
+      }
+      if (!mine) mine.emplace();
+      Join(*mine, incoming);
+    }
+    if (mine)
+      RC_ASSERT(*mine == full);
+    else
+      RC_ASSERT(Collectable(full, g));
+  }
+}
+
 }  // namespace
 }  // namespace tandem::engine

@@ -70,6 +70,7 @@ struct Conn {
   std::deque<std::string> to_a, to_b;
   bool faulted = false;     // duplication or reordering was injected
   net::EncodeOptions wire;  // batch layout: rows or columns, chosen per connection
+  bool rebased_a = false, rebased_b = false;  // counted already
 };
 
 struct PutRecord {
@@ -140,6 +141,7 @@ class Sim {
       } else {
         side_.clear();  // the partition heals
       }
+      if (rng_() % 40 == 0) CollectOne(static_cast<int>(rng_() % n_));
       if (check_claims_)
         CheckClaims(("step " + std::to_string(s) + " pick " + std::to_string(pick)).c_str());
     }
@@ -153,6 +155,8 @@ class Sim {
   uint64_t rollbacks() const { return rollbacks_; }
   uint64_t rollbacks_caught() const { return rollbacks_caught_; }
   uint64_t pieces() const { return pieces_; }
+  uint64_t collected() const { return collected_; }
+  uint64_t rebases() const { return rebases_; }
 
  private:
   storage::Options Opts() {
@@ -234,6 +238,22 @@ class Sim {
     RecordEvents(i);
   }
 
+  // Collection: the node removes the tombstones that every node it counts holds (by
+  // their version vectors now: reports can only lag behind). Each other node is left
+  // out now and then, as a member silent past the horizon is: it comes back holding
+  // what was deleted and collected meanwhile, and must be rebased, resurrecting nothing
+  // and losing none of its own changes.
+  void CollectOne(int i) {
+    VersionVector absorbed = nodes_[i].replica->Meta()->vv;
+    for (int k = 0; k < n_; ++k)
+      if (k != i && rng_() % 4 != 0)
+        absorbed = VersionVector::Meet(absorbed, nodes_[k].replica->Meta()->vv);
+    Replica::CollectStats st;
+    Status s = nodes_[i].replica->Collect(absorbed, &st, 1 + rng_() % 64);
+    SIM_CHECK(s.ok(), "collect: " + s.ToString());
+    collected_ += st.collected;
+  }
+
   // The oracle: which fields each event touched, read from the node's change log.
   void RecordEvents(int i) {
     Replica& r = *nodes_[i].replica;
@@ -261,6 +281,8 @@ class Sim {
       auto meta = r.Meta();
       SIM_CHECK(meta.ok(), "meta");
       std::map<FieldKey, std::optional<VersionVector>> ctx;  // read once per field
+      auto collected = r.Collected();
+      SIM_CHECK(collected.ok(), "collected");
       for (const auto& [ev, fields] : touched_) {
         if (meta->vv.Get(ev.replica) < ev.seq) continue;
         for (const auto& k : fields) {
@@ -271,6 +293,8 @@ class Sim {
             SIM_CHECK(txn.ok() && (*txn)->GetField(k, &st).ok(), "state");
             if (st) it->second = st->ctx;
           }
+          // A field with no state may have been collected: its events are held.
+          if (!it->second && collected->Covers(Dot{ev.replica, ev.seq})) continue;
           if (!it->second || it->second->Get(ev.replica) < ev.seq) {
             throw Failure{"node " + std::to_string(i) + " claims " + ev.replica.ShortHex() + ":" +
                           std::to_string(ev.seq) + " but lacks it in " + k.collection + "/" +
@@ -328,6 +352,10 @@ class Sim {
     std::vector<Message> out;
     Session& s = to_b ? *c.sb : *c.sa;
     Status st = s.Receive(*msg, &out);
+    if (bool& counted = to_b ? c.rebased_b : c.rebased_a; s.stats().rebased && !counted) {
+      counted = true;
+      ++rebases_;
+    }
     if (!st.ok() && s.rolled_back()) {
       ++rollbacks_caught_;
       return false;  // the session ends; the replica took a new id
@@ -496,8 +524,25 @@ class Sim {
     }
     SIM_CHECK(c->sa->caught_up() && c->sb->caught_up(), "a complete session did not catch up");
     // Caught up means it: the two hold the same data now.
-    SIM_CHECK(Dump(*nodes_[a].replica) == Dump(*nodes_[b].replica),
-              "a session reported caught up but the two replicas differ");
+    const std::string da = Dump(*nodes_[a].replica), db = Dump(*nodes_[b].replica);
+    if (da != db) {
+      auto lines = [](const std::string& d) {
+        std::set<std::string> out;
+        size_t at = 0;
+        for (size_t nl; (nl = d.find('\n', at)) != std::string::npos; at = nl + 1)
+          out.insert(d.substr(at, std::min<size_t>(nl - at, 160)));
+        return out;
+      };
+      const auto la = lines(da), lb = lines(db);
+      for (int k : {a, b}) {
+        std::fprintf(stderr, "--- replica %d vv %s collected %s, only here:\n", k,
+                     nodes_[k].replica->Meta()->vv.ToString().c_str(),
+                     nodes_[k].replica->Collected()->ToString().c_str());
+        for (const auto& l : k == a ? la : lb)
+          if (!(k == a ? lb : la).count(l)) std::fprintf(stderr, "  %s\n", l.c_str());
+      }
+    }
+    SIM_CHECK(da == db, "a session reported caught up but the two replicas differ");
     return c->sa->stats().fields_applied + c->sb->stats().fields_applied;
   }
 
@@ -509,6 +554,8 @@ class Sim {
       uint64_t applied = 0;
       for (int a = 0; a < n_; ++a)
         for (int b = a + 1; b < n_; ++b) {
+          // Collection as members catch up: others left out now and then come back.
+          if (round > 0 && rng_() % 3 == 0) CollectOne(static_cast<int>(rng_() % n_));
           applied += SyncPair(a, b);
           if (check_claims_) CheckClaims("a healing session");
         }
@@ -548,6 +595,11 @@ class Sim {
           std::fprintf(stderr, "vv %d %s\n", k, nodes_[k].replica->Meta()->vv.ToString().c_str());
       }
       SIM_CHECK(di == d0, "replica " + std::to_string(i) + " differs");
+      if (!(nodes_[i].replica->Meta()->vv == vv0))
+        for (int k = 0; k < n_; ++k)
+          std::fprintf(stderr, "vv %d %s collected %s\n", k,
+                       nodes_[k].replica->Meta()->vv.ToString().c_str(),
+                       nodes_[k].replica->Collected()->ToString().c_str());
       SIM_CHECK(nodes_[i].replica->Meta()->vv == vv0, "version vectors differ");
     }
     Replica& r = *nodes_[0].replica;
@@ -593,6 +645,7 @@ class Sim {
   uint64_t clones_ = 0, rollbacks_ = 0, rollbacks_caught_ = 0, pieces_ = 0;
 
  public:
+  uint64_t collected_ = 0, rebases_ = 0;
   bool check_claims_ = false;
 };
 
@@ -605,7 +658,8 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--seeds")) count = std::stoull(argv[i + 1]);
     if (!std::strcmp(argv[i], "--first")) first = std::stoull(argv[i + 1]);
   }
-  uint64_t messages = 0, clones = 0, rollbacks = 0, caught = 0, pieces = 0;
+  uint64_t messages = 0, clones = 0, rollbacks = 0, caught = 0, pieces = 0, collected = 0,
+           rebases = 0;
   for (uint64_t seed = first; seed < first + count; ++seed) {
     try {
       Sim sim(seed);
@@ -616,6 +670,8 @@ int main(int argc, char** argv) {
       rollbacks += sim.rollbacks();
       caught += sim.rollbacks_caught();
       pieces += sim.pieces();
+      collected += sim.collected();
+      rebases += sim.rebases();
     } catch (const Failure& f) {
       std::fprintf(stderr, "sim: seed %llu FAILED: %s\nreplay: tandem_sim --seed %llu\n",
                    static_cast<unsigned long long>(seed), f.what.c_str(),
@@ -625,10 +681,12 @@ int main(int argc, char** argv) {
   }
   std::printf(
       "sim: %llu seeds passed (%llu..%llu), %llu messages, %llu copies, %llu rollbacks "
-      "(%llu found at sync), %llu pieces of large field states\n",
+      "(%llu found at sync), %llu pieces of large field states, %llu field states "
+      "collected, %llu rebases\n",
       static_cast<unsigned long long>(count), static_cast<unsigned long long>(first),
       static_cast<unsigned long long>(first + count - 1), static_cast<unsigned long long>(messages),
       static_cast<unsigned long long>(clones), static_cast<unsigned long long>(rollbacks),
-      static_cast<unsigned long long>(caught), static_cast<unsigned long long>(pieces));
+      static_cast<unsigned long long>(caught), static_cast<unsigned long long>(pieces),
+      static_cast<unsigned long long>(collected), static_cast<unsigned long long>(rebases));
   return 0;
 }

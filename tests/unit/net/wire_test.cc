@@ -21,6 +21,17 @@ ReplicaId Rid(uint8_t b) {
   return id;
 }
 
+Hello HelloOf(CollectionFilter send, CollectionFilter accept, bool pieces,
+              VersionVector collected) {
+  Hello h;
+  h.replica = Rid(3);
+  h.send = std::move(send);
+  h.accept = std::move(accept);
+  h.pieces = pieces;
+  h.collected = std::move(collected);
+  return h;
+}
+
 DeltaBatch SampleBatch() {
   DeltaBatch b;
   b.from = 7;
@@ -69,9 +80,10 @@ TEST(Wire, EveryMessageRoundTrips) {
   vv.Raise(Rid(1), 5);
   vv.Raise(Rid(9), 1);
   std::vector<Message> msgs = {
-      Hello{kProtocolVersion, Rid(3), CollectionFilter::Only({"orders", "products"}), {}},
-      Hello{kProtocolVersion, Rid(3), {}, CollectionFilter::None(), true},
+      HelloOf(CollectionFilter::Only({"orders", "products"}), {}, false, {}),
+      HelloOf({}, CollectionFilter::None(), true, vv),
       SyncRequest{vv, 12, 7, 1u << 20},
+      SyncRequest{vv, 0, 7, 9, true},
       SampleBatch(),
       DeltaBatch{{}, 3, 3},
       DeltaBatch{{}, 3, 3, 1u << 20, StatePiece{100, 0, "abc"}},
@@ -97,12 +109,14 @@ TEST(Wire, EveryMessageRoundTrips) {
         EXPECT_EQ(g.accept, h->accept);
         EXPECT_EQ(g.protocol, h->protocol);
         EXPECT_EQ(g.pieces, h->pieces);
+        EXPECT_EQ(g.collected, h->collected);
         EXPECT_EQ(features, h->pieces ? kWireFeatures : kFeatureColumns);
       } else if (auto* r = std::get_if<SyncRequest>(&m)) {
         EXPECT_EQ(std::get<SyncRequest>(*d).vv, r->vv);
         EXPECT_EQ(std::get<SyncRequest>(*d).cursor, r->cursor);
         EXPECT_EQ(std::get<SyncRequest>(*d).holds_of_yours, r->holds_of_yours);
         EXPECT_EQ(std::get<SyncRequest>(*d).mark, r->mark);
+        EXPECT_EQ(std::get<SyncRequest>(*d).whole, r->whole);
       } else if (auto* b = std::get_if<DeltaBatch>(&m)) {
         auto& g = std::get<DeltaBatch>(*d);
         EXPECT_EQ(g.from, b->from);
@@ -217,8 +231,7 @@ TEST(Wire, InvalidFieldsAreRejected) {
   DeltaBatch backwards{{}, 9, 3};
   EXPECT_FALSE(DecodeMessage(EncodeMessage(backwards).value()).ok());
   EXPECT_FALSE(
-      DecodeMessage(
-          EncodeMessage(Hello{kProtocolVersion, Rid(1), CollectionFilter::Only({""}), {}}).value())
+      DecodeMessage(EncodeMessage(HelloOf(CollectionFilter::Only({""}), {}, false, {})).value())
           .ok());
 }
 

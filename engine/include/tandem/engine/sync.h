@@ -112,6 +112,9 @@ struct SessionOptions {
   // The application's judgement of each incoming field state the filters and cutoffs
   // let through (signed system records, say); none: every one is accepted.
   AdmitFn admit;
+  // In which collections a rebase on this peer may drop what it collected (a rebase
+  // removes as a deletion by the peer would): none: every one the filters let through.
+  std::function<bool(const std::string& collection)> may_rebase;
 };
 
 struct SessionStats {
@@ -185,6 +188,10 @@ class Session {
   size_t unacked_ = 0;
   std::deque<uint64_t> inflight_;  // cursors of unacknowledged batches, oldest first
   bool peer_pieces_ = false;       // the peer takes field states in pieces
+  // Sending our whole state (SyncRequest::whole) until our CaughtUp: what the peer's
+  // CaughtUp says it holds waits in held_back_vv_ meanwhile.
+  bool whole_ = false;
+  VersionVector held_back_vv_;
   std::string out_pieces_;         // a field state being sent in pieces (EncodeDelta)
   size_t out_piece_offset_ = 0;    // how much of it went out
   uint64_t out_piece_cursor_ = 0;  // the log position past that field
