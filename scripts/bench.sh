@@ -3,7 +3,7 @@
 set -eu
 BUILD=$1
 NAME=${2:-}
-ALL="local_writes sync net capi import workloads"
+ALL="local_writes sync net capi import workloads growth"
 for b in ${NAME:-$ALL}; do
   if [ ! -x "$BUILD/bench/$b" ]; then echo "no benchmark named $b (have: $ALL)" >&2; exit 2; fi
   (cd "$BUILD/bench" && "./$b")

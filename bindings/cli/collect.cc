@@ -5,6 +5,7 @@
 #include <ctime>
 
 #include "cli.h"
+#include "tandem/storage/lmdb_store.h"
 
 namespace tandem::cli {
 
@@ -35,6 +36,8 @@ int RunGc(const std::string& dir, int horizon_days, bool as_json) {
   auto done = Check(net::CollectGroup(d->replica(), d->layout().group(), d->device_id(),
                                       storage::SystemClockMs(), horizon_ms));
   const auto& s = done.stats;
+  auto* lmdb = dynamic_cast<storage::LmdbStore*>(&d->replica().store());
+  const uint64_t data_bytes = lmdb ? Check(lmdb->DataBytes()) : 0;
   if (as_json) {
     Json members = Json::array();
     for (const auto& h : done.holding.members)
@@ -48,6 +51,7 @@ int RunGc(const std::string& dir, int horizon_days, bool as_json) {
                          {"examined", s.examined},
                          {"kept_newest", s.kept_newest},
                          {"transactions", s.transactions},
+                         {"data_bytes", data_bytes},
                          {"members", members}}));
     return 0;
   }
@@ -55,6 +59,8 @@ int RunGc(const std::string& dir, int horizon_days, bool as_json) {
         std::to_string(s.bytes) + " bytes) of " + std::to_string(s.examined) + " examined, in " +
         std::to_string(s.transactions) + " transactions");
   if (s.kept_newest) Print("kept the newest change for the next run");
+  Print("the data now takes " + std::to_string(data_bytes) +
+        " bytes (the file keeps its size: later writes reuse the space; backup compacts)");
   for (const auto& h : done.holding.members)
     Print("  " + h.device + "  " + ReportLine(h) + (h.self ? " (this device)" : ""));
   return 0;

@@ -745,6 +745,23 @@ uint64_t LmdbStore::LastTxnId() {
   return info.me_last_txnid;
 }
 
+Result<uint64_t> LmdbStore::DataBytes() {
+  std::shared_lock lock(impl_->resize_mu);
+  MDB_txn* txn;
+  if (int rc = mdb_txn_begin(impl_->env, nullptr, MDB_RDONLY, &txn)) return LmdbError(rc, "begin");
+  uint64_t bytes = 0;
+  int rc = 0;
+  for (MDB_dbi dbi : {MDB_dbi{0}, impl_->meta, impl_->fields, impl_->log, impl_->replicas,
+                      impl_->names_db, impl_->peers}) {
+    MDB_stat st;
+    if ((rc = mdb_stat(txn, dbi, &st))) break;
+    bytes += uint64_t{st.ms_psize} * (st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages);
+  }
+  mdb_txn_abort(txn);
+  if (rc) return LmdbError(rc, "read table sizes");
+  return bytes;
+}
+
 LmdbStore::CommitLatency LmdbStore::CommitLatencies() const {
   CommitLatency out;
   const auto& h = impl_->commits;

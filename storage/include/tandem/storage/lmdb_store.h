@@ -136,6 +136,10 @@ class LmdbStore : public engine::Store {
   // The id of the last committed write transaction, by any process (LMDB's txnid): it
   // moves when a commit becomes visible to readers.
   uint64_t LastTxnId();
+  // The bytes of the pages that hold data now (every table's branch, leaf and overflow
+  // pages). The file keeps its size when data goes: LMDB reuses the freed pages for
+  // later writes, and `backup` writes a compacted copy.
+  Result<uint64_t> DataBytes();
 
   struct Impl;
   Impl* impl() { return impl_.get(); }
