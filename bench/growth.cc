@@ -76,7 +76,8 @@ int main(int argc, char** argv) {
   const uint64_t before_log = LogEntries(*a);
 
   engine::VersionVector absorbed = a->Meta()->vv;
-  for (auto* r : {b.get(), c.get()}) absorbed = engine::VersionVector::Meet(absorbed, r->Meta()->vv);
+  for (auto* r : {b.get(), c.get()})
+    absorbed = engine::VersionVector::Meet(absorbed, r->Meta()->vv);
   engine::Replica::CollectStats stats;
   t0 = Now();
   Must(a->Collect(absorbed, &stats), "collect");
@@ -111,11 +112,12 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(after_log));
   std::printf("  %-52s %14llu\n", "a fresh replica holding the live data",
               static_cast<unsigned long long>(live_bytes));
-  std::printf("  collected %llu field states (%llu bytes) in %.2f s, %llu transactions; "
-              "load %.2f s, deletes %.2f s\n",
-              static_cast<unsigned long long>(stats.collected),
-              static_cast<unsigned long long>(stats.bytes), collect_s,
-              static_cast<unsigned long long>(stats.transactions), load_s, delete_s);
+  std::printf(
+      "  collected %llu field states (%llu bytes) in %.2f s, %llu transactions; "
+      "load %.2f s, deletes %.2f s\n",
+      static_cast<unsigned long long>(stats.collected),
+      static_cast<unsigned long long>(stats.bytes), collect_s,
+      static_cast<unsigned long long>(stats.transactions), load_s, delete_s);
   std::printf(
       "{\"bench\": \"growth\", \"fields\": %d, \"deleted_records\": %d, \"bytes_full\": %llu, "
       "\"bytes_before_gc\": %llu, \"bytes_after_gc\": %llu, \"bytes_live\": %llu, "

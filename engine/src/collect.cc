@@ -112,7 +112,17 @@ Status Replica::Collect(const VersionVector& absorbed, CollectStats* stats, size
     stats->kept_newest += step.kept_newest;
     ++stats->transactions;
   };
-  return Sweep(CollectionFilter{}, max_fields, fns).With("collect");
+  TANDEM_RETURN_IF_ERROR(Sweep(CollectionFilter{}, max_fields, fns).With("collect"));
+  // What is left lies sparse in its pages when much went: rewrite it densely.
+  if (stats->collected && stats->collected * 4 >= stats->examined) {
+    TANDEM_RETURN_IF_ERROR(Retrying([&]() -> Status {
+                             TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
+                             TANDEM_RETURN_IF_ERROR(txn->Repack());
+                             return txn->Commit();
+                           }).With("repack"));
+    stats->repacked = true;
+  }
+  return Status::Ok();
 }
 
 Result<uint64_t> Replica::Rebase(const VersionVector& collected,

@@ -268,6 +268,40 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     *deleted = true;
     return Status::Ok();
   }
+  Status Repack() override {
+    CloseCursors();
+    fields_end_.reset();
+    last_seq_known_ = false;
+    struct Table {
+      MDB_dbi dbi;
+      const char* temp;
+      unsigned flags;
+    };
+    for (const Table& t : {Table{impl_->fields, "repack-fields", 0u},
+                           Table{impl_->log, "repack-log", unsigned{MDB_INTEGERKEY}}}) {
+      MDB_dbi temp;
+      int rc = mdb_dbi_open(txn_, t.temp, MDB_CREATE | t.flags, &temp);
+      if (!rc) rc = mdb_drop(txn_, temp, 0);  // left by a repack that failed: start empty
+      // Appending in key order fills each page: out to the copy, then back.
+      auto copy = [&](MDB_dbi from, MDB_dbi to) {
+        MDB_cursor* cur;
+        int r = mdb_cursor_open(txn_, from, &cur);
+        if (r) return r;
+        MDB_val k, v;
+        for (r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0;
+             r = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+          if ((r = mdb_put(txn_, to, &k, &v, MDB_APPEND))) break;
+        mdb_cursor_close(cur);
+        return r == MDB_NOTFOUND ? 0 : r;
+      };
+      if (!rc) rc = copy(t.dbi, temp);
+      if (!rc) rc = mdb_drop(txn_, t.dbi, 0);
+      if (!rc) rc = copy(temp, t.dbi);
+      if (!rc) rc = mdb_drop(txn_, temp, 1);
+      if (rc) return impl_->Note(rc, std::string("repack ") + t.temp);
+    }
+    return Status::Ok();
+  }
   Status PutCollected(const engine::VersionVector& collected) override {
     TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatCollected));
     std::string v;
@@ -547,7 +581,7 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
   impl->first_log_seq = opt.first_log_seq ? opt.first_log_seq : FirstLogSeq;
   int rc = mdb_env_create(&impl->env);
   if (rc) return LmdbError(rc, "create environment");
-  if ((rc = mdb_env_set_maxdbs(impl->env, 8)) || (rc = mdb_env_set_maxreaders(impl->env, 256)))
+  if ((rc = mdb_env_set_maxdbs(impl->env, 10)) || (rc = mdb_env_set_maxreaders(impl->env, 256)))
     return LmdbError(rc, "configure environment");
   unsigned flags = MDB_NOTLS;
   if (opt.durability == Durability::kRelaxed) flags |= MDB_NOSYNC;

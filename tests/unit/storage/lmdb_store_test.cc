@@ -715,9 +715,12 @@ TEST(LmdbStore, CollectionShrinksTheTablesAndIsRememberedAcrossAReopen) {
     CheckReport before;
     ASSERT_TRUE(Check(StoreOf(**r), &before).ok());
     EXPECT_EQ(before.fields, 31u);
+    const uint64_t bytes_before = StoreOf(**r).DataBytes().value();
     engine::Replica::CollectStats stats;
     ASSERT_TRUE((*r)->Collect((*r)->Meta()->vv, &stats, 5).ok());
     EXPECT_EQ(stats.collected, 20u);
+    EXPECT_TRUE(stats.repacked);
+    EXPECT_LE(StoreOf(**r).DataBytes().value(), bytes_before);
     CheckReport after;
     ASSERT_TRUE(Check(StoreOf(**r), &after).ok());
     EXPECT_EQ(after.fields, 11u);

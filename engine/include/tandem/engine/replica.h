@@ -213,6 +213,7 @@ class Replica {
     uint64_t bytes = 0;        // their keys and encoded states
     uint64_t kept_newest = 0;  // collectable but the newest log entry (kept for now)
     uint64_t transactions = 0;
+    bool repacked = false;  // it removed a quarter or more: the tables were rewritten densely
   };
   Status Collect(const VersionVector& absorbed, CollectStats* stats, size_t max_fields = 4096);
   // What this replica has collected (empty: nothing).

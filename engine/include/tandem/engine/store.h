@@ -169,6 +169,10 @@ class WriteTxn : public ReadTxn {
   // in the log (its position must not be handed out again): *deleted says which.
   virtual Status DeleteField(const FieldKey& key, bool* deleted) = 0;
   virtual Status PutCollected(const VersionVector& collected) = 0;
+  // Rewrites the field states and the change log densely, the same entries in the same
+  // order (after collection has left their pages sparse). A store without pages does
+  // nothing.
+  virtual Status Repack() { return Status::Ok(); }
   virtual Status Commit() = 0;
 };
 
