@@ -16,13 +16,6 @@ using namespace tandem::bench;
 
 namespace {
 
-std::unique_ptr<engine::Replica> Create(const std::string& dir) {
-  std::filesystem::remove_all(dir);
-  auto r = storage::CreateReplica(dir);
-  Must(r.status(), "create");
-  return std::move(r).value();
-}
-
 uint64_t DataBytes(engine::Replica& r) {
   auto b = dynamic_cast<storage::LmdbStore&>(r.store()).DataBytes();
   Must(b.status(), "data bytes");
@@ -47,7 +40,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--dir")) base = argv[i + 1];
   }
   std::filesystem::remove_all(base);
-  auto a = Create(base + "/a"), b = Create(base + "/b"), c = Create(base + "/c");
+  auto a = FreshReplica(base + "/a"), b = FreshReplica(base + "/b"), c = FreshReplica(base + "/c");
   std::mt19937_64 rng(42);
   double t0 = Now();
   LoadDataSet(*a, ds, rng, 1000);
@@ -94,7 +87,7 @@ int main(int argc, char** argv) {
   if (live_fields != CountFields(*c) || live_fields != uint64_t(ds.records / 10) * ds.fields)
     Must(Status::Corrupt("replicas disagree after collection"), "verify");
 
-  auto fresh = Create(base + "/fresh");
+  auto fresh = FreshReplica(base + "/fresh");
   SyncOnce(*a, *fresh);
   const uint64_t live_bytes = DataBytes(*fresh);
   const double ratio = double(after_bytes) / double(live_bytes);

@@ -18,17 +18,6 @@
 using namespace tandem;
 using namespace tandem::bench;
 
-namespace {
-
-std::unique_ptr<engine::Replica> Create(const std::string& dir) {
-  std::filesystem::remove_all(dir);
-  auto r = storage::CreateReplica(dir);
-  Must(r.status(), "create");
-  return std::move(r).value();
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   DataSet ds;
   std::string base = "bench-workloads-data";
@@ -44,7 +33,7 @@ int main(int argc, char** argv) {
   const double raw_random_txn_seconds = RawLmdbRandomUpdateTxn(base + "/raw", ds, 1000);
 
   // W1
-  auto a = Create(base + "/a");
+  auto a = FreshReplica(base + "/a");
   std::mt19937_64 rng(42);
   double t0 = Now();
   LoadDataSet(*a, ds, rng, 1000);
@@ -52,7 +41,7 @@ int main(int argc, char** argv) {
   const double w1_rate = fields / w1_seconds;
 
   // W2
-  auto b = Create(base + "/b");
+  auto b = FreshReplica(base + "/b");
   const SyncPhase w2 = SyncOnce(*a, *b);
 
   // W3: A the even records, B the odd ones.
@@ -76,7 +65,7 @@ int main(int argc, char** argv) {
   b.reset();
 
   // W5
-  auto c = Create(base + "/c"), d = Create(base + "/d");
+  auto c = FreshReplica(base + "/c"), d = FreshReplica(base + "/d");
   const int increments = 100000;
   t0 = Now();
   for (auto* r : {c.get(), d.get()})
