@@ -101,6 +101,8 @@ void ChangeTrust(const std::string& dir, TrustChange change, const std::string& 
 // `gc` (collect.cc), and how `devices` shows a member's last report.
 int RunGc(const std::string& dir, int horizon_days, bool as_json);
 std::string ReportLine(const net::MemberHolding& h);
+// What `status` says of a peer's rebases (empty when none).
+std::string RebaseNote(const Json& peer);
 // `import` (import.cc).
 int RunImport(const std::string& dir, const std::string& coll, const std::string& file,
               const std::string& format_name, const std::string& id_field, bool strict);

@@ -30,6 +30,13 @@ std::string ReportLine(const net::MemberHolding& h) {
   return "reported " + When(h.reported_ms) + (h.stale ? ", past the horizon: left out" : "");
 }
 
+std::string RebaseNote(const Json& peer) {
+  const uint64_t ours = peer.value("rebases", uint64_t{0});
+  const uint64_t served = peer.value("rebases_served", uint64_t{0});
+  if (!ours && !served) return "";
+  return "  rebased " + std::to_string(ours) + ", served " + std::to_string(served);
+}
+
 int RunGc(const std::string& dir, int horizon_days, bool as_json) {
   auto d = OpenDevice(dir);
   const uint64_t horizon_ms = static_cast<uint64_t>(horizon_days) * 24 * 3600 * 1000;

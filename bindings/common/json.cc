@@ -268,6 +268,8 @@ Json NodeSnapshotToJson(const net::NodeSnapshot& s) {
            {"fields_received", p.fields_received},
            {"fields_refused", p.fields_refused},
            {"fields_quarantined", p.fields_quarantined},
+           {"rebases", p.rebases},
+           {"rebases_served", p.rebases_served},
            {"messages_in", p.messages_in},
            {"messages_out", p.messages_out},
            {"connected_ms", p.connected_ms},

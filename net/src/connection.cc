@@ -204,6 +204,8 @@ void Conn::UpdateStatus() {
     status_->fields_received += s.fields_applied - counted_.fields_applied;
     status_->fields_refused += s.fields_refused - counted_.fields_refused;
     status_->fields_quarantined += s.fields_quarantined - counted_.fields_quarantined;
+    if (s.rebased && !counted_.rebased) ++status_->rebases;
+    if (s.whole_sent && !counted_.whole_sent) ++status_->rebases_served;
     counted_ = s;
     if (view_.peer) status_->replica_id = view_.peer->Hex();
   }

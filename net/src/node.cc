@@ -233,6 +233,8 @@ void Core::Unregister(const std::shared_ptr<Conn>& c) {
     merged.fields_received += p.fields_received;
     merged.fields_refused += p.fields_refused;
     merged.fields_quarantined += p.fields_quarantined;
+    merged.rebases += p.rebases;
+    merged.rebases_served += p.rebases_served;
     if (merged.last_sync_ms == 0) merged.last_sync_ms = p.last_sync_ms;
     p = merged;
   }
@@ -315,6 +317,8 @@ void Core::RefreshSnapshot(bool running) {
     to.fields_received += from.fields_received;
     to.fields_refused += from.fields_refused;
     to.fields_quarantined += from.fields_quarantined;
+    to.rebases += from.rebases;
+    to.rebases_served += from.rebases_served;
     to.last_sync_ms = std::max(to.last_sync_ms, from.last_sync_ms);
   };
   for (const auto& c : conns_) {

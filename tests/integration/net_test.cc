@@ -660,6 +660,14 @@ TEST_F(Net, DeletionsAreCollectedOnceEveryMemberHoldsThem) {
   EXPECT_EQ(T({"ls", a, "items"}).out, T({"ls", Dir("b2"), "items"}).out);
   EXPECT_EQ(T({"check", Dir("b2")}).exit_code, 0);
   EXPECT_NE(sa->log().find("sent it the whole state"), std::string::npos) << sa->log();
+  // Its status says so (the daemon publishes it within a second).
+  EXPECT_TRUE(WaitFor([&] {
+    uint64_t served = 0;
+    const json status = StatusOf(a);
+    for (const auto& p : status["peers"]) served += p.value("rebases_served", uint64_t{0});
+    return served == 1;
+  })) << StatusOf(a).dump();
+  EXPECT_NE(T({"status", a}).out.find("rebased 0, served 1"), std::string::npos);
 }
 
 TEST_F(Net, StrangersWrongKeysAndRevokedDevicesGetNoData) {

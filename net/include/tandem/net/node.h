@@ -111,6 +111,9 @@ struct PeerSnapshot {
   // Totals over this node's sessions with the peer (fields_quarantined: of the refused,
   // those held for breaking a schema).
   uint64_t fields_sent = 0, fields_received = 0, fields_refused = 0, fields_quarantined = 0;
+  // Rebases (docs/design.md#collection): sessions in which this replica, behind what the
+  // peer collected, dropped what it removed; and in which the peer did so on ours.
+  uint64_t rebases = 0, rebases_served = 0;
   std::optional<uint64_t> pending_changes;  // known while connected (capped at 100,000)
   std::string last_error;
 };
