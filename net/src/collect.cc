@@ -23,20 +23,26 @@ struct StoredReport {
   uint64_t ms = 0;
 };
 
+// A report record, if well formed.
+std::optional<StoredReport> ParseReport(const engine::Record& rec) {
+  auto id = engine::ReplicaId::FromHex(rec.id);
+  auto vv = rec.fields.find("vv");
+  auto ms = rec.fields.find("ms");
+  if (!id.ok() || vv == rec.fields.end() || ms == rec.fields.end()) return std::nullopt;
+  const auto* bytes = std::get_if<engine::Bytes>(&vv->second.scalar);
+  const auto* when = std::get_if<int64_t>(&ms->second.scalar);
+  if (!bytes || !when || *when < 0) return std::nullopt;
+  engine::Reader in(bytes->data);
+  StoredReport s{*id, engine::DecodeVersionVector(in), static_cast<uint64_t>(*when)};
+  if (!in.ok() || in.remaining()) return std::nullopt;
+  return s;
+}
+
 // The well-formed reports held, by replica.
 Result<std::map<engine::ReplicaId, StoredReport>> ReadReports(engine::Replica& r) {
   std::map<engine::ReplicaId, StoredReport> out;
   TANDEM_RETURN_IF_ERROR(r.Scan(kReportsCollection, "", [&](const engine::Record& rec) {
-    auto id = engine::ReplicaId::FromHex(rec.id);
-    auto vv = rec.fields.find("vv");
-    auto ms = rec.fields.find("ms");
-    if (!id.ok() || vv == rec.fields.end() || ms == rec.fields.end()) return true;
-    const auto* bytes = std::get_if<engine::Bytes>(&vv->second.scalar);
-    const auto* when = std::get_if<int64_t>(&ms->second.scalar);
-    if (!bytes || !when || *when < 0) return true;
-    engine::Reader in(bytes->data);
-    StoredReport s{*id, engine::DecodeVersionVector(in), static_cast<uint64_t>(*when)};
-    if (in.ok() && !in.remaining()) out[*id] = std::move(s);
+    if (auto s = ParseReport(rec)) out[s->replica] = std::move(*s);
     return true;
   }));
   return out;
@@ -46,10 +52,13 @@ Result<std::map<engine::ReplicaId, StoredReport>> ReadReports(engine::Replica& r
 
 Result<bool> Report(engine::Replica& r, uint64_t now_ms) {
   TANDEM_ASSIGN_OR_RETURN(auto meta, r.Meta());
-  TANDEM_ASSIGN_OR_RETURN(auto reports, ReadReports(r));
-  auto last = reports.find(meta.id);
-  const VersionVector holds = Without(meta.vv, meta.id);
-  if (last != reports.end() && Without(last->second.vv, meta.id) == holds) return false;
+  // Our own report only: one record, not every member's.
+  std::optional<StoredReport> last;
+  if (auto rec = r.Get(kReportsCollection, meta.id.Hex()); rec.ok())
+    last = ParseReport(*rec);
+  else if (rec.status().code() != Code::kNotFound)
+    return rec.status();
+  if (last && Without(last->vv, meta.id) == Without(meta.vv, meta.id)) return false;
   std::string bytes;
   engine::Writer w(&bytes);
   engine::EncodeVersionVector(meta.vv, w);

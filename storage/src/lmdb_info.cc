@@ -16,7 +16,6 @@
 
 namespace tandem::storage {
 
-
 uint64_t LmdbStore::LastTxnId() {
   MDB_envinfo info{};
   if (mdb_env_info(impl_->env, &info) != 0) return 0;  // only for a closed environment
