@@ -17,6 +17,10 @@ struct Envelope {
     deltaBatch @3 :DeltaBatch;
     caughtUp @4 :CaughtUp;
     ack @5 :Ack;
+    blobWant @6 :BlobWant;
+    blobHead @7 :BlobHead;
+    blobChunk @8 :BlobChunk;
+    blobAck @9 :BlobAck;
   }
 }
 
@@ -31,7 +35,7 @@ struct Hello {
   send @2 :Filter;
   accept @3 :Filter;
   features @4 :UInt32;  # what this build's decoder understands (bit 0: columnar batches,
-                        # bit 1: field states in pieces)
+                        # bit 1: field states in pieces, bit 2: blobs)
   collected @5 :VersionVector;  # what the sender collected (docs/design.md#collection)
 }
 
@@ -88,4 +92,34 @@ struct CaughtUp {
 
 struct Ack {
   cursor @0 :UInt64;
+}
+
+# Blob transfer (docs/protocol.md#blobs), only between peers whose Hello announced blobs.
+# Hashes are 32 bytes of BLAKE2b.
+struct BlobWant {
+  hash @0 :Data;
+  collection @1 :Text;  # the field of the requester's that references the blob
+  record @2 :Text;
+  field @3 :Text;
+  from @4 :UInt64;      # the first chunk wanted
+  list @5 :Bool;        # send the chunk list
+  idle @6 :Bool;        # instead: the requester wants nothing more for now
+}
+
+struct BlobHead {
+  hash @0 :Data;
+  missing @1 :Bool;
+  size @2 :UInt64;
+  chunks @3 :Data;      # the chunk hashes, 32 bytes each, when asked for
+}
+
+struct BlobChunk {
+  hash @0 :Data;
+  index @1 :UInt64;
+  bytes @2 :Data;
+}
+
+struct BlobAck {
+  hash @0 :Data;
+  index @1 :UInt64;
 }

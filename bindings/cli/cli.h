@@ -14,6 +14,10 @@
 #include "tandem/net/node.h"
 #include "tandem/storage/replica.h"
 
+namespace CLI {
+class App;
+}
+
 namespace tandem::cli {
 
 using tandem::Code;
@@ -98,11 +102,27 @@ enum class TrustChange { kRevoke, kRole, kPermit };
 // device or role, `collection`, `what` the level.
 void ChangeTrust(const std::string& dir, TrustChange change, const std::string& who,
                  const std::string& collection, const std::string& what);
+// `del DIR COLL -` (collect.cc): deletes the ids stdin lists, in batches.
+void DeleteFromStdin(engine::Replica& r, const std::string& coll);
 // `gc` (collect.cc), and how `devices` shows a member's last report.
 int RunGc(const std::string& dir, int horizon_days, bool as_json);
 std::string ReportLine(const net::MemberHolding& h);
 // What `status` says of a peer's rebases (empty when none).
 std::string RebaseNote(const Json& peer);
+// `attach`, `blob`, `blobs` (blob.cc): added to the program by AddBlobCommands; Run
+// runs the one parsed.
+struct BlobCommands {
+  CLI::App *attach = nullptr, *blob = nullptr, *blobs = nullptr;
+  std::string dir, coll, id, field, file, type, hash;
+  int wait_s = 30;
+  bool as_json = false;
+  bool Parsed() const;
+  int Run();
+};
+BlobCommands AddBlobCommands(CLI::App& app);
+// `--blobs eager|lazy|lazy=COLL,...` of serve and sync: the collections whose blobs
+// wait for a reader (blob.cc).
+engine::CollectionFilter ParseBlobMode(const std::string& mode);
 // `import` (import.cc).
 int RunImport(const std::string& dir, const std::string& coll, const std::string& file,
               const std::string& format_name, const std::string& id_field, bool strict);

@@ -3,6 +3,9 @@
 #include "tandem/net/collect.h"
 
 #include <ctime>
+#include <iostream>
+#include <unordered_set>
+#include <vector>
 
 #include "cli.h"
 #include "tandem/storage/lmdb_store.h"
@@ -59,6 +62,10 @@ int RunGc(const std::string& dir, int horizon_days, bool as_json) {
                          {"kept_newest", s.kept_newest},
                          {"transactions", s.transactions},
                          {"data_bytes", data_bytes},
+                         {"blobs_collected", s.blobs_collected},
+                         {"blob_bytes", s.blob_bytes},
+                         {"blobs_released", s.blobs_released},
+                         {"chunks_freed", s.chunks_freed},
                          {"members", members}}));
     return 0;
   }
@@ -66,11 +73,68 @@ int RunGc(const std::string& dir, int horizon_days, bool as_json) {
         std::to_string(s.bytes) + " bytes) of " + std::to_string(s.examined) + " examined, in " +
         std::to_string(s.transactions) + " transactions");
   if (s.kept_newest) Print("kept the newest change for the next run");
+  if (s.blobs_collected || s.blobs_released || s.chunks_freed)
+    Print("collected " + std::to_string(s.blobs_collected) + " blobs (" +
+          std::to_string(s.blob_bytes) + " bytes, " + std::to_string(s.chunks_freed) +
+          " chunks freed); " + std::to_string(s.blobs_released) +
+          " unreferenced blobs wait until every member holds what replaced them");
   Print("the data now takes " + std::to_string(data_bytes) +
         " bytes (the file keeps its size: later writes reuse the space; backup compacts)");
   for (const auto& h : done.holding.members)
     Print("  " + h.device + "  " + ReportLine(h) + (h.self ? " (this device)" : ""));
   return 0;
+}
+
+// `del DIR COLL -`: deletes the records whose ids stdin lists, one per line (a CR before
+// the newline is dropped, repeats count once), 1,000 per transaction. Every line is
+// checked before anything is deleted. Ids this replica has no live record for are
+// counted, not deleted, and make the exit status 1.
+void DeleteFromStdin(engine::Replica& r, const std::string& coll) {
+  Check(engine::ValidateCollection(coll));
+  std::vector<std::string> ids;
+  std::unordered_set<std::string> seen;
+  std::string line;
+  for (size_t n = 1; std::getline(std::cin, line); ++n) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (Status st = engine::ValidateRecordId(line); !st.ok())
+      throw Exit{
+          2, "stdin line " + std::to_string(n) + ": " + st.message() + " (nothing was deleted)"};
+    if (seen.insert(line).second) ids.push_back(std::move(line));
+  }
+  if (std::cin.bad()) throw Exit{1, "reading stdin failed (nothing was deleted)"};
+  constexpr size_t kPerTransaction = 1000;
+  size_t deleted = 0, missing = 0;
+  std::string first_missing;
+  for (size_t at = 0; at < ids.size(); at += kPerTransaction) {
+    size_t d = 0, m = 0;
+    std::string fm;
+    Status st = r.Write([&](engine::Batch& b) {
+      d = m = 0;  // a transaction run again starts over
+      fm.clear();
+      for (size_t k = at; k < std::min(ids.size(), at + kPerTransaction); ++k) {
+        Status one = b.Delete(coll, ids[k]);
+        if (one.code() == Code::kNotFound) {
+          if (!m++) fm = ids[k];
+          continue;
+        }
+        TANDEM_RETURN_IF_ERROR(one);
+        ++d;
+      }
+      return Status::Ok();
+    });
+    if (!st.ok())
+      throw Exit{ExitCodeFor(st), Message(st) + " (" + std::to_string(deleted) +
+                                      " records deleted before it, in earlier transactions)"};
+    deleted += d;
+    missing += m;
+    if (first_missing.empty()) first_missing = fm;
+  }
+  std::fprintf(stderr, "deleted %zu record%s from %s\n", deleted, deleted == 1 ? "" : "s",
+               coll.c_str());
+  if (missing)
+    throw Exit{1, std::to_string(missing) + " id" + (missing == 1 ? "" : "s") +
+                      " not found or already deleted (the first: " + Printable(first_missing) +
+                      ")"};
 }
 
 }  // namespace tandem::cli

@@ -107,58 +107,6 @@ engine::Value ParseValue(const std::string& text) {
   return std::move(v).value();
 }
 
-// `del DIR COLL -`: deletes the records whose ids stdin lists, one per line (a CR before
-// the newline is dropped, repeats count once), 1,000 per transaction. Every line is
-// checked before anything is deleted. Ids this replica has no live record for are
-// counted, not deleted, and make the exit status 1.
-void DeleteFromStdin(engine::Replica& r, const std::string& coll) {
-  Check(engine::ValidateCollection(coll));
-  std::vector<std::string> ids;
-  std::unordered_set<std::string> seen;
-  std::string line;
-  for (size_t n = 1; std::getline(std::cin, line); ++n) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (Status st = engine::ValidateRecordId(line); !st.ok())
-      throw Exit{
-          2, "stdin line " + std::to_string(n) + ": " + st.message() + " (nothing was deleted)"};
-    if (seen.insert(line).second) ids.push_back(std::move(line));
-  }
-  if (std::cin.bad()) throw Exit{1, "reading stdin failed (nothing was deleted)"};
-  constexpr size_t kPerTransaction = 1000;
-  size_t deleted = 0, missing = 0;
-  std::string first_missing;
-  for (size_t at = 0; at < ids.size(); at += kPerTransaction) {
-    size_t d = 0, m = 0;
-    std::string fm;
-    Status st = r.Write([&](engine::Batch& b) {
-      d = m = 0;  // a transaction run again starts over
-      fm.clear();
-      for (size_t k = at; k < std::min(ids.size(), at + kPerTransaction); ++k) {
-        Status one = b.Delete(coll, ids[k]);
-        if (one.code() == Code::kNotFound) {
-          if (!m++) fm = ids[k];
-          continue;
-        }
-        TANDEM_RETURN_IF_ERROR(one);
-        ++d;
-      }
-      return Status::Ok();
-    });
-    if (!st.ok())
-      throw Exit{ExitCodeFor(st), Message(st) + " (" + std::to_string(deleted) +
-                                      " records deleted before it, in earlier transactions)"};
-    deleted += d;
-    missing += m;
-    if (first_missing.empty()) first_missing = fm;
-  }
-  std::fprintf(stderr, "deleted %zu record%s from %s\n", deleted, deleted == 1 ? "" : "s",
-               coll.c_str());
-  if (missing)
-    throw Exit{1, std::to_string(missing) + " id" + (missing == 1 ? "" : "s") +
-                      " not found or already deleted (the first: " + Printable(first_missing) +
-                      ")"};
-}
-
 int Main(int argc, char** argv) {
   CLI::App app{"tandem: an offline-first sync engine; this program works with one replica."};
   app.require_subcommand(1);
@@ -424,6 +372,13 @@ int Main(int argc, char** argv) {
                   "the previous key may connect and get the new one (default 604800: 7 days)")
         ->check(CLI::Range(int64_t{0}, int64_t{365} * 24 * 3600));
 
+  std::string blob_mode = "eager";
+  for (auto* s : {serve, sync})
+    s->add_option("--blobs", blob_mode,
+                  "eager (default): fetch the blobs fields reference as they arrive; lazy: "
+                  "when read; lazy=COLL,...: lazy for those collections");
+  BlobCommands blob_cmds = AddBlobCommands(app);
+
   auto* status = app.add_subcommand(
       "status", "Show peers: connected or not, last sync, pending changes, traffic, errors");
   status->add_option("DIR", dir)->required();
@@ -444,6 +399,7 @@ int Main(int argc, char** argv) {
   for (auto* s : {put, incr, add, remove, del, import, schema})
     if (s->parsed()) CheckWritable(coll);
 
+  if (blob_cmds.Parsed()) return blob_cmds.Run();
   if (init->parsed()) {
     auto d = Check(Device::Create(dir));
     Print(d->device_id());
@@ -655,6 +611,7 @@ int Main(int argc, char** argv) {
         throw Exit{2, opt->get_name() + " needs a list of collections (COLL,...)"};
     o.send = ParseFilter(send_list, "--send");
     o.receive = ParseFilter(receive_list, "--receive");
+    o.lazy_blobs = ParseBlobMode(blob_mode);
     for (const auto& a : o.peers) {
       CheckAddress(a);
     }

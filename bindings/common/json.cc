@@ -133,12 +133,37 @@ Result<Value> ParseScalar(std::string_view text) {
   if (j.is_number_float() && text.find_first_of(".eE") == std::string_view::npos)
     return Status::Invalid("integer out of the int64 range: " + Quote(text));
   auto v = JsonToScalar(j);
-  if (!v.ok() && j.is_structured())
+  if (!v.ok() && j.is_structured() && !(j.is_object() && j.contains("$blob")))
     return Status::Invalid(
         "expected a JSON scalar (number, string, true, false, null or "
         "{\"$bytes\": \"<base64>\"}), got: " +
         Quote(text));
   return v;
+}
+
+// {"$blob": "<64 hex digits>", "size": N, "type": "image/png"} (type optional).
+Result<Value> JsonToBlobRef(const Json& j) {
+  const std::string shape =
+      "a blob reference is {\"$blob\": \"<64 hex digits>\", \"size\": <bytes>, \"type\": "
+      "\"<media type>\"}";
+  engine::BlobRef ref;
+  for (const auto& [k, v] : j.items()) {
+    if (k == "$blob" && v.is_string()) {
+      auto h = engine::BlobHashFromHex(v.get<std::string>());
+      if (!h.ok()) return Status::Invalid(h.status().message() + ": " + shape);
+      ref.hash = *h;
+    } else if (k == "size" && v.is_number_unsigned()) {
+      ref.size = v.get<uint64_t>();
+    } else if (k == "type" && v.is_string()) {
+      ref.type = v.get<std::string>();
+    } else {
+      return Status::Invalid("unexpected \"" + k + "\" in " + shape);
+    }
+  }
+  if (!j.contains("size")) return Status::Invalid("missing \"size\": " + shape);
+  Value out{std::move(ref)};
+  TANDEM_RETURN_IF_ERROR(engine::ValidateValue(out));
+  return out;
 }
 
 Result<Value> JsonToScalar(const Json& j) {
@@ -169,6 +194,7 @@ Result<Value> JsonToScalar(const Json& j) {
         TANDEM_RETURN_IF_ERROR(engine::ValidateValue(v));
         return v;
       }
+      if (j.contains("$blob")) return JsonToBlobRef(j);
       [[fallthrough]];
     default:
       return Status::Invalid(
@@ -192,6 +218,12 @@ Json ValueToJson(const Value& v) {
       return std::get<std::string>(v);
     case engine::ValueType::kBytes:
       return Json{{"$bytes", ToBase64(std::get<engine::Bytes>(v).data)}};
+    case engine::ValueType::kBlob: {
+      const auto& b = std::get<engine::BlobRef>(v);
+      Json j{{"$blob", engine::HexOf(b.hash)}, {"size", b.size}};
+      if (!b.type.empty()) j["type"] = b.type;
+      return j;
+    }
   }
   return nullptr;
 }

@@ -82,6 +82,9 @@ Status Batch::Finish() {
 Status Batch::Put(std::string_view c, std::string_view id, std::string_view f, Value v) {
   TANDEM_RETURN_IF_ERROR(Check(c, id, f, Op::kPut, &v));
   TANDEM_RETURN_IF_ERROR(ValidateValue(v));
+  if (const auto* ref = std::get_if<BlobRef>(&v))
+    TANDEM_RETURN_IF_ERROR(
+        NoteBlobRef(txn_, FieldKey{std::string(c), std::string(id), std::string(f)}, *ref, now_()));
   return Mutate(c, id, f,
                 [&](FieldState& s, const Dot& d, Hlc h) { ApplyPut(s, d, h, std::move(v)); });
 }
@@ -94,6 +97,9 @@ Status Batch::Incr(std::string_view c, std::string_view id, std::string_view f, 
 Status Batch::Add(std::string_view c, std::string_view id, std::string_view f, Value e) {
   TANDEM_RETURN_IF_ERROR(Check(c, id, f, Op::kAdd, &e));
   TANDEM_RETURN_IF_ERROR(ValidateValue(e));
+  if (const auto* ref = std::get_if<BlobRef>(&e))
+    TANDEM_RETURN_IF_ERROR(
+        NoteBlobRef(txn_, FieldKey{std::string(c), std::string(id), std::string(f)}, *ref, now_()));
   return Mutate(c, id, f,
                 [&](FieldState& s, const Dot& d, Hlc h) { ApplyAdd(s, d, h, std::move(e)); });
 }

@@ -129,6 +129,7 @@ enum ValueTag : uint8_t {
   kTagDouble = 4,
   kTagString = 5,
   kTagBytes = 6,
+  kTagBlob = 7,
 };
 }  // namespace
 
@@ -160,6 +161,14 @@ void EncodeValue(const Value& v, Writer& w) {
       w.U8(kTagBytes);
       w.LengthPrefixed(std::get<Bytes>(v).data);
       break;
+    case ValueType::kBlob: {
+      const auto& b = std::get<BlobRef>(v);
+      w.U8(kTagBlob);
+      w.Raw(std::string_view(reinterpret_cast<const char*>(b.hash.data()), b.hash.size()));
+      w.Varint(b.size);
+      w.LengthPrefixed(b.type);
+      break;
+    }
   }
 }
 
@@ -186,6 +195,18 @@ Value DecodeValue(Reader& r) {
     }
     case kTagBytes:
       return Value{Bytes{std::string(r.LengthPrefixed(kMaxValueBytes))}};
+    case kTagBlob: {
+      BlobRef b;
+      std::string_view h = r.Raw(b.hash.size());
+      if (r.ok()) std::memcpy(b.hash.data(), h.data(), h.size());
+      b.size = r.Varint();
+      b.type = std::string(r.LengthPrefixed(kMaxBlobTypeBytes));
+      Value v{std::move(b)};
+      if (r.ok()) {
+        if (Status st = ValidateValue(v); !st.ok()) r.Fail(st.message());
+      }
+      return v;
+    }
     default:
       r.Fail("unknown value tag");
       return Value{};

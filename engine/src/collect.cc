@@ -69,6 +69,30 @@ Status Replica::Sweep(const CollectionFilter& scope, size_t max_fields, const Sw
 
 Status Replica::Collect(const VersionVector& absorbed, CollectStats* stats, size_t max_fields) {
   *stats = CollectStats{};
+  // Blobs: which ones the field states (and quarantined ones) reference, gathered by the
+  // same sweep, when there are any.
+  bool blobs = false;
+  std::set<BlobHash> referenced;
+  const uint64_t started = now_();
+  {
+    TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+    TANDEM_RETURN_IF_ERROR(txn->ScanBlobs(false, [&](const BlobHash&, const BlobInfo&) {
+      blobs = true;
+      return false;
+    }));
+    Status bad;
+    if (blobs)
+      TANDEM_RETURN_IF_ERROR(txn->ListQuarantine([&](uint64_t, std::string_view bytes) {
+        auto e = DecodeQuarantineEntry(bytes);
+        if (!e.ok()) {
+          bad = e.status();
+          return false;
+        }
+        ForEachBlobRef(e->state, [&](const BlobRef& r) { referenced.insert(r.hash); });
+        return true;
+      }));
+    TANDEM_RETURN_IF_ERROR(bad);
+  }
   CollectStats step;
   VersionVector frontier;
   std::vector<std::pair<FieldKey, uint64_t>> gone;  // with its size
@@ -84,6 +108,7 @@ Status Replica::Collect(const VersionVector& absorbed, CollectStats* stats, size
   };
   fns.visit = [&](const FieldKey& key, const FieldState& state) -> Status {
     ++step.examined;
+    if (blobs) ForEachBlobRef(state, [&](const BlobRef& r) { referenced.insert(r.hash); });
     if (!Collectable(state, frontier)) return Status::Ok();
     TANDEM_ASSIGN_OR_RETURN(auto bytes, EncodeFieldState(state));
     gone.emplace_back(key,
@@ -122,6 +147,9 @@ Status Replica::Collect(const VersionVector& absorbed, CollectStats* stats, size
                            }).With("repack"));
     stats->repacked = true;
   }
+  if (blobs)
+    TANDEM_RETURN_IF_ERROR(
+        CollectBlobs(absorbed, referenced, started, stats).With("collect blobs"));
   return Status::Ok();
 }
 

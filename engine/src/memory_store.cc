@@ -136,6 +136,34 @@ class MemoryReader {
     *out = d_->collected;
     return Status::Ok();
   }
+  Status GetBlob(const BlobHash& h, std::optional<BlobInfo>* out) {
+    out->reset();
+    auto it = d_->blobs.find(h);
+    if (it == d_->blobs.end()) return Status::Ok();
+    TANDEM_ASSIGN_OR_RETURN(BlobInfo info, DecodeBlobInfo(it->second));
+    *out = std::move(info);
+    return Status::Ok();
+  }
+  Status ScanBlobs(bool wanted_only, const ReadTxn::BlobFn& fn) {
+    for (const auto& [h, bytes] : d_->blobs) {
+      TANDEM_ASSIGN_OR_RETURN(BlobInfo info, DecodeBlobInfo(bytes));
+      if (wanted_only && info.state != BlobInfo::State::kWanted) continue;
+      if (!fn(h, info)) break;
+    }
+    return Status::Ok();
+  }
+  Status GetChunk(const BlobHash& h, std::string* out, bool* found) {
+    auto it = d_->chunks.find(h);
+    *found = it != d_->chunks.end();
+    if (*found) *out = *it->second;
+    return Status::Ok();
+  }
+  Status ScanChunks(const BlobHash* after, const std::function<bool(const BlobHash&)>& fn) {
+    for (auto it = after ? d_->chunks.upper_bound(*after) : d_->chunks.begin();
+         it != d_->chunks.end(); ++it)
+      if (!fn(it->first)) break;
+    return Status::Ok();
+  }
 
  private:
   const Data* d_;
@@ -207,6 +235,23 @@ class MemoryWriteTxn : public ReadsThrough<WriteTxn, MemoryReader> {
   }
   Status PutCollected(const VersionVector& collected) override {
     d_->collected = collected;
+    return Status::Ok();
+  }
+  Status PutBlob(const BlobHash& h, const BlobInfo& info) override {
+    d_->blobs[h] = EncodeBlobInfo(info);
+    return Status::Ok();
+  }
+  Status DeleteBlob(const BlobHash& h) override {
+    d_->blobs.erase(h);
+    return Status::Ok();
+  }
+  Status PutChunk(const BlobHash& h, std::string_view bytes) override {
+    auto& slot = d_->chunks[h];
+    if (!slot) slot = std::make_shared<const std::string>(bytes);
+    return Status::Ok();
+  }
+  Status DeleteChunk(const BlobHash& h) override {
+    d_->chunks.erase(h);
     return Status::Ok();
   }
   Status Commit() override {

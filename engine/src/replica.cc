@@ -530,6 +530,11 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
     }
     if (Join(*s, *incoming)) {
       TANDEM_RETURN_IF_ERROR(txn.PutField(d.key, *s));
+      Status noted;
+      ForEachBlobRef(*incoming, [&](const BlobRef& ref) {
+        if (noted.ok()) noted = NoteBlobRef(txn, d.key, ref, now_());
+      });
+      TANDEM_RETURN_IF_ERROR(noted);
       ++n;
       // A schema (or the trust set) that changed in this batch applies to the rest of it.
       if (from && !rules.empty()) {

@@ -20,7 +20,8 @@ Result<CollectionFilter> CollectionFilter::Parse(std::string_view list) {
 }
 
 const char* MessageName(const Message& m) {
-  static const char* kNames[] = {"Hello", "SyncRequest", "DeltaBatch", "CaughtUp", "Ack"};
+  static const char* kNames[] = {"Hello",    "SyncRequest", "DeltaBatch", "CaughtUp", "Ack",
+                                 "BlobWant", "BlobHead",    "BlobChunk",  "BlobAck"};
   return kNames[m.index()];
 }
 
@@ -42,6 +43,7 @@ Status Session::Start(std::vector<Message>* out) {
   hello.send = opt_.send;
   hello.accept = opt_.accept;
   hello.pieces = true;
+  hello.blobs = true;
   TANDEM_ASSIGN_OR_RETURN(hello.collected, replica_.Collected());
   out->emplace_back(std::in_place_type<Hello>, std::move(hello));
   return Status::Ok();
@@ -70,7 +72,8 @@ CollectionFilter Intersect(const CollectionFilter& a, const CollectionFilter& b)
 }  // namespace
 
 bool Session::caught_up() const {
-  return sent_caught_up_ && received_caught_up_ && unacked_ == 0 && !streaming_;
+  return sent_caught_up_ && received_caught_up_ && unacked_ == 0 && !streaming_ &&
+         (!peer_blobs_ || (!in_blob_ && idle_sent_ && !out_blob_ && peer_idle_));
 }
 
 Status Session::Receive(const Message& in, std::vector<Message>* out) {
@@ -90,6 +93,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     peer_send_ = h->send;
     peer_accept_ = h->accept;
     peer_pieces_ = h->pieces;
+    peer_blobs_ = h->blobs;
     // Ask for what we lack: our version vector, and where we left off in its log.
     TANDEM_ASSIGN_OR_RETURN(ReplicaMeta meta, replica_.Meta());
     TANDEM_ASSIGN_OR_RETURN(PeerState ps, replica_.Peer(*peer_));
@@ -111,6 +115,9 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     return Status::Ok();
   }
   if (!peer_) return Status::Invalid(std::string(MessageName(in)) + " before Hello");
+  if (std::holds_alternative<BlobWant>(in) || std::holds_alternative<BlobHead>(in) ||
+      std::holds_alternative<BlobChunk>(in) || std::holds_alternative<BlobAck>(in))
+    return ReceiveBlob(in, out);
 
   if (const auto* r = std::get_if<SyncRequest>(&in)) {
     if (have_request_) return Status::Invalid("second SyncRequest");
@@ -215,7 +222,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     // whole state (a rebase) goes out whole.
     (whole_ ? held_back_vv_ : peer_vv_).Merge(c->vv);
     ++stats_.caught_up_received;
-    return Status::Ok();
+    return PumpWants(out);
   }
   if (const auto* a = std::get_if<Ack>(&in)) {
     if (unacked_ == 0) return Status::Invalid("Ack without a batch in flight");
@@ -359,6 +366,8 @@ void Session::set_window(size_t batches) {
 }
 
 Status Session::Poll(std::vector<Message>* out) {
+  // Blobs wanted since (a field that arrived, a reader's request).
+  if (received_caught_up_) TANDEM_RETURN_IF_ERROR(PumpWants(out));
   if (!have_request_) return Status::Ok();
   if (!streaming_) {
     // One snapshot: the version vector it shows is covered by the log up to `last`.

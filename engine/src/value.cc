@@ -21,6 +21,8 @@ const char* TypeName(ValueType t) {
       return "string";
     case ValueType::kBytes:
       return "bytes";
+    case ValueType::kBlob:
+      return "blob";
   }
   return "?";
 }
@@ -57,6 +59,13 @@ int CompareValues(const Value& a, const Value& b) {
       const auto& y = std::get<Bytes>(b).data;
       return x < y ? -1 : (x == y ? 0 : 1);
     }
+    case ValueType::kBlob: {
+      const auto& x = std::get<BlobRef>(a);
+      const auto& y = std::get<BlobRef>(b);
+      if (x.hash != y.hash) return x.hash < y.hash ? -1 : 1;
+      if (x.size != y.size) return x.size < y.size ? -1 : 1;
+      return x.type < y.type ? -1 : (x.type == y.type ? 0 : 1);
+    }
   }
   return 0;
 }
@@ -78,8 +87,35 @@ std::string DebugString(const Value& v) {
       return "\"" + std::get<std::string>(v) + "\"";
     case ValueType::kBytes:
       return "bytes[" + std::to_string(std::get<Bytes>(v).data.size()) + "]";
+    case ValueType::kBlob: {
+      const auto& b = std::get<BlobRef>(v);
+      return "blob[" + HexOf(b.hash).substr(0, 12) + ", " + std::to_string(b.size) + " bytes]";
+    }
   }
   return "?";
+}
+
+std::string HexOf(const BlobHash& h) {
+  static const char* kDigits = "0123456789abcdef";
+  std::string out;
+  out.reserve(64);
+  for (uint8_t b : h) {
+    out.push_back(kDigits[b >> 4]);
+    out.push_back(kDigits[b & 15]);
+  }
+  return out;
+}
+
+Result<BlobHash> BlobHashFromHex(std::string_view hex) {
+  if (hex.size() != 64) return Status::Invalid("a blob hash is 64 hex digits");
+  BlobHash h{};
+  for (size_t i = 0; i < 64; ++i) {
+    const char c = hex[i];
+    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (d < 0) return Status::Invalid("a blob hash is 64 lowercase hex digits");
+    h[i / 2] = static_cast<uint8_t>(h[i / 2] << 4 | d);
+  }
+  return h;
 }
 
 bool IsValidUtf8(std::string_view s) {
@@ -146,6 +182,16 @@ Status ValidateValue(const Value& v) {
     if (!IsValidUtf8(*s)) return Status::Invalid("string value is not valid UTF-8");
   } else if (auto* b = std::get_if<Bytes>(&v)) {
     if (b->data.size() > kMaxValueBytes) return Status::Invalid("bytes value too large");
+  } else if (auto* r = std::get_if<BlobRef>(&v)) {
+    if (r->size > kMaxBlobBytes)
+      return Status::Invalid("blob of " + std::to_string(r->size) + " bytes is over the " +
+                             std::to_string(kMaxBlobBytes >> 30) + " GiB limit");
+    if (r->type.size() > kMaxBlobTypeBytes)
+      return Status::Invalid("blob type is longer than " + std::to_string(kMaxBlobTypeBytes) +
+                             " bytes");
+    for (char c : r->type)
+      if (c < 0x21 || c > 0x7e)
+        return Status::Invalid("blob type must be printable ASCII without spaces");
   }
   return Status::Ok();
 }

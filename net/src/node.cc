@@ -170,6 +170,8 @@ engine::SessionOptions Core::SessionOptionsFor(const Key32& peer) {
     std::lock_guard lock(trust_mu_);
     return !IsSystemCollection(c) && authority_.LevelOf(device, c) == Level::kWrite;
   };
+  if (!(opt_.lazy_blobs == engine::CollectionFilter::None()))
+    so.lazy_blobs = [lazy = opt_.lazy_blobs](const std::string& c) { return lazy.Allows(c); };
   so.admit = [this](const engine::FieldDelta& d, const engine::FieldState* ours) {
     std::lock_guard lock(trust_mu_);
     if (d.key.collection == kStatementsCollection) return AdmitStatement(d, root_);

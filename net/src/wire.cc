@@ -22,6 +22,9 @@ namespace {
 capnp::Data::Reader AsData(const ReplicaId& id) {
   return capnp::Data::Reader(id.bytes.data(), id.bytes.size());
 }
+capnp::Data::Reader AsData(const engine::BlobHash& h) {
+  return capnp::Data::Reader(h.data(), h.size());
+}
 
 void SetFilter(wire::Filter::Builder b, const engine::CollectionFilter& f) {
   b.setAll(f.all);
@@ -49,6 +52,15 @@ struct Check {
     if (st.ok()) st = Status::Corrupt(why);
   }
 };
+
+engine::BlobHash ReadHash(capnp::Data::Reader d, Check& c) {
+  engine::BlobHash h{};
+  if (d.size() != h.size())
+    c.Fail("a blob hash is not 32 bytes");
+  else
+    std::memcpy(h.data(), d.begin(), h.size());
+  return h;
+}
 
 ReplicaId ReadId(capnp::Data::Reader d, Check& c, const char* what) {
   if (d.size() != 16) {
@@ -100,6 +112,14 @@ Status SetEntries(const engine::DeltaBatch& d, const EncodeOptions& opt,
     if (added) names.push_back(&it->first);
     return it->second;
   };
+  if (!(opt.peer_features & kFeatureBlobs)) {
+    bool refs = false;
+    for (const auto& fd : d.deltas) engine::ForEachBlobRef(fd.state, [&](auto&) { refs = true; });
+    if (refs)
+      return Status::Unsupported(
+          "a field holds a blob reference, and the peer's version of tandem cannot take one: "
+          "upgrade it");
+  }
   std::string entries;
   const bool columns = opt.peer_features & kFeatureColumns;
   if (columns) {
@@ -151,7 +171,8 @@ Result<std::string> EncodeMessage(const Message& m, const EncodeOptions& opt) {
     w.setReplica(AsData(h->replica));
     SetFilter(w.initSend(), h->send);
     SetFilter(w.initAccept(), h->accept);
-    w.setFeatures(kFeatureColumns | (h->pieces ? kFeaturePieces : 0));
+    w.setFeatures(kFeatureColumns | (h->pieces ? kFeaturePieces : 0) |
+                  (h->blobs ? kFeatureBlobs : 0));
     SetVv(w.initCollected(), h->collected);
   } else if (const auto* r = std::get_if<engine::SyncRequest>(&m)) {
     auto w = body.initSyncRequest();
@@ -183,6 +204,35 @@ Result<std::string> EncodeMessage(const Message& m, const EncodeOptions& opt) {
     SetVv(w.initVv(), c->vv);
   } else if (const auto* a = std::get_if<engine::Ack>(&m)) {
     body.initAck().setCursor(a->cursor);
+  } else {
+    if (!(opt.peer_features & kFeatureBlobs)) return Status::Unsupported("the peer takes no blobs");
+    if (const auto* bw = std::get_if<engine::BlobWant>(&m)) {
+      auto w = body.initBlobWant();
+      w.setHash(AsData(bw->hash));
+      w.setCollection(bw->ref.collection);
+      w.setRecord(bw->ref.record);
+      w.setField(bw->ref.field);
+      w.setFrom(bw->from);
+      w.setList(bw->list);
+      w.setIdle(bw->idle);
+    } else if (const auto* bh = std::get_if<engine::BlobHead>(&m)) {
+      auto w = body.initBlobHead();
+      w.setHash(AsData(bh->hash));
+      w.setMissing(bh->missing);
+      w.setSize(bh->size);
+      w.setChunks(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(bh->chunks.data()),
+                                      bh->chunks.size() * 32));
+    } else if (const auto* bc = std::get_if<engine::BlobChunk>(&m)) {
+      auto w = body.initBlobChunk();
+      w.setHash(AsData(bc->hash));
+      w.setIndex(bc->index);
+      w.setBytes(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(bc->bytes.data()),
+                                     bc->bytes.size()));
+    } else if (const auto* ba = std::get_if<engine::BlobAck>(&m)) {
+      auto w = body.initBlobAck();
+      w.setHash(AsData(ba->hash));
+      w.setIndex(ba->index);
+    }
   }
   auto words = capnp::messageToFlatArray(b);
   auto bytes = words.asBytes();
@@ -217,6 +267,7 @@ Result<Message> DecodeMessage(std::string_view bytes, uint32_t* features) {
         h.collected = ReadVv(r.getCollected(), c);
         if (!c.ok()) return c.st;
         h.pieces = r.getFeatures() & kFeaturePieces;
+        h.blobs = r.getFeatures() & kFeatureBlobs;
         if (features) *features = r.getFeatures();
         return Message{std::move(h)};
       }
@@ -318,6 +369,58 @@ Result<Message> DecodeMessage(std::string_view bytes, uint32_t* features) {
       }
       case wire::Envelope::Body::ACK:
         return Message{engine::Ack{body.getAck().getCursor()}};
+      case wire::Envelope::Body::BLOB_WANT: {
+        auto r = body.getBlobWant();
+        engine::BlobWant m;
+        m.hash = ReadHash(r.getHash(), c);
+        m.idle = r.getIdle();
+        m.from = r.getFrom();
+        m.list = r.getList();
+        m.ref = {std::string(r.getCollection().cStr(), r.getCollection().size()),
+                 std::string(r.getRecord().cStr(), r.getRecord().size()),
+                 std::string(r.getField().cStr(), r.getField().size())};
+        if (!m.idle) {
+          if (!c.ok()) return c.st;
+          TANDEM_RETURN_IF_ERROR(engine::ValidateKey(m.ref).With("blob want"));
+          if (m.from > engine::kMaxBlobChunks) return Status::Corrupt("blob want past any blob");
+        }
+        return Message{std::move(m)};
+      }
+      case wire::Envelope::Body::BLOB_HEAD: {
+        auto r = body.getBlobHead();
+        engine::BlobHead m;
+        m.hash = ReadHash(r.getHash(), c);
+        if (!c.ok()) return c.st;
+        m.missing = r.getMissing();
+        m.size = r.getSize();
+        auto chunks = r.getChunks();
+        if (m.size > engine::kMaxBlobBytes || chunks.size() % 32 != 0 ||
+            chunks.size() / 32 > engine::kMaxBlobChunks)
+          return Status::Corrupt("blob head out of bounds");
+        m.chunks.resize(chunks.size() / 32);
+        if (!m.chunks.empty()) std::memcpy(m.chunks.data(), chunks.begin(), chunks.size());
+        return Message{std::move(m)};
+      }
+      case wire::Envelope::Body::BLOB_CHUNK: {
+        auto r = body.getBlobChunk();
+        engine::BlobChunk m;
+        m.hash = ReadHash(r.getHash(), c);
+        if (!c.ok()) return c.st;
+        m.index = r.getIndex();
+        auto chunk = r.getBytes();
+        if (chunk.size() > engine::kBlobChunkBytes || m.index >= engine::kMaxBlobChunks)
+          return Status::Corrupt("blob chunk out of bounds");
+        m.bytes.assign(reinterpret_cast<const char*>(chunk.begin()), chunk.size());
+        return Message{std::move(m)};
+      }
+      case wire::Envelope::Body::BLOB_ACK: {
+        auto r = body.getBlobAck();
+        engine::BlobAck m;
+        m.hash = ReadHash(r.getHash(), c);
+        if (!c.ok()) return c.st;
+        m.index = r.getIndex();
+        return Message{std::move(m)};
+      }
       default:
         return Status::Unsupported("unknown message kind");
     }

@@ -183,6 +183,9 @@ struct LmdbStore::Impl {
   MDB_env* env = nullptr;
   std::string dir;
   MDB_dbi meta = 0, fields = 0, log = 0, replicas = 0, names_db = 0, peers = 0;
+  // Blob entries (key: a state letter, 'b' complete, 'w' wanted, 'p' pending, then the
+  // 32-byte hash; value: EncodeBlobInfo) and chunks (key: the chunk's hash).
+  MDB_dbi blobs = 0, chunks = 0;
   LmdbReplicaTable table;
   // Collection and field names, interned: a stored key is
   // varint(collection index) record \0 varint(field index).
@@ -346,6 +349,91 @@ class LmdbReader {
     if (r.ok() && r.remaining()) r.Fail("trailing bytes");
     if (!r.ok()) return r.status().With("collected");
     return Status::Ok();
+  }
+
+  static std::string BlobKey(char state, const engine::BlobHash& h) {
+    std::string k(1, state);
+    k.append(reinterpret_cast<const char*>(h.data()), h.size());
+    return k;
+  }
+  static char BlobLetter(engine::BlobInfo::State s) {
+    return s == engine::BlobInfo::State::kComplete ? 'b'
+           : s == engine::BlobInfo::State::kWanted ? 'w'
+                                                   : 'p';
+  }
+  Status GetBlob(const engine::BlobHash& h, std::optional<engine::BlobInfo>* out) {
+    out->reset();
+    for (char state : {'b', 'w', 'p'}) {
+      std::string key = BlobKey(state, h);
+      MDB_val k = Val(key), v;
+      int rc = mdb_get(txn_, impl_->blobs, &k, &v);
+      if (rc == MDB_NOTFOUND) continue;
+      if (rc) return LmdbError(rc, "read blob entry");
+      TANDEM_ASSIGN_OR_RETURN(engine::BlobInfo info, engine::DecodeBlobInfo(View(v)));
+      if (BlobLetter(info.state) != state) return Status::Corrupt("blob entry under the wrong key");
+      *out = std::move(info);
+      return Status::Ok();
+    }
+    return Status::Ok();
+  }
+  Status ScanBlobs(bool wanted_only, const engine::ReadTxn::BlobFn& fn) {
+    MDB_cursor* cur;
+    int rc = mdb_cursor_open(txn_, impl_->blobs, &cur);
+    if (rc) return LmdbError(rc, "open cursor");
+    std::string start = wanted_only ? "w" : "";
+    MDB_val k = Val(start), v;
+    Status st;
+    for (rc = mdb_cursor_get(cur, &k, &v, start.empty() ? MDB_FIRST : MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+      std::string_view key = View(k);
+      if (wanted_only && key[0] != 'w') break;
+      if (key.size() != 33) {
+        st = Status::Corrupt("malformed blob key");
+        break;
+      }
+      auto info = engine::DecodeBlobInfo(View(v));
+      if (!info.ok()) {
+        st = info.status();
+        break;
+      }
+      engine::BlobHash h;
+      std::memcpy(h.data(), key.data() + 1, 32);
+      if (!fn(h, *info)) break;
+    }
+    mdb_cursor_close(cur);
+    if (st.ok() && rc && rc != MDB_NOTFOUND) st = LmdbError(rc, "scan blobs");
+    return st;
+  }
+  Status GetChunk(const engine::BlobHash& h, std::string* out, bool* found) {
+    MDB_val k{h.size(), const_cast<uint8_t*>(h.data())}, v;
+    int rc = mdb_get(txn_, impl_->chunks, &k, &v);
+    *found = rc == 0;
+    if (rc == MDB_NOTFOUND) return Status::Ok();
+    if (rc) return LmdbError(rc, "read chunk");
+    out->assign(static_cast<const char*>(v.mv_data), v.mv_size);
+    return Status::Ok();
+  }
+  Status ScanChunks(const engine::BlobHash* after,
+                    const std::function<bool(const engine::BlobHash&)>& fn) {
+    MDB_cursor* cur;
+    int rc = mdb_cursor_open(txn_, impl_->chunks, &cur);
+    if (rc) return LmdbError(rc, "open cursor");
+    MDB_val k{32, after ? const_cast<uint8_t*>(after->data()) : nullptr}, v;
+    rc = mdb_cursor_get(cur, &k, &v, after ? MDB_SET_RANGE : MDB_FIRST);
+    Status st;
+    for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+      if (k.mv_size != 32) {
+        st = Status::Corrupt("malformed chunk key");
+        break;
+      }
+      engine::BlobHash h;
+      std::memcpy(h.data(), k.mv_data, 32);
+      if (after && h == *after) continue;
+      if (!fn(h)) break;
+    }
+    mdb_cursor_close(cur);
+    if (st.ok() && rc && rc != MDB_NOTFOUND) st = LmdbError(rc, "scan chunks");
+    return st;
   }
 
   // Splits a stored field value into its log seq and state bytes.

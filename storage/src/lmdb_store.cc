@@ -311,6 +311,44 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     return rc ? impl_->Note(rc, "write collected") : Status::Ok();
   }
 
+  Status PutBlob(const engine::BlobHash& h, const engine::BlobInfo& info) override {
+    TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatBlobs));
+    const char letter = LmdbReader::BlobLetter(info.state);
+    for (char other : {'b', 'w', 'p'}) {
+      if (other == letter) continue;
+      std::string key = LmdbReader::BlobKey(other, h);
+      MDB_val k = Val(key);
+      int rc = mdb_del(txn_, impl_->blobs, &k, nullptr);
+      if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "write blob entry");
+    }
+    std::string key = LmdbReader::BlobKey(letter, h), v = engine::EncodeBlobInfo(info);
+    MDB_val k = Val(key), val = Val(v);
+    int rc = mdb_put(txn_, impl_->blobs, &k, &val, 0);
+    return rc ? impl_->Note(rc, "write blob entry") : Status::Ok();
+  }
+  Status DeleteBlob(const engine::BlobHash& h) override {
+    for (char state : {'b', 'w', 'p'}) {
+      std::string key = LmdbReader::BlobKey(state, h);
+      MDB_val k = Val(key);
+      int rc = mdb_del(txn_, impl_->blobs, &k, nullptr);
+      if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "delete blob entry");
+    }
+    return Status::Ok();
+  }
+  Status PutChunk(const engine::BlobHash& h, std::string_view bytes) override {
+    TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatBlobs));
+    MDB_val k{h.size(), const_cast<uint8_t*>(h.data())}, v = Val(bytes);
+    int rc = mdb_put(txn_, impl_->chunks, &k, &v, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) return Status::Ok();
+    return rc ? impl_->Note(rc, "write chunk") : Status::Ok();
+  }
+  Status DeleteChunk(const engine::BlobHash& h) override {
+    MDB_val k{h.size(), const_cast<uint8_t*>(h.data())};
+    int rc = mdb_del(txn_, impl_->chunks, &k, nullptr);
+    if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "delete chunk");
+    return Status::Ok();
+  }
+
   // Records that no entry will ever have a position strictly between `from` and `to`.
   Status AddLogGap(uint64_t from, uint64_t to) {
     std::vector<std::pair<uint64_t, uint64_t>> gaps;
@@ -579,7 +617,7 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
   impl->first_log_seq = opt.first_log_seq ? opt.first_log_seq : FirstLogSeq;
   int rc = mdb_env_create(&impl->env);
   if (rc) return LmdbError(rc, "create environment");
-  if ((rc = mdb_env_set_maxdbs(impl->env, 10)) || (rc = mdb_env_set_maxreaders(impl->env, 256)))
+  if ((rc = mdb_env_set_maxdbs(impl->env, 16)) || (rc = mdb_env_set_maxreaders(impl->env, 256)))
     return LmdbError(rc, "configure environment");
   unsigned flags = MDB_NOTLS;
   if (opt.durability == Durability::kRelaxed) flags |= MDB_NOSYNC;
@@ -634,6 +672,14 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
   if (!rc) rc = mdb_dbi_open(txn, "replicas", dbflags | MDB_INTEGERKEY, &impl->replicas);
   if (!rc) rc = mdb_dbi_open(txn, "names", dbflags | MDB_INTEGERKEY, &impl->names_db);
   if (!rc) rc = mdb_dbi_open(txn, "peers", dbflags, &impl->peers);
+  // The blob tables came later: a replica from before has none until opened below.
+  bool blob_tables = true;
+  if (!rc) rc = mdb_dbi_open(txn, "blobs", dbflags, &impl->blobs);
+  if (!rc) rc = mdb_dbi_open(txn, "chunks", dbflags, &impl->chunks);
+  if (rc == MDB_NOTFOUND && !create) {
+    blob_tables = false;
+    rc = 0;
+  }
   if (rc) {
     mdb_txn_abort(txn);
     return LmdbError(rc, "open databases in " + dir);
@@ -708,6 +754,16 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
       mdb_txn_abort(txn);
     }
     TANDEM_RETURN_IF_ERROR(st.With(dir));
+  }
+  if (!blob_tables) {
+    if ((rc = mdb_txn_begin(impl->env, nullptr, 0, &txn))) return impl->Note(rc, "open " + dir);
+    rc = mdb_dbi_open(txn, "blobs", MDB_CREATE, &impl->blobs);
+    if (!rc) rc = mdb_dbi_open(txn, "chunks", MDB_CREATE, &impl->chunks);
+    if (!rc)
+      rc = mdb_txn_commit(txn);
+    else
+      mdb_txn_abort(txn);
+    if (rc) return impl->Note(rc, "add the blob tables to " + dir);
   }
   auto store = std::unique_ptr<LmdbStore>(new LmdbStore(dir, std::move(impl)));
   // A replica from before origins were recorded adopts where it is; one that is not

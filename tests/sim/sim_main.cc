@@ -327,7 +327,8 @@ class Sim {
     SessionOptions o;
     o.batch_fields = 1 + rng_() % 8;  // small batches: more interleavings
     o.window = 1 + rng_() % 3;
-    c->wire.peer_features = (rng_() % 2 ? net::kFeatureColumns : 0) | net::kFeaturePieces;
+    c->wire.peer_features =
+        (rng_() % 2 ? net::kFeatureColumns : 0) | net::kFeaturePieces | net::kFeatureBlobs;
     c->sa = std::make_unique<Session>(*nodes_[a].replica, o);
     c->sb = std::make_unique<Session>(*nodes_[b].replica, o);
     std::vector<Message> out;

@@ -100,7 +100,8 @@ struct Link {
   }
 };
 
-void Fill(Node& n, const std::string& coll, int records, const std::string& prefix) {
+[[maybe_unused]] void Fill(Node& n, const std::string& coll, int records,
+                           const std::string& prefix) {
   ASSERT_TRUE(n.replica
                   .Write([&](Batch& b) {
                     for (int i = 0; i < records; ++i) {

@@ -32,6 +32,18 @@ Hello HelloOf(CollectionFilter send, CollectionFilter accept, bool pieces,
   return h;
 }
 
+Hello BlobsHello() {
+  Hello h = HelloOf({}, {}, true, {});
+  h.blobs = true;
+  return h;
+}
+
+BlobHash Hash(uint8_t b) {
+  BlobHash h;
+  h.fill(b);
+  return h;
+}
+
 DeltaBatch SampleBatch() {
   DeltaBatch b;
   b.from = 7;
@@ -82,6 +94,7 @@ TEST(Wire, EveryMessageRoundTrips) {
   std::vector<Message> msgs = {
       HelloOf(CollectionFilter::Only({"orders", "products"}), {}, false, {}),
       HelloOf({}, CollectionFilter::None(), true, vv),
+      BlobsHello(),
       SyncRequest{vv, 12, 7, 1u << 20},
       SyncRequest{vv, 0, 7, 9, true},
       SampleBatch(),
@@ -89,9 +102,20 @@ TEST(Wire, EveryMessageRoundTrips) {
       DeltaBatch{{}, 3, 3, 1u << 20, StatePiece{100, 0, "abc"}},
       DeltaBatch{{}, 3, 9, 12, StatePiece{100, 97, "xyz"}},
       CaughtUp{42, vv},
-      Ack{42}};
+      Ack{42},
+      BlobWant{Hash(1), {"photos", "p1", "img"}, 3, true, false},
+      BlobWant{{}, {}, 0, false, true},
+      BlobHead{Hash(2), false, 1000, {Hash(3), Hash(4)}},
+      BlobHead{Hash(2), true, 0, {}},
+      BlobChunk{Hash(5), 7, std::string(1000, 'x')},
+      BlobAck{Hash(6), 9}};
   for (const EncodeOptions* layout : kLayouts)
     for (const auto& m : msgs) {
+      if (m.index() >= 5 && !(layout->peer_features & kFeatureBlobs)) {
+        EXPECT_EQ(EncodeMessage(m, *layout).status().code(), Code::kUnsupported)
+            << "a blob message to a peer that did not announce blobs";
+        continue;
+      }
       if (auto* b = std::get_if<DeltaBatch>(&m);
           b && b->piece && !(layout->peer_features & kFeaturePieces)) {
         EXPECT_EQ(EncodeMessage(m, *layout).status().code(), Code::kUnsupported)
@@ -110,7 +134,9 @@ TEST(Wire, EveryMessageRoundTrips) {
         EXPECT_EQ(g.protocol, h->protocol);
         EXPECT_EQ(g.pieces, h->pieces);
         EXPECT_EQ(g.collected, h->collected);
-        EXPECT_EQ(features, h->pieces ? kWireFeatures : kFeatureColumns);
+        EXPECT_EQ(g.blobs, h->blobs);
+        EXPECT_EQ(features, kFeatureColumns | (h->pieces ? kFeaturePieces : 0) |
+                                (h->blobs ? kFeatureBlobs : 0));
       } else if (auto* r = std::get_if<SyncRequest>(&m)) {
         EXPECT_EQ(std::get<SyncRequest>(*d).vv, r->vv);
         EXPECT_EQ(std::get<SyncRequest>(*d).cursor, r->cursor);
@@ -131,10 +157,56 @@ TEST(Wire, EveryMessageRoundTrips) {
       } else if (auto* c = std::get_if<CaughtUp>(&m)) {
         EXPECT_EQ(std::get<CaughtUp>(*d).vv, c->vv);
         EXPECT_EQ(std::get<CaughtUp>(*d).cursor, c->cursor);
+      } else if (auto* w = std::get_if<BlobWant>(&m)) {
+        const auto& g = std::get<BlobWant>(*d);
+        EXPECT_EQ(g.idle, w->idle);
+        if (!w->idle) {
+          EXPECT_EQ(g.hash, w->hash);
+          EXPECT_EQ(g.ref, w->ref);
+          EXPECT_EQ(g.from, w->from);
+          EXPECT_EQ(g.list, w->list);
+        }
+      } else if (auto* bh = std::get_if<BlobHead>(&m)) {
+        const auto& g = std::get<BlobHead>(*d);
+        EXPECT_EQ(g.hash, bh->hash);
+        EXPECT_EQ(g.missing, bh->missing);
+        EXPECT_EQ(g.size, bh->size);
+        EXPECT_EQ(g.chunks, bh->chunks);
+      } else if (auto* bc = std::get_if<BlobChunk>(&m)) {
+        const auto& g = std::get<BlobChunk>(*d);
+        EXPECT_EQ(g.hash, bc->hash);
+        EXPECT_EQ(g.index, bc->index);
+        EXPECT_EQ(g.bytes, bc->bytes);
+      } else if (auto* ba = std::get_if<BlobAck>(&m)) {
+        EXPECT_EQ(std::get<BlobAck>(*d).hash, ba->hash);
+        EXPECT_EQ(std::get<BlobAck>(*d).index, ba->index);
       } else {
         EXPECT_EQ(std::get<Ack>(*d).cursor, std::get<Ack>(m).cursor);
       }
     }
+}
+
+TEST(Wire, BlobReferencesGoOnlyToPeersThatTakeThem) {
+  DeltaBatch b;
+  b.cursor = 1;
+  FieldState s;
+  BlobRef ref{Hash(7), 123, "image/png"};
+  ApplyPut(s, Dot{Rid(1), 1}, MakeHlc(1700000000000, 0), Value{ref});
+  b.deltas.push_back(FieldDelta{{"photos", "p", "img"}, s});
+  EXPECT_EQ(EncodeMessage(b, EncodeOptions{kFeatureColumns | kFeaturePieces}).status().code(),
+            Code::kUnsupported);
+  for (uint32_t layout : {kFeatureBlobs, kWireFeatures}) {
+    auto d = DecodeMessage(EncodeMessage(b, EncodeOptions{layout}).value());
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    EXPECT_EQ(std::get<DeltaBatch>(*d).deltas[0].state, s);
+  }
+  // A chunk list or a chunk out of bounds is refused before anything reads it.
+  BlobHead big{Hash(2), false, kMaxBlobBytes + 1, {}};
+  EXPECT_FALSE(DecodeMessage(EncodeMessage(big, EncodeOptions{kWireFeatures}).value()).ok());
+  BlobChunk huge{Hash(2), 0, std::string(kBlobChunkBytes + 1, 'x')};
+  EXPECT_FALSE(DecodeMessage(EncodeMessage(huge, EncodeOptions{kWireFeatures}).value()).ok());
+  BlobWant bad_key{Hash(2), {"photos", "", "img"}, 0, false, false};
+  EXPECT_FALSE(DecodeMessage(EncodeMessage(bad_key, EncodeOptions{kWireFeatures}).value()).ok());
 }
 
 TEST(Wire, SizeLimitsAndAlignmentAreEnforced) {

@@ -44,6 +44,14 @@
 
 namespace tandem::engine {
 
+// Where a field state lives: collection, record id, field name.
+struct FieldKey {
+  std::string collection;
+  std::string record;
+  std::string field;
+  auto operator<=>(const FieldKey&) const = default;
+};
+
 enum class Kind : uint8_t { kRegister = 1, kCounter = 2, kSet = 3 };
 const char* KindName(Kind k);
 

@@ -31,6 +31,9 @@ class MemoryStore : public Store {
     uint64_t last_quarantine_id = 0;
     LogHull log_hull;
     VersionVector collected;
+    std::map<BlobHash, std::string> blobs;  // encoded BlobInfo
+    // Shared: a write transaction copies the maps, not the chunks.
+    std::map<BlobHash, std::shared_ptr<const std::string>> chunks;
   };
   // The last committed state (immutable; a commit publishes a new one).
   std::shared_ptr<const Data> Current() {

@@ -12,11 +12,13 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_set>
 #include <utility>
 #include <vector>
 
+#include "tandem/engine/blob.h"
 #include "tandem/engine/rules.h"
 #include "tandem/engine/store.h"
 
@@ -83,6 +85,10 @@ class Batch {
   };
   std::optional<Last> last_;
 };
+
+// A field `key` was written with a reference to a blob: if the replica has no entry for
+// it, a wanted one (sync fetches it); if collection had marked it released, the mark goes.
+Status NoteBlobRef(WriteTxn& txn, const FieldKey& key, const BlobRef& ref, uint64_t now_ms);
 
 // One entry of the change feed: the current state of a record that changed.
 struct Change {
@@ -214,6 +220,10 @@ class Replica {
     uint64_t kept_newest = 0;  // collectable but the newest log entry (kept for now)
     uint64_t transactions = 0;
     bool repacked = false;  // it removed a quarter or more: the tables were rewritten densely
+    // Blobs: removed (no field references them, and every member holds what replaced the
+    // last reference), their bytes, and the chunks freed.
+    uint64_t blobs_collected = 0, blob_bytes = 0, chunks_freed = 0;
+    uint64_t blobs_released = 0;  // unreferenced, waiting for every member to catch up
   };
   Status Collect(const VersionVector& absorbed, CollectStats* stats, size_t max_fields = 4096);
   // What this replica has collected (empty: nothing).
@@ -229,6 +239,31 @@ class Replica {
                           const std::function<bool(const std::string&)>& may = nullptr,
                           size_t max_fields = 4096);
   static uint64_t KeyHash(const FieldKey& key);
+
+  // Blobs (docs/design.md#attachments).
+  //
+  // Stores what `src` yields as a blob, in transactions of kBlobTxnChunks chunks, and
+  // returns its reference (with media type `type`). Its content already here costs
+  // nothing more. Put the reference in a field, or collection removes the blob.
+  Result<BlobRef> WriteBlob(const BlobSource& src, std::string type);
+  // WriteBlob, and the reference put in the field in the transaction that completes it.
+  Result<BlobRef> Attach(std::string_view collection, std::string_view id, std::string_view field,
+                         const BlobSource& src, std::string type);
+  // The blob's bytes from `offset` on, in order, each chunk checked against its hash.
+  // NotFound if the replica has no entry for it, or not all of it yet (the message says
+  // how much); Corrupt if a stored chunk does not match.
+  Status ReadBlob(const BlobHash& hash, const BlobSink& sink, uint64_t offset = 0);
+  // The replica's entry for the blob, if any.
+  Result<std::optional<BlobInfo>> Blob(const BlobHash& hash);
+  // Asks for a wanted blob: sessions fetch it even where blobs are fetched lazily. Sets
+  // *complete (if not null) when it is already here. NotFound if no field references it.
+  Status RequestBlob(const BlobHash& hash, bool* complete = nullptr);
+  static constexpr size_t kBlobTxnChunks = 16;  // 8 MiB per transaction
+  // Sync support: stores chunks [first, first + n) of a blob, each checked against the
+  // chunk list `listed` (a verified one: BlobId of it is `hash`), and brings the entry up
+  // to date (complete with the last chunk), in one transaction.
+  Status PutChunks(const BlobHash& hash, const BlobInfo& listed, uint64_t first,
+                   const std::vector<std::string>& chunks);
 
   // Sync support: one batch from a peer, applied in one transaction together with the
   // new cursor into that peer's log, so a dropped link resumes exactly after it.
@@ -299,6 +334,15 @@ class Replica {
     std::function<void()> committed;
   };
   Status Sweep(const CollectionFilter& scope, size_t max_fields, const SweepFns& fns);
+  // The blob half of Collect: releases unreferenced blobs, removes released ones that
+  // `absorbed` covers, abandoned pending writes, and chunks no entry lists.
+  // `referenced`: what the sweep that began at `started_ms` saw referenced.
+  Status CollectBlobs(const VersionVector& absorbed, const std::set<BlobHash>& referenced,
+                      uint64_t started_ms, CollectStats* stats);
+  // Writes `src` as chunks; `finish` runs in the transaction that completes the blob.
+  Result<BlobRef> StoreBlob(
+      const BlobSource& src, std::string type,
+      const std::function<Status(WriteTxn&, ReplicaMeta&, const BlobRef&)>& finish);
   // Joins `with` into the store's collected vector.
   static Status RaiseCollected(WriteTxn& txn, const VersionVector& with);
   void Committed();

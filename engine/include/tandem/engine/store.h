@@ -17,16 +17,10 @@
 #include <utility>
 #include <vector>
 
+#include "tandem/engine/blob.h"
 #include "tandem/engine/field.h"
 
 namespace tandem::engine {
-
-struct FieldKey {
-  std::string collection;
-  std::string record;
-  std::string field;
-  auto operator<=>(const FieldKey&) const = default;
-};
 
 // What a replica knows about itself.
 struct ReplicaMeta {
@@ -150,6 +144,19 @@ class ReadTxn {
   // What collection has removed: every field state without a marker whose context this
   // vector covered may be gone (Replica::Collect). Empty if nothing was ever collected.
   virtual Status GetCollected(VersionVector* out) = 0;
+  // Blobs (blob.h). A blob's entry (complete, wanted, or a pending write under its
+  // temporary key); nullopt if there is none.
+  virtual Status GetBlob(const BlobHash& hash, std::optional<BlobInfo>* out) = 0;
+  // Blob entries, until fn returns false: all of them, or only the wanted ones (cheap
+  // when there are none).
+  using BlobFn = std::function<bool(const BlobHash& hash, const BlobInfo& info)>;
+  virtual Status ScanBlobs(bool wanted_only, const BlobFn& fn) = 0;
+  // A stored chunk by its hash; *found is false when there is none.
+  virtual Status GetChunk(const BlobHash& hash, std::string* out, bool* found) = 0;
+  // The hashes of the stored chunks after `after` (all, if null), ascending, until fn
+  // returns false.
+  virtual Status ScanChunks(const BlobHash* after,
+                            const std::function<bool(const BlobHash&)>& fn) = 0;
 };
 
 class WriteTxn : public ReadTxn {
@@ -169,6 +176,12 @@ class WriteTxn : public ReadTxn {
   // in the log (its position must not be handed out again): *deleted says which.
   virtual Status DeleteField(const FieldKey& key, bool* deleted) = 0;
   virtual Status PutCollected(const VersionVector& collected) = 0;
+  // Stores a blob's entry (replacing any), or removes it; chunks are separate.
+  virtual Status PutBlob(const BlobHash& hash, const BlobInfo& info) = 0;
+  virtual Status DeleteBlob(const BlobHash& hash) = 0;
+  // Stores a chunk under its hash (ChunkHash(bytes)); storing it again changes nothing.
+  virtual Status PutChunk(const BlobHash& hash, std::string_view bytes) = 0;
+  virtual Status DeleteChunk(const BlobHash& hash) = 0;
   // Rewrites the field states and the change log densely, the same entries in the same
   // order (after collection has left their pages sparse). A store without pages does
   // nothing.
@@ -214,6 +227,19 @@ class ReadsThrough : public Base {
   }
   Status GetLogHull(LogHull* out) override { return reader_.GetLogHull(out); }
   Status GetCollected(VersionVector* out) override { return reader_.GetCollected(out); }
+  Status GetBlob(const BlobHash& h, std::optional<BlobInfo>* out) override {
+    return reader_.GetBlob(h, out);
+  }
+  Status ScanBlobs(bool wanted_only, const ReadTxn::BlobFn& fn) override {
+    return reader_.ScanBlobs(wanted_only, fn);
+  }
+  Status GetChunk(const BlobHash& h, std::string* out, bool* found) override {
+    return reader_.GetChunk(h, out, found);
+  }
+  Status ScanChunks(const BlobHash* after,
+                    const std::function<bool(const BlobHash&)>& fn) override {
+    return reader_.ScanChunks(after, fn);
+  }
 
  protected:
   Reader reader_;

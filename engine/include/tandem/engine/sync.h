@@ -51,6 +51,7 @@ struct Hello {
   // What this side has collected (Replica::Collected). A peer whose version vector does
   // not cover it may hold what this side removed, and asks for a rebase (SyncRequest::whole).
   VersionVector collected;
+  bool blobs = false;  // this side takes part in blob transfer (BlobWant and the rest)
 };
 struct SyncRequest {
   VersionVector vv;
@@ -91,7 +92,38 @@ struct CaughtUp {
 struct Ack {
   uint64_t cursor = 0;
 };
-using Message = std::variant<Hello, SyncRequest, DeltaBatch, CaughtUp, Ack>;
+// Blob transfer (docs/protocol.md#blobs), beside the field states, one blob at a time
+// each way: the requester asks for a blob a field of its references, from the first
+// chunk it lacks; the sender answers with a BlobHead, then the chunks, at most
+// kBlobWindow unacknowledged; the requester checks the chunk list against the blob's
+// address and each chunk against the list, stores them, and acknowledges. Once it wants
+// nothing more from this peer it says so (idle), so a one-shot sync knows when to end.
+inline constexpr size_t kBlobWindow = 8;
+inline constexpr size_t kBlobCommitChunks = 4;  // chunks per receiving transaction
+struct BlobWant {
+  BlobHash hash{};
+  FieldKey ref;       // a field of the requester's that references it
+  uint64_t from = 0;  // the first chunk wanted: the requester holds those before it
+  bool list = false;  // the requester needs the chunk list
+  bool idle = false;  // instead of a blob: the requester wants nothing more for now
+};
+struct BlobHead {
+  BlobHash hash{};
+  bool missing = false;  // the sender does not have it whole, or the field does not reference it
+  uint64_t size = 0;
+  std::vector<BlobHash> chunks;  // when asked for
+};
+struct BlobChunk {
+  BlobHash hash{};
+  uint64_t index = 0;
+  std::string bytes;
+};
+struct BlobAck {
+  BlobHash hash{};
+  uint64_t index = 0;  // every chunk up to this one is stored
+};
+using Message = std::variant<Hello, SyncRequest, DeltaBatch, CaughtUp, Ack, BlobWant, BlobHead,
+                             BlobChunk, BlobAck>;
 const char* MessageName(const Message& m);
 
 struct SessionOptions {
@@ -115,6 +147,9 @@ struct SessionOptions {
   // In which collections a rebase on this peer may drop what it collected (a rebase
   // removes as a deletion by the peer would): none: every one the filters let through.
   std::function<bool(const std::string& collection)> may_rebase;
+  // Which collections' blobs wait until a reader asks for them (Replica::RequestBlob):
+  // none: every blob a field references is fetched as soon as the field arrives.
+  std::function<bool(const std::string& collection)> lazy_blobs;
 };
 
 struct SessionStats {
@@ -126,6 +161,9 @@ struct SessionStats {
   bool whole_sent = false;           // the peer asked for a rebase: it got our whole state
   bool rebased = false;              // we asked for one and applied it at CaughtUp
   uint64_t rebased_fields = 0;       // our field states that lost what the peer collected
+  uint64_t blobs_received = 0, blob_bytes_received = 0;  // completed here (bytes: this session's)
+  uint64_t blobs_sent = 0, blob_bytes_sent = 0;
+  uint64_t blobs_missing = 0;  // asked for, but the peer could not send them
 };
 
 class Session {
@@ -167,6 +205,11 @@ class Session {
   Status Apply(const DeltaBatch& b, std::vector<Message>* out);
   bool Sendable(const FieldKey& k) const;
   Status RolledBack();
+  // Blobs (sync_blobs.cc).
+  Status ReceiveBlob(const Message& in, std::vector<Message>* out);
+  Status PumpWants(std::vector<Message>* out);  // asks for the next blob, or says idle
+  Status PumpBlob(std::vector<Message>* out);   // sends chunks within kBlobWindow
+  Status StoreChunks(std::vector<Message>* out);
 
   Replica& replica_;
   SessionOptions opt_;
@@ -212,6 +255,28 @@ class Session {
   // key of every field state it sent since the start of its log.
   std::optional<VersionVector> rebase_;
   std::unordered_set<uint64_t> rebase_keys_;
+  // Blobs. Requesting: the blob being fetched, the ones this peer lacked, and whether we
+  // said we want nothing more.
+  bool peer_blobs_ = false;
+  struct InBlob {
+    BlobHash hash{};
+    BlobInfo info;                  // our entry, with the chunk list once the head came
+    bool head = false;              // the head arrived
+    uint64_t next = 0;              // the next chunk expected
+    std::vector<std::string> held;  // checked chunks not stored yet
+  };
+  std::optional<InBlob> in_blob_;
+  std::set<BlobHash> lacking_;
+  bool idle_sent_ = false;
+  // Sending: the blob the peer asked for, and whether it wants nothing more.
+  struct OutBlob {
+    BlobHash hash{};
+    std::vector<BlobHash> chunks;
+    uint64_t size = 0;
+    uint64_t next = 0, acked = 0;  // next chunk to send; chunks before `acked` are stored
+  };
+  std::optional<OutBlob> out_blob_;
+  bool peer_idle_ = false;
 };
 
 }  // namespace tandem::engine

@@ -1,6 +1,8 @@
-// Typed scalars: null, bool, int64, double, string (UTF-8), bytes.
+// Typed scalars: null, bool, int64, double, string (UTF-8), bytes, and references to
+// blobs (attachments: content stored apart from the field, see blob.h).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -16,9 +18,27 @@ struct Bytes {
   bool operator==(const Bytes&) const = default;
 };
 
-using Value = std::variant<std::monostate, bool, int64_t, double, std::string, Bytes>;
+// A blob's content address (BlobId in blob.h): 32 bytes of BLAKE2b.
+using BlobHash = std::array<uint8_t, 32>;
+std::string HexOf(const BlobHash& h);
+Result<BlobHash> BlobHashFromHex(std::string_view hex);
 
-enum class ValueType : uint8_t { kNull, kBool, kInt, kDouble, kString, kBytes };
+// A reference to a blob: its content address, its size and a media type ("image/png",
+// or empty). The field holds the reference; the bytes live in the replica's blob store
+// and travel separately (docs/design.md#attachments).
+struct BlobRef {
+  BlobHash hash{};
+  uint64_t size = 0;
+  std::string type;
+  bool operator==(const BlobRef&) const = default;
+};
+// The largest blob: its chunk list must fit one message (kMaxBlobChunks in blob.h).
+inline constexpr uint64_t kMaxBlobBytes = uint64_t{8} << 30;
+inline constexpr size_t kMaxBlobTypeBytes = 127;
+
+using Value = std::variant<std::monostate, bool, int64_t, double, std::string, Bytes, BlobRef>;
+
+enum class ValueType : uint8_t { kNull, kBool, kInt, kDouble, kString, kBytes, kBlob };
 inline ValueType TypeOf(const Value& v) { return static_cast<ValueType>(v.index()); }
 const char* TypeName(ValueType t);
 
@@ -50,7 +70,8 @@ Status ValidateCollection(std::string_view c);
 Status ValidateRecordId(std::string_view id);
 // Field names also may not be "id" (a record renders as {"id": ..., fields...}).
 Status ValidateFieldName(std::string_view f);
-// Strings must be valid UTF-8 and values within kMaxValueBytes.
+// Strings must be valid UTF-8 and values within kMaxValueBytes; a blob reference within
+// kMaxBlobBytes, its type printable ASCII of at most kMaxBlobTypeBytes.
 Status ValidateValue(const Value& v);
 
 }  // namespace tandem::engine

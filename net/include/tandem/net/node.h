@@ -59,6 +59,9 @@ struct NodeOptions {
   int interval_s = 0;     // kInterval: sync every N seconds and disconnect
   bool discover = false;  // find peers of the group on the LAN (needs listen)
   engine::CollectionFilter send, receive;
+  // The collections whose blobs are fetched only when read (Replica::RequestBlob); the
+  // rest as soon as a field referencing them arrives.
+  engine::CollectionFilter lazy_blobs = engine::CollectionFilter::None();
   int idle_timeout_s = 45;  // no frame for this long ends a connection
   // How long, after the group key is rotated, members that still have the previous key
   // are let through the first gate (so that they can hear of the rotation).
@@ -128,8 +131,12 @@ struct NodeSnapshot {
   // By reason: busy (too many connections), handshake (not tandem, wrong group key),
   // replay, revoked, not_member, invite.
   std::map<std::string, uint64_t> refused_by_reason;
-  uint64_t failures = 0;                   // kOnce: peers that did not catch up
-  engine::CollectionFilter send, receive;  // as given (the trust set flows regardless)
+  uint64_t failures = 0;  // kOnce: peers that did not catch up
+  engine::CollectionFilter send, receive;
+  // The collections whose blobs are fetched only when read (Replica::RequestBlob); the
+  // rest as soon as a field referencing them arrives.
+  engine::CollectionFilter lazy_blobs =
+      engine::CollectionFilter::None();  // as given (the trust set flows regardless)
   std::vector<PeerSnapshot> peers;
 };
 

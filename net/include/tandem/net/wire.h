@@ -29,7 +29,9 @@ inline constexpr size_t kMaxBatchEntries = 16384;
 inline constexpr uint32_t kFeatureColumns = 1;  // batch bodies in the columnar layout
 // Field states in pieces (engine::DeltaBatch::piece): announced as engine::Hello::pieces.
 inline constexpr uint32_t kFeaturePieces = 2;
-inline constexpr uint32_t kWireFeatures = kFeatureColumns | kFeaturePieces;
+// Blob references in field states, and blob transfer (BlobWant and the rest).
+inline constexpr uint32_t kFeatureBlobs = 4;
+inline constexpr uint32_t kWireFeatures = kFeatureColumns | kFeaturePieces | kFeatureBlobs;
 
 struct EncodeOptions {
   uint32_t peer_features = 0;  // from the peer's Hello (DecodeMessage's *features)

@@ -36,7 +36,9 @@ inline constexpr uint32_t kFormatMark = 3;
 // 4: collection has removed field states (meta `collected`): a build that does not read
 // it would take back what was collected.
 inline constexpr uint32_t kFormatCollected = 4;
-inline constexpr uint32_t kFormatVersion = kFormatCollected;  // the newest this build reads
+// 5: blobs or blob references were written (a value an older build cannot decode).
+inline constexpr uint32_t kFormatBlobs = 5;
+inline constexpr uint32_t kFormatVersion = kFormatBlobs;  // the newest this build reads
 
 enum class Durability { kDurable, kRelaxed };
 

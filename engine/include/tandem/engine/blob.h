@@ -1,0 +1,72 @@
+// Blobs: content too large for a field (photos, PDFs), stored in the replica apart from
+// the fields and referenced from them by a BlobRef value (value.h).
+//
+// A blob is cut into chunks of kBlobChunkBytes (the last one shorter). Each chunk is
+// stored once, under its own hash, whatever blobs share it; a blob's entry lists its
+// chunks' hashes. Its address is BlobId: BLAKE2b-256 over a domain tag, its size and the
+// chunk hashes in order. So a receiver checks the chunk list against the address it
+// asked for, then each chunk against the list as it arrives: nothing unverified is ever
+// stored, and a transfer cut short resumes at the first chunk it lacks
+// (docs/design.md#attachments, docs/format.md).
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tandem/engine/field.h"
+#include "tandem/engine/ids.h"
+#include "tandem/engine/value.h"
+
+namespace tandem::engine {
+
+inline constexpr size_t kBlobChunkBytes = 512 << 10;
+inline constexpr uint64_t kMaxBlobChunks = (kMaxBlobBytes + kBlobChunkBytes - 1) / kBlobChunkBytes;
+
+// BLAKE2b-256 of one chunk.
+BlobHash ChunkHash(std::string_view bytes);
+// A blob's address from its size and its chunks' hashes.
+BlobHash BlobId(uint64_t size, const std::vector<BlobHash>& chunks);
+// How many chunks a blob of `size` bytes has (an empty blob has none).
+inline uint64_t ChunkCount(uint64_t size) {
+  return (size + kBlobChunkBytes - 1) / kBlobChunkBytes;
+}
+
+// What a replica knows of one blob: an entry of its blob table.
+//   complete  every chunk is stored: it can be read and served
+//   wanted    a field references it and some chunks (or the chunk list) are missing;
+//             `have` chunks, a prefix, are stored
+//   pending   a local write in progress (Replica::WriteBlob), under a temporary key: its
+//             chunks so far, kept from collection for a day
+struct BlobInfo {
+  enum class State : uint8_t { kComplete = 1, kWanted = 2, kPending = 3 };
+  State state = State::kWanted;
+  uint64_t size = 0;
+  bool listed = false;            // `chunks` is known (always, unless wanted)
+  std::vector<BlobHash> chunks;   // each chunk's hash, in order
+  uint64_t have = 0;              // chunks stored, from the first
+  FieldKey ref;                   // a field that referenced it when it was wanted
+  bool requested = false;         // wanted, and a reader asked for it (lazy fetching)
+  // No field referenced it when collection last looked: this replica's version vector
+  // then. It goes once every member holds that (they hold what replaced the reference).
+  std::optional<VersionVector> released;
+  uint64_t touched_ms = 0;  // last change (pending writes older than a day are abandoned)
+
+  bool complete() const { return state == State::kComplete; }
+  bool operator==(const BlobInfo&) const = default;
+};
+std::string EncodeBlobInfo(const BlobInfo& info);
+Result<BlobInfo> DecodeBlobInfo(std::string_view bytes);
+
+// Every blob reference among the state's current values (register siblings, set
+// elements), in no particular order, possibly repeated.
+void ForEachBlobRef(const FieldState& s, const std::function<void(const BlobRef&)>& fn);
+
+// Streams: a source fills `buf` with up to `cap` bytes and returns how many (0: the end);
+// a sink takes the bytes in order.
+using BlobSource = std::function<Result<size_t>(char* buf, size_t cap)>;
+using BlobSink = std::function<Status(std::string_view bytes)>;
+
+}  // namespace tandem::engine

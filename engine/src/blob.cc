@@ -1,0 +1,108 @@
+#include "tandem/engine/blob.h"
+
+#include <sodium.h>
+
+#include <cstring>
+
+#include "tandem/engine/codec.h"
+
+namespace tandem::engine {
+
+BlobHash ChunkHash(std::string_view bytes) {
+  BlobHash h{};
+  crypto_generichash(h.data(), h.size(), reinterpret_cast<const unsigned char*>(bytes.data()),
+                     bytes.size(), nullptr, 0);
+  return h;
+}
+
+BlobHash BlobId(uint64_t size, const std::vector<BlobHash>& chunks) {
+  static constexpr char kDomain[] = "tandem blob 1";  // with its NUL: 14 bytes
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, nullptr, 0, 32);
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(kDomain), sizeof kDomain);
+  unsigned char le[8];
+  for (int i = 0; i < 8; ++i) le[i] = static_cast<unsigned char>(size >> (8 * i));
+  crypto_generichash_update(&st, le, sizeof le);
+  for (const auto& c : chunks) crypto_generichash_update(&st, c.data(), c.size());
+  BlobHash h{};
+  crypto_generichash_final(&st, h.data(), h.size());
+  return h;
+}
+
+// info := version:u8(1) state:u8 size:varint listed:u8 [count:varint hash*] have:varint
+//         requested:u8 has_ref:u8 [collection record field] has_released:u8 [vv]
+//         touched_ms:varint
+std::string EncodeBlobInfo(const BlobInfo& info) {
+  std::string out;
+  Writer w(&out);
+  w.U8(1);
+  w.U8(static_cast<uint8_t>(info.state));
+  w.Varint(info.size);
+  w.U8(info.listed ? 1 : 0);
+  if (info.listed) {
+    w.Varint(info.chunks.size());
+    for (const auto& c : info.chunks)
+      w.Raw(std::string_view(reinterpret_cast<const char*>(c.data()), c.size()));
+  }
+  w.Varint(info.have);
+  w.U8(info.requested ? 1 : 0);
+  const bool has_ref = !info.ref.collection.empty();
+  w.U8(has_ref ? 1 : 0);
+  if (has_ref) {
+    w.LengthPrefixed(info.ref.collection);
+    w.LengthPrefixed(info.ref.record);
+    w.LengthPrefixed(info.ref.field);
+  }
+  w.U8(info.released ? 1 : 0);
+  if (info.released) EncodeVersionVector(*info.released, w);
+  w.Varint(info.touched_ms);
+  return out;
+}
+
+Result<BlobInfo> DecodeBlobInfo(std::string_view bytes) {
+  Reader r(bytes);
+  BlobInfo info;
+  if (r.U8() != 1) r.Fail("unknown blob entry version");
+  const uint8_t state = r.U8();
+  if (state < 1 || state > 3) r.Fail("unknown blob state");
+  info.state = static_cast<BlobInfo::State>(state);
+  info.size = r.Varint();
+  if (info.size > kMaxBlobBytes) r.Fail("blob larger than the limit");
+  info.listed = r.U8() != 0;
+  if (info.listed) {
+    const uint64_t n = r.Count(32);
+    if (r.ok() && n != ChunkCount(info.size)) r.Fail("chunk list does not match the size");
+    info.chunks.resize(r.ok() ? n : 0);
+    for (auto& c : info.chunks) {
+      std::string_view h = r.Raw(32);
+      if (!r.ok()) break;
+      std::memcpy(c.data(), h.data(), 32);
+    }
+  }
+  info.have = r.Varint();
+  if (r.ok() && info.have > ChunkCount(info.size)) r.Fail("more chunks held than the blob has");
+  info.requested = r.U8() != 0;
+  if (r.U8() != 0) {
+    info.ref.collection = std::string(r.LengthPrefixed(kMaxCollectionName));
+    info.ref.record = std::string(r.LengthPrefixed(kMaxRecordId));
+    info.ref.field = std::string(r.LengthPrefixed(kMaxFieldName));
+  }
+  if (r.U8() != 0) info.released = DecodeVersionVector(r);
+  info.touched_ms = r.Varint();
+  if (r.ok() && r.remaining()) r.Fail("trailing bytes");
+  if (r.ok() && info.state != BlobInfo::State::kWanted && !info.listed)
+    r.Fail("a stored blob without its chunk list");
+  if (r.ok() && info.state == BlobInfo::State::kComplete && info.have != info.chunks.size())
+    r.Fail("a complete blob missing chunks");
+  if (!r.ok()) return r.status().With("blob entry");
+  return info;
+}
+
+void ForEachBlobRef(const FieldState& s, const std::function<void(const BlobRef&)>& fn) {
+  for (const auto& [dot, m] : s.markers)
+    if (const auto* b = std::get_if<BlobRef>(&m.value)) fn(*b);
+  for (const auto& [v, dots] : s.elements)
+    if (const auto* b = std::get_if<BlobRef>(&v)) fn(*b);
+}
+
+}  // namespace tandem::engine
