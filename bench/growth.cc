@@ -4,9 +4,16 @@
 // holds). The store's data (the pages every table holds, storage::LmdbStore::DataBytes)
 // is compared with a fresh replica that received only the live data by sync.
 //
-//   growth [--records N] [--dir DIR]
+// Then an attachment: a file of --attachment-mb MiB (1,024 by default) attached on one
+// replica, and the time until a second replica, its `tandem serve` dialling the first's,
+// holds the whole blob; the peak anonymous memory (RssAnon) of both daemons meanwhile.
+// Against the limits of the same bytes in the same run: libsodium secretstream (sealed
+// and opened) plus raw LMDB (512 KiB values, durable transactions of 8 MiB).
+//
+//   growth [--records N] [--attachment-mb N] [--dir DIR]
 #include <cstring>
 
+#include "bench_proc.h"
 #include "bench_sync.h"
 #include "tandem/storage/lmdb_store.h"
 #include "tandem/storage/replica.h"
@@ -30,14 +37,144 @@ uint64_t LogEntries(engine::Replica& r) {
   return n;
 }
 
+struct AttachmentFigures {
+  double attach_s = 0, sync_s = 0, mb_per_s = 0, limit_mb_per_s = 0, ratio = 0;
+  double lmdb_mb_per_s = 0, secretstream_mb_per_s = 0;
+  double peak_sender_mb = 0, peak_receiver_mb = 0;
+};
+
+// Raw LMDB: `bytes` in 512 KiB values, 8 MiB per durable transaction. MiB/s.
+double RawLmdbLargeValues(const std::string& dir, uint64_t bytes) {
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  MDB_env* env;
+  mdb_env_create(&env);
+  mdb_env_set_mapsize(env, bytes * 2 + (size_t{64} << 20));
+  if (mdb_env_open(env, dir.c_str(), 0, 0644)) std::abort();
+  std::string value(512 << 10, '\0');
+  std::mt19937_64 rng(7);
+  const uint64_t n = (bytes + value.size() - 1) / value.size();
+  const double t0 = Now();
+  MDB_txn* txn = nullptr;
+  MDB_dbi dbi;
+  for (uint64_t i = 0; i < n; ++i) {
+    if (!txn) {
+      mdb_txn_begin(env, nullptr, 0, &txn);
+      mdb_dbi_open(txn, nullptr, 0, &dbi);
+    }
+    for (size_t at = 0; at < value.size(); at += 8) {
+      const uint64_t x = rng();
+      std::memcpy(value.data() + at, &x, 8);
+    }
+    const uint64_t key = __builtin_bswap64(i);
+    MDB_val k{8, const_cast<uint64_t*>(&key)}, v{value.size(), value.data()};
+    if (mdb_put(txn, dbi, &k, &v, 0)) std::abort();
+    if ((i + 1) % 16 == 0 || i + 1 == n) {
+      if (mdb_txn_commit(txn)) std::abort();
+      txn = nullptr;
+    }
+  }
+  const double dt = Now() - t0;
+  mdb_env_close(env);
+  std::filesystem::remove_all(dir);
+  return static_cast<double>(bytes) / (1 << 20) / dt;
+}
+
+AttachmentFigures Attachment(const std::string& base, uint64_t bytes) {
+  AttachmentFigures f;
+  f.lmdb_mb_per_s = RawLmdbLargeValues(base + "/raw-large", bytes);
+  f.secretstream_mb_per_s = SecretstreamMbPerS();
+  const double mib = static_cast<double>(bytes) / (1 << 20);
+  f.limit_mb_per_s = mib / (mib / f.lmdb_mb_per_s + mib / f.secretstream_mb_per_s);
+
+  const std::string file = base + "/attachment.bin";
+  {
+    std::ofstream out(file, std::ios::binary);
+    std::mt19937_64 rng(11);
+    std::string block(1 << 20, '\0');
+    for (uint64_t done = 0; done < bytes; done += block.size()) {
+      for (size_t at = 0; at < block.size(); at += 8) {
+        const uint64_t x = rng();
+        std::memcpy(block.data() + at, &x, 8);
+      }
+      out.write(block.data(),
+                static_cast<std::streamsize>(std::min<uint64_t>(block.size(), bytes - done)));
+    }
+  }
+  net::InitCrypto();
+  const net::Key32 group = net::NewGroupKey();
+  const net::Identity ia = net::GenerateIdentity(), ib = net::GenerateIdentity();
+  const std::string da = base + "/attach-a", db = base + "/attach-b";
+  MakeMember(da, group, ia, {ia, ib});
+  MakeMember(db, group, ib, {ia, ib});
+  engine::BlobRef ref;
+  {
+    auto a = storage::OpenReplica(da);
+    Must(a.status(), "open a");
+    FILE* in = std::fopen(file.c_str(), "rb");
+    if (!in) std::abort();
+    const double t0 = Now();
+    auto r = (*a)->Attach(
+        "photos", "big", "img",
+        [in](char* buf, size_t cap) -> Result<size_t> { return std::fread(buf, 1, cap, in); },
+        "application/octet-stream");
+    f.attach_s = Now() - t0;
+    std::fclose(in);
+    Must(r.status(), "attach");
+    ref = *r;
+  }
+  std::filesystem::remove(file);
+
+  pid_t pa = Spawn({TANDEM_BIN, "serve", da, "--listen", "127.0.0.1:0"}, base + "/attach-a.log");
+  const std::string addr = WaitListen(da);
+  auto b = storage::OpenReplica(db);
+  Must(b.status(), "open b");
+  const double t0 = Now();
+  pid_t pb = Spawn({TANDEM_BIN, "serve", db, "--peer", addr}, base + "/attach-b.log");
+  PeakRssAnon rss({pa, pb});
+  for (;;) {
+    auto info = (*b)->Blob(ref.hash);
+    Must(info.status(), "blob");
+    if (*info && (*info)->complete()) break;
+    if (Now() - t0 > 900) {
+      std::fprintf(stderr, "growth: the attachment did not arrive in 15 minutes; see %s/*.log\n",
+                   base.c_str());
+      kill(pa, SIGKILL);
+      kill(pb, SIGKILL);
+      std::exit(1);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  f.sync_s = Now() - t0;
+  rss.Stop();
+  Stop(pb);
+  Stop(pa);
+  f.peak_sender_mb = rss.PeakMb(0);
+  f.peak_receiver_mb = rss.PeakMb(1);
+  // Every chunk is there and matches its hash.
+  uint64_t read = 0;
+  Must((*b)->ReadBlob(ref.hash,
+                      [&](std::string_view s) {
+                        read += s.size();
+                        return Status::Ok();
+                      }),
+       "read the blob");
+  if (read != bytes) Must(Status::Corrupt("the blob arrived short"), "verify");
+  f.mb_per_s = mib / f.sync_s;
+  f.ratio = f.mb_per_s / f.limit_mb_per_s;
+  return f;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   DataSet ds;
   std::string base = "bench-growth-data";
+  int attachment_mb = 1024;
   for (int i = 1; i + 1 < argc; ++i) {
     if (!std::strcmp(argv[i], "--records")) ds.records = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--dir")) base = argv[i + 1];
+    if (!std::strcmp(argv[i], "--attachment-mb")) attachment_mb = std::atoi(argv[i + 1]);
   }
   std::filesystem::remove_all(base);
   auto a = FreshReplica(base + "/a"), b = FreshReplica(base + "/b"), c = FreshReplica(base + "/c");
@@ -111,14 +248,29 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(stats.collected),
       static_cast<unsigned long long>(stats.bytes), collect_s,
       static_cast<unsigned long long>(stats.transactions), load_s, delete_s);
+  const AttachmentFigures att = Attachment(base, uint64_t(attachment_mb) << 20);
+  std::printf("  attachment of %d MiB: attached in %.2f s; synced between two daemons in %.2f s\n",
+              attachment_mb, att.attach_s, att.sync_s);
+  std::printf("  %-52s %14.1f\n", "attachment sync MiB/s", att.mb_per_s);
+  std::printf("  %-52s %14.1f\n", "raw LMDB MiB/s (512 KiB values, 8 MiB txns)", att.lmdb_mb_per_s);
+  std::printf("  %-52s %14.1f\n", "secretstream MiB/s (seal + open)", att.secretstream_mb_per_s);
+  std::printf("  %-52s %14.1f\n", "both in sequence MiB/s", att.limit_mb_per_s);
+  std::printf("  %-52s %14.2f\n", "ratio (goal >= 0.3)", att.ratio);
+  std::printf("  %-52s %8.1f %5.1f\n", "peak RssAnon MB, sending / receiving daemon",
+              att.peak_sender_mb, att.peak_receiver_mb);
   std::printf(
       "{\"bench\": \"growth\", \"fields\": %d, \"deleted_records\": %d, \"bytes_full\": %llu, "
       "\"bytes_before_gc\": %llu, \"bytes_after_gc\": %llu, \"bytes_live\": %llu, "
-      "\"collected\": %llu, \"collect_s\": %.3f, \"ratio_size_after_gc_vs_live\": %.3f}\n",
+      "\"collected\": %llu, \"collect_s\": %.3f, \"ratio_size_after_gc_vs_live\": %.3f, "
+      "\"attachment_bytes\": %llu, \"attachment_seconds\": %.3f, \"attachment_mb_per_s\": %.1f, "
+      "\"limit_mb_per_s\": %.1f, \"ratio_attachment_vs_secretstream_lmdb\": %.3f, "
+      "\"peak_rss_mb\": %.1f, \"peak_rss_mb_sender\": %.1f, \"peak_rss_mb_receiver\": %.1f}\n",
       ds.records * ds.fields, deleted, static_cast<unsigned long long>(full_bytes),
       static_cast<unsigned long long>(before_bytes), static_cast<unsigned long long>(after_bytes),
       static_cast<unsigned long long>(live_bytes), static_cast<unsigned long long>(stats.collected),
-      collect_s, ratio);
+      collect_s, ratio, static_cast<unsigned long long>(attachment_mb) << 20, att.sync_s,
+      att.mb_per_s, att.limit_mb_per_s, att.ratio,
+      std::max(att.peak_sender_mb, att.peak_receiver_mb), att.peak_sender_mb, att.peak_receiver_mb);
   std::filesystem::remove_all(base);
   return 0;
 }

@@ -31,93 +31,16 @@
 #include <sstream>
 #include <thread>
 
-#include "bench_util.h"
+#include "bench_proc.h"
 #include "tandem/device/device.h"
 #include "tandem/net/group.h"
 #include "tandem/net/secure_frame.h"
 #include "tandem/storage/replica.h"
 
-extern char** environ;
-
 using namespace tandem;
 using namespace tandem::bench;
 
 namespace {
-
-pid_t Spawn(std::vector<std::string> args, const std::string& log) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  std::vector<char*> argv;
-  for (auto& s : args) argv.push_back(s.data());
-  argv.push_back(nullptr);
-  pid_t pid = -1;
-  if (posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ) != 0) std::abort();
-  posix_spawn_file_actions_destroy(&fa);
-  return pid;
-}
-
-void Stop(pid_t pid) {
-  kill(pid, SIGTERM);
-  int st = 0;
-  waitpid(pid, &st, 0);
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// The listen address from the daemon's status file (a tiny scan, no JSON library).
-std::string WaitListen(const std::string& dir) {
-  for (int i = 0; i < 1000; ++i) {
-    std::string s = ReadFile(dir + "/daemon.json");
-    size_t at = s.find("\"listen\":\"");
-    if (at != std::string::npos) {
-      size_t end = s.find('"', at + 10);
-      std::string a = s.substr(at + 10, end - at - 10);
-      if (!a.empty()) return a;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  std::fprintf(stderr, "net: the daemon did not start; see %s/../*.log\n", dir.c_str());
-  std::exit(1);
-}
-
-// Makes a replica in a fresh group of `members` (identity files, shared group key, each
-// in every trust set), as `tandem init` + pairing would.
-void MakeMember(const std::string& dir, const net::Key32& group, const net::Identity& id,
-                const std::vector<net::Identity>& members) {
-  auto r = storage::CreateReplica(dir);
-  Must(r.status(), "create");
-  const device::Layout layout(dir);
-  Must(net::SaveIdentity(id, layout.identity_key()), "identity");
-  Must(net::SaveGroupKey(layout.group(), group), "group key");
-  for (const auto& m : members) Must(net::AddMember(**r, m.public_key, "bench", 1), "member");
-}
-
-double SecretstreamMbPerS() {
-  net::InitCrypto();
-  net::Key32 key = net::NewGroupKey();
-  std::string plain(1 << 20, 'x'), wire, out;
-  const int frames = 512;
-  double t0 = Now();
-  net::FrameSealer sealer(key);
-  net::FrameOpener opener(key, sealer.header());
-  for (int i = 0; i < frames; ++i) {
-    wire.clear();
-    Must(sealer.Seal(plain, false, &wire), "seal");
-    bool final = false;
-    Must(opener.Open(std::string_view(wire).substr(0, 4), std::string_view(wire).substr(4), &out,
-                     &final),
-         "open");
-  }
-  double dt = Now() - t0;
-  return frames * 1.0 / dt;  // MiB of plaintext sealed and opened per second
-}
 
 // A TCP proxy on loopback that shapes both directions like a long, thin link: every
 // byte is delayed by `delay_s`, and each direction carries at most `bytes_per_s` (a FIFO

@@ -15,12 +15,12 @@ namespace {
 // A media type from a file name's extension, for the common kinds; empty otherwise.
 std::string GuessType(const std::string& path) {
   static const std::map<std::string, std::string> kTypes = {
-      {"png", "image/png"},        {"jpg", "image/jpeg"},        {"jpeg", "image/jpeg"},
-      {"gif", "image/gif"},        {"webp", "image/webp"},       {"svg", "image/svg+xml"},
-      {"pdf", "application/pdf"},  {"json", "application/json"}, {"zip", "application/zip"},
-      {"txt", "text/plain"},       {"csv", "text/csv"},          {"html", "text/html"},
-      {"mp4", "video/mp4"},        {"mp3", "audio/mpeg"},        {"wav", "audio/wav"},
-      {"xml", "application/xml"},  {"gz", "application/gzip"}};
+      {"png", "image/png"},       {"jpg", "image/jpeg"},        {"jpeg", "image/jpeg"},
+      {"gif", "image/gif"},       {"webp", "image/webp"},       {"svg", "image/svg+xml"},
+      {"pdf", "application/pdf"}, {"json", "application/json"}, {"zip", "application/zip"},
+      {"txt", "text/plain"},      {"csv", "text/csv"},          {"html", "text/html"},
+      {"mp4", "video/mp4"},       {"mp3", "audio/mpeg"},        {"wav", "audio/wav"},
+      {"xml", "application/xml"}, {"gz", "application/gzip"}};
   const size_t dot = path.rfind('.');
   if (dot == std::string::npos || path.find('/', dot) != std::string::npos) return "";
   std::string ext = path.substr(dot + 1);
@@ -50,9 +50,10 @@ BlobCommands AddBlobCommands(CLI::App& app) {
       "blob", "Write a blob's bytes to stdout (verified); fetch it first if it is wanted");
   c.blob->add_option("DIR", c.dir)->required();
   c.blob->add_option("HASH", c.hash, "The blob's address: 64 hex digits")->required();
-  c.blob->add_option("--wait", c.wait_s,
-                     "Seconds to wait for a blob not here yet, while a running serve (or a "
-                     "sync) fetches it (default 30; 0: do not wait)")
+  c.blob
+      ->add_option("--wait", c.wait_s,
+                   "Seconds to wait for a blob not here yet, while a running serve (or a "
+                   "sync) fetches it (default 30; 0: do not wait)")
       ->check(CLI::Range(0, 86400));
   c.blobs = app.add_subcommand("blobs", "List the blobs this replica holds or wants");
   c.blobs->add_option("DIR", c.dir)->required();
@@ -72,9 +73,7 @@ engine::CollectionFilter ParseBlobMode(const std::string& mode) {
                     Quote(mode)};
 }
 
-bool BlobCommands::Parsed() const {
-  return attach->parsed() || blob->parsed() || blobs->parsed();
-}
+bool BlobCommands::Parsed() const { return attach->parsed() || blob->parsed() || blobs->parsed(); }
 
 int BlobCommands::Run() {
   if (attach->parsed()) {
@@ -85,7 +84,8 @@ int BlobCommands::Run() {
     if (!in) throw Exit{2, "cannot read " + Quote(file) + ": " + std::strerror(errno)};
     engine::BlobSource src = [in](char* buf, size_t cap) -> tandem::Result<size_t> {
       const size_t n = std::fread(buf, 1, cap, in);
-      if (n == 0 && std::ferror(in)) return Status::Io(std::string("read: ") + std::strerror(errno));
+      if (n == 0 && std::ferror(in))
+        return Status::Io(std::string("read: ") + std::strerror(errno));
       return n;
     };
     auto ref = Open(dir).Attach(coll, id, field, src, type.empty() ? GuessType(file) : type);
@@ -129,16 +129,17 @@ int BlobCommands::Run() {
     const uint64_t chunks = engine::ChunkCount(info.size);
     const uint64_t have = info.complete() ? chunks : info.have;
     if (as_json) {
-      Json j{{"hash", engine::HexOf(h)}, {"size", info.size}, {"state", StateName(info)},
-             {"chunks", chunks},         {"chunks_held", have}, {"released", info.released.has_value()}};
+      Json j{{"hash", engine::HexOf(h)}, {"size", info.size},
+             {"state", StateName(info)}, {"chunks", chunks},
+             {"chunks_held", have},      {"released", info.released.has_value()}};
       if (!info.ref.collection.empty())
         j["referenced_by"] = Json{{"collection", info.ref.collection},
                                   {"record", info.ref.record},
                                   {"field", info.ref.field}};
       Print(Canonical(j));
     } else {
-      std::string line = engine::HexOf(h) + "  " + std::to_string(info.size) + " bytes  " +
-                         StateName(info);
+      std::string line =
+          engine::HexOf(h) + "  " + std::to_string(info.size) + " bytes  " + StateName(info);
       if (!info.complete())
         line += " (" + std::to_string(have) + " of " + std::to_string(chunks) + " chunks)";
       if (info.released) line += ", unreferenced: collected once every member caught up";

@@ -63,8 +63,7 @@ Status Session::PumpBlob(std::vector<Message>* out) {
     c.index = b.next;
     bool found = false;
     TANDEM_RETURN_IF_ERROR(txn->GetChunk(b.chunks[b.next], &c.bytes, &found));
-    if (!found)
-      return Status::NotFound(Short(b.hash) + " was collected while being sent");
+    if (!found) return Status::NotFound(Short(b.hash) + " was collected while being sent");
     ++b.next;
     stats_.blob_bytes_sent += c.bytes.size();
     out->emplace_back(std::in_place_type<BlobChunk>, std::move(c));
@@ -78,8 +77,7 @@ Status Session::StoreChunks(std::vector<Message>* out) {
   InBlob& b = *in_blob_;
   const bool complete = b.next == b.info.chunks.size();
   TANDEM_RETURN_IF_ERROR(replica_.PutChunks(b.hash, b.info, b.next - b.held.size(), b.held));
-  if (!b.held.empty())
-    out->emplace_back(std::in_place_type<BlobAck>, BlobAck{b.hash, b.next - 1});
+  if (!b.held.empty()) out->emplace_back(std::in_place_type<BlobAck>, BlobAck{b.hash, b.next - 1});
   b.held.clear();
   if (complete) {
     ++stats_.blobs_received;
@@ -109,7 +107,8 @@ Status Session::ReceiveBlob(const Message& in, std::vector<Message>* out) {
     } else {
       // Nothing unverified is kept: the list must hash to the address asked for.
       if (h->chunks.size() != ChunkCount(h->size) || BlobId(h->size, h->chunks) != b.hash)
-        return Status::Invalid(Short(b.hash) + ": the peer's chunk list does not match its address");
+        return Status::Invalid(Short(b.hash) +
+                               ": the peer's chunk list does not match its address");
       b.info.size = h->size;
       b.info.chunks = h->chunks;
       b.info.listed = true;
@@ -158,8 +157,7 @@ Status Session::ReceiveBlob(const Message& in, std::vector<Message>* out) {
       std::optional<FieldState> state;
       TANDEM_RETURN_IF_ERROR(txn->GetField(w->ref, &state));
       bool referenced = false;
-      if (state)
-        ForEachBlobRef(*state, [&](const BlobRef& r) { referenced |= r.hash == w->hash; });
+      if (state) ForEachBlobRef(*state, [&](const BlobRef& r) { referenced |= r.hash == w->hash; });
       if (referenced) TANDEM_RETURN_IF_ERROR(txn->GetBlob(w->hash, &info));
       if (info && info->complete()) head.missing = false;
     }

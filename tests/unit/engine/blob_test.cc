@@ -1,10 +1,11 @@
 // Blobs: storing, reading, syncing (eager, lazy, resumed, against a lying peer) and
 // collecting them.
+#include "tandem/engine/blob.h"
+
 #include <cstring>
 #include <random>
 
 #include "sync_harness.h"
-#include "tandem/engine/blob.h"
 
 namespace tandem::engine {
 namespace {
@@ -68,7 +69,9 @@ TEST(Blob, WrittenInChunksReadBackAndStoredOnce) {
   EXPECT_EQ(Read(a.replica, ref.hash), data);
   EXPECT_EQ(Read(a.replica, ref.hash, kBlobChunkBytes + 5), data.substr(kBlobChunkBytes + 5));
   EXPECT_EQ(Read(a.replica, ref.hash, kSize), "");
-  EXPECT_EQ(a.replica.ReadBlob(ref.hash, [](std::string_view) { return Status::Ok(); }, kSize + 1)
+  EXPECT_EQ(a.replica
+                .ReadBlob(
+                    ref.hash, [](std::string_view) { return Status::Ok(); }, kSize + 1)
                 .code(),
             Code::kInvalidArgument);
   EXPECT_EQ(CountChunks(a.replica), 4u);
@@ -101,9 +104,8 @@ TEST(Blob, EmptyAndUnknownBlobs) {
   EXPECT_EQ(st.code(), Code::kNotFound);
   EXPECT_EQ(a.replica.RequestBlob(unknown).code(), Code::kNotFound);
   // A failing source stores nothing and references nothing.
-  auto bad = a.replica.Attach("photos", "x", "img",
-                              [](char*, size_t) -> Result<size_t> { return Status::Io("gone"); },
-                              "");
+  auto bad = a.replica.Attach(
+      "photos", "x", "img", [](char*, size_t) -> Result<size_t> { return Status::Io("gone"); }, "");
   EXPECT_EQ(bad.status().code(), Code::kIo);
   EXPECT_EQ(a.replica.Get("photos", "x").status().code(), Code::kNotFound);
 }

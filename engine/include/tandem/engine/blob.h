@@ -30,9 +30,7 @@ BlobHash ChunkHash(std::string_view bytes);
 // A blob's address from its size and its chunks' hashes.
 BlobHash BlobId(uint64_t size, const std::vector<BlobHash>& chunks);
 // How many chunks a blob of `size` bytes has (an empty blob has none).
-inline uint64_t ChunkCount(uint64_t size) {
-  return (size + kBlobChunkBytes - 1) / kBlobChunkBytes;
-}
+inline uint64_t ChunkCount(uint64_t size) { return (size + kBlobChunkBytes - 1) / kBlobChunkBytes; }
 
 // What a replica knows of one blob: an entry of its blob table.
 //   complete  every chunk is stored: it can be read and served
@@ -44,11 +42,11 @@ struct BlobInfo {
   enum class State : uint8_t { kComplete = 1, kWanted = 2, kPending = 3 };
   State state = State::kWanted;
   uint64_t size = 0;
-  bool listed = false;            // `chunks` is known (always, unless wanted)
-  std::vector<BlobHash> chunks;   // each chunk's hash, in order
-  uint64_t have = 0;              // chunks stored, from the first
-  FieldKey ref;                   // a field that referenced it when it was wanted
-  bool requested = false;         // wanted, and a reader asked for it (lazy fetching)
+  bool listed = false;           // `chunks` is known (always, unless wanted)
+  std::vector<BlobHash> chunks;  // each chunk's hash, in order
+  uint64_t have = 0;             // chunks stored, from the first
+  FieldKey ref;                  // a field that referenced it when it was wanted
+  bool requested = false;        // wanted, and a reader asked for it (lazy fetching)
   // No field referenced it when collection last looked: this replica's version vector
   // then. It goes once every member holds that (they hold what replaced the reference).
   std::optional<VersionVector> released;
