@@ -68,7 +68,7 @@ inline std::string WaitListen(const std::string& dir) {
 // Makes a replica in a fresh group of `members` (identity files, shared group key, each
 // in every trust set), as `tandem init` + pairing would.
 inline void MakeMember(const std::string& dir, const net::Key32& group, const net::Identity& id,
-                const std::vector<net::Identity>& members) {
+                       const std::vector<net::Identity>& members) {
   auto r = storage::CreateReplica(dir);
   Must(r.status(), "create");
   const device::Layout layout(dir);

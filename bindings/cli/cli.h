@@ -109,6 +109,8 @@ int RunGc(const std::string& dir, int horizon_days, bool as_json);
 std::string ReportLine(const net::MemberHolding& h);
 // What `status` says of a peer's rebases (empty when none).
 std::string RebaseNote(const Json& peer);
+// ... and of the blobs it fetched from the peer and sent to it (empty when none).
+std::string BlobNote(const Json& peer);
 // `attach`, `blob`, `blobs` (blob.cc): added to the program by AddBlobCommands; Run
 // runs the one parsed.
 struct BlobCommands {

@@ -40,6 +40,13 @@ std::string RebaseNote(const Json& peer) {
   return "  rebased " + std::to_string(ours) + ", served " + std::to_string(served);
 }
 
+std::string BlobNote(const Json& peer) {
+  const uint64_t in = peer.value("blobs_received", uint64_t{0});
+  const uint64_t out = peer.value("blobs_sent", uint64_t{0});
+  if (!in && !out) return "";
+  return "  blobs in " + std::to_string(in) + ", out " + std::to_string(out);
+}
+
 int RunGc(const std::string& dir, int horizon_days, bool as_json) {
   auto d = OpenDevice(dir);
   const uint64_t horizon_ms = static_cast<uint64_t>(horizon_days) * 24 * 3600 * 1000;

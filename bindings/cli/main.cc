@@ -706,7 +706,7 @@ int Main(int argc, char** argv) {
               std::to_string(p.value("bytes_in", uint64_t{0})) + " B  out " +
               std::to_string(p.value("bytes_out", uint64_t{0})) + " B  errors " +
               std::to_string(p.value("errors", uint64_t{0})) + "  refused fields " +
-              std::to_string(p.value("fields_refused", uint64_t{0})) + RebaseNote(p) +
+              std::to_string(p.value("fields_refused", uint64_t{0})) + RebaseNote(p) + BlobNote(p) +
               (p.value("last_error", "").empty() ? ""
                                                  : "  last error: " + p.value("last_error", "")));
       }

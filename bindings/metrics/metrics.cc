@@ -87,6 +87,10 @@ std::vector<MetricFamily> Collect(device::Device& device, net::Node& node) {
                       MetricType::Counter);
   auto f_q = Family("tandem_peer_fields_quarantined_total",
                     "Field states from the peer held for breaking a schema", MetricType::Counter);
+  auto b_in = Family("tandem_peer_blob_bytes_received_total",
+                     "Blob chunk bytes fetched from the peer", MetricType::Counter);
+  auto b_out = Family("tandem_peer_blob_bytes_sent_total", "Blob chunk bytes sent to the peer",
+                      MetricType::Counter);
   auto errors = Family("tandem_peer_errors_total", "Connections to or from the peer that failed",
                        MetricType::Counter);
   for (const auto& p : s.peers) {
@@ -103,10 +107,12 @@ std::vector<MetricFamily> Collect(device::Device& device, net::Node& node) {
     Add(f_out, static_cast<double>(p.fields_sent), l);
     Add(f_ref, static_cast<double>(p.fields_refused), l);
     Add(f_q, static_cast<double>(p.fields_quarantined), l);
+    Add(b_in, static_cast<double>(p.blob_bytes_received), l);
+    Add(b_out, static_cast<double>(p.blob_bytes_sent), l);
     Add(errors, static_cast<double>(p.errors), l);
   }
   for (auto* f : {&pending, &since, &peer_up, &bytes_in, &bytes_out, &msgs_in, &msgs_out, &f_in,
-                  &f_out, &f_ref, &f_q, &errors})
+                  &f_out, &f_ref, &f_q, &b_in, &b_out, &errors})
     out.push_back(std::move(*f));
 
   auto refused = Family("tandem_connections_refused_total",

@@ -165,6 +165,18 @@ void Conn::AfterProgress() {
     e.fields_sent = s.fields_sent;
     d_.Emit(std::move(e));
   }
+  if (s.blobs_received > blobs_logged_in_ || s.blobs_sent > blobs_logged_out_) {
+    UpdateStatus();
+    if (s.blobs_received > blobs_logged_in_)
+      d_.Log("received " + std::to_string(s.blobs_received - blobs_logged_in_) + " blob" +
+             (s.blobs_received - blobs_logged_in_ == 1 ? "" : "s") + " from " + Who() + " (" +
+             std::to_string(s.blob_bytes_received) + " bytes this session)");
+    if (s.blobs_sent > blobs_logged_out_)
+      d_.Log("sent " + std::to_string(s.blobs_sent - blobs_logged_out_) + " blob" +
+             (s.blobs_sent - blobs_logged_out_ == 1 ? "" : "s") + " to " + Who());
+    blobs_logged_in_ = s.blobs_received;
+    blobs_logged_out_ = s.blobs_sent;
+  }
   if (d_.close_when_caught_up() && view_.caught_up) Finish();
 }
 
@@ -206,6 +218,10 @@ void Conn::UpdateStatus() {
     status_->fields_quarantined += s.fields_quarantined - counted_.fields_quarantined;
     if (s.rebased && !counted_.rebased) ++status_->rebases;
     if (s.whole_sent && !counted_.whole_sent) ++status_->rebases_served;
+    status_->blobs_received += s.blobs_received - counted_.blobs_received;
+    status_->blobs_sent += s.blobs_sent - counted_.blobs_sent;
+    status_->blob_bytes_received += s.blob_bytes_received - counted_.blob_bytes_received;
+    status_->blob_bytes_sent += s.blob_bytes_sent - counted_.blob_bytes_sent;
     counted_ = s;
     if (view_.peer) status_->replica_id = view_.peer->Hex();
   }

@@ -237,6 +237,10 @@ void Core::Unregister(const std::shared_ptr<Conn>& c) {
     merged.fields_quarantined += p.fields_quarantined;
     merged.rebases += p.rebases;
     merged.rebases_served += p.rebases_served;
+    merged.blobs_received += p.blobs_received;
+    merged.blobs_sent += p.blobs_sent;
+    merged.blob_bytes_received += p.blob_bytes_received;
+    merged.blob_bytes_sent += p.blob_bytes_sent;
     if (merged.last_sync_ms == 0) merged.last_sync_ms = p.last_sync_ms;
     p = merged;
   }
@@ -321,6 +325,10 @@ void Core::RefreshSnapshot(bool running) {
     to.fields_quarantined += from.fields_quarantined;
     to.rebases += from.rebases;
     to.rebases_served += from.rebases_served;
+    to.blobs_received += from.blobs_received;
+    to.blobs_sent += from.blobs_sent;
+    to.blob_bytes_received += from.blob_bytes_received;
+    to.blob_bytes_sent += from.blob_bytes_sent;
     to.last_sync_ms = std::max(to.last_sync_ms, from.last_sync_ms);
   };
   for (const auto& c : conns_) {

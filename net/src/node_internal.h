@@ -197,6 +197,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   std::deque<std::string> outq_;
   bool final_queued_ = false, final_received_ = false, writer_running_ = false;
   bool reported_caught_up_ = false;
+  uint64_t blobs_logged_in_ = 0, blobs_logged_out_ = 0;  // blobs the log has told of
   uint64_t caught_up_seen_ = 0;
   bool established_ = false;    // both stream headers exchanged
   bool noted_replica_ = false;  // the peer's replica id is in its trust record

@@ -670,6 +670,77 @@ TEST_F(Net, DeletionsAreCollectedOnceEveryMemberHoldsThem) {
   EXPECT_NE(T({"status", a}).out.find("rebased 0, served 1"), std::string::npos);
 }
 
+TEST_F(Net, AttachmentsSyncEagerlyOrWhenReadAndAreCollected) {
+  std::string a = Init("a"), b = Init("b"), c = Init("c");
+  std::string data(3'000'000, '\0');
+  std::mt19937 rng(5);
+  for (auto& ch : data) ch = static_cast<char>(rng());
+  const std::string file = Dir("photo.png");
+  std::ofstream(file, std::ios::binary) << data;
+  std::string addr;
+  auto sa = Listen("a", {"--collect-every", "0"}, &addr);
+  Pair("a", "b", addr);
+  Pair("a", "c", addr);
+  auto att = T({"attach", a, "photos", "p1", "img", file});
+  ASSERT_EQ(att.exit_code, 0) << att.err;
+  const json ref = json::parse(att.out);
+  EXPECT_EQ(ref["size"], 3'000'000);
+  EXPECT_EQ(ref["type"], "image/png");
+  const std::string hash = ref["$blob"];
+  EXPECT_EQ(json::parse(T({"get", a, "photos", "p1"}).out)["img"], ref);
+
+  // Eager (the default): one sync brings the blob, verified.
+  ASSERT_EQ(T({"sync", b, "--peer", addr}).exit_code, 0);
+  auto got = T({"blob", b, hash});
+  ASSERT_EQ(got.exit_code, 0) << got.err;
+  EXPECT_TRUE(got.out == data);
+  EXPECT_NE(sa->log().find("sent 1 blob to"), std::string::npos) << sa->log();
+
+  // Lazy: the field arrives, the blob waits for a reader.
+  ASSERT_EQ(T({"sync", c, "--peer", addr, "--blobs", "lazy"}).exit_code, 0);
+  EXPECT_EQ(json::parse(T({"get", c, "photos", "p1"}).out)["img"], ref);
+  EXPECT_EQ(json::parse(T({"blobs", c, "--json"}).out)["state"], "wanted");
+  auto early = T({"blob", c, hash, "--wait", "0"});
+  EXPECT_EQ(early.exit_code, 1);
+  EXPECT_NE(early.err.find("not here yet"), std::string::npos) << early.err;
+  {
+    Serve sc({c, "--peer", addr, "--blobs", "lazy"}, Log("c-serve"));
+    got = T({"blob", c, hash, "--wait", "60"});
+    ASSERT_EQ(got.exit_code, 0) << got.err << sc.log();
+    EXPECT_TRUE(got.out == data);
+  }
+  EXPECT_EQ(json::parse(T({"blobs", c, "--json"}).out)["state"], "complete");
+
+  // The other way: b attaches, a (serving) fetches it in b's session.
+  ASSERT_EQ(T({"attach", b, "docs", "invoice", "pdf", file, "--type", "application/pdf"}).exit_code,
+            0);
+  ASSERT_EQ(T({"sync", b, "--peer", addr}).exit_code, 0);
+  EXPECT_EQ(T({"blobs", a}).out.find("wanted"), std::string::npos) << T({"blobs", a}).out;
+
+  // Bad input: a malformed hash, an unknown one, a missing file.
+  EXPECT_EQ(T({"blob", a, "xyz"}).exit_code, 2);
+  EXPECT_EQ(T({"blob", a, std::string(64, '0')}).exit_code, 1);
+  EXPECT_EQ(T({"attach", a, "photos", "p2", "img", Dir("no-such-file")}).exit_code, 2);
+
+  // Collection: once no field references the blob and every member holds that, it goes.
+  ASSERT_EQ(T({"put", a, "photos", "p1", "img=0"}).exit_code, 0);
+  ASSERT_EQ(T({"put", a, "docs", "invoice", "pdf=0"}).exit_code, 0);
+  auto gc = json::parse(T({"gc", a, "--json"}).out);
+  EXPECT_EQ(gc["blobs_collected"], 0);
+  EXPECT_EQ(gc["blobs_released"], 1) << gc.dump();  // both are one blob: the same bytes
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ(T({"sync", b, "--peer", addr}).exit_code, 0);
+    ASSERT_EQ(T({"sync", c, "--peer", addr}).exit_code, 0);
+  }
+  gc = json::parse(T({"gc", a, "--json"}).out);
+  EXPECT_EQ(gc["blobs_collected"], 1) << gc.dump();
+  EXPECT_EQ(gc["blob_bytes"], 3'000'000);
+  EXPECT_EQ(gc["chunks_freed"], 6);
+  EXPECT_EQ(T({"blob", a, hash}).exit_code, 1);
+  EXPECT_EQ(T({"blobs", a}).out, "");
+  EXPECT_EQ(T({"check", a}).exit_code, 0);
+}
+
 TEST_F(Net, StrangersWrongKeysAndRevokedDevicesGetNoData) {
   std::string a = Init("a"), b = Init("b"), c = Init("c"), d = Init("d"), e = Init("e");
   ASSERT_EQ(T({"put", a, "items", "1", "name=\"apple\""}).exit_code, 0);

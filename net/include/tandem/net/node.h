@@ -117,6 +117,9 @@ struct PeerSnapshot {
   // Rebases (docs/design.md#collection): sessions in which this replica, behind what the
   // peer collected, dropped what it removed; and in which the peer did so on ours.
   uint64_t rebases = 0, rebases_served = 0;
+  // Blobs (docs/design.md#attachments) fetched from the peer and sent to it, whole, and
+  // their bytes (chunks, including those of blobs not finished yet).
+  uint64_t blobs_received = 0, blobs_sent = 0, blob_bytes_received = 0, blob_bytes_sent = 0;
   std::optional<uint64_t> pending_changes;  // known while connected (capped at 100,000)
   std::string last_error;
 };
