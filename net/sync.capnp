@@ -50,6 +50,8 @@ struct SyncRequest {
   holdsOfYours @2 :UInt64;  # the receiver's newest event the requester holds (0: unknown)
   mark @3 :UInt64;          # where the receiver's log ended when the requester last read it
   whole @4 :Bool;           # a rebase: every field state from cursor 0, whatever vv covers
+  pieceOffset @5 :UInt64;   # bytes the requester holds of a state in pieces at cursor
+  pieceDigest @6 :Data;     # that state's digest (32 bytes) when pieceOffset > 0
 }
 
 # Field states travel in Tandem's own compact encoding (docs/format.md) inside `entries`,
@@ -72,6 +74,7 @@ struct DeltaBatch {
   pieceOffset @9 :UInt64;
   piece @10 :Data;
   mark @11 :UInt64;             # the newest position in the sender's log as it read it
+  pieceDigest @12 :Data;        # BLAKE2b-256 of the whole state's encoding (with a piece)
 }
 
 enum Compression {

@@ -172,7 +172,7 @@ inline CStatus ToValue(const tandem_value* v, engine::Value* out) {
     case TANDEM_BYTES: {
       if (!v->data && v->len > 0) return Invalid("value data is NULL");
       if (v->len > engine::kMaxValueBytes)
-        return Invalid("value of " + std::to_string(v->len) + " bytes is over the 512 KiB limit");
+        return Invalid("value of " + std::to_string(v->len) + " bytes is over the 16 MiB limit");
       std::string s(v->data ? v->data : "", v->len);
       if (v->type == TANDEM_STRING) {
         if (!engine::IsValidUtf8(s)) return Invalid("string value is not valid UTF-8");
@@ -183,6 +183,8 @@ inline CStatus ToValue(const tandem_value* v, engine::Value* out) {
       return {};
     }
   }
+  if (v->type == TANDEM_BLOB)
+    return Invalid("a blob reference is written by tandem_attach (or as JSON by tandem_put_json)");
   return Invalid("unknown value type " + std::to_string(v->type));
 }
 

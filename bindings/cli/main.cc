@@ -76,7 +76,7 @@ int64_t ParseDecimal(const std::string& text, const char* what) {
 // too large for a command line.
 std::string ValueText(const std::string& text) {
   if (text.empty() || text[0] != '@') return text;
-  constexpr size_t kMaxFile = 8 << 20;  // far above the largest value's JSON
+  constexpr size_t kMaxFile = size_t{64} << 20;  // far above the largest value's JSON
   const std::string path = text.substr(1);
   std::string data;
   if (path == "-") {

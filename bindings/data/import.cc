@@ -29,7 +29,7 @@ namespace {
 
 // A line (JSON lines) or a CSV row longer than this is refused: it would hold more than
 // a record can (several fields of the largest value).
-constexpr size_t kMaxLine = 4 << 20;
+constexpr size_t kMaxLine = size_t{32} << 20;  // a 16 MiB value as JSON base64, and more
 constexpr size_t kChunk = 1 << 16;
 // A batch also ends at this many bytes of values, whatever its row count.
 constexpr size_t kMaxBatchBytes = 16 << 20;
@@ -311,7 +311,7 @@ class JsonlParser : public Parser {
         too_long = false;
         line.clear();
         return sink_.Bad(lineno, "the line is longer than " + std::to_string(kMaxLine >> 20) +
-                                     " MiB (a value is at most 512 KiB)");
+                                     " MiB (a value is at most 16 MiB)");
       }
       if (!line.empty() && line.back() == '\r') line.pop_back();
       if (lineno == 1 && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);  // a BOM
@@ -442,11 +442,11 @@ class CsvParser : public Parser {
       for (size_t i = 0; i < n; ++i) newlines_ += data[i] == '\n';
       TANDEM_RETURN_IF_ERROR(Drain());
       // A row over the line limit stops the import (memory stays bounded); a value over
-      // 512 KiB in a row within it is a bad row, reported by the row's checks.
+      // 16 MiB in a row within it is a bad row, reported by the row's checks.
       if (p_.entry_pos + cells_bytes_ > kMaxLine)
         return Status::Invalid("line " + std::to_string(CurrentLine()) + ": a row longer than " +
                                std::to_string(kMaxLine >> 20) +
-                               " MiB (a value is at most 512 KiB); the rest of the file cannot "
+                               " MiB (a value is at most 16 MiB); the rest of the file cannot "
                                "be read safely");
       if (data_rows_ - last_progress >= 1000) {
         Progress(data_rows_, sink_.validate_only());

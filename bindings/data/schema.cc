@@ -226,7 +226,7 @@ bool Matches(FieldType t, const Value& v) {
   return false;
 }
 
-// A value as JSON for a message, cut to about 60 bytes (values may be 512 KiB).
+// A value as JSON for a message, cut to about 60 bytes (values may be 16 MiB).
 std::string Describe(const Value& v) {
   std::string s = bindings::ValueToJson(v).dump(-1, ' ', false, Json::error_handler_t::replace);
   if (s.size() <= 64) return s;

@@ -218,6 +218,96 @@ Status Replica::PutChunks(const BlobHash& hash, const BlobInfo& listed, uint64_t
   return Status::Ok();
 }
 
+namespace {
+// The pending blob entry that lists the pieces held from a peer.
+BlobHash PiecesKey(const ReplicaId& peer) { return ChunkHash("tandem pieces " + peer.Hex()); }
+}  // namespace
+
+Status Replica::HoldPiece(const ReplicaId& peer, PieceProgress progress, std::string_view bytes) {
+  if (bytes.size() != kBlobChunkBytes || progress.held % kBlobChunkBytes != 0)
+    return Status::Invalid("a piece held is a whole chunk");
+  TANDEM_RETURN_IF_ERROR(Retrying([&]() -> Status {
+    TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
+    PeerState ps;
+    TANDEM_RETURN_IF_ERROR(txn->GetPeer(peer, &ps));
+    const BlobHash key = PiecesKey(peer);
+    std::optional<BlobInfo> held;
+    TANDEM_RETURN_IF_ERROR(txn->GetBlob(key, &held));
+    BlobInfo info;
+    info.state = BlobInfo::State::kPending;
+    info.listed = true;
+    // Appending to what is held, or starting over.
+    if (progress.held > 0) {
+      if (!held || !ps.pieces || ps.pieces->digest != progress.digest ||
+          ps.pieces->held != progress.held || held->size != progress.held)
+        return Status::Invalid("a piece that does not follow the pieces held");
+      info = *held;
+    }
+    const BlobHash h = ChunkHash(bytes);
+    TANDEM_RETURN_IF_ERROR(txn->PutChunk(h, bytes));
+    info.chunks.push_back(h);
+    info.size += bytes.size();
+    info.have = info.chunks.size();
+    info.touched_ms = now_();
+    TANDEM_RETURN_IF_ERROR(txn->PutBlob(key, info));
+    progress.held += bytes.size();
+    ps.pieces = progress;
+    TANDEM_RETURN_IF_ERROR(txn->PutPeer(peer, ps));
+    return txn->Commit();
+  }));
+  return Status::Ok();
+}
+
+Result<std::optional<PieceProgress>> Replica::PiecesHeld(const ReplicaId& peer) {
+  std::optional<PieceProgress> out;
+  {
+    TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+    PeerState ps;
+    TANDEM_RETURN_IF_ERROR(txn->GetPeer(peer, &ps));
+    if (!ps.pieces) return out;
+    std::optional<BlobInfo> held;
+    TANDEM_RETURN_IF_ERROR(txn->GetBlob(PiecesKey(peer), &held));
+    if (ps.pieces->from == ps.cursor && held && held->size == ps.pieces->held) out = ps.pieces;
+  }
+  if (!out) TANDEM_RETURN_IF_ERROR(DropPieces(peer));
+  return out;
+}
+
+Result<std::string> Replica::ReadPieces(const ReplicaId& peer) {
+  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+  std::optional<BlobInfo> held;
+  TANDEM_RETURN_IF_ERROR(txn->GetBlob(PiecesKey(peer), &held));
+  std::string out, chunk;
+  if (!held) return out;
+  out.reserve(held->size);
+  for (const auto& h : held->chunks) {
+    bool found = false;
+    TANDEM_RETURN_IF_ERROR(txn->GetChunk(h, &chunk, &found));
+    if (!found || ChunkHash(chunk) != h)
+      return Status::Corrupt("a piece held is missing or damaged");
+    out += chunk;
+  }
+  return out;
+}
+
+Status Replica::DropPieces(const ReplicaId& peer) {
+  return Retrying([&]() -> Status {
+    TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
+    PeerState ps;
+    TANDEM_RETURN_IF_ERROR(txn->GetPeer(peer, &ps));
+    std::optional<BlobInfo> held;
+    TANDEM_RETURN_IF_ERROR(txn->GetBlob(PiecesKey(peer), &held));
+    if (!ps.pieces && !held) return Status::Ok();
+    // The chunks go with the next collection (no entry lists them then).
+    TANDEM_RETURN_IF_ERROR(txn->DeleteBlob(PiecesKey(peer)));
+    if (ps.pieces) {
+      ps.pieces.reset();
+      TANDEM_RETURN_IF_ERROR(txn->PutPeer(peer, ps));
+    }
+    return txn->Commit();
+  });
+}
+
 Status Replica::RequestBlob(const BlobHash& hash, bool* complete) {
   bool done = false;
   Status st = Retrying([&]() -> Status {

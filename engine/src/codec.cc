@@ -540,9 +540,10 @@ std::string EncodePeerState(const PeerState& p) {
   std::string out;
   Writer w(&out);
   // The oldest version that says everything, so that older builds read what they can.
-  const bool v3 = p.mark != 0;
+  const bool v4 = p.pieces.has_value();
+  const bool v3 = v4 || p.mark != 0;
   const bool v2 = v3 || p.delivered != 0 || !p.delivery.all;
-  w.U8(v3 ? 3 : v2 ? 2 : 1);
+  w.U8(v4 ? 4 : v3 ? 3 : v2 ? 2 : 1);
   w.Varint(p.cursor);
   EncodeVersionVector(p.vv, w);
   w.Varint(p.last_sync_ms);
@@ -556,6 +557,12 @@ std::string EncodePeerState(const PeerState& p) {
   w.Varint(p.delivery.names.size());
   for (const auto& n : p.delivery.names) w.LengthPrefixed(n);
   if (v3) w.Varint(p.mark);
+  if (v4) {
+    w.Varint(p.pieces->from);
+    w.Varint(p.pieces->total);
+    w.Varint(p.pieces->held);
+    w.Raw(std::string_view(reinterpret_cast<const char*>(p.pieces->digest.data()), 32));
+  }
   return out;
 }
 
@@ -563,7 +570,7 @@ Result<PeerState> DecodePeerState(std::string_view in) {
   Reader r(in);
   PeerState p;
   const uint8_t version = r.U8();
-  if (version < 1 || version > 3) r.Fail("unknown peer state version");
+  if (version < 1 || version > 4) r.Fail("unknown peer state version");
   p.cursor = r.Varint();
   p.vv = DecodeVersionVector(r);
   p.last_sync_ms = r.Varint();
@@ -582,6 +589,16 @@ Result<PeerState> DecodePeerState(std::string_view in) {
       p.delivery.names.emplace(r.LengthPrefixed(kMaxCollectionName));
   }
   if (version >= 3 && r.ok()) p.mark = r.Varint();
+  if (version >= 4 && r.ok()) {
+    PieceProgress pp;
+    pp.from = r.Varint();
+    pp.total = r.Varint();
+    pp.held = r.Varint();
+    std::string_view d = r.Raw(32);
+    if (r.ok()) std::memcpy(pp.digest.data(), d.data(), 32);
+    if (r.ok() && pp.held >= pp.total) r.Fail("pieces held past their total");
+    p.pieces = pp;
+  }
   if (r.ok() && r.remaining()) r.Fail("trailing bytes");
   if (!r.ok()) return r.status().With("peer state");
   return p;

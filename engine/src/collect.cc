@@ -80,6 +80,11 @@ Status Replica::Collect(const VersionVector& absorbed, CollectStats* stats, size
       blobs = true;
       return false;
     }));
+    if (!blobs)  // chunks that no entry lists any more (pieces dropped, say)
+      TANDEM_RETURN_IF_ERROR(txn->ScanChunks(nullptr, [&](const BlobHash&) {
+        blobs = true;
+        return false;
+      }));
     Status bad;
     if (blobs)
       TANDEM_RETURN_IF_ERROR(txn->ListQuarantine([&](uint64_t, std::string_view bytes) {

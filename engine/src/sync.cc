@@ -110,8 +110,19 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     }
     requested_ = true;
     TANDEM_ASSIGN_OR_RETURN(const uint64_t held, replica_.Held(*peer_));
-    out->emplace_back(std::in_place_type<SyncRequest>,
-                      SyncRequest{meta.vv, recv_cursor_, held, ps.mark, rebase_.has_value()});
+    SyncRequest req{meta.vv, recv_cursor_, held, ps.mark, rebase_.has_value()};
+    // Pieces of a state at our cursor into its log, stored by an earlier session.
+    TANDEM_ASSIGN_OR_RETURN(auto pieces, replica_.PiecesHeld(*peer_));
+    if (pieces && pieces->from == recv_cursor_) {
+      in_piece_held_ = pieces->held;
+      in_piece_total_ = pieces->total;
+      in_piece_digest_ = pieces->digest;
+      req.piece_offset = pieces->held;
+      req.piece_digest = pieces->digest;
+    } else if (pieces) {
+      TANDEM_RETURN_IF_ERROR(replica_.DropPieces(*peer_));
+    }
+    out->emplace_back(std::in_place_type<SyncRequest>, std::move(req));
     return Status::Ok();
   }
   if (!peer_) return Status::Invalid(std::string(MessageName(in)) + " before Hello");
@@ -142,6 +153,9 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
       stats_.whole_sent = true;
     }
     snapshot_vv_ = meta.vv;  // read before the log: everything it covers gets sent
+    resume_offset_ = r->piece_offset;
+    resume_digest_ = r->piece_digest;
+    resume_cursor_ = r->cursor;
     streaming_ = true;
     return Pump(out);
   }
@@ -154,14 +168,16 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
                              std::to_string(b->cursor) + "] but " + std::to_string(recv_cursor_) +
                              " was applied last");
     if (b->piece) return ReceivePiece(*b, out);
-    if (!in_pieces_.empty())
+    if (in_piece_live_)
       return Status::Invalid("a DeltaBatch before the last piece of a field state");
+    // Pieces left by an earlier session that the peer does not resume: stale.
+    if (in_piece_held_) TANDEM_RETURN_IF_ERROR(DropHeldPieces());
     return Apply(*b, out);
   }
   if (const auto* c = std::get_if<CaughtUp>(&in)) {
     if (!requested_) return Status::Invalid("CaughtUp before our SyncRequest");
-    if (!in_pieces_.empty())
-      return Status::Invalid("CaughtUp before the last piece of a field state");
+    if (in_piece_live_) return Status::Invalid("CaughtUp before the last piece of a field state");
+    if (in_piece_held_) TANDEM_RETURN_IF_ERROR(DropHeldPieces());
     if (c->cursor != recv_cursor_)
       return Status::Invalid("CaughtUp cursor " + std::to_string(c->cursor) +
                              " does not match the last batch " + std::to_string(recv_cursor_));
@@ -266,6 +282,12 @@ Status Session::StartPieces(const FieldDelta& d, const DeltaPage& page) {
                                std::to_string(encoded->size()) + " bytes)");
   out_pieces_ = std::move(*encoded);
   out_piece_offset_ = 0;
+  out_piece_digest_ = ChunkHash(out_pieces_);
+  // The peer holds its first pieces already (an earlier session was cut): from there.
+  if (resume_offset_ && send_cursor_ == resume_cursor_ && out_piece_digest_ == resume_digest_ &&
+      resume_offset_ < out_pieces_.size() && resume_offset_ % kPieceBytes == 0)
+    out_piece_offset_ = resume_offset_;
+  resume_offset_ = 0;
   out_piece_cursor_ = page.next_cursor;
   out_piece_mark_ = page.log_end;
   stats_.log_entries_scanned += page.scanned;
@@ -275,8 +297,8 @@ Status Session::StartPieces(const FieldDelta& d, const DeltaPage& page) {
 void Session::SendPiece(std::vector<Message>* out) {
   DeltaBatch batch;
   const size_t n = std::min(kPieceBytes, out_pieces_.size() - out_piece_offset_);
-  batch.piece =
-      StatePiece{out_pieces_.size(), out_piece_offset_, out_pieces_.substr(out_piece_offset_, n)};
+  batch.piece = StatePiece{out_pieces_.size(), out_piece_offset_,
+                           out_pieces_.substr(out_piece_offset_, n), out_piece_digest_};
   out_piece_offset_ += n;
   const bool last = out_piece_offset_ == out_pieces_.size();
   batch.cursor = last ? out_piece_cursor_ : send_cursor_;
@@ -328,37 +350,64 @@ Status Session::Apply(const DeltaBatch& b, std::vector<Message>* out) {
   return Status::Ok();
 }
 
+Status Session::DropHeldPieces() {
+  in_piece_held_ = in_piece_total_ = 0;
+  in_piece_digest_ = BlobHash{};
+  in_piece_live_ = false;
+  return replica_.DropPieces(*peer_);
+}
+
 Status Session::ReceivePiece(const DeltaBatch& b, std::vector<Message>* out) {
   const StatePiece& p = *b.piece;
   if (!b.deltas.empty()) return Status::Invalid("a DeltaBatch with both deltas and a piece");
-  if (p.bytes.empty() || p.total > kMaxPieceTotal || p.offset != in_pieces_.size() ||
+  // A first piece starts over, whatever an earlier session left; a later one must follow
+  // what is held (from this session, or from one the peer resumes).
+  if (p.offset == 0 && in_piece_held_ && !in_piece_live_) TANDEM_RETURN_IF_ERROR(DropHeldPieces());
+  const bool last = p.offset + p.bytes.size() == p.total;
+  if (p.bytes.empty() || p.total > kMaxPieceTotal || p.offset != in_piece_held_ ||
       p.offset > p.total || p.bytes.size() > p.total - p.offset ||
-      (p.offset > 0 && p.total != in_piece_total_))
+      (p.offset > 0 && (p.total != in_piece_total_ || p.digest != in_piece_digest_)) ||
+      (!last && p.bytes.size() != kPieceBytes))
     return Status::Invalid("a field state piece of " + std::to_string(p.bytes.size()) +
                            " bytes at " + std::to_string(p.offset) + " of " +
                            std::to_string(p.total) + " does not follow the " +
-                           std::to_string(in_pieces_.size()) + " bytes received");
-  const bool last = p.offset + p.bytes.size() == p.total;
+                           std::to_string(in_piece_held_) + " bytes held");
   if (!last && b.cursor != b.from)
     return Status::Invalid("a field state piece before the last moves the cursor");
   in_piece_total_ = p.total;
-  in_pieces_ += p.bytes;
+  in_piece_digest_ = p.digest;
+  in_piece_live_ = true;
   if (!last) {
+    // Stored as it comes: a cut resumes here (PeerState::pieces).
+    TANDEM_RETURN_IF_ERROR(replica_.HoldPiece(
+        *peer_, PieceProgress{b.from, p.total, in_piece_held_, p.digest}, p.bytes));
+    in_piece_held_ += p.bytes.size();
     received_caught_up_ = false;
     out->push_back(Ack{b.cursor});
     return Status::Ok();
   }
-  auto d = DecodeDelta(in_pieces_);
-  in_pieces_ = std::string();
-  in_piece_total_ = 0;
+  std::string whole;
+  if (in_piece_held_) {
+    TANDEM_ASSIGN_OR_RETURN(whole, replica_.ReadPieces(*peer_));
+  }
+  if (whole.size() != in_piece_held_)
+    return Status::Corrupt("the pieces held do not add up to what was recorded");
+  whole += p.bytes;
+  const BlobHash digest = p.digest;
+  TANDEM_RETURN_IF_ERROR(DropHeldPieces());
+  // Pieces put together across sessions must be the state the peer hashed.
+  if (digest != BlobHash{} && ChunkHash(whole) != digest)
+    return Status::Invalid("a field state in pieces does not match its digest");
+  auto d = DecodeDelta(whole);
+  whole = std::string();
   if (!d.ok()) return d.status().With("field state in pieces");
   TANDEM_RETURN_IF_ERROR(ValidateKey(d->first).With("field state in pieces"));
-  DeltaBatch whole;
-  whole.from = b.from;
-  whole.cursor = b.cursor;
-  whole.mark = b.mark;
-  whole.deltas.push_back(FieldDelta{std::move(d->first), std::move(d->second)});
-  return Apply(whole, out);
+  DeltaBatch one;
+  one.from = b.from;
+  one.cursor = b.cursor;
+  one.mark = b.mark;
+  one.deltas.push_back(FieldDelta{std::move(d->first), std::move(d->second)});
+  return Apply(one, out);
 }
 
 void Session::set_window(size_t batches) {

@@ -181,6 +181,10 @@ Result<std::string> EncodeMessage(const Message& m, const EncodeOptions& opt) {
     w.setHoldsOfYours(r->holds_of_yours);
     w.setMark(r->mark);
     w.setWhole(r->whole);
+    if (r->piece_offset) {
+      w.setPieceOffset(r->piece_offset);
+      w.setPieceDigest(AsData(r->piece_digest));
+    }
   } else if (const auto* d = std::get_if<engine::DeltaBatch>(&m)) {
     auto w = body.initDeltaBatch();
     w.setFrom(d->from);
@@ -195,6 +199,7 @@ Result<std::string> EncodeMessage(const Message& m, const EncodeOptions& opt) {
       w.setPieceOffset(d->piece->offset);
       w.setPiece(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(d->piece->bytes.data()),
                                      d->piece->bytes.size()));
+      if (d->piece->digest != engine::BlobHash{}) w.setPieceDigest(AsData(d->piece->digest));
     } else {
       TANDEM_RETURN_IF_ERROR(SetEntries(*d, opt, w));
     }
@@ -275,6 +280,8 @@ Result<Message> DecodeMessage(std::string_view bytes, uint32_t* features) {
         auto r = body.getSyncRequest();
         engine::SyncRequest m{ReadVv(r.getVv(), c), r.getCursor(), r.getHoldsOfYours(), r.getMark(),
                               r.getWhole()};
+        m.piece_offset = r.getPieceOffset();
+        if (m.piece_offset) m.piece_digest = ReadHash(r.getPieceDigest(), c);
         if (!c.ok()) return c.st;
         return Message{std::move(m)};
       }
@@ -297,6 +304,9 @@ Result<Message> DecodeMessage(std::string_view bytes, uint32_t* features) {
           m.piece = engine::StatePiece{
               r.getPieceTotal(), r.getPieceOffset(),
               std::string(reinterpret_cast<const char*>(piece.begin()), piece.size())};
+          // Older builds send no digest: zero, and the pieces cannot resume.
+          if (r.hasPieceDigest()) m.piece->digest = ReadHash(r.getPieceDigest(), c);
+          if (!c.ok()) return c.st;
           return Message{std::move(m)};
         } else if (r.getPiece().size() != 0 || r.getPieceOffset() != 0) {
           return Status::Corrupt("a field state piece without its total");

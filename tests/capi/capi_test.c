@@ -722,7 +722,7 @@ static void test_writes(void) {
       "\"blob\": {\"$bytes\": \"AAE=\"}}";
   char *big, *json;
   uint64_t before;
-  size_t max = 512 * 1024;
+  size_t max = (size_t)16 << 20;
 
   memset(c64, 'c', 64);
   c64[64] = '\0';
@@ -1804,6 +1804,118 @@ static void test_pairing(void) {
 
 /* ---- Backup, restore, check -------------------------------------------------------- */
 
+/* Blobs: a reader's bytes in, a writer's bytes out, in chunks; errors from either. */
+struct mem_source {
+  const char* data;
+  size_t len, at;
+  int fail_at; /* a status to return once `at` passes half the data, or 0 */
+};
+static int mem_read(char* buf, size_t cap, size_t* len, void* context) {
+  struct mem_source* s = (struct mem_source*)context;
+  if (s->fail_at && s->at > s->len / 2) return s->fail_at;
+  size_t n = s->len - s->at;
+  if (n > cap) n = cap;
+  if (n > 70000) n = 70000; /* odd pieces */
+  memcpy(buf, s->data + s->at, n);
+  s->at += n;
+  *len = n;
+  return TANDEM_OK;
+}
+struct mem_sink {
+  char* data;
+  size_t len, cap;
+};
+static int mem_write(const char* bytes, size_t len, void* context) {
+  struct mem_sink* s = (struct mem_sink*)context;
+  if (s->len + len > s->cap) return TANDEM_IO;
+  memcpy(s->data + s->len, bytes, len);
+  s->len += len;
+  return TANDEM_OK;
+}
+
+static void test_blobs(void) {
+  tandem_db* db = must_create("blobs");
+  tandem_error err;
+  const size_t size = 1300000; /* three chunks */
+  char* data = malloc(size);
+  char* back = malloc(size);
+  CHECK(data && back);
+  for (size_t i = 0; i < size; ++i) data[i] = (char)(i * 7 + i / 1000);
+  struct mem_source src = {data, size, 0, 0};
+  char* ref = NULL;
+  size_t len = 0;
+  EXPECT(TANDEM_OK,
+         tandem_attach(&ref, &len, db, "photos", "p1", "img", mem_read, &src, "image/png", &err));
+  CHECK(ref && strlen(ref) == len);
+  CHECK(contains(ref, "\"size\":1300000") && contains(ref, "\"type\":\"image/png\""));
+  char hash[80];
+  CHECK(json_string(ref, "$blob", hash, sizeof hash) && strlen(hash) == 64);
+  char* rec = get_json(db, "photos", "p1");
+  CHECK(rec && contains(rec, hash));
+  tandem_free(rec);
+
+  tandem_record* r = NULL;
+  int kind = 0, type = 0;
+  EXPECT(TANDEM_OK, tandem_get(&r, db, "photos", "p1", &err));
+  EXPECT(TANDEM_OK, tandem_record_kind(&kind, &type, r, "img", &err));
+  CHECK(kind == TANDEM_REGISTER && type == TANDEM_BLOB);
+  tandem_record_free(r);
+
+  struct mem_sink out = {back, 0, size};
+  EXPECT(TANDEM_OK, tandem_blob_read(db, hash, 0, mem_write, &out, &err));
+  CHECK(out.len == size && memcmp(back, data, size) == 0);
+  out.len = 0;
+  EXPECT(TANDEM_OK, tandem_blob_read(db, hash, 600000, mem_write, &out, &err));
+  CHECK(out.len == size - 600000 && memcmp(back, data + 600000, out.len) == 0);
+  /* A writer that gives up ends the read with its status. */
+  out.len = 0;
+  out.cap = 1000;
+  EXPECT(TANDEM_IO, tandem_blob_read(db, hash, 0, mem_write, &out, &err));
+  char* info = NULL;
+  EXPECT(TANDEM_OK, tandem_blob_info(&info, &len, db, hash, &err));
+  CHECK(contains(info, "\"state\":\"complete\"") && contains(info, "\"chunks\":3"));
+  tandem_free(info);
+
+  /* A reader that fails: nothing referenced. */
+  struct mem_source bad = {data, size, 0, TANDEM_BUSY};
+  EXPECT(TANDEM_BUSY,
+         tandem_attach(NULL, NULL, db, "photos", "p2", "img", mem_read, &bad, NULL, &err));
+  EXPECT(TANDEM_NOT_FOUND, tandem_get_json(&info, &len, db, "photos", "p2", &err));
+  /* Bad arguments. */
+  EXPECT(TANDEM_INVALID,
+         tandem_attach(NULL, NULL, db, "photos", "p3", "img", NULL, &src, NULL, &err));
+  EXPECT(TANDEM_INVALID,
+         tandem_attach(NULL, NULL, db, "_tandem_trust", "p3", "img", mem_read, &src, NULL, &err));
+  EXPECT(TANDEM_INVALID,
+         tandem_attach(NULL, NULL, db, "photos", "p3", "img", mem_read, &src, "a b", &err));
+  EXPECT(TANDEM_INVALID, tandem_blob_read(db, "not-a-hash", 0, mem_write, &out, &err));
+  EXPECT(TANDEM_INVALID, tandem_blob_read(db, hash, 0, NULL, &out, &err));
+  EXPECT(TANDEM_NOT_FOUND,
+         tandem_blob_read(db, "0000000000000000000000000000000000000000000000000000000000000000", 0,
+                          mem_write, &out, &err));
+  EXPECT(
+      TANDEM_NOT_FOUND,
+      tandem_blob_info(&info, &len, db,
+                       "0000000000000000000000000000000000000000000000000000000000000000", &err));
+  tandem_value v = {TANDEM_BLOB, 0, 0, hash, 64};
+  EXPECT(TANDEM_INVALID, tandem_put(db, "photos", "p4", "img", &v, &err));
+  /* A reference written as JSON to a blob this replica lacks: wanted, not readable. */
+  char body[256];
+  snprintf(body, sizeof body, "{\"img\": {\"$blob\": \"%064d\", \"size\": 5}}", 1);
+  EXPECT(TANDEM_OK, tandem_put_json(db, "photos", "p5", JSON_ARG(body), &err));
+  char other[80];
+  snprintf(other, sizeof other, "%064d", 1);
+  EXPECT(TANDEM_NOT_FOUND, tandem_blob_read(db, other, 0, mem_write, &out, &err));
+  CHECK(contains(err.message, "not here yet"));
+  EXPECT(TANDEM_OK, tandem_blob_info(&info, &len, db, other, &err));
+  CHECK(contains(info, "\"state\":\"requested\""));
+  tandem_free(info);
+  tandem_free(ref);
+  free(data);
+  free(back);
+  tandem_db_close(db);
+}
+
 static void test_backup(void) {
   tandem_error err;
   tandem_db* db = must_create("bk-src");
@@ -2429,6 +2541,7 @@ int main(void) {
   test_subscriptions();
   test_pairing();
   test_backup();
+  test_blobs();
   test_node();
   test_schemas();
 

@@ -19,7 +19,7 @@
  * Arguments. Out-parameters come first. Names (collections, record ids, fields,
  * directories) are NUL-terminated UTF-8; collection names are at most 64 bytes, record
  * ids 256, field names 128 ("id" is reserved). Values are typed (tandem_value) with
- * pointer + length for strings and bytes, at most 512 KiB. A NULL handle or pointer
+ * pointer + length for strings and bytes, at most 16 MiB. A NULL handle or pointer
  * where one is required gives TANDEM_INVALID; so does a handle already closed, where
  * the library can tell (it keeps a table of the handles it has open).
  *
@@ -84,7 +84,8 @@ enum {
   TANDEM_INT = 2,
   TANDEM_DOUBLE = 3,
   TANDEM_STRING = 4, /* valid UTF-8 */
-  TANDEM_BYTES = 5
+  TANDEM_BYTES = 5,
+  TANDEM_BLOB = 6 /* a reference to a blob (see Blobs below): read only, as JSON */
 };
 
 typedef struct tandem_value {
@@ -194,7 +195,7 @@ TANDEM_EXPORT void tandem_record_free(tandem_record* record);
 TANDEM_EXPORT size_t tandem_record_field_count(const tandem_record* record);
 TANDEM_EXPORT const char* tandem_record_field_name(const tandem_record* record, size_t index);
 /* The field's kind (TANDEM_REGISTER, _COUNTER, _SET) and, for a register, its value type
- * (TANDEM_NULL ... TANDEM_BYTES; TANDEM_INT for a counter, -1 for a set). */
+ * (TANDEM_NULL ... TANDEM_BLOB; TANDEM_INT for a counter, -1 for a set). */
 TANDEM_EXPORT int tandem_record_kind(int* kind, int* type, const tandem_record* record,
                                      const char* field, tandem_error* err);
 /* Typed reads. TANDEM_NOT_FOUND if the record has no such field, TANDEM_WRONG_TYPE if it
@@ -316,6 +317,39 @@ TANDEM_EXPORT int tandem_revoke(tandem_db* db, const char* device_id, tandem_err
  * device's own, for a device ranking below it (TANDEM_UNAUTHORIZED otherwise). */
 TANDEM_EXPORT int tandem_set_role(tandem_db* db, const char* device_id, const char* role,
                                   tandem_error* err);
+
+/* ---- Blobs (attachments) ------------------------------------------------------ */
+
+/* Content too large for a field (photos, PDFs) is stored as a blob: in chunks beside
+ * the fields, addressed by a hash of its content, synced in chunks that resume after a
+ * cut, and referenced from a field as {"$blob": "<64 hex digits>", "size": N, "type":
+ * "image/png"} (a register of type TANDEM_BLOB; tandem_record_field_json reads it).
+ * Memory stays small whatever the size (at most 8 GiB): both calls stream. */
+
+/* A source: fills buf[0..cap) and sets *len to how many bytes it put there (0: the end).
+ * Any status but TANDEM_OK stops the write with that status. */
+typedef int (*tandem_read_fn)(char* buf, size_t cap, size_t* len, void* context);
+/* A sink: takes bytes[0..len), in order. Any status but TANDEM_OK stops the read. */
+typedef int (*tandem_write_fn)(const char* bytes, size_t len, void* context);
+
+/* Stores what `read` yields as a blob and puts its reference in the field, in the
+ * transaction that completes the blob (nothing is referenced if it fails). `type` (a
+ * media type, printable ASCII, may be NULL) goes in the reference. *ref (may be NULL)
+ * gets the reference as JSON. Called on the calling thread. */
+TANDEM_EXPORT int tandem_attach(char** ref, size_t* len, tandem_db* db, const char* collection,
+                                const char* id, const char* field, tandem_read_fn read,
+                                void* context, const char* type, tandem_error* err);
+/* Streams the blob `hash` (64 hex digits) from byte `offset` to `write`, every chunk
+ * checked against its hash first (TANDEM_CORRUPT if one does not match). When the
+ * replica does not have it whole yet: TANDEM_NOT_FOUND, and the blob is requested, so
+ * a running node fetches it from a peer that has it even where blobs are fetched
+ * lazily; tandem_blob_info says when it is here. */
+TANDEM_EXPORT int tandem_blob_read(tandem_db* db, const char* hash, uint64_t offset,
+                                   tandem_write_fn write, void* context, tandem_error* err);
+/* What the replica knows of a blob: {"hash", "size", "state" ("complete", "wanted" or
+ * "requested"), "chunks", "chunks_held"}. TANDEM_NOT_FOUND if no field references it. */
+TANDEM_EXPORT int tandem_blob_info(char** json, size_t* len, tandem_db* db, const char* hash,
+                                   tandem_error* err);
 
 /* ---- Backup and checks ---------------------------------------------------------- */
 

@@ -124,7 +124,7 @@ class ReplicaTest(TempDirTest):
                          lambda: db.put("c" * 65, "r", v=1),
                          lambda: db.put("c", "r", id=1),
                          lambda: db.put("c", "r", v=object()),
-                         lambda: db.put("c", "r", v="x" * (600 << 10)),
+                         lambda: db.put("c", "r", v="x" * ((16 << 20) + 1)),
                          lambda: db.incr("c", "r", "", 1),
                          lambda: db.put(None, "r", v=1)):
                 with self.assertRaises(tandem.InvalidError):

@@ -1065,14 +1065,14 @@ TEST(ImportCsv, LineNumbersCountCrlfAndEmbeddedLineBreaks) {
 }
 
 TEST(ImportCsv, AValueOverTheLimitIsABadRowAndARowOverTheLineLimitStops) {
-  for (size_t size : {engine::kMaxValueBytes + 1, size_t{1} << 20, size_t{5} << 20}) {
+  for (size_t size : {engine::kMaxValueBytes + 1, size_t{33} << 20}) {
     SCOPED_TRACE(size);
     Db db;
     std::string text = "id,note\na,1\nb,\"";
     text.append(size, 'x');
     text += "\"\nc,3\n";
     auto got = ImportText(db.replica, text, Csv());
-    if (size < (size_t{4} << 20)) {
+    if (size < (size_t{32} << 20)) {
       // Within the line limit: a bad row with its line, the rest imported.
       ASSERT_TRUE(got.ok()) << got.error();
       EXPECT_EQ(got.bad_lines(), (std::vector<uint64_t>{3}));
@@ -1080,7 +1080,7 @@ TEST(ImportCsv, AValueOverTheLimitIsABadRowAndARowOverTheLineLimitStops) {
     } else {
       // Past it the rest cannot be read safely: the import stops, naming the line.
       EXPECT_FALSE(got.ok());
-      EXPECT_TRUE(Has(got.error(), "line 3:") && Has(got.error(), "4 MiB")) << got.error();
+      EXPECT_TRUE(Has(got.error(), "line 3:") && Has(got.error(), "32 MiB")) << got.error();
     }
     EXPECT_EQ(db.replica.Get("items", "b").status().code(), Code::kNotFound);
     EXPECT_TRUE(db.replica.Get("items", "a").ok());
@@ -1147,16 +1147,16 @@ TEST(ImportJsonl, BadLinesAreReportedWithTheirLineAndSkipped) {
   EXPECT_EQ(recs[2].id, "d");
 }
 
-TEST(ImportJsonl, ALineOverFourMebibytesIsABadRowAndTheRestIsRead) {
+TEST(ImportJsonl, ALineOverTheLimitIsABadRowAndTheRestIsRead) {
   std::string text = "{\"id\":\"a\",\"v\":1}\n{\"id\":\"big\",\"v\":\"";
-  text.append((4u << 20) + 100, 'x');
+  text.append((32u << 20) + 100, 'x');
   text += "\"}\n{\"id\":\"c\",\"v\":3}\n";
   for (Source source : {Source::kFile, Source::kPipe}) {
     Db fresh;
     auto got = ImportText(fresh.replica, text, Jsonl(), source);
     ASSERT_TRUE(got.ok()) << got.error();
     EXPECT_EQ(got.bad_lines(), (std::vector<uint64_t>{2}));
-    EXPECT_TRUE(Has(got.bad_reason(2), "longer than 4 MiB")) << got.bad_reason(2);
+    EXPECT_TRUE(Has(got.bad_reason(2), "longer than 32 MiB")) << got.bad_reason(2);
     auto recs = ScanAll(fresh.replica, "items");
     ASSERT_EQ(recs.size(), 2u);
     EXPECT_EQ(recs[0].id, "a");
@@ -1558,7 +1558,7 @@ TEST(ImportHostile, ARowOfMillionsOfEmptyCellsStopsWithBoundedMemory) {
   std::string text = "id,f\na,1\nb," + std::string(5 << 20, ',') + "\nc,3\n";
   auto got = ImportText(db.replica, text, Csv());
   EXPECT_FALSE(got.ok());
-  EXPECT_TRUE(Has(got.error(), "line 3:") && Has(got.error(), "4 MiB")) << got.error();
+  EXPECT_TRUE(Has(got.error(), "line 3:") && Has(got.error(), "32 MiB")) << got.error();
   EXPECT_TRUE(db.replica.Get("items", "a").ok());
   EXPECT_FALSE(db.replica.Get("items", "b").ok());
 }

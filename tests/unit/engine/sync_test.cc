@@ -459,37 +459,47 @@ TEST(Sync, ALinkCutBetweenPiecesResendsTheStateWhole) {
 // not a field state once put together. Each ends the session and applies nothing.
 TEST(Sync, BadPiecesEndTheSessionAndApplyNothing) {
   FieldState f;
-  ApplyPut(f, Dot{Rid(1), 1}, MakeHlc(1, 0), Value{std::string(1000, 'x')});
+  ApplyPut(f, Dot{Rid(1), 1}, MakeHlc(1, 0), Value{std::string(600 << 10, 'x')});
   const std::string whole = EncodeDelta(FieldKey{"c", "r", "f"}, f).value();
+  const BlobHash digest = ChunkHash(whole);
   auto piece = [&](uint64_t from, uint64_t cursor, uint64_t total, uint64_t offset,
-                   std::string bytes) {
+                   std::string bytes, BlobHash d) {
     DeltaBatch b{{}, from, cursor};
-    b.piece = StatePiece{total, offset, std::move(bytes)};
+    b.piece = StatePiece{total, offset, std::move(bytes), d};
     return Message{b};
   };
-  const std::string head = whole.substr(0, 500), tail = whole.substr(500);
+  const size_t k = kPieceBytes;
+  const std::string head = whole.substr(0, k), tail = whole.substr(k);
   const uint64_t n = whole.size();
+  BlobHash other = digest;
+  other[0] ^= 1;
   struct Case {
     const char* what;
     std::vector<Message> msgs;
   };
   std::vector<Case> cases = {
-      {"a gap", {piece(0, 0, n, 0, head), piece(0, 5, n, 501, tail.substr(1))}},
-      {"starts past 0", {piece(0, 5, n, 500, tail)}},
-      {"total changes", {piece(0, 0, n, 0, head), piece(0, 5, n + 1, 500, tail)}},
-      {"past the total", {piece(0, 0, n, 0, head), piece(0, 5, n, 500, tail + "x")}},
-      {"too large in all", {piece(0, 0, kMaxPieceTotal + 1, 0, head)}},
-      {"empty", {piece(0, 0, n, 0, "")}},
-      {"an early piece moves the cursor", {piece(0, 3, n, 0, head)}},
+      {"a gap", {piece(0, 0, n, 0, head, digest), piece(0, 5, n, k + 1, tail.substr(1), digest)}},
+      {"starts past 0", {piece(0, 5, n, k, tail, digest)}},
+      {"total changes", {piece(0, 0, n, 0, head, digest), piece(0, 5, n + 1, k, tail, digest)}},
+      {"digest changes", {piece(0, 0, n, 0, head, digest), piece(0, 5, n, k, tail, other)}},
+      {"not the digest's state", {piece(0, 0, n, 0, head, other), piece(0, 5, n, k, tail, other)}},
+      {"past the total", {piece(0, 0, n, 0, head, digest), piece(0, 5, n, k, tail + "x", digest)}},
+      {"a short piece before the last",
+       {piece(0, 0, n, 0, head.substr(0, 500), digest),
+        piece(0, 5, n, 500, whole.substr(500), digest)}},
+      {"too large in all", {piece(0, 0, kMaxPieceTotal + 1, 0, head, digest)}},
+      {"empty", {piece(0, 0, n, 0, "", digest)}},
+      {"an early piece moves the cursor", {piece(0, 3, n, 0, head, digest)}},
       {"a batch in between",
-       {piece(0, 0, n, 0, head), Message{DeltaBatch{{}, 0, 2}}, piece(0, 5, n, 500, tail)}},
-      {"CaughtUp in between", {piece(0, 0, n, 0, head), Message{CaughtUp{0, {}}}}},
-      {"not a field state", {piece(0, 0, 6, 0, "abcdef")}},
-      {"a bad key", {piece(0, 5, 0, 0, "")}},  // replaced below
+       {piece(0, 0, n, 0, head, digest), Message{DeltaBatch{{}, 0, 2}},
+        piece(0, 5, n, k, tail, digest)}},
+      {"CaughtUp in between", {piece(0, 0, n, 0, head, digest), Message{CaughtUp{0, {}}}}},
+      {"not a field state", {piece(0, 0, 6, 0, "abcdef", {})}},
+      {"a bad key", {}},  // below
   };
   {
     const std::string bad_key = EncodeDelta(FieldKey{"c", "", "f"}, f).value();
-    cases.back().msgs = {piece(0, 5, bad_key.size(), 0, bad_key)};
+    cases.back().msgs = {piece(0, 5, bad_key.size(), 0, bad_key, {})};
   }
   for (const auto& c : cases) {
     Node b(2);
@@ -505,15 +515,47 @@ TEST(Sync, BadPiecesEndTheSessionAndApplyNothing) {
     EXPECT_FALSE(st.ok()) << c.what;
     EXPECT_FALSE(b.replica.Get("c", "r").ok()) << c.what;
   }
-  // And the same pieces, in order, apply.
-  Node b(2);
-  Session s(b.replica, {});
-  std::vector<Message> out;
-  ASSERT_TRUE(s.Start(&out).ok());
-  ASSERT_TRUE(s.Receive(Hello{kProtocolVersion, Rid(1), {}, {}, true, {}}, &out).ok());
-  ASSERT_TRUE(s.Receive(piece(0, 0, n, 0, head), &out).ok());
-  ASSERT_TRUE(s.Receive(piece(0, 5, n, 500, tail), &out).ok());
-  EXPECT_TRUE(b.replica.Get("c", "r").ok());
+  // And the same pieces, in order, apply (without a digest too, as older builds send).
+  for (const BlobHash& d : {digest, BlobHash{}}) {
+    Node b(2);
+    Session s(b.replica, {});
+    std::vector<Message> out;
+    ASSERT_TRUE(s.Start(&out).ok());
+    ASSERT_TRUE(s.Receive(Hello{kProtocolVersion, Rid(1), {}, {}, true, {}}, &out).ok());
+    ASSERT_TRUE(s.Receive(piece(0, 0, n, 0, head, d), &out).ok());
+    ASSERT_TRUE(s.Receive(piece(0, 5, n, k, tail, d), &out).ok());
+    EXPECT_TRUE(b.replica.Get("c", "r").ok());
+  }
+}
+
+// A cut between pieces: the next session resumes at the first piece not stored, and a
+// 16 MiB value (the largest) arrives whole.
+TEST(Sync, PiecesResumeAfterACutAndTheLargestValueSyncs) {
+  Node a(1), b(2);
+  std::string big(kMaxValueBytes, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i % 23);
+  ASSERT_TRUE(a.replica.Put("docs", "big", {{"body", Value{big}}}).ok());
+  ASSERT_TRUE(a.replica.Put("docs", "after", {{"x", Value{int64_t{1}}}}).ok());
+  uint64_t held = 0;
+  for (size_t cut = 6; held == 0; ++cut) {
+    ASSERT_LT(cut, 60u);
+    Link link(a, b);
+    ASSERT_TRUE(link.Run(cut).ok());
+    auto p = b.replica.Peer(a.replica.Meta()->id);
+    ASSERT_TRUE(p.ok());
+    if (p->pieces) held = p->pieces->held;
+  }
+  EXPECT_FALSE(b.replica.Get("docs", "big").ok());
+  Link link(a, b);
+  ASSERT_TRUE(link.Run().ok());
+  EXPECT_TRUE(link.sb.caught_up());
+  auto got = b.replica.Get("docs", "big");
+  ASSERT_TRUE(got.ok());
+  EXPECT_TRUE(SameValue(got->fields.at("body").scalar, Value{big}));
+  EXPECT_TRUE(b.replica.Get("docs", "after").ok());
+  // Only what was not held came again: the pieces before `held` were not resent.
+  EXPECT_LE(link.sa.stats().batches_sent, (kMaxValueBytes - held) / kPieceBytes + 4);
+  EXPECT_FALSE(b.replica.Peer(a.replica.Meta()->id)->pieces);
 }
 
 // A peer whose build cannot take pieces gets a clear error naming the field, not a stall.

@@ -97,10 +97,12 @@ TEST(Wire, EveryMessageRoundTrips) {
       BlobsHello(),
       SyncRequest{vv, 12, 7, 1u << 20},
       SyncRequest{vv, 0, 7, 9, true},
+      SyncRequest{vv, 5, 7, 9, false, 1 << 19, Hash(4)},
       SampleBatch(),
       DeltaBatch{{}, 3, 3},
       DeltaBatch{{}, 3, 3, 1u << 20, StatePiece{100, 0, "abc"}},
       DeltaBatch{{}, 3, 9, 12, StatePiece{100, 97, "xyz"}},
+      DeltaBatch{{}, 3, 3, 12, StatePiece{100, 0, "abc", Hash(8)}},
       CaughtUp{42, vv},
       Ack{42},
       BlobWant{Hash(1), {"photos", "p1", "img"}, 3, true, false},
@@ -143,6 +145,8 @@ TEST(Wire, EveryMessageRoundTrips) {
         EXPECT_EQ(std::get<SyncRequest>(*d).holds_of_yours, r->holds_of_yours);
         EXPECT_EQ(std::get<SyncRequest>(*d).mark, r->mark);
         EXPECT_EQ(std::get<SyncRequest>(*d).whole, r->whole);
+        EXPECT_EQ(std::get<SyncRequest>(*d).piece_offset, r->piece_offset);
+        EXPECT_EQ(std::get<SyncRequest>(*d).piece_digest, r->piece_digest);
       } else if (auto* b = std::get_if<DeltaBatch>(&m)) {
         auto& g = std::get<DeltaBatch>(*d);
         EXPECT_EQ(g.from, b->from);

@@ -259,6 +259,16 @@ class Replica {
   // *complete (if not null) when it is already here. NotFound if no field references it.
   Status RequestBlob(const BlobHash& hash, bool* complete = nullptr);
   static constexpr size_t kBlobTxnChunks = 16;  // 8 MiB per transaction
+
+  // Sync support: a field state arriving from `peer` in pieces is kept as it comes, so
+  // that a session cut short resumes at the piece it stopped at (PeerState::pieces).
+  // HoldPiece stores the piece at `progress.held` and records the progress past it;
+  // PiecesHeld gives the progress if it is still at the peer's cursor (else forgets it);
+  // ReadPieces the bytes held, in order; DropPieces forgets them.
+  Status HoldPiece(const ReplicaId& peer, PieceProgress progress, std::string_view bytes);
+  Result<std::optional<PieceProgress>> PiecesHeld(const ReplicaId& peer);
+  Result<std::string> ReadPieces(const ReplicaId& peer);
+  Status DropPieces(const ReplicaId& peer);
   // Sync support: stores chunks [first, first + n) of a blob, each checked against the
   // chunk list `listed` (a verified one: BlobId of it is `hash`), and brings the entry up
   // to date (complete with the last chunk), in one transaction.

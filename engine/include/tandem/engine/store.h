@@ -43,6 +43,17 @@ struct CollectionFilter {
   bool operator==(const CollectionFilter&) const = default;
 };
 
+// A field state arriving from a peer in pieces (sync.h), of which the first `held` bytes
+// are stored (as chunks of a pending blob entry, Replica::PiecesKey): kept across
+// sessions, so that a cut link resumes where it stopped.
+struct PieceProgress {
+  uint64_t from = 0;   // the peer's log position the state's batch starts after
+  uint64_t total = 0;  // bytes of its whole encoding
+  uint64_t held = 0;   // bytes stored, whole pieces of kPieceBytes
+  BlobHash digest{};   // ChunkHash of the whole encoding, as the peer said
+  bool operator==(const PieceProgress&) const = default;
+};
+
 struct PeerState {
   uint64_t cursor = 0;  // how far into the peer's change log we have applied
   VersionVector vv;     // the peer's version vector at its last CaughtUp
@@ -63,6 +74,7 @@ struct PeerState {
   // applied. A peer whose log no longer reaches it, or whose log skipped it (a gap
   // where a process started), was rolled back since (Replica::RekeyIfBehind).
   uint64_t mark = 0;
+  std::optional<PieceProgress> pieces;  // a state in pieces at `cursor`, partly here
   bool operator==(const PeerState&) const = default;
 };
 

@@ -38,9 +38,11 @@ inline constexpr uint32_t kProtocolVersion = 1;
 inline constexpr size_t kMaxBatchBodyBound = 900 << 10;
 // A field state larger than that travels in pieces of at most kPieceBytes, one per
 // DeltaBatch (DeltaBatch::piece), to a peer that takes them (Hello::pieces); the
-// receiver applies it when the last piece arrives. At most kMaxPieceTotal bytes in all.
+// receiver stores each (Replica::HoldPiece), so that a cut resumes at the piece it
+// stopped at, and applies the state when the last arrives. At most kMaxPieceTotal bytes.
 inline constexpr size_t kPieceBytes = 512 << 10;
 inline constexpr size_t kMaxPieceTotal = size_t{256} << 20;
+static_assert(kPieceBytes == kBlobChunkBytes, "pieces are stored as chunks");
 
 struct Hello {
   uint32_t protocol = kProtocolVersion;
@@ -67,12 +69,18 @@ struct SyncRequest {
   // covers, so that the requester learns which fields the receiver holds at all; at
   // CaughtUp it drops what the receiver collected (Replica::Rebase).
   bool whole = false;
+  // The requester holds the first `piece_offset` bytes of a field state in pieces at
+  // `cursor` whose encoding hashes to `piece_digest`: if the state there is still that
+  // one, its pieces resume from there (0: none held).
+  uint64_t piece_offset = 0;
+  BlobHash piece_digest{};
 };
 // Part of one field delta too large for a batch, encoded whole by EncodeDelta.
 struct StatePiece {
   uint64_t total = 0;   // bytes of the whole encoding
   uint64_t offset = 0;  // of this piece in it
   std::string bytes;
+  BlobHash digest{};  // ChunkHash of the whole encoding (zero from older builds)
   bool operator==(const StatePiece&) const = default;
 };
 struct DeltaBatch {
@@ -202,6 +210,7 @@ class Session {
   Status StartPieces(const FieldDelta& d, const DeltaPage& page);
   void SendPiece(std::vector<Message>* out);
   Status ReceivePiece(const DeltaBatch& b, std::vector<Message>* out);
+  Status DropHeldPieces();
   Status Apply(const DeltaBatch& b, std::vector<Message>* out);
   bool Sendable(const FieldKey& k) const;
   Status RolledBack();
@@ -235,14 +244,22 @@ class Session {
   // CaughtUp says it holds waits in held_back_vv_ meanwhile.
   bool whole_ = false;
   VersionVector held_back_vv_;
+  // Where the peer's request said its held pieces stop (SyncRequest::piece_offset): the
+  // first state sent in pieces at its cursor resumes there if its digest matches.
+  uint64_t resume_cursor_ = 0, resume_offset_ = 0;
+  BlobHash resume_digest_{};
+  BlobHash out_piece_digest_{};
   std::string out_pieces_;         // a field state being sent in pieces (EncodeDelta)
   size_t out_piece_offset_ = 0;    // how much of it went out
   uint64_t out_piece_cursor_ = 0;  // the log position past that field
   uint64_t out_piece_mark_ = 0;    // and the log's end when it was read
   // Receiving side.
   uint64_t recv_cursor_ = 0;
-  std::string in_pieces_;  // the pieces of a field state received so far
-  uint64_t in_piece_total_ = 0;
+  // A field state arriving in pieces: how much of it is stored, its size and digest,
+  // and whether this session started it (else it is left from an earlier one).
+  uint64_t in_piece_held_ = 0, in_piece_total_ = 0;
+  BlobHash in_piece_digest_{};
+  bool in_piece_live_ = false;
   bool received_caught_up_ = false;
   bool refused_any_ = false;  // refused something: the watermark must not merge
   // Per replica, the newest of its events the field states received in this session

@@ -61,8 +61,9 @@ bool IsValidUtf8(std::string_view s);
 inline constexpr size_t kMaxCollectionName = 64;
 inline constexpr size_t kMaxRecordId = 256;
 inline constexpr size_t kMaxFieldName = 128;
-// Largest string or bytes value (1 MiB frames must be able to carry one).
-inline constexpr size_t kMaxValueBytes = 512 * 1024;
+// Largest string or bytes value. A field state larger than a frame travels in pieces
+// (sync.h); larger content belongs in a blob.
+inline constexpr size_t kMaxValueBytes = size_t{16} << 20;
 
 // Non-empty, valid UTF-8, no NUL, within the limit. `what` names the thing in errors.
 Status ValidateName(std::string_view name, size_t max_len, const char* what);

@@ -1,0 +1,117 @@
+// The C API's blobs (tandem.h): attaching from a reader, reading to a writer.
+#include "capi_internal.h"
+
+namespace {
+using namespace tandem::capi;  // its using-declarations (Status, Json, Device, ...) too
+
+CStatus HashOf(const char* hex, engine::BlobHash* out) {
+  if (!hex) return Invalid("hash is NULL");
+  auto h = engine::BlobHashFromHex(hex);
+  if (!h.ok()) return h.status();
+  *out = *h;
+  return {};
+}
+
+// A status a callback returned, as one of ours (TANDEM_IO when it is not a known code).
+Status FromCallback(int rc, const char* what) {
+  const std::string m = std::string(what) + " callback returned " + std::to_string(rc);
+  switch (rc) {
+    case TANDEM_NOT_FOUND:
+      return Status::NotFound(m);
+    case TANDEM_INVALID:
+      return Status::Invalid(m);
+    case TANDEM_CORRUPT:
+      return Status::Corrupt(m);
+    case TANDEM_UNAUTHORIZED:
+      return Status::Unauthorized(m);
+    case TANDEM_BUSY:
+      return Status::Busy(m);
+    case TANDEM_UNSUPPORTED:
+      return Status::Unsupported(m);
+    default:
+      return Status::Io(m);
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+int tandem_attach(char** ref, size_t* len, tandem_db* db, const char* collection, const char* id,
+                  const char* field, tandem_read_fn read, void* context, const char* type,
+                  tandem_error* err) {
+  return Guard(err, [&]() -> CStatus {
+    DEVICE_OR_RETURN(d, db);
+    std::string c, i, f;
+    C_RETURN_IF(Name(collection, "collection", &c));
+    C_RETURN_IF(Name(id, "id", &i));
+    C_RETURN_IF(Name(field, "field", &f));
+    if (!read) return Invalid("read is NULL");
+    if (IsSystem(c)) return Invalid("collection " + c + " is reserved for tandem itself");
+    engine::BlobSource src = [&](char* buf, size_t cap) -> tandem::Result<size_t> {
+      size_t n = 0;
+      const int rc = read(buf, cap, &n, context);
+      if (rc != TANDEM_OK) return FromCallback(rc, "read");
+      if (n > cap) return Status::Invalid("read callback returned more bytes than asked for");
+      return n;
+    };
+    auto r = d->replica().Attach(c, i, f, src, type ? type : "");
+    if (!r.ok()) return r.status();
+    if (!ref) return {};
+    return Out(tandem::bindings::Canonical(tandem::bindings::ValueToJson(engine::Value{*r})), ref,
+               len);
+  });
+}
+
+int tandem_blob_read(tandem_db* db, const char* hash, uint64_t offset, tandem_write_fn write,
+                     void* context, tandem_error* err) {
+  return Guard(err, [&]() -> CStatus {
+    DEVICE_OR_RETURN(d, db);
+    engine::BlobHash h;
+    C_RETURN_IF(HashOf(hash, &h));
+    if (!write) return Invalid("write is NULL");
+    auto& r = d->replica();
+    bool complete = false;
+    Status asked = r.RequestBlob(h, &complete);
+    if (!asked.ok()) return asked;
+    if (!complete) {
+      auto info = r.Blob(h);
+      if (!info.ok()) return info.status();
+      const uint64_t have = *info ? (*info)->have : 0, of = *info ? engine::ChunkCount((*info)->size) : 0;
+      return CStatus(TANDEM_NOT_FOUND, "blob " + std::string(hash) + " is not here yet (" +
+                                           std::to_string(have) + " of " + std::to_string(of) +
+                                           " chunks): requested from the peers");
+    }
+    return r.ReadBlob(
+        h,
+        [&](std::string_view bytes) -> Status {
+          const int rc = write(bytes.data(), bytes.size(), context);
+          return rc == TANDEM_OK ? Status::Ok() : FromCallback(rc, "write");
+        },
+        offset);
+  });
+}
+
+int tandem_blob_info(char** json, size_t* len, tandem_db* db, const char* hash,
+                     tandem_error* err) {
+  return Guard(err, [&]() -> CStatus {
+    C_RETURN_IF(NeedOut(json, "json"));
+    DEVICE_OR_RETURN(d, db);
+    engine::BlobHash h;
+    C_RETURN_IF(HashOf(hash, &h));
+    auto info = d->replica().Blob(h);
+    if (!info.ok()) return info.status();
+    if (!*info)
+      return CStatus(TANDEM_NOT_FOUND, "blob " + std::string(hash) + " is not in this replica");
+    const auto& b = **info;
+    const uint64_t chunks = engine::ChunkCount(b.size);
+    Json j{{"hash", engine::HexOf(h)},
+           {"size", b.size},
+           {"state", b.complete() ? "complete" : b.requested ? "requested" : "wanted"},
+           {"chunks", chunks},
+           {"chunks_held", b.complete() ? chunks : b.have}};
+    return Out(tandem::bindings::Canonical(j), json, len);
+  });
+}
+
+}  // extern "C"
