@@ -764,7 +764,9 @@ int tandem_check(char** json, size_t* len, tandem_db* db, tandem_error* err) {
     Json j{{"ok", true},
            {"records", rep->records},
            {"fields", rep->fields},
-           {"log_entries", rep->log_entries}};
+           {"log_entries", rep->log_entries},
+           {"blobs", rep->blobs},
+           {"blob_bytes", rep->blob_bytes}};
     return Out(tandem::bindings::Canonical(j), json, len);
   });
 }

@@ -77,7 +77,8 @@ int tandem_blob_read(tandem_db* db, const char* hash, uint64_t offset, tandem_wr
     if (!complete) {
       auto info = r.Blob(h);
       if (!info.ok()) return info.status();
-      const uint64_t have = *info ? (*info)->have : 0, of = *info ? engine::ChunkCount((*info)->size) : 0;
+      const uint64_t have = *info ? (*info)->have : 0,
+                     of = *info ? engine::ChunkCount((*info)->size) : 0;
       return CStatus(TANDEM_NOT_FOUND, "blob " + std::string(hash) + " is not here yet (" +
                                            std::to_string(have) + " of " + std::to_string(of) +
                                            " chunks): requested from the peers");
@@ -92,8 +93,7 @@ int tandem_blob_read(tandem_db* db, const char* hash, uint64_t offset, tandem_wr
   });
 }
 
-int tandem_blob_info(char** json, size_t* len, tandem_db* db, const char* hash,
-                     tandem_error* err) {
+int tandem_blob_info(char** json, size_t* len, tandem_db* db, const char* hash, tandem_error* err) {
   return Guard(err, [&]() -> CStatus {
     C_RETURN_IF(NeedOut(json, "json"));
     DEVICE_OR_RETURN(d, db);
@@ -107,7 +107,9 @@ int tandem_blob_info(char** json, size_t* len, tandem_db* db, const char* hash,
     const uint64_t chunks = engine::ChunkCount(b.size);
     Json j{{"hash", engine::HexOf(h)},
            {"size", b.size},
-           {"state", b.complete() ? "complete" : b.requested ? "requested" : "wanted"},
+           {"state", b.complete()  ? "complete"
+                     : b.requested ? "requested"
+                                   : "wanted"},
            {"chunks", chunks},
            {"chunks_held", b.complete() ? chunks : b.have}};
     return Out(tandem::bindings::Canonical(j), json, len);

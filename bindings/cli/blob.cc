@@ -132,10 +132,11 @@ int BlobCommands::Run() {
       Json j{{"hash", engine::HexOf(h)}, {"size", info.size},
              {"state", StateName(info)}, {"chunks", chunks},
              {"chunks_held", have},      {"released", info.released.has_value()}};
-      if (!info.ref.collection.empty())
-        j["referenced_by"] = Json{{"collection", info.ref.collection},
-                                  {"record", info.ref.record},
-                                  {"field", info.ref.field}};
+      Json refs = Json::array();
+      for (const auto& k : info.refs)
+        refs.push_back(
+            Json{{"collection", k.collection}, {"record", k.record}, {"field", k.field}});
+      if (!refs.empty()) j["referenced_by"] = refs;
       Print(Canonical(j));
     } else {
       std::string line =

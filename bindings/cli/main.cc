@@ -478,7 +478,9 @@ int Main(int argc, char** argv) {
     Print(Canonical(Json{{"ok", true},
                          {"records", rep.records},
                          {"fields", rep.fields},
-                         {"log_entries", rep.log_entries}}));
+                         {"log_entries", rep.log_entries},
+                         {"blobs", rep.blobs},
+                         {"blob_bytes", rep.blob_bytes}}));
   } else if (import->parsed()) {
     return RunImport(dir, coll, file, format_name, id_field, strict);
   } else if (export_cmd->parsed()) {

@@ -417,6 +417,9 @@ class CsvParser : public Parser {
     init_ = true;
     // RFC 4180: spaces are part of a field.
     csv_set_space_func(&p_, [](unsigned char) { return 0; });
+    // libcsv grows a cell's buffer by this much at a time (128 bytes by default): with
+    // cells of megabytes, a realloc that moves the buffer made that quadratic.
+    csv_set_blk_size(&p_, size_t{1} << 20);
     std::string buf(kChunk, '\0');
     uint64_t last_progress = 0;
     bool first = true;

@@ -26,13 +26,22 @@ Status NoteBlobRef(WriteTxn& txn, const FieldKey& key, const BlobRef& ref, uint6
     BlobInfo want;
     want.state = BlobInfo::State::kWanted;
     want.size = ref.size;
-    want.ref = key;
+    want.refs = {key};
     want.touched_ms = now_ms;
     return txn.PutBlob(ref.hash, want);
   }
-  if (have->released || (have->state == BlobInfo::State::kWanted && have->ref.collection.empty())) {
+  // A wanted blob is asked for through the field that referenced it last (an earlier
+  // one may have moved on since).
+  const bool rekey = have->state == BlobInfo::State::kWanted &&
+                     (have->refs.empty() || !(have->refs.front() == key));
+  if (have->released || rekey) {
     have->released.reset();
-    if (have->ref.collection.empty()) have->ref = key;
+    if (rekey) {
+      auto& refs = have->refs;
+      refs.erase(std::remove(refs.begin(), refs.end(), key), refs.end());
+      refs.insert(refs.begin(), key);
+      if (refs.size() > BlobInfo::kMaxWantRefs) refs.resize(BlobInfo::kMaxWantRefs);
+    }
     have->touched_ms = now_ms;
     return txn.PutBlob(ref.hash, *have);
   }
@@ -328,8 +337,9 @@ Status Replica::RequestBlob(const BlobHash& hash, bool* complete) {
   return st;
 }
 
-Status Replica::CollectBlobs(const VersionVector& absorbed, const std::set<BlobHash>& referenced,
-                             uint64_t started_ms, CollectStats* stats) {
+Status Replica::CollectBlobs(const VersionVector& absorbed,
+                             const std::map<BlobHash, FieldKey>& referenced, uint64_t started_ms,
+                             CollectStats* stats) {
   // Entries: release the unreferenced, remove the released every member has caught up
   // with (the mark must be in the snapshot that saw no reference and still be there in
   // the transaction that removes: a new reference clears it, NoteBlobRef), the unwanted
@@ -342,6 +352,7 @@ Status Replica::CollectBlobs(const VersionVector& absorbed, const std::set<BlobH
     const VersionVector frontier = VersionVector::Meet(absorbed, meta.vv);
     const uint64_t now = now_();
     std::vector<std::pair<BlobHash, std::optional<BlobInfo>>> changes;  // nullopt: remove
+    Status bad;
     TANDEM_RETURN_IF_ERROR(txn->ScanBlobs(false, [&](const BlobHash& h, const BlobInfo& info) {
       if (info.state == BlobInfo::State::kPending) {
         if (now > info.touched_ms + kPendingGraceMs) changes.emplace_back(h, std::nullopt);
@@ -351,7 +362,24 @@ Status Replica::CollectBlobs(const VersionVector& absorbed, const std::set<BlobH
       if (info.state == BlobInfo::State::kWanted) {
         // Wanted since the sweep began: its reference may lie where the sweep had been.
         if (!used && info.touched_ms < started_ms) changes.emplace_back(h, std::nullopt);
-        return true;
+        // Asked for through fields that reference it no more: add one that does.
+        if (used) {
+          bool still = false;
+          for (const auto& k : info.refs) {
+            std::optional<FieldState> s;
+            bad = txn->GetField(k, &s);
+            if (s) ForEachBlobRef(*s, [&](const BlobRef& r) { still |= r.hash == h; });
+            if (!bad.ok() || still) break;
+          }
+          if (bad.ok() && !still) {
+            BlobInfo moved = info;
+            moved.refs.insert(moved.refs.begin(), referenced.at(h));
+            if (moved.refs.size() > BlobInfo::kMaxWantRefs)
+              moved.refs.resize(BlobInfo::kMaxWantRefs);
+            changes.emplace_back(h, std::move(moved));
+          }
+        }
+        return bad.ok();
       }
       if (used) {
         if (info.released) {
@@ -373,6 +401,7 @@ Status Replica::CollectBlobs(const VersionVector& absorbed, const std::set<BlobH
       }
       return true;
     }));
+    TANDEM_RETURN_IF_ERROR(bad);
     for (const auto& [h, info] : changes) {
       if (info)
         TANDEM_RETURN_IF_ERROR(txn->PutBlob(h, *info));

@@ -30,7 +30,7 @@ BlobHash BlobId(uint64_t size, const std::vector<BlobHash>& chunks) {
 }
 
 // info := version:u8(1) state:u8 size:varint listed:u8 [count:varint hash*] have:varint
-//         requested:u8 has_ref:u8 [collection record field] has_released:u8 [vv]
+//         requested:u8 count:varint (collection record field)* has_released:u8 [vv]
 //         touched_ms:varint
 std::string EncodeBlobInfo(const BlobInfo& info) {
   std::string out;
@@ -46,12 +46,11 @@ std::string EncodeBlobInfo(const BlobInfo& info) {
   }
   w.Varint(info.have);
   w.U8(info.requested ? 1 : 0);
-  const bool has_ref = !info.ref.collection.empty();
-  w.U8(has_ref ? 1 : 0);
-  if (has_ref) {
-    w.LengthPrefixed(info.ref.collection);
-    w.LengthPrefixed(info.ref.record);
-    w.LengthPrefixed(info.ref.field);
+  w.Varint(info.refs.size());
+  for (const auto& k : info.refs) {
+    w.LengthPrefixed(k.collection);
+    w.LengthPrefixed(k.record);
+    w.LengthPrefixed(k.field);
   }
   w.U8(info.released ? 1 : 0);
   if (info.released) EncodeVersionVector(*info.released, w);
@@ -82,10 +81,14 @@ Result<BlobInfo> DecodeBlobInfo(std::string_view bytes) {
   info.have = r.Varint();
   if (r.ok() && info.have > ChunkCount(info.size)) r.Fail("more chunks held than the blob has");
   info.requested = r.U8() != 0;
-  if (r.U8() != 0) {
-    info.ref.collection = std::string(r.LengthPrefixed(kMaxCollectionName));
-    info.ref.record = std::string(r.LengthPrefixed(kMaxRecordId));
-    info.ref.field = std::string(r.LengthPrefixed(kMaxFieldName));
+  const uint64_t refs = r.Count(3);
+  if (r.ok() && refs > BlobInfo::kMaxWantRefs) r.Fail("too many references");
+  for (uint64_t i = 0; i < refs && r.ok(); ++i) {
+    FieldKey k;
+    k.collection = std::string(r.LengthPrefixed(kMaxCollectionName));
+    k.record = std::string(r.LengthPrefixed(kMaxRecordId));
+    k.field = std::string(r.LengthPrefixed(kMaxFieldName));
+    info.refs.push_back(std::move(k));
   }
   if (r.U8() != 0) info.released = DecodeVersionVector(r);
   info.touched_ms = r.Varint();

@@ -72,7 +72,7 @@ Status Replica::Collect(const VersionVector& absorbed, CollectStats* stats, size
   // Blobs: which ones the field states (and quarantined ones) reference, gathered by the
   // same sweep, when there are any.
   bool blobs = false;
-  std::set<BlobHash> referenced;
+  std::map<BlobHash, FieldKey> referenced;
   const uint64_t started = now_();
   {
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
@@ -93,7 +93,7 @@ Status Replica::Collect(const VersionVector& absorbed, CollectStats* stats, size
           bad = e.status();
           return false;
         }
-        ForEachBlobRef(e->state, [&](const BlobRef& r) { referenced.insert(r.hash); });
+        ForEachBlobRef(e->state, [&](const BlobRef& r) { referenced.emplace(r.hash, e->key); });
         return true;
       }));
     TANDEM_RETURN_IF_ERROR(bad);
@@ -113,7 +113,7 @@ Status Replica::Collect(const VersionVector& absorbed, CollectStats* stats, size
   };
   fns.visit = [&](const FieldKey& key, const FieldState& state) -> Status {
     ++step.examined;
-    if (blobs) ForEachBlobRef(state, [&](const BlobRef& r) { referenced.insert(r.hash); });
+    if (blobs) ForEachBlobRef(state, [&](const BlobRef& r) { referenced.emplace(r.hash, key); });
     if (!Collectable(state, frontier)) return Status::Ok();
     TANDEM_ASSIGN_OR_RETURN(auto bytes, EncodeFieldState(state));
     gone.emplace_back(key,

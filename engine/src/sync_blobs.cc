@@ -18,19 +18,35 @@ uint64_t ChunkLength(uint64_t size, uint64_t index) {
 Status Session::PumpWants(std::vector<Message>* out) {
   if (!peer_blobs_ || in_blob_) return Status::Ok();
   std::optional<InBlob> next;
+  FieldKey ref;
   {
     TANDEM_ASSIGN_OR_RETURN(auto txn, replica_.store().BeginRead());
+    Status bad;
     TANDEM_RETURN_IF_ERROR(txn->ScanBlobs(true, [&](const BlobHash& h, const BlobInfo& info) {
-      const std::string& c = info.ref.collection;
-      if (c.empty() || lacking_.count(h) || !peer_send_.Allows(c) || !opt_.accept.Allows(c))
-        return true;
-      if (!info.requested && opt_.lazy_blobs && opt_.lazy_blobs(c)) return true;
-      next.emplace();
-      next->hash = h;
-      next->info = info;
-      next->next = info.have;
-      return false;
+      if (lacking_.count(h)) return true;
+      // Asked for through a field that still references it here (the peer checks that
+      // its own state of that field does too, and that we may read it), in a collection
+      // the peer sends us; newest first.
+      for (const auto& k : info.refs) {
+        const std::string& c = k.collection;
+        if (!peer_send_.Allows(c) || !opt_.accept.Allows(c)) continue;
+        if (!info.requested && opt_.lazy_blobs && opt_.lazy_blobs(c)) continue;
+        std::optional<FieldState> state;
+        bad = txn->GetField(k, &state);
+        if (!bad.ok()) return false;
+        bool still = false;
+        if (state) ForEachBlobRef(*state, [&](const BlobRef& r) { still |= r.hash == h; });
+        if (!still) continue;
+        next.emplace();
+        next->hash = h;
+        next->info = info;
+        next->next = info.have;
+        ref = k;
+        return false;
+      }
+      return true;
     }));
+    TANDEM_RETURN_IF_ERROR(bad);
   }
   if (!next) {
     if (received_caught_up_ && !idle_sent_) {
@@ -43,7 +59,7 @@ Status Session::PumpWants(std::vector<Message>* out) {
   }
   BlobWant want;
   want.hash = next->hash;
-  want.ref = next->info.ref;
+  want.ref = ref;
   want.from = next->info.have;
   want.list = !next->info.listed;
   in_blob_ = std::move(next);

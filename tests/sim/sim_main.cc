@@ -10,12 +10,14 @@
 // files, either as a new file (caught when it opens) or in place, same inode (caught at
 // its next sync, which must end the session and take a new id before it writes again).
 // Every message crosses the Cap'n Proto encoding. Some values are large enough that
-// concurrent writes make field states that travel in pieces. Time is simulated and everything
-// derives from the seed.
+// concurrent writes make field states that travel in pieces, and files are attached as
+// blobs (a few contents, so that blobs are shared), fetched and collected. Time is simulated and
+// everything derives from the seed.
 //
 // After the faults stop and every pair syncs: all dumps are identical, all version
 // vectors equal, every session reported caught up, and a reference model agrees on the
-// meaning (counter sums, register winners, sets).
+// meaning (counter sums, register winners, sets), and every blob a field references is
+// on every replica, whole and as attached.
 //
 //   tandem_sim --seed N                 one seed (replay)
 //   tandem_sim --seeds N [--first K]    N seeds from K (default 1)
@@ -157,6 +159,7 @@ class Sim {
   uint64_t pieces() const { return pieces_; }
   uint64_t collected() const { return collected_; }
   uint64_t rebases() const { return rebases_; }
+  uint64_t blobs_fetched() const { return blobs_fetched_; }
 
  private:
   storage::Options Opts() {
@@ -194,7 +197,7 @@ class Sim {
       nodes_[i].frozen.reset();
     }
     const std::string rec = "r" + std::to_string(rng_() % 4);
-    const int kind = static_cast<int>(rng_() % 7);
+    const int kind = static_cast<int>(rng_() % 8);
     Status st;
     if (kind == 0) {  // counters: only increments, ever
       int64_t by = static_cast<int64_t>(rng_() % 21) - 10;
@@ -215,6 +218,20 @@ class Sim {
     } else if (kind == 3) {
       std::string e = "x" + std::to_string(rng_() % 3);
       st = (rng_() % 2) ? r.Add("tags", rec, "t", Value{e}) : r.Remove("tags", rec, "t", Value{e});
+    } else if (kind == 7) {  // attachments: a few contents, so that blobs are shared
+      const std::string& content = BlobContent(static_cast<int>(rng_() % 4));
+      size_t at = 0;
+      auto ref = r.Attach(
+          "files", rec, "doc",
+          [&](char* buf, size_t cap) -> Result<size_t> {
+            const size_t n = std::min(cap, content.size() - at);
+            std::memcpy(buf, content.data() + at, n);
+            at += n;
+            return n;
+          },
+          "");
+      st = ref.status();
+      if (ref.ok()) blobs_[ref->hash] = &content;
     } else {  // anything goes, including deletes and type conflicts
       const std::string f = (rng_() % 2) ? "a" : "b";
       switch (kind) {
@@ -252,6 +269,20 @@ class Sim {
     Status s = nodes_[i].replica->Collect(absorbed, &st, 1 + rng_() % 64);
     SIM_CHECK(s.ok(), "collect: " + s.ToString());
     collected_ += st.collected;
+  }
+
+  // What the simulation attaches: empty, small, one chunk and a bit, three chunks.
+  static const std::string& BlobContent(int which) {
+    static const std::vector<std::string> kContents = [] {
+      std::vector<std::string> c;
+      for (size_t size : {size_t{0}, size_t{1000}, kBlobChunkBytes + 7, 3 * kBlobChunkBytes}) {
+        std::string s(size, '\0');
+        for (size_t i = 0; i < size; ++i) s[i] = static_cast<char>((i * 131 + size) % 251);
+        c.push_back(std::move(s));
+      }
+      return c;
+    }();
+    return kContents[static_cast<size_t>(which)];
   }
 
   // The oracle: which fields each event touched, read from the node's change log.
@@ -293,8 +324,9 @@ class Sim {
             SIM_CHECK(txn.ok() && (*txn)->GetField(k, &st).ok(), "state");
             if (st) it->second = st->ctx;
           }
-          // A field with no state may have been collected: its events are held.
-          if (!it->second && collected->Covers(Dot{ev.replica, ev.seq})) continue;
+          // A field may have been collected (and written anew since, its new state's
+          // context starting over): the events the collected vector covers are held.
+          if (collected->Covers(Dot{ev.replica, ev.seq})) continue;
           if (!it->second || it->second->Get(ev.replica) < ev.seq) {
             throw Failure{"node " + std::to_string(i) + " claims " + ev.replica.ShortHex() + ":" +
                           std::to_string(ev.seq) + " but lacks it in " + k.collection + "/" +
@@ -544,7 +576,9 @@ class Sim {
       }
     }
     SIM_CHECK(da == db, "a session reported caught up but the two replicas differ");
-    return c->sa->stats().fields_applied + c->sb->stats().fields_applied;
+    blobs_fetched_ += c->sa->stats().blobs_received + c->sb->stats().blobs_received;
+    return c->sa->stats().fields_applied + c->sb->stats().fields_applied +
+           c->sa->stats().blobs_received + c->sb->stats().blobs_received;
   }
 
   void Heal() {
@@ -618,6 +652,31 @@ class Sim {
       SIM_CHECK(SameValue(got->fields.at("price").scalar, best->value),
                 "register does not show the write with the highest timestamp");
     }
+    // Every blob a field state references (winner or not) is here, whole, as attached.
+    for (int i = 0; i < n_; ++i) {
+      Replica& ri = *nodes_[i].replica;
+      std::vector<BlobRef> refs;
+      Status st = ri.Scan("files", "", [&](const Record& rec) {
+        auto state = ri.GetState("files", rec.id);
+        SIM_CHECK(state.ok(), "state");
+        for (const auto& [f, s] : state->fields)
+          ForEachBlobRef(s, [&](const BlobRef& b) { refs.push_back(b); });
+        return true;
+      });
+      SIM_CHECK(st.ok(), "scan files");
+      for (const auto& ref : refs) {
+        auto want = blobs_.find(ref.hash);
+        SIM_CHECK(want != blobs_.end(), "a reference to a blob never attached");
+        std::string got;
+        Status read = ri.ReadBlob(ref.hash, [&](std::string_view b) {
+          got.append(b);
+          return Status::Ok();
+        });
+        SIM_CHECK(read.ok(), "replica " + std::to_string(i) +
+                                 " cannot read a referenced blob: " + read.ToString());
+        SIM_CHECK(got == *want->second, "a blob differs from what was attached");
+      }
+    }
     for (const auto& [rec, kept] : kept_) {
       auto got = r.Get("tags", rec);
       SIM_CHECK(got.ok(), "set record missing");
@@ -638,6 +697,7 @@ class Sim {
   std::map<std::string, int64_t> stock_;
   std::map<std::string, std::vector<PutRecord>> puts_;
   std::map<std::string, std::set<std::string>> kept_;
+  std::map<BlobHash, const std::string*> blobs_;  // what each attached address holds
   std::map<int, uint64_t> log_seen_, last_seq_;
   std::map<int, ReplicaId> last_id_;
   std::map<Dot, std::set<FieldKey>> touched_;
@@ -646,7 +706,7 @@ class Sim {
   uint64_t clones_ = 0, rollbacks_ = 0, rollbacks_caught_ = 0, pieces_ = 0;
 
  public:
-  uint64_t collected_ = 0, rebases_ = 0;
+  uint64_t collected_ = 0, rebases_ = 0, blobs_fetched_ = 0;
   bool check_claims_ = false;
 };
 
@@ -660,7 +720,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--first")) first = std::stoull(argv[i + 1]);
   }
   uint64_t messages = 0, clones = 0, rollbacks = 0, caught = 0, pieces = 0, collected = 0,
-           rebases = 0;
+           rebases = 0, blobs = 0;
   for (uint64_t seed = first; seed < first + count; ++seed) {
     try {
       Sim sim(seed);
@@ -673,6 +733,7 @@ int main(int argc, char** argv) {
       pieces += sim.pieces();
       collected += sim.collected();
       rebases += sim.rebases();
+      blobs += sim.blobs_fetched();
     } catch (const Failure& f) {
       std::fprintf(stderr, "sim: seed %llu FAILED: %s\nreplay: tandem_sim --seed %llu\n",
                    static_cast<unsigned long long>(seed), f.what.c_str(),
@@ -683,11 +744,12 @@ int main(int argc, char** argv) {
   std::printf(
       "sim: %llu seeds passed (%llu..%llu), %llu messages, %llu copies, %llu rollbacks "
       "(%llu found at sync), %llu pieces of large field states, %llu field states "
-      "collected, %llu rebases\n",
+      "collected, %llu rebases, %llu blobs fetched while healing\n",
       static_cast<unsigned long long>(count), static_cast<unsigned long long>(first),
       static_cast<unsigned long long>(first + count - 1), static_cast<unsigned long long>(messages),
       static_cast<unsigned long long>(clones), static_cast<unsigned long long>(rollbacks),
       static_cast<unsigned long long>(caught), static_cast<unsigned long long>(pieces),
-      static_cast<unsigned long long>(collected), static_cast<unsigned long long>(rebases));
+      static_cast<unsigned long long>(collected), static_cast<unsigned long long>(rebases),
+      static_cast<unsigned long long>(blobs));
   return 0;
 }

@@ -357,7 +357,8 @@ TANDEM_EXPORT int tandem_blob_info(char** json, size_t* len, tandem_db* db, cons
 TANDEM_EXPORT int tandem_backup(tandem_db* db, const char* dest, tandem_error* err);
 /* A new replica at `dir` from a backup: a new replica id, the same device and group. */
 TANDEM_EXPORT int tandem_restore(const char* backup, const char* dir, tandem_error* err);
-/* Integrity check: {"ok": true, "records": n, "fields": n, "log_entries": n}. */
+/* Integrity check: {"ok": true, "records": n, "fields": n, "log_entries": n, "blobs": n,
+ * "blob_bytes": n} (every chunk of every blob read and checked against its hash). */
 TANDEM_EXPORT int tandem_check(char** json, size_t* len, tandem_db* db, tandem_error* err);
 
 /* ---- The sync node ---------------------------------------------------------------- */

@@ -16,6 +16,7 @@ used from several threads. Callbacks (subscriptions, node events) run on library
 """
 
 import base64
+import builtins
 import ctypes
 import ctypes.util
 import json
@@ -89,6 +90,8 @@ class _NodeEvent(ctypes.Structure):
 _ERR = _P(_Error)
 _OUTS = _P(_vp)  # char** (kept as void* to free it ourselves)
 _CHANGE_FN = ctypes.CFUNCTYPE(None, _vp, _sz, _u64, _vp)
+_READ_FN = ctypes.CFUNCTYPE(_int, _vp, _sz, _P(_sz), _vp)
+_WRITE_FN = ctypes.CFUNCTYPE(_int, _vp, _sz, _vp)
 _EVENT_FN = ctypes.CFUNCTYPE(None, _P(_NodeEvent), _vp)
 
 _SIGNATURES = {
@@ -140,6 +143,9 @@ _SIGNATURES = {
     "tandem_backup": (_int, [_vp, _cp, _ERR]),
     "tandem_restore": (_int, [_cp, _cp, _ERR]),
     "tandem_check": (_int, [_OUTS, _P(_sz), _vp, _ERR]),
+    "tandem_attach": (_int, [_OUTS, _P(_sz), _vp, _cp, _cp, _cp, _READ_FN, _vp, _cp, _ERR]),
+    "tandem_blob_read": (_int, [_vp, _cp, _u64, _WRITE_FN, _vp, _ERR]),
+    "tandem_blob_info": (_int, [_OUTS, _P(_sz), _vp, _cp, _ERR]),
     "tandem_node_new": (_int, [_P(_vp), _vp, _P(_NodeOptions), _EVENT_FN, _vp, _ERR]),
     "tandem_node_start": (_int, [_vp, _ERR]),
     "tandem_node_stop": (_int, [_vp, _ERR]),
@@ -518,6 +524,79 @@ class Replica:
     def set_role(self, device_id, role):
         """Gives a device another role (reader, member, admin, owner), signed by this one."""
         _call(_lib.tandem_set_role, self._handle, _b(device_id), _b(role, "role"))
+
+    # -- blobs (attachments) --
+    def attach(self, collection, id, field, source, type=None):  # noqa: A002
+        """Stores a file as a blob and puts its reference in the field; returns the
+        reference ({"$blob": hash, "size": n, "type": t}). `source` is a path or a binary
+        file object; it is streamed, whatever its size (up to 8 GiB)."""
+        own = isinstance(source, (str, bytes, os.PathLike))
+        f = builtins.open(source, "rb") if own else source
+        failure = []
+
+        def read(buf, cap, n, _ctx):
+            try:
+                data = f.read(cap)
+                ctypes.memmove(buf, data, len(data))
+                n[0] = len(data)
+                return 0
+            except Exception as e:  # never let an exception cross into C
+                failure.append(e)
+                return 5  # TANDEM_IO
+        try:
+            ref = _text_out(_lib.tandem_attach, self._handle, _b(collection, "collection"),
+                            _b(id, "id"), _b(field, "field"), _READ_FN(read), None,
+                            _b(type, "type"))
+        except Error:
+            if failure:
+                raise failure[0]
+            raise
+        finally:
+            if own:
+                f.close()
+        return json.loads(ref)
+
+    def blob(self, hash, dest=None, offset=0):  # noqa: A002
+        """A blob's bytes (each chunk checked against its hash): written to `dest` (a
+        path or a binary file object) and returns the count, or returned as bytes.
+        NotFoundError while it is not here yet; it is then requested, and a running
+        node fetches it (see blob_info)."""
+        if isinstance(hash, dict):
+            hash = hash.get("$blob")
+        own = isinstance(dest, (str, bytes, os.PathLike))
+        out = builtins.open(dest, "wb") if own else dest
+        parts, count, failure = [], [0], []
+
+        def write(data, n, _ctx):
+            try:
+                chunk = ctypes.string_at(data, n)
+                if out is None:
+                    parts.append(chunk)
+                else:
+                    out.write(chunk)
+                count[0] += n
+                return 0
+            except Exception as e:
+                failure.append(e)
+                return 5
+        try:
+            _call(_lib.tandem_blob_read, self._handle, _b(hash, "hash"), offset, _WRITE_FN(write),
+                  None)
+        except Error:
+            if failure:
+                raise failure[0]
+            raise
+        finally:
+            if own:
+                out.close()
+        return b"".join(parts) if dest is None else count[0]
+
+    def blob_info(self, hash):  # noqa: A002
+        """{"hash", "size", "state" ("complete", "wanted", "requested"), "chunks",
+        "chunks_held"}; NotFoundError if no field references it."""
+        if isinstance(hash, dict):
+            hash = hash.get("$blob")
+        return _json_out(_lib.tandem_blob_info, self._handle, _b(hash, "hash"))
 
     # -- backup, checks --
     def backup(self, dest):

@@ -1,6 +1,7 @@
 """The Python binding: replicas, batches, the change feed, subscriptions, and two
 replicas syncing over loopback through two nodes, in one process."""
 
+import builtins
 import os
 import shutil
 import subprocess
@@ -140,6 +141,40 @@ class ReplicaTest(TempDirTest):
         db.close()
         with self.assertRaises(tandem.InvalidError):
             db.put("c", "r", v=1)
+
+    def test_attach_and_read_blobs(self):
+        data = bytes(range(256)) * 5000  # 1.28 MB: three chunks
+        src = self.path("photo.png")
+        with builtins.open(src, "wb") as f:
+            f.write(data)
+        with tandem.create(self.path("a")) as db:
+            ref = db.attach("photos", "p1", "img", src, type="image/png")
+            self.assertEqual(ref["size"], len(data))
+            self.assertEqual(db.get("photos", "p1")["img"], ref)
+            self.assertEqual(db.blob(ref), data)
+            self.assertEqual(db.blob(ref["$blob"], offset=1000), data[1000:])
+            out = self.path("copy.png")
+            self.assertEqual(db.blob(ref, out), len(data))
+            with builtins.open(out, "rb") as f:
+                self.assertEqual(f.read(), data)
+            self.assertEqual(db.blob_info(ref)["state"], "complete")
+            with builtins.open(src, "rb") as f:
+                ref2 = db.attach("docs", "d", "pdf", f)
+            self.assertEqual(ref2["$blob"], ref["$blob"])  # the same bytes, the same address
+            self.assertEqual(db.get("docs", "d")["pdf"], ref2)
+            with self.assertRaises(tandem.NotFoundError):
+                db.blob("0" * 64)
+            with self.assertRaises(tandem.InvalidError):
+                db.blob("xyz")
+            with self.assertRaises(FileNotFoundError):
+                db.attach("photos", "p2", "img", self.path("missing"))
+
+            class Broken:
+                def read(self, n):
+                    raise OSError("disk gone")
+            with self.assertRaises(OSError):
+                db.attach("photos", "p3", "img", Broken())
+            self.assertIsNone(db.get("photos", "p3"))
 
     def test_backup_restore_check_info(self):
         with tandem.create(self.path("a")) as db:

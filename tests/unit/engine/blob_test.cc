@@ -110,6 +110,18 @@ TEST(Blob, EmptyAndUnknownBlobs) {
   EXPECT_EQ(a.replica.Get("photos", "x").status().code(), Code::kNotFound);
 }
 
+TEST(Blob, AnEmptyBlobSyncsLikeAnyOther) {
+  Node a(1), b(2);
+  BlobRef ref = AttachTo(a, "e", "");
+  Link link(a, b);
+  ASSERT_TRUE(link.Run().ok());
+  EXPECT_TRUE(link.sb.caught_up());
+  auto info = b.replica.Blob(ref.hash);
+  ASSERT_TRUE(info.ok() && *info);
+  EXPECT_TRUE((*info)->complete());
+  EXPECT_EQ(Read(b.replica, ref.hash), "");
+}
+
 TEST(Blob, ADamagedChunkIsNeverReturned) {
   Node a(1);
   const std::string data = RandomBytes(kBlobChunkBytes + 10, 2);

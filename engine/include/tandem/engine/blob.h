@@ -45,8 +45,11 @@ struct BlobInfo {
   bool listed = false;           // `chunks` is known (always, unless wanted)
   std::vector<BlobHash> chunks;  // each chunk's hash, in order
   uint64_t have = 0;             // chunks stored, from the first
-  FieldKey ref;                  // a field that referenced it when it was wanted
-  bool requested = false;        // wanted, and a reader asked for it (lazy fetching)
+  // Fields that referenced it when it was wanted, newest first, at most kMaxWantRefs:
+  // it is asked for through one that still does (the peer checks it may send it).
+  std::vector<FieldKey> refs;
+  static constexpr size_t kMaxWantRefs = 8;
+  bool requested = false;  // wanted, and a reader asked for it (lazy fetching)
   // No field referenced it when collection last looked: this replica's version vector
   // then. It goes once every member holds that (they hold what replaced the reference).
   std::optional<VersionVector> released;

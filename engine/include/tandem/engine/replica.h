@@ -346,8 +346,8 @@ class Replica {
   Status Sweep(const CollectionFilter& scope, size_t max_fields, const SweepFns& fns);
   // The blob half of Collect: releases unreferenced blobs, removes released ones that
   // `absorbed` covers, abandoned pending writes, and chunks no entry lists.
-  // `referenced`: what the sweep that began at `started_ms` saw referenced.
-  Status CollectBlobs(const VersionVector& absorbed, const std::set<BlobHash>& referenced,
+  // `referenced`: what the sweep that began at `started_ms` saw referenced, and where.
+  Status CollectBlobs(const VersionVector& absorbed, const std::map<BlobHash, FieldKey>& referenced,
                       uint64_t started_ms, CollectStats* stats);
   // Writes `src` as chunks; `finish` runs in the transaction that completes the blob.
   Result<BlobRef> StoreBlob(

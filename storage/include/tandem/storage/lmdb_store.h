@@ -112,6 +112,8 @@ struct CheckReport {
   uint64_t fields = 0;
   uint64_t log_entries = 0;
   uint64_t records = 0;
+  uint64_t blobs = 0;       // complete ones: every chunk read and checked
+  uint64_t blob_bytes = 0;  // their sizes
 };
 Status Check(LmdbStore& store, CheckReport* report = nullptr);
 
