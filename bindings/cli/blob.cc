@@ -52,8 +52,8 @@ BlobCommands AddBlobCommands(CLI::App& app) {
   c.blob->add_option("HASH", c.hash, "The blob's address: 64 hex digits")->required();
   c.blob
       ->add_option("--wait", c.wait_s,
-                   "Seconds to wait for a blob not here yet, while a running serve (or a "
-                   "sync) fetches it (default 30; 0: do not wait)")
+                   "Seconds to wait for a blob not here yet while a running serve (or a sync) "
+                   "fetches it (default: 30 if a serve runs on DIR, else 0)")
       ->check(CLI::Range(0, 86400));
   c.blobs = app.add_subcommand("blobs", "List the blobs this replica holds or wants");
   c.blobs->add_option("DIR", c.dir)->required();
@@ -102,7 +102,13 @@ int BlobCommands::Run() {
     if (!info->complete()) {
       // Asked for: a running serve fetches it now, even where blobs are fetched lazily.
       Check(r.RequestBlob(*h));
-      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait_s);
+      // Not given: wait only if a daemon runs here to fetch it.
+      int wait = wait_s;
+      if (wait < 0) {
+        const auto ds = DaemonStatus(dir);
+        wait = ds && (*ds)["running"] == true ? 30 : 0;
+      }
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait);
       while (info && !info->complete() && std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
         info = Check(r.Blob(*h));

@@ -116,7 +116,7 @@ std::string BlobNote(const Json& peer);
 struct BlobCommands {
   CLI::App *attach = nullptr, *blob = nullptr, *blobs = nullptr;
   std::string dir, coll, id, field, file, type, hash;
-  int wait_s = 30;
+  int wait_s = -1;  // not given
   bool as_json = false;
   bool Parsed() const;
   int Run();
