@@ -227,6 +227,17 @@ def _call(fn, *args):
         raise cls(err.message.decode("utf-8", "replace"), rc)
 
 
+def _raising(failure, call):
+    """call(), for a function that calls back into Python: an exception a callback
+    caught (and turned into a status for C) is raised instead of that status."""
+    try:
+        return call()
+    except Error:
+        if failure:
+            raise failure[0]
+        raise
+
+
 def _take(ptr, length=None):
     """The library's string at ptr as str, freed."""
     if not ptr.value:
@@ -544,13 +555,9 @@ class Replica:
                 failure.append(e)
                 return 5  # TANDEM_IO
         try:
-            ref = _text_out(_lib.tandem_attach, self._handle, _b(collection, "collection"),
-                            _b(id, "id"), _b(field, "field"), _READ_FN(read), None,
-                            _b(type, "type"))
-        except Error:
-            if failure:
-                raise failure[0]
-            raise
+            ref = _raising(failure, lambda: _text_out(
+                _lib.tandem_attach, self._handle, _b(collection, "collection"), _b(id, "id"),
+                _b(field, "field"), _READ_FN(read), None, _b(type, "type")))
         finally:
             if own:
                 f.close()
@@ -580,12 +587,8 @@ class Replica:
                 failure.append(e)
                 return 5
         try:
-            _call(_lib.tandem_blob_read, self._handle, _b(hash, "hash"), offset, _WRITE_FN(write),
-                  None)
-        except Error:
-            if failure:
-                raise failure[0]
-            raise
+            _raising(failure, lambda: _call(_lib.tandem_blob_read, self._handle, _b(hash, "hash"),
+                                            offset, _WRITE_FN(write), None))
         finally:
             if own:
                 out.close()
