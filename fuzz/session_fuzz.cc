@@ -7,6 +7,7 @@
 //   - the cursor a replica stores for its peer never moves backwards;
 //   - without any fault injected, once everything is delivered both sides have caught up
 //     and hold the same data.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -55,8 +56,22 @@ bool SameState(const std::shared_ptr<const MemoryStore::Data>& a,
 
 void LocalWrite(Replica& r, Script& s) {
   const std::string rec = "r" + std::to_string(s.Next() % 4);
-  const uint8_t kind = s.Next() % 4;
+  const uint8_t kind = s.Next() % 5;
   Status st;
+  if (kind == 4) {  // a small attachment: blobs then travel beside the fields
+    const std::string bytes(s.Next() * 37u, static_cast<char>(s.Next()));
+    size_t at = 0;
+    st = r.Attach(
+              "c", rec, "b",
+              [&](char* buf, size_t cap) -> Result<size_t> {
+                const size_t n = std::min(cap, bytes.size() - at);
+                std::copy_n(bytes.data() + at, n, buf);
+                at += n;
+                return n;
+              },
+              "")
+             .status();
+  }
   if (kind == 0) st = r.Put("c", rec, {{"f", Value{static_cast<int64_t>(s.Next())}}});
   if (kind == 1) st = r.Incr("c", rec, "n", static_cast<int8_t>(s.Next()));
   if (kind == 2) st = r.Add("c", rec, "s", Value{static_cast<int64_t>(s.Next() % 3)});
@@ -90,6 +105,20 @@ void Mutate(Message& m, Script& s) {
     if (what % 2 == 1) c->vv.Raise(Id(s.Next() % 3 + 1), s.Next());
   } else if (auto* a = std::get_if<Ack>(&m)) {
     a->cursor += what;
+  } else if (auto* w = std::get_if<BlobWant>(&m)) {
+    if (what % 3 == 0) w->hash[0] ^= 1;
+    if (what % 3 == 1) w->from += s.Next();
+    if (what % 3 == 2) w->ref.collection = "other";
+  } else if (auto* h2 = std::get_if<BlobHead>(&m)) {
+    if (what % 3 == 0) h2->size += 1;
+    if (what % 3 == 1 && !h2->chunks.empty()) h2->chunks[0][1] ^= 1;
+    if (what % 3 == 2) h2->missing = !h2->missing;
+  } else if (auto* bc = std::get_if<BlobChunk>(&m)) {
+    if (what % 3 == 0) bc->index += 1;
+    if (what % 3 == 1 && !bc->bytes.empty()) bc->bytes[0] ^= 1;
+    if (what % 3 == 2) bc->bytes.push_back('x');
+  } else if (auto* ba = std::get_if<BlobAck>(&m)) {
+    ba->index += what;
   }
 }
 

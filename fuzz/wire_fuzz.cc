@@ -1,11 +1,14 @@
 // libFuzzer target: the sync message decoder (Cap'n Proto frame, batch body, field
-// states, in rows or columns, pieces of field states) on untrusted bytes. Whatever decodes must
-// re-encode, in either layout, and decode again.
+// states, in rows or columns, pieces of field states, blob messages) on untrusted bytes.
+// Whatever decodes must re-encode, in either layout, and decode again; to a peer without
+// the features it needs (pieces, blobs) it must be refused instead.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
+#include <variant>
 
+#include "tandem/engine/blob.h"
 #include "tandem/net/wire.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -14,9 +17,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!m.ok()) return 0;
   // In both batch layouts; a piece of a field state only to a peer that takes pieces.
   const auto* b = std::get_if<tandem::engine::DeltaBatch>(&*m);
+  bool blobs = m->index() >= std::variant_size_v<tandem::engine::Message> - 4;  // Blob*
+  if (b)
+    for (const auto& d : b->deltas)
+      tandem::engine::ForEachBlobRef(d.state,
+                                     [&](const tandem::engine::BlobRef&) { blobs = true; });
   for (uint32_t features : {0u, tandem::net::kWireFeatures}) {
     auto bytes = tandem::net::EncodeMessage(*m, {features});
-    if (b && b->piece && !(features & tandem::net::kFeaturePieces)) {
+    if ((b && b->piece && !(features & tandem::net::kFeaturePieces)) ||
+        (blobs && !(features & tandem::net::kFeatureBlobs))) {
       if (bytes.ok()) std::abort();
       continue;
     }
