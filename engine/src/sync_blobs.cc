@@ -37,7 +37,8 @@ Status Session::PumpWants(std::vector<Message>* out) {
         bool still = false;
         if (state) ForEachBlobRef(*state, [&](const BlobRef& r) { still |= r.hash == h; });
         if (!still) continue;
-        next.emplace();
+        next = InBlob{};  // not emplace(): clang judges a nested struct with member
+                          // initializers not default-constructible for std::optional
         next->hash = h;
         next->info = info;
         next->next = info.have;
