@@ -106,6 +106,17 @@ CStatus WrongType(const char* field, const char* want) {
 
 }  // namespace
 
+namespace {
+// A role's name, as invites and role changes take it.
+CStatus RoleArg(const char* role, tandem::net::Role* out) {
+  if (!role) return Invalid("role is NULL");
+  auto r = tandem::net::ParseRole(role);
+  if (!r) return Invalid(std::string("not a role (reader, member, admin, owner): ") + role);
+  *out = *r;
+  return CStatus();
+}
+}  // namespace
+
 extern "C" {
 
 const char* tandem_status_str(int status) {
@@ -636,16 +647,6 @@ int tandem_changes(char** json, size_t* len, uint64_t* next, tandem_db* db, uint
 }
 
 // ---- Pairing ----
-
-namespace {
-CStatus RoleArg(const char* role, tandem::net::Role* out) {
-  if (!role) return Invalid("role is NULL");
-  auto r = tandem::net::ParseRole(role);
-  if (!r) return Invalid(std::string("not a role (reader, member, admin, owner): ") + role);
-  *out = *r;
-  return CStatus();
-}
-}  // namespace
 
 int tandem_invite(char** code, size_t* len, tandem_db* db, const char* const* addresses,
                   size_t address_count, int expires_minutes, tandem_error* err) {
