@@ -731,6 +731,14 @@ class LmdbReader {
   MDB_txn* txn_;
 };
 
+// Writes to the blob tables, in a write transaction (blobs.cc).
+Status PutBlobEntry(LmdbStore::Impl& impl, MDB_txn* txn, const engine::BlobHash& h,
+                    const engine::BlobInfo& info);
+Status DeleteBlobEntries(LmdbStore::Impl& impl, MDB_txn* txn, const engine::BlobHash& h);
+Status PutChunkEntry(LmdbStore::Impl& impl, MDB_txn* txn, const engine::BlobHash& h,
+                     std::string_view bytes);
+Status DeleteChunkEntry(LmdbStore::Impl& impl, MDB_txn* txn, const engine::BlobHash& h);
+
 // `dir` is missing or an empty directory; else kInvalidArgument naming `what`.
 Status CheckEmptyOrMissing(const std::string& dir, const char* what);
 // data.mdb starts with an LMDB meta page (checked before LMDB touches the directory).

@@ -56,57 +56,6 @@ Status LmdbError(int rc, const std::string& what) {
   return Status::Io(what + ": " + mdb_strerror(rc));
 }
 
-std::string EncodeMeta(const ReplicaMeta& m) {
-  std::string out;
-  engine::Writer w(&out);
-  w.U8(1);
-  w.Raw(std::string_view(reinterpret_cast<const char*>(m.id.bytes.data()), 16));
-  w.Fixed64(m.clock);
-  engine::EncodeVersionVector(m.vv, w);
-  return out;
-}
-
-std::string EncodeLogGaps(const LogGaps& gaps) {
-  std::string out;
-  engine::Writer w(&out);
-  w.U8(1);
-  w.Varint(gaps.size());
-  for (const auto& [from, to] : gaps) {
-    w.Varint(from);
-    w.Varint(to - from);
-  }
-  return out;
-}
-
-Result<LogGaps> DecodeLogGaps(std::string_view in) {
-  engine::Reader r(in);
-  LogGaps gaps;
-  if (r.U8() != 1) r.Fail("unknown log gaps version");
-  const uint64_t n = r.Count(2);
-  for (uint64_t i = 0; i < n && r.ok(); ++i) {
-    const uint64_t from = r.Varint(), span = r.Varint();
-    if (!r.ok()) break;
-    if (span < 2 || from > UINT64_MAX - span) r.Fail("log gap of no width");
-    gaps.emplace_back(from, from + span);
-  }
-  if (r.ok() && r.remaining()) r.Fail("trailing bytes");
-  if (!r.ok()) return r.status().With("log gaps");
-  return gaps;
-}
-
-Result<ReplicaMeta> DecodeMeta(std::string_view in) {
-  engine::Reader r(in);
-  ReplicaMeta m;
-  if (r.U8() != 1) r.Fail("unknown replica meta version");
-  std::string_view id = r.Raw(16);
-  if (r.ok()) m.id = ReplicaId::FromBytes(reinterpret_cast<const uint8_t*>(id.data()));
-  m.clock = r.Fixed64();
-  m.vv = engine::DecodeVersionVector(r);
-  if (r.ok() && r.remaining()) r.Fail("trailing bytes");
-  if (!r.ok()) return r.status().With("replica meta");
-  return m;
-}
-
 namespace {
 
 // Where a replica's data file lives: its device, inode and, where the filesystem keeps
@@ -314,40 +263,17 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
 
   Status PutBlob(const engine::BlobHash& h, const engine::BlobInfo& info) override {
     TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatBlobs));
-    const char letter = LmdbReader::BlobLetter(info.state);
-    for (char other : {'b', 'w', 'p'}) {
-      if (other == letter) continue;
-      std::string key = LmdbReader::BlobKey(other, h);
-      MDB_val k = Val(key);
-      int rc = mdb_del(txn_, impl_->blobs, &k, nullptr);
-      if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "write blob entry");
-    }
-    std::string key = LmdbReader::BlobKey(letter, h), v = engine::EncodeBlobInfo(info);
-    MDB_val k = Val(key), val = Val(v);
-    int rc = mdb_put(txn_, impl_->blobs, &k, &val, 0);
-    return rc ? impl_->Note(rc, "write blob entry") : Status::Ok();
+    return PutBlobEntry(*impl_, txn_, h, info);
   }
   Status DeleteBlob(const engine::BlobHash& h) override {
-    for (char state : {'b', 'w', 'p'}) {
-      std::string key = LmdbReader::BlobKey(state, h);
-      MDB_val k = Val(key);
-      int rc = mdb_del(txn_, impl_->blobs, &k, nullptr);
-      if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "delete blob entry");
-    }
-    return Status::Ok();
+    return DeleteBlobEntries(*impl_, txn_, h);
   }
   Status PutChunk(const engine::BlobHash& h, std::string_view bytes) override {
     TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatBlobs));
-    MDB_val k{h.size(), const_cast<uint8_t*>(h.data())}, v = Val(bytes);
-    int rc = mdb_put(txn_, impl_->chunks, &k, &v, MDB_NOOVERWRITE);
-    if (rc == MDB_KEYEXIST) return Status::Ok();
-    return rc ? impl_->Note(rc, "write chunk") : Status::Ok();
+    return PutChunkEntry(*impl_, txn_, h, bytes);
   }
   Status DeleteChunk(const engine::BlobHash& h) override {
-    MDB_val k{h.size(), const_cast<uint8_t*>(h.data())};
-    int rc = mdb_del(txn_, impl_->chunks, &k, nullptr);
-    if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "delete chunk");
-    return Status::Ok();
+    return DeleteChunkEntry(*impl_, txn_, h);
   }
 
   // Records that no entry will ever have a position strictly between `from` and `to`.

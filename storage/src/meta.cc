@@ -1,0 +1,59 @@
+// The encodings of what the store keeps in its `meta` table: the replica's identity,
+// clock and version vector, and the log's gaps.
+#include "lmdb_internal.h"
+#include "tandem/engine/codec.h"
+
+namespace tandem::storage {
+
+std::string EncodeMeta(const ReplicaMeta& m) {
+  std::string out;
+  engine::Writer w(&out);
+  w.U8(1);
+  w.Raw(std::string_view(reinterpret_cast<const char*>(m.id.bytes.data()), 16));
+  w.Fixed64(m.clock);
+  engine::EncodeVersionVector(m.vv, w);
+  return out;
+}
+
+std::string EncodeLogGaps(const LogGaps& gaps) {
+  std::string out;
+  engine::Writer w(&out);
+  w.U8(1);
+  w.Varint(gaps.size());
+  for (const auto& [from, to] : gaps) {
+    w.Varint(from);
+    w.Varint(to - from);
+  }
+  return out;
+}
+
+Result<LogGaps> DecodeLogGaps(std::string_view in) {
+  engine::Reader r(in);
+  LogGaps gaps;
+  if (r.U8() != 1) r.Fail("unknown log gaps version");
+  const uint64_t n = r.Count(2);
+  for (uint64_t i = 0; i < n && r.ok(); ++i) {
+    const uint64_t from = r.Varint(), span = r.Varint();
+    if (!r.ok()) break;
+    if (span < 2 || from > UINT64_MAX - span) r.Fail("log gap of no width");
+    gaps.emplace_back(from, from + span);
+  }
+  if (r.ok() && r.remaining()) r.Fail("trailing bytes");
+  if (!r.ok()) return r.status().With("log gaps");
+  return gaps;
+}
+
+Result<ReplicaMeta> DecodeMeta(std::string_view in) {
+  engine::Reader r(in);
+  ReplicaMeta m;
+  if (r.U8() != 1) r.Fail("unknown replica meta version");
+  std::string_view id = r.Raw(16);
+  if (r.ok()) m.id = ReplicaId::FromBytes(reinterpret_cast<const uint8_t*>(id.data()));
+  m.clock = r.Fixed64();
+  m.vv = engine::DecodeVersionVector(r);
+  if (r.ok() && r.remaining()) r.Fail("trailing bytes");
+  if (!r.ok()) return r.status().With("replica meta");
+  return m;
+}
+
+}  // namespace tandem::storage
