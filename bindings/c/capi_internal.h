@@ -11,6 +11,7 @@
 #include <new>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "tandem.h"
@@ -36,26 +37,27 @@ struct CStatus {
       : code(ToC(s.code())), message(s.message()) {}
   CStatus(int c, std::string m) : code(c), message(std::move(m)) {}
   static int ToC(Code c) {
-    switch (c) {
-      case Code::kOk:
-        return TANDEM_OK;
-      case Code::kNotFound:
-        return TANDEM_NOT_FOUND;
-      case Code::kInvalidArgument:
-        return TANDEM_INVALID;
-      case Code::kCorrupt:
-        return TANDEM_CORRUPT;
-      case Code::kUnauthorized:
-        return TANDEM_UNAUTHORIZED;
-      case Code::kIo:
-        return TANDEM_IO;
-      case Code::kBusy:
-        return TANDEM_BUSY;
-      case Code::kUnsupported:
-        return TANDEM_UNSUPPORTED;
-    }
+    for (const auto& [code, c_code] : kCodes)
+      if (code == c) return c_code;
     return TANDEM_INTERNAL;
   }
+  // A C code as the engine's (TANDEM_IO for one the engine has no match for): what an
+  // app's callback returned.
+  static Code FromC(int c) {
+    for (const auto& [code, c_code] : kCodes)
+      if (c_code == c) return code;
+    return Code::kIo;
+  }
+  static constexpr std::pair<Code, int> kCodes[] = {
+      {Code::kOk, TANDEM_OK},
+      {Code::kNotFound, TANDEM_NOT_FOUND},
+      {Code::kInvalidArgument, TANDEM_INVALID},
+      {Code::kCorrupt, TANDEM_CORRUPT},
+      {Code::kUnauthorized, TANDEM_UNAUTHORIZED},
+      {Code::kIo, TANDEM_IO},
+      {Code::kBusy, TANDEM_BUSY},
+      {Code::kUnsupported, TANDEM_UNSUPPORTED},
+  };
   int code = TANDEM_OK;
   std::string message;
 };

@@ -14,23 +14,9 @@ CStatus HashOf(const char* hex, engine::BlobHash* out) {
 
 // A status a callback returned, as one of ours (TANDEM_IO when it is not a known code).
 Status FromCallback(int rc, const char* what) {
-  const std::string m = std::string(what) + " callback returned " + std::to_string(rc);
-  switch (rc) {
-    case TANDEM_NOT_FOUND:
-      return Status::NotFound(m);
-    case TANDEM_INVALID:
-      return Status::Invalid(m);
-    case TANDEM_CORRUPT:
-      return Status::Corrupt(m);
-    case TANDEM_UNAUTHORIZED:
-      return Status::Unauthorized(m);
-    case TANDEM_BUSY:
-      return Status::Busy(m);
-    case TANDEM_UNSUPPORTED:
-      return Status::Unsupported(m);
-    default:
-      return Status::Io(m);
-  }
+  // TANDEM_OK is not a failure: a callback that says so and still fails is an I/O error.
+  const Code code = rc == TANDEM_OK ? Code::kIo : CStatus::FromC(rc);
+  return Status(code, std::string(what) + " callback returned " + std::to_string(rc));
 }
 
 }  // namespace
