@@ -269,17 +269,34 @@ void Session::Send(DeltaBatch batch, std::vector<Message>* out) {
   out->emplace_back(std::in_place_type<DeltaBatch>, std::move(batch));
 }
 
-Status Session::StartPieces(const FieldDelta& d, const DeltaPage& page) {
+Result<bool> Session::StartPieces(const FieldDelta& d, const DeltaPage& page) {
   const std::string name = d.key.collection + "/" + d.key.record + "." + d.key.field;
-  if (!peer_pieces_)
-    return Status::Unsupported("field " + name +
-                               " is too large for one message, and the peer's version of "
-                               "tandem cannot take it in pieces: upgrade it");
-  auto encoded = EncodeDelta(d.key, d.state);
-  if (!encoded.ok()) return encoded.status().With("field " + name);
-  if (encoded->size() > kMaxPieceTotal)
-    return Status::Unsupported("field " + name + " is too large to sync (" +
-                               std::to_string(encoded->size()) + " bytes)");
+  Result<std::string> encoded = std::string();
+  std::string why;
+  if (!peer_pieces_) {
+    why =
+        "too large for one message, and the peer's version of tandem cannot take it in "
+        "pieces: upgrade it";
+  } else {
+    encoded = EncodeDelta(d.key, d.state);
+    if (!encoded.ok()) return encoded.status().With("field " + name);
+    const size_t most = std::min(opt_.max_state_bytes, kMaxPieceTotal);
+    if (encoded->size() > most)
+      why = std::to_string(encoded->size()) + " bytes, more than the " + std::to_string(most) +
+            " a field state may have to sync";
+  }
+  if (!why.empty()) {
+    // Withheld, and every other field goes on. Our CaughtUp must not claim its events,
+    // or the peer would count it held and never ask again.
+    ++stats_.fields_withheld;
+    if (stats_.withheld.size() < SessionStats::kMaxWithheldNamed)
+      stats_.withheld.push_back("field " + name + " withheld: " + why);
+    for (const auto& [r, n] : d.state.ctx.entries()) {
+      auto [it, fresh] = withheld_cap_.emplace(r, n - 1);
+      if (!fresh) it->second = std::min(it->second, n - 1);
+    }
+    return false;
+  }
   out_pieces_ = std::move(*encoded);
   out_piece_offset_ = 0;
   out_piece_digest_ = ChunkHash(out_pieces_);
@@ -291,7 +308,7 @@ Status Session::StartPieces(const FieldDelta& d, const DeltaPage& page) {
   out_piece_cursor_ = page.next_cursor;
   out_piece_mark_ = page.log_end;
   stats_.log_entries_scanned += page.scanned;
-  return Status::Ok();
+  return true;
 }
 
 void Session::SendPiece(std::vector<Message>* out) {
@@ -460,9 +477,17 @@ Status Session::Pump(std::vector<Message>* out) {
         const auto& d = page.deltas[0];
         if (WireSizeBound(d) > kMaxBatchBodyBound && Sendable(d.key)) {
           // Too large for any batch: it goes in pieces, after the batch that ends here
-          // (the log entries skipped before it).
-          TANDEM_RETURN_IF_ERROR(StartPieces(d, page));
-          break;
+          // (the log entries skipped before it); or, withheld, not at all.
+          TANDEM_ASSIGN_OR_RETURN(const bool in_pieces, StartPieces(d, page));
+          if (in_pieces) break;
+          stats_.log_entries_scanned += page.scanned;
+          batch.mark = std::max(batch.mark, page.log_end);
+          cursor = page.next_cursor;
+          if (page.done) {
+            done = true;
+            break;
+          }
+          continue;
         }
       }
       stats_.log_entries_scanned += page.scanned;
@@ -483,7 +508,9 @@ Status Session::Pump(std::vector<Message>* out) {
       Send(std::move(batch), out);
     }
     if (done) {
-      out->emplace_back(std::in_place_type<CaughtUp>, CaughtUp{send_cursor_, snapshot_vv_});
+      VersionVector claim = snapshot_vv_;
+      for (const auto& [r, n] : withheld_cap_) claim.Cap(r, n);
+      out->emplace_back(std::in_place_type<CaughtUp>, CaughtUp{send_cursor_, std::move(claim)});
       ++stats_.caught_up_sent;
       sent_caught_up_ = true;
       streaming_ = false;

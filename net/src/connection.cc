@@ -152,7 +152,8 @@ void Conn::AfterProgress() {
     reported_caught_up_ = true;
     UpdateStatus();
     d_.Log("caught up with " + Who() + ": " + std::to_string(s.fields_applied) +
-           " fields received, " + std::to_string(s.fields_sent) + " sent");
+           " fields received, " + std::to_string(s.fields_sent) + " sent" +
+           (s.fields_withheld ? ", " + std::to_string(s.fields_withheld) + " withheld" : ""));
     if (s.rebased)
       d_.Log("rebased on " + Who() + ", which had collected deletions this replica missed: " +
              std::to_string(s.rebased_fields) + " field states dropped what it removed");
@@ -165,6 +166,9 @@ void Conn::AfterProgress() {
     e.fields_sent = s.fields_sent;
     d_.Emit(std::move(e));
   }
+  // A field state too large to send (or to send this peer) holds nothing else back.
+  for (; withheld_logged_ < s.withheld.size(); ++withheld_logged_)
+    d_.Log(s.withheld[withheld_logged_] + " (to " + Who() + "); the other fields still go");
   if (s.blobs_received > blobs_logged_in_ || s.blobs_sent > blobs_logged_out_) {
     UpdateStatus();
     if (s.blobs_received > blobs_logged_in_)

@@ -198,6 +198,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   bool final_queued_ = false, final_received_ = false, writer_running_ = false;
   bool reported_caught_up_ = false;
   uint64_t blobs_logged_in_ = 0, blobs_logged_out_ = 0;  // blobs the log has told of
+  size_t withheld_logged_ = 0;  // field states withheld, of those the session names
   uint64_t caught_up_seen_ = 0;
   bool established_ = false;    // both stream headers exchanged
   bool noted_replica_ = false;  // the peer's replica id is in its trust record

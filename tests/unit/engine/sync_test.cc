@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "sync_harness.h"
 
 namespace tandem::engine {
@@ -558,19 +560,88 @@ TEST(Sync, PiecesResumeAfterACutAndTheLargestValueSyncs) {
   EXPECT_FALSE(b.replica.Peer(a.replica.Meta()->id)->pieces);
 }
 
-// A peer whose build cannot take pieces gets a clear error naming the field, not a stall.
-TEST(Sync, APeerThatTakesNoPiecesIsToldWhichFieldIsTooLarge) {
+// A field's state as stored.
+std::optional<FieldState> StateOf(Node& n, const FieldKey& key) {
+  std::optional<FieldState> out;
+  auto txn = n.replica.store().BeginRead();
+  if (!txn.ok() || !(*txn)->GetField(key, &out).ok()) return std::nullopt;
+  return out;
+}
+
+// A peer whose build cannot take pieces gets every other field, and is never told it
+// holds the one it could not take.
+TEST(Sync, APeerThatTakesNoPiecesGetsEveryOtherField) {
   Node a(1);
+  ASSERT_TRUE(a.replica.Put("docs", "before", {{"x", Value{int64_t{1}}}}).ok());
   for (int i = 0; i < 4; ++i)
     ASSERT_TRUE(
         a.replica.Add("docs", "set", "photos", Value{std::string(400'000, char('a' + i))}).ok());
+  ASSERT_TRUE(a.replica.Put("docs", "after", {{"x", Value{int64_t{2}}}}).ok());
   Session s(a.replica, {});
   std::vector<Message> out;
   ASSERT_TRUE(s.Start(&out).ok());
   ASSERT_TRUE(s.Receive(Hello{kProtocolVersion, Rid(2), {}, {}, false, {}}, &out).ok());
-  Status st = s.Receive(SyncRequest{{}, 0}, &out);
-  EXPECT_EQ(st.code(), Code::kUnsupported);
-  EXPECT_NE(st.message().find("docs/set.photos"), std::string::npos) << st.ToString();
+  out.clear();
+  ASSERT_TRUE(s.Receive(SyncRequest{{}, 0}, &out).ok());
+  std::set<std::string> sent;
+  const CaughtUp* caught_up = nullptr;
+  for (const auto& m : out) {
+    if (const auto* b = std::get_if<DeltaBatch>(&m)) {
+      EXPECT_FALSE(b->piece);
+      for (const auto& d : b->deltas) sent.insert(d.key.record);
+    }
+    if (const auto* c = std::get_if<CaughtUp>(&m)) caught_up = c;
+  }
+  EXPECT_EQ(sent, (std::set<std::string>{"before", "after"}));
+  ASSERT_NE(caught_up, nullptr);
+  EXPECT_EQ(s.stats().fields_withheld, 1u);
+  ASSERT_EQ(s.stats().withheld.size(), 1u);
+  EXPECT_NE(s.stats().withheld[0].find("docs/set.photos"), std::string::npos);
+  EXPECT_NE(s.stats().withheld[0].find("upgrade it"), std::string::npos);
+  // The claim leaves the set's events out: the peer still lacks them, and says so.
+  const std::optional<FieldState> set = StateOf(a, {"docs", "set", "photos"});
+  ASSERT_TRUE(set);
+  EXPECT_FALSE(caught_up->vv.Covers(set->ctx));
+}
+
+// A field state over the limit of what syncs holds nothing else back, is never counted
+// as held by the peer, and goes once it changes and fits.
+TEST(Sync, AFieldStateOverTheLimitIsWithheldAndGoesOnceItFits) {
+  Node a(1), b(2);
+  SessionOptions small;
+  small.max_state_bytes = 1 << 20;
+  ASSERT_TRUE(a.replica.Put("docs", "before", {{"x", Value{int64_t{1}}}}).ok());
+  for (int i = 0; i < 4; ++i)
+    ASSERT_TRUE(
+        a.replica.Add("docs", "set", "photos", Value{std::string(400'000, char('a' + i))}).ok());
+  ASSERT_TRUE(a.replica.Put("docs", "after", {{"x", Value{int64_t{2}}}}).ok());
+  {
+    Link link(a, b, small, small);
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_TRUE(link.sa.caught_up() && link.sb.caught_up());
+    EXPECT_EQ(link.sa.stats().fields_withheld, 1u);
+  }
+  EXPECT_TRUE(b.replica.Get("docs", "before").ok());
+  EXPECT_TRUE(b.replica.Get("docs", "after").ok());
+  EXPECT_FALSE(b.replica.Get("docs", "set").ok());
+  const std::optional<FieldState> set = StateOf(a, {"docs", "set", "photos"});
+  ASSERT_TRUE(set);
+  EXPECT_FALSE(b.replica.Meta()->vv.Covers(set->ctx)) << "b must not count the set held";
+  // Another session sends it no more than the first (it did not change)...
+  {
+    Link link(a, b, small, small);
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_EQ(link.sa.stats().fields_sent, 0u);
+  }
+  // ...and once it shrinks under the limit, it goes.
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(
+        a.replica.Remove("docs", "set", "photos", Value{std::string(400'000, char('a' + i))}).ok());
+  Link link(a, b, small, small);
+  ASSERT_TRUE(link.Run().ok());
+  EXPECT_EQ(link.sa.stats().fields_withheld, 0u);
+  EXPECT_EQ(b.replica.Get("docs", "set")->fields.at("photos").set.size(), 1u);
+  EXPECT_EQ(a.Dump(), b.Dump());
 }
 
 TEST(Sync, AClockFarInTheFutureDoesNotDragOursAlong) {

@@ -33,13 +33,16 @@ namespace tandem::engine {
 
 inline constexpr uint32_t kProtocolVersion = 1;
 // The most a batch body may hold (by WireSizeBound), so that every encoded message fits
-// the 1 MiB frame even uncompressed. A single field state larger than this cannot be
-// synced yet: the session ends with an error naming it (no silent stall).
+// the 1 MiB frame even uncompressed. A single field state larger than this travels in
+// pieces (below).
 inline constexpr size_t kMaxBatchBodyBound = 900 << 10;
 // A field state larger than that travels in pieces of at most kPieceBytes, one per
 // DeltaBatch (DeltaBatch::piece), to a peer that takes them (Hello::pieces); the
 // receiver stores each (Replica::HoldPiece), so that a cut resumes at the piece it
-// stopped at, and applies the state when the last arrives. At most kMaxPieceTotal bytes.
+// stopped at, and applies the state when the last arrives. At most kMaxPieceTotal bytes:
+// a larger state, or one in pieces for a peer that cannot take them, is withheld
+// (SessionStats::withheld) and every other field still goes; the sender's CaughtUp then
+// claims none of its events, and it goes once it changes and fits.
 inline constexpr size_t kPieceBytes = 512 << 10;
 inline constexpr size_t kMaxPieceTotal = size_t{256} << 20;
 static_assert(kPieceBytes == kBlobChunkBytes, "pieces are stored as chunks");
@@ -158,6 +161,8 @@ struct SessionOptions {
   // Which collections' blobs wait until a reader asks for them (Replica::RequestBlob):
   // none: every blob a field references is fetched as soon as the field arrives.
   std::function<bool(const std::string& collection)> lazy_blobs;
+  // The largest field state sent (encoded; at most kMaxPieceTotal, lower for tests).
+  size_t max_state_bytes = kMaxPieceTotal;
 };
 
 struct SessionStats {
@@ -172,6 +177,11 @@ struct SessionStats {
   uint64_t blobs_received = 0, blob_bytes_received = 0;  // completed here (bytes: this session's)
   uint64_t blobs_sent = 0, blob_bytes_sent = 0;
   uint64_t blobs_missing = 0;  // asked for, but the peer could not send them
+  // Field states not sent: too large, or in pieces for a peer that cannot take them
+  // (kMaxPieceTotal). Why, for the first kMaxWithheldNamed of them.
+  uint64_t fields_withheld = 0;
+  std::vector<std::string> withheld;
+  static constexpr size_t kMaxWithheldNamed = 8;
 };
 
 class Session {
@@ -207,7 +217,8 @@ class Session {
  private:
   Status Pump(std::vector<Message>* out);
   void Send(DeltaBatch batch, std::vector<Message>* out);  // from our cursor to its
-  Status StartPieces(const FieldDelta& d, const DeltaPage& page);
+  // Starts sending `d` in pieces; false if it is withheld instead.
+  Result<bool> StartPieces(const FieldDelta& d, const DeltaPage& page);
   void SendPiece(std::vector<Message>* out);
   Status ReceivePiece(const DeltaBatch& b, std::vector<Message>* out);
   Status DropHeldPieces();
@@ -235,6 +246,8 @@ class Session {
   uint64_t skip_to_ = 0;  // the first batch reads our log from here (Replica::SkipHeld)
   uint64_t peer_acked_ = 0;
   VersionVector snapshot_vv_;
+  // Below the events of every field state withheld: our CaughtUp claims none of them.
+  std::map<ReplicaId, uint64_t> withheld_cap_;
   bool streaming_ = false;
   bool sent_caught_up_ = false;
   size_t unacked_ = 0;
