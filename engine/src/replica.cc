@@ -316,17 +316,13 @@ Result<uint64_t> Replica::CountUnheld(const PeerState& peer, size_t max_checked,
     *exact = !older;
   }
   uint64_t n = 0;
-  Status st;
-  TANDEM_RETURN_IF_ERROR(txn->ScanLog(since, [&](uint64_t seq, const FieldKey& k) {
-    if (!peer.delivery.Allows(k.collection)) return true;  // it does not receive these
-    if (seq <= peer.delivered) return true;
-    std::optional<FieldState> f;
-    st = txn->GetField(k, &f);
-    if (!st.ok()) return false;
-    if (f && !peer.vv.Covers(f->ctx)) ++n;
-    return true;
-  }));
-  TANDEM_RETURN_IF_ERROR(st);
+  TANDEM_RETURN_IF_ERROR(
+      txn->ScanLogFields(since, [&](uint64_t seq, const FieldKey& k, FieldState* f) {
+        if (!f || !peer.delivery.Allows(k.collection)) return true;  // stale, or not for it
+        if (seq <= peer.delivered) return true;
+        if (!peer.vv.Covers(f->ctx)) ++n;
+        return true;
+      }));
   return n;
 }
 
@@ -366,32 +362,25 @@ Result<DeltaPage> Replica::CollectDeltas(uint64_t since, size_t limit, const Ver
   page.next_cursor = since;
   size_t n = 0, bytes = 0;
   uint64_t previous = since;
-  Status st;
-  TANDEM_RETURN_IF_ERROR(txn->ScanLog(since, [&](uint64_t seq, const FieldKey& k) {
-    if (n >= limit) return false;
-    ++n;
-    ++page.scanned;
-    previous = page.next_cursor;
-    page.next_cursor = seq;
-    std::optional<FieldState> s;
-    st = txn->GetField(k, &s);
-    if (!st.ok()) return false;
-    if (!s) {
-      st = Status::Corrupt("change log names a missing field");
-      return false;
-    }
-    if (skip && skip->Covers(s->ctx)) return true;
-    FieldDelta d{k, std::move(*s)};
-    const size_t size = WireSizeBound(d);
-    if (!page.deltas.empty() && bytes + size > max_bytes) {
-      page.next_cursor = previous;  // this one starts the next page
-      return false;
-    }
-    bytes += size;
-    page.deltas.push_back(std::move(d));
-    return true;
-  }));
-  TANDEM_RETURN_IF_ERROR(st);
+  TANDEM_RETURN_IF_ERROR(
+      txn->ScanLogFields(since, [&](uint64_t seq, const FieldKey& k, FieldState* s) {
+        if (n >= limit) return false;
+        ++n;
+        ++page.scanned;
+        previous = page.next_cursor;
+        page.next_cursor = seq;
+        if (!s) return true;  // stale: the field's later entry carries it
+        if (skip && skip->Covers(s->ctx)) return true;
+        FieldDelta d{k, std::move(*s)};
+        const size_t size = WireSizeBound(d);
+        if (!page.deltas.empty() && bytes + size > max_bytes) {
+          page.next_cursor = previous;  // this one starts the next page
+          return false;
+        }
+        bytes += size;
+        page.deltas.push_back(std::move(d));
+        return true;
+      }));
   uint64_t last = 0;
   TANDEM_RETURN_IF_ERROR(txn->LastLogSeq(&last));
   page.done = page.next_cursor >= last;

@@ -2,6 +2,21 @@
 
 namespace tandem::engine {
 
+Status ReadTxn::ScanLogFields(uint64_t since, const LogFieldFn& fn) {
+  Status st;
+  TANDEM_RETURN_IF_ERROR(ScanLog(since, [&](uint64_t seq, const FieldKey& key) {
+    std::optional<FieldState> s;
+    st = GetField(key, &s);
+    if (!st.ok()) return false;
+    if (!s) {
+      st = Status::Corrupt("change log names a missing field");
+      return false;
+    }
+    return fn(seq, key, &*s);
+  }));
+  return st;
+}
+
 void LogHull::Checkpoint(uint64_t seq) {
   if (seq <= base) return;  // nothing the hull knows of
   if (!checkpoints.empty()) {

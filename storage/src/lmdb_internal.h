@@ -259,6 +259,7 @@ struct LmdbStore::Impl {
   // Where this process's change-log entries start (Options::first_log_seq); applied by
   // the first transaction that writes the log and commits.
   std::function<uint64_t(uint64_t)> first_log_seq;
+  size_t compact_floor = kCompactFloor, compact_slice = kCompactSlice;  // Options
   std::atomic<bool> log_started{false};
   // The format version as read at open, or as this process last wrote it (RaiseFormat).
   std::atomic<uint32_t> format{0};
@@ -571,11 +572,20 @@ class LmdbReader {
     return Status::Ok();
   }
 
-  Status ScanLog(uint64_t since, const engine::ReadTxn::LogFn& fn) {
+  // Change-log entries after `since`, ascending, until fn returns false: fn(seq, key
+  // bytes, value) gets the field's stored value when the entry is live (the value names
+  // its seq), null when it is stale (a later write of the field appended another entry,
+  // or the field is gone). Stale entries are left for LmdbWriteTxn::CompactLog, so that
+  // a write does not touch the page of the field's previous entry.
+  template <typename Fn>
+  Status ScanLogEntries(uint64_t since, Fn fn) {
     MDB_cursor* cur;
     int rc = mdb_cursor_open(txn_, impl_->log, &cur);
     if (rc) return LmdbError(rc, "open cursor");
-    if (since == UINT64_MAX) return Status::Ok();  // nothing can come after
+    if (since == UINT64_MAX) {  // nothing can come after
+      mdb_cursor_close(cur);
+      return Status::Ok();
+    }
     uint64_t start = since + 1;
     MDB_val k{8, &start}, v;
     Status st;
@@ -587,16 +597,55 @@ class LmdbReader {
         break;
       }
       std::memcpy(&seq, k.mv_data, 8);
-      FieldKey key;
-      if (!impl_->DecodeKey(View(v), &key)) {
-        st = Status::Corrupt("change-log entry names a malformed key");
+      MDB_val fk = v, fv;
+      int r = mdb_get(txn_, impl_->fields, &fk, &fv);
+      bool live = false;
+      if (r == 0) {
+        uint64_t at;
+        std::string_view ignored;
+        if (!(st = SplitValue(View(fv), &at, &ignored)).ok()) break;
+        live = at == seq;
+      } else if (r != MDB_NOTFOUND) {
+        st = LmdbError(r, "read field");
         break;
       }
-      if (!fn(seq, key)) break;
+      if (!fn(seq, View(v), live ? &fv : nullptr, &st)) break;
     }
     mdb_cursor_close(cur);
     if (st.ok() && rc != 0 && rc != MDB_NOTFOUND) return LmdbError(rc, "scan log");
     return st;
+  }
+
+  // The live entries: each field once, at its latest change.
+  Status ScanLog(uint64_t since, const engine::ReadTxn::LogFn& fn) {
+    return ScanLogEntries(since,
+                          [&](uint64_t seq, std::string_view k, const MDB_val* value, Status* st) {
+                            if (!value) return true;
+                            FieldKey key;
+                            if (!impl_->DecodeKey(k, &key)) {
+                              *st = Status::Corrupt("change-log entry names a malformed key");
+                              return false;
+                            }
+                            return fn(seq, key);
+                          });
+  }
+
+  // Every entry with its field's state (one lookup for both); null for a stale one.
+  Status ScanLogFields(uint64_t since, const engine::ReadTxn::LogFieldFn& fn) {
+    return ScanLogEntries(since, [&](uint64_t seq, std::string_view k, const MDB_val* value,
+                                     Status* st) {
+      FieldKey key;
+      if (!impl_->DecodeKey(k, &key)) {
+        *st = Status::Corrupt("change-log entry names a malformed key");
+        return false;
+      }
+      if (!value) return fn(seq, key, nullptr);
+      FieldState s;
+      if (!(*st = DecodeField(*value, &s).With(key.collection + "/" + key.record + "." + key.field))
+               .ok())
+        return false;
+      return fn(seq, key, &s);
+    });
   }
 
   Status GetPeer(const ReplicaId& peer, engine::PeerState* out) {

@@ -104,6 +104,9 @@ class LmdbReadTxn : public engine::ReadsThrough<engine::ReadTxn, LmdbReader> {
   LmdbReadTxn(LmdbStore::Impl* impl, MDB_txn* txn, std::shared_lock<std::shared_mutex> lock)
       : ReadsThrough(impl, txn), lock_(std::move(lock)), txn_(txn) {}
   ~LmdbReadTxn() override { mdb_txn_abort(txn_); }
+  Status ScanLogFields(uint64_t since, const engine::ReadTxn::LogFieldFn& fn) override {
+    return reader_.ScanLogFields(since, fn);
+  }
 
  private:
   std::shared_lock<std::shared_mutex> lock_;
@@ -155,6 +158,9 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     last_seq_known_ = true;
     *out = std::move(s);
     return Status::Ok();
+  }
+  Status ScanLogFields(uint64_t since, const engine::ReadTxn::LogFieldFn& fn) override {
+    return reader_.ScanLogFields(since, fn);
   }
   Status PutPeer(const ReplicaId& peer, const engine::PeerState& state) override {
     // A peer's state that says where its log ended needs format 3.
@@ -220,6 +226,18 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     CloseCursors();
     fields_end_.reset();
     last_seq_known_ = false;
+    // Stale change-log entries are not worth copying.
+    std::vector<uint64_t> stale;
+    TANDEM_RETURN_IF_ERROR(reader_.ScanLogEntries(
+        0, [&](uint64_t seq, std::string_view, const MDB_val* value, Status*) {
+          if (!value) stale.push_back(seq);
+          return true;
+        }));
+    for (uint64_t seq : stale) {
+      MDB_val lk{8, &seq};
+      int rc = mdb_del(txn_, impl_->log, &lk, nullptr);
+      if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "repack log");
+    }
     struct Table {
       MDB_dbi dbi;
       const char* temp;
@@ -274,6 +292,44 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   }
   Status DeleteChunk(const engine::BlobHash& h) override {
     return DeleteChunkEntry(*impl_, txn_, h);
+  }
+
+  // Removes stale change-log entries (ScanLogEntries), Options::compact_slice examined at
+  // a time from where the last slice stopped (meta `log-compact-at`), wrapping at the
+  // end; only when the stale ones are more than Options::compact_floor and a quarter of
+  // the fields. So the log stays within about 1.25 times the fields, and each slice
+  // rewrites a few pages of the log's past instead of one per overwrite.
+  Status CompactLog() {
+    MDB_stat log, fields;
+    if (int rc = mdb_stat(txn_, impl_->log, &log)) return impl_->Note(rc, "read log size");
+    if (int rc = mdb_stat(txn_, impl_->fields, &fields)) return impl_->Note(rc, "read fields size");
+    const size_t stale =
+        log.ms_entries > fields.ms_entries ? log.ms_entries - fields.ms_entries : 0;
+    if (stale <= impl_->compact_floor + fields.ms_entries / 4) return Status::Ok();
+    MDB_val k = Val("log-compact-at"), v;
+    uint64_t at = 0;
+    int rc = mdb_get(txn_, impl_->meta, &k, &v);
+    if (rc == 0 && v.mv_size == 8) std::memcpy(&at, v.mv_data, 8);
+    if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "read log compaction");
+    std::vector<uint64_t> drop;
+    size_t seen = 0;
+    uint64_t next = 0;  // the end: the next slice starts over
+    TANDEM_RETURN_IF_ERROR(reader_.ScanLogEntries(
+        at, [&](uint64_t seq, std::string_view, const MDB_val* value, Status*) {
+          if (seen++ == impl_->compact_slice) return false;
+          next = seq;
+          if (!value) drop.push_back(seq);
+          return true;
+        }));
+    if (seen <= impl_->compact_slice) next = 0;
+    for (uint64_t seq : drop) {
+      MDB_val lk{8, &seq};
+      rc = mdb_del(txn_, impl_->log, &lk, nullptr);
+      if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "compact log");
+    }
+    v = MDB_val{8, &next};
+    if ((rc = mdb_put(txn_, impl_->meta, &k, &v, 0))) return impl_->Note(rc, "compact log");
+    return Status::Ok();
   }
 
   // Records that no entry will ever have a position strictly between `from` and `to`.
@@ -335,9 +391,6 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
       }
     }
     last_seq_known_ = false;
-    // Read the newest log seq before removing this field's old entry: if that entry is
-    // the newest, removing it first would hand the same seq out again, and a peer whose
-    // cursor is at that seq would never see this change.
     if (!last_seq_) {
       TANDEM_RETURN_IF_ERROR(reader_.LastLogSeq(&last_seq_));
       if (!impl_->log_started.load(std::memory_order_relaxed)) {
@@ -352,11 +405,9 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     engine::Writer w(&value_);
     w.Varint(seq);
     TANDEM_RETURN_IF_ERROR(engine::EncodeFieldState(state, impl_->table, &value_));
-    if (old_seq) {
-      MDB_val ok{8, &old_seq};
-      rc = mdb_del(txn_, impl_->log, &ok, nullptr);
-      if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "write log");
-    }
+    // The field's previous entry stays, stale, until CompactLog: removing it here would
+    // write a page of the log's past for every field overwritten.
+    if (old_seq) left_stale_ = true;
     last_seq_ = seq;
     TANDEM_RETURN_IF_ERROR(LoadHull());
     if (!hull_->hull.Covers(state.ctx)) {
@@ -429,6 +480,10 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
 
   Status Commit() override {
     CloseCursors();
+    if (left_stale_) {
+      TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatLazyLog));
+      TANDEM_RETURN_IF_ERROR(CompactLog());
+    }
     if (hull_ && (last_seq_ || hull_dirty_)) {
       // Where the log ended when the hull was last kept up to date (GetLogHull).
       uint64_t end = last_seq_;
@@ -467,6 +522,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   std::string value_;
   MDB_cursor* fields_cur_ = nullptr;
   MDB_cursor* log_cur_ = nullptr;
+  bool left_stale_ = false;  // a field written again left its earlier log entry stale
   FieldKey last_field_;
   std::string last_key_;  // the field GetField read last, and its change-log seq
   uint64_t last_old_seq_ = 0;
@@ -542,6 +598,8 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
   enum { kSameOrigin, kNoOrigin, kMoved } origin = kSameOrigin;
   auto impl = std::make_unique<LmdbStore::Impl>();
   impl->first_log_seq = opt.first_log_seq ? opt.first_log_seq : FirstLogSeq;
+  impl->compact_floor = opt.compact_floor;
+  impl->compact_slice = std::max<size_t>(opt.compact_slice, 1);
   int rc = mdb_env_create(&impl->env);
   if (rc) return LmdbError(rc, "create environment");
   if ((rc = mdb_env_set_maxdbs(impl->env, 16)) || (rc = mdb_env_set_maxreaders(impl->env, 256)))

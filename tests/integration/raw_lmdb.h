@@ -54,4 +54,21 @@ inline std::string RawGet(const std::string& dir, const char* db, const std::str
   return out;
 }
 
+// How many entries database `db` holds (`flags` as it was made with: MDB_INTEGERKEY).
+inline size_t RawCount(const std::string& dir, const char* db, unsigned flags = 0) {
+  MDB_env* env;
+  EXPECT_EQ(mdb_env_create(&env), 0);
+  mdb_env_set_maxdbs(env, 8);
+  EXPECT_EQ(mdb_env_open(env, dir.c_str(), MDB_RDONLY, 0644), 0);
+  MDB_txn* txn;
+  EXPECT_EQ(mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn), 0);
+  MDB_dbi dbi;
+  EXPECT_EQ(mdb_dbi_open(txn, db, flags, &dbi), 0);
+  MDB_stat st{};
+  EXPECT_EQ(mdb_stat(txn, dbi, &st), 0);
+  mdb_txn_abort(txn);
+  mdb_env_close(env);
+  return st.ms_entries;
+}
+
 }  // namespace tandem::testing

@@ -168,6 +168,9 @@ class Sim {
     o.initial_map_bytes = 1 << 20;
     o.new_ids = [this] { return NewId(); };
     o.first_log_seq = [this](uint64_t newest) { return std::max(newest, now_ * 1000) + 1; };
+    // Stale log entries removed all the time, a few at a time, wherever sessions stand.
+    o.compact_floor = 2;
+    o.compact_slice = 3;
     return o;
   }
 

@@ -139,6 +139,12 @@ class ReadTxn {
   // appears once, at the position of its latest change.
   using LogFn = std::function<bool(uint64_t seq, const FieldKey& key)>;
   virtual Status ScanLog(uint64_t since, const LogFn& fn) = 0;
+  // The same with each field's state, which fn may move from. A store may keep entries a
+  // later write of their field made stale (and remove them later): it passes them with
+  // a null state, so that a reader's position passes them too. The default reads each
+  // field of ScanLog.
+  using LogFieldFn = std::function<bool(uint64_t seq, const FieldKey& key, FieldState* state)>;
+  virtual Status ScanLogFields(uint64_t since, const LogFieldFn& fn);
   // The sequence number of the newest change-log entry (0 if none).
   virtual Status LastLogSeq(uint64_t* out) = 0;
   // Whether no entry of this log ever had position `seq`: it lies in a gap the log

@@ -38,7 +38,16 @@ inline constexpr uint32_t kFormatMark = 3;
 inline constexpr uint32_t kFormatCollected = 4;
 // 5: blobs or blob references were written (a value an older build cannot decode).
 inline constexpr uint32_t kFormatBlobs = 5;
-inline constexpr uint32_t kFormatVersion = kFormatBlobs;  // the newest this build reads
+// 6: the change log may hold stale entries (a field written again leaves its earlier
+// entry until compaction), which an older build would read as live.
+inline constexpr uint32_t kFormatLazyLog = 6;
+inline constexpr uint32_t kFormatVersion = kFormatLazyLog;  // the newest this build reads
+
+// Stale change-log entries are removed at a commit that made more, once they are more
+// than kCompactFloor and a quarter of the fields: kCompactSlice entries examined at a
+// time (a repack, after a collection, removes them all).
+inline constexpr size_t kCompactFloor = 8192;
+inline constexpr size_t kCompactSlice = 4096;
 
 enum class Durability { kDurable, kRelaxed };
 
@@ -55,6 +64,10 @@ struct Options {
   // Where this store's change-log entries start, given the newest position in the log
   // (FirstLogSeq when empty). For the simulator's determinism.
   std::function<uint64_t(uint64_t newest)> first_log_seq;
+  // When stale change-log entries are removed, and how many are examined at a time
+  // (kCompactFloor, kCompactSlice). The simulator makes them small.
+  size_t compact_floor = kCompactFloor;
+  size_t compact_slice = kCompactSlice;
 };
 
 // Each process that writes a replica starts its change-log entries past the newest, at
