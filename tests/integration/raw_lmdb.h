@@ -36,38 +36,38 @@ inline void RawPut(const std::string& dir, const char* db, const std::string& ke
   RawPut(dir, db, key, &value);
 }
 
+// A read-only transaction on database `db` of the environment in `dir`.
+struct RawReader {
+  RawReader(const std::string& dir, const char* db, unsigned flags = 0) {
+    EXPECT_EQ(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 8);
+    EXPECT_EQ(mdb_env_open(env, dir.c_str(), MDB_RDONLY, 0644), 0);
+    EXPECT_EQ(mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn), 0);
+    EXPECT_EQ(mdb_dbi_open(txn, db, flags, &dbi), 0);
+  }
+  ~RawReader() {
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+  }
+  MDB_env* env = nullptr;
+  MDB_txn* txn = nullptr;
+  MDB_dbi dbi = 0;
+};
+
 // The value of `key` in database `db`; empty if there is none.
 inline std::string RawGet(const std::string& dir, const char* db, const std::string& key) {
-  MDB_env* env;
-  EXPECT_EQ(mdb_env_create(&env), 0);
-  mdb_env_set_maxdbs(env, 8);
-  EXPECT_EQ(mdb_env_open(env, dir.c_str(), MDB_RDONLY, 0644), 0);
-  MDB_txn* txn;
-  EXPECT_EQ(mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn), 0);
-  MDB_dbi dbi;
-  EXPECT_EQ(mdb_dbi_open(txn, db, 0, &dbi), 0);
+  RawReader r(dir, db);
   MDB_val k{key.size(), const_cast<char*>(key.data())}, v;
   std::string out;
-  if (mdb_get(txn, dbi, &k, &v) == 0) out.assign(static_cast<char*>(v.mv_data), v.mv_size);
-  mdb_txn_abort(txn);
-  mdb_env_close(env);
+  if (mdb_get(r.txn, r.dbi, &k, &v) == 0) out.assign(static_cast<char*>(v.mv_data), v.mv_size);
   return out;
 }
 
 // How many entries database `db` holds (`flags` as it was made with: MDB_INTEGERKEY).
 inline size_t RawCount(const std::string& dir, const char* db, unsigned flags = 0) {
-  MDB_env* env;
-  EXPECT_EQ(mdb_env_create(&env), 0);
-  mdb_env_set_maxdbs(env, 8);
-  EXPECT_EQ(mdb_env_open(env, dir.c_str(), MDB_RDONLY, 0644), 0);
-  MDB_txn* txn;
-  EXPECT_EQ(mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn), 0);
-  MDB_dbi dbi;
-  EXPECT_EQ(mdb_dbi_open(txn, db, flags, &dbi), 0);
+  RawReader r(dir, db, flags);
   MDB_stat st{};
-  EXPECT_EQ(mdb_stat(txn, dbi, &st), 0);
-  mdb_txn_abort(txn);
-  mdb_env_close(env);
+  EXPECT_EQ(mdb_stat(r.txn, r.dbi, &st), 0);
   return st.ms_entries;
 }
 
