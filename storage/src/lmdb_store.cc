@@ -226,18 +226,6 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     CloseCursors();
     fields_end_.reset();
     last_seq_known_ = false;
-    // Stale change-log entries are not worth copying.
-    std::vector<uint64_t> stale;
-    TANDEM_RETURN_IF_ERROR(reader_.ScanLogEntries(
-        0, [&](uint64_t seq, std::string_view, const MDB_val* value, Status*) {
-          if (!value) stale.push_back(seq);
-          return true;
-        }));
-    for (uint64_t seq : stale) {
-      MDB_val lk{8, &seq};
-      int rc = mdb_del(txn_, impl_->log, &lk, nullptr);
-      if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "repack log");
-    }
     struct Table {
       MDB_dbi dbi;
       const char* temp;
@@ -248,21 +236,32 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
       MDB_dbi temp;
       int rc = mdb_dbi_open(txn_, t.temp, MDB_CREATE | t.flags, &temp);
       if (!rc) rc = mdb_drop(txn_, temp, 0);  // left by a repack that failed: start empty
-      // Appending in key order fills each page: out to the copy, then back.
-      auto copy = [&](MDB_dbi from, MDB_dbi to) {
+      // Appending in key order fills each page: out to the copy, then back. Stale
+      // change-log entries (ScanLogEntries) are not copied.
+      auto copy = [&](MDB_dbi from, MDB_dbi to, bool live_only) {
         MDB_cursor* cur;
         int r = mdb_cursor_open(txn_, from, &cur);
         if (r) return r;
         MDB_val k, v;
         for (r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0;
-             r = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+             r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+          if (live_only) {
+            MDB_val fk = v, fv;
+            uint64_t seq = 0, at = 0;
+            std::string_view ignored;
+            if (k.mv_size == 8) std::memcpy(&seq, k.mv_data, 8);
+            if ((r = mdb_get(txn_, impl_->fields, &fk, &fv)) == MDB_NOTFOUND) continue;
+            if (r) break;
+            if (LmdbReader::SplitValue(View(fv), &at, &ignored).ok() && at != seq) continue;
+          }
           if ((r = mdb_put(txn_, to, &k, &v, MDB_APPEND))) break;
+        }
         mdb_cursor_close(cur);
         return r == MDB_NOTFOUND ? 0 : r;
       };
-      if (!rc) rc = copy(t.dbi, temp);
+      if (!rc) rc = copy(t.dbi, temp, t.dbi == impl_->log);
       if (!rc) rc = mdb_drop(txn_, t.dbi, 0);
-      if (!rc) rc = copy(temp, t.dbi);
+      if (!rc) rc = copy(temp, t.dbi, false);
       if (!rc) rc = mdb_drop(txn_, temp, 1);
       if (rc) return impl_->Note(rc, std::string("repack ") + t.temp);
     }
