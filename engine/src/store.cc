@@ -17,6 +17,12 @@ Status ReadTxn::ScanLogFields(uint64_t since, const LogFieldFn& fn) {
   return st;
 }
 
+Status ReadTxn::CountLog(uint64_t since, uint64_t cap, uint64_t* out) {
+  *out = 0;
+  if (cap == 0) return Status::Ok();
+  return ScanLog(since, [&](uint64_t, const FieldKey&) { return ++*out < cap; });
+}
+
 void LogHull::Checkpoint(uint64_t seq) {
   if (seq <= base) return;  // nothing the hull knows of
   if (!checkpoints.empty()) {

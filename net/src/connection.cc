@@ -201,8 +201,7 @@ std::optional<uint64_t> CountLog(engine::Replica& r, uint64_t since, uint64_t ca
   auto txn = r.store().BeginRead();
   if (!txn.ok()) return std::nullopt;
   uint64_t n = 0;
-  Status st = (*txn)->ScanLog(since, [&](uint64_t, const engine::FieldKey&) { return ++n < cap; });
-  if (!st.ok()) return std::nullopt;
+  if (!(*txn)->CountLog(since, cap, &n).ok()) return std::nullopt;
   return n;
 }
 

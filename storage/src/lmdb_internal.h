@@ -1,5 +1,6 @@
 // The LMDB store's insides, shared by its source files (one per responsibility):
 //   lmdb_store.cc  the environment: opening and creating, the map, transactions
+//   log.cc         the change log: its live entries, compaction, repack
 //   backup.cc      backup and restore of a replica directory
 //   check.cc       the integrity check
 #pragma once
@@ -572,81 +573,13 @@ class LmdbReader {
     return Status::Ok();
   }
 
-  // Change-log entries after `since`, ascending, until fn returns false: fn(seq, key
-  // bytes, value) gets the field's stored value when the entry is live (the value names
-  // its seq), null when it is stale (a later write of the field appended another entry,
-  // or the field is gone). Stale entries are left for LmdbWriteTxn::CompactLog, so that
-  // a write does not touch the page of the field's previous entry.
-  template <typename Fn>
-  Status ScanLogEntries(uint64_t since, Fn fn) {
-    MDB_cursor* cur;
-    int rc = mdb_cursor_open(txn_, impl_->log, &cur);
-    if (rc) return LmdbError(rc, "open cursor");
-    if (since == UINT64_MAX) {  // nothing can come after
-      mdb_cursor_close(cur);
-      return Status::Ok();
-    }
-    uint64_t start = since + 1;
-    MDB_val k{8, &start}, v;
-    Status st;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-      uint64_t seq;
-      if (k.mv_size != 8) {
-        st = Status::Corrupt("change-log key has the wrong size");
-        break;
-      }
-      std::memcpy(&seq, k.mv_data, 8);
-      MDB_val fk = v, fv;
-      int r = mdb_get(txn_, impl_->fields, &fk, &fv);
-      bool live = false;
-      if (r == 0) {
-        uint64_t at;
-        std::string_view ignored;
-        if (!(st = SplitValue(View(fv), &at, &ignored)).ok()) break;
-        live = at == seq;
-      } else if (r != MDB_NOTFOUND) {
-        st = LmdbError(r, "read field");
-        break;
-      }
-      if (!fn(seq, View(v), live ? &fv : nullptr, &st)) break;
-    }
-    mdb_cursor_close(cur);
-    if (st.ok() && rc != 0 && rc != MDB_NOTFOUND) return LmdbError(rc, "scan log");
-    return st;
-  }
-
-  // The live entries: each field once, at its latest change.
-  Status ScanLog(uint64_t since, const engine::ReadTxn::LogFn& fn) {
-    return ScanLogEntries(since,
-                          [&](uint64_t seq, std::string_view k, const MDB_val* value, Status* st) {
-                            if (!value) return true;
-                            FieldKey key;
-                            if (!impl_->DecodeKey(k, &key)) {
-                              *st = Status::Corrupt("change-log entry names a malformed key");
-                              return false;
-                            }
-                            return fn(seq, key);
-                          });
-  }
-
+  // The change log's live entries after `since`, ascending, until fn returns false: each
+  // field once, at its latest change (log.cc).
+  Status ScanLog(uint64_t since, const engine::ReadTxn::LogFn& fn);
   // Every entry with its field's state (one lookup for both); null for a stale one.
-  Status ScanLogFields(uint64_t since, const engine::ReadTxn::LogFieldFn& fn) {
-    return ScanLogEntries(since, [&](uint64_t seq, std::string_view k, const MDB_val* value,
-                                     Status* st) {
-      FieldKey key;
-      if (!impl_->DecodeKey(k, &key)) {
-        *st = Status::Corrupt("change-log entry names a malformed key");
-        return false;
-      }
-      if (!value) return fn(seq, key, nullptr);
-      FieldState s;
-      if (!(*st = DecodeField(*value, &s).With(key.collection + "/" + key.record + "." + key.field))
-               .ok())
-        return false;
-      return fn(seq, key, &s);
-    });
-  }
+  Status ScanLogFields(uint64_t since, const engine::ReadTxn::LogFieldFn& fn);
+  // Its entries after `since`, stale ones too, to `cap` at most: no field is read.
+  Status CountLog(uint64_t since, uint64_t cap, uint64_t* out);
 
   Status GetPeer(const ReplicaId& peer, engine::PeerState* out) {
     MDB_val k{16, const_cast<uint8_t*>(peer.bytes.data())}, v;
@@ -787,6 +720,17 @@ Status DeleteBlobEntries(LmdbStore::Impl& impl, MDB_txn* txn, const engine::Blob
 Status PutChunkEntry(LmdbStore::Impl& impl, MDB_txn* txn, const engine::BlobHash& h,
                      std::string_view bytes);
 Status DeleteChunkEntry(LmdbStore::Impl& impl, MDB_txn* txn, const engine::BlobHash& h);
+
+// Upkeep of the change log, in a write transaction (log.cc). CompactLog removes stale
+// entries (a later write of their field appended another, or the field is gone),
+// Options::compact_slice examined at a time from where the last slice stopped (meta
+// `log-compact-at`), wrapping at the end; only when the stale ones are more than
+// Options::compact_floor and a quarter of the fields. So the log stays within about 1.25
+// times the fields, and each slice rewrites a few pages of the log's past instead of one
+// per overwrite. RepackFieldsAndLog rewrites both tables in key order, each page full,
+// leaving every stale entry behind.
+Status CompactLog(LmdbStore::Impl& impl, MDB_txn* txn);
+Status RepackFieldsAndLog(LmdbStore::Impl& impl, MDB_txn* txn);
 
 // `dir` is missing or an empty directory; else kInvalidArgument naming `what`.
 Status CheckEmptyOrMissing(const std::string& dir, const char* what);

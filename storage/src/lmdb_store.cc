@@ -107,6 +107,9 @@ class LmdbReadTxn : public engine::ReadsThrough<engine::ReadTxn, LmdbReader> {
   Status ScanLogFields(uint64_t since, const engine::ReadTxn::LogFieldFn& fn) override {
     return reader_.ScanLogFields(since, fn);
   }
+  Status CountLog(uint64_t since, uint64_t cap, uint64_t* out) override {
+    return reader_.CountLog(since, cap, out);
+  }
 
  private:
   std::shared_lock<std::shared_mutex> lock_;
@@ -161,6 +164,9 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   }
   Status ScanLogFields(uint64_t since, const engine::ReadTxn::LogFieldFn& fn) override {
     return reader_.ScanLogFields(since, fn);
+  }
+  Status CountLog(uint64_t since, uint64_t cap, uint64_t* out) override {
+    return reader_.CountLog(since, cap, out);
   }
   Status PutPeer(const ReplicaId& peer, const engine::PeerState& state) override {
     // A peer's state that says where its log ended needs format 3.
@@ -226,46 +232,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     CloseCursors();
     fields_end_.reset();
     last_seq_known_ = false;
-    struct Table {
-      MDB_dbi dbi;
-      const char* temp;
-      unsigned flags;
-    };
-    for (const Table& t : {Table{impl_->fields, "repack-fields", 0u},
-                           Table{impl_->log, "repack-log", unsigned{MDB_INTEGERKEY}}}) {
-      MDB_dbi temp;
-      int rc = mdb_dbi_open(txn_, t.temp, MDB_CREATE | t.flags, &temp);
-      if (!rc) rc = mdb_drop(txn_, temp, 0);  // left by a repack that failed: start empty
-      // Appending in key order fills each page: out to the copy, then back. Stale
-      // change-log entries (ScanLogEntries) are not copied.
-      auto copy = [&](MDB_dbi from, MDB_dbi to, bool live_only) {
-        MDB_cursor* cur;
-        int r = mdb_cursor_open(txn_, from, &cur);
-        if (r) return r;
-        MDB_val k, v;
-        for (r = mdb_cursor_get(cur, &k, &v, MDB_FIRST); r == 0;
-             r = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-          if (live_only) {
-            MDB_val fk = v, fv;
-            uint64_t seq = 0, at = 0;
-            std::string_view ignored;
-            if (k.mv_size == 8) std::memcpy(&seq, k.mv_data, 8);
-            if ((r = mdb_get(txn_, impl_->fields, &fk, &fv)) == MDB_NOTFOUND) continue;
-            if (r) break;
-            if (LmdbReader::SplitValue(View(fv), &at, &ignored).ok() && at != seq) continue;
-          }
-          if ((r = mdb_put(txn_, to, &k, &v, MDB_APPEND))) break;
-        }
-        mdb_cursor_close(cur);
-        return r == MDB_NOTFOUND ? 0 : r;
-      };
-      if (!rc) rc = copy(t.dbi, temp, t.dbi == impl_->log);
-      if (!rc) rc = mdb_drop(txn_, t.dbi, 0);
-      if (!rc) rc = copy(temp, t.dbi, false);
-      if (!rc) rc = mdb_drop(txn_, temp, 1);
-      if (rc) return impl_->Note(rc, std::string("repack ") + t.temp);
-    }
-    return Status::Ok();
+    return RepackFieldsAndLog(*impl_, txn_);
   }
   Status PutCollected(const engine::VersionVector& collected) override {
     TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatCollected));
@@ -291,44 +258,6 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   }
   Status DeleteChunk(const engine::BlobHash& h) override {
     return DeleteChunkEntry(*impl_, txn_, h);
-  }
-
-  // Removes stale change-log entries (ScanLogEntries), Options::compact_slice examined at
-  // a time from where the last slice stopped (meta `log-compact-at`), wrapping at the
-  // end; only when the stale ones are more than Options::compact_floor and a quarter of
-  // the fields. So the log stays within about 1.25 times the fields, and each slice
-  // rewrites a few pages of the log's past instead of one per overwrite.
-  Status CompactLog() {
-    MDB_stat log, fields;
-    if (int rc = mdb_stat(txn_, impl_->log, &log)) return impl_->Note(rc, "read log size");
-    if (int rc = mdb_stat(txn_, impl_->fields, &fields)) return impl_->Note(rc, "read fields size");
-    const size_t stale =
-        log.ms_entries > fields.ms_entries ? log.ms_entries - fields.ms_entries : 0;
-    if (stale <= impl_->compact_floor + fields.ms_entries / 4) return Status::Ok();
-    MDB_val k = Val("log-compact-at"), v;
-    uint64_t at = 0;
-    int rc = mdb_get(txn_, impl_->meta, &k, &v);
-    if (rc == 0 && v.mv_size == 8) std::memcpy(&at, v.mv_data, 8);
-    if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "read log compaction");
-    std::vector<uint64_t> drop;
-    size_t seen = 0;
-    uint64_t next = 0;  // the end: the next slice starts over
-    TANDEM_RETURN_IF_ERROR(reader_.ScanLogEntries(
-        at, [&](uint64_t seq, std::string_view, const MDB_val* value, Status*) {
-          if (seen++ == impl_->compact_slice) return false;
-          next = seq;
-          if (!value) drop.push_back(seq);
-          return true;
-        }));
-    if (seen <= impl_->compact_slice) next = 0;
-    for (uint64_t seq : drop) {
-      MDB_val lk{8, &seq};
-      rc = mdb_del(txn_, impl_->log, &lk, nullptr);
-      if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "compact log");
-    }
-    v = MDB_val{8, &next};
-    if ((rc = mdb_put(txn_, impl_->meta, &k, &v, 0))) return impl_->Note(rc, "compact log");
-    return Status::Ok();
   }
 
   // Records that no entry will ever have a position strictly between `from` and `to`.
@@ -481,7 +410,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     CloseCursors();
     if (left_stale_) {
       TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatLazyLog));
-      TANDEM_RETURN_IF_ERROR(CompactLog());
+      TANDEM_RETURN_IF_ERROR(CompactLog(*impl_, txn_));
     }
     if (hull_ && (last_seq_ || hull_dirty_)) {
       // Where the log ended when the hull was last kept up to date (GetLogHull).

@@ -721,6 +721,17 @@ TEST(LmdbStore, AFieldWrittenAgainLeavesAStaleEntryThatReadersSkipAndCompactionR
   write_all(1);
   EXPECT_EQ(testing::RawGet(a, "meta", "format"), format(kFormatLazyLog));
   EXPECT_EQ(testing::RawCount(a, "log", MDB_INTEGERKEY), size_t{2 * fields}) << "left stale";
+  {  // Counting what a peer has not acknowledged reads no field: stale entries count.
+    auto txn = StoreOf(**ra).BeginRead();
+    ASSERT_TRUE(txn.ok());
+    uint64_t n = 0;
+    ASSERT_TRUE((*txn)->CountLog(0, 1000000, &n).ok());
+    EXPECT_EQ(n, uint64_t{2 * fields});
+    ASSERT_TRUE((*txn)->CountLog(0, 150, &n).ok());
+    EXPECT_EQ(n, uint64_t{150});
+    ASSERT_TRUE((*txn)->CountLog(UINT64_MAX, 10, &n).ok());
+    EXPECT_EQ(n, uint64_t{0});
+  }
   // Readers see every field once, at its latest change.
   auto page = (*ra)->CollectDeltas(0, 100000, nullptr);
   ASSERT_TRUE(page.ok());

@@ -145,6 +145,10 @@ class ReadTxn {
   // field of ScanLog.
   using LogFieldFn = std::function<bool(uint64_t seq, const FieldKey& key, FieldState* state)>;
   virtual Status ScanLogFields(uint64_t since, const LogFieldFn& fn);
+  // How many changes come after `since`, counting to `cap` at most: at least the fields
+  // ScanLog hands out, at most one per write (a store may count its stale entries). The
+  // default counts ScanLog's.
+  virtual Status CountLog(uint64_t since, uint64_t cap, uint64_t* out);
   // The sequence number of the newest change-log entry (0 if none).
   virtual Status LastLogSeq(uint64_t* out) = 0;
   // Whether no entry of this log ever had position `seq`: it lies in a gap the log
