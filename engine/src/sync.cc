@@ -143,7 +143,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     have_request_ = true;
     peer_acked_ = r->cursor;
     peer_vv_ = r->vv;
-    send_cursor_ = r->cursor;
+    send_cursor_ = read_cursor_ = r->cursor;
     TANDEM_ASSIGN_OR_RETURN(skip_to_, replica_.SkipHeld(r->vv, r->cursor));
     if (r->whole) {
       if (r->cursor != 0) return Status::Invalid("a whole SyncRequest starts at cursor 0");
@@ -291,9 +291,13 @@ Result<bool> Session::StartPieces(const FieldDelta& d, const DeltaPage& page) {
     ++stats_.fields_withheld;
     if (stats_.withheld.size() < SessionStats::kMaxWithheldNamed)
       stats_.withheld.push_back("field " + name + " withheld: " + why);
+    // The state's context covers every event of each replica up to its entry, and any
+    // of those the peer lacks may be this state's: no more than the peer had of them.
     for (const auto& [r, n] : d.state.ctx.entries()) {
-      auto [it, fresh] = withheld_cap_.emplace(r, n - 1);
-      if (!fresh) it->second = std::min(it->second, n - 1);
+      const uint64_t had = peer_vv_.Get(r);
+      if (n <= had) continue;
+      auto [it, fresh] = withheld_cap_.emplace(r, had);
+      if (!fresh) it->second = std::min(it->second, had);
     }
     return false;
   }
@@ -318,7 +322,8 @@ void Session::SendPiece(std::vector<Message>* out) {
                            out_pieces_.substr(out_piece_offset_, n), out_piece_digest_};
   out_piece_offset_ += n;
   const bool last = out_piece_offset_ == out_pieces_.size();
-  batch.cursor = last ? out_piece_cursor_ : send_cursor_;
+  if (last) read_cursor_ = out_piece_cursor_;
+  batch.cursor = last && !hold_ ? out_piece_cursor_ : send_cursor_;
   batch.mark = out_piece_mark_;
   if (last) {
     out_pieces_ = std::string();
@@ -440,7 +445,7 @@ Status Session::Poll(std::vector<Message>* out) {
     TANDEM_ASSIGN_OR_RETURN(auto txn, replica_.store().BeginRead());
     uint64_t last = 0;
     TANDEM_RETURN_IF_ERROR(txn->LastLogSeq(&last));
-    if (last <= send_cursor_) return Status::Ok();
+    if (last <= read_cursor_) return Status::Ok();
     ReplicaMeta meta;
     TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
     // Another session (or process) found this replica rolled back: our peer's cursor
@@ -462,7 +467,7 @@ Status Session::Pump(std::vector<Message>* out) {
     size_t bytes = 0;
     // The first batch still starts at the peer's cursor (batches are contiguous), but
     // reads the log only past what the peer is known to hold.
-    uint64_t cursor = std::max(send_cursor_, skip_to_);
+    uint64_t cursor = std::max(read_cursor_, skip_to_);
     bool done = false;
     const size_t budget = std::min(opt_.batch_bytes, kMaxBatchBodyBound);
     // Fill one batch, reading the log in pages; skipped fields still advance the cursor.
@@ -480,6 +485,7 @@ Status Session::Pump(std::vector<Message>* out) {
           // (the log entries skipped before it); or, withheld, not at all.
           TANDEM_ASSIGN_OR_RETURN(const bool in_pieces, StartPieces(d, page));
           if (in_pieces) break;
+          if (!hold_) hold_ = cursor;  // withheld: the peer's cursor stays before it
           stats_.log_entries_scanned += page.scanned;
           batch.mark = std::max(batch.mark, page.log_end);
           cursor = page.next_cursor;
@@ -503,9 +509,10 @@ Status Session::Pump(std::vector<Message>* out) {
         break;
       }
     }
-    if (cursor != send_cursor_ || !batch.deltas.empty()) {
-      batch.cursor = cursor;
-      Send(std::move(batch), out);
+    if (cursor != read_cursor_ || !batch.deltas.empty()) {
+      read_cursor_ = cursor;
+      batch.cursor = hold_ ? *hold_ : cursor;
+      if (batch.cursor != send_cursor_ || !batch.deltas.empty()) Send(std::move(batch), out);
     }
     if (done) {
       VersionVector claim = snapshot_vv_;

@@ -58,8 +58,8 @@ Status ScanEntries(const LmdbStore::Impl& impl, MDB_txn* txn, uint64_t since, Fn
 
 // Copies `from` into `to` in key order, appending (each page filled); with `live_only`,
 // `from` is the log and its stale entries stay behind.
-Status CopyTable(LmdbStore::Impl& impl, MDB_txn* txn, MDB_dbi from, MDB_dbi to,
-                 bool live_only, const char* what) {
+Status CopyTable(LmdbStore::Impl& impl, MDB_txn* txn, MDB_dbi from, MDB_dbi to, bool live_only,
+                 const char* what) {
   MDB_cursor* cur;
   int rc = mdb_cursor_open(txn, from, &cur);
   if (rc) return LmdbError(rc, "open cursor");
@@ -71,8 +71,7 @@ Status CopyTable(LmdbStore::Impl& impl, MDB_txn* txn, MDB_dbi from, MDB_dbi to,
       uint64_t seq;
       MDB_val value;
       bool live;
-      if (!(st = LogSeq(k, &seq)).ok() ||
-          !(st = EntryLive(impl, txn, seq, v, &value, &live)).ok())
+      if (!(st = LogSeq(k, &seq)).ok() || !(st = EntryLive(impl, txn, seq, v, &value, &live)).ok())
         break;
       if (!live) continue;
     }
@@ -100,8 +99,7 @@ Status LmdbReader::ScanLog(uint64_t since, const engine::ReadTxn::LogFn& fn) {
 
 Status LmdbReader::ScanLogFields(uint64_t since, const engine::ReadTxn::LogFieldFn& fn) {
   return ScanEntries(
-      *impl_, txn_, since,
-      [&](uint64_t seq, std::string_view k, const MDB_val* value, Status* st) {
+      *impl_, txn_, since, [&](uint64_t seq, std::string_view k, const MDB_val* value, Status* st) {
         FieldKey key;
         if (!impl_->DecodeKey(k, &key)) {
           *st = Status::Corrupt("change-log entry names a malformed key");
@@ -143,8 +141,8 @@ Status CompactLog(LmdbStore::Impl& impl, MDB_txn* txn) {
   std::vector<uint64_t> drop;
   size_t seen = 0;
   uint64_t next = 0;  // the end: the next slice starts over
-  TANDEM_RETURN_IF_ERROR(
-      ScanEntries(impl, txn, at, [&](uint64_t seq, std::string_view, const MDB_val* value, Status*) {
+  TANDEM_RETURN_IF_ERROR(ScanEntries(
+      impl, txn, at, [&](uint64_t seq, std::string_view, const MDB_val* value, Status*) {
         if (seen++ == impl.compact_slice) return false;
         next = seq;
         if (!value) drop.push_back(seq);

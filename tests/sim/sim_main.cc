@@ -73,6 +73,10 @@ struct Conn {
   bool faulted = false;     // duplication or reordering was injected
   net::EncodeOptions wire;  // batch layout: rows or columns, chosen per connection
   bool rebased_a = false, rebased_b = false;  // counted already
+  uint64_t* withheld = nullptr;               // where its sessions' withheld fields add up
+  ~Conn() {
+    if (withheld) *withheld += sa->stats().fields_withheld + sb->stats().fields_withheld;
+  }
 };
 
 struct PutRecord {
@@ -157,6 +161,7 @@ class Sim {
   uint64_t rollbacks() const { return rollbacks_; }
   uint64_t rollbacks_caught() const { return rollbacks_caught_; }
   uint64_t pieces() const { return pieces_; }
+  uint64_t withheld() const { return withheld_; }
   uint64_t collected() const { return collected_; }
   uint64_t rebases() const { return rebases_; }
   uint64_t blobs_fetched() const { return blobs_fetched_; }
@@ -351,7 +356,7 @@ class Sim {
     ++partitions_;
   }
 
-  void Connect(int a, int b) {
+  void Connect(int a, int b, bool limited = false) {
     if (a == b) return;
     if (!side_.empty() && side_[a] != side_[b]) return;  // unreachable
     for (auto& c : conns_)
@@ -362,10 +367,14 @@ class Sim {
     SessionOptions o;
     o.batch_fields = 1 + rng_() % 8;  // small batches: more interleavings
     o.window = 1 + rng_() % 3;
+    // Now and then a connection that withholds every state needing pieces (as towards an
+    // older peer): no one may claim such a state without holding it.
+    if (limited) o.max_state_bytes = kMaxBatchBodyBound;
     c->wire.peer_features =
         (rng_() % 2 ? net::kFeatureColumns : 0) | net::kFeaturePieces | net::kFeatureBlobs;
     c->sa = std::make_unique<Session>(*nodes_[a].replica, o);
     c->sb = std::make_unique<Session>(*nodes_[b].replica, o);
+    c->withheld = &withheld_;
     std::vector<Message> out;
     SIM_CHECK(c->sa->Start(&out).ok(), "start");
     for (auto& m : out) c->to_b.push_back(net::EncodeMessage(m, c->wire).value());
@@ -540,13 +549,14 @@ class Sim {
 
   // One complete session between a and b, on a connection of its own (others stay).
   // Returns the fields it applied.
-  uint64_t SyncPair(int a, int b) {
+  // A complete session; `limited` withholds states needing pieces (Connect).
+  uint64_t SyncPair(int a, int b, bool limited = false) {
     for (size_t k = 0; k < conns_.size(); ++k)
       if ((conns_[k]->a == a && conns_[k]->b == b) || (conns_[k]->a == b && conns_[k]->b == a)) {
         conns_.erase(conns_.begin() + static_cast<long>(k));
         break;
       }
-    Connect(a, b);
+    Connect(a, b, limited);
     std::unique_ptr<Conn> c = std::move(conns_.back());
     conns_.pop_back();
     while (!c->to_a.empty() || !c->to_b.empty()) {
@@ -554,12 +564,13 @@ class Sim {
       // Only a replica rolled back in place may end a complete session, once: it has a
       // new id now, and the next session is the real one.
       SIM_CHECK(c->sa->rolled_back() || c->sb->rolled_back(), "a complete session failed");
-      Connect(a, b);
+      Connect(a, b, limited);
       c = std::move(conns_.back());
       conns_.pop_back();
     }
     SIM_CHECK(c->sa->caught_up() && c->sb->caught_up(), "a complete session did not catch up");
-    // Caught up means it: the two hold the same data now.
+    // Caught up means it: the two hold the same data now (but what was withheld).
+    if (c->sa->stats().fields_withheld + c->sb->stats().fields_withheld) return Applied(*c);
     const std::string da = Dump(*nodes_[a].replica), db = Dump(*nodes_[b].replica);
     if (da != db) {
       auto lines = [](const std::string& d) {
@@ -579,9 +590,12 @@ class Sim {
       }
     }
     SIM_CHECK(da == db, "a session reported caught up but the two replicas differ");
-    blobs_fetched_ += c->sa->stats().blobs_received + c->sb->stats().blobs_received;
-    return c->sa->stats().fields_applied + c->sb->stats().fields_applied +
-           c->sa->stats().blobs_received + c->sb->stats().blobs_received;
+    return Applied(*c);
+  }
+  uint64_t Applied(const Conn& c) {
+    blobs_fetched_ += c.sa->stats().blobs_received + c.sb->stats().blobs_received;
+    return c.sa->stats().fields_applied + c.sb->stats().fields_applied +
+           c.sa->stats().blobs_received + c.sb->stats().blobs_received;
   }
 
   void Heal() {
@@ -594,7 +608,9 @@ class Sim {
         for (int b = a + 1; b < n_; ++b) {
           // Collection as members catch up: others left out now and then come back.
           if (round > 0 && rng_() % 3 == 0) CollectOne(static_cast<int>(rng_() % n_));
-          applied += SyncPair(a, b);
+          // The first round now and then withholds large states: the later ones must
+          // still bring them everywhere.
+          applied += SyncPair(a, b, round == 0 && rng_() % 3 == 0);
           if (check_claims_) CheckClaims("a healing session");
         }
       if (applied == 0 && round > 0) return;
@@ -696,6 +712,7 @@ class Sim {
   int n_ = 0;
   uint64_t now_ = 0;
   std::vector<Node> nodes_;
+  uint64_t withheld_ = 0;  // before conns_: their destructors add to it
   std::vector<std::unique_ptr<Conn>> conns_;
   std::map<std::string, int64_t> stock_;
   std::map<std::string, std::vector<PutRecord>> puts_;
@@ -723,7 +740,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--first")) first = std::stoull(argv[i + 1]);
   }
   uint64_t messages = 0, clones = 0, rollbacks = 0, caught = 0, pieces = 0, collected = 0,
-           rebases = 0, blobs = 0;
+           rebases = 0, blobs = 0, withheld = 0;
   for (uint64_t seed = first; seed < first + count; ++seed) {
     try {
       Sim sim(seed);
@@ -734,6 +751,7 @@ int main(int argc, char** argv) {
       rollbacks += sim.rollbacks();
       caught += sim.rollbacks_caught();
       pieces += sim.pieces();
+      withheld += sim.withheld();
       collected += sim.collected();
       rebases += sim.rebases();
       blobs += sim.blobs_fetched();
@@ -746,13 +764,13 @@ int main(int argc, char** argv) {
   }
   std::printf(
       "sim: %llu seeds passed (%llu..%llu), %llu messages, %llu copies, %llu rollbacks "
-      "(%llu found at sync), %llu pieces of large field states, %llu field states "
-      "collected, %llu rebases, %llu blobs fetched while healing\n",
+      "(%llu found at sync), %llu pieces of large field states, %llu withheld, %llu field "
+      "states collected, %llu rebases, %llu blobs fetched while healing\n",
       static_cast<unsigned long long>(count), static_cast<unsigned long long>(first),
       static_cast<unsigned long long>(first + count - 1), static_cast<unsigned long long>(messages),
       static_cast<unsigned long long>(clones), static_cast<unsigned long long>(rollbacks),
       static_cast<unsigned long long>(caught), static_cast<unsigned long long>(pieces),
-      static_cast<unsigned long long>(collected), static_cast<unsigned long long>(rebases),
-      static_cast<unsigned long long>(blobs));
+      static_cast<unsigned long long>(withheld), static_cast<unsigned long long>(collected),
+      static_cast<unsigned long long>(rebases), static_cast<unsigned long long>(blobs));
   return 0;
 }

@@ -627,13 +627,37 @@ TEST(Sync, AFieldStateOverTheLimitIsWithheldAndGoesOnceItFits) {
   const std::optional<FieldState> set = StateOf(a, {"docs", "set", "photos"});
   ASSERT_TRUE(set);
   EXPECT_FALSE(b.replica.Meta()->vv.Covers(set->ctx)) << "b must not count the set held";
-  // Another session sends it no more than the first (it did not change)...
-  {
+  // Every later session offers it again (its log entry stays ahead of b's cursor), and
+  // claims it no more than the first...
+  for (int round = 0; round < 2; ++round) {
     Link link(a, b, small, small);
     ASSERT_TRUE(link.Run().ok());
-    EXPECT_EQ(link.sa.stats().fields_sent, 0u);
+    EXPECT_TRUE(link.sa.caught_up() && link.sb.caught_up());
+    EXPECT_EQ(link.sa.stats().fields_withheld, 1u);
+    EXPECT_FALSE(b.replica.Meta()->vv.Covers(set->ctx)) << "round " << round;
+    EXPECT_FALSE(b.replica.Get("docs", "set").ok());
   }
-  // ...and once it shrinks under the limit, it goes.
+  // ...so a third replica that hears of a from b alone does not skip it either...
+  Node c(3);
+  {
+    Link link(b, c);
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_FALSE(c.replica.Meta()->vv.Covers(set->ctx));
+  }
+  // ...and once the state fits, it goes as it is, unchanged.
+  {
+    Link link(a, b);
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_EQ(link.sa.stats().fields_withheld, 0u);
+    EXPECT_EQ(b.replica.Get("docs", "set")->fields.at("photos").set.size(), 4u);
+    EXPECT_TRUE(b.replica.Meta()->vv.Covers(set->ctx));
+  }
+  {
+    Link link(b, c);
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_EQ(c.replica.Get("docs", "set")->fields.at("photos").set.size(), 4u);
+  }
+  // A change that makes it fit under the small limit goes too.
   for (int i = 0; i < 3; ++i)
     ASSERT_TRUE(
         a.replica.Remove("docs", "set", "photos", Value{std::string(400'000, char('a' + i))}).ok());

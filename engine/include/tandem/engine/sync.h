@@ -42,7 +42,8 @@ inline constexpr size_t kMaxBatchBodyBound = 900 << 10;
 // stopped at, and applies the state when the last arrives. At most kMaxPieceTotal bytes:
 // a larger state, or one in pieces for a peer that cannot take them, is withheld
 // (SessionStats::withheld) and every other field still goes; the sender's CaughtUp then
-// claims none of its events, and it goes once it changes and fits.
+// claims none of its events, and the cursors of its batches stop before its log entry, so
+// every later session offers it again: it goes once it fits (or changes and fits).
 inline constexpr size_t kPieceBytes = 512 << 10;
 inline constexpr size_t kMaxPieceTotal = size_t{256} << 20;
 static_assert(kPieceBytes == kBlobChunkBytes, "pieces are stored as chunks");
@@ -242,7 +243,11 @@ class Session {
   // Sending side.
   bool have_request_ = false;
   VersionVector peer_vv_;
-  uint64_t send_cursor_ = 0;
+  uint64_t send_cursor_ = 0;  // the cursor of our last batch: what the peer stores
+  uint64_t read_cursor_ = 0;  // how far our log was read (past send_cursor_ when held)
+  // Set at the first field state withheld: no batch's cursor passes its log entry, so the
+  // next session reads it again (withheld again, or sent once it fits).
+  std::optional<uint64_t> hold_;
   uint64_t skip_to_ = 0;  // the first batch reads our log from here (Replica::SkipHeld)
   uint64_t peer_acked_ = 0;
   VersionVector snapshot_vv_;
