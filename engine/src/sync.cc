@@ -515,6 +515,14 @@ Status Session::Pump(std::vector<Message>* out) {
       if (batch.cursor != send_cursor_ || !batch.deltas.empty()) Send(std::move(batch), out);
     }
     if (done) {
+      // A peer rebasing on our whole state drops what we collected from every field we
+      // did not send: a withheld field's live values would go with it. Everything else
+      // went; the rebase waits for a session that can send it all.
+      if (whole_ && stats_.fields_withheld)
+        return Status::Unsupported(
+            "the peer asked for our whole state to rebase on, and " +
+            std::to_string(stats_.fields_withheld) + " field state(s) had to be withheld (" +
+            stats_.withheld.front() + "): its rebase waits until every field can go");
       VersionVector claim = snapshot_vv_;
       for (const auto& [r, n] : withheld_cap_) claim.Cap(r, n);
       out->emplace_back(std::in_place_type<CaughtUp>, CaughtUp{send_cursor_, std::move(claim)});

@@ -93,6 +93,43 @@ TEST(Collect, NothingGoesThatAMemberHasNotAbsorbed) {
 // restored, a device silent past the horizon) comes back: what was collected does not
 // come back through it, its own view is repaired by a rebase (its deleted records go),
 // and what it wrote meanwhile arrives, an edit of a deleted record included (add-wins).
+// A field withheld from a rebasing peer (too large for this session) is not in what it
+// received, and what was collected would be dropped from it: the rebase waits instead.
+TEST(Collect, ARebaseWaitsForAFieldThatWasWithheld) {
+  Node a(1), b(2), stale(4);
+  Fill(a, "products", 20, "p");
+  for (int i = 0; i < 4; ++i)
+    ASSERT_TRUE(
+        a.replica.Add("docs", "set", "photos", Value{std::string(400'000, char('a' + i))}).ok());
+  Sync(a, b);
+  Sync(a, stale);
+  DeleteRange(a, "p", 0, 10);
+  Sync(a, b);
+  Replica::CollectStats stats;
+  ASSERT_TRUE(a.replica.Collect(Everyone({&a, &b}), &stats).ok());
+  ASSERT_GE(stats.collected, 19u);
+  SessionOptions small;
+  small.max_state_bytes = 1 << 20;
+  {
+    Link link(stale, a, small, small);
+    Status st = link.Run();
+    EXPECT_EQ(st.code(), Code::kUnsupported) << st.ToString();
+    EXPECT_NE(st.message().find("rebase waits"), std::string::npos) << st.ToString();
+    EXPECT_FALSE(link.sa.stats().rebased);
+  }
+  auto set = stale.replica.Get("docs", "set");
+  ASSERT_TRUE(set.ok());
+  EXPECT_EQ(set->fields.at("photos").set.size(), 4u) << "the stale replica keeps the set";
+  {
+    Link link(stale, a);
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_TRUE(link.sa.stats().rebased);
+  }
+  EXPECT_EQ(stale.replica.Get("docs", "set")->fields.at("photos").set.size(), 4u);
+  EXPECT_FALSE(stale.replica.Get("products", "p4").ok());
+  EXPECT_EQ(stale.Dump(), a.Dump());
+}
+
 TEST(Collect, AStalePeerIsRebasedAndBringsBackNothingCollected) {
   Node a(1), b(2), stale(4);
   Fill(a, "products", 20, "p");
