@@ -660,7 +660,8 @@ Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>&
 
 Status Replica::CompletePeerSync(
     const ReplicaId& peer, const VersionVector& peer_vv, bool merge, bool filtered, bool* rekeyed,
-    const std::optional<std::pair<uint64_t, CollectionFilter>>& delivered) {
+    const std::optional<std::pair<uint64_t, CollectionFilter>>& delivered,
+    std::optional<uint64_t> cursor) {
   Status result = Retrying([&]() -> Status {
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
     ReplicaMeta meta;
@@ -671,6 +672,7 @@ Status Replica::CompletePeerSync(
     PeerState ps;
     TANDEM_RETURN_IF_ERROR(txn->GetPeer(peer, &ps));
     ps.vv = peer_vv;
+    if (cursor) ps.cursor = *cursor;
     ps.last_sync_ms = now_();
     if (delivered) {
       ps.delivered = delivered->first;

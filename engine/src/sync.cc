@@ -230,7 +230,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     std::optional<std::pair<uint64_t, CollectionFilter>> delivered;
     if (have_request_) delivered.emplace(peer_acked_, Intersect(opt_.send, peer_accept_));
     TANDEM_RETURN_IF_ERROR(replica_.CompletePeerSync(
-        *peer_, peer_vv, merge, filtered_in_ || filtered_any_, &rekeyed, delivered));
+        *peer_, peer_vv, merge, filtered_in_ || filtered_any_, &rekeyed, delivered, c->cursor));
     if (rekeyed) return RolledBack();
     received_caught_up_ = true;
     // The peer holds everything its version vector covers (a watermark never runs ahead
@@ -260,6 +260,9 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
 }
 
 void Session::Send(DeltaBatch batch, std::vector<Message>* out) {
+  // Any other batch makes the peer drop the pieces it held: they cannot resume after it
+  // (a withheld state keeps the cursor where the resumed state starts).
+  if (!batch.piece) resume_offset_ = 0;
   batch.from = send_cursor_;
   send_cursor_ = batch.cursor;
   stats_.fields_sent += batch.deltas.size();
@@ -285,6 +288,12 @@ Result<bool> Session::StartPieces(const FieldDelta& d, const DeltaPage& page) {
       why = std::to_string(encoded->size()) + " bytes, more than the " + std::to_string(most) +
             " a field state may have to sync";
   }
+  // A peer rebasing on our whole state drops what we collected from every field we did
+  // not send: a withheld field's live values would go with it. The rebase waits.
+  if (!why.empty() && whole_)
+    return Status::Unsupported("the peer asked for our whole state to rebase on, and field " +
+                               name + " cannot go (" + why +
+                               "): its rebase waits until every field can");
   if (!why.empty()) {
     // Withheld, and every other field goes on. Our CaughtUp must not claim its events,
     // or the peer would count it held and never ask again.
@@ -515,14 +524,6 @@ Status Session::Pump(std::vector<Message>* out) {
       if (batch.cursor != send_cursor_ || !batch.deltas.empty()) Send(std::move(batch), out);
     }
     if (done) {
-      // A peer rebasing on our whole state drops what we collected from every field we
-      // did not send: a withheld field's live values would go with it. Everything else
-      // went; the rebase waits for a session that can send it all.
-      if (whole_ && stats_.fields_withheld)
-        return Status::Unsupported(
-            "the peer asked for our whole state to rebase on, and " +
-            std::to_string(stats_.fields_withheld) + " field state(s) had to be withheld (" +
-            stats_.withheld.front() + "): its rebase waits until every field can go");
       VersionVector claim = snapshot_vv_;
       for (const auto& [r, n] : withheld_cap_) claim.Cap(r, n);
       out->emplace_back(std::in_place_type<CaughtUp>, CaughtUp{send_cursor_, std::move(claim)});

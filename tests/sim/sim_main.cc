@@ -73,6 +73,8 @@ struct Conn {
   bool faulted = false;     // duplication or reordering was injected
   net::EncodeOptions wire;  // batch layout: rows or columns, chosen per connection
   bool rebased_a = false, rebased_b = false;  // counted already
+  bool limited = false;                       // withholds states needing pieces (Connect)
+  Status error;                               // why a session of it ended
   uint64_t* withheld = nullptr;               // where its sessions' withheld fields add up
   ~Conn() {
     if (withheld) *withheld += sa->stats().fields_withheld + sb->stats().fields_withheld;
@@ -370,6 +372,7 @@ class Sim {
     // Now and then a connection that withholds every state needing pieces (as towards an
     // older peer): no one may claim such a state without holding it.
     if (limited) o.max_state_bytes = kMaxBatchBodyBound;
+    c->limited = limited;
     c->wire.peer_features =
         (rng_() % 2 ? net::kFeatureColumns : 0) | net::kFeaturePieces | net::kFeatureBlobs;
     c->sa = std::make_unique<Session>(*nodes_[a].replica, o);
@@ -405,6 +408,10 @@ class Sim {
       ++rollbacks_caught_;
       return false;  // the session ends; the replica took a new id
     }
+    if (!st.ok()) c.error = st;
+    // A limited session ends a rebase that would need a state it withholds.
+    if (!st.ok() && c.limited && st.code() == Code::kUnsupported && s.stats().whole_sent)
+      return false;
     if (!st.ok()) {
       // Only injected duplication or reordering may make a session refuse a message.
       SIM_CHECK(c.faulted, "session error without an injected fault: " + st.ToString());
@@ -561,10 +568,9 @@ class Sim {
     conns_.pop_back();
     while (!c->to_a.empty() || !c->to_b.empty()) {
       if (Deliver(*c, !c->to_b.empty())) continue;
-      // A limited session that withheld a state from a peer rebasing on it ends there
-      // (the rebase waits for a session that can send everything).
-      if (limited && c->sa->stats().fields_withheld + c->sb->stats().fields_withheld)
-        return Applied(*c);
+      // A limited session ends a peer's rebase at a state it would withhold (the
+      // rebase waits for a session that can send everything).
+      if (c->limited && c->error.code() == Code::kUnsupported) return Applied(*c);
       // Only a replica rolled back in place may end a complete session, once: it has a
       // new id now, and the next session is the real one.
       SIM_CHECK(c->sa->rolled_back() || c->sb->rolled_back(), "a complete session failed");

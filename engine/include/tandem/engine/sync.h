@@ -94,7 +94,7 @@ struct DeltaBatch {
   uint64_t mark = 0;    // the newest position in the sender's log as it read it
   // Instead of deltas: a piece of one field state. Its pieces come in order in
   // consecutive batches, all from the same position; all but the last have cursor ==
-  // from, the last reaches past the field.
+  // from, the last reaches past the field (unless a withheld state holds the cursor).
   std::optional<StatePiece> piece = std::nullopt;
 };
 struct CaughtUp {
