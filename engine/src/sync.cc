@@ -302,15 +302,16 @@ Result<bool> Session::StartPieces(const FieldDelta& d, const DeltaPage& page) {
       stats_.withheld.push_back("field " + name + " withheld: " + why);
     // The state's context covers every event of each replica up to its entry, and any
     // of those the peer lacks may be this state's: no more than the peer had of them.
+    Withheld& w = withheld_[d.key];
+    w.cap.clear();
     for (const auto& [r, n] : d.state.ctx.entries()) {
       const uint64_t had = peer_vv_.Get(r);
-      if (n <= had) continue;
-      auto [it, fresh] = withheld_cap_.emplace(r, had);
-      if (!fresh) it->second = std::min(it->second, had);
+      if (n > had) w.cap[r] = had;
     }
     return false;
   }
   out_pieces_ = std::move(*encoded);
+  out_piece_key_ = d.key;
   out_piece_offset_ = 0;
   out_piece_digest_ = ChunkHash(out_pieces_);
   // The peer holds its first pieces already (an earlier session was cut): from there.
@@ -331,7 +332,10 @@ void Session::SendPiece(std::vector<Message>* out) {
                            out_pieces_.substr(out_piece_offset_, n), out_piece_digest_};
   out_piece_offset_ += n;
   const bool last = out_piece_offset_ == out_pieces_.size();
-  if (last) read_cursor_ = out_piece_cursor_;
+  if (last) {
+    read_cursor_ = out_piece_cursor_;
+    if (withheld_.erase(out_piece_key_)) Rehold();
+  }
   batch.cursor = last && !hold_ ? out_piece_cursor_ : send_cursor_;
   batch.mark = out_piece_mark_;
   if (last) {
@@ -466,6 +470,18 @@ Status Session::Poll(std::vector<Message>* out) {
   return Pump(out);
 }
 
+void Session::Rehold() {
+  hold_.reset();
+  withheld_cap_.clear();
+  for (const auto& [key, w] : withheld_) {
+    hold_ = std::min(hold_.value_or(w.hold), w.hold);
+    for (const auto& [r, n] : w.cap) {
+      auto [it, fresh] = withheld_cap_.emplace(r, n);
+      if (!fresh) it->second = std::min(it->second, n);
+    }
+  }
+}
+
 Status Session::Pump(std::vector<Message>* out) {
   while (streaming_ && unacked_ < opt_.window) {
     if (!out_pieces_.empty()) {
@@ -494,7 +510,8 @@ Status Session::Pump(std::vector<Message>* out) {
           // (the log entries skipped before it); or, withheld, not at all.
           TANDEM_ASSIGN_OR_RETURN(const bool in_pieces, StartPieces(d, page));
           if (in_pieces) break;
-          if (!hold_) hold_ = cursor;  // withheld: the peer's cursor stays before it
+          withheld_[d.key].hold = cursor;  // the peer's cursor stays before it
+          Rehold();
           stats_.log_entries_scanned += page.scanned;
           batch.mark = std::max(batch.mark, page.log_end);
           cursor = page.next_cursor;
@@ -509,6 +526,7 @@ Status Session::Pump(std::vector<Message>* out) {
       batch.mark = std::max(batch.mark, page.log_end);
       for (auto& d : page.deltas) {
         if (!Sendable(d.key)) continue;
+        if (withheld_.erase(d.key)) Rehold();  // it goes now
         bytes += WireSizeBound(d);
         batch.deltas.push_back(std::move(d));
       }

@@ -668,6 +668,41 @@ TEST(Sync, AFieldStateOverTheLimitIsWithheldAndGoesOnceItFits) {
   EXPECT_EQ(a.Dump(), b.Dump());
 }
 
+// In a live session, a withheld state that changes and goes releases the peer's cursor
+// and our claims: they move on as if it had never been withheld.
+TEST(Sync, AWithheldStateThatGoesLaterInALiveSessionReleasesTheCursor) {
+  Node a(1), b(2);
+  for (int i = 0; i < 4; ++i)
+    ASSERT_TRUE(
+        a.replica.Add("docs", "set", "photos", Value{std::string(400'000, char('a' + i))}).ok());
+  ASSERT_TRUE(a.replica.Put("docs", "before", {{"x", Value{int64_t{1}}}}).ok());
+  SessionOptions small;
+  small.max_state_bytes = 1 << 20;
+  Link link(a, b, small, small);
+  ASSERT_TRUE(link.Run().ok());
+  EXPECT_EQ(link.sa.stats().fields_withheld, 1u);
+  const ReplicaId aid = a.replica.Meta()->id;
+  const uint64_t held_at = b.replica.Peer(aid)->cursor;
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(
+        a.replica.Remove("docs", "set", "photos", Value{std::string(400'000, char('a' + i))}).ok());
+  ASSERT_TRUE(a.replica.Put("docs", "after", {{"x", Value{int64_t{2}}}}).ok());
+  ASSERT_TRUE(link.Poll().ok());
+  EXPECT_EQ(b.replica.Get("docs", "set")->fields.at("photos").set.size(), 1u);
+  uint64_t last = 0;
+  {
+    auto txn = a.replica.store().BeginRead();
+    ASSERT_TRUE(txn.ok());
+    ASSERT_TRUE((*txn)->LastLogSeq(&last).ok());
+  }
+  EXPECT_GT(last, held_at);
+  EXPECT_EQ(b.replica.Peer(aid)->cursor, last);
+  const std::optional<FieldState> set = StateOf(a, {"docs", "set", "photos"});
+  ASSERT_TRUE(set);
+  EXPECT_TRUE(b.replica.Meta()->vv.Covers(set->ctx));
+  EXPECT_EQ(a.Dump(), b.Dump());
+}
+
 // A session that started over from 0 (the receiver's filter widened) and withheld a
 // state leaves the peer's cursor before it, not where the narrower session took it.
 TEST(Sync, ASessionThatStartedOverLeavesTheCursorBeforeAWithheldState) {

@@ -218,6 +218,7 @@ class Session {
  private:
   Status Pump(std::vector<Message>* out);
   void Send(DeltaBatch batch, std::vector<Message>* out);  // from our cursor to its
+  void Rehold();
   // Starts sending `d` in pieces; false if it is withheld instead.
   Result<bool> StartPieces(const FieldDelta& d, const DeltaPage& page);
   void SendPiece(std::vector<Message>* out);
@@ -245,14 +246,23 @@ class Session {
   VersionVector peer_vv_;
   uint64_t send_cursor_ = 0;  // the cursor of our last batch: what the peer stores
   uint64_t read_cursor_ = 0;  // how far our log was read (past send_cursor_ when held)
-  // Set at the first field state withheld: no batch's cursor passes its log entry, so the
-  // next session reads it again (withheld again, or sent once it fits).
+  // Field states withheld and not sent since, by key: where the peer's cursor must stay
+  // (before the state's log entry, so that the next session reads it again) and how far
+  // our claim may go for the replicas of its context. Sending the field (it changed and
+  // fits) releases it; withholding a later entry of it replaces it.
+  struct Withheld {
+    uint64_t hold = 0;
+    std::map<ReplicaId, uint64_t> cap;
+  };
+  std::map<FieldKey, Withheld> withheld_;
+  // From withheld_ (Rehold): no batch's cursor passes hold_.
   std::optional<uint64_t> hold_;
   uint64_t skip_to_ = 0;  // the first batch reads our log from here (Replica::SkipHeld)
   uint64_t peer_acked_ = 0;
   VersionVector snapshot_vv_;
-  // Below the events of every field state withheld: our CaughtUp claims none of them.
+  // And our CaughtUp claims none of their events.
   std::map<ReplicaId, uint64_t> withheld_cap_;
+  FieldKey out_piece_key_;  // the field being sent in pieces
   bool streaming_ = false;
   bool sent_caught_up_ = false;
   size_t unacked_ = 0;
