@@ -13,6 +13,7 @@
 #include "tandem/data/etl.h"
 #include "tandem/data/schema.h"
 #include "tandem/engine/memory_store.h"
+#include "tandem/storage/replica.h"
 
 namespace {
 
@@ -33,7 +34,10 @@ engine::ReplicaId Rid() {
 }
 
 struct Db {
-  Db() : replica(std::make_unique<engine::MemoryStore>(Rid()), [this] { return ++clock; }) {
+  Db()
+      : replica(
+            std::make_unique<engine::MemoryStore>(Rid()), [this] { return ++clock; },
+            storage::Blake2b256) {
     replica.SetWritePolicy(std::make_shared<data::SchemaPolicy>());
   }
   uint64_t clock = 1000;

@@ -18,6 +18,7 @@
 #include "tandem/engine/codec.h"
 #include "tandem/engine/memory_store.h"
 #include "tandem/engine/sync.h"
+#include "tandem/storage/replica.h"
 
 namespace {
 
@@ -140,7 +141,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (int i = 0; i < 2; ++i) {
     auto store = std::make_unique<MemoryStore>(Id(i + 1));
     side[i].store = store.get();
-    side[i].replica = std::make_unique<Replica>(std::move(store), [&now] { return now; });
+    side[i].replica = std::make_unique<Replica>(
+        std::move(store), [&now] { return now; }, storage::Blake2b256);
     for (int w = s.Next() % 4; w > 0; --w) LocalWrite(*side[i].replica, s);
     SessionOptions o;
     o.batch_fields = 1 + s.Next() % 4;

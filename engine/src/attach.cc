@@ -61,7 +61,7 @@ Result<BlobRef> Replica::StoreBlob(
     TANDEM_ASSIGN_OR_RETURN(ReplicaMeta meta, Meta());
     std::string seed = meta.id.Hex() + "/" + std::to_string(now_()) + "/" +
                        std::to_string(counter.fetch_add(1)) + "/pending";
-    pending_key = ChunkHash(seed);
+    pending_key = Hash(seed);
   }
   BlobInfo pending;
   pending.state = BlobInfo::State::kPending;
@@ -72,13 +72,13 @@ Result<BlobRef> Replica::StoreBlob(
   auto store_batch = [&](bool last) -> Status {
     return Retrying([&]() -> Status {
       TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
-      for (const auto& c : batch) TANDEM_RETURN_IF_ERROR(txn->PutChunk(ChunkHash(c), c));
+      for (const auto& c : batch) TANDEM_RETURN_IF_ERROR(txn->PutChunk(Hash(c), c));
       pending.touched_ms = now_();
       if (!last) {
         TANDEM_RETURN_IF_ERROR(txn->PutBlob(pending_key, pending));
         return txn->Commit();
       }
-      ref.hash = BlobId(pending.size, pending.chunks);
+      ref.hash = BlobAddress(pending.size, pending.chunks);
       ref.size = pending.size;
       TANDEM_RETURN_IF_ERROR(txn->DeleteBlob(pending_key));
       std::optional<BlobInfo> have;
@@ -116,7 +116,7 @@ Result<BlobRef> Replica::StoreBlob(
       return Status::Invalid("blob is over the " + std::to_string(kMaxBlobBytes >> 30) +
                              " GiB limit");
     batch.emplace_back(buf.data(), filled);
-    pending.chunks.push_back(ChunkHash(batch.back()));
+    pending.chunks.push_back(Hash(batch.back()));
     pending.size += filled;
     pending.have = pending.chunks.size();
     if (batch.size() == kBlobTxnChunks && !end) {
@@ -179,7 +179,7 @@ Status Replica::ReadBlob(const BlobHash& hash, const BlobSink& sink, uint64_t of
       TANDEM_RETURN_IF_ERROR(txn->GetChunk(info->chunks[index], &chunk, &found));
       if (!found)
         return Status::Corrupt(Describe(hash) + ": chunk " + std::to_string(index) + " is missing");
-      if (ChunkHash(chunk) != info->chunks[index])
+      if (Hash(chunk) != info->chunks[index])
         return Status::Corrupt(Describe(hash) + ": chunk " + std::to_string(index) +
                                " does not match its hash");
       TANDEM_RETURN_IF_ERROR(sink(std::string_view(chunk).substr(std::min(skip, chunk.size()))));
@@ -195,7 +195,7 @@ Status Replica::PutChunks(const BlobHash& hash, const BlobInfo& listed, uint64_t
   if (!listed.listed || end > listed.chunks.size())
     return Status::Invalid("chunks past the end of " + Describe(hash));
   for (size_t i = 0; i < chunks.size(); ++i)
-    if (ChunkHash(chunks[i]) != listed.chunks[first + i])
+    if (Hash(chunks[i]) != listed.chunks[first + i])
       return Status::Invalid(Describe(hash) + ": chunk " + std::to_string(first + i) +
                              " does not match its hash");
   TANDEM_RETURN_IF_ERROR(Retrying([&]() -> Status {
@@ -229,7 +229,9 @@ Status Replica::PutChunks(const BlobHash& hash, const BlobInfo& listed, uint64_t
 
 namespace {
 // The pending blob entry that lists the pieces held from a peer.
-BlobHash PiecesKey(const ReplicaId& peer) { return ChunkHash("tandem pieces " + peer.Hex()); }
+BlobHash PiecesKey(ContentHash hash, const ReplicaId& peer) {
+  return hash("tandem pieces " + peer.Hex());
+}
 }  // namespace
 
 Status Replica::HoldPiece(const ReplicaId& peer, PieceProgress progress, std::string_view bytes) {
@@ -239,7 +241,7 @@ Status Replica::HoldPiece(const ReplicaId& peer, PieceProgress progress, std::st
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
     PeerState ps;
     TANDEM_RETURN_IF_ERROR(txn->GetPeer(peer, &ps));
-    const BlobHash key = PiecesKey(peer);
+    const BlobHash key = PiecesKey(hash_, peer);
     std::optional<BlobInfo> held;
     TANDEM_RETURN_IF_ERROR(txn->GetBlob(key, &held));
     BlobInfo info;
@@ -252,7 +254,7 @@ Status Replica::HoldPiece(const ReplicaId& peer, PieceProgress progress, std::st
         return Status::Invalid("a piece that does not follow the pieces held");
       info = *held;
     }
-    const BlobHash h = ChunkHash(bytes);
+    const BlobHash h = Hash(bytes);
     TANDEM_RETURN_IF_ERROR(txn->PutChunk(h, bytes));
     info.chunks.push_back(h);
     info.size += bytes.size();
@@ -275,7 +277,7 @@ Result<std::optional<PieceProgress>> Replica::PiecesHeld(const ReplicaId& peer) 
     TANDEM_RETURN_IF_ERROR(txn->GetPeer(peer, &ps));
     if (!ps.pieces) return out;
     std::optional<BlobInfo> held;
-    TANDEM_RETURN_IF_ERROR(txn->GetBlob(PiecesKey(peer), &held));
+    TANDEM_RETURN_IF_ERROR(txn->GetBlob(PiecesKey(hash_, peer), &held));
     if (ps.pieces->from == ps.cursor && held && held->size == ps.pieces->held) out = ps.pieces;
   }
   if (!out) TANDEM_RETURN_IF_ERROR(DropPieces(peer));
@@ -285,15 +287,14 @@ Result<std::optional<PieceProgress>> Replica::PiecesHeld(const ReplicaId& peer) 
 Result<std::string> Replica::ReadPieces(const ReplicaId& peer) {
   TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
   std::optional<BlobInfo> held;
-  TANDEM_RETURN_IF_ERROR(txn->GetBlob(PiecesKey(peer), &held));
+  TANDEM_RETURN_IF_ERROR(txn->GetBlob(PiecesKey(hash_, peer), &held));
   std::string out, chunk;
   if (!held) return out;
   out.reserve(held->size);
   for (const auto& h : held->chunks) {
     bool found = false;
     TANDEM_RETURN_IF_ERROR(txn->GetChunk(h, &chunk, &found));
-    if (!found || ChunkHash(chunk) != h)
-      return Status::Corrupt("a piece held is missing or damaged");
+    if (!found || Hash(chunk) != h) return Status::Corrupt("a piece held is missing or damaged");
     out += chunk;
   }
   return out;
@@ -305,10 +306,10 @@ Status Replica::DropPieces(const ReplicaId& peer) {
     PeerState ps;
     TANDEM_RETURN_IF_ERROR(txn->GetPeer(peer, &ps));
     std::optional<BlobInfo> held;
-    TANDEM_RETURN_IF_ERROR(txn->GetBlob(PiecesKey(peer), &held));
+    TANDEM_RETURN_IF_ERROR(txn->GetBlob(PiecesKey(hash_, peer), &held));
     if (!ps.pieces && !held) return Status::Ok();
     // The chunks go with the next collection (no entry lists them then).
-    TANDEM_RETURN_IF_ERROR(txn->DeleteBlob(PiecesKey(peer)));
+    TANDEM_RETURN_IF_ERROR(txn->DeleteBlob(PiecesKey(hash_, peer)));
     if (ps.pieces) {
       ps.pieces.reset();
       TANDEM_RETURN_IF_ERROR(txn->PutPeer(peer, ps));

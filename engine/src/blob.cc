@@ -1,32 +1,18 @@
 #include "tandem/engine/blob.h"
 
-#include <sodium.h>
-
 #include <cstring>
 
 #include "tandem/engine/codec.h"
 
 namespace tandem::engine {
 
-BlobHash ChunkHash(std::string_view bytes) {
-  BlobHash h{};
-  crypto_generichash(h.data(), h.size(), reinterpret_cast<const unsigned char*>(bytes.data()),
-                     bytes.size(), nullptr, 0);
-  return h;
-}
-
-BlobHash BlobId(uint64_t size, const std::vector<BlobHash>& chunks) {
+BlobHash BlobId(ContentHash hash, uint64_t size, const std::vector<BlobHash>& chunks) {
   static constexpr char kDomain[] = "tandem blob 1";  // with its NUL: 14 bytes
-  crypto_generichash_state st;
-  crypto_generichash_init(&st, nullptr, 0, 32);
-  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(kDomain), sizeof kDomain);
-  unsigned char le[8];
-  for (int i = 0; i < 8; ++i) le[i] = static_cast<unsigned char>(size >> (8 * i));
-  crypto_generichash_update(&st, le, sizeof le);
-  for (const auto& c : chunks) crypto_generichash_update(&st, c.data(), c.size());
-  BlobHash h{};
-  crypto_generichash_final(&st, h.data(), h.size());
-  return h;
+  std::string in(kDomain, sizeof kDomain);
+  in.reserve(sizeof kDomain + 8 + chunks.size() * sizeof(BlobHash));
+  for (int i = 0; i < 8; ++i) in.push_back(static_cast<char>(size >> (8 * i)));
+  for (const auto& c : chunks) in.append(reinterpret_cast<const char*>(c.data()), c.size());
+  return hash(in);
 }
 
 // info := version:u8(1) state:u8 size:varint listed:u8 [count:varint hash*] have:varint

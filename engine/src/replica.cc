@@ -32,8 +32,8 @@ void TakeNewReplicaId(ReplicaMeta& meta, const IdSource& source) {
   meta.id = fresh;
 }
 
-Replica::Replica(std::unique_ptr<Store> store, PhysicalClock now, IdSource new_id)
-    : store_(std::move(store)), now_(std::move(now)), new_id_(std::move(new_id)) {}
+Replica::Replica(std::unique_ptr<Store> store, PhysicalClock now, ContentHash hash, IdSource new_id)
+    : store_(std::move(store)), now_(std::move(now)), hash_(hash), new_id_(std::move(new_id)) {}
 
 void Replica::SetWritePolicy(std::shared_ptr<WritePolicy> policy) {
   std::lock_guard lock(policy_mu_);

@@ -313,7 +313,7 @@ Result<bool> Session::StartPieces(const FieldDelta& d, const DeltaPage& page) {
   out_pieces_ = std::move(*encoded);
   out_piece_key_ = d.key;
   out_piece_offset_ = 0;
-  out_piece_digest_ = ChunkHash(out_pieces_);
+  out_piece_digest_ = replica_.Hash(out_pieces_);
   // The peer holds its first pieces already (an earlier session was cut): from there.
   if (resume_offset_ && send_cursor_ == resume_cursor_ && out_piece_digest_ == resume_digest_ &&
       resume_offset_ < out_pieces_.size() && resume_offset_ % kPieceBytes == 0)
@@ -431,7 +431,7 @@ Status Session::ReceivePiece(const DeltaBatch& b, std::vector<Message>* out) {
   const BlobHash digest = p.digest;
   TANDEM_RETURN_IF_ERROR(DropHeldPieces());
   // Pieces put together across sessions must be the state the peer hashed.
-  if (digest != BlobHash{} && ChunkHash(whole) != digest)
+  if (digest != BlobHash{} && replica_.Hash(whole) != digest)
     return Status::Invalid("a field state in pieces does not match its digest");
   auto d = DecodeDelta(whole);
   whole = std::string();

@@ -123,7 +123,8 @@ Status Session::ReceiveBlob(const Message& in, std::vector<Message>* out) {
         return Status::Invalid(Short(b.hash) + ": head does not match the chunk list held");
     } else {
       // Nothing unverified is kept: the list must hash to the address asked for.
-      if (h->chunks.size() != ChunkCount(h->size) || BlobId(h->size, h->chunks) != b.hash)
+      if (h->chunks.size() != ChunkCount(h->size) ||
+          replica_.BlobAddress(h->size, h->chunks) != b.hash)
         return Status::Invalid(Short(b.hash) +
                                ": the peer's chunk list does not match its address");
       b.info.size = h->size;
@@ -145,7 +146,7 @@ Status Session::ReceiveBlob(const Message& in, std::vector<Message>* out) {
       return Status::Invalid(Short(b.hash) + ": chunk " + std::to_string(c->index) +
                              " out of order (expected " + std::to_string(b.next) + ")");
     if (c->bytes.size() != ChunkLength(b.info.size, c->index) ||
-        ChunkHash(c->bytes) != b.info.chunks[c->index])
+        replica_.Hash(c->bytes) != b.info.chunks[c->index])
       return Status::Invalid(Short(b.hash) + ": chunk " + std::to_string(c->index) +
                              " does not match its hash");
     stats_.blob_bytes_received += c->bytes.size();

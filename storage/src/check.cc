@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "lmdb_internal.h"
+#include "tandem/storage/replica.h"
 
 namespace tandem::storage {
 
@@ -116,7 +117,7 @@ Status Check(LmdbStore& store, CheckReport* report) {
     st = reader.ScanBlobs(false, [&](const engine::BlobHash& h, const engine::BlobInfo& info) {
       const std::string where = "blob " + engine::HexOf(h).substr(0, 16);
       if (info.state != engine::BlobInfo::State::kPending && info.listed &&
-          engine::BlobId(info.size, info.chunks) != h) {
+          engine::BlobId(Blake2b256, info.size, info.chunks) != h) {
         bad = Status::Corrupt(where + ": its chunk list does not match its address");
         return false;
       }
@@ -126,7 +127,7 @@ Status Check(LmdbStore& store, CheckReport* report) {
         bad = reader.GetChunk(info.chunks[i], &chunk, &found);
         if (bad.ok() && !found)
           bad = Status::Corrupt(where + ": chunk " + std::to_string(i) + " is missing");
-        if (bad.ok() && engine::ChunkHash(chunk) != info.chunks[i])
+        if (bad.ok() && Blake2b256(chunk) != info.chunks[i])
           bad =
               Status::Corrupt(where + ": chunk " + std::to_string(i) + " does not match its hash");
         if (!bad.ok()) return false;

@@ -1,5 +1,7 @@
 #include "tandem/storage/replica.h"
 
+#include <sodium.h>
+
 #include <chrono>
 
 namespace tandem::storage {
@@ -10,14 +12,23 @@ uint64_t SystemClockMs() {
                                    .count());
 }
 
+engine::BlobHash Blake2b256(std::string_view bytes) {
+  engine::BlobHash h{};
+  crypto_generichash(h.data(), h.size(), reinterpret_cast<const unsigned char*>(bytes.data()),
+                     bytes.size(), nullptr, 0);
+  return h;
+}
+
 Result<std::unique_ptr<engine::Replica>> CreateReplica(const std::string& dir, const Options& opt) {
   TANDEM_ASSIGN_OR_RETURN(auto store, CreateStore(dir, opt));
-  return std::make_unique<engine::Replica>(std::move(store), SystemClockMs, RandomReplicaId);
+  return std::make_unique<engine::Replica>(std::move(store), SystemClockMs, Blake2b256,
+                                           RandomReplicaId);
 }
 
 Result<std::unique_ptr<engine::Replica>> OpenReplica(const std::string& dir, const Options& opt) {
   TANDEM_ASSIGN_OR_RETURN(auto store, OpenStore(dir, opt));
-  return std::make_unique<engine::Replica>(std::move(store), SystemClockMs, RandomReplicaId);
+  return std::make_unique<engine::Replica>(std::move(store), SystemClockMs, Blake2b256,
+                                           RandomReplicaId);
 }
 
 LmdbStore& StoreOf(engine::Replica& r) { return static_cast<LmdbStore&>(r.store()); }

@@ -12,6 +12,7 @@
 #include "gen.h"
 #include "tandem/engine/memory_store.h"
 #include "tandem/engine/replica.h"
+#include "tandem/storage/replica.h"
 
 namespace tandem::engine {
 namespace {
@@ -126,8 +127,9 @@ RC_GTEST_PROP(Convergence, ReplicasConvergeToWhatTheModelExpects, ()) {
   std::vector<std::unique_ptr<Replica>> reps;
   for (int i = 0; i < n; ++i) {
     skew.push_back(*rc::gen::inRange<int64_t>(-50, 50));  // clocks disagree
-    reps.push_back(std::make_unique<Replica>(std::make_unique<MemoryStore>(SmallId(i)),
-                                             [&now, &skew, i] { return now + skew[i]; }));
+    reps.push_back(std::make_unique<Replica>(
+        std::make_unique<MemoryStore>(SmallId(i)), [&now, &skew, i] { return now + skew[i]; },
+        storage::Blake2b256));
   }
   std::vector<ModelOp> ops;
   std::vector<std::map<FieldKey, std::set<int>>> seen(n);  // per replica, per field

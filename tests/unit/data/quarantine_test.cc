@@ -4,6 +4,7 @@
 
 #include "tandem/data/schema.h"
 #include "tandem/engine/memory_store.h"
+#include "tandem/storage/replica.h"
 
 namespace tandem::data {
 namespace {
@@ -23,7 +24,9 @@ struct Dev {
   explicit Dev(uint8_t n, uint64_t start_ms)
       : id(Id(n)),
         clock(std::make_shared<uint64_t>(start_ms)),
-        replica(std::make_unique<engine::MemoryStore>(Id(n)), [c = clock] { return *c; }) {
+        replica(
+            std::make_unique<engine::MemoryStore>(Id(n)), [c = clock] { return *c; },
+            storage::Blake2b256) {
     replica.SetWritePolicy(std::make_shared<SchemaPolicy>());
   }
   ReplicaId id;

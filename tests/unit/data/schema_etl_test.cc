@@ -64,7 +64,9 @@ engine::ReplicaId Rid(uint8_t n) {
 struct Db {
   explicit Db(uint8_t n = 1)
       : clock(std::make_shared<uint64_t>(1000)),
-        replica(std::make_unique<engine::MemoryStore>(Rid(n)), [c = clock] { return ++*c; }) {
+        replica(
+            std::make_unique<engine::MemoryStore>(Rid(n)), [c = clock] { return ++*c; },
+            storage::Blake2b256) {
     replica.SetWritePolicy(std::make_shared<SchemaPolicy>());
   }
   std::shared_ptr<uint64_t> clock;

@@ -89,8 +89,8 @@ TEST(Blob, WrittenInChunksReadBackAndStoredOnce) {
   // The address is the documented function of the content.
   std::vector<BlobHash> chunks;
   for (size_t at = 0; at < data.size(); at += kBlobChunkBytes)
-    chunks.push_back(ChunkHash(std::string_view(data).substr(at, kBlobChunkBytes)));
-  EXPECT_EQ(BlobId(data.size(), chunks), ref.hash);
+    chunks.push_back(storage::Blake2b256(std::string_view(data).substr(at, kBlobChunkBytes)));
+  EXPECT_EQ(BlobId(storage::Blake2b256, data.size(), chunks), ref.hash);
 }
 
 TEST(Blob, EmptyAndUnknownBlobs) {

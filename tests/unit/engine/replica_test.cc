@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "tandem/engine/memory_store.h"
+#include "tandem/storage/replica.h"
 
 namespace tandem::engine {
 namespace {
@@ -28,7 +29,9 @@ struct Node {
   explicit Node(uint8_t n, uint64_t start_ms = 1000)
       : id(Rid(n)),
         now(std::make_shared<uint64_t>(start_ms)),
-        replica(std::make_unique<MemoryStore>(id), [clock = now] { return *clock; }) {}
+        replica(
+            std::make_unique<MemoryStore>(id), [clock = now] { return *clock; },
+            storage::Blake2b256) {}
   ReplicaId id;
   std::shared_ptr<uint64_t> now;
   Replica replica;

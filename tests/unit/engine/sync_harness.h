@@ -11,6 +11,7 @@
 #include "tandem/engine/codec.h"
 #include "tandem/engine/memory_store.h"
 #include "tandem/engine/sync.h"
+#include "tandem/storage/replica.h"
 
 namespace tandem::engine {
 namespace {
@@ -23,7 +24,9 @@ ReplicaId Rid(uint8_t b) {
 
 struct Node {
   explicit Node(uint8_t id)
-      : replica(std::make_unique<MemoryStore>(Rid(id)), [this] { return now++; }) {}
+      : replica(
+            std::make_unique<MemoryStore>(Rid(id)), [this] { return now++; }, storage::Blake2b256) {
+  }
   uint64_t now = 1'700'000'000'000;
   Replica replica;
 

@@ -463,7 +463,7 @@ TEST(Sync, BadPiecesEndTheSessionAndApplyNothing) {
   FieldState f;
   ApplyPut(f, Dot{Rid(1), 1}, MakeHlc(1, 0), Value{std::string(600 << 10, 'x')});
   const std::string whole = EncodeDelta(FieldKey{"c", "r", "f"}, f).value();
-  const BlobHash digest = ChunkHash(whole);
+  const BlobHash digest = storage::Blake2b256(whole);
   auto piece = [&](uint64_t from, uint64_t cursor, uint64_t total, uint64_t offset,
                    std::string bytes, BlobHash d) {
     DeltaBatch b{{}, from, cursor};

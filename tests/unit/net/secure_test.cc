@@ -7,6 +7,7 @@
 #include "tandem/net/group.h"
 #include "tandem/net/handshake.h"
 #include "tandem/net/secure_frame.h"
+#include "tandem/storage/replica.h"
 
 namespace tandem::net {
 namespace {
@@ -347,7 +348,8 @@ TEST(Trust, AddRevokeAndUnknown) {
   InitCrypto();
   TempDir d;
   uint64_t now = 1;
-  engine::Replica r(std::make_unique<engine::MemoryStore>(Rid('0')), [&] { return now++; });
+  engine::Replica r(
+      std::make_unique<engine::MemoryStore>(Rid('0')), [&] { return now++; }, storage::Blake2b256);
   Identity a = GenerateIdentity(), b = GenerateIdentity(), c = GenerateIdentity();
   ASSERT_TRUE(SaveRoot(d.files(), a.public_key).ok());
   const Key32 old_key = NewGroupKey();
@@ -396,7 +398,8 @@ TEST(Trust, AGroupFromBeforeStatementsIsSignedByItsFounder) {
   InitCrypto();
   TempDir d;
   uint64_t now = 1;
-  engine::Replica r(std::make_unique<engine::MemoryStore>(Rid('0')), [&] { return now++; });
+  engine::Replica r(
+      std::make_unique<engine::MemoryStore>(Rid('0')), [&] { return now++; }, storage::Blake2b256);
   Identity a = GenerateIdentity(), b = GenerateIdentity(), c = GenerateIdentity();
   // As the previous version made them: unsigned records, the founder added itself.
   ASSERT_TRUE(AddMember(r, a.public_key, DeviceId(a.public_key), 5).ok());
@@ -434,7 +437,8 @@ TEST(Trust, RevocationCutoffsComeFromTheDataAndNeverRise) {
   InitCrypto();
   TempDir d;
   uint64_t now = 1;
-  engine::Replica r(std::make_unique<engine::MemoryStore>(Rid('a')), [&] { return now++; });
+  engine::Replica r(
+      std::make_unique<engine::MemoryStore>(Rid('a')), [&] { return now++; }, storage::Blake2b256);
   Identity me = GenerateIdentity(), x = GenerateIdentity(), y = GenerateIdentity();
   ASSERT_TRUE(SaveRoot(d.files(), me.public_key).ok());
   ASSERT_TRUE(SaveGroupKey(d.files(), NewGroupKey()).ok());

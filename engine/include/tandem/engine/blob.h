@@ -25,10 +25,13 @@ namespace tandem::engine {
 inline constexpr size_t kBlobChunkBytes = 512 << 10;
 inline constexpr uint64_t kMaxBlobChunks = (kMaxBlobBytes + kBlobChunkBytes - 1) / kBlobChunkBytes;
 
-// BLAKE2b-256 of one chunk.
-BlobHash ChunkHash(std::string_view bytes);
-// A blob's address from its size and its chunks' hashes.
-BlobHash BlobId(uint64_t size, const std::vector<BlobHash>& chunks);
+// BLAKE2b-256 (unkeyed, 32 bytes) of some bytes: how chunks and field-state pieces are
+// named and checked. Injected, as the engine has no cryptography of its own; storage
+// supplies libsodium's (storage::Blake2b256).
+using ContentHash = BlobHash (*)(std::string_view bytes);
+// A blob's address from its size and its chunks' hashes: `hash` over the domain tag
+// "tandem blob 1" with its NUL, the size (8 bytes, little-endian) and the hashes in order.
+BlobHash BlobId(ContentHash hash, uint64_t size, const std::vector<BlobHash>& chunks);
 // How many chunks a blob of `size` bytes has (an empty blob has none).
 inline uint64_t ChunkCount(uint64_t size) { return (size + kBlobChunkBytes - 1) / kBlobChunkBytes; }
 

@@ -126,10 +126,17 @@ struct DeltaPage {
 
 class Replica {
  public:
+  // `hash` names and checks blob chunks and field-state pieces (storage::Blake2b256).
   // Without `new_id`, evidence that this replica was rolled back (below) is an error
   // instead of a new replica id.
-  Replica(std::unique_ptr<Store> store, PhysicalClock now, IdSource new_id = nullptr);
+  Replica(std::unique_ptr<Store> store, PhysicalClock now, ContentHash hash,
+          IdSource new_id = nullptr);
   Store& store() { return *store_; }
+  // The content hash of `bytes`, and a blob's address (BlobId), with the injected hash.
+  BlobHash Hash(std::string_view bytes) const { return hash_(bytes); }
+  BlobHash BlobAddress(uint64_t size, const std::vector<BlobHash>& chunks) const {
+    return BlobId(hash_, size, chunks);
+  }
   // The rules local writes (Write and the conveniences) must follow from now on, that
   // pick the winners of conflicting fields in reads, and that judge changes from peers
   // (ApplyBatch: quarantine); null for none.
@@ -386,6 +393,7 @@ class Replica {
   Status CheckClaim(ReplicaMeta& meta, uint64_t claimed, bool* rekeyed);
   std::unique_ptr<Store> store_;
   PhysicalClock now_;
+  ContentHash hash_;
   IdSource new_id_;
   std::mutex policy_mu_;
   std::shared_ptr<WritePolicy> policy_;

@@ -50,7 +50,7 @@ struct PieceProgress {
   uint64_t from = 0;   // the peer's log position the state's batch starts after
   uint64_t total = 0;  // bytes of its whole encoding
   uint64_t held = 0;   // bytes stored, whole pieces of kPieceBytes
-  BlobHash digest{};   // ChunkHash of the whole encoding, as the peer said
+  BlobHash digest{};   // Replica::Hash of the whole encoding, as the peer said
   bool operator==(const PieceProgress&) const = default;
 };
 
@@ -201,7 +201,7 @@ class WriteTxn : public ReadTxn {
   // Stores a blob's entry (replacing any), or removes it; chunks are separate.
   virtual Status PutBlob(const BlobHash& hash, const BlobInfo& info) = 0;
   virtual Status DeleteBlob(const BlobHash& hash) = 0;
-  // Stores a chunk under its hash (ChunkHash(bytes)); storing it again changes nothing.
+  // Stores a chunk under its hash (Replica::Hash(bytes)); storing it again changes nothing.
   virtual Status PutChunk(const BlobHash& hash, std::string_view bytes) = 0;
   virtual Status DeleteChunk(const BlobHash& hash) = 0;
   // Rewrites the field states and the change log densely, the same entries in the same

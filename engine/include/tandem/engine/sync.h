@@ -84,7 +84,7 @@ struct StatePiece {
   uint64_t total = 0;   // bytes of the whole encoding
   uint64_t offset = 0;  // of this piece in it
   std::string bytes;
-  BlobHash digest{};  // ChunkHash of the whole encoding (zero from older builds)
+  BlobHash digest{};  // Replica::Hash of the whole encoding (zero from older builds)
   bool operator==(const StatePiece&) const = default;
 };
 struct DeltaBatch {

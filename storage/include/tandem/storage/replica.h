@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "tandem/engine/replica.h"
 #include "tandem/storage/lmdb_store.h"
@@ -12,6 +13,9 @@ namespace tandem::storage {
 
 // Milliseconds since the Unix epoch from the system clock.
 uint64_t SystemClockMs();
+// BLAKE2b-256 (libsodium): the content hash of every replica opened here
+// (engine::ContentHash), and of the checks that verify blobs.
+engine::BlobHash Blake2b256(std::string_view bytes);
 
 Result<std::unique_ptr<engine::Replica>> CreateReplica(const std::string& dir,
                                                        const Options& opt = {});
