@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "tandem/data/schema.h"
+#include "tandem/net/binding.h"
 #include "tandem/storage/replica.h"
 
 namespace tandem::device {
@@ -122,10 +123,25 @@ class DevicePolicy : public engine::WritePolicy {
   std::set<net::StatementId> verified_;
 };
 
-storage::Options StorageOptions(const OpenOptions& o) {
+// A device's new replica ids are bound to its key (net/binding.h).
+storage::Options StorageOptions(const OpenOptions& o, const Layout& layout,
+                                const std::optional<net::Identity>& self) {
   storage::Options so;
   so.durability = o.durability;
+  if (self) so.new_ids = net::BoundIds(*self, layout.group().bindings);
   return so;
+}
+
+// Publishes the binding of r's replica id; an id that has none and issued nothing yet
+// (a restored replica's, or one made before bindings that never wrote) is replaced by a
+// bound one first. Best effort: the next open, or the node's start, tries again.
+void Bind(engine::Replica& r, const storage::Options& so, const Layout& layout) {
+  auto bound = net::PublishOwnBinding(r, layout.group().bindings);
+  if (!bound.ok() || *bound || !so.new_ids) return;
+  auto meta = r.Meta();
+  if (!meta.ok() || meta->vv.Get(meta->id) != 0) return;
+  if (storage::TakeNewId(storage::StoreOf(r), so).ok())
+    (void)net::PublishOwnBinding(r, layout.group().bindings);
 }
 
 }  // namespace
@@ -174,9 +190,10 @@ Result<std::shared_ptr<Device>> Device::Create(const std::string& dir, const Ope
 
 Result<std::shared_ptr<Device>> Device::Provision(const std::string& dir, const OpenOptions& o) {
   net::InitCrypto();
-  TANDEM_ASSIGN_OR_RETURN(auto r, storage::CreateReplica(dir, StorageOptions(o)));
   Layout layout(dir);
   auto identity = net::GenerateIdentity();
+  const storage::Options so = StorageOptions(o, layout, identity);
+  TANDEM_ASSIGN_OR_RETURN(auto r, storage::CreateReplica(dir, so));
   TANDEM_RETURN_IF_ERROR(net::SaveIdentity(identity, layout.identity_key()));
   // A new device starts its own group of one; a join moves it into another.
   TANDEM_RETURN_IF_ERROR(net::SaveGroupKey(layout.group(), net::NewGroupKey()));
@@ -186,6 +203,8 @@ Result<std::shared_ptr<Device>> Device::Provision(const std::string& dir, const 
   TANDEM_RETURN_IF_ERROR(net::SaveRoot(layout.group(), identity.public_key));
   TANDEM_ASSIGN_OR_RETURN(auto meta, r->Meta());
   TANDEM_RETURN_IF_ERROR(net::NoteReplica(*r, device, meta.id));
+  TANDEM_ASSIGN_OR_RETURN(bool bound, net::PublishOwnBinding(*r, layout.group().bindings));
+  if (!bound) return Status::Io("cannot save the binding of replica " + meta.id.Hex());
   r.reset();  // closed here; Open registers it
   return Open(dir, o);
 }
@@ -207,7 +226,6 @@ Result<std::shared_ptr<Device>> Device::Open(const std::string& dir, const OpenO
       reg.closed.wait(lock);  // the last holder is closing it: wait until it has
     }
   }
-  TANDEM_ASSIGN_OR_RETURN(auto r, storage::OpenReplica(dir, StorageOptions(o)));
   Layout layout(dir);
   std::optional<net::Identity> identity;
   if (auto id = net::LoadIdentity(layout.identity_key()); id.ok()) {
@@ -215,6 +233,9 @@ Result<std::shared_ptr<Device>> Device::Open(const std::string& dir, const OpenO
   } else if (id.status().code() != Code::kNotFound) {
     return id.status().With(layout.identity_key());
   }
+  const storage::Options so = StorageOptions(o, layout, identity);
+  TANDEM_ASSIGN_OR_RETURN(auto r, storage::OpenReplica(dir, so));
+  if (identity) Bind(*r, so, layout);
   // Every local write through the device follows its collections' schemas and its
   // permissions.
   r->SetWritePolicy(std::make_shared<DevicePolicy>(
@@ -266,7 +287,9 @@ Result<Device::Holdings> Device::OwnHoldings() {
   Holdings h;
   TANDEM_ASSIGN_OR_RETURN(auto collections, replica_->Collections());
   for (const auto& c : collections) {
-    if (c == net::kDevicesCollection || c == net::kStatementsCollection) continue;
+    if (c == net::kDevicesCollection || c == net::kStatementsCollection ||
+        c == net::kBindingsCollection)
+      continue;
     bool any = false;
     TANDEM_RETURN_IF_ERROR(replica_->Scan(c, "", [&](const engine::Record&) {
       any = true;

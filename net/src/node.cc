@@ -175,10 +175,21 @@ engine::SessionOptions Core::SessionOptionsFor(const Key32& peer) {
   so.admit = [this](const engine::FieldDelta& d, const engine::FieldState* ours) {
     std::lock_guard lock(trust_mu_);
     if (d.key.collection == kStatementsCollection) return AdmitStatement(d, root_);
+    if (d.key.collection == kBindingsCollection) return AdmitBinding(d);
     if (d.key.collection == kReportsCollection) return AdmitReport(d);
     return AdmitWrite(d, ours, limits_);
   };
   return so;
+}
+
+void Core::PublishBinding() {
+  auto meta = replica_.Meta();
+  if (!meta.ok() || meta->id == published_) return;
+  if (auto st = PublishOwnBinding(replica_, opt_.files.bindings); !st.ok()) {
+    Log("cannot publish this replica's binding: " + st.status().ToString());
+    return;
+  }
+  published_ = meta->id;  // bound now, or an id from before bindings
 }
 
 void Core::RefreshTrust() {
@@ -254,6 +265,7 @@ void Core::Notify() {
   poll_scheduled_ = true;
   asio::post(io_, [this] {
     poll_scheduled_ = false;
+    PublishBinding();
     RefreshTrust();
     auto conns = conns_;  // a poll may end a connection
     for (const auto& c : conns) {
@@ -542,6 +554,7 @@ Status Node::Start() {
   TANDEM_ASSIGN_OR_RETURN(auto meta, c.replica_.Meta());
   if (Status st = NoteReplica(c.replica_, c.self_device_, meta.id); !st.ok())
     c.Log("cannot record this replica in the trust set: " + st.ToString());
+  c.PublishBinding();
   // The founder of a group from before statements signs its trust set.
   if (Status st = SignLegacyTrust(c.replica_, o.files, c.self_, WallMs()); !st.ok())
     c.Log("cannot sign the trust set: " + st.ToString());

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "tandem/net/asio.h"
+#include "tandem/net/binding.h"
 // (asio.h first: it must precede every other Asio include.)
 #include <chrono>
 #include <condition_variable>
@@ -258,6 +259,9 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   }
   // Re-reads the authority (statements, revocation cutoffs) after a change.
   void RefreshTrust();
+  // Stores this replica's binding (binding.h) if the replica lacks it: at start, and
+  // after the replica took a new id (a rollback seen in a session).
+  void PublishBinding();
   // Connecting and the handshake: 10 s, or the idle timeout if shorter; shorter still
   // while many unauthenticated connections wait (they may be an attack).
   std::chrono::seconds handshake_timeout() const {
@@ -291,6 +295,7 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
     if (!f.all) {
       f.names.insert(kDevicesCollection);
       f.names.insert(kStatementsCollection);
+      f.names.insert(kBindingsCollection);
       f.names.insert(kSchemasCollection);
       f.names.insert(kReportsCollection);
     }
@@ -328,6 +333,7 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   WriteLimits limits_;
   std::optional<Key32> root_;       // none in a legacy group
   std::set<StatementId> verified_;  // statements whose signatures were checked (node thread)
+  engine::ReplicaId published_{};   // the replica id PublishBinding last looked at
   bool poll_scheduled_ = false, stopping_ = false;
   size_t dials_running_ = 0;
   size_t handshaking_ = 0;  // inbound connections not yet authenticated

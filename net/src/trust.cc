@@ -10,6 +10,7 @@
 #include <set>
 
 #include "tandem/files/files.h"
+#include "tandem/net/binding.h"
 #include "tandem/net/group.h"
 
 namespace tandem::net {
@@ -84,13 +85,42 @@ std::optional<Member> ToMember(const engine::Record& r) {
   return m;
 }
 
-// The unsigned trust records (kDevicesCollection) that are valid.
-Result<std::vector<Member>> Records(engine::Replica& r) {
+// The unsigned trust records (kDevicesCollection) that are valid, each with the
+// replicas its device syncs as: those bound to it (binding.h), and those its hints name
+// that no binding gives to another device. `bound` (optional) receives the bindings.
+Result<std::vector<Member>> Records(engine::Replica& r,
+                                    std::map<engine::ReplicaId, std::string>* bound = nullptr) {
   std::vector<Member> out;
   TANDEM_RETURN_IF_ERROR(r.Scan(kDevicesCollection, "", [&](const engine::Record& rec) {
     if (auto m = ToMember(rec)) out.push_back(std::move(*m));
     return true;
   }));
+  TANDEM_ASSIGN_OR_RETURN(auto bindings, ReadBindings(r));
+  for (auto& m : out) {
+    std::erase_if(m.replicas, [&](const engine::ReplicaId& id) {
+      auto b = bindings.find(id);
+      return b != bindings.end() && b->second != m.device;
+    });
+    for (const auto& [id, device] : bindings)
+      if (device == m.device &&
+          std::find(m.replicas.begin(), m.replicas.end(), id) == m.replicas.end())
+        m.replicas.push_back(id);
+  }
+  if (bound) *bound = std::move(bindings);
+  return out;
+}
+
+// The replicas of every device with a record or a bound replica, as Records says.
+Result<std::map<std::string, std::vector<engine::ReplicaId>>> ReplicasByDevice(engine::Replica& r) {
+  std::map<engine::ReplicaId, std::string> bound;
+  TANDEM_ASSIGN_OR_RETURN(auto records, Records(r, &bound));
+  std::map<std::string, std::vector<engine::ReplicaId>> out;
+  for (auto& m : records) out[m.device] = std::move(m.replicas);
+  // A device whose record is gone (or never arrived) keeps its bound replicas.
+  for (const auto& [id, device] : bound) {
+    auto& ids = out[device];
+    if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+  }
   return out;
 }
 
@@ -127,9 +157,7 @@ Result<std::map<engine::ReplicaId, uint64_t>> RevocationCutoffs(engine::Replica&
                                                                 const Authority& a) {
   std::map<engine::ReplicaId, uint64_t> out;
   TANDEM_ASSIGN_OR_RETURN(auto meta, r.Meta());
-  TANDEM_ASSIGN_OR_RETURN(auto records, Records(r));
-  std::map<std::string, std::vector<engine::ReplicaId>> replicas;
-  for (const auto& m : records) replicas[m.device] = m.replicas;
+  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasByDevice(r));
   std::set<engine::ReplicaId> innocent{meta.id};  // ours, and members' in good standing
   for (const auto& [device, d] : a.devices)
     if (!d.revoked) innocent.insert(replicas[device].begin(), replicas[device].end());
@@ -288,13 +316,13 @@ Status MayActOn(const Authority& a, const std::string& self, const std::string& 
   return Status::Ok();
 }
 
-// The replicas of every device in `devices`, by the unsigned hints.
+// The replicas of every device in `devices` (ReplicasByDevice).
 Result<std::vector<engine::ReplicaId>> ReplicasOf(engine::Replica& r,
                                                   const std::set<std::string>& devices) {
-  TANDEM_ASSIGN_OR_RETURN(auto records, Records(r));
+  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasByDevice(r));
   std::vector<engine::ReplicaId> out;
-  for (const auto& m : records)
-    if (devices.count(m.device)) out.insert(out.end(), m.replicas.begin(), m.replicas.end());
+  for (const auto& [device, ids] : replicas)
+    if (devices.count(device)) out.insert(out.end(), ids.begin(), ids.end());
   return out;
 }
 
@@ -359,9 +387,7 @@ Result<Authority> ReadAuthority(engine::Replica& r, const GroupPaths& files,
 
 Result<std::vector<Member>> Members(engine::Replica& r, const GroupPaths& files) {
   TANDEM_ASSIGN_OR_RETURN(auto a, ReadAuthority(r, files));
-  TANDEM_ASSIGN_OR_RETURN(auto records, Records(r));
-  std::map<std::string, std::vector<engine::ReplicaId>> replicas;
-  for (const auto& m : records) replicas[m.device] = m.replicas;
+  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasByDevice(r));
   std::vector<Member> out;
   for (const auto& [device, s] : a.devices) {
     Member m;
@@ -526,17 +552,17 @@ Result<WriteLimits> WriteLimitsOf(engine::Replica& r, const Authority& a) {
   WriteLimits out;
   if (a.legacy) return out;
   TANDEM_ASSIGN_OR_RETURN(auto meta, r.Meta());
-  TANDEM_ASSIGN_OR_RETURN(auto records, Records(r));
+  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasByDevice(r));
   std::set<std::string> named{kSchemasCollection};
   for (const auto& p : a.permits)
     if (p.collection != kAnyCollection) named.insert(p.collection);
-  for (const auto& m : records) {
-    const Standing* d = a.Find(m.device);
+  for (const auto& [device, ids] : replicas) {
+    const Standing* d = a.Find(device);
     if (!d || d->revoked || d->founder) continue;  // revoked: the revocation cutoff
     auto limit = [&](std::map<engine::ReplicaId, uint64_t>* into, const std::string& c) {
-      if (a.LevelOf(m.device, c) == Level::kWrite) return;
+      if (a.LevelOf(device, c) == Level::kWrite) return;
       const auto& cutoff = d->WriteCutoff(c);
-      for (const auto& id : m.replicas) {
+      for (const auto& id : ids) {
         if (id == meta.id) continue;
         auto cut = cutoff.find(id);
         (*into)[id] = cut == cutoff.end() ? 0 : cut->second;

@@ -497,6 +497,10 @@ LmdbStore::LmdbStore(std::string dir, std::unique_ptr<Impl> impl)
     : dir_(std::move(dir)), impl_(std::move(impl)) {}
 LmdbStore::~LmdbStore() = default;
 
+Status TakeNewId(LmdbStore& store, const Options& opt) {
+  return StampOrigin(store, Stamp::kForceRekey, opt);
+}
+
 Status StampOrigin(LmdbStore& store, Stamp how, const Options& opt) {
   TANDEM_ASSIGN_OR_RETURN(std::string here, Fingerprint(store.dir()));
   Status st;
@@ -604,7 +608,7 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
     v = MDB_val{4, &format};
     rc = mdb_put(txn, impl->meta, &k, &v, 0);
     ReplicaMeta meta;
-    meta.id = opt.replica_id ? *opt.replica_id : RandomReplicaId();
+    meta.id = opt.replica_id ? *opt.replica_id : opt.new_ids ? opt.new_ids() : RandomReplicaId();
     std::string m = EncodeMeta(meta);
     MDB_val mk = Val("replica"), mv = Val(m);
     if (!rc) rc = mdb_put(txn, impl->meta, &mk, &mv, 0);

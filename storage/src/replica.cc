@@ -22,13 +22,13 @@ engine::BlobHash Blake2b256(std::string_view bytes) {
 Result<std::unique_ptr<engine::Replica>> CreateReplica(const std::string& dir, const Options& opt) {
   TANDEM_ASSIGN_OR_RETURN(auto store, CreateStore(dir, opt));
   return std::make_unique<engine::Replica>(std::move(store), SystemClockMs, Blake2b256,
-                                           RandomReplicaId);
+                                           opt.new_ids ? opt.new_ids : RandomReplicaId);
 }
 
 Result<std::unique_ptr<engine::Replica>> OpenReplica(const std::string& dir, const Options& opt) {
   TANDEM_ASSIGN_OR_RETURN(auto store, OpenStore(dir, opt));
   return std::make_unique<engine::Replica>(std::move(store), SystemClockMs, Blake2b256,
-                                           RandomReplicaId);
+                                           opt.new_ids ? opt.new_ids : RandomReplicaId);
 }
 
 LmdbStore& StoreOf(engine::Replica& r) { return static_cast<LmdbStore&>(r.store()); }

@@ -357,8 +357,10 @@ TEST_F(Cli, ChangesFeedEachRecordOnceWithCursors) {
   EXPECT_EQ(T({"changes", db_, "--since", std::to_string(d[0])}).out, "");
   r = T({"changes", db_, "--system"});
   EXPECT_EQ(r.out.find("{\"collection\":\"_tandem_devices\",\"cursor\":"), 0u) << r.out;
+  EXPECT_NE(r.out.find("{\"collection\":\"_tandem_bindings\",\"cursor\":"), std::string::npos)
+      << r.out;
   const auto all = FeedCursors(r.out);
-  ASSERT_EQ(all.size(), 3u) << r.out;
+  ASSERT_EQ(all.size(), 4u) << r.out;
   EXPECT_LT(all[0], c[1]);
 }
 
@@ -384,7 +386,8 @@ TEST_F(Cli, JoinRefusesAReplicaWithDataOrOtherDevicesUnlessToldToMerge) {
     auto self = net::LoadIdentity(trusting + "/identity.key");
     ASSERT_TRUE(rep.ok() && self.ok());
     const net::GroupPaths files{trusting + "/group.key", trusting + "/invites",
-                                trusting + "/join.code", trusting + "/group.root"};
+                                trusting + "/join.code", trusting + "/group.root",
+                                trusting + "/replica.bindings"};
     ASSERT_TRUE(
         net::Grant(**rep, files, *self, net::GenerateIdentity().public_key, net::Role::kMember, 1)
             .ok());
@@ -424,10 +427,12 @@ TEST_F(Cli, BackupAndRestoreGiveANewReplicaWithTheSameData) {
     return info.substr(info.find("\"replica_id\":\"") + 14, 32);
   };
   EXPECT_NE(id_of(a), id_of(b));
-  // The restored replica knows the old one's events, and issues its own under its new id.
+  // The restored replica knows the old one's events, and issues its own under its new id:
+  // its binding (published at the first open), then the increment.
   EXPECT_NE(b.find(id_of(a)), std::string::npos);
+  EXPECT_NE(b.find("\"" + id_of(b) + "\":1"), std::string::npos) << b;
   ASSERT_EQ(T({"incr", restored, "c", "r", "n", "1"}).exit_code, 0);
-  EXPECT_NE(T({"info", restored}).out.find("\"" + id_of(b) + "\":1"), std::string::npos);
+  EXPECT_NE(T({"info", restored}).out.find("\"" + id_of(b) + "\":2"), std::string::npos);
   EXPECT_EQ(T({"check", restored}).exit_code, 0);
   // The same device, still in its group: identity and group key come along.
   EXPECT_EQ(T({"devices", restored}).out, T({"devices", db_}).out);

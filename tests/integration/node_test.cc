@@ -14,6 +14,7 @@
 
 #include "process.h"
 #include "tandem/device/device.h"
+#include "tandem/net/binding.h"
 
 namespace tandem::testing {
 namespace {
@@ -137,10 +138,15 @@ TEST(Node, TwoNodesInOneProcessPairSyncLiveAndReport) {
   EXPECT_EQ(sa.listen, addr);
   EXPECT_EQ(sa.mode, net::NodeMode::kLive);
 
-  // Both devices list each other.
+  // Both devices list each other, and each holds the other's replica binding.
   auto members = (*a)->Devices();
   ASSERT_TRUE(members.ok());
   EXPECT_EQ(members->size(), 2u);
+  auto bound_at = [](Device& holder, Device& of) {
+    auto found = net::FindBinding(holder.replica(), of.GetInfo()->replica_id);
+    return found.ok() && found->has_value() && net::DeviceId((*found)->device) == of.device_id();
+  };
+  EXPECT_TRUE(Eventually([&] { return bound_at(**a, **b) && bound_at(**b, **a); }));
 
   // b stops: a sees the session end; b's last event is kStopped.
   (*nb)->Stop();
@@ -274,6 +280,43 @@ TEST(Device, OpeningADirectoryTwiceGivesTheSameDevice) {
       Device::Open(tmp / "a", device::OpenOptions{storage::Durability::kRelaxed}).status().code(),
       Code::kInvalidArgument);
   EXPECT_EQ(Device::Open(tmp / "missing").status().code(), Code::kNotFound);
+}
+
+// Every replica id a device takes is bound to its key (net/binding.h): when it is made,
+// after a restore, and when a copy of its directory is opened.
+TEST(Device, EveryReplicaIdItTakesIsBoundToItsKey) {
+  TempDir tmp;
+  auto bound_id = [](Device& d) -> engine::ReplicaId {
+    auto info = d.GetInfo();
+    EXPECT_TRUE(info.ok());
+    if (!info.ok()) return {};
+    auto b = net::FindBinding(d.replica(), info->replica_id);
+    EXPECT_TRUE(b.ok() && b->has_value()) << "replica " << info->replica_id.Hex() << " unbound";
+    if (b.ok() && b->has_value()) {
+      EXPECT_EQ(net::DeviceId((*b)->device), d.device_id());
+    }
+    return info->replica_id;
+  };
+  engine::ReplicaId first;
+  {
+    auto a = Device::Create(tmp / "a");
+    ASSERT_TRUE(a.ok()) << a.status().ToString();
+    first = bound_id(**a);
+    ASSERT_TRUE((*a)->Backup(tmp / "backup").ok());
+  }
+  ASSERT_TRUE(Device::Restore(tmp / "backup", tmp / "restored").ok());
+  {
+    auto r = Device::Open(tmp / "restored");
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    const engine::ReplicaId id = bound_id(**r);
+    EXPECT_NE(id, first);
+  }
+  std::filesystem::copy(tmp / "a", tmp / "copy", std::filesystem::copy_options::recursive);
+  {
+    auto c = Device::Open(tmp / "copy");
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    EXPECT_NE(bound_id(**c), first);
+  }
 }
 
 }  // namespace

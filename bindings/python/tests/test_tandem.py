@@ -182,7 +182,8 @@ class ReplicaTest(TempDirTest):
             db.backup(self.path("bak"))
             info = db.info
             self.assertEqual(info["device_id"], db.device_id)
-            self.assertEqual(db.check()["records"], 2)  # ours and the trust set's
+            # ours, the trust set's and the binding of the replica's id
+            self.assertEqual(db.check()["records"], 3)
         tandem.restore(self.path("bak"), self.path("b"))
         with tandem.open(self.path("b")) as b:
             self.assertEqual(b.get("c", "r")["v"], 1)

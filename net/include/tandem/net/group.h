@@ -36,6 +36,7 @@ struct GroupPaths {
   std::string invites_dir;  // one file per open invite
   std::string join_code;    // a pending join's invite code
   std::string root;         // the founder's public key (SaveRoot)
+  std::string bindings;     // this device's replica bindings (binding.h)
 };
 
 void InitCrypto();  // sodium_init, once; aborts if the OS has no randomness

@@ -58,8 +58,10 @@ struct Options {
   // CreateStore only: use this replica id instead of a random one. For deterministic
   // tests and the simulator; never reuse an id another replica has had.
   std::optional<engine::ReplicaId> replica_id;
-  // Where the new replica id comes from when an opened replica turns out to be a copy
-  // (see OpenStore); RandomReplicaId when empty. For the simulator's determinism.
+  // Where replica ids come from: a new store's (unless replica_id is set), a new one when
+  // an opened replica turns out to be a copy (see OpenStore), and, for CreateReplica and
+  // OpenReplica, when it turns out to have been rolled back; RandomReplicaId when empty.
+  // A device's ids bound to its key (net/binding.h); the simulator's determinism.
   std::function<engine::ReplicaId()> new_ids;
   // Where this store's change-log entries start, given the newest position in the log
   // (FirstLogSeq when empty). For the simulator's determinism.
@@ -100,6 +102,10 @@ Result<std::unique_ptr<LmdbStore>> OpenStore(const std::string& dir, const Optio
 
 // A fresh random replica id (getrandom): the engine's IdSource for durable replicas.
 engine::ReplicaId RandomReplicaId();
+// Takes a new replica id (opt.new_ids) now, as a copy would: for a replica whose id
+// issued nothing yet and is to be replaced by a better one (a restored device's, by
+// one bound to its key).
+Status TakeNewId(LmdbStore& store, const Options& opt);
 
 // True if `dir` looks like a replica directory (has a data.mdb).
 bool IsReplicaDir(const std::string& dir);

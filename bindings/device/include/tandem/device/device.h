@@ -41,7 +41,8 @@ struct Layout {
   // one runs even when daemon.json could not be written, and is released by a crash.
   std::string daemon_lock() const { return dir + "/daemon.lock"; }
   net::GroupPaths group() const {
-    return {dir + "/group.key", dir + "/invites", dir + "/join.code", dir + "/group.root"};
+    return {dir + "/group.key", dir + "/invites", dir + "/join.code", dir + "/group.root",
+            dir + "/replica.bindings"};
   }
   // What backups carry besides the data: names, and paths in this directory.
   static std::vector<std::string> key_file_names() {
