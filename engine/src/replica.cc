@@ -1,6 +1,7 @@
 #include "tandem/engine/replica.h"
 
 #include <algorithm>
+#include <cassert>
 
 #include "tandem/engine/codec.h"
 
@@ -33,7 +34,9 @@ void TakeNewReplicaId(ReplicaMeta& meta, const IdSource& source) {
 }
 
 Replica::Replica(std::unique_ptr<Store> store, PhysicalClock now, ContentHash hash, IdSource new_id)
-    : store_(std::move(store)), now_(std::move(now)), hash_(hash), new_id_(std::move(new_id)) {}
+    : store_(std::move(store)), now_(std::move(now)), hash_(hash), new_id_(std::move(new_id)) {
+  assert(hash_ != nullptr);
+}
 
 void Replica::SetWritePolicy(std::shared_ptr<WritePolicy> policy) {
   std::lock_guard lock(policy_mu_);

@@ -362,10 +362,11 @@ Status Session::Apply(const DeltaBatch& b, std::vector<Message>* out) {
       return Admission::kFilter;
     // A value from a revoked replica's later events, or a removal only they explain
     // (a record deletion shows only in the context).
-    for (const auto& [r, cutoff] : revoked)
-      if (CarriesEventsAfter(d.state, r, cutoff) ||
-          RemovesOnlyByEventsAfter(d.state, ours, r, cutoff))
-        return Admission::kRefuse;
+    if (!opt_.proves_itself || !opt_.proves_itself(d))
+      for (const auto& [r, cutoff] : revoked)
+        if (CarriesEventsAfter(d.state, r, cutoff) ||
+            RemovesOnlyByEventsAfter(d.state, ours, r, cutoff))
+          return Admission::kRefuse;
     return opt_.admit ? opt_.admit(d, ours) : Admission::kAccept;
   };
   size_t quarantined = 0;

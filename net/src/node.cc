@@ -172,6 +172,11 @@ engine::SessionOptions Core::SessionOptionsFor(const Key32& peer) {
   };
   if (!(opt_.lazy_blobs == engine::CollectionFilter::None()))
     so.lazy_blobs = [lazy = opt_.lazy_blobs](const std::string& c) { return lazy.Allows(c); };
+  // A binding is checked on its own (AdmitBinding), whoever's replica it binds: a revoked
+  // device's new replica must be bound to it, never left to the hints.
+  so.proves_itself = [](const engine::FieldDelta& d) {
+    return d.key.collection == kBindingsCollection;
+  };
   so.admit = [this](const engine::FieldDelta& d, const engine::FieldState* ours) {
     std::lock_guard lock(trust_mu_);
     if (d.key.collection == kStatementsCollection) return AdmitStatement(d, root_);
@@ -552,9 +557,9 @@ Status Node::Start() {
   TANDEM_ASSIGN_OR_RETURN(c.join_, LoadJoin(o.files));
   // This device's record names the replica it syncs as (a restore makes a new one).
   TANDEM_ASSIGN_OR_RETURN(auto meta, c.replica_.Meta());
+  c.PublishBinding();
   if (Status st = NoteReplica(c.replica_, c.self_device_, meta.id); !st.ok())
     c.Log("cannot record this replica in the trust set: " + st.ToString());
-  c.PublishBinding();
   // The founder of a group from before statements signs its trust set.
   if (Status st = SignLegacyTrust(c.replica_, o.files, c.self_, WallMs()); !st.ok())
     c.Log("cannot sign the trust set: " + st.ToString());

@@ -136,7 +136,11 @@ Status AddMember(engine::Replica& r, const Key32& key, const std::string& added_
 
 Status NoteReplica(engine::Replica& r, const std::string& device,
                    const engine::ReplicaId& replica) {
-  TANDEM_ASSIGN_OR_RETURN(auto records, Records(r));
+  std::map<engine::ReplicaId, std::string> bound;
+  TANDEM_ASSIGN_OR_RETURN(auto records, Records(r, &bound));
+  if (auto b = bound.find(replica); b != bound.end() && b->second != device)
+    return Status::Unauthorized("replica " + replica.Hex() + " is bound to device " + b->second +
+                                ", not " + device);
   const Member* self = nullptr;
   for (const auto& m : records) {
     for (const auto& id : m.replicas)
@@ -488,8 +492,8 @@ Status Revoke(engine::Replica& r, const GroupPaths& files, const Identity& self,
   if (!s && !record) return Status::NotFound("device " + device + " is not a member of this group");
   if (!a.legacy) TANDEM_RETURN_IF_ERROR(MayActOn(a, me, device, "revoke"));
   std::map<engine::ReplicaId, uint64_t> cutoff;
-  TANDEM_RETURN_IF_ERROR(
-      ComputeCutoff(r, record ? record->replicas : std::vector<engine::ReplicaId>{}, &cutoff));
+  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasOf(r, {device}));
+  TANDEM_RETURN_IF_ERROR(ComputeCutoff(r, replicas, &cutoff));
   if (record) TANDEM_RETURN_IF_ERROR(WriteLegacyRevocation(r, device, me, now_ms, cutoff));
   if (a.legacy) return Status::Ok();
   Statement st;

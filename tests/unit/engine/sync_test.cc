@@ -322,6 +322,29 @@ TEST(Sync, RevokedReplicasLaterValuesAreRefusedForGoodAndNotClaimed) {
   EXPECT_EQ(late->fields.at("v").scalar, Value{int64_t{4}});
 }
 
+// A state that proves itself (SessionOptions::proves_itself: a signed binding, say) is
+// judged by `admit` alone: a revoked replica's later events there are not refused by the
+// cutoff, while the same replica's later events elsewhere are.
+TEST(Sync, AStateThatProvesItselfIsJudgedByAdmitAloneNotByTheCutoffs) {
+  Node a(1), x(3);
+  ASSERT_TRUE(x.replica.Put("c", "late", {{"v", Value{int64_t{2}}}}).ok());
+  ASSERT_TRUE(x.replica.Put("proof", "p", {{"v", Value{int64_t{1}}}}).ok());
+  ASSERT_TRUE(x.replica.Put("proof", "bad", {{"v", Value{int64_t{0}}}}).ok());
+  const ReplicaId xid = Rid(3);
+  SessionOptions oa;
+  oa.revoked = [xid] { return std::map<ReplicaId, uint64_t>{{xid, 0}}; };
+  oa.proves_itself = [](const FieldDelta& d) { return d.key.collection == "proof"; };
+  oa.admit = [](const FieldDelta& d, const FieldState*) {
+    return d.key.record == "bad" ? Admission::kRefuse : Admission::kAccept;
+  };
+  Link link(a, x, oa, {});
+  ASSERT_TRUE(link.Run().ok());
+  EXPECT_TRUE(a.replica.Get("proof", "p").ok());
+  EXPECT_EQ(a.replica.Get("proof", "bad").status().code(), Code::kNotFound);
+  EXPECT_EQ(a.replica.Get("c", "late").status().code(), Code::kNotFound);
+  EXPECT_EQ(link.sa.stats().fields_refused, 2u);
+}
+
 // A record deletion leaves no marker, only context: a revoked replica's deletions are
 // refused where they show, whoever relays them, while a member's later write flows.
 // A peer whose CaughtUp claims events of a third replica it never delivered: the

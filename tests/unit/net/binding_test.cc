@@ -90,7 +90,8 @@ TEST(Binding, AdmissionTakesOnlyBindingsOfTheReplicaTheRecordNames) {
   engine::ApplyPut(s, engine::Dot{Id('w'), 1}, engine::MakeHlc(1, 0), engine::Value{e});
   EXPECT_EQ(AdmitBinding({{kBindingsCollection, id.Hex(), kBindingField}, s}), Admission::kRefuse);
   engine::FieldState set;
-  engine::ApplyAdd(set, engine::Dot{Id('w'), 1}, engine::MakeHlc(1, 0), engine::Value{engine::Bytes{e}});
+  engine::ApplyAdd(set, engine::Dot{Id('w'), 1}, engine::MakeHlc(1, 0),
+                   engine::Value{engine::Bytes{e}});
   EXPECT_EQ(AdmitBinding({{kBindingsCollection, id.Hex(), kBindingField}, set}),
             Admission::kRefuse);
   // Other collections are not its business.
@@ -131,9 +132,9 @@ TEST(Binding, HintsCannotMoveABoundReplicaToAnotherDevice) {
   EXPECT_EQ(NoteReplica(t.r, DeviceId(y.public_key), xr).code(), Code::kUnauthorized);
   ASSERT_TRUE(NoteReplica(t.r, DeviceId(x.public_key), xr).ok());
   // A hint edited by hand lists x's replica under y as well.
-  ASSERT_TRUE(t.r.Add(kDevicesCollection, DeviceId(y.public_key), "replicas",
-                      engine::Value(xr.Hex()))
-                  .ok());
+  ASSERT_TRUE(
+      t.r.Add(kDevicesCollection, DeviceId(y.public_key), "replicas", engine::Value(xr.Hex()))
+          .ok());
   ASSERT_TRUE(Revoke(t.r, t.files, me, DeviceId(x.public_key), 5).ok());
   auto cut = RevocationCutoffs(t.r, ReadAuthority(t.r, t.files).value());
   ASSERT_TRUE(cut.ok()) << cut.status().ToString();
@@ -163,8 +164,8 @@ TEST(Binding, BoundIdsAreSavedBeforeUseAndPublished) {
   EXPECT_FALSE(FindBinding(t.r, Id('a')).value().has_value());
   // A replica whose id BoundIds made publishes its binding once.
   TrustFixture u;
-  engine::Replica r(std::make_unique<engine::MemoryStore>(second), [&] { return u.now++; },
-                    storage::Blake2b256);
+  engine::Replica r(
+      std::make_unique<engine::MemoryStore>(second), [&] { return u.now++; }, storage::Blake2b256);
   EXPECT_TRUE(PublishOwnBinding(r, t.files.bindings).value());
   auto found = FindBinding(r, second);
   ASSERT_TRUE(found.ok());

@@ -153,6 +153,9 @@ struct SessionOptions {
   // fields_refused; the peer's version vector is merged with those replicas' entries
   // held at the cutoff.
   std::function<std::map<ReplicaId, uint64_t>()> revoked;
+  // States that carry their own proof (a replica's signed binding, say): the cutoffs do
+  // not apply to them, `admit` alone judges them. None: the cutoffs apply to every state.
+  std::function<bool(const FieldDelta&)> proves_itself;
   // The application's judgement of each incoming field state the filters and cutoffs
   // let through (signed system records, say); none: every one is accepted.
   AdmitFn admit;
