@@ -6,7 +6,9 @@
 //   2: an invite code;
 //   3: statements (u16 length-prefixed), decoded and judged;
 //   4: a small group's statements (every kind) built from the bytes and signed by four
-//      fixed devices, judged in two arrival orders that must agree.
+//      fixed devices, judged in two arrival orders that must agree;
+//   0xf0 and above (before the others): a replica id (16 bytes) and a replica binding,
+//      decoded, verified, and admitted as a binding record's field.
 // None may crash, read out of bounds or allocate without bound.
 #include <algorithm>
 #include <cstddef>
@@ -16,7 +18,9 @@
 #include <string_view>
 #include <vector>
 
+#include "tandem/engine/field.h"
 #include "tandem/net/authority.h"
+#include "tandem/net/binding.h"
 #include "tandem/net/group.h"
 #include "tandem/net/handshake.h"
 #include "tandem/net/secure_frame.h"
@@ -77,6 +81,22 @@ std::string Summary(const Authority& a) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   std::string_view in(reinterpret_cast<const char*>(data) + 1, size - 1);
+  if (data[0] >= 0xf0) {
+    if (in.size() < 16) return 0;
+    tandem::engine::ReplicaId id;
+    std::memcpy(id.bytes.data(), in.data(), 16);
+    const std::string_view rest = in.substr(16);
+    auto b = DecodeBinding(rest);
+    if (b.ok() && EncodeBinding(*b) != rest) abort();  // only the canonical encoding
+    if (b.ok() && VerifyBinding(*b, id) && DerivedReplicaId(b->device, b->salt) != id) abort();
+    tandem::engine::FieldState f;
+    tandem::engine::ApplyPut(f, tandem::engine::Dot{id, 1}, tandem::engine::MakeHlc(1, 0),
+                             tandem::engine::Value{tandem::engine::Bytes{std::string(rest)}});
+    const auto verdict = AdmitBinding({{kBindingsCollection, id.Hex(), kBindingField}, f});
+    if (verdict == tandem::engine::Admission::kAccept && !(b.ok() && VerifyBinding(*b, id)))
+      abort();  // admitted without being a binding of that replica
+    return 0;
+  }
   switch (data[0] % 5) {
     case 0: {
       auto hs = Handshake::Responder(Self(), Fixed(7));

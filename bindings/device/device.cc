@@ -140,7 +140,7 @@ void Bind(engine::Replica& r, const storage::Options& so, const Layout& layout) 
   if (!bound.ok() || *bound || !so.new_ids) return;
   auto meta = r.Meta();
   if (!meta.ok() || meta->vv.Get(meta->id) != 0) return;
-  if (storage::TakeNewId(storage::StoreOf(r), so).ok())
+  if (storage::TakeNewId(storage::StoreOf(r), so, meta->id).ok())
     (void)net::PublishOwnBinding(r, layout.group().bindings);
 }
 

@@ -4,6 +4,8 @@
 #include <sodium.h>
 
 #include <cstring>
+#include <mutex>
+#include <set>
 
 #include "tandem/files/files.h"
 
@@ -17,6 +19,24 @@ std::string SignedMessage(const engine::ReplicaId& replica) {
   std::string m(kSignDomain, sizeof kSignDomain);
   m.append(reinterpret_cast<const char*>(replica.bytes.data()), replica.bytes.size());
   return m;
+}
+
+// VerifyBinding, remembering what verified (bindings only grow, and the trust set reads
+// them all at every change): one signature check per binding per process.
+bool Verified(const Binding& b, const engine::ReplicaId& replica) {
+  static std::mutex mu;
+  static std::set<std::string> good;
+  std::string key(reinterpret_cast<const char*>(replica.bytes.data()), replica.bytes.size());
+  key += EncodeBinding(b);
+  {
+    std::lock_guard lock(mu);
+    if (good.count(key)) return true;
+  }
+  if (!VerifyBinding(b, replica)) return false;
+  std::lock_guard lock(mu);
+  if (good.size() >= 65536) good.clear();  // bounded; what is dropped is checked again
+  good.insert(std::move(key));
+  return true;
 }
 
 // The binding a register field of kBindingsCollection holds, if it is one.
@@ -98,14 +118,13 @@ engine::Admission AdmitBinding(const engine::FieldDelta& d) {
     auto* bytes = std::get_if<engine::Bytes>(&m.value);
     if (m.kind != engine::Kind::kRegister || !bytes) return engine::Admission::kRefuse;
     auto b = DecodeBinding(bytes->data);
-    if (!b.ok() || !VerifyBinding(*b, *replica)) return engine::Admission::kRefuse;
+    if (!b.ok() || !Verified(*b, *replica)) return engine::Admission::kRefuse;
   }
   return engine::Admission::kAccept;
 }
 
 Status StoreBinding(engine::Replica& r, const engine::ReplicaId& replica, const Binding& b) {
-  if (!VerifyBinding(b, replica))
-    return Status::Invalid("not a binding of replica " + replica.Hex());
+  if (!Verified(b, replica)) return Status::Invalid("not a binding of replica " + replica.Hex());
   TANDEM_ASSIGN_OR_RETURN(auto held, FindBinding(r, replica));
   if (held) return Status::Ok();
   return r.Put(kBindingsCollection, replica.Hex(),
@@ -119,7 +138,7 @@ Result<std::map<engine::ReplicaId, std::string>> ReadBindings(engine::Replica& r
     auto b = BindingOf(rec);
     // Admission checks every binding that arrives; this check also covers what an
     // earlier build stored unchecked, or a damaged store.
-    if (replica.ok() && b && VerifyBinding(*b, *replica)) out[*replica] = DeviceId(b->device);
+    if (replica.ok() && b && Verified(*b, *replica)) out[*replica] = DeviceId(b->device);
     return true;
   }));
   return out;
@@ -132,7 +151,7 @@ Result<std::optional<Binding>> FindBinding(engine::Replica& r, const engine::Rep
     return rec.status();
   }
   auto b = BindingOf(*rec);
-  if (b && VerifyBinding(*b, replica)) return b;
+  if (b && Verified(*b, replica)) return b;
   return std::optional<Binding>();
 }
 
@@ -188,15 +207,16 @@ std::function<engine::ReplicaId()> BoundIds(Identity self, std::string path) {
 Result<bool> PublishOwnBinding(engine::Replica& r, const std::string& path) {
   if (path.empty()) return false;
   TANDEM_ASSIGN_OR_RETURN(auto meta, r.Meta());
-  TANDEM_ASSIGN_OR_RETURN(auto held, FindBinding(r, meta.id));
-  if (held) return true;
   TANDEM_ASSIGN_OR_RETURN(auto own, LoadOwnBindings(path));
-  for (const auto& b : own)
-    if (VerifyBinding(b, meta.id)) {
-      TANDEM_RETURN_IF_ERROR(StoreBinding(r, meta.id, b));
-      return true;
-    }
-  return false;
+  // The current id, and every earlier one that issued events (an id replaced before
+  // its binding went out: two rekeys between publications, say).
+  for (const auto& b : own) {
+    const engine::ReplicaId id = DerivedReplicaId(b.device, b.salt);
+    if ((id != meta.id && meta.vv.Get(id) == 0) || !Verified(b, id)) continue;
+    TANDEM_RETURN_IF_ERROR(StoreBinding(r, id, b));
+  }
+  TANDEM_ASSIGN_OR_RETURN(auto held, FindBinding(r, meta.id));
+  return held.has_value();
 }
 
 }  // namespace tandem::net

@@ -497,8 +497,23 @@ LmdbStore::LmdbStore(std::string dir, std::unique_ptr<Impl> impl)
     : dir_(std::move(dir)), impl_(std::move(impl)) {}
 LmdbStore::~LmdbStore() = default;
 
-Status TakeNewId(LmdbStore& store, const Options& opt) {
-  return StampOrigin(store, Stamp::kForceRekey, opt);
+Status TakeNewId(LmdbStore& store, const Options& opt, const engine::ReplicaId& only_if) {
+  Status st;
+  for (int attempt = 0; attempt < 32; ++attempt) {
+    st = [&]() -> Status {
+      TANDEM_ASSIGN_OR_RETURN(auto txn, store.BeginWrite());
+      auto* w = static_cast<LmdbWriteTxn*>(txn.get());
+      ReplicaMeta meta;
+      TANDEM_RETURN_IF_ERROR(w->GetMeta(&meta));
+      // Another process replaced it first, or it issued something meanwhile: keep it.
+      if (meta.id != only_if || meta.vv.Get(meta.id) != 0) return Status::Ok();
+      engine::TakeNewReplicaId(meta, opt.new_ids ? opt.new_ids : RandomReplicaId);
+      TANDEM_RETURN_IF_ERROR(w->PutMeta(meta));
+      return w->Commit();
+    }();
+    if (st.code() != Code::kBusy) break;  // kBusy: the map grew; run it again
+  }
+  return st.With("take a new replica id");
 }
 
 Status StampOrigin(LmdbStore& store, Stamp how, const Options& opt) {

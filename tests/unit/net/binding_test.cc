@@ -187,6 +187,27 @@ TEST(Binding, BoundIdsAreSavedBeforeUseAndPublished) {
   const engine::ReplicaId third = ids();
   EXPECT_EQ(LoadOwnBindings(t.files.bindings).value().size(), 3u);
   EXPECT_TRUE(VerifyBinding(LoadOwnBindings(t.files.bindings).value()[2], third));
+
+  // Two new ids before a publication, the first of which wrote: both are published.
+  TrustFixture v;
+  const engine::ReplicaId fourth = ids(), fifth = ids();
+  engine::Replica s(
+      std::make_unique<engine::MemoryStore>(fourth), [&] { return v.now++; }, storage::Blake2b256);
+  ASSERT_TRUE(s.Put("c", "r", {{"v", engine::Value{int64_t{1}}}}).ok());
+  {
+    auto txn = s.store().BeginWrite();
+    ASSERT_TRUE(txn.ok());
+    engine::ReplicaMeta meta;
+    ASSERT_TRUE((*txn)->GetMeta(&meta).ok());
+    meta.id = fifth;  // as TakeNewReplicaId does: fourth's events stay in the vector
+    ASSERT_TRUE((*txn)->PutMeta(meta).ok());
+    ASSERT_TRUE((*txn)->Commit().ok());
+  }
+  EXPECT_TRUE(PublishOwnBinding(s, t.files.bindings).value());
+  EXPECT_TRUE(FindBinding(s, fifth).value().has_value());
+  EXPECT_TRUE(FindBinding(s, fourth).value().has_value());
+  // Ids handed out but never used (first, second, third here) are not published.
+  EXPECT_FALSE(FindBinding(s, third).value().has_value());
 }
 
 }  // namespace

@@ -72,8 +72,9 @@ Result<std::vector<Binding>> LoadOwnBindings(const std::string& path);
 // `self`'s key and bound, its binding saved to `path` first. If it cannot be saved (a
 // full disk), an unbound random id, as replicas had before bindings.
 std::function<engine::ReplicaId()> BoundIds(Identity self, std::string path);
-// Stores the binding of r's replica id, from `path`, unless r holds it already. False if
-// `path` has none (an id from before bindings, or from BoundIds' fallback).
+// Stores the bindings in `path` of r's replica id and of every earlier id of this device
+// that issued events, unless r holds them already. False if r's current id is not bound
+// (an id from before bindings, or from BoundIds' fallback).
 Result<bool> PublishOwnBinding(engine::Replica& r, const std::string& path);
 
 }  // namespace tandem::net

@@ -102,10 +102,10 @@ Result<std::unique_ptr<LmdbStore>> OpenStore(const std::string& dir, const Optio
 
 // A fresh random replica id (getrandom): the engine's IdSource for durable replicas.
 engine::ReplicaId RandomReplicaId();
-// Takes a new replica id (opt.new_ids) now, as a copy would: for a replica whose id
-// issued nothing yet and is to be replaced by a better one (a restored device's, by
-// one bound to its key).
-Status TakeNewId(LmdbStore& store, const Options& opt);
+// Takes a new replica id (opt.new_ids) now, as a copy would, if the replica's id is
+// still `only_if` and has issued nothing (checked in the same transaction): for an id
+// to be replaced by a better one (a restored device's, by one bound to its key).
+Status TakeNewId(LmdbStore& store, const Options& opt, const engine::ReplicaId& only_if);
 
 // True if `dir` looks like a replica directory (has a data.mdb).
 bool IsReplicaDir(const std::string& dir);
