@@ -73,8 +73,6 @@ std::string Summary(const Authority& a) {
   for (const auto& p : a.permits)
     k += p.collection + p.device + RoleName(p.role) + LevelName(p.level) + ";";
   if (a.rekey) k += HexId(*a.rekey);
-  for (const auto& [r, d] : a.attested) k += r.Hex() + d + ";";
-  if (a.replicas_attested) k += "bound;";
   return k + std::to_string(a.counted) + "/" + std::to_string(a.waiting);
 }
 
@@ -153,20 +151,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       for (size_t at = 0; at + 5 <= in.size() && all.size() < 16; at += 5) {
         Statement st;
         const uint8_t kind = static_cast<uint8_t>(in[at + 1]);
-        st.kind = static_cast<StatementKind>(1 + kind % 6);
+        st.kind = static_cast<StatementKind>(1 + kind % 5);
         st.subject = Device(static_cast<uint8_t>(in[at + 2])).public_key;
         st.role = static_cast<Role>(static_cast<uint8_t>(in[at + 3]) % 4);
         if (st.kind == StatementKind::kPermit) {
           st.collection = (kind & 0x80) ? "*" : "orders";
           st.level = static_cast<Level>((kind >> 3) % 3);
           if (kind & 0x40) st.subject = {};  // for a role
-        } else if (st.kind == StatementKind::kBind) {
-          for (uint8_t r = 0; r < 4; ++r)
-            if (kind & (0x10 << r)) {
-              tandem::engine::ReplicaId id;
-              id.bytes.fill(r);
-              st.cutoff[id] = 0;
-            }
         } else if (st.kind == StatementKind::kRekey) {
           st.subject = {};
           for (size_t d = 0; d < 4; ++d)

@@ -83,8 +83,6 @@ std::string Describe(const Statement& s) {
              (s.ForRole() ? std::string(RoleName(s.role)) + "s" : DeviceId(s.subject));
     case StatementKind::kRekey:
       return "a new group key for " + std::to_string(s.sealed.size()) + " devices";
-    case StatementKind::kBind:
-      return "bind " + std::to_string(s.cutoff.size()) + " replicas to " + DeviceId(s.subject);
   }
   return "?";
 }
@@ -112,8 +110,6 @@ struct State {
   std::map<std::tuple<std::string, Key, int>, Held> permits;
   std::set<std::string> names;  // the collections permits name, kAnyCollection included
   std::optional<size_t> rekey;  // the last rekey applied
-  std::map<engine::ReplicaId, Key> attested;  // by kBind, the first naming each replica
-  bool any_bind = false;
 
   Level LevelIn(const Key& k, const std::string& collection) const {
     if (k == *root) return Level::kWrite;
@@ -196,8 +192,7 @@ class Judge {
     if (x.kind == StatementKind::kPermit && x.ForRole()) {
       for (const auto& [k, d] : s->by_key)
         if (!d.revoked && d.role == x.role) concerned.push_back(k);
-    } else if (x.kind != StatementKind::kRevoke && x.kind != StatementKind::kRekey &&
-               x.kind != StatementKind::kBind) {
+    } else if (x.kind != StatementKind::kRevoke && x.kind != StatementKind::kRekey) {
       concerned.push_back(x.subject);
     }
     if (x.kind == StatementKind::kPermit) s->names.insert(x.collection);
@@ -243,11 +238,6 @@ class Judge {
       s->rekey = i;
       return;
     }
-    if (x.kind == StatementKind::kBind) {
-      s->any_bind = true;
-      for (const auto& [r, n] : x.cutoff) s->attested.try_emplace(r, x.subject);
-      return;
-    }
     auto [it, fresh] = s->by_key.try_emplace(x.subject);
     Standing& d = it->second;
     if (fresh) {
@@ -285,7 +275,6 @@ class Judge {
         break;
       case StatementKind::kPermit:
       case StatementKind::kRekey:
-      case StatementKind::kBind:
         break;  // above
     }
   }
@@ -311,11 +300,6 @@ class Judge {
     if (x.kind == StatementKind::kRekey)
       return rank < static_cast<int>(Role::kAdmin) ? "only admins and owners change the group key"
                                                    : "";
-    if (x.kind == StatementKind::kBind) {
-      if (rank < static_cast<int>(Role::kAdmin)) return "only admins and owners bind replicas";
-      if (x.subject != *s.root && !s.by_key.count(x.subject)) return "the device is not known";
-      return {};
-    }
     if (x.subject == x.signer) return "a device cannot act on itself";
     const int subject = s.Rank(x.subject);
     auto known = s.by_key.find(x.subject);
@@ -345,7 +329,6 @@ class Judge {
         if (subject >= rank) return "the device's role is as high as its signer's";
         return {};
       case StatementKind::kRekey:
-      case StatementKind::kBind:
         return {};
     }
     return "unknown kind";
@@ -359,7 +342,7 @@ class Judge {
       if (!counted[j] || !Concurrent(i, j)) continue;
       const Statement& y = st_[j];
       if (y.subject != x.signer || y.kind == StatementKind::kPermit ||
-          y.kind == StatementKind::kRekey || y.kind == StatementKind::kBind)
+          y.kind == StatementKind::kRekey)
         continue;
       if (y.kind == StatementKind::kRevoke)
         return "its signer was revoked concurrently (by " + DeviceId(y.signer) + ")";
@@ -429,8 +412,6 @@ class Judge {
       a.rekey = ids_[*s.rekey];
       a.rekey_copies = st_[*s.rekey].sealed;
     }
-    for (const auto& [r, k] : s.attested) a.attested[r] = DeviceId(k);
-    a.replicas_attested = s.any_bind;
     for (const auto& [key, held] : s.permits) {
       const auto& [collection, subject, role] = key;
       Permit p;
@@ -546,7 +527,7 @@ Result<Statement> DecodeStatement(std::string_view bytes) {
   if (n < 2 + 32 + 8 + 1 + 32 + 1 + 2 + 64) return bad("too short");
   if (p[0] != kStatementVersion) return bad("an unknown version");
   Statement s;
-  if (p[1] < 1 || p[1] > 6) return bad("an unknown kind");
+  if (p[1] < 1 || p[1] > 5) return bad("an unknown kind");
   s.kind = static_cast<StatementKind>(p[1]);
   size_t at = 2;
   std::memcpy(s.signer.data(), p + at, 32);

@@ -86,46 +86,34 @@ std::optional<Member> ToMember(const engine::Record& r) {
 }
 
 // The unsigned trust records (kDevicesCollection) that are valid, each with the
-// replicas its device syncs as: those bound to it (binding.h), those an admin's statement
-// binds to it (`a`, if given: Authority::attested), and those its hints name that
-// neither gives to another device. `owners` (optional) receives the replicas bound either
-// way, with their devices.
+// replicas its device syncs as: those bound to it (binding.h), and those its hints name
+// that no binding gives to another device. `bound` (optional) receives the bindings.
 Result<std::vector<Member>> Records(engine::Replica& r,
-                                    std::map<engine::ReplicaId, std::string>* owners = nullptr,
-                                    const Authority* a = nullptr) {
+                                    std::map<engine::ReplicaId, std::string>* bound = nullptr) {
   std::vector<Member> out;
   TANDEM_RETURN_IF_ERROR(r.Scan(kDevicesCollection, "", [&](const engine::Record& rec) {
     if (auto m = ToMember(rec)) out.push_back(std::move(*m));
     return true;
   }));
-  TANDEM_ASSIGN_OR_RETURN(auto owner, ReadBindings(r));
-  std::set<engine::ReplicaId> by_key;
-  for (const auto& [id, device] : owner) by_key.insert(id);
-  if (a)
-    for (const auto& [id, device] : a->attested) owner.try_emplace(id, device);
+  TANDEM_ASSIGN_OR_RETURN(auto bindings, ReadBindings(r));
   for (auto& m : out) {
     std::erase_if(m.replicas, [&](const engine::ReplicaId& id) {
-      auto b = owner.find(id);
-      return b != owner.end() && b->second != m.device;
+      auto b = bindings.find(id);
+      return b != bindings.end() && b->second != m.device;
     });
-    for (const auto& [id, device] : owner)
-      if (device == m.device) {
-        if (std::find(m.replicas.begin(), m.replicas.end(), id) == m.replicas.end())
-          m.replicas.push_back(id);
-        (by_key.count(id) ? m.bound : m.attested).insert(id);
-      }
+    for (const auto& [id, device] : bindings)
+      if (device == m.device &&
+          std::find(m.replicas.begin(), m.replicas.end(), id) == m.replicas.end())
+        m.replicas.push_back(id);
   }
-  if (owners) *owners = std::move(owner);
+  if (bound) *bound = std::move(bindings);
   return out;
 }
 
 // The replicas of every device with a record or a bound replica, as Records says.
-// `owners` (optional) receives the replicas bound either way.
-Result<std::map<std::string, std::vector<engine::ReplicaId>>> ReplicasByDevice(
-    engine::Replica& r, const Authority* a,
-    std::map<engine::ReplicaId, std::string>* owners = nullptr) {
+Result<std::map<std::string, std::vector<engine::ReplicaId>>> ReplicasByDevice(engine::Replica& r) {
   std::map<engine::ReplicaId, std::string> bound;
-  TANDEM_ASSIGN_OR_RETURN(auto records, Records(r, &bound, a));
+  TANDEM_ASSIGN_OR_RETURN(auto records, Records(r, &bound));
   std::map<std::string, std::vector<engine::ReplicaId>> out;
   for (auto& m : records) out[m.device] = std::move(m.replicas);
   // A device whose record is gone (or never arrived) keeps its bound replicas.
@@ -133,7 +121,6 @@ Result<std::map<std::string, std::vector<engine::ReplicaId>>> ReplicasByDevice(
     auto& ids = out[device];
     if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
   }
-  if (owners) *owners = std::move(bound);
   return out;
 }
 
@@ -174,7 +161,7 @@ Result<std::map<engine::ReplicaId, uint64_t>> RevocationCutoffs(engine::Replica&
                                                                 const Authority& a) {
   std::map<engine::ReplicaId, uint64_t> out;
   TANDEM_ASSIGN_OR_RETURN(auto meta, r.Meta());
-  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasByDevice(r, &a));
+  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasByDevice(r));
   std::set<engine::ReplicaId> innocent{meta.id};  // ours, and members' in good standing
   for (const auto& [device, d] : a.devices)
     if (!d.revoked) innocent.insert(replicas[device].begin(), replicas[device].end());
@@ -334,9 +321,9 @@ Status MayActOn(const Authority& a, const std::string& self, const std::string& 
 }
 
 // The replicas of every device in `devices` (ReplicasByDevice).
-Result<std::vector<engine::ReplicaId>> ReplicasOf(engine::Replica& r, const Authority& a,
+Result<std::vector<engine::ReplicaId>> ReplicasOf(engine::Replica& r,
                                                   const std::set<std::string>& devices) {
-  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasByDevice(r, &a));
+  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasByDevice(r));
   std::vector<engine::ReplicaId> out;
   for (const auto& [device, ids] : replicas)
     if (devices.count(device)) out.insert(out.end(), ids.begin(), ids.end());
@@ -404,8 +391,7 @@ Result<Authority> ReadAuthority(engine::Replica& r, const GroupPaths& files,
 
 Result<std::vector<Member>> Members(engine::Replica& r, const GroupPaths& files) {
   TANDEM_ASSIGN_OR_RETURN(auto a, ReadAuthority(r, files));
-  TANDEM_ASSIGN_OR_RETURN(auto bound, ReadBindings(r));
-  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasByDevice(r, &a));
+  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasByDevice(r));
   std::vector<Member> out;
   for (const auto& [device, s] : a.devices) {
     Member m;
@@ -418,13 +404,6 @@ Result<std::vector<Member>> Members(engine::Replica& r, const GroupPaths& files)
     m.revoked = s.revoked;
     m.revoked_by = s.revoked_by;
     m.replicas = replicas[device];
-    for (const auto& id : m.replicas) {
-      if (auto b = bound.find(id); b != bound.end()) {
-        if (b->second == device) m.bound.insert(id);
-      } else if (auto t = a.attested.find(id); t != a.attested.end() && t->second == device) {
-        m.attested.insert(id);
-      }
-    }
     m.cutoff = s.cutoff;
     out.push_back(std::move(m));
   }
@@ -495,7 +474,7 @@ Status SetRole(engine::Replica& r, const GroupPaths& files, const Identity& self
   st.subject = s->key;
   st.role = role;
   // Where its events stop counting in collections the new role may not write.
-  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasOf(r, a, {device}));
+  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasOf(r, {device}));
   TANDEM_RETURN_IF_ERROR(ComputeCutoff(r, replicas, &st.cutoff));
   while (st.cutoff.size() > kMaxStatementCutoffs) st.cutoff.erase(std::prev(st.cutoff.end()));
   return Sign(r, self, a, st, now_ms);
@@ -513,7 +492,7 @@ Status Revoke(engine::Replica& r, const GroupPaths& files, const Identity& self,
   if (!s && !record) return Status::NotFound("device " + device + " is not a member of this group");
   if (!a.legacy) TANDEM_RETURN_IF_ERROR(MayActOn(a, me, device, "revoke"));
   std::map<engine::ReplicaId, uint64_t> cutoff;
-  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasOf(r, a, {device}));
+  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasOf(r, {device}));
   TANDEM_RETURN_IF_ERROR(ComputeCutoff(r, replicas, &cutoff));
   if (record) TANDEM_RETURN_IF_ERROR(WriteLegacyRevocation(r, device, me, now_ms, cutoff));
   if (a.legacy) return Status::Ok();
@@ -565,7 +544,7 @@ Status SetPermit(engine::Replica& r, const GroupPaths& files, const Identity& se
     st.subject = d->key;
     concerned.insert(who);
   }
-  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasOf(r, a, concerned));
+  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasOf(r, concerned));
   TANDEM_RETURN_IF_ERROR(ComputeCutoff(r, replicas, &st.cutoff));
   if (st.cutoff.size() > kMaxStatementCutoffs)
     return Status::Invalid("too many replicas for one permit (at most " +
@@ -577,7 +556,7 @@ Result<WriteLimits> WriteLimitsOf(engine::Replica& r, const Authority& a) {
   WriteLimits out;
   if (a.legacy) return out;
   TANDEM_ASSIGN_OR_RETURN(auto meta, r.Meta());
-  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasByDevice(r, &a));
+  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasByDevice(r));
   std::set<std::string> named{kSchemasCollection};
   for (const auto& p : a.permits)
     if (p.collection != kAnyCollection) named.insert(p.collection);
@@ -651,66 +630,10 @@ Status RotateGroupKey(engine::Replica& r, const GroupPaths& files, const Identit
   return AdoptGroupKey(a, files, self, now_ms).status();
 }
 
-namespace {
-
-// Signs `sts` as `self` for the group founded by `root`, in one transaction, as one
-// chain: the first on `parents`, each later one on the one before.
-Status SignChain(engine::Replica& r, const Identity& self, const Key32& root,
-                 std::vector<StatementId> parents, std::vector<Statement> sts, uint64_t now_ms) {
-  return r.Write([&](engine::Batch& b) -> Status {
-    for (auto& st : sts) {
-      st.time_ms = now_ms;
-      st.parents = parents;
-      if (st.parents.size() > kMaxStatementParents) st.parents.resize(kMaxStatementParents);
-      SignStatement(&st, self, root);
-      const std::string e = EncodeStatement(st);
-      const StatementId id = IdOf(e);
-      TANDEM_RETURN_IF_ERROR(
-          b.Put(kStatementsCollection, HexId(id), kStatementField, Value(engine::Bytes{e})));
-      parents = {id};
-    }
-    return Status::Ok();
-  });
-}
-
-// Run by an admin or above, once per group of more than one device: binds every
-// replica from before bindings that the unsigned records list to its device (kBind
-// statements), or, if there is none, signs one binding nothing, which marks the group
-// as done. (A group of one waits: its device may yet join another group.)
-Status AttestReplicas(engine::Replica& r, const GroupPaths& files, const Identity& self,
-                      uint64_t now_ms) {
-  TANDEM_ASSIGN_OR_RETURN(auto a, ReadAuthority(r, files));
-  if (a.legacy || a.replicas_attested || a.devices.size() < 2 ||
-      a.Rank(DeviceId(self.public_key)) < static_cast<int>(Role::kAdmin))
-    return Status::Ok();
-  TANDEM_ASSIGN_OR_RETURN(auto bound, ReadBindings(r));
-  TANDEM_ASSIGN_OR_RETURN(auto records, Records(r));
-  std::vector<Statement> sts;
-  for (const auto& m : records) {
-    const Standing* s = a.Find(m.device);
-    if (!s) continue;  // not in the group: nothing to vouch for
-    Statement st;
-    st.kind = StatementKind::kBind;
-    st.subject = s->key;
-    for (const auto& id : m.replicas)
-      if (!bound.count(id) && st.cutoff.size() < kMaxStatementCutoffs) st.cutoff.emplace(id, 0);
-    if (!st.cutoff.empty()) sts.push_back(std::move(st));
-  }
-  if (sts.empty()) {
-    Statement st;
-    st.kind = StatementKind::kBind;
-    st.subject = self.public_key;
-    sts.push_back(std::move(st));
-  }
-  return SignChain(r, self, a.root, a.heads, std::move(sts), now_ms);
-}
-
-}  // namespace
-
 Status SignLegacyTrust(engine::Replica& r, const GroupPaths& files, const Identity& self,
                        uint64_t now_ms) {
   TANDEM_ASSIGN_OR_RETURN(auto a, ReadAuthority(r, files));
-  if (!a.legacy || a.root != self.public_key) return AttestReplicas(r, files, self, now_ms);
+  if (!a.legacy || a.root != self.public_key) return Status::Ok();
   TANDEM_ASSIGN_OR_RETURN(auto records, Records(r));
   TANDEM_ASSIGN_OR_RETURN(auto held, ReadStatements(r));
   // One chain, each statement on the one before, in one transaction; the root file
@@ -723,27 +646,34 @@ Status SignLegacyTrust(engine::Replica& r, const GroupPaths& files, const Identi
     auto& c = before[m.device];
     while (c.size() > kMaxStatementCutoffs) c.erase(std::prev(c.end()));
   }
-  std::vector<Statement> sts;
-  for (const auto& m : records) {
-    if (m.key == self.public_key) continue;
-    Statement st;
-    st.subject = m.key;
-    if (m.revoked) {
-      st.kind = StatementKind::kRevoke;
-      st.cutoff = m.cutoff;
-      while (st.cutoff.size() > kMaxStatementCutoffs) st.cutoff.erase(std::prev(st.cutoff.end()));
-    } else {
-      st.kind = StatementKind::kAdd;
-      st.role = Role::kMember;
-      // What it wrote before (a schema, say) keeps counting where members may not write.
-      st.cutoff = before[m.device];
+  TANDEM_RETURN_IF_ERROR(r.Write([&](engine::Batch& b) -> Status {
+    for (const auto& m : records) {
+      if (m.key == self.public_key) continue;
+      Statement st;
+      st.subject = m.key;
+      st.time_ms = now_ms;
+      st.parents = parents;
+      if (st.parents.size() > kMaxStatementParents) st.parents.resize(kMaxStatementParents);
+      if (m.revoked) {
+        st.kind = StatementKind::kRevoke;
+        st.cutoff = m.cutoff;
+        while (st.cutoff.size() > kMaxStatementCutoffs) st.cutoff.erase(std::prev(st.cutoff.end()));
+      } else {
+        st.kind = StatementKind::kAdd;
+        st.role = Role::kMember;
+        // What it wrote before (a schema, say) keeps counting where members may not write.
+        st.cutoff = before[m.device];
+      }
+      SignStatement(&st, self, self.public_key);
+      const std::string e = EncodeStatement(st);
+      const StatementId id = IdOf(e);
+      TANDEM_RETURN_IF_ERROR(
+          b.Put(kStatementsCollection, HexId(id), kStatementField, Value(engine::Bytes{e})));
+      parents = {id};
     }
-    sts.push_back(std::move(st));
-  }
-  TANDEM_RETURN_IF_ERROR(
-      SignChain(r, self, self.public_key, std::move(parents), std::move(sts), now_ms));
-  TANDEM_RETURN_IF_ERROR(SaveRoot(files, self.public_key));
-  return AttestReplicas(r, files, self, now_ms);
+    return Status::Ok();
+  }));
+  return SaveRoot(files, self.public_key);
 }
 
 }  // namespace tandem::net

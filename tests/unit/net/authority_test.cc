@@ -364,49 +364,5 @@ TEST(Authority, InvitesOnlyForRolesBelowTheInviters) {
   EXPECT_EQ(MayInvite(a, GenerateIdentity().public_key, Role::kReader).code(), Code::kUnauthorized);
 }
 
-// Bind statements: only admins and above make them, for devices the statements know;
-// the first to name a replica holds; any that counts marks the group's old replicas as
-// bound.
-TEST(Authority, BindStatementsComeFromAdminsAndTheFirstHolds) {
-  Group g;
-  Identity admin = GenerateIdentity(), m = GenerateIdentity(), x = GenerateIdentity();
-  auto r = [](char c) {
-    engine::ReplicaId id;
-    id.bytes.fill(static_cast<uint8_t>(c));
-    return id;
-  };
-  auto bind = [&](const Identity& by, const Identity& who, std::vector<engine::ReplicaId> ids,
-                  std::vector<std::string> after) {
-    Statement s;
-    s.kind = StatementKind::kBind;
-    s.subject = who.public_key;
-    for (const auto& id : ids) s.cutoff[id] = 0;
-    return g.Keep(std::move(s), by, after);
-  };
-  const std::string a1 = g.Add(g.root, admin, Role::kAdmin);
-  const std::string a2 = g.Add(g.root, m, Role::kMember, {a1});
-  EXPECT_FALSE(g.Judge().replicas_attested);
-  const std::string by_member = bind(m, m, {r('m')}, {a2});
-  const std::string unknown = bind(admin, x, {r('x')}, {a2});
-  auto a = g.Judge();
-  EXPECT_FALSE(a.replicas_attested);
-  EXPECT_TRUE(a.attested.empty());
-  ASSERT_EQ(a.refused.size(), 2u);
-  const std::string first = bind(admin, m, {r('m'), r('n')}, {a2});
-  const std::string later = bind(g.root, admin, {r('n'), r('a')}, {first});
-  a = g.Judge();
-  EXPECT_TRUE(a.replicas_attested);
-  EXPECT_EQ(a.attested, (std::map<engine::ReplicaId, std::string>{
-                            {r('m'), Id(m)}, {r('n'), Id(m)}, {r('a'), Id(admin)}}));
-  // One binding nothing still marks the group as done.
-  Group h;
-  Statement s;
-  s.kind = StatementKind::kBind;
-  s.subject = h.root.public_key;
-  h.Keep(std::move(s), h.root, {});
-  EXPECT_TRUE(h.Judge().replicas_attested);
-  EXPECT_TRUE(h.Judge().refused.empty());
-}
-
 }  // namespace
 }  // namespace tandem::net

@@ -146,48 +146,6 @@ TEST(Binding, HintsCannotMoveABoundReplicaToAnotherDevice) {
   EXPECT_EQ(StoreBinding(t.r, yr, xb).code(), Code::kInvalidArgument);
 }
 
-// A replica from before bindings is bound to its device by an admin's statement, once
-// per group (SignLegacyTrust), and from then on no hint moves it either.
-TEST(Binding, AnAdminBindsTheReplicasFromBeforeBindingsOnce) {
-  TrustFixture t;
-  const Identity me = GenerateIdentity(), x = GenerateIdentity(), y = GenerateIdentity();
-  ASSERT_TRUE(SaveRoot(t.files, me.public_key).ok());
-  ASSERT_TRUE(SaveGroupKey(t.files, NewGroupKey()).ok());
-  ASSERT_TRUE(AddMember(t.r, me.public_key, DeviceId(me.public_key), 1).ok());
-  ASSERT_TRUE(Grant(t.r, t.files, me, x.public_key, Role::kMember, 1).ok());
-  ASSERT_TRUE(Grant(t.r, t.files, me, y.public_key, Role::kMember, 1).ok());
-  ASSERT_TRUE(NoteReplica(t.r, DeviceId(x.public_key), Id('x')).ok());
-  // A member signs nothing; the founder binds x's old replica.
-  ASSERT_TRUE(SignLegacyTrust(t.r, t.files, y, 2).ok());
-  EXPECT_FALSE(ReadAuthority(t.r, t.files).value().replicas_attested);
-  ASSERT_TRUE(SignLegacyTrust(t.r, t.files, me, 2).ok());
-  auto a = ReadAuthority(t.r, t.files).value();
-  EXPECT_TRUE(a.replicas_attested);
-  EXPECT_EQ(a.attested,
-            (std::map<engine::ReplicaId, std::string>{{Id('x'), DeviceId(x.public_key)}}));
-  const size_t counted = a.counted;
-  ASSERT_TRUE(SignLegacyTrust(t.r, t.files, me, 3).ok());  // once
-  EXPECT_EQ(ReadAuthority(t.r, t.files).value().counted, counted);
-  // A hint edited by hand lists x's old replica under y: x's revocation still cuts it.
-  ASSERT_TRUE(
-      t.r.Add(kDevicesCollection, DeviceId(y.public_key), "replicas", engine::Value(Id('x').Hex()))
-          .ok());
-  ASSERT_TRUE(Revoke(t.r, t.files, me, DeviceId(x.public_key), 5).ok());
-  auto cut = RevocationCutoffs(t.r, ReadAuthority(t.r, t.files).value());
-  ASSERT_TRUE(cut.ok()) << cut.status().ToString();
-  EXPECT_EQ(cut->count(Id('x')), 1u);
-  // `devices` shows it bound by statement.
-  auto members = Members(t.r, t.files);
-  ASSERT_TRUE(members.ok());
-  for (const auto& m : *members) {
-    if (m.device == DeviceId(x.public_key)) {
-      EXPECT_EQ(m.attested.count(Id('x')), 1u);
-    } else if (m.device == DeviceId(y.public_key)) {
-      EXPECT_EQ(m.attested.count(Id('x')), 0u);
-    }
-  }
-}
-
 // A device's own bindings file: every id BoundIds hands out is published from it, and
 // an id it did not make (from before bindings) is reported as unbound.
 TEST(Binding, BoundIdsAreSavedBeforeUseAndPublished) {

@@ -32,14 +32,7 @@ inline constexpr int kFounderRank = 4;
 const char* RoleName(Role r);
 std::optional<Role> ParseRole(std::string_view s);
 
-enum class StatementKind : uint8_t {
-  kAdd = 1,
-  kRole = 2,
-  kRevoke = 3,
-  kPermit = 4,
-  kRekey = 5,
-  kBind = 6,  // the replicas `cutoff` names (counts 0) belong to `subject`
-};
+enum class StatementKind : uint8_t { kAdd = 1, kRole = 2, kRevoke = 3, kPermit = 4, kRekey = 5 };
 
 // A new group key sealed to one member (crypto_box_seal to its X25519 key, derived from
 // its Ed25519 key): only that member can open it.
@@ -72,8 +65,7 @@ struct Statement {
   Level level = Level::kWrite;
   // The last event of each replica of the devices concerned that the signer had
   // accepted: a revoked device's events after it are refused, and so are the events
-  // after it of a device that loses write permission on a collection. kBind: the
-  // replicas it binds to its subject (each with 0).
+  // after it of a device that loses write permission on a collection.
   std::map<engine::ReplicaId, uint64_t> cutoff;
   // kRekey: the new group key, sealed to each member in good standing.
   std::vector<SealedKey> sealed;
@@ -150,10 +142,6 @@ struct Authority {
   // sealed to each member it names; none before the first rotation.
   std::optional<StatementId> rekey;
   std::vector<SealedKey> rekey_copies;
-  // Replicas from before replica bindings (binding.h), bound by an admin's statement to a
-  // device id: the first statement that names one, in the judging order, holds.
-  std::map<engine::ReplicaId, std::string> attested;
-  bool replicas_attested = false;  // a kBind counts: the group's old replicas were bound
 
   const Standing* Find(const std::string& device) const;
   // The founder ranks kFounderRank; a revoked or unknown device -1.
@@ -186,7 +174,6 @@ std::optional<std::array<uint8_t, 32>> OpenGroupKey(const SealedKey& copy, const
 //   permit: signer admin or above; for a device ranking below it, or for a role below
 //           its rank.
 //   rekey:  signer admin or above.
-//   bind:   signer admin or above; the subject a device the statements know (itself too).
 // Effects apply in an order that respects ancestry; a revocation is for good; of
 // concurrent role changes of one device the lower role holds, and of concurrent permits
 // for one collection and one device or role the lower level.

@@ -90,8 +90,6 @@ struct Member {
   bool revoked = false;
   std::string revoked_by;
   std::vector<engine::ReplicaId> replicas;
-  std::set<engine::ReplicaId> bound;     // those of `replicas` bound to it (binding.h)
-  std::set<engine::ReplicaId> attested;  // bound to it by an admin's statement
   // For a revoked device: the last event of each of its replicas the revoker had
   // accepted. Its later events are refused by every member that knows the revocation.
   std::map<engine::ReplicaId, uint64_t> cutoff;
@@ -153,9 +151,8 @@ Result<bool> AdoptGroupKey(const Authority& a, const GroupPaths& files, const Id
 // Why `self` may not invite a device with `role`, or Ok.
 Status MayInvite(const Authority& a, const Key32& self, Role role);
 // In a legacy group, run by its founder: signs what the unsigned records say (every
-// member a `member`, revocations with their cutoffs) and saves the root. Then, run by an
-// admin or above of a group whose replicas from before bindings are not bound yet (no
-// `bind` statement counts), binds each replica the records list to its device, once.
+// member a `member`, revocations with their cutoffs) and saves the root. A no-op
+// otherwise.
 Status SignLegacyTrust(engine::Replica& r, const GroupPaths& files, const Identity& self,
                        uint64_t now_ms);
 
