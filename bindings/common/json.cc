@@ -348,6 +348,9 @@ Json NodeEventToJson(const net::NodeEvent& e) {
 }
 
 Json MemberToJson(const net::Member& m, bool this_device) {
+  Json replicas = Json::array();
+  for (const auto& id : m.replicas)
+    replicas.push_back(Json{{"replica_id", id.Hex()}, {"bound", m.bound.count(id) > 0}});
   return Json{{"device", m.device},
               {"device_id", m.device},
               {"status", m.revoked ? "revoked" : "member"},
@@ -357,7 +360,8 @@ Json MemberToJson(const net::Member& m, bool this_device) {
               {"revoked_by", m.revoked_by},
               {"added_by", m.added_by},
               {"added_ms", m.added_ms},
-              {"this_device", this_device}};
+              {"this_device", this_device},
+              {"replicas", replicas}};
 }
 
 std::string Canonical(const Json& j) {

@@ -102,9 +102,11 @@ Result<std::vector<Member>> Records(engine::Replica& r,
       return b != bindings.end() && b->second != m.device;
     });
     for (const auto& [id, device] : bindings)
-      if (device == m.device &&
-          std::find(m.replicas.begin(), m.replicas.end(), id) == m.replicas.end())
-        m.replicas.push_back(id);
+      if (device == m.device) {
+        if (std::find(m.replicas.begin(), m.replicas.end(), id) == m.replicas.end())
+          m.replicas.push_back(id);
+        m.bound.insert(id);
+      }
   }
   if (bound) *bound = std::move(bindings);
   return out;
@@ -391,6 +393,7 @@ Result<Authority> ReadAuthority(engine::Replica& r, const GroupPaths& files,
 
 Result<std::vector<Member>> Members(engine::Replica& r, const GroupPaths& files) {
   TANDEM_ASSIGN_OR_RETURN(auto a, ReadAuthority(r, files));
+  TANDEM_ASSIGN_OR_RETURN(auto bound, ReadBindings(r));
   TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasByDevice(r));
   std::vector<Member> out;
   for (const auto& [device, s] : a.devices) {
@@ -404,6 +407,8 @@ Result<std::vector<Member>> Members(engine::Replica& r, const GroupPaths& files)
     m.revoked = s.revoked;
     m.revoked_by = s.revoked_by;
     m.replicas = replicas[device];
+    for (const auto& id : m.replicas)
+      if (auto b = bound.find(id); b != bound.end() && b->second == device) m.bound.insert(id);
     m.cutoff = s.cutoff;
     out.push_back(std::move(m));
   }

@@ -231,6 +231,15 @@ TEST_F(Net, PairSyncAndTheSecondUseOfAnInviteIsRefused) {
   auto da = T({"devices", a, "--json"}).out, db = T({"devices", b, "--json"}).out;
   EXPECT_EQ(std::count(da.begin(), da.end(), '\n'), 2) << da;
   EXPECT_EQ(std::count(db.begin(), db.end(), '\n'), 2) << db;
+  // Each device's replica is bound to it, at both.
+  for (const auto& dir : {a, b}) {
+    std::istringstream lines(T({"devices", dir, "--json"}).out);
+    for (std::string line; std::getline(lines, line);) {
+      const json j = json::parse(line);
+      ASSERT_EQ(j["replicas"].size(), 1u) << j.dump();
+      EXPECT_EQ(j["replicas"][0]["bound"], true) << dir << ": " << j.dump();
+    }
+  }
   EXPECT_EQ(ReadFile(a + "/group.key"), ReadFile(b + "/group.key"));
   EXPECT_FALSE(fs::exists(b + "/join.code"));
 

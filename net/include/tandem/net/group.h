@@ -90,6 +90,7 @@ struct Member {
   bool revoked = false;
   std::string revoked_by;
   std::vector<engine::ReplicaId> replicas;
+  std::set<engine::ReplicaId> bound;  // those of `replicas` bound to it (binding.h)
   // For a revoked device: the last event of each of its replicas the revoker had
   // accepted. Its later events are refused by every member that knows the revocation.
   std::map<engine::ReplicaId, uint64_t> cutoff;
