@@ -565,7 +565,10 @@ Result<WriteLimits> WriteLimitsOf(engine::Replica& r, const Authority& a) {
   std::set<std::string> named{kSchemasCollection};
   for (const auto& p : a.permits)
     if (p.collection != kAnyCollection) named.insert(p.collection);
-  for (const auto& [device, ids] : replicas) {
+  for (const auto& entry : replicas) {
+    // Named, not structured bindings: clang 14 cannot capture those in the lambda.
+    const std::string& device = entry.first;
+    const std::vector<engine::ReplicaId>& ids = entry.second;
     const Standing* d = a.Find(device);
     if (!d || d->revoked || d->founder) continue;  // revoked: the revocation cutoff
     auto limit = [&](std::map<engine::ReplicaId, uint64_t>* into, const std::string& c) {
