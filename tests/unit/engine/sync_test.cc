@@ -461,13 +461,23 @@ TEST(Sync, AFieldStateLargerThanABatchTravelsInPiecesAndBlocksNothing) {
   EXPECT_EQ(a.Dump(), b.Dump());
 }
 
+// The large set elements of the withheld-state tests: photo i is 400 KB of one letter,
+// so four of them make a field state over a 1 MiB limit and one fits.
+Value Photo(int i) { return Value{std::string(400'000, char('a' + i))}; }
+void AddPhotos(Node& n, int count) {
+  for (int i = 0; i < count; ++i)
+    ASSERT_TRUE(n.replica.Add("docs", "set", "photos", Photo(i)).ok());
+}
+void RemovePhotos(Node& n, int count) {
+  for (int i = 0; i < count; ++i)
+    ASSERT_TRUE(n.replica.Remove("docs", "set", "photos", Photo(i)).ok());
+}
+
 // A link cut between pieces loses nothing: the cursor had not moved, so the next
 // session sends the state again from its first piece.
 TEST(Sync, ALinkCutBetweenPiecesResendsTheStateWhole) {
   Node a(1);
-  for (int i = 0; i < 4; ++i)
-    ASSERT_TRUE(
-        a.replica.Add("docs", "set", "photos", Value{std::string(400'000, char('a' + i))}).ok());
+  AddPhotos(a, 4);
   ASSERT_TRUE(a.replica.Put("docs", "after", {{"x", Value{int64_t{1}}}}).ok());
   for (size_t cut = 3; cut < 12; ++cut) {
     Node fresh(static_cast<uint8_t>(10 + cut));
@@ -596,9 +606,7 @@ std::optional<FieldState> StateOf(Node& n, const FieldKey& key) {
 TEST(Sync, APeerThatTakesNoPiecesGetsEveryOtherField) {
   Node a(1);
   ASSERT_TRUE(a.replica.Put("docs", "before", {{"x", Value{int64_t{1}}}}).ok());
-  for (int i = 0; i < 4; ++i)
-    ASSERT_TRUE(
-        a.replica.Add("docs", "set", "photos", Value{std::string(400'000, char('a' + i))}).ok());
+  AddPhotos(a, 4);
   ASSERT_TRUE(a.replica.Put("docs", "after", {{"x", Value{int64_t{2}}}}).ok());
   Session s(a.replica, {});
   std::vector<Message> out;
@@ -634,9 +642,7 @@ TEST(Sync, AFieldStateOverTheLimitIsWithheldAndGoesOnceItFits) {
   SessionOptions small;
   small.max_state_bytes = 1 << 20;
   ASSERT_TRUE(a.replica.Put("docs", "before", {{"x", Value{int64_t{1}}}}).ok());
-  for (int i = 0; i < 4; ++i)
-    ASSERT_TRUE(
-        a.replica.Add("docs", "set", "photos", Value{std::string(400'000, char('a' + i))}).ok());
+  AddPhotos(a, 4);
   ASSERT_TRUE(a.replica.Put("docs", "after", {{"x", Value{int64_t{2}}}}).ok());
   {
     Link link(a, b, small, small);
@@ -681,9 +687,7 @@ TEST(Sync, AFieldStateOverTheLimitIsWithheldAndGoesOnceItFits) {
     EXPECT_EQ(c.replica.Get("docs", "set")->fields.at("photos").set.size(), 4u);
   }
   // A change that makes it fit under the small limit goes too.
-  for (int i = 0; i < 3; ++i)
-    ASSERT_TRUE(
-        a.replica.Remove("docs", "set", "photos", Value{std::string(400'000, char('a' + i))}).ok());
+  RemovePhotos(a, 3);
   Link link(a, b, small, small);
   ASSERT_TRUE(link.Run().ok());
   EXPECT_EQ(link.sa.stats().fields_withheld, 0u);
@@ -695,9 +699,7 @@ TEST(Sync, AFieldStateOverTheLimitIsWithheldAndGoesOnceItFits) {
 // and our claims: they move on as if it had never been withheld.
 TEST(Sync, AWithheldStateThatGoesLaterInALiveSessionReleasesTheCursor) {
   Node a(1), b(2);
-  for (int i = 0; i < 4; ++i)
-    ASSERT_TRUE(
-        a.replica.Add("docs", "set", "photos", Value{std::string(400'000, char('a' + i))}).ok());
+  AddPhotos(a, 4);
   ASSERT_TRUE(a.replica.Put("docs", "before", {{"x", Value{int64_t{1}}}}).ok());
   SessionOptions small;
   small.max_state_bytes = 1 << 20;
@@ -706,9 +708,7 @@ TEST(Sync, AWithheldStateThatGoesLaterInALiveSessionReleasesTheCursor) {
   EXPECT_EQ(link.sa.stats().fields_withheld, 1u);
   const ReplicaId aid = a.replica.Meta()->id;
   const uint64_t held_at = b.replica.Peer(aid)->cursor;
-  for (int i = 0; i < 3; ++i)
-    ASSERT_TRUE(
-        a.replica.Remove("docs", "set", "photos", Value{std::string(400'000, char('a' + i))}).ok());
+  RemovePhotos(a, 3);
   ASSERT_TRUE(a.replica.Put("docs", "after", {{"x", Value{int64_t{2}}}}).ok());
   ASSERT_TRUE(link.Poll().ok());
   EXPECT_EQ(b.replica.Get("docs", "set")->fields.at("photos").set.size(), 1u);
@@ -730,9 +730,7 @@ TEST(Sync, AWithheldStateThatGoesLaterInALiveSessionReleasesTheCursor) {
 // state leaves the peer's cursor before it, not where the narrower session took it.
 TEST(Sync, ASessionThatStartedOverLeavesTheCursorBeforeAWithheldState) {
   Node a(1), b(2);
-  for (int i = 0; i < 4; ++i)
-    ASSERT_TRUE(
-        a.replica.Add("docs", "set", "photos", Value{std::string(400'000, char('a' + i))}).ok());
+  AddPhotos(a, 4);
   ASSERT_TRUE(a.replica.Put("other", "r", {{"x", Value{int64_t{1}}}}).ok());
   SessionOptions narrow;
   narrow.accept = CollectionFilter::Only({"other"});
