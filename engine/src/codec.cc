@@ -6,12 +6,15 @@ namespace tandem::engine {
 
 // ---- primitives -------------------------------------------------------------------
 
-void Writer::Varint(uint64_t v) {
+void Writer::LongVarint(uint64_t v) {
+  char buf[10];
+  size_t n = 0;
   while (v >= 0x80) {
-    out_->push_back(static_cast<char>(v | 0x80));
+    buf[n++] = static_cast<char>(v | 0x80);
     v >>= 7;
   }
-  out_->push_back(static_cast<char>(v));
+  buf[n++] = static_cast<char>(v);
+  out_->append(buf, n);
 }
 
 void Writer::Fixed64(uint64_t v) {

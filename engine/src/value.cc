@@ -121,6 +121,11 @@ Result<BlobHash> BlobHashFromHex(std::string_view hex) {
 bool IsValidUtf8(std::string_view s) {
   size_t i = 0, n = s.size();
   while (i < n) {
+    // Eight ASCII bytes at a time, the common case.
+    uint64_t word;
+    while (i + 8 <= n && (std::memcpy(&word, s.data() + i, 8), !(word & 0x8080808080808080u)))
+      i += 8;
+    if (i == n) break;
     unsigned char c = static_cast<unsigned char>(s[i]);
     if (c < 0x80) {
       ++i;

@@ -217,10 +217,14 @@ struct LmdbStore::Impl {
       f = names.Find(field);
       if (!c || !f) return std::nullopt;
     }
-    std::string k = CollectionPrefix(*c);
+    return KeyOf(*c, rec, *f);
+  }
+  static std::string KeyOf(uint64_t coll, std::string_view rec, uint64_t field) {
+    std::string k;
+    PutVarint(&k, coll);
     k.append(rec);
     k.push_back('\0');
-    PutVarint(&k, *f);
+    PutVarint(&k, field);
     return k;
   }
   std::optional<std::string> RecordPrefix(std::string_view coll, std::string_view rec) {

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <shared_mutex>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "lmdb_internal.h"
@@ -133,7 +134,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   Status GetField(const FieldKey& k, std::optional<FieldState>* out) override {
     out->reset();
     last_seq_known_ = false;
-    auto key = impl_->Key(k.collection, k.record, k.field, false);
+    auto key = Key(k, false);
     if (!key) return Status::Ok();
     last_key_ = std::move(*key);
     last_field_ = k;
@@ -205,7 +206,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
 
   Status DeleteField(const FieldKey& key, bool* deleted) override {
     *deleted = false;
-    auto k = impl_->Key(key.collection, key.record, key.field, false);
+    auto k = Key(key, false);
     if (!k) return Status::Ok();  // a name never written: no such field
     MDB_val kv = Val(*k), v;
     int rc = mdb_get(txn_, impl_->fields, &kv, &v);
@@ -301,7 +302,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
 
   Status PutField(const FieldKey& key, const FieldState& state) override {
     const bool same = last_seq_known_ && key == last_field_;
-    std::string k = same ? last_key_ : *impl_->Key(key.collection, key.record, key.field, true);
+    std::string k = same ? last_key_ : *Key(key, true);
     MDB_val kv = Val(k), old;
     uint64_t old_seq = 0;
     int rc;
@@ -395,6 +396,21 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     return Status::Ok();
   }
 
+  // The stored key of a field (Impl::Key), each name looked up in the shared table
+  // once per transaction: a write transaction names few collections and fields.
+  std::optional<std::string> Key(const FieldKey& k, bool intern) {
+    const auto c = NameIndex(k.collection, intern), f = NameIndex(k.field, intern);
+    if (!c || !f) return std::nullopt;
+    return LmdbStore::Impl::KeyOf(*c, k.record, *f);
+  }
+  std::optional<uint64_t> NameIndex(const std::string& name, bool intern) {
+    if (auto it = names_.find(name); it != names_.end()) return it->second;
+    const auto idx = intern ? impl_->names.Intern(name) : impl_->names.Find(name);
+    // Only names the table holds (one interned later in the transaction is found then).
+    if (idx && names_.size() < kMaxNamesKept) names_.emplace(name, *idx);
+    return idx;
+  }
+
   Status OpenCursor(MDB_dbi dbi, MDB_cursor** cur) {
     if (*cur) return Status::Ok();
     int rc = mdb_cursor_open(txn_, dbi, cur);
@@ -455,8 +471,10 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   std::string last_key_;  // the field GetField read last, and its change-log seq
   uint64_t last_old_seq_ = 0;
   bool last_seq_known_ = false;
-  std::optional<std::string> fields_end_;  // the greatest key in `fields` (LoadFieldsEnd)
-  std::optional<engine::LogHull> hull_;    // loaded by the first change to the log
+  std::optional<std::string> fields_end_;            // the greatest key in `fields` (LoadFieldsEnd)
+  std::unordered_map<std::string, uint64_t> names_;  // NameIndex
+  static constexpr size_t kMaxNamesKept = 256;
+  std::optional<engine::LogHull> hull_;  // loaded by the first change to the log
   bool hull_dirty_ = false;
   bool starts_log_ = false;     // its positions start this process's (FirstLogSeq)
   uint32_t raises_format_ = 0;  // the format RaiseFormat wrote (0: none)

@@ -68,7 +68,7 @@ Status CopyTable(LmdbStore::Impl& impl, MDB_txn* txn, MDB_dbi from, MDB_dbi to, 
   for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
     if (live_only) {
-      uint64_t seq;
+      uint64_t seq = 0;
       MDB_val value;
       bool live;
       if (!(st = LogSeq(k, &seq)).ok() || !(st = EntryLive(impl, txn, seq, v, &value, &live)).ok())

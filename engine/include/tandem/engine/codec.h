@@ -28,7 +28,13 @@ class Writer {
  public:
   explicit Writer(std::string* out) : out_(out) {}
   void U8(uint8_t v) { out_->push_back(static_cast<char>(v)); }
-  void Varint(uint64_t v);
+  void Varint(uint64_t v) {
+    if (v < 0x80) {
+      out_->push_back(static_cast<char>(v));
+      return;
+    }
+    LongVarint(v);
+  }
   void SignedVarint(int64_t v);  // zigzag: small magnitudes, either sign, in few bytes
   void Fixed64(uint64_t v);      // little endian
   void Raw(std::string_view s) { out_->append(s); }
@@ -39,6 +45,7 @@ class Writer {
   std::string* out() { return out_; }
 
  private:
+  void LongVarint(uint64_t v);  // v >= 0x80: two bytes or more, appended at once
   std::string* out_;
 };
 
