@@ -86,13 +86,13 @@ inline engine::Value DataSetValue(int f, std::mt19937_64& rng) {
                : engine::Value{static_cast<int64_t>(rng() % 1000000)};
 }
 
-// Writes the whole data set into collection "bench", `batch` fields per transaction.
-inline void LoadDataSet(engine::Replica& r, const DataSet& ds, std::mt19937_64& rng,
-                        int batch = 1000) {
-  const int total = ds.records * ds.fields;
-  for (int n = 0; n < total; n += batch) {
+// Writes fields [first, end) of the data set into collection "bench", `batch` fields
+// per transaction.
+inline void LoadFields(engine::Replica& r, const DataSet& ds, std::mt19937_64& rng, int first,
+                       int end, int batch = 1000) {
+  for (int n = first; n < end; n += batch) {
     Must(r.Write([&](engine::Batch& b) {
-      for (int k = n; k < n + batch && k < total; ++k) {
+      for (int k = n; k < n + batch && k < end; ++k) {
         const int f = k % ds.fields;
         TANDEM_RETURN_IF_ERROR(b.Put("bench", DataSet::RecordId(k / ds.fields),
                                      DataSet::FieldName(f), DataSetValue(f, rng)));
@@ -101,6 +101,12 @@ inline void LoadDataSet(engine::Replica& r, const DataSet& ds, std::mt19937_64& 
     }),
          "load");
   }
+}
+
+// Writes the whole data set into collection "bench", `batch` fields per transaction.
+inline void LoadDataSet(engine::Replica& r, const DataSet& ds, std::mt19937_64& rng,
+                        int batch = 1000) {
+  LoadFields(r, ds, rng, 0, ds.records * ds.fields, batch);
 }
 
 // Fields of the "bench" collection a replica holds, read by a scan.
@@ -113,6 +119,12 @@ inline uint64_t CountFields(engine::Replica& r) {
               }),
        "scan");
   return n;
+}
+
+// The median of a few measurements (the upper one of an even count).
+inline double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
 }
 
 // Raw LMDB, the baseline every ratio is against: the data set's keys (collection \0
@@ -137,58 +149,64 @@ inline void RawPut(MDB_txn* txn, MDB_dbi dbi, int rec, int f, std::mt19937_64& r
   if (mdb_put(txn, dbi, &k, &v, 0)) std::abort();
 }
 
+// Raw LMDB's durable transactions over the data set's keys, one at a time, so that a
+// benchmark can interleave them with the engine's writes: both then meet the same disk
+// (on a VM, the latency of an fsync can double within a minute).
+class RawLoader {
+ public:
+  // Opens `dir`, emptied first unless `keep`.
+  explicit RawLoader(const std::string& dir, bool keep = false) : dir_(dir) {
+    if (!keep) std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    env_ = OpenRawEnv(dir);
+  }
+  ~RawLoader() { mdb_env_close(env_); }
+  RawLoader(const RawLoader&) = delete;
+  RawLoader& operator=(const RawLoader&) = delete;
+
+  // Puts fields [first, end) of the data set (in key order, random 16-byte values) in
+  // one durable transaction; returns its seconds.
+  double Txn(const DataSet& ds, int first, int end) {
+    const double t0 = Now();
+    MDB_txn* txn = Begin();
+    for (int n = first; n < end; ++n) RawPut(txn, dbi_, n / ds.fields, n % ds.fields, rng_);
+    if (mdb_txn_commit(txn)) std::abort();
+    return Now() - t0;
+  }
+  // Overwrites `count` fields at random in one durable transaction; returns its seconds.
+  double RandomTxn(const DataSet& ds, int count, std::mt19937_64& pick) {
+    const double t0 = Now();
+    MDB_txn* txn = Begin();
+    for (int i = 0; i < count; ++i) {
+      const int rec = static_cast<int>(pick() % static_cast<uint64_t>(ds.records));
+      RawPut(txn, dbi_, rec, static_cast<int>(pick() % static_cast<uint64_t>(ds.fields)), pick);
+    }
+    if (mdb_txn_commit(txn)) std::abort();
+    return Now() - t0;
+  }
+  uint64_t FileBytes() const { return DiskBytes(dir_ + "/data.mdb"); }
+
+ private:
+  MDB_txn* Begin() {
+    MDB_txn* txn;
+    if (mdb_txn_begin(env_, nullptr, 0, &txn) || mdb_dbi_open(txn, nullptr, 0, &dbi_)) std::abort();
+    return txn;
+  }
+  std::string dir_;
+  MDB_env* env_;
+  MDB_dbi dbi_ = 0;
+  std::mt19937_64 rng_{42};
+};
+
 // The data set in key order, `batch` puts per transaction. Returns puts per second;
 // *bytes gets the file size.
 inline double RawLmdbPuts(const std::string& dir, const DataSet& ds, int batch, uint64_t* bytes) {
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
-  MDB_env* env = OpenRawEnv(dir);
-  MDB_dbi dbi;
-  std::mt19937_64 rng(42);
+  RawLoader raw(dir);
   const int total = ds.records * ds.fields;
-  double t0 = Now();
-  MDB_txn* txn = nullptr;
-  for (int n = 0; n < total; ++n) {
-    if (!txn) {
-      mdb_txn_begin(env, nullptr, 0, &txn);
-      mdb_dbi_open(txn, nullptr, 0, &dbi);
-    }
-    RawPut(txn, dbi, n / ds.fields, n % ds.fields, rng);
-    if ((n + 1) % batch == 0 || n + 1 == total) {
-      if (mdb_txn_commit(txn)) std::abort();
-      txn = nullptr;
-    }
-  }
-  double dt = Now() - t0;
-  mdb_env_close(env);
-  *bytes = DiskBytes(dir + "/data.mdb");
-  return total / dt;
-}
-
-// The floor for any in-place store of the data set: the median time of a durable
-// transaction that overwrites `batch` fields at random in what RawLmdbPuts wrote in
-// `dir` (each touches its own B-tree leaf page, so the commit writes and syncs about
-// `batch` pages, where a transaction of the same puts in key order writes a few).
-inline double RawLmdbRandomUpdateTxn(const std::string& dir, const DataSet& ds, int batch) {
-  MDB_env* env = OpenRawEnv(dir);
-  MDB_dbi dbi;
-  std::mt19937_64 rng(11);
-  std::vector<double> times;
-  for (int t = 0; t < 7; ++t) {
-    const double t0 = Now();
-    MDB_txn* txn;
-    mdb_txn_begin(env, nullptr, 0, &txn);
-    mdb_dbi_open(txn, nullptr, 0, &dbi);
-    for (int i = 0; i < batch; ++i) {
-      const int rec = static_cast<int>(rng() % static_cast<uint64_t>(ds.records));
-      RawPut(txn, dbi, rec, static_cast<int>(rng() % static_cast<uint64_t>(ds.fields)), rng);
-    }
-    if (mdb_txn_commit(txn)) std::abort();
-    times.push_back(Now() - t0);
-  }
-  mdb_env_close(env);
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  double seconds = 0;
+  for (int n = 0; n < total; n += batch) seconds += raw.Txn(ds, n, std::min(total, n + batch));
+  *bytes = raw.FileBytes();
+  return total / seconds;
 }
 
 }  // namespace tandem::bench
