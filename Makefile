@@ -65,9 +65,9 @@ test-sanitize: deps
 	cd build-sanitize && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
 
 # ThreadSanitizer over what runs threads: the sync node (its network thread, storage
-# worker and callbacks), the change watcher, subscriptions, the C API and the network
-# tests, in build-tsan/.
-TSAN_TESTS ?= Node\.|Device\.|LmdbStore\.|MultiProcess\.|capi_tests|c_example|Net\.
+# worker and callbacks), the change watcher, subscriptions, the C API, the in-process
+# transport and the network tests, in build-tsan/.
+TSAN_TESTS ?= Node\.|Device\.|LmdbStore\.|MultiProcess\.|capi_tests|c_example|Net\.|Loopback\.
 test-tsan: deps
 	$(MAKE) build BUILD=build-tsan CMAKE_FLAGS="-DTANDEM_TSAN=ON -DTANDEM_BENCH=OFF"
 	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \

@@ -16,8 +16,9 @@ struct LoopbackResult {
   bool caught_up = false;       // both sessions reported caught up
 };
 
-// Syncs `a` and `b` both ways until neither has anything to say. Fails with the first
-// error either session reports.
+// Syncs `a` and `b` both ways until neither has anything to say, each side on its own
+// thread (as on two devices, one applies while the other reads and encodes). Fails with
+// the first error either session reports.
 Result<LoopbackResult> SyncLoopback(engine::Replica& a, engine::Replica& b,
                                     engine::SessionOptions options_a = {},
                                     engine::SessionOptions options_b = {});
