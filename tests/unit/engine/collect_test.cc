@@ -130,6 +130,74 @@ TEST(Collect, ARebaseWaitsForAFieldThatWasWithheld) {
   EXPECT_EQ(stale.Dump(), a.Dump());
 }
 
+// A peer that says it collected events it never showed (a third replica's, here) is
+// rebased on, but cannot make us claim those events, or drop them: when their author
+// sends them, they arrive. The claim, kept as made, asks for no second rebase.
+TEST(Collect, AClaimToHaveCollectedWhatWasNeverShownTakesNoEffect) {
+  Node liar(1), s(2), x(3);
+  Fill(liar, "products", 3, "p");
+  auto lie = [](Message& m) {
+    if (auto* h = std::get_if<Hello>(&m)) h->collected.Raise(Rid(3), 1000);
+  };
+  {
+    Link link(s, liar);
+    link.from_b = lie;
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_TRUE(link.sa.stats().rebased);
+  }
+  EXPECT_EQ(s.Vv().Get(Rid(3)), 0u);
+  auto collected = s.replica.Collected();
+  ASSERT_TRUE(collected.ok());
+  EXPECT_EQ(collected->Get(Rid(3)), 0u);
+  EXPECT_TRUE(s.replica.Get("products", "p2").ok());
+
+  Fill(x, "orders", 5, "o");
+  Sync(x, s);
+  for (int i = 0; i < 5; ++i)
+    EXPECT_TRUE(s.replica.Get("orders", "o" + std::to_string(i)).ok()) << i;
+  EXPECT_EQ(s.Vv().Get(Rid(3)), x.Vv().Get(Rid(3)));
+  {
+    Link link(s, liar);
+    link.from_b = lie;
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_FALSE(link.sa.stats().rebased);
+  }
+}
+
+// A third replica's last events were deletions, collected since: nothing the rebasing
+// peer sends shows them, so the returning side does not claim them, yet it is rebased
+// once, not at every session.
+TEST(Collect, ARebaseOnATailNothingShowsIsTakenOnce) {
+  Node a(1), x(3), stale(4);
+  Fill(x, "products", 10, "p");
+  Sync(x, a);
+  Sync(a, stale);
+  DeleteRange(x, "p", 0, 4);  // x's newest events, then x writes no more
+  Sync(x, a);
+  // Every tombstone goes, the newest too (kept by the first run, for its log position,
+  // until a later write passes it).
+  Replica::CollectStats stats;
+  ASSERT_TRUE(a.replica.Collect(Everyone({&a, &x}), &stats).ok());
+  ASSERT_TRUE(a.replica.Put("notes", "n", {{"text", Value{std::string("later")}}}).ok());
+  Sync(a, x);
+  ASSERT_TRUE(a.replica.Collect(Everyone({&a, &x}), &stats).ok());
+  ASSERT_EQ(FieldStates(a), 2u * 6 + 1);
+  {
+    Link link(stale, a);
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_TRUE(link.sa.stats().rebased);
+  }
+  for (int i = 0; i < 4; ++i)
+    EXPECT_FALSE(stale.replica.Get("products", "p" + std::to_string(i)).ok()) << i;
+  EXPECT_EQ(stale.Dump(), a.Dump());
+  {
+    Link link(stale, a);
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_FALSE(link.sa.stats().rebased) << "rebased again on the same claim";
+  }
+  EXPECT_EQ(stale.Dump(), a.Dump());
+}
+
 TEST(Collect, AStalePeerIsRebasedAndBringsBackNothingCollected) {
   Node a(1), b(2), stale(4);
   Fill(a, "products", 20, "p");
