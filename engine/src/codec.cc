@@ -543,11 +543,10 @@ std::string EncodePeerState(const PeerState& p) {
   std::string out;
   Writer w(&out);
   // The oldest version that says everything, so that older builds read what they can.
-  const bool v5 = !p.rebased.empty();
-  const bool v4 = v5 || p.pieces.has_value();
+  const bool v4 = p.pieces.has_value();
   const bool v3 = v4 || p.mark != 0;
   const bool v2 = v3 || p.delivered != 0 || !p.delivery.all;
-  w.U8(v5 ? 5 : v4 ? 4 : v3 ? 3 : v2 ? 2 : 1);
+  w.U8(v4 ? 4 : v3 ? 3 : v2 ? 2 : 1);
   w.Varint(p.cursor);
   EncodeVersionVector(p.vv, w);
   w.Varint(p.last_sync_ms);
@@ -561,15 +560,12 @@ std::string EncodePeerState(const PeerState& p) {
   w.Varint(p.delivery.names.size());
   for (const auto& n : p.delivery.names) w.LengthPrefixed(n);
   if (v3) w.Varint(p.mark);
-  // Version 4 always has pieces; version 5 says whether it has, and ends with `rebased`.
-  if (v5) w.U8(p.pieces ? 1 : 0);
-  if (p.pieces) {
+  if (v4) {
     w.Varint(p.pieces->from);
     w.Varint(p.pieces->total);
     w.Varint(p.pieces->held);
     w.Raw(std::string_view(reinterpret_cast<const char*>(p.pieces->digest.data()), 32));
   }
-  if (v5) EncodeVersionVector(p.rebased, w);
   return out;
 }
 
@@ -577,7 +573,7 @@ Result<PeerState> DecodePeerState(std::string_view in) {
   Reader r(in);
   PeerState p;
   const uint8_t version = r.U8();
-  if (version < 1 || version > 5) r.Fail("unknown peer state version");
+  if (version < 1 || version > 4) r.Fail("unknown peer state version");
   p.cursor = r.Varint();
   p.vv = DecodeVersionVector(r);
   p.last_sync_ms = r.Varint();
@@ -596,13 +592,7 @@ Result<PeerState> DecodePeerState(std::string_view in) {
       p.delivery.names.emplace(r.LengthPrefixed(kMaxCollectionName));
   }
   if (version >= 3 && r.ok()) p.mark = r.Varint();
-  bool has_pieces = version == 4;
-  if (version >= 5 && r.ok()) {
-    const uint8_t flag = r.U8();
-    if (flag > 1) r.Fail("unknown pieces flag");
-    has_pieces = flag == 1;
-  }
-  if (has_pieces && r.ok()) {
+  if (version >= 4 && r.ok()) {
     PieceProgress pp;
     pp.from = r.Varint();
     pp.total = r.Varint();
@@ -611,10 +601,6 @@ Result<PeerState> DecodePeerState(std::string_view in) {
     if (r.ok()) std::memcpy(pp.digest.data(), d.data(), 32);
     if (r.ok() && pp.held >= pp.total) r.Fail("pieces held past their total");
     p.pieces = pp;
-  }
-  if (version >= 5 && r.ok()) {
-    p.rebased = DecodeVersionVector(r);
-    if (r.ok() && p.rebased.empty()) r.Fail("a peer state of version 5 with nothing rebased");
   }
   if (r.ok() && r.remaining()) r.Fail("trailing bytes");
   if (!r.ok()) return r.status().With("peer state");

@@ -664,7 +664,7 @@ Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>&
 Status Replica::CompletePeerSync(
     const ReplicaId& peer, const VersionVector& peer_vv, bool merge, bool filtered, bool* rekeyed,
     const std::optional<std::pair<uint64_t, CollectionFilter>>& delivered,
-    std::optional<uint64_t> cursor, const VersionVector& rebased) {
+    std::optional<uint64_t> cursor) {
   Status result = Retrying([&]() -> Status {
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
     ReplicaMeta meta;
@@ -683,7 +683,6 @@ Status Replica::CompletePeerSync(
     }
     if (filtered) ps.filtered = true;
     if (merge) ps.filtered = false;
-    ps.rebased.Merge(rebased);
     TANDEM_RETURN_IF_ERROR(txn->PutPeer(peer, ps));
     // What this round brought in, peers need not read again (SkipHeld).
     TANDEM_RETURN_IF_ERROR(txn->CheckpointLog());

@@ -102,11 +102,8 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     // unfiltered session starts over, so that its CaughtUp may merge the watermark.
     recv_cursor_ = (!filtered_in_ && ps.filtered) ? 0 : ps.cursor;
     // The peer collected deletions we have not all seen: we may hold what it removed.
-    // Its whole state, from the start, shows which fields it holds at all. (A rebase on
-    // it we took already covers what its claim covered then.)
-    VersionVector known = meta.vv;
-    known.Merge(ps.rebased);
-    if (!known.Covers(h->collected)) {
+    // Its whole state, from the start, shows which fields it holds at all.
+    if (!meta.vv.Covers(h->collected)) {
       rebase_ = h->collected;
       rebase_keys_.clear();
       recv_cursor_ = 0;
@@ -198,40 +195,23 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     // peer that claims what it never sent would otherwise have honest replicas skip
     // those events for good. (Our own entry is the peer's to claim: more than we have
     // is evidence of a rollback, CheckClaim. Its own events are its to withhold anyway.)
-    // So is, in a rebase, what the peer says it collected: it stands for what the peer
-    // can no longer deliver, and takes effect here (what it covers is dropped, and
-    // dropped when it comes later) only as far as what we know of each replica bears it
-    // out. A peer claiming to have collected events it never showed would otherwise have
-    // us claim them, and drop them when their true author sends them.
-    VersionVector rebase_claim;
     {
       TANDEM_ASSIGN_OR_RETURN(auto meta, replica_.Meta());
-      // How far a claim of r's events up to n is borne out: by what we held already,
-      // the contexts of the states delivered in this session, or what the states we
-      // hold have seen (an earlier session may have delivered it: a replica that never
-      // writes again would otherwise stay behind for good).
-      auto borne = [&](const ReplicaId& r, uint64_t n) -> Result<uint64_t> {
+      for (const auto& [r, n] : c->vv.entries()) {
+        if (r == meta.id || r == *peer_) continue;
         auto d = delivered_max_.find(r);
         uint64_t proven =
             std::max(meta.vv.Get(r), d == delivered_max_.end() ? uint64_t{0} : d->second);
+        // In a rebase, what the peer collected stands for what it can no longer deliver.
+        if (rebase_) proven = std::max(proven, rebase_->Get(r));
+        // And what the states we hold have seen bears it out as well as what was just
+        // delivered (an earlier session may have delivered it: a replica that never
+        // writes again would otherwise stay behind for good).
         if (n > proven) {
           TANDEM_ASSIGN_OR_RETURN(const uint64_t held, replica_.Held(r));
           proven = std::max(proven, held);
         }
-        return std::min(n, proven);
-      };
-      for (const auto& [r, n] : c->vv.entries()) {
-        if (r == meta.id || r == *peer_) continue;
-        TANDEM_ASSIGN_OR_RETURN(const uint64_t proven, borne(r, n));
         if (n > proven) peer_vv.Cap(r, proven);
-      }
-      if (rebase_) {
-        rebase_claim = *rebase_;
-        for (const auto& [r, n] : rebase_claim.entries()) {
-          if (r == meta.id || r == *peer_) continue;
-          TANDEM_ASSIGN_OR_RETURN(const uint64_t proven, borne(r, n));
-          if (n > proven) rebase_->Cap(r, proven);
-        }
       }
     }
     // A rebase: the peer's whole state has arrived; what it collected and we still hold
@@ -249,9 +229,8 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     // And what the peer has acknowledged of our log so far, for delivery status.
     std::optional<std::pair<uint64_t, CollectionFilter>> delivered;
     if (have_request_) delivered.emplace(peer_acked_, Intersect(opt_.send, peer_accept_));
-    TANDEM_RETURN_IF_ERROR(replica_.CompletePeerSync(*peer_, peer_vv, merge,
-                                                     filtered_in_ || filtered_any_, &rekeyed,
-                                                     delivered, c->cursor, rebase_claim));
+    TANDEM_RETURN_IF_ERROR(replica_.CompletePeerSync(
+        *peer_, peer_vv, merge, filtered_in_ || filtered_any_, &rekeyed, delivered, c->cursor));
     if (rekeyed) return RolledBack();
     received_caught_up_ = true;
     // The peer holds everything its version vector covers (a watermark never runs ahead

@@ -863,38 +863,6 @@ TEST(PeerStateCodec, RoundTripsDeliveryAndReadsVersionOneAsNothingDelivered) {
   EXPECT_FALSE(DecodePeerState(cut).ok());
 }
 
-// Version 5 records the rebases taken on the peer, with or without pieces held; the
-// versions before it stay as they were for states without them.
-TEST(PeerStateCodec, RoundTripsRebasedWithAndWithoutPieces) {
-  PeerState p;
-  p.cursor = 5;
-  p.vv.Raise(kA, 3);
-  p.rebased.Raise(kB, 1ull << 40);
-  const std::string bytes = EncodePeerState(p);
-  EXPECT_EQ(bytes[0], 5);
-  auto back = DecodePeerState(bytes);
-  ASSERT_TRUE(back.ok()) << back.status().ToString();
-  EXPECT_EQ(*back, p);
-  PeerState held = p;
-  held.pieces = PieceProgress{7, 3, 1, {}};
-  held.pieces->digest[0] = 9;
-  auto back_held = DecodePeerState(EncodePeerState(held));
-  ASSERT_TRUE(back_held.ok()) << back_held.status().ToString();
-  EXPECT_EQ(*back_held, held);
-  PeerState old = held;
-  old.rebased = VersionVector();
-  EXPECT_EQ(EncodePeerState(old)[0], 4) << "pieces alone: version 4, which older builds read";
-
-  std::string empty = EncodePeerState(p);  // its last byte is the vector's one entry...
-  EXPECT_FALSE(DecodePeerState(empty + "x").ok());
-  empty.resize(empty.size() - 1 - 16 - 6);  // ...cut to a vector of no entries
-  empty.push_back(0);
-  EXPECT_FALSE(DecodePeerState(empty).ok()) << "version 5 says something was rebased";
-  std::string flag = EncodePeerState(p);
-  flag[flag.size() - 1 - 16 - 6 - 1] = 2;  // the pieces flag, before the vector
-  EXPECT_FALSE(DecodePeerState(flag).ok());
-}
-
 // A state that breaks the codec's invariant (a dot its context does not cover) is never
 // encoded into something a reader would misread: encoding fails, in release builds too,
 // and appends nothing.

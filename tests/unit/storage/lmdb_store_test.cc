@@ -694,35 +694,6 @@ TEST(LmdbStore, AReplicaOfFormatTwoBecomesThreeWhenItKeepsAPeersMark) {
   EXPECT_NE((*rb)->Peer((*ra)->Meta()->id)->mark, 0u);
 }
 
-// A peer's state that records a rebase taken on it is of format 7 (older builds cannot
-// read the encoding), and reads back as written after a reopen.
-TEST(LmdbStore, APeersRebaseIsKeptAndRaisesTheFormat) {
-  testing::TempDir tmp;
-  const std::string a = tmp / "a";
-  auto format = [](uint32_t f) { return std::string(reinterpret_cast<const char*>(&f), 4); };
-  engine::ReplicaId peer;
-  peer.bytes.fill(7);
-  engine::PeerState ps;
-  ps.cursor = 3;
-  ps.rebased.Raise(peer, 11);
-  {
-    auto ra = CreateReplica(a);
-    ASSERT_TRUE(ra.ok());
-    ASSERT_TRUE((*ra)->Put("c", "x", {{"v", Value{int64_t{1}}}}).ok());
-    EXPECT_NE(testing::RawGet(a, "meta", "format"), format(kFormatRebased));
-    auto txn = StoreOf(**ra).BeginWrite();
-    ASSERT_TRUE(txn.ok());
-    ASSERT_TRUE((*txn)->PutPeer(peer, ps).ok());
-    ASSERT_TRUE((*txn)->Commit().ok());
-  }
-  EXPECT_EQ(testing::RawGet(a, "meta", "format"), format(kFormatRebased));
-  auto ra = OpenReplica(a);
-  ASSERT_TRUE(ra.ok()) << ra.status().ToString();
-  auto back = (*ra)->Peer(peer);
-  ASSERT_TRUE(back.ok());
-  EXPECT_EQ(*back, ps);
-}
-
 // A field written again leaves its earlier log entry in place (the write touches no page
 // of the log's past), readers see each field once at its latest change, and a commit
 // removes stale entries a slice at a time once they pile up: the log stays bounded.

@@ -311,13 +311,12 @@ class Replica {
   // *rekeyed as for ApplyBatch, when peer_vv shows the replica was rolled back.
   // `cursor`: where the peer's CaughtUp says its log was delivered to, stored as it is
   // (ApplyBatch only raises the cursor; a session that started over from 0 may end
-  // lower, before a field state the peer withheld). `rebased`: the collected vector of
-  // a rebase on the peer this session took, as the peer claimed it (PeerState::rebased).
+  // lower, before a field state the peer withheld).
   Status CompletePeerSync(
       const ReplicaId& peer, const VersionVector& peer_vv, bool merge, bool filtered = false,
       bool* rekeyed = nullptr,
       const std::optional<std::pair<uint64_t, CollectionFilter>>& delivered = std::nullopt,
-      std::optional<uint64_t> cursor = std::nullopt, const VersionVector& rebased = {});
+      std::optional<uint64_t> cursor = std::nullopt);
   // Delivery status. How many of this replica's fields a peer does not hold yet (as
   // Holds judges), in the collections it receives from us. Checks the newest
   // `max_checked` change-log entries; *exact is false when older entries were left

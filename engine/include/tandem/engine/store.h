@@ -75,9 +75,6 @@ struct PeerState {
   // where a process started), was rolled back since (Replica::RekeyIfBehind).
   uint64_t mark = 0;
   std::optional<PieceProgress> pieces;  // a state in pieces at `cursor`, partly here
-  // The collected vectors of the peer's rebases we took, joined as claimed (Rebase capped
-  // them at what we know): a claim they cover asks for no rebase again.
-  VersionVector rebased;
   bool operator==(const PeerState&) const = default;
 };
 

@@ -41,10 +41,7 @@ inline constexpr uint32_t kFormatBlobs = 5;
 // 6: the change log may hold stale entries (a field written again leaves its earlier
 // entry until compaction), which an older build would read as live.
 inline constexpr uint32_t kFormatLazyLog = 6;
-// 7: a peer's state may record the rebases taken on it (engine::PeerState::rebased), in
-// an encoding an older build cannot read.
-inline constexpr uint32_t kFormatRebased = 7;
-inline constexpr uint32_t kFormatVersion = kFormatRebased;  // the newest this build reads
+inline constexpr uint32_t kFormatVersion = kFormatLazyLog;  // the newest this build reads
 
 // Stale change-log entries are removed at a commit that made more, once they are more
 // than kCompactFloor and a quarter of the fields: kCompactSlice entries examined at a
