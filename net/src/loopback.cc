@@ -2,6 +2,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <exception>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -30,9 +31,10 @@ class Loopback {
       if (st.ok()) st = Send(i, out);
       if (!st.ok()) return st;
     }
-    std::thread other([this] { Serve(1); });
-    Serve(0);
-    other.join();
+    {
+      std::jthread other([this] { Serve(1); });  // joined however Serve(0) ends
+      Serve(0);
+    }
     if (!error_.ok()) return error_;
     LoopbackResult result;
     result.messages = messages_;
@@ -79,7 +81,12 @@ class Loopback {
       side.inbox.pop_front();
       ++busy_;
       lock.unlock();
-      Status st = Handle(i, bytes);
+      Status st;
+      try {  // out of memory, say: the other side must not wait for this one for ever
+        st = Handle(i, bytes);
+      } catch (const std::exception& e) {
+        st = Status::Io(std::string("loopback: ") + e.what());
+      }
       lock.lock();
       --busy_;
       if (!st.ok() && error_.ok()) error_ = st;

@@ -279,8 +279,18 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   Status RaiseFormat(uint32_t to = kFormatMark) {
     if (raises_format_ >= to || impl_->format.load(std::memory_order_relaxed) >= to)
       return Status::Ok();
-    MDB_val k = Val("format"), v{4, &to};
-    if (int rc = mdb_put(txn_, impl_->meta, &k, &v, 0))
+    // Another process may have raised it further since this one read it: never lower it.
+    MDB_val k = Val("format"), v;
+    uint32_t stored = 0;
+    int rc = mdb_get(txn_, impl_->meta, &k, &v);
+    if (rc == 0 && v.mv_size == 4) std::memcpy(&stored, v.mv_data, 4);
+    if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "read format version");
+    if (stored >= to) {
+      raises_format_ = stored;  // what this process knows of it, once this commits
+      return Status::Ok();
+    }
+    v = MDB_val{4, &to};
+    if ((rc = mdb_put(txn_, impl_->meta, &k, &v, 0)))
       return impl_->Note(rc, "write format version");
     raises_format_ = to;
     return Status::Ok();

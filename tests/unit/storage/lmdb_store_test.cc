@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 #include <lmdb.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <deque>
@@ -692,6 +694,35 @@ TEST(LmdbStore, AReplicaOfFormatTwoBecomesThreeWhenItKeepsAPeersMark) {
   EXPECT_TRUE((*rb)->Get("c", "x").ok());
   EXPECT_EQ(testing::RawGet(b, "meta", "format"), format(3));
   EXPECT_NE((*rb)->Peer((*ra)->Meta()->id)->mark, 0u);
+}
+
+// Two processes on one replica: one raises the format past what the other read at open;
+// the other, raising it for its own reason to less, leaves it where it is (an older
+// build must go on refusing what it cannot read).
+TEST(LmdbStore, RaisingTheFormatNeverLowersWhatAnotherProcessWrote) {
+  testing::TempDir tmp;
+  const std::string a = tmp / "a";
+  auto format = [](uint32_t f) { return std::string(reinterpret_cast<const char*>(&f), 4); };
+  auto ra = CreateReplica(a);
+  ASSERT_TRUE(ra.ok());
+  ASSERT_EQ(testing::RawGet(a, "meta", "format"), format(kFormatMark));
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {  // another process, with a newer build
+    testing::RawPut(a, "meta", "format", format(kFormatLazyLog));
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  engine::VersionVector collected;
+  collected.Raise((*ra)->Meta()->id, 1);
+  auto txn = StoreOf(**ra).BeginWrite();
+  ASSERT_TRUE(txn.ok());
+  ASSERT_TRUE((*txn)->PutCollected(collected).ok());  // needs format 4
+  ASSERT_TRUE((*txn)->Commit().ok());
+  ra->reset();
+  EXPECT_EQ(testing::RawGet(a, "meta", "format"), format(kFormatLazyLog));
 }
 
 // A field written again leaves its earlier log entry in place (the write touches no page
