@@ -741,6 +741,9 @@ Status CheckEmptyOrMissing(const std::string& dir, const char* what);
 // data.mdb starts with an LMDB meta page (checked before LMDB touches the directory).
 Status ProbeDataFile(const std::string& dir);
 
+// Where the replica's data file in `dir` lives (device, inode, birth time): what the
+// `origin` meta entry records.
+Result<std::string> Fingerprint(const std::string& dir);
 // Records where the replica's data file is now. kRekey (a copy, or a restore) also takes
 // a new replica id in the same transaction, unless the origin is already this place:
 // another process that opened the same copy at the same time did it. kForceRekey takes

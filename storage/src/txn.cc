@@ -1,0 +1,503 @@
+// The transactions of an LmdbStore: reads, and writes that keep the change log, its
+// hull and the format up to date; and the writes that give a replica a new id or stamp
+// where it lives.
+#include <lmdb.h>
+
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "lmdb_internal.h"
+#include "tandem/engine/codec.h"
+#include "tandem/engine/replica.h"
+#include "tandem/storage/lmdb_store.h"
+
+namespace tandem::storage {
+
+namespace {
+
+class LmdbReadTxn : public engine::ReadsThrough<engine::ReadTxn, LmdbReader> {
+ public:
+  LmdbReadTxn(LmdbStore::Impl* impl, MDB_txn* txn, std::shared_lock<std::shared_mutex> lock)
+      : ReadsThrough(impl, txn), lock_(std::move(lock)), txn_(txn) {}
+  ~LmdbReadTxn() override { mdb_txn_abort(txn_); }
+  Status ScanLogFields(uint64_t since, const engine::ReadTxn::LogFieldFn& fn) override {
+    return reader_.ScanLogFields(since, fn);
+  }
+  Status CountLog(uint64_t since, uint64_t cap, uint64_t* out) override {
+    return reader_.CountLog(since, cap, out);
+  }
+
+ private:
+  std::shared_lock<std::shared_mutex> lock_;
+  MDB_txn* txn_;
+};
+
+class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
+ public:
+  LmdbWriteTxn(LmdbStore::Impl* impl, MDB_txn* txn, std::shared_lock<std::shared_mutex> lock)
+      : ReadsThrough(impl, txn), lock_(std::move(lock)), impl_(impl), txn_(txn) {}
+  ~LmdbWriteTxn() override {
+    if (txn_) {
+      CloseCursors();
+      mdb_txn_abort(txn_);
+      impl_->table.t.EndWriter(false);
+      impl_->names.EndWriter(false);
+    }
+  }
+  // Remembers the field's change-log seq, so the PutField that usually follows needs no
+  // second lookup.
+  Status GetField(const FieldKey& k, std::optional<FieldState>* out) override {
+    out->reset();
+    last_seq_known_ = false;
+    auto key = Key(k, false);
+    if (!key) return Status::Ok();
+    last_key_ = std::move(*key);
+    last_field_ = k;
+    // Past the end of the table (a bulk load, records with ascending ids): no such field,
+    // and the PutField that follows appends without searching.
+    TANDEM_RETURN_IF_ERROR(LoadFieldsEnd());
+    if (last_key_ > *fields_end_) {
+      last_old_seq_ = 0;
+      last_seq_known_ = true;
+      return Status::Ok();
+    }
+    MDB_val kv = Val(last_key_), v;
+    // Through a cursor: the PutField that follows finds the cursor on the right page and
+    // skips the descent, as do neighbouring keys written in order.
+    TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->fields, &fields_cur_));
+    int rc = mdb_cursor_get(fields_cur_, &kv, &v, MDB_SET_KEY);
+    if (rc == MDB_NOTFOUND) {
+      last_old_seq_ = 0;
+      last_seq_known_ = true;
+      return Status::Ok();
+    }
+    if (rc) return LmdbError(rc, "read field");
+    FieldState s;
+    TANDEM_RETURN_IF_ERROR(reader_.DecodeField(v, &s, &last_old_seq_));
+    last_seq_known_ = true;
+    *out = std::move(s);
+    return Status::Ok();
+  }
+  Status ScanLogFields(uint64_t since, const engine::ReadTxn::LogFieldFn& fn) override {
+    return reader_.ScanLogFields(since, fn);
+  }
+  Status CountLog(uint64_t since, uint64_t cap, uint64_t* out) override {
+    return reader_.CountLog(since, cap, out);
+  }
+  Status PutPeer(const ReplicaId& peer, const engine::PeerState& state) override {
+    // A peer's state that says where its log ended needs format 3.
+    if (state.mark) TANDEM_RETURN_IF_ERROR(RaiseFormat());
+    if (state.pieces) TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatBlobs));
+    std::string v = engine::EncodePeerState(state);
+    MDB_val k{16, const_cast<uint8_t*>(peer.bytes.data())}, val = Val(v);
+    int rc = mdb_put(txn_, impl_->peers, &k, &val, 0);
+    return rc ? impl_->Note(rc, "write peer") : Status::Ok();
+  }
+
+  Status TakeQuarantineId(uint64_t* out) override {
+    MDB_val k = Val("quarantine-last"), v;
+    uint64_t last = 0;
+    int rc = mdb_get(txn_, impl_->meta, &k, &v);
+    if (rc == 0 && v.mv_size == 8) std::memcpy(&last, v.mv_data, 8);
+    if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "read quarantine id");
+    *out = ++last;
+    v = MDB_val{8, &last};
+    rc = mdb_put(txn_, impl_->meta, &k, &v, 0);
+    return rc ? impl_->Note(rc, "write quarantine id") : Status::Ok();
+  }
+  Status PutQuarantine(uint64_t id, std::string_view entry) override {
+    std::string key = LmdbReader::QuarantineKey(id);
+    MDB_val k = Val(key), val = Val(entry);
+    int rc = mdb_put(txn_, impl_->meta, &k, &val, 0);
+    return rc ? impl_->Note(rc, "write quarantine") : Status::Ok();
+  }
+  Status DeleteQuarantine(uint64_t id) override {
+    std::string key = LmdbReader::QuarantineKey(id);
+    MDB_val k = Val(key);
+    int rc = mdb_del(txn_, impl_->meta, &k, nullptr);
+    if (rc == MDB_NOTFOUND) return Status::Ok();
+    return rc ? impl_->Note(rc, "delete quarantine") : Status::Ok();
+  }
+
+  Status DeleteField(const FieldKey& key, bool* deleted) override {
+    *deleted = false;
+    auto k = Key(key, false);
+    if (!k) return Status::Ok();  // a name never written: no such field
+    MDB_val kv = Val(*k), v;
+    int rc = mdb_get(txn_, impl_->fields, &kv, &v);
+    if (rc == MDB_NOTFOUND) return Status::Ok();
+    if (rc) return impl_->Note(rc, "read field");
+    uint64_t seq = 0;
+    std::string_view ignored;
+    TANDEM_RETURN_IF_ERROR(LmdbReader::SplitValue(View(v), &seq, &ignored));
+    uint64_t newest = last_seq_;
+    if (!newest) TANDEM_RETURN_IF_ERROR(reader_.LastLogSeq(&newest));
+    if (seq == newest) return Status::Ok();
+    TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatCollected));
+    if ((rc = mdb_del(txn_, impl_->fields, &kv, nullptr))) return impl_->Note(rc, "delete field");
+    MDB_val lk{8, &seq};
+    rc = mdb_del(txn_, impl_->log, &lk, nullptr);
+    if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "delete log entry");
+    // What this transaction remembered of the table may name the key just removed.
+    last_seq_known_ = false;
+    if (fields_end_ && *fields_end_ == *k) fields_end_.reset();
+    *deleted = true;
+    return Status::Ok();
+  }
+  Status Repack() override {
+    CloseCursors();
+    fields_end_.reset();
+    last_seq_known_ = false;
+    return RepackFieldsAndLog(*impl_, txn_);
+  }
+  Status PutCollected(const engine::VersionVector& collected) override {
+    TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatCollected));
+    std::string v;
+    engine::Writer w(&v);
+    w.U8(1);
+    engine::EncodeVersionVector(collected, w);
+    MDB_val k = Val("collected"), val = Val(v);
+    int rc = mdb_put(txn_, impl_->meta, &k, &val, 0);
+    return rc ? impl_->Note(rc, "write collected") : Status::Ok();
+  }
+
+  Status PutBlob(const engine::BlobHash& h, const engine::BlobInfo& info) override {
+    TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatBlobs));
+    return PutBlobEntry(*impl_, txn_, h, info);
+  }
+  Status DeleteBlob(const engine::BlobHash& h) override {
+    return DeleteBlobEntries(*impl_, txn_, h);
+  }
+  Status PutChunk(const engine::BlobHash& h, std::string_view bytes) override {
+    TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatBlobs));
+    return PutChunkEntry(*impl_, txn_, h, bytes);
+  }
+  Status DeleteChunk(const engine::BlobHash& h) override {
+    return DeleteChunkEntry(*impl_, txn_, h);
+  }
+
+  // Records that no entry will ever have a position strictly between `from` and `to`.
+  Status AddLogGap(uint64_t from, uint64_t to) {
+    std::vector<std::pair<uint64_t, uint64_t>> gaps;
+    TANDEM_RETURN_IF_ERROR(reader_.GetLogGaps(&gaps));
+    gaps.emplace_back(from, to);
+    if (gaps.size() > kMaxLogGaps)
+      gaps.erase(gaps.begin(),
+                 gaps.begin() + static_cast<std::ptrdiff_t>(gaps.size() - kMaxLogGaps));
+    std::string v = EncodeLogGaps(gaps);
+    MDB_val k = Val("log-gaps"), val = Val(v);
+    int rc = mdb_put(txn_, impl_->meta, &k, &val, 0);
+    return rc ? impl_->Note(rc, "write log gaps") : Status::Ok();
+  }
+  // Marks the replica as of this build's format, which older builds refuse: once, by
+  // the first transaction that writes what they could not keep up to date or read.
+  Status RaiseFormat(uint32_t to = kFormatMark) {
+    if (raises_format_ >= to || impl_->format.load(std::memory_order_relaxed) >= to)
+      return Status::Ok();
+    // Another process may have raised it further since this one read it: never lower it.
+    MDB_val k = Val("format"), v;
+    uint32_t stored = 0;
+    int rc = mdb_get(txn_, impl_->meta, &k, &v);
+    if (rc == 0 && v.mv_size == 4) std::memcpy(&stored, v.mv_data, 4);
+    if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "read format version");
+    if (stored >= to) {
+      raises_format_ = stored;  // what this process knows of it, once this commits
+      return Status::Ok();
+    }
+    v = MDB_val{4, &to};
+    if ((rc = mdb_put(txn_, impl_->meta, &k, &v, 0)))
+      return impl_->Note(rc, "write format version");
+    raises_format_ = to;
+    return Status::Ok();
+  }
+
+  Status PutMeta(const ReplicaMeta& meta) override {
+    std::string v = EncodeMeta(meta);
+    MDB_val k = Val("replica"), val = Val(v);
+    int rc = mdb_put(txn_, impl_->meta, &k, &val, 0);
+    return rc ? impl_->Note(rc, "write meta") : Status::Ok();
+  }
+
+  Status PutOrigin(const std::string& fingerprint) {
+    MDB_val k = Val("origin"), val = Val(fingerprint);
+    int rc = mdb_put(txn_, impl_->meta, &k, &val, 0);
+    return rc ? impl_->Note(rc, "write origin") : Status::Ok();
+  }
+  Status GetOrigin(std::string* out) { return reader_.GetOrigin(out); }
+
+  Status PutField(const FieldKey& key, const FieldState& state) override {
+    const bool same = last_seq_known_ && key == last_field_;
+    std::string k = same ? last_key_ : *Key(key, true);
+    MDB_val kv = Val(k), old;
+    uint64_t old_seq = 0;
+    int rc;
+    TANDEM_RETURN_IF_ERROR(LoadFieldsEnd());
+    const bool append = k > *fields_end_;
+    if (same) {
+      old_seq = last_old_seq_;
+    } else if (!append) {
+      rc = mdb_get(txn_, impl_->fields, &kv, &old);
+      if (rc == 0) {
+        std::string_view ignored;
+        TANDEM_RETURN_IF_ERROR(LmdbReader::SplitValue(View(old), &old_seq, &ignored));
+      } else if (rc != MDB_NOTFOUND) {
+        return impl_->Note(rc, "read field");
+      }
+    }
+    last_seq_known_ = false;
+    if (!last_seq_) {
+      TANDEM_RETURN_IF_ERROR(reader_.LastLogSeq(&last_seq_));
+      if (!impl_->log_started.load(std::memory_order_relaxed)) {
+        const uint64_t newest = last_seq_;
+        last_seq_ = impl_->first_log_seq(newest) - 1;  // this process's first entry
+        starts_log_ = true;
+        if (last_seq_ > newest) TANDEM_RETURN_IF_ERROR(AddLogGap(newest, last_seq_ + 1));
+      }
+    }
+    uint64_t seq = last_seq_ + 1;  // not const: MDB_val points at it
+    value_.clear();
+    engine::Writer w(&value_);
+    w.Varint(seq);
+    TANDEM_RETURN_IF_ERROR(engine::EncodeFieldState(state, impl_->table, &value_));
+    // The field's previous entry stays, stale, until CompactLog: removing it here would
+    // write a page of the log's past for every field overwritten.
+    if (old_seq) left_stale_ = true;
+    last_seq_ = seq;
+    TANDEM_RETURN_IF_ERROR(LoadHull());
+    if (!hull_->hull.Covers(state.ctx)) {
+      hull_->hull.Merge(state.ctx);
+      hull_dirty_ = true;
+    }
+    MDB_val val = Val(value_);
+    kv = Val(k);
+    TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->fields, &fields_cur_));
+    if ((rc = mdb_cursor_put(fields_cur_, &kv, &val, append ? MDB_APPEND : 0)))
+      return impl_->Note(rc, "write field");
+    MDB_val lk{8, &seq}, lv = Val(k);
+    TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->log, &log_cur_));
+    if ((rc = mdb_cursor_put(log_cur_, &lk, &lv, MDB_APPEND))) return impl_->Note(rc, "write log");
+    if (append) fields_end_ = std::move(k);
+    return Status::Ok();
+  }
+
+  Status GetLogHull(engine::LogHull* out) override {
+    if (hull_) {
+      *out = *hull_;
+      return Status::Ok();
+    }
+    return reader_.GetLogHull(out);
+  }
+  Status CheckpointLog() override {
+    TANDEM_RETURN_IF_ERROR(LoadHull());
+    uint64_t last = 0;
+    TANDEM_RETURN_IF_ERROR(reader_.LastLogSeq(&last));
+    const engine::LogHull before = *hull_;
+    hull_->Checkpoint(last);
+    if (!(*hull_ == before)) hull_dirty_ = true;
+    return Status::Ok();
+  }
+  // The greatest key in `fields`, read once per transaction and kept as appends move it.
+  Status LoadFieldsEnd() {
+    if (fields_end_) return Status::Ok();
+    TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->fields, &fields_cur_));
+    MDB_val k, v;
+    int rc = mdb_cursor_get(fields_cur_, &k, &v, MDB_LAST);
+    if (rc && rc != MDB_NOTFOUND) return LmdbError(rc, "read fields");
+    fields_end_ = rc ? std::string() : std::string(View(k));
+    return Status::Ok();
+  }
+  // Read once per transaction, before this transaction's first change to the log.
+  Status LoadHull() {
+    if (hull_) return Status::Ok();
+    engine::LogHull hull;
+    LmdbReader::HullSource source;
+    TANDEM_RETURN_IF_ERROR(reader_.GetLogHull(&hull, &source));
+    // What GetLogHull rebuilt (a new base) is written back with this transaction. The
+    // first write of a replica from before the hull was kept also raises its format: a
+    // build that would not keep the hull up to date must not write here.
+    hull_dirty_ = source != LmdbReader::HullSource::kStored;
+    if (source == LmdbReader::HullSource::kNone) TANDEM_RETURN_IF_ERROR(RaiseFormat());
+    hull_ = std::move(hull);
+    return Status::Ok();
+  }
+
+  // The stored key of a field (Impl::Key), each name looked up in the shared table
+  // once per transaction: a write transaction names few collections and fields.
+  std::optional<std::string> Key(const FieldKey& k, bool intern) {
+    const auto c = NameIndex(k.collection, intern), f = NameIndex(k.field, intern);
+    if (!c || !f) return std::nullopt;
+    return LmdbStore::Impl::KeyOf(*c, k.record, *f);
+  }
+  std::optional<uint64_t> NameIndex(const std::string& name, bool intern) {
+    if (auto it = names_.find(name); it != names_.end()) return it->second;
+    const auto idx = intern ? impl_->names.Intern(name) : impl_->names.Find(name);
+    // Only names the table holds (one interned later in the transaction is found then).
+    if (idx && names_.size() < kMaxNamesKept) names_.emplace(name, *idx);
+    return idx;
+  }
+
+  Status OpenCursor(MDB_dbi dbi, MDB_cursor** cur) {
+    if (*cur) return Status::Ok();
+    int rc = mdb_cursor_open(txn_, dbi, cur);
+    return rc ? LmdbError(rc, "open cursor") : Status::Ok();
+  }
+  void CloseCursors() {
+    if (fields_cur_) mdb_cursor_close(fields_cur_);
+    if (log_cur_) mdb_cursor_close(log_cur_);
+    fields_cur_ = log_cur_ = nullptr;
+  }
+
+  Status Commit() override {
+    CloseCursors();
+    if (left_stale_) {
+      TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatLazyLog));
+      TANDEM_RETURN_IF_ERROR(CompactLog(*impl_, txn_));
+    }
+    if (hull_ && (last_seq_ || hull_dirty_)) {
+      // Where the log ended when the hull was last kept up to date (GetLogHull).
+      uint64_t end = last_seq_;
+      if (!end) TANDEM_RETURN_IF_ERROR(reader_.LastLogSeq(&end));
+      MDB_val k = Val("log-hull-end"), v{8, &end};
+      if (int rc = mdb_put(txn_, impl_->meta, &k, &v, 0)) return impl_->Note(rc, "write log hull");
+    }
+    if (hull_dirty_) {
+      std::string h = engine::EncodeLogHull(*hull_);
+      MDB_val k = Val("log-hull"), v = Val(h);
+      if (int rc = mdb_put(txn_, impl_->meta, &k, &v, 0)) return impl_->Note(rc, "write log hull");
+    }
+    // New interned names and replica ids go in last; they can be what fills the map.
+    if (int rc = impl_->table.t.FlushPending(txn_, impl_->replicas))
+      return impl_->Note(rc, "replica table");
+    if (int rc = impl_->names.FlushPending(txn_, impl_->names_db))
+      return impl_->Note(rc, "name table");
+    const auto t0 = std::chrono::steady_clock::now();
+    int rc = mdb_txn_commit(txn_);
+    if (rc == 0)
+      impl_->commits.Observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    txn_ = nullptr;
+    if (rc == 0 && starts_log_) impl_->log_started.store(true, std::memory_order_relaxed);
+    if (rc == 0 && raises_format_) impl_->format.store(raises_format_, std::memory_order_relaxed);
+    impl_->table.t.EndWriter(rc == 0);
+    impl_->names.EndWriter(rc == 0);
+    return rc ? impl_->Note(rc, "commit") : Status::Ok();
+  }
+
+ private:
+  std::shared_lock<std::shared_mutex> lock_;
+  LmdbStore::Impl* impl_;
+  MDB_txn* txn_;
+  uint64_t last_seq_ = 0;  // the newest log position this transaction wrote (0: none yet)
+  std::string value_;
+  MDB_cursor* fields_cur_ = nullptr;
+  MDB_cursor* log_cur_ = nullptr;
+  bool left_stale_ = false;  // a field written again left its earlier log entry stale
+  FieldKey last_field_;
+  std::string last_key_;  // the field GetField read last, and its change-log seq
+  uint64_t last_old_seq_ = 0;
+  bool last_seq_known_ = false;
+  std::optional<std::string> fields_end_;            // the greatest key in `fields` (LoadFieldsEnd)
+  std::unordered_map<std::string, uint64_t> names_;  // NameIndex
+  static constexpr size_t kMaxNamesKept = 256;
+  std::optional<engine::LogHull> hull_;  // loaded by the first change to the log
+  bool hull_dirty_ = false;
+  bool starts_log_ = false;     // its positions start this process's (FirstLogSeq)
+  uint32_t raises_format_ = 0;  // the format RaiseFormat wrote (0: none)
+};
+
+}  // namespace
+
+// Begins an LMDB transaction under the resize lock (held shared in *lock for its life),
+// growing the map first if the last transaction filled it and adopting a size another
+// process set; the intern tables are brought up to date.
+static Status BeginTxn(LmdbStore::Impl* impl, unsigned flags, MDB_txn** out,
+                       std::shared_lock<std::shared_mutex>* lock) {
+  TANDEM_RETURN_IF_ERROR(impl->MaybeGrow());
+  const char* what = (flags & MDB_RDONLY) ? "begin read" : "begin write";
+  for (int attempt = 0;; ++attempt) {
+    *lock = std::shared_lock(impl->resize_mu);
+    MDB_txn* txn;
+    int rc = mdb_txn_begin(impl->env, nullptr, flags, &txn);
+    if (rc == MDB_MAP_RESIZED && attempt < 3) {
+      lock->unlock();
+      TANDEM_RETURN_IF_ERROR(impl->AdoptSize());
+      continue;
+    }
+    if (rc) return LmdbError(rc, what);
+    Status st = impl->RefreshTables(txn);
+    if (!st.ok()) {
+      mdb_txn_abort(txn);
+      return st;
+    }
+    *out = txn;
+    return Status::Ok();
+  }
+}
+
+Result<std::unique_ptr<engine::ReadTxn>> LmdbStore::BeginRead() {
+  MDB_txn* txn;
+  std::shared_lock<std::shared_mutex> lock;
+  TANDEM_RETURN_IF_ERROR(BeginTxn(impl_.get(), MDB_RDONLY, &txn, &lock));
+  return std::unique_ptr<engine::ReadTxn>(new LmdbReadTxn(impl_.get(), txn, std::move(lock)));
+}
+
+Result<std::unique_ptr<engine::WriteTxn>> LmdbStore::BeginWrite() {
+  MDB_txn* txn;
+  std::shared_lock<std::shared_mutex> lock;
+  TANDEM_RETURN_IF_ERROR(BeginTxn(impl_.get(), 0, &txn, &lock));
+  impl_->table.t.BeginWriter();
+  impl_->names.BeginWriter();
+  return std::unique_ptr<engine::WriteTxn>(new LmdbWriteTxn(impl_.get(), txn, std::move(lock)));
+}
+
+Status TakeNewId(LmdbStore& store, const Options& opt, const engine::ReplicaId& only_if) {
+  Status st;
+  for (int attempt = 0; attempt < 32; ++attempt) {
+    st = [&]() -> Status {
+      TANDEM_ASSIGN_OR_RETURN(auto txn, store.BeginWrite());
+      auto* w = static_cast<LmdbWriteTxn*>(txn.get());
+      ReplicaMeta meta;
+      TANDEM_RETURN_IF_ERROR(w->GetMeta(&meta));
+      // Another process replaced it first, or it issued something meanwhile: keep it.
+      if (meta.id != only_if || meta.vv.Get(meta.id) != 0) return Status::Ok();
+      engine::TakeNewReplicaId(meta, opt.new_ids ? opt.new_ids : RandomReplicaId);
+      TANDEM_RETURN_IF_ERROR(w->PutMeta(meta));
+      return w->Commit();
+    }();
+    if (st.code() != Code::kBusy) break;  // kBusy: the map grew; run it again
+  }
+  return st.With("take a new replica id");
+}
+
+Status StampOrigin(LmdbStore& store, Stamp how, const Options& opt) {
+  TANDEM_ASSIGN_OR_RETURN(std::string here, Fingerprint(store.dir()));
+  Status st;
+  for (int attempt = 0; attempt < 32; ++attempt) {
+    st = [&]() -> Status {
+      TANDEM_ASSIGN_OR_RETURN(auto txn, store.BeginWrite());
+      auto* w = static_cast<LmdbWriteTxn*>(txn.get());
+      std::string origin;
+      TANDEM_RETURN_IF_ERROR(w->GetOrigin(&origin));
+      if (origin == here && how != Stamp::kForceRekey) return Status::Ok();
+      if (how != Stamp::kAdopt) {
+        ReplicaMeta meta;
+        TANDEM_RETURN_IF_ERROR(w->GetMeta(&meta));
+        engine::TakeNewReplicaId(meta, opt.new_ids ? opt.new_ids : RandomReplicaId);
+        TANDEM_RETURN_IF_ERROR(w->PutMeta(meta));
+      }
+      TANDEM_RETURN_IF_ERROR(w->PutOrigin(here));
+      return w->Commit();
+    }();
+    if (st.code() != Code::kBusy) break;  // kBusy: the map grew; run it again
+  }
+  return st.With("record the replica's location");
+}
+
+}  // namespace tandem::storage
