@@ -5,26 +5,12 @@
 
 #include <string>
 
-#include "tandem/engine/memory_store.h"
-#include "tandem/storage/replica.h"
+#include "../engine/sync_harness.h"
 
 namespace tandem::net {
 namespace {
 
-engine::ReplicaId Id(char c) {
-  engine::ReplicaId id;
-  id.bytes.fill(static_cast<uint8_t>(c));
-  return id;
-}
-
-struct Side {
-  explicit Side(char id)
-      : r(
-            std::make_unique<engine::MemoryStore>(Id(id)), [this] { return now++; },
-            storage::Blake2b256) {}
-  uint64_t now = 1;
-  engine::Replica r;
-};
+using engine::Node;
 
 // Writes `records` records of two fields, 500 records per transaction.
 void Load(engine::Replica& r, const std::string& prefix, int records) {
@@ -51,22 +37,22 @@ uint64_t Count(engine::Replica& r) {
 
 // Enough fields each way for many batches in flight at once in both directions.
 TEST(Loopback, BothSidesConvergeEachOnItsOwnThread) {
-  Side a('a'), b('b');
-  Load(a.r, "a", 6000);
-  Load(b.r, "b", 4000);
-  auto res = SyncLoopback(a.r, b.r);
+  Node a('a'), b('b');
+  Load(a.replica, "a", 6000);
+  Load(b.replica, "b", 4000);
+  auto res = SyncLoopback(a.replica, b.replica);
   ASSERT_TRUE(res.ok()) << res.status().ToString();
   EXPECT_TRUE(res->caught_up);
   EXPECT_EQ(res->fields_applied, 2u * (6000 + 4000));
   EXPECT_GT(res->messages, 8u);
-  EXPECT_EQ(Count(a.r), 2u * 10000);
-  EXPECT_EQ(Count(b.r), 2u * 10000);
-  auto rec = b.r.Get("items", "a5999");
+  EXPECT_EQ(Count(a.replica), 2u * 10000);
+  EXPECT_EQ(Count(b.replica), 2u * 10000);
+  auto rec = b.replica.Get("items", "a5999");
   ASSERT_TRUE(rec.ok());
   EXPECT_EQ(std::get<int64_t>(rec->fields.at("n").scalar), 5999);
 
   // Nothing new: nothing applied, and it still ends.
-  auto again = SyncLoopback(b.r, a.r);
+  auto again = SyncLoopback(b.replica, a.replica);
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_TRUE(again->caught_up);
   EXPECT_EQ(again->fields_applied, 0u);
@@ -74,9 +60,9 @@ TEST(Loopback, BothSidesConvergeEachOnItsOwnThread) {
 
 // An error on one side ends the sync with that error, whichever thread met it.
 TEST(Loopback, AnErrorOnEitherSideEndsIt) {
-  Side a('a'), copy('a');
-  Load(a.r, "a", 2000);
-  auto res = SyncLoopback(a.r, copy.r);
+  Node a('a'), copy('a');
+  Load(a.replica, "a", 2000);
+  auto res = SyncLoopback(a.replica, copy.replica);
   ASSERT_FALSE(res.ok());
   EXPECT_NE(res.status().ToString().find("our own replica id"), std::string::npos)
       << res.status().ToString();
