@@ -112,8 +112,10 @@ Result<std::vector<Member>> Records(engine::Replica& r,
   return out;
 }
 
-// The replicas of every device with a record or a bound replica, as Records says.
-Result<std::map<std::string, std::vector<engine::ReplicaId>>> ReplicasByDevice(engine::Replica& r) {
+// The replicas of every device with a record or a bound replica, as Records says;
+// *bindings (if given) gets the verified bindings read on the way (replica -> device).
+Result<std::map<std::string, std::vector<engine::ReplicaId>>> ReplicasByDevice(
+    engine::Replica& r, std::map<engine::ReplicaId, std::string>* bindings = nullptr) {
   std::map<engine::ReplicaId, std::string> bound;
   TANDEM_ASSIGN_OR_RETURN(auto records, Records(r, &bound));
   std::map<std::string, std::vector<engine::ReplicaId>> out;
@@ -123,6 +125,7 @@ Result<std::map<std::string, std::vector<engine::ReplicaId>>> ReplicasByDevice(e
     auto& ids = out[device];
     if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
   }
+  if (bindings) *bindings = std::move(bound);
   return out;
 }
 
@@ -393,8 +396,8 @@ Result<Authority> ReadAuthority(engine::Replica& r, const GroupPaths& files,
 
 Result<std::vector<Member>> Members(engine::Replica& r, const GroupPaths& files) {
   TANDEM_ASSIGN_OR_RETURN(auto a, ReadAuthority(r, files));
-  TANDEM_ASSIGN_OR_RETURN(auto bound, ReadBindings(r));
-  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasByDevice(r));
+  std::map<engine::ReplicaId, std::string> bound;
+  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasByDevice(r, &bound));
   std::vector<Member> out;
   for (const auto& [device, s] : a.devices) {
     Member m;
