@@ -335,26 +335,6 @@ Result<std::vector<engine::ReplicaId>> ReplicasOf(engine::Replica& r,
   return out;
 }
 
-Status ComputeCutoff(engine::Replica& r, const std::vector<engine::ReplicaId>& replicas,
-                     std::map<engine::ReplicaId, uint64_t>* cutoff) {
-  TANDEM_ASSIGN_OR_RETURN(auto meta, r.Meta());
-  // The cutoff is the last event of each of the device's replicas that this replica
-  // holds: its version vector may lag what it has applied (a filtered or interrupted
-  // sync), so the field states themselves are read too.
-  for (const auto& id : replicas)
-    if (id != meta.id) (*cutoff)[id] = meta.vv.Get(id);
-  if (cutoff->empty()) return Status::Ok();
-  uint64_t cursor = 0;
-  for (;;) {
-    TANDEM_ASSIGN_OR_RETURN(auto page, r.CollectDeltas(cursor, 4096, nullptr));
-    for (const auto& d : page.deltas)
-      for (auto& [id, n] : *cutoff) n = std::max(n, d.state.ctx.Get(id));
-    cursor = page.next_cursor;
-    if (page.done) break;
-  }
-  return Status::Ok();
-}
-
 // The unsigned revocation of a group from before statements (and for members that
 // still run a version from then).
 Status WriteLegacyRevocation(engine::Replica& r, const std::string& device, const std::string& by,
@@ -374,6 +354,26 @@ Status WriteLegacyRevocation(engine::Replica& r, const std::string& device, cons
 }
 
 }  // namespace
+
+Status ComputeCutoff(engine::Replica& r, const std::vector<engine::ReplicaId>& replicas,
+                     std::map<engine::ReplicaId, uint64_t>* cutoff) {
+  TANDEM_ASSIGN_OR_RETURN(auto meta, r.Meta());
+  // The cutoff is the last event of each of the device's replicas that this replica
+  // holds: its version vector may lag what it has applied (a filtered or interrupted
+  // sync), so the field states themselves are read too.
+  for (const auto& id : replicas)
+    if (id != meta.id) (*cutoff)[id] = meta.vv.Get(id);
+  if (cutoff->empty()) return Status::Ok();
+  uint64_t cursor = 0;
+  for (;;) {
+    TANDEM_ASSIGN_OR_RETURN(auto page, r.CollectDeltas(cursor, 4096, nullptr));
+    for (const auto& d : page.deltas)
+      for (auto& [id, n] : *cutoff) n = std::max(n, d.state.ctx.Get(id));
+    cursor = page.next_cursor;
+    if (page.done) break;
+  }
+  return Status::Ok();
+}
 
 Result<Authority> ReadAuthority(engine::Replica& r, const GroupPaths& files,
                                 std::set<StatementId>* verified) {

@@ -14,10 +14,19 @@
 // blobs (a few contents, so that blobs are shared), fetched and collected. Time is simulated and
 // everything derives from the seed.
 //
-// After the faults stop and every pair syncs: all dumps are identical, all version
-// vectors equal, every session reported caught up, and a reference model agrees on the
-// meaning (counter sums, register winners, sets), and every blob a field references is
-// on every replica, whole and as attached.
+// Permissions, as the group's statements set them (every receiver admits through the
+// same net::AdmitWrite as a node): in some seeds one device is a reader that writes
+// anyway (a modified build: puts, increments and adds, in every collection) and one a
+// till whose permission to write "prices" is withdrawn midway, with the write cutoff of
+// what a member held of it then, while it may still hold writes nobody has; every
+// replica either device takes later (a copy, a rollback) is limited too.
+//
+// After the faults stop and every pair syncs: all dumps of the replicas of members in
+// good standing are identical, their version vectors equal, every session reported
+// caught up, and a reference model agrees on the meaning (counter sums, register winners
+// among the writes that were allowed, sets), and every blob a field references is on
+// every replica, whole and as attached; the limited devices hold everything the others
+// have, and no one else holds a write they were refused.
 //
 //   tandem_sim --seed N                 one seed (replay)
 //   tandem_sim --seeds N [--first K]    N seeds from K (default 1)
@@ -38,6 +47,7 @@
 #include <vector>
 
 #include "tandem/engine/sync.h"
+#include "tandem/net/group.h"
 #include "tandem/net/wire.h"
 #include "tandem/storage/replica.h"
 
@@ -56,8 +66,13 @@ struct Failure {
       throw Failure{std::string(msg) + " (" #cond ", line " + std::to_string(__LINE__) + ")"}; \
   } while (0)
 
+// What a device may write: everything; nothing (a reader that writes anyway); or, once
+// its permission is withdrawn, everything but "prices" (a till).
+enum class Role { kMember, kReader, kTill };
+
 struct Node {
   std::string dir;
+  Role role = Role::kMember;
   std::unique_ptr<Replica> replica;
   uint64_t clock_ms = 0;
   int64_t skew = 0;
@@ -109,6 +124,14 @@ class Sim {
       nodes_.push_back(std::move(nd));
       Open(i, std::move(created).value());
     }
+    // Roles come from a generator of their own: a seed without them runs as it did.
+    std::mt19937_64 roles(seed ^ 0x9e3779b97f4a7c15ull);
+    if (roles() % 2) nodes_[1].role = Role::kReader;
+    if (roles() % 2) {
+      nodes_[2].role = Role::kTill;
+      withdraw_fraction_ = 0.25 + 0.5 * static_cast<double>(roles() % 1000) / 1000;
+    }
+    NoteIds();
   }
   ~Sim() {
     conns_.clear();
@@ -119,7 +142,10 @@ class Sim {
 
   void Run() {
     const int steps = 200 + static_cast<int>(rng_() % 400);
+    const int withdraw_at =
+        withdraw_fraction_ > 0 ? static_cast<int>(steps * withdraw_fraction_) : -1;
     for (int s = 0; s < steps; ++s) {
+      if (s == withdraw_at) Withdraw();
       now_ += rng_() % 20;
       const int pick = static_cast<int>(rng_() % 100);
       if (pick < 30) {
@@ -150,6 +176,7 @@ class Sim {
         side_.clear();  // the partition heals
       }
       if (rng_() % 40 == 0) CollectOne(static_cast<int>(rng_() % n_));
+      NoteIds();
       if (check_claims_)
         CheckClaims(("step " + std::to_string(s) + " pick " + std::to_string(pick)).c_str());
     }
@@ -167,6 +194,7 @@ class Sim {
   uint64_t collected() const { return collected_; }
   uint64_t rebases() const { return rebases_; }
   uint64_t blobs_fetched() const { return blobs_fetched_; }
+  uint64_t refused() const { return refused_writes_; }
 
  private:
   storage::Options Opts() {
@@ -208,11 +236,15 @@ class Sim {
     }
     const std::string rec = "r" + std::to_string(rng_() % 4);
     const int kind = static_cast<int>(rng_() % 8);
+    // A reader's writes are all refused, and it only makes ones that bring an operation
+    // of its own (a removal or deletion shows only in a context, and a member that relays
+    // it with an operation of another member takes it: a documented limit).
+    const bool reader = nodes_[i].role == Role::kReader;
     Status st;
     if (kind == 0) {  // counters: only increments, ever
       int64_t by = static_cast<int64_t>(rng_() % 21) - 10;
       st = r.Incr("inv", rec, "stock", by);
-      if (st.ok()) stock_[rec] += by;
+      if (st.ok() && !reader) stock_[rec] += by;
     } else if (kind == 1) {  // registers: only puts, ever
       Value v{static_cast<int64_t>(rng_() % 1000)};
       st = r.Put("prices", rec, {{"price", v}});
@@ -224,10 +256,11 @@ class Sim {
     } else if (kind == 2) {  // sets: "keep-*" elements are never removed
       std::string e = "keep-" + std::to_string(rng_() % 5);
       st = r.Add("tags", rec, "t", Value{e});
-      if (st.ok()) kept_[rec].insert(e);
+      if (st.ok() && !reader) kept_[rec].insert(e);
     } else if (kind == 3) {
       std::string e = "x" + std::to_string(rng_() % 3);
-      st = (rng_() % 2) ? r.Add("tags", rec, "t", Value{e}) : r.Remove("tags", rec, "t", Value{e});
+      st = (rng_() % 2 || reader) ? r.Add("tags", rec, "t", Value{e})
+                                  : r.Remove("tags", rec, "t", Value{e});
     } else if (kind == 7) {  // attachments: a few contents, so that blobs are shared
       const std::string& content = BlobContent(static_cast<int>(rng_() % 4));
       size_t at = 0;
@@ -257,12 +290,73 @@ class Sim {
           st = r.Incr("mixed", rec, f, 1);
           break;
         default:
-          st = (rng_() % 2) ? r.Delete("mixed", rec) : r.Add("mixed", rec, f, Value{true});
+          st = (rng_() % 2 && !reader) ? r.Delete("mixed", rec)
+                                       : r.Add("mixed", rec, f, Value{true});
           if (st.code() == Code::kNotFound) st = Status::Ok();
       }
     }
     SIM_CHECK(st.ok(), "local op: " + st.ToString());
     RecordEvents(i);
+  }
+
+  // Every replica id a limited device has had, and the limits every receiver applies.
+  void NoteIds() {
+    for (const auto& nd : nodes_)
+      if (nd.role != Role::kMember) limited_ids_[nd.replica->Meta()->id] = nd.role;
+    net::WriteLimits l;
+    for (const auto& [id, role] : limited_ids_) {
+      if (role == Role::kReader) {
+        l.others[id] = 0;
+        l.named["prices"][id] = 0;
+      } else if (withdrawn_) {
+        // A replica the statement did not name (taken since) has no accepted write.
+        auto c = till_cutoff_.find(id);
+        l.named["prices"][id] = c == till_cutoff_.end() ? 0 : c->second;
+      }
+    }
+    limits_ = std::move(l);
+  }
+
+  // The till loses its permission to write "prices". The statement records, for each
+  // of the till's replicas, the last write members hold (net::ComputeCutoff, as a node
+  // does), and every replica learns it at once; the till goes on writing, and what it
+  // wrote that no member has yet is refused. (A signer that knows less than another
+  // member makes the documented limit: that member keeps what it took, which the
+  // others refuse; the oracle could not tell that from a bug.)
+  void Withdraw() {
+    std::vector<ReplicaId> ids;
+    for (const auto& [id, role] : limited_ids_)
+      if (role == Role::kTill) ids.push_back(id);
+    for (int k = 0; k < n_; ++k) {
+      if (nodes_[k].role != Role::kMember) continue;
+      std::map<ReplicaId, uint64_t> held;
+      Status st = net::ComputeCutoff(*nodes_[k].replica, ids, &held);
+      SIM_CHECK(st.ok(), "cutoff: " + st.ToString());
+      for (const auto& [id, n] : held) till_cutoff_[id] = std::max(till_cutoff_[id], n);
+    }
+    withdrawn_ = true;
+    NoteIds();
+  }
+
+  // Whether receivers take the write `seq` of `id` in `collection`.
+  bool Allowed(const ReplicaId& id, uint64_t seq, const std::string& collection) const {
+    const auto& limits = limits_.For(collection);
+    auto it = limits.find(id);
+    return it == limits.end() || seq <= it->second;
+  }
+
+  bool Limited(int i) const { return nodes_[i].role != Role::kMember; }
+
+  // A version vector without the entries of limited devices' replicas. For those a
+  // member's entry says what it has judged, not only what it holds: taken or refused
+  // for good, as the limited replica's own watermark told it in a session that refused
+  // nothing (one that refused something merges no watermark). So members that synced
+  // with it directly claim more of its events than those that did not.
+  VersionVector Judged(const VersionVector& vv) const {
+    VersionVector out;
+    for (const auto& [id, n] : vv.entries())
+      if (!limited_ids_.count(id)) out.Raise(id, n);
+    return out;
   }
 
   // Collection: the node removes the tombstones that every node it counts holds (by
@@ -337,6 +431,9 @@ class Sim {
           // A field may have been collected (and written anew since, its new state's
           // context starting over): the events the collected vector covers are held.
           if (collected->Covers(Dot{ev.replica, ev.seq})) continue;
+          // A limited device's events are judged, not held (Judged): a member may have
+          // refused them, or have taken its watermark for what it refused.
+          if (limited_ids_.count(ev.replica)) continue;
           if (!it->second || it->second->Get(ev.replica) < ev.seq) {
             throw Failure{"node " + std::to_string(i) + " claims " + ev.replica.ShortHex() + ":" +
                           std::to_string(ev.seq) + " but lacks it in " + k.collection + "/" +
@@ -375,8 +472,23 @@ class Sim {
     c->limited = limited;
     c->wire.peer_features =
         (rng_() % 2 ? net::kFeatureColumns : 0) | net::kFeaturePieces | net::kFeatureBlobs;
-    c->sa = std::make_unique<Session>(*nodes_[a].replica, o);
-    c->sb = std::make_unique<Session>(*nodes_[b].replica, o);
+    // Both sides admit through the node's write check; a rebase on a peer drops what it
+    // collected only where the peer's device may write (as a node's may_rebase).
+    o.admit = [this](const FieldDelta& d, const FieldState* ours) {
+      const Admission verdict = net::AdmitWrite(d, ours, limits_);
+      if (verdict == Admission::kRefuse) ++refused_writes_;
+      return verdict;
+    };
+    auto with_peer = [&](int peer) {
+      SessionOptions po = o;
+      po.may_rebase = [this, peer](const std::string& coll) {
+        const Role role = nodes_[peer].role;
+        return role == Role::kMember || (role == Role::kTill && !(withdrawn_ && coll == "prices"));
+      };
+      return po;
+    };
+    c->sa = std::make_unique<Session>(*nodes_[a].replica, with_peer(b));
+    c->sb = std::make_unique<Session>(*nodes_[b].replica, with_peer(a));
     c->withheld = &withheld_;
     std::vector<Message> out;
     SIM_CHECK(c->sa->Start(&out).ok(), "start");
@@ -496,6 +608,7 @@ class Sim {
     Node nd;
     nd.dir = (base_ / ("r" + std::to_string(n_))).string();
     nd.skew = static_cast<int64_t>(rng_() % 200) - 100;
+    nd.role = nodes_[i].role;  // the same device
     fs::create_directories(nd.dir);
     CopyData(nodes_[i].dir + "/data.mdb", nd.dir + "/data.mdb");
     const ReplicaId original = nodes_[i].replica->Meta()->id;
@@ -526,13 +639,15 @@ class Sim {
     if (nd.snapshot.empty()) return;
     const ReplicaMeta meta = nd.replica->Meta().value();
     if (meta.id != nd.snapshot_id) return;
+    // (A limited device's replica does not count: the others refuse part of its data.)
     bool held = false;
     for (int j = 0; j < n_ && !held; ++j)
-      if (j != i) held = nodes_[j].replica->Meta()->vv.Covers(meta.vv);
-    if (!held && (side_.empty() || side_[i] == side_[(i + 1) % n_])) {
+      if (j != i && !Limited(j)) held = nodes_[j].replica->Meta()->vv.Covers(meta.vv);
+    const int partner = (i + 1) % n_;
+    if (!held && !Limited(partner) && (side_.empty() || side_[i] == side_[partner])) {
       // Usually the device had synced before it was restored: make it so.
-      SyncPair(i, (i + 1) % n_);
-      held = nodes_[(i + 1) % n_].replica->Meta()->vv.Covers(meta.vv);
+      SyncPair(i, partner);
+      held = nodes_[partner].replica->Meta()->vv.Covers(meta.vv);
     }
     if (!held) return;
     Disconnect(i);
@@ -579,8 +694,10 @@ class Sim {
       conns_.pop_back();
     }
     SIM_CHECK(c->sa->caught_up() && c->sb->caught_up(), "a complete session did not catch up");
-    // Caught up means it: the two hold the same data now (but what was withheld).
+    // Caught up means it: the two hold the same data now (but what was withheld, and a
+    // limited device's writes the other refused).
     if (c->sa->stats().fields_withheld + c->sb->stats().fields_withheld) return Applied(*c);
+    if (Limited(a) || Limited(b)) return Applied(*c);
     const std::string da = Dump(*nodes_[a].replica), db = Dump(*nodes_[b].replica);
     if (da != db) {
       auto lines = [](const std::string& d) {
@@ -621,6 +738,7 @@ class Sim {
           // The first round now and then withholds large states: the later ones must
           // still bring them everywhere.
           applied += SyncPair(a, b, round == 0 && rng_() % 3 == 0);
+          NoteIds();
           if (check_claims_) CheckClaims("a healing session");
         }
       if (applied == 0 && round > 0) return;
@@ -651,7 +769,17 @@ class Sim {
   void Verify() {
     const std::string d0 = Dump(*nodes_[0].replica);
     const VersionVector vv0 = nodes_[0].replica->Meta()->vv;
+    SIM_CHECK(!Limited(0), "replica 0 is the reference: a member's");
     for (int i = 1; i < n_; ++i) {
+      if (Limited(i)) {
+        // It may hold writes of its own that everyone refused, but it has all theirs.
+        const VersionVector vv = Judged(nodes_[i].replica->Meta()->vv);
+        if (!vv.Covers(Judged(vv0)))
+          std::fprintf(stderr, "vv %d %s\nvv 0 %s\n", i, vv.ToString().c_str(),
+                       vv0.ToString().c_str());
+        SIM_CHECK(vv.Covers(Judged(vv0)), "limited replica " + std::to_string(i) + " lacks writes");
+        continue;
+      }
       const std::string di = Dump(*nodes_[i].replica);
       if (di != d0) {
         std::fprintf(stderr, "--- replica 0\n%s--- replica %d\n%s", d0.c_str(), i, di.c_str());
@@ -659,12 +787,14 @@ class Sim {
           std::fprintf(stderr, "vv %d %s\n", k, nodes_[k].replica->Meta()->vv.ToString().c_str());
       }
       SIM_CHECK(di == d0, "replica " + std::to_string(i) + " differs");
-      if (!(nodes_[i].replica->Meta()->vv == vv0))
+      if (!(Judged(nodes_[i].replica->Meta()->vv) == Judged(vv0)))
         for (int k = 0; k < n_; ++k)
-          std::fprintf(stderr, "vv %d %s collected %s\n", k,
+          std::fprintf(stderr, "vv %d%s id %s %s collected %s\n", k, Limited(k) ? " (limited)" : "",
+                       nodes_[k].replica->Meta()->id.ShortHex().c_str(),
                        nodes_[k].replica->Meta()->vv.ToString().c_str(),
                        nodes_[k].replica->Collected()->ToString().c_str());
-      SIM_CHECK(nodes_[i].replica->Meta()->vv == vv0, "version vectors differ");
+      SIM_CHECK(Judged(nodes_[i].replica->Meta()->vv) == Judged(vv0),
+                "version vectors of 0 and " + std::to_string(i) + " differ");
     }
     Replica& r = *nodes_[0].replica;
     for (const auto& [rec, sum] : stock_) {
@@ -672,10 +802,22 @@ class Sim {
       SIM_CHECK(got.ok(), "counter record missing");
       SIM_CHECK(got->fields.at("stock").count == sum, "counter is not the sum of increments");
     }
-    for (const auto& [rec, puts] : puts_) {
+    for (const auto& [rec, all] : puts_) {
+      std::vector<PutRecord> puts;  // the writes receivers take
+      for (const auto& p : all)
+        if (Allowed(p.replica, p.seq, "prices")) puts.push_back(p);
+      if (puts.empty()) continue;
       auto best = std::max_element(puts.begin(), puts.end(), [](const auto& x, const auto& y) {
         return std::tie(x.hlc, x.replica, x.seq) < std::tie(y.hlc, y.replica, y.seq);
       });
+      // A write the till was still allowed that it overwrote itself with a refused one
+      // before any member took it is gone with the refused one (the state carries only
+      // the overwrite).
+      if (std::any_of(all.begin(), all.end(), [&](const PutRecord& p) {
+            return p.replica == best->replica && p.seq > best->seq &&
+                   !Allowed(p.replica, p.seq, "prices");
+          }))
+        continue;
       auto got = r.Get("prices", rec);
       SIM_CHECK(got.ok(), "register record missing");
       SIM_CHECK(SameValue(got->fields.at("price").scalar, best->value),
@@ -731,12 +873,17 @@ class Sim {
   std::map<int, uint64_t> log_seen_, last_seq_;
   std::map<int, ReplicaId> last_id_;
   std::map<Dot, std::set<FieldKey>> touched_;
-  std::vector<int> side_;  // partition group per replica; empty when there is none
+  std::vector<int> side_;                  // partition group per replica; empty when there is none
+  std::map<ReplicaId, Role> limited_ids_;  // every id a limited device has had
+  double withdraw_fraction_ = 0;           // when the till loses "prices" (0: no till)
+  bool withdrawn_ = false;
+  std::map<ReplicaId, uint64_t> till_cutoff_;  // what the statement recorded
+  net::WriteLimits limits_;
   uint64_t messages_ = 0, refused_ = 0, crashes_ = 0, partitions_ = 0;
   uint64_t clones_ = 0, rollbacks_ = 0, rollbacks_caught_ = 0, pieces_ = 0;
 
  public:
-  uint64_t collected_ = 0, rebases_ = 0, blobs_fetched_ = 0;
+  uint64_t collected_ = 0, rebases_ = 0, blobs_fetched_ = 0, refused_writes_ = 0;
   bool check_claims_ = false;
 };
 
@@ -750,7 +897,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--first")) first = std::stoull(argv[i + 1]);
   }
   uint64_t messages = 0, clones = 0, rollbacks = 0, caught = 0, pieces = 0, collected = 0,
-           rebases = 0, blobs = 0, withheld = 0;
+           rebases = 0, blobs = 0, withheld = 0, refused = 0;
   for (uint64_t seed = first; seed < first + count; ++seed) {
     try {
       Sim sim(seed);
@@ -765,6 +912,7 @@ int main(int argc, char** argv) {
       collected += sim.collected();
       rebases += sim.rebases();
       blobs += sim.blobs_fetched();
+      refused += sim.refused();
     } catch (const Failure& f) {
       std::fprintf(stderr, "sim: seed %llu FAILED: %s\nreplay: tandem_sim --seed %llu\n",
                    static_cast<unsigned long long>(seed), f.what.c_str(),
@@ -775,12 +923,14 @@ int main(int argc, char** argv) {
   std::printf(
       "sim: %llu seeds passed (%llu..%llu), %llu messages, %llu copies, %llu rollbacks "
       "(%llu found at sync), %llu pieces of large field states, %llu withheld, %llu field "
-      "states collected, %llu rebases, %llu blobs fetched while healing\n",
+      "states collected, %llu rebases, %llu blobs fetched while healing, %llu field states "
+      "refused for want of permission\n",
       static_cast<unsigned long long>(count), static_cast<unsigned long long>(first),
       static_cast<unsigned long long>(first + count - 1), static_cast<unsigned long long>(messages),
       static_cast<unsigned long long>(clones), static_cast<unsigned long long>(rollbacks),
       static_cast<unsigned long long>(caught), static_cast<unsigned long long>(pieces),
       static_cast<unsigned long long>(withheld), static_cast<unsigned long long>(collected),
-      static_cast<unsigned long long>(rebases), static_cast<unsigned long long>(blobs));
+      static_cast<unsigned long long>(rebases), static_cast<unsigned long long>(blobs),
+      static_cast<unsigned long long>(refused));
   return 0;
 }

@@ -169,6 +169,11 @@ Status NoteReplica(engine::Replica& r, const std::string& device, const engine::
 // listed under a member in good standing.
 Result<std::map<engine::ReplicaId, uint64_t>> RevocationCutoffs(engine::Replica& r,
                                                                 const Authority& a);
+// The cutoff a statement about a device records for each of `replicas` (this replica's
+// own id left out): the last of its events this replica holds, by its version vector
+// and by the field states themselves (the vector may lag what was applied).
+Status ComputeCutoff(engine::Replica& r, const std::vector<engine::ReplicaId>& replicas,
+                     std::map<engine::ReplicaId, uint64_t>* cutoff);
 
 // Whose events a receiver refuses, per collection: for each device that may not write a
 // collection, its replicas (by the unsigned hints) with the write cutoff of its
