@@ -128,6 +128,22 @@ class MemoryReader {
       if (!fn(id, bytes)) break;
     return Status::Ok();
   }
+  Status ListRefused(const ReadTxn::RefusedFn& fn) {
+    for (const auto& [k, unseen] : d_->refused) {
+      FieldKey key;
+      if (!DecodeFieldKey(k, &key)) return Status::Corrupt("bad key in memory store");
+      if (!fn(key, unseen)) break;
+    }
+    return Status::Ok();
+  }
+  Status GetRefused(const FieldKey& key, std::optional<VersionVector>* out) {
+    auto it = d_->refused.find(EncodeFieldKey(key));
+    if (it == d_->refused.end())
+      out->reset();
+    else
+      *out = it->second;
+    return Status::Ok();
+  }
   Status GetLogHull(LogHull* out) {
     *out = d_->log_hull;
     return Status::Ok();
@@ -222,6 +238,14 @@ class MemoryWriteTxn : public ReadsThrough<WriteTxn, MemoryReader> {
   }
   Status DeleteQuarantine(uint64_t id) override {
     d_->quarantine.erase(id);
+    return Status::Ok();
+  }
+  Status PutRefused(const FieldKey& key, const VersionVector& unseen) override {
+    d_->refused[EncodeFieldKey(key)] = unseen;
+    return Status::Ok();
+  }
+  Status DeleteRefused(const FieldKey& key) override {
+    d_->refused.erase(EncodeFieldKey(key));
     return Status::Ok();
   }
   Status DeleteField(const FieldKey& key, bool* deleted) override {

@@ -471,6 +471,7 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
       if (a != Admission::kAccept) {
         ++r;
         if (a == Admission::kFilter) ++f;
+        if (a == Admission::kRefuse) TANDEM_RETURN_IF_ERROR(NoteRefused(txn, d, s ? &*s : nullptr));
         continue;
       }
     }
@@ -563,6 +564,49 @@ Status Replica::CapByQuarantine(ReadTxn& txn, VersionVector* vv) {
     return true;
   }));
   return st;
+}
+
+// A refused state may be the only copy on hand of other replicas' events (a revoked
+// device overwrote a member's value at its own replica, then relayed it): this replica
+// must not claim them until its own state of the field has seen them, or peers holding
+// them would skip sending them (SkipHeld). Each replica is claimed at most as far as the
+// field's state has seen it while the field lacks what the refused state had.
+Status Replica::NoteRefused(WriteTxn& txn, const FieldDelta& d, const FieldState* ours) {
+  VersionVector unseen;
+  for (const auto& [r, n] : d.state.ctx.entries())
+    if (!ours || ours->ctx.Get(r) < n) unseen.Raise(r, n);
+  if (unseen.empty()) return Status::Ok();
+  std::optional<VersionVector> had;
+  TANDEM_RETURN_IF_ERROR(txn.GetRefused(d.key, &had));
+  if (had) {
+    if (had->Covers(unseen)) return Status::Ok();
+    unseen.Merge(*had);
+  }
+  return txn.PutRefused(d.key, unseen);
+}
+
+Status Replica::CapByRefused(WriteTxn& txn, VersionVector* vv) {
+  VersionVector collected;
+  TANDEM_RETURN_IF_ERROR(txn.GetCollected(&collected));
+  std::vector<FieldKey> seen_all;
+  Status st;
+  TANDEM_RETURN_IF_ERROR(txn.ListRefused([&](const FieldKey& k, const VersionVector& unseen) {
+    std::optional<FieldState> s;
+    st = txn.GetField(k, &s);
+    if (!st.ok()) return false;
+    bool all = true;
+    for (const auto& [r, n] : unseen.entries()) {
+      const uint64_t seen = s ? s->ctx.Get(r) : 0;
+      if (seen >= n || collected.Get(r) >= n) continue;
+      all = false;
+      vv->Cap(r, seen);
+    }
+    if (all) seen_all.push_back(k);
+    return true;
+  }));
+  TANDEM_RETURN_IF_ERROR(st);
+  for (const auto& k : seen_all) TANDEM_RETURN_IF_ERROR(txn.DeleteRefused(k));
+  return Status::Ok();
 }
 
 Result<std::vector<QuarantineEntry>> Replica::Quarantined() {
@@ -687,7 +731,10 @@ Status Replica::CompletePeerSync(
     // What this round brought in, peers need not read again (SkipHeld).
     TANDEM_RETURN_IF_ERROR(txn->CheckpointLog());
     VersionVector claim = peer_vv;
-    if (merge) TANDEM_RETURN_IF_ERROR(CapByQuarantine(*txn, &claim));
+    if (merge) {
+      TANDEM_RETURN_IF_ERROR(CapByQuarantine(*txn, &claim));
+      TANDEM_RETURN_IF_ERROR(CapByRefused(*txn, &claim));
+    }
     if (merge && !meta.vv.Covers(claim)) {
       meta.vv.Merge(claim);
       TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
@@ -748,6 +795,7 @@ Status Replica::MergeVersionVectorOnce(const VersionVector& vv) {
   TANDEM_RETURN_IF_ERROR(CheckClaim(meta, vv.Get(meta.id), nullptr));
   VersionVector claim = vv;
   TANDEM_RETURN_IF_ERROR(CapByQuarantine(*txn, &claim));
+  TANDEM_RETURN_IF_ERROR(CapByRefused(*txn, &claim));
   meta.vv.Merge(claim);
   TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
   return txn->Commit();

@@ -649,6 +649,54 @@ class LmdbReader {
     return st;
   }
 
+  // Refusals (engine::ReadTxn::ListRefused) live in `meta` under "refused/" + the field's
+  // stored key; the value is u8 1 and the version vector of what the field had not seen.
+  static constexpr std::string_view kRefusedPrefix = "refused/";
+  static Status DecodeRefused(std::string_view bytes, engine::VersionVector* out) {
+    engine::Reader r(bytes);
+    if (r.U8() != 1) r.Fail("unknown version");
+    *out = engine::DecodeVersionVector(r);
+    if (r.ok() && r.remaining()) r.Fail("trailing bytes");
+    return r.ok() ? Status::Ok() : r.status().With("refused field");
+  }
+  Status ListRefused(const engine::ReadTxn::RefusedFn& fn) {
+    MDB_cursor* cur;
+    int rc = mdb_cursor_open(txn_, impl_->meta, &cur);
+    if (rc) return LmdbError(rc, "open cursor");
+    MDB_val k = Val(kRefusedPrefix), v;
+    Status st;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+      std::string_view key = View(k);
+      if (key.substr(0, kRefusedPrefix.size()) != kRefusedPrefix) break;
+      FieldKey field;
+      engine::VersionVector unseen;
+      if (!impl_->DecodeKey(key.substr(kRefusedPrefix.size()), &field)) {
+        st = Status::Corrupt("malformed refused field key");
+        break;
+      }
+      if (st = DecodeRefused(View(v), &unseen); !st.ok()) break;
+      if (!fn(field, unseen)) break;
+    }
+    mdb_cursor_close(cur);
+    if (rc && rc != MDB_NOTFOUND && st.ok()) return LmdbError(rc, "read refused fields");
+    return st;
+  }
+  Status GetRefused(const FieldKey& field, std::optional<engine::VersionVector>* out) {
+    out->reset();
+    auto key = impl_->Key(field.collection, field.record, field.field, false);
+    if (!key) return Status::Ok();
+    const std::string k = std::string(kRefusedPrefix) + *key;
+    MDB_val kv = Val(k), v;
+    int rc = mdb_get(txn_, impl_->meta, &kv, &v);
+    if (rc == MDB_NOTFOUND) return Status::Ok();
+    if (rc) return LmdbError(rc, "read refused field");
+    engine::VersionVector unseen;
+    TANDEM_RETURN_IF_ERROR(DecodeRefused(View(v), &unseen));
+    *out = std::move(unseen);
+    return Status::Ok();
+  }
+
   // A replica from before the hull was kept has none: it knows nothing of what its log
   // holds so far (LogHull::base). Nor does one whose log has moved since the hull was
   // last written (`log-hull-end`): a build that keeps no hull wrote to it meanwhile.

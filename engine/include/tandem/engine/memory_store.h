@@ -29,6 +29,7 @@ class MemoryStore : public Store {
     std::map<ReplicaId, std::string> peers;      // encoded PeerState
     std::map<uint64_t, std::string> quarantine;  // encoded QuarantineEntry
     uint64_t last_quarantine_id = 0;
+    std::map<std::string, VersionVector> refused;  // by EncodeFieldKey
     LogHull log_hull;
     VersionVector collected;
     std::map<BlobHash, std::string> blobs;  // encoded BlobInfo

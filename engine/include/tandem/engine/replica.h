@@ -380,6 +380,10 @@ class Replica {
   // Joins deltas into the open transaction; the shared core of ApplyDeltas/ApplyBatch.
   // Caps *vv below every event held in quarantine.
   Status CapByQuarantine(ReadTxn& txn, VersionVector* vv);
+  // Keeps a claim from covering what a state refused for good alone carried
+  // (ReadTxn::ListRefused), and drops the records whose field has seen it all since.
+  Status CapByRefused(WriteTxn& txn, VersionVector* vv);
+  static Status NoteRefused(WriteTxn& txn, const FieldDelta& d, const FieldState* ours);
   // With `from` (a peer's batch), deltas breaking the rules are quarantined.
   Status JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<FieldDelta>& deltas,
                   const AdmitFn* admit, size_t* applied, size_t* refused,

@@ -162,6 +162,14 @@ class ReadTxn {
   // returns false.
   using QuarantineFn = std::function<bool(uint64_t id, std::string_view entry)>;
   virtual Status ListQuarantine(const QuarantineFn& fn) = 0;
+  // Fields whose incoming state this replica refused for good (a revoked replica's later
+  // events, a write without permission) while its own state of the field had not seen
+  // everything the refused one had: per field, the newest event of each replica it had
+  // not seen. Until the field's state has seen them, no watermark claims them
+  // (Replica::CapByRefused): the refused state was the only copy of them on hand.
+  using RefusedFn = std::function<bool(const FieldKey& key, const VersionVector& unseen)>;
+  virtual Status ListRefused(const RefusedFn& fn) = 0;
+  virtual Status GetRefused(const FieldKey& key, std::optional<VersionVector>* out) = 0;
   virtual Status GetLogHull(LogHull* out) = 0;
   // What collection has removed: every field state without a marker whose context this
   // vector covered may be gone (Replica::Collect). Empty if nothing was ever collected.
@@ -194,6 +202,8 @@ class WriteTxn : public ReadTxn {
   virtual Status TakeQuarantineId(uint64_t* out) = 0;
   virtual Status PutQuarantine(uint64_t id, std::string_view entry) = 0;
   virtual Status DeleteQuarantine(uint64_t id) = 0;
+  virtual Status PutRefused(const FieldKey& key, const VersionVector& unseen) = 0;
+  virtual Status DeleteRefused(const FieldKey& key) = 0;
   // Removes the field's state and its change-log entry, unless that entry is the newest
   // in the log (its position must not be handed out again): *deleted says which.
   virtual Status DeleteField(const FieldKey& key, bool* deleted) = 0;
@@ -246,6 +256,10 @@ class ReadsThrough : public Base {
   }
   Status ListQuarantine(const ReadTxn::QuarantineFn& fn) override {
     return reader_.ListQuarantine(fn);
+  }
+  Status ListRefused(const ReadTxn::RefusedFn& fn) override { return reader_.ListRefused(fn); }
+  Status GetRefused(const FieldKey& k, std::optional<VersionVector>* out) override {
+    return reader_.GetRefused(k, out);
   }
   Status GetLogHull(LogHull* out) override { return reader_.GetLogHull(out); }
   Status GetCollected(VersionVector* out) override { return reader_.GetCollected(out); }
