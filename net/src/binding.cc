@@ -3,6 +3,7 @@
 
 #include <sodium.h>
 
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 #include <set>
@@ -48,6 +49,16 @@ std::optional<Binding> BindingOf(const engine::Record& rec) {
   auto d = DecodeBinding(b->data);
   if (!d.ok()) return std::nullopt;
   return *d;
+}
+
+// One line of a device's own bindings file: the binding in hex.
+std::string BindingLine(const Binding& b) {
+  const std::string e = EncodeBinding(b);
+  std::string hex(e.size() * 2 + 1, '\0');
+  sodium_bin2hex(hex.data(), hex.size(), reinterpret_cast<const unsigned char*>(e.data()),
+                 e.size());
+  hex.pop_back();
+  return hex + "\n";
 }
 
 }  // namespace
@@ -191,12 +202,7 @@ std::function<engine::ReplicaId()> BoundIds(Identity self, std::string path) {
     if (held.ok() || held.status().code() == Code::kNotFound) {
       std::string text = held.ok() ? std::move(held).value() : std::string();
       if (!text.empty() && text.back() != '\n') text += '\n';
-      const std::string e = EncodeBinding(b);
-      std::string hex(e.size() * 2 + 1, '\0');
-      sodium_bin2hex(hex.data(), hex.size(), reinterpret_cast<const unsigned char*>(e.data()),
-                     e.size());
-      hex.pop_back();
-      if (tandem::files::WriteAtomic(path, text + hex + "\n").ok()) return id;
+      if (tandem::files::WriteAtomic(path, text + BindingLine(b)).ok()) return id;
     }
     do randombytes_buf(id.bytes.data(), id.bytes.size());
     while (id.IsZero());
@@ -204,10 +210,40 @@ std::function<engine::ReplicaId()> BoundIds(Identity self, std::string path) {
   };
 }
 
+namespace {
+
+// Whether the id `b` binds is one r uses: its current id, or one that issued events.
+bool Used(const Binding& b, const engine::ReplicaMeta& meta) {
+  const engine::ReplicaId id = DerivedReplicaId(b.device, b.salt);
+  return id == meta.id || meta.vv.Get(id) > 0;
+}
+
+// Rewrites `path` without the bindings of ids r never used (taken by a store transaction
+// that was then retried or abandoned), so the file does not grow with every retry. Under
+// r's write lock, which every store transaction taking an id holds while it saves it:
+// no id being taken meanwhile is lost.
+Status PruneOwnBindings(engine::Replica& r, const std::string& path) {
+  TANDEM_ASSIGN_OR_RETURN(auto lock, r.store().BeginWrite());
+  engine::ReplicaMeta meta;
+  TANDEM_RETURN_IF_ERROR(lock->GetMeta(&meta));
+  TANDEM_ASSIGN_OR_RETURN(auto own, LoadOwnBindings(path));
+  std::string kept;
+  for (const auto& b : own)
+    if (Used(b, meta)) kept += BindingLine(b);
+  return tandem::files::WriteAtomic(path, kept);  // the transaction, never committed, ends
+}
+
+}  // namespace
+
 Result<bool> PublishOwnBinding(engine::Replica& r, const std::string& path) {
   if (path.empty()) return false;
   TANDEM_ASSIGN_OR_RETURN(auto meta, r.Meta());
   TANDEM_ASSIGN_OR_RETURN(auto own, LoadOwnBindings(path));
+  if (!std::all_of(own.begin(), own.end(), [&](const Binding& b) { return Used(b, meta); })) {
+    TANDEM_RETURN_IF_ERROR(PruneOwnBindings(r, path));
+    TANDEM_ASSIGN_OR_RETURN(meta, r.Meta());
+    TANDEM_ASSIGN_OR_RETURN(own, LoadOwnBindings(path));
+  }
   // The current id, and every earlier one that issued events (an id replaced before
   // its binding went out: two rekeys between publications, say).
   for (const auto& b : own) {
