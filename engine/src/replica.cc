@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <set>
 
 #include "tandem/engine/codec.h"
 
@@ -566,15 +567,23 @@ Status Replica::CapByQuarantine(ReadTxn& txn, VersionVector* vv) {
   return st;
 }
 
-// A refused state may be the only copy on hand of other replicas' events (a revoked
-// device overwrote a member's value at its own replica, then relayed it): this replica
-// must not claim them until its own state of the field has seen them, or peers holding
-// them would skip sending them (SkipHeld). Each replica is claimed at most as far as the
-// field's state has seen it while the field lacks what the refused state had.
+// A refused state may be the only copy on hand of other replicas' events: a revoked
+// device that overwrote a member's value at its own replica carries the member's write
+// in its context alone. So it is recorded, per field, with the newest event of each
+// replica the refused context has seen and this replica's state of the field has not,
+// but for the replicas whose current values it brings (the refused ones, and values
+// concurrent with them, which travel only with them: a documented limit).
 Status Replica::NoteRefused(WriteTxn& txn, const FieldDelta& d, const FieldState* ours) {
+  std::set<ReplicaId> brought;  // replicas with a current operation ours has not seen
+  auto note = [&](const Dot& dot) {
+    if (!ours || !ours->ctx.Covers(dot)) brought.insert(dot.replica);
+  };
+  for (const auto& [dot, m] : d.state.markers) note(dot);
+  for (const auto& [element, dots] : d.state.elements)
+    for (const auto& dot : dots) note(dot);
   VersionVector unseen;
   for (const auto& [r, n] : d.state.ctx.entries())
-    if (!ours || ours->ctx.Get(r) < n) unseen.Raise(r, n);
+    if ((!ours || ours->ctx.Get(r) < n) && !brought.count(r)) unseen.Raise(r, n);
   if (unseen.empty()) return Status::Ok();
   std::optional<VersionVector> had;
   TANDEM_RETURN_IF_ERROR(txn.GetRefused(d.key, &had));
@@ -585,27 +594,36 @@ Status Replica::NoteRefused(WriteTxn& txn, const FieldDelta& d, const FieldState
   return txn.PutRefused(d.key, unseen);
 }
 
-Status Replica::CapByRefused(WriteTxn& txn, VersionVector* vv) {
+// Until the field's state has seen what a refused state had, a claim takes each of those
+// replicas only as far as that state has seen it. A record goes once the state (or the
+// collected vector) has seen it all; and a replica leaves every record at a session with
+// it that refused and filtered nothing (`from`): it sent every state it holds that ours
+// had not seen, so what it did not send, it no longer holds.
+Status Replica::CapByRefused(WriteTxn& txn, VersionVector* vv, const ReplicaId* from) {
   VersionVector collected;
   TANDEM_RETURN_IF_ERROR(txn.GetCollected(&collected));
-  std::vector<FieldKey> seen_all;
+  std::vector<std::pair<FieldKey, std::optional<VersionVector>>> rewrite;  // nullopt: delete
   Status st;
   TANDEM_RETURN_IF_ERROR(txn.ListRefused([&](const FieldKey& k, const VersionVector& unseen) {
     std::optional<FieldState> s;
     st = txn.GetField(k, &s);
     if (!st.ok()) return false;
-    bool all = true;
+    VersionVector left;
     for (const auto& [r, n] : unseen.entries()) {
       const uint64_t seen = s ? s->ctx.Get(r) : 0;
-      if (seen >= n || collected.Get(r) >= n) continue;
-      all = false;
+      if (seen >= n || collected.Get(r) >= n || (from && r == *from)) continue;
+      left.Raise(r, n);
       vv->Cap(r, seen);
     }
-    if (all) seen_all.push_back(k);
+    if (left.empty())
+      rewrite.emplace_back(k, std::nullopt);
+    else if (!(left == unseen))
+      rewrite.emplace_back(k, std::move(left));
     return true;
   }));
   TANDEM_RETURN_IF_ERROR(st);
-  for (const auto& k : seen_all) TANDEM_RETURN_IF_ERROR(txn.DeleteRefused(k));
+  for (const auto& [k, left] : rewrite)
+    TANDEM_RETURN_IF_ERROR(left ? txn.PutRefused(k, *left) : txn.DeleteRefused(k));
   return Status::Ok();
 }
 
@@ -733,7 +751,7 @@ Status Replica::CompletePeerSync(
     VersionVector claim = peer_vv;
     if (merge) {
       TANDEM_RETURN_IF_ERROR(CapByQuarantine(*txn, &claim));
-      TANDEM_RETURN_IF_ERROR(CapByRefused(*txn, &claim));
+      TANDEM_RETURN_IF_ERROR(CapByRefused(*txn, &claim, filtered ? nullptr : &peer));
     }
     if (merge && !meta.vv.Covers(claim)) {
       meta.vv.Merge(claim);
@@ -795,7 +813,7 @@ Status Replica::MergeVersionVectorOnce(const VersionVector& vv) {
   TANDEM_RETURN_IF_ERROR(CheckClaim(meta, vv.Get(meta.id), nullptr));
   VersionVector claim = vv;
   TANDEM_RETURN_IF_ERROR(CapByQuarantine(*txn, &claim));
-  TANDEM_RETURN_IF_ERROR(CapByRefused(*txn, &claim));
+  TANDEM_RETURN_IF_ERROR(CapByRefused(*txn, &claim, nullptr));
   meta.vv.Merge(claim);
   TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
   return txn->Commit();

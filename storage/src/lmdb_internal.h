@@ -27,6 +27,7 @@
 #include "tandem/engine/codec.h"
 #include "tandem/engine/replica.h"
 #include "tandem/storage/lmdb_store.h"
+#include "tandem/storage/replica.h"
 
 namespace tandem::storage {
 
@@ -624,76 +625,98 @@ class LmdbReader {
     for (int i = 7; i >= 0; --i) k.push_back(static_cast<char>((id >> (8 * i)) & 0xff));
     return k;
   }
-  Status ListQuarantine(const engine::ReadTxn::QuarantineFn& fn) {
+  // Calls fn(key, value) for each `meta` entry whose key starts with `prefix`, in key
+  // order, until it returns false or sets *st.
+  using MetaFn = std::function<bool(std::string_view key, std::string_view value, Status* st)>;
+  Status ScanMeta(std::string_view prefix, const MetaFn& fn, const char* what) {
     MDB_cursor* cur;
     int rc = mdb_cursor_open(txn_, impl_->meta, &cur);
     if (rc) return LmdbError(rc, "open cursor");
-    const std::string prefix = "quarantine/";
     MDB_val k = Val(prefix), v;
     Status st;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-      std::string_view key = View(k);
-      if (key.substr(0, prefix.size()) != prefix) break;
-      if (key.size() != prefix.size() + 8) {
-        st = Status::Corrupt("malformed quarantine key");
-        break;
-      }
-      uint64_t id = 0;
-      for (size_t i = prefix.size(); i < key.size(); ++i)
-        id = (id << 8) | static_cast<uint8_t>(key[i]);
-      if (!fn(id, View(v))) break;
+      if (View(k).substr(0, prefix.size()) != prefix) break;
+      if (!fn(View(k), View(v), &st) || !st.ok()) break;
     }
     mdb_cursor_close(cur);
-    if (rc && rc != MDB_NOTFOUND && st.ok()) return LmdbError(rc, "read quarantine");
+    if (rc && rc != MDB_NOTFOUND && st.ok()) return LmdbError(rc, what);
     return st;
   }
+  Status ListQuarantine(const engine::ReadTxn::QuarantineFn& fn) {
+    const std::string_view prefix = "quarantine/";
+    return ScanMeta(
+        prefix,
+        [&](std::string_view key, std::string_view value, Status* st) {
+          if (key.size() != prefix.size() + 8) {
+            *st = Status::Corrupt("malformed quarantine key");
+            return false;
+          }
+          uint64_t id = 0;
+          for (size_t i = prefix.size(); i < key.size(); ++i)
+            id = (id << 8) | static_cast<uint8_t>(key[i]);
+          return fn(id, value);
+        },
+        "read quarantine");
+  }
 
-  // Refusals (engine::ReadTxn::ListRefused) live in `meta` under "refused/" + the field's
-  // stored key; the value is u8 1 and the version vector of what the field had not seen.
-  static constexpr std::string_view kRefusedPrefix = "refused/";
-  static Status DecodeRefused(std::string_view bytes, engine::VersionVector* out) {
+  // Refused fields (engine::ReadTxn::ListRefused) live in `meta` under "refused/" + the
+  // first 16 bytes of BLAKE2b-256 of the field's key (so a peer's names never enter the
+  // name table); the value is u8 1, collection, record, field (each varint length +
+  // bytes) and the version vector of what the field had not seen.
+  static void PutNames(engine::Writer& w, const FieldKey& field) {
+    w.LengthPrefixed(field.collection);
+    w.LengthPrefixed(field.record);
+    w.LengthPrefixed(field.field);
+  }
+  static std::string RefusedKey(const FieldKey& field) {
+    std::string names;
+    engine::Writer w(&names);
+    PutNames(w, field);
+    const engine::BlobHash h = Blake2b256(names);
+    return "refused/" + std::string(reinterpret_cast<const char*>(h.data()), 16);
+  }
+  static std::string EncodeRefused(const FieldKey& field, const engine::VersionVector& unseen) {
+    std::string v;
+    engine::Writer w(&v);
+    w.U8(1);
+    PutNames(w, field);
+    engine::EncodeVersionVector(unseen, w);
+    return v;
+  }
+  static Status DecodeRefused(std::string_view bytes, FieldKey* field,
+                              engine::VersionVector* unseen) {
     engine::Reader r(bytes);
     if (r.U8() != 1) r.Fail("unknown version");
-    *out = engine::DecodeVersionVector(r);
+    field->collection = std::string(r.LengthPrefixed(1 << 16));
+    field->record = std::string(r.LengthPrefixed(1 << 16));
+    field->field = std::string(r.LengthPrefixed(1 << 16));
+    *unseen = engine::DecodeVersionVector(r);
     if (r.ok() && r.remaining()) r.Fail("trailing bytes");
     return r.ok() ? Status::Ok() : r.status().With("refused field");
   }
   Status ListRefused(const engine::ReadTxn::RefusedFn& fn) {
-    MDB_cursor* cur;
-    int rc = mdb_cursor_open(txn_, impl_->meta, &cur);
-    if (rc) return LmdbError(rc, "open cursor");
-    MDB_val k = Val(kRefusedPrefix), v;
-    Status st;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-      std::string_view key = View(k);
-      if (key.substr(0, kRefusedPrefix.size()) != kRefusedPrefix) break;
-      FieldKey field;
-      engine::VersionVector unseen;
-      if (!impl_->DecodeKey(key.substr(kRefusedPrefix.size()), &field)) {
-        st = Status::Corrupt("malformed refused field key");
-        break;
-      }
-      if (st = DecodeRefused(View(v), &unseen); !st.ok()) break;
-      if (!fn(field, unseen)) break;
-    }
-    mdb_cursor_close(cur);
-    if (rc && rc != MDB_NOTFOUND && st.ok()) return LmdbError(rc, "read refused fields");
-    return st;
+    return ScanMeta(
+        "refused/",
+        [&](std::string_view, std::string_view value, Status* st) {
+          FieldKey field;
+          engine::VersionVector unseen;
+          *st = DecodeRefused(value, &field, &unseen);
+          return st->ok() && fn(field, unseen);
+        },
+        "read refused fields");
   }
   Status GetRefused(const FieldKey& field, std::optional<engine::VersionVector>* out) {
     out->reset();
-    auto key = impl_->Key(field.collection, field.record, field.field, false);
-    if (!key) return Status::Ok();
-    const std::string k = std::string(kRefusedPrefix) + *key;
+    const std::string k = RefusedKey(field);
     MDB_val kv = Val(k), v;
     int rc = mdb_get(txn_, impl_->meta, &kv, &v);
     if (rc == MDB_NOTFOUND) return Status::Ok();
     if (rc) return LmdbError(rc, "read refused field");
+    FieldKey stored;
     engine::VersionVector unseen;
-    TANDEM_RETURN_IF_ERROR(DecodeRefused(View(v), &unseen));
-    *out = std::move(unseen);
+    TANDEM_RETURN_IF_ERROR(DecodeRefused(View(v), &stored, &unseen));
+    if (stored == field) *out = std::move(unseen);  // else another key's (128-bit) hash
     return Status::Ok();
   }
 

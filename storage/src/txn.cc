@@ -119,19 +119,14 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     return rc ? impl_->Note(rc, "write quarantine") : Status::Ok();
   }
   Status PutRefused(const FieldKey& field, const engine::VersionVector& unseen) override {
-    const std::string k = std::string(LmdbReader::kRefusedPrefix) + *Key(field, true);
-    std::string v;
-    engine::Writer w(&v);
-    w.U8(1);
-    engine::EncodeVersionVector(unseen, w);
+    const std::string k = LmdbReader::RefusedKey(field);
+    const std::string v = LmdbReader::EncodeRefused(field, unseen);
     MDB_val kv = Val(k), val = Val(v);
     int rc = mdb_put(txn_, impl_->meta, &kv, &val, 0);
     return rc ? impl_->Note(rc, "write refused field") : Status::Ok();
   }
   Status DeleteRefused(const FieldKey& field) override {
-    auto key = Key(field, false);
-    if (!key) return Status::Ok();
-    const std::string k = std::string(LmdbReader::kRefusedPrefix) + *key;
+    const std::string k = LmdbReader::RefusedKey(field);
     MDB_val kv = Val(k);
     int rc = mdb_del(txn_, impl_->meta, &kv, nullptr);
     if (rc == MDB_NOTFOUND) return Status::Ok();

@@ -6,6 +6,20 @@
 namespace tandem::engine {
 namespace {
 
+// The records of refused fields a replica keeps (ReadTxn::ListRefused).
+std::map<std::string, VersionVector> Refused(Node& n) {
+  std::map<std::string, VersionVector> out;
+  auto txn = n.replica.store().BeginRead();
+  EXPECT_TRUE(txn.ok());
+  EXPECT_TRUE((*txn)
+                  ->ListRefused([&](const FieldKey& k, const VersionVector& unseen) {
+                    out[k.collection + "/" + k.record + "." + k.field] = unseen;
+                    return true;
+                  })
+                  .ok());
+  return out;
+}
+
 // h writes two fields; l, whose events are refused, overwrites the first at its replica;
 // x meets l first: it refuses l's state of the first field and takes the second. A later
 // session with l that refuses nothing must not let x claim h's first write (its own
@@ -27,6 +41,10 @@ TEST(Refusal, AWatermarkNeverClaimsWhatARefusedStateAloneCarried) {
   }
   EXPECT_EQ(x.replica.Get("c", "k").status().code(), Code::kNotFound);
   ASSERT_TRUE(x.replica.Get("c", "f").ok());
+  // Recorded: h's write, which the refused state had seen; not l's, whose value it is.
+  VersionVector unseen;
+  unseen.Raise(Rid(1), 1);
+  EXPECT_EQ(Refused(x), (std::map<std::string, VersionVector>{{"c/k.v", unseen}}));
   {
     Link link(x, l, ox, {});  // nothing new: nothing refused
     ASSERT_TRUE(link.Run().ok());
@@ -38,6 +56,34 @@ TEST(Refusal, AWatermarkNeverClaimsWhatARefusedStateAloneCarried) {
   auto k = x.replica.Get("c", "k");
   ASSERT_TRUE(k.ok());
   EXPECT_EQ(k->fields.at("v").scalar, Value{int64_t{1}});
+  EXPECT_EQ(x.Dump(), h.Dump());
+  EXPECT_TRUE(Refused(x).empty());  // the field has seen it now
+  EXPECT_EQ(x.Vv().Get(Rid(1)), h.Vv().Get(Rid(1)));
+}
+
+// A refused state whose context claims far more of h than exists (forged) would hold h's
+// entry back for good; a session with h itself that refuses nothing shows what h holds,
+// and h leaves the record.
+TEST(Refusal, ASessionWithAReplicaReleasesItFromTheRecords) {
+  Node h(1), l(2), x(3);
+  ASSERT_TRUE(h.replica.Put("c", "f", {{"v", Value{int64_t{2}}}}).ok());
+  ASSERT_TRUE(l.replica.Put("c", "k", {{"v", Value{int64_t{9}}}}).ok());
+  const ReplicaId lid = Rid(2);
+  SessionOptions ox;
+  ox.revoked = [lid] { return std::map<ReplicaId, uint64_t>{{lid, 0}}; };
+  {
+    Link link(x, l, ox, {});
+    link.from_b = [](Message& m) {
+      if (auto* b = std::get_if<DeltaBatch>(&m))
+        for (auto& d : b->deltas) d.state.ctx.Raise(Rid(1), 1000);
+    };
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_EQ(link.sa.stats().fields_refused, 1u);
+  }
+  ASSERT_EQ(Refused(x).size(), 1u);
+  ASSERT_TRUE(Link(x, h, ox, {}).Run().ok());
+  EXPECT_TRUE(Refused(x).empty());
+  EXPECT_EQ(x.Vv().Get(Rid(1)), h.Vv().Get(Rid(1)));
   EXPECT_EQ(x.Dump(), h.Dump());
 }
 

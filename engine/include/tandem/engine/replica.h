@@ -381,8 +381,8 @@ class Replica {
   // Caps *vv below every event held in quarantine.
   Status CapByQuarantine(ReadTxn& txn, VersionVector* vv);
   // Keeps a claim from covering what a state refused for good alone carried
-  // (ReadTxn::ListRefused), and drops the records whose field has seen it all since.
-  Status CapByRefused(WriteTxn& txn, VersionVector* vv);
+  // (ReadTxn::ListRefused); `from`: the peer of a session that refused nothing.
+  Status CapByRefused(WriteTxn& txn, VersionVector* vv, const ReplicaId* from);
   static Status NoteRefused(WriteTxn& txn, const FieldDelta& d, const FieldState* ours);
   // With `from` (a peer's batch), deltas breaking the rules are quarantined.
   Status JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<FieldDelta>& deltas,

@@ -162,11 +162,9 @@ class ReadTxn {
   // returns false.
   using QuarantineFn = std::function<bool(uint64_t id, std::string_view entry)>;
   virtual Status ListQuarantine(const QuarantineFn& fn) = 0;
-  // Fields whose incoming state this replica refused for good (a revoked replica's later
-  // events, a write without permission) while its own state of the field had not seen
-  // everything the refused one had: per field, the newest event of each replica it had
-  // not seen. Until the field's state has seen them, no watermark claims them
-  // (Replica::CapByRefused): the refused state was the only copy of them on hand.
+  // Fields whose incoming state this replica refused for good while its own state of
+  // the field had not seen all the refused context had: per field, what it had not seen
+  // (Replica::NoteRefused, CapByRefused). At most one record per field.
   using RefusedFn = std::function<bool(const FieldKey& key, const VersionVector& unseen)>;
   virtual Status ListRefused(const RefusedFn& fn) = 0;
   virtual Status GetRefused(const FieldKey& key, std::optional<VersionVector>* out) = 0;
