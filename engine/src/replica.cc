@@ -596,10 +596,11 @@ Status Replica::NoteRefused(WriteTxn& txn, const FieldDelta& d, const FieldState
 
 // Until the field's state has seen what a refused state had, a claim takes each of those
 // replicas only as far as that state has seen it. A record goes once the state (or the
-// collected vector) has seen it all; and a replica leaves every record at a session with
-// it that refused and filtered nothing (`from`): it sent every state it holds that ours
-// had not seen, so what it did not send, it no longer holds.
+// collected vector) has seen it all. And `from`, the peer of a session that refused and
+// filtered nothing, leaves every record that names more of its events than it says it
+// ever issued (its own entry of `vv`): a forged context, or one it lost in a rollback.
 Status Replica::CapByRefused(WriteTxn& txn, VersionVector* vv, const ReplicaId* from) {
+  const uint64_t issued = from ? vv->Get(*from) : 0;
   VersionVector collected;
   TANDEM_RETURN_IF_ERROR(txn.GetCollected(&collected));
   std::vector<std::pair<FieldKey, std::optional<VersionVector>>> rewrite;  // nullopt: delete
@@ -611,7 +612,7 @@ Status Replica::CapByRefused(WriteTxn& txn, VersionVector* vv, const ReplicaId* 
     VersionVector left;
     for (const auto& [r, n] : unseen.entries()) {
       const uint64_t seen = s ? s->ctx.Get(r) : 0;
-      if (seen >= n || collected.Get(r) >= n || (from && r == *from)) continue;
+      if (seen >= n || collected.Get(r) >= n || (from && r == *from && n > issued)) continue;
       left.Raise(r, n);
       vv->Cap(r, seen);
     }

@@ -698,10 +698,12 @@ class LmdbReader {
   Status ListRefused(const engine::ReadTxn::RefusedFn& fn) {
     return ScanMeta(
         "refused/",
-        [&](std::string_view, std::string_view value, Status* st) {
+        [&](std::string_view key, std::string_view value, Status* st) {
           FieldKey field;
           engine::VersionVector unseen;
           *st = DecodeRefused(value, &field, &unseen);
+          if (st->ok() && key != RefusedKey(field))
+            *st = Status::Corrupt("a refused field's record is under another field's key");
           return st->ok() && fn(field, unseen);
         },
         "read refused fields");

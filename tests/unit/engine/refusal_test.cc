@@ -61,6 +61,39 @@ TEST(Refusal, AWatermarkNeverClaimsWhatARefusedStateAloneCarried) {
   EXPECT_EQ(x.Vv().Get(Rid(1)), h.Vv().Get(Rid(1)));
 }
 
+// h took l's overwrite of h's own write before l was revoked; m still holds h's value.
+// x refuses l's state and h's copy of it. A later session with h refuses nothing new,
+// yet h never sent its write's value (no one but m holds it): x must still not claim
+// it, or m would skip it.
+TEST(Refusal, ASessionThatRefusesNothingNewDoesNotReleaseWhatItNeverSent) {
+  Node h(1), l(2), x(3), m(4);
+  ASSERT_TRUE(h.replica.Put("c", "k", {{"v", Value{int64_t{1}}}}).ok());
+  ASSERT_TRUE(Link(m, h).Run().ok());
+  ASSERT_TRUE(Link(l, h).Run().ok());
+  ASSERT_TRUE(l.replica.Put("c", "k", {{"v", Value{int64_t{9}}}}).ok());
+  ASSERT_TRUE(Link(h, l).Run().ok());  // h takes the overwrite
+  const ReplicaId lid = Rid(2);
+  SessionOptions ox;
+  ox.revoked = [lid] { return std::map<ReplicaId, uint64_t>{{lid, 0}}; };
+  ASSERT_TRUE(Link(x, l, ox, {}).Run().ok());
+  {
+    Link link(x, h, ox, {});
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_EQ(link.sa.stats().fields_refused, 1u);
+  }
+  {
+    Link link(x, h, ox, {});  // nothing new, nothing refused
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_EQ(link.sa.stats().fields_refused, 0u);
+  }
+  EXPECT_EQ(x.Vv().Get(Rid(1)), 0u);
+  ASSERT_TRUE(Link(x, m, ox, {}).Run().ok());
+  auto k = x.replica.Get("c", "k");
+  ASSERT_TRUE(k.ok());
+  EXPECT_EQ(k->fields.at("v").scalar, Value{int64_t{1}});
+  EXPECT_TRUE(Refused(x).empty());
+}
+
 // A refused state whose context claims far more of h than exists (forged) would hold h's
 // entry back for good; a session with h itself that refuses nothing shows what h holds,
 // and h leaves the record.
