@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "refused_record.h"
 #include "tandem/engine/codec.h"
 #include "tandem/engine/replica.h"
 #include "tandem/storage/lmdb_store.h"
@@ -660,49 +661,14 @@ class LmdbReader {
         "read quarantine");
   }
 
-  // Refused fields (engine::ReadTxn::ListRefused) live in `meta` under "refused/" + the
-  // first 16 bytes of BLAKE2b-256 of the field's key (so a peer's names never enter the
-  // name table); the value is u8 1, collection, record, field (each varint length +
-  // bytes) and the version vector of what the field had not seen.
-  static void PutNames(engine::Writer& w, const FieldKey& field) {
-    w.LengthPrefixed(field.collection);
-    w.LengthPrefixed(field.record);
-    w.LengthPrefixed(field.field);
-  }
-  static std::string RefusedKey(const FieldKey& field) {
-    std::string names;
-    engine::Writer w(&names);
-    PutNames(w, field);
-    const engine::BlobHash h = Blake2b256(names);
-    return "refused/" + std::string(reinterpret_cast<const char*>(h.data()), 16);
-  }
-  static std::string EncodeRefused(const FieldKey& field, const engine::VersionVector& unseen) {
-    std::string v;
-    engine::Writer w(&v);
-    w.U8(1);
-    PutNames(w, field);
-    engine::EncodeVersionVector(unseen, w);
-    return v;
-  }
-  static Status DecodeRefused(std::string_view bytes, FieldKey* field,
-                              engine::VersionVector* unseen) {
-    engine::Reader r(bytes);
-    if (r.U8() != 1) r.Fail("unknown version");
-    field->collection = std::string(r.LengthPrefixed(1 << 16));
-    field->record = std::string(r.LengthPrefixed(1 << 16));
-    field->field = std::string(r.LengthPrefixed(1 << 16));
-    *unseen = engine::DecodeVersionVector(r);
-    if (r.ok() && r.remaining()) r.Fail("trailing bytes");
-    return r.ok() ? Status::Ok() : r.status().With("refused field");
-  }
   Status ListRefused(const engine::ReadTxn::RefusedFn& fn) {
     return ScanMeta(
         "refused/",
         [&](std::string_view key, std::string_view value, Status* st) {
           FieldKey field;
           engine::VersionVector unseen;
-          *st = DecodeRefused(value, &field, &unseen);
-          if (st->ok() && key != RefusedKey(field))
+          *st = DecodeRefusedRecord(value, &field, &unseen);
+          if (st->ok() && key != RefusedRecordKey(field))
             *st = Status::Corrupt("a refused field's record is under another field's key");
           return st->ok() && fn(field, unseen);
         },
@@ -710,14 +676,14 @@ class LmdbReader {
   }
   Status GetRefused(const FieldKey& field, std::optional<engine::VersionVector>* out) {
     out->reset();
-    const std::string k = RefusedKey(field);
+    const std::string k = RefusedRecordKey(field);
     MDB_val kv = Val(k), v;
     int rc = mdb_get(txn_, impl_->meta, &kv, &v);
     if (rc == MDB_NOTFOUND) return Status::Ok();
     if (rc) return LmdbError(rc, "read refused field");
     FieldKey stored;
     engine::VersionVector unseen;
-    TANDEM_RETURN_IF_ERROR(DecodeRefused(View(v), &stored, &unseen));
+    TANDEM_RETURN_IF_ERROR(DecodeRefusedRecord(View(v), &stored, &unseen));
     if (stored == field) *out = std::move(unseen);  // else another key's (128-bit) hash
     return Status::Ok();
   }

@@ -119,14 +119,14 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     return rc ? impl_->Note(rc, "write quarantine") : Status::Ok();
   }
   Status PutRefused(const FieldKey& field, const engine::VersionVector& unseen) override {
-    const std::string k = LmdbReader::RefusedKey(field);
-    const std::string v = LmdbReader::EncodeRefused(field, unseen);
+    const std::string k = RefusedRecordKey(field);
+    const std::string v = EncodeRefusedRecord(field, unseen);
     MDB_val kv = Val(k), val = Val(v);
     int rc = mdb_put(txn_, impl_->meta, &kv, &val, 0);
     return rc ? impl_->Note(rc, "write refused field") : Status::Ok();
   }
   Status DeleteRefused(const FieldKey& field) override {
-    const std::string k = LmdbReader::RefusedKey(field);
+    const std::string k = RefusedRecordKey(field);
     MDB_val kv = Val(k);
     int rc = mdb_del(txn_, impl_->meta, &kv, nullptr);
     if (rc == MDB_NOTFOUND) return Status::Ok();
