@@ -140,6 +140,15 @@ Status Check(LmdbStore& store, CheckReport* report) {
     });
     if (st.ok()) st = bad;
   }
+  // Records of refused fields: each decodes, under its own field's key.
+  if (st.ok()) {
+    std::vector<std::string> damaged;
+    st = reader.ListRefused(
+        [](const engine::FieldKey&, const engine::VersionVector&) { return true; }, &damaged);
+    if (st.ok() && !damaged.empty())
+      st = Status::Corrupt(std::to_string(damaged.size()) +
+                           " record(s) of refused fields are damaged (the next sync drops them)");
+  }
   mdb_txn_abort(raw);
   TANDEM_RETURN_IF_ERROR(st);
   if (report) *report = rep;

@@ -661,19 +661,27 @@ class LmdbReader {
         "read quarantine");
   }
 
-  Status ListRefused(const engine::ReadTxn::RefusedFn& fn) {
+  // A damaged record (one that does not decode, or sits under another field's key) is
+  // passed over: it must not stop every watermark merge, and so every sync, for good.
+  // `damaged` (if not null) gets their keys: a write transaction drops them, Check reports
+  // them.
+  Status ListRefused(const engine::ReadTxn::RefusedFn& fn,
+                     std::vector<std::string>* damaged = nullptr) {
     return ScanMeta(
         "refused/",
-        [&](std::string_view key, std::string_view value, Status* st) {
+        [&](std::string_view key, std::string_view value, Status*) {
           FieldKey field;
           engine::VersionVector unseen;
-          *st = DecodeRefusedRecord(value, &field, &unseen);
-          if (st->ok() && key != RefusedRecordKey(field))
-            *st = Status::Corrupt("a refused field's record is under another field's key");
-          return st->ok() && fn(field, unseen);
+          if (!DecodeRefusedRecord(value, &field, &unseen).ok() || key != RefusedRecordKey(field)) {
+            if (damaged) damaged->emplace_back(key);
+            return true;
+          }
+          return fn(field, unseen);
         },
         "read refused fields");
   }
+  // A damaged record under the field's key reads as none, so the next refusal of the
+  // field writes a sound one over it.
   Status GetRefused(const FieldKey& field, std::optional<engine::VersionVector>* out) {
     out->reset();
     const std::string k = RefusedRecordKey(field);
@@ -683,7 +691,7 @@ class LmdbReader {
     if (rc) return LmdbError(rc, "read refused field");
     FieldKey stored;
     engine::VersionVector unseen;
-    TANDEM_RETURN_IF_ERROR(DecodeRefusedRecord(View(v), &stored, &unseen));
+    if (!DecodeRefusedRecord(View(v), &stored, &unseen).ok()) return Status::Ok();
     if (stored == field) *out = std::move(unseen);  // else another key's (128-bit) hash
     return Status::Ok();
   }

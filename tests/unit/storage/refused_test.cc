@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include "../../integration/process.h"
+#include "../../integration/raw_lmdb.h"
+#include "tandem/storage/lmdb_store.h"
 #include "tandem/storage/replica.h"
 
 namespace tandem::storage {
@@ -65,6 +67,84 @@ TEST(Refused, ARecordSurvivesAReopenAndHoldsTheClaimUntilTheFieldHasSeenIt) {
   std::optional<VersionVector> got;
   ASSERT_TRUE((*txn)->GetRefused(key, &got).ok());
   EXPECT_FALSE(got.has_value());
+}
+
+// The meta keys of the records of refused fields, read directly.
+std::vector<std::string> RefusedKeys(const std::string& dir) {
+  testing::RawReader raw(dir, "meta");
+  MDB_cursor* cur;
+  EXPECT_EQ(mdb_cursor_open(raw.txn, raw.dbi, &cur), 0);
+  std::vector<std::string> keys;
+  const std::string prefix = "refused/";
+  MDB_val k{prefix.size(), const_cast<char*>(prefix.data())}, v;
+  for (int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+       rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    std::string key(static_cast<char*>(k.mv_data), k.mv_size);
+    if (key.compare(0, prefix.size(), prefix) != 0) break;
+    keys.push_back(std::move(key));
+  }
+  mdb_cursor_close(cur);
+  return keys;
+}
+
+// A damaged record (LMDB keeps no checksums) must not stop every later watermark merge,
+// and so every sync: it reads as none, Check reports it, and the next merge drops it.
+TEST(Refused, ADamagedRecordIsReportedThenDroppedAndStopsNoMerge) {
+  testing::TempDir tmp;
+  const std::string dir = tmp / "db";
+  ReplicaId h;
+  h.bytes.fill(7);
+  const FieldKey good{"c", "k", "v"}, hit{"c", "k", "w"};
+  VersionVector unseen;
+  unseen.Raise(h, 1);
+  {
+    auto r = CreateReplica(dir);
+    ASSERT_TRUE(r.ok());
+    auto txn = (*r)->store().BeginWrite();
+    ASSERT_TRUE(txn.ok());
+    ASSERT_TRUE((*txn)->PutRefused(hit, unseen).ok());
+    ASSERT_TRUE((*txn)->Commit().ok());
+  }
+  // The record of `hit` is damaged in place, and one no build wrote appears beside it.
+  const std::vector<std::string> keys = RefusedKeys(dir);
+  ASSERT_EQ(keys.size(), 1u);
+  testing::RawPut(dir, "meta", keys[0], std::string("\x01\x05", 2) + "c");
+  testing::RawPut(dir, "meta", "refused/0123456789abcdef", std::string("\x09"));
+  auto r = OpenReplica(dir);
+  ASSERT_TRUE(r.ok());
+  {
+    auto txn = (*r)->store().BeginWrite();
+    ASSERT_TRUE(txn.ok());
+    ASSERT_TRUE((*txn)->PutRefused(good, unseen).ok());
+    ASSERT_TRUE((*txn)->Commit().ok());
+  }
+  Status checked = Check(dynamic_cast<LmdbStore&>((*r)->store()));
+  EXPECT_EQ(checked.code(), Code::kCorrupt);
+  EXPECT_NE(checked.ToString().find("2 record(s) of refused fields are damaged"), std::string::npos)
+      << checked.ToString();
+  {
+    auto txn = (*r)->store().BeginRead();
+    ASSERT_TRUE(txn.ok());
+    std::optional<VersionVector> got;
+    ASSERT_TRUE((*txn)->GetRefused(hit, &got).ok());
+    EXPECT_FALSE(got.has_value());
+    std::vector<FieldKey> listed;
+    ASSERT_TRUE((*txn)
+                    ->ListRefused([&](const FieldKey& k, const VersionVector&) {
+                      listed.push_back(k);
+                      return true;
+                    })
+                    .ok());
+    EXPECT_EQ(listed, std::vector<FieldKey>{good});
+  }
+  // A merge goes through; the sound record still holds h back, the damaged ones go.
+  VersionVector claim;
+  claim.Raise(h, 2);
+  ASSERT_TRUE((*r)->MergeVersionVector(claim).ok());
+  EXPECT_EQ((*r)->Meta()->vv.Get(h), 0u);
+  EXPECT_TRUE(Check(dynamic_cast<LmdbStore&>((*r)->store())).ok());
+  r->reset();
+  EXPECT_EQ(RefusedKeys(dir).size(), 1u);
 }
 
 }  // namespace
