@@ -10,7 +10,10 @@
 // Against the limits of the same bytes in the same run: libsodium secretstream (sealed
 // and opened) plus raw LMDB (512 KiB values, durable transactions of 8 MiB).
 //
-//   growth [--records N] [--attachment-mb N] [--dir DIR]
+// Then one field state of --state-mb MiB (64 by default: a set of 4 MiB elements), which
+// travels in pieces, synced the same way; the peak RssAnon of both daemons.
+//
+//   growth [--records N] [--attachment-mb N] [--state-mb N] [--dir DIR]
 #include <cstring>
 
 #include "bench_proc.h"
@@ -165,16 +168,79 @@ AttachmentFigures Attachment(const std::string& base, uint64_t bytes) {
   return f;
 }
 
+struct StateFigures {
+  double sync_s = 0, peak_sender_mb = 0, peak_receiver_mb = 0;
+};
+
+// One set field of `bytes` in elements of 4 MiB (a field state in pieces, never in a
+// blob), synced between two daemons as the attachment is; the peak RssAnon of each.
+StateFigures LargeState(const std::string& base, uint64_t bytes) {
+  constexpr size_t kElement = size_t{4} << 20;
+  const size_t count = std::max<size_t>(1, bytes / kElement);
+  net::InitCrypto();
+  const net::Key32 group = net::NewGroupKey();
+  const net::Identity ia = net::GenerateIdentity(), ib = net::GenerateIdentity();
+  const std::string da = base + "/state-a", db = base + "/state-b";
+  MakeMember(da, group, ia, {ia, ib});
+  MakeMember(db, group, ib, {ia, ib});
+  {
+    auto a = storage::OpenReplica(da);
+    Must(a.status(), "open a");
+    std::mt19937_64 rng(13);
+    for (size_t i = 0; i < count; ++i) {
+      std::string element(kElement, '\0');
+      for (size_t at = 0; at < element.size(); at += 8) {
+        const uint64_t x = rng();
+        std::memcpy(element.data() + at, &x, 8);
+      }
+      Must((*a)->Add("docs", "big", "parts", engine::Value{engine::Bytes{std::move(element)}}),
+           "add");
+    }
+  }
+  StateFigures f;
+  pid_t pa = Spawn({TANDEM_BIN, "serve", da, "--listen", "127.0.0.1:0"}, base + "/state-a.log");
+  const std::string addr = WaitListen(da);
+  auto b = storage::OpenReplica(db);
+  Must(b.status(), "open b");
+  const double t0 = Now();
+  pid_t pb = Spawn({TANDEM_BIN, "serve", db, "--peer", addr}, base + "/state-b.log");
+  PeakRssAnon rss({pa, pb});
+  for (;;) {
+    auto rec = (*b)->Get("docs", "big");
+    if (rec.ok()) {
+      auto it = rec->fields.find("parts");
+      if (it != rec->fields.end() && it->second.set.size() == count) break;
+    }
+    if (Now() - t0 > 900) {
+      std::fprintf(stderr, "growth: the field state did not arrive in 15 minutes; see %s/*.log\n",
+                   base.c_str());
+      kill(pa, SIGKILL);
+      kill(pb, SIGKILL);
+      std::exit(1);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  f.sync_s = Now() - t0;
+  rss.Stop();
+  Stop(pb);
+  Stop(pa);
+  f.peak_sender_mb = rss.PeakMb(0);
+  f.peak_receiver_mb = rss.PeakMb(1);
+  return f;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   DataSet ds;
   std::string base = "bench-growth-data";
   int attachment_mb = 1024;
+  int state_mb = 64;
   for (int i = 1; i + 1 < argc; ++i) {
     if (!std::strcmp(argv[i], "--records")) ds.records = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--dir")) base = argv[i + 1];
     if (!std::strcmp(argv[i], "--attachment-mb")) attachment_mb = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--state-mb")) state_mb = std::atoi(argv[i + 1]);
   }
   std::filesystem::remove_all(base);
   auto a = FreshReplica(base + "/a"), b = FreshReplica(base + "/b"), c = FreshReplica(base + "/c");
@@ -258,19 +324,28 @@ int main(int argc, char** argv) {
   std::printf("  %-52s %14.2f\n", "ratio (goal >= 0.3)", att.ratio);
   std::printf("  %-52s %8.1f %5.1f\n", "peak RssAnon MB, sending / receiving daemon",
               att.peak_sender_mb, att.peak_receiver_mb);
+  const StateFigures st = LargeState(base, uint64_t(state_mb) << 20);
+  std::printf("  a set field of %d MiB (4 MiB elements) synced between two daemons in %.2f s\n",
+              state_mb, st.sync_s);
+  std::printf("  %-52s %8.1f %5.1f\n", "peak RssAnon MB, sending / receiving daemon",
+              st.peak_sender_mb, st.peak_receiver_mb);
   std::printf(
       "{\"bench\": \"growth\", \"fields\": %d, \"deleted_records\": %d, \"bytes_full\": %llu, "
       "\"bytes_before_gc\": %llu, \"bytes_after_gc\": %llu, \"bytes_live\": %llu, "
       "\"collected\": %llu, \"collect_s\": %.3f, \"ratio_size_after_gc_vs_live\": %.3f, "
       "\"attachment_bytes\": %llu, \"attachment_seconds\": %.3f, \"attachment_mb_per_s\": %.1f, "
       "\"limit_mb_per_s\": %.1f, \"ratio_attachment_vs_secretstream_lmdb\": %.3f, "
-      "\"peak_rss_mb\": %.1f, \"peak_rss_mb_sender\": %.1f, \"peak_rss_mb_receiver\": %.1f}\n",
+      "\"peak_rss_mb\": %.1f, \"peak_rss_mb_sender\": %.1f, \"peak_rss_mb_receiver\": %.1f, "
+      "\"state_bytes\": %llu, \"state_seconds\": %.3f, \"state_peak_rss_mb_sender\": %.1f, "
+      "\"state_peak_rss_mb_receiver\": %.1f}\n",
       ds.records * ds.fields, deleted, static_cast<unsigned long long>(full_bytes),
       static_cast<unsigned long long>(before_bytes), static_cast<unsigned long long>(after_bytes),
       static_cast<unsigned long long>(live_bytes), static_cast<unsigned long long>(stats.collected),
       collect_s, ratio, static_cast<unsigned long long>(attachment_mb) << 20, att.sync_s,
       att.mb_per_s, att.limit_mb_per_s, att.ratio,
-      std::max(att.peak_sender_mb, att.peak_receiver_mb), att.peak_sender_mb, att.peak_receiver_mb);
+      std::max(att.peak_sender_mb, att.peak_receiver_mb), att.peak_sender_mb, att.peak_receiver_mb,
+      static_cast<unsigned long long>(state_mb) << 20, st.sync_s, st.peak_sender_mb,
+      st.peak_receiver_mb);
   std::filesystem::remove_all(base);
   return 0;
 }
