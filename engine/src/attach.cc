@@ -284,20 +284,19 @@ Result<std::optional<PieceProgress>> Replica::PiecesHeld(const ReplicaId& peer) 
   return out;
 }
 
-Result<std::string> Replica::ReadPieces(const ReplicaId& peer) {
+Status Replica::ReadPieces(const ReplicaId& peer, std::string* out) {
   TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
   std::optional<BlobInfo> held;
   TANDEM_RETURN_IF_ERROR(txn->GetBlob(PiecesKey(hash_, peer), &held));
-  std::string out, chunk;
-  if (!held) return out;
-  out.reserve(held->size);
+  if (!held) return Status::Ok();
+  std::string chunk;
   for (const auto& h : held->chunks) {
     bool found = false;
     TANDEM_RETURN_IF_ERROR(txn->GetChunk(h, &chunk, &found));
     if (!found || Hash(chunk) != h) return Status::Corrupt("a piece held is missing or damaged");
-    out += chunk;
+    *out += chunk;
   }
-  return out;
+  return Status::Ok();
 }
 
 Status Replica::DropPieces(const ReplicaId& peer) {

@@ -420,16 +420,43 @@ Result<FieldState> DecodeFieldState(std::string_view in, const ReplicaTable& tab
   return s;
 }
 
-Result<std::string> EncodeFieldState(const FieldState& s) {
+size_t EncodedSizeBound(const FieldState& s) {
+  auto value = [](const Value& v) -> size_t {
+    if (auto* t = std::get_if<std::string>(&v)) return 11 + t->size();
+    if (auto* b = std::get_if<Bytes>(&v)) return 11 + b->data.size();
+    if (auto* ref = std::get_if<BlobRef>(&v)) return 11 + 32 + 10 + 11 + ref->type.size();
+    return 11;
+  };
+  size_t n = 11;                  // header and counts
+  n += s.ctx.size() * (16 + 20);  // replica table and context entry
+  for (const auto& [dot, m] : s.markers) n += 40 + value(m.value);
+  for (const auto& [v, dots] : s.elements) n += value(v) + 10 + 20 * dots.size();
+  n += 30 * (s.counter.size() + s.counter_base.size());
+  return n;
+}
+
+namespace {
+// Appends the self-contained encoding. Every replica a state names is in its context
+// (markers, elements and counters are checked against it), and the body numbers the
+// context's replicas first, in order: so the table is known before the body is written.
+Status AppendFieldState(const FieldState& s, std::string* out) {
   VectorReplicaTable table;
-  std::string body;
-  TANDEM_RETURN_IF_ERROR(EncodeFieldState(s, table, &body));
-  std::string out;
-  Writer w(&out);
+  for (const auto& [r, seq] : s.ctx.entries()) table.IndexOf(r);
+  const size_t start = out->size();
+  Writer w(out);
   w.Varint(table.ids().size());
   for (const auto& id : table.ids())
     w.Raw(std::string_view(reinterpret_cast<const char*>(id.bytes.data()), 16));
-  out += body;
+  Status st = EncodeFieldState(s, table, out);
+  if (!st.ok()) out->resize(start);
+  return st;
+}
+}  // namespace
+
+Result<std::string> EncodeFieldState(const FieldState& s) {
+  std::string out;
+  out.reserve(EncodedSizeBound(s));
+  TANDEM_RETURN_IF_ERROR(AppendFieldState(s, &out));
   return out;
 }
 
@@ -463,12 +490,13 @@ FieldKey ReadKey(Reader& r) {
 }  // namespace
 
 Result<std::string> EncodeDelta(const FieldKey& key, const FieldState& s) {
-  TANDEM_ASSIGN_OR_RETURN(std::string state, EncodeFieldState(s));
   std::string out;
+  out.reserve(1 + 3 * 10 + key.collection.size() + key.record.size() + key.field.size() +
+              EncodedSizeBound(s));
   Writer w(&out);
   w.U8(1);
   WriteKey(w, key);
-  out += state;
+  TANDEM_RETURN_IF_ERROR(AppendFieldState(s, &out));
   return out;
 }
 

@@ -423,9 +423,8 @@ Status Session::ReceivePiece(const DeltaBatch& b, std::vector<Message>* out) {
     return Status::Ok();
   }
   std::string whole;
-  if (in_piece_held_) {
-    TANDEM_ASSIGN_OR_RETURN(whole, replica_.ReadPieces(*peer_));
-  }
+  whole.reserve(p.total);  // one allocation: the pieces held, then this one
+  if (in_piece_held_) TANDEM_RETURN_IF_ERROR(replica_.ReadPieces(*peer_, &whole));
   if (whole.size() != in_piece_held_)
     return Status::Corrupt("the pieces held do not add up to what was recorded");
   whole += p.bytes;

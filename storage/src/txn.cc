@@ -289,6 +289,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     }
     uint64_t seq = last_seq_ + 1;  // not const: MDB_val points at it
     value_.clear();
+    value_.reserve(10 + engine::EncodedSizeBound(state));  // a large state in one allocation
     engine::Writer w(&value_);
     w.Varint(seq);
     TANDEM_RETURN_IF_ERROR(engine::EncodeFieldState(state, impl_->table, &value_));

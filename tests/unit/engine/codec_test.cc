@@ -354,6 +354,28 @@ TEST(FieldCodecTest, SelfContainedRoundTrip) {
   }
 }
 
+// The self-contained form is the table a fresh external table ends up with, then the
+// state against it; and its size is within EncodedSizeBound, which sizes its buffer.
+TEST(FieldCodecTest, SelfContainedIsTheTableThenTheStateWithinItsBound) {
+  auto states = SampleStates();
+  FieldState big;
+  ApplyAdd(big, Dot{kB, 1}, 1, Value{Bytes{std::string(100000, 'b')}});
+  ApplyAdd(big, Dot{kA, 1}, 2, Value{BlobRef{BlobHash{}, 9, std::string(100, 't')}});
+  ApplyAdd(big, Dot{kC, 7}, 3, S("c"));
+  states.push_back(big);
+  for (size_t i = 0; i < states.size(); ++i) {
+    VectorReplicaTable table;
+    std::string body;
+    ASSERT_TRUE(EncodeFieldState(states[i], table, &body).ok());
+    std::string want = VarintBytes(table.ids().size());
+    for (const auto& id : table.ids()) want += IdBytes(id);
+    want += body;
+    const std::string enc = EncodeFieldState(states[i]).value();
+    EXPECT_EQ(enc, want) << i;
+    EXPECT_LE(enc.size(), EncodedSizeBound(states[i])) << i;
+  }
+}
+
 TEST(FieldCodecTest, ExternalTableRoundTrip) {
   VectorReplicaTable table;
   table.IndexOf(kC);  // pre-existing entries: indices need not follow id order

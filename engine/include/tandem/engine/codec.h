@@ -119,6 +119,9 @@ Result<std::string> EncodeQuarantineEntry(const QuarantineEntry& e);
 Result<QuarantineEntry> DecodeQuarantineEntry(std::string_view in);
 Result<std::string> EncodeFieldState(const FieldState& s);
 Result<FieldState> DecodeFieldState(std::string_view in);
+// An upper bound on the size of the self-contained encoding, so that a large state is
+// encoded into one allocation (growing a buffer by doubling holds it twice meanwhile).
+size_t EncodedSizeBound(const FieldState& s);
 // A field's key and state (a state too large for a batch travels so, in pieces). The
 // decoder checks the state, not the key (ValidateKey).
 Result<std::string> EncodeDelta(const FieldKey& key, const FieldState& s);

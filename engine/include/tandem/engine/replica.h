@@ -271,10 +271,10 @@ class Replica {
   // that a session cut short resumes at the piece it stopped at (PeerState::pieces).
   // HoldPiece stores the piece at `progress.held` and records the progress past it;
   // PiecesHeld gives the progress if it is still at the peer's cursor (else forgets it);
-  // ReadPieces the bytes held, in order; DropPieces forgets them.
+  // ReadPieces appends the bytes held, in order, to *out; DropPieces forgets them.
   Status HoldPiece(const ReplicaId& peer, PieceProgress progress, std::string_view bytes);
   Result<std::optional<PieceProgress>> PiecesHeld(const ReplicaId& peer);
-  Result<std::string> ReadPieces(const ReplicaId& peer);
+  Status ReadPieces(const ReplicaId& peer, std::string* out);
   Status DropPieces(const ReplicaId& peer);
   // Sync support: stores chunks [first, first + n) of a blob, each checked against the
   // chunk list `listed` (a verified one: BlobId of it is `hash`), and brings the entry up
