@@ -189,6 +189,7 @@ class Sim {
   uint64_t clones() const { return clones_; }
   uint64_t rollbacks() const { return rollbacks_; }
   uint64_t rollbacks_caught() const { return rollbacks_caught_; }
+  uint64_t limited_rollbacks() const { return limited_rollbacks_; }
   uint64_t pieces() const { return pieces_; }
   uint64_t withheld() const { return withheld_; }
   uint64_t collected() const { return collected_; }
@@ -636,18 +637,28 @@ class Sim {
   // must come back, or the oracle could not tell a loss from a bug.
   void Rollback(int i) {
     Node& nd = nodes_[i];
-    if (nd.snapshot.empty()) return;
+    // A device never backed up is backed up now, and its next rollback goes back to it.
+    if (nd.snapshot.empty()) return Snapshot(i);
     const ReplicaMeta meta = nd.replica->Meta().value();
     if (meta.id != nd.snapshot_id) return;
-    // (A limited device's replica does not count: the others refuse part of its data.)
+    // (A limited device's replica does not count: the others refuse part of its data.) A
+    // limited device syncs with a member first, which then holds every write of it that
+    // members take; what else must be held elsewhere is the rest of its version vector
+    // (members claim none of a limited replica's events from a session that refused any).
+    const VersionVector need = Limited(i) ? Judged(meta.vv) : meta.vv;
     bool held = false;
-    for (int j = 0; j < n_ && !held; ++j)
-      if (j != i && !Limited(j)) held = nodes_[j].replica->Meta()->vv.Covers(meta.vv);
-    const int partner = (i + 1) % n_;
-    if (!held && !Limited(partner) && (side_.empty() || side_[i] == side_[partner])) {
+    for (int j = 0; j < n_ && !held && !Limited(i); ++j)
+      if (j != i && !Limited(j)) held = nodes_[j].replica->Meta()->vv.Covers(need);
+    // The partner is the next member in good standing on i's side of any partition.
+    int partner = -1;
+    for (int k = 1; k < n_ && partner < 0; ++k) {
+      const int j = (i + k) % n_;
+      if (!Limited(j) && (side_.empty() || side_[i] == side_[j])) partner = j;
+    }
+    if (!held && partner >= 0) {
       // Usually the device had synced before it was restored: make it so.
       SyncPair(i, partner);
-      held = nodes_[partner].replica->Meta()->vv.Covers(meta.vv);
+      held = nodes_[partner].replica->Meta()->vv.Covers(need);
     }
     if (!held) return;
     Disconnect(i);
@@ -667,6 +678,7 @@ class Sim {
     }
     log_seen_[i] = 0;  // the change log went back too: read it again
     ++rollbacks_;
+    if (Limited(i)) ++limited_rollbacks_;
   }
 
   // One complete session between a and b, on a connection of its own (others stay).
@@ -880,7 +892,7 @@ class Sim {
   std::map<ReplicaId, uint64_t> till_cutoff_;  // what the statement recorded
   net::WriteLimits limits_;
   uint64_t messages_ = 0, refused_ = 0, crashes_ = 0, partitions_ = 0;
-  uint64_t clones_ = 0, rollbacks_ = 0, rollbacks_caught_ = 0, pieces_ = 0;
+  uint64_t clones_ = 0, rollbacks_ = 0, rollbacks_caught_ = 0, limited_rollbacks_ = 0, pieces_ = 0;
 
  public:
   uint64_t collected_ = 0, rebases_ = 0, blobs_fetched_ = 0, refused_writes_ = 0;
@@ -896,8 +908,8 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--seeds")) count = std::stoull(argv[i + 1]);
     if (!std::strcmp(argv[i], "--first")) first = std::stoull(argv[i + 1]);
   }
-  uint64_t messages = 0, clones = 0, rollbacks = 0, caught = 0, pieces = 0, collected = 0,
-           rebases = 0, blobs = 0, withheld = 0, refused = 0;
+  uint64_t messages = 0, clones = 0, rollbacks = 0, caught = 0, limited = 0, pieces = 0,
+           collected = 0, rebases = 0, blobs = 0, withheld = 0, refused = 0;
   for (uint64_t seed = first; seed < first + count; ++seed) {
     try {
       Sim sim(seed);
@@ -907,6 +919,7 @@ int main(int argc, char** argv) {
       clones += sim.clones();
       rollbacks += sim.rollbacks();
       caught += sim.rollbacks_caught();
+      limited += sim.limited_rollbacks();
       pieces += sim.pieces();
       withheld += sim.withheld();
       collected += sim.collected();
@@ -922,15 +935,16 @@ int main(int argc, char** argv) {
   }
   std::printf(
       "sim: %llu seeds passed (%llu..%llu), %llu messages, %llu copies, %llu rollbacks "
-      "(%llu found at sync), %llu pieces of large field states, %llu withheld, %llu field "
+      "(%llu found at sync, %llu of devices without full permission), %llu pieces of large field "
+      "states, %llu withheld, %llu field "
       "states collected, %llu rebases, %llu blobs fetched while healing, %llu field states "
       "refused for want of permission\n",
       static_cast<unsigned long long>(count), static_cast<unsigned long long>(first),
       static_cast<unsigned long long>(first + count - 1), static_cast<unsigned long long>(messages),
       static_cast<unsigned long long>(clones), static_cast<unsigned long long>(rollbacks),
-      static_cast<unsigned long long>(caught), static_cast<unsigned long long>(pieces),
-      static_cast<unsigned long long>(withheld), static_cast<unsigned long long>(collected),
-      static_cast<unsigned long long>(rebases), static_cast<unsigned long long>(blobs),
-      static_cast<unsigned long long>(refused));
+      static_cast<unsigned long long>(caught), static_cast<unsigned long long>(limited),
+      static_cast<unsigned long long>(pieces), static_cast<unsigned long long>(withheld),
+      static_cast<unsigned long long>(collected), static_cast<unsigned long long>(rebases),
+      static_cast<unsigned long long>(blobs), static_cast<unsigned long long>(refused));
   return 0;
 }
