@@ -146,13 +146,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     case 4: {
       // Five bytes a statement: signer, kind, subject, role, parents (a mask over the
-      // eight statements before it).
+      // eight statements before it). A kind byte of 5 modulo 6 makes an extension.
       std::vector<std::string> all;
       for (size_t at = 0; at + 5 <= in.size() && all.size() < 16; at += 5) {
         Statement st;
         const uint8_t kind = static_cast<uint8_t>(in[at + 1]);
-        st.kind = static_cast<StatementKind>(1 + kind % 5);
+        st.kind = kind % 6 == 5 ? static_cast<StatementKind>(kFirstExtension + (kind >> 3) % 8)
+                                : static_cast<StatementKind>(1 + kind % 6);
         st.subject = Device(static_cast<uint8_t>(in[at + 2])).public_key;
+        if (IsExtension(st.kind)) {
+          st.subject = {};
+          st.payload = std::string(kind % 3, 'p');
+        }
         st.role = static_cast<Role>(static_cast<uint8_t>(in[at + 3]) % 4);
         if (st.kind == StatementKind::kPermit) {
           st.collection = (kind & 0x80) ? "*" : "orders";

@@ -39,6 +39,12 @@ std::string EncodeBody(const Statement& s) {
   PutU64(&b, s.time_ms);
   b.push_back(static_cast<char>(s.parents.size()));
   for (const auto& p : s.parents) PutBytes(&b, p.data(), 32);
+  if (IsExtension(s.kind)) {
+    for (int shift = 24; shift >= 0; shift -= 8)
+      b.push_back(static_cast<char>(s.payload.size() >> shift));
+    b += s.payload;
+    return b;
+  }
   PutBytes(&b, s.subject.data(), 32);
   b.push_back(static_cast<char>(s.role));
   if (s.kind == StatementKind::kPermit) {
@@ -84,6 +90,7 @@ std::string Describe(const Statement& s) {
     case StatementKind::kRekey:
       return "a new group key for " + std::to_string(s.sealed.size()) + " devices";
   }
+  if (IsExtension(s.kind)) return "a statement of kind " + std::to_string(static_cast<int>(s.kind));
   return "?";
 }
 
@@ -293,6 +300,10 @@ class Judge {
   // Why statement i may not be made in `s`, or empty.
   std::string Unauthorized(size_t i, const State& s) const {
     const Statement& x = st_[i];
+    // Ordered all the same, so that what came after it counts.
+    if (IsExtension(x.kind))
+      return "this version of tandem does not know its kind: it has no effect here (upgrade to "
+             "apply it)";
     const int rank = s.Rank(x.signer);
     if (rank < 0)
       return s.by_key.count(x.signer) ? "its signer had been revoked"
@@ -524,10 +535,10 @@ Result<Statement> DecodeStatement(std::string_view bytes) {
   const auto* p = reinterpret_cast<const uint8_t*>(bytes.data());
   const size_t n = bytes.size();
   if (n > kMaxStatementBytes) return bad("too long");
-  if (n < 2 + 32 + 8 + 1 + 32 + 1 + 2 + 64) return bad("too short");
+  if (n < 2 + 32 + 8 + 1 + 4 + 64) return bad("too short");
   if (p[0] != kStatementVersion) return bad("an unknown version");
   Statement s;
-  if (p[1] < 1 || p[1] > 5) return bad("an unknown kind");
+  if (p[1] < 1 || (p[1] > 5 && p[1] < kFirstExtension)) return bad("an unknown kind");
   s.kind = static_cast<StatementKind>(p[1]);
   size_t at = 2;
   std::memcpy(s.signer.data(), p + at, 32);
@@ -537,7 +548,7 @@ Result<Statement> DecodeStatement(std::string_view bytes) {
   const size_t parents = p[at++];
   if (parents > kMaxStatementParents) return bad("too many parents");
   auto need = [&](size_t k) { return at + k + 64 <= n; };
-  if (!need(32 * parents + 32 + 1)) return bad("truncated");
+  if (!need(32 * parents)) return bad("truncated");
   for (size_t i = 0; i < parents; ++i) {
     StatementId id;
     std::memcpy(id.data(), p + at, 32);
@@ -545,6 +556,19 @@ Result<Statement> DecodeStatement(std::string_view bytes) {
     if (!s.parents.empty() && id <= s.parents.back()) return bad("parents out of order");
     s.parents.push_back(id);
   }
+  if (IsExtension(s.kind)) {
+    if (!need(4)) return bad("truncated");
+    const size_t len =
+        size_t{p[at]} << 24 | size_t{p[at + 1]} << 16 | size_t{p[at + 2]} << 8 | size_t{p[at + 3]};
+    at += 4;
+    if (len > n || !need(len)) return bad("truncated");
+    s.payload.assign(reinterpret_cast<const char*>(p + at), len);
+    at += len;
+    if (at + 64 != n) return bad("trailing bytes");
+    std::memcpy(s.signature.data(), p + at, 64);
+    return s;
+  }
+  if (!need(32 + 1)) return bad("truncated");
   std::memcpy(s.subject.data(), p + at, 32);
   at += 32;
   if (p[at] > static_cast<uint8_t>(Role::kOwner)) return bad("an unknown role");

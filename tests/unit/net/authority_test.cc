@@ -220,6 +220,75 @@ TEST(Authority, OfConcurrentRoleChangesTheLowerHolds) {
   EXPECT_EQ(g.Judge().Rank(Id(x)), static_cast<int>(Role::kAdmin));
 }
 
+// An extension: a kind a later version may define, here only signer, parents and an
+// opaque payload.
+std::string Extension(Group& g, const Identity& by, uint8_t kind, std::string payload,
+                      std::vector<std::string> after) {
+  Statement s;
+  s.kind = static_cast<StatementKind>(kind);
+  s.payload = std::move(payload);
+  return g.Keep(std::move(s), by, after);
+}
+
+TEST(Statement, AnExtensionDecodesWithItsPayloadAndIsSigned) {
+  Group g;
+  const std::string e = Extension(g, g.root, 200, std::string("bind\0x", 6), {});
+  auto back = DecodeStatement(e);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_TRUE(IsExtension(back->kind));
+  EXPECT_EQ(back->payload, std::string("bind\0x", 6));
+  EXPECT_EQ(EncodeStatement(*back), e);
+  EXPECT_TRUE(VerifyStatement(*back, g.root.public_key));
+  for (size_t i = 0; i < e.size(); ++i) {
+    std::string m = e;
+    m[i] = static_cast<char>(m[i] ^ 0x40);
+    auto d = DecodeStatement(m);
+    EXPECT_TRUE(!d.ok() || !VerifyStatement(*d, g.root.public_key)) << "byte " << i;
+  }
+  EXPECT_FALSE(DecodeStatement(e + "x").ok());
+  EXPECT_FALSE(DecodeStatement(e.substr(0, e.size() - 1)).ok());
+  // An empty payload is one too; kinds between the known ones and the extensions are not.
+  EXPECT_TRUE(DecodeStatement(Extension(g, g.root, kFirstExtension, "", {})).ok());
+  std::string reserved = Extension(g, g.root, kFirstExtension, "", {});
+  reserved[1] = static_cast<char>(kFirstExtension - 1);
+  EXPECT_FALSE(DecodeStatement(reserved).ok());
+  // A payload length past the end.
+  std::string longer = Extension(g, g.root, 77, "abc", {});
+  longer[2 + 32 + 8 + 1 + 3] = 0x7f;
+  EXPECT_FALSE(DecodeStatement(longer).ok());
+}
+
+// A statement of a kind this version does not know never counts, but what was signed
+// after it does: a later version's new kind must not stop older devices from applying
+// revocations and role changes.
+TEST(Authority, AnUnknownKindHasNoEffectAndDoesNotHoldBackWhatFollows) {
+  Group g;
+  Identity admin = GenerateIdentity(), m = GenerateIdentity();
+  auto add_admin = g.Add(g.root, admin, Role::kAdmin);
+  auto add_m = g.Add(admin, m, Role::kMember, {add_admin});
+  auto ext = Extension(g, admin, 201, "whatever a later version means", {add_m});
+  auto revoke = g.Revoke(g.root, m, {ext});
+  Authority a = g.Judge();
+  EXPECT_EQ(a.waiting, 0u);
+  EXPECT_EQ(a.counted, 3u);
+  ASSERT_NE(a.Find(Id(m)), nullptr);
+  EXPECT_TRUE(a.Find(Id(m))->revoked);
+  ASSERT_EQ(a.refused.size(), 1u);
+  EXPECT_EQ(a.refused[0].id, HexId(IdOf(ext)));
+  EXPECT_NE(a.refused[0].why.find("does not know its kind"), std::string::npos);
+  EXPECT_EQ(a.refused[0].what, "a statement of kind 201");
+  ASSERT_EQ(a.heads.size(), 1u);
+  EXPECT_EQ(a.heads[0], IdOf(revoke));
+  // One not signed by its signer is refused as any forgery is, and orders nothing.
+  Identity stranger = GenerateIdentity();
+  Group other;
+  auto forged = Extension(other, stranger, 201, "x", {});
+  Authority b = Evaluate(g.root.public_key, {add_admin, forged});
+  EXPECT_EQ(b.counted, 1u);
+  ASSERT_EQ(b.refused.size(), 1u);
+  EXPECT_NE(b.refused[0].why.find("not signed"), std::string::npos);
+}
+
 TEST(Authority, AStatementWaitsForItsParents) {
   Group g;
   Identity admin = GenerateIdentity(), m = GenerateIdentity();

@@ -33,6 +33,12 @@ const char* RoleName(Role r);
 std::optional<Role> ParseRole(std::string_view s);
 
 enum class StatementKind : uint8_t { kAdd = 1, kRole = 2, kRevoke = 3, kPermit = 4, kRekey = 5 };
+// Kinds from kFirstExtension on are extensions: signer, time and parents as every
+// statement has, then an opaque payload. A build that does not know one still decodes,
+// verifies and orders it (it never counts there), so the statements made after it
+// count as they would without it: a later version can add a kind that this one skips.
+inline constexpr uint8_t kFirstExtension = 64;
+inline bool IsExtension(StatementKind k) { return static_cast<uint8_t>(k) >= kFirstExtension; }
 
 // A new group key sealed to one member (crypto_box_seal to its X25519 key, derived from
 // its Ed25519 key): only that member can open it.
@@ -69,6 +75,8 @@ struct Statement {
   std::map<engine::ReplicaId, uint64_t> cutoff;
   // kRekey: the new group key, sealed to each member in good standing.
   std::vector<SealedKey> sealed;
+  // An extension (IsExtension): what its kind says, opaque to builds that do not know it.
+  std::string payload;
   bool ForRole() const;  // a kPermit whose subject is zero
   std::array<uint8_t, 64> signature{};
 };
