@@ -433,11 +433,16 @@ class Judge {
       p.granted_by = held.by;
       a.permits.push_back(std::move(p));
     }
-    std::vector<bool> named(n, false);
+    // Heads among the counted only (those no other counted statement descends from): a
+    // statement that does not count has no effect, so nothing need come after it, and one
+    // that older versions cannot read (an extension) must not become an ancestor of what
+    // an honest device signs next.
+    std::vector<uint64_t> before_counted(words_, 0);  // ancestors of counted statements
     for (size_t i : order_)
-      for (size_t p : parents_[i]) named[p] = true;
+      if (counted[i])
+        for (size_t w = 0; w < words_; ++w) before_counted[w] |= past_[i][w];
     for (size_t i : order_)
-      if (!named[i]) a.heads.push_back(ids_[i]);
+      if (counted[i] && !((before_counted[i / 64] >> (i % 64)) & 1)) a.heads.push_back(ids_[i]);
     std::sort(a.heads.begin(), a.heads.end());
     return a;
   }

@@ -279,6 +279,13 @@ TEST(Authority, AnUnknownKindHasNoEffectAndDoesNotHoldBackWhatFollows) {
   EXPECT_EQ(a.refused[0].what, "a statement of kind 201");
   ASSERT_EQ(a.heads.size(), 1u);
   EXPECT_EQ(a.heads[0], IdOf(revoke));
+  // Any device can sign one (it counts nowhere); what is signed next does not follow it,
+  // or versions that cannot read it would wait on it for good.
+  Extension(g, m, 202, "", {revoke});
+  g.Revoke(m, admin, {g.all.back()});  // a refused one too: m was revoked
+  Authority c = g.Judge();
+  EXPECT_EQ(c.counted, 3u);
+  EXPECT_EQ(c.heads, std::vector<StatementId>{IdOf(revoke)});
   // One not signed by its signer is refused as any forgery is, and orders nothing.
   Identity stranger = GenerateIdentity();
   Group other;

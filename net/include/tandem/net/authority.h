@@ -143,7 +143,8 @@ struct Authority {
   std::vector<Refused> refused;
   size_t counted = 0;  // statements that count
   size_t waiting = 0;  // statements whose parents have not arrived yet
-  // The statements no other names as a parent: a new statement's parents.
+  // The counted statements no other counted statement descends from: a new statement's
+  // parents.
   std::vector<StatementId> heads;
   std::vector<Permit> permits;
   // The group key of the last rekey that counts (in an order that respects ancestry),
