@@ -475,12 +475,18 @@ int Main(int argc, char** argv) {
                  Check(d->GetInfo()).replica_id.Hex().c_str());
   } else if (check->parsed()) {
     auto rep = Check(OpenDevice(dir)->Check());
+    if (rep.refused_damaged)
+      std::fprintf(stderr,
+                   "warning: %llu record(s) of refused fields are damaged and passed over: a "
+                   "value one of them held back may not arrive until its field is written again\n",
+                   static_cast<unsigned long long>(rep.refused_damaged));
     Print(Canonical(Json{{"ok", true},
                          {"records", rep.records},
                          {"fields", rep.fields},
                          {"log_entries", rep.log_entries},
                          {"blobs", rep.blobs},
-                         {"blob_bytes", rep.blob_bytes}}));
+                         {"blob_bytes", rep.blob_bytes},
+                         {"refused_damaged", rep.refused_damaged}}));
   } else if (import->parsed()) {
     return RunImport(dir, coll, file, format_name, id_field, strict);
   } else if (export_cmd->parsed()) {

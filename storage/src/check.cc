@@ -140,15 +140,12 @@ Status Check(LmdbStore& store, CheckReport* report) {
     });
     if (st.ok()) st = bad;
   }
-  // Records of refused fields: each decodes, under its own field's key.
-  if (st.ok()) {
-    std::vector<std::string> damaged;
+  // Records of refused fields: those damaged are counted, not failed (sync passes them
+  // over, and a backup holding one must still restore).
+  if (st.ok())
     st = reader.ListRefused(
-        [](const engine::FieldKey&, const engine::VersionVector&) { return true; }, &damaged);
-    if (st.ok() && !damaged.empty())
-      st = Status::Corrupt(std::to_string(damaged.size()) +
-                           " record(s) of refused fields are damaged (the next sync drops them)");
-  }
+        [](const engine::FieldKey&, const engine::VersionVector&) { return true; },
+        &rep.refused_damaged);
   mdb_txn_abort(raw);
   TANDEM_RETURN_IF_ERROR(st);
   if (report) *report = rep;

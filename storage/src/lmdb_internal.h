@@ -662,18 +662,17 @@ class LmdbReader {
   }
 
   // A damaged record (one that does not decode, or sits under another field's key) is
-  // passed over: it must not stop every watermark merge, and so every sync, for good.
-  // `damaged` (if not null) gets their keys: a write transaction drops them, Check reports
-  // them.
-  Status ListRefused(const engine::ReadTxn::RefusedFn& fn,
-                     std::vector<std::string>* damaged = nullptr) {
+  // passed over, and counted in *damaged (if not null) for Check: it must not stop every
+  // watermark merge, and so every sync, for good. So is one of a later version.
+  Status ListRefused(const engine::ReadTxn::RefusedFn& fn, uint64_t* damaged = nullptr) {
     return ScanMeta(
         "refused/",
         [&](std::string_view key, std::string_view value, Status*) {
+          if (!value.empty() && static_cast<uint8_t>(value[0]) > kRefusedRecordVersion) return true;
           FieldKey field;
           engine::VersionVector unseen;
           if (!DecodeRefusedRecord(value, &field, &unseen).ok() || key != RefusedRecordKey(field)) {
-            if (damaged) damaged->emplace_back(key);
+            if (damaged) ++*damaged;
             return true;
           }
           return fn(field, unseen);

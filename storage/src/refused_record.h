@@ -27,11 +27,13 @@ inline std::string RefusedRecordKey(const engine::FieldKey& field) {
   return "refused/" + std::string(reinterpret_cast<const char*>(h.data()), 16);
 }
 
+inline constexpr uint8_t kRefusedRecordVersion = 1;
+
 inline std::string EncodeRefusedRecord(const engine::FieldKey& field,
                                        const engine::VersionVector& unseen) {
   std::string v;
   engine::Writer w(&v);
-  w.U8(1);
+  w.U8(kRefusedRecordVersion);
   PutFieldNames(w, field);
   engine::EncodeVersionVector(unseen, w);
   return v;
@@ -40,7 +42,7 @@ inline std::string EncodeRefusedRecord(const engine::FieldKey& field,
 inline Status DecodeRefusedRecord(std::string_view bytes, engine::FieldKey* field,
                                   engine::VersionVector* unseen) {
   engine::Reader r(bytes);
-  if (r.U8() != 1) r.Fail("unknown version");
+  if (r.U8() != kRefusedRecordVersion) r.Fail("unknown version");
   field->collection = std::string(r.LengthPrefixed(1 << 16));
   field->record = std::string(r.LengthPrefixed(1 << 16));
   field->field = std::string(r.LengthPrefixed(1 << 16));

@@ -125,18 +125,6 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     int rc = mdb_put(txn_, impl_->meta, &kv, &val, 0);
     return rc ? impl_->Note(rc, "write refused field") : Status::Ok();
   }
-  // Damaged records go at the first merge that meets them: what they held cannot be read
-  // back, and a replica should not fail Check for good over damage already dealt with.
-  Status ListRefused(const engine::ReadTxn::RefusedFn& fn) override {
-    std::vector<std::string> damaged;
-    TANDEM_RETURN_IF_ERROR(reader_.ListRefused(fn, &damaged));
-    for (const std::string& k : damaged) {
-      MDB_val kv = Val(k);
-      int rc = mdb_del(txn_, impl_->meta, &kv, nullptr);
-      if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "drop a damaged refused field");
-    }
-    return Status::Ok();
-  }
   Status DeleteRefused(const FieldKey& field) override {
     const std::string k = RefusedRecordKey(field);
     MDB_val kv = Val(k);
