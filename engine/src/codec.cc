@@ -420,19 +420,42 @@ Result<FieldState> DecodeFieldState(std::string_view in, const ReplicaTable& tab
   return s;
 }
 
+namespace {
+size_t VarintBytes(uint64_t v) {
+  size_t n = 1;
+  for (; v >= 0x80; v >>= 7) ++n;
+  return n;
+}
+}  // namespace
+
+// The encoding's own size, but for integer values (counted at their longest).
 size_t EncodedSizeBound(const FieldState& s) {
   auto value = [](const Value& v) -> size_t {
-    if (auto* t = std::get_if<std::string>(&v)) return 11 + t->size();
-    if (auto* b = std::get_if<Bytes>(&v)) return 11 + b->data.size();
-    if (auto* ref = std::get_if<BlobRef>(&v)) return 11 + 32 + 10 + 11 + ref->type.size();
-    return 11;
+    if (auto* t = std::get_if<std::string>(&v)) return 1 + VarintBytes(t->size()) + t->size();
+    if (auto* b = std::get_if<Bytes>(&v)) return 1 + VarintBytes(b->data.size()) + b->data.size();
+    if (auto* ref = std::get_if<BlobRef>(&v))
+      return 1 + 32 + VarintBytes(ref->size) + VarintBytes(ref->type.size()) + ref->type.size();
+    return 1 + 10;
   };
-  size_t n = 11;                  // header and counts
-  n += s.ctx.size() * (16 + 20);  // replica table and context entry
-  for (const auto& [dot, m] : s.markers) n += 40 + value(m.value);
-  for (const auto& [v, dots] : s.elements) n += value(v) + 10 + 20 * dots.size();
-  n += 30 * (s.counter.size() + s.counter_base.size());
-  return n;
+  const size_t position = VarintBytes(s.ctx.size());
+  auto dot = [&](const Dot& d) { return position + VarintBytes(s.ctx.Get(d.replica) - d.seq); };
+  auto totals = [&](const std::map<ReplicaId, PnTotals>& m) {
+    size_t n = VarintBytes(m.size());
+    for (const auto& [r, t] : m) n += position + VarintBytes(t.pos) + VarintBytes(t.neg);
+    return n;
+  };
+  size_t n = VarintBytes(s.ctx.size()) + 1 + VarintBytes(s.ctx.size());  // table, header, ctx
+  for (const auto& [r, seq] : s.ctx.entries()) n += 16 + position + VarintBytes(seq);
+  n += VarintBytes(s.markers.size());
+  for (const auto& [d, m] : s.markers)
+    n += dot(d) + VarintBytes(HlcMillis(m.hlc)) +
+         VarintBytes(static_cast<uint64_t>(HlcLogical(m.hlc)) << 2 | 3) + value(m.value);
+  n += VarintBytes(s.elements.size());
+  for (const auto& [v, dots] : s.elements) {
+    n += value(v) + VarintBytes(dots.size());
+    for (const Dot& d : dots) n += dot(d);
+  }
+  return n + totals(s.counter) + totals(s.counter_base);
 }
 
 namespace {

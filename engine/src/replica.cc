@@ -345,7 +345,18 @@ Result<bool> Replica::Holds(std::string_view c, std::string_view id, const PeerS
 }
 
 size_t WireSizeBound(const FieldDelta& d) {
-  return 30 + d.key.record.size() + EncodedSizeBound(d.state);  // key varints, the state
+  auto value = [](const Value& v) -> size_t {
+    if (auto* s = std::get_if<std::string>(&v)) return 11 + s->size();
+    if (auto* b = std::get_if<Bytes>(&v)) return 11 + b->data.size();
+    if (auto* ref = std::get_if<BlobRef>(&v)) return 11 + 32 + 10 + 11 + ref->type.size();
+    return 11;
+  };
+  size_t n = 30 + d.key.record.size() + 11;  // key varints, header and counts
+  n += d.state.ctx.size() * (16 + 20);       // replica table share + context entry
+  for (const auto& [dot, m] : d.state.markers) n += 40 + value(m.value);
+  for (const auto& [v, dots] : d.state.elements) n += value(v) + 10 + 20 * dots.size();
+  n += 30 * (d.state.counter.size() + d.state.counter_base.size());
+  return n;
 }
 
 Result<DeltaPage> Replica::CollectDeltas(uint64_t since, size_t limit, const VersionVector* skip,
