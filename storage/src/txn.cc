@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "lmdb_internal.h"
+#include "refused_record.h"
 #include "tandem/engine/codec.h"
 #include "tandem/engine/replica.h"
 #include "tandem/storage/lmdb_store.h"
