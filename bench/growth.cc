@@ -15,6 +15,7 @@
 //
 //   growth [--records N] [--attachment-mb N] [--state-mb N] [--dir DIR]
 #include <cstring>
+#include <functional>
 
 #include "bench_proc.h"
 #include "bench_sync.h"
@@ -46,6 +47,59 @@ struct AttachmentFigures {
   double peak_sender_mb = 0, peak_receiver_mb = 0;
 };
 
+// Fills `buf` (a multiple of 8 bytes) with bytes from `rng`.
+void FillRandom(std::string& buf, std::mt19937_64& rng) {
+  for (size_t at = 0; at + 8 <= buf.size(); at += 8) {
+    const uint64_t x = rng();
+    std::memcpy(buf.data() + at, &x, 8);
+  }
+}
+
+// Two replicas base/NAME-a and base/NAME-b, members of one new group.
+std::pair<std::string, std::string> MemberPair(const std::string& base, const std::string& name) {
+  net::InitCrypto();
+  const net::Key32 group = net::NewGroupKey();
+  const net::Identity ia = net::GenerateIdentity(), ib = net::GenerateIdentity();
+  const std::string da = base + "/" + name + "-a", db = base + "/" + name + "-b";
+  MakeMember(da, group, ia, {ia, ib});
+  MakeMember(db, group, ib, {ia, ib});
+  return {da, db};
+}
+
+struct DaemonSync {
+  double seconds = 0, peak_sender_mb = 0, peak_receiver_mb = 0;
+};
+
+// `tandem serve` on `da` listening and on `db` dialling it, until `arrived(b)` (b: db,
+// opened here) holds, at most 15 minutes; the time and each daemon's peak RssAnon.
+DaemonSync SyncDaemons(const std::string& base, const std::string& da, const std::string& db,
+                       engine::Replica& b, const std::function<bool(engine::Replica&)>& arrived,
+                       const char* what) {
+  pid_t pa = Spawn({TANDEM_BIN, "serve", da, "--listen", "127.0.0.1:0"}, da + ".log");
+  const std::string addr = WaitListen(da);
+  const double t0 = Now();
+  pid_t pb = Spawn({TANDEM_BIN, "serve", db, "--peer", addr}, db + ".log");
+  PeakRssAnon rss({pa, pb});
+  while (!arrived(b)) {
+    if (Now() - t0 > 900) {
+      std::fprintf(stderr, "growth: %s did not arrive in 15 minutes; see %s/*.log\n", what,
+                   base.c_str());
+      kill(pa, SIGKILL);
+      kill(pb, SIGKILL);
+      std::exit(1);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  DaemonSync out;
+  out.seconds = Now() - t0;
+  rss.Stop();
+  Stop(pb);
+  Stop(pa);
+  out.peak_sender_mb = rss.PeakMb(0);
+  out.peak_receiver_mb = rss.PeakMb(1);
+  return out;
+}
+
 // Raw LMDB: `bytes` in 512 KiB values, 8 MiB per durable transaction. MiB/s.
 double RawLmdbLargeValues(const std::string& dir, uint64_t bytes) {
   std::filesystem::remove_all(dir);
@@ -65,10 +119,7 @@ double RawLmdbLargeValues(const std::string& dir, uint64_t bytes) {
       mdb_txn_begin(env, nullptr, 0, &txn);
       mdb_dbi_open(txn, nullptr, 0, &dbi);
     }
-    for (size_t at = 0; at < value.size(); at += 8) {
-      const uint64_t x = rng();
-      std::memcpy(value.data() + at, &x, 8);
-    }
+    FillRandom(value, rng);
     const uint64_t key = __builtin_bswap64(i);
     MDB_val k{8, const_cast<uint64_t*>(&key)}, v{value.size(), value.data()};
     if (mdb_put(txn, dbi, &k, &v, 0)) std::abort();
@@ -96,20 +147,12 @@ AttachmentFigures Attachment(const std::string& base, uint64_t bytes) {
     std::mt19937_64 rng(11);
     std::string block(1 << 20, '\0');
     for (uint64_t done = 0; done < bytes; done += block.size()) {
-      for (size_t at = 0; at < block.size(); at += 8) {
-        const uint64_t x = rng();
-        std::memcpy(block.data() + at, &x, 8);
-      }
+      FillRandom(block, rng);
       out.write(block.data(),
                 static_cast<std::streamsize>(std::min<uint64_t>(block.size(), bytes - done)));
     }
   }
-  net::InitCrypto();
-  const net::Key32 group = net::NewGroupKey();
-  const net::Identity ia = net::GenerateIdentity(), ib = net::GenerateIdentity();
-  const std::string da = base + "/attach-a", db = base + "/attach-b";
-  MakeMember(da, group, ia, {ia, ib});
-  MakeMember(db, group, ib, {ia, ib});
+  const auto [da, db] = MemberPair(base, "attach");
   engine::BlobRef ref;
   {
     auto a = storage::OpenReplica(da);
@@ -128,32 +171,19 @@ AttachmentFigures Attachment(const std::string& base, uint64_t bytes) {
   }
   std::filesystem::remove(file);
 
-  pid_t pa = Spawn({TANDEM_BIN, "serve", da, "--listen", "127.0.0.1:0"}, base + "/attach-a.log");
-  const std::string addr = WaitListen(da);
   auto b = storage::OpenReplica(db);
   Must(b.status(), "open b");
-  const double t0 = Now();
-  pid_t pb = Spawn({TANDEM_BIN, "serve", db, "--peer", addr}, base + "/attach-b.log");
-  PeakRssAnon rss({pa, pb});
-  for (;;) {
-    auto info = (*b)->Blob(ref.hash);
-    Must(info.status(), "blob");
-    if (*info && (*info)->complete()) break;
-    if (Now() - t0 > 900) {
-      std::fprintf(stderr, "growth: the attachment did not arrive in 15 minutes; see %s/*.log\n",
-                   base.c_str());
-      kill(pa, SIGKILL);
-      kill(pb, SIGKILL);
-      std::exit(1);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  f.sync_s = Now() - t0;
-  rss.Stop();
-  Stop(pb);
-  Stop(pa);
-  f.peak_sender_mb = rss.PeakMb(0);
-  f.peak_receiver_mb = rss.PeakMb(1);
+  const DaemonSync run = SyncDaemons(
+      base, da, db, **b,
+      [&](engine::Replica& r) {
+        auto info = r.Blob(ref.hash);
+        Must(info.status(), "blob");
+        return *info && (*info)->complete();
+      },
+      "the attachment");
+  f.sync_s = run.seconds;
+  f.peak_sender_mb = run.peak_sender_mb;
+  f.peak_receiver_mb = run.peak_receiver_mb;
   // Every chunk is there and matches its hash.
   uint64_t read = 0;
   Must((*b)->ReadBlob(ref.hash,
@@ -168,65 +198,34 @@ AttachmentFigures Attachment(const std::string& base, uint64_t bytes) {
   return f;
 }
 
-struct StateFigures {
-  double sync_s = 0, peak_sender_mb = 0, peak_receiver_mb = 0;
-};
-
 // One set field of `bytes` in elements of 4 MiB (a field state in pieces, never in a
 // blob), synced between two daemons as the attachment is; the peak RssAnon of each.
-StateFigures LargeState(const std::string& base, uint64_t bytes) {
+DaemonSync LargeState(const std::string& base, uint64_t bytes) {
   constexpr size_t kElement = size_t{4} << 20;
   const size_t count = std::max<size_t>(1, bytes / kElement);
-  net::InitCrypto();
-  const net::Key32 group = net::NewGroupKey();
-  const net::Identity ia = net::GenerateIdentity(), ib = net::GenerateIdentity();
-  const std::string da = base + "/state-a", db = base + "/state-b";
-  MakeMember(da, group, ia, {ia, ib});
-  MakeMember(db, group, ib, {ia, ib});
+  const auto [da, db] = MemberPair(base, "state");
   {
     auto a = storage::OpenReplica(da);
     Must(a.status(), "open a");
     std::mt19937_64 rng(13);
     for (size_t i = 0; i < count; ++i) {
       std::string element(kElement, '\0');
-      for (size_t at = 0; at < element.size(); at += 8) {
-        const uint64_t x = rng();
-        std::memcpy(element.data() + at, &x, 8);
-      }
+      FillRandom(element, rng);
       Must((*a)->Add("docs", "big", "parts", engine::Value{engine::Bytes{std::move(element)}}),
            "add");
     }
   }
-  StateFigures f;
-  pid_t pa = Spawn({TANDEM_BIN, "serve", da, "--listen", "127.0.0.1:0"}, base + "/state-a.log");
-  const std::string addr = WaitListen(da);
   auto b = storage::OpenReplica(db);
   Must(b.status(), "open b");
-  const double t0 = Now();
-  pid_t pb = Spawn({TANDEM_BIN, "serve", db, "--peer", addr}, base + "/state-b.log");
-  PeakRssAnon rss({pa, pb});
-  for (;;) {
-    auto rec = (*b)->Get("docs", "big");
-    if (rec.ok()) {
-      auto it = rec->fields.find("parts");
-      if (it != rec->fields.end() && it->second.set.size() == count) break;
-    }
-    if (Now() - t0 > 900) {
-      std::fprintf(stderr, "growth: the field state did not arrive in 15 minutes; see %s/*.log\n",
-                   base.c_str());
-      kill(pa, SIGKILL);
-      kill(pb, SIGKILL);
-      std::exit(1);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  f.sync_s = Now() - t0;
-  rss.Stop();
-  Stop(pb);
-  Stop(pa);
-  f.peak_sender_mb = rss.PeakMb(0);
-  f.peak_receiver_mb = rss.PeakMb(1);
-  return f;
+  return SyncDaemons(
+      base, da, db, **b,
+      [&](engine::Replica& r) {
+        auto rec = r.Get("docs", "big");
+        if (!rec.ok()) return false;
+        auto it = rec->fields.find("parts");
+        return it != rec->fields.end() && it->second.set.size() == count;
+      },
+      "the field state");
 }
 
 }  // namespace
@@ -324,9 +323,9 @@ int main(int argc, char** argv) {
   std::printf("  %-52s %14.2f\n", "ratio (goal >= 0.3)", att.ratio);
   std::printf("  %-52s %8.1f %5.1f\n", "peak RssAnon MB, sending / receiving daemon",
               att.peak_sender_mb, att.peak_receiver_mb);
-  const StateFigures st = LargeState(base, uint64_t(state_mb) << 20);
+  const DaemonSync st = LargeState(base, uint64_t(state_mb) << 20);
   std::printf("  a set field of %d MiB (4 MiB elements) synced between two daemons in %.2f s\n",
-              state_mb, st.sync_s);
+              state_mb, st.seconds);
   std::printf("  %-52s %8.1f %5.1f\n", "peak RssAnon MB, sending / receiving daemon",
               st.peak_sender_mb, st.peak_receiver_mb);
   std::printf(
@@ -344,7 +343,7 @@ int main(int argc, char** argv) {
       collect_s, ratio, static_cast<unsigned long long>(attachment_mb) << 20, att.sync_s,
       att.mb_per_s, att.limit_mb_per_s, att.ratio,
       std::max(att.peak_sender_mb, att.peak_receiver_mb), att.peak_sender_mb, att.peak_receiver_mb,
-      static_cast<unsigned long long>(state_mb) << 20, st.sync_s, st.peak_sender_mb,
+      static_cast<unsigned long long>(state_mb) << 20, st.seconds, st.peak_sender_mb,
       st.peak_receiver_mb);
   std::filesystem::remove_all(base);
   return 0;
