@@ -566,7 +566,7 @@ Result<Statement> DecodeStatement(std::string_view bytes) {
     const size_t len =
         size_t{p[at]} << 24 | size_t{p[at + 1]} << 16 | size_t{p[at + 2]} << 8 | size_t{p[at + 3]};
     at += 4;
-    if (len > n || !need(len)) return bad("truncated");
+    if (!need(len)) return bad("truncated");
     s.payload.assign(reinterpret_cast<const char*>(p + at), len);
     at += len;
     if (at + 64 != n) return bad("trailing bytes");

@@ -66,6 +66,19 @@ struct Group {
 
 std::string Id(const Identity& i) { return DeviceId(i.public_key); }
 
+// Every single-byte change of the encoding `e`, a byte more and a byte less are refused by
+// the decoder or by the signature.
+void ExpectEveryChangeRefused(const std::string& e, const Key32& root) {
+  for (size_t i = 0; i < e.size(); ++i) {
+    std::string m = e;
+    m[i] = static_cast<char>(m[i] ^ 0x40);
+    auto d = DecodeStatement(m);
+    EXPECT_TRUE(!d.ok() || !VerifyStatement(*d, root)) << "byte " << i;
+  }
+  EXPECT_FALSE(DecodeStatement(e + "x").ok());
+  EXPECT_FALSE(DecodeStatement(e.substr(0, e.size() - 1)).ok());
+}
+
 TEST(Statement, EncodingIsCanonicalAndSigned) {
   Group g;
   Identity a = GenerateIdentity();
@@ -84,14 +97,7 @@ TEST(Statement, EncodingIsCanonicalAndSigned) {
   // Signed for one group only.
   EXPECT_FALSE(VerifyStatement(*back, a.public_key));
   // Every single-byte change is refused by the decoder or by the signature.
-  for (size_t i = 0; i < e.size(); ++i) {
-    std::string m = e;
-    m[i] = static_cast<char>(m[i] ^ 0x40);
-    auto d = DecodeStatement(m);
-    EXPECT_TRUE(!d.ok() || !VerifyStatement(*d, g.root.public_key)) << "byte " << i;
-  }
-  EXPECT_FALSE(DecodeStatement(e + "x").ok());
-  EXPECT_FALSE(DecodeStatement(e.substr(0, e.size() - 1)).ok());
+  ExpectEveryChangeRefused(e, g.root.public_key);
   EXPECT_FALSE(DecodeStatement("").ok());
   // Parents out of order are not the canonical encoding.
   Statement u = s;
@@ -239,14 +245,7 @@ TEST(Statement, AnExtensionDecodesWithItsPayloadAndIsSigned) {
   EXPECT_EQ(back->payload, std::string("bind\0x", 6));
   EXPECT_EQ(EncodeStatement(*back), e);
   EXPECT_TRUE(VerifyStatement(*back, g.root.public_key));
-  for (size_t i = 0; i < e.size(); ++i) {
-    std::string m = e;
-    m[i] = static_cast<char>(m[i] ^ 0x40);
-    auto d = DecodeStatement(m);
-    EXPECT_TRUE(!d.ok() || !VerifyStatement(*d, g.root.public_key)) << "byte " << i;
-  }
-  EXPECT_FALSE(DecodeStatement(e + "x").ok());
-  EXPECT_FALSE(DecodeStatement(e.substr(0, e.size() - 1)).ok());
+  ExpectEveryChangeRefused(e, g.root.public_key);
   // An empty payload is one too; kinds between the known ones and the extensions are not.
   EXPECT_TRUE(DecodeStatement(Extension(g, g.root, kFirstExtension, "", {})).ok());
   std::string reserved = Extension(g, g.root, kFirstExtension, "", {});

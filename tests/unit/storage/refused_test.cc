@@ -69,6 +69,14 @@ TEST(Refused, ARecordSurvivesAReopenAndHoldsTheClaimUntilTheFieldHasSeenIt) {
   EXPECT_FALSE(got.has_value());
 }
 
+// Records `unseen` as refused for `key`, in a transaction of its own.
+void PutRecord(engine::Replica& r, const FieldKey& key, const VersionVector& unseen) {
+  auto txn = r.store().BeginWrite();
+  ASSERT_TRUE(txn.ok());
+  ASSERT_TRUE((*txn)->PutRefused(key, unseen).ok());
+  ASSERT_TRUE((*txn)->Commit().ok());
+}
+
 // The meta keys of the records of refused fields, read directly.
 std::vector<std::string> RefusedKeys(const std::string& dir) {
   testing::RawReader raw(dir, "meta");
@@ -101,10 +109,7 @@ TEST(Refused, ADamagedRecordIsPassedOverAndCountedAndStopsNoMerge) {
   {
     auto r = CreateReplica(dir);
     ASSERT_TRUE(r.ok());
-    auto txn = (*r)->store().BeginWrite();
-    ASSERT_TRUE(txn.ok());
-    ASSERT_TRUE((*txn)->PutRefused(hit, unseen).ok());
-    ASSERT_TRUE((*txn)->Commit().ok());
+    PutRecord(**r, hit, unseen);
   }
   // The record of `hit` is damaged in place, one no build wrote appears beside it, and
   // one of a later version.
@@ -115,12 +120,7 @@ TEST(Refused, ADamagedRecordIsPassedOverAndCountedAndStopsNoMerge) {
   testing::RawPut(dir, "meta", "refused/fedcba9876543210", std::string("\x02later", 6));
   auto r = OpenReplica(dir);
   ASSERT_TRUE(r.ok());
-  {
-    auto txn = (*r)->store().BeginWrite();
-    ASSERT_TRUE(txn.ok());
-    ASSERT_TRUE((*txn)->PutRefused(good, unseen).ok());
-    ASSERT_TRUE((*txn)->Commit().ok());
-  }
+  PutRecord(**r, good, unseen);
   CheckReport report;
   ASSERT_TRUE(Check(dynamic_cast<LmdbStore&>((*r)->store()), &report).ok());
   EXPECT_EQ(report.refused_damaged, 2u);
@@ -145,12 +145,7 @@ TEST(Refused, ADamagedRecordIsPassedOverAndCountedAndStopsNoMerge) {
   ASSERT_TRUE((*r)->MergeVersionVector(claim).ok());
   EXPECT_EQ((*r)->Meta()->vv.Get(h), 0u);
   // A refusal of `hit` again writes a sound record over the damaged one.
-  {
-    auto txn = (*r)->store().BeginWrite();
-    ASSERT_TRUE(txn.ok());
-    ASSERT_TRUE((*txn)->PutRefused(hit, unseen).ok());
-    ASSERT_TRUE((*txn)->Commit().ok());
-  }
+  PutRecord(**r, hit, unseen);
   ASSERT_TRUE(Check(dynamic_cast<LmdbStore&>((*r)->store()), &report).ok());
   EXPECT_EQ(report.refused_damaged, 1u);
   r->reset();
