@@ -14,37 +14,66 @@ Status Batch::Mutate(std::string_view collection, std::string_view id, std::stri
                      const std::function<void(FieldState&, const Dot&, Hlc)>& fn) {
   // The field the previous operation wrote, again (a counter incremented 1,000 times in
   // one transaction): changed in memory, written once when the batch moves on or ends.
-  if (last_ && last_->key.collection == collection && last_->key.record == id &&
-      last_->key.field == field) {
+  if (has_last_ && last_.key.collection == collection && last_.key.record == id &&
+      last_.key.field == field) {
     HybridClock clock(meta_.clock);
     Hlc hlc = clock.Tick(now_());
     meta_.clock = clock.last();
-    fn(last_->state, NextDot(), hlc);
-    last_->dirty = true;
+    fn(last_.state, NextDot(), hlc);
+    last_dirty_ = true;
     return Status::Ok();
   }
   TANDEM_RETURN_IF_ERROR(FlushLast());
-  FieldKey key{std::string(collection), std::string(id), std::string(field)};
-  TANDEM_RETURN_IF_ERROR(ValidateKey(key));
+  TANDEM_RETURN_IF_ERROR(ValidateOnce(collection, id, field));
+  // The key's strings keep their buffers from one operation to the next.
+  FieldKey& key = last_.key;
+  key.collection.assign(collection);
+  key.record.assign(id);
+  key.field.assign(field);
   std::optional<FieldState> state;
   TANDEM_RETURN_IF_ERROR(txn_.GetField(key, &state));
-  if (!state) state.emplace();
+  last_.state = state ? std::move(*state) : FieldState{};
   HybridClock clock(meta_.clock);
   Hlc hlc = clock.Tick(now_());
   meta_.clock = clock.last();
-  fn(*state, NextDot(), hlc);
-  TANDEM_RETURN_IF_ERROR(txn_.PutField(key, *state));
-  // Not last_.emplace(): clang judges Last (nested, with a member initializer) not
-  // default-constructible for std::optional.
-  last_ = Last{std::move(key), std::move(*state), false};
+  fn(last_.state, NextDot(), hlc);
+  TANDEM_RETURN_IF_ERROR(txn_.PutField(key, last_.state));
+  last_dirty_ = false;
+  has_last_ = true;
+  return Status::Ok();
+}
+
+Status Batch::ValidateOnce(std::string_view collection, std::string_view id,
+                           std::string_view field) {
+  if (collection.empty() || collection != valid_collection_) {
+    TANDEM_RETURN_IF_ERROR(ValidateCollection(collection));
+    valid_collection_.assign(collection);
+  }
+  if (id.empty() || id != valid_record_) {
+    TANDEM_RETURN_IF_ERROR(ValidateRecordId(id));
+    valid_record_.assign(id);
+  }
+  // From the one after the last found: a batch often writes its fields in a rotation.
+  const size_t n = valid_fields_.size();
+  for (size_t i = 0, at = last_valid_field_ + 1; i < n; ++i, ++at) {
+    if (at >= n) at = 0;
+    if (valid_fields_[at] == field) {
+      last_valid_field_ = at;
+      return Status::Ok();
+    }
+  }
+  TANDEM_RETURN_IF_ERROR(ValidateFieldName(field));
+  if (n < kValidFieldsKept) {
+    valid_fields_.emplace_back(field);
+    last_valid_field_ = n;
+  }
   return Status::Ok();
 }
 
 Status Batch::FlushLast() {
-  if (!last_) return Status::Ok();
-  Status st = last_->dirty ? txn_.PutField(last_->key, last_->state) : Status::Ok();
-  last_.reset();
-  return st;
+  if (!has_last_) return Status::Ok();
+  has_last_ = false;
+  return last_dirty_ ? txn_.PutField(last_.key, last_.state) : Status::Ok();
 }
 
 Result<const CollectionRules*> Batch::RulesOf(std::string_view c) {

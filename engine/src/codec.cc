@@ -1,6 +1,8 @@
 #include "tandem/engine/codec.h"
 
+#include <array>
 #include <cstring>
+#include <span>
 
 namespace tandem::engine {
 
@@ -233,10 +235,14 @@ namespace {
 
 constexpr uint8_t kHasElements = 1, kHasCounter = 2, kHasBase = 4;
 
+// A field state's context in replica order: dots and counters name a replica by its
+// position in it.
+using CtxEntry = std::pair<ReplicaId, uint64_t>;
+using CtxView = std::span<const CtxEntry>;
+
 // False (nothing written) if the context does not cover the dot, which every state built
 // by the mutators, Join and the decoder guarantees.
-[[nodiscard]] bool EncodeDot(const Dot& d, const std::vector<std::pair<ReplicaId, uint64_t>>& ctx,
-                             Writer& w) {
+[[nodiscard]] bool EncodeDot(const Dot& d, CtxView ctx, Writer& w) {
   size_t pos = 0;
   while (pos < ctx.size() && ctx[pos].first != d.replica) ++pos;
   if (pos == ctx.size() || d.seq > ctx[pos].second || d.seq == 0) return false;
@@ -245,7 +251,7 @@ constexpr uint8_t kHasElements = 1, kHasCounter = 2, kHasBase = 4;
   return true;
 }
 
-Dot DecodeDot(Reader& r, const std::vector<std::pair<ReplicaId, uint64_t>>& ctx) {
+Dot DecodeDot(Reader& r, CtxView ctx) {
   uint64_t pos = r.Varint();
   uint64_t offset = r.Varint();
   if (!r.ok()) return {};
@@ -261,8 +267,7 @@ Dot DecodeDot(Reader& r, const std::vector<std::pair<ReplicaId, uint64_t>>& ctx)
 }
 
 // False if the context does not name a replica of the totals (see EncodeDot).
-[[nodiscard]] bool EncodeTotals(const std::map<ReplicaId, PnTotals>& m,
-                                const std::vector<std::pair<ReplicaId, uint64_t>>& ctx, Writer& w) {
+[[nodiscard]] bool EncodeTotals(const std::map<ReplicaId, PnTotals>& m, CtxView ctx, Writer& w) {
   size_t n = 0;
   for (const auto& [r, t] : m) n += (t.pos || t.neg);
   w.Varint(n);
@@ -278,8 +283,7 @@ Dot DecodeDot(Reader& r, const std::vector<std::pair<ReplicaId, uint64_t>>& ctx)
   return true;
 }
 
-void DecodeTotals(Reader& r, const std::vector<std::pair<ReplicaId, uint64_t>>& ctx,
-                  std::map<ReplicaId, PnTotals>* out) {
+void DecodeTotals(Reader& r, CtxView ctx, std::map<ReplicaId, PnTotals>* out) {
   uint64_t n = r.Count(3);
   for (uint64_t i = 0; i < n && r.ok(); ++i) {
     uint64_t pos = r.Varint();
@@ -301,7 +305,17 @@ Status EncodeFieldState(const FieldState& s, ReplicaTable& table, std::string* o
     uint8_t flags = (s.elements.empty() ? 0 : kHasElements) |
                     (s.counter.empty() ? 0 : kHasCounter) | (s.counter_base.empty() ? 0 : kHasBase);
     w.U8(static_cast<uint8_t>(kFieldFormatVersion << 4) | flags);
-    std::vector<std::pair<ReplicaId, uint64_t>> ctx(s.ctx.entries().begin(), s.ctx.entries().end());
+    // The context in order, on the stack when it is small (it names few replicas).
+    std::array<CtxEntry, 8> small;
+    std::vector<CtxEntry> large;
+    CtxView ctx;
+    if (s.ctx.size() <= small.size()) {
+      std::copy(s.ctx.entries().begin(), s.ctx.entries().end(), small.begin());
+      ctx = CtxView(small.data(), s.ctx.size());
+    } else {
+      large.assign(s.ctx.entries().begin(), s.ctx.entries().end());
+      ctx = large;
+    }
     w.Varint(ctx.size());
     for (const auto& [r, seq] : ctx) {
       w.Varint(table.IndexOf(r));
@@ -346,7 +360,7 @@ FieldState DecodeFieldState(Reader& r, const ReplicaTable& table) {
     r.Fail("unknown field state flags");
     return s;
   }
-  std::vector<std::pair<ReplicaId, uint64_t>> ctx;
+  std::vector<CtxEntry> ctx;
   uint64_t n = r.Count(2);
   for (uint64_t i = 0; i < n && r.ok(); ++i) {
     uint64_t idx = r.Varint();

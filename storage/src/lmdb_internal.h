@@ -222,11 +222,14 @@ struct LmdbStore::Impl {
   }
   static std::string KeyOf(uint64_t coll, std::string_view rec, uint64_t field) {
     std::string k;
-    PutVarint(&k, coll);
-    k.append(rec);
-    k.push_back('\0');
-    PutVarint(&k, field);
+    AppendKey(&k, coll, rec, field);
     return k;
+  }
+  static void AppendKey(std::string* out, uint64_t coll, std::string_view rec, uint64_t field) {
+    PutVarint(out, coll);
+    out->append(rec);
+    out->push_back('\0');
+    PutVarint(out, field);
   }
   std::optional<std::string> RecordPrefix(std::string_view coll, std::string_view rec) {
     auto c = names.Find(coll);

@@ -57,9 +57,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   Status GetField(const FieldKey& k, std::optional<FieldState>* out) override {
     out->reset();
     last_seq_known_ = false;
-    auto key = Key(k, false);
-    if (!key) return Status::Ok();
-    last_key_ = std::move(*key);
+    if (!KeyInto(k, false, &last_key_)) return Status::Ok();
     last_field_ = k;
     // Past the end of the table (a bulk load, records with ascending ids): no such field,
     // and the PutField that follows appends without searching.
@@ -281,7 +279,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     value_.reserve(10 + engine::EncodedSizeBound(state));  // a large state in one allocation
     engine::Writer w(&value_);
     w.Varint(seq);
-    TANDEM_RETURN_IF_ERROR(engine::EncodeFieldState(state, impl_->table, &value_));
+    TANDEM_RETURN_IF_ERROR(engine::EncodeFieldState(state, replicas_, &value_));
     // The field's previous entry stays, stale, until CompactLog: removing it here would
     // write a page of the log's past for every field overwritten.
     if (old_seq) left_stale_ = true;
@@ -347,9 +345,23 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   // The stored key of a field (Impl::Key), each name looked up in the shared table
   // once per transaction: a write transaction names few collections and fields.
   std::optional<std::string> Key(const FieldKey& k, bool intern) {
-    const auto c = NameIndex(k.collection, intern), f = NameIndex(k.field, intern);
-    if (!c || !f) return std::nullopt;
-    return LmdbStore::Impl::KeyOf(*c, k.record, *f);
+    std::string key;
+    if (!KeyInto(k, intern, &key)) return std::nullopt;
+    return key;
+  }
+  // The same into *out; false (*out unspecified) if a name is not in the table.
+  bool KeyInto(const FieldKey& k, bool intern, std::string* out) {
+    if (!coll_index_ || k.collection != coll_name_) {
+      const auto c = NameIndex(k.collection, intern);
+      if (!c) return false;
+      coll_name_ = k.collection;
+      coll_index_ = *c;
+    }
+    const auto f = NameIndex(k.field, intern);
+    if (!f) return false;
+    out->clear();
+    LmdbStore::Impl::AppendKey(out, *coll_index_, k.record, *f);
+    return true;
   }
   std::optional<uint64_t> NameIndex(const std::string& name, bool intern) {
     if (auto it = names_.find(name); it != names_.end()) return it->second;
@@ -421,7 +433,28 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   bool last_seq_known_ = false;
   std::optional<std::string> fields_end_;            // the greatest key in `fields` (LoadFieldsEnd)
   std::unordered_map<std::string, uint64_t> names_;  // NameIndex
+  std::string coll_name_;                            // the collection KeyInto named last
+  std::optional<uint64_t> coll_index_;
   static constexpr size_t kMaxNamesKept = 256;
+  // The shared replica table, the indexes this transaction looked up kept (its fields
+  // name few replicas): most lookups take neither the table's lock nor a hash.
+  class KeptReplicaTable : public engine::ReplicaTable {
+   public:
+    explicit KeptReplicaTable(engine::ReplicaTable& t) : t_(t) {}
+    uint64_t IndexOf(const ReplicaId& id) override {
+      for (const auto& [r, i] : kept_)
+        if (r == id) return i;
+      const uint64_t i = t_.IndexOf(id);
+      if (kept_.size() < kKept) kept_.emplace_back(id, i);
+      return i;
+    }
+    bool IdAt(uint64_t index, ReplicaId* out) const override { return t_.IdAt(index, out); }
+
+   private:
+    static constexpr size_t kKept = 8;
+    engine::ReplicaTable& t_;
+    std::vector<std::pair<ReplicaId, uint64_t>> kept_;
+  } replicas_{impl_->table};
   std::optional<engine::LogHull> hull_;  // loaded by the first change to the log
   bool hull_dirty_ = false;
   bool starts_log_ = false;     // its positions start this process's (FirstLogSeq)

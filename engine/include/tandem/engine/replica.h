@@ -77,13 +77,21 @@ class Batch {
   // (collection, record) -> fields written, for collections with rules.
   std::map<std::pair<std::string, std::string>, std::set<std::string>> written_;
   // The field the last operation wrote, as written (dirty: changed again since, not yet
-  // written): repeated operations on one field cost one write.
+  // written): repeated operations on one field cost one write. Kept when the batch
+  // moves on (has_last_ false), so the next key reuses its strings' buffers.
   struct Last {
     FieldKey key;
     FieldState state;
-    bool dirty = false;
   };
-  std::optional<Last> last_;
+  Last last_;
+  bool has_last_ = false, last_dirty_ = false;
+  // ValidateKey, remembering what passed (no valid name is empty): the names a batch
+  // writes repeat.
+  Status ValidateOnce(std::string_view collection, std::string_view id, std::string_view field);
+  std::string valid_collection_, valid_record_;
+  std::vector<std::string> valid_fields_;
+  size_t last_valid_field_ = 0;  // where the last name was found in valid_fields_
+  static constexpr size_t kValidFieldsKept = 32;
 };
 
 // A field `key` was written with a reference to a blob: if the replica has no entry for
