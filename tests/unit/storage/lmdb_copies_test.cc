@@ -1,0 +1,348 @@
+// Copies, restores and rollbacks of an LMDB replica: each must keep every peer whole.
+#include <gtest/gtest.h>
+#include <lmdb.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <deque>
+#include <fstream>
+
+#include "../../integration/process.h"
+#include "../../integration/raw_lmdb.h"
+#include "sync_once.h"
+#include "tandem/engine/codec.h"
+#include "tandem/engine/sync.h"
+#include "tandem/storage/lmdb_store.h"
+#include "tandem/storage/replica.h"
+
+namespace tandem::storage {
+namespace {
+
+using engine::Value;
+
+namespace fs = std::filesystem;
+
+engine::ReplicaMeta MetaOf(const std::string& dir) {
+  auto r = OpenReplica(dir);
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  return r.ok() ? (*r)->Meta().value() : engine::ReplicaMeta{};
+}
+
+// `cp -a a a2` (a phone migration, a VM clone, a file-level restore): the copy must not
+// issue the dots its original issues, or peers would keep only one of each pair.
+TEST(LmdbStore, ACopiedDirectoryTakesANewReplicaIdWhenOpened) {
+  testing::TempDir tmp;
+  const std::string a = tmp / "a", a2 = tmp / "a2", moved = tmp / "moved";
+  {
+    auto r = CreateReplica(a);
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE((*r)->Put("c", "r", {{"x", Value{int64_t{1}}}}).ok());
+  }
+  const engine::ReplicaMeta before = MetaOf(a);
+  fs::copy(a, a2, fs::copy_options::recursive);
+  const engine::ReplicaMeta copy = MetaOf(a2);
+  EXPECT_NE(copy.id, before.id);
+  EXPECT_EQ(copy.vv.Get(before.id), 1u) << "the original's events stay, as a foreign replica's";
+  EXPECT_EQ(copy.vv.Get(copy.id), 0u);
+  EXPECT_EQ(MetaOf(a2).id, copy.id) << "taken once, not at every open";
+  EXPECT_EQ(MetaOf(a).id, before.id) << "the original is where it was created";
+  // Renaming within a filesystem is not a copy.
+  fs::rename(a, moved);
+  EXPECT_EQ(MetaOf(moved).id, before.id);
+  // Both write; their dots differ, so a peer keeps both.
+  auto r1 = OpenReplica(moved), r2 = OpenReplica(a2);
+  ASSERT_TRUE(r1.ok() && r2.ok());
+  ASSERT_TRUE((*r1)->Put("c", "one", {{"x", Value{int64_t{1}}}}).ok());
+  ASSERT_TRUE((*r2)->Put("c", "two", {{"x", Value{int64_t{2}}}}).ok());
+  EXPECT_NE((*r1)->Meta()->id, (*r2)->Meta()->id);
+  ASSERT_TRUE(Check(StoreOf(**r2)).ok());
+}
+
+// Restore used to fail on a backup larger than the initial 64 MiB map ("map full"),
+// leaving behind a directory that opened as a clone of the backed-up replica.
+TEST(LmdbStore, RestoreOfABackupLargerThanTheInitialMap) {
+  testing::TempDir tmp;
+  const std::string src = tmp / "src", bak = tmp / "bak", dst = tmp / "dst";
+  engine::ReplicaId src_id;
+  {
+    Options o;
+    o.durability = Durability::kRelaxed;  // the data volume is the point, not its fsyncs
+    auto r = CreateReplica(src, o);
+    ASSERT_TRUE(r.ok());
+    const std::string big(120 << 10, 'x');
+    for (int i = 0; i < 650; i += 50) {
+      ASSERT_TRUE((*r)->Write([&](engine::Batch& b) {
+                        for (int k = i; k < i + 50; ++k)
+                          TANDEM_RETURN_IF_ERROR(
+                              b.Put("files", std::to_string(k), "body", Value{big}));
+                        return Status::Ok();
+                      })
+                      .ok());
+    }
+    src_id = (*r)->Meta()->id;
+    ASSERT_TRUE(Backup(StoreOf(**r), bak).ok());
+  }
+  ASSERT_GT(fs::file_size(fs::path(bak) / "data.mdb"), size_t{64} << 20);
+  auto read = [](const std::string& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  const std::string before = read(bak + "/data.mdb");
+  Status st = Restore(bak, dst);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_TRUE(read(bak + "/data.mdb") == before) << "restore changed the backup";
+  auto r = OpenReplica(dst);
+  ASSERT_TRUE(r.ok());
+  EXPECT_NE((*r)->Meta()->id, src_id);
+  EXPECT_TRUE(Check(StoreOf(**r)).ok());
+  EXPECT_TRUE((*r)->Get("files", "649").ok());
+  ASSERT_TRUE((*r)->Put("files", "new", {{"body", Value{std::string("y")}}}).ok());
+  for (const auto& e : fs::directory_iterator(tmp.path()))
+    EXPECT_EQ(e.path().filename().string().find(".restoring"), std::string::npos) << e.path();
+}
+
+TEST(LmdbStore, AFailedRestoreLeavesNoReplicaBehind) {
+  testing::TempDir tmp;
+  const std::string src = tmp / "src", bak = tmp / "bak", dst = tmp / "dst";
+  {
+    auto r = CreateReplica(src);
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE((*r)->Put("c", "r", {{"x", Value{int64_t{1}}}}).ok());
+    ASSERT_TRUE(Backup(StoreOf(**r), bak).ok());
+  }
+  // A key file that cannot be copied makes the restore fail half-way.
+  fs::create_directory(fs::path(bak) / "group.key");
+  Status st = Restore(bak, dst, {"group.key"});
+  EXPECT_FALSE(st.ok());
+  EXPECT_FALSE(fs::exists(dst));
+  EXPECT_FALSE(IsReplicaDir(dst));
+  for (const auto& e : fs::directory_iterator(tmp.path()))
+    EXPECT_EQ(e.path().filename().string().find(".restoring"), std::string::npos) << e.path();
+}
+
+// Restores `snapshot` over DIR/data.mdb in place (same inode): the replica cannot see
+// it at open.
+void RestoreInPlace(const std::string& snapshot, const std::string& dir) {
+  std::ifstream in(snapshot, std::ios::binary);
+  std::ofstream out(dir + "/data.mdb", std::ios::binary | std::ios::trunc);
+  out << in.rdbuf();
+}
+
+// Closes *r, restores `snapshot` over DIR in place and opens it again: an in-place
+// rollback, which keeps the replica id (returned; the test stops if it changed).
+engine::ReplicaId RollBackInPlace(Result<std::unique_ptr<engine::Replica>>& r,
+                                  const std::string& snapshot, const std::string& dir) {
+  const engine::ReplicaId id = (*r)->Meta()->id;
+  r->reset();
+  RestoreInPlace(snapshot, dir);
+  r = OpenReplica(dir);
+  if (!r.ok()) {
+    ADD_FAILURE() << r.status().ToString();
+    return id;
+  }
+  EXPECT_EQ((*r)->Meta()->id, id) << "an in-place rollback cannot be seen at open";
+  return id;
+}
+
+// A snapshot restored in place (same file, same inode: a VM or filesystem snapshot, or
+// `cp old/data.mdb a/data.mdb` over the file) cannot be seen at open. A peer holding
+// more of the replica's events than it has shows it at the next sync: the replica takes
+// a new id before it writes again, and gets back what it lost from that peer.
+TEST(LmdbStore, ARollbackInPlaceIsFoundAtSyncAndHealed) {
+  testing::TempDir tmp;
+  const std::string a = tmp / "a", b = tmp / "b", snap = tmp / "snapshot.mdb";
+  auto ra = CreateReplica(a);
+  auto rb = CreateReplica(b);
+  ASSERT_TRUE(ra.ok() && rb.ok());
+  ASSERT_TRUE((*ra)->Put("c", "early", {{"x", Value{int64_t{1}}}}).ok());
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  fs::copy_file(a + "/data.mdb", snap);
+  ASSERT_TRUE((*ra)->Put("c", "late", {{"x", Value{int64_t{2}}}}).ok());
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  // Same inode, so the origin still matches.
+  const engine::ReplicaId old_id = RollBackInPlace(ra, snap, a);
+  ASSERT_TRUE(ra.ok());
+  EXPECT_FALSE((*ra)->Get("c", "late").ok()) << "rolled back";
+  engine::Session* ended = nullptr;
+  Status st = SyncOnce(**ra, **rb, &ended);
+  EXPECT_EQ(st.code(), Code::kBusy) << st.ToString();
+  EXPECT_NE(ended, nullptr) << "the session ends as rolled back: " << st.ToString();
+  const engine::ReplicaMeta now = (*ra)->Meta().value();
+  EXPECT_NE(now.id, old_id);
+  // The next session runs under the new id and brings back what the rollback lost.
+  st = SyncOnce(**ra, **rb);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_TRUE((*ra)->Get("c", "late").ok());
+  ASSERT_TRUE((*ra)->Put("c", "after", {{"x", Value{int64_t{3}}}}).ok());
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  EXPECT_TRUE((*rb)->Get("c", "after").ok()) << "a write after the rollback reaches the peer";
+  EXPECT_TRUE(Check(StoreOf(**ra)).ok());
+}
+
+// The peer holds an event of ours that its version vector does not claim (it came in a
+// state applied outside a complete session): what it holds is evidence enough.
+TEST(LmdbStore, ARollbackIsFoundByWhatThePeerHoldsNotOnlyByWhatItClaims) {
+  testing::TempDir tmp;
+  const std::string a = tmp / "a", b = tmp / "b", snap = tmp / "snapshot.mdb";
+  auto ra = CreateReplica(a);
+  auto rb = CreateReplica(b);
+  ASSERT_TRUE(ra.ok() && rb.ok());
+  ASSERT_TRUE((*ra)->Put("c", "early", {{"x", Value{int64_t{1}}}}).ok());
+  fs::copy_file(a + "/data.mdb", snap);
+  ASSERT_TRUE((*ra)->Put("c", "late", {{"x", Value{int64_t{2}}}}).ok());
+  auto late = (*ra)->GetState("c", "late");
+  ASSERT_TRUE(late.ok());
+  ASSERT_TRUE(
+      (*rb)->ApplyDeltas({engine::FieldDelta{{"c", "late", "x"}, late->fields.at("x")}}).ok());
+  const engine::ReplicaId old_id = (*ra)->Meta()->id;
+  EXPECT_EQ((*rb)->Meta()->vv.Get(old_id), 0u) << "the peer claims nothing of a";
+  RollBackInPlace(ra, snap, a);
+  ASSERT_TRUE(ra.ok());
+  // Seen at b's request, before a answers anything: a CaughtUp from a would let b take
+  // a's version vector while b's cursor into a's log reads a log a no longer has.
+  engine::Session sa(**ra, {}), sb(**rb, {});
+  std::vector<engine::Message> to_a, to_b, ignored;
+  ASSERT_TRUE(sa.Start(&to_b).ok());
+  ASSERT_TRUE(sb.Start(&to_a).ok());
+  ASSERT_TRUE(sb.Receive(to_b.at(0), &to_a).ok());     // a's Hello: b asks
+  ASSERT_TRUE(sa.Receive(to_a.at(0), &ignored).ok());  // b's Hello: a asks
+  ASSERT_EQ(to_a.size(), 2u);
+  Status st = sa.Receive(to_a.at(1), &ignored);  // b's SyncRequest
+  EXPECT_EQ(st.code(), Code::kBusy) << st.ToString();
+  EXPECT_TRUE(sa.rolled_back());
+  EXPECT_NE((*ra)->Meta()->id, old_id) << "the rollback went unseen";
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  EXPECT_TRUE((*ra)->Get("c", "late").ok());
+}
+
+// No event of ours was lost, but the peer read our log further than it now reaches: its
+// cursor belongs to a log we no longer have, and what we write next would land below it.
+TEST(LmdbStore, ARollbackIsFoundByAPeerCursorPastTheEndOfTheLog) {
+  testing::TempDir tmp;
+  const std::string a = tmp / "a", b = tmp / "b", c = tmp / "c", snap = tmp / "snapshot.mdb";
+  auto ra = CreateReplica(a);
+  auto rb = CreateReplica(b);
+  auto rc = CreateReplica(c);
+  ASSERT_TRUE(ra.ok() && rb.ok() && rc.ok());
+  ASSERT_TRUE((*ra)->Put("c", "mine", {{"x", Value{int64_t{1}}}}).ok());
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  fs::copy_file(a + "/data.mdb", snap);
+  // After the snapshot, a only relays: c's records reach b through a.
+  for (int i = 0; i < 5; ++i)
+    ASSERT_TRUE((*rc)->Put("c", "from-c-" + std::to_string(i), {{"x", Value{int64_t{i}}}}).ok());
+  ASSERT_TRUE(SyncOnce(**rc, **ra).ok());
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  const engine::ReplicaId old_id = RollBackInPlace(ra, snap, a);
+  ASSERT_TRUE(ra.ok());
+  engine::Session* ended = nullptr;
+  Status st = SyncOnce(**ra, **rb, &ended);
+  EXPECT_EQ(st.code(), Code::kBusy) << st.ToString();
+  EXPECT_NE((*ra)->Meta()->id, old_id) << "the rollback went unseen";
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  ASSERT_TRUE((*ra)->Put("c", "after", {{"x", Value{int64_t{3}}}}).ok());
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  EXPECT_TRUE((*rb)->Get("c", "after").ok()) << "a write after the rollback reaches the peer";
+  EXPECT_TRUE((*ra)->Get("c", "from-c-4").ok());
+}
+
+// Nothing of ours was lost and the log regrows past the peer's cursor before the peer
+// syncs again: under the same positions, the peer would read on from its cursor and skip
+// what came in since. A process starts its positions past the wall clock's microseconds,
+// so the peer reads all of it (and its mark of where the log ended lies in the gap the
+// new process skipped, which shows the rollback).
+TEST(LmdbStore, ALogRegrownAfterARollbackIsReadWholeByThePeer) {
+  testing::TempDir tmp;
+  const std::string a = tmp / "a", b = tmp / "b", c = tmp / "c", d = tmp / "d",
+                    snap = tmp / "snapshot.mdb";
+  auto ra = CreateReplica(a);
+  auto rb = CreateReplica(b);
+  auto rc = CreateReplica(c);
+  auto rd = CreateReplica(d);
+  ASSERT_TRUE(ra.ok() && rb.ok() && rc.ok() && rd.ok());
+  ASSERT_TRUE((*ra)->Put("c", "mine", {{"x", Value{int64_t{1}}}}).ok());
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  ra->reset();
+  fs::copy_file(a + "/data.mdb", snap);
+  ra = OpenReplica(a);
+  ASSERT_TRUE(ra.ok());
+  // After the snapshot a only relays: c's records reach b through a.
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE((*rc)->Put("c", "from-c-" + std::to_string(i), {{"x", Value{int64_t{i}}}}).ok());
+  ASSERT_TRUE(SyncOnce(**rc, **ra).ok());
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  const engine::ReplicaId old_id = RollBackInPlace(ra, snap, a);
+  ASSERT_TRUE(ra.ok());
+  // More than c's records come in from d, which b never meets.
+  for (int i = 0; i < 8; ++i)
+    ASSERT_TRUE((*rd)->Put("c", "from-d-" + std::to_string(i), {{"x", Value{int64_t{i}}}}).ok());
+  ASSERT_TRUE(SyncOnce(**rd, **ra).ok());
+  Status st = SyncOnce(**ra, **rb);
+  EXPECT_EQ(st.code(), Code::kBusy) << st.ToString();
+  EXPECT_NE((*ra)->Meta()->id, old_id) << "the rollback went unseen";
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  for (int i = 0; i < 8; ++i)
+    EXPECT_TRUE((*rb)->Get("c", "from-d-" + std::to_string(i)).ok()) << "from-d-" << i;
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  EXPECT_TRUE((*ra)->Get("c", "from-c-2").ok());
+}
+
+// The lost timeline had rewritten a field, moving its log entry past where the peer
+// then read to (the link was cut before the new entry): after the rollback the field is
+// back below the peer's cursor, in a state the peer never had. Where the replica's log
+// ended when the peer read it (its mark) shows the rollback: past the end of the log,
+// or, once the replica wrote again, in the gap the new process skipped.
+TEST(LmdbStore, ARollbackThatHadMovedAFieldPastThePeersCursorIsFound) {
+  for (bool writes_again : {false, true}) {
+    SCOPED_TRACE(writes_again ? "the replica wrote again" : "nothing written since");
+    testing::TempDir tmp;
+    const std::string a = tmp / "a", b = tmp / "b", snap = tmp / "snapshot.mdb";
+    {
+      auto ra = CreateReplica(a);
+      ASSERT_TRUE(ra.ok());
+      ASSERT_TRUE((*ra)->Put("c", "x", {{"v", Value{int64_t{1}}}}).ok());
+      ASSERT_TRUE((*ra)->Put("c", "y", {{"v", Value{int64_t{1}}}}).ok());
+    }
+    fs::copy_file(a + "/data.mdb", snap);
+    auto ra = OpenReplica(a);
+    auto rb = CreateReplica(b);
+    ASSERT_TRUE(ra.ok() && rb.ok());
+    ASSERT_TRUE((*ra)->Put("c", "x", {{"v", Value{int64_t{2}}}}).ok());  // moves x past y
+    {
+      // b reads a's log one field per batch, and the link is cut after the first: b has
+      // read past y, and x's old entry is gone.
+      engine::SessionOptions one;
+      one.batch_fields = 1;
+      engine::Session sa(**ra, one), sb(**rb, one);
+      std::vector<engine::Message> to_a, to_b;
+      ASSERT_TRUE(sa.Start(&to_b).ok());
+      ASSERT_TRUE(sb.Start(&to_a).ok());
+      std::vector<engine::Message> from_b, from_a;
+      ASSERT_TRUE(sb.Receive(to_b.at(0), &from_b).ok());  // a's Hello: b asks
+      ASSERT_TRUE(sa.Receive(to_a.at(0), &from_a).ok());  // b's Hello
+      from_a.clear();
+      ASSERT_TRUE(sa.Receive(from_b.at(0), &from_a).ok());  // b's request: a sends
+      ASSERT_FALSE(from_a.empty());
+      std::vector<engine::Message> ignored;
+      ASSERT_TRUE(sb.Receive(from_a.at(0), &ignored).ok());  // the first batch only
+      ASSERT_TRUE((*rb)->Get("c", "y").ok());
+      ASSERT_FALSE((*rb)->Get("c", "x").ok());
+    }
+    const engine::ReplicaId old_id = RollBackInPlace(ra, snap, a);
+    ASSERT_TRUE(ra.ok());
+    if (writes_again) {
+      ASSERT_TRUE((*ra)->Put("c", "z", {{"v", Value{int64_t{3}}}}).ok());
+    }
+    Status st = SyncOnce(**ra, **rb);
+    EXPECT_EQ(st.code(), Code::kBusy) << st.ToString();
+    EXPECT_NE((*ra)->Meta()->id, old_id) << "the rollback went unseen";
+    ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+    auto x = (*rb)->Get("c", "x");
+    ASSERT_TRUE(x.ok()) << "the peer skipped x";
+    EXPECT_EQ(x->fields.at("v").scalar, Value{int64_t{1}});
+    EXPECT_TRUE(Check(StoreOf(**ra)).ok());
+  }
+}
+
+}  // namespace
+}  // namespace tandem::storage

@@ -1,0 +1,44 @@
+// A sync session between two replicas in one process, for the storage tests.
+#pragma once
+
+#include <deque>
+#include <vector>
+
+#include "tandem/engine/replica.h"
+#include "tandem/engine/sync.h"
+
+namespace tandem::storage {
+namespace {
+
+// Runs a session between two replicas until neither has anything to say. Returns the
+// first error of either side (the session ends there).
+Status SyncOnce(engine::Replica& x, engine::Replica& y, engine::Session** ended = nullptr) {
+  engine::Session sx(x, {}), sy(y, {});
+  std::deque<engine::Message> to_x, to_y;
+  std::vector<engine::Message> out;
+  TANDEM_RETURN_IF_ERROR(sx.Start(&out));
+  to_y.insert(to_y.end(), out.begin(), out.end());
+  out.clear();
+  TANDEM_RETURN_IF_ERROR(sy.Start(&out));
+  to_x.insert(to_x.end(), out.begin(), out.end());
+  while (!to_x.empty() || !to_y.empty()) {
+    const bool into_x = !to_x.empty();
+    auto& q = into_x ? to_x : to_y;
+    engine::Message m = std::move(q.front());
+    q.pop_front();
+    out.clear();
+    engine::Session& s = into_x ? sx : sy;
+    Status st = s.Receive(m, &out);
+    if (!st.ok()) {
+      if (ended) *ended = s.rolled_back() ? &s : nullptr;
+      return st;
+    }
+    auto& back = into_x ? to_y : to_x;
+    back.insert(back.end(), out.begin(), out.end());
+  }
+  if (!sx.caught_up() || !sy.caught_up()) return Status::Busy("not caught up");
+  return Status::Ok();
+}
+
+}  // namespace
+}  // namespace tandem::storage
