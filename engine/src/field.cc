@@ -326,6 +326,15 @@ bool Collectable(const FieldState& s, const VersionVector& absorbed) {
   return IsTombstone(s) && absorbed.Covers(s.ctx);
 }
 
+bool HoldsCollected(const FieldState& s, const VersionVector& collected) {
+  for (const auto& [dot, m] : s.markers)
+    if (collected.Covers(dot)) return true;
+  for (const auto& [element, dots] : s.elements)
+    for (const Dot& d : dots)
+      if (collected.Covers(d)) return true;
+  return false;
+}
+
 void DropCollected(FieldState& s, const VersionVector& collected) {
   std::erase_if(s.markers, [&](const auto& m) { return collected.Covers(m.first); });
   for (auto it = s.elements.begin(); it != s.elements.end();) {

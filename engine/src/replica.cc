@@ -515,15 +515,19 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
         TANDEM_RETURN_IF_ERROR(txn.GetCollected(&*collected));
       }
       if (!collected->empty()) {
-        kept = d.state;
-        DropCollected(kept, *collected);
-        if (Collectable(kept, *collected)) continue;
-        incoming = &kept;
+        if (HoldsCollected(d.state, *collected)) {  // copied only then
+          kept = d.state;
+          DropCollected(kept, *collected);
+          incoming = &kept;
+        }
+        if (Collectable(*incoming, *collected)) continue;
       }
-      s.emplace();
     }
-    if (Join(*s, *incoming)) {
-      TANDEM_RETURN_IF_ERROR(txn.PutField(d.key, *s));
+    // Joined into nothing, a state is itself (the empty state is the join's identity), so
+    // it is written as it came rather than copied: a large state is held once less.
+    const bool changed = s ? Join(*s, *incoming) : !(*incoming == FieldState{});
+    if (changed) {
+      TANDEM_RETURN_IF_ERROR(txn.PutField(d.key, s ? *s : *incoming));
       Status noted;
       ForEachBlobRef(*incoming, [&](const BlobRef& ref) {
         if (noted.ok()) noted = NoteBlobRef(txn, d.key, ref, now_());

@@ -43,6 +43,33 @@ RC_GTEST_PROP(FieldLaws, JoinIsAnUpperBound, ()) {
   RC_ASSERT(Joined(j, s[1]) == j);
 }
 
+// Joined into nothing, a state is itself, as it was built or as it decodes (a replica
+// holding nothing of a field writes the incoming state as it came).
+RC_GTEST_PROP(FieldLaws, TheEmptyStateIsTheJoinsIdentity, ()) {
+  const FieldState s = GenFieldStates(3)[0];
+  FieldState into;
+  RC_ASSERT(Join(into, s) == !(s == FieldState{}));
+  RC_ASSERT(into == s);
+  RC_ASSERT(!Join(into, FieldState{}));
+  auto bytes = EncodeFieldState(s);
+  RC_ASSERT(bytes.ok());
+  auto decoded = DecodeFieldState(*bytes);
+  RC_ASSERT(decoded.ok());
+  FieldState again;
+  Join(again, *decoded);
+  RC_ASSERT(again == *decoded);
+}
+
+// HoldsCollected says exactly when DropCollected drops something.
+RC_GTEST_PROP(FieldLaws, HoldsCollectedIsWhetherDropCollectedDropsAnything, ()) {
+  const FieldState s = GenFieldStates(3)[0];
+  VersionVector g;  // over the replicas the history used, each up to about its length
+  for (int r = 0; r < 3; ++r) g.Raise(SmallId(r), *rc::gen::inRange<uint64_t>(0, 12));
+  FieldState dropped = s;
+  DropCollected(dropped, g);
+  RC_ASSERT(HoldsCollected(s, g) == !(dropped == s));
+}
+
 // The state a mutation leaves is its delta: joined into the state it came from, or into
 // any replica, it has the effect of the mutation.
 RC_GTEST_PROP(FieldLaws, DeltaJoinEqualsMutation, ()) {

@@ -109,6 +109,8 @@ bool Collectable(const FieldState& s, const VersionVector& absorbed);
 // holds no state for, and whose events it collected, had them removed (see
 // Replica::Collect), so a peer still offering them offers what was deleted.
 void DropCollected(FieldState& s, const VersionVector& collected);
+// True when DropCollected would drop something from `s`.
+bool HoldsCollected(const FieldState& s, const VersionVector& collected);
 
 // Mutators. Each applies one operation with the given fresh dot and timestamp to the
 // state in place. The resulting field state is the operation's delta: joined into any
