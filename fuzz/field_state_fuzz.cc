@@ -1,5 +1,6 @@
 // libFuzzer target: the field-state decoder on untrusted bytes. Whatever decodes must
-// re-encode and decode to the same state, and join with itself without change.
+// re-encode and decode to the same state, be normal, join with itself without change,
+// and join into the empty state as itself.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -16,6 +17,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!again.ok() || !(*again == *r)) std::abort();
   FieldState joined = *r;
   if (Join(joined, *r) || !(joined == *r)) std::abort();
+  // Normal, so a replica holding nothing of the field may write it as it came: joined
+  // into the empty state it is itself.
+  FieldState from_empty;
+  if (!IsNormal(*r) || Join(from_empty, *r) != !(*r == FieldState{}) || !(from_empty == *r))
+    std::abort();
   (void)Read(*r);
   (void)Siblings(*r);
   return 0;

@@ -73,7 +73,9 @@ Status Batch::ValidateOnce(std::string_view collection, std::string_view id,
 Status Batch::FlushLast() {
   if (!has_last_) return Status::Ok();
   has_last_ = false;
-  return last_dirty_ ? txn_.PutField(last_.key, last_.state) : Status::Ok();
+  Status st = last_dirty_ ? txn_.PutField(last_.key, last_.state) : Status::Ok();
+  last_.state = FieldState{};  // a large value is not held past its write
+  return st;
 }
 
 Result<const CollectionRules*> Batch::RulesOf(std::string_view c) {

@@ -326,6 +326,21 @@ bool Collectable(const FieldState& s, const VersionVector& absorbed) {
   return IsTombstone(s) && absorbed.Covers(s.ctx);
 }
 
+bool IsNormal(const FieldState& s) {
+  auto dot_ok = [&](const Dot& d) { return d.seq >= 1 && s.ctx.Covers(d); };
+  for (const auto& [dot, m] : s.markers)
+    if (!dot_ok(dot)) return false;
+  for (const auto& [element, dots] : s.elements) {
+    if (dots.empty()) return false;
+    for (const Dot& d : dots)
+      if (!dot_ok(d)) return false;
+  }
+  for (const auto* totals : {&s.counter, &s.counter_base})
+    for (const auto& [r, t] : *totals)
+      if ((!t.pos && !t.neg) || !s.ctx.Get(r)) return false;
+  return true;
+}
+
 bool HoldsCollected(const FieldState& s, const VersionVector& collected) {
   for (const auto& [dot, m] : s.markers)
     if (collected.Covers(dot)) return true;

@@ -523,11 +523,14 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
         if (Collectable(*incoming, *collected)) continue;
       }
     }
-    // Joined into nothing, a state is itself (the empty state is the join's identity), so
-    // it is written as it came rather than copied: a large state is held once less.
-    const bool changed = s ? Join(*s, *incoming) : !(*incoming == FieldState{});
+    // Joined into nothing, a normal state is itself (every decoded one is; a state built
+    // in memory and handed to ApplyDeltas may not be), so it is written as it came rather
+    // than copied: a large state is held once less.
+    const bool as_it_came = !s && IsNormal(*incoming);
+    if (!as_it_came && !s) s.emplace();
+    const bool changed = as_it_came ? !(*incoming == FieldState{}) : Join(*s, *incoming);
     if (changed) {
-      TANDEM_RETURN_IF_ERROR(txn.PutField(d.key, s ? *s : *incoming));
+      TANDEM_RETURN_IF_ERROR(txn.PutField(d.key, as_it_came ? *incoming : *s));
       Status noted;
       ForEachBlobRef(*incoming, [&](const BlobRef& ref) {
         if (noted.ok()) noted = NoteBlobRef(txn, d.key, ref, now_());

@@ -349,7 +349,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     if (!KeyInto(k, intern, &key)) return std::nullopt;
     return key;
   }
-  // The same into *out; false (*out unspecified) if a name is not in the table.
+  // The same into *out; false (*out unchanged) if a name is not in the table.
   bool KeyInto(const FieldKey& k, bool intern, std::string* out) {
     if (!coll_index_ || k.collection != coll_name_) {
       const auto c = NameIndex(k.collection, intern);

@@ -36,7 +36,11 @@ TEST(WritePath, EveryNameIsCheckedWhateverTheBatchWroteBefore) {
                                 {"c", "r", ""},
                                 {"c", "r", "\xff"},
                                 {"c", "r", std::string("f\0", 2)},
-                                {std::string(engine::kMaxCollectionName + 1, 'c'), "r", "f0"}};
+                                {std::string(engine::kMaxCollectionName + 1, 'c'), "r", "f0"},
+                                {"c", std::string(engine::kMaxRecordId + 1, 'r'), "f0"},
+                                {"c", "r", std::string(engine::kMaxFieldName + 1, 'f')},
+                                {"c\xc0\x80", "r", "f0"},
+                                {"c", "r\xed\xa0\x80", "f0"}};
   for (const Bad& b : bad) {
     Status inner;
     Status st = (*r)->Write([&](Batch& batch) {
@@ -110,6 +114,41 @@ TEST(WritePath, ATransactionAcrossCollectionsAndManyReplicasReadsBack) {
   EXPECT_TRUE(engine::SameValue(shared.markers.begin()->second.value, I(129)));
   CheckReport report;
   ASSERT_TRUE(Check(StoreOf(**r), &report).ok());
+}
+
+// A state built in memory and handed to ApplyDeltas need not be normal (an element
+// without dots, a counter total of zero): a replica holding nothing of the field joins
+// it rather than storing it as it came, so the field reads back.
+TEST(WritePath, AStateThatIsNotNormalIsJoinedNotStoredAsItCame) {
+  testing::TempDir tmp;
+  auto r = CreateReplica(tmp / "db");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  engine::ReplicaId a;
+  a.bytes[0] = 0x61;
+  engine::FieldState set;
+  set.ctx.Raise(a, 1);
+  set.markers.emplace(engine::Dot{a, 1},
+                      engine::Marker{engine::MakeHlc(1000, 0), engine::Kind::kSet, Value{}});
+  set.elements[I(1)] = {engine::Dot{a, 1}};
+  set.elements[I(2)] = {};  // no dots
+  engine::FieldState counter;
+  counter.ctx.Raise(a, 2);
+  counter.markers.emplace(
+      engine::Dot{a, 2}, engine::Marker{engine::MakeHlc(1000, 1), engine::Kind::kCounter, Value{}});
+  counter.counter[a] = {0, 0};  // a total of zero
+  ASSERT_FALSE(engine::IsNormal(set));
+  ASSERT_FALSE(engine::IsNormal(counter));
+  size_t changed = 0;
+  ASSERT_TRUE(
+      (*r)->ApplyDeltas({{{"c", "r", "s"}, set}, {{"c", "r", "n"}, counter}}, &changed).ok());
+  EXPECT_EQ(changed, 2u);
+  auto rec = (*r)->Get("c", "r");
+  ASSERT_TRUE(rec.ok()) << rec.status().ToString();
+  ASSERT_EQ(rec->fields.at("s").set.size(), 1u);
+  EXPECT_TRUE(engine::SameValue(rec->fields.at("s").set[0], I(1)));
+  EXPECT_EQ(rec->fields.at("n").count, 0);
+  CheckReport report;
+  EXPECT_TRUE(Check(StoreOf(**r), &report).ok());
 }
 
 }  // namespace

@@ -109,8 +109,14 @@ bool Collectable(const FieldState& s, const VersionVector& absorbed);
 // holds no state for, and whose events it collected, had them removed (see
 // Replica::Collect), so a peer still offering them offers what was deleted.
 void DropCollected(FieldState& s, const VersionVector& collected);
-// True when DropCollected would drop something from `s`.
+// True when DropCollected would drop a marker or a dot of `s` (of a normal state, below:
+// anything at all).
 bool HoldsCollected(const FieldState& s, const VersionVector& collected);
+// True for a state as the mutators, Join and the decoder leave it: every dot numbered
+// from 1 and within the context, every set element with a dot, every counter total
+// non-zero and of a replica in the context. Joined into the empty state, a normal state
+// is itself; Join drops or refuses what makes a state not normal.
+bool IsNormal(const FieldState& s);
 
 // Mutators. Each applies one operation with the given fresh dot and timestamp to the
 // state in place. The resulting field state is the operation's delta: joined into any
