@@ -10,16 +10,21 @@ Dot Batch::NextDot() {
   return Dot{meta_.id, seq};
 }
 
+void Batch::Operate(FieldState& state,
+                    const std::function<void(FieldState&, const Dot&, Hlc)>& fn) {
+  HybridClock clock(meta_.clock);
+  const Hlc hlc = clock.Tick(now_());
+  meta_.clock = clock.last();
+  fn(state, NextDot(), hlc);
+}
+
 Status Batch::Mutate(std::string_view collection, std::string_view id, std::string_view field,
                      const std::function<void(FieldState&, const Dot&, Hlc)>& fn) {
   // The field the previous operation wrote, again (a counter incremented 1,000 times in
   // one transaction): changed in memory, written once when the batch moves on or ends.
   if (has_last_ && last_.key.collection == collection && last_.key.record == id &&
       last_.key.field == field) {
-    HybridClock clock(meta_.clock);
-    Hlc hlc = clock.Tick(now_());
-    meta_.clock = clock.last();
-    fn(last_.state, NextDot(), hlc);
+    Operate(last_.state, fn);
     last_dirty_ = true;
     return Status::Ok();
   }
@@ -33,10 +38,7 @@ Status Batch::Mutate(std::string_view collection, std::string_view id, std::stri
   std::optional<FieldState> state;
   TANDEM_RETURN_IF_ERROR(txn_.GetField(key, &state));
   last_.state = state ? std::move(*state) : FieldState{};
-  HybridClock clock(meta_.clock);
-  Hlc hlc = clock.Tick(now_());
-  meta_.clock = clock.last();
-  fn(last_.state, NextDot(), hlc);
+  Operate(last_.state, fn);
   TANDEM_RETURN_IF_ERROR(txn_.PutField(key, last_.state));
   last_dirty_ = false;
   has_last_ = true;
@@ -90,7 +92,7 @@ Result<const CollectionRules*> Batch::RulesOf(std::string_view c) {
 Status Batch::Check(std::string_view c, std::string_view id, std::string_view f, Op op,
                     Value* value) {
   if (!policy_) return Status::Ok();
-  TANDEM_RETURN_IF_ERROR(ValidateKey(FieldKey{std::string(c), std::string(id), std::string(f)}));
+  TANDEM_RETURN_IF_ERROR(ValidateOnce(c, id, f));
   TANDEM_ASSIGN_OR_RETURN(const CollectionRules* rules, RulesOf(c));
   if (!rules) return Status::Ok();
   TANDEM_RETURN_IF_ERROR(rules->CheckOp(f, op, value));

@@ -58,6 +58,8 @@ class Batch {
   Status Mutate(std::string_view collection, std::string_view id, std::string_view field,
                 const std::function<void(FieldState&, const Dot&, Hlc)>& fn);
   Dot NextDot();
+  // Applies fn to state with a fresh dot and timestamp.
+  void Operate(FieldState& state, const std::function<void(FieldState&, const Dot&, Hlc)>& fn);
   // The policy's rules for an operation (normalising *value), and notes the record for
   // the checks at the end of the batch.
   // The collection's rules in this batch (null: none), asked of the policy once.
