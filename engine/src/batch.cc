@@ -5,29 +5,26 @@
 namespace tandem::engine {
 
 Dot Batch::NextDot() {
-  uint64_t seq = meta_.vv.Get(meta_.id) + 1;
-  meta_.vv.Raise(meta_.id, seq);
-  return Dot{meta_.id, seq};
+  if (!own_seq_loaded_) {
+    own_seq_ = meta_.vv.Get(meta_.id);
+    own_seq_loaded_ = true;
+  }
+  return Dot{meta_.id, ++own_seq_};
 }
 
-void Batch::Operate(FieldState& state,
-                    const std::function<void(FieldState&, const Dot&, Hlc)>& fn) {
+std::pair<Dot, Hlc> Batch::Step() {
   HybridClock clock(meta_.clock);
   const Hlc hlc = clock.Tick(now_());
   meta_.clock = clock.last();
-  fn(state, NextDot(), hlc);
+  return {NextDot(), hlc};
 }
 
-Status Batch::Mutate(std::string_view collection, std::string_view id, std::string_view field,
-                     const std::function<void(FieldState&, const Dot&, Hlc)>& fn) {
+Status Batch::Open(std::string_view collection, std::string_view id, std::string_view field) {
   // The field the previous operation wrote, again (a counter incremented 1,000 times in
   // one transaction): changed in memory, written once when the batch moves on or ends.
-  if (has_last_ && last_.key.collection == collection && last_.key.record == id &&
-      last_.key.field == field) {
-    Operate(last_.state, fn);
-    last_dirty_ = true;
-    return Status::Ok();
-  }
+  reopened_ = has_last_ && last_.key.collection == collection && last_.key.record == id &&
+              last_.key.field == field;
+  if (reopened_) return Status::Ok();
   TANDEM_RETURN_IF_ERROR(FlushLast());
   TANDEM_RETURN_IF_ERROR(ValidateOnce(collection, id, field));
   // The key's strings keep their buffers from one operation to the next.
@@ -37,12 +34,24 @@ Status Batch::Mutate(std::string_view collection, std::string_view id, std::stri
   key.field.assign(field);
   std::optional<FieldState> state;
   TANDEM_RETURN_IF_ERROR(txn_.GetField(key, &state));
-  last_.state = state ? std::move(*state) : FieldState{};
-  Operate(last_.state, fn);
-  TANDEM_RETURN_IF_ERROR(txn_.PutField(key, last_.state));
-  last_dirty_ = false;
+  if (state) last_.state = std::move(*state);
   has_last_ = true;
+  last_dirty_ = false;
   return Status::Ok();
+}
+
+Status Batch::Close() {
+  if (reopened_) {
+    last_dirty_ = true;
+    return Status::Ok();
+  }
+  Status st = txn_.PutField(last_.key, last_.state);
+  // Not written: the next operation reads the field again, without this one.
+  if (!st.ok()) {
+    has_last_ = false;
+    last_.state = FieldState{};
+  }
+  return st;
 }
 
 Status Batch::ValidateOnce(std::string_view collection, std::string_view id,
@@ -76,7 +85,7 @@ Status Batch::FlushLast() {
   if (!has_last_) return Status::Ok();
   has_last_ = false;
   Status st = last_dirty_ ? txn_.PutField(last_.key, last_.state) : Status::Ok();
-  last_.state = FieldState{};  // a large value is not held past its write
+  last_.state = FieldState{};  // a large value is not held past its write; Open needs it empty
   return st;
 }
 
@@ -102,6 +111,7 @@ Status Batch::Check(std::string_view c, std::string_view id, std::string_view f,
 
 Status Batch::Finish() {
   TANDEM_RETURN_IF_ERROR(FlushLast());
+  if (own_seq_loaded_) meta_.vv.Raise(meta_.id, own_seq_);
   for (const auto& [key, fields] : written_) {
     RecordState r;
     TANDEM_RETURN_IF_ERROR(txn_.GetRecord(key.first, key.second, &r, nullptr));
@@ -118,13 +128,18 @@ Status Batch::Put(std::string_view c, std::string_view id, std::string_view f, V
   if (const auto* ref = std::get_if<BlobRef>(&v))
     TANDEM_RETURN_IF_ERROR(
         NoteBlobRef(txn_, FieldKey{std::string(c), std::string(id), std::string(f)}, *ref, now_()));
-  return Mutate(c, id, f,
-                [&](FieldState& s, const Dot& d, Hlc h) { ApplyPut(s, d, h, std::move(v)); });
+  TANDEM_RETURN_IF_ERROR(Open(c, id, f));
+  const auto [dot, hlc] = Step();
+  ApplyPut(last_.state, dot, hlc, std::move(v));
+  return Close();
 }
 
 Status Batch::Incr(std::string_view c, std::string_view id, std::string_view f, int64_t by) {
   TANDEM_RETURN_IF_ERROR(Check(c, id, f, Op::kIncr, nullptr));
-  return Mutate(c, id, f, [&](FieldState& s, const Dot& d, Hlc h) { ApplyIncr(s, d, h, by); });
+  TANDEM_RETURN_IF_ERROR(Open(c, id, f));
+  const auto [dot, hlc] = Step();
+  ApplyIncr(last_.state, dot, hlc, by);
+  return Close();
 }
 
 Status Batch::Add(std::string_view c, std::string_view id, std::string_view f, Value e) {
@@ -133,16 +148,20 @@ Status Batch::Add(std::string_view c, std::string_view id, std::string_view f, V
   if (const auto* ref = std::get_if<BlobRef>(&e))
     TANDEM_RETURN_IF_ERROR(
         NoteBlobRef(txn_, FieldKey{std::string(c), std::string(id), std::string(f)}, *ref, now_()));
-  return Mutate(c, id, f,
-                [&](FieldState& s, const Dot& d, Hlc h) { ApplyAdd(s, d, h, std::move(e)); });
+  TANDEM_RETURN_IF_ERROR(Open(c, id, f));
+  const auto [dot, hlc] = Step();
+  ApplyAdd(last_.state, dot, hlc, std::move(e));
+  return Close();
 }
 
 Status Batch::Remove(std::string_view c, std::string_view id, std::string_view f, const Value& e) {
   Value element = e;
   TANDEM_RETURN_IF_ERROR(Check(c, id, f, Op::kRemove, &element));
   TANDEM_RETURN_IF_ERROR(ValidateValue(element));
-  return Mutate(c, id, f,
-                [&](FieldState& s, const Dot& d, Hlc h) { ApplyRemove(s, d, h, element); });
+  TANDEM_RETURN_IF_ERROR(Open(c, id, f));
+  const auto [dot, hlc] = Step();
+  ApplyRemove(last_.state, dot, hlc, element);
+  return Close();
 }
 
 Status Batch::ReadRecord(std::string_view c, std::string_view id, RecordState* out) {

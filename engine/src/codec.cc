@@ -472,6 +472,21 @@ size_t EncodedSizeBound(const FieldState& s) {
   return n + totals(s.counter) + totals(s.counter_base);
 }
 
+bool EncodesSmall(const FieldState& s) {
+  // Header, table and context: at most 1 + 1 + 4 * (16 + 1 + 10) + 1 + 1. Each marker: at
+  // most 2 + 10 + 10 + 3 for its dot, time and kind, and its value.
+  if (!s.elements.empty() || !s.counter.empty() || !s.counter_base.empty() || s.ctx.size() > 4 ||
+      s.markers.size() > 2)
+    return false;
+  for (const auto& [d, m] : s.markers) {
+    // Value tag, length and up to 128 bytes (a blob reference: 32 + 10 + 1 + its type).
+    if (const auto* t = std::get_if<std::string>(&m.value); t && t->size() > 128) return false;
+    if (const auto* b = std::get_if<Bytes>(&m.value); b && b->data.size() > 128) return false;
+  }
+  static_assert(4 + 4 * 27 + 2 * (25 + 2 + 32 + 10 + 1 + kMaxBlobTypeBytes) <= kSmallEncoding);
+  return true;
+}
+
 namespace {
 // Appends the self-contained encoding. Every replica a state names is in its context
 // (markers, elements and counters are checked against it), and the body numbers the

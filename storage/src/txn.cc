@@ -247,7 +247,8 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
 
   Status PutField(const FieldKey& key, const FieldState& state) override {
     const bool same = last_seq_known_ && key == last_field_;
-    std::string k = same ? last_key_ : *Key(key, true);
+    if (!same) KeyInto(key, true, &last_key_);  // interning, it always gives the key
+    const std::string& k = last_key_;
     MDB_val kv = Val(k), old;
     uint64_t old_seq = 0;
     int rc;
@@ -276,7 +277,9 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     }
     uint64_t seq = last_seq_ + 1;  // not const: MDB_val points at it
     value_.clear();
-    value_.reserve(10 + engine::EncodedSizeBound(state));  // a large state in one allocation
+    // A large state in one allocation; the buffer, kept from write to write, already holds
+    // a small one.
+    if (!engine::EncodesSmall(state)) value_.reserve(10 + engine::EncodedSizeBound(state));
     engine::Writer w(&value_);
     w.Varint(seq);
     TANDEM_RETURN_IF_ERROR(engine::EncodeFieldState(state, replicas_, &value_));
@@ -297,7 +300,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     MDB_val lk{8, &seq}, lv = Val(k);
     TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->log, &log_cur_));
     if ((rc = mdb_cursor_put(log_cur_, &lk, &lv, MDB_APPEND))) return impl_->Note(rc, "write log");
-    if (append) fields_end_ = std::move(k);
+    if (append) fields_end_->assign(k);
     return Status::Ok();
   }
 

@@ -88,6 +88,51 @@ TEST(FieldCodecTest, SelfContainedIsTheTableThenTheStateWithinItsBound) {
   }
 }
 
+// EncodesSmall lets a writer skip EncodedSizeBound: whatever it calls small encodes
+// within kSmallEncoding bytes, at the largest it allows; and what it allows is narrow.
+TEST(FieldCodecTest, WhatEncodesSmallFitsTheSmallSize) {
+  const uint64_t top = std::numeric_limits<uint64_t>::max();
+  const Hlc last = MakeHlc(0xffffffffffffULL, 0xffff);
+  auto at_most = [&](Value a, Value b) {
+    FieldState s, t;
+    ApplyPut(s, Dot{kA, top}, last, std::move(a));
+    ApplyPut(t, Dot{kB, top}, last, std::move(b));
+    Join(s, t);
+    ApplyDelete(t, Dot{kC, top});  // two more replicas in the context, no marker
+    t.ctx.Raise(Rid(4), top);
+    s.ctx.Merge(t.ctx);
+    return s;
+  };
+  const std::vector<FieldState> small = {
+      at_most(Value{std::string(128, 'x')}, Value{Bytes{std::string(128, 'y')}}),
+      at_most(Value{BlobRef{BlobHash{}, top, std::string(kMaxBlobTypeBytes, 't')}},
+              Value{BlobRef{BlobHash{}, top, std::string(kMaxBlobTypeBytes, 'u')}}),
+      at_most(Value{-1.5}, Value{std::numeric_limits<int64_t>::min()}),
+  };
+  for (size_t i = 0; i < small.size(); ++i) {
+    ASSERT_EQ(small[i].ctx.size(), 4u);
+    ASSERT_EQ(small[i].markers.size(), 2u);
+    EXPECT_TRUE(EncodesSmall(small[i])) << i;
+    EXPECT_LE(EncodeFieldState(small[i]).value().size(), kSmallEncoding) << i;
+  }
+  FieldState longer;
+  ApplyPut(longer, Dot{kA, 1}, 1, Value{std::string(129, 'x')});
+  EXPECT_FALSE(EncodesSmall(longer));
+  FieldState three;
+  for (const ReplicaId& r : {kA, kB, kC}) {
+    FieldState one;
+    ApplyPut(one, Dot{r, 1}, 1, Value{});
+    Join(three, one);
+  }
+  ASSERT_EQ(three.markers.size(), 3u);
+  EXPECT_FALSE(EncodesSmall(three));
+  for (const FieldState& s : SampleStates()) {
+    if (!s.elements.empty() || !s.counter.empty() || !s.counter_base.empty()) {
+      EXPECT_FALSE(EncodesSmall(s));
+    }
+  }
+}
+
 TEST(FieldCodecTest, ExternalTableRoundTrip) {
   VectorReplicaTable table;
   table.IndexOf(kC);  // pre-existing entries: indices need not follow id order

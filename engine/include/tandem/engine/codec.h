@@ -122,6 +122,10 @@ Result<FieldState> DecodeFieldState(std::string_view in);
 // An upper bound on the size of the self-contained encoding, so that a large state is
 // encoded into one allocation (growing a buffer by doubling holds it twice meanwhile).
 size_t EncodedSizeBound(const FieldState& s);
+// True when the self-contained encoding is certainly at most kSmallEncoding bytes, for
+// less than EncodedSizeBound costs (a few markers of short values, no set, no counter).
+inline constexpr size_t kSmallEncoding = 512;
+bool EncodesSmall(const FieldState& s);
 // A field's key and state (a state too large for a batch travels so, in pieces). The
 // decoder checks the state, not the key (ValidateKey).
 Result<std::string> EncodeDelta(const FieldKey& key, const FieldState& s);

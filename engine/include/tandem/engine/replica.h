@@ -54,12 +54,15 @@ class Batch {
   friend class Replica;
   Batch(WriteTxn& txn, ReplicaMeta& meta, const PhysicalClock& now, WritePolicy* policy)
       : txn_(txn), meta_(meta), now_(now), policy_(policy) {}
-  // Takes a fresh dot and timestamp, reads the field, lets fn mutate it, writes it.
-  Status Mutate(std::string_view collection, std::string_view id, std::string_view field,
-                const std::function<void(FieldState&, const Dot&, Hlc)>& fn);
+  // Makes last_ the field to operate on: the one the previous operation wrote, or
+  // (after writing that one back if it changed) the field as the store holds it.
+  Status Open(std::string_view collection, std::string_view id, std::string_view field);
+  // After an operation on last_.state: a field just read is written now; the field the
+  // previous operation wrote is held back until the batch moves on (FlushLast).
+  Status Close();
+  // A fresh dot and timestamp for the next operation.
+  std::pair<Dot, Hlc> Step();
   Dot NextDot();
-  // Applies fn to state with a fresh dot and timestamp.
-  void Operate(FieldState& state, const std::function<void(FieldState&, const Dot&, Hlc)>& fn);
   // The policy's rules for an operation (normalising *value), and notes the record for
   // the checks at the end of the batch.
   // The collection's rules in this batch (null: none), asked of the policy once.
@@ -69,7 +72,7 @@ class Batch {
   // Writes what the batch holds back, then the record-level rules over every record it
   // wrote. Called before commit.
   Status Finish();
-  // Writes the field held back by the last operation, if it changed since (see Mutate).
+  // Writes the field held back by the last operation, if it changed since (see Open).
   Status FlushLast();
   WriteTxn& txn_;
   ReplicaMeta& meta_;
@@ -87,6 +90,12 @@ class Batch {
   };
   Last last_;
   bool has_last_ = false, last_dirty_ = false;
+  bool reopened_ = false;  // Open found the field the previous operation wrote
+  // This replica's last event number, kept here from the first operation on and written
+  // to meta_ by Finish (a version vector lookup per operation costs more than the rest
+  // of taking a dot).
+  uint64_t own_seq_ = 0;
+  bool own_seq_loaded_ = false;
   // ValidateKey, remembering what passed (no valid name is empty): the names a batch
   // writes repeat.
   Status ValidateOnce(std::string_view collection, std::string_view id, std::string_view field);
