@@ -34,6 +34,7 @@ Status Batch::Open(std::string_view collection, std::string_view id, std::string
   key.field.assign(field);
   std::optional<FieldState> state;
   TANDEM_RETURN_IF_ERROR(txn_.GetField(key, &state));
+  // Else last_.state stands for the empty state (FlushLast) for the operation to come.
   if (state) last_.state = std::move(*state);
   has_last_ = true;
   last_dirty_ = false;
@@ -85,7 +86,9 @@ Status Batch::FlushLast() {
   if (!has_last_) return Status::Ok();
   has_last_ = false;
   Status st = last_dirty_ ? txn_.PutField(last_.key, last_.state) : Status::Ok();
-  last_.state = FieldState{};  // a large value is not held past its write; Open needs it empty
+  // For Open, a state that stands for a field holding nothing: emptied, or a small one
+  // kept for its allocations. A large value is not held past its write.
+  ClearForOwnOperation(last_.state, meta_.id);
   return st;
 }
 

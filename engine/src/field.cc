@@ -87,8 +87,15 @@ uint64_t SatAdd(uint64_t a, uint64_t b) {
 
 // An operation replaces every marker it observed and records its own dot.
 void Begin(FieldState& s, const Dot& dot, Hlc hlc, Kind kind, Value v) {
-  s.markers.clear();
-  s.markers.emplace(dot, Marker{hlc, kind, std::move(v)});
+  if (s.markers.size() == 1) {  // the usual case: the one marker's node, reused
+    auto node = s.markers.extract(s.markers.begin());
+    node.key() = dot;
+    node.mapped() = Marker{hlc, kind, std::move(v)};
+    s.markers.insert(std::move(node));
+  } else {
+    s.markers.clear();
+    s.markers.emplace(dot, Marker{hlc, kind, std::move(v)});
+  }
   s.ctx.Raise(dot.replica, dot.seq);
 }
 
@@ -192,6 +199,19 @@ void ApplyDelete(FieldState& s, const Dot& dot) {
   s.elements.clear();
   ResetCounter(s);
   s.ctx.Raise(dot.replica, dot.seq);
+}
+
+void ClearForOwnOperation(FieldState& s, const ReplicaId& r) {
+  auto small = [](const Value& v) {
+    if (const auto* t = std::get_if<std::string>(&v)) return t->size() <= 128;
+    if (const auto* b = std::get_if<Bytes>(&v)) return b->data.size() <= 128;
+    return true;
+  };
+  if (s.markers.size() == 1 && small(s.markers.begin()->second.value) && s.elements.empty() &&
+      s.counter.empty() && s.counter_base.empty() && s.ctx.size() == 1 &&
+      s.ctx.entries().begin()->first == r)
+    return;
+  s = FieldState{};
 }
 
 __int128 CounterSum(const FieldState& s) {

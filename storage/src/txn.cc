@@ -360,11 +360,30 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
       coll_name_ = k.collection;
       coll_index_ = *c;
     }
-    const auto f = NameIndex(k.field, intern);
+    const auto f = FieldIndex(k.field, intern);
     if (!f) return false;
     out->clear();
     LmdbStore::Impl::AppendKey(out, *coll_index_, k.record, *f);
     return true;
+  }
+  // NameIndex for a field name, through the last few found: a transaction's writes
+  // usually go through a record's fields in turn, so the next one is the one after the
+  // last found, and a comparison costs less than a hash.
+  std::optional<uint64_t> FieldIndex(const std::string& name, bool intern) {
+    const size_t n = recent_fields_.size();
+    for (size_t i = 0, at = last_recent_ + 1; i < n; ++i, ++at) {
+      if (at >= n) at = 0;
+      if (recent_fields_[at].first == name) {
+        last_recent_ = at;
+        return recent_fields_[at].second;
+      }
+    }
+    const auto idx = NameIndex(name, intern);
+    if (idx && n < kRecentFieldsKept) {
+      recent_fields_.emplace_back(name, *idx);
+      last_recent_ = n;
+    }
+    return idx;
   }
   std::optional<uint64_t> NameIndex(const std::string& name, bool intern) {
     if (auto it = names_.find(name); it != names_.end()) return it->second;
@@ -439,6 +458,9 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   std::string coll_name_;                            // the collection KeyInto named last
   std::optional<uint64_t> coll_index_;
   static constexpr size_t kMaxNamesKept = 256;
+  std::vector<std::pair<std::string, uint64_t>> recent_fields_;  // FieldIndex
+  size_t last_recent_ = 0;
+  static constexpr size_t kRecentFieldsKept = 32;
   // The shared replica table, the indexes this transaction looked up kept (its fields
   // name few replicas): most lookups take neither the table's lock nor a hash.
   class KeptReplicaTable : public engine::ReplicaTable {

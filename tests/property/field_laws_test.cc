@@ -9,6 +9,7 @@ namespace tandem::engine {
 namespace {
 
 using testing::GenFieldStates;
+using testing::GenValue;
 using testing::SmallId;
 
 FieldState Joined(FieldState a, const FieldState& b) {
@@ -51,6 +52,41 @@ RC_GTEST_PROP(FieldLaws, TheEmptyStateIsTheJoinsIdentity, ()) {
   FieldState into;
   RC_ASSERT(Join(into, s) == !(s == FieldState{}));
   RC_ASSERT(into == s);
+}
+
+// A state ClearForOwnOperation leaves stands for the empty state: an operation of r's
+// on it leaves what it leaves on the empty state. Half the states are what a write of
+// r's to a field that held nothing leaves, which it keeps.
+RC_GTEST_PROP(FieldLaws, ClearForOwnOperationStandsForTheEmptyState, ()) {
+  const ReplicaId r = SmallId(0);
+  FieldState s;
+  if (*rc::gen::arbitrary<bool>()) {
+    s = GenFieldStates(3)[0];
+  } else {
+    const Value v = *rc::gen::oneOf(GenValue(), rc::gen::just(Value{std::string(129, 'l')}));
+    ApplyPut(s, Dot{r, *rc::gen::inRange<uint64_t>(1, 5)}, MakeHlc(999, 0), v);
+  }
+  const Dot dot{r, s.ctx.Get(r) + *rc::gen::inRange<uint64_t>(1, 3)};
+  const Hlc hlc = MakeHlc(1000, *rc::gen::inRange<uint16_t>(0, 3));
+  ClearForOwnOperation(s, r);
+  FieldState empty;
+  const int op = *rc::gen::inRange(0, 4);
+  for (FieldState* into : {&s, &empty}) {
+    switch (op) {
+      case 0:
+        ApplyPut(*into, dot, hlc, Value{std::string("v")});
+        break;
+      case 1:
+        ApplyIncr(*into, dot, hlc, 2);
+        break;
+      case 2:
+        ApplyAdd(*into, dot, hlc, Value{int64_t{1}});
+        break;
+      default:
+        ApplyRemove(*into, dot, hlc, Value{int64_t{1}});
+    }
+  }
+  RC_ASSERT(s == empty);
 }
 
 // HoldsCollected says exactly when DropCollected drops something.

@@ -129,6 +129,15 @@ void ApplyRemove(FieldState& s, const Dot& dot, Hlc hlc, const Value& element);
 // that carries the removal to other replicas.
 void ApplyDelete(FieldState& s, const Dot& dot);
 
+// Makes `s` (the state of a field just written) stand for a field that holds nothing,
+// before ApplyPut, ApplyIncr, ApplyAdd or ApplyRemove by `r` with a dot above every event
+// of r that `s` names. It is emptied, unless it holds one marker of a small value, no set
+// element or counter, and a context of r alone: what r's write of a value to a field
+// that held nothing leaves. Such a state is kept, as each of those operations replaces
+// every marker it observed and raises r's entry, so it leaves exactly what it would on
+// the empty state, and reuses the state's allocations.
+void ClearForOwnOperation(FieldState& s, const ReplicaId& r);
+
 // What a live field reads as.
 struct FieldValue {
   Kind kind = Kind::kRegister;
