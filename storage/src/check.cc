@@ -94,6 +94,13 @@ Status Check(LmdbStore& store, CheckReport* report) {
       return true;
     });
     rep.log_entries = have.size();
+    // The count of entries, live or stale, that compaction goes by.
+    uint64_t total = 0, counted = 0;
+    if (st.ok()) st = reader.CountLog(0, UINT64_MAX, &total);
+    if (st.ok()) st = reader.LogEntries(&counted);
+    if (st.ok() && total != counted)
+      st = Status::Corrupt("the change log holds " + std::to_string(total) +
+                           " entries but counts " + std::to_string(counted));
     // No entry lies where the log says it skipped (a gap where a process started).
     LogGaps gaps;
     if (st.ok()) st = reader.GetLogGaps(&gaps);

@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "log_run.h"
 #include "tandem/engine/codec.h"
 #include "tandem/engine/replica.h"
 #include "tandem/storage/lmdb_store.h"
@@ -711,9 +712,34 @@ class LmdbReader {
     if (rc) return LmdbError(rc, "open cursor");
     MDB_val k, v;
     rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-    if (rc == 0 && k.mv_size == 8) std::memcpy(out, k.mv_data, 8);
+    Status st;
+    if (rc == 0 && k.mv_size == 8) {
+      uint64_t key_seq;
+      std::memcpy(&key_seq, k.mv_data, 8);
+      st = ForEachLogEntry(key_seq, View(v), [&](uint64_t seq, std::string_view) {
+        *out = seq;
+        return true;
+      });
+    }
     mdb_cursor_close(cur);
     if (rc && rc != MDB_NOTFOUND) return LmdbError(rc, "read log");
+    return st;
+  }
+  // How many entries the log holds, live or stale: meta `log-entries`, which every
+  // transaction that writes a run keeps; a log without it holds one entry per stored
+  // entry (as builds before format 7 wrote it).
+  Status LogEntries(uint64_t* out) {
+    MDB_val k = Val("log-entries"), v;
+    int rc = mdb_get(txn_, impl_->meta, &k, &v);
+    if (rc == 0) {
+      if (v.mv_size != 8) return Status::Corrupt("meta log-entries has the wrong size");
+      std::memcpy(out, v.mv_data, 8);
+      return Status::Ok();
+    }
+    if (rc != MDB_NOTFOUND) return LmdbError(rc, "read log entries");
+    MDB_stat st;
+    if ((rc = mdb_stat(txn_, impl_->log, &st))) return LmdbError(rc, "read log size");
+    *out = st.ms_entries;
     return Status::Ok();
   }
 
@@ -738,8 +764,10 @@ Status DeleteChunkEntry(LmdbStore::Impl& impl, MDB_txn* txn, const engine::BlobH
 // times the fields, and each slice rewrites a few pages of the log's past instead of one
 // per overwrite. RepackFieldsAndLog rewrites both tables in key order, each page full,
 // leaving every stale entry behind.
-Status CompactLog(LmdbStore::Impl& impl, MDB_txn* txn);
-Status RepackFieldsAndLog(LmdbStore::Impl& impl, MDB_txn* txn);
+// Both take and update *entries, the count of the log's entries, live or stale (meta
+// `log-entries`, LogEntries).
+Status CompactLog(LmdbStore::Impl& impl, MDB_txn* txn, uint64_t* entries);
+Status RepackFieldsAndLog(LmdbStore::Impl& impl, MDB_txn* txn, uint64_t* entries);
 
 // `dir` is missing or an empty directory; else kInvalidArgument naming `what`.
 Status CheckEmptyOrMissing(const std::string& dir, const char* what);

@@ -1,6 +1,7 @@
 // The change log: reading its live entries, and its upkeep (compaction in slices, the
 // repack that rewrites it whole). Its appends are LmdbWriteTxn::PutField's.
 #include "lmdb_internal.h"
+#include "log_run.h"
 
 namespace tandem::storage {
 
@@ -29,6 +30,20 @@ Status LogSeq(const MDB_val& k, uint64_t* seq) {
   return Status::Ok();
 }
 
+// Puts `cur` on the stored entry that holds seq `start` (a run may begin before it) or,
+// if none does, on the first after it. Returns what mdb_cursor_get does.
+int SeekLog(MDB_cursor* cur, uint64_t start, MDB_val* k, MDB_val* v) {
+  uint64_t s = start;
+  *k = MDB_val{8, &s};
+  const int rc = mdb_cursor_get(cur, k, v, MDB_SET_RANGE);
+  if (rc == 0 && k->mv_size == 8 && std::memcmp(k->mv_data, &start, 8) == 0) return 0;
+  if (rc && rc != MDB_NOTFOUND) return rc;
+  const int prc = mdb_cursor_get(cur, k, v, rc == 0 ? MDB_PREV : MDB_LAST);
+  if (prc != MDB_NOTFOUND || rc == MDB_NOTFOUND) return prc;
+  *k = MDB_val{8, &s};  // nothing before: the first entry after `start`
+  return mdb_cursor_get(cur, k, v, MDB_SET_RANGE);
+}
+
 // Log entries after `since`, ascending, until fn returns false: fn(seq, key bytes,
 // value, &status) gets the field's stored value when the entry is live, null when it is
 // stale. Stale entries are left for CompactLog, so that a write does not touch the page
@@ -39,41 +54,79 @@ Status ScanEntries(const LmdbStore::Impl& impl, MDB_txn* txn, uint64_t since, Fn
   MDB_cursor* cur;
   int rc = mdb_cursor_open(txn, impl.log, &cur);
   if (rc) return LmdbError(rc, "open cursor");
-  uint64_t start = since + 1;
-  MDB_val k{8, &start}, v;
-  Status st;
-  for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+  const uint64_t start = since + 1;
+  MDB_val k, v;
+  Status st, inner;
+  bool go = true;
+  for (rc = SeekLog(cur, start, &k, &v); rc == 0 && go;
        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-    uint64_t seq;
-    MDB_val value;
-    bool live;
-    if (!(st = LogSeq(k, &seq)).ok() || !(st = EntryLive(impl, txn, seq, v, &value, &live)).ok())
-      break;
-    if (!fn(seq, View(v), live ? &value : nullptr, &st)) break;
+    uint64_t key_seq;
+    if (!(st = LogSeq(k, &key_seq)).ok()) break;
+    st = ForEachLogEntry(key_seq, View(v), [&](uint64_t seq, std::string_view fk) {
+      if (seq < start) return true;
+      MDB_val value;
+      bool live;
+      if (!(inner = EntryLive(impl, txn, seq, Val(fk), &value, &live)).ok() ||
+          !fn(seq, fk, live ? &value : nullptr, &inner))
+        go = false;
+      return go;
+    });
+    if (st.ok()) st = inner;
+    if (!st.ok() || !go) break;
   }
   mdb_cursor_close(cur);
-  if (st.ok() && rc != 0 && rc != MDB_NOTFOUND) return LmdbError(rc, "scan log");
+  if (st.ok() && go && rc != 0 && rc != MDB_NOTFOUND) return LmdbError(rc, "scan log");
   return st;
 }
 
-// Copies `from` into `to` in key order, appending (each page filled); with `live_only`,
-// `from` is the log and its stale entries stay behind.
-Status CopyTable(LmdbStore::Impl& impl, MDB_txn* txn, MDB_dbi from, MDB_dbi to, bool live_only,
+// The entries of one stored log entry that are live, as a run (empty: none is);
+// *examined and *dropped count its entries and the stale ones.
+Status LiveOf(const LmdbStore::Impl& impl, MDB_txn* txn, const MDB_val& k, const MDB_val& v,
+              LogRunWriter* live, size_t* examined, size_t* dropped, uint64_t* last) {
+  uint64_t key_seq;
+  TANDEM_RETURN_IF_ERROR(LogSeq(k, &key_seq));
+  live->Clear();
+  Status inner;
+  TANDEM_RETURN_IF_ERROR(ForEachLogEntry(key_seq, View(v), [&](uint64_t seq, std::string_view fk) {
+    MDB_val value;
+    bool is_live;
+    if (!(inner = EntryLive(impl, txn, seq, Val(fk), &value, &is_live)).ok()) return false;
+    ++*examined;
+    *last = seq;
+    if (is_live) {
+      live->Add(seq, fk);
+    } else {
+      ++*dropped;
+    }
+    return true;
+  }));
+  return inner;
+}
+
+// Copies `from` into `to` in key order, appending (each page filled); with `live`, `from`
+// is the log, its stale entries stay behind and *live gets how many entries were copied.
+Status CopyTable(LmdbStore::Impl& impl, MDB_txn* txn, MDB_dbi from, MDB_dbi to, uint64_t* live,
                  const char* what) {
   MDB_cursor* cur;
   int rc = mdb_cursor_open(txn, from, &cur);
   if (rc) return LmdbError(rc, "open cursor");
   MDB_val k, v;
   Status st;
+  LogRunWriter run;
   for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-    if (live_only) {
-      uint64_t seq = 0;
-      MDB_val value;
-      bool live;
-      if (!(st = LogSeq(k, &seq)).ok() || !(st = EntryLive(impl, txn, seq, v, &value, &live)).ok())
-        break;
-      if (!live) continue;
+    if (live) {
+      size_t examined = 0, dropped = 0;
+      uint64_t last = 0;
+      if (!(st = LiveOf(impl, txn, k, v, &run, &examined, &dropped, &last)).ok()) break;
+      if (run.empty()) continue;
+      *live += run.entries();
+      if (dropped) {  // what is left, as a run at its first entry
+        uint64_t first = run.first();
+        MDB_val rk{8, &first}, rv = Val(run.bytes());
+        if ((rc = mdb_put(txn, to, &rk, &rv, MDB_APPEND))) break;
+        continue;
+      }
     }
     if ((rc = mdb_put(txn, to, &k, &v, MDB_APPEND))) break;
   }
@@ -118,48 +171,82 @@ Status LmdbReader::CountLog(uint64_t since, uint64_t cap, uint64_t* out) {
   MDB_cursor* cur;
   int rc = mdb_cursor_open(txn_, impl_->log, &cur);
   if (rc) return LmdbError(rc, "open cursor");
-  uint64_t start = since + 1;
-  MDB_val k{8, &start}, v;
-  for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && ++*out < cap;
+  const uint64_t start = since + 1;
+  MDB_val k, v;
+  Status st;
+  for (rc = SeekLog(cur, start, &k, &v); rc == 0 && *out < cap;
        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    uint64_t key_seq;
+    if (!(st = LogSeq(k, &key_seq)).ok()) break;
+    st = ForEachLogEntry(key_seq, View(v), [&](uint64_t seq, std::string_view) {
+      return seq < start || ++*out < cap;
+    });
+    if (!st.ok()) break;
   }
   mdb_cursor_close(cur);
+  if (!st.ok()) return st;
   return rc && rc != MDB_NOTFOUND ? LmdbError(rc, "count log") : Status::Ok();
 }
 
-Status CompactLog(LmdbStore::Impl& impl, MDB_txn* txn) {
-  MDB_stat log, fields;
-  if (int rc = mdb_stat(txn, impl.log, &log)) return impl.Note(rc, "read log size");
+Status CompactLog(LmdbStore::Impl& impl, MDB_txn* txn, uint64_t* entries) {
+  MDB_stat fields;
   if (int rc = mdb_stat(txn, impl.fields, &fields)) return impl.Note(rc, "read fields size");
-  const size_t stale = log.ms_entries > fields.ms_entries ? log.ms_entries - fields.ms_entries : 0;
+  const uint64_t stale = *entries > fields.ms_entries ? *entries - fields.ms_entries : 0;
   if (stale <= impl.compact_floor + fields.ms_entries / 4) return Status::Ok();
   MDB_val k = Val("log-compact-at"), v;
   uint64_t at = 0;
   int rc = mdb_get(txn, impl.meta, &k, &v);
   if (rc == 0 && v.mv_size == 8) std::memcpy(&at, v.mv_data, 8);
   if (rc && rc != MDB_NOTFOUND) return impl.Note(rc, "read log compaction");
-  std::vector<uint64_t> drop;
-  size_t seen = 0;
+  // A slice: whole stored entries from the one holding at + 1, until compact_slice log
+  // entries are examined. What is rewritten is noted first, and written after the scan.
+  struct Rewrite {
+    uint64_t key;
+    std::string run;  // the live entries (empty: none)
+    uint64_t first;
+  };
+  std::vector<Rewrite> rewrites;
+  size_t examined = 0, dropped = 0;
   uint64_t next = 0;  // the end: the next slice starts over
-  TANDEM_RETURN_IF_ERROR(ScanEntries(
-      impl, txn, at, [&](uint64_t seq, std::string_view, const MDB_val* value, Status*) {
-        if (seen++ == impl.compact_slice) return false;
-        next = seq;
-        if (!value) drop.push_back(seq);
-        return true;
-      }));
-  if (seen <= impl.compact_slice) next = 0;
-  for (uint64_t seq : drop) {
-    MDB_val lk{8, &seq};
+  MDB_cursor* cur;
+  if ((rc = mdb_cursor_open(txn, impl.log, &cur))) return LmdbError(rc, "open cursor");
+  Status st;
+  LogRunWriter live;
+  for (rc = SeekLog(cur, at + 1, &k, &v); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    if (examined >= impl.compact_slice) break;
+    size_t d = 0;
+    uint64_t last = 0;
+    if (!(st = LiveOf(impl, txn, k, v, &live, &examined, &d, &last)).ok()) break;
+    next = last;
+    if (!d) continue;
+    dropped += d;
+    uint64_t key_seq = 0;
+    std::memcpy(&key_seq, k.mv_data, 8);
+    rewrites.push_back(
+        Rewrite{key_seq, live.empty() ? std::string() : std::string(live.bytes()), live.first()});
+  }
+  mdb_cursor_close(cur);
+  if (!st.ok()) return st;
+  if (rc == MDB_NOTFOUND)
+    next = 0;
+  else if (rc)
+    return LmdbError(rc, "compact log");
+  for (Rewrite& r : rewrites) {
+    MDB_val lk{8, &r.key};
     rc = mdb_del(txn, impl.log, &lk, nullptr);
     if (rc && rc != MDB_NOTFOUND) return impl.Note(rc, "compact log");
+    if (r.run.empty()) continue;
+    MDB_val nk{8, &r.first}, nv = Val(r.run);
+    if ((rc = mdb_put(txn, impl.log, &nk, &nv, 0))) return impl.Note(rc, "compact log");
   }
+  *entries -= std::min<uint64_t>(*entries, dropped);
+  k = Val("log-compact-at");
   v = MDB_val{8, &next};
   if ((rc = mdb_put(txn, impl.meta, &k, &v, 0))) return impl.Note(rc, "compact log");
   return Status::Ok();
 }
 
-Status RepackFieldsAndLog(LmdbStore::Impl& impl, MDB_txn* txn) {
+Status RepackFieldsAndLog(LmdbStore::Impl& impl, MDB_txn* txn, uint64_t* entries) {
   struct Table {
     MDB_dbi dbi;
     const char* temp;
@@ -173,9 +260,12 @@ Status RepackFieldsAndLog(LmdbStore::Impl& impl, MDB_txn* txn) {
     if (!rc) rc = mdb_drop(txn, temp, 0);  // left by a repack that failed: start empty
     if (rc) return impl.Note(rc, what);
     // Out to the copy, then back: the stale log entries stay behind.
-    TANDEM_RETURN_IF_ERROR(CopyTable(impl, txn, t.dbi, temp, t.dbi == impl.log, what.c_str()));
+    uint64_t live = 0;
+    TANDEM_RETURN_IF_ERROR(
+        CopyTable(impl, txn, t.dbi, temp, t.dbi == impl.log ? &live : nullptr, what.c_str()));
+    if (t.dbi == impl.log) *entries = live;
     if ((rc = mdb_drop(txn, t.dbi, 0))) return impl.Note(rc, what);
-    TANDEM_RETURN_IF_ERROR(CopyTable(impl, txn, temp, t.dbi, false, what.c_str()));
+    TANDEM_RETURN_IF_ERROR(CopyTable(impl, txn, temp, t.dbi, nullptr, what.c_str()));
     if ((rc = mdb_drop(txn, temp, 1))) return impl.Note(rc, what);
   }
   return Status::Ok();

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "lmdb_internal.h"
+#include "log_run.h"
 #include "refused_record.h"
 #include "tandem/engine/codec.h"
 #include "tandem/engine/replica.h"
@@ -84,11 +85,22 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     *out = std::move(s);
     return Status::Ok();
   }
+  // Reads of the log see this transaction's entries: the run it holds back goes first.
   Status ScanLogFields(uint64_t since, const engine::ReadTxn::LogFieldFn& fn) override {
+    TANDEM_RETURN_IF_ERROR(FlushRun());
     return reader_.ScanLogFields(since, fn);
   }
   Status CountLog(uint64_t since, uint64_t cap, uint64_t* out) override {
+    TANDEM_RETURN_IF_ERROR(FlushRun());
     return reader_.CountLog(since, cap, out);
+  }
+  Status ScanLog(uint64_t since, const engine::ReadTxn::LogFn& fn) override {
+    TANDEM_RETURN_IF_ERROR(FlushRun());
+    return reader_.ScanLog(since, fn);
+  }
+  Status LastLogSeq(uint64_t* out) override {
+    TANDEM_RETURN_IF_ERROR(FlushRun());
+    return reader_.LastLogSeq(out);
   }
   Status PutPeer(const ReplicaId& peer, const engine::PeerState& state) override {
     // A peer's state that says where its log ended needs format 3.
@@ -154,10 +166,10 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     if (!newest) TANDEM_RETURN_IF_ERROR(reader_.LastLogSeq(&newest));
     if (seq == newest) return Status::Ok();
     TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatCollected));
+    TANDEM_RETURN_IF_ERROR(LoadLogEntries());
     if ((rc = mdb_del(txn_, impl_->fields, &kv, nullptr))) return impl_->Note(rc, "delete field");
-    MDB_val lk{8, &seq};
-    rc = mdb_del(txn_, impl_->log, &lk, nullptr);
-    if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "delete log entry");
+    // Its log entry, which may be in a run, is left stale for CompactLog.
+    left_stale_ = true;
     // What this transaction remembered of the table may name the key just removed.
     last_seq_known_ = false;
     if (fields_end_ && *fields_end_ == *k) fields_end_.reset();
@@ -165,10 +177,15 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     return Status::Ok();
   }
   Status Repack() override {
+    TANDEM_RETURN_IF_ERROR(FlushRun());
     CloseCursors();
     fields_end_.reset();
     last_seq_known_ = false;
-    return RepackFieldsAndLog(*impl_, txn_);
+    uint64_t entries = 0;
+    TANDEM_RETURN_IF_ERROR(RepackFieldsAndLog(*impl_, txn_, &entries));
+    log_entries_ = entries;
+    log_entries_dirty_ = true;
+    return Status::Ok();
   }
   Status PutCollected(const engine::VersionVector& collected) override {
     TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatCollected));
@@ -267,6 +284,8 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     }
     last_seq_known_ = false;
     if (!last_seq_) {
+      // Before this transaction's first run: LogEntries may count the stored entries.
+      TANDEM_RETURN_IF_ERROR(LoadLogEntries());
       TANDEM_RETURN_IF_ERROR(reader_.LastLogSeq(&last_seq_));
       if (!impl_->log_started.load(std::memory_order_relaxed)) {
         const uint64_t newest = last_seq_;
@@ -297,9 +316,9 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->fields, &fields_cur_));
     if ((rc = mdb_cursor_put(fields_cur_, &kv, &val, append ? MDB_APPEND : 0)))
       return impl_->Note(rc, "write field");
-    MDB_val lk{8, &seq}, lv = Val(k);
-    TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->log, &log_cur_));
-    if ((rc = mdb_cursor_put(log_cur_, &lk, &lv, MDB_APPEND))) return impl_->Note(rc, "write log");
+    // The log entry joins the transaction's run, stored once it is full or at commit.
+    if (!run_.Fits(k)) TANDEM_RETURN_IF_ERROR(FlushRun());
+    run_.Add(seq, k);
     if (append) fields_end_->assign(k);
     return Status::Ok();
   }
@@ -312,6 +331,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     return reader_.GetLogHull(out);
   }
   Status CheckpointLog() override {
+    TANDEM_RETURN_IF_ERROR(FlushRun());
     TANDEM_RETURN_IF_ERROR(LoadHull());
     uint64_t last = 0;
     TANDEM_RETURN_IF_ERROR(reader_.LastLogSeq(&last));
@@ -400,15 +420,43 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   }
   void CloseCursors() {
     if (fields_cur_) mdb_cursor_close(fields_cur_);
-    if (log_cur_) mdb_cursor_close(log_cur_);
-    fields_cur_ = log_cur_ = nullptr;
+    fields_cur_ = nullptr;
+  }
+  // Stores the run of log entries held back (log_run.h), at its first seq.
+  Status FlushRun() {
+    if (run_.empty()) return Status::Ok();
+    TANDEM_CHECK(log_entries_, "the log is counted before its first run (PutField)");
+    TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatLogRuns));
+    uint64_t first = run_.first();
+    MDB_val k{8, &first}, v = Val(run_.bytes());
+    if (int rc = mdb_put(txn_, impl_->log, &k, &v, MDB_APPEND)) return impl_->Note(rc, "write log");
+    *log_entries_ += run_.entries();
+    log_entries_dirty_ = true;
+    run_.Clear();
+    return Status::Ok();
+  }
+  Status LoadLogEntries() {
+    if (log_entries_) return Status::Ok();
+    uint64_t n = 0;
+    TANDEM_RETURN_IF_ERROR(reader_.LogEntries(&n));
+    log_entries_ = n;
+    return Status::Ok();
   }
 
   Status Commit() override {
     CloseCursors();
+    TANDEM_RETURN_IF_ERROR(FlushRun());
     if (left_stale_) {
       TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatLazyLog));
-      TANDEM_RETURN_IF_ERROR(CompactLog(*impl_, txn_));
+      TANDEM_RETURN_IF_ERROR(LoadLogEntries());
+      const uint64_t before = *log_entries_;
+      TANDEM_RETURN_IF_ERROR(CompactLog(*impl_, txn_, &*log_entries_));
+      if (*log_entries_ != before) log_entries_dirty_ = true;
+    }
+    if (log_entries_dirty_) {
+      MDB_val k = Val("log-entries"), v{8, &*log_entries_};
+      if (int rc = mdb_put(txn_, impl_->meta, &k, &v, 0))
+        return impl_->Note(rc, "write log entries");
     }
     if (hull_ && (last_seq_ || hull_dirty_)) {
       // Where the log ended when the hull was last kept up to date (GetLogHull).
@@ -447,8 +495,10 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   uint64_t last_seq_ = 0;  // the newest log position this transaction wrote (0: none yet)
   std::string value_;
   MDB_cursor* fields_cur_ = nullptr;
-  MDB_cursor* log_cur_ = nullptr;
-  bool left_stale_ = false;  // a field written again left its earlier log entry stale
+  bool left_stale_ = false;              // a field written again left its earlier log entry stale
+  LogRunWriter run_;                     // log entries not yet stored (FlushRun)
+  std::optional<uint64_t> log_entries_;  // LmdbReader::LogEntries, kept up to date
+  bool log_entries_dirty_ = false;
   FieldKey last_field_;
   std::string last_key_;  // the field GetField read last, and its change-log seq
   uint64_t last_old_seq_ = 0;

@@ -10,6 +10,7 @@
 #include <deque>
 #include <fstream>
 
+#include "../../../storage/src/log_run.h"
 #include "../../integration/process.h"
 #include "../../integration/raw_lmdb.h"
 #include "sync_once.h"
@@ -21,6 +22,20 @@ namespace tandem::storage {
 namespace {
 
 using engine::Value;
+
+MDB_val Val(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
+std::string_view View(const MDB_val& v) {
+  return std::string_view(static_cast<const char*>(v.mv_data), v.mv_size);
+}
+
+// The change log's entries, live or stale.
+uint64_t LogEntries(engine::Replica& r) {
+  auto txn = StoreOf(r).BeginRead();
+  EXPECT_TRUE(txn.ok());
+  uint64_t n = 0;
+  EXPECT_TRUE((*txn)->CountLog(0, UINT64_MAX, &n).ok());
+  return n;
+}
 
 // Found by the simulator: rewriting the field that holds the newest change-log entry
 // handed out the same seq again, so a peer whose cursor sat at that seq never saw it.
@@ -218,7 +233,7 @@ TEST(LmdbStore, AReplicaFromBeforeTheHullSkipsNothingOfItsOldLog) {
   for (int i = 0; i < 20; ++i) EXPECT_TRUE((*rb)->Get("c", "r" + std::to_string(i)).ok());
   ASSERT_TRUE((*ra)->Put("c", "new", {{"x", Value{int64_t{1}}}}).ok());
   EXPECT_EQ(testing::RawGet(a, "meta", "format"),
-            std::string(reinterpret_cast<const char*>(&kFormatMark), 4));
+            std::string(reinterpret_cast<const char*>(&kFormatLogRuns), 4));
   EXPECT_TRUE(Check(StoreOf(**ra)).ok());
   ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
   EXPECT_TRUE((*rb)->Get("c", "new").ok());
@@ -321,9 +336,10 @@ TEST(LmdbStore, AppendsMixedWithWritesInTheMiddleKeepEveryField) {
   EXPECT_EQ(rep.log_entries, 9u);
 }
 
-// A replica of format 2 opens and syncs as before, and becomes format 3 (which older
-// builds refuse) once it stores where a peer's log ended: they could not read that.
-TEST(LmdbStore, AReplicaOfFormatTwoBecomesThreeWhenItKeepsAPeersMark) {
+// A replica of format 2 opens and syncs as before. It becomes format 3 (which older
+// builds refuse) once it stores where a peer's log ended, and 7 once it writes a run of
+// change-log entries: they could not read either.
+TEST(LmdbStore, AReplicaOfFormatTwoIsRaisedByWhatItWrites) {
   testing::TempDir tmp;
   const std::string a = tmp / "a", b = tmp / "b";
   auto format = [](uint32_t f) { return std::string(reinterpret_cast<const char*>(&f), 4); };
@@ -335,12 +351,14 @@ TEST(LmdbStore, AReplicaOfFormatTwoBecomesThreeWhenItKeepsAPeersMark) {
   auto ra = CreateReplica(a);
   auto rb = OpenReplica(b);
   ASSERT_TRUE(ra.ok() && rb.ok());
-  ASSERT_TRUE((*rb)->Put("c", "own", {{"v", Value{int64_t{1}}}}).ok());
-  EXPECT_EQ(testing::RawGet(b, "meta", "format"), format(2)) << "a write alone changes nothing";
+  EXPECT_EQ(testing::RawGet(b, "meta", "format"), format(2)) << "opening alone changes nothing";
+  // A peer with an empty log: b keeps its state, with no mark, and writes no field.
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  EXPECT_EQ(testing::RawGet(b, "meta", "format"), format(2));
   ASSERT_TRUE((*ra)->Put("c", "x", {{"v", Value{int64_t{1}}}}).ok());
   ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
   EXPECT_TRUE((*rb)->Get("c", "x").ok());
-  EXPECT_EQ(testing::RawGet(b, "meta", "format"), format(3));
+  EXPECT_EQ(testing::RawGet(b, "meta", "format"), format(kFormatLogRuns));
   EXPECT_NE((*rb)->Peer((*ra)->Meta()->id)->mark, 0u);
 }
 
@@ -398,8 +416,10 @@ TEST(LmdbStore, AFieldWrittenAgainLeavesAStaleEntryThatReadersSkipAndCompactionR
   write_all(0);
   EXPECT_NE(testing::RawGet(a, "meta", "format"), format(kFormatLazyLog));
   write_all(1);
-  EXPECT_EQ(testing::RawGet(a, "meta", "format"), format(kFormatLazyLog));
-  EXPECT_EQ(testing::RawCount(a, "log", MDB_INTEGERKEY), size_t{2 * fields}) << "left stale";
+  EXPECT_EQ(testing::RawGet(a, "meta", "format"), format(kFormatLogRuns));
+  // Each transaction's entries are stored in a few runs, not one stored entry each.
+  EXPECT_LE(testing::RawCount(a, "log", MDB_INTEGERKEY), size_t{2 * fields / 50});
+  EXPECT_EQ(LogEntries(**ra), uint64_t{2 * fields}) << "left stale";
   {  // Counting what a peer has not acknowledged reads no field: stale entries count.
     auto txn = StoreOf(**ra).BeginRead();
     ASSERT_TRUE(txn.ok());
@@ -432,7 +452,7 @@ TEST(LmdbStore, AFieldWrittenAgainLeavesAStaleEntryThatReadersSkipAndCompactionR
   EXPECT_EQ((*rb)->Peer((*ra)->Meta()->id)->fields_received, uint64_t{fields});
   // Thirty more rounds: without compaction the log would hold 64,000 entries.
   for (int round = 2; round < 32; ++round) write_all(round);
-  const size_t log = testing::RawCount(a, "log", MDB_INTEGERKEY);
+  const size_t log = LogEntries(**ra);
   EXPECT_LE(log, fields + kCompactFloor + fields / 4 + 2 * kCompactSlice);
   EXPECT_GE(log, size_t{fields});
   {
@@ -445,6 +465,123 @@ TEST(LmdbStore, AFieldWrittenAgainLeavesAStaleEntryThatReadersSkipAndCompactionR
   ASSERT_TRUE(rec.ok());
   EXPECT_EQ(rec->fields.at("f3").scalar, Value{int64_t{31}});
   EXPECT_EQ((*rb)->Peer((*ra)->Meta()->id)->fields_received, uint64_t{2 * fields});
+}
+
+// Builds before format 7 stored one change-log entry per seq. Such a log, runs written
+// after it, reads, seeks into a run, compacts and syncs as one log.
+TEST(LmdbStore, AChangeLogOfSingleEntriesAndRunsReadsCompactsAndSyncsAsOne) {
+  testing::TempDir tmp;
+  const std::string a = tmp / "a", b = tmp / "b";
+  Options o;
+  o.compact_floor = 0;  // compaction at every commit that leaves a stale entry
+  o.compact_slice = 7;
+  auto put_round = [](engine::Replica& r, int round, int records) {
+    ASSERT_TRUE(r.Write([&](engine::Batch& bt) {
+                   for (int i = 0; i < records; ++i)
+                     for (const char* f : {"x", "y"})
+                       TANDEM_RETURN_IF_ERROR(
+                           bt.Put("c", "r" + std::to_string(i), f, Value{int64_t{round}}));
+                   return Status::Ok();
+                 }).ok());
+  };
+  {
+    auto ra = CreateReplica(a, o);
+    ASSERT_TRUE(ra.ok());
+    for (int round = 0; round < 3; ++round) put_round(**ra, round, 20);
+  }
+  size_t stored = 0;
+  {  // The log as an older build leaves it: each entry stored on its own, not counted.
+    MDB_env* env;
+    ASSERT_EQ(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 16);
+    ASSERT_EQ(mdb_env_open(env, a.c_str(), 0, 0644), 0);
+    MDB_txn* txn;
+    ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+    MDB_dbi log, meta;
+    ASSERT_EQ(mdb_dbi_open(txn, "log", MDB_INTEGERKEY, &log), 0);
+    ASSERT_EQ(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    std::vector<std::pair<uint64_t, std::string>> entries;
+    MDB_cursor* cur;
+    ASSERT_EQ(mdb_cursor_open(txn, log, &cur), 0);
+    MDB_val k, v;
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+      uint64_t key_seq;
+      std::memcpy(&key_seq, k.mv_data, 8);
+      ASSERT_TRUE(IsLogRun(View(v)));
+      ASSERT_TRUE(ForEachLogEntry(key_seq, View(v), [&](uint64_t seq, std::string_view fk) {
+                    entries.emplace_back(seq, std::string(fk));
+                    return true;
+                  }).ok());
+    }
+    mdb_cursor_close(cur);
+    ASSERT_GE(entries.size(), 40u);
+    stored = entries.size();
+    ASSERT_EQ(mdb_drop(txn, log, 0), 0);
+    for (auto& [seq, fk] : entries) {
+      MDB_val ek{8, &seq}, ev = Val(fk);
+      ASSERT_EQ(mdb_put(txn, log, &ek, &ev, MDB_APPEND), 0);
+    }
+    MDB_val ck = Val("log-entries");
+    ASSERT_EQ(mdb_del(txn, meta, &ck, nullptr), 0);
+    ASSERT_EQ(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+  }
+  auto ra = OpenReplica(a, o);
+  ASSERT_TRUE(ra.ok());
+  EXPECT_EQ(LogEntries(**ra), stored);
+  EXPECT_TRUE(Check(StoreOf(**ra)).ok());
+  // Runs after the single entries; overwrites leave stale entries in both, and each
+  // commit compacts a slice of them.
+  for (int round = 3; round < 8; ++round) {
+    put_round(**ra, round, round % 2 ? 20 : 7);
+    ASSERT_TRUE(Check(StoreOf(**ra)).ok()) << round;
+  }
+  // A cursor in the middle of a run: the entries after it, in order.
+  uint64_t before = 0;
+  {
+    auto txn = StoreOf(**ra).BeginRead();
+    ASSERT_TRUE(txn.ok());
+    ASSERT_TRUE((*txn)->LastLogSeq(&before).ok());
+  }
+  put_round(**ra, 8, 5);  // one run of ten entries
+  {
+    auto txn = StoreOf(**ra).BeginRead();
+    ASSERT_TRUE(txn.ok());
+    uint64_t last = 0;
+    ASSERT_TRUE((*txn)->LastLogSeq(&last).ok());
+    EXPECT_EQ(last, before + 10);
+    std::vector<uint64_t> seqs;
+    ASSERT_TRUE((*txn)
+                    ->ScanLog(before + 4,
+                              [&](uint64_t seq, const engine::FieldKey&) {
+                                seqs.push_back(seq);
+                                return true;
+                              })
+                    .ok());
+    EXPECT_EQ(seqs, (std::vector<uint64_t>{before + 5, before + 6, before + 7, before + 8,
+                                           before + 9, before + 10}));
+    uint64_t n = 0;
+    ASSERT_TRUE((*txn)->CountLog(before + 4, 100, &n).ok());
+    EXPECT_EQ(n, 6u);
+  }
+  // Every field once, at its latest change, to a peer.
+  auto rb = CreateReplica(b);
+  ASSERT_TRUE(rb.ok());
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  for (int i = 0; i < 20; ++i) {
+    auto rec = (*rb)->Get("c", "r" + std::to_string(i));
+    ASSERT_TRUE(rec.ok()) << i;
+    const int64_t want = i < 5 ? 8 : 7;
+    EXPECT_EQ(rec->fields.at("x").scalar, Value{want}) << i;
+  }
+  EXPECT_EQ((*rb)->Peer((*ra)->Meta()->id)->fields_received, 40u);
+  // A repack leaves the live entries only, counted.
+  engine::Replica::CollectStats stats;
+  ASSERT_TRUE((*ra)->Collect((*ra)->Meta()->vv, &stats, 0).ok());
+  CheckReport rep;
+  ASSERT_TRUE(Check(StoreOf(**ra), &rep).ok());
+  EXPECT_EQ(rep.log_entries, 40u);
 }
 
 // Collection removes field states and their log entries in place: the replica stays
@@ -527,8 +664,11 @@ TEST(LmdbStore, BlobsAreDurableCheckedAndRaiseTheFormat) {
     ASSERT_TRUE(got.ok()) << got.status().ToString();
     ref = *got;
   }
-  EXPECT_EQ(testing::RawGet(dir, "meta", "format"),
-            std::string(reinterpret_cast<const char*>(&kFormatBlobs), 4));
+  uint32_t format = 0;
+  const std::string raw_format = testing::RawGet(dir, "meta", "format");
+  ASSERT_EQ(raw_format.size(), 4u);
+  std::memcpy(&format, raw_format.data(), 4);
+  EXPECT_GE(format, kFormatBlobs);
   {
     auto r = OpenReplica(dir);
     ASSERT_TRUE(r.ok());

@@ -41,7 +41,10 @@ inline constexpr uint32_t kFormatBlobs = 5;
 // 6: the change log may hold stale entries (a field written again leaves its earlier
 // entry until compaction), which an older build would read as live.
 inline constexpr uint32_t kFormatLazyLog = 6;
-inline constexpr uint32_t kFormatVersion = kFormatLazyLog;  // the newest this build reads
+// 7: the change log holds runs, a transaction's entries in one stored entry (log_run.h),
+// which an older build would read as one malformed field key.
+inline constexpr uint32_t kFormatLogRuns = 7;
+inline constexpr uint32_t kFormatVersion = kFormatLogRuns;  // the newest this build reads
 
 // Stale change-log entries are removed at a commit that made more, once they are more
 // than kCompactFloor and a quarter of the fields: kCompactSlice entries examined at a
