@@ -22,15 +22,19 @@ std::pair<Dot, Hlc> Batch::Step() {
 Status Batch::Open(std::string_view collection, std::string_view id, std::string_view field) {
   // The field the previous operation wrote, again (a counter incremented 1,000 times in
   // one transaction): changed in memory, written once when the batch moves on or ends.
-  reopened_ = has_last_ && last_.key.collection == collection && last_.key.record == id &&
-              last_.key.field == field;
+  // last_.key's names passed validation when they were set (no valid name is empty).
+  FieldKey& key = last_.key;
+  const bool same_collection = !collection.empty() && key.collection == collection;
+  const bool same_record = !id.empty() && key.record == id;
+  reopened_ = has_last_ && same_collection && same_record && key.field == field;
   if (reopened_) return Status::Ok();
   TANDEM_RETURN_IF_ERROR(FlushLast());
-  TANDEM_RETURN_IF_ERROR(ValidateOnce(collection, id, field));
+  if (!same_collection) TANDEM_RETURN_IF_ERROR(ValidateCollectionOnce(collection));
+  if (!same_record) TANDEM_RETURN_IF_ERROR(ValidateRecordOnce(id));
+  TANDEM_RETURN_IF_ERROR(ValidateFieldOnce(field));
   // The key's strings keep their buffers from one operation to the next.
-  FieldKey& key = last_.key;
-  key.collection.assign(collection);
-  key.record.assign(id);
+  if (!same_collection) key.collection.assign(collection);
+  if (!same_record) key.record.assign(id);
   key.field.assign(field);
   std::optional<FieldState> state;
   TANDEM_RETURN_IF_ERROR(txn_.GetField(key, &state));
@@ -57,14 +61,28 @@ Status Batch::Close() {
 
 Status Batch::ValidateOnce(std::string_view collection, std::string_view id,
                            std::string_view field) {
+  TANDEM_RETURN_IF_ERROR(ValidateCollectionOnce(collection));
+  TANDEM_RETURN_IF_ERROR(ValidateRecordOnce(id));
+  return ValidateFieldOnce(field);
+}
+
+Status Batch::ValidateCollectionOnce(std::string_view collection) {
   if (collection.empty() || collection != valid_collection_) {
     TANDEM_RETURN_IF_ERROR(ValidateCollection(collection));
     valid_collection_.assign(collection);
   }
+  return Status::Ok();
+}
+
+Status Batch::ValidateRecordOnce(std::string_view id) {
   if (id.empty() || id != valid_record_) {
     TANDEM_RETURN_IF_ERROR(ValidateRecordId(id));
     valid_record_.assign(id);
   }
+  return Status::Ok();
+}
+
+Status Batch::ValidateFieldOnce(std::string_view field) {
   // From the one after the last found: a batch often writes its fields in a rotation.
   const size_t n = valid_fields_.size();
   for (size_t i = 0, at = last_valid_field_ + 1; i < n; ++i, ++at) {

@@ -714,7 +714,7 @@ class LmdbReader {
     rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
     Status st;
     if (rc == 0 && k.mv_size == 8) {
-      uint64_t key_seq;
+      uint64_t key_seq = 0;
       std::memcpy(&key_seq, k.mv_data, 8);
       st = ForEachLogEntry(key_seq, View(v), [&](uint64_t seq, std::string_view) {
         *out = seq;

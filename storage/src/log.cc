@@ -60,7 +60,7 @@ Status ScanEntries(const LmdbStore::Impl& impl, MDB_txn* txn, uint64_t since, Fn
   bool go = true;
   for (rc = SeekLog(cur, start, &k, &v); rc == 0 && go;
        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-    uint64_t key_seq;
+    uint64_t key_seq = 0;
     if (!(st = LogSeq(k, &key_seq)).ok()) break;
     st = ForEachLogEntry(key_seq, View(v), [&](uint64_t seq, std::string_view fk) {
       if (seq < start) return true;
@@ -83,7 +83,7 @@ Status ScanEntries(const LmdbStore::Impl& impl, MDB_txn* txn, uint64_t since, Fn
 // *examined and *dropped count its entries and the stale ones.
 Status LiveOf(const LmdbStore::Impl& impl, MDB_txn* txn, const MDB_val& k, const MDB_val& v,
               LogRunWriter* live, size_t* examined, size_t* dropped, uint64_t* last) {
-  uint64_t key_seq;
+  uint64_t key_seq = 0;
   TANDEM_RETURN_IF_ERROR(LogSeq(k, &key_seq));
   live->Clear();
   Status inner;
@@ -176,7 +176,7 @@ Status LmdbReader::CountLog(uint64_t since, uint64_t cap, uint64_t* out) {
   Status st;
   for (rc = SeekLog(cur, start, &k, &v); rc == 0 && *out < cap;
        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-    uint64_t key_seq;
+    uint64_t key_seq = 0;
     if (!(st = LogSeq(k, &key_seq)).ok()) break;
     st = ForEachLogEntry(key_seq, View(v), [&](uint64_t seq, std::string_view) {
       return seq < start || ++*out < cap;

@@ -59,7 +59,10 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     out->reset();
     last_seq_known_ = false;
     if (!KeyInto(k, false, &last_key_)) return Status::Ok();
-    last_field_ = k;
+    // Only what changed: a transaction's writes go through a record's fields in turn.
+    if (last_field_.collection != k.collection) last_field_.collection = k.collection;
+    if (last_field_.record != k.record) last_field_.record = k.record;
+    last_field_.field = k.field;
     // Past the end of the table (a bulk load, records with ascending ids): no such field,
     // and the PutField that follows appends without searching.
     TANDEM_RETURN_IF_ERROR(LoadFieldsEnd());

@@ -584,6 +584,57 @@ TEST(LmdbStore, AChangeLogOfSingleEntriesAndRunsReadsCompactsAndSyncsAsOne) {
   EXPECT_EQ(rep.log_entries, 40u);
 }
 
+// A run's entries read back as written, and a malformed run (a corrupt replica
+// directory) is an error, never a crash or an entry at a made-up seq.
+TEST(LmdbStore, ChangeLogRunsReadBackAndRefuseMalformedBytes) {
+  LogRunWriter w;
+  const std::vector<std::pair<uint64_t, std::string>> want = {{7, std::string("\x02r1\0\x05", 5)},
+                                                              {8, std::string("\x02r1\0\x06", 5)},
+                                                              {20, std::string("\x02r10\0\x05", 6)},
+                                                              {21, std::string("\x03z", 2)}};
+  for (const auto& [seq, key] : want) w.Add(seq, key);
+  std::vector<std::pair<uint64_t, std::string>> got;
+  auto collect = [&](uint64_t seq, std::string_view key) {
+    got.emplace_back(seq, std::string(key));
+    return true;
+  };
+  ASSERT_TRUE(IsLogRun(w.bytes()));
+  ASSERT_TRUE(ForEachLogEntry(w.first(), w.bytes(), collect).ok());
+  EXPECT_EQ(got, want);
+  // A field key stored on its own, as older builds did.
+  got.clear();
+  ASSERT_TRUE(ForEachLogEntry(9, std::string("\x02r\0\x01", 4), collect).ok());
+  EXPECT_EQ(got,
+            (std::vector<std::pair<uint64_t, std::string>>{{9, std::string("\x02r\0\x01", 4)}}));
+  const std::string run(w.bytes());
+  const std::vector<std::string> bad = {
+      std::string("\0\0\2\0\0\1a", 7),          // a version this build does not know
+      std::string("\0\0\1", 3),                 // no entry
+      std::string("\0\0\1\0\0\5ab", 8),         // a key longer than what is left
+      std::string("\0\0\1\0\0\1a\0\1\1b", 11),  // a second entry at the same seq
+      std::string("\0\0\1\0\3\1a", 7),          // more shared than the previous key
+      std::string("\0\0\1\0\0\0", 6),           // an empty key
+      std::string("\0\0\1\x80", 4),             // a truncated varint
+      run.substr(0, run.size() - 1),
+      std::string(),
+  };
+  for (size_t i = 0; i < bad.size(); ++i) {
+    got.clear();
+    EXPECT_EQ(ForEachLogEntry(1, bad[i], collect).code(), Code::kCorrupt) << i;
+  }
+  // Every truncation and every byte changed: an error or entries in ascending seqs.
+  for (size_t n = 0; n <= run.size(); ++n) {
+    for (int flip : {0, 1, 0x80}) {
+      std::string b = run.substr(0, n);
+      if (flip && n > 0) b[n - 1] = static_cast<char>(b[n - 1] ^ flip);
+      got.clear();
+      if (ForEachLogEntry(1, b, collect).ok()) {
+        for (size_t j = 1; j < got.size(); ++j) EXPECT_LT(got[j - 1].first, got[j].first);
+      }
+    }
+  }
+}
+
 // Collection removes field states and their log entries in place: the replica stays
 // consistent, says it may no longer be opened by a build that would take back what was
 // collected, and remembers what it collected across a reopen.

@@ -99,6 +99,9 @@ class Batch {
   // ValidateKey, remembering what passed (no valid name is empty): the names a batch
   // writes repeat.
   Status ValidateOnce(std::string_view collection, std::string_view id, std::string_view field);
+  Status ValidateCollectionOnce(std::string_view collection);
+  Status ValidateRecordOnce(std::string_view id);
+  Status ValidateFieldOnce(std::string_view field);
   std::string valid_collection_, valid_record_;
   std::vector<std::string> valid_fields_;
   size_t last_valid_field_ = 0;  // where the last name was found in valid_fields_
