@@ -713,6 +713,7 @@ class LmdbReader {
     MDB_val k, v;
     rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
     Status st;
+    if (rc == 0 && k.mv_size != 8) st = Status::Corrupt("change-log key has the wrong size");
     if (rc == 0 && k.mv_size == 8) {
       uint64_t key_seq = 0;
       std::memcpy(&key_seq, k.mv_data, 8);

@@ -58,11 +58,18 @@ Status ScanEntries(const LmdbStore::Impl& impl, MDB_txn* txn, uint64_t since, Fn
   MDB_val k, v;
   Status st, inner;
   bool go = true;
+  uint64_t prev = 0;
   for (rc = SeekLog(cur, start, &k, &v); rc == 0 && go;
        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
     uint64_t key_seq = 0;
     if (!(st = LogSeq(k, &key_seq)).ok()) break;
     st = ForEachLogEntry(key_seq, View(v), [&](uint64_t seq, std::string_view fk) {
+      // Ascending across stored entries too (a run reaching past the next is corrupt).
+      if (seq <= prev) {
+        inner = Status::Corrupt("change-log entries out of order at seq " + std::to_string(seq));
+        return go = false;
+      }
+      prev = seq;
       if (seq < start) return true;
       MDB_val value;
       bool live;

@@ -314,13 +314,14 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
       hull_->hull.Merge(state.ctx);
       hull_dirty_ = true;
     }
+    // The log entry joins the transaction's run, stored once it is full or at commit; a
+    // full run goes first, so that no field is stored without its entry.
+    if (!run_.Fits(k)) TANDEM_RETURN_IF_ERROR(FlushRun());
     MDB_val val = Val(value_);
     kv = Val(k);
     TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->fields, &fields_cur_));
     if ((rc = mdb_cursor_put(fields_cur_, &kv, &val, append ? MDB_APPEND : 0)))
       return impl_->Note(rc, "write field");
-    // The log entry joins the transaction's run, stored once it is full or at commit.
-    if (!run_.Fits(k)) TANDEM_RETURN_IF_ERROR(FlushRun());
     run_.Add(seq, k);
     if (append) fields_end_->assign(k);
     return Status::Ok();
@@ -457,6 +458,8 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
       if (*log_entries_ != before) log_entries_dirty_ = true;
     }
     if (log_entries_dirty_) {
+      // A build that does not keep the count must not write this log again.
+      TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatLogRuns));
       MDB_val k = Val("log-entries"), v{8, &*log_entries_};
       if (int rc = mdb_put(txn_, impl_->meta, &k, &v, 0))
         return impl_->Note(rc, "write log entries");

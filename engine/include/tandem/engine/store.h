@@ -202,8 +202,9 @@ class WriteTxn : public ReadTxn {
   virtual Status DeleteQuarantine(uint64_t id) = 0;
   virtual Status PutRefused(const FieldKey& key, const VersionVector& unseen) = 0;
   virtual Status DeleteRefused(const FieldKey& key) = 0;
-  // Removes the field's state and its change-log entry, unless that entry is the newest
-  // in the log (its position must not be handed out again): *deleted says which.
+  // Removes the field's state, leaving its change-log entry stale, unless that entry is
+  // the newest in the log (its position must not be handed out again): *deleted says
+  // which.
   virtual Status DeleteField(const FieldKey& key, bool* deleted) = 0;
   virtual Status PutCollected(const VersionVector& collected) = 0;
   // Stores a blob's entry (replacing any), or removes it; chunks are separate.
