@@ -9,27 +9,46 @@
 
 namespace tandem::testing {
 
+// A write transaction on the environment in `dir`, committed by Commit (aborted if not).
+struct RawWriter {
+  explicit RawWriter(const std::string& dir) {
+    EXPECT_EQ(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 8);
+    EXPECT_EQ(mdb_env_open(env, dir.c_str(), 0, 0644), 0);
+    EXPECT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+  }
+  ~RawWriter() {
+    if (txn) mdb_txn_abort(txn);
+    mdb_env_close(env);
+  }
+  // Database `db` (made if missing).
+  MDB_dbi Open(const char* db, unsigned flags = 0) {
+    MDB_dbi dbi = 0;
+    EXPECT_EQ(mdb_dbi_open(txn, db, MDB_CREATE | flags, &dbi), 0);
+    return dbi;
+  }
+  void Commit() {
+    EXPECT_EQ(mdb_txn_commit(txn), 0);
+    txn = nullptr;
+  }
+  MDB_env* env = nullptr;
+  MDB_txn* txn = nullptr;
+};
+
 // Sets `key` to *value in database `db` of the environment in `dir` (the database is
 // made if missing); a null value deletes the key.
 inline void RawPut(const std::string& dir, const char* db, const std::string& key,
                    const std::string* value) {
-  MDB_env* env;
-  ASSERT_EQ(mdb_env_create(&env), 0);
-  mdb_env_set_maxdbs(env, 8);
-  ASSERT_EQ(mdb_env_open(env, dir.c_str(), 0, 0644), 0);
-  MDB_txn* txn;
-  ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
-  MDB_dbi dbi;
-  ASSERT_EQ(mdb_dbi_open(txn, db, MDB_CREATE, &dbi), 0);
+  RawWriter w(dir);
+  const MDB_dbi dbi = w.Open(db);
   MDB_val k{key.size(), const_cast<char*>(key.data())};
   if (value) {
     MDB_val v{value->size(), const_cast<char*>(value->data())};
-    ASSERT_EQ(mdb_put(txn, dbi, &k, &v, 0), 0);
+    ASSERT_EQ(mdb_put(w.txn, dbi, &k, &v, 0), 0);
   } else {
-    ASSERT_EQ(mdb_del(txn, dbi, &k, nullptr), 0);
+    ASSERT_EQ(mdb_del(w.txn, dbi, &k, nullptr), 0);
   }
-  ASSERT_EQ(mdb_txn_commit(txn), 0);
-  mdb_env_close(env);
+  w.Commit();
 }
 inline void RawPut(const std::string& dir, const char* db, const std::string& key,
                    const std::string& value) {

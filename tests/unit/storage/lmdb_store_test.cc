@@ -492,15 +492,9 @@ TEST(LmdbStore, AChangeLogOfSingleEntriesAndRunsReadsCompactsAndSyncsAsOne) {
   }
   size_t stored = 0;
   {  // The log as an older build leaves it: each entry stored on its own, not counted.
-    MDB_env* env;
-    ASSERT_EQ(mdb_env_create(&env), 0);
-    mdb_env_set_maxdbs(env, 16);
-    ASSERT_EQ(mdb_env_open(env, a.c_str(), 0, 0644), 0);
-    MDB_txn* txn;
-    ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), 0);
-    MDB_dbi log, meta;
-    ASSERT_EQ(mdb_dbi_open(txn, "log", MDB_INTEGERKEY, &log), 0);
-    ASSERT_EQ(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    testing::RawWriter w(a);
+    MDB_txn* txn = w.txn;
+    const MDB_dbi log = w.Open("log", MDB_INTEGERKEY), meta = w.Open("meta");
     std::vector<std::pair<uint64_t, std::string>> entries;
     MDB_cursor* cur;
     ASSERT_EQ(mdb_cursor_open(txn, log, &cur), 0);
@@ -528,8 +522,7 @@ TEST(LmdbStore, AChangeLogOfSingleEntriesAndRunsReadsCompactsAndSyncsAsOne) {
     uint32_t six = kFormatLazyLog;
     MDB_val fk = Val("format"), fv{4, &six};
     ASSERT_EQ(mdb_put(txn, meta, &fk, &fv, 0), 0);
-    ASSERT_EQ(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
+    w.Commit();
   }
   auto ra = OpenReplica(a, o);
   ASSERT_TRUE(ra.ok());
