@@ -59,7 +59,9 @@ std::array<uint8_t, kMac> Mac1(const Key32& psk, std::string_view body) {
   return KeyedHash<kMac>(body, DeriveKey(psk, "tandem mac1 key"));
 }
 
-Status Refused(const char* why) { return Status::Unauthorized(std::string("handshake: ") + why); }
+Status HandshakeRefused(const char* why) {
+  return Status::Unauthorized(std::string("handshake: ") + why);
+}
 
 }  // namespace
 
@@ -71,16 +73,16 @@ InviteId InviteIdOf(const Key32& secret) { return KeyedHash<16>("tandem invite i
 
 // Message 1 layout: kind (1) [invite id (16)] e (32) payload tag (16) mac1 (16).
 Result<FirstMessageHeader> PeekFirstMessage(std::string_view m) {
-  if (m.empty()) return Refused("empty first message");
+  if (m.empty()) return HandshakeRefused("empty first message");
   FirstMessageHeader h{static_cast<PskKind>(static_cast<uint8_t>(m[0]))};
   size_t want = 1 + 32 + kTag + kMac;
   if (h.kind == PskKind::kInvite) {
     want += 16;
     if (m.size() == want) std::memcpy(h.invite.data(), m.data() + 1, 16);
   } else if (h.kind != PskKind::kGroup) {
-    return Refused("first message of an unknown kind (not a tandem peer?)");
+    return HandshakeRefused("first message of an unknown kind (not a tandem peer?)");
   }
-  if (m.size() != want) return Refused("first message has the wrong size");
+  if (m.size() != want) return HandshakeRefused("first message has the wrong size");
   return h;
 }
 
@@ -223,7 +225,7 @@ Handshake Handshake::Responder(const Identity& self, const Key32& psk) {
 }
 
 Result<std::string> Handshake::Write() {
-  if (!s_) return Refused("the handshake failed earlier");
+  if (!s_) return HandshakeRefused("the handshake failed earlier");
   State& s = *s_;
   if (s.bad_identity) return Status::Corrupt("this device's identity key is not usable");
   std::string out;
@@ -244,14 +246,14 @@ Result<std::string> Handshake::Write() {
     out.append(View(s.e_pub));
     s.MixHash(View(s.e_pub));
     s.MixKey(View(s.e_pub));
-    if (!s.MixDh(s.e_sec, s.re)) return Refused("bad ephemeral key");
+    if (!s.MixDh(s.e_sec, s.re)) return HandshakeRefused("bad ephemeral key");
     s.EncryptAndHash(View(s.self.public_key), &out);
-    if (!s.MixDh(s.s_x_sec, s.re)) return Refused("bad ephemeral key");
+    if (!s.MixDh(s.s_x_sec, s.re)) return HandshakeRefused("bad ephemeral key");
     s.EncryptAndHash({}, &out);
   } else if (initiator_ && step_ == 2) {
     // -> s, se, psk
     s.EncryptAndHash(View(s.self.public_key), &out);
-    if (!s.MixDh(s.s_x_sec, s.re)) return Refused("bad ephemeral key");
+    if (!s.MixDh(s.s_x_sec, s.re)) return HandshakeRefused("bad ephemeral key");
     s.MixKeyAndHash(View(s.psk));
     s.EncryptAndHash({}, &out);
   } else {
@@ -262,11 +264,11 @@ Result<std::string> Handshake::Write() {
 }
 
 Status Handshake::Read(std::string_view m) {
-  if (!s_) return Refused("the handshake failed earlier");
+  if (!s_) return HandshakeRefused("the handshake failed earlier");
   auto fail = [&](const char* why) {
     delete s_;
     s_ = nullptr;
-    return Refused(why);
+    return HandshakeRefused(why);
   };
   if (m.size() > kMaxHandshakeMessage) return fail("message too large");
   State& s = *s_;
