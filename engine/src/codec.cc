@@ -8,20 +8,84 @@ namespace tandem::engine {
 
 // ---- primitives -------------------------------------------------------------------
 
-void Writer::LongVarint(uint64_t v) {
-  char buf[10];
+namespace {
+// The varint of v at p (room for 10 bytes); returns the bytes written.
+size_t PutVarint(char* p, uint64_t v) {
   size_t n = 0;
   while (v >= 0x80) {
-    buf[n++] = static_cast<char>(v | 0x80);
+    p[n++] = static_cast<char>(v | 0x80);
     v >>= 7;
   }
-  buf[n++] = static_cast<char>(v);
-  out_->append(buf, n);
+  p[n++] = static_cast<char>(v);
+  return n;
+}
+
+void PutFixed64(char* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i));
+}
+
+uint64_t ZigZag(int64_t v) {
+  return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
+}
+
+// Writer's interface over a fixed buffer, for a small field state: each byte is a store,
+// not a call into std::string. Writing past the end writes nothing more and is reported
+// by overflowed().
+class SpanWriter {
+ public:
+  SpanWriter(char* p, size_t n) : start_(p), p_(p), end_(p + n) {}
+  void U8(uint8_t v) {
+    if (p_ < end_)
+      *p_++ = static_cast<char>(v);
+    else
+      overflowed_ = true;
+  }
+  void Varint(uint64_t v) {
+    if (end_ - p_ >= 10)
+      p_ += PutVarint(p_, v);
+    else
+      overflowed_ = true;
+  }
+  void SignedVarint(int64_t v) { Varint(ZigZag(v)); }
+  void Fixed64(uint64_t v) {
+    if (end_ - p_ >= 8) {
+      PutFixed64(p_, v);
+      p_ += 8;
+    } else {
+      overflowed_ = true;
+    }
+  }
+  void Raw(std::string_view s) {
+    if (static_cast<size_t>(end_ - p_) >= s.size()) {
+      if (!s.empty()) std::memcpy(p_, s.data(), s.size());
+      p_ += s.size();
+    } else {
+      overflowed_ = true;
+    }
+  }
+  void LengthPrefixed(std::string_view s) {
+    Varint(s.size());
+    Raw(s);
+  }
+  bool overflowed() const { return overflowed_; }
+  std::string_view written() const { return {start_, static_cast<size_t>(p_ - start_)}; }
+
+ private:
+  char* start_;
+  char* p_;
+  char* end_;
+  bool overflowed_ = false;
+};
+}  // namespace
+
+void Writer::LongVarint(uint64_t v) {
+  char buf[10];
+  out_->append(buf, PutVarint(buf, v));
 }
 
 void Writer::Fixed64(uint64_t v) {
   char buf[8];
-  for (int i = 0; i < 8; ++i) buf[i] = static_cast<char>(v >> (8 * i));
+  PutFixed64(buf, v);
   out_->append(buf, 8);
 }
 
@@ -40,9 +104,7 @@ uint8_t Reader::U8() {
   return static_cast<uint8_t>(in_[pos_++]);
 }
 
-void Writer::SignedVarint(int64_t v) {
-  Varint((static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63));
-}
+void Writer::SignedVarint(int64_t v) { Varint(ZigZag(v)); }
 
 int64_t Reader::SignedVarint() {
   const uint64_t v = Varint();
@@ -138,7 +200,9 @@ enum ValueTag : uint8_t {
 };
 }  // namespace
 
-void EncodeValue(const Value& v, Writer& w) {
+namespace {
+template <typename W>
+void PutValue(const Value& v, W& w) {
   switch (TypeOf(v)) {
     case ValueType::kNull:
       w.U8(kTagNull);
@@ -176,6 +240,9 @@ void EncodeValue(const Value& v, Writer& w) {
     }
   }
 }
+}  // namespace
+
+void EncodeValue(const Value& v, Writer& w) { PutValue(v, w); }
 
 Value DecodeValue(Reader& r) {
   switch (r.U8()) {
@@ -242,7 +309,8 @@ using CtxView = std::span<const CtxEntry>;
 
 // False (nothing written) if the context does not cover the dot, which every state built
 // by the mutators, Join and the decoder guarantees.
-[[nodiscard]] bool EncodeDot(const Dot& d, CtxView ctx, Writer& w) {
+template <typename W>
+[[nodiscard]] bool EncodeDot(const Dot& d, CtxView ctx, W& w) {
   size_t pos = 0;
   while (pos < ctx.size() && ctx[pos].first != d.replica) ++pos;
   if (pos == ctx.size() || d.seq > ctx[pos].second || d.seq == 0) return false;
@@ -267,7 +335,8 @@ Dot DecodeDot(Reader& r, CtxView ctx) {
 }
 
 // False if the context does not name a replica of the totals (see EncodeDot).
-[[nodiscard]] bool EncodeTotals(const std::map<ReplicaId, PnTotals>& m, CtxView ctx, Writer& w) {
+template <typename W>
+[[nodiscard]] bool EncodeTotals(const std::map<ReplicaId, PnTotals>& m, CtxView ctx, W& w) {
   size_t n = 0;
   for (const auto& [r, t] : m) n += (t.pos || t.neg);
   w.Varint(n);
@@ -295,54 +364,71 @@ void DecodeTotals(Reader& r, CtxView ctx, std::map<ReplicaId, PnTotals>* out) {
   }
 }
 
+// The body of EncodeFieldState, through either writer.
+template <typename W>
+Status PutFieldState(const FieldState& s, ReplicaTable& table, W& w) {
+  // Header: format version in the high nibble, which optional sections follow in the low.
+  uint8_t flags = (s.elements.empty() ? 0 : kHasElements) | (s.counter.empty() ? 0 : kHasCounter) |
+                  (s.counter_base.empty() ? 0 : kHasBase);
+  w.U8(static_cast<uint8_t>(kFieldFormatVersion << 4) | flags);
+  // The context in order, on the stack when it is small (it names few replicas).
+  std::array<CtxEntry, 8> small;
+  std::vector<CtxEntry> large;
+  CtxView ctx;
+  if (s.ctx.size() <= small.size()) {
+    std::copy(s.ctx.entries().begin(), s.ctx.entries().end(), small.begin());
+    ctx = CtxView(small.data(), s.ctx.size());
+  } else {
+    large.assign(s.ctx.entries().begin(), s.ctx.entries().end());
+    ctx = large;
+  }
+  w.Varint(ctx.size());
+  for (const auto& [r, seq] : ctx) {
+    w.Varint(table.IndexOf(r));
+    w.Varint(seq);
+  }
+  w.Varint(s.markers.size());
+  for (const auto& [d, m] : s.markers) {
+    TANDEM_CHECK(EncodeDot(d, ctx, w), "a field's marker dot is covered by its context");
+    w.Varint(HlcMillis(m.hlc));
+    w.Varint(static_cast<uint64_t>(HlcLogical(m.hlc)) << 2 | static_cast<uint8_t>(m.kind));
+    if (m.kind == Kind::kRegister) PutValue(m.value, w);
+  }
+  if (flags & kHasElements) {
+    w.Varint(s.elements.size());
+    for (const auto& [v, dots] : s.elements) {
+      PutValue(v, w);
+      w.Varint(dots.size());
+      for (const Dot& d : dots)
+        TANDEM_CHECK(EncodeDot(d, ctx, w), "a set element's dot is covered by its context");
+    }
+  }
+  if (flags & kHasCounter)
+    TANDEM_CHECK(EncodeTotals(s.counter, ctx, w), "counter replicas are in the context");
+  if (flags & kHasBase)
+    TANDEM_CHECK(EncodeTotals(s.counter_base, ctx, w), "counter replicas are in the context");
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status EncodeFieldState(const FieldState& s, ReplicaTable& table, std::string* out) {
-  const size_t start = out->size();
-  Status st = [&]() -> Status {
-    Writer w(out);
-    // Header: format version in the high nibble, which optional sections follow in the low.
-    uint8_t flags = (s.elements.empty() ? 0 : kHasElements) |
-                    (s.counter.empty() ? 0 : kHasCounter) | (s.counter_base.empty() ? 0 : kHasBase);
-    w.U8(static_cast<uint8_t>(kFieldFormatVersion << 4) | flags);
-    // The context in order, on the stack when it is small (it names few replicas).
-    std::array<CtxEntry, 8> small;
-    std::vector<CtxEntry> large;
-    CtxView ctx;
-    if (s.ctx.size() <= small.size()) {
-      std::copy(s.ctx.entries().begin(), s.ctx.entries().end(), small.begin());
-      ctx = CtxView(small.data(), s.ctx.size());
-    } else {
-      large.assign(s.ctx.entries().begin(), s.ctx.entries().end());
-      ctx = large;
+  if (EncodesSmall(s)) {
+    // Most states: encoded on the stack, then appended at once.
+    char buf[kSmallEncoding];
+    SpanWriter w(buf, sizeof buf);
+    TANDEM_RETURN_IF_ERROR(PutFieldState(s, table, w));
+    if (!w.overflowed()) {
+      out->append(w.written());
+      return Status::Ok();
     }
-    w.Varint(ctx.size());
-    for (const auto& [r, seq] : ctx) {
-      w.Varint(table.IndexOf(r));
-      w.Varint(seq);
-    }
-    w.Varint(s.markers.size());
-    for (const auto& [d, m] : s.markers) {
-      TANDEM_CHECK(EncodeDot(d, ctx, w), "a field's marker dot is covered by its context");
-      w.Varint(HlcMillis(m.hlc));
-      w.Varint(static_cast<uint64_t>(HlcLogical(m.hlc)) << 2 | static_cast<uint8_t>(m.kind));
-      if (m.kind == Kind::kRegister) EncodeValue(m.value, w);
-    }
-    if (flags & kHasElements) {
-      w.Varint(s.elements.size());
-      for (const auto& [v, dots] : s.elements) {
-        EncodeValue(v, w);
-        w.Varint(dots.size());
-        for (const Dot& d : dots)
-          TANDEM_CHECK(EncodeDot(d, ctx, w), "a set element's dot is covered by its context");
-      }
-    }
-    if (flags & kHasCounter)
-      TANDEM_CHECK(EncodeTotals(s.counter, ctx, w), "counter replicas are in the context");
-    if (flags & kHasBase)
-      TANDEM_CHECK(EncodeTotals(s.counter_base, ctx, w), "counter replicas are in the context");
-    return Status::Ok();
-  }();
+  }
+  // A large state in one allocation (growing a buffer by doubling would hold it twice
+  // meanwhile), and a buffer that many states are appended to still grows geometrically.
+  const size_t start = out->size(), bound = EncodedSizeBound(s);
+  if (out->capacity() - start < bound) out->reserve(std::max(start + bound, 2 * out->capacity()));
+  Writer w(out);
+  Status st = PutFieldState(s, table, w);
   if (!st.ok()) out->resize(start);  // nothing half-encoded
   return st;
 }
