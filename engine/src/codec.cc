@@ -1,5 +1,6 @@
 #include "tandem/engine/codec.h"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <span>
@@ -423,10 +424,7 @@ Status EncodeFieldState(const FieldState& s, ReplicaTable& table, std::string* o
       return Status::Ok();
     }
   }
-  // A large state in one allocation (growing a buffer by doubling would hold it twice
-  // meanwhile), and a buffer that many states are appended to still grows geometrically.
-  const size_t start = out->size(), bound = EncodedSizeBound(s);
-  if (out->capacity() - start < bound) out->reserve(std::max(start + bound, 2 * out->capacity()));
+  const size_t start = out->size();
   Writer w(out);
   Status st = PutFieldState(s, table, w);
   if (!st.ok()) out->resize(start);  // nothing half-encoded

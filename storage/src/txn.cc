@@ -298,7 +298,10 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
       }
     }
     uint64_t seq = last_seq_ + 1;  // not const: MDB_val points at it
-    value_.clear();                // the buffer is kept from write to write
+    value_.clear();
+    // A large state in one allocation; the buffer, kept from write to write, already holds
+    // a small one.
+    if (!engine::EncodesSmall(state)) value_.reserve(10 + engine::EncodedSizeBound(state));
     engine::Writer w(&value_);
     w.Varint(seq);
     TANDEM_RETURN_IF_ERROR(engine::EncodeFieldState(state, replicas_, &value_));
