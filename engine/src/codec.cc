@@ -42,10 +42,12 @@ class SpanWriter {
       overflowed_ = true;
   }
   void Varint(uint64_t v) {
-    if (end_ - p_ >= 10)
+    if (end_ - p_ >= 10) {
       p_ += PutVarint(p_, v);
-    else
-      overflowed_ = true;
+    } else {  // near the end: exactly what it takes
+      char buf[10];
+      Raw(std::string_view(buf, PutVarint(buf, v)));
+    }
   }
   void SignedVarint(int64_t v) { Varint(ZigZag(v)); }
   void Fixed64(uint64_t v) {
@@ -76,6 +78,27 @@ class SpanWriter {
   char* p_;
   char* end_;
   bool overflowed_ = false;
+};
+
+// Writer's interface that only counts the bytes.
+class CountingWriter {
+ public:
+  void U8(uint8_t) { ++n_; }
+  void Varint(uint64_t v) {
+    char buf[10];
+    n_ += PutVarint(buf, v);
+  }
+  void SignedVarint(int64_t v) { Varint(ZigZag(v)); }
+  void Fixed64(uint64_t) { n_ += 8; }
+  void Raw(std::string_view s) { n_ += s.size(); }
+  void LengthPrefixed(std::string_view s) {
+    Varint(s.size());
+    Raw(s);
+  }
+  size_t size() const { return n_; }
+
+ private:
+  size_t n_ = 0;
 };
 }  // namespace
 
@@ -412,6 +435,20 @@ Status PutFieldState(const FieldState& s, ReplicaTable& table, W& w) {
 }
 
 }  // namespace
+
+Result<size_t> EncodedFieldStateSize(const FieldState& s, ReplicaTable& table) {
+  CountingWriter w;
+  TANDEM_RETURN_IF_ERROR(PutFieldState(s, table, w));
+  return w.size();
+}
+
+Status EncodeFieldStateInto(const FieldState& s, ReplicaTable& table, char* p, size_t n) {
+  SpanWriter w(p, n);
+  TANDEM_RETURN_IF_ERROR(PutFieldState(s, table, w));
+  if (w.overflowed() || w.written().size() != n)
+    return Status::Corrupt("a field state's encoding is not the size counted for it");
+  return Status::Ok();
+}
 
 Status EncodeFieldState(const FieldState& s, ReplicaTable& table, std::string* out) {
   if (EncodesSmall(s)) {

@@ -299,12 +299,16 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     }
     uint64_t seq = last_seq_ + 1;  // not const: MDB_val points at it
     value_.clear();
-    // A large state in one allocation; the buffer, kept from write to write, already holds
-    // a small one.
-    if (!engine::EncodesSmall(state)) value_.reserve(10 + engine::EncodedSizeBound(state));
     engine::Writer w(&value_);
     w.Varint(seq);
-    TANDEM_RETURN_IF_ERROR(engine::EncodeFieldState(state, replicas_, &value_));
+    // A large state is encoded straight into the pages LMDB reserves for the value: built
+    // in a buffer first, it would be in memory twice until the commit.
+    size_t large = 0;
+    if (engine::EncodesSmall(state)) {
+      TANDEM_RETURN_IF_ERROR(engine::EncodeFieldState(state, replicas_, &value_));
+    } else {
+      TANDEM_ASSIGN_OR_RETURN(large, engine::EncodedFieldStateSize(state, replicas_));
+    }
     // The field's previous entry stays, stale, until CompactLog: removing it here would
     // write a page of the log's past for every field overwritten.
     if (old_seq) left_stale_ = true;
@@ -318,10 +322,20 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     // full run goes first, so that no field is stored without its entry.
     if (!run_.Fits(k)) TANDEM_RETURN_IF_ERROR(FlushRun());
     MDB_val val = Val(value_);
+    if (large) val = MDB_val{value_.size() + large, nullptr};
     kv = Val(k);
     TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->fields, &fields_cur_));
-    if ((rc = mdb_cursor_put(fields_cur_, &kv, &val, append ? MDB_APPEND : 0)))
-      return impl_->Note(rc, "write field");
+    const unsigned flags = (append ? MDB_APPEND : 0) | (large ? MDB_RESERVE : 0);
+    if ((rc = mdb_cursor_put(fields_cur_, &kv, &val, flags))) return impl_->Note(rc, "write field");
+    if (large) {
+      char* p = static_cast<char*>(val.mv_data);
+      std::memcpy(p, value_.data(), value_.size());
+      if (Status st = engine::EncodeFieldStateInto(state, replicas_, p + value_.size(), large);
+          !st.ok()) {
+        broken_ = st;  // the value is half written: this transaction must not commit
+        return st;
+      }
+    }
     run_.Add(seq, k);
     if (append) fields_end_->assign(k);
     return Status::Ok();
@@ -449,6 +463,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
 
   Status Commit() override {
     CloseCursors();
+    TANDEM_RETURN_IF_ERROR(broken_);
     TANDEM_RETURN_IF_ERROR(FlushRun());
     if (left_stale_) {
       TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatLazyLog));
@@ -500,6 +515,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   MDB_txn* txn_;
   uint64_t last_seq_ = 0;  // the newest log position this transaction wrote (0: none yet)
   std::string value_;
+  Status broken_;  // a write failed half done: Commit refuses (PutField)
   MDB_cursor* fields_cur_ = nullptr;
   bool left_stale_ = false;              // a field written again left its earlier log entry stale
   LogRunWriter run_;                     // log entries not yet stored (FlushRun)

@@ -133,6 +133,34 @@ TEST(FieldCodecTest, WhatEncodesSmallFitsTheSmallSize) {
   }
 }
 
+// A large state is written into storage reserved for it: counted, then encoded into
+// exactly that many bytes, which are EncodeFieldState's; any other size is refused.
+TEST(FieldCodecTest, ALargeStateEncodesIntoExactlyTheSizeCounted) {
+  FieldState big;
+  for (int i = 0; i < 300; ++i)
+    ApplyAdd(big, Dot{i % 2 ? kA : kB, uint64_t(i + 1)}, uint64_t(i + 1), Value{int64_t{i}});
+  std::vector<FieldState> states = SampleStates();
+  states.push_back(big);
+  for (size_t i = 0; i < states.size(); ++i) {
+    VectorReplicaTable table;
+    std::string want;
+    ASSERT_TRUE(EncodeFieldState(states[i], table, &want).ok()) << i;
+    auto n = EncodedFieldStateSize(states[i], table);
+    ASSERT_TRUE(n.ok()) << i;
+    EXPECT_EQ(*n, want.size()) << i;
+    std::string got(want.size() + 1, '?');
+    ASSERT_TRUE(EncodeFieldStateInto(states[i], table, got.data(), want.size()).ok()) << i;
+    EXPECT_EQ(got.substr(0, want.size()), want) << i;
+    EXPECT_EQ(got.back(), '?') << i;  // nothing past the end
+    EXPECT_EQ(EncodeFieldStateInto(states[i], table, got.data(), want.size() - 1).code(),
+              Code::kCorrupt)
+        << i;
+    EXPECT_EQ(EncodeFieldStateInto(states[i], table, got.data(), want.size() + 1).code(),
+              Code::kCorrupt)
+        << i;
+  }
+}
+
 TEST(FieldCodecTest, ExternalTableRoundTrip) {
   VectorReplicaTable table;
   table.IndexOf(kC);  // pre-existing entries: indices need not follow id order

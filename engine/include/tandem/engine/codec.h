@@ -109,6 +109,11 @@ Value DecodeValue(Reader& r);
 // Field state against an external replica table. Fails (kCorrupt, nothing appended) if
 // the state breaks the invariants every valid state keeps (its context covers its dots).
 Status EncodeFieldState(const FieldState& s, ReplicaTable& table, std::string* out);
+// The same encoding in two steps, for a large state written straight into storage the
+// store reserved (no copy of it in memory beside that): its exact size, then the bytes
+// into exactly that many at `p` (Corrupt, and `p` undefined, if they are not).
+Result<size_t> EncodedFieldStateSize(const FieldState& s, ReplicaTable& table);
+Status EncodeFieldStateInto(const FieldState& s, ReplicaTable& table, char* p, size_t n);
 Result<FieldState> DecodeFieldState(std::string_view in, const ReplicaTable& table);
 // Reads one field state from a reader that holds more (for framed containers).
 FieldState DecodeFieldState(Reader& r, const ReplicaTable& table);
