@@ -339,7 +339,7 @@ void Session::SendPiece(std::vector<Message>* out) {
   batch.cursor = last && !hold_ ? out_piece_cursor_ : send_cursor_;
   batch.mark = out_piece_mark_;
   if (last) {
-    out_pieces_ = std::string();
+    std::string().swap(out_pieces_);  // its memory too (assigning an empty string keeps it)
     out_piece_offset_ = 0;
     ++stats_.fields_sent;
   }
@@ -434,7 +434,7 @@ Status Session::ReceivePiece(const DeltaBatch& b, std::vector<Message>* out) {
   if (digest != BlobHash{} && replica_.Hash(whole) != digest)
     return Status::Invalid("a field state in pieces does not match its digest");
   auto d = DecodeDelta(whole);
-  whole = std::string();
+  std::string().swap(whole);  // its memory too (assigning an empty string keeps it)
   if (!d.ok()) return d.status().With("field state in pieces");
   TANDEM_RETURN_IF_ERROR(ValidateKey(d->first).With("field state in pieces"));
   DeltaBatch one;
