@@ -56,6 +56,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   // Remembers the field's change-log seq, so the PutField that usually follows needs no
   // second lookup.
   Status GetField(const FieldKey& k, std::optional<FieldState>* out) override {
+    TANDEM_RETURN_IF_ERROR(broken_);
     out->reset();
     last_seq_known_ = false;
     if (!KeyInto(k, false, &last_key_)) return Status::Ok();
@@ -266,6 +267,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   Status GetOrigin(std::string* out) { return reader_.GetOrigin(out); }
 
   Status PutField(const FieldKey& key, const FieldState& state) override {
+    TANDEM_RETURN_IF_ERROR(broken_);
     const bool same = last_seq_known_ && key == last_field_;
     if (!same) KeyInto(key, true, &last_key_);  // interning, it always gives the key
     const std::string& k = last_key_;
@@ -301,8 +303,9 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     value_.clear();
     engine::Writer w(&value_);
     w.Varint(seq);
-    // A large state is encoded straight into the pages LMDB reserves for the value: built
-    // in a buffer first, it would be in memory twice until the commit.
+    // Any other state (a set, a counter, long or many values: possibly large) is encoded
+    // straight into the pages LMDB reserves for the value: built in a buffer first, it
+    // would be in memory twice until the commit.
     size_t large = 0;
     if (engine::EncodesSmall(state)) {
       TANDEM_RETURN_IF_ERROR(engine::EncodeFieldState(state, replicas_, &value_));
@@ -515,7 +518,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   MDB_txn* txn_;
   uint64_t last_seq_ = 0;  // the newest log position this transaction wrote (0: none yet)
   std::string value_;
-  Status broken_;  // a write failed half done: Commit refuses (PutField)
+  Status broken_;  // a write failed half done: no more reads or writes, no commit
   MDB_cursor* fields_cur_ = nullptr;
   bool left_stale_ = false;              // a field written again left its earlier log entry stale
   LogRunWriter run_;                     // log entries not yet stored (FlushRun)

@@ -151,5 +151,55 @@ TEST(WritePath, AStateThatIsNotNormalIsJoinedNotStoredAsItCame) {
   EXPECT_TRUE(Check(StoreOf(**r), &report).ok());
 }
 
+// A state that is not small is encoded straight into the space LMDB reserves for it:
+// rewritten within one transaction at other sizes (in overflow pages and out of them,
+// appended past the table's end and in place), each reads back as written, in the
+// transaction, after the commit and after reopening, and `check` finds nothing wrong.
+TEST(WritePath, StatesWrittenIntoReservedSpaceReadBackAtEverySize) {
+  testing::TempDir tmp;
+  auto set_of = [](size_t elements, size_t bytes) {
+    engine::ReplicaId r;
+    r.bytes[0] = 0x42;
+    engine::FieldState s;
+    for (size_t i = 0; i < elements; ++i)
+      engine::ApplyAdd(s, engine::Dot{r, i + 1}, engine::MakeHlc(1000 + i, 0),
+                       Value{engine::Bytes{std::string(bytes, char('a' + i % 26))}});
+    return s;
+  };
+  const std::vector<engine::FieldState> sizes = {set_of(3, 10), set_of(40, 5000), set_of(100, 5000),
+                                                 set_of(5, 100), set_of(60, 3000)};
+  const engine::FieldKey in_place{"c", "m", "s"}, appended{"c", "z", "s"};
+  {
+    auto r = CreateReplica(tmp / "db");
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ASSERT_TRUE((*r)->Put("c", "m", {{"x", I(1)}}).ok());
+    auto txn = StoreOf(**r).BeginWrite();
+    ASSERT_TRUE(txn.ok());
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      for (const auto& key : {in_place, appended}) {
+        ASSERT_TRUE((*txn)->PutField(key, sizes[i]).ok()) << i;
+        std::optional<engine::FieldState> back;
+        ASSERT_TRUE((*txn)->GetField(key, &back).ok()) << i;
+        ASSERT_TRUE(back.has_value()) << i;
+        EXPECT_TRUE(*back == sizes[i]) << i;
+      }
+    }
+    ASSERT_TRUE((*txn)->Commit().ok());
+  }
+  auto r = OpenReplica(tmp / "db");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  auto read = StoreOf(**r).BeginRead();
+  ASSERT_TRUE(read.ok());
+  for (const auto& key : {in_place, appended}) {
+    std::optional<engine::FieldState> back;
+    ASSERT_TRUE((*read)->GetField(key, &back).ok());
+    ASSERT_TRUE(back.has_value());
+    EXPECT_TRUE(*back == sizes.back());
+  }
+  read->reset();
+  CheckReport report;
+  EXPECT_TRUE(Check(StoreOf(**r), &report).ok());
+}
+
 }  // namespace
 }  // namespace tandem::storage
