@@ -82,10 +82,12 @@ enum Compression {
   zstd @1;
 }
 
-# `columns` only to a peer whose Hello announced it (older builds read rows alone).
+# `columns` only to a peer whose Hello announced it (older builds read rows alone);
+# `columns2` (logical clocks as differences) likewise.
 enum Layout {
   rows @0;
   columns @1;
+  columns2 @2;
 }
 
 struct CaughtUp {

@@ -39,12 +39,12 @@ bool IsOwnRegister(const FieldState& s) {
 
 Status EncodeColumns(const std::vector<FieldDelta>& deltas,
                      const std::function<uint64_t(const std::string&)>& name,
-                     engine::ReplicaTable& table, std::string* out) {
+                     engine::ReplicaTable& table, bool logical_deltas, std::string* out) {
   std::array<std::string, kColumns> col;
   std::vector<Writer> w;
   for (auto& c : col) w.emplace_back(&c);
   std::string_view prev_record;
-  uint64_t prev_seq = 0, prev_ms = 0;
+  uint64_t prev_seq = 0, prev_ms = 0, prev_logical = 0;
   for (const auto& d : deltas) {
     const std::string& rec = d.key.record;
     size_t shared = 0;
@@ -67,9 +67,16 @@ Status EncodeColumns(const std::vector<FieldDelta>& deltas,
     w[kReplicas].Varint(table.IndexOf(dot.replica));
     // Differences wrap modulo 2^64; the decoder undoes them the same way.
     w[kSeqs].SignedVarint(static_cast<int64_t>(dot.seq - prev_seq));
-    const uint64_t ms = engine::HlcMillis(m.hlc);
+    const uint64_t ms = engine::HlcMillis(m.hlc), logical = engine::HlcLogical(m.hlc);
     w[kClocks].SignedVarint(static_cast<int64_t>(ms - prev_ms));
-    w[kClocks].Varint(engine::HlcLogical(m.hlc));
+    // Writes within one millisecond count up: each a difference of one, not a counter of
+    // two bytes once it passes 127.
+    if (logical_deltas) {
+      const uint64_t base = ms == prev_ms ? prev_logical : 0;
+      w[kClocks].SignedVarint(static_cast<int64_t>(logical) - static_cast<int64_t>(base));
+    } else {
+      w[kClocks].Varint(logical);
+    }
     if (text) {
       w[kValues].Varint(text->size());
       w[kText].Raw(*text);
@@ -78,6 +85,7 @@ Status EncodeColumns(const std::vector<FieldDelta>& deltas,
     }
     prev_seq = dot.seq;
     prev_ms = ms;
+    prev_logical = logical;
   }
   Writer body(out);
   body.Varint(deltas.size());
@@ -86,7 +94,7 @@ Status EncodeColumns(const std::vector<FieldDelta>& deltas,
 }
 
 Status DecodeColumns(std::string_view bytes, const std::vector<std::string>& names,
-                     const engine::ReplicaTable& table, size_t max_entries,
+                     const engine::ReplicaTable& table, size_t max_entries, bool logical_deltas,
                      std::vector<FieldDelta>* out) {
   Reader body(bytes);
   const uint64_t n = body.Count(5);  // a key takes at least four bytes, a shape one
@@ -101,7 +109,7 @@ Status DecodeColumns(std::string_view bytes, const std::vector<std::string>& nam
     return i < names.size() ? &names[i] : nullptr;
   };
   std::string prev_record;
-  uint64_t prev_seq = 0, prev_ms = 0;
+  uint64_t prev_seq = 0, prev_ms = 0, prev_logical = 0;
   out->reserve(static_cast<size_t>(n));
   for (uint64_t i = 0; i < n; ++i) {
     FieldDelta d;
@@ -136,7 +144,17 @@ Status DecodeColumns(std::string_view bytes, const std::vector<std::string>& nam
       if (seq == 0 || seq > kMaxColumnSeq)
         return Status::Corrupt("batch entry with sequence number out of range");
       const uint64_t ms = prev_ms + static_cast<uint64_t>(r[kClocks].SignedVarint());
-      const uint64_t logical = r[kClocks].Varint();
+      uint64_t logical;
+      if (logical_deltas) {
+        const uint64_t base = ms == prev_ms ? prev_logical : 0;  // at most 0xffff
+        const int64_t delta = r[kClocks].SignedVarint();
+        // Out of range either way unless within [-base, 0xffff - base]: no overflow.
+        logical = delta < -static_cast<int64_t>(base) || delta > 0xffff
+                      ? uint64_t{0x10000}
+                      : static_cast<uint64_t>(static_cast<int64_t>(base) + delta);
+      } else {
+        logical = r[kClocks].Varint();
+      }
       if (!r[kClocks].ok()) return r[kClocks].status().With("batch timestamps");
       if (ms > 0xffffffffffffULL || logical > 0xffff)
         return Status::Corrupt("batch entry with timestamp out of range");
@@ -162,6 +180,7 @@ Status DecodeColumns(std::string_view bytes, const std::vector<std::string>& nam
                                              engine::Kind::kRegister, std::move(value)});
       prev_seq = seq;
       prev_ms = ms;
+      prev_logical = logical;
     } else {
       return Status::Corrupt("batch entry of unknown shape " + std::to_string(shape));
     }

@@ -18,13 +18,15 @@
 namespace tandem::net {
 
 // Appends the body of `deltas` to *out. `name` gives a name's index in the batch's name
-// table (adding it); `table` is the batch's replica table.
+// table (adding it); `table` is the batch's replica table. `logical_deltas` (the layout
+// `columns2`): a timestamp's logical counter is a difference from the previous entry's
+// when their milliseconds agree, rather than the counter itself (`columns`).
 Status EncodeColumns(const std::vector<engine::FieldDelta>& deltas,
                      const std::function<uint64_t(const std::string&)>& name,
-                     engine::ReplicaTable& table, std::string* out);
+                     engine::ReplicaTable& table, bool logical_deltas, std::string* out);
 // Decodes a body; at most `max_entries` entries.
 Status DecodeColumns(std::string_view body, const std::vector<std::string>& names,
-                     const engine::ReplicaTable& table, size_t max_entries,
+                     const engine::ReplicaTable& table, size_t max_entries, bool logical_deltas,
                      std::vector<engine::FieldDelta>* out);
 
 }  // namespace tandem::net

@@ -121,9 +121,10 @@ Status SetEntries(const engine::DeltaBatch& d, const EncodeOptions& opt,
           "upgrade it");
   }
   std::string entries;
-  const bool columns = opt.peer_features & kFeatureColumns;
+  const bool columns2 = opt.peer_features & kFeatureColumns2;
+  const bool columns = columns2 || (opt.peer_features & kFeatureColumns);
   if (columns) {
-    TANDEM_RETURN_IF_ERROR(EncodeColumns(d.deltas, name, table, &entries));
+    TANDEM_RETURN_IF_ERROR(EncodeColumns(d.deltas, name, table, columns2, &entries));
   } else {
     engine::Writer ew(&entries);
     for (const auto& fd : d.deltas) {
@@ -134,7 +135,9 @@ Status SetEntries(const engine::DeltaBatch& d, const EncodeOptions& opt,
                                  .With("field " + fd.key.field + " of " + fd.key.record));
     }
   }
-  w.setLayout(columns ? wire::Layout::COLUMNS : wire::Layout::ROWS);
+  w.setLayout(columns2  ? wire::Layout::COLUMNS2
+              : columns ? wire::Layout::COLUMNS
+                        : wire::Layout::ROWS);
   auto ids = w.initReplicas(static_cast<unsigned>(table.ids().size()));
   for (unsigned i = 0; i < table.ids().size(); ++i) ids.set(i, AsData(table.ids()[i]));
   auto ns = w.initNames(static_cast<unsigned>(names.size()));
@@ -171,7 +174,7 @@ Result<std::string> EncodeMessage(const Message& m, const EncodeOptions& opt) {
     w.setReplica(AsData(h->replica));
     SetFilter(w.initSend(), h->send);
     SetFilter(w.initAccept(), h->accept);
-    w.setFeatures(kFeatureColumns | (h->pieces ? kFeaturePieces : 0) |
+    w.setFeatures(kFeatureColumns | kFeatureColumns2 | (h->pieces ? kFeaturePieces : 0) |
                   (h->blobs ? kFeatureBlobs : 0));
     SetVv(w.initCollected(), h->collected);
   } else if (const auto* r = std::get_if<engine::SyncRequest>(&m)) {
@@ -342,9 +345,9 @@ Result<Message> DecodeMessage(std::string_view bytes, uint32_t* features) {
         } else if (r.getRawSize() != batch_bytes.size()) {
           return Status::Corrupt("batch body size mismatch");
         }
-        if (r.getLayout() == wire::Layout::COLUMNS) {
-          TANDEM_RETURN_IF_ERROR(
-              DecodeColumns(batch_bytes, names, table, kMaxBatchEntries, &m.deltas));
+        if (r.getLayout() == wire::Layout::COLUMNS || r.getLayout() == wire::Layout::COLUMNS2) {
+          TANDEM_RETURN_IF_ERROR(DecodeColumns(batch_bytes, names, table, kMaxBatchEntries,
+                                               r.getLayout() == wire::Layout::COLUMNS2, &m.deltas));
           return Message{std::move(m)};
         }
         if (r.getLayout() != wire::Layout::ROWS) return Status::Unsupported("unknown batch layout");

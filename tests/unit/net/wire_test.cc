@@ -83,9 +83,10 @@ DeltaBatch SampleBatch() {
   return b;
 }
 
-// Every test runs on both batch layouts.
-const EncodeOptions kRows{0}, kColumns{kWireFeatures};
-const EncodeOptions* const kLayouts[] = {&kRows, &kColumns};
+// Every test runs on every batch layout: rows, columns, columns with logical clocks as
+// differences (kColumns, what a current peer gets).
+const EncodeOptions kRows{0}, kColumns1{kWireFeatures & ~kFeatureColumns2}, kColumns{kWireFeatures};
+const EncodeOptions* const kLayouts[] = {&kRows, &kColumns1, &kColumns};
 
 TEST(Wire, EveryMessageRoundTrips) {
   VersionVector vv;
@@ -137,7 +138,7 @@ TEST(Wire, EveryMessageRoundTrips) {
         EXPECT_EQ(g.pieces, h->pieces);
         EXPECT_EQ(g.collected, h->collected);
         EXPECT_EQ(g.blobs, h->blobs);
-        EXPECT_EQ(features, kFeatureColumns | (h->pieces ? kFeaturePieces : 0) |
+        EXPECT_EQ(features, kFeatureColumns | kFeatureColumns2 | (h->pieces ? kFeaturePieces : 0) |
                                 (h->blobs ? kFeatureBlobs : 0));
       } else if (auto* r = std::get_if<SyncRequest>(&m)) {
         EXPECT_EQ(std::get<SyncRequest>(*d).vv, r->vv);
@@ -355,13 +356,13 @@ TEST(Columns, ForgedBodiesAreRefused) {
   const std::string value = bytes({3, 10});  // kTagInt, zigzag 5
   auto decode = [&](const std::string& b) {
     std::vector<FieldDelta> out;
-    return DecodeColumns(b, names, table, 16, &out);
+    return DecodeColumns(b, names, table, 16, false, &out);
   };
   std::vector<std::string> good = {key, bytes({1}), bytes({0}), bytes({2}), bytes({2, 0}), value};
   ASSERT_TRUE(decode(body(good, 1)).ok()) << decode(body(good, 1)).ToString();
   {
     std::vector<FieldDelta> out;
-    ASSERT_TRUE(DecodeColumns(body(good, 1), names, table, 16, &out).ok());
+    ASSERT_TRUE(DecodeColumns(body(good, 1), names, table, 16, false, &out).ok());
     ASSERT_EQ(out.size(), 1u);
     EXPECT_EQ(out[0].key, (FieldKey{"c", "r", "f"}));
     EXPECT_EQ(out[0].state.ctx.Get(Rid(1)), 1u);
@@ -410,6 +411,64 @@ TEST(Columns, ForgedBodiesAreRefused) {
   for (const auto& c : cases) EXPECT_FALSE(decode(body(c.cols, c.n)).ok()) << c.what;
   EXPECT_FALSE(decode(body(good, 1) + "x").ok()) << "trailing bytes after the columns";
   EXPECT_FALSE(decode(body(good, 1).substr(0, 10)).ok()) << "truncated";
+  // Logical clocks as differences (columns2): from 0 at a new millisecond, from the last
+  // within one; never below 0 nor above 0xffff.
+  auto decode2 = [&](const std::string& b, std::vector<FieldDelta>* out) {
+    return DecodeColumns(b, names, table, 16, true, out);
+  };
+  const std::string two_keys = key + bytes({0, 1, 1, 's', 1});
+  auto clocks = [&](std::initializer_list<int> c) {
+    return body({two_keys, bytes({1, 1}), bytes({0, 0}), bytes({2, 2}), bytes(c), value + value},
+                2);
+  };
+  {
+    std::vector<FieldDelta> out;
+    // +1 ms, logical 0 + 5; same ms, logical 5 + 3 = 8.
+    ASSERT_TRUE(decode2(clocks({2, 10, 0, 6}), &out).ok());
+    ASSERT_EQ(out.size(), 2u);
+    EXPECT_EQ(HlcLogical(out[0].state.markers.begin()->second.hlc), 5);
+    EXPECT_EQ(HlcLogical(out[1].state.markers.begin()->second.hlc), 8);
+    out.clear();
+    // A new millisecond starts from 0 again: +1 ms, logical 0 + 3.
+    ASSERT_TRUE(decode2(clocks({2, 10, 2, 6}), &out).ok());
+    EXPECT_EQ(HlcLogical(out[1].state.markers.begin()->second.hlc), 3);
+  }
+  const std::vector<std::pair<const char*, std::string>> bad_clocks = {
+      {"a logical clock below 0 at a new millisecond", clocks({2, 1, 0, 0})},
+      {"a logical clock below 0 within one", clocks({2, 10, 0, 11})},
+      {"a logical clock above 0xffff", clocks({2, 0xfe, 0xff, 0x07, 0, 4})},
+      {"a difference past any clock",
+       clocks({2, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0, 0})},
+  };
+  for (const auto& [what, b] : bad_clocks) {
+    std::vector<FieldDelta> out;
+    EXPECT_FALSE(decode2(b, &out).ok()) << what;
+  }
+}
+
+// Writes within one millisecond count their logical clocks up: the layout a current
+// peer gets carries each as a difference of one, not as a counter past 127 that takes
+// two bytes, and decodes to the same states.
+TEST(Wire, LogicalClocksWithinAMillisecondTravelAsDifferences) {
+  DeltaBatch b;
+  b.cursor = 1;
+  for (int i = 0; i < 2000; ++i) {
+    FieldState s;
+    ApplyPut(
+        s, Dot{Rid(1), static_cast<uint64_t>(i + 1)},
+        MakeHlc(1700000000000 + static_cast<uint64_t>(i / 1000), static_cast<uint16_t>(i % 1000)),
+        Value{static_cast<int64_t>(i)});
+    b.deltas.push_back(FieldDelta{{"c", "r" + std::to_string(100000 + i), "f"}, s});
+  }
+  const size_t columns1 = EncodeMessage(b, kColumns1).value().size();
+  const size_t columns2 = EncodeMessage(b, kColumns).value().size();
+  EXPECT_LT(columns2 * 10, columns1 * 9)
+      << columns1 << " bytes with counters, " << columns2 << " with differences";
+  auto d = DecodeMessage(EncodeMessage(b, kColumns).value());
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  const auto& got = std::get<DeltaBatch>(*d).deltas;
+  ASSERT_EQ(got.size(), b.deltas.size());
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i].state, b.deltas[i].state) << i;
 }
 
 // Pieces of a field state forged by a peer: each disagreement is refused at decoding.

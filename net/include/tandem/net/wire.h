@@ -31,7 +31,10 @@ inline constexpr uint32_t kFeatureColumns = 1;  // batch bodies in the columnar 
 inline constexpr uint32_t kFeaturePieces = 2;
 // Blob references in field states, and blob transfer (BlobWant and the rest).
 inline constexpr uint32_t kFeatureBlobs = 4;
-inline constexpr uint32_t kWireFeatures = kFeatureColumns | kFeaturePieces | kFeatureBlobs;
+// The columnar layout with logical clocks as differences (layout `columns2`).
+inline constexpr uint32_t kFeatureColumns2 = 8;
+inline constexpr uint32_t kWireFeatures =
+    kFeatureColumns | kFeaturePieces | kFeatureBlobs | kFeatureColumns2;
 
 struct EncodeOptions {
   uint32_t peer_features = 0;  // from the peer's Hello (DecodeMessage's *features)
