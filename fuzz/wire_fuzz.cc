@@ -22,7 +22,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (const auto& d : b->deltas)
       tandem::engine::ForEachBlobRef(d.state,
                                      [&](const tandem::engine::BlobRef&) { blobs = true; });
-  for (uint32_t features : {0u, tandem::net::kWireFeatures}) {
+  for (uint32_t features : {0u, tandem::net::kWireFeatures & ~tandem::net::kFeatureColumns2,
+                            tandem::net::kWireFeatures}) {
     auto bytes = tandem::net::EncodeMessage(*m, {features});
     if ((b && b->piece && !(features & tandem::net::kFeaturePieces)) ||
         (blobs && !(features & tandem::net::kFeatureBlobs))) {

@@ -35,7 +35,7 @@ struct Hello {
   send @2 :Filter;
   accept @3 :Filter;
   features @4 :UInt32;  # what this build's decoder understands (bit 0: columnar batches,
-                        # bit 1: field states in pieces, bit 2: blobs)
+                        # bit 1: field states in pieces, bit 2: blobs, bit 3: columns2)
   collected @5 :VersionVector;  # what the sender collected (docs/design.md#collection)
 }
 
@@ -57,8 +57,9 @@ struct SyncRequest {
 # Field states travel in Tandem's own compact encoding (docs/format.md) inside `entries`,
 # so dots, clocks and keys cost bytes rather than 8-byte words. Layout `rows`:
 #   entries := (varint collection_name varint record_len record varint field_name state)*
-# where names index `names` and states name replicas by index into `replicas`. Layout
-# `columns`: the same entries split into columns (docs/protocol.md, "Batch bodies").
+# where names index `names` and states name replicas by index into `replicas`. Layouts
+# `columns` and `columns2`: the same entries split into columns (docs/protocol.md, "Batch
+# bodies").
 struct DeltaBatch {
   from @0 :UInt64;
   cursor @1 :UInt64;

@@ -471,8 +471,10 @@ class Sim {
     // older peer): no one may claim such a state without holding it.
     if (limited) o.max_state_bytes = kMaxBatchBodyBound;
     c->limited = limited;
-    c->wire.peer_features =
-        (rng_() % 2 ? net::kFeatureColumns : 0) | net::kFeaturePieces | net::kFeatureBlobs;
+    // Batches in rows, in columns, or in columns with logical clocks as differences.
+    const uint32_t layouts[] = {0, net::kFeatureColumns,
+                                net::kFeatureColumns | net::kFeatureColumns2};
+    c->wire.peer_features = layouts[rng_() % 3] | net::kFeaturePieces | net::kFeatureBlobs;
     // Both sides admit through the node's write check; a rebase on a peer drops what it
     // collected only where the peer's device may write (as a node's may_rebase).
     o.admit = [this](const FieldDelta& d, const FieldState* ours) {

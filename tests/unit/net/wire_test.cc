@@ -459,6 +459,11 @@ TEST(Wire, LogicalClocksWithinAMillisecondTravelAsDifferences) {
         MakeHlc(1700000000000 + static_cast<uint64_t>(i / 1000), static_cast<uint16_t>(i % 1000)),
         Value{static_cast<int64_t>(i)});
     b.deltas.push_back(FieldDelta{{"c", "r" + std::to_string(100000 + i), "f"}, s});
+    if (i == 500) {  // a whole state between two registers of one millisecond
+      FieldState set;
+      ApplyAdd(set, Dot{Rid(2), 7}, MakeHlc(1700000000000, 900), Value{int64_t{1}});
+      b.deltas.push_back(FieldDelta{{"c", "r100500", "tags"}, set});
+    }
   }
   const size_t columns1 = EncodeMessage(b, kColumns1).value().size();
   const size_t columns2 = EncodeMessage(b, kColumns).value().size();
