@@ -42,12 +42,10 @@ class SpanWriter {
       overflowed_ = true;
   }
   void Varint(uint64_t v) {
-    if (end_ - p_ >= 10) {
+    if (end_ - p_ >= 10) [[likely]]
       p_ += PutVarint(p_, v);
-    } else {  // near the end: exactly what it takes
-      char buf[10];
-      Raw(std::string_view(buf, PutVarint(buf, v)));
-    }
+    else
+      VarintNearEnd(v);
   }
   void SignedVarint(int64_t v) { Varint(ZigZag(v)); }
   void Fixed64(uint64_t v) {
@@ -74,6 +72,12 @@ class SpanWriter {
   std::string_view written() const { return {start_, static_cast<size_t>(p_ - start_)}; }
 
  private:
+  // Exactly what it takes, out of line: the common case stays small.
+  [[gnu::noinline]] void VarintNearEnd(uint64_t v) {
+    char buf[10];
+    Raw(std::string_view(buf, PutVarint(buf, v)));
+  }
+
   char* start_;
   char* p_;
   char* end_;
@@ -388,7 +392,7 @@ void DecodeTotals(Reader& r, CtxView ctx, std::map<ReplicaId, PnTotals>* out) {
   }
 }
 
-// The body of EncodeFieldState, through either writer.
+// The body of EncodeFieldState, through any of the writers.
 template <typename W>
 Status PutFieldState(const FieldState& s, ReplicaTable& table, W& w) {
   // Header: format version in the high nibble, which optional sections follow in the low.

@@ -56,7 +56,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   // Remembers the field's change-log seq, so the PutField that usually follows needs no
   // second lookup.
   Status GetField(const FieldKey& k, std::optional<FieldState>* out) override {
-    TANDEM_RETURN_IF_ERROR(broken_);
+    if (!broken_.ok()) return broken_;
     out->reset();
     last_seq_known_ = false;
     if (!KeyInto(k, false, &last_key_)) return Status::Ok();
@@ -267,7 +267,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   Status GetOrigin(std::string* out) { return reader_.GetOrigin(out); }
 
   Status PutField(const FieldKey& key, const FieldState& state) override {
-    TANDEM_RETURN_IF_ERROR(broken_);
+    if (!broken_.ok()) return broken_;
     const bool same = last_seq_known_ && key == last_field_;
     if (!same) KeyInto(key, true, &last_key_);  // interning, it always gives the key
     const std::string& k = last_key_;
@@ -466,7 +466,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
 
   Status Commit() override {
     CloseCursors();
-    TANDEM_RETURN_IF_ERROR(broken_);
+    if (!broken_.ok()) return broken_;
     TANDEM_RETURN_IF_ERROR(FlushRun());
     if (left_stale_) {
       TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatLazyLog));

@@ -2,8 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <random>
 #include <string>
 
 namespace tandem::engine {
@@ -31,6 +33,25 @@ TEST(ReplicaIdTest, HexIsLowercaseBigEndianByteOrder) {
   for (int i = 0; i < 16; ++i) id.bytes[i] = static_cast<uint8_t>(i * 17);  // 00 11 22 .. ff
   EXPECT_EQ(id.Hex(), "00112233445566778899aabbccddeeff");
   EXPECT_EQ(id.ShortHex(), "00112233");
+}
+
+// Ids order as their bytes do, lexicographically (contexts and version vectors are
+// stored in that order), whichever byte first differs, and are equal only byte for byte.
+TEST(ReplicaIdTest, OrderIsTheBytesLexicographicOrder) {
+  std::mt19937_64 rng(5);
+  for (int i = 0; i < 20000; ++i) {
+    ReplicaId a, b;
+    for (auto& x : a.bytes) x = static_cast<uint8_t>(rng());
+    // Share a prefix of any length (all 16 bytes now and then), then differ anywhere.
+    b = a;
+    if (i % 17)
+      for (size_t k = rng() % 16; k < 16; ++k) b.bytes[k] = static_cast<uint8_t>(rng());
+    const auto want = std::lexicographical_compare_three_way(a.bytes.begin(), a.bytes.end(),
+                                                             b.bytes.begin(), b.bytes.end());
+    EXPECT_EQ(a <=> b, want) << a.Hex() << " " << b.Hex();
+    EXPECT_EQ(a == b, a.bytes == b.bytes);
+    EXPECT_EQ((Dot{a, 1} < Dot{b, 0}), want < 0);
+  }
 }
 
 TEST(ReplicaIdTest, HexRoundTrip) {

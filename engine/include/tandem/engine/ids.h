@@ -2,8 +2,10 @@
 #pragma once
 
 #include <array>
+#include <bit>
 #include <compare>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <string>
 #include <string_view>
@@ -17,12 +19,28 @@ namespace tandem::engine {
 struct ReplicaId {
   std::array<uint8_t, 16> bytes{};
 
-  auto operator<=>(const ReplicaId&) const = default;
+  // The bytes' lexicographic order, as two 8-byte words read big-endian: ids are keys of
+  // every context, dot and version vector, and a call to memcmp for each comparison
+  // costs more than the comparison.
+  std::strong_ordering operator<=>(const ReplicaId& o) const {
+    const uint64_t a = Word(0), b = o.Word(0);
+    if (a != b) return a <=> b;
+    return Word(8) <=> o.Word(8);
+  }
+  bool operator==(const ReplicaId& o) const { return Word(0) == o.Word(0) && Word(8) == o.Word(8); }
   bool IsZero() const;
   std::string Hex() const;  // 32 lowercase hex digits
   std::string ShortHex() const { return Hex().substr(0, 8); }
   static Result<ReplicaId> FromHex(std::string_view hex);
   static ReplicaId FromBytes(const uint8_t* p);  // copies 16 bytes
+
+ private:
+  uint64_t Word(size_t at) const {
+    uint64_t w;
+    std::memcpy(&w, bytes.data() + at, 8);
+    if constexpr (std::endian::native == std::endian::little) w = __builtin_bswap64(w);
+    return w;
+  }
 };
 
 // One mutation event: the replica that made it and that replica's event number (>= 1).
