@@ -1,3 +1,5 @@
+// The encodings' primitives (Writer, Reader, varints), values and field states;
+// the encodings built on them are in codec_records.cc.
 #include "tandem/engine/codec.h"
 
 #include <algorithm>
@@ -23,6 +25,13 @@ size_t PutVarint(char* p, uint64_t v) {
 
 void PutFixed64(char* p, uint64_t v) {
   for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i));
+}
+
+// The bytes PutVarint writes for v.
+size_t VarintBytes(uint64_t v) {
+  size_t n = 1;
+  for (; v >= 0x80; v >>= 7) ++n;
+  return n;
 }
 
 uint64_t ZigZag(int64_t v) {
@@ -88,10 +97,7 @@ class SpanWriter {
 class CountingWriter {
  public:
   void U8(uint8_t) { ++n_; }
-  void Varint(uint64_t v) {
-    char buf[10];
-    n_ += PutVarint(buf, v);
-  }
+  void Varint(uint64_t v) { n_ += VarintBytes(v); }
   void SignedVarint(int64_t v) { Varint(ZigZag(v)); }
   void Fixed64(uint64_t) { n_ += 8; }
   void Raw(std::string_view s) { n_ += s.size(); }
@@ -559,14 +565,6 @@ Result<FieldState> DecodeFieldState(std::string_view in, const ReplicaTable& tab
   return s;
 }
 
-namespace {
-size_t VarintBytes(uint64_t v) {
-  size_t n = 1;
-  for (; v >= 0x80; v >>= 7) ++n;
-  return n;
-}
-}  // namespace
-
 // The encoding's own size, but for integer values (counted at their longest).
 size_t EncodedSizeBound(const FieldState& s) {
   auto value = [](const Value& v) -> size_t {
@@ -610,245 +608,6 @@ bool EncodesSmall(const FieldState& s) {
   }
   static_assert(4 + 4 * 27 + 2 * (25 + 2 + 32 + 10 + 1 + kMaxBlobTypeBytes) <= kSmallEncoding);
   return true;
-}
-
-namespace {
-// Appends the self-contained encoding. Every replica a state names is in its context
-// (markers, elements and counters are checked against it), and the body numbers the
-// context's replicas first, in order: so the table is known before the body is written.
-Status AppendFieldState(const FieldState& s, std::string* out) {
-  VectorReplicaTable table;
-  for (const auto& [r, seq] : s.ctx.entries()) table.IndexOf(r);
-  const size_t start = out->size();
-  Writer w(out);
-  w.Varint(table.ids().size());
-  for (const auto& id : table.ids())
-    w.Raw(std::string_view(reinterpret_cast<const char*>(id.bytes.data()), 16));
-  Status st = EncodeFieldState(s, table, out);
-  if (!st.ok()) out->resize(start);
-  return st;
-}
-}  // namespace
-
-Result<std::string> EncodeFieldState(const FieldState& s) {
-  std::string out;
-  out.reserve(EncodedSizeBound(s));
-  TANDEM_RETURN_IF_ERROR(AppendFieldState(s, &out));
-  return out;
-}
-
-Result<FieldState> DecodeFieldState(std::string_view in) {
-  Reader r(in);
-  VectorReplicaTable table;
-  uint64_t n = r.Count(16);
-  for (uint64_t i = 0; i < n && r.ok(); ++i) {
-    std::string_view raw = r.Raw(16);
-    if (r.ok()) table.IndexOf(ReplicaId::FromBytes(reinterpret_cast<const uint8_t*>(raw.data())));
-  }
-  if (r.ok() && table.ids().size() != n) r.Fail("duplicate replica in table");
-  if (!r.ok()) return r.status().With("field state");
-  return DecodeFieldState(in.substr(in.size() - r.remaining()), table);
-}
-
-namespace {
-// A field's key, each name length-prefixed (quarantine entries, deltas in pieces).
-void WriteKey(Writer& w, const FieldKey& key) {
-  w.LengthPrefixed(key.collection);
-  w.LengthPrefixed(key.record);
-  w.LengthPrefixed(key.field);
-}
-FieldKey ReadKey(Reader& r) {
-  FieldKey key;
-  key.collection = std::string(r.LengthPrefixed(kMaxCollectionName));
-  key.record = std::string(r.LengthPrefixed(kMaxRecordId));
-  key.field = std::string(r.LengthPrefixed(kMaxFieldName));
-  return key;
-}
-}  // namespace
-
-Result<std::string> EncodeDelta(const FieldKey& key, const FieldState& s) {
-  std::string out;
-  out.reserve(1 + 3 * 10 + key.collection.size() + key.record.size() + key.field.size() +
-              EncodedSizeBound(s));
-  Writer w(&out);
-  w.U8(1);
-  WriteKey(w, key);
-  TANDEM_RETURN_IF_ERROR(AppendFieldState(s, &out));
-  return out;
-}
-
-Result<std::pair<FieldKey, FieldState>> DecodeDelta(std::string_view in) {
-  Reader r(in);
-  if (r.U8() != 1) r.Fail("unknown field delta version");
-  FieldKey key = ReadKey(r);
-  if (!r.ok()) return r.status().With("field delta");
-  TANDEM_ASSIGN_OR_RETURN(FieldState s, DecodeFieldState(in.substr(in.size() - r.remaining())));
-  return std::make_pair(std::move(key), std::move(s));
-}
-
-void EncodeVersionVector(const VersionVector& vv, Writer& w) {
-  w.Varint(vv.size());
-  for (const auto& [r, seq] : vv.entries()) {
-    w.Raw(std::string_view(reinterpret_cast<const char*>(r.bytes.data()), 16));
-    w.Varint(seq);
-  }
-}
-
-VersionVector DecodeVersionVector(Reader& r) {
-  VersionVector vv;
-  uint64_t n = r.Count(17);
-  for (uint64_t i = 0; i < n && r.ok(); ++i) {
-    std::string_view raw = r.Raw(16);
-    uint64_t seq = r.Varint();
-    if (!r.ok()) break;
-    ReplicaId id = ReplicaId::FromBytes(reinterpret_cast<const uint8_t*>(raw.data()));
-    if (seq == 0 || vv.Get(id) != 0) {
-      r.Fail("bad version vector entry");
-      break;
-    }
-    vv.Raise(id, seq);
-  }
-  return vv;
-}
-
-Result<std::string> EncodeQuarantineEntry(const QuarantineEntry& e) {
-  TANDEM_ASSIGN_OR_RETURN(std::string state, EncodeFieldState(e.state));
-  std::string out;
-  Writer w(&out);
-  w.U8(1);
-  WriteKey(w, e.key);
-  w.Raw(std::string_view(reinterpret_cast<const char*>(e.from.bytes.data()), 16));
-  w.Varint(e.received_ms);
-  // Bounded (it may quote a value): cut at a character boundary.
-  size_t cut = std::min<size_t>(e.reason.size(), 1024);
-  while (cut < e.reason.size() && cut > 0 && (static_cast<uint8_t>(e.reason[cut]) & 0xC0) == 0x80)
-    --cut;
-  w.LengthPrefixed(std::string_view(e.reason).substr(0, cut));
-  w.LengthPrefixed(state);
-  return out;
-}
-
-Result<QuarantineEntry> DecodeQuarantineEntry(std::string_view in) {
-  Reader r(in);
-  QuarantineEntry e;
-  if (r.U8() != 1) r.Fail("unknown quarantine entry version");
-  e.key = ReadKey(r);
-  std::string_view from = r.Raw(16);
-  if (r.ok()) std::memcpy(e.from.bytes.data(), from.data(), 16);
-  e.received_ms = r.Varint();
-  e.reason = std::string(r.LengthPrefixed(4096));
-  std::string_view state = r.LengthPrefixed(in.size());
-  if (r.ok() && r.remaining()) r.Fail("trailing bytes");
-  if (!r.ok()) return r.status().With("quarantine entry");
-  TANDEM_ASSIGN_OR_RETURN(e.state, DecodeFieldState(state));
-  return e;
-}
-
-std::string EncodePeerState(const PeerState& p) {
-  std::string out;
-  Writer w(&out);
-  // The oldest version that says everything, so that older builds read what they can.
-  const bool v4 = p.pieces.has_value();
-  const bool v3 = v4 || p.mark != 0;
-  const bool v2 = v3 || p.delivered != 0 || !p.delivery.all;
-  w.U8(v4 ? 4 : v3 ? 3 : v2 ? 2 : 1);
-  w.Varint(p.cursor);
-  EncodeVersionVector(p.vv, w);
-  w.Varint(p.last_sync_ms);
-  w.Varint(p.fields_received);
-  w.Varint(p.fields_refused);
-  w.U8(p.filtered ? 1 : 0);
-  if (!v2) return out;
-  // Version 2: what the peer has of our log.
-  w.Varint(p.delivered);
-  w.U8(p.delivery.all ? 1 : 0);
-  w.Varint(p.delivery.names.size());
-  for (const auto& n : p.delivery.names) w.LengthPrefixed(n);
-  if (v3) w.Varint(p.mark);
-  if (v4) {
-    w.Varint(p.pieces->from);
-    w.Varint(p.pieces->total);
-    w.Varint(p.pieces->held);
-    w.Raw(std::string_view(reinterpret_cast<const char*>(p.pieces->digest.data()), 32));
-  }
-  return out;
-}
-
-Result<PeerState> DecodePeerState(std::string_view in) {
-  Reader r(in);
-  PeerState p;
-  const uint8_t version = r.U8();
-  if (version < 1 || version > 4) r.Fail("unknown peer state version");
-  p.cursor = r.Varint();
-  p.vv = DecodeVersionVector(r);
-  p.last_sync_ms = r.Varint();
-  p.fields_received = r.Varint();
-  p.fields_refused = r.Varint();
-  uint8_t flags = r.U8();
-  if (flags > 1) r.Fail("unknown peer state flags");
-  p.filtered = flags == 1;
-  if (version >= 2 && r.ok()) {
-    p.delivered = r.Varint();
-    const uint8_t all = r.U8();
-    if (all > 1) r.Fail("unknown delivery flag");
-    p.delivery.all = all == 1;
-    const uint64_t n = r.Count(2);
-    for (uint64_t i = 0; i < n && r.ok(); ++i)
-      p.delivery.names.emplace(r.LengthPrefixed(kMaxCollectionName));
-  }
-  if (version >= 3 && r.ok()) p.mark = r.Varint();
-  if (version >= 4 && r.ok()) {
-    PieceProgress pp;
-    pp.from = r.Varint();
-    pp.total = r.Varint();
-    pp.held = r.Varint();
-    std::string_view d = r.Raw(32);
-    if (r.ok()) std::memcpy(pp.digest.data(), d.data(), 32);
-    if (r.ok() && pp.held >= pp.total) r.Fail("pieces held past their total");
-    p.pieces = pp;
-  }
-  if (r.ok() && r.remaining()) r.Fail("trailing bytes");
-  if (!r.ok()) return r.status().With("peer state");
-  return p;
-}
-
-std::string EncodeLogHull(const LogHull& h) {
-  std::string out;
-  Writer w(&out);
-  w.U8(1);
-  w.Varint(h.base);
-  EncodeVersionVector(h.hull, w);
-  w.Varint(h.checkpoints.size());
-  for (const auto& c : h.checkpoints) {
-    w.Varint(c.seq);
-    EncodeVersionVector(c.hull, w);
-  }
-  return out;
-}
-
-Result<LogHull> DecodeLogHull(std::string_view in) {
-  Reader r(in);
-  LogHull h;
-  if (r.U8() != 1) r.Fail("unknown log hull version");
-  h.base = r.Varint();
-  h.hull = DecodeVersionVector(r);
-  const uint64_t n = r.Count(2);
-  if (n > LogHull::kMaxCheckpoints) r.Fail("too many log checkpoints");
-  for (uint64_t i = 0; i < n && r.ok(); ++i) {
-    LogCheckpoint c;
-    c.seq = r.Varint();
-    c.hull = DecodeVersionVector(r);
-    // Ascending positions, each hull within the next and within the whole: anything else
-    // would let a sync skip what it must send.
-    const LogCheckpoint* prev = h.checkpoints.empty() ? nullptr : &h.checkpoints.back();
-    if (c.seq <= (prev ? prev->seq : h.base) || (prev && !c.hull.Covers(prev->hull)) ||
-        !h.hull.Covers(c.hull))
-      r.Fail("log checkpoints out of order");
-    h.checkpoints.push_back(std::move(c));
-  }
-  if (r.ok() && r.remaining()) r.Fail("trailing bytes");
-  if (!r.ok()) return r.status().With("log hull");
-  return h;
 }
 
 }  // namespace tandem::engine
