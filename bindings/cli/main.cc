@@ -11,6 +11,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -73,22 +74,30 @@ int64_t ParseDecimal(const std::string& text, const char* what) {
 }
 
 // A field's JSON value: the text, or @PATH (a file's contents), or @- (stdin), for values
-// too large for a command line.
+// too large for a command line. Reads no more than a value's JSON can be, however large
+// the file (a disk image named by mistake, /dev/zero).
 std::string ValueText(const std::string& text) {
   if (text.empty() || text[0] != '@') return text;
   constexpr size_t kMaxFile = size_t{64} << 20;  // far above the largest value's JSON
   const std::string path = text.substr(1);
-  std::string data;
-  if (path == "-") {
-    data.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-  } else {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw Exit{2, "cannot read " + Quote(path) + ": " + std::strerror(errno)};
-    data.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  std::ifstream file;
+  std::istream* in = &std::cin;
+  if (path != "-") {
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec))
+      throw Exit{2, "cannot read " + Quote(path) + ": a directory"};
+    file.open(path, std::ios::binary);
+    if (!file) throw Exit{2, "cannot read " + Quote(path) + ": " + std::strerror(errno)};
+    in = &file;
   }
+  std::string data;
+  char buf[1 << 16];
+  while (data.size() <= kMaxFile && in->read(buf, sizeof buf).gcount() > 0)
+    data.append(buf, static_cast<size_t>(in->gcount()));
   if (data.size() > kMaxFile)
-    throw Exit{2, Quote(path) + " holds " + std::to_string(data.size()) +
+    throw Exit{2, Quote(path) + " holds more than " + std::to_string(kMaxFile) +
                       " bytes, more than a value can be"};
+  if (in->bad()) throw Exit{2, "cannot read " + Quote(path) + ": " + std::strerror(errno)};
   return data;
 }
 

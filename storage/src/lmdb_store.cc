@@ -171,6 +171,22 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
     if (Status full = DiskError(rc, "open " + dir, dir); !full.ok()) return full;
     return LmdbError(rc, "open " + dir);
   }
+  // A data file cut short (a copy to a full stick, an interrupted transfer) still opens,
+  // since LMDB reads only its first pages here; the first read of a page past its end
+  // would then kill the process with SIGBUS. Refused before any page is read.
+  if (!create) {
+    MDB_envinfo info{};
+    MDB_stat stat{};
+    if ((rc = mdb_env_info(impl->env, &info)) || (rc = mdb_env_stat(impl->env, &stat)))
+      return LmdbError(rc, "read the environment of " + dir);
+    const uint64_t need = (static_cast<uint64_t>(info.me_last_pgno) + 1) * stat.ms_psize;
+    const uint64_t have = fs::file_size(dir + "/data.mdb", ec);
+    if (ec) return Status::Io("size of " + dir + "/data.mdb: " + ec.message());
+    if (have < need)
+      return Status::Corrupt(dir + "/data.mdb is truncated: " + std::to_string(have) +
+                             " bytes, but its pages run to " + std::to_string(need) +
+                             " (a copy cut short?); restore it from a backup");
+  }
   int dead = 0;
   // Clears the reader slots of killed processes.
   if ((rc = mdb_reader_check(impl->env, &dead)))

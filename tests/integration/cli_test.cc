@@ -179,6 +179,13 @@ TEST_F(Cli, PutReadsAValueFromAFileOrStdin) {
   r = T({"put", db_, "c", "r", "big=@" + (tmp_ / "missing")});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("cannot read"), std::string::npos) << r.err;
+  r = T({"put", db_, "c", "r", "big=@" + tmp_.path()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("a directory"), std::string::npos) << r.err;
+  // An endless file: refused once past what a value can be, not read to the end.
+  r = T({"put", db_, "c", "r", "big=@/dev/zero"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("more than a value can be"), std::string::npos) << r.err;
   r = testing::Run(
       {"/bin/sh", "-c",
        std::string("echo '\"from stdin\"' | ") + TANDEM_BIN + " put " + db_ + " c r2 w=@-"});
@@ -263,6 +270,36 @@ TEST(CliErrors, TruncatedDataFileIsRefused) {
   auto r = T({"get", tmp / "db", "c", "r"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(ReadFile(tmp / "db/data.mdb"), data.substr(0, 100));
+}
+
+// Cut past its meta pages, the file still opens in LMDB; the first page read beyond its
+// end would kill the process (SIGBUS) before it could say anything.
+TEST(CliErrors, DataFileCutShortIsRefusedByEveryCommand) {
+  TempDir tmp;
+  ASSERT_EQ(T({"init", tmp / "db"}).exit_code, 0);
+  {
+    std::ofstream rows(tmp / "rows.jsonl");
+    for (int i = 0; i < 2000; ++i) rows << "{\"id\":\"r" << i << "\",\"v\":" << i << "}\n";
+  }
+  ASSERT_EQ(T({"import", tmp / "db", "c", tmp / "rows.jsonl"}).exit_code, 0);
+  ASSERT_EQ(T({"backup", tmp / "db", tmp / "bk"}).exit_code, 0);
+  for (const std::string dir : {"db", "bk"}) {
+    const std::string data = ReadFile(tmp / (dir + "/data.mdb"));
+    ASSERT_GT(data.size(), 65536u);
+    std::ofstream(tmp / (dir + "/data.mdb"), std::ios::binary | std::ios::trunc)
+        << data.substr(0, 65536);
+  }
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"check", tmp / "db"},
+                                               {"get", tmp / "db", "c", "r1"},
+                                               {"put", tmp / "db", "c", "r1", "v=1"},
+                                               {"dump", tmp / "db"},
+                                               {"restore", tmp / "bk", tmp / "rs"}}) {
+    auto r = T(args);
+    EXPECT_EQ(r.exit_code, 1) << args[0] << ": " << r.err;
+    EXPECT_NE(r.err.find("data.mdb is truncated"), std::string::npos) << args[0] << ": " << r.err;
+  }
+  EXPECT_FALSE(fs::exists(tmp / "rs/data.mdb"));
+  EXPECT_EQ(fs::file_size(tmp / "db/data.mdb"), 65536u);
 }
 
 TEST(CliErrors, NewerFormatIsRefused) {
