@@ -2,6 +2,7 @@
 
 #include <sodium.h>
 
+#include <charconv>
 #include <ctime>
 #include <limits>
 
@@ -125,12 +126,44 @@ bool NestedDeeperThan(std::string_view text, size_t depth) {
   return false;
 }
 
+std::string_view OversizedInteger(std::string_view json) {
+  bool in_string = false;
+  for (size_t i = 0; i < json.size(); ++i) {
+    const char c = json[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+      continue;
+    }
+    if (c != '-' && (c < '0' || c > '9')) continue;
+    size_t end = i + 1;
+    auto in_number = [](char d) {
+      return (d >= '0' && d <= '9') || d == '.' || d == 'e' || d == 'E' || d == '+' || d == '-';
+    };
+    while (end < json.size() && in_number(json[end])) ++end;
+    const std::string_view token = json.substr(i, end - i);
+    i = end - 1;
+    if (token.find_first_of(".eE") != std::string_view::npos) continue;
+    int64_t v = 0;
+    if (std::from_chars(token.data(), token.data() + token.size(), v).ec ==
+        std::errc::result_out_of_range)
+      return token;
+  }
+  return {};
+}
+
 Result<Value> ParseScalar(std::string_view text) {
   if (NestedDeeperThan(text, 4)) return Status::Invalid("not a JSON scalar: nested too deep");
   Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return Status::Invalid("not valid JSON: " + Quote(text));
   // An integer literal too large for int64 would silently become a double.
-  if (j.is_number_float() && text.find_first_of(".eE") == std::string_view::npos)
+  if (j.is_number_float() && !OversizedInteger(text).empty())
     return Status::Invalid("integer out of the int64 range: " + Quote(text));
   auto v = JsonToScalar(j);
   if (!v.ok() && j.is_structured() && !(j.is_object() && j.contains("$blob")))

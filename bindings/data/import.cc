@@ -380,6 +380,9 @@ class JsonlParser : public Parser {
       return Status::Invalid("not valid JSON (a number is out of range)");
     }
     if (!j.is_object()) return Status::Invalid("expected a JSON object, one record per line");
+    if (auto big = bindings::OversizedInteger(text); !big.empty())
+      return Status::Invalid("integer out of the int64 range: " + std::string(big) +
+                             " (in quotes, as a string, it keeps every digit)");
     auto id = j.find(o_.id_field);
     if (id == j.end()) return Status::Invalid("no " + Quote(o_.id_field) + " key (the record id)");
     if (id->is_string()) {

@@ -104,6 +104,9 @@ class Typer {
         break;
     }
     Json j = CellJson(cell);
+    if (j.is_number_float() && !bindings::OversizedInteger(cell).empty())
+      return Status::Invalid(name + ": integer out of the int64 range: " + Quote(cell) +
+                             " (a schema that types the field string keeps it as text)");
     if (j.is_discarded() ||
         (j.is_object() && !(j.size() == 1 && (j.contains("$bytes") || j.contains("$counter"))))) {
       if (type != FieldType::kAny)

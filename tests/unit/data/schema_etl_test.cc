@@ -1149,6 +1149,39 @@ TEST(ImportJsonl, BadLinesAreReportedWithTheirLineAndSkipped) {
   EXPECT_EQ(recs[2].id, "d");
 }
 
+// A JSON parser turns an integer literal too large for int64 into a double, which loses
+// its last digits (a 20-digit SIM card number): a bad row instead, in either format.
+TEST(Import, AnIntegerTooLargeForInt64IsABadRowNotARoundedDouble) {
+  Db db;
+  auto got =
+      ImportText(db.replica,
+                 "{\"id\":\"s1\",\"iccid\":89014103211118510720}\n"
+                 "{\"id\":\"s2\",\"n\":[1,-9223372036854775809]}\n"
+                 "{\"id\":\"s3\",\"iccid\":\"89014103211118510720\",\"max\":9223372036854775807,"
+                 "\"f\":1.5e300,\"k 12345678901234567890\":1}\n",
+                 Jsonl());
+  ASSERT_TRUE(got.ok()) << got.error();
+  EXPECT_EQ(got.bad_lines(), (std::vector<uint64_t>{1, 2}));
+  EXPECT_TRUE(Has(got.bad_reason(1), "integer out of the int64 range: 89014103211118510720"))
+      << got.bad_reason(1);
+  EXPECT_TRUE(Has(got.bad_reason(2), "-9223372036854775809")) << got.bad_reason(2);
+  Record s3 = Get(db.replica, "items", "s3");
+  EXPECT_TRUE(engine::SameValue(s3.fields["iccid"].scalar, S("89014103211118510720")));
+  EXPECT_TRUE(engine::SameValue(s3.fields["max"].scalar, Value{int64_t{9223372036854775807}}));
+
+  got =
+      ImportText(db.replica, "id,iccid\nc1,89014103211118510720\nc2,8901410321111851072\n", Csv());
+  ASSERT_TRUE(got.ok()) << got.error();
+  EXPECT_EQ(got.bad_lines(), (std::vector<uint64_t>{2}));
+  EXPECT_TRUE(Has(got.bad_reason(2), "iccid: integer out of the int64 range")) << got.bad_reason(2);
+  SaveOrDie(db.replica, "sims", R"({"fields": {"iccid": {"type": "string"}}})");
+  got = ImportText(db.replica, "id,iccid\nc1,89014103211118510720\n", Csv("sims"));
+  ASSERT_TRUE(got.ok()) << got.error();
+  EXPECT_TRUE(got.bad_lines().empty());
+  EXPECT_TRUE(engine::SameValue(Get(db.replica, "sims", "c1").fields["iccid"].scalar,
+                                S("89014103211118510720")));
+}
+
 TEST(ImportJsonl, ALineOverTheLimitIsABadRowAndTheRestIsRead) {
   std::string text = "{\"id\":\"a\",\"v\":1}\n{\"id\":\"big\",\"v\":\"";
   text.append((32u << 20) + 100, 'x');

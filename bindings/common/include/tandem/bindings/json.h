@@ -21,6 +21,10 @@ using Json = nlohmann::json;
 bool NestedDeeperThan(std::string_view text, size_t depth);
 // Parses one JSON scalar (or a {"$bytes": ...} object) as a Value.
 Result<engine::Value> ParseScalar(std::string_view text);
+// The first integer literal in JSON text (outside strings, with no fraction or exponent)
+// that int64 cannot hold, which a JSON parser would silently turn into a double, losing
+// digits (a 20-digit SIM card number); empty if there is none.
+std::string_view OversizedInteger(std::string_view json);
 // The same for a parsed JSON value.
 Result<engine::Value> JsonToScalar(const Json& j);
 Json ValueToJson(const engine::Value& v);
