@@ -428,7 +428,18 @@ int Main(int argc, char** argv) {
   } else if (add->parsed()) {
     Check(Open(dir).Add(coll, id, field, ParseValue(value)));
   } else if (remove->parsed()) {
-    Check(Open(dir).Remove(coll, id, field, ParseValue(value)));
+    // A field that holds nothing (a deleted record, a typo) has nothing to remove, and a
+    // removal would bring it back as an empty set: refused, as `del` of a missing record.
+    const engine::Value element = ParseValue(value);
+    Check(Open(dir).Write([&](engine::Batch& b) -> Status {
+      engine::RecordState rec;
+      TANDEM_RETURN_IF_ERROR(b.ReadRecord(coll, id, &rec));
+      auto f = rec.fields.find(field);
+      if (f == rec.fields.end() || f->second.markers.empty())
+        return Status::NotFound("not found: " + coll + "/" + id + "." + field +
+                                " holds nothing to remove");
+      return b.Remove(coll, id, field, element);
+    }));
   } else if (del->parsed() && id == "-") {
     DeleteFromStdin(Open(dir), coll);
   } else if (del->parsed()) {

@@ -93,6 +93,18 @@ TEST_F(Cli, CountersAndSets) {
   ASSERT_EQ(T({"remove", db_, "inv", "i1", "tags", "\"blue\""}).exit_code, 0);
   auto r = T({"get", db_, "inv", "i1"});
   EXPECT_EQ(r.out, "{\"id\":\"i1\",\"stock\":-15,\"tags\":[3,\"red\"]}\n");
+  // A removal from a field that holds nothing would bring it back as an empty set: a
+  // deleted record stays deleted, a mistyped one is not made up.
+  ASSERT_EQ(T({"del", db_, "inv", "i1"}).exit_code, 0);
+  for (const char* rec : {"i1", "typo"}) {
+    r = T({"remove", db_, "inv", rec, "tags", "\"red\""});
+    EXPECT_EQ(r.exit_code, 1) << rec;
+    EXPECT_NE(r.err.find("not found: inv/" + std::string(rec) + ".tags holds nothing to remove"),
+              std::string::npos)
+        << r.err;
+    EXPECT_EQ(T({"get", db_, "inv", rec}).exit_code, 1) << rec;
+  }
+  EXPECT_EQ(T({"ls", db_, "inv"}).out, "");
 }
 
 TEST_F(Cli, MissingAndDeletedRecordsAreNotFound) {
