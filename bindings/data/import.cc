@@ -96,8 +96,7 @@ Status ApplyRow(engine::Batch& b, std::string_view coll, const Row& row, uint64_
             wrote = true;
           }
         if (!wrote && fw.set.empty() && !(cur && cur->kind == Kind::kSet)) {
-          // An empty set: a removal of nothing makes the field a set.
-          TANDEM_RETURN_IF_ERROR(b.Remove(coll, row.id, fw.name, Value{}));
+          TANDEM_RETURN_IF_ERROR(b.EmptySet(coll, row.id, fw.name));
           ++*written;
         }
         break;

@@ -27,7 +27,10 @@ Status Batch::Open(std::string_view collection, std::string_view id, std::string
   const bool same_collection = !collection.empty() && key.collection == collection;
   const bool same_record = !id.empty() && key.record == id;
   reopened_ = has_last_ && same_collection && same_record && key.field == field;
-  if (reopened_) return Status::Ok();
+  if (reopened_) {
+    opened_live_ = !last_.state.markers.empty();
+    return Status::Ok();
+  }
   TANDEM_RETURN_IF_ERROR(FlushLast());
   if (!same_collection) TANDEM_RETURN_IF_ERROR(ValidateCollectionOnce(collection));
   if (!same_record) TANDEM_RETURN_IF_ERROR(ValidateRecordOnce(id));
@@ -39,6 +42,7 @@ Status Batch::Open(std::string_view collection, std::string_view id, std::string
   std::optional<FieldState> state;
   TANDEM_RETURN_IF_ERROR(txn_.GetField(key, &state));
   // Else last_.state stands for the empty state (FlushLast) for the operation to come.
+  opened_live_ = state && !state->markers.empty();
   if (state) last_.state = std::move(*state);
   has_last_ = true;
   last_dirty_ = false;
@@ -180,8 +184,26 @@ Status Batch::Remove(std::string_view c, std::string_view id, std::string_view f
   TANDEM_RETURN_IF_ERROR(Check(c, id, f, Op::kRemove, &element));
   TANDEM_RETURN_IF_ERROR(ValidateValue(element));
   TANDEM_RETURN_IF_ERROR(Open(c, id, f));
+  if (!opened_live_) {
+    // Nothing written. The state read (a tombstone, say) must neither stand for the empty
+    // state at the next Open nor be taken for this field's there: it is read again.
+    if (!reopened_) {
+      has_last_ = false;
+      last_.state = FieldState{};
+    }
+    return Status::Ok();
+  }
   const auto [dot, hlc] = Step();
   ApplyRemove(last_.state, dot, hlc, element);
+  return Close();
+}
+
+Status Batch::EmptySet(std::string_view c, std::string_view id, std::string_view f) {
+  Value none;
+  TANDEM_RETURN_IF_ERROR(Check(c, id, f, Op::kRemove, &none));
+  TANDEM_RETURN_IF_ERROR(Open(c, id, f));
+  const auto [dot, hlc] = Step();
+  ApplyRemove(last_.state, dot, hlc, none);
   return Close();
 }
 

@@ -176,7 +176,17 @@ RC_GTEST_PROP(Convergence, ReplicasConvergeToWhatTheModelExpects, ()) {
       st = reps[r]->Add(key.collection, key.record, key.field, op.value);
     } else if (op.op == Op::kRemove) {
       op.value = *testing::GenElement();
+      // On a field that holds nothing here, a removal writes nothing.
+      auto rec = reps[r]->Get(key.collection, key.record);
+      RC_ASSERT(rec.ok() || rec.status().code() == Code::kNotFound);
+      const bool live = rec.ok() && rec->fields.count(key.field);
+      const uint64_t own = reps[r]->Meta()->vv.Get(reps[r]->Meta()->id);
       st = reps[r]->Remove(key.collection, key.record, key.field, op.value);
+      if (!live) {
+        RC_ASSERT(st.ok());
+        RC_ASSERT(reps[r]->Meta()->vv.Get(reps[r]->Meta()->id) == own);
+        continue;
+      }
     } else {
       op.key.field.clear();
       st = reps[r]->Delete(key.collection, key.record);

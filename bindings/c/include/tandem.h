@@ -141,7 +141,8 @@ TANDEM_EXPORT int tandem_put_json(tandem_db* db, const char* collection, const c
 /* Adds `by` (may be negative) to a counter field. */
 TANDEM_EXPORT int tandem_incr(tandem_db* db, const char* collection, const char* id,
                               const char* field, int64_t by, tandem_error* err);
-/* Adds or removes an element of an add-wins set field. */
+/* Adds or removes an element of an add-wins set field. A removal from a field that holds
+ * nothing (never written, or its record deleted) succeeds and writes nothing. */
 TANDEM_EXPORT int tandem_add(tandem_db* db, const char* collection, const char* id,
                              const char* field, const tandem_value* element, tandem_error* err);
 TANDEM_EXPORT int tandem_remove(tandem_db* db, const char* collection, const char* id,

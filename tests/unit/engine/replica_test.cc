@@ -215,6 +215,55 @@ TEST(ReplicaTest, DeleteHidesTheRecordAndSecondDeleteIsNotFound) {
   EXPECT_TRUE(r.fields.count("y"));
 }
 
+// A removal from a field that holds nothing has no dot to drop: it writes nothing, so a
+// deleted record stays deleted and a missing one is not made up, on any path of a batch.
+TEST(ReplicaTest, RemoveFromAFieldThatHoldsNothingWritesNothing) {
+  Node a(1), b(2);
+  ASSERT_TRUE(b.replica.Put("c", "d", {{"x", I(1)}}).ok());
+  ASSERT_TRUE(b.replica.Add("c", "d", "t", S("k")).ok());
+  Sync(b, a);
+  ASSERT_TRUE(a.replica.Delete("c", "d").ok());  // its tombstones name b's events
+  const VersionVector before = a.Meta().vv;
+  ASSERT_TRUE(a.replica.Remove("c", "d", "t", S("k")).ok());
+  ASSERT_TRUE(a.replica.Remove("c", "never", "t", S("k")).ok());
+  EXPECT_EQ(a.Meta().vv, before);
+  EXPECT_EQ(a.replica.Get("c", "d").status().code(), Code::kNotFound);
+  EXPECT_EQ(a.replica.Get("c", "never").status().code(), Code::kNotFound);
+  // In one batch: the tombstone read for a removal stands for nothing afterwards, and the
+  // same field written after it is written from what is stored.
+  ASSERT_TRUE(a.replica
+                  .Write([&](Batch& bt) {
+                    TANDEM_RETURN_IF_ERROR(bt.Remove("c", "d", "t", S("k")));
+                    TANDEM_RETURN_IF_ERROR(bt.Put("c", "e", "t", I(5)));
+                    TANDEM_RETURN_IF_ERROR(bt.Remove("c", "d", "t", S("k")));
+                    TANDEM_RETURN_IF_ERROR(bt.Add("c", "d", "t", S("m")));
+                    return bt.Remove("c", "d", "t", S("m"));
+                  })
+                  .ok());
+  auto e = a.replica.GetState("c", "e");
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->fields.at("t").ctx.Get(b.id), 0u);  // nothing of d's tombstone
+  EXPECT_EQ(a.Meta().vv.Get(a.id), before.Get(a.id) + 3);
+  // d came back through the add, an empty set once removed again; its state keeps the
+  // deletion of b's writes.
+  Record d = a.Get("c", "d");
+  ASSERT_EQ(d.fields.size(), 1u);
+  EXPECT_EQ(d.fields.at("t").kind, Kind::kSet);
+  EXPECT_TRUE(d.fields.at("t").set.empty());
+  auto dt = a.replica.GetState("c", "d");
+  ASSERT_TRUE(dt.ok());
+  EXPECT_GE(dt->fields.at("t").ctx.Get(b.id), 2u);
+  // A live field still takes removals (of elements it has, or not).
+  ASSERT_TRUE(a.replica.Remove("c", "d", "t", S("zzz")).ok());
+  EXPECT_EQ(a.Meta().vv.Get(a.id), before.Get(a.id) + 4);
+  // And EmptySet writes its set marker whatever the field held.
+  ASSERT_TRUE(a.replica.Write([&](Batch& bt) { return bt.EmptySet("c", "f", "t"); }).ok());
+  Record f = a.Get("c", "f");
+  ASSERT_EQ(f.fields.size(), 1u);
+  EXPECT_EQ(f.fields.at("t").kind, Kind::kSet);
+  EXPECT_TRUE(f.fields.at("t").set.empty());
+}
+
 // ---- scan ---------------------------------------------------------------------------
 
 TEST(ReplicaTest, ScanIsInIdOrderAndHonoursAfter) {

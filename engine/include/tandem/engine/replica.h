@@ -43,8 +43,14 @@ class Batch {
   Status Incr(std::string_view collection, std::string_view id, std::string_view field, int64_t by);
   Status Add(std::string_view collection, std::string_view id, std::string_view field,
              Value element);
+  // Writes nothing when the field holds nothing (a deleted record, a field never written):
+  // there is no dot of the element to drop, and a set marker would only bring the field,
+  // and a deleted record with it, back as an empty set.
   Status Remove(std::string_view collection, std::string_view id, std::string_view field,
                 const Value& element);
+  // Makes the field an empty set, whatever it held: what it observed is removed and a set
+  // marker stays (how an import writes []).
+  Status EmptySet(std::string_view collection, std::string_view id, std::string_view field);
   // Deletes a live record; NotFound if it is absent or already deleted.
   Status Delete(std::string_view collection, std::string_view id);
   // The record as this batch sees it (including its own writes so far).
@@ -90,7 +96,8 @@ class Batch {
   };
   Last last_;
   bool has_last_ = false, last_dirty_ = false;
-  bool reopened_ = false;  // Open found the field the previous operation wrote
+  bool reopened_ = false;     // Open found the field the previous operation wrote
+  bool opened_live_ = false;  // the field Open found is live (it has a marker)
   // This replica's last event number, kept here from the first operation on and written
   // to meta_ by Finish (a version vector lookup per operation costs more than the rest
   // of taking a dot).
