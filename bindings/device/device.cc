@@ -429,22 +429,29 @@ Status Device::Backup(const std::string& dest) {
   return storage::Backup(storage::StoreOf(*replica_), dest, layout_.key_files());
 }
 
-Status Device::Restore(const std::string& backup, const std::string& dir) {
-  // A damaged key file in the backup would make a replica that cannot pair or sync:
-  // refuse before making anything.
-  const Layout from(backup);
+namespace {
+// The key files present in a directory read back: a damaged one leaves a replica that
+// cannot pair or sync, though its data is whole.
+Status CheckKeyFiles(const Layout& l) {
   std::error_code ec;
-  if (fs::exists(from.identity_key(), ec))
-    TANDEM_RETURN_IF_ERROR(net::LoadIdentity(from.identity_key()).status().With("backup"));
-  if (fs::exists(from.group().group_key, ec))
-    TANDEM_RETURN_IF_ERROR(net::LoadGroupKey(from.group()).status().With("backup"));
-  TANDEM_RETURN_IF_ERROR(net::LoadRoot(from.group()).status().With("backup"));
+  if (fs::exists(l.identity_key(), ec))
+    TANDEM_RETURN_IF_ERROR(net::LoadIdentity(l.identity_key()).status());
+  if (fs::exists(l.group().group_key, ec))
+    TANDEM_RETURN_IF_ERROR(net::LoadGroupKey(l.group()).status());
+  return net::LoadRoot(l.group()).status();
+}
+}  // namespace
+
+Status Device::Restore(const std::string& backup, const std::string& dir) {
+  // Refused before anything is made.
+  TANDEM_RETURN_IF_ERROR(CheckKeyFiles(Layout(backup)).With("backup"));
   return storage::Restore(backup, dir, Layout::key_file_names());
 }
 
 Result<storage::CheckReport> Device::Check() {
   storage::CheckReport rep;
   TANDEM_RETURN_IF_ERROR(storage::Check(storage::StoreOf(*replica_), &rep));
+  TANDEM_RETURN_IF_ERROR(CheckKeyFiles(layout_));
   return rep;
 }
 

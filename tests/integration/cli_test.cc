@@ -314,6 +314,25 @@ TEST(CliErrors, DataFileCutShortIsRefusedByEveryCommand) {
   EXPECT_EQ(fs::file_size(tmp / "db/data.mdb"), 65536u);
 }
 
+// A damaged key file leaves a replica that cannot pair or sync: check says so.
+TEST(CliErrors, CheckFindsADamagedKeyFile) {
+  TempDir tmp;
+  ASSERT_EQ(T({"init", tmp / "db"}).exit_code, 0);
+  ASSERT_EQ(T({"check", tmp / "db"}).exit_code, 0);
+  for (const std::string name : {"group.root", "group.key", "identity.key"}) {
+    const std::string path = tmp / ("db/" + name);
+    const std::string good = ReadFile(path);
+    for (const std::string& bad : {std::string(), std::string("garbage\n")}) {
+      std::ofstream(path, std::ios::binary | std::ios::trunc) << bad;
+      auto r = T({"check", tmp / "db"});
+      EXPECT_EQ(r.exit_code, 1) << name << ": " << r.err;
+      EXPECT_NE(r.err.find(name), std::string::npos) << name << ": " << r.err;
+    }
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << good;
+    EXPECT_EQ(T({"check", tmp / "db"}).exit_code, 0) << name;
+  }
+}
+
 TEST(CliErrors, NewerFormatIsRefused) {
   TempDir tmp;
   ASSERT_EQ(T({"init", tmp / "db"}).exit_code, 0);

@@ -140,6 +140,7 @@ class Device : public std::enable_shared_from_this<Device> {
   // A new replica at `dir` from a backup made by Backup (a new replica id; the same
   // device and group).
   static Status Restore(const std::string& backup, const std::string& dir);
+  // The store (storage::Check), then the key files present: each must read back.
   Result<storage::CheckReport> Check();
 
   // Watches this replica for changes by this process and others.
