@@ -5,6 +5,7 @@
 #include <charconv>
 #include <ctime>
 #include <limits>
+#include <set>
 
 namespace tandem::bindings {
 
@@ -156,6 +157,50 @@ std::string_view OversizedInteger(std::string_view json) {
       return token;
   }
   return {};
+}
+
+std::optional<std::string> DuplicateKey(std::string_view json) {
+  std::vector<std::set<std::string>> open;  // the keys of each object being read
+  std::optional<std::string> dup;
+  Json::parser_callback_t seen = [&](int, Json::parse_event_t e, Json& parsed) {
+    if (e == Json::parse_event_t::object_start) {
+      open.emplace_back();
+    } else if (e == Json::parse_event_t::object_end) {
+      if (!open.empty()) open.pop_back();
+    } else if (e == Json::parse_event_t::key && !dup && !open.empty() && parsed.is_string() &&
+               !open.back().insert(parsed.get<std::string>()).second) {
+      dup = parsed.get<std::string>();
+    }
+    return true;
+  };
+  const Json whole = Json::parse(json, seen, /*allow_exceptions=*/false);  // read for `seen`
+  (void)whole;
+  return dup;
+}
+
+size_t TopLevelKeys(std::string_view json) {
+  size_t keys = 0;
+  int depth = 0;
+  bool in_string = false, key_ahead = false;  // a string just closed at depth 1
+  for (size_t i = 0; i < json.size(); ++i) {
+    const char c = json[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+        key_ahead = depth == 1;
+      }
+      continue;
+    }
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r') continue;
+    if (c == ':' && key_ahead) ++keys;
+    key_ahead = false;
+    if (c == '"') in_string = true;
+    if (c == '{' || c == '[') ++depth;
+    if (c == '}' || c == ']') --depth;
+  }
+  return keys;
 }
 
 Result<Value> ParseScalar(std::string_view text) {

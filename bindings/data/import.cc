@@ -379,6 +379,9 @@ class JsonlParser : public Parser {
       return Status::Invalid("not valid JSON (a number is out of range)");
     }
     if (!j.is_object()) return Status::Invalid("expected a JSON object, one record per line");
+    if (bindings::TopLevelKeys(text) > j.size())  // the parser kept the last of a repeat
+      return Status::Invalid("key " + Quote(bindings::DuplicateKey(text).value_or("?")) +
+                             " appears twice (which one is meant?)");
     if (auto big = bindings::OversizedInteger(text); !big.empty())
       return Status::Invalid("integer out of the int64 range: " + std::string(big) +
                              " (in quotes, as a string, it keeps every digit)");

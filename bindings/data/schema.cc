@@ -8,6 +8,7 @@
 
 #include "tandem/bindings/json.h"
 #include "tandem/net/group.h"
+#include "tandem/net/identity.h"
 
 namespace tandem::data {
 
@@ -512,9 +513,37 @@ Result<std::optional<StoredSchema>> LoadSchema(engine::Replica& r, std::string_v
   return std::optional<StoredSchema>(std::move(s));
 }
 
+namespace {
+// What a schema being set must be besides what Parse checks. A stored one (perhaps set by
+// an earlier version) is read without these, so that it keeps applying as it did.
+Status CheckNewSchema(std::string_view json, const Schema& s) {
+  if (auto dup = bindings::DuplicateKey(json))
+    return Status::Invalid("schema: key " + Quote(*dup) + " appears twice (which one is meant?)");
+  if (!Json::parse(json, nullptr, false).contains("fields"))
+    return Status::Invalid("schema: \"fields\" is required (an object, which may be empty)");
+  for (const auto& [name, rule] : s.fields()) {
+    for (const auto& d : rule.prefer)
+      if (!net::IsValidDeviceId(d))
+        return Bad(name, "prefer: " + Quote(d) + " is not a device id (tandem devices lists them)");
+    // A value the field refuses whatever is written (of another type, outside its range,
+    // not in normal form) is no choice at all.
+    for (const Value& e : rule.enumeration) {
+      Value v = e;
+      Status st = s.CheckValue(name, &v);
+      if (!st.ok() || !engine::SameValue(v, e))
+        return Bad(name,
+                   "enum value " + bindings::ValueToJson(e).dump() + " can never be written" +
+                       (st.ok() ? std::string(" (not in normal form)") : ": " + st.message()));
+    }
+  }
+  return Status::Ok();
+}
+}  // namespace
+
 Result<int64_t> SaveSchema(engine::Replica& r, std::string_view collection, std::string_view json) {
   TANDEM_RETURN_IF_ERROR(engine::ValidateCollection(collection));
-  TANDEM_RETURN_IF_ERROR(Schema::Parse(json).status());
+  TANDEM_ASSIGN_OR_RETURN(auto parsed, Schema::Parse(json));
+  TANDEM_RETURN_IF_ERROR(CheckNewSchema(json, *parsed));
   int64_t version = 0;
   TANDEM_RETURN_IF_ERROR(r.Write([&](engine::Batch& b) {
     engine::RecordState state;

@@ -21,6 +21,7 @@
 #include "tandem/data/etl.h"
 #include "tandem/data/schema.h"
 #include "tandem/engine/memory_store.h"
+#include "tandem/net/identity.h"
 #include "tandem/storage/replica.h"
 
 namespace tandem::engine {
@@ -291,6 +292,44 @@ TEST(SchemaParse, ErrorsNameTheFieldAndTheRule) {
 
   e = ParseError(R"({"fields": {"id": {"type": "string"}}})");
   EXPECT_TRUE(Has(e, "\"id\" is the record id")) << e;
+}
+
+// A schema being set must mean what it says; a stored one (set by an earlier version,
+// say) is still read as it is, so that it keeps applying.
+TEST(SchemaSave, ANewSchemaThatCannotMeanWhatItSaysIsRefused) {
+  Db db;
+  auto refused = [&](const std::string& json) {
+    auto v = SaveSchema(db.replica, "c", json);
+    EXPECT_FALSE(v.ok()) << json;
+    return v.ok() ? std::string() : v.status().message();
+  };
+  EXPECT_TRUE(Has(refused("{}"), "\"fields\" is required")) << refused("{}");
+  EXPECT_TRUE(
+      Has(refused(R"({"fields": {}, "fields": {"a": {}}})"), "key \"fields\" appears twice"));
+  EXPECT_TRUE(Has(refused(R"({"fields": {"a": {"type": "int", "type": "string"}}})"),
+                  "key \"type\" appears twice"));
+  EXPECT_TRUE(Has(refused(R"({"fields": {"n": {"type": "int", "enum": ["x"]}}})"),
+                  "enum value \"x\" can never be written"));
+  EXPECT_TRUE(Has(refused(R"({"fields": {"n": {"type": "int", "min": 5, "enum": [1, 5]}}})"),
+                  "enum value 1 can never be written"));
+  EXPECT_TRUE(Has(refused(R"({"fields": {"s": {"normalize": ["lower"], "enum": ["ABC"]}}})"),
+                  "enum value \"ABC\" can never be written"));
+  EXPECT_TRUE(Has(refused(R"({"fields": {"s": {"normalize": ["lower"], "enum": ["abc", "ABC"]}}})"),
+                  "enum value \"ABC\" can never be written (not in normal form)"));
+  EXPECT_TRUE(Has(refused(R"({"fields": {"s": {"prefer": ["not-a-device"]}}})"),
+                  "\"not-a-device\" is not a device id"));
+  // None of them was stored, and sound ones are.
+  EXPECT_FALSE(LoadSchema(db.replica, "c").value().has_value());
+  const std::string device = net::DeviceId(std::array<uint8_t, 32>{});
+  auto v = SaveSchema(db.replica, "c",
+                      R"({"fields": {"s": {"type": "string", "normalize": ["lower"], )"
+                      R"("enum": ["abc"], "prefer": [")" +
+                          device + R"("]}, "n": {"type": "int", "enum": [1, 2]}}})");
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  ASSERT_TRUE(SaveSchema(db.replica, "d", R"({"fields": {}})").ok());
+  // Parsing what was stored stays lenient.
+  EXPECT_TRUE(Schema::Parse("{}").ok());
+  EXPECT_TRUE(Schema::Parse(R"({"fields": {"n": {"type": "int", "enum": ["x"]}}})").ok());
 }
 
 TEST(SchemaParse, OtherMistakesAreRefused) {
@@ -1180,6 +1219,22 @@ TEST(Import, AnIntegerTooLargeForInt64IsABadRowNotARoundedDouble) {
   EXPECT_TRUE(got.bad_lines().empty());
   EXPECT_TRUE(engine::SameValue(Get(db.replica, "sims", "c1").fields["iccid"].scalar,
                                 S("89014103211118510720")));
+}
+
+// A JSON parser keeps the last of a repeated key: which one the file meant is unknown.
+TEST(ImportJsonl, ARepeatedKeyIsABadRow) {
+  Db db;
+  auto got = ImportText(
+      db.replica,
+      "{\"id\":\"6\",\"id\":\"7\",\"n\":1}\n"
+      "{\"id\":\"8\",\"n\":1,\"m\":{\"$counter\":2},\"n\":2}\n"
+      "{\"id\":\"9\",\"s\":\"a\\\"b\",\"t\":[\"x\",\"y\"],\"u\":{\"$bytes\":\"AQ==\"}}\n",
+      Jsonl());
+  ASSERT_TRUE(got.ok()) << got.error();
+  EXPECT_EQ(got.bad_lines(), (std::vector<uint64_t>{1, 2}));
+  EXPECT_TRUE(Has(got.bad_reason(1), "key \"id\" appears twice")) << got.bad_reason(1);
+  EXPECT_TRUE(Has(got.bad_reason(2), "key \"n\" appears twice")) << got.bad_reason(2);
+  EXPECT_EQ(ScanAll(db.replica, "items").size(), 1u);
 }
 
 TEST(ImportJsonl, ALineOverTheLimitIsABadRowAndTheRestIsRead) {

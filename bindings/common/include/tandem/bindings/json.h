@@ -7,7 +7,9 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "tandem/engine/replica.h"
 #include "tandem/net/node.h"
@@ -25,6 +27,12 @@ Result<engine::Value> ParseScalar(std::string_view text);
 // that int64 cannot hold, which a JSON parser would silently turn into a double, losing
 // digits (a 20-digit SIM card number); empty if there is none.
 std::string_view OversizedInteger(std::string_view json);
+// The first key that appears twice in one object of JSON text, which a JSON parser keeps
+// only the last of; nullopt if none (or if the text is not JSON).
+std::optional<std::string> DuplicateKey(std::string_view json);
+// How many keys the outermost object of JSON text names, duplicates counted: more than
+// the parsed object holds means a duplicate (a cheap test before DuplicateKey).
+size_t TopLevelKeys(std::string_view json);
 // The same for a parsed JSON value.
 Result<engine::Value> JsonToScalar(const Json& j);
 Json ValueToJson(const engine::Value& v);
