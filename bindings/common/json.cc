@@ -3,6 +3,7 @@
 #include <sodium.h>
 
 #include <charconv>
+#include <cstring>
 #include <ctime>
 #include <limits>
 #include <set>
@@ -127,37 +128,62 @@ bool NestedDeeperThan(std::string_view text, size_t depth) {
   return false;
 }
 
-std::string_view OversizedInteger(std::string_view json) {
-  bool in_string = false;
+namespace {
+// The position of the quote that closes the JSON string whose contents start at `i` (or
+// the end of the text): found with memchr, most of a line being inside strings.
+size_t StringEnd(std::string_view json, size_t i) {
+  for (;;) {
+    const void* q = i < json.size() ? std::memchr(json.data() + i, '"', json.size() - i) : nullptr;
+    if (!q) return json.size();
+    const size_t at = static_cast<const char*>(q) - json.data();
+    size_t slashes = 0;
+    while (at - slashes > i && json[at - slashes - 1] == '\\') ++slashes;
+    if (slashes % 2 == 0) return at;
+    i = at + 1;
+  }
+}
+}  // namespace
+
+JsonScan ScanJson(std::string_view json) {
+  JsonScan out;
+  int depth = 0;
+  bool key_ahead = false;  // a string just closed at depth 1
   for (size_t i = 0; i < json.size(); ++i) {
     const char c = json[i];
-    if (in_string) {
-      if (c == '\\')
-        ++i;
-      else if (c == '"')
-        in_string = false;
-      continue;
-    }
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r') continue;
+    if (c == ':' && key_ahead) ++out.top_keys;
+    key_ahead = false;
     if (c == '"') {
-      in_string = true;
-      continue;
+      i = StringEnd(json, i + 1);
+      key_ahead = depth == 1;
+    } else if (c == '{' || c == '[') {
+      ++depth;
+    } else if (c == '}' || c == ']') {
+      --depth;
+    } else if (c == '-' || (c >= '0' && c <= '9')) {
+      size_t end = i + 1;
+      bool integer = true;
+      for (; end < json.size(); ++end) {
+        const char d = json[end];
+        if (d == '.' || d == 'e' || d == 'E')
+          integer = false;
+        else if ((d < '0' || d > '9') && d != '+' && d != '-')
+          break;
+      }
+      const std::string_view token = json.substr(i, end - i);
+      i = end - 1;
+      // Every int64 has at most 19 digits (and a sign): only a longer token can be beyond.
+      int64_t v = 0;
+      if (integer && token.size() >= 19 && out.oversized.empty() &&
+          std::from_chars(token.data(), token.data() + token.size(), v).ec ==
+              std::errc::result_out_of_range)
+        out.oversized = token;
     }
-    if (c != '-' && (c < '0' || c > '9')) continue;
-    size_t end = i + 1;
-    auto in_number = [](char d) {
-      return (d >= '0' && d <= '9') || d == '.' || d == 'e' || d == 'E' || d == '+' || d == '-';
-    };
-    while (end < json.size() && in_number(json[end])) ++end;
-    const std::string_view token = json.substr(i, end - i);
-    i = end - 1;
-    if (token.find_first_of(".eE") != std::string_view::npos) continue;
-    int64_t v = 0;
-    if (std::from_chars(token.data(), token.data() + token.size(), v).ec ==
-        std::errc::result_out_of_range)
-      return token;
   }
-  return {};
+  return out;
 }
+
+std::string_view OversizedInteger(std::string_view json) { return ScanJson(json).oversized; }
 
 std::optional<std::string> DuplicateKey(std::string_view json) {
   std::vector<std::set<std::string>> open;  // the keys of each object being read
@@ -176,31 +202,6 @@ std::optional<std::string> DuplicateKey(std::string_view json) {
   const Json whole = Json::parse(json, seen, /*allow_exceptions=*/false);  // read for `seen`
   (void)whole;
   return dup;
-}
-
-size_t TopLevelKeys(std::string_view json) {
-  size_t keys = 0;
-  int depth = 0;
-  bool in_string = false, key_ahead = false;  // a string just closed at depth 1
-  for (size_t i = 0; i < json.size(); ++i) {
-    const char c = json[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-        key_ahead = depth == 1;
-      }
-      continue;
-    }
-    if (c == ' ' || c == '\t' || c == '\n' || c == '\r') continue;
-    if (c == ':' && key_ahead) ++keys;
-    key_ahead = false;
-    if (c == '"') in_string = true;
-    if (c == '{' || c == '[') ++depth;
-    if (c == '}' || c == ']') --depth;
-  }
-  return keys;
 }
 
 Result<Value> ParseScalar(std::string_view text) {

@@ -379,11 +379,12 @@ class JsonlParser : public Parser {
       return Status::Invalid("not valid JSON (a number is out of range)");
     }
     if (!j.is_object()) return Status::Invalid("expected a JSON object, one record per line");
-    if (bindings::TopLevelKeys(text) > j.size())  // the parser kept the last of a repeat
+    const bindings::JsonScan scan = bindings::ScanJson(text);
+    if (scan.top_keys > j.size())  // the parser kept the last of a repeated key
       return Status::Invalid("key " + Quote(bindings::DuplicateKey(text).value_or("?")) +
                              " appears twice (which one is meant?)");
-    if (auto big = bindings::OversizedInteger(text); !big.empty())
-      return Status::Invalid("integer out of the int64 range: " + std::string(big) +
+    if (!scan.oversized.empty())
+      return Status::Invalid("integer out of the int64 range: " + std::string(scan.oversized) +
                              " (in quotes, as a string, it keeps every digit)");
     auto id = j.find(o_.id_field);
     if (id == j.end()) return Status::Invalid("no " + Quote(o_.id_field) + " key (the record id)");
