@@ -35,6 +35,7 @@ int RunImport(const std::string& dir, const std::string& coll, const std::string
   bool progress_shown = false;
   o.bad_row = [&](uint64_t line, const std::string& reason) {
     ++bad;
+    if (strict) return;  // the first bad row ends a strict import, and its error says it
     if (reported++ < kMaxReported) {
       if (progress_shown) std::fputs("\r\033[K", stderr);
       std::fprintf(stderr, "tandem: import: line %llu: %s\n", static_cast<unsigned long long>(line),

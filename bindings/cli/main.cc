@@ -285,7 +285,8 @@ int Main(int argc, char** argv) {
   quarantine->add_option("DIR", dir)->required();
   std::vector<uint64_t> release_ids;
   bool release_all = false;
-  quarantine->add_option("--release", release_ids, "Apply the change with this id (repeatable)");
+  quarantine->add_option("--release", release_ids, "Apply the change with this id (repeatable)")
+      ->check(CLI::NonNegativeNumber);  // "-1" would otherwise wrap to 2^64 - 1
   quarantine->add_flag("--release-all", release_all, "Apply every held change");
 
   auto* where = app.add_subcommand(

@@ -333,6 +333,17 @@ TEST(CliErrors, CheckFindsADamagedKeyFile) {
   }
 }
 
+TEST(CliErrors, QuarantineReleaseTakesOnlyIdsThatCanBe) {
+  TempDir tmp;
+  ASSERT_EQ(T({"init", tmp / "db"}).exit_code, 0);
+  auto r = T({"quarantine", tmp / "db", "--release", "-1"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(r.err.find("18446744073709551615"), std::string::npos) << r.err;
+  r = T({"quarantine", tmp / "db", "--release", "5"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("no quarantined change 5"), std::string::npos) << r.err;
+}
+
 TEST(CliErrors, NewerFormatIsRefused) {
   TempDir tmp;
   ASSERT_EQ(T({"init", tmp / "db"}).exit_code, 0);

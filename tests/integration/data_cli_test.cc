@@ -138,6 +138,7 @@ TEST_F(DataCli, StrictFailsOnABadRowAndLeavesTheReplicaAlone) {
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_TRUE(Has(r.err, "line 32")) << r.err;
   EXPECT_TRUE(Has(r.err, "nothing was imported")) << r.err;
+  EXPECT_EQ(r.err.find("line 32"), r.err.rfind("line 32")) << "said once: " << r.err;
   EXPECT_EQ(Dump(db_), before);
   EXPECT_EQ(T({"info", db_}).out, info_before);
   // From a pipe too (the input is spooled for the second pass).
