@@ -231,7 +231,9 @@ Result<Value> JsonToBlobRef(const Json& j) {
       auto h = engine::BlobHashFromHex(v.get<std::string>());
       if (!h.ok()) return Status::Invalid(h.status().message() + ": " + shape);
       ref.hash = *h;
-    } else if (k == "size" && v.is_number_unsigned()) {
+    } else if (k == "size") {
+      if (!v.is_number_unsigned())
+        return Status::Invalid("\"size\" must be a whole number of bytes: " + shape);
       ref.size = v.get<uint64_t>();
     } else if (k == "type" && v.is_string()) {
       ref.type = v.get<std::string>();

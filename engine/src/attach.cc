@@ -48,6 +48,15 @@ Status NoteBlobRef(WriteTxn& txn, const FieldKey& key, const BlobRef& ref, uint6
   return Status::Ok();
 }
 
+Status NoteOwnBlobRef(WriteTxn& txn, const FieldKey& key, const BlobRef& ref, uint64_t now_ms) {
+  std::optional<BlobInfo> have;
+  TANDEM_RETURN_IF_ERROR(txn.GetBlob(ref.hash, &have));
+  if (have && have->state == BlobInfo::State::kComplete && have->size != ref.size)
+    return Status::Invalid("blob " + HexOf(ref.hash) + " holds " + std::to_string(have->size) +
+                           " bytes, not the " + std::to_string(ref.size) + " its reference says");
+  return NoteBlobRef(txn, key, ref, now_ms);
+}
+
 Result<BlobRef> Replica::StoreBlob(
     const BlobSource& src, std::string type,
     const std::function<Status(WriteTxn&, ReplicaMeta&, const BlobRef&)>& finish) {

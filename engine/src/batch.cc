@@ -151,8 +151,8 @@ Status Batch::Put(std::string_view c, std::string_view id, std::string_view f, V
   TANDEM_RETURN_IF_ERROR(Check(c, id, f, Op::kPut, &v));
   TANDEM_RETURN_IF_ERROR(ValidateValue(v));
   if (const auto* ref = std::get_if<BlobRef>(&v))
-    TANDEM_RETURN_IF_ERROR(
-        NoteBlobRef(txn_, FieldKey{std::string(c), std::string(id), std::string(f)}, *ref, now_()));
+    TANDEM_RETURN_IF_ERROR(NoteOwnBlobRef(
+        txn_, FieldKey{std::string(c), std::string(id), std::string(f)}, *ref, now_()));
   TANDEM_RETURN_IF_ERROR(Open(c, id, f));
   const auto [dot, hlc] = Step();
   ApplyPut(last_.state, dot, hlc, std::move(v));
@@ -171,8 +171,8 @@ Status Batch::Add(std::string_view c, std::string_view id, std::string_view f, V
   TANDEM_RETURN_IF_ERROR(Check(c, id, f, Op::kAdd, &e));
   TANDEM_RETURN_IF_ERROR(ValidateValue(e));
   if (const auto* ref = std::get_if<BlobRef>(&e))
-    TANDEM_RETURN_IF_ERROR(
-        NoteBlobRef(txn_, FieldKey{std::string(c), std::string(id), std::string(f)}, *ref, now_()));
+    TANDEM_RETURN_IF_ERROR(NoteOwnBlobRef(
+        txn_, FieldKey{std::string(c), std::string(id), std::string(f)}, *ref, now_()));
   TANDEM_RETURN_IF_ERROR(Open(c, id, f));
   const auto [dot, hlc] = Step();
   ApplyAdd(last_.state, dot, hlc, std::move(e));

@@ -333,6 +333,31 @@ TEST(CliErrors, CheckFindsADamagedKeyFile) {
   }
 }
 
+// A reference to a blob held here must give its size: a wrong one would be believed by
+// every device that fetches it.
+TEST(CliErrors, ABlobReferenceWithAWrongSizeIsRefused) {
+  TempDir tmp;
+  ASSERT_EQ(T({"init", tmp / "db"}).exit_code, 0);
+  std::ofstream(tmp / "f.bin", std::ios::binary) << std::string(1000, 'b');
+  auto att = T({"attach", tmp / "db", "c", "r", "doc", tmp / "f.bin"});
+  ASSERT_EQ(att.exit_code, 0) << att.err;
+  const std::string at = att.out.find("\"$blob\":\"") != std::string::npos ? "\"$blob\":\"" : "";
+  ASSERT_FALSE(at.empty()) << att.out;
+  const std::string hash = att.out.substr(att.out.find(at) + at.size(), 64);
+  auto ref = [&](const std::string& size) {
+    return "x={\"$blob\":\"" + hash + "\",\"size\":" + size + "}";
+  };
+  auto r = T({"put", tmp / "db", "c", "r2", ref("1001")});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("holds 1000 bytes, not the 1001 its reference says"), std::string::npos)
+      << r.err;
+  r = T({"put", tmp / "db", "c", "r2", ref("-1")});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("\"size\" must be a whole number of bytes"), std::string::npos) << r.err;
+  EXPECT_EQ(T({"get", tmp / "db", "c", "r2"}).exit_code, 1);
+  EXPECT_EQ(T({"put", tmp / "db", "c", "r2", ref("1000")}).exit_code, 0);
+}
+
 TEST(CliErrors, QuarantineReleaseTakesOnlyIdsThatCanBe) {
   TempDir tmp;
   ASSERT_EQ(T({"init", tmp / "db"}).exit_code, 0);

@@ -118,6 +118,9 @@ class Batch {
 // A field `key` was written with a reference to a blob: if the replica has no entry for
 // it, a wanted one (sync fetches it); if collection had marked it released, the mark goes.
 Status NoteBlobRef(WriteTxn& txn, const FieldKey& key, const BlobRef& ref, uint64_t now_ms);
+// The same for a reference this replica writes: refused (kInvalidArgument) if it names a
+// blob held here whole with another size than the reference says.
+Status NoteOwnBlobRef(WriteTxn& txn, const FieldKey& key, const BlobRef& ref, uint64_t now_ms);
 
 // One entry of the change feed: the current state of a record that changed.
 struct Change {
