@@ -79,4 +79,22 @@ rm "$fs/ballast"
 "$T" init "$fs/b" > /dev/null 2>&1 || fail "init after space was freed"
 "$T" check "$fs/a" > /dev/null || fail "check at the end"
 rm -f "$big"
+
+# An import that fills the disk says how far it got, and that much is there.
+rows="$fs/../rows.$$.jsonl"
+python3 -c "
+for i in range(40000): print('{\"id\":\"i%d\",\"s\":\"%s\"}' % (i, 'z' * 100))" > "$rows"
+set +e
+"$T" import "$fs/a" items "$rows" > /dev/null 2> "$fs/../err.$$"
+rc=$?
+set -e
+err=$(cat "$fs/../err.$$")
+rm -f "$fs/../err.$$" "$rows"
+[ $rc -eq 1 ] || fail "an import into a full disk exited $rc: $err"
+case "$err" in *"no space left on the disk"*"rows imported before line"*"stay"*) ;;
+  *) fail "the import's error does not say how far it got: $err" ;; esac
+kept=$(echo "$err" | sed -n 's/.*(the \([0-9]*\) rows imported before line.*/\1/p')
+[ "$("$T" ls "$fs/a" items | wc -l)" = "$kept" ] || fail "the import kept other than $kept rows"
+echo "import: $err"
+"$T" check "$fs/a" > /dev/null || fail "check after the import"
 echo "disk full: ok"

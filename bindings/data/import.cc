@@ -224,7 +224,11 @@ class Sink {
         }
       }
     } else {
-      return st;
+      // A full disk, say: say how far the import got, so that nobody guesses.
+      return Status(st.code(), st.message() + " (the " + std::to_string(report_->rows_imported) +
+                                   " rows imported before line " +
+                                   std::to_string(rows_.front().line) +
+                                   " stay; importing the file again writes only what is missing)");
     }
     return Status::Ok();
   }
