@@ -4,6 +4,7 @@
 // (bad arguments or input). Errors are one line on stderr: "tandem: <message>".
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -42,6 +43,10 @@ void CheckWritable(const std::string& coll) {
 engine::CollectionFilter ParseFilter(const std::string& list, const char* flag) {
   if (list.empty()) return {};
   if (list == "none") return engine::CollectionFilter::None();
+  // `none,c` could mean nothing, or the collections none and c: refused as ambiguous.
+  if (("," + list + ",").find(",none,") != std::string::npos)
+    throw Exit{
+        2, std::string(flag) + ": none means no collection and stands alone, got " + Quote(list)};
   auto f = engine::CollectionFilter::Parse(list);
   if (!f.ok()) throw Exit{2, std::string(flag) + ": " + f.status().message()};
   return std::move(f).value();
@@ -473,6 +478,12 @@ int Main(int argc, char** argv) {
     auto d = OpenDevice(dir);
     std::unique_ptr<storage::ChangeWatcher> watcher;
     if (follow) watcher = Check(d->Watch());
+    // The data file followed: a directory removed (or replaced) meanwhile ends the command,
+    // which would otherwise wait for ever on a replica nobody can write any more.
+    const std::string data = dir + "/data.mdb";
+    struct stat followed {};
+    if (follow && ::stat(data.c_str(), &followed) != 0)
+      throw Exit{1, "cannot follow " + Quote(data) + ": " + std::strerror(errno)};
     for (;;) {
       auto page = Check(d->replica().Changes(since, 1000));
       for (const auto& c : page.changes)
@@ -481,8 +492,15 @@ int Main(int argc, char** argv) {
       if (std::ferror(stdout)) return 1;
       if (page.next_cursor == since) {
         if (!follow) break;
-        // Until a commit by any process; a stale notification just reads nothing.
-        watcher->Wait(-1);
+        // Until a commit by any process (a stale notification just reads nothing), or a
+        // few seconds, to see whether the replica is still there.
+        while (!watcher->Wait(2000)) {
+          struct stat now {};
+          if (::stat(data.c_str(), &now) != 0 || now.st_ino != followed.st_ino ||
+              now.st_dev != followed.st_dev)
+            throw Exit{1, "the replica in " + Quote(dir) + " was removed or replaced while " +
+                              "following its changes"};
+        }
       }
       since = page.next_cursor;
     }

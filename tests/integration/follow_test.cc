@@ -2,6 +2,7 @@
 // --follow` process prints the feed; every change appears, in order, none missing.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -10,6 +11,30 @@
 
 namespace tandem::testing {
 namespace {
+
+// A follower whose replica is removed says so and ends, instead of waiting for ever.
+TEST(MultiProcess, FollowerEndsWhenItsReplicaIsRemoved) {
+  TempDir tmp;
+  const std::string db = tmp / "db";
+  ASSERT_TRUE(storage::CreateReplica(db).ok());
+  ASSERT_EQ(testing::Run({WRITER_BIN, db, "1"}).exit_code, 0);
+  Child follower({TANDEM_BIN, "changes", db, "--follow"});
+  std::string out;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (out.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline)
+    ASSERT_TRUE(follower.ReadSome(&out, 50));  // it is following
+  std::filesystem::remove_all(db);
+  bool ended = false;
+  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!ended && std::chrono::steady_clock::now() < deadline)
+    ended = !follower.ReadSome(&out, 50);
+  if (!ended) follower.Kill(SIGKILL);
+  auto r = follower.Finish();
+  ASSERT_TRUE(ended) << "still following a removed replica";
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("was removed or replaced while following its changes"), std::string::npos)
+      << r.err;
+}
 
 TEST(MultiProcess, FollowerSeesEveryChangeInOrder) {
   TempDir tmp;

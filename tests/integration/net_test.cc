@@ -1591,6 +1591,8 @@ TEST_F(Net, BadArgumentsAreUsageErrors) {
            {"serve", a, "--peer", "[::1"},
            {"serve", a, "--listen", "127.0.0.1:0", "--interval", "5"},
            {"serve", a, "--peer", "127.0.0.1:1", "--send", ""},
+           {"serve", a, "--peer", "127.0.0.1:1", "--receive", "none,c"},
+           {"sync", a, "--peer", "127.0.0.1:1", "--send", "c,none"},
            {"sync", a},
            {"sync", a, "--peer", "127.0.0.1"},
            {"revoke", a, "not-a-device"},
