@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -14,6 +15,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <sstream>
 #include <unordered_set>
@@ -113,6 +115,43 @@ std::string Ago(uint64_t ms) {
   if (s < 120) return std::to_string(s) + "s ago";
   if (s < 7200) return std::to_string(s / 60) + "m ago";
   return std::to_string(s / 3600) + "h ago";
+}
+
+// Runs `body` in a child process and returns its exit status. LMDB trusts its pages: a
+// damaged file (a flipped bit) can make a read crash the process. check and restore are
+// what a user runs on a suspect replica or backup, so there such a crash becomes an error
+// naming the damage (after `on_crash`, which cleans up), not a dead process.
+int Isolated(const std::string& file, const std::function<void()>& body,
+             const std::function<void()>& on_crash = nullptr) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const pid_t pid = ::fork();
+  if (pid < 0) {  // no process to spare: run it here, unprotected
+    body();
+    return 0;
+  }
+  if (pid == 0) {
+    int code = 0;
+    try {
+      body();
+    } catch (const Exit& e) {
+      std::fprintf(stderr, "tandem: %s\n", Printable(e.message).c_str());
+      code = e.code;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "tandem: internal error: %s\n", e.what());
+      code = 1;
+    }
+    std::fflush(stdout);
+    std::fflush(stderr);
+    ::_exit(code);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) throw Exit{1, std::string("wait for the check: ") + std::strerror(errno)};
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (on_crash) on_crash();
+  throw Exit{1, file + " is damaged: reading it crashed (" + strsignal(WTERMSIG(status)) +
+                    "); restore it from a backup"};
 }
 
 engine::Value ParseValue(const std::string& text) {
@@ -508,24 +547,42 @@ int Main(int argc, char** argv) {
     Check(OpenDevice(dir)->Backup(dest));
     std::fprintf(stderr, "backed up %s to %s\n", dir.c_str(), dest.c_str());
   } else if (rs->parsed()) {
-    Check(Device::Restore(backup, dir));
-    auto d = OpenDevice(dir);
-    std::fprintf(stderr, "restored %s to %s as replica %s\n", backup.c_str(), dir.c_str(),
-                 Check(d->GetInfo()).replica_id.Hex().c_str());
+    // Whatever a crash reading a damaged backup left in the target goes with it.
+    std::error_code ec;
+    const bool had_dir = std::filesystem::exists(dir, ec);
+    return Isolated(
+        backup + "/data.mdb",
+        [&] {
+          Check(Device::Restore(backup, dir));
+          auto d = OpenDevice(dir);
+          std::fprintf(stderr, "restored %s to %s as replica %s\n", backup.c_str(), dir.c_str(),
+                       Check(d->GetInfo()).replica_id.Hex().c_str());
+        },
+        [&] {
+          std::error_code e;
+          if (!had_dir)
+            std::filesystem::remove_all(dir, e);
+          else  // restore takes only an empty directory
+            for (const auto& f : std::filesystem::directory_iterator(dir, e))
+              std::filesystem::remove_all(f.path(), e);
+        });
   } else if (check->parsed()) {
-    auto rep = Check(OpenDevice(dir)->Check());
-    if (rep.refused_damaged)
-      std::fprintf(stderr,
-                   "warning: %llu record(s) of refused fields are damaged and passed over: a "
-                   "value one of them held back may not arrive until its field is written again\n",
-                   static_cast<unsigned long long>(rep.refused_damaged));
-    Print(Canonical(Json{{"ok", true},
-                         {"records", rep.records},
-                         {"fields", rep.fields},
-                         {"log_entries", rep.log_entries},
-                         {"blobs", rep.blobs},
-                         {"blob_bytes", rep.blob_bytes},
-                         {"refused_damaged", rep.refused_damaged}}));
+    return Isolated(dir + "/data.mdb", [&] {
+      auto rep = Check(OpenDevice(dir)->Check());
+      if (rep.refused_damaged)
+        std::fprintf(stderr,
+                     "warning: %llu record(s) of refused fields are damaged and passed over: a "
+                     "value one of them held back may not arrive until its field is written "
+                     "again\n",
+                     static_cast<unsigned long long>(rep.refused_damaged));
+      Print(Canonical(Json{{"ok", true},
+                           {"records", rep.records},
+                           {"fields", rep.fields},
+                           {"log_entries", rep.log_entries},
+                           {"blobs", rep.blobs},
+                           {"blob_bytes", rep.blob_bytes},
+                           {"refused_damaged", rep.refused_damaged}}));
+    });
   } else if (import->parsed()) {
     return RunImport(dir, coll, file, format_name, id_field, strict);
   } else if (export_cmd->parsed()) {

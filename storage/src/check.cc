@@ -49,8 +49,8 @@ Status Check(LmdbStore& store, CheckReport* report) {
       break;
     }
     std::string where = fk.collection + "/" + fk.record + "." + fk.field;
-    if (Status kv = engine::ValidateKey(fk); !kv.ok()) {
-      st = kv.With(where);
+    if (Status kv = engine::ValidateKey(fk); !kv.ok()) {  // stored, so damaged, not misused
+      st = Status::Corrupt(where + ": " + kv.message());
       break;
     }
     uint64_t seq;

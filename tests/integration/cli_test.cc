@@ -314,6 +314,43 @@ TEST(CliErrors, DataFileCutShortIsRefusedByEveryCommand) {
   EXPECT_EQ(fs::file_size(tmp / "db/data.mdb"), 65536u);
 }
 
+// Bits flipped inside data.mdb: LMDB trusts its pages and may crash reading them, but
+// check and restore (what a user runs on a suspect replica or backup) never die of it:
+// they pass or fail with a message, and a failed restore leaves nothing behind.
+TEST(CliErrors, CheckAndRestoreOfAFileWithFlippedBitsNeverCrash) {
+  TempDir tmp;
+  ASSERT_EQ(T({"init", tmp / "db"}).exit_code, 0);
+  {
+    std::ofstream rows(tmp / "rows.jsonl");
+    for (int i = 0; i < 2000; ++i) rows << "{\"id\":\"r" << i << "\",\"v\":" << i << "}\n";
+  }
+  ASSERT_EQ(T({"import", tmp / "db", "c", tmp / "rows.jsonl"}).exit_code, 0);
+  ASSERT_EQ(T({"backup", tmp / "db", tmp / "bk"}).exit_code, 0);
+  const std::string good = ReadFile(tmp / "bk/data.mdb");
+  ASSERT_GT(good.size(), 3 * 4096u);
+  int failed = 0;
+  for (uint32_t seed = 1; seed <= 40; ++seed) {
+    std::string bad = good;
+    uint32_t x = seed * 2654435761u;
+    for (int i = 0; i < 20; ++i) {  // past the two meta pages
+      x = x * 1664525u + 1013904223u;
+      const size_t at = 2 * 4096 + x % (bad.size() - 2 * 4096);
+      bad[at] = static_cast<char>(bad[at] ^ (1 << (x >> 29)));
+    }
+    std::ofstream(tmp / "bk/data.mdb", std::ios::binary | std::ios::trunc) << bad;
+    auto r = T({"check", tmp / "bk"});
+    EXPECT_TRUE(r.exit_code == 0 || r.exit_code == 1) << "seed " << seed << ": " << r.err;
+    if (r.exit_code != 0) ++failed;
+    const std::string target = tmp / ("rs" + std::to_string(seed));
+    r = T({"restore", tmp / "bk", target});
+    EXPECT_TRUE(r.exit_code == 0 || r.exit_code == 1) << "seed " << seed << ": " << r.err;
+    if (r.exit_code != 0) {
+      EXPECT_FALSE(fs::exists(target)) << "seed " << seed;
+    }
+  }
+  EXPECT_GT(failed, 0);  // the flips were found at least sometimes
+}
+
 // A damaged key file leaves a replica that cannot pair or sync: check says so.
 TEST(CliErrors, CheckFindsADamagedKeyFile) {
   TempDir tmp;
