@@ -3,6 +3,7 @@
 // Exit status: 0 success, 1 runtime failure (not found, corrupt, I/O), 2 usage error
 // (bad arguments or input). Errors are one line on stderr: "tandem: <message>".
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -845,6 +846,14 @@ int Main(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);  // a closed pipe shows up as a write error instead
+#ifdef __GLIBC__
+  // Blocks of 1 MiB and more (the values of a large field state, being encoded or
+  // decoded) are mapped on their own and unmapped when freed, so a daemon's memory goes
+  // back down as a large state is encoded, whatever was allocated before (glibc would
+  // otherwise raise the threshold to the size of the first such block freed, and keep
+  // the next ones in its heap).
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
   try {
     return Main(argc, argv);
   } catch (const Exit& e) {

@@ -6,6 +6,7 @@
 #include <array>
 #include <cstring>
 #include <span>
+#include <type_traits>
 
 namespace tandem::engine {
 
@@ -398,9 +399,12 @@ void DecodeTotals(Reader& r, CtxView ctx, std::map<ReplicaId, PnTotals>* out) {
   }
 }
 
-// The body of EncodeFieldState, through any of the writers.
-template <typename W>
-Status PutFieldState(const FieldState& s, ReplicaTable& table, W& w) {
+// The body of EncodeFieldState, through any of the writers. Given a state it may change
+// (S not const), it frees each marker and element once written: a large state is not
+// held twice, decoded and encoded, while it is encoded.
+template <typename W, typename S = const FieldState>
+Status PutFieldState(S& s, ReplicaTable& table, W& w) {
+  constexpr bool kConsume = !std::is_const_v<S>;
   // Header: format version in the high nibble, which optional sections follow in the low.
   uint8_t flags = (s.elements.empty() ? 0 : kHasElements) | (s.counter.empty() ? 0 : kHasCounter) |
                   (s.counter_base.empty() ? 0 : kHasBase);
@@ -422,19 +426,29 @@ Status PutFieldState(const FieldState& s, ReplicaTable& table, W& w) {
     w.Varint(seq);
   }
   w.Varint(s.markers.size());
-  for (const auto& [d, m] : s.markers) {
+  for (auto it = s.markers.begin(); it != s.markers.end();) {
+    const auto& [d, m] = *it;
     TANDEM_CHECK(EncodeDot(d, ctx, w), "a field's marker dot is covered by its context");
     w.Varint(HlcMillis(m.hlc));
     w.Varint(static_cast<uint64_t>(HlcLogical(m.hlc)) << 2 | static_cast<uint8_t>(m.kind));
     if (m.kind == Kind::kRegister) PutValue(m.value, w);
+    if constexpr (kConsume)
+      it = s.markers.erase(it);
+    else
+      ++it;
   }
   if (flags & kHasElements) {
     w.Varint(s.elements.size());
-    for (const auto& [v, dots] : s.elements) {
+    for (auto it = s.elements.begin(); it != s.elements.end();) {
+      const auto& [v, dots] = *it;
       PutValue(v, w);
       w.Varint(dots.size());
       for (const Dot& d : dots)
         TANDEM_CHECK(EncodeDot(d, ctx, w), "a set element's dot is covered by its context");
+      if constexpr (kConsume)
+        it = s.elements.erase(it);
+      else
+        ++it;
     }
   }
   if (flags & kHasCounter)
@@ -458,6 +472,14 @@ Status EncodeFieldStateInto(const FieldState& s, ReplicaTable& table, char* p, s
   if (w.overflowed() || w.written().size() != n)
     return Status::Corrupt("a field state's encoding is not the size counted for it");
   return Status::Ok();
+}
+
+Status EncodeFieldState(FieldState&& s, ReplicaTable& table, std::string* out) {
+  const size_t start = out->size();
+  Writer w(out);
+  Status st = PutFieldState(s, table, w);
+  if (!st.ok()) out->resize(start);  // nothing half-encoded
+  return st;
 }
 
 Status EncodeFieldState(const FieldState& s, ReplicaTable& table, std::string* out) {

@@ -12,7 +12,8 @@ namespace {
 // Appends the self-contained encoding. Every replica a state names is in its context
 // (markers, elements and counters are checked against it), and the body numbers the
 // context's replicas first, in order: so the table is known before the body is written.
-Status AppendFieldState(const FieldState& s, std::string* out) {
+template <typename S>  // const FieldState&, or FieldState&& to consume it
+Status AppendFieldState(S&& s, std::string* out) {
   VectorReplicaTable table;
   for (const auto& [r, seq] : s.ctx.entries()) table.IndexOf(r);
   const size_t start = out->size();
@@ -20,7 +21,7 @@ Status AppendFieldState(const FieldState& s, std::string* out) {
   w.Varint(table.ids().size());
   for (const auto& id : table.ids())
     w.Raw(std::string_view(reinterpret_cast<const char*>(id.bytes.data()), 16));
-  Status st = EncodeFieldState(s, table, out);
+  Status st = EncodeFieldState(std::forward<S>(s), table, out);
   if (!st.ok()) out->resize(start);
   return st;
 }
@@ -62,15 +63,26 @@ FieldKey ReadKey(Reader& r) {
 }
 }  // namespace
 
-Result<std::string> EncodeDelta(const FieldKey& key, const FieldState& s) {
+namespace {
+template <typename S>
+Result<std::string> EncodeDeltaOf(const FieldKey& key, S&& s) {
   std::string out;
   out.reserve(1 + 3 * 10 + key.collection.size() + key.record.size() + key.field.size() +
               EncodedSizeBound(s));
   Writer w(&out);
   w.U8(1);
   WriteKey(w, key);
-  TANDEM_RETURN_IF_ERROR(AppendFieldState(s, &out));
+  TANDEM_RETURN_IF_ERROR(AppendFieldState(std::forward<S>(s), &out));
   return out;
+}
+}  // namespace
+
+Result<std::string> EncodeDelta(const FieldKey& key, const FieldState& s) {
+  return EncodeDeltaOf(key, s);
+}
+
+Result<std::string> EncodeDelta(const FieldKey& key, FieldState&& s) {
+  return EncodeDeltaOf(key, std::move(s));
 }
 
 Result<std::pair<FieldKey, FieldState>> DecodeDelta(std::string_view in) {

@@ -272,7 +272,7 @@ void Session::Send(DeltaBatch batch, std::vector<Message>* out) {
   out->emplace_back(std::in_place_type<DeltaBatch>, std::move(batch));
 }
 
-Result<bool> Session::StartPieces(const FieldDelta& d, const DeltaPage& page) {
+Result<bool> Session::StartPieces(FieldDelta& d, const DeltaPage& page) {
   const std::string name = d.key.collection + "/" + d.key.record + "." + d.key.field;
   Result<std::string> encoded = std::string();
   std::string why;
@@ -281,7 +281,7 @@ Result<bool> Session::StartPieces(const FieldDelta& d, const DeltaPage& page) {
         "too large for one message, and the peer's version of tandem cannot take it in "
         "pieces: upgrade it";
   } else {
-    encoded = EncodeDelta(d.key, d.state);
+    encoded = EncodeDelta(d.key, std::move(d.state));  // its context stays (below)
     if (!encoded.ok()) return encoded.status().With("field " + name);
     const size_t most = std::min(opt_.max_state_bytes, kMaxPieceTotal);
     if (encoded->size() > most)
@@ -504,7 +504,7 @@ Status Session::Pump(std::vector<Message>* out) {
       // start the next one.
       if (page.deltas.size() == 1 && bytes + WireSizeBound(page.deltas[0]) > budget) {
         if (!batch.deltas.empty()) break;
-        const auto& d = page.deltas[0];
+        auto& d = page.deltas[0];
         if (WireSizeBound(d) > kMaxBatchBodyBound && Sendable(d.key)) {
           // Too large for any batch: it goes in pieces, after the batch that ends here
           // (the log entries skipped before it); or, withheld, not at all.

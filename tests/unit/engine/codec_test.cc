@@ -161,6 +161,31 @@ TEST(FieldCodecTest, ALargeStateEncodesIntoExactlyTheSizeCounted) {
   }
 }
 
+// Encoding a state it may consume gives the same bytes, and leaves only its context and
+// counters (its markers and elements were freed as they were written).
+TEST(FieldCodecTest, AConsumingEncodingIsTheSameBytes) {
+  FieldState big;
+  for (int i = 0; i < 300; ++i)
+    ApplyAdd(big, Dot{i % 2 ? kA : kB, uint64_t(i + 1)}, uint64_t(i + 1), Value{int64_t{i}});
+  std::vector<FieldState> states = SampleStates();
+  states.push_back(big);
+  const FieldKey key{"c", "r", "f"};
+  for (size_t i = 0; i < states.size(); ++i) {
+    auto want = EncodeDelta(key, states[i]);
+    ASSERT_TRUE(want.ok()) << i;
+    FieldState consumed = states[i];
+    auto got = EncodeDelta(key, std::move(consumed));
+    ASSERT_TRUE(got.ok()) << i;
+    EXPECT_EQ(*got, *want) << i;
+    EXPECT_TRUE(consumed.markers.empty()) << i;
+    EXPECT_TRUE(consumed.elements.empty()) << i;
+    EXPECT_EQ(consumed.ctx, states[i].ctx) << i;
+    auto back = DecodeDelta(*got);
+    ASSERT_TRUE(back.ok()) << i;
+    EXPECT_EQ(back->second, states[i]) << i;
+  }
+}
+
 TEST(FieldCodecTest, ExternalTableRoundTrip) {
   VectorReplicaTable table;
   table.IndexOf(kC);  // pre-existing entries: indices need not follow id order

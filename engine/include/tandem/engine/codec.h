@@ -109,6 +109,9 @@ Value DecodeValue(Reader& r);
 // Field state against an external replica table. Fails (kCorrupt, nothing appended) if
 // the state breaks the invariants every valid state keeps (its context covers its dots).
 Status EncodeFieldState(const FieldState& s, ReplicaTable& table, std::string* out);
+// The same, freeing each marker and element of `s` once written (left with its context
+// and counters only, whatever the result): a large state is not held twice meanwhile.
+Status EncodeFieldState(FieldState&& s, ReplicaTable& table, std::string* out);
 // The same encoding in two steps, for a large state written straight into storage the
 // store reserved (no copy of it in memory beside that): its exact size, then the bytes
 // into exactly that many at `p` (Corrupt, and `p` undefined, if they are not).
@@ -134,6 +137,8 @@ bool EncodesSmall(const FieldState& s);
 // A field's key and state (a state too large for a batch travels so, in pieces). The
 // decoder checks the state, not the key (ValidateKey).
 Result<std::string> EncodeDelta(const FieldKey& key, const FieldState& s);
+// The same, consuming `s` as EncodeFieldState(FieldState&&) does.
+Result<std::string> EncodeDelta(const FieldKey& key, FieldState&& s);
 Result<std::pair<FieldKey, FieldState>> DecodeDelta(std::string_view in);
 
 void EncodeVersionVector(const VersionVector& vv, Writer& w);  // with full 16-byte ids

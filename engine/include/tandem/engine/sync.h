@@ -222,8 +222,10 @@ class Session {
   Status Pump(std::vector<Message>* out);
   void Send(DeltaBatch batch, std::vector<Message>* out);  // from our cursor to its
   void Rehold();
-  // Starts sending `d` in pieces; false if it is withheld instead.
-  Result<bool> StartPieces(const FieldDelta& d, const DeltaPage& page);
+  // Starts sending `d` in pieces; false if it is withheld instead. Consumes d's state as
+  // it encodes it (markers and elements freed once written: a large state is not held
+  // twice); its key and context remain.
+  Result<bool> StartPieces(FieldDelta& d, const DeltaPage& page);
   void SendPiece(std::vector<Message>* out);
   Status ReceivePiece(const DeltaBatch& b, std::vector<Message>* out);
   Status DropHeldPieces();
