@@ -3,7 +3,9 @@
 // Exit status: 0 success, 1 runtime failure (not found, corrupt, I/O), 2 usage error
 // (bad arguments or input). Errors are one line on stderr: "tandem: <message>".
 #include <fcntl.h>
+#ifdef __GLIBC__
 #include <malloc.h>
+#endif
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -141,6 +143,9 @@ int Isolated(const std::string& file, const std::function<void()>& body,
     } catch (const std::exception& e) {
       std::fprintf(stderr, "tandem: internal error: %s\n", e.what());
       code = 1;
+    } catch (...) {
+      std::fprintf(stderr, "tandem: internal error\n");
+      code = 1;
     }
     std::fflush(stdout);
     std::fflush(stderr);
@@ -148,11 +153,16 @@ int Isolated(const std::string& file, const std::function<void()>& body,
   }
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0)
-    if (errno != EINTR) throw Exit{1, std::string("wait for the check: ") + std::strerror(errno)};
+    if (errno != EINTR) throw Exit{1, "wait for the work on " + file + ": " + std::strerror(errno)};
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (on_crash) on_crash();
-  throw Exit{1, file + " is damaged: reading it crashed (" + strsignal(WTERMSIG(status)) +
-                    "); restore it from a backup"};
+  const int sig = WTERMSIG(status);
+  // The signals a bad page read gives (an invalid pointer, a page past the end, an
+  // assertion in LMDB); any other (the OOM killer, a kill) says nothing about the file.
+  if (sig == SIGSEGV || sig == SIGBUS || sig == SIGABRT || sig == SIGFPE || sig == SIGILL)
+    throw Exit{1, file + " is damaged: reading it crashed (" + strsignal(sig) +
+                      "); restore it from a backup"};
+  throw Exit{1, "the work on " + file + " was stopped by a signal (" + strsignal(sig) + ")"};
 }
 
 engine::Value ParseValue(const std::string& text) {
@@ -548,9 +558,12 @@ int Main(int argc, char** argv) {
     Check(OpenDevice(dir)->Backup(dest));
     std::fprintf(stderr, "backed up %s to %s\n", dir.c_str(), dest.c_str());
   } else if (rs->parsed()) {
-    // Whatever a crash reading a damaged backup left in the target goes with it.
+    // Whatever a crash reading a damaged backup left in the target goes with it; only
+    // where the target was missing or empty (restore refuses any other, but checks the
+    // backup first, so a crash comes before that refusal).
     std::error_code ec;
     const bool had_dir = std::filesystem::exists(dir, ec);
+    const bool was_empty = !had_dir || std::filesystem::is_empty(dir, ec);
     return Isolated(
         backup + "/data.mdb",
         [&] {
@@ -561,11 +574,13 @@ int Main(int argc, char** argv) {
         },
         [&] {
           std::error_code e;
-          if (!had_dir)
+          if (!was_empty) return;
+          if (!had_dir) {
             std::filesystem::remove_all(dir, e);
-          else  // restore takes only an empty directory
+          } else {
             for (const auto& f : std::filesystem::directory_iterator(dir, e))
               std::filesystem::remove_all(f.path(), e);
+          }
         });
   } else if (check->parsed()) {
     return Isolated(dir + "/data.mdb", [&] {

@@ -172,11 +172,15 @@ JsonScan ScanJson(std::string_view json) {
       }
       const std::string_view token = json.substr(i, end - i);
       i = end - 1;
-      // Every int64 has at most 19 digits (and a sign): only a longer token can be beyond.
+      // What a parser makes a double of: below int64's range, or above uint64's (those in
+      // between it keeps exact, as unsigned). Every int64 has at most 19 digits and a sign.
       int64_t v = 0;
+      uint64_t u = 0;
+      const char* b = token.data();
+      const char* e = b + token.size();
       if (integer && token.size() >= 19 && out.oversized.empty() &&
-          std::from_chars(token.data(), token.data() + token.size(), v).ec ==
-              std::errc::result_out_of_range)
+          std::from_chars(b, e, v).ec == std::errc::result_out_of_range &&
+          (token[0] == '-' || std::from_chars(b, e, u).ec == std::errc::result_out_of_range))
         out.oversized = token;
     }
   }

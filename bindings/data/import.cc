@@ -183,6 +183,13 @@ class Sink {
     return Status::Ok();
   }
 
+  // A write that failed (a full disk, say): how far the import got, so nobody guesses.
+  Status Kept(const Status& st, uint64_t line) const {
+    return Status(st.code(), st.message() + " (the " + std::to_string(report_->rows_imported) +
+                                 " rows imported before line " + std::to_string(line) +
+                                 " stay; importing the file again writes only what is missing)");
+  }
+
   Status Flush() {
     if (rows_.empty()) return Status::Ok();
     // The rows leave the batch whatever happens: a failure is not retried at the end.
@@ -220,15 +227,11 @@ class Sink {
         } else if (one.code() == Code::kInvalidArgument) {
           TANDEM_RETURN_IF_ERROR(Bad(row.line, one.message()));
         } else {
-          return one;
+          return Kept(one, row.line);
         }
       }
     } else {
-      // A full disk, say: say how far the import got, so that nobody guesses.
-      return Status(st.code(), st.message() + " (the " + std::to_string(report_->rows_imported) +
-                                   " rows imported before line " +
-                                   std::to_string(rows_.front().line) +
-                                   " stay; importing the file again writes only what is missing)");
+      return Kept(st, rows_.front().line);
     }
     return Status::Ok();
   }
@@ -364,6 +367,21 @@ class JsonlParser : public Parser {
   }
 
  private:
+  // Whether every double in the row belongs to a field the schema types double (which
+  // asks for rounding): an integer literal a parser made a double of is then one of them.
+  bool OnlyInDoubles(const Json& j) const {
+    for (const auto& [key, v] : j.items()) {
+      const bool has_double =
+          v.is_number_float() ||
+          (v.is_array() &&
+           std::any_of(v.begin(), v.end(), [](const Json& e) { return e.is_number_float(); })) ||
+          (v.is_object() &&
+           std::any_of(v.begin(), v.end(), [](const Json& e) { return e.is_number_float(); }));
+      if (has_double && !typer_.TakesDoubles(key)) return false;
+    }
+    return true;
+  }
+
   Status MakeRow(const std::string& text, Row* row) {
     // A record is an object of scalars, arrays of scalars and $bytes/$counter objects.
     if (bindings::NestedDeeperThan(text, 3))
@@ -387,7 +405,7 @@ class JsonlParser : public Parser {
     if (scan.top_keys > j.size())  // the parser kept the last of a repeated key
       return Status::Invalid("key " + Quote(bindings::DuplicateKey(text).value_or("?")) +
                              " appears twice (which one is meant?)");
-    if (!scan.oversized.empty())
+    if (!scan.oversized.empty() && !OnlyInDoubles(j))
       return Status::Invalid("integer out of the int64 range: " + std::string(scan.oversized) +
                              " (in quotes, as a string, it keeps every digit)");
     auto id = j.find(o_.id_field);

@@ -104,7 +104,9 @@ class Typer {
         break;
     }
     Json j = CellJson(cell);
-    if (j.is_number_float() && !bindings::OversizedInteger(cell).empty())
+    // A cell (or a set's element) with an integer a double would round; a field the
+    // schema types double asks for that.
+    if (!j.is_discarded() && !TakesDoubles(name) && !bindings::OversizedInteger(cell).empty())
       return Status::Invalid(name + ": integer out of the int64 range: " + Quote(cell) +
                              " (a schema that types the field string keeps it as text)");
     if (j.is_discarded() ||
@@ -119,6 +121,14 @@ class Typer {
   // Normalises and checks a register value or element against the schema.
   // A field a closed schema (additional: false) does not name is refused whatever its
   // value (the write would be).
+  // Whether the schema types the field double (or a set of doubles): rounding a number
+  // to a double is then what the field asks for.
+  bool TakesDoubles(const std::string& name) const {
+    const FieldRule* r = schema_ ? schema_->Find(name) : nullptr;
+    return r && (r->type == FieldType::kDouble ||
+                 (r->type == FieldType::kSet && r->items == FieldType::kDouble));
+  }
+
   Status Known(const std::string& name) const {
     if (schema_ && !schema_->additional() && !schema_->Find(name))
       return Status::Invalid(name + ": not a field of this collection's schema");

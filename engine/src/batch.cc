@@ -203,6 +203,9 @@ Status Batch::EmptySet(std::string_view c, std::string_view id, std::string_view
   TANDEM_RETURN_IF_ERROR(Check(c, id, f, Op::kRemove, &none));
   TANDEM_RETURN_IF_ERROR(Open(c, id, f));
   const auto [dot, hlc] = Step();
+  // Every element it holds is observed (its dots are in the context): removed, as a put
+  // empties a set.
+  last_.state.elements.clear();
   ApplyRemove(last_.state, dot, hlc, none);
   return Close();
 }

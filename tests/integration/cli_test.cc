@@ -328,6 +328,8 @@ TEST(CliErrors, CheckAndRestoreOfAFileWithFlippedBitsNeverCrash) {
   ASSERT_EQ(T({"backup", tmp / "db", tmp / "bk"}).exit_code, 0);
   const std::string good = ReadFile(tmp / "bk/data.mdb");
   ASSERT_GT(good.size(), 3 * 4096u);
+  fs::create_directory(tmp / "keep");  // a directory restore refuses: left as it is
+  std::ofstream(tmp / "keep/precious") << "mine";
   int failed = 0;
   for (uint32_t seed = 1; seed <= 40; ++seed) {
     std::string bad = good;
@@ -347,6 +349,9 @@ TEST(CliErrors, CheckAndRestoreOfAFileWithFlippedBitsNeverCrash) {
     if (r.exit_code != 0) {
       EXPECT_FALSE(fs::exists(target)) << "seed " << seed;
     }
+    r = T({"restore", tmp / "bk", tmp / "keep"});
+    EXPECT_EQ(r.exit_code, 1) << "seed " << seed << ": " << r.err;
+    EXPECT_EQ(ReadFile(tmp / "keep/precious"), "mine") << "seed " << seed;
   }
   EXPECT_GT(failed, 0);  // the flips were found at least sometimes
 }

@@ -359,7 +359,8 @@ TANDEM_EXPORT int tandem_backup(tandem_db* db, const char* dest, tandem_error* e
 /* A new replica at `dir` from a backup: a new replica id, the same device and group. */
 TANDEM_EXPORT int tandem_restore(const char* backup, const char* dir, tandem_error* err);
 /* Integrity check: {"ok": true, "records": n, "fields": n, "log_entries": n, "blobs": n,
- * "blob_bytes": n} (every chunk of every blob read and checked against its hash). */
+ * "blob_bytes": n} (every chunk of every blob read and checked against its hash), then
+ * the key files present in the directory, each of which must read back. */
 TANDEM_EXPORT int tandem_check(char** json, size_t* len, tandem_db* db, tandem_error* err);
 
 /* ---- The sync node ---------------------------------------------------------------- */

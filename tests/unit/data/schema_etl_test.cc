@@ -1213,6 +1213,27 @@ TEST(Import, AnIntegerTooLargeForInt64IsABadRowNotARoundedDouble) {
   ASSERT_TRUE(got.ok()) << got.error();
   EXPECT_EQ(got.bad_lines(), (std::vector<uint64_t>{2}));
   EXPECT_TRUE(Has(got.bad_reason(2), "iccid: integer out of the int64 range")) << got.bad_reason(2);
+  // A set cell's element too; an id or value a parser keeps exact (up to 2^64 - 1) is
+  // judged as before (an unsigned id is taken, an unsigned value refused).
+  got = ImportText(db.replica, "id,t\nc3,\"[1,89014103211118510720]\"\nc4,\"[1,2]\"\n", Csv());
+  ASSERT_TRUE(got.ok()) << got.error();
+  EXPECT_EQ(got.bad_lines(), (std::vector<uint64_t>{2}));
+  got = ImportText(db.replica,
+                   "{\"id\":17000000000000000000,\"n\":1}\n"
+                   "{\"id\":\"u\",\"n\":17000000000000000000}\n",
+                   Jsonl());
+  ASSERT_TRUE(got.ok()) << got.error();
+  EXPECT_EQ(got.bad_lines(), (std::vector<uint64_t>{2}));
+  EXPECT_TRUE(Has(got.bad_reason(2), "int64 range")) << got.bad_reason(2);
+  EXPECT_EQ(Get(db.replica, "items", "17000000000000000000").fields.size(), 1u);
+  // A field the schema types double asks for rounding.
+  SaveOrDie(db.replica, "measures", R"({"fields": {"x": {"type": "double"}}})");
+  got = ImportText(db.replica, "{\"id\":\"m\",\"x\":89014103211118510720}\n", Jsonl("measures"));
+  ASSERT_TRUE(got.ok()) << got.error();
+  EXPECT_TRUE(got.bad_lines().empty()) << got.bad_reason(1);
+  got = ImportText(db.replica, "id,x\nm2,89014103211118510720\n", Csv("measures"));
+  ASSERT_TRUE(got.ok()) << got.error();
+  EXPECT_TRUE(got.bad_lines().empty()) << got.bad_reason(2);
   SaveOrDie(db.replica, "sims", R"({"fields": {"iccid": {"type": "string"}}})");
   got = ImportText(db.replica, "id,iccid\nc1,89014103211118510720\n", Csv("sims"));
   ASSERT_TRUE(got.ok()) << got.error();

@@ -256,12 +256,16 @@ TEST(ReplicaTest, RemoveFromAFieldThatHoldsNothingWritesNothing) {
   // A live field still takes removals (of elements it has, or not).
   ASSERT_TRUE(a.replica.Remove("c", "d", "t", S("zzz")).ok());
   EXPECT_EQ(a.Meta().vv.Get(a.id), before.Get(a.id) + 4);
-  // And EmptySet writes its set marker whatever the field held.
-  ASSERT_TRUE(a.replica.Write([&](Batch& bt) { return bt.EmptySet("c", "f", "t"); }).ok());
-  Record f = a.Get("c", "f");
-  ASSERT_EQ(f.fields.size(), 1u);
-  EXPECT_EQ(f.fields.at("t").kind, Kind::kSet);
-  EXPECT_TRUE(f.fields.at("t").set.empty());
+  // And EmptySet writes an empty set whatever the field held: nothing, or elements.
+  ASSERT_TRUE(a.replica.Add("c", "g", "t", S("x")).ok());
+  ASSERT_TRUE(a.replica.Add("c", "g", "t", S("y")).ok());
+  for (const char* rec : {"f", "g"}) {
+    ASSERT_TRUE(a.replica.Write([&](Batch& bt) { return bt.EmptySet("c", rec, "t"); }).ok());
+    Record f = a.Get("c", rec);
+    ASSERT_EQ(f.fields.size(), 1u) << rec;
+    EXPECT_EQ(f.fields.at("t").kind, Kind::kSet) << rec;
+    EXPECT_TRUE(f.fields.at("t").set.empty()) << rec;
+  }
 }
 
 // ---- scan ---------------------------------------------------------------------------

@@ -109,8 +109,8 @@ Value DecodeValue(Reader& r);
 // Field state against an external replica table. Fails (kCorrupt, nothing appended) if
 // the state breaks the invariants every valid state keeps (its context covers its dots).
 Status EncodeFieldState(const FieldState& s, ReplicaTable& table, std::string* out);
-// The same, freeing each marker and element of `s` once written (left with its context
-// and counters only, whatever the result): a large state is not held twice meanwhile.
+// The same, freeing each marker and element of `s` once written (on success it is left
+// with its context and counters only): a large state is not held twice meanwhile.
 Status EncodeFieldState(FieldState&& s, ReplicaTable& table, std::string* out);
 // The same encoding in two steps, for a large state written straight into storage the
 // store reserved (no copy of it in memory beside that): its exact size, then the bytes

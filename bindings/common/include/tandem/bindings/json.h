@@ -24,8 +24,9 @@ bool NestedDeeperThan(std::string_view text, size_t depth);
 // Parses one JSON scalar (or a {"$bytes": ...} object) as a Value.
 Result<engine::Value> ParseScalar(std::string_view text);
 // The first integer literal in JSON text (outside strings, with no fraction or exponent)
-// that int64 cannot hold, which a JSON parser would silently turn into a double, losing
-// digits (a 20-digit SIM card number); empty if there is none.
+// that a JSON parser turns into a double, losing digits (a 21-digit SIM card number):
+// below int64's range or above uint64's; empty if there is none. (One in between is read
+// exact, as unsigned, and refused or taken as what it is for.)
 std::string_view OversizedInteger(std::string_view json);
 // The first key that appears twice in one object of JSON text, which a JSON parser keeps
 // only the last of; nullopt if none (or if the text is not JSON).
