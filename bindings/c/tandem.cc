@@ -40,6 +40,8 @@ CStatus Record(tandem_batch* b, tandem_batch::Op op, const char* coll, const cha
   C_RETURN_IF(Name(id, "id", &e.id));
   TANDEM_RETURN_IF_ERROR(engine::ValidateCollection(e.collection));
   TANDEM_RETURN_IF_ERROR(engine::ValidateRecordId(e.id));
+  if (IsSystem(e.collection))  // refused again when written (Apply)
+    return Status::Invalid("collection " + e.collection + " is reserved for tandem itself");
   if (op != tandem_batch::Op::kDelete) {
     C_RETURN_IF(Name(field, "field", &e.field));
     TANDEM_RETURN_IF_ERROR(engine::ValidateFieldName(e.field));
@@ -55,6 +57,10 @@ CStatus Record(tandem_batch* b, tandem_batch::Op op, const char* coll, const cha
 
 Status Apply(engine::Batch& b, const tandem_batch::Entry& e) {
   using Op = tandem_batch::Op;
+  // Tandem writes its own collections (statements, bindings, reports, schemas through
+  // tandem_schema_set); an application's write there would travel to every device.
+  if (IsSystem(e.collection))
+    return Status::Invalid("collection " + e.collection + " is reserved for tandem itself");
   switch (e.op) {
     case Op::kPut:
       return b.Put(e.collection, e.id, e.field, e.value);
@@ -226,6 +232,7 @@ int tandem_put_json(tandem_db* db, const char* collection, const char* id, const
     std::string c, i;
     C_RETURN_IF(Name(collection, "collection", &c));
     C_RETURN_IF(Name(id, "id", &i));
+    if (IsSystem(c)) return Status::Invalid("collection " + c + " is reserved for tandem itself");
     std::vector<std::pair<std::string, engine::Value>> fields;
     C_RETURN_IF(ParseFields(json, len, &fields));
     return d->replica().Put(c, i, fields);

@@ -11,6 +11,7 @@
 
 #include "tandem/files/files.h"
 #include "tandem/net/binding.h"
+#include "tandem/net/collect.h"
 #include "tandem/net/group.h"
 
 namespace tandem::net {
@@ -592,7 +593,13 @@ Result<WriteLimits> WriteLimitsOf(engine::Replica& r, const Authority& a) {
 
 engine::Admission AdmitWrite(const engine::FieldDelta& d, const engine::FieldState* ours,
                              const WriteLimits& limits) {
-  if (IsSystemCollection(d.key.collection) && d.key.collection != kSchemasCollection)
+  // Tandem's own collections that every device writes for itself, each checked where it
+  // is read (signed statements, bindings, reports): taken from anyone. Any other name
+  // with the prefix (schemas, or one nobody defined) is judged as a data collection is,
+  // so that a device without write permission cannot fill every device through it.
+  const std::string& c = d.key.collection;
+  if (c == kDevicesCollection || c == kBindingsCollection || c == kReportsCollection ||
+      c == kStatementsCollection)
     return engine::Admission::kAccept;
   for (const auto& [id, cutoff] : limits.For(d.key.collection))
     if (engine::CarriesEventsAfter(d.state, id, cutoff) ||

@@ -2519,6 +2519,16 @@ static void test_schemas(void) {
   EXPECT(TANDEM_OK, tandem_schema_get(&json, &len, &version, db, "customers", &err));
   CHECK(version == 2);
   tandem_free(json);
+
+  /* Tandem's own collections are tandem's to write: every device would take them. */
+  v = v_str("x", 1);
+  EXPECT(TANDEM_INVALID, tandem_put(db, "_tandem_devices", "d", "key", &v, &err));
+  CHECK(strstr(err.message, "reserved") != NULL);
+  EXPECT(TANDEM_INVALID, tandem_put(db, "_tandem_fill", "d", "f", &v, &err));
+  EXPECT(TANDEM_INVALID, tandem_incr(db, "_tandem_reports", "d", "n", 1, &err));
+  EXPECT(TANDEM_INVALID, tandem_add(db, "_tandemx", "d", "s", &v, &err));
+  EXPECT(TANDEM_INVALID, tandem_put_json(db, "_tandem_y", "d", "{\"a\":1}", 7, &err));
+  EXPECT(TANDEM_INVALID, tandem_delete(db, "_tandem_devices", "d", &err));
   tandem_db_close(db);
 }
 

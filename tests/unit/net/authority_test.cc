@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <random>
 
+#include "tandem/net/binding.h"
+#include "tandem/net/collect.h"
 #include "tandem/net/group.h"
 
 namespace tandem::net {
@@ -437,6 +439,26 @@ TEST(Authority, InvitesOnlyForRolesBelowTheInviters) {
   EXPECT_EQ(MayInvite(a, admin.public_key, Role::kAdmin).code(), Code::kUnauthorized);
   EXPECT_EQ(MayInvite(a, member.public_key, Role::kReader).code(), Code::kUnauthorized);
   EXPECT_EQ(MayInvite(a, GenerateIdentity().public_key, Role::kReader).code(), Code::kUnauthorized);
+}
+
+// A device without write permission is refused in every collection but the few tandem
+// itself writes for every device (each checked where it is read): a made-up name with
+// tandem's prefix is no way around its permissions.
+TEST(Admission, OnlyTandemsOwnCollectionsAreTakenFromADeviceThatMayNotWrite) {
+  engine::ReplicaId reader;
+  reader.bytes[0] = 7;
+  WriteLimits limits;
+  limits.others[reader] = 0;  // nothing of it may be written anywhere a permit does not name
+  engine::FieldState s;
+  engine::ApplyPut(s, engine::Dot{reader, 1}, 1, engine::Value{int64_t{1}});
+  auto verdict = [&](const std::string& collection) {
+    return AdmitWrite(engine::FieldDelta{{collection, "r", "f"}, s}, nullptr, limits);
+  };
+  for (const char* c :
+       {kDevicesCollection, kBindingsCollection, kReportsCollection, kStatementsCollection})
+    EXPECT_EQ(verdict(c), engine::Admission::kAccept) << c;
+  for (const char* c : {"items", kSchemasCollection, "_tandem_fill", "_tandemx"})
+    EXPECT_EQ(verdict(c), engine::Admission::kRefuse) << c;
 }
 
 }  // namespace
