@@ -416,6 +416,13 @@ class Judge {
     founder.device = DeviceId(root_);
     founder.role = Role::kOwner;
     founder.founder = true;
+    // Founded no later than the first statement counted (the founder signs it): so that
+    // the founder, like any member, holds collection back until it reports, rather than
+    // counting as silent since 1970.
+    for (size_t i : order_)
+      if (counted[i] && st_[i].time_ms &&
+          (!founder.granted_ms || st_[i].time_ms < founder.granted_ms))
+        founder.granted_ms = st_[i].time_ms;
     a.devices[founder.device] = founder;
     for (auto& [k, d] : s.by_key)
       if (k != root_) a.devices[d.device] = std::move(d);

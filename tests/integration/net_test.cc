@@ -611,6 +611,31 @@ TEST_F(Net, JoiningAnotherGroupBringsDataNotMembers) {
   EXPECT_EQ(r.exit_code, 1);
 }
 
+// The founder counts from when it founded the group: until it reports, it holds
+// collection back as any new member does, instead of passing for silent since 1970.
+TEST_F(Net, TheFounderHoldsCollectionBackUntilItReports) {
+  std::string a = Init("a"), b = Init("b");
+  WriteMany(a, "i", 3);
+  std::string addr;
+  auto sa = Listen("a", {"--collect-every", "0"}, &addr);
+  Pair("a", "b", addr);
+  sa.reset();  // a stops before it ever reports
+  ASSERT_EQ(T({"del", b, "items", "i0"}).exit_code, 0);
+  auto gc = T({"gc", b, "--json"});
+  ASSERT_EQ(gc.exit_code, 0) << gc.err;
+  const json j = json::parse(gc.out);
+  EXPECT_EQ(j["collected"], 0) << gc.out;
+  ASSERT_EQ(j["members"].size(), 2u) << gc.out;
+  for (const auto& m : j["members"]) {
+    if (m["self"]) continue;
+    EXPECT_FALSE(m["stale"]) << gc.out;
+    EXPECT_TRUE(m["holds_back"]) << gc.out;
+  }
+  EXPECT_NE(T({"devices", b}).out.find("founder  no report yet: holds collection back"),
+            std::string::npos)
+      << T({"devices", b}).out;
+}
+
 // Deleted records are collected once every member reports holding the deletions, and
 // not before; a backup restored from before them does not bring them back, and is itself
 // rebased on the first sync.
