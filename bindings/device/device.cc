@@ -328,6 +328,13 @@ Result<net::Invite> Device::Join(const std::string& code, bool merge) {
         "devices here. Join from a new replica (tandem init), or give --merge to join with "
         "them");
   }
+  // A reader's writes reach nobody: its records would stay here alone, for good.
+  if (merge && inv->role == net::Role::kReader && !h.collections.empty())
+    return Status::Invalid(
+        layout_.dir +
+        " holds records, and this invite makes it a reader, whose writes "
+        "every device refuses: they would never reach the group. Join from a new replica "
+        "(tandem init), or ask for an invite with a role that may write");
   // Not judged here: the inviter judges the expiry by its own clock when the code is
   // redeemed, and this device's clock may be off by more than the invite's lifetime.
   TANDEM_RETURN_IF_ERROR(net::SaveJoin(layout_.group(), code));

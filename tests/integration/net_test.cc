@@ -611,6 +611,19 @@ TEST_F(Net, JoiningAnotherGroupBringsDataNotMembers) {
   EXPECT_EQ(r.exit_code, 1);
 }
 
+// A reader's writes reach nobody: joining as one with records to merge would leave them
+// here alone for good, with every sync saying all is well.
+TEST_F(Net, JoiningWithRecordsAsAReaderIsRefused) {
+  std::string a = Init("a"), m = Init("m"), e = Init("e");
+  ASSERT_EQ(T({"put", m, "items", "mine", "v=1"}).exit_code, 0);
+  auto code = T({"invite", a, "--role", "reader"});
+  ASSERT_EQ(code.exit_code, 0) << code.err;
+  auto r = T({"join", m, code.out, "--merge"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("makes it a reader"), std::string::npos) << r.err;
+  EXPECT_EQ(T({"join", e, code.out}).exit_code, 0);  // an empty replica may read
+}
+
 // The founder counts from when it founded the group: until it reports, it holds
 // collection back as any new member does, instead of passing for silent since 1970.
 TEST_F(Net, TheFounderHoldsCollectionBackUntilItReports) {
