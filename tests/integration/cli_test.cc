@@ -284,10 +284,8 @@ TEST(CliErrors, TruncatedDataFileIsRefused) {
   EXPECT_EQ(ReadFile(tmp / "db/data.mdb"), data.substr(0, 100));
 }
 
-// Cut past its meta pages, the file still opens in LMDB; the first page read beyond its
-// end would kill the process (SIGBUS) before it could say anything.
-TEST(CliErrors, DataFileCutShortIsRefusedByEveryCommand) {
-  TempDir tmp;
+// tmp/db, a replica of 2,000 records (several pages of data), and tmp/bk, its backup.
+void ReplicaAndBackupOfSeveralPages(const TempDir& tmp) {
   ASSERT_EQ(T({"init", tmp / "db"}).exit_code, 0);
   {
     std::ofstream rows(tmp / "rows.jsonl");
@@ -295,6 +293,13 @@ TEST(CliErrors, DataFileCutShortIsRefusedByEveryCommand) {
   }
   ASSERT_EQ(T({"import", tmp / "db", "c", tmp / "rows.jsonl"}).exit_code, 0);
   ASSERT_EQ(T({"backup", tmp / "db", tmp / "bk"}).exit_code, 0);
+}
+
+// Cut past its meta pages, the file still opens in LMDB; the first page read beyond its
+// end would kill the process (SIGBUS) before it could say anything.
+TEST(CliErrors, DataFileCutShortIsRefusedByEveryCommand) {
+  TempDir tmp;
+  ASSERT_NO_FATAL_FAILURE(ReplicaAndBackupOfSeveralPages(tmp));
   for (const std::string dir : {"db", "bk"}) {
     const std::string data = ReadFile(tmp / (dir + "/data.mdb"));
     ASSERT_GT(data.size(), 65536u);
@@ -319,13 +324,7 @@ TEST(CliErrors, DataFileCutShortIsRefusedByEveryCommand) {
 // they pass or fail with a message, and a failed restore leaves nothing behind.
 TEST(CliErrors, CheckAndRestoreOfAFileWithFlippedBitsNeverCrash) {
   TempDir tmp;
-  ASSERT_EQ(T({"init", tmp / "db"}).exit_code, 0);
-  {
-    std::ofstream rows(tmp / "rows.jsonl");
-    for (int i = 0; i < 2000; ++i) rows << "{\"id\":\"r" << i << "\",\"v\":" << i << "}\n";
-  }
-  ASSERT_EQ(T({"import", tmp / "db", "c", tmp / "rows.jsonl"}).exit_code, 0);
-  ASSERT_EQ(T({"backup", tmp / "db", tmp / "bk"}).exit_code, 0);
+  ASSERT_NO_FATAL_FAILURE(ReplicaAndBackupOfSeveralPages(tmp));
   const std::string good = ReadFile(tmp / "bk/data.mdb");
   ASSERT_GT(good.size(), 3 * 4096u);
   fs::create_directory(tmp / "keep");  // a directory restore refuses: left as it is
