@@ -218,8 +218,19 @@ struct IntegerRangeCheck : Json::json_sax_t {
 inline CStatus ParseFields(const char* json, size_t len,
                            std::vector<std::pair<std::string, engine::Value>>* out) {
   if (!json) return Invalid("json is NULL");
-  Json j = Json::parse(std::string_view(json, len), nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return Invalid("expected a JSON object of fields");
+  Json j;
+  try {
+    j = Json::parse(std::string_view(json, len));
+  } catch (const Json::parse_error& e) {
+    // "[json.exception.parse_error.101] parse error at line 1, column 7: ..." -> the rest
+    const std::string why = e.what();
+    const auto at = why.find("column");
+    return Invalid("not valid JSON" +
+                   (at == std::string::npos ? std::string() : " (" + why.substr(at) + ")"));
+  } catch (const Json::exception&) {
+    return Invalid("not valid JSON (a number is out of range)");  // 1e999
+  }
+  if (!j.is_object()) return Invalid("expected a JSON object of fields");
   if (j.empty()) return Invalid("no fields to put");
   IntegerRangeCheck range;
   Json::sax_parse(std::string_view(json, len), &range);

@@ -911,6 +911,13 @@ static void test_writes(void) {
   BAD_JSON("{\"a\":{\"$bytes\":\"!!not base64!!\"}}");
   BAD_JSON("{\"a\":{\"$bytes\":\"AAE=\",\"more\":1}}");
 #undef BAD_JSON
+  /* What is wrong is said, not "expected an object". */
+  EXPECT(TANDEM_INVALID, tandem_put_json(db, "bad", "r", JSON_ARG("{\"x\":1e999}"), &err));
+  CHECK(strstr(err.message, "a number is out of range") != NULL);
+  EXPECT(TANDEM_INVALID, tandem_put_json(db, "bad", "r", JSON_ARG("{\"x\":\"\\ud800\"}"), &err));
+  CHECK(strstr(err.message, "not valid JSON (column") != NULL);
+  EXPECT(TANDEM_INVALID, tandem_put_json(db, "bad", "r", JSON_ARG("[1,2]"), &err));
+  CHECK(strstr(err.message, "expected a JSON object of fields") != NULL);
   {
     char j[300];
     snprintf(j, sizeof j, "{\"%s\":1}", f129);
