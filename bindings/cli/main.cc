@@ -120,6 +120,34 @@ std::string Ago(uint64_t ms) {
   return std::to_string(s / 3600) + "h ago";
 }
 
+// What a crash says before the process dies of it: LMDB trusts its pages, so a read of a
+// damaged file can crash any command; the user is told what to run. Written from the
+// signal handler (async-signal-safe: a prepared message and write), then the signal
+// takes its course (the exit status still says which). Not under a sanitizer, whose
+// own report is worth more.
+char crash_note[1024];
+size_t crash_note_len = 0;
+
+extern "C" void OnCrash(int sig) {
+  if (crash_note_len) (void)!::write(2, crash_note, crash_note_len);
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+void NoteCrashesOn(const std::string& dir) {
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+  const std::string note = "tandem: crashed working on " + Printable(dir) +
+                           ": its data may be damaged; `tandem check " + Printable(dir) +
+                           "` says whether it is (restore it from a backup if so)\n";
+  if (note.size() > sizeof crash_note) return;
+  std::memcpy(crash_note, note.data(), note.size());
+  crash_note_len = note.size();
+  for (int sig : {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL}) ::signal(sig, OnCrash);
+#else
+  (void)dir;
+#endif
+}
+
 // Runs `body` in a child process and returns its exit status. LMDB trusts its pages: a
 // damaged file (a flipped bit) can make a read crash the process. check and restore are
 // what a user runs on a suspect replica or backup, so there such a crash becomes an error
@@ -134,6 +162,7 @@ int Isolated(const std::string& file, const std::function<void()>& body,
     return 0;
   }
   if (pid == 0) {
+    crash_note_len = 0;  // the parent says what a crash here means
     int code = 0;
     try {
       body();
@@ -460,6 +489,7 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "tandem: %s (see tandem --help)\n", Printable(what).c_str());
     return 2;
   }
+  if (!dir.empty()) NoteCrashesOn(dir);
 
   for (auto* s : {put, incr, add, remove, del, import, schema})
     if (s->parsed()) CheckWritable(coll);
