@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -11,6 +12,7 @@
 #include "tandem/bindings/json.h"
 #include "tandem/device/device.h"
 #include "tandem/net/collect.h"
+#include "tandem/net/group.h"
 #include "tandem/net/node.h"
 #include "tandem/storage/replica.h"
 
@@ -125,6 +127,31 @@ BlobCommands AddBlobCommands(CLI::App& app);
 // `--blobs eager|lazy|lazy=COLL,...` of serve and sync: the collections whose blobs
 // wait for a reader (blob.cc).
 engine::CollectionFilter ParseBlobMode(const std::string& mode);
+// Arguments (args.cc). Each throws Exit{2, why} on bad input.
+inline bool IsSystem(const std::string& coll) { return net::IsSystemCollection(coll); }
+// Apps write their own collections; the trust set is changed only by invite/revoke.
+void CheckWritable(const std::string& coll);
+// COLL,... or `none` (a one-way device: nothing that way but the trust set).
+engine::CollectionFilter ParseFilter(const std::string& list, const char* flag);
+// HOST:PORT, as the daemon will parse it.
+bool IsAddress(const std::string& a);
+void CheckAddress(const std::string& a);
+// A decimal int64, as counters take: no octal, no hex, no clamping.
+int64_t ParseDecimal(const std::string& text, const char* what);
+// A field's JSON value: the text, or @PATH (a file's contents), or @- (stdin).
+std::string ValueText(const std::string& text);
+engine::Value ParseValue(const std::string& text);
+// The process (process.cc): its signals and allocator, set once at start.
+void SetUpProcess();
+// Runs `body` and returns its exit status; an Exit or exception becomes one line on
+// stderr ("tandem: ...") and its status.
+int Reported(const std::function<int()>& body);
+// After this, a crash says which replica it worked on and to run `tandem check` there.
+void NoteCrashesOn(const std::string& dir);
+// Runs `body` in a child process and returns its exit status; a crash there (reading a
+// damaged `file`) becomes an Exit naming the damage, after `on_crash`.
+int Isolated(const std::string& file, const std::function<void()>& body,
+             const std::function<void()>& on_crash = nullptr);
 // `import` (import.cc).
 int RunImport(const std::string& dir, const std::string& coll, const std::string& file,
               const std::string& format_name, const std::string& id_field, bool strict);

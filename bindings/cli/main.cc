@@ -2,26 +2,14 @@
 //
 // Exit status: 0 success, 1 runtime failure (not found, corrupt, I/O), 2 usage error
 // (bad arguments or input). Errors are one line on stderr: "tandem: <message>".
-#include <fcntl.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
-#include <signal.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <charconv>
-#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <functional>
 #include <iostream>
-#include <sstream>
-#include <unordered_set>
 
 #include "cli.h"
 #include "tandem/bindings/json.h"
@@ -36,81 +24,6 @@
 namespace {
 using namespace tandem::cli;
 
-bool IsSystem(const std::string& coll) { return tandem::net::IsSystemCollection(coll); }
-
-// Apps write their own collections; the trust set is changed only by invite/revoke.
-void CheckWritable(const std::string& coll) {
-  if (IsSystem(coll))
-    throw Exit{2, "collection " + coll + " is reserved for tandem itself (use invite/revoke)"};
-}
-
-// COLL,... or `none` (a one-way device: nothing that way but the trust set).
-engine::CollectionFilter ParseFilter(const std::string& list, const char* flag) {
-  if (list.empty()) return {};
-  if (list == "none") return engine::CollectionFilter::None();
-  // `none,c` could mean nothing, or the collections none and c: refused as ambiguous.
-  if (("," + list + ",").find(",none,") != std::string::npos)
-    throw Exit{
-        2, std::string(flag) + ": none means no collection and stands alone, got " + Quote(list)};
-  auto f = engine::CollectionFilter::Parse(list);
-  if (!f.ok()) throw Exit{2, std::string(flag) + ": " + f.status().message()};
-  return std::move(f).value();
-}
-
-// HOST:PORT, as the daemon will parse it.
-bool IsAddress(const std::string& a) {
-  std::string host;
-  uint16_t port;
-  return tandem::net::ParseHostPort(a, &host, &port).ok();
-}
-void CheckAddress(const std::string& a) {
-  std::string host;
-  uint16_t port;
-  Check(tandem::net::ParseHostPort(a, &host, &port));
-}
-
-// A decimal int64, as counters take: no octal, no hex, no clamping.
-int64_t ParseDecimal(const std::string& text, const char* what) {
-  const char* begin = text.data();
-  const char* end = begin + text.size();
-  if (begin != end && *begin == '+') ++begin;
-  int64_t v = 0;
-  auto [ptr, ec] = std::from_chars(begin, end, v, 10);
-  if (ec == std::errc::result_out_of_range)
-    throw Exit{2, std::string(what) + " is outside the 64-bit integer range: " + Quote(text)};
-  if (ec != std::errc() || ptr != end || begin == end)
-    throw Exit{2, std::string(what) + " must be a decimal integer, got " + Quote(text)};
-  return v;
-}
-
-// A field's JSON value: the text, or @PATH (a file's contents), or @- (stdin), for values
-// too large for a command line. Reads no more than a value's JSON can be, however large
-// the file (a disk image named by mistake, /dev/zero).
-std::string ValueText(const std::string& text) {
-  if (text.empty() || text[0] != '@') return text;
-  constexpr size_t kMaxFile = size_t{64} << 20;  // far above the largest value's JSON
-  const std::string path = text.substr(1);
-  std::ifstream file;
-  std::istream* in = &std::cin;
-  if (path != "-") {
-    std::error_code ec;
-    if (std::filesystem::is_directory(path, ec))
-      throw Exit{2, "cannot read " + Quote(path) + ": a directory"};
-    file.open(path, std::ios::binary);
-    if (!file) throw Exit{2, "cannot read " + Quote(path) + ": " + std::strerror(errno)};
-    in = &file;
-  }
-  std::string data;
-  char buf[1 << 16];
-  while (data.size() <= kMaxFile && in->read(buf, sizeof buf).gcount() > 0)
-    data.append(buf, static_cast<size_t>(in->gcount()));
-  if (data.size() > kMaxFile)
-    throw Exit{2, Quote(path) + " holds more than " + std::to_string(kMaxFile) +
-                      " bytes, more than a value can be"};
-  if (in->bad()) throw Exit{2, "cannot read " + Quote(path) + ": " + std::strerror(errno)};
-  return data;
-}
-
 std::string Ago(uint64_t ms) {
   if (ms == 0) return "never";
   uint64_t now = storage::SystemClockMs();
@@ -118,86 +31,6 @@ std::string Ago(uint64_t ms) {
   if (s < 120) return std::to_string(s) + "s ago";
   if (s < 7200) return std::to_string(s / 60) + "m ago";
   return std::to_string(s / 3600) + "h ago";
-}
-
-// What a crash says before the process dies of it: LMDB trusts its pages, so a read of a
-// damaged file can crash any command; the user is told what to run. Written from the
-// signal handler (async-signal-safe: a prepared message and write), then the signal
-// takes its course (the exit status still says which). Not under a sanitizer, whose
-// own report is worth more.
-char crash_note[1024];
-size_t crash_note_len = 0;
-
-extern "C" void OnCrash(int sig) {
-  if (crash_note_len) (void)!::write(2, crash_note, crash_note_len);
-  ::signal(sig, SIG_DFL);
-  ::raise(sig);
-}
-
-void NoteCrashesOn(const std::string& dir) {
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
-  const std::string note = "tandem: crashed working on " + Printable(dir) +
-                           ": its data may be damaged; `tandem check " + Printable(dir) +
-                           "` says whether it is (restore it from a backup if so)\n";
-  if (note.size() > sizeof crash_note) return;
-  std::memcpy(crash_note, note.data(), note.size());
-  crash_note_len = note.size();
-  for (int sig : {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL}) ::signal(sig, OnCrash);
-#else
-  (void)dir;
-#endif
-}
-
-// Runs `body` in a child process and returns its exit status. LMDB trusts its pages: a
-// damaged file (a flipped bit) can make a read crash the process. check and restore are
-// what a user runs on a suspect replica or backup, so there such a crash becomes an error
-// naming the damage (after `on_crash`, which cleans up), not a dead process.
-int Isolated(const std::string& file, const std::function<void()>& body,
-             const std::function<void()>& on_crash = nullptr) {
-  std::fflush(stdout);
-  std::fflush(stderr);
-  const pid_t pid = ::fork();
-  if (pid < 0) {  // no process to spare: run it here, unprotected
-    body();
-    return 0;
-  }
-  if (pid == 0) {
-    crash_note_len = 0;  // the parent says what a crash here means
-    int code = 0;
-    try {
-      body();
-    } catch (const Exit& e) {
-      std::fprintf(stderr, "tandem: %s\n", Printable(e.message).c_str());
-      code = e.code;
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "tandem: internal error: %s\n", e.what());
-      code = 1;
-    } catch (...) {
-      std::fprintf(stderr, "tandem: internal error\n");
-      code = 1;
-    }
-    std::fflush(stdout);
-    std::fflush(stderr);
-    ::_exit(code);
-  }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0)
-    if (errno != EINTR) throw Exit{1, "wait for the work on " + file + ": " + std::strerror(errno)};
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (on_crash) on_crash();
-  const int sig = WTERMSIG(status);
-  // The signals a bad page read gives (an invalid pointer, a page past the end, an
-  // assertion in LMDB); any other (the OOM killer, a kill) says nothing about the file.
-  if (sig == SIGSEGV || sig == SIGBUS || sig == SIGABRT || sig == SIGFPE || sig == SIGILL)
-    throw Exit{1, file + " is damaged: reading it crashed (" + strsignal(sig) +
-                      "); restore it from a backup"};
-  throw Exit{1, "the work on " + file + " was stopped by a signal (" + strsignal(sig) + ")"};
-}
-
-engine::Value ParseValue(const std::string& text) {
-  auto v = tandem::bindings::ParseScalar(text);
-  if (!v.ok()) throw Exit{2, v.status().message()};
-  return std::move(v).value();
 }
 
 int Main(int argc, char** argv) {
@@ -890,23 +723,6 @@ int Main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::signal(SIGPIPE, SIG_IGN);  // a closed pipe shows up as a write error instead
-#ifdef __GLIBC__
-  // Blocks of 1 MiB and more (the values of a large field state, being encoded or
-  // decoded) are mapped on their own and unmapped when freed, so a daemon's memory goes
-  // back down as a large state is encoded, whatever was allocated before (glibc would
-  // otherwise raise the threshold to the size of the first such block freed, and keep
-  // the next ones in its heap).
-  mallopt(M_MMAP_THRESHOLD, 1 << 20);
-#endif
-  try {
-    return Main(argc, argv);
-  } catch (const Exit& e) {
-    // One line, safe for a terminal, whatever input it echoes.
-    std::fprintf(stderr, "tandem: %s\n", Printable(e.message).c_str());
-    return e.code;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "tandem: internal error: %s\n", e.what());
-    return 1;
-  }
+  SetUpProcess();
+  return Reported([&] { return Main(argc, argv); });
 }
