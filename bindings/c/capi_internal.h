@@ -68,6 +68,12 @@ inline CStatus Invalid(std::string m) { return {TANDEM_INVALID, std::move(m)}; }
 inline bool IsSystem(const std::string& collection) {
   return tandem::net::IsSystemCollection(collection);
 }
+// ... nor the app's to write: every device would take what it wrote there.
+inline Status Writable(const std::string& collection) {
+  if (IsSystem(collection))
+    return Status::Invalid("collection " + collection + " is reserved for tandem itself");
+  return Status::Ok();
+}
 
 inline int Fill(tandem_error* err, const CStatus& st) {
   if (st.code != TANDEM_OK && err) {

@@ -40,8 +40,7 @@ CStatus Record(tandem_batch* b, tandem_batch::Op op, const char* coll, const cha
   C_RETURN_IF(Name(id, "id", &e.id));
   TANDEM_RETURN_IF_ERROR(engine::ValidateCollection(e.collection));
   TANDEM_RETURN_IF_ERROR(engine::ValidateRecordId(e.id));
-  if (IsSystem(e.collection))  // refused again when written (Apply)
-    return Status::Invalid("collection " + e.collection + " is reserved for tandem itself");
+  TANDEM_RETURN_IF_ERROR(Writable(e.collection));
   if (op != tandem_batch::Op::kDelete) {
     C_RETURN_IF(Name(field, "field", &e.field));
     TANDEM_RETURN_IF_ERROR(engine::ValidateFieldName(e.field));
@@ -57,10 +56,6 @@ CStatus Record(tandem_batch* b, tandem_batch::Op op, const char* coll, const cha
 
 Status Apply(engine::Batch& b, const tandem_batch::Entry& e) {
   using Op = tandem_batch::Op;
-  // Tandem writes its own collections (statements, bindings, reports, schemas through
-  // tandem_schema_set); an application's write there would travel to every device.
-  if (IsSystem(e.collection))
-    return Status::Invalid("collection " + e.collection + " is reserved for tandem itself");
   switch (e.op) {
     case Op::kPut:
       return b.Put(e.collection, e.id, e.field, e.value);
@@ -232,7 +227,7 @@ int tandem_put_json(tandem_db* db, const char* collection, const char* id, const
     std::string c, i;
     C_RETURN_IF(Name(collection, "collection", &c));
     C_RETURN_IF(Name(id, "id", &i));
-    if (IsSystem(c)) return Status::Invalid("collection " + c + " is reserved for tandem itself");
+    TANDEM_RETURN_IF_ERROR(Writable(c));
     std::vector<std::pair<std::string, engine::Value>> fields;
     C_RETURN_IF(ParseFields(json, len, &fields));
     return d->replica().Put(c, i, fields);
@@ -315,6 +310,7 @@ int tandem_batch_put_json(tandem_batch* batch, const char* collection, const cha
         C_RETURN_IF(Name(collection, "collection", &e.collection));
         C_RETURN_IF(Name(id, "id", &e.id));
         TANDEM_RETURN_IF_ERROR(engine::ValidateCollection(e.collection));
+        TANDEM_RETURN_IF_ERROR(Writable(e.collection));
         TANDEM_RETURN_IF_ERROR(engine::ValidateRecordId(e.id));
         TANDEM_RETURN_IF_ERROR(engine::ValidateValue(e.value));
         staged.entries.push_back(std::move(e));
@@ -609,7 +605,7 @@ int tandem_schema_set(tandem_db* db, const char* collection, const char* json, i
     std::string c;
     C_RETURN_IF(Name(collection, "collection", &c));
     if (!json) return Status::Invalid("json is NULL");
-    if (IsSystem(c)) return Status::Invalid("collection " + c + " is reserved for tandem itself");
+    TANDEM_RETURN_IF_ERROR(Writable(c));
     auto v = tandem::data::SaveSchema(d->replica(), c, json);
     if (!v.ok()) return v.status();
     if (version) *version = *v;

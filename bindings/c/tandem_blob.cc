@@ -33,7 +33,7 @@ int tandem_attach(char** ref, size_t* len, tandem_db* db, const char* collection
     C_RETURN_IF(Name(id, "id", &i));
     C_RETURN_IF(Name(field, "field", &f));
     if (!read) return Invalid("read is NULL");
-    if (IsSystem(c)) return Invalid("collection " + c + " is reserved for tandem itself");
+    TANDEM_RETURN_IF_ERROR(Writable(c));
     engine::BlobSource src = [&](char* buf, size_t cap) -> tandem::Result<size_t> {
       size_t n = 0;
       const int rc = read(buf, cap, &n, context);

@@ -133,14 +133,20 @@ TEST(FieldCodecTest, WhatEncodesSmallFitsTheSmallSize) {
   }
 }
 
-// A large state is written into storage reserved for it: counted, then encoded into
-// exactly that many bytes, which are EncodeFieldState's; any other size is refused.
-TEST(FieldCodecTest, ALargeStateEncodesIntoExactlyTheSizeCounted) {
+// The sample states, and a set of 300 elements (encoded outside the small path).
+std::vector<FieldState> SampleStatesAndALargeSet() {
   FieldState big;
   for (int i = 0; i < 300; ++i)
     ApplyAdd(big, Dot{i % 2 ? kA : kB, uint64_t(i + 1)}, uint64_t(i + 1), Value{int64_t{i}});
   std::vector<FieldState> states = SampleStates();
   states.push_back(big);
+  return states;
+}
+
+// A large state is written into storage reserved for it: counted, then encoded into
+// exactly that many bytes, which are EncodeFieldState's; any other size is refused.
+TEST(FieldCodecTest, ALargeStateEncodesIntoExactlyTheSizeCounted) {
+  const std::vector<FieldState> states = SampleStatesAndALargeSet();
   for (size_t i = 0; i < states.size(); ++i) {
     VectorReplicaTable table;
     std::string want;
@@ -164,11 +170,7 @@ TEST(FieldCodecTest, ALargeStateEncodesIntoExactlyTheSizeCounted) {
 // Encoding a state it may consume gives the same bytes, and leaves only its context and
 // counters (its markers and elements were freed as they were written).
 TEST(FieldCodecTest, AConsumingEncodingIsTheSameBytes) {
-  FieldState big;
-  for (int i = 0; i < 300; ++i)
-    ApplyAdd(big, Dot{i % 2 ? kA : kB, uint64_t(i + 1)}, uint64_t(i + 1), Value{int64_t{i}});
-  std::vector<FieldState> states = SampleStates();
-  states.push_back(big);
+  const std::vector<FieldState> states = SampleStatesAndALargeSet();
   const FieldKey key{"c", "r", "f"};
   for (size_t i = 0; i < states.size(); ++i) {
     auto want = EncodeDelta(key, states[i]);
