@@ -271,7 +271,7 @@ class MemoryWriteTxn : public ReadsThrough<WriteTxn, MemoryReader> {
   }
   Status PutChunk(const BlobHash& h, std::string_view bytes) override {
     auto& slot = d_->chunks[h];
-    if (!slot) slot = std::make_shared<const std::string>(bytes);
+    if (!slot || *slot != bytes) slot = std::make_shared<const std::string>(bytes);  // mends
     return Status::Ok();
   }
   Status DeleteChunk(const BlobHash& h) override {

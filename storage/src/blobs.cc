@@ -1,4 +1,6 @@
 // Writes to the `blobs` and `chunks` tables (their reads are LmdbReader's).
+#include <cstring>
+
 #include "lmdb_internal.h"
 #include "tandem/engine/codec.h"
 
@@ -36,7 +38,14 @@ Status PutChunkEntry(LmdbStore::Impl& impl, MDB_txn* txn, const engine::BlobHash
                      std::string_view bytes) {
   MDB_val k{h.size(), const_cast<uint8_t*>(h.data())}, v = Val(bytes);
   int rc = mdb_put(txn, impl.chunks, &k, &v, MDB_NOOVERWRITE);
-  if (rc == MDB_KEYEXIST) return Status::Ok();
+  if (rc == MDB_KEYEXIST) {
+    // Stored once; but bytes that differ from these (which hash to h) are damaged, and
+    // storing the chunk again is how they are mended.
+    if (v.mv_size == bytes.size() && std::memcmp(v.mv_data, bytes.data(), bytes.size()) == 0)
+      return Status::Ok();
+    v = Val(bytes);
+    rc = mdb_put(txn, impl.chunks, &k, &v, 0);
+  }
   return rc ? impl.Note(rc, "write chunk") : Status::Ok();
 }
 

@@ -755,6 +755,13 @@ TEST(LmdbStore, BlobsAreDurableCheckedAndRaiseTheFormat) {
     EXPECT_EQ(st.code(), Code::kCorrupt);
     EXPECT_NE(st.message().find("chunk 2 does not match its hash"), std::string::npos)
         << st.ToString();
+    // Storing the chunk's bytes again mends it.
+    txn = (*r)->store().BeginWrite();
+    ASSERT_TRUE(txn.ok());
+    ASSERT_TRUE(
+        (*txn)->PutChunk((*info)->chunks[2], data.substr(2 * engine::kBlobChunkBytes)).ok());
+    ASSERT_TRUE((*txn)->Commit().ok());
+    EXPECT_TRUE(Check(StoreOf(**r)).ok());
   }
 }
 
