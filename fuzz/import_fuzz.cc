@@ -37,7 +37,7 @@ struct Db {
   Db()
       : replica(
             std::make_unique<engine::MemoryStore>(Rid()), [this] { return ++clock; },
-            storage::Blake2b256) {
+            storage::Blake2b256Parts) {
     replica.SetWritePolicy(std::make_shared<data::SchemaPolicy>());
   }
   uint64_t clock = 1000;

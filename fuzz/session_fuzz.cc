@@ -142,7 +142,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto store = std::make_unique<MemoryStore>(Id(i + 1));
     side[i].store = store.get();
     side[i].replica = std::make_unique<Replica>(
-        std::move(store), [&now] { return now; }, storage::Blake2b256);
+        std::move(store), [&now] { return now; }, storage::Blake2b256Parts);
     for (int w = s.Next() % 4; w > 0; --w) LocalWrite(*side[i].replica, s);
     SessionOptions o;
     o.batch_fields = 1 + s.Next() % 4;

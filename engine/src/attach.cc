@@ -239,7 +239,7 @@ Status Replica::PutChunks(const BlobHash& hash, const BlobInfo& listed, uint64_t
 namespace {
 // The pending blob entry that lists the pieces held from a peer.
 BlobHash PiecesKey(ContentHash hash, const ReplicaId& peer) {
-  return hash("tandem pieces " + peer.Hex());
+  return HashOf(hash, "tandem pieces " + peer.Hex());
 }
 }  // namespace
 
@@ -293,19 +293,92 @@ Result<std::optional<PieceProgress>> Replica::PiecesHeld(const ReplicaId& peer) 
   return out;
 }
 
-Status Replica::ReadPieces(const ReplicaId& peer, std::string* out) {
-  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
-  std::optional<BlobInfo> held;
-  TANDEM_RETURN_IF_ERROR(txn->GetBlob(PiecesKey(hash_, peer), &held));
-  if (!held) return Status::Ok();
-  std::string chunk;
-  for (const auto& h : held->chunks) {
-    bool found = false;
-    TANDEM_RETURN_IF_ERROR(txn->GetChunk(h, &chunk, &found));
-    if (!found || Hash(chunk) != h) return Status::Corrupt("a piece held is missing or damaged");
-    *out += chunk;
+namespace {
+// The pieces held from a peer, then the last piece, handed out a chunk at a time, each
+// read in a read transaction of its own (a long one would hold up the map's growth).
+class HeldPieces : public Reader::More {
+ public:
+  HeldPieces(Store& store, ContentHash hash, std::vector<BlobHash> chunks, std::string_view last)
+      : store_(store), hash_(hash), chunks_(std::move(chunks)), last_(last) {
+    Rewind();
   }
-  return Status::Ok();
+
+  // From the first piece again; `verify`: check each chunk against its hash.
+  void Rewind(bool verify = true) {
+    next_ = 0;
+    verify_ = verify;
+    left_ = chunks_.size() * kBlobChunkBytes + last_.size();
+  }
+  // The next piece (a view valid until the next call); false at the end, or at an error.
+  bool Next(std::string_view* part) {
+    if (!status_.ok()) return false;
+    if (next_ > chunks_.size()) return false;
+    if (next_ == chunks_.size()) {
+      ++next_;
+      *part = last_;
+    } else {
+      status_ = Read(chunks_[next_++]);
+      if (!status_.ok()) return false;
+      *part = buf_;
+    }
+    left_ -= part->size();
+    return true;
+  }
+  bool Append(std::string* out) override {
+    std::string_view part;
+    if (!Next(&part)) return false;
+    out->append(part);
+    return true;
+  }
+  size_t left() const override { return left_; }
+  const Status& status() const { return status_; }
+
+ private:
+  Status Read(const BlobHash& h) {
+    TANDEM_ASSIGN_OR_RETURN(auto txn, store_.BeginRead());
+    bool found = false;
+    TANDEM_RETURN_IF_ERROR(txn->GetChunk(h, &buf_, &found));
+    if (!found || buf_.size() != kBlobChunkBytes || (verify_ && HashOf(hash_, buf_) != h))
+      return Status::Corrupt("a piece held is missing or damaged");
+    return Status::Ok();
+  }
+
+  Store& store_;
+  ContentHash hash_;
+  std::vector<BlobHash> chunks_;
+  std::string_view last_;
+  size_t next_ = 0, left_ = 0;
+  bool verify_ = true;
+  std::string buf_;
+  Status status_;
+};
+}  // namespace
+
+Result<std::pair<FieldKey, FieldState>> Replica::DecodePieces(const ReplicaId& peer, uint64_t held,
+                                                              std::string_view last,
+                                                              const BlobHash& digest) {
+  std::vector<BlobHash> chunks;
+  {
+    TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+    std::optional<BlobInfo> info;
+    TANDEM_RETURN_IF_ERROR(txn->GetBlob(PiecesKey(hash_, peer), &info));
+    if (info) chunks = std::move(info->chunks);
+  }
+  if (chunks.size() * kBlobChunkBytes != held)
+    return Status::Corrupt("the pieces held do not add up to what was recorded");
+  HeldPieces pieces(*store_, hash_, std::move(chunks), last);
+  // Pieces put together across sessions must be the state the peer hashed.
+  if (digest != BlobHash{}) {
+    const BlobHash got = hash_([&](std::string_view* part) { return pieces.Next(part); });
+    TANDEM_RETURN_IF_ERROR(pieces.status());
+    if (got != digest) return Status::Invalid("a field state in pieces does not match its digest");
+  }
+  pieces.Rewind(/*verify=*/digest == BlobHash{});  // verified above, with the digest
+  Reader r({}, &pieces);  // reads into windows of its own: the pieces' buffer is reused
+  auto d = DecodeDelta(r);
+  TANDEM_RETURN_IF_ERROR(pieces.status());
+  if (!d.ok()) return d.status().With("field state in pieces");
+  return d;
 }
 
 Status Replica::DropPieces(const ReplicaId& peer) {

@@ -6,13 +6,22 @@
 
 namespace tandem::engine {
 
+BlobHash HashOf(ContentHash hash, std::string_view bytes) {
+  bool given = false;
+  return hash([&](std::string_view* part) {
+    if (given) return false;
+    *part = bytes;
+    return given = true;
+  });
+}
+
 BlobHash BlobId(ContentHash hash, uint64_t size, const std::vector<BlobHash>& chunks) {
   static constexpr char kDomain[] = "tandem blob 1";  // with its NUL: 14 bytes
   std::string in(kDomain, sizeof kDomain);
   in.reserve(sizeof kDomain + 8 + chunks.size() * sizeof(BlobHash));
   for (int i = 0; i < 8; ++i) in.push_back(static_cast<char>(size >> (8 * i)));
   for (const auto& c : chunks) in.append(reinterpret_cast<const char*>(c.data()), c.size());
-  return hash(in);
+  return HashOf(hash, in);
 }
 
 // info := version:u8(1) state:u8 size:varint listed:u8 [count:varint hash*] have:varint

@@ -129,10 +129,22 @@ void Reader::MarkUnsupported() { status_ = Status::Unsupported(status_.message()
 void Reader::Fail(const std::string& why) {
   if (status_.ok()) status_ = Status::Corrupt(why);
   pos_ = in_.size();
+  more_ = nullptr;
+}
+
+bool Reader::Refill(size_t n) {
+  if (!more_) return false;
+  std::string& next = window_[turn_ ^= 1];
+  next.assign(in_.substr(pos_));
+  while (next.size() < n && more_->Append(&next)) {
+  }
+  in_ = next;
+  pos_ = 0;
+  return in_.size() >= n;
 }
 
 uint8_t Reader::U8() {
-  if (!ok() || pos_ >= in_.size()) {
+  if (!ok() || (pos_ >= in_.size() && !Refill(1))) {
     Fail("truncated");
     return 0;
   }
@@ -149,7 +161,7 @@ int64_t Reader::SignedVarint() {
 uint64_t Reader::Varint() {
   uint64_t v = 0;
   for (int shift = 0; shift < 64; shift += 7) {
-    if (!ok() || pos_ >= in_.size()) {
+    if (!ok() || (pos_ >= in_.size() && !Refill(1))) {
       Fail("truncated varint");
       return 0;
     }
@@ -180,7 +192,7 @@ uint64_t Reader::Fixed64() {
 }
 
 std::string_view Reader::Raw(size_t n) {
-  if (!ok() || remaining() < n) {
+  if (!ok() || remaining() < n || (in_.size() - pos_ < n && !Refill(n))) {
     Fail("truncated");
     return {};
   }

@@ -34,8 +34,9 @@ Result<std::string> EncodeFieldState(const FieldState& s) {
   return out;
 }
 
-Result<FieldState> DecodeFieldState(std::string_view in) {
-  Reader r(in);
+namespace {
+// The embedded replica table, then the state against it; nothing may follow.
+Result<FieldState> ReadSelfContained(Reader& r) {
   VectorReplicaTable table;
   uint64_t n = r.Count(16);
   for (uint64_t i = 0; i < n && r.ok(); ++i) {
@@ -43,8 +44,17 @@ Result<FieldState> DecodeFieldState(std::string_view in) {
     if (r.ok()) table.IndexOf(ReplicaId::FromBytes(reinterpret_cast<const uint8_t*>(raw.data())));
   }
   if (r.ok() && table.ids().size() != n) r.Fail("duplicate replica in table");
+  FieldState s;
+  if (r.ok()) s = DecodeFieldState(r, table);
+  if (r.ok() && r.remaining() != 0) r.Fail("trailing bytes");
   if (!r.ok()) return r.status().With("field state");
-  return DecodeFieldState(in.substr(in.size() - r.remaining()), table);
+  return s;
+}
+}  // namespace
+
+Result<FieldState> DecodeFieldState(std::string_view in) {
+  Reader r(in);
+  return ReadSelfContained(r);
 }
 
 namespace {
@@ -85,13 +95,17 @@ Result<std::string> EncodeDelta(const FieldKey& key, FieldState&& s) {
   return EncodeDeltaOf(key, std::move(s));
 }
 
-Result<std::pair<FieldKey, FieldState>> DecodeDelta(std::string_view in) {
-  Reader r(in);
+Result<std::pair<FieldKey, FieldState>> DecodeDelta(Reader& r) {
   if (r.U8() != 1) r.Fail("unknown field delta version");
   FieldKey key = ReadKey(r);
   if (!r.ok()) return r.status().With("field delta");
-  TANDEM_ASSIGN_OR_RETURN(FieldState s, DecodeFieldState(in.substr(in.size() - r.remaining())));
+  TANDEM_ASSIGN_OR_RETURN(FieldState s, ReadSelfContained(r));
   return std::make_pair(std::move(key), std::move(s));
+}
+
+Result<std::pair<FieldKey, FieldState>> DecodeDelta(std::string_view in) {
+  Reader r(in);
+  return DecodeDelta(r);
 }
 
 void EncodeVersionVector(const VersionVector& vv, Writer& w) {
@@ -107,9 +121,10 @@ VersionVector DecodeVersionVector(Reader& r) {
   uint64_t n = r.Count(17);
   for (uint64_t i = 0; i < n && r.ok(); ++i) {
     std::string_view raw = r.Raw(16);
+    if (!r.ok()) break;
+    const ReplicaId id = ReplicaId::FromBytes(reinterpret_cast<const uint8_t*>(raw.data()));
     uint64_t seq = r.Varint();
     if (!r.ok()) break;
-    ReplicaId id = ReplicaId::FromBytes(reinterpret_cast<const uint8_t*>(raw.data()));
     if (seq == 0 || vv.Get(id) != 0) {
       r.Fail("bad version vector entry");
       break;

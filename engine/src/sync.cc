@@ -422,20 +422,9 @@ Status Session::ReceivePiece(const DeltaBatch& b, std::vector<Message>* out) {
     out->push_back(Ack{b.cursor});
     return Status::Ok();
   }
-  std::string whole;
-  whole.reserve(p.total);  // one allocation: the pieces held, then this one
-  if (in_piece_held_) TANDEM_RETURN_IF_ERROR(replica_.ReadPieces(*peer_, &whole));
-  if (whole.size() != in_piece_held_)
-    return Status::Corrupt("the pieces held do not add up to what was recorded");
-  whole += p.bytes;
-  const BlobHash digest = p.digest;
+  auto d = replica_.DecodePieces(*peer_, in_piece_held_, p.bytes, p.digest);
   TANDEM_RETURN_IF_ERROR(DropHeldPieces());
-  // Pieces put together across sessions must be the state the peer hashed.
-  if (digest != BlobHash{} && replica_.Hash(whole) != digest)
-    return Status::Invalid("a field state in pieces does not match its digest");
-  auto d = DecodeDelta(whole);
-  std::string().swap(whole);  // its memory too (assigning an empty string keeps it)
-  if (!d.ok()) return d.status().With("field state in pieces");
+  if (!d.ok()) return d.status();
   TANDEM_RETURN_IF_ERROR(ValidateKey(d->first).With("field state in pieces"));
   DeltaBatch one;
   one.from = b.from;

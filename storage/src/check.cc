@@ -124,7 +124,7 @@ Status Check(LmdbStore& store, CheckReport* report) {
     st = reader.ScanBlobs(false, [&](const engine::BlobHash& h, const engine::BlobInfo& info) {
       const std::string where = "blob " + engine::HexOf(h).substr(0, 16);
       if (info.state != engine::BlobInfo::State::kPending && info.listed &&
-          engine::BlobId(Blake2b256, info.size, info.chunks) != h) {
+          engine::BlobId(Blake2b256Parts, info.size, info.chunks) != h) {
         bad = Status::Corrupt(where + ": its chunk list does not match its address");
         return false;
       }

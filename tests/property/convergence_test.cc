@@ -129,7 +129,7 @@ RC_GTEST_PROP(Convergence, ReplicasConvergeToWhatTheModelExpects, ()) {
     skew.push_back(*rc::gen::inRange<int64_t>(-50, 50));  // clocks disagree
     reps.push_back(std::make_unique<Replica>(
         std::make_unique<MemoryStore>(SmallId(i)), [&now, &skew, i] { return now + skew[i]; },
-        storage::Blake2b256));
+        storage::Blake2b256Parts));
   }
   std::vector<ModelOp> ops;
   std::vector<std::map<FieldKey, std::set<int>>> seen(n);  // per replica, per field

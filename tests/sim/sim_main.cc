@@ -224,7 +224,7 @@ class Sim {
           return static_cast<uint64_t>(static_cast<int64_t>(1'700'000'000'000 + now_) +
                                        nodes_[i].skew);
         },
-        storage::Blake2b256, [this] { return NewId(); });
+        storage::Blake2b256Parts, [this] { return NewId(); });
   }
 
   void LocalOp(int i) {

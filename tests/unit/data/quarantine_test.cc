@@ -26,7 +26,7 @@ struct Dev {
         clock(std::make_shared<uint64_t>(start_ms)),
         replica(
             std::make_unique<engine::MemoryStore>(Id(n)), [c = clock] { return *c; },
-            storage::Blake2b256) {
+            storage::Blake2b256Parts) {
     replica.SetWritePolicy(std::make_shared<SchemaPolicy>());
   }
   ReplicaId id;

@@ -67,7 +67,7 @@ struct Db {
       : clock(std::make_shared<uint64_t>(1000)),
         replica(
             std::make_unique<engine::MemoryStore>(Rid(n)), [c = clock] { return ++*c; },
-            storage::Blake2b256) {
+            storage::Blake2b256Parts) {
     replica.SetWritePolicy(std::make_shared<SchemaPolicy>());
   }
   std::shared_ptr<uint64_t> clock;

@@ -90,7 +90,7 @@ TEST(Blob, WrittenInChunksReadBackAndStoredOnce) {
   std::vector<BlobHash> chunks;
   for (size_t at = 0; at < data.size(); at += kBlobChunkBytes)
     chunks.push_back(storage::Blake2b256(std::string_view(data).substr(at, kBlobChunkBytes)));
-  EXPECT_EQ(BlobId(storage::Blake2b256, data.size(), chunks), ref.hash);
+  EXPECT_EQ(BlobId(storage::Blake2b256Parts, data.size(), chunks), ref.hash);
 }
 
 TEST(Blob, EmptyAndUnknownBlobs) {

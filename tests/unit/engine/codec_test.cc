@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -600,6 +601,52 @@ TEST(ReaderTest, MarkUnsupportedKeepsTheMessage) {
   EXPECT_EQ(r.status().message(), msg);
 }
 
+// Hands out bytes in parts of `size` (a field state held in pieces).
+class Parts : public Reader::More {
+ public:
+  Parts(std::string_view bytes, size_t size) : rest_(bytes), size_(size) {}
+  bool Append(std::string* out) override {
+    if (rest_.empty()) return false;
+    const size_t n = std::min(size_, rest_.size());
+    out->append(rest_.substr(0, n));
+    rest_.remove_prefix(n);
+    return true;
+  }
+  size_t left() const override { return rest_.size(); }
+
+ private:
+  std::string_view rest_;
+  size_t size_;
+};
+
+// A delta read a part at a time, whatever the parts' size, decodes as the whole does,
+// and what the whole refuses (cut short, or with a byte past its end) it refuses too.
+TEST(ReaderTest, ADeltaReadInPartsDecodesAsTheWholeDoes) {
+  std::vector<FieldState> states = SampleStatesAndALargeSet();
+  FieldState long_value;  // a value across many parts
+  ApplyPut(long_value, Dot{kA, 1}, 1, Value{std::string(5000, 'v')});
+  states.push_back(long_value);
+  const FieldKey key{"c", "r", "f"};
+  for (size_t i = 0; i < states.size(); ++i) {
+    auto bytes = EncodeDelta(key, states[i]);
+    ASSERT_TRUE(bytes.ok()) << i;
+    for (size_t size : {1, 2, 3, 7, 64, 1000}) {
+      Parts parts(*bytes, size);
+      Reader r({}, &parts);
+      EXPECT_EQ(r.remaining(), bytes->size());
+      auto d = DecodeDelta(r);
+      ASSERT_TRUE(d.ok()) << i << " " << size << " " << d.status().ToString();
+      EXPECT_EQ(d->first, key);
+      EXPECT_EQ(d->second, states[i]) << i << " " << size;
+      for (const std::string& bad : {bytes->substr(0, bytes->size() - 1), *bytes + "x"}) {
+        Parts bad_parts(bad, size);
+        Reader bad_r({}, &bad_parts);
+        EXPECT_FALSE(DecodeDelta(bad_r).ok()) << i << " " << size;
+      }
+    }
+  }
+}
+
 // ---- version vectors ----------------------------------------------------------------
 
 TEST(VersionVectorCodecTest, RoundTrip) {
@@ -621,6 +668,11 @@ TEST(VersionVectorCodecTest, RoundTrip) {
       DecodeVersionVector(cut);
       EXPECT_FALSE(cut.ok()) << n;
     }
+    // A byte at a time: an id read stays valid while its sequence is read after it.
+    Parts parts(buf, 1);
+    Reader in_parts({}, &parts);
+    EXPECT_EQ(DecodeVersionVector(in_parts), v);
+    EXPECT_TRUE(in_parts.ok()) << in_parts.status().ToString();
   }
 }
 

@@ -34,7 +34,7 @@ struct Node {
         now(std::make_shared<uint64_t>(start_ms)),
         replica(
             std::make_unique<MemoryStore>(id), [clock = now] { return *clock; },
-            storage::Blake2b256) {}
+            storage::Blake2b256Parts) {}
   ReplicaId id;
   std::shared_ptr<uint64_t> now;
   Replica replica;

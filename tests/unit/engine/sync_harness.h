@@ -25,8 +25,8 @@ ReplicaId Rid(uint8_t b) {
 struct Node {
   explicit Node(uint8_t id)
       : replica(
-            std::make_unique<MemoryStore>(Rid(id)), [this] { return now++; }, storage::Blake2b256) {
-  }
+            std::make_unique<MemoryStore>(Rid(id)), [this] { return now++; },
+            storage::Blake2b256Parts) {}
   uint64_t now = 1'700'000'000'000;
   Replica replica;
 

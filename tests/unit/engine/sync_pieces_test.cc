@@ -187,6 +187,41 @@ TEST(Sync, PiecesResumeAfterACutAndTheLargestValueSyncs) {
   EXPECT_FALSE(b.replica.Peer(a.replica.Meta()->id)->pieces);
 }
 
+// Pieces held that storage has since damaged end the session that would use them, apply
+// nothing, and are forgotten: the next session sends the state whole, and storing its
+// pieces again mends the damaged chunk.
+TEST(Sync, DamagedHeldPiecesAreRefusedAndTheStateComesAgain) {
+  Node a(1), b(2);
+  const std::string big(3 * kPieceBytes + 100, 'q');
+  ASSERT_TRUE(a.replica.Put("docs", "big", {{"body", Value{big}}}).ok());
+  const ReplicaId from = a.replica.Meta()->id;
+  for (size_t cut = 6; !b.replica.Peer(from)->pieces; ++cut) {
+    ASSERT_LT(cut, 30u);
+    Link link(a, b);
+    ASSERT_TRUE(link.Run(cut).ok());
+  }
+  {
+    auto txn = b.replica.store().BeginWrite();
+    ASSERT_TRUE(txn.ok());
+    std::optional<BlobInfo> held;
+    ASSERT_TRUE((*txn)->GetBlob(storage::Blake2b256("tandem pieces " + from.Hex()), &held).ok());
+    ASSERT_TRUE(held && !held->chunks.empty());
+    ASSERT_TRUE((*txn)->PutChunk(held->chunks[0], std::string(kPieceBytes, 'z')).ok());
+    ASSERT_TRUE((*txn)->Commit().ok());
+  }
+  Link damaged(a, b);
+  const Status st = damaged.Run();
+  EXPECT_EQ(st.code(), Code::kCorrupt) << st.ToString();
+  EXPECT_FALSE(b.replica.Get("docs", "big").ok());
+  EXPECT_FALSE(b.replica.Peer(from)->pieces);
+  Link again(a, b);
+  const Status st2 = again.Run();
+  ASSERT_TRUE(st2.ok()) << st2.ToString();
+  auto got = b.replica.Get("docs", "big");
+  ASSERT_TRUE(got.ok());
+  EXPECT_TRUE(SameValue(got->fields.at("body").scalar, Value{big}));
+}
+
 // A field's state as stored.
 std::optional<FieldState> StateOf(Node& n, const FieldKey& key) {
   std::optional<FieldState> out;

@@ -111,7 +111,7 @@ struct TrustFixture {
   GroupPaths files;
   uint64_t now = 1;
   engine::Replica r{std::make_unique<engine::MemoryStore>(Id('a')), [this] { return now++; },
-                    storage::Blake2b256};
+                    storage::Blake2b256Parts};
 };
 
 // A revoked device's bound replica stays its own whatever the unsigned hints say: listing
@@ -164,7 +164,8 @@ TEST(Binding, BoundIdsAreSavedBeforeUseAndPublished) {
   // never used (a store transaction that was retried, say), leaves the file.
   TrustFixture u;
   engine::Replica r(
-      std::make_unique<engine::MemoryStore>(second), [&] { return u.now++; }, storage::Blake2b256);
+      std::make_unique<engine::MemoryStore>(second), [&] { return u.now++; },
+      storage::Blake2b256Parts);
   EXPECT_TRUE(PublishOwnBinding(r, t.files.bindings).value());
   auto found = FindBinding(r, second);
   ASSERT_TRUE(found.ok());
@@ -197,7 +198,8 @@ TEST(Binding, BoundIdsAreSavedBeforeUseAndPublished) {
   TrustFixture v;
   const engine::ReplicaId fourth = ids(), fifth = ids();
   engine::Replica s(
-      std::make_unique<engine::MemoryStore>(fourth), [&] { return v.now++; }, storage::Blake2b256);
+      std::make_unique<engine::MemoryStore>(fourth), [&] { return v.now++; },
+      storage::Blake2b256Parts);
   ASSERT_TRUE(s.Put("c", "r", {{"v", engine::Value{int64_t{1}}}}).ok());
   {
     auto txn = s.store().BeginWrite();

@@ -350,7 +350,8 @@ TEST(Trust, AddRevokeAndUnknown) {
   TempDir d;
   uint64_t now = 1;
   engine::Replica r(
-      std::make_unique<engine::MemoryStore>(Rid('0')), [&] { return now++; }, storage::Blake2b256);
+      std::make_unique<engine::MemoryStore>(Rid('0')), [&] { return now++; },
+      storage::Blake2b256Parts);
   Identity a = GenerateIdentity(), b = GenerateIdentity(), c = GenerateIdentity();
   ASSERT_TRUE(SaveRoot(d.files(), a.public_key).ok());
   const Key32 old_key = NewGroupKey();
@@ -400,7 +401,8 @@ TEST(Trust, AGroupFromBeforeStatementsIsSignedByItsFounder) {
   TempDir d;
   uint64_t now = 1;
   engine::Replica r(
-      std::make_unique<engine::MemoryStore>(Rid('0')), [&] { return now++; }, storage::Blake2b256);
+      std::make_unique<engine::MemoryStore>(Rid('0')), [&] { return now++; },
+      storage::Blake2b256Parts);
   Identity a = GenerateIdentity(), b = GenerateIdentity(), c = GenerateIdentity();
   // As the previous version made them: unsigned records, the founder added itself.
   ASSERT_TRUE(AddMember(r, a.public_key, DeviceId(a.public_key), 5).ok());
@@ -439,7 +441,8 @@ TEST(Trust, RevocationCutoffsComeFromTheDataAndNeverRise) {
   TempDir d;
   uint64_t now = 1;
   engine::Replica r(
-      std::make_unique<engine::MemoryStore>(Rid('a')), [&] { return now++; }, storage::Blake2b256);
+      std::make_unique<engine::MemoryStore>(Rid('a')), [&] { return now++; },
+      storage::Blake2b256Parts);
   Identity me = GenerateIdentity(), x = GenerateIdentity(), y = GenerateIdentity();
   ASSERT_TRUE(SaveRoot(d.files(), me.public_key).ok());
   ASSERT_TRUE(SaveGroupKey(d.files(), NewGroupKey()).ok());

@@ -79,7 +79,8 @@ TEST(WritePath, ATransactionAcrossCollectionsAndManyReplicasReadsBack) {
       id.bytes[0] = 0x51;
       id.bytes[15] = n;
       engine::Replica other(
-          std::make_unique<engine::MemoryStore>(id), [] { return uint64_t{5000}; }, Blake2b256);
+          std::make_unique<engine::MemoryStore>(id), [] { return uint64_t{5000}; },
+          Blake2b256Parts);
       ASSERT_TRUE(other.Put("c", "x", {{"shared", I(n)}}).ok());
       auto page = other.CollectDeltas(0, 1 << 20, nullptr);
       ASSERT_TRUE(page.ok());

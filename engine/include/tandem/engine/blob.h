@@ -25,10 +25,15 @@ namespace tandem::engine {
 inline constexpr size_t kBlobChunkBytes = 512 << 10;
 inline constexpr uint64_t kMaxBlobChunks = (kMaxBlobBytes + kBlobChunkBytes - 1) / kBlobChunkBytes;
 
-// BLAKE2b-256 (unkeyed, 32 bytes) of some bytes: how chunks and field-state pieces are
-// named and checked. Injected, as the engine has no cryptography of its own; storage
-// supplies libsodium's (storage::Blake2b256).
-using ContentHash = BlobHash (*)(std::string_view bytes);
+// Hands out bytes to hash in order, a part per call; false once none is left.
+using HashInput = std::function<bool(std::string_view* part)>;
+// BLAKE2b-256 (unkeyed, 32 bytes) of the bytes `input` hands out, as if joined: how
+// chunks and field-state pieces are named and checked (a state in pieces is hashed a
+// piece at a time, never joined). Injected, as the engine has no cryptography of its
+// own; storage supplies libsodium's (storage::Blake2b256Parts).
+using ContentHash = BlobHash (*)(const HashInput& input);
+// Of one run of bytes.
+BlobHash HashOf(ContentHash hash, std::string_view bytes);
 // A blob's address from its size and its chunks' hashes: `hash` over the domain tag
 // "tandem blob 1" with its NUL, the size (8 bytes, little-endian) and the hashes in order.
 BlobHash BlobId(ContentHash hash, uint64_t size, const std::vector<BlobHash>& chunks);

@@ -50,10 +50,25 @@ class Writer {
 };
 
 // Reads primitives from untrusted bytes. Every read checks bounds; the first failure
-// sticks, later reads return zero values, and status() reports it.
+// sticks, later reads return zero values, and status() reports it. A view Raw or
+// LengthPrefixed returns is valid until the next read (as long as the input, without
+// More).
 class Reader {
  public:
-  explicit Reader(std::string_view in) : in_(in) {}
+  // The bytes after those a Reader was given, for input held in parts (a field state
+  // that arrived in pieces), read a part at a time so that it is never joined whole.
+  class More {
+   public:
+    virtual ~More() = default;
+    // Appends the next part to `out`; false when none is left (or it cannot be read:
+    // the source keeps its own error).
+    virtual bool Append(std::string* out) = 0;
+    virtual size_t left() const = 0;  // bytes not appended yet
+  };
+
+  explicit Reader(std::string_view in, More* more = nullptr) : in_(in), more_(more) {}
+  Reader(const Reader&) = delete;  // its view may be into its own window
+  Reader& operator=(const Reader&) = delete;
   uint8_t U8();
   uint64_t Varint();
   int64_t SignedVarint();
@@ -63,7 +78,7 @@ class Reader {
   // A count of items each at least `min_item_bytes` long; fails if the remaining input
   // cannot hold that many (no over-allocation from a forged count).
   uint64_t Count(size_t min_item_bytes = 1);
-  size_t remaining() const { return in_.size() - pos_; }
+  size_t remaining() const { return in_.size() - pos_ + (more_ ? more_->left() : 0); }
   bool ok() const { return status_.ok(); }
   const Status& status() const { return status_; }
   void Fail(const std::string& why);
@@ -71,8 +86,14 @@ class Reader {
   void MarkUnsupported();
 
  private:
+  // Makes at least n bytes readable at pos_ from More: what is left of the current
+  // window, then the next parts, copied into the other window (never into itself).
+  bool Refill(size_t n);
   std::string_view in_;
   size_t pos_ = 0;
+  More* more_ = nullptr;
+  std::string window_[2];
+  int turn_ = 0;
   Status status_;
 };
 
@@ -140,6 +161,8 @@ Result<std::string> EncodeDelta(const FieldKey& key, const FieldState& s);
 // The same, consuming `s` as EncodeFieldState(FieldState&&) does.
 Result<std::string> EncodeDelta(const FieldKey& key, FieldState&& s);
 Result<std::pair<FieldKey, FieldState>> DecodeDelta(std::string_view in);
+// The same from a reader that holds exactly one delta (nothing may follow it).
+Result<std::pair<FieldKey, FieldState>> DecodeDelta(Reader& r);
 
 void EncodeVersionVector(const VersionVector& vv, Writer& w);  // with full 16-byte ids
 std::string EncodePeerState(const PeerState& p);

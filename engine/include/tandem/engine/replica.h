@@ -158,14 +158,14 @@ struct DeltaPage {
 
 class Replica {
  public:
-  // `hash` names and checks blob chunks and field-state pieces (storage::Blake2b256).
+  // `hash` names and checks blob chunks and field-state pieces (storage::Blake2b256Parts).
   // Without `new_id`, evidence that this replica was rolled back (below) is an error
   // instead of a new replica id.
   Replica(std::unique_ptr<Store> store, PhysicalClock now, ContentHash hash,
           IdSource new_id = nullptr);
   Store& store() { return *store_; }
   // The content hash of `bytes`, and a blob's address (BlobId), with the injected hash.
-  BlobHash Hash(std::string_view bytes) const { return hash_(bytes); }
+  BlobHash Hash(std::string_view bytes) const { return HashOf(hash_, bytes); }
   BlobHash BlobAddress(uint64_t size, const std::vector<BlobHash>& chunks) const {
     return BlobId(hash_, size, chunks);
   }
@@ -303,10 +303,15 @@ class Replica {
   // that a session cut short resumes at the piece it stopped at (PeerState::pieces).
   // HoldPiece stores the piece at `progress.held` and records the progress past it;
   // PiecesHeld gives the progress if it is still at the peer's cursor (else forgets it);
-  // ReadPieces appends the bytes held, in order, to *out; DropPieces forgets them.
+  // DecodePieces decodes the `held` bytes held, then `last`, as one field delta
+  // (DecodeDelta), a piece at a time: a large state is never held whole twice, encoded
+  // and decoded. First it checks that they hash to `digest` (all zero: not checked).
+  // DropPieces forgets them.
   Status HoldPiece(const ReplicaId& peer, PieceProgress progress, std::string_view bytes);
   Result<std::optional<PieceProgress>> PiecesHeld(const ReplicaId& peer);
-  Status ReadPieces(const ReplicaId& peer, std::string* out);
+  Result<std::pair<FieldKey, FieldState>> DecodePieces(const ReplicaId& peer, uint64_t held,
+                                                       std::string_view last,
+                                                       const BlobHash& digest);
   Status DropPieces(const ReplicaId& peer);
   // Sync support: stores chunks [first, first + n) of a blob, each checked against the
   // chunk list `listed` (a verified one: BlobId of it is `hash`), and brings the entry up

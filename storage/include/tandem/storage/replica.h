@@ -13,9 +13,11 @@ namespace tandem::storage {
 
 // Milliseconds since the Unix epoch from the system clock.
 uint64_t SystemClockMs();
-// BLAKE2b-256 (libsodium): the content hash of every replica opened here
-// (engine::ContentHash), and of the checks that verify blobs.
+// BLAKE2b-256 (libsodium) of some bytes, and of the parts `input` hands out: the content
+// hash of every replica opened here (engine::ContentHash), and of the checks that verify
+// blobs.
 engine::BlobHash Blake2b256(std::string_view bytes);
+engine::BlobHash Blake2b256Parts(const engine::HashInput& input);
 
 Result<std::unique_ptr<engine::Replica>> CreateReplica(const std::string& dir,
                                                        const Options& opt = {});
