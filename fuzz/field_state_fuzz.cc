@@ -1,17 +1,50 @@
-// libFuzzer target: the field-state decoder on untrusted bytes. Whatever decodes must
+// libFuzzer target: the field-state decoder on untrusted bytes. Read in parts (as a
+// state in pieces is), it must decide as it does on the whole. Whatever decodes must
 // re-encode and decode to the same state, be normal, join with itself without change,
 // and join into the empty state as itself.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <string>
 #include <string_view>
 
 #include "tandem/engine/codec.h"
+
+namespace {
+
+// Hands out bytes in parts of `size`.
+class Parts : public tandem::engine::Reader::More {
+ public:
+  Parts(std::string_view bytes, size_t size) : rest_(bytes), size_(size) {}
+  bool Append(std::string* out) override {
+    if (rest_.empty()) return false;
+    const size_t n = std::min(size_, rest_.size());
+    out->append(rest_.substr(0, n));
+    rest_.remove_prefix(n);
+    return true;
+  }
+  size_t left() const override { return rest_.size(); }
+
+ private:
+  std::string_view rest_;
+  size_t size_;
+};
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace tandem::engine;
   std::string_view in(reinterpret_cast<const char*>(data), size);
   auto r = DecodeFieldState(in);
+  // The same state as a delta, whole and in parts of 1 to 7 bytes.
+  const std::string delta = std::string{1, 1, 'c', 1, 'r', 1, 'f'} + std::string(in);
+  auto whole = DecodeDelta(delta);
+  Parts parts(delta, 1 + size % 7);
+  Reader reader({}, &parts);
+  auto in_parts = DecodeDelta(reader);
+  if (whole.ok() != r.ok() || in_parts.ok() != r.ok()) std::abort();
+  if (r.ok() && (!(whole->second == *r) || !(in_parts->second == *r))) std::abort();
   if (!r.ok()) return 0;
   auto again = DecodeFieldState(EncodeFieldState(*r).value());
   if (!again.ok() || !(*again == *r)) std::abort();
