@@ -91,6 +91,8 @@ int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, L
   std::string status_error, metrics_bound;
   auto publish = [&](const net::NodeSnapshot& s) {
     std::string e = WriteStatusFile(status_path, s, metrics_bound);
+    // An earlier status would pass for the current one: `status` shows none instead.
+    if (!e.empty()) ::unlink(status_path.c_str());
     if (e != status_error) {  // said once per change, not every second
       logf.Line(e.empty()
                     ? "the status file is written again"

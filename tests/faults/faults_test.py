@@ -229,14 +229,17 @@ def case_replica_writes(base):
     replica_ok(a, "put after faults", records=2)
 
 
-def case_status_file(base):
-    # A daemon that cannot write daemon.json keeps syncing and says so.
-    a, b = os.path.join(base, "sa"), os.path.join(base, "sb")
+def case_status_file(base, skip=0):
+    # A daemon that cannot write daemon.json keeps syncing and says so; one that wrote
+    # it before (skip: the writes that succeed first) leaves no status that passes for
+    # the current one.
+    a, b = os.path.join(base, f"sa{skip}"), os.path.join(base, f"sb{skip}")
     run(["init", a], check=True)
     run(["init", b], check=True)
     code = run(["invite", a], check=True).stdout.strip()
     run(["join", b, code], check=True)
     env = dict(os.environ, LD_PRELOAD=FAULTFS, FAULTFS_MATCH="daemon.json", FAULTFS_OP="short",
+               FAULTFS_SKIP=str(skip),
                ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0")
     log = open(os.path.join(base, "serve.log"), "w+")
     p = subprocess.Popen([TANDEM, "serve", a, "--listen", "127.0.0.1:0"], env=env,
@@ -267,13 +270,17 @@ def case_status_file(base):
     replica_ok(b, "status file", records=1)
 
 
+def case_status_file_written_before(base):
+    case_status_file(base, skip=1)
+
+
 def main():
     probe = run(["--help"], fault={"op": "write", "match": "/nonexistent-path/"})
     if probe.returncode != 0 or "preload" in probe.stderr:
         print("faultfs cannot be preloaded:", probe.stderr.strip())
         return 1
     for case in (case_init, case_invite_and_join, case_backup_restore, case_replica_writes,
-                 case_status_file):
+                 case_status_file, case_status_file_written_before):
         base = tempfile.mkdtemp(prefix="tandem-faults-")
         try:
             n = len(failures)
