@@ -147,15 +147,15 @@ size_t StringEnd(std::string_view json, size_t i) {
 JsonScan ScanJson(std::string_view json) {
   JsonScan out;
   int depth = 0;
-  bool key_ahead = false;  // a string just closed at depth 1
+  bool key_ahead = false;  // a string just closed: a key if a colon follows
   for (size_t i = 0; i < json.size(); ++i) {
     const char c = json[i];
     if (c == ' ' || c == '\t' || c == '\n' || c == '\r') continue;
-    if (c == ':' && key_ahead) ++out.top_keys;
+    if (c == ':' && key_ahead) ++out.keys;
     key_ahead = false;
     if (c == '"') {
       i = StringEnd(json, i + 1);
-      key_ahead = depth == 1;
+      key_ahead = true;
     } else if (c == '{' || c == '[') {
       ++depth;
     } else if (c == '}' || c == ']') {
@@ -188,6 +188,13 @@ JsonScan ScanJson(std::string_view json) {
 }
 
 std::string_view OversizedInteger(std::string_view json) { return ScanJson(json).oversized; }
+
+size_t KeysIn(const Json& j) {
+  size_t n = j.is_object() ? j.size() : 0;
+  if (j.is_structured())
+    for (const Json& v : j) n += KeysIn(v);
+  return n;
+}
 
 std::optional<std::string> DuplicateKey(std::string_view json) {
   std::vector<std::set<std::string>> open;  // the keys of each object being read

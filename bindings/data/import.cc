@@ -402,7 +402,7 @@ class JsonlParser : public Parser {
     }
     if (!j.is_object()) return Status::Invalid("expected a JSON object, one record per line");
     const bindings::JsonScan scan = bindings::ScanJson(text);
-    if (scan.top_keys > j.size())  // the parser kept the last of a repeated key
+    if (scan.keys > bindings::KeysIn(j))  // the parser kept the last of a repeated key
       return Status::Invalid("key " + Quote(bindings::DuplicateKey(text).value_or("?")) +
                              " appears twice (which one is meant?)");
     if (!scan.oversized.empty() && !OnlyInDoubles(j))

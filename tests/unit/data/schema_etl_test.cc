@@ -1242,19 +1242,22 @@ TEST(Import, AnIntegerTooLargeForInt64IsABadRowNotARoundedDouble) {
                                 S("89014103211118510720")));
 }
 
-// A JSON parser keeps the last of a repeated key: which one the file meant is unknown.
+// A JSON parser keeps the last of a repeated key, at any depth: which one the file meant
+// is unknown.
 TEST(ImportJsonl, ARepeatedKeyIsABadRow) {
   Db db;
-  auto got = ImportText(
-      db.replica,
-      "{\"id\":\"6\",\"id\":\"7\",\"n\":1}\n"
-      "{\"id\":\"8\",\"n\":1,\"m\":{\"$counter\":2},\"n\":2}\n"
-      "{\"id\":\"9\",\"s\":\"a\\\"b\",\"t\":[\"x\",\"y\"],\"u\":{\"$bytes\":\"AQ==\"}}\n",
-      Jsonl());
+  auto got =
+      ImportText(db.replica,
+                 "{\"id\":\"6\",\"id\":\"7\",\"n\":1}\n"
+                 "{\"id\":\"8\",\"n\":1,\"m\":{\"$counter\":2},\"n\":2}\n"
+                 "{\"id\":\"9\",\"s\":\"a\\\"b\",\"t\":[\"x\",\"y\"],\"u\":{\"$bytes\":\"AQ==\"}}\n"
+                 "{\"id\":\"10\",\"c\":{\"$counter\":1,\"$counter\":5}}\n",
+                 Jsonl());
   ASSERT_TRUE(got.ok()) << got.error();
-  EXPECT_EQ(got.bad_lines(), (std::vector<uint64_t>{1, 2}));
+  EXPECT_EQ(got.bad_lines(), (std::vector<uint64_t>{1, 2, 4}));
   EXPECT_TRUE(Has(got.bad_reason(1), "key \"id\" appears twice")) << got.bad_reason(1);
   EXPECT_TRUE(Has(got.bad_reason(2), "key \"n\" appears twice")) << got.bad_reason(2);
+  EXPECT_TRUE(Has(got.bad_reason(4), "key \"$counter\" appears twice")) << got.bad_reason(4);
   EXPECT_EQ(ScanAll(db.replica, "items").size(), 1u);
 }
 

@@ -31,14 +31,16 @@ std::string_view OversizedInteger(std::string_view json);
 // The first key that appears twice in one object of JSON text, which a JSON parser keeps
 // only the last of; nullopt if none (or if the text is not JSON).
 std::optional<std::string> DuplicateKey(std::string_view json);
-// One pass over JSON text: how many keys its outermost object names, repeats counted
-// (more than the parsed object holds means a repeat: a cheap test before DuplicateKey),
+// One pass over JSON text: how many keys its objects name at any depth, repeats counted
+// (more than KeysIn the parsed value means a repeat: a cheap test before DuplicateKey),
 // and OversizedInteger's answer.
 struct JsonScan {
-  size_t top_keys = 0;
+  size_t keys = 0;
   std::string_view oversized;
 };
 JsonScan ScanJson(std::string_view json);
+// How many keys the objects in a parsed JSON value hold, at any depth.
+size_t KeysIn(const Json& j);
 // The same for a parsed JSON value.
 Result<engine::Value> JsonToScalar(const Json& j);
 Json ValueToJson(const engine::Value& v);
