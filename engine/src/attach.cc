@@ -303,10 +303,9 @@ class HeldPieces : public Reader::More {
     Rewind();
   }
 
-  // From the first piece again; `verify`: check each chunk against its hash.
-  void Rewind(bool verify = true) {
+  // From the first piece again.
+  void Rewind() {
     next_ = 0;
-    verify_ = verify;
     left_ = chunks_.size() * kBlobChunkBytes + last_.size();
   }
   // The next piece (a view valid until the next call); false at the end, or at an error.
@@ -338,7 +337,7 @@ class HeldPieces : public Reader::More {
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_.BeginRead());
     bool found = false;
     TANDEM_RETURN_IF_ERROR(txn->GetChunk(h, &buf_, &found));
-    if (!found || buf_.size() != kBlobChunkBytes || (verify_ && HashOf(hash_, buf_) != h))
+    if (!found || buf_.size() != kBlobChunkBytes || HashOf(hash_, buf_) != h)
       return Status::Corrupt("a piece held is missing or damaged");
     return Status::Ok();
   }
@@ -348,7 +347,6 @@ class HeldPieces : public Reader::More {
   std::vector<BlobHash> chunks_;
   std::string_view last_;
   size_t next_ = 0, left_ = 0;
-  bool verify_ = true;
   std::string buf_;
   Status status_;
 };
@@ -358,7 +356,7 @@ Result<std::pair<FieldKey, FieldState>> Replica::DecodePieces(const ReplicaId& p
                                                               std::string_view last,
                                                               const BlobHash& digest) {
   std::vector<BlobHash> chunks;
-  {
+  if (held > 0) {  // none held: an entry left by another session is not these pieces
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
     std::optional<BlobInfo> info;
     TANDEM_RETURN_IF_ERROR(txn->GetBlob(PiecesKey(hash_, peer), &info));
@@ -373,7 +371,8 @@ Result<std::pair<FieldKey, FieldState>> Replica::DecodePieces(const ReplicaId& p
     TANDEM_RETURN_IF_ERROR(pieces.status());
     if (got != digest) return Status::Invalid("a field state in pieces does not match its digest");
   }
-  pieces.Rewind(/*verify=*/digest == BlobHash{});  // verified above, with the digest
+  // Each chunk is checked again as it is decoded: storage may change between the passes.
+  pieces.Rewind();
   Reader r({}, &pieces);  // reads into windows of its own: the pieces' buffer is reused
   auto d = DecodeDelta(r);
   TANDEM_RETURN_IF_ERROR(pieces.status());

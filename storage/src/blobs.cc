@@ -33,7 +33,8 @@ Status DeleteBlobEntries(LmdbStore::Impl& impl, MDB_txn* txn, const engine::Blob
   return Status::Ok();
 }
 
-// Chunks are stored once: a chunk already there (the same hash) is the same bytes.
+// Chunks are stored once, under their hash: the caller passes bytes that hash to `h`, so
+// a chunk already there with other bytes is damaged (below).
 Status PutChunkEntry(LmdbStore::Impl& impl, MDB_txn* txn, const engine::BlobHash& h,
                      std::string_view bytes) {
   MDB_val k{h.size(), const_cast<uint8_t*>(h.data())}, v = Val(bytes);

@@ -85,7 +85,7 @@ TEST(Sync, ALinkCutBetweenPiecesResendsTheStateWhole) {
 }
 
 // Pieces from a hostile peer: out of order, inconsistent, too large, interrupted, or
-// not a field state once put together. Each ends the session and applies nothing.
+// not a field state once read together. Each ends the session and applies nothing.
 TEST(Sync, BadPiecesEndTheSessionAndApplyNothing) {
   FieldState f;
   ApplyPut(f, Dot{Rid(1), 1}, MakeHlc(1, 0), Value{std::string(600 << 10, 'x')});

@@ -210,8 +210,9 @@ class WriteTxn : public ReadTxn {
   // Stores a blob's entry (replacing any), or removes it; chunks are separate.
   virtual Status PutBlob(const BlobHash& hash, const BlobInfo& info) = 0;
   virtual Status DeleteBlob(const BlobHash& hash) = 0;
-  // Stores a chunk under its hash (Replica::Hash(bytes)); storing it again changes nothing,
-  // unless what was stored under that hash differs (damaged): then these bytes mend it.
+  // Stores a chunk under its hash, which the caller has checked (Replica::Hash(bytes)).
+  // Storing it again changes nothing, unless what was stored under that hash differs
+  // (damaged): then these bytes mend it.
   virtual Status PutChunk(const BlobHash& hash, std::string_view bytes) = 0;
   virtual Status DeleteChunk(const BlobHash& hash) = 0;
   // Rewrites the field states and the change log densely, the same entries in the same
