@@ -13,8 +13,9 @@ Dot Batch::NextDot() {
 }
 
 std::pair<Dot, Hlc> Batch::Step() {
+  if (!physical_ms_) physical_ms_ = now_();
   HybridClock clock(meta_.clock);
-  const Hlc hlc = clock.Tick(now_());
+  const Hlc hlc = clock.Tick(*physical_ms_);
   meta_.clock = clock.last();
   return {NextDot(), hlc};
 }

@@ -103,6 +103,10 @@ class Batch {
   // of taking a dot).
   uint64_t own_seq_ = 0;
   bool own_seq_loaded_ = false;
+  // The wall clock, read at the batch's first operation: its operations are one
+  // transaction, and the hybrid clock orders them by its logical part (a read of the
+  // clock per operation cost as much as encoding the field).
+  std::optional<uint64_t> physical_ms_;
   // ValidateKey, remembering what passed (no valid name is empty): the names a batch
   // writes repeat.
   Status ValidateOnce(std::string_view collection, std::string_view id, std::string_view field);
