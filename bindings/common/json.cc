@@ -215,10 +215,18 @@ std::optional<std::string> DuplicateKey(std::string_view json) {
   return dup;
 }
 
+std::optional<std::string> RepeatedKey(std::string_view text, const Json& parsed) {
+  if (!parsed.is_structured() || ScanJson(text).keys <= KeysIn(parsed)) return std::nullopt;
+  return DuplicateKey(text).value_or("?");
+}
+
 Result<Value> ParseScalar(std::string_view text) {
   if (NestedDeeperThan(text, 4)) return Status::Invalid("not a JSON scalar: nested too deep");
   Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return Status::Invalid("not valid JSON: " + Quote(text));
+  if (auto key = RepeatedKey(text, j))
+    return Status::Invalid("key " + Quote(*key) + " appears twice in " + Quote(text) +
+                           " (which one is meant?)");
   // An integer literal too large for int64 would silently become a double.
   if (j.is_number_float() && !OversizedInteger(text).empty())
     return Status::Invalid("integer out of the int64 range: " + Quote(text));

@@ -97,6 +97,7 @@ class Typer {
       case FieldType::kBytes: {
         // Declared bytes: the cell is base64 (or a $bytes object).
         Json j = CellJson(cell);
+        TANDEM_RETURN_IF_ERROR(NoRepeatedKey(name, cell, j));
         if (!j.is_object()) j = Json{{"$bytes", cell}};
         return FromJson(name, j, out);
       }
@@ -115,6 +116,7 @@ class Typer {
         return Status::Invalid(name + ": expected " + FieldTypeName(type) + ", got " + Quote(cell));
       j = cell;  // plain text
     }
+    TANDEM_RETURN_IF_ERROR(NoRepeatedKey(name, cell, j));  // read as JSON, not as text
     return FromJson(name, j, out);
   }
 
@@ -149,6 +151,13 @@ class Typer {
     const bool maybe = c == '"' || c == '[' || c == '{' || c == '-' || (c >= '0' && c <= '9') ||
                        s == "true" || s == "false" || s == "null";
     return maybe ? Json::parse(s, nullptr, false) : Json(Json::value_t::discarded);
+  }
+
+  // A parser keeps the last of a key given twice in a cell's object: which one is meant?
+  static Status NoRepeatedKey(const std::string& name, const std::string& cell, const Json& j) {
+    if (auto key = bindings::RepeatedKey(cell, j))
+      return Status::Invalid(name + ": key " + Quote(*key) + " appears twice in " + Quote(cell));
+    return Status::Ok();
   }
 
   Result<Value> Scalar(const std::string& name, const Json& j) const {

@@ -133,6 +133,8 @@ TEST_F(Cli, BadInputIsAUsageErrorWithOneLine) {
            {"incr", db_, "c", "r", "f", "abc"},
            {"incr", db_, "c", "r", "f", "1.5"},
            {"add", db_, "c", "r", "f", "{"},
+           {"put", db_, "c", "r", "b={\"$bytes\":\"AQ==\",\"$bytes\":\"Ag==\"}"},
+           {"add", db_, "c", "r", "f", "{\"$bytes\":\"AQ==\",\"$bytes\":\"Ag==\"}"},
            {"get", db_, "c"},
            {"frobnicate", db_},
            {},

@@ -79,6 +79,24 @@ TEST(ImportCsv, CellsThatAreJsonAreReadAsJson) {
   EXPECT_TRUE(engine::SameValue(r.fields["h"].scalar, S("True")));
 }
 
+// A cell read as JSON that names a key twice is a bad row (a parser keeps the last);
+// one that is plain text stays text.
+TEST(ImportCsv, ACellReadAsJsonWithARepeatedKeyIsABadRow) {
+  Db db;
+  auto got = ImportText(db.replica,
+                        "id,a\n"
+                        "r1,\"{\"\"$counter\"\":1,\"\"$counter\"\":2}\"\n"
+                        "r2,\"[{\"\"$bytes\"\":\"\"AQ==\"\",\"\"$bytes\"\":\"\"Ag==\"\"}]\"\n"
+                        "r3,\"{\"\"k\"\":1,\"\"k\"\":2}\"\n",
+                        Csv());
+  ASSERT_TRUE(got.ok()) << got.error();
+  EXPECT_EQ(got.bad_lines(), (std::vector<uint64_t>{2, 3}));
+  EXPECT_TRUE(Has(got.bad_reason(2), "key \"$counter\" appears twice")) << got.bad_reason(2);
+  EXPECT_TRUE(Has(got.bad_reason(3), "key \"$bytes\" appears twice")) << got.bad_reason(3);
+  EXPECT_TRUE(
+      engine::SameValue(Get(db.replica, "items", "r3").fields["a"].scalar, S("{\"k\":1,\"k\":2}")));
+}
+
 TEST(ImportCsv, BadRowsAreReportedWithTheirLineAndSkipped) {
   Db db;
   SaveOrDie(db.replica, "items", R"({"fields": {"qty": {"type": "int"}}})");
