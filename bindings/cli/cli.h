@@ -89,7 +89,13 @@ struct LogFormat {
 // `serve` and `sync` (daemon.cc): the node, its status file, its signals.
 int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, LogFormat logf);
 // The running daemon's status file, if a daemon is running on this replica (daemon.cc).
+// A daemon that runs without one gives {"running": true, "status_file": "missing" (or
+// not a file) or "unreadable" (not its own, or damaged)}.
 std::optional<Json> DaemonStatus(const std::string& dir);
+// The daemon's part of `status`: what its status file says, or why it says nothing.
+void PrintDaemon(const std::optional<Json>& status, const std::string& status_file);
+// How long ago a time (ms since the epoch) was: "42s ago", "3m ago", "never" for 0.
+std::string Ago(uint64_t ms);
 // Pairing, `devices`, `permissions` and the commands that change the trust set
 // (trust.cc). RunInvite takes the running daemon's listen address as the hint when
 // options give none.

@@ -4,10 +4,13 @@
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <fstream>
+#include <string>
+#include <vector>
 
 #include "cli.h"
 #include "tandem/files/files.h"
@@ -37,30 +40,110 @@ bool DaemonHoldsLock(const std::string& dir) {
   return held;
 }
 
-// The running daemon's status file, if a daemon is running on this replica.
+std::string Ago(uint64_t ms) {
+  if (ms == 0) return "never";
+  uint64_t now = storage::SystemClockMs();
+  uint64_t s = now > ms ? (now - ms) / 1000 : 0;
+  if (s < 120) return std::to_string(s) + "s ago";
+  if (s < 7200) return std::to_string(s / 60) + "m ago";
+  return std::to_string(s / 3600) + "h ago";
+}
+
+namespace {
+// The name a process runs under ("self": this one).
+std::string CommOf(const std::string& pid) {
+  std::ifstream comm("/proc/" + pid + "/comm");
+  std::string name;
+  return comm && std::getline(comm, name) ? name : std::string();
+}
+}  // namespace
+
 std::optional<Json> DaemonStatus(const std::string& dir) {
   // The lock says whether a daemon runs (a crash releases it); daemon.json what it does.
   const bool locked = DaemonHoldsLock(dir);
-  // Anything unreadable (missing, a directory, damaged) is "no status file".
-  auto text = files::ReadSmall(tandem::device::Layout(dir).status_file(), 64 << 20);
-  Json j = text.ok() ? Json::parse(*text, nullptr, false) : Json(nullptr);
+  // Anything unreadable (missing, a directory, a FIFO that would never end, damaged) is
+  // "no status file".
+  const std::string path = tandem::device::Layout(dir).status_file();
+  struct stat st;
+  const bool present = ::lstat(path.c_str(), &st) == 0;
+  Json j(nullptr);
+  if (present && S_ISREG(st.st_mode)) {
+    auto text = files::ReadSmall(path, 64 << 20);
+    if (text.ok()) j = Json::parse(*text, nullptr, false);
+  }
   const bool readable = !j.is_discarded() && j.is_object();
   bool fresh = false;
-  if (readable && j.value("running", false)) {
-    // The pid must be alive and a tandem (a pid may have been reused since).
-    const int64_t pid = j.value("pid", int64_t{0});
-    fresh = pid > 0 && ::kill(static_cast<pid_t>(pid), 0) == 0;
-    if (fresh) {
-      std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
-      std::string name;
-      fresh = comm && std::getline(comm, name) && name == "tandem";
-    }
+  const auto running = readable ? j.find("running") : j.end();
+  const auto pid = readable ? j.find("pid") : j.end();
+  if (readable && running != j.end() && *running == true && pid != j.end() &&
+      pid->is_number_integer() && pid->get<int64_t>() > 0) {
+    // The pid must be alive and this program (a pid may have been reused since).
+    const int64_t n = pid->get<int64_t>();
+    const std::string name = CommOf(std::to_string(n));
+    fresh = ::kill(static_cast<pid_t>(n), 0) == 0 && !name.empty() &&
+            (name == "tandem" || name == CommOf("self"));
   }
-  if (locked && !fresh)  // a daemon runs but could not write its status (a full disk...)
-    return Json{{"running", true}, {"status_file", "unavailable"}, {"peers", Json::array()}};
+  if (locked && !fresh)  // a daemon runs, but this is not its status (a full disk...)
+    return Json{{"running", true},
+                {"status_file", present && S_ISREG(st.st_mode) ? "unreadable" : "missing"},
+                {"peers", Json::array()}};
   if (!readable) return std::nullopt;
   j["running"] = fresh && locked;
   return j;
+}
+
+void PrintDaemon(const std::optional<Json>& ds, const std::string& status_file) {
+  const std::string unknown = "): peers unknown; see its log";
+  if (!ds || (*ds)["running"] != true) {
+    Print("daemon: not running");
+    return;
+  }
+  if (ds->contains("status_file")) {
+    Print((*ds)["status_file"] == "missing"
+              ? "daemon: running, but it could not write its status file (" + status_file + unknown
+              : "daemon: running, but its status file is not its own or cannot be read (" +
+                    status_file + unknown);
+    return;
+  }
+  std::vector<std::string> lines;  // printed once all are read (a file edited by hand)
+  try {
+    auto filter = [&](const char* key) -> std::string {
+      const Json& f = (*ds)[key];
+      if (!f.is_array()) return "all";
+      if (f.empty()) return "none";
+      std::string out;
+      for (const auto& c : f) out += (out.empty() ? "" : ",") + c.get<std::string>();
+      return out;
+    };
+    lines.push_back(
+        "daemon: running, pid " + std::to_string(ds->value("pid", 0)) + ", " +
+        ds->value("mode", "") + " mode" +
+        (ds->value("listen", "").empty() ? "" : ", listening on " + ds->value("listen", "")) +
+        ", sends " + filter("send") + ", receives " + filter("receive") + ", " +
+        std::to_string(ds->value("refused_connections", 0)) + " connections refused");
+    for (const auto& p : (*ds)["peers"]) {
+      std::string pending = p.contains("pending_changes") && p["pending_changes"].is_number()
+                                ? std::to_string(p["pending_changes"].get<uint64_t>())
+                                : "?";
+      lines.push_back(
+          "  " +
+          (p.value("device", "").empty() ? std::string("(unknown device)")
+                                         : p.value("device", "")) +
+          "  " + p.value("address", "") + "  " + p.value("direction", "") + "  " +
+          (p.value("connected", false) ? "connected" : "disconnected") + "  last sync " +
+          Ago(p.value("last_sync_ms", uint64_t{0})) + "  pending " + pending + "  in " +
+          std::to_string(p.value("bytes_in", uint64_t{0})) + " B  out " +
+          std::to_string(p.value("bytes_out", uint64_t{0})) + " B  errors " +
+          std::to_string(p.value("errors", uint64_t{0})) + "  refused fields " +
+          std::to_string(p.value("fields_refused", uint64_t{0})) + RebaseNote(p) + BlobNote(p) +
+          (p.value("last_error", "").empty() ? "" : "  last error: " + p.value("last_error", "")));
+    }
+  } catch (const Json::exception&) {
+    Print("daemon: running, but its status file is not its own or cannot be read (" + status_file +
+          unknown);
+    return;
+  }
+  for (const auto& l : lines) Print(l);
 }
 
 // `serve` and `sync`: the process around a sync node. The node runs on its own thread;
@@ -93,7 +176,7 @@ int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, L
     std::string e = WriteStatusFile(status_path, s, metrics_bound);
     // An earlier status would pass for the current one: `status` shows none instead.
     if (!e.empty()) ::unlink(status_path.c_str());
-    if (e != status_error) {  // said once per change, not every second
+    if (e.empty() != status_error.empty()) {  // said when it starts and stops failing
       logf.Line(e.empty()
                     ? "the status file is written again"
                     : "cannot update the status file: " + e + " (tandem status will show no peers)",

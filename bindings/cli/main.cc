@@ -24,15 +24,6 @@
 namespace {
 using namespace tandem::cli;
 
-std::string Ago(uint64_t ms) {
-  if (ms == 0) return "never";
-  uint64_t now = storage::SystemClockMs();
-  uint64_t s = now > ms ? (now - ms) / 1000 : 0;
-  if (s < 120) return std::to_string(s) + "s ago";
-  if (s < 7200) return std::to_string(s / 60) + "m ago";
-  return std::to_string(s / 3600) + "h ago";
-}
-
 int Main(int argc, char** argv) {
   CLI::App app{"tandem: an offline-first sync engine; this program works with one replica."};
   app.require_subcommand(1);
@@ -657,43 +648,7 @@ int Main(int argc, char** argv) {
       return 0;
     }
     Print("device " + self_device + " (replica " + meta.id.Hex() + ")");
-    if (!ds || (*ds)["running"] != true) {
-      Print("daemon: not running");
-    } else if (ds->contains("status_file")) {
-      Print("daemon: running, but it could not write its status file (" +
-            tandem::device::Layout(dir).status_file() + "): peers unknown; see its log");
-    } else {
-      auto filter = [&](const char* key) -> std::string {
-        const Json& f = (*ds)[key];
-        if (!f.is_array()) return "all";
-        if (f.empty()) return "none";
-        std::string out;
-        for (const auto& c : f) out += (out.empty() ? "" : ",") + c.get<std::string>();
-        return out;
-      };
-      Print("daemon: running, pid " + std::to_string(ds->value("pid", 0)) + ", " +
-            ds->value("mode", "") + " mode" +
-            (ds->value("listen", "").empty() ? "" : ", listening on " + ds->value("listen", "")) +
-            ", sends " + filter("send") + ", receives " + filter("receive") + ", " +
-            std::to_string(ds->value("refused_connections", 0)) + " connections refused");
-      for (const auto& p : (*ds)["peers"]) {
-        std::string pending = p.contains("pending_changes") && p["pending_changes"].is_number()
-                                  ? std::to_string(p["pending_changes"].get<uint64_t>())
-                                  : "?";
-        Print("  " +
-              (p.value("device", "").empty() ? std::string("(unknown device)")
-                                             : p.value("device", "")) +
-              "  " + p.value("address", "") + "  " + p.value("direction", "") + "  " +
-              (p.value("connected", false) ? "connected" : "disconnected") + "  last sync " +
-              Ago(p.value("last_sync_ms", uint64_t{0})) + "  pending " + pending + "  in " +
-              std::to_string(p.value("bytes_in", uint64_t{0})) + " B  out " +
-              std::to_string(p.value("bytes_out", uint64_t{0})) + " B  errors " +
-              std::to_string(p.value("errors", uint64_t{0})) + "  refused fields " +
-              std::to_string(p.value("fields_refused", uint64_t{0})) + RebaseNote(p) + BlobNote(p) +
-              (p.value("last_error", "").empty() ? ""
-                                                 : "  last error: " + p.value("last_error", "")));
-      }
-    }
+    PrintDaemon(ds, tandem::device::Layout(dir).status_file());
     Print("authority: " +
           (authority.legacy ? std::string("unsigned (a group from before statements)")
                             : std::to_string(authority.counted) + " statements count, " +

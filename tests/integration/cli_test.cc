@@ -1,8 +1,10 @@
 // The tandem CLI, run as a real program against real replica directories.
 #include <gtest/gtest.h>
 #include <lmdb.h>
+#include <sys/stat.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -448,6 +450,26 @@ TEST(CliErrors, CorruptFieldStateIsReported) {
   EXPECT_NE(r.err.find("corrupt"), std::string::npos) << r.err;
   r = T({"check", tmp / "db"});
   EXPECT_EQ(r.exit_code, 1);
+}
+
+// A status file no daemon of ours wrote (fields of other types, a FIFO that would never
+// end, a directory) is not read as one: status says no daemon runs, in full.
+TEST_F(Cli, StatusIgnoresAStatusFileItCannotTrust) {
+  const std::string file = db_ + "/daemon.json";
+  for (const std::string& text :
+       {std::string(R"({"running":true,"pid":"x"})"), std::string(R"({"running":"yes"})"),
+        std::string(R"({"running":true,"pid":1,"peers":"x"})"), std::string("[1,2]")}) {
+    std::ofstream(file) << text;
+    auto r = T({"status", db_});
+    EXPECT_EQ(r.exit_code, 0) << text << ": " << r.err;
+    EXPECT_NE(r.out.find("daemon: not running"), std::string::npos) << text << ": " << r.out;
+    EXPECT_NE(r.out.find("replicas synced with: 0"), std::string::npos) << r.out;
+  }
+  std::filesystem::remove(file);
+  ASSERT_EQ(::mkfifo(file.c_str(), 0644), 0);
+  auto r = T({"status", db_});  // does not wait for a writer that never comes
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("daemon: not running"), std::string::npos) << r.out;
 }
 
 TEST_F(Cli, LsIsSortedByIdAsJsonLines) {
