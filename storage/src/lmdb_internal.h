@@ -6,6 +6,7 @@
 #pragma once
 
 #include <lmdb.h>
+#include <sodium.h>
 
 #include <algorithm>
 #include <array>
@@ -447,8 +448,29 @@ class LmdbReader {
     return st;
   }
 
+  // A stored field value: [0] seq:varint state checksum:4, the checksum the first 4 bytes
+  // of SipHash-2-4 (libsodium's crypto_shorthash, a key of zeros) of all that comes
+  // before it (4 bytes: most values are a few dozen bytes long); or, as
+  // written before checksums, seq:varint state. A value whose bytes were damaged since
+  // is refused, rather than read as another state (and merged as one).
+  static constexpr size_t kValueChecksum = 4;
+  static void ValueChecksum(const char* p, size_t n, char* out) {
+    static const unsigned char kKey[crypto_shorthash_KEYBYTES] = {};
+    unsigned char h[crypto_shorthash_BYTES];
+    crypto_shorthash(h, reinterpret_cast<const unsigned char*>(p), n, kKey);
+    std::memcpy(out, h, kValueChecksum);  // the first 4 of its 8 bytes
+  }
+
   // Splits a stored field value into its log seq and state bytes.
   static Status SplitValue(std::string_view v, uint64_t* seq, std::string_view* state) {
+    if (!v.empty() && v[0] == 0) {
+      char sum[kValueChecksum];
+      if (v.size() < 2 + kValueChecksum) return Status::Corrupt("field entry cut short");
+      ValueChecksum(v.data(), v.size() - kValueChecksum, sum);
+      if (std::memcmp(sum, v.data() + v.size() - kValueChecksum, kValueChecksum) != 0)
+        return Status::Corrupt("field entry damaged: its bytes do not match their checksum");
+      v = v.substr(1, v.size() - 1 - kValueChecksum);
+    }
     engine::Reader r(v);
     *seq = r.Varint();
     if (!r.ok() || *seq == 0) return Status::Corrupt("field entry without a change-log seq");

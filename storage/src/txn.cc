@@ -300,7 +300,8 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
       }
     }
     uint64_t seq = last_seq_ + 1;  // not const: MDB_val points at it
-    value_.clear();
+    TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatChecksums));
+    value_.assign(1, '\0');  // checksummed (LmdbReader::SplitValue)
     engine::Writer w(&value_);
     w.Varint(seq);
     // Any other state (a set, a counter, long or many values: possibly large) is encoded
@@ -309,6 +310,9 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     size_t large = 0;
     if (engine::EncodesSmall(state)) {
       TANDEM_RETURN_IF_ERROR(engine::EncodeFieldState(state, replicas_, &value_));
+      const size_t n = value_.size();
+      value_.resize(n + LmdbReader::kValueChecksum);
+      LmdbReader::ValueChecksum(value_.data(), n, value_.data() + n);
     } else {
       TANDEM_ASSIGN_OR_RETURN(large, engine::EncodedFieldStateSize(state, replicas_));
     }
@@ -325,7 +329,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     // full run goes first, so that no field is stored without its entry.
     if (!run_.Fits(k)) TANDEM_RETURN_IF_ERROR(FlushRun());
     MDB_val val = Val(value_);
-    if (large) val = MDB_val{value_.size() + large, nullptr};
+    if (large) val = MDB_val{value_.size() + large + LmdbReader::kValueChecksum, nullptr};
     kv = Val(k);
     TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->fields, &fields_cur_));
     const unsigned flags = (append ? MDB_APPEND : 0) | (large ? MDB_RESERVE : 0);
@@ -338,6 +342,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
         broken_ = st;  // the value is half written: this transaction must not commit
         return st;
       }
+      LmdbReader::ValueChecksum(p, value_.size() + large, p + value_.size() + large);
     }
     run_.Add(seq, k);
     if (append) fields_end_->assign(k);

@@ -44,7 +44,10 @@ inline constexpr uint32_t kFormatLazyLog = 6;
 // 7: the change log holds runs, a transaction's entries in one stored entry (log_run.h),
 // which an older build would read as one malformed field key.
 inline constexpr uint32_t kFormatLogRuns = 7;
-inline constexpr uint32_t kFormatVersion = kFormatLogRuns;  // the newest this build reads
+// 8: field values carry a checksum (a leading 0 byte, which an older build would read as
+// a missing change-log seq: format.md).
+inline constexpr uint32_t kFormatChecksums = 8;
+inline constexpr uint32_t kFormatVersion = kFormatChecksums;  // the newest this build reads
 
 // Stale change-log entries are removed at a commit that made more, once they are more
 // than kCompactFloor and a quarter of the fields: kCompactSlice entries examined at a

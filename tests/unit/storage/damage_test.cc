@@ -1,0 +1,70 @@
+// Field values damaged on disk: refused where they are read and by the integrity check,
+// never read as another state (which a merge would then take as what the replica holds).
+#include <gtest/gtest.h>
+#include <lmdb.h>
+
+#include <string>
+
+#include "../../integration/process.h"
+#include "../../integration/raw_lmdb.h"
+#include "tandem/storage/lmdb_store.h"
+#include "tandem/storage/replica.h"
+
+namespace tandem::storage {
+namespace {
+
+using engine::Value;
+
+// Field "c/r.a" as stored, made with the library so that "c" and "a" are the first names
+// interned: varint(index of "c") "r" \0 varint(index of "a") (format.md).
+const std::string kKey("\0r\0\x01", 4);
+
+std::string MakeReplicaWithAString(const std::string& dir) {
+  auto r = CreateReplica(dir);
+  EXPECT_TRUE(r.ok());
+  EXPECT_TRUE((*r)->Put("c", "r", {{"a", Value{std::string(100, 'x')}}}).ok());
+  return testing::RawGet(dir, "fields", kKey);
+}
+
+TEST(Damage, AChangedByteInAFieldValueIsRefusedNotReadAsAnotherValue) {
+  testing::TempDir tmp;
+  const std::string dir = tmp / "a";
+  std::string v = MakeReplicaWithAString(dir);
+  ASSERT_FALSE(v.empty());
+  ASSERT_EQ(v[0], '\0') << "written with a checksum";
+  // One letter of the string becomes another: still a valid state, a different one.
+  v[v.find('x') + 50] = 'y';
+  testing::RawPut(dir, "fields", kKey, v);
+  auto r = OpenReplica(dir);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  auto got = (*r)->Get("c", "r");
+  EXPECT_EQ(got.status().code(), Code::kCorrupt) << got.status().ToString();
+  EXPECT_NE(got.status().message().find("checksum"), std::string::npos) << got.status().ToString();
+  // A write over it reads it first: refused too, so nothing is merged into the damage.
+  EXPECT_EQ((*r)->Put("c", "r", {{"a", Value{int64_t{1}}}}).code(), Code::kCorrupt);
+  Status st = Check(*dynamic_cast<LmdbStore*>(&(*r)->store()));
+  EXPECT_EQ(st.code(), Code::kCorrupt) << st.ToString();
+}
+
+// A value written before values had checksums (seq, then the state) reads as it did.
+TEST(Damage, AValueWithoutAChecksumStillReads) {
+  testing::TempDir tmp;
+  const std::string dir = tmp / "a";
+  const std::string v = MakeReplicaWithAString(dir);
+  ASSERT_GT(v.size(), 10u);
+  // Without the leading 0 and the 4 bytes of checksum (format.md).
+  testing::RawPut(dir, "fields", kKey, v.substr(1, v.size() - 5));
+  auto r = OpenReplica(dir);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  auto got = (*r)->Get("c", "r");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_TRUE(engine::SameValue(got->fields["a"].scalar, Value{std::string(100, 'x')}));
+  EXPECT_TRUE(Check(*dynamic_cast<LmdbStore*>(&(*r)->store())).ok());
+  // Written again, it gets one.
+  ASSERT_TRUE((*r)->Put("c", "r", {{"a", Value{int64_t{2}}}}).ok());
+  r->reset();
+  EXPECT_EQ(testing::RawGet(dir, "fields", kKey)[0], '\0');
+}
+
+}  // namespace
+}  // namespace tandem::storage
