@@ -2,36 +2,14 @@
 // state in pieces is), it must decide as it does on the whole. Whatever decodes must
 // re-encode and decode to the same state, be normal, join with itself without change,
 // and join into the empty state as itself.
-#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <string_view>
 
+#include "../tests/unit/engine/reader_parts.h"
 #include "tandem/engine/codec.h"
-
-namespace {
-
-// Hands out bytes in parts of `size`.
-class Parts : public tandem::engine::Reader::More {
- public:
-  Parts(std::string_view bytes, size_t size) : rest_(bytes), size_(size) {}
-  bool Append(std::string* out) override {
-    if (rest_.empty()) return false;
-    const size_t n = std::min(size_, rest_.size());
-    out->append(rest_.substr(0, n));
-    rest_.remove_prefix(n);
-    return true;
-  }
-  size_t left() const override { return rest_.size(); }
-
- private:
-  std::string_view rest_;
-  size_t size_;
-};
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace tandem::engine;

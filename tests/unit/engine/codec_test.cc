@@ -3,7 +3,6 @@
 
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -11,6 +10,7 @@
 #include <vector>
 
 #include "codec_test_util.h"
+#include "reader_parts.h"
 
 namespace tandem::engine {
 namespace {
@@ -600,24 +600,6 @@ TEST(ReaderTest, MarkUnsupportedKeepsTheMessage) {
   EXPECT_EQ(r.status().code(), Code::kUnsupported);
   EXPECT_EQ(r.status().message(), msg);
 }
-
-// Hands out bytes in parts of `size` (a field state held in pieces).
-class Parts : public Reader::More {
- public:
-  Parts(std::string_view bytes, size_t size) : rest_(bytes), size_(size) {}
-  bool Append(std::string* out) override {
-    if (rest_.empty()) return false;
-    const size_t n = std::min(size_, rest_.size());
-    out->append(rest_.substr(0, n));
-    rest_.remove_prefix(n);
-    return true;
-  }
-  size_t left() const override { return rest_.size(); }
-
- private:
-  std::string_view rest_;
-  size_t size_;
-};
 
 // A delta read a part at a time, whatever the parts' size, decodes as the whole does,
 // and what the whole refuses (cut short, or with a byte past its end) it refuses too.
