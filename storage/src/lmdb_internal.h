@@ -461,6 +461,17 @@ class LmdbReader {
     std::memcpy(out, h, kValueChecksum);  // the first 4 of its 8 bytes
   }
 
+  // The change-log seq of a stored field value, its checksum not checked: for what needs
+  // the seq alone (the log's upkeep, deletes, overwrites), so that one damaged value
+  // stops only what reads its state.
+  static Status ValueSeq(std::string_view v, uint64_t* seq) {
+    if (!v.empty() && v[0] == 0) v.remove_prefix(1);
+    engine::Reader r(v);
+    *seq = r.Varint();
+    if (!r.ok() || *seq == 0) return Status::Corrupt("field entry without a change-log seq");
+    return Status::Ok();
+  }
+
   // Splits a stored field value into its log seq and state bytes.
   static Status SplitValue(std::string_view v, uint64_t* seq, std::string_view* state) {
     if (!v.empty() && v[0] == 0) {
@@ -531,8 +542,7 @@ class LmdbReader {
     return ScanPrefix(*prefix, *prefix, [&](std::string_view key, const MDB_val& v, bool*) {
       if (!out) {  // the seqs alone
         uint64_t seq = 0;
-        std::string_view ignored;
-        TANDEM_RETURN_IF_ERROR(SplitValue(View(v), &seq, &ignored));
+        TANDEM_RETURN_IF_ERROR(ValueSeq(View(v), &seq));
         if (latest) *latest = std::max(*latest, seq);
         return Status::Ok();
       }

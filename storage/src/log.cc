@@ -18,8 +18,7 @@ Status EntryLive(const LmdbStore::Impl& impl, MDB_txn* txn, uint64_t seq, const 
   if (rc == MDB_NOTFOUND) return Status::Ok();
   if (rc) return LmdbError(rc, "read field");
   uint64_t at;
-  std::string_view ignored;
-  TANDEM_RETURN_IF_ERROR(LmdbReader::SplitValue(View(*value), &at, &ignored));
+  TANDEM_RETURN_IF_ERROR(LmdbReader::ValueSeq(View(*value), &at));
   *live = at == seq;
   return Status::Ok();
 }

@@ -84,7 +84,8 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     }
     if (rc) return LmdbError(rc, "read field");
     FieldState s;
-    TANDEM_RETURN_IF_ERROR(reader_.DecodeField(v, &s, &last_old_seq_));
+    TANDEM_RETURN_IF_ERROR(reader_.DecodeField(v, &s, &last_old_seq_)
+                               .With(k.collection + "/" + k.record + "." + k.field));
     last_seq_known_ = true;
     *out = std::move(s);
     return Status::Ok();
@@ -164,8 +165,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     if (rc == MDB_NOTFOUND) return Status::Ok();
     if (rc) return impl_->Note(rc, "read field");
     uint64_t seq = 0;
-    std::string_view ignored;
-    TANDEM_RETURN_IF_ERROR(LmdbReader::SplitValue(View(v), &seq, &ignored));
+    TANDEM_RETURN_IF_ERROR(LmdbReader::ValueSeq(View(v), &seq));
     uint64_t newest = last_seq_;
     if (!newest) TANDEM_RETURN_IF_ERROR(reader_.LastLogSeq(&newest));
     if (seq == newest) return Status::Ok();
@@ -281,8 +281,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     } else if (!append) {
       rc = mdb_get(txn_, impl_->fields, &kv, &old);
       if (rc == 0) {
-        std::string_view ignored;
-        TANDEM_RETURN_IF_ERROR(LmdbReader::SplitValue(View(old), &old_seq, &ignored));
+        TANDEM_RETURN_IF_ERROR(LmdbReader::ValueSeq(View(old), &old_seq));
       } else if (rc != MDB_NOTFOUND) {
         return impl_->Note(rc, "read field");
       }

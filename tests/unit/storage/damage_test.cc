@@ -46,6 +46,40 @@ TEST(Damage, AChangedByteInAFieldValueIsRefusedNotReadAsAnotherValue) {
   EXPECT_EQ(st.code(), Code::kCorrupt) << st.ToString();
 }
 
+// One damaged value stops only what reads its state: other fields are written over
+// (past the point where the change log is compacted), deleted, and read.
+// The change log's entries, live or stale.
+uint64_t LogEntries(engine::Replica& r) {
+  auto txn = r.store().BeginRead();
+  EXPECT_TRUE(txn.ok());
+  uint64_t n = 0;
+  EXPECT_TRUE((*txn)->CountLog(0, UINT64_MAX, &n).ok());
+  return n;
+}
+
+TEST(Damage, ADamagedValueStopsOnlyWhatReadsIt) {
+  testing::TempDir tmp;
+  const std::string dir = tmp / "a";
+  std::string v = MakeReplicaWithAString(dir);
+  ASSERT_FALSE(v.empty());
+  v[v.find('x') + 50] = 'y';
+  testing::RawPut(dir, "fields", kKey, v);
+  auto r = OpenReplica(dir);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  for (int round = 0; round < 12; ++round) {
+    Status st = (*r)->Write([&](engine::Batch& b) {
+      for (int i = 0; i < 1000; ++i)
+        TANDEM_RETURN_IF_ERROR(b.Put("c", "o" + std::to_string(i), "n", Value{int64_t{round}}));
+      return Status::Ok();
+    });
+    ASSERT_TRUE(st.ok()) << round << ": " << st.ToString();
+  }
+  EXPECT_LE(LogEntries(**r), uint64_t{1000 + kCompactFloor + 1000}) << "compacted";
+  EXPECT_TRUE((*r)->Delete("c", "o1").ok());
+  EXPECT_TRUE((*r)->Get("c", "o2").ok());
+  EXPECT_EQ((*r)->Get("c", "r").status().code(), Code::kCorrupt);
+}
+
 // A value written before values had checksums (seq, then the state) reads as it did.
 TEST(Damage, AValueWithoutAChecksumStillReads) {
   testing::TempDir tmp;
