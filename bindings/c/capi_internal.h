@@ -238,6 +238,10 @@ inline CStatus ParseFields(const char* json, size_t len,
   }
   if (!j.is_object()) return Invalid("expected a JSON object of fields");
   if (j.empty()) return Invalid("no fields to put");
+  if (tandem::bindings::NestedDeeperThan(std::string_view(json, len), 4))
+    return Invalid("nested too deep for fields of scalars");
+  if (auto key = tandem::bindings::RepeatedKey(std::string_view(json, len), j))
+    return Invalid("key \"" + *key + "\" appears twice (which one is meant?)");
   IntegerRangeCheck range;
   Json::sax_parse(std::string_view(json, len), &range);
   if (range.out_of_range) return Invalid("an integer is out of the int64 range");

@@ -918,6 +918,12 @@ static void test_writes(void) {
   CHECK(strstr(err.message, "not valid JSON (column") != NULL);
   EXPECT(TANDEM_INVALID, tandem_put_json(db, "bad", "r", JSON_ARG("[1,2]"), &err));
   CHECK(strstr(err.message, "expected a JSON object of fields") != NULL);
+  /* A key given twice, at any depth: which one is meant? */
+  EXPECT(TANDEM_INVALID, tandem_put_json(db, "bad", "r", JSON_ARG("{\"a\":1,\"a\":2}"), &err));
+  EXPECT(TANDEM_INVALID,
+         tandem_put_json(db, "bad", "r",
+                         JSON_ARG("{\"b\":{\"$bytes\":\"AQ==\",\"$bytes\":\"Ag==\"}}"), &err));
+  CHECK(strstr(err.message, "appears twice") != NULL);
   {
     char j[300];
     snprintf(j, sizeof j, "{\"%s\":1}", f129);
