@@ -93,7 +93,7 @@ int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, L
 // not a file) or "unreadable" (not its own, or damaged)}.
 std::optional<Json> DaemonStatus(const std::string& dir);
 // The daemon's part of `status`: what its status file says, or why it says nothing.
-void PrintDaemon(const std::optional<Json>& status, const std::string& status_file);
+void PrintDaemon(std::optional<Json> status, const std::string& status_file);
 // How long ago a time (ms since the epoch) was: "42s ago", "3m ago", "never" for 0.
 std::string Ago(uint64_t ms);
 // Pairing, `devices`, `permissions` and the commands that change the trust set

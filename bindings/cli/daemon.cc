@@ -67,9 +67,17 @@ std::optional<Json> DaemonStatus(const std::string& dir) {
   struct stat st;
   const bool present = ::lstat(path.c_str(), &st) == 0;
   Json j(nullptr);
-  if (present && S_ISREG(st.st_mode)) {
-    auto text = files::ReadSmall(path, 64 << 20);
-    if (text.ok()) j = Json::parse(*text, nullptr, false);
+  // Opened without waiting (a FIFO swapped in meanwhile) and read only if a regular file.
+  if (int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC); fd >= 0) {
+    std::string text;
+    char buf[1 << 16];
+    ssize_t n = 0;
+    struct stat opened;
+    if (::fstat(fd, &opened) == 0 && S_ISREG(opened.st_mode))
+      while (text.size() < (64u << 20) && (n = ::read(fd, buf, sizeof buf)) > 0)
+        text.append(buf, n);
+    ::close(fd);
+    if (n == 0 && !text.empty()) j = Json::parse(text, nullptr, false);
   }
   const bool readable = !j.is_discarded() && j.is_object();
   bool fresh = false;
@@ -92,7 +100,8 @@ std::optional<Json> DaemonStatus(const std::string& dir) {
   return j;
 }
 
-void PrintDaemon(const std::optional<Json>& ds, const std::string& status_file) {
+void PrintDaemon(std::optional<Json> ds, const std::string& status_file) {
+  // Not const: operator[] on a key the file lacks gives null (const, it asserts).
   const std::string unknown = "): peers unknown; see its log";
   if (!ds || (*ds)["running"] != true) {
     Print("daemon: not running");

@@ -11,7 +11,9 @@ void RunInvite(const std::string& dir, device::InviteOptions io) {
   auto d = OpenDevice(dir);
   if (io.addresses.empty()) {
     auto ds = DaemonStatus(dir);
-    std::string l = ds && (*ds)["running"] == true ? ds->value("listen", "") : "";
+    std::string l;
+    if (ds && (*ds)["running"] == true)
+      if (auto at = ds->find("listen"); at != ds->end() && at->is_string()) l = *at;
     // A wildcard listen address says nothing to another machine.
     if (l.rfind("0.0.0.0:", 0) == 0 || l.rfind("[::]:", 0) == 0) {
       std::fprintf(stderr, "the daemon listens on %s: give --address HOST:PORT for a hint\n",
