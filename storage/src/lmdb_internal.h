@@ -449,15 +449,19 @@ class LmdbReader {
   }
 
   // A stored field value: [0] seq:varint state checksum:4, the checksum the first 4 bytes
-  // of SipHash-2-4 (libsodium's crypto_shorthash, a key of zeros) of all that comes
-  // before it (4 bytes: most values are a few dozen bytes long); or, as
-  // written before checksums, seq:varint state. A value whose bytes were damaged since
-  // is refused, rather than read as another state (and merged as one).
+  // of SipHash-2-4 (libsodium's crypto_shorthash) of all that comes before it, keyed by
+  // the field's stored key (its own SipHash under a key of zeros, twice), so that a value
+  // found under another key is refused too; 4 bytes, as most values are a few dozen
+  // bytes long. Or, as written before checksums, seq:varint state. A value whose bytes
+  // were damaged since is refused, rather than read as another state (and merged as one).
   static constexpr size_t kValueChecksum = 4;
-  static void ValueChecksum(const char* p, size_t n, char* out) {
-    static const unsigned char kKey[crypto_shorthash_KEYBYTES] = {};
-    unsigned char h[crypto_shorthash_BYTES];
-    crypto_shorthash(h, reinterpret_cast<const unsigned char*>(p), n, kKey);
+  static void ValueChecksum(std::string_view key, const char* p, size_t n, char* out) {
+    static_assert(crypto_shorthash_KEYBYTES == 2 * crypto_shorthash_BYTES);
+    static const unsigned char kZero[crypto_shorthash_KEYBYTES] = {};
+    unsigned char sip[crypto_shorthash_KEYBYTES], h[crypto_shorthash_BYTES];
+    crypto_shorthash(sip, reinterpret_cast<const unsigned char*>(key.data()), key.size(), kZero);
+    std::memcpy(sip + crypto_shorthash_BYTES, sip, crypto_shorthash_BYTES);
+    crypto_shorthash(h, reinterpret_cast<const unsigned char*>(p), n, sip);
     std::memcpy(out, h, kValueChecksum);  // the first 4 of its 8 bytes
   }
 
@@ -472,12 +476,13 @@ class LmdbReader {
     return Status::Ok();
   }
 
-  // Splits a stored field value into its log seq and state bytes.
-  static Status SplitValue(std::string_view v, uint64_t* seq, std::string_view* state) {
+  // Splits the stored value of the field stored under `key` into its log seq and state.
+  static Status SplitValue(std::string_view key, std::string_view v, uint64_t* seq,
+                           std::string_view* state) {
     if (!v.empty() && v[0] == 0) {
       char sum[kValueChecksum];
       if (v.size() < 2 + kValueChecksum) return Status::Corrupt("field entry cut short");
-      ValueChecksum(v.data(), v.size() - kValueChecksum, sum);
+      ValueChecksum(key, v.data(), v.size() - kValueChecksum, sum);
       if (std::memcmp(sum, v.data() + v.size() - kValueChecksum, kValueChecksum) != 0)
         return Status::Corrupt("field entry damaged: its bytes do not match their checksum");
       v = v.substr(1, v.size() - 1 - kValueChecksum);
@@ -489,10 +494,11 @@ class LmdbReader {
     return Status::Ok();
   }
 
-  Status DecodeField(const MDB_val& v, FieldState* out, uint64_t* seq = nullptr) {
+  Status DecodeField(std::string_view key, const MDB_val& v, FieldState* out,
+                     uint64_t* seq = nullptr) {
     uint64_t s;
     std::string_view state;
-    TANDEM_RETURN_IF_ERROR(SplitValue(View(v), &s, &state));
+    TANDEM_RETURN_IF_ERROR(SplitValue(key, View(v), &s, &state));
     if (seq) *seq = s;
     TANDEM_ASSIGN_OR_RETURN(*out, engine::DecodeFieldState(state, impl_->table));
     return Status::Ok();
@@ -508,7 +514,7 @@ class LmdbReader {
     if (rc) return LmdbError(rc, "read field");
     FieldState s;
     TANDEM_RETURN_IF_ERROR(
-        DecodeField(v, &s).With(key.collection + "/" + key.record + "." + key.field));
+        DecodeField(*k, v, &s).With(key.collection + "/" + key.record + "." + key.field));
     *out = std::move(s);
     return Status::Ok();
   }
@@ -550,7 +556,7 @@ class LmdbReader {
       if (!impl_->DecodeKey(key, &k)) return Status::Corrupt("malformed field key");
       FieldState s;
       uint64_t seq = 0;
-      TANDEM_RETURN_IF_ERROR(DecodeField(v, &s, &seq));
+      TANDEM_RETURN_IF_ERROR(DecodeField(key, v, &s, &seq));
       if (latest) *latest = std::max(*latest, seq);
       out->fields.emplace(std::move(k.field), std::move(s));
       return Status::Ok();
@@ -581,7 +587,7 @@ class LmdbReader {
           }
           current = std::move(k.record);
           FieldState s;
-          TANDEM_RETURN_IF_ERROR(DecodeField(v, &s));
+          TANDEM_RETURN_IF_ERROR(DecodeField(key, v, &s));
           state.fields.emplace(std::move(k.field), std::move(s));
           return Status::Ok();
         }));

@@ -166,7 +166,7 @@ Status LmdbReader::ScanLogFields(uint64_t since, const engine::ReadTxn::LogField
         }
         if (!value) return fn(seq, key, nullptr);
         FieldState s;
-        *st = DecodeField(*value, &s).With(key.collection + "/" + key.record + "." + key.field);
+        *st = DecodeField(k, *value, &s).With(key.collection + "/" + key.record + "." + key.field);
         return st->ok() && fn(seq, key, &s);
       });
 }

@@ -84,7 +84,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     }
     if (rc) return LmdbError(rc, "read field");
     FieldState s;
-    TANDEM_RETURN_IF_ERROR(reader_.DecodeField(v, &s, &last_old_seq_)
+    TANDEM_RETURN_IF_ERROR(reader_.DecodeField(last_key_, v, &s, &last_old_seq_)
                                .With(k.collection + "/" + k.record + "." + k.field));
     last_seq_known_ = true;
     *out = std::move(s);
@@ -311,7 +311,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
       TANDEM_RETURN_IF_ERROR(engine::EncodeFieldState(state, replicas_, &value_));
       const size_t n = value_.size();
       value_.resize(n + LmdbReader::kValueChecksum);
-      LmdbReader::ValueChecksum(value_.data(), n, value_.data() + n);
+      LmdbReader::ValueChecksum(k, value_.data(), n, value_.data() + n);
     } else {
       TANDEM_ASSIGN_OR_RETURN(large, engine::EncodedFieldStateSize(state, replicas_));
     }
@@ -341,7 +341,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
         broken_ = st;  // the value is half written: this transaction must not commit
         return st;
       }
-      LmdbReader::ValueChecksum(p, value_.size() + large, p + value_.size() + large);
+      LmdbReader::ValueChecksum(k, p, value_.size() + large, p + value_.size() + large);
     }
     run_.Add(seq, k);
     if (append) fields_end_->assign(k);

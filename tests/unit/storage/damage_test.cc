@@ -80,6 +80,26 @@ TEST(Damage, ADamagedValueStopsOnlyWhatReadsIt) {
   EXPECT_EQ((*r)->Get("c", "r").status().code(), Code::kCorrupt);
 }
 
+// A whole value found under another field's key (a damaged key) is refused there.
+TEST(Damage, AValueUnderAnotherKeyIsRefused) {
+  testing::TempDir tmp;
+  const std::string dir = tmp / "a";
+  const std::string v = MakeReplicaWithAString(dir);
+  {
+    auto r = OpenReplica(dir);
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE((*r)->Put("c", "s", {{"a", Value{std::string(100, 'z')}}}).ok());
+  }
+  const std::string other("\0s\0\x01", 4);  // c/s.a
+  ASSERT_FALSE(testing::RawGet(dir, "fields", other).empty());
+  testing::RawPut(dir, "fields", other, v);
+  auto r = OpenReplica(dir);
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE((*r)->Get("c", "r").ok());
+  auto got = (*r)->Get("c", "s");
+  EXPECT_EQ(got.status().code(), Code::kCorrupt) << got.status().ToString();
+}
+
 // A value written before values had checksums (seq, then the state) reads as it did.
 TEST(Damage, AValueWithoutAChecksumStillReads) {
   testing::TempDir tmp;
