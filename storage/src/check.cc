@@ -55,7 +55,7 @@ Status Check(LmdbStore& store, CheckReport* report) {
     }
     uint64_t seq;
     std::string_view bytes;
-    st = LmdbReader::SplitValue(key, View(v), &seq, &bytes).With(where);
+    st = SplitValue(key, View(v), &seq, &bytes).With(where);
     if (!st.ok()) break;
     auto decoded = engine::DecodeFieldState(bytes, impl->table);
     if (!decoded.ok()) {

@@ -6,7 +6,6 @@
 #pragma once
 
 #include <lmdb.h>
-#include <sodium.h>
 
 #include <algorithm>
 #include <array>
@@ -25,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "field_value.h"
 #include "log_run.h"
 #include "tandem/engine/codec.h"
 #include "tandem/engine/replica.h"
@@ -446,52 +446,6 @@ class LmdbReader {
     mdb_cursor_close(cur);
     if (st.ok() && rc && rc != MDB_NOTFOUND) st = LmdbError(rc, "scan chunks");
     return st;
-  }
-
-  // A stored field value: [0] seq:varint state checksum:4, the checksum the first 4 bytes
-  // of SipHash-2-4 (libsodium's crypto_shorthash) of all that comes before it, keyed by
-  // the field's stored key (its own SipHash under a key of zeros, twice), so that a value
-  // found under another key is refused too; 4 bytes, as most values are a few dozen
-  // bytes long. Or, as written before checksums, seq:varint state. A value whose bytes
-  // were damaged since is refused, rather than read as another state (and merged as one).
-  static constexpr size_t kValueChecksum = 4;
-  static void ValueChecksum(std::string_view key, const char* p, size_t n, char* out) {
-    static_assert(crypto_shorthash_KEYBYTES == 2 * crypto_shorthash_BYTES);
-    static const unsigned char kZero[crypto_shorthash_KEYBYTES] = {};
-    unsigned char sip[crypto_shorthash_KEYBYTES], h[crypto_shorthash_BYTES];
-    crypto_shorthash(sip, reinterpret_cast<const unsigned char*>(key.data()), key.size(), kZero);
-    std::memcpy(sip + crypto_shorthash_BYTES, sip, crypto_shorthash_BYTES);
-    crypto_shorthash(h, reinterpret_cast<const unsigned char*>(p), n, sip);
-    std::memcpy(out, h, kValueChecksum);  // the first 4 of its 8 bytes
-  }
-
-  // The change-log seq of a stored field value, its checksum not checked: for what needs
-  // the seq alone (the log's upkeep, deletes, overwrites), so that one damaged value
-  // stops only what reads its state.
-  static Status ValueSeq(std::string_view v, uint64_t* seq) {
-    if (!v.empty() && v[0] == 0) v.remove_prefix(1);
-    engine::Reader r(v);
-    *seq = r.Varint();
-    if (!r.ok() || *seq == 0) return Status::Corrupt("field entry without a change-log seq");
-    return Status::Ok();
-  }
-
-  // Splits the stored value of the field stored under `key` into its log seq and state.
-  static Status SplitValue(std::string_view key, std::string_view v, uint64_t* seq,
-                           std::string_view* state) {
-    if (!v.empty() && v[0] == 0) {
-      char sum[kValueChecksum];
-      if (v.size() < 2 + kValueChecksum) return Status::Corrupt("field entry cut short");
-      ValueChecksum(key, v.data(), v.size() - kValueChecksum, sum);
-      if (std::memcmp(sum, v.data() + v.size() - kValueChecksum, kValueChecksum) != 0)
-        return Status::Corrupt("field entry damaged: its bytes do not match their checksum");
-      v = v.substr(1, v.size() - 1 - kValueChecksum);
-    }
-    engine::Reader r(v);
-    *seq = r.Varint();
-    if (!r.ok() || *seq == 0) return Status::Corrupt("field entry without a change-log seq");
-    *state = v.substr(v.size() - r.remaining());
-    return Status::Ok();
   }
 
   Status DecodeField(std::string_view key, const MDB_val& v, FieldState* out,

@@ -18,7 +18,7 @@ Status EntryLive(const LmdbStore::Impl& impl, MDB_txn* txn, uint64_t seq, const 
   if (rc == MDB_NOTFOUND) return Status::Ok();
   if (rc) return LmdbError(rc, "read field");
   uint64_t at;
-  TANDEM_RETURN_IF_ERROR(LmdbReader::ValueSeq(View(*value), &at));
+  TANDEM_RETURN_IF_ERROR(ValueSeq(View(*value), &at));
   *live = at == seq;
   return Status::Ok();
 }

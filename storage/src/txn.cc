@@ -165,7 +165,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     if (rc == MDB_NOTFOUND) return Status::Ok();
     if (rc) return impl_->Note(rc, "read field");
     uint64_t seq = 0;
-    TANDEM_RETURN_IF_ERROR(LmdbReader::ValueSeq(View(v), &seq));
+    TANDEM_RETURN_IF_ERROR(ValueSeq(View(v), &seq));
     uint64_t newest = last_seq_;
     if (!newest) TANDEM_RETURN_IF_ERROR(reader_.LastLogSeq(&newest));
     if (seq == newest) return Status::Ok();
@@ -281,7 +281,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     } else if (!append) {
       rc = mdb_get(txn_, impl_->fields, &kv, &old);
       if (rc == 0) {
-        TANDEM_RETURN_IF_ERROR(LmdbReader::ValueSeq(View(old), &old_seq));
+        TANDEM_RETURN_IF_ERROR(ValueSeq(View(old), &old_seq));
       } else if (rc != MDB_NOTFOUND) {
         return impl_->Note(rc, "read field");
       }
@@ -300,7 +300,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     }
     uint64_t seq = last_seq_ + 1;  // not const: MDB_val points at it
     TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatChecksums));
-    value_.assign(1, '\0');  // checksummed (LmdbReader::SplitValue)
+    value_.assign(1, '\0');  // checksummed (field_value.h)
     engine::Writer w(&value_);
     w.Varint(seq);
     // Any other state (a set, a counter, long or many values: possibly large) is encoded
@@ -310,8 +310,8 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     if (engine::EncodesSmall(state)) {
       TANDEM_RETURN_IF_ERROR(engine::EncodeFieldState(state, replicas_, &value_));
       const size_t n = value_.size();
-      value_.resize(n + LmdbReader::kValueChecksum);
-      LmdbReader::ValueChecksum(k, value_.data(), n, value_.data() + n);
+      value_.resize(n + kValueChecksum);
+      ValueChecksum(k, value_.data(), n, value_.data() + n);
     } else {
       TANDEM_ASSIGN_OR_RETURN(large, engine::EncodedFieldStateSize(state, replicas_));
     }
@@ -328,7 +328,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     // full run goes first, so that no field is stored without its entry.
     if (!run_.Fits(k)) TANDEM_RETURN_IF_ERROR(FlushRun());
     MDB_val val = Val(value_);
-    if (large) val = MDB_val{value_.size() + large + LmdbReader::kValueChecksum, nullptr};
+    if (large) val = MDB_val{value_.size() + large + kValueChecksum, nullptr};
     kv = Val(k);
     TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->fields, &fields_cur_));
     const unsigned flags = (append ? MDB_APPEND : 0) | (large ? MDB_RESERVE : 0);
@@ -341,7 +341,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
         broken_ = st;  // the value is half written: this transaction must not commit
         return st;
       }
-      LmdbReader::ValueChecksum(k, p, value_.size() + large, p + value_.size() + large);
+      ValueChecksum(k, p, value_.size() + large, p + value_.size() + large);
     }
     run_.Add(seq, k);
     if (append) fields_end_->assign(k);

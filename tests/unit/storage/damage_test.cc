@@ -7,6 +7,7 @@
 
 #include "../../integration/process.h"
 #include "../../integration/raw_lmdb.h"
+#include "log_entries.h"
 #include "tandem/storage/lmdb_store.h"
 #include "tandem/storage/replica.h"
 
@@ -48,15 +49,6 @@ TEST(Damage, AChangedByteInAFieldValueIsRefusedNotReadAsAnotherValue) {
 
 // One damaged value stops only what reads its state: other fields are written over
 // (past the point where the change log is compacted), deleted, and read.
-// The change log's entries, live or stale.
-uint64_t LogEntries(engine::Replica& r) {
-  auto txn = r.store().BeginRead();
-  EXPECT_TRUE(txn.ok());
-  uint64_t n = 0;
-  EXPECT_TRUE((*txn)->CountLog(0, UINT64_MAX, &n).ok());
-  return n;
-}
-
 TEST(Damage, ADamagedValueStopsOnlyWhatReadsIt) {
   testing::TempDir tmp;
   const std::string dir = tmp / "a";

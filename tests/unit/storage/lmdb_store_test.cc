@@ -13,6 +13,7 @@
 #include "../../../storage/src/log_run.h"
 #include "../../integration/process.h"
 #include "../../integration/raw_lmdb.h"
+#include "log_entries.h"
 #include "sync_once.h"
 #include "tandem/engine/codec.h"
 #include "tandem/engine/sync.h"
@@ -26,15 +27,6 @@ using engine::Value;
 MDB_val Val(std::string_view s) { return MDB_val{s.size(), const_cast<char*>(s.data())}; }
 std::string_view View(const MDB_val& v) {
   return std::string_view(static_cast<const char*>(v.mv_data), v.mv_size);
-}
-
-// The change log's entries, live or stale.
-uint64_t LogEntries(engine::Replica& r) {
-  auto txn = StoreOf(r).BeginRead();
-  EXPECT_TRUE(txn.ok());
-  uint64_t n = 0;
-  EXPECT_TRUE((*txn)->CountLog(0, UINT64_MAX, &n).ok());
-  return n;
 }
 
 // Found by the simulator: rewriting the field that holds the newest change-log entry

@@ -1,0 +1,62 @@
+// The value of a field in the `fields` table (format.md): the change-log seq and the
+// state, with a checksum since format 8.
+#pragma once
+
+#include <sodium.h>
+
+#include <cstdint>
+#include <cstring>
+#include <string_view>
+
+#include "tandem/engine/codec.h"
+#include "tandem/engine/status.h"
+
+namespace tandem::storage {
+
+// A stored field value: [0] seq:varint state checksum:4, the checksum the first 4 bytes
+// of SipHash-2-4 (libsodium's crypto_shorthash) of all that comes before it, keyed by
+// the field's stored key (its own SipHash under a key of zeros, twice), so that a value
+// found under another key is refused too; 4 bytes, as most values are a few dozen
+// bytes long. Or, as written before checksums, seq:varint state. A value whose bytes
+// were damaged since is refused, rather than read as another state (and merged as one).
+inline constexpr size_t kValueChecksum = 4;
+inline void ValueChecksum(std::string_view key, const char* p, size_t n, char* out) {
+  static_assert(crypto_shorthash_KEYBYTES == 2 * crypto_shorthash_BYTES);
+  static const unsigned char kZero[crypto_shorthash_KEYBYTES] = {};
+  unsigned char sip[crypto_shorthash_KEYBYTES], h[crypto_shorthash_BYTES];
+  crypto_shorthash(sip, reinterpret_cast<const unsigned char*>(key.data()), key.size(), kZero);
+  std::memcpy(sip + crypto_shorthash_BYTES, sip, crypto_shorthash_BYTES);
+  crypto_shorthash(h, reinterpret_cast<const unsigned char*>(p), n, sip);
+  std::memcpy(out, h, kValueChecksum);  // the first 4 of its 8 bytes
+}
+
+// The change-log seq of a stored field value, its checksum not checked: for what needs
+// the seq alone (the log's upkeep, deletes, overwrites), so that one damaged value
+// stops only what reads its state.
+inline Status ValueSeq(std::string_view v, uint64_t* seq) {
+  if (!v.empty() && v[0] == 0) v.remove_prefix(1);
+  engine::Reader r(v);
+  *seq = r.Varint();
+  if (!r.ok() || *seq == 0) return Status::Corrupt("field entry without a change-log seq");
+  return Status::Ok();
+}
+
+// Splits the stored value of the field stored under `key` into its log seq and state.
+inline Status SplitValue(std::string_view key, std::string_view v, uint64_t* seq,
+                         std::string_view* state) {
+  if (!v.empty() && v[0] == 0) {
+    char sum[kValueChecksum];
+    if (v.size() < 2 + kValueChecksum) return Status::Corrupt("field entry cut short");
+    ValueChecksum(key, v.data(), v.size() - kValueChecksum, sum);
+    if (std::memcmp(sum, v.data() + v.size() - kValueChecksum, kValueChecksum) != 0)
+      return Status::Corrupt("field entry damaged: its bytes do not match their checksum");
+    v = v.substr(1, v.size() - 1 - kValueChecksum);
+  }
+  engine::Reader r(v);
+  *seq = r.Varint();
+  if (!r.ok() || *seq == 0) return Status::Corrupt("field entry without a change-log seq");
+  *state = v.substr(v.size() - r.remaining());
+  return Status::Ok();
+}
+
+}  // namespace tandem::storage
