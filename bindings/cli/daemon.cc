@@ -66,19 +66,8 @@ std::optional<Json> DaemonStatus(const std::string& dir) {
   const std::string path = tandem::device::Layout(dir).status_file();
   struct stat st;
   const bool present = ::lstat(path.c_str(), &st) == 0;
-  Json j(nullptr);
-  // Opened without waiting (a FIFO swapped in meanwhile) and read only if a regular file.
-  if (int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC); fd >= 0) {
-    std::string text;
-    char buf[1 << 16];
-    ssize_t n = 0;
-    struct stat opened;
-    if (::fstat(fd, &opened) == 0 && S_ISREG(opened.st_mode))
-      while (text.size() < (64u << 20) && (n = ::read(fd, buf, sizeof buf)) > 0)
-        text.append(buf, n);
-    ::close(fd);
-    if (n == 0 && !text.empty()) j = Json::parse(text, nullptr, false);
-  }
+  auto text = files::ReadSmall(path, 64 << 20);  // a regular file only, never waited on
+  Json j = text.ok() ? Json::parse(*text, nullptr, false) : Json(nullptr);
   const bool readable = !j.is_discarded() && j.is_object();
   bool fresh = false;
   const auto running = readable ? j.find("running") : j.end();

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -182,11 +183,17 @@ Status CopyDurable(const std::string& from, const std::string& to, mode_t mode) 
 }
 
 Result<std::string> ReadSmall(const std::string& path, size_t max) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // Without waiting for a writer, should a FIFO be there: what it is is checked first.
+  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
     const int err = errno;
     if (err == ENOENT) return Status::NotFound(path + " does not exist");
     return Errno("open " + path, err);
+  }
+  struct stat what;
+  if (::fstat(fd, &what) != 0 || !S_ISREG(what.st_mode)) {
+    ::close(fd);
+    return Status::Corrupt(path + " is not a regular file");
   }
   // Grown as it fills, never beyond max + 1 bytes: a large `max` costs nothing on a
   // small file.

@@ -49,7 +49,7 @@ Status SyncParent(const std::string& path);
 void SweepDead(const std::string& dir, const std::string& stem);
 
 // Reads a file of at most `max` bytes. kNotFound if it does not exist, kCorrupt if it is
-// larger than `max`.
+// larger than `max` or not a regular file (a FIFO in its place is refused, not waited on).
 Result<std::string> ReadSmall(const std::string& path, size_t max);
 
 }  // namespace tandem::files
