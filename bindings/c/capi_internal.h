@@ -196,37 +196,14 @@ inline CStatus ToValue(const tandem_value* v, engine::Value* out) {
   return Invalid("unknown value type " + std::to_string(v->type));
 }
 
-// Finds integer literals outside int64, which the parser turns into doubles; dumped again
-// ("1.8446744073709552e+19") they would get past ParseScalar's check for them.
-struct IntegerRangeCheck : Json::json_sax_t {
-  bool out_of_range = false;
-  bool null() override { return true; }
-  bool boolean(bool) override { return true; }
-  bool number_integer(Json::number_integer_t) override { return true; }
-  bool number_unsigned(Json::number_unsigned_t) override { return true; }
-  bool number_float(Json::number_float_t, const Json::string_t& text) override {
-    if (text.find_first_of(".eE") == std::string::npos) out_of_range = true;
-    return true;
-  }
-  bool string(Json::string_t&) override { return true; }
-  bool binary(Json::binary_t&) override { return true; }
-  bool start_object(std::size_t) override { return true; }
-  bool key(Json::string_t&) override { return true; }
-  bool end_object() override { return true; }
-  bool start_array(std::size_t) override { return true; }
-  bool end_array() override { return true; }
-  bool parse_error(std::size_t, const std::string&, const Json::exception&) override {
-    return false;
-  }
-};
-
 // A JSON object of scalars as register fields.
 inline CStatus ParseFields(const char* json, size_t len,
                            std::vector<std::pair<std::string, engine::Value>>* out) {
   if (!json) return Invalid("json is NULL");
+  const std::string_view text(json, len);
   Json j;
   try {
-    j = Json::parse(std::string_view(json, len));
+    j = Json::parse(text);
   } catch (const Json::parse_error& e) {
     // "[json.exception.parse_error.101] parse error at line 1, column 7: ..." -> the rest
     const std::string why = e.what();
@@ -238,13 +215,15 @@ inline CStatus ParseFields(const char* json, size_t len,
   }
   if (!j.is_object()) return Invalid("expected a JSON object of fields");
   if (j.empty()) return Invalid("no fields to put");
-  if (tandem::bindings::NestedDeeperThan(std::string_view(json, len), 4))
+  if (tandem::bindings::NestedDeeperThan(text, 4))
     return Invalid("nested too deep for fields of scalars");
-  if (auto key = tandem::bindings::RepeatedKey(std::string_view(json, len), j))
+  // One pass over the text: a repeated key, and an integer literal outside int64, which
+  // the parser turns into a double that, dumped again ("1.8446744073709552e+19"), would
+  // get past ParseScalar's check for them.
+  const tandem::bindings::JsonScan scan = tandem::bindings::ScanJson(text);
+  if (auto key = tandem::bindings::RepeatedKey(text, j, &scan))
     return Invalid("key \"" + *key + "\" appears twice (which one is meant?)");
-  IntegerRangeCheck range;
-  Json::sax_parse(std::string_view(json, len), &range);
-  if (range.out_of_range) return Invalid("an integer is out of the int64 range");
+  if (!scan.oversized.empty()) return Invalid("an integer is out of the int64 range");
   for (auto it = j.begin(); it != j.end(); ++it) {
     auto v = tandem::bindings::ParseScalar(it.value().dump());
     if (!v.ok()) return Invalid(it.key() + ": " + v.status().message());

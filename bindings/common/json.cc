@@ -215,8 +215,10 @@ std::optional<std::string> DuplicateKey(std::string_view json) {
   return dup;
 }
 
-std::optional<std::string> RepeatedKey(std::string_view text, const Json& parsed) {
-  if (!parsed.is_structured() || ScanJson(text).keys <= KeysIn(parsed)) return std::nullopt;
+std::optional<std::string> RepeatedKey(std::string_view text, const Json& parsed,
+                                       const JsonScan* scan) {
+  if (!parsed.is_structured() || (scan ? *scan : ScanJson(text)).keys <= KeysIn(parsed))
+    return std::nullopt;
   return DuplicateKey(text).value_or("?");
 }
 
@@ -224,11 +226,12 @@ Result<Value> ParseScalar(std::string_view text) {
   if (NestedDeeperThan(text, 4)) return Status::Invalid("not a JSON scalar: nested too deep");
   Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return Status::Invalid("not valid JSON: " + Quote(text));
-  if (auto key = RepeatedKey(text, j))
+  const JsonScan scan = ScanJson(text);
+  if (auto key = RepeatedKey(text, j, &scan))
     return Status::Invalid("key " + Quote(*key) + " appears twice in " + Quote(text) +
                            " (which one is meant?)");
   // An integer literal too large for int64 would silently become a double.
-  if (j.is_number_float() && !OversizedInteger(text).empty())
+  if (j.is_number_float() && !scan.oversized.empty())
     return Status::Invalid("integer out of the int64 range: " + Quote(text));
   auto v = JsonToScalar(j);
   if (!v.ok() && j.is_structured() && !(j.is_object() && j.contains("$blob")))

@@ -402,9 +402,8 @@ class JsonlParser : public Parser {
     }
     if (!j.is_object()) return Status::Invalid("expected a JSON object, one record per line");
     const bindings::JsonScan scan = bindings::ScanJson(text);
-    if (scan.keys > bindings::KeysIn(j))  // the parser kept the last of a repeated key
-      return Status::Invalid("key " + Quote(bindings::DuplicateKey(text).value_or("?")) +
-                             " appears twice (which one is meant?)");
+    if (auto key = bindings::RepeatedKey(text, j, &scan))
+      return Status::Invalid("key " + Quote(*key) + " appears twice (which one is meant?)");
     if (!scan.oversized.empty() && !OnlyInDoubles(j))
       return Status::Invalid("integer out of the int64 range: " + std::string(scan.oversized) +
                              " (in quotes, as a string, it keeps every digit)");

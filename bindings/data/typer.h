@@ -105,9 +105,11 @@ class Typer {
         break;
     }
     Json j = CellJson(cell);
+    const bindings::JsonScan scan =
+        j.is_discarded() ? bindings::JsonScan{} : bindings::ScanJson(cell);
     // A cell (or a set's element) with an integer a double would round; a field the
     // schema types double asks for that.
-    if (!j.is_discarded() && !TakesDoubles(name) && !bindings::OversizedInteger(cell).empty())
+    if (!TakesDoubles(name) && !scan.oversized.empty())
       return Status::Invalid(name + ": integer out of the int64 range: " + Quote(cell) +
                              " (a schema that types the field string keeps it as text)");
     if (j.is_discarded() ||
@@ -116,7 +118,7 @@ class Typer {
         return Status::Invalid(name + ": expected " + FieldTypeName(type) + ", got " + Quote(cell));
       j = cell;  // plain text
     }
-    TANDEM_RETURN_IF_ERROR(NoRepeatedKey(name, cell, j));  // read as JSON, not as text
+    TANDEM_RETURN_IF_ERROR(NoRepeatedKey(name, cell, j, &scan));  // read as JSON, not text
     return FromJson(name, j, out);
   }
 
@@ -154,8 +156,9 @@ class Typer {
   }
 
   // A parser keeps the last of a key given twice in a cell's object: which one is meant?
-  static Status NoRepeatedKey(const std::string& name, const std::string& cell, const Json& j) {
-    if (auto key = bindings::RepeatedKey(cell, j))
+  static Status NoRepeatedKey(const std::string& name, const std::string& cell, const Json& j,
+                              const bindings::JsonScan* scan = nullptr) {
+    if (auto key = bindings::RepeatedKey(cell, j, scan))
       return Status::Invalid(name + ": key " + Quote(*key) + " appears twice in " + Quote(cell));
     return Status::Ok();
   }

@@ -42,8 +42,10 @@ JsonScan ScanJson(std::string_view json);
 // How many keys the objects in a parsed JSON value hold, at any depth.
 size_t KeysIn(const Json& j);
 // A key that JSON text names twice in one object, at any depth, given the value parsed
-// from it (which kept only the last); nullopt if none.
-std::optional<std::string> RepeatedKey(std::string_view text, const Json& parsed);
+// from it (which kept only the last) and, if the caller has it, the text's scan; nullopt
+// if none.
+std::optional<std::string> RepeatedKey(std::string_view text, const Json& parsed,
+                                       const JsonScan* scan = nullptr);
 // The same for a parsed JSON value.
 Result<engine::Value> JsonToScalar(const Json& j);
 Json ValueToJson(const engine::Value& v);
