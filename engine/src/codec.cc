@@ -486,12 +486,20 @@ Status EncodeFieldStateInto(const FieldState& s, ReplicaTable& table, char* p, s
   return Status::Ok();
 }
 
-Status EncodeFieldState(FieldState&& s, ReplicaTable& table, std::string* out) {
+namespace {
+// Appended to `out` through a Writer; nothing half-encoded is left on failure.
+template <typename S>
+Status AppendEncoding(S& s, ReplicaTable& table, std::string* out) {
   const size_t start = out->size();
   Writer w(out);
   Status st = PutFieldState(s, table, w);
-  if (!st.ok()) out->resize(start);  // nothing half-encoded
+  if (!st.ok()) out->resize(start);
   return st;
+}
+}  // namespace
+
+Status EncodeFieldState(FieldState&& s, ReplicaTable& table, std::string* out) {
+  return AppendEncoding(s, table, out);
 }
 
 Status EncodeFieldState(const FieldState& s, ReplicaTable& table, std::string* out) {
@@ -505,11 +513,7 @@ Status EncodeFieldState(const FieldState& s, ReplicaTable& table, std::string* o
       return Status::Ok();
     }
   }
-  const size_t start = out->size();
-  Writer w(out);
-  Status st = PutFieldState(s, table, w);
-  if (!st.ok()) out->resize(start);  // nothing half-encoded
-  return st;
+  return AppendEncoding(s, table, out);
 }
 
 FieldState DecodeFieldState(Reader& r, const ReplicaTable& table) {
