@@ -187,8 +187,6 @@ JsonScan ScanJson(std::string_view json) {
   return out;
 }
 
-std::string_view OversizedInteger(std::string_view json) { return ScanJson(json).oversized; }
-
 size_t KeysIn(const Json& j) {
   size_t n = j.is_object() ? j.size() : 0;
   if (j.is_structured())

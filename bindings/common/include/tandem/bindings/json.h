@@ -23,17 +23,15 @@ using Json = nlohmann::json;
 bool NestedDeeperThan(std::string_view text, size_t depth);
 // Parses one JSON scalar (or a {"$bytes": ...} object) as a Value.
 Result<engine::Value> ParseScalar(std::string_view text);
-// The first integer literal in JSON text (outside strings, with no fraction or exponent)
-// that a JSON parser turns into a double, losing digits (a 21-digit SIM card number):
-// below int64's range or above uint64's; empty if there is none. (One in between is read
-// exact, as unsigned, and refused or taken as what it is for.)
-std::string_view OversizedInteger(std::string_view json);
 // The first key that appears twice in one object of JSON text, which a JSON parser keeps
 // only the last of; nullopt if none (or if the text is not JSON).
 std::optional<std::string> DuplicateKey(std::string_view json);
 // One pass over JSON text: how many keys its objects name at any depth, repeats counted
 // (more than KeysIn the parsed value means a repeat: a cheap test before DuplicateKey),
-// and OversizedInteger's answer.
+// and the first integer literal (outside strings, with no fraction or exponent) that a
+// JSON parser turns into a double, losing digits (a 21-digit SIM card number): below
+// int64's range or above uint64's, empty if none. (One in between is read exact, as
+// unsigned, and refused or taken as what it is for.)
 struct JsonScan {
   size_t keys = 0;
   std::string_view oversized;
