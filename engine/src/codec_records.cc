@@ -138,7 +138,7 @@ Result<std::string> EncodeQuarantineEntry(const QuarantineEntry& e) {
   TANDEM_ASSIGN_OR_RETURN(std::string state, EncodeFieldState(e.state));
   std::string out;
   Writer w(&out);
-  w.U8(1);
+  w.U8(e.held ? 2 : 1);  // 2: held (the same layout)
   WriteKey(w, e.key);
   w.Raw(std::string_view(reinterpret_cast<const char*>(e.from.bytes.data()), 16));
   w.Varint(e.received_ms);
@@ -154,7 +154,9 @@ Result<std::string> EncodeQuarantineEntry(const QuarantineEntry& e) {
 Result<QuarantineEntry> DecodeQuarantineEntry(std::string_view in) {
   Reader r(in);
   QuarantineEntry e;
-  if (r.U8() != 1) r.Fail("unknown quarantine entry version");
+  const uint8_t version = r.U8();
+  if (version != 1 && version != 2) r.Fail("unknown quarantine entry version");
+  e.held = version == 2;
   e.key = ReadKey(r);
   std::string_view from = r.Raw(16);
   if (r.ok()) std::memcpy(e.from.bytes.data(), from.data(), 16);

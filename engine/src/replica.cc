@@ -473,33 +473,17 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
         ++r;
         if (a == Admission::kFilter) ++f;
         if (a == Admission::kRefuse) TANDEM_RETURN_IF_ERROR(NoteRefused(txn, d, s ? &*s : nullptr));
+        if (a == Admission::kHold) {
+          TANDEM_RETURN_IF_ERROR(Hold(txn, d, from ? *from : ReplicaId{}, kHeldReason, true));
+          ++q;
+        }
         continue;
       }
     }
     if (from) {
       TANDEM_ASSIGN_OR_RETURN(std::string why, Judge(txn, d, s ? &*s : nullptr, &rules));
       if (!why.empty()) {
-        // Held once: the same state again (a session re-reading the peer's log) is not
-        // a new entry.
-        bool held = false;
-        Status bad;
-        TANDEM_RETURN_IF_ERROR(txn.ListQuarantine([&](uint64_t, std::string_view bytes) {
-          auto e = DecodeQuarantineEntry(bytes);
-          if (!e.ok()) {
-            bad = e.status();
-            return false;
-          }
-          held = e->key == d.key && e->state == d.state;
-          return !held;
-        }));
-        TANDEM_RETURN_IF_ERROR(bad);
-        if (!held) {
-          uint64_t qid = 0;
-          TANDEM_RETURN_IF_ERROR(txn.TakeQuarantineId(&qid));
-          QuarantineEntry e{0, d.key, *from, now_(), std::move(why), d.state};
-          TANDEM_ASSIGN_OR_RETURN(std::string entry, EncodeQuarantineEntry(e));
-          TANDEM_RETURN_IF_ERROR(txn.PutQuarantine(qid, entry));
-        }
+        TANDEM_RETURN_IF_ERROR(Hold(txn, d, *from, std::move(why), false));
         ++q;
         ++r;
         continue;
@@ -553,73 +537,6 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
   if (filtered_out) *filtered_out = f;
   if (quarantined) *quarantined = q;
   return Status::Ok();
-}
-
-Status Replica::CapByQuarantine(ReadTxn& txn, VersionVector* vv) {
-  Status st;
-  TANDEM_RETURN_IF_ERROR(txn.ListQuarantine([&](uint64_t, std::string_view bytes) {
-    auto e = DecodeQuarantineEntry(bytes);
-    if (!e.ok()) {
-      st = e.status();
-      return false;
-    }
-    // Below the first held event of each writer: the watermark must not claim it (nor,
-    // through it, make others skip it).
-    auto cap = [&](const Dot& d) { vv->Cap(d.replica, d.seq - 1); };
-    for (const auto& [dot, m] : e->state.markers) cap(dot);
-    for (const auto& [element, dots] : e->state.elements)
-      for (const auto& dot : dots) cap(dot);
-    return true;
-  }));
-  return st;
-}
-
-Result<std::vector<QuarantineEntry>> Replica::Quarantined() {
-  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
-  std::vector<QuarantineEntry> out;
-  Status st;
-  TANDEM_RETURN_IF_ERROR(txn->ListQuarantine([&](uint64_t id, std::string_view bytes) {
-    auto e = DecodeQuarantineEntry(bytes);
-    if (!e.ok()) {
-      st = e.status();
-      return false;
-    }
-    out.push_back(std::move(e).value());
-    out.back().id = id;
-    return true;
-  }));
-  TANDEM_RETURN_IF_ERROR(st);
-  return out;
-}
-
-Status Replica::ReleaseQuarantined(uint64_t id) {
-  Status result = Retrying([&]() -> Status {
-    TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
-    std::optional<QuarantineEntry> entry;
-    Status st;
-    TANDEM_RETURN_IF_ERROR(txn->ListQuarantine([&](uint64_t at, std::string_view bytes) {
-      if (at != id) return true;
-      auto e = DecodeQuarantineEntry(bytes);
-      if (e.ok()) {
-        entry = std::move(e).value();
-      } else {
-        st = e.status();
-      }
-      return false;
-    }));
-    TANDEM_RETURN_IF_ERROR(st);
-    if (!entry) return Status::NotFound("no quarantined change " + std::to_string(id));
-    ReplicaMeta meta;
-    TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
-    const ReplicaMeta before = meta;
-    TANDEM_RETURN_IF_ERROR(
-        JoinInto(*txn, meta, {FieldDelta{entry->key, entry->state}}, nullptr, nullptr, nullptr));
-    if (!(meta == before)) TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
-    TANDEM_RETURN_IF_ERROR(txn->DeleteQuarantine(id));
-    return txn->Commit();
-  });
-  if (result.ok()) Committed();
-  return result;
 }
 
 Status Replica::ApplyDeltasOnce(const std::vector<FieldDelta>& deltas, size_t* changed) {

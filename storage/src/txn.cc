@@ -129,6 +129,8 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     return rc ? impl_->Note(rc, "write quarantine id") : Status::Ok();
   }
   Status PutQuarantine(uint64_t id, std::string_view entry) override {
+    // The entry's first byte is its version (engine::EncodeQuarantineEntry): 2, held.
+    if (!entry.empty() && entry[0] == 2) TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatHeld));
     std::string key = LmdbReader::QuarantineKey(id);
     MDB_val k = Val(key), val = Val(entry);
     int rc = mdb_put(txn_, impl_->meta, &k, &val, 0);

@@ -148,6 +148,9 @@ enum class Admission {
   kAccept,
   kFilter,  // left out by a policy that may widen later: the peer's log is re-read then
   kRefuse,  // refused for good (a revoked replica's events): never asked for again
+  // Its writer cannot be judged yet (who wrote it is not known here): kept aside in the
+  // quarantine, out of the version vector, until Replica::JudgeHeld judges it again.
+  kHold,
 };
 // Decides one incoming state, given what this replica holds of the field (null: nothing).
 using AdmitFn = std::function<Admission(const FieldDelta&, const FieldState* ours)>;
@@ -345,6 +348,15 @@ class Replica {
   // them through us); to undo a bad change, release it and write over it, and the
   // correction reaches every device.
   Status ReleaseQuarantined(uint64_t id);
+  // Judges every held state (Admission::kHold) again with `admit`: one it accepts is
+  // applied (under the collection's rules, as from its peer), one it refuses is refused
+  // for good; the others stay held. Call it when what `admit` knows has grown.
+  struct Judged {
+    size_t applied = 0;
+    size_t refused = 0;
+    size_t held = 0;  // still
+  };
+  Result<Judged> JudgeHeld(const AdmitFn& admit);
   // The peer reached CaughtUp: remembers its version vector, and merges it into ours
   // when `merge` (everything it had was sent and accepted).
   // `filtered` as for ApplyBatch; a merge clears PeerState::filtered. `delivered` (when
@@ -430,6 +442,9 @@ class Replica {
                   const AdmitFn* admit, size_t* applied, size_t* refused,
                   size_t* filtered_out = nullptr, bool* rekeyed = nullptr,
                   const ReplicaId* from = nullptr, size_t* quarantined = nullptr);
+  // Keeps d aside in the quarantine (once: the same state again is not a new entry).
+  Status Hold(WriteTxn& txn, const FieldDelta& d, const ReplicaId& from, std::string why,
+              bool held);
   // The reason a peer's delta breaks the rules, or empty.
   Result<std::string> Judge(ReadTxn& txn, const FieldDelta& d, const FieldState* have,
                             std::map<std::string, std::shared_ptr<const CollectionRules>>* rules);

@@ -78,16 +78,21 @@ struct PeerState {
   bool operator==(const PeerState&) const = default;
 };
 
-// A field state from a peer that broke its collection's rules (rules.h): held here
-// instead of applied, until released (applied as it is) or dropped.
+// A field state from a peer that broke its collection's rules (rules.h), or whose writer
+// could not be judged yet (Admission::kHold): held here instead of applied, until
+// released (applied as it is) or, if held, judged again (Replica::JudgeHeld).
 struct QuarantineEntry {
   uint64_t id = 0;
+  bool held = false;  // Admission::kHold, rather than the rules (reason kHeldReason)
   FieldKey key;
   ReplicaId from;  // the peer that sent it
   uint64_t received_ms = 0;
   std::string reason;
   FieldState state;
 };
+
+inline constexpr char kHeldReason[] =
+    "its writer is not known here yet: held until it is, then judged again";
 
 // An upper bound on the contexts of the change log, so that a sync can skip a prefix of
 // it without reading it. `hull` joins the context of every field state written since log

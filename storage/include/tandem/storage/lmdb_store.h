@@ -47,7 +47,10 @@ inline constexpr uint32_t kFormatLogRuns = 7;
 // 8: field values carry a checksum (a leading 0 byte, which an older build would read as
 // a missing change-log seq: format.md).
 inline constexpr uint32_t kFormatChecksums = 8;
-inline constexpr uint32_t kFormatVersion = kFormatChecksums;  // the newest this build reads
+// 9: the quarantine holds states whose writer could not be judged yet (an entry of
+// version 2, which an older build would refuse to list).
+inline constexpr uint32_t kFormatHeld = 9;
+inline constexpr uint32_t kFormatVersion = kFormatHeld;  // the newest this build reads
 
 // Stale change-log entries are removed at a commit that made more, once they are more
 // than kCompactFloor and a quarter of the fields: kCompactSlice entries examined at a

@@ -1,0 +1,154 @@
+// The quarantine: field states from peers kept aside instead of applied, for breaking
+// their collection's rules or because their writer cannot be judged yet
+// (Admission::kHold); released by hand, or judged again (docs/schema.md, docs/protocol.md).
+#include "tandem/engine/codec.h"
+#include "tandem/engine/replica.h"
+
+namespace tandem::engine {
+
+Status Replica::Hold(WriteTxn& txn, const FieldDelta& d, const ReplicaId& from, std::string why,
+                     bool held) {
+  // Held once: the same state again (a session re-reading the peer's log) is not a new
+  // entry.
+  bool known = false;
+  Status bad;
+  TANDEM_RETURN_IF_ERROR(txn.ListQuarantine([&](uint64_t, std::string_view bytes) {
+    auto e = DecodeQuarantineEntry(bytes);
+    if (!e.ok()) {
+      bad = e.status();
+      return false;
+    }
+    known = e->key == d.key && e->state == d.state;
+    return !known;
+  }));
+  TANDEM_RETURN_IF_ERROR(bad);
+  if (known) return Status::Ok();
+  uint64_t qid = 0;
+  TANDEM_RETURN_IF_ERROR(txn.TakeQuarantineId(&qid));
+  QuarantineEntry e{0, held, d.key, from, now_(), std::move(why), d.state};
+  TANDEM_ASSIGN_OR_RETURN(std::string entry, EncodeQuarantineEntry(e));
+  return txn.PutQuarantine(qid, entry);
+}
+
+Status Replica::CapByQuarantine(ReadTxn& txn, VersionVector* vv) {
+  Status st;
+  TANDEM_RETURN_IF_ERROR(txn.ListQuarantine([&](uint64_t, std::string_view bytes) {
+    auto e = DecodeQuarantineEntry(bytes);
+    if (!e.ok()) {
+      st = e.status();
+      return false;
+    }
+    // Below the first held event of each writer: the watermark must not claim it (nor,
+    // through it, make others skip it).
+    auto cap = [&](const Dot& d) { vv->Cap(d.replica, d.seq - 1); };
+    for (const auto& [dot, m] : e->state.markers) cap(dot);
+    for (const auto& [element, dots] : e->state.elements)
+      for (const auto& dot : dots) cap(dot);
+    return true;
+  }));
+  return st;
+}
+
+Result<std::vector<QuarantineEntry>> Replica::Quarantined() {
+  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+  std::vector<QuarantineEntry> out;
+  Status st;
+  TANDEM_RETURN_IF_ERROR(txn->ListQuarantine([&](uint64_t id, std::string_view bytes) {
+    auto e = DecodeQuarantineEntry(bytes);
+    if (!e.ok()) {
+      st = e.status();
+      return false;
+    }
+    out.push_back(std::move(e).value());
+    out.back().id = id;
+    return true;
+  }));
+  TANDEM_RETURN_IF_ERROR(st);
+  return out;
+}
+
+Status Replica::ReleaseQuarantined(uint64_t id) {
+  Status result = Retrying([&]() -> Status {
+    TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
+    std::optional<QuarantineEntry> entry;
+    Status st;
+    TANDEM_RETURN_IF_ERROR(txn->ListQuarantine([&](uint64_t at, std::string_view bytes) {
+      if (at != id) return true;
+      auto e = DecodeQuarantineEntry(bytes);
+      if (e.ok()) {
+        entry = std::move(e).value();
+      } else {
+        st = e.status();
+      }
+      return false;
+    }));
+    TANDEM_RETURN_IF_ERROR(st);
+    if (!entry) return Status::NotFound("no quarantined change " + std::to_string(id));
+    ReplicaMeta meta;
+    TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
+    const ReplicaMeta before = meta;
+    TANDEM_RETURN_IF_ERROR(
+        JoinInto(*txn, meta, {FieldDelta{entry->key, entry->state}}, nullptr, nullptr, nullptr));
+    if (!(meta == before)) TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
+    TANDEM_RETURN_IF_ERROR(txn->DeleteQuarantine(id));
+    return txn->Commit();
+  });
+  if (result.ok()) Committed();
+  return result;
+}
+
+Result<Replica::Judged> Replica::JudgeHeld(const AdmitFn& admit) {
+  Judged out;
+  Status result = Retrying([&]() -> Status {
+    out = Judged{};
+    TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
+    std::vector<QuarantineEntry> held;
+    Status st;
+    TANDEM_RETURN_IF_ERROR(txn->ListQuarantine([&](uint64_t id, std::string_view bytes) {
+      auto e = DecodeQuarantineEntry(bytes);
+      if (!e.ok()) {
+        st = e.status();
+        return false;
+      }
+      if (e->held) {
+        held.push_back(std::move(e).value());
+        held.back().id = id;
+      }
+      return true;
+    }));
+    TANDEM_RETURN_IF_ERROR(st);
+    if (held.empty()) return Status::Ok();
+    ReplicaMeta meta;
+    TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
+    const ReplicaMeta before = meta;
+    for (auto& e : held) {
+      FieldDelta d{e.key, std::move(e.state)};
+      std::optional<FieldState> ours;
+      TANDEM_RETURN_IF_ERROR(txn->GetField(d.key, &ours));
+      const Admission a = admit(d, ours ? &*ours : nullptr);
+      if (a != Admission::kAccept && a != Admission::kRefuse) {
+        ++out.held;
+        continue;
+      }
+      TANDEM_RETURN_IF_ERROR(txn->DeleteQuarantine(e.id));
+      if (a == Admission::kRefuse) {
+        TANDEM_RETURN_IF_ERROR(NoteRefused(*txn, d, ours ? &*ours : nullptr));
+        ++out.refused;
+        continue;
+      }
+      // As from its peer: a state that breaks its collection's rules moves to the
+      // quarantine for that.
+      TANDEM_RETURN_IF_ERROR(JoinInto(*txn, meta, {std::move(d)}, nullptr, nullptr, nullptr,
+                                      nullptr, nullptr, &e.from, nullptr));
+      ++out.applied;
+    }
+    if (!(meta == before)) TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
+    if (out.applied + out.refused == 0) return Status::Ok();  // nothing to write
+    return txn->Commit();
+  });
+  if (!result.ok()) return result;
+  if (out.applied + out.refused) Committed();
+  return out;
+}
+
+}  // namespace tandem::engine

@@ -1,0 +1,223 @@
+// Groups that require bound replicas: the founder's statement, and the changes of a
+// replica no binding names, held until its binding arrives and then judged again.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+
+#include "tandem/engine/memory_store.h"
+#include "tandem/net/authority.h"
+#include "tandem/net/binding.h"
+#include "tandem/net/group.h"
+#include "tandem/storage/replica.h"
+
+namespace tandem::net {
+namespace {
+
+using engine::Admission;
+
+engine::ReplicaId Id(char c) {
+  engine::ReplicaId id;
+  id.bytes.fill(static_cast<uint8_t>(c));
+  return id;
+}
+
+// A put of `v` to c/record.f by `writer`, its event `seq`.
+engine::FieldDelta PutBy(const engine::ReplicaId& writer, uint64_t seq, const std::string& record,
+                         int64_t v) {
+  engine::FieldState f;
+  engine::ApplyPut(f, engine::Dot{writer, seq}, engine::MakeHlc(seq, 0), engine::Value{v});
+  return engine::FieldDelta{{"c", record, "f"}, f};
+}
+
+// The founder's replica (a bound id), in a group it founded.
+struct Group {
+  Group() {
+    InitCrypto();
+    char t[] = "/tmp/tandem_held_XXXXXX";
+    dir = mkdtemp(t);
+    files = {dir + "/group.key", dir + "/invites", dir + "/join.code", dir + "/group.root",
+             dir + "/replica.bindings"};
+    const engine::ReplicaId id = BoundIds(me, files.bindings)();
+    r = std::make_unique<engine::Replica>(
+        std::make_unique<engine::MemoryStore>(id), [this] { return now++; },
+        storage::Blake2b256Parts);
+    EXPECT_TRUE(SaveRoot(files, me.public_key).ok());
+    EXPECT_TRUE(SaveGroupKey(files, NewGroupKey()).ok());
+    EXPECT_TRUE(AddMember(*r, me.public_key, DeviceId(me.public_key), 1).ok());
+    EXPECT_TRUE(PublishOwnBinding(*r, files.bindings).value());
+  }
+  ~Group() { std::filesystem::remove_all(dir); }
+
+  Authority Now() { return ReadAuthority(*r, files).value(); }
+  WriteLimits Limits() { return WriteLimitsOf(*r, Now()).value(); }
+  engine::AdmitFn Admit() {
+    return [limits = Limits()](const engine::FieldDelta& d, const engine::FieldState* ours) {
+      return AdmitWrite(d, ours, limits);
+    };
+  }
+  // Applies `d` as a batch from `peer`; the number of states quarantined.
+  size_t Receive(const engine::ReplicaId& peer, const engine::FieldDelta& d) {
+    size_t q = 0;
+    EXPECT_TRUE(r->ApplyBatch(peer, {d}, ++cursor, Admit(), nullptr, nullptr, false, nullptr,
+                              nullptr, &q)
+                    .ok());
+    return q;
+  }
+  size_t Held() {
+    size_t n = 0;
+    const auto entries = r->Quarantined().value();
+    for (const auto& e : entries) n += e.held;
+    return n;
+  }
+
+  std::string dir;
+  GroupPaths files;
+  uint64_t now = 1, cursor = 0;
+  Identity me = GenerateIdentity();
+  std::unique_ptr<engine::Replica> r;
+};
+
+// The founder signs the requirement once it is not alone and every writer it knows is
+// bound; nobody else can; and it never becomes a parent of what is signed next.
+TEST(Held, TheFounderRequiresBoundReplicasOnceEveryWriterIsBound) {
+  Group g;
+  EXPECT_FALSE(RequireBindings(*g.r, g.files, g.me, 2).value()) << "alone: nothing to sign";
+  EXPECT_FALSE(g.Now().bindings_required);
+  const Identity x = GenerateIdentity();
+  ASSERT_TRUE(Grant(*g.r, g.files, g.me, x.public_key, Role::kAdmin, 3).ok());
+  Authority a = g.Now();
+  EXPECT_TRUE(a.bindings_required) << "signed with the first member's add";
+  EXPECT_EQ(a.counted, 2u);
+  EXPECT_TRUE(a.refused.empty());
+  // The head is the add, not the requirement: versions that cannot read an extension
+  // must never wait for it.
+  ASSERT_EQ(a.heads.size(), 1u);
+  const auto signed_so_far = ReadStatements(*g.r).value();
+  for (const auto& e : signed_so_far) {
+    if (DecodeStatement(e)->kind == StatementKind::kAdd) {
+      EXPECT_EQ(a.heads[0], IdOf(e));
+    }
+  }
+  EXPECT_FALSE(RequireBindings(*g.r, g.files, g.me, 4).value()) << "signed once";
+  // A statement signed after it counts, on the add.
+  ASSERT_TRUE(SetPermit(*g.r, g.files, g.me, "c", DeviceId(x.public_key), Level::kRead, 5).ok());
+  a = g.Now();
+  EXPECT_EQ(a.counted, 3u);
+
+  // An admin's requirement does not count.
+  auto statements = ReadStatements(*g.r).value();
+  Statement s;
+  s.kind = StatementKind::kRequireBindings;
+  s.parents = a.heads;
+  SignStatement(&s, x, g.me.public_key);
+  statements.push_back(EncodeStatement(s));
+  Authority b = Evaluate(g.me.public_key, statements);
+  ASSERT_EQ(b.refused.size(), 1u);
+  EXPECT_EQ(b.refused[0].what, "require bound replicas");
+  EXPECT_EQ(b.refused[0].why, "only the group's founder requires bound replicas");
+  // Nor one with a payload, which a later version may give a meaning.
+  statements.pop_back();
+  s.payload = "x";
+  SignStatement(&s, g.me, g.me.public_key);
+  statements.push_back(EncodeStatement(s));
+  b = Evaluate(g.me.public_key, statements);
+  ASSERT_EQ(b.refused.size(), 1u);
+  EXPECT_NE(b.refused[0].why.find("does not know its kind"), std::string::npos);
+
+  // A founder that holds an unbound writer's events does not sign it (a peer's vector
+  // names them: ours may lag).
+  Group h;
+  ASSERT_TRUE(h.r->ApplyDeltas({PutBy(Id('u'), 1, "r", 1)}).ok());
+  engine::VersionVector peer_vv;
+  peer_vv.Raise(Id('u'), 1);
+  ASSERT_TRUE(h.r->CompletePeerSync(Id('p'), peer_vv, false).ok());
+  ASSERT_TRUE(Grant(*h.r, h.files, h.me, x.public_key, Role::kMember, 3).ok());
+  EXPECT_FALSE(h.Now().bindings_required);
+}
+
+// In a group that requires bound replicas, a state carrying events of a replica no
+// binding names (an id made up by a build of its own, listed in the hints or not) is
+// held: not applied, not claimed by the version vector, listed in the quarantine once.
+// When its binding arrives it is judged again: applied if its device may write, refused
+// for good if it may not; an id nobody binds stays held.
+TEST(Held, AnUnboundWritersChangesAreHeldUntilItsBindingArrives) {
+  Group g;
+  const Identity x = GenerateIdentity(), y = GenerateIdentity();
+  ASSERT_TRUE(Grant(*g.r, g.files, g.me, x.public_key, Role::kMember, 2).ok());
+  ASSERT_TRUE(Grant(*g.r, g.files, g.me, y.public_key, Role::kReader, 2).ok());
+  ASSERT_TRUE(g.Now().bindings_required);
+  engine::ReplicaId xr, yr;
+  const Binding xb = NewBinding(x, &xr), yb = NewBinding(y, &yr);
+  const engine::ReplicaId made_up = Id('m');
+  // Listing the made-up id under a member in good standing changes nothing.
+  ASSERT_TRUE(g.r->Add(kDevicesCollection, DeviceId(x.public_key), "replicas",
+                       engine::Value(made_up.Hex()))
+                  .ok());
+
+  EXPECT_EQ(g.Receive(xr, PutBy(xr, 1, "r1", 1)), 1u);
+  EXPECT_EQ(g.Receive(yr, PutBy(yr, 1, "r2", 2)), 1u);
+  EXPECT_EQ(g.Receive(xr, PutBy(made_up, 1, "r3", 3)), 1u);
+  // Deleting r0 by the made-up id (its event seen, no marker): held too.
+  ASSERT_TRUE(g.r->ApplyDeltas({PutBy(xr, 2, "r0", 0)}).ok());  // as if released by hand
+  engine::FieldDelta del{{"c", "r0", "f"}, {}};
+  del.state.ctx.Raise(xr, 2);
+  del.state.ctx.Raise(made_up, 2);
+  EXPECT_EQ(g.Receive(xr, del), 1u);
+  EXPECT_EQ(g.Receive(xr, PutBy(xr, 1, "r1", 1)), 1u) << "held again: not a new entry";
+  EXPECT_EQ(g.Held(), 4u);
+  const auto entries = g.r->Quarantined().value();
+  for (const auto& e : entries) EXPECT_EQ(e.reason, engine::kHeldReason);
+  EXPECT_EQ(g.r->Get("c", "r1").status().code(), Code::kNotFound);
+  EXPECT_TRUE(g.r->Get("c", "r0").ok());
+  // The peer's CaughtUp does not make the vector claim what is held.
+  engine::VersionVector peer_vv;
+  peer_vv.Raise(xr, 2);
+  peer_vv.Raise(made_up, 2);
+  ASSERT_TRUE(g.r->CompletePeerSync(xr, peer_vv, true).ok());
+  EXPECT_EQ(g.r->Meta()->vv.Get(xr), 0u);
+  EXPECT_EQ(g.r->Meta()->vv.Get(made_up), 0u);
+
+  // Nothing new is known: all stay held.
+  auto j = g.r->JudgeHeld(g.Admit());
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ(j->applied + j->refused, 0u);
+  EXPECT_EQ(j->held, 4u);
+  // x's and y's bindings arrive: x's put is applied, the reader's refused for good.
+  ASSERT_TRUE(StoreBinding(*g.r, xr, xb).ok());
+  ASSERT_TRUE(StoreBinding(*g.r, yr, yb).ok());
+  j = g.r->JudgeHeld(g.Admit());
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ(j->applied, 1u);
+  EXPECT_EQ(j->refused, 1u);
+  EXPECT_EQ(j->held, 2u);
+  EXPECT_EQ(g.r->Get("c", "r1")->fields.at("f").scalar, engine::Value{int64_t{1}});
+  EXPECT_EQ(g.r->Get("c", "r2").status().code(), Code::kNotFound);
+  EXPECT_EQ(g.r->Get("c", "r3").status().code(), Code::kNotFound);
+  EXPECT_TRUE(g.r->Get("c", "r0").ok()) << "the made-up id's deletion stays held";
+  EXPECT_EQ(g.Held(), 2u);
+  // x's binding arriving again changes nothing for the made-up id.
+  EXPECT_EQ(g.r->JudgeHeld(g.Admit())->held, 2u);
+}
+
+// A group that does not require bound replicas (one of a version before the
+// requirement, say) takes an unbound writer's changes as before.
+TEST(Held, WithoutTheRequirementUnboundWritersAreTaken) {
+  Group g;
+  const Identity x = GenerateIdentity();
+  ASSERT_TRUE(Grant(*g.r, g.files, g.me, x.public_key, Role::kMember, 2).ok());
+  // Statements made before the requirement existed: only the add.
+  auto statements = ReadStatements(*g.r).value();
+  std::vector<std::string> kept;
+  for (const auto& s : statements)
+    if (DecodeStatement(s)->kind == StatementKind::kAdd) kept.push_back(s);
+  const Authority a = Evaluate(g.me.public_key, kept);
+  ASSERT_FALSE(a.bindings_required);
+  const WriteLimits limits = WriteLimitsOf(*g.r, a).value();
+  EXPECT_FALSE(limits.hold_unbound);
+  EXPECT_EQ(AdmitWrite(PutBy(Id('m'), 1, "r", 1), nullptr, limits), Admission::kAccept);
+  EXPECT_EQ(AdmitWrite(PutBy(Id('m'), 1, "r", 1), nullptr, g.Limits()), Admission::kHold);
+}
+
+}  // namespace
+}  // namespace tandem::net
