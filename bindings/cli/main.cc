@@ -527,6 +527,7 @@ int Main(int argc, char** argv) {
              {"from_device", device_of.count(e.from.Hex()) ? device_of[e.from.Hex()] : ""},
              {"received_ms", e.received_ms},
              {"reason", e.reason},
+             {"awaiting_binding", e.held},
              {"values", values}};
       Print(Canonical(j));
     }
@@ -635,10 +636,17 @@ int Main(int argc, char** argv) {
     Json refused = Json::array();
     for (const auto& r : authority.refused)
       refused.push_back(Json{{"id", r.id}, {"signer", r.signer}, {"what", r.what}, {"why", r.why}});
+    size_t quarantined = 0, awaiting_binding = 0;
+    for (const auto& e : Check(d->replica().Quarantined())) {
+      ++quarantined;
+      awaiting_binding += e.held;
+    }
     if (as_json) {
       Json j{{"device", self_device},
              {"replica_id", meta.id.Hex()},
-             {"quarantined", Check(d->replica().Quarantined()).size()},
+             {"quarantined", quarantined},
+             {"quarantined_awaiting_binding", awaiting_binding},
+             {"bound_replicas_required", authority.bindings_required},
              {"daemon", ds ? *ds : Json(nullptr)},
              {"replicas", replicas},
              {"statements", authority.counted},
@@ -650,17 +658,23 @@ int Main(int argc, char** argv) {
     Print("device " + self_device + " (replica " + meta.id.Hex() + ")");
     PrintDaemon(ds, tandem::device::Layout(dir).status_file());
     Print("authority: " +
-          (authority.legacy ? std::string("unsigned (a group from before statements)")
-                            : std::to_string(authority.counted) + " statements count, " +
-                                  std::to_string(authority.waiting) + " wait for their parents, " +
-                                  std::to_string(refused.size()) + " refused"));
+          (authority.legacy
+               ? std::string("unsigned (a group from before statements)")
+               : std::to_string(authority.counted) + " statements count, " +
+                     std::to_string(authority.waiting) + " wait for their parents, " +
+                     std::to_string(refused.size()) + " refused" +
+                     (authority.bindings_required ? ", bound replicas required" : "")));
     for (const auto& r : authority.refused)
       Print("  refused: " + (r.signer.empty() ? std::string("?") : r.signer) + ": " + r.what +
             ": " + r.why);
-    const size_t held = Check(d->replica().Quarantined()).size();
-    if (held > 0)
-      Print("quarantined: " + std::to_string(held) +
+    if (quarantined > awaiting_binding)
+      Print("quarantined: " + std::to_string(quarantined - awaiting_binding) +
             " changes from peers broke a schema (tandem quarantine " + dir + ")");
+    if (awaiting_binding > 0)
+      Print("quarantined: " + std::to_string(awaiting_binding) +
+            " changes from peers written under a replica no binding names, held until its "
+            "binding arrives (tandem quarantine " +
+            dir + ")");
     Print("replicas synced with: " + std::to_string(replicas.size()));
     for (const auto& j : replicas)
       Print("  " + j["replica_id"].get<std::string>() +

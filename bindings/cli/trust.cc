@@ -102,6 +102,10 @@ void PrintDevices(Device& d, bool as_json) {
                  "this group's trust set is not signed yet: its founder %s signs it when it "
                  "next runs serve, sync, invite, role or revoke\n",
                  net::DeviceId(a.root).c_str());
+  if (a.bindings_required)
+    std::fprintf(stderr,
+                 "bound replicas required: changes written under a replica no binding names "
+                 "are held until its binding arrives\n");
   for (const auto& r : a.refused)
     std::fprintf(stderr, "refused statement by %s: %s: %s\n",
                  r.signer.empty() ? "?" : r.signer.c_str(), r.what.c_str(), r.why.c_str());

@@ -269,7 +269,7 @@ Result<std::string> Device::Invite(const InviteOptions& o) {
     return Status::Invalid("an invite grants reader, member or admin; make owners with `role`");
   {
     TANDEM_RETURN_IF_ERROR(
-        net::SignLegacyTrust(*replica_, layout_.group(), self, storage::SystemClockMs()));
+        net::FounderUpkeep(*replica_, layout_.group(), self, storage::SystemClockMs()));
     TANDEM_ASSIGN_OR_RETURN(auto a, Authority());
     TANDEM_RETURN_IF_ERROR(net::MayInvite(a, self.public_key, o.role));
   }
@@ -408,16 +408,16 @@ Status Device::Revoke(const std::string& device) {
     return Status::Invalid("not a device id (check for typos): " + device);
   if (device == device_id_)
     return Status::Invalid("a device cannot revoke itself; revoke it from another member");
-  // The founder of a group from before statements signs its trust set first.
+  // The founder signs what it can first (net::FounderUpkeep).
   TANDEM_RETURN_IF_ERROR(
-      net::SignLegacyTrust(*replica_, layout_.group(), self, storage::SystemClockMs()));
+      net::FounderUpkeep(*replica_, layout_.group(), self, storage::SystemClockMs()));
   return net::Revoke(*replica_, layout_.group(), self, device, storage::SystemClockMs());
 }
 
 Status Device::SetPermit(const std::string& collection, const std::string& who, net::Level level) {
   TANDEM_ASSIGN_OR_RETURN(auto self, identity());
   TANDEM_RETURN_IF_ERROR(
-      net::SignLegacyTrust(*replica_, layout_.group(), self, storage::SystemClockMs()));
+      net::FounderUpkeep(*replica_, layout_.group(), self, storage::SystemClockMs()));
   return net::SetPermit(*replica_, layout_.group(), self, collection, who, level,
                         storage::SystemClockMs());
 }
@@ -428,7 +428,7 @@ Status Device::SetRole(const std::string& device, net::Role role) {
     return Status::Invalid("not a device id (check for typos): " + device);
   if (device == device_id_) return Status::Invalid("a device cannot change its own role");
   TANDEM_RETURN_IF_ERROR(
-      net::SignLegacyTrust(*replica_, layout_.group(), self, storage::SystemClockMs()));
+      net::FounderUpkeep(*replica_, layout_.group(), self, storage::SystemClockMs()));
   return net::SetRole(*replica_, layout_.group(), self, device, role, storage::SystemClockMs());
 }
 

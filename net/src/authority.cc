@@ -89,6 +89,9 @@ std::string Describe(const Statement& s) {
              (s.ForRole() ? std::string(RoleName(s.role)) + "s" : DeviceId(s.subject));
     case StatementKind::kRekey:
       return "a new group key for " + std::to_string(s.sealed.size()) + " devices";
+    case StatementKind::kRequireBindings:
+      if (s.payload.empty()) return "require bound replicas";
+      break;
   }
   if (IsExtension(s.kind)) return "a statement of kind " + std::to_string(static_cast<int>(s.kind));
   return "?";
@@ -117,6 +120,7 @@ struct State {
   std::map<std::tuple<std::string, Key, int>, Held> permits;
   std::set<std::string> names;  // the collections permits name, kAnyCollection included
   std::optional<size_t> rekey;  // the last rekey applied
+  bool bindings = false;        // a kRequireBindings applied
 
   Level LevelIn(const Key& k, const std::string& collection) const {
     if (k == *root) return Level::kWrite;
@@ -199,7 +203,8 @@ class Judge {
     if (x.kind == StatementKind::kPermit && x.ForRole()) {
       for (const auto& [k, d] : s->by_key)
         if (!d.revoked && d.role == x.role) concerned.push_back(k);
-    } else if (x.kind != StatementKind::kRevoke && x.kind != StatementKind::kRekey) {
+    } else if (x.kind != StatementKind::kRevoke && x.kind != StatementKind::kRekey &&
+               !IsExtension(x.kind)) {
       concerned.push_back(x.subject);
     }
     if (x.kind == StatementKind::kPermit) s->names.insert(x.collection);
@@ -245,6 +250,10 @@ class Judge {
       s->rekey = i;
       return;
     }
+    if (x.kind == StatementKind::kRequireBindings) {
+      s->bindings = true;
+      return;
+    }
     auto [it, fresh] = s->by_key.try_emplace(x.subject);
     Standing& d = it->second;
     if (fresh) {
@@ -282,6 +291,7 @@ class Judge {
         break;
       case StatementKind::kPermit:
       case StatementKind::kRekey:
+      case StatementKind::kRequireBindings:
         break;  // above
     }
   }
@@ -301,7 +311,7 @@ class Judge {
   std::string Unauthorized(size_t i, const State& s) const {
     const Statement& x = st_[i];
     // Ordered all the same, so that what came after it counts.
-    if (IsExtension(x.kind))
+    if (IsExtension(x.kind) && !(x.kind == StatementKind::kRequireBindings && x.payload.empty()))
       return "this version of tandem does not know its kind: it has no effect here (upgrade to "
              "apply it)";
     const int rank = s.Rank(x.signer);
@@ -311,6 +321,8 @@ class Judge {
     if (x.kind == StatementKind::kRekey)
       return rank < static_cast<int>(Role::kAdmin) ? "only admins and owners change the group key"
                                                    : "";
+    if (x.kind == StatementKind::kRequireBindings)
+      return rank < kFounderRank ? "only the group's founder requires bound replicas" : "";
     if (x.subject == x.signer) return "a device cannot act on itself";
     const int subject = s.Rank(x.subject);
     auto known = s.by_key.find(x.subject);
@@ -340,6 +352,7 @@ class Judge {
         if (subject >= rank) return "the device's role is as high as its signer's";
         return {};
       case StatementKind::kRekey:
+      case StatementKind::kRequireBindings:
         return {};
     }
     return "unknown kind";
@@ -353,7 +366,7 @@ class Judge {
       if (!counted[j] || !Concurrent(i, j)) continue;
       const Statement& y = st_[j];
       if (y.subject != x.signer || y.kind == StatementKind::kPermit ||
-          y.kind == StatementKind::kRekey)
+          y.kind == StatementKind::kRekey || IsExtension(y.kind))
         continue;
       if (y.kind == StatementKind::kRevoke)
         return "its signer was revoked concurrently (by " + DeviceId(y.signer) + ")";
@@ -426,6 +439,7 @@ class Judge {
     a.devices[founder.device] = founder;
     for (auto& [k, d] : s.by_key)
       if (k != root_) a.devices[d.device] = std::move(d);
+    a.bindings_required = s.bindings;
     if (s.rekey) {
       a.rekey = ids_[*s.rekey];
       a.rekey_copies = st_[*s.rekey].sealed;
@@ -442,14 +456,16 @@ class Judge {
     }
     // Heads among the counted only (those no other counted statement descends from): a
     // statement that does not count has no effect, so nothing need come after it, and one
-    // that older versions cannot read (an extension) must not become an ancestor of what
-    // an honest device signs next.
+    // that older versions cannot read (an extension, even one this version counts) must
+    // not become an ancestor of what an honest device signs next, nor keep its own parents
+    // from being heads.
     std::vector<uint64_t> before_counted(words_, 0);  // ancestors of counted statements
     for (size_t i : order_)
-      if (counted[i])
+      if (counted[i] && !IsExtension(st_[i].kind))
         for (size_t w = 0; w < words_; ++w) before_counted[w] |= past_[i][w];
     for (size_t i : order_)
-      if (counted[i] && !((before_counted[i / 64] >> (i % 64)) & 1)) a.heads.push_back(ids_[i]);
+      if (counted[i] && !IsExtension(st_[i].kind) && !((before_counted[i / 64] >> (i % 64)) & 1))
+        a.heads.push_back(ids_[i]);
     std::sort(a.heads.begin(), a.heads.end());
     return a;
   }

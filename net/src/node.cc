@@ -217,11 +217,42 @@ void Core::RefreshTrust() {
     RefreshKeys();
     Log("the group key was rotated: using the new one from now on");
   }
-  std::lock_guard lock(trust_mu_);
-  cutoffs_ = std::move(*c);
-  limits_ = std::move(*w);
-  root_ = a->legacy ? std::nullopt : std::optional<Key32>(a->root);
-  authority_ = std::move(*a);
+  bool judge = false;
+  {
+    std::lock_guard lock(trust_mu_);
+    cutoffs_ = std::move(*c);
+    limits_ = std::move(*w);
+    root_ = a->legacy ? std::nullopt : std::optional<Key32>(a->root);
+    authority_ = std::move(*a);
+    judge = limits_.hold_unbound && limits_.bound.size() != judged_bound_;
+    judged_bound_ = limits_.bound.size();
+  }
+  if (judge) JudgeHeld();
+}
+
+void Core::JudgeHeld() {
+  asio::post(*work_io_, [this] {
+    // As a session would judge them now (Session::Apply, SessionOptionsFor).
+    auto admit = [this](const engine::FieldDelta& d, const engine::FieldState* ours) {
+      std::lock_guard lock(trust_mu_);
+      for (const auto& [r, cutoff] : cutoffs_)
+        if (engine::CarriesEventsAfter(d.state, r, cutoff) ||
+            engine::RemovesOnlyByEventsAfter(d.state, ours, r, cutoff))
+          return engine::Admission::kRefuse;
+      return AdmitWrite(d, ours, limits_);
+    };
+    auto judged = replica_.JudgeHeld(admit);
+    asio::post(io_, [this, judged = std::move(judged)] {
+      if (!judged.ok()) {
+        Log("cannot judge the changes held for their writers' bindings: " +
+            judged.status().ToString());
+      } else if (judged->applied + judged->refused) {
+        Log("the bindings of their writers arrived: applied " + std::to_string(judged->applied) +
+            " held changes, refused " + std::to_string(judged->refused) + ", still held " +
+            std::to_string(judged->held));
+      }
+    });
+  });
 }
 
 void Core::Register(const std::shared_ptr<Conn>& c) {
@@ -560,8 +591,9 @@ Status Node::Start() {
   c.PublishBinding();
   if (Status st = NoteReplica(c.replica_, c.self_device_, meta.id); !st.ok())
     c.Log("cannot record this replica in the trust set: " + st.ToString());
-  // The founder of a group from before statements signs its trust set.
-  if (Status st = SignLegacyTrust(c.replica_, o.files, c.self_, WallMs()); !st.ok())
+  // The founder of a group from before statements signs its trust set, and requires
+  // bound replicas once every writer it knows has one.
+  if (Status st = FounderUpkeep(c.replica_, o.files, c.self_, WallMs()); !st.ok())
     c.Log("cannot sign the trust set: " + st.ToString());
   c.RefreshTrust();
   if (!o.listen.empty()) TANDEM_RETURN_IF_ERROR(c.Bind());

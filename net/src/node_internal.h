@@ -259,6 +259,9 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   }
   // Re-reads the authority (statements, revocation cutoffs) after a change.
   void RefreshTrust();
+  // Judges the changes held for their writer's binding again (engine::Replica::JudgeHeld),
+  // on the storage worker: after new bindings arrived.
+  void JudgeHeld();
   // Stores this replica's binding (binding.h) if the replica lacks it: at start, and
   // after the replica took a new id (a rollback seen in a session).
   void PublishBinding();
@@ -331,6 +334,7 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   std::map<engine::ReplicaId, uint64_t> cutoffs_;  // revoked replicas (RevocationCutoffs)
   Authority authority_;
   WriteLimits limits_;
+  size_t judged_bound_ = 0;         // limits_.bound's size when JudgeHeld last ran (it only grows)
   std::optional<Key32> root_;       // none in a legacy group
   std::set<StatementId> verified_;  // statements whose signatures were checked (node thread)
   engine::ReplicaId published_{};   // the replica id PublishBinding last looked at

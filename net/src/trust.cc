@@ -458,7 +458,10 @@ Status Grant(engine::Replica& r, const GroupPaths& files, const Identity& self, 
   s.kind = StatementKind::kAdd;
   s.subject = key;
   s.role = role;
-  return Sign(r, self, a, s, now_ms);
+  TANDEM_RETURN_IF_ERROR(Sign(r, self, a, s, now_ms));
+  // A founder's first member: the group is no longer one device that may yet join
+  // another (RequireBindings).
+  return RequireBindings(r, files, self, now_ms).status();
 }
 
 Status SetRole(engine::Replica& r, const GroupPaths& files, const Identity& self,
@@ -565,7 +568,13 @@ Result<WriteLimits> WriteLimitsOf(engine::Replica& r, const Authority& a) {
   WriteLimits out;
   if (a.legacy) return out;
   TANDEM_ASSIGN_OR_RETURN(auto meta, r.Meta());
-  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasByDevice(r));
+  std::map<engine::ReplicaId, std::string> bindings;
+  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasByDevice(r, &bindings));
+  if (a.bindings_required) {
+    out.hold_unbound = true;
+    for (const auto& entry : bindings) out.bound.insert(entry.first);
+    out.bound.insert(meta.id);
+  }
   std::set<std::string> named{kSchemasCollection};
   for (const auto& p : a.permits)
     if (p.collection != kAnyCollection) named.insert(p.collection);
@@ -605,6 +614,14 @@ engine::Admission AdmitWrite(const engine::FieldDelta& d, const engine::FieldSta
     if (engine::CarriesEventsAfter(d.state, id, cutoff) ||
         engine::RemovesOnlyByEventsAfter(d.state, ours, id, cutoff))
       return engine::Admission::kRefuse;
+  // Events of a replica no binding names cannot be judged: whose device wrote them? (A
+  // build of its own may write under an id it made up.) Held until a binding arrives,
+  // by the same tests as a cutoff at 0.
+  if (limits.hold_unbound)
+    for (const auto& [id, n] : d.state.ctx.entries())
+      if (!limits.bound.count(id) && (engine::CarriesEventsAfter(d.state, id, 0) ||
+                                      engine::RemovesOnlyByEventsAfter(d.state, ours, id, 0)))
+        return engine::Admission::kHold;
   return engine::Admission::kAccept;
 }
 
@@ -692,6 +709,37 @@ Status SignLegacyTrust(engine::Replica& r, const GroupPaths& files, const Identi
     return Status::Ok();
   }));
   return SaveRoot(files, self.public_key);
+}
+
+Result<bool> RequireBindings(engine::Replica& r, const GroupPaths& files, const Identity& self,
+                             uint64_t now_ms) {
+  TANDEM_ASSIGN_OR_RETURN(auto a, ReadAuthority(r, files));
+  if (a.legacy || a.root != self.public_key || a.bindings_required) return false;
+  // Alone, it signs nothing: a new device's group of one, which a join will leave (its
+  // statements would count nowhere else).
+  if (a.devices.size() < 2) return false;
+  TANDEM_ASSIGN_OR_RETURN(auto meta, r.Meta());
+  TANDEM_ASSIGN_OR_RETURN(auto bound, ReadBindings(r));
+  // Not while a writer is unbound (an id from before bindings, or taken on a full disk):
+  // every device would hold its events. Writers as the vector and the peers' last
+  // vectors name them (ours may lag what a session applied).
+  if (!bound.count(meta.id)) return false;
+  TANDEM_ASSIGN_OR_RETURN(auto peers, r.Peers());
+  std::vector<const engine::VersionVector*> vectors{&meta.vv};
+  for (const auto& p : peers) vectors.push_back(&p.second.vv);
+  for (const auto* vv : vectors)
+    for (const auto& [id, n] : vv->entries())
+      if (n && !bound.count(id)) return false;
+  Statement st;
+  st.kind = StatementKind::kRequireBindings;
+  TANDEM_RETURN_IF_ERROR(Sign(r, self, a, st, now_ms));
+  return true;
+}
+
+Status FounderUpkeep(engine::Replica& r, const GroupPaths& files, const Identity& self,
+                     uint64_t now_ms) {
+  TANDEM_RETURN_IF_ERROR(SignLegacyTrust(r, files, self, now_ms));
+  return RequireBindings(r, files, self, now_ms).status();
 }
 
 }  // namespace tandem::net

@@ -59,9 +59,9 @@ struct Group {
   // Applies `d` as a batch from `peer`; the number of states quarantined.
   size_t Receive(const engine::ReplicaId& peer, const engine::FieldDelta& d) {
     size_t q = 0;
-    EXPECT_TRUE(r->ApplyBatch(peer, {d}, ++cursor, Admit(), nullptr, nullptr, false, nullptr,
-                              nullptr, &q)
-                    .ok());
+    EXPECT_TRUE(
+        r->ApplyBatch(peer, {d}, ++cursor, Admit(), nullptr, nullptr, false, nullptr, nullptr, &q)
+            .ok());
     return q;
   }
   size_t Held() {
@@ -151,9 +151,9 @@ TEST(Held, AnUnboundWritersChangesAreHeldUntilItsBindingArrives) {
   const Binding xb = NewBinding(x, &xr), yb = NewBinding(y, &yr);
   const engine::ReplicaId made_up = Id('m');
   // Listing the made-up id under a member in good standing changes nothing.
-  ASSERT_TRUE(g.r->Add(kDevicesCollection, DeviceId(x.public_key), "replicas",
-                       engine::Value(made_up.Hex()))
-                  .ok());
+  ASSERT_TRUE(
+      g.r->Add(kDevicesCollection, DeviceId(x.public_key), "replicas", engine::Value(made_up.Hex()))
+          .ok());
 
   EXPECT_EQ(g.Receive(xr, PutBy(xr, 1, "r1", 1)), 1u);
   EXPECT_EQ(g.Receive(yr, PutBy(yr, 1, "r2", 2)), 1u);

@@ -32,7 +32,16 @@ inline constexpr int kFounderRank = 4;
 const char* RoleName(Role r);
 std::optional<Role> ParseRole(std::string_view s);
 
-enum class StatementKind : uint8_t { kAdd = 1, kRole = 2, kRevoke = 3, kPermit = 4, kRekey = 5 };
+enum class StatementKind : uint8_t {
+  kAdd = 1,
+  kRole = 2,
+  kRevoke = 3,
+  kPermit = 4,
+  kRekey = 5,
+  // An extension (below) with an empty payload: the founder requires every event to
+  // come from a replica bound to a device (binding.h); a receiver holds the others.
+  kRequireBindings = 64,
+};
 // Kinds from kFirstExtension on are extensions: signer, time and parents as every
 // statement has, then an opaque payload. A build that does not know one still decodes,
 // verifies and orders it (it never counts there), so the statements made after it
@@ -151,6 +160,8 @@ struct Authority {
   // sealed to each member it names; none before the first rotation.
   std::optional<StatementId> rekey;
   std::vector<SealedKey> rekey_copies;
+  // The founder required bound replicas (kRequireBindings counts).
+  bool bindings_required = false;
 
   const Standing* Find(const std::string& device) const;
   // The founder ranks kFounderRank; a revoked or unknown device -1.
@@ -183,6 +194,7 @@ std::optional<std::array<uint8_t, 32>> OpenGroupKey(const SealedKey& copy, const
 //   permit: signer admin or above; for a device ranking below it, or for a role below
 //           its rank.
 //   rekey:  signer admin or above.
+//   require bindings: signed by the founder.
 // Effects apply in an order that respects ancestry; a revocation is for good; of
 // concurrent role changes of one device the lower role holds, and of concurrent permits
 // for one collection and one device or role the lower level.

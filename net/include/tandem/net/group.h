@@ -156,6 +156,16 @@ Status MayInvite(const Authority& a, const Key32& self, Role role);
 // otherwise.
 Status SignLegacyTrust(engine::Replica& r, const GroupPaths& files, const Identity& self,
                        uint64_t now_ms);
+// Run by the founder of a group of more than one device that does not require bound
+// replicas yet: if every replica whose events `r` holds is bound (binding.h), this one
+// included, signs the statement that requires them (StatementKind::kRequireBindings).
+// True if it signed. (Grant calls it after adding a device.)
+Result<bool> RequireBindings(engine::Replica& r, const GroupPaths& files, const Identity& self,
+                             uint64_t now_ms);
+// What the founder signs when it can, before acting on the group: SignLegacyTrust, then
+// RequireBindings. A no-op on any other device.
+Status FounderUpkeep(engine::Replica& r, const GroupPaths& files, const Identity& self,
+                     uint64_t now_ms);
 
 // The unsigned record of a device (kDevicesCollection): its key and who added it.
 Status AddMember(engine::Replica& r, const Key32& key, const std::string& added_by,
@@ -178,16 +188,22 @@ Status ComputeCutoff(engine::Replica& r, const std::vector<engine::ReplicaId>& r
 // Whose events a receiver refuses, per collection: for each device that may not write a
 // collection, its replicas (by the unsigned hints) with the write cutoff of its
 // standing (0 where none names the replica). System collections have none.
+// In a group that requires bound replicas, also whose events it holds: those of every
+// replica that no binding it has verified names.
 struct WriteLimits {
   std::map<std::string, std::map<engine::ReplicaId, uint64_t>> named;  // collections permits name
   std::map<engine::ReplicaId, uint64_t> others;                        // every other collection
+  bool hold_unbound = false;          // the group requires bound replicas
+  std::set<engine::ReplicaId> bound;  // then: the bound replicas, and this replica's id
   const std::map<engine::ReplicaId, uint64_t>& For(const std::string& collection) const {
     auto it = named.find(collection);
     return it == named.end() ? others : it->second;
   }
 };
 Result<WriteLimits> WriteLimitsOf(engine::Replica& r, const Authority& a);
-// What a receiver does with a field state of a data collection, given the limits.
+// What a receiver does with a field state of a data collection, given the limits:
+// kRefuse for a write of a device that may not make it, kHold for one of a replica
+// that no binding names yet (in a group that requires them), else kAccept.
 engine::Admission AdmitWrite(const engine::FieldDelta& d, const engine::FieldState* ours,
                              const WriteLimits& limits);
 
