@@ -375,6 +375,13 @@ Status Session::Apply(const DeltaBatch& b, std::vector<Message>* out) {
                                              b.mark));
   stats_.fields_quarantined += quarantined;
   if (rekeyed) return RolledBack();
+  if (opt_.judge_held) {
+    // A writer's binding may come in the batch that brings its changes, or after them.
+    bool judge = quarantined > 0;
+    for (size_t i = 0; i < b.deltas.size() && !judge && opt_.proves_itself; ++i)
+      judge = opt_.proves_itself(b.deltas[i]);
+    if (judge) TANDEM_RETURN_IF_ERROR(opt_.judge_held());
+  }
   recv_cursor_ = b.cursor;
   received_caught_up_ = false;
   ++stats_.batches_received;

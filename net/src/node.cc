@@ -177,6 +177,10 @@ engine::SessionOptions Core::SessionOptionsFor(const Key32& peer) {
   so.proves_itself = [](const engine::FieldDelta& d) {
     return d.key.collection == kBindingsCollection;
   };
+  so.judge_held = [this] {
+    JudgeHeldNow();
+    return Status::Ok();
+  };
   so.admit = [this](const engine::FieldDelta& d, const engine::FieldState* ours) {
     std::lock_guard lock(trust_mu_);
     if (d.key.collection == kStatementsCollection) return AdmitStatement(d, root_);
@@ -231,28 +235,43 @@ void Core::RefreshTrust() {
 }
 
 void Core::JudgeHeld() {
-  asio::post(*work_io_, [this] {
-    // As a session would judge them now (Session::Apply, SessionOptionsFor).
-    auto admit = [this](const engine::FieldDelta& d, const engine::FieldState* ours) {
-      std::lock_guard lock(trust_mu_);
-      for (const auto& [r, cutoff] : cutoffs_)
-        if (engine::CarriesEventsAfter(d.state, r, cutoff) ||
-            engine::RemovesOnlyByEventsAfter(d.state, ours, r, cutoff))
-          return engine::Admission::kRefuse;
-      return AdmitWrite(d, ours, limits_);
-    };
-    auto judged = replica_.JudgeHeld(admit);
-    asio::post(io_, [this, judged = std::move(judged)] {
-      if (!judged.ok()) {
-        Log("cannot judge the changes held for their writers' bindings: " +
-            judged.status().ToString());
-      } else if (judged->applied + judged->refused) {
-        Log("the bindings of their writers arrived: applied " + std::to_string(judged->applied) +
-            " held changes, refused " + std::to_string(judged->refused) + ", still held " +
-            std::to_string(judged->held));
-      }
+  asio::post(*work_io_, [this] { JudgeHeldNow(); });
+}
+
+void Core::JudgeHeldNow() {
+  // Held states stay held if this fails (a full disk, say): the next batch or bindings
+  // judge them again.
+  if (Status st = TryJudgeHeld(); !st.ok())
+    asio::post(io_, [this, st] {
+      Log("cannot judge the changes held for their writers' bindings: " + st.ToString());
     });
-  });
+}
+
+Status Core::TryJudgeHeld() {
+  Authority a;
+  {
+    std::lock_guard lock(trust_mu_);
+    a = authority_;
+  }
+  // As a session would judge them now (Session::Apply, SessionOptionsFor), with the
+  // bindings read again: the batch just applied may have brought some.
+  TANDEM_ASSIGN_OR_RETURN(auto cutoffs, RevocationCutoffs(replica_, a));
+  TANDEM_ASSIGN_OR_RETURN(auto limits, WriteLimitsOf(replica_, a));
+  auto admit = [&](const engine::FieldDelta& d, const engine::FieldState* ours) {
+    for (const auto& [r, cutoff] : cutoffs)
+      if (engine::CarriesEventsAfter(d.state, r, cutoff) ||
+          engine::RemovesOnlyByEventsAfter(d.state, ours, r, cutoff))
+        return engine::Admission::kRefuse;
+    return AdmitWrite(d, ours, limits);
+  };
+  TANDEM_ASSIGN_OR_RETURN(auto judged, replica_.JudgeHeld(admit));
+  if (judged.applied + judged.refused)
+    asio::post(io_, [this, judged] {
+      Log("the bindings of their writers arrived: applied " + std::to_string(judged.applied) +
+          " held changes, refused " + std::to_string(judged.refused) + ", still held " +
+          std::to_string(judged.held));
+    });
+  return Status::Ok();
 }
 
 void Core::Register(const std::shared_ptr<Conn>& c) {

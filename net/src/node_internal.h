@@ -260,8 +260,11 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   // Re-reads the authority (statements, revocation cutoffs) after a change.
   void RefreshTrust();
   // Judges the changes held for their writer's binding again (engine::Replica::JudgeHeld),
-  // on the storage worker: after new bindings arrived.
+  // on the storage worker: after new bindings arrived. JudgeHeldNow runs there (after
+  // a session's batch too), and logs what it did.
   void JudgeHeld();
+  void JudgeHeldNow();
+  Status TryJudgeHeld();
   // Stores this replica's binding (binding.h) if the replica lacks it: at start, and
   // after the replica took a new id (a rollback seen in a session).
   void PublishBinding();

@@ -1363,7 +1363,10 @@ TEST_F(Net, CopiedAndRolledBackReplicasLoseNoWrites) {
   auto s2 = T({"sync", a2, "--peer", baddr});
   ASSERT_EQ(s2.exit_code, 0) << s2.err;
   EXPECT_TRUE(Has(b, "items", "from-a"));
+  // The copy's new id came with its binding, in the batch that brought its write: held
+  // until the end of the batch, then applied, before the session ended.
   EXPECT_TRUE(Has(b, "items", "from-a2"));
+  EXPECT_NE(sb->log().find("applied 1 held changes"), std::string::npos) << sb->log();
 
   // A snapshot of a's file, a write that reaches b, then the snapshot back in place.
   fs::copy_file(a + "/data.mdb", Dir("snapshot.mdb"));

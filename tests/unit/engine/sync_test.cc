@@ -552,5 +552,28 @@ TEST(Sync, ReorderedOrDuplicatedBatchesAreRejectedBeforeApplying) {
   EXPECT_EQ(b.replica.Peer(Rid(1))->cursor, 10u);
 }
 
+// A state held until what proves its writer arrives (a binding, say) is judged again at
+// the end of the batch that brought the proof, before the session moves on.
+TEST(Sync, HeldStatesAreJudgedAgainWhenTheBatchBringsTheirProof) {
+  for (bool hook : {true, false}) {
+    Node a(1), b(2);
+    ASSERT_TRUE(a.replica.Put("c", "r", {{"x", Value{int64_t{1}}}}).ok());
+    ASSERT_TRUE(a.replica.Put("keys", "k1", {{"k", Value{int64_t{1}}}}).ok());
+    SessionOptions ob;
+    ob.admit = [&b](const FieldDelta& d, const FieldState*) {
+      return d.key.collection == "c" && !b.replica.Get("keys", "k1").ok() ? Admission::kHold
+                                                                          : Admission::kAccept;
+    };
+    ob.proves_itself = [](const FieldDelta& d) { return d.key.collection == "keys"; };
+    if (hook)
+      ob.judge_held = [&b, admit = ob.admit] { return b.replica.JudgeHeld(admit).status(); };
+    Link link(a, b, {}, ob);
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_EQ(link.sb.stats().fields_quarantined, 1u);
+    EXPECT_EQ(b.replica.Get("c", "r").ok(), hook) << hook;
+    EXPECT_EQ(b.replica.Quarantined()->size(), hook ? 0u : 1u);
+  }
+}
+
 }  // namespace
 }  // namespace tandem::engine

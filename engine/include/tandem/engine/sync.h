@@ -159,6 +159,11 @@ struct SessionOptions {
   // The application's judgement of each incoming field state the filters and cutoffs
   // let through (signed system records, say); none: every one is accepted.
   AdmitFn admit;
+  // After a batch is applied, if `admit` held a state in it (Admission::kHold) or it
+  // brought one that proves itself: judges the held states again (Replica::JudgeHeld)
+  // with what the batch taught, before the batch is acknowledged. None: they wait for
+  // the application.
+  std::function<Status()> judge_held;
   // In which collections a rebase on this peer may drop what it collected (a rebase
   // removes as a deletion by the peer would): none: every one the filters let through.
   std::function<bool(const std::string& collection)> may_rebase;
