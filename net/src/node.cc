@@ -228,10 +228,25 @@ void Core::RefreshTrust() {
     limits_ = std::move(*w);
     root_ = a->legacy ? std::nullopt : std::optional<Key32>(a->root);
     authority_ = std::move(*a);
-    judge = limits_.hold_unbound && limits_.bound.size() != judged_bound_;
-    judged_bound_ = limits_.bound.size();
+    // New bindings (or new members to bind to): held states may go now, and a founder
+    // may now require bound replicas.
+    judge = limits_.bound != judged_bound_;
+    judged_bound_ = limits_.bound;
   }
-  if (judge) JudgeHeld();
+  if (!judge) return;
+  if (authority_.bindings_required) {
+    JudgeHeld();
+  } else if (!authority_.legacy && authority_.root == self_.public_key) {
+    asio::post(*work_io_, [this] {
+      auto signed_now = RequireBindings(replica_, opt_.files, self_, WallMs());
+      asio::post(io_, [this, signed_now = std::move(signed_now)]() mutable {
+        if (!signed_now.ok())
+          Log("cannot require bound replicas: " + signed_now.status().ToString());
+        else if (*signed_now)
+          Log("every member's replicas are bound: this group requires bound replicas now");
+      });
+    });
+  }
 }
 
 void Core::JudgeHeld() {
@@ -251,6 +266,7 @@ Status Core::TryJudgeHeld() {
   Authority a;
   {
     std::lock_guard lock(trust_mu_);
+    if (!authority_.bindings_required) return Status::Ok();  // nothing is held
     a = authority_;
   }
   // As a session would judge them now (Session::Apply, SessionOptionsFor), with the

@@ -337,8 +337,8 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   std::map<engine::ReplicaId, uint64_t> cutoffs_;  // revoked replicas (RevocationCutoffs)
   Authority authority_;
   WriteLimits limits_;
-  size_t judged_bound_ = 0;         // limits_.bound's size when JudgeHeld last ran (it only grows)
-  std::optional<Key32> root_;       // none in a legacy group
+  std::set<engine::ReplicaId> judged_bound_;  // limits_.bound when JudgeHeld last ran
+  std::optional<Key32> root_;                 // none in a legacy group
   std::set<StatementId> verified_;  // statements whose signatures were checked (node thread)
   engine::ReplicaId published_{};   // the replica id PublishBinding last looked at
   bool poll_scheduled_ = false, stopping_ = false;

@@ -459,9 +459,10 @@ Status Grant(engine::Replica& r, const GroupPaths& files, const Identity& self, 
   s.subject = key;
   s.role = role;
   TANDEM_RETURN_IF_ERROR(Sign(r, self, a, s, now_ms));
-  // A founder's first member: the group is no longer one device that may yet join
-  // another (RequireBindings).
-  return RequireBindings(r, files, self, now_ms).status();
+  // The device is added whatever happens next: the requirement is only tried (the
+  // founder tries again when the new device's binding arrives).
+  (void)RequireBindings(r, files, self, now_ms);
+  return Status::Ok();
 }
 
 Status SetRole(engine::Replica& r, const GroupPaths& files, const Identity& self,
@@ -570,11 +571,12 @@ Result<WriteLimits> WriteLimitsOf(engine::Replica& r, const Authority& a) {
   TANDEM_ASSIGN_OR_RETURN(auto meta, r.Meta());
   std::map<engine::ReplicaId, std::string> bindings;
   TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasByDevice(r, &bindings));
-  if (a.bindings_required) {
-    out.hold_unbound = true;
-    for (const auto& entry : bindings) out.bound.insert(entry.first);
-    out.bound.insert(meta.id);
-  }
+  // Bound to a device the statements name (a revoked one too: its cutoff applies). A
+  // binding to any other key proves nothing: anyone can make a key and bind to it.
+  out.hold_unbound = a.bindings_required;
+  for (const auto& entry : bindings)
+    if (a.Find(entry.second)) out.bound.insert(entry.first);
+  out.bound.insert(meta.id);
   std::set<std::string> named{kSchemasCollection};
   for (const auto& p : a.permits)
     if (p.collection != kAnyCollection) named.insert(p.collection);
@@ -724,6 +726,16 @@ Result<bool> RequireBindings(engine::Replica& r, const GroupPaths& files, const 
   // every device would hold its events. Writers as the vector and the peers' last
   // vectors name them (ours may lag what a session applied).
   if (!bound.count(meta.id)) return false;
+  // Nor while a member has no bound replica yet (its binding has not arrived, or it
+  // runs a version from before bindings), or syncs as an unbound one.
+  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasByDevice(r));
+  for (const auto& [device, d] : a.devices) {
+    if (d.revoked) continue;
+    const auto& ids = replicas[device];
+    if (ids.empty()) return false;
+    for (const auto& id : ids)
+      if (!bound.count(id)) return false;
+  }
   TANDEM_ASSIGN_OR_RETURN(auto peers, r.Peers());
   std::vector<const engine::VersionVector*> vectors{&meta.vv};
   for (const auto& p : peers) vectors.push_back(&p.second.vv);

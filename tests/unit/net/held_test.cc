@@ -86,8 +86,18 @@ TEST(Held, TheFounderRequiresBoundReplicasOnceEveryWriterIsBound) {
   EXPECT_FALSE(g.Now().bindings_required);
   const Identity x = GenerateIdentity();
   ASSERT_TRUE(Grant(*g.r, g.files, g.me, x.public_key, Role::kAdmin, 3).ok());
+  EXPECT_FALSE(g.Now().bindings_required) << "x has no bound replica yet";
+  engine::ReplicaId xr;
+  const Binding xb = NewBinding(x, &xr);
+  ASSERT_TRUE(NoteReplica(*g.r, DeviceId(x.public_key), Id('u')).ok());  // an unbound one
+  ASSERT_TRUE(StoreBinding(*g.r, xr, xb).ok());
+  EXPECT_FALSE(RequireBindings(*g.r, g.files, g.me, 3).value()) << "x syncs as an unbound id";
+  ASSERT_TRUE(g.r->Remove(kDevicesCollection, DeviceId(x.public_key), "replicas",
+                          engine::Value(Id('u').Hex()))
+                  .ok());
+  EXPECT_TRUE(RequireBindings(*g.r, g.files, g.me, 3).value());
   Authority a = g.Now();
-  EXPECT_TRUE(a.bindings_required) << "signed with the first member's add";
+  EXPECT_TRUE(a.bindings_required);
   EXPECT_EQ(a.counted, 2u);
   EXPECT_TRUE(a.refused.empty());
   // The head is the add, not the requirement: versions that cannot read an extension
@@ -133,6 +143,8 @@ TEST(Held, TheFounderRequiresBoundReplicasOnceEveryWriterIsBound) {
   peer_vv.Raise(Id('u'), 1);
   ASSERT_TRUE(h.r->CompletePeerSync(Id('p'), peer_vv, false).ok());
   ASSERT_TRUE(Grant(*h.r, h.files, h.me, x.public_key, Role::kMember, 3).ok());
+  ASSERT_TRUE(StoreBinding(*h.r, xr, xb).ok());
+  EXPECT_FALSE(RequireBindings(*h.r, h.files, h.me, 4).value());
   EXPECT_FALSE(h.Now().bindings_required);
 }
 
@@ -143,12 +155,22 @@ TEST(Held, TheFounderRequiresBoundReplicasOnceEveryWriterIsBound) {
 // for good if it may not; an id nobody binds stays held.
 TEST(Held, AnUnboundWritersChangesAreHeldUntilItsBindingArrives) {
   Group g;
-  const Identity x = GenerateIdentity(), y = GenerateIdentity();
+  const Identity x = GenerateIdentity(), y = GenerateIdentity(), stranger = GenerateIdentity();
   ASSERT_TRUE(Grant(*g.r, g.files, g.me, x.public_key, Role::kMember, 2).ok());
   ASSERT_TRUE(Grant(*g.r, g.files, g.me, y.public_key, Role::kReader, 2).ok());
+  // Each has a bound replica here; each then takes a new one (a copy, say), whose
+  // binding has not arrived yet.
+  for (const Identity* who : {&x, &y}) {
+    engine::ReplicaId first;
+    const Binding b = NewBinding(*who, &first);
+    ASSERT_TRUE(StoreBinding(*g.r, first, b).ok());
+  }
+  ASSERT_TRUE(RequireBindings(*g.r, g.files, g.me, 2).value());
   ASSERT_TRUE(g.Now().bindings_required);
-  engine::ReplicaId xr, yr;
+  engine::ReplicaId xr, yr, sr;
   const Binding xb = NewBinding(x, &xr), yb = NewBinding(y, &yr);
+  // A key nobody added binds a replica to itself: as good as unbound.
+  ASSERT_TRUE(StoreBinding(*g.r, sr, NewBinding(stranger, &sr)).ok());
   const engine::ReplicaId made_up = Id('m');
   // Listing the made-up id under a member in good standing changes nothing.
   ASSERT_TRUE(
@@ -158,6 +180,7 @@ TEST(Held, AnUnboundWritersChangesAreHeldUntilItsBindingArrives) {
   EXPECT_EQ(g.Receive(xr, PutBy(xr, 1, "r1", 1)), 1u);
   EXPECT_EQ(g.Receive(yr, PutBy(yr, 1, "r2", 2)), 1u);
   EXPECT_EQ(g.Receive(xr, PutBy(made_up, 1, "r3", 3)), 1u);
+  EXPECT_EQ(g.Receive(xr, PutBy(sr, 1, "r4", 4)), 1u);
   // Deleting r0 by the made-up id (its event seen, no marker): held too.
   ASSERT_TRUE(g.r->ApplyDeltas({PutBy(xr, 2, "r0", 0)}).ok());  // as if released by hand
   engine::FieldDelta del{{"c", "r0", "f"}, {}};
@@ -165,7 +188,7 @@ TEST(Held, AnUnboundWritersChangesAreHeldUntilItsBindingArrives) {
   del.state.ctx.Raise(made_up, 2);
   EXPECT_EQ(g.Receive(xr, del), 1u);
   EXPECT_EQ(g.Receive(xr, PutBy(xr, 1, "r1", 1)), 1u) << "held again: not a new entry";
-  EXPECT_EQ(g.Held(), 4u);
+  EXPECT_EQ(g.Held(), 5u);
   const auto entries = g.r->Quarantined().value();
   for (const auto& e : entries) EXPECT_EQ(e.reason, engine::kHeldReason);
   EXPECT_EQ(g.r->Get("c", "r1").status().code(), Code::kNotFound);
@@ -182,7 +205,7 @@ TEST(Held, AnUnboundWritersChangesAreHeldUntilItsBindingArrives) {
   auto j = g.r->JudgeHeld(g.Admit());
   ASSERT_TRUE(j.ok());
   EXPECT_EQ(j->applied + j->refused, 0u);
-  EXPECT_EQ(j->held, 4u);
+  EXPECT_EQ(j->held, 5u);
   // x's and y's bindings arrive: x's put is applied, the reader's refused for good.
   ASSERT_TRUE(StoreBinding(*g.r, xr, xb).ok());
   ASSERT_TRUE(StoreBinding(*g.r, yr, yb).ok());
@@ -190,14 +213,15 @@ TEST(Held, AnUnboundWritersChangesAreHeldUntilItsBindingArrives) {
   ASSERT_TRUE(j.ok());
   EXPECT_EQ(j->applied, 1u);
   EXPECT_EQ(j->refused, 1u);
-  EXPECT_EQ(j->held, 2u);
+  EXPECT_EQ(j->held, 3u);
   EXPECT_EQ(g.r->Get("c", "r1")->fields.at("f").scalar, engine::Value{int64_t{1}});
   EXPECT_EQ(g.r->Get("c", "r2").status().code(), Code::kNotFound);
   EXPECT_EQ(g.r->Get("c", "r3").status().code(), Code::kNotFound);
   EXPECT_TRUE(g.r->Get("c", "r0").ok()) << "the made-up id's deletion stays held";
-  EXPECT_EQ(g.Held(), 2u);
+  EXPECT_EQ(g.r->Get("c", "r4").status().code(), Code::kNotFound);
+  EXPECT_EQ(g.Held(), 3u);
   // x's binding arriving again changes nothing for the made-up id.
-  EXPECT_EQ(g.r->JudgeHeld(g.Admit())->held, 2u);
+  EXPECT_EQ(g.r->JudgeHeld(g.Admit())->held, 3u);
 }
 
 // A group that does not require bound replicas (one of a version before the
@@ -206,6 +230,9 @@ TEST(Held, WithoutTheRequirementUnboundWritersAreTaken) {
   Group g;
   const Identity x = GenerateIdentity();
   ASSERT_TRUE(Grant(*g.r, g.files, g.me, x.public_key, Role::kMember, 2).ok());
+  engine::ReplicaId xr;
+  ASSERT_TRUE(StoreBinding(*g.r, xr, NewBinding(x, &xr)).ok());
+  ASSERT_TRUE(RequireBindings(*g.r, g.files, g.me, 3).value());
   // Statements made before the requirement existed: only the add.
   auto statements = ReadStatements(*g.r).value();
   std::vector<std::string> kept;

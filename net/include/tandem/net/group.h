@@ -157,9 +157,11 @@ Status MayInvite(const Authority& a, const Key32& self, Role role);
 Status SignLegacyTrust(engine::Replica& r, const GroupPaths& files, const Identity& self,
                        uint64_t now_ms);
 // Run by the founder of a group of more than one device that does not require bound
-// replicas yet: if every replica whose events `r` holds is bound (binding.h), this one
+// replicas yet: if every member in good standing has a replica and every replica of
+// each is bound (binding.h), and so is every replica whose events `r` holds, this one
 // included, signs the statement that requires them (StatementKind::kRequireBindings).
-// True if it signed. (Grant calls it after adding a device.)
+// True if it signed. (Grant tries it after adding a device, a node when bindings
+// arrive.)
 Result<bool> RequireBindings(engine::Replica& r, const GroupPaths& files, const Identity& self,
                              uint64_t now_ms);
 // What the founder signs when it can, before acting on the group: SignLegacyTrust, then
@@ -193,8 +195,10 @@ Status ComputeCutoff(engine::Replica& r, const std::vector<engine::ReplicaId>& r
 struct WriteLimits {
   std::map<std::string, std::map<engine::ReplicaId, uint64_t>> named;  // collections permits name
   std::map<engine::ReplicaId, uint64_t> others;                        // every other collection
-  bool hold_unbound = false;          // the group requires bound replicas
-  std::set<engine::ReplicaId> bound;  // then: the bound replicas, and this replica's id
+  bool hold_unbound = false;  // the group requires bound replicas
+  // The replicas bound to a device the statements name, and this replica's id: when
+  // hold_unbound, only their events are judged; the others' are held.
+  std::set<engine::ReplicaId> bound;
   const std::map<engine::ReplicaId, uint64_t>& For(const std::string& collection) const {
     auto it = named.find(collection);
     return it == named.end() ? others : it->second;
