@@ -11,10 +11,12 @@
 
 namespace tandem::cli {
 
-// Apps write their own collections; the trust set is changed only by invite/revoke.
+// Apps write their own collections; tandem's own change only through its commands.
 void CheckWritable(const std::string& coll) {
   if (IsSystem(coll))
-    throw Exit{2, "collection " + coll + " is reserved for tandem itself (use invite/revoke)"};
+    throw Exit{2, "collection " + coll +
+                      " is reserved for tandem itself (the trust set changes with invite, "
+                      "revoke, role and permit; schemas with schema)"};
 }
 
 // COLL,... or `none` (a one-way device: nothing that way but the trust set).

@@ -6,10 +6,12 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <set>
 
 #include "cli.h"
 #include "tandem/bindings/json.h"
@@ -188,13 +190,21 @@ int Main(int argc, char** argv) {
 
   auto* quarantine = app.add_subcommand(
       "quarantine",
-      "List changes from peers that broke a collection's schema (held, not applied); "
-      "--release applies one as it is (then write over it to correct it)");
+      "List changes from peers held instead of applied (they broke a collection's schema, "
+      "or await their writer's binding); --release applies one as it is (then write over "
+      "it to correct it)");
   quarantine->add_option("DIR", dir)->required();
   std::vector<uint64_t> release_ids;
   bool release_all = false;
   quarantine->add_option("--release", release_ids, "Apply the change with this id (repeatable)")
-      ->check(CLI::NonNegativeNumber);  // "-1" would otherwise wrap to 2^64 - 1
+      ->check(CLI::Validator(
+          [](std::string& v) {  // "-1" would otherwise wrap to 2^64 - 1
+            const bool digits =
+                !v.empty() && v.size() <= 19 && v.find_first_not_of("0123456789") == v.npos;
+            return digits ? std::string()
+                          : "not a quarantine id: " + v + " (tandem quarantine DIR lists them)";
+          },
+          "ID"));
   quarantine->add_flag("--release-all", release_all, "Apply every held change");
 
   auto* where = app.add_subcommand(
@@ -512,7 +522,16 @@ int Main(int argc, char** argv) {
     }
     if (!release_ids.empty() || release_all) return 0;
     auto device_of = DeviceOfReplica(*d);
-    for (const auto& e : Check(r.Quarantined())) {
+    const auto entries = Check(r.Quarantined());
+    // The replicas a held change waits for: those no binding to a member names.
+    std::set<engine::ReplicaId> bound;
+    if (std::any_of(entries.begin(), entries.end(), [](const auto& e) { return e.held; }))
+      bound = Check(net::WriteLimitsOf(r, Check(d->Authority()))).bound;
+    for (const auto& e : entries) {
+      Json waits = Json::array();
+      if (e.held)
+        for (const auto& [rid, n] : e.state.ctx.entries())
+          if (!bound.count(rid)) waits.push_back(rid.Hex());
       Json values = Json::array();
       for (const auto& sib : engine::Siblings(e.state))
         if (sib.kind == engine::Kind::kRegister)
@@ -528,6 +547,7 @@ int Main(int argc, char** argv) {
              {"received_ms", e.received_ms},
              {"reason", e.reason},
              {"awaiting_binding", e.held},
+             {"unbound_writers", waits},
              {"values", values}};
       Print(Canonical(j));
     }

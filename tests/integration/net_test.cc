@@ -532,6 +532,10 @@ TEST_F(Net, PermissionsBoundWhatEachDeviceWritesAndReads) {
   auto held = T({"quarantine", o});
   EXPECT_NE(held.out.find("\"record\":\"p4\""), std::string::npos) << held.out;
   EXPECT_NE(held.out.find("\"awaiting_binding\":true"), std::string::npos) << held.out;
+  EXPECT_NE(held.out.find("\"unbound_writers\":[\""), std::string::npos) << held.out;
+  auto bad_id = T({"quarantine", o, "--release", "abc"});
+  EXPECT_EQ(bad_id.exit_code, 2);
+  EXPECT_NE(bad_id.err.find("not a quarantine id: abc"), std::string::npos) << bad_id.err;
   auto after = json::parse(T({"status", o, "--json"}).out);
   EXPECT_EQ(after["quarantined_awaiting_binding"], 1) << held.out;
   EXPECT_EQ(after["bound_replicas_required"], true);
