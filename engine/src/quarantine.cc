@@ -6,22 +6,35 @@
 
 namespace tandem::engine {
 
+namespace {
+
+// Each entry decoded, its id set, until fn returns false.
+template <typename Fn>
+Status EachEntry(ReadTxn& txn, Fn fn) {
+  Status st;
+  TANDEM_RETURN_IF_ERROR(txn.ListQuarantine([&](uint64_t id, std::string_view bytes) {
+    auto e = DecodeQuarantineEntry(bytes);
+    if (!e.ok()) {
+      st = e.status();
+      return false;
+    }
+    e->id = id;
+    return fn(std::move(e).value());
+  }));
+  return st;
+}
+
+}  // namespace
+
 Status Replica::Hold(WriteTxn& txn, const FieldDelta& d, const ReplicaId& from, std::string why,
                      bool held) {
   // Held once: the same state again (a session re-reading the peer's log) is not a new
   // entry.
   bool known = false;
-  Status bad;
-  TANDEM_RETURN_IF_ERROR(txn.ListQuarantine([&](uint64_t, std::string_view bytes) {
-    auto e = DecodeQuarantineEntry(bytes);
-    if (!e.ok()) {
-      bad = e.status();
-      return false;
-    }
-    known = e->key == d.key && e->state == d.state;
+  TANDEM_RETURN_IF_ERROR(EachEntry(txn, [&](const QuarantineEntry& e) {
+    known = e.key == d.key && e.state == d.state;
     return !known;
   }));
-  TANDEM_RETURN_IF_ERROR(bad);
   if (known) return Status::Ok();
   uint64_t qid = 0;
   TANDEM_RETURN_IF_ERROR(txn.TakeQuarantineId(&qid));
@@ -31,39 +44,24 @@ Status Replica::Hold(WriteTxn& txn, const FieldDelta& d, const ReplicaId& from, 
 }
 
 Status Replica::CapByQuarantine(ReadTxn& txn, VersionVector* vv) {
-  Status st;
-  TANDEM_RETURN_IF_ERROR(txn.ListQuarantine([&](uint64_t, std::string_view bytes) {
-    auto e = DecodeQuarantineEntry(bytes);
-    if (!e.ok()) {
-      st = e.status();
-      return false;
-    }
+  return EachEntry(txn, [&](const QuarantineEntry& e) {
     // Below the first held event of each writer: the watermark must not claim it (nor,
     // through it, make others skip it).
     auto cap = [&](const Dot& d) { vv->Cap(d.replica, d.seq - 1); };
-    for (const auto& [dot, m] : e->state.markers) cap(dot);
-    for (const auto& [element, dots] : e->state.elements)
+    for (const auto& [dot, m] : e.state.markers) cap(dot);
+    for (const auto& [element, dots] : e.state.elements)
       for (const auto& dot : dots) cap(dot);
     return true;
-  }));
-  return st;
+  });
 }
 
 Result<std::vector<QuarantineEntry>> Replica::Quarantined() {
   TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
   std::vector<QuarantineEntry> out;
-  Status st;
-  TANDEM_RETURN_IF_ERROR(txn->ListQuarantine([&](uint64_t id, std::string_view bytes) {
-    auto e = DecodeQuarantineEntry(bytes);
-    if (!e.ok()) {
-      st = e.status();
-      return false;
-    }
-    out.push_back(std::move(e).value());
-    out.back().id = id;
+  TANDEM_RETURN_IF_ERROR(EachEntry(*txn, [&](QuarantineEntry e) {
+    out.push_back(std::move(e));
     return true;
   }));
-  TANDEM_RETURN_IF_ERROR(st);
   return out;
 }
 
@@ -71,18 +69,10 @@ Status Replica::ReleaseQuarantined(uint64_t id) {
   Status result = Retrying([&]() -> Status {
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
     std::optional<QuarantineEntry> entry;
-    Status st;
-    TANDEM_RETURN_IF_ERROR(txn->ListQuarantine([&](uint64_t at, std::string_view bytes) {
-      if (at != id) return true;
-      auto e = DecodeQuarantineEntry(bytes);
-      if (e.ok()) {
-        entry = std::move(e).value();
-      } else {
-        st = e.status();
-      }
-      return false;
+    TANDEM_RETURN_IF_ERROR(EachEntry(*txn, [&](QuarantineEntry e) {
+      if (e.id == id) entry = std::move(e);
+      return !entry;
     }));
-    TANDEM_RETURN_IF_ERROR(st);
     if (!entry) return Status::NotFound("no quarantined change " + std::to_string(id));
     ReplicaMeta meta;
     TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
@@ -103,20 +93,10 @@ Result<Replica::Judged> Replica::JudgeHeld(const AdmitFn& admit) {
     out = Judged{};
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
     std::vector<QuarantineEntry> held;
-    Status st;
-    TANDEM_RETURN_IF_ERROR(txn->ListQuarantine([&](uint64_t id, std::string_view bytes) {
-      auto e = DecodeQuarantineEntry(bytes);
-      if (!e.ok()) {
-        st = e.status();
-        return false;
-      }
-      if (e->held) {
-        held.push_back(std::move(e).value());
-        held.back().id = id;
-      }
+    TANDEM_RETURN_IF_ERROR(EachEntry(*txn, [&](QuarantineEntry e) {
+      if (e.held) held.push_back(std::move(e));
       return true;
     }));
-    TANDEM_RETURN_IF_ERROR(st);
     if (held.empty()) return Status::Ok();
     ReplicaMeta meta;
     TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
