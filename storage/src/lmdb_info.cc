@@ -17,6 +17,9 @@
 namespace tandem::storage {
 
 uint64_t LmdbStore::LastTxnId() {
+  // mdb_env_info reads the meta pages inside the map, which a growing map moves (another
+  // thread's MaybeGrow): read while it stays where it is.
+  std::shared_lock lock(impl_->resize_mu);
   MDB_envinfo info{};
   if (mdb_env_info(impl_->env, &info) != 0) return 0;  // only for a closed environment
   return info.me_last_txnid;

@@ -6,9 +6,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <deque>
 #include <fstream>
+#include <thread>
 
 #include "../../../storage/src/log_run.h"
 #include "../../integration/process.h"
@@ -99,6 +101,38 @@ TEST(LmdbStore, MapGrowsOnDemand) {
   auto again = OpenReplica(tmp / "db", opt);  // reopens with the grown size
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_TRUE((*again)->Get("c", "3999").ok());
+}
+
+// Found by bench/net: a daemon's change watcher read the last transaction id while the
+// storage worker grew the map, which moves it, and crashed now and then.
+TEST(LmdbStore, TheLastTransactionIsReadSafelyWhileTheMapGrows) {
+  testing::TempDir tmp;
+  Options opt;
+  opt.initial_map_bytes = 64 << 10;
+  auto r = CreateReplica(tmp / "db", opt);
+  ASSERT_TRUE(r.ok());
+  std::atomic<bool> done{false};
+  uint64_t last = 0;
+  bool ordered = true;
+  std::thread watcher([&] {
+    while (!done) {
+      const uint64_t id = StoreOf(**r).LastTxnId();
+      ordered = ordered && id >= last;
+      last = id;
+    }
+  });
+  for (int batch = 0; batch < 60; ++batch)
+    ASSERT_TRUE((*r)->Write([&](engine::Batch& b) {
+                      for (int i = 0; i < 100; ++i)
+                        TANDEM_RETURN_IF_ERROR(b.Put("c", std::to_string(batch * 100 + i), "v",
+                                                     Value{std::string(1000, 'x')}));
+                      return Status::Ok();
+                    })
+                    .ok());
+  done = true;
+  watcher.join();
+  EXPECT_TRUE(ordered);
+  EXPECT_GE(StoreOf(**r).LastTxnId(), 60u);
 }
 
 // Found by bench/net: when the new names interned at commit were what filled the map,
