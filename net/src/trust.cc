@@ -721,10 +721,15 @@ Result<bool> RequireBindings(engine::Replica& r, const GroupPaths& files, const 
   // statements would count nowhere else).
   if (a.devices.size() < 2) return false;
   TANDEM_ASSIGN_OR_RETURN(auto meta, r.Meta());
-  TANDEM_ASSIGN_OR_RETURN(auto bound, ReadBindings(r));
-  // Not while a writer is unbound (an id from before bindings, or taken on a full disk):
-  // every device would hold its events. Writers as the vector and the peers' last
-  // vectors name them (ours may lag what a session applied).
+  // Bound as receivers will judge it (WriteLimitsOf): to a device the statements name.
+  std::set<engine::ReplicaId> bound;
+  TANDEM_ASSIGN_OR_RETURN(auto bindings, ReadBindings(r));
+  for (const auto& [id, device] : bindings)
+    if (a.Find(device)) bound.insert(id);
+  // Not while a writer is unbound (an id from before bindings, taken on a full disk, or
+  // of a device of another group a `join --merge` brought): every device would hold its
+  // events. Writers as the vector and the peers' last vectors name them (ours may lag
+  // what a session applied).
   if (!bound.count(meta.id)) return false;
   // Nor while a member has no bound replica yet (its binding has not arrived, or it
   // runs a version from before bindings), or syncs as an unbound one.

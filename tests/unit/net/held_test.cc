@@ -146,6 +146,18 @@ TEST(Held, TheFounderRequiresBoundReplicasOnceEveryWriterIsBound) {
   ASSERT_TRUE(StoreBinding(*h.r, xr, xb).ok());
   EXPECT_FALSE(RequireBindings(*h.r, h.files, h.me, 4).value());
   EXPECT_FALSE(h.Now().bindings_required);
+
+  // Nor one that holds events of a replica bound to a key that is not a member's (what a
+  // `join --merge` brings from the joiner's old group).
+  Group k;
+  ASSERT_TRUE(Grant(*k.r, k.files, k.me, x.public_key, Role::kMember, 3).ok());
+  ASSERT_TRUE(StoreBinding(*k.r, xr, xb).ok());
+  engine::ReplicaId sr;
+  ASSERT_TRUE(StoreBinding(*k.r, sr, NewBinding(GenerateIdentity(), &sr)).ok());
+  engine::VersionVector merged;
+  merged.Raise(sr, 1);
+  ASSERT_TRUE(k.r->CompletePeerSync(Id('p'), merged, false).ok());
+  EXPECT_FALSE(RequireBindings(*k.r, k.files, k.me, 4).value());
 }
 
 // In a group that requires bound replicas, a state carrying events of a replica no
