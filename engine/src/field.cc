@@ -340,6 +340,11 @@ bool RemovesOnlyByEventsAfter(const FieldState& s, const FieldState* ours, const
   return true;
 }
 
+bool ReliesOnEventsAfter(const FieldState& s, const FieldState* ours, const ReplicaId& r,
+                         uint64_t seq) {
+  return CarriesEventsAfter(s, r, seq) || RemovesOnlyByEventsAfter(s, ours, r, seq);
+}
+
 bool IsTombstone(const FieldState& s) { return s.markers.empty() && s.elements.empty(); }
 
 bool Collectable(const FieldState& s, const VersionVector& absorbed) {

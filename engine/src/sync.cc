@@ -364,9 +364,7 @@ Status Session::Apply(const DeltaBatch& b, std::vector<Message>* out) {
     // (a record deletion shows only in the context).
     if (!opt_.proves_itself || !opt_.proves_itself(d))
       for (const auto& [r, cutoff] : revoked)
-        if (CarriesEventsAfter(d.state, r, cutoff) ||
-            RemovesOnlyByEventsAfter(d.state, ours, r, cutoff))
-          return Admission::kRefuse;
+        if (ReliesOnEventsAfter(d.state, ours, r, cutoff)) return Admission::kRefuse;
     return opt_.admit ? opt_.admit(d, ours) : Admission::kAccept;
   };
   size_t quarantined = 0;

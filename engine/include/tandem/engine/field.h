@@ -99,6 +99,11 @@ bool CarriesEventsAfter(const FieldState& s, const ReplicaId& r, uint64_t seq);
 bool RemovesOnlyByEventsAfter(const FieldState& s, const FieldState* ours, const ReplicaId& r,
                               uint64_t seq);
 
+// Either of the two: what `s` would do to ours relies on r's events past `seq`. The test
+// a cutoff applies (a revocation, a permission taken away, a replica no one has bound).
+bool ReliesOnEventsAfter(const FieldState& s, const FieldState* ours, const ReplicaId& r,
+                         uint64_t seq);
+
 // Collection. A state with no marker and no element reads as nothing: it only carries a
 // removal (a deleted record, say) to replicas that have not seen it. Once every member
 // holds the events of its context, none can send anything it removes, so it may go.
