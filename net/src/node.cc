@@ -231,14 +231,15 @@ void Core::RefreshTrust() {
     // New bindings (or new members to bind to): held states may go now, and a founder
     // may now require bound replicas.
     judge = limits_.bound != judged_bound_;
-    judged_bound_ = limits_.bound;
+    if (judge) judged_bound_ = limits_.bound;
   }
   if (!judge) return;
   if (authority_.bindings_required) {
     JudgeHeld();
   } else if (!authority_.legacy && authority_.root == self_.public_key) {
-    asio::post(*work_io_, [this] {
-      auto signed_now = RequireBindings(replica_, opt_.files, self_, WallMs());
+    // Also at start (nothing judged yet): the founder requires them as soon as it can.
+    asio::post(*work_io_, [this, a = authority_] {
+      auto signed_now = RequireBindings(replica_, a, self_, WallMs());
       asio::post(io_, [this, signed_now = std::move(signed_now)]() mutable {
         if (!signed_now.ok())
           Log("cannot require bound replicas: " + signed_now.status().ToString());
@@ -275,9 +276,7 @@ Status Core::TryJudgeHeld() {
   TANDEM_ASSIGN_OR_RETURN(auto limits, WriteLimitsOf(replica_, a));
   auto admit = [&](const engine::FieldDelta& d, const engine::FieldState* ours) {
     for (const auto& [r, cutoff] : cutoffs)
-      if (engine::CarriesEventsAfter(d.state, r, cutoff) ||
-          engine::RemovesOnlyByEventsAfter(d.state, ours, r, cutoff))
-        return engine::Admission::kRefuse;
+      if (engine::ReliesOnEventsAfter(d.state, ours, r, cutoff)) return engine::Admission::kRefuse;
     return AdmitWrite(d, ours, limits);
   };
   TANDEM_ASSIGN_OR_RETURN(auto judged, replica_.JudgeHeld(admit));
@@ -626,9 +625,9 @@ Status Node::Start() {
   c.PublishBinding();
   if (Status st = NoteReplica(c.replica_, c.self_device_, meta.id); !st.ok())
     c.Log("cannot record this replica in the trust set: " + st.ToString());
-  // The founder of a group from before statements signs its trust set, and requires
-  // bound replicas once every writer it knows has one.
-  if (Status st = FounderUpkeep(c.replica_, o.files, c.self_, WallMs()); !st.ok())
+  // The founder of a group from before statements signs its trust set (RefreshTrust
+  // then requires bound replicas if it can).
+  if (Status st = SignLegacyTrust(c.replica_, o.files, c.self_, WallMs()); !st.ok())
     c.Log("cannot sign the trust set: " + st.ToString());
   c.RefreshTrust();
   if (!o.listen.empty()) TANDEM_RETURN_IF_ERROR(c.Bind());

@@ -130,6 +130,17 @@ Result<std::map<std::string, std::vector<engine::ReplicaId>>> ReplicasByDevice(
   return out;
 }
 
+// The replicas bound to a device the statements name (a revoked one too): the only
+// bindings that say whose events a replica's are, since anyone can make a key and bind
+// a replica to it.
+std::set<engine::ReplicaId> BoundToMembers(const std::map<engine::ReplicaId, std::string>& bindings,
+                                           const Authority& a) {
+  std::set<engine::ReplicaId> out;
+  for (const auto& [id, device] : bindings)
+    if (a.Find(device)) out.insert(id);
+  return out;
+}
+
 }  // namespace
 
 Status AddMember(engine::Replica& r, const Key32& key, const std::string& added_by,
@@ -571,11 +582,8 @@ Result<WriteLimits> WriteLimitsOf(engine::Replica& r, const Authority& a) {
   TANDEM_ASSIGN_OR_RETURN(auto meta, r.Meta());
   std::map<engine::ReplicaId, std::string> bindings;
   TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasByDevice(r, &bindings));
-  // Bound to a device the statements name (a revoked one too: its cutoff applies). A
-  // binding to any other key proves nothing: anyone can make a key and bind to it.
   out.hold_unbound = a.bindings_required;
-  for (const auto& entry : bindings)
-    if (a.Find(entry.second)) out.bound.insert(entry.first);
+  out.bound = BoundToMembers(bindings, a);  // a revoked device's too: its cutoff applies
   out.bound.insert(meta.id);
   std::set<std::string> named{kSchemasCollection};
   for (const auto& p : a.permits)
@@ -613,16 +621,13 @@ engine::Admission AdmitWrite(const engine::FieldDelta& d, const engine::FieldSta
       c == kStatementsCollection)
     return engine::Admission::kAccept;
   for (const auto& [id, cutoff] : limits.For(d.key.collection))
-    if (engine::CarriesEventsAfter(d.state, id, cutoff) ||
-        engine::RemovesOnlyByEventsAfter(d.state, ours, id, cutoff))
-      return engine::Admission::kRefuse;
+    if (engine::ReliesOnEventsAfter(d.state, ours, id, cutoff)) return engine::Admission::kRefuse;
   // Events of a replica no binding names cannot be judged: whose device wrote them? (A
   // build of its own may write under an id it made up.) Held until a binding arrives,
   // by the same tests as a cutoff at 0.
   if (limits.hold_unbound)
     for (const auto& [id, n] : d.state.ctx.entries())
-      if (!limits.bound.count(id) && (engine::CarriesEventsAfter(d.state, id, 0) ||
-                                      engine::RemovesOnlyByEventsAfter(d.state, ours, id, 0)))
+      if (!limits.bound.count(id) && engine::ReliesOnEventsAfter(d.state, ours, id, 0))
         return engine::Admission::kHold;
   return engine::Admission::kAccept;
 }
@@ -716,16 +721,20 @@ Status SignLegacyTrust(engine::Replica& r, const GroupPaths& files, const Identi
 Result<bool> RequireBindings(engine::Replica& r, const GroupPaths& files, const Identity& self,
                              uint64_t now_ms) {
   TANDEM_ASSIGN_OR_RETURN(auto a, ReadAuthority(r, files));
+  return RequireBindings(r, a, self, now_ms);
+}
+
+Result<bool> RequireBindings(engine::Replica& r, const Authority& a, const Identity& self,
+                             uint64_t now_ms) {
   if (a.legacy || a.root != self.public_key || a.bindings_required) return false;
   // Alone, it signs nothing: a new device's group of one, which a join will leave (its
   // statements would count nowhere else).
   if (a.devices.size() < 2) return false;
   TANDEM_ASSIGN_OR_RETURN(auto meta, r.Meta());
-  // Bound as receivers will judge it (WriteLimitsOf): to a device the statements name.
-  std::set<engine::ReplicaId> bound;
-  TANDEM_ASSIGN_OR_RETURN(auto bindings, ReadBindings(r));
-  for (const auto& [id, device] : bindings)
-    if (a.Find(device)) bound.insert(id);
+  // Bound as receivers will judge it (WriteLimitsOf).
+  std::map<engine::ReplicaId, std::string> bindings;
+  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasByDevice(r, &bindings));
+  const std::set<engine::ReplicaId> bound = BoundToMembers(bindings, a);
   // Not while a writer is unbound (an id from before bindings, taken on a full disk, or
   // of a device of another group a `join --merge` brought): every device would hold its
   // events. Writers as the vector and the peers' last vectors name them (ours may lag
@@ -733,7 +742,6 @@ Result<bool> RequireBindings(engine::Replica& r, const GroupPaths& files, const 
   if (!bound.count(meta.id)) return false;
   // Nor while a member has no bound replica yet (its binding has not arrived, or it
   // runs a version from before bindings), or syncs as an unbound one.
-  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasByDevice(r));
   for (const auto& [device, d] : a.devices) {
     if (d.revoked) continue;
     const auto& ids = replicas[device];

@@ -164,6 +164,9 @@ Status SignLegacyTrust(engine::Replica& r, const GroupPaths& files, const Identi
 // arrive.)
 Result<bool> RequireBindings(engine::Replica& r, const GroupPaths& files, const Identity& self,
                              uint64_t now_ms);
+// The same, judged by `a` (r's authority, read already).
+Result<bool> RequireBindings(engine::Replica& r, const Authority& a, const Identity& self,
+                             uint64_t now_ms);
 // What the founder signs when it can, before acting on the group: SignLegacyTrust, then
 // RequireBindings. A no-op on any other device.
 Status FounderUpkeep(engine::Replica& r, const GroupPaths& files, const Identity& self,
