@@ -79,21 +79,27 @@ TEST(LmdbStore, ReleasingMemoryKeepsEveryReadIntactEvenInsideAReadTransaction) {
   EXPECT_TRUE(Check(dynamic_cast<LmdbStore&>((*r)->store()), &report).ok());
 }
 
+// Writes `batches` transactions of `per` records c/<n> (numbered on), values `bytes` long.
+bool WriteRecords(engine::Replica& r, int batches, int per, size_t bytes) {
+  for (int batch = 0; batch < batches; ++batch) {
+    Status st = r.Write([&](engine::Batch& b) {
+      for (int i = 0; i < per; ++i)
+        TANDEM_RETURN_IF_ERROR(
+            b.Put("c", std::to_string(batch * per + i), "v", Value{std::string(bytes, 'x')}));
+      return Status::Ok();
+    });
+    if (!st.ok()) return false;
+  }
+  return true;
+}
+
 TEST(LmdbStore, MapGrowsOnDemand) {
   testing::TempDir tmp;
   Options opt;
   opt.initial_map_bytes = 64 << 10;  // far too small for what follows
   auto r = CreateReplica(tmp / "db", opt);
   ASSERT_TRUE(r.ok());
-  for (int batch = 0; batch < 20; ++batch) {
-    ASSERT_TRUE((*r)->Write([&](engine::Batch& b) {
-                      for (int i = 0; i < 200; ++i)
-                        TANDEM_RETURN_IF_ERROR(b.Put("c", std::to_string(batch * 200 + i), "v",
-                                                     Value{std::string(100, 'x')}));
-                      return Status::Ok();
-                    })
-                    .ok());
-  }
+  ASSERT_TRUE(WriteRecords(**r, 20, 200, 100));
   CheckReport rep;
   ASSERT_TRUE(Check(StoreOf(**r), &rep).ok());
   EXPECT_EQ(rep.fields, 4000u);
@@ -121,16 +127,10 @@ TEST(LmdbStore, TheLastTransactionIsReadSafelyWhileTheMapGrows) {
       last = id;
     }
   });
-  for (int batch = 0; batch < 60; ++batch)
-    ASSERT_TRUE((*r)->Write([&](engine::Batch& b) {
-                      for (int i = 0; i < 100; ++i)
-                        TANDEM_RETURN_IF_ERROR(b.Put("c", std::to_string(batch * 100 + i), "v",
-                                                     Value{std::string(1000, 'x')}));
-                      return Status::Ok();
-                    })
-                    .ok());
+  const bool written = WriteRecords(**r, 60, 100, 1000);
   done = true;
-  watcher.join();
+  watcher.join();  // before any assertion can return
+  ASSERT_TRUE(written);
   EXPECT_TRUE(ordered);
   EXPECT_GE(StoreOf(**r).LastTxnId(), 60u);
 }
