@@ -479,6 +479,7 @@ void Session::Rehold() {
 Status Session::Pump(std::vector<Message>* out) {
   while (streaming_ && unacked_ < opt_.window) {
     if (!out_pieces_.empty()) {
+      if (unacked_ >= kPiecesInFlight) break;
       SendPiece(out);
       continue;
     }

@@ -424,5 +424,29 @@ TEST(Sync, PiecesBehindAWithheldStateStartOverAfterAnotherBatch) {
   EXPECT_FALSE(b.replica.Get("docs", "w").ok());
 }
 
+// A window sized for small batches (the node's starts at 16) holds no more than a few
+// pieces in memory: the sender stops at kPiecesInFlight unacknowledged while pieces go.
+TEST(Sync, AWideWindowStillHoldsFewPiecesInFlight) {
+  Node a(1);
+  AddPhotos(a, 12);  // 4.8 MB: ten pieces
+  SessionOptions wide;
+  wide.window = 16;
+  size_t most = 0;
+  for (size_t steps = 1; steps < 30; ++steps) {
+    Node b(2);
+    Link link(a, b, wide);
+    ASSERT_TRUE(link.Run(steps).ok());
+    size_t pieces = 0;
+    for (const auto& m : link.to_b)
+      if (const auto* d = std::get_if<DeltaBatch>(&m); d && d->piece) ++pieces;
+    most = std::max(most, pieces);
+  }
+  EXPECT_EQ(most, kPiecesInFlight);
+  Node b(2);
+  Link link(a, b, wide);
+  ASSERT_TRUE(link.Run().ok());
+  EXPECT_EQ(a.Dump(), b.Dump());
+}
+
 }  // namespace
 }  // namespace tandem::engine

@@ -45,6 +45,9 @@ inline constexpr size_t kMaxBatchBodyBound = 900 << 10;
 // claims none of its events, and the cursors of its batches stop before its log entry, so
 // every later session offers it again: it goes once it fits (or changes and fits).
 inline constexpr size_t kPieceBytes = 512 << 10;
+// Batches in flight while pieces go, whatever the window: a window sized for small,
+// compressible batches would hold that many pieces in memory.
+inline constexpr size_t kPiecesInFlight = 4;
 inline constexpr size_t kMaxPieceTotal = size_t{256} << 20;
 static_assert(kPieceBytes == kBlobChunkBytes, "pieces are stored as chunks");
 
