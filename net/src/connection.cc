@@ -408,6 +408,7 @@ awaitable<bool> Conn::Run(PeerStatus* status) {
     if (invite_mode_ && !initiator_) Enqueue(d_.Welcome(), false);
     unreadable_ = d_.Unreadable(*peer_key_);
     session_ = std::make_unique<engine::Session>(d_.replica(), d_.SessionOptionsFor(*peer_key_));
+    session_->set_window(send_window_.window());
     std::vector<engine::Message> out;
     Status st = session_->Start(&out);
     if (!st.ok()) throw std::runtime_error(st.ToString());

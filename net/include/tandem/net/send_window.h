@@ -1,6 +1,6 @@
 // Sizing a sync session's send window to its link.
 //
-// A session keeps at most `window` batches unacknowledged. Four fill a LAN, but on a
+// A session keeps at most `window` batches unacknowledged. A few fill a LAN, but on a
 // link of 200 ms round trip they leave it idle most of the time: the sync is bound by
 // round trips, not bytes. SendWindow measures each connection's bandwidth-delay product
 // from the acknowledgements of the batches it sends, as BBR does for TCP: the delivery
