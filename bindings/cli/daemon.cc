@@ -110,7 +110,10 @@ void PrintDaemon(std::optional<Json> ds, const std::string& status_file) {
       if (!f.is_array()) return "all";
       if (f.empty()) return "none";
       std::string out;
-      for (const auto& c : f) out += (out.empty() ? "" : ",") + c.get<std::string>();
+      for (const auto& c : f) {
+        if (!out.empty()) out += ',';
+        out += c.get<std::string>();
+      }
       return out;
     };
     lines.push_back(
