@@ -11,7 +11,9 @@
 // Limits measured in the same run: raw LMDB write speed (same keys, batches of 1,000,
 // durable) and libsodium secretstream throughput (1 MiB frames, seal + open).
 //
-//   net [--records N] [--writes N] [--dir DIR]
+//   net [--records N] [--writes N] [--dir DIR] [--slow-only]
+// --slow-only runs the slow link alone; BENCH_TRACE=1 prints each piece the proxy
+// forwards (seconds since it started, direction, bytes) on stderr.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -92,6 +94,8 @@ class ShapingProxy {
         return;
       }
       count += static_cast<uint64_t>(n);
+      if (trace_)
+        std::fprintf(stderr, "trace %.3f %s %zd\n", Now() - t0_, &d == &up_ ? "up" : "down", n);
       const double start = std::max(Now(), d.link_free);
       d.link_free = start + static_cast<double>(n) / rate_;
       d.q.emplace_back(d.link_free + delay_, buf.substr(0, static_cast<size_t>(n)));
@@ -133,7 +137,8 @@ class ShapingProxy {
     setsockopt(server, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     client_ = client;
     server_ = server;
-    Direction up, down;
+    Direction& up = up_;
+    Direction& down = down_;
     std::thread t1([&] { ReadSide(client, up, bytes_[0]); });
     std::thread t2([&] { WriteSide(server, up); });
     std::thread t3([&] { ReadSide(server, down, bytes_[1]); });
@@ -146,6 +151,9 @@ class ShapingProxy {
   }
   uint16_t target_;
   double delay_, rate_;
+  double t0_ = Now();
+  bool trace_ = getenv("BENCH_TRACE") != nullptr;
+  Direction up_, down_;
   int listen_;
   uint16_t port_ = 0;
   std::atomic<bool> stop_{false};
@@ -161,6 +169,61 @@ int RunWait(std::vector<std::string> args, const std::string& log) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+struct SlowLink {
+  bool ok = false;
+  double seconds = 0, ideal = 0;
+  uint64_t bytes = 0;
+};
+
+// C holds `records` x 2 fields; D, empty and paired, syncs from it through the proxy.
+SlowLink RunSlowLink(const std::string& base, const net::Key32& group, int records,
+                     std::mt19937_64& rng) {
+  const double kDelay = 0.1, kRate = 2e6;  // per direction: a 200 ms round trip, 2 MB/s
+  DataSet small;
+  small.records = records;
+  small.fields = 2;
+  net::Identity ic = net::GenerateIdentity(), id = net::GenerateIdentity();
+  const std::string dc = base + "/c", dd = base + "/d";
+  MakeMember(dc, group, ic, {ic, id});
+  MakeMember(dd, group, id, {ic, id});
+  {
+    auto c = storage::OpenReplica(dc);
+    Must(c.status(), "open c");
+    LoadDataSet(**c, small, rng);
+  }
+  pid_t pc = Spawn({TANDEM_BIN, "serve", dc, "--listen", "127.0.0.1:0"}, base + "/c.log");
+  const std::string caddr = WaitListen(dc);
+  double slow = 0, ideal = 0;
+  uint64_t slow_bytes = 0;
+  {
+    ShapingProxy proxy(static_cast<uint16_t>(std::stoi(caddr.substr(caddr.rfind(':') + 1))), kDelay,
+                       kRate);
+    const double s0 = Now();
+    const int rc = RunWait({TANDEM_BIN, "sync", dd, "--peer", proxy.address()}, base + "/d.log");
+    slow = Now() - s0;
+    if (rc != 0) {
+      std::fprintf(stderr, "net: the sync over the slow link failed; see %s/d.log\n", base.c_str());
+      kill(pc, SIGKILL);
+      return {};
+    }
+    slow_bytes = std::max(proxy.bytes_up(), proxy.bytes_down());
+    ideal = static_cast<double>(slow_bytes) / kRate + 3 * 2 * kDelay;
+  }
+  Stop(pc);
+  {
+    auto d = storage::OpenReplica(dd);
+    Must(d.status(), "open d");
+    const uint64_t n = CountFields(**d);
+    if (n != static_cast<uint64_t>(small.records) * 2) {
+      std::fprintf(stderr, "net: D holds %llu fields after the slow sync\n",
+                   static_cast<unsigned long long>(n));
+      return {};
+    }
+  }
+
+  return {true, slow, ideal, slow_bytes};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -172,14 +235,24 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--writes")) writes = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--dir")) base = argv[i + 1];
   }
+  bool slow_only = false;
+  for (int i = 1; i < argc; ++i) slow_only |= !std::strcmp(argv[i], "--slow-only");
   std::filesystem::remove_all(base);
   std::filesystem::create_directories(base);
+  net::InitCrypto();
+  if (slow_only) {
+    std::mt19937_64 rng(42);
+    const SlowLink slow = RunSlowLink(base, net::NewGroupKey(), ds.records, rng);
+    if (!slow.ok) return 1;
+    std::printf("slow link: %.2f s for %.2f MB; bytes/2 MB/s + 3 RTT = %.2f s; ratio %.3f\n",
+                slow.seconds, slow.bytes / 1e6, slow.ideal, slow.seconds / slow.ideal);
+    return 0;
+  }
   const int total = ds.records * ds.fields;
   uint64_t raw_bytes = 0;
   const double raw_puts = RawLmdbPuts(base + "/raw", ds, 1000, &raw_bytes);
   const double ss_mb = SecretstreamMbPerS();
 
-  net::InitCrypto();
   net::Key32 group = net::NewGroupKey();
   net::Identity ia = net::GenerateIdentity(), ib = net::GenerateIdentity();
   const std::string da = base + "/a", db = base + "/b";
@@ -249,48 +322,8 @@ int main(int argc, char** argv) {
   Stop(pa);
 
   // 3. The slow link.
-  const double kDelay = 0.1, kRate = 2e6;  // per direction: a 200 ms round trip, 2 MB/s
-  DataSet small;
-  small.records = ds.records;
-  small.fields = 2;
-  net::Identity ic = net::GenerateIdentity(), id = net::GenerateIdentity();
-  const std::string dc = base + "/c", dd = base + "/d";
-  MakeMember(dc, group, ic, {ic, id});
-  MakeMember(dd, group, id, {ic, id});
-  {
-    auto c = storage::OpenReplica(dc);
-    Must(c.status(), "open c");
-    LoadDataSet(**c, small, rng);
-  }
-  pid_t pc = Spawn({TANDEM_BIN, "serve", dc, "--listen", "127.0.0.1:0"}, base + "/c.log");
-  const std::string caddr = WaitListen(dc);
-  double slow = 0, ideal = 0;
-  uint64_t slow_bytes = 0;
-  {
-    ShapingProxy proxy(static_cast<uint16_t>(std::stoi(caddr.substr(caddr.rfind(':') + 1))), kDelay,
-                       kRate);
-    const double s0 = Now();
-    const int rc = RunWait({TANDEM_BIN, "sync", dd, "--peer", proxy.address()}, base + "/d.log");
-    slow = Now() - s0;
-    if (rc != 0) {
-      std::fprintf(stderr, "net: the sync over the slow link failed; see %s/d.log\n", base.c_str());
-      kill(pc, SIGKILL);
-      return 1;
-    }
-    slow_bytes = std::max(proxy.bytes_up(), proxy.bytes_down());
-    ideal = static_cast<double>(slow_bytes) / kRate + 3 * 2 * kDelay;
-  }
-  Stop(pc);
-  {
-    auto d = storage::OpenReplica(dd);
-    Must(d.status(), "open d");
-    const uint64_t n = CountFields(**d);
-    if (n != static_cast<uint64_t>(small.records) * 2) {
-      std::fprintf(stderr, "net: D holds %llu fields after the slow sync\n",
-                   static_cast<unsigned long long>(n));
-      return 1;
-    }
-  }
+  const SlowLink slow = RunSlowLink(base, group, ds.records, rng);
+  if (!slow.ok) return 1;
 
   const double rate = total / initial;
   std::printf("net: two `tandem serve` processes, encrypted loopback TCP\n");
@@ -302,18 +335,18 @@ int main(int argc, char** argv) {
   std::printf("  %-40s %14.0f\n", "secretstream MiB/s (seal + open)", ss_mb);
   std::printf("  %-40s %14.3f\n", "live latency p50 (ms)", p50);
   std::printf("  %-40s %14.3f\n", "live latency p99 (ms)", p99);
-  std::printf("  %-40s %14.2f\n", "slow link: sync of 200,000 fields (s)", slow);
-  std::printf("  %-40s %14.2f\n", "slow link: wire MB (busier direction)", slow_bytes / 1e6);
-  std::printf("  %-40s %14.2f\n", "slow link: bytes/2 MB/s + 3 RTT (s)", ideal);
-  std::printf("  %-40s %14.2f\n", "ratio_slow_link (goal <= 1.5)", slow / ideal);
+  std::printf("  %-40s %14.2f\n", "slow link: sync of 200,000 fields (s)", slow.seconds);
+  std::printf("  %-40s %14.2f\n", "slow link: wire MB (busier direction)", slow.bytes / 1e6);
+  std::printf("  %-40s %14.2f\n", "slow link: bytes/2 MB/s + 3 RTT (s)", slow.ideal);
+  std::printf("  %-40s %14.2f\n", "ratio_slow_link (goal <= 1.5)", slow.seconds / slow.ideal);
   std::printf(
       "{\"bench\": \"net\", \"fields\": %d, \"initial_sync_seconds\": %.3f, "
       "\"initial_sync_fields_per_s\": %.0f, \"raw_lmdb_puts_per_s\": %.0f, "
       "\"ratio_initial_sync_vs_lmdb\": %.3f, \"secretstream_mb_per_s\": %.0f, "
       "\"live_writes\": %d, \"live_latency_ms_p50\": %.3f, \"live_latency_ms_p99\": %.3f, "
       "\"slow_link_seconds\": %.3f, \"slow_link_wire_bytes\": %llu, \"ratio_slow_link\": %.3f}\n",
-      total, initial, rate, raw_puts, rate / raw_puts, ss_mb, writes, p50, p99, slow,
-      static_cast<unsigned long long>(slow_bytes), slow / ideal);
+      total, initial, rate, raw_puts, rate / raw_puts, ss_mb, writes, p50, p99, slow.seconds,
+      static_cast<unsigned long long>(slow.bytes), slow.seconds / slow.ideal);
   a->reset();
   b->reset();
   std::filesystem::remove_all(base);
