@@ -35,8 +35,11 @@ struct Hello {
   send @2 :Filter;
   accept @3 :Filter;
   features @4 :UInt32;  # what this build's decoder understands (bit 0: columnar batches,
-                        # bit 1: field states in pieces, bit 2: blobs, bit 3: columns2)
+                        # bit 1: field states in pieces, bit 2: blobs, bit 3: columns2,
+                        # bit 4: takes a request in the peer's Hello)
   collected @5 :VersionVector;  # what the sender collected (docs/design.md#collection)
+  early @6 :SyncRequest;  # the sender's request, ahead of the peer's Hello (if set)
+  expect @7 :Data;        # the replica it is made for: 16 bytes, or empty for any
 }
 
 struct VersionVector {

@@ -45,8 +45,58 @@ Status Session::Start(std::vector<Message>* out) {
   hello.pieces = true;
   hello.blobs = true;
   TANDEM_ASSIGN_OR_RETURN(hello.collected, replica_.Collected());
+  collected_ = hello.collected;
+  hello.takes_early = true;
+  if (opt_.early_request) {
+    if (opt_.expect.IsZero()) {
+      early_ = SyncRequest{meta.vv};  // from the start of any replica's log
+    } else {
+      // What we hold of the expected replica's log; a filtered pass over it waits for
+      // the peer's Hello (whether this session is filtered decides where it starts).
+      TANDEM_ASSIGN_OR_RETURN(PeerState ps, replica_.Peer(opt_.expect));
+      if (!ps.filtered) {
+        TANDEM_ASSIGN_OR_RETURN(early_, RequestFor(opt_.expect, meta.vv, ps.cursor, ps.mark));
+      }
+    }
+    hello.early = early_;
+    hello.expect = opt_.expect;
+  }
   out->emplace_back(std::in_place_type<Hello>, std::move(hello));
   return Status::Ok();
+}
+
+Result<SyncRequest> Session::RequestFor(const ReplicaId& peer, const VersionVector& vv,
+                                        uint64_t cursor, uint64_t mark) {
+  TANDEM_ASSIGN_OR_RETURN(const uint64_t held, replica_.Held(peer));
+  SyncRequest req{vv, cursor, held, mark};
+  // Pieces of a state at that cursor into its log, stored by an earlier session.
+  TANDEM_ASSIGN_OR_RETURN(auto pieces, replica_.PiecesHeld(peer));
+  if (pieces && pieces->from == cursor) {
+    req.piece_offset = pieces->held;
+    req.piece_digest = pieces->digest;
+  }
+  return req;
+}
+
+Status Session::AdoptRequest(const SyncRequest& req) {
+  requested_ = true;
+  recv_cursor_ = req.cursor;
+  TANDEM_ASSIGN_OR_RETURN(auto pieces, replica_.PiecesHeld(*peer_));
+  if (pieces && pieces->from == req.cursor && req.piece_offset == pieces->held &&
+      req.piece_digest == pieces->digest) {
+    in_piece_held_ = pieces->held;
+    in_piece_total_ = pieces->total;
+    in_piece_digest_ = pieces->digest;
+  } else if (pieces) {
+    TANDEM_RETURN_IF_ERROR(replica_.DropPieces(*peer_));  // the peer will not resume them
+  }
+  return Status::Ok();
+}
+
+bool Session::EarlyTaken(const SyncRequest& req, const ReplicaId& expect, bool takes_early,
+                         const ReplicaId& receiver, const VersionVector& receiver_collected) {
+  return takes_early && (expect.IsZero() || expect == receiver) && !req.whole &&
+         req.vv.Covers(receiver_collected);
 }
 
 bool Session::Sendable(const FieldKey& k) const {
@@ -95,34 +145,31 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     peer_pieces_ = h->pieces;
     peer_blobs_ = h->blobs;
     // Ask for what we lack: our version vector, and where we left off in its log.
-    TANDEM_ASSIGN_OR_RETURN(ReplicaMeta meta, replica_.Meta());
-    TANDEM_ASSIGN_OR_RETURN(PeerState ps, replica_.Peer(*peer_));
     filtered_in_ = !(peer_send_.all && opt_.accept.all);
-    // An earlier filtered session moved the cursor past data we never received: an
-    // unfiltered session starts over, so that its CaughtUp may merge the watermark.
-    recv_cursor_ = (!filtered_in_ && ps.filtered) ? 0 : ps.cursor;
-    // The peer collected deletions we have not all seen: we may hold what it removed.
-    // Its whole state, from the start, shows which fields it holds at all.
-    if (!meta.vv.Covers(h->collected)) {
-      rebase_ = h->collected;
-      rebase_keys_.clear();
-      recv_cursor_ = 0;
+    if (early_ && EarlyTaken(*early_, opt_.expect, h->takes_early, *peer_, h->collected)) {
+      // Our request went with our Hello, and the peer takes it.
+      TANDEM_RETURN_IF_ERROR(AdoptRequest(*early_));
+    } else {
+      TANDEM_ASSIGN_OR_RETURN(ReplicaMeta meta, replica_.Meta());
+      TANDEM_ASSIGN_OR_RETURN(PeerState ps, replica_.Peer(*peer_));
+      // An earlier filtered session moved the cursor past data we never received: an
+      // unfiltered session starts over, so that its CaughtUp may merge the watermark.
+      uint64_t cursor = (!filtered_in_ && ps.filtered) ? 0 : ps.cursor;
+      // The peer collected deletions we have not all seen: we may hold what it removed.
+      // Its whole state, from the start, shows which fields it holds at all.
+      if (!meta.vv.Covers(h->collected)) {
+        rebase_ = h->collected;
+        rebase_keys_.clear();
+        cursor = 0;
+      }
+      TANDEM_ASSIGN_OR_RETURN(SyncRequest req, RequestFor(*peer_, meta.vv, cursor, ps.mark));
+      req.whole = rebase_.has_value();
+      TANDEM_RETURN_IF_ERROR(AdoptRequest(req));
+      out->emplace_back(std::in_place_type<SyncRequest>, std::move(req));
     }
-    requested_ = true;
-    TANDEM_ASSIGN_OR_RETURN(const uint64_t held, replica_.Held(*peer_));
-    SyncRequest req{meta.vv, recv_cursor_, held, ps.mark, rebase_.has_value()};
-    // Pieces of a state at our cursor into its log, stored by an earlier session.
-    TANDEM_ASSIGN_OR_RETURN(auto pieces, replica_.PiecesHeld(*peer_));
-    if (pieces && pieces->from == recv_cursor_) {
-      in_piece_held_ = pieces->held;
-      in_piece_total_ = pieces->total;
-      in_piece_digest_ = pieces->digest;
-      req.piece_offset = pieces->held;
-      req.piece_digest = pieces->digest;
-    } else if (pieces) {
-      TANDEM_RETURN_IF_ERROR(replica_.DropPieces(*peer_));
-    }
-    out->emplace_back(std::in_place_type<SyncRequest>, std::move(req));
+    // The peer's request, if it came with its Hello and counts (by the same rule).
+    if (h->early && EarlyTaken(*h->early, h->expect, true, self_, collected_))
+      return TakeRequest(*h->early, out);
     return Status::Ok();
   }
   if (!peer_) return Status::Invalid(std::string(MessageName(in)) + " before Hello");
@@ -130,35 +177,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
       std::holds_alternative<BlobChunk>(in) || std::holds_alternative<BlobAck>(in))
     return ReceiveBlob(in, out);
 
-  if (const auto* r = std::get_if<SyncRequest>(&in)) {
-    if (have_request_) return Status::Invalid("second SyncRequest");
-    // The peer holds events of ours we never issued, or has read our log past its end:
-    // this replica was rolled back (restored in place from a snapshot), and the peer's
-    // cursor into our log reads a different log now.
-    bool rekeyed = false;
-    TANDEM_RETURN_IF_ERROR(replica_.RekeyIfBehind(
-        self_, std::max(r->vv.Get(self_), r->holds_of_yours), &rekeyed, r->cursor, r->mark));
-    if (rekeyed) return RolledBack();
-    TANDEM_ASSIGN_OR_RETURN(ReplicaMeta meta, replica_.Meta());
-    have_request_ = true;
-    peer_acked_ = r->cursor;
-    peer_vv_ = r->vv;
-    send_cursor_ = read_cursor_ = r->cursor;
-    TANDEM_ASSIGN_OR_RETURN(skip_to_, replica_.SkipHeld(r->vv, r->cursor));
-    if (r->whole) {
-      if (r->cursor != 0) return Status::Invalid("a whole SyncRequest starts at cursor 0");
-      peer_vv_ = VersionVector();  // every field state, whatever the peer holds
-      skip_to_ = 0;
-      whole_ = true;
-      stats_.whole_sent = true;
-    }
-    snapshot_vv_ = meta.vv;  // read before the log: everything it covers gets sent
-    resume_offset_ = r->piece_offset;
-    resume_digest_ = r->piece_digest;
-    resume_cursor_ = r->cursor;
-    streaming_ = true;
-    return Pump(out);
-  }
+  if (const auto* r = std::get_if<SyncRequest>(&in)) return TakeRequest(*r, out);
   if (const auto* b = std::get_if<DeltaBatch>(&in)) {
     if (!requested_) return Status::Invalid("DeltaBatch before our SyncRequest");
     // Batches must be contiguous: applying one after a gap would store a cursor past
@@ -257,6 +276,36 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     return Status::Ok();
   }
   return Status::Invalid("unknown message");
+}
+
+Status Session::TakeRequest(const SyncRequest& r, std::vector<Message>* out) {
+  if (have_request_) return Status::Invalid("second SyncRequest");
+  // The peer holds events of ours we never issued, or has read our log past its end:
+  // this replica was rolled back (restored in place from a snapshot), and the peer's
+  // cursor into our log reads a different log now.
+  bool rekeyed = false;
+  TANDEM_RETURN_IF_ERROR(replica_.RekeyIfBehind(self_, std::max(r.vv.Get(self_), r.holds_of_yours),
+                                                &rekeyed, r.cursor, r.mark));
+  if (rekeyed) return RolledBack();
+  TANDEM_ASSIGN_OR_RETURN(ReplicaMeta meta, replica_.Meta());
+  have_request_ = true;
+  peer_acked_ = r.cursor;
+  peer_vv_ = r.vv;
+  send_cursor_ = read_cursor_ = r.cursor;
+  TANDEM_ASSIGN_OR_RETURN(skip_to_, replica_.SkipHeld(r.vv, r.cursor));
+  if (r.whole) {
+    if (r.cursor != 0) return Status::Invalid("a whole SyncRequest starts at cursor 0");
+    peer_vv_ = VersionVector();  // every field state, whatever the peer holds
+    skip_to_ = 0;
+    whole_ = true;
+    stats_.whole_sent = true;
+  }
+  snapshot_vv_ = meta.vv;  // read before the log: everything it covers gets sent
+  resume_offset_ = r.piece_offset;
+  resume_digest_ = r.piece_digest;
+  resume_cursor_ = r.cursor;
+  streaming_ = true;
+  return Pump(out);
 }
 
 void Session::Send(DeltaBatch batch, std::vector<Message>* out) {

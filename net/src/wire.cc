@@ -115,6 +115,26 @@ engine::VersionVector ReadVv(wire::VersionVector::Reader r, Check& c) {
   return vv;
 }
 
+void SetRequest(wire::SyncRequest::Builder w, const engine::SyncRequest& r) {
+  SetVv(w.initVv(), r.vv);
+  w.setCursor(r.cursor);
+  w.setHoldsOfYours(r.holds_of_yours);
+  w.setMark(r.mark);
+  w.setWhole(r.whole);
+  if (r.piece_offset) {
+    w.setPieceOffset(r.piece_offset);
+    w.setPieceDigest(AsData(r.piece_digest));
+  }
+}
+
+engine::SyncRequest ReadRequest(wire::SyncRequest::Reader r, Check& c) {
+  engine::SyncRequest m{ReadVv(r.getVv(), c), r.getCursor(), r.getHoldsOfYours(), r.getMark(),
+                        r.getWhole()};
+  m.piece_offset = r.getPieceOffset();
+  if (m.piece_offset) m.piece_digest = ReadHash(r.getPieceDigest(), c);
+  return m;
+}
+
 // A batch's field states: replica and name tables, and the entries in the layout the
 // peer reads, compressed when that pays.
 Status SetEntries(const engine::DeltaBatch& d, const EncodeOptions& opt,
@@ -192,19 +212,14 @@ Result<std::string> EncodeMessage(const Message& m, const EncodeOptions& opt) {
     SetFilter(w.initSend(), h->send);
     SetFilter(w.initAccept(), h->accept);
     w.setFeatures(kFeatureColumns | kFeatureColumns2 | (h->pieces ? kFeaturePieces : 0) |
-                  (h->blobs ? kFeatureBlobs : 0));
+                  (h->blobs ? kFeatureBlobs : 0) | (h->takes_early ? kFeatureEarly : 0));
     SetVv(w.initCollected(), h->collected);
-  } else if (const auto* r = std::get_if<engine::SyncRequest>(&m)) {
-    auto w = body.initSyncRequest();
-    SetVv(w.initVv(), r->vv);
-    w.setCursor(r->cursor);
-    w.setHoldsOfYours(r->holds_of_yours);
-    w.setMark(r->mark);
-    w.setWhole(r->whole);
-    if (r->piece_offset) {
-      w.setPieceOffset(r->piece_offset);
-      w.setPieceDigest(AsData(r->piece_digest));
+    if (h->early) {
+      SetRequest(w.initEarly(), *h->early);
+      if (!h->expect.IsZero()) w.setExpect(AsData(h->expect));
     }
+  } else if (const auto* r = std::get_if<engine::SyncRequest>(&m)) {
+    SetRequest(body.initSyncRequest(), *r);
   } else if (const auto* d = std::get_if<engine::DeltaBatch>(&m)) {
     auto w = body.initDeltaBatch();
     w.setFrom(d->from);
@@ -293,15 +308,17 @@ Result<Message> DecodeMessage(std::string_view bytes, uint32_t* features) {
         if (!c.ok()) return c.st;
         h.pieces = r.getFeatures() & kFeaturePieces;
         h.blobs = r.getFeatures() & kFeatureBlobs;
+        h.takes_early = r.getFeatures() & kFeatureEarly;
+        if (r.hasEarly()) {
+          h.early = ReadRequest(r.getEarly(), c);
+          if (r.hasExpect()) h.expect = ReadId(r.getExpect(), c, "hello expected replica");
+          if (!c.ok()) return c.st;
+        }
         if (features) *features = r.getFeatures();
         return Message{std::move(h)};
       }
       case wire::Envelope::Body::SYNC_REQUEST: {
-        auto r = body.getSyncRequest();
-        engine::SyncRequest m{ReadVv(r.getVv(), c), r.getCursor(), r.getHoldsOfYours(), r.getMark(),
-                              r.getWhole()};
-        m.piece_offset = r.getPieceOffset();
-        if (m.piece_offset) m.piece_digest = ReadHash(r.getPieceDigest(), c);
+        engine::SyncRequest m = ReadRequest(body.getSyncRequest(), c);
         if (!c.ok()) return c.st;
         return Message{std::move(m)};
       }

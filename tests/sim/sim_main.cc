@@ -494,6 +494,14 @@ class Sim {
     };
     auto with_peer = [&](int peer) {
       SessionOptions po = o;
+      // Half the sessions send their request with their Hello: made for the peer's
+      // replica, for any replica, or for one the peer is not (then it waits its turn).
+      if (rng_() % 2) {
+        po.early_request = true;
+        const int expect = static_cast<int>(rng_() % 3);
+        if (expect == 1) po.expect = nodes_[peer].replica->Meta()->id;
+        if (expect == 2) po.expect = nodes_[peer == a ? b : a].replica->Meta()->id;
+      }
       po.may_rebase = [this, peer](const std::string& coll) {
         const Role role = nodes_[peer].role;
         return role == Role::kMember || (role == Role::kTill && !(withdrawn_ && coll == "prices"));

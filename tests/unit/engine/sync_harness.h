@@ -60,11 +60,12 @@ struct Link {
   std::deque<Message> to_a, to_b;
   size_t delivered = 0;
   std::function<void(Message&)> from_b;  // rewrites what b sends (a lying peer)
+  std::function<void(Message&)> from_a;  // and what a sends
 
   Status Run(size_t max_messages = SIZE_MAX) {
     std::vector<Message> out;
     TANDEM_RETURN_IF_ERROR(sa.Start(&out));
-    for (auto& m : out) to_b.push_back(std::move(m));
+    for (auto& m : out) ToB(std::move(m));
     out.clear();
     TANDEM_RETURN_IF_ERROR(sb.Start(&out));
     for (auto& m : out) ToA(std::move(m));
@@ -82,7 +83,7 @@ struct Link {
         Message m = std::move(to_a.front());
         to_a.pop_front();
         TANDEM_RETURN_IF_ERROR(sa.Receive(m, &out));
-        for (auto& o : out) to_b.push_back(std::move(o));
+        for (auto& o : out) ToB(std::move(o));
       }
       ++delivered;
     }
@@ -91,7 +92,7 @@ struct Link {
   Status Poll() {
     std::vector<Message> out;
     TANDEM_RETURN_IF_ERROR(sa.Poll(&out));
-    for (auto& o : out) to_b.push_back(std::move(o));
+    for (auto& o : out) ToB(std::move(o));
     out.clear();
     TANDEM_RETURN_IF_ERROR(sb.Poll(&out));
     for (auto& o : out) ToA(std::move(o));
@@ -100,6 +101,10 @@ struct Link {
   void ToA(Message m) {
     if (from_b) from_b(m);
     to_a.push_back(std::move(m));
+  }
+  void ToB(Message m) {
+    if (from_a) from_a(m);
+    to_b.push_back(std::move(m));
   }
 };
 

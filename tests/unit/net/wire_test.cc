@@ -38,6 +38,15 @@ Hello BlobsHello() {
   return h;
 }
 
+// A Hello that takes early requests and carries its own, made for `expect`.
+Hello EarlyHello(VersionVector vv, ReplicaId expect) {
+  Hello h = HelloOf({}, {}, true, {});
+  h.takes_early = true;
+  h.early = SyncRequest{std::move(vv), 17, 4, 21};
+  h.expect = expect;
+  return h;
+}
+
 BlobHash Hash(uint8_t b) {
   BlobHash h;
   h.fill(b);
@@ -96,6 +105,8 @@ TEST(Wire, EveryMessageRoundTrips) {
       HelloOf(CollectionFilter::Only({"orders", "products"}), {}, false, {}),
       HelloOf({}, CollectionFilter::None(), true, vv),
       BlobsHello(),
+      EarlyHello(vv, {}),
+      EarlyHello(vv, Rid(7)),
       SyncRequest{vv, 12, 7, 1u << 20},
       SyncRequest{vv, 0, 7, 9, true},
       SyncRequest{vv, 5, 7, 9, false, 1 << 19, Hash(4)},
@@ -138,8 +149,18 @@ TEST(Wire, EveryMessageRoundTrips) {
         EXPECT_EQ(g.pieces, h->pieces);
         EXPECT_EQ(g.collected, h->collected);
         EXPECT_EQ(g.blobs, h->blobs);
+        EXPECT_EQ(g.takes_early, h->takes_early);
+        EXPECT_EQ(g.expect, h->expect);
+        ASSERT_EQ(g.early.has_value(), h->early.has_value());
+        if (h->early) {
+          EXPECT_EQ(g.early->vv, h->early->vv);
+          EXPECT_EQ(g.early->cursor, h->early->cursor);
+          EXPECT_EQ(g.early->holds_of_yours, h->early->holds_of_yours);
+          EXPECT_EQ(g.early->mark, h->early->mark);
+        }
         EXPECT_EQ(features, kFeatureColumns | kFeatureColumns2 | (h->pieces ? kFeaturePieces : 0) |
-                                (h->blobs ? kFeatureBlobs : 0));
+                                (h->blobs ? kFeatureBlobs : 0) |
+                                (h->takes_early ? kFeatureEarly : 0));
       } else if (auto* r = std::get_if<SyncRequest>(&m)) {
         EXPECT_EQ(std::get<SyncRequest>(*d).vv, r->vv);
         EXPECT_EQ(std::get<SyncRequest>(*d).cursor, r->cursor);

@@ -51,17 +51,6 @@ inline constexpr size_t kPiecesInFlight = 4;
 inline constexpr size_t kMaxPieceTotal = size_t{256} << 20;
 static_assert(kPieceBytes == kBlobChunkBytes, "pieces are stored as chunks");
 
-struct Hello {
-  uint32_t protocol = kProtocolVersion;
-  ReplicaId replica;
-  CollectionFilter send;    // what this side sends
-  CollectionFilter accept;  // what this side accepts
-  bool pieces = false;      // this side takes a field state in pieces (DeltaBatch::piece)
-  // What this side has collected (Replica::Collected). A peer whose version vector does
-  // not cover it may hold what this side removed, and asks for a rebase (SyncRequest::whole).
-  VersionVector collected;
-  bool blobs = false;  // this side takes part in blob transfer (BlobWant and the rest)
-};
 struct SyncRequest {
   VersionVector vv;
   uint64_t cursor = 0;  // into the receiver's change log
@@ -81,6 +70,27 @@ struct SyncRequest {
   // one, its pieces resume from there (0: none held).
   uint64_t piece_offset = 0;
   BlobHash piece_digest{};
+};
+struct Hello {
+  uint32_t protocol = kProtocolVersion;
+  ReplicaId replica;
+  CollectionFilter send;    // what this side sends
+  CollectionFilter accept;  // what this side accepts
+  bool pieces = false;      // this side takes a field state in pieces (DeltaBatch::piece)
+  // What this side has collected (Replica::Collected). A peer whose version vector does
+  // not cover it may hold what this side removed, and asks for a rebase (SyncRequest::whole).
+  VersionVector collected;
+  bool blobs = false;  // this side takes part in blob transfer (BlobWant and the rest)
+  // This side takes a request carried in the peer's Hello (`early`).
+  bool takes_early = false;
+  // This side's request, sent with its Hello instead of after the peer's, so that the
+  // peer starts sending a round trip sooner. It is made for the replica `expect` (zero:
+  // for any replica, as it holds nothing of the peer's log), and taken (both sides
+  // decide alike, Session::EarlyTaken) only if the peer takes early requests, is that
+  // replica, and `early->vv` covers what the peer collected; else the normal request
+  // follows the peer's Hello.
+  std::optional<SyncRequest> early = std::nullopt;
+  ReplicaId expect = {};
 };
 // Part of one field delta too large for a batch, encoded whole by EncodeDelta.
 struct StatePiece {
@@ -173,6 +183,10 @@ struct SessionOptions {
   // Which collections' blobs wait until a reader asks for them (Replica::RequestBlob):
   // none: every blob a field references is fetched as soon as the field arrives.
   std::function<bool(const std::string& collection)> lazy_blobs;
+  // Send our request with our Hello (Hello::early), made for the peer replica `expect`,
+  // or for any replica when `expect` is zero; off: after the peer's Hello, as before.
+  bool early_request = false;
+  ReplicaId expect = {};
   // The largest field state sent (encoded; at most kMaxPieceTotal, lower for tests).
   size_t max_state_bytes = kMaxPieceTotal;
 };
@@ -240,6 +254,15 @@ class Session {
   Status Apply(const DeltaBatch& b, std::vector<Message>* out);
   bool Sendable(const FieldKey& k) const;
   Status RolledBack();
+  // Our request to `peer` from `cursor` into its log (the pieces we hold there resume).
+  Result<SyncRequest> RequestFor(const ReplicaId& peer, const VersionVector& vv, uint64_t cursor,
+                                 uint64_t mark);
+  // Receives from where our request `req` (to peer_) asked.
+  Status AdoptRequest(const SyncRequest& req);
+  // Whether the early request `req`, made for `expect`, counts: the rule both sides apply.
+  static bool EarlyTaken(const SyncRequest& req, const ReplicaId& expect, bool takes_early,
+                         const ReplicaId& receiver, const VersionVector& receiver_collected);
+  Status TakeRequest(const SyncRequest& r, std::vector<Message>* out);
   // Blobs (sync_blobs.cc).
   Status ReceiveBlob(const Message& in, std::vector<Message>* out);
   Status PumpWants(std::vector<Message>* out);  // asks for the next blob, or says idle
@@ -253,7 +276,9 @@ class Session {
   std::optional<ReplicaId> peer_;
   CollectionFilter peer_send_, peer_accept_;
   bool started_ = false;
-  bool requested_ = false;  // we sent our SyncRequest
+  bool requested_ = false;            // we sent our SyncRequest
+  std::optional<SyncRequest> early_;  // the request we sent with our Hello
+  VersionVector collected_;           // what our Hello said we collected
   // Sending side.
   bool have_request_ = false;
   VersionVector peer_vv_;

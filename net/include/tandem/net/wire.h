@@ -33,8 +33,11 @@ inline constexpr uint32_t kFeaturePieces = 2;
 inline constexpr uint32_t kFeatureBlobs = 4;
 // The columnar layout with logical clocks as differences (layout `columns2`).
 inline constexpr uint32_t kFeatureColumns2 = 8;
+// A request carried in the peer's Hello (engine::Hello::early): announced as
+// engine::Hello::takes_early.
+inline constexpr uint32_t kFeatureEarly = 16;
 inline constexpr uint32_t kWireFeatures =
-    kFeatureColumns | kFeaturePieces | kFeatureBlobs | kFeatureColumns2;
+    kFeatureColumns | kFeaturePieces | kFeatureBlobs | kFeatureColumns2 | kFeatureEarly;
 
 struct EncodeOptions {
   uint32_t peer_features = 0;  // from the peer's Hello (DecodeMessage's *features)
