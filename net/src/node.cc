@@ -157,6 +157,13 @@ engine::SessionOptions Core::SessionOptionsFor(const Key32& peer) {
     so.send = WithSystem(engine::CollectionFilter::Only(std::move(names)));
   }
   so.accept = WithSystem(opt_.receive);
+  // Our request goes with our Hello, a round trip sooner: made for the peer's replica
+  // when we know it, or from the start of the log of whichever it has when we know none.
+  // A device known by several (a copy took a new id) waits for its Hello.
+  if (auto known = ReplicasOf(replica_, DeviceId(peer)); known.ok() && known->size() <= 1) {
+    so.early_request = true;
+    if (!known->empty()) so.expect = known->front();
+  }
   // A revoked device's values after its cutoff are refused, from whoever relays them.
   so.revoked = [this] {
     std::lock_guard lock(trust_mu_);

@@ -152,6 +152,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   awaitable<Status> HandleFrame(std::string plaintext);
   void Send(std::vector<engine::Message>& out);
   void AfterProgress();
+  void StartSession();  // makes session_ and queues its first messages
   void Enqueue(std::string_view plaintext, bool final);
   void Fail(const std::string& why);
   void Refuse(const std::string& why);

@@ -174,6 +174,11 @@ Status NoteReplica(engine::Replica& r, const std::string& device,
   return r.Add(kDevicesCollection, device, "replicas", Value(replica.Hex()));
 }
 
+Result<std::vector<engine::ReplicaId>> ReplicasOf(engine::Replica& r, const std::string& device) {
+  TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasByDevice(r));
+  return std::move(replicas[device]);
+}
+
 Result<std::map<engine::ReplicaId, uint64_t>> RevocationCutoffs(engine::Replica& r,
                                                                 const Authority& a) {
   std::map<engine::ReplicaId, uint64_t> out;

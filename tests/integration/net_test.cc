@@ -1062,11 +1062,15 @@ TEST_F(Net, TamperedStreamsEndTheSessionAndNothingIsApplied) {
     bool c2s;
     const char* name;
   };
+  // A replayed first frame arrives once intact: what its sender asked in it (its request
+  // travels in its Hello) may flow until the copy ends the connection. So replays go last,
+  // and may leave both sides holding what an untampered sync would have.
+  const std::string both = dump_a + dump_b;
   for (Case k :
        {Case{Attack::kFlip, true, "flip b->a"}, Case{Attack::kFlip, false, "flip a->b"},
-        Case{Attack::kReplay, true, "replay b->a"}, Case{Attack::kReplay, false, "replay a->b"},
         Case{Attack::kTruncate, true, "truncate b->a"},
-        Case{Attack::kTruncate, false, "truncate a->b"}}) {
+        Case{Attack::kTruncate, false, "truncate a->b"}, Case{Attack::kReplay, true, "replay b->a"},
+        Case{Attack::kReplay, false, "replay a->b"}}) {
     SCOPED_TRACE(k.name);
     Proxy proxy(port, k.attack, k.c2s);
     auto r = T({"sync", b, "--peer", proxy.address()});
@@ -1078,8 +1082,13 @@ TEST_F(Net, TamperedStreamsEndTheSessionAndNothingIsApplied) {
     if (!k.c2s && k.attack == Attack::kTruncate) {
       EXPECT_NE(r.err.find("truncated"), std::string::npos) << r.err;
     }
-    EXPECT_EQ(Dump(a), dump_a);
-    EXPECT_EQ(Dump(b), dump_b);
+    if (k.attack == Attack::kReplay) {
+      EXPECT_TRUE(Dump(a) == dump_a || Dump(a) == both) << Dump(a);
+      EXPECT_TRUE(Dump(b) == dump_b || Dump(b) == both) << Dump(b);
+    } else {
+      EXPECT_EQ(Dump(a), dump_a);
+      EXPECT_EQ(Dump(b), dump_b);
+    }
   }
   EXPECT_NE(sa->log().find("failed authentication"), std::string::npos) << sa->log();
   EXPECT_NE(sa->log().find("truncated"), std::string::npos) << sa->log();

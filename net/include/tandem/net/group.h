@@ -179,6 +179,8 @@ Status AddMember(engine::Replica& r, const Key32& key, const std::string& added_
 // revocation can name a cutoff for each of its replicas. kUnauthorized if the replica is
 // already listed under another device (a Hello naming someone else's replica).
 Status NoteReplica(engine::Replica& r, const std::string& device, const engine::ReplicaId& replica);
+// The replicas known to be the device's: noted from its sessions, or bound to it.
+Result<std::vector<engine::ReplicaId>> ReplicasOf(engine::Replica& r, const std::string& device);
 // Every revoked replica with its cutoff: the smallest any revocation recorded, 0 for a
 // revoked device's replica no revocation named; never this replica's own id or one
 // listed under a member in good standing.
