@@ -27,15 +27,18 @@ Status EachEntry(ReadTxn& txn, Fn fn) {
 }  // namespace
 
 Status Replica::Hold(WriteTxn& txn, const FieldDelta& d, const ReplicaId& from, std::string why,
-                     bool held) {
-  // Held once: the same state again (a session re-reading the peer's log) is not a new
-  // entry.
-  bool known = false;
-  TANDEM_RETURN_IF_ERROR(EachEntry(txn, [&](const QuarantineEntry& e) {
-    known = e.key == d.key && e.state == d.state;
-    return !known;
-  }));
-  if (known) return Status::Ok();
+                     bool held, std::optional<std::set<BlobHash>>& known) {
+  // Held once: the same state again (a session re-reading the peer's log, which it does
+  // as long as the state is held) is not a new entry.
+  if (!known) {
+    known.emplace();
+    TANDEM_RETURN_IF_ERROR(EachEntry(txn, [&](const QuarantineEntry& e) {
+      if (auto bytes = EncodeDelta(e.key, e.state); bytes.ok()) known->insert(Hash(*bytes));
+      return true;
+    }));
+  }
+  TANDEM_ASSIGN_OR_RETURN(std::string bytes, EncodeDelta(d.key, d.state));
+  if (!known->insert(Hash(bytes)).second) return Status::Ok();
   uint64_t qid = 0;
   TANDEM_RETURN_IF_ERROR(txn.TakeQuarantineId(&qid));
   QuarantineEntry e{0, held, d.key, from, now_(), std::move(why), d.state};

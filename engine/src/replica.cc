@@ -461,7 +461,8 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
   const Hlc drift_bound = MakeHlc(now_() + kMaxClockDriftMs, 0);
   size_t n = 0, r = 0, f = 0, q = 0;
   std::map<std::string, std::shared_ptr<const CollectionRules>> rules;
-  std::optional<VersionVector> collected;  // read at the first field we hold nothing of
+  std::optional<VersionVector> collected;        // read at the first field we hold nothing of
+  std::optional<std::set<BlobHash>> quarantine;  // read at the first state held (Hold)
   for (const auto& d : deltas) {
     // Events of ours we never issued: this replica was rolled back or copied.
     TANDEM_RETURN_IF_ERROR(CheckClaim(meta, d.state.ctx.Get(meta.id), rekeyed));
@@ -474,7 +475,8 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
         if (a == Admission::kFilter) ++f;
         if (a == Admission::kRefuse) TANDEM_RETURN_IF_ERROR(NoteRefused(txn, d, s ? &*s : nullptr));
         if (a == Admission::kHold) {
-          TANDEM_RETURN_IF_ERROR(Hold(txn, d, from ? *from : ReplicaId{}, kHeldReason, true));
+          TANDEM_RETURN_IF_ERROR(
+              Hold(txn, d, from ? *from : ReplicaId{}, kHeldReason, true, quarantine));
           ++q;
         }
         continue;
@@ -483,7 +485,7 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
     if (from) {
       TANDEM_ASSIGN_OR_RETURN(std::string why, Judge(txn, d, s ? &*s : nullptr, &rules));
       if (!why.empty()) {
-        TANDEM_RETURN_IF_ERROR(Hold(txn, d, *from, std::move(why), false));
+        TANDEM_RETURN_IF_ERROR(Hold(txn, d, *from, std::move(why), false, quarantine));
         ++q;
         ++r;
         continue;

@@ -575,5 +575,28 @@ TEST(Sync, HeldStatesAreJudgedAgainWhenTheBatchBringsTheirProof) {
   }
 }
 
+// Every other peer offers held states again (the watermark stops below them): each is
+// held once, across batches and peers, and a changed one is a new entry.
+TEST(Sync, EachHeldStateIsKeptOnceHoweverOftenItComes) {
+  Node a(1), b(2), c(3), d(4);
+  Fill(a, "c", 1500, "r");  // 3,000 field states, in two batches at least
+  SessionOptions hold;
+  hold.admit = [](const FieldDelta&, const FieldState*) { return Admission::kHold; };
+  for (Node* relay : {&c, &d}) {
+    Link copy(a, *relay);
+    ASSERT_TRUE(copy.Run().ok());
+  }
+  for (Node* from : {&a, &c, &d}) {
+    Link link(*from, b, {}, hold);
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_GE(link.sa.stats().batches_sent, 2u);
+    EXPECT_EQ(b.replica.Quarantined()->size(), 3000u);
+  }
+  ASSERT_TRUE(a.replica.Put("c", "r7", {{"name", Value{std::string("changed")}}}).ok());
+  Link link(a, b, {}, hold);
+  ASSERT_TRUE(link.Run().ok());
+  EXPECT_EQ(b.replica.Quarantined()->size(), 3001u);
+}
+
 }  // namespace
 }  // namespace tandem::engine

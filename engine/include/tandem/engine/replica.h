@@ -443,8 +443,10 @@ class Replica {
                   size_t* filtered_out = nullptr, bool* rekeyed = nullptr,
                   const ReplicaId* from = nullptr, size_t* quarantined = nullptr);
   // Keeps d aside in the quarantine (once: the same state again is not a new entry).
-  Status Hold(WriteTxn& txn, const FieldDelta& d, const ReplicaId& from, std::string why,
-              bool held);
+  // `known` holds the digests of the entries' keys and states: read at the first call
+  // (one pass over the quarantine per batch, not one per state), then kept up to date.
+  Status Hold(WriteTxn& txn, const FieldDelta& d, const ReplicaId& from, std::string why, bool held,
+              std::optional<std::set<BlobHash>>& known);
   // The reason a peer's delta breaks the rules, or empty.
   Result<std::string> Judge(ReadTxn& txn, const FieldDelta& d, const FieldState* have,
                             std::map<std::string, std::shared_ptr<const CollectionRules>>* rules);
