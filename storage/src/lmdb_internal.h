@@ -450,7 +450,7 @@ class LmdbReader {
 
   Status DecodeField(std::string_view key, const MDB_val& v, FieldState* out,
                      uint64_t* seq = nullptr) {
-    uint64_t s;
+    uint64_t s = 0;
     std::string_view state;
     TANDEM_RETURN_IF_ERROR(SplitValue(key, View(v), &s, &state));
     if (seq) *seq = s;
