@@ -404,6 +404,11 @@ Result<uint64_t> Replica::Held(const ReplicaId& r) {
   return hull.hull.Get(r);
 }
 
+Result<VersionVector> Replica::HeldAll() {
+  TANDEM_ASSIGN_OR_RETURN(LogHull hull, ReadLogHull());
+  return std::move(hull.hull);
+}
+
 Result<uint64_t> Replica::SkipHeld(const VersionVector& vv, uint64_t cursor) {
   TANDEM_ASSIGN_OR_RETURN(LogHull hull, ReadLogHull());
   return hull.SkipFor(vv, cursor);

@@ -49,12 +49,18 @@ Status Session::Start(std::vector<Message>* out) {
   hello.takes_early = true;
   if (opt_.early_request) {
     if (opt_.expect.IsZero()) {
-      early_ = SyncRequest{meta.vv};  // from the start of any replica's log
+      // From the start of any replica's log. Only while our version vector covers every
+      // event our states have seen: else what we hold of the peer's events beyond it
+      // (SyncRequest::holds_of_yours) could show the peer it was rolled back.
+      TANDEM_ASSIGN_OR_RETURN(const VersionVector held, replica_.HeldAll());
+      if (meta.vv.Covers(held)) early_ = SyncRequest{meta.vv};
     } else {
-      // What we hold of the expected replica's log; a filtered pass over it waits for
-      // the peer's Hello (whether this session is filtered decides where it starts).
+      // What we hold of the expected replica's log. A filtered pass over it waits for
+      // the peer's Hello (whether this session is filtered decides where it starts), and
+      // so do pieces of a state held from it (another session may add to them meanwhile).
       TANDEM_ASSIGN_OR_RETURN(PeerState ps, replica_.Peer(opt_.expect));
-      if (!ps.filtered) {
+      TANDEM_ASSIGN_OR_RETURN(auto pieces, replica_.PiecesHeld(opt_.expect));
+      if (!ps.filtered && !pieces) {
         TANDEM_ASSIGN_OR_RETURN(early_, RequestFor(opt_.expect, meta.vv, ps.cursor, ps.mark));
       }
     }

@@ -80,13 +80,46 @@ TEST(SyncEarly, ARequestForTheExpectedReplicaResumesAndAnotherWaitsItsTurn) {
   EXPECT_LE(link.sa.stats().fields_sent, 6u) << "only what changed since";
   EXPECT_EQ(a.Dump(), b.Dump());
 
+  // Made for c, where b's cursor is far along c's log: a must not read it as one into
+  // its own log (it would skip what b lacks).
+  Node c(3);
+  Fill(c, "other", 60, "z");
+  {
+    Link from_c(c, b);
+    ASSERT_TRUE(from_c.Run().ok());
+  }
+  ASSERT_GT(b.replica.Peer(Rid(3))->cursor, cursor + 5);
   Fill(a, "items", 2, "again");
   Sent other;
-  Link wrong(a, b, {}, Early(Rid(9)));
+  Link wrong(a, b, {}, Early(Rid(3)));
   wrong.from_b = other.Hook();
   ASSERT_TRUE(wrong.Run().ok());
   EXPECT_EQ(other.requests, 1) << "made for another replica: the usual request follows";
-  EXPECT_EQ(a.Dump(), b.Dump());
+  EXPECT_TRUE(b.replica.Get("items", "again0").ok());
+  EXPECT_TRUE(b.replica.Get("items", "again1").ok());
+}
+
+// A filtered pass over the expected replica's log, or pieces held from it, wait for its
+// Hello: where the request starts depends on what it says.
+TEST(SyncEarly, AFilteredPassWaitsForThePeersHello) {
+  Node a(1), b(2);
+  Fill(a, "items", 10, "x");
+  Fill(a, "private", 10, "p");
+  SessionOptions some;
+  some.accept = CollectionFilter::Only({"items"});
+  {
+    Link first(a, b, {}, some);
+    ASSERT_TRUE(first.Run().ok());
+  }
+  ASSERT_TRUE(b.replica.Peer(Rid(1))->filtered);
+  Sent from_b;
+  Link link(a, b, {}, Early(Rid(1)));
+  link.from_b = from_b.Hook();
+  ASSERT_TRUE(link.Run().ok());
+  ASSERT_TRUE(from_b.hello);
+  EXPECT_FALSE(from_b.hello->early);
+  EXPECT_EQ(from_b.requests, 1);
+  EXPECT_EQ(a.Dump(), b.Dump()) << "the unfiltered pass started over";
 }
 
 // A peer from before early requests drops the field (an unknown field to its decoder)

@@ -200,6 +200,8 @@ class Replica {
   // The newest event of replica r that some field state here has seen (the log's hull:
   // an upper bound, and 0 for what a replica from before the hull was kept wrote then).
   Result<uint64_t> Held(const ReplicaId& r);
+  // The same for every replica at once.
+  Result<VersionVector> HeldAll();
 
   Result<ReplicaMeta> Meta();
 

@@ -4,7 +4,8 @@
 //
 // Both sides run the same session:
 //   1. Hello: replica id, protocol version, which collections each side sends and accepts.
-//   2. SyncRequest{version vector, cursor}: where the sender left off in the other's log.
+//   2. SyncRequest{version vector, cursor}: where the sender left off in the other's log;
+//      or sent inside the Hello, ahead of the other's (Hello::early).
 //   3. DeltaBatch{field states, from, cursor}, contiguous (each starts where the last
 //      ended, so a lost, duplicated or reordered batch is detected, not skipped), at most `window`
 //      unacknowledged, leaving out every field whose events the requester's version vector already
