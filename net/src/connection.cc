@@ -41,7 +41,7 @@ void Conn::Fail(const std::string& why) {
   d_.Log("connection " + Who() + " ended: " + why);
   // A session that began ends with kDisconnected (carrying this); before that, it is
   // an error of its own.
-  if (!session_)
+  if (!connected_)
     d_.Emit({NodeEventKind::kError, peer_key_ ? DeviceId(*peer_key_) : "", address_, why});
   Close();
 }
@@ -92,11 +92,17 @@ void Conn::Send(std::vector<engine::Message>& out) {
   out.clear();
 }
 
-void Conn::StartSession() {
-  session_ = std::make_unique<engine::Session>(d_.replica(), d_.SessionOptionsFor(*peer_key_));
-  session_->set_window(send_window_.window());
+awaitable<void> Conn::StartSession() {
   std::vector<engine::Message> out;
-  Status st = session_->Start(&out);
+  // On the storage worker: the session reads the replica as it starts. What the peer
+  // may not read is taken with the send filter it shapes (CheckTrust compares later
+  // changes with it).
+  Status st = co_await d_.OnWorker([&]() -> Status {
+    unreadable_ = d_.Unreadable(*peer_key_);
+    session_ = std::make_unique<engine::Session>(d_.replica(), d_.SessionOptionsFor(*peer_key_));
+    session_->set_window(send_window_.window());
+    return session_->Start(&out);
+  });
   if (!st.ok()) throw std::runtime_error(st.ToString());
   Send(out);
 }
@@ -409,7 +415,7 @@ awaitable<bool> Conn::Run(PeerStatus* status) {
     // The initiator's Hello, with its request, goes with its stream header: the responder
     // can start sending a round trip sooner than if it waited for the responder's header.
     if (initiator_ && !invite_mode_) {
-      StartSession();
+      co_await StartSession();
       for (; !outq_.empty(); outq_.pop_front()) header += outq_.front();
     }
     co_await asio::async_write(sock_, asio::buffer(header), use_awaitable);
@@ -429,13 +435,13 @@ awaitable<bool> Conn::Run(PeerStatus* status) {
     }
     d_.Register(self);
     if (invite_mode_ && !initiator_) Enqueue(d_.Welcome(), false);
-    unreadable_ = d_.Unreadable(*peer_key_);
-    if (!session_) StartSession();
+    if (!session_) co_await StartSession();
     asio::co_spawn(sock_.get_executor(), Writer(), asio::detached);
     Touch(seconds(d_.options().idle_timeout_s));
     d_.Log("connected to " + Who() + (initiator_ ? " (outgoing)" : " (incoming)"));
     d_.Emit({NodeEventKind::kConnected, DeviceId(*peer_key_), address_,
              initiator_ ? "outgoing" : "incoming"});
+    connected_ = true;
 
     std::string prefix(kFrameLengthBytes, '\0'), body, pt;
     while (!closed_) {
@@ -497,11 +503,11 @@ awaitable<bool> Conn::Run(PeerStatus* status) {
     boost::system::error_code ec;
     co_await writer_done_.async_wait(asio::redirect_error(use_awaitable, ec));
   }
-  if (!failed_ && session_) d_.Log("disconnected from " + Who());
+  if (!failed_ && connected_) d_.Log("disconnected from " + Who());
   Close();
   UpdateStatus();
   if (status_) status_->connected = false;
-  if (session_) {
+  if (connected_) {
     NodeEvent e{NodeEventKind::kDisconnected, peer_key_ ? DeviceId(*peer_key_) : "", address_,
                 error_};
     e.ok = !failed_ && view_.caught_up;
@@ -510,7 +516,7 @@ awaitable<bool> Conn::Run(PeerStatus* status) {
     d_.Emit(std::move(e));
   }
   d_.Unregister(self);
-  co_return !failed_ && session_ && view_.caught_up;
+  co_return !failed_ && connected_ && view_.caught_up;
 }
 
 #if defined(__GNUC__) && !defined(__clang__)

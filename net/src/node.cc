@@ -157,12 +157,18 @@ engine::SessionOptions Core::SessionOptionsFor(const Key32& peer) {
     so.send = WithSystem(engine::CollectionFilter::Only(std::move(names)));
   }
   so.accept = WithSystem(opt_.receive);
-  // Our request goes with our Hello, a round trip sooner: made for the peer's replica
-  // when we know it, or from the start of the log of whichever it has when we know none.
-  // A device known by several (a copy took a new id) waits for its Hello.
-  if (auto known = ReplicasOf(replica_, DeviceId(peer)); known.ok() && known->size() <= 1) {
+  // Our request goes with our Hello, a round trip sooner: made for the replica of the
+  // peer's device we synced with last, or, when we never did, from the start of the log
+  // of whichever it is (a copy or a restore gives a device new ids; the peer takes the
+  // request only if it is the replica named).
+  if (auto known = ReplicasOf(replica_, DeviceId(peer)); known.ok()) {
     so.early_request = true;
-    if (!known->empty()) so.expect = known->front();
+    uint64_t last = 0;
+    for (const auto& id : *known)
+      if (auto ps = replica_.Peer(id); ps.ok() && ps->last_sync_ms > last) {
+        last = ps->last_sync_ms;
+        so.expect = id;
+      }
   }
   // A revoked device's values after its cutoff are refused, from whoever relays them.
   so.revoked = [this] {

@@ -152,7 +152,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   awaitable<Status> HandleFrame(std::string plaintext);
   void Send(std::vector<engine::Message>& out);
   void AfterProgress();
-  void StartSession();  // makes session_ and queues its first messages
+  awaitable<void> StartSession();  // makes session_ and queues its first messages
   void Enqueue(std::string_view plaintext, bool final);
   void Fail(const std::string& why);
   void Refuse(const std::string& why);
@@ -164,8 +164,9 @@ class Conn : public std::enable_shared_from_this<Conn> {
   // most Session::kMaxWindow batches and 16 MiB in flight. It starts at 16 batches (at
   // most 4 MiB before compression, about 300 KB of typical records after it): a first
   // flight that nearly fills a 200 ms, 2 MB/s link before any acknowledgement has
-  // measured it, where four batches took three more round trips to get there.
-  SendWindow send_window_{16, engine::Session::kMaxWindow, 16 << 20};
+  // measured it, where four batches took three more round trips to get there. Once
+  // measured, a slow link's window may shrink to four, so that little waits behind it.
+  SendWindow send_window_{16, engine::Session::kMaxWindow, 16 << 20, 4};
   void Touch(SteadyClock::duration d) {
     auto next = SteadyClock::now() + d;
     const bool earlier = next < deadline_;
@@ -206,6 +207,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   size_t withheld_logged_ = 0;  // field states withheld, of those the session names
   uint64_t caught_up_seen_ = 0;
   bool established_ = false;    // both stream headers exchanged
+  bool connected_ = false;      // and the session began (kConnected was emitted)
   bool noted_replica_ = false;  // the peer's replica id is in its trust record
   uint64_t bytes_in_ = 0, bytes_out_ = 0;
   uint64_t messages_in_ = 0, messages_out_ = 0;

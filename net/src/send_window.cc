@@ -8,10 +8,12 @@ namespace {
 constexpr size_t kRateSamples = 16;  // the maximum is over this many recent acks
 }
 
-SendWindow::SendWindow(size_t initial_batches, size_t max_batches, size_t max_bytes)
+SendWindow::SendWindow(size_t initial_batches, size_t max_batches, size_t max_bytes,
+                       size_t floor_batches)
     : initial_(std::max<size_t>(1, initial_batches)),
       max_batches_(std::max(initial_, max_batches)),
       max_bytes_(max_bytes),
+      floor_(floor_batches == 0 ? initial_ : std::min(floor_batches, initial_)),
       window_(initial_) {}
 
 void SendWindow::Sent(uint64_t cursor, size_t bytes, double now_s) {
@@ -46,7 +48,7 @@ size_t SendWindow::Acked(uint64_t cursor, double now_s) {
                                 std::floor(static_cast<double>(max_bytes_) / avg_bytes_));
     const double batches = std::ceil(want / avg_bytes_);
     window_ = static_cast<size_t>(
-        std::max(static_cast<double>(initial_), std::min(batches, std::max(cap, 1.0))));
+        std::max(static_cast<double>(floor_), std::min(batches, std::max(cap, 1.0))));
   }
   return window_;
 }

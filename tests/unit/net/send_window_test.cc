@@ -68,6 +68,18 @@ TEST(SendWindow, StaysSmallOnAFastShortLink) {
   EXPECT_GE(r.final_window, 4u);
 }
 
+TEST(SendWindow, AWideFirstFlightShrinksToItsFloorOnAThinLink) {
+  // 50 KB/s and 200 ms want one 15 KB batch in flight: from 16, down to the floor of 4
+  // (without a floor, the first window would stay).
+  SendWindow w(16, 64, 16 << 20, 4);
+  EXPECT_EQ(w.window(), 16u);
+  auto r = RunLink(5e4, 0.2, 15000, 100, w);
+  EXPECT_EQ(r.final_window, 4u);
+  SendWindow stays(16, 64, 16 << 20);
+  r = RunLink(5e4, 0.2, 15000, 100, stays);
+  EXPECT_EQ(r.final_window, 16u);
+}
+
 TEST(SendWindow, MemoryStaysBounded) {
   // 100 MB/s and 300 ms would want 60 MB in flight: at most 16 MiB (64 of 256 KiB).
   SendWindow w(4, 64, 16 << 20);

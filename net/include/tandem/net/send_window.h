@@ -8,7 +8,7 @@
 // since then), the highest of the recent ones, times the lowest round trip seen; and
 // asks for twice that in flight, in batches of the average size sent. While the window,
 // not the link, limits the rate, each round trip doubles it (the measured rate is the
-// window's), until the link's rate shows; it never drops below the initial window, and
+// window's), until the link's rate shows; it never drops below its floor, and
 // each connection's memory in flight stays bounded by max_batches and max_bytes (by the
 // average batch size; a batch is at most 256 KiB before compression).
 #pragma once
@@ -21,7 +21,10 @@ namespace tandem::net {
 
 class SendWindow {
  public:
-  SendWindow(size_t initial_batches, size_t max_batches, size_t max_bytes);
+  // It starts at `initial_batches` and never drops below `floor_batches` (0: the
+  // initial window).
+  SendWindow(size_t initial_batches, size_t max_batches, size_t max_bytes,
+             size_t floor_batches = 0);
 
   // A batch ending at `cursor`, `bytes` long on the wire, was sent at `now_s` (seconds).
   void Sent(uint64_t cursor, size_t bytes, double now_s);
@@ -40,7 +43,7 @@ class SendWindow {
     uint64_t delivered_at_send;     // bytes acknowledged when it was sent
     double delivered_time_at_send;  // when the last of those was acknowledged
   };
-  const size_t initial_, max_batches_, max_bytes_;
+  const size_t initial_, max_batches_, max_bytes_, floor_;
   size_t window_;
   std::deque<Flight> flights_;
   std::deque<double> rates_;  // recent delivery-rate samples, for their maximum
