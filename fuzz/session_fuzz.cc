@@ -84,9 +84,12 @@ void LocalWrite(Replica& r, Script& s) {
 void Mutate(Message& m, Script& s) {
   const uint8_t what = s.Next();
   if (auto* h = std::get_if<Hello>(&m)) {
-    if (what % 3 == 0) h->protocol += 1;
-    if (what % 3 == 1) h->replica = Id(s.Next());
-    if (what % 3 == 2) h->send = CollectionFilter::Only({"c"});
+    if (what % 6 == 0) h->protocol += 1;
+    if (what % 6 == 1) h->replica = Id(s.Next());
+    if (what % 6 == 2) h->send = CollectionFilter::Only({"c"});
+    if (what % 6 == 3) h->takes_early = !h->takes_early;
+    if (what % 6 == 4 && h->early) h->early->cursor += s.Next();
+    if (what % 6 == 5) h->expect = Id(s.Next() % 3);
   } else if (auto* r = std::get_if<SyncRequest>(&m)) {
     if (what % 3 == 0) r->cursor += s.Next();
     if (what % 3 == 1) r->vv.Raise(Id(s.Next() % 3 + 1), s.Next());
@@ -146,7 +149,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (int w = s.Next() % 4; w > 0; --w) LocalWrite(*side[i].replica, s);
     SessionOptions o;
     o.batch_fields = 1 + s.Next() % 4;
-    o.window = 1 + s.Next() % 3;
+    const uint8_t w = s.Next();
+    o.window = 1 + w % 3;
+    // The request with the Hello, for any replica or for the peer's.
+    o.early_request = w & 4;
+    if (w & 8) o.expect = Id(static_cast<uint8_t>(2 - i));
     side[i].session = std::make_unique<Session>(*side[i].replica, o);
   }
   for (int i = 0; i < 2; ++i) {
