@@ -93,18 +93,23 @@ bool WriteRecords(engine::Replica& r, int batches, int per, size_t bytes) {
   return true;
 }
 
+// Options whose map is far too small for what the map-growth tests write.
+Options TinyMap() {
+  Options o;
+  o.initial_map_bytes = 64 << 10;
+  return o;
+}
+
 TEST(LmdbStore, MapGrowsOnDemand) {
   testing::TempDir tmp;
-  Options opt;
-  opt.initial_map_bytes = 64 << 10;  // far too small for what follows
-  auto r = CreateReplica(tmp / "db", opt);
+  auto r = CreateReplica(tmp / "db", TinyMap());
   ASSERT_TRUE(r.ok());
   ASSERT_TRUE(WriteRecords(**r, 20, 200, 100));
   CheckReport rep;
   ASSERT_TRUE(Check(StoreOf(**r), &rep).ok());
   EXPECT_EQ(rep.fields, 4000u);
   r->reset();
-  auto again = OpenReplica(tmp / "db", opt);  // reopens with the grown size
+  auto again = OpenReplica(tmp / "db", TinyMap());  // reopens with the grown size
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_TRUE((*again)->Get("c", "3999").ok());
 }
@@ -113,9 +118,7 @@ TEST(LmdbStore, MapGrowsOnDemand) {
 // storage worker grew the map, which moves it, and crashed now and then.
 TEST(LmdbStore, TheLastTransactionIsReadSafelyWhileTheMapGrows) {
   testing::TempDir tmp;
-  Options opt;
-  opt.initial_map_bytes = 64 << 10;
-  auto r = CreateReplica(tmp / "db", opt);
+  auto r = CreateReplica(tmp / "db", TinyMap());
   ASSERT_TRUE(r.ok());
   std::atomic<bool> done{false};
   uint64_t last = 0;
@@ -139,9 +142,7 @@ TEST(LmdbStore, TheLastTransactionIsReadSafelyWhileTheMapGrows) {
 // the map never grew, and every retry failed the same way ("busy: name table").
 TEST(LmdbStore, MapGrowsWhenNewNamesFillIt) {
   testing::TempDir tmp;
-  Options opt;
-  opt.initial_map_bytes = 64 << 10;
-  auto r = CreateReplica(tmp / "db", opt);
+  auto r = CreateReplica(tmp / "db", TinyMap());
   ASSERT_TRUE(r.ok());
   // Each write is one small field under long new names: the names table grows as fast
   // as the fields, so some growth is needed at the moment the names are flushed.
