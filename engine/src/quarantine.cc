@@ -28,8 +28,8 @@ Status EachEntry(ReadTxn& txn, Fn fn) {
 
 Status Replica::Hold(WriteTxn& txn, const FieldDelta& d, const ReplicaId& from, std::string why,
                      bool held, std::optional<std::set<BlobHash>>& known) {
-  // Held once: the same state again (a session re-reading the peer's log, which it does
-  // as long as the state is held) is not a new entry.
+  // Held once: the same state again (every other peer offers it while it is held, as
+  // the watermark stops below it) is not a new entry.
   if (!known) {
     known.emplace();
     TANDEM_RETURN_IF_ERROR(EachEntry(txn, [&](const QuarantineEntry& e) {
