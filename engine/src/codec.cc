@@ -516,20 +516,23 @@ Status EncodeFieldState(const FieldState& s, ReplicaTable& table, std::string* o
   return AppendEncoding(s, table, out);
 }
 
-FieldState DecodeFieldState(Reader& r, const ReplicaTable& table) {
-  FieldState s;
+namespace {
+// The header and the context, the part of a field state that names replicas through the
+// table: *flags the header's optional sections, ctx the context in order (positions).
+void ReadHead(Reader& r, const ReplicaTable& table, FieldState& s, std::vector<CtxEntry>& ctx,
+              uint8_t* flags) {
   const uint8_t header = r.U8();
-  const uint8_t version = header >> 4, flags = header & 0x0f;
+  const uint8_t version = header >> 4;
+  *flags = header & 0x0f;
   if (r.ok() && version != kFieldFormatVersion) {
     r.Fail("field state format " + std::to_string(version) + " is not supported");
     if (version > kFieldFormatVersion) r.MarkUnsupported();
-    return s;
+    return;
   }
-  if (flags & ~(kHasElements | kHasCounter | kHasBase)) {
+  if (*flags & ~(kHasElements | kHasCounter | kHasBase)) {
     r.Fail("unknown field state flags");
-    return s;
+    return;
   }
-  std::vector<CtxEntry> ctx;
   uint64_t n = r.Count(2);
   for (uint64_t i = 0; i < n && r.ok(); ++i) {
     uint64_t idx = r.Varint();
@@ -554,8 +557,27 @@ FieldState DecodeFieldState(Reader& r, const ReplicaTable& table) {
   // Positions follow the encoder's order, which is ascending replica id.
   for (size_t i = 1; i < ctx.size() && r.ok(); ++i)
     if (!(ctx[i - 1].first < ctx[i].first)) r.Fail("context not in canonical order");
+}
+}  // namespace
 
-  n = r.Count(4);
+Result<StoredHead> ReadStoredHead(std::string_view state, const ReplicaTable& table) {
+  Reader r(state);
+  FieldState s;
+  std::vector<CtxEntry> ctx;
+  uint8_t flags = 0;
+  ReadHead(r, table, s, ctx, &flags);
+  if (!r.ok()) return r.status().With("field state");
+  return StoredHead{static_cast<uint8_t>(state[0]), std::move(s.ctx), state.size() - r.remaining()};
+}
+
+FieldState DecodeFieldState(Reader& r, const ReplicaTable& table) {
+  FieldState s;
+  std::vector<CtxEntry> ctx;
+  uint8_t flags = 0;
+  ReadHead(r, table, s, ctx, &flags);
+  if (!r.ok()) return s;
+
+  uint64_t n = r.Count(4);
   for (uint64_t i = 0; i < n && r.ok(); ++i) {
     Dot d = DecodeDot(r, ctx);
     uint64_t ms = r.Varint();

@@ -73,6 +73,32 @@ FieldKey ReadKey(Reader& r) {
 }
 }  // namespace
 
+std::string DeltaKeyPrefix(const FieldKey& key) {
+  std::string out;
+  Writer w(&out);
+  w.U8(1);
+  WriteKey(w, key);
+  return out;
+}
+
+std::string DeltaHead(const FieldKey& key, const StoredHead& head) {
+  std::string out = DeltaKeyPrefix(key);
+  Writer w(&out);
+  // AppendFieldState's table (the context's replicas in order), then the state's header
+  // and context against it: replica i at position i.
+  w.Varint(head.ctx.size());
+  for (const auto& [r, seq] : head.ctx.entries())
+    w.Raw(std::string_view(reinterpret_cast<const char*>(r.bytes.data()), 16));
+  w.U8(head.header);
+  w.Varint(head.ctx.size());
+  uint64_t i = 0;
+  for (const auto& [r, seq] : head.ctx.entries()) {
+    w.Varint(i++);
+    w.Varint(seq);
+  }
+  return out;
+}
+
 namespace {
 template <typename S>
 Result<std::string> EncodeDeltaOf(const FieldKey& key, S&& s) {

@@ -98,6 +98,35 @@ class MemoryReader {
     }
     return Status::Ok();
   }
+  Status ScanLogDeltas(uint64_t since, uint64_t large, const ReadTxn::LogDeltaFn& fn) {
+    for (auto it = d_->log.upper_bound(since); it != d_->log.end(); ++it) {
+      FieldKey k;
+      if (!DecodeFieldKey(it->second, &k)) return Status::Corrupt("bad key in memory log");
+      auto f = d_->fields.find(it->second);
+      if (f == d_->fields.end()) return Status::Corrupt("change log names a missing field");
+      TANDEM_ASSIGN_OR_RETURN(FieldState s, DecodeFieldState(f->second.second));
+      const uint64_t size = DeltaKeyPrefix(k).size() + f->second.second.size();
+      if (size > large) {
+        const ReadTxn::LargeState l{std::move(s.ctx), size};
+        if (!fn(it->first, k, nullptr, &l)) break;
+      } else if (!fn(it->first, k, &s, nullptr)) {
+        break;
+      }
+    }
+    return Status::Ok();
+  }
+  // Its fields are kept self-contained (EncodeFieldState), so a delta is their key and
+  // those bytes.
+  Status ReadDelta(const FieldKey& key, uint64_t offset, size_t n, bool, uint64_t* size,
+                   uint64_t* seq, std::string* out) {
+    auto f = d_->fields.find(EncodeFieldKey(key));
+    if (f == d_->fields.end()) return Status::NotFound("no such field");
+    const std::string delta = DeltaKeyPrefix(key) + f->second.second;
+    *size = delta.size();
+    *seq = f->second.first;
+    if (offset < delta.size()) out->append(std::string_view(delta).substr(offset, n));
+    return Status::Ok();
+  }
   Status LastLogSeq(uint64_t* out) {
     *out = d_->last_log_seq;
     return Status::Ok();

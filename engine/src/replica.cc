@@ -360,29 +360,35 @@ size_t WireSizeBound(const FieldDelta& d) {
 }
 
 Result<DeltaPage> Replica::CollectDeltas(uint64_t since, size_t limit, const VersionVector* skip,
-                                         size_t max_bytes) {
+                                         size_t max_bytes, uint64_t large) {
   TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
   DeltaPage page;
   page.next_cursor = since;
   size_t n = 0, bytes = 0;
   uint64_t previous = since;
-  TANDEM_RETURN_IF_ERROR(
-      txn->ScanLogFields(since, [&](uint64_t seq, const FieldKey& k, FieldState* s) {
+  TANDEM_RETURN_IF_ERROR(txn->ScanLogDeltas(
+      since, large,
+      [&](uint64_t seq, const FieldKey& k, FieldState* s, const ReadTxn::LargeState* l) {
         if (n >= limit) return false;
         ++n;
         ++page.scanned;
         previous = page.next_cursor;
         page.next_cursor = seq;
-        if (!s) return true;  // stale: the field's later entry carries it
-        if (skip && skip->Covers(s->ctx)) return true;
-        FieldDelta d{k, std::move(*s)};
-        const size_t size = WireSizeBound(d);
-        if (!page.deltas.empty() && bytes + size > max_bytes) {
+        if (!s && !l) return true;  // stale: the field's later entry carries it
+        if (skip && skip->Covers(s ? s->ctx : l->ctx)) return true;
+        std::optional<FieldDelta> d;
+        if (s) d.emplace(FieldDelta{k, std::move(*s)});
+        const uint64_t size = d ? WireSizeBound(*d) : UINT64_MAX;
+        if ((bytes + size > max_bytes || size > large) && !page.deltas.empty()) {
           page.next_cursor = previous;  // this one starts the next page
           return false;
         }
+        if (size > large) {
+          page.large = DeltaPage::Large{k, d ? std::move(d->state.ctx) : l->ctx, seq};
+          return false;
+        }
         bytes += size;
-        page.deltas.push_back(std::move(d));
+        page.deltas.push_back(std::move(*d));
         return true;
       }));
   uint64_t last = 0;
@@ -390,6 +396,33 @@ Result<DeltaPage> Replica::CollectDeltas(uint64_t since, size_t limit, const Ver
   page.done = page.next_cursor >= last;
   page.log_end = last;
   return page;
+}
+
+Result<std::optional<Replica::DeltaInfo>> Replica::SpoolDelta(const FieldKey& key, uint64_t seq,
+                                                              Spool& spool) {
+  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+  std::optional<DeltaInfo> out;
+  uint64_t size = 0, at = 0;
+  std::string part;
+  Status st = txn->ReadDelta(key, 0, 0, true, &size, &at, &part);
+  if (st.code() == Code::kNotFound) return out;
+  TANDEM_RETURN_IF_ERROR(st);
+  if (at != seq) return out;
+  uint64_t offset = 0;
+  const BlobHash digest = hash_([&](std::string_view* next) {
+    if (offset >= size || !st.ok()) return false;
+    part.clear();
+    st = txn->ReadDelta(key, offset, kBlobChunkBytes, false, &size, &at, &part);
+    if (st.ok() && !part.empty()) st = spool.Append(part);
+    if (!st.ok() || part.empty()) return false;
+    offset += part.size();
+    *next = part;
+    return true;
+  });
+  TANDEM_RETURN_IF_ERROR(st);
+  if (offset != size) return Status::Corrupt("a field state read in parts came out short");
+  out = DeltaInfo{size, digest};
+  return out;
 }
 
 Result<LogHull> Replica::ReadLogHull() {

@@ -327,20 +327,25 @@ void Session::Send(DeltaBatch batch, std::vector<Message>* out) {
   out->emplace_back(std::in_place_type<DeltaBatch>, std::move(batch));
 }
 
-Result<bool> Session::StartPieces(FieldDelta& d, const DeltaPage& page) {
-  const std::string name = d.key.collection + "/" + d.key.record + "." + d.key.field;
-  Result<std::string> encoded = std::string();
+Result<Session::Large> Session::StartPieces(const DeltaPage& page) {
+  const DeltaPage::Large& l = *page.large;
+  const std::string name = l.key.collection + "/" + l.key.record + "." + l.key.field;
+  std::optional<Replica::DeltaInfo> info;
+  std::unique_ptr<Spool> spool;
   std::string why;
   if (!peer_pieces_) {
     why =
         "too large for one message, and the peer's version of tandem cannot take it in "
         "pieces: upgrade it";
   } else {
-    encoded = EncodeDelta(d.key, std::move(d.state));  // its context stays (below)
-    if (!encoded.ok()) return encoded.status().With("field " + name);
+    TANDEM_ASSIGN_OR_RETURN(spool, replica_.store().OpenSpool());
+    auto read = replica_.SpoolDelta(l.key, l.seq, *spool);
+    if (!read.ok()) return read.status().With("field " + name);
+    if (!*read) return Large::kGone;
+    info = **read;
     const size_t most = std::min(opt_.max_state_bytes, kMaxPieceTotal);
-    if (encoded->size() > most)
-      why = std::to_string(encoded->size()) + " bytes, more than the " + std::to_string(most) +
+    if (info->size > most)
+      why = std::to_string(info->size) + " bytes, more than the " + std::to_string(most) +
             " a field state may have to sync";
   }
   // A peer rebasing on our whole state drops what we collected from every field we did
@@ -357,36 +362,42 @@ Result<bool> Session::StartPieces(FieldDelta& d, const DeltaPage& page) {
       stats_.withheld.push_back("field " + name + " withheld: " + why);
     // The state's context covers every event of each replica up to its entry, and any
     // of those the peer lacks may be this state's: no more than the peer had of them.
-    Withheld& w = withheld_[d.key];
+    Withheld& w = withheld_[l.key];
     w.cap.clear();
-    for (const auto& [r, n] : d.state.ctx.entries()) {
+    for (const auto& [r, n] : l.ctx.entries()) {
       const uint64_t had = peer_vv_.Get(r);
       if (n > had) w.cap[r] = had;
     }
-    return false;
+    return Large::kWithheld;
   }
-  out_pieces_ = std::move(*encoded);
-  out_piece_key_ = d.key;
+  out_pieces_ = std::move(spool);
+  out_piece_key_ = l.key;
+  out_piece_total_ = info->size;
+  out_piece_digest_ = info->digest;
   out_piece_offset_ = 0;
-  out_piece_digest_ = replica_.Hash(out_pieces_);
   // The peer holds its first pieces already (an earlier session was cut): from there.
   if (resume_offset_ && send_cursor_ == resume_cursor_ && out_piece_digest_ == resume_digest_ &&
-      resume_offset_ < out_pieces_.size() && resume_offset_ % kPieceBytes == 0)
+      resume_offset_ < out_piece_total_ && resume_offset_ % kPieceBytes == 0)
     out_piece_offset_ = resume_offset_;
   resume_offset_ = 0;
   out_piece_cursor_ = page.next_cursor;
   out_piece_mark_ = page.log_end;
   stats_.log_entries_scanned += page.scanned;
-  return true;
+  return Large::kPieces;
 }
 
-void Session::SendPiece(std::vector<Message>* out) {
+Status Session::SendPiece(std::vector<Message>* out) {
   DeltaBatch batch;
-  const size_t n = std::min(kPieceBytes, out_pieces_.size() - out_piece_offset_);
-  batch.piece = StatePiece{out_pieces_.size(), out_piece_offset_,
-                           out_pieces_.substr(out_piece_offset_, n), out_piece_digest_};
+  std::string bytes;
+  TANDEM_RETURN_IF_ERROR(out_pieces_->Read(out_piece_offset_, kPieceBytes, &bytes));
+  const size_t n = std::min<uint64_t>(kPieceBytes, out_piece_total_ - out_piece_offset_);
+  if (bytes.size() != n)
+    return Status::Corrupt("field " + out_piece_key_.collection + "/" + out_piece_key_.record +
+                           "." + out_piece_key_.field + " read short while sent in pieces");
+  batch.piece =
+      StatePiece{out_piece_total_, out_piece_offset_, std::move(bytes), out_piece_digest_};
   out_piece_offset_ += n;
-  const bool last = out_piece_offset_ == out_pieces_.size();
+  const bool last = out_piece_offset_ == out_piece_total_;
   if (last) {
     read_cursor_ = out_piece_cursor_;
     if (withheld_.erase(out_piece_key_)) Rehold();
@@ -394,11 +405,12 @@ void Session::SendPiece(std::vector<Message>* out) {
   batch.cursor = last && !hold_ ? out_piece_cursor_ : send_cursor_;
   batch.mark = out_piece_mark_;
   if (last) {
-    std::string().swap(out_pieces_);  // its memory too (assigning an empty string keeps it)
+    out_pieces_.reset();
     out_piece_offset_ = 0;
     ++stats_.fields_sent;
   }
   Send(std::move(batch), out);
+  return Status::Ok();
 }
 
 Status Session::Apply(const DeltaBatch& b, std::vector<Message>* out) {
@@ -533,9 +545,9 @@ void Session::Rehold() {
 
 Status Session::Pump(std::vector<Message>* out) {
   while (streaming_ && unacked_ < opt_.window) {
-    if (!out_pieces_.empty()) {
+    if (out_pieces_) {
       if (unacked_ >= kPiecesInFlight) break;
-      SendPiece(out);
+      TANDEM_RETURN_IF_ERROR(SendPiece(out));
       continue;
     }
     DeltaBatch batch;
@@ -548,30 +560,35 @@ Status Session::Pump(std::vector<Message>* out) {
     // Fill one batch, reading the log in pages; skipped fields still advance the cursor.
     while (batch.deltas.size() < opt_.batch_fields && bytes < budget) {
       const size_t room = opt_.batch_fields - batch.deltas.size();
-      TANDEM_ASSIGN_OR_RETURN(DeltaPage page,
-                              replica_.CollectDeltas(cursor, room, &peer_vv_, budget - bytes));
-      // A page of one field over the budget: it fits no batch at all (yet), or it will
-      // start the next one.
-      if (page.deltas.size() == 1 && bytes + WireSizeBound(page.deltas[0]) > budget) {
+      TANDEM_ASSIGN_OR_RETURN(
+          DeltaPage page,
+          replica_.CollectDeltas(cursor, room, &peer_vv_, budget - bytes, kMaxBatchBodyBound));
+      if (page.large) {
+        // Too large for any batch: it goes in pieces, after the batch that ends here
+        // (the log entries skipped before it); or, withheld, not at all.
         if (!batch.deltas.empty()) break;
-        auto& d = page.deltas[0];
-        if (WireSizeBound(d) > kMaxBatchBodyBound && Sendable(d.key)) {
-          // Too large for any batch: it goes in pieces, after the batch that ends here
-          // (the log entries skipped before it); or, withheld, not at all.
-          TANDEM_ASSIGN_OR_RETURN(const bool in_pieces, StartPieces(d, page));
-          if (in_pieces) break;
-          withheld_[d.key].hold = cursor;  // the peer's cursor stays before it
-          Rehold();
-          stats_.log_entries_scanned += page.scanned;
-          batch.mark = std::max(batch.mark, page.log_end);
-          cursor = page.next_cursor;
-          if (page.done) {
-            done = true;
-            break;
-          }
-          continue;
+        Large how = Large::kGone;
+        if (Sendable(page.large->key)) {
+          TANDEM_ASSIGN_OR_RETURN(how, StartPieces(page));
         }
+        if (how == Large::kPieces) break;
+        if (how == Large::kWithheld) {
+          withheld_[page.large->key].hold = cursor;  // the peer's cursor stays before it
+          Rehold();
+        }
+        stats_.log_entries_scanned += page.scanned;
+        batch.mark = std::max(batch.mark, page.log_end);
+        cursor = page.next_cursor;
+        if (page.done) {
+          done = true;
+          break;
+        }
+        continue;
       }
+      // A page of one field over the budget: it starts the next batch, or goes alone.
+      if (page.deltas.size() == 1 && bytes + WireSizeBound(page.deltas[0]) > budget &&
+          !batch.deltas.empty())
+        break;
       stats_.log_entries_scanned += page.scanned;
       batch.mark = std::max(batch.mark, page.log_end);
       for (auto& d : page.deltas) {

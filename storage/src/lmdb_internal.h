@@ -325,6 +325,20 @@ struct LmdbStore::Impl {
 };
 
 // Read operations shared by read and write transactions.
+// A stored field value as its delta encoding (EncodeDelta's bytes), not decoded: `head`
+// (engine::DeltaHead), then `rest`, the stored state's bytes past its context.
+struct StoredDelta {
+  std::string head;
+  std::string_view rest;
+  uint64_t seq = 0;  // the field's change-log position
+  engine::VersionVector ctx;
+  uint64_t size() const { return head.size() + rest.size(); }
+};
+// `key` is the field's, `stored_key` the bytes it is stored under (its checksum's key,
+// when `check`ed) and `value` the stored value (delta_read.cc).
+Status DeltaOf(const LmdbStore::Impl& impl, const FieldKey& key, std::string_view stored_key,
+               std::string_view value, bool check, StoredDelta* out);
+
 class LmdbReader {
  public:
   LmdbReader(LmdbStore::Impl* impl, MDB_txn* txn) : impl_(impl), txn_(txn) {}
@@ -579,6 +593,11 @@ class LmdbReader {
   Status ScanLog(uint64_t since, const engine::ReadTxn::LogFn& fn);
   // Every entry with its field's state (one lookup for both); null for a stale one.
   Status ScanLogFields(uint64_t since, const engine::ReadTxn::LogFieldFn& fn);
+  // ScanLogFields, a large state's context read alone (log.cc).
+  Status ScanLogDeltas(uint64_t since, uint64_t large, const engine::ReadTxn::LogDeltaFn& fn);
+  // A field's delta encoding, a window at a time (delta_read.cc).
+  Status ReadDelta(const FieldKey& key, uint64_t offset, size_t n, bool check, uint64_t* size,
+                   uint64_t* seq, std::string* out);
   // Its entries after `since`, stale ones too, to `cap` at most: no field is read.
   Status CountLog(uint64_t since, uint64_t cap, uint64_t* out);
 

@@ -95,6 +95,11 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     TANDEM_RETURN_IF_ERROR(FlushRun());
     return reader_.ScanLogFields(since, fn);
   }
+  Status ScanLogDeltas(uint64_t since, uint64_t large,
+                       const engine::ReadTxn::LogDeltaFn& fn) override {
+    TANDEM_RETURN_IF_ERROR(FlushRun());
+    return reader_.ScanLogDeltas(since, large, fn);
+  }
   Status CountLog(uint64_t since, uint64_t cap, uint64_t* out) override {
     TANDEM_RETURN_IF_ERROR(FlushRun());
     return reader_.CountLog(since, cap, out);

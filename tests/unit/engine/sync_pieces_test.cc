@@ -448,5 +448,31 @@ TEST(Sync, AWideWindowStillHoldsFewPiecesInFlight) {
   EXPECT_EQ(a.Dump(), b.Dump());
 }
 
+// A state in pieces goes as it stood when its first piece went (copied aside, not held
+// in memory): written again meanwhile, the new state follows in the same session.
+TEST(Sync, AStateWrittenWhileItGoesInPiecesGoesAsItStoodThenAsWritten) {
+  Node a(1), b(2);
+  ASSERT_TRUE(a.replica.Put("docs", "before", {{"x", Value{int64_t{1}}}}).ok());
+  AddPhotos(a, 12);  // ten pieces: more than go before the first acknowledgement
+  Link link(a, b);
+  bool written = false;
+  size_t total = 0;
+  link.from_a = [&](Message& m) {
+    const auto* d = std::get_if<DeltaBatch>(&m);
+    if (!d || !d->piece) return;
+    if (total == 0) total = d->piece->total;
+    if (written) return;
+    written = true;
+    ASSERT_TRUE(a.replica.Add("docs", "set", "photos", Photo(20)).ok());
+  };
+  const Status st = link.Run();
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  ASSERT_TRUE(written);
+  EXPECT_GE(link.sa.stats().batches_sent, 2 * ((total + kPieceBytes - 1) / kPieceBytes))
+      << "the state as it stood, then as written";
+  EXPECT_EQ(b.replica.Get("docs", "set")->fields.at("photos").set.size(), 13u);
+  EXPECT_EQ(a.Dump(), b.Dump());
+}
+
 }  // namespace
 }  // namespace tandem::engine

@@ -155,6 +155,20 @@ size_t EncodedSizeBound(const FieldState& s);
 // less than EncodedSizeBound costs (a few markers of short values, no set, no counter).
 inline constexpr size_t kSmallEncoding = 512;
 bool EncodesSmall(const FieldState& s);
+// What precedes a stored state's markers (its header and context, against a store's
+// table), read without the rest. EncodeDelta's bytes for the state are DeltaHead's,
+// then the stored state's from `rest` on, unchanged: past the context a state names
+// replicas only by their position in it. So a store hands a large state out in pieces
+// without decoding it.
+struct StoredHead {
+  uint8_t header = 0;  // the state's first byte: format version and sections
+  VersionVector ctx;
+  size_t rest = 0;  // where the markers start
+};
+Result<StoredHead> ReadStoredHead(std::string_view state, const ReplicaTable& table);
+std::string DeltaHead(const FieldKey& key, const StoredHead& head);
+// EncodeDelta's bytes before the state's self-contained encoding (its version and key).
+std::string DeltaKeyPrefix(const FieldKey& key);
 // A field's key and state (a state too large for a batch travels so, in pieces). The
 // decoder checks the state, not the key (ValidateKey).
 Result<std::string> EncodeDelta(const FieldKey& key, const FieldState& s);

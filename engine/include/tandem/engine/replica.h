@@ -161,6 +161,15 @@ struct DeltaPage {
   bool done = false;     // true when the change log holds nothing after next_cursor
   size_t scanned = 0;    // change-log entries read
   uint64_t log_end = 0;  // the newest position in the log as it was read
+  // A field state too large for any batch (CollectDeltas' `large`), alone in its page
+  // and not read: it travels in pieces, copied from the store a window at a time
+  // (Replica::SpoolDelta). Its context, and its log position `seq`.
+  struct Large {
+    FieldKey key;
+    VersionVector ctx;
+    uint64_t seq = 0;
+  };
+  std::optional<Large> large;
 };
 
 class Replica {
@@ -239,9 +248,21 @@ class Replica {
 
   // Field states changed after `since` (at most `limit` log entries read), leaving out
   // those whose every event `skip` already covers. Stops before a field that would take
-  // the page past `max_bytes` (by WireSizeBound), unless the page is still empty.
+  // the page past `max_bytes` (by WireSizeBound), unless the page is still empty. A
+  // state over `large` bytes (WireSizeBound, or its stored encoding's size, which is
+  // then not decoded) ends the page as DeltaPage::large, or starts the next one.
   Result<DeltaPage> CollectDeltas(uint64_t since, size_t limit, const VersionVector* skip,
-                                  size_t max_bytes = SIZE_MAX);
+                                  size_t max_bytes = SIZE_MAX, uint64_t large = UINT64_MAX);
+  // Sync support: a state in pieces is never decoded or held whole on the sending side.
+  // SpoolDelta copies its delta encoding (ReadTxn::ReadDelta) into `spool` a window at a
+  // time, checking the stored bytes as it reads them, and gives its size and digest
+  // (Hash), if the field is still at log position `seq` (else nullopt: it changed, and
+  // its later entry will carry it; or it is gone). The pieces are read from the spool.
+  struct DeltaInfo {
+    uint64_t size = 0;
+    BlobHash digest{};
+  };
+  Result<std::optional<DeltaInfo>> SpoolDelta(const FieldKey& key, uint64_t seq, Spool& spool);
   // Where a peer with version vector `vv` and cursor `cursor` into this log may start
   // reading it: past every entry it is known to hold already (LogHull::SkipFor), so an
   // incremental sync does not reread what the last one sent or received.

@@ -150,6 +150,23 @@ class ReadTxn {
   // field of ScanLog.
   using LogFieldFn = std::function<bool(uint64_t seq, const FieldKey& key, FieldState* state)>;
   virtual Status ScanLogFields(uint64_t since, const LogFieldFn& fn);
+  // The same, except that a state whose delta encoding (EncodeDelta) is over `large`
+  // bytes is not decoded: fn gets a null state and `large` set to its context and size
+  // (for the sync to read it in pieces with ReadDelta). Both null: a stale entry.
+  struct LargeState {
+    VersionVector ctx;
+    uint64_t size = 0;  // of its delta encoding
+  };
+  using LogDeltaFn = std::function<bool(uint64_t seq, const FieldKey& key, FieldState* state,
+                                        const LargeState* large)>;
+  virtual Status ScanLogDeltas(uint64_t since, uint64_t large, const LogDeltaFn& fn) = 0;
+  // A field's state as EncodeDelta encodes it, read a window at a time and never decoded
+  // or held whole: appends bytes [offset, offset + n) of it to `out` (fewer at its end),
+  // and sets *size to its size and *seq to the field's change-log position (the same
+  // position, the same bytes). With `check`, the stored bytes are first verified against
+  // their checksum, a pass over all of them. NotFound when the field has no state.
+  virtual Status ReadDelta(const FieldKey& key, uint64_t offset, size_t n, bool check,
+                           uint64_t* size, uint64_t* seq, std::string* out) = 0;
   // How many changes come after `since`, counting to `cap` at most: at least the fields
   // ScanLog hands out, at most one per write (a store may count its stale entries). The
   // default counts ScanLog's.
@@ -254,6 +271,13 @@ class ReadsThrough : public Base {
   Status ScanLog(uint64_t since, const ReadTxn::LogFn& fn) override {
     return reader_.ScanLog(since, fn);
   }
+  Status ScanLogDeltas(uint64_t since, uint64_t large, const ReadTxn::LogDeltaFn& fn) override {
+    return reader_.ScanLogDeltas(since, large, fn);
+  }
+  Status ReadDelta(const FieldKey& key, uint64_t offset, size_t n, bool check, uint64_t* size,
+                   uint64_t* seq, std::string* out) override {
+    return reader_.ReadDelta(key, offset, n, check, size, seq, out);
+  }
   Status LastLogSeq(uint64_t* out) override { return reader_.LastLogSeq(out); }
   Status InLogGap(uint64_t seq, bool* out) override { return reader_.InLogGap(seq, out); }
   Status GetPeer(const ReplicaId& p, PeerState* out) override { return reader_.GetPeer(p, out); }
@@ -287,11 +311,43 @@ class ReadsThrough : public Base {
   Reader reader_;
 };
 
+// Bytes set aside for a while and read back, kept out of memory where the store can
+// (a file): a field state sent in pieces is copied into one as it stands when the
+// first piece goes, so that writes to the field meanwhile change nothing of what the
+// peer is sent, and the sender holds a piece in memory, not the state.
+class Spool {
+ public:
+  virtual ~Spool() = default;
+  virtual Status Append(std::string_view bytes) = 0;
+  // Appends bytes [offset, offset + n) of what was appended to `out` (fewer at the end).
+  virtual Status Read(uint64_t offset, size_t n, std::string* out) = 0;
+};
+
+// A Spool in memory.
+class MemorySpool : public Spool {
+ public:
+  Status Append(std::string_view bytes) override {
+    bytes_.append(bytes);
+    return Status::Ok();
+  }
+  Status Read(uint64_t offset, size_t n, std::string* out) override {
+    if (offset < bytes_.size()) out->append(std::string_view(bytes_).substr(offset, n));
+    return Status::Ok();
+  }
+
+ private:
+  std::string bytes_;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
   virtual Result<std::unique_ptr<ReadTxn>> BeginRead() = 0;
   virtual Result<std::unique_ptr<WriteTxn>> BeginWrite() = 0;
+  // A new, empty spool, gone with the object (and with the process).
+  virtual Result<std::unique_ptr<Spool>> OpenSpool() {
+    return std::unique_ptr<Spool>(std::make_unique<MemorySpool>());
+  }
   // A hint that pages this process has read can be dropped from its memory (they are
   // read back when needed): long walks over a large store (an import) call it now and
   // then to keep their resident memory flat. No effect on data.

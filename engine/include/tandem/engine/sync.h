@@ -245,11 +245,12 @@ class Session {
   Status Pump(std::vector<Message>* out);
   void Send(DeltaBatch batch, std::vector<Message>* out);  // from our cursor to its
   void Rehold();
-  // Starts sending `d` in pieces; false if it is withheld instead. Consumes d's state as
-  // it encodes it (markers and elements freed once written: a large state is not held
-  // twice); its key and context remain.
-  Result<bool> StartPieces(FieldDelta& d, const DeltaPage& page);
-  void SendPiece(std::vector<Message>* out);
+  // Starts sending page.large in pieces, copied from the store into a spool; or
+  // withholds it; or finds it gone from that log position (changed since: a later
+  // entry carries it).
+  enum class Large { kPieces, kWithheld, kGone };
+  Result<Large> StartPieces(const DeltaPage& page);
+  Status SendPiece(std::vector<Message>* out);
   Status ReceivePiece(const DeltaBatch& b, std::vector<Message>* out);
   Status DropHeldPieces();
   Status Apply(const DeltaBatch& b, std::vector<Message>* out);
@@ -315,9 +316,12 @@ class Session {
   // first state sent in pieces at its cursor resumes there if its digest matches.
   uint64_t resume_cursor_ = 0, resume_offset_ = 0;
   BlobHash resume_digest_{};
+  // A field state being sent in pieces (its EncodeDelta bytes, copied from the store
+  // into a spool): its size, digest, and how much of it went out.
+  std::unique_ptr<Spool> out_pieces_;
+  uint64_t out_piece_total_ = 0;
   BlobHash out_piece_digest_{};
-  std::string out_pieces_;         // a field state being sent in pieces (EncodeDelta)
-  size_t out_piece_offset_ = 0;    // how much of it went out
+  uint64_t out_piece_offset_ = 0;
   uint64_t out_piece_cursor_ = 0;  // the log position past that field
   uint64_t out_piece_mark_ = 0;    // and the log's end when it was read
   // Receiving side.

@@ -153,6 +153,8 @@ class LmdbStore : public engine::Store {
   ~LmdbStore() override;
   Result<std::unique_ptr<engine::ReadTxn>> BeginRead() override;
   Result<std::unique_ptr<engine::WriteTxn>> BeginWrite() override;
+  // An unnamed file in the replica's directory (spool.cc).
+  Result<std::unique_ptr<engine::Spool>> OpenSpool() override;
   // How long this process's commits took (durable commits wait for fsync): a
   // histogram, for metrics.
   struct CommitLatency {

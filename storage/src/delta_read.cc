@@ -1,0 +1,46 @@
+// A field's state handed out as its delta encoding, a window at a time, never decoded:
+// a state too large for a batch travels in pieces (the sync's StartPieces), and its
+// sender holds a piece of it in memory, not the state.
+#include "lmdb_internal.h"
+
+namespace tandem::storage {
+
+Status DeltaOf(const LmdbStore::Impl& impl, const FieldKey& key, std::string_view stored_key,
+               std::string_view value, bool check, StoredDelta* out) {
+  std::string_view state;
+  TANDEM_RETURN_IF_ERROR(check ? SplitValue(stored_key, value, &out->seq, &state)
+                               : SplitUnchecked(value, &out->seq, &state));
+  TANDEM_ASSIGN_OR_RETURN(engine::StoredHead head, engine::ReadStoredHead(state, impl.table));
+  out->head = engine::DeltaHead(key, head);
+  out->rest = state.substr(head.rest);
+  out->ctx = std::move(head.ctx);
+  return Status::Ok();
+}
+
+Status LmdbReader::ReadDelta(const FieldKey& key, uint64_t offset, size_t n, bool check,
+                             uint64_t* size, uint64_t* seq, std::string* out) {
+  auto k = impl_->Key(key.collection, key.record, key.field, false);
+  if (!k) return Status::NotFound("no such field");
+  MDB_val kv = Val(*k), v;
+  int rc = mdb_get(txn_, impl_->fields, &kv, &v);
+  if (rc == MDB_NOTFOUND) return Status::NotFound("no such field");
+  if (rc) return LmdbError(rc, "read field");
+  StoredDelta d;
+  TANDEM_RETURN_IF_ERROR(DeltaOf(*impl_, key, *k, View(v), check, &d)
+                             .With(key.collection + "/" + key.record + "." + key.field));
+  *size = d.size();
+  *seq = d.seq;
+  // The window, from the head and then the stored bytes.
+  while (n > 0 && offset < d.size()) {
+    const bool in_head = offset < d.head.size();
+    const std::string_view part =
+        in_head ? std::string_view(d.head).substr(offset) : d.rest.substr(offset - d.head.size());
+    const size_t take = std::min(n, part.size());
+    out->append(part.substr(0, take));
+    offset += take;
+    n -= take;
+  }
+  return Status::Ok();
+}
+
+}  // namespace tandem::storage

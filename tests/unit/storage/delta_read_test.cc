@@ -1,0 +1,198 @@
+// A field state read as its delta encoding, a window at a time, without decoding it (the
+// sender of a state in pieces): the same bytes as EncodeDelta of the decoded state, from
+// LMDB and from memory, and refused when the stored bytes were damaged.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "../../integration/process.h"
+#include "../../integration/raw_lmdb.h"
+#include "sync_once.h"
+#include "tandem/engine/codec.h"
+#include "tandem/engine/memory_store.h"
+#include "tandem/storage/lmdb_store.h"
+#include "tandem/storage/replica.h"
+
+namespace tandem::storage {
+namespace {
+
+using engine::FieldKey;
+using engine::FieldState;
+using engine::Replica;
+using engine::Value;
+
+// A value of n bytes that does not compress to nothing.
+std::string Text(size_t n, int seed) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + (i * 7 + seed) % 26);
+  return s;
+}
+
+// Fills `into` with states of every shape: a set of many large elements, a register
+// written concurrently on twelve replicas (a context beyond the encoder's small one,
+// replica indexes past the first), a counter from all of them, and small fields.
+void FillStates(Replica& into, const std::vector<Replica*>& others) {
+  for (int i = 0; i < 24; ++i)
+    ASSERT_TRUE(into.Add("docs", "set", "photos", Value{Text(60'000, i)}).ok());
+  int k = 0;
+  for (Replica* o : others) {
+    ASSERT_TRUE(o->Put("docs", "big", {{"body", Value{Text(100'000, ++k)}}}).ok());
+    ASSERT_TRUE(o->Incr("docs", "count", "n", k).ok());
+    ASSERT_TRUE(o->Put("docs", "small" + std::to_string(k), {{"x", Value{int64_t{k}}}}).ok());
+    auto page = o->CollectDeltas(0, 1 << 20, nullptr);
+    ASSERT_TRUE(page.ok());
+    ASSERT_TRUE(into.ApplyDeltas(page->deltas).ok());
+  }
+}
+
+// Every field of `r`, read through ReadDelta in windows of `window` bytes, against
+// EncodeDelta of its decoded state; and ScanLogDeltas hands each state over `large`
+// as its context and size alone.
+void ExpectDeltasMatch(Replica& r, size_t window, uint64_t large) {
+  auto txn = r.store().BeginRead();
+  ASSERT_TRUE(txn.ok());
+  size_t larges = 0, whole = 0;
+  Status st = (*txn)->ScanLogDeltas(
+      0, large,
+      [&](uint64_t seq, const FieldKey& key, FieldState* s, const engine::ReadTxn::LargeState* l) {
+        if (!s && !l) return true;
+        std::optional<FieldState> state;
+        EXPECT_TRUE((*txn)->GetField(key, &state).ok());
+        EXPECT_TRUE(state.has_value());
+        auto want = engine::EncodeDelta(key, *state);
+        EXPECT_TRUE(want.ok());
+        std::string got;
+        uint64_t size = 0, at = 0;
+        for (uint64_t offset = 0; offset == 0 || offset < size; offset += window) {
+          const size_t before = got.size();
+          EXPECT_TRUE((*txn)->ReadDelta(key, offset, window, offset == 0, &size, &at, &got).ok());
+          EXPECT_EQ(got.size() - before, std::min<uint64_t>(window, size - offset));
+        }
+        EXPECT_EQ(at, seq);
+        EXPECT_EQ(size, want->size());
+        EXPECT_TRUE(got == *want) << key.record << " read in windows of " << window;
+        if (l) {
+          ++larges;
+          EXPECT_GT(l->size, large);
+          EXPECT_EQ(l->size, want->size());
+          EXPECT_EQ(l->ctx, state->ctx);
+        } else {
+          ++whole;
+          EXPECT_LE(want->size(), large);
+          EXPECT_EQ(*s, *state);
+        }
+        return true;
+      });
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(larges, 2u) << "the set and the register";
+  EXPECT_GE(whole, 13u);
+}
+
+TEST(DeltaRead, AStoredStateReadsAsItsDeltaEncodingWithoutDecoding) {
+  testing::TempDir tmp;
+  auto into = CreateReplica(tmp / "into");
+  ASSERT_TRUE(into.ok());
+  std::vector<std::unique_ptr<Replica>> owned;
+  std::vector<Replica*> others;
+  for (int i = 0; i < 12; ++i) {
+    auto o = CreateReplica(tmp / ("o" + std::to_string(i)));
+    ASSERT_TRUE(o.ok());
+    others.push_back(o->get());
+    owned.push_back(std::move(*o));
+  }
+  FillStates(**into, others);
+  for (size_t window : {size_t{1} << 19, size_t{777}, size_t{1} << 24})
+    ExpectDeltasMatch(**into, window, 900 << 10);
+  // A memory store keeps the same states in its own form: the same bytes come out.
+  engine::ReplicaId mem_id;
+  mem_id.bytes[0] = 99;
+  Replica mem(
+      std::make_unique<engine::MemoryStore>(mem_id), [] { return uint64_t{1000}; },
+      Blake2b256Parts);
+  auto page = (*into)->CollectDeltas(0, 1 << 20, nullptr);
+  ASSERT_TRUE(page.ok());
+  ASSERT_TRUE(mem.ApplyDeltas(page->deltas).ok());
+  ExpectDeltasMatch(mem, 1 << 19, 900 << 10);
+  // A field with no state, or none at all.
+  auto txn = (*into)->store().BeginRead();
+  ASSERT_TRUE(txn.ok());
+  std::string out;
+  uint64_t size = 0, at = 0;
+  EXPECT_EQ((*txn)->ReadDelta({"docs", "nothing", "x"}, 0, 10, true, &size, &at, &out).code(),
+            Code::kNotFound);
+  EXPECT_EQ((*txn)->ReadDelta({"nowhere", "r", "x"}, 0, 10, true, &size, &at, &out).code(),
+            Code::kNotFound);
+}
+
+// Damaged stored bytes are refused by the read that checks them, not sent as pieces of
+// another state.
+TEST(DeltaRead, ADamagedStateIsRefusedWhenChecked) {
+  testing::TempDir tmp;
+  const std::string dir = tmp / "a";
+  {
+    auto r = CreateReplica(dir);
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE((*r)->Put("c", "r", {{"a", Value{std::string(2 << 20, 'x')}}}).ok());
+  }
+  const std::string key("\0r\0\x01", 4);  // c/r.a, the first names interned (format.md)
+  std::string v = testing::RawGet(dir, "fields", key);
+  ASSERT_GT(v.size(), size_t{2} << 20);
+  v[v.size() / 2] = 'y';
+  testing::RawPut(dir, "fields", key, v);
+  auto r = OpenReplica(dir);
+  ASSERT_TRUE(r.ok());
+  engine::MemorySpool spool;
+  auto digest = (*r)->SpoolDelta({"c", "r", "a"}, 1, spool);
+  EXPECT_EQ(digest.status().code(), Code::kCorrupt) << digest.status().ToString();
+  auto page = (*r)->CollectDeltas(0, 100, nullptr, SIZE_MAX, 900 << 10);
+  ASSERT_TRUE(page.ok()) << page.status().ToString();
+  ASSERT_TRUE(page->large.has_value()) << "left undecoded, so not refused yet";
+}
+
+// The spool a state in pieces is copied into: an unnamed file, read back in any windows.
+TEST(DeltaRead, TheSpoolReadsBackWhatWasAppended) {
+  testing::TempDir tmp;
+  auto r = CreateReplica(tmp / "a");
+  ASSERT_TRUE(r.ok());
+  auto spool = (*r)->store().OpenSpool();
+  ASSERT_TRUE(spool.ok()) << spool.status().ToString();
+  const std::string a = Text(700'000, 1), b = Text(300'001, 2);
+  ASSERT_TRUE((*spool)->Append(a).ok());
+  ASSERT_TRUE((*spool)->Append(b).ok());
+  std::string all;
+  for (uint64_t at = 0; at < a.size() + b.size(); at += 65'537)
+    ASSERT_TRUE((*spool)->Read(at, 65'537, &all).ok());
+  EXPECT_TRUE(all == a + b);
+  std::string past;
+  ASSERT_TRUE((*spool)->Read(a.size() + b.size(), 10, &past).ok());
+  EXPECT_TRUE(past.empty());
+  // Nothing of it is left in the directory.
+  size_t files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(tmp / "a"))
+    files += e.path().filename().string().rfind("spool", 0) == 0;
+  EXPECT_EQ(files, 0u);
+}
+
+// Between two LMDB replicas, large states go in pieces from the spool, and a write to
+// one of them while its pieces go changes nothing of what was sent: it follows.
+TEST(DeltaRead, LargeStatesSyncBetweenStoredReplicas) {
+  testing::TempDir tmp;
+  auto a = CreateReplica(tmp / "a");
+  auto b = CreateReplica(tmp / "b");
+  ASSERT_TRUE(a.ok() && b.ok());
+  for (int i = 0; i < 24; ++i)
+    ASSERT_TRUE((*a)->Add("docs", "set", "photos", Value{Text(60'000, i)}).ok());
+  ASSERT_TRUE((*a)->Put("docs", "after", {{"x", Value{int64_t{1}}}}).ok());
+  ASSERT_TRUE(SyncOnce(**a, **b).ok());
+  ASSERT_TRUE((*a)->Add("docs", "set", "photos", Value{Text(60'001, 99)}).ok());
+  ASSERT_TRUE(SyncOnce(**a, **b).ok());
+  auto got = (*b)->Get("docs", "set");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->fields.at("photos").set.size(), 25u);
+  EXPECT_TRUE((*b)->Get("docs", "after").ok());
+}
+
+}  // namespace
+}  // namespace tandem::storage
