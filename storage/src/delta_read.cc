@@ -1,6 +1,8 @@
 // A field's state handed out as its delta encoding, a window at a time, never decoded:
 // a state too large for a batch travels in pieces (the sync's StartPieces), and its
 // sender holds a piece of it in memory, not the state.
+#include "delta_read.h"
+
 #include "lmdb_internal.h"
 
 namespace tandem::storage {

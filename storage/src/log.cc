@@ -1,5 +1,6 @@
 // The change log: reading its live entries, and its upkeep (compaction in slices, the
 // repack that rewrites it whole). Its appends are LmdbWriteTxn::PutField's.
+#include "delta_read.h"
 #include "lmdb_internal.h"
 #include "log_run.h"
 
