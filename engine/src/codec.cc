@@ -478,12 +478,23 @@ Result<size_t> EncodedFieldStateSize(const FieldState& s, ReplicaTable& table) {
   return w.size();
 }
 
-Status EncodeFieldStateInto(const FieldState& s, ReplicaTable& table, char* p, size_t n) {
+namespace {
+template <typename S>
+Status EncodeInto(S& s, ReplicaTable& table, char* p, size_t n) {
   SpanWriter w(p, n);
   TANDEM_RETURN_IF_ERROR(PutFieldState(s, table, w));
   if (w.overflowed() || w.written().size() != n)
     return Status::Corrupt("a field state's encoding is not the size counted for it");
   return Status::Ok();
+}
+}  // namespace
+
+Status EncodeFieldStateInto(const FieldState& s, ReplicaTable& table, char* p, size_t n) {
+  return EncodeInto(s, table, p, n);
+}
+
+Status EncodeFieldStateInto(FieldState&& s, ReplicaTable& table, char* p, size_t n) {
+  return EncodeInto(s, table, p, n);
 }
 
 namespace {

@@ -494,14 +494,15 @@ Result<std::string> Replica::Judge(
 Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<FieldDelta>& deltas,
                          const AdmitFn* admit, size_t* applied, size_t* refused,
                          size_t* filtered_out, bool* rekeyed, const ReplicaId* from,
-                         size_t* quarantined) {
+                         size_t* quarantined, Consume* consume) {
   HybridClock clock(meta.clock);
   const Hlc drift_bound = MakeHlc(now_() + kMaxClockDriftMs, 0);
   size_t n = 0, r = 0, f = 0, q = 0;
   std::map<std::string, std::shared_ptr<const CollectionRules>> rules;
   std::optional<VersionVector> collected;        // read at the first field we hold nothing of
   std::optional<std::set<BlobHash>> quarantine;  // read at the first state held (Hold)
-  for (const auto& d : deltas) {
+  for (size_t i = 0; i < deltas.size(); ++i) {
+    const FieldDelta& d = deltas[i];
     // Events of ours we never issued: this replica was rolled back or copied.
     TANDEM_RETURN_IF_ERROR(CheckClaim(meta, d.state.ctx.Get(meta.id), rekeyed));
     std::optional<FieldState> s;
@@ -553,13 +554,24 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
     const bool as_it_came = !s && IsNormal(*incoming);
     if (!as_it_came && !s) s.emplace();
     const bool changed = as_it_came ? !(*incoming == FieldState{}) : Join(*s, *incoming);
+    const Hlc newest = d.state.MaxHlc();  // the state may be taken apart below
     if (changed) {
-      TANDEM_RETURN_IF_ERROR(txn.PutField(d.key, as_it_came ? *incoming : *s));
       Status noted;
       ForEachBlobRef(*incoming, [&](const BlobRef& ref) {
         if (noted.ok()) noted = NoteBlobRef(txn, d.key, ref, now_());
       });
       TANDEM_RETURN_IF_ERROR(noted);
+      // Written, a state is needed no more: what was joined, or (the caller allowing)
+      // the state as it came, is taken apart as it is encoded.
+      if (!as_it_came) {
+        TANDEM_RETURN_IF_ERROR(txn.PutField(d.key, std::move(*s)));
+      } else if (consume && incoming == &d.state) {
+        const Status st = txn.PutField(d.key, std::move((*consume->deltas)[i].state));
+        consume->taken = st.ok() || st.code() != Code::kBusy;  // a busy store took nothing
+        TANDEM_RETURN_IF_ERROR(st);
+      } else {
+        TANDEM_RETURN_IF_ERROR(txn.PutField(d.key, *incoming));
+      }
       ++n;
       // A schema (or the trust set) that changed in this batch applies to the rest of it.
       if (from && !rules.empty()) {
@@ -569,7 +581,7 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
     // Causality does not need the clock: an overwrite replaces what its context covers,
     // whatever the timestamps. So a remote clock far ahead of ours is observed only up to
     // the drift bound, and our next writes keep our own time.
-    clock.Observe(std::min(d.state.MaxHlc(), drift_bound));
+    clock.Observe(std::min(newest, drift_bound));
   }
   meta.clock = clock.last();
   if (applied) *applied = n;
@@ -592,9 +604,16 @@ Status Replica::ApplyDeltasOnce(const std::vector<FieldDelta>& deltas, size_t* c
 Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>& deltas,
                            uint64_t cursor, const AdmitFn& admit, size_t* applied, size_t* refused,
                            bool filtered, size_t* filtered_out, bool* rekeyed, size_t* quarantined,
-                           uint64_t mark) {
+                           uint64_t mark, const Consumable* consume) {
   for (const auto& d : deltas) TANDEM_RETURN_IF_ERROR(ValidateKey(d.key).With("delta"));
+  assert(!consume || consume->deltas == &deltas);
+  Consume taking{consume ? consume->deltas : nullptr};
   Status result = Retrying([&]() -> Status {
+    // A state an attempt that could not commit took apart is made whole again.
+    if (taking.taken) {
+      TANDEM_RETURN_IF_ERROR(consume->refill());
+      taking.taken = false;
+    }
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
     ReplicaMeta meta;
     TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
@@ -604,7 +623,8 @@ Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>&
     const ReplicaMeta before = meta;
     size_t n = 0, r = 0, f = 0, q = 0;
     bool rk = false;
-    TANDEM_RETURN_IF_ERROR(JoinInto(*txn, meta, deltas, &admit, &n, &r, &f, &rk, &peer, &q));
+    TANDEM_RETURN_IF_ERROR(JoinInto(*txn, meta, deltas, &admit, &n, &r, &f, &rk, &peer, &q,
+                                    consume ? &taking : nullptr));
     if (!(meta == before)) TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
     ps.cursor = std::max(ps.cursor, cursor);
     ps.mark = std::max(ps.mark, mark);

@@ -413,7 +413,8 @@ Status Session::SendPiece(std::vector<Message>* out) {
   return Status::Ok();
 }
 
-Status Session::Apply(const DeltaBatch& b, std::vector<Message>* out) {
+Status Session::Apply(const DeltaBatch& b, std::vector<Message>* out,
+                      const Replica::Consumable* consume) {
   if (rebase_)
     for (const auto& d : b.deltas) rebase_keys_.insert(Replica::KeyHash(d.key));
   for (const auto& d : b.deltas)
@@ -434,19 +435,18 @@ Status Session::Apply(const DeltaBatch& b, std::vector<Message>* out) {
         if (ReliesOnEventsAfter(d.state, ours, r, cutoff)) return Admission::kRefuse;
     return opt_.admit ? opt_.admit(d, ours) : Admission::kAccept;
   };
+  // A writer's binding may come in the batch that brings its changes, or after them
+  // (asked before the batch is applied, which may take its states apart).
+  bool proves = false;
+  for (size_t i = 0; i < b.deltas.size() && !proves && opt_.judge_held && opt_.proves_itself; ++i)
+    proves = opt_.proves_itself(b.deltas[i]);
   size_t quarantined = 0;
   TANDEM_RETURN_IF_ERROR(replica_.ApplyBatch(*peer_, b.deltas, b.cursor, admit, &applied, &refused,
                                              filtered_in_, &filtered_out, &rekeyed, &quarantined,
-                                             b.mark));
+                                             b.mark, consume));
   stats_.fields_quarantined += quarantined;
   if (rekeyed) return RolledBack();
-  if (opt_.judge_held) {
-    // A writer's binding may come in the batch that brings its changes, or after them.
-    bool judge = quarantined > 0;
-    for (size_t i = 0; i < b.deltas.size() && !judge && opt_.proves_itself; ++i)
-      judge = opt_.proves_itself(b.deltas[i]);
-    if (judge) TANDEM_RETURN_IF_ERROR(opt_.judge_held());
-  }
+  if (opt_.judge_held && (proves || quarantined > 0)) TANDEM_RETURN_IF_ERROR(opt_.judge_held());
   recv_cursor_ = b.cursor;
   received_caught_up_ = false;
   ++stats_.batches_received;
@@ -495,15 +495,28 @@ Status Session::ReceivePiece(const DeltaBatch& b, std::vector<Message>* out) {
     return Status::Ok();
   }
   auto d = replica_.DecodePieces(*peer_, in_piece_held_, p.bytes, p.digest);
-  TANDEM_RETURN_IF_ERROR(DropHeldPieces());
-  if (!d.ok()) return d.status();
-  TANDEM_RETURN_IF_ERROR(ValidateKey(d->first).With("field state in pieces"));
-  DeltaBatch one;
-  one.from = b.from;
-  one.cursor = b.cursor;
-  one.mark = b.mark;
-  one.deltas.push_back(FieldDelta{std::move(d->first), std::move(d->second)});
-  return Apply(one, out);
+  Status st = d.ok() ? ValidateKey(d->first).With("field state in pieces") : d.status();
+  if (st.ok()) {
+    DeltaBatch one;
+    one.from = b.from;
+    one.cursor = b.cursor;
+    one.mark = b.mark;
+    one.deltas.push_back(FieldDelta{std::move(d->first), std::move(d->second)});
+    // Taken apart as it is written, so held once; decoded again from the pieces (held
+    // until it is applied) for an attempt that must be made again.
+    Replica::Consumable consume{&one.deltas, [&]() -> Status {
+                                  one.deltas[0].state = FieldState{};  // what is left of it
+                                  auto again = replica_.DecodePieces(*peer_, in_piece_held_,
+                                                                     p.bytes, p.digest);
+                                  if (!again.ok()) return again.status();
+                                  one.deltas[0].state = std::move(again->second);
+                                  return Status::Ok();
+                                }};
+    st = Apply(one, out, &consume);
+  }
+  Status dropped = DropHeldPieces();
+  TANDEM_RETURN_IF_ERROR(st);
+  return dropped;
 }
 
 void Session::set_window(size_t batches) {

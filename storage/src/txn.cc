@@ -274,6 +274,14 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   Status GetOrigin(std::string* out) { return reader_.GetOrigin(out); }
 
   Status PutField(const FieldKey& key, const FieldState& state) override {
+    return PutFieldOf(key, state);
+  }
+  Status PutField(const FieldKey& key, FieldState&& state) override {
+    return PutFieldOf(key, state);
+  }
+  // S is const FieldState, or FieldState to take apart as a large one is written.
+  template <typename S>
+  Status PutFieldOf(const FieldKey& key, S& state) {
     if (!broken_.ok()) return broken_;
     const bool same = last_seq_known_ && key == last_field_;
     if (!same) KeyInto(key, true, &last_key_);  // interning, it always gives the key
@@ -343,7 +351,8 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     if (large) {
       char* p = static_cast<char*>(val.mv_data);
       std::memcpy(p, value_.data(), value_.size());
-      if (Status st = engine::EncodeFieldStateInto(state, replicas_, p + value_.size(), large);
+      if (Status st =
+              engine::EncodeFieldStateInto(std::move(state), replicas_, p + value_.size(), large);
           !st.ok()) {
         broken_ = st;  // the value is half written: this transaction must not commit
         return st;

@@ -34,8 +34,7 @@ class BusyStore : public Store {
     TANDEM_PASS(GetField, (const FieldKey& k, std::optional<FieldState>* o), (k, o))
     TANDEM_PASS(GetRecord, (std::string_view c, std::string_view r, RecordState* o, uint64_t* l),
                 (c, r, o, l))
-    TANDEM_PASS(ScanRecords, (std::string_view c, std::string_view a, const RecordFn& f),
-                (c, a, f))
+    TANDEM_PASS(ScanRecords, (std::string_view c, std::string_view a, const RecordFn& f), (c, a, f))
     TANDEM_PASS(ListCollections, (std::vector<std::string> * o), (o))
     TANDEM_PASS(ScanLog, (uint64_t s, const LogFn& f), (s, f))
     TANDEM_PASS(ScanLogFields, (uint64_t s, const LogFieldFn& f), (s, f))

@@ -23,10 +23,10 @@ ReplicaId Rid(uint8_t b) {
 }
 
 struct Node {
-  explicit Node(uint8_t id)
+  explicit Node(uint8_t id) : Node(std::make_unique<MemoryStore>(Rid(id))) {}
+  explicit Node(std::unique_ptr<Store> store)
       : replica(
-            std::make_unique<MemoryStore>(Rid(id)), [this] { return now++; },
-            storage::Blake2b256Parts) {}
+            std::move(store), [this] { return now++; }, storage::Blake2b256Parts) {}
   uint64_t now = 1'700'000'000'000;
   Replica replica;
 

@@ -4,6 +4,7 @@
 
 #include <set>
 
+#include "busy_store.h"
 #include "sync_harness.h"
 #include "tandem/engine/sync.h"
 
@@ -472,6 +473,25 @@ TEST(Sync, AStateWrittenWhileItGoesInPiecesGoesAsItStoodThenAsWritten) {
       << "the state as it stood, then as written";
   EXPECT_EQ(b.replica.Get("docs", "set")->fields.at("photos").set.size(), 13u);
   EXPECT_EQ(a.Dump(), b.Dump());
+}
+
+// A receiver whose write of a state it got in pieces must be made again after the state
+// was taken apart (a store that had to grow at the commit): the state is decoded again
+// from its pieces, still held, and arrives whole.
+TEST(Sync, AStateTakenApartByAWriteMadeAgainIsDecodedAgainFromItsPieces) {
+  Node a(1);
+  AddPhotos(a, 4);
+  auto busy = std::make_unique<BusyStore>(std::make_unique<MemoryStore>(Rid(2)));
+  int took = 0;
+  busy->fail_commit = [&](bool took_apart) { return took_apart && took++ == 0; };
+  Node b(std::move(busy));
+  Link link(a, b);
+  const Status st = link.Run();
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(took, 2) << "failed once, then committed";
+  EXPECT_EQ(b.replica.Get("docs", "set")->fields.at("photos").set.size(), 4u);
+  EXPECT_EQ(a.Dump(), b.Dump());
+  EXPECT_FALSE(b.replica.Peer(a.replica.Meta()->id)->pieces) << "dropped once applied";
 }
 
 }  // namespace

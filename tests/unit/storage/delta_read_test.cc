@@ -194,5 +194,27 @@ TEST(DeltaRead, LargeStatesSyncBetweenStoredReplicas) {
   EXPECT_TRUE((*b)->Get("docs", "after").ok());
 }
 
+// A receiver whose map must grow to write a large state it got in pieces: the attempt
+// that took the decoded state apart could not commit, and the next one decodes it again
+// from the pieces still held.
+TEST(DeltaRead, AStateInPiecesIsDecodedAgainWhenItsWriteMustBeMadeAgain) {
+  testing::TempDir tmp;
+  Options tiny;
+  tiny.initial_map_bytes = 64 << 10;
+  auto a = CreateReplica(tmp / "a");
+  auto b = CreateReplica(tmp / "b", tiny);
+  ASSERT_TRUE(a.ok() && b.ok());
+  for (int i = 0; i < 40; ++i)
+    ASSERT_TRUE((*a)->Add("docs", "set", "photos", Value{Text(100'000 + i, i)}).ok());
+  const Status st = SyncOnce(**a, **b);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  auto got = (*b)->Get("docs", "set");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->fields.at("photos").set.size(), 40u);
+  auto peer = (*b)->Peer((*a)->Meta()->id);
+  ASSERT_TRUE(peer.ok());
+  EXPECT_FALSE(peer->pieces) << "dropped once applied";
+}
+
 }  // namespace
 }  // namespace tandem::storage

@@ -138,6 +138,8 @@ Status EncodeFieldState(FieldState&& s, ReplicaTable& table, std::string* out);
 // into exactly that many at `p` (Corrupt, and `p` undefined, if they are not).
 Result<size_t> EncodedFieldStateSize(const FieldState& s, ReplicaTable& table);
 Status EncodeFieldStateInto(const FieldState& s, ReplicaTable& table, char* p, size_t n);
+// The same, freeing each marker and element of `s` once written.
+Status EncodeFieldStateInto(FieldState&& s, ReplicaTable& table, char* p, size_t n);
 Result<FieldState> DecodeFieldState(std::string_view in, const ReplicaTable& table);
 // Reads one field state from a reader that holds more (for framed containers).
 FieldState DecodeFieldState(Reader& r, const ReplicaTable& table);

@@ -358,11 +358,18 @@ class Replica {
   // took a new replica id (see RekeyIfBehind); the batch is applied all the same.
   // A delta whose new operations break the collection's rules (CollectionRules::
   // CheckIncoming) is quarantined instead of applied: counted in *refused (the watermark
-  // waits) and *quarantined.
+  // waits) and *quarantined. With `consume` (its `deltas` the same vector as `deltas`),
+  // a state joined into a field that holds nothing may be taken apart as it is written
+  // (a large state is not held twice); an attempt made again after that refills them.
+  struct Consumable {
+    std::vector<FieldDelta>* deltas = nullptr;
+    std::function<Status()> refill;
+  };
   Status ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>& deltas, uint64_t cursor,
                     const AdmitFn& admit, size_t* applied = nullptr, size_t* refused = nullptr,
                     bool filtered = false, size_t* filtered_out = nullptr, bool* rekeyed = nullptr,
-                    size_t* quarantined = nullptr, uint64_t mark = 0);
+                    size_t* quarantined = nullptr, uint64_t mark = 0,
+                    const Consumable* consume = nullptr);
   // Field states held in quarantine, oldest first.
   Result<std::vector<QuarantineEntry>> Quarantined();
   // Applies a quarantined field state as it is (joined like any change from a peer)
@@ -460,11 +467,18 @@ class Replica {
   // (ReadTxn::ListRefused); `from`: the peer of a session that refused nothing.
   Status CapByRefused(WriteTxn& txn, VersionVector* vv, const ReplicaId* from);
   static Status NoteRefused(WriteTxn& txn, const FieldDelta& d, const FieldState* ours);
+  // States JoinInto may take apart as it writes them (ApplyBatch's `consume`): `deltas`
+  // is the vector it joins; `taken` says it took one.
+  struct Consume {
+    std::vector<FieldDelta>* deltas = nullptr;
+    bool taken = false;
+  };
   // With `from` (a peer's batch), deltas breaking the rules are quarantined.
   Status JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<FieldDelta>& deltas,
                   const AdmitFn* admit, size_t* applied, size_t* refused,
                   size_t* filtered_out = nullptr, bool* rekeyed = nullptr,
-                  const ReplicaId* from = nullptr, size_t* quarantined = nullptr);
+                  const ReplicaId* from = nullptr, size_t* quarantined = nullptr,
+                  Consume* consume = nullptr);
   // Keeps d aside in the quarantine (once: the same state again is not a new entry).
   // `known` holds the digests of the entries' keys and states: read at the first call
   // (one pass over the quarantine per batch, not one per state), then kept up to date.

@@ -215,6 +215,12 @@ class WriteTxn : public ReadTxn {
   // Stores the field state and moves the field to the head of the change log (and joins
   // its context into the log's hull).
   virtual Status PutField(const FieldKey& key, const FieldState& state) = 0;
+  // The same, free to take `state` apart as it writes it (its markers and elements; its
+  // context stays): a large state is then not held twice, decoded and encoded. Failing
+  // with kBusy (the store must grow first), it has taken nothing.
+  virtual Status PutField(const FieldKey& key, FieldState&& state) {
+    return PutField(key, static_cast<const FieldState&>(state));
+  }
   // Records the log's hull as it is now, at the newest log position (LogHull::Checkpoint).
   virtual Status CheckpointLog() = 0;
   virtual Status PutPeer(const ReplicaId& peer, const PeerState& state) = 0;

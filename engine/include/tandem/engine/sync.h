@@ -253,7 +253,9 @@ class Session {
   Status SendPiece(std::vector<Message>* out);
   Status ReceivePiece(const DeltaBatch& b, std::vector<Message>* out);
   Status DropHeldPieces();
-  Status Apply(const DeltaBatch& b, std::vector<Message>* out);
+  // `consume`: b's deltas, which the replica may take apart (Replica::ApplyBatch).
+  Status Apply(const DeltaBatch& b, std::vector<Message>* out,
+               const Replica::Consumable* consume = nullptr);
   bool Sendable(const FieldKey& k) const;
   Status RolledBack();
   // Our request to `peer` from `cursor` into its log (the pieces we hold there resume).
