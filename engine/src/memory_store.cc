@@ -121,10 +121,17 @@ class MemoryReader {
                    uint64_t* seq, std::string* out) {
     auto f = d_->fields.find(EncodeFieldKey(key));
     if (f == d_->fields.end()) return Status::NotFound("no such field");
-    const std::string delta = DeltaKeyPrefix(key) + f->second.second;
-    *size = delta.size();
+    const std::string prefix = DeltaKeyPrefix(key);
+    const std::string_view rest = f->second.second;
+    *size = prefix.size() + rest.size();
     *seq = f->second.first;
-    if (offset < delta.size()) out->append(std::string_view(delta).substr(offset, n));
+    if (offset < prefix.size()) {
+      const std::string_view head = std::string_view(prefix).substr(offset, n);
+      out->append(head);
+      n -= head.size();
+      offset = prefix.size();
+    }
+    if (offset - prefix.size() < rest.size()) out->append(rest.substr(offset - prefix.size(), n));
     return Status::Ok();
   }
   Status LastLogSeq(uint64_t* out) {

@@ -379,11 +379,11 @@ Result<DeltaPage> Replica::CollectDeltas(uint64_t since, size_t limit, const Ver
         std::optional<FieldDelta> d;
         if (s) d.emplace(FieldDelta{k, std::move(*s)});
         const uint64_t size = d ? WireSizeBound(*d) : UINT64_MAX;
-        if ((bytes + size > max_bytes || size > large) && !page.deltas.empty()) {
+        if ((!d || size > large || bytes + size > max_bytes) && !page.deltas.empty()) {
           page.next_cursor = previous;  // this one starts the next page
           return false;
         }
-        if (size > large) {
+        if (!d || size > large) {
           page.large = DeltaPage::Large{k, d ? std::move(d->state.ctx) : l->ctx, seq};
           return false;
         }
@@ -399,29 +399,55 @@ Result<DeltaPage> Replica::CollectDeltas(uint64_t since, size_t limit, const Ver
 }
 
 Result<std::optional<Replica::DeltaInfo>> Replica::SpoolDelta(const FieldKey& key, uint64_t seq,
-                                                              Spool& spool) {
-  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+                                                              uint64_t max) {
   std::optional<DeltaInfo> out;
   uint64_t size = 0, at = 0;
   std::string part;
-  Status st = txn->ReadDelta(key, 0, 0, true, &size, &at, &part);
+  // Each read in a transaction of its own (a long one would pin the map, which another
+  // writer may need to grow), checking that the field stays at `seq`: the same bytes.
+  auto read = [&](uint64_t offset, size_t n, bool check) -> Status {
+    TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+    part.clear();
+    Status st = txn->ReadDelta(key, offset, n, check, &size, &at, &part);
+    if (st.code() == Code::kNotFound || (st.ok() && at != seq)) return Status::NotFound("moved");
+    return st;
+  };
+  Status st = read(0, 0, true);  // checked once against its checksum
   if (st.code() == Code::kNotFound) return out;
   TANDEM_RETURN_IF_ERROR(st);
-  if (at != seq) return out;
-  uint64_t offset = 0;
-  const BlobHash digest = hash_([&](std::string_view* next) {
-    if (offset >= size || !st.ok()) return false;
-    part.clear();
-    st = txn->ReadDelta(key, offset, kBlobChunkBytes, false, &size, &at, &part);
-    if (st.ok() && !part.empty()) st = spool.Append(part);
-    if (!st.ok() || part.empty()) return false;
-    offset += part.size();
-    *next = part;
-    return true;
-  });
-  TANDEM_RETURN_IF_ERROR(st);
-  if (offset != size) return Status::Corrupt("a field state read in parts came out short");
-  out = DeltaInfo{size, digest};
+  out = DeltaInfo{size, {}, nullptr};
+  if (size > max) return out;  // withheld: not copied
+  // Into a spool of the store's (a file), or held in memory where it cannot open or
+  // write one (a full disk, say), as the state would be without a spool.
+  auto spooled = store_->OpenSpool();
+  std::unique_ptr<Spool> spool =
+      spooled.ok() ? std::move(*spooled) : std::unique_ptr<Spool>(new MemorySpool);
+  for (bool in_memory = !spooled.ok();; in_memory = true) {
+    uint64_t offset = 0;
+    bool spool_failed = false;
+    out->digest = hash_([&](std::string_view* next) {
+      if (offset >= size || !st.ok() || spool_failed) return false;
+      st = read(offset, kBlobChunkBytes, false);
+      if (!st.ok() || part.empty()) return false;
+      if (!spool->Append(part).ok()) {
+        spool_failed = true;
+        return false;
+      }
+      offset += part.size();
+      *next = part;
+      return true;
+    });
+    if (spool_failed && !in_memory) {
+      spool = std::make_unique<MemorySpool>();
+      continue;
+    }
+    if (st.code() == Code::kNotFound) return std::optional<DeltaInfo>();
+    TANDEM_RETURN_IF_ERROR(st);
+    if (spool_failed || offset != size)
+      return Status::Corrupt("a field state read in parts came out short");
+    break;
+  }
+  out->spool = std::move(spool);
   return out;
 }
 
@@ -567,7 +593,7 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
         TANDEM_RETURN_IF_ERROR(txn.PutField(d.key, std::move(*s)));
       } else if (consume && incoming == &d.state) {
         const Status st = txn.PutField(d.key, std::move((*consume->deltas)[i].state));
-        consume->taken = st.ok() || st.code() != Code::kBusy;  // a busy store took nothing
+        consume->taken |= st.ok() || st.code() != Code::kBusy;  // a busy store took nothing
         TANDEM_RETURN_IF_ERROR(st);
       } else {
         TANDEM_RETURN_IF_ERROR(txn.PutField(d.key, *incoming));
@@ -606,7 +632,7 @@ Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>&
                            bool filtered, size_t* filtered_out, bool* rekeyed, size_t* quarantined,
                            uint64_t mark, const Consumable* consume) {
   for (const auto& d : deltas) TANDEM_RETURN_IF_ERROR(ValidateKey(d.key).With("delta"));
-  assert(!consume || consume->deltas == &deltas);
+  assert(!consume || (consume->deltas == &deltas && consume->refill));
   Consume taking{consume ? consume->deltas : nullptr};
   Status result = Retrying([&]() -> Status {
     // A state an attempt that could not commit took apart is made whole again.

@@ -331,19 +331,17 @@ Result<Session::Large> Session::StartPieces(const DeltaPage& page) {
   const DeltaPage::Large& l = *page.large;
   const std::string name = l.key.collection + "/" + l.key.record + "." + l.key.field;
   std::optional<Replica::DeltaInfo> info;
-  std::unique_ptr<Spool> spool;
   std::string why;
   if (!peer_pieces_) {
     why =
         "too large for one message, and the peer's version of tandem cannot take it in "
         "pieces: upgrade it";
   } else {
-    TANDEM_ASSIGN_OR_RETURN(spool, replica_.store().OpenSpool());
-    auto read = replica_.SpoolDelta(l.key, l.seq, *spool);
+    const size_t most = std::min(opt_.max_state_bytes, kMaxPieceTotal);
+    auto read = replica_.SpoolDelta(l.key, l.seq, most);
     if (!read.ok()) return read.status().With("field " + name);
     if (!*read) return Large::kGone;
-    info = **read;
-    const size_t most = std::min(opt_.max_state_bytes, kMaxPieceTotal);
+    info = std::move(**read);
     if (info->size > most)
       why = std::to_string(info->size) + " bytes, more than the " + std::to_string(most) +
             " a field state may have to sync";
@@ -370,7 +368,7 @@ Result<Session::Large> Session::StartPieces(const DeltaPage& page) {
     }
     return Large::kWithheld;
   }
-  out_pieces_ = std::move(spool);
+  out_pieces_ = std::move(info->spool);
   out_piece_key_ = l.key;
   out_piece_total_ = info->size;
   out_piece_digest_ = info->digest;
@@ -592,7 +590,9 @@ Status Session::Pump(std::vector<Message>* out) {
         stats_.log_entries_scanned += page.scanned;
         batch.mark = std::max(batch.mark, page.log_end);
         cursor = page.next_cursor;
-        if (page.done) {
+        // Gone from that position, the field was written again after the page was read:
+        // the log is read on (to its later entry), never taken as done from this page.
+        if (page.done && how != Large::kGone) {
           done = true;
           break;
         }

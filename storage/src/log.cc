@@ -188,7 +188,8 @@ Status LmdbReader::ScanLogDeltas(uint64_t since, uint64_t large,
         // over `large`. Else the context alone tells.
         if (value->mv_size > large / 16) {
           StoredDelta d;
-          if (!(*st = DeltaOf(*impl_, key, k, View(*value), false, &d).With(name)).ok())
+          // Checked: its context decides whether it is skipped or withheld.
+          if (!(*st = DeltaOf(*impl_, key, k, View(*value), true, &d).With(name)).ok())
             return false;
           if (d.size() > large) {
             const engine::ReadTxn::LargeState l{std::move(d.ctx), d.size()};

@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include "lmdb_internal.h"
@@ -20,7 +22,9 @@ class FileSpool : public engine::Spool {
     while (!bytes.empty()) {
       const ssize_t n = ::pwrite(fd_, bytes.data(), bytes.size(), static_cast<off_t>(size_));
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return Status(Code::kIo, std::string("write spool: ") + std::strerror(errno));
+      if (n <= 0)
+        return Status(Code::kIo, std::string("write spool: ") +
+                                     (n == 0 ? "nothing written" : std::strerror(errno)));
       size_ += static_cast<uint64_t>(n);
       bytes.remove_prefix(static_cast<size_t>(n));
     }

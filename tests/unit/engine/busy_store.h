@@ -1,15 +1,58 @@
-// A store that passes everything to another, except that the commit of a write
-// transaction fails as a store that had to grow does (kBusy) while the test says so:
-// for what must hold when a write transaction is made again.
+// A store that passes everything to another, except where a test steps in: the commit
+// of a write transaction fails as a store that had to grow does (kBusy) while the test
+// says so; and the first, checked read of a state to spool (Replica::SpoolDelta) can
+// be preceded by a write, as if another writer got in between the sender's reads.
 #pragma once
 
 #include <functional>
 #include <memory>
+#include <optional>
 
 #include "tandem/engine/store.h"
 
 namespace tandem::engine {
 namespace {
+
+#define TANDEM_PASS(name, params, args) \
+  Status name params override { return t_->name args; }
+
+// Every read passed to t_.
+template <typename Base>
+class PassReads : public Base {
+ public:
+  explicit PassReads(std::unique_ptr<Base> t) : t_(std::move(t)) {}
+  TANDEM_PASS(GetMeta, (ReplicaMeta * o), (o))
+  TANDEM_PASS(GetField, (const FieldKey& k, std::optional<FieldState>* o), (k, o))
+  TANDEM_PASS(GetRecord, (std::string_view c, std::string_view r, RecordState* o, uint64_t* l),
+              (c, r, o, l))
+  TANDEM_PASS(ScanRecords, (std::string_view c, std::string_view a, const ReadTxn::RecordFn& f),
+              (c, a, f))
+  TANDEM_PASS(ListCollections, (std::vector<std::string> * o), (o))
+  TANDEM_PASS(ScanLog, (uint64_t s, const ReadTxn::LogFn& f), (s, f))
+  TANDEM_PASS(ScanLogFields, (uint64_t s, const ReadTxn::LogFieldFn& f), (s, f))
+  TANDEM_PASS(ScanLogDeltas, (uint64_t s, uint64_t l, const ReadTxn::LogDeltaFn& f), (s, l, f))
+  TANDEM_PASS(ReadDelta,
+              (const FieldKey& k, uint64_t o, size_t n, bool c, uint64_t* z, uint64_t* q,
+               std::string* out),
+              (k, o, n, c, z, q, out))
+  TANDEM_PASS(CountLog, (uint64_t s, uint64_t c, uint64_t* o), (s, c, o))
+  TANDEM_PASS(LastLogSeq, (uint64_t * o), (o))
+  TANDEM_PASS(InLogGap, (uint64_t s, bool* o), (s, o))
+  TANDEM_PASS(GetPeer, (const ReplicaId& p, PeerState* o), (p, o))
+  TANDEM_PASS(ListPeers, (std::vector<std::pair<ReplicaId, PeerState>> * o), (o))
+  TANDEM_PASS(ListQuarantine, (const ReadTxn::QuarantineFn& f), (f))
+  TANDEM_PASS(ListRefused, (const ReadTxn::RefusedFn& f), (f))
+  TANDEM_PASS(GetRefused, (const FieldKey& k, std::optional<VersionVector>* o), (k, o))
+  TANDEM_PASS(GetLogHull, (LogHull * o), (o))
+  TANDEM_PASS(GetCollected, (VersionVector * o), (o))
+  TANDEM_PASS(GetBlob, (const BlobHash& h, std::optional<BlobInfo>* o), (h, o))
+  TANDEM_PASS(ScanBlobs, (bool w, const ReadTxn::BlobFn& f), (w, f))
+  TANDEM_PASS(GetChunk, (const BlobHash& h, std::string* o, bool* f), (h, o, f))
+  TANDEM_PASS(ScanChunks, (const BlobHash* a, const std::function<bool(const BlobHash&)>& f),
+              (a, f))
+ protected:
+  std::unique_ptr<Base> t_;
+};
 
 class BusyStore : public Store {
  public:
@@ -17,7 +60,21 @@ class BusyStore : public Store {
   // Asked at each commit, with whether the transaction wrote a field it may take apart
   // (PutField of a state to consume): true fails that commit.
   std::function<bool(bool took)> fail_commit;
-  Result<std::unique_ptr<ReadTxn>> BeginRead() override { return inner_->BeginRead(); }
+  // Called before the checked read of a field's delta encoding; the read then sees
+  // what it wrote.
+  std::function<void()> before_spool;
+  // Spools that cannot be opened (0), or that fail once this many bytes went in.
+  std::optional<uint64_t> spool_fails_after;
+  Result<std::unique_ptr<Spool>> OpenSpool() override {
+    if (!spool_fails_after) return inner_->OpenSpool();
+    if (*spool_fails_after == 0) return Status(Code::kIo, "no room for a spool (a test's)");
+    return std::unique_ptr<Spool>(std::make_unique<FullSpool>(*spool_fails_after));
+  }
+  Result<std::unique_ptr<ReadTxn>> BeginRead() override {
+    auto txn = inner_->BeginRead();
+    if (!txn.ok()) return txn.status();
+    return std::unique_ptr<ReadTxn>(std::make_unique<Read>(std::move(*txn), this));
+  }
   Result<std::unique_ptr<WriteTxn>> BeginWrite() override {
     auto txn = inner_->BeginWrite();
     if (!txn.ok()) return txn.status();
@@ -25,39 +82,38 @@ class BusyStore : public Store {
   }
 
  private:
-  class Txn : public WriteTxn {
+  class FullSpool : public MemorySpool {
    public:
-    Txn(std::unique_ptr<WriteTxn> t, BusyStore* s) : t_(std::move(t)), s_(s) {}
-#define TANDEM_PASS(name, params, args) \
-  Status name params override { return t_->name args; }
-    TANDEM_PASS(GetMeta, (ReplicaMeta * o), (o))
-    TANDEM_PASS(GetField, (const FieldKey& k, std::optional<FieldState>* o), (k, o))
-    TANDEM_PASS(GetRecord, (std::string_view c, std::string_view r, RecordState* o, uint64_t* l),
-                (c, r, o, l))
-    TANDEM_PASS(ScanRecords, (std::string_view c, std::string_view a, const RecordFn& f), (c, a, f))
-    TANDEM_PASS(ListCollections, (std::vector<std::string> * o), (o))
-    TANDEM_PASS(ScanLog, (uint64_t s, const LogFn& f), (s, f))
-    TANDEM_PASS(ScanLogFields, (uint64_t s, const LogFieldFn& f), (s, f))
-    TANDEM_PASS(ScanLogDeltas, (uint64_t s, uint64_t l, const LogDeltaFn& f), (s, l, f))
-    TANDEM_PASS(ReadDelta,
-                (const FieldKey& k, uint64_t o, size_t n, bool c, uint64_t* z, uint64_t* q,
-                 std::string* out),
-                (k, o, n, c, z, q, out))
-    TANDEM_PASS(CountLog, (uint64_t s, uint64_t c, uint64_t* o), (s, c, o))
-    TANDEM_PASS(LastLogSeq, (uint64_t * o), (o))
-    TANDEM_PASS(InLogGap, (uint64_t s, bool* o), (s, o))
-    TANDEM_PASS(GetPeer, (const ReplicaId& p, PeerState* o), (p, o))
-    TANDEM_PASS(ListPeers, (std::vector<std::pair<ReplicaId, PeerState>> * o), (o))
-    TANDEM_PASS(ListQuarantine, (const QuarantineFn& f), (f))
-    TANDEM_PASS(ListRefused, (const RefusedFn& f), (f))
-    TANDEM_PASS(GetRefused, (const FieldKey& k, std::optional<VersionVector>* o), (k, o))
-    TANDEM_PASS(GetLogHull, (LogHull * o), (o))
-    TANDEM_PASS(GetCollected, (VersionVector * o), (o))
-    TANDEM_PASS(GetBlob, (const BlobHash& h, std::optional<BlobInfo>* o), (h, o))
-    TANDEM_PASS(ScanBlobs, (bool w, const BlobFn& f), (w, f))
-    TANDEM_PASS(GetChunk, (const BlobHash& h, std::string* o, bool* f), (h, o, f))
-    TANDEM_PASS(ScanChunks, (const BlobHash* a, const std::function<bool(const BlobHash&)>& f),
-                (a, f))
+    explicit FullSpool(uint64_t room) : room_(room) {}
+    Status Append(std::string_view bytes) override {
+      if (bytes.size() > room_) return Status(Code::kIo, "write spool: no space left (a test's)");
+      room_ -= bytes.size();
+      return MemorySpool::Append(bytes);
+    }
+
+   private:
+    uint64_t room_;
+  };
+  class Read : public PassReads<ReadTxn> {
+   public:
+    Read(std::unique_ptr<ReadTxn> t, BusyStore* s) : PassReads(std::move(t)), s_(s) {}
+    Status ReadDelta(const FieldKey& k, uint64_t o, size_t n, bool c, uint64_t* z, uint64_t* q,
+                     std::string* out) override {
+      if (!c || !s_->before_spool) return t_->ReadDelta(k, o, n, c, z, q, out);
+      auto hook = std::move(s_->before_spool);  // once
+      s_->before_spool = nullptr;
+      hook();
+      auto fresh = s_->inner_->BeginRead();
+      if (!fresh.ok()) return fresh.status();
+      return (*fresh)->ReadDelta(k, o, n, c, z, q, out);
+    }
+
+   private:
+    BusyStore* s_;
+  };
+  class Txn : public PassReads<WriteTxn> {
+   public:
+    Txn(std::unique_ptr<WriteTxn> t, BusyStore* s) : PassReads(std::move(t)), s_(s) {}
     TANDEM_PASS(PutMeta, (const ReplicaMeta& m), (m))
     TANDEM_PASS(PutField, (const FieldKey& k, const FieldState& s), (k, s))
     TANDEM_PASS(CheckpointLog, (), ())
@@ -74,11 +130,11 @@ class BusyStore : public Store {
     TANDEM_PASS(PutChunk, (const BlobHash& h, std::string_view b), (h, b))
     TANDEM_PASS(DeleteChunk, (const BlobHash& h), (h))
     TANDEM_PASS(Repack, (), ())
-#undef TANDEM_PASS
     // Taken apart, as a store that encodes a large state into its pages does.
     Status PutField(const FieldKey& k, FieldState&& s) override {
-      took_ = true;
       Status st = t_->PutField(k, static_cast<const FieldState&>(s));
+      if (st.code() == Code::kBusy) return st;  // nothing taken, as the contract says
+      took_ = true;
       s.markers.clear();
       s.elements.clear();
       return st;
@@ -90,13 +146,14 @@ class BusyStore : public Store {
     }
 
    private:
-    std::unique_ptr<WriteTxn> t_;
     BusyStore* s_;
     bool took_ = false;
   };
 
   std::unique_ptr<Store> inner_;
 };
+
+#undef TANDEM_PASS
 
 }  // namespace
 }  // namespace tandem::engine

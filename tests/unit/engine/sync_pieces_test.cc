@@ -494,5 +494,40 @@ TEST(Sync, AStateTakenApartByAWriteMadeAgainIsDecodedAgainFromItsPieces) {
   EXPECT_FALSE(b.replica.Peer(a.replica.Meta()->id)->pieces) << "dropped once applied";
 }
 
+// A large state written again between the page that found it and the read that copies
+// it: the log is read on to its later entry, which goes in pieces before the CaughtUp.
+// (That page said the log was done: taken as done, the CaughtUp would claim the state
+// unsent, and a rebasing peer would drop its values.)
+TEST(Sync, ALargeStateWrittenAgainBeforeItIsCopiedGoesAtItsLaterEntry) {
+  auto busy = std::make_unique<BusyStore>(std::make_unique<MemoryStore>(Rid(1)));
+  BusyStore* store = busy.get();
+  Node a(std::move(busy)), b(2);
+  AddPhotos(a, 4);  // the newest entry in a's log
+  store->before_spool = [&] { ASSERT_TRUE(a.replica.Add("docs", "set", "photos", Photo(9)).ok()); };
+  Link link(a, b);
+  const Status st = link.Run();
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_FALSE(store->before_spool) << "the write went in between";
+  ASSERT_TRUE(b.replica.Get("docs", "set").ok());
+  EXPECT_EQ(b.replica.Get("docs", "set")->fields.at("photos").set.size(), 5u);
+  EXPECT_EQ(a.Dump(), b.Dump());
+}
+
+// A sender that cannot open a spool, or fills its disk while copying into one, holds
+// the state in memory instead: no field waits for disk space.
+TEST(Sync, ASenderWithoutRoomForASpoolSendsFromMemory) {
+  for (uint64_t room : {uint64_t{0}, uint64_t{1} << 20}) {
+    auto busy = std::make_unique<BusyStore>(std::make_unique<MemoryStore>(Rid(1)));
+    busy->spool_fails_after = room;
+    Node a(std::move(busy)), b(2);
+    AddPhotos(a, 4);
+    ASSERT_TRUE(a.replica.Put("docs", "after", {{"x", Value{int64_t{1}}}}).ok());
+    Link link(a, b);
+    const Status st = link.Run();
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    EXPECT_EQ(a.Dump(), b.Dump()) << room;
+  }
+}
+
 }  // namespace
 }  // namespace tandem::engine

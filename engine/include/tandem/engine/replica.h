@@ -254,15 +254,18 @@ class Replica {
   Result<DeltaPage> CollectDeltas(uint64_t since, size_t limit, const VersionVector* skip,
                                   size_t max_bytes = SIZE_MAX, uint64_t large = UINT64_MAX);
   // Sync support: a state in pieces is never decoded or held whole on the sending side.
-  // SpoolDelta copies its delta encoding (ReadTxn::ReadDelta) into `spool` a window at a
-  // time, checking the stored bytes as it reads them, and gives its size and digest
-  // (Hash), if the field is still at log position `seq` (else nullopt: it changed, and
-  // its later entry will carry it; or it is gone). The pieces are read from the spool.
+  // SpoolDelta copies its delta encoding (ReadTxn::ReadDelta), a window at a time, into
+  // a spool of the store's (or one in memory, where the store cannot give or fill one)
+  // and gives its size, digest (Hash) and that spool. The stored bytes are checked
+  // against their checksum first. Nullopt if the field is not, or no longer, at log
+  // position `seq` (it changed, and its later entry will carry it; or it is gone).
+  // Over `max` bytes, only its size: not copied.
   struct DeltaInfo {
     uint64_t size = 0;
     BlobHash digest{};
+    std::unique_ptr<Spool> spool;
   };
-  Result<std::optional<DeltaInfo>> SpoolDelta(const FieldKey& key, uint64_t seq, Spool& spool);
+  Result<std::optional<DeltaInfo>> SpoolDelta(const FieldKey& key, uint64_t seq, uint64_t max);
   // Where a peer with version vector `vv` and cursor `cursor` into this log may start
   // reading it: past every entry it is known to hold already (LogHull::SkipFor), so an
   // incremental sync does not reread what the last one sent or received.
