@@ -81,6 +81,17 @@ std::string DeltaKeyPrefix(const FieldKey& key) {
   return out;
 }
 
+void AppendWindow(std::string_view head, std::string_view rest, uint64_t offset, size_t n,
+                  std::string* out) {
+  if (offset < head.size()) {
+    const std::string_view part = head.substr(offset, n);
+    out->append(part);
+    n -= part.size();
+    offset = head.size();
+  }
+  if (offset - head.size() < rest.size()) out->append(rest.substr(offset - head.size(), n));
+}
+
 std::string DeltaHead(const FieldKey& key, const StoredHead& head) {
   std::string out = DeltaKeyPrefix(key);
   Writer w(&out);

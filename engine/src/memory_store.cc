@@ -105,7 +105,8 @@ class MemoryReader {
       auto f = d_->fields.find(it->second);
       if (f == d_->fields.end()) return Status::Corrupt("change log names a missing field");
       TANDEM_ASSIGN_OR_RETURN(FieldState s, DecodeFieldState(f->second.second));
-      const uint64_t size = DeltaKeyPrefix(k).size() + f->second.second.size();
+      const uint64_t size =
+          large == UINT64_MAX ? 0 : DeltaKeyPrefix(k).size() + f->second.second.size();
       if (size > large) {
         const ReadTxn::LargeState l{std::move(s.ctx), size};
         if (!fn(it->first, k, nullptr, &l)) break;
@@ -122,16 +123,9 @@ class MemoryReader {
     auto f = d_->fields.find(EncodeFieldKey(key));
     if (f == d_->fields.end()) return Status::NotFound("no such field");
     const std::string prefix = DeltaKeyPrefix(key);
-    const std::string_view rest = f->second.second;
-    *size = prefix.size() + rest.size();
+    *size = prefix.size() + f->second.second.size();
     *seq = f->second.first;
-    if (offset < prefix.size()) {
-      const std::string_view head = std::string_view(prefix).substr(offset, n);
-      out->append(head);
-      n -= head.size();
-      offset = prefix.size();
-    }
-    if (offset - prefix.size() < rest.size()) out->append(rest.substr(offset - prefix.size(), n));
+    AppendWindow(prefix, f->second.second, offset, n, out);
     return Status::Ok();
   }
   Status LastLogSeq(uint64_t* out) {

@@ -419,34 +419,35 @@ Result<std::optional<Replica::DeltaInfo>> Replica::SpoolDelta(const FieldKey& ke
   if (size > max) return out;  // withheld: not copied
   // Into a spool of the store's (a file), or held in memory where it cannot open or
   // write one (a full disk, say), as the state would be without a spool.
-  auto spooled = store_->OpenSpool();
-  std::unique_ptr<Spool> spool =
-      spooled.ok() ? std::move(*spooled) : std::unique_ptr<Spool>(new MemorySpool);
-  for (bool in_memory = !spooled.ok();; in_memory = true) {
+  bool full = false;
+  auto copy = [&](Spool& into) {
     uint64_t offset = 0;
-    bool spool_failed = false;
+    full = false;
     out->digest = hash_([&](std::string_view* next) {
-      if (offset >= size || !st.ok() || spool_failed) return false;
+      if (offset >= size || !st.ok() || full) return false;
       st = read(offset, kBlobChunkBytes, false);
       if (!st.ok() || part.empty()) return false;
-      if (!spool->Append(part).ok()) {
-        spool_failed = true;
+      if (!into.Append(part).ok()) {
+        full = true;
         return false;
       }
       offset += part.size();
       *next = part;
       return true;
     });
-    if (spool_failed && !in_memory) {
-      spool = std::make_unique<MemorySpool>();
-      continue;
-    }
-    if (st.code() == Code::kNotFound) return std::optional<DeltaInfo>();
-    TANDEM_RETURN_IF_ERROR(st);
-    if (spool_failed || offset != size)
-      return Status::Corrupt("a field state read in parts came out short");
-    break;
+    return offset;
+  };
+  auto spooled = store_->OpenSpool();
+  std::unique_ptr<Spool> spool =
+      spooled.ok() ? std::move(*spooled) : std::unique_ptr<Spool>(new MemorySpool);
+  uint64_t copied = copy(*spool);
+  if (full && spooled.ok()) {
+    spool = std::make_unique<MemorySpool>();
+    copied = copy(*spool);
   }
+  if (st.code() == Code::kNotFound) return std::optional<DeltaInfo>();
+  TANDEM_RETURN_IF_ERROR(st);
+  if (full || copied != size) return Status::Corrupt("a field state read in parts came out short");
   out->spool = std::move(spool);
   return out;
 }

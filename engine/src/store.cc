@@ -3,18 +3,9 @@
 namespace tandem::engine {
 
 Status ReadTxn::ScanLogFields(uint64_t since, const LogFieldFn& fn) {
-  Status st;
-  TANDEM_RETURN_IF_ERROR(ScanLog(since, [&](uint64_t seq, const FieldKey& key) {
-    std::optional<FieldState> s;
-    st = GetField(key, &s);
-    if (!st.ok()) return false;
-    if (!s) {
-      st = Status::Corrupt("change log names a missing field");
-      return false;
-    }
-    return fn(seq, key, &*s);
-  }));
-  return st;
+  return ScanLogDeltas(since, UINT64_MAX,
+                       [&](uint64_t seq, const FieldKey& key, FieldState* state,
+                           const LargeState*) { return fn(seq, key, state); });
 }
 
 Status ReadTxn::CountLog(uint64_t since, uint64_t cap, uint64_t* out) {

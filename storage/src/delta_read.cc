@@ -32,16 +32,7 @@ Status LmdbReader::ReadDelta(const FieldKey& key, uint64_t offset, size_t n, boo
                              .With(key.collection + "/" + key.record + "." + key.field));
   *size = d.size();
   *seq = d.seq;
-  // The window, from the head and then the stored bytes.
-  while (n > 0 && offset < d.size()) {
-    const bool in_head = offset < d.head.size();
-    const std::string_view part =
-        in_head ? std::string_view(d.head).substr(offset) : d.rest.substr(offset - d.head.size());
-    const size_t take = std::min(n, part.size());
-    out->append(part.substr(0, take));
-    offset += take;
-    n -= take;
-  }
+  engine::AppendWindow(d.head, d.rest, offset, n, out);
   return Status::Ok();
 }
 

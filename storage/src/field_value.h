@@ -41,8 +41,8 @@ inline Status ValueSeq(std::string_view v, uint64_t* seq) {
   return Status::Ok();
 }
 
-// The same split, its checksum not checked: for what reads a value a part at a time
-// and checks it once (LmdbReader::ReadDelta).
+// SplitValue (below) without checking the checksum: for what reads a value a part at a
+// time and checks it once (LmdbReader::ReadDelta).
 inline Status SplitUnchecked(std::string_view v, uint64_t* seq, std::string_view* state) {
   if (!v.empty() && v[0] == 0) {
     if (v.size() < 2 + kValueChecksum) return Status::Corrupt("field entry cut short");
@@ -58,19 +58,13 @@ inline Status SplitUnchecked(std::string_view v, uint64_t* seq, std::string_view
 // Splits the stored value of the field stored under `key` into its log seq and state.
 inline Status SplitValue(std::string_view key, std::string_view v, uint64_t* seq,
                          std::string_view* state) {
-  if (!v.empty() && v[0] == 0) {
+  if (!v.empty() && v[0] == 0 && v.size() >= 2 + kValueChecksum) {
     char sum[kValueChecksum];
-    if (v.size() < 2 + kValueChecksum) return Status::Corrupt("field entry cut short");
     ValueChecksum(key, v.data(), v.size() - kValueChecksum, sum);
     if (std::memcmp(sum, v.data() + v.size() - kValueChecksum, kValueChecksum) != 0)
       return Status::Corrupt("field entry damaged: its bytes do not match their checksum");
-    v = v.substr(1, v.size() - 1 - kValueChecksum);
   }
-  engine::Reader r(v);
-  *seq = r.Varint();
-  if (!r.ok() || *seq == 0) return Status::Corrupt("field entry without a change-log seq");
-  *state = v.substr(v.size() - r.remaining());
-  return Status::Ok();
+  return SplitUnchecked(v, seq, state);
 }
 
 }  // namespace tandem::storage

@@ -577,9 +577,8 @@ class LmdbReader {
   // The change log's live entries after `since`, ascending, until fn returns false: each
   // field once, at its latest change (log.cc).
   Status ScanLog(uint64_t since, const engine::ReadTxn::LogFn& fn);
-  // Every entry with its field's state (one lookup for both); null for a stale one.
-  Status ScanLogFields(uint64_t since, const engine::ReadTxn::LogFieldFn& fn);
-  // ScanLogFields, a large state's context read alone (log.cc).
+  // Every entry with its field's state (one lookup for both; a large state's context
+  // alone); null for a stale one (log.cc).
   Status ScanLogDeltas(uint64_t since, uint64_t large, const engine::ReadTxn::LogDeltaFn& fn);
   // A field's delta encoding, a window at a time (delta_read.cc).
   Status ReadDelta(const FieldKey& key, uint64_t offset, size_t n, bool check, uint64_t* size,

@@ -157,21 +157,6 @@ Status LmdbReader::ScanLog(uint64_t since, const engine::ReadTxn::LogFn& fn) {
                      });
 }
 
-Status LmdbReader::ScanLogFields(uint64_t since, const engine::ReadTxn::LogFieldFn& fn) {
-  return ScanEntries(
-      *impl_, txn_, since, [&](uint64_t seq, std::string_view k, const MDB_val* value, Status* st) {
-        FieldKey key;
-        if (!impl_->DecodeKey(k, &key)) {
-          *st = Status::Corrupt("change-log entry names a malformed key");
-          return false;
-        }
-        if (!value) return fn(seq, key, nullptr);
-        FieldState s;
-        *st = DecodeField(k, *value, &s).With(key.collection + "/" + key.record + "." + key.field);
-        return st->ok() && fn(seq, key, &s);
-      });
-}
-
 Status LmdbReader::ScanLogDeltas(uint64_t since, uint64_t large,
                                  const engine::ReadTxn::LogDeltaFn& fn) {
   return ScanEntries(

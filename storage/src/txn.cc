@@ -29,9 +29,6 @@ class LmdbReadTxn : public engine::ReadsThrough<engine::ReadTxn, LmdbReader> {
   LmdbReadTxn(LmdbStore::Impl* impl, MDB_txn* txn, std::shared_lock<std::shared_mutex> lock)
       : ReadsThrough(impl, txn), lock_(std::move(lock)), txn_(txn) {}
   ~LmdbReadTxn() override { mdb_txn_abort(txn_); }
-  Status ScanLogFields(uint64_t since, const engine::ReadTxn::LogFieldFn& fn) override {
-    return reader_.ScanLogFields(since, fn);
-  }
   Status CountLog(uint64_t since, uint64_t cap, uint64_t* out) override {
     return reader_.CountLog(since, cap, out);
   }
@@ -91,10 +88,6 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     return Status::Ok();
   }
   // Reads of the log see this transaction's entries: the run it holds back goes first.
-  Status ScanLogFields(uint64_t since, const engine::ReadTxn::LogFieldFn& fn) override {
-    TANDEM_RETURN_IF_ERROR(FlushRun());
-    return reader_.ScanLogFields(since, fn);
-  }
   Status ScanLogDeltas(uint64_t since, uint64_t large,
                        const engine::ReadTxn::LogDeltaFn& fn) override {
     TANDEM_RETURN_IF_ERROR(FlushRun());

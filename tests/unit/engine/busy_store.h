@@ -29,7 +29,6 @@ class PassReads : public Base {
               (c, a, f))
   TANDEM_PASS(ListCollections, (std::vector<std::string> * o), (o))
   TANDEM_PASS(ScanLog, (uint64_t s, const ReadTxn::LogFn& f), (s, f))
-  TANDEM_PASS(ScanLogFields, (uint64_t s, const ReadTxn::LogFieldFn& f), (s, f))
   TANDEM_PASS(ScanLogDeltas, (uint64_t s, uint64_t l, const ReadTxn::LogDeltaFn& f), (s, l, f))
   TANDEM_PASS(ReadDelta,
               (const FieldKey& k, uint64_t o, size_t n, bool c, uint64_t* z, uint64_t* q,

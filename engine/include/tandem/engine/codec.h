@@ -171,6 +171,10 @@ Result<StoredHead> ReadStoredHead(std::string_view state, const ReplicaTable& ta
 std::string DeltaHead(const FieldKey& key, const StoredHead& head);
 // EncodeDelta's bytes before the state's self-contained encoding (its version and key).
 std::string DeltaKeyPrefix(const FieldKey& key);
+// Appends bytes [offset, offset + n) of `head` then `rest`, as if joined, to `out` (fewer
+// at their end): a window of a delta encoding a store holds in two parts.
+void AppendWindow(std::string_view head, std::string_view rest, uint64_t offset, size_t n,
+                  std::string* out);
 // A field's key and state (a state too large for a batch travels so, in pieces). The
 // decoder checks the state, not the key (ValidateKey).
 Result<std::string> EncodeDelta(const FieldKey& key, const FieldState& s);

@@ -146,10 +146,10 @@ class ReadTxn {
   virtual Status ScanLog(uint64_t since, const LogFn& fn) = 0;
   // The same with each field's state, which fn may move from. A store may keep entries a
   // later write of their field made stale (and remove them later): it passes them with
-  // a null state, so that a reader's position passes them too. The default reads each
-  // field of ScanLog.
+  // a null state, so that a reader's position passes them too (ScanLogDeltas, every
+  // state decoded).
   using LogFieldFn = std::function<bool(uint64_t seq, const FieldKey& key, FieldState* state)>;
-  virtual Status ScanLogFields(uint64_t since, const LogFieldFn& fn);
+  Status ScanLogFields(uint64_t since, const LogFieldFn& fn);
   // The same, except that a state whose delta encoding (EncodeDelta) is over `large`
   // bytes is not decoded: fn gets a null state and `large` set to its context and size
   // (for the sync to read it in pieces with ReadDelta). Both null: a stale entry.
