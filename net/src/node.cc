@@ -285,14 +285,7 @@ Status Core::TryJudgeHeld() {
   }
   // As a session would judge them now (Session::Apply, SessionOptionsFor), with the
   // bindings read again: the batch just applied may have brought some.
-  TANDEM_ASSIGN_OR_RETURN(auto cutoffs, RevocationCutoffs(replica_, a));
-  TANDEM_ASSIGN_OR_RETURN(auto limits, WriteLimitsOf(replica_, a));
-  auto admit = [&](const engine::FieldDelta& d, const engine::FieldState* ours) {
-    for (const auto& [r, cutoff] : cutoffs)
-      if (engine::ReliesOnEventsAfter(d.state, ours, r, cutoff)) return engine::Admission::kRefuse;
-    return AdmitWrite(d, ours, limits);
-  };
-  TANDEM_ASSIGN_OR_RETURN(auto judged, replica_.JudgeHeld(admit));
+  TANDEM_ASSIGN_OR_RETURN(auto judged, JudgeHeldChanges(replica_, a, WithSystem(opt_.receive)));
   if (judged.applied + judged.refused)
     asio::post(io_, [this, judged] {
       Log("the bindings of their writers arrived: applied " + std::to_string(judged.applied) +

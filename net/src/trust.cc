@@ -637,6 +637,18 @@ engine::Admission AdmitWrite(const engine::FieldDelta& d, const engine::FieldSta
   return engine::Admission::kAccept;
 }
 
+Result<engine::Replica::Judged> JudgeHeldChanges(engine::Replica& r, const Authority& a,
+                                                 const engine::CollectionFilter& receive) {
+  TANDEM_ASSIGN_OR_RETURN(auto cutoffs, RevocationCutoffs(r, a));
+  TANDEM_ASSIGN_OR_RETURN(auto limits, WriteLimitsOf(r, a));
+  return r.JudgeHeld([&](const engine::FieldDelta& d, const engine::FieldState* ours) {
+    if (!receive.Allows(d.key.collection)) return engine::Admission::kFilter;  // stays held
+    for (const auto& [id, cutoff] : cutoffs)
+      if (engine::ReliesOnEventsAfter(d.state, ours, id, cutoff)) return engine::Admission::kRefuse;
+    return AdmitWrite(d, ours, limits);
+  });
+}
+
 Result<bool> AdoptGroupKey(const Authority& a, const GroupPaths& files, const Identity& self,
                            uint64_t now_ms) {
   if (!a.rekey) return false;

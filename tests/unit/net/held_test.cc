@@ -236,6 +236,49 @@ TEST(Held, AnUnboundWritersChangesAreHeldUntilItsBindingArrives) {
   EXPECT_EQ(g.r->JudgeHeld(g.Admit())->held, 3u);
 }
 
+// Judged again as a session would judge them now: a revoked device's changes are
+// refused, and a change in a collection the receiver no longer takes stays held until it
+// takes it again (its peer will not send it again).
+TEST(Held, HeldChangesAreJudgedWithTheRevocationsAndTheReceiveFilter) {
+  Group g;
+  const Identity x = GenerateIdentity(), z = GenerateIdentity();
+  ASSERT_TRUE(Grant(*g.r, g.files, g.me, x.public_key, Role::kMember, 2).ok());
+  ASSERT_TRUE(Grant(*g.r, g.files, g.me, z.public_key, Role::kMember, 2).ok());
+  for (const Identity* who : {&x, &z}) {
+    engine::ReplicaId first;
+    ASSERT_TRUE(StoreBinding(*g.r, first, NewBinding(*who, &first)).ok());
+  }
+  ASSERT_TRUE(RequireBindings(*g.r, g.files, g.me, 2).value());
+  engine::ReplicaId xr, zr;
+  const Binding xb = NewBinding(x, &xr), zb = NewBinding(z, &zr);
+  engine::FieldDelta in_c = PutBy(xr, 1, "r1", 1), in_d = PutBy(xr, 2, "r2", 2),
+                     by_z = PutBy(zr, 1, "r3", 3);
+  in_d.key.collection = by_z.key.collection = "d";
+  EXPECT_EQ(g.Receive(xr, in_c), 1u);
+  EXPECT_EQ(g.Receive(xr, in_d), 1u);
+  EXPECT_EQ(g.Receive(zr, by_z), 1u);
+  ASSERT_TRUE(Revoke(*g.r, g.files, g.me, DeviceId(z.public_key), 3).ok());
+  ASSERT_TRUE(StoreBinding(*g.r, xr, xb).ok());
+  ASSERT_TRUE(StoreBinding(*g.r, zr, zb).ok());
+
+  auto j = JudgeHeldChanges(*g.r, g.Now(), engine::CollectionFilter::Only({"d"}));
+  ASSERT_TRUE(j.ok()) << j.status().ToString();
+  EXPECT_EQ(j->applied, 1u);
+  EXPECT_EQ(j->refused, 1u) << "the revoked device's put";
+  EXPECT_EQ(j->held, 1u) << "the put in a collection not received";
+  EXPECT_EQ(g.r->Get("d", "r2")->fields.at("f").scalar, engine::Value{int64_t{2}});
+  EXPECT_EQ(g.r->Get("c", "r1").status().code(), Code::kNotFound);
+  EXPECT_EQ(g.r->Get("d", "r3").status().code(), Code::kNotFound);
+  EXPECT_EQ(g.Held(), 1u);
+  // Taken once the filter takes its collection again.
+  j = JudgeHeldChanges(*g.r, g.Now(), engine::CollectionFilter{});
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ(j->applied, 1u);
+  EXPECT_EQ(j->refused, 0u);
+  EXPECT_EQ(g.r->Get("c", "r1")->fields.at("f").scalar, engine::Value{int64_t{1}});
+  EXPECT_EQ(g.Held(), 0u);
+}
+
 // A group that does not require bound replicas (one of a version before the
 // requirement, say) takes an unbound writer's changes as before.
 TEST(Held, WithoutTheRequirementUnboundWritersAreTaken) {

@@ -215,6 +215,12 @@ Result<WriteLimits> WriteLimitsOf(engine::Replica& r, const Authority& a);
 // that no binding names yet (in a group that requires them), else kAccept.
 engine::Admission AdmitWrite(const engine::FieldDelta& d, const engine::FieldState* ours,
                              const WriteLimits& limits);
+// Judges the changes held for their writers' bindings again, as a session would now:
+// revoked replicas' cutoffs and the write limits, read from `r` (whose bindings may have
+// just arrived) under `a`. A change in a collection `receive` leaves out stays held, to
+// be applied once a wider filter takes it (its peer will not send it again).
+Result<engine::Replica::Judged> JudgeHeldChanges(engine::Replica& r, const Authority& a,
+                                                 const engine::CollectionFilter& receive);
 
 // --- Invites ---------------------------------------------------------------------
 struct Invite {
