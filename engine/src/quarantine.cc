@@ -47,15 +47,25 @@ Status Replica::Hold(WriteTxn& txn, const FieldDelta& d, const ReplicaId& from, 
 }
 
 Status Replica::CapByQuarantine(ReadTxn& txn, VersionVector* vv) {
-  return EachEntry(txn, [&](const QuarantineEntry& e) {
+  Status st;
+  TANDEM_RETURN_IF_ERROR(EachEntry(txn, [&](const QuarantineEntry& e) {
     // Below the first held event of each writer: the watermark must not claim it (nor,
-    // through it, make others skip it).
-    auto cap = [&](const Dot& d) { vv->Cap(d.replica, d.seq - 1); };
+    // through it, make others skip it). Unless the field here has seen that event
+    // already: a held state that only repeats what is held (a state crafted from a
+    // member's events, say) must not hold back that member's entry for good.
+    std::optional<FieldState> ours;
+    bool read = false;
+    auto cap = [&](const Dot& d) {
+      if (!vv->Covers(d) || !st.ok()) return;
+      if (!read && (read = true)) st = txn.GetField(e.key, &ours);
+      if (st.ok() && !(ours && ours->ctx.Covers(d))) vv->Cap(d.replica, d.seq - 1);
+    };
     for (const auto& [dot, m] : e.state.markers) cap(dot);
     for (const auto& [element, dots] : e.state.elements)
       for (const auto& dot : dots) cap(dot);
-    return true;
-  });
+    return st.ok();
+  }));
+  return st;
 }
 
 Result<std::vector<QuarantineEntry>> Replica::Quarantined() {

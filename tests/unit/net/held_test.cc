@@ -279,6 +279,42 @@ TEST(Held, HeldChangesAreJudgedWithTheRevocationsAndTheReceiveFilter) {
   EXPECT_EQ(g.Held(), 0u);
 }
 
+// A held state holds back the watermark only for the events it brings: one that repeats
+// a member's event the field here has seen (crafted from its data, say) leaves that
+// member's entry free.
+TEST(Held, AHeldStateCapsTheWatermarkOnlyForEventsNotSeenHere) {
+  Group g;
+  const Identity x = GenerateIdentity();
+  ASSERT_TRUE(Grant(*g.r, g.files, g.me, x.public_key, Role::kMember, 2).ok());
+  engine::ReplicaId xr;
+  ASSERT_TRUE(StoreBinding(*g.r, xr, NewBinding(x, &xr)).ok());
+  ASSERT_TRUE(RequireBindings(*g.r, g.files, g.me, 2).value());
+  EXPECT_EQ(g.Receive(xr, PutBy(xr, 1, "r1", 1)), 0u);
+  EXPECT_EQ(g.Receive(xr, PutBy(xr, 2, "r2", 2)), 0u);
+  const engine::ReplicaId made_up = Id('m');
+  // x's put to r1 with a concurrent one by a made-up id; the same with a put of x's to r3
+  // never seen here.
+  engine::FieldDelta crafted = PutBy(xr, 1, "r1", 1);
+  engine::ApplyPut(crafted.state, engine::Dot{made_up, 1}, engine::MakeHlc(1, 0),
+                   engine::Value{int64_t{9}});
+  crafted.state.markers.emplace(engine::Dot{xr, 1},
+                                PutBy(xr, 1, "r1", 1).state.markers.begin()->second);
+  EXPECT_EQ(g.Receive(xr, crafted), 1u);
+  engine::FieldDelta brings = PutBy(xr, 3, "r3", 4);
+  engine::ApplyPut(brings.state, engine::Dot{made_up, 1}, engine::MakeHlc(3, 0),
+                   engine::Value{int64_t{3}});
+  brings.state.markers.emplace(engine::Dot{xr, 3},
+                               PutBy(xr, 3, "r3", 4).state.markers.begin()->second);
+  EXPECT_EQ(g.Receive(xr, brings), 1u);
+  EXPECT_EQ(g.Held(), 2u);
+  engine::VersionVector peer_vv;
+  peer_vv.Raise(xr, 3);
+  peer_vv.Raise(made_up, 1);
+  ASSERT_TRUE(g.r->CompletePeerSync(xr, peer_vv, true).ok());
+  EXPECT_EQ(g.r->Meta()->vv.Get(xr), 2u) << "x:1 is seen here, x:3 only in a held state";
+  EXPECT_EQ(g.r->Meta()->vv.Get(made_up), 0u);
+}
+
 // A group that does not require bound replicas (one of a version before the
 // requirement, say) takes an unbound writer's changes as before.
 TEST(Held, WithoutTheRequirementUnboundWritersAreTaken) {

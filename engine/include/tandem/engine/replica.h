@@ -463,8 +463,8 @@ class Replica {
   Status WriteOnce(const std::function<Status(Batch&)>& fn);
   Status ApplyDeltasOnce(const std::vector<FieldDelta>& deltas, size_t* changed);
   Status MergeVersionVectorOnce(const VersionVector& vv);
-  // Joins deltas into the open transaction; the shared core of ApplyDeltas/ApplyBatch.
-  // Caps *vv below every event held in quarantine.
+  // Caps *vv below every event a quarantined state carries that the field here has not
+  // seen.
   Status CapByQuarantine(ReadTxn& txn, VersionVector* vv);
   // Keeps a claim from covering what a state refused for good alone carried
   // (ReadTxn::ListRefused); `from`: the peer of a session that refused nothing.
