@@ -375,7 +375,8 @@ Result<DeltaPage> Replica::CollectDeltas(uint64_t since, size_t limit, const Ver
         previous = page.next_cursor;
         page.next_cursor = seq;
         if (!s && !l) return true;  // stale: the field's later entry carries it
-        if (skip && skip->Covers(s ? s->ctx : l->ctx)) return true;
+        // (Damaged: its context is unknown, so never taken as held.)
+        if (skip && !(l && l->damaged) && skip->Covers(s ? s->ctx : l->ctx)) return true;
         std::optional<FieldDelta> d;
         if (s) d.emplace(FieldDelta{k, std::move(*s)});
         const uint64_t size = d ? WireSizeBound(*d) : UINT64_MAX;
@@ -384,7 +385,8 @@ Result<DeltaPage> Replica::CollectDeltas(uint64_t since, size_t limit, const Ver
           return false;
         }
         if (!d || size > large) {
-          page.large = DeltaPage::Large{k, d ? std::move(d->state.ctx) : l->ctx, seq};
+          page.large =
+              DeltaPage::Large{k, d ? std::move(d->state.ctx) : l->ctx, seq, !d && l->damaged};
           return false;
         }
         bytes += size;
@@ -533,7 +535,13 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
     // Events of ours we never issued: this replica was rolled back or copied.
     TANDEM_RETURN_IF_ERROR(CheckClaim(meta, d.state.ctx.Get(meta.id), rekeyed));
     std::optional<FieldState> s;
-    TANDEM_RETURN_IF_ERROR(txn.GetField(d.key, &s));
+    if (Status st = txn.GetField(d.key, &s); !st.ok()) {
+      // Our state damaged on disk (its bytes fail their checksum): lost whatever is done,
+      // it is replaced by the peer's, as if we held nothing of the field. A local write
+      // still refuses it (nothing of ours is taken for it).
+      if (!from || st.code() != Code::kCorrupt) return st;
+      s.reset();
+    }
     if (admit) {
       const Admission a = (*admit)(d, s ? &*s : nullptr);
       if (a != Admission::kAccept) {

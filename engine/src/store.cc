@@ -3,9 +3,18 @@
 namespace tandem::engine {
 
 Status ReadTxn::ScanLogFields(uint64_t since, const LogFieldFn& fn) {
-  return ScanLogDeltas(since, UINT64_MAX,
-                       [&](uint64_t seq, const FieldKey& key, FieldState* state,
-                           const LargeState*) { return fn(seq, key, state); });
+  Status damaged;
+  TANDEM_RETURN_IF_ERROR(ScanLogDeltas(
+      since, UINT64_MAX,
+      [&](uint64_t seq, const FieldKey& key, FieldState* state, const LargeState* large) {
+        if (large && large->damaged) {
+          damaged = Status::Corrupt("field " + key.collection + "/" + key.record + "." + key.field +
+                                    ": its stored state is damaged");
+          return false;
+        }
+        return fn(seq, key, state);
+      }));
+  return damaged;
 }
 
 Status ReadTxn::CountLog(uint64_t since, uint64_t cap, uint64_t* out) {

@@ -332,7 +332,9 @@ Result<Session::Large> Session::StartPieces(const DeltaPage& page) {
   const std::string name = l.key.collection + "/" + l.key.record + "." + l.key.field;
   std::optional<Replica::DeltaInfo> info;
   std::string why;
-  if (!peer_pieces_) {
+  if (l.damaged) {
+    why = "its stored state is damaged here (see tandem check; a peer's state of it replaces it)";
+  } else if (!peer_pieces_) {
     why =
         "too large for one message, and the peer's version of tandem cannot take it in "
         "pieces: upgrade it";
@@ -360,9 +362,10 @@ Result<Session::Large> Session::StartPieces(const DeltaPage& page) {
       stats_.withheld.push_back("field " + name + " withheld: " + why);
     // The state's context covers every event of each replica up to its entry, and any
     // of those the peer lacks may be this state's: no more than the peer had of them.
+    // A damaged state's context is unknown: it may hold any event the peer lacks.
     Withheld& w = withheld_[l.key];
     w.cap.clear();
-    for (const auto& [r, n] : l.ctx.entries()) {
+    for (const auto& [r, n] : (l.damaged ? snapshot_vv_ : l.ctx).entries()) {
       const uint64_t had = peer_vv_.Get(r);
       if (n > had) w.cap[r] = had;
     }

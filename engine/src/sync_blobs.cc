@@ -33,6 +33,10 @@ Status Session::PumpWants(std::vector<Message>* out) {
         if (!info.requested && opt_.lazy_blobs && opt_.lazy_blobs(c)) continue;
         std::optional<FieldState> state;
         bad = txn->GetField(k, &state);
+        if (bad.code() == Code::kCorrupt) {  // damaged here: it references nothing we know
+          bad = Status::Ok();
+          continue;
+        }
         if (!bad.ok()) return false;
         bool still = false;
         if (state) ForEachBlobRef(*state, [&](const BlobRef& r) { still |= r.hash == h; });
@@ -173,7 +177,9 @@ Status Session::ReceiveBlob(const Message& in, std::vector<Message>* out) {
       // Only a blob a field the peer may read references, here as there.
       TANDEM_ASSIGN_OR_RETURN(auto txn, replica_.store().BeginRead());
       std::optional<FieldState> state;
-      TANDEM_RETURN_IF_ERROR(txn->GetField(w->ref, &state));
+      // Damaged here, the field references nothing we can vouch for: the blob is missing.
+      if (Status st = txn->GetField(w->ref, &state); !st.ok() && st.code() != Code::kCorrupt)
+        return st;
       bool referenced = false;
       if (state) ForEachBlobRef(*state, [&](const BlobRef& r) { referenced |= r.hash == w->hash; });
       if (referenced) TANDEM_RETURN_IF_ERROR(txn->GetBlob(w->hash, &info));

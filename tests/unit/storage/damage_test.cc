@@ -8,6 +8,7 @@
 #include "../../integration/process.h"
 #include "../../integration/raw_lmdb.h"
 #include "log_entries.h"
+#include "sync_once.h"
 #include "tandem/storage/lmdb_store.h"
 #include "tandem/storage/replica.h"
 
@@ -20,10 +21,10 @@ using engine::Value;
 // interned: varint(index of "c") "r" \0 varint(index of "a") (format.md).
 const std::string kKey("\0r\0\x01", 4);
 
-std::string MakeReplicaWithAString(const std::string& dir) {
+std::string MakeReplicaWithAString(const std::string& dir, size_t size = 100) {
   auto r = CreateReplica(dir);
   EXPECT_TRUE(r.ok());
-  EXPECT_TRUE((*r)->Put("c", "r", {{"a", Value{std::string(100, 'x')}}}).ok());
+  EXPECT_TRUE((*r)->Put("c", "r", {{"a", Value{std::string(size, 'x')}}}).ok());
   return testing::RawGet(dir, "fields", kKey);
 }
 
@@ -110,6 +111,45 @@ TEST(Damage, AValueWithoutAChecksumStillReads) {
   ASSERT_TRUE((*r)->Put("c", "r", {{"a", Value{int64_t{2}}}}).ok());
   r->reset();
   EXPECT_EQ(testing::RawGet(dir, "fields", kKey)[0], '\0');
+}
+
+// A damaged value does not stop the sync of the others: its sender withholds it (as
+// it could not vouch for its context, its CaughtUp claims nothing the peer lacked), and
+// a peer's state of the field replaces it. Small, and large enough to go in pieces.
+TEST(Damage, ADamagedValueIsWithheldFromPeersAndReplacedByTheirs) {
+  for (const size_t size : {size_t{100}, size_t{1'500'000}}) {
+    SCOPED_TRACE(size);
+    testing::TempDir tmp;
+    const std::string dir = tmp / "a";
+    std::string v = MakeReplicaWithAString(dir, size);
+    v[v.find('x') + 50] = 'y';
+    {
+      auto a = OpenReplica(dir);
+      ASSERT_TRUE(a.ok());
+      for (int i = 0; i < 30; ++i)
+        ASSERT_TRUE((*a)->Put("c", "o" + std::to_string(i), {{"n", Value{int64_t{i}}}}).ok());
+    }
+    testing::RawPut(dir, "fields", kKey, v);
+    auto a = OpenReplica(dir);
+    auto b = CreateReplica(tmp / "b");
+    ASSERT_TRUE(a.ok() && b.ok());
+    for (int round = 0; round < 2; ++round) {
+      const Status st = SyncOnce(**a, **b);
+      ASSERT_TRUE(st.ok()) << round << ": " << st.ToString();
+      EXPECT_TRUE((*b)->Get("c", "o29").ok());
+      EXPECT_EQ((*b)->Get("c", "r").status().code(), Code::kNotFound);
+      EXPECT_EQ((*b)->Meta()->vv.Get((*a)->Meta()->id), 0u) << "nothing of a's claimed";
+    }
+    // b writes the field: its state replaces the damaged one, and then all is claimed.
+    ASSERT_TRUE((*b)->Put("c", "r", {{"a", Value{std::string("mended")}}}).ok());
+    ASSERT_TRUE(SyncOnce(**a, **b).ok());
+    auto got = (*a)->Get("c", "r");
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    EXPECT_TRUE(engine::SameValue(got->fields["a"].scalar, Value{std::string("mended")}));
+    ASSERT_TRUE(SyncOnce(**a, **b).ok());
+    EXPECT_EQ((*b)->Meta()->vv, (*a)->Meta()->vv);
+    EXPECT_TRUE(Check(*dynamic_cast<LmdbStore*>(&(*a)->store())).ok());
+  }
 }
 
 }  // namespace

@@ -163,11 +163,13 @@ struct DeltaPage {
   uint64_t log_end = 0;  // the newest position in the log as it was read
   // A field state too large for any batch (CollectDeltas' `large`), alone in its page
   // and not read: it travels in pieces, copied from the store a window at a time
-  // (Replica::SpoolDelta). Its context, and its log position `seq`.
+  // (Replica::SpoolDelta). Its context, and its log position `seq`. Or a state whose
+  // stored bytes are damaged (ReadTxn::LargeState): no context, and nothing to send.
   struct Large {
     FieldKey key;
     VersionVector ctx;
     uint64_t seq = 0;
+    bool damaged = false;
   };
   std::optional<Large> large;
 };

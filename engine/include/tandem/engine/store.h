@@ -153,9 +153,13 @@ class ReadTxn {
   // The same, except that a state whose delta encoding (EncodeDelta) is over `large`
   // bytes is not decoded: fn gets a null state and `large` set to its context and size
   // (for the sync to read it in pieces with ReadDelta). Both null: a stale entry.
+  // A live entry whose stored bytes are damaged (they fail their checksum, or do not
+  // decode) comes as a LargeState marked `damaged`, with neither context nor size, so
+  // that a reader may pass it by; ScanLogFields refuses it.
   struct LargeState {
     VersionVector ctx;
     uint64_t size = 0;  // of its delta encoding
+    bool damaged = false;
   };
   using LogDeltaFn = std::function<bool(uint64_t seq, const FieldKey& key, FieldState* state,
                                         const LargeState* large)>;
