@@ -57,7 +57,10 @@ Status Replica::CapByQuarantine(ReadTxn& txn, VersionVector* vv) {
     bool read = false;
     auto cap = [&](const Dot& d) {
       if (!vv->Covers(d) || !st.ok()) return;
-      if (!read && (read = true)) st = txn.GetField(e.key, &ours);
+      if (!read && (read = true)) {
+        st = txn.GetField(e.key, &ours);
+        if (st.code() == Code::kCorrupt) st = Status::Ok();  // damaged here: seen nothing
+      }
       if (st.ok() && !(ours && ours->ctx.Covers(d))) vv->Cap(d.replica, d.seq - 1);
     };
     for (const auto& [dot, m] : e.state.markers) cap(dot);

@@ -152,5 +152,33 @@ TEST(Damage, ADamagedValueIsWithheldFromPeersAndReplacedByTheirs) {
   }
 }
 
+// A state held aside for a field damaged here (its writer not judged yet) holds the
+// watermark below its events, as for a field not held at all, and the merge goes on.
+TEST(Damage, AStateHeldForADamagedFieldCapsTheWatermarkAndTheMergeGoesOn) {
+  testing::TempDir tmp;
+  const std::string dir = tmp / "a";
+  std::string v = MakeReplicaWithAString(dir);
+  v[v.find('x') + 50] = 'y';
+  testing::RawPut(dir, "fields", kKey, v);
+  auto a = OpenReplica(dir);
+  ASSERT_TRUE(a.ok());
+  engine::ReplicaId peer;
+  peer.bytes.fill(7);
+  engine::FieldDelta d{{"c", "r", "a"}, {}};
+  engine::ApplyPut(d.state, engine::Dot{peer, 1}, engine::MakeHlc(1, 0), Value{int64_t{1}});
+  const engine::AdmitFn hold = [](const engine::FieldDelta&, const engine::FieldState*) {
+    return engine::Admission::kHold;
+  };
+  size_t held = 0;
+  ASSERT_TRUE(
+      (*a)->ApplyBatch(peer, {d}, 1, hold, nullptr, nullptr, false, nullptr, nullptr, &held).ok());
+  EXPECT_EQ(held, 1u);
+  engine::VersionVector claim;
+  claim.Raise(peer, 1);
+  const Status st = (*a)->CompletePeerSync(peer, claim, true);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ((*a)->Meta()->vv.Get(peer), 0u);
+}
+
 }  // namespace
 }  // namespace tandem::storage
