@@ -152,9 +152,9 @@ TEST(Damage, ADamagedValueIsWithheldFromPeersAndReplacedByTheirs) {
   }
 }
 
-// A state held aside for a field damaged here (its writer not judged yet) holds the
-// watermark below its events, as for a field not held at all, and the merge goes on.
-TEST(Damage, AStateHeldForADamagedFieldCapsTheWatermarkAndTheMergeGoesOn) {
+// States held aside, or refused, for a field damaged here hold the watermark below their
+// events as for a field not held at all, and the merge goes on.
+TEST(Damage, StatesHeldOrRefusedForADamagedFieldCapTheWatermarkAndTheMergeGoesOn) {
   testing::TempDir tmp;
   const std::string dir = tmp / "a";
   std::string v = MakeReplicaWithAString(dir);
@@ -173,11 +173,24 @@ TEST(Damage, AStateHeldForADamagedFieldCapsTheWatermarkAndTheMergeGoesOn) {
   ASSERT_TRUE(
       (*a)->ApplyBatch(peer, {d}, 1, hold, nullptr, nullptr, false, nullptr, nullptr, &held).ok());
   EXPECT_EQ(held, 1u);
+  // And one refused for good whose context has seen another replica's event, which the
+  // watermark must not claim on the strength of the refused state alone.
+  engine::ReplicaId other;
+  other.bytes.fill(9);
+  engine::FieldDelta refused{{"c", "r", "a"}, {}};
+  refused.state.ctx.Raise(other, 5);
+  engine::ApplyPut(refused.state, engine::Dot{peer, 2}, engine::MakeHlc(2, 0), Value{int64_t{2}});
+  const engine::AdmitFn refuse = [](const engine::FieldDelta&, const engine::FieldState*) {
+    return engine::Admission::kRefuse;
+  };
+  ASSERT_TRUE((*a)->ApplyBatch(peer, {refused}, 2, refuse).ok());
   engine::VersionVector claim;
-  claim.Raise(peer, 1);
+  claim.Raise(peer, 2);
+  claim.Raise(other, 5);
   const Status st = (*a)->CompletePeerSync(peer, claim, true);
   ASSERT_TRUE(st.ok()) << st.ToString();
   EXPECT_EQ((*a)->Meta()->vv.Get(peer), 0u);
+  EXPECT_EQ((*a)->Meta()->vv.Get(other), 0u);
 }
 
 }  // namespace
