@@ -120,7 +120,9 @@ Result<Replica::Judged> Replica::JudgeHeld(const AdmitFn& admit) {
     for (auto& e : held) {
       FieldDelta d{e.key, std::move(e.state)};
       std::optional<FieldState> ours;
-      TANDEM_RETURN_IF_ERROR(txn->GetField(d.key, &ours));
+      // Damaged here: judged as for a field not held, and joined in its place (JoinInto).
+      if (Status st = txn->GetField(d.key, &ours); !st.ok() && st.code() != Code::kCorrupt)
+        return st;
       const Admission a = admit(d, ours ? &*ours : nullptr);
       if (a != Admission::kAccept && a != Admission::kRefuse) {
         ++out.held;

@@ -191,6 +191,15 @@ TEST(Damage, StatesHeldOrRefusedForADamagedFieldCapTheWatermarkAndTheMergeGoesOn
   ASSERT_TRUE(st.ok()) << st.ToString();
   EXPECT_EQ((*a)->Meta()->vv.Get(peer), 0u);
   EXPECT_EQ((*a)->Meta()->vv.Get(other), 0u);
+  // Judged again and taken, the held state replaces the damaged one.
+  auto judged = (*a)->JudgeHeld([](const engine::FieldDelta&, const engine::FieldState*) {
+    return engine::Admission::kAccept;
+  });
+  ASSERT_TRUE(judged.ok()) << judged.status().ToString();
+  EXPECT_EQ(judged->applied, 1u);
+  auto got = (*a)->Get("c", "r");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_TRUE(engine::SameValue(got->fields["a"].scalar, Value{int64_t{1}}));
 }
 
 }  // namespace
