@@ -400,60 +400,6 @@ Result<DeltaPage> Replica::CollectDeltas(uint64_t since, size_t limit, const Ver
   return page;
 }
 
-Result<std::optional<Replica::DeltaInfo>> Replica::SpoolDelta(const FieldKey& key, uint64_t seq,
-                                                              uint64_t max) {
-  std::optional<DeltaInfo> out;
-  uint64_t size = 0, at = 0;
-  std::string part;
-  // Each read in a transaction of its own (a long one would pin the map, which another
-  // writer may need to grow), checking that the field stays at `seq`: the same bytes.
-  auto read = [&](uint64_t offset, size_t n, bool check) -> Status {
-    TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
-    part.clear();
-    Status st = txn->ReadDelta(key, offset, n, check, &size, &at, &part);
-    if (st.code() == Code::kNotFound || (st.ok() && at != seq)) return Status::NotFound("moved");
-    return st;
-  };
-  Status st = read(0, 0, true);  // checked once against its checksum
-  if (st.code() == Code::kNotFound) return out;
-  TANDEM_RETURN_IF_ERROR(st);
-  out = DeltaInfo{size, {}, nullptr};
-  if (size > max) return out;  // withheld: not copied
-  // Into a spool of the store's (a file), or held in memory where it cannot open or
-  // write one (a full disk, say), as the state would be without a spool.
-  bool full = false;
-  auto copy = [&](Spool& into) {
-    uint64_t offset = 0;
-    full = false;
-    out->digest = hash_([&](std::string_view* next) {
-      if (offset >= size || !st.ok() || full) return false;
-      st = read(offset, kBlobChunkBytes, false);
-      if (!st.ok() || part.empty()) return false;
-      if (!into.Append(part).ok()) {
-        full = true;
-        return false;
-      }
-      offset += part.size();
-      *next = part;
-      return true;
-    });
-    return offset;
-  };
-  auto spooled = store_->OpenSpool();
-  std::unique_ptr<Spool> spool =
-      spooled.ok() ? std::move(*spooled) : std::unique_ptr<Spool>(new MemorySpool);
-  uint64_t copied = copy(*spool);
-  if (full && spooled.ok()) {
-    spool = std::make_unique<MemorySpool>();
-    copied = copy(*spool);
-  }
-  if (st.code() == Code::kNotFound) return std::optional<DeltaInfo>();
-  TANDEM_RETURN_IF_ERROR(st);
-  if (full || copied != size) return Status::Corrupt("a field state read in parts came out short");
-  out->spool = std::move(spool);
-  return out;
-}
-
 Result<LogHull> Replica::ReadLogHull() {
   TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
   LogHull hull;

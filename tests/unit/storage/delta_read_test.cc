@@ -143,20 +143,58 @@ TEST(DeltaRead, ADamagedStateIsRefusedWhenChecked) {
   testing::RawPut(dir, "fields", key, v);
   auto r = OpenReplica(dir);
   ASSERT_TRUE(r.ok());
-  auto digest = (*r)->SpoolDelta({"c", "r", "a"}, 1, UINT64_MAX);
-  EXPECT_EQ(digest.status().code(), Code::kCorrupt) << digest.status().ToString();
-  // Nor skipped or withheld by a context read from damaged bytes: the log hands it out
+  // Not skipped or withheld by a context read from damaged bytes: the log hands it out
   // as damaged, with no context (the sync withholds it, claiming nothing).
   auto page = (*r)->CollectDeltas(0, 100, nullptr, SIZE_MAX, 900 << 10);
   ASSERT_TRUE(page.ok()) << page.status().ToString();
   ASSERT_TRUE(page->large);
   EXPECT_TRUE(page->large->damaged);
   EXPECT_TRUE(page->large->ctx.empty());
+  // Nor copied to go in pieces.
+  auto digest = (*r)->SpoolDelta({"c", "r", "a"}, page->large->seq, UINT64_MAX);
+  EXPECT_EQ(digest.status().code(), Code::kCorrupt) << digest.status().ToString();
   engine::VersionVector everything;
   everything.Raise((*r)->Meta()->id, 1000);
   page = (*r)->CollectDeltas(0, 100, &everything, SIZE_MAX, 900 << 10);
   ASSERT_TRUE(page.ok());
   EXPECT_TRUE(page->large && page->large->damaged) << "never taken as held by the peer";
+}
+
+// A state at one log position is copied once: the sessions sending it at the same time
+// share its spool, which goes with the last of them; the next position gets its own.
+TEST(DeltaRead, SessionsSendingOneStateShareItsSpool) {
+  testing::TempDir tmp;
+  auto r = CreateReplica(tmp / "a");
+  ASSERT_TRUE(r.ok());
+  ASSERT_TRUE((*r)->Put("c", "r", {{"a", Value{Text(2 << 20, 1)}}}).ok());
+  auto page = (*r)->CollectDeltas(0, 100, nullptr, SIZE_MAX, 900 << 10);
+  ASSERT_TRUE(page.ok() && page->large);
+  const engine::FieldKey key{"c", "r", "a"};
+  auto one = (*r)->SpoolDelta(key, page->large->seq, UINT64_MAX);
+  auto two = (*r)->SpoolDelta(key, page->large->seq, UINT64_MAX);
+  ASSERT_TRUE(one.ok() && *one && two.ok() && *two);
+  EXPECT_EQ((*one)->spool.get(), (*two)->spool.get());
+  EXPECT_EQ((*one)->digest, (*two)->digest);
+  std::string a, b;
+  ASSERT_TRUE((*one)->spool->Read(0, (*one)->size, &a).ok());
+  ASSERT_TRUE((*two)->spool->Read(0, (*two)->size, &b).ok());
+  EXPECT_EQ(a.size(), (*one)->size);
+  EXPECT_TRUE(a == b);
+  std::weak_ptr<engine::Spool> first = (*one)->spool;
+  // Written again: its next position gets a spool of its own.
+  ASSERT_TRUE((*r)->Put("c", "r", {{"a", Value{Text(2 << 20, 2)}}}).ok());
+  auto later = (*r)->CollectDeltas(page->large->seq, 100, nullptr, SIZE_MAX, 900 << 10);
+  ASSERT_TRUE(later.ok() && later->large);
+  auto three = (*r)->SpoolDelta(key, later->large->seq, UINT64_MAX);
+  ASSERT_TRUE(three.ok() && *three);
+  EXPECT_NE((*three)->spool.get(), (*one)->spool.get());
+  EXPECT_NE((*three)->digest, (*one)->digest);
+  // Gone with the last session that reads it.
+  one->reset();
+  EXPECT_FALSE(first.expired());
+  two->reset();
+  EXPECT_TRUE(first.expired());
+  EXPECT_FALSE((*r)->SpoolDelta(key, page->large->seq, UINT64_MAX).value()) << "moved on";
 }
 
 // The spool a state in pieces is copied into: an unnamed file, read back in any windows.

@@ -261,11 +261,13 @@ class Replica {
   // and gives its size, digest (Hash) and that spool. The stored bytes are checked
   // against their checksum first. Nullopt if the field is not, or no longer, at log
   // position `seq` (it changed, and its later entry will carry it; or it is gone).
-  // Over `max` bytes, only its size: not copied.
+  // Over `max` bytes, only its size: not copied. The state at one position is copied
+  // once: sessions that send it meanwhile (a device serving many peers) share the spool
+  // (safe to read from many threads), which goes with the last of them.
   struct DeltaInfo {
     uint64_t size = 0;
     BlobHash digest{};
-    std::unique_ptr<Spool> spool;
+    std::shared_ptr<Spool> spool;
   };
   Result<std::optional<DeltaInfo>> SpoolDelta(const FieldKey& key, uint64_t seq, uint64_t max);
   // Where a peer with version vector `vv` and cursor `cursor` into this log may start
@@ -498,6 +500,9 @@ class Replica {
   std::unique_ptr<Store> store_;
   PhysicalClock now_;
   ContentHash hash_;
+  struct SharedSpool;  // spool_delta.cc
+  std::mutex spools_mu_;
+  std::map<std::pair<std::string, uint64_t>, std::weak_ptr<SharedSpool>> spools_;
   IdSource new_id_;
   std::mutex policy_mu_;
   std::shared_ptr<WritePolicy> policy_;

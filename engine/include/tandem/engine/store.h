@@ -330,6 +330,7 @@ class Spool {
   virtual ~Spool() = default;
   virtual Status Append(std::string_view bytes) = 0;
   // Appends bytes [offset, offset + n) of what was appended to `out` (fewer at the end).
+  // Once appending is done, from any number of threads at once.
   virtual Status Read(uint64_t offset, size_t n, std::string* out) = 0;
 };
 

@@ -320,7 +320,7 @@ class Session {
   BlobHash resume_digest_{};
   // A field state being sent in pieces (its EncodeDelta bytes, copied from the store
   // into a spool): its size, digest, and how much of it went out.
-  std::unique_ptr<Spool> out_pieces_;
+  std::shared_ptr<Spool> out_pieces_;
   uint64_t out_piece_total_ = 0;
   BlobHash out_piece_digest_{};
   uint64_t out_piece_offset_ = 0;

@@ -1,0 +1,97 @@
+// A field state that goes in pieces, copied once from the store into a spool that every
+// session sending it reads (Replica::SpoolDelta).
+#include "tandem/engine/codec.h"
+#include "tandem/engine/memory_store.h"  // EncodeFieldKey
+#include "tandem/engine/replica.h"
+
+namespace tandem::engine {
+
+// One field state at one log position, copied (filled) by the first session that needs
+// it while the others wait on `mu`. Held by the sessions that read it (DeltaInfo::spool
+// shares its ownership), listed in Replica::spools_ until the last lets it go.
+struct Replica::SharedSpool {
+  std::mutex mu;
+  bool filled = false;
+  uint64_t size = 0;
+  BlobHash digest{};
+  std::unique_ptr<Spool> spool;
+};
+
+Result<std::optional<Replica::DeltaInfo>> Replica::SpoolDelta(const FieldKey& key, uint64_t seq,
+                                                              uint64_t max) {
+  std::optional<DeltaInfo> out;
+  uint64_t size = 0, at = 0;
+  std::string part;
+  // Each read in a transaction of its own (a long one would pin the map, which another
+  // writer may need to grow), checking that the field stays at `seq`: the same bytes.
+  auto read = [&](uint64_t offset, size_t n, bool check) -> Status {
+    TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+    part.clear();
+    Status st = txn->ReadDelta(key, offset, n, check, &size, &at, &part);
+    if (st.code() == Code::kNotFound || (st.ok() && at != seq)) return Status::NotFound("moved");
+    return st;
+  };
+  Status st = read(0, 0, false);  // where it is, and its size
+  if (st.code() == Code::kNotFound) return out;
+  TANDEM_RETURN_IF_ERROR(st);
+  out = DeltaInfo{size, {}, nullptr};
+  if (size > max) return out;  // withheld: not copied
+  std::shared_ptr<SharedSpool> shared;
+  {
+    std::lock_guard lock(spools_mu_);
+    for (auto it = spools_.begin(); it != spools_.end();)
+      it = it->second.expired() ? spools_.erase(it) : std::next(it);
+    auto& slot = spools_[{EncodeFieldKey(key), seq}];
+    shared = slot.lock();
+    if (!shared) slot = shared = std::make_shared<SharedSpool>();
+  }
+  std::lock_guard fill(shared->mu);
+  if (!shared->filled) {
+    st = read(0, 0, true);  // checked once against its checksum
+    if (st.code() == Code::kNotFound) return std::optional<DeltaInfo>();
+    TANDEM_RETURN_IF_ERROR(st);
+    // Into a spool of the store's (a file), or held in memory where it cannot open or
+    // write one (a full disk, say), as the state would be without a spool.
+    bool full = false;
+    BlobHash digest{};
+    auto copy = [&](Spool& into) {
+      uint64_t offset = 0;
+      full = false;
+      digest = hash_([&](std::string_view* next) {
+        if (offset >= size || !st.ok() || full) return false;
+        st = read(offset, kBlobChunkBytes, false);
+        if (!st.ok() || part.empty()) return false;
+        if (!into.Append(part).ok()) {
+          full = true;
+          return false;
+        }
+        offset += part.size();
+        *next = part;
+        return true;
+      });
+      return offset;
+    };
+    auto spooled = store_->OpenSpool();
+    std::unique_ptr<Spool> spool =
+        spooled.ok() ? std::move(*spooled) : std::unique_ptr<Spool>(new MemorySpool);
+    uint64_t copied = copy(*spool);
+    if (full && spooled.ok()) {
+      spool = std::make_unique<MemorySpool>();
+      copied = copy(*spool);
+    }
+    if (st.code() == Code::kNotFound) return std::optional<DeltaInfo>();
+    TANDEM_RETURN_IF_ERROR(st);
+    if (full || copied != size)
+      return Status::Corrupt("a field state read in parts came out short");
+    shared->size = size;
+    shared->digest = digest;
+    shared->spool = std::move(spool);
+    shared->filled = true;
+  }
+  // What was filled at this position is what the field holds there: the same bytes.
+  out =
+      DeltaInfo{shared->size, shared->digest, std::shared_ptr<Spool>(shared, shared->spool.get())};
+  return out;
+}
+
+}  // namespace tandem::engine
