@@ -1,6 +1,8 @@
 // The quarantine: field states from peers kept aside instead of applied, for breaking
 // their collection's rules or because their writer cannot be judged yet
 // (Admission::kHold); released by hand, or judged again (docs/schema.md, docs/protocol.md).
+#include <algorithm>
+
 #include "tandem/engine/codec.h"
 #include "tandem/engine/replica.h"
 
@@ -49,19 +51,24 @@ Status Replica::Hold(WriteTxn& txn, const FieldDelta& d, const ReplicaId& from, 
 Status Replica::CapByQuarantine(ReadTxn& txn, VersionVector* vv) {
   Status st;
   TANDEM_RETURN_IF_ERROR(EachEntry(txn, [&](const QuarantineEntry& e) {
-    // Below the first held event of each writer: the watermark must not claim it (nor,
-    // through it, make others skip it). Unless the field here has seen that event
-    // already: a held state that only repeats what is held (a state crafted from a
-    // member's events, say) must not hold back that member's entry for good.
+    // Below the first held event of each writer: the watermark must not claim it, nor
+    // the writer's later events the state shows only in its context (removals, values it
+    // overwrote), nor, through it, make others skip them. Unless the field here has seen
+    // every event of that writer the held state has: a state that only repeats what is
+    // held (one crafted from a member's data, say) must not hold back that member's
+    // entry for good.
     std::optional<FieldState> ours;
     bool read = false;
     auto cap = [&](const Dot& d) {
       if (!vv->Covers(d) || !st.ok()) return;
-      if (!read && (read = true)) {
+      if (!read) {
+        read = true;
         st = txn.GetField(e.key, &ours);
         if (st.code() == Code::kCorrupt) st = Status::Ok();  // damaged here: seen nothing
       }
-      if (st.ok() && !(ours && ours->ctx.Covers(d))) vv->Cap(d.replica, d.seq - 1);
+      const uint64_t seen = ours ? ours->ctx.Get(d.replica) : 0;
+      if (st.ok() && seen < std::max(d.seq, e.state.ctx.Get(d.replica)))
+        vv->Cap(d.replica, d.seq - 1);
     };
     for (const auto& [dot, m] : e.state.markers) cap(dot);
     for (const auto& [element, dots] : e.state.elements)
@@ -120,9 +127,11 @@ Result<Replica::Judged> Replica::JudgeHeld(const AdmitFn& admit) {
     for (auto& e : held) {
       FieldDelta d{e.key, std::move(e.state)};
       std::optional<FieldState> ours;
-      // Damaged here: judged as for a field not held, and joined in its place (JoinInto).
-      if (Status st = txn->GetField(d.key, &ours); !st.ok() && st.code() != Code::kCorrupt)
-        return st;
+      if (Status st = txn->GetField(d.key, &ours); !st.ok()) {
+        if (st.code() != Code::kCorrupt) return st;
+        ++out.held;  // damaged here: nothing can be joined into it (JoinInto)
+        continue;
+      }
       const Admission a = admit(d, ours ? &*ours : nullptr);
       if (a != Admission::kAccept && a != Admission::kRefuse) {
         ++out.held;

@@ -417,6 +417,14 @@ Result<VersionVector> Replica::HeldAll() {
   return std::move(hull.hull);
 }
 
+Result<std::optional<VersionVector>> Replica::HeldAt(uint64_t seq) {
+  TANDEM_ASSIGN_OR_RETURN(LogHull hull, ReadLogHull());
+  if (seq <= hull.base) return std::optional<VersionVector>();
+  for (auto& c : hull.checkpoints)
+    if (c.seq >= seq) return std::optional<VersionVector>(std::move(c.hull));
+  return std::optional<VersionVector>(std::move(hull.hull));
+}
+
 Result<uint64_t> Replica::SkipHeld(const VersionVector& vv, uint64_t cursor) {
   TANDEM_ASSIGN_OR_RETURN(LogHull hull, ReadLogHull());
   return hull.SkipFor(vv, cursor);
@@ -482,11 +490,16 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
     TANDEM_RETURN_IF_ERROR(CheckClaim(meta, d.state.ctx.Get(meta.id), rekeyed));
     std::optional<FieldState> s;
     if (Status st = txn.GetField(d.key, &s); !st.ok()) {
-      // Our state damaged on disk (its bytes fail their checksum): lost whatever is done,
-      // it is replaced by the peer's, as if we held nothing of the field. A local write
-      // still refuses it (nothing of ours is taken for it).
+      // Our state is damaged on disk (its bytes fail their checksum): nothing can be
+      // joined into it, and taking the peer's in its place would drop what only ours
+      // held while our watermark still claims it. A peer's state is kept aside (the
+      // quarantine keeps the watermark below its events) and the others go on.
       if (!from || st.code() != Code::kCorrupt) return st;
-      s.reset();
+      TANDEM_RETURN_IF_ERROR(
+          Hold(txn, d, *from, "this replica's state of the field is damaged", false, quarantine));
+      ++q;
+      ++r;
+      continue;
     }
     if (admit) {
       const Admission a = (*admit)(d, s ? &*s : nullptr);

@@ -362,10 +362,16 @@ Result<Session::Large> Session::StartPieces(const DeltaPage& page) {
       stats_.withheld.push_back("field " + name + " withheld: " + why);
     // The state's context covers every event of each replica up to its entry, and any
     // of those the peer lacks may be this state's: no more than the peer had of them.
-    // A damaged state's context is unknown: it may hold any event the peer lacks.
+    // A damaged state's context is bounded by the log's hull at its position; before the
+    // hull knew anything, it may hold any event the peer lacks.
+    std::optional<VersionVector> bound;
+    if (l.damaged) {
+      TANDEM_ASSIGN_OR_RETURN(bound, replica_.HeldAt(l.seq));
+    }
     Withheld& w = withheld_[l.key];
     w.cap.clear();
-    for (const auto& [r, n] : (l.damaged ? snapshot_vv_ : l.ctx).entries()) {
+    w.unbounded = l.damaged && !bound;
+    for (const auto& [r, n] : (bound ? *bound : l.ctx).entries()) {
       const uint64_t had = peer_vv_.Get(r);
       if (n > had) w.cap[r] = had;
     }
@@ -548,7 +554,9 @@ Status Session::Poll(std::vector<Message>* out) {
 void Session::Rehold() {
   hold_.reset();
   withheld_cap_.clear();
+  withheld_unbounded_ = false;
   for (const auto& [key, w] : withheld_) {
+    withheld_unbounded_ |= w.unbounded;
     hold_ = std::min(hold_.value_or(w.hold), w.hold);
     for (const auto& [r, n] : w.cap) {
       auto [it, fresh] = withheld_cap_.emplace(r, n);
@@ -627,6 +635,8 @@ Status Session::Pump(std::vector<Message>* out) {
     if (done) {
       VersionVector claim = snapshot_vv_;
       for (const auto& [r, n] : withheld_cap_) claim.Cap(r, n);
+      if (withheld_unbounded_)  // as of now: what the peer has grows, so may our vector
+        for (const auto& [r, n] : snapshot_vv_.entries()) claim.Cap(r, peer_vv_.Get(r));
       out->emplace_back(std::in_place_type<CaughtUp>, CaughtUp{send_cursor_, std::move(claim)});
       ++stats_.caught_up_sent;
       sent_caught_up_ = true;

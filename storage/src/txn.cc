@@ -289,9 +289,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     } else if (!append) {
       rc = mdb_get(txn_, impl_->fields, &kv, &old);
       if (rc == 0) {
-        // A damaged value that a peer's state replaces (Replica::JoinInto) left its entry
-        // stale all the same.
-        if (!ValueSeq(View(old), &old_seq).ok()) old_seq = 1;
+        TANDEM_RETURN_IF_ERROR(ValueSeq(View(old), &old_seq));
       } else if (rc != MDB_NOTFOUND) {
         return impl_->Note(rc, "read field");
       }

@@ -315,6 +315,31 @@ TEST(Held, AHeldStateCapsTheWatermarkOnlyForEventsNotSeenHere) {
   EXPECT_EQ(g.r->Meta()->vv.Get(made_up), 0u);
 }
 
+// A held state that repeats an event seen here but whose context has seen a later event
+// of the same writer (an overwrite or a removal) the field here has not: the writer is
+// held below it all the same.
+TEST(Held, AHeldStateStillCapsAWritersEventsItShowsOnlyInItsContext) {
+  Group g;
+  const Identity x = GenerateIdentity();
+  ASSERT_TRUE(Grant(*g.r, g.files, g.me, x.public_key, Role::kMember, 2).ok());
+  engine::ReplicaId xr;
+  ASSERT_TRUE(StoreBinding(*g.r, xr, NewBinding(x, &xr)).ok());
+  ASSERT_TRUE(RequireBindings(*g.r, g.files, g.me, 2).value());
+  EXPECT_EQ(g.Receive(xr, PutBy(xr, 1, "r", 1)), 0u);
+  const engine::ReplicaId made_up = Id('m');
+  engine::FieldDelta held = PutBy(xr, 1, "r", 1);
+  engine::ApplyPut(held.state, engine::Dot{made_up, 1}, engine::MakeHlc(4, 0),
+                   engine::Value{int64_t{5}});
+  held.state.markers.emplace(engine::Dot{xr, 1},
+                             PutBy(xr, 1, "r", 1).state.markers.begin()->second);
+  held.state.ctx.Raise(xr, 6);
+  EXPECT_EQ(g.Receive(xr, held), 1u);
+  engine::VersionVector peer_vv;
+  peer_vv.Raise(xr, 7);
+  ASSERT_TRUE(g.r->CompletePeerSync(xr, peer_vv, true).ok());
+  EXPECT_EQ(g.r->Meta()->vv.Get(xr), 0u);
+}
+
 // A group that does not require bound replicas (one of a version before the
 // requirement, say) takes an unbound writer's changes as before.
 TEST(Held, WithoutTheRequirementUnboundWritersAreTaken) {

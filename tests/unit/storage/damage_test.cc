@@ -113,10 +113,11 @@ TEST(Damage, AValueWithoutAChecksumStillReads) {
   EXPECT_EQ(testing::RawGet(dir, "fields", kKey)[0], '\0');
 }
 
-// A damaged value does not stop the sync of the others: its sender withholds it (as
-// it could not vouch for its context, its CaughtUp claims nothing the peer lacked), and
-// a peer's state of the field replaces it. Small, and large enough to go in pieces.
-TEST(Damage, ADamagedValueIsWithheldFromPeersAndReplacedByTheirs) {
+// A damaged value does not stop the sync of the others: its sender withholds it (its
+// CaughtUp claims nothing the peer lacked of what the log's hull says the field may
+// hold), and a peer's state of the field is held aside. Small, and large enough to go in
+// pieces.
+TEST(Damage, ADamagedValueIsWithheldFromPeersAndTheirsIsHeldAside) {
   for (const size_t size : {size_t{100}, size_t{1'500'000}}) {
     SCOPED_TRACE(size);
     testing::TempDir tmp;
@@ -140,50 +141,59 @@ TEST(Damage, ADamagedValueIsWithheldFromPeersAndReplacedByTheirs) {
       EXPECT_EQ((*b)->Get("c", "r").status().code(), Code::kNotFound);
       EXPECT_EQ((*b)->Meta()->vv.Get((*a)->Meta()->id), 0u) << "nothing of a's claimed";
     }
-    // b writes the field: its state replaces the damaged one, and then all is claimed.
+    // b writes the field: its state is held aside at a (nothing can be joined into the
+    // damage), and the rest still goes both ways.
     ASSERT_TRUE((*b)->Put("c", "r", {{"a", Value{std::string("mended")}}}).ok());
+    ASSERT_TRUE((*b)->Put("c", "p", {{"n", Value{int64_t{1}}}}).ok());
     ASSERT_TRUE(SyncOnce(**a, **b).ok());
-    auto got = (*a)->Get("c", "r");
-    ASSERT_TRUE(got.ok()) << got.status().ToString();
-    EXPECT_TRUE(engine::SameValue(got->fields["a"].scalar, Value{std::string("mended")}));
-    ASSERT_TRUE(SyncOnce(**a, **b).ok());
-    EXPECT_EQ((*b)->Meta()->vv, (*a)->Meta()->vv);
-    EXPECT_TRUE(Check(*dynamic_cast<LmdbStore*>(&(*a)->store())).ok());
+    EXPECT_TRUE((*a)->Get("c", "p").ok());
+    EXPECT_EQ((*a)->Get("c", "r").status().code(), Code::kCorrupt);
+    auto aside = (*a)->Quarantined();
+    ASSERT_TRUE(aside.ok());
+    ASSERT_EQ(aside->size(), 1u);
+    EXPECT_NE(aside->front().reason.find("damaged"), std::string::npos) << aside->front().reason;
+    EXPECT_EQ((*a)->Meta()->vv.Get((*b)->Meta()->id), 0u) << "nor is b's put claimed";
   }
 }
 
-// States held aside, or refused, for a field damaged here hold the watermark below their
-// events as for a field not held at all, and the merge goes on.
-TEST(Damage, StatesHeldOrRefusedForADamagedFieldCapTheWatermarkAndTheMergeGoesOn) {
+// A state held aside for its writer's binding, and one refused for good, while the field
+// was sound; then the field is damaged. The watermark stays below their events as for a
+// field not held at all, the merge goes on, the held state stays held (nothing can be
+// joined into the damage), and a peer's new state of the field is held aside too.
+TEST(Damage, StatesKeptAsideForADamagedFieldCapTheWatermarkAndTheMergeGoesOn) {
   testing::TempDir tmp;
   const std::string dir = tmp / "a";
   std::string v = MakeReplicaWithAString(dir);
+  engine::ReplicaId peer, other;
+  peer.bytes.fill(7);
+  other.bytes.fill(9);
+  {
+    auto a = OpenReplica(dir);
+    ASSERT_TRUE(a.ok());
+    engine::FieldDelta d{{"c", "r", "a"}, {}};
+    engine::ApplyPut(d.state, engine::Dot{peer, 1}, engine::MakeHlc(1, 0), Value{int64_t{1}});
+    const engine::AdmitFn hold = [](const engine::FieldDelta&, const engine::FieldState*) {
+      return engine::Admission::kHold;
+    };
+    size_t held = 0;
+    ASSERT_TRUE(
+        (*a)->ApplyBatch(peer, {d}, 1, hold, nullptr, nullptr, false, nullptr, nullptr, &held)
+            .ok());
+    EXPECT_EQ(held, 1u);
+    // Its context has seen another replica's event, which the watermark must not claim
+    // on the strength of the refused state alone.
+    engine::FieldDelta refused{{"c", "r", "a"}, {}};
+    refused.state.ctx.Raise(other, 5);
+    engine::ApplyPut(refused.state, engine::Dot{peer, 2}, engine::MakeHlc(2, 0), Value{int64_t{2}});
+    const engine::AdmitFn refuse = [](const engine::FieldDelta&, const engine::FieldState*) {
+      return engine::Admission::kRefuse;
+    };
+    ASSERT_TRUE((*a)->ApplyBatch(peer, {refused}, 2, refuse).ok());
+  }
   v[v.find('x') + 50] = 'y';
   testing::RawPut(dir, "fields", kKey, v);
   auto a = OpenReplica(dir);
   ASSERT_TRUE(a.ok());
-  engine::ReplicaId peer;
-  peer.bytes.fill(7);
-  engine::FieldDelta d{{"c", "r", "a"}, {}};
-  engine::ApplyPut(d.state, engine::Dot{peer, 1}, engine::MakeHlc(1, 0), Value{int64_t{1}});
-  const engine::AdmitFn hold = [](const engine::FieldDelta&, const engine::FieldState*) {
-    return engine::Admission::kHold;
-  };
-  size_t held = 0;
-  ASSERT_TRUE(
-      (*a)->ApplyBatch(peer, {d}, 1, hold, nullptr, nullptr, false, nullptr, nullptr, &held).ok());
-  EXPECT_EQ(held, 1u);
-  // And one refused for good whose context has seen another replica's event, which the
-  // watermark must not claim on the strength of the refused state alone.
-  engine::ReplicaId other;
-  other.bytes.fill(9);
-  engine::FieldDelta refused{{"c", "r", "a"}, {}};
-  refused.state.ctx.Raise(other, 5);
-  engine::ApplyPut(refused.state, engine::Dot{peer, 2}, engine::MakeHlc(2, 0), Value{int64_t{2}});
-  const engine::AdmitFn refuse = [](const engine::FieldDelta&, const engine::FieldState*) {
-    return engine::Admission::kRefuse;
-  };
-  ASSERT_TRUE((*a)->ApplyBatch(peer, {refused}, 2, refuse).ok());
   engine::VersionVector claim;
   claim.Raise(peer, 2);
   claim.Raise(other, 5);
@@ -191,15 +201,20 @@ TEST(Damage, StatesHeldOrRefusedForADamagedFieldCapTheWatermarkAndTheMergeGoesOn
   ASSERT_TRUE(st.ok()) << st.ToString();
   EXPECT_EQ((*a)->Meta()->vv.Get(peer), 0u);
   EXPECT_EQ((*a)->Meta()->vv.Get(other), 0u);
-  // Judged again and taken, the held state replaces the damaged one.
   auto judged = (*a)->JudgeHeld([](const engine::FieldDelta&, const engine::FieldState*) {
     return engine::Admission::kAccept;
   });
   ASSERT_TRUE(judged.ok()) << judged.status().ToString();
-  EXPECT_EQ(judged->applied, 1u);
-  auto got = (*a)->Get("c", "r");
-  ASSERT_TRUE(got.ok()) << got.status().ToString();
-  EXPECT_TRUE(engine::SameValue(got->fields["a"].scalar, Value{int64_t{1}}));
+  EXPECT_EQ(judged->applied, 0u);
+  EXPECT_EQ(judged->held, 1u);
+  engine::FieldDelta next{{"c", "r", "a"}, {}};
+  engine::ApplyPut(next.state, engine::Dot{peer, 3}, engine::MakeHlc(3, 0), Value{int64_t{3}});
+  size_t aside = 0;
+  ASSERT_TRUE(
+      (*a)->ApplyBatch(peer, {next}, 3, nullptr, nullptr, nullptr, false, nullptr, nullptr, &aside)
+          .ok());
+  EXPECT_EQ(aside, 1u);
+  EXPECT_EQ((*a)->Get("c", "r").status().code(), Code::kCorrupt) << "left as it is";
 }
 
 }  // namespace

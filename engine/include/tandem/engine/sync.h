@@ -295,6 +295,7 @@ class Session {
   struct Withheld {
     uint64_t hold = 0;
     std::map<ReplicaId, uint64_t> cap;
+    bool unbounded = false;  // its context is not known: nothing the peer lacks is claimed
   };
   std::map<FieldKey, Withheld> withheld_;
   // From withheld_ (Rehold): no batch's cursor passes hold_.
@@ -304,6 +305,7 @@ class Session {
   VersionVector snapshot_vv_;
   // And our CaughtUp claims none of their events.
   std::map<ReplicaId, uint64_t> withheld_cap_;
+  bool withheld_unbounded_ = false;
   FieldKey out_piece_key_;  // the field being sent in pieces
   bool streaming_ = false;
   bool sent_caught_up_ = false;
