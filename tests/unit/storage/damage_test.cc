@@ -118,42 +118,46 @@ TEST(Damage, AValueWithoutAChecksumStillReads) {
 // hold), and a peer's state of the field is held aside. Small, and large enough to go in
 // pieces.
 TEST(Damage, ADamagedValueIsWithheldFromPeersAndTheirsIsHeldAside) {
-  for (const size_t size : {size_t{100}, size_t{1'500'000}}) {
-    SCOPED_TRACE(size);
-    testing::TempDir tmp;
-    const std::string dir = tmp / "a";
-    std::string v = MakeReplicaWithAString(dir, size);
-    v[v.find('x') + 50] = 'y';
-    {
+  for (const size_t size : {size_t{100}, size_t{1'500'000}})
+    for (const bool in_seq : {false, true}) {
+      SCOPED_TRACE(std::to_string(size) + (in_seq ? ", its log position" : ", its state"));
+      testing::TempDir tmp;
+      const std::string dir = tmp / "a";
+      std::string v = MakeReplicaWithAString(dir, size);
+      if (in_seq)
+        v[1] = static_cast<char>(v[1] ^ 0x04);  // another position (format.md): looks stale
+      else
+        v[v.find('x') + 50] = 'y';
+      {
+        auto a = OpenReplica(dir);
+        ASSERT_TRUE(a.ok());
+        for (int i = 0; i < 30; ++i)
+          ASSERT_TRUE((*a)->Put("c", "o" + std::to_string(i), {{"n", Value{int64_t{i}}}}).ok());
+      }
+      testing::RawPut(dir, "fields", kKey, v);
       auto a = OpenReplica(dir);
-      ASSERT_TRUE(a.ok());
-      for (int i = 0; i < 30; ++i)
-        ASSERT_TRUE((*a)->Put("c", "o" + std::to_string(i), {{"n", Value{int64_t{i}}}}).ok());
+      auto b = CreateReplica(tmp / "b");
+      ASSERT_TRUE(a.ok() && b.ok());
+      for (int round = 0; round < 2; ++round) {
+        const Status st = SyncOnce(**a, **b);
+        ASSERT_TRUE(st.ok()) << round << ": " << st.ToString();
+        EXPECT_TRUE((*b)->Get("c", "o29").ok());
+        EXPECT_EQ((*b)->Get("c", "r").status().code(), Code::kNotFound);
+        EXPECT_EQ((*b)->Meta()->vv.Get((*a)->Meta()->id), 0u) << "nothing of a's claimed";
+      }
+      // b writes the field: its state is held aside at a (nothing can be joined into the
+      // damage), and the rest still goes both ways.
+      ASSERT_TRUE((*b)->Put("c", "r", {{"a", Value{std::string("mended")}}}).ok());
+      ASSERT_TRUE((*b)->Put("c", "p", {{"n", Value{int64_t{1}}}}).ok());
+      ASSERT_TRUE(SyncOnce(**a, **b).ok());
+      EXPECT_TRUE((*a)->Get("c", "p").ok());
+      EXPECT_EQ((*a)->Get("c", "r").status().code(), Code::kCorrupt);
+      auto aside = (*a)->Quarantined();
+      ASSERT_TRUE(aside.ok());
+      ASSERT_EQ(aside->size(), 1u);
+      EXPECT_NE(aside->front().reason.find("damaged"), std::string::npos) << aside->front().reason;
+      EXPECT_EQ((*a)->Meta()->vv.Get((*b)->Meta()->id), 0u) << "nor is b's put claimed";
     }
-    testing::RawPut(dir, "fields", kKey, v);
-    auto a = OpenReplica(dir);
-    auto b = CreateReplica(tmp / "b");
-    ASSERT_TRUE(a.ok() && b.ok());
-    for (int round = 0; round < 2; ++round) {
-      const Status st = SyncOnce(**a, **b);
-      ASSERT_TRUE(st.ok()) << round << ": " << st.ToString();
-      EXPECT_TRUE((*b)->Get("c", "o29").ok());
-      EXPECT_EQ((*b)->Get("c", "r").status().code(), Code::kNotFound);
-      EXPECT_EQ((*b)->Meta()->vv.Get((*a)->Meta()->id), 0u) << "nothing of a's claimed";
-    }
-    // b writes the field: its state is held aside at a (nothing can be joined into the
-    // damage), and the rest still goes both ways.
-    ASSERT_TRUE((*b)->Put("c", "r", {{"a", Value{std::string("mended")}}}).ok());
-    ASSERT_TRUE((*b)->Put("c", "p", {{"n", Value{int64_t{1}}}}).ok());
-    ASSERT_TRUE(SyncOnce(**a, **b).ok());
-    EXPECT_TRUE((*a)->Get("c", "p").ok());
-    EXPECT_EQ((*a)->Get("c", "r").status().code(), Code::kCorrupt);
-    auto aside = (*a)->Quarantined();
-    ASSERT_TRUE(aside.ok());
-    ASSERT_EQ(aside->size(), 1u);
-    EXPECT_NE(aside->front().reason.find("damaged"), std::string::npos) << aside->front().reason;
-    EXPECT_EQ((*a)->Meta()->vv.Get((*b)->Meta()->id), 0u) << "nor is b's put claimed";
-  }
 }
 
 // A state held aside for its writer's binding, and one refused for good, while the field
