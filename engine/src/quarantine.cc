@@ -51,12 +51,12 @@ Status Replica::Hold(WriteTxn& txn, const FieldDelta& d, const ReplicaId& from, 
 Status Replica::CapByQuarantine(ReadTxn& txn, VersionVector* vv) {
   Status st;
   TANDEM_RETURN_IF_ERROR(EachEntry(txn, [&](const QuarantineEntry& e) {
-    // Below the first held event of each writer: the watermark must not claim it, nor
-    // the writer's later events the state shows only in its context (removals, values it
-    // overwrote), nor, through it, make others skip them. Unless the field here has seen
-    // every event of that writer the held state has: a state that only repeats what is
-    // held (one crafted from a member's data, say) must not hold back that member's
-    // entry for good.
+    // Below the first held event of each writer with a value or element in it: the
+    // watermark must not claim it, nor the writer's later events the state shows only in
+    // its context (removals, values it overwrote), nor, through it, make others skip
+    // them. What the field here has seen of the writer is held, not only held aside: a
+    // state that only repeats it (one crafted from a member's data, say) must not hold
+    // back that member's entry for good.
     std::optional<FieldState> ours;
     bool read = false;
     auto cap = [&](const Dot& d) {
@@ -66,9 +66,10 @@ Status Replica::CapByQuarantine(ReadTxn& txn, VersionVector* vv) {
         st = txn.GetField(e.key, &ours);
         if (st.code() == Code::kCorrupt) st = Status::Ok();  // damaged here: seen nothing
       }
+      // Below its first event not seen here: below this dot, or past what was seen.
       const uint64_t seen = ours ? ours->ctx.Get(d.replica) : 0;
       if (st.ok() && seen < std::max(d.seq, e.state.ctx.Get(d.replica)))
-        vv->Cap(d.replica, d.seq - 1);
+        vv->Cap(d.replica, seen >= d.seq ? seen : d.seq - 1);
     };
     for (const auto& [dot, m] : e.state.markers) cap(dot);
     for (const auto& [element, dots] : e.state.elements)

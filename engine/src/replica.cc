@@ -417,11 +417,9 @@ Result<VersionVector> Replica::HeldAll() {
   return std::move(hull.hull);
 }
 
-Result<std::optional<VersionVector>> Replica::HeldAt(uint64_t seq) {
+Result<std::optional<VersionVector>> Replica::HeldAfter(uint64_t seq) {
   TANDEM_ASSIGN_OR_RETURN(LogHull hull, ReadLogHull());
-  if (seq <= hull.base) return std::optional<VersionVector>();
-  for (auto& c : hull.checkpoints)
-    if (c.seq >= seq) return std::optional<VersionVector>(std::move(c.hull));
+  if (seq < hull.base) return std::optional<VersionVector>();  // (the hull: after base)
   return std::optional<VersionVector>(std::move(hull.hull));
 }
 

@@ -333,7 +333,7 @@ Result<Session::Large> Session::StartPieces(const DeltaPage& page) {
   std::optional<Replica::DeltaInfo> info;
   std::string why;
   if (l.damaged) {
-    why = "its stored state is damaged here (see tandem check; a peer's state of it replaces it)";
+    why = "its stored state is damaged here (see tandem check)";
   } else if (!peer_pieces_) {
     why =
         "too large for one message, and the peer's version of tandem cannot take it in "
@@ -362,11 +362,12 @@ Result<Session::Large> Session::StartPieces(const DeltaPage& page) {
       stats_.withheld.push_back("field " + name + " withheld: " + why);
     // The state's context covers every event of each replica up to its entry, and any
     // of those the peer lacks may be this state's: no more than the peer had of them.
-    // A damaged state's context is bounded by the log's hull at its position; before the
-    // hull knew anything, it may hold any event the peer lacks.
+    // A damaged state's context is bounded by the log's hull (it was written at this
+    // entry or, its position bytes damaged, later); before the hull knew anything, it
+    // may hold any event the peer lacks.
     std::optional<VersionVector> bound;
     if (l.damaged) {
-      TANDEM_ASSIGN_OR_RETURN(bound, replica_.HeldAt(l.seq));
+      TANDEM_ASSIGN_OR_RETURN(bound, replica_.HeldAfter(l.seq - 1));
     }
     Withheld& w = withheld_[l.key];
     w.cap.clear();

@@ -8,26 +8,6 @@ namespace tandem::storage {
 
 namespace {
 
-// Whether the entry `seq` of the log, naming the field key `fk`, is live: the field's
-// stored value names that seq. `value` gets that stored value. A later write of the
-// field appended another entry, or the field is gone: the entry is stale.
-Status EntryLive(const LmdbStore::Impl& impl, MDB_txn* txn, uint64_t seq, const MDB_val& fk,
-                 MDB_val* value, bool* live) {
-  *live = false;
-  MDB_val k = fk;
-  int rc = mdb_get(txn, impl.fields, &k, value);
-  if (rc == MDB_NOTFOUND) return Status::Ok();
-  if (rc) return LmdbError(rc, "read field");
-  // A value whose seq bytes were damaged would read as another write's, and its field
-  // would drop out of every scan (and compaction) unseen: an entry that looks stale is
-  // live when its value fails its checksum, so that the reader finds the damage.
-  uint64_t at;
-  std::string_view state;
-  *live = (ValueSeq(View(*value), &at).ok() && at == seq) ||
-          !SplitValue(View(fk), View(*value), &at, &state).ok();
-  return Status::Ok();
-}
-
 Status LogSeq(const MDB_val& k, uint64_t* seq) {
   if (k.mv_size != 8) return Status::Corrupt("change-log key has the wrong size");
   std::memcpy(seq, k.mv_data, 8);
@@ -46,6 +26,59 @@ int SeekLog(MDB_cursor* cur, uint64_t start, MDB_val* k, MDB_val* v) {
   if (prc != MDB_NOTFOUND || rc == MDB_NOTFOUND) return prc;
   *k = MDB_val{8, &s};  // nothing before: the first entry after `start`
   return mdb_cursor_get(cur, k, v, MDB_SET_RANGE);
+}
+
+// Whether the log's entry at `seq` names the field key `fk`.
+Status LogNames(const LmdbStore::Impl& impl, MDB_txn* txn, uint64_t seq, std::string_view fk,
+                bool* out) {
+  *out = false;
+  MDB_cursor* cur;
+  int rc = mdb_cursor_open(txn, impl.log, &cur);
+  if (rc) return LmdbError(rc, "open cursor");
+  MDB_val k, v;
+  Status st;
+  if ((rc = SeekLog(cur, seq, &k, &v)) == 0) {
+    uint64_t key_seq = 0;
+    st = LogSeq(k, &key_seq);
+    if (st.ok())
+      st = ForEachLogEntry(key_seq, View(v), [&](uint64_t s, std::string_view key) {
+        if (s == seq) *out = key == fk;
+        return s < seq;
+      });
+  }
+  mdb_cursor_close(cur);
+  if (!st.ok()) return st;
+  return rc && rc != MDB_NOTFOUND ? LmdbError(rc, "read log") : Status::Ok();
+}
+
+// Whether the entry `seq` of the log, naming the field key `fk`, is live: the field's
+// stored value names that seq. `value` gets that stored value. A later write of the
+// field appended another entry, or the field is gone: the entry is stale.
+Status EntryLive(const LmdbStore::Impl& impl, MDB_txn* txn, uint64_t seq, const MDB_val& fk,
+                 MDB_val* value, bool* live) {
+  *live = false;
+  MDB_val k = fk;
+  int rc = mdb_get(txn, impl.fields, &k, value);
+  if (rc == MDB_NOTFOUND) return Status::Ok();
+  if (rc) return LmdbError(rc, "read field");
+  uint64_t at = 0;
+  bool suspect = !ValueSeq(View(*value), &at).ok() || at < seq;
+  if (!suspect && at == seq) {
+    *live = true;
+    return Status::Ok();
+  }
+  // Stale as a later write leaves it: the value names a later entry of this field. A
+  // value whose position bytes were damaged names another (or none), and its field would
+  // drop out of every scan and compaction unseen, its events claimed in full: one that
+  // fails its checksum is taken as live, so that the reader finds the damage.
+  if (!suspect) {
+    bool names = false;
+    TANDEM_RETURN_IF_ERROR(LogNames(impl, txn, at, View(fk), &names));
+    suspect = !names;
+  }
+  std::string_view state;
+  *live = suspect && !SplitValue(View(fk), View(*value), &at, &state).ok();
+  return Status::Ok();
 }
 
 // Log entries after `since`, ascending, until fn returns false: fn(seq, key bytes,

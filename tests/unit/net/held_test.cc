@@ -337,7 +337,7 @@ TEST(Held, AHeldStateStillCapsAWritersEventsItShowsOnlyInItsContext) {
   engine::VersionVector peer_vv;
   peer_vv.Raise(xr, 7);
   ASSERT_TRUE(g.r->CompletePeerSync(xr, peer_vv, true).ok());
-  EXPECT_EQ(g.r->Meta()->vv.Get(xr), 0u);
+  EXPECT_EQ(g.r->Meta()->vv.Get(xr), 1u) << "what it has seen here of x, and no further";
 }
 
 // A group that does not require bound replicas (one of a version before the

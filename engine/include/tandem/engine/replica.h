@@ -213,9 +213,9 @@ class Replica {
   Result<uint64_t> Held(const ReplicaId& r);
   // The same for every replica at once.
   Result<VersionVector> HeldAll();
-  // A bound on the context of the field state at log position `seq`, whatever its bytes
-  // say (read from the hull's checkpoints); nullopt when the hull knows nothing there.
-  Result<std::optional<VersionVector>> HeldAt(uint64_t seq);
+  // A bound on the context of every field state written after log position `seq`,
+  // whatever its bytes say (the hull); nullopt when the hull knows nothing there.
+  Result<std::optional<VersionVector>> HeldAfter(uint64_t seq);
 
   Result<ReplicaMeta> Meta();
 
