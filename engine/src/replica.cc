@@ -319,11 +319,13 @@ Result<uint64_t> Replica::CountUnheld(const PeerState& peer, size_t max_checked,
     *exact = !older;
   }
   uint64_t n = 0;
-  TANDEM_RETURN_IF_ERROR(
-      txn->ScanLogFields(since, [&](uint64_t seq, const FieldKey& k, FieldState* f) {
-        if (!f || !peer.delivery.Allows(k.collection)) return true;  // stale, or not for it
+  TANDEM_RETURN_IF_ERROR(txn->ScanLogDeltas(
+      since, UINT64_MAX,
+      [&](uint64_t seq, const FieldKey& k, FieldState* f, const ReadTxn::LargeState* l) {
+        const bool damaged = l && l->damaged;  // withheld from every peer: not held there
+        if ((!f && !damaged) || !peer.delivery.Allows(k.collection)) return true;  // stale
         if (seq <= peer.delivered) return true;
-        if (!peer.vv.Covers(f->ctx)) ++n;
+        if (damaged || !peer.vv.Covers(f->ctx)) ++n;
         return true;
       }));
   return n;

@@ -144,6 +144,11 @@ TEST(Damage, ADamagedValueIsWithheldFromPeersAndTheirsIsHeldAside) {
         EXPECT_TRUE((*b)->Get("c", "o29").ok());
         EXPECT_EQ((*b)->Get("c", "r").status().code(), Code::kNotFound);
         EXPECT_EQ((*b)->Meta()->vv.Get((*a)->Meta()->id), 0u) << "nothing of a's claimed";
+        // `tandem status` counts it as not yet held there.
+        bool exact = false;
+        auto unheld = (*a)->CountUnheld((*a)->Peer((*b)->Meta()->id).value(), 100000, &exact);
+        ASSERT_TRUE(unheld.ok()) << unheld.status().ToString();
+        EXPECT_GE(*unheld, 1u);
       }
       // b writes the field: its state is held aside at a (nothing can be joined into the
       // damage), and the rest still goes both ways.
