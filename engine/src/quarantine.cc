@@ -63,8 +63,7 @@ Status Replica::CapByQuarantine(ReadTxn& txn, VersionVector* vv) {
       if (!vv->Covers(d) || !st.ok()) return;
       if (!read) {
         read = true;
-        st = txn.GetField(e.key, &ours);
-        if (st.code() == Code::kCorrupt) st = Status::Ok();  // damaged here: seen nothing
+        st = txn.GetFieldOrDamaged(e.key, &ours, nullptr);  // damaged here: seen nothing
       }
       // Below its first event not seen here: below this dot, or past what was seen.
       const uint64_t seen = ours ? ours->ctx.Get(d.replica) : 0;
@@ -128,9 +127,10 @@ Result<Replica::Judged> Replica::JudgeHeld(const AdmitFn& admit) {
     for (auto& e : held) {
       FieldDelta d{e.key, std::move(e.state)};
       std::optional<FieldState> ours;
-      if (Status st = txn->GetField(d.key, &ours); !st.ok()) {
-        if (st.code() != Code::kCorrupt) return st;
-        ++out.held;  // damaged here: nothing can be joined into it (JoinInto)
+      Status damage;
+      TANDEM_RETURN_IF_ERROR(txn->GetFieldOrDamaged(d.key, &ours, &damage));
+      if (!damage.ok()) {
+        ++out.held;  // nothing can be joined into it (JoinInto)
         continue;
       }
       const Admission a = admit(d, ours ? &*ours : nullptr);

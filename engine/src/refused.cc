@@ -46,8 +46,7 @@ Status Replica::CapByRefused(WriteTxn& txn, VersionVector* vv, const ReplicaId* 
   Status st;
   TANDEM_RETURN_IF_ERROR(txn.ListRefused([&](const FieldKey& k, const VersionVector& unseen) {
     std::optional<FieldState> s;
-    st = txn.GetField(k, &s);
-    if (st.code() == Code::kCorrupt) st = Status::Ok();  // damaged here: it has seen nothing
+    st = txn.GetFieldOrDamaged(k, &s, nullptr);  // damaged here: it has seen nothing
     if (!st.ok()) return false;
     VersionVector left;
     for (const auto& [r, n] : unseen.entries()) {

@@ -489,12 +489,14 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
     // Events of ours we never issued: this replica was rolled back or copied.
     TANDEM_RETURN_IF_ERROR(CheckClaim(meta, d.state.ctx.Get(meta.id), rekeyed));
     std::optional<FieldState> s;
-    if (Status st = txn.GetField(d.key, &s); !st.ok()) {
+    Status damage;
+    TANDEM_RETURN_IF_ERROR(txn.GetFieldOrDamaged(d.key, &s, &damage));
+    if (!damage.ok()) {
       // Our state is damaged on disk (its bytes fail their checksum): nothing can be
       // joined into it, and taking the peer's in its place would drop what only ours
       // held while our watermark still claims it. A peer's state is kept aside (the
       // quarantine keeps the watermark below its events) and the others go on.
-      if (!from || st.code() != Code::kCorrupt) return st;
+      if (!from) return damage;
       TANDEM_RETURN_IF_ERROR(
           Hold(txn, d, *from, "this replica's state of the field is damaged", false, quarantine));
       ++q;

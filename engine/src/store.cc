@@ -2,6 +2,16 @@
 
 namespace tandem::engine {
 
+Status ReadTxn::GetFieldOrDamaged(const FieldKey& key, std::optional<FieldState>* out,
+                                  Status* damage) {
+  Status st = GetField(key, out);
+  if (damage) *damage = Status::Ok();
+  if (st.code() != Code::kCorrupt) return st;
+  out->reset();
+  if (damage) *damage = std::move(st);
+  return Status::Ok();
+}
+
 Status ReadTxn::ScanLogFields(uint64_t since, const LogFieldFn& fn) {
   Status damaged;
   TANDEM_RETURN_IF_ERROR(ScanLogDeltas(

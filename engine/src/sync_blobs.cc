@@ -32,11 +32,7 @@ Status Session::PumpWants(std::vector<Message>* out) {
         if (!peer_send_.Allows(c) || !opt_.accept.Allows(c)) continue;
         if (!info.requested && opt_.lazy_blobs && opt_.lazy_blobs(c)) continue;
         std::optional<FieldState> state;
-        bad = txn->GetField(k, &state);
-        if (bad.code() == Code::kCorrupt) {  // damaged here: it references nothing we know
-          bad = Status::Ok();
-          continue;
-        }
+        bad = txn->GetFieldOrDamaged(k, &state, nullptr);  // damaged: references nothing
         if (!bad.ok()) return false;
         bool still = false;
         if (state) ForEachBlobRef(*state, [&](const BlobRef& r) { still |= r.hash == h; });
@@ -178,8 +174,7 @@ Status Session::ReceiveBlob(const Message& in, std::vector<Message>* out) {
       TANDEM_ASSIGN_OR_RETURN(auto txn, replica_.store().BeginRead());
       std::optional<FieldState> state;
       // Damaged here, the field references nothing we can vouch for: the blob is missing.
-      if (Status st = txn->GetField(w->ref, &state); !st.ok() && st.code() != Code::kCorrupt)
-        return st;
+      TANDEM_RETURN_IF_ERROR(txn->GetFieldOrDamaged(w->ref, &state, nullptr));
       bool referenced = false;
       if (state) ForEachBlobRef(*state, [&](const BlobRef& r) { referenced |= r.hash == w->hash; });
       if (referenced) TANDEM_RETURN_IF_ERROR(txn->GetBlob(w->hash, &info));

@@ -196,42 +196,40 @@ Status LmdbReader::ScanLog(uint64_t since, const engine::ReadTxn::LogFn& fn) {
 
 Status LmdbReader::ScanLogDeltas(uint64_t since, uint64_t large,
                                  const engine::ReadTxn::LogDeltaFn& fn) {
-  return ScanEntries(*impl_, txn_, since,
-                     [&](uint64_t seq, std::string_view k, const MDB_val* value, Status* st) {
-                       FieldKey key;
-                       if (!impl_->DecodeKey(k, &key)) {
-                         *st = Status::Corrupt("change-log entry names a malformed key");
-                         return false;
-                       }
-                       if (!value) return fn(seq, key, nullptr, nullptr);
-                       // Damaged bytes are handed out as such, not as the end of the scan: a reader
-                       // may pass them by (the sync withholds that field and goes on with the
-                       // others).
-                       auto damaged = [&](const Status& why) {
-                         if (why.code() != Code::kCorrupt) {
-                           *st = why.With(key.collection + "/" + key.record + "." + key.field);
-                           return false;
-                         }
-                         const engine::ReadTxn::LargeState l{{}, 0, true};
-                         return fn(seq, key, nullptr, &l);
-                       };
-                       // Its delta encoding is the stored state with a replica table (16 bytes a
-                       // replica, a context entry at least 2) and the key: of a value a sixteenth
-                       // as long, never over `large`. Else the context alone tells.
-                       if (value->mv_size > large / 16) {
-                         StoredDelta d;
-                         // Checked: its context decides whether it is skipped or withheld.
-                         if (Status c = DeltaOf(*impl_, key, k, View(*value), true, &d); !c.ok())
-                           return damaged(c);
-                         if (d.size() > large) {
-                           const engine::ReadTxn::LargeState l{std::move(d.ctx), d.size()};
-                           return fn(seq, key, nullptr, &l);
-                         }
-                       }
-                       FieldState s;
-                       if (Status c = DecodeField(k, *value, &s); !c.ok()) return damaged(c);
-                       return fn(seq, key, &s, nullptr);
-                     });
+  auto each = [&](uint64_t seq, std::string_view k, const MDB_val* value, Status* st) {
+    FieldKey key;
+    if (!impl_->DecodeKey(k, &key)) {
+      *st = Status::Corrupt("change-log entry names a malformed key");
+      return false;
+    }
+    if (!value) return fn(seq, key, nullptr, nullptr);
+    // Damaged bytes are handed out as such, not as the end of the scan: a reader may pass
+    // them by (the sync withholds that field and goes on with the others).
+    auto unread = [&](const Status& why) {
+      if (why.code() != Code::kCorrupt) {
+        *st = why.With(key.collection + "/" + key.record + "." + key.field);
+        return false;
+      }
+      const engine::ReadTxn::LargeState damaged{{}, 0, true};
+      return fn(seq, key, nullptr, &damaged);
+    };
+    // Its delta encoding is the stored state with a replica table (16 bytes a replica, a
+    // context entry at least 2) and the key: of a value a sixteenth as long, never over
+    // `large`. Else the context alone tells.
+    if (value->mv_size > large / 16) {
+      StoredDelta d;
+      // Checked: its context decides whether it is skipped or withheld.
+      if (Status c = DeltaOf(*impl_, key, k, View(*value), true, &d); !c.ok()) return unread(c);
+      if (d.size() > large) {
+        const engine::ReadTxn::LargeState l{std::move(d.ctx), d.size()};
+        return fn(seq, key, nullptr, &l);
+      }
+    }
+    FieldState s;
+    if (Status c = DecodeField(k, *value, &s); !c.ok()) return unread(c);
+    return fn(seq, key, &s, nullptr);
+  };
+  return ScanEntries(*impl_, txn_, since, each);
 }
 
 Status LmdbReader::CountLog(uint64_t since, uint64_t cap, uint64_t* out) {

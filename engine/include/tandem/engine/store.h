@@ -128,6 +128,9 @@ class ReadTxn {
   virtual Status GetMeta(ReplicaMeta* out) = 0;
   // Sets *out to nullopt when the field has no state.
   virtual Status GetField(const FieldKey& key, std::optional<FieldState>* out) = 0;
+  // The same for what must go on past a field damaged on disk (kCorrupt): that field
+  // reads as having no state, and *damage (when not null) gets why.
+  Status GetFieldOrDamaged(const FieldKey& key, std::optional<FieldState>* out, Status* damage);
   // All fields of a record (empty if none). *latest (if not null) gets the change-log
   // seq of the record's newest change (0 if none). `out` may be null: then only the seqs
   // are read, which is cheaper.
