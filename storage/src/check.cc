@@ -1,5 +1,6 @@
 // The integrity check of a replica (lmdb_store.h).
 #include <algorithm>
+#include <optional>
 
 #include "lmdb_internal.h"
 #include "tandem/storage/replica.h"
@@ -37,12 +38,12 @@ Status Check(LmdbStore& store, CheckReport* report) {
   std::map<uint64_t, std::string> want;  // seq -> key, from the fields
   Status st;
   std::string last_record;
-  MDB_cursor* cur = nullptr;
-  rc = mdb_cursor_open(raw, impl->fields, &cur);
-  MDB_val k, v;
-  for (rc = rc ? rc : mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && st.ok();
-       rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-    std::string key(View(k));
+  // The fields as readers see them: a value in `fields` under one in `fresh` is the
+  // field's past, and goes at the next fold.
+  std::optional<FieldsCursor> cur(std::in_place, *impl, raw);
+  for (rc = cur->First(); rc == 0 && st.ok(); rc = cur->Next()) {
+    std::string key(View(cur->key()));
+    const MDB_val& v = cur->value();
     FieldKey fk;
     if (!impl->DecodeKey(key, &fk)) {
       st = Status::Corrupt("malformed field key");
@@ -85,7 +86,7 @@ Status Check(LmdbStore& store, CheckReport* report) {
     std::string rk = fk.collection + '\0' + fk.record;
     if (rk != last_record) ++rep.records, last_record = rk;
   }
-  if (cur) mdb_cursor_close(cur);
+  cur.reset();  // before the transaction ends
   if (st.ok() && rc != MDB_NOTFOUND) st = LmdbError(rc, "check fields");
   if (st.ok()) {
     std::map<uint64_t, std::string> have;

@@ -24,7 +24,7 @@ Status LmdbReader::ReadDelta(const FieldKey& key, uint64_t offset, size_t n, boo
   auto k = impl_->Key(key.collection, key.record, key.field, false);
   if (!k) return Status::NotFound("no such field");
   MDB_val kv = Val(*k), v;
-  int rc = mdb_get(txn_, impl_->fields, &kv, &v);
+  int rc = FieldValue(*impl_, txn_, kv, &v);
   if (rc == MDB_NOTFOUND) return Status::NotFound("no such field");
   if (rc) return LmdbError(rc, "read field");
   StoredDelta d;

@@ -32,7 +32,7 @@ Result<uint64_t> LmdbStore::DataBytes() {
   uint64_t bytes = 0;
   int rc = 0;
   for (MDB_dbi dbi : {MDB_dbi{0}, impl_->meta, impl_->fields, impl_->log, impl_->replicas,
-                      impl_->names_db, impl_->peers}) {
+                      impl_->names_db, impl_->peers, impl_->fresh}) {
     MDB_stat st;
     if ((rc = mdb_stat(txn, dbi, &st))) break;
     bytes += uint64_t{st.ms_psize} * (st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages);

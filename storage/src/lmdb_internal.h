@@ -187,6 +187,9 @@ struct LmdbStore::Impl {
   MDB_env* env = nullptr;
   std::string dir;
   MDB_dbi meta = 0, fields = 0, log = 0, replicas = 0, names_db = 0, peers = 0;
+  // Field values written since the last fold, over `fields`: a key in both has its value
+  // here (FieldValue, FieldsCursor, FoldFresh).
+  MDB_dbi fresh = 0;
   // Blob entries (key: a state letter, 'b' complete, 'w' wanted, 'p' pending, then the
   // 32-byte hash; value: EncodeBlobInfo) and chunks (key: the chunk's hash).
   MDB_dbi blobs = 0, chunks = 0;
@@ -271,6 +274,8 @@ struct LmdbStore::Impl {
   // the first transaction that writes the log and commits.
   std::function<uint64_t(uint64_t)> first_log_seq;
   size_t compact_floor = kCompactFloor, compact_slice = kCompactSlice;  // Options
+  size_t fold_floor = kFoldFloor, fold_slice = kFoldSlice;              // Options
+  std::string fold_at;  // where the next fold starts (FoldFresh); only write transactions touch it
   std::atomic<bool> log_started{false};
   // The format version as read at open, or as this process last wrote it (RaiseFormat).
   std::atomic<uint32_t> format{0};
@@ -325,6 +330,74 @@ struct LmdbStore::Impl {
 };
 
 // Read operations shared by read and write transactions.
+// A field's stored value as readers see it: its entry in `fresh`, else in `fields`.
+// Returns 0, MDB_NOTFOUND or an LMDB error, as mdb_get.
+inline int FieldValue(const LmdbStore::Impl& impl, MDB_txn* txn, MDB_val key, MDB_val* value) {
+  MDB_val k = key;
+  const int rc = mdb_get(txn, impl.fresh, &k, value);
+  return rc == MDB_NOTFOUND ? mdb_get(txn, impl.fields, &key, value) : rc;
+}
+
+// The fields in key order as readers see them: `fresh` over `fields`, a key in both
+// read from `fresh`. Seek, First and Next return 0 (key() and value() are then the
+// entry's), MDB_NOTFOUND past the end, or an LMDB error.
+class FieldsCursor {
+ public:
+  FieldsCursor(const LmdbStore::Impl& impl, MDB_txn* txn) {
+    rc_ = mdb_cursor_open(txn, impl.fresh, &fresh_);
+    if (!rc_) rc_ = mdb_cursor_open(txn, impl.fields, &fields_);
+  }
+  ~FieldsCursor() {
+    if (fresh_) mdb_cursor_close(fresh_);
+    if (fields_) mdb_cursor_close(fields_);
+  }
+  FieldsCursor(const FieldsCursor&) = delete;
+  FieldsCursor& operator=(const FieldsCursor&) = delete;
+
+  // The first entry at or after `start`.
+  int Seek(std::string_view start) {
+    if (rc_) return rc_;
+    fresh_key_ = fields_key_ = Val(start);
+    return Settle(mdb_cursor_get(fresh_, &fresh_key_, &fresh_value_, MDB_SET_RANGE),
+                  mdb_cursor_get(fields_, &fields_key_, &fields_value_, MDB_SET_RANGE));
+  }
+  int First() {
+    if (rc_) return rc_;
+    return Settle(mdb_cursor_get(fresh_, &fresh_key_, &fresh_value_, MDB_FIRST),
+                  mdb_cursor_get(fields_, &fields_key_, &fields_value_, MDB_FIRST));
+  }
+  int Next() {
+    if (rc_) return rc_;
+    return Settle(
+        on_fresh_ ? mdb_cursor_get(fresh_, &fresh_key_, &fresh_value_, MDB_NEXT) : fresh_rc_,
+        on_fields_ ? mdb_cursor_get(fields_, &fields_key_, &fields_value_, MDB_NEXT) : fields_rc_);
+  }
+  const MDB_val& key() const { return on_fresh_ ? fresh_key_ : fields_key_; }
+  const MDB_val& value() const { return on_fresh_ ? fresh_value_ : fields_value_; }
+
+ private:
+  // The lesser of the two cursors' entries is the current one (both move on from a key
+  // they share).
+  int Settle(int fresh_rc, int fields_rc) {
+    fresh_rc_ = fresh_rc;
+    fields_rc_ = fields_rc;
+    on_fresh_ = on_fields_ = false;
+    if (fresh_rc && fresh_rc != MDB_NOTFOUND) return fresh_rc;
+    if (fields_rc && fields_rc != MDB_NOTFOUND) return fields_rc;
+    if (fresh_rc && fields_rc) return MDB_NOTFOUND;
+    if (fresh_rc) return on_fields_ = true, 0;
+    if (fields_rc) return on_fresh_ = true, 0;
+    const int c = View(fresh_key_).compare(View(fields_key_));
+    on_fresh_ = c <= 0;
+    on_fields_ = c >= 0;
+    return 0;
+  }
+  MDB_cursor *fresh_ = nullptr, *fields_ = nullptr;
+  int rc_ = 0, fresh_rc_ = MDB_NOTFOUND, fields_rc_ = MDB_NOTFOUND;
+  MDB_val fresh_key_{}, fresh_value_{}, fields_key_{}, fields_value_{};
+  bool on_fresh_ = false, on_fields_ = false;
+};
+
 class LmdbReader {
  public:
   LmdbReader(LmdbStore::Impl* impl, MDB_txn* txn) : impl_(impl), txn_(txn) {}
@@ -463,7 +536,7 @@ class LmdbReader {
     auto k = impl_->Key(key.collection, key.record, key.field, false);
     if (!k) return Status::Ok();
     MDB_val kv = Val(*k), v;
-    int rc = mdb_get(txn_, impl_->fields, &kv, &v);
+    int rc = FieldValue(*impl_, txn_, kv, &v);
     if (rc == MDB_NOTFOUND) return Status::Ok();
     if (rc) return LmdbError(rc, "read field");
     FieldState s;
@@ -476,20 +549,16 @@ class LmdbReader {
   // Calls fn(key, value) for keys >= start with the prefix, until fn returns false.
   template <typename Fn>
   Status ScanPrefix(const std::string& prefix, const std::string& start, Fn fn) {
-    MDB_cursor* cur;
-    int rc = mdb_cursor_open(txn_, impl_->fields, &cur);
-    if (rc) return LmdbError(rc, "open cursor");
-    MDB_val k = Val(start), v;
+    FieldsCursor cur(*impl_, txn_);
     Status st;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-      std::string_view key = View(k);
+    int rc;
+    for (rc = cur.Seek(start); rc == 0; rc = cur.Next()) {
+      std::string_view key = View(cur.key());
       if (key.substr(0, prefix.size()) != prefix) break;
       bool go = true;
-      st = fn(key, v, &go);
+      st = fn(key, cur.value(), &go);
       if (!st.ok() || !go) break;
     }
-    mdb_cursor_close(cur);
     if (st.ok() && rc != 0 && rc != MDB_NOTFOUND) return LmdbError(rc, "scan");
     return st;
   }
@@ -551,25 +620,20 @@ class LmdbReader {
 
   Status ListCollections(std::vector<std::string>* out) {
     out->clear();
-    MDB_cursor* cur;
-    int rc = mdb_cursor_open(txn_, impl_->fields, &cur);
-    if (rc) return LmdbError(rc, "open cursor");
+    FieldsCursor cur(*impl_, txn_);
     // Names are few: probe each one as a collection prefix.
     const uint64_t n = impl_->names.size();
     for (uint64_t i = 0; i < n; ++i) {
       std::string prefix = impl_->CollectionPrefix(i);
-      MDB_val k = Val(prefix), v;
-      rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-      if (rc == 0 && View(k).substr(0, prefix.size()) == prefix) {
+      int rc = cur.Seek(prefix);
+      if (rc == 0 && View(cur.key()).substr(0, prefix.size()) == prefix) {
         std::string name;
         impl_->names.At(i, &name);
         out->push_back(std::move(name));
       } else if (rc && rc != MDB_NOTFOUND) {
-        mdb_cursor_close(cur);
         return LmdbError(rc, "list collections");
       }
     }
-    mdb_cursor_close(cur);
     std::sort(out->begin(), out->end());
     return Status::Ok();
   }
@@ -765,6 +829,11 @@ Status DeleteChunkEntry(LmdbStore::Impl& impl, MDB_txn* txn, const engine::BlobH
 // `log-entries`, LogEntries).
 Status CompactLog(LmdbStore::Impl& impl, MDB_txn* txn, uint64_t* entries);
 Status RepackFieldsAndLog(LmdbStore::Impl& impl, MDB_txn* txn, uint64_t* entries);
+// Moves field values from `fresh` into `fields`, in key order from where the last fold
+// stopped (Impl::fold_at, wrapping), in a write transaction: all of them if `all`, else
+// once `fresh` holds more than Options::fold_floor and a sixteenth of the fields,
+// Options::fold_slice of them or `wrote` (what the transaction put there) if more.
+Status FoldFresh(LmdbStore::Impl& impl, MDB_txn* txn, size_t wrote, bool all);
 
 // `dir` is missing or an empty directory; else kInvalidArgument naming `what`.
 Status CheckEmptyOrMissing(const std::string& dir, const char* what);

@@ -133,6 +133,8 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
   impl->first_log_seq = opt.first_log_seq ? opt.first_log_seq : FirstLogSeq;
   impl->compact_floor = opt.compact_floor;
   impl->compact_slice = std::max<size_t>(opt.compact_slice, 1);
+  impl->fold_floor = opt.fold_floor;
+  impl->fold_slice = std::max<size_t>(opt.fold_slice, 1);
   int rc = mdb_env_create(&impl->env);
   if (rc) return LmdbError(rc, "create environment");
   if ((rc = mdb_env_set_maxdbs(impl->env, 16)) || (rc = mdb_env_set_maxreaders(impl->env, 256)))
@@ -206,12 +208,14 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
   if (!rc) rc = mdb_dbi_open(txn, "replicas", dbflags | MDB_INTEGERKEY, &impl->replicas);
   if (!rc) rc = mdb_dbi_open(txn, "names", dbflags | MDB_INTEGERKEY, &impl->names_db);
   if (!rc) rc = mdb_dbi_open(txn, "peers", dbflags, &impl->peers);
-  // The blob tables came later: a replica from before has none until opened below.
-  bool blob_tables = true;
+  // The blob tables and `fresh` came later: a replica from before has none until they
+  // are made below.
+  bool late_tables = true;
   if (!rc) rc = mdb_dbi_open(txn, "blobs", dbflags, &impl->blobs);
   if (!rc) rc = mdb_dbi_open(txn, "chunks", dbflags, &impl->chunks);
+  if (!rc) rc = mdb_dbi_open(txn, "fresh", dbflags, &impl->fresh);
   if (rc == MDB_NOTFOUND && !create) {
-    blob_tables = false;
+    late_tables = false;
     rc = 0;
   }
   if (rc) {
@@ -289,15 +293,16 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
     }
     TANDEM_RETURN_IF_ERROR(st.With(dir));
   }
-  if (!blob_tables) {
+  if (!late_tables) {
     if ((rc = mdb_txn_begin(impl->env, nullptr, 0, &txn))) return impl->Note(rc, "open " + dir);
     rc = mdb_dbi_open(txn, "blobs", MDB_CREATE, &impl->blobs);
     if (!rc) rc = mdb_dbi_open(txn, "chunks", MDB_CREATE, &impl->chunks);
+    if (!rc) rc = mdb_dbi_open(txn, "fresh", MDB_CREATE, &impl->fresh);
     if (!rc)
       rc = mdb_txn_commit(txn);
     else
       mdb_txn_abort(txn);
-    if (rc) return impl->Note(rc, "add the blob tables to " + dir);
+    if (rc) return impl->Note(rc, "add the newer tables to " + dir);
   }
   auto store = std::unique_ptr<LmdbStore>(new LmdbStore(dir, std::move(impl)));
   // A replica from before origins were recorded adopts where it is; one that is not

@@ -57,8 +57,7 @@ Status LogNames(const LmdbStore::Impl& impl, MDB_txn* txn, uint64_t seq, std::st
 Status EntryLive(const LmdbStore::Impl& impl, MDB_txn* txn, uint64_t seq, const MDB_val& fk,
                  MDB_val* value, bool* live) {
   *live = false;
-  MDB_val k = fk;
-  int rc = mdb_get(txn, impl.fields, &k, value);
+  int rc = FieldValue(impl, txn, fk, value);
   if (rc == MDB_NOTFOUND) return Status::Ok();
   if (rc) return LmdbError(rc, "read field");
   uint64_t at = 0;
@@ -256,10 +255,14 @@ Status LmdbReader::CountLog(uint64_t since, uint64_t cap, uint64_t* out) {
 }
 
 Status CompactLog(LmdbStore::Impl& impl, MDB_txn* txn, uint64_t* entries) {
-  MDB_stat fields;
+  // The fields, counting a key in both tables twice: the stale entries are counted short
+  // by at most what `fresh` holds.
+  MDB_stat fields, fresh;
   if (int rc = mdb_stat(txn, impl.fields, &fields)) return impl.Note(rc, "read fields size");
-  const uint64_t stale = *entries > fields.ms_entries ? *entries - fields.ms_entries : 0;
-  if (stale <= impl.compact_floor + fields.ms_entries / 4) return Status::Ok();
+  if (int rc = mdb_stat(txn, impl.fresh, &fresh)) return impl.Note(rc, "read fields size");
+  const uint64_t held = uint64_t{fields.ms_entries} + fresh.ms_entries;
+  const uint64_t stale = *entries > held ? *entries - held : 0;
+  if (stale <= impl.compact_floor + held / 4) return Status::Ok();
   MDB_val k = Val("log-compact-at"), v;
   uint64_t at = 0;
   int rc = mdb_get(txn, impl.meta, &k, &v);
@@ -313,7 +316,41 @@ Status CompactLog(LmdbStore::Impl& impl, MDB_txn* txn, uint64_t* entries) {
   return Status::Ok();
 }
 
+Status FoldFresh(LmdbStore::Impl& impl, MDB_txn* txn, size_t wrote, bool all) {
+  MDB_stat fields, fresh;
+  if (int rc = mdb_stat(txn, impl.fields, &fields)) return impl.Note(rc, "read fields size");
+  if (int rc = mdb_stat(txn, impl.fresh, &fresh)) return impl.Note(rc, "read fields size");
+  if (!all && fresh.ms_entries <= impl.fold_floor + fields.ms_entries / 16) return Status::Ok();
+  const size_t slice = all ? SIZE_MAX : std::max(impl.fold_slice, wrote);
+  // The slice is copied out before it is moved: pages of `fresh` read here may be freed
+  // or spilled by the writes to `fields`.
+  std::vector<std::pair<std::string, std::string>> moving;
+  MDB_cursor* cur;
+  int rc = mdb_cursor_open(txn, impl.fresh, &cur);
+  if (rc) return LmdbError(rc, "open cursor");
+  MDB_val k = Val(impl.fold_at), v;
+  rc = mdb_cursor_get(cur, &k, &v, impl.fold_at.empty() ? MDB_FIRST : MDB_SET_RANGE);
+  if (rc == MDB_NOTFOUND && !impl.fold_at.empty()) rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+  for (; rc == 0 && moving.size() < slice; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    moving.emplace_back(View(k), View(v));
+  std::string next = rc == 0 ? std::string(View(k)) : std::string();
+  mdb_cursor_close(cur);
+  if (rc && rc != MDB_NOTFOUND) return LmdbError(rc, "fold fresh fields");
+  if ((rc = mdb_cursor_open(txn, impl.fields, &cur))) return LmdbError(rc, "open cursor");
+  for (const auto& [key, value] : moving) {
+    MDB_val mk = Val(key), mv = Val(value);
+    if ((rc = mdb_cursor_put(cur, &mk, &mv, 0))) break;
+    mk = Val(key);
+    if ((rc = mdb_del(txn, impl.fresh, &mk, nullptr))) break;
+  }
+  mdb_cursor_close(cur);
+  if (rc) return impl.Note(rc, "fold fresh fields");
+  impl.fold_at = std::move(next);
+  return Status::Ok();
+}
+
 Status RepackFieldsAndLog(LmdbStore::Impl& impl, MDB_txn* txn, uint64_t* entries) {
+  TANDEM_RETURN_IF_ERROR(FoldFresh(impl, txn, 0, true));
   struct Table {
     MDB_dbi dbi;
     const char* temp;

@@ -70,10 +70,15 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
       return Status::Ok();
     }
     MDB_val kv = Val(last_key_), v;
-    // Through a cursor: the PutField that follows finds the cursor on the right page and
-    // skips the descent, as do neighbouring keys written in order.
-    TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->fields, &fields_cur_));
-    int rc = mdb_cursor_get(fields_cur_, &kv, &v, MDB_SET_KEY);
+    // Through cursors: the PutField that follows finds the cursor on the right page and
+    // skips the descent, as do neighbouring keys written in order. `fresh` first.
+    TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->fresh, &fresh_cur_));
+    int rc = mdb_cursor_get(fresh_cur_, &kv, &v, MDB_SET_KEY);
+    if (rc == MDB_NOTFOUND) {
+      TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->fields, &fields_cur_));
+      kv = Val(last_key_);
+      rc = mdb_cursor_get(fields_cur_, &kv, &v, MDB_SET_KEY);
+    }
     if (rc == MDB_NOTFOUND) {
       last_old_seq_ = 0;
       last_seq_known_ = true;
@@ -161,7 +166,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     auto k = Key(key, false);
     if (!k) return Status::Ok();  // a name never written: no such field
     MDB_val kv = Val(*k), v;
-    int rc = mdb_get(txn_, impl_->fields, &kv, &v);
+    int rc = FieldValue(*impl_, txn_, kv, &v);
     if (rc == MDB_NOTFOUND) return Status::Ok();
     if (rc) return impl_->Note(rc, "read field");
     uint64_t seq = 0;
@@ -171,7 +176,12 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     if (seq == newest) return Status::Ok();
     TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatCollected));
     TANDEM_RETURN_IF_ERROR(LoadLogEntries());
-    if ((rc = mdb_del(txn_, impl_->fields, &kv, nullptr))) return impl_->Note(rc, "delete field");
+    // From both tables (a value under `fresh`'s would come back at the next fold).
+    for (MDB_dbi dbi : {impl_->fresh, impl_->fields}) {
+      kv = Val(*k);
+      rc = mdb_del(txn_, dbi, &kv, nullptr);
+      if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "delete field");
+    }
     // Its log entry, which may be in a run, is left stale for CompactLog.
     left_stale_ = true;
     // What this transaction remembered of the table may name the key just removed.
@@ -287,7 +297,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     if (same) {
       old_seq = last_old_seq_;
     } else if (!append) {
-      rc = mdb_get(txn_, impl_->fields, &kv, &old);
+      rc = FieldValue(*impl_, txn_, kv, &old);
       if (rc == 0) {
         TANDEM_RETURN_IF_ERROR(ValueSeq(View(old), &old_seq));
       } else if (rc != MDB_NOTFOUND) {
@@ -338,9 +348,21 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     MDB_val val = Val(value_);
     if (large) val = MDB_val{value_.size() + large + kValueChecksum, nullptr};
     kv = Val(k);
-    TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->fields, &fields_cur_));
+    // A write inside the table goes to `fresh`, but for a large value (folding would copy
+    // it again), which leaves none there to hide it.
+    const bool to_fresh = !append && !large;
+    if (to_fresh) {
+      TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatFresh));
+      ++wrote_fresh_;
+    } else if (!append) {
+      rc = mdb_del(txn_, impl_->fresh, &kv, nullptr);
+      if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "write field");
+      kv = Val(k);
+    }
+    MDB_cursor** cur = to_fresh ? &fresh_cur_ : &fields_cur_;
+    TANDEM_RETURN_IF_ERROR(OpenCursor(to_fresh ? impl_->fresh : impl_->fields, cur));
     const unsigned flags = (append ? MDB_APPEND : 0) | (large ? MDB_RESERVE : 0);
-    if ((rc = mdb_cursor_put(fields_cur_, &kv, &val, flags))) return impl_->Note(rc, "write field");
+    if ((rc = mdb_cursor_put(*cur, &kv, &val, flags))) return impl_->Note(rc, "write field");
     if (large) {
       char* p = static_cast<char*>(val.mv_data);
       std::memcpy(p, value_.data(), value_.size());
@@ -374,14 +396,20 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     if (!(*hull_ == before)) hull_dirty_ = true;
     return Status::Ok();
   }
-  // The greatest key in `fields`, read once per transaction and kept as appends move it.
+  // The greatest key in `fields` and `fresh`, read once per transaction and kept as
+  // appends move it: `fresh` holds none past it.
   Status LoadFieldsEnd() {
     if (fields_end_) return Status::Ok();
     TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->fields, &fields_cur_));
-    MDB_val k, v;
-    int rc = mdb_cursor_get(fields_cur_, &k, &v, MDB_LAST);
-    if (rc && rc != MDB_NOTFOUND) return LmdbError(rc, "read fields");
-    fields_end_ = rc ? std::string() : std::string(View(k));
+    TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->fresh, &fresh_cur_));
+    std::string end;
+    for (MDB_cursor* cur : {fields_cur_, fresh_cur_}) {
+      MDB_val k, v;
+      int rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+      if (rc && rc != MDB_NOTFOUND) return LmdbError(rc, "read fields");
+      if (!rc && View(k) > end) end = View(k);
+    }
+    fields_end_ = std::move(end);
     return Status::Ok();
   }
   // Read once per transaction, before this transaction's first change to the log.
@@ -453,8 +481,10 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     return rc ? LmdbError(rc, "open cursor") : Status::Ok();
   }
   void CloseCursors() {
-    if (fields_cur_) mdb_cursor_close(fields_cur_);
-    fields_cur_ = nullptr;
+    for (MDB_cursor** cur : {&fields_cur_, &fresh_cur_}) {
+      if (*cur) mdb_cursor_close(*cur);
+      *cur = nullptr;
+    }
   }
   // Stores the run of log entries held back (log_run.h), at its first seq.
   Status FlushRun() {
@@ -481,6 +511,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     CloseCursors();
     if (!broken_.ok()) return broken_;
     TANDEM_RETURN_IF_ERROR(FlushRun());
+    if (wrote_fresh_) TANDEM_RETURN_IF_ERROR(FoldFresh(*impl_, txn_, wrote_fresh_, false));
     if (left_stale_) {
       TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatLazyLog));
       TANDEM_RETURN_IF_ERROR(LoadLogEntries());
@@ -533,6 +564,8 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   std::string value_;
   Status broken_;  // a write failed half done: no more reads or writes, no commit
   MDB_cursor* fields_cur_ = nullptr;
+  MDB_cursor* fresh_cur_ = nullptr;
+  size_t wrote_fresh_ = 0;               // field values this transaction put in `fresh`
   bool left_stale_ = false;              // a field written again left its earlier log entry stale
   LogRunWriter run_;                     // log entries not yet stored (FlushRun)
   std::optional<uint64_t> log_entries_;  // LmdbReader::LogEntries, kept up to date
@@ -541,7 +574,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   std::string last_key_;  // the field GetField read last, and its change-log seq
   uint64_t last_old_seq_ = 0;
   bool last_seq_known_ = false;
-  std::optional<std::string> fields_end_;            // the greatest key in `fields` (LoadFieldsEnd)
+  std::optional<std::string> fields_end_;            // the greatest key in `fields` and `fresh`
   std::unordered_map<std::string, uint64_t> names_;  // NameIndex
   std::string coll_name_;                            // the collection KeyInto named last
   std::optional<uint64_t> coll_index_;

@@ -82,6 +82,23 @@ inline std::string RawGet(const std::string& dir, const char* db, const std::str
   return out;
 }
 
+// The database that holds the value of the field stored under `key`: `fresh` if it has
+// the key (a write inside the table goes there until it is folded), else `fields`.
+inline const char* RawFieldTable(const std::string& dir, const std::string& key) {
+  MDB_env* env = nullptr;
+  EXPECT_EQ(mdb_env_create(&env), 0);
+  mdb_env_set_maxdbs(env, 8);
+  EXPECT_EQ(mdb_env_open(env, dir.c_str(), MDB_RDONLY, 0644), 0);
+  MDB_txn* txn = nullptr;
+  EXPECT_EQ(mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn), 0);
+  MDB_dbi dbi = 0;
+  MDB_val k{key.size(), const_cast<char*>(key.data())}, v;
+  const bool fresh = mdb_dbi_open(txn, "fresh", 0, &dbi) == 0 && mdb_get(txn, dbi, &k, &v) == 0;
+  mdb_txn_abort(txn);
+  mdb_env_close(env);
+  return fresh ? "fresh" : "fields";
+}
+
 // How many entries database `db` holds (`flags` as it was made with: MDB_INTEGERKEY).
 inline size_t RawCount(const std::string& dir, const char* db, unsigned flags = 0) {
   RawReader r(dir, db, flags);

@@ -221,6 +221,9 @@ class Sim {
     // Stale log entries removed all the time, a few at a time, wherever sessions stand.
     o.compact_floor = 2;
     o.compact_slice = 3;
+    // Field values folded from `fresh` all the time, a few at a time.
+    o.fold_floor = 3;
+    o.fold_slice = 2;
     return o;
   }
 

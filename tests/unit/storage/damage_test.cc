@@ -110,7 +110,7 @@ TEST(Damage, AValueWithoutAChecksumStillReads) {
   // Written again, it gets one.
   ASSERT_TRUE((*r)->Put("c", "r", {{"a", Value{int64_t{2}}}}).ok());
   r->reset();
-  EXPECT_EQ(testing::RawGet(dir, "fields", kKey)[0], '\0');
+  EXPECT_EQ(testing::RawGet(dir, testing::RawFieldTable(dir, kKey), kKey)[0], '\0');
 }
 
 // A damaged value does not stop the sync of the others: its sender withholds it (its

@@ -259,8 +259,9 @@ TEST(LmdbStore, AReplicaFromBeforeTheHullSkipsNothingOfItsOldLog) {
   EXPECT_EQ((*rb)->Collections()->size(), 1u);
   for (int i = 0; i < 20; ++i) EXPECT_TRUE((*rb)->Get("c", "r" + std::to_string(i)).ok());
   ASSERT_TRUE((*ra)->Put("c", "new", {{"x", Value{int64_t{1}}}}).ok());
+  // A write inside the table, so to `fresh`.
   EXPECT_EQ(testing::RawGet(a, "meta", "format"),
-            std::string(reinterpret_cast<const char*>(&kFormatChecksums), 4));
+            std::string(reinterpret_cast<const char*>(&kFormatFresh), 4));
   EXPECT_TRUE(Check(StoreOf(**ra)).ok());
   ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
   EXPECT_TRUE((*rb)->Get("c", "new").ok());
@@ -443,7 +444,7 @@ TEST(LmdbStore, AFieldWrittenAgainLeavesAStaleEntryThatReadersSkipAndCompactionR
   write_all(0);
   EXPECT_NE(testing::RawGet(a, "meta", "format"), format(kFormatLazyLog));
   write_all(1);
-  EXPECT_EQ(testing::RawGet(a, "meta", "format"), format(kFormatChecksums));
+  EXPECT_EQ(testing::RawGet(a, "meta", "format"), format(kFormatFresh)) << "written inside";
   // Each transaction's entries are stored in a few runs, not one stored entry each.
   EXPECT_LE(testing::RawCount(a, "log", MDB_INTEGERKEY), size_t{2 * fields / 50});
   EXPECT_EQ(LogEntries(**ra), uint64_t{2 * fields}) << "left stale";
@@ -549,6 +550,19 @@ TEST(LmdbStore, AChangeLogOfSingleEntriesAndRunsReadsCompactsAndSyncsAsOne) {
     uint32_t six = kFormatLazyLog;
     MDB_val fk = Val("format"), fv{4, &six};
     ASSERT_EQ(mdb_put(txn, meta, &fk, &fv, 0), 0);
+    // Nor does it know `fresh`: its values go where an older build would have put them.
+    const MDB_dbi fields = w.Open("fields"), fresh = w.Open("fresh");
+    ASSERT_EQ(mdb_cursor_open(txn, fresh, &cur), 0);
+    std::vector<std::pair<std::string, std::string>> values;
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+      values.emplace_back(View(k), View(v));
+    mdb_cursor_close(cur);
+    ASSERT_EQ(mdb_drop(txn, fresh, 0), 0);
+    for (auto& [field_key, value] : values) {
+      MDB_val ek = Val(field_key), ev = Val(value);
+      ASSERT_EQ(mdb_put(txn, fields, &ek, &ev, 0), 0);
+    }
     w.Commit();
   }
   auto ra = OpenReplica(a, o);

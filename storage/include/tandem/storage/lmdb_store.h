@@ -50,13 +50,25 @@ inline constexpr uint32_t kFormatChecksums = 8;
 // 9: the quarantine holds states whose writer could not be judged yet (an entry of
 // version 2, which an older build would refuse to list).
 inline constexpr uint32_t kFormatHeld = 9;
-inline constexpr uint32_t kFormatVersion = kFormatHeld;  // the newest this build reads
+// 10: field values may be in the `fresh` table, over those in `fields`, which an older
+// build would not read.
+inline constexpr uint32_t kFormatFresh = 10;
+inline constexpr uint32_t kFormatVersion = kFormatFresh;  // the newest this build reads
 
 // Stale change-log entries are removed at a commit that made more, once they are more
 // than kCompactFloor and a quarter of the fields: kCompactSlice entries examined at a
 // time (a repack, after a collection, removes them all).
 inline constexpr size_t kCompactFloor = 8192;
 inline constexpr size_t kCompactSlice = 4096;
+
+// A write of a field inside the `fields` table goes to the small `fresh` table instead
+// (appends past its end and large values stay in `fields`): a transaction of scattered
+// writes rewrites a few pages, not one per field. A commit that wrote there folds
+// kFoldSlice entries (at least as many as it wrote) back into `fields`, in key order,
+// once `fresh` holds more than kFoldFloor and a sixteenth of the fields: many land on
+// each page they rewrite.
+inline constexpr size_t kFoldFloor = 1024;
+inline constexpr size_t kFoldSlice = 4096;
 
 enum class Durability { kDurable, kRelaxed };
 
@@ -79,6 +91,10 @@ struct Options {
   // (kCompactFloor, kCompactSlice). The simulator makes them small.
   size_t compact_floor = kCompactFloor;
   size_t compact_slice = kCompactSlice;
+  // When field values written to `fresh` are folded into `fields`, and how many at a
+  // time (kFoldFloor, kFoldSlice). The simulator makes them small.
+  size_t fold_floor = kFoldFloor;
+  size_t fold_slice = kFoldSlice;
 };
 
 // Each process that writes a replica starts its change-log entries past the newest, at

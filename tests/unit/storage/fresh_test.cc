@@ -1,0 +1,264 @@
+// Field values written inside the `fields` table go to `fresh` and are folded back
+// later: every read, the change log, a sync and the integrity check see one table, before
+// and after each fold, across a reopen, a deletion and a large value.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+#include <string>
+
+#include "../../integration/process.h"
+#include "../../integration/raw_lmdb.h"
+#include "sync_once.h"
+#include "tandem/storage/lmdb_store.h"
+#include "tandem/storage/replica.h"
+
+namespace tandem::storage {
+namespace {
+
+using engine::Value;
+using Model = std::map<std::string, std::map<std::string, int64_t>>;  // record -> field -> value
+
+std::string Id(int i) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "r%03d", i);
+  return buf;
+}
+
+LmdbStore& StoreOf(engine::Replica& r) { return *dynamic_cast<LmdbStore*>(&r.store()); }
+
+// Every read of the replica shows the model: each record by Get, the collection by Scan,
+// the change feed's records, and the integrity check passes.
+void ExpectReads(engine::Replica& r, const Model& model, const std::string& when) {
+  SCOPED_TRACE(when);
+  for (int i = 0; i < 200; ++i) {
+    auto got = r.Get("c", Id(i));
+    auto it = model.find(Id(i));
+    if (it == model.end()) {
+      EXPECT_EQ(got.status().code(), Code::kNotFound) << Id(i);
+      continue;
+    }
+    ASSERT_TRUE(got.ok()) << Id(i) << ": " << got.status().ToString();
+    ASSERT_EQ(got->fields.size(), it->second.size()) << Id(i);
+    for (const auto& [f, v] : it->second)
+      EXPECT_TRUE(engine::SameValue(got->fields.at(f).scalar, Value{v})) << Id(i) << "." << f;
+  }
+  Model scanned;
+  ASSERT_TRUE(r.Scan("c", "", [&](const engine::Record& rec) {
+                 for (const auto& [f, v] : rec.fields)
+                   scanned[rec.id][f] = std::get<int64_t>(v.scalar);
+                 return true;
+               }).ok());
+  EXPECT_EQ(scanned, model);
+  auto colls = r.Collections();
+  ASSERT_TRUE(colls.ok());
+  EXPECT_EQ(*colls, std::vector<std::string>{"c"});
+  CheckReport rep;
+  Status st = Check(StoreOf(r), &rep);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  size_t fields = 0;
+  for (const auto& [id, fs] : model) fields += fs.size();
+  // Deleted records keep a field state without markers each.
+  EXPECT_GE(rep.fields, fields);
+}
+
+TEST(Fresh, WritesInsideTheTableReadTheSameBeforeAndAfterTheyAreFolded) {
+  testing::TempDir tmp;
+  const std::string a = tmp / "a", b = tmp / "b";
+  Options o;
+  o.fold_floor = 40;
+  o.fold_slice = 16;
+  auto ra = CreateReplica(a, o);
+  ASSERT_TRUE(ra.ok());
+  Model model;
+  // Ascending ids: appended to `fields`, nothing in `fresh`.
+  ASSERT_TRUE((*ra)
+                  ->Write([&](engine::Batch& bt) {
+                    for (int i = 0; i < 200; ++i)
+                      for (const char* f : {"x", "y"}) {
+                        TANDEM_RETURN_IF_ERROR(bt.Put("c", Id(i), f, Value{int64_t{i}}));
+                        model[Id(i)][f] = i;
+                      }
+                    return Status::Ok();
+                  })
+                  .ok());
+  EXPECT_EQ(testing::RawCount(a, "fresh"), 0u);
+  EXPECT_NE(testing::RawGet(a, "meta", "format"),
+            std::string(reinterpret_cast<const char*>(&kFormatFresh), 4));
+  ExpectReads(**ra, model, "loaded");
+
+  // Rounds of writes scattered inside the table: a few records' fields, a new field on
+  // some, a record deleted. `fresh` fills, then is folded a slice at a time.
+  size_t most = 0, folds = 0, before = 0;
+  std::set<std::string> x_written;  // records whose x was written again
+  for (int round = 1; round <= 30; ++round) {
+    ASSERT_TRUE((*ra)
+                    ->Write([&](engine::Batch& bt) {
+                      for (int k = 0; k < 7; ++k) {
+                        const int i = (round * 37 + k * 53) % 200;
+                        const char* f = k % 3 ? "x" : "z";
+                        TANDEM_RETURN_IF_ERROR(
+                            bt.Put("c", Id(i), f, Value{int64_t{round * 1000 + k}}));
+                        if (k % 3) x_written.insert(Id(i));
+                        if (model.count(Id(i)))
+                          model[Id(i)][f] = round * 1000 + k;
+                        else
+                          model[Id(i)] = {{f, round * 1000 + k}};
+                      }
+                      return Status::Ok();
+                    })
+                    .ok());
+    if (round % 4 == 0) {
+      const std::string gone = Id((round * 11) % 200);
+      ASSERT_TRUE((*ra)->Delete("c", gone).ok());
+      model.erase(gone);
+    }
+    const size_t now = testing::RawCount(a, "fresh");
+    if (now < before) ++folds;
+    before = now;
+    most = std::max(most, now);
+    ExpectReads(**ra, model, "round " + std::to_string(round));
+  }
+  EXPECT_EQ(testing::RawGet(a, "meta", "format"),
+            std::string(reinterpret_cast<const char*>(&kFormatFresh), 4));
+  EXPECT_GT(folds, 0u) << "folded";
+  EXPECT_GT(most, 20u) << "filled";
+  // Bounded: the floor, a sixteenth of the fields (at most 600), one transaction's writes.
+  EXPECT_LE(most, 40u + 600 / 16 + 8);
+
+  // A large value replaces one held in `fresh`: it goes to `fields`, and nothing in
+  // `fresh` hides it. The stored key of c/r037.x: the names "c" and "x" were interned
+  // first (format.md).
+  const std::string key("\0r037\0\x01", 7);
+  x_written.insert(Id(37));
+  ASSERT_TRUE((*ra)->Put("c", Id(37), {{"x", Value{int64_t{0}}}}).ok());
+  EXPECT_STREQ(testing::RawFieldTable(a, key), "fresh");
+  const std::string big(600 << 10, 'q');
+  ASSERT_TRUE((*ra)->Put("c", Id(37), {{"x", Value{big}}}).ok());
+  EXPECT_STREQ(testing::RawFieldTable(a, key), "fields");
+  {
+    auto got = (*ra)->Get("c", Id(37));
+    ASSERT_TRUE(got.ok());
+    EXPECT_TRUE(engine::SameValue(got->fields.at("x").scalar, Value{big}));
+  }
+
+  // A peer receives the same, and so does a reopened replica.
+  auto rb = CreateReplica(b, o);
+  ASSERT_TRUE(rb.ok());
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  for (auto* r : {ra->get(), rb->get()}) {
+    auto got = r->Get("c", Id(37));
+    ASSERT_TRUE(got.ok());
+    EXPECT_TRUE(engine::SameValue(got->fields.at("x").scalar, Value{big}));
+  }
+  ASSERT_TRUE((*ra)->Put("c", Id(37), {{"x", Value{int64_t{37}}}}).ok());
+  model[Id(37)]["x"] = 37;
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  ExpectReads(**rb, model, "peer");
+  ra->reset();
+  ra = OpenReplica(a, o);
+  ASSERT_TRUE(ra.ok());
+  ExpectReads(**ra, model, "reopened");
+  // Deleted records stay deleted once their states are folded, however many folds.
+  for (int round = 0; round < 20; ++round)
+    ASSERT_TRUE((*ra)
+                    ->Write([&](engine::Batch& bt) {
+                      for (int i = round; i < 200; i += 20)
+                        if (model.count(Id(i))) {
+                          TANDEM_RETURN_IF_ERROR(bt.Put("c", Id(i), "y", Value{int64_t{-i}}));
+                          model[Id(i)]["y"] = -i;
+                        }
+                      return Status::Ok();
+                    })
+                    .ok());
+  ExpectReads(**ra, model, "after more folds");
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  ExpectReads(**rb, model, "peer after more folds");
+  // Collected, the deleted records' states leave both tables: none comes back, through
+  // a fold or a sync. The collection repacks the tables, folding `fresh` whole.
+  engine::Replica::CollectStats stats;
+  ASSERT_TRUE((*ra)->Collect((*ra)->Meta()->vv, &stats, 0).ok());
+  EXPECT_GT(stats.collected, 0u);
+  if (stats.repacked) {
+    EXPECT_EQ(testing::RawCount(a, "fresh"), 0u);
+  }
+  ExpectReads(**ra, model, "collected once");
+  // One more deleted, with no fold: its states in `fresh` over its live ones in `fields`
+  // (its x as loaded); collected from both.
+  int victim = 0;
+  while (!model.count(Id(victim)) || x_written.count(Id(victim))) ++victim;
+  ASSERT_LT(victim, 200);
+  const std::string victim_x = std::string(1, '\0') + Id(victim) + std::string("\0\x01", 2);
+  ra->reset();
+  Options no_fold = o;
+  no_fold.fold_floor = 100000;
+  ra = OpenReplica(a, no_fold);
+  ASSERT_TRUE(ra.ok());
+  // The newest change-log entry's field is never collected: another write goes last.
+  for (int i : {victim, victim + 1}) {
+    ASSERT_TRUE((*ra)->Delete("c", Id(i)).ok());
+    model.erase(Id(i));
+  }
+  ASSERT_STREQ(testing::RawFieldTable(a, victim_x), "fresh");
+  ASSERT_FALSE(testing::RawGet(a, "fields", victim_x).empty());
+  stats = {};
+  ASSERT_TRUE((*ra)->Collect((*ra)->Meta()->vv, &stats, 0).ok());
+  EXPECT_GT(stats.collected, 0u);
+  EXPECT_TRUE(testing::RawGet(a, "fresh", victim_x).empty());
+  EXPECT_TRUE(testing::RawGet(a, "fields", victim_x).empty());
+  ExpectReads(**ra, model, "collected twice");
+  ra->reset();
+  ra = OpenReplica(a, o);
+  ASSERT_TRUE(ra.ok());
+  ExpectReads(**ra, model, "collected");
+  for (int round = 0; round < 10; ++round)
+    ASSERT_TRUE((*ra)
+                    ->Write([&](engine::Batch& bt) {
+                      for (int i = round; i < 200; i += 10)
+                        if (model.count(Id(i))) {
+                          TANDEM_RETURN_IF_ERROR(bt.Put("c", Id(i), "x", Value{int64_t{i}}));
+                          model[Id(i)]["x"] = i;
+                        }
+                      return Status::Ok();
+                    })
+                    .ok());
+  ExpectReads(**ra, model, "collected, then folds");
+  ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
+  ExpectReads(**rb, model, "peer, collected");
+}
+
+// A replica from before `fresh` (no such table, format 9) opens, gains the table, and
+// its first write inside the table marks it as of the new format.
+TEST(Fresh, AReplicaFromBeforeGainsTheTable) {
+  testing::TempDir tmp;
+  const std::string a = tmp / "a";
+  {
+    auto r = CreateReplica(a);
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE((*r)->Put("c", "r1", {{"x", Value{int64_t{1}}}}).ok());
+    ASSERT_TRUE((*r)->Put("c", "r2", {{"x", Value{int64_t{2}}}}).ok());
+  }
+  {
+    testing::RawWriter w(a);
+    const MDB_dbi fresh = w.Open("fresh");
+    ASSERT_EQ(mdb_drop(w.txn, fresh, 1), 0);
+    const MDB_dbi meta = w.Open("meta");
+    uint32_t nine = kFormatHeld;
+    MDB_val k{6, const_cast<char*>("format")}, v{4, &nine};
+    ASSERT_EQ(mdb_put(w.txn, meta, &k, &v, 0), 0);
+    w.Commit();
+  }
+  auto r = OpenReplica(a);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_TRUE((*r)->Put("c", "r1", {{"x", Value{int64_t{3}}}}).ok());
+  EXPECT_EQ(testing::RawCount(a, "fresh"), 1u);
+  EXPECT_EQ(testing::RawGet(a, "meta", "format"),
+            std::string(reinterpret_cast<const char*>(&kFormatFresh), 4));
+  auto got = (*r)->Get("c", "r1");
+  ASSERT_TRUE(got.ok());
+  EXPECT_TRUE(engine::SameValue(got->fields.at("x").scalar, Value{int64_t{3}}));
+  EXPECT_TRUE(Check(StoreOf(**r)).ok());
+}
+
+}  // namespace
+}  // namespace tandem::storage
