@@ -5,7 +5,9 @@
 //   check.cc       the integrity check
 #pragma once
 
+#include <fcntl.h>
 #include <lmdb.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -284,8 +286,26 @@ struct LmdbStore::Impl {
   bool must_grow = false;
   size_t map_bytes = 0;
 
+  // lock.mdb, open until the environment is closed: closing any descriptor of it would
+  // drop the process's fcntl locks on it, LMDB's among them (OthersOpen).
+  int lock_fd = -1;
+
   ~Impl() {
     if (env) mdb_env_close(env);
+    if (lock_fd >= 0) ::close(lock_fd);
+  }
+
+  // Whether another process has the environment open: LMDB holds a shared fcntl lock on
+  // the first byte of lock.mdb in every process that has it open, and F_GETLK sees the
+  // locks of other processes only. True if it cannot tell.
+  bool OthersOpen() const {
+    struct flock l {};
+    l.l_type = F_WRLCK;
+    l.l_whence = SEEK_SET;
+    l.l_start = 0;
+    l.l_len = 1;
+    if (lock_fd < 0 || ::fcntl(lock_fd, F_GETLK, &l) != 0) return true;
+    return l.l_type != F_UNLCK;
   }
 
   // Grows the map if a transaction filled it. Called with no transaction of ours open.

@@ -153,7 +153,10 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
     struct stat st;
     int err = ::fstat(fd, &st) != 0 ? errno : 0;
     if (!err && st.st_size < kLockFileBytes) err = ::posix_fallocate(fd, 0, kLockFileBytes);
-    ::close(fd);
+    if (err)
+      ::close(fd);
+    else
+      impl->lock_fd = fd;  // kept (Impl::OthersOpen)
     if (err) {
       if (!had_lock) ::unlink(lock.c_str());
       if (Status full = DiskError(err, "open " + dir, dir); !full.ok()) return full;

@@ -328,12 +328,21 @@ Status FoldFresh(LmdbStore::Impl& impl, MDB_txn* txn, size_t wrote, bool all) {
   MDB_cursor* cur;
   int rc = mdb_cursor_open(txn, impl.fresh, &cur);
   if (rc) return LmdbError(rc, "open cursor");
-  MDB_val k = Val(impl.fold_at), v;
-  rc = mdb_cursor_get(cur, &k, &v, impl.fold_at.empty() ? MDB_FIRST : MDB_SET_RANGE);
-  if (rc == MDB_NOTFOUND && !impl.fold_at.empty()) rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+  // From fold_at to the end, then from the start to fold_at.
+  const std::string from = all ? std::string() : impl.fold_at;
+  MDB_val k = Val(from), v;
+  rc = mdb_cursor_get(cur, &k, &v, from.empty() ? MDB_FIRST : MDB_SET_RANGE);
   for (; rc == 0 && moving.size() < slice; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
     moving.emplace_back(View(k), View(v));
   std::string next = rc == 0 ? std::string(View(k)) : std::string();
+  if (rc == MDB_NOTFOUND && !from.empty()) {
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+         rc == 0 && moving.size() < slice && View(k) < from;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+      moving.emplace_back(View(k), View(v));
+    next = rc == 0 && View(k) < from ? std::string(View(k)) : from;
+    if (rc == MDB_NOTFOUND) rc = 0;
+  }
   mdb_cursor_close(cur);
   if (rc && rc != MDB_NOTFOUND) return LmdbError(rc, "fold fresh fields");
   if ((rc = mdb_cursor_open(txn, impl.fields, &cur))) return LmdbError(rc, "open cursor");
@@ -345,6 +354,8 @@ Status FoldFresh(LmdbStore::Impl& impl, MDB_txn* txn, size_t wrote, bool all) {
   }
   mdb_cursor_close(cur);
   if (rc) return impl.Note(rc, "fold fresh fields");
+  // A position only: a transaction that does not commit skips a slice until the next
+  // round, which folds it.
   impl.fold_at = std::move(next);
   return Status::Ok();
 }

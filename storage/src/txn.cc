@@ -246,19 +246,24 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     if (raises_format_ >= to || impl_->format.load(std::memory_order_relaxed) >= to)
       return Status::Ok();
     // Another process may have raised it further since this one read it: never lower it.
-    MDB_val k = Val("format"), v;
     uint32_t stored = 0;
-    int rc = mdb_get(txn_, impl_->meta, &k, &v);
-    if (rc == 0 && v.mv_size == 4) std::memcpy(&stored, v.mv_data, 4);
-    if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "read format version");
+    TANDEM_RETURN_IF_ERROR(StoredFormat(&stored));
     if (stored >= to) {
       raises_format_ = stored;  // what this process knows of it, once this commits
       return Status::Ok();
     }
-    v = MDB_val{4, &to};
-    if ((rc = mdb_put(txn_, impl_->meta, &k, &v, 0)))
+    MDB_val k = Val("format"), v{4, &to};
+    if (int rc = mdb_put(txn_, impl_->meta, &k, &v, 0))
       return impl_->Note(rc, "write format version");
     raises_format_ = to;
+    return Status::Ok();
+  }
+  Status StoredFormat(uint32_t* out) {
+    MDB_val k = Val("format"), v;
+    *out = 0;
+    int rc = mdb_get(txn_, impl_->meta, &k, &v);
+    if (rc == 0 && v.mv_size == 4) std::memcpy(out, v.mv_data, 4);
+    if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "read format version");
     return Status::Ok();
   }
 
@@ -348,11 +353,11 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     MDB_val val = Val(value_);
     if (large) val = MDB_val{value_.size() + large + kValueChecksum, nullptr};
     kv = Val(k);
-    // A write inside the table goes to `fresh`, but for a large value (folding would copy
-    // it again), which leaves none there to hide it.
-    const bool to_fresh = !append && !large;
+    // A write inside the table goes to `fresh` (FreshAllowed), but for a large value
+    // (folding would copy it again), which leaves none there to hide it.
+    bool to_fresh = false;
+    if (!append && !large) TANDEM_RETURN_IF_ERROR(FreshAllowed(&to_fresh));
     if (to_fresh) {
-      TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatFresh));
       ++wrote_fresh_;
     } else if (!append) {
       rc = mdb_del(txn_, impl_->fresh, &kv, nullptr);
@@ -362,7 +367,12 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     MDB_cursor** cur = to_fresh ? &fresh_cur_ : &fields_cur_;
     TANDEM_RETURN_IF_ERROR(OpenCursor(to_fresh ? impl_->fresh : impl_->fields, cur));
     const unsigned flags = (append ? MDB_APPEND : 0) | (large ? MDB_RESERVE : 0);
-    if ((rc = mdb_cursor_put(*cur, &kv, &val, flags))) return impl_->Note(rc, "write field");
+    if ((rc = mdb_cursor_put(*cur, &kv, &val, flags))) {
+      Status st = impl_->Note(rc, "write field");
+      // Its value in `fresh` may be gone already: this transaction must not commit.
+      if (!to_fresh && !append) broken_ = st;
+      return st;
+    }
     if (large) {
       char* p = static_cast<char*>(val.mv_data);
       std::memcpy(p, value_.data(), value_.size());
@@ -394,6 +404,25 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     const engine::LogHull before = *hull_;
     hull_->Checkpoint(last);
     if (!(*hull_ == before)) hull_dirty_ = true;
+    return Status::Ok();
+  }
+  // Whether values may go to `fresh`. Not while a process that may be of an older build
+  // has the replica open, until the format says they may: an older build reads and
+  // writes `fields` alone, and would read a field's past and write over it unseen.
+  // Builds that open the replica after the format is raised refuse it.
+  Status FreshAllowed(bool* out) {
+    *out = raises_format_ >= kFormatFresh ||
+           impl_->format.load(std::memory_order_relaxed) >= kFormatFresh;
+    if (*out || fresh_refused_) return Status::Ok();
+    if (impl_->OthersOpen()) {
+      // Raised by one of them, perhaps: every process open now is of a newer build.
+      uint32_t stored = 0;
+      TANDEM_RETURN_IF_ERROR(StoredFormat(&stored));
+      fresh_refused_ = stored < kFormatFresh;  // asked once per transaction
+      if (fresh_refused_) return Status::Ok();
+    }
+    TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatFresh));
+    *out = true;
     return Status::Ok();
   }
   // The greatest key in `fields` and `fresh`, read once per transaction and kept as
@@ -566,6 +595,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   MDB_cursor* fields_cur_ = nullptr;
   MDB_cursor* fresh_cur_ = nullptr;
   size_t wrote_fresh_ = 0;               // field values this transaction put in `fresh`
+  bool fresh_refused_ = false;           // FreshAllowed found another process
   bool left_stale_ = false;              // a field written again left its earlier log entry stale
   LogRunWriter run_;                     // log entries not yet stored (FlushRun)
   std::optional<uint64_t> log_entries_;  // LmdbReader::LogEntries, kept up to date

@@ -2,11 +2,15 @@
 // later: every read, the change log, a sync and the integrity check see one table, before
 // and after each fold, across a reopen, a deletion and a large value.
 #include <gtest/gtest.h>
+#include <lmdb.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <map>
 #include <set>
 #include <string>
 
+#include "../../../storage/src/lmdb_internal.h"
 #include "../../integration/process.h"
 #include "../../integration/raw_lmdb.h"
 #include "sync_once.h"
@@ -257,6 +261,101 @@ TEST(Fresh, AReplicaFromBeforeGainsTheTable) {
   auto got = (*r)->Get("c", "r1");
   ASSERT_TRUE(got.ok());
   EXPECT_TRUE(engine::SameValue(got->fields.at("x").scalar, Value{int64_t{3}}));
+  EXPECT_TRUE(Check(StoreOf(**r)).ok());
+}
+
+// A repack (after a collection that removed much) folds all of `fresh`, wherever the
+// last fold stopped.
+TEST(Fresh, ARepackFoldsAllOfIt) {
+  testing::TempDir tmp;
+  const std::string a = tmp / "a";
+  Options o;
+  o.fold_floor = 10;
+  o.fold_slice = 4;
+  auto r = CreateReplica(a, o);
+  ASSERT_TRUE(r.ok());
+  Model model;
+  auto put = [&](int i, int64_t v) {
+    ASSERT_TRUE((*r)->Put("c", Id(i), {{"x", Value{v}}}).ok());
+    model[Id(i)]["x"] = v;
+  };
+  for (int i = 0; i < 100; ++i) put(i, i);
+  for (int k = 0; k < 60; ++k) put((k * 37) % 100, 1000 + k);  // folds along the way
+  ASSERT_GT(testing::RawCount(a, "fresh"), 0u);
+  ASSERT_TRUE((*r)->Write([&](engine::Batch& bt) {
+                    for (int i = 0; i < 100; i += 3) {
+                      TANDEM_RETURN_IF_ERROR(bt.Delete("c", Id(i)));
+                      model.erase(Id(i));
+                    }
+                    return Status::Ok();
+                  })
+                  .ok());
+  put(1, 1);  // the newest change is never collected
+  // As if the last fold had stopped in the middle, with entries on both sides.
+  StoreOf(**r).impl()->fold_at = std::string(1, '\0') + Id(50) + std::string("\0\x01", 2);
+  engine::Replica::CollectStats stats;
+  ASSERT_TRUE((*r)->Collect((*r)->Meta()->vv, &stats, 0).ok());
+  ASSERT_TRUE(stats.repacked);
+  EXPECT_EQ(testing::RawCount(a, "fresh"), 0u);
+  ExpectReads(**r, model, "repacked");
+}
+
+// While another process, perhaps of an older build that knows nothing of `fresh`, has
+// the replica open, writes stay in `fields`; once it is gone, they go to `fresh`.
+TEST(Fresh, NoneWhileAnotherProcessHasTheReplicaOpen) {
+  testing::TempDir tmp;
+  const std::string a = tmp / "a";
+  {
+    auto r = CreateReplica(a);
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE((*r)->Put("c", "r1", {{"x", Value{int64_t{1}}}}).ok());
+    ASSERT_TRUE((*r)->Put("c", "r2", {{"x", Value{int64_t{2}}}}).ok());
+  }
+  int up[2], down[2];
+  ASSERT_EQ(pipe(up), 0);
+  ASSERT_EQ(pipe(down), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {  // the other process: LMDB alone, as any build opens the replica
+    close(up[0]);
+    close(down[1]);
+    MDB_env* env = nullptr;
+    MDB_txn* txn = nullptr;
+    int rc = mdb_env_create(&env);
+    if (!rc) rc = mdb_env_set_maxdbs(env, 16);
+    if (!rc) rc = mdb_env_open(env, a.c_str(), MDB_NOTLS, 0644);
+    if (!rc) rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);
+    if (!rc) mdb_txn_abort(txn);
+    const char ok = rc ? 'n' : 'y';
+    if (write(up[1], &ok, 1) != 1) _exit(2);
+    char c;
+    while (read(down[0], &c, 1) > 0) {
+    }
+    mdb_env_close(env);
+    _exit(0);
+  }
+  close(up[1]);
+  close(down[0]);
+  char ok = 0;
+  ASSERT_EQ(read(up[0], &ok, 1), 1);
+  ASSERT_EQ(ok, 'y');
+  auto r = OpenReplica(a);
+  ASSERT_TRUE(r.ok());
+  ASSERT_TRUE((*r)->Put("c", "r1", {{"x", Value{int64_t{3}}}}).ok());
+  EXPECT_EQ(testing::RawCount(a, "fresh"), 0u);
+  EXPECT_NE(testing::RawGet(a, "meta", "format"),
+            std::string(reinterpret_cast<const char*>(&kFormatFresh), 4));
+  close(down[1]);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ASSERT_TRUE((*r)->Put("c", "r1", {{"x", Value{int64_t{4}}}}).ok());
+  EXPECT_EQ(testing::RawCount(a, "fresh"), 1u);
+  EXPECT_EQ(testing::RawGet(a, "meta", "format"),
+            std::string(reinterpret_cast<const char*>(&kFormatFresh), 4));
+  auto got = (*r)->Get("c", "r1");
+  ASSERT_TRUE(got.ok());
+  EXPECT_TRUE(engine::SameValue(got->fields.at("x").scalar, Value{int64_t{4}}));
   EXPECT_TRUE(Check(StoreOf(**r)).ok());
 }
 
