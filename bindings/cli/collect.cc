@@ -67,6 +67,7 @@ int RunGc(const std::string& dir, int horizon_days, bool as_json) {
                          {"bytes", s.bytes},
                          {"examined", s.examined},
                          {"kept_newest", s.kept_newest},
+                         {"damaged", s.damaged},
                          {"transactions", s.transactions},
                          {"data_bytes", data_bytes},
                          {"blobs_collected", s.blobs_collected},
@@ -80,6 +81,10 @@ int RunGc(const std::string& dir, int horizon_days, bool as_json) {
         std::to_string(s.bytes) + " bytes) of " + std::to_string(s.examined) + " examined, in " +
         std::to_string(s.transactions) + " transactions");
   if (s.kept_newest) Print("kept the newest change for the next run");
+  if (s.damaged)
+    Print("passed over " + std::to_string(s.damaged) +
+          " field values damaged on disk, and collected no blob (`tandem check` names the "
+          "damage)");
   if (s.blobs_collected || s.blobs_released || s.chunks_freed)
     Print("collected " + std::to_string(s.blobs_collected) + " blobs (" +
           std::to_string(s.blob_bytes) + " bytes, " + std::to_string(s.chunks_freed) +

@@ -40,8 +40,9 @@ Status Replica::Sweep(const CollectionFilter& scope, size_t max_fields, const Sw
         }
         bool whole = true;
         Status bad;
-        TANDEM_RETURN_IF_ERROR(
-            txn->ScanRecords(*c, next.after, [&](const std::string& id, RecordState& r) {
+        TANDEM_RETURN_IF_ERROR(txn->ScanRecords(
+            *c, next.after,
+            [&](const std::string& id, RecordState& r) {
               for (const auto& [name, state] : r.fields) {
                 ++examined;
                 bad = fns.visit(FieldKey{*c, id, name}, state);
@@ -51,7 +52,8 @@ Status Replica::Sweep(const CollectionFilter& scope, size_t max_fields, const Sw
               if (examined < max_fields) return true;
               whole = false;
               return false;
-            }));
+            },
+            fns.damaged ? &fns.damaged : nullptr));
         TANDEM_RETURN_IF_ERROR(bad);
         if (!whole) break;
         next.after.clear();
@@ -140,8 +142,11 @@ Status Replica::Collect(const VersionVector& absorbed, CollectStats* stats, size
     stats->collected += step.collected;
     stats->bytes += step.bytes;
     stats->kept_newest += step.kept_newest;
+    stats->damaged += step.damaged;
     ++stats->transactions;
   };
+  // Damage on disk stops only what reads that field: the rest is collected.
+  fns.damaged = [&](const FieldKey&, const Status&) { ++step.damaged; };
   TANDEM_RETURN_IF_ERROR(Sweep(CollectionFilter{}, max_fields, fns).With("collect"));
   // What is left lies sparse in its pages when much went: rewrite it densely.
   if (stats->collected && stats->collected * 4 >= stats->examined) {
@@ -152,7 +157,7 @@ Status Replica::Collect(const VersionVector& absorbed, CollectStats* stats, size
                            }).With("repack"));
     stats->repacked = true;
   }
-  if (blobs)
+  if (blobs && !stats->damaged)
     TANDEM_RETURN_IF_ERROR(
         CollectBlobs(absorbed, referenced, started, stats).With("collect blobs"));
   return Status::Ok();
@@ -187,6 +192,8 @@ Result<uint64_t> Replica::Rebase(const VersionVector& collected,
     return Status::Ok();
   };
   fns.committed = [&] { changed += rewrite.size(); };
+  // A field damaged here is withheld from peers and holds theirs aside: left as it is.
+  fns.damaged = [](const FieldKey&, const Status&) {};
   TANDEM_RETURN_IF_ERROR(Sweep(scope, max_fields, fns).With("rebase"));
   if (changed) Committed();
   return changed;

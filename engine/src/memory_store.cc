@@ -60,7 +60,9 @@ class MemoryReader {
     }
     return Status::Ok();
   }
-  Status ScanRecords(std::string_view c, std::string_view after, const ReadTxn::RecordFn& fn) {
+  // Nothing is damaged here: `damaged` is never called.
+  Status ScanRecords(std::string_view c, std::string_view after, const ReadTxn::RecordFn& fn,
+                     const ReadTxn::DamagedFn* = nullptr) {
     std::string prefix = std::string(c) + '\0';
     // The first key after every field of `after`: after \0 \xff... sorts past them.
     std::string start = prefix + std::string(after) + (after.empty() ? "" : std::string("\x01"));

@@ -607,7 +607,8 @@ class LmdbReader {
   }
 
   Status ScanRecords(std::string_view c, std::string_view after,
-                     const engine::ReadTxn::RecordFn& fn) {
+                     const engine::ReadTxn::RecordFn& fn,
+                     const engine::ReadTxn::DamagedFn* damaged = nullptr) {
     auto coll = impl_->names.Find(c);
     if (!coll) return Status::Ok();
     std::string prefix = impl_->CollectionPrefix(*coll);
@@ -628,9 +629,15 @@ class LmdbReader {
             }
             state.fields.clear();
           }
-          current = std::move(k.record);
           FieldState s;
-          TANDEM_RETURN_IF_ERROR(DecodeField(key, v, &s));
+          Status st = DecodeField(key, v, &s);
+          if (damaged && st.code() == Code::kCorrupt) {
+            (*damaged)(k, st.With(k.collection + "/" + k.record + "." + k.field));
+            current = std::move(k.record);
+            return Status::Ok();
+          }
+          TANDEM_RETURN_IF_ERROR(st);
+          current = std::move(k.record);
           state.fields.emplace(std::move(k.field), std::move(s));
           return Status::Ok();
         }));

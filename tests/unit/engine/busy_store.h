@@ -25,8 +25,10 @@ class PassReads : public Base {
   TANDEM_PASS(GetField, (const FieldKey& k, std::optional<FieldState>* o), (k, o))
   TANDEM_PASS(GetRecord, (std::string_view c, std::string_view r, RecordState* o, uint64_t* l),
               (c, r, o, l))
-  TANDEM_PASS(ScanRecords, (std::string_view c, std::string_view a, const ReadTxn::RecordFn& f),
-              (c, a, f))
+  TANDEM_PASS(ScanRecords,
+              (std::string_view c, std::string_view a, const ReadTxn::RecordFn& f,
+               const ReadTxn::DamagedFn* d),
+              (c, a, f, d))
   TANDEM_PASS(ListCollections, (std::vector<std::string> * o), (o))
   TANDEM_PASS(ScanLog, (uint64_t s, const ReadTxn::LogFn& f), (s, f))
   TANDEM_PASS(ScanLogDeltas, (uint64_t s, uint64_t l, const ReadTxn::LogDeltaFn& f), (s, l, f))

@@ -226,5 +226,38 @@ TEST(Damage, StatesKeptAsideForADamagedFieldCapTheWatermarkAndTheMergeGoesOn) {
   EXPECT_EQ((*a)->Get("c", "r").status().code(), Code::kCorrupt) << "left as it is";
 }
 
+// A damaged value stops neither collection nor a rebase: both pass it over, collection
+// counts it and then collects no blob (what the damaged state references is unknown).
+TEST(Damage, CollectionAndRebasePassADamagedValueOver) {
+  testing::TempDir tmp;
+  const std::string dir = tmp / "a";
+  std::string v = MakeReplicaWithAString(dir);
+  v[v.find('x') + 50] = 'y';
+  {
+    auto a = OpenReplica(dir);
+    ASSERT_TRUE(a.ok());
+    for (int i = 0; i < 20; ++i)
+      ASSERT_TRUE((*a)->Put("c", "o" + std::to_string(i), {{"n", Value{int64_t{i}}}}).ok());
+    for (int i = 0; i < 10; ++i) ASSERT_TRUE((*a)->Delete("c", "o" + std::to_string(i)).ok());
+    ASSERT_TRUE((*a)->Put("c", "z", {{"n", Value{int64_t{1}}}}).ok());  // the newest, kept
+  }
+  testing::RawPut(dir, testing::RawFieldTable(dir, kKey), kKey, v);
+  auto a = OpenReplica(dir);
+  ASSERT_TRUE(a.ok());
+  engine::Replica::CollectStats stats;
+  const Status st = (*a)->Collect((*a)->Meta()->vv, &stats, 4);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(stats.damaged, 1u);
+  EXPECT_EQ(stats.collected, 10u);
+  EXPECT_EQ((*a)->Get("c", "o3").status().code(), Code::kNotFound);
+  EXPECT_TRUE((*a)->Get("c", "o13").ok());
+  EXPECT_EQ((*a)->Get("c", "r").status().code(), Code::kCorrupt) << "left as it is";
+  engine::VersionVector collected;
+  collected.Raise((*a)->Meta()->id, 1);
+  auto rebased = (*a)->Rebase(collected, {}, engine::CollectionFilter{}, nullptr, 4);
+  ASSERT_TRUE(rebased.ok()) << rebased.status().ToString();
+  EXPECT_EQ((*a)->Get("c", "r").status().code(), Code::kCorrupt);
+}
+
 }  // namespace
 }  // namespace tandem::storage

@@ -297,6 +297,9 @@ class Replica {
     uint64_t collected = 0;    // removed
     uint64_t bytes = 0;        // their keys and encoded states
     uint64_t kept_newest = 0;  // collectable but the newest log entry (kept for now)
+    // Field values damaged on disk, passed over (`tandem check` names them). While there
+    // are any, no blob is collected: what they reference is unknown.
+    uint64_t damaged = 0;
     uint64_t transactions = 0;
     bool repacked = false;  // it removed a quarter or more: the tables were rewritten densely
     // Blobs: removed (no field references them, and every member holds what replaced the
@@ -440,12 +443,14 @@ class Replica {
   // Visits every field state (of the collections `scope` allows) in write transactions
   // of about `max_fields` each: begin at the start of each (it may run again: kBusy),
   // visit for each field (no writes: the scan is open), end before the commit, committed
-  // after it.
+  // after it. A field damaged on disk is passed to `damaged` and not visited (with no
+  // `damaged`, it ends the sweep with its error).
   struct SweepFns {
     std::function<Status(WriteTxn&)> begin;
     std::function<Status(const FieldKey&, const FieldState&)> visit;
     std::function<Status(WriteTxn&)> end;
     std::function<void()> committed;
+    ReadTxn::DamagedFn damaged;
   };
   Status Sweep(const CollectionFilter& scope, size_t max_fields, const SweepFns& fns);
   // The blob half of Collect: releases unreferenced blobs, removes released ones that

@@ -138,9 +138,12 @@ class ReadTxn {
                            uint64_t* latest) = 0;
   // Records of a collection whose id sorts after `after` (bytewise), in id order, until
   // fn returns false. The RecordState is the callee's to move from.
+  // With `damaged`, a field damaged on disk (kCorrupt) is passed to it and left out of
+  // its record, instead of ending the scan with that error.
   using RecordFn = std::function<bool(const std::string& id, RecordState& state)>;
+  using DamagedFn = std::function<void(const FieldKey& key, const Status& why)>;
   virtual Status ScanRecords(std::string_view collection, std::string_view after,
-                             const RecordFn& fn) = 0;
+                             const RecordFn& fn, const DamagedFn* damaged = nullptr) = 0;
   // Every collection that has at least one field state, sorted.
   virtual Status ListCollections(std::vector<std::string>* out) = 0;
   // Change-log entries after `since`, ascending, until fn returns false. Each field
@@ -274,9 +277,9 @@ class ReadsThrough : public Base {
                    uint64_t* latest) override {
     return reader_.GetRecord(c, r, out, latest);
   }
-  Status ScanRecords(std::string_view c, std::string_view after,
-                     const ReadTxn::RecordFn& fn) override {
-    return reader_.ScanRecords(c, after, fn);
+  Status ScanRecords(std::string_view c, std::string_view after, const ReadTxn::RecordFn& fn,
+                     const ReadTxn::DamagedFn* damaged = nullptr) override {
+    return reader_.ScanRecords(c, after, fn, damaged);
   }
   Status ListCollections(std::vector<std::string>* out) override {
     return reader_.ListCollections(out);
