@@ -40,7 +40,7 @@ Status Check(LmdbStore& store, CheckReport* report) {
   std::string last_record;
   // The fields as readers see them: a value in `fields` under one in `fresh` is the
   // field's past, and goes at the next fold.
-  std::optional<FieldsCursor> cur(std::in_place, *impl, raw);
+  std::optional<FieldsCursor> cur(std::in_place, raw, impl->fresh, impl->fields);
   for (rc = cur->First(); rc == 0 && st.ok(); rc = cur->Next()) {
     std::string key(View(cur->key()));
     const MDB_val& v = cur->value();

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "field_value.h"
+#include "fields_cursor.h"
 #include "log_run.h"
 #include "tandem/engine/codec.h"
 #include "tandem/engine/replica.h"
@@ -350,73 +351,10 @@ struct LmdbStore::Impl {
 };
 
 // Read operations shared by read and write transactions.
-// A field's stored value as readers see it: its entry in `fresh`, else in `fields`.
-// Returns 0, MDB_NOTFOUND or an LMDB error, as mdb_get.
+// FieldValue (fields_cursor.h) in the replica's two tables.
 inline int FieldValue(const LmdbStore::Impl& impl, MDB_txn* txn, MDB_val key, MDB_val* value) {
-  MDB_val k = key;
-  const int rc = mdb_get(txn, impl.fresh, &k, value);
-  return rc == MDB_NOTFOUND ? mdb_get(txn, impl.fields, &key, value) : rc;
+  return FieldValue(txn, impl.fresh, impl.fields, key, value);
 }
-
-// The fields in key order as readers see them: `fresh` over `fields`, a key in both
-// read from `fresh`. Seek, First and Next return 0 (key() and value() are then the
-// entry's), MDB_NOTFOUND past the end, or an LMDB error.
-class FieldsCursor {
- public:
-  FieldsCursor(const LmdbStore::Impl& impl, MDB_txn* txn) {
-    rc_ = mdb_cursor_open(txn, impl.fresh, &fresh_);
-    if (!rc_) rc_ = mdb_cursor_open(txn, impl.fields, &fields_);
-  }
-  ~FieldsCursor() {
-    if (fresh_) mdb_cursor_close(fresh_);
-    if (fields_) mdb_cursor_close(fields_);
-  }
-  FieldsCursor(const FieldsCursor&) = delete;
-  FieldsCursor& operator=(const FieldsCursor&) = delete;
-
-  // The first entry at or after `start`.
-  int Seek(std::string_view start) {
-    if (rc_) return rc_;
-    fresh_key_ = fields_key_ = Val(start);
-    return Settle(mdb_cursor_get(fresh_, &fresh_key_, &fresh_value_, MDB_SET_RANGE),
-                  mdb_cursor_get(fields_, &fields_key_, &fields_value_, MDB_SET_RANGE));
-  }
-  int First() {
-    if (rc_) return rc_;
-    return Settle(mdb_cursor_get(fresh_, &fresh_key_, &fresh_value_, MDB_FIRST),
-                  mdb_cursor_get(fields_, &fields_key_, &fields_value_, MDB_FIRST));
-  }
-  int Next() {
-    if (rc_) return rc_;
-    return Settle(
-        on_fresh_ ? mdb_cursor_get(fresh_, &fresh_key_, &fresh_value_, MDB_NEXT) : fresh_rc_,
-        on_fields_ ? mdb_cursor_get(fields_, &fields_key_, &fields_value_, MDB_NEXT) : fields_rc_);
-  }
-  const MDB_val& key() const { return on_fresh_ ? fresh_key_ : fields_key_; }
-  const MDB_val& value() const { return on_fresh_ ? fresh_value_ : fields_value_; }
-
- private:
-  // The lesser of the two cursors' entries is the current one (both move on from a key
-  // they share).
-  int Settle(int fresh_rc, int fields_rc) {
-    fresh_rc_ = fresh_rc;
-    fields_rc_ = fields_rc;
-    on_fresh_ = on_fields_ = false;
-    if (fresh_rc && fresh_rc != MDB_NOTFOUND) return fresh_rc;
-    if (fields_rc && fields_rc != MDB_NOTFOUND) return fields_rc;
-    if (fresh_rc && fields_rc) return MDB_NOTFOUND;
-    if (fresh_rc) return on_fields_ = true, 0;
-    if (fields_rc) return on_fresh_ = true, 0;
-    const int c = View(fresh_key_).compare(View(fields_key_));
-    on_fresh_ = c <= 0;
-    on_fields_ = c >= 0;
-    return 0;
-  }
-  MDB_cursor *fresh_ = nullptr, *fields_ = nullptr;
-  int rc_ = 0, fresh_rc_ = MDB_NOTFOUND, fields_rc_ = MDB_NOTFOUND;
-  MDB_val fresh_key_{}, fresh_value_{}, fields_key_{}, fields_value_{};
-  bool on_fresh_ = false, on_fields_ = false;
-};
 
 class LmdbReader {
  public:
@@ -569,7 +507,7 @@ class LmdbReader {
   // Calls fn(key, value) for keys >= start with the prefix, until fn returns false.
   template <typename Fn>
   Status ScanPrefix(const std::string& prefix, const std::string& start, Fn fn) {
-    FieldsCursor cur(*impl_, txn_);
+    FieldsCursor cur(txn_, impl_->fresh, impl_->fields);
     Status st;
     int rc;
     for (rc = cur.Seek(start); rc == 0; rc = cur.Next()) {
@@ -647,7 +585,7 @@ class LmdbReader {
 
   Status ListCollections(std::vector<std::string>* out) {
     out->clear();
-    FieldsCursor cur(*impl_, txn_);
+    FieldsCursor cur(txn_, impl_->fresh, impl_->fields);
     // Names are few: probe each one as a collection prefix.
     const uint64_t n = impl_->names.size();
     for (uint64_t i = 0; i < n; ++i) {
