@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <map>
 #include <set>
 #include <string>
@@ -30,6 +31,22 @@ std::string Id(int i) {
 }
 
 LmdbStore& StoreOf(engine::Replica& r) { return *dynamic_cast<LmdbStore*>(&r.store()); }
+
+// The format version stored in `dir` (0 if unreadable).
+uint32_t FormatOf(const std::string& dir) {
+  const std::string v = testing::RawGet(dir, "meta", "format");
+  uint32_t f = 0;
+  if (v.size() == 4) std::memcpy(&f, v.data(), 4);
+  return f;
+}
+
+// A replica in `dir` holding c/r1.x = 1 and c/r2.x = 2, each appended to `fields`.
+void MakeTwoRecords(const std::string& dir) {
+  auto r = CreateReplica(dir);
+  ASSERT_TRUE(r.ok());
+  ASSERT_TRUE((*r)->Put("c", "r1", {{"x", Value{int64_t{1}}}}).ok());
+  ASSERT_TRUE((*r)->Put("c", "r2", {{"x", Value{int64_t{2}}}}).ok());
+}
 
 // Every read of the replica shows the model: each record by Get, the collection by Scan,
 // the change feed's records, and the integrity check passes.
@@ -87,8 +104,7 @@ TEST(Fresh, WritesInsideTheTableReadTheSameBeforeAndAfterTheyAreFolded) {
                   })
                   .ok());
   EXPECT_EQ(testing::RawCount(a, "fresh"), 0u);
-  EXPECT_NE(testing::RawGet(a, "meta", "format"),
-            std::string(reinterpret_cast<const char*>(&kFormatFresh), 4));
+  EXPECT_NE(FormatOf(a), kFormatFresh);
   ExpectReads(**ra, model, "loaded");
 
   // Rounds of writes scattered inside the table: a few records' fields, a new field on
@@ -123,8 +139,7 @@ TEST(Fresh, WritesInsideTheTableReadTheSameBeforeAndAfterTheyAreFolded) {
     most = std::max(most, now);
     ExpectReads(**ra, model, "round " + std::to_string(round));
   }
-  EXPECT_EQ(testing::RawGet(a, "meta", "format"),
-            std::string(reinterpret_cast<const char*>(&kFormatFresh), 4));
+  EXPECT_EQ(FormatOf(a), kFormatFresh);
   EXPECT_GT(folds, 0u) << "folded";
   EXPECT_GT(most, 20u) << "filled";
   // Bounded: the floor, a sixteenth of the fields (at most 600), one transaction's writes.
@@ -236,12 +251,7 @@ TEST(Fresh, WritesInsideTheTableReadTheSameBeforeAndAfterTheyAreFolded) {
 TEST(Fresh, AReplicaFromBeforeGainsTheTable) {
   testing::TempDir tmp;
   const std::string a = tmp / "a";
-  {
-    auto r = CreateReplica(a);
-    ASSERT_TRUE(r.ok());
-    ASSERT_TRUE((*r)->Put("c", "r1", {{"x", Value{int64_t{1}}}}).ok());
-    ASSERT_TRUE((*r)->Put("c", "r2", {{"x", Value{int64_t{2}}}}).ok());
-  }
+  MakeTwoRecords(a);
   {
     testing::RawWriter w(a);
     const MDB_dbi fresh = w.Open("fresh");
@@ -256,8 +266,7 @@ TEST(Fresh, AReplicaFromBeforeGainsTheTable) {
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   ASSERT_TRUE((*r)->Put("c", "r1", {{"x", Value{int64_t{3}}}}).ok());
   EXPECT_EQ(testing::RawCount(a, "fresh"), 1u);
-  EXPECT_EQ(testing::RawGet(a, "meta", "format"),
-            std::string(reinterpret_cast<const char*>(&kFormatFresh), 4));
+  EXPECT_EQ(FormatOf(a), kFormatFresh);
   auto got = (*r)->Get("c", "r1");
   ASSERT_TRUE(got.ok());
   EXPECT_TRUE(engine::SameValue(got->fields.at("x").scalar, Value{int64_t{3}}));
@@ -305,12 +314,7 @@ TEST(Fresh, ARepackFoldsAllOfIt) {
 TEST(Fresh, NoneWhileAnotherProcessHasTheReplicaOpen) {
   testing::TempDir tmp;
   const std::string a = tmp / "a";
-  {
-    auto r = CreateReplica(a);
-    ASSERT_TRUE(r.ok());
-    ASSERT_TRUE((*r)->Put("c", "r1", {{"x", Value{int64_t{1}}}}).ok());
-    ASSERT_TRUE((*r)->Put("c", "r2", {{"x", Value{int64_t{2}}}}).ok());
-  }
+  MakeTwoRecords(a);
   int up[2], down[2];
   ASSERT_EQ(pipe(up), 0);
   ASSERT_EQ(pipe(down), 0);
@@ -343,16 +347,14 @@ TEST(Fresh, NoneWhileAnotherProcessHasTheReplicaOpen) {
   ASSERT_TRUE(r.ok());
   ASSERT_TRUE((*r)->Put("c", "r1", {{"x", Value{int64_t{3}}}}).ok());
   EXPECT_EQ(testing::RawCount(a, "fresh"), 0u);
-  EXPECT_NE(testing::RawGet(a, "meta", "format"),
-            std::string(reinterpret_cast<const char*>(&kFormatFresh), 4));
+  EXPECT_NE(FormatOf(a), kFormatFresh);
   close(down[1]);
   int status = 0;
   ASSERT_EQ(waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   ASSERT_TRUE((*r)->Put("c", "r1", {{"x", Value{int64_t{4}}}}).ok());
   EXPECT_EQ(testing::RawCount(a, "fresh"), 1u);
-  EXPECT_EQ(testing::RawGet(a, "meta", "format"),
-            std::string(reinterpret_cast<const char*>(&kFormatFresh), 4));
+  EXPECT_EQ(FormatOf(a), kFormatFresh);
   auto got = (*r)->Get("c", "r1");
   ASSERT_TRUE(got.ok());
   EXPECT_TRUE(engine::SameValue(got->fields.at("x").scalar, Value{int64_t{4}}));
