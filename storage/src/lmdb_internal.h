@@ -288,7 +288,7 @@ struct LmdbStore::Impl {
   size_t map_bytes = 0;
 
   // lock.mdb, open until the environment is closed: closing any descriptor of it would
-  // drop the process's fcntl locks on it, LMDB's among them (OthersOpen).
+  // drop the process's fcntl locks on it, LMDB's among them (HoldAlone).
   int lock_fd = -1;
 
   ~Impl() {
@@ -296,17 +296,24 @@ struct LmdbStore::Impl {
     if (lock_fd >= 0) ::close(lock_fd);
   }
 
-  // Whether another process has the environment open: LMDB holds a shared fcntl lock on
-  // the first byte of lock.mdb in every process that has it open, and F_GETLK sees the
-  // locks of other processes only. True if it cannot tell.
-  bool OthersOpen() const {
+  // LMDB holds a shared fcntl lock on the first byte of lock.mdb in every process that
+  // has the environment open, taken before it reads anything (mdb_env_open). HoldAlone
+  // makes this process's lock exclusive if no other process holds one, so that none can
+  // open the environment (they wait) until ShareAgain makes it shared again; false if
+  // another process has it open, or if it cannot tell. Record locks belong to the
+  // process and the file: this converts LMDB's own lock, and never releases it.
+  bool HoldAlone() const { return LockFirstByte(F_WRLCK); }
+  void ShareAgain() const {
+    if (!LockFirstByte(F_RDLCK))  // a downgrade conflicts with nothing: only EINTR
+      LockFirstByte(F_RDLCK);
+  }
+  bool LockFirstByte(short type) const {
     struct flock l {};
-    l.l_type = F_WRLCK;
+    l.l_type = type;
     l.l_whence = SEEK_SET;
     l.l_start = 0;
     l.l_len = 1;
-    if (lock_fd < 0 || ::fcntl(lock_fd, F_GETLK, &l) != 0) return true;
-    return l.l_type != F_UNLCK;
+    return lock_fd >= 0 && ::fcntl(lock_fd, F_SETLK, &l) == 0;
   }
 
   // Grows the map if a transaction filled it. Called with no transaction of ours open.

@@ -156,7 +156,7 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
     if (err)
       ::close(fd);
     else
-      impl->lock_fd = fd;  // kept (Impl::OthersOpen)
+      impl->lock_fd = fd;  // kept (Impl::HoldAlone)
     if (err) {
       if (!had_lock) ::unlink(lock.c_str());
       if (Status full = DiskError(err, "open " + dir, dir); !full.ok()) return full;

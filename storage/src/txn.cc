@@ -49,6 +49,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
       impl_->table.t.EndWriter(false);
       impl_->names.EndWriter(false);
     }
+    if (held_alone_) impl_->ShareAgain();
   }
   // Remembers the field's change-log seq, so the PutField that usually follows needs no
   // second lookup.
@@ -176,11 +177,12 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     if (seq == newest) return Status::Ok();
     TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatCollected));
     TANDEM_RETURN_IF_ERROR(LoadLogEntries());
-    // From both tables (a value under `fresh`'s would come back at the next fold).
+    // From both tables (a value under `fresh`'s would come back at the next fold): one
+    // deletion without the other must not commit.
     for (MDB_dbi dbi : {impl_->fresh, impl_->fields}) {
       kv = Val(*k);
       rc = mdb_del(txn_, dbi, &kv, nullptr);
-      if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "delete field");
+      if (rc && rc != MDB_NOTFOUND) return broken_ = impl_->Note(rc, "delete field");
     }
     // Its log entry, which may be in a run, is left stale for CompactLog.
     left_stale_ = true;
@@ -409,16 +411,19 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   // Whether values may go to `fresh`. Not while a process that may be of an older build
   // has the replica open, until the format says they may: an older build reads and
   // writes `fields` alone, and would read a field's past and write over it unseen.
-  // Builds that open the replica after the format is raised refuse it.
+  // Builds that open the replica after the format is raised refuse it; the transaction
+  // that raises it keeps every other process from opening the replica until it ends
+  // (Impl::HoldAlone), so that none reads the format before it.
   Status FreshAllowed(bool* out) {
     *out = raises_format_ >= kFormatFresh ||
            impl_->format.load(std::memory_order_relaxed) >= kFormatFresh;
     if (*out || fresh_refused_) return Status::Ok();
-    if (impl_->OthersOpen()) {
-      // Raised by one of them, perhaps: every process open now is of a newer build.
-      uint32_t stored = 0;
-      TANDEM_RETURN_IF_ERROR(StoredFormat(&stored));
-      fresh_refused_ = stored < kFormatFresh;  // asked once per transaction
+    uint32_t stored = 0;
+    TANDEM_RETURN_IF_ERROR(StoredFormat(&stored));
+    if (stored < kFormatFresh) {
+      // Raised already (by another process of a newer build) needs no hold.
+      held_alone_ = impl_->HoldAlone();
+      fresh_refused_ = !held_alone_;  // asked once per transaction
       if (fresh_refused_) return Status::Ok();
     }
     TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatFresh));
@@ -574,6 +579,11 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
       return impl_->Note(rc, "name table");
     const auto t0 = std::chrono::steady_clock::now();
     int rc = mdb_txn_commit(txn_);
+    // The format is out: processes waiting to open the replica may go on and read it.
+    if (held_alone_) {
+      impl_->ShareAgain();
+      held_alone_ = false;
+    }
     if (rc == 0)
       impl_->commits.Observe(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -596,6 +606,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   MDB_cursor* fresh_cur_ = nullptr;
   size_t wrote_fresh_ = 0;               // field values this transaction put in `fresh`
   bool fresh_refused_ = false;           // FreshAllowed found another process
+  bool held_alone_ = false;              // FreshAllowed holds the environment (HoldAlone)
   bool left_stale_ = false;              // a field written again left its earlier log entry stale
   LogRunWriter run_;                     // log entries not yet stored (FlushRun)
   std::optional<uint64_t> log_entries_;  // LmdbReader::LogEntries, kept up to date

@@ -6,10 +6,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <set>
+#include <shared_mutex>
 #include <string>
+#include <thread>
 
 #include "../../../storage/src/lmdb_internal.h"
 #include "../../integration/process.h"
@@ -32,12 +35,43 @@ std::string Id(int i) {
 
 LmdbStore& StoreOf(engine::Replica& r) { return *dynamic_cast<LmdbStore*>(&r.store()); }
 
-// The format version stored in `dir` (0 if unreadable).
-uint32_t FormatOf(const std::string& dir) {
-  const std::string v = testing::RawGet(dir, "meta", "format");
+// A replica's stored bytes, read through its own environment: a second environment on
+// the same files in this process would break LMDB's locks (closing it drops them all).
+// The value of `key` in `table` ("fresh", "fields" or "meta"), empty if none; *entries
+// (if not null) gets how many the table holds.
+std::string Stored(engine::Replica& r, const std::string& table, const std::string& key,
+                   size_t* entries = nullptr) {
+  auto* impl = StoreOf(r).impl();
+  std::shared_lock lock(impl->resize_mu);
+  const MDB_dbi dbi = table == "fresh"    ? impl->fresh
+                      : table == "fields" ? impl->fields
+                                          : impl->meta;
+  MDB_txn* txn = nullptr;
+  EXPECT_EQ(mdb_txn_begin(impl->env, nullptr, MDB_RDONLY, &txn), 0);
+  MDB_val k{key.size(), const_cast<char*>(key.data())}, v;
+  std::string out;
+  if (!key.empty() && mdb_get(txn, dbi, &k, &v) == 0)
+    out.assign(static_cast<const char*>(v.mv_data), v.mv_size);
+  MDB_stat st{};
+  EXPECT_EQ(mdb_stat(txn, dbi, &st), 0);
+  if (entries) *entries = st.ms_entries;
+  mdb_txn_abort(txn);
+  return out;
+}
+size_t FreshCount(engine::Replica& r) {
+  size_t n = 0;
+  Stored(r, "fresh", "", &n);
+  return n;
+}
+uint32_t FormatOf(engine::Replica& r) {
+  const std::string v = Stored(r, "meta", "format");
   uint32_t f = 0;
   if (v.size() == 4) std::memcpy(&f, v.data(), 4);
   return f;
+}
+// The table that holds the field stored under `key`.
+std::string TableOf(engine::Replica& r, const std::string& key) {
+  return Stored(r, "fresh", key).empty() ? "fields" : "fresh";
 }
 
 // A replica in `dir` holding c/r1.x = 1 and c/r2.x = 2, each appended to `fields`.
@@ -103,8 +137,8 @@ TEST(Fresh, WritesInsideTheTableReadTheSameBeforeAndAfterTheyAreFolded) {
                     return Status::Ok();
                   })
                   .ok());
-  EXPECT_EQ(testing::RawCount(a, "fresh"), 0u);
-  EXPECT_NE(FormatOf(a), kFormatFresh);
+  EXPECT_EQ(FreshCount(**ra), 0u);
+  EXPECT_NE(FormatOf(**ra), kFormatFresh);
   ExpectReads(**ra, model, "loaded");
 
   // Rounds of writes scattered inside the table: a few records' fields, a new field on
@@ -133,13 +167,13 @@ TEST(Fresh, WritesInsideTheTableReadTheSameBeforeAndAfterTheyAreFolded) {
       ASSERT_TRUE((*ra)->Delete("c", gone).ok());
       model.erase(gone);
     }
-    const size_t now = testing::RawCount(a, "fresh");
+    const size_t now = FreshCount(**ra);
     if (now < before) ++folds;
     before = now;
     most = std::max(most, now);
     ExpectReads(**ra, model, "round " + std::to_string(round));
   }
-  EXPECT_EQ(FormatOf(a), kFormatFresh);
+  EXPECT_EQ(FormatOf(**ra), kFormatFresh);
   EXPECT_GT(folds, 0u) << "folded";
   EXPECT_GT(most, 20u) << "filled";
   // Bounded: the floor, a sixteenth of the fields (at most 600), one transaction's writes.
@@ -151,10 +185,10 @@ TEST(Fresh, WritesInsideTheTableReadTheSameBeforeAndAfterTheyAreFolded) {
   const std::string key("\0r037\0\x01", 7);
   x_written.insert(Id(37));
   ASSERT_TRUE((*ra)->Put("c", Id(37), {{"x", Value{int64_t{0}}}}).ok());
-  EXPECT_STREQ(testing::RawFieldTable(a, key), "fresh");
+  EXPECT_EQ(TableOf(**ra, key), "fresh");
   const std::string big(600 << 10, 'q');
   ASSERT_TRUE((*ra)->Put("c", Id(37), {{"x", Value{big}}}).ok());
-  EXPECT_STREQ(testing::RawFieldTable(a, key), "fields");
+  EXPECT_EQ(TableOf(**ra, key), "fields");
   {
     auto got = (*ra)->Get("c", Id(37));
     ASSERT_TRUE(got.ok());
@@ -199,7 +233,7 @@ TEST(Fresh, WritesInsideTheTableReadTheSameBeforeAndAfterTheyAreFolded) {
   ASSERT_TRUE((*ra)->Collect((*ra)->Meta()->vv, &stats, 0).ok());
   EXPECT_GT(stats.collected, 0u);
   if (stats.repacked) {
-    EXPECT_EQ(testing::RawCount(a, "fresh"), 0u);
+    EXPECT_EQ(FreshCount(**ra), 0u);
   }
   ExpectReads(**ra, model, "collected once");
   // One more deleted, with no fold: its states in `fresh` over its live ones in `fields`
@@ -218,13 +252,13 @@ TEST(Fresh, WritesInsideTheTableReadTheSameBeforeAndAfterTheyAreFolded) {
     ASSERT_TRUE((*ra)->Delete("c", Id(i)).ok());
     model.erase(Id(i));
   }
-  ASSERT_STREQ(testing::RawFieldTable(a, victim_x), "fresh");
-  ASSERT_FALSE(testing::RawGet(a, "fields", victim_x).empty());
+  ASSERT_EQ(TableOf(**ra, victim_x), "fresh");
+  ASSERT_FALSE(Stored(**ra, "fields", victim_x).empty());
   stats = {};
   ASSERT_TRUE((*ra)->Collect((*ra)->Meta()->vv, &stats, 0).ok());
   EXPECT_GT(stats.collected, 0u);
-  EXPECT_TRUE(testing::RawGet(a, "fresh", victim_x).empty());
-  EXPECT_TRUE(testing::RawGet(a, "fields", victim_x).empty());
+  EXPECT_TRUE(Stored(**ra, "fresh", victim_x).empty());
+  EXPECT_TRUE(Stored(**ra, "fields", victim_x).empty());
   ExpectReads(**ra, model, "collected twice");
   ra->reset();
   ra = OpenReplica(a, o);
@@ -265,8 +299,8 @@ TEST(Fresh, AReplicaFromBeforeGainsTheTable) {
   auto r = OpenReplica(a);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   ASSERT_TRUE((*r)->Put("c", "r1", {{"x", Value{int64_t{3}}}}).ok());
-  EXPECT_EQ(testing::RawCount(a, "fresh"), 1u);
-  EXPECT_EQ(FormatOf(a), kFormatFresh);
+  EXPECT_EQ(FreshCount(**r), 1u);
+  EXPECT_EQ(FormatOf(**r), kFormatFresh);
   auto got = (*r)->Get("c", "r1");
   ASSERT_TRUE(got.ok());
   EXPECT_TRUE(engine::SameValue(got->fields.at("x").scalar, Value{int64_t{3}}));
@@ -290,7 +324,7 @@ TEST(Fresh, ARepackFoldsAllOfIt) {
   };
   for (int i = 0; i < 100; ++i) put(i, i);
   for (int k = 0; k < 60; ++k) put((k * 37) % 100, 1000 + k);  // folds along the way
-  ASSERT_GT(testing::RawCount(a, "fresh"), 0u);
+  ASSERT_GT(FreshCount(**r), 0u);
   ASSERT_TRUE((*r)->Write([&](engine::Batch& bt) {
                     for (int i = 0; i < 100; i += 3) {
                       TANDEM_RETURN_IF_ERROR(bt.Delete("c", Id(i)));
@@ -305,7 +339,7 @@ TEST(Fresh, ARepackFoldsAllOfIt) {
   engine::Replica::CollectStats stats;
   ASSERT_TRUE((*r)->Collect((*r)->Meta()->vv, &stats, 0).ok());
   ASSERT_TRUE(stats.repacked);
-  EXPECT_EQ(testing::RawCount(a, "fresh"), 0u);
+  EXPECT_EQ(FreshCount(**r), 0u);
   ExpectReads(**r, model, "repacked");
 }
 
@@ -346,19 +380,74 @@ TEST(Fresh, NoneWhileAnotherProcessHasTheReplicaOpen) {
   auto r = OpenReplica(a);
   ASSERT_TRUE(r.ok());
   ASSERT_TRUE((*r)->Put("c", "r1", {{"x", Value{int64_t{3}}}}).ok());
-  EXPECT_EQ(testing::RawCount(a, "fresh"), 0u);
-  EXPECT_NE(FormatOf(a), kFormatFresh);
+  EXPECT_EQ(FreshCount(**r), 0u);
+  EXPECT_NE(FormatOf(**r), kFormatFresh);
   close(down[1]);
   int status = 0;
   ASSERT_EQ(waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   ASSERT_TRUE((*r)->Put("c", "r1", {{"x", Value{int64_t{4}}}}).ok());
-  EXPECT_EQ(testing::RawCount(a, "fresh"), 1u);
-  EXPECT_EQ(FormatOf(a), kFormatFresh);
+  EXPECT_EQ(FreshCount(**r), 1u);
+  EXPECT_EQ(FormatOf(**r), kFormatFresh);
   auto got = (*r)->Get("c", "r1");
   ASSERT_TRUE(got.ok());
   EXPECT_TRUE(engine::SameValue(got->fields.at("x").scalar, Value{int64_t{4}}));
   EXPECT_TRUE(Check(StoreOf(**r)).ok());
+}
+
+// The transaction that raises the format keeps other processes from opening the
+// replica until it ends: one that opens meanwhile waits, then reads the new format (an
+// older build refuses it), never the old one.
+TEST(Fresh, NoProcessOpensTheReplicaWhileTheFormatIsRaised) {
+  testing::TempDir tmp;
+  const std::string a = tmp / "a";
+  MakeTwoRecords(a);
+  auto r = OpenReplica(a);
+  ASSERT_TRUE(r.ok());
+  int go[2], up[2];
+  ASSERT_EQ(pipe(go), 0);
+  ASSERT_EQ(pipe(up), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {  // opens the replica as any build does, and says which format it read
+    close(go[1]);
+    close(up[0]);
+    char c;
+    if (read(go[0], &c, 1) != 1) _exit(2);
+    MDB_env* env = nullptr;
+    MDB_txn* txn = nullptr;
+    MDB_dbi meta = 0;
+    uint32_t format = 0;
+    int rc = mdb_env_create(&env);
+    if (!rc) rc = mdb_env_set_maxdbs(env, 16);
+    if (!rc) rc = mdb_env_open(env, a.c_str(), MDB_NOTLS, 0644);
+    if (!rc) rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);
+    if (!rc) rc = mdb_dbi_open(txn, "meta", 0, &meta);
+    MDB_val k{6, const_cast<char*>("format")}, v;
+    if (!rc) rc = mdb_get(txn, meta, &k, &v);
+    if (!rc && v.mv_size == 4) std::memcpy(&format, v.mv_data, 4);
+    if (txn) mdb_txn_abort(txn);
+    mdb_env_close(env);
+    _exit(write(up[1], &format, 4) == 4 ? 0 : 3);
+  }
+  close(go[0]);
+  close(up[1]);
+  ASSERT_TRUE((*r)->Write([&](engine::Batch& bt) {
+                    TANDEM_RETURN_IF_ERROR(bt.Put("c", "r1", "x", Value{int64_t{5}}));
+                    // The format is raised in this transaction: the other process opens now.
+                    const char c = 'g';
+                    if (write(go[1], &c, 1) != 1) return Status::Io("pipe");
+                    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+                    return Status::Ok();
+                  })
+                  .ok());
+  uint32_t seen = 0;
+  ASSERT_EQ(read(up[0], &seen, 4), 4);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_EQ(seen, kFormatFresh);
+  EXPECT_EQ(FreshCount(**r), 1u);
 }
 
 }  // namespace
