@@ -158,7 +158,7 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
     else
       impl->lock_fd = fd;  // kept (Impl::HoldAlone)
     if (err) {
-      if (!had_lock) ::unlink(lock.c_str());
+      if (!had_lock && create) ::unlink(lock.c_str());  // see below
       if (Status full = DiskError(err, "open " + dir, dir); !full.ok()) return full;
       return Status::Io("allocate " + lock + ": " + strerror(err));
     }
@@ -171,7 +171,10 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
     return LmdbError(rc, "set the map size of " + dir);
   rc = mdb_env_open(impl->env, dir.c_str(), flags, 0644);
   if (rc) {
-    if (!had_lock) fs::remove(dir + "/lock.mdb", ec);  // leave it as we found it
+    // A new replica is left as it was found. An existing one keeps the lock file this
+    // open made: another process may have opened it meanwhile, and one opened later would
+    // make another, so the two would no longer exclude each other.
+    if (!had_lock && create) fs::remove(dir + "/lock.mdb", ec);
     if (create) fs::remove(dir + "/data.mdb", ec);
     if (Status full = DiskError(rc, "open " + dir, dir); !full.ok()) return full;
     return LmdbError(rc, "open " + dir);

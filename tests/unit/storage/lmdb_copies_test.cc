@@ -344,5 +344,26 @@ TEST(LmdbStore, ARollbackThatHadMovedAFieldPastThePeersCursorIsFound) {
   }
 }
 
+// An open of an existing replica that fails after making its lock file keeps it: another
+// process may be using it already, and removing it would let a later one make another.
+TEST(LmdbCopies, AFailedOpenOfAReplicaKeepsTheLockFileItMade) {
+  testing::TempDir tmp;
+  const std::string dir = tmp / "a";
+  {
+    auto r = CreateReplica(dir);
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE((*r)->Put("c", "r", {{"x", Value{int64_t{1}}}}).ok());
+  }
+  ASSERT_TRUE(fs::remove(dir + "/lock.mdb"));
+  Options huge;
+  huge.initial_map_bytes = size_t{1} << 50;  // more address space than there is
+  auto failed = OpenReplica(dir, huge);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_TRUE(fs::exists(dir + "/lock.mdb"));
+  auto r = OpenReplica(dir);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE((*r)->Get("c", "r").ok());
+}
+
 }  // namespace
 }  // namespace tandem::storage
