@@ -7,6 +7,8 @@
 
 #include <string_view>
 
+#include "lmdb_val.h"
+
 namespace tandem::storage {
 
 // A field's stored value as readers see it: its entry in `fresh`, else in `fields`.
@@ -36,7 +38,7 @@ class FieldsCursor {
   // The first entry at or after `start`.
   int Seek(std::string_view start) {
     if (rc_) return rc_;
-    fresh_key_ = fields_key_ = MDB_val{start.size(), const_cast<char*>(start.data())};
+    fresh_key_ = fields_key_ = Val(start);
     return Settle(mdb_cursor_get(fresh_, &fresh_key_, &fresh_value_, MDB_SET_RANGE),
                   mdb_cursor_get(fields_, &fields_key_, &fields_value_, MDB_SET_RANGE));
   }
@@ -66,13 +68,10 @@ class FieldsCursor {
     if (fresh_rc && fields_rc) return MDB_NOTFOUND;
     if (fresh_rc) return on_fields_ = true, 0;
     if (fields_rc) return on_fresh_ = true, 0;
-    const int c = Key(fresh_key_).compare(Key(fields_key_));
+    const int c = View(fresh_key_).compare(View(fields_key_));
     on_fresh_ = c <= 0;
     on_fields_ = c >= 0;
     return 0;
-  }
-  static std::string_view Key(const MDB_val& v) {
-    return std::string_view(static_cast<const char*>(v.mv_data), v.mv_size);
   }
   MDB_cursor *fresh_ = nullptr, *fields_ = nullptr;
   int rc_ = 0, fresh_rc_ = MDB_NOTFOUND, fields_rc_ = MDB_NOTFOUND;
