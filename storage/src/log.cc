@@ -254,12 +254,22 @@ Status LmdbReader::CountLog(uint64_t since, uint64_t cap, uint64_t* out) {
   return rc && rc != MDB_NOTFOUND ? LmdbError(rc, "count log") : Status::Ok();
 }
 
+namespace {
+
+// How many entries `fields` and `fresh` hold.
+Status CountFieldTables(LmdbStore::Impl& impl, MDB_txn* txn, MDB_stat* fields, MDB_stat* fresh) {
+  if (int rc = mdb_stat(txn, impl.fields, fields)) return impl.Note(rc, "read fields size");
+  if (int rc = mdb_stat(txn, impl.fresh, fresh)) return impl.Note(rc, "read fields size");
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status CompactLog(LmdbStore::Impl& impl, MDB_txn* txn, uint64_t* entries) {
   // The fields, counting a key in both tables twice: the stale entries are counted short
   // by at most what `fresh` holds.
   MDB_stat fields, fresh;
-  if (int rc = mdb_stat(txn, impl.fields, &fields)) return impl.Note(rc, "read fields size");
-  if (int rc = mdb_stat(txn, impl.fresh, &fresh)) return impl.Note(rc, "read fields size");
+  TANDEM_RETURN_IF_ERROR(CountFieldTables(impl, txn, &fields, &fresh));
   const uint64_t held = uint64_t{fields.ms_entries} + fresh.ms_entries;
   const uint64_t stale = *entries > held ? *entries - held : 0;
   if (stale <= impl.compact_floor + held / 4) return Status::Ok();
@@ -318,8 +328,7 @@ Status CompactLog(LmdbStore::Impl& impl, MDB_txn* txn, uint64_t* entries) {
 
 Status FoldFresh(LmdbStore::Impl& impl, MDB_txn* txn, size_t wrote, bool all) {
   MDB_stat fields, fresh;
-  if (int rc = mdb_stat(txn, impl.fields, &fields)) return impl.Note(rc, "read fields size");
-  if (int rc = mdb_stat(txn, impl.fresh, &fresh)) return impl.Note(rc, "read fields size");
+  TANDEM_RETURN_IF_ERROR(CountFieldTables(impl, txn, &fields, &fresh));
   if (!all && fresh.ms_entries <= impl.fold_floor + fields.ms_entries / 16) return Status::Ok();
   const size_t slice = all ? SIZE_MAX : std::max(impl.fold_slice, wrote);
   // The slice is copied out before it is moved: pages of `fresh` read here may be freed

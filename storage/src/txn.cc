@@ -356,12 +356,14 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     if (large) val = MDB_val{value_.size() + large + kValueChecksum, nullptr};
     kv = Val(k);
     // A write inside the table goes to `fresh` (FreshAllowed), but for a large value
-    // (folding would copy it again), which leaves none there to hide it.
+    // (folding would copy it again), which leaves none there to hide it. (Where
+    // FreshAllowed refuses, the format is below 10 and `fresh` is empty.)
     bool to_fresh = false;
     if (!append && !large) TANDEM_RETURN_IF_ERROR(FreshAllowed(&to_fresh));
+    const bool unhide = !append && large;
     if (to_fresh) {
       ++wrote_fresh_;
-    } else if (!append) {
+    } else if (unhide) {
       rc = mdb_del(txn_, impl_->fresh, &kv, nullptr);
       if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "write field");
       kv = Val(k);
@@ -372,7 +374,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     if ((rc = mdb_cursor_put(*cur, &kv, &val, flags))) {
       Status st = impl_->Note(rc, "write field");
       // Its value in `fresh` may be gone already: this transaction must not commit.
-      if (!to_fresh && !append) broken_ = st;
+      if (unhide) broken_ = st;
       return st;
     }
     if (large) {

@@ -74,6 +74,18 @@ std::string TableOf(engine::Replica& r, const std::string& key) {
   return Stored(r, "fresh", key).empty() ? "fields" : "fresh";
 }
 
+// Writes c/r1.x = v in a replica of two records (MakeTwoRecords) whose `fresh` is
+// empty: it goes there, and raises the format.
+void PutFirstInFresh(engine::Replica& r, int64_t v) {
+  ASSERT_TRUE(r.Put("c", "r1", {{"x", Value{v}}}).ok());
+  EXPECT_EQ(FreshCount(r), 1u);
+  EXPECT_EQ(FormatOf(r), kFormatFresh);
+  auto got = r.Get("c", "r1");
+  ASSERT_TRUE(got.ok());
+  EXPECT_TRUE(engine::SameValue(got->fields.at("x").scalar, Value{v}));
+  EXPECT_TRUE(Check(StoreOf(r)).ok());
+}
+
 // A replica in `dir` holding c/r1.x = 1 and c/r2.x = 2, each appended to `fields`.
 void MakeTwoRecords(const std::string& dir) {
   auto r = CreateReplica(dir);
@@ -298,13 +310,7 @@ TEST(Fresh, AReplicaFromBeforeGainsTheTable) {
   }
   auto r = OpenReplica(a);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
-  ASSERT_TRUE((*r)->Put("c", "r1", {{"x", Value{int64_t{3}}}}).ok());
-  EXPECT_EQ(FreshCount(**r), 1u);
-  EXPECT_EQ(FormatOf(**r), kFormatFresh);
-  auto got = (*r)->Get("c", "r1");
-  ASSERT_TRUE(got.ok());
-  EXPECT_TRUE(engine::SameValue(got->fields.at("x").scalar, Value{int64_t{3}}));
-  EXPECT_TRUE(Check(StoreOf(**r)).ok());
+  PutFirstInFresh(**r, 3);
 }
 
 // A repack (after a collection that removed much) folds all of `fresh`, wherever the
@@ -386,13 +392,7 @@ TEST(Fresh, NoneWhileAnotherProcessHasTheReplicaOpen) {
   int status = 0;
   ASSERT_EQ(waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  ASSERT_TRUE((*r)->Put("c", "r1", {{"x", Value{int64_t{4}}}}).ok());
-  EXPECT_EQ(FreshCount(**r), 1u);
-  EXPECT_EQ(FormatOf(**r), kFormatFresh);
-  auto got = (*r)->Get("c", "r1");
-  ASSERT_TRUE(got.ok());
-  EXPECT_TRUE(engine::SameValue(got->fields.at("x").scalar, Value{int64_t{4}}));
-  EXPECT_TRUE(Check(StoreOf(**r)).ok());
+  PutFirstInFresh(**r, 4);
 }
 
 // The transaction that raises the format keeps other processes from opening the
