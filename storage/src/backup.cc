@@ -107,20 +107,17 @@ Status Backup(LmdbStore& store, const std::string& dest, const std::vector<std::
 
 Status Restore(const std::string& backup, const std::string& dir,
                const std::vector<std::string>& files) {
-  {
-    // Validate the backup fully (format, meta, every field) before making anything,
-    // without changing it (no origin stamp, no new id).
-    TANDEM_RETURN_IF_ERROR(ProbeDataFile(backup));
-    TANDEM_ASSIGN_OR_RETURN(auto src, Open(backup, Options{}, false, /*stamp=*/false));
-    TANDEM_RETURN_IF_ERROR(Check(*src).With("backup " + backup));
-  }
-  // The new replica id is taken before anything else, so even a leftover temporary
-  // directory (a killed restore) never holds a clone of the backup's replica.
+  // The backup is only read, as a file: opening it as a replica would write a lock file
+  // into it, and tables a replica of an older format lacks (a backup on a read-only
+  // medium could not be restored). Its copy is validated fully (format, meta, every
+  // field) before it becomes anything; a failure leaves nothing at `dir`.
+  TANDEM_RETURN_IF_ERROR(ProbeDataFile(backup));
   return BuildInPlace(dir, "restoring", [&](const fs::path& tmp) -> Status {
     TANDEM_RETURN_IF_ERROR(
         files::CopyDurable(backup + "/data.mdb", (tmp / "data.mdb").string(), 0644));
     {
       TANDEM_ASSIGN_OR_RETURN(auto store, Open(tmp.string(), Options{}, false, false));
+      TANDEM_RETURN_IF_ERROR(Check(*store).With("backup " + backup));
       // A new id whatever the backup's origin says (a backup from before origins has none).
       TANDEM_RETURN_IF_ERROR(StampOrigin(*store, Stamp::kForceRekey, Options{}));
     }

@@ -121,6 +121,75 @@ TEST(LmdbStore, AFailedRestoreLeavesNoReplicaBehind) {
     EXPECT_EQ(e.path().filename().string().find(".restoring"), std::string::npos) << e.path();
 }
 
+// A backup is only read: a restore writes no lock file into it, and does not give a
+// backup of an older format (here one from before the `fresh` table) the tables it
+// lacks. A backup on a read-only medium restores alike.
+TEST(LmdbStore, ARestoreLeavesTheBackupAsItWas) {
+  testing::TempDir tmp;
+  const std::string src = tmp / "src", bak = tmp / "bak";
+  {
+    auto r = CreateReplica(src);
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE((*r)->Put("c", "r", {{"x", Value{int64_t{1}}}}).ok());
+    ASSERT_TRUE(Backup(StoreOf(**r), bak).ok());
+  }
+  {
+    testing::RawWriter w(bak);
+    ASSERT_EQ(mdb_drop(w.txn, w.Open("fresh"), 1), 0);
+    uint32_t nine = kFormatHeld;
+    MDB_val k{6, const_cast<char*>("format")}, v{4, &nine};
+    ASSERT_EQ(mdb_put(w.txn, w.Open("meta"), &k, &v, 0), 0);
+    w.Commit();
+  }
+  fs::remove(fs::path(bak) / "lock.mdb");  // a backup has none
+  auto snapshot = [&] {
+    std::string s;
+    for (const auto& e : fs::directory_iterator(bak)) {
+      std::ifstream in(e.path(), std::ios::binary);
+      s += e.path().filename().string() + ":" +
+           std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    return s;
+  };
+  const std::string before = snapshot();
+  for (const char* to : {"one", "two"}) {
+    Status st = Restore(bak, tmp / to);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    EXPECT_TRUE(snapshot() == before) << "the restore to " << to << " changed the backup";
+    EXPECT_FALSE(fs::exists(fs::path(bak) / "lock.mdb"));
+    auto r = OpenReplica(tmp / to);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_TRUE(Check(StoreOf(**r)).ok());
+    auto rec = (*r)->Get("c", "r");
+    ASSERT_TRUE(rec.ok());
+  }
+  // A backup with a damaged field value is refused (by the check of its copy), still
+  // untouched, and leaves nothing behind.
+  {
+    testing::RawWriter w(bak);
+    const MDB_dbi fields = w.Open("fields");
+    MDB_cursor* c;
+    ASSERT_EQ(mdb_cursor_open(w.txn, fields, &c), 0);
+    MDB_val k, v;
+    ASSERT_EQ(mdb_cursor_get(c, &k, &v, MDB_FIRST), 0);
+    std::string bytes(static_cast<const char*>(v.mv_data), v.mv_size);
+    bytes.back() ^= 1;
+    v = MDB_val{bytes.size(), bytes.data()};
+    ASSERT_EQ(mdb_cursor_put(c, &k, &v, MDB_CURRENT), 0);
+    mdb_cursor_close(c);
+    w.Commit();
+  }
+  fs::remove(fs::path(bak) / "lock.mdb");
+  const std::string damaged = snapshot();
+  Status st = Restore(bak, tmp / "three");
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.ToString().find("backup"), std::string::npos) << st.ToString();
+  EXPECT_TRUE(snapshot() == damaged);
+  EXPECT_FALSE(fs::exists(tmp / "three"));
+  for (const auto& e : fs::directory_iterator(tmp.path()))
+    EXPECT_EQ(e.path().filename().string().find(".restoring"), std::string::npos) << e.path();
+}
+
 // Restores `snapshot` over DIR/data.mdb in place (same inode): the replica cannot see
 // it at open.
 void RestoreInPlace(const std::string& snapshot, const std::string& dir) {
