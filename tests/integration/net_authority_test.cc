@@ -1,0 +1,441 @@
+// Authority with real daemons on loopback: roles, leaked invites, permissions, key
+// rotation, joining another group, and collection held back by members.
+#include "net_fixture.h"
+
+namespace tandem::testing {
+namespace {
+
+std::string DeviceOf(const std::string& dir) {
+  return json::parse(T({"info", dir}).out)["device_id"].get<std::string>();
+}
+
+// The devices of `dir` by id, from `tandem devices --json`.
+std::map<std::string, json> DevicesOf(const std::string& dir) {
+  std::map<std::string, json> out;
+  std::istringstream lines(T({"devices", dir, "--json"}).out);
+  for (std::string line; std::getline(lines, line);) {
+    json j = json::parse(line);
+    out[j["device_id"].get<std::string>()] = j;
+  }
+  return out;
+}
+
+// A holder of a leaked member invite, with real daemons: every command that would change
+// the trust set is refused to it, and a revocation it forges (signed by itself, written
+// into its replica behind the CLI's back) reaches the others by sync, counts nowhere and
+// is listed by `status` on every device. An admin's revocation of it holds everywhere.
+TEST_F(Net, AMemberWithALeakedInviteCannotRevokeAnyone) {
+  std::string o = Init("o"), a = Init("a"), m = Init("m");
+  std::string addr;
+  auto so = Listen("o", {}, &addr);
+  Pair("o", "a", addr, "admin");
+  Pair("o", "m", addr);  // the leaked invite: a member
+  const std::string od = DeviceOf(o), ad = DeviceOf(a), md = DeviceOf(m);
+  ASSERT_EQ(T({"sync", a, "--peer", addr}).exit_code, 0);
+  auto devs = DevicesOf(a);
+  ASSERT_EQ(devs.size(), 3u);
+  EXPECT_EQ(devs[od]["role"], "owner");
+  EXPECT_EQ(devs[od]["founder"], true);
+  EXPECT_EQ(devs[ad]["role"], "admin");
+  EXPECT_EQ(devs[ad]["granted_by"], od);
+  EXPECT_EQ(devs[md]["role"], "member");
+  EXPECT_EQ(devs[md]["status"], "member");
+
+  // Refused by the CLI, with the reason, nothing written.
+  for (const auto& args : std::vector<std::vector<std::string>>{{"revoke", m, od},
+                                                                {"revoke", m, ad},
+                                                                {"role", m, ad, "reader"},
+                                                                {"invite", m},
+                                                                {"invite", a, "--role", "admin"},
+                                                                {"role", a, od, "member"}}) {
+    auto r = T(args);
+    EXPECT_EQ(r.exit_code, 1) << args[0] << " " << args[1] << ": " << r.err;
+    EXPECT_NE(r.err.find("unauthorized"), std::string::npos) << r.err;
+  }
+  EXPECT_NE(T({"revoke", m, od}).err.find("only admins and owners can revoke"), std::string::npos);
+  EXPECT_NE(T({"revoke", a, od}).err.find("as high as this device"), std::string::npos);
+
+  // Forged: m signs a revocation of the owner and of the admin anyway.
+  {
+    auto rep = storage::OpenReplica(m);
+    auto self = net::LoadIdentity(m + "/identity.key");
+    ASSERT_TRUE(rep.ok() && self.ok());
+    const auto files = device::Layout(m).group();
+    auto au = net::ReadAuthority(**rep, files);
+    ASSERT_TRUE(au.ok());
+    for (const auto& victim : {od, ad}) {
+      net::Statement st;
+      st.kind = net::StatementKind::kRevoke;
+      st.subject = au->devices.at(victim).key;
+      st.parents = au->heads;
+      net::SignStatement(&st, *self, au->root);
+      const std::string e = net::EncodeStatement(st);
+      ASSERT_TRUE((*rep)
+                      ->Put(net::kStatementsCollection, net::HexId(net::IdOf(e)),
+                            {{net::kStatementField, engine::Value(engine::Bytes{e})}})
+                      .ok());
+    }
+  }
+  ASSERT_EQ(T({"sync", m, "--peer", addr}).exit_code, 0);
+  ASSERT_EQ(T({"sync", a, "--peer", addr}).exit_code, 0);
+  for (const auto& dir : {o, a, m}) {
+    auto st = json::parse(T({"status", dir, "--json"}).out);
+    ASSERT_EQ(st["statements_refused"].size(), 2u) << dir << ": " << st.dump();
+    for (const auto& r : st["statements_refused"]) {
+      EXPECT_EQ(r["signer"], md);
+      EXPECT_NE(r["why"].get<std::string>().find("only admins and owners revoke"),
+                std::string::npos);
+    }
+    EXPECT_NE(T({"status", dir}).out.find("refused: " + md + ": revoke"), std::string::npos);
+    auto d = DevicesOf(dir);
+    EXPECT_EQ(d[od]["status"], "member") << dir;
+    EXPECT_EQ(d[ad]["status"], "member") << dir;
+  }
+  // The admin and the owner still sync with each other.
+  ASSERT_EQ(T({"put", o, "items", "after", "v=1"}).exit_code, 0);
+  ASSERT_EQ(T({"sync", a, "--peer", addr}).exit_code, 0);
+  EXPECT_EQ(T({"get", a, "items", "after"}).exit_code, 0);
+
+  // The admin revokes the member: the owner refuses it once it has the revocation.
+  auto rv = T({"revoke", a, md});
+  ASSERT_EQ(rv.exit_code, 0) << rv.err;
+  ASSERT_EQ(T({"sync", a, "--peer", addr}).exit_code, 0);
+  EXPECT_EQ(DevicesOf(o)[md]["status"], "revoked");
+  EXPECT_EQ(DevicesOf(o)[md]["revoked_by"], ad);
+  auto r = T({"sync", m, "--peer", addr});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(WaitFor([&] { return so->log().find("has been revoked") != std::string::npos; }))
+      << so->log();
+}
+
+// Writes behind the CLI's back (no permission check), as a modified client would.
+void ForgeWrite(const std::string& dir, const std::string& coll, const std::string& id,
+                const std::string& field, engine::Value v) {
+  auto rep = storage::OpenReplica(dir);
+  ASSERT_TRUE(rep.ok()) << rep.status().ToString();
+  ASSERT_TRUE((*rep)->Put(coll, id, {{field, std::move(v)}}).ok());
+}
+
+// A build of its own: writes under a replica id it made up, which no binding names,
+// listed in the hints under `owner` (a device in good standing) to escape its limits,
+// then goes back to its own id (the one its handshakes name).
+void ForgeUnbound(const std::string& dir, const std::string& owner, const std::string& coll,
+                  const std::string& id, const std::string& field, engine::Value v) {
+  auto rep = storage::OpenReplica(dir);
+  ASSERT_TRUE(rep.ok()) << rep.status().ToString();
+  auto set_id = [&](const engine::ReplicaId& to) {
+    auto txn = (*rep)->store().BeginWrite();
+    ASSERT_TRUE(txn.ok());
+    engine::ReplicaMeta meta;
+    ASSERT_TRUE((*txn)->GetMeta(&meta).ok());
+    meta.id = to;
+    ASSERT_TRUE((*txn)->PutMeta(meta).ok());
+    ASSERT_TRUE((*txn)->Commit().ok());
+  };
+  const engine::ReplicaId own = (*rep)->Meta()->id, made_up = storage::RandomReplicaId();
+  set_id(made_up);
+  ASSERT_TRUE(
+      (*rep)->Add(net::kDevicesCollection, owner, "replicas", engine::Value(made_up.Hex())).ok());
+  ASSERT_TRUE((*rep)->Put(coll, id, {{field, std::move(v)}}).ok());
+  set_id(own);
+}
+
+// Per-collection permissions with real daemons: a till that may write only orders, a
+// reader, and a collection one device may not read.
+TEST_F(Net, PermissionsBoundWhatEachDeviceWritesAndReads) {
+  std::string o = Init("o"), t = Init("t"), r = Init("r");
+  std::string addr;
+  auto so = Listen("o", {}, &addr);
+  Pair("o", "t", addr);
+  Pair("o", "r", addr, "reader");
+  const std::string td = DeviceOf(t), rd = DeviceOf(r);
+  ASSERT_EQ(T({"put", o, "products", "p1", "price=10"}).exit_code, 0);
+  ASSERT_EQ(T({"put", o, "secrets", "s1", "v=1"}).exit_code, 0);
+  for (const auto& args :
+       std::vector<std::vector<std::string>>{{"permit", o, "*", td, "read"},
+                                             {"permit", o, "orders", td, "write"},
+                                             {"permit", o, "secrets", td, "none"}}) {
+    auto p = T(args);
+    ASSERT_EQ(p.exit_code, 0) << p.err;
+  }
+  // Only admins and above set permissions; no permits on tandem's own collections.
+  EXPECT_EQ(T({"permit", t, "orders", "member", "write"}).exit_code, 1);
+  EXPECT_EQ(T({"permit", o, "_tandem_devices", "member", "none"}).exit_code, 2);
+  EXPECT_EQ(T({"permit", o, "orders", "boss", "write"}).exit_code, 2);
+  auto listed = T({"permissions", o});
+  EXPECT_NE(listed.out.find("orders  " + td + "  write"), std::string::npos) << listed.out;
+  for (const auto& dir : {t, r}) ASSERT_EQ(T({"sync", dir, "--peer", addr}).exit_code, 0);
+
+  // The till: orders yes, products no (locally refused, with the reason).
+  EXPECT_EQ(T({"get", t, "products", "p1"}).exit_code, 0);
+  EXPECT_NE(T({"get", t, "secrets", "s1"}).exit_code, 0);  // never sent
+  auto denied = T({"put", t, "products", "p1", "price=1"});
+  EXPECT_EQ(denied.exit_code, 1);
+  EXPECT_NE(denied.err.find("may not write products"), std::string::npos) << denied.err;
+  EXPECT_EQ(T({"del", t, "products", "p1"}).exit_code, 1);
+  ASSERT_EQ(T({"put", t, "orders", "o1", "total=5"}).exit_code, 0);
+  // ... and forged, the price change and a new product reach nobody.
+  ForgeWrite(t, "products", "p1", "price", engine::Value(int64_t{1}));
+  ForgeWrite(t, "products", "p2", "price", engine::Value(int64_t{2}));
+  // Schemas are for admins and above: refused here, and forged, refused by o.
+  {
+    std::ofstream(Dir("schema.json")) << R"({"fields": {"price": {"type": "int"}}})";
+    auto sc = T({"schema", t, "products", Dir("schema.json")});
+    EXPECT_EQ(sc.exit_code, 1);
+    EXPECT_NE(sc.err.find("only admins and owners"), std::string::npos) << sc.err;
+    ForgeWrite(t, "_tandem_schemas", "products", "v9", engine::Value(std::string("{}")));
+  }
+  // The reader: nothing at all.
+  EXPECT_EQ(T({"put", r, "notes", "n1", "v=1"}).exit_code, 1);
+  ForgeWrite(r, "notes", "n1", "v", engine::Value(int64_t{1}));
+  ForgeWrite(r, "products", "p1", "price", engine::Value(int64_t{3}));
+  for (const auto& dir : {t, r}) ASSERT_EQ(T({"sync", dir, "--peer", addr}).exit_code, 0);
+
+  EXPECT_EQ(T({"get", o, "orders", "o1"}).exit_code, 0);
+  EXPECT_NE(T({"get", o, "products", "p1"}).out.find("\"price\":10"), std::string::npos);
+  EXPECT_NE(T({"get", o, "products", "p2"}).exit_code, 0);
+  EXPECT_NE(T({"get", o, "notes", "n1"}).exit_code, 0);
+  EXPECT_EQ(T({"dump", o, "--system"}).out.find("\"v9\""), std::string::npos);
+  EXPECT_EQ(T({"schema", o, "orders", Dir("schema.json")}).exit_code, 0);  // the founder may
+  auto st = json::parse(T({"status", o, "--json"}).out);
+  uint64_t refused = 0;
+  for (const auto& rep : st["replicas"]) refused += rep["fields_refused"].get<uint64_t>();
+  EXPECT_GE(refused, 4u) << st.dump();
+
+  // The reader as a build of its own, under an id no binding names (the group requires
+  // bound replicas since its first member joined): held by o, never applied, listed.
+  EXPECT_NE(T({"devices", o}).err.find("bound replicas required"), std::string::npos);
+  ForgeUnbound(r, DeviceOf(o), "products", "p4", "price", engine::Value(int64_t{4}));
+  ASSERT_EQ(T({"sync", r, "--peer", addr}).exit_code, 0);
+  EXPECT_NE(T({"get", o, "products", "p4"}).exit_code, 0);
+  auto held = T({"quarantine", o});
+  EXPECT_NE(held.out.find("\"record\":\"p4\""), std::string::npos) << held.out;
+  EXPECT_NE(held.out.find("\"awaiting_binding\":true"), std::string::npos) << held.out;
+  EXPECT_NE(held.out.find("\"unbound_writers\":[\""), std::string::npos) << held.out;
+  auto bad_id = T({"quarantine", o, "--release", "abc"});
+  EXPECT_EQ(bad_id.exit_code, 2);
+  EXPECT_NE(bad_id.err.find("not a quarantine id: abc"), std::string::npos) << bad_id.err;
+  auto after = json::parse(T({"status", o, "--json"}).out);
+  EXPECT_EQ(after["quarantined_awaiting_binding"], 1) << held.out;
+  EXPECT_EQ(after["bound_replicas_required"], true);
+
+  // Taken away while the till is offline with a pending write: the write, made after
+  // what the owner held of the till when it signed, is refused.
+  ASSERT_EQ(T({"permit", o, "orders", td, "read"}).exit_code, 0);
+  ASSERT_EQ(T({"put", t, "orders", "o2", "total=6"}).exit_code, 0);  // t has not heard yet
+  ASSERT_EQ(T({"sync", t, "--peer", addr}).exit_code, 0);
+  EXPECT_NE(T({"get", o, "orders", "o2"}).exit_code, 0);
+  EXPECT_EQ(T({"get", o, "orders", "o1"}).exit_code, 0);             // made while it could: kept
+  EXPECT_EQ(T({"put", t, "orders", "o3", "total=7"}).exit_code, 1);  // now it knows
+
+  // Write permission given back: the till's next price change flows (the forged one
+  // stays refused for good).
+  ASSERT_EQ(T({"permit", o, "products", td, "write"}).exit_code, 0);
+  ASSERT_EQ(T({"sync", t, "--peer", addr}).exit_code, 0);
+  ASSERT_EQ(T({"put", t, "products", "p3", "price=7"}).exit_code, 0);
+  ASSERT_EQ(T({"sync", t, "--peer", addr}).exit_code, 0);
+  EXPECT_EQ(T({"get", o, "products", "p3"}).exit_code, 0);
+  EXPECT_NE(T({"get", o, "products", "p2"}).exit_code, 0);
+}
+
+// A revocation rotates the group key. The revoked device, which keeps the old key, is
+// refused at the first gate once the grace period is over; a member that was offline
+// during the rotation gets the new key at its next session (within the grace period),
+// and then passes the first gate with it alone.
+TEST_F(Net, ARevocationRotatesTheGroupKey) {
+  std::string o = Init("o"), a = Init("a"), b = Init("b"), x = Init("x");
+  std::string addr;
+  auto so = Listen("o", {}, &addr);
+  Pair("o", "a", addr, "admin");
+  Pair("o", "b", addr);
+  Pair("o", "x", addr);
+  for (const auto& dir : {a, b, x}) ASSERT_EQ(T({"sync", dir, "--peer", addr}).exit_code, 0);
+  // The current key: the whole file before any rotation, after "TNDMGK02" once rotated.
+  auto current = [](const std::string& dir) {
+    std::string f = ReadFile(dir + "/group.key");
+    return f.size() == 32 ? f : f.substr(8, 32);
+  };
+  const std::string old_key = current(o);
+  ASSERT_EQ(current(b), old_key);
+
+  // a (an admin) revokes x: a new key, sealed to o, a and b; it reaches o by a's sync.
+  auto rv = T({"revoke", a, DeviceOf(x)});
+  ASSERT_EQ(rv.exit_code, 0) << rv.err;
+  EXPECT_NE(rv.err.find("new group key"), std::string::npos) << rv.err;
+  const std::string new_key = current(a);
+  EXPECT_NE(new_key, old_key);
+  // a dials o with the new key, is refused at the first gate, and retries with the old.
+  auto sync_a = T({"sync", a, "--peer", addr});
+  ASSERT_EQ(sync_a.exit_code, 0) << sync_a.err;
+  EXPECT_TRUE(WaitFor([&] { return current(o) == new_key; })) << so->log();
+  EXPECT_NE(so->log().find("the group key was rotated"), std::string::npos) << so->log();
+
+  // Within the grace period x still passes the first gate, and is refused by identity.
+  auto r = T({"sync", x, "--peer", addr});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(WaitFor([&] { return so->log().find("has been revoked") != std::string::npos; }));
+
+  // No grace: x fails at the first gate (no Diffie-Hellman spent on it); so would b,
+  // which still has the old key.
+  so.reset();
+  const size_t logged = ReadFile(Log("o")).size();  // the daemons share o's log file
+  auto strict = Listen("o", {"--key-grace", "0"}, &addr);
+  r = T({"sync", x, "--peer", addr});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(WaitFor([&] {
+    return strict->log().find("does not prove the pre-shared key", logged) != std::string::npos;
+  })) << strict->log();
+  EXPECT_EQ(strict->log().find("has been revoked", logged), std::string::npos) << strict->log();
+
+  // With the grace period, b (offline during the rotation) syncs with the old key, gets
+  // the new one, and from then on needs no grace.
+  strict.reset();
+  auto graceful = Listen("o", {}, &addr);
+  auto sync_b = T({"sync", b, "--peer", addr});
+  ASSERT_EQ(sync_b.exit_code, 0) << sync_b.err;
+  EXPECT_EQ(current(b), new_key);
+  graceful.reset();
+  auto strict2 = Listen("o", {"--key-grace", "0"}, &addr);
+  sync_b = T({"sync", b, "--peer", addr});
+  EXPECT_EQ(sync_b.exit_code, 0) << sync_b.err;
+  EXPECT_EQ(current(x), old_key);  // the revoked device never learns it
+}
+
+// Joining with --merge brings a replica's data, not its old group's members: b, a
+// member of c's group, joins a's; a's group never lists c, and c cannot connect to a.
+TEST_F(Net, JoiningAnotherGroupBringsDataNotMembers) {
+  std::string a = Init("a"), b = Init("b"), c = Init("c");
+  std::string caddr, aaddr;
+  {
+    auto sc = Listen("c", {}, &caddr);
+    Pair("c", "b", caddr);
+    ASSERT_EQ(T({"put", b, "notes", "from-b", "v=1"}).exit_code, 0);
+    ASSERT_EQ(T({"sync", b, "--peer", caddr}).exit_code, 0);
+  }
+  ASSERT_EQ(DevicesOf(b).size(), 2u);  // b and c
+  auto sa = Listen("a", {}, &aaddr);
+  auto code = T({"invite", a, "--address", aaddr});
+  ASSERT_EQ(code.exit_code, 0) << code.err;
+  EXPECT_EQ(T({"join", b, code.out}).exit_code, 2);  // holds data and trusts c: asked first
+  auto j = T({"join", b, code.out, "--merge"});
+  ASSERT_EQ(j.exit_code, 0) << j.err;
+  auto s = T({"sync", b});
+  ASSERT_EQ(s.exit_code, 0) << s.err;
+  EXPECT_EQ(T({"get", a, "notes", "from-b"}).exit_code, 0);  // the data came
+  auto devs = DevicesOf(a);
+  EXPECT_EQ(devs.size(), 2u);  // a and b
+  EXPECT_FALSE(devs.count(DeviceOf(c)));
+  EXPECT_EQ(DevicesOf(b).count(DeviceOf(c)), 0u);  // b is in a's group now
+  // c has only its old group's key: refused at the first gate.
+  auto r = T({"sync", c, "--peer", aaddr});
+  EXPECT_EQ(r.exit_code, 1);
+}
+
+// A reader's writes reach nobody: joining as one with records to merge would leave them
+// here alone for good, with every sync saying all is well.
+TEST_F(Net, JoiningWithRecordsAsAReaderIsRefused) {
+  std::string a = Init("a"), m = Init("m"), e = Init("e");
+  ASSERT_EQ(T({"put", m, "items", "mine", "v=1"}).exit_code, 0);
+  auto code = T({"invite", a, "--role", "reader"});
+  ASSERT_EQ(code.exit_code, 0) << code.err;
+  auto r = T({"join", m, code.out, "--merge"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("makes it a reader"), std::string::npos) << r.err;
+  EXPECT_EQ(T({"join", e, code.out}).exit_code, 0);  // an empty replica may read
+}
+
+// The founder counts from when it founded the group: until it reports, it holds
+// collection back as any new member does, instead of passing for silent since 1970.
+TEST_F(Net, TheFounderHoldsCollectionBackUntilItReports) {
+  std::string a = Init("a"), b = Init("b");
+  WriteMany(a, "i", 3);
+  std::string addr;
+  auto sa = Listen("a", {"--collect-every", "0"}, &addr);
+  Pair("a", "b", addr);
+  sa.reset();  // a stops before it ever reports
+  ASSERT_EQ(T({"del", b, "items", "i0"}).exit_code, 0);
+  auto gc = T({"gc", b, "--json"});
+  ASSERT_EQ(gc.exit_code, 0) << gc.err;
+  const json j = json::parse(gc.out);
+  EXPECT_EQ(j["collected"], 0) << gc.out;
+  ASSERT_EQ(j["members"].size(), 2u) << gc.out;
+  for (const auto& m : j["members"]) {
+    if (m["self"]) continue;
+    EXPECT_FALSE(m["stale"]) << gc.out;
+    EXPECT_TRUE(m["holds_back"]) << gc.out;
+  }
+  EXPECT_NE(T({"devices", b}).out.find("founder  no report yet: holds collection back"),
+            std::string::npos)
+      << T({"devices", b}).out;
+}
+
+// Deleted records are collected once every member reports holding the deletions, and
+// not before; a backup restored from before them does not bring them back, and is itself
+// rebased on the first sync.
+TEST_F(Net, DeletionsAreCollectedOnceEveryMemberHoldsThem) {
+  std::string a = Init("a"), b = Init("b");
+  WriteMany(a, "i", 30);
+  std::string addr;
+  auto sa = Listen("a", {"--collect-every", "0"}, &addr);
+  Pair("a", "b", addr);
+  ASSERT_EQ(T({"backup", b, Dir("b-before")}).exit_code, 0);
+  for (int i = 0; i < 20; ++i)
+    ASSERT_EQ(T({"del", a, "items", "i" + std::to_string(i)}).exit_code, 0);
+
+  // b has not reported holding the deletions: nothing goes.
+  auto gc = T({"gc", a, "--json"});
+  ASSERT_EQ(gc.exit_code, 0) << gc.err;
+  auto j = json::parse(gc.out);
+  EXPECT_EQ(j["collected"], 0);
+  ASSERT_EQ(j["members"].size(), 2u);
+  for (const auto& m : j["members"]) EXPECT_EQ(m["holds_back"], !m["self"]) << gc.out;
+
+  // b receives the deletions (and reports so), then its report reaches a.
+  ASSERT_EQ(T({"sync", b, "--peer", addr}).exit_code, 0);
+  ASSERT_EQ(T({"sync", b, "--peer", addr}).exit_code, 0);
+  EXPECT_NE(T({"devices", a}).out.find("reported 20"), std::string::npos);
+  gc = T({"gc", a, "--json"});
+  ASSERT_EQ(gc.exit_code, 0) << gc.err;
+  j = json::parse(gc.out);
+  EXPECT_EQ(j["collected"], 40) << gc.out;  // two fields each
+  EXPECT_GT(j["bytes"], 0);
+  EXPECT_EQ(T({"check", a}).exit_code, 0);
+  EXPECT_EQ(CountItems(a), 10u);
+  EXPECT_FALSE(Has(a, "items", "i3"));
+  EXPECT_TRUE(Has(a, "items", "i23"));
+  gc = T({"gc", a});
+  EXPECT_NE(gc.out.find("collected 0 deleted field states"), std::string::npos) << gc.out;
+
+  // b collects too once a's report reaches it; both still read the same.
+  ASSERT_EQ(T({"sync", b, "--peer", addr}).exit_code, 0);
+  j = json::parse(T({"gc", b, "--json"}).out);
+  EXPECT_EQ(j["collected"], 40) << j.dump();
+  EXPECT_EQ(T({"ls", a, "items"}).out, T({"ls", b, "items"}).out);
+
+  // b restored from before the deletions syncs with a: the deleted records stay deleted
+  // on a, and a later write of the restored device arrives.
+  ASSERT_EQ(T({"restore", Dir("b-before"), Dir("b2")}).exit_code, 0);
+  ASSERT_EQ(T({"put", Dir("b2"), "items", "late", "n=1"}).exit_code, 0);
+  ASSERT_EQ(T({"sync", Dir("b2"), "--peer", addr}).exit_code, 0);
+  EXPECT_EQ(CountItems(a), 11u);
+  EXPECT_FALSE(Has(a, "items", "i3"));
+  EXPECT_TRUE(Has(a, "items", "late"));
+  EXPECT_EQ(T({"check", a}).exit_code, 0);
+  // ... and the restored device itself was rebased: it dropped what a had collected.
+  EXPECT_EQ(CountItems(Dir("b2")), 11u);
+  EXPECT_FALSE(Has(Dir("b2"), "items", "i3"));
+  EXPECT_EQ(T({"ls", a, "items"}).out, T({"ls", Dir("b2"), "items"}).out);
+  EXPECT_EQ(T({"check", Dir("b2")}).exit_code, 0);
+  EXPECT_NE(sa->log().find("sent it the whole state"), std::string::npos) << sa->log();
+  // Its status says so (the daemon publishes it within a second).
+  EXPECT_TRUE(WaitFor([&] {
+    uint64_t served = 0;
+    const json status = StatusOf(a);
+    for (const auto& p : status["peers"]) served += p.value("rebases_served", uint64_t{0});
+    return served == 1;
+  })) << StatusOf(a).dump();
+  EXPECT_NE(T({"status", a}).out.find("rebased 0, served 1"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tandem::testing
