@@ -485,7 +485,8 @@ awaitable<bool> Conn::Run(PeerStatus* status) {
         Fail(established_ ? "the connection ended without a final frame (truncated)"
                           : "the peer closed the connection during the handshake (a wrong "
                             "group key, this device is not a member or was revoked, or the "
-                            "invite was used or expired)");
+                            "invite was used or expired; or nothing answers behind the "
+                            "address, such as a relay whose other end is gone)");
       else
         Fail(e.code().message());
     }

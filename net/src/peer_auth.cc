@@ -61,7 +61,9 @@ awaitable<bool> Conn::HandshakeAsInitiator(Key32* send, Key32* recv) {
                         "accept the invite (not the inviter, or the invite was used or "
                         "expired)"
                       : "the peer closed the connection during the handshake (a wrong "
-                        "group key, or this device is not a member or was revoked)");
+                        "group key, or this device is not a member or was revoked; or "
+                        "nothing answers behind the address, such as a relay whose other "
+                        "end is gone)");
     co_return false;
   }
   Status st = hs.Read(m2);

@@ -400,6 +400,31 @@ TEST_F(Net, AHandshakeThatProvedTheGroupKeyIsNeverEvictedByStrangers) {
   for (int f : churn) close(f);
 }
 
+// A relay (or port forward) whose other end is gone accepts the connection and closes
+// it: the error says that this, too, may be why, not only a key or a revocation.
+TEST_F(Net, AnAddressThatClosesAtOnceIsNamedAsAPossibleDeadRelay) {
+  std::string b = Init("b");
+  int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in at{};
+  at.sin_family = AF_INET;
+  at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof at;
+  ASSERT_EQ(bind(ls, reinterpret_cast<sockaddr*>(&at), sizeof at), 0);
+  ASSERT_EQ(listen(ls, 8), 0);
+  ASSERT_EQ(getsockname(ls, reinterpret_cast<sockaddr*>(&at), &len), 0);
+  std::thread relay([ls] {
+    for (int c; (c = accept(ls, nullptr, nullptr)) >= 0;) close(c);
+  });
+  auto r =
+      T({"sync", b, "--peer", "127.0.0.1:" + std::to_string(ntohs(at.sin_port)), "--timeout", "5"});
+  shutdown(ls, SHUT_RDWR);
+  relay.join();
+  close(ls);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("closed the connection during the handshake"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("a relay whose other end is gone"), std::string::npos) << r.err;
+}
+
 TEST_F(Net, ASlowLinkThatKeepsMovingIsNotCutOff) {
   std::string a = Init("a"), b = Init("b");
   std::string addr;
