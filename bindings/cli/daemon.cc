@@ -147,6 +147,25 @@ void PrintDaemon(std::optional<Json> ds, const std::string& status_file) {
   for (const auto& l : lines) Print(l);
 }
 
+namespace {
+// Takes DIR/serve.lock for this process (kept open, close-on-exec), or fails: another
+// `serve` runs on this replica.
+int HoldServeLock(const device::Layout& layout) {
+  const std::string path = layout.serve_lock();
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw Exit{1, "cannot open " + path + ": " + std::strerror(errno)};
+  if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return fd;
+  const int err = errno;
+  ::close(fd);
+  if (err != EWOULDBLOCK) throw Exit{1, "cannot lock " + path + ": " + std::strerror(err)};
+  std::string who = "another tandem serve";
+  if (auto st = DaemonStatus(layout.dir); st && st->value("running", false) && st->contains("pid"))
+    who += " (pid " + st->at("pid").dump() + ")";
+  throw Exit{1, who + " already serves " + layout.dir + "; stop it first (tandem status " +
+                    layout.dir + " shows it)"};
+}
+}  // namespace
+
 // `serve` and `sync`: the process around a sync node. The node runs on its own thread;
 // this one waits for SIGINT/SIGTERM (blocked, read from a signalfd) and for the node's
 // events, and publishes the node's snapshot as DIR/daemon.json for `tandem status`
@@ -162,6 +181,10 @@ int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, L
   // Blocked before the node thread starts, so that it inherits the mask and only this
   // thread's signalfd sees them.
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  // One `serve` per replica: a second would dial and accept the same peers under the
+  // same replica id, and the two would overwrite each other's daemon.json. Held until
+  // exit (or a crash); a one-shot `sync` beside a daemon is fine.
+  const int serve_fd = once ? -1 : HoldServeLock(d.layout());
   int sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
   if (sfd < 0) throw Exit{1, std::string("signalfd: ") + std::strerror(errno)};
   auto node = Check(d.NewNode(std::move(o)));
@@ -232,6 +255,7 @@ int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, L
   publish(last);
   ::close(sfd);
   if (lock_fd >= 0) ::close(lock_fd);
+  if (serve_fd >= 0) ::close(serve_fd);
   if (once && last.failures > 0) ok = false;
   // What this replica now holds, for the next sync to carry: members collect by it.
   if (once && ok) {

@@ -280,6 +280,26 @@ TEST_F(Net, StatusKnowsADaemonRunsWithoutItsStatusFile) {
   EXPECT_NE(T({"status", a}).out.find("daemon: not running"), std::string::npos);
 }
 
+// One daemon per replica: a second `serve` (run by mistake, or by a second service
+// manager) is refused and names the first; a one-shot `sync` beside it is not; once the
+// first has stopped, or died, another starts.
+TEST_F(Net, ASecondServeOnOneReplicaIsRefused) {
+  std::string a = Init("a");
+  auto first = Listen("a");
+  auto second =
+      testing::Run({"/usr/bin/timeout", "20", TANDEM_BIN, "serve", a, "--listen", "127.0.0.1:0"});
+  EXPECT_EQ(second.exit_code, 1) << second.err;
+  EXPECT_NE(second.err.find("already serves " + a), std::string::npos) << second.err;
+  EXPECT_NE(second.err.find("pid " + std::to_string(first->pid())), std::string::npos)
+      << second.err;
+  EXPECT_EQ(StatusOf(a).value("pid", 0), first->pid()) << "the first's status stands";
+  auto once = T({"sync", a, "--peer", "127.0.0.1:1", "--timeout", "2"});
+  EXPECT_EQ(once.err.find("already serves"), std::string::npos) << once.err;
+  first->Kill(SIGKILL);
+  auto again = Listen("a");
+  EXPECT_EQ(StatusOf(a).value("pid", 0), again->pid());
+}
+
 // A one-way device: accounting receives but never sends (`--send none`); the trust set
 // still flows both ways, and status says which way data goes.
 TEST_F(Net, AOneWayDeviceReceivesButNeverSends) {

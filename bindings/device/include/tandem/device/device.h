@@ -10,6 +10,7 @@
 //   join.code            an invite this device has yet to redeem
 //   daemon.json          the status a running `tandem serve` publishes (written by the CLI)
 //   daemon.lock          held by a running `tandem serve` or `sync` (flock)
+//   serve.lock           held by the one running `tandem serve` (flock)
 // Backups carry identity.key, group.key and group.root with the data (Layout::key_files).
 //
 // Thread-safety: a Device may be used from several threads at once. Opening a directory
@@ -40,6 +41,8 @@ struct Layout {
   // Held (shared flock) by every running `tandem serve`/`sync`: tells `status` whether
   // one runs even when daemon.json could not be written, and is released by a crash.
   std::string daemon_lock() const { return dir + "/daemon.lock"; }
+  // Held (exclusive flock) by the running `tandem serve`: a second one is refused.
+  std::string serve_lock() const { return dir + "/serve.lock"; }
   net::GroupPaths group() const {
     return {dir + "/group.key", dir + "/invites", dir + "/join.code", dir + "/group.root",
             dir + "/replica.bindings"};
