@@ -128,7 +128,7 @@ int BlobCommands::Run() {
     if (std::fflush(stdout) != 0) throw Exit{1, std::string("write: ") + std::strerror(errno)};
     return 0;
   }
-  auto& r = Open(dir);
+  auto& r = Inspect(dir);
   auto txn = Check(r.store().BeginRead());
   Check(txn->ScanBlobs(false, [&](const engine::BlobHash& h, const engine::BlobInfo& info) {
     if (info.state == engine::BlobInfo::State::kPending) return true;

@@ -62,10 +62,23 @@ inline void Print(const std::string& line) {
 inline std::shared_ptr<Device> OpenDevice(const std::string& dir) {
   return Check(Device::Open(dir));
 }
+// For commands that only read: a copy of a replica (a backup, say) is read as it is,
+// without the replica id of its own it would take if opened to write.
+inline std::shared_ptr<Device> InspectDevice(const std::string& dir) {
+  tandem::device::OpenOptions o;
+  o.inspect = true;
+  return Check(Device::Open(dir, o));
+}
 // The replica of DIR, kept open by its device for the life of the program.
 inline engine::Replica& Open(const std::string& dir) {
   static std::shared_ptr<Device> device;
   device = OpenDevice(dir);
+  return device->replica();
+}
+// The same, for commands that only read (InspectDevice).
+inline engine::Replica& Inspect(const std::string& dir) {
+  static std::shared_ptr<Device> device;
+  device = InspectDevice(dir);
   return device->replica();
 }
 

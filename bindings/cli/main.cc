@@ -365,17 +365,17 @@ int Main(int argc, char** argv) {
   } else if (del->parsed()) {
     Check(Open(dir).Delete(coll, id));
   } else if (get->parsed()) {
-    Print(Canonical(tandem::bindings::RecordToJson(Check(Open(dir).Get(coll, id)))));
+    Print(Canonical(tandem::bindings::RecordToJson(Check(Inspect(dir).Get(coll, id)))));
   } else if (conflicts->parsed()) {
-    Print(Canonical(tandem::bindings::ConflictsToJson(Check(Open(dir).Conflicts(coll, id)))));
+    Print(Canonical(tandem::bindings::ConflictsToJson(Check(Inspect(dir).Conflicts(coll, id)))));
   } else if (ls->parsed()) {
     Check(engine::ValidateCollection(coll));
-    Check(Open(dir).Scan(coll, "", [](const engine::Record& r) {
+    Check(Inspect(dir).Scan(coll, "", [](const engine::Record& r) {
       Print(Canonical(tandem::bindings::RecordToJson(r)));
       return true;
     }));
   } else if (dump->parsed()) {
-    auto& r = Open(dir);
+    auto& r = Inspect(dir);
     for (const auto& c : Check(r.Collections())) {
       if (!system && IsSystem(c)) continue;
       Check(r.Scan(c, "", [&](const engine::Record& rec) {
@@ -389,7 +389,7 @@ int Main(int argc, char** argv) {
       if (s < 0) throw Exit{2, "--since takes a cursor (0 or more), got " + Quote(since_text)};
       since = static_cast<uint64_t>(s);
     }
-    auto d = OpenDevice(dir);
+    auto d = InspectDevice(dir);
     std::unique_ptr<storage::ChangeWatcher> watcher;
     if (follow) watcher = Check(d->Watch());
     // The data file followed: a directory removed (or replaced) meanwhile ends the command,
@@ -448,7 +448,7 @@ int Main(int argc, char** argv) {
         });
   } else if (check->parsed()) {
     return Isolated(dir + "/data.mdb", [&] {
-      auto rep = Check(OpenDevice(dir)->Check());
+      auto rep = Check(InspectDevice(dir)->Check());
       if (rep.refused_damaged)
         std::fprintf(stderr,
                      "warning: %llu record(s) of refused fields are damaged and passed over: a "
@@ -468,10 +468,10 @@ int Main(int argc, char** argv) {
   } else if (export_cmd->parsed()) {
     auto format = Check(tandem::data::ParseFormat(format_name.empty() ? "jsonl" : format_name));
     Check(engine::ValidateCollection(coll));
-    uint64_t n = Check(tandem::data::Export(Open(dir), coll, format, stdout));
+    uint64_t n = Check(tandem::data::Export(Inspect(dir), coll, format, stdout));
     std::fprintf(stderr, "exported %llu records\n", static_cast<unsigned long long>(n));
   } else if (schema->parsed()) {
-    auto& r = Open(dir);
+    auto& r = file.empty() ? Inspect(dir) : Open(dir);
     if (file.empty()) {
       auto stored = Check(tandem::data::LoadSchema(r, coll));
       if (!stored) throw Exit{1, "collection " + Quote(coll) + " has no schema"};
@@ -484,7 +484,7 @@ int Main(int argc, char** argv) {
                    Printable(coll).c_str(), static_cast<long long>(version));
     }
   } else if (info->parsed()) {
-    auto in = Check(OpenDevice(dir)->GetInfo());
+    auto in = Check(InspectDevice(dir)->GetInfo());
     Json vv = Json::object();
     for (const auto& [rid, seq] : in.version_vector.entries()) vv[rid.Hex()] = seq;
     Json j{{"replica_id", in.replica_id.Hex()}, {"version_vector", vv}};
@@ -508,9 +508,9 @@ int Main(int argc, char** argv) {
   } else if (gc->parsed()) {
     return RunGc(dir, horizon_days, as_json);
   } else if (devices->parsed()) {
-    PrintDevices(*OpenDevice(dir), as_json);
+    PrintDevices(*InspectDevice(dir), as_json);
   } else if (quarantine->parsed()) {
-    auto d = OpenDevice(dir);
+    auto d = release_all || !release_ids.empty() ? OpenDevice(dir) : InspectDevice(dir);
     auto& r = d->replica();
     if (release_all)
       for (const auto& e : Check(r.Quarantined())) release_ids.push_back(e.id);
@@ -552,7 +552,7 @@ int Main(int argc, char** argv) {
       Print(Canonical(j));
     }
   } else if (where->parsed()) {
-    auto d = OpenDevice(dir);
+    auto d = InspectDevice(dir);
     for (const auto& h : Check(d->Where(coll, id))) {
       const char* state = h.state == tandem::device::Holding::State::kHolds   ? "holds"
                           : h.state == tandem::device::Holding::State::kLacks ? "lacks"
@@ -584,7 +584,7 @@ int Main(int argc, char** argv) {
   } else if (permit->parsed()) {
     ChangeTrust(dir, TrustChange::kPermit, who, coll, level_name);
   } else if (permissions->parsed()) {
-    PrintPermissions(*OpenDevice(dir), as_json);
+    PrintPermissions(*InspectDevice(dir), as_json);
   } else if (role->parsed()) {
     ChangeTrust(dir, TrustChange::kRole, device, "", role_name);
   } else if (serve->parsed() || sync->parsed()) {

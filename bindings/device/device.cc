@@ -128,6 +128,7 @@ storage::Options StorageOptions(const OpenOptions& o, const Layout& layout,
                                 const std::optional<net::Identity>& self) {
   storage::Options so;
   so.durability = o.durability;
+  so.inspect = o.inspect;
   if (self) so.new_ids = net::BoundIds(*self, layout.group().bindings);
   return so;
 }
@@ -221,6 +222,10 @@ Result<std::shared_ptr<Device>> Device::Open(const std::string& dir, const OpenO
       if (auto d = it->second.lock()) {
         if (d->durability_ != o.durability)
           return Status::Invalid(dir + " is already open in this process with another durability");
+        if (!o.inspect && storage::IsInspectedCopy(storage::StoreOf(*d->replica_)))
+          return Status::Invalid(dir +
+                                 " is a copy of a replica, open in this process only to "
+                                 "be read");
         return d;
       }
       reg.closed.wait(lock);  // the last holder is closing it: wait until it has
@@ -235,7 +240,8 @@ Result<std::shared_ptr<Device>> Device::Open(const std::string& dir, const OpenO
   }
   const storage::Options so = StorageOptions(o, layout, identity);
   TANDEM_ASSIGN_OR_RETURN(auto r, storage::OpenReplica(dir, so));
-  if (identity) Bind(*r, so, layout);
+  // A copy opened to be read is left as it is (it would bind its original's id).
+  if (identity && !storage::IsInspectedCopy(storage::StoreOf(*r))) Bind(*r, so, layout);
   // Every local write through the device follows its collections' schemas and its
   // permissions.
   r->SetWritePolicy(std::make_shared<DevicePolicy>(

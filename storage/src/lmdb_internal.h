@@ -62,6 +62,9 @@ Result<LogGaps> DecodeLogGaps(std::string_view in);
 struct LmdbStore::Impl {
   MDB_env* env = nullptr;
   std::string dir;
+  // A copy opened to be read (Options::inspect): it keeps its original's replica id, so
+  // every write transaction is refused (BeginTxn).
+  bool inspected_copy = false;
   MDB_dbi meta = 0, fields = 0, log = 0, replicas = 0, names_db = 0, peers = 0;
   // Field values written since the last fold, over `fields`: a key in both has its value
   // here (FieldValue, FieldsCursor, FoldFresh).

@@ -313,7 +313,9 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
   auto store = std::unique_ptr<LmdbStore>(new LmdbStore(dir, std::move(impl)));
   // A replica from before origins were recorded adopts where it is; one that is not
   // where it was created is a copy, and takes a new replica id.
-  if (stamp && origin != kSameOrigin)
+  if (stamp && origin == kMoved && opt.inspect)
+    store->impl()->inspected_copy = true;
+  else if (stamp && origin != kSameOrigin)
     TANDEM_RETURN_IF_ERROR(
         StampOrigin(*store, origin == kMoved ? Stamp::kRekey : Stamp::kAdopt, opt));
   return store;
@@ -339,6 +341,8 @@ Result<std::unique_ptr<LmdbStore>> OpenStore(const std::string& dir, const Optio
   TANDEM_RETURN_IF_ERROR(ProbeDataFile(dir));
   return Open(dir, opt, false, true);
 }
+
+bool IsInspectedCopy(const LmdbStore& store) { return store.impl()->inspected_copy; }
 
 bool IsReplicaDir(const std::string& dir) {
   std::error_code ec;

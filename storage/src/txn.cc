@@ -657,6 +657,10 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
 // process set; the intern tables are brought up to date.
 static Status BeginTxn(LmdbStore::Impl* impl, unsigned flags, MDB_txn** out,
                        std::shared_lock<std::shared_mutex>* lock) {
+  if (impl->inspected_copy && !(flags & MDB_RDONLY))
+    return Status::Invalid(impl->dir +
+                           " is a copy of a replica, opened only to be read: it takes a replica "
+                           "id of its own when a command that writes opens it");
   TANDEM_RETURN_IF_ERROR(impl->MaybeGrow());
   const char* what = (flags & MDB_RDONLY) ? "begin read" : "begin write";
   for (int attempt = 0;; ++attempt) {

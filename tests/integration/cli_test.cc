@@ -620,6 +620,43 @@ TEST_F(Cli, BackupAndRestoreGiveANewReplicaWithTheSameData) {
   EXPECT_FALSE(fs::exists(tmp_ / "r3"));
 }
 
+// Reading a backup, or any copy of a replica, leaves it as it is: no replica id of its
+// own (which a copy takes when opened to write), no binding, no event. The first write
+// gives it its own id, as before.
+TEST_F(Cli, CommandsThatOnlyReadLeaveACopyAsItIs) {
+  ASSERT_EQ(T({"put", db_, "c", "r", "a=1"}).exit_code, 0);
+  const std::string bk = tmp_ / "bk";
+  ASSERT_EQ(T({"backup", db_, bk}).exit_code, 0);
+  const std::string info_db = T({"info", db_}).out;
+  const std::string data = ReadFile(bk + "/data.mdb");
+  for (std::vector<std::string> cmd : {std::vector<std::string>{"ls", bk, "c"},
+                                       {"get", bk, "c", "r"},
+                                       {"conflicts", bk, "c", "r"},
+                                       {"dump", bk},
+                                       {"changes", bk},
+                                       {"export", bk, "c"},
+                                       {"check", bk},
+                                       {"info", bk},
+                                       {"devices", bk},
+                                       {"permissions", bk},
+                                       {"where", bk, "c", "r"},
+                                       {"quarantine", bk},
+                                       {"blobs", bk}}) {
+    auto r = T(cmd);
+    EXPECT_EQ(r.exit_code, 0) << cmd[0] << ": " << r.err;
+    EXPECT_TRUE(ReadFile(bk + "/data.mdb") == data) << cmd[0] << " changed the backup";
+  }
+  EXPECT_FALSE(fs::exists(bk + "/replica.bindings"));
+  // It reads as the replica it copies: the same id and version vector.
+  EXPECT_EQ(T({"info", bk}).out, info_db);
+  EXPECT_EQ(T({"dump", bk}).out, T({"dump", db_}).out);
+  // A write takes an id of its own first, and leaves the original's events as they were.
+  ASSERT_EQ(T({"put", bk, "c", "r2", "a=2"}).exit_code, 0);
+  const std::string info_bk = T({"info", bk}).out;
+  EXPECT_NE(info_bk, info_db);
+  EXPECT_EQ(T({"check", bk}).exit_code, 0);
+}
+
 TEST(CliHelp, EveryCommandHasHelp) {
   for (auto cmd :
        {"init",      "put",     "incr",    "add",    "remove",  "del",   "get",  "ls",

@@ -59,6 +59,46 @@ TEST(LmdbStore, ACopiedDirectoryTakesANewReplicaIdWhenOpened) {
   ASSERT_TRUE(Check(StoreOf(**r2)).ok());
 }
 
+// A copy opened to be read keeps its original's id and refuses every write (it would
+// issue its original's dots); opened to write, it takes an id of its own as before. A
+// replica where it was made opens for writing as usual, inspected or not.
+TEST(LmdbStore, ACopyOpenedToBeReadIsLeftAsItIs) {
+  testing::TempDir tmp;
+  const std::string a = tmp / "a", a2 = tmp / "a2";
+  {
+    auto r = CreateReplica(a);
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE((*r)->Put("c", "r", {{"x", Value{int64_t{1}}}}).ok());
+  }
+  const engine::ReplicaMeta original = MetaOf(a);
+  fs::copy(a, a2, fs::copy_options::recursive);
+  Options inspect;
+  inspect.inspect = true;
+  {
+    auto r = OpenReplica(a2, inspect);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_TRUE(IsInspectedCopy(StoreOf(**r)));
+    EXPECT_EQ((*r)->Meta()->id, original.id);
+    EXPECT_TRUE((*r)->Get("c", "r").ok());
+    Status st = (*r)->Put("c", "r2", {{"x", Value{int64_t{2}}}});
+    EXPECT_EQ(st.code(), Code::kInvalidArgument) << st.ToString();
+    EXPECT_NE(st.message().find("opened only to be read"), std::string::npos) << st.ToString();
+    EXPECT_FALSE((*r)->Get("c", "r2").ok());
+    EXPECT_TRUE(Check(StoreOf(**r)).ok());
+  }
+  {
+    auto r = OpenReplica(a, inspect);
+    ASSERT_TRUE(r.ok());
+    EXPECT_FALSE(IsInspectedCopy(StoreOf(**r)));
+    EXPECT_TRUE((*r)->Put("c", "r3", {{"x", Value{int64_t{3}}}}).ok());
+  }
+  const engine::ReplicaMeta copy = MetaOf(a2);  // opened to write
+  EXPECT_NE(copy.id, original.id);
+  auto r = OpenReplica(a2, inspect);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(IsInspectedCopy(StoreOf(**r))) << "no longer a copy: it has its own id";
+}
+
 // Restore used to fail on a backup larger than the initial 64 MiB map ("map full"),
 // leaving behind a directory that opened as a clone of the backed-up replica.
 TEST(LmdbStore, RestoreOfABackupLargerThanTheInitialMap) {

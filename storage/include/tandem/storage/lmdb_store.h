@@ -95,6 +95,10 @@ struct Options {
   // time (kFoldFloor, kFoldSlice). The simulator makes them small.
   size_t fold_floor = kFoldFloor;
   size_t fold_slice = kFoldSlice;
+  // OpenStore, for a program that only reads: a copy (below) is left as it is, with its
+  // original's replica id, and refuses every write transaction, so that reading a backup
+  // or a copy changes nothing in it. A replica where it was made opens as usual.
+  bool inspect = false;
 };
 
 // Each process that writes a replica starts its change-log entries past the newest, at
@@ -124,6 +128,8 @@ Result<std::unique_ptr<LmdbStore>> CreateStore(const std::string& dir, const Opt
 // same write that records its new origin. Renaming or moving the directory within a
 // filesystem keeps the inode and changes nothing.
 Result<std::unique_ptr<LmdbStore>> OpenStore(const std::string& dir, const Options& = {});
+// True if `store` is a copy opened with Options::inspect: it refuses writes.
+bool IsInspectedCopy(const LmdbStore& store);
 
 // A fresh random replica id (getrandom): the engine's IdSource for durable replicas.
 engine::ReplicaId RandomReplicaId();
@@ -196,6 +202,7 @@ class LmdbStore : public engine::Store {
 
   struct Impl;
   Impl* impl() { return impl_.get(); }
+  const Impl* impl() const { return impl_.get(); }
 
  private:
   friend Result<std::unique_ptr<LmdbStore>> Open(const std::string&, const Options&, bool, bool);

@@ -58,6 +58,10 @@ struct Layout {
 
 struct OpenOptions {
   storage::Durability durability = storage::Durability::kDurable;
+  // For a program that only reads (storage::Options::inspect): a copy of a replica (a
+  // backup, a `cp -a`) is read as it is, neither given a replica id of its own nor bound,
+  // and refuses writes.
+  bool inspect = false;
 };
 
 struct InviteOptions {
