@@ -348,7 +348,7 @@ bool ReliesOnEventsAfter(const FieldState& s, const FieldState* ours, const Repl
 bool IsTombstone(const FieldState& s) { return s.markers.empty() && s.elements.empty(); }
 
 bool Collectable(const FieldState& s, const VersionVector& absorbed) {
-  return IsTombstone(s) && absorbed.Covers(s.ctx);
+  return IsTombstone(s) && s.counter.empty() && s.counter_base.empty() && absorbed.Covers(s.ctx);
 }
 
 bool IsNormal(const FieldState& s) {

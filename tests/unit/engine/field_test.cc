@@ -318,6 +318,32 @@ TEST(FieldCounterTest, ResetKeepsIncrementsItHadNotSeen) {
   EXPECT_EQ(Siblings(m).size(), 1u);
 }
 
+// A deletion resets a counter: its tombstone keeps the totals it saw as the baseline. An
+// increment made concurrently carries its replica's running total, the part the deletion
+// reset included, so only that baseline reads it right: such a tombstone is never
+// collected, even once every member holds the deletion (a replica that had dropped it
+// would read the increment's whole total where the others read what came after the
+// deletion). A tombstone without counter totals goes as before.
+TEST(FieldCounterTest, ADeletedCounterKeepsItsBaselineThroughCollection) {
+  FieldState s;
+  ApplyIncr(s, Dot{kA, 1}, 10, 1);
+  ApplyIncr(s, Dot{kB, 1}, 11, 2);
+  FieldState tomb = s;
+  ApplyDelete(tomb, Dot{kB, 2});
+  ASSERT_TRUE(IsTombstone(tomb));
+  FieldState inc = s;
+  ApplyIncr(inc, Dot{kA, 2}, 20, 2);  // concurrent with the deletion: A's total is 3
+  const VersionVector everyone = tomb.ctx;
+  EXPECT_EQ(ReadLive(JoinBoth(tomb, inc)).count, 2);  // what came after the deletion
+  EXPECT_EQ(ReadLive(inc).count, 5);                  // what a replica without it reads
+  EXPECT_FALSE(Collectable(tomb, everyone));
+  FieldState reg;
+  ApplyPut(reg, Dot{kA, 3}, 30, I(7));
+  ApplyDelete(reg, Dot{kB, 3});
+  EXPECT_TRUE(Collectable(reg, reg.ctx));
+}
+
+// ---- sets ---------------------------------------------------------------------------
 // ---- sets ---------------------------------------------------------------------------
 
 TEST(FieldSetTest, AddAndRemove) {

@@ -108,7 +108,11 @@ bool ReliesOnEventsAfter(const FieldState& s, const FieldState* ours, const Repl
 // removal (a deleted record, say) to replicas that have not seen it. Once every member
 // holds the events of its context, none can send anything it removes, so it may go.
 bool IsTombstone(const FieldState& s);
-// True when `s` is a tombstone whose context `absorbed` covers.
+// True when `s` is a tombstone whose context `absorbed` covers, and that holds no counter
+// totals. Those stay: an increment made concurrently with the removal carries its
+// replica's running total, which counts what the removal reset (the tombstone's
+// baseline); and a replica that wrote the counter again after forgetting its total
+// would start it again from zero, below what others hold (totals join by maximum).
 bool Collectable(const FieldState& s, const VersionVector& absorbed);
 // Drops the markers and element dots of `s` that `collected` covers: a field this replica
 // holds no state for, and whose events it collected, had them removed (see
