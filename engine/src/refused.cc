@@ -1,6 +1,6 @@
 // Records of field states refused for good, and the caps they put on watermark claims
 // (Replica::NoteRefused, Replica::CapByRefused; docs/design.md, Sync).
-#include <set>
+#include <map>
 
 #include "tandem/engine/replica.h"
 
@@ -9,20 +9,27 @@ namespace tandem::engine {
 // A refused state may be the only copy on hand of other replicas' events: a revoked
 // device that overwrote a member's value at its own replica carries the member's write
 // in its context alone. So it is recorded, per field, with the newest event of each
-// replica the refused context has seen and this replica's state of the field has not,
-// but for the replicas whose current values it brings (the refused ones, and values
-// concurrent with them, which travel only with them: a documented limit).
+// replica the refused context has seen and this replica's state of the field has not.
+// For a replica whose current values it brings (the refused ones, and values concurrent
+// with them, which travel only with them: a documented limit), only the events before
+// the first of them: those may be writes others took, overwritten by the refused one (a
+// till that wrote a price while it could, then again once it could not).
 Status Replica::NoteRefused(WriteTxn& txn, const FieldDelta& d, const FieldState* ours) {
-  std::set<ReplicaId> brought;  // replicas with a current operation ours has not seen
+  std::map<ReplicaId, uint64_t> brought;  // replica -> its first current operation
   auto note = [&](const Dot& dot) {
-    if (!ours || !ours->ctx.Covers(dot)) brought.insert(dot.replica);
+    if (ours && ours->ctx.Covers(dot)) return;
+    auto [it, fresh] = brought.emplace(dot.replica, dot.seq);
+    if (!fresh) it->second = std::min(it->second, dot.seq);
   };
   for (const auto& [dot, m] : d.state.markers) note(dot);
   for (const auto& [element, dots] : d.state.elements)
     for (const auto& dot : dots) note(dot);
   VersionVector unseen;
-  for (const auto& [r, n] : d.state.ctx.entries())
-    if ((!ours || ours->ctx.Get(r) < n) && !brought.count(r)) unseen.Raise(r, n);
+  for (const auto& [r, n] : d.state.ctx.entries()) {
+    auto b = brought.find(r);
+    const uint64_t upto = b == brought.end() ? n : std::min(n, b->second - 1);
+    if ((!ours || ours->ctx.Get(r) < upto) && upto) unseen.Raise(r, upto);
+  }
   if (unseen.empty()) return Status::Ok();
   std::optional<VersionVector> had;
   TANDEM_RETURN_IF_ERROR(txn.GetRefused(d.key, &had));
