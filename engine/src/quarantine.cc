@@ -140,7 +140,7 @@ Result<Replica::Judged> Replica::JudgeHeld(const AdmitFn& admit) {
       }
       TANDEM_RETURN_IF_ERROR(txn->DeleteQuarantine(e.id));
       if (a == Admission::kRefuse) {
-        TANDEM_RETURN_IF_ERROR(NoteRefused(*txn, d, ours ? &*ours : nullptr));
+        TANDEM_RETURN_IF_ERROR(NoteRefused(*txn, d, ours ? &*ours : nullptr, admit));
         ++out.refused;
         continue;
       }

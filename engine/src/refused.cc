@@ -1,33 +1,60 @@
 // Records of field states refused for good, and the caps they put on watermark claims
 // (Replica::NoteRefused, Replica::CapByRefused; docs/design.md, Sync).
+#include <algorithm>
 #include <map>
+#include <set>
+#include <vector>
 
 #include "tandem/engine/replica.h"
 
 namespace tandem::engine {
 
+namespace {
+// `s` with only the current operation `dot` (a marker, or one dot of a set element).
+FieldState OnlyOperation(const FieldState& s, const Dot& dot) {
+  FieldState out;
+  out.ctx = s.ctx;
+  if (auto m = s.markers.find(dot); m != s.markers.end()) out.markers.emplace(dot, m->second);
+  for (const auto& [element, dots] : s.elements)
+    if (dots.count(dot)) out.elements.emplace(element, std::set<Dot>{dot});
+  return out;
+}
+}  // namespace
+
 // A refused state may be the only copy on hand of other replicas' events: a revoked
 // device that overwrote a member's value at its own replica carries the member's write
 // in its context alone. So it is recorded, per field, with the newest event of each
 // replica the refused context has seen and this replica's state of the field has not.
-// For a replica whose current values it brings (the refused ones, and values concurrent
-// with them, which travel only with them: a documented limit), only the events before
-// the first of them: those may be writes others took, overwritten by the refused one (a
-// till that wrote a price while it could, then again once it could not).
-Status Replica::NoteRefused(WriteTxn& txn, const FieldDelta& d, const FieldState* ours) {
-  std::map<ReplicaId, uint64_t> brought;  // replica -> its first current operation
+// For a replica whose current values it brings, `admit` judges each value alone: the
+// events up to its newest value that would be taken (a member's value concurrent with
+// the refused one, which the member still sends), else those before its first refused
+// value (a till that wrote a price while it could, which members took, then again once
+// it could not). Refused values are never recorded: they arrive from nowhere else.
+Status Replica::NoteRefused(WriteTxn& txn, const FieldDelta& d, const FieldState* ours,
+                            const AdmitFn& admit) {
+  std::map<ReplicaId, std::vector<uint64_t>> brought;  // replica -> its current operations
   auto note = [&](const Dot& dot) {
-    if (ours && ours->ctx.Covers(dot)) return;
-    auto [it, fresh] = brought.emplace(dot.replica, dot.seq);
-    if (!fresh) it->second = std::min(it->second, dot.seq);
+    if (!ours || !ours->ctx.Covers(dot)) brought[dot.replica].push_back(dot.seq);
   };
   for (const auto& [dot, m] : d.state.markers) note(dot);
   for (const auto& [element, dots] : d.state.elements)
     for (const auto& dot : dots) note(dot);
   VersionVector unseen;
   for (const auto& [r, n] : d.state.ctx.entries()) {
-    auto b = brought.find(r);
-    const uint64_t upto = b == brought.end() ? n : std::min(n, b->second - 1);
+    uint64_t upto = n;
+    if (auto b = brought.find(r); b != brought.end()) {
+      std::vector<uint64_t>& seqs = b->second;
+      std::sort(seqs.begin(), seqs.end());
+      upto = seqs.back();
+      for (uint64_t seq : seqs) {
+        const FieldDelta alone{d.key, OnlyOperation(d.state, Dot{r, seq})};
+        if (admit(alone, ours) == Admission::kRefuse) {
+          upto = seq - 1;
+          break;
+        }
+      }
+      upto = std::min(upto, n);
+    }
     if ((!ours || ours->ctx.Get(r) < upto) && upto) unseen.Raise(r, upto);
   }
   if (unseen.empty()) return Status::Ok();

@@ -508,7 +508,8 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
       if (a != Admission::kAccept) {
         ++r;
         if (a == Admission::kFilter) ++f;
-        if (a == Admission::kRefuse) TANDEM_RETURN_IF_ERROR(NoteRefused(txn, d, s ? &*s : nullptr));
+        if (a == Admission::kRefuse)
+          TANDEM_RETURN_IF_ERROR(NoteRefused(txn, d, s ? &*s : nullptr, *admit));
         if (a == Admission::kHold) {
           TANDEM_RETURN_IF_ERROR(
               Hold(txn, d, from ? *from : ReplicaId{}, kHeldReason, true, quarantine));

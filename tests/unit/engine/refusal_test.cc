@@ -91,6 +91,34 @@ TEST(Refusal, AnAllowedWriteOverwrittenByARefusedOneIsNotClaimed) {
   EXPECT_TRUE(Refused(x).empty());  // the field has seen it now
 }
 
+// m's price and t's, written concurrently, meet at t: its state holds both (siblings),
+// while m refuses t's. x meets t first and refuses that state for t's value; m's value
+// came with it, and x must not claim it until it holds it, or m would never send it.
+TEST(Refusal, AValueConcurrentWithARefusedOneIsNotClaimed) {
+  Node t(1), m(2), x(3);
+  const ReplicaId tid = Rid(1), mid = Rid(2);
+  SessionOptions limited;
+  limited.revoked = [tid] { return std::map<ReplicaId, uint64_t>{{tid, 0}}; };
+  ASSERT_TRUE(m.replica.Put("prices", "k", {{"v", Value{int64_t{5}}}}).ok());
+  ASSERT_TRUE(t.replica.Put("prices", "k", {{"v", Value{int64_t{9}}}}).ok());
+  ASSERT_TRUE(Link(m, t, limited, {}).Run().ok());
+  ASSERT_EQ(t.replica.GetState("prices", "k")->fields.at("v").markers.size(), 2u);
+  {
+    Link link(x, t, limited, {});
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_EQ(link.sa.stats().fields_refused, 1u);
+  }
+  VersionVector unseen;
+  unseen.Raise(mid, 1);  // m's value, not t's
+  EXPECT_EQ(Refused(x), (std::map<std::string, VersionVector>{{"prices/k.v", unseen}}));
+  EXPECT_LT(x.Vv().Get(mid), 1u);
+  ASSERT_TRUE(Link(x, m, limited, {}).Run().ok());
+  auto k = x.replica.Get("prices", "k");
+  ASSERT_TRUE(k.ok());
+  EXPECT_EQ(k->fields.at("v").scalar, Value{int64_t{5}});
+  EXPECT_TRUE(Refused(x).empty());
+}
+
 // h took l's overwrite of h's own write before l was revoked; m still holds h's value.
 // x refuses l's state and h's copy of it. A later session with h refuses nothing new,
 // yet h never sent its write's value (no one but m holds it): x must still not claim

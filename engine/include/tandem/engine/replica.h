@@ -481,7 +481,8 @@ class Replica {
   // Keeps a claim from covering what a state refused for good alone carried
   // (ReadTxn::ListRefused); `from`: the peer of a session that refused nothing.
   Status CapByRefused(WriteTxn& txn, VersionVector* vv, const ReplicaId* from);
-  static Status NoteRefused(WriteTxn& txn, const FieldDelta& d, const FieldState* ours);
+  static Status NoteRefused(WriteTxn& txn, const FieldDelta& d, const FieldState* ours,
+                            const AdmitFn& admit);
   // States JoinInto may take apart as it writes them (ApplyBatch's `consume`): `deltas`
   // is the vector it joins; `taken` says it took one.
   struct Consume {
