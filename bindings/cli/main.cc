@@ -422,9 +422,9 @@ int Main(int argc, char** argv) {
     Check(OpenDevice(dir)->Backup(dest));
     std::fprintf(stderr, "backed up %s to %s\n", dir.c_str(), dest.c_str());
   } else if (rs->parsed()) {
-    // Whatever a crash reading a damaged backup left in the target goes with it; only
-    // where the target was missing or empty (restore refuses any other, but checks the
-    // backup first, so a crash comes before that refusal).
+    // Whatever a crash checking a damaged backup's copy left in the target goes with it;
+    // only where the target was missing or empty (restore refuses any other before it
+    // copies anything).
     std::error_code ec;
     const bool had_dir = std::filesystem::exists(dir, ec);
     const bool was_empty = !had_dir || std::filesystem::is_empty(dir, ec);

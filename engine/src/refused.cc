@@ -2,58 +2,49 @@
 // (Replica::NoteRefused, Replica::CapByRefused; docs/design.md, Sync).
 #include <algorithm>
 #include <map>
-#include <set>
-#include <vector>
 
 #include "tandem/engine/replica.h"
 
 namespace tandem::engine {
 
-namespace {
-// `s` with only the current operation `dot` (a marker, or one dot of a set element).
-FieldState OnlyOperation(const FieldState& s, const Dot& dot) {
-  FieldState out;
-  out.ctx = s.ctx;
-  if (auto m = s.markers.find(dot); m != s.markers.end()) out.markers.emplace(dot, m->second);
-  for (const auto& [element, dots] : s.elements)
-    if (dots.count(dot)) out.elements.emplace(element, std::set<Dot>{dot});
-  return out;
-}
-}  // namespace
-
 // A refused state may be the only copy on hand of other replicas' events: a revoked
 // device that overwrote a member's value at its own replica carries the member's write
 // in its context alone. So it is recorded, per field, with the newest event of each
 // replica the refused context has seen and this replica's state of the field has not.
-// For a replica whose current values it brings, `admit` judges each value alone: the
-// events up to its newest value that would be taken (a member's value concurrent with
-// the refused one, which the member still sends), else those before its first refused
-// value (a till that wrote a price while it could, which members took, then again once
-// it could not). Refused values are never recorded: they arrive from nowhere else.
+// A replica whose current values the state brings is judged by `admit` on those values
+// alone: one whose values would be taken (a member's value concurrent with the refused
+// one, which the member itself still sends) is recorded up to its newest value; one
+// whose values are refused is not recorded (they come from nowhere else; its earlier
+// events on this field, taken by others before it overwrote them, are a documented
+// limit: a context cannot say which of its events touched this field, so a record of
+// them would hold its entry back for good). At most kProbed replicas are judged so.
 Status Replica::NoteRefused(WriteTxn& txn, const FieldDelta& d, const FieldState* ours,
                             const AdmitFn& admit) {
-  std::map<ReplicaId, std::vector<uint64_t>> brought;  // replica -> its current operations
-  auto note = [&](const Dot& dot) {
-    if (!ours || !ours->ctx.Covers(dot)) brought[dot.replica].push_back(dot.seq);
-  };
-  for (const auto& [dot, m] : d.state.markers) note(dot);
+  constexpr size_t kProbed = 16;
+  // The replicas whose current operations ours has not seen, each with those alone.
+  std::map<ReplicaId, FieldState> brought;
+  auto unseen_op = [&](const Dot& dot) { return !ours || !ours->ctx.Covers(dot); };
+  for (const auto& [dot, m] : d.state.markers)
+    if (unseen_op(dot)) brought[dot.replica].markers.emplace(dot, m);
   for (const auto& [element, dots] : d.state.elements)
-    for (const auto& dot : dots) note(dot);
+    for (const Dot& dot : dots)
+      if (unseen_op(dot)) brought[dot.replica].elements[element].insert(dot);
+  size_t probed = 0;
   VersionVector unseen;
   for (const auto& [r, n] : d.state.ctx.entries()) {
     uint64_t upto = n;
     if (auto b = brought.find(r); b != brought.end()) {
-      std::vector<uint64_t>& seqs = b->second;
-      std::sort(seqs.begin(), seqs.end());
-      upto = seqs.back();
-      for (uint64_t seq : seqs) {
-        const FieldDelta alone{d.key, OnlyOperation(d.state, Dot{r, seq})};
-        if (admit(alone, ours) == Admission::kRefuse) {
-          upto = seq - 1;
-          break;
+      upto = 0;
+      if (++probed <= kProbed) {
+        FieldDelta alone{d.key, std::move(b->second)};
+        alone.state.ctx = d.state.ctx;
+        if (admit(alone, ours) != Admission::kRefuse) {
+          for (const auto& [dot, m] : alone.state.markers) upto = std::max(upto, dot.seq);
+          for (const auto& [element, dots] : alone.state.elements)
+            for (const Dot& dot : dots) upto = std::max(upto, dot.seq);
+          upto = std::min(upto, n);
         }
       }
-      upto = std::min(upto, n);
     }
     if ((!ours || ours->ctx.Get(r) < upto) && upto) unseen.Raise(r, upto);
   }

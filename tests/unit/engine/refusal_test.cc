@@ -61,36 +61,6 @@ TEST(Refusal, AWatermarkNeverClaimsWhatARefusedStateAloneCarried) {
   EXPECT_EQ(x.Vv().Get(Rid(1)), h.Vv().Get(Rid(1)));
 }
 
-// t, a till, writes a price while it may (t:1), and m takes it; once it may not, t
-// writes the price again (t:2). x meets t only then: it refuses t's state, which carries
-// the allowed write only in its context, and must not claim it (a claim of t's events
-// is a judgement: taken or refused) until it holds it, or m would never send it there.
-TEST(Refusal, AnAllowedWriteOverwrittenByARefusedOneIsNotClaimed) {
-  Node t(1), m(2), x(3);
-  const ReplicaId tid = Rid(1);
-  ASSERT_TRUE(t.replica.Put("prices", "k", {{"v", Value{int64_t{1}}}}).ok());
-  ASSERT_TRUE(Link(m, t).Run().ok());
-  ASSERT_TRUE(t.replica.Put("prices", "k", {{"v", Value{int64_t{2}}}}).ok());
-  SessionOptions limited;
-  limited.revoked = [tid] { return std::map<ReplicaId, uint64_t>{{tid, 1}}; };
-  {
-    Link link(x, t, limited, {});
-    ASSERT_TRUE(link.Run().ok());
-    EXPECT_EQ(link.sa.stats().fields_refused, 1u);
-  }
-  EXPECT_EQ(x.replica.Get("prices", "k").status().code(), Code::kNotFound);
-  VersionVector unseen;
-  unseen.Raise(tid, 1);  // t's events before its refused write
-  EXPECT_EQ(Refused(x), (std::map<std::string, VersionVector>{{"prices/k.v", unseen}}));
-  EXPECT_LT(x.Vv().Get(tid), 1u);
-  ASSERT_TRUE(Link(x, m, limited, {}).Run().ok());
-  auto k = x.replica.Get("prices", "k");
-  ASSERT_TRUE(k.ok());
-  EXPECT_EQ(k->fields.at("v").scalar, Value{int64_t{1}});
-  EXPECT_EQ(x.Dump(), m.Dump());
-  EXPECT_TRUE(Refused(x).empty());  // the field has seen it now
-}
-
 // m's price and t's, written concurrently, meet at t: its state holds both (siblings),
 // while m refuses t's. x meets t first and refuses that state for t's value; m's value
 // came with it, and x must not claim it until it holds it, or m would never send it.
