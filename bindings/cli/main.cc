@@ -633,7 +633,7 @@ int Main(int argc, char** argv) {
     }
     return RunNode(*d, std::move(o), metrics_address, LogFormat{log_format == "json"});
   } else if (status->parsed()) {
-    auto d = OpenDevice(dir);
+    auto d = InspectDevice(dir);
     auto meta = Check(d->replica().Meta());
     std::string self_device = d->device_id();
     auto ds = DaemonStatus(dir);

@@ -641,6 +641,7 @@ TEST_F(Cli, CommandsThatOnlyReadLeaveACopyAsItIs) {
                                        {"permissions", bk},
                                        {"where", bk, "c", "r"},
                                        {"quarantine", bk},
+                                       {"status", bk},
                                        {"blobs", bk}}) {
     auto r = T(cmd);
     EXPECT_EQ(r.exit_code, 0) << cmd[0] << ": " << r.err;
