@@ -337,20 +337,28 @@ Status FoldFresh(LmdbStore::Impl& impl, MDB_txn* txn, size_t wrote, bool all) {
   MDB_cursor* cur;
   int rc = mdb_cursor_open(txn, impl.fresh, &cur);
   if (rc) return LmdbError(rc, "open cursor");
-  // From fold_at to the end, then from the start to fold_at.
+  // From fold_at to the end, then from the start back to fold_at; the next fold starts
+  // where this one stops.
   const std::string from = all ? std::string() : impl.fold_at;
+  std::string next;
   MDB_val k = Val(from), v;
+  bool wrapped = from.empty();
   rc = mdb_cursor_get(cur, &k, &v, from.empty() ? MDB_FIRST : MDB_SET_RANGE);
-  for (; rc == 0 && moving.size() < slice; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+  for (;; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    if (rc == MDB_NOTFOUND && !wrapped) {
+      wrapped = true;
+      rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    }
+    if (rc == MDB_NOTFOUND || (rc == 0 && wrapped && !from.empty() && View(k) >= from)) {
+      next = from;  // every entry taken
+      break;
+    }
+    if (rc) break;
+    if (moving.size() == slice) {
+      next = std::string(View(k));
+      break;
+    }
     moving.emplace_back(View(k), View(v));
-  std::string next = rc == 0 ? std::string(View(k)) : std::string();
-  if (rc == MDB_NOTFOUND && !from.empty()) {
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-         rc == 0 && moving.size() < slice && View(k) < from;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-      moving.emplace_back(View(k), View(v));
-    next = rc == 0 && View(k) < from ? std::string(View(k)) : from;
-    if (rc == MDB_NOTFOUND) rc = 0;
   }
   mdb_cursor_close(cur);
   if (rc && rc != MDB_NOTFOUND) return LmdbError(rc, "fold fresh fields");
