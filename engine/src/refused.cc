@@ -21,14 +21,24 @@ namespace tandem::engine {
 Status Replica::NoteRefused(WriteTxn& txn, const FieldDelta& d, const FieldState* ours,
                             const AdmitFn& admit) {
   constexpr size_t kProbed = 16;
-  // The replicas whose current operations ours has not seen, each with those alone.
-  std::map<ReplicaId, FieldState> brought;
-  auto unseen_op = [&](const Dot& dot) { return !ours || !ours->ctx.Covers(dot); };
+  // The replicas whose current operations ours has not seen, each with those alone and
+  // the newest of them.
+  struct Brought {
+    FieldState alone;
+    uint64_t newest = 0;
+  };
+  std::map<ReplicaId, Brought> brought;
+  auto unseen_op = [&](const Dot& dot) -> Brought* {
+    if (ours && ours->ctx.Covers(dot)) return nullptr;
+    Brought& b = brought[dot.replica];
+    b.newest = std::max(b.newest, dot.seq);
+    return &b;
+  };
   for (const auto& [dot, m] : d.state.markers)
-    if (unseen_op(dot)) brought[dot.replica].markers.emplace(dot, m);
+    if (Brought* b = unseen_op(dot)) b->alone.markers.emplace(dot, m);
   for (const auto& [element, dots] : d.state.elements)
     for (const Dot& dot : dots)
-      if (unseen_op(dot)) brought[dot.replica].elements[element].insert(dot);
+      if (Brought* b = unseen_op(dot)) b->alone.elements[element].insert(dot);
   size_t probed = 0;
   VersionVector unseen;
   for (const auto& [r, n] : d.state.ctx.entries()) {
@@ -36,14 +46,9 @@ Status Replica::NoteRefused(WriteTxn& txn, const FieldDelta& d, const FieldState
     if (auto b = brought.find(r); b != brought.end()) {
       upto = 0;
       if (++probed <= kProbed) {
-        FieldDelta alone{d.key, std::move(b->second)};
+        FieldDelta alone{d.key, std::move(b->second.alone)};
         alone.state.ctx = d.state.ctx;
-        if (admit(alone, ours) != Admission::kRefuse) {
-          for (const auto& [dot, m] : alone.state.markers) upto = std::max(upto, dot.seq);
-          for (const auto& [element, dots] : alone.state.elements)
-            for (const Dot& dot : dots) upto = std::max(upto, dot.seq);
-          upto = std::min(upto, n);
-        }
+        if (admit(alone, ours) != Admission::kRefuse) upto = std::min(b->second.newest, n);
       }
     }
     if ((!ours || ours->ctx.Get(r) < upto) && upto) unseen.Raise(r, upto);
