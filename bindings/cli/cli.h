@@ -59,28 +59,23 @@ inline void Print(const std::string& line) {
   std::fputc('\n', stdout);
 }
 
-inline std::shared_ptr<Device> OpenDevice(const std::string& dir) {
-  return Check(Device::Open(dir));
-}
-// For commands that only read: a copy of a replica (a backup, say) is read as it is,
-// without the replica id of its own it would take if opened to write.
-inline std::shared_ptr<Device> InspectDevice(const std::string& dir) {
+// With `inspect`, for commands that only read: a copy of a replica (a backup, say) is
+// read as it is, without the replica id of its own it would take if opened to write.
+inline std::shared_ptr<Device> OpenDevice(const std::string& dir, bool inspect = false) {
   tandem::device::OpenOptions o;
-  o.inspect = true;
+  o.inspect = inspect;
   return Check(Device::Open(dir, o));
 }
+inline std::shared_ptr<Device> InspectDevice(const std::string& dir) {
+  return OpenDevice(dir, true);
+}
 // The replica of DIR, kept open by its device for the life of the program.
-inline engine::Replica& Open(const std::string& dir) {
+inline engine::Replica& Open(const std::string& dir, bool inspect = false) {
   static std::shared_ptr<Device> device;
-  device = OpenDevice(dir);
+  device = OpenDevice(dir, inspect);
   return device->replica();
 }
-// The same, for commands that only read (InspectDevice).
-inline engine::Replica& Inspect(const std::string& dir) {
-  static std::shared_ptr<Device> device;
-  device = InspectDevice(dir);
-  return device->replica();
-}
+inline engine::Replica& Inspect(const std::string& dir) { return Open(dir, true); }
 
 using tandem::bindings::Printable;
 using tandem::bindings::Quote;
