@@ -29,16 +29,22 @@ engine::ReplicaMeta MetaOf(const std::string& dir) {
   return r.ok() ? (*r)->Meta().value() : engine::ReplicaMeta{};
 }
 
+// Makes a replica in `dir` holding c/r.x = 1, and a backup of it in `backup` if given.
+void MakeOneRecord(const std::string& dir, const std::string& backup = "") {
+  auto r = CreateReplica(dir);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_TRUE((*r)->Put("c", "r", {{"x", Value{int64_t{1}}}}).ok());
+  if (!backup.empty()) {
+    ASSERT_TRUE(Backup(StoreOf(**r), backup).ok());
+  }
+}
+
 // `cp -a a a2` (a phone migration, a VM clone, a file-level restore): the copy must not
 // issue the dots its original issues, or peers would keep only one of each pair.
 TEST(LmdbStore, ACopiedDirectoryTakesANewReplicaIdWhenOpened) {
   testing::TempDir tmp;
   const std::string a = tmp / "a", a2 = tmp / "a2", moved = tmp / "moved";
-  {
-    auto r = CreateReplica(a);
-    ASSERT_TRUE(r.ok());
-    ASSERT_TRUE((*r)->Put("c", "r", {{"x", Value{int64_t{1}}}}).ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(MakeOneRecord(a));
   const engine::ReplicaMeta before = MetaOf(a);
   fs::copy(a, a2, fs::copy_options::recursive);
   const engine::ReplicaMeta copy = MetaOf(a2);
@@ -65,11 +71,7 @@ TEST(LmdbStore, ACopiedDirectoryTakesANewReplicaIdWhenOpened) {
 TEST(LmdbStore, ACopyOpenedToBeReadIsLeftAsItIs) {
   testing::TempDir tmp;
   const std::string a = tmp / "a", a2 = tmp / "a2";
-  {
-    auto r = CreateReplica(a);
-    ASSERT_TRUE(r.ok());
-    ASSERT_TRUE((*r)->Put("c", "r", {{"x", Value{int64_t{1}}}}).ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(MakeOneRecord(a));
   const engine::ReplicaMeta original = MetaOf(a);
   fs::copy(a, a2, fs::copy_options::recursive);
   Options inspect;
@@ -145,12 +147,7 @@ TEST(LmdbStore, RestoreOfABackupLargerThanTheInitialMap) {
 TEST(LmdbStore, AFailedRestoreLeavesNoReplicaBehind) {
   testing::TempDir tmp;
   const std::string src = tmp / "src", bak = tmp / "bak", dst = tmp / "dst";
-  {
-    auto r = CreateReplica(src);
-    ASSERT_TRUE(r.ok());
-    ASSERT_TRUE((*r)->Put("c", "r", {{"x", Value{int64_t{1}}}}).ok());
-    ASSERT_TRUE(Backup(StoreOf(**r), bak).ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(MakeOneRecord(src, bak));
   // A key file that cannot be copied makes the restore fail half-way.
   fs::create_directory(fs::path(bak) / "group.key");
   Status st = Restore(bak, dst, {"group.key"});
@@ -167,12 +164,7 @@ TEST(LmdbStore, AFailedRestoreLeavesNoReplicaBehind) {
 TEST(LmdbStore, ARestoreLeavesTheBackupAsItWas) {
   testing::TempDir tmp;
   const std::string src = tmp / "src", bak = tmp / "bak";
-  {
-    auto r = CreateReplica(src);
-    ASSERT_TRUE(r.ok());
-    ASSERT_TRUE((*r)->Put("c", "r", {{"x", Value{int64_t{1}}}}).ok());
-    ASSERT_TRUE(Backup(StoreOf(**r), bak).ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(MakeOneRecord(src, bak));
   {
     testing::RawWriter w(bak);
     ASSERT_EQ(mdb_drop(w.txn, w.Open("fresh"), 1), 0);
@@ -458,11 +450,7 @@ TEST(LmdbStore, ARollbackThatHadMovedAFieldPastThePeersCursorIsFound) {
 TEST(LmdbCopies, AFailedOpenOfAReplicaKeepsTheLockFileItMade) {
   testing::TempDir tmp;
   const std::string dir = tmp / "a";
-  {
-    auto r = CreateReplica(dir);
-    ASSERT_TRUE(r.ok());
-    ASSERT_TRUE((*r)->Put("c", "r", {{"x", Value{int64_t{1}}}}).ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(MakeOneRecord(dir));
   ASSERT_TRUE(fs::remove(dir + "/lock.mdb"));
   Options huge;
   huge.initial_map_bytes = size_t{1} << 50;  // more address space than there is
