@@ -65,6 +65,9 @@ struct LmdbStore::Impl {
   // A copy opened to be read (Options::inspect): it keeps its original's replica id, so
   // every write transaction is refused (BeginTxn).
   bool inspected_copy = false;
+  // A replica on a read-only medium opened to be read (Options::inspect): the environment
+  // is read-only and has no lock file; every write transaction is refused (BeginTxn).
+  bool read_only = false;
   MDB_dbi meta = 0, fields = 0, log = 0, replicas = 0, names_db = 0, peers = 0;
   // Field values written since the last fold, over `fields`: a key in both has its value
   // here (FieldValue, FieldsCursor, FoldFresh).

@@ -149,14 +149,22 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
   {
     const std::string lock = dir + "/lock.mdb";
     int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return Status::Io("open " + lock + ": " + strerror(errno));
+    // A replica on a read-only medium (a snapshot, a write-protected stick), opened to be
+    // read: LMDB reads it without a lock file, as no process can write it there.
+    if (fd < 0 && errno == EROFS && opt.inspect && !create) {
+      impl->read_only = true;
+      flags |= MDB_RDONLY;
+    } else if (fd < 0) {
+      return Status::Io("open " + lock + ": " + strerror(errno));
+    }
     struct stat st;
-    int err = ::fstat(fd, &st) != 0 ? errno : 0;
-    if (!err && st.st_size < kLockFileBytes) err = ::posix_fallocate(fd, 0, kLockFileBytes);
+    int err = fd < 0 ? 0 : ::fstat(fd, &st) != 0 ? errno : 0;
+    if (fd >= 0 && !err && st.st_size < kLockFileBytes)
+      err = ::posix_fallocate(fd, 0, kLockFileBytes);
     if (err)
       ::close(fd);
     else
-      impl->lock_fd = fd;  // kept (Impl::HoldAlone)
+      impl->lock_fd = fd;  // kept (Impl::HoldAlone); -1 on a read-only medium
     if (err) {
       if (!had_lock && create) ::unlink(lock.c_str());  // see below
       if (Status full = DiskError(err, "open " + dir, dir); !full.ok()) return full;
@@ -299,6 +307,10 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
     }
     TANDEM_RETURN_IF_ERROR(st.With(dir));
   }
+  if (!late_tables && impl->read_only)
+    return Status::Unsupported(dir + " is of an older format, which the first open completes "
+                               "by writing to it, and it is on a read-only medium: copy it "
+                               "to a writable disk to read it");
   if (!late_tables) {
     if ((rc = mdb_txn_begin(impl->env, nullptr, 0, &txn))) return impl->Note(rc, "open " + dir);
     rc = mdb_dbi_open(txn, "blobs", MDB_CREATE, &impl->blobs);
@@ -312,9 +324,11 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
   }
   auto store = std::unique_ptr<LmdbStore>(new LmdbStore(dir, std::move(impl)));
   // A replica from before origins were recorded adopts where it is; one that is not
-  // where it was created is a copy, and takes a new replica id.
-  if (stamp && origin == kMoved && opt.inspect)
-    store->impl()->inspected_copy = true;
+  // where it was created is a copy, and takes a new replica id. Opened to be read, a
+  // copy keeps its id and refuses writes, and one from before origins adopts at the
+  // first open that writes.
+  if (stamp && opt.inspect)
+    store->impl()->inspected_copy = origin == kMoved;
   else if (stamp && origin != kSameOrigin)
     TANDEM_RETURN_IF_ERROR(
         StampOrigin(*store, origin == kMoved ? Stamp::kRekey : Stamp::kAdopt, opt));

@@ -657,6 +657,8 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
 // process set; the intern tables are brought up to date.
 static Status BeginTxn(LmdbStore::Impl* impl, unsigned flags, MDB_txn** out,
                        std::shared_lock<std::shared_mutex>* lock) {
+  if (impl->read_only && !(flags & MDB_RDONLY))
+    return Status::Invalid(impl->dir + " is on a read-only medium: it can be read, not written");
   if (impl->inspected_copy && !(flags & MDB_RDONLY))
     return Status::Invalid(impl->dir +
                            " is a copy of a replica, opened only to be read: it takes a replica "

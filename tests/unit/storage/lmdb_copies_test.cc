@@ -1,6 +1,7 @@
 // Copies, restores and rollbacks of an LMDB replica: each must keep every peer whole.
 #include <gtest/gtest.h>
 #include <lmdb.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -99,6 +100,99 @@ TEST(LmdbStore, ACopyOpenedToBeReadIsLeftAsItIs) {
   auto r = OpenReplica(a2, inspect);
   ASSERT_TRUE(r.ok());
   EXPECT_FALSE(IsInspectedCopy(StoreOf(**r))) << "no longer a copy: it has its own id";
+}
+
+// A replica from before origins were recorded, opened to be read, is not adopted (a
+// write): the first open that writes does it, keeping its id.
+TEST(LmdbStore, AReplicaFromBeforeOriginsOpenedToBeReadIsLeftAsItIs) {
+  testing::TempDir tmp;
+  const std::string a = tmp / "a";
+  ASSERT_NO_FATAL_FAILURE(MakeOneRecord(a));
+  const engine::ReplicaMeta original = MetaOf(a);
+  ASSERT_NO_FATAL_FAILURE(testing::RawPut(a, "meta", "origin", nullptr));
+  Options inspect;
+  inspect.inspect = true;
+  {
+    auto r = OpenReplica(a, inspect);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ((*r)->Meta()->id, original.id);
+    EXPECT_TRUE((*r)->Get("c", "r").ok());
+  }
+  EXPECT_EQ(testing::RawGet(a, "meta", "origin"), "") << "a read recorded an origin";
+  EXPECT_EQ(MetaOf(a).id, original.id);  // opened to write: adopted where it is
+  EXPECT_NE(testing::RawGet(a, "meta", "origin"), "");
+}
+
+// A directory bind-mounted read-only for the life of the object (root only: Mounted()
+// says whether it could be).
+class ReadOnlyMount {
+ public:
+  ReadOnlyMount(const std::string& dir, const std::string& at) : at_(at) {
+    fs::create_directories(at);
+    mounted_ = ::mount(dir.c_str(), at.c_str(), nullptr, MS_BIND, nullptr) == 0;
+    if (mounted_ &&
+        ::mount(nullptr, at.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) != 0) {
+      ::umount2(at.c_str(), MNT_DETACH);
+      mounted_ = false;
+    }
+  }
+  ~ReadOnlyMount() {
+    if (mounted_) ::umount2(at_.c_str(), MNT_DETACH);
+  }
+  ReadOnlyMount(const ReadOnlyMount&) = delete;
+  ReadOnlyMount& operator=(const ReadOnlyMount&) = delete;
+  bool Mounted() const { return mounted_; }
+
+ private:
+  std::string at_;
+  bool mounted_ = false;
+};
+
+// A replica or a backup on a read-only medium (a snapshot, a write-protected stick) is
+// read, opened to be read, without the lock file it cannot have there; every write is
+// refused with a clear error, and an older format (whose first open writes the tables it
+// lacks) is refused as such.
+TEST(LmdbStore, AReplicaOnAReadOnlyMediumIsReadAsItIs) {
+  testing::TempDir tmp;
+  const std::string dir = tmp / "disk", ro = tmp / "ro";
+  ASSERT_NO_FATAL_FAILURE(MakeOneRecord(dir + "/a", dir + "/bak"));
+  ASSERT_NO_FATAL_FAILURE(MakeOneRecord(dir + "/old", dir + "/oldbak"));
+  {
+    testing::RawWriter w(dir + "/oldbak");
+    ASSERT_EQ(mdb_drop(w.txn, w.Open("fresh"), 1), 0);
+    w.Commit();
+  }
+  fs::remove(fs::path(dir) / "oldbak" / "lock.mdb");
+  const engine::ReplicaMeta original = MetaOf(dir + "/a");
+  ReadOnlyMount mount(dir, ro);
+  if (!mount.Mounted()) GTEST_SKIP() << "a read-only bind mount needs root";
+  Options inspect;
+  inspect.inspect = true;
+  for (const char* name : {"a", "bak"}) {
+    SCOPED_TRACE(name);
+    const std::string at = ro + "/" + name;
+    auto r = OpenReplica(at, inspect);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ((*r)->Meta()->id, original.id);
+    auto rec = (*r)->Get("c", "r");
+    ASSERT_TRUE(rec.ok()) << rec.status().ToString();
+    EXPECT_TRUE(Check(StoreOf(**r)).ok());
+    Status st = (*r)->Put("c", "r2", {{"x", Value{int64_t{2}}}});
+    EXPECT_FALSE(st.ok());
+    EXPECT_NE(st.message().find("read-only medium"), std::string::npos) << st.ToString();
+    auto w = OpenReplica(at);  // to write: refused, naming the cause
+    ASSERT_FALSE(w.ok());
+    EXPECT_NE(w.status().message().find("Read-only file system"), std::string::npos)
+        << w.status().ToString();
+  }
+  auto old = OpenReplica(ro + "/oldbak", inspect);
+  ASSERT_FALSE(old.ok());
+  EXPECT_EQ(old.status().code(), Code::kUnsupported) << old.status().ToString();
+  EXPECT_NE(old.status().message().find("read-only medium"), std::string::npos);
+  // Restored from there, it is a replica of its own.
+  Status st = Restore(ro + "/oldbak", tmp / "restored");
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_TRUE(OpenReplica(tmp / "restored").ok());
 }
 
 // Restore used to fail on a backup larger than the initial 64 MiB map ("map full"),
