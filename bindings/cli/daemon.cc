@@ -150,19 +150,14 @@ void PrintDaemon(std::optional<Json> ds, const std::string& status_file) {
 namespace {
 // Takes DIR/serve.lock for this process (kept open, close-on-exec), or fails: another
 // `serve` runs on this replica.
-int HoldServeLock(const device::Layout& layout) {
-  const std::string path = layout.serve_lock();
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) throw Exit{1, "cannot open " + path + ": " + std::strerror(errno)};
-  if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return fd;
-  const int err = errno;
-  ::close(fd);
-  if (err != EWOULDBLOCK) throw Exit{1, "cannot lock " + path + ": " + std::strerror(err)};
-  std::string who = "another tandem serve";
+// Why a node that keeps syncing could not start on a replica another already holds
+// (Device::NewNode): the other, by its pid when it is a `tandem serve`.
+std::string AlreadyServed(const device::Layout& layout) {
+  std::string who = "another node (a tandem serve, or an app's)";
   if (auto st = DaemonStatus(layout.dir); st && st->value("running", false) && st->contains("pid"))
-    who += " (pid " + st->at("pid").dump() + ")";
-  throw Exit{1, who + " already serves " + layout.dir + "; stop it first (tandem status " +
-                    layout.dir + " shows it)"};
+    who = "another tandem serve (pid " + st->at("pid").dump() + ")";
+  return who + " already serves " + layout.dir + "; stop it first (tandem status " + layout.dir +
+         " shows a tandem serve)";
 }
 }  // namespace
 
@@ -181,13 +176,15 @@ int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, L
   // Blocked before the node thread starts, so that it inherits the mask and only this
   // thread's signalfd sees them.
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-  // One `serve` per replica: a second would dial and accept the same peers under the
-  // same replica id, and the two would overwrite each other's daemon.json. Held until
-  // exit (or a crash); a one-shot `sync` beside a daemon is fine.
-  const int serve_fd = once ? -1 : HoldServeLock(d.layout());
   int sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
   if (sfd < 0) throw Exit{1, std::string("signalfd: ") + std::strerror(errno)};
-  auto node = Check(d.NewNode(std::move(o)));
+  // One `serve` per replica (the node holds serve.lock): a second would dial and accept
+  // the same peers under the same replica id, and the two would overwrite each other's
+  // daemon.json. A one-shot `sync` beside a daemon is fine.
+  auto made = d.NewNode(std::move(o));
+  if (!made.ok() && made.status().code() == Code::kBusy && !once)
+    throw Exit{1, AlreadyServed(d.layout())};
+  auto node = Check(std::move(made));
   // Held until exit (or a crash): `status` knows a daemon runs even without daemon.json.
   const int lock_fd = ::open(d.layout().daemon_lock().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (lock_fd >= 0 && ::flock(lock_fd, LOCK_SH | LOCK_NB) != 0) {
@@ -252,10 +249,9 @@ int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, L
   node->Stop();
   auto last = node->Snapshot();
   last.running = false;
-  publish(last);
+  publish(last);  // serve.lock is held until `node` goes: no serve started since owns the file
   ::close(sfd);
   if (lock_fd >= 0) ::close(lock_fd);
-  if (serve_fd >= 0) ::close(serve_fd);
   if (once && last.failures > 0) ok = false;
   // What this replica now holds, for the next sync to carry: members collect by it.
   if (once && ok) {

@@ -1,8 +1,13 @@
 #include "tandem/device/device.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -484,6 +489,16 @@ class WatcherSource : public net::ChangeSource {
   std::unique_ptr<storage::ChangeWatcher> w_;
 };
 
+// What a node that keeps syncing holds until its thread ends: the device, and the
+// exclusive lock on serve.lock that keeps a second such node off the replica.
+struct ServeHold {
+  std::shared_ptr<const Device> device;
+  int fd = -1;
+  ~ServeHold() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
 }  // namespace
 
 Result<std::unique_ptr<net::Node>> Device::NewNode(net::NodeOptions o) {
@@ -492,6 +507,21 @@ Result<std::unique_ptr<net::Node>> Device::NewNode(net::NodeOptions o) {
   // The node holds the device until its thread ends (and the watcher, released first).
   o.keep_alive = shared_from_this();
   if (o.mode != net::NodeMode::kOnce) {
+    // One node that keeps syncing per replica (`tandem serve`, an app's, in any process):
+    // a second would dial and accept the same peers under the same replica id. A
+    // one-shot sync beside it is fine.
+    const std::string path = layout_.serve_lock();
+    auto hold = std::make_shared<ServeHold>();
+    hold->device = shared_from_this();
+    hold->fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (hold->fd < 0) return Status::Io("cannot open " + path + ": " + std::strerror(errno));
+    if (::flock(hold->fd, LOCK_EX | LOCK_NB) != 0) {
+      if (errno != EWOULDBLOCK)
+        return Status::Io("cannot lock " + path + ": " + std::strerror(errno));
+      return Status::Busy("another node (a tandem serve, or an app's) already syncs " +
+                          layout_.dir + "; stop it first");
+    }
+    o.keep_alive = std::move(hold);
     TANDEM_ASSIGN_OR_RETURN(auto watcher, Watch());
     o.changes = std::make_shared<WatcherSource>(std::move(watcher));
   }

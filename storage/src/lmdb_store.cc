@@ -308,7 +308,8 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
     TANDEM_RETURN_IF_ERROR(st.With(dir));
   }
   if (!late_tables && impl->read_only)
-    return Status::Unsupported(dir + " is of an older format, which the first open completes "
+    return Status::Unsupported(dir +
+                               " is of an older format, which the first open completes "
                                "by writing to it, and it is on a read-only medium: copy it "
                                "to a writable disk to read it");
   if (!late_tables) {

@@ -2211,6 +2211,26 @@ static void test_node(void) {
   EXPECT(TANDEM_INVALID, tandem_node_status(NULL, NULL, na, &err));
   EXPECT(TANDEM_BUSY, tandem_node_wait(na, 0, &err));
 
+  /* One node that keeps syncing per replica (an app's or a tandem serve): a second
+   * live node on a is refused, even through another handle; a one-shot node is not. */
+  {
+    char pa[256];
+    tandem_db* a2 = NULL;
+    tandem_node_options o2 = TANDEM_NODE_OPTIONS_INIT;
+    path_of(pa, sizeof pa, "node-a");
+    EXPECT(TANDEM_OK, tandem_db_open(&a2, pa, NULL, &err));
+    EXPECT(TANDEM_BUSY, tandem_node_new(&busy, a, &o2, NULL, NULL, &err));
+    CHECK(strstr(err.message, "already syncs") != NULL);
+    o2.mode = TANDEM_NODE_INTERVAL;
+    o2.interval_s = 60;
+    EXPECT(TANDEM_BUSY, tandem_node_new(&busy, a2, &o2, NULL, NULL, &err));
+    o2.mode = TANDEM_NODE_ONCE;
+    EXPECT(TANDEM_OK, tandem_node_new(&busy, a2, &o2, NULL, NULL, &err));
+    tandem_node_free(busy);
+    busy = NULL;
+    tandem_db_close(a2);
+  }
+
   /* A listen address already in use: an I/O error at start. */
   ob.listen = addr;
   EXPECT(TANDEM_OK, tandem_node_new(&busy, b, &ob, NULL, NULL, &err));

@@ -411,7 +411,9 @@ typedef struct tandem_node_event {
 typedef void (*tandem_node_event_fn)(const tandem_node_event* event, void* context);
 
 /* A node syncing `db` with its peers. `fn` may be NULL (events are also queued, see
- * tandem_node_drain_events). The node keeps the replica open until it is freed. */
+ * tandem_node_drain_events). The node keeps the replica open until it is freed. A live
+ * or interval node is refused (TANDEM_BUSY) while another one, in this process or any
+ * other (a `tandem serve`), syncs the same replica; a once node is not. */
 TANDEM_EXPORT int tandem_node_new(tandem_node** out, tandem_db* db,
                                   const tandem_node_options* options, tandem_node_event_fn fn,
                                   void* context, tandem_error* err);

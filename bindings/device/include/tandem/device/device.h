@@ -41,7 +41,8 @@ struct Layout {
   // Held (shared flock) by every running `tandem serve`/`sync`: tells `status` whether
   // one runs even when daemon.json could not be written, and is released by a crash.
   std::string daemon_lock() const { return dir + "/daemon.lock"; }
-  // Held (exclusive flock) by the running `tandem serve`: a second one is refused.
+  // Held (exclusive flock) by a node that keeps syncing (`tandem serve`, an app's live
+  // or interval node): a second one is refused (Device::NewNode).
   std::string serve_lock() const { return dir + "/serve.lock"; }
   net::GroupPaths group() const {
     return {dir + "/group.key", dir + "/invites", dir + "/join.code", dir + "/group.root",
@@ -154,7 +155,8 @@ class Device : public std::enable_shared_from_this<Device> {
   Result<std::unique_ptr<storage::ChangeWatcher>> Watch();
 
   // A sync node over this replica; options.files and (for live mode) options.changes are
-  // filled in. The node holds the device (and its watcher) until it is destroyed.
+  // filled in. The node holds the device (and its watcher) until it is destroyed. A live
+  // or interval node is refused (Code::kBusy) while another holds the replica.
   Result<std::unique_ptr<net::Node>> NewNode(net::NodeOptions options);
 
  private:
