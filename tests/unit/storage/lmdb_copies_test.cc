@@ -1,7 +1,6 @@
 // Copies, restores and rollbacks of an LMDB replica: each must keep every peer whole.
 #include <gtest/gtest.h>
 #include <lmdb.h>
-#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,6 +10,7 @@
 
 #include "../../integration/process.h"
 #include "../../integration/raw_lmdb.h"
+#include "../../integration/read_only_mount.h"
 #include "sync_once.h"
 #include "tandem/engine/codec.h"
 #include "tandem/engine/sync.h"
@@ -123,31 +123,6 @@ TEST(LmdbStore, AReplicaFromBeforeOriginsOpenedToBeReadIsLeftAsItIs) {
   EXPECT_NE(testing::RawGet(a, "meta", "origin"), "");
 }
 
-// A directory bind-mounted read-only for the life of the object (root only: Mounted()
-// says whether it could be).
-class ReadOnlyMount {
- public:
-  ReadOnlyMount(const std::string& dir, const std::string& at) : at_(at) {
-    fs::create_directories(at);
-    mounted_ = ::mount(dir.c_str(), at.c_str(), nullptr, MS_BIND, nullptr) == 0;
-    if (mounted_ &&
-        ::mount(nullptr, at.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) != 0) {
-      ::umount2(at.c_str(), MNT_DETACH);
-      mounted_ = false;
-    }
-  }
-  ~ReadOnlyMount() {
-    if (mounted_) ::umount2(at_.c_str(), MNT_DETACH);
-  }
-  ReadOnlyMount(const ReadOnlyMount&) = delete;
-  ReadOnlyMount& operator=(const ReadOnlyMount&) = delete;
-  bool Mounted() const { return mounted_; }
-
- private:
-  std::string at_;
-  bool mounted_ = false;
-};
-
 // A replica or a backup on a read-only medium (a snapshot, a write-protected stick) is
 // read, opened to be read, without the lock file it cannot have there; every write is
 // refused with a clear error, and an older format (whose first open writes the tables it
@@ -164,7 +139,7 @@ TEST(LmdbStore, AReplicaOnAReadOnlyMediumIsReadAsItIs) {
   }
   fs::remove(fs::path(dir) / "oldbak" / "lock.mdb");
   const engine::ReplicaMeta original = MetaOf(dir + "/a");
-  ReadOnlyMount mount(dir, ro);
+  testing::ReadOnlyMount mount(dir, ro);
   if (!mount.Mounted()) GTEST_SKIP() << "a read-only bind mount needs root";
   Options inspect;
   inspect.inspect = true;
