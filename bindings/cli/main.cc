@@ -45,7 +45,9 @@ int Main(int argc, char** argv) {
   put->add_option("DIR", dir)->required();
   put->add_option("COLL", coll, "Collection")->required();
   put->add_option("ID", id, "Record id")->required();
-  put->add_option("FIELD=JSON", assignments, "One or more assignments")->required();
+  put->add_option("FIELD=JSON", assignments,
+                  "One or more assignments; FIELD=@FILE takes the JSON in FILE (- for stdin)")
+      ->required();
 
   auto* incr = app.add_subcommand("incr", "Add N (may be negative) to a counter field");
   incr->add_option("DIR", dir)->required();
@@ -340,7 +342,12 @@ int Main(int argc, char** argv) {
       size_t eq = a.find('=');
       if (eq == std::string::npos || eq == 0)
         throw Exit{2, "expected FIELD=JSON (or FIELD=@FILE), got " + Quote(a)};
-      fields.emplace_back(a.substr(0, eq), ParseValue(ValueText(a.substr(eq + 1))));
+      try {  // which of several assignments is wrong
+        fields.emplace_back(a.substr(0, eq), ParseValue(ValueText(a.substr(eq + 1))));
+      } catch (Exit& e) {
+        e.message = Quote(a.substr(0, eq)) + ": " + e.message;
+        throw;
+      }
     }
     Check(Open(dir).Put(coll, id, fields));
   } else if (incr->parsed()) {

@@ -202,6 +202,11 @@ TEST_F(Cli, PutReadsAValueFromAFileOrStdin) {
   r = T({"put", db_, "c", "r", "big=@/dev/zero"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("more than a value can be"), std::string::npos) << r.err;
+  // Of several assignments, the one that is wrong is named.
+  std::ofstream(tmp_ / "bad.json") << "{not json";
+  r = T({"put", db_, "c", "r", "ok=1", "bad=@" + (tmp_ / "bad.json")});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("\"bad\": not valid JSON"), std::string::npos) << r.err;
   r = testing::Run(
       {"/bin/sh", "-c",
        std::string("echo '\"from stdin\"' | ") + TANDEM_BIN + " put " + db_ + " c r2 w=@-"});
