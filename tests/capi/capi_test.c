@@ -2488,6 +2488,12 @@ static void test_node(void) {
     CHECK(strncmp(last_line, "kind=9", 6) == 0);
   }
   pthread_mutex_unlock(&ea.mu);
+  /* Its hold on the replica went with it: another live node may sync a now. */
+  {
+    tandem_node_options o2 = TANDEM_NODE_OPTIONS_INIT;
+    EXPECT(TANDEM_OK, tandem_node_new(&busy, a, &o2, NULL, NULL, &err));
+    tandem_node_free(busy);
+  }
 
   /* Long after the node freed itself: its callback ran no more. */
   pthread_mutex_lock(&freed_from_callback.mu);
