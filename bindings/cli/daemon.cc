@@ -148,16 +148,14 @@ void PrintDaemon(std::optional<Json> ds, const std::string& status_file) {
 }
 
 namespace {
-// Takes DIR/serve.lock for this process (kept open, close-on-exec), or fails: another
-// `serve` runs on this replica.
 // Why a node that keeps syncing could not start on a replica another already holds
 // (Device::NewNode): the other, by its pid when it is a `tandem serve`.
 std::string AlreadyServed(const device::Layout& layout) {
-  std::string who = "another node (a tandem serve, or an app's)";
   if (auto st = DaemonStatus(layout.dir); st && st->value("running", false) && st->contains("pid"))
-    who = "another tandem serve (pid " + st->at("pid").dump() + ")";
-  return who + " already serves " + layout.dir + "; stop it first (tandem status " + layout.dir +
-         " shows a tandem serve)";
+    return "another tandem serve (pid " + st->at("pid").dump() + ") already serves " + layout.dir +
+           "; stop it first (tandem status " + layout.dir + " shows it)";
+  return "another node (an app's, or a tandem serve starting or stopping) already serves " +
+         layout.dir + "; stop it first";
 }
 }  // namespace
 
@@ -249,7 +247,11 @@ int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, L
   node->Stop();
   auto last = node->Snapshot();
   last.running = false;
-  publish(last);  // serve.lock is held until `node` goes: no serve started since owns the file
+  // The node let serve.lock go as it stopped: a serve started since owns daemon.json.
+  const int serve_fd =
+      once ? -1 : ::open(d.layout().serve_lock().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (once || (serve_fd >= 0 && ::flock(serve_fd, LOCK_EX | LOCK_NB) == 0)) publish(last);
+  if (serve_fd >= 0) ::close(serve_fd);
   ::close(sfd);
   if (lock_fd >= 0) ::close(lock_fd);
   if (once && last.failures > 0) ok = false;

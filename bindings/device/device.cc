@@ -227,10 +227,8 @@ Result<std::shared_ptr<Device>> Device::Open(const std::string& dir, const OpenO
       if (auto d = it->second.lock()) {
         if (d->durability_ != o.durability)
           return Status::Invalid(dir + " is already open in this process with another durability");
-        if (!o.inspect && storage::IsInspectedCopy(storage::StoreOf(*d->replica_)))
-          return Status::Invalid(dir +
-                                 " is a copy of a replica, open in this process only to "
-                                 "be read");
+        if (!o.inspect && d->inspect_)
+          return Status::Invalid(dir + " is open in this process only to be read");
         return d;
       }
       reg.closed.wait(lock);  // the last holder is closing it: wait until it has
@@ -245,8 +243,9 @@ Result<std::shared_ptr<Device>> Device::Open(const std::string& dir, const OpenO
   }
   const storage::Options so = StorageOptions(o, layout, identity);
   TANDEM_ASSIGN_OR_RETURN(auto r, storage::OpenReplica(dir, so));
-  // A copy opened to be read is left as it is (it would bind its original's id).
-  if (identity && !storage::IsInspectedCopy(storage::StoreOf(*r))) Bind(*r, so, layout);
+  // Opened to be read, a replica is left as it is (a copy would bind its original's id,
+  // one from before bindings would publish its own): the next open to write binds it.
+  if (identity && !o.inspect) Bind(*r, so, layout);
   // Every local write through the device follows its collections' schemas and its
   // permissions.
   r->SetWritePolicy(std::make_shared<DevicePolicy>(
@@ -255,6 +254,7 @@ Result<std::shared_ptr<Device>> Device::Open(const std::string& dir, const OpenO
   auto d =
       std::shared_ptr<Device>(new Device(dir, std::move(r), std::move(identity), o.durability));
   d->key_ = k;
+  d->inspect_ = o.inspect;
   reg.open[k] = d;
   return d;
 }
@@ -489,10 +489,9 @@ class WatcherSource : public net::ChangeSource {
   std::unique_ptr<storage::ChangeWatcher> w_;
 };
 
-// What a node that keeps syncing holds until its thread ends: the device, and the
-// exclusive lock on serve.lock that keeps a second such node off the replica.
+// The exclusive lock on serve.lock that keeps a second node that keeps syncing off the
+// replica, held while the node may sync (NodeOptions::hold_while_running).
 struct ServeHold {
-  std::shared_ptr<const Device> device;
   int fd = -1;
   ~ServeHold() {
     if (fd >= 0) ::close(fd);
@@ -512,16 +511,15 @@ Result<std::unique_ptr<net::Node>> Device::NewNode(net::NodeOptions o) {
     // one-shot sync beside it is fine.
     const std::string path = layout_.serve_lock();
     auto hold = std::make_shared<ServeHold>();
-    hold->device = shared_from_this();
     hold->fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (hold->fd < 0) return Status::Io("cannot open " + path + ": " + std::strerror(errno));
     if (::flock(hold->fd, LOCK_EX | LOCK_NB) != 0) {
-      if (errno != EWOULDBLOCK)
-        return Status::Io("cannot lock " + path + ": " + std::strerror(errno));
+      const int err = errno;
+      if (err != EWOULDBLOCK) return Status::Io("cannot lock " + path + ": " + std::strerror(err));
       return Status::Busy("another node (a tandem serve, or an app's) already syncs " +
                           layout_.dir + "; stop it first");
     }
-    o.keep_alive = std::move(hold);
+    o.hold_while_running = std::move(hold);
     TANDEM_ASSIGN_OR_RETURN(auto watcher, Watch());
     o.changes = std::make_shared<WatcherSource>(std::move(watcher));
   }

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -180,6 +181,12 @@ Status CopyDurable(const std::string& from, const std::string& to, mode_t mode) 
   ::close(in);
   if (!st.ok()) ::unlink(to.c_str());
   return st;
+}
+
+bool OnReadOnlyFilesystem(const std::string& path) {
+  struct statvfs vfs;
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  return ::statvfs(dir.empty() ? "." : dir.c_str(), &vfs) == 0 && (vfs.f_flag & ST_RDONLY);
 }
 
 Result<std::string> ReadSmall(const std::string& path, size_t max) {

@@ -569,6 +569,7 @@ void Core::Run() {
     io_alive_ = false;
   }
   io_holder_.reset();
+  opt_.hold_while_running.reset();  // before kStopped: a new node may start from there
   RefreshSnapshot(false);
   Emit({NodeEventKind::kStopped, "", "", ""});
   std::lock_guard lock(mu_);

@@ -404,7 +404,10 @@ Result<Authority> ReadAuthority(engine::Replica& r, const GroupPaths& files,
     // is signed from now on.
     Authority a = Evaluate(founder->key, statements, verified);
     if (a.counted > 0) {
-      TANDEM_RETURN_IF_ERROR(SaveRoot(files, founder->key));
+      // Pinned for good; on a read-only medium (a backup read) it is found again so.
+      if (Status st = SaveRoot(files, founder->key);
+          !st.ok() && !tandem::files::OnReadOnlyFilesystem(files.root))
+        return st;
       return a;
     }
   }

@@ -122,6 +122,26 @@ Status ProbeDataFile(const std::string& dir) {
   return Status::Ok();
 }
 
+// A replica's lock file that cannot be written: refused if a process holds LMDB's lock
+// on its first byte (every process that has the environment open does).
+Status CheckNoneHasItOpen(const std::string& dir) {
+  const std::string lock = dir + "/lock.mdb";
+  const int fd = ::open(lock.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::Ok();  // none: no process has it open
+  struct flock l {};
+  l.l_type = F_WRLCK;
+  l.l_whence = SEEK_SET;
+  l.l_start = 0;
+  l.l_len = 1;
+  const bool known = ::fcntl(fd, F_GETLK, &l) == 0;
+  ::close(fd);
+  if (known && l.l_type == F_UNLCK) return Status::Ok();
+  return Status::Busy(
+      dir + " is a read-only view of a replica that " +
+      (known ? "process " + std::to_string(l.l_pid) + " has open" : "a process may have open") +
+      ": it cannot be read safely from here; read it where it is writable");
+}
+
 LmdbStore::LmdbStore(std::string dir, std::unique_ptr<Impl> impl)
     : dir_(std::move(dir)), impl_(std::move(impl)) {}
 LmdbStore::~LmdbStore() = default;
@@ -150,10 +170,18 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
     const std::string lock = dir + "/lock.mdb";
     int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     // A replica on a read-only medium (a snapshot, a write-protected stick), opened to be
-    // read: LMDB reads it without a lock file, as no process can write it there.
+    // read: LMDB reads it without a lock file, which keeps no writer from reusing the
+    // pages it reads. So not while another process has it open, through a view of a
+    // filesystem that is writable elsewhere (a read-only bind mount or container volume):
+    // one that opens it during the read may still make the read fail.
     if (fd < 0 && errno == EROFS && opt.inspect && !create) {
+      TANDEM_RETURN_IF_ERROR(CheckNoneHasItOpen(dir));
       impl->read_only = true;
       flags |= MDB_RDONLY;
+    } else if (fd < 0 && errno == EROFS) {
+      return Status::Io(dir +
+                        " is on a read-only file system: commands that only read (ls, "
+                        "get, dump, check, ...) work there, and this one writes");
     } else if (fd < 0) {
       return Status::Io("open " + lock + ": " + strerror(errno));
     }

@@ -2423,6 +2423,10 @@ static void test_node(void) {
   CHECK(es.counts[TANDEM_EVENT_STOPPED] == 1);
   CHECK(es.bad == 0);
   pthread_mutex_unlock(&es.mu);
+  /* Stopped, not yet freed: it no longer holds b against another live node. */
+  EXPECT(TANDEM_OK, tandem_node_new(&busy, b, &ob, NULL, NULL, &err));
+  tandem_node_free(busy);
+  busy = NULL;
   tandem_node_free(stopper);
 
   /* Freed from inside its own callback. */

@@ -57,7 +57,8 @@ enum {
   TANDEM_CORRUPT = 3,      /* stored or received bytes are damaged or not Tandem's */
   TANDEM_UNAUTHORIZED = 4, /* a peer or key is not trusted; an invite expired or was used */
   TANDEM_IO = 5,           /* the operating system failed (disk, network); may be retried */
-  TANDEM_BUSY = 6,         /* transient; retry (also: a wait timed out) */
+  TANDEM_BUSY = 6,         /* transient; retry (also: a wait timed out, or another node
+                              syncs the replica until it stops: tandem_node_new) */
   TANDEM_UNSUPPORTED = 7,  /* a newer format or protocol than this library */
   TANDEM_WRONG_TYPE = 8,   /* a typed read of a field of another type */
   TANDEM_TOO_SMALL = 9,    /* the caller's buffer is too small; the size needed is given */
@@ -413,7 +414,8 @@ typedef void (*tandem_node_event_fn)(const tandem_node_event* event, void* conte
 /* A node syncing `db` with its peers. `fn` may be NULL (events are also queued, see
  * tandem_node_drain_events). The node keeps the replica open until it is freed. A live
  * or interval node is refused (TANDEM_BUSY) while another one, in this process or any
- * other (a `tandem serve`), syncs the same replica; a once node is not. */
+ * other (a `tandem serve`), exists and has not stopped; a once node is not. (A child
+ * forked meanwhile shares that hold until it exits or execs.) */
 TANDEM_EXPORT int tandem_node_new(tandem_node** out, tandem_db* db,
                                   const tandem_node_options* options, tandem_node_event_fn fn,
                                   void* context, tandem_error* err);

@@ -157,9 +157,36 @@ TEST(LmdbStore, AReplicaOnAReadOnlyMediumIsReadAsItIs) {
     EXPECT_NE(st.message().find("read-only medium"), std::string::npos) << st.ToString();
     auto w = OpenReplica(at);  // to write: refused, naming the cause
     ASSERT_FALSE(w.ok());
-    EXPECT_NE(w.status().message().find("Read-only file system"), std::string::npos)
+    EXPECT_NE(w.status().message().find("read-only file system"), std::string::npos)
         << w.status().ToString();
   }
+  // A read-only view of a replica another process has open (writable where it is) is
+  // not read without a lock: that process could reuse the pages being read.
+  int ready[2], done[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  ASSERT_EQ(::pipe(done), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto held = OpenReplica(dir + "/a");
+    char c = held.ok() ? 'y' : 'n';
+    if (::write(ready[1], &c, 1) != 1 || ::read(done[0], &c, 1) < 0) _exit(1);
+    _exit(0);
+  }
+  char c = 0;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  ASSERT_EQ(c, 'y');
+  auto busy = OpenReplica(ro + "/a", inspect);
+  EXPECT_FALSE(busy.ok());
+  EXPECT_EQ(busy.status().code(), Code::kBusy) << busy.status().ToString();
+  EXPECT_NE(busy.status().message().find("process " + std::to_string(child) + " has open"),
+            std::string::npos)
+      << busy.status().ToString();
+  ASSERT_EQ(::write(done[1], "x", 1), 1);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  for (int fd : {ready[0], ready[1], done[0], done[1]}) ::close(fd);
+  EXPECT_TRUE(OpenReplica(ro + "/a", inspect).ok()) << "once that process is gone";
   auto old = OpenReplica(ro + "/oldbak", inspect);
   ASSERT_FALSE(old.ok());
   EXPECT_EQ(old.status().code(), Code::kUnsupported) << old.status().ToString();

@@ -22,7 +22,7 @@ enum class Code {
   kCorrupt,          // stored or received bytes are damaged or not ours
   kUnauthorized,     // a peer or key is not trusted
   kIo,               // the OS failed; retrying may help
-  kBusy,             // transient contention; retry
+  kBusy,             // transient contention; retry (or once what holds it is done)
   kUnsupported,      // a newer format or protocol than this build understands
 };
 

@@ -48,6 +48,10 @@ Status SyncParent(const std::string& path);
 // process no longer exists. Best effort.
 void SweepDead(const std::string& dir, const std::string& stem);
 
+// True if the directory holding `path` is on a filesystem mounted read-only (a
+// snapshot, a write-protected stick, a read-only bind mount).
+bool OnReadOnlyFilesystem(const std::string& path);
+
 // Reads a file of at most `max` bytes. kNotFound if it does not exist, kCorrupt if it is
 // larger than `max` or not a regular file (a FIFO in its place is refused, not waited on).
 Result<std::string> ReadSmall(const std::string& path, size_t max);

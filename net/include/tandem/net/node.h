@@ -77,6 +77,10 @@ struct NodeOptions {
   // thread has ended, even if the Node object is destroyed first. Declared before
   // `changes`, so it is released after it.
   std::shared_ptr<const void> keep_alive;
+  // Whatever the node holds only while it may sync (the device's claim on its replica:
+  // Device::NewNode): released when the node thread ends, before kStopped and before
+  // Stop returns, or with the node if it never started.
+  std::shared_ptr<const void> hold_while_running;
   // Live mode: what wakes sessions (null: a poll every second). The node consumes it.
   std::shared_ptr<ChangeSource> changes;
   std::function<void(const std::string&)> log;  // one line per happening; none if empty

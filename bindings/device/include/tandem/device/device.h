@@ -168,7 +168,8 @@ class Device : public std::enable_shared_from_this<Device> {
   std::optional<net::Identity> identity_;
   std::string device_id_;
   storage::Durability durability_;
-  std::string key_;  // the registry's key (device and inode of the directory)
+  bool inspect_ = false;  // opened only to be read (OpenOptions::inspect): not bound
+  std::string key_;       // the registry's key (device and inode of the directory)
 };
 
 }  // namespace tandem::device
