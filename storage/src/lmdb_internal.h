@@ -396,9 +396,20 @@ class LmdbReader {
     FieldsCursor cur(txn_, impl_->fresh, impl_->fields);
     Status st;
     int rc;
+    // Keys come in order. One out of order, or one past the prefix that is no key at all,
+    // is a damaged page (LMDB keeps no checksums): the scan would otherwise end there as
+    // if the range did, and a read would return part of the data as the whole.
+    std::string last;
     for (rc = cur.Seek(start); rc == 0; rc = cur.Next()) {
       std::string_view key = View(cur.key());
+      FieldKey past;
+      if ((!last.empty() && key <= last) || (key.substr(0, prefix.size()) != prefix &&
+                                             (key < prefix || !impl_->DecodeKey(key, &past))))
+        return Status::Corrupt(
+            "the fields table is damaged (a key out of order or "
+            "malformed): `tandem check` tells more; restore from a backup");
       if (key.substr(0, prefix.size()) != prefix) break;
+      last.assign(key);
       bool go = true;
       st = fn(key, cur.value(), &go);
       if (!st.ok() || !go) break;

@@ -248,7 +248,13 @@ TEST(Node, BadOptionsAreRefusedAtStart) {
   ASSERT_TRUE(n1.ok() && (*n1)->Start().ok());
   net::NodeOptions second;
   second.listen = (*n1)->Snapshot().listen;
-  EXPECT_EQ(start(second).code(), Code::kIo);
+  auto b = Device::Create(tmp / "b");
+  ASSERT_TRUE(b.ok());
+  auto n2 = (*b)->NewNode(second);
+  ASSERT_TRUE(n2.ok());
+  EXPECT_EQ((*n2)->Start().code(), Code::kIo);
+  // A second live node on one replica: refused while the first runs.
+  EXPECT_EQ(start(second).code(), Code::kBusy);
   // A node starts once.
   EXPECT_EQ((*n1)->Start().code(), Code::kInvalidArgument);
 }
