@@ -342,6 +342,9 @@ int Main(int argc, char** argv) {
       size_t eq = a.find('=');
       if (eq == std::string::npos || eq == 0)
         throw Exit{2, "expected FIELD=JSON (or FIELD=@FILE), got " + Quote(a)};
+      for (const auto& given : fields)
+        if (given.first == a.substr(0, eq))
+          throw Exit{2, Quote(given.first) + " is assigned twice; give each field once"};
       try {  // which of several assignments is wrong
         fields.emplace_back(a.substr(0, eq), ParseValue(ValueText(a.substr(eq + 1))));
       } catch (Exit& e) {

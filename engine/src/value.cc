@@ -181,12 +181,20 @@ Status ValidateFieldName(std::string_view f) {
   return Status::Ok();
 }
 
+namespace {
+Status TooLarge(const char* what, size_t bytes) {
+  return Status::Invalid(std::string(what) + " value of " + std::to_string(bytes) +
+                         " bytes is over the " + std::to_string(kMaxValueBytes >> 20) +
+                         " MiB a value may hold (attach larger content as a blob)");
+}
+}  // namespace
+
 Status ValidateValue(const Value& v) {
   if (auto* s = std::get_if<std::string>(&v)) {
-    if (s->size() > kMaxValueBytes) return Status::Invalid("string value too large");
+    if (s->size() > kMaxValueBytes) return TooLarge("string", s->size());
     if (!IsValidUtf8(*s)) return Status::Invalid("string value is not valid UTF-8");
   } else if (auto* b = std::get_if<Bytes>(&v)) {
-    if (b->data.size() > kMaxValueBytes) return Status::Invalid("bytes value too large");
+    if (b->data.size() > kMaxValueBytes) return TooLarge("bytes", b->data.size());
   } else if (auto* r = std::get_if<BlobRef>(&v)) {
     if (r->size > kMaxBlobBytes)
       return Status::Invalid("blob of " + std::to_string(r->size) + " bytes is over the " +

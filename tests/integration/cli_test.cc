@@ -207,6 +207,10 @@ TEST_F(Cli, PutReadsAValueFromAFileOrStdin) {
   r = T({"put", db_, "c", "r", "ok=1", "bad=@" + (tmp_ / "bad.json")});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("\"bad\": not valid JSON"), std::string::npos) << r.err;
+  // A field given twice is refused rather than the last taken silently.
+  r = T({"put", db_, "c", "r", "x=1", "x=2"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("\"x\" is assigned twice"), std::string::npos) << r.err;
   r = testing::Run(
       {"/bin/sh", "-c",
        std::string("echo '\"from stdin\"' | ") + TANDEM_BIN + " put " + db_ + " c r2 w=@-"});
