@@ -41,10 +41,16 @@ Status Check(LmdbStore& store, CheckReport* report) {
   // The fields as readers see them: a value in `fields` under one in `fresh` is the
   // field's past, and goes at the next fold.
   std::optional<FieldsCursor> cur(std::in_place, raw, impl->fresh, impl->fields);
+  std::string previous;
   for (rc = cur->First(); rc == 0 && st.ok(); rc = cur->Next()) {
     std::string key(View(cur->key()));
     const MDB_val& v = cur->value();
     FieldKey fk;
+    if (!previous.empty() && key <= previous) {  // a damaged page: LMDB keeps no checksums
+      st = Status::Corrupt("field keys out of order");
+      break;
+    }
+    previous = key;
     if (!impl->DecodeKey(key, &fk)) {
       st = Status::Corrupt("malformed field key");
       break;

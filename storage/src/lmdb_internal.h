@@ -396,19 +396,27 @@ class LmdbReader {
     FieldsCursor cur(txn_, impl_->fresh, impl_->fields);
     Status st;
     int rc;
-    // Keys come in order. One out of order, or one past the prefix that is no key at all,
-    // is a damaged page (LMDB keeps no checksums): the scan would otherwise end there as
-    // if the range did, and a read would return part of the data as the whole.
+    // Keys come in order. A damaged page (LMDB keeps no checksums) could hold a key that
+    // sorts past the range, and the scan would end there as if the range did: a read
+    // would return part of the data as the whole. So the key that ends the range must be
+    // followed by a greater one, or, the last of all, be a key.
+    auto damaged = [] {
+      return Status::Corrupt(
+          "the field tables are damaged (a key out of order or malformed): `tandem check` "
+          "tells more; restore from a backup");
+    };
     std::string last;
     for (rc = cur.Seek(start); rc == 0; rc = cur.Next()) {
       std::string_view key = View(cur.key());
-      FieldKey past;
-      if ((!last.empty() && key <= last) || (key.substr(0, prefix.size()) != prefix &&
-                                             (key < prefix || !impl_->DecodeKey(key, &past))))
-        return Status::Corrupt(
-            "the fields table is damaged (a key out of order or "
-            "malformed): `tandem check` tells more; restore from a backup");
-      if (key.substr(0, prefix.size()) != prefix) break;
+      if (!last.empty() && key <= last) return damaged();
+      if (key.substr(0, prefix.size()) != prefix) {
+        if (key < start) return damaged();
+        last.assign(key);
+        FieldKey k;
+        if ((rc = cur.Next()) == 0 && View(cur.key()) <= last) return damaged();
+        if (rc == MDB_NOTFOUND && !impl_->DecodeKey(last, &k)) return damaged();
+        break;
+      }
       last.assign(key);
       bool go = true;
       st = fn(key, cur.value(), &go);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <lmdb.h>
 
+#include <fstream>
 #include <string>
 
 #include "../../integration/process.h"
@@ -93,7 +94,6 @@ TEST(Damage, AValueUnderAnotherKeyIsRefused) {
   EXPECT_EQ(got.status().code(), Code::kCorrupt) << got.status().ToString();
 }
 
-// A value written before values had checksums (seq, then the state) reads as it did.
 // A damaged page can hold a key that is no key (LMDB keeps no checksums). A scan that
 // meets one past its range ended there as if the range did, and read part of the
 // collection as the whole: it fails instead.
@@ -120,6 +120,43 @@ TEST(Damage, AScanThatMeetsAMalformedKeyFailsInsteadOfEndingEarly) {
   EXPECT_FALSE(Check(StoreOf(**r)).ok());
 }
 
+// A damaged byte can also turn a key into another collection's, well formed but out of
+// order: the scan ended there too, and `check` passed.
+TEST(Damage, AKeyOutOfOrderFailsTheScanAndTheCheck) {
+  testing::TempDir tmp;
+  const std::string dir = tmp / "a";
+  {
+    auto r = CreateReplica(dir);
+    ASSERT_TRUE(r.ok());
+    for (const char* id : {"record-1", "record-2", "record-3"})  // appended, in order
+      ASSERT_TRUE((*r)->Put("c", id, {{"a", Value{int64_t{1}}}}).ok());
+  }
+  // "c" is name 0 and "a" name 1: record-2's key, its first byte made 1 ("a/record-2.a").
+  std::string data;
+  {
+    std::ifstream in(dir + "/data.mdb", std::ios::binary);
+    data.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  const std::string key("\0record-2\0\x01", 11);
+  size_t patched = 0;
+  for (size_t at = data.find(key); at != std::string::npos; at = data.find(key, at + 1)) {
+    data[at] = '\x01';
+    ++patched;
+  }
+  ASSERT_GT(patched, 0u);
+  std::ofstream(dir + "/data.mdb", std::ios::binary | std::ios::trunc) << data;
+  auto r = OpenReplica(dir);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  int seen = 0;
+  Status st = (*r)->Scan("c", "", [&](const engine::Record&) {
+    ++seen;
+    return true;
+  });
+  EXPECT_EQ(st.code(), Code::kCorrupt) << st.ToString() << " after " << seen << " records";
+  EXPECT_FALSE(Check(StoreOf(**r)).ok());
+}
+
+// A value written before values had checksums (seq, then the state) reads as it did.
 TEST(Damage, AValueWithoutAChecksumStillReads) {
   testing::TempDir tmp;
   const std::string dir = tmp / "a";
