@@ -59,6 +59,20 @@ using LogGaps = std::vector<std::pair<uint64_t, uint64_t>>;
 std::string EncodeLogGaps(const LogGaps& gaps);
 Result<LogGaps> DecodeLogGaps(std::string_view in);
 
+// fcntl(fd, cmd) with a lock of `type` on the first byte of lock.mdb, where LMDB holds a
+// shared lock in every process that has the environment open; *out gets what F_GETLK
+// reports. False if fcntl fails.
+inline bool FirstByteLock(int fd, int cmd, short type, struct flock* out = nullptr) {
+  struct flock l {};
+  l.l_type = type;
+  l.l_whence = SEEK_SET;
+  l.l_start = 0;
+  l.l_len = 1;
+  const bool ok = ::fcntl(fd, cmd, &l) == 0;
+  if (out) *out = l;
+  return ok;
+}
+
 struct LmdbStore::Impl {
   MDB_env* env = nullptr;
   std::string dir;
@@ -187,12 +201,7 @@ struct LmdbStore::Impl {
       LockFirstByte(F_RDLCK);
   }
   bool LockFirstByte(short type) const {
-    struct flock l {};
-    l.l_type = type;
-    l.l_whence = SEEK_SET;
-    l.l_start = 0;
-    l.l_len = 1;
-    return lock_fd >= 0 && ::fcntl(lock_fd, F_SETLK, &l) == 0;
+    return lock_fd >= 0 && FirstByteLock(lock_fd, F_SETLK, type);
   }
 
   // Grows the map if a transaction filled it. Called with no transaction of ours open.

@@ -129,11 +129,7 @@ Status CheckNoneHasItOpen(const std::string& dir) {
   const int fd = ::open(lock.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::Ok();  // none: no process has it open
   struct flock l {};
-  l.l_type = F_WRLCK;
-  l.l_whence = SEEK_SET;
-  l.l_start = 0;
-  l.l_len = 1;
-  const bool known = ::fcntl(fd, F_GETLK, &l) == 0;
+  const bool known = FirstByteLock(fd, F_GETLK, F_WRLCK, &l);
   ::close(fd);
   if (known && l.l_type == F_UNLCK) return Status::Ok();
   return Status::Busy(

@@ -4,6 +4,7 @@
 #include <lmdb.h>
 
 #include <fstream>
+#include <initializer_list>
 #include <string>
 
 #include "../../integration/process.h"
@@ -27,6 +28,22 @@ std::string MakeReplicaWithAString(const std::string& dir, size_t size = 100) {
   EXPECT_TRUE(r.ok());
   EXPECT_TRUE((*r)->Put("c", "r", {{"a", Value{std::string(size, 'x')}}}).ok());
   return testing::RawGet(dir, "fields", kKey);
+}
+
+// Makes a replica in `dir` holding c/<id>.a = 1 for each id, written in that order.
+void MakeRecords(const std::string& dir, std::initializer_list<const char*> ids) {
+  auto r = CreateReplica(dir);
+  ASSERT_TRUE(r.ok());
+  for (const char* id : ids) ASSERT_TRUE((*r)->Put("c", id, {{"a", Value{int64_t{1}}}}).ok());
+}
+
+// Scans collection c; *seen gets how many records it read.
+Status ScanC(engine::Replica& r, int* seen) {
+  *seen = 0;
+  return r.Scan("c", "", [&](const engine::Record&) {
+    ++*seen;
+    return true;
+  });
 }
 
 TEST(Damage, AChangedByteInAFieldValueIsRefusedNotReadAsAnotherValue) {
@@ -100,21 +117,13 @@ TEST(Damage, AValueUnderAnotherKeyIsRefused) {
 TEST(Damage, AScanThatMeetsAMalformedKeyFailsInsteadOfEndingEarly) {
   testing::TempDir tmp;
   const std::string dir = tmp / "a";
-  {
-    auto r = CreateReplica(dir);
-    ASSERT_TRUE(r.ok());
-    for (const char* id : {"r1", "r2", "r3"})
-      ASSERT_TRUE((*r)->Put("c", id, {{"a", Value{int64_t{1}}}}).ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(MakeRecords(dir, {"r1", "r2", "r3"}));
   // Past every key of "c" (the first name: index 0), under an index no name has.
   testing::RawPut(dir, "fields", std::string("\x7fx\0\x01", 4), std::string("junk"));
   auto r = OpenReplica(dir);
   ASSERT_TRUE(r.ok());
   int seen = 0;
-  Status st = (*r)->Scan("c", "", [&](const engine::Record&) {
-    ++seen;
-    return true;
-  });
+  Status st = ScanC(**r, &seen);
   EXPECT_EQ(st.code(), Code::kCorrupt) << st.ToString() << " after " << seen << " records";
   EXPECT_NE(st.message().find("damaged"), std::string::npos) << st.ToString();
   EXPECT_FALSE(Check(StoreOf(**r)).ok());
@@ -125,12 +134,7 @@ TEST(Damage, AScanThatMeetsAMalformedKeyFailsInsteadOfEndingEarly) {
 TEST(Damage, AKeyOutOfOrderFailsTheScanAndTheCheck) {
   testing::TempDir tmp;
   const std::string dir = tmp / "a";
-  {
-    auto r = CreateReplica(dir);
-    ASSERT_TRUE(r.ok());
-    for (const char* id : {"record-1", "record-2", "record-3"})  // appended, in order
-      ASSERT_TRUE((*r)->Put("c", id, {{"a", Value{int64_t{1}}}}).ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(MakeRecords(dir, {"record-1", "record-2", "record-3"}));  // in order
   // "c" is name 0 and "a" name 1: record-2's key, its first byte made 1 ("a/record-2.a").
   std::string data;
   {
@@ -148,10 +152,7 @@ TEST(Damage, AKeyOutOfOrderFailsTheScanAndTheCheck) {
   auto r = OpenReplica(dir);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   int seen = 0;
-  Status st = (*r)->Scan("c", "", [&](const engine::Record&) {
-    ++seen;
-    return true;
-  });
+  Status st = ScanC(**r, &seen);
   EXPECT_EQ(st.code(), Code::kCorrupt) << st.ToString() << " after " << seen << " records";
   EXPECT_FALSE(Check(StoreOf(**r)).ok());
 }
