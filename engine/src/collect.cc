@@ -163,7 +163,7 @@ Status Replica::Collect(const VersionVector& absorbed, CollectStats* stats, size
   return Status::Ok();
 }
 
-Result<uint64_t> Replica::Rebase(const VersionVector& collected,
+Result<uint64_t> Replica::Rebase(const VersionVector& collected, bool take,
                                  const std::unordered_set<uint64_t>& sent,
                                  const CollectionFilter& scope,
                                  const std::function<bool(const std::string&)>& may,
@@ -173,7 +173,7 @@ Result<uint64_t> Replica::Rebase(const VersionVector& collected,
   SweepFns fns;
   fns.begin = [&](WriteTxn& txn) -> Status {
     rewrite.clear();
-    return RaiseCollected(txn, collected);
+    return take ? RaiseCollected(txn, collected) : Status::Ok();
   };
   fns.visit = [&](const FieldKey& key, const FieldState& state) -> Status {
     if (sent.count(KeyHash(key))) return Status::Ok();  // joined with the peer's already
@@ -186,7 +186,8 @@ Result<uint64_t> Replica::Rebase(const VersionVector& collected,
   fns.end = [&](WriteTxn& txn) -> Status {
     for (const auto& [key, state] : rewrite) {
       bool deleted = false;
-      if (Collectable(state, collected)) TANDEM_RETURN_IF_ERROR(txn.DeleteField(key, &deleted));
+      if (take && Collectable(state, collected))
+        TANDEM_RETURN_IF_ERROR(txn.DeleteField(key, &deleted));
       if (!deleted) TANDEM_RETURN_IF_ERROR(txn.PutField(key, state));
     }
     return Status::Ok();

@@ -220,6 +220,10 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     // peer that claims what it never sent would otherwise have honest replicas skip
     // those events for good. (Our own entry is the peer's to claim: more than we have
     // is evidence of a rollback, CheckClaim. Its own events are its to withhold anyway.)
+    // A rebase on a peer that may not write everywhere leaves its collected vector aside
+    // (SessionOptions::peer_writes_everywhere).
+    const bool take_collected =
+        rebase_ && (!opt_.peer_writes_everywhere || opt_.peer_writes_everywhere());
     {
       TANDEM_ASSIGN_OR_RETURN(auto meta, replica_.Meta());
       for (const auto& [r, n] : c->vv.entries()) {
@@ -228,7 +232,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
         uint64_t proven =
             std::max(meta.vv.Get(r), d == delivered_max_.end() ? uint64_t{0} : d->second);
         // In a rebase, what the peer collected stands for what it can no longer deliver.
-        if (rebase_) proven = std::max(proven, rebase_->Get(r));
+        if (take_collected) proven = std::max(proven, rebase_->Get(r));
         // And what the states we hold have seen bears it out as well as what was just
         // delivered (an earlier session may have delivered it: a replica that never
         // writes again would otherwise stay behind for good).
@@ -244,7 +248,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     // is done again at the next session).
     if (rebase_) {
       TANDEM_ASSIGN_OR_RETURN(stats_.rebased_fields,
-                              replica_.Rebase(*rebase_, rebase_keys_,
+                              replica_.Rebase(*rebase_, take_collected, rebase_keys_,
                                               Intersect(peer_send_, opt_.accept), opt_.may_rebase));
       stats_.rebased = true;
       rebase_.reset();

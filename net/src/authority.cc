@@ -692,6 +692,17 @@ Level Authority::LevelOf(const std::string& device, const std::string& collectio
   });
 }
 
+bool Authority::WritesEverywhere(const std::string& device) const {
+  const Standing* s = Find(device);
+  if (!s || s->revoked) return false;
+  if (s->founder) return true;
+  if (s->role == Role::kReader || !s->write_cutoffs.empty()) return false;
+  for (const auto& p : permits)
+    if (p.level != Level::kWrite && (p.device.empty() ? p.role == s->role : p.device == device))
+      return false;
+  return true;
+}
+
 const std::map<engine::ReplicaId, uint64_t>& Standing::WriteCutoff(
     const std::string& collection) const {
   static const std::map<engine::ReplicaId, uint64_t> kNone;

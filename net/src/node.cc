@@ -183,6 +183,10 @@ engine::SessionOptions Core::SessionOptionsFor(const Key32& peer) {
     std::lock_guard lock(trust_mu_);
     return !IsSystemCollection(c) && authority_.LevelOf(device, c) == Level::kWrite;
   };
+  so.peer_writes_everywhere = [this, device = DeviceId(peer)] {
+    std::lock_guard lock(trust_mu_);
+    return authority_.WritesEverywhere(device);
+  };
   if (!(opt_.lazy_blobs == engine::CollectionFilter::None()))
     so.lazy_blobs = [lazy = opt_.lazy_blobs](const std::string& c) { return lazy.Allows(c); };
   // A binding is checked on its own (AdmitBinding), whoever's replica it binds: a revoked

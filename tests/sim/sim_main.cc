@@ -513,6 +513,12 @@ class Sim {
         const Role role = nodes_[peer].role;
         return role == Role::kMember || (role == Role::kTill && !(withdrawn_ && coll == "prices"));
       };
+      // And takes its collected vector only where it may write everywhere (as a node's
+      // peer_writes_everywhere): a reader's own writes removed what members keep.
+      po.peer_writes_everywhere = [this, peer] {
+        const Role role = nodes_[peer].role;
+        return role == Role::kMember || (role == Role::kTill && !withdrawn_);
+      };
       return po;
     };
     c->sa = std::make_unique<Session>(*nodes_[a].replica, with_peer(b));

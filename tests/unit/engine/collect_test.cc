@@ -219,6 +219,42 @@ TEST(Collect, AnUpdateConcurrentWithTheDeletionSurvivesCollection) {
   EXPECT_EQ(a.Dump(), b.Dump());
 }
 
+// A peer whose writes are refused here (a reader) collected after overwriting a member's
+// value: its collected vector covers that value as removed, yet the removal is its own
+// refused write. A rebase on it takes that vector in for nothing, so the member's value,
+// arriving later from the member, stays.
+TEST(Collect, ARebaseOnAPeerWhoseWritesAreRefusedKeepsWhatItsWritesRemoved) {
+  Node a(1), reader(2), stale(3);
+  Fill(a, "products", 4, "p");
+  ASSERT_TRUE(a.replica.Put("products", "x", {{"note", Value{std::string("a's")}}}).ok());
+  DeleteRange(a, "p", 0, 2);
+  Sync(a, reader);
+  ASSERT_TRUE(reader.replica.Put("products", "x", {{"note", Value{std::string("reader's")}}}).ok());
+  Replica::CollectStats stats;
+  ASSERT_TRUE(reader.replica.Collect(Everyone({&a, &reader}), &stats).ok());
+  ASSERT_GE(stats.collected, 2u);
+  ASSERT_TRUE(reader.replica.Collected()->Covers(a.Vv()));
+
+  SessionOptions refuse;  // the stale member refuses what the reader wrote
+  refuse.admit = [&](const FieldDelta& d, const FieldState*) {
+    return d.state.ctx.Get(Rid(2)) ? Admission::kRefuse : Admission::kAccept;
+  };
+  refuse.may_rebase = [](const std::string&) { return false; };
+  refuse.peer_writes_everywhere = [] { return false; };
+  {
+    Link link(stale, reader, refuse);
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_TRUE(link.sa.stats().rebased);
+  }
+  EXPECT_FALSE(stale.replica.Get("products", "x").ok()) << "the reader's state was refused";
+  EXPECT_FALSE(stale.replica.Collected()->Covers(a.Vv()));
+  Sync(a, stale);
+  auto x = stale.replica.Get("products", "x");
+  ASSERT_TRUE(x.ok()) << "the member's value was dropped as collected";
+  EXPECT_EQ(DebugString(x->fields.at("note").scalar), DebugString(Value{std::string("a's")}));
+  EXPECT_EQ(stale.Dump(), a.Dump());
+}
+
 TEST(Collect, WhatOthersClaimIsCappedByWhatThisReplicaHolds) {
   Node a(1), b(2);
   Fill(a, "products", 4, "p");

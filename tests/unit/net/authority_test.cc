@@ -381,6 +381,14 @@ TEST(Authority, PermitsDecideEachCollectionMostSpecificFirst) {
   EXPECT_EQ(a.LevelOf(Id(reader), "notes"), Level::kWrite);
   EXPECT_EQ(a.LevelOf(Id(g.root), "hr"), Level::kWrite);  // the founder
   EXPECT_EQ(a.LevelOf(Id(GenerateIdentity()), "items"), Level::kNone);
+  // Whose removals everyone takes: no permit below write applies to the founder or the
+  // admin; one does to each member (prices, for the role), and a reader writes nothing.
+  EXPECT_TRUE(a.WritesEverywhere(Id(g.root)));
+  EXPECT_TRUE(a.WritesEverywhere(Id(admin)));
+  EXPECT_FALSE(a.WritesEverywhere(Id(till)));
+  EXPECT_FALSE(a.WritesEverywhere(Id(m)));
+  EXPECT_FALSE(a.WritesEverywhere(Id(reader)));
+  EXPECT_FALSE(a.WritesEverywhere(Id(GenerateIdentity())));
   // Where the till's events stop counting: from p1, which took its write permission
   // away, in every collection but orders; p2 gave orders back.
   EXPECT_EQ(a.Find(Id(till))->WriteCutoff("items").at(tr), 41u);

@@ -318,7 +318,7 @@ TEST(Damage, CollectionAndRebasePassADamagedValueOver) {
   EXPECT_EQ((*a)->Get("c", "r").status().code(), Code::kCorrupt) << "left as it is";
   engine::VersionVector collected;
   collected.Raise((*a)->Meta()->id, 1);
-  auto rebased = (*a)->Rebase(collected, {}, engine::CollectionFilter{}, nullptr, 4);
+  auto rebased = (*a)->Rebase(collected, true, {}, engine::CollectionFilter{}, nullptr, 4);
   ASSERT_TRUE(rebased.ok()) << rebased.status().ToString();
   EXPECT_EQ((*a)->Get("c", "r").status().code(), Code::kCorrupt);
 }

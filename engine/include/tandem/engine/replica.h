@@ -315,9 +315,11 @@ class Replica {
   // collections `scope` allows, loses what `collected` covers (the peer removed it); this
   // replica's collected vector takes `collected` in. Returns how many field states
   // changed. Bounded transactions, as Collect.
-  // `may` (if set) narrows the scope further, collection by collection.
-  Result<uint64_t> Rebase(const VersionVector& collected, const std::unordered_set<uint64_t>& sent,
-                          const CollectionFilter& scope,
+  // `may` (if set) narrows the scope further, collection by collection. Unless `take`,
+  // this replica's collected vector stays as it is, and what loses everything keeps its
+  // context (a tombstone: nothing here says its events may not come again).
+  Result<uint64_t> Rebase(const VersionVector& collected, bool take,
+                          const std::unordered_set<uint64_t>& sent, const CollectionFilter& scope,
                           const std::function<bool(const std::string&)>& may = nullptr,
                           size_t max_fields = 4096);
   static uint64_t KeyHash(const FieldKey& key);

@@ -181,6 +181,11 @@ struct SessionOptions {
   // In which collections a rebase on this peer may drop what it collected (a rebase
   // removes as a deletion by the peer would): none: every one the filters let through.
   std::function<bool(const std::string& collection)> may_rebase;
+  // Whether the peer's device may write every collection. Only then does a rebase on it
+  // take the peer's collected vector in, here and as proof of what the peer no longer
+  // holds: that vector also covers what the peer's own writes removed, and where those
+  // are refused here, so are their removals. None: it may.
+  std::function<bool()> peer_writes_everywhere;
   // Which collections' blobs wait until a reader asks for them (Replica::RequestBlob):
   // none: every blob a field references is fetched as soon as the field arrives.
   std::function<bool(const std::string& collection)> lazy_blobs;

@@ -172,6 +172,10 @@ struct Authority {
   // its role and kAnyCollection; else write for members and above, read for readers.
   // kSchemasCollection: write for admins and above, read for the others.
   Level LevelOf(const std::string& device, const std::string& collection) const;
+  // True if `device` may write every collection (the schemas aside, as LevelOf) and no
+  // withdrawal of a write permission of it is in force: what its own writes removed,
+  // every member takes as removed.
+  bool WritesEverywhere(const std::string& device) const;
 };
 
 // Seals `key` to the member whose Ed25519 public key is `member`; opens a copy sealed to
