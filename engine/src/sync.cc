@@ -242,6 +242,12 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
         }
         if (n > proven) peer_vv.Cap(r, proven);
       }
+      // Such a rebase may leave here what the peer removed and collected (where it may
+      // not write): the entries its vector covers beyond ours do not move, so that what
+      // removed it comes again, or a later rebase on a peer whose vector counts does.
+      if (rebase_ && !take_collected)
+        for (const auto& [r, n] : rebase_->entries())
+          if (r != meta.id && n > meta.vv.Get(r)) peer_vv.Cap(r, meta.vv.Get(r));
     }
     // A rebase: the peer's whole state has arrived; what it collected and we still hold
     // outside the fields it sent goes, before the watermark merges (a rebase cut short

@@ -696,7 +696,11 @@ bool Authority::WritesEverywhere(const std::string& device) const {
   const Standing* s = Find(device);
   if (!s || s->revoked) return false;
   if (s->founder) return true;
-  if (s->role == Role::kReader || !s->write_cutoffs.empty()) return false;
+  if (s->role == Role::kReader) return false;
+  // Below admin no device writes the schemas; a build that does anyway could as well
+  // state a collected vector it never had (docs/design.md#collection).
+  for (const auto& [c, cutoff] : s->write_cutoffs)
+    if (c != kSchemasCollection) return false;
   for (const auto& p : permits)
     if (p.level != Level::kWrite && (p.device.empty() ? p.role == s->role : p.device == device))
       return false;

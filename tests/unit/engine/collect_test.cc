@@ -255,6 +255,38 @@ TEST(Collect, ARebaseOnAPeerWhoseWritesAreRefusedKeepsWhatItsWritesRemoved) {
   EXPECT_EQ(stale.Dump(), a.Dump());
 }
 
+// A rebase on a peer that may write nowhere drops nothing; what that peer collected, the
+// returning side still holds. Its version vector must then not cover what the peer
+// collected (the states it sent bear out the events, the deletion's among them), or the
+// deletion would never be sent to it again and the record would live on there for good.
+TEST(Collect, ARebaseThatLeavesTheCollectedVectorAsideDoesNotClaimIt) {
+  Node a(1), reader(2), stale(3);
+  Fill(a, "products", 4, "p");
+  Sync(a, stale);
+  DeleteRange(a, "p", 0, 1);
+  ASSERT_TRUE(a.replica.Put("products", "q", {{"note", Value{std::string("later")}}}).ok());
+  Sync(a, reader);
+  Replica::CollectStats stats;
+  ASSERT_TRUE(reader.replica.Collect(Everyone({&a, &reader}), &stats).ok());
+  ASSERT_GE(stats.collected, 1u);
+  const VersionVector collected = reader.replica.Collected().value();
+
+  SessionOptions nowhere;
+  nowhere.may_rebase = [](const std::string&) { return false; };
+  nowhere.peer_writes_everywhere = [] { return false; };
+  for (int round = 0; round < 2; ++round) {  // and again at the next session
+    Link link(stale, reader, nowhere);
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_TRUE(link.sa.stats().rebased) << round;
+    EXPECT_TRUE(stale.replica.Get("products", "p0").ok()) << "dropped nothing";
+    EXPECT_FALSE(stale.Vv().Covers(collected)) << stale.Vv().ToString();
+    EXPECT_TRUE(stale.replica.Get("products", "q").ok());
+  }
+  Sync(a, stale);  // the deletion comes again
+  EXPECT_FALSE(stale.replica.Get("products", "p0").ok());
+  EXPECT_EQ(stale.Dump(), a.Dump());
+}
+
 TEST(Collect, WhatOthersClaimIsCappedByWhatThisReplicaHolds) {
   Node a(1), b(2);
   Fill(a, "products", 4, "p");

@@ -358,6 +358,13 @@ TEST(Authority, PermitsDecideEachCollectionMostSpecificFirst) {
   auto s2 = g.Add(admin, till, Role::kMember, {s1});
   auto s3 = g.Add(admin, m, Role::kMember, {s2});
   auto s4 = g.Add(admin, reader, Role::kReader, {s3});
+  {
+    // Before any permit, a member writes everywhere (the schemas are the admins').
+    Authority before = g.Judge();
+    EXPECT_TRUE(before.WritesEverywhere(Id(m)));
+    EXPECT_TRUE(before.WritesEverywhere(Id(till)));
+    EXPECT_FALSE(before.WritesEverywhere(Id(reader)));
+  }
   const engine::ReplicaId tr =
       engine::ReplicaId::FromBytes(reinterpret_cast<const uint8_t*>("tttttttttttttttt"));
   auto p1 = g.Permit(admin, "*", &till, Role::kMember, Level::kRead, {s4}, {{tr, 41}});
