@@ -136,6 +136,11 @@ Status Replica::WriteOnce(const std::function<Status(Batch&)>& fn) {
 Status Replica::Put(std::string_view c, std::string_view id,
                     const std::vector<std::pair<std::string, Value>>& fields) {
   if (fields.empty()) return Status::Invalid("put needs at least one field");
+  // A field named twice: which value is meant is not for the engine to guess.
+  for (size_t i = 1; i < fields.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (fields[i].first == fields[j].first)
+        return Status::Invalid("field \"" + fields[i].first + "\" is given twice");
   return Write([&](Batch& b) {
     for (const auto& [f, v] : fields) TANDEM_RETURN_IF_ERROR(b.Put(c, id, f, v));
     return Status::Ok();

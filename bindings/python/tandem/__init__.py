@@ -291,6 +291,16 @@ def _encode(v):
                        % type(v).__name__, 2)
 
 
+def _merged_fields(fields, kw):
+    """The fields of put(c, id, {...}, name=...): a field named in both is refused."""
+    f = dict(fields or {})
+    for k in kw:
+        if k in f:
+            raise InvalidError(f'field "{k}" is given twice', 2)
+    f.update(kw)
+    return f
+
+
 def _fields_json(fields):
     if not fields:
         raise InvalidError("put needs at least one field", 2)
@@ -408,8 +418,7 @@ class Replica:
     # -- writing --
     def put(self, collection, id, fields=None, /, **kw):
         """Sets register fields: put("c", "id", {"name": "Ann"}) or put("c", "id", name="Ann")."""
-        f = dict(fields or {}, **kw)
-        data = _fields_json(f)
+        data = _fields_json(_merged_fields(fields, kw))
         _call(_lib.tandem_put_json, self._handle, _b(collection), _b(id), data, len(data))
 
     def incr(self, collection, id, field, by=1):
@@ -650,8 +659,7 @@ class Batch:
         return _lib.tandem_batch_count(self._h) if self._h else 0
 
     def put(self, collection, id, fields=None, /, **kw):
-        f = dict(fields or {}, **kw)
-        data = _fields_json(f)
+        data = _fields_json(_merged_fields(fields, kw))
         _call(_lib.tandem_batch_put_json, self._h, _b(collection), _b(id), data, len(data))
 
     def put_field(self, collection, id, field, value):

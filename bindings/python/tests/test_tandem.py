@@ -124,6 +124,7 @@ class ReplicaTest(TempDirTest):
             for call in (lambda: db.put("c", "r", {}),
                          lambda: db.put("c" * 65, "r", v=1),
                          lambda: db.put("c", "r", id=1),
+                         lambda: db.put("c", "r", {"v": 1}, v=2),
                          lambda: db.put("c", "r", v=object()),
                          lambda: db.put("c", "r", v="x" * ((16 << 20) + 1)),
                          lambda: db.incr("c", "r", "", 1),

@@ -136,6 +136,10 @@ TEST(ReplicaTest, PutRejectsInvalidInputAndWritesNothing) {
   EXPECT_EQ(a.replica.Put("c", "r", {}).code(), Code::kInvalidArgument);
   // The first field is fine, the second is reserved: the whole put is rejected.
   EXPECT_EQ(a.replica.Put("c", "r", {{"ok", I(1)}, {"id", I(2)}}).code(), Code::kInvalidArgument);
+  // A field named twice: neither value is taken.
+  Status twice = a.replica.Put("c", "r", {{"f", I(1)}, {"g", I(2)}, {"f", I(3)}});
+  EXPECT_EQ(twice.code(), Code::kInvalidArgument);
+  EXPECT_NE(twice.message().find("\"f\" is given twice"), std::string::npos) << twice.ToString();
   EXPECT_EQ(a.replica.Put("", "r", {{"f", I(1)}}).code(), Code::kInvalidArgument);
   EXPECT_EQ(a.replica.Put("c", "", {{"f", I(1)}}).code(), Code::kInvalidArgument);
   EXPECT_EQ(a.replica.Put("c", std::string("r\0x", 3), {{"f", I(1)}}).code(),

@@ -225,7 +225,7 @@ class Replica {
   // call Batch methods.
   Status Write(const std::function<Status(Batch&)>& fn);
 
-  // Conveniences: one operation, one transaction.
+  // Conveniences: one operation, one transaction. Put refuses a field named twice.
   Status Put(std::string_view collection, std::string_view id,
              const std::vector<std::pair<std::string, Value>>& fields);
   Status Incr(std::string_view collection, std::string_view id, std::string_view field, int64_t by);
