@@ -694,9 +694,20 @@ class Sim {
     // members take; what else must be held elsewhere is the rest of its version vector
     // (members claim none of a limited replica's events from a session that refused any).
     const VersionVector need = Limited(i) ? Judged(meta.vv) : meta.vv;
+    // A member's entry for a limited replica says what it judged, and it may hold more of
+    // that replica's writes (taken in a session that refused others): another member
+    // must have seen as much of them.
+    auto holds_all = [&](int j) {
+      Replica& rj = *nodes_[j].replica;
+      if (!rj.Meta()->vv.Covers(need)) return false;
+      if (Limited(i)) return true;
+      for (const auto& [id, role] : limited_ids_)
+        if (rj.Held(id).value() < nodes_[i].replica->Held(id).value()) return false;
+      return true;
+    };
     bool held = false;
     for (int j = 0; j < n_ && !held && !Limited(i); ++j)
-      if (j != i && !Limited(j)) held = nodes_[j].replica->Meta()->vv.Covers(need);
+      if (j != i && !Limited(j)) held = holds_all(j);
     // The partner is the next member in good standing on i's side of any partition.
     int partner = -1;
     for (int k = 1; k < n_ && partner < 0; ++k) {
@@ -706,7 +717,7 @@ class Sim {
     if (!held && partner >= 0) {
       // Usually the device had synced before it was restored: make it so.
       SyncPair(i, partner);
-      held = nodes_[partner].replica->Meta()->vv.Covers(need);
+      held = holds_all(partner);
     }
     if (!held) return;
     Disconnect(i);
