@@ -224,6 +224,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     // (SessionOptions::peer_writes_everywhere).
     const bool take_collected =
         rebase_ && (!opt_.peer_writes_everywhere || opt_.peer_writes_everywhere());
+    if (rebase_ && !take_collected) left_aside_ = *rebase_;
     {
       TANDEM_ASSIGN_OR_RETURN(auto meta, replica_.Meta());
       for (const auto& [r, n] : c->vv.entries()) {
@@ -243,10 +244,11 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
         if (n > proven) peer_vv.Cap(r, proven);
       }
       // Such a rebase may leave here what the peer removed and collected (where it may
-      // not write): the entries its vector covers beyond ours do not move, so that what
-      // removed it comes again, or a later rebase on a peer whose vector counts does.
-      if (rebase_ && !take_collected)
-        for (const auto& [r, n] : rebase_->entries())
+      // not write): the entries its vector covers beyond ours do not move, in this
+      // session, so that what removed it comes again, or a later rebase on a peer whose
+      // vector counts does.
+      if (left_aside_)
+        for (const auto& [r, n] : left_aside_->entries())
           if (r != meta.id && n > meta.vv.Get(r)) peer_vv.Cap(r, meta.vv.Get(r));
     }
     // A rebase: the peer's whole state has arrived; what it collected and we still hold

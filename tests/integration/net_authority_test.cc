@@ -437,5 +437,56 @@ TEST_F(Net, DeletionsAreCollectedOnceEveryMemberHoldsThem) {
   EXPECT_NE(T({"status", a}).out.find("rebased 0, served 1"), std::string::npos);
 }
 
+// A member whose permissions are narrowed collected deletions; a device restored from
+// before them is rebased on it only where that member may write, without taking its
+// collected vector in: the next session with it rebases again, until the founder (who
+// may write everywhere) rebases the restored device.
+TEST_F(Net, ARebaseOnAMemberWithNarrowedPermissionsIsDoneAgainUntilTheFounderDoesIt) {
+  std::string o = Init("o"), b = Init("b"), c = Init("c");
+  WriteMany(o, "i", 30);
+  std::string oaddr, baddr;
+  auto so = Listen("o", {"--collect-every", "0"}, &oaddr);
+  Pair("o", "b", oaddr);
+  Pair("o", "c", oaddr);
+  ASSERT_EQ(T({"permit", o, "prices", "member", "read"}).exit_code, 0);
+  ASSERT_EQ(T({"sync", c, "--peer", oaddr}).exit_code, 0);
+  ASSERT_EQ(T({"backup", c, Dir("c-before")}).exit_code, 0);
+  for (int i = 0; i < 20; ++i)
+    ASSERT_EQ(T({"del", o, "items", "i" + std::to_string(i)}).exit_code, 0);
+  // Every member holds the deletions: o collects them, and b once o's report reaches it.
+  for (const auto& dir : {c, b, c, b}) ASSERT_EQ(T({"sync", dir, "--peer", oaddr}).exit_code, 0);
+  for (const auto& dir : {o, b}) {
+    if (dir == b) {
+      ASSERT_EQ(T({"sync", b, "--peer", oaddr}).exit_code, 0);
+    }
+    auto gc = T({"gc", dir, "--json"});
+    ASSERT_EQ(gc.exit_code, 0) << gc.err;
+    ASSERT_EQ(json::parse(gc.out)["collected"], 40) << dir << ": " << gc.out;
+  }
+
+  auto sb = Listen("b", {"--collect-every", "0"}, &baddr);
+  const std::string c2 = Dir("c2");
+  ASSERT_EQ(T({"restore", Dir("c-before"), c2}).exit_code, 0);
+  ASSERT_EQ(CountItems(c2), 30u);
+  auto served = [&](Serve& s) {
+    const std::string log = s.log();
+    size_t n = 0;
+    for (size_t at = 0; (at = log.find("sent it the whole state", at)) != std::string::npos; ++at)
+      ++n;
+    return n;
+  };
+  for (size_t round = 1; round <= 2; ++round) {
+    ASSERT_EQ(T({"sync", c2, "--peer", baddr}).exit_code, 0);
+    EXPECT_EQ(CountItems(c2), 10u) << "b may write items: what it removed goes";
+    EXPECT_EQ(served(*sb), round) << sb->log();
+  }
+  ASSERT_EQ(T({"sync", c2, "--peer", oaddr}).exit_code, 0);
+  EXPECT_EQ(served(*so), 1u) << so->log();
+  ASSERT_EQ(T({"sync", c2, "--peer", baddr}).exit_code, 0);
+  EXPECT_EQ(served(*sb), 2u) << "rebased for good by the founder";
+  EXPECT_EQ(T({"ls", o, "items"}).out, T({"ls", c2, "items"}).out);
+  EXPECT_EQ(T({"ls", b, "items"}).out, T({"ls", c2, "items"}).out);
+}
+
 }  // namespace
 }  // namespace tandem::testing

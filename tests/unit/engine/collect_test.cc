@@ -278,6 +278,11 @@ TEST(Collect, ARebaseThatLeavesTheCollectedVectorAsideDoesNotClaimIt) {
     Link link(stale, reader, nowhere);
     ASSERT_TRUE(link.Run().ok());
     EXPECT_TRUE(link.sa.stats().rebased) << round;
+    // The session goes on: a later CaughtUp in it claims no more.
+    const std::string late = "late" + std::to_string(round);
+    ASSERT_TRUE(reader.replica.Put("notes", late, {{"v", Value{int64_t{1}}}}).ok());
+    ASSERT_TRUE(link.Poll().ok());
+    ASSERT_TRUE(stale.replica.Get("notes", late).ok());
     EXPECT_TRUE(stale.replica.Get("products", "p0").ok()) << "dropped nothing";
     EXPECT_FALSE(stale.Vv().Covers(collected)) << stale.Vv().ToString();
     EXPECT_TRUE(stale.replica.Get("products", "q").ok());

@@ -352,6 +352,9 @@ class Session {
   // key of every field state it sent since the start of its log.
   std::optional<VersionVector> rebase_;
   std::unordered_set<uint64_t> rebase_keys_;
+  // The collected vector of a rebase in this session that left it aside: every later
+  // CaughtUp of the session claims no more of what it covers either.
+  std::optional<VersionVector> left_aside_;
   // Blobs. Requesting: the blob being fetched, the ones this peer lacked, and whether we
   // said we want nothing more.
   bool peer_blobs_ = false;
