@@ -209,6 +209,11 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     // Merge the watermark only if the peer sent us everything it had: nothing filtered
     // by either side's policy, nothing refused.
     const bool merge = !filtered_in_ && !refused_any_;
+    // A rebase on a peer that may not write everywhere leaves its collected vector aside
+    // (SessionOptions::peer_writes_everywhere).
+    const bool take_collected =
+        rebase_ && (!opt_.peer_writes_everywhere || opt_.peer_writes_everywhere());
+    if (rebase_ && !take_collected) left_aside_ = *rebase_;
     // A revoked replica's events past its cutoff are never taken in, whatever the peer
     // holds: our watermark must not claim them (a later session refuses nothing new, yet
     // the peer's vector still covers what an earlier one refused).
@@ -220,11 +225,6 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     // peer that claims what it never sent would otherwise have honest replicas skip
     // those events for good. (Our own entry is the peer's to claim: more than we have
     // is evidence of a rollback, CheckClaim. Its own events are its to withhold anyway.)
-    // A rebase on a peer that may not write everywhere leaves its collected vector aside
-    // (SessionOptions::peer_writes_everywhere).
-    const bool take_collected =
-        rebase_ && (!opt_.peer_writes_everywhere || opt_.peer_writes_everywhere());
-    if (rebase_ && !take_collected) left_aside_ = *rebase_;
     {
       TANDEM_ASSIGN_OR_RETURN(auto meta, replica_.Meta());
       for (const auto& [r, n] : c->vv.entries()) {
