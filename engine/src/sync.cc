@@ -209,10 +209,13 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     // Merge the watermark only if the peer sent us everything it had: nothing filtered
     // by either side's policy, nothing refused.
     const bool merge = !filtered_in_ && !refused_any_;
-    // A rebase on a peer that may not write everywhere leaves its collected vector aside
-    // (SessionOptions::peer_writes_everywhere).
+    // A rebase takes the peer's collected vector in only if it received the peer's whole
+    // state: that vector covers the values the peer's states replaced, and where one of
+    // those states was filtered out or refused here, a value it replaced may still live,
+    // and would be dropped as collected when it came. Nor if the peer may not write
+    // everywhere (SessionOptions::peer_writes_everywhere).
     const bool take_collected =
-        rebase_ && (!opt_.peer_writes_everywhere || opt_.peer_writes_everywhere());
+        rebase_ && merge && (!opt_.peer_writes_everywhere || opt_.peer_writes_everywhere());
     if (rebase_ && !take_collected) left_aside_ = *rebase_;
     // A revoked replica's events past its cutoff are never taken in, whatever the peer
     // holds: our watermark must not claim them (a later session refuses nothing new, yet

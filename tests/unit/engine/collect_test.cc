@@ -292,6 +292,62 @@ TEST(Collect, ARebaseThatLeavesTheCollectedVectorAsideDoesNotClaimIt) {
   EXPECT_EQ(stale.Dump(), a.Dump());
 }
 
+// A peer that may write everywhere, but holds a value this replica refuses (a member's
+// write past its cutoff here, which the peer took before the cutoff reached it), over
+// the founder's value. Had the rebase taken the peer's collected vector, which covers
+// the founder's value, this replica (holding nothing of the field) would drop that
+// value when the founder sent it, and claim it: lost here for good. So does a rebase
+// whose session was filtered.
+TEST(Collect, ARebaseThatRefusedOrFilteredAStateLeavesTheCollectedVectorAside) {
+  for (const bool filtered : {false, true}) {
+    Node f(1), a(2), m(3), stale(4);
+    SessionOptions refuse;  // the founder and the stale replica refuse m's prices
+    refuse.admit = [](const FieldDelta& d, const FieldState*) {
+      return d.key.collection == "prices" && d.state.ctx.Get(Rid(3)) ? Admission::kRefuse
+                                                                     : Admission::kAccept;
+    };
+    Fill(f, "products", 4, "p");
+    Sync(f, stale);
+    ASSERT_TRUE(f.replica.Put("prices", "p3", {{"v", Value{int64_t{3}}}}).ok());
+    Sync(f, m);
+    ASSERT_TRUE(m.replica.Put("prices", "p3", {{"v", Value{int64_t{33}}}}).ok());
+    Sync(f, a);
+    Sync(m, a);  // a takes m's write over f's
+    DeleteRange(f, "p", 0, 1);
+    {
+      Link link(f, m, refuse);
+      ASSERT_TRUE(link.Run().ok());
+    }
+    {
+      Link link(f, a, refuse);
+      ASSERT_TRUE(link.Run().ok());
+    }
+    Replica::CollectStats stats;
+    ASSERT_TRUE(a.replica.Collect(Everyone({&f, &a, &m}), &stats).ok());
+    ASSERT_GE(stats.collected, 1u);
+    ASSERT_TRUE(a.replica.Collected()->Covers(Dot{Rid(1), 1}));
+
+    SessionOptions rebase = refuse;
+    if (filtered) {
+      rebase.admit = nullptr;
+      rebase.accept = CollectionFilter::Only({"products"});
+    }
+    {
+      Link link(stale, a, rebase);
+      ASSERT_TRUE(link.Run().ok());
+      EXPECT_TRUE(link.sa.stats().rebased) << filtered;
+    }
+    EXPECT_FALSE(stale.replica.Get("products", "p0").ok()) << filtered;
+    {
+      Link link(stale, f, refuse);
+      ASSERT_TRUE(link.Run().ok());
+    }
+    auto p3 = stale.replica.Get("prices", "p3");
+    ASSERT_TRUE(p3.ok()) << "the founder's value was dropped as collected; filtered " << filtered;
+    EXPECT_EQ(DebugString(p3->fields.at("v").scalar), DebugString(Value{int64_t{3}}));
+  }
+}
+
 TEST(Collect, WhatOthersClaimIsCappedByWhatThisReplicaHolds) {
   Node a(1), b(2);
   Fill(a, "products", 4, "p");
