@@ -652,7 +652,7 @@ Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>&
 Status Replica::CompletePeerSync(
     const ReplicaId& peer, const VersionVector& peer_vv, bool merge, bool filtered, bool* rekeyed,
     const std::optional<std::pair<uint64_t, CollectionFilter>>& delivered,
-    std::optional<uint64_t> cursor) {
+    std::optional<uint64_t> cursor, const VersionVector* hold_back) {
   Status result = Retrying([&]() -> Status {
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
     ReplicaMeta meta;
@@ -678,6 +678,9 @@ Status Replica::CompletePeerSync(
     if (merge) {
       TANDEM_RETURN_IF_ERROR(CapByQuarantine(*txn, &claim));
       TANDEM_RETURN_IF_ERROR(CapByRefused(*txn, &claim, filtered ? nullptr : &peer));
+      if (hold_back)
+        for (const auto& [r, n] : hold_back->entries())
+          if (r != meta.id && n > meta.vv.Get(r)) claim.Cap(r, meta.vv.Get(r));
     }
     if (merge && !meta.vv.Covers(claim)) {
       meta.vv.Merge(claim);

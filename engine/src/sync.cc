@@ -246,13 +246,6 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
         }
         if (n > proven) peer_vv.Cap(r, proven);
       }
-      // Such a rebase may leave here what the peer removed and collected (where it may
-      // not write): the entries its vector covers beyond ours do not move, in this
-      // session, so that what removed it comes again, or a later rebase on a peer whose
-      // vector counts does.
-      if (left_aside_)
-        for (const auto& [r, n] : left_aside_->entries())
-          if (r != meta.id && n > meta.vv.Get(r)) peer_vv.Cap(r, meta.vv.Get(r));
     }
     // A rebase: the peer's whole state has arrived; what it collected and we still hold
     // outside the fields it sent goes, before the watermark merges (a rebase cut short
@@ -269,8 +262,13 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     // And what the peer has acknowledged of our log so far, for delivery status.
     std::optional<std::pair<uint64_t, CollectionFilter>> delivered;
     if (have_request_) delivered.emplace(peer_acked_, Intersect(opt_.send, peer_accept_));
-    TANDEM_RETURN_IF_ERROR(replica_.CompletePeerSync(
-        *peer_, peer_vv, merge, filtered_in_ || filtered_any_, &rekeyed, delivered, c->cursor));
+    // A rebase that left the collected vector aside may leave here what the peer removed
+    // and collected: the entries that vector covers beyond ours do not move, for the rest
+    // of the session, so that what removed it comes again, or a later rebase that takes
+    // a vector in repairs it.
+    TANDEM_RETURN_IF_ERROR(
+        replica_.CompletePeerSync(*peer_, peer_vv, merge, filtered_in_ || filtered_any_, &rekeyed,
+                                  delivered, c->cursor, left_aside_ ? &*left_aside_ : nullptr));
     if (rekeyed) return RolledBack();
     received_caught_up_ = true;
     // The peer holds everything its version vector covers (a watermark never runs ahead

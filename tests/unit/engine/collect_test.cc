@@ -285,6 +285,8 @@ TEST(Collect, ARebaseThatLeavesTheCollectedVectorAsideDoesNotClaimIt) {
     ASSERT_TRUE(stale.replica.Get("notes", late).ok());
     EXPECT_TRUE(stale.replica.Get("products", "p0").ok()) << "dropped nothing";
     EXPECT_FALSE(stale.Vv().Covers(collected)) << stale.Vv().ToString();
+    // What it remembers of the reader is the reader's vector, as it is.
+    EXPECT_TRUE(stale.replica.Peer(reader.replica.Meta()->id)->vv.Covers(collected));
     EXPECT_TRUE(stale.replica.Get("products", "q").ok());
   }
   Sync(a, stale);  // the deletion comes again

@@ -410,11 +410,14 @@ class Replica {
   // `cursor`: where the peer's CaughtUp says its log was delivered to, stored as it is
   // (ApplyBatch only raises the cursor; a session that started over from 0 may end
   // lower, before a field state the peer withheld).
+  // `hold_back`: a merge leaves the entries it covers beyond ours where they are (the
+  // collected vector of a rebase that left it aside); what is remembered of the peer is
+  // its vector as it is.
   Status CompletePeerSync(
       const ReplicaId& peer, const VersionVector& peer_vv, bool merge, bool filtered = false,
       bool* rekeyed = nullptr,
       const std::optional<std::pair<uint64_t, CollectionFilter>>& delivered = std::nullopt,
-      std::optional<uint64_t> cursor = std::nullopt);
+      std::optional<uint64_t> cursor = std::nullopt, const VersionVector* hold_back = nullptr);
   // Delivery status. How many of this replica's fields a peer does not hold yet (as
   // Holds judges), in the collections it receives from us. Checks the newest
   // `max_checked` change-log entries; *exact is false when older entries were left
