@@ -696,13 +696,14 @@ bool Authority::WritesEverywhere(const std::string& device) const {
   const Standing* s = Find(device);
   if (!s || s->revoked) return false;
   if (s->founder) return true;
-  if (s->role == Role::kReader) return false;
   // Below admin no device writes the schemas; a build that does anyway could as well
   // state a collected vector it never had (docs/design.md#collection).
   for (const auto& [c, cutoff] : s->write_cutoffs)
     if (c != kSchemasCollection) return false;
+  // Every collection a permit names, and the others (kAnyCollection), as LevelOf judges.
+  if (LevelOf(device, kAnyCollection) != Level::kWrite) return false;
   for (const auto& p : permits)
-    if (p.level != Level::kWrite && (p.device.empty() ? p.role == s->role : p.device == device))
+    if (p.collection != kSchemasCollection && LevelOf(device, p.collection) != Level::kWrite)
       return false;
   return true;
 }

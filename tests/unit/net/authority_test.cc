@@ -396,6 +396,17 @@ TEST(Authority, PermitsDecideEachCollectionMostSpecificFirst) {
   EXPECT_FALSE(a.WritesEverywhere(Id(m)));
   EXPECT_FALSE(a.WritesEverywhere(Id(reader)));
   EXPECT_FALSE(a.WritesEverywhere(Id(GenerateIdentity())));
+  {
+    // A device permit that gives a member write where its role's permit says read.
+    auto p6 = g.Permit(admin, "prices", &m, Role::kMember, Level::kWrite, {p5});
+    Authority after = g.Judge();
+    EXPECT_EQ(after.LevelOf(Id(m), "prices"), Level::kWrite);
+    EXPECT_FALSE(after.WritesEverywhere(Id(m)));  // hr: none for members
+    g.Permit(admin, "hr", &m, Role::kMember, Level::kWrite, {p6});
+    after = g.Judge();
+    EXPECT_TRUE(after.WritesEverywhere(Id(m)));
+    EXPECT_FALSE(after.WritesEverywhere(Id(reader)));
+  }
   // Where the till's events stop counting: from p1, which took its write permission
   // away, in every collection but orders; p2 gave orders back.
   EXPECT_EQ(a.Find(Id(till))->WriteCutoff("items").at(tr), 41u);
