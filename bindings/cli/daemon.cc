@@ -248,9 +248,10 @@ int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, L
   auto last = node->Snapshot();
   last.running = false;
   // The node let serve.lock go as it stopped: a serve started since owns daemon.json.
-  const int serve_fd =
-      once ? -1 : ::open(d.layout().serve_lock().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (once || (serve_fd >= 0 && ::flock(serve_fd, LOCK_EX | LOCK_NB) == 0)) publish(last);
+  int serve_fd = -1;
+  if (!once)
+    if (auto l = files::TryLockFile(d.layout().serve_lock()); l.ok()) serve_fd = *l;
+  if (once || serve_fd >= 0) publish(last);
   if (serve_fd >= 0) ::close(serve_fd);
   ::close(sfd);
   if (lock_fd >= 0) ::close(lock_fd);

@@ -1,7 +1,6 @@
 #include "tandem/device/device.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +12,7 @@
 #include <mutex>
 
 #include "tandem/data/schema.h"
+#include "tandem/files/files.h"
 #include "tandem/net/binding.h"
 #include "tandem/storage/replica.h"
 
@@ -511,14 +511,10 @@ Result<std::unique_ptr<net::Node>> Device::NewNode(net::NodeOptions o) {
     // one-shot sync beside it is fine.
     const std::string path = layout_.serve_lock();
     auto hold = std::make_shared<ServeHold>();
-    hold->fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (hold->fd < 0) return Status::Io("cannot open " + path + ": " + std::strerror(errno));
-    if (::flock(hold->fd, LOCK_EX | LOCK_NB) != 0) {
-      const int err = errno;
-      if (err != EWOULDBLOCK) return Status::Io("cannot lock " + path + ": " + std::strerror(err));
+    TANDEM_ASSIGN_OR_RETURN(hold->fd, files::TryLockFile(path));
+    if (hold->fd < 0)
       return Status::Busy("another node (a tandem serve, or an app's) already syncs " +
                           layout_.dir + "; stop it first");
-    }
     o.hold_while_running = std::move(hold);
     TANDEM_ASSIGN_OR_RETURN(auto watcher, Watch());
     o.changes = std::make_shared<WatcherSource>(std::move(watcher));

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -187,6 +188,16 @@ bool OnReadOnlyFilesystem(const std::string& path) {
   struct statvfs vfs;
   const std::string dir = std::filesystem::path(path).parent_path().string();
   return ::statvfs(dir.empty() ? "." : dir.c_str(), &vfs) == 0 && (vfs.f_flag & ST_RDONLY);
+}
+
+Result<int> TryLockFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::Io("cannot open " + path + ": " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return fd;
+  const int err = errno;
+  ::close(fd);
+  if (err == EWOULDBLOCK) return -1;
+  return Status::Io("cannot lock " + path + ": " + std::strerror(err));
 }
 
 Result<std::string> ReadSmall(const std::string& path, size_t max) {

@@ -52,6 +52,11 @@ void SweepDead(const std::string& dir, const std::string& stem);
 // snapshot, a write-protected stick, a read-only bind mount).
 bool OnReadOnlyFilesystem(const std::string& path);
 
+// Opens `path` (created if missing, close-on-exec) and takes an exclusive flock on it
+// without waiting: the descriptor, which holds the lock until it is closed; -1 if another
+// open file holds the lock; kIo if the file cannot be opened or locked.
+Result<int> TryLockFile(const std::string& path);
+
 // Reads a file of at most `max` bytes. kNotFound if it does not exist, kCorrupt if it is
 // larger than `max` or not a regular file (a FIFO in its place is refused, not waited on).
 Result<std::string> ReadSmall(const std::string& path, size_t max);
