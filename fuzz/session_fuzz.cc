@@ -105,8 +105,9 @@ void Mutate(Message& m, Script& s) {
       b->piece = StatePiece{s.Next() + 1u, s.Next(), std::string(s.Next() % 8 + 1, 'p')};
     }
   } else if (auto* c = std::get_if<CaughtUp>(&m)) {
-    if (what % 2 == 0) c->cursor += 1;
-    if (what % 2 == 1) c->vv.Raise(Id(s.Next() % 3 + 1), s.Next());
+    if (what % 3 == 0) c->cursor += 1;
+    if (what % 3 == 1) c->vv.Raise(Id(s.Next() % 3 + 1), s.Next());
+    if (what % 3 == 2) c->collected.Raise(Id(s.Next() % 3 + 1), s.Next());
   } else if (auto* a = std::get_if<Ack>(&m)) {
     a->cursor += what;
   } else if (auto* w = std::get_if<BlobWant>(&m)) {

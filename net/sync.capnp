@@ -97,6 +97,7 @@ enum Layout {
 struct CaughtUp {
   cursor @0 :UInt64;
   vv @1 :VersionVector;
+  collected @2 :VersionVector;  # what the sender had collected when it sent this
 }
 
 struct Ack {

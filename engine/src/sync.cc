@@ -150,6 +150,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     peer_accept_ = h->accept;
     peer_pieces_ = h->pieces;
     peer_blobs_ = h->blobs;
+    peer_collected_ = h->collected;
     // Ask for what we lack: our version vector, and where we left off in its log.
     filtered_in_ = !(peer_send_.all && opt_.accept.all);
     if (early_ && EarlyTaken(*early_, opt_.expect, h->takes_early, *peer_, h->collected)) {
@@ -217,6 +218,15 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     const bool take_collected =
         rebase_ && merge && (!opt_.peer_writes_everywhere || opt_.peer_writes_everywhere());
     if (rebase_ && !take_collected) left_aside_ = *rebase_;
+    // The peer's collection ran during its stream: a state it removed since its Hello may
+    // have been skipped, and what this replica lacks of it would never come again. The
+    // entries that moved are held back as a vector left aside is, so that this replica's
+    // vector does not cover what the peer collected and the next session rebases on it.
+    for (const auto& [r, n] : c->collected.entries())
+      if (n > peer_collected_.Get(r)) {
+        if (!left_aside_) left_aside_.emplace();
+        left_aside_->Raise(r, n);
+      }
     // A revoked replica's events past its cutoff are never taken in, whatever the peer
     // holds: our watermark must not claim them (a later session refuses nothing new, yet
     // the peer's vector still covers what an earlier one refused).
@@ -651,7 +661,10 @@ Status Session::Pump(std::vector<Message>* out) {
       for (const auto& [r, n] : withheld_cap_) claim.Cap(r, n);
       if (withheld_unbounded_)  // as of now: what the peer has grows, so may our vector
         for (const auto& [r, n] : snapshot_vv_.entries()) claim.Cap(r, peer_vv_.Get(r));
-      out->emplace_back(std::in_place_type<CaughtUp>, CaughtUp{send_cursor_, std::move(claim)});
+      // Read after the stream: what collection removed before this may have been skipped.
+      TANDEM_ASSIGN_OR_RETURN(VersionVector collected, replica_.Collected());
+      out->emplace_back(std::in_place_type<CaughtUp>,
+                        CaughtUp{send_cursor_, std::move(claim), std::move(collected)});
       ++stats_.caught_up_sent;
       sent_caught_up_ = true;
       streaming_ = false;

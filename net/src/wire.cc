@@ -242,6 +242,7 @@ Result<std::string> EncodeMessage(const Message& m, const EncodeOptions& opt) {
     auto w = body.initCaughtUp();
     w.setCursor(c->cursor);
     SetVv(w.initVv(), c->vv);
+    if (!c->collected.entries().empty()) SetVv(w.initCollected(), c->collected);
   } else if (const auto* a = std::get_if<engine::Ack>(&m)) {
     body.initAck().setCursor(a->cursor);
   } else {
@@ -413,7 +414,7 @@ Result<Message> DecodeMessage(std::string_view bytes, uint32_t* features) {
       }
       case wire::Envelope::Body::CAUGHT_UP: {
         auto r = body.getCaughtUp();
-        engine::CaughtUp m{r.getCursor(), ReadVv(r.getVv(), c)};
+        engine::CaughtUp m{r.getCursor(), ReadVv(r.getVv(), c), ReadVv(r.getCollected(), c)};
         if (!c.ok()) return c.st;
         return Message{std::move(m)};
       }

@@ -350,6 +350,47 @@ TEST(Collect, ARebaseThatRefusedOrFilteredAStateLeavesTheCollectedVectorAside) {
   }
 }
 
+// The peer's collection runs while it streams to a replica the reports left out: the
+// deletion it collects before the stream reaches it is never sent, yet its CaughtUp's
+// vector covers it. Merged, that vector would leave the deleted record live here for
+// good (the next Hello's collected vector would be covered). The CaughtUp says what the
+// peer had collected by then, so the entries that moved since its Hello are held back
+// and the next session rebases.
+TEST(Collect, ACollectionDuringTheStreamIsRebasedOnAtTheNextSession) {
+  Node a(1), b(2), stale(3);
+  Fill(a, "products", 4, "p");
+  Sync(a, stale);
+  DeleteRange(a, "p", 0, 1);
+  Sync(a, b);
+  {
+    Link link(stale, a);
+    ASSERT_TRUE(link.Run(0).ok());  // the Hellos are out: a's has collected nothing yet
+    Replica::CollectStats stats;
+    ASSERT_TRUE(a.replica.Collect(Everyone({&a, &b}), &stats).ok());
+    ASSERT_GE(stats.collected, 1u);
+    ASSERT_TRUE(link.Pump().ok());
+    ASSERT_TRUE(link.sa.caught_up() && link.sb.caught_up());
+    EXPECT_FALSE(link.sa.stats().rebased);
+    // A later CaughtUp of the same session claims no more.
+    ASSERT_TRUE(a.replica.Put("notes", "n", {{"v", Value{int64_t{1}}}}).ok());
+    ASSERT_TRUE(link.Poll().ok());
+    ASSERT_TRUE(stale.replica.Get("notes", "n").ok());
+    EXPECT_FALSE(stale.Vv().Covers(a.replica.Collected().value())) << stale.Vv().ToString();
+  }
+  {
+    Link link(stale, a);
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_TRUE(link.sa.stats().rebased);
+  }
+  EXPECT_FALSE(stale.replica.Get("products", "p0").ok());
+  EXPECT_EQ(stale.Dump(), a.Dump());
+  {
+    Link link(stale, a);  // repaired once
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_FALSE(link.sa.stats().rebased);
+  }
+}
+
 TEST(Collect, WhatOthersClaimIsCappedByWhatThisReplicaHolds) {
   Node a(1), b(2);
   Fill(a, "products", 4, "p");

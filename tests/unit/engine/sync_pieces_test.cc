@@ -123,7 +123,7 @@ TEST(Sync, BadPiecesEndTheSessionAndApplyNothing) {
       {"a batch in between",
        {piece(0, 0, n, 0, head, digest), Message{DeltaBatch{{}, 0, 2}},
         piece(0, 5, n, k, tail, digest)}},
-      {"CaughtUp in between", {piece(0, 0, n, 0, head, digest), Message{CaughtUp{0, {}}}}},
+      {"CaughtUp in between", {piece(0, 0, n, 0, head, digest), Message{CaughtUp{0, {}, {}}}}},
       {"not a field state", {piece(0, 0, 6, 0, "abcdef", {})}},
       {"a bad key", {}},  // below
   };

@@ -456,8 +456,8 @@ TEST(Sync, BadMessagesEndTheSessionAndChangeNothing) {
     Session s(b.replica, {});
     ASSERT_TRUE(s.Start(&out).ok());
     ASSERT_TRUE(s.Receive(Hello{kProtocolVersion, Rid(1), {}, {}, false, {}}, &out).ok());
-    EXPECT_FALSE(s.Receive(CaughtUp{7, {}}, &out).ok());  // claims a batch we never got
-    EXPECT_FALSE(s.Receive(Ack{1}, &out).ok());           // nothing in flight
+    EXPECT_FALSE(s.Receive(CaughtUp{7, {}, {}}, &out).ok());  // claims a batch we never got
+    EXPECT_FALSE(s.Receive(Ack{1}, &out).ok());               // nothing in flight
   }
   {
     Node full(5);

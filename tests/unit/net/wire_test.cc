@@ -115,7 +115,8 @@ TEST(Wire, EveryMessageRoundTrips) {
       DeltaBatch{{}, 3, 3, 1u << 20, StatePiece{100, 0, "abc"}},
       DeltaBatch{{}, 3, 9, 12, StatePiece{100, 97, "xyz"}},
       DeltaBatch{{}, 3, 3, 12, StatePiece{100, 0, "abc", Hash(8)}},
-      CaughtUp{42, vv},
+      CaughtUp{42, vv, {}},
+      CaughtUp{42, vv, vv},
       Ack{42},
       BlobWant{Hash(1), {"photos", "p1", "img"}, 3, true, false},
       BlobWant{{}, {}, 0, false, true},
@@ -183,6 +184,7 @@ TEST(Wire, EveryMessageRoundTrips) {
       } else if (auto* c = std::get_if<CaughtUp>(&m)) {
         EXPECT_EQ(std::get<CaughtUp>(*d).vv, c->vv);
         EXPECT_EQ(std::get<CaughtUp>(*d).cursor, c->cursor);
+        EXPECT_EQ(std::get<CaughtUp>(*d).collected, c->collected);
       } else if (auto* w = std::get_if<BlobWant>(&m)) {
         const auto& g = std::get<BlobWant>(*d);
         EXPECT_EQ(g.idle, w->idle);

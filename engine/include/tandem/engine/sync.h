@@ -9,7 +9,7 @@
 //   3. DeltaBatch{field states, from, cursor}, contiguous (each starts where the last
 //      ended, so a lost, duplicated or reordered batch is detected, not skipped), at most `window`
 //      unacknowledged, leaving out every field whose events the requester's version vector already
-//      covers, then CaughtUp{cursor, version vector as of the request}.
+//      covers, then CaughtUp{cursor, version vector as of the request, collected}.
 //   4. The receiver applies each batch and stores the cursor in one transaction, then
 //      Acks. At CaughtUp it merges the sender's version vector into its own, only if
 //      nothing was filtered in that direction (a watermark must never run ahead of data).
@@ -114,6 +114,10 @@ struct DeltaBatch {
 struct CaughtUp {
   uint64_t cursor = 0;
   VersionVector vv;  // the sender's version vector when the request arrived
+  // What the sender had collected when it sent this (empty from older builds). More than
+  // its Hello said: its collection ran during the stream, and may have removed states
+  // the stream then skipped (docs/design.md#collection).
+  VersionVector collected;
 };
 struct Ack {
   uint64_t cursor = 0;
@@ -288,6 +292,7 @@ class Session {
   bool requested_ = false;            // we sent our SyncRequest
   std::optional<SyncRequest> early_;  // the request we sent with our Hello
   VersionVector collected_;           // what our Hello said we collected
+  VersionVector peer_collected_;      // what the peer's Hello said it collected
   // Sending side.
   bool have_request_ = false;
   VersionVector peer_vv_;
@@ -352,8 +357,9 @@ class Session {
   // key of every field state it sent since the start of its log.
   std::optional<VersionVector> rebase_;
   std::unordered_set<uint64_t> rebase_keys_;
-  // The collected vector of a rebase in this session that left it aside: every later
-  // CaughtUp of the session claims no more of what it covers either.
+  // The collected vector of a rebase in this session that left it aside, and what the
+  // peer collected while it streamed: every later CaughtUp of the session claims no more
+  // of what they cover either.
   std::optional<VersionVector> left_aside_;
   // Blobs. Requesting: the blob being fetched, the ones this peer lacked, and whether we
   // said we want nothing more.
