@@ -210,6 +210,12 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     // Merge the watermark only if the peer sent us everything it had: nothing filtered
     // by either side's policy, nothing refused.
     const bool merge = !filtered_in_ && !refused_any_;
+    // What the peer collected while it streamed, it can no longer deliver either: a field
+    // the stream had not reached when collection removed it was never sent. A rebase
+    // drops that too; else the entries that moved past its Hello's vector are held back
+    // as a vector left aside is (below), so that this replica's vector does not cover
+    // what the peer collected and the next session rebases on it.
+    if (rebase_) rebase_->Merge(c->collected);
     // A rebase takes the peer's collected vector in only if it received the peer's whole
     // state: that vector covers the values the peer's states replaced, and where one of
     // those states was filtered out or refused here, a value it replaced may still live,
@@ -218,15 +224,13 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     const bool take_collected =
         rebase_ && merge && (!opt_.peer_writes_everywhere || opt_.peer_writes_everywhere());
     if (rebase_ && !take_collected) left_aside_ = *rebase_;
-    // The peer's collection ran during its stream: a state it removed since its Hello may
-    // have been skipped, and what this replica lacks of it would never come again. The
-    // entries that moved are held back as a vector left aside is, so that this replica's
-    // vector does not cover what the peer collected and the next session rebases on it.
-    for (const auto& [r, n] : c->collected.entries())
-      if (n > peer_collected_.Get(r)) {
-        if (!left_aside_) left_aside_.emplace();
-        left_aside_->Raise(r, n);
-      }
+    if (!rebase_)
+      for (const auto& [r, n] : c->collected.entries())
+        if (n > peer_collected_.Get(r)) {
+          if (!left_aside_) left_aside_.emplace();
+          left_aside_->Raise(r, n);
+        }
+    peer_collected_.Merge(c->collected);
     // A revoked replica's events past its cutoff are never taken in, whatever the peer
     // holds: our watermark must not claim them (a later session refuses nothing new, yet
     // the peer's vector still covers what an earlier one refused).

@@ -391,6 +391,99 @@ TEST(Collect, ACollectionDuringTheStreamIsRebasedOnAtTheNextSession) {
   }
 }
 
+// The same, the collection running between two of the stream's batches.
+TEST(Collect, ACollectionBetweenBatchesIsRebasedOnAtTheNextSession) {
+  Node a(1), b(2), stale(3);
+  Fill(a, "products", 4, "p");
+  Sync(a, stale);
+  for (int i = 0; i < 8; ++i)
+    ASSERT_TRUE(a.replica.Put("notes", "n" + std::to_string(i), {{"v", Value{int64_t{i}}}}).ok());
+  DeleteRange(a, "p", 0, 1);  // after the notes in a's log
+  ASSERT_TRUE(a.replica.Put("notes", "last", {{"v", Value{int64_t{0}}}}).ok());
+  Sync(a, b);
+  SessionOptions one;
+  one.batch_fields = 1;
+  one.window = 1;
+  {
+    Link link(stale, a, {}, one);
+    ASSERT_TRUE(link.Run(6).ok());
+    ASSERT_GE(link.sb.stats().batches_sent, 1u);
+    ASSERT_EQ(link.sb.stats().caught_up_sent, 0u);
+    Replica::CollectStats stats;
+    ASSERT_TRUE(a.replica.Collect(Everyone({&a, &b}), &stats).ok());
+    ASSERT_GE(stats.collected, 1u);
+    ASSERT_TRUE(link.Pump().ok());
+    ASSERT_TRUE(link.sa.caught_up());
+  }
+  {
+    Link link(stale, a);
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_TRUE(link.sa.stats().rebased);
+  }
+  EXPECT_FALSE(stale.replica.Get("products", "p0").ok());
+  EXPECT_EQ(stale.Dump(), a.Dump());
+}
+
+// A rebase whose peer collects during the stream drops what that removed too. Here the
+// Hello's vector covers the deleter's entry but not the writer's (a frontier from a
+// deleter's report older than the write it deleted), and the tombstone goes mid-stream:
+// only the writer's entry moves, which this replica holds, so nothing would be held
+// back, and a rebase on the Hello's vector alone would keep the record for good.
+TEST(Collect, ARebaseDropsWhatThePeerCollectedDuringItsStream) {
+  Node a(1), d(2), stale(3), q(5);
+  ASSERT_TRUE(q.replica.Put("products", "p0", {{"name", Value{std::string("x")}}}).ok());
+  Sync(q, a);
+  Sync(a, stale);
+  Sync(a, d);
+  ASSERT_TRUE(d.replica.Put("products", "x0", {{"name", Value{std::string("y")}}}).ok());
+  ASSERT_TRUE(d.replica.Delete("products", "x0").ok());
+  ASSERT_TRUE(d.replica.Delete("products", "p0").ok());
+  Sync(d, a);
+  ASSERT_TRUE(a.replica.Put("notes", "n", {{"v", Value{int64_t{1}}}}).ok());
+  Replica::CollectStats stats;
+  VersionVector absorbed;  // d's own events, and none of q's
+  absorbed.Raise(Rid(2), d.Vv().Get(Rid(2)));
+  ASSERT_TRUE(a.replica.Collect(absorbed, &stats).ok());
+  ASSERT_GE(stats.collected, 1u);  // x0 went, p0's tombstone stays
+  {
+    Link link(stale, a);
+    ASSERT_TRUE(link.Run(0).ok());
+    ASSERT_TRUE(a.replica.Collect(Everyone({&a, &d}), &stats).ok());
+    ASSERT_GE(stats.collected, 1u);  // p0's tombstone goes
+    ASSERT_TRUE(link.Pump().ok());
+    ASSERT_TRUE(link.sa.stats().rebased);
+  }
+  EXPECT_FALSE(stale.replica.Get("products", "p0").ok());
+  EXPECT_EQ(stale.Dump(), a.Dump());
+  Link link(stale, a);  // and nothing is left to repair
+  ASSERT_TRUE(link.Run().ok());
+  EXPECT_FALSE(link.sa.stats().rebased);
+}
+
+// A member the collection counted holds what it removed: it is not held back.
+TEST(Collect, AMemberIsNotHeldBackByACollectionDuringTheStream) {
+  Node a(1), b(2);
+  Fill(a, "products", 4, "p");
+  Sync(a, b);
+  DeleteRange(a, "p", 0, 1);
+  ASSERT_TRUE(a.replica.Put("notes", "n", {{"v", Value{int64_t{1}}}}).ok());
+  Sync(a, b);
+  ASSERT_TRUE(a.replica.Put("notes", "m", {{"v", Value{int64_t{1}}}}).ok());
+  {
+    Link link(b, a);
+    ASSERT_TRUE(link.Run(0).ok());
+    Replica::CollectStats stats;
+    ASSERT_TRUE(a.replica.Collect(Everyone({&a, &b}), &stats).ok());
+    ASSERT_GE(stats.collected, 1u);
+    ASSERT_TRUE(link.Pump().ok());
+  }
+  EXPECT_TRUE(b.Vv().Covers(a.replica.Collected().value()));
+  EXPECT_TRUE(b.Vv().Covers(a.Vv()));
+  Link link(b, a);
+  ASSERT_TRUE(link.Run().ok());
+  EXPECT_FALSE(link.sa.stats().rebased);
+}
+
 TEST(Collect, WhatOthersClaimIsCappedByWhatThisReplicaHolds) {
   Node a(1), b(2);
   Fill(a, "products", 4, "p");
