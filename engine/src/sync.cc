@@ -224,13 +224,21 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     const bool take_collected =
         rebase_ && merge && (!opt_.peer_writes_everywhere || opt_.peer_writes_everywhere());
     if (rebase_ && !take_collected) left_aside_ = *rebase_;
+    bool moved = false;
     if (!rebase_)
       for (const auto& [r, n] : c->collected.entries())
         if (n > peer_collected_.Get(r)) {
           if (!left_aside_) left_aside_.emplace();
           left_aside_->Raise(r, n);
+          moved = true;
         }
     peer_collected_.Merge(c->collected);
+    // Past what we hold, that is a rebase due: the session ends (kBusy) so that the next
+    // one, at once, does it.
+    if (moved) {
+      TANDEM_ASSIGN_OR_RETURN(const ReplicaMeta meta, replica_.Meta());
+      rebase_due_ = !meta.vv.Covers(c->collected);
+    }
     // A revoked replica's events past its cutoff are never taken in, whatever the peer
     // holds: our watermark must not claim them (a later session refuses nothing new, yet
     // the peer's vector still covers what an earlier one refused).
@@ -284,6 +292,10 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
         replica_.CompletePeerSync(*peer_, peer_vv, merge, filtered_in_ || filtered_any_, &rekeyed,
                                   delivered, c->cursor, left_aside_ ? &*left_aside_ : nullptr));
     if (rekeyed) return RolledBack();
+    if (rebase_due_)
+      return Status::Busy(
+          "the peer collected deletions this replica lacks while it sent its changes: sync "
+          "again, to rebase on them");
     received_caught_up_ = true;
     // The peer holds everything its version vector covers (a watermark never runs ahead
     // of data), so what it sent us need not be offered back to it in live mode; but a

@@ -19,10 +19,10 @@ awaitable<void> Core::Dial(std::vector<std::string> addresses, PeerStatus* statu
                            bool persistent) {
   SteadyClock::duration backoff = kMinBackoff;
   asio::steady_timer wait(io_);
-  bool retried_rollback = false;
+  bool retried = false;
   size_t key_index = 0;  // into accepted_keys(): the current key first
   while (!stopping_) {
-    bool ok = false, connected = false, rolled_back = false, first_gate = false;
+    bool ok = false, connected = false, again = false, first_gate = false;
     const auto started = SteadyClock::now();
     RefreshKeys();
     for (const auto& address : addresses) {
@@ -66,9 +66,9 @@ awaitable<void> Core::Dial(std::vector<std::string> addresses, PeerStatus* statu
         auto conn = std::make_shared<Conn>(*this, std::move(*sock), true, address);
         conn->set_key_index(key_index);
         ok = co_await conn->Run(status);
-        rolled_back = conn->rolled_back();
+        again = conn->sync_again();
         first_gate = conn->closed_at_first_gate();
-        if (ok) retried_rollback = false;  // a later rollback gets its own retry
+        if (ok) retried = false;  // a later one gets its own retry
         break;
       } catch (const boost::system::system_error& e) {
         ++status->errors;
@@ -77,10 +77,11 @@ awaitable<void> Core::Dial(std::vector<std::string> addresses, PeerStatus* statu
         Emit({NodeEventKind::kError, "", address, "cannot connect: " + e.code().message()});
       }
     }
-    // The session found this replica rolled back or copied and gave it a new replica id:
-    // the next session, under that id, is the real one. Once, at once.
-    if (rolled_back && !retried_rollback) {
-      retried_rollback = true;
+    // The session found this replica rolled back or copied and gave it a new replica id
+    // (the next session, under that id, is the real one), or found a rebase due: once, at
+    // once.
+    if (again && !retried) {
+      retried = true;
       continue;
     }
     // Refused at the first gate: the peer may not have heard of a rotation of the group

@@ -81,12 +81,12 @@ using PeerStatus = PeerSnapshot;
 struct SessionView {
   engine::SessionStats stats;
   bool caught_up = false;
-  bool rolled_back = false;
+  bool sync_again = false;  // Session::sync_again
   std::optional<engine::ReplicaId> peer;
   uint64_t peer_acked = 0;
 };
 inline SessionView ViewOf(const engine::Session& s) {
-  return {s.stats(), s.caught_up(), s.rolled_back(), s.peer(), s.peer_acked()};
+  return {s.stats(), s.caught_up(), s.sync_again(), s.peer(), s.peer_acked()};
 }
 // Change-log entries after `since`, counted up to `cap` (nullopt if unreadable).
 std::optional<uint64_t> CountLog(engine::Replica& r, uint64_t since, uint64_t cap);
@@ -108,8 +108,9 @@ class Conn : public std::enable_shared_from_this<Conn> {
 
   // Runs the connection to its end. True if the session caught up (both ways).
   awaitable<bool> Run(PeerStatus* status);
-  // The session ended because this replica turned out rolled back (Session::rolled_back).
-  bool rolled_back() const { return view_.rolled_back; }
+  // The session ended so that one started at once does what it could not: this replica
+  // turned out rolled back, or a rebase is due (Session::sync_again).
+  bool sync_again() const { return view_.sync_again; }
   // An initiator: which of Core::accepted_keys() to present (0: the current key), and
   // whether the peer closed the connection after message 1 (it took none of our keys).
   void set_key_index(size_t i) { key_index_ = i; }

@@ -554,6 +554,7 @@ class Sim {
       ++rollbacks_caught_;
       return false;  // the session ends; the replica took a new id
     }
+    if (!st.ok() && s.rebase_due()) return false;  // the session ends; the next rebases
     if (!st.ok()) c.error = st;
     // A limited session ends a rebase that would need a state it withholds.
     if (!st.ok() && c.limited && st.code() == Code::kUnsupported && s.stats().whole_sent)
@@ -598,11 +599,11 @@ class Sim {
     Conn& c = *conns_[rng_() % conns_.size()];
     std::vector<Message> out;
     Status st = c.sa->Poll(&out);
-    SIM_CHECK(st.ok() || c.sa->rolled_back(), "poll: " + st.ToString());
+    SIM_CHECK(st.ok() || c.sa->sync_again(), "poll: " + st.ToString());
     for (auto& m : out) c.to_b.push_back(net::EncodeMessage(m, c.wire).value());
     out.clear();
     Status st2 = c.sb->Poll(&out);
-    SIM_CHECK(st2.ok() || c.sb->rolled_back(), "poll: " + st2.ToString());
+    SIM_CHECK(st2.ok() || c.sb->sync_again(), "poll: " + st2.ToString());
     for (auto& m : out) c.to_a.push_back(net::EncodeMessage(m, c.wire).value());
     if (!st.ok() || !st2.ok()) {
       for (size_t k = 0; k < conns_.size(); ++k)
@@ -758,8 +759,8 @@ class Sim {
       // rebase waits for a session that can send everything).
       if (c->limited && c->error.code() == Code::kUnsupported) return Applied(*c);
       // Only a replica rolled back in place may end a complete session, once: it has a
-      // new id now, and the next session is the real one.
-      SIM_CHECK(c->sa->rolled_back() || c->sb->rolled_back(), "a complete session failed");
+      // new id now, and the next session is the real one. Or one that found a rebase due.
+      SIM_CHECK(c->sa->sync_again() || c->sb->sync_again(), "a complete session failed");
       Connect(a, b, limited);
       c = std::move(conns_.back());
       conns_.pop_back();

@@ -354,8 +354,8 @@ TEST(Collect, ARebaseThatRefusedOrFilteredAStateLeavesTheCollectedVectorAside) {
 // deletion it collects before the stream reaches it is never sent, yet its CaughtUp's
 // vector covers it. Merged, that vector would leave the deleted record live here for
 // good (the next Hello's collected vector would be covered). The CaughtUp says what the
-// peer had collected by then, so the entries that moved since its Hello are held back
-// and the next session rebases.
+// peer had collected by then, so the entries that moved since its Hello are held back,
+// the session ends, and the next one rebases.
 TEST(Collect, ACollectionDuringTheStreamIsRebasedOnAtTheNextSession) {
   Node a(1), b(2), stale(3);
   Fill(a, "products", 4, "p");
@@ -368,14 +368,14 @@ TEST(Collect, ACollectionDuringTheStreamIsRebasedOnAtTheNextSession) {
     Replica::CollectStats stats;
     ASSERT_TRUE(a.replica.Collect(Everyone({&a, &b}), &stats).ok());
     ASSERT_GE(stats.collected, 1u);
-    ASSERT_TRUE(link.Pump().ok());
-    ASSERT_TRUE(link.sa.caught_up() && link.sb.caught_up());
+    // The session ends there, its CaughtUp merged as far as it may, for the next one to
+    // rebase.
+    Status st = link.Pump();
+    EXPECT_EQ(st.code(), Code::kBusy) << st.ToString();
+    EXPECT_TRUE(link.sa.rebase_due() && link.sa.sync_again());
     EXPECT_FALSE(link.sa.stats().rebased);
-    // A later CaughtUp of the same session claims no more.
-    ASSERT_TRUE(a.replica.Put("notes", "n", {{"v", Value{int64_t{1}}}}).ok());
-    ASSERT_TRUE(link.Poll().ok());
-    ASSERT_TRUE(stale.replica.Get("notes", "n").ok());
     EXPECT_FALSE(stale.Vv().Covers(a.replica.Collected().value())) << stale.Vv().ToString();
+    EXPECT_TRUE(stale.Vv().Get(Rid(1)) > 0);  // it did merge what it could
   }
   {
     Link link(stale, a);
@@ -412,8 +412,8 @@ TEST(Collect, ACollectionBetweenBatchesIsRebasedOnAtTheNextSession) {
     Replica::CollectStats stats;
     ASSERT_TRUE(a.replica.Collect(Everyone({&a, &b}), &stats).ok());
     ASSERT_GE(stats.collected, 1u);
-    ASSERT_TRUE(link.Pump().ok());
-    ASSERT_TRUE(link.sa.caught_up());
+    EXPECT_EQ(link.Pump().code(), Code::kBusy);
+    EXPECT_TRUE(link.sa.rebase_due());
   }
   {
     Link link(stale, a);
@@ -476,6 +476,7 @@ TEST(Collect, AMemberIsNotHeldBackByACollectionDuringTheStream) {
     ASSERT_TRUE(a.replica.Collect(Everyone({&a, &b}), &stats).ok());
     ASSERT_GE(stats.collected, 1u);
     ASSERT_TRUE(link.Pump().ok());
+    EXPECT_FALSE(link.sa.sync_again());
   }
   EXPECT_TRUE(b.Vv().Covers(a.replica.Collected().value()));
   EXPECT_TRUE(b.Vv().Covers(a.Vv()));

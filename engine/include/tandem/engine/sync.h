@@ -249,6 +249,12 @@ class Session {
   // the session ended with kBusy: the peer's cursor into our log predates the rollback.
   // What the session applied stays; sync again, under the new id.
   bool rolled_back() const { return rolled_back_; }
+  // The peer's collection ran during its stream and removed deletions this replica
+  // lacks (CaughtUp::collected): the session merged what it could and ended with kBusy;
+  // the next session rebases.
+  bool rebase_due() const { return rebase_due_; }
+  // Either: a session started at once would do what this one could not.
+  bool sync_again() const { return rolled_back_ || rebase_due_; }
 
  private:
   Status Pump(std::vector<Message>* out);
@@ -353,6 +359,7 @@ class Session {
   bool filtered_any_ = false;  // ...by a policy: the peer's log is re-read when it widens
   bool filtered_in_ = false;   // a policy leaves some of the peer's data out of this stream
   bool rolled_back_ = false;
+  bool rebase_due_ = false;
   // A rebase asked for in this session: the peer's collected vector, and (hashed) the
   // key of every field state it sent since the start of its log.
   std::optional<VersionVector> rebase_;
