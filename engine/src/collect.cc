@@ -183,13 +183,11 @@ Result<uint64_t> Replica::Rebase(const VersionVector& collected, bool take,
     if (!(kept == state)) rewrite.emplace_back(key, std::move(kept));
     return Status::Ok();
   };
+  // Written, never deleted, even where nothing is left but a tombstone: the change feed
+  // reads the log, and a reader that saw the record live must see it go. Collection
+  // removes the tombstone later, as any other.
   fns.end = [&](WriteTxn& txn) -> Status {
-    for (const auto& [key, state] : rewrite) {
-      bool deleted = false;
-      if (take && Collectable(state, collected))
-        TANDEM_RETURN_IF_ERROR(txn.DeleteField(key, &deleted));
-      if (!deleted) TANDEM_RETURN_IF_ERROR(txn.PutField(key, state));
-    }
+    for (const auto& [key, state] : rewrite) TANDEM_RETURN_IF_ERROR(txn.PutField(key, state));
     return Status::Ok();
   };
   fns.committed = [&] { changed += rewrite.size(); };

@@ -2,6 +2,8 @@
 // collected comes back.
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "sync_harness.h"
 
 namespace tandem::engine {
@@ -188,6 +190,40 @@ TEST(Collect, AStalePeerIsRebasedAndBringsBackNothingCollected) {
   ASSERT_TRUE(a.replica.ApplyDeltas(deltas, &changed).ok());
   EXPECT_EQ(changed, 0u);
   EXPECT_FALSE(a.replica.Get("products", "p4").ok());
+}
+
+// A reader of the returning replica's change feed saw the records live; the rebase that
+// drops them must show them deleted there, though the deletions never came.
+TEST(Collect, ARebaseShowsWhatItDroppedInTheChangeFeed) {
+  Node a(1), b(2), stale(4);
+  Fill(a, "products", 6, "p");
+  Sync(a, b);
+  Sync(a, stale);
+  auto seen = stale.replica.Changes(0, 1000);
+  ASSERT_TRUE(seen.ok());
+  ASSERT_EQ(seen->changes.size(), 6u);
+  DeleteRange(a, "p", 0, 3);
+  Sync(a, b);
+  Replica::CollectStats stats;
+  ASSERT_TRUE(a.replica.Collect(Everyone({&a, &b}), &stats).ok());
+  ASSERT_GE(stats.collected, 3u);
+  {
+    Link link(stale, a);
+    ASSERT_TRUE(link.Run().ok());
+    ASSERT_TRUE(link.sa.stats().rebased);
+  }
+  auto after = stale.replica.Changes(seen->next_cursor, 1000);
+  ASSERT_TRUE(after.ok());
+  std::set<std::string> deleted;
+  for (const auto& c : after->changes)
+    if (!c.record) deleted.insert(c.id);
+  EXPECT_EQ(deleted, (std::set<std::string>{"p0", "p1", "p2"}));
+  EXPECT_EQ(stale.Dump(), a.Dump());
+  // And the tombstones the rebase left go with the next collection (but the one at the
+  // newest log entry, which goes at a later run).
+  stats = {};
+  ASSERT_TRUE(stale.replica.Collect(Everyone({&a, &b, &stale}), &stats).ok());
+  EXPECT_GE(stats.collected, 2u);
 }
 
 // An update concurrent with a deletion survives it (add-wins); collecting the deleted
