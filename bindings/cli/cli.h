@@ -160,6 +160,9 @@ void SetUpProcess();
 // Runs `body` and returns its exit status; an Exit or exception becomes one line on
 // stderr ("tandem: ...") and its status.
 int Reported(const std::function<int()>& body);
+// Everything printed reached standard output, or Exit{1} saying why not (a full disk, a
+// closed pipe): a short output never ends with status 0.
+void CheckOutput();
 // After this, a crash says which replica it worked on and to run `tandem check` there.
 void NoteCrashesOn(const std::string& dir);
 // Runs `body` in a child process and returns its exit status; a crash there (reading a

@@ -412,8 +412,7 @@ int Main(int argc, char** argv) {
       auto page = Check(d->replica().Changes(since, 1000));
       for (const auto& c : page.changes)
         if (system || !IsSystem(c.collection)) Print(Canonical(tandem::bindings::ChangeToJson(c)));
-      std::fflush(stdout);
-      if (std::ferror(stdout)) return 1;
+      CheckOutput();
       if (page.next_cursor == since) {
         if (!follow) break;
         // Until a commit by any process (a stale notification just reads nothing), or a
@@ -723,5 +722,9 @@ int Main(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   SetUpProcess();
-  return Reported([&] { return Main(argc, argv); });
+  return Reported([&] {
+    const int code = Main(argc, argv);
+    CheckOutput();
+    return code;
+  });
 }

@@ -7,7 +7,9 @@
 #include <malloc.h>
 #endif
 
+#include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 
 #include "cli.h"
@@ -63,6 +65,15 @@ void SetUpProcess() {
 #endif
 }
 
+void CheckOutput() {
+  errno = 0;
+  if (std::fflush(stdout) == 0 && !std::ferror(stdout)) return;
+  const int err = errno;
+  std::clearerr(stdout);  // said once
+  throw Exit{1, "cannot write the output" +
+                    (err ? ": " + std::string(std::strerror(err)) : std::string())};
+}
+
 int Reported(const std::function<int()>& body) {
   try {
     return body();
@@ -96,6 +107,7 @@ int Isolated(const std::string& file, const std::function<void()>& body,
     crash_note_len = 0;  // the parent says what a crash here means
     const int code = Reported([&] {
       body();
+      CheckOutput();
       return 0;
     });
     std::fflush(stdout);

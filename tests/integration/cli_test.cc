@@ -87,6 +87,28 @@ TEST_F(Cli, PutThenGetEveryScalarType) {
             "\"AAEC\"},\"u\":\"\xc3\xa9t\xc3\xa9\",\"whole\":5.0,\"z\":null}\n");
 }
 
+// Output that cannot be written (a full disk, here /dev/full) is an error with a
+// message, never a short output and status 0: a dump saved to a file must be whole.
+TEST_F(Cli, OutputThatCannotBeWrittenFailsTheCommand) {
+  const std::string rows = tmp_ / "rows.jsonl";
+  {
+    std::ofstream r(rows);
+    for (int n = 0; n < 3000; ++n) r << "{\"id\":\"r" << n << "\",\"v\":" << n << "}\n";
+  }
+  ASSERT_EQ(T({"import", db_, "c", rows}).exit_code, 0);
+  for (const char* cmd : {"dump", "ls", "changes", "info", "check"}) {
+    std::string line = std::string(TANDEM_BIN) + " " + cmd + " " + db_;
+    if (std::string(cmd) == "ls") line += " c";
+    auto r = testing::Run({"/bin/sh", "-c", line + " > /dev/full"});
+    EXPECT_EQ(r.exit_code, 1) << cmd << ": " << r.err;
+    EXPECT_NE(r.err.find("cannot write the output: No space left on device"), std::string::npos)
+        << cmd << ": " << r.err;
+  }
+  auto ok = T({"ls", db_, "c"});  // and to where it can, as before
+  EXPECT_EQ(ok.exit_code, 0);
+  EXPECT_EQ(std::count(ok.out.begin(), ok.out.end(), '\n'), 3000);
+}
+
 TEST_F(Cli, CountersAndSets) {
   ASSERT_EQ(T({"incr", db_, "inv", "i1", "stock", "10"}).exit_code, 0);
   ASSERT_EQ(T({"incr", db_, "inv", "i1", "stock", "-25"}).exit_code, 0);
