@@ -85,12 +85,18 @@ ReplicaId RandomReplicaId() {
   return id;
 }
 
+uint64_t FirstLogSeqAt(uint64_t newest, int64_t now_us) {
+  // A clock before 1970 (its count negative, which would wrap) or near 2^53 microseconds
+  // (past 2219) is not taken: positions must stay below 2^53.
+  constexpr int64_t kLatest = (int64_t{1} << 53) - (int64_t{1} << 50);
+  const uint64_t clock = now_us > 0 && now_us < kLatest ? static_cast<uint64_t>(now_us) : 0;
+  return std::max(newest, clock) + 1;
+}
+
 uint64_t FirstLogSeq(uint64_t newest) {
-  const uint64_t now_us =
-      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                std::chrono::system_clock::now().time_since_epoch())
-                                .count());
-  return std::max(newest, now_us) + 1;
+  return FirstLogSeqAt(newest, std::chrono::duration_cast<std::chrono::microseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
 }
 
 Status CheckEmptyOrMissing(const std::string& dir, const char* what) {

@@ -33,6 +33,19 @@ std::string_view View(const MDB_val& v) {
 
 // Found by the simulator: rewriting the field that holds the newest change-log entry
 // handed out the same seq again, so a peer whose cursor sat at that seq never saw it.
+// A process's first change-log position goes past the newest, and to the clock if that
+// is further; a clock before 1970 (whose count would wrap) or near 2^53 microseconds is
+// not taken, so positions stay below 2^53 (exact in JSON, as change-feed cursors).
+TEST(LmdbStore, TheFirstLogPositionTakesOnlyASaneClock) {
+  EXPECT_EQ(FirstLogSeqAt(5, 1'000'000), 1'000'001u);
+  EXPECT_EQ(FirstLogSeqAt(2'000'000, 1'000'000), 2'000'001u);
+  EXPECT_EQ(FirstLogSeqAt(5, -3'155'760'000'000'000), 6u);  // 1870
+  EXPECT_EQ(FirstLogSeqAt(5, 0), 6u);
+  EXPECT_EQ(FirstLogSeqAt(5, int64_t{1} << 53), 6u);
+  EXPECT_EQ(FirstLogSeqAt(5, INT64_MAX), 6u);
+  EXPECT_LT(FirstLogSeq(0), uint64_t{1} << 53);  // this machine's clock
+}
+
 TEST(LmdbStore, RewritingTheNewestFieldMovesItPastEveryCursor) {
   testing::TempDir tmp;
   auto r = CreateReplica(tmp / "db");

@@ -111,6 +111,9 @@ struct Options {
 // (docs/design.md, copies and rollbacks). Positions stay below 2^53 (exact in JSON)
 // for two centuries.
 uint64_t FirstLogSeq(uint64_t newest);
+// The same with the clock's reading, in microseconds since 1970 (a clock before 1970, or
+// past 2219, counts as none).
+uint64_t FirstLogSeqAt(uint64_t newest, int64_t now_us);
 inline constexpr size_t kMaxLogGaps = 1024;
 
 class LmdbStore;
