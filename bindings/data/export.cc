@@ -36,6 +36,8 @@ bool Declared(const Schema* s, const std::string& field, FieldType t) {
   return r && r->type == t;
 }
 
+// Counters and bytes the schema declares are written plainly (a count, base64), as a
+// spreadsheet shows them; import reads them back by the same schema.
 Json ExportValue(const Schema* s, const std::string& field, const engine::FieldValue& f) {
   if (f.kind == Kind::kCounter && !Declared(s, field, FieldType::kCounter))
     return Json{{"$counter", f.count}};
@@ -46,9 +48,9 @@ Json ExportValue(const Schema* s, const std::string& field, const engine::FieldV
 std::string CellText(const Schema* s, const std::string& field, const engine::FieldValue& f) {
   if (f.kind == Kind::kRegister) {
     if (auto* str = std::get_if<std::string>(&f.scalar)) {
-      // Plain text unless it would read as something else (JSON, or empty).
-      if (Declared(s, field, FieldType::kString))
-        return str->empty() || (*str)[0] == '"' ? Json(*str).dump() : *str;
+      // Plain text unless it would read as something else (JSON, or empty), declared a
+      // string or not: into a replica without the schema (an empty one has none until
+      // its first sync), "5" would come back a number.
       Json j = str->empty() ? Json(Json::value_t::discarded) : Json::parse(*str, nullptr, false);
       if (!str->empty() && j.is_discarded()) return *str;
       return Json(*str).dump();
