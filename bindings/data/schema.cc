@@ -522,6 +522,16 @@ Status CheckNewSchema(std::string_view json, const Schema& s) {
   if (!Json::parse(json, nullptr, false).contains("fields"))
     return Status::Invalid("schema: \"fields\" is required (an object, which may be empty)");
   for (const auto& [name, rule] : s.fields()) {
+    // A rule that cannot apply to the field's type would be ignored: refused instead.
+    const FieldType scalar = rule.type == FieldType::kSet ? rule.items : rule.type;
+    if ((rule.min || rule.max) && scalar != FieldType::kInt && scalar != FieldType::kDouble &&
+        scalar != FieldType::kCounter && scalar != FieldType::kAny)
+      return Bad(name, std::string("min and max apply to numbers (int, double, counter), not ") +
+                           FieldTypeName(scalar) + " values");
+    if ((rule.min_length || rule.max_length || !rule.pattern.empty()) &&
+        scalar != FieldType::kString && scalar != FieldType::kAny)
+      return Bad(name, std::string("min_length, max_length and pattern apply to strings, not ") +
+                           FieldTypeName(scalar) + " values");
     for (const auto& d : rule.prefer)
       if (!net::IsValidDeviceId(d))
         return Bad(name, "prefer: " + Quote(d) + " is not a device id (tandem devices lists them)");

@@ -112,6 +112,15 @@ TEST(SchemaSave, ANewSchemaThatCannotMeanWhatItSaysIsRefused) {
                   "enum value \"ABC\" can never be written (not in normal form)"));
   EXPECT_TRUE(Has(refused(R"({"fields": {"s": {"prefer": ["not-a-device"]}}})"),
                   "\"not-a-device\" is not a device id"));
+  // Rules that cannot apply to the field's type (they would be ignored).
+  EXPECT_TRUE(Has(refused(R"({"fields": {"s": {"type": "string", "min": 5}}})"),
+                  "min and max apply to numbers (int, double, counter), not string values"));
+  EXPECT_TRUE(Has(refused(R"({"fields": {"b": {"type": "bool", "max": 1}}})"),
+                  "min and max apply to numbers"));
+  EXPECT_TRUE(Has(refused(R"({"fields": {"n": {"type": "int", "pattern": "^1"}}})"),
+                  "min_length, max_length and pattern apply to strings, not int values"));
+  EXPECT_TRUE(Has(refused(R"({"fields": {"t": {"type": "set", "items": "int", "max_length": 3}}})"),
+                  "apply to strings"));
   // None of them was stored, and sound ones are.
   EXPECT_FALSE(LoadSchema(db.replica, "c").value().has_value());
   const std::string device = net::DeviceId(std::array<uint8_t, 32>{});
