@@ -79,6 +79,11 @@ int RunImport(const std::string& dir, const std::string& coll, const std::string
       static_cast<unsigned long long>(rep.rows_imported), static_cast<unsigned long long>(rep.rows),
       Printable(coll).c_str(), static_cast<unsigned long long>(rep.fields_written),
       rep.bad_rows ? (", " + std::to_string(rep.bad_rows) + " bad rows skipped").c_str() : "");
+  if (rep.rows_empty)
+    std::fprintf(stderr,
+                 "tandem: import: %llu rows set no field (only an id, or empty cells): a record "
+                 "exists only with a field, so nothing was stored for them\n",
+                 static_cast<unsigned long long>(rep.rows_empty));
   return rep.bad_rows > 0 ? 3 : 0;
 }
 

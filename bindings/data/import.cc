@@ -212,6 +212,7 @@ class Sink {
     if (st.ok()) {
       report_->rows_imported += rows_.size();
       report_->fields_written += written;
+      for (const auto& row : rows_) report_->rows_empty += row.fields.empty();
     } else if (st.code() == Code::kInvalidArgument) {
       // One row broke a rule the first checks could not see (a required field, a
       // counter's range): apply row by row to find it.
@@ -224,6 +225,7 @@ class Sink {
         if (one.ok()) {
           ++report_->rows_imported;
           report_->fields_written += w;
+          report_->rows_empty += row.fields.empty();
         } else if (one.code() == Code::kInvalidArgument) {
           TANDEM_RETURN_IF_ERROR(Bad(row.line, one.message()));
         } else {

@@ -117,6 +117,16 @@ TEST_F(DataCli, InputThatCannotBeReadAsAWholeExitsTwo) {
   EXPECT_EQ(T({"ls", db_, "items"}).out, "{\"id\":\"a\",\"n\":1}\n");
 }
 
+// A row that sets no field (only an id, or empty cells) stores nothing: a record exists
+// only with a field. The import says so rather than counting it as a record.
+TEST_F(DataCli, RowsThatSetNoFieldAreNamedAsStoringNothing) {
+  auto r = T({"import", db_, "items", File("ids.csv", "id,name\nr1,\nr2,\nr3,Cup\n")});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(Has(r.err, "imported 3 of 3 rows")) << r.err;
+  EXPECT_TRUE(Has(r.err, "2 rows set no field")) << r.err;
+  EXPECT_EQ(CountLines(Dump(db_)), 1);
+}
+
 TEST_F(DataCli, IdNamesAnotherColumn) {
   auto r = T({"import", db_, "items", File("in.csv", "sku,name\nH-1,Hat\n"), "--id", "sku"});
   EXPECT_EQ(r.exit_code, 0) << r.err;

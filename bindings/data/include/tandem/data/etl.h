@@ -59,6 +59,7 @@ struct ImportReport {
   uint64_t rows_imported = 0;   // rows applied
   uint64_t bad_rows = 0;        // rows skipped (or, strict, found)
   uint64_t fields_written = 0;  // field operations (unchanged fields are not written)
+  uint64_t rows_empty = 0;      // of rows_imported: rows that set no field (a record needs one)
   uint64_t bytes = 0;
 };
 
