@@ -521,8 +521,12 @@ int Main(int argc, char** argv) {
   } else if (quarantine->parsed()) {
     auto d = release_all || !release_ids.empty() ? OpenDevice(dir) : InspectDevice(dir);
     auto& r = d->replica();
-    if (release_all)
-      for (const auto& e : Check(r.Quarantined())) release_ids.push_back(e.id);
+    if (release_all) {
+      const uint64_t n = Check(r.ReleaseAllQuarantined());
+      std::fprintf(stderr, "released %llu held changes: applied\n",
+                   static_cast<unsigned long long>(n));
+      return 0;
+    }
     std::sort(release_ids.begin(), release_ids.end());
     release_ids.erase(std::unique(release_ids.begin(), release_ids.end()), release_ids.end());
     for (uint64_t qid : release_ids) {

@@ -110,6 +110,38 @@ Status Replica::ReleaseQuarantined(uint64_t id) {
   return result;
 }
 
+Result<uint64_t> Replica::ReleaseAllQuarantined(size_t per_txn) {
+  uint64_t released = 0;
+  for (;;) {
+    size_t n = 0;
+    Status result = Retrying([&]() -> Status {
+      n = 0;
+      TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
+      std::vector<QuarantineEntry> batch;
+      TANDEM_RETURN_IF_ERROR(EachEntry(*txn, [&](QuarantineEntry e) {
+        batch.push_back(std::move(e));
+        return batch.size() < per_txn;
+      }));
+      if (batch.empty()) return Status::Ok();
+      ReplicaMeta meta;
+      TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
+      const ReplicaMeta before = meta;
+      for (auto& e : batch) {
+        TANDEM_RETURN_IF_ERROR(JoinInto(*txn, meta, {FieldDelta{e.key, std::move(e.state)}},
+                                        nullptr, nullptr, nullptr));
+        TANDEM_RETURN_IF_ERROR(txn->DeleteQuarantine(e.id));
+      }
+      if (!(meta == before)) TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
+      n = batch.size();
+      return txn->Commit();
+    });
+    if (!result.ok()) return result;
+    if (n == 0) return released;
+    released += n;
+    Committed();
+  }
+}
+
 Result<Replica::Judged> Replica::JudgeHeld(const AdmitFn& admit) {
   Judged out;
   Status result = Retrying([&]() -> Status {

@@ -92,6 +92,29 @@ TEST(Quarantine, APeersChangeThatBreaksTheSchemaIsHeldNotApplied) {
   EXPECT_EQ(Send(till, shop).second, 0u);
 }
 
+// Releasing every held change goes a batch of transactions at a time, every one applied.
+TEST(Quarantine, ReleaseAllAppliesEveryHeldChangeInBatches) {
+  Dev shop(1, 1000), till(2, 2000);
+  ASSERT_TRUE(SaveSchema(shop.replica, "customers", kStrict).ok());
+  ASSERT_TRUE(till.replica
+                  .Write([&](engine::Batch& b) {
+                    for (int i = 0; i < 250; ++i)
+                      TANDEM_RETURN_IF_ERROR(
+                          b.Put("customers", "c" + std::to_string(i), "tier", S("gold")));
+                    return Status::Ok();
+                  })
+                  .ok());
+  EXPECT_EQ(Send(till, shop).second, 250u);
+  ASSERT_EQ(shop.replica.Quarantined()->size(), 250u);
+  auto n = shop.replica.ReleaseAllQuarantined(64);  // four transactions
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  EXPECT_EQ(*n, 250u);
+  EXPECT_TRUE(shop.replica.Quarantined()->empty());
+  for (int i : {0, 63, 64, 249})
+    EXPECT_EQ(Field(shop, "customers", ("c" + std::to_string(i)).c_str(), "tier"), S("gold")) << i;
+  EXPECT_EQ(shop.replica.ReleaseAllQuarantined().value(), 0u);
+}
+
 TEST(Quarantine, ReleasedEntriesLeaveAndIdsAreNeverReused) {
   Dev shop(1, 1000), till(2, 2000);
   ASSERT_TRUE(SaveSchema(shop.replica, "customers", kStrict).ok());

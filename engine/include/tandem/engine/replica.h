@@ -393,6 +393,9 @@ class Replica {
   // them through us); to undo a bad change, release it and write over it, and the
   // correction reaches every device.
   Status ReleaseQuarantined(uint64_t id);
+  // Every quarantined field state, released as above, `per_txn` in each transaction (one
+  // scan of the entries in all, not one per entry). Returns how many.
+  Result<uint64_t> ReleaseAllQuarantined(size_t per_txn = 1000);
   // Judges every held state (Admission::kHold) again with `admit`: one it accepts is
   // applied (under the collection's rules, as from its peer), one it refuses is refused
   // for good; the others stay held. Call it when what `admit` knows has grown.
