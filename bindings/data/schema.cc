@@ -195,6 +195,15 @@ Status Phone(std::string_view field, const std::string& region, std::string* s) 
   using i18n::phonenumbers::PhoneNumber;
   using i18n::phonenumbers::PhoneNumberUtil;
   const auto* util = PhoneNumberUtil::GetInstance();
+  // E.164 keeps the number alone: an extension, a vanity number's letters or words around
+  // the number would be dropped without a word. Only digits and the marks that format
+  // them are taken.
+  constexpr std::string_view kMarks = " +-.()/\t";
+  for (const char c : *s)
+    if (!(c >= '0' && c <= '9') && kMarks.find(c) == std::string_view::npos)
+      return Status::Invalid(std::string(field) + ": " + Quote(*s) +
+                             " is not a phone number alone (only digits, spaces and + - . ( ) "
+                             "/ are kept in E.164: keep an extension or a note in another field)");
   PhoneNumber n;
   if (util->Parse(*s, region, &n) != PhoneNumberUtil::NO_PARSING_ERROR || !util->IsValidNumber(n))
     return Status::Invalid(
