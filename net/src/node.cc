@@ -548,7 +548,8 @@ void Core::Launch() {
     else
       asio::co_spawn(io_, FallbackPoll(), asio::detached);
     if (opt_.discover) asio::co_spawn(io_, Discovery(), asio::detached);
-    if (opt_.collect_interval_s > 0) asio::co_spawn(io_, CollectLoop(), asio::detached);
+    if (opt_.collect_interval_s > 0 || opt_.report_interval_s > 0)
+      asio::co_spawn(io_, CollectLoop(), asio::detached);
   } else if (targets.empty()) {
     Emit({NodeEventKind::kDone, "", "", "nothing to sync with"});
     Stop();

@@ -315,7 +315,8 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
     return f;
   }
   awaitable<void> Accept(tcp::acceptor acceptor);
-  // Reports and collects every opt_.collect_interval_s (collector.cc).
+  // Reports every opt_.report_interval_s, collects every opt_.collect_interval_s
+  // (collector.cc).
   awaitable<void> CollectLoop();
   awaitable<void> Dial(std::vector<std::string> addresses, PeerStatus* status,
                        bool persistent = true);

@@ -15,6 +15,7 @@
 #include "process.h"
 #include "tandem/device/device.h"
 #include "tandem/net/binding.h"
+#include "tandem/net/collect.h"
 
 namespace tandem::testing {
 namespace {
@@ -107,6 +108,8 @@ TEST(Node, TwoNodesInOneProcessPairSyncLiveAndReport) {
   ASSERT_TRUE((*b)->Join(*code).ok());
   net::NodeOptions ob;
   ob.peers = {addr};
+  ob.collect_interval_s = 0;  // never collects, and still reports (below)
+  ob.report_interval_s = 1;
   auto nb = (*b)->NewNode(ob);
   ASSERT_TRUE(nb.ok());
   eb.Attach(**nb);
@@ -147,6 +150,11 @@ TEST(Node, TwoNodesInOneProcessPairSyncLiveAndReport) {
     return found.ok() && found->has_value() && net::DeviceId((*found)->device) == of.device_id();
   };
   EXPECT_TRUE(Eventually([&] { return bound_at(**a, **b) && bound_at(**b, **a); }));
+  // b's node reports what it holds, though it never collects, and the report reaches a:
+  // a member known only by its daemon does not look silent to the others.
+  const std::string b_replica = (*b)->GetInfo()->replica_id.Hex();
+  EXPECT_TRUE(
+      Eventually([&] { return (*a)->replica().Get(net::kReportsCollection, b_replica).ok(); }));
 
   // b stops: a sees the session end; b's last event is kStopped.
   (*nb)->Stop();

@@ -70,6 +70,11 @@ struct NodeOptions {
   // replica holds and collect what every member holds (net/collect.h); members silent
   // for longer than `horizon_ms` stop holding collection back.
   int collect_interval_s = 3600;
+  // And every this many seconds (and as often as it collects, if more often), report
+  // what this replica holds when that moved, whether it collects or not: a member known
+  // only by a daemon that never runs for a whole collection interval must not look
+  // silent past the horizon to the others.
+  int report_interval_s = 600;
   uint64_t horizon_ms = 30ull * 24 * 3600 * 1000;
   int keepalive_s = 15;        // an empty frame after this long without sending
   int stop_timeout_ms = 5000;  // Stop() waits at most this long for goodbyes
