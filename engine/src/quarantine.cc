@@ -88,57 +88,49 @@ Result<std::vector<QuarantineEntry>> Replica::Quarantined() {
   return out;
 }
 
-Status Replica::ReleaseQuarantined(uint64_t id) {
+Result<size_t> Replica::ReleaseSome(const std::function<bool(const QuarantineEntry&)>& pick,
+                                    size_t max) {
+  size_t n = 0;
   Status result = Retrying([&]() -> Status {
+    n = 0;
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
-    std::optional<QuarantineEntry> entry;
+    std::vector<QuarantineEntry> batch;
     TANDEM_RETURN_IF_ERROR(EachEntry(*txn, [&](QuarantineEntry e) {
-      if (e.id == id) entry = std::move(e);
-      return !entry;
+      if (pick(e)) batch.push_back(std::move(e));
+      return batch.size() < max;
     }));
-    if (!entry) return Status::NotFound("no quarantined change " + std::to_string(id));
+    if (batch.empty()) return Status::Ok();
     ReplicaMeta meta;
     TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
     const ReplicaMeta before = meta;
-    TANDEM_RETURN_IF_ERROR(
-        JoinInto(*txn, meta, {FieldDelta{entry->key, entry->state}}, nullptr, nullptr, nullptr));
+    for (auto& e : batch) {
+      TANDEM_RETURN_IF_ERROR(
+          JoinInto(*txn, meta, {FieldDelta{e.key, std::move(e.state)}}, nullptr, nullptr, nullptr));
+      TANDEM_RETURN_IF_ERROR(txn->DeleteQuarantine(e.id));
+    }
     if (!(meta == before)) TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
-    TANDEM_RETURN_IF_ERROR(txn->DeleteQuarantine(id));
+    n = batch.size();
     return txn->Commit();
   });
-  if (result.ok()) Committed();
-  return result;
+  if (!result.ok()) return result;
+  if (n) Committed();
+  return n;
+}
+
+Status Replica::ReleaseQuarantined(uint64_t id) {
+  TANDEM_ASSIGN_OR_RETURN(const size_t n,
+                          ReleaseSome([id](const QuarantineEntry& e) { return e.id == id; }, 1));
+  if (n == 0) return Status::NotFound("no quarantined change " + std::to_string(id));
+  return Status::Ok();
 }
 
 Result<uint64_t> Replica::ReleaseAllQuarantined(size_t per_txn) {
   uint64_t released = 0;
   for (;;) {
-    size_t n = 0;
-    Status result = Retrying([&]() -> Status {
-      n = 0;
-      TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
-      std::vector<QuarantineEntry> batch;
-      TANDEM_RETURN_IF_ERROR(EachEntry(*txn, [&](QuarantineEntry e) {
-        batch.push_back(std::move(e));
-        return batch.size() < per_txn;
-      }));
-      if (batch.empty()) return Status::Ok();
-      ReplicaMeta meta;
-      TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
-      const ReplicaMeta before = meta;
-      for (auto& e : batch) {
-        TANDEM_RETURN_IF_ERROR(JoinInto(*txn, meta, {FieldDelta{e.key, std::move(e.state)}},
-                                        nullptr, nullptr, nullptr));
-        TANDEM_RETURN_IF_ERROR(txn->DeleteQuarantine(e.id));
-      }
-      if (!(meta == before)) TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
-      n = batch.size();
-      return txn->Commit();
-    });
-    if (!result.ok()) return result;
+    TANDEM_ASSIGN_OR_RETURN(const size_t n,
+                            ReleaseSome([](const QuarantineEntry&) { return true; }, per_txn));
     if (n == 0) return released;
     released += n;
-    Committed();
   }
 }
 

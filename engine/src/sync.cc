@@ -233,12 +233,11 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
           moved = true;
         }
     peer_collected_.Merge(c->collected);
+    // What we hold, before this CaughtUp moves it.
+    TANDEM_ASSIGN_OR_RETURN(const ReplicaMeta meta, replica_.Meta());
     // Past what we hold, that is a rebase due: the session ends (kBusy) so that the next
     // one, at once, does it.
-    if (moved) {
-      TANDEM_ASSIGN_OR_RETURN(const ReplicaMeta meta, replica_.Meta());
-      rebase_due_ = !meta.vv.Covers(c->collected);
-    }
+    if (moved) rebase_due_ = !meta.vv.Covers(c->collected);
     // A revoked replica's events past its cutoff are never taken in, whatever the peer
     // holds: our watermark must not claim them (a later session refuses nothing new, yet
     // the peer's vector still covers what an earlier one refused).
@@ -250,24 +249,21 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     // peer that claims what it never sent would otherwise have honest replicas skip
     // those events for good. (Our own entry is the peer's to claim: more than we have
     // is evidence of a rollback, CheckClaim. Its own events are its to withhold anyway.)
-    {
-      TANDEM_ASSIGN_OR_RETURN(auto meta, replica_.Meta());
-      for (const auto& [r, n] : c->vv.entries()) {
-        if (r == meta.id || r == *peer_) continue;
-        auto d = delivered_max_.find(r);
-        uint64_t proven =
-            std::max(meta.vv.Get(r), d == delivered_max_.end() ? uint64_t{0} : d->second);
-        // In a rebase, what the peer collected stands for what it can no longer deliver.
-        if (take_collected) proven = std::max(proven, rebase_->Get(r));
-        // And what the states we hold have seen bears it out as well as what was just
-        // delivered (an earlier session may have delivered it: a replica that never
-        // writes again would otherwise stay behind for good).
-        if (n > proven) {
-          TANDEM_ASSIGN_OR_RETURN(const uint64_t held, replica_.Held(r));
-          proven = std::max(proven, held);
-        }
-        if (n > proven) peer_vv.Cap(r, proven);
+    for (const auto& [r, n] : c->vv.entries()) {
+      if (r == meta.id || r == *peer_) continue;
+      auto d = delivered_max_.find(r);
+      uint64_t proven =
+          std::max(meta.vv.Get(r), d == delivered_max_.end() ? uint64_t{0} : d->second);
+      // In a rebase, what the peer collected stands for what it can no longer deliver.
+      if (take_collected) proven = std::max(proven, rebase_->Get(r));
+      // And what the states we hold have seen bears it out as well as what was just
+      // delivered (an earlier session may have delivered it: a replica that never
+      // writes again would otherwise stay behind for good).
+      if (n > proven) {
+        TANDEM_ASSIGN_OR_RETURN(const uint64_t held, replica_.Held(r));
+        proven = std::max(proven, held);
       }
+      if (n > proven) peer_vv.Cap(r, proven);
     }
     // A rebase: the peer's whole state has arrived; what it collected and we still hold
     // outside the fields it sent goes, before the watermark merges (a rebase cut short
@@ -284,10 +280,10 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     // And what the peer has acknowledged of our log so far, for delivery status.
     std::optional<std::pair<uint64_t, CollectionFilter>> delivered;
     if (have_request_) delivered.emplace(peer_acked_, Intersect(opt_.send, peer_accept_));
-    // A rebase that left the collected vector aside may leave here what the peer removed
-    // and collected: the entries that vector covers beyond ours do not move, for the rest
-    // of the session, so that what removed it comes again, or a later rebase that takes
-    // a vector in repairs it.
+    // A rebase that left the collected vector aside, or a collection during the peer's
+    // stream, may leave here what the peer removed and collected: the entries those
+    // vectors cover beyond ours do not move, for the rest of the session, so that what
+    // removed it comes again, or a rebase that takes a vector in repairs it.
     TANDEM_RETURN_IF_ERROR(
         replica_.CompletePeerSync(*peer_, peer_vv, merge, filtered_in_ || filtered_any_, &rekeyed,
                                   delivered, c->cursor, left_aside_ ? &*left_aside_ : nullptr));

@@ -6,10 +6,8 @@ namespace tandem::net {
 
 awaitable<void> Core::CollectLoop() {
   const int collect_s = opt_.collect_interval_s;
-  const int report_s =
-      opt_.report_interval_s > 0 && (collect_s <= 0 || opt_.report_interval_s < collect_s)
-          ? opt_.report_interval_s
-          : collect_s;
+  int report_s = opt_.report_interval_s > 0 ? opt_.report_interval_s : collect_s;
+  if (collect_s > 0) report_s = std::min(report_s, collect_s);
   asio::steady_timer t(io_);
   int64_t since_collect = 0;
   while (!stopping_) {

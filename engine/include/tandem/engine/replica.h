@@ -498,6 +498,9 @@ class Replica {
     bool taken = false;
   };
   // With `from` (a peer's batch), deltas breaking the rules are quarantined.
+  // Applies (as ReleaseQuarantined does) and forgets, in one transaction, the entries
+  // `pick` chooses, scanning until `max` are chosen: how many.
+  Result<size_t> ReleaseSome(const std::function<bool(const QuarantineEntry&)>& pick, size_t max);
   Status JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<FieldDelta>& deltas,
                   const AdmitFn* admit, size_t* applied, size_t* refused,
                   size_t* filtered_out = nullptr, bool* rekeyed = nullptr,
