@@ -2,6 +2,9 @@
 // a replica, and the commands that live in files of their own.
 #pragma once
 
+#include <CLI/Error.hpp>
+#include <CLI/Validators.hpp>
+#include <charconv>
 #include <cstdio>
 #include <functional>
 #include <map>
@@ -52,6 +55,22 @@ template <typename T>
 T Check(tandem::Result<T> r) {
   if (!r.ok()) throw Exit{ExitCodeFor(r.status()), Message(r.status())};
   return std::move(r).value();
+}
+
+// A whole number from lo to hi, with a message that says which of the two it is not
+// (CLI11's own range check calls "abc" out of range).
+inline CLI::Validator Whole(int64_t lo, int64_t hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& v) {
+        int64_t n = 0;
+        const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+        if (ec == std::errc::result_out_of_range ||
+            (ec == std::errc{} && end == v.data() + v.size() && (n < lo || n > hi)))
+          return v + " is out of range: " + std::to_string(lo) + " to " + std::to_string(hi);
+        if (ec != std::errc{} || end != v.data() + v.size()) return "not a whole number: " + v;
+        return std::string();
+      },
+      "INT in [" + std::to_string(lo) + " - " + std::to_string(hi) + "]");
 }
 
 inline void Print(const std::string& line) {

@@ -296,6 +296,27 @@ TEST(CliErrors, MissingReplicaIsARuntimeError) {
   EXPECT_FALSE(fs::exists(tmp / "lock.mdb"));
 }
 
+TEST(CliErrors, EmptyPathsAndNonNumbersAreNamedForWhatTheyAre) {
+  TempDir tmp;
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"init", ""}, {"gc", ""}, {"ls", "", "c"}, {"info", ""}}) {
+    auto r = T(args);
+    EXPECT_EQ(r.exit_code, 2) << args[0];
+    EXPECT_NE(r.err.find("DIR: an empty path"), std::string::npos) << r.err;
+  }
+  EXPECT_NE(T({"backup", tmp / "a", ""}).err.find("DEST: an empty path"), std::string::npos);
+  auto r = T({"gc", tmp / "a", "--horizon", "abc"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--horizon: not a whole number: abc"), std::string::npos) << r.err;
+  r = T({"gc", tmp / "a", "--horizon", "0"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--horizon: 0 is out of range: 1 to 3650"), std::string::npos) << r.err;
+  r = T({"invite", tmp / "a", "--expires", "99999999999999999999"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("is out of range"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::is_empty(tmp.path()));
+}
+
 TEST(CliErrors, DamagedDataFileIsRefusedAndLeftAlone) {
   TempDir tmp;
   fs::create_directory(tmp / "x");
