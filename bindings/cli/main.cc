@@ -438,7 +438,7 @@ int Main(int argc, char** argv) {
       since = page.next_cursor;
     }
   } else if (bk->parsed()) {
-    Check(OpenDevice(dir)->Backup(dest));
+    Check(InspectDevice(dir)->Backup(dest));  // reads only: a backup of a backup too
     std::fprintf(stderr, "backed up %s to %s\n", dir.c_str(), dest.c_str());
   } else if (rs->parsed()) {
     // Whatever a crash checking a damaged backup's copy left in the target goes with it;

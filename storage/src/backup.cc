@@ -101,6 +101,10 @@ Status Backup(LmdbStore& store, const std::string& dest, const std::vector<std::
     if (rc) return LmdbError(rc, "backup to " + dest);
     // mdb_env_copy2 writes but does not fsync.
     TANDEM_RETURN_IF_ERROR(files::SyncPath((tmp / "data.mdb").string()));
+    TANDEM_RETURN_IF_ERROR(files::WriteAtomic(
+        (tmp / kBackupMark).string(),
+        "This directory is a backup made by `tandem backup`; it is kept as it was made.\n"
+        "Commands that read work on it; to use it, restore it: tandem restore DIR NEWDIR\n"));
     return CopyFilesInto({files.begin(), files.end()}, tmp);
   });
 }

@@ -165,10 +165,21 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
   if (opt.durability == Durability::kRelaxed) flags |= MDB_NOSYNC;
   const bool had_lock = fs::exists(dir + "/lock.mdb");
   impl->dir = dir;
-  // LMDB maps lock.mdb and writes it through the mapping: a sparse file on a full disk
-  // kills the process with SIGBUS. So its blocks are allocated first (LMDB keeps a
-  // larger lock file as it is, with room for more readers).
-  {
+  // A backup stays as it was made: refused to writers, and read without a lock file,
+  // which no writer needs to see since none may open it.
+  const bool backup = !create && fs::exists(dir + "/" + kBackupMark);
+  if (backup && !opt.inspect)
+    return Status::Invalid(dir +
+                           " is a backup, kept as it was made: commands that read work on it; "
+                           "to use it, restore it (tandem restore " +
+                           dir + " NEWDIR)");
+  if (backup) {
+    impl->read_only = true;
+    flags |= MDB_RDONLY | MDB_NOLOCK;
+  } else {
+    // LMDB maps lock.mdb and writes it through the mapping: a sparse file on a full disk
+    // kills the process with SIGBUS. So its blocks are allocated first (LMDB keeps a
+    // larger lock file as it is, with room for more readers).
     const std::string lock = dir + "/lock.mdb";
     int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     // A replica on a read-only medium (a snapshot, a write-protected stick), opened to be

@@ -191,7 +191,7 @@ def case_backup_restore(base):
         expect_clean_failure(r, label, "pre")
         expect(os.listdir(pre) == [], f"{label}: left {os.listdir(pre)}")
     run(["backup", a, pre], check=True)
-    expect(sorted(os.listdir(pre)) == ["data.mdb", "group.key", "group.root", "identity.key"],
+    expect(sorted(os.listdir(pre)) == ["BACKUP", "data.mdb", "group.key", "group.root", "identity.key"],
            f"backup into an existing directory holds {sorted(os.listdir(pre))}")
     expect(os.stat(pre).st_mode & 0o777 == 0o700, "the directory's permissions changed")
     inplace = os.path.join(base, "inplace")

@@ -702,14 +702,45 @@ TEST_F(Cli, CommandsThatOnlyReadLeaveACopyAsItIs) {
     EXPECT_TRUE(ReadFile(bk + "/data.mdb") == data) << cmd[0] << " changed the backup";
   }
   EXPECT_FALSE(fs::exists(bk + "/replica.bindings"));
+  EXPECT_FALSE(fs::exists(bk + "/lock.mdb"));
   // It reads as the replica it copies: the same id and version vector.
   EXPECT_EQ(T({"info", bk}).out, info_db);
   EXPECT_EQ(T({"dump", bk}).out, T({"dump", db_}).out);
-  // A write takes an id of its own first, and leaves the original's events as they were.
-  ASSERT_EQ(T({"put", bk, "c", "r2", "a=2"}).exit_code, 0);
-  const std::string info_bk = T({"info", bk}).out;
-  EXPECT_NE(info_bk, info_db);
-  EXPECT_EQ(T({"check", bk}).exit_code, 0);
+  // A backup is kept as it was made: every command that writes is refused, and a backup
+  // of it is another backup.
+  for (std::vector<std::string> cmd : {std::vector<std::string>{"put", bk, "c", "r2", "a=2"},
+                                       {"del", bk, "c", "r"},
+                                       {"gc", bk},
+                                       {"quarantine", bk, "--release-all"},
+                                       {"serve", bk, "--listen", "127.0.0.1:0"}}) {
+    auto r = T(cmd);
+    EXPECT_EQ(r.exit_code, 2) << cmd[0];
+    EXPECT_NE(r.err.find("is a backup, kept as it was made"), std::string::npos) << r.err;
+    EXPECT_TRUE(ReadFile(bk + "/data.mdb") == data) << cmd[0] << " changed the backup";
+  }
+  ASSERT_EQ(T({"backup", bk, tmp_ / "bk2"}).exit_code, 0);
+  EXPECT_EQ(T({"put", tmp_ / "bk2", "c", "r2", "a=2"}).exit_code, 2);
+  EXPECT_EQ(T({"dump", tmp_ / "bk2"}).out, T({"dump", db_}).out);
+  EXPECT_TRUE(ReadFile(bk + "/data.mdb") == data);
+  // Restored, it writes under an id of its own.
+  ASSERT_EQ(T({"restore", bk, tmp_ / "back"}).exit_code, 0);
+  ASSERT_EQ(T({"put", tmp_ / "back", "c", "r2", "a=2"}).exit_code, 0);
+  EXPECT_NE(T({"info", tmp_ / "back"}).out, info_db);
+}
+
+// A copy of a replica made with cp (a phone migration, a file-level restore) reads as
+// its original until a command writes; that write takes an id of its own first, and
+// leaves the original's events as they were.
+TEST_F(Cli, ACopiedReplicaTakesAnIdOfItsOwnAtItsFirstWrite) {
+  ASSERT_EQ(T({"put", db_, "c", "r", "a=1"}).exit_code, 0);
+  const std::string info_db = T({"info", db_}).out;
+  const std::string cp = tmp_ / "cp";
+  fs::copy(db_, cp, fs::copy_options::recursive);
+  EXPECT_EQ(T({"info", cp}).out, info_db);
+  ASSERT_EQ(T({"put", cp, "c", "r2", "a=2"}).exit_code, 0);
+  EXPECT_NE(T({"info", cp}).out, info_db);
+  EXPECT_EQ(T({"check", cp}).exit_code, 0);
+  EXPECT_EQ(T({"get", db_, "c", "r2"}).exit_code, 1);
 }
 
 // A backup on a read-only medium (a snapshot, a write-protected stick) reads as the
@@ -735,6 +766,15 @@ TEST_F(Cli, ABackupOnAReadOnlyMediumIsRead) {
   EXPECT_EQ(T({"info", ro}).out, T({"info", db_}).out);
   EXPECT_EQ(T({"dump", ro}).out, T({"dump", db_}).out);
   auto w = T({"put", ro, "c", "r2", "a=2"});
+  EXPECT_NE(w.exit_code, 0);
+  EXPECT_NE(w.err.find("is a backup"), std::string::npos) << w.err;
+  // A plain copy there reads alike, and a write names the medium.
+  const std::string cp = tmp_ / "cp", ro2 = tmp_ / "ro2";
+  fs::copy(db_, cp, fs::copy_options::recursive);
+  ReadOnlyMount copy_mount(cp, ro2);
+  ASSERT_TRUE(copy_mount.Mounted());
+  EXPECT_EQ(T({"dump", ro2}).out, T({"dump", db_}).out);
+  w = T({"put", ro2, "c", "r2", "a=2"});
   EXPECT_NE(w.exit_code, 0);
   EXPECT_NE(w.err.find("read-only file system"), std::string::npos) << w.err;
 }

@@ -146,9 +146,13 @@ bool IsReplicaDir(const std::string& dir);
 
 // Writes a consistent, compacted copy of the replica to `dest` (created; must be empty
 // or missing), while other processes keep writing, and copies `files` (paths; those
-// that exist) beside it under their own names, readable by the owner only.
+// that exist) beside it under their own names, readable by the owner only. The copy is
+// marked (kBackupMark): opened to write, it is refused, so it stays as it was made;
+// opened to be read, it is read without a lock file; restore makes a replica of it.
 Status Backup(LmdbStore& store, const std::string& dest,
               const std::vector<std::string>& files = {});
+// The file that marks a directory as a backup.
+inline constexpr const char* kBackupMark = "BACKUP";
 // Makes a usable replica in `dir` from a backup, with a NEW replica id, so the restored
 // device never reissues dots the old one already used. What it had applied from each peer
 // (its cursors) stays valid and is kept; peers see the restored replica as a new peer.
