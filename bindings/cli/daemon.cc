@@ -256,10 +256,15 @@ int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, L
   ::close(sfd);
   if (lock_fd >= 0) ::close(lock_fd);
   if (once && last.failures > 0) ok = false;
-  // What this replica now holds, for the next sync to carry: members collect by it.
-  if (once && ok) {
-    if (auto r = net::Report(d.replica(), storage::SystemClockMs()); !r.ok())
-      logf.Line("cannot write this replica's report: " + r.status().ToString(), "warn");
+  // What this replica now holds, for the next sync to carry: members collect by it; and
+  // when it first held the members' reports it received.
+  if (once) {
+    const uint64_t now = storage::SystemClockMs();
+    Status st = ok ? net::ReportAndNote(d.replica(), d.layout().group(), d.device_id(), now)
+                   : net::HeldByMembers(d.replica(), d.layout().group(), d.device_id(), now,
+                                        net::kDefaultHorizonMs, true)
+                         .status();
+    if (!st.ok()) logf.Line("cannot write this replica's report: " + st.ToString(), "warn");
   }
   return once && !ok ? 1 : 0;
 }

@@ -1,8 +1,10 @@
 #include "tandem/net/collect.h"
 
 #include <algorithm>
+#include <sstream>
 
 #include "tandem/engine/codec.h"
+#include "tandem/files/files.h"
 
 namespace tandem::net {
 
@@ -48,6 +50,60 @@ Result<std::map<engine::ReplicaId, StoredReport>> ReadReports(engine::Replica& r
   return out;
 }
 
+// What `GroupPaths::heard` holds, one line each: a key (a replica id in hex for a
+// report, a device id for a member without one), what identifies the report (its
+// clock and the sum of its vector's entries, which grows with every new report; the
+// admission time and 0 for a member), and when this replica first held it. A cache: a
+// line lost or unreadable is heard again now, which only holds collection back longer.
+struct Heard {
+  uint64_t stamp = 0, sum = 0, heard_ms = 0;
+};
+constexpr size_t kMaxHeardFile = 4 << 20;
+
+std::map<std::string, Heard> ReadHeard(const std::string& path) {
+  std::map<std::string, Heard> out;
+  if (path.empty()) return out;
+  auto text = files::ReadSmall(path, kMaxHeardFile);
+  if (!text.ok()) return out;
+  std::istringstream in(*text);
+  std::string key;
+  Heard h;
+  while (in >> key >> h.stamp >> h.sum >> h.heard_ms) out[key] = h;
+  return out;
+}
+
+uint64_t Sum(const VersionVector& vv) {
+  uint64_t sum = 0;
+  for (const auto& [id, seq] : vv.entries()) sum += seq;
+  return sum;
+}
+
+// When this replica first held what `key` names, recording it as heard now if it is new
+// (or was heard at a time this replica's clock has not reached: a clock set back).
+uint64_t HeardAt(std::map<std::string, Heard>& heard, std::map<std::string, Heard>& seen,
+                 bool& changed, const std::string& key, uint64_t stamp, uint64_t sum,
+                 uint64_t now_ms) {
+  constexpr uint64_t kDayMs = 24 * 3600 * 1000;
+  auto it = heard.find(key);
+  Heard h{stamp, sum, now_ms};
+  if (it != heard.end() && it->second.stamp == stamp && it->second.sum == sum &&
+      it->second.heard_ms <= now_ms + kDayMs)
+    h.heard_ms = it->second.heard_ms;
+  else
+    changed = true;
+  seen[key] = h;
+  return h.heard_ms;
+}
+
+void WriteHeard(const std::string& path, const std::map<std::string, Heard>& seen) {
+  std::string text;
+  for (const auto& [key, h] : seen)
+    text += key + " " + std::to_string(h.stamp) + " " + std::to_string(h.sum) + " " +
+            std::to_string(h.heard_ms) + "\n";
+  // Best effort and not fsynced: lost, the reports are heard again later.
+  (void)files::WriteAtomic(path, text, files::Sync::kNone, 0644);
+}
+
 }  // namespace
 
 Result<bool> Report(engine::Replica& r, uint64_t now_ms) {
@@ -81,10 +137,19 @@ engine::Admission AdmitReport(const engine::FieldDelta& d) {
 }
 
 Result<GroupHolding> HeldByMembers(engine::Replica& r, const GroupPaths& files,
-                                   const std::string& self, uint64_t now_ms, uint64_t horizon_ms) {
+                                   const std::string& self, uint64_t now_ms, uint64_t horizon_ms,
+                                   bool note) {
   TANDEM_ASSIGN_OR_RETURN(auto meta, r.Meta());
   TANDEM_ASSIGN_OR_RETURN(auto members, Members(r, files));
   TANDEM_ASSIGN_OR_RETURN(auto reports, ReadReports(r));
+  auto heard = ReadHeard(files.heard);
+  std::map<std::string, Heard> seen;
+  bool changed = false;
+  // Without a file of its own, a replica takes the reporters' clocks.
+  auto heard_at = [&](const std::string& key, uint64_t stamp, uint64_t sum) {
+    return files.heard.empty() ? stamp : HeardAt(heard, seen, changed, key, stamp, sum, now_ms);
+  };
+  const auto past_horizon = [&](uint64_t at) { return now_ms > at && now_ms - at > horizon_ms; };
   GroupHolding out;
   bool first = true;
   bool held_back = false;
@@ -119,10 +184,12 @@ Result<GroupHolding> HeldByMembers(engine::Replica& r, const GroupPaths& files,
       h.vv = meta.vv;
       meet(h.vv, meta.id);
     } else if (h.reported_ms) {
-      h.stale = now_ms > h.reported_ms && now_ms - h.reported_ms > horizon_ms;
+      h.heard_ms = heard_at(h.replica->Hex(), h.reported_ms, Sum(h.vv));
+      h.stale = past_horizon(h.heard_ms);
       if (!h.stale) meet(h.vv, *h.replica);
     } else {
-      h.stale = now_ms > h.since_ms && now_ms - h.since_ms > horizon_ms;
+      h.heard_ms = heard_at(h.device, h.since_ms, 0);
+      h.stale = past_horizon(h.heard_ms);
       if (!h.stale) held_back = true;
     }
     out.members.push_back(std::move(h));
@@ -136,17 +203,26 @@ Result<GroupHolding> HeldByMembers(engine::Replica& r, const GroupPaths& files,
     meet(h.vv, meta.id);
     out.members.insert(out.members.begin(), std::move(h));
   }
+  // Lines for members gone from the trust set (or revoked) go with the rewrite.
+  if (note && !files.heard.empty() && (changed || seen.size() != heard.size()))
+    WriteHeard(files.heard, seen);
   if (held_back) out.absorbed = VersionVector();
   // Only what we hold ourselves (Collect caps it so too): no entry stays unbounded.
   out.absorbed = VersionVector::Meet(out.absorbed, meta.vv);
   return out;
 }
 
+Status ReportAndNote(engine::Replica& r, const GroupPaths& files, const std::string& self,
+                     uint64_t now_ms) {
+  TANDEM_RETURN_IF_ERROR(Report(r, now_ms).status());
+  return HeldByMembers(r, files, self, now_ms, kDefaultHorizonMs, true).status();
+}
+
 Result<GroupCollect> CollectGroup(engine::Replica& r, const GroupPaths& files,
                                   const std::string& self, uint64_t now_ms, uint64_t horizon_ms) {
   TANDEM_RETURN_IF_ERROR(Report(r, now_ms).status());
   GroupCollect out;
-  TANDEM_ASSIGN_OR_RETURN(out.holding, HeldByMembers(r, files, self, now_ms, horizon_ms));
+  TANDEM_ASSIGN_OR_RETURN(out.holding, HeldByMembers(r, files, self, now_ms, horizon_ms, true));
   TANDEM_RETURN_IF_ERROR(r.Collect(out.holding.absorbed, &out.stats));
   return out;
 }

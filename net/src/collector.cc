@@ -18,8 +18,8 @@ awaitable<void> Core::CollectLoop() {
     since_collect += report_s;
     if (collect_s <= 0 || since_collect < collect_s) {
       // Only the report (written when the vector moved).
-      Status st =
-          co_await OnWorker([&]() -> Status { return Report(replica_, WallMs()).status(); });
+      Status st = co_await OnWorker(
+          [&] { return ReportAndNote(replica_, opt_.files, self_device_, WallMs()); });
       if (!st.ok()) Log("report failed: " + st.ToString());
       continue;
     }

@@ -612,9 +612,9 @@ TEST_F(Cli, JoinRefusesAReplicaWithDataOrOtherDevicesUnlessToldToMerge) {
     auto rep = storage::OpenReplica(trusting);
     auto self = net::LoadIdentity(trusting + "/identity.key");
     ASSERT_TRUE(rep.ok() && self.ok());
-    const net::GroupPaths files{trusting + "/group.key", trusting + "/invites",
-                                trusting + "/join.code", trusting + "/group.root",
-                                trusting + "/replica.bindings"};
+    const net::GroupPaths files{trusting + "/group.key",        trusting + "/invites",
+                                trusting + "/join.code",        trusting + "/group.root",
+                                trusting + "/replica.bindings", ""};
     ASSERT_TRUE(
         net::Grant(**rep, files, *self, net::GenerateIdentity().public_key, net::Role::kMember, 1)
             .ok());

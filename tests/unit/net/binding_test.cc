@@ -103,8 +103,8 @@ struct TrustFixture {
     InitCrypto();
     char t[] = "/tmp/tandem_binding_XXXXXX";
     dir = mkdtemp(t);
-    files = {dir + "/group.key", dir + "/invites", dir + "/join.code", dir + "/group.root",
-             dir + "/replica.bindings"};
+    files = {dir + "/group.key",  dir + "/invites",          dir + "/join.code",
+             dir + "/group.root", dir + "/replica.bindings", ""};
   }
   ~TrustFixture() { std::filesystem::remove_all(dir); }
   std::string dir;

@@ -49,8 +49,8 @@ struct Group {
     InitCrypto();
     char t[] = "/tmp/tandem_held_XXXXXX";
     dir = mkdtemp(t);
-    files = {dir + "/group.key", dir + "/invites", dir + "/join.code", dir + "/group.root",
-             dir + "/replica.bindings"};
+    files = {dir + "/group.key",  dir + "/invites",          dir + "/join.code",
+             dir + "/group.root", dir + "/replica.bindings", ""};
     const engine::ReplicaId id = BoundIds(me, files.bindings)();
     r = std::make_unique<engine::Replica>(
         std::make_unique<engine::MemoryStore>(id), [this] { return now++; },

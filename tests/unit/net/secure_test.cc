@@ -295,8 +295,8 @@ struct TempDir {
   }
   ~TempDir() { std::filesystem::remove_all(path); }
   GroupPaths files() const {
-    return {path + "/group.key", path + "/invites", path + "/join.code", path + "/group.root",
-            path + "/replica.bindings"};
+    return {path + "/group.key",  path + "/invites",          path + "/join.code",
+            path + "/group.root", path + "/replica.bindings", ""};
   }
 };
 

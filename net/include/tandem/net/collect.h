@@ -34,8 +34,11 @@ struct MemberHolding {
   bool self = false;
   std::optional<engine::ReplicaId> replica;  // of its newest report
   engine::VersionVector vv;                  // what it reported holding (ours: what we hold)
-  uint64_t reported_ms = 0;                  // 0: no report yet
+  uint64_t reported_ms = 0;                  // 0: no report yet (on the reporter's clock)
   uint64_t since_ms = 0;                     // a member since (for one without a report)
+  // When this replica first held that report (or, without one, first knew of the
+  // member), on its own clock: what the horizon is judged from.
+  uint64_t heard_ms = 0;
   // Silent past the horizon: left out. It may come back holding records deleted since;
   // what this replica collected never comes back through it.
   bool stale = false;
@@ -47,9 +50,22 @@ struct GroupHolding {
 
 // What the members of the group (`self`: this device's id) hold, by their newest reports.
 // A member without a report, added within the horizon, holds everything back.
+//
+// A member is silent past the horizon when this replica first held its newest report
+// (or, without one, first knew of it) longer ago than the horizon, by this replica's
+// clock: a reporter's clock days behind would otherwise make it look silent at once, and
+// one years ahead would hold collection back for years. The times are kept in
+// `files.heard` (a report not in it is heard now); `note` writes those heard now into it
+// (a replica opened only to be read passes false). A report relayed late only looks
+// newer, which holds collection back longer, never less.
 Result<GroupHolding> HeldByMembers(engine::Replica& r, const GroupPaths& files,
                                    const std::string& self, uint64_t now_ms,
-                                   uint64_t horizon_ms = kDefaultHorizonMs);
+                                   uint64_t horizon_ms = kDefaultHorizonMs, bool note = false);
+
+// Reports, then notes the reports heard (HeldByMembers), as a node does between
+// collections and a one-shot sync at its end.
+Status ReportAndNote(engine::Replica& r, const GroupPaths& files, const std::string& self,
+                     uint64_t now_ms);
 
 // Reports, then collects what every member holds (engine::Replica::Collect).
 struct GroupCollect {

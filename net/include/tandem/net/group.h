@@ -37,6 +37,9 @@ struct GroupPaths {
   std::string join_code;    // a pending join's invite code
   std::string root;         // the founder's public key (SaveRoot)
   std::string bindings;     // this device's replica bindings (binding.h)
+  // When this replica first held each member's newest report (collect.h); none: the
+  // reports' own clocks are taken instead.
+  std::string heard;
 };
 
 void InitCrypto();  // sodium_init, once; aborts if the OS has no randomness

@@ -45,8 +45,8 @@ struct Layout {
   // or interval node): a second one is refused (Device::NewNode).
   std::string serve_lock() const { return dir + "/serve.lock"; }
   net::GroupPaths group() const {
-    return {dir + "/group.key", dir + "/invites", dir + "/join.code", dir + "/group.root",
-            dir + "/replica.bindings"};
+    return {dir + "/group.key",  dir + "/invites",          dir + "/join.code",
+            dir + "/group.root", dir + "/replica.bindings", dir + "/reports.heard"};
   }
   // What backups carry besides the data: names, and paths in this directory.
   static std::vector<std::string> key_file_names() {
