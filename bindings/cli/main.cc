@@ -496,6 +496,12 @@ int Main(int argc, char** argv) {
       if (!stored) throw Exit{1, "collection " + Quote(coll) + " has no schema"};
       Print(Canonical(Json::parse(stored->text)));
       std::fprintf(stderr, "version %lld\n", static_cast<long long>(stored->version));
+      if (stored->concurrent)
+        std::fprintf(stderr,
+                     "%zu other schema%s set at the same time on other devices: this one "
+                     "wins, and changes made under any of them are taken; set the schema "
+                     "again to settle it\n",
+                     stored->concurrent, stored->concurrent == 1 ? " was" : "s were");
     } else {
       std::string text = ValueText("@" + file);
       int64_t version = Check(tandem::data::SaveSchema(r, coll, text));

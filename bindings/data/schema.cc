@@ -519,6 +519,8 @@ Result<std::optional<StoredSchema>> LoadSchema(engine::Replica& r, std::string_v
   s.text = cur->first;
   s.version = cur->second;
   TANDEM_ASSIGN_OR_RETURN(s.schema, Schema::Parse(s.text));
+  if (auto f = state.fields.find("schema"); f != state.fields.end())
+    s.concurrent = engine::Siblings(f->second).size() - 1;
   return std::optional<StoredSchema>(std::move(s));
 }
 
@@ -619,12 +621,16 @@ class StoredRules : public engine::CollectionRules {
     if (!in_force) return Status::Ok();  // made before the collection had a schema
     Status st = in_force->schema->CheckIncomingValue(field, kind, value);
     if (st.ok()) return st;
-    // Made at or before hlc: any version in force up to then may have been the one.
-    if (at_most) {
-      for (const auto& v : versions_) {
-        if (v.set_at > hlc || &v == in_force) continue;
-        if (v.schema->CheckIncomingValue(field, kind, value).ok()) return Status::Ok();
-      }
+    for (const auto& v : versions_) {
+      if (v.set_at > hlc || &v == in_force) continue;
+      // Made at or before hlc: any version in force up to then may have been the one.
+      // Otherwise a version set on another device without having seen the one in force
+      // may have been: one of the same number (both read the version before), or of a
+      // higher number set earlier (in a history without concurrency, numbers rise with
+      // time).
+      if ((at_most || v.number >= in_force->number) &&
+          v.schema->CheckIncomingValue(field, kind, value).ok())
+        return Status::Ok();
     }
     return Status::Invalid(st.message() + " (schema version " + std::to_string(in_force->number) +
                            ")");
@@ -682,13 +688,16 @@ Result<std::shared_ptr<const engine::CollectionRules>> SchemaPolicy::RulesFor(
   for (const auto& [name, f] : state.fields) {
     if (name.size() < 2 || name[0] != 'v' || name.find_first_not_of("0123456789", 1) != name.npos)
       continue;
-    auto read = engine::Read(f);
-    if (!read || read->kind != engine::Kind::kRegister ||
-        engine::TypeOf(read->scalar) != ValueType::kString)
-      continue;
-    auto parsed = Parsed(std::get<std::string>(read->scalar));
-    if (!parsed.ok()) continue;  // a version this build cannot read judges nothing
-    versions.push_back({f.MaxHlc(), std::strtoll(name.c_str() + 1, nullptr, 10), parsed.value()});
+    // Two devices that set the collection's next version at once both wrote it: each
+    // is a version, set when its writer set it.
+    const int64_t number = std::strtoll(name.c_str() + 1, nullptr, 10);
+    for (const auto& sibling : engine::Siblings(f)) {
+      const auto* text = std::get_if<std::string>(&sibling.value);
+      if (sibling.kind != engine::Kind::kRegister || !text) continue;
+      auto parsed = Parsed(*text);
+      if (!parsed.ok()) continue;  // a version this build cannot read judges nothing
+      versions.push_back({sibling.hlc, number, parsed.value()});
+    }
   }
   std::map<std::string, std::string> devices;
   if (schema.value()->prefers()) {

@@ -184,6 +184,41 @@ TEST(Quarantine, AChangeIsJudgedByTheSchemaVersionInForceWhenItWasMade) {
   EXPECT_NE(q[0].reason.find("schema version 2"), std::string::npos) << q[0].reason;
 }
 
+// Two devices set the collection's next version at once: both are version 1, neither is
+// lost, and a change made under either is taken everywhere. A version set after both
+// judges alone again.
+TEST(Quarantine, SchemasSetAtOnceOnTwoDevicesAreBothVersionsInForce) {
+  Dev a(1, 1000), b(2, 2000), c(3, 2500);
+  ASSERT_EQ(SaveSchema(a.replica, "customers", kLax).value(), 1);
+  ASSERT_EQ(SaveSchema(b.replica, "customers", kStrict).value(), 1);
+  *a.clock = 3000;
+  ASSERT_TRUE(a.replica.Put("customers", "c1", {{"phone", S("555")}}).ok());  // under a's
+  *b.clock = 3000;
+  ASSERT_TRUE(b.replica.Put("customers", "c2", {{"tier", S("retail")}}).ok());  // under b's
+  for (Dev* to : {&c, &b}) EXPECT_EQ(Send(a, *to).second, 0u);
+  for (Dev* to : {&c, &a}) EXPECT_EQ(Send(b, *to).second, 0u);
+  for (Dev* d : {&a, &b, &c}) {
+    EXPECT_EQ(Field(*d, "customers", "c1", "phone"), S("555"));
+    EXPECT_EQ(Field(*d, "customers", "c2", "tier"), S("retail"));
+    auto loaded = LoadSchema(d->replica, "customers");
+    ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+    auto stored = loaded.value();
+    ASSERT_TRUE(stored) << d->id.Hex();
+    EXPECT_EQ(stored->version, 1);
+    EXPECT_EQ(stored->concurrent, 1u);
+    EXPECT_EQ(stored->text, kStrict) << "the same winner everywhere";
+  }
+  // Settled: version 2 judges alone what is made after it.
+  *a.clock = 6000;
+  ASSERT_EQ(SaveSchema(a.replica, "customers", kStrict).value(), 2);
+  EXPECT_EQ(LoadSchema(a.replica, "customers").value()->concurrent, 0u);
+  EXPECT_EQ(Send(a, c).second, 0u);
+  Dev late(4, 7000);  // never got a schema: judged by version 2 alone, not a's version 1
+  ASSERT_TRUE(late.replica.Put("customers", "c3", {{"phone", S("556")}}).ok());
+  EXPECT_EQ(Send(late, c).second, 1u);
+  EXPECT_FALSE(Field(c, "customers", "c3", "phone"));
+}
+
 TEST(Quarantine, AKindTheSchemaDoesNotAllowIsHeld) {
   Dev shop(1, 1000), till(2, 2000);
   ASSERT_TRUE(

@@ -93,6 +93,10 @@ struct StoredSchema {
   std::string text;
   int64_t version = 0;
   std::shared_ptr<const Schema> schema;
+  // Other schemas set at the same time on other devices (before either had synced the
+  // other's): this one wins for local writes; changes made under any of them are taken.
+  // Setting the schema again settles it.
+  size_t concurrent = 0;
 };
 // The collection's current schema, or nullopt when it has none.
 Result<std::optional<StoredSchema>> LoadSchema(engine::Replica& r, std::string_view collection);
