@@ -2,6 +2,7 @@
 #include <csv.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstring>
 #include <deque>
 #include <limits>
@@ -46,10 +47,24 @@ size_t RowBytes(const Row& r) {
   return n;
 }
 
-// Makes the record state equal to the row's fields, writing only what differs.
-Status ApplyRow(engine::Batch& b, std::string_view coll, const Row& row, uint64_t* written) {
+// Makes the record state equal to the row's fields, writing only what differs. Each row
+// must leave its record with the schema's required fields, as written in order: whether
+// a row passes never depends on which rows share its transaction (a later row of the
+// same record does not excuse it), as in a strict import's checks.
+Status ApplyRow(engine::Batch& b, std::string_view coll, const Schema* schema, const Row& row,
+                uint64_t* written) {
   engine::RecordState st;
   TANDEM_RETURN_IF_ERROR(b.ReadRecord(coll, row.id, &st));
+  if (schema) {
+    for (const auto& [name, rule] : schema->fields()) {
+      if (!rule.required) continue;
+      const bool given = std::any_of(row.fields.begin(), row.fields.end(),
+                                     [&](const auto& f) { return f.name == name; });
+      const auto it = st.fields.find(name);
+      if (!given && (it == st.fields.end() || !it->second.Live()))
+        return Status::Invalid(row.id + ": " + name + " is required");
+    }
+  }
   for (const auto& fw : row.fields) {
     auto it = st.fields.find(fw.name);
     const engine::FieldState* fs = it == st.fields.end() ? nullptr : &it->second;
@@ -176,10 +191,14 @@ class Sink {
   // After kResolve: the first row whose required fields no earlier row gave.
   Status FinishResolve() {
     const Pending* first = nullptr;
+    const std::string* first_id = nullptr;
     for (const auto& [id, list] : pending_)
       for (const auto& p : list)
-        if (!p.missing.empty() && (!first || p.line < first->line)) first = &p;
-    if (first) return Bad(first->line, *first->missing.begin() + " is required");
+        if (!p.missing.empty() && (!first || p.line < first->line)) {
+          first = &p;
+          first_id = &id;
+        }
+    if (first) return Bad(first->line, *first_id + ": " + *first->missing.begin() + " is required");
     return Status::Ok();
   }
 
@@ -204,7 +223,7 @@ class Sink {
     Status st = r_.Write([&](engine::Batch& b) {
       written = 0;
       for (const auto& row : rows_)
-        TANDEM_RETURN_IF_ERROR(ApplyRow(b, o_.collection, row, &written));
+        TANDEM_RETURN_IF_ERROR(ApplyRow(b, o_.collection, schema_, row, &written));
       return Status::Ok();
     });
     // A long import walks much of the store: let go of its pages now and then.
@@ -220,7 +239,7 @@ class Sink {
         uint64_t w = 0;
         Status one = r_.Write([&](engine::Batch& b) {
           w = 0;
-          return ApplyRow(b, o_.collection, row, &w);
+          return ApplyRow(b, o_.collection, schema_, row, &w);
         });
         if (one.ok()) {
           ++report_->rows_imported;

@@ -465,6 +465,41 @@ TEST_P(Strict, ARequiredFieldGivenByAnEarlierRowIsGiven) {
   EXPECT_EQ(ScanAll(db.replica, "items"), ScanAll(lax.replica, "items"));
 }
 
+TEST_P(Strict, ARequiredFieldGivenOnlyByALaterRowIsMissingWhateverTheBatches) {
+  // Rows are judged in order: a row that makes a record without its required field is
+  // bad even when a later row of the same record gives it, whichever rows share a
+  // transaction, and a strict import refuses the file for the same row.
+  const std::string text =
+      "{\"id\":\"a\",\"name\":\"Ann\"}\n"
+      "{\"id\":\"q\",\"qty\":1}\n"
+      "{\"id\":\"q\",\"name\":\"Q\"}\n"
+      "{\"id\":\"a\",\"qty\":2}\n";
+  constexpr char kSchema[] = R"({"fields": {"name": {"type": "string", "required": true}}})";
+  std::optional<std::vector<Record>> first;
+  for (size_t batch : {size_t{1}, size_t{2}, size_t{3}, size_t{1000}}) {
+    SCOPED_TRACE("batch_rows=" + std::to_string(batch));
+    Db db;
+    SaveOrDie(db.replica, "items", kSchema);
+    ImportOptions o = Jsonl();
+    o.batch_rows = batch;
+    auto got = ImportText(db.replica, text, o, GetParam());
+    ASSERT_TRUE(got.ok()) << got.error();
+    EXPECT_EQ(got.bad_lines(), std::vector<uint64_t>{2});
+    EXPECT_TRUE(Has(got.bad_reason(2), "q: name is required")) << got.bad_reason(2);
+    auto recs = ScanAll(db.replica, "items");
+    if (!first) first = recs;
+    EXPECT_EQ(recs, *first);
+    o.strict = true;
+    Db strict;
+    SaveOrDie(strict.replica, "items", kSchema);
+    got = ImportText(strict.replica, text, o, GetParam());
+    EXPECT_FALSE(got.ok());
+    EXPECT_TRUE(Has(got.error(), "line 2: q: name is required")) << got.error();
+  }
+  ASSERT_EQ(first->size(), 2u);
+  EXPECT_FALSE(first->at(1).fields.count("qty")) << "q holds only what its good row gave";
+}
+
 TEST_P(Strict, ARowRefusedOnlyAtWriteTimeStillImportsNothing) {
   // additional: false refuses a counter (or an empty set) on an undeclared field when it
   // is written; the first pass must see that too, or rows before it get committed.
