@@ -76,6 +76,12 @@ class Typer {
                              "scalars, $bytes, $counter), got " +
                              Quote(Describe(v)));
     out->kind = Kind::kRegister;
+    // An integer for a field the schema types double is that number, rounded as a double
+    // would (one beyond the 64-bit range too).
+    if (v.is_number_integer() && TakesDoubles(name)) {
+      TANDEM_ASSIGN_OR_RETURN(out->scalar, Scalar(name, Json(v.get<double>())));
+      return Status::Ok();
+    }
     TANDEM_ASSIGN_OR_RETURN(out->scalar, Scalar(name, v));
     return Status::Ok();
   }
@@ -104,7 +110,14 @@ class Typer {
       default:
         break;
     }
-    Json j = CellJson(cell);
+    // A declared number, boolean, counter or set may be padded with spaces or tabs (a
+    // spreadsheet's alignment); an inferred cell with them is text, whichever side they
+    // are on, so " 5" and "5 " read alike.
+    const size_t from = cell.find_first_not_of(" \t"), to = cell.find_last_not_of(" \t");
+    const bool padded = from != 0 || to != cell.size() - 1;
+    if (padded && type != FieldType::kAny && from != std::string::npos)
+      return FromCell(name, cell.substr(from, to - from + 1), out);
+    Json j = padded ? Json(Json::value_t::discarded) : CellJson(cell);
     const bindings::JsonScan scan =
         j.is_discarded() ? bindings::JsonScan{} : bindings::ScanJson(cell);
     // A cell (or a set's element) with an integer a double would round; a field the

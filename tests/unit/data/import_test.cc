@@ -328,12 +328,47 @@ TEST(Import, AnIntegerTooLargeForInt64IsABadRowNotARoundedDouble) {
   got = ImportText(db.replica, "id,x\nm2,89014103211118510720\n", Csv("measures"));
   ASSERT_TRUE(got.ok()) << got.error();
   EXPECT_TRUE(got.bad_lines().empty()) << got.bad_reason(2);
+  // One a parser keeps exact as unsigned (up to 2^64 - 1) alike.
+  got = ImportText(db.replica, "{\"id\":\"m3\",\"x\":12345678901234567890}\n", Jsonl("measures"));
+  ASSERT_TRUE(got.ok()) << got.error();
+  EXPECT_TRUE(got.bad_lines().empty()) << got.bad_reason(1);
+  got = ImportText(db.replica, "id,x\nm4,12345678901234567890\n", Csv("measures"));
+  ASSERT_TRUE(got.ok()) << got.error();
+  EXPECT_TRUE(got.bad_lines().empty()) << got.bad_reason(2);
+  for (const char* id : {"m3", "m4"})
+    EXPECT_TRUE(engine::SameValue(Get(db.replica, "measures", id).fields["x"].scalar,
+                                  D(12345678901234567890.0)))
+        << id;
   SaveOrDie(db.replica, "sims", R"({"fields": {"iccid": {"type": "string"}}})");
   got = ImportText(db.replica, "id,iccid\nc1,89014103211118510720\n", Csv("sims"));
   ASSERT_TRUE(got.ok()) << got.error();
   EXPECT_TRUE(got.bad_lines().empty());
   EXPECT_TRUE(engine::SameValue(Get(db.replica, "sims", "c1").fields["iccid"].scalar,
                                 S("89014103211118510720")));
+}
+
+// Spaces or tabs around a declared number, boolean or counter are padding; an inferred
+// cell with them is text on either side.
+TEST(ImportCsv, PaddingAroundADeclaredValueIsIgnoredAndMakesAnInferredCellText) {
+  Db db;
+  SaveOrDie(db.replica, "items",
+            R"({"fields": {"n": {"type": "int"}, "d": {"type": "double"},
+                           "ok": {"type": "bool"}, "c": {"type": "counter"}}})");
+  auto got = ImportText(db.replica,
+                        "id,n,d,ok,c,x,y\n"
+                        "a,5 , 2.5,\ttrue , 3,5 , 5\n"
+                        "b,   ,1,true,1,1,1\n",
+                        Csv());
+  ASSERT_TRUE(got.ok()) << got.error();
+  EXPECT_EQ(got.bad_lines(), (std::vector<uint64_t>{3}));
+  EXPECT_TRUE(Has(got.bad_reason(3), "n: expected int")) << got.bad_reason(3);
+  Record a = Get(db.replica, "items", "a");
+  EXPECT_TRUE(engine::SameValue(a.fields["n"].scalar, I(5)));
+  EXPECT_TRUE(engine::SameValue(a.fields["d"].scalar, D(2.5)));
+  EXPECT_TRUE(engine::SameValue(a.fields["ok"].scalar, Value{true}));
+  EXPECT_EQ(a.fields["c"].count, 3);
+  EXPECT_TRUE(engine::SameValue(a.fields["x"].scalar, S("5 ")));
+  EXPECT_TRUE(engine::SameValue(a.fields["y"].scalar, S(" 5")));
 }
 
 // A JSON parser keeps the last of a repeated key, at any depth: which one the file meant
