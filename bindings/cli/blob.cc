@@ -54,7 +54,7 @@ BlobCommands AddBlobCommands(CLI::App& app) {
       ->add_option("--wait", c.wait_s,
                    "Seconds to wait for a blob not here yet while a running serve (or a sync) "
                    "fetches it (default: 30 if a serve runs on DIR, else 0)")
-      ->check(Whole(0, 86400));
+      ->transform(Whole(0, 86400));
   c.blobs = app.add_subcommand("blobs", "List the blobs this replica holds or wants");
   c.blobs->add_option("DIR", c.dir)->required();
   c.blobs->add_flag("--json", c.as_json, "One JSON object per line");

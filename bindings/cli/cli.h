@@ -58,7 +58,8 @@ T Check(tandem::Result<T> r) {
 }
 
 // A whole number from lo to hi, with a message that says which of the two it is not
-// (CLI11's own range check calls "abc" out of range).
+// (CLI11's own range check calls "abc" out of range), rewritten in decimal: CLI11 would
+// read "010" as octal. For `transform`, since a `check` may not change the value.
 inline CLI::Validator Whole(int64_t lo, int64_t hi) {
   return CLI::Validator(
       [lo, hi](std::string& v) {
@@ -68,6 +69,7 @@ inline CLI::Validator Whole(int64_t lo, int64_t hi) {
             (ec == std::errc{} && end == v.data() + v.size() && (n < lo || n > hi)))
           return v + " is out of range: " + std::to_string(lo) + " to " + std::to_string(hi);
         if (ec != std::errc{} || end != v.data() + v.size()) return "not a whole number: " + v;
+        v = std::to_string(n);  // as read here: CLI11 would take "010" as octal
         return std::string();
       },
       "INT in [" + std::to_string(lo) + " - " + std::to_string(hi) + "]");

@@ -30,7 +30,14 @@ std::string ReportLine(const net::MemberHolding& h) {
   if (!h.reported_ms)
     return h.stale ? "never reported, a member past the horizon: left out"
                    : "no report yet: holds collection back";
-  return "reported " + When(h.reported_ms) + (h.stale ? ", past the horizon: left out" : "");
+  // The horizon runs from when this replica first held the report: shown where the
+  // reporter's clock tells another time.
+  const uint64_t gap =
+      h.heard_ms > h.reported_ms ? h.heard_ms - h.reported_ms : h.reported_ms - h.heard_ms;
+  const std::string heard =
+      h.heard_ms && gap > 3600 * 1000 ? " (first held here " + When(h.heard_ms) + ")" : "";
+  return "reported " + When(h.reported_ms) + heard +
+         (h.stale ? ", past the horizon: left out" : "");
 }
 
 std::string RebaseNote(const Json& peer) {
@@ -61,6 +68,7 @@ int RunGc(const std::string& dir, int horizon_days, bool as_json) {
       members.push_back(Json{{"device", h.device},
                              {"self", h.self},
                              {"reported_ms", h.reported_ms},
+                             {"heard_ms", h.heard_ms},
                              {"stale", h.stale},
                              {"holds_back", !h.self && !h.reported_ms && !h.stale}});
     Print(Canonical(Json{{"collected", s.collected},

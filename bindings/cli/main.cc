@@ -161,7 +161,7 @@ int Main(int argc, char** argv) {
                      "HOST:PORT where this device can be reached (repeatable; default: the "
                      "running daemon's listen address)");
   invite->add_option("--expires", expires_min, "Minutes until the code expires (default 1440)")
-      ->check(Whole(1, 60 * 24 * 30));
+      ->transform(Whole(1, 60 * 24 * 30));
   std::string role_name = "member";
   invite
       ->add_option("--role", role_name,
@@ -255,7 +255,7 @@ int Main(int argc, char** argv) {
   serve
       ->add_option("--interval", interval,
                    "Sync with each --peer every SECONDS, then disconnect (batch mode)")
-      ->check(Whole(1, 86400 * 7));
+      ->transform(Whole(1, 86400 * 7));
   std::vector<CLI::Option*> filter_opts;
   filter_opts.push_back(
       serve->add_option("--send", send_list, "Only send these collections (COLL,... or none)"));
@@ -284,23 +284,23 @@ int Main(int argc, char** argv) {
     s->add_option("--timeout", timeout_s,
                   "Seconds without progress before a connection is dropped (default 45; "
                   "keepalives go out at a third of it)")
-        ->check(Whole(1, 3600));
+        ->transform(Whole(1, 3600));
   int collect_s = 3600;
   serve
       ->add_option("--collect-every", collect_s,
                    "Seconds between collections of deleted data every member holds (default "
                    "3600; 0: never)")
-      ->check(Whole(0, 86400 * 7));
+      ->transform(Whole(0, 86400 * 7));
   for (auto* s : {gc, serve})
     s->add_option("--horizon", horizon_days,
                   "Days after which a silent member stops holding collection back (default 30)")
-        ->check(Whole(1, 3650));
+        ->transform(Whole(1, 3650));
   int64_t key_grace_s = 7 * 24 * 3600;
   for (auto* s : {serve, sync})
     s->add_option("--key-grace", key_grace_s,
                   "Seconds after a group key rotation during which members that still have "
                   "the previous key may connect and get the new one (default 604800: 7 days)")
-        ->check(Whole(0, int64_t{365} * 24 * 3600));
+        ->transform(Whole(0, int64_t{365} * 24 * 3600));
 
   std::string blob_mode = "eager";
   for (auto* s : {serve, sync})

@@ -73,7 +73,10 @@ void PrintDevices(Device& d, bool as_json) {
   auto holding =
       net::HeldByMembers(d.replica(), d.layout().group(), d.device_id(), storage::SystemClockMs());
   if (holding.ok())
-    for (auto& h : holding->members) held[h.device] = std::move(h);
+    for (auto& h : holding->members) {
+      h.heard_ms = 0;  // a read notes nothing: "heard now" would change at every call
+      held[h.device] = std::move(h);
+    }
   for (const auto& m : Check(d.Devices())) {
     bool me = m.device == d.device_id();
     auto h = held.find(m.device);

@@ -494,6 +494,14 @@ int Schema::PickWinnerBy(
 
 namespace {
 
+// The number of a version field ("v7": 7), if `name` is one.
+std::optional<int64_t> VersionNumber(const std::string& name) {
+  if (name.size() < 2 || name.size() > 19 || name[0] != 'v' ||
+      name.find_first_not_of("0123456789", 1) != name.npos)
+    return std::nullopt;
+  return std::strtoll(name.c_str() + 1, nullptr, 10);
+}
+
 // The schema text and version in a stored schema record.
 std::optional<std::pair<std::string, int64_t>> Current(const engine::RecordState& r) {
   auto rec = engine::Read("", r);
@@ -570,7 +578,11 @@ Result<int64_t> SaveSchema(engine::Replica& r, std::string_view collection, std:
     engine::RecordState state;
     TANDEM_RETURN_IF_ERROR(b.ReadRecord(kSchemasCollection, collection, &state));
     auto cur = Current(state);
+    // After the newest version stored: a device that set several versions while another
+    // set one keeps them all (the winning `version` may be the other's, and lower).
     version = (cur ? cur->second : 0) + 1;
+    for (const auto& [name, f] : state.fields)
+      if (auto n = VersionNumber(name); n && *n >= version) version = *n + 1;
     const std::string text(json);
     TANDEM_RETURN_IF_ERROR(b.Put(kSchemasCollection, collection, "schema", Value{text}));
     TANDEM_RETURN_IF_ERROR(b.Put(kSchemasCollection, collection, "version", Value{version}));
@@ -624,11 +636,9 @@ class StoredRules : public engine::CollectionRules {
     for (const auto& v : versions_) {
       if (v.set_at > hlc || &v == in_force) continue;
       // Made at or before hlc: any version in force up to then may have been the one.
-      // Otherwise a version set on another device without having seen the one in force
-      // may have been: one of the same number (both read the version before), or of a
-      // higher number set earlier (in a history without concurrency, numbers rise with
-      // time).
-      if ((at_most || v.number >= in_force->number) &&
+      // Otherwise one set at once with the one in force on another device may have
+      // been (the same number: both were set after the same version).
+      if ((at_most || v.number == in_force->number) &&
           v.schema->CheckIncomingValue(field, kind, value).ok())
         return Status::Ok();
     }
@@ -686,17 +696,16 @@ Result<std::shared_ptr<const engine::CollectionRules>> SchemaPolicy::RulesFor(
   // Every version, by when it was set (the newest write of its field).
   std::vector<StoredRules::Version> versions;
   for (const auto& [name, f] : state.fields) {
-    if (name.size() < 2 || name[0] != 'v' || name.find_first_not_of("0123456789", 1) != name.npos)
-      continue;
+    const auto number = VersionNumber(name);
+    if (!number) continue;
     // Two devices that set the collection's next version at once both wrote it: each
     // is a version, set when its writer set it.
-    const int64_t number = std::strtoll(name.c_str() + 1, nullptr, 10);
     for (const auto& sibling : engine::Siblings(f)) {
       const auto* text = std::get_if<std::string>(&sibling.value);
       if (sibling.kind != engine::Kind::kRegister || !text) continue;
       auto parsed = Parsed(*text);
       if (!parsed.ok()) continue;  // a version this build cannot read judges nothing
-      versions.push_back({sibling.hlc, number, parsed.value()});
+      versions.push_back({sibling.hlc, *number, parsed.value()});
     }
   }
   std::map<std::string, std::string> devices;

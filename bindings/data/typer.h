@@ -63,7 +63,7 @@ class Typer {
         if (e.is_array() || (e.is_object() && !e.contains("$bytes")))
           return Status::Invalid(name + ": a set's elements are scalars, got " +
                                  Quote(Describe(e)));
-        TANDEM_ASSIGN_OR_RETURN(Value val, Scalar(name, e));
+        TANDEM_ASSIGN_OR_RETURN(Value val, Scalar(name, AsDeclared(name, e)));
         if (seen.insert(val).second) out->set.push_back(std::move(val));
       }
       return Status::Ok();
@@ -76,14 +76,14 @@ class Typer {
                              "scalars, $bytes, $counter), got " +
                              Quote(Describe(v)));
     out->kind = Kind::kRegister;
-    // An integer for a field the schema types double is that number, rounded as a double
-    // would (one beyond the 64-bit range too).
-    if (v.is_number_integer() && TakesDoubles(name)) {
-      TANDEM_ASSIGN_OR_RETURN(out->scalar, Scalar(name, Json(v.get<double>())));
-      return Status::Ok();
-    }
-    TANDEM_ASSIGN_OR_RETURN(out->scalar, Scalar(name, v));
+    TANDEM_ASSIGN_OR_RETURN(out->scalar, Scalar(name, AsDeclared(name, v)));
     return Status::Ok();
+  }
+
+  // An integer for a field the schema types double (or a set of doubles) is that number,
+  // rounded as a double would (one beyond the 64-bit range too).
+  Json AsDeclared(const std::string& name, const Json& v) const {
+    return v.is_number_integer() && TakesDoubles(name) ? Json(v.get<double>()) : v;
   }
 
   // A CSV cell (never empty: empty cells leave the field alone).

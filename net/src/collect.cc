@@ -100,8 +100,9 @@ void WriteHeard(const std::string& path, const std::map<std::string, Heard>& see
   for (const auto& [key, h] : seen)
     text += key + " " + std::to_string(h.stamp) + " " + std::to_string(h.sum) + " " +
             std::to_string(h.heard_ms) + "\n";
-  // Best effort and not fsynced: lost, the reports are heard again later.
-  (void)files::WriteAtomic(path, text, files::Sync::kNone, 0644);
+  // Best effort: lost, the reports are heard again later. Written only when a report is
+  // new, so rarely; durable, which also sweeps what a killed writer left.
+  (void)files::WriteAtomic(path, text, files::Sync::kDurable, 0644);
 }
 
 }  // namespace
@@ -170,21 +171,26 @@ Result<GroupHolding> HeldByMembers(engine::Replica& r, const GroupPaths& files,
     h.device = m.device;
     h.since_ms = m.added_ms;
     h.self = m.device == self;
-    // Its newest report, over every replica it synced as.
+    // Its newest report, over every replica it synced as: the one this replica heard
+    // last (a report from a clock years ahead, of a replica the device no longer syncs
+    // as, must not stand for the one it sends now), then by its own clock.
     for (const auto& id : m.replicas) {
       auto rep = reports.find(id);
-      if (rep == reports.end() || rep->second.ms < h.reported_ms) continue;
+      if (rep == reports.end() || h.self) continue;
+      const uint64_t at = heard_at(id.Hex(), rep->second.ms, Sum(rep->second.vv));
+      if (h.replica && (at < h.heard_ms || (at == h.heard_ms && rep->second.ms < h.reported_ms)))
+        continue;
       h.replica = id;
       h.vv = rep->second.vv;
       h.reported_ms = rep->second.ms;
+      h.heard_ms = at;
     }
     if (h.self) {
       self_listed = true;
       h.replica = meta.id;
       h.vv = meta.vv;
       meet(h.vv, meta.id);
-    } else if (h.reported_ms) {
-      h.heard_ms = heard_at(h.replica->Hex(), h.reported_ms, Sum(h.vv));
+    } else if (h.replica) {
       h.stale = past_horizon(h.heard_ms);
       if (!h.stale) meet(h.vv, *h.replica);
     } else {

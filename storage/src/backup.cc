@@ -95,6 +95,14 @@ Status CopyFilesInto(const std::vector<fs::path>& paths, const fs::path& to) {
 
 }  // namespace
 
+bool IsBackupDir(const std::string& dir) {
+  const std::string path = dir + "/" + kBackupMark;
+  std::error_code ec;
+  if (!fs::is_regular_file(fs::symlink_status(path, ec))) return false;
+  auto text = files::ReadSmall(path, 4096);
+  return text.ok() && text->rfind(kBackupMarkText, 0) == 0;
+}
+
 Status Backup(LmdbStore& store, const std::string& dest, const std::vector<std::string>& files) {
   return BuildInPlace(dest, "backup", [&](const fs::path& tmp) -> Status {
     int rc = mdb_env_copy2(store.impl()->env, tmp.c_str(), MDB_CP_COMPACT);
@@ -103,8 +111,8 @@ Status Backup(LmdbStore& store, const std::string& dest, const std::vector<std::
     TANDEM_RETURN_IF_ERROR(files::SyncPath((tmp / "data.mdb").string()));
     TANDEM_RETURN_IF_ERROR(files::WriteAtomic(
         (tmp / kBackupMark).string(),
-        "This directory is a backup made by `tandem backup`; it is kept as it was made.\n"
-        "Commands that read work on it; to use it, restore it: tandem restore DIR NEWDIR\n"));
+        std::string(kBackupMarkText) +
+            "Commands that read work on it; to use it, restore it: tandem restore DIR NEWDIR\n"));
     return CopyFilesInto({files.begin(), files.end()}, tmp);
   });
 }

@@ -165,15 +165,16 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
   if (opt.durability == Durability::kRelaxed) flags |= MDB_NOSYNC;
   const bool had_lock = fs::exists(dir + "/lock.mdb");
   impl->dir = dir;
-  // A backup stays as it was made: refused to writers, and read without a lock file,
-  // which no writer needs to see since none may open it.
-  const bool backup = !create && fs::exists(dir + "/" + kBackupMark);
+  // A backup stays as it was made: refused to writers, and read without making a lock
+  // file, which no writer needs to see since none may open it. One that has a lock file
+  // (an older build opened it, and may still) is read through it, as any replica.
+  const bool backup = !create && IsBackupDir(dir);
   if (backup && !opt.inspect)
     return Status::Invalid(dir +
                            " is a backup, kept as it was made: commands that read work on it; "
                            "to use it, restore it (tandem restore " +
                            dir + " NEWDIR)");
-  if (backup) {
+  if (backup && !had_lock) {
     impl->read_only = true;
     flags |= MDB_RDONLY | MDB_NOLOCK;
   } else {

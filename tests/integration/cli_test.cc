@@ -315,6 +315,10 @@ TEST(CliErrors, EmptyPathsAndNonNumbersAreNamedForWhatTheyAre) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("is out of range"), std::string::npos) << r.err;
   EXPECT_TRUE(fs::is_empty(tmp.path()));
+  // Leading zeros are decimal, as the check read them (not octal, nor refused later).
+  ASSERT_EQ(T({"init", tmp / "a"}).exit_code, 0);
+  r = T({"gc", tmp / "a", "--horizon", "09"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
 TEST(CliErrors, DamagedDataFileIsRefusedAndLeftAlone) {
@@ -722,6 +726,20 @@ TEST_F(Cli, CommandsThatOnlyReadLeaveACopyAsItIs) {
   EXPECT_EQ(T({"put", tmp_ / "bk2", "c", "r2", "a=2"}).exit_code, 2);
   EXPECT_EQ(T({"dump", tmp_ / "bk2"}).out, T({"dump", db_}).out);
   EXPECT_TRUE(ReadFile(bk + "/data.mdb") == data);
+  // A lock file made in it (by an older build, say) is read through, as any replica's.
+  {
+    std::ofstream(bk + "/lock.mdb");
+    EXPECT_EQ(T({"dump", bk}).out, T({"dump", db_}).out);
+    EXPECT_EQ(T({"put", bk, "c", "r2", "a=2"}).exit_code, 2);
+    fs::remove(bk + "/lock.mdb");
+  }
+  // A file or directory named BACKUP that tandem did not write marks nothing.
+  fs::create_directory(db_ + "/BACKUP");
+  EXPECT_EQ(T({"put", db_, "c", "r3", "a=3"}).exit_code, 0);
+  fs::remove(db_ + "/BACKUP");
+  std::ofstream(db_ + "/BACKUP") << "my notes\n";
+  EXPECT_EQ(T({"put", db_, "c", "r4", "a=4"}).exit_code, 0);
+  fs::remove(db_ + "/BACKUP");
   // Restored, it writes under an id of its own.
   ASSERT_EQ(T({"restore", bk, tmp_ / "back"}).exit_code, 0);
   ASSERT_EQ(T({"put", tmp_ / "back", "c", "r2", "a=2"}).exit_code, 0);

@@ -335,6 +335,11 @@ TEST(Import, AnIntegerTooLargeForInt64IsABadRowNotARoundedDouble) {
   got = ImportText(db.replica, "id,x\nm4,12345678901234567890\n", Csv("measures"));
   ASSERT_TRUE(got.ok()) << got.error();
   EXPECT_TRUE(got.bad_lines().empty()) << got.bad_reason(2);
+  SaveOrDie(db.replica, "series", R"({"fields": {"x": {"type": "set", "items": "double"}}})");
+  got = ImportText(db.replica, "{\"id\":\"s\",\"x\":[1,12345678901234567890]}\n", Jsonl("series"));
+  ASSERT_TRUE(got.ok()) << got.error();
+  EXPECT_TRUE(got.bad_lines().empty()) << got.bad_reason(1);
+  EXPECT_EQ(Get(db.replica, "series", "s").fields["x"].set.size(), 2u);
   for (const char* id : {"m3", "m4"})
     EXPECT_TRUE(engine::SameValue(Get(db.replica, "measures", id).fields["x"].scalar,
                                   D(12345678901234567890.0)))

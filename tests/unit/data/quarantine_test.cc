@@ -219,6 +219,29 @@ TEST(Quarantine, SchemasSetAtOnceOnTwoDevicesAreBothVersionsInForce) {
   EXPECT_FALSE(Field(c, "customers", "c3", "phone"));
 }
 
+// A device that set several versions while another set one keeps them all: the next
+// version is numbered after the newest stored, and only versions of the same number
+// stand in for each other.
+TEST(Quarantine, VersionsSetOfflineAreKeptAndTheNextIsNumberedAfterThem) {
+  Dev a(1, 1000), b(2, 5000), c(3, 9000);
+  for (int i = 0; i < 3; ++i) {
+    *a.clock += 1000;
+    ASSERT_TRUE(SaveSchema(a.replica, "customers", i == 2 ? kLax : kStrict).ok());
+  }
+  ASSERT_EQ(SaveSchema(b.replica, "customers", kStrict).value(), 1);
+  EXPECT_EQ(Send(a, b).second, 0u);
+  *b.clock = 6000;
+  EXPECT_EQ(SaveSchema(b.replica, "customers", kStrict).value(), 4);
+  EXPECT_EQ(Send(b, c).second, 0u);
+  auto stored = LoadSchema(c.replica, "customers").value();
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(stored->version, 4);
+  // A lax v3 set earlier does not excuse a change made after v4.
+  Dev late(4, 9000);
+  ASSERT_TRUE(late.replica.Put("customers", "c1", {{"phone", S("556")}}).ok());
+  EXPECT_EQ(Send(late, c).second, 1u);
+}
+
 TEST(Quarantine, AKindTheSchemaDoesNotAllowIsHeld) {
   Dev shop(1, 1000), till(2, 2000);
   ASSERT_TRUE(

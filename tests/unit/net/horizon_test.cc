@@ -43,14 +43,15 @@ struct Group {
   }
   ~Group() { std::filesystem::remove_all(dir); }
 
-  // x's report that it holds `seq` of its own events, written at `ms` on its clock.
-  void XReports(uint64_t seq, uint64_t ms) {
+  // x's report, as replica `as`, that it holds `seq` of its events, written at `ms` on
+  // its clock.
+  void XReports(uint64_t seq, uint64_t ms, char as = 'x') {
     engine::VersionVector vv;
-    vv.Raise(Id('x'), seq);
+    vv.Raise(Id(as), seq);
     std::string bytes;
     engine::Writer w(&bytes);
     engine::EncodeVersionVector(vv, w);
-    ASSERT_TRUE(r->Put(kReportsCollection, Id('x').Hex(),
+    ASSERT_TRUE(r->Put(kReportsCollection, Id(as).Hex(),
                        {{"vv", engine::Value(engine::Bytes{bytes})},
                         {"ms", engine::Value(static_cast<int64_t>(ms))}})
                     .ok());
@@ -93,6 +94,23 @@ TEST(Horizon, AReportFromAClockYearsAheadStillAges) {
   g.XReports(5, kT + 3650 * kDay);
   EXPECT_FALSE(g.X(kT).stale);
   EXPECT_TRUE(g.X(kT + 31 * kDay).stale);
+}
+
+// A device that reported as one replica from a clock years ahead and now syncs as
+// another (a copy, a restore) is judged by the report heard last, not by the clock.
+TEST(Horizon, TheReportHeardLastStandsForAMemberThatChangedReplicas) {
+  Group g;
+  ASSERT_TRUE(NoteReplica(*g.r, DeviceId(g.x.public_key), Id('y')).ok());
+  g.XReports(5, kT + 3650 * kDay, 'x');
+  EXPECT_EQ(g.X(kT).replica, Id('x'));
+  g.XReports(9, kT + 20 * kDay, 'y');
+  MemberHolding x = g.X(kT + 20 * kDay);
+  EXPECT_EQ(x.replica, Id('y'));
+  EXPECT_EQ(x.vv.Get(Id('y')), 9u);
+  x = g.X(kT + 45 * kDay);
+  EXPECT_FALSE(x.stale) << "y was heard 25 days ago";
+  EXPECT_EQ(x.replica, Id('y'));
+  EXPECT_TRUE(g.X(kT + 51 * kDay).stale);
 }
 
 TEST(Horizon, WithoutAFileOfItsOwnTheReportersClockIsTaken) {

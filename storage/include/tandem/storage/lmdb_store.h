@@ -148,11 +148,18 @@ bool IsReplicaDir(const std::string& dir);
 // or missing), while other processes keep writing, and copies `files` (paths; those
 // that exist) beside it under their own names, readable by the owner only. The copy is
 // marked (kBackupMark): opened to write, it is refused, so it stays as it was made;
-// opened to be read, it is read without a lock file; restore makes a replica of it.
+// opened to be read, it is read without making a lock file; restore makes a replica of
+// it.
 Status Backup(LmdbStore& store, const std::string& dest,
               const std::vector<std::string>& files = {});
-// The file that marks a directory as a backup.
+// The file that marks a directory as a backup, and how it starts.
 inline constexpr const char* kBackupMark = "BACKUP";
+inline constexpr const char* kBackupMarkText =
+    "This directory is a backup made by `tandem backup`; it is kept as it was made.\n";
+// True if `dir` holds the mark: a regular file named kBackupMark that starts so (not a
+// file or directory of that name a user made, nor one on a case-insensitive filesystem
+// named "backup").
+bool IsBackupDir(const std::string& dir);
 // Makes a usable replica in `dir` from a backup, with a NEW replica id, so the restored
 // device never reissues dots the old one already used. What it had applied from each peer
 // (its cursors) stays valid and is kept; peers see the restored replica as a new peer.
