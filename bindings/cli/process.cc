@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "cli.h"
+#include "tandem/files/files.h"
 
 namespace tandem::cli {
 
@@ -49,7 +50,8 @@ void NoteCrashesOn(const std::string& dir) {
 }
 
 void SetUpProcess() {
-  std::signal(SIGPIPE, SIG_IGN);  // a closed pipe shows up as a write error instead
+  files::KeepStandardDescriptors();  // before any file is opened
+  std::signal(SIGPIPE, SIG_IGN);     // a closed pipe shows up as a write error instead
 #ifdef __GLIBC__
   // Blocks of 1 MiB and more (the values of a large field state, being encoded or
   // decoded) are mapped on their own and unmapped when freed, so a daemon's memory goes

@@ -184,6 +184,16 @@ Status CopyDurable(const std::string& from, const std::string& to, mode_t mode) 
   return st;
 }
 
+void KeepStandardDescriptors() {
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    // The lowest free number: this one, as every lower one is open by now (unless
+    // another thread took it meanwhile, which leaves it open all the same).
+    const int got = ::open("/dev/null", O_RDONLY);
+    if (got > 2) ::close(got);
+  }
+}
+
 bool OnReadOnlyFilesystem(const std::string& path) {
   struct statvfs vfs;
   const std::string dir = std::filesystem::path(path).parent_path().string();

@@ -22,6 +22,7 @@
 #include "lmdb_internal.h"
 #include "tandem/engine/codec.h"
 #include "tandem/engine/replica.h"
+#include "tandem/files/files.h"
 
 namespace tandem::storage {
 
@@ -150,6 +151,9 @@ LmdbStore::~LmdbStore() = default;
 
 Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& opt, bool create,
                                         bool stamp) {
+  // A program started with a standard descriptor closed would have LMDB's files take it,
+  // and its next message written into them.
+  files::KeepStandardDescriptors();
   enum { kSameOrigin, kNoOrigin, kMoved } origin = kSameOrigin;
   auto impl = std::make_unique<LmdbStore::Impl>();
   impl->first_log_seq = opt.first_log_seq ? opt.first_log_seq : FirstLogSeq;

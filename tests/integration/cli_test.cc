@@ -109,6 +109,23 @@ TEST_F(Cli, OutputThatCannotBeWrittenFailsTheCommand) {
   EXPECT_EQ(std::count(ok.out.begin(), ok.out.end(), '\n'), 3000);
 }
 
+// Started with its standard descriptors closed, a command must not have the replica's
+// files take their numbers and print into them.
+TEST_F(Cli, ClosedStandardDescriptorsNeverReachTheReplicasFiles) {
+  ASSERT_EQ(T({"put", db_, "c", "keep", "v=\"precious\""}).exit_code, 0);
+  const std::string run = std::string(TANDEM_BIN) + " get " + db_ + " c ";
+  for (const char* closed : {" 0<&- 1>&- 2>&-", " 1>&- 2>&-", " 2>&-"}) {
+    SCOPED_TRACE(closed);
+    EXPECT_NE(std::system((run + "missing" + closed).c_str()), 0);
+    auto r = T({"get", db_, "c", "keep"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, "{\"id\":\"keep\",\"v\":\"precious\"}\n");
+  }
+  // Output to a closed standard output is an error, not a success that printed nothing.
+  EXPECT_NE(std::system((run + "keep 1>&- 2>/dev/null").c_str()), 0);
+  EXPECT_EQ(T({"check", db_}).exit_code, 0);
+}
+
 TEST_F(Cli, CountersAndSets) {
   ASSERT_EQ(T({"incr", db_, "inv", "i1", "stock", "10"}).exit_code, 0);
   ASSERT_EQ(T({"incr", db_, "inv", "i1", "stock", "-25"}).exit_code, 0);

@@ -57,6 +57,13 @@ bool OnReadOnlyFilesystem(const std::string& path);
 // open file holds the lock; kIo if the file cannot be opened or locked.
 Result<int> TryLockFile(const std::string& path);
 
+// Opens /dev/null, read-only, on each of the standard descriptors 0, 1 and 2 that is
+// closed, so that no file opened later takes one: a program started with them closed
+// would otherwise print its messages into whatever file got the number (a replica's
+// data.mdb or lock.mdb). Writes to a standard output closed so then fail (EBADF) rather
+// than vanish. Cheap; call it before opening files.
+void KeepStandardDescriptors();
+
 // Reads a file of at most `max` bytes. kNotFound if it does not exist, kCorrupt if it is
 // larger than `max` or not a regular file (a FIFO in its place is refused, not waited on).
 Result<std::string> ReadSmall(const std::string& path, size_t max);
