@@ -606,7 +606,7 @@ Status Replica::ApplyDeltasOnce(const std::vector<FieldDelta>& deltas, size_t* c
 Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>& deltas,
                            uint64_t cursor, const AdmitFn& admit, size_t* applied, size_t* refused,
                            bool filtered, size_t* filtered_out, bool* rekeyed, size_t* quarantined,
-                           uint64_t mark, const Consumable* consume) {
+                           uint64_t mark, const Consumable* consume, bool unfiltered_pass) {
   for (const auto& d : deltas) TANDEM_RETURN_IF_ERROR(ValidateKey(d.key).With("delta"));
   assert(!consume || (consume->deltas == &deltas && consume->refill));
   Consume taking{consume ? consume->deltas : nullptr};
@@ -628,14 +628,17 @@ Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>&
     TANDEM_RETURN_IF_ERROR(JoinInto(*txn, meta, deltas, &admit, &n, &r, &f, &rk, &peer, &q,
                                     consume ? &taking : nullptr));
     if (!(meta == before)) TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
+    // Recorded with the cursor: data before it was left out by a policy, so the watermark
+    // must wait (and a wider policy re-reads the peer's log). Refusals for good do not
+    // re-read; the session keeps the watermark back for them.
+    if (filtered || f > 0)
+      ps.filtered = true;
+    else if (unfiltered_pass && cursor >= ps.cursor)
+      ps.filtered = false;
     ps.cursor = std::max(ps.cursor, cursor);
     ps.mark = std::max(ps.mark, mark);
     ps.fields_received += n;
     ps.fields_refused += r;
-    // Recorded with the cursor: data before it was left out by a policy, so the watermark
-    // must wait (and a wider policy re-reads the peer's log). Refusals for good do not
-    // re-read; the session keeps the watermark back for them.
-    if (filtered || f > 0) ps.filtered = true;
     TANDEM_RETURN_IF_ERROR(txn->PutPeer(peer, ps));
     TANDEM_RETURN_IF_ERROR(txn->Commit());
     if (applied) *applied = n;

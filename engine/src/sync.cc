@@ -87,6 +87,7 @@ Result<SyncRequest> Session::RequestFor(const ReplicaId& peer, const VersionVect
 Status Session::AdoptRequest(const SyncRequest& req) {
   requested_ = true;
   recv_cursor_ = req.cursor;
+  pass_from_zero_ = req.cursor == 0 && !filtered_in_;
   TANDEM_ASSIGN_OR_RETURN(auto pieces, replica_.PiecesHeld(*peer_));
   if (pieces && pieces->from == req.cursor && req.piece_offset == pieces->held &&
       req.piece_digest == pieces->digest) {
@@ -486,7 +487,7 @@ Status Session::Apply(const DeltaBatch& b, std::vector<Message>* out,
   size_t quarantined = 0;
   TANDEM_RETURN_IF_ERROR(replica_.ApplyBatch(*peer_, b.deltas, b.cursor, admit, &applied, &refused,
                                              filtered_in_, &filtered_out, &rekeyed, &quarantined,
-                                             b.mark, consume));
+                                             b.mark, consume, pass_from_zero_ && !filtered_any_));
   stats_.fields_quarantined += quarantined;
   if (rekeyed) return RolledBack();
   if (opt_.judge_held && (proves || quarantined > 0)) TANDEM_RETURN_IF_ERROR(opt_.judge_held());

@@ -188,6 +188,42 @@ TEST(Sync, PiecesResumeAfterACutAndTheLargestValueSyncs) {
   EXPECT_FALSE(b.replica.Peer(a.replica.Meta()->id)->pieces);
 }
 
+// After a filtered session the next unfiltered one reads the peer's log from 0; cut in
+// the pieces of a large state, it must still resume there, not start over from 0 (the
+// cursor it left is past everything the filter had left out).
+TEST(Sync, PiecesResumeAfterACutInThePassThatFollowsAFilteredSession) {
+  Node a(1), b(2);
+  ASSERT_TRUE(a.replica.Put("notes", "n", {{"x", Value{int64_t{1}}}}).ok());
+  SessionOptions none;
+  none.accept = CollectionFilter::Only({"other"});
+  {
+    Link link(a, b, {}, none);
+    ASSERT_TRUE(link.Run().ok());
+  }
+  ASSERT_TRUE(b.replica.Peer(a.replica.Meta()->id)->filtered);
+  std::string big(kMaxValueBytes, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i % 23);
+  ASSERT_TRUE(a.replica.Put("docs", "big", {{"body", Value{big}}}).ok());
+  uint64_t held = 0;
+  for (size_t cut = 6; held == 0; ++cut) {
+    ASSERT_LT(cut, 60u);
+    Link link(a, b);
+    ASSERT_TRUE(link.Run(cut).ok());
+    auto p = b.replica.Peer(a.replica.Meta()->id);
+    ASSERT_TRUE(p.ok());
+    if (p->pieces) held = p->pieces->held;
+  }
+  EXPECT_FALSE(b.replica.Peer(a.replica.Meta()->id)->filtered)
+      << "the unfiltered pass reached past the filtered session's cursor";
+  Link link(a, b);
+  ASSERT_TRUE(link.Run().ok());
+  EXPECT_TRUE(link.sb.caught_up());
+  EXPECT_TRUE(SameValue(b.replica.Get("docs", "big")->fields.at("body").scalar, Value{big}));
+  EXPECT_TRUE(b.replica.Get("notes", "n").ok());
+  EXPECT_LE(link.sa.stats().batches_sent, (kMaxValueBytes - held) / kPieceBytes + 4);
+  EXPECT_EQ(b.replica.Meta()->vv, a.replica.Meta()->vv);
+}
+
 // Pieces held that storage has since damaged end the session that would use them, apply
 // nothing, and are forgotten: the next session sends the state whole, and storing its
 // pieces again mends the damaged chunk.

@@ -376,6 +376,11 @@ class Replica {
   // waits) and *quarantined. With `consume` (its `deltas` the same vector as `deltas`),
   // a state joined into a field that holds nothing may be taken apart as it is written
   // (a large state is not held twice); an attempt made again after that refills them.
+  // `unfiltered_pass`: the batch continues a pass over the peer's log that started at
+  // cursor 0 in this session with nothing left out so far; once it reaches the cursor an
+  // earlier filtered session left, nothing at or before the cursor is missing, and
+  // PeerState::filtered is cleared (a session cut later resumes where it stopped instead
+  // of starting over from 0 again).
   struct Consumable {
     std::vector<FieldDelta>* deltas = nullptr;
     std::function<Status()> refill;
@@ -384,7 +389,7 @@ class Replica {
                     const AdmitFn& admit, size_t* applied = nullptr, size_t* refused = nullptr,
                     bool filtered = false, size_t* filtered_out = nullptr, bool* rekeyed = nullptr,
                     size_t* quarantined = nullptr, uint64_t mark = 0,
-                    const Consumable* consume = nullptr);
+                    const Consumable* consume = nullptr, bool unfiltered_pass = false);
   // Field states held in quarantine, oldest first.
   Result<std::vector<QuarantineEntry>> Quarantined();
   // Applies a quarantined field state as it is (joined like any change from a peer)
