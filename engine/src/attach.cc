@@ -418,6 +418,27 @@ Status Replica::RequestBlob(const BlobHash& hash, bool* complete) {
   return st;
 }
 
+Status Replica::WantDamagedBlob(const BlobHash& hash, uint64_t index, const FieldKey& ref) {
+  bool wrote = false;
+  Status st = Retrying([&]() -> Status {
+    wrote = false;
+    TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
+    std::optional<BlobInfo> info;
+    TANDEM_RETURN_IF_ERROR(txn->GetBlob(hash, &info));
+    if (!info || !info->complete()) return Status::Ok();
+    info->state = BlobInfo::State::kWanted;
+    info->have = std::min<uint64_t>(index, info->chunks.size());
+    info->refs = {ref};
+    info->requested = true;  // it was here: fetched again whatever the collection's mode
+    info->touched_ms = now_();
+    TANDEM_RETURN_IF_ERROR(txn->PutBlob(hash, *info));
+    wrote = true;
+    return txn->Commit();
+  });
+  if (st.ok() && wrote) Committed();
+  return st;
+}
+
 Status Replica::CollectBlobs(const VersionVector& absorbed,
                              const std::map<BlobHash, FieldKey>& referenced, uint64_t started_ms,
                              CollectStats* stats) {

@@ -81,6 +81,14 @@ Status Session::PumpBlob(std::vector<Message>* out) {
     bool found = false;
     TANDEM_RETURN_IF_ERROR(txn->GetChunk(b.chunks[b.next], &c.bytes, &found));
     if (!found) return Status::NotFound(Short(b.hash) + " was collected while being sent");
+    // Damaged here: nothing we cannot vouch for is sent, and the blob is wanted again (the
+    // peer, told it is missing here from now on, fetches it and the others elsewhere).
+    if (replica_.Hash(c.bytes) != b.chunks[b.next]) {
+      txn.reset();
+      TANDEM_RETURN_IF_ERROR(replica_.WantDamagedBlob(b.hash, b.next, b.ref));
+      return Status::Corrupt(Short(b.hash) + ": chunk " + std::to_string(b.next) +
+                             " is damaged here; the blob is wanted again from the other devices");
+    }
     ++b.next;
     stats_.blob_bytes_sent += c.bytes.size();
     out->emplace_back(std::in_place_type<BlobChunk>, std::move(c));
@@ -194,7 +202,7 @@ Status Session::ReceiveBlob(const Message& in, std::vector<Message>* out) {
       ++stats_.blobs_sent;
       return Status::Ok();
     }
-    out_blob_ = OutBlob{w->hash, std::move(info->chunks), info->size, w->from, w->from};
+    out_blob_ = OutBlob{w->hash, std::move(info->chunks), info->size, w->from, w->from, w->ref};
     return PumpBlob(out);
   }
   const auto& a = std::get<BlobAck>(in);

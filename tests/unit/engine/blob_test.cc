@@ -143,6 +143,47 @@ TEST(Blob, ADamagedChunkIsNeverReturned) {
   EXPECT_EQ(got, data.substr(0, kBlobChunkBytes));  // only the verified first chunk
 }
 
+// A blob damaged on the device that would send it: nothing it cannot vouch for is
+// sent, the others still reach the peer, and the damaged one is fetched again from a
+// device that has it whole.
+TEST(Blob, ADamagedBlobOnTheSenderBlocksNoOtherAndIsFetchedAgain) {
+  Node a(1), b(2), c(3);
+  std::vector<std::string> data;
+  std::vector<BlobRef> refs;
+  for (int i = 0; i < 4; ++i) {
+    data.push_back(RandomBytes(kBlobChunkBytes * 2 + 7, 20 + i));
+    refs.push_back(AttachTo(a, "p" + std::to_string(i), data.back()));
+  }
+  {
+    Link whole(a, c);
+    ASSERT_TRUE(whole.Run().ok());
+  }
+  auto info = a.replica.Blob(refs[2].hash);
+  ASSERT_TRUE(info.ok() && *info);
+  {
+    auto txn = a.replica.store().BeginWrite();
+    ASSERT_TRUE((*txn)->PutChunk((*info)->chunks[1], std::string(kBlobChunkBytes, 'z')).ok());
+    ASSERT_TRUE((*txn)->Commit().ok());
+  }
+  // The first session may end at the damage; the next sends every other blob.
+  for (int i = 0; i < 2; ++i) {
+    Link link(a, b);
+    (void)link.Run();
+  }
+  for (int i : {0, 1, 3}) EXPECT_EQ(Read(b.replica, refs[i].hash), data[i]) << i;
+  EXPECT_FALSE(b.replica.Blob(refs[2].hash).value()->complete());
+  EXPECT_FALSE(a.replica.Blob(refs[2].hash).value()->complete()) << "wanted again";
+  // From c, whole: a mends it, and then b gets it from a.
+  {
+    Link mend(a, c);
+    ASSERT_TRUE(mend.Run().ok());
+  }
+  EXPECT_EQ(Read(a.replica, refs[2].hash), data[2]);
+  Link last(a, b);
+  ASSERT_TRUE(last.Run().ok());
+  EXPECT_EQ(Read(b.replica, refs[2].hash), data[2]);
+}
+
 TEST(Blob, SyncFetchesReferencedBlobsBothWays) {
   Node a(1), b(2);
   const std::string da = RandomBytes(kSize, 3), db = RandomBytes(1000, 4);

@@ -342,6 +342,11 @@ class Replica {
   // Asks for a wanted blob: sessions fetch it even where blobs are fetched lazily. Sets
   // *complete (if not null) when it is already here. NotFound if no field references it.
   Status RequestBlob(const BlobHash& hash, bool* complete = nullptr);
+  // A complete blob whose chunk `index` does not match its hash (damaged on disk) is
+  // wanted again from that chunk on, through the field `ref` (which references it), and
+  // fetched from a peer like any wanted blob; the damaged chunk is written over when it
+  // comes. No peer is sent what this replica cannot vouch for meanwhile.
+  Status WantDamagedBlob(const BlobHash& hash, uint64_t index, const FieldKey& ref);
   static constexpr size_t kBlobTxnChunks = 16;  // 8 MiB per transaction
 
   // Sync support: a field state arriving from `peer` in pieces is kept as it comes, so

@@ -388,6 +388,7 @@ class Session {
     std::vector<BlobHash> chunks;
     uint64_t size = 0;
     uint64_t next = 0, acked = 0;  // next chunk to send; chunks before `acked` are stored
+    FieldKey ref;                  // the field it was asked for through
   };
   std::optional<OutBlob> out_blob_;
   bool peer_idle_ = false;
