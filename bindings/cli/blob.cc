@@ -96,9 +96,12 @@ int BlobCommands::Run() {
   if (blob->parsed()) {
     auto h = engine::BlobHashFromHex(hash);
     if (!h.ok()) throw Exit{2, "HASH: " + h.status().message()};
-    auto& r = Open(dir);
-    auto info = Check(r.Blob(*h));
+    // Read as it is (a backup too); only a blob not here whole is asked for, which writes.
+    auto* replica = &Inspect(dir);
+    auto info = Check(replica->Blob(*h));
     if (!info) throw Exit{1, "blob " + hash + " is not in this replica (no field references it)"};
+    if (!info->complete()) replica = &Open(dir);
+    auto& r = *replica;
     if (!info->complete()) {
       // Asked for: a running serve fetches it now, even where blobs are fetched lazily.
       Check(r.RequestBlob(*h));

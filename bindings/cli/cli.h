@@ -93,6 +93,7 @@ inline std::shared_ptr<Device> InspectDevice(const std::string& dir) {
 // The replica of DIR, kept open by its device for the life of the program.
 inline engine::Replica& Open(const std::string& dir, bool inspect = false) {
   static std::shared_ptr<Device> device;
+  device.reset();  // one opened to be read first is closed before it opens to write
   device = OpenDevice(dir, inspect);
   return device->replica();
 }

@@ -763,6 +763,26 @@ TEST_F(Cli, CommandsThatOnlyReadLeaveACopyAsItIs) {
   EXPECT_NE(T({"info", tmp_ / "back"}).out, info_db);
 }
 
+// A blob held whole is read from a backup like any data; one not held whole there would
+// have to be asked for, which a backup refuses.
+TEST_F(Cli, ABlobIsReadFromABackup) {
+  const std::string file = tmp_ / "photo.bin";
+  std::string bytes(700000, '\0');
+  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>(i * 131 % 251);
+  std::ofstream(file, std::ios::binary) << bytes;
+  ASSERT_EQ(T({"attach", db_, "c", "r", "img", file}).exit_code, 0);
+  auto listed = T({"blobs", db_, "--json"});
+  const size_t at = listed.out.find("\"hash\":\"");
+  ASSERT_NE(at, std::string::npos) << listed.out;
+  const std::string hash = listed.out.substr(at + 8, 64);
+  const std::string bk = tmp_ / "bk";
+  ASSERT_EQ(T({"backup", db_, bk}).exit_code, 0);
+  auto r = T({"blob", bk, hash});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(r.out == bytes);
+  EXPECT_FALSE(fs::exists(bk + "/lock.mdb"));
+}
+
 // A copy of a replica made with cp (a phone migration, a file-level restore) reads as
 // its original until a command writes; that write takes an id of its own first, and
 // leaves the original's events as they were.
