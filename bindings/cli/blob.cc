@@ -65,6 +65,8 @@ engine::CollectionFilter ParseBlobMode(const std::string& mode) {
   if (mode == "eager") return engine::CollectionFilter::None();
   if (mode == "lazy") return engine::CollectionFilter{};
   if (mode.rfind("lazy=", 0) == 0) {
+    if (mode.size() == 5)
+      throw Exit{2, "--blobs lazy= names no collection (lazy alone makes every one lazy)"};
     auto f = engine::CollectionFilter::Parse(mode.substr(5));
     if (!f.ok()) throw Exit{2, "--blobs: " + f.status().message()};
     return std::move(f).value();

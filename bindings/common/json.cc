@@ -232,7 +232,11 @@ Result<Value> ParseScalar(std::string_view text) {
   if (j.is_number_float() && !scan.oversized.empty())
     return Status::Invalid("integer out of the int64 range: " + Quote(text));
   auto v = JsonToScalar(j);
-  if (!v.ok() && j.is_structured() && !(j.is_object() && j.contains("$blob")))
+  // A $bytes or $blob object keeps its own message (a value over the limit, a bad hash).
+  const bool tagged =
+      j.is_object() &&
+      (j.contains("$blob") || (j.size() == 1 && j.contains("$bytes") && j["$bytes"].is_string()));
+  if (!v.ok() && j.is_structured() && !tagged)
     return Status::Invalid(
         "expected a JSON scalar (number, string, true, false, null or "
         "{\"$bytes\": \"<base64>\"}), got: " +
@@ -247,7 +251,8 @@ Result<Value> JsonToBlobRef(const Json& j) {
       "\"<media type>\"}";
   engine::BlobRef ref;
   for (const auto& [k, v] : j.items()) {
-    if (k == "$blob" && v.is_string()) {
+    if (k == "$blob") {
+      if (!v.is_string()) return Status::Invalid("\"$blob\" must be a string: " + shape);
       auto h = engine::BlobHashFromHex(v.get<std::string>());
       if (!h.ok()) return Status::Invalid(h.status().message() + ": " + shape);
       ref.hash = *h;
@@ -255,7 +260,8 @@ Result<Value> JsonToBlobRef(const Json& j) {
       if (!v.is_number_unsigned())
         return Status::Invalid("\"size\" must be a whole number of bytes: " + shape);
       ref.size = v.get<uint64_t>();
-    } else if (k == "type" && v.is_string()) {
+    } else if (k == "type") {
+      if (!v.is_string()) return Status::Invalid("\"type\" must be a string: " + shape);
       ref.type = v.get<std::string>();
     } else {
       return Status::Invalid("unexpected \"" + k + "\" in " + shape);

@@ -187,6 +187,18 @@ TEST_F(Cli, BadInputIsAUsageErrorWithOneLine) {
   }
   // Nothing was written by any of them.
   EXPECT_EQ(T({"dump", db_}).out, "");
+  // Tagged objects say what is wrong with them.
+  const std::string hex(64, 'a');
+  for (const auto& [arg, says] : std::vector<std::pair<std::string, std::string>>{
+           {"f={\"$blob\":123,\"size\":5}", "\"$blob\" must be a string"},
+           {"f={\"$blob\":\"" + hex + "\",\"size\":5,\"type\":5}", "\"type\" must be a string"},
+           {"f={\"$bytes\":\"" + std::string(22369624, 'A') + "\"}", "over the 16 MiB"}}) {
+    const std::string file = tmp_ / "v.json";
+    std::ofstream(file) << arg.substr(2);
+    auto r = T({"put", db_, "c", "r", "f=@" + file});
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_NE(r.err.find(says), std::string::npos) << r.err.substr(0, 300);
+  }
 }
 
 // Counters take decimal integers only: "010" is ten (not eight), "0x10" and values past
@@ -336,6 +348,9 @@ TEST(CliErrors, EmptyPathsAndNonNumbersAreNamedForWhatTheyAre) {
   ASSERT_EQ(T({"init", tmp / "a"}).exit_code, 0);
   r = T({"gc", tmp / "a", "--horizon", "09"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = T({"sync", tmp / "a", "--peer", "127.0.0.1:9", "--blobs", "lazy="});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--blobs lazy= names no collection"), std::string::npos) << r.err;
 }
 
 TEST(CliErrors, DamagedDataFileIsRefusedAndLeftAlone) {
