@@ -158,23 +158,35 @@ TEST(Sync, BadPiecesEndTheSessionAndApplyNothing) {
   }
 }
 
-// A cut between pieces: the next session resumes at the first piece not stored, and a
-// 16 MiB value (the largest) arrives whole.
-TEST(Sync, PiecesResumeAfterACutAndTheLargestValueSyncs) {
-  Node a(1), b(2);
+// The largest value a field may hold, of varied bytes.
+std::string LargestValue() {
   std::string big(kMaxValueBytes, '\0');
   for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i % 23);
-  ASSERT_TRUE(a.replica.Put("docs", "big", {{"body", Value{big}}}).ok());
-  ASSERT_TRUE(a.replica.Put("docs", "after", {{"x", Value{int64_t{1}}}}).ok());
-  uint64_t held = 0;
-  for (size_t cut = 6; held == 0; ++cut) {
+  return big;
+}
+
+// Sessions from a to b cut ever later, until b holds pieces of a state: how much, in
+// *held.
+void CutInPieces(Node& a, Node& b, uint64_t* held) {
+  for (size_t cut = 6; *held == 0; ++cut) {
     ASSERT_LT(cut, 60u);
     Link link(a, b);
     ASSERT_TRUE(link.Run(cut).ok());
     auto p = b.replica.Peer(a.replica.Meta()->id);
     ASSERT_TRUE(p.ok());
-    if (p->pieces) held = p->pieces->held;
+    if (p->pieces) *held = p->pieces->held;
   }
+}
+
+// A cut between pieces: the next session resumes at the first piece not stored, and a
+// 16 MiB value (the largest) arrives whole.
+TEST(Sync, PiecesResumeAfterACutAndTheLargestValueSyncs) {
+  Node a(1), b(2);
+  const std::string big = LargestValue();
+  ASSERT_TRUE(a.replica.Put("docs", "big", {{"body", Value{big}}}).ok());
+  ASSERT_TRUE(a.replica.Put("docs", "after", {{"x", Value{int64_t{1}}}}).ok());
+  uint64_t held = 0;
+  ASSERT_NO_FATAL_FAILURE(CutInPieces(a, b, &held));
   EXPECT_FALSE(b.replica.Get("docs", "big").ok());
   Link link(a, b);
   ASSERT_TRUE(link.Run().ok());
@@ -201,18 +213,10 @@ TEST(Sync, PiecesResumeAfterACutInThePassThatFollowsAFilteredSession) {
     ASSERT_TRUE(link.Run().ok());
   }
   ASSERT_TRUE(b.replica.Peer(a.replica.Meta()->id)->filtered);
-  std::string big(kMaxValueBytes, '\0');
-  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i % 23);
+  const std::string big = LargestValue();
   ASSERT_TRUE(a.replica.Put("docs", "big", {{"body", Value{big}}}).ok());
   uint64_t held = 0;
-  for (size_t cut = 6; held == 0; ++cut) {
-    ASSERT_LT(cut, 60u);
-    Link link(a, b);
-    ASSERT_TRUE(link.Run(cut).ok());
-    auto p = b.replica.Peer(a.replica.Meta()->id);
-    ASSERT_TRUE(p.ok());
-    if (p->pieces) held = p->pieces->held;
-  }
+  ASSERT_NO_FATAL_FAILURE(CutInPieces(a, b, &held));
   EXPECT_FALSE(b.replica.Peer(a.replica.Meta()->id)->filtered)
       << "the unfiltered pass reached past the filtered session's cursor";
   Link link(a, b);
