@@ -99,14 +99,13 @@ int BlobCommands::Run() {
     auto h = engine::BlobHashFromHex(hash);
     if (!h.ok()) throw Exit{2, "HASH: " + h.status().message()};
     // Read as it is (a backup too); only a blob not here whole is asked for, which writes.
-    auto* replica = &Inspect(dir);
-    auto info = Check(replica->Blob(*h));
+    auto* r = &Inspect(dir);
+    auto info = Check(r->Blob(*h));
     if (!info) throw Exit{1, "blob " + hash + " is not in this replica (no field references it)"};
-    if (!info->complete()) replica = &Open(dir);
-    auto& r = *replica;
     if (!info->complete()) {
       // Asked for: a running serve fetches it now, even where blobs are fetched lazily.
-      Check(r.RequestBlob(*h));
+      r = &Open(dir);
+      Check(r->RequestBlob(*h));
       // Not given: wait only if a daemon runs here to fetch it.
       int wait = wait_s;
       if (wait < 0) {
@@ -116,7 +115,7 @@ int BlobCommands::Run() {
       const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait);
       while (info && !info->complete() && std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        info = Check(r.Blob(*h));
+        info = Check(r->Blob(*h));
       }
       if (!info) throw Exit{1, "blob " + hash + " was collected (no field references it now)"};
       if (!info->complete())
@@ -125,7 +124,7 @@ int BlobCommands::Run() {
                           " chunks): it is requested, and a running `tandem serve` or the next "
                           "`tandem sync` with a device that has it fetches it"};
     }
-    Check(r.ReadBlob(*h, [](std::string_view bytes) -> Status {
+    Check(r->ReadBlob(*h, [](std::string_view bytes) -> Status {
       if (std::fwrite(bytes.data(), 1, bytes.size(), stdout) != bytes.size())
         return Status::Io(std::string("write: ") + std::strerror(errno));
       return Status::Ok();

@@ -47,6 +47,26 @@ size_t RowBytes(const Row& r) {
   return n;
 }
 
+// The schema's required fields that `row` does not name and `record` (as it stands
+// before the row) does not hold live: what the row would leave missing.
+std::set<std::string> MissingRequired(const Schema& schema, const Row& row,
+                                      const engine::RecordState& record) {
+  std::set<std::string> missing;
+  for (const auto& [name, rule] : schema.fields()) {
+    if (!rule.required) continue;
+    const bool given = std::any_of(row.fields.begin(), row.fields.end(),
+                                   [&](const auto& f) { return f.name == name; });
+    const auto it = record.fields.find(name);
+    if (!given && (it == record.fields.end() || !it->second.Live())) missing.insert(name);
+  }
+  return missing;
+}
+
+// True if the schema requires a field `row` does not name (its record must be read).
+bool LacksRequired(const Schema* schema, const Row& row) {
+  return schema && !MissingRequired(*schema, row, engine::RecordState{}).empty();
+}
+
 // Makes the record state equal to the row's fields, writing only what differs. Each row
 // must leave its record with the schema's required fields, as written in order: whether
 // a row passes never depends on which rows share its transaction (a later row of the
@@ -56,14 +76,8 @@ Status ApplyRow(engine::Batch& b, std::string_view coll, const Schema* schema, c
   engine::RecordState st;
   TANDEM_RETURN_IF_ERROR(b.ReadRecord(coll, row.id, &st));
   if (schema) {
-    for (const auto& [name, rule] : schema->fields()) {
-      if (!rule.required) continue;
-      const bool given = std::any_of(row.fields.begin(), row.fields.end(),
-                                     [&](const auto& f) { return f.name == name; });
-      const auto it = st.fields.find(name);
-      if (!given && (it == st.fields.end() || !it->second.Live()))
-        return Status::Invalid(row.id + ": " + name + " is required");
-    }
+    const auto missing = MissingRequired(*schema, row, st);
+    if (!missing.empty()) return Status::Invalid(row.id + ": " + *missing.begin() + " is required");
   }
   for (const auto& fw : row.fields) {
     auto it = st.fields.find(fw.name);
@@ -160,18 +174,10 @@ class Sink {
     }
     if (mode == Mode::kValidate) {
       // Required fields the row does not give must be in the record by then.
-      if (schema_) {
-        std::set<std::string> missing;
-        for (const auto& [name, rule] : schema_->fields()) {
-          if (!rule.required) continue;
-          bool given = false;
-          for (const auto& f : row.fields) given = given || f.name == name;
-          if (given) continue;
-          auto st = r_.GetState(o_.collection, row.id);
-          if (!st.ok()) return st.status();
-          auto f = st.value().fields.find(name);
-          if (f == st.value().fields.end() || !f->second.Live()) missing.insert(name);
-        }
+      if (LacksRequired(schema_, row)) {
+        auto st = r_.GetState(o_.collection, row.id);  // read once, for every such field
+        if (!st.ok()) return st.status();
+        auto missing = MissingRequired(*schema_, row, *st);
         if (!missing.empty()) {
           constexpr size_t kMaxPending = 100000;
           if (++pending_count_ > kMaxPending)

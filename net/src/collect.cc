@@ -218,10 +218,15 @@ Result<GroupHolding> HeldByMembers(engine::Replica& r, const GroupPaths& files,
   return out;
 }
 
+Status NoteReportsHeard(engine::Replica& r, const GroupPaths& files, const std::string& self,
+                        uint64_t now_ms) {
+  return HeldByMembers(r, files, self, now_ms, kDefaultHorizonMs, true).status();
+}
+
 Status ReportAndNote(engine::Replica& r, const GroupPaths& files, const std::string& self,
                      uint64_t now_ms) {
   TANDEM_RETURN_IF_ERROR(Report(r, now_ms).status());
-  return HeldByMembers(r, files, self, now_ms, kDefaultHorizonMs, true).status();
+  return NoteReportsHeard(r, files, self, now_ms);
 }
 
 Result<GroupCollect> CollectGroup(engine::Replica& r, const GroupPaths& files,

@@ -62,8 +62,11 @@ Result<GroupHolding> HeldByMembers(engine::Replica& r, const GroupPaths& files,
                                    const std::string& self, uint64_t now_ms,
                                    uint64_t horizon_ms = kDefaultHorizonMs, bool note = false);
 
-// Reports, then notes the reports heard (HeldByMembers), as a node does between
-// collections and a one-shot sync at its end.
+// Notes when this replica first held the members' reports (HeldByMembers with `note`).
+Status NoteReportsHeard(engine::Replica& r, const GroupPaths& files, const std::string& self,
+                        uint64_t now_ms);
+// Reports, then notes the reports heard, as a node does between collections and a
+// one-shot sync at its end.
 Status ReportAndNote(engine::Replica& r, const GroupPaths& files, const std::string& self,
                      uint64_t now_ms);
 
