@@ -22,6 +22,15 @@ std::string Describe(const BlobHash& h) { return "blob " + HexOf(h).substr(0, 16
 Status NoteBlobRef(WriteTxn& txn, const FieldKey& key, const BlobRef& ref, uint64_t now_ms) {
   std::optional<BlobInfo> have;
   TANDEM_RETURN_IF_ERROR(txn.GetBlob(ref.hash, &have));
+  // The empty blob is held as soon as it is named: there is nothing to fetch, and no peer
+  // need ever have stored it.
+  if (ref.hash == kEmptyBlob && (!have || have->state == BlobInfo::State::kWanted)) {
+    BlobInfo empty;
+    empty.state = BlobInfo::State::kComplete;
+    empty.listed = true;
+    empty.touched_ms = now_ms;
+    return txn.PutBlob(ref.hash, empty);
+  }
   if (!have) {
     BlobInfo want;
     want.state = BlobInfo::State::kWanted;
@@ -51,8 +60,11 @@ Status NoteBlobRef(WriteTxn& txn, const FieldKey& key, const BlobRef& ref, uint6
 Status NoteOwnBlobRef(WriteTxn& txn, const FieldKey& key, const BlobRef& ref, uint64_t now_ms) {
   std::optional<BlobInfo> have;
   TANDEM_RETURN_IF_ERROR(txn.GetBlob(ref.hash, &have));
-  if (have && have->state == BlobInfo::State::kComplete && have->size != ref.size)
-    return Status::Invalid("blob " + HexOf(ref.hash) + " holds " + std::to_string(have->size) +
+  std::optional<uint64_t> size;  // known once the blob is here (the empty one always is)
+  if (have && have->state == BlobInfo::State::kComplete) size = have->size;
+  if (ref.hash == kEmptyBlob) size = 0;
+  if (size && *size != ref.size)
+    return Status::Invalid("blob " + HexOf(ref.hash) + " holds " + std::to_string(*size) +
                            " bytes, not the " + std::to_string(ref.size) + " its reference says");
   return NoteBlobRef(txn, key, ref, now_ms);
 }
@@ -407,6 +419,17 @@ Status Replica::RequestBlob(const BlobHash& hash, bool* complete) {
     if (!info || info->state == BlobInfo::State::kPending)
       return Status::NotFound(Describe(hash) + " is not referenced by any field here");
     done = info->complete();
+    if (!done && hash == kEmptyBlob) {
+      // Wanted by a build that fetched even the empty blob: held, as it has no bytes.
+      *info = BlobInfo{};
+      info->state = BlobInfo::State::kComplete;
+      info->listed = true;
+      info->touched_ms = now_();
+      TANDEM_RETURN_IF_ERROR(txn->PutBlob(hash, *info));
+      TANDEM_RETURN_IF_ERROR(txn->Commit());
+      done = true;
+      return Status::Ok();
+    }
     if (done || info->requested) return Status::Ok();
     info->requested = true;
     info->touched_ms = now_();

@@ -122,6 +122,44 @@ TEST(Blob, AnEmptyBlobSyncsLikeAnyOther) {
   EXPECT_EQ(Read(b.replica, ref.hash), "");
 }
 
+TEST(Blob, TheEmptyBlobIsHeldAsSoonAsItIsNamed) {
+  Node a(1), b(2);
+  EXPECT_EQ(a.replica.BlobAddress(0, {}), kEmptyBlob);
+  // A reference typed in by hand, on a replica that never stored the empty blob: no peer
+  // need have it, and none did.
+  BlobRef ref;
+  ref.hash = kEmptyBlob;
+  ASSERT_TRUE(
+      a.replica.Write([&](Batch& bt) { return bt.Put("photos", "e", "img", Value{ref}); }).ok());
+  auto info = a.replica.Blob(kEmptyBlob);
+  ASSERT_TRUE(info.ok() && *info);
+  EXPECT_TRUE((*info)->complete());
+  EXPECT_EQ(Read(a.replica, kEmptyBlob), "");
+  // Its size is known without it: a reference that says otherwise is refused.
+  ref.size = 5;
+  Status st = a.replica.Write([&](Batch& bt) { return bt.Put("photos", "f", "img", Value{ref}); });
+  EXPECT_EQ(st.code(), Code::kInvalidArgument) << st.ToString();
+  // A peer that receives the reference holds the blob at once too.
+  Link link(a, b);
+  ASSERT_TRUE(link.Run().ok());
+  info = b.replica.Blob(kEmptyBlob);
+  ASSERT_TRUE(info.ok() && *info);
+  EXPECT_TRUE((*info)->complete());
+  // One an older build left wanted is held once a reader asks for it.
+  BlobInfo wanted;
+  wanted.refs = {FieldKey{"photos", "e", "img"}};
+  {
+    auto txn = b.replica.store().BeginWrite();
+    ASSERT_TRUE(txn.ok());
+    ASSERT_TRUE((*txn)->PutBlob(kEmptyBlob, wanted).ok());
+    ASSERT_TRUE((*txn)->Commit().ok());
+  }
+  bool complete = false;
+  ASSERT_TRUE(b.replica.RequestBlob(kEmptyBlob, &complete).ok());
+  EXPECT_TRUE(complete);
+  EXPECT_EQ(Read(b.replica, kEmptyBlob), "");
+}
+
 TEST(Blob, ADamagedChunkIsNeverReturned) {
   Node a(1);
   const std::string data = RandomBytes(kBlobChunkBytes + 10, 2);

@@ -37,6 +37,11 @@ BlobHash HashOf(ContentHash hash, std::string_view bytes);
 // A blob's address from its size and its chunks' hashes: `hash` over the domain tag
 // "tandem blob 1" with its NUL, the size (8 bytes, little-endian) and the hashes in order.
 BlobHash BlobId(ContentHash hash, uint64_t size, const std::vector<BlobHash>& chunks);
+// The address of the empty blob (BlobId of size 0 and no chunks): every replica holds it
+// without fetching it, as it has nothing to fetch.
+inline constexpr BlobHash kEmptyBlob = {
+    0x63, 0x87, 0xa7, 0x7a, 0xd8, 0xa0, 0xfe, 0x05, 0xf6, 0x88, 0x62, 0x67, 0xd2, 0xfb, 0x65, 0x23,
+    0x20, 0x9a, 0xda, 0x04, 0xd5, 0x6f, 0xa7, 0x59, 0xb9, 0xf1, 0xc8, 0xf0, 0x0f, 0x17, 0xde, 0x8e};
 // How many chunks a blob of `size` bytes has (an empty blob has none).
 inline uint64_t ChunkCount(uint64_t size) { return (size + kBlobChunkBytes - 1) / kBlobChunkBytes; }
 
