@@ -202,21 +202,28 @@ Result<std::map<engine::ReplicaId, uint64_t>> RevocationCutoffs(engine::Replica&
   return out;
 }
 
+namespace {
+// What group.root holds for a group from before statements (its founder is read from the
+// unsigned trust records): unlike a missing file, never taken for a deleted one.
+constexpr char kLegacyRoot[] = "legacy";
+}  // namespace
+
 Status SaveRoot(const GroupPaths& files, const std::optional<Key32>& root) {
-  if (root) return tandem::files::WriteAtomic(files.root, Hex(*root) + "\n");
-  if (::unlink(files.root.c_str()) == 0) return tandem::files::SyncParent(files.root);
-  if (errno == ENOENT) return Status::Ok();
-  return Status::Io("remove " + files.root + ": " + std::strerror(errno));
+  return tandem::files::WriteAtomic(files.root,
+                                    (root ? Hex(*root) : std::string(kLegacyRoot)) + "\n");
 }
 
-Result<std::optional<Key32>> LoadRoot(const GroupPaths& files) {
+Result<std::optional<Key32>> LoadRoot(const GroupPaths& files, bool* missing) {
+  if (missing) *missing = false;
   auto data = tandem::files::ReadSmall(files.root, 256);
   if (!data.ok()) {
-    if (data.status().code() == Code::kNotFound) return std::optional<Key32>();
-    return data.status();
+    if (data.status().code() != Code::kNotFound) return data.status();
+    if (missing) *missing = true;
+    return std::optional<Key32>();
   }
   std::string hex = *data;
   while (!hex.empty() && std::isspace(static_cast<unsigned char>(hex.back()))) hex.pop_back();
+  if (hex == kLegacyRoot) return std::optional<Key32>();
   Key32 k;
   if (!ParseHex32(hex, &k)) return Status::Corrupt(files.root + " is damaged");
   return std::optional<Key32>(k);
@@ -394,11 +401,22 @@ Status ComputeCutoff(engine::Replica& r, const std::vector<engine::ReplicaId>& r
 
 Result<Authority> ReadAuthority(engine::Replica& r, const GroupPaths& files,
                                 std::set<StatementId>* verified) {
-  TANDEM_ASSIGN_OR_RETURN(auto root, LoadRoot(files));
+  bool missing = false;
+  TANDEM_ASSIGN_OR_RETURN(auto root, LoadRoot(files, &missing));
   TANDEM_ASSIGN_OR_RETURN(auto statements, ReadStatements(r));
   if (root) return Evaluate(*root, statements, verified);
   TANDEM_ASSIGN_OR_RETURN(auto records, Records(r));
   const Member* founder = LegacyFounder(records);
+  // Signed statements and no founder in the unsigned records: a group founded with
+  // statements, whose root was lost. Who founded it cannot be told from what members
+  // wrote (any of them could sign a rival chain), and the unsigned rules would let any
+  // member act on any other.
+  if (missing && !founder && !statements.empty())
+    return Status(Code::kUnauthorized,
+                  files.root +
+                      " is missing, and this replica's group is signed: it cannot tell who "
+                      "may do what. Copy group.root from another member's directory (it is "
+                      "the same on every member) or from a backup of this device");
   if (founder && !statements.empty()) {
     // Every statement that counts chains back to the founder: once one does, the group
     // is signed from now on.

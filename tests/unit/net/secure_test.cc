@@ -427,13 +427,48 @@ TEST(Trust, AGroupFromBeforeStatementsIsSignedByItsFounder) {
   EXPECT_EQ(signed_->Rank(DeviceId(b.public_key)), static_cast<int>(Role::kMember));
   EXPECT_EQ(TrustOf(*signed_, c.public_key), Trust::kRevoked);
   // A replica that has the founder's statements but no root file finds the root.
-  ASSERT_TRUE(SaveRoot(d.files(), std::nullopt).ok());
+  std::filesystem::remove(d.files().root);
   auto found = ReadAuthority(r, d.files());
   ASSERT_TRUE(found.ok());
   EXPECT_FALSE(found->legacy);
   EXPECT_EQ(LoadRoot(d.files()).value(), a.public_key);
   // From now on b, a member, revokes nobody.
   EXPECT_EQ(Revoke(r, d.files(), b, DeviceId(a.public_key), 10).code(), Code::kUnauthorized);
+}
+
+TEST(Trust, ASignedGroupThatLostItsRootFileIsNotJudgedByTheUnsignedRules) {
+  InitCrypto();
+  TempDir d;
+  uint64_t now = 1;
+  engine::Replica r(
+      std::make_unique<engine::MemoryStore>(Rid('0')), [&] { return now++; },
+      storage::Blake2b256Parts);
+  Identity a = GenerateIdentity(), b = GenerateIdentity();
+  ASSERT_TRUE(SaveRoot(d.files(), a.public_key).ok());
+  ASSERT_TRUE(Grant(r, d.files(), a, b.public_key, Role::kMember, 5).ok());
+  ASSERT_TRUE(AddMember(r, b.public_key, DeviceId(a.public_key), 5).ok());
+  auto signed_ = ReadAuthority(r, d.files());
+  ASSERT_TRUE(signed_.ok()) << signed_.status().ToString();
+  EXPECT_FALSE(signed_->legacy);
+  // Deleted by hand: the unsigned rules would make b the founder's equal (any member
+  // revokes any other), so nothing is judged until the file is back.
+  std::filesystem::remove(d.files().root);
+  auto lost = ReadAuthority(r, d.files());
+  EXPECT_EQ(lost.status().code(), Code::kUnauthorized);
+  EXPECT_NE(lost.status().message().find("group.root is missing"), std::string::npos)
+      << lost.status().ToString();
+  EXPECT_FALSE(Revoke(r, d.files(), b, DeviceId(a.public_key), 6).ok());
+  // Copied back from another member: judged as before.
+  ASSERT_TRUE(SaveRoot(d.files(), a.public_key).ok());
+  auto back = ReadAuthority(r, d.files());
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->Rank(DeviceId(a.public_key)), kFounderRank);
+  // A group joined from before statements says so in the file, and is judged as then.
+  ASSERT_TRUE(SaveRoot(d.files(), std::nullopt).ok());
+  EXPECT_EQ(LoadRoot(d.files()).value(), std::nullopt);
+  bool missing = true;
+  ASSERT_TRUE(LoadRoot(d.files(), &missing).ok());
+  EXPECT_FALSE(missing);
 }
 
 TEST(Trust, RevocationCutoffsComeFromTheDataAndNeverRise) {

@@ -102,15 +102,17 @@ enum class Trust { kUnknown, kMember, kRevoked };
 
 // The founder's public key: DIR/group.root (64 hex digits). Absent in a replica made
 // before statements, until its founder's first statement arrives (ReadAuthority).
-// Saving nullopt removes it.
+// Saving nullopt writes "legacy" there: a group from before statements (joined so), which
+// loads as nullopt; *missing (if not null) says the file is absent.
 Status SaveRoot(const GroupPaths& files, const std::optional<Key32>& root);
-Result<std::optional<Key32>> LoadRoot(const GroupPaths& files);
+Result<std::optional<Key32>> LoadRoot(const GroupPaths& files, bool* missing = nullptr);
 
 // Judges the statements the replica holds. Without a root file, the founder is the
 // device whose trust record says it added itself (the earliest such, then the smallest
 // id); once a statement it signed is found, its key is saved as the root. Until then
 // the authority is `legacy`: every device of the unsigned trust records a member, the
-// founder the owner, revocations as those records say.
+// founder the owner, revocations as those records say. A replica that holds statements
+// but neither a root file nor such a founder lost its root: kUnauthorized, saying so.
 Result<Authority> ReadAuthority(engine::Replica& r, const GroupPaths& files,
                                 std::set<StatementId>* verified = nullptr);
 Result<std::vector<Member>> Members(engine::Replica& r, const GroupPaths& files);
