@@ -70,7 +70,7 @@ Status SaveGroupKeys(const GroupPaths& files, const GroupKeys& keys) {
 }
 
 Result<GroupKeys> LoadGroupKeys(const GroupPaths& files) {
-  auto data = tandem::files::ReadSmall(files.group_key, 1024);
+  auto data = tandem::files::ReadSmall(files.group_key, 4096);
   if (!data.ok()) {
     if (data.status().code() == Code::kNotFound)
       return Status::NotFound("no group key at " + files.group_key +

@@ -540,6 +540,12 @@ Status Revoke(engine::Replica& r, const GroupPaths& files, const Identity& self,
     if (m.device == device) record = &m;
   const Standing* s = a.Find(device);
   if (!s && !record) return Status::NotFound("device " + device + " is not a member of this group");
+  // Again would sign another revocation and rotate the key once more for nothing: each
+  // rotation pushes an older key out of what offline members may still connect with.
+  if (a.legacy ? record && record->revoked : s && s->revoked)
+    return Status::NotFound("device " + device + " is already revoked" +
+                            (s && !s->revoked_by.empty() ? " (by " + s->revoked_by + ")" : "") +
+                            ": nothing to do");
   if (!a.legacy) TANDEM_RETURN_IF_ERROR(MayActOn(a, me, device, "revoke"));
   std::map<engine::ReplicaId, uint64_t> cutoff;
   TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasOf(r, {device}));

@@ -383,6 +383,11 @@ TEST(Trust, AddRevokeAndUnknown) {
   // A revoked device is never added back.
   EXPECT_EQ(Grant(r, d.files(), a, b.public_key, Role::kMember, 8).code(), Code::kUnauthorized);
   EXPECT_EQ(TrustIn(r, d.files(), b.public_key), Trust::kRevoked);
+  // Nor revoked again (a retried script): nothing signed, the key does not rotate again.
+  Status again = Revoke(r, d.files(), a, DeviceId(b.public_key), 8);
+  EXPECT_EQ(again.code(), Code::kNotFound);
+  EXPECT_NE(again.message().find("already revoked"), std::string::npos) << again.ToString();
+  EXPECT_EQ(LoadGroupKeys(d.files())->current, keys->current);
   auto members = Members(r, d.files());
   ASSERT_TRUE(members.ok());
   ASSERT_EQ(members->size(), 2u);
@@ -394,6 +399,32 @@ TEST(Trust, AddRevokeAndUnknown) {
       r.Put(kDevicesCollection, DeviceId(c.public_key), {{"key", engine::Value(Hex(a.public_key))}})
           .ok());
   EXPECT_EQ(TrustIn(r, d.files(), c.public_key), Trust::kUnknown);
+}
+
+TEST(Trust, ManyRotationsKeepTheFirstKeyForAnOfflineMember) {
+  InitCrypto();
+  TempDir d;
+  uint64_t now = 1;
+  engine::Replica r(
+      std::make_unique<engine::MemoryStore>(Rid('0')), [&] { return now++; },
+      storage::Blake2b256Parts);
+  Identity a = GenerateIdentity(), c = GenerateIdentity();
+  ASSERT_TRUE(SaveRoot(d.files(), a.public_key).ok());
+  const Key32 first = NewGroupKey();
+  ASSERT_TRUE(SaveGroupKey(d.files(), first).ok());
+  ASSERT_TRUE(Grant(r, d.files(), a, c.public_key, Role::kMember, 2).ok());
+  // Ten devices revoked in a day while c is away: ten rotations.
+  for (int i = 0; i < 10; ++i) {
+    Identity x = GenerateIdentity();
+    ASSERT_TRUE(Grant(r, d.files(), a, x.public_key, Role::kMember, 3).ok());
+    ASSERT_TRUE(Revoke(r, d.files(), a, DeviceId(x.public_key), 4).ok());
+  }
+  auto keys = LoadGroupKeys(d.files());
+  ASSERT_TRUE(keys.ok()) << keys.status().ToString();
+  EXPECT_EQ(keys->previous.size(), 10u);
+  // Within the grace period c still connects with the key it left with.
+  const auto accepted = keys->Accepted(keys->previous[0].retired_ms, 7ull * 24 * 3600 * 1000);
+  EXPECT_NE(std::find(accepted.begin(), accepted.end(), first), accepted.end());
 }
 
 TEST(Trust, AGroupFromBeforeStatementsIsSignedByItsFounder) {
@@ -505,9 +536,9 @@ TEST(Trust, RevocationCutoffsComeFromTheDataAndNeverRise) {
   auto cut = cutoffs();
   ASSERT_TRUE(cut.ok());
   EXPECT_EQ(*cut, (std::map<engine::ReplicaId, uint64_t>{{Rid('x'), 3}}));
-  // More of x's events arrive; revoking again does not raise the cutoff.
+  // More of x's events arrive; revoking again is refused and does not raise the cutoff.
   ASSERT_TRUE(r.ApplyDeltas({delta("r3", 9)}).ok());
-  ASSERT_TRUE(Revoke(r, d.files(), me, DeviceId(x.public_key), 6).ok());
+  EXPECT_EQ(Revoke(r, d.files(), me, DeviceId(x.public_key), 6).code(), Code::kNotFound);
   EXPECT_EQ(cutoffs()->at(Rid('x')), 3u);
   // A replica of x's noted after the revocation is cut off entirely.
   ASSERT_TRUE(NoteReplica(r, DeviceId(x.public_key), Rid('z')).ok());

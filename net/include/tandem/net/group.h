@@ -54,7 +54,9 @@ Result<Key32> LoadGroupKey(const GroupPaths& files);  // the current key
 // that have not heard of the rotation yet can still connect and hear of it. The file:
 // 32 bytes (never rotated), or "TNDMGK02", the current key (32), a count (1) and, newest
 // first, each retired key (32) with when it was retired (8, big-endian Unix ms).
-inline constexpr size_t kMaxRetiredKeys = 4;
+// Enough for every rotation of a grace period in practice (each revocation rotates): a
+// member offline through more than this many still needs a new invite.
+inline constexpr size_t kMaxRetiredKeys = 32;
 inline constexpr uint64_t kDefaultKeyGraceMs = 7ull * 24 * 3600 * 1000;
 struct GroupKeys {
   Key32 current{};
