@@ -242,7 +242,17 @@ Result<std::shared_ptr<Device>> Device::Open(const std::string& dir, const OpenO
     return id.status().With(layout.identity_key());
   }
   const storage::Options so = StorageOptions(o, layout, identity);
-  TANDEM_ASSIGN_OR_RETURN(auto r, storage::OpenReplica(dir, so));
+  // A replica that takes a new id as it opens is a copy, or was rolled back.
+  storage::Options open_so = so;
+  auto took_id = std::make_shared<bool>(false);
+  open_so.new_ids = [inner = so.new_ids, took_id] {
+    *took_id = true;
+    return inner ? inner() : storage::RandomReplicaId();
+  };
+  TANDEM_ASSIGN_OR_RETURN(auto r, storage::OpenReplica(dir, open_so));
+  // Its invites are its original's, which may have burned them since the copy was made
+  // (each code works once): they are dropped, and new ones are made with `invite`.
+  if (*took_id) TANDEM_RETURN_IF_ERROR(net::DropInvites(layout.group()));
   // Opened to be read, a replica is left as it is (a copy would bind its original's id,
   // one from before bindings would publish its own): the next open to write binds it.
   if (identity && !o.inspect) Bind(*r, so, layout);

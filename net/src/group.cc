@@ -234,6 +234,23 @@ Status BurnInvite(const GroupPaths& files, const InviteId& id) {
   return Status::Io("remove invite: " + std::string(std::strerror(errno)));
 }
 
+Status DropInvites(const GroupPaths& files) {
+  std::error_code ec;
+  fs::directory_iterator it(files.invites_dir, ec), end;
+  if (ec)
+    return ec == std::errc::no_such_file_or_directory
+               ? Status::Ok()
+               : Status::Io("read " + files.invites_dir + ": " + ec.message());
+  bool removed = false;
+  for (; it != end; it.increment(ec)) {
+    if (ec) break;
+    if (fs::remove(it->path(), ec)) removed = true;
+    if (ec) break;
+  }
+  if (ec) return Status::Io("remove the invites in " + files.invites_dir + ": " + ec.message());
+  return removed ? tandem::files::SyncParent(files.invites_dir + "/x") : Status::Ok();
+}
+
 Status SaveJoin(const GroupPaths& files, const std::string& code) {
   return tandem::files::WriteAtomic(files.join_code, code);
 }

@@ -803,6 +803,12 @@ TEST_F(Cli, ABlobIsReadFromABackup) {
 // leaves the original's events as they were.
 TEST_F(Cli, ACopiedReplicaTakesAnIdOfItsOwnAtItsFirstWrite) {
   ASSERT_EQ(T({"put", db_, "c", "r", "a=1"}).exit_code, 0);
+  ASSERT_EQ(T({"invite", db_}).exit_code, 0);
+  const auto invites = [](const std::string& dir) {
+    std::error_code ec;
+    return std::distance(fs::directory_iterator(dir + "/invites", ec), fs::directory_iterator());
+  };
+  ASSERT_EQ(invites(db_), 1);
   const std::string info_db = T({"info", db_}).out;
   const std::string cp = tmp_ / "cp";
   fs::copy(db_, cp, fs::copy_options::recursive);
@@ -811,6 +817,10 @@ TEST_F(Cli, ACopiedReplicaTakesAnIdOfItsOwnAtItsFirstWrite) {
   EXPECT_NE(T({"info", cp}).out, info_db);
   EXPECT_EQ(T({"check", cp}).exit_code, 0);
   EXPECT_EQ(T({"get", db_, "c", "r2"}).exit_code, 1);
+  // The copy does not honour its original's invites (a code works once, and the original
+  // may burn it): they are dropped as it takes its id.
+  EXPECT_EQ(invites(cp), 0);
+  EXPECT_EQ(invites(db_), 1);
 }
 
 // A backup on a read-only medium (a snapshot, a write-protected stick) reads as the

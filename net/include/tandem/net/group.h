@@ -252,6 +252,9 @@ struct OpenInvite {
 Result<OpenInvite> FindInvite(const GroupPaths& files, const InviteId& id, uint64_t now_ms);
 // Uses the invite up: exactly one caller, in any process, gets Ok.
 Status BurnInvite(const GroupPaths& files, const InviteId& id);
+// Removes every open invite: a copy of the replica's directory (or a rollback of it) must
+// not honour codes its original may have burned already.
+Status DropInvites(const GroupPaths& files);
 
 // Joiner side: the code waiting to be redeemed by the first connection to the inviter.
 Status SaveJoin(const GroupPaths& files, const std::string& code);
