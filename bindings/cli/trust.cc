@@ -133,10 +133,13 @@ void PrintPermissions(Device& d, bool as_json) {
   }
 }
 
-void ChangeTrust(const std::string& dir, TrustChange change, const std::string& who,
+void ChangeTrust(const std::string& dir, TrustChange change, const std::string& typed,
                  const std::string& collection, const std::string& what) {
-  if (change != TrustChange::kPermit && !net::IsValidDeviceId(who))
-    throw Exit{2, "not a device id (check for typos): " + who};
+  // A device id as typed (dashes anywhere or none) is named as `devices` lists it.
+  const auto id = net::CanonicalDeviceId(typed);
+  if (change != TrustChange::kPermit && !id)
+    throw Exit{2, "not a device id (check for typos): " + typed};
+  const std::string& who = id && !net::ParseRole(typed) ? *id : typed;
   auto d = OpenDevice(dir);
   switch (change) {
     case TrustChange::kRevoke:

@@ -423,10 +423,11 @@ Result<std::vector<Holding>> Device::Where(std::string_view c, std::string_view 
   return out;
 }
 
-Status Device::Revoke(const std::string& device) {
+Status Device::Revoke(const std::string& typed) {
   TANDEM_ASSIGN_OR_RETURN(auto self, identity());
-  if (!net::IsValidDeviceId(device))
-    return Status::Invalid("not a device id (check for typos): " + device);
+  const auto id = net::CanonicalDeviceId(typed);
+  if (!id) return Status::Invalid("not a device id (check for typos): " + typed);
+  const std::string& device = *id;
   if (device == device_id_)
     return Status::Invalid("a device cannot revoke itself; revoke it from another member");
   // The founder signs what it can first (net::FounderUpkeep).
@@ -435,18 +436,23 @@ Status Device::Revoke(const std::string& device) {
   return net::Revoke(*replica_, layout_.group(), self, device, storage::SystemClockMs());
 }
 
-Status Device::SetPermit(const std::string& collection, const std::string& who, net::Level level) {
+Status Device::SetPermit(const std::string& collection, const std::string& typed,
+                         net::Level level) {
   TANDEM_ASSIGN_OR_RETURN(auto self, identity());
+  // A role, or a device id as typed (dashes anywhere or none).
+  const auto id = net::ParseRole(typed) ? std::nullopt : net::CanonicalDeviceId(typed);
+  const std::string& who = id ? *id : typed;
   TANDEM_RETURN_IF_ERROR(
       net::FounderUpkeep(*replica_, layout_.group(), self, storage::SystemClockMs()));
   return net::SetPermit(*replica_, layout_.group(), self, collection, who, level,
                         storage::SystemClockMs());
 }
 
-Status Device::SetRole(const std::string& device, net::Role role) {
+Status Device::SetRole(const std::string& typed, net::Role role) {
   TANDEM_ASSIGN_OR_RETURN(auto self, identity());
-  if (!net::IsValidDeviceId(device))
-    return Status::Invalid("not a device id (check for typos): " + device);
+  const auto id = net::CanonicalDeviceId(typed);
+  if (!id) return Status::Invalid("not a device id (check for typos): " + typed);
+  const std::string& device = *id;
   if (device == device_id_) return Status::Invalid("a device cannot change its own role");
   TANDEM_RETURN_IF_ERROR(
       net::FounderUpkeep(*replica_, layout_.group(), self, storage::SystemClockMs()));

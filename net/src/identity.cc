@@ -83,12 +83,9 @@ Result<Identity> LoadIdentity(const std::string& path) {
   return id;
 }
 
-std::string DeviceId(const std::array<uint8_t, 32>& public_key) {
-  InitSodium();
-  uint8_t h[20];
-  crypto_generichash(h, sizeof h, public_key.data(), public_key.size(), nullptr, 0);
-  std::string body = Base32(h, sizeof h);  // 32 characters
-  std::string all = body + Check(body);
+namespace {
+// A device id's 34 characters in groups of four joined by dashes.
+std::string Grouped(const std::string& all) {
   std::string out;
   for (size_t i = 0; i < all.size(); ++i) {
     if (i && i % 4 == 0) out.push_back('-');
@@ -96,16 +93,31 @@ std::string DeviceId(const std::array<uint8_t, 32>& public_key) {
   }
   return out;
 }
+}  // namespace
 
-bool IsValidDeviceId(const std::string& s) {
+std::string DeviceId(const std::array<uint8_t, 32>& public_key) {
+  InitSodium();
+  uint8_t h[20];
+  crypto_generichash(h, sizeof h, public_key.data(), public_key.size(), nullptr, 0);
+  std::string body = Base32(h, sizeof h);  // 32 characters
+  return Grouped(body + Check(body));
+}
+
+std::optional<std::string> CanonicalDeviceId(const std::string& s) {
   InitSodium();
   std::string all;
   for (char c : s)
     if (c != '-') all.push_back(c);
-  if (all.size() != 34) return false;
+  if (all.size() != 34) return std::nullopt;
   for (char c : all)
-    if (!std::strchr(kBase32, c) || c == '\0') return false;
-  return Check(all.substr(0, 32)) == all.substr(32);
+    if (!std::strchr(kBase32, c) || c == '\0') return std::nullopt;
+  if (Check(all.substr(0, 32)) != all.substr(32)) return std::nullopt;
+  return Grouped(all);
+}
+
+bool IsValidDeviceId(const std::string& s) {
+  auto c = CanonicalDeviceId(s);
+  return c && *c == s;
 }
 
 }  // namespace tandem::net

@@ -96,9 +96,17 @@ TEST_F(Net, AMemberWithALeakedInviteCannotRevokeAnyone) {
   ASSERT_EQ(T({"sync", a, "--peer", addr}).exit_code, 0);
   EXPECT_EQ(T({"get", a, "items", "after"}).exit_code, 0);
 
-  // The admin revokes the member: the owner refuses it once it has the revocation.
-  auto rv = T({"revoke", a, md});
+  // The admin revokes the member (its id typed without dashes): the owner refuses it
+  // once it has the revocation.
+  std::string typed = md;
+  std::erase(typed, '-');
+  auto rv = T({"revoke", a, typed});
   ASSERT_EQ(rv.exit_code, 0) << rv.err;
+  EXPECT_NE(rv.err.find("revoked " + md), std::string::npos) << rv.err;
+  // Again: refused, nothing signed, the key not rotated once more.
+  auto again = T({"revoke", a, md});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.err.find("already revoked"), std::string::npos) << again.err;
   ASSERT_EQ(T({"sync", a, "--peer", addr}).exit_code, 0);
   EXPECT_EQ(DevicesOf(o)[md]["status"], "revoked");
   EXPECT_EQ(DevicesOf(o)[md]["revoked_by"], ad);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <array>
+#include <optional>
 #include <string>
 
 #include "tandem/engine/status.h"
@@ -25,7 +26,11 @@ Status SaveIdentity(const Identity& id, const std::string& path);
 Result<Identity> LoadIdentity(const std::string& path);
 
 std::string DeviceId(const std::array<uint8_t, 32>& public_key);
-// True if `s` is a well-formed device id whose check characters match.
+// The device id `s` names, as DeviceId writes it (groups of four joined by dashes), if its
+// characters are a device id's whose check characters match, dashes anywhere or none (as
+// a user may type or paste it); nullopt otherwise.
+std::optional<std::string> CanonicalDeviceId(const std::string& s);
+// True if `s` is a device id exactly as DeviceId writes it.
 bool IsValidDeviceId(const std::string& s);
 
 }  // namespace tandem::net
