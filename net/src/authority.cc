@@ -111,12 +111,17 @@ struct State {
   const Key* root = nullptr;
   std::map<Key, Standing> by_key;
   std::map<Key, size_t> last_role;  // the statement that last set a device's role
-  // Permits by (collection, device key or zero, role if for a role): level, signer, index.
+  // Permits by (collection, device key or zero, role if for a role): level, signer, index,
+  // and the signer's rank when it signed. A permit on a device binds it only while the
+  // device ranks below that: promoted as high, it is out of the signer's reach, as it is
+  // for every other action of the signer.
   struct Held {
     Level level;
     std::string by;
     size_t index;
+    int rank;
   };
+  bool Binds(const Held& h, const Key& subject) const { return h.rank > Rank(subject); }
   std::map<std::tuple<std::string, Key, int>, Held> permits;
   std::set<std::string> names;  // the collections permits name, kAnyCollection included
   std::optional<size_t> rekey;  // the last rekey applied
@@ -132,7 +137,8 @@ struct State {
     return ResolveLevel(role, collection, [&](const std::string& c, bool for_device) {
       auto p = permits.find(for_device ? std::make_tuple(c, k, -1)
                                        : std::make_tuple(c, Key{}, static_cast<int>(role)));
-      return p == permits.end() ? std::nullopt : std::optional<Level>(p->second.level);
+      if (p == permits.end() || (for_device && !Binds(p->second, k))) return std::optional<Level>();
+      return std::optional<Level>(p->second.level);
     });
   }
 
@@ -243,7 +249,7 @@ class Judge {
       auto held = s->permits.find(key);
       if (held != s->permits.end() && Concurrent(held->second.index, i))
         level = std::min(level, held->second.level);  // of concurrent permits, the lower
-      s->permits[key] = {level, by, i};
+      s->permits[key] = {level, by, i, s->Rank(x.signer)};
       return;
     }
     if (x.kind == StatementKind::kRekey) {
@@ -446,6 +452,7 @@ class Judge {
     }
     for (const auto& [key, held] : s.permits) {
       const auto& [collection, subject, role] = key;
+      if (role < 0 && !s.Binds(held, subject)) continue;  // not in force (State::Held)
       Permit p;
       p.collection = collection;
       if (role < 0) p.device = DeviceId(subject);

@@ -454,6 +454,27 @@ TEST(Authority, OfConcurrentPermitsTheLowerLevelHolds) {
   EXPECT_EQ(g.Judge().LevelOf(Id(m), "orders"), Level::kNone);
 }
 
+TEST(Authority, APermitOnADeviceLapsesOnceItRanksAsHighAsItsSigner) {
+  Group g;
+  Identity admin = GenerateIdentity(), c = GenerateIdentity(), other = GenerateIdentity();
+  auto s1 = g.Add(g.root, admin, Role::kAdmin);
+  auto s2 = g.Add(g.root, other, Role::kOwner, {s1});
+  auto s3 = g.Add(admin, c, Role::kMember, {s2});
+  auto p1 = g.Permit(admin, "notes", &c, Role::kMember, Level::kNone, {s3});
+  EXPECT_EQ(g.Judge().LevelOf(Id(c), "notes"), Level::kNone);
+  EXPECT_EQ(g.Judge().permits.size(), 1u);
+  // Promoted to owner by the founder: out of the admin's reach, its permit binds it no
+  // more (an owner could not lift it: owners do not act on each other).
+  auto r1 = g.SetRole(g.root, c, Role::kOwner, {p1});
+  Authority a = g.Judge();
+  EXPECT_EQ(a.LevelOf(Id(c), "notes"), Level::kWrite);
+  EXPECT_TRUE(a.permits.empty());
+  EXPECT_TRUE(a.Find(Id(c))->WriteCutoff("notes").empty());
+  // Back below the admin: it binds again.
+  g.SetRole(g.root, c, Role::kMember, {r1});
+  EXPECT_EQ(g.Judge().LevelOf(Id(c), "notes"), Level::kNone);
+}
+
 TEST(Authority, InvitesOnlyForRolesBelowTheInviters) {
   Group g;
   Identity admin = GenerateIdentity(), member = GenerateIdentity();
