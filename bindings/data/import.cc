@@ -12,6 +12,7 @@
 #include "tandem/bindings/json.h"
 #include "tandem/data/etl.h"
 #include "tandem/data/schema.h"
+#include "tandem/net/authority.h"
 #include "typer.h"
 
 namespace tandem::data {
@@ -657,6 +658,7 @@ Result<ImportReport> Import(engine::Replica& r, FILE* in, const ImportOptions& o
   TANDEM_RETURN_IF_ERROR(engine::ValidateCollection(o.collection));
   if (net::IsSystemCollection(o.collection))
     return Status::Invalid("collection " + o.collection + " is reserved for tandem itself");
+  if (o.collection == net::kAnyCollection) return Status::Invalid(net::kAnyCollectionIsNoName);
   if (o.id_field.empty()) return Status::Invalid("--id needs a column or key name");
   TANDEM_ASSIGN_OR_RETURN(auto stored, LoadSchema(r, o.collection));
   const Schema* schema = stored ? stored->schema.get() : nullptr;

@@ -54,6 +54,9 @@ class DevicePolicy : public engine::WritePolicy {
   Result<std::shared_ptr<const engine::CollectionRules>> RulesFor(
       engine::ReadTxn& txn, std::string_view collection) override {
     TANDEM_ASSIGN_OR_RETURN(auto rules, schema_.RulesFor(txn, collection));
+    if (collection == net::kAnyCollection)
+      return std::shared_ptr<const engine::CollectionRules>(std::make_shared<Refusing>(
+          std::move(rules), net::kAnyCollectionIsNoName, Code::kInvalidArgument));
     const bool schemas = collection == net::kSchemasCollection;
     if (self_.empty() || (net::IsSystemCollection(collection) && !schemas)) return rules;
     TANDEM_ASSIGN_OR_RETURN(net::Level level, LevelOf(txn, std::string(collection)));
@@ -72,10 +75,11 @@ class DevicePolicy : public engine::WritePolicy {
   // Delegates everything but local operations, which it refuses.
   class Refusing : public engine::CollectionRules {
    public:
-    Refusing(std::shared_ptr<const engine::CollectionRules> inner, std::string why)
-        : inner_(std::move(inner)), why_(std::move(why)) {}
+    Refusing(std::shared_ptr<const engine::CollectionRules> inner, std::string why,
+             Code code = Code::kUnauthorized)
+        : inner_(std::move(inner)), why_(std::move(why)), code_(code) {}
     Status CheckOp(std::string_view, engine::Op, engine::Value*) const override {
-      return Status::Unauthorized(why_);
+      return Status(code_, why_);
     }
     Status CheckRecord(std::string_view id, const engine::RecordState& record,
                        const std::set<std::string>& written) const override {
@@ -93,6 +97,7 @@ class DevicePolicy : public engine::WritePolicy {
    private:
     std::shared_ptr<const engine::CollectionRules> inner_;
     std::string why_;
+    Code code_;
   };
 
   // Judged again only when the replica has changed since (its change log moved on: a

@@ -392,6 +392,14 @@ TEST_F(DataCli, MissingFilesAndUnknownFormatsAreClearErrors) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_TRUE(Has(r.err, "reserved")) << r.err;
 
+  // "*" stands for every collection in permits: no data goes there, by any command.
+  r = T({"import", db_, "*", File("star.jsonl", "{\"id\":\"a\",\"n\":1}\n")});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(Has(r.err, "is not a collection name")) << r.err;
+  r = T({"put", db_, "*", "a", "n=1"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(Has(r.err, "is not a collection name")) << r.err;
+
   r = T({"import", tmp_ / "no-such-replica", "items", File("ok.jsonl", "{\"id\":\"a\"}\n")});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_EQ(Dump(db_), before);

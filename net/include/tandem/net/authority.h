@@ -64,6 +64,10 @@ const char* LevelName(Level l);
 std::optional<Level> ParseLevel(std::string_view s);
 // The collection a permit names for every collection no other permit names.
 inline constexpr char kAnyCollection[] = "*";
+// Why no data collection may be named so (a local write there is refused with it).
+inline constexpr char kAnyCollectionIsNoName[] =
+    "\"*\" is not a collection name: in permits it stands for every collection no permit "
+    "names";
 // Collection schemas and conflict rules (one record per collection; see
 // bindings/data/schema.h): written only by admins and above.
 inline constexpr char kSchemasCollection[] = "_tandem_schemas";
