@@ -361,6 +361,27 @@ Result<net::Invite> Device::Join(const std::string& code, bool merge) {
         " holds records, and this invite makes it a reader, whose writes "
         "every device refuses: they would never reach the group. Join from a new replica "
         "(tandem init), or ask for an invite with a role that may write");
+  // Schemas set here by this device as its own group's founder: the group refuses them
+  // from anyone below admin, while this replica would go on applying them to its writes
+  // and to the group's (its data and the group's would never converge).
+  if (merge && inv->role < net::Role::kAdmin) {
+    std::vector<std::string> schemas;
+    TANDEM_RETURN_IF_ERROR(
+        replica_->Scan(net::kSchemasCollection, "", [&](const engine::Record& rec) {
+          schemas.push_back(rec.id);
+          return schemas.size() < 6;
+        }));
+    if (!schemas.empty()) {
+      std::string names;
+      for (size_t i = 0; i < schemas.size() && i < 5; ++i) names += (i ? ", " : "") + schemas[i];
+      return Status::Invalid(layout_.dir + " holds schemas (for " + names +
+                             (schemas.size() > 5 ? ", ..." : "") +
+                             "), and this invite makes it a " + net::RoleName(inv->role) +
+                             ", which may not set schemas: the group would "
+                             "refuse them while this replica kept applying them. Join from a new "
+                             "replica (tandem init), or ask for an admin invite");
+    }
+  }
   // Not judged here: the inviter judges the expiry by its own clock when the code is
   // redeemed, and this device's clock may be off by more than the invite's lifetime.
   TANDEM_RETURN_IF_ERROR(net::SaveJoin(layout_.group(), code));

@@ -666,6 +666,21 @@ TEST_F(Cli, JoinRefusesAReplicaWithDataOrOtherDevicesUnlessToldToMerge) {
             std::string::npos)
       << r.err;
   EXPECT_TRUE(fs::exists(db_ + "/join.code"));
+
+  // Schemas this replica set as its own founder: a member may not bring them (the group
+  // would refuse them while this replica kept applying them); an admin may.
+  const std::string shaped = tmp_ / "shaped";
+  ASSERT_EQ(T({"init", shaped}).exit_code, 0);
+  const std::string schema = tmp_ / "s.json";
+  std::ofstream(schema) << R"({"fields":{"t":{"type":"int"}}})";
+  ASSERT_EQ(T({"schema", shaped, "notes", schema}).exit_code, 0);
+  r = T({"join", shaped, code.out, "--merge"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("holds schemas (for notes)"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(shaped + "/join.code"));
+  auto admin = T({"invite", other, "--address", "127.0.0.1:9", "--role", "admin"});
+  ASSERT_EQ(admin.exit_code, 0) << admin.err;
+  EXPECT_EQ(T({"join", shaped, admin.out, "--merge"}).exit_code, 0);
 }
 
 TEST_F(Cli, ConflictsOfASingleWriterAreEmpty) {
