@@ -254,9 +254,14 @@ void Core::RefreshTrust() {
   if (authority_.bindings_required) {
     JudgeHeld();
   } else if (!authority_.legacy && authority_.root == self_.public_key) {
-    // Also at start (nothing judged yet): the founder requires them as soon as it can.
-    asio::post(*work_io_, [this, a = authority_] {
-      auto signed_now = RequireBindings(replica_, a, self_, WallMs());
+    // Also at start (nothing judged yet): the founder requires them as soon as it can,
+    // judging also what the peers in session hold, not applied here yet (a device that
+    // joined with --merge brings another group's writers).
+    std::vector<engine::VersionVector> in_sessions;
+    for (const auto& conn : conns_)
+      if (conn->has_session()) in_sessions.push_back(conn->view().peer_vv);
+    asio::post(*work_io_, [this, a = authority_, in_sessions = std::move(in_sessions)] {
+      auto signed_now = RequireBindings(replica_, a, self_, WallMs(), in_sessions);
       asio::post(io_, [this, signed_now = std::move(signed_now)]() mutable {
         if (!signed_now.ok())
           Log("cannot require bound replicas: " + signed_now.status().ToString());

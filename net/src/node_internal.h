@@ -84,9 +84,10 @@ struct SessionView {
   bool sync_again = false;  // Session::sync_again
   std::optional<engine::ReplicaId> peer;
   uint64_t peer_acked = 0;
+  engine::VersionVector peer_vv;  // Session::peer_vv
 };
 inline SessionView ViewOf(const engine::Session& s) {
-  return {s.stats(), s.caught_up(), s.sync_again(), s.peer(), s.peer_acked()};
+  return {s.stats(), s.caught_up(), s.sync_again(), s.peer(), s.peer_acked(), s.peer_vv()};
 }
 // Change-log entries after `since`, counted up to `cap` (nullopt if unreadable).
 std::optional<uint64_t> CountLog(engine::Replica& r, uint64_t since, uint64_t cap);

@@ -769,7 +769,8 @@ Result<bool> RequireBindings(engine::Replica& r, const GroupPaths& files, const 
 }
 
 Result<bool> RequireBindings(engine::Replica& r, const Authority& a, const Identity& self,
-                             uint64_t now_ms) {
+                             uint64_t now_ms,
+                             const std::vector<engine::VersionVector>& in_sessions) {
   if (a.legacy || a.root != self.public_key || a.bindings_required) return false;
   // Alone, it signs nothing: a new device's group of one, which a join will leave (its
   // statements would count nowhere else).
@@ -796,6 +797,7 @@ Result<bool> RequireBindings(engine::Replica& r, const Authority& a, const Ident
   TANDEM_ASSIGN_OR_RETURN(auto peers, r.Peers());
   std::vector<const engine::VersionVector*> vectors{&meta.vv};
   for (const auto& p : peers) vectors.push_back(&p.second.vv);
+  for (const auto& vv : in_sessions) vectors.push_back(&vv);
   for (const auto* vv : vectors)
     for (const auto& [id, n] : vv->entries())
       if (n && !bound.count(id)) return false;

@@ -339,6 +339,37 @@ TEST_F(Net, JoiningAnotherGroupBringsDataNotMembers) {
   EXPECT_EQ(r.exit_code, 1);
 }
 
+// A device that joins a founder's group with --merge brings events of its old group's
+// writers, which no binding will ever name. The founder, whose daemon learns the
+// joiner's binding in the very session that brings those events, must not require
+// bound replicas then: a later member would hold them aside for good, and the group
+// would never converge.
+TEST_F(Net, AMergedJoinersOldWritersKeepTheFounderFromRequiringBindings) {
+  std::string x = Init("x"), xm = Init("xm"), y = Init("y"), z = Init("z");
+  std::string xaddr, yaddr;
+  auto sx = Listen("x", {}, &xaddr);
+  Pair("x", "xm", xaddr);
+  ASSERT_EQ(T({"put", x, "notes", "fromx", "t=\"x\""}).exit_code, 0);
+  ASSERT_EQ(T({"sync", xm, "--peer", xaddr}).exit_code, 0);
+  auto sy = Listen("y", {}, &yaddr);
+  ASSERT_EQ(T({"put", y, "notes", "fromy", "t=\"y\""}).exit_code, 0);
+  auto code = T({"invite", y, "--address", yaddr});
+  ASSERT_EQ(code.exit_code, 0) << code.err;
+  ASSERT_EQ(T({"join", xm, code.out, "--merge"}).exit_code, 0);
+  ASSERT_EQ(T({"sync", xm, "--peer", yaddr}).exit_code, 0);
+  Pair("y", "z", yaddr);
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ(T({"sync", z, "--peer", yaddr}).exit_code, 0);
+    ASSERT_EQ(T({"sync", xm, "--peer", yaddr}).exit_code, 0);
+  }
+  EXPECT_EQ(T({"devices", y}).out.find("bound replicas required"), std::string::npos);
+  EXPECT_EQ(T({"quarantine", z}).out, "");
+  const std::string dump = T({"dump", y}).out;
+  EXPECT_NE(dump.find("fromx"), std::string::npos);
+  EXPECT_EQ(T({"dump", xm}).out, dump);
+  EXPECT_EQ(T({"dump", z}).out, dump);
+}
+
 // A reader's writes reach nobody: joining as one with records to merge would leave them
 // here alone for good, with every sync saying all is well.
 TEST_F(Net, JoiningWithRecordsAsAReaderIsRefused) {

@@ -235,6 +235,8 @@ class Session {
   // moment each side holds everything the other had when the session began.
   bool caught_up() const;
   const std::optional<ReplicaId>& peer() const { return peer_; }
+  // What the peer holds as its request said (and its CaughtUps since): empty before it.
+  const VersionVector& peer_vv() const { return peer_vv_; }
   const SessionStats& stats() const { return stats_; }
   // How many batches may be unacknowledged from now on (1 to kMaxWindow): the transport
   // sizes it to the link's bandwidth-delay product. A larger window takes effect at the

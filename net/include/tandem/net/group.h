@@ -171,9 +171,11 @@ Status SignLegacyTrust(engine::Replica& r, const GroupPaths& files, const Identi
 // arrive.)
 Result<bool> RequireBindings(engine::Replica& r, const GroupPaths& files, const Identity& self,
                              uint64_t now_ms);
-// The same, judged by `a` (r's authority, read already).
+// The same, judged by `a` (r's authority, read already), and counting as held what the
+// vectors `in_sessions` name (peers whose sessions have not delivered it yet).
 Result<bool> RequireBindings(engine::Replica& r, const Authority& a, const Identity& self,
-                             uint64_t now_ms);
+                             uint64_t now_ms,
+                             const std::vector<engine::VersionVector>& in_sessions = {});
 // What the founder signs when it can, before acting on the group: SignLegacyTrust, then
 // RequireBindings. A no-op on any other device.
 Status FounderUpkeep(engine::Replica& r, const GroupPaths& files, const Identity& self,
