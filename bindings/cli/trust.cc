@@ -46,11 +46,14 @@ void RunJoin(const std::string& dir, const std::string& code, bool merge) {
                  "data and devices come here\n",
                  h.collections.size(), h.devices.size(), net::DeviceId(inv.inviter).c_str());
   }
-  if (const uint64_t now = storage::SystemClockMs(); inv.expires_ms < now)
+  if (const uint64_t now = storage::SystemClockMs(); inv.expires_ms < now) {
+    const uint64_t minutes = (now - inv.expires_ms) / 60000;
     std::fprintf(stderr,
-                 "note: by this device's clock the invite expired %llu minutes ago; the "
-                 "inviter judges by its own clock, so the first sync will tell\n",
-                 static_cast<unsigned long long>((now - inv.expires_ms) / 60000));
+                 "note: by this device's clock the invite expired %s ago; the inviter judges "
+                 "by its own clock, so the first sync will tell\n",
+                 minutes ? (std::to_string(minutes) + " minute" + (minutes == 1 ? "" : "s")).c_str()
+                         : "less than a minute");
+  }
   std::string hints;
   for (const auto& a : inv.addresses) hints += " --peer " + Printable(a);
   std::fprintf(stderr,

@@ -567,6 +567,8 @@ Status SetPermit(engine::Replica& r, const GroupPaths& files, const Identity& se
                  uint64_t now_ms) {
   if (collection.empty() || collection.size() > 255)
     return Status::Invalid("a collection name is 1 to 255 bytes");
+  // As a write would take it ("*" aside): a permit for a name no write can use binds nothing.
+  if (collection != kAnyCollection) TANDEM_RETURN_IF_ERROR(engine::ValidateCollection(collection));
   if (IsSystemCollection(collection))
     return Status::Invalid("collection " + collection + " is tandem's own: no permits");
   TANDEM_ASSIGN_OR_RETURN(auto a, ReadAuthority(r, files));
