@@ -519,6 +519,10 @@ Status SetRole(engine::Replica& r, const GroupPaths& files, const Identity& self
     return Status::Unauthorized("this device is " + RoleOf(a, me) +
                                 ": it can give only roles below its own, not " + Article(role) +
                                 " " + RoleName(role));
+  // Signed again it would change nothing, and every statement is kept for good.
+  if (s->role == role)
+    return Status::NotFound("device " + device + " is " + Article(role) + " " + RoleName(role) +
+                            " already: nothing to do");
   Statement st;
   st.kind = StatementKind::kRole;
   st.subject = s->key;

@@ -364,6 +364,11 @@ TEST(Trust, AddRevokeAndUnknown) {
   // A member can neither add nor revoke.
   EXPECT_EQ(Grant(r, d.files(), b, c.public_key, Role::kReader, 7).code(), Code::kUnauthorized);
   EXPECT_EQ(Revoke(r, d.files(), b, DeviceId(a.public_key), 7).code(), Code::kUnauthorized);
+  // The role it has already: nothing signed (statements are kept for good).
+  const size_t statements = ReadStatements(r)->size();
+  EXPECT_EQ(SetRole(r, d.files(), a, DeviceId(b.public_key), Role::kMember, 7).code(),
+            Code::kNotFound);
+  EXPECT_EQ(ReadStatements(r)->size(), statements);
   ASSERT_TRUE(Revoke(r, d.files(), a, DeviceId(b.public_key), 7).ok());
   EXPECT_EQ(TrustIn(r, d.files(), b.public_key), Trust::kRevoked);
   // The revocation rotated the group key: the old one is retired, a sealed to itself
