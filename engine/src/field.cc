@@ -383,4 +383,40 @@ void DropCollected(FieldState& s, const VersionVector& collected) {
   }
 }
 
+namespace {
+// A dot of `s` that `collected` covers and `held` does not hold: as a marker, or (with
+// `element`) as a dot of that element.
+bool GoneFrom(const FieldState& held, const VersionVector& collected, const Dot& d,
+              const Value* element) {
+  if (!collected.Covers(d)) return false;
+  if (!element) return !held.markers.contains(d);
+  const auto same = held.elements.find(*element);
+  return same == held.elements.end() || !same->second.contains(d);
+}
+}  // namespace
+
+bool DropCollectedNotIn(FieldState& s, const VersionVector& collected, const FieldState& held) {
+  const size_t markers = s.markers.size();
+  std::erase_if(s.markers,
+                [&](const auto& m) { return GoneFrom(held, collected, m.first, nullptr); });
+  bool dropped = s.markers.size() != markers;
+  for (auto it = s.elements.begin(); it != s.elements.end();) {
+    dropped |= std::erase_if(it->second, [&](const Dot& d) {
+                 return GoneFrom(held, collected, d, &it->first);
+               }) > 0;
+    it = it->second.empty() ? s.elements.erase(it) : std::next(it);
+  }
+  return dropped;
+}
+
+bool HoldsCollectedNotIn(const FieldState& s, const VersionVector& collected,
+                         const FieldState& held) {
+  for (const auto& [dot, m] : s.markers)
+    if (GoneFrom(held, collected, dot, nullptr)) return true;
+  for (const auto& [element, dots] : s.elements)
+    for (const Dot& d : dots)
+      if (GoneFrom(held, collected, d, &element)) return true;
+  return false;
+}
+
 }  // namespace tandem::engine

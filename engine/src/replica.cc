@@ -482,12 +482,12 @@ Result<std::string> Replica::Judge(
 Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<FieldDelta>& deltas,
                          const AdmitFn* admit, size_t* applied, size_t* refused,
                          size_t* filtered_out, bool* rekeyed, const ReplicaId* from,
-                         size_t* quarantined, Consume* consume) {
+                         size_t* quarantined, Consume* consume, RebaseOn* rebase) {
   HybridClock clock(meta.clock);
   const Hlc drift_bound = MakeHlc(now_() + kMaxClockDriftMs, 0);
   size_t n = 0, r = 0, f = 0, q = 0;
   std::map<std::string, std::shared_ptr<const CollectionRules>> rules;
-  std::optional<VersionVector> collected;        // read at the first field we hold nothing of
+  std::optional<VersionVector> collected;        // read at the first field
   std::optional<std::set<BlobHash>> quarantine;  // read at the first state held (Hold)
   for (size_t i = 0; i < deltas.size(); ++i) {
     const FieldDelta& d = deltas[i];
@@ -532,30 +532,40 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
         continue;
       }
     }
-    // A field we hold nothing of may have been collected here: what the collected
-    // vector covers was removed, and a peer offering it again offers what was deleted.
+    // What this replica collected, it had seen and removed: a peer offering it again
+    // offers what was deleted. A field we hold nothing of may have been collected whole;
+    // one we hold may have been written again after its tombstone was collected, and its
+    // context then no longer shows the removal (DropCollectedNotIn).
     const FieldState* incoming = &d.state;
     FieldState kept;
-    if (!s) {
-      if (!collected) {
-        collected.emplace();
-        TANDEM_RETURN_IF_ERROR(txn.GetCollected(&*collected));
-      }
-      if (!collected->empty()) {
+    if (!collected) {
+      collected.emplace();
+      TANDEM_RETURN_IF_ERROR(txn.GetCollected(&*collected));
+    }
+    if (!collected->empty()) {
+      if (!s) {
         if (HoldsCollected(d.state, *collected)) {  // copied only then
           kept = d.state;
           DropCollected(kept, *collected);
           incoming = &kept;
         }
         if (Collectable(*incoming, *collected)) continue;
+      } else if (HoldsCollectedNotIn(d.state, *collected, *s)) {
+        kept = d.state;
+        DropCollectedNotIn(kept, *collected, *s);
+        incoming = &kept;
       }
     }
     // Joined into nothing, a normal state is itself (every decoded one is; a state built
     // in memory and handed to ApplyDeltas may not be), so it is written as it came rather
     // than copied: a large state is held once less.
+    // In a rebase, what the peer collected and no longer holds goes from ours.
+    const bool dropped = s && rebase && (!rebase->may || rebase->may(d.key.collection)) &&
+                         DropCollectedNotIn(*s, *rebase->collected, d.state);
+    if (dropped) ++rebase->dropped;
     const bool as_it_came = !s && IsNormal(*incoming);
     if (!as_it_came && !s) s.emplace();
-    const bool changed = as_it_came ? !(*incoming == FieldState{}) : Join(*s, *incoming);
+    const bool changed = as_it_came ? !(*incoming == FieldState{}) : Join(*s, *incoming) || dropped;
     const Hlc newest = d.state.MaxHlc();  // the state may be taken apart below
     if (changed) {
       Status noted;
@@ -606,11 +616,14 @@ Status Replica::ApplyDeltasOnce(const std::vector<FieldDelta>& deltas, size_t* c
 Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>& deltas,
                            uint64_t cursor, const AdmitFn& admit, size_t* applied, size_t* refused,
                            bool filtered, size_t* filtered_out, bool* rekeyed, size_t* quarantined,
-                           uint64_t mark, const Consumable* consume, bool unfiltered_pass) {
+                           uint64_t mark, const Consumable* consume, bool unfiltered_pass,
+                           RebaseOn* rebase) {
   for (const auto& d : deltas) TANDEM_RETURN_IF_ERROR(ValidateKey(d.key).With("delta"));
   assert(!consume || (consume->deltas == &deltas && consume->refill));
   Consume taking{consume ? consume->deltas : nullptr};
+  const uint64_t dropped = rebase ? rebase->dropped : 0;
   Status result = Retrying([&]() -> Status {
+    if (rebase) rebase->dropped = dropped;  // counted again by an attempt made again
     // A state an attempt that could not commit took apart is made whole again.
     if (taking.taken) {
       TANDEM_RETURN_IF_ERROR(consume->refill());
@@ -626,7 +639,7 @@ Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>&
     size_t n = 0, r = 0, f = 0, q = 0;
     bool rk = false;
     TANDEM_RETURN_IF_ERROR(JoinInto(*txn, meta, deltas, &admit, &n, &r, &f, &rk, &peer, &q,
-                                    consume ? &taking : nullptr));
+                                    consume ? &taking : nullptr, rebase));
     if (!(meta == before)) TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
     // Recorded with the cursor: data before it was left out by a policy, so the watermark
     // must wait (and a wider policy re-reads the peer's log). Refusals for good do not

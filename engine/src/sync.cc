@@ -168,6 +168,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
       if (!meta.vv.Covers(h->collected)) {
         rebase_ = h->collected;
         rebase_keys_.clear();
+        rebase_dropped_ = 0;
         cursor = 0;
       }
       TANDEM_ASSIGN_OR_RETURN(SyncRequest req, RequestFor(*peer_, meta.vv, cursor, ps.mark));
@@ -273,6 +274,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
       TANDEM_ASSIGN_OR_RETURN(stats_.rebased_fields,
                               replica_.Rebase(*rebase_, take_collected, rebase_keys_,
                                               Intersect(peer_send_, opt_.accept), opt_.may_rebase));
+      stats_.rebased_fields += rebase_dropped_;  // and the fields it sent
       stats_.rebased = true;
       rebase_.reset();
       rebase_keys_.clear();
@@ -485,9 +487,13 @@ Status Session::Apply(const DeltaBatch& b, std::vector<Message>* out,
   for (size_t i = 0; i < b.deltas.size() && !proves && opt_.judge_held && opt_.proves_itself; ++i)
     proves = opt_.proves_itself(b.deltas[i]);
   size_t quarantined = 0;
+  std::optional<Replica::RebaseOn> rebase;
+  if (rebase_) rebase.emplace(Replica::RebaseOn{&*rebase_, opt_.may_rebase});
   TANDEM_RETURN_IF_ERROR(replica_.ApplyBatch(*peer_, b.deltas, b.cursor, admit, &applied, &refused,
                                              filtered_in_, &filtered_out, &rekeyed, &quarantined,
-                                             b.mark, consume, pass_from_zero_ && !filtered_any_));
+                                             b.mark, consume, pass_from_zero_ && !filtered_any_,
+                                             rebase ? &*rebase : nullptr));
+  if (rebase) rebase_dropped_ += rebase->dropped;
   stats_.fields_quarantined += quarantined;
   if (rekeyed) return RolledBack();
   if (opt_.judge_held && (proves || quarantined > 0)) TANDEM_RETURN_IF_ERROR(opt_.judge_held());

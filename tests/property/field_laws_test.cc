@@ -226,6 +226,54 @@ RC_GTEST_PROP(FieldLaws, MutatedEncodingsNeverCrashTheDecoder, ()) {
 // each other's states in, by the rule for a field they hold nothing of (DropCollected),
 // end where merging everything without collection ends, or hold nothing where that is a
 // tombstone every replica holds.
+RC_GTEST_PROP(FieldLaws, HoldsCollectedNotInIsWhetherDropCollectedNotInDropsAnything, ()) {
+  const auto s = GenFieldStates(3);
+  VersionVector g;
+  for (int r = 0; r < 3; ++r) g.Raise(SmallId(r), *rc::gen::inRange<uint64_t>(0, 12));
+  FieldState dropped = s[0];
+  const bool any = DropCollectedNotIn(dropped, g, s[1]);
+  RC_ASSERT(any == !(dropped == s[0]));
+  RC_ASSERT(HoldsCollectedNotIn(s[0], g, s[1]) == any);
+  RC_ASSERT(!DropCollectedNotIn(dropped, g, s[1]));  // nothing left to drop
+}
+
+// A replica deletes a field, collects the tombstone (its context is what was collected),
+// then writes the field again: the new state's context starts afresh. States from
+// replicas that had not seen the deletion (a stale device, an old backup) must then meet
+// the new state as they would have met it had nothing been collected, both ways: joined
+// into the new state (the collector drops what its collected vector covers and its own
+// state does not hold), and the new state joined into them (a rebase: they drop what the
+// collector's vector covers and its state does not hold).
+RC_GTEST_PROP(FieldLaws, AFieldWrittenAgainAfterCollectionMeetsOldStatesAsIfNotCollected, ()) {
+  auto s = GenFieldStates(3);
+  for (auto& f : s) f.counter.clear(), f.counter_base.clear();  // those tombstones stay
+  FieldState tomb = Joined(s[0], s[1]);
+  ApplyDelete(tomb, Dot{SmallId(4), 1});
+  RC_ASSERT(Collectable(tomb, tomb.ctx));
+  const VersionVector collected = tomb.ctx;
+  const Dot dot{SmallId(5), 1};
+  const Hlc hlc = MakeHlc(9000, 0);
+  const bool add = *rc::gen::arbitrary<bool>();
+  const Value v = add ? *testing::GenElement() : *GenValue();
+  auto write = [&](FieldState& f) { add ? ApplyAdd(f, dot, hlc, v) : ApplyPut(f, dot, hlc, v); };
+  FieldState kept = tomb;  // never collected
+  write(kept);
+  FieldState fresh;  // written again after collection
+  write(fresh);
+  auto same = [](const FieldState& a, const FieldState& b) {
+    return a.markers == b.markers && a.elements == b.elements && Read(a) == Read(b);
+  };
+  for (size_t j = 1; j < s.size(); ++j) {
+    const FieldState expected = Joined(kept, s[j]);
+    FieldState incoming = s[j];
+    DropCollectedNotIn(incoming, collected, fresh);
+    RC_ASSERT(same(Joined(fresh, incoming), expected));
+    FieldState theirs = s[j];
+    DropCollectedNotIn(theirs, collected, fresh);
+    RC_ASSERT(same(Joined(theirs, fresh), expected));
+  }
+}
+
 RC_GTEST_PROP(FieldLaws, CollectionCommutesWithMerge, ()) {
   auto s = GenFieldStates(3);
   VersionVector g = s[0].ctx;

@@ -192,6 +192,54 @@ TEST(Collect, AStalePeerIsRebasedAndBringsBackNothingCollected) {
   EXPECT_FALSE(a.replica.Get("products", "p4").ok());
 }
 
+// The deleter collects a record and then writes its fields again: the new states' contexts
+// no longer show the removal of what the record held. A replica restored from before the
+// deletion, with an offline add of its own, rebases on it and must lose the deleted set
+// element and the deleted register value (a later timestamp than the new one's, so it
+// would win), though the peer sent those fields; its own add stays.
+TEST(Collect, ARebaseDropsWhatThePeerCollectedFromFieldsItWroteAgain) {
+  Node a(1), b(2), stale(4);
+  ASSERT_TRUE(b.replica.Add("products", "r1", "tags", Value{std::string("deleted")}).ok());
+  b.now += 86'400'000;  // a day ahead: its value is the later one
+  ASSERT_TRUE(b.replica.Put("products", "r1", {{"name", Value{std::string("deleted")}}}).ok());
+  Sync(a, b);
+  Sync(a, stale);
+  ASSERT_TRUE(a.replica.Delete("products", "r1").ok());
+  ASSERT_TRUE(a.replica.Put("products", "r8", {{"x", Value{int64_t{1}}}}).ok());  // newest
+  Sync(a, b);
+  Replica::CollectStats stats;
+  ASSERT_TRUE(a.replica.Collect(Everyone({&a, &b}), &stats).ok());
+  ASSERT_EQ(stats.collected, 2u);  // both of r1's fields
+  auto gone = a.replica.GetState("products", "r1");
+  ASSERT_TRUE(!gone.ok() || gone->fields.empty());
+  ASSERT_TRUE(b.replica.Collect(Everyone({&a, &b}), &stats).ok());
+  ASSERT_TRUE(a.replica.Add("products", "r1", "tags", Value{std::string("new")}).ok());
+  ASSERT_TRUE(a.replica.Put("products", "r1", {{"name", Value{std::string("new")}}}).ok());
+  ASSERT_TRUE(a.replica.Put("products", "r9", {{"x", Value{int64_t{1}}}}).ok());  // newest
+  ASSERT_TRUE(stale.replica.Add("products", "r1", "tags", Value{std::string("offline")}).ok());
+  {
+    Link link(stale, a);
+    ASSERT_TRUE(link.Run().ok());
+    ASSERT_TRUE(link.sa.caught_up() && link.sb.caught_up());
+    EXPECT_TRUE(link.sa.stats().rebased);
+    EXPECT_EQ(link.sa.stats().rebased_fields, 2u);  // tags and name, though both were sent
+  }
+  Sync(a, b);
+  for (Node* n : {&a, &b, &stale}) {
+    auto r1 = n->replica.GetState("products", "r1");
+    ASSERT_TRUE(r1.ok());
+    const FieldState& tags = r1->fields.at("tags");
+    std::set<std::string> elements;
+    for (const auto& [e, dots] : tags.elements) elements.insert(std::get<std::string>(e));
+    EXPECT_EQ(elements, (std::set<std::string>{"new", "offline"}));
+    const FieldState& name = r1->fields.at("name");
+    ASSERT_EQ(name.markers.size(), 1u);  // no sibling left behind
+    EXPECT_EQ(std::get<std::string>(name.markers.begin()->second.value), "new");
+  }
+  EXPECT_EQ(stale.Dump(), a.Dump());
+  EXPECT_EQ(b.Dump(), a.Dump());
+}
+
 // A reader of the returning replica's change feed saw the records live; the rebase that
 // drops them must show them deleted there, though the deletions never came.
 TEST(Collect, ARebaseShowsWhatItDroppedInTheChangeFeed) {

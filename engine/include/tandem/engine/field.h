@@ -118,6 +118,17 @@ bool Collectable(const FieldState& s, const VersionVector& absorbed);
 // holds no state for, and whose events it collected, had them removed (see
 // Replica::Collect), so a peer still offering them offers what was deleted.
 void DropCollected(FieldState& s, const VersionVector& collected);
+// Drops the markers and element dots of `s` that `collected` covers and `held` does not
+// hold, where `held` is the state of the same field at a replica that collected
+// `collected`: that replica had those events and removed them. Its context would show
+// the removal, but for a field written again after its tombstone was collected: the new
+// state's context starts afresh. So a state joined into ours loses what our collected
+// vector covers and ours does not hold, and in a rebase (Replica::RebaseOn) ours loses
+// what the peer's covers and the peer's state does not hold. Returns true when something
+// went; HoldsCollectedNotIn says whether something would.
+bool DropCollectedNotIn(FieldState& s, const VersionVector& collected, const FieldState& held);
+bool HoldsCollectedNotIn(const FieldState& s, const VersionVector& collected,
+                         const FieldState& held);
 // True when DropCollected would drop a marker or a dot of `s` (of a normal state, below:
 // anything at all).
 bool HoldsCollected(const FieldState& s, const VersionVector& collected);

@@ -390,11 +390,23 @@ class Replica {
     std::vector<FieldDelta>* deltas = nullptr;
     std::function<Status()> refill;
   };
+  // `rebase`: the batch is part of a rebase on the peer (docs/design.md#collection), which
+  // collected `collected`. Joined with the peer's state of a field we hold, in the
+  // collections `may` allows (none: every one), ours also loses what that vector covers
+  // and the peer's state does not hold (DropCollectedNotIn): the peer removed it, though
+  // a field it wrote again after collecting the tombstone no longer shows the removal.
+  // `dropped` counts the fields that lost something so.
+  struct RebaseOn {
+    const VersionVector* collected = nullptr;
+    std::function<bool(const std::string& collection)> may;
+    uint64_t dropped = 0;
+  };
   Status ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>& deltas, uint64_t cursor,
                     const AdmitFn& admit, size_t* applied = nullptr, size_t* refused = nullptr,
                     bool filtered = false, size_t* filtered_out = nullptr, bool* rekeyed = nullptr,
                     size_t* quarantined = nullptr, uint64_t mark = 0,
-                    const Consumable* consume = nullptr, bool unfiltered_pass = false);
+                    const Consumable* consume = nullptr, bool unfiltered_pass = false,
+                    RebaseOn* rebase = nullptr);
   // Field states held in quarantine, oldest first.
   Result<std::vector<QuarantineEntry>> Quarantined();
   // Applies a quarantined field state as it is (joined like any change from a peer)
@@ -515,7 +527,7 @@ class Replica {
                   const AdmitFn* admit, size_t* applied, size_t* refused,
                   size_t* filtered_out = nullptr, bool* rekeyed = nullptr,
                   const ReplicaId* from = nullptr, size_t* quarantined = nullptr,
-                  Consume* consume = nullptr);
+                  Consume* consume = nullptr, RebaseOn* rebase = nullptr);
   // Keeps d aside in the quarantine (once: the same state again is not a new entry).
   // `known` holds the digests of the entries' keys and states: read at the first call
   // (one pass over the quarantine per batch, not one per state), then kept up to date.

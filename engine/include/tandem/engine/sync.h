@@ -364,9 +364,11 @@ class Session {
   bool rolled_back_ = false;
   bool rebase_due_ = false;
   // A rebase asked for in this session: the peer's collected vector, and (hashed) the
-  // key of every field state it sent since the start of its log.
+  // key of every field state it sent since the start of its log; how many of ours lost
+  // what it collected as its states were joined (Replica::RebaseOn).
   std::optional<VersionVector> rebase_;
   std::unordered_set<uint64_t> rebase_keys_;
+  uint64_t rebase_dropped_ = 0;
   // The collected vector of a rebase in this session that left it aside, and what the
   // peer collected while it streamed: every later CaughtUp of the session claims no more
   // of what they cover either.
