@@ -105,23 +105,39 @@ int RunGc(const std::string& dir, int horizon_days, bool as_json) {
   return 0;
 }
 
-// `del DIR COLL -`: deletes the records whose ids stdin lists, one per line (a CR before
-// the newline is dropped, repeats count once), 1,000 per transaction. Every line is
-// checked before anything is deleted. Ids this replica has no live record for are
-// counted, not deleted, and make the exit status 1.
+// `del DIR COLL -`: deletes the records whose ids stdin lists, one per line (repeats
+// count once), 1,000 per transaction. When every line ends in CR (a file saved with CRLF
+// line ends), the CRs are dropped; otherwise a CR is part of its id, as record ids may
+// end in one. Where the CRs are dropped, a line whose id lives here both with and
+// without the CR could name either: it is refused. Every line is checked before anything is
+// deleted. Ids this replica has no live record for are counted, not deleted, and make
+// the exit status 1.
 void DeleteFromStdin(engine::Replica& r, const std::string& coll) {
   Check(engine::ValidateCollection(coll));
-  std::vector<std::string> ids;
-  std::unordered_set<std::string> seen;
-  std::string line;
-  for (size_t n = 1; std::getline(std::cin, line); ++n) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (Status st = engine::ValidateRecordId(line); !st.ok())
-      throw Exit{
-          2, "stdin line " + std::to_string(n) + ": " + st.message() + " (nothing was deleted)"};
-    if (seen.insert(line).second) ids.push_back(std::move(line));
+  std::vector<std::string> lines;
+  bool crlf = true;
+  for (std::string line; std::getline(std::cin, line);) {
+    crlf = crlf && !line.empty() && line.back() == '\r';
+    lines.push_back(std::move(line));
   }
   if (std::cin.bad()) throw Exit{1, "reading stdin failed (nothing was deleted)"};
+  std::vector<std::string> ids;
+  std::unordered_set<std::string> seen;
+  for (size_t n = 0; n < lines.size(); ++n) {
+    std::string& line = lines[n];
+    const std::string where = "stdin line " + std::to_string(n + 1) + ": ";
+    if (crlf) {
+      const std::string bare = line.substr(0, line.size() - 1);
+      if (engine::ValidateRecordId(bare).ok() && r.Get(coll, bare).ok() && r.Get(coll, line).ok())
+        throw Exit{2, where + "records " + bare + " and " + bare +
+                          "<CR> both live here, and the line may name either (nothing was "
+                          "deleted)"};
+    }
+    if (crlf) line.pop_back();
+    if (Status st = engine::ValidateRecordId(line); !st.ok())
+      throw Exit{2, where + st.message() + " (nothing was deleted)"};
+    if (seen.insert(line).second) ids.push_back(std::move(line));
+  }
   constexpr size_t kPerTransaction = 1000;
   size_t deleted = 0, missing = 0;
   std::string first_missing;

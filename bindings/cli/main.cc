@@ -68,8 +68,9 @@ int Main(int argc, char** argv) {
 
   auto* del = app.add_subcommand(
       "del",
-      "Delete a record (ID - deletes the ids read from stdin, one per line; a record whose "
-      "id is - itself: echo - | tandem del DIR COLL -)");
+      "Delete a record (ID - deletes the ids read from stdin, one per line, CRLF line ends "
+      "dropped when every line has one; a record whose id is - itself: echo - | tandem del "
+      "DIR COLL -)");
   auto* get = app.add_subcommand("get", "Print a record as one JSON object");
   auto* conflicts = app.add_subcommand(
       "conflicts", "Print the concurrent writes (siblings) of each conflicting field");
