@@ -168,6 +168,7 @@ inline CStatus ToValue(const tandem_value* v, engine::Value* out) {
       *out = std::monostate{};
       return {};
     case TANDEM_BOOL:
+      if (v->i != 0 && v->i != 1) return Invalid("a TANDEM_BOOL value is 0 or 1");
       *out = v->i != 0;
       return {};
     case TANDEM_INT:
@@ -201,6 +202,9 @@ inline CStatus ParseFields(const char* json, size_t len,
                            std::vector<std::pair<std::string, engine::Value>>* out) {
   if (!json) return Invalid("json is NULL");
   const std::string_view text(json, len);
+  // Never valid in JSON text, raw; the parser would stop there and ignore the rest.
+  if (const size_t nul = text.find('\0'); nul != std::string_view::npos)
+    return Invalid("not valid JSON (a NUL byte at offset " + std::to_string(nul) + ")");
   Json j;
   try {
     j = Json::parse(text);

@@ -190,7 +190,10 @@ Status TooLarge(const char* what, size_t bytes) {
 }  // namespace
 
 Status ValidateValue(const Value& v) {
-  if (auto* s = std::get_if<std::string>(&v)) {
+  if (auto* d = std::get_if<double>(&v)) {
+    // JSON, every reader's form, has no NaN or infinity: each would read as null.
+    if (!std::isfinite(*d)) return Status::Invalid("a number must be finite, not NaN or infinite");
+  } else if (auto* s = std::get_if<std::string>(&v)) {
     if (s->size() > kMaxValueBytes) return TooLarge("string", s->size());
     if (!IsValidUtf8(*s)) return Status::Invalid("string value is not valid UTF-8");
   } else if (auto* b = std::get_if<Bytes>(&v)) {

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -918,6 +919,20 @@ static void test_writes(void) {
   CHECK(strstr(err.message, "not valid JSON (column") != NULL);
   EXPECT(TANDEM_INVALID, tandem_put_json(db, "bad", "r", JSON_ARG("[1,2]"), &err));
   CHECK(strstr(err.message, "expected a JSON object of fields") != NULL);
+  /* A NUL inside the text is not where the text ends: what follows it is not ignored. */
+  EXPECT(TANDEM_INVALID, tandem_put_json(db, "bad", "r", "{\"a\":1}\0junk", 12, &err));
+  CHECK(strstr(err.message, "a NUL byte at offset 7") != NULL);
+  EXPECT(TANDEM_INVALID, tandem_put_json(db, "bad", "r", "{\"b\":1}\0\"zz\":1", 14, &err));
+  /* Neither NaN nor an infinity has a JSON form, and a bool is 0 or 1. */
+  {
+    const tandem_value odd[] = {v_double(NAN), v_double(INFINITY), v_double(-INFINITY), v_bool(2),
+                                v_bool(-1)};
+    for (size_t k = 0; k < sizeof odd / sizeof odd[0]; ++k) {
+      EXPECT(TANDEM_INVALID, tandem_put(db, "bad", "r", "x", &odd[k], &err));
+      EXPECT(TANDEM_INVALID, tandem_add(db, "bad", "r", "s", &odd[k], &err));
+    }
+  }
+  CHECK(get_json(db, "bad", "r") == NULL); /* nothing of it was written */
   /* A key given twice, at any depth: which one is meant? */
   EXPECT(TANDEM_INVALID, tandem_put_json(db, "bad", "r", JSON_ARG("{\"a\":1,\"a\":2}"), &err));
   EXPECT(TANDEM_INVALID,
@@ -2231,10 +2246,17 @@ static void test_node(void) {
     tandem_db_close(a2);
   }
 
-  /* A listen address already in use: an I/O error at start. */
+  /* A listen address already in use: an I/O error at start. The node that failed holds
+   * the replica no longer: another may start on it before that one is freed. */
   ob.listen = addr;
   EXPECT(TANDEM_OK, tandem_node_new(&busy, b, &ob, NULL, NULL, &err));
   EXPECT(TANDEM_IO, tandem_node_start(busy, &err));
+  {
+    tandem_node* retry = NULL;
+    ob.listen = "127.0.0.1:0";
+    EXPECT(TANDEM_OK, tandem_node_new(&retry, b, &ob, NULL, NULL, &err));
+    tandem_node_free(retry);
+  }
   tandem_node_free(busy);
   ob.listen = NULL;
 

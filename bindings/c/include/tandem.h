@@ -92,7 +92,7 @@ enum {
 typedef struct tandem_value {
   int type;         /* TANDEM_NULL ... TANDEM_BYTES */
   int64_t i;        /* TANDEM_INT; TANDEM_BOOL: 0 or 1 */
-  double d;         /* TANDEM_DOUBLE */
+  double d;         /* TANDEM_DOUBLE: finite (NaN and infinities are refused) */
   const char* data; /* TANDEM_STRING, TANDEM_BYTES: data[0..len), copied */
   size_t len;
 } tandem_value;
