@@ -618,6 +618,15 @@ Status Node::Start() {
     std::lock_guard lock(c.mu_);
     if (c.started_) return Status::Invalid("a node starts only once");
   }
+  // A node that failed to start never runs: it holds the replica no longer, so another
+  // may start on it (a free port, say) before this one is freed.
+  Status st = Launch();
+  if (!st.ok()) c.opt_.hold_while_running.reset();
+  return st;
+}
+
+Status Node::Launch() {
+  Core& c = *core_;
   const NodeOptions& o = c.opt_;
   std::string host;
   uint16_t port;

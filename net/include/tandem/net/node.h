@@ -181,6 +181,7 @@ class Node {
   struct Core;
 
  private:
+  Status Launch();  // Start's work, once
   std::shared_ptr<Core> core_;
 };
 
