@@ -168,8 +168,9 @@ Device::Device(std::string dir, std::unique_ptr<engine::Replica> r, std::optiona
 Result<net::Identity> Device::identity() const {
   if (!identity_)
     return Status::NotFound(layout_.dir +
-                            " has no device identity (identity.key): it was not made by "
-                            "`tandem init`, so it cannot pair or sync");
+                            " has no device identity: identity.key is missing (restore it "
+                            "from a backup of this directory; a replica made without one, "
+                            "not by `tandem init`, cannot pair or sync)");
   return *identity_;
 }
 

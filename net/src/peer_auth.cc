@@ -8,8 +8,15 @@ awaitable<std::string> Conn::ReadHandshake() {
   uint8_t len[2];
   co_await asio::async_read(sock_, asio::buffer(len, 2), use_awaitable);
   size_t n = (size_t{len[0]} << 8) | len[1];
-  if (n == 0 || n > kMaxHandshakeMessage)
+  if (n == 0 || n > kMaxHandshakeMessage) {
+    // Text where a length should be: another kind of server ("HTTP/1.1 ...", "SSH-2.0").
+    auto printable = [](uint8_t c) { return c >= 0x20 && c < 0x7f; };
+    if (printable(len[0]) && printable(len[1]))
+      throw std::runtime_error("the peer does not speak Tandem's protocol (it began with \"" +
+                               std::string(reinterpret_cast<const char*>(len), 2) +
+                               "\": another kind of server at that address?)");
     throw std::runtime_error("handshake message of " + std::to_string(n) + " bytes");
+  }
   std::string m(n, '\0');
   co_await asio::async_read(sock_, asio::buffer(m), use_awaitable);
   bytes_in_ += 2 + n;

@@ -425,6 +425,40 @@ TEST_F(Net, AnAddressThatClosesAtOnceIsNamedAsAPossibleDeadRelay) {
   EXPECT_NE(r.err.find("a relay whose other end is gone"), std::string::npos) << r.err;
 }
 
+// Another kind of server at the address (a web server, say) answers with text: the error
+// says so, rather than naming a length read from its first two letters.
+TEST_F(Net, AServerThatIsNotTandemIsNamedAsSuch) {
+  std::string b = Init("b");
+  int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in at{};
+  at.sin_family = AF_INET;
+  at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof at;
+  ASSERT_EQ(bind(ls, reinterpret_cast<sockaddr*>(&at), sizeof at), 0);
+  ASSERT_EQ(listen(ls, 8), 0);
+  ASSERT_EQ(getsockname(ls, reinterpret_cast<sockaddr*>(&at), &len), 0);
+  std::thread web([ls] {
+    static const char kReply[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+    for (int c; (c = accept(ls, nullptr, nullptr)) >= 0;) {
+      if (write(c, kReply, sizeof kReply - 1) < 0) {
+      }
+      shutdown(c, SHUT_WR);
+      char sink[512];
+      while (read(c, sink, sizeof sink) > 0) {
+      }
+      close(c);
+    }
+  });
+  auto r =
+      T({"sync", b, "--peer", "127.0.0.1:" + std::to_string(ntohs(at.sin_port)), "--timeout", "5"});
+  shutdown(ls, SHUT_RDWR);
+  web.join();
+  close(ls);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("does not speak Tandem's protocol (it began with \"HT\""), std::string::npos)
+      << r.err;
+}
+
 TEST_F(Net, ASlowLinkThatKeepsMovingIsNotCutOff) {
   std::string a = Init("a"), b = Init("b");
   std::string addr;
