@@ -33,7 +33,9 @@
 // After the faults stop and every pair syncs: all dumps of the replicas of members in
 // good standing are identical, their version vectors equal, every session reported
 // caught up, and a reference model agrees on the meaning (counter sums, register winners
-// among the writes that were allowed, sets), and every blob a field references is on
+// among the writes that were allowed, sets: an element is there if one of its allowed
+// adds was removed by no removal, deletion or later add of it; what each of those removed
+// is read from its replica's state just before), and every blob a field references is on
 // every replica, whole and as attached; the limited devices hold everything the others
 // have, and no one else holds a write they were refused.
 //
@@ -42,6 +44,8 @@
 //   TANDEM_SIM_CHECK_CLAIMS=1 ...       also check after every step that each version
 //                                       vector claims only events whose effects the
 //                                       replica holds (slow; it found the first bug)
+//   TANDEM_SIM_DELETE_TAGS=1 ...        also delete "tags" records, and collect on every
+//                                       node at once, more often
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -188,7 +192,7 @@ class Sim {
       } else {
         side_.clear();  // the partition heals
       }
-      if (rng_() % 40 == 0) CollectOne(static_cast<int>(rng_() % n_));
+      if (rng_() % (delete_tags_ ? 6 : 40) == 0) CollectOne(static_cast<int>(rng_() % n_));
       NoteIds();
       if (check_claims_)
         CheckClaims(("step " + std::to_string(s) + " pick " + std::to_string(pick)).c_str());
@@ -273,12 +277,22 @@ class Sim {
       }
     } else if (kind == 2) {  // sets: "keep-*" elements are never removed
       std::string e = "keep-" + std::to_string(rng_() % 5);
-      st = r.Add("tags", rec, "t", Value{e});
-      if (st.ok() && !reader) kept_[rec].insert(e);
+      st = AddTag(r, rec, e);
+      if (st.ok() && !reader && !delete_tags_) kept_[rec].insert(e);
     } else if (kind == 3) {
       std::string e = "x" + std::to_string(rng_() % 3);
-      st = (rng_() % 2 || reader) ? r.Add("tags", rec, "t", Value{e})
-                                  : r.Remove("tags", rec, "t", Value{e});
+      const std::set<Dot> seen = TagDots(r, rec, nullptr);
+      if (delete_tags_ && !reader && rng_() % 2 == 0) {
+        st = r.Delete("tags", rec);
+        if (st.ok()) removed_tags_.insert(seen.begin(), seen.end());
+        if (st.code() == Code::kNotFound) st = Status::Ok();
+      } else if (rng_() % 2 || reader) {
+        st = AddTag(r, rec, e);
+      } else {
+        const std::set<Dot> of_e = TagDots(r, rec, &e);
+        st = r.Remove("tags", rec, "t", Value{e});
+        if (st.ok()) removed_tags_.insert(of_e.begin(), of_e.end());
+      }
     } else if (kind == 7) {  // attachments: a few contents, so that blobs are shared
       const std::string& content = BlobContent(static_cast<int>(rng_() % 4));
       size_t at = 0;
@@ -391,6 +405,16 @@ class Sim {
     Status s = nodes_[i].replica->Collect(absorbed, &st, 1 + rng_() % 64);
     SIM_CHECK(s.ok(), "collect: " + s.ToString());
     collected_ += st.collected;
+    // Deleting "tags" too, every node collects at once (what it holds of `absorbed`): a
+    // node left out then meets fields written again after collection, never a tombstone
+    // of them that someone kept.
+    for (int k = 0; k < n_ && delete_tags_; ++k) {
+      if (k == i) continue;
+      st = {};
+      s = nodes_[k].replica->Collect(absorbed, &st);
+      SIM_CHECK(s.ok(), "collect: " + s.ToString());
+      collected_ += st.collected;
+    }
   }
 
   // What the simulation attaches: empty, small, one chunk and a bit, three chunks.
@@ -405,6 +429,41 @@ class Sim {
       return c;
     }();
     return kContents[static_cast<size_t>(which)];
+  }
+
+  // The set oracle: every add to "tags" (its element and dot), and the adds each removal
+  // (of one element, or of the whole record) removed: those its replica held just before
+  // it. An element is in the set at the end if one of its adds that receivers take was
+  // removed by none, whatever was collected and rebased meanwhile. (An add of an element
+  // replaces the adds of it its replica held.)
+  Status AddTag(Replica& r, const std::string& rec, const std::string& e) {
+    const std::set<Dot> of_e = TagDots(r, rec, &e);
+    Status st = r.Add("tags", rec, "t", Value{e});
+    if (!st.ok()) return st;
+    auto meta = r.Meta();
+    SIM_CHECK(meta.ok(), "meta");
+    const Dot dot{meta->id, meta->vv.Get(meta->id)};
+    tag_adds_[rec][e].push_back(dot);
+    // A reader's add is refused everywhere, and what it replaced with it.
+    if (Allowed(dot.replica, dot.seq, "tags")) removed_tags_.insert(of_e.begin(), of_e.end());
+    return st;
+  }
+  static std::set<Dot> TagDots(Replica& r, const std::string& rec, const std::string* e) {
+    std::set<Dot> out;
+    auto state = r.GetState("tags", rec);
+    if (!state.ok()) return out;
+    auto t = state->fields.find("t");
+    if (t == state->fields.end()) return out;
+    for (const auto& [element, dots] : t->second.elements)
+      if (!e || SameValue(element, Value{*e})) out.insert(dots.begin(), dots.end());
+    return out;
+  }
+  std::set<std::string> ExpectedTags(const std::string& rec) const {
+    std::set<std::string> out;
+    for (const auto& [e, dots] : tag_adds_.at(rec))
+      for (const Dot& d : dots)
+        if (Allowed(d.replica, d.seq, "tags") && !removed_tags_.count(d)) out.insert(e);
+    return out;
   }
 
   // The oracle: which fields each event touched, read from the node's change log.
@@ -923,6 +982,20 @@ class Sim {
         SIM_CHECK(got == *want->second, "a blob differs from what was attached");
       }
     }
+    for (const auto& [rec, adds] : tag_adds_) {
+      std::set<std::string> have;
+      if (auto got = r.Get("tags", rec); got.ok() && got->fields.count("t"))
+        for (const Value& v : got->fields.at("t").set) have.insert(std::get<std::string>(v));
+      const std::set<std::string> want = ExpectedTags(rec);
+      if (have != want) {
+        std::string h, w;
+        for (const auto& e : have) h += " " + e;
+        for (const auto& e : want) w += " " + e;
+        std::fprintf(stderr, "tags/%s holds%s; the adds and removals make%s\n", rec.c_str(),
+                     h.c_str(), w.c_str());
+      }
+      SIM_CHECK(have == want, "a set holds what was removed, or lacks what was added");
+    }
     for (const auto& [rec, kept] : kept_) {
       auto got = r.Get("tags", rec);
       SIM_CHECK(got.ok(), "set record missing");
@@ -944,6 +1017,8 @@ class Sim {
   std::map<std::string, int64_t> stock_;
   std::map<std::string, std::vector<PutRecord>> puts_;
   std::map<std::string, std::set<std::string>> kept_;
+  std::map<std::string, std::map<std::string, std::vector<Dot>>> tag_adds_;
+  std::set<Dot> removed_tags_;
   std::map<BlobHash, const std::string*> blobs_;  // what each attached address holds
   std::map<int, uint64_t> log_seen_, last_seq_;
   std::map<int, ReplicaId> last_id_;
@@ -960,7 +1035,8 @@ class Sim {
  public:
   uint64_t collected_ = 0, rebases_ = 0, blobs_fetched_ = 0, refused_writes_ = 0;
   bool check_claims_ = false;
-  int liar_ = -1;  // a member whose CaughtUp messages claim what it does not hold
+  bool delete_tags_ = false;  // "tags" records are deleted too (so their tombstones collected)
+  int liar_ = -1;             // a member whose CaughtUp messages claim what it does not hold
   uint64_t lies_ = 0;
 };
 
@@ -979,6 +1055,7 @@ int main(int argc, char** argv) {
     try {
       Sim sim(seed);
       sim.check_claims_ = std::getenv("TANDEM_SIM_CHECK_CLAIMS") != nullptr;
+      sim.delete_tags_ = std::getenv("TANDEM_SIM_DELETE_TAGS") != nullptr;
       sim.Run();
       messages += sim.messages();
       clones += sim.clones();

@@ -334,9 +334,9 @@ TEST(ValidateValueTest, ScalarsAreValidButNonFiniteNumbers) {
   EXPECT_TRUE(ValidateValue(Value{std::numeric_limits<int64_t>::min()}).ok());
   EXPECT_TRUE(ValidateValue(Value{std::numeric_limits<double>::max()}).ok());
   EXPECT_TRUE(ValidateValue(Value{-0.0}).ok());
-  for (double d : {std::numeric_limits<double>::quiet_NaN(),
-                   std::numeric_limits<double>::infinity(),
-                   -std::numeric_limits<double>::infinity()}) {
+  for (double d :
+       {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity(),
+        -std::numeric_limits<double>::infinity()}) {
     const Status st = ValidateValue(Value{d});
     EXPECT_EQ(st.code(), Code::kInvalidArgument);
     EXPECT_NE(st.message().find("must be finite"), std::string::npos) << st.message();
