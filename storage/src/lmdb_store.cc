@@ -260,7 +260,17 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
   unsigned dbflags = create ? MDB_CREATE : 0;
   rc = mdb_dbi_open(txn, "meta", dbflags, &impl->meta);
   if (rc == MDB_NOTFOUND) {
+    // Tandem's other tables without `meta`: a replica damaged (a copy taken while it was
+    // written, say), not another program's environment.
+    MDB_dbi probe;
+    const bool ours = mdb_dbi_open(txn, "fields", 0, &probe) == 0 ||
+                      mdb_dbi_open(txn, "log", MDB_INTEGERKEY, &probe) == 0;
     mdb_txn_abort(txn);
+    if (ours)
+      return Status::Corrupt(dir +
+                             "/data.mdb is damaged: it holds a Tandem replica's tables "
+                             "but not its `meta` table (a copy taken while it was "
+                             "written?); restore it from a backup");
     return Status::NotFound(dir + " holds an LMDB environment but not a Tandem replica");
   }
   if (!rc) rc = mdb_dbi_open(txn, "fields", dbflags, &impl->fields);

@@ -547,6 +547,25 @@ TEST(CliErrors, ForeignLmdbEnvironmentIsRefused) {
   EXPECT_NE(r.err.find("not a Tandem replica"), std::string::npos) << r.err;
 }
 
+// Tandem's tables without `meta` (what a copy taken mid-write may leave) are a damaged
+// replica, not another program's environment.
+TEST(CliErrors, AReplicaWithoutItsMetaTableIsDamagedNotForeign) {
+  TempDir tmp;
+  ASSERT_EQ(T({"init", tmp / "db"}).exit_code, 0);
+  ASSERT_EQ(T({"put", tmp / "db", "c", "r", "a=1"}).exit_code, 0);
+  {
+    RawWriter w(tmp / "db");
+    ASSERT_EQ(mdb_drop(w.txn, w.Open("meta"), 1), 0);
+    w.Commit();
+  }
+  for (const char* cmd : {"dump", "check"}) {
+    auto r = T({cmd, tmp / "db"});
+    EXPECT_EQ(r.exit_code, 1) << cmd;
+    EXPECT_NE(r.err.find("data.mdb is damaged"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("restore it from a backup"), std::string::npos) << r.err;
+  }
+}
+
 TEST(CliErrors, CorruptFieldStateIsReported) {
   TempDir tmp;
   // Made with the library, not `init`, so that "c" and "a" are the first names interned.
