@@ -60,6 +60,8 @@ Core::~Core() {
 }
 
 void Core::Emit(NodeEvent e) {
+  // A failure is never "ok", whatever the emitter left it as.
+  if (e.kind == NodeEventKind::kError || e.kind == NodeEventKind::kRefused) e.ok = false;
   if (e.kind != NodeEventKind::kStopped) RefreshSnapshot(true);
   std::function<void(const NodeEvent&)> cb;
   {

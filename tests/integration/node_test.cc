@@ -3,9 +3,12 @@
 // or descriptors; Stop() works from inside a callback.
 #include "tandem/net/node.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -203,6 +206,36 @@ TEST(Node, StopFromInsideACallbackAndQueueMode) {
   EXPECT_EQ(poll(&p, 1, 0), 0) << "drained";
   // Destroying a node from its own callback is allowed too.
   nb->reset();
+}
+
+// An error or a refusal is never reported ok (an app may check only that flag).
+TEST(Node, FailuresAreNeverReportedOk) {
+  TempDir tmp;
+  auto b = Device::Create(tmp / "b");
+  ASSERT_TRUE(b.ok());
+  // A port nothing listens on: bound, then closed.
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in at{};
+  at.sin_family = AF_INET;
+  at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof at;
+  ASSERT_EQ(bind(s, reinterpret_cast<sockaddr*>(&at), sizeof at), 0);
+  ASSERT_EQ(getsockname(s, reinterpret_cast<sockaddr*>(&at), &len), 0);
+  close(s);
+  net::NodeOptions o;
+  o.mode = net::NodeMode::kOnce;
+  o.peers = {"127.0.0.1:" + std::to_string(ntohs(at.sin_port))};
+  auto n = (*b)->NewNode(o);
+  ASSERT_TRUE(n.ok());
+  Events events;
+  events.Attach(**n);
+  ASSERT_TRUE((*n)->Start().ok());
+  auto error = events.WaitFor(NodeEventKind::kError);
+  ASSERT_TRUE(error);
+  EXPECT_FALSE(error->ok) << error->message;
+  auto done = events.WaitFor(NodeEventKind::kDone);
+  ASSERT_TRUE(done);
+  EXPECT_FALSE(done->ok);
 }
 
 TEST(Node, StartAndStopAThousandTimesLeaksNothing) {

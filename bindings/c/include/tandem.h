@@ -405,7 +405,7 @@ typedef struct tandem_node_event {
   const char* device;  /* the peer's device id, or "" */
   const char* address; /* "HOST:PORT", or "" */
   const char* message; /* or "" */
-  int ok;
+  int ok;              /* TANDEM_EVENT_DONE: every peer caught up; 0 for ERROR, REFUSED */
   uint64_t fields_received, fields_sent;
 } tandem_node_event;
 /* Called on the node's own thread; the event is valid during the call only. */

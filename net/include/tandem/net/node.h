@@ -110,7 +110,7 @@ struct NodeEvent {
   std::string device;   // the peer's device id, when known
   std::string address;  // HOST:PORT, when known
   std::string message;
-  bool ok = true;                                 // kDone: every peer caught up
+  bool ok = true;  // kDone: every peer caught up; false for kError and kRefused
   uint64_t fields_received = 0, fields_sent = 0;  // kCaughtUp, kDisconnected
 };
 
