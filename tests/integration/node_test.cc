@@ -225,9 +225,9 @@ TEST(Node, FailuresAreNeverReportedOk) {
   net::NodeOptions o;
   o.mode = net::NodeMode::kOnce;
   o.peers = {"127.0.0.1:" + std::to_string(ntohs(at.sin_port))};
+  Events events;  // before the node: it outlives the node's last event
   auto n = (*b)->NewNode(o);
   ASSERT_TRUE(n.ok());
-  Events events;
   events.Attach(**n);
   ASSERT_TRUE((*n)->Start().ok());
   auto error = events.WaitFor(NodeEventKind::kError);
