@@ -404,19 +404,13 @@ TEST_F(Net, AHandshakeThatProvedTheGroupKeyIsNeverEvictedByStrangers) {
 // it: the error says that this, too, may be why, not only a key or a revocation.
 TEST_F(Net, AnAddressThatClosesAtOnceIsNamedAsAPossibleDeadRelay) {
   std::string b = Init("b");
-  int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in at{};
-  at.sin_family = AF_INET;
-  at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof at;
-  ASSERT_EQ(bind(ls, reinterpret_cast<sockaddr*>(&at), sizeof at), 0);
-  ASSERT_EQ(listen(ls, 8), 0);
-  ASSERT_EQ(getsockname(ls, reinterpret_cast<sockaddr*>(&at), &len), 0);
+  std::string address;
+  int ls = BindLoopback(&address);
+  ASSERT_GE(ls, 0);
   std::thread relay([ls] {
     for (int c; (c = accept(ls, nullptr, nullptr)) >= 0;) close(c);
   });
-  auto r =
-      T({"sync", b, "--peer", "127.0.0.1:" + std::to_string(ntohs(at.sin_port)), "--timeout", "5"});
+  auto r = T({"sync", b, "--peer", address, "--timeout", "5"});
   shutdown(ls, SHUT_RDWR);
   relay.join();
   close(ls);
@@ -429,14 +423,9 @@ TEST_F(Net, AnAddressThatClosesAtOnceIsNamedAsAPossibleDeadRelay) {
 // says so, rather than naming a length read from its first two letters.
 TEST_F(Net, AServerThatIsNotTandemIsNamedAsSuch) {
   std::string b = Init("b");
-  int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in at{};
-  at.sin_family = AF_INET;
-  at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof at;
-  ASSERT_EQ(bind(ls, reinterpret_cast<sockaddr*>(&at), sizeof at), 0);
-  ASSERT_EQ(listen(ls, 8), 0);
-  ASSERT_EQ(getsockname(ls, reinterpret_cast<sockaddr*>(&at), &len), 0);
+  std::string address;
+  int ls = BindLoopback(&address);
+  ASSERT_GE(ls, 0);
   std::thread web([ls] {
     static const char kReply[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
     for (int c; (c = accept(ls, nullptr, nullptr)) >= 0;) {
@@ -449,8 +438,7 @@ TEST_F(Net, AServerThatIsNotTandemIsNamedAsSuch) {
       close(c);
     }
   });
-  auto r =
-      T({"sync", b, "--peer", "127.0.0.1:" + std::to_string(ntohs(at.sin_port)), "--timeout", "5"});
+  auto r = T({"sync", b, "--peer", address, "--timeout", "5"});
   shutdown(ls, SHUT_RDWR);
   web.join();
   close(ls);

@@ -3,11 +3,9 @@
 // or descriptors; Stop() works from inside a callback.
 #include "tandem/net/node.h"
 
-#include <arpa/inet.h>
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <poll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -214,17 +212,13 @@ TEST(Node, FailuresAreNeverReportedOk) {
   auto b = Device::Create(tmp / "b");
   ASSERT_TRUE(b.ok());
   // A port nothing listens on: bound, then closed.
-  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in at{};
-  at.sin_family = AF_INET;
-  at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof at;
-  ASSERT_EQ(bind(s, reinterpret_cast<sockaddr*>(&at), sizeof at), 0);
-  ASSERT_EQ(getsockname(s, reinterpret_cast<sockaddr*>(&at), &len), 0);
+  std::string address;
+  const int s = BindLoopback(&address, false);
+  ASSERT_GE(s, 0);
   close(s);
   net::NodeOptions o;
   o.mode = net::NodeMode::kOnce;
-  o.peers = {"127.0.0.1:" + std::to_string(ntohs(at.sin_port))};
+  o.peers = {address};
   Events events;  // before the node: it outlives the node's last event
   auto n = (*b)->NewNode(o);
   ASSERT_TRUE(n.ok());

@@ -1,10 +1,12 @@
 // Running real processes from tests: the tandem binary and test helper programs.
 #pragma once
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -106,6 +108,24 @@ class Child {
 };
 
 inline RunResult Run(const std::vector<std::string>& args) { return Child(args).Finish(); }
+
+// A TCP socket bound to a free port of 127.0.0.1, listening if `listening`, and its
+// "127.0.0.1:PORT"; -1 if that failed.
+inline int BindLoopback(std::string* address, bool listening = true) {
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in at{};
+  at.sin_family = AF_INET;
+  at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof at;
+  if (s < 0 || bind(s, reinterpret_cast<sockaddr*>(&at), sizeof at) != 0 ||
+      (listening && listen(s, 8) != 0) ||
+      getsockname(s, reinterpret_cast<sockaddr*>(&at), &len) != 0) {
+    if (s >= 0) close(s);
+    return -1;
+  }
+  *address = "127.0.0.1:" + std::to_string(ntohs(at.sin_port));
+  return s;
+}
 
 // A fresh directory under the system temp dir, removed at scope exit.
 class TempDir {
