@@ -475,13 +475,23 @@ int Main(int argc, char** argv) {
                      "value one of them held back may not arrive until its field is written "
                      "again\n",
                      static_cast<unsigned long long>(rep.refused_damaged));
+      // The data is whole, but a device that lost its key cannot pair or sync.
+      const tandem::device::Layout layout(dir);
+      std::error_code ec;
+      const bool keyless = std::filesystem::exists(layout.group().group_key, ec) &&
+                           !std::filesystem::exists(layout.identity_key(), ec);
       Print(Canonical(Json{{"ok", true},
+                           {"identity", !keyless},
                            {"records", rep.records},
                            {"fields", rep.fields},
                            {"log_entries", rep.log_entries},
                            {"blobs", rep.blobs},
                            {"blob_bytes", rep.blob_bytes},
                            {"refused_damaged", rep.refused_damaged}}));
+      if (keyless)
+        throw Exit{1, layout.identity_key() +
+                          " is missing: this device cannot pair or sync until it is restored "
+                          "from a backup of this directory (the data itself is whole)"};
     });
   } else if (import->parsed()) {
     return RunImport(dir, coll, file, format_name, id_field, strict);
@@ -705,7 +715,9 @@ int Main(int argc, char** argv) {
       Print(Canonical(j));
       return 0;
     }
-    Print("device " + self_device + " (replica " + meta.id.Hex() + ")");
+    Print("device " +
+          (self_device.empty() ? std::string("unknown: identity.key is missing") : self_device) +
+          " (replica " + meta.id.Hex() + ")");
     PrintDaemon(ds, tandem::device::Layout(dir).status_file());
     Print("authority: " +
           (authority.legacy

@@ -566,6 +566,25 @@ TEST(CliErrors, AReplicaWithoutItsMetaTableIsDamagedNotForeign) {
   }
 }
 
+// A device whose identity.key is gone has whole data but cannot pair or sync: check and
+// status say so.
+TEST(CliErrors, AMissingIdentityKeyIsNamed) {
+  TempDir tmp;
+  ASSERT_EQ(T({"init", tmp / "db"}).exit_code, 0);
+  auto r = T({"check", tmp / "db"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"identity\":true"), std::string::npos) << r.out;
+  fs::remove(fs::path(tmp / "db") / "identity.key");
+  r = T({"check", tmp / "db"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("\"identity\":false"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("identity.key is missing: this device cannot pair or sync"),
+            std::string::npos)
+      << r.err;
+  r = T({"status", tmp / "db"});
+  EXPECT_NE(r.out.find("device unknown: identity.key is missing"), std::string::npos) << r.out;
+}
+
 TEST(CliErrors, CorruptFieldStateIsReported) {
   TempDir tmp;
   // Made with the library, not `init`, so that "c" and "a" are the first names interned.
