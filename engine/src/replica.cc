@@ -556,13 +556,13 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
         incoming = &kept;
       }
     }
-    // Joined into nothing, a normal state is itself (every decoded one is; a state built
-    // in memory and handed to ApplyDeltas may not be), so it is written as it came rather
-    // than copied: a large state is held once less.
     // In a rebase, what the peer collected and no longer holds goes from ours.
     const bool dropped = s && rebase && (!rebase->may || rebase->may(d.key.collection)) &&
                          DropCollectedNotIn(*s, *rebase->collected, d.state);
     if (dropped) ++rebase->dropped;
+    // Joined into nothing, a normal state is itself (every decoded one is; a state built
+    // in memory and handed to ApplyDeltas may not be), so it is written as it came rather
+    // than copied: a large state is held once less.
     const bool as_it_came = !s && IsNormal(*incoming);
     if (!as_it_came && !s) s.emplace();
     const bool changed = as_it_came ? !(*incoming == FieldState{}) : Join(*s, *incoming) || dropped;

@@ -618,12 +618,16 @@ Status Node::Start() {
   Core& c = *core_;
   {
     std::lock_guard lock(c.mu_);
-    if (c.started_) return Status::Invalid("a node starts only once");
+    if (c.started_ || c.start_failed_) return Status::Invalid("a node starts only once");
   }
   // A node that failed to start never runs: it holds the replica no longer, so another
   // may start on it (a free port, say) before this one is freed.
   Status st = Launch();
-  if (!st.ok()) c.opt_.hold_while_running.reset();
+  if (!st.ok()) {
+    c.opt_.hold_while_running.reset();
+    std::lock_guard lock(c.mu_);
+    c.start_failed_ = true;
+  }
   return st;
 }
 

@@ -371,7 +371,8 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   mutable std::mutex mu_;
   std::condition_variable stopped_cv_;
   bool started_ = false, stopped_ = false;
-  bool io_alive_ = true;  // false once the node thread has torn the io_context down
+  bool start_failed_ = false;  // it let go of the replica: it may not start again
+  bool io_alive_ = true;       // false once the node thread has torn the io_context down
   NodeSnapshot snapshot_;
   std::deque<NodeEvent> events_;
   int event_fd_ = -1;  // an eventfd: readable while events_ is not empty

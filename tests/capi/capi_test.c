@@ -2251,6 +2251,7 @@ static void test_node(void) {
   ob.listen = addr;
   EXPECT(TANDEM_OK, tandem_node_new(&busy, b, &ob, NULL, NULL, &err));
   EXPECT(TANDEM_IO, tandem_node_start(busy, &err));
+  EXPECT(TANDEM_INVALID, tandem_node_start(busy, &err)); /* it let go: never again */
   {
     tandem_node* retry = NULL;
     ob.listen = "127.0.0.1:0";
