@@ -366,23 +366,6 @@ bool IsNormal(const FieldState& s) {
   return true;
 }
 
-bool HoldsCollected(const FieldState& s, const VersionVector& collected) {
-  for (const auto& [dot, m] : s.markers)
-    if (collected.Covers(dot)) return true;
-  for (const auto& [element, dots] : s.elements)
-    for (const Dot& d : dots)
-      if (collected.Covers(d)) return true;
-  return false;
-}
-
-void DropCollected(FieldState& s, const VersionVector& collected) {
-  std::erase_if(s.markers, [&](const auto& m) { return collected.Covers(m.first); });
-  for (auto it = s.elements.begin(); it != s.elements.end();) {
-    std::erase_if(it->second, [&](const Dot& d) { return collected.Covers(d); });
-    it = it->second.empty() ? s.elements.erase(it) : std::next(it);
-  }
-}
-
 namespace {
 // A dot of `s` that `collected` covers and `held` does not hold: as a marker, or (with
 // `element`) as a dot of that element.
@@ -417,6 +400,15 @@ bool HoldsCollectedNotIn(const FieldState& s, const VersionVector& collected,
     for (const Dot& d : dots)
       if (GoneFrom(held, collected, d, &element)) return true;
   return false;
+}
+
+// Held nothing of, a field loses everything collected.
+bool HoldsCollected(const FieldState& s, const VersionVector& collected) {
+  return HoldsCollectedNotIn(s, collected, FieldState{});
+}
+
+void DropCollected(FieldState& s, const VersionVector& collected) {
+  DropCollectedNotIn(s, collected, FieldState{});
 }
 
 }  // namespace tandem::engine

@@ -543,18 +543,14 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
       TANDEM_RETURN_IF_ERROR(txn.GetCollected(&*collected));
     }
     if (!collected->empty()) {
-      if (!s) {
-        if (HoldsCollected(d.state, *collected)) {  // copied only then
-          kept = d.state;
-          DropCollected(kept, *collected);
-          incoming = &kept;
-        }
-        if (Collectable(*incoming, *collected)) continue;
-      } else if (HoldsCollectedNotIn(d.state, *collected, *s)) {
+      static const FieldState kNothing;
+      const FieldState& held = s ? *s : kNothing;
+      if (HoldsCollectedNotIn(d.state, *collected, held)) {  // copied only then
         kept = d.state;
-        DropCollectedNotIn(kept, *collected, *s);
+        DropCollectedNotIn(kept, *collected, held);
         incoming = &kept;
       }
+      if (!s && Collectable(*incoming, *collected)) continue;
     }
     // In a rebase, what the peer collected and no longer holds goes from ours.
     const bool dropped = s && rebase && (!rebase->may || rebase->may(d.key.collection)) &&
