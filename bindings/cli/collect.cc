@@ -128,7 +128,8 @@ void DeleteFromStdin(engine::Replica& r, const std::string& coll) {
     const std::string where = "stdin line " + std::to_string(n + 1) + ": ";
     if (crlf) {
       const std::string bare = line.substr(0, line.size() - 1);
-      if (engine::ValidateRecordId(bare).ok() && r.Get(coll, bare).ok() && r.Get(coll, line).ok())
+      // The id with its CR first: it is the one that seldom lives.
+      if (r.Get(coll, line).ok() && engine::ValidateRecordId(bare).ok() && r.Get(coll, bare).ok())
         throw Exit{2, where + "records " + bare + " and " + bare +
                           "<CR> both live here, and the line may name either (nothing was "
                           "deleted)"};
