@@ -765,6 +765,8 @@ int tandem_check(char** json, size_t* len, tandem_db* db, tandem_error* err) {
     DEVICE_OR_RETURN(d, db);
     auto rep = d->Check();
     if (!rep.ok()) return rep.status();
+    // The data is whole, but a device that lost its key cannot pair or sync.
+    if (d->LostIdentity()) return d->identity().status();
     Json j{{"ok", true},
            {"records", rep->records},
            {"fields", rep->fields},

@@ -468,7 +468,8 @@ int Main(int argc, char** argv) {
         });
   } else if (check->parsed()) {
     return Isolated(dir + "/data.mdb", [&] {
-      auto rep = Check(InspectDevice(dir)->Check());
+      auto checked = InspectDevice(dir);
+      auto rep = Check(checked->Check());
       if (rep.refused_damaged)
         std::fprintf(stderr,
                      "warning: %llu record(s) of refused fields are damaged and passed over: a "
@@ -477,9 +478,7 @@ int Main(int argc, char** argv) {
                      static_cast<unsigned long long>(rep.refused_damaged));
       // The data is whole, but a device that lost its key cannot pair or sync.
       const tandem::device::Layout layout(dir);
-      std::error_code ec;
-      const bool keyless = std::filesystem::exists(layout.group().group_key, ec) &&
-                           !std::filesystem::exists(layout.identity_key(), ec);
+      const bool keyless = checked->LostIdentity();
       Print(Canonical(Json{{"ok", true},
                            {"identity", !keyless},
                            {"records", rep.records},

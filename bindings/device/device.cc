@@ -516,6 +516,11 @@ Result<storage::CheckReport> Device::Check() {
   return rep;
 }
 
+bool Device::LostIdentity() const {
+  std::error_code ec;
+  return !identity_ && fs::exists(layout_.group().group_key, ec);
+}
+
 Result<std::unique_ptr<storage::ChangeWatcher>> Device::Watch() {
   return storage::ChangeWatcher::Create(*replica_);
 }

@@ -2003,6 +2003,23 @@ static void test_backup(void) {
   /* A restored replica is writable. */
   EXPECT(TANDEM_OK, tandem_put(restored, "c", "r", "f", &v, &err));
   tandem_db_close(restored);
+  /* Without its identity.key the data is whole, but the device cannot sync: said so. */
+  {
+    char key[300], aside[320];
+    snprintf(key, sizeof key, "%s/identity.key", rs);
+    snprintf(aside, sizeof aside, "%s.aside", key);
+    CHECK(rename(key, aside) == 0);
+    EXPECT(TANDEM_OK, tandem_db_open(&restored, rs, NULL, &err));
+    EXPECT(TANDEM_NOT_FOUND, tandem_check(&json, NULL, restored, &err));
+    CHECK(contains(err.message, "identity.key is missing"));
+    tandem_db_close(restored);
+    CHECK(rename(aside, key) == 0);
+    EXPECT(TANDEM_OK, tandem_db_open(&restored, rs, NULL, &err));
+    json = NULL;
+    EXPECT(TANDEM_OK, tandem_check(&json, NULL, restored, &err));
+    tandem_free(json);
+    tandem_db_close(restored);
+  }
 
   /* Restore errors: into a non-empty directory, from what is not a backup. */
   EXPECT(TANDEM_INVALID, tandem_restore(bk, rs, &err));

@@ -361,7 +361,9 @@ TANDEM_EXPORT int tandem_backup(tandem_db* db, const char* dest, tandem_error* e
 TANDEM_EXPORT int tandem_restore(const char* backup, const char* dir, tandem_error* err);
 /* Integrity check: {"ok": true, "records": n, "fields": n, "log_entries": n, "blobs": n,
  * "blob_bytes": n} (every chunk of every blob read and checked against its hash), then
- * the key files present in the directory, each of which must read back. */
+ * the key files present in the directory, each of which must read back.
+ * TANDEM_NOT_FOUND if the device belongs to a group but its identity.key is missing:
+ * it cannot pair or sync until the key is restored from a backup. */
 TANDEM_EXPORT int tandem_check(char** json, size_t* len, tandem_db* db, tandem_error* err);
 
 /* ---- The sync node ---------------------------------------------------------------- */
