@@ -766,7 +766,7 @@ int tandem_check(char** json, size_t* len, tandem_db* db, tandem_error* err) {
     auto rep = d->Check();
     if (!rep.ok()) return rep.status();
     // The data is whole, but a device that lost its key cannot pair or sync.
-    if (d->LostIdentity()) return d->identity().status();
+    if (Status intact = d->IdentityIntact(); !intact.ok()) return intact;
     Json j{{"ok", true},
            {"records", rep->records},
            {"fields", rep->fields},

@@ -477,20 +477,16 @@ int Main(int argc, char** argv) {
                      "again\n",
                      static_cast<unsigned long long>(rep.refused_damaged));
       // The data is whole, but a device that lost its key cannot pair or sync.
-      const tandem::device::Layout layout(dir);
-      const bool keyless = checked->LostIdentity();
+      const Status intact = checked->IdentityIntact();
       Print(Canonical(Json{{"ok", true},
-                           {"identity", !keyless},
+                           {"identity", intact.ok()},
                            {"records", rep.records},
                            {"fields", rep.fields},
                            {"log_entries", rep.log_entries},
                            {"blobs", rep.blobs},
                            {"blob_bytes", rep.blob_bytes},
                            {"refused_damaged", rep.refused_damaged}}));
-      if (keyless)
-        throw Exit{1, layout.identity_key() +
-                          " is missing: this device cannot pair or sync until it is restored "
-                          "from a backup of this directory (the data itself is whole)"};
+      if (!intact.ok()) throw Exit{1, intact.message()};
     });
   } else if (import->parsed()) {
     return RunImport(dir, coll, file, format_name, id_field, strict);

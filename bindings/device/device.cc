@@ -516,9 +516,12 @@ Result<storage::CheckReport> Device::Check() {
   return rep;
 }
 
-bool Device::LostIdentity() const {
+Status Device::IdentityIntact() const {
   std::error_code ec;
-  return !identity_ && fs::exists(layout_.group().group_key, ec);
+  if (identity_ || !fs::exists(layout_.group().group_key, ec)) return Status::Ok();
+  return Status::NotFound(layout_.identity_key() +
+                          " is missing: this device cannot pair or sync until it is restored "
+                          "from a backup of this directory (the data itself is whole)");
 }
 
 Result<std::unique_ptr<storage::ChangeWatcher>> Device::Watch() {

@@ -150,9 +150,10 @@ class Device : public std::enable_shared_from_this<Device> {
   static Status Restore(const std::string& backup, const std::string& dir);
   // The store (storage::Check), then the key files present: each must read back.
   Result<storage::CheckReport> Check();
-  // True if the device belongs to a group (group.key) but its identity.key is missing:
-  // the data may be whole, yet it cannot pair or sync until the key is restored.
-  bool LostIdentity() const;
+  // kNotFound, naming the file, if the device belongs to a group (group.key) but its
+  // identity.key is missing: the data may be whole, yet it cannot pair or sync until the
+  // key is restored. OK otherwise.
+  Status IdentityIntact() const;
 
   // Watches this replica for changes by this process and others.
   Result<std::unique_ptr<storage::ChangeWatcher>> Watch();
