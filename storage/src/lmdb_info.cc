@@ -25,6 +25,15 @@ uint64_t LmdbStore::LastTxnId() {
   return info.me_last_txnid;
 }
 
+uint64_t LmdbStore::ReadableTxnId() {
+  std::shared_lock lock(impl_->resize_mu);
+  MDB_txn* txn;
+  if (mdb_txn_begin(impl_->env, nullptr, MDB_RDONLY, &txn) != 0) return 0;
+  const uint64_t id = mdb_txn_id(txn);
+  mdb_txn_abort(txn);
+  return id;
+}
+
 Result<uint64_t> LmdbStore::DataBytes() {
   std::shared_lock lock(impl_->resize_mu);
   MDB_txn* txn;

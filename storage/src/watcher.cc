@@ -18,12 +18,12 @@ namespace tandem::storage {
 // thread while the watcher goes away: the descriptors close with the last owner.
 struct ChangeWatcher::State {
   int epoll = -1, event = -1, inotify = -1, timer = -1;
-  // Another process's commit writes data.mdb before it becomes visible (LMDB publishes
-  // the transaction id after the last write and its fsync), so the last inotify event of
-  // a commit may come before a reader can see it. After inotify events the timer fires
-  // a few more times, backing off, until the visible transaction id moves past the one
-  // seen with the events.
-  uint64_t awaited_txn = 0;
+  // Another process's commit writes data.mdb before readers can see it: LMDB writes the
+  // meta page last and publishes its transaction id to readers just after, so the last
+  // inotify event of a commit may come a moment before a reader sees the commit. While
+  // the meta pages hold a transaction that readers do not see yet, the timer fires again,
+  // backing off. A commit whose meta page is not written yet needs no timer: that write
+  // comes after the events read, and gives one of its own.
   bool awaiting = false;
   int delay_ms = 0;
   ~State() {
@@ -92,23 +92,20 @@ void ChangeWatcher::Clear() {
   alignas(inotify_event) char buf[4096];
   while (::read(s.inotify, buf, sizeof buf) > 0) modified = true;
   while (::read(s.timer, &n, sizeof n) > 0) fired = true;
-  const uint64_t txn = StoreOf(replica_).LastTxnId();
-  if (modified) {
-    s.awaiting = true;
-    s.awaited_txn = txn;
-    s.delay_ms = 5;
-    s.Arm(s.delay_ms);
-  } else if (fired && s.awaiting) {
-    // The consumer was woken by the timer and reads after this: done once a commit
-    // past the events became visible, or after about 1.3 s (a commit stuck that long
-    // in its fsync is seen with the next commit).
-    if (txn > s.awaited_txn || s.delay_ms >= 640) {
-      s.awaiting = false;
-    } else {
-      s.delay_ms *= 2;
-      s.Arm(s.delay_ms);
-    }
+  if (!modified && !(fired && s.awaiting)) return;
+  // The consumer reads after this. Done once readers see every written commit, or after
+  // about 1.3 s (a writer stopped that long between the two is seen with the next
+  // commit).
+  LmdbStore& store = StoreOf(replica_);
+  const bool unpublished = store.LastTxnId() > store.ReadableTxnId();
+  if (modified) s.delay_ms = 0;
+  if (!unpublished || s.delay_ms >= 640) {
+    s.awaiting = false;
+    return;
   }
+  s.awaiting = true;
+  s.delay_ms = s.delay_ms ? s.delay_ms * 2 : 5;
+  s.Arm(s.delay_ms);
 }
 
 bool ChangeWatcher::Wait(int timeout_ms) {

@@ -1697,6 +1697,22 @@ static void test_subscriptions(void) {
   EXPECT(TANDEM_OK, tandem_watch_drain(&json, NULL, &drained2, polled, &err));
   CHECK(json && strcmp(json, "[]") == 0 && drained2 == drained);
   tandem_free(json);
+  /* Quiet once drained: the commit it saw woke it once, not again and again after. */
+  {
+    struct pollfd pfd;
+    int wakes = 0, spins = 0;
+    pfd.fd = fd;
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    while (poll(&pfd, 1, 1500) == 1 && ++spins < 50) {
+      ++wakes;
+      json = NULL;
+      EXPECT(TANDEM_OK, tandem_watch_drain(&json, NULL, &drained2, polled, &err));
+      CHECK(json && strcmp(json, "[]") == 0 && drained2 == drained);
+      tandem_free(json);
+    }
+    CHECK(wakes <= 1);
+  }
   EXPECT(TANDEM_INVALID, tandem_watch_drain(NULL, NULL, &drained2, polled, &err));
   tandem_watch_free(polled);
   EXPECT(TANDEM_INVALID, tandem_watch_drain(&json, NULL, &drained2, polled, &err));

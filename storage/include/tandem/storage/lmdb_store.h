@@ -206,9 +206,13 @@ class LmdbStore : public engine::Store {
   // (the page cache) when touched again, unchanged.
   void ReleaseMemory() override;
   const std::string& dir() const { return dir_; }
-  // The id of the last committed write transaction, by any process (LMDB's txnid): it
-  // moves when a commit becomes visible to readers.
+  // The id of the last committed write transaction, by any process (LMDB's txnid, read
+  // from the meta pages): it moves when a commit's last write is done.
   uint64_t LastTxnId();
+  // The id of the transaction a reader starting now sees. LMDB publishes it to readers
+  // just after the meta page is written, so it may be behind LastTxnId() for that
+  // moment; 0 if no reader can start.
+  uint64_t ReadableTxnId();
   // The bytes of the pages that hold data now (every table's branch, leaf and overflow
   // pages). The file keeps its size when data goes: LMDB reuses the freed pages for
   // later writes, and `backup` writes a compacted copy.
