@@ -210,10 +210,11 @@ std::string EncodePeerState(const PeerState& p) {
   std::string out;
   Writer w(&out);
   // The oldest version that says everything, so that older builds read what they can.
-  const bool v4 = p.pieces.has_value();
+  const bool v5 = p.filtered;
+  const bool v4 = v5 || p.pieces.has_value();
   const bool v3 = v4 || p.mark != 0;
   const bool v2 = v3 || p.delivered != 0 || !p.delivery.all;
-  w.U8(v4 ? 4 : v3 ? 3 : v2 ? 2 : 1);
+  w.U8(v5 ? 5 : v4 ? 4 : v3 ? 3 : v2 ? 2 : 1);
   w.Varint(p.cursor);
   EncodeVersionVector(p.vv, w);
   w.Varint(p.last_sync_ms);
@@ -227,11 +228,17 @@ std::string EncodePeerState(const PeerState& p) {
   w.Varint(p.delivery.names.size());
   for (const auto& n : p.delivery.names) w.LengthPrefixed(n);
   if (v3) w.Varint(p.mark);
-  if (v4) {
+  if (v5) w.U8(p.pieces ? 1 : 0);  // version 4 always has them
+  if (p.pieces) {
     w.Varint(p.pieces->from);
     w.Varint(p.pieces->total);
     w.Varint(p.pieces->held);
     w.Raw(std::string_view(reinterpret_cast<const char*>(p.pieces->digest.data()), 32));
+  }
+  if (v5) {
+    w.U8(p.received.all ? 1 : 0);
+    w.Varint(p.received.names.size());
+    for (const auto& n : p.received.names) w.LengthPrefixed(n);
   }
   return out;
 }
@@ -240,7 +247,7 @@ Result<PeerState> DecodePeerState(std::string_view in) {
   Reader r(in);
   PeerState p;
   const uint8_t version = r.U8();
-  if (version < 1 || version > 4) r.Fail("unknown peer state version");
+  if (version < 1 || version > 5) r.Fail("unknown peer state version");
   p.cursor = r.Varint();
   p.vv = DecodeVersionVector(r);
   p.last_sync_ms = r.Varint();
@@ -249,6 +256,7 @@ Result<PeerState> DecodePeerState(std::string_view in) {
   uint8_t flags = r.U8();
   if (flags > 1) r.Fail("unknown peer state flags");
   p.filtered = flags == 1;
+  if (p.filtered) p.received = CollectionFilter::None();  // unless version 5 says more
   if (version >= 2 && r.ok()) {
     p.delivered = r.Varint();
     const uint8_t all = r.U8();
@@ -259,7 +267,13 @@ Result<PeerState> DecodePeerState(std::string_view in) {
       p.delivery.names.emplace(r.LengthPrefixed(kMaxCollectionName));
   }
   if (version >= 3 && r.ok()) p.mark = r.Varint();
-  if (version >= 4 && r.ok()) {
+  bool pieces = version == 4;
+  if (version >= 5 && r.ok()) {
+    const uint8_t has = r.U8();
+    if (has > 1) r.Fail("unknown pieces flag");
+    pieces = has == 1;
+  }
+  if (pieces && r.ok()) {
     PieceProgress pp;
     pp.from = r.Varint();
     pp.total = r.Varint();
@@ -268,6 +282,15 @@ Result<PeerState> DecodePeerState(std::string_view in) {
     if (r.ok()) std::memcpy(pp.digest.data(), d.data(), 32);
     if (r.ok() && pp.held >= pp.total) r.Fail("pieces held past their total");
     p.pieces = pp;
+  }
+  if (version >= 5 && r.ok()) {
+    if (!p.filtered) r.Fail("collections taken from an unfiltered peer");
+    const uint8_t all = r.U8();
+    if (all > 1) r.Fail("unknown taken flag");
+    p.received.all = all == 1;
+    const uint64_t n = r.Count(2);
+    for (uint64_t i = 0; i < n && r.ok(); ++i)
+      p.received.names.emplace(r.LengthPrefixed(kMaxCollectionName));
   }
   if (r.ok() && r.remaining()) r.Fail("trailing bytes");
   if (!r.ok()) return r.status().With("peer state");

@@ -611,9 +611,9 @@ Status Replica::ApplyDeltasOnce(const std::vector<FieldDelta>& deltas, size_t* c
 
 Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>& deltas,
                            uint64_t cursor, const AdmitFn& admit, size_t* applied, size_t* refused,
-                           bool filtered, size_t* filtered_out, bool* rekeyed, size_t* quarantined,
-                           uint64_t mark, const Consumable* consume, bool unfiltered_pass,
-                           RebaseOn* rebase) {
+                           const CollectionFilter* taken, size_t* filtered_out, bool* rekeyed,
+                           size_t* quarantined, uint64_t mark, const Consumable* consume,
+                           bool from_zero, RebaseOn* rebase) {
   for (const auto& d : deltas) TANDEM_RETURN_IF_ERROR(ValidateKey(d.key).With("delta"));
   assert(!consume || (consume->deltas == &deltas && consume->refill));
   Consume taking{consume ? consume->deltas : nullptr};
@@ -638,12 +638,17 @@ Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>&
                                     consume ? &taking : nullptr, rebase));
     if (!(meta == before)) TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
     // Recorded with the cursor: data before it was left out by a policy, so the watermark
-    // must wait (and a wider policy re-reads the peer's log). Refusals for good do not
-    // re-read; the session keeps the watermark back for them.
-    if (filtered || f > 0)
+    // must wait, and a wider policy re-reads the peer's log (what it takes more than the
+    // sessions before). Refusals for good do not re-read; the session keeps the watermark
+    // back for them.
+    const bool past = from_zero && cursor >= ps.cursor;  // a pass from 0 reached it
+    if (taken && !taken->all) {
+      ps.received = past || !ps.filtered ? *taken : CollectionFilter::Both(ps.received, *taken);
       ps.filtered = true;
-    else if (unfiltered_pass && cursor >= ps.cursor)
+    } else if (past) {
       ps.filtered = false;
+      ps.received = CollectionFilter{};
+    }
     ps.cursor = std::max(ps.cursor, cursor);
     ps.mark = std::max(ps.mark, mark);
     ps.fields_received += n;
@@ -681,8 +686,12 @@ Status Replica::CompletePeerSync(
       ps.delivered = delivered->first;
       ps.delivery = delivered->second;
     }
+    // (A session that moved no cursor: what it is behind was taken as before.)
     if (filtered) ps.filtered = true;
-    if (merge) ps.filtered = false;
+    if (merge) {
+      ps.filtered = false;
+      ps.received = CollectionFilter{};
+    }
     TANDEM_RETURN_IF_ERROR(txn->PutPeer(peer, ps));
     // What this round brought in, peers need not read again (SkipHeld).
     TANDEM_RETURN_IF_ERROR(txn->CheckpointLog());

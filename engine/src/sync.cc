@@ -19,6 +19,20 @@ Result<CollectionFilter> CollectionFilter::Parse(std::string_view list) {
   return Only(std::move(names));
 }
 
+CollectionFilter CollectionFilter::Both(const CollectionFilter& a, const CollectionFilter& b) {
+  if (a.all) return b;
+  if (b.all) return a;
+  CollectionFilter out = None();
+  for (const auto& n : a.names)
+    if (b.names.count(n)) out.names.insert(n);
+  return out;
+}
+
+bool CollectionFilter::Within(const CollectionFilter& wider) const {
+  if (wider.all) return true;
+  return !all && std::includes(wider.names.begin(), wider.names.end(), names.begin(), names.end());
+}
+
 const char* MessageName(const Message& m) {
   static const char* kNames[] = {"Hello",    "SyncRequest", "DeltaBatch", "CaughtUp", "Ack",
                                  "BlobWant", "BlobHead",    "BlobChunk",  "BlobAck"};
@@ -87,7 +101,7 @@ Result<SyncRequest> Session::RequestFor(const ReplicaId& peer, const VersionVect
 Status Session::AdoptRequest(const SyncRequest& req) {
   requested_ = true;
   recv_cursor_ = req.cursor;
-  pass_from_zero_ = req.cursor == 0 && !filtered_in_;
+  from_zero_ = req.cursor == 0;
   TANDEM_ASSIGN_OR_RETURN(auto pieces, replica_.PiecesHeld(*peer_));
   if (pieces && pieces->from == req.cursor && req.piece_offset == pieces->held &&
       req.piece_digest == pieces->digest) {
@@ -117,17 +131,6 @@ Status Session::RolledBack() {
       "it took a new replica id: sync again");
 }
 
-namespace {
-CollectionFilter Intersect(const CollectionFilter& a, const CollectionFilter& b) {
-  if (a.all) return b;
-  if (b.all) return a;
-  CollectionFilter out = CollectionFilter::None();
-  for (const auto& n : a.names)
-    if (b.names.count(n)) out.names.insert(n);
-  return out;
-}
-}  // namespace
-
 bool Session::caught_up() const {
   return sent_caught_up_ && received_caught_up_ && unacked_ == 0 && !streaming_ &&
          (!peer_blobs_ || (!in_blob_ && idle_sent_ && !out_blob_ && peer_idle_));
@@ -153,16 +156,18 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     peer_blobs_ = h->blobs;
     peer_collected_ = h->collected;
     // Ask for what we lack: our version vector, and where we left off in its log.
-    filtered_in_ = !(peer_send_.all && opt_.accept.all);
+    taken_ = CollectionFilter::Both(peer_send_, opt_.accept);
+    filtered_in_ = !taken_.all;
     if (early_ && EarlyTaken(*early_, opt_.expect, h->takes_early, *peer_, h->collected)) {
       // Our request went with our Hello, and the peer takes it.
       TANDEM_RETURN_IF_ERROR(AdoptRequest(*early_));
     } else {
       TANDEM_ASSIGN_OR_RETURN(ReplicaMeta meta, replica_.Meta());
       TANDEM_ASSIGN_OR_RETURN(PeerState ps, replica_.Peer(*peer_));
-      // An earlier filtered session moved the cursor past data we never received: an
-      // unfiltered session starts over, so that its CaughtUp may merge the watermark.
-      uint64_t cursor = (!filtered_in_ && ps.filtered) ? 0 : ps.cursor;
+      // An earlier filtered session moved the cursor past data we never received: a
+      // session that takes more than it did starts over, so that it gets that data (and
+      // an unfiltered one, so that its CaughtUp may merge the watermark).
+      uint64_t cursor = (ps.filtered && !taken_.Within(ps.received)) ? 0 : ps.cursor;
       // The peer collected deletions we have not all seen: we may hold what it removed.
       // Its whole state, from the start, shows which fields it holds at all.
       if (!meta.vv.Covers(h->collected)) {
@@ -271,9 +276,10 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     // outside the fields it sent goes, before the watermark merges (a rebase cut short
     // is done again at the next session).
     if (rebase_) {
-      TANDEM_ASSIGN_OR_RETURN(stats_.rebased_fields,
-                              replica_.Rebase(*rebase_, take_collected, rebase_keys_,
-                                              Intersect(peer_send_, opt_.accept), opt_.may_rebase));
+      TANDEM_ASSIGN_OR_RETURN(
+          stats_.rebased_fields,
+          replica_.Rebase(*rebase_, take_collected, rebase_keys_,
+                          CollectionFilter::Both(peer_send_, opt_.accept), opt_.may_rebase));
       stats_.rebased_fields += rebase_dropped_;  // and the fields it sent
       stats_.rebased = true;
       rebase_.reset();
@@ -282,7 +288,8 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     bool rekeyed = false;
     // And what the peer has acknowledged of our log so far, for delivery status.
     std::optional<std::pair<uint64_t, CollectionFilter>> delivered;
-    if (have_request_) delivered.emplace(peer_acked_, Intersect(opt_.send, peer_accept_));
+    if (have_request_)
+      delivered.emplace(peer_acked_, CollectionFilter::Both(opt_.send, peer_accept_));
     // A rebase that left the collected vector aside, or a collection during the peer's
     // stream, may leave here what the peer removed and collected: the entries those
     // vectors cover beyond ours do not move, for the rest of the session, so that what
@@ -315,8 +322,8 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     // Everything we had is acknowledged: remember how far the peer has our log (one write
     // per round, for delivery status; see PeerState::delivered).
     if (sent_caught_up_ && unacked_ == 0 && !streaming_)
-      TANDEM_RETURN_IF_ERROR(
-          replica_.RecordDelivery(*peer_, peer_acked_, Intersect(opt_.send, peer_accept_)));
+      TANDEM_RETURN_IF_ERROR(replica_.RecordDelivery(
+          *peer_, peer_acked_, CollectionFilter::Both(opt_.send, peer_accept_)));
     return Status::Ok();
   }
   return Status::Invalid("unknown message");
@@ -490,9 +497,8 @@ Status Session::Apply(const DeltaBatch& b, std::vector<Message>* out,
   std::optional<Replica::RebaseOn> rebase;
   if (rebase_) rebase.emplace(Replica::RebaseOn{&*rebase_, opt_.may_rebase});
   TANDEM_RETURN_IF_ERROR(replica_.ApplyBatch(*peer_, b.deltas, b.cursor, admit, &applied, &refused,
-                                             filtered_in_, &filtered_out, &rekeyed, &quarantined,
-                                             b.mark, consume, pass_from_zero_ && !filtered_any_,
-                                             rebase ? &*rebase : nullptr));
+                                             &taken_, &filtered_out, &rekeyed, &quarantined, b.mark,
+                                             consume, from_zero_, rebase ? &*rebase : nullptr));
   if (rebase) rebase_dropped_ += rebase->dropped;
   stats_.fields_quarantined += quarantined;
   if (rekeyed) return RolledBack();

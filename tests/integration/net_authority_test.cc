@@ -246,6 +246,30 @@ TEST_F(Net, PermissionsBoundWhatEachDeviceWritesAndReads) {
   EXPECT_NE(T({"get", o, "products", "p2"}).exit_code, 0);
 }
 
+// A collection a device could not read, then may: its records from before come too, while
+// another it still may not read stays away (its sessions still leave something out).
+TEST_F(Net, AReadPermissionGivenBackBringsTheEarlierRecords) {
+  std::string o = Init("o"), t = Init("t");
+  std::string addr;
+  auto so = Listen("o", {}, &addr);
+  Pair("o", "t", addr);
+  const std::string td = DeviceOf(t);
+  for (const auto& c : {"secrets", "vault"})
+    ASSERT_EQ(T({"permit", o, c, td, "none"}).exit_code, 0);
+  for (const auto& c : {"secrets", "vault", "products"})
+    ASSERT_EQ(T({"put", o, c, "r1", "v=1"}).exit_code, 0);
+  for (int i = 0; i < 2; ++i) ASSERT_EQ(T({"sync", t, "--peer", addr}).exit_code, 0);
+  EXPECT_EQ(T({"get", t, "products", "r1"}).exit_code, 0);
+  EXPECT_NE(T({"get", t, "secrets", "r1"}).exit_code, 0);
+
+  ASSERT_EQ(T({"permit", o, "secrets", td, "read"}).exit_code, 0);
+  ASSERT_EQ(T({"put", o, "secrets", "r2", "v=2"}).exit_code, 0);
+  for (int i = 0; i < 2; ++i) ASSERT_EQ(T({"sync", t, "--peer", addr}).exit_code, 0);
+  EXPECT_EQ(T({"get", t, "secrets", "r2"}).exit_code, 0);
+  EXPECT_EQ(T({"get", t, "secrets", "r1"}).exit_code, 0) << "written before t could read it";
+  EXPECT_NE(T({"get", t, "vault", "r1"}).exit_code, 0);
+}
+
 // A revocation rotates the group key. The revoked device, which keeps the old key, is
 // refused at the first gate once the grace period is over; a member that was offline
 // during the rotation gets the new key at its next session (within the grace period),

@@ -44,7 +44,7 @@ std::pair<size_t, size_t> Send(Dev& from, Dev& to) {
   Status st = to.replica.ApplyBatch(
       from.id, page->deltas, page->next_cursor,
       [](const FieldDelta&, const engine::FieldState*) { return engine::Admission::kAccept; },
-      &applied, &refused, false, nullptr, nullptr, &quarantined);
+      &applied, &refused, nullptr, nullptr, nullptr, &quarantined);
   EXPECT_TRUE(st.ok()) << st.ToString();
   EXPECT_GE(refused, quarantined);
   return {applied, quarantined};

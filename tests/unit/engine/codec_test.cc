@@ -686,13 +686,27 @@ TEST(PeerStateCodec, RoundTripsDeliveryAndReadsVersionOneAsNothingDelivered) {
   p.last_sync_ms = 1234;
   p.fields_received = 3;
   p.fields_refused = 1;
-  p.filtered = true;
   p.delivered = 99;
   p.delivery = CollectionFilter::Only({"orders", "products"});
   auto back = DecodePeerState(EncodePeerState(p));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(*back, p);
   EXPECT_EQ(EncodePeerState(p)[0], 2) << "no mark: version 2, which older builds read";
+  // Filtered: version 5 says which collections were taken, with or without pieces.
+  for (const bool pieces : {false, true}) {
+    PeerState f = p;
+    f.filtered = true;
+    f.received = CollectionFilter::Only({"orders"});
+    if (pieces) f.pieces = PieceProgress{5, 100, 64, {}};
+    auto back5 = DecodePeerState(EncodePeerState(f));
+    ASSERT_TRUE(back5.ok()) << back5.status().ToString();
+    EXPECT_EQ(*back5, f);
+    EXPECT_EQ(EncodePeerState(f)[0], 5);
+    f.received = CollectionFilter{};  // filtered, but nothing before the cursor left out
+    back5 = DecodePeerState(EncodePeerState(f));
+    ASSERT_TRUE(back5.ok()) << back5.status().ToString();
+    EXPECT_EQ(*back5, f);
+  }
   PeerState marked = p;
   marked.mark = 1ull << 50;
   auto back3 = DecodePeerState(EncodePeerState(marked));
@@ -718,12 +732,17 @@ TEST(PeerStateCodec, RoundTripsDeliveryAndReadsVersionOneAsNothingDelivered) {
   EXPECT_EQ(old->vv.Get(kA), 7u);
   EXPECT_EQ(old->delivered, 0u);
   EXPECT_TRUE(old->delivery.all);
+  // Filtered, from before the collections taken were kept: none are known to be whole.
+  EXPECT_TRUE(old->filtered);
+  EXPECT_EQ(old->received, CollectionFilter::None());
 
   // Damage is refused, not misread.
   std::string bad = EncodePeerState(p);
   bad[0] = 4;
   EXPECT_FALSE(DecodePeerState(bad).ok());
   bad[0] = 3;  // a mark missing
+  EXPECT_FALSE(DecodePeerState(bad).ok());
+  bad[0] = 5;  // what was taken, missing
   EXPECT_FALSE(DecodePeerState(bad).ok());
   EXPECT_FALSE(DecodePeerState(EncodePeerState(p) + "x").ok());
   std::string cut = EncodePeerState(p);

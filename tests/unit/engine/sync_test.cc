@@ -497,6 +497,39 @@ TEST(Sync, WideningAPolicyResendsWhatTheNarrowOneLeftOut) {
   EXPECT_EQ(a.Dump(), c.Dump());
 }
 
+// A policy that widens but still leaves something out (a device may now read one more
+// collection, not all): the collection it adds has changes before the cursor the narrow
+// sessions left, and they come too, while the collection still left out stays out.
+TEST(Sync, WideningAPolicyThatStillFiltersResendsWhatTheNarrowOneLeftOut) {
+  Node a(1), b(2);
+  Fill(a, "a", 5, "x");
+  Fill(a, "b", 5, "y");
+  Fill(a, "c", 5, "z");
+  SessionOptions only_a;
+  only_a.accept = CollectionFilter::Only({"a"});
+  ASSERT_TRUE(Link(a, b, {}, only_a).Run().ok());
+  ASSERT_TRUE(Link(a, b, {}, only_a).Run().ok());  // the narrow one again: nothing to re-read
+  EXPECT_EQ(b.replica.Peer(Rid(1))->received, CollectionFilter::Only({"a"}));
+  EXPECT_FALSE(b.replica.Get("b", "y1").ok());
+  SessionOptions a_and_b;  // as a sender's send filter would say it: the peer's side
+  a_and_b.send = CollectionFilter::Only({"a", "b"});
+  ASSERT_TRUE(Link(a, b, a_and_b, {}).Run().ok());
+  EXPECT_TRUE(b.replica.Get("b", "y1").ok()) << "the widened collection's earlier changes";
+  EXPECT_FALSE(b.replica.Get("c", "z1").ok());
+  EXPECT_EQ(b.replica.Peer(Rid(1))->received, CollectionFilter::Only({"a", "b"}));
+  // Narrowed again, then widened back: what the narrow session passed over comes.
+  Fill(a, "b", 3, "later");
+  ASSERT_TRUE(Link(a, b, {}, only_a).Run().ok());
+  EXPECT_FALSE(b.replica.Get("b", "later1").ok());
+  EXPECT_EQ(b.replica.Peer(Rid(1))->received, CollectionFilter::Only({"a"}));
+  ASSERT_TRUE(Link(a, b, a_and_b, {}).Run().ok());
+  EXPECT_TRUE(b.replica.Get("b", "later1").ok());
+  // Everything at last: the watermark merges and nothing is left out.
+  ASSERT_TRUE(Link(a, b).Run().ok());
+  EXPECT_EQ(a.Dump(), b.Dump());
+  EXPECT_FALSE(b.replica.Peer(Rid(1))->filtered);
+}
+
 TEST(Sync, LargeFieldsSplitIntoBatchesUnderTheFrameLimit) {
   Node a(1), b(2);
   ASSERT_TRUE(a.replica

@@ -73,7 +73,7 @@ struct Group {
   size_t Receive(const engine::ReplicaId& peer, const engine::FieldDelta& d) {
     size_t q = 0;
     EXPECT_TRUE(
-        r->ApplyBatch(peer, {d}, ++cursor, Admit(), nullptr, nullptr, false, nullptr, nullptr, &q)
+        r->ApplyBatch(peer, {d}, ++cursor, Admit(), nullptr, nullptr, nullptr, nullptr, nullptr, &q)
             .ok());
     return q;
   }

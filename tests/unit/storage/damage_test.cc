@@ -250,7 +250,7 @@ TEST(Damage, StatesKeptAsideForADamagedFieldCapTheWatermarkAndTheMergeGoesOn) {
     };
     size_t held = 0;
     ASSERT_TRUE(
-        (*a)->ApplyBatch(peer, {d}, 1, hold, nullptr, nullptr, false, nullptr, nullptr, &held)
+        (*a)->ApplyBatch(peer, {d}, 1, hold, nullptr, nullptr, nullptr, nullptr, nullptr, &held)
             .ok());
     EXPECT_EQ(held, 1u);
     // Its context has seen another replica's event, which the watermark must not claim
@@ -283,9 +283,9 @@ TEST(Damage, StatesKeptAsideForADamagedFieldCapTheWatermarkAndTheMergeGoesOn) {
   engine::FieldDelta next{{"c", "r", "a"}, {}};
   engine::ApplyPut(next.state, engine::Dot{peer, 3}, engine::MakeHlc(3, 0), Value{int64_t{3}});
   size_t aside = 0;
-  ASSERT_TRUE(
-      (*a)->ApplyBatch(peer, {next}, 3, nullptr, nullptr, nullptr, false, nullptr, nullptr, &aside)
-          .ok());
+  ASSERT_TRUE((*a)->ApplyBatch(peer, {next}, 3, nullptr, nullptr, nullptr, nullptr, nullptr,
+                               nullptr, &aside)
+                  .ok());
   EXPECT_EQ(aside, 1u);
   EXPECT_EQ((*a)->Get("c", "r").status().code(), Code::kCorrupt) << "left as it is";
 }

@@ -372,8 +372,8 @@ class Replica {
   // Sync support: one batch from a peer, applied in one transaction together with the
   // new cursor into that peer's log, so a dropped link resumes exactly after it.
   // `admit` decides each delta (see Admission); *refused counts both kinds of refusal,
-  // *filtered_out the kFilter ones. `filtered` says a policy left some of the peer's
-  // changes out of this stream (see PeerState).
+  // *filtered_out the kFilter ones. `taken` (none: every one) is the collections the
+  // stream takes: a policy left the others' changes out (see PeerState::received).
   // *rekeyed (optional) is set when a delta showed the replica was rolled back and it
   // took a new replica id (see RekeyIfBehind); the batch is applied all the same.
   // A delta whose new operations break the collection's rules (CollectionRules::
@@ -381,11 +381,11 @@ class Replica {
   // waits) and *quarantined. With `consume` (its `deltas` the same vector as `deltas`),
   // a state joined into a field that holds nothing may be taken apart as it is written
   // (a large state is not held twice); an attempt made again after that refills them.
-  // `unfiltered_pass`: the batch continues a pass over the peer's log that started at
-  // cursor 0 in this session with nothing left out so far; once it reaches the cursor an
-  // earlier filtered session left, nothing at or before the cursor is missing, and
-  // PeerState::filtered is cleared (a session cut later resumes where it stopped instead
-  // of starting over from 0 again).
+  // `from_zero`: the batch continues a pass over the peer's log that started at cursor 0
+  // in this session; once it reaches the cursor an earlier filtered session left, every
+  // change at or before the cursor in the collections it takes is here: PeerState::
+  // filtered is cleared if it takes every one, else PeerState::received becomes `taken`
+  // (a session cut later resumes where it stopped instead of starting over again).
   struct Consumable {
     std::vector<FieldDelta>* deltas = nullptr;
     std::function<Status()> refill;
@@ -403,9 +403,9 @@ class Replica {
   };
   Status ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>& deltas, uint64_t cursor,
                     const AdmitFn& admit, size_t* applied = nullptr, size_t* refused = nullptr,
-                    bool filtered = false, size_t* filtered_out = nullptr, bool* rekeyed = nullptr,
-                    size_t* quarantined = nullptr, uint64_t mark = 0,
-                    const Consumable* consume = nullptr, bool unfiltered_pass = false,
+                    const CollectionFilter* taken = nullptr, size_t* filtered_out = nullptr,
+                    bool* rekeyed = nullptr, size_t* quarantined = nullptr, uint64_t mark = 0,
+                    const Consumable* consume = nullptr, bool from_zero = false,
                     RebaseOn* rebase = nullptr);
   // Field states held in quarantine, oldest first.
   Result<std::vector<QuarantineEntry>> Quarantined();

@@ -40,6 +40,10 @@ struct CollectionFilter {
   static CollectionFilter None() { return {false, {}}; }
   // "coll1,coll2,...": those collections (each a valid name); "" is none.
   static Result<CollectionFilter> Parse(std::string_view list);
+  // The collections both allow.
+  static CollectionFilter Both(const CollectionFilter& a, const CollectionFilter& b);
+  // Whether every collection this allows, `wider` allows too.
+  bool Within(const CollectionFilter& wider) const;
   bool operator==(const CollectionFilter&) const = default;
 };
 
@@ -64,6 +68,12 @@ struct PeerState {
   // its). Until a complete unfiltered pass from cursor 0, its version vector may not be
   // merged, so the next unfiltered session starts over from 0.
   bool filtered = false;
+  // While `filtered`: the collections whose every change at or before `cursor` was taken
+  // (those every session since the last pass from 0 let through). A session that lets
+  // through one more (a permission or a filter widened, a collection made while a
+  // session ran) starts over from 0, else that collection's earlier changes would never
+  // come. Read from a state stored before it was kept: none.
+  CollectionFilter received;
   // What the peer has of *our* log, from what it acknowledged by its last CaughtUp: every
   // change at or before `delivered` in a collection `delivery` allows (our send policy
   // and its accept policy together). With the version vector, this says which records

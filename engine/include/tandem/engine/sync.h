@@ -358,9 +358,10 @@ class Session {
   // Per replica, the newest of its events the field states received in this session
   // have seen: how far the peer's CaughtUp vector is borne out by what it delivered.
   std::map<ReplicaId, uint64_t> delivered_max_;
-  bool filtered_any_ = false;    // ...by a policy: the peer's log is re-read when it widens
-  bool pass_from_zero_ = false;  // our request started at 0 and takes everything
-  bool filtered_in_ = false;     // a policy leaves some of the peer's data out of this stream
+  bool filtered_any_ = false;  // ...by a policy: the peer's log is re-read when it widens
+  bool from_zero_ = false;     // our request started at 0
+  bool filtered_in_ = false;   // a policy leaves some of the peer's data out of this stream
+  CollectionFilter taken_;     // the collections this stream takes (both sides' policies)
   bool rolled_back_ = false;
   bool rebase_due_ = false;
   // A rebase asked for in this session: the peer's collected vector, and (hashed) the

@@ -53,7 +53,10 @@ inline constexpr uint32_t kFormatHeld = 9;
 // 10: field values may be in the `fresh` table, over those in `fields`, which an older
 // build would not read.
 inline constexpr uint32_t kFormatFresh = 10;
-inline constexpr uint32_t kFormatVersion = kFormatFresh;  // the newest this build reads
+// 11: a peer's state may say which collections a filtered session took from it (version
+// 5, which an older build would refuse to read).
+inline constexpr uint32_t kFormatReceived = 11;
+inline constexpr uint32_t kFormatVersion = kFormatReceived;  // the newest this build reads
 
 // Stale change-log entries are removed at a commit that made more, once they are more
 // than kCompactFloor and a quarter of the fields: kCompactSlice entries examined at a
