@@ -669,7 +669,7 @@ Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>&
 Status Replica::CompletePeerSync(
     const ReplicaId& peer, const VersionVector& peer_vv, bool merge, bool filtered, bool* rekeyed,
     const std::optional<std::pair<uint64_t, CollectionFilter>>& delivered,
-    std::optional<uint64_t> cursor, const VersionVector* hold_back) {
+    std::optional<uint64_t> cursor, const VersionVector* hold_back, const Absorb* absorb) {
   Status result = Retrying([&]() -> Status {
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
     ReplicaMeta meta;
@@ -703,10 +703,30 @@ Status Replica::CompletePeerSync(
         for (const auto& [r, n] : hold_back->entries())
           if (r != meta.id && n > meta.vv.Get(r)) claim.Cap(r, meta.vv.Get(r));
     }
-    if (merge && !meta.vv.Covers(claim)) {
-      meta.vv.Merge(claim);
-      TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
+    const ReplicaMeta before = meta;
+    if (merge) meta.vv.Merge(claim);
+    if (!merge && absorb) {
+      VersionVector bore = absorb->claim;
+      bore.Cap(meta.id, meta.vv.Get(meta.id));
+      TANDEM_RETURN_IF_ERROR(CapByQuarantine(*txn, &bore));
+      TANDEM_RETURN_IF_ERROR(CapByRefused(*txn, &bore, nullptr));
+      if (absorb->hold_back)
+        for (const auto& [r, n] : absorb->hold_back->entries())
+          if (r != meta.id && n > meta.vv.Get(r)) bore.Cap(r, meta.vv.Get(r));
+      if (absorb->from_zero && !absorb->taken.Within(meta.scope)) {
+        meta.absorbed = std::move(bore);  // what held for the old scope may not here
+        meta.scope = absorb->taken;
+      } else {
+        meta.absorbed.Merge(bore);
+        meta.scope = CollectionFilter::Both(meta.scope, absorb->taken);
+      }
     }
+    // Nothing beyond what it holds in every collection: nothing to say apart.
+    if (meta.vv.Covers(meta.absorbed)) {
+      meta.absorbed = VersionVector{};
+      meta.scope = CollectionFilter{};
+    }
+    if (!(meta == before)) TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
     TANDEM_RETURN_IF_ERROR(txn->Commit());
     if (rekeyed && rk) *rekeyed = true;
     return Status::Ok();

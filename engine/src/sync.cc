@@ -120,6 +120,14 @@ bool Session::EarlyTaken(const SyncRequest& req, const ReplicaId& expect, bool t
          req.vv.Covers(receiver_collected);
 }
 
+bool Session::Absorbed(const ReplicaMeta& meta, const VersionVector& collected) const {
+  if (meta.vv.Covers(collected)) return true;
+  // What sessions that left collections out bore out holds for the collections they took.
+  VersionVector held = meta.vv;
+  held.Merge(meta.absorbed);
+  return taken_.Within(meta.scope) && held.Covers(collected);
+}
+
 bool Session::Sendable(const FieldKey& k) const {
   return opt_.send.Allows(k.collection) && peer_accept_.Allows(k.collection);
 }
@@ -170,7 +178,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
       uint64_t cursor = (ps.filtered && !taken_.Within(ps.received)) ? 0 : ps.cursor;
       // The peer collected deletions we have not all seen: we may hold what it removed.
       // Its whole state, from the start, shows which fields it holds at all.
-      if (!meta.vv.Covers(h->collected)) {
+      if (!Absorbed(meta, h->collected)) {
         rebase_ = h->collected;
         rebase_keys_.clear();
         rebase_dropped_ = 0;
@@ -244,13 +252,20 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     TANDEM_ASSIGN_OR_RETURN(const ReplicaMeta meta, replica_.Meta());
     // Past what we hold, that is a rebase due: the session ends (kBusy) so that the next
     // one, at once, does it.
-    if (moved) rebase_due_ = !meta.vv.Covers(c->collected);
+    if (moved) rebase_due_ = !Absorbed(meta, c->collected);
     // A revoked replica's events past its cutoff are never taken in, whatever the peer
     // holds: our watermark must not claim them (a later session refuses nothing new, yet
     // the peer's vector still covers what an earlier one refused).
     VersionVector peer_vv = c->vv;
     if (opt_.revoked)
       for (const auto& [r, cutoff] : opt_.revoked()) peer_vv.Cap(r, cutoff);
+    // A session that left collections out, and refused nothing, bears out as much for the
+    // collections it took (ReplicaMeta::absorbed); a rebase's collected vector too, since
+    // the rebase dropped what it covers there, unless the peer may not write everywhere.
+    const bool absorb = !merge && !refused_any_;
+    const bool absorb_collected =
+        absorb && rebase_ && (!opt_.peer_writes_everywhere || opt_.peer_writes_everywhere());
+    VersionVector bore = peer_vv;
     // Nor events of third replicas the peer only claims: each entry is taken as far as
     // what we held already, or the states it delivered in this session, bear it out. A
     // peer that claims what it never sent would otherwise have honest replicas skip
@@ -271,6 +286,8 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
         proven = std::max(proven, held);
       }
       if (n > proven) peer_vv.Cap(r, proven);
+      if (absorb_collected) proven = std::max(proven, rebase_->Get(r));
+      if (n > proven) bore.Cap(r, proven);
     }
     // A rebase: the peer's whole state has arrived; what it collected and we still hold
     // outside the fields it sent goes, before the watermark merges (a rebase cut short
@@ -294,9 +311,14 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     // stream, may leave here what the peer removed and collected: the entries those
     // vectors cover beyond ours do not move, for the rest of the session, so that what
     // removed it comes again, or a rebase that takes a vector in repairs it.
-    TANDEM_RETURN_IF_ERROR(
-        replica_.CompletePeerSync(*peer_, peer_vv, merge, filtered_in_ || filtered_any_, &rekeyed,
-                                  delivered, c->cursor, left_aside_ ? &*left_aside_ : nullptr));
+    std::optional<Replica::Absorb> absorbing;
+    if (absorb)
+      absorbing.emplace(
+          Replica::Absorb{std::move(bore), taken_, from_zero_,
+                          left_aside_ && !absorb_collected ? &*left_aside_ : nullptr});
+    TANDEM_RETURN_IF_ERROR(replica_.CompletePeerSync(
+        *peer_, peer_vv, merge, filtered_in_ || filtered_any_, &rekeyed, delivered, c->cursor,
+        left_aside_ ? &*left_aside_ : nullptr, absorbing ? &*absorbing : nullptr));
     if (rekeyed) return RolledBack();
     if (rebase_due_)
       return Status::Busy(

@@ -13,6 +13,16 @@ namespace {
 using engine::Value;
 using engine::VersionVector;
 
+// What a replica holds, for its collection reports: its version vector, and what
+// sessions that left collections out bore out for those they took (ReplicaMeta::
+// absorbed). A collection it does not take holds no one's collection back; should it take
+// one later, its session rebases unless its vector alone covers what the peer collected.
+VersionVector Holding(const engine::ReplicaMeta& meta) {
+  VersionVector vv = meta.vv;
+  vv.Merge(meta.absorbed);
+  return vv;
+}
+
 // A version vector without one replica's entry.
 VersionVector Without(VersionVector vv, const engine::ReplicaId& id) {
   vv.Cap(id, 0);
@@ -115,10 +125,11 @@ Result<bool> Report(engine::Replica& r, uint64_t now_ms) {
     last = ParseReport(*rec);
   else if (rec.status().code() != Code::kNotFound)
     return rec.status();
-  if (last && Without(last->vv, meta.id) == Without(meta.vv, meta.id)) return false;
+  const VersionVector holding = Holding(meta);
+  if (last && Without(last->vv, meta.id) == Without(holding, meta.id)) return false;
   std::string bytes;
   engine::Writer w(&bytes);
-  engine::EncodeVersionVector(meta.vv, w);
+  engine::EncodeVersionVector(holding, w);
   TANDEM_RETURN_IF_ERROR(r.Put(kReportsCollection, meta.id.Hex(),
                                {{"vv", Value(engine::Bytes{std::move(bytes)})},
                                 {"ms", Value(static_cast<int64_t>(now_ms))}}));
@@ -188,7 +199,7 @@ Result<GroupHolding> HeldByMembers(engine::Replica& r, const GroupPaths& files,
     if (h.self) {
       self_listed = true;
       h.replica = meta.id;
-      h.vv = meta.vv;
+      h.vv = Holding(meta);
       meet(h.vv, meta.id);
     } else if (h.replica) {
       h.stale = past_horizon(h.heard_ms);
@@ -205,7 +216,7 @@ Result<GroupHolding> HeldByMembers(engine::Replica& r, const GroupPaths& files,
     h.device = self;
     h.self = true;
     h.replica = meta.id;
-    h.vv = meta.vv;
+    h.vv = Holding(meta);
     meet(h.vv, meta.id);
     out.members.insert(out.members.begin(), std::move(h));
   }

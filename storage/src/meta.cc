@@ -8,10 +8,17 @@ namespace tandem::storage {
 std::string EncodeMeta(const ReplicaMeta& m) {
   std::string out;
   engine::Writer w(&out);
-  w.U8(1);
+  const bool v2 = !m.absorbed.empty() || !m.scope.all;
+  w.U8(v2 ? 2 : 1);
   w.Raw(std::string_view(reinterpret_cast<const char*>(m.id.bytes.data()), 16));
   w.Fixed64(m.clock);
   engine::EncodeVersionVector(m.vv, w);
+  if (v2) {
+    engine::EncodeVersionVector(m.absorbed, w);
+    w.U8(m.scope.all ? 1 : 0);
+    w.Varint(m.scope.names.size());
+    for (const auto& n : m.scope.names) w.LengthPrefixed(n);
+  }
   return out;
 }
 
@@ -46,11 +53,21 @@ Result<LogGaps> DecodeLogGaps(std::string_view in) {
 Result<ReplicaMeta> DecodeMeta(std::string_view in) {
   engine::Reader r(in);
   ReplicaMeta m;
-  if (r.U8() != 1) r.Fail("unknown replica meta version");
+  const uint8_t version = r.U8();
+  if (version != 1 && version != 2) r.Fail("unknown replica meta version");
   std::string_view id = r.Raw(16);
   if (r.ok()) m.id = ReplicaId::FromBytes(reinterpret_cast<const uint8_t*>(id.data()));
   m.clock = r.Fixed64();
   m.vv = engine::DecodeVersionVector(r);
+  if (version == 2 && r.ok()) {
+    m.absorbed = engine::DecodeVersionVector(r);
+    const uint8_t all = r.U8();
+    if (all > 1) r.Fail("unknown scope flag");
+    m.scope.all = all == 1;
+    const uint64_t n = r.Count(2);
+    for (uint64_t i = 0; i < n && r.ok(); ++i)
+      m.scope.names.emplace(r.LengthPrefixed(engine::kMaxCollectionName));
+  }
   if (r.ok() && r.remaining()) r.Fail("trailing bytes");
   if (!r.ok()) return r.status().With("replica meta");
   return m;

@@ -115,7 +115,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     // A peer's state that says where its log ended needs format 3.
     if (state.mark) TANDEM_RETURN_IF_ERROR(RaiseFormat());
     if (state.pieces) TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatBlobs));
-    if (state.filtered) TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatReceived));
+    if (state.filtered) TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatFiltered));
     std::string v = engine::EncodePeerState(state);
     MDB_val k{16, const_cast<uint8_t*>(peer.bytes.data())}, val = Val(v);
     int rc = mdb_put(txn_, impl_->peers, &k, &val, 0);
@@ -271,6 +271,8 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   }
 
   Status PutMeta(const ReplicaMeta& meta) override {
+    if (!meta.absorbed.empty() || !meta.scope.all)
+      TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatFiltered));
     std::string v = EncodeMeta(meta);
     MDB_val k = Val("replica"), val = Val(v);
     int rc = mdb_put(txn_, impl_->meta, &k, &val, 0);

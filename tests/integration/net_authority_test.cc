@@ -270,6 +270,33 @@ TEST_F(Net, AReadPermissionGivenBackBringsTheEarlierRecords) {
   EXPECT_NE(T({"get", t, "vault", "r1"}).exit_code, 0);
 }
 
+// A device that may not read a collection: what it reports it holds covers what it takes,
+// so deletions are collected at once (not after the horizon), and its later sessions
+// are not rebases.
+TEST_F(Net, ADeviceThatMayNotReadACollectionHoldsNoCollectionBack) {
+  std::string o = Init("o"), t = Init("t");
+  std::string addr;
+  auto so = Listen("o", {}, &addr);
+  Pair("o", "t", addr);
+  ASSERT_EQ(T({"permit", o, "secrets", DeviceOf(t), "none"}).exit_code, 0);
+  for (const auto& c : {"secrets", "products"})
+    for (const auto& id : {"r1", "r2"}) ASSERT_EQ(T({"put", o, c, id, "v=1"}).exit_code, 0);
+  ASSERT_EQ(T({"del", o, "products", "r1"}).exit_code, 0);
+  ASSERT_EQ(T({"del", o, "secrets", "r1"}).exit_code, 0);
+  for (int i = 0; i < 2; ++i) ASSERT_EQ(T({"sync", t, "--peer", addr}).exit_code, 0);
+  auto gc = T({"gc", o});
+  ASSERT_EQ(gc.exit_code, 0) << gc.err;
+  EXPECT_NE(gc.out.find("collected 2 deleted field states"), std::string::npos) << gc.out;
+  for (int i = 0; i < 2; ++i) {
+    auto r = T({"sync", t, "--peer", addr});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.err.find("rebased"), std::string::npos) << r.err;
+  }
+  EXPECT_EQ(T({"get", t, "products", "r2"}).exit_code, 0);
+  EXPECT_NE(T({"get", t, "products", "r1"}).exit_code, 0);
+  EXPECT_NE(T({"get", t, "secrets", "r2"}).exit_code, 0);
+}
+
 // A revocation rotates the group key. The revoked device, which keeps the old key, is
 // refused at the first gate once the grace period is over; a member that was offline
 // during the rotation gets the new key at its next session (within the grace period),

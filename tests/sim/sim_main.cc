@@ -410,11 +410,19 @@ class Sim {
   // out now and then, as a member silent past the horizon is: it comes back holding
   // what was deleted and collected meanwhile, and must be rebased, resurrecting nothing
   // and losing none of its own changes.
+  // What a node reports it holds (net::Report): its version vector, and what its
+  // sessions that left collections out bore out for the ones they took.
+  VersionVector Holding(int k) {
+    const ReplicaMeta meta = nodes_[k].replica->Meta().value();
+    VersionVector vv = meta.vv;
+    vv.Merge(meta.absorbed);
+    return vv;
+  }
+
   void CollectOne(int i) {
     VersionVector absorbed = nodes_[i].replica->Meta()->vv;
     for (int k = 0; k < n_; ++k)
-      if (k != i && rng_() % 4 != 0)
-        absorbed = VersionVector::Meet(absorbed, nodes_[k].replica->Meta()->vv);
+      if (k != i && rng_() % 4 != 0) absorbed = VersionVector::Meet(absorbed, Holding(k));
     Replica::CollectStats st;
     Status s = nodes_[i].replica->Collect(absorbed, &st, 1 + rng_() % 64);
     SIM_CHECK(s.ok(), "collect: " + s.ToString());
@@ -782,12 +790,13 @@ class Sim {
     };
     bool held = false;
     for (int j = 0; j < n_ && !held && !Limited(i); ++j)
-      if (j != i && !Limited(j)) held = holds_all(j);
-    // The partner is the next member in good standing on i's side of any partition.
+      if (j != i && !Limited(j) && j != narrow_) held = holds_all(j);
+    // The partner is the next member in good standing on i's side of any partition that
+    // takes everything (not the narrow one, which may not take what i wrote).
     int partner = -1;
     for (int k = 1; k < n_ && partner < 0; ++k) {
       const int j = (i + k) % n_;
-      if (!Limited(j) && (side_.empty() || side_[i] == side_[j])) partner = j;
+      if (!Limited(j) && j != narrow_ && (side_.empty() || side_[i] == side_[j])) partner = j;
     }
     if (!held && partner >= 0) {
       // Usually the device had synced before it was restored: make it so.

@@ -434,6 +434,83 @@ TEST(Collect, ARebaseThatRefusedOrFilteredAStateLeavesTheCollectedVectorAside) {
   }
 }
 
+// What a replica holds, as its collection report says it (net::Report): its vector, and
+// what its filtered sessions bore out for the collections they took.
+VersionVector Holding(Node& n) {
+  const ReplicaMeta meta = n.replica.Meta().value();
+  VersionVector vv = meta.vv;
+  vv.Merge(meta.absorbed);
+  return vv;
+}
+
+// A replica that never takes a collection (its device may not read it) holds no one's
+// collection back, and is not rebased at every session once the others collect; taking
+// that collection later, it rebases, and nothing the others collected comes back.
+TEST(Collect, AReplicaThatLeavesACollectionOutHoldsNoCollectionBack) {
+  Node a(1), b(2);
+  Fill(a, "products", 4, "p");
+  Fill(a, "secrets", 2, "s");
+  SessionOptions no_secrets;
+  no_secrets.accept = CollectionFilter::Only({"products"});
+  ASSERT_TRUE(Link(b, a, no_secrets).Run().ok());
+  ASSERT_FALSE(b.replica.Get("secrets", "s0").ok());
+  // Its vector stays behind (a filtered session merges no watermark); what it absorbed
+  // covers a's events, for products.
+  EXPECT_FALSE(b.Vv().Covers(a.Vv()));
+  EXPECT_TRUE(Holding(b).Covers(a.Vv()));
+  EXPECT_EQ(b.replica.Meta()->scope, CollectionFilter::Only({"products"}));
+
+  // b's products hold the deletion a makes; a collects it by what b reports.
+  DeleteRange(a, "p", 0, 1);
+  ASSERT_TRUE(Link(b, a, no_secrets).Run().ok());
+  ASSERT_FALSE(b.replica.Get("products", "p0").ok());
+  Replica::CollectStats stats;
+  ASSERT_TRUE(a.replica.Collect(VersionVector::Meet(Holding(a), Holding(b)), &stats).ok());
+  EXPECT_EQ(stats.collected, 1u) << "held back by a replica that takes no secrets";
+  {
+    Link link(b, a, no_secrets);
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_FALSE(link.sa.stats().rebased) << "b holds what a collected, in what it takes";
+  }
+
+  // Taking secrets now: what b's vector does not cover a collected, so it rebases, and
+  // then holds what a holds.
+  {
+    Link link(b, a);
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_TRUE(link.sa.stats().rebased);
+  }
+  EXPECT_TRUE(b.replica.Get("secrets", "s1").ok());
+  EXPECT_EQ(a.Dump(), b.Dump());
+  EXPECT_TRUE(b.replica.Meta()->absorbed.empty()) << "its vector covers it all now";
+  EXPECT_TRUE(b.replica.Meta()->scope.all);
+}
+
+// A secret b held before it stopped taking secrets is deleted and collected meanwhile:
+// when b takes secrets again, its rebase drops it.
+TEST(Collect, WhatAReplicaHeldOfACollectionItStoppedTakingDoesNotComeBack) {
+  Node a(1), b(2);
+  Fill(a, "products", 2, "p");
+  Fill(a, "secrets", 2, "s");
+  Sync(a, b);
+  ASSERT_TRUE(b.replica.Get("secrets", "s0").ok());
+  SessionOptions no_secrets;
+  no_secrets.accept = CollectionFilter::Only({"products"});
+  ASSERT_TRUE(a.replica.Write([](Batch& bt) { return bt.Delete("secrets", "s0"); }).ok());
+  ASSERT_TRUE(Link(b, a, no_secrets).Run().ok());
+  Replica::CollectStats stats;
+  ASSERT_TRUE(a.replica.Collect(VersionVector::Meet(Holding(a), Holding(b)), &stats).ok());
+  ASSERT_EQ(stats.collected, 1u);
+  EXPECT_TRUE(b.replica.Get("secrets", "s0").ok()) << "not taken: still here";
+  {
+    Link link(b, a);
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_TRUE(link.sa.stats().rebased);
+  }
+  EXPECT_FALSE(b.replica.Get("secrets", "s0").ok());
+  EXPECT_EQ(a.Dump(), b.Dump());
+}
+
 // The peer's collection runs while it streams to a replica the reports left out: the
 // deletion it collects before the stream reaches it is never sent, yet its CaughtUp's
 // vector covers it. Merged, that vector would leave the deleted record live here for

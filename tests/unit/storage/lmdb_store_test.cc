@@ -127,6 +127,41 @@ TEST(LmdbStore, MapGrowsOnDemand) {
   EXPECT_TRUE((*again)->Get("c", "3999").ok());
 }
 
+// What filtered sessions bore out (ReplicaMeta::absorbed, scope) is kept with the
+// replica's meta, raises the format, and a damaged record of it is refused, not misread.
+TEST(LmdbStore, WhatFilteredSessionsBoreOutIsKeptAndRaisesTheFormat) {
+  testing::TempDir tmp;
+  const std::string dir = tmp / "db";
+  engine::ReplicaMeta want;
+  {
+    auto r = CreateReplica(dir);
+    ASSERT_TRUE(r.ok());
+    auto txn = (*r)->store().BeginWrite();
+    ASSERT_TRUE(txn.ok());
+    ASSERT_TRUE((*txn)->GetMeta(&want).ok());
+    want.absorbed.Raise(RandomReplicaId(), 7);
+    want.absorbed.Raise(want.id, 2);
+    want.scope = engine::CollectionFilter::Only({"orders", "products"});
+    ASSERT_TRUE((*txn)->PutMeta(want).ok());
+    ASSERT_TRUE((*txn)->Commit().ok());
+  }
+  uint32_t format = 0;
+  std::memcpy(&format, testing::RawGet(dir, "meta", "format").data(), 4);
+  EXPECT_EQ(format, kFormatFiltered);
+  {
+    auto r = OpenReplica(dir);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ((*r)->Meta().value(), want);
+  }
+  std::string stored = testing::RawGet(dir, "meta", "replica");
+  ASSERT_EQ(stored[0], 2);
+  testing::RawPut(dir, "meta", "replica", stored.substr(0, stored.size() - 1));
+  auto damaged = OpenReplica(dir);
+  ASSERT_FALSE(damaged.ok());
+  EXPECT_NE(damaged.status().ToString().find("replica meta"), std::string::npos)
+      << damaged.status().ToString();
+}
+
 // Found by bench/net: a daemon's change watcher read the last transaction id while the
 // storage worker grew the map, which moves it, and crashed now and then.
 TEST(LmdbStore, TheLastTransactionIsReadSafelyWhileTheMapGrows) {

@@ -438,11 +438,22 @@ class Replica {
   // `hold_back`: a merge leaves the entries it covers beyond ours where they are (the
   // collected vector of a rebase that left it aside); what is remembered of the peer is
   // its vector as it is.
+  // `absorb`: a session that left collections out (so no merge) and refused nothing;
+  // ReplicaMeta::absorbed takes `claim` for the collections `taken` allows (the scope
+  // narrows to them; a pass from cursor 0 that takes one outside the scope starts both
+  // over from it), less what `hold_back` covers beyond ours.
+  struct Absorb {
+    VersionVector claim;
+    CollectionFilter taken;
+    bool from_zero = false;
+    const VersionVector* hold_back = nullptr;
+  };
   Status CompletePeerSync(
       const ReplicaId& peer, const VersionVector& peer_vv, bool merge, bool filtered = false,
       bool* rekeyed = nullptr,
       const std::optional<std::pair<uint64_t, CollectionFilter>>& delivered = std::nullopt,
-      std::optional<uint64_t> cursor = std::nullopt, const VersionVector* hold_back = nullptr);
+      std::optional<uint64_t> cursor = std::nullopt, const VersionVector* hold_back = nullptr,
+      const Absorb* absorb = nullptr);
   // Delivery status. How many of this replica's fields a peer does not hold yet (as
   // Holds judges), in the collections it receives from us. Checks the newest
   // `max_checked` change-log entries; *exact is false when older entries were left

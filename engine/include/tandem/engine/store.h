@@ -23,13 +23,6 @@
 namespace tandem::engine {
 
 // What a replica knows about itself.
-struct ReplicaMeta {
-  ReplicaId id;
-  Hlc clock = 0;     // the last timestamp issued or observed
-  VersionVector vv;  // everything this replica has; vv[id] is its last issued event
-  bool operator==(const ReplicaMeta&) const = default;
-};
-
 // What a replica remembers about one peer it syncs with.
 // Which collections: all, or a named set.
 struct CollectionFilter {
@@ -45,6 +38,21 @@ struct CollectionFilter {
   // Whether every collection this allows, `wider` allows too.
   bool Within(const CollectionFilter& wider) const;
   bool operator==(const CollectionFilter&) const = default;
+};
+
+struct ReplicaMeta {
+  ReplicaId id;
+  Hlc clock = 0;     // the last timestamp issued or observed
+  VersionVector vv;  // everything this replica has; vv[id] is its last issued event
+  // What sessions that left collections out bore out (docs/design.md, collection): this
+  // replica holds every effect of the events `absorbed` covers in the collections `scope`
+  // allows, as of `vv`'s in all. Its collection reports say both together, so that a
+  // collection it does not take holds no one's collection back; a session that takes one
+  // outside `scope` rebases unless `vv` alone covers what the peer collected. Empty and
+  // all until a filtered session.
+  VersionVector absorbed;
+  CollectionFilter scope;
+  bool operator==(const ReplicaMeta&) const = default;
 };
 
 // A field state arriving from a peer in pieces (sync.h), of which the first `held` bytes

@@ -274,6 +274,9 @@ class Session {
   Status Apply(const DeltaBatch& b, std::vector<Message>* out,
                const Replica::Consumable* consume = nullptr);
   bool Sendable(const FieldKey& k) const;
+  // Whether this replica holds what `collected` removed, in the collections this session
+  // takes (ReplicaMeta::absorbed): else it rebases on the peer.
+  bool Absorbed(const ReplicaMeta& meta, const VersionVector& collected) const;
   Status RolledBack();
   // Our request to `peer` from `cursor` into its log (the pieces we hold there resume).
   Result<SyncRequest> RequestFor(const ReplicaId& peer, const VersionVector& vv, uint64_t cursor,

@@ -54,9 +54,10 @@ inline constexpr uint32_t kFormatHeld = 9;
 // build would not read.
 inline constexpr uint32_t kFormatFresh = 10;
 // 11: a peer's state may say which collections a filtered session took from it (version
-// 5, which an older build would refuse to read).
-inline constexpr uint32_t kFormatReceived = 11;
-inline constexpr uint32_t kFormatVersion = kFormatReceived;  // the newest this build reads
+// 5), and the replica's meta what filtered sessions bore out (version 2), which an older
+// build would refuse to read.
+inline constexpr uint32_t kFormatFiltered = 11;
+inline constexpr uint32_t kFormatVersion = kFormatFiltered;  // the newest this build reads
 
 // Stale change-log entries are removed at a commit that made more, once they are more
 // than kCompactFloor and a quarter of the fields: kCompactSlice entries examined at a
