@@ -171,6 +171,22 @@ VersionVector DecodeVersionVector(Reader& r) {
   return vv;
 }
 
+void EncodeCollectionFilter(const CollectionFilter& f, Writer& w) {
+  w.U8(f.all ? 1 : 0);
+  w.Varint(f.names.size());
+  for (const auto& n : f.names) w.LengthPrefixed(n);
+}
+
+CollectionFilter DecodeCollectionFilter(Reader& r) {
+  CollectionFilter f;
+  const uint8_t all = r.U8();
+  if (all > 1) r.Fail("unknown collection filter flag");
+  f.all = all == 1;
+  const uint64_t n = r.Count(2);
+  for (uint64_t i = 0; i < n && r.ok(); ++i) f.names.emplace(r.LengthPrefixed(kMaxCollectionName));
+  return f;
+}
+
 Result<std::string> EncodeQuarantineEntry(const QuarantineEntry& e) {
   TANDEM_ASSIGN_OR_RETURN(std::string state, EncodeFieldState(e.state));
   std::string out;
@@ -224,9 +240,7 @@ std::string EncodePeerState(const PeerState& p) {
   if (!v2) return out;
   // Version 2: what the peer has of our log.
   w.Varint(p.delivered);
-  w.U8(p.delivery.all ? 1 : 0);
-  w.Varint(p.delivery.names.size());
-  for (const auto& n : p.delivery.names) w.LengthPrefixed(n);
+  EncodeCollectionFilter(p.delivery, w);
   if (v3) w.Varint(p.mark);
   if (v5) w.U8(p.pieces ? 1 : 0);  // version 4 always has them
   if (p.pieces) {
@@ -235,11 +249,7 @@ std::string EncodePeerState(const PeerState& p) {
     w.Varint(p.pieces->held);
     w.Raw(std::string_view(reinterpret_cast<const char*>(p.pieces->digest.data()), 32));
   }
-  if (v5) {
-    w.U8(p.received.all ? 1 : 0);
-    w.Varint(p.received.names.size());
-    for (const auto& n : p.received.names) w.LengthPrefixed(n);
-  }
+  if (v5) EncodeCollectionFilter(p.received, w);
   return out;
 }
 
@@ -259,12 +269,7 @@ Result<PeerState> DecodePeerState(std::string_view in) {
   if (p.filtered) p.received = CollectionFilter::None();  // unless version 5 says more
   if (version >= 2 && r.ok()) {
     p.delivered = r.Varint();
-    const uint8_t all = r.U8();
-    if (all > 1) r.Fail("unknown delivery flag");
-    p.delivery.all = all == 1;
-    const uint64_t n = r.Count(2);
-    for (uint64_t i = 0; i < n && r.ok(); ++i)
-      p.delivery.names.emplace(r.LengthPrefixed(kMaxCollectionName));
+    p.delivery = DecodeCollectionFilter(r);
   }
   if (version >= 3 && r.ok()) p.mark = r.Varint();
   bool pieces = version == 4;
@@ -285,12 +290,7 @@ Result<PeerState> DecodePeerState(std::string_view in) {
   }
   if (version >= 5 && r.ok()) {
     if (!p.filtered) r.Fail("collections taken from an unfiltered peer");
-    const uint8_t all = r.U8();
-    if (all > 1) r.Fail("unknown taken flag");
-    p.received.all = all == 1;
-    const uint64_t n = r.Count(2);
-    for (uint64_t i = 0; i < n && r.ok(); ++i)
-      p.received.names.emplace(r.LengthPrefixed(kMaxCollectionName));
+    p.received = DecodeCollectionFilter(r);
   }
   if (r.ok() && r.remaining()) r.Fail("trailing bytes");
   if (!r.ok()) return r.status().With("peer state");

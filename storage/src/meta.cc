@@ -15,9 +15,7 @@ std::string EncodeMeta(const ReplicaMeta& m) {
   engine::EncodeVersionVector(m.vv, w);
   if (v2) {
     engine::EncodeVersionVector(m.absorbed, w);
-    w.U8(m.scope.all ? 1 : 0);
-    w.Varint(m.scope.names.size());
-    for (const auto& n : m.scope.names) w.LengthPrefixed(n);
+    engine::EncodeCollectionFilter(m.scope, w);
   }
   return out;
 }
@@ -61,12 +59,7 @@ Result<ReplicaMeta> DecodeMeta(std::string_view in) {
   m.vv = engine::DecodeVersionVector(r);
   if (version == 2 && r.ok()) {
     m.absorbed = engine::DecodeVersionVector(r);
-    const uint8_t all = r.U8();
-    if (all > 1) r.Fail("unknown scope flag");
-    m.scope.all = all == 1;
-    const uint64_t n = r.Count(2);
-    for (uint64_t i = 0; i < n && r.ok(); ++i)
-      m.scope.names.emplace(r.LengthPrefixed(engine::kMaxCollectionName));
+    m.scope = engine::DecodeCollectionFilter(r);
   }
   if (r.ok() && r.remaining()) r.Fail("trailing bytes");
   if (!r.ok()) return r.status().With("replica meta");

@@ -188,6 +188,9 @@ void EncodeVersionVector(const VersionVector& vv, Writer& w);  // with full 16-b
 std::string EncodePeerState(const PeerState& p);
 Result<PeerState> DecodePeerState(std::string_view in);
 VersionVector DecodeVersionVector(Reader& r);
+// u8 all, count, (length-prefixed collection name)* (the names when not all).
+void EncodeCollectionFilter(const CollectionFilter& f, Writer& w);
+CollectionFilter DecodeCollectionFilter(Reader& r);
 std::string EncodeLogHull(const LogHull& h);
 Result<LogHull> DecodeLogHull(std::string_view in);
 
