@@ -226,7 +226,8 @@ std::string EncodePeerState(const PeerState& p) {
   std::string out;
   Writer w(&out);
   // The oldest version that says everything, so that older builds read what they can.
-  const bool v5 = p.filtered;
+  // A filtered state that knows of no collection taken whole reads so from version 1 on.
+  const bool v5 = p.filtered && !(p.received == CollectionFilter::None());
   const bool v4 = v5 || p.pieces.has_value();
   const bool v3 = v4 || p.mark != 0;
   const bool v2 = v3 || p.delivered != 0 || !p.delivery.all;

@@ -705,7 +705,9 @@ Status Replica::CompletePeerSync(
     }
     const ReplicaMeta before = meta;
     if (merge) meta.vv.Merge(claim);
-    if (!merge && absorb) {
+    // Not when the peer's vector just showed this replica was rolled back: its claim of
+    // our old id covers events lost here.
+    if (!merge && absorb && !rk) {
       VersionVector bore = absorb->claim;
       bore.Cap(meta.id, meta.vv.Get(meta.id));
       TANDEM_RETURN_IF_ERROR(CapByQuarantine(*txn, &bore));

@@ -224,7 +224,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
                              " does not match the last batch " + std::to_string(recv_cursor_));
     // Merge the watermark only if the peer sent us everything it had: nothing filtered
     // by either side's policy, nothing refused.
-    const bool merge = !filtered_in_ && !refused_any_;
+    const bool merge = !filtered_in_ && !refused_any_ && !judged_out_;
     // What the peer collected while it streamed, it can no longer deliver either: a field
     // the stream had not reached when collection removed it was never sent. A rebase
     // drops that too; else the entries that moved past its Hello's vector are held back
@@ -262,7 +262,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     // A session that left collections out, and refused nothing, bears out as much for the
     // collections it took (ReplicaMeta::absorbed); a rebase's collected vector too, since
     // the rebase dropped what it covers there, unless the peer may not write everywhere.
-    const bool absorb = !merge && !refused_any_;
+    const bool absorb = !merge && !refused_any_ && !judged_out_;
     const bool absorb_collected =
         absorb && rebase_ && (!opt_.peer_writes_everywhere || opt_.peer_writes_everywhere());
     VersionVector bore = peer_vv;
@@ -500,7 +500,10 @@ Status Session::Apply(const DeltaBatch& b, std::vector<Message>* out,
   size_t applied = 0, refused = 0, filtered_out = 0;
   bool rekeyed = false;
   const auto revoked = opt_.revoked ? opt_.revoked() : std::map<ReplicaId, uint64_t>{};
-  auto admit = [this, &revoked](const FieldDelta& d, const FieldState* ours) {
+  // What this batch takes whole: no collection, once the application's judgement leaves
+  // a state out (kFilter): it may take it later, and the peer's log is read again then.
+  CollectionFilter batch_taken = taken_;
+  auto admit = [this, &revoked, &batch_taken](const FieldDelta& d, const FieldState* ours) {
     if (!opt_.accept.Allows(d.key.collection) || !peer_send_.Allows(d.key.collection))
       return Admission::kFilter;
     // A value from a revoked replica's later events, or a removal only they explain
@@ -508,7 +511,12 @@ Status Session::Apply(const DeltaBatch& b, std::vector<Message>* out,
     if (!opt_.proves_itself || !opt_.proves_itself(d))
       for (const auto& [r, cutoff] : revoked)
         if (ReliesOnEventsAfter(d.state, ours, r, cutoff)) return Admission::kRefuse;
-    return opt_.admit ? opt_.admit(d, ours) : Admission::kAccept;
+    const Admission a = opt_.admit ? opt_.admit(d, ours) : Admission::kAccept;
+    if (a == Admission::kFilter) {
+      batch_taken = CollectionFilter::None();
+      judged_out_ = true;
+    }
+    return a;
   };
   // A writer's binding may come in the batch that brings its changes, or after them
   // (asked before the batch is applied, which may take its states apart).
@@ -518,9 +526,9 @@ Status Session::Apply(const DeltaBatch& b, std::vector<Message>* out,
   size_t quarantined = 0;
   std::optional<Replica::RebaseOn> rebase;
   if (rebase_) rebase.emplace(Replica::RebaseOn{&*rebase_, opt_.may_rebase});
-  TANDEM_RETURN_IF_ERROR(replica_.ApplyBatch(*peer_, b.deltas, b.cursor, admit, &applied, &refused,
-                                             &taken_, &filtered_out, &rekeyed, &quarantined, b.mark,
-                                             consume, from_zero_, rebase ? &*rebase : nullptr));
+  TANDEM_RETURN_IF_ERROR(replica_.ApplyBatch(
+      *peer_, b.deltas, b.cursor, admit, &applied, &refused, &batch_taken, &filtered_out, &rekeyed,
+      &quarantined, b.mark, consume, from_zero_, rebase ? &*rebase : nullptr));
   if (rebase) rebase_dropped_ += rebase->dropped;
   stats_.fields_quarantined += quarantined;
   if (rekeyed) return RolledBack();

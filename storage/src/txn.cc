@@ -115,8 +115,20 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     // A peer's state that says where its log ended needs format 3.
     if (state.mark) TANDEM_RETURN_IF_ERROR(RaiseFormat());
     if (state.pieces) TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatBlobs));
-    if (state.filtered) TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatFiltered));
-    std::string v = engine::EncodePeerState(state);
+    // Which collections a filtered session took, only as far as the format may say it;
+    // else the state reads as none of them taken (the next filtered session re-reads).
+    engine::PeerState older;
+    const engine::PeerState* put = &state;
+    if (state.filtered && !(state.received == engine::CollectionFilter::None())) {
+      bool allowed = false;
+      TANDEM_RETURN_IF_ERROR(FilteredAllowed(&allowed));
+      if (!allowed) {
+        older = state;
+        older.received = engine::CollectionFilter::None();
+        put = &older;
+      }
+    }
+    std::string v = engine::EncodePeerState(*put);
     MDB_val k{16, const_cast<uint8_t*>(peer.bytes.data())}, val = Val(v);
     int rc = mdb_put(txn_, impl_->peers, &k, &val, 0);
     return rc ? impl_->Note(rc, "write peer") : Status::Ok();
@@ -271,9 +283,21 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   }
 
   Status PutMeta(const ReplicaMeta& meta) override {
-    if (!meta.absorbed.empty() || !meta.scope.all)
-      TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatFiltered));
-    std::string v = EncodeMeta(meta);
+    // What filtered sessions bore out, only as far as the format may say it; else it is
+    // left out (reports then wait for the version vector, as without it).
+    ReplicaMeta older;
+    const ReplicaMeta* put = &meta;
+    if (!meta.absorbed.empty() || !meta.scope.all) {
+      bool allowed = false;
+      TANDEM_RETURN_IF_ERROR(FilteredAllowed(&allowed));
+      if (!allowed) {
+        older = meta;
+        older.absorbed = engine::VersionVector{};
+        older.scope = engine::CollectionFilter{};
+        put = &older;
+      }
+    }
+    std::string v = EncodeMeta(*put);
     MDB_val k = Val("replica"), val = Val(v);
     int rc = mdb_put(txn_, impl_->meta, &k, &val, 0);
     return rc ? impl_->Note(rc, "write meta") : Status::Ok();
@@ -433,6 +457,15 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     }
     TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatFresh));
     *out = true;
+    return Status::Ok();
+  }
+  // Whether what format 11 adds may be written (peer states of version 5, meta of
+  // version 2). Raising the format past 10 lets values go to `fresh`, so only where
+  // FreshAllowed would (under its hold); else they are written as an older build reads
+  // them.
+  Status FilteredAllowed(bool* out) {
+    TANDEM_RETURN_IF_ERROR(FreshAllowed(out));
+    if (*out) TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatFiltered));
     return Status::Ok();
   }
   // The greatest key in `fields` and `fresh`, read once per transaction and kept as

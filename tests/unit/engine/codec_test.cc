@@ -706,6 +706,12 @@ TEST(PeerStateCodec, RoundTripsDeliveryAndReadsVersionOneAsNothingDelivered) {
     back5 = DecodePeerState(EncodePeerState(f));
     ASSERT_TRUE(back5.ok()) << back5.status().ToString();
     EXPECT_EQ(*back5, f);
+    // None known whole: what every earlier version says of a filtered peer.
+    f.received = CollectionFilter::None();
+    EXPECT_EQ(EncodePeerState(f)[0], pieces ? 4 : 2);
+    back5 = DecodePeerState(EncodePeerState(f));
+    ASSERT_TRUE(back5.ok()) << back5.status().ToString();
+    EXPECT_EQ(*back5, f);
   }
   PeerState marked = p;
   marked.mark = 1ull << 50;

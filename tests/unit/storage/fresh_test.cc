@@ -388,6 +388,28 @@ TEST(Fresh, NoneWhileAnotherProcessHasTheReplicaOpen) {
   ASSERT_TRUE((*r)->Put("c", "r1", {{"x", Value{int64_t{3}}}}).ok());
   EXPECT_EQ(FreshCount(**r), 0u);
   EXPECT_NE(FormatOf(**r), kFormatFresh);
+  // Nor what format 11 adds, which would let the next write go to `fresh`: a filtered
+  // peer's state and what filtered sessions bore out are written as before it.
+  {
+    auto txn = (*r)->store().BeginWrite();
+    ASSERT_TRUE(txn.ok());
+    engine::PeerState ps;
+    ps.filtered = true;
+    ps.received = engine::CollectionFilter::Only({"c"});
+    const engine::ReplicaId peer = RandomReplicaId();
+    ASSERT_TRUE((*txn)->PutPeer(peer, ps).ok());
+    engine::ReplicaMeta meta;
+    ASSERT_TRUE((*txn)->GetMeta(&meta).ok());
+    meta.absorbed.Raise(peer, 3);
+    meta.scope = engine::CollectionFilter::Only({"c"});
+    ASSERT_TRUE((*txn)->PutMeta(meta).ok());
+    ASSERT_TRUE((*txn)->Commit().ok());
+    EXPECT_LT(FormatOf(**r), kFormatFresh);
+    EXPECT_EQ((*r)->Peer(peer)->received, engine::CollectionFilter::None());
+    EXPECT_TRUE((*r)->Meta()->absorbed.empty());
+  }
+  ASSERT_TRUE((*r)->Put("c", "r1", {{"x", Value{int64_t{4}}}}).ok());
+  EXPECT_EQ(FreshCount(**r), 0u);
   close(down[1]);
   int status = 0;
   ASSERT_EQ(waitpid(child, &status, 0), child);

@@ -363,6 +363,7 @@ class Session {
   std::map<ReplicaId, uint64_t> delivered_max_;
   bool filtered_any_ = false;  // ...by a policy: the peer's log is re-read when it widens
   bool from_zero_ = false;     // our request started at 0
+  bool judged_out_ = false;    // the application's judgement left a state out (kFilter)
   bool filtered_in_ = false;   // a policy leaves some of the peer's data out of this stream
   CollectionFilter taken_;     // the collections this stream takes (both sides' policies)
   bool rolled_back_ = false;
