@@ -123,9 +123,7 @@ bool Session::EarlyTaken(const SyncRequest& req, const ReplicaId& expect, bool t
 bool Session::Absorbed(const ReplicaMeta& meta, const VersionVector& collected) const {
   if (meta.vv.Covers(collected)) return true;
   // What sessions that left collections out bore out holds for the collections they took.
-  VersionVector held = meta.vv;
-  held.Merge(meta.absorbed);
-  return taken_.Within(meta.scope) && held.Covers(collected);
+  return taken_.Within(meta.scope) && meta.Holding().Covers(collected);
 }
 
 bool Session::Sendable(const FieldKey& k) const {

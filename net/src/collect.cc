@@ -13,16 +13,6 @@ namespace {
 using engine::Value;
 using engine::VersionVector;
 
-// What a replica holds, for its collection reports: its version vector, and what
-// sessions that left collections out bore out for those they took (ReplicaMeta::
-// absorbed). A collection it does not take holds no one's collection back; should it take
-// one later, its session rebases unless its vector alone covers what the peer collected.
-VersionVector Holding(const engine::ReplicaMeta& meta) {
-  VersionVector vv = meta.vv;
-  vv.Merge(meta.absorbed);
-  return vv;
-}
-
 // A version vector without one replica's entry.
 VersionVector Without(VersionVector vv, const engine::ReplicaId& id) {
   vv.Cap(id, 0);
@@ -119,13 +109,16 @@ void WriteHeard(const std::string& path, const std::map<std::string, Heard>& see
 
 Result<bool> Report(engine::Replica& r, uint64_t now_ms) {
   TANDEM_ASSIGN_OR_RETURN(auto meta, r.Meta());
+  // What it holds, with what filtered sessions bore out (ReplicaMeta::Holding): a
+  // collection it does not take holds no one's collection back; should it take one later,
+  // its session rebases unless its vector alone covers what the peer collected.
   // Our own report only: one record, not every member's.
   std::optional<StoredReport> last;
   if (auto rec = r.Get(kReportsCollection, meta.id.Hex()); rec.ok())
     last = ParseReport(*rec);
   else if (rec.status().code() != Code::kNotFound)
     return rec.status();
-  const VersionVector holding = Holding(meta);
+  const VersionVector holding = meta.Holding();
   if (last && Without(last->vv, meta.id) == Without(holding, meta.id)) return false;
   std::string bytes;
   engine::Writer w(&bytes);
@@ -199,7 +192,7 @@ Result<GroupHolding> HeldByMembers(engine::Replica& r, const GroupPaths& files,
     if (h.self) {
       self_listed = true;
       h.replica = meta.id;
-      h.vv = Holding(meta);
+      h.vv = meta.Holding();
       meet(h.vv, meta.id);
     } else if (h.replica) {
       h.stale = past_horizon(h.heard_ms);
@@ -216,7 +209,7 @@ Result<GroupHolding> HeldByMembers(engine::Replica& r, const GroupPaths& files,
     h.device = self;
     h.self = true;
     h.replica = meta.id;
-    h.vv = Holding(meta);
+    h.vv = meta.Holding();
     meet(h.vv, meta.id);
     out.members.insert(out.members.begin(), std::move(h));
   }

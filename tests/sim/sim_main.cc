@@ -412,12 +412,7 @@ class Sim {
   // and losing none of its own changes.
   // What a node reports it holds (net::Report): its version vector, and what its
   // sessions that left collections out bore out for the ones they took.
-  VersionVector Holding(int k) {
-    const ReplicaMeta meta = nodes_[k].replica->Meta().value();
-    VersionVector vv = meta.vv;
-    vv.Merge(meta.absorbed);
-    return vv;
-  }
+  VersionVector Holding(int k) { return nodes_[k].replica->Meta()->Holding(); }
 
   void CollectOne(int i) {
     VersionVector absorbed = nodes_[i].replica->Meta()->vv;

@@ -436,12 +436,7 @@ TEST(Collect, ARebaseThatRefusedOrFilteredAStateLeavesTheCollectedVectorAside) {
 
 // What a replica holds, as its collection report says it (net::Report): its vector, and
 // what its filtered sessions bore out for the collections they took.
-VersionVector Holding(Node& n) {
-  const ReplicaMeta meta = n.replica.Meta().value();
-  VersionVector vv = meta.vv;
-  vv.Merge(meta.absorbed);
-  return vv;
-}
+VersionVector Holding(Node& n) { return n.replica.Meta()->Holding(); }
 
 // A replica that never takes a collection (its device may not read it) holds no one's
 // collection back, and is not rebased at every session once the others collect; taking

@@ -52,6 +52,13 @@ struct ReplicaMeta {
   // all until a filtered session.
   VersionVector absorbed;
   CollectionFilter scope;
+  // What it holds in the collections `scope` allows: `vv` and `absorbed` together (what
+  // its collection reports say).
+  VersionVector Holding() const {
+    VersionVector held = vv;
+    held.Merge(absorbed);
+    return held;
+  }
   bool operator==(const ReplicaMeta&) const = default;
 };
 
