@@ -84,12 +84,18 @@ void LocalWrite(Replica& r, Script& s) {
 void Mutate(Message& m, Script& s) {
   const uint8_t what = s.Next();
   if (auto* h = std::get_if<Hello>(&m)) {
-    if (what % 6 == 0) h->protocol += 1;
-    if (what % 6 == 1) h->replica = Id(s.Next());
-    if (what % 6 == 2) h->send = CollectionFilter::Only({"c"});
-    if (what % 6 == 3) h->takes_early = !h->takes_early;
-    if (what % 6 == 4 && h->early) h->early->cursor += s.Next();
-    if (what % 6 == 5) h->expect = Id(s.Next() % 3);
+    if (what % 7 == 0) h->protocol += 1;
+    if (what % 7 == 1) h->replica = Id(s.Next());
+    if (what % 7 == 2) h->send = CollectionFilter::Only({"c"});
+    if (what % 7 == 3) h->takes_early = !h->takes_early;
+    if (what % 7 == 4 && h->early) h->early->cursor += s.Next();
+    if (what % 7 == 5) h->expect = Id(s.Next() % 3);
+    if (what % 7 == 6) {  // leaves "c" out, or says nothing (an older build)
+      if (s.Next() % 2)
+        h->send_full = CollectionFilter::AllBut({"c"});
+      else
+        h->send_full.reset();
+    }
   } else if (auto* r = std::get_if<SyncRequest>(&m)) {
     if (what % 3 == 0) r->cursor += s.Next();
     if (what % 3 == 1) r->vv.Raise(Id(s.Next() % 3 + 1), s.Next());

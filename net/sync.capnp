@@ -36,10 +36,15 @@ struct Hello {
   accept @3 :Filter;
   features @4 :UInt32;  # what this build's decoder understands (bit 0: columnar batches,
                         # bit 1: field states in pieces, bit 2: blobs, bit 3: columns2,
-                        # bit 4: takes a request in the peer's Hello)
+                        # bit 4: takes a request in the peer's Hello,
+                        # bit 5: sendFull, and reads the peer's)
   collected @5 :VersionVector;  # what the sender collected (docs/design.md#collection)
   early @6 :SyncRequest;  # the sender's request, ahead of the peer's Hello (if set)
   expect @7 :Data;        # the replica it is made for: 16 bytes, or empty for any
+  # With bit 5: the sender's whole send policy, which it follows toward a peer that sets
+  # bit 5 too (`send` toward one that does not). Here `all` with names means every
+  # collection but those; in `send` and `accept` it means every collection.
+  sendFull @8 :Filter;
 }
 
 struct VersionVector {

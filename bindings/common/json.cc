@@ -425,10 +425,12 @@ Json NodeSnapshotToJson(const net::NodeSnapshot& s) {
   const char* mode = s.mode == net::NodeMode::kOnce       ? "once"
                      : s.mode == net::NodeMode::kInterval ? "interval"
                                                           : "live";
-  // "all", or the collections (an empty list: none).
+  // "all", the collections (an empty list: none), or {"all_but": [...]}.
   auto filter = [](const engine::CollectionFilter& f) -> Json {
-    if (f.all) return "all";
-    return Json(std::vector<std::string>(f.names.begin(), f.names.end()));
+    if (f.Everything()) return "all";
+    Json names = Json(std::vector<std::string>(f.names.begin(), f.names.end()));
+    if (f.all) return Json{{"all_but", std::move(names)}};
+    return names;
   };
   return Json{{"running", s.running},
               {"send", filter(s.send)},

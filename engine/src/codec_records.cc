@@ -172,7 +172,8 @@ VersionVector DecodeVersionVector(Reader& r) {
 }
 
 void EncodeCollectionFilter(const CollectionFilter& f, Writer& w) {
-  w.U8(f.all ? 1 : 0);
+  // 2: every collection but those named (format 12).
+  w.U8(f.Excludes() ? 2 : f.all ? 1 : 0);
   w.Varint(f.names.size());
   for (const auto& n : f.names) w.LengthPrefixed(n);
 }
@@ -180,10 +181,12 @@ void EncodeCollectionFilter(const CollectionFilter& f, Writer& w) {
 CollectionFilter DecodeCollectionFilter(Reader& r) {
   CollectionFilter f;
   const uint8_t all = r.U8();
-  if (all > 1) r.Fail("unknown collection filter flag");
-  f.all = all == 1;
+  if (all > 2) r.Fail("unknown collection filter flag");
+  f.all = all >= 1;
   const uint64_t n = r.Count(2);
   for (uint64_t i = 0; i < n && r.ok(); ++i) f.names.emplace(r.LengthPrefixed(kMaxCollectionName));
+  if (all == 1) f.names.clear();  // every collection, whatever follows
+  if (all == 2 && f.names.empty()) r.Fail("a collection filter leaves out no collection");
   return f;
 }
 
@@ -230,7 +233,7 @@ std::string EncodePeerState(const PeerState& p) {
   const bool v5 = p.filtered && !(p.received == CollectionFilter::None());
   const bool v4 = v5 || p.pieces.has_value();
   const bool v3 = v4 || p.mark != 0;
-  const bool v2 = v3 || p.delivered != 0 || !p.delivery.all;
+  const bool v2 = v3 || p.delivered != 0 || !p.delivery.Everything();
   w.U8(v5 ? 5 : v4 ? 4 : v3 ? 3 : v2 ? 2 : 1);
   w.Varint(p.cursor);
   EncodeVersionVector(p.vv, w);

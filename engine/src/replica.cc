@@ -642,7 +642,7 @@ Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>&
     // sessions before). Refusals for good do not re-read; the session keeps the watermark
     // back for them.
     const bool past = from_zero && cursor >= ps.cursor;  // a pass from 0 reached it
-    if (taken && !taken->all) {
+    if (taken && !taken->Everything()) {
       ps.received = past || !ps.filtered ? *taken : CollectionFilter::Both(ps.received, *taken);
       ps.filtered = true;
     } else if (past) {

@@ -20,16 +20,26 @@ Result<CollectionFilter> CollectionFilter::Parse(std::string_view list) {
 }
 
 CollectionFilter CollectionFilter::Both(const CollectionFilter& a, const CollectionFilter& b) {
-  if (a.all) return b;
-  if (b.all) return a;
+  if (a.all && b.all) {
+    CollectionFilter out = a;  // every one but those either leaves out
+    out.names.insert(b.names.begin(), b.names.end());
+    return out;
+  }
+  const CollectionFilter& only = a.all ? b : a;
+  const CollectionFilter& other = a.all ? a : b;
   CollectionFilter out = None();
-  for (const auto& n : a.names)
-    if (b.names.count(n)) out.names.insert(n);
+  for (const auto& n : only.names)
+    if (other.Allows(n)) out.names.insert(n);
   return out;
 }
 
 bool CollectionFilter::Within(const CollectionFilter& wider) const {
-  if (wider.all) return true;
+  if (wider.all) {
+    // Every one `wider` leaves out, this leaves out too.
+    for (const auto& n : wider.names)
+      if (Allows(n)) return false;
+    return true;
+  }
   return !all && std::includes(wider.names.begin(), wider.names.end(), names.begin(), names.end());
 }
 
@@ -54,7 +64,8 @@ Status Session::Start(std::vector<Message>* out) {
   started_ = true;
   Hello hello;
   hello.replica = self_;
-  hello.send = opt_.send;
+  hello.send = SendOlder();
+  hello.send_full = opt_.send;
   hello.accept = opt_.accept;
   hello.pieces = true;
   hello.blobs = true;
@@ -126,6 +137,12 @@ bool Session::Absorbed(const ReplicaMeta& meta, const VersionVector& collected) 
   return taken_.Within(meta.scope) && meta.Holding().Covers(collected);
 }
 
+CollectionFilter Session::SendOlder() const {
+  if (!opt_.send.Excludes()) return opt_.send;
+  if (opt_.send_older && !opt_.send_older->Excludes()) return *opt_.send_older;
+  return CollectionFilter::None();
+}
+
 bool Session::Sendable(const FieldKey& k) const {
   return opt_.send.Allows(k.collection) && peer_accept_.Allows(k.collection);
 }
@@ -156,14 +173,21 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
           "of one replica cloned with their disk (see docs/design.md, copies and rollbacks)");
     if (h->replica.IsZero()) return Status::Invalid("peer replica id is zero");
     peer_ = h->replica;
-    peer_send_ = h->send;
+    // Each side follows its whole policy when both read it, else what the older build
+    // reads (both sides decide alike).
+    if (h->send_full) {
+      peer_send_ = *h->send_full;
+    } else {
+      peer_send_ = h->send;
+      opt_.send = SendOlder();
+    }
     peer_accept_ = h->accept;
     peer_pieces_ = h->pieces;
     peer_blobs_ = h->blobs;
     peer_collected_ = h->collected;
     // Ask for what we lack: our version vector, and where we left off in its log.
     taken_ = CollectionFilter::Both(peer_send_, opt_.accept);
-    filtered_in_ = !taken_.all;
+    filtered_in_ = !taken_.Everything();
     if (early_ && EarlyTaken(*early_, opt_.expect, h->takes_early, *peer_, h->collected)) {
       // Our request went with our Hello, and the peer takes it.
       TANDEM_RETURN_IF_ERROR(AdoptRequest(*early_));

@@ -147,16 +147,29 @@ engine::SessionOptions Core::SessionOptionsFor(const Key32& peer) {
   engine::SessionOptions so;
   so.send = WithSystem(opt_.send);
   if (auto no = Unreadable(peer); !no.empty()) {
-    // Only what it may read: the collections there are now (a new one waits for the next
-    // session), less those.
+    // Only what it may read: every collection but those, when it may read a collection
+    // no permission names (a new one made during the session goes too). Else, and to a
+    // peer of an older build, which reads no such filter, the collections there are now
+    // (a new one waits for the next session), less those.
+    bool reads_unnamed = false;
+    {
+      std::lock_guard lock(trust_mu_);
+      reads_unnamed = authority_.LevelOf(DeviceId(peer), kAnyCollection) != Level::kNone;
+    }
     std::set<std::string> names;
-    if (so.send.all) {
+    if (so.send.Everything()) {
       if (auto c = replica_.Collections(); c.ok()) names.insert(c->begin(), c->end());
     } else {
       names = so.send.names;
     }
     for (const auto& c : no) names.erase(c);
-    so.send = WithSystem(engine::CollectionFilter::Only(std::move(names)));
+    auto older = WithSystem(engine::CollectionFilter::Only(std::move(names)));
+    if (so.send.Everything() && reads_unnamed) {
+      so.send = engine::CollectionFilter::AllBut(std::move(no));
+      so.send_older = std::move(older);
+    } else {
+      so.send = std::move(older);
+    }
   }
   so.accept = WithSystem(opt_.receive);
   // Our request goes with our Hello, a round trip sooner: made for the replica of the

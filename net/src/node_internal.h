@@ -306,7 +306,11 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   void RefreshSnapshot(bool running);
 
   static engine::CollectionFilter WithSystem(engine::CollectionFilter f) {
-    if (!f.all) {
+    if (f.all) {
+      for (const char* c : {kDevicesCollection, kStatementsCollection, kBindingsCollection,
+                            kSchemasCollection, kReportsCollection})
+        f.names.erase(c);
+    } else {
       f.names.insert(kDevicesCollection);
       f.names.insert(kStatementsCollection);
       f.names.insert(kBindingsCollection);

@@ -85,7 +85,9 @@ ReplicaId ReadId(capnp::Data::Reader d, Check& c, const char* what) {
   return ReplicaId::FromBytes(d.begin());
 }
 
-engine::CollectionFilter ReadFilter(wire::Filter::Reader r, Check& c) {
+// `excludes`: `all` with names is every collection but those (sendFull); else every
+// collection, as older builds read it.
+engine::CollectionFilter ReadFilter(wire::Filter::Reader r, Check& c, bool excludes = false) {
   engine::CollectionFilter f;
   f.all = r.getAll();
   for (auto n : r.getNames()) {
@@ -93,6 +95,7 @@ engine::CollectionFilter ReadFilter(wire::Filter::Reader r, Check& c) {
     if (Status v = engine::ValidateCollection(s); !v.ok()) c.Fail("filter: " + v.message());
     f.names.emplace(s);
   }
+  if (f.all && !excludes) f.names.clear();
   return f;
 }
 
@@ -209,10 +212,15 @@ Result<std::string> EncodeMessage(const Message& m, const EncodeOptions& opt) {
     auto w = body.initHello();
     w.setProtocol(h->protocol);
     w.setReplica(AsData(h->replica));
+    // An older build would read a filter that leaves collections out as every one.
+    if (h->send.Excludes() || h->accept.Excludes())
+      return Status::Invalid("a Hello's send and accept filters name no collection left out");
     SetFilter(w.initSend(), h->send);
     SetFilter(w.initAccept(), h->accept);
+    if (h->send_full) SetFilter(w.initSendFull(), *h->send_full);
     w.setFeatures(kFeatureColumns | kFeatureColumns2 | (h->pieces ? kFeaturePieces : 0) |
-                  (h->blobs ? kFeatureBlobs : 0) | (h->takes_early ? kFeatureEarly : 0));
+                  (h->blobs ? kFeatureBlobs : 0) | (h->takes_early ? kFeatureEarly : 0) |
+                  (h->send_full ? kFeatureExclusions : 0));
     SetVv(w.initCollected(), h->collected);
     if (h->early) {
       SetRequest(w.initEarly(), *h->early);
@@ -305,6 +313,10 @@ Result<Message> DecodeMessage(std::string_view bytes, uint32_t* features) {
         h.replica = ReadId(r.getReplica(), c, "hello replica");
         h.send = ReadFilter(r.getSend(), c);
         h.accept = ReadFilter(r.getAccept(), c);
+        if (r.getFeatures() & kFeatureExclusions) {
+          if (!r.hasSendFull()) c.Fail("hello: bit 5 set but no sendFull");
+          h.send_full = ReadFilter(r.getSendFull(), c, true);
+        }
         h.collected = ReadVv(r.getCollected(), c);
         if (!c.ok()) return c.st;
         h.pieces = r.getFeatures() & kFeaturePieces;

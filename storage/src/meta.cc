@@ -8,7 +8,7 @@ namespace tandem::storage {
 std::string EncodeMeta(const ReplicaMeta& m) {
   std::string out;
   engine::Writer w(&out);
-  const bool v2 = !m.absorbed.empty() || !m.scope.all;
+  const bool v2 = !m.absorbed.empty() || !m.scope.Everything();
   w.U8(v2 ? 2 : 1);
   w.Raw(std::string_view(reinterpret_cast<const char*>(m.id.bytes.data()), 16));
   w.Fixed64(m.clock);

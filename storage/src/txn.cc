@@ -117,18 +117,22 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     if (state.pieces) TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatBlobs));
     // Which collections a filtered session took, only as far as the format may say it;
     // else the state reads as none of them taken (the next filtered session re-reads).
-    engine::PeerState older;
-    const engine::PeerState* put = &state;
-    if (state.filtered && !(state.received == engine::CollectionFilter::None())) {
+    // Likewise a filter that leaves collections out (format 12): none taken, none
+    // delivered (the status says less than the peer has).
+    engine::PeerState older = state;
+    bool excludes = false;
+    if (state.received.Excludes() || state.delivery.Excludes())
+      TANDEM_RETURN_IF_ERROR(ExclusionsAllowed(&excludes));
+    if (!excludes) {
+      if (older.received.Excludes()) older.received = engine::CollectionFilter::None();
+      if (older.delivery.Excludes()) older.delivery = engine::CollectionFilter::None();
+    }
+    if (older.filtered && !(older.received == engine::CollectionFilter::None())) {
       bool allowed = false;
       TANDEM_RETURN_IF_ERROR(FilteredAllowed(&allowed));
-      if (!allowed) {
-        older = state;
-        older.received = engine::CollectionFilter::None();
-        put = &older;
-      }
+      if (!allowed) older.received = engine::CollectionFilter::None();
     }
-    std::string v = engine::EncodePeerState(*put);
+    std::string v = engine::EncodePeerState(older);
     MDB_val k{16, const_cast<uint8_t*>(peer.bytes.data())}, val = Val(v);
     int rc = mdb_put(txn_, impl_->peers, &k, &val, 0);
     return rc ? impl_->Note(rc, "write peer") : Status::Ok();
@@ -287,9 +291,10 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     // left out (reports then wait for the version vector, as without it).
     ReplicaMeta older;
     const ReplicaMeta* put = &meta;
-    if (!meta.absorbed.empty() || !meta.scope.all) {
+    if (!meta.absorbed.empty() || !meta.scope.Everything()) {
       bool allowed = false;
-      TANDEM_RETURN_IF_ERROR(FilteredAllowed(&allowed));
+      TANDEM_RETURN_IF_ERROR(meta.scope.Excludes() ? ExclusionsAllowed(&allowed)
+                                                   : FilteredAllowed(&allowed));
       if (!allowed) {
         older = meta;
         older.absorbed = engine::VersionVector{};
@@ -466,6 +471,13 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   Status FilteredAllowed(bool* out) {
     TANDEM_RETURN_IF_ERROR(FreshAllowed(out));
     if (*out) TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatFiltered));
+    return Status::Ok();
+  }
+  // Whether a filter that leaves collections out (format 12) may be written, under the
+  // same hold.
+  Status ExclusionsAllowed(bool* out) {
+    TANDEM_RETURN_IF_ERROR(FreshAllowed(out));
+    if (*out) TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatExclusions));
     return Status::Ok();
   }
   // The greatest key in `fields` and `fresh`, read once per transaction and kept as

@@ -33,7 +33,8 @@
 // With TANDEM_SIM_NARROW=1, in most seeds one member (never node 0, the liar or a limited
 // device) never takes "files", and takes "inv" in some of its sessions only while the
 // faults go on (as when a device's read permission is taken away and given back): its
-// sessions narrow and widen, each filtered. Once healing, it takes "inv" in every session
+// sessions narrow and widen, each filtered (its own accept filter naming what it takes, or
+// its peer's send filter what it leaves out). Once healing, it takes "inv" in every session
 // and must hold all of it, as every other collection but "files", as the others do.
 //
 // After the faults stop and every pair syncs: all dumps of the replicas of members in
@@ -575,9 +576,25 @@ class Sim {
       if (verdict == Admission::kRefuse) ++refused_writes_;
       return verdict;
     };
+    // The narrow member's sessions: half say what it takes as its accept filter, half have
+    // its peer send "every collection but" what it leaves out (and, as toward an older
+    // build, the collections it takes).
+    std::set<std::string> narrow_takes;
+    bool narrow_sent_all_but = false;
+    if (a == narrow_ || b == narrow_) {
+      narrow_takes = NarrowTakes();
+      narrow_sent_all_but = narrow_rng_() % 2;
+    }
     auto with_peer = [&](int peer) {
       SessionOptions po = o;
-      if ((peer == a ? b : a) == narrow_) po.accept = CollectionFilter::Only(NarrowTakes());
+      if ((peer == a ? b : a) == narrow_ && !narrow_sent_all_but)
+        po.accept = CollectionFilter::Only(narrow_takes);
+      if (peer == narrow_ && narrow_sent_all_but) {
+        std::set<std::string> left_out{"files", "inv"};
+        for (const auto& name : narrow_takes) left_out.erase(name);
+        po.send = CollectionFilter::AllBut(std::move(left_out));
+        po.send_older = CollectionFilter::Only(narrow_takes);
+      }
       // Half the sessions send their request with their Hello: made for the peer's
       // replica, for any replica, or for one the peer is not (then it waits its turn).
       if (rng_() % 2) {

@@ -742,6 +742,38 @@ TEST(PeerStateCodec, RoundTripsDeliveryAndReadsVersionOneAsNothingDelivered) {
   EXPECT_TRUE(old->filtered);
   EXPECT_EQ(old->received, CollectionFilter::None());
 
+  // Filters that leave collections out (flag 2), in what a peer received and delivery.
+  PeerState excluding = p;
+  excluding.filtered = true;
+  excluding.received = CollectionFilter::AllBut({"secrets"});
+  excluding.delivery = CollectionFilter::AllBut({"a", "b"});
+  auto back5 = DecodePeerState(EncodePeerState(excluding));
+  ASSERT_TRUE(back5.ok()) << back5.status().ToString();
+  EXPECT_EQ(*back5, excluding);
+  {
+    std::string f;
+    Writer fw(&f);
+    EncodeCollectionFilter(CollectionFilter::AllBut({"x"}), fw);
+    EXPECT_EQ(f[0], 2);
+    std::string all_named = f;
+    all_named[0] = 1;  // every collection, whatever names follow (as older builds read it)
+    Reader r1(all_named);
+    EXPECT_EQ(DecodeCollectionFilter(r1), CollectionFilter{});
+    EXPECT_TRUE(r1.ok());
+    std::string unknown = f;
+    unknown[0] = 3;
+    Reader r3(unknown);
+    DecodeCollectionFilter(r3);
+    EXPECT_FALSE(r3.ok());
+    std::string none_left_out;
+    Writer nw(&none_left_out);
+    nw.U8(2);
+    nw.Varint(0);
+    Reader r0(none_left_out);
+    DecodeCollectionFilter(r0);
+    EXPECT_FALSE(r0.ok()) << "flag 2 leaves some collection out";
+  }
+
   // Damage is refused, not misread.
   std::string bad = EncodePeerState(p);
   bad[0] = 4;

@@ -481,6 +481,59 @@ TEST(Collect, AReplicaThatLeavesACollectionOutHoldsNoCollectionBack) {
   EXPECT_TRUE(b.replica.Meta()->scope.all);
 }
 
+// A replica that may not read secrets syncs with two peers, one of which holds no
+// orders. Told "every collection but secrets" by both, it takes the same from each, and
+// what it bore out holds for both: it never rebases. Told by each the collections it has
+// (as older builds say it), its scope narrows at the one and the other's collection
+// then finds it short: a rebase, the whole state again, after each collection.
+TEST(Collect, PeersThatHoldDifferentCollectionsAskNoRebase) {
+  for (bool older : {false, true}) {
+    SCOPED_TRACE(older ? "older builds" : "this build");
+    Node o(1), k(2), d(3);
+    Fill(o, "products", 4, "p");
+    Fill(o, "orders", 2, "o");
+    Fill(o, "secrets", 2, "s");
+    SessionOptions products;
+    products.accept = CollectionFilter::Only({"products"});
+    ASSERT_TRUE(Link(k, o, products).Run().ok());
+    SessionOptions from_o, from_k;  // what each sends d
+    from_o.send = from_k.send = CollectionFilter::AllBut({"secrets"});
+    from_k.accept = CollectionFilter::Only({"products"});  // k holds no orders
+    from_o.send_older = CollectionFilter::Only({"orders", "products"});
+    from_k.send_older = CollectionFilter::Only({"products"});
+    auto strip = [older](Message& m) {
+      if (auto* h = std::get_if<Hello>(&m); h && older) h->send_full.reset();
+    };
+    auto sync_d = [&](Node& peer, const SessionOptions& opt) {
+      Link link(d, peer, {}, opt);
+      link.from_a = link.from_b = strip;
+      EXPECT_TRUE(link.Run().ok());
+      return link.sa.stats().rebased;
+    };
+    int rebases = 0;
+    for (int round = 0; round < 3; ++round) {
+      DeleteRange(o, "p", round, round + 1);
+      ASSERT_TRUE(Link(k, o, products).Run().ok());
+      rebases += sync_d(o, from_o);
+      rebases += sync_d(k, from_k);
+      Replica::CollectStats stats;
+      const VersionVector all =
+          VersionVector::Meet(Holding(o), VersionVector::Meet(Holding(k), Holding(d)));
+      ASSERT_TRUE(o.replica.Collect(all, &stats).ok());
+      EXPECT_GE(stats.collected, 1u) << "round " << round;
+      rebases += sync_d(o, from_o);
+    }
+    EXPECT_FALSE(d.replica.Get("secrets", "s0").ok());
+    EXPECT_TRUE(d.replica.Get("orders", "o1").ok());
+    EXPECT_FALSE(d.replica.Get("products", "p2").ok());
+    EXPECT_TRUE(d.replica.Get("products", "p3").ok());
+    if (older)
+      EXPECT_GE(rebases, 2);
+    else
+      EXPECT_EQ(rebases, 0);
+  }
+}
+
 // A secret b held before it stopped taking secrets is deleted and collected meanwhile:
 // when b takes secrets again, its rebase drops it.
 TEST(Collect, WhatAReplicaHeldOfACollectionItStoppedTakingDoesNotComeBack) {

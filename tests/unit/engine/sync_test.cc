@@ -530,6 +530,84 @@ TEST(Sync, WideningAPolicyThatStillFiltersResendsWhatTheNarrowOneLeftOut) {
   EXPECT_FALSE(b.replica.Peer(Rid(1))->filtered);
 }
 
+TEST(Sync, CollectionFiltersCombine) {
+  using F = CollectionFilter;
+  EXPECT_EQ(F::Both(F::AllBut({"x"}), F::AllBut({"y"})), F::AllBut({"x", "y"}));
+  EXPECT_EQ(F::Both(F::AllBut({"x"}), F::Only({"x", "y"})), F::Only({"y"}));
+  EXPECT_EQ(F::Both(F::Only({"x", "y"}), F::AllBut({"y"})), F::Only({"x"}));
+  EXPECT_EQ(F::Both(F{}, F::AllBut({"y"})), F::AllBut({"y"}));
+  EXPECT_TRUE(F::AllBut({"x", "y"}).Within(F::AllBut({"x"})));
+  EXPECT_FALSE(F::AllBut({"x"}).Within(F::AllBut({"x", "y"})));
+  EXPECT_TRUE(F::Only({"y"}).Within(F::AllBut({"x"})));
+  EXPECT_FALSE(F::Only({"x", "y"}).Within(F::AllBut({"x"})));
+  EXPECT_FALSE(F::AllBut({"x"}).Within(F::Only({"y", "z"})));
+  EXPECT_TRUE(F::AllBut({"x"}).Within(F{}));
+  EXPECT_FALSE(F{}.Within(F::AllBut({"x"})));
+  EXPECT_TRUE(F::AllBut({"x"}).Excludes() && !F::AllBut({"x"}).Everything());
+  EXPECT_FALSE(F::AllBut({"x"}).Allows("x"));
+  EXPECT_TRUE(F::AllBut({"x"}).Allows("anything else"));
+}
+
+// A policy that leaves a collection out sends every other, one made after the session
+// started included, and is remembered as such; toward a peer of an older build (its
+// Hello carries no send_full) it is what `send_older` says, and nothing without it.
+TEST(Sync, APolicyThatLeavesACollectionOutSendsEveryOther) {
+  Node a(1), b(2);
+  Fill(a, "a", 3, "x");
+  Fill(a, "secret", 3, "s");
+  SessionOptions to_b;
+  to_b.send = CollectionFilter::AllBut({"secret"});
+  to_b.send_older = CollectionFilter::Only({"a"});
+  ASSERT_TRUE(Link(a, b, to_b, {}).Run().ok());
+  EXPECT_TRUE(b.replica.Get("a", "x1").ok());
+  EXPECT_FALSE(b.replica.Get("secret", "s1").ok());
+  EXPECT_EQ(b.replica.Peer(Rid(1))->received, CollectionFilter::AllBut({"secret"}));
+  EXPECT_EQ(b.replica.Meta()->scope, CollectionFilter::AllBut({"secret"}));
+
+  // A new collection goes too, and the peer's log is not read again from the start.
+  Fill(a, "b", 2, "y");
+  {
+    Link link(a, b, to_b, {});
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_EQ(link.sa.stats().fields_sent, 4u) << "only the new records' fields";
+  }
+  EXPECT_TRUE(b.replica.Get("b", "y1").ok());
+  EXPECT_FALSE(b.replica.Get("secret", "s1").ok());
+
+  // Older builds on both sides (no send_full): what send_older names.
+  auto older = [](Message& m) {
+    if (auto* h = std::get_if<Hello>(&m)) h->send_full.reset();
+  };
+  Fill(a, "a", 5, "later");
+  Fill(a, "c", 2, "z");
+  {
+    Link link(a, b, to_b, {});
+    link.from_a = older;
+    link.from_b = older;
+    ASSERT_TRUE(link.Run().ok());
+  }
+  EXPECT_TRUE(b.replica.Get("a", "later4").ok());
+  EXPECT_FALSE(b.replica.Get("c", "z1").ok()) << "not in send_older";
+  EXPECT_FALSE(b.replica.Get("secret", "s1").ok());
+  // And nothing at all without it.
+  Fill(a, "a", 7, "last");
+  to_b.send_older.reset();
+  {
+    Link link(a, b, to_b, {});
+    link.from_a = older;
+    link.from_b = older;
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_EQ(link.sa.stats().fields_sent, 0u);
+  }
+  EXPECT_FALSE(b.replica.Get("a", "last6").ok());
+  // Both builds new again: what the older sessions passed over comes.
+  to_b.send_older = CollectionFilter::Only({"a"});
+  ASSERT_TRUE(Link(a, b, to_b, {}).Run().ok());
+  EXPECT_TRUE(b.replica.Get("a", "last6").ok());
+  EXPECT_TRUE(b.replica.Get("c", "z1").ok());
+  EXPECT_FALSE(b.replica.Get("secret", "s1").ok());
+}
+
 TEST(Sync, LargeFieldsSplitIntoBatchesUnderTheFrameLimit) {
   Node a(1), b(2);
   ASSERT_TRUE(a.replica

@@ -5,6 +5,7 @@
 #include <capnp/serialize.h>
 #include <gtest/gtest.h>
 
+#include <array>
 #include <random>
 
 #include "columns.h"
@@ -44,6 +45,13 @@ Hello EarlyHello(VersionVector vv, ReplicaId expect) {
   h.takes_early = true;
   h.early = SyncRequest{std::move(vv), 17, 4, 21};
   h.expect = expect;
+  return h;
+}
+
+// A Hello of this build: its whole send policy beside what older builds read.
+Hello FullHello(CollectionFilter full) {
+  Hello h = HelloOf(CollectionFilter::Only({"orders"}), {}, true, {});
+  h.send_full = std::move(full);
   return h;
 }
 
@@ -107,6 +115,9 @@ TEST(Wire, EveryMessageRoundTrips) {
       BlobsHello(),
       EarlyHello(vv, {}),
       EarlyHello(vv, Rid(7)),
+      FullHello(CollectionFilter::AllBut({"secrets"})),
+      FullHello(CollectionFilter::Only({"orders"})),
+      FullHello({}),
       SyncRequest{vv, 12, 7, 1u << 20},
       SyncRequest{vv, 0, 7, 9, true},
       SyncRequest{vv, 5, 7, 9, false, 1 << 19, Hash(4)},
@@ -152,6 +163,7 @@ TEST(Wire, EveryMessageRoundTrips) {
         EXPECT_EQ(g.blobs, h->blobs);
         EXPECT_EQ(g.takes_early, h->takes_early);
         EXPECT_EQ(g.expect, h->expect);
+        EXPECT_EQ(g.send_full, h->send_full);
         ASSERT_EQ(g.early.has_value(), h->early.has_value());
         if (h->early) {
           EXPECT_EQ(g.early->vv, h->early->vv);
@@ -161,7 +173,8 @@ TEST(Wire, EveryMessageRoundTrips) {
         }
         EXPECT_EQ(features, kFeatureColumns | kFeatureColumns2 | (h->pieces ? kFeaturePieces : 0) |
                                 (h->blobs ? kFeatureBlobs : 0) |
-                                (h->takes_early ? kFeatureEarly : 0));
+                                (h->takes_early ? kFeatureEarly : 0) |
+                                (h->send_full ? kFeatureExclusions : 0));
       } else if (auto* r = std::get_if<SyncRequest>(&m)) {
         EXPECT_EQ(std::get<SyncRequest>(*d).vv, r->vv);
         EXPECT_EQ(std::get<SyncRequest>(*d).cursor, r->cursor);
@@ -530,6 +543,53 @@ TEST(Wire, ForgedPiecesAreRefused) {
     auto d = DecodeMessage(std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size()));
     EXPECT_EQ(d.status().code(), Code::kCorrupt) << c.what;
   }
+}
+
+// A filter that leaves collections out goes only where a peer reads it so (sendFull, with
+// its feature bit); older builds read `all` in `send` and `accept` as every collection,
+// and so does this one, whatever names follow.
+TEST(Wire, AFilterThatLeavesCollectionsOutTravelsOnlyInSendFull) {
+  Hello h = HelloOf(CollectionFilter::AllBut({"secrets"}), {}, false, {});
+  EXPECT_EQ(EncodeMessage(h).status().code(), Code::kInvalidArgument);
+  h = HelloOf({}, CollectionFilter::AllBut({"secrets"}), false, {});
+  EXPECT_EQ(EncodeMessage(h).status().code(), Code::kInvalidArgument);
+
+  auto build = [](bool all_with_names, bool bit, bool full) {
+    capnp::MallocMessageBuilder b;
+    auto env = b.initRoot<wire::Envelope>();
+    env.setVersion(kWireVersion);
+    auto w = env.initBody().initHello();
+    w.setProtocol(engine::kProtocolVersion);
+    std::array<uint8_t, 16> id{};
+    id.fill(3);
+    w.setReplica(capnp::Data::Reader(id.data(), id.size()));
+    auto send = w.initSend();
+    send.setAll(true);
+    if (all_with_names) send.initNames(1).set(0, "secrets");
+    w.initAccept().setAll(true);
+    w.initCollected();
+    w.setFeatures(bit ? kFeatureExclusions : 0);
+    if (full) {
+      auto f = w.initSendFull();
+      f.setAll(true);
+      f.initNames(1).set(0, "secrets");
+    }
+    auto words = capnp::messageToFlatArray(b);
+    auto bytes = words.asBytes();
+    return DecodeMessage(std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size()));
+  };
+  auto d = build(true, false, false);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_TRUE(std::get<Hello>(*d).send.Everything()) << "as an older build reads it";
+  EXPECT_FALSE(std::get<Hello>(*d).send_full.has_value());
+  d = build(false, false, true);  // no feature bit: sendFull is not read
+  ASSERT_TRUE(d.ok());
+  EXPECT_FALSE(std::get<Hello>(*d).send_full.has_value());
+  d = build(false, true, true);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(std::get<Hello>(*d).send_full, CollectionFilter::AllBut({"secrets"}));
+  EXPECT_EQ(build(false, true, false).status().code(), Code::kCorrupt)
+      << "the bit without the filter";
 }
 
 }  // namespace

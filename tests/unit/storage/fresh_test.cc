@@ -408,6 +408,29 @@ TEST(Fresh, NoneWhileAnotherProcessHasTheReplicaOpen) {
     EXPECT_EQ((*r)->Peer(peer)->received, engine::CollectionFilter::None());
     EXPECT_TRUE((*r)->Meta()->absorbed.empty());
   }
+  // Nor filters that leave collections out (format 12): none received, none delivered,
+  // nothing borne out.
+  {
+    auto txn = (*r)->store().BeginWrite();
+    ASSERT_TRUE(txn.ok());
+    engine::PeerState ps;
+    ps.filtered = true;
+    ps.received = engine::CollectionFilter::AllBut({"secret"});
+    ps.delivered = 5;
+    ps.delivery = engine::CollectionFilter::AllBut({"secret"});
+    const engine::ReplicaId peer = RandomReplicaId();
+    ASSERT_TRUE((*txn)->PutPeer(peer, ps).ok());
+    engine::ReplicaMeta meta;
+    ASSERT_TRUE((*txn)->GetMeta(&meta).ok());
+    meta.absorbed.Raise(peer, 3);
+    meta.scope = engine::CollectionFilter::AllBut({"secret"});
+    ASSERT_TRUE((*txn)->PutMeta(meta).ok());
+    ASSERT_TRUE((*txn)->Commit().ok());
+    EXPECT_LT(FormatOf(**r), kFormatFresh);
+    EXPECT_EQ((*r)->Peer(peer)->received, engine::CollectionFilter::None());
+    EXPECT_EQ((*r)->Peer(peer)->delivery, engine::CollectionFilter::None());
+    EXPECT_TRUE((*r)->Meta()->absorbed.empty());
+  }
   ASSERT_TRUE((*r)->Put("c", "r1", {{"x", Value{int64_t{4}}}}).ok());
   EXPECT_EQ(FreshCount(**r), 0u);
   close(down[1]);

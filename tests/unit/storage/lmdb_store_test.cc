@@ -162,6 +162,40 @@ TEST(LmdbStore, WhatFilteredSessionsBoreOutIsKeptAndRaisesTheFormat) {
       << damaged.status().ToString();
 }
 
+// A filter that names the collections it leaves out (a scope, what a peer received or
+// was delivered) raises the format to 12, which older builds refuse to open.
+TEST(LmdbStore, AFilterThatLeavesCollectionsOutRaisesTheFormat) {
+  testing::TempDir tmp;
+  const std::string dir = tmp / "db";
+  engine::ReplicaMeta want;
+  engine::PeerState peer_want;
+  const engine::ReplicaId peer = RandomReplicaId();
+  {
+    auto r = CreateReplica(dir);
+    ASSERT_TRUE(r.ok());
+    auto txn = (*r)->store().BeginWrite();
+    ASSERT_TRUE(txn.ok());
+    ASSERT_TRUE((*txn)->GetMeta(&want).ok());
+    want.absorbed.Raise(peer, 7);
+    want.scope = engine::CollectionFilter::AllBut({"secrets"});
+    ASSERT_TRUE((*txn)->PutMeta(want).ok());
+    peer_want.filtered = true;
+    peer_want.cursor = 9;
+    peer_want.received = engine::CollectionFilter::AllBut({"secrets"});
+    peer_want.delivered = 4;
+    peer_want.delivery = engine::CollectionFilter::AllBut({"costs", "secrets"});
+    ASSERT_TRUE((*txn)->PutPeer(peer, peer_want).ok());
+    ASSERT_TRUE((*txn)->Commit().ok());
+  }
+  uint32_t format = 0;
+  std::memcpy(&format, testing::RawGet(dir, "meta", "format").data(), 4);
+  EXPECT_EQ(format, kFormatExclusions);
+  auto r = OpenReplica(dir);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ((*r)->Meta().value(), want);
+  EXPECT_EQ((*r)->Peer(peer).value(), peer_want);
+}
+
 // Found by bench/net: a daemon's change watcher read the last transaction id while the
 // storage worker grew the map, which moves it, and crashed now and then.
 TEST(LmdbStore, TheLastTransactionIsReadSafelyWhileTheMapGrows) {

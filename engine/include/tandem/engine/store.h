@@ -24,12 +24,19 @@ namespace tandem::engine {
 
 // What a replica knows about itself.
 // What a replica remembers about one peer it syncs with.
-// Which collections: all, or a named set.
+// Which collections: every one but those named (`all`; none named: every one), or only
+// those named.
 struct CollectionFilter {
   bool all = true;
   std::set<std::string> names;
-  bool Allows(const std::string& c) const { return all || names.count(c) > 0; }
+  bool Allows(const std::string& c) const { return all ? names.count(c) == 0 : names.count(c) > 0; }
+  // Every collection, none left out.
+  bool Everything() const { return all && names.empty(); }
+  // Names collections it leaves out: only builds that know such filters may read it
+  // (Hello::send_full, format 12).
+  bool Excludes() const { return all && !names.empty(); }
   static CollectionFilter Only(std::set<std::string> n) { return {false, std::move(n)}; }
+  static CollectionFilter AllBut(std::set<std::string> n) { return {true, std::move(n)}; }
   static CollectionFilter None() { return {false, {}}; }
   // "coll1,coll2,...": those collections (each a valid name); "" is none.
   static Result<CollectionFilter> Parse(std::string_view list);

@@ -75,9 +75,11 @@ struct SyncRequest {
 struct Hello {
   uint32_t protocol = kProtocolVersion;
   ReplicaId replica;
-  CollectionFilter send;    // what this side sends
-  CollectionFilter accept;  // what this side accepts
-  bool pieces = false;      // this side takes a field state in pieces (DeltaBatch::piece)
+  // What this side sends to a peer of an older build (which reads no filter that leaves
+  // collections out), and what it accepts.
+  CollectionFilter send;
+  CollectionFilter accept;
+  bool pieces = false;  // this side takes a field state in pieces (DeltaBatch::piece)
   // What this side has collected (Replica::Collected). A peer whose version vector does
   // not cover it may hold what this side removed, and asks for a rebase (SyncRequest::whole).
   VersionVector collected;
@@ -92,6 +94,9 @@ struct Hello {
   // follows the peer's Hello.
   std::optional<SyncRequest> early = std::nullopt;
   ReplicaId expect = {};
+  // What it sends to a peer that sets this too (both builds read filters that leave
+  // collections out). Unset by older builds.
+  std::optional<CollectionFilter> send_full = std::nullopt;
 };
 // Part of one field delta too large for a batch, encoded whole by EncodeDelta.
 struct StatePiece {
@@ -157,7 +162,11 @@ using Message = std::variant<Hello, SyncRequest, DeltaBatch, CaughtUp, Ack, Blob
 const char* MessageName(const Message& m);
 
 struct SessionOptions {
-  CollectionFilter send;  // our policy toward this peer
+  CollectionFilter send;  // our policy toward this peer (it may leave collections out)
+  // What `send` is toward a peer of an older build, which reads no filter that leaves
+  // collections out: the collections there are now less those, say. Needed when `send`
+  // leaves some out (unset, nothing goes to such a peer).
+  std::optional<CollectionFilter> send_older;
   CollectionFilter accept;
   size_t batch_fields = 2048;      // field states per DeltaBatch at most (<= 16384, the
                                    // most a receiver accepts)
@@ -277,6 +286,8 @@ class Session {
   // Whether this replica holds what `collected` removed, in the collections this session
   // takes (ReplicaMeta::absorbed): else it rebases on the peer.
   bool Absorbed(const ReplicaMeta& meta, const VersionVector& collected) const;
+  // Our policy as a peer of an older build reads it (SessionOptions::send_older).
+  CollectionFilter SendOlder() const;
   Status RolledBack();
   // Our request to `peer` from `cursor` into its log (the pieces we hold there resume).
   Result<SyncRequest> RequestFor(const ReplicaId& peer, const VersionVector& vv, uint64_t cursor,

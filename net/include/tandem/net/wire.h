@@ -36,8 +36,11 @@ inline constexpr uint32_t kFeatureColumns2 = 8;
 // A request carried in the peer's Hello (engine::Hello::early): announced as
 // engine::Hello::takes_early.
 inline constexpr uint32_t kFeatureEarly = 16;
-inline constexpr uint32_t kWireFeatures =
-    kFeatureColumns | kFeaturePieces | kFeatureBlobs | kFeatureColumns2 | kFeatureEarly;
+// A send policy that names the collections it leaves out, in Hello::sendFull
+// (engine::Hello::send_full): announced by its presence.
+inline constexpr uint32_t kFeatureExclusions = 32;
+inline constexpr uint32_t kWireFeatures = kFeatureColumns | kFeaturePieces | kFeatureBlobs |
+                                          kFeatureColumns2 | kFeatureEarly | kFeatureExclusions;
 
 struct EncodeOptions {
   uint32_t peer_features = 0;  // from the peer's Hello (DecodeMessage's *features)

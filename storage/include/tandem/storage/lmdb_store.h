@@ -57,7 +57,10 @@ inline constexpr uint32_t kFormatFresh = 10;
 // 5), and the replica's meta what filtered sessions bore out (version 2), which an older
 // build would refuse to read.
 inline constexpr uint32_t kFormatFiltered = 11;
-inline constexpr uint32_t kFormatVersion = kFormatFiltered;  // the newest this build reads
+// 12: a peer's state or the replica's meta may hold a collection filter that names the
+// collections it leaves out (flag 2), which an older build would refuse to read.
+inline constexpr uint32_t kFormatExclusions = 12;
+inline constexpr uint32_t kFormatVersion = kFormatExclusions;  // the newest this build reads
 
 // Stale change-log entries are removed at a commit that made more, once they are more
 // than kCompactFloor and a quarter of the fields: kCompactSlice entries examined at a
