@@ -140,6 +140,8 @@ std::set<std::string> Core::Unreadable(const Key32& peer) {
   const std::string device = DeviceId(peer);
   for (const auto& c : collections)
     if (!IsSystemCollection(c) && authority_.LevelOf(device, c) == Level::kNone) out.insert(c);
+  // Nor any collection no permit names.
+  if (authority_.LevelOf(device, kAnyCollection) == Level::kNone) out.insert(kAnyCollection);
   return out;
 }
 
@@ -151,11 +153,7 @@ engine::SessionOptions Core::SessionOptionsFor(const Key32& peer) {
     // no permission names (a new one made during the session goes too). Else, and to a
     // peer of an older build, which reads no such filter, the collections there are now
     // (a new one waits for the next session), less those.
-    bool reads_unnamed = false;
-    {
-      std::lock_guard lock(trust_mu_);
-      reads_unnamed = authority_.LevelOf(DeviceId(peer), kAnyCollection) != Level::kNone;
-    }
+    const bool reads_unnamed = no.erase(kAnyCollection) == 0;
     std::set<std::string> names;
     if (so.send.Everything()) {
       if (auto c = replica_.Collections(); c.ok()) names.insert(c->begin(), c->end());

@@ -255,6 +255,7 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   // The options of a session with the device whose key is `peer`: what it may not read
   // is left out of what we send (the collections it may not read, as of now).
   engine::SessionOptions SessionOptionsFor(const Key32& peer);
+  // Those collections, and kAnyCollection if it may read none that no permit names.
   std::set<std::string> Unreadable(const Key32& peer);
   // Runs f() on the storage worker and resumes the caller on the node thread with its
   // result. Sessions and storage writes (fsynced commits, log scans) run there, one at a

@@ -121,7 +121,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     // delivered (the status says less than the peer has).
     engine::PeerState older = state;
     bool excludes = false;
-    if (state.received.Excludes() || state.delivery.Excludes())
+    if ((state.filtered && state.received.Excludes()) || state.delivery.Excludes())
       TANDEM_RETURN_IF_ERROR(ExclusionsAllowed(&excludes));
     if (!excludes) {
       if (older.received.Excludes()) older.received = engine::CollectionFilter::None();
@@ -442,44 +442,40 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     if (!(*hull_ == before)) hull_dirty_ = true;
     return Status::Ok();
   }
-  // Whether values may go to `fresh`. Not while a process that may be of an older build
-  // has the replica open, until the format says they may: an older build reads and
-  // writes `fields` alone, and would read a field's past and write over it unseen.
-  // Builds that open the replica after the format is raised refuse it; the transaction
-  // that raises it keeps every other process from opening the replica until it ends
-  // (Impl::HoldAlone), so that none reads the format before it.
-  Status FreshAllowed(bool* out) {
-    *out = raises_format_ >= kFormatFresh ||
-           impl_->format.load(std::memory_order_relaxed) >= kFormatFresh;
-    if (*out || fresh_refused_) return Status::Ok();
-    uint32_t stored = 0;
-    TANDEM_RETURN_IF_ERROR(StoredFormat(&stored));
-    if (stored < kFormatFresh) {
-      // Raised already (by another process of a newer build) needs no hold.
-      held_alone_ = impl_->HoldAlone();
-      fresh_refused_ = !held_alone_;  // asked once per transaction
-      if (fresh_refused_) return Status::Ok();
+  // Whether what format `to` adds may be written, raising the format to it. Not while a
+  // process that may be of an older build has the replica open, until the format says
+  // it may: an older build reads and writes `fields` alone, and would read a field's
+  // past in `fresh` and write over it unseen (format 10), or would refuse the records
+  // formats 11 and 12 add. Builds that open the replica after the format is raised
+  // refuse it; the transaction that raises it keeps every other process from opening
+  // the replica until it ends (Impl::HoldAlone), so that none reads the format before
+  // it. Else they are written as an older build reads them.
+  Status FormatAllowed(uint32_t to, bool* out) {
+    *out = raises_format_ >= to || impl_->format.load(std::memory_order_relaxed) >= to;
+    if (*out) return Status::Ok();
+    // Read once per transaction: no other process writes while this one is open.
+    if (!stored_format_) {
+      uint32_t stored = 0;
+      TANDEM_RETURN_IF_ERROR(StoredFormat(&stored));
+      stored_format_ = stored;
     }
-    TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatFresh));
+    // Raised already (by another process of a newer build) needs no hold.
+    if (*stored_format_ < to && !held_alone_) {
+      if (hold_refused_) return Status::Ok();  // asked once per transaction
+      held_alone_ = impl_->HoldAlone();
+      hold_refused_ = !held_alone_;
+      if (hold_refused_) return Status::Ok();
+    }
+    TANDEM_RETURN_IF_ERROR(RaiseFormat(to));
     *out = true;
     return Status::Ok();
   }
-  // Whether what format 11 adds may be written (peer states of version 5, meta of
-  // version 2). Raising the format past 10 lets values go to `fresh`, so only where
-  // FreshAllowed would (under its hold); else they are written as an older build reads
-  // them.
-  Status FilteredAllowed(bool* out) {
-    TANDEM_RETURN_IF_ERROR(FreshAllowed(out));
-    if (*out) TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatFiltered));
-    return Status::Ok();
-  }
-  // Whether a filter that leaves collections out (format 12) may be written, under the
-  // same hold.
-  Status ExclusionsAllowed(bool* out) {
-    TANDEM_RETURN_IF_ERROR(FreshAllowed(out));
-    if (*out) TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatExclusions));
-    return Status::Ok();
-  }
+  // Whether values may go to `fresh` (format 10).
+  Status FreshAllowed(bool* out) { return FormatAllowed(kFormatFresh, out); }
+  // Whether peer states of version 5 and meta of version 2 may be written (format 11).
+  Status FilteredAllowed(bool* out) { return FormatAllowed(kFormatFiltered, out); }
+  // Whether a collection filter that leaves collections out may be written (format 12).
+  Status ExclusionsAllowed(bool* out) { return FormatAllowed(kFormatExclusions, out); }
   // The greatest key in `fields` and `fresh`, read once per transaction and kept as
   // appends move it: `fresh` holds none past it.
   Status LoadFieldsEnd() {
@@ -654,12 +650,13 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   Status broken_;  // a write failed half done: no more reads or writes, no commit
   MDB_cursor* fields_cur_ = nullptr;
   MDB_cursor* fresh_cur_ = nullptr;
-  size_t wrote_fresh_ = 0;               // field values this transaction put in `fresh`
-  bool fresh_refused_ = false;           // FreshAllowed found another process
-  bool held_alone_ = false;              // FreshAllowed holds the environment (HoldAlone)
-  bool left_stale_ = false;              // a field written again left its earlier log entry stale
-  LogRunWriter run_;                     // log entries not yet stored (FlushRun)
-  std::optional<uint64_t> log_entries_;  // LmdbReader::LogEntries, kept up to date
+  size_t wrote_fresh_ = 0;                 // field values this transaction put in `fresh`
+  bool hold_refused_ = false;              // FormatAllowed found another process
+  std::optional<uint32_t> stored_format_;  // as FormatAllowed read it
+  bool held_alone_ = false;                // FormatAllowed holds the environment (HoldAlone)
+  bool left_stale_ = false;                // a field written again left its earlier log entry stale
+  LogRunWriter run_;                       // log entries not yet stored (FlushRun)
+  std::optional<uint64_t> log_entries_;    // LmdbReader::LogEntries, kept up to date
   bool log_entries_dirty_ = false;
   FieldKey last_field_;
   std::string last_key_;  // the field GetField read last, and its change-log seq

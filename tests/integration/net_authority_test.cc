@@ -334,6 +334,41 @@ TEST_F(Net, PeersThatHoldDifferentCollectionsCauseNoRebase) {
   EXPECT_NE(T({"get", t, "secrets", "r2"}).exit_code, 0);
 }
 
+// A live session sends a device that may not read secrets every other collection, new
+// ones too. Once it may read no collection a permit does not name, the session ends and
+// the next one sends only what it may read: a collection made later never reaches it.
+TEST_F(Net, ALiveSessionEndsWhenUnnamedCollectionsBecomeUnreadable) {
+  std::string o = Init("o"), t = Init("t");
+  std::string addr;
+  auto so = Listen("o", {}, &addr);
+  Pair("o", "t", addr);
+  const std::string td = DeviceOf(t);
+  ASSERT_EQ(T({"permit", o, "secrets", td, "none"}).exit_code, 0);
+  ASSERT_EQ(T({"put", o, "products", "r1", "v=1"}).exit_code, 0);
+  Serve st({t, "--peer", addr}, Log("t"));
+  ASSERT_TRUE(WaitFor([&] {
+    return T({"get", t, "products", "r1"}).exit_code == 0;
+  })) << ReadFile(Log("t"));
+  ASSERT_EQ(T({"put", o, "orders", "r1", "v=1"}).exit_code, 0);  // made during the session
+  ASSERT_TRUE(WaitFor([&] {
+    return T({"get", t, "orders", "r1"}).exit_code == 0;
+  })) << ReadFile(Log("t"));
+
+  // Every collection there is named by a permit: what it may not read stays the same set.
+  for (const auto& c : {"products", "orders"})
+    ASSERT_EQ(T({"permit", o, c, td, "read"}).exit_code, 0);
+  ASSERT_EQ(T({"permit", o, "*", td, "none"}).exit_code, 0);
+  ASSERT_TRUE(WaitFor([&] { return so->log().find("changed: reconnecting") != std::string::npos; }))
+      << so->log();
+  ASSERT_EQ(T({"put", o, "notes", "n1", "v=1"}).exit_code, 0);
+  ASSERT_EQ(T({"put", o, "products", "r2", "v=2"}).exit_code, 0);
+  ASSERT_TRUE(WaitFor([&] {
+    return T({"get", t, "products", "r2"}).exit_code == 0;
+  })) << ReadFile(Log("t"));
+  EXPECT_NE(T({"get", t, "notes", "n1"}).exit_code, 0);
+  EXPECT_NE(T({"get", t, "secrets", "r1"}).exit_code, 0);
+}
+
 // A revocation rotates the group key. The revoked device, which keeps the old key, is
 // refused at the first gate once the grace period is over; a member that was offline
 // during the rotation gets the new key at its next session (within the grace period),

@@ -34,7 +34,8 @@
 // device) never takes "files", and takes "inv" in some of its sessions only while the
 // faults go on (as when a device's read permission is taken away and given back): its
 // sessions narrow and widen, each filtered (its own accept filter naming what it takes, or
-// its peer's send filter what it leaves out). Once healing, it takes "inv" in every session
+// its peer's send filter what it leaves out, or, as between older builds, the list the
+// peer's send_older names). Once healing, it takes "inv" in every session
 // and must hold all of it, as every other collection but "files", as the others do.
 //
 // After the faults stop and every pair syncs: all dumps of the replicas of members in
@@ -580,10 +581,11 @@ class Sim {
     // its peer send "every collection but" what it leaves out (and, as toward an older
     // build, the collections it takes).
     std::set<std::string> narrow_takes;
-    bool narrow_sent_all_but = false;
+    bool narrow_sent_all_but = false, older = false;
     if (a == narrow_ || b == narrow_) {
       narrow_takes = NarrowTakes();
       narrow_sent_all_but = narrow_rng_() % 2;
+      older = narrow_sent_all_but && narrow_rng_() % 3 == 0;  // builds that know no AllBut
     }
     auto with_peer = [&](int peer) {
       SessionOptions po = o;
@@ -619,11 +621,15 @@ class Sim {
     c->sb = std::make_unique<Session>(*nodes_[b].replica, with_peer(a));
     c->withheld = &withheld_;
     std::vector<Message> out;
+    auto as_built = [older](Message& m) {
+      if (auto* h = std::get_if<Hello>(&m); h && older) h->send_full.reset();
+      return m;
+    };
     SIM_CHECK(c->sa->Start(&out).ok(), "start");
-    for (auto& m : out) c->to_b.push_back(net::EncodeMessage(m, c->wire).value());
+    for (auto& m : out) c->to_b.push_back(net::EncodeMessage(as_built(m), c->wire).value());
     out.clear();
     SIM_CHECK(c->sb->Start(&out).ok(), "start");
-    for (auto& m : out) c->to_a.push_back(net::EncodeMessage(m, c->wire).value());
+    for (auto& m : out) c->to_a.push_back(net::EncodeMessage(as_built(m), c->wire).value());
     conns_.push_back(std::move(c));
   }
 

@@ -737,7 +737,7 @@ TEST(PeerStateCodec, RoundTripsDeliveryAndReadsVersionOneAsNothingDelivered) {
   EXPECT_EQ(old->cursor, 42u);
   EXPECT_EQ(old->vv.Get(kA), 7u);
   EXPECT_EQ(old->delivered, 0u);
-  EXPECT_TRUE(old->delivery.all);
+  EXPECT_TRUE(old->delivery.Everything());
   // Filtered, from before the collections taken were kept: none are known to be whole.
   EXPECT_TRUE(old->filtered);
   EXPECT_EQ(old->received, CollectionFilter::None());

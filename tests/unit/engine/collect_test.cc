@@ -478,7 +478,7 @@ TEST(Collect, AReplicaThatLeavesACollectionOutHoldsNoCollectionBack) {
   EXPECT_TRUE(b.replica.Get("secrets", "s1").ok());
   EXPECT_EQ(a.Dump(), b.Dump());
   EXPECT_TRUE(b.replica.Meta()->absorbed.empty()) << "its vector covers it all now";
-  EXPECT_TRUE(b.replica.Meta()->scope.all);
+  EXPECT_TRUE(b.replica.Meta()->scope.Everything());
 }
 
 // A replica that may not read secrets syncs with two peers, one of which holds no

@@ -564,7 +564,19 @@ TEST(Sync, APolicyThatLeavesACollectionOutSendsEveryOther) {
   EXPECT_EQ(b.replica.Peer(Rid(1))->received, CollectionFilter::AllBut({"secret"}));
   EXPECT_EQ(b.replica.Meta()->scope, CollectionFilter::AllBut({"secret"}));
 
-  // A new collection goes too, and the peer's log is not read again from the start.
+  // A new collection goes too, made during a live session or between two, and the
+  // peer's log is not read again from the start.
+  {
+    Link link(a, b, to_b, {});
+    ASSERT_TRUE(link.Run().ok());
+    Fill(a, "live", 2, "q");
+    Fill(a, "secret", 1, "t");
+    ASSERT_TRUE(link.Poll().ok());
+    EXPECT_TRUE(link.sa.caught_up() && link.sb.caught_up());
+    EXPECT_EQ(link.sa.stats().fields_sent, 4u);
+  }
+  EXPECT_TRUE(b.replica.Get("live", "q1").ok());
+  EXPECT_FALSE(b.replica.Get("secret", "t0").ok());
   Fill(a, "b", 2, "y");
   {
     Link link(a, b, to_b, {});

@@ -590,6 +590,8 @@ TEST(Wire, AFilterThatLeavesCollectionsOutTravelsOnlyInSendFull) {
   EXPECT_EQ(std::get<Hello>(*d).send_full, CollectionFilter::AllBut({"secrets"}));
   EXPECT_EQ(build(false, true, false).status().code(), Code::kCorrupt)
       << "the bit without the filter";
+  Hello bad_name = FullHello(CollectionFilter::AllBut({""}));
+  EXPECT_EQ(DecodeMessage(EncodeMessage(bad_name).value()).status().code(), Code::kCorrupt);
 }
 
 }  // namespace

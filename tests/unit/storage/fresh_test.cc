@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 #include <shared_mutex>
 #include <string>
@@ -351,38 +352,64 @@ TEST(Fresh, ARepackFoldsAllOfIt) {
 
 // While another process, perhaps of an older build that knows nothing of `fresh`, has
 // the replica open, writes stay in `fields`; once it is gone, they go to `fresh`.
+// Another process with the replica open (LMDB alone, as any build opens it), until the
+// object goes.
+class OpenElsewhere {
+ public:
+  explicit OpenElsewhere(const std::string& dir) {
+    int up[2];
+    if (pipe(up) != 0 || pipe(down_) != 0) return;
+    child_ = fork();
+    if (child_ == 0) {
+      close(up[0]);
+      close(down_[1]);
+      MDB_env* env = nullptr;
+      MDB_txn* txn = nullptr;
+      int rc = mdb_env_create(&env);
+      if (!rc) rc = mdb_env_set_maxdbs(env, 16);
+      if (!rc) rc = mdb_env_open(env, dir.c_str(), MDB_NOTLS, 0644);
+      if (!rc) rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);
+      if (!rc) mdb_txn_abort(txn);
+      const char ok = rc ? 'n' : 'y';
+      if (write(up[1], &ok, 1) != 1) _exit(2);
+      char c;
+      while (read(down_[0], &c, 1) > 0) {
+      }
+      mdb_env_close(env);
+      _exit(0);
+    }
+    close(up[1]);
+    close(down_[0]);
+    char ok = 0;
+    open_ = child_ > 0 && read(up[0], &ok, 1) == 1 && ok == 'y';
+    close(up[0]);
+  }
+  ~OpenElsewhere() { EXPECT_TRUE(Close()); }
+  bool open() const { return open_; }
+  // Closes it; whether the process ended well.
+  bool Close() {
+    if (child_ < 0) return true;  // closed already
+    close(down_[1]);
+    int status = 0;
+    const bool ok =
+        waitpid(child_, &status, 0) == child_ && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    child_ = -1;
+    return ok;
+  }
+
+ private:
+  int down_[2] = {-1, -1};
+  pid_t child_ = -1;
+  bool open_ = false;
+};
+
 TEST(Fresh, NoneWhileAnotherProcessHasTheReplicaOpen) {
   testing::TempDir tmp;
   const std::string a = tmp / "a";
   MakeTwoRecords(a);
-  int up[2], down[2];
-  ASSERT_EQ(pipe(up), 0);
-  ASSERT_EQ(pipe(down), 0);
-  const pid_t child = fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {  // the other process: LMDB alone, as any build opens the replica
-    close(up[0]);
-    close(down[1]);
-    MDB_env* env = nullptr;
-    MDB_txn* txn = nullptr;
-    int rc = mdb_env_create(&env);
-    if (!rc) rc = mdb_env_set_maxdbs(env, 16);
-    if (!rc) rc = mdb_env_open(env, a.c_str(), MDB_NOTLS, 0644);
-    if (!rc) rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);
-    if (!rc) mdb_txn_abort(txn);
-    const char ok = rc ? 'n' : 'y';
-    if (write(up[1], &ok, 1) != 1) _exit(2);
-    char c;
-    while (read(down[0], &c, 1) > 0) {
-    }
-    mdb_env_close(env);
-    _exit(0);
-  }
-  close(up[1]);
-  close(down[0]);
-  char ok = 0;
-  ASSERT_EQ(read(up[0], &ok, 1), 1);
-  ASSERT_EQ(ok, 'y');
+  std::optional<OpenElsewhere> other;
+  other.emplace(a);
+  ASSERT_TRUE(other->open());
   auto r = OpenReplica(a);
   ASSERT_TRUE(r.ok());
   ASSERT_TRUE((*r)->Put("c", "r1", {{"x", Value{int64_t{3}}}}).ok());
@@ -433,11 +460,48 @@ TEST(Fresh, NoneWhileAnotherProcessHasTheReplicaOpen) {
   }
   ASSERT_TRUE((*r)->Put("c", "r1", {{"x", Value{int64_t{4}}}}).ok());
   EXPECT_EQ(FreshCount(**r), 0u);
-  close(down[1]);
-  int status = 0;
-  ASSERT_EQ(waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ASSERT_TRUE(other->Close());
+  other.reset();
   PutFirstInFresh(**r, 4);
+}
+
+// Past format 10 as well: a replica at format 11 takes no filter that leaves collections
+// out (format 12) while another process has it open, and does once it is alone.
+TEST(Fresh, NoFormat12WhileAnotherProcessHasTheReplicaOpen) {
+  testing::TempDir tmp;
+  const std::string a = tmp / "a";
+  MakeTwoRecords(a);
+  auto r = OpenReplica(a);
+  ASSERT_TRUE(r.ok());
+  const engine::ReplicaId peer = RandomReplicaId();
+  auto put = [&](engine::CollectionFilter scope) {
+    auto txn = (*r)->store().BeginWrite();
+    ASSERT_TRUE(txn.ok());
+    engine::PeerState ps;
+    ps.filtered = true;
+    ps.received = scope;
+    ASSERT_TRUE((*txn)->PutPeer(peer, ps).ok());
+    engine::ReplicaMeta meta;
+    ASSERT_TRUE((*txn)->GetMeta(&meta).ok());
+    meta.absorbed.Raise(peer, 3);
+    meta.scope = scope;
+    ASSERT_TRUE((*txn)->PutMeta(meta).ok());
+    ASSERT_TRUE((*txn)->Commit().ok());
+  };
+  put(engine::CollectionFilter::Only({"c"}));
+  ASSERT_EQ(FormatOf(**r), kFormatFiltered);
+  {
+    OpenElsewhere other(a);
+    ASSERT_TRUE(other.open());
+    put(engine::CollectionFilter::AllBut({"secret"}));
+    EXPECT_EQ(FormatOf(**r), kFormatFiltered);
+    EXPECT_EQ((*r)->Peer(peer)->received, engine::CollectionFilter::None());
+    EXPECT_TRUE((*r)->Meta()->absorbed.empty());
+  }
+  put(engine::CollectionFilter::AllBut({"secret"}));
+  EXPECT_EQ(FormatOf(**r), kFormatExclusions);
+  EXPECT_EQ((*r)->Peer(peer)->received, engine::CollectionFilter::AllBut({"secret"}));
+  EXPECT_EQ((*r)->Meta()->scope, engine::CollectionFilter::AllBut({"secret"}));
 }
 
 // The transaction that raises the format keeps other processes from opening the
