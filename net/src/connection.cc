@@ -98,7 +98,7 @@ awaitable<void> Conn::StartSession() {
   // may not read is taken with the send filter it shapes (CheckTrust compares later
   // changes with it).
   Status st = co_await d_.OnWorker([&]() -> Status {
-    unreadable_ = d_.Unreadable(*peer_key_);
+    reads_ = d_.ReadPolicyOf(*peer_key_);
     session_ = std::make_unique<engine::Session>(d_.replica(), d_.SessionOptionsFor(*peer_key_));
     session_->set_window(send_window_.window());
     return session_->Start(&out);
@@ -214,7 +214,7 @@ void Conn::CheckTrust() {
     return;
   }
   // What it may read changed: a new session sends by the new permissions.
-  if (d_.Unreadable(*peer_key_) != unreadable_) {
+  if (!(d_.ReadPolicyOf(*peer_key_) == reads_)) {
     d_.Log("permissions of " + Who() + " changed: reconnecting");
     Close();
   }

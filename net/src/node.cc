@@ -124,49 +124,49 @@ void Core::Joined(const Key32& key, const Key32& inviter) {
   Emit({NodeEventKind::kJoined, DeviceId(inviter), "", ""});
 }
 
-std::set<std::string> Core::Unreadable(const Key32& peer) {
-  std::set<std::string> out;
-  std::vector<std::string> collections;
-  {
-    std::lock_guard lock(trust_mu_);
-    bool any = false;
-    for (const auto& p : authority_.permits) any |= p.level == Level::kNone;
-    if (!any) return out;
-  }
-  if (auto c = replica_.Collections(); c.ok()) collections = std::move(*c);
+ReadPolicy Core::ReadPolicyOf(const Key32& peer) {
+  ReadPolicy out;
   std::lock_guard lock(trust_mu_);
-  for (const auto& p : authority_.permits)
-    if (p.collection != kAnyCollection) collections.push_back(p.collection);
+  bool any = false;
+  for (const auto& p : authority_.permits) any |= p.level == Level::kNone;
+  if (!any) return out;
   const std::string device = DeviceId(peer);
-  for (const auto& c : collections)
-    if (!IsSystemCollection(c) && authority_.LevelOf(device, c) == Level::kNone) out.insert(c);
-  // Nor any collection no permit names.
-  if (authority_.LevelOf(device, kAnyCollection) == Level::kNone) out.insert(kAnyCollection);
+  out.unnamed = authority_.LevelOf(device, kAnyCollection) != Level::kNone;
+  for (const auto& p : authority_.permits) {
+    const std::string& c = p.collection;
+    if (c == kAnyCollection || IsSystemCollection(c)) continue;
+    const bool reads = authority_.LevelOf(device, c) != Level::kNone;
+    if (out.unnamed && !reads) out.unreadable.insert(c);
+    if (!out.unnamed && reads) out.readable.insert(c);
+  }
   return out;
 }
 
 engine::SessionOptions Core::SessionOptionsFor(const Key32& peer) {
   engine::SessionOptions so;
   so.send = WithSystem(opt_.send);
-  if (auto no = Unreadable(peer); !no.empty()) {
-    // Only what it may read: every collection but those, when it may read a collection
-    // no permission names (a new one made during the session goes too). Else, and to a
-    // peer of an older build, which reads no such filter, the collections there are now
-    // (a new one waits for the next session), less those.
-    const bool reads_unnamed = no.erase(kAnyCollection) == 0;
+  if (const ReadPolicy reads = ReadPolicyOf(peer); !reads.Everything()) {
+    // Only what it may read, named alike by every member (the group's permits), so that
+    // every peer sends it the same collections whichever it holds (what it bore out of
+    // one session then holds for the next: docs/design.md#collection). A peer of an
+    // older build reads no filter that leaves collections out: to it, the collections
+    // there are now less those (a new one waits for the next session).
     std::set<std::string> names;
     if (so.send.Everything()) {
-      if (auto c = replica_.Collections(); c.ok()) names.insert(c->begin(), c->end());
+      if (reads.unnamed) {
+        if (auto c = replica_.Collections(); c.ok()) names.insert(c->begin(), c->end());
+        for (const auto& c : reads.unreadable) names.erase(c);
+        so.send = engine::CollectionFilter::AllBut(reads.unreadable);
+        so.send_older = WithSystem(engine::CollectionFilter::Only(std::move(names)));
+      } else {
+        so.send = WithSystem(engine::CollectionFilter::Only(reads.readable));
+      }
     } else {
-      names = so.send.names;
-    }
-    for (const auto& c : no) names.erase(c);
-    auto older = WithSystem(engine::CollectionFilter::Only(std::move(names)));
-    if (so.send.Everything() && reads_unnamed) {
-      so.send = engine::CollectionFilter::AllBut(std::move(no));
-      so.send_older = std::move(older);
-    } else {
-      so.send = std::move(older);
+      for (const auto& c : so.send.names)
+        if (IsSystemCollection(c) ||
+            (reads.unnamed ? !reads.unreadable.count(c) : reads.readable.count(c) > 0))
+          names.insert(c);
+      so.send = engine::CollectionFilter::Only(std::move(names));
     }
   }
   so.accept = WithSystem(opt_.receive);

@@ -298,40 +298,52 @@ TEST_F(Net, ADeviceThatMayNotReadACollectionHoldsNoCollectionBack) {
 }
 
 // A till that may not read secrets syncs with the office and with a kitchen device that
-// may not read orders either (so holds none). Each sends the till "every collection but
-// secrets", so what the till bears out of one holds for the other: after the office
-// collects, neither session is a rebase.
+// may not read orders either (so holds none). Each sends the till the same collections,
+// named by the permits, not those it happens to hold ("every collection but secrets";
+// or, where the till may read only collections permits name, those), so what the till
+// bears out of one holds for the other: after the office collects, neither session is
+// a rebase.
 TEST_F(Net, PeersThatHoldDifferentCollectionsCauseNoRebase) {
-  std::string o = Init("o"), k = Init("k"), t = Init("t");
-  std::string addr, kaddr;
-  auto so = Listen("o", {}, &addr);
-  Pair("o", "k", addr);
-  Pair("o", "t", addr);
-  ASSERT_EQ(T({"permit", o, "secrets", DeviceOf(t), "none"}).exit_code, 0);
-  for (const auto& c : {"secrets", "orders"})
-    ASSERT_EQ(T({"permit", o, c, DeviceOf(k), "none"}).exit_code, 0);
-  for (const auto& c : {"secrets", "products", "orders"})
-    for (const auto& id : {"r1", "r2"}) ASSERT_EQ(T({"put", o, c, id, "v=1"}).exit_code, 0);
-  ASSERT_EQ(T({"del", o, "products", "r1"}).exit_code, 0);
-  ASSERT_EQ(T({"del", o, "orders", "r1"}).exit_code, 0);
-  for (int i = 0; i < 2; ++i)
-    for (const auto& dir : {k, t}) ASSERT_EQ(T({"sync", dir, "--peer", addr}).exit_code, 0);
-  auto sk = Listen("k", {}, &kaddr);
-  ASSERT_EQ(T({"sync", t, "--peer", kaddr}).exit_code, 0);
-  ASSERT_EQ(T({"sync", t, "--peer", addr}).exit_code, 0);  // its report reaches o
-  EXPECT_NE(T({"get", k, "orders", "r2"}).exit_code, 0);
-  auto gc = T({"gc", o});
-  ASSERT_EQ(gc.exit_code, 0) << gc.err;
-  EXPECT_NE(gc.out.find("collected 2 deleted field states"), std::string::npos) << gc.out;
-  for (int i = 0; i < 2; ++i)
-    for (const auto& peer : {kaddr, addr}) {
-      auto r = T({"sync", t, "--peer", peer});
-      ASSERT_EQ(r.exit_code, 0) << r.err;
-      EXPECT_EQ(r.err.find("rebased"), std::string::npos) << peer << ": " << r.err;
+  for (const bool named_only : {false, true}) {
+    SCOPED_TRACE(named_only ? "reads only what permits name" : "reads all but secrets");
+    const std::string n = named_only ? "2" : "1";
+    std::string o = Init("o" + n), k = Init("k" + n), t = Init("t" + n);
+    std::string addr, kaddr;
+    auto so = Listen("o" + n, {}, &addr);
+    Pair("o" + n, "k" + n, addr);
+    Pair("o" + n, "t" + n, addr);
+    if (named_only) {
+      for (const auto& c : {"products", "orders"})
+        ASSERT_EQ(T({"permit", o, c, DeviceOf(t), "write"}).exit_code, 0);
+      ASSERT_EQ(T({"permit", o, "*", DeviceOf(t), "none"}).exit_code, 0);
+    } else {
+      ASSERT_EQ(T({"permit", o, "secrets", DeviceOf(t), "none"}).exit_code, 0);
     }
-  EXPECT_EQ(T({"get", t, "orders", "r2"}).exit_code, 0);
-  EXPECT_NE(T({"get", t, "orders", "r1"}).exit_code, 0);
-  EXPECT_NE(T({"get", t, "secrets", "r2"}).exit_code, 0);
+    for (const auto& c : {"secrets", "orders"})
+      ASSERT_EQ(T({"permit", o, c, DeviceOf(k), "none"}).exit_code, 0);
+    for (const auto& c : {"secrets", "products", "orders"})
+      for (const auto& id : {"r1", "r2"}) ASSERT_EQ(T({"put", o, c, id, "v=1"}).exit_code, 0);
+    ASSERT_EQ(T({"del", o, "products", "r1"}).exit_code, 0);
+    ASSERT_EQ(T({"del", o, "orders", "r1"}).exit_code, 0);
+    for (int i = 0; i < 2; ++i)
+      for (const auto& dir : {k, t}) ASSERT_EQ(T({"sync", dir, "--peer", addr}).exit_code, 0);
+    auto sk = Listen("k" + n, {}, &kaddr);
+    ASSERT_EQ(T({"sync", t, "--peer", kaddr}).exit_code, 0);
+    ASSERT_EQ(T({"sync", t, "--peer", addr}).exit_code, 0);  // its report reaches o
+    EXPECT_NE(T({"get", k, "orders", "r2"}).exit_code, 0);
+    auto gc = T({"gc", o});
+    ASSERT_EQ(gc.exit_code, 0) << gc.err;
+    EXPECT_NE(gc.out.find("collected 2 deleted field states"), std::string::npos) << gc.out;
+    for (int i = 0; i < 2; ++i)
+      for (const auto& peer : {kaddr, addr}) {
+        auto r = T({"sync", t, "--peer", peer});
+        ASSERT_EQ(r.exit_code, 0) << r.err;
+        EXPECT_EQ(r.err.find("rebased"), std::string::npos) << peer << ": " << r.err;
+      }
+    EXPECT_EQ(T({"get", t, "orders", "r2"}).exit_code, 0);
+    EXPECT_NE(T({"get", t, "orders", "r1"}).exit_code, 0);
+    EXPECT_NE(T({"get", t, "secrets", "r2"}).exit_code, 0);
+  }
 }
 
 // A live session sends a device that may not read secrets every other collection, new

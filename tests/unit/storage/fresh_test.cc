@@ -9,7 +9,6 @@
 #include <chrono>
 #include <cstring>
 #include <map>
-#include <optional>
 #include <set>
 #include <shared_mutex>
 #include <string>
@@ -403,13 +402,33 @@ class OpenElsewhere {
   bool open_ = false;
 };
 
+// Stores what a filtered session leaves: the peer's state (which collections it took,
+// and delivery) and, in the meta, what it bore out for them.
+void PutFiltered(engine::Replica& r, const engine::ReplicaId& peer,
+                 const engine::CollectionFilter& taken,
+                 const engine::CollectionFilter& delivery = {}) {
+  auto txn = r.store().BeginWrite();
+  ASSERT_TRUE(txn.ok());
+  engine::PeerState ps;
+  ps.filtered = true;
+  ps.received = taken;
+  ps.delivered = 5;
+  ps.delivery = delivery;
+  ASSERT_TRUE((*txn)->PutPeer(peer, ps).ok());
+  engine::ReplicaMeta meta;
+  ASSERT_TRUE((*txn)->GetMeta(&meta).ok());
+  meta.absorbed.Raise(peer, 3);
+  meta.scope = taken;
+  ASSERT_TRUE((*txn)->PutMeta(meta).ok());
+  ASSERT_TRUE((*txn)->Commit().ok());
+}
+
 TEST(Fresh, NoneWhileAnotherProcessHasTheReplicaOpen) {
   testing::TempDir tmp;
   const std::string a = tmp / "a";
   MakeTwoRecords(a);
-  std::optional<OpenElsewhere> other;
-  other.emplace(a);
-  ASSERT_TRUE(other->open());
+  OpenElsewhere other(a);
+  ASSERT_TRUE(other.open());
   auto r = OpenReplica(a);
   ASSERT_TRUE(r.ok());
   ASSERT_TRUE((*r)->Put("c", "r1", {{"x", Value{int64_t{3}}}}).ok());
@@ -417,51 +436,22 @@ TEST(Fresh, NoneWhileAnotherProcessHasTheReplicaOpen) {
   EXPECT_NE(FormatOf(**r), kFormatFresh);
   // Nor what format 11 adds, which would let the next write go to `fresh`: a filtered
   // peer's state and what filtered sessions bore out are written as before it.
-  {
-    auto txn = (*r)->store().BeginWrite();
-    ASSERT_TRUE(txn.ok());
-    engine::PeerState ps;
-    ps.filtered = true;
-    ps.received = engine::CollectionFilter::Only({"c"});
-    const engine::ReplicaId peer = RandomReplicaId();
-    ASSERT_TRUE((*txn)->PutPeer(peer, ps).ok());
-    engine::ReplicaMeta meta;
-    ASSERT_TRUE((*txn)->GetMeta(&meta).ok());
-    meta.absorbed.Raise(peer, 3);
-    meta.scope = engine::CollectionFilter::Only({"c"});
-    ASSERT_TRUE((*txn)->PutMeta(meta).ok());
-    ASSERT_TRUE((*txn)->Commit().ok());
-    EXPECT_LT(FormatOf(**r), kFormatFresh);
-    EXPECT_EQ((*r)->Peer(peer)->received, engine::CollectionFilter::None());
-    EXPECT_TRUE((*r)->Meta()->absorbed.empty());
-  }
+  const engine::ReplicaId peer = RandomReplicaId();
+  PutFiltered(**r, peer, engine::CollectionFilter::Only({"c"}));
+  EXPECT_LT(FormatOf(**r), kFormatFresh);
+  EXPECT_EQ((*r)->Peer(peer)->received, engine::CollectionFilter::None());
+  EXPECT_TRUE((*r)->Meta()->absorbed.empty());
   // Nor filters that leave collections out (format 12): none received, none delivered,
   // nothing borne out.
-  {
-    auto txn = (*r)->store().BeginWrite();
-    ASSERT_TRUE(txn.ok());
-    engine::PeerState ps;
-    ps.filtered = true;
-    ps.received = engine::CollectionFilter::AllBut({"secret"});
-    ps.delivered = 5;
-    ps.delivery = engine::CollectionFilter::AllBut({"secret"});
-    const engine::ReplicaId peer = RandomReplicaId();
-    ASSERT_TRUE((*txn)->PutPeer(peer, ps).ok());
-    engine::ReplicaMeta meta;
-    ASSERT_TRUE((*txn)->GetMeta(&meta).ok());
-    meta.absorbed.Raise(peer, 3);
-    meta.scope = engine::CollectionFilter::AllBut({"secret"});
-    ASSERT_TRUE((*txn)->PutMeta(meta).ok());
-    ASSERT_TRUE((*txn)->Commit().ok());
-    EXPECT_LT(FormatOf(**r), kFormatFresh);
-    EXPECT_EQ((*r)->Peer(peer)->received, engine::CollectionFilter::None());
-    EXPECT_EQ((*r)->Peer(peer)->delivery, engine::CollectionFilter::None());
-    EXPECT_TRUE((*r)->Meta()->absorbed.empty());
-  }
+  PutFiltered(**r, peer, engine::CollectionFilter::AllBut({"secret"}),
+              engine::CollectionFilter::AllBut({"secret"}));
+  EXPECT_LT(FormatOf(**r), kFormatFresh);
+  EXPECT_EQ((*r)->Peer(peer)->received, engine::CollectionFilter::None());
+  EXPECT_EQ((*r)->Peer(peer)->delivery, engine::CollectionFilter::None());
+  EXPECT_TRUE((*r)->Meta()->absorbed.empty());
   ASSERT_TRUE((*r)->Put("c", "r1", {{"x", Value{int64_t{4}}}}).ok());
   EXPECT_EQ(FreshCount(**r), 0u);
-  ASSERT_TRUE(other->Close());
-  other.reset();
+  ASSERT_TRUE(other.Close());
   PutFirstInFresh(**r, 4);
 }
 
@@ -474,31 +464,17 @@ TEST(Fresh, NoFormat12WhileAnotherProcessHasTheReplicaOpen) {
   auto r = OpenReplica(a);
   ASSERT_TRUE(r.ok());
   const engine::ReplicaId peer = RandomReplicaId();
-  auto put = [&](engine::CollectionFilter scope) {
-    auto txn = (*r)->store().BeginWrite();
-    ASSERT_TRUE(txn.ok());
-    engine::PeerState ps;
-    ps.filtered = true;
-    ps.received = scope;
-    ASSERT_TRUE((*txn)->PutPeer(peer, ps).ok());
-    engine::ReplicaMeta meta;
-    ASSERT_TRUE((*txn)->GetMeta(&meta).ok());
-    meta.absorbed.Raise(peer, 3);
-    meta.scope = scope;
-    ASSERT_TRUE((*txn)->PutMeta(meta).ok());
-    ASSERT_TRUE((*txn)->Commit().ok());
-  };
-  put(engine::CollectionFilter::Only({"c"}));
+  PutFiltered(**r, peer, engine::CollectionFilter::Only({"c"}));
   ASSERT_EQ(FormatOf(**r), kFormatFiltered);
   {
     OpenElsewhere other(a);
     ASSERT_TRUE(other.open());
-    put(engine::CollectionFilter::AllBut({"secret"}));
+    PutFiltered(**r, peer, engine::CollectionFilter::AllBut({"secret"}));
     EXPECT_EQ(FormatOf(**r), kFormatFiltered);
     EXPECT_EQ((*r)->Peer(peer)->received, engine::CollectionFilter::None());
     EXPECT_TRUE((*r)->Meta()->absorbed.empty());
   }
-  put(engine::CollectionFilter::AllBut({"secret"}));
+  PutFiltered(**r, peer, engine::CollectionFilter::AllBut({"secret"}));
   EXPECT_EQ(FormatOf(**r), kFormatExclusions);
   EXPECT_EQ((*r)->Peer(peer)->received, engine::CollectionFilter::AllBut({"secret"}));
   EXPECT_EQ((*r)->Meta()->scope, engine::CollectionFilter::AllBut({"secret"}));
