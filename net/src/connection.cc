@@ -95,16 +95,24 @@ void Conn::Send(std::vector<engine::Message>& out) {
 awaitable<void> Conn::StartSession() {
   std::vector<engine::Message> out;
   // On the storage worker: the session reads the replica as it starts. What the peer
-  // may not read is taken with the send filter it shapes (CheckTrust compares later
+  // may read is taken once, with the send filter it shapes (CheckTrust compares later
   // changes with it).
+  ReadPolicy reads;
+  std::unique_ptr<engine::Session> session;
   Status st = co_await d_.OnWorker([&]() -> Status {
-    reads_ = d_.ReadPolicyOf(*peer_key_);
-    session_ = std::make_unique<engine::Session>(d_.replica(), d_.SessionOptionsFor(*peer_key_));
-    session_->set_window(send_window_.window());
-    return session_->Start(&out);
+    reads = d_.ReadPolicyOf(*peer_key_);
+    session =
+        std::make_unique<engine::Session>(d_.replica(), d_.SessionOptionsFor(*peer_key_, reads));
+    session->set_window(send_window_.window());
+    return session->Start(&out);
   });
   if (!st.ok()) throw std::runtime_error(st.ToString());
+  // Back on the node thread, which reads them (CheckTrust, Poll).
+  reads_ = std::move(reads);
+  session_ = std::move(session);
   Send(out);
+  // A change of the trust set while the session started was not judged: it is now.
+  CheckTrust();
 }
 
 void Conn::Evict() {

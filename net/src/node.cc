@@ -142,32 +142,25 @@ ReadPolicy Core::ReadPolicyOf(const Key32& peer) {
   return out;
 }
 
-engine::SessionOptions Core::SessionOptionsFor(const Key32& peer) {
+engine::SessionOptions Core::SessionOptionsFor(const Key32& peer, const ReadPolicy& reads) {
   engine::SessionOptions so;
   so.send = WithSystem(opt_.send);
-  if (const ReadPolicy reads = ReadPolicyOf(peer); !reads.Everything()) {
-    // Only what it may read, named alike by every member (the group's permits), so that
-    // every peer sends it the same collections whichever it holds (what it bore out of
-    // one session then holds for the next: docs/design.md#collection). A peer of an
-    // older build reads no filter that leaves collections out: to it, the collections
-    // there are now less those (a new one waits for the next session).
+  // Only what it may read, named alike by every member (the group's permits), so that
+  // every peer sends it the same collections whichever it holds (what it bore out of one
+  // session then holds for the next: docs/design.md#collection).
+  if (!reads.Everything())
+    so.send = engine::CollectionFilter::Both(
+        so.send, reads.unnamed ? engine::CollectionFilter::AllBut(reads.unreadable)
+                               : WithSystem(engine::CollectionFilter::Only(reads.readable)));
+  if (so.send.Excludes()) {
+    // A peer of an older build reads no filter that leaves collections out: to it, the
+    // collections there are now that this one lets through (a new one waits for the next
+    // session).
     std::set<std::string> names;
-    if (so.send.Everything()) {
-      if (reads.unnamed) {
-        if (auto c = replica_.Collections(); c.ok()) names.insert(c->begin(), c->end());
-        for (const auto& c : reads.unreadable) names.erase(c);
-        so.send = engine::CollectionFilter::AllBut(reads.unreadable);
-        so.send_older = WithSystem(engine::CollectionFilter::Only(std::move(names)));
-      } else {
-        so.send = WithSystem(engine::CollectionFilter::Only(reads.readable));
-      }
-    } else {
-      for (const auto& c : so.send.names)
-        if (IsSystemCollection(c) ||
-            (reads.unnamed ? !reads.unreadable.count(c) : reads.readable.count(c) > 0))
-          names.insert(c);
-      so.send = engine::CollectionFilter::Only(std::move(names));
-    }
+    if (auto c = replica_.Collections(); c.ok())
+      for (const auto& name : *c)
+        if (so.send.Allows(name)) names.insert(name);
+    so.send_older = WithSystem(engine::CollectionFilter::Only(std::move(names)));
   }
   so.accept = WithSystem(opt_.receive);
   // Our request goes with our Hello, a round trip sooner: made for the replica of the
@@ -657,6 +650,9 @@ Status Node::Launch() {
     return Status::Invalid("a live node needs a listen address or a peer");
   if (o.idle_timeout_s < 1 || o.keepalive_s < 1 || o.stop_timeout_ms < 0)
     return Status::Invalid("timeouts must be positive");
+  // A peer's Hello says what this node accepts, which older builds read only as a list.
+  if (o.receive.Excludes())
+    return Status::Invalid("the receive filter lists the collections taken, or is all of them");
   InitCrypto();
   if (o.key_grace_s < 0) return Status::Invalid("the key grace period cannot be negative");
   TANDEM_ASSIGN_OR_RETURN(auto keys, LoadGroupKeys(o.files));

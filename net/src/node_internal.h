@@ -76,8 +76,6 @@ uint64_t WallMs();
 // What the snapshot shows about one peer (PeerSnapshot, as the node thread keeps it).
 using PeerStatus = PeerSnapshot;
 
-// What the node thread may know of a session, which lives on the storage worker: a
-// copy taken there after every call into it.
 // What a device may read, by the group's permits (Authority::LevelOf): a collection no
 // permit names reads at the level of "*", so either every collection but `unreadable`
 // (those permits name that it may not read), or, when it may read none that no permit
@@ -91,6 +89,8 @@ struct ReadPolicy {
   bool operator==(const ReadPolicy&) const = default;
 };
 
+// What the node thread may know of a session, which lives on the storage worker: a
+// copy taken there after every call into it.
 struct SessionView {
   engine::SessionStats stats;
   bool caught_up = false;
@@ -266,8 +266,8 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   // Whether the device with this key is a member, revoked or unknown (RefreshTrust's view).
   Trust TrustOf(const Key32& key);
   // The options of a session with the device whose key is `peer`: what it may not read
-  // is left out of what we send (ReadPolicyOf).
-  engine::SessionOptions SessionOptionsFor(const Key32& peer);
+  // (`reads`, from ReadPolicyOf) is left out of what we send.
+  engine::SessionOptions SessionOptionsFor(const Key32& peer, const ReadPolicy& reads);
   ReadPolicy ReadPolicyOf(const Key32& peer);
   // Runs f() on the storage worker and resumes the caller on the node thread with its
   // result. Sessions and storage writes (fsynced commits, log scans) run there, one at a

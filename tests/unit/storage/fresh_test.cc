@@ -352,12 +352,17 @@ TEST(Fresh, ARepackFoldsAllOfIt) {
 // While another process, perhaps of an older build that knows nothing of `fresh`, has
 // the replica open, writes stay in `fields`; once it is gone, they go to `fresh`.
 // Another process with the replica open (LMDB alone, as any build opens it), until the
-// object goes.
+// object goes. One at a time (a second child would inherit the first's pipe).
 class OpenElsewhere {
  public:
   explicit OpenElsewhere(const std::string& dir) {
     int up[2];
-    if (pipe(up) != 0 || pipe(down_) != 0) return;
+    if (pipe(up) != 0) return;
+    if (pipe(down_) != 0) {
+      close(up[0]);
+      close(up[1]);
+      return;
+    }
     child_ = fork();
     if (child_ == 0) {
       close(up[0]);
@@ -374,7 +379,7 @@ class OpenElsewhere {
       char c;
       while (read(down_[0], &c, 1) > 0) {
       }
-      mdb_env_close(env);
+      if (env) mdb_env_close(env);
       _exit(0);
     }
     close(up[1]);
@@ -455,17 +460,28 @@ TEST(Fresh, NoneWhileAnotherProcessHasTheReplicaOpen) {
   PutFirstInFresh(**r, 4);
 }
 
-// Past format 10 as well: a replica at format 11 takes no filter that leaves collections
-// out (format 12) while another process has it open, and does once it is alone.
-TEST(Fresh, NoFormat12WhileAnotherProcessHasTheReplicaOpen) {
+// Past format 10 as well: a replica at format 10 takes nothing of format 11 while another
+// process has it open, one at 11 nothing of 12, and each does once it is alone.
+TEST(Fresh, NoFormat11Or12WhileAnotherProcessHasTheReplicaOpen) {
   testing::TempDir tmp;
   const std::string a = tmp / "a";
   MakeTwoRecords(a);
   auto r = OpenReplica(a);
   ASSERT_TRUE(r.ok());
+  ASSERT_TRUE((*r)->Put("c", "r1", {{"x", Value{int64_t{3}}}}).ok());  // inside: `fresh`
+  ASSERT_EQ(FormatOf(**r), kFormatFresh);
   const engine::ReplicaId peer = RandomReplicaId();
+  {
+    OpenElsewhere other(a);
+    ASSERT_TRUE(other.open());
+    PutFiltered(**r, peer, engine::CollectionFilter::Only({"c"}));
+    EXPECT_EQ(FormatOf(**r), kFormatFresh);
+    EXPECT_EQ((*r)->Peer(peer)->received, engine::CollectionFilter::None());
+    EXPECT_TRUE((*r)->Meta()->absorbed.empty());
+  }
   PutFiltered(**r, peer, engine::CollectionFilter::Only({"c"}));
   ASSERT_EQ(FormatOf(**r), kFormatFiltered);
+  EXPECT_EQ((*r)->Peer(peer)->received, engine::CollectionFilter::Only({"c"}));
   {
     OpenElsewhere other(a);
     ASSERT_TRUE(other.open());
