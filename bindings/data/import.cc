@@ -53,10 +53,12 @@ size_t RowBytes(const Row& r) {
 std::set<std::string> MissingRequired(const Schema& schema, const Row& row,
                                       const engine::RecordState& record) {
   std::set<std::string> missing;
-  for (const auto& [name, rule] : schema.fields()) {
+  for (const auto& field : schema.fields()) {
+    const auto& [name, rule] = field;
     if (!rule.required) continue;
+    // (clang 14 captures no structured binding: the pair's member instead.)
     const bool given = std::any_of(row.fields.begin(), row.fields.end(),
-                                   [&](const auto& f) { return f.name == name; });
+                                   [&](const auto& f) { return f.name == field.first; });
     const auto it = record.fields.find(name);
     if (!given && (it == record.fields.end() || !it->second.Live())) missing.insert(name);
   }
