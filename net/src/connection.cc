@@ -97,10 +97,10 @@ awaitable<void> Conn::StartSession() {
   // On the storage worker: the session reads the replica as it starts. What the peer
   // may read is taken once, with the send filter it shapes (CheckTrust compares later
   // changes with it).
-  ReadPolicy reads;
+  engine::CollectionFilter reads;
   std::unique_ptr<engine::Session> session;
   Status st = co_await d_.OnWorker([&]() -> Status {
-    reads = d_.ReadPolicyOf(*peer_key_);
+    reads = d_.ReadableBy(*peer_key_);
     session =
         std::make_unique<engine::Session>(d_.replica(), d_.SessionOptionsFor(*peer_key_, reads));
     session->set_window(send_window_.window());
@@ -222,7 +222,7 @@ void Conn::CheckTrust() {
     return;
   }
   // What it may read changed: a new session sends by the new permissions.
-  if (!(d_.ReadPolicyOf(*peer_key_) == reads_)) {
+  if (!(d_.ReadableBy(*peer_key_) == reads_)) {
     d_.Log("permissions of " + Who() + " changed: reconnecting");
     Close();
   }

@@ -124,34 +124,30 @@ void Core::Joined(const Key32& key, const Key32& inviter) {
   Emit({NodeEventKind::kJoined, DeviceId(inviter), "", ""});
 }
 
-ReadPolicy Core::ReadPolicyOf(const Key32& peer) {
-  ReadPolicy out;
+engine::CollectionFilter Core::ReadableBy(const Key32& peer) {
   std::lock_guard lock(trust_mu_);
   bool any = false;
   for (const auto& p : authority_.permits) any |= p.level == Level::kNone;
-  if (!any) return out;
+  if (!any) return {};
   const std::string device = DeviceId(peer);
-  out.unnamed = authority_.LevelOf(device, kAnyCollection) != Level::kNone;
+  const bool unnamed = authority_.LevelOf(device, kAnyCollection) != Level::kNone;
+  // Every one but those it may not read, or only those it may.
+  auto out = unnamed ? engine::CollectionFilter::AllBut({}) : engine::CollectionFilter::None();
   for (const auto& p : authority_.permits) {
     const std::string& c = p.collection;
     if (c == kAnyCollection || IsSystemCollection(c)) continue;
-    const bool reads = authority_.LevelOf(device, c) != Level::kNone;
-    if (out.unnamed && !reads) out.unreadable.insert(c);
-    if (!out.unnamed && reads) out.readable.insert(c);
+    if ((authority_.LevelOf(device, c) != Level::kNone) != unnamed) out.names.insert(c);
   }
   return out;
 }
 
-engine::SessionOptions Core::SessionOptionsFor(const Key32& peer, const ReadPolicy& reads) {
+engine::SessionOptions Core::SessionOptionsFor(const Key32& peer,
+                                               const engine::CollectionFilter& reads) {
   engine::SessionOptions so;
-  so.send = WithSystem(opt_.send);
   // Only what it may read, named alike by every member (the group's permits), so that
   // every peer sends it the same collections whichever it holds (what it bore out of one
   // session then holds for the next: docs/design.md#collection).
-  if (!reads.Everything())
-    so.send = engine::CollectionFilter::Both(
-        so.send, reads.unnamed ? engine::CollectionFilter::AllBut(reads.unreadable)
-                               : WithSystem(engine::CollectionFilter::Only(reads.readable)));
+  so.send = engine::CollectionFilter::Both(WithSystem(opt_.send), WithSystem(reads));
   if (so.send.Excludes()) {
     // A peer of an older build reads no filter that leaves collections out: to it, the
     // collections there are now that this one lets through (a new one waits for the next

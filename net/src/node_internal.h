@@ -76,19 +76,6 @@ uint64_t WallMs();
 // What the snapshot shows about one peer (PeerSnapshot, as the node thread keeps it).
 using PeerStatus = PeerSnapshot;
 
-// What a device may read, by the group's permits (Authority::LevelOf): a collection no
-// permit names reads at the level of "*", so either every collection but `unreadable`
-// (those permits name that it may not read), or, when it may read none that no permit
-// names, only `readable` (those permits name that it may read). System collections are
-// not judged here.
-struct ReadPolicy {
-  bool unnamed = true;
-  std::set<std::string> unreadable;
-  std::set<std::string> readable;
-  bool Everything() const { return unnamed && unreadable.empty(); }
-  bool operator==(const ReadPolicy&) const = default;
-};
-
 // What the node thread may know of a session, which lives on the storage worker: a
 // copy taken there after every call into it.
 struct SessionView {
@@ -206,7 +193,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   size_t key_index_ = 0;
   bool closed_at_first_gate_ = false;
   Role invite_role_ = Role::kMember;  // inviter: what the redeemed invite grants
-  ReadPolicy reads_;                  // what the session sends the peer by its permits
+  engine::CollectionFilter reads_;    // what the peer may read (Core::ReadableBy)
   std::optional<Key32> peer_key_;
   std::unique_ptr<FrameSealer> sealer_;
   std::unique_ptr<FrameOpener> opener_;
@@ -266,9 +253,14 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   // Whether the device with this key is a member, revoked or unknown (RefreshTrust's view).
   Trust TrustOf(const Key32& key);
   // The options of a session with the device whose key is `peer`: what it may not read
-  // (`reads`, from ReadPolicyOf) is left out of what we send.
-  engine::SessionOptions SessionOptionsFor(const Key32& peer, const ReadPolicy& reads);
-  ReadPolicy ReadPolicyOf(const Key32& peer);
+  // (`reads`, from ReadableBy) is left out of what we send.
+  engine::SessionOptions SessionOptionsFor(const Key32& peer,
+                                           const engine::CollectionFilter& reads);
+  // What the device may read, by the group's permits (Authority::LevelOf), system
+  // collections aside: a collection no permit names reads at the level of "*", so every
+  // collection but those permits name that it may not read, or, when it may read none
+  // that no permit names, only those permits name that it may read.
+  engine::CollectionFilter ReadableBy(const Key32& peer);
   // Runs f() on the storage worker and resumes the caller on the node thread with its
   // result. Sessions and storage writes (fsynced commits, log scans) run there, one at a
   // time and in order, so that the node thread never waits for the disk.

@@ -120,16 +120,13 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     // Likewise a filter that leaves collections out (format 12): none taken, none
     // delivered (the status says less than the peer has).
     engine::PeerState older = state;
-    bool excludes = false;
-    if ((state.filtered && state.received.Excludes()) || state.delivery.Excludes())
-      TANDEM_RETURN_IF_ERROR(ExclusionsAllowed(&excludes));
-    if (!excludes) {
-      if (older.received.Excludes()) older.received = engine::CollectionFilter::None();
-      if (older.delivery.Excludes()) older.delivery = engine::CollectionFilter::None();
+    bool allowed = false;
+    if (older.delivery.Excludes()) {
+      TANDEM_RETURN_IF_ERROR(FilterAllowed(older.delivery, &allowed));
+      if (!allowed) older.delivery = engine::CollectionFilter::None();
     }
     if (older.filtered && !(older.received == engine::CollectionFilter::None())) {
-      bool allowed = false;
-      TANDEM_RETURN_IF_ERROR(FilteredAllowed(&allowed));
+      TANDEM_RETURN_IF_ERROR(FilterAllowed(older.received, &allowed));
       if (!allowed) older.received = engine::CollectionFilter::None();
     }
     std::string v = engine::EncodePeerState(older);
@@ -293,8 +290,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     const ReplicaMeta* put = &meta;
     if (!meta.absorbed.empty() || !meta.scope.Everything()) {
       bool allowed = false;
-      TANDEM_RETURN_IF_ERROR(meta.scope.Excludes() ? ExclusionsAllowed(&allowed)
-                                                   : FilteredAllowed(&allowed));
+      TANDEM_RETURN_IF_ERROR(FilterAllowed(meta.scope, &allowed));
       if (!allowed) {
         older = meta;
         older.absorbed = engine::VersionVector{};
@@ -472,10 +468,11 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   }
   // Whether values may go to `fresh` (format 10).
   Status FreshAllowed(bool* out) { return FormatAllowed(kFormatFresh, out); }
-  // Whether peer states of version 5 and meta of version 2 may be written (format 11).
-  Status FilteredAllowed(bool* out) { return FormatAllowed(kFormatFiltered, out); }
-  // Whether a collection filter that leaves collections out may be written (format 12).
-  Status ExclusionsAllowed(bool* out) { return FormatAllowed(kFormatExclusions, out); }
+  // Whether a peer state of version 5 or meta of version 2 holding `f` may be written
+  // (format 11; 12 for a filter that leaves collections out).
+  Status FilterAllowed(const engine::CollectionFilter& f, bool* out) {
+    return FormatAllowed(f.Excludes() ? kFormatExclusions : kFormatFiltered, out);
+  }
   // The greatest key in `fields` and `fresh`, read once per transaction and kept as
   // appends move it: `fresh` holds none past it.
   Status LoadFieldsEnd() {
