@@ -767,6 +767,7 @@ int tandem_check(char** json, size_t* len, tandem_db* db, tandem_error* err) {
     if (!rep.ok()) return rep.status();
     // The data is whole, but a device that lost its key cannot pair or sync.
     if (Status intact = d->IdentityIntact(); !intact.ok()) return intact;
+    if (Status root = d->RootIntact(); !root.ok()) return root;
     Json j{{"ok", true},
            {"records", rep->records},
            {"fields", rep->fields},

@@ -478,8 +478,11 @@ int Main(int argc, char** argv) {
                      static_cast<unsigned long long>(rep.refused_damaged));
       // The data is whole, but a device that lost its key cannot pair or sync.
       const Status intact = checked->IdentityIntact();
+      // Nor one that lost the group's root: it cannot tell who may do what.
+      const Status root = checked->RootIntact();
       Print(Canonical(Json{{"ok", true},
                            {"identity", intact.ok()},
+                           {"group_root", root.ok()},
                            {"records", rep.records},
                            {"fields", rep.fields},
                            {"log_entries", rep.log_entries},
@@ -487,6 +490,7 @@ int Main(int argc, char** argv) {
                            {"blob_bytes", rep.blob_bytes},
                            {"refused_damaged", rep.refused_damaged}}));
       if (!intact.ok()) throw Exit{1, intact.message()};
+      if (!root.ok()) throw Exit{1, root.message()};
     });
   } else if (import->parsed()) {
     return RunImport(dir, coll, file, format_name, id_field, strict);

@@ -524,6 +524,8 @@ Status Device::IdentityIntact() const {
                           "from a backup of this directory (the data itself is whole)");
 }
 
+Status Device::RootIntact() { return net::RootIntact(*replica_, layout_.group()); }
+
 Result<std::unique_ptr<storage::ChangeWatcher>> Device::Watch() {
   return storage::ChangeWatcher::Create(*replica_);
 }

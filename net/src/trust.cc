@@ -393,6 +393,31 @@ Status ComputeCutoff(engine::Replica& r, const std::vector<engine::ReplicaId>& r
   return Status::Ok();
 }
 
+namespace {
+// Signed statements and no founder in the unsigned records: a group founded with
+// statements, whose root was lost. Who founded it cannot be told from what members
+// wrote (any of them could sign a rival chain), and the unsigned rules would let any
+// member act on any other.
+Status RootLost(bool missing, const Member* founder, const std::vector<std::string>& statements,
+                const GroupPaths& files) {
+  if (!missing || founder || statements.empty()) return Status::Ok();
+  return Status(Code::kUnauthorized,
+                files.root +
+                    " is missing, and this replica's group is signed: it cannot tell who "
+                    "may do what. Copy group.root from another member's directory (it is "
+                    "the same on every member) or from a backup of this device");
+}
+}  // namespace
+
+Status RootIntact(engine::Replica& r, const GroupPaths& files) {
+  bool missing = false;
+  TANDEM_ASSIGN_OR_RETURN(auto root, LoadRoot(files, &missing));
+  if (root || !missing) return Status::Ok();
+  TANDEM_ASSIGN_OR_RETURN(auto statements, ReadStatements(r));
+  TANDEM_ASSIGN_OR_RETURN(auto records, Records(r));
+  return RootLost(missing, LegacyFounder(records), statements, files);
+}
+
 Result<Authority> ReadAuthority(engine::Replica& r, const GroupPaths& files,
                                 std::set<StatementId>* verified) {
   bool missing = false;
@@ -401,16 +426,7 @@ Result<Authority> ReadAuthority(engine::Replica& r, const GroupPaths& files,
   if (root) return Evaluate(*root, statements, verified);
   TANDEM_ASSIGN_OR_RETURN(auto records, Records(r));
   const Member* founder = LegacyFounder(records);
-  // Signed statements and no founder in the unsigned records: a group founded with
-  // statements, whose root was lost. Who founded it cannot be told from what members
-  // wrote (any of them could sign a rival chain), and the unsigned rules would let any
-  // member act on any other.
-  if (missing && !founder && !statements.empty())
-    return Status(Code::kUnauthorized,
-                  files.root +
-                      " is missing, and this replica's group is signed: it cannot tell who "
-                      "may do what. Copy group.root from another member's directory (it is "
-                      "the same on every member) or from a backup of this device");
+  TANDEM_RETURN_IF_ERROR(RootLost(missing, founder, statements, files));
   if (founder && !statements.empty()) {
     // Every statement that counts chains back to the founder: once one does, the group
     // is signed from now on.

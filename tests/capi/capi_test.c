@@ -2518,6 +2518,20 @@ static void test_node(void) {
   CHECK(strstr(err.message, "only admins and owners"));
   EXPECT(TANDEM_UNAUTHORIZED, tandem_set_role(b, id_a, "reader", &err));
   EXPECT(TANDEM_UNAUTHORIZED, tandem_invite_role(&code, NULL, b, NULL, 0, 60, "reader", &err));
+  /* Without group.root, b cannot tell who may do what (its group is signed): check says
+   * so, and passes again once the file is back. */
+  {
+    char file[300], aside[320];
+    path_of(file, sizeof file, "node-b/group.root");
+    snprintf(aside, sizeof aside, "%s.aside", file);
+    CHECK(rename(file, aside) == 0);
+    json = NULL;
+    EXPECT(TANDEM_UNAUTHORIZED, tandem_check(&json, NULL, b, &err));
+    CHECK(contains(err.message, "group.root is missing"));
+    CHECK(rename(aside, file) == 0);
+    EXPECT(TANDEM_OK, tandem_check(&json, NULL, b, &err));
+    tandem_free(json);
+  }
   /* a, the founder, makes b an admin, then revokes it. */
   EXPECT(TANDEM_OK, tandem_set_role(a, id_b, "admin", &err));
   json = NULL;

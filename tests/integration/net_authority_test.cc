@@ -270,6 +270,37 @@ TEST_F(Net, AReadPermissionGivenBackBringsTheEarlierRecords) {
   EXPECT_NE(T({"get", t, "vault", "r1"}).exit_code, 0);
 }
 
+// A member whose group.root is gone cannot tell who may do what (its group is signed):
+// `check` says so and fails, and passes again once the file is back; nothing is written
+// in its place meanwhile.
+TEST_F(Net, CheckNamesAMissingGroupRoot) {
+  std::string o = Init("o"), m = Init("m");
+  std::string addr;
+  auto so = Listen("o", {}, &addr);
+  Pair("o", "m", addr);
+  auto r = T({"check", m});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"group_root\":true"), std::string::npos) << r.out;
+  const fs::path root = fs::path(m) / "group.root", aside = fs::path(m + ".root");
+  fs::rename(root, aside);
+  r = T({"check", m});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("\"group_root\":false"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("group.root is missing, and this replica's group is signed"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(root));
+  fs::rename(aside, root);
+  EXPECT_EQ(T({"check", m}).exit_code, 0);
+  // The founder too, once the group is signed.
+  fs::rename(fs::path(o) / "group.root", fs::path(o + ".root"));
+  r = T({"check", o});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("group.root is missing"), std::string::npos) << r.err;
+  fs::rename(fs::path(o + ".root"), fs::path(o) / "group.root");
+  EXPECT_EQ(T({"check", o}).exit_code, 0);
+}
+
 // A device that may not read a collection: what it reports it holds covers what it takes,
 // so deletions are collected at once (not after the horizon), and its later sessions
 // are not rebases.

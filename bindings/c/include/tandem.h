@@ -363,7 +363,9 @@ TANDEM_EXPORT int tandem_restore(const char* backup, const char* dir, tandem_err
  * "blob_bytes": n} (every chunk of every blob read and checked against its hash), then
  * the key files present in the directory, each of which must read back.
  * TANDEM_NOT_FOUND if the device belongs to a group but its identity.key is missing:
- * it cannot pair or sync until the key is restored from a backup. */
+ * it cannot pair or sync until the key is restored from a backup. TANDEM_UNAUTHORIZED
+ * if its group is signed but group.root is missing: it cannot tell who may do what until
+ * the file is copied back from another member or a backup. */
 TANDEM_EXPORT int tandem_check(char** json, size_t* len, tandem_db* db, tandem_error* err);
 
 /* ---- The sync node ---------------------------------------------------------------- */

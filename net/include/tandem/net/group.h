@@ -117,6 +117,9 @@ Result<std::optional<Key32>> LoadRoot(const GroupPaths& files, bool* missing = n
 // but neither a root file nor such a founder lost its root: kUnauthorized, saying so.
 Result<Authority> ReadAuthority(engine::Replica& r, const GroupPaths& files,
                                 std::set<StatementId>* verified = nullptr);
+// ReadAuthority's kUnauthorized for a lost root, without judging anything (and without
+// pinning a legacy founder's key): for `check`.
+Status RootIntact(engine::Replica& r, const GroupPaths& files);
 Result<std::vector<Member>> Members(engine::Replica& r, const GroupPaths& files);
 Trust TrustOf(const Authority& a, const Key32& key);
 

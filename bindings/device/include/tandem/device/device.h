@@ -154,6 +154,9 @@ class Device : public std::enable_shared_from_this<Device> {
   // identity.key is missing: the data may be whole, yet it cannot pair or sync until the
   // key is restored. OK otherwise.
   Status IdentityIntact() const;
+  // kUnauthorized, naming the file, if the group is signed but group.root is missing: the
+  // device cannot tell who may do what until it is copied back (net::RootIntact).
+  Status RootIntact();
 
   // Watches this replica for changes by this process and others.
   Result<std::unique_ptr<storage::ChangeWatcher>> Watch();
