@@ -404,6 +404,7 @@ Result<DeltaPage> Replica::CollectDeltas(uint64_t since, size_t limit, const Ver
   TANDEM_RETURN_IF_ERROR(txn->LastLogSeq(&last));
   page.done = page.next_cursor >= last;
   page.log_end = last;
+  if (page.done) TANDEM_RETURN_IF_ERROR(txn->GetCollected(&page.collected));
   return page;
 }
 

@@ -679,6 +679,7 @@ Status Session::Pump(std::vector<Message>* out) {
     // reads the log only past what the peer is known to hold.
     uint64_t cursor = std::max(read_cursor_, skip_to_);
     bool done = false;
+    VersionVector collected;  // as the page that reached the log's end saw it
     const size_t budget = std::min(opt_.batch_bytes, kMaxBatchBodyBound);
     // Fill one batch, reading the log in pages; skipped fields still advance the cursor.
     while (batch.deltas.size() < opt_.batch_fields && bytes < budget) {
@@ -706,6 +707,7 @@ Status Session::Pump(std::vector<Message>* out) {
         // the log is read on (to its later entry), never taken as done from this page.
         if (page.done && how != Large::kGone) {
           done = true;
+          collected = std::move(page.collected);
           break;
         }
         continue;
@@ -725,6 +727,7 @@ Status Session::Pump(std::vector<Message>* out) {
       cursor = page.next_cursor;
       if (page.done) {
         done = true;
+        collected = std::move(page.collected);
         break;
       }
     }
@@ -738,8 +741,8 @@ Status Session::Pump(std::vector<Message>* out) {
       for (const auto& [r, n] : withheld_cap_) claim.Cap(r, n);
       if (withheld_unbounded_)  // as of now: what the peer has grows, so may our vector
         for (const auto& [r, n] : snapshot_vv_.entries()) claim.Cap(r, peer_vv_.Get(r));
-      // Read after the stream: what collection removed before this may have been skipped.
-      TANDEM_ASSIGN_OR_RETURN(VersionVector collected, replica_.Collected());
+      // What collection removed before the last page may have been skipped; read with
+      // it, so that it covers nothing that reached this replica after (and was not sent).
       out->emplace_back(std::in_place_type<CaughtUp>,
                         CaughtUp{send_cursor_, std::move(claim), std::move(collected)});
       ++stats_.caught_up_sent;

@@ -64,6 +64,9 @@ class BusyStore : public Store {
   // Called before the checked read of a field's delta encoding; the read then sees
   // what it wrote.
   std::function<void()> before_spool;
+  // Called once after a read transaction's scan of the log (a sender's page): what it
+  // writes commits between that page's reads and whatever is read after it.
+  std::function<void()> after_scan;
   // Spools that cannot be opened (0), or that fail once this many bytes went in.
   std::optional<uint64_t> spool_fails_after;
   Result<std::unique_ptr<Spool>> OpenSpool() override {
@@ -98,6 +101,15 @@ class BusyStore : public Store {
   class Read : public PassReads<ReadTxn> {
    public:
     Read(std::unique_ptr<ReadTxn> t, BusyStore* s) : PassReads(std::move(t)), s_(s) {}
+    Status ScanLogDeltas(uint64_t since, uint64_t large, const ReadTxn::LogDeltaFn& f) override {
+      Status st = t_->ScanLogDeltas(since, large, f);
+      if (s_->after_scan) {
+        auto hook = std::move(s_->after_scan);  // once
+        s_->after_scan = nullptr;
+        hook();
+      }
+      return st;
+    }
     Status ReadDelta(const FieldKey& k, uint64_t o, size_t n, bool c, uint64_t* z, uint64_t* q,
                      std::string* out) override {
       if (!c || !s_->before_spool) return t_->ReadDelta(k, o, n, c, z, q, out);

@@ -4,6 +4,7 @@
 
 #include <set>
 
+#include "busy_store.h"
 #include "sync_harness.h"
 
 namespace tandem::engine {
@@ -667,6 +668,47 @@ TEST(Collect, ARebaseDropsWhatThePeerCollectedDuringItsStream) {
   Link link(stale, a);  // and nothing is left to repair
   ASSERT_TRUE(link.Run().ok());
   EXPECT_FALSE(link.sa.stats().rebased);
+}
+
+// The collected vector a rebasing peer takes is the one its sender's last page saw. A
+// write that lands after that page is not in the stream; were a collection that commits
+// next counted in, its vector (a version vector: an entry per writer) would cover the
+// write's events too, the rebasing replica would take them as held, and nobody would
+// ever send the write there.
+TEST(Collect, ARebaseTakesTheCollectedVectorOfTheSendersLastPage) {
+  auto busy = std::make_unique<BusyStore>(std::make_unique<MemoryStore>(Rid(1)));
+  BusyStore* store = busy.get();
+  Node a(std::move(busy)), stale(3), q(5);
+  ASSERT_TRUE(q.replica.Put("products", "p0", {{"name", Value{std::string("x")}}}).ok());
+  Sync(q, a);
+  Sync(a, stale);
+  // Collected past what stale holds: its next session with a is a rebase.
+  ASSERT_TRUE(a.replica.Delete("products", "p0").ok());
+  ASSERT_TRUE(a.replica.Put("notes", "n", {{"v", Value{int64_t{1}}}}).ok());  // the newest
+  Sync(a, q);
+  Replica::CollectStats stats;
+  ASSERT_TRUE(a.replica.Collect(Everyone({&a, &q}), &stats).ok());
+  ASSERT_GE(stats.collected, 1u);
+  Link link(stale, a);
+  ASSERT_TRUE(link.Run(0).ok());
+  // Right after a's (only) page: q writes "late" and a record it deletes at once, a
+  // takes both, and a collection everyone but stale counts removes the deleted one.
+  store->after_scan = [&] {
+    ASSERT_TRUE(q.replica.Put("products", "late", {{"name", Value{std::string("y")}}}).ok());
+    ASSERT_TRUE(q.replica.Put("products", "gone", {{"name", Value{std::string("z")}}}).ok());
+    ASSERT_TRUE(q.replica.Delete("products", "gone").ok());
+    ASSERT_TRUE(q.replica.Put("notes", "m", {{"v", Value{int64_t{2}}}}).ok());
+    Sync(q, a);
+    ASSERT_TRUE(a.replica.Collect(Everyone({&a, &q}), &stats).ok());
+    ASSERT_GE(stats.collected, 1u);
+  };
+  ASSERT_TRUE(link.Pump().ok());
+  ASSERT_FALSE(store->after_scan) << "the writes went in between";
+  ASSERT_TRUE(link.sa.stats().rebased);
+  EXPECT_FALSE(stale.Vv().Covers(Dot{Rid(5), q.Vv().Get(Rid(5))})) << stale.Vv().ToString();
+  Sync(a, stale);
+  ASSERT_TRUE(stale.replica.Get("products", "late").ok()) << "the write after the page arrives";
+  EXPECT_EQ(stale.Dump(), a.Dump());
 }
 
 // A member the collection counted holds what it removed: it is not held back.

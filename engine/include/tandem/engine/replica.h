@@ -161,6 +161,9 @@ struct DeltaPage {
   bool done = false;     // true when the change log holds nothing after next_cursor
   size_t scanned = 0;    // change-log entries read
   uint64_t log_end = 0;  // the newest position in the log as it was read
+  // When done: the collected vector in the same snapshot. What collection removed by
+  // then the log no longer holds, and nothing it removed later can have been read.
+  VersionVector collected;
   // A field state too large for any batch (CollectDeltas' `large`), alone in its page
   // and not read: it travels in pieces, copied from the store a window at a time
   // (Replica::SpoolDelta). Its context, and its log position `seq`. Or a state whose
