@@ -111,17 +111,30 @@ struct State {
   const Key* root = nullptr;
   std::map<Key, Standing> by_key;
   std::map<Key, size_t> last_role;  // the statement that last set a device's role
-  // Permits by (collection, device key or zero, role if for a role): level, signer, index,
-  // and the signer's rank when it signed. A permit on a device binds it only while the
-  // device ranks below that: promoted as high, it is out of the signer's reach, as it is
-  // for every other action of the signer.
-  struct Held {
+  // Permits by (collection, device key or zero, role if for a role): those no later one
+  // replaced (concurrent permits: each a head), each with its level, signer, index, and
+  // the signer's rank when it signed. A permit on a device binds it only while the device
+  // ranks below that: promoted as high, it is out of the signer's reach, as it is for
+  // every other action of the signer.
+  struct Head {
     Level level;
     std::string by;
     size_t index;
     int rank;
   };
-  bool Binds(const Held& h, const Key& subject) const { return h.rank > Rank(subject); }
+  using Held = std::vector<Head>;
+  bool Binds(const Head& h, const Key& subject) const { return h.rank > Rank(subject); }
+  // The permit in force: of the heads that bind the device (for a role's permit, all),
+  // the lowest level; of equal ones, the highest-ranked signer's (it binds the longest),
+  // then the one applied last. None if none binds.
+  const Head* InForce(const Held& held, const Key* device) const {
+    const Head* out = nullptr;
+    for (const Head& h : held) {
+      if (device && !Binds(h, *device)) continue;
+      if (!out || h.level < out->level || (h.level == out->level && h.rank >= out->rank)) out = &h;
+    }
+    return out;
+  }
   std::map<std::tuple<std::string, Key, int>, Held> permits;
   std::set<std::string> names;  // the collections permits name, kAnyCollection included
   std::optional<size_t> rekey;  // the last rekey applied
@@ -137,8 +150,9 @@ struct State {
     return ResolveLevel(role, collection, [&](const std::string& c, bool for_device) {
       auto p = permits.find(for_device ? std::make_tuple(c, k, -1)
                                        : std::make_tuple(c, Key{}, static_cast<int>(role)));
-      if (p == permits.end() || (for_device && !Binds(p->second, k))) return std::optional<Level>();
-      return std::optional<Level>(p->second.level);
+      const Head* h = p == permits.end() ? nullptr : InForce(p->second, for_device ? &k : nullptr);
+      if (!h) return std::optional<Level>();
+      return std::optional<Level>(h->level);
     });
   }
 
@@ -245,11 +259,11 @@ class Judge {
     if (x.kind == StatementKind::kPermit) {
       const auto key = std::make_tuple(x.collection, x.ForRole() ? Key{} : x.subject,
                                        x.ForRole() ? static_cast<int>(x.role) : -1);
-      Level level = x.level;
-      auto held = s->permits.find(key);
-      if (held != s->permits.end() && Concurrent(held->second.index, i))
-        level = std::min(level, held->second.level);  // of concurrent permits, the lower
-      s->permits[key] = {level, by, i, s->Rank(x.signer)};
+      // It replaces those it descends from; concurrent ones stay beside it (the lower
+      // level is in force: State::InForce).
+      State::Held& held = s->permits[key];
+      std::erase_if(held, [&](const State::Head& h) { return Before(h.index, i); });
+      held.push_back({x.level, by, i, s->Rank(x.signer)});
       return;
     }
     if (x.kind == StatementKind::kRekey) {
@@ -452,13 +466,14 @@ class Judge {
     }
     for (const auto& [key, held] : s.permits) {
       const auto& [collection, subject, role] = key;
-      if (role < 0 && !s.Binds(held, subject)) continue;  // not in force (State::Held)
+      const State::Head* h = s.InForce(held, role < 0 ? &subject : nullptr);
+      if (!h) continue;  // none binds (State::Held)
       Permit p;
       p.collection = collection;
       if (role < 0) p.device = DeviceId(subject);
       p.role = role < 0 ? Role::kMember : static_cast<Role>(role);
-      p.level = held.level;
-      p.granted_by = held.by;
+      p.level = h->level;
+      p.granted_by = h->by;
       a.permits.push_back(std::move(p));
     }
     // Heads among the counted only (those no other counted statement descends from): a

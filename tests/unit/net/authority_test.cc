@@ -454,6 +454,49 @@ TEST(Authority, OfConcurrentPermitsTheLowerLevelHolds) {
   EXPECT_EQ(g.Judge().LevelOf(Id(m), "orders"), Level::kNone);
 }
 
+// The lower of concurrent permits holds under its own signer's name and reach, whichever
+// the order the statements are applied in (ties by id: new identities each round): the
+// founder's "read" still binds a device the founder then makes an admin, although an
+// admin's concurrent "write" binds it no more.
+TEST(Authority, OfConcurrentPermitsTheLowerHoldsAsItsSignerSignedIt) {
+  for (int round = 0; round < 8; ++round) {
+    Group g;
+    Identity admin = GenerateIdentity(), m = GenerateIdentity();
+    auto s1 = g.Add(g.root, admin, Role::kAdmin);
+    auto s2 = g.Add(admin, m, Role::kMember, {s1});
+    auto w = g.Permit(admin, "orders", &m, Role::kMember, Level::kWrite, {s2});
+    auto r = g.Permit(g.root, "orders", &m, Role::kMember, Level::kRead, {s2});
+    Authority a = g.Judge();
+    EXPECT_EQ(a.LevelOf(Id(m), "orders"), Level::kRead);
+    ASSERT_EQ(a.permits.size(), 1u);
+    EXPECT_EQ(a.permits[0].granted_by, Id(g.root)) << "round " << round;
+    g.SetRole(g.root, m, Role::kAdmin, {w, r});
+    a = g.Judge();
+    EXPECT_EQ(a.LevelOf(Id(m), "orders"), Level::kRead) << "round " << round;
+    ASSERT_EQ(a.permits.size(), 1u);
+    EXPECT_EQ(a.permits[0].granted_by, Id(g.root));
+  }
+}
+
+// A permit replaces only those it descends from: one made after a second, concurrent with
+// a third, is weighed against the third.
+TEST(Authority, APermitIsWeighedAgainstEveryConcurrentOne) {
+  for (int round = 0; round < 8; ++round) {
+    Group g;
+    Identity admin = GenerateIdentity(), m = GenerateIdentity();
+    auto s1 = g.Add(g.root, admin, Role::kAdmin);
+    auto s2 = g.Add(admin, m, Role::kMember, {s1});
+    auto none = g.Permit(admin, "orders", &m, Role::kMember, Level::kNone, {s2});
+    auto read = g.Permit(g.root, "orders", &m, Role::kMember, Level::kRead, {s2});
+    // After `read`, not after `none`.
+    auto write = g.Permit(g.root, "orders", &m, Role::kMember, Level::kWrite, {read});
+    EXPECT_EQ(g.Judge().LevelOf(Id(m), "orders"), Level::kNone) << "round " << round;
+    // Once a permit descends from both, it alone holds.
+    g.Permit(g.root, "orders", &m, Role::kMember, Level::kWrite, {none, write});
+    EXPECT_EQ(g.Judge().LevelOf(Id(m), "orders"), Level::kWrite) << "round " << round;
+  }
+}
+
 TEST(Authority, APermitOnADeviceLapsesOnceItRanksAsHighAsItsSigner) {
   Group g;
   Identity admin = GenerateIdentity(), c = GenerateIdentity(), other = GenerateIdentity();
