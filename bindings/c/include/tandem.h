@@ -326,7 +326,9 @@ TANDEM_EXPORT int tandem_set_role(tandem_db* db, const char* device_id, const ch
  * the fields, addressed by a hash of its content, synced in chunks that resume after a
  * cut, and referenced from a field as {"$blob": "<64 hex digits>", "size": N, "type":
  * "image/png"} (a register of type TANDEM_BLOB; tandem_record_field_json reads it).
- * Memory stays small whatever the size (at most 8 GiB): both calls stream. */
+ * Memory stays small whatever the size (at most 8 GiB): both calls stream. A
+ * reference's "size" is what its writer stated (checked only where the blob was
+ * present): once the blob is here, tandem_blob_info gives its true size. */
 
 /* A source: fills buf[0..cap) and sets *len to how many bytes it put there (0: the end).
  * Any status but TANDEM_OK stops the write with that status. */
