@@ -571,6 +571,7 @@ Status CheckNewSchema(std::string_view json, const Schema& s) {
 
 Result<int64_t> SaveSchema(engine::Replica& r, std::string_view collection, std::string_view json) {
   TANDEM_RETURN_IF_ERROR(engine::ValidateCollection(collection));
+  if (collection == net::kAnyCollection) return Status::Invalid(net::kAnyCollectionIsNoName);
   TANDEM_ASSIGN_OR_RETURN(auto parsed, Schema::Parse(json));
   TANDEM_RETURN_IF_ERROR(CheckNewSchema(json, *parsed));
   int64_t version = 0;

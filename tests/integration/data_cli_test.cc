@@ -399,6 +399,9 @@ TEST_F(DataCli, MissingFilesAndUnknownFormatsAreClearErrors) {
   r = T({"put", db_, "*", "a", "n=1"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_TRUE(Has(r.err, "is not a collection name")) << r.err;
+  r = T({"schema", db_, "*", File("star-schema.json", "{\"fields\":{}}")});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(Has(r.err, "is not a collection name")) << r.err;
 
   r = T({"import", tmp_ / "no-such-replica", "items", File("ok.jsonl", "{\"id\":\"a\"}\n")});
   EXPECT_NE(r.exit_code, 0);
