@@ -110,8 +110,9 @@ class Conn : public std::enable_shared_from_this<Conn> {
   // Runs the connection to its end. True if the session caught up (both ways).
   awaitable<bool> Run(PeerStatus* status);
   // The session ended so that one started at once does what it could not: this replica
-  // turned out rolled back, or a rebase is due (Session::sync_again).
-  bool sync_again() const { return view_.sync_again; }
+  // turned out rolled back, or a rebase is due (Session::sync_again), or what the peer
+  // may read changed during it (CheckTrust).
+  bool sync_again() const { return view_.sync_again || reread_; }
   // An initiator: which of Core::accepted_keys() to present (0: the current key), and
   // whether the peer closed the connection after message 1 (it took none of our keys).
   void set_key_index(size_t i) { key_index_ = i; }
@@ -187,6 +188,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   std::string address_;
   PeerStatus* status_ = nullptr;
   bool closed_ = false, failed_ = false, evicted_ = false;
+  bool reread_ = false;          // closed by CheckTrust, for a session under the new permissions
   std::string error_;            // why it failed, if it did
   bool invite_mode_ = false;     // this connection redeems an invite
   bool expect_welcome_ = false;  // joiner: the first frame is the group key
