@@ -224,7 +224,7 @@ void Conn::CheckTrust() {
   // What it may read changed: a new session sends by the new permissions.
   if (!(d_.ReadableBy(*peer_key_) == reads_)) {
     d_.Log("permissions of " + Who() +
-           " changed: " + (initiator_ ? "reconnecting" : "closing, for the peer to reconnect"));
+           " changed: " + (initiator_ ? "reconnecting" : "closing (a new session applies them)"));
     reread_ = true;
     Close();
   }

@@ -78,8 +78,8 @@ awaitable<void> Core::Dial(std::vector<std::string> addresses, PeerStatus* statu
       }
     }
     // The session found this replica rolled back or copied and gave it a new replica id
-    // (the next session, under that id, is the real one), or found a rebase due: once, at
-    // once.
+    // (the next session, under that id, is the real one), or found a rebase due, or ended
+    // because what the peer may read changed: once, at once.
     if (again && !retried) {
       retried = true;
       continue;

@@ -424,7 +424,7 @@ TEST_F(Net, ALiveSessionEndsWhenUnnamedCollectionsBecomeUnreadable) {
     ASSERT_EQ(T({"permit", o, c, td, "read"}).exit_code, 0);
   ASSERT_EQ(T({"permit", o, "*", td, "none"}).exit_code, 0);
   ASSERT_TRUE(WaitFor([&] {
-    return so->log().find("changed: closing, for the peer to reconnect") != std::string::npos;
+    return so->log().find("changed: closing (a new session applies them)") != std::string::npos;
   })) << so->log();
   ASSERT_EQ(T({"put", o, "notes", "n1", "v=1"}).exit_code, 0);
   ASSERT_EQ(T({"put", o, "products", "r2", "v=2"}).exit_code, 0);

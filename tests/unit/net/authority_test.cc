@@ -454,16 +454,21 @@ TEST(Authority, OfConcurrentPermitsTheLowerLevelHolds) {
   EXPECT_EQ(g.Judge().LevelOf(Id(m), "orders"), Level::kNone);
 }
 
+// A group whose founder added an admin, which added a member `m`: `added` is the last.
+struct AdminAndMember {
+  Group g;
+  Identity admin = GenerateIdentity(), m = GenerateIdentity();
+  std::string added = g.Add(admin, m, Role::kMember, {g.Add(g.root, admin, Role::kAdmin)});
+};
+
 // The lower of concurrent permits holds under its own signer's name and reach, whichever
 // the order the statements are applied in (ties by id: new identities each round): the
 // founder's "read" still binds a device the founder then makes an admin, although an
 // admin's concurrent "write" binds it no more.
 TEST(Authority, OfConcurrentPermitsTheLowerHoldsAsItsSignerSignedIt) {
   for (int round = 0; round < 8; ++round) {
-    Group g;
-    Identity admin = GenerateIdentity(), m = GenerateIdentity();
-    auto s1 = g.Add(g.root, admin, Role::kAdmin);
-    auto s2 = g.Add(admin, m, Role::kMember, {s1});
+    AdminAndMember x;
+    auto& [g, admin, m, s2] = x;
     auto w = g.Permit(admin, "orders", &m, Role::kMember, Level::kWrite, {s2});
     auto r = g.Permit(g.root, "orders", &m, Role::kMember, Level::kRead, {s2});
     Authority a = g.Judge();
@@ -482,10 +487,8 @@ TEST(Authority, OfConcurrentPermitsTheLowerHoldsAsItsSignerSignedIt) {
 // a third, is weighed against the third.
 TEST(Authority, APermitIsWeighedAgainstEveryConcurrentOne) {
   for (int round = 0; round < 8; ++round) {
-    Group g;
-    Identity admin = GenerateIdentity(), m = GenerateIdentity();
-    auto s1 = g.Add(g.root, admin, Role::kAdmin);
-    auto s2 = g.Add(admin, m, Role::kMember, {s1});
+    AdminAndMember x;
+    auto& [g, admin, m, s2] = x;
     auto none = g.Permit(admin, "orders", &m, Role::kMember, Level::kNone, {s2});
     auto read = g.Permit(g.root, "orders", &m, Role::kMember, Level::kRead, {s2});
     // After `read`, not after `none`.
