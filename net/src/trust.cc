@@ -616,6 +616,14 @@ Status SetPermit(engine::Replica& r, const GroupPaths& files, const Identity& se
     st.subject = d->key;
     concerned.insert(who);
   }
+  // Signed again it would change nothing (the permit in force says the same, under this
+  // device's name, and a new one replaces every permit it descends from), and every
+  // statement is kept for good.
+  for (const auto& p : a.permits)
+    if (p.collection == collection && p.level == level && p.granted_by == me &&
+        (st.ForRole() ? p.device.empty() && p.role == st.role : p.device == DeviceId(st.subject)))
+      return Status::NotFound("the permit in force for " + who + " on " + collection + " is " +
+                              LevelName(level) + " already, signed by this device: nothing to do");
   TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasOf(r, concerned));
   TANDEM_RETURN_IF_ERROR(ComputeCutoff(r, replicas, &st.cutoff));
   if (st.cutoff.size() > kMaxStatementCutoffs)

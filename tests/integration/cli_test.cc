@@ -585,6 +585,23 @@ TEST(CliErrors, AMissingIdentityKeyIsNamed) {
   EXPECT_NE(r.out.find("device unknown: identity.key is missing"), std::string::npos) << r.out;
 }
 
+// A permit that would change nothing is not signed (every statement is kept for good):
+// said so, exit 1; another level, or the same one for another collection, is signed.
+TEST(CliErrors, APermitThatChangesNothingIsNotSigned) {
+  TempDir tmp;
+  ASSERT_EQ(T({"init", tmp / "db"}).exit_code, 0);
+  ASSERT_EQ(T({"permit", tmp / "db", "orders", "reader", "none"}).exit_code, 0);
+  const std::string before = T({"dump", tmp / "db", "--system"}).out;
+  auto r = T({"permit", tmp / "db", "orders", "reader", "none"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("is none already, signed by this device: nothing to do"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(T({"dump", tmp / "db", "--system"}).out, before);
+  EXPECT_EQ(T({"permit", tmp / "db", "orders", "reader", "read"}).exit_code, 0);
+  EXPECT_EQ(T({"permit", tmp / "db", "notes", "reader", "read"}).exit_code, 0);
+  EXPECT_EQ(T({"permit", tmp / "db", "orders", "member", "read"}).exit_code, 0);
+}
+
 TEST(CliErrors, CorruptFieldStateIsReported) {
   TempDir tmp;
   // Made with the library, not `init`, so that "c" and "a" are the first names interned.
