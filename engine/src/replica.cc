@@ -367,7 +367,7 @@ size_t WireSizeBound(const FieldDelta& d) {
 }
 
 Result<DeltaPage> Replica::CollectDeltas(uint64_t since, size_t limit, const VersionVector* skip,
-                                         size_t max_bytes, uint64_t large) {
+                                         size_t max_bytes, uint64_t large, uint64_t upto) {
   TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
   DeltaPage page;
   page.next_cursor = since;
@@ -377,6 +377,10 @@ Result<DeltaPage> Replica::CollectDeltas(uint64_t since, size_t limit, const Ver
       since, large,
       [&](uint64_t seq, const FieldKey& k, FieldState* s, const ReadTxn::LargeState* l) {
         if (n >= limit) return false;
+        if (seq > upto) {
+          page.capped = true;
+          return false;
+        }
         ++n;
         ++page.scanned;
         previous = page.next_cursor;
@@ -402,7 +406,7 @@ Result<DeltaPage> Replica::CollectDeltas(uint64_t since, size_t limit, const Ver
       }));
   uint64_t last = 0;
   TANDEM_RETURN_IF_ERROR(txn->LastLogSeq(&last));
-  page.done = page.next_cursor >= last;
+  page.done = !page.capped && page.next_cursor >= last;
   page.log_end = last;
   if (page.done) TANDEM_RETURN_IF_ERROR(txn->GetCollected(&page.collected));
   return page;

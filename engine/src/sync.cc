@@ -678,15 +678,16 @@ Status Session::Pump(std::vector<Message>* out) {
     // The first batch still starts at the peer's cursor (batches are contiguous), but
     // reads the log only past what the peer is known to hold.
     uint64_t cursor = std::max(read_cursor_, skip_to_);
-    bool done = false;
+    bool done = false, capped = false;
     VersionVector collected;  // as the page that reached the log's end saw it
     const size_t budget = std::min(opt_.batch_bytes, kMaxBatchBodyBound);
+    const uint64_t upto = opt_.send_upto ? opt_.send_upto() : UINT64_MAX;
     // Fill one batch, reading the log in pages; skipped fields still advance the cursor.
     while (batch.deltas.size() < opt_.batch_fields && bytes < budget) {
       const size_t room = opt_.batch_fields - batch.deltas.size();
-      TANDEM_ASSIGN_OR_RETURN(
-          DeltaPage page,
-          replica_.CollectDeltas(cursor, room, &peer_vv_, budget - bytes, kMaxBatchBodyBound));
+      TANDEM_ASSIGN_OR_RETURN(DeltaPage page,
+                              replica_.CollectDeltas(cursor, room, &peer_vv_, budget - bytes,
+                                                     kMaxBatchBodyBound, upto));
       if (page.large) {
         // Too large for any batch: it goes in pieces, after the batch that ends here
         // (the log entries skipped before it); or, withheld, not at all.
@@ -730,6 +731,10 @@ Status Session::Pump(std::vector<Message>* out) {
         collected = std::move(page.collected);
         break;
       }
+      if (page.capped) {
+        capped = true;
+        break;
+      }
     }
     if (cursor != read_cursor_ || !batch.deltas.empty()) {
       read_cursor_ = cursor;
@@ -753,6 +758,8 @@ Status Session::Pump(std::vector<Message>* out) {
         peer_vv_.Merge(held_back_vv_);
       }
     }
+    capped_at_ = capped ? upto : 0;
+    if (capped) break;  // the rest waits for a Poll that may send past `upto`
   }
   return Status::Ok();
 }

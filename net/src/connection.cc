@@ -158,6 +158,7 @@ void Conn::Poll() {
           });
           self->view_ = view;
           if (self->closed_ || self->final_queued_) break;
+          self->Judged();
           if (!st.ok()) {
             self->Fail(st.ToString());
             break;
@@ -213,6 +214,13 @@ void Conn::AfterProgress() {
     blobs_logged_out_ = s.blobs_sent;
   }
   if (d_.close_when_caught_up() && view_.caught_up) Finish();
+}
+
+void Conn::Judged() {
+  if (view_.capped_at && view_.capped_at != judge_asked_at_) {
+    judge_asked_at_ = view_.capped_at;
+    d_.Notify();
+  }
 }
 
 void Conn::CheckTrust() {
@@ -392,6 +400,7 @@ awaitable<Status> Conn::HandleFrame(std::string pt) {
   // session applied: statements among it (a revocation, a new group key) take effect now.
   const bool applied = view.stats.fields_applied > view_.stats.fields_applied;
   view_ = view;
+  Judged();
   if (note && view.peer) noted_replica_ = true;
   if (!st.ok()) co_return st;
   if (applied && !d_.options().changes) d_.Notify();

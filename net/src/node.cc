@@ -148,6 +148,9 @@ engine::SessionOptions Core::SessionOptionsFor(const Key32& peer,
   // every peer sends it the same collections whichever it holds (what it bore out of one
   // session then holds for the next: docs/design.md#collection).
   so.send = engine::CollectionFilter::Both(WithSystem(opt_.send), WithSystem(reads));
+  // Nothing past what the group's authority was judged by: CheckTrust runs on the node
+  // thread after each judgement, before what a session read past the old one is sent.
+  so.send_upto = [this] { return trusted_upto_.load(std::memory_order_acquire); };
   if (so.send.Excludes()) {
     // A peer of an older build reads no filter that leaves collections out: to it, the
     // collections there are now that this one lets through (a new one waits for the next
@@ -221,6 +224,12 @@ void Core::PublishBinding() {
 }
 
 void Core::RefreshTrust() {
+  // The log as far as this judgement covers (read before it: what it reads is newer).
+  uint64_t upto = 0;
+  if (auto txn = replica_.store().BeginRead(); !txn.ok() || !(*txn)->LastLogSeq(&upto).ok()) {
+    Log("cannot read the replica's log to judge the group's authority");
+    return;
+  }
   auto a = ReadAuthority(replica_, opt_.files, &verified_);
   if (!a.ok()) {
     Log("cannot read the group's authority: " + a.status().ToString());
@@ -247,6 +256,7 @@ void Core::RefreshTrust() {
     limits_ = std::move(*w);
     root_ = a->legacy ? std::nullopt : std::optional<Key32>(a->root);
     authority_ = std::move(*a);
+    trusted_upto_.store(upto, std::memory_order_release);
     // New bindings (or new members to bind to): held states may go now, and a founder
     // may now require bound replicas.
     judge = limits_.bound != judged_bound_;

@@ -11,6 +11,7 @@
 #include "tandem/net/asio.h"
 #include "tandem/net/binding.h"
 // (asio.h first: it must precede every other Asio include.)
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -85,9 +86,11 @@ struct SessionView {
   std::optional<engine::ReplicaId> peer;
   uint64_t peer_acked = 0;
   engine::VersionVector peer_vv;  // Session::peer_vv
+  uint64_t capped_at = 0;         // Session::capped_at
 };
 inline SessionView ViewOf(const engine::Session& s) {
-  return {s.stats(), s.caught_up(), s.sync_again(), s.peer(), s.peer_acked(), s.peer_vv()};
+  return {s.stats(),      s.caught_up(), s.sync_again(), s.peer(),
+          s.peer_acked(), s.peer_vv(),   s.capped_at()};
 }
 // Change-log entries after `since`, counted up to `cap` (nullopt if unreadable).
 std::optional<uint64_t> CountLog(engine::Replica& r, uint64_t since, uint64_t cap);
@@ -113,6 +116,10 @@ class Conn : public std::enable_shared_from_this<Conn> {
   // turned out rolled back, or a rebase is due (Session::sync_again), or what the peer
   // may read changed during it (CheckTrust).
   bool sync_again() const { return view_.sync_again || reread_; }
+  // After a call into the session: a stream that stopped at what the group's authority
+  // was judged by asks for a judgement of what came after (once per limit: a judgement
+  // that fails leaves the limit, and the stream waits).
+  void Judged();
   // An initiator: which of Core::accepted_keys() to present (0: the current key), and
   // whether the peer closed the connection after message 1 (it took none of our keys).
   void set_key_index(size_t i) { key_index_ = i; }
@@ -189,6 +196,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   PeerStatus* status_ = nullptr;
   bool closed_ = false, failed_ = false, evicted_ = false;
   bool reread_ = false;          // closed by CheckTrust, for a session under the new permissions
+  uint64_t judge_asked_at_ = 0;  // the capped_at a judgement was asked for last (Judged)
   std::string error_;            // why it failed, if it did
   bool invite_mode_ = false;     // this connection redeems an invite
   bool expect_welcome_ = false;  // joiner: the first frame is the group key
@@ -356,6 +364,10 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   std::mutex trust_mu_;                            // sessions read these on the storage worker
   std::map<engine::ReplicaId, uint64_t> cutoffs_;  // revoked replicas (RevocationCutoffs)
   Authority authority_;
+  // How far our log has been judged by (RefreshTrust): sessions send nothing past it
+  // (SessionOptions::send_upto), so a revocation or permission that lands with data after
+  // it ends the session (CheckTrust) before that data goes.
+  std::atomic<uint64_t> trusted_upto_{0};
   WriteLimits limits_;
   std::set<engine::ReplicaId> judged_bound_;  // limits_.bound when JudgeHeld last ran
   std::optional<Key32> root_;                 // none in a legacy group

@@ -301,6 +301,40 @@ TEST_F(Net, CheckNamesAMissingGroupRoot) {
   EXPECT_EQ(T({"check", o}).exit_code, 0);
 }
 
+// A member that hears of a revocation, or of a permit that takes a collection from a
+// device, in the same sync as data written after it, sends none of that data over a live
+// session it holds with that device: the session ends (or leaves the collection out)
+// before it reads that far.
+TEST_F(Net, ALiveSessionSendsNothingWrittenAfterARevocationOrPermitItCarries) {
+  for (const std::string how : {"revoke", "permit"}) {
+    std::string f = Init(how + "f"), m = Init(how + "m"), x = Init(how + "x");
+    std::string af, am;
+    auto sf = Listen(how + "f", {}, &af);
+    Pair(how + "f", how + "m", af);
+    Pair(how + "f", how + "x", af);
+    for (const auto& d : {m, x}) ASSERT_EQ(T({"sync", d, "--peer", af}).exit_code, 0);
+    auto sm = Listen(how + "m", {}, &am);
+    Serve sx({x, "--peer", am}, Log(how + "x"));
+    ASSERT_EQ(T({"put", x, "notes", "live", "v=1"}).exit_code, 0);
+    ASSERT_TRUE(WaitFor([&] {
+      return T({"get", m, "notes", "live"}).exit_code == 0;
+    })) << ReadFile(Log(how + "x"));
+    if (how == "revoke")
+      ASSERT_EQ(T({"revoke", f, DeviceOf(x)}).exit_code, 0);
+    else
+      ASSERT_EQ(T({"permit", f, "notes", DeviceOf(x), "none"}).exit_code, 0);
+    ASSERT_EQ(T({"put", f, "notes", "secret", "v=2"}).exit_code, 0);
+    ASSERT_EQ(T({"sync", f, "--peer", am}).exit_code, 0);
+    ASSERT_EQ(T({"get", m, "notes", "secret"}).exit_code, 0);
+    // What x would have got by now, it would have had in a moment.
+    ASSERT_TRUE(WaitFor([&] {
+      return sm->log().find(how == "revoke" ? "revoked" : "changed: closing") != std::string::npos;
+    })) << sm->log();
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    EXPECT_NE(T({"get", x, "notes", "secret"}).exit_code, 0) << how;
+  }
+}
+
 // A one-shot sync that learns during its session that the peer's permissions changed
 // ends that session and starts one under the new permissions at once: it catches up
 // and exits 0.

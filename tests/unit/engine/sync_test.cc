@@ -27,6 +27,35 @@ TEST(Sync, TwoReplicasConvergeAndCaughtUpIsTrue) {
   EXPECT_EQ(c->size(), 1u);  // the concurrent puts stay visible
 }
 
+// A sender told how far its log may go (SessionOptions::send_upto, as a node says how
+// far it has judged the peer) sends nothing past it and is not caught up until the limit
+// moves; a Poll then sends the rest.
+TEST(Sync, NothingPastTheSendLimitGoes) {
+  Node a(1), b(2);
+  Fill(a, "products", 3, "p");
+  uint64_t upto = 0;
+  {
+    auto txn = a.replica.store().BeginRead();
+    ASSERT_TRUE(txn.ok() && (*txn)->LastLogSeq(&upto).ok());
+  }
+  Fill(a, "products", 2, "q");
+  SessionOptions limited;
+  limited.send_upto = [&] { return upto; };
+  Link link(a, b, limited);
+  ASSERT_TRUE(link.Run().ok());
+  EXPECT_TRUE(b.replica.Get("products", "p2").ok());
+  EXPECT_FALSE(b.replica.Get("products", "q0").ok());
+  EXPECT_FALSE(link.sa.caught_up());
+  EXPECT_EQ(link.sa.capped_at(), upto);
+  EXPECT_FALSE(b.Vv().Covers(a.Vv())) << "no claim past what was sent";
+  upto = UINT64_MAX;
+  ASSERT_TRUE(link.Poll().ok());
+  EXPECT_TRUE(b.replica.Get("products", "q1").ok());
+  EXPECT_TRUE(link.sa.caught_up() && link.sb.caught_up());
+  EXPECT_EQ(link.sa.capped_at(), 0u);
+  EXPECT_EQ(a.Dump(), b.Dump());
+}
+
 TEST(Sync, SecondSyncSendsNothing) {
   Node a(1), b(2);
   Fill(a, "products", 40, "a");

@@ -161,6 +161,7 @@ struct DeltaPage {
   bool done = false;     // true when the change log holds nothing after next_cursor
   size_t scanned = 0;    // change-log entries read
   uint64_t log_end = 0;  // the newest position in the log as it was read
+  bool capped = false;   // it stopped at CollectDeltas' `upto`, with more after it
   // When done: the collected vector in the same snapshot. What collection removed by
   // then the log no longer holds, and nothing it removed later can have been read.
   VersionVector collected;
@@ -258,9 +259,12 @@ class Replica {
   // those whose every event `skip` already covers. Stops before a field that would take
   // the page past `max_bytes` (by WireSizeBound), unless the page is still empty. A
   // state over `large` bytes (WireSizeBound, or its stored encoding's size, which is
-  // then not decoded) ends the page as DeltaPage::large, or starts the next one.
+  // then not decoded) ends the page as DeltaPage::large, or starts the next one. Nothing
+  // past log position `upto` is read: the page then ends there (DeltaPage::capped), not
+  // done.
   Result<DeltaPage> CollectDeltas(uint64_t since, size_t limit, const VersionVector* skip,
-                                  size_t max_bytes = SIZE_MAX, uint64_t large = UINT64_MAX);
+                                  size_t max_bytes = SIZE_MAX, uint64_t large = UINT64_MAX,
+                                  uint64_t upto = UINT64_MAX);
   // Sync support: a state in pieces is never decoded or held whole on the sending side.
   // SpoolDelta copies its delta encoding (ReadTxn::ReadDelta), a window at a time, into
   // a spool of the store's (or one in memory, where the store cannot give or fill one)

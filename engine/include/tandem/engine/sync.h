@@ -199,6 +199,12 @@ struct SessionOptions {
   // holds: that vector also covers what the peer's own writes removed, and where those
   // are refused here, so are their removals. None: it may.
   std::function<bool()> peer_writes_everywhere;
+  // The greatest position of our log the peer may be sent now (asked at every batch): an
+  // application that judges the peer by records that arrive in the log (a revocation, a
+  // permission) says how far it has judged, so that what lands after them is not sent
+  // before it has. The stream stops there, not caught up, until a later Poll. None: no
+  // limit.
+  std::function<uint64_t()> send_upto;
   // Which collections' blobs wait until a reader asks for them (Replica::RequestBlob):
   // none: every blob a field references is fetched as soon as the field arrives.
   std::function<bool(const std::string& collection)> lazy_blobs;
@@ -266,6 +272,9 @@ class Session {
   bool rebase_due() const { return rebase_due_; }
   // Either: a session started at once would do what this one could not.
   bool sync_again() const { return rolled_back_ || rebase_due_; }
+  // The stream stopped at SessionOptions::send_upto, this value, with more after it (0:
+  // it did not): it goes on at a Poll once the limit has moved.
+  uint64_t capped_at() const { return capped_at_; }
 
  private:
   Status Pump(std::vector<Message>* out);
@@ -340,6 +349,7 @@ class Session {
   bool withheld_unbounded_ = false;
   FieldKey out_piece_key_;  // the field being sent in pieces
   bool streaming_ = false;
+  uint64_t capped_at_ = 0;  // capped_at()
   bool sent_caught_up_ = false;
   size_t unacked_ = 0;
   std::deque<uint64_t> inflight_;  // cursors of unacknowledged batches, oldest first
