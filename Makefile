@@ -10,7 +10,7 @@ SEEDS   ?= 5000
 
 PACKAGES := g++ cmake make pkg-config libboost-dev capnproto libcapnp-dev liblmdb-dev \
             libsodium-dev librapidcheck-dev googletest libgtest-dev nlohmann-json3-dev \
-            libcli11-dev libzstd-dev clang-format clang libclang-rt-14-dev python3 \
+            libcli11-dev libzstd-dev libxxhash-dev clang-format clang libclang-rt-14-dev python3 \
             python3-venv binutils libcsv-dev libphonenumber-dev libre2-dev \
             prometheus-cpp-dev
 

@@ -352,8 +352,11 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
       }
     }
     uint64_t seq = last_seq_ + 1;  // not const: MDB_val points at it
-    TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatChecksums));
-    value_.assign(1, '\0');  // checksummed (field_value.h)
+    // Checksummed (field_value.h): by XXH3 where the format may say so.
+    bool fast = false;
+    TANDEM_RETURN_IF_ERROR(FormatAllowed(kFormatFastSums, &fast));
+    if (!fast) TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatChecksums));
+    value_.assign(1, '\0');
     engine::Writer w(&value_);
     w.Varint(seq);
     // Any other state (a set, a counter, long or many values: possibly large) is encoded
@@ -364,7 +367,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
       TANDEM_RETURN_IF_ERROR(engine::EncodeFieldState(state, replicas_, &value_));
       const size_t n = value_.size();
       value_.resize(n + kValueChecksum);
-      ValueChecksum(k, value_.data(), n, value_.data() + n);
+      ValueChecksum(k, value_.data(), n, fast, value_.data() + n);
     } else {
       TANDEM_ASSIGN_OR_RETURN(large, engine::EncodedFieldStateSize(state, replicas_));
     }
@@ -414,7 +417,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
         broken_ = st;  // the value is half written: this transaction must not commit
         return st;
       }
-      ValueChecksum(k, p, value_.size() + large, p + value_.size() + large);
+      ValueChecksum(k, p, value_.size() + large, fast, p + value_.size() + large);
     }
     run_.Add(seq, k);
     if (append) fields_end_->assign(k);

@@ -7,6 +7,7 @@
 #include <initializer_list>
 #include <string>
 
+#include "../../../storage/src/field_value.h"
 #include "../../integration/process.h"
 #include "../../integration/raw_lmdb.h"
 #include "log_entries.h"
@@ -64,6 +65,42 @@ TEST(Damage, AChangedByteInAFieldValueIsRefusedNotReadAsAnotherValue) {
   EXPECT_EQ((*r)->Put("c", "r", {{"a", Value{int64_t{1}}}}).code(), Code::kCorrupt);
   Status st = Check(*dynamic_cast<LmdbStore*>(&(*r)->store()));
   EXPECT_EQ(st.code(), Code::kCorrupt) << st.ToString();
+}
+
+// Since format 13 a value's checksum is XXH3's; one written before, SipHash's, reads as
+// well (a replica raised to 13 keeps them), and a changed byte in either is refused.
+TEST(Damage, ValuesOfEitherChecksumAreReadAndTheirDamageRefused) {
+  testing::TempDir tmp;
+  const std::string dir = tmp / "a";
+  const std::string fast = MakeReplicaWithAString(dir);
+  ASSERT_GE(fast.size(), 2 + kValueChecksum);
+  const size_t n = fast.size() - kValueChecksum;
+  char sum[kValueChecksum];
+  FastChecksum(kKey, fast.data(), n, sum);
+  EXPECT_EQ(fast.substr(n), std::string(sum, kValueChecksum)) << "XXH3's, as format.md says";
+  // The same value as a build of format 8 to 12 wrote it.
+  std::string sip = fast;
+  SipChecksum(kKey, sip.data(), n, sip.data() + n);
+  ASSERT_NE(sip, fast);
+  for (const std::string& sound : {sip, fast}) {
+    SCOPED_TRACE(&sound == &fast ? "XXH3" : "SipHash");
+    testing::RawPut(dir, "fields", kKey, sound);
+    {
+      auto r = OpenReplica(dir);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      auto got = (*r)->Get("c", "r");
+      ASSERT_TRUE(got.ok()) << got.status().ToString();
+      EXPECT_TRUE(engine::SameValue(got->fields.at("a").scalar, Value{std::string(100, 'x')}));
+      EXPECT_TRUE(Check(*dynamic_cast<LmdbStore*>(&(*r)->store())).ok());
+    }
+    std::string damaged = sound;
+    damaged[damaged.find('x') + 50] = 'y';
+    testing::RawPut(dir, "fields", kKey, damaged);
+    auto r = OpenReplica(dir);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ((*r)->Get("c", "r").status().code(), Code::kCorrupt);
+    EXPECT_EQ(Check(*dynamic_cast<LmdbStore*>(&(*r)->store())).code(), Code::kCorrupt);
+  }
 }
 
 // One damaged value stops only what reads its state: other fields are written over

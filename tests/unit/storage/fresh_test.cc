@@ -74,24 +74,87 @@ std::string TableOf(engine::Replica& r, const std::string& key) {
   return Stored(r, "fresh", key).empty() ? "fields" : "fresh";
 }
 
+// While another process, perhaps of an older build that knows nothing of `fresh`, has
+// the replica open, writes stay in `fields`; once it is gone, they go to `fresh`.
+// Another process with the replica open (LMDB alone, as any build opens it), until the
+// object goes. One at a time (a second child would inherit the first's pipe).
+class OpenElsewhere {
+ public:
+  explicit OpenElsewhere(const std::string& dir) {
+    int up[2];
+    if (pipe(up) != 0) return;
+    if (pipe(down_) != 0) {
+      close(up[0]);
+      close(up[1]);
+      return;
+    }
+    child_ = fork();
+    if (child_ == 0) {
+      close(up[0]);
+      close(down_[1]);
+      MDB_env* env = nullptr;
+      MDB_txn* txn = nullptr;
+      int rc = mdb_env_create(&env);
+      if (!rc) rc = mdb_env_set_maxdbs(env, 16);
+      if (!rc) rc = mdb_env_open(env, dir.c_str(), MDB_NOTLS, 0644);
+      if (!rc) rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);
+      if (!rc) mdb_txn_abort(txn);
+      const char ok = rc ? 'n' : 'y';
+      if (write(up[1], &ok, 1) != 1) _exit(2);
+      char c;
+      while (read(down_[0], &c, 1) > 0) {
+      }
+      if (env) mdb_env_close(env);
+      _exit(0);
+    }
+    close(up[1]);
+    close(down_[0]);
+    char ok = 0;
+    open_ = child_ > 0 && read(up[0], &ok, 1) == 1 && ok == 'y';
+    close(up[0]);
+  }
+  ~OpenElsewhere() { EXPECT_TRUE(Close()); }
+  bool open() const { return open_; }
+  // Closes it; whether the process ended well.
+  bool Close() {
+    if (child_ < 0) return true;  // closed already
+    close(down_[1]);
+    int status = 0;
+    const bool ok =
+        waitpid(child_, &status, 0) == child_ && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    child_ = -1;
+    return ok;
+  }
+
+ private:
+  int down_[2] = {-1, -1};
+  pid_t child_ = -1;
+  bool open_ = false;
+};
+
 // Writes c/r1.x = v in a replica of two records (MakeTwoRecords) whose `fresh` is
 // empty: it goes there, and raises the format.
 void PutFirstInFresh(engine::Replica& r, int64_t v) {
   ASSERT_TRUE(r.Put("c", "r1", {{"x", Value{v}}}).ok());
   EXPECT_EQ(FreshCount(r), 1u);
-  EXPECT_EQ(FormatOf(r), kFormatFresh);
+  EXPECT_EQ(FormatOf(r), kFormatFastSums);
   auto got = r.Get("c", "r1");
   ASSERT_TRUE(got.ok());
   EXPECT_TRUE(engine::SameValue(got->fields.at("x").scalar, Value{v}));
   EXPECT_TRUE(Check(StoreOf(r)).ok());
 }
 
-// A replica in `dir` holding c/r1.x = 1 and c/r2.x = 2, each appended to `fields`.
+// A replica in `dir` holding c/r1.x = 1 and c/r2.x = 2, each appended to `fields`, of
+// format 8 as an older build leaves it (written while another process had it open: their
+// checksums are SipHash's).
 void MakeTwoRecords(const std::string& dir) {
   auto r = CreateReplica(dir);
   ASSERT_TRUE(r.ok());
+  OpenElsewhere other(dir);
+  ASSERT_TRUE(other.open());
   ASSERT_TRUE((*r)->Put("c", "r1", {{"x", Value{int64_t{1}}}}).ok());
   ASSERT_TRUE((*r)->Put("c", "r2", {{"x", Value{int64_t{2}}}}).ok());
+  EXPECT_EQ(FormatOf(**r), kFormatChecksums);
 }
 
 // Every read of the replica shows the model: each record by Get, the collection by Scan,
@@ -150,7 +213,7 @@ TEST(Fresh, WritesInsideTheTableReadTheSameBeforeAndAfterTheyAreFolded) {
                   })
                   .ok());
   EXPECT_EQ(FreshCount(**ra), 0u);
-  EXPECT_NE(FormatOf(**ra), kFormatFresh);
+  EXPECT_EQ(FormatOf(**ra), kFormatFastSums) << "checksummed by XXH3";
   ExpectReads(**ra, model, "loaded");
 
   // Rounds of writes scattered inside the table: a few records' fields, a new field on
@@ -185,7 +248,7 @@ TEST(Fresh, WritesInsideTheTableReadTheSameBeforeAndAfterTheyAreFolded) {
     most = std::max(most, now);
     ExpectReads(**ra, model, "round " + std::to_string(round));
   }
-  EXPECT_EQ(FormatOf(**ra), kFormatFresh);
+  EXPECT_EQ(FormatOf(**ra), kFormatFastSums);
   EXPECT_GT(folds, 0u) << "folded";
   EXPECT_GT(most, 20u) << "filled";
   // Bounded: the floor, a sixteenth of the fields (at most 600), one transaction's writes.
@@ -349,64 +412,6 @@ TEST(Fresh, ARepackFoldsAllOfIt) {
   ExpectReads(**r, model, "repacked");
 }
 
-// While another process, perhaps of an older build that knows nothing of `fresh`, has
-// the replica open, writes stay in `fields`; once it is gone, they go to `fresh`.
-// Another process with the replica open (LMDB alone, as any build opens it), until the
-// object goes. One at a time (a second child would inherit the first's pipe).
-class OpenElsewhere {
- public:
-  explicit OpenElsewhere(const std::string& dir) {
-    int up[2];
-    if (pipe(up) != 0) return;
-    if (pipe(down_) != 0) {
-      close(up[0]);
-      close(up[1]);
-      return;
-    }
-    child_ = fork();
-    if (child_ == 0) {
-      close(up[0]);
-      close(down_[1]);
-      MDB_env* env = nullptr;
-      MDB_txn* txn = nullptr;
-      int rc = mdb_env_create(&env);
-      if (!rc) rc = mdb_env_set_maxdbs(env, 16);
-      if (!rc) rc = mdb_env_open(env, dir.c_str(), MDB_NOTLS, 0644);
-      if (!rc) rc = mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn);
-      if (!rc) mdb_txn_abort(txn);
-      const char ok = rc ? 'n' : 'y';
-      if (write(up[1], &ok, 1) != 1) _exit(2);
-      char c;
-      while (read(down_[0], &c, 1) > 0) {
-      }
-      if (env) mdb_env_close(env);
-      _exit(0);
-    }
-    close(up[1]);
-    close(down_[0]);
-    char ok = 0;
-    open_ = child_ > 0 && read(up[0], &ok, 1) == 1 && ok == 'y';
-    close(up[0]);
-  }
-  ~OpenElsewhere() { EXPECT_TRUE(Close()); }
-  bool open() const { return open_; }
-  // Closes it; whether the process ended well.
-  bool Close() {
-    if (child_ < 0) return true;  // closed already
-    close(down_[1]);
-    int status = 0;
-    const bool ok =
-        waitpid(child_, &status, 0) == child_ && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    child_ = -1;
-    return ok;
-  }
-
- private:
-  int down_[2] = {-1, -1};
-  pid_t child_ = -1;
-  bool open_ = false;
-};
-
 // Stores what a filtered session leaves: the peer's state (which collections it took,
 // and delivery) and, in the meta, what it bore out for them.
 void PutFiltered(engine::Replica& r, const engine::ReplicaId& peer,
@@ -466,10 +471,12 @@ TEST(Fresh, NoFormat11Or12WhileAnotherProcessHasTheReplicaOpen) {
   testing::TempDir tmp;
   const std::string a = tmp / "a";
   MakeTwoRecords(a);
+  {
+    uint32_t ten = kFormatFresh;  // as a build of format 10 leaves it
+    testing::RawPut(a, "meta", "format", std::string(reinterpret_cast<const char*>(&ten), 4));
+  }
   auto r = OpenReplica(a);
   ASSERT_TRUE(r.ok());
-  ASSERT_TRUE((*r)->Put("c", "r1", {{"x", Value{int64_t{3}}}}).ok());  // inside: `fresh`
-  ASSERT_EQ(FormatOf(**r), kFormatFresh);
   const engine::ReplicaId peer = RandomReplicaId();
   // Stored while another process has the replica open: the format stays, the filter is
   // not written.
@@ -543,7 +550,7 @@ TEST(Fresh, NoProcessOpensTheReplicaWhileTheFormatIsRaised) {
   int status = 0;
   ASSERT_EQ(waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  EXPECT_EQ(seen, kFormatFresh);
+  EXPECT_EQ(seen, kFormatFastSums);
   EXPECT_EQ(FreshCount(**r), 1u);
 }
 

@@ -341,9 +341,9 @@ TEST(LmdbStore, AReplicaFromBeforeTheHullSkipsNothingOfItsOldLog) {
   EXPECT_EQ((*rb)->Collections()->size(), 1u);
   for (int i = 0; i < 20; ++i) EXPECT_TRUE((*rb)->Get("c", "r" + std::to_string(i)).ok());
   ASSERT_TRUE((*ra)->Put("c", "new", {{"x", Value{int64_t{1}}}}).ok());
-  // A write inside the table, so to `fresh`.
+  // A write inside the table, so to `fresh`, checksummed by XXH3 (format 13).
   EXPECT_EQ(testing::RawGet(a, "meta", "format"),
-            std::string(reinterpret_cast<const char*>(&kFormatFresh), 4));
+            std::string(reinterpret_cast<const char*>(&kFormatFastSums), 4));
   EXPECT_TRUE(Check(StoreOf(**ra)).ok());
   ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
   EXPECT_TRUE((*rb)->Get("c", "new").ok());
@@ -447,8 +447,8 @@ TEST(LmdbStore, AppendsMixedWithWritesInTheMiddleKeepEveryField) {
 }
 
 // A replica of format 2 opens and syncs as before. It becomes format 3 (which older
-// builds refuse) once it stores where a peer's log ended, and 8 once it writes a field
-// (checksummed, in a run of change-log entries): they could not read either.
+// builds refuse) once it stores where a peer's log ended, and 13 once it writes a field
+// (checksummed by XXH3, in a run of change-log entries): they could not read either.
 TEST(LmdbStore, AReplicaOfFormatTwoIsRaisedByWhatItWrites) {
   testing::TempDir tmp;
   const std::string a = tmp / "a", b = tmp / "b";
@@ -468,7 +468,7 @@ TEST(LmdbStore, AReplicaOfFormatTwoIsRaisedByWhatItWrites) {
   ASSERT_TRUE((*ra)->Put("c", "x", {{"v", Value{int64_t{1}}}}).ok());
   ASSERT_TRUE(SyncOnce(**ra, **rb).ok());
   EXPECT_TRUE((*rb)->Get("c", "x").ok());
-  EXPECT_EQ(testing::RawGet(b, "meta", "format"), format(kFormatChecksums));
+  EXPECT_EQ(testing::RawGet(b, "meta", "format"), format(kFormatFastSums));
   EXPECT_NE((*rb)->Peer((*ra)->Meta()->id)->mark, 0u);
 }
 
@@ -526,7 +526,7 @@ TEST(LmdbStore, AFieldWrittenAgainLeavesAStaleEntryThatReadersSkipAndCompactionR
   write_all(0);
   EXPECT_NE(testing::RawGet(a, "meta", "format"), format(kFormatLazyLog));
   write_all(1);
-  EXPECT_EQ(testing::RawGet(a, "meta", "format"), format(kFormatFresh)) << "written inside";
+  EXPECT_EQ(testing::RawGet(a, "meta", "format"), format(kFormatFastSums));
   // Each transaction's entries are stored in a few runs, not one stored entry each.
   EXPECT_LE(testing::RawCount(a, "log", MDB_INTEGERKEY), size_t{2 * fields / 50});
   EXPECT_EQ(LogEntries(**ra), uint64_t{2 * fields}) << "left stale";

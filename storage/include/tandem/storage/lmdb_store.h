@@ -60,7 +60,10 @@ inline constexpr uint32_t kFormatFiltered = 11;
 // 12: a peer's state or the replica's meta may hold a collection filter that names the
 // collections it leaves out (flag 2), which an older build would refuse to read.
 inline constexpr uint32_t kFormatExclusions = 12;
-inline constexpr uint32_t kFormatVersion = kFormatExclusions;  // the newest this build reads
+// 13: field values may carry an XXH3 checksum in place of SipHash's (field_value.h),
+// which an older build would refuse as damaged.
+inline constexpr uint32_t kFormatFastSums = 13;
+inline constexpr uint32_t kFormatVersion = kFormatFastSums;  // the newest this build reads
 
 // Stale change-log entries are removed at a commit that made more, once they are more
 // than kCompactFloor and a quarter of the fields: kCompactSlice entries examined at a
