@@ -12,8 +12,6 @@ namespace tandem::engine {
 
 // ---- primitives -------------------------------------------------------------------
 
-namespace {
-// The varint of v at p (room for 10 bytes); returns the bytes written.
 size_t PutVarint(char* p, uint64_t v) {
   size_t n = 0;
   while (v >= 0x80) {
@@ -23,6 +21,8 @@ size_t PutVarint(char* p, uint64_t v) {
   p[n++] = static_cast<char>(v);
   return n;
 }
+
+namespace {
 
 void PutFixed64(char* p, uint64_t v) {
   for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i));
@@ -513,14 +513,19 @@ Status EncodeFieldState(FieldState&& s, ReplicaTable& table, std::string* out) {
   return AppendEncoding(s, table, out);
 }
 
+Result<size_t> EncodeSmallFieldState(const FieldState& s, ReplicaTable& table, char* p) {
+  SpanWriter w(p, kSmallEncoding);
+  TANDEM_RETURN_IF_ERROR(PutFieldState(s, table, w));
+  return w.overflowed() ? 0 : w.written().size();
+}
+
 Status EncodeFieldState(const FieldState& s, ReplicaTable& table, std::string* out) {
   if (EncodesSmall(s)) {
     // Most states: encoded on the stack, then appended at once.
     char buf[kSmallEncoding];
-    SpanWriter w(buf, sizeof buf);
-    TANDEM_RETURN_IF_ERROR(PutFieldState(s, table, w));
-    if (!w.overflowed()) {
-      out->append(w.written());
+    TANDEM_ASSIGN_OR_RETURN(const size_t n, EncodeSmallFieldState(s, table, buf));
+    if (n) {
+      out->append(buf, n);
       return Status::Ok();
     }
   }

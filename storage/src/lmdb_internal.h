@@ -127,10 +127,22 @@ struct LmdbStore::Impl {
     return k;
   }
   static void AppendKey(std::string* out, uint64_t coll, std::string_view rec, uint64_t field) {
-    PutVarint(out, coll);
-    out->append(rec);
-    out->push_back('\0');
-    PutVarint(out, field);
+    // Built on the stack and appended at once (each append costs a call): a key is
+    // built for every write.
+    char buf[96];
+    if (rec.size() > sizeof buf - 21) {
+      PutVarint(out, coll);
+      out->append(rec);
+      out->push_back('\0');
+      PutVarint(out, field);
+      return;
+    }
+    size_t n = engine::PutVarint(buf, coll);
+    std::memcpy(buf + n, rec.data(), rec.size());
+    n += rec.size();
+    buf[n++] = '\0';
+    n += engine::PutVarint(buf + n, field);
+    out->append(buf, n);
   }
   std::optional<std::string> RecordPrefix(std::string_view coll, std::string_view rec) {
     auto c = names.Find(coll);

@@ -42,7 +42,6 @@ class LogRunWriter {
     return empty() || bytes_.size() + 30 + key.size() <= kMaxLogRunBytes;
   }
   void Add(uint64_t seq, std::string_view key) {
-    engine::Writer w(&bytes_);
     if (empty()) {
       bytes_.assign(kLogRunMagic);
       first_ = last_ = seq;
@@ -51,9 +50,11 @@ class LogRunWriter {
     size_t shared = 0;
     const size_t most = std::min(prev_.size(), key.size());
     while (shared < most && prev_[shared] == key[shared]) ++shared;
-    w.Varint(seq - last_);
-    w.Varint(shared);
-    w.LengthPrefixed(key.substr(shared));
+    char head[30];  // three varints, appended at once
+    size_t n = engine::PutVarint(head, seq - last_);
+    n += engine::PutVarint(head + n, shared);
+    n += engine::PutVarint(head + n, key.size() - shared);
+    bytes_.append(head, n).append(key.substr(shared));
     prev_.assign(key);
     last_ = seq;
     ++entries_;

@@ -41,7 +41,9 @@ class LmdbReadTxn : public engine::ReadsThrough<engine::ReadTxn, LmdbReader> {
 class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
  public:
   LmdbWriteTxn(LmdbStore::Impl* impl, MDB_txn* txn, std::shared_lock<std::shared_mutex> lock)
-      : ReadsThrough(impl, txn), lock_(std::move(lock)), impl_(impl), txn_(txn) {}
+      : ReadsThrough(impl, txn), lock_(std::move(lock)), impl_(impl), txn_(txn) {
+    last_key_.reserve(kKeyRoom);
+  }
   ~LmdbWriteTxn() override {
     if (txn_) {
       CloseCursors();
@@ -356,19 +358,25 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     bool fast = false;
     TANDEM_RETURN_IF_ERROR(FormatAllowed(kFormatFastSums, &fast));
     if (!fast) TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatChecksums));
-    value_.assign(1, '\0');
-    engine::Writer w(&value_);
-    w.Varint(seq);
-    // Any other state (a set, a counter, long or many values: possibly large) is encoded
-    // straight into the pages LMDB reserves for the value: built in a buffer first, it
-    // would be in memory twice until the commit.
-    size_t large = 0;
+    // A small state (most) is stored from the stack: a 0, the seq, the state, the sum.
+    char small[1 + 10 + engine::kSmallEncoding + kValueChecksum];
+    small[0] = 0;
+    const size_t prefix = 1 + engine::PutVarint(small + 1, seq);
+    size_t small_size = 0;
     if (engine::EncodesSmall(state)) {
-      TANDEM_RETURN_IF_ERROR(engine::EncodeFieldState(state, replicas_, &value_));
-      const size_t n = value_.size();
-      value_.resize(n + kValueChecksum);
-      ValueChecksum(k, value_.data(), n, fast, value_.data() + n);
-    } else {
+      TANDEM_ASSIGN_OR_RETURN(const size_t n,
+                              engine::EncodeSmallFieldState(state, replicas_, small + prefix));
+      if (n) {
+        ValueChecksum(k, small, prefix + n, fast, small + prefix + n);
+        small_size = prefix + n + kValueChecksum;
+      }
+    }
+    // Any other state (a set, a counter, long or many values: possibly large) is encoded
+    // straight into the pages LMDB reserves for the value, after the prefix (value_):
+    // built in a buffer first, it would be in memory twice until the commit.
+    size_t large = 0;
+    if (!small_size) {
+      value_.assign(small, prefix);
       TANDEM_ASSIGN_OR_RETURN(large, engine::EncodedFieldStateSize(state, replicas_));
     }
     // The field's previous entry stays, stale, until CompactLog: removing it here would
@@ -383,8 +391,8 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     // The log entry joins the transaction's run, stored once it is full or at commit; a
     // full run goes first, so that no field is stored without its entry.
     if (!run_.Fits(k)) TANDEM_RETURN_IF_ERROR(FlushRun());
-    MDB_val val = Val(value_);
-    if (large) val = MDB_val{value_.size() + large + kValueChecksum, nullptr};
+    MDB_val val = large ? MDB_val{value_.size() + large + kValueChecksum, nullptr}
+                        : MDB_val{small_size, small};
     kv = Val(k);
     // A write inside the table goes to `fresh` (FreshAllowed), but for a large value
     // (folding would copy it again), which leaves none there to hide it. (Where
@@ -420,7 +428,9 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
       ValueChecksum(k, p, value_.size() + large, fast, p + value_.size() + large);
     }
     run_.Add(seq, k);
-    if (append) fields_end_->assign(k);
+    // The key is the table's end now; last_key_ is built again before it is read (by
+    // GetField, or here: `same` needs GetField first).
+    if (append) fields_end_->swap(last_key_);
     return Status::Ok();
   }
 
@@ -483,6 +493,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->fields, &fields_cur_));
     TANDEM_RETURN_IF_ERROR(OpenCursor(impl_->fresh, &fresh_cur_));
     std::string end;
+    end.reserve(kKeyRoom);
     for (MDB_cursor* cur : {fields_cur_, fresh_cur_}) {
       MDB_val k, v;
       int rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
@@ -659,6 +670,9 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   std::optional<uint64_t> log_entries_;    // LmdbReader::LogEntries, kept up to date
   bool log_entries_dirty_ = false;
   FieldKey last_field_;
+  // Room reserved in last_key_ and fields_end_, which an append swaps: strings held
+  // outside the object (past the 15 bytes kept inside) swap as pointers.
+  static constexpr size_t kKeyRoom = 64;
   std::string last_key_;  // the field GetField read last, and its change-log seq
   uint64_t last_old_seq_ = 0;
   bool last_seq_known_ = false;

@@ -23,6 +23,9 @@ namespace tandem::engine {
 
 inline constexpr uint8_t kFieldFormatVersion = 1;
 
+// The varint of v at p (room for 10 bytes); returns the bytes written.
+size_t PutVarint(char* p, uint64_t v);
+
 // Appends primitive encodings to a string.
 class Writer {
  public:
@@ -157,6 +160,10 @@ size_t EncodedSizeBound(const FieldState& s);
 // less than EncodedSizeBound costs (a few markers of short values, no set, no counter).
 inline constexpr size_t kSmallEncoding = 512;
 bool EncodesSmall(const FieldState& s);
+// A state EncodesSmall passes, encoded (as EncodeFieldState) into the kSmallEncoding
+// bytes at `p`, with no string in between: the bytes written, or 0 if it did not fit
+// after all (EncodesSmall is a quick estimate; then encode it another way).
+Result<size_t> EncodeSmallFieldState(const FieldState& s, ReplicaTable& table, char* p);
 // What precedes a stored state's markers (its header and context, against a store's
 // table), read without the rest. EncodeDelta's bytes for the state are DeltaHead's,
 // then the stored state's from `rest` on, unchanged: past the context a state names
