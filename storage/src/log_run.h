@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -50,11 +51,18 @@ class LogRunWriter {
     size_t shared = 0;
     const size_t most = std::min(prev_.size(), key.size());
     while (shared < most && prev_[shared] == key[shared]) ++shared;
-    char head[30];  // three varints, appended at once
-    size_t n = engine::PutVarint(head, seq - last_);
-    n += engine::PutVarint(head + n, shared);
-    n += engine::PutVarint(head + n, key.size() - shared);
-    bytes_.append(head, n).append(key.substr(shared));
+    // Three varints and the rest of the key, appended at once (each append is a call).
+    const std::string_view rest = key.substr(shared);
+    char buf[128];
+    size_t n = engine::PutVarint(buf, seq - last_);
+    n += engine::PutVarint(buf + n, shared);
+    n += engine::PutVarint(buf + n, rest.size());
+    if (rest.size() <= sizeof buf - n) {
+      std::memcpy(buf + n, rest.data(), rest.size());
+      bytes_.append(buf, n + rest.size());
+    } else {
+      bytes_.append(buf, n).append(rest);
+    }
     prev_.assign(key);
     last_ = seq;
     ++entries_;

@@ -67,7 +67,8 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     // Past the end of the table (a bulk load, records with ascending ids): no such field,
     // and the PutField that follows appends without searching.
     TANDEM_RETURN_IF_ERROR(LoadFieldsEnd());
-    if (last_key_ > *fields_end_) {
+    last_past_end_ = last_key_ > *fields_end_;
+    if (last_past_end_) {
       last_old_seq_ = 0;
       last_seq_known_ = true;
       return Status::Ok();
@@ -330,7 +331,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     uint64_t old_seq = 0;
     int rc;
     TANDEM_RETURN_IF_ERROR(LoadFieldsEnd());
-    const bool append = k > *fields_end_;
+    const bool append = same ? last_past_end_ : k > *fields_end_;
     if (same) {
       old_seq = last_old_seq_;
     } else if (!append) {
@@ -676,6 +677,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   std::string last_key_;  // the field GetField read last, and its change-log seq
   uint64_t last_old_seq_ = 0;
   bool last_seq_known_ = false;
+  bool last_past_end_ = false;  // last_key_ lay past the table's end (with last_seq_known_)
   std::optional<std::string> fields_end_;            // the greatest key in `fields` and `fresh`
   std::unordered_map<std::string, uint64_t> names_;  // NameIndex
   std::string coll_name_;                            // the collection KeyInto named last
