@@ -61,11 +61,8 @@ class DevicePolicy : public engine::WritePolicy {
     if (self_.empty() || (net::IsSystemCollection(collection) && !schemas)) return rules;
     TANDEM_ASSIGN_OR_RETURN(net::Level level, LevelOf(txn, std::string(collection)));
     if (level == net::Level::kWrite) return rules;
-    return std::shared_ptr<const engine::CollectionRules>(std::make_shared<Refusing>(
-        std::move(rules), schemas ? "only admins and owners of the group change schemas"
-                                  : "this device may not write " + std::string(collection) +
-                                        " (it has " + net::LevelName(level) +
-                                        " permission in its group)"));
+    return std::shared_ptr<const engine::CollectionRules>(
+        std::make_shared<Refusing>(std::move(rules), WhyNot(std::string(collection), level)));
   }
   bool Invalidates(const engine::FieldKey& key) const override {
     return schema_.Invalidates(key) || key.collection == net::kStatementsCollection;
@@ -102,6 +99,21 @@ class DevicePolicy : public engine::WritePolicy {
 
   // Judged again only when the replica has changed since (its change log moved on: a
   // statement, or a join, which writes too), not at every read or write.
+  // Why this device may not write `collection`, where it has `level` (LevelOf).
+  std::string WhyNot(const std::string& collection, net::Level level) {
+    std::lock_guard lock(mu_);
+    const net::Standing* me = authority_ ? authority_->Find(self_) : nullptr;
+    if (me && me->revoked)
+      return "this device was revoked from its group (by " + me->revoked_by +
+             "): no member takes its changes";
+    if (!me && authority_)
+      return "this device is not a member of its group (no statement here admits it)";
+    if (collection == net::kSchemasCollection)
+      return "only admins and owners of the group change schemas";
+    return "this device may not write " + collection + " (it has " + net::LevelName(level) +
+           " permission in its group)";
+  }
+
   Result<net::Level> LevelOf(engine::ReadTxn& txn, const std::string& collection) {
     uint64_t at = 0;
     TANDEM_RETURN_IF_ERROR(txn.LastLogSeq(&at));

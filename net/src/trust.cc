@@ -335,11 +335,11 @@ Status MayActOn(const Authority& a, const std::string& self, const std::string& 
     return Status::Unauthorized("this device is " + RoleOf(a, self) + " of the group: only " +
                                 "admins and owners can " + verb + " devices");
   if (device == self) return Status::Invalid(std::string("a device cannot ") + verb + " itself");
-  if (a.Rank(device) >= rank)
-    return Status::Unauthorized("device " + device + " is " + RoleOf(a, device) +
-                                ", as high as this device (" + RoleOf(a, self) + "): only " +
-                                (rank == kFounderRank ? "nobody" : "a higher role") + " can " +
-                                verb + " it");
+  if (const int subject = a.Rank(device); subject >= rank)
+    return Status::Unauthorized(
+        "device " + device + " is " + RoleOf(a, device) +
+        (subject > rank ? ", above" : ", as high as") + " this device (" + RoleOf(a, self) + "): " +
+        (subject == kFounderRank ? "nobody" : "only a higher role") + " can " + verb + " it");
   return Status::Ok();
 }
 
@@ -498,9 +498,10 @@ Status Grant(engine::Replica& r, const GroupPaths& files, const Identity& self, 
   if (const Standing* s = a.Find(device); s && s->revoked)
     return Status::Unauthorized("device " + device + " was revoked");
   TANDEM_RETURN_IF_ERROR(MayInvite(a, self.public_key, role));
-  if (a.Rank(device) >= a.Rank(me))
+  if (const int subject = a.Rank(device); subject >= a.Rank(me))
     return Status::Unauthorized("device " + device + " is " + RoleOf(a, device) +
-                                ", as high as this device");
+                                (subject > a.Rank(me) ? ", above" : ", as high as") +
+                                " this device");
   Statement s;
   s.kind = StatementKind::kAdd;
   s.subject = key;
