@@ -433,7 +433,7 @@ Status PutFieldState(S& s, ReplicaTable& table, W& w) {
   if (s.ctx.size() <= kSmallCtx) {
     CtxEntry* at = reinterpret_cast<CtxEntry*>(small);
     std::uninitialized_copy(s.ctx.entries().begin(), s.ctx.entries().end(), at);
-    ctx = CtxView(std::launder(at), s.ctx.size());
+    if (!s.ctx.empty()) ctx = CtxView(std::launder(at), s.ctx.size());
   } else {
     large.assign(s.ctx.entries().begin(), s.ctx.entries().end());
     ctx = large;

@@ -5,6 +5,7 @@
 #include <sodium.h>
 #define XXH_INLINE_ALL  // the header alone: inlined, nothing to link
 #include <xxhash.h>
+static_assert(XXH_VERSION_NUMBER >= 800, "XXH3's output is stable from xxhash 0.8.0 on");
 
 #include <cstdint>
 #include <cstring>

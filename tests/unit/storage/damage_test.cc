@@ -67,6 +67,17 @@ TEST(Damage, AChangedByteInAFieldValueIsRefusedNotReadAsAnotherValue) {
   EXPECT_EQ(st.code(), Code::kCorrupt) << st.ToString();
 }
 
+// The two checksums as format.md defines them, on fixed bytes: a build whose hash gave
+// other sums (an xxhash before 0.8, say) would refuse every value another build wrote.
+TEST(Damage, TheChecksumsAreTheOnesTheFormatDefines) {
+  const std::string value = std::string("\0\x05", 2) + "a field state";
+  char sum[kValueChecksum];
+  FastChecksum(kKey, value.data(), value.size(), sum);
+  EXPECT_EQ(std::string(sum, kValueChecksum), std::string("\x6a\x7e\x0e\x61", 4));
+  SipChecksum(kKey, value.data(), value.size(), sum);
+  EXPECT_EQ(std::string(sum, kValueChecksum), std::string("\x75\xe8\x2d\x29", 4));
+}
+
 // Since format 13 a value's checksum is XXH3's; one written before, SipHash's, reads as
 // well (a replica raised to 13 keeps them), and a changed byte in either is refused.
 TEST(Damage, ValuesOfEitherChecksumAreReadAndTheirDamageRefused) {

@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 
+#include "../../../storage/src/field_value.h"
 #include "../../../storage/src/lmdb_internal.h"
 #include "../../integration/process.h"
 #include "../../integration/raw_lmdb.h"
@@ -144,6 +145,27 @@ void PutFirstInFresh(engine::Replica& r, int64_t v) {
   EXPECT_TRUE(Check(StoreOf(r)).ok());
 }
 
+// The stored key of c/<record>.<field>, the names "c", "x" and "s" interned in that
+// order (as MakeTwoRecords and the tests after it do): varint(index of "c") record \0
+// varint(index of the field) (format.md).
+std::string KeyOf(const std::string& record, char field) {
+  return std::string(1, '\0') + record + '\0' + static_cast<char>(field == 'x' ? 1 : 2);
+}
+
+// Which checksum the value stored under `key` carries: "XXH3", "SipHash", or "neither".
+std::string SumOf(engine::Replica& r, const std::string& key) {
+  std::string v = Stored(r, "fresh", key);
+  if (v.empty()) v = Stored(r, "fields", key);
+  if (v.size() < 2 + kValueChecksum || v[0] != 0) return "neither";
+  const size_t n = v.size() - kValueChecksum;
+  char sum[kValueChecksum];
+  FastChecksum(key, v.data(), n, sum);
+  if (std::memcmp(sum, v.data() + n, kValueChecksum) == 0) return "XXH3";
+  SipChecksum(key, v.data(), n, sum);
+  if (std::memcmp(sum, v.data() + n, kValueChecksum) == 0) return "SipHash";
+  return "neither";
+}
+
 // A replica in `dir` holding c/r1.x = 1 and c/r2.x = 2, each appended to `fields`, of
 // format 8 as an older build leaves it (written while another process had it open: their
 // checksums are SipHash's).
@@ -155,6 +177,7 @@ void MakeTwoRecords(const std::string& dir) {
   ASSERT_TRUE((*r)->Put("c", "r1", {{"x", Value{int64_t{1}}}}).ok());
   ASSERT_TRUE((*r)->Put("c", "r2", {{"x", Value{int64_t{2}}}}).ok());
   EXPECT_EQ(FormatOf(**r), kFormatChecksums);
+  EXPECT_EQ(SumOf(**r, KeyOf("r1", 'x')), "SipHash");
 }
 
 // Every read of the replica shows the model: each record by Get, the collection by Scan,
@@ -461,8 +484,20 @@ TEST(Fresh, NoneWhileAnotherProcessHasTheReplicaOpen) {
   EXPECT_TRUE((*r)->Meta()->absorbed.empty());
   ASSERT_TRUE((*r)->Put("c", "r1", {{"x", Value{int64_t{4}}}}).ok());
   EXPECT_EQ(FreshCount(**r), 0u);
+  // Nor XXH3's checksum (format 13), which an older build would refuse as damage: a
+  // small state and a large one (written into the space LMDB reserves) keep SipHash's.
+  EXPECT_EQ(SumOf(**r, KeyOf("r1", 'x')), "SipHash");
+  const Value large{std::string(2000, 'l')};
+  ASSERT_TRUE((*r)->Add("c", "r1", "s", large).ok());
+  EXPECT_EQ(SumOf(**r, KeyOf("r1", 's')), "SipHash");
+  EXPECT_LT(FormatOf(**r), kFormatFresh);
   ASSERT_TRUE(other.Close());
   PutFirstInFresh(**r, 4);
+  EXPECT_EQ(SumOf(**r, KeyOf("r1", 'x')), "XXH3");
+  ASSERT_TRUE((*r)->Add("c", "r1", "s", Value{std::string(2000, 'm')}).ok());
+  EXPECT_EQ(SumOf(**r, KeyOf("r1", 's')), "XXH3");
+  EXPECT_EQ(SumOf(**r, KeyOf("r2", 'x')), "SipHash") << "an older value keeps its sum";
+  EXPECT_TRUE(Check(StoreOf(**r)).ok());
 }
 
 // Past format 10 as well: a replica at format 10 takes nothing of format 11 while another
