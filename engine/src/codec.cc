@@ -14,16 +14,6 @@ namespace tandem::engine {
 
 // ---- primitives -------------------------------------------------------------------
 
-size_t PutVarint(char* p, uint64_t v) {
-  size_t n = 0;
-  while (v >= 0x80) {
-    p[n++] = static_cast<char>(v | 0x80);
-    v >>= 7;
-  }
-  p[n++] = static_cast<char>(v);
-  return n;
-}
-
 namespace {
 
 void PutFixed64(char* p, uint64_t v) {

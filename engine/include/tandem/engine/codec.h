@@ -23,8 +23,17 @@ namespace tandem::engine {
 
 inline constexpr uint8_t kFieldFormatVersion = 1;
 
-// The varint of v at p (room for 10 bytes); returns the bytes written.
-size_t PutVarint(char* p, uint64_t v);
+// The varint of v at p (room for 10 bytes); returns the bytes written. Inline: it is
+// on every write's path, several times.
+inline size_t PutVarint(char* p, uint64_t v) {
+  size_t n = 0;
+  while (v >= 0x80) {
+    p[n++] = static_cast<char>(v | 0x80);
+    v >>= 7;
+  }
+  p[n++] = static_cast<char>(v);
+  return n;
+}
 
 // Appends primitive encodings to a string.
 class Writer {
