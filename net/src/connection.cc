@@ -229,12 +229,18 @@ void Conn::CheckTrust() {
     Refuse("the device has been revoked");
     return;
   }
-  // What it may read changed: a new session sends by the new permissions.
-  if (!(d_.ReadableBy(*peer_key_) == reads_)) {
-    d_.Log("permissions of " + Who() +
-           " changed: " + (initiator_ ? "reconnecting" : "closing (a new session applies them)"));
+  // What it may read changed: a new session sends by the new permissions. The dialer
+  // dials again; the side dialed ends the session with a final frame after what it had
+  // queued (read before the change was judged, so under permissions the peer had), and
+  // the dialer, ended before it caught up, dials again too.
+  if (!reread_ && !(d_.ReadableBy(*peer_key_) == reads_)) {
+    d_.Log("permissions of " + Who() + " changed: " +
+           (initiator_ ? "reconnecting" : "ending the session (a new one applies them)"));
     reread_ = true;
-    Close();
+    if (initiator_)
+      Close();
+    else
+      Finish();
   }
 }
 
@@ -487,7 +493,10 @@ awaitable<bool> Conn::Run(PeerStatus* status) {
       }
       if (final) {
         final_received_ = true;
-        if (!final_queued_) Finish();
+        if (!final_queued_) {
+          ended_early_ = session_ && !view_.caught_up;
+          Finish();
+        }
         break;
       }
       if (!final_queued_) Touch(seconds(d_.options().idle_timeout_s));

@@ -114,8 +114,9 @@ class Conn : public std::enable_shared_from_this<Conn> {
   awaitable<bool> Run(PeerStatus* status);
   // The session ended so that one started at once does what it could not: this replica
   // turned out rolled back, or a rebase is due (Session::sync_again), or what the peer
-  // may read changed during it (CheckTrust).
-  bool sync_again() const { return view_.sync_again || reread_; }
+  // may read changed during it (CheckTrust), or the peer ended it before this side had
+  // caught up (as it does when what this side may read changed there).
+  bool sync_again() const { return view_.sync_again || reread_ || ended_early_; }
   // After a call into the session: a stream that stopped at what the group's authority
   // was judged by asks for a judgement of what came after (once per limit: a judgement
   // that fails leaves the limit, and the stream waits).
@@ -196,6 +197,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   PeerStatus* status_ = nullptr;
   bool closed_ = false, failed_ = false, evicted_ = false;
   bool reread_ = false;          // closed by CheckTrust, for a session under the new permissions
+  bool ended_early_ = false;     // the peer's final frame came before this side caught up
   uint64_t judge_asked_at_ = 0;  // the capped_at a judgement was asked for last (Judged)
   std::string error_;            // why it failed, if it did
   bool invite_mode_ = false;     // this connection redeems an invite

@@ -359,7 +359,8 @@ TEST_F(Net, ALiveSessionSendsNothingWrittenAfterARevocationOrPermitItCarries) {
     ASSERT_EQ(T({"get", m, "notes", "secret"}).exit_code, 0);
     // What x would have got by now, it would have had in a moment.
     ASSERT_TRUE(WaitFor([&] {
-      return sm->log().find(how == "revoke" ? "revoked" : "changed: closing") != std::string::npos;
+      return sm->log().find(how == "revoke" ? "revoked" : "changed: ending the session") !=
+             std::string::npos;
     })) << sm->log();
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     EXPECT_NE(T({"get", x, "notes", "secret"}).exit_code, 0) << how;
@@ -386,6 +387,30 @@ TEST_F(Net, ASyncThatLearnsOfNewPermissionsSyncsAgainUnderThem) {
   EXPECT_NE(r.err.find("changed: reconnecting"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("caught up"), std::string::npos) << r.err;
   EXPECT_EQ(T({"get", t, "notes", "n1"}).exit_code, 0);
+}
+
+// The same when the side that learns of them is the one dialed: it ends the session
+// with a final frame after what it had queued (which the old permissions covered), and
+// the dialer, ended before it caught up, syncs again at once.
+TEST_F(Net, ASyncEndedByThePeerForNewPermissionsSyncsAgain) {
+  std::string o = Init("o"), t = Init("t"), k = Init("k");
+  std::string ao, ak;
+  {
+    auto so = Listen("o", {}, &ao);
+    Pair("o", "t", ao);
+    Pair("o", "k", ao);
+    ASSERT_EQ(T({"sync", k, "--peer", ao}).exit_code, 0);
+    ASSERT_EQ(T({"permit", o, "secrets", DeviceOf(t), "none"}).exit_code, 0);
+    ASSERT_EQ(T({"sync", t, "--peer", ao}).exit_code, 0);
+  }
+  for (int i = 0; i < 50; ++i)
+    ASSERT_EQ(T({"put", k, "notes", "n" + std::to_string(i), "v=1"}).exit_code, 0);
+  auto sk = Listen("k", {}, &ak);
+  auto r = T({"sync", t, "--peer", ak});  // k hears of t's permit from t itself
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.find("truncated"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("caught up"), std::string::npos) << r.err;
+  EXPECT_EQ(T({"get", t, "notes", "n49"}).exit_code, 0);
 }
 
 // A device that may not read a collection: what it reports it holds covers what it takes,
@@ -489,7 +514,8 @@ TEST_F(Net, ALiveSessionEndsWhenUnnamedCollectionsBecomeUnreadable) {
     ASSERT_EQ(T({"permit", o, c, td, "read"}).exit_code, 0);
   ASSERT_EQ(T({"permit", o, "*", td, "none"}).exit_code, 0);
   ASSERT_TRUE(WaitFor([&] {
-    return so->log().find("changed: closing (a new session applies them)") != std::string::npos;
+    return so->log().find("changed: ending the session (a new one applies them)") !=
+           std::string::npos;
   })) << so->log();
   ASSERT_EQ(T({"put", o, "notes", "n1", "v=1"}).exit_code, 0);
   ASSERT_EQ(T({"put", o, "products", "r2", "v=2"}).exit_code, 0);
