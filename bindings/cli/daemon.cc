@@ -238,7 +238,10 @@ int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, L
       }
     }
     for (const auto& e : node->DrainEvents()) {
-      if (e.kind == net::NodeEventKind::kDone) ok = e.ok;
+      if (e.kind == net::NodeEventKind::kDone) {
+        ok = e.ok;
+        if (!e.ok) logf.Line(e.message, "error");
+      }
       if (e.kind == net::NodeEventKind::kStopped) stopped = true;
     }
     publish(node->Snapshot());

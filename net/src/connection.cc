@@ -32,6 +32,15 @@ void Conn::Close() {
 
 void Conn::Fail(const std::string& why) {
   if (closed_) return;
+  NoteFailure(why);
+  // A session that began ends with kDisconnected (carrying this); before that, it is
+  // an error of its own.
+  if (!connected_)
+    d_.Emit({NodeEventKind::kError, peer_key_ ? DeviceId(*peer_key_) : "", address_, why});
+  Close();
+}
+
+void Conn::NoteFailure(const std::string& why) {
   failed_ = true;
   error_ = why;
   if (status_) {
@@ -39,11 +48,6 @@ void Conn::Fail(const std::string& why) {
     status_->last_error = why;
   }
   d_.Log("connection " + Who() + " ended: " + why);
-  // A session that began ends with kDisconnected (carrying this); before that, it is
-  // an error of its own.
-  if (!connected_)
-    d_.Emit({NodeEventKind::kError, peer_key_ ? DeviceId(*peer_key_) : "", address_, why});
-  Close();
 }
 
 namespace {
@@ -128,10 +132,10 @@ void Conn::Evict() {
   Close();
 }
 
-void Conn::Finish() {
+void Conn::Finish(std::string_view why) {
   if (closed_ || final_queued_) return;
   if (!sealer_) return Close();
-  Enqueue({}, true);
+  Enqueue(why, true);
   Touch(kCloseTimeout);
 }
 
@@ -240,7 +244,7 @@ void Conn::CheckTrust() {
     if (initiator_)
       Close();
     else
-      Finish();
+      Finish(kEndedForPermissions);
   }
 }
 
@@ -494,7 +498,18 @@ awaitable<bool> Conn::Run(PeerStatus* status) {
       if (final) {
         final_received_ = true;
         if (!final_queued_) {
-          ended_early_ = session_ && !view_.caught_up;
+          // Ended by the peer before this side caught up: for what this device may read
+          // there (FINAL says so; a session started at once applies it), or it stops.
+          if (session_ && !view_.caught_up) {
+            if (pt == kEndedForPermissions) {
+              ended_early_ = true;
+              d_.Log(Who() + " ended the session: what this device may read there changed");
+            } else {
+              NoteFailure(
+                  "the peer ended the session before this side caught up (it may be "
+                  "stopping)");
+            }
+          }
           Finish();
         }
         break;

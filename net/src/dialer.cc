@@ -67,6 +67,9 @@ awaitable<void> Core::Dial(std::vector<std::string> addresses, PeerStatus* statu
         conn->set_key_index(key_index);
         ok = co_await conn->Run(status);
         again = conn->sync_again();
+        // Each session the peer ends for what this device may read (an admin changing
+        // several permits) is followed by another, as long as each gets somewhere.
+        if (conn->ended_for_permissions_with_progress()) retried = false;
         first_gate = conn->closed_at_first_gate();
         if (ok) retried = false;  // a later one gets its own retry
         break;

@@ -98,6 +98,10 @@ std::optional<uint64_t> CountLog(engine::Replica& r, uint64_t since, uint64_t ca
 using Core = Node::Core;
 
 // One TCP connection: handshake, encrypted frames, one sync session.
+// What a FINAL frame carries when its side ends the session because what the peer may
+// read changed (CheckTrust): the peer then starts a session at once.
+inline constexpr std::string_view kEndedForPermissions = "permissions";
+
 class Conn : public std::enable_shared_from_this<Conn> {
  public:
   Conn(Core& d, tcp::socket sock, bool initiator, std::string address, std::string remote_ip = {})
@@ -117,6 +121,11 @@ class Conn : public std::enable_shared_from_this<Conn> {
   // may read changed during it (CheckTrust), or the peer ended it before this side had
   // caught up (as it does when what this side may read changed there).
   bool sync_again() const { return view_.sync_again || reread_ || ended_early_; }
+  // The peer ended the session for what this device may read there, after this side
+  // received something in it: a session started at once gets further.
+  bool ended_for_permissions_with_progress() const {
+    return ended_early_ && view_.stats.fields_applied > 0;
+  }
   // After a call into the session: a stream that stopped at what the group's authority
   // was judged by asks for a judgement of what came after (once per limit: a judgement
   // that fails leaves the limit, and the stream waits).
@@ -132,8 +141,9 @@ class Conn : public std::enable_shared_from_this<Conn> {
   void Poll();
   // Ends the connection if the peer has been revoked since it connected.
   void CheckTrust();
-  // A graceful end: a final frame, then close.
-  void Finish();
+  // A graceful end: a final frame, then close. FINAL carries `why`
+  // (kEndedForPermissions, or nothing; older builds ignore what it carries).
+  void Finish(std::string_view why = {});
   // Ends a connection still in its handshake to make room for a newer one (it says
   // kBusyMessage first).
   void Evict();
@@ -166,6 +176,8 @@ class Conn : public std::enable_shared_from_this<Conn> {
   awaitable<void> StartSession();  // makes session_ and queues its first messages
   void Enqueue(std::string_view plaintext, bool final);
   void Fail(const std::string& why);
+  // What Fail records and logs, without ending the connection.
+  void NoteFailure(const std::string& why);
   void Refuse(const std::string& why);
   void Close();
   static double Seconds() {
@@ -197,7 +209,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   PeerStatus* status_ = nullptr;
   bool closed_ = false, failed_ = false, evicted_ = false;
   bool reread_ = false;          // closed by CheckTrust, for a session under the new permissions
-  bool ended_early_ = false;     // the peer's final frame came before this side caught up
+  bool ended_early_ = false;     // the peer ended the session for what this device may read
   uint64_t judge_asked_at_ = 0;  // the capped_at a judgement was asked for last (Judged)
   std::string error_;            // why it failed, if it did
   bool invite_mode_ = false;     // this connection redeems an invite

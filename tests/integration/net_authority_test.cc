@@ -413,6 +413,33 @@ TEST_F(Net, ASyncEndedByThePeerForNewPermissionsSyncsAgain) {
   EXPECT_EQ(T({"get", t, "notes", "n49"}).exit_code, 0);
 }
 
+// A peer that stops during a one-shot sync ends the session with FINAL: the sync says
+// that the peer ended it before it caught up (and exits 1), not that the peer refused
+// it (it does not dial again: only a FINAL that says so means new permissions).
+TEST_F(Net, ASyncWhosePeerStopsSaysSo) {
+  std::string o = Init("o"), x = Init("x");
+  std::string addr;
+  auto so = Listen("o", {}, &addr);
+  Pair("o", "x", addr);
+  {
+    std::ofstream rows(Dir("rows.jsonl"));
+    for (int i = 0; i < 100000; ++i)
+      rows << R"({"id": "r)" << i << R"(", "a": "some text to carry", "b": )" << i << "}\n";
+  }
+  ASSERT_EQ(T({"import", o, "c", Dir("rows.jsonl")}).exit_code, 0);
+  RunResult r;
+  std::thread sync([&] { r = T({"sync", x, "--peer", addr}); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(so->Kill(SIGTERM), 0);
+  sync.join();
+  if (r.exit_code == 0) GTEST_SKIP() << "the sync was done before the peer stopped";
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("the peer ended the session before this side caught up"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find("handshake"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("did not catch up"), std::string::npos) << r.err;
+}
+
 // A device that may not read a collection: what it reports it holds covers what it takes,
 // so deletions are collected at once (not after the horizon), and its later sessions
 // are not rebases.
