@@ -113,6 +113,18 @@ Status Backup(LmdbStore& store, const std::string& dest, const std::vector<std::
         (tmp / kBackupMark).string(),
         std::string(kBackupMarkText) +
             "Commands that read work on it; to use it, restore it: tandem restore DIR NEWDIR\n"));
+    // Checked whole, read only, as restore will check it: a copy of a damaged replica
+    // would not restore, and one that would be mended by restoring a backup needs a
+    // sound one, not a copy of the damage.
+    {
+      Options read;
+      read.inspect = true;
+      TANDEM_ASSIGN_OR_RETURN(auto copy, Open(tmp.string(), read, false, false));
+      if (Status st = Check(*copy); !st.ok())
+        return st.With(
+            "no backup made: the replica does not pass tandem check, and a copy of "
+            "it would not restore");
+    }
     return CopyFilesInto({files.begin(), files.end()}, tmp);
   });
 }

@@ -114,6 +114,23 @@ TEST(Damage, ValuesOfEitherChecksumAreReadAndTheirDamageRefused) {
   }
 }
 
+// A backup is checked as restore checks it: a damaged replica gets none (a copy of it
+// would not restore), and nothing is left at the target.
+TEST(Damage, ADamagedReplicaGetsNoBackup) {
+  testing::TempDir tmp;
+  const std::string dir = tmp / "a", bak = tmp / "bak";
+  std::string v = MakeReplicaWithAString(dir);
+  v[v.find('x') + 50] = 'y';
+  testing::RawPut(dir, "fields", kKey, v);
+  auto r = OpenReplica(dir);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  Status st = Backup(*dynamic_cast<LmdbStore*>(&(*r)->store()), bak);
+  EXPECT_EQ(st.code(), Code::kCorrupt) << st.ToString();
+  EXPECT_NE(st.message().find("no backup made"), std::string::npos) << st.ToString();
+  EXPECT_NE(st.message().find("c/r.a"), std::string::npos) << st.ToString();
+  EXPECT_FALSE(std::filesystem::exists(bak));
+}
+
 // One damaged value stops only what reads its state: other fields are written over
 // (past the point where the change log is compacted), deleted, and read.
 TEST(Damage, ADamagedValueStopsOnlyWhatReadsIt) {

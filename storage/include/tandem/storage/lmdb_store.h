@@ -159,7 +159,8 @@ bool IsReplicaDir(const std::string& dir);
 // that exist) beside it under their own names, readable by the owner only. The copy is
 // marked (kBackupMark): opened to write, it is refused, so it stays as it was made;
 // opened to be read, it is read without making a lock file; restore makes a replica of
-// it.
+// it. The copy is checked whole (Check) before it is published: a replica that fails
+// the check gets no backup (kCorrupt, nothing at `dest`).
 Status Backup(LmdbStore& store, const std::string& dest,
               const std::vector<std::string>& files = {});
 // The file that marks a directory as a backup, and how it starts.
