@@ -195,10 +195,13 @@ struct LmdbStore::Impl {
   // lock.mdb, open until the environment is closed: closing any descriptor of it would
   // drop the process's fcntl locks on it, LMDB's among them (HoldAlone).
   int lock_fd = -1;
+  // data.mdb, holding a shared flock while the environment is open (GuardLockFile).
+  int data_lock_fd = -1;
 
   ~Impl() {
     if (env) mdb_env_close(env);
     if (lock_fd >= 0) ::close(lock_fd);
+    if (data_lock_fd >= 0) ::close(data_lock_fd);
   }
 
   // LMDB holds a shared fcntl lock on the first byte of lock.mdb in every process that

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <lmdb.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -145,6 +146,38 @@ Status CheckNoneHasItOpen(const std::string& dir) {
       ": it cannot be read safely from here; read it where it is writable");
 }
 
+// A lock file replaced while another process has the replica open (deleted as stale, or
+// copied over from elsewhere): LMDB, finding no lock on it, takes this process for the
+// only one, and the two would write over each other's pages. Every process of this build
+// holds a shared flock on data.mdb while it has the environment open, taken after LMDB's
+// lock: one held by another process while no other process holds LMDB's lock on this
+// lock file means that process uses another one. Refused then, before anything is
+// written. (A process of an older build takes no flock and is not seen.)
+Status GuardLockFile(LmdbStore::Impl& impl, const std::string& dir) {
+  const std::string data = dir + "/data.mdb";
+  const int fd = ::open(data.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::Io("open " + data + ": " + strerror(errno));
+  impl.data_lock_fd = fd;  // closed with the store
+  bool others = false;
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK) return Status::Io("lock " + data + ": " + strerror(errno));
+    others = true;
+  }
+  // Shared from now on (from exclusive, or after the instant another process's own probe
+  // holds it exclusively).
+  while (::flock(fd, LOCK_SH) != 0)
+    if (errno != EINTR) return Status::Io("lock " + data + ": " + strerror(errno));
+  if (!others || impl.lock_fd < 0) return Status::Ok();
+  struct flock l {};
+  if (FirstByteLock(impl.lock_fd, F_GETLK, F_WRLCK, &l) && l.l_type == F_UNLCK)
+    return Status::Busy(dir +
+                        "/lock.mdb is not the lock file the other processes that have this "
+                        "replica open use (was it deleted or replaced while one ran?): "
+                        "opened now, two writers would damage the replica. Stop every "
+                        "process using it (tandem serve, sync, apps), then open it again");
+  return Status::Ok();
+}
+
 LmdbStore::LmdbStore(std::string dir, std::unique_ptr<Impl> impl)
     : dir_(std::move(dir)), impl_(std::move(impl)) {}
 LmdbStore::~LmdbStore() = default;
@@ -249,6 +282,7 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
                              " bytes, but its pages run to " + std::to_string(need) +
                              " (a copy cut short?); restore it from a backup");
   }
+  if (!impl->read_only) TANDEM_RETURN_IF_ERROR(GuardLockFile(*impl, dir));
   int dead = 0;
   // Clears the reader slots of killed processes.
   if ((rc = mdb_reader_check(impl->env, &dead)))

@@ -66,6 +66,60 @@ TEST(LmdbStore, ACopiedDirectoryTakesANewReplicaIdWhenOpened) {
   ASSERT_TRUE(Check(StoreOf(**r2)).ok());
 }
 
+// A lock file deleted (as "stale") while another process has the replica open: a process
+// that opens it then would make a new one, take itself for the only one, and the two
+// would write over each other's pages. Refused instead, with what to do; once the other
+// process is gone, the replica opens, whole.
+TEST(LmdbStore, AReplicaWhoseLockFileWasReplacedUnderAnotherProcessIsRefused) {
+  testing::TempDir tmp;
+  const std::string dir = tmp / "a";
+  {
+    auto r = CreateReplica(dir);
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE((*r)->Put("c", "r1", {{"x", engine::Value{int64_t{1}}}}).ok());
+  }
+  int up[2], down[2];
+  ASSERT_EQ(pipe(up), 0);
+  ASSERT_EQ(pipe(down), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {  // another process with the replica open, as a daemon would have it
+    close(up[0]);
+    close(down[1]);
+    auto r = OpenReplica(dir);
+    const char ok = r.ok() ? 'y' : 'n';
+    if (write(up[1], &ok, 1) != 1) _exit(2);
+    char c;
+    while (read(down[0], &c, 1) > 0) {
+    }
+    _exit(r.ok() && (*r)->Put("c", "r2", {{"x", engine::Value{int64_t{2}}}}).ok() ? 0 : 3);
+  }
+  close(up[1]);
+  close(down[0]);
+  char ok = 0;
+  ASSERT_EQ(read(up[0], &ok, 1), 1);
+  ASSERT_EQ(ok, 'y');
+  ASSERT_EQ(::unlink((dir + "/lock.mdb").c_str()), 0);
+  {
+    auto r = OpenReplica(dir);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), Code::kBusy) << r.status().ToString();
+    EXPECT_NE(r.status().message().find("lock.mdb is not the lock file"), std::string::npos)
+        << r.status().ToString();
+  }
+  close(down[1]);  // the other process writes, then ends
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  close(up[0]);
+  auto r = OpenReplica(dir);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE((*r)->Get("c", "r1").ok());
+  EXPECT_TRUE((*r)->Get("c", "r2").ok());
+  EXPECT_TRUE(Check(StoreOf(**r)).ok());
+}
+
 // A copy opened to be read keeps its original's id and refuses every write (it would
 // issue its original's dots); opened to write, it takes an id of its own as before. A
 // replica where it was made opens for writing as usual, inspected or not.
