@@ -173,8 +173,9 @@ Status GuardLockFile(LmdbStore::Impl& impl, const std::string& dir) {
     return Status::Busy(dir +
                         "/lock.mdb is not the lock file the other processes that have this "
                         "replica open use (was it deleted or replaced while one ran?): "
-                        "opened now, two writers would damage the replica. Stop every "
-                        "process using it (tandem serve, sync, apps), then open it again");
+                        "this process would write beside them unseen and damage the "
+                        "replica. Stop every process using it (tandem serve, sync, apps), "
+                        "then open it again");
   return Status::Ok();
 }
 
