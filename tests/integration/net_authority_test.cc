@@ -427,12 +427,15 @@ TEST_F(Net, ASyncWhosePeerStopsSaysSo) {
       rows << R"({"id": "r)" << i << R"(", "a": "some text to carry", "b": )" << i << "}\n";
   }
   ASSERT_EQ(T({"import", o, "c", Dir("rows.jsonl")}).exit_code, 0);
+  const size_t before = so->log().size();  // the pairing's connection is logged there
   RunResult r;
   std::thread sync([&] { r = T({"sync", x, "--peer", addr}); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // Stopped as soon as the session begins: 200,000 fields take it far longer to send.
+  const bool began =
+      WaitFor([&] { return so->log().find("(incoming)", before) != std::string::npos; });
   EXPECT_EQ(so->Kill(SIGTERM), 0);
   sync.join();
-  if (r.exit_code == 0) GTEST_SKIP() << "the sync was done before the peer stopped";
+  ASSERT_TRUE(began) << so->log();
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_NE(r.err.find("the peer ended the session before this side caught up"), std::string::npos)
       << r.err;
