@@ -498,10 +498,9 @@ Status Grant(engine::Replica& r, const GroupPaths& files, const Identity& self, 
   if (const Standing* s = a.Find(device); s && s->revoked)
     return Status::Unauthorized("device " + device + " was revoked");
   TANDEM_RETURN_IF_ERROR(MayInvite(a, self.public_key, role));
-  if (const int subject = a.Rank(device); subject >= a.Rank(me))
+  if (const int subject = a.Rank(device), mine = a.Rank(me); subject >= mine)
     return Status::Unauthorized("device " + device + " is " + RoleOf(a, device) +
-                                (subject > a.Rank(me) ? ", above" : ", as high as") +
-                                " this device");
+                                (subject > mine ? ", above" : ", as high as") + " this device");
   Statement s;
   s.kind = StatementKind::kAdd;
   s.subject = key;

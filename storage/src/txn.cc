@@ -10,7 +10,6 @@
 #include <optional>
 #include <shared_mutex>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "lmdb_internal.h"
@@ -19,6 +18,7 @@
 #include "tandem/engine/codec.h"
 #include "tandem/engine/replica.h"
 #include "tandem/storage/lmdb_store.h"
+#include "txn_lookups.h"
 
 namespace tandem::storage {
 
@@ -59,7 +59,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     if (!broken_.ok()) return broken_;
     out->reset();
     last_seq_known_ = false;
-    if (!KeyInto(k, false, &last_key_)) return Status::Ok();
+    if (!keys_.KeyInto(k, false, &last_key_)) return Status::Ok();
     // Only what changed: a transaction's writes go through a record's fields in turn.
     if (last_field_.collection != k.collection) last_field_.collection = k.collection;
     if (last_field_.record != k.record) last_field_.record = k.record;
@@ -181,7 +181,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
 
   Status DeleteField(const FieldKey& key, bool* deleted) override {
     *deleted = false;
-    auto k = Key(key, false);
+    auto k = keys_.Key(key, false);
     if (!k) return Status::Ok();  // a name never written: no such field
     MDB_val kv = Val(*k), v;
     int rc = FieldValue(*impl_, txn_, kv, &v);
@@ -325,7 +325,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   Status PutFieldOf(const FieldKey& key, S& state) {
     if (!broken_.ok()) return broken_;
     const bool same = last_seq_known_ && key == last_field_;
-    if (!same) KeyInto(key, true, &last_key_);  // interning, it always gives the key
+    if (!same) keys_.KeyInto(key, true, &last_key_);  // interning, it always gives the key
     const std::string& k = last_key_;
     MDB_val kv = Val(k), old;
     uint64_t old_seq = 0;
@@ -373,11 +373,10 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
       }
     }
     // Any other state (a set, a counter, long or many values: possibly large) is encoded
-    // straight into the pages LMDB reserves for the value, after the prefix (value_):
+    // straight into the pages LMDB reserves for the value, after the same prefix:
     // built in a buffer first, it would be in memory twice until the commit.
     size_t large = 0;
     if (!small_size) {
-      value_.assign(small, prefix);
       TANDEM_ASSIGN_OR_RETURN(large, engine::EncodedFieldStateSize(state, replicas_));
     }
     // The field's previous entry stays, stale, until CompactLog: removing it here would
@@ -392,8 +391,8 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     // The log entry joins the transaction's run, stored once it is full or at commit; a
     // full run goes first, so that no field is stored without its entry.
     if (!run_.Fits(k)) TANDEM_RETURN_IF_ERROR(FlushRun());
-    MDB_val val = large ? MDB_val{value_.size() + large + kValueChecksum, nullptr}
-                        : MDB_val{small_size, small};
+    MDB_val val =
+        large ? MDB_val{prefix + large + kValueChecksum, nullptr} : MDB_val{small_size, small};
     kv = Val(k);
     // A write inside the table goes to `fresh` (FreshAllowed), but for a large value
     // (folding would copy it again), which leaves none there to hide it. (Where
@@ -419,14 +418,13 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     }
     if (large) {
       char* p = static_cast<char*>(val.mv_data);
-      std::memcpy(p, value_.data(), value_.size());
-      if (Status st =
-              engine::EncodeFieldStateInto(std::move(state), replicas_, p + value_.size(), large);
+      std::memcpy(p, small, prefix);
+      if (Status st = engine::EncodeFieldStateInto(std::move(state), replicas_, p + prefix, large);
           !st.ok()) {
         broken_ = st;  // the value is half written: this transaction must not commit
         return st;
       }
-      ValueChecksum(k, p, value_.size() + large, fast, p + value_.size() + large);
+      ValueChecksum(k, p, prefix + large, fast, p + prefix + large);
     }
     run_.Add(seq, k);
     // The key is the table's end now; last_key_ is built again before it is read (by
@@ -517,54 +515,6 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     if (source == LmdbReader::HullSource::kNone) TANDEM_RETURN_IF_ERROR(RaiseFormat());
     hull_ = std::move(hull);
     return Status::Ok();
-  }
-
-  // The stored key of a field (Impl::Key), each name looked up in the shared table
-  // once per transaction: a write transaction names few collections and fields.
-  std::optional<std::string> Key(const FieldKey& k, bool intern) {
-    std::string key;
-    if (!KeyInto(k, intern, &key)) return std::nullopt;
-    return key;
-  }
-  // The same into *out; false (*out unchanged) if a name is not in the table.
-  bool KeyInto(const FieldKey& k, bool intern, std::string* out) {
-    if (!coll_index_ || k.collection != coll_name_) {
-      const auto c = NameIndex(k.collection, intern);
-      if (!c) return false;
-      coll_name_ = k.collection;
-      coll_index_ = *c;
-    }
-    const auto f = FieldIndex(k.field, intern);
-    if (!f) return false;
-    out->clear();
-    LmdbStore::Impl::AppendKey(out, *coll_index_, k.record, *f);
-    return true;
-  }
-  // NameIndex for a field name, through the last few found: a transaction's writes
-  // usually go through a record's fields in turn, so the next one is the one after the
-  // last found, and a comparison costs less than a hash.
-  std::optional<uint64_t> FieldIndex(const std::string& name, bool intern) {
-    const size_t n = recent_fields_.size();
-    for (size_t i = 0, at = last_recent_ + 1; i < n; ++i, ++at) {
-      if (at >= n) at = 0;
-      if (recent_fields_[at].first == name) {
-        last_recent_ = at;
-        return recent_fields_[at].second;
-      }
-    }
-    const auto idx = NameIndex(name, intern);
-    if (idx && n < kRecentFieldsKept) {
-      recent_fields_.emplace_back(name, *idx);
-      last_recent_ = n;
-    }
-    return idx;
-  }
-  std::optional<uint64_t> NameIndex(const std::string& name, bool intern) {
-    if (auto it = names_.find(name); it != names_.end()) return it->second;
-    const auto idx = intern ? impl_->names.Intern(name) : impl_->names.Find(name);
-    // Only names the table holds (one interned later in the transaction is found then).
-    if (idx && names_.size() < kMaxNamesKept) names_.emplace(name, *idx);
-    return idx;
   }
 
   Status OpenCursor(MDB_dbi dbi, MDB_cursor** cur) {
@@ -658,8 +608,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   LmdbStore::Impl* impl_;
   MDB_txn* txn_;
   uint64_t last_seq_ = 0;  // the newest log position this transaction wrote (0: none yet)
-  std::string value_;
-  Status broken_;  // a write failed half done: no more reads or writes, no commit
+  Status broken_;          // a write failed half done: no more reads or writes, no commit
   MDB_cursor* fields_cur_ = nullptr;
   MDB_cursor* fresh_cur_ = nullptr;
   size_t wrote_fresh_ = 0;                 // field values this transaction put in `fresh`
@@ -678,33 +627,9 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   uint64_t last_old_seq_ = 0;
   bool last_seq_known_ = false;
   bool last_past_end_ = false;  // last_key_ lay past the table's end (with last_seq_known_)
-  std::optional<std::string> fields_end_;            // the greatest key in `fields` and `fresh`
-  std::unordered_map<std::string, uint64_t> names_;  // NameIndex
-  std::string coll_name_;                            // the collection KeyInto named last
-  std::optional<uint64_t> coll_index_;
-  static constexpr size_t kMaxNamesKept = 256;
-  std::vector<std::pair<std::string, uint64_t>> recent_fields_;  // FieldIndex
-  size_t last_recent_ = 0;
-  static constexpr size_t kRecentFieldsKept = 32;
-  // The shared replica table, the indexes this transaction looked up kept (its fields
-  // name few replicas): most lookups take neither the table's lock nor a hash.
-  class KeptReplicaTable : public engine::ReplicaTable {
-   public:
-    explicit KeptReplicaTable(engine::ReplicaTable& t) : t_(t) {}
-    uint64_t IndexOf(const ReplicaId& id) override {
-      for (const auto& [r, i] : kept_)
-        if (r == id) return i;
-      const uint64_t i = t_.IndexOf(id);
-      if (kept_.size() < kKept) kept_.emplace_back(id, i);
-      return i;
-    }
-    bool IdAt(uint64_t index, ReplicaId* out) const override { return t_.IdAt(index, out); }
-
-   private:
-    static constexpr size_t kKept = 8;
-    engine::ReplicaTable& t_;
-    std::vector<std::pair<ReplicaId, uint64_t>> kept_;
-  } replicas_{impl_->table};
+  std::optional<std::string> fields_end_;  // the greatest key in `fields` and `fresh`
+  KeyMaker keys_{*impl_};
+  KeptReplicaTable replicas_{impl_->table};
   std::optional<engine::LogHull> hull_;  // loaded by the first change to the log
   bool hull_dirty_ = false;
   bool starts_log_ = false;     // its positions start this process's (FirstLogSeq)
