@@ -102,7 +102,17 @@ Status Replica::Collect(const VersionVector& absorbed, CollectStats* stats, size
   }
   CollectStats step;
   VersionVector frontier;
-  std::vector<std::pair<FieldKey, uint64_t>> gone;  // with its size
+  // In the collections `scope` allows, what this replica holds there bounds it instead
+  // (a replica that leaves collections out: ReplicaMeta::absorbed). What that removes
+  // beyond `frontier` is remembered per collection (ReadTxn::GetCollectedIn).
+  std::optional<VersionVector> scoped;
+  CollectionFilter scope;
+  struct Gone {
+    FieldKey key;
+    uint64_t size;
+    bool scoped;  // collectable by `scoped` only
+  };
+  std::vector<Gone> gone;
   SweepFns fns;
   fns.begin = [&](WriteTxn& txn) -> Status {
     step = CollectStats{};
@@ -111,21 +121,47 @@ Status Replica::Collect(const VersionVector& absorbed, CollectStats* stats, size
     TANDEM_RETURN_IF_ERROR(txn.GetMeta(&meta));
     // What we hold ourselves bounds what we may say everyone holds.
     frontier = VersionVector::Meet(absorbed, meta.vv);
+    scoped.reset();
+    scope = meta.scope;
+    if (!meta.vv.Covers(meta.absorbed)) {
+      VersionVector s = VersionVector::Meet(absorbed, meta.Holding());
+      if (!frontier.Covers(s)) scoped = std::move(s);
+    }
     return Status::Ok();
   };
   fns.visit = [&](const FieldKey& key, const FieldState& state) -> Status {
     ++step.examined;
     if (blobs) ForEachBlobRef(state, [&](const BlobRef& r) { referenced.emplace(r.hash, key); });
-    if (!Collectable(state, frontier)) return Status::Ok();
+    bool by_scope = false;
+    if (!Collectable(state, frontier)) {
+      if (!scoped || !scope.Allows(key.collection) || !Collectable(state, *scoped))
+        return Status::Ok();
+      by_scope = true;
+    }
     TANDEM_ASSIGN_OR_RETURN(auto bytes, EncodeFieldState(state));
-    gone.emplace_back(key,
-                      bytes.size() + key.collection.size() + key.record.size() + key.field.size());
+    gone.push_back(Gone{key,
+                        bytes.size() + key.collection.size() + key.record.size() + key.field.size(),
+                        by_scope});
     return Status::Ok();
   };
   fns.end = [&](WriteTxn& txn) -> Status {
     // Remembered with what it removes (a peer behind it is rebased: not for nothing).
-    if (!gone.empty()) TANDEM_RETURN_IF_ERROR(RaiseCollected(txn, frontier));
-    for (const auto& [key, size] : gone) {
+    // A store that may not remember it per collection yet (an older build has the
+    // replica open) keeps those states for a later run.
+    std::map<std::string, bool> stored;
+    bool everywhere = false;
+    for (const Gone& g : gone) {
+      if (!g.scoped) {
+        everywhere = true;
+        continue;
+      }
+      auto [it, fresh] = stored.try_emplace(g.key.collection, false);
+      if (fresh)
+        TANDEM_RETURN_IF_ERROR(txn.RaiseCollectedIn(g.key.collection, *scoped, &it->second));
+    }
+    if (everywhere) TANDEM_RETURN_IF_ERROR(RaiseCollected(txn, frontier));
+    for (const auto& [key, size, by_scope] : gone) {
+      if (by_scope && !stored[key.collection]) continue;
       bool deleted = false;
       TANDEM_RETURN_IF_ERROR(txn.DeleteField(key, &deleted));
       if (deleted) {
@@ -212,9 +248,19 @@ uint64_t Replica::KeyHash(const FieldKey& key) {
 
 Result<VersionVector> Replica::Collected() {
   TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+  ReplicaMeta meta;
+  TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
   VersionVector out;
   TANDEM_RETURN_IF_ERROR(txn->GetCollected(&out));
+  ReadTxn::CollectedIn in;
+  TANDEM_RETURN_IF_ERROR(txn->GetCollectedIn(&in));
+  JoinCollectedIn(in, meta.vv, &out);
   return out;
+}
+
+void Replica::JoinCollectedIn(const ReadTxn::CollectedIn& in, const VersionVector& vv,
+                              VersionVector* out) {
+  for (const auto& [collection, collected] : in) out->Merge(VersionVector::Meet(collected, vv));
 }
 
 }  // namespace tandem::engine

@@ -184,6 +184,10 @@ class MemoryReader {
     *out = d_->collected;
     return Status::Ok();
   }
+  Status GetCollectedIn(ReadTxn::CollectedIn* out) {
+    *out = d_->collected_in;
+    return Status::Ok();
+  }
   Status GetBlob(const BlobHash& h, std::optional<BlobInfo>* out) {
     out->reset();
     auto it = d_->blobs.find(h);
@@ -291,6 +295,12 @@ class MemoryWriteTxn : public ReadsThrough<WriteTxn, MemoryReader> {
   }
   Status PutCollected(const VersionVector& collected) override {
     d_->collected = collected;
+    return Status::Ok();
+  }
+  Status RaiseCollectedIn(const std::string& collection, const VersionVector& with,
+                          bool* stored) override {
+    d_->collected_in[collection].Merge(with);
+    *stored = true;
     return Status::Ok();
   }
   Status PutBlob(const BlobHash& h, const BlobInfo& info) override {

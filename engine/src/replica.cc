@@ -408,7 +408,10 @@ Result<DeltaPage> Replica::CollectDeltas(uint64_t since, size_t limit, const Ver
   TANDEM_RETURN_IF_ERROR(txn->LastLogSeq(&last));
   page.done = !page.capped && page.next_cursor >= last;
   page.log_end = last;
-  if (page.done) TANDEM_RETURN_IF_ERROR(txn->GetCollected(&page.collected));
+  if (page.done) {
+    TANDEM_RETURN_IF_ERROR(txn->GetCollected(&page.collected));
+    TANDEM_RETURN_IF_ERROR(txn->GetCollectedIn(&page.collected_in));
+  }
   return page;
 }
 
@@ -492,7 +495,8 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
   const Hlc drift_bound = MakeHlc(now_() + kMaxClockDriftMs, 0);
   size_t n = 0, r = 0, f = 0, q = 0;
   std::map<std::string, std::shared_ptr<const CollectionRules>> rules;
-  std::optional<VersionVector> collected;        // read at the first field
+  std::optional<VersionVector> collected;  // read at the first field
+  ReadTxn::CollectedIn collected_in;       // and per collection, joined with it (ReadCollected)
   std::optional<std::set<BlobHash>> quarantine;  // read at the first state held (Hold)
   for (size_t i = 0; i < deltas.size(); ++i) {
     const FieldDelta& d = deltas[i];
@@ -546,16 +550,22 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
     if (!collected) {
       collected.emplace();
       TANDEM_RETURN_IF_ERROR(txn.GetCollected(&*collected));
+      TANDEM_RETURN_IF_ERROR(txn.GetCollectedIn(&collected_in));
+      for (auto& [c, vv] : collected_in) vv.Merge(*collected);
     }
-    if (!collected->empty()) {
+    // What was removed in this collection alone holds here too: this replica held every
+    // effect there of the events that vector covers.
+    auto in = collected_in.empty() ? collected_in.end() : collected_in.find(d.key.collection);
+    const VersionVector& gone = in == collected_in.end() ? *collected : in->second;
+    if (!gone.empty()) {
       static const FieldState kNothing;
       const FieldState& held = s ? *s : kNothing;
-      if (HoldsCollectedNotIn(d.state, *collected, held)) {  // copied only then
+      if (HoldsCollectedNotIn(d.state, gone, held)) {  // copied only then
         kept = d.state;
-        DropCollectedNotIn(kept, *collected, held);
+        DropCollectedNotIn(kept, gone, held);
         incoming = &kept;
       }
-      if (!s && Collectable(*incoming, *collected)) continue;
+      if (!s && Collectable(*incoming, gone)) continue;
     }
     // In a rebase, what the peer collected and no longer holds goes from ours.
     const bool dropped = s && rebase && (!rebase->may || rebase->may(d.key.collection)) &&

@@ -680,6 +680,7 @@ Status Session::Pump(std::vector<Message>* out) {
     uint64_t cursor = std::max(read_cursor_, skip_to_);
     bool done = false, capped = false;
     VersionVector collected;  // as the page that reached the log's end saw it
+    ReadTxn::CollectedIn collected_in;
     const size_t budget = std::min(opt_.batch_bytes, kMaxBatchBodyBound);
     const uint64_t upto = opt_.send_upto ? opt_.send_upto() : UINT64_MAX;
     // Fill one batch, reading the log in pages; skipped fields still advance the cursor.
@@ -709,6 +710,7 @@ Status Session::Pump(std::vector<Message>* out) {
         if (page.done && how != Large::kGone) {
           done = true;
           collected = std::move(page.collected);
+          collected_in = std::move(page.collected_in);
           break;
         }
         continue;
@@ -729,6 +731,7 @@ Status Session::Pump(std::vector<Message>* out) {
       if (page.done) {
         done = true;
         collected = std::move(page.collected);
+        collected_in = std::move(page.collected_in);
         break;
       }
       if (page.capped) {
@@ -748,6 +751,9 @@ Status Session::Pump(std::vector<Message>* out) {
         for (const auto& [r, n] : snapshot_vv_.entries()) claim.Cap(r, peer_vv_.Get(r));
       // What collection removed before the last page may have been skipped; read with
       // it, so that it covers nothing that reached this replica after (and was not sent).
+      // Of what it removed in single collections, what the claim's vector covers (as of
+      // the request): we held every effect of those events in every collection.
+      Replica::JoinCollectedIn(collected_in, snapshot_vv_, &collected);
       out->emplace_back(std::in_place_type<CaughtUp>,
                         CaughtUp{send_cursor_, std::move(claim), std::move(collected)});
       ++stats_.caught_up_sent;

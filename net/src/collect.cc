@@ -217,8 +217,9 @@ Result<GroupHolding> HeldByMembers(engine::Replica& r, const GroupPaths& files,
   if (note && !files.heard.empty() && (changed || seen.size() != heard.size()))
     WriteHeard(files.heard, seen);
   if (held_back) out.absorbed = VersionVector();
-  // Only what we hold ourselves (Collect caps it so too): no entry stays unbounded.
-  out.absorbed = VersionVector::Meet(out.absorbed, meta.vv);
+  // Only what we hold ourselves (Collect caps it so too, collection by collection): no
+  // entry stays unbounded.
+  out.absorbed = VersionVector::Meet(out.absorbed, meta.Holding());
   return out;
 }
 

@@ -34,6 +34,11 @@ Status Check(LmdbStore& store, CheckReport* report) {
     mdb_txn_abort(raw);
     return c;
   }
+  engine::ReadTxn::CollectedIn collected_in;
+  if (Status c = reader.GetCollectedIn(&collected_in); !c.ok()) {
+    mdb_txn_abort(raw);
+    return c;
+  }
   const uint64_t own = meta.vv.Get(meta.id);
   std::map<uint64_t, std::string> want;  // seq -> key, from the fields
   Status st;

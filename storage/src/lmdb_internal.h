@@ -304,6 +304,45 @@ class LmdbReader {
     return Status::Ok();
   }
 
+  // Meta `collected-in` (format 14): version 1, then per collection (ascending) its
+  // name and vector.
+  Status GetCollectedIn(engine::ReadTxn::CollectedIn* out) {
+    out->clear();
+    MDB_val k = Val("collected-in"), v;
+    int rc = mdb_get(txn_, impl_->meta, &k, &v);
+    if (rc == MDB_NOTFOUND) return Status::Ok();
+    if (rc) return LmdbError(rc, "read collected-in");
+    return DecodeCollectedIn(View(v), out);
+  }
+  static Status DecodeCollectedIn(std::string_view bytes, engine::ReadTxn::CollectedIn* out) {
+    engine::Reader r(bytes);
+    if (r.U8() != 1) r.Fail("unknown version");
+    const uint64_t n = r.Count(2);
+    for (uint64_t i = 0; i < n && r.ok(); ++i) {
+      std::string name(r.LengthPrefixed(engine::kMaxCollectionName));
+      engine::VersionVector vv = engine::DecodeVersionVector(r);
+      if (r.ok() && (name.empty() || out->count(name))) r.Fail("a collection named twice");
+      if (r.ok()) out->emplace(std::move(name), std::move(vv));
+    }
+    if (r.ok() && r.remaining()) r.Fail("trailing bytes");
+    if (!r.ok()) {
+      out->clear();
+      return r.status().With("collected-in");
+    }
+    return Status::Ok();
+  }
+  static std::string EncodeCollectedIn(const engine::ReadTxn::CollectedIn& in) {
+    std::string v;
+    engine::Writer w(&v);
+    w.U8(1);
+    w.Varint(in.size());
+    for (const auto& [name, vv] : in) {
+      w.LengthPrefixed(name);
+      engine::EncodeVersionVector(vv, w);
+    }
+    return v;
+  }
+
   static std::string BlobKey(char state, const engine::BlobHash& h) {
     std::string k(1, state);
     k.append(reinterpret_cast<const char*>(h.data()), h.size());

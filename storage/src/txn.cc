@@ -231,6 +231,21 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     return rc ? impl_->Note(rc, "write collected") : Status::Ok();
   }
 
+  Status RaiseCollectedIn(const std::string& collection, const engine::VersionVector& with,
+                          bool* stored) override {
+    TANDEM_RETURN_IF_ERROR(FormatAllowed(kFormatCollectedIn, stored));
+    if (!*stored) return Status::Ok();
+    engine::ReadTxn::CollectedIn in;
+    TANDEM_RETURN_IF_ERROR(reader_.GetCollectedIn(&in));
+    auto it = in.find(collection);
+    if (it != in.end() && it->second.Covers(with)) return Status::Ok();
+    in[collection].Merge(with);
+    std::string v = LmdbReader::EncodeCollectedIn(in);
+    MDB_val k = Val("collected-in"), val = Val(v);
+    int rc = mdb_put(txn_, impl_->meta, &k, &val, 0);
+    return rc ? impl_->Note(rc, "write collected-in") : Status::Ok();
+  }
+
   Status PutBlob(const engine::BlobHash& h, const engine::BlobInfo& info) override {
     TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatBlobs));
     return PutBlobEntry(*impl_, txn_, h, info);

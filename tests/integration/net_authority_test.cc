@@ -445,7 +445,7 @@ TEST_F(Net, ASyncWhosePeerStopsSaysSo) {
 
 // A device that may not read a collection: what it reports it holds covers what it takes,
 // so deletions are collected at once (not after the horizon), and its later sessions
-// are not rebases.
+// are not rebases. It collects them itself, too, in what it takes.
 TEST_F(Net, ADeviceThatMayNotReadACollectionHoldsNoCollectionBack) {
   std::string o = Init("o"), t = Init("t");
   std::string addr;
@@ -465,6 +465,12 @@ TEST_F(Net, ADeviceThatMayNotReadACollectionHoldsNoCollectionBack) {
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(r.err.find("rebased"), std::string::npos) << r.err;
   }
+  gc = T({"gc", t});
+  ASSERT_EQ(gc.exit_code, 0) << gc.err;
+  EXPECT_NE(gc.out.find("collected 1 deleted field states"), std::string::npos) << gc.out;
+  auto r = T({"sync", t, "--peer", addr});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.find("rebased"), std::string::npos) << r.err;
   EXPECT_EQ(T({"get", t, "products", "r2"}).exit_code, 0);
   EXPECT_NE(T({"get", t, "products", "r1"}).exit_code, 0);
   EXPECT_NE(T({"get", t, "secrets", "r2"}).exit_code, 0);

@@ -417,7 +417,7 @@ class Sim {
   VersionVector Holding(int k) { return nodes_[k].replica->Meta()->Holding(); }
 
   void CollectOne(int i) {
-    VersionVector absorbed = nodes_[i].replica->Meta()->vv;
+    VersionVector absorbed = Holding(i);
     for (int k = 0; k < n_; ++k)
       if (k != i && rng_() % 4 != 0) absorbed = VersionVector::Meet(absorbed, Holding(k));
     Replica::CollectStats st;

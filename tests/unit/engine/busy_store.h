@@ -46,6 +46,7 @@ class PassReads : public Base {
   TANDEM_PASS(GetRefused, (const FieldKey& k, std::optional<VersionVector>* o), (k, o))
   TANDEM_PASS(GetLogHull, (LogHull * o), (o))
   TANDEM_PASS(GetCollected, (VersionVector * o), (o))
+  TANDEM_PASS(GetCollectedIn, (ReadTxn::CollectedIn * o), (o))
   TANDEM_PASS(GetBlob, (const BlobHash& h, std::optional<BlobInfo>* o), (h, o))
   TANDEM_PASS(ScanBlobs, (bool w, const ReadTxn::BlobFn& f), (w, f))
   TANDEM_PASS(GetChunk, (const BlobHash& h, std::string* o, bool* f), (h, o, f))
@@ -138,6 +139,8 @@ class BusyStore : public Store {
     TANDEM_PASS(DeleteRefused, (const FieldKey& k), (k))
     TANDEM_PASS(DeleteField, (const FieldKey& k, bool* d), (k, d))
     TANDEM_PASS(PutCollected, (const VersionVector& c), (c))
+    TANDEM_PASS(RaiseCollectedIn, (const std::string& c, const VersionVector& v, bool* s),
+                (c, v, s))
     TANDEM_PASS(PutBlob, (const BlobHash& h, const BlobInfo& i), (h, i))
     TANDEM_PASS(DeleteBlob, (const BlobHash& h), (h))
     TANDEM_PASS(PutChunk, (const BlobHash& h, std::string_view b), (h, b))

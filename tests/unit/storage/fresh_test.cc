@@ -589,5 +589,57 @@ TEST(Fresh, NoProcessOpensTheReplicaWhileTheFormatIsRaised) {
   EXPECT_EQ(FreshCount(**r), 1u);
 }
 
+// What a replica that leaves collections out collects by what it bore out of one
+// collection is remembered for that collection (format 14), which an older build would
+// not honour: while another process has the replica open, what only that would remove
+// stays; once it is gone, it goes.
+TEST(Fresh, NoCollectionInOneCollectionWhileAnotherProcessHasTheReplicaOpen) {
+  testing::TempDir tmp;
+  const std::string bdir = tmp / "b";
+  auto a = CreateReplica(tmp / "a");
+  auto b = CreateReplica(bdir);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE((*a)->Put("products", "p0", {{"x", Value{int64_t{1}}}}).ok());
+  ASSERT_TRUE((*a)->Put("secrets", "s0", {{"x", Value{int64_t{1}}}}).ok());
+  ASSERT_TRUE((*a)->Write([](engine::Batch& t) { return t.Delete("products", "p0"); }).ok());
+  auto page = (*a)->CollectDeltas(0, 1 << 20, nullptr);
+  ASSERT_TRUE(page.ok() && page->done);
+  std::vector<engine::FieldDelta> products;
+  for (auto& d : page->deltas)
+    if (d.key.collection == "products") products.push_back(std::move(d));
+  ASSERT_TRUE((*b)->ApplyDeltas(products).ok());
+  ASSERT_TRUE((*b)->Put("c", "r", {{"x", Value{int64_t{1}}}}).ok());  // the newest entry
+  {  // as a session that took products alone leaves it
+    auto txn = (*b)->store().BeginWrite();
+    ASSERT_TRUE(txn.ok());
+    engine::ReplicaMeta meta;
+    ASSERT_TRUE((*txn)->GetMeta(&meta).ok());
+    meta.absorbed = (*a)->Meta()->vv;
+    meta.scope = engine::CollectionFilter::Only({"products"});
+    ASSERT_TRUE((*txn)->PutMeta(meta).ok());
+    ASSERT_TRUE((*txn)->Commit().ok());
+  }
+  const engine::VersionVector holding = (*b)->Meta()->Holding();
+  ASSERT_FALSE((*b)->Meta()->vv.Covers(holding));
+  engine::Replica::CollectStats stats;
+  {
+    OpenElsewhere other(bdir);
+    ASSERT_TRUE(other.open());
+    ASSERT_TRUE((*b)->Collect(holding, &stats).ok());
+    EXPECT_EQ(stats.collected, 0u);
+    EXPECT_LT(FormatOf(**b), kFormatCollectedIn);
+  }
+  ASSERT_TRUE((*b)->Collect(holding, &stats).ok());
+  EXPECT_EQ(stats.collected, 1u);
+  EXPECT_EQ(FormatOf(**b), kFormatCollectedIn);
+  // Kept across a reopen, and read by the check.
+  b->reset();
+  b = OpenReplica(bdir);
+  ASSERT_TRUE(b.ok());
+  ASSERT_TRUE((*b)->ApplyDeltas(products).ok());
+  EXPECT_FALSE((*b)->Get("products", "p0").ok()) << "collected, then taken back";
+  EXPECT_TRUE(Check(StoreOf(**b)).ok());
+}
+
 }  // namespace
 }  // namespace tandem::storage

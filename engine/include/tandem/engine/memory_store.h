@@ -32,6 +32,7 @@ class MemoryStore : public Store {
     std::map<std::string, VersionVector> refused;  // by EncodeFieldKey
     LogHull log_hull;
     VersionVector collected;
+    ReadTxn::CollectedIn collected_in;
     std::map<BlobHash, std::string> blobs;  // encoded BlobInfo
     // Shared: a write transaction copies the maps, not the chunks.
     std::map<BlobHash, std::shared_ptr<const std::string>> chunks;

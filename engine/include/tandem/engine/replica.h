@@ -162,9 +162,11 @@ struct DeltaPage {
   size_t scanned = 0;    // change-log entries read
   uint64_t log_end = 0;  // the newest position in the log as it was read
   bool capped = false;   // it stopped at CollectDeltas' `upto`, with more after it
-  // When done: the collected vector in the same snapshot. What collection removed by
-  // then the log no longer holds, and nothing it removed later can have been read.
+  // When done: the collected vector in the same snapshot, and what was collected in
+  // single collections (ReadTxn::GetCollectedIn). What collection removed by then the
+  // log no longer holds, and nothing it removed later can have been read.
   VersionVector collected;
+  ReadTxn::CollectedIn collected_in;
   // A field state too large for any batch (CollectDeltas' `large`), alone in its page
   // and not read: it travels in pieces, copied from the store a window at a time
   // (Replica::SpoolDelta). Its context, and its log position `seq`. Or a state whose
@@ -294,9 +296,10 @@ class Replica {
   // Collection (docs/design.md#collection). Removes the field states that read as
   // nothing (IsTombstone) and whose every event `absorbed` covers: pass what every member
   // of the group is known to hold. Only what this replica holds itself counts (`absorbed`
-  // is capped by our version vector). Runs in transactions of about `max_fields` field
-  // states each, so writers wait at most one of them. Afterwards the replica remembers
-  // what it collected (ReadTxn::GetCollected), and a peer's state for a field we hold
+  // is capped by our version vector; in the collections ReplicaMeta::scope allows, by
+  // what this replica holds there, ReplicaMeta::Holding). Runs in transactions of about
+  // `max_fields` field states each, so writers wait at most one of them. Afterwards the replica
+  // remembers what it collected (ReadTxn::GetCollected), and a peer's state for a field we hold
   // nothing of loses what that covers (DropCollected): what was collected here cannot
   // come back through a stale peer, a relay or a restored backup.
   struct CollectStats {
@@ -315,8 +318,15 @@ class Replica {
     uint64_t blobs_released = 0;  // unreferenced, waiting for every member to catch up
   };
   Status Collect(const VersionVector& absorbed, CollectStats* stats, size_t max_fields = 4096);
-  // What this replica has collected (empty: nothing).
+  // What this replica has collected (empty: nothing), as it tells its peers: what it
+  // removed in every collection, and of what it removed in single collections
+  // (ReadTxn::GetCollectedIn) what its version vector covers, since it holds every
+  // effect of those events everywhere.
   Result<VersionVector> Collected();
+  // Joins into `out` what `in` covers of `vv`: what was collected in single collections
+  // that a replica holding `vv` holds every effect of, in every collection.
+  static void JoinCollectedIn(const ReadTxn::CollectedIn& in, const VersionVector& vv,
+                              VersionVector* out);
   // A rebase (docs/design.md#collection): a peer that collected `collected` sent its
   // whole state, the fields whose KeyHash is in `sent`. Every other field here, in the
   // collections `scope` allows, loses what `collected` covers (the peer removed it); this

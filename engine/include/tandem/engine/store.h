@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -236,6 +237,12 @@ class ReadTxn {
   // What collection has removed: every field state without a marker whose context this
   // vector covered may be gone (Replica::Collect). Empty if nothing was ever collected.
   virtual Status GetCollected(VersionVector* out) = 0;
+  // What collection removed in single collections beyond GetCollected: a replica that
+  // leaves collections out collects in those it takes by what its filtered sessions
+  // bore out there (ReplicaMeta::absorbed), which holds for no other collection. Empty
+  // if it never did.
+  using CollectedIn = std::map<std::string, VersionVector, std::less<>>;
+  virtual Status GetCollectedIn(CollectedIn* out) = 0;
   // Blobs (blob.h). A blob's entry (complete, wanted, or a pending write under its
   // temporary key); nullopt if there is none.
   virtual Status GetBlob(const BlobHash& hash, std::optional<BlobInfo>* out) = 0;
@@ -277,6 +284,11 @@ class WriteTxn : public ReadTxn {
   // which.
   virtual Status DeleteField(const FieldKey& key, bool* deleted) = 0;
   virtual Status PutCollected(const VersionVector& collected) = 0;
+  // Joins `with` into what collection removed in `collection` (GetCollectedIn), if the
+  // store may hold such a record now (an older build with the replica open would not
+  // honour it): *stored says whether it did.
+  virtual Status RaiseCollectedIn(const std::string& collection, const VersionVector& with,
+                                  bool* stored) = 0;
   // Stores a blob's entry (replacing any), or removes it; chunks are separate.
   virtual Status PutBlob(const BlobHash& hash, const BlobInfo& info) = 0;
   virtual Status DeleteBlob(const BlobHash& hash) = 0;
@@ -341,6 +353,7 @@ class ReadsThrough : public Base {
   }
   Status GetLogHull(LogHull* out) override { return reader_.GetLogHull(out); }
   Status GetCollected(VersionVector* out) override { return reader_.GetCollected(out); }
+  Status GetCollectedIn(ReadTxn::CollectedIn* out) override { return reader_.GetCollectedIn(out); }
   Status GetBlob(const BlobHash& h, std::optional<BlobInfo>* out) override {
     return reader_.GetBlob(h, out);
   }

@@ -63,7 +63,10 @@ inline constexpr uint32_t kFormatExclusions = 12;
 // 13: field values may carry an XXH3 checksum in place of SipHash's (field_value.h),
 // which an older build would refuse as damaged.
 inline constexpr uint32_t kFormatFastSums = 13;
-inline constexpr uint32_t kFormatVersion = kFormatFastSums;  // the newest this build reads
+// 14: collection removed field states in single collections beyond meta `collected`
+// (meta `collected-in`), which an older build would take back.
+inline constexpr uint32_t kFormatCollectedIn = 14;
+inline constexpr uint32_t kFormatVersion = kFormatCollectedIn;  // the newest this build reads
 
 // Stale change-log entries are removed at a commit that made more, once they are more
 // than kCompactFloor and a quarter of the fields: kCompactSlice entries examined at a

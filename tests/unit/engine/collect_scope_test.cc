@@ -1,0 +1,152 @@
+// Collection on a replica that leaves collections out: it collects in the collections it
+// takes by what its filtered sessions bore out there, and what it removed that way never
+// comes back, never leaves another replica short, and never costs it a collection it
+// takes later.
+#include <gtest/gtest.h>
+
+#include "sync_harness.h"
+
+namespace tandem::engine {
+namespace {
+
+VersionVector Holding(Node& n) { return n.replica.Meta()->Holding(); }
+
+ReadTxn::CollectedIn CollectedIn(Node& n) {
+  ReadTxn::CollectedIn out;
+  auto txn = n.replica.store().BeginRead();
+  EXPECT_TRUE(txn.ok());
+  if (txn.ok()) {
+    EXPECT_TRUE((*txn)->GetCollectedIn(&out).ok());
+  }
+  return out;
+}
+
+uint64_t CollectWith(Node& n, const VersionVector& absorbed) {
+  Replica::CollectStats stats;
+  Status st = n.replica.Collect(absorbed, &stats);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  return stats.collected;
+}
+
+std::vector<FieldDelta> Everything(Node& n) {
+  auto page = n.replica.CollectDeltas(0, 1 << 20, nullptr);
+  EXPECT_TRUE(page.ok() && page->done);
+  return page.ok() ? page->deltas : std::vector<FieldDelta>{};
+}
+
+// b takes products from a, never secrets. Its version vector stays behind, yet it
+// collects a's deletion in products by what it bore out there; what it removed is
+// remembered for products alone: an old state of the record does not bring it back, and
+// secrets, taken later, arrive whole.
+TEST(CollectScope, AReplicaThatLeavesACollectionOutCollectsInTheOnesItTakes) {
+  Node a(1), b(2);
+  Fill(a, "products", 3, "p");
+  Fill(a, "secrets", 2, "s");
+  const std::vector<FieldDelta> before = Everything(a);
+  SessionOptions products;
+  products.accept = CollectionFilter::Only({"products"});
+  ASSERT_TRUE(Link(b, a, products).Run().ok());
+  ASSERT_TRUE(a.replica.Write([](Batch& t) { return t.Delete("products", "p0"); }).ok());
+  ASSERT_TRUE(Link(b, a, products).Run().ok());
+  ASSERT_FALSE(b.replica.Get("products", "p0").ok());
+  ASSERT_FALSE(b.Vv().Covers(a.Vv())) << "a filtered session merges no watermark";
+
+  // Every member holds the deletion (a, and b in what it takes): b removes it (what the
+  // newest log entry holds waits for the next run).
+  const VersionVector all = VersionVector::Meet(Holding(a), Holding(b));
+  EXPECT_GE(CollectWith(b, all), 1u);
+  auto in = CollectedIn(b);
+  ASSERT_EQ(in.size(), 1u);
+  EXPECT_EQ(in.begin()->first, "products");
+  EXPECT_TRUE(in.begin()->second.Covers(a.Vv()));
+  // Not told to peers: its version vector does not cover those events everywhere.
+  EXPECT_TRUE(b.replica.Collected()->empty());
+  EXPECT_TRUE(b.replica.Meta()->vv.Covers(b.replica.Collected().value()));
+
+  // A stale copy of the record offered again stays gone.
+  ASSERT_TRUE(b.replica.ApplyDeltas(before).ok());
+  EXPECT_FALSE(b.replica.Get("products", "p0").ok()) << "collected, then taken back";
+  EXPECT_TRUE(b.replica.Get("secrets", "s0").ok()) << "the same states brought secrets";
+
+  // A replica taking secrets from a (a pass from the start) holds what a holds.
+  Node c(3);
+  ASSERT_TRUE(Link(c, a, products).Run().ok());
+  ASSERT_TRUE(a.replica.Write([](Batch& t) { return t.Delete("products", "p1"); }).ok());
+  ASSERT_TRUE(Link(c, a, products).Run().ok());
+  EXPECT_GE(CollectWith(c, VersionVector::Meet(Holding(a), Holding(c))), 2u);
+  ASSERT_TRUE(Link(c, a).Run().ok());
+  EXPECT_TRUE(c.replica.Get("secrets", "s0").ok());
+  EXPECT_TRUE(c.replica.Get("secrets", "s1").ok());
+  EXPECT_EQ(a.Dump(), c.Dump());
+}
+
+// b collected p0's deletion by what it bore out of products; later an unfiltered
+// session with a (which collected nothing) moves its version vector over the deletion.
+// A replica that never saw the deletion then syncs with b first: b's Hello says it
+// collected the deletion (its vector covers it now), so the stale replica rebases and
+// drops p0, rather than merging a watermark that claims the deletion without it, which
+// would keep p0 live there for good.
+TEST(CollectScope, AReplicaBehindWhatALimitedOneCollectedRebasesOnIt) {
+  Node a(1), b(2), stale(3);
+  Fill(a, "products", 2, "p");
+  Fill(a, "secrets", 1, "s");
+  ASSERT_TRUE(Link(stale, a).Run().ok());
+  ASSERT_TRUE(stale.replica.Get("products", "p0").ok());
+  SessionOptions products;
+  products.accept = CollectionFilter::Only({"products"});
+  ASSERT_TRUE(Link(b, a, products).Run().ok());
+  ASSERT_TRUE(a.replica.Write([](Batch& t) { return t.Delete("products", "p0"); }).ok());
+  ASSERT_TRUE(Link(b, a, products).Run().ok());
+  // The stale replica is left out (past the horizon at b, say).
+  ASSERT_GE(CollectWith(b, VersionVector::Meet(Holding(a), Holding(b))), 1u);
+  ASSERT_TRUE(Link(b, a).Run().ok());
+  ASSERT_TRUE(b.Vv().Covers(a.Vv()));
+  EXPECT_TRUE(b.replica.Collected()->Covers(a.Vv())) << "told now: its vector covers it";
+  {
+    Link link(stale, b);
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_TRUE(link.sa.stats().rebased);
+  }
+  EXPECT_FALSE(stale.replica.Get("products", "p0").ok());
+  ASSERT_TRUE(Link(stale, a).Run().ok());
+  EXPECT_EQ(stale.Dump(), a.Dump());
+  EXPECT_EQ(stale.Dump(), b.Dump());
+}
+
+// b collected p0's deletion by what it bore out of products (and a deletion of its own
+// everywhere), then takes secrets too, in a session with p, which rebases on it. b streams
+// slowly and takes p's secret, never held before, during it: nothing of secrets, which
+// b's collection never judged, is dropped at p, and p ends holding what a holds.
+TEST(CollectScope, ARebaseOnALimitedReplicaThatWidensDropsOnlyWhatItCollected) {
+  Node a(1), b(2), p(3);
+  Fill(a, "products", 3, "p");
+  Fill(a, "secrets", 1, "s");
+  ASSERT_TRUE(Link(p, a).Run().ok());
+  SessionOptions products;
+  products.accept = CollectionFilter::Only({"products"});
+  ASSERT_TRUE(Link(b, a, products).Run().ok());
+  ASSERT_TRUE(a.replica.Write([](Batch& t) { return t.Delete("products", "p0"); }).ok());
+  ASSERT_TRUE(Link(b, a, products).Run().ok());
+  // b deletes a record of its own, which only a holds besides: a collection p is behind.
+  Fill(b, "products", 4, "b");
+  ASSERT_TRUE(Link(b, a, products).Run().ok());
+  ASSERT_TRUE(b.replica.Write([](Batch& t) { return t.Delete("products", "b0"); }).ok());
+  ASSERT_TRUE(Link(b, a, products).Run().ok());
+  ASSERT_GE(CollectWith(b, VersionVector::Meet(Holding(a), Holding(b))), 2u);
+  ASSERT_FALSE(CollectedIn(b).empty());
+  ASSERT_FALSE(p.Vv().Covers(b.replica.Collected().value()));
+  SessionOptions slow;
+  slow.batch_fields = 1;
+  slow.window = 1;
+  {
+    Link link(p, b, {}, slow);
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_TRUE(link.sa.stats().rebased);
+  }
+  EXPECT_TRUE(p.replica.Get("secrets", "s0").ok()) << "dropped as collected by b";
+  ASSERT_TRUE(Link(p, a).Run().ok());
+  EXPECT_EQ(p.Dump(), a.Dump());
+}
+
+}  // namespace
+}  // namespace tandem::engine
