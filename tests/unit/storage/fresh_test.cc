@@ -639,6 +639,17 @@ TEST(Fresh, NoCollectionInOneCollectionWhileAnotherProcessHasTheReplicaOpen) {
   ASSERT_TRUE((*b)->ApplyDeltas(products).ok());
   EXPECT_FALSE((*b)->Get("products", "p0").ok()) << "collected, then taken back";
   EXPECT_TRUE(Check(StoreOf(**b)).ok());
+  // Damaged, it is named, and a state it would judge is not taken.
+  b->reset();
+  testing::RawPut(bdir, "meta", "collected-in", std::string("\x01\x05", 2));
+  b = OpenReplica(bdir);
+  ASSERT_TRUE(b.ok());
+  Status st = Check(StoreOf(**b));
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.ToString().find("collected-in"), std::string::npos) << st.ToString();
+  st = (*b)->ApplyDeltas(products);
+  EXPECT_FALSE(st.ok());
+  EXPECT_FALSE((*b)->Get("products", "p0").ok());
 }
 
 }  // namespace
