@@ -104,6 +104,20 @@ bool IsBackupDir(const std::string& dir) {
 }
 
 Status Backup(LmdbStore& store, const std::string& dest, const std::vector<std::string>& files) {
+  // Inside the replica's directory, a backup goes with the replica when the directory is
+  // lost, and would be copied with it by anyone copying the directory.
+  {
+    std::error_code ec;
+    const fs::path home = fs::weakly_canonical(fs::absolute(store.impl()->dir), ec);
+    const fs::path to = ec ? fs::path() : fs::weakly_canonical(fs::absolute(dest), ec);
+    if (!ec) {
+      auto [h, t] = std::mismatch(home.begin(), home.end(), to.begin(), to.end());
+      if (h == home.end() || (std::next(h) == home.end() && h->empty()))
+        return Status::Invalid("backup: " + dest + " is inside the replica's directory " +
+                               store.impl()->dir +
+                               ": a backup there is lost with it; choose a directory outside it");
+    }
+  }
   return BuildInPlace(dest, "backup", [&](const fs::path& tmp) -> Status {
     int rc = mdb_env_copy2(store.impl()->env, tmp.c_str(), MDB_CP_COMPACT);
     if (rc) return LmdbError(rc, "backup to " + dest);

@@ -770,6 +770,13 @@ TEST_F(Cli, BackupAndRestoreGiveANewReplicaWithTheSameData) {
   ASSERT_EQ(T({"put", db_, "c", "r", "a=1"}).exit_code, 0);
   ASSERT_EQ(T({"incr", db_, "c", "r", "n", "7"}).exit_code, 0);
   std::string bk = tmp_ / "bk", restored = tmp_ / "restored";
+  // Never inside the replica's directory, however it is named.
+  for (const std::string& inside : {db_ + "/bk", db_ + "/x/../y", db_ + "/"}) {
+    auto in = T({"backup", db_, inside});
+    EXPECT_EQ(in.exit_code, 2) << inside;
+    EXPECT_NE(in.err.find("inside the replica's directory"), std::string::npos) << in.err;
+  }
+  EXPECT_FALSE(fs::exists(db_ + "/bk"));
   ASSERT_EQ(T({"backup", db_, bk}).exit_code, 0);
   EXPECT_NE(T({"backup", db_, bk}).exit_code, 0);  // never over an existing backup
   auto r = T({"restore", bk, restored});
