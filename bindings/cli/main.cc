@@ -522,7 +522,7 @@ int Main(int argc, char** argv) {
     auto in = Check(InspectDevice(dir)->GetInfo());
     Json vv = Json::object();
     for (const auto& [rid, seq] : in.version_vector.entries()) vv[rid.Hex()] = seq;
-    Json j{{"replica_id", in.replica_id.Hex()}, {"version_vector", vv}};
+    Json j{{"replica_id", in.replica_id.Hex()}, {"version_vector", vv}, {"format", in.format}};
     if (!in.device_id.empty()) j["device_id"] = in.device_id;
     Print(Canonical(j));
   }

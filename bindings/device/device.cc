@@ -289,7 +289,8 @@ Result<std::shared_ptr<Device>> Device::Open(const std::string& dir, const OpenO
 
 Result<Info> Device::GetInfo() {
   TANDEM_ASSIGN_OR_RETURN(auto meta, replica_->Meta());
-  return Info{device_id_, meta.id, meta.vv};
+  TANDEM_ASSIGN_OR_RETURN(uint32_t format, storage::StoreOf(*replica_).Format());
+  return Info{device_id_, meta.id, meta.vv, format};
 }
 
 Result<std::string> Device::Invite(const InviteOptions& o) {

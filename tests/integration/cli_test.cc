@@ -787,6 +787,9 @@ TEST_F(Cli, BackupAndRestoreGiveANewReplicaWithTheSameData) {
     return info.substr(info.find("\"replica_id\":\"") + 14, 32);
   };
   EXPECT_NE(id_of(a), id_of(b));
+  // Written alone, the replica is of the format its checksums need.
+  EXPECT_NE(a.find("\"format\":" + std::to_string(storage::kFormatFastSums)), std::string::npos)
+      << a;
   // The restored replica knows the old one's events, and issues its own under its new id:
   // its binding (published at the first open), then the increment.
   EXPECT_NE(b.find(id_of(a)), std::string::npos);

@@ -231,6 +231,8 @@ class LmdbStore : public engine::Store {
   // pages). The file keeps its size when data goes: LMDB reuses the freed pages for
   // later writes, and `backup` writes a compacted copy.
   Result<uint64_t> DataBytes();
+  // The format version the replica is stored in now (format.md; the kFormat* above).
+  Result<uint32_t> Format();
 
   struct Impl;
   Impl* impl() { return impl_.get(); }

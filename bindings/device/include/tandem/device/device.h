@@ -75,6 +75,7 @@ struct Info {
   std::string device_id;
   engine::ReplicaId replica_id;
   engine::VersionVector version_vector;
+  uint32_t format = 0;  // the replica's format version (docs/format.md)
 };
 
 // Whether a device holds a record's current state, as this device knows it.
