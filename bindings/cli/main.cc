@@ -695,16 +695,18 @@ int Main(int argc, char** argv) {
     Json refused = Json::array();
     for (const auto& r : authority.refused)
       refused.push_back(Json{{"id", r.id}, {"signer", r.signer}, {"what", r.what}, {"why", r.why}});
-    size_t quarantined = 0, awaiting_binding = 0;
+    size_t quarantined = 0, awaiting_binding = 0, held_by_damage = 0;
     for (const auto& e : Check(d->replica().Quarantined())) {
       ++quarantined;
       awaiting_binding += e.held;
+      held_by_damage += !e.held && e.reason == engine::kDamagedReason;
     }
     if (as_json) {
       Json j{{"device", self_device},
              {"replica_id", meta.id.Hex()},
              {"quarantined", quarantined},
              {"quarantined_awaiting_binding", awaiting_binding},
+             {"quarantined_for_damage", held_by_damage},
              {"bound_replicas_required", authority.bindings_required},
              {"daemon", ds ? *ds : Json(nullptr)},
              {"replicas", replicas},
@@ -728,9 +730,14 @@ int Main(int argc, char** argv) {
     for (const auto& r : authority.refused)
       Print("  refused: " + (r.signer.empty() ? std::string("?") : r.signer) + ": " + r.what +
             ": " + r.why);
-    if (quarantined > awaiting_binding)
-      Print("quarantined: " + std::to_string(quarantined - awaiting_binding) +
+    if (quarantined > awaiting_binding + held_by_damage)
+      Print("quarantined: " + std::to_string(quarantined - awaiting_binding - held_by_damage) +
             " changes from peers broke a schema (tandem quarantine " + dir + ")");
+    if (held_by_damage > 0)
+      Print("quarantined: " + std::to_string(held_by_damage) +
+            " changes from peers to fields whose value is damaged here, held aside "
+            "(tandem check " +
+            dir + " names the fields, tandem quarantine " + dir + " the changes)");
     if (awaiting_binding > 0)
       Print("quarantined: " + std::to_string(awaiting_binding) +
             " changes from peers written under a replica no binding names, held until its "

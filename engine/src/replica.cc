@@ -511,8 +511,7 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
       // held while our watermark still claims it. A peer's state is kept aside (the
       // quarantine keeps the watermark below its events) and the others go on.
       if (!from) return damage;
-      TANDEM_RETURN_IF_ERROR(
-          Hold(txn, d, *from, "this replica's state of the field is damaged", false, quarantine));
+      TANDEM_RETURN_IF_ERROR(Hold(txn, d, *from, kDamagedReason, false, quarantine));
       ++q;
       ++r;
       continue;

@@ -47,6 +47,10 @@ Status Check(LmdbStore& store, CheckReport* report) {
   // field's past, and goes at the next fold.
   std::optional<FieldsCursor> cur(std::in_place, raw, impl->fresh, impl->fields);
   std::string previous;
+  std::optional<Status> damaged;  // the first damaged value's
+  std::vector<std::string> damaged_names;
+  constexpr size_t kNamedDamaged = 8;
+  uint64_t damaged_count = 0;
   for (rc = cur->First(); rc == 0 && st.ok(); rc = cur->Next()) {
     std::string key(View(cur->key()));
     const MDB_val& v = cur->value();
@@ -67,12 +71,21 @@ Status Check(LmdbStore& store, CheckReport* report) {
     }
     uint64_t seq;
     std::string_view bytes;
-    st = SplitValue(key, View(v), &seq, &bytes).With(where);
-    if (!st.ok()) break;
-    auto decoded = engine::DecodeFieldState(bytes, impl->table);
-    if (!decoded.ok()) {
-      st = decoded.status().With(where);
-      break;
+    // A damaged value is named, and the check goes on to name the others.
+    Status value = SplitValue(key, View(v), &seq, &bytes);
+    std::optional<engine::FieldState> decoded;
+    if (value.ok()) {
+      auto d = engine::DecodeFieldState(bytes, impl->table);
+      if (d.ok())
+        decoded = std::move(*d);
+      else
+        value = d.status();
+    }
+    if (!decoded) {
+      if (!damaged) damaged = value.With(where);
+      if (damaged_names.size() < kNamedDamaged) damaged_names.push_back(where);
+      ++damaged_count;
+      continue;
     }
     if (decoded->ctx.Get(meta.id) > own) {
       st = Status::Corrupt(where + " holds an event of ours past the version vector");
@@ -99,6 +112,15 @@ Status Check(LmdbStore& store, CheckReport* report) {
   }
   cur.reset();  // before the transaction ends
   if (st.ok() && rc != MDB_NOTFOUND) st = LmdbError(rc, "check fields");
+  if (st.ok() && damaged_count > 1) {
+    std::string names;
+    for (const auto& n : damaged_names) names += (names.empty() ? "" : ", ") + n;
+    st = Status::Corrupt(std::to_string(damaged_count) + " field values are damaged (" + names +
+                         (damaged_count > damaged_names.size() ? ", ..." : "") +
+                         "); the first: " + damaged->message());
+  } else if (st.ok() && damaged) {
+    st = *damaged;
+  }
   if (st.ok()) {
     std::map<uint64_t, std::string> have;
     st = reader.ScanLog(0, [&](uint64_t seq, const FieldKey& key) {

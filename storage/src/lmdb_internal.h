@@ -505,7 +505,8 @@ class LmdbReader {
       if (!impl_->DecodeKey(key, &k)) return Status::Corrupt("malformed field key");
       FieldState s;
       uint64_t seq = 0;
-      TANDEM_RETURN_IF_ERROR(DecodeField(key, v, &s, &seq));
+      TANDEM_RETURN_IF_ERROR(
+          DecodeField(key, v, &s, &seq).With(k.collection + "/" + k.record + "." + k.field));
       if (latest) *latest = std::max(*latest, seq);
       out->fields.emplace(std::move(k.field), std::move(s));
       return Status::Ok();
@@ -542,7 +543,7 @@ class LmdbReader {
             current = std::move(k.record);
             return Status::Ok();
           }
-          TANDEM_RETURN_IF_ERROR(st);
+          TANDEM_RETURN_IF_ERROR(st.With(k.collection + "/" + k.record + "." + k.field));
           current = std::move(k.record);
           state.fields.emplace(std::move(k.field), std::move(s));
           return Status::Ok();

@@ -2,6 +2,7 @@
 // tampering man-in-the-middle, silent and stalled peers, churn through the
 // pre-authentication slots, and slow links.
 #include "net_fixture.h"
+#include "raw_lmdb.h"
 
 namespace tandem::testing {
 namespace {
@@ -470,6 +471,33 @@ TEST_F(Net, ASlowLinkThatKeepsMovingIsNotCutOff) {
   auto r = T({"sync", b, "--peer", slow.address(), "--timeout", "2"});
   EXPECT_EQ(r.exit_code, 0) << r.err << sa->log();
   EXPECT_TRUE(Has(b, "items", "big1") && Has(b, "items", "big3"));
+}
+
+// A field damaged on disk holds a peer's later states of it aside: status says so, as
+// such, not as a broken schema.
+TEST_F(Net, StatusTellsChangesHeldForADamagedFieldFromSchemaBreaches) {
+  std::string a = Init("a"), b = Init("b");
+  std::string addr;
+  auto sa = Listen("a", {}, &addr);
+  Pair("a", "b", addr);
+  ASSERT_EQ(T({"put", a, "items", "1", "name=\"damage-me-here\""}).exit_code, 0);
+  ASSERT_EQ(T({"sync", b, "--peer", addr}).exit_code, 0);
+  ASSERT_TRUE(RawDamageValue(b, "damage-me-here"));
+  ASSERT_EQ(T({"put", a, "items", "1", "name=\"pear\""}).exit_code, 0);
+  T({"sync", b, "--peer", addr});  // the field is withheld by b: not caught up
+  auto st = T({"status", b});
+  ASSERT_EQ(st.exit_code, 0) << st.err;
+  EXPECT_NE(st.out.find("1 changes from peers to fields whose value is damaged here"),
+            std::string::npos)
+      << st.out;
+  EXPECT_EQ(st.out.find("broke a schema"), std::string::npos) << st.out;
+  st = T({"status", b, "--json"});
+  auto j = nlohmann::json::parse(st.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << st.out;
+  EXPECT_EQ(j["quarantined_for_damage"], 1) << st.out;
+  auto check = T({"check", b});
+  EXPECT_EQ(check.exit_code, 1);
+  EXPECT_NE(check.err.find("items/1.name"), std::string::npos) << check.err;
 }
 
 }  // namespace

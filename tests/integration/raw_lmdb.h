@@ -107,4 +107,32 @@ inline size_t RawCount(const std::string& dir, const char* db, unsigned flags = 
   return st.ms_entries;
 }
 
+// Changes one byte inside `needle` in the first field value (of `fields` or `fresh`)
+// that holds it, as damage on disk would; whether one did.
+inline bool RawDamageValue(const std::string& dir, const std::string& needle) {
+  RawWriter w(dir);
+  for (const char* db : {"fresh", "fields"}) {
+    MDB_dbi dbi = 0;
+    if (mdb_dbi_open(w.txn, db, 0, &dbi) != 0) continue;
+    MDB_cursor* cur = nullptr;
+    EXPECT_EQ(mdb_cursor_open(w.txn, dbi, &cur), 0);
+    MDB_val k, v;
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+      std::string value(static_cast<char*>(v.mv_data), v.mv_size);
+      const size_t at = value.find(needle);
+      if (at == std::string::npos) continue;
+      value[at] = static_cast<char>(value[at] ^ 1);
+      std::string key(static_cast<char*>(k.mv_data), k.mv_size);
+      mdb_cursor_close(cur);
+      MDB_val kk{key.size(), key.data()}, vv{value.size(), value.data()};
+      EXPECT_EQ(mdb_put(w.txn, dbi, &kk, &vv, 0), 0);
+      w.Commit();
+      return true;
+    }
+    mdb_cursor_close(cur);
+  }
+  return false;
+}
+
 }  // namespace tandem::testing

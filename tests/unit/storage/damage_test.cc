@@ -23,6 +23,7 @@ using engine::Value;
 // Field "c/r.a" as stored, made with the library so that "c" and "a" are the first names
 // interned: varint(index of "c") "r" \0 varint(index of "a") (format.md).
 const std::string kKey("\0r\0\x01", 4);
+const std::string kKeyOfS("\0s\0\x01", 4);  // c/s.a, written after it
 
 std::string MakeReplicaWithAString(const std::string& dir, size_t size = 100) {
   auto r = CreateReplica(dir);
@@ -61,10 +62,42 @@ TEST(Damage, AChangedByteInAFieldValueIsRefusedNotReadAsAnotherValue) {
   auto got = (*r)->Get("c", "r");
   EXPECT_EQ(got.status().code(), Code::kCorrupt) << got.status().ToString();
   EXPECT_NE(got.status().message().find("checksum"), std::string::npos) << got.status().ToString();
+  EXPECT_NE(got.status().message().find("c/r.a"), std::string::npos) << got.status().ToString();
   // A write over it reads it first: refused too, so nothing is merged into the damage.
-  EXPECT_EQ((*r)->Put("c", "r", {{"a", Value{int64_t{1}}}}).code(), Code::kCorrupt);
+  Status st = (*r)->Put("c", "r", {{"a", Value{int64_t{1}}}});
+  EXPECT_EQ(st.code(), Code::kCorrupt);
+  EXPECT_NE(st.message().find("c/r.a"), std::string::npos) << st.ToString();
+  st = (*r)->Scan("c", "", [](const engine::Record&) { return true; });
+  EXPECT_EQ(st.code(), Code::kCorrupt);
+  EXPECT_NE(st.message().find("c/r.a"), std::string::npos) << st.ToString();
+  st = Check(*dynamic_cast<LmdbStore*>(&(*r)->store()));
+  EXPECT_EQ(st.code(), Code::kCorrupt) << st.ToString();
+  EXPECT_NE(st.message().find("c/r.a"), std::string::npos) << st.ToString();
+}
+
+// The check names every damaged value (up to eight), not the first alone.
+TEST(Damage, TheCheckNamesEveryDamagedValue) {
+  testing::TempDir tmp;
+  const std::string dir = tmp / "a";
+  std::string v = MakeReplicaWithAString(dir);
+  ASSERT_FALSE(v.empty());
+  {
+    auto r = OpenReplica(dir);
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE((*r)->Put("c", "s", {{"a", Value{std::string(200, 'x')}}}).ok());
+  }
+  std::string w = testing::RawGet(dir, "fields", kKeyOfS);
+  ASSERT_FALSE(w.empty());
+  v[v.find('x') + 50] = 'y';
+  w[w.find('x') + 50] = 'y';
+  testing::RawPut(dir, "fields", kKey, v);
+  testing::RawPut(dir, "fields", kKeyOfS, w);
+  auto r = OpenReplica(dir);
+  ASSERT_TRUE(r.ok());
   Status st = Check(*dynamic_cast<LmdbStore*>(&(*r)->store()));
   EXPECT_EQ(st.code(), Code::kCorrupt) << st.ToString();
+  EXPECT_NE(st.message().find("2 field values are damaged (c/r.a, c/s.a)"), std::string::npos)
+      << st.ToString();
 }
 
 // The two checksums as format.md defines them, on fixed bytes: a build whose hash gave

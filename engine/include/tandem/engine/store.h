@@ -126,6 +126,8 @@ struct QuarantineEntry {
 
 inline constexpr char kHeldReason[] =
     "its writer is not known here yet: held until it is, then judged again";
+// The reason of a state held because this replica's own state of its field is damaged.
+inline constexpr char kDamagedReason[] = "this replica's state of the field is damaged";
 
 // An upper bound on the contexts of the change log, so that a sync can skip a prefix of
 // it without reading it. `hull` joins the context of every field state written since log
