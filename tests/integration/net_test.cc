@@ -676,9 +676,10 @@ TEST_F(Net, BadArgumentsAreUsageErrors) {
     EXPECT_EQ(r.exit_code, 2) << args[0] << " " << (args.size() > 2 ? args[2] : "") << r.err;
     EXPECT_EQ(r.err.rfind("tandem: ", 0), 0u) << r.err;
   }
-  // A device cannot revoke itself.
+  // A device cannot revoke itself, nor change its own role: a usage error.
   std::string self = json::parse(T({"info", a}).out)["device_id"];
   EXPECT_EQ(T({"revoke", a, self}).exit_code, 2);
+  EXPECT_EQ(T({"role", a, self, "admin"}).exit_code, 2);
   // Runtime failures: no replica, a replica without a group key.
   EXPECT_EQ(T({"invite", tmp_ / "missing"}).exit_code, 1);
   fs::remove(a + "/group.key");
