@@ -45,6 +45,14 @@ struct Hello {
   # bit 5 too (`send` toward one that does not). Here `all` with names means every
   # collection but those; in `send` and `accept` it means every collection.
   sendFull @8 :Filter;
+  # What the sender collected in single collections beyond `collected` (ascending by
+  # collection, each named once; docs/design.md#collection).
+  collectedIn @9 :List(CollectedIn);
+}
+
+struct CollectedIn {
+  collection @0 :Text;
+  vv @1 :VersionVector;
 }
 
 struct VersionVector {

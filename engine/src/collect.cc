@@ -203,7 +203,7 @@ Result<uint64_t> Replica::Rebase(const VersionVector& collected, bool take,
                                  const std::unordered_set<uint64_t>& sent,
                                  const CollectionFilter& scope,
                                  const std::function<bool(const std::string&)>& may,
-                                 size_t max_fields) {
+                                 const ReadTxn::CollectedIn* in, bool take_in, size_t max_fields) {
   uint64_t changed = 0;
   std::vector<std::pair<FieldKey, FieldState>> rewrite;
   SweepFns fns;
@@ -215,7 +215,8 @@ Result<uint64_t> Replica::Rebase(const VersionVector& collected, bool take,
     if (sent.count(KeyHash(key))) return Status::Ok();  // joined with the peer's already
     if (may && !may(key.collection)) return Status::Ok();
     FieldState kept = state;
-    DropCollected(kept, collected);
+    auto it = in ? in->find(key.collection) : ReadTxn::CollectedIn::const_iterator{};
+    DropCollected(kept, in && it != in->end() ? it->second : collected);
     if (!(kept == state)) rewrite.emplace_back(key, std::move(kept));
     return Status::Ok();
   };
@@ -230,6 +231,21 @@ Result<uint64_t> Replica::Rebase(const VersionVector& collected, bool take,
   // A field damaged here is withheld from peers and holds theirs aside: left as it is.
   fns.damaged = [](const FieldKey&, const Status&) {};
   TANDEM_RETURN_IF_ERROR(Sweep(scope, max_fields, fns).With("rebase"));
+  // Once the whole sweep has committed, this replica holds every effect in those
+  // collections of what the peer's vectors cover there, and what the peer removed is
+  // gone: recorded as its own collection there would be (not before: a sweep cut short
+  // must be done again; a store that may not keep it rebases again).
+  if (take_in && in && !in->empty())
+    TANDEM_RETURN_IF_ERROR(Retrying([&]() -> Status {
+                             TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
+                             for (const auto& [collection, vv] : *in) {
+                               if (!scope.Allows(collection) || (may && !may(collection))) continue;
+                               bool stored = false;
+                               TANDEM_RETURN_IF_ERROR(
+                                   txn->RaiseCollectedIn(collection, vv, &stored));
+                             }
+                             return txn->Commit();
+                           }).With("rebase"));
   if (changed) Committed();
   return changed;
 }
@@ -244,6 +260,13 @@ Status Replica::RaiseCollected(WriteTxn& txn, const VersionVector& with) {
 
 uint64_t Replica::KeyHash(const FieldKey& key) {
   return std::hash<std::string>{}(EncodeFieldKey(key));
+}
+
+Result<ReadTxn::CollectedIn> Replica::CollectedIn() {
+  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+  ReadTxn::CollectedIn out;
+  TANDEM_RETURN_IF_ERROR(txn->GetCollectedIn(&out));
+  return out;
 }
 
 Result<VersionVector> Replica::Collected() {

@@ -299,8 +299,9 @@ class MemoryWriteTxn : public ReadsThrough<WriteTxn, MemoryReader> {
   }
   Status RaiseCollectedIn(const std::string& collection, const VersionVector& with,
                           bool* stored) override {
-    d_->collected_in[collection].Merge(with);
-    *stored = true;
+    *stored =
+        d_->collected_in.count(collection) || d_->collected_in.size() < ReadTxn::kMaxCollectedIn;
+    if (*stored) d_->collected_in[collection].Merge(with);
     return Status::Ok();
   }
   Status PutBlob(const BlobHash& h, const BlobInfo& info) override {

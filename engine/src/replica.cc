@@ -567,8 +567,12 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
       if (!s && Collectable(*incoming, gone)) continue;
     }
     // In a rebase, what the peer collected and no longer holds goes from ours.
+    const VersionVector* rebase_gone = rebase ? rebase->collected : nullptr;
+    if (rebase && rebase->collected_in)
+      if (auto it = rebase->collected_in->find(d.key.collection); it != rebase->collected_in->end())
+        rebase_gone = &it->second;
     const bool dropped = s && rebase && (!rebase->may || rebase->may(d.key.collection)) &&
-                         DropCollectedNotIn(*s, *rebase->collected, d.state);
+                         DropCollectedNotIn(*s, *rebase_gone, d.state);
     if (dropped) ++rebase->dropped;
     // Joined into nothing, a normal state is itself (every decoded one is; a state built
     // in memory and handed to ApplyDeltas may not be), so it is written as it came rather

@@ -71,6 +71,10 @@ Status Session::Start(std::vector<Message>* out) {
   hello.blobs = true;
   TANDEM_ASSIGN_OR_RETURN(hello.collected, replica_.Collected());
   collected_ = hello.collected;
+  TANDEM_ASSIGN_OR_RETURN(ReadTxn::CollectedIn in, replica_.CollectedIn());
+  for (auto& [collection, vv] : in)
+    if (!collected_.Covers(vv)) hello.collected_in.emplace(collection, std::move(vv));
+  collected_in_ = hello.collected_in;
   hello.takes_early = true;
   if (opt_.early_request) {
     if (opt_.expect.IsZero()) {
@@ -126,15 +130,32 @@ Status Session::AdoptRequest(const SyncRequest& req) {
 }
 
 bool Session::EarlyTaken(const SyncRequest& req, const ReplicaId& expect, bool takes_early,
-                         const ReplicaId& receiver, const VersionVector& receiver_collected) {
-  return takes_early && (expect.IsZero() || expect == receiver) && !req.whole &&
-         req.vv.Covers(receiver_collected);
+                         const ReplicaId& receiver, const VersionVector& receiver_collected,
+                         const ReadTxn::CollectedIn& receiver_collected_in) {
+  if (!takes_early || !(expect.IsZero() || expect == receiver) || req.whole ||
+      !req.vv.Covers(receiver_collected))
+    return false;
+  for (const auto& [collection, vv] : receiver_collected_in)
+    if (!req.vv.Covers(vv)) return false;
+  return true;
 }
 
 bool Session::Absorbed(const ReplicaMeta& meta, const VersionVector& collected) const {
   if (meta.vv.Covers(collected)) return true;
   // What sessions that left collections out bore out holds for the collections they took.
   return taken_.Within(meta.scope) && meta.Holding().Covers(collected);
+}
+
+bool Session::AbsorbedIn(const ReplicaMeta& meta, const ReadTxn::CollectedIn& own,
+                         const ReadTxn::CollectedIn& peer) const {
+  for (const auto& [collection, vv] : peer) {
+    if (!taken_.Allows(collection) || meta.vv.Covers(vv)) continue;
+    if (meta.scope.Allows(collection) && meta.Holding().Covers(vv)) continue;
+    // What a rebase took in there, or this replica removed there itself.
+    if (auto it = own.find(collection); it != own.end() && it->second.Covers(vv)) continue;
+    return false;
+  }
+  return true;
 }
 
 CollectionFilter Session::SendOlder() const {
@@ -188,7 +209,8 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     // Ask for what we lack: our version vector, and where we left off in its log.
     taken_ = CollectionFilter::Both(peer_send_, opt_.accept);
     filtered_in_ = !taken_.Everything();
-    if (early_ && EarlyTaken(*early_, opt_.expect, h->takes_early, *peer_, h->collected)) {
+    if (early_ &&
+        EarlyTaken(*early_, opt_.expect, h->takes_early, *peer_, h->collected, h->collected_in)) {
       // Our request went with our Hello, and the peer takes it.
       TANDEM_RETURN_IF_ERROR(AdoptRequest(*early_));
     } else {
@@ -200,8 +222,11 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
       uint64_t cursor = (ps.filtered && !taken_.Within(ps.received)) ? 0 : ps.cursor;
       // The peer collected deletions we have not all seen: we may hold what it removed.
       // Its whole state, from the start, shows which fields it holds at all.
-      if (!Absorbed(meta, h->collected)) {
+      TANDEM_ASSIGN_OR_RETURN(const ReadTxn::CollectedIn own, replica_.CollectedIn());
+      if (!Absorbed(meta, h->collected) || !AbsorbedIn(meta, own, h->collected_in)) {
         rebase_ = h->collected;
+        rebase_in_ = h->collected_in;
+        for (auto& [collection, vv] : rebase_in_) vv.Merge(*rebase_);
         rebase_keys_.clear();
         rebase_dropped_ = 0;
         cursor = 0;
@@ -212,7 +237,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
       out->emplace_back(std::in_place_type<SyncRequest>, std::move(req));
     }
     // The peer's request, if it came with its Hello and counts (by the same rule).
-    if (h->early && EarlyTaken(*h->early, h->expect, true, self_, collected_))
+    if (h->early && EarlyTaken(*h->early, h->expect, true, self_, collected_, collected_in_))
       return TakeRequest(*h->early, out);
     return Status::Ok();
   }
@@ -252,7 +277,10 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     // drops that too; else the entries that moved past its Hello's vector are held back
     // as a vector left aside is (below), so that this replica's vector does not cover
     // what the peer collected and the next session rebases on it.
-    if (rebase_) rebase_->Merge(c->collected);
+    if (rebase_) {
+      rebase_->Merge(c->collected);
+      for (auto& [collection, vv] : rebase_in_) vv.Merge(c->collected);
+    }
     // A rebase takes the peer's collected vector in only if it received the peer's whole
     // state: that vector covers the values the peer's states replaced, and where one of
     // those states was filtered out or refused here, a value it replaced may still live,
@@ -318,10 +346,12 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
       TANDEM_ASSIGN_OR_RETURN(
           stats_.rebased_fields,
           replica_.Rebase(*rebase_, take_collected, rebase_keys_,
-                          CollectionFilter::Both(peer_send_, opt_.accept), opt_.may_rebase));
+                          CollectionFilter::Both(peer_send_, opt_.accept), opt_.may_rebase,
+                          &rebase_in_, !refused_any_ && !judged_out_));
       stats_.rebased_fields += rebase_dropped_;  // and the fields it sent
       stats_.rebased = true;
       rebase_.reset();
+      rebase_in_.clear();
       rebase_keys_.clear();
     }
     bool rekeyed = false;
@@ -547,7 +577,7 @@ Status Session::Apply(const DeltaBatch& b, std::vector<Message>* out,
     proves = opt_.proves_itself(b.deltas[i]);
   size_t quarantined = 0;
   std::optional<Replica::RebaseOn> rebase;
-  if (rebase_) rebase.emplace(Replica::RebaseOn{&*rebase_, opt_.may_rebase});
+  if (rebase_) rebase.emplace(Replica::RebaseOn{&*rebase_, opt_.may_rebase, 0, &rebase_in_});
   TANDEM_RETURN_IF_ERROR(replica_.ApplyBatch(
       *peer_, b.deltas, b.cursor, admit, &applied, &refused, &batch_taken, &filtered_out, &rekeyed,
       &quarantined, b.mark, consume, from_zero_, rebase ? &*rebase : nullptr));

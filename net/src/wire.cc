@@ -222,6 +222,15 @@ Result<std::string> EncodeMessage(const Message& m, const EncodeOptions& opt) {
                   (h->blobs ? kFeatureBlobs : 0) | (h->takes_early ? kFeatureEarly : 0) |
                   (h->send_full ? kFeatureExclusions : 0));
     SetVv(w.initCollected(), h->collected);
+    if (!h->collected_in.empty()) {
+      auto list = w.initCollectedIn(static_cast<unsigned>(h->collected_in.size()));
+      unsigned i = 0;
+      for (const auto& [collection, vv] : h->collected_in) {
+        list[i].setCollection(collection);
+        SetVv(list[i].initVv(), vv);
+        ++i;
+      }
+    }
     if (h->early) {
       SetRequest(w.initEarly(), *h->early);
       if (!h->expect.IsZero()) w.setExpect(AsData(h->expect));
@@ -318,6 +327,20 @@ Result<Message> DecodeMessage(std::string_view bytes, uint32_t* features) {
           h.send_full = ReadFilter(r.getSendFull(), c, true);
         }
         h.collected = ReadVv(r.getCollected(), c);
+        if (r.getCollectedIn().size() > engine::ReadTxn::kMaxCollectedIn)
+          c.Fail("hello: more than " + std::to_string(engine::ReadTxn::kMaxCollectedIn) +
+                 " collections in collectedIn");
+        for (auto e : r.getCollectedIn()) {
+          if (!c.ok()) break;
+          std::string name(e.getCollection().cStr(), e.getCollection().size());
+          if (Status v = engine::ValidateCollection(name); !v.ok())
+            c.Fail("hello collectedIn: " + v.message());
+          if (!h.collected_in.empty() && !(h.collected_in.rbegin()->first < name))
+            c.Fail("hello collectedIn: collections not in ascending order");
+          engine::VersionVector vv = ReadVv(e.getVv(), c);
+          if (c.ok())
+            h.collected_in.emplace_hint(h.collected_in.end(), std::move(name), std::move(vv));
+        }
         if (!c.ok()) return c.st;
         h.pieces = r.getFeatures() & kFeaturePieces;
         h.blobs = r.getFeatures() & kFeatureBlobs;

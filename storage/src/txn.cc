@@ -239,6 +239,10 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     TANDEM_RETURN_IF_ERROR(reader_.GetCollectedIn(&in));
     auto it = in.find(collection);
     if (it != in.end() && it->second.Covers(with)) return Status::Ok();
+    if (it == in.end() && in.size() >= engine::ReadTxn::kMaxCollectedIn) {
+      *stored = false;
+      return Status::Ok();
+    }
     in[collection].Merge(with);
     std::string v = LmdbReader::EncodeCollectedIn(in);
     MDB_val k = Val("collected-in"), val = Val(v);

@@ -148,5 +148,44 @@ TEST(CollectScope, ARebaseOnALimitedReplicaThatWidensDropsOnlyWhatItCollected) {
   EXPECT_EQ(p.Dump(), a.Dump());
 }
 
+// A replica restored from before a deletion reaches the group only through b, which
+// collected the deletion by what it bore out of products while its vector stayed
+// behind. b's Hello says what it collected in products, so the replica rebases there
+// and drops the record (b no longer holds its tombstone to send), records that it did,
+// and its next session with b is no rebase.
+TEST(CollectScope, AReplicaBehindALimitedOnesCollectionDropsItThroughItAlone) {
+  Node a(1), b(2), stale(3);
+  Fill(a, "secrets", 1, "s");
+  SessionOptions products;
+  products.accept = CollectionFilter::Only({"products"});
+  ASSERT_TRUE(Link(b, a, products).Run().ok());
+  ASSERT_TRUE(
+      a.replica
+          .Write([](Batch& t) { return t.Put("products", "p5", "name", Value{std::string("x")}); })
+          .ok());
+  ASSERT_TRUE(Link(b, a, products).Run().ok());
+  ASSERT_TRUE(Link(stale, b).Run().ok());  // as a backup taken now
+  ASSERT_TRUE(stale.replica.Get("products", "p5").ok());
+  ASSERT_TRUE(a.replica.Write([](Batch& t) { return t.Delete("products", "p5"); }).ok());
+  ASSERT_TRUE(Link(b, a, products).Run().ok());
+  Fill(b, "notes", 1, "n");  // the newest log entry, which collection keeps for now
+  ASSERT_EQ(CollectWith(b, VersionVector::Meet(Holding(a), Holding(b))), 1u);
+  ASSERT_FALSE(b.replica.Collected()->Covers(a.Vv())) << "b's vector is behind";
+  {
+    Link link(stale, b);
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_TRUE(link.sa.stats().rebased);
+  }
+  EXPECT_FALSE(stale.replica.Get("products", "p5").ok()) << "deleted and collected";
+  EXPECT_EQ(CollectedIn(stale).count("products"), 1u);
+  {
+    Link link(stale, b);
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_FALSE(link.sa.stats().rebased) << "it holds what b removed now";
+  }
+  ASSERT_TRUE(Link(stale, a).Run().ok());
+  EXPECT_EQ(stale.Dump(), a.Dump());
+}
+
 }  // namespace
 }  // namespace tandem::engine

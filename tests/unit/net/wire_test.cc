@@ -160,6 +160,7 @@ TEST(Wire, EveryMessageRoundTrips) {
         EXPECT_EQ(g.protocol, h->protocol);
         EXPECT_EQ(g.pieces, h->pieces);
         EXPECT_EQ(g.collected, h->collected);
+        EXPECT_EQ(g.collected_in, h->collected_in);
         EXPECT_EQ(g.blobs, h->blobs);
         EXPECT_EQ(g.takes_early, h->takes_early);
         EXPECT_EQ(g.expect, h->expect);
@@ -592,6 +593,45 @@ TEST(Wire, AFilterThatLeavesCollectionsOutTravelsOnlyInSendFull) {
       << "the bit without the filter";
   Hello bad_name = FullHello(CollectionFilter::AllBut({""}));
   EXPECT_EQ(DecodeMessage(EncodeMessage(bad_name).value()).status().code(), Code::kCorrupt);
+}
+
+// What a Hello says was collected in single collections: read back as sent, and refused
+// when a name is not a collection's or the collections are out of order or repeated.
+TEST(Wire, AHellosCollectionsCollectedInAreChecked) {
+  VersionVector vv, other;
+  vv.Raise(Rid(1), 5);
+  other.Raise(Rid(2), 9);
+  Hello h = HelloOf({}, {}, true, vv);
+  h.collected_in = {{"orders", other}, {"products", vv}};
+  auto d = DecodeMessage(EncodeMessage(h).value());
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(std::get<Hello>(*d).collected_in, h.collected_in);
+  h.collected_in = {{"", vv}};
+  EXPECT_EQ(DecodeMessage(EncodeMessage(h).value()).status().code(), Code::kCorrupt);
+  for (const auto& names : {std::vector<std::string>{"products", "orders"},
+                            std::vector<std::string>{"orders", "orders"}}) {
+    capnp::MallocMessageBuilder b;
+    auto env = b.initRoot<wire::Envelope>();
+    env.setVersion(kWireVersion);
+    auto w = env.initBody().initHello();
+    w.setProtocol(engine::kProtocolVersion);
+    std::array<uint8_t, 16> id{};
+    id.fill(3);
+    w.setReplica(capnp::Data::Reader(id.data(), id.size()));
+    w.initSend().setAll(true);
+    w.initAccept().setAll(true);
+    w.initCollected();
+    auto list = w.initCollectedIn(2);
+    for (unsigned i = 0; i < 2; ++i) {
+      list[i].setCollection(names[i]);
+      list[i].initVv();
+    }
+    auto words = capnp::messageToFlatArray(b);
+    auto bytes = words.asBytes();
+    auto got =
+        DecodeMessage(std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size()));
+    EXPECT_EQ(got.status().code(), Code::kCorrupt) << names[0] << ", " << names[1];
+  }
 }
 
 }  // namespace

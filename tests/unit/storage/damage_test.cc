@@ -416,7 +416,8 @@ TEST(Damage, CollectionAndRebasePassADamagedValueOver) {
   EXPECT_EQ((*a)->Get("c", "r").status().code(), Code::kCorrupt) << "left as it is";
   engine::VersionVector collected;
   collected.Raise((*a)->Meta()->id, 1);
-  auto rebased = (*a)->Rebase(collected, true, {}, engine::CollectionFilter{}, nullptr, 4);
+  auto rebased =
+      (*a)->Rebase(collected, true, {}, engine::CollectionFilter{}, nullptr, nullptr, false, 4);
   ASSERT_TRUE(rebased.ok()) << rebased.status().ToString();
   EXPECT_EQ((*a)->Get("c", "r").status().code(), Code::kCorrupt);
 }

@@ -323,6 +323,8 @@ class Replica {
   // (ReadTxn::GetCollectedIn) what its version vector covers, since it holds every
   // effect of those events everywhere.
   Result<VersionVector> Collected();
+  // What it collected in single collections (ReadTxn::GetCollectedIn).
+  Result<ReadTxn::CollectedIn> CollectedIn();
   // Joins into `out` what `in` covers of `vv`: what was collected in single collections
   // that a replica holding `vv` holds every effect of, in every collection.
   static void JoinCollectedIn(const ReadTxn::CollectedIn& in, const VersionVector& vv,
@@ -335,9 +337,13 @@ class Replica {
   // `may` (if set) narrows the scope further, collection by collection. Unless `take`,
   // this replica's collected vector stays as it is, and what loses everything keeps its
   // context (a tombstone: nothing here says its events may not come again).
+  // `in`: what the peer collected in single collections, each joined with `collected`,
+  // dropped there instead; with `take_in`, this replica's own record of what was removed
+  // in each of them (ReadTxn::GetCollectedIn) takes it in, where the rebase dropped.
   Result<uint64_t> Rebase(const VersionVector& collected, bool take,
                           const std::unordered_set<uint64_t>& sent, const CollectionFilter& scope,
                           const std::function<bool(const std::string&)>& may = nullptr,
+                          const ReadTxn::CollectedIn* in = nullptr, bool take_in = false,
                           size_t max_fields = 4096);
   static uint64_t KeyHash(const FieldKey& key);
 
@@ -417,6 +423,8 @@ class Replica {
     const VersionVector* collected = nullptr;
     std::function<bool(const std::string& collection)> may;
     uint64_t dropped = 0;
+    // In these collections, these instead (each covers `collected`).
+    const ReadTxn::CollectedIn* collected_in = nullptr;
   };
   Status ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>& deltas, uint64_t cursor,
                     const AdmitFn& admit, size_t* applied = nullptr, size_t* refused = nullptr,

@@ -244,6 +244,7 @@ class ReadTxn {
   // bore out there (ReplicaMeta::absorbed), which holds for no other collection. Empty
   // if it never did.
   using CollectedIn = std::map<std::string, VersionVector, std::less<>>;
+  static constexpr size_t kMaxCollectedIn = 1024;  // collections; more are not collected so
   virtual Status GetCollectedIn(CollectedIn* out) = 0;
   // Blobs (blob.h). A blob's entry (complete, wanted, or a pending write under its
   // temporary key); nullopt if there is none.
@@ -288,7 +289,8 @@ class WriteTxn : public ReadTxn {
   virtual Status PutCollected(const VersionVector& collected) = 0;
   // Joins `with` into what collection removed in `collection` (GetCollectedIn), if the
   // store may hold such a record now (an older build with the replica open would not
-  // honour it): *stored says whether it did.
+  // honour it) and it names at most kMaxCollectedIn collections: *stored says whether it
+  // did.
   virtual Status RaiseCollectedIn(const std::string& collection, const VersionVector& with,
                                   bool* stored) = 0;
   // Stores a blob's entry (replacing any), or removes it; chunks are separate.

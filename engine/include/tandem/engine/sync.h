@@ -83,6 +83,10 @@ struct Hello {
   // What this side has collected (Replica::Collected). A peer whose version vector does
   // not cover it may hold what this side removed, and asks for a rebase (SyncRequest::whole).
   VersionVector collected;
+  // What it collected in single collections beyond `collected` (ReadTxn::GetCollectedIn,
+  // at most ReadTxn::kMaxCollectedIn): a peer that takes such a collection and does not hold
+  // what that covers there asks for a rebase too, which drops it there.
+  ReadTxn::CollectedIn collected_in = {};
   bool blobs = false;  // this side takes part in blob transfer (BlobWant and the rest)
   // This side takes a request carried in the peer's Hello (`early`).
   bool takes_early = false;
@@ -295,6 +299,10 @@ class Session {
   // Whether this replica holds what `collected` removed, in the collections this session
   // takes (ReplicaMeta::absorbed): else it rebases on the peer.
   bool Absorbed(const ReplicaMeta& meta, const VersionVector& collected) const;
+  // The same for what the peer collected in single collections (`own`: what this replica
+  // collected in them).
+  bool AbsorbedIn(const ReplicaMeta& meta, const ReadTxn::CollectedIn& own,
+                  const ReadTxn::CollectedIn& peer) const;
   // Our policy as a peer of an older build reads it (SessionOptions::send_older).
   CollectionFilter SendOlder() const;
   Status RolledBack();
@@ -305,7 +313,8 @@ class Session {
   Status AdoptRequest(const SyncRequest& req);
   // Whether the early request `req`, made for `expect`, counts: the rule both sides apply.
   static bool EarlyTaken(const SyncRequest& req, const ReplicaId& expect, bool takes_early,
-                         const ReplicaId& receiver, const VersionVector& receiver_collected);
+                         const ReplicaId& receiver, const VersionVector& receiver_collected,
+                         const ReadTxn::CollectedIn& receiver_collected_in);
   Status TakeRequest(const SyncRequest& r, std::vector<Message>* out);
   // Blobs (sync_blobs.cc).
   Status ReceiveBlob(const Message& in, std::vector<Message>* out);
@@ -320,10 +329,11 @@ class Session {
   std::optional<ReplicaId> peer_;
   CollectionFilter peer_send_, peer_accept_;
   bool started_ = false;
-  bool requested_ = false;            // we sent our SyncRequest
-  std::optional<SyncRequest> early_;  // the request we sent with our Hello
-  VersionVector collected_;           // what our Hello said we collected
-  VersionVector peer_collected_;      // what the peer's Hello said it collected
+  bool requested_ = false;             // we sent our SyncRequest
+  std::optional<SyncRequest> early_;   // the request we sent with our Hello
+  VersionVector collected_;            // what our Hello said we collected
+  ReadTxn::CollectedIn collected_in_;  // and in single collections
+  VersionVector peer_collected_;       // what the peer's Hello said it collected
   // Sending side.
   bool have_request_ = false;
   VersionVector peer_vv_;
@@ -393,6 +403,9 @@ class Session {
   // key of every field state it sent since the start of its log; how many of ours lost
   // what it collected as its states were joined (Replica::RebaseOn).
   std::optional<VersionVector> rebase_;
+  // What the peer collected in single collections (Hello::collected_in), each joined
+  // with rebase_: what the rebase drops there instead.
+  ReadTxn::CollectedIn rebase_in_;
   std::unordered_set<uint64_t> rebase_keys_;
   uint64_t rebase_dropped_ = 0;
   // The collected vector of a rebase in this session that left it aside, and what the
