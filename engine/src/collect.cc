@@ -238,8 +238,12 @@ Result<uint64_t> Replica::Rebase(const VersionVector& collected, bool take,
   if (take_in && in && !in->empty())
     TANDEM_RETURN_IF_ERROR(Retrying([&]() -> Status {
                              TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
+                             std::vector<std::string> held;
+                             TANDEM_RETURN_IF_ERROR(txn->ListCollections(&held));
                              for (const auto& [collection, vv] : *in) {
-                               if (!scope.Allows(collection) || (may && !may(collection))) continue;
+                               if (!scope.Allows(collection) || (may && !may(collection)) ||
+                                   !std::binary_search(held.begin(), held.end(), collection))
+                                 continue;
                                bool stored = false;
                                TANDEM_RETURN_IF_ERROR(
                                    txn->RaiseCollectedIn(collection, vv, &stored));

@@ -76,6 +76,7 @@ Status Session::Start(std::vector<Message>* out) {
     if (!collected_.Covers(vv)) hello.collected_in.emplace(collection, std::move(vv));
   collected_in_ = hello.collected_in;
   hello.takes_early = true;
+  hello.reads_collected_in = true;
   if (opt_.early_request) {
     if (opt_.expect.IsZero()) {
       // From the start of any replica's log. Only while our version vector covers every
@@ -131,12 +132,13 @@ Status Session::AdoptRequest(const SyncRequest& req) {
 
 bool Session::EarlyTaken(const SyncRequest& req, const ReplicaId& expect, bool takes_early,
                          const ReplicaId& receiver, const VersionVector& receiver_collected,
-                         const ReadTxn::CollectedIn& receiver_collected_in) {
+                         const ReadTxn::CollectedIn* receiver_collected_in) {
   if (!takes_early || !(expect.IsZero() || expect == receiver) || req.whole ||
       !req.vv.Covers(receiver_collected))
     return false;
-  for (const auto& [collection, vv] : receiver_collected_in)
-    if (!req.vv.Covers(vv)) return false;
+  if (receiver_collected_in)
+    for (const auto& [collection, vv] : *receiver_collected_in)
+      if (!req.vv.Covers(vv)) return false;
   return true;
 }
 
@@ -210,7 +212,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     taken_ = CollectionFilter::Both(peer_send_, opt_.accept);
     filtered_in_ = !taken_.Everything();
     if (early_ &&
-        EarlyTaken(*early_, opt_.expect, h->takes_early, *peer_, h->collected, h->collected_in)) {
+        EarlyTaken(*early_, opt_.expect, h->takes_early, *peer_, h->collected, &h->collected_in)) {
       // Our request went with our Hello, and the peer takes it.
       TANDEM_RETURN_IF_ERROR(AdoptRequest(*early_));
     } else {
@@ -237,7 +239,8 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
       out->emplace_back(std::in_place_type<SyncRequest>, std::move(req));
     }
     // The peer's request, if it came with its Hello and counts (by the same rule).
-    if (h->early && EarlyTaken(*h->early, h->expect, true, self_, collected_, collected_in_))
+    if (h->early && EarlyTaken(*h->early, h->expect, true, self_, collected_,
+                               h->reads_collected_in ? &collected_in_ : nullptr))
       return TakeRequest(*h->early, out);
     return Status::Ok();
   }
@@ -781,8 +784,8 @@ Status Session::Pump(std::vector<Message>* out) {
         for (const auto& [r, n] : snapshot_vv_.entries()) claim.Cap(r, peer_vv_.Get(r));
       // What collection removed before the last page may have been skipped; read with
       // it, so that it covers nothing that reached this replica after (and was not sent).
-      // Of what it removed in single collections, what the claim's vector covers (as of
-      // the request): we held every effect of those events in every collection.
+      // Of what it removed in single collections, what our vector covered when the
+      // request came: we held every effect of those events in every collection.
       Replica::JoinCollectedIn(collected_in, snapshot_vv_, &collected);
       out->emplace_back(std::in_place_type<CaughtUp>,
                         CaughtUp{send_cursor_, std::move(claim), std::move(collected)});

@@ -220,7 +220,8 @@ Result<std::string> EncodeMessage(const Message& m, const EncodeOptions& opt) {
     if (h->send_full) SetFilter(w.initSendFull(), *h->send_full);
     w.setFeatures(kFeatureColumns | kFeatureColumns2 | (h->pieces ? kFeaturePieces : 0) |
                   (h->blobs ? kFeatureBlobs : 0) | (h->takes_early ? kFeatureEarly : 0) |
-                  (h->send_full ? kFeatureExclusions : 0));
+                  (h->send_full ? kFeatureExclusions : 0) |
+                  (h->reads_collected_in ? kFeatureCollectedIn : 0));
     SetVv(w.initCollected(), h->collected);
     if (!h->collected_in.empty()) {
       auto list = w.initCollectedIn(static_cast<unsigned>(h->collected_in.size()));
@@ -345,6 +346,7 @@ Result<Message> DecodeMessage(std::string_view bytes, uint32_t* features) {
         h.pieces = r.getFeatures() & kFeaturePieces;
         h.blobs = r.getFeatures() & kFeatureBlobs;
         h.takes_early = r.getFeatures() & kFeatureEarly;
+        h.reads_collected_in = r.getFeatures() & kFeatureCollectedIn;
         if (r.hasEarly()) {
           h.early = ReadRequest(r.getEarly(), c);
           if (r.hasExpect()) h.expect = ReadId(r.getExpect(), c, "hello expected replica");

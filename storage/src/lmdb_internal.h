@@ -318,6 +318,7 @@ class LmdbReader {
     engine::Reader r(bytes);
     if (r.U8() != 1) r.Fail("unknown version");
     const uint64_t n = r.Count(2);
+    if (n > engine::ReadTxn::kMaxCollectedIn) r.Fail("more collections than a replica records");
     for (uint64_t i = 0; i < n && r.ok(); ++i) {
       std::string name(r.LengthPrefixed(engine::kMaxCollectionName));
       engine::VersionVector vv = engine::DecodeVersionVector(r);

@@ -175,7 +175,8 @@ TEST(Wire, EveryMessageRoundTrips) {
         EXPECT_EQ(features, kFeatureColumns | kFeatureColumns2 | (h->pieces ? kFeaturePieces : 0) |
                                 (h->blobs ? kFeatureBlobs : 0) |
                                 (h->takes_early ? kFeatureEarly : 0) |
-                                (h->send_full ? kFeatureExclusions : 0));
+                                (h->send_full ? kFeatureExclusions : 0) |
+                                (h->reads_collected_in ? kFeatureCollectedIn : 0));
       } else if (auto* r = std::get_if<SyncRequest>(&m)) {
         EXPECT_EQ(std::get<SyncRequest>(*d).vv, r->vv);
         EXPECT_EQ(std::get<SyncRequest>(*d).cursor, r->cursor);

@@ -339,7 +339,8 @@ class Replica {
   // context (a tombstone: nothing here says its events may not come again).
   // `in`: what the peer collected in single collections, each joined with `collected`,
   // dropped there instead; with `take_in`, this replica's own record of what was removed
-  // in each of them (ReadTxn::GetCollectedIn) takes it in, where the rebase dropped.
+  // in each of them that it holds (ReadTxn::GetCollectedIn) takes it in, where the
+  // rebase dropped.
   Result<uint64_t> Rebase(const VersionVector& collected, bool take,
                           const std::unordered_set<uint64_t>& sent, const CollectionFilter& scope,
                           const std::function<bool(const std::string&)>& may = nullptr,

@@ -87,6 +87,9 @@ struct Hello {
   // at most ReadTxn::kMaxCollectedIn): a peer that takes such a collection and does not hold
   // what that covers there asks for a rebase too, which drops it there.
   ReadTxn::CollectedIn collected_in = {};
+  // This side reads `collected_in`: its early request counts only if it covers the
+  // receiver's too (unset by older builds, whose rule leaves that out).
+  bool reads_collected_in = false;
   bool blobs = false;  // this side takes part in blob transfer (BlobWant and the rest)
   // This side takes a request carried in the peer's Hello (`early`).
   bool takes_early = false;
@@ -312,9 +315,10 @@ class Session {
   // Receives from where our request `req` (to peer_) asked.
   Status AdoptRequest(const SyncRequest& req);
   // Whether the early request `req`, made for `expect`, counts: the rule both sides apply.
+  // `receiver_collected_in` counts only if the requester reads it (Hello::reads_collected_in).
   static bool EarlyTaken(const SyncRequest& req, const ReplicaId& expect, bool takes_early,
                          const ReplicaId& receiver, const VersionVector& receiver_collected,
-                         const ReadTxn::CollectedIn& receiver_collected_in);
+                         const ReadTxn::CollectedIn* receiver_collected_in);
   Status TakeRequest(const SyncRequest& r, std::vector<Message>* out);
   // Blobs (sync_blobs.cc).
   Status ReceiveBlob(const Message& in, std::vector<Message>* out);

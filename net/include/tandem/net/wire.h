@@ -39,8 +39,12 @@ inline constexpr uint32_t kFeatureEarly = 16;
 // A send policy that names the collections it leaves out, in Hello::sendFull
 // (engine::Hello::send_full): announced by its presence.
 inline constexpr uint32_t kFeatureExclusions = 32;
+// Reads Hello::collectedIn, and so judges an early request by it too
+// (engine::Hello::reads_collected_in).
+inline constexpr uint32_t kFeatureCollectedIn = 64;
 inline constexpr uint32_t kWireFeatures = kFeatureColumns | kFeaturePieces | kFeatureBlobs |
-                                          kFeatureColumns2 | kFeatureEarly | kFeatureExclusions;
+                                          kFeatureColumns2 | kFeatureEarly | kFeatureExclusions |
+                                          kFeatureCollectedIn;
 
 struct EncodeOptions {
   uint32_t peer_features = 0;  // from the peer's Hello (DecodeMessage's *features)
