@@ -187,5 +187,47 @@ TEST(CollectScope, AReplicaBehindALimitedOnesCollectionDropsItThroughItAlone) {
   EXPECT_EQ(stale.Dump(), a.Dump());
 }
 
+// The same with requests sent in the Hello: the stale replica's early request does not
+// cover what b collected in products, so both sides take it as not taken, and the usual
+// request (a rebase) follows. A requester of an older build, which reads no collectedIn,
+// has its early request taken by both sides' rule: the session ends caught up, never
+// waiting on a request neither sends (its record stays, as without collectedIn).
+TEST(CollectScope, AnEarlyRequestIsJudgedByWhatThePeerCollectedInACollection) {
+  for (const bool older : {false, true}) {
+    SCOPED_TRACE(older ? "older requester" : "this build");
+    Node a(1), b(2), stale(3);
+    SessionOptions products;
+    products.accept = CollectionFilter::Only({"products"});
+    ASSERT_TRUE(
+        a.replica.Write([](Batch& t) { return t.Put("products", "p5", "n", Value{int64_t{1}}); })
+            .ok());
+    ASSERT_TRUE(Link(b, a, products).Run().ok());
+    ASSERT_TRUE(Link(stale, a).Run().ok());  // its vector covers what it holds: it asks early
+    ASSERT_TRUE(a.replica.Write([](Batch& t) { return t.Delete("products", "p5"); }).ok());
+    ASSERT_TRUE(Link(b, a, products).Run().ok());
+    Fill(b, "notes", 1, "n");
+    ASSERT_EQ(CollectWith(b, VersionVector::Meet(Holding(a), Holding(b))), 1u);
+    SessionOptions early;
+    early.early_request = true;
+    Link link(stale, b, early, early);
+    int requests = 0;
+    link.from_a = [&](Message& m) {
+      if (std::holds_alternative<SyncRequest>(m)) ++requests;
+      if (auto* h = std::get_if<Hello>(&m); h && older) {
+        h->reads_collected_in = false;
+        h->collected_in.clear();
+      }
+    };
+    link.from_b = [&](Message& m) {  // an older build reads no collectedIn
+      if (auto* h = std::get_if<Hello>(&m); h && older) h->collected_in.clear();
+    };
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_TRUE(link.sa.caught_up() && link.sb.caught_up());
+    EXPECT_EQ(requests, older ? 0 : 1);
+    EXPECT_EQ(link.sa.stats().rebased, !older);
+    EXPECT_EQ(stale.replica.Get("products", "p5").ok(), older);
+  }
+}
+
 }  // namespace
 }  // namespace tandem::engine
