@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <functional>
 #include <random>
 
 #include "columns.h"
@@ -547,6 +548,26 @@ TEST(Wire, ForgedPiecesAreRefused) {
   }
 }
 
+// Decodes a Hello built directly (as another build could send it): replica 3..3, send
+// and accept `all`, an empty collected vector, then whatever `fill` sets.
+Result<Message> DecodeRawHello(const std::function<void(wire::Hello::Builder)>& fill) {
+  capnp::MallocMessageBuilder b;
+  auto env = b.initRoot<wire::Envelope>();
+  env.setVersion(kWireVersion);
+  auto w = env.initBody().initHello();
+  w.setProtocol(engine::kProtocolVersion);
+  std::array<uint8_t, 16> id{};
+  id.fill(3);
+  w.setReplica(capnp::Data::Reader(id.data(), id.size()));
+  w.initSend().setAll(true);
+  w.initAccept().setAll(true);
+  w.initCollected();
+  fill(w);
+  auto words = capnp::messageToFlatArray(b);
+  auto bytes = words.asBytes();
+  return DecodeMessage(std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size()));
+}
+
 // A filter that leaves collections out goes only where a peer reads it so (sendFull, with
 // its feature bit); older builds read `all` in `send` and `accept` as every collection,
 // and so does this one, whatever names follow.
@@ -557,28 +578,15 @@ TEST(Wire, AFilterThatLeavesCollectionsOutTravelsOnlyInSendFull) {
   EXPECT_EQ(EncodeMessage(h).status().code(), Code::kInvalidArgument);
 
   auto build = [](bool all_with_names, bool bit, bool full) {
-    capnp::MallocMessageBuilder b;
-    auto env = b.initRoot<wire::Envelope>();
-    env.setVersion(kWireVersion);
-    auto w = env.initBody().initHello();
-    w.setProtocol(engine::kProtocolVersion);
-    std::array<uint8_t, 16> id{};
-    id.fill(3);
-    w.setReplica(capnp::Data::Reader(id.data(), id.size()));
-    auto send = w.initSend();
-    send.setAll(true);
-    if (all_with_names) send.initNames(1).set(0, "secrets");
-    w.initAccept().setAll(true);
-    w.initCollected();
-    w.setFeatures(bit ? kFeatureExclusions : 0);
-    if (full) {
-      auto f = w.initSendFull();
-      f.setAll(true);
-      f.initNames(1).set(0, "secrets");
-    }
-    auto words = capnp::messageToFlatArray(b);
-    auto bytes = words.asBytes();
-    return DecodeMessage(std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size()));
+    return DecodeRawHello([&](wire::Hello::Builder w) {
+      if (all_with_names) w.getSend().initNames(1).set(0, "secrets");
+      w.setFeatures(bit ? kFeatureExclusions : 0);
+      if (full) {
+        auto f = w.initSendFull();
+        f.setAll(true);
+        f.initNames(1).set(0, "secrets");
+      }
+    });
   };
   auto d = build(true, false, false);
   ASSERT_TRUE(d.ok()) << d.status().ToString();
@@ -611,26 +619,13 @@ TEST(Wire, AHellosCollectionsCollectedInAreChecked) {
   EXPECT_EQ(DecodeMessage(EncodeMessage(h).value()).status().code(), Code::kCorrupt);
   for (const auto& names : {std::vector<std::string>{"products", "orders"},
                             std::vector<std::string>{"orders", "orders"}}) {
-    capnp::MallocMessageBuilder b;
-    auto env = b.initRoot<wire::Envelope>();
-    env.setVersion(kWireVersion);
-    auto w = env.initBody().initHello();
-    w.setProtocol(engine::kProtocolVersion);
-    std::array<uint8_t, 16> id{};
-    id.fill(3);
-    w.setReplica(capnp::Data::Reader(id.data(), id.size()));
-    w.initSend().setAll(true);
-    w.initAccept().setAll(true);
-    w.initCollected();
-    auto list = w.initCollectedIn(2);
-    for (unsigned i = 0; i < 2; ++i) {
-      list[i].setCollection(names[i]);
-      list[i].initVv();
-    }
-    auto words = capnp::messageToFlatArray(b);
-    auto bytes = words.asBytes();
-    auto got =
-        DecodeMessage(std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size()));
+    auto got = DecodeRawHello([&](wire::Hello::Builder w) {
+      auto list = w.initCollectedIn(2);
+      for (unsigned i = 0; i < 2; ++i) {
+        list[i].setCollection(names[i]);
+        list[i].initVv();
+      }
+    });
     EXPECT_EQ(got.status().code(), Code::kCorrupt) << names[0] << ", " << names[1];
   }
 }
