@@ -6,7 +6,6 @@
 #include <sys/sysmacros.h>
 
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <shared_mutex>
@@ -56,13 +55,11 @@ Result<uint32_t> LmdbStore::Format() {
   std::shared_lock lock(impl_->resize_mu);
   MDB_txn* txn;
   if (int rc = mdb_txn_begin(impl_->env, nullptr, MDB_RDONLY, &txn)) return LmdbError(rc, "begin");
-  MDB_val k = Val("format"), v;
-  int rc = mdb_get(txn, impl_->meta, &k, &v);
   uint32_t format = 0;
-  if (rc == 0 && v.mv_size == 4) std::memcpy(&format, v.mv_data, 4);
+  Status st = LmdbReader(impl_.get(), txn).GetFormat(&format);
   mdb_txn_abort(txn);
-  if (rc) return LmdbError(rc, "read the format version");
-  if (!format) return Status::Corrupt("the format version is malformed");
+  TANDEM_RETURN_IF_ERROR(st);
+  if (!format) return Status::Corrupt("the format version is missing or malformed");
   return format;
 }
 

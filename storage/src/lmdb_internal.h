@@ -58,6 +58,10 @@ Result<ReplicaMeta> DecodeMeta(std::string_view in);
 using LogGaps = std::vector<std::pair<uint64_t, uint64_t>>;
 std::string EncodeLogGaps(const LogGaps& gaps);
 Result<LogGaps> DecodeLogGaps(std::string_view in);
+// Meta `collected-in` (format 14): version 1, then per collection (ascending, each named
+// once, at most ReadTxn::kMaxCollectedIn) its name and vector.
+std::string EncodeCollectedIn(const engine::ReadTxn::CollectedIn& in);
+Result<engine::ReadTxn::CollectedIn> DecodeCollectedIn(std::string_view in);
 
 // fcntl(fd, cmd) with a lock of `type` on the first byte of lock.mdb, where LMDB holds a
 // shared lock in every process that has the environment open; *out gets what F_GETLK
@@ -304,44 +308,23 @@ class LmdbReader {
     return Status::Ok();
   }
 
-  // Meta `collected-in` (format 14): version 1, then per collection (ascending) its
-  // name and vector.
   Status GetCollectedIn(engine::ReadTxn::CollectedIn* out) {
     out->clear();
     MDB_val k = Val("collected-in"), v;
     int rc = mdb_get(txn_, impl_->meta, &k, &v);
     if (rc == MDB_NOTFOUND) return Status::Ok();
     if (rc) return LmdbError(rc, "read collected-in");
-    return DecodeCollectedIn(View(v), out);
-  }
-  static Status DecodeCollectedIn(std::string_view bytes, engine::ReadTxn::CollectedIn* out) {
-    engine::Reader r(bytes);
-    if (r.U8() != 1) r.Fail("unknown version");
-    const uint64_t n = r.Count(2);
-    if (n > engine::ReadTxn::kMaxCollectedIn) r.Fail("more collections than a replica records");
-    for (uint64_t i = 0; i < n && r.ok(); ++i) {
-      std::string name(r.LengthPrefixed(engine::kMaxCollectionName));
-      engine::VersionVector vv = engine::DecodeVersionVector(r);
-      if (r.ok() && (name.empty() || out->count(name))) r.Fail("a collection named twice");
-      if (r.ok()) out->emplace(std::move(name), std::move(vv));
-    }
-    if (r.ok() && r.remaining()) r.Fail("trailing bytes");
-    if (!r.ok()) {
-      out->clear();
-      return r.status().With("collected-in");
-    }
+    TANDEM_ASSIGN_OR_RETURN(*out, DecodeCollectedIn(View(v)));
     return Status::Ok();
   }
-  static std::string EncodeCollectedIn(const engine::ReadTxn::CollectedIn& in) {
-    std::string v;
-    engine::Writer w(&v);
-    w.U8(1);
-    w.Varint(in.size());
-    for (const auto& [name, vv] : in) {
-      w.LengthPrefixed(name);
-      engine::EncodeVersionVector(vv, w);
-    }
-    return v;
+  // The stored format version (0 if missing or malformed).
+  Status GetFormat(uint32_t* out) {
+    MDB_val k = Val("format"), v;
+    *out = 0;
+    int rc = mdb_get(txn_, impl_->meta, &k, &v);
+    if (rc == 0 && v.mv_size == 4) std::memcpy(out, v.mv_data, 4);
+    if (rc && rc != MDB_NOTFOUND) return LmdbError(rc, "read format version");
+    return Status::Ok();
   }
 
   static std::string BlobKey(char state, const engine::BlobHash& h) {

@@ -1,5 +1,6 @@
 // The encodings of what the store keeps in its `meta` table: the replica's identity,
-// clock and version vector, and the log's gaps.
+// clock and version vector, the log's gaps, and what was collected in single
+// collections.
 #include "lmdb_internal.h"
 #include "tandem/engine/codec.h"
 
@@ -46,6 +47,38 @@ Result<LogGaps> DecodeLogGaps(std::string_view in) {
   if (r.ok() && r.remaining()) r.Fail("trailing bytes");
   if (!r.ok()) return r.status().With("log gaps");
   return gaps;
+}
+
+std::string EncodeCollectedIn(const engine::ReadTxn::CollectedIn& in) {
+  std::string out;
+  engine::Writer w(&out);
+  w.U8(1);
+  w.Varint(in.size());
+  for (const auto& [name, vv] : in) {
+    w.LengthPrefixed(name);
+    engine::EncodeVersionVector(vv, w);
+  }
+  return out;
+}
+
+Result<engine::ReadTxn::CollectedIn> DecodeCollectedIn(std::string_view in) {
+  engine::Reader r(in);
+  engine::ReadTxn::CollectedIn out;
+  if (r.U8() != 1) r.Fail("unknown version");
+  const uint64_t n = r.Count(2);
+  if (n > engine::ReadTxn::kMaxCollectedIn) r.Fail("more collections than a replica records");
+  for (uint64_t i = 0; i < n && r.ok(); ++i) {
+    std::string name(r.LengthPrefixed(engine::kMaxCollectionName));
+    engine::VersionVector vv = engine::DecodeVersionVector(r);
+    if (!r.ok()) break;
+    if (Status v = engine::ValidateCollection(name); !v.ok()) r.Fail(v.message());
+    if (r.ok() && !out.empty() && !(out.rbegin()->first < name))
+      r.Fail("collections out of order or named twice");
+    if (r.ok()) out.emplace_hint(out.end(), std::move(name), std::move(vv));
+  }
+  if (r.ok() && r.remaining()) r.Fail("trailing bytes");
+  if (!r.ok()) return r.status().With("collected-in");
+  return out;
 }
 
 Result<ReplicaMeta> DecodeMeta(std::string_view in) {

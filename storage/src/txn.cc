@@ -244,7 +244,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
       return Status::Ok();
     }
     in[collection].Merge(with);
-    std::string v = LmdbReader::EncodeCollectedIn(in);
+    std::string v = EncodeCollectedIn(in);
     MDB_val k = Val("collected-in"), val = Val(v);
     int rc = mdb_put(txn_, impl_->meta, &k, &val, 0);
     return rc ? impl_->Note(rc, "write collected-in") : Status::Ok();
@@ -296,14 +296,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     raises_format_ = to;
     return Status::Ok();
   }
-  Status StoredFormat(uint32_t* out) {
-    MDB_val k = Val("format"), v;
-    *out = 0;
-    int rc = mdb_get(txn_, impl_->meta, &k, &v);
-    if (rc == 0 && v.mv_size == 4) std::memcpy(out, v.mv_data, 4);
-    if (rc && rc != MDB_NOTFOUND) return impl_->Note(rc, "read format version");
-    return Status::Ok();
-  }
+  Status StoredFormat(uint32_t* out) { return reader_.GetFormat(out); }
 
   Status PutMeta(const ReplicaMeta& meta) override {
     // What filtered sessions bore out, only as far as the format may say it; else it is
