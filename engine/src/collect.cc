@@ -266,22 +266,16 @@ uint64_t Replica::KeyHash(const FieldKey& key) {
   return std::hash<std::string>{}(EncodeFieldKey(key));
 }
 
-Result<ReadTxn::CollectedIn> Replica::CollectedIn() {
-  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
-  ReadTxn::CollectedIn out;
-  TANDEM_RETURN_IF_ERROR(txn->GetCollectedIn(&out));
-  return out;
-}
-
-Result<VersionVector> Replica::Collected() {
+Result<VersionVector> Replica::Collected(ReadTxn::CollectedIn* in) {
   TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
   ReplicaMeta meta;
   TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
   VersionVector out;
   TANDEM_RETURN_IF_ERROR(txn->GetCollected(&out));
-  ReadTxn::CollectedIn in;
-  TANDEM_RETURN_IF_ERROR(txn->GetCollectedIn(&in));
-  JoinCollectedIn(in, meta.vv, &out);
+  ReadTxn::CollectedIn own;
+  if (!in) in = &own;
+  TANDEM_RETURN_IF_ERROR(txn->GetCollectedIn(in));
+  JoinCollectedIn(*in, meta.vv, &out);
   return out;
 }
 

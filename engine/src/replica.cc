@@ -451,8 +451,8 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
   const Hlc drift_bound = MakeHlc(now_() + kMaxClockDriftMs, 0);
   size_t n = 0, r = 0, f = 0, q = 0;
   std::map<std::string, std::shared_ptr<const CollectionRules>> rules;
-  std::optional<VersionVector> collected;  // read at the first field
-  ReadTxn::CollectedIn collected_in;       // and per collection, joined with it (ReadCollected)
+  std::optional<VersionVector> collected;        // read at the first field
+  ReadTxn::CollectedIn collected_in;             // and per collection, joined with it
   std::optional<std::set<BlobHash>> quarantine;  // read at the first state held (Hold)
   for (size_t i = 0; i < deltas.size(); ++i) {
     const FieldDelta& d = deltas[i];

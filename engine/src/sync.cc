@@ -32,12 +32,10 @@ Status Session::Start(std::vector<Message>* out) {
   hello.accept = opt_.accept;
   hello.pieces = true;
   hello.blobs = true;
-  TANDEM_ASSIGN_OR_RETURN(hello.collected, replica_.Collected());
+  TANDEM_ASSIGN_OR_RETURN(hello.collected, replica_.Collected(&collected_in_));
   collected_ = hello.collected;
-  TANDEM_ASSIGN_OR_RETURN(ReadTxn::CollectedIn in, replica_.CollectedIn());
-  for (auto& [collection, vv] : in)
-    if (!collected_.Covers(vv)) hello.collected_in.emplace(collection, std::move(vv));
-  collected_in_ = hello.collected_in;
+  for (const auto& [collection, vv] : collected_in_)
+    if (!collected_.Covers(vv)) hello.collected_in.emplace(collection, vv);
   hello.takes_early = true;
   hello.reads_collected_in = true;
   if (opt_.early_request) {
@@ -118,8 +116,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
       uint64_t cursor = (ps.filtered && !taken_.Within(ps.received)) ? 0 : ps.cursor;
       // The peer collected deletions we have not all seen: we may hold what it removed.
       // Its whole state, from the start, shows which fields it holds at all.
-      TANDEM_ASSIGN_OR_RETURN(const ReadTxn::CollectedIn own, replica_.CollectedIn());
-      if (!Absorbed(meta, h->collected) || !AbsorbedIn(meta, own, h->collected_in)) {
+      if (!Absorbed(meta, h->collected) || !AbsorbedIn(meta, collected_in_, h->collected_in)) {
         rebase_ = h->collected;
         rebase_in_ = h->collected_in;
         for (auto& [collection, vv] : rebase_in_) vv.Merge(*rebase_);

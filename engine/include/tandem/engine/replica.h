@@ -321,10 +321,9 @@ class Replica {
   // What this replica has collected (empty: nothing), as it tells its peers: what it
   // removed in every collection, and of what it removed in single collections
   // (ReadTxn::GetCollectedIn) what its version vector covers, since it holds every
-  // effect of those events everywhere.
-  Result<VersionVector> Collected();
-  // What it collected in single collections (ReadTxn::GetCollectedIn).
-  Result<ReadTxn::CollectedIn> CollectedIn();
+  // effect of those events everywhere. `in` (if set) gets what it collected in single
+  // collections, from the same snapshot.
+  Result<VersionVector> Collected(ReadTxn::CollectedIn* in = nullptr);
   // Joins into `out` what `in` covers of `vv`: what was collected in single collections
   // that a replica holding `vv` holds every effect of, in every collection.
   static void JoinCollectedIn(const ReadTxn::CollectedIn& in, const VersionVector& vv,

@@ -333,11 +333,13 @@ class Session {
   std::optional<ReplicaId> peer_;
   CollectionFilter peer_send_, peer_accept_;
   bool started_ = false;
-  bool requested_ = false;             // we sent our SyncRequest
-  std::optional<SyncRequest> early_;   // the request we sent with our Hello
-  VersionVector collected_;            // what our Hello said we collected
-  ReadTxn::CollectedIn collected_in_;  // and in single collections
-  VersionVector peer_collected_;       // what the peer's Hello said it collected
+  bool requested_ = false;            // we sent our SyncRequest
+  std::optional<SyncRequest> early_;  // the request we sent with our Hello
+  VersionVector collected_;           // what our Hello said we collected
+  // What we had collected in single collections then (our Hello listed what `collected_`
+  // does not cover; an early request covering all of it covers that).
+  ReadTxn::CollectedIn collected_in_;
+  VersionVector peer_collected_;  // what the peer's Hello said it collected
   // Sending side.
   bool have_request_ = false;
   VersionVector peer_vv_;
