@@ -11,6 +11,13 @@ namespace {
 
 VersionVector Holding(Node& n) { return n.replica.Meta()->Holding(); }
 
+// A session that takes one collection alone (as a device that may read no other).
+SessionOptions Taking(const std::string& collection) {
+  SessionOptions o;
+  o.accept = CollectionFilter::Only({collection});
+  return o;
+}
+
 ReadTxn::CollectedIn CollectedIn(Node& n) {
   ReadTxn::CollectedIn out;
   auto txn = n.replica.store().BeginRead();
@@ -43,8 +50,7 @@ TEST(CollectScope, AReplicaThatLeavesACollectionOutCollectsInTheOnesItTakes) {
   Fill(a, "products", 3, "p");
   Fill(a, "secrets", 2, "s");
   const std::vector<FieldDelta> before = Everything(a);
-  SessionOptions products;
-  products.accept = CollectionFilter::Only({"products"});
+  const SessionOptions products = Taking("products");
   ASSERT_TRUE(Link(b, a, products).Run().ok());
   ASSERT_TRUE(a.replica.Write([](Batch& t) { return t.Delete("products", "p0"); }).ok());
   ASSERT_TRUE(Link(b, a, products).Run().ok());
@@ -92,8 +98,7 @@ TEST(CollectScope, AReplicaBehindWhatALimitedOneCollectedRebasesOnIt) {
   Fill(a, "secrets", 1, "s");
   ASSERT_TRUE(Link(stale, a).Run().ok());
   ASSERT_TRUE(stale.replica.Get("products", "p0").ok());
-  SessionOptions products;
-  products.accept = CollectionFilter::Only({"products"});
+  const SessionOptions products = Taking("products");
   ASSERT_TRUE(Link(b, a, products).Run().ok());
   ASSERT_TRUE(a.replica.Write([](Batch& t) { return t.Delete("products", "p0"); }).ok());
   ASSERT_TRUE(Link(b, a, products).Run().ok());
@@ -122,8 +127,7 @@ TEST(CollectScope, ARebaseOnALimitedReplicaThatWidensDropsOnlyWhatItCollected) {
   Fill(a, "products", 3, "p");
   Fill(a, "secrets", 1, "s");
   ASSERT_TRUE(Link(p, a).Run().ok());
-  SessionOptions products;
-  products.accept = CollectionFilter::Only({"products"});
+  const SessionOptions products = Taking("products");
   ASSERT_TRUE(Link(b, a, products).Run().ok());
   ASSERT_TRUE(a.replica.Write([](Batch& t) { return t.Delete("products", "p0"); }).ok());
   ASSERT_TRUE(Link(b, a, products).Run().ok());
@@ -156,8 +160,7 @@ TEST(CollectScope, ARebaseOnALimitedReplicaThatWidensDropsOnlyWhatItCollected) {
 TEST(CollectScope, AReplicaBehindALimitedOnesCollectionDropsItThroughItAlone) {
   Node a(1), b(2), stale(3);
   Fill(a, "secrets", 1, "s");
-  SessionOptions products;
-  products.accept = CollectionFilter::Only({"products"});
+  const SessionOptions products = Taking("products");
   ASSERT_TRUE(Link(b, a, products).Run().ok());
   ASSERT_TRUE(
       a.replica
@@ -196,8 +199,7 @@ TEST(CollectScope, AnEarlyRequestIsJudgedByWhatThePeerCollectedInACollection) {
   for (const bool older : {false, true}) {
     SCOPED_TRACE(older ? "older requester" : "this build");
     Node a(1), b(2), stale(3);
-    SessionOptions products;
-    products.accept = CollectionFilter::Only({"products"});
+    const SessionOptions products = Taking("products");
     ASSERT_TRUE(
         a.replica.Write([](Batch& t) { return t.Put("products", "p5", "n", Value{int64_t{1}}); })
             .ok());
