@@ -18,8 +18,7 @@ Status ReadTxn::ScanLogFields(uint64_t since, const LogFieldFn& fn) {
       since, UINT64_MAX,
       [&](uint64_t seq, const FieldKey& key, FieldState* state, const LargeState* large) {
         if (large && large->damaged) {
-          damaged = Status::Corrupt("field " + key.collection + "/" + key.record + "." + key.field +
-                                    ": its stored state is damaged");
+          damaged = Status::Corrupt("field " + key.Name() + ": its stored state is damaged");
           return false;
         }
         return fn(seq, key, state);

@@ -342,7 +342,7 @@ void Session::Send(DeltaBatch batch, std::vector<Message>* out) {
 
 Result<Session::Large> Session::StartPieces(const DeltaPage& page) {
   const DeltaPage::Large& l = *page.large;
-  const std::string name = l.key.collection + "/" + l.key.record + "." + l.key.field;
+  const std::string name = l.key.Name();
   std::optional<Replica::DeltaInfo> info;
   std::string why;
   if (l.damaged) {

@@ -64,7 +64,7 @@ Status Check(LmdbStore& store, CheckReport* report) {
       st = Status::Corrupt("malformed field key");
       break;
     }
-    std::string where = fk.collection + "/" + fk.record + "." + fk.field;
+    std::string where = fk.Name();
     if (Status kv = engine::ValidateKey(fk); !kv.ok()) {  // stored, so damaged, not misused
       st = Status::Corrupt(where + ": " + kv.message());
       break;

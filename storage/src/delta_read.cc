@@ -28,8 +28,7 @@ Status LmdbReader::ReadDelta(const FieldKey& key, uint64_t offset, size_t n, boo
   if (rc == MDB_NOTFOUND) return Status::NotFound("no such field");
   if (rc) return LmdbError(rc, "read field");
   StoredDelta d;
-  TANDEM_RETURN_IF_ERROR(DeltaOf(*impl_, key, *k, View(v), check, &d)
-                             .With(key.collection + "/" + key.record + "." + key.field));
+  TANDEM_RETURN_IF_ERROR(DeltaOf(*impl_, key, *k, View(v), check, &d).With(key.Name()));
   *size = d.size();
   *seq = d.seq;
   engine::AppendWindow(d.head, d.rest, offset, n, out);

@@ -431,8 +431,7 @@ class LmdbReader {
     if (rc == MDB_NOTFOUND) return Status::Ok();
     if (rc) return LmdbError(rc, "read field");
     FieldState s;
-    TANDEM_RETURN_IF_ERROR(
-        DecodeField(*k, v, &s).With(key.collection + "/" + key.record + "." + key.field));
+    TANDEM_RETURN_IF_ERROR(DecodeField(*k, v, &s).With(key.Name()));
     *out = std::move(s);
     return Status::Ok();
   }
@@ -489,8 +488,7 @@ class LmdbReader {
       if (!impl_->DecodeKey(key, &k)) return Status::Corrupt("malformed field key");
       FieldState s;
       uint64_t seq = 0;
-      TANDEM_RETURN_IF_ERROR(
-          DecodeField(key, v, &s, &seq).With(k.collection + "/" + k.record + "." + k.field));
+      TANDEM_RETURN_IF_ERROR(DecodeField(key, v, &s, &seq).With(k.Name()));
       if (latest) *latest = std::max(*latest, seq);
       out->fields.emplace(std::move(k.field), std::move(s));
       return Status::Ok();
@@ -523,11 +521,11 @@ class LmdbReader {
           FieldState s;
           Status st = DecodeField(key, v, &s);
           if (damaged && st.code() == Code::kCorrupt) {
-            (*damaged)(k, st.With(k.collection + "/" + k.record + "." + k.field));
+            (*damaged)(k, st.With(k.Name()));
             current = std::move(k.record);
             return Status::Ok();
           }
-          TANDEM_RETURN_IF_ERROR(st.With(k.collection + "/" + k.record + "." + k.field));
+          TANDEM_RETURN_IF_ERROR(st.With(k.Name()));
           current = std::move(k.record);
           state.fields.emplace(std::move(k.field), std::move(s));
           return Status::Ok();

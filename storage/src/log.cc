@@ -206,7 +206,7 @@ Status LmdbReader::ScanLogDeltas(uint64_t since, uint64_t large,
     // them by (the sync withholds that field and goes on with the others).
     auto unread = [&](const Status& why) {
       if (why.code() != Code::kCorrupt) {
-        *st = why.With(key.collection + "/" + key.record + "." + key.field);
+        *st = why.With(key.Name());
         return false;
       }
       const engine::ReadTxn::LargeState damaged{{}, 0, true};

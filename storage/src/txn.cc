@@ -90,8 +90,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     }
     if (rc) return LmdbError(rc, "read field");
     FieldState s;
-    TANDEM_RETURN_IF_ERROR(reader_.DecodeField(last_key_, v, &s, &last_old_seq_)
-                               .With(k.collection + "/" + k.record + "." + k.field));
+    TANDEM_RETURN_IF_ERROR(reader_.DecodeField(last_key_, v, &s, &last_old_seq_).With(k.Name()));
     last_seq_known_ = true;
     *out = std::move(s);
     return Status::Ok();

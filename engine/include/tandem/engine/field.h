@@ -50,6 +50,8 @@ struct FieldKey {
   std::string record;
   std::string field;
   auto operator<=>(const FieldKey&) const = default;
+  // "collection/record.field", as messages name a field.
+  std::string Name() const { return collection + "/" + record + "." + field; }
 };
 
 enum class Kind : uint8_t { kRegister = 1, kCounter = 2, kSet = 3 };
