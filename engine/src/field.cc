@@ -316,6 +316,40 @@ std::optional<Record> Read(const std::string& id, const RecordState& r) {
   return rec;
 }
 
+bool JoinChanges(const FieldState& into, const FieldState& other) {
+  if (!into.ctx.Covers(other.ctx)) return true;
+  // As JoinMarkers, JoinDots and JoinTotals would find it.
+  for (const auto& [dot, m] : into.markers) {
+    auto jt = other.markers.find(dot);
+    if (jt == other.markers.end() ? other.ctx.Covers(dot)
+                                  : !(m == jt->second) && MarkerLess(m, jt->second))
+      return true;
+  }
+  for (const auto& [dot, m] : other.markers)
+    if (!into.ctx.Covers(dot) && !into.markers.count(dot)) return true;
+  static const std::set<Dot> kNone;
+  for (const auto& [v, dots] : into.elements) {
+    auto jt = other.elements.find(v);
+    const std::set<Dot>& theirs = jt == other.elements.end() ? kNone : jt->second;
+    for (const Dot& d : dots)
+      if (!theirs.count(d) && other.ctx.Covers(d)) return true;
+  }
+  for (const auto& [v, dots] : other.elements) {
+    auto it = into.elements.find(v);
+    for (const Dot& d : dots)
+      if (!into.ctx.Covers(d) && (it == into.elements.end() || !it->second.count(d))) return true;
+  }
+  auto grows = [](const std::map<ReplicaId, PnTotals>& a, const std::map<ReplicaId, PnTotals>& b) {
+    for (const auto& [r, t] : b) {
+      auto it = a.find(r);
+      const PnTotals have = it == a.end() ? PnTotals{} : it->second;
+      if (t.pos > have.pos || t.neg > have.neg) return true;
+    }
+    return false;
+  };
+  return grows(into.counter, other.counter) || grows(into.counter_base, other.counter_base);
+}
+
 bool CarriesEventsAfter(const FieldState& s, const ReplicaId& r, uint64_t seq) {
   if (s.ctx.Get(r) <= seq) return false;  // no event of r past seq reached this state
   for (const auto& [dot, m] : s.markers)

@@ -452,6 +452,10 @@ Status Session::Apply(const DeltaBatch& b, std::vector<Message>* out,
   auto admit = [this, &revoked, &batch_taken](const FieldDelta& d, const FieldState* ours) {
     if (!opt_.accept.Allows(d.key.collection) || !peer_send_.Allows(d.key.collection))
       return Admission::kFilter;
+    // A state ours has seen all of changes nothing, whoever wrote it: refused, it would
+    // keep this session from merging for nothing (a peer whose vector lags is sent again
+    // what it holds, and its context may well cover a limited writer's later events).
+    if (ours && !JoinChanges(*ours, d.state)) return Admission::kAccept;
     // A value from a revoked replica's later events, or a removal only they explain
     // (a record deletion shows only in the context).
     if (!opt_.proves_itself || !opt_.proves_itself(d))

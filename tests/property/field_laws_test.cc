@@ -99,6 +99,39 @@ RC_GTEST_PROP(FieldLaws, HoldsCollectedIsWhetherDropCollectedDropsAnything, ()) 
   RC_ASSERT(HoldsCollected(s, g) == !(dropped == s));
 }
 
+// JoinChanges says exactly when Join changes its target: states of one history joined
+// into one another, into themselves and into a join of two of them.
+RC_GTEST_PROP(FieldLaws, JoinChangesIsWhetherJoinChangesAnything, ()) {
+  const std::vector<FieldState> s = GenFieldStates(3);
+  FieldState joined01 = s[0];
+  Join(joined01, s[1]);
+  const FieldState& both = joined01;
+  for (const FieldState* into : {&s[0], &s[1], &both})
+    for (const FieldState* other : {&s[0], &s[1], &s[2], &both}) {
+      FieldState joined = *into;
+      const bool changed = Join(joined, *other);
+      RC_ASSERT(JoinChanges(*into, *other) == changed);
+      RC_ASSERT(changed == !(joined == *into));
+    }
+  // And states of the same context that lost an operation (as one a collection dropped it
+  // from): joined in, the operation goes.
+  for (const FieldState* into : {&s[0], &s[1], &both}) {
+    FieldState no_marker = *into, no_dot = *into;
+    if (!no_marker.markers.empty()) no_marker.markers.erase(no_marker.markers.begin());
+    if (!no_dot.elements.empty()) {
+      auto first = no_dot.elements.begin();
+      first->second.erase(first->second.begin());
+      if (first->second.empty()) no_dot.elements.erase(first);
+    }
+    for (const FieldState* other : {&no_marker, &no_dot}) {
+      FieldState joined = *into;
+      const bool changed = Join(joined, *other);
+      RC_ASSERT(JoinChanges(*into, *other) == changed);
+      RC_ASSERT(changed == !(*other == *into));
+    }
+  }
+}
+
 // The state a mutation leaves is its delta: joined into the state it came from, or into
 // any replica, it has the effect of the mutation.
 RC_GTEST_PROP(FieldLaws, DeltaJoinEqualsMutation, ()) {

@@ -89,6 +89,11 @@ struct FieldState {
 // `into` changed.
 bool Join(FieldState& into, const FieldState& other);
 
+// True if Join(into, other) would change `into`: `other` brings an operation, a removal,
+// a counter total or an event `into` has not seen. One that brings none is the same
+// whoever wrote it, so no judgement of its writer needs to refuse it.
+bool JoinChanges(const FieldState& into, const FieldState& other);
+
 // True if one of the state's current operations (a marker, or a set element's dot) is an
 // event of `r` numbered above `seq`: a value that would come from r's later events.
 // (Counter totals are not separable by event and are not considered.)
