@@ -350,14 +350,22 @@ bool JoinChanges(const FieldState& into, const FieldState& other) {
   return grows(into.counter, other.counter) || grows(into.counter_base, other.counter_base);
 }
 
-bool CarriesEventsAfter(const FieldState& s, const ReplicaId& r, uint64_t seq) {
-  if (s.ctx.Get(r) <= seq) return false;  // no event of r past seq reached this state
+namespace {
+// A current operation of `r` numbered in (after, upto].
+bool CarriesEventsIn(const FieldState& s, const ReplicaId& r, uint64_t after, uint64_t upto) {
+  if (s.ctx.Get(r) <= after) return false;  // no event of r past `after` reached this state
+  auto in = [&](const Dot& dot) { return dot.replica == r && dot.seq > after && dot.seq <= upto; };
   for (const auto& [dot, m] : s.markers)
-    if (dot.replica == r && dot.seq > seq) return true;
+    if (in(dot)) return true;
   for (const auto& [v, dots] : s.elements)
     for (const auto& dot : dots)
-      if (dot.replica == r && dot.seq > seq) return true;
+      if (in(dot)) return true;
   return false;
+}
+}  // namespace
+
+bool CarriesEventsAfter(const FieldState& s, const ReplicaId& r, uint64_t seq) {
+  return CarriesEventsIn(s, r, seq, std::numeric_limits<uint64_t>::max());
 }
 
 bool RemovesOnlyByEventsAfter(const FieldState& s, const FieldState* ours, const ReplicaId& r,
@@ -377,6 +385,13 @@ bool RemovesOnlyByEventsAfter(const FieldState& s, const FieldState* ours, const
 bool ReliesOnEventsAfter(const FieldState& s, const FieldState* ours, const ReplicaId& r,
                          uint64_t seq) {
   return CarriesEventsAfter(s, r, seq) || RemovesOnlyByEventsAfter(s, ours, r, seq);
+}
+
+bool ReliesOnEventsIn(const FieldState& s, const FieldState* ours, const ReplicaId& r,
+                      uint64_t after, uint64_t upto) {
+  if (upto <= after) return false;
+  return CarriesEventsIn(s, r, after, upto) ||
+         (s.ctx.Get(r) <= upto && RemovesOnlyByEventsAfter(s, ours, r, after));
 }
 
 bool IsTombstone(const FieldState& s) { return s.markers.empty() && s.elements.empty(); }

@@ -227,7 +227,12 @@ class Judge {
                !IsExtension(x.kind)) {
       concerned.push_back(x.subject);
     }
-    if (x.kind == StatementKind::kPermit) s->names.insert(x.collection);
+    // A collection named for the first time had the history of those no permit names.
+    if (x.kind == StatementKind::kPermit && s->names.insert(x.collection).second)
+      for (auto& [k, d] : s->by_key) {
+        auto any = d.write_windows.find(kAnyCollection);
+        if (any != d.write_windows.end()) d.write_windows[x.collection] = any->second;
+      }
     s->names.insert(kAnyCollection);
     s->names.insert(kSchemasCollection);
     std::map<Key, std::map<std::string, Level>> before;
@@ -241,7 +246,20 @@ class Judge {
       auto& starts = it->second.write_cutoffs;
       for (const auto& c : s->names) {
         if (s->LevelIn(k, c) == Level::kWrite) {
-          starts.erase(c);
+          auto away = starts.find(c);
+          if (away == starts.end()) continue;
+          // Back: what it wrote from the cutoff to what this statement recorded of it
+          // stays refused (0 where either does not name a replica).
+          std::map<engine::ReplicaId, uint64_t> bounds = away->second;
+          for (const auto& [r, n] : x.cutoff) bounds.try_emplace(r, 0);
+          auto& windows = it->second.write_windows[c];
+          for (const auto& [r, after] : bounds) {
+            auto upto = x.cutoff.find(r);
+            if (upto != x.cutoff.end() && upto->second > after)
+              windows[r].push_back({after, upto->second});
+          }
+          if (windows.empty()) it->second.write_windows.erase(c);
+          starts.erase(away);
         } else if (before[k][c] == Level::kWrite) {
           starts[c] = x.cutoff;  // taken away now
         } else if (!starts.count(c)) {
@@ -250,6 +268,11 @@ class Judge {
           starts[c] = any == starts.end() ? std::map<engine::ReplicaId, uint64_t>{} : any->second;
         }
       }
+      // Each named collection keeps its own windows (none, if its permission never came
+      // back), so that only the collections no permit names read those of kAnyCollection.
+      auto& windows = it->second.write_windows;
+      if (!windows.empty())
+        for (const auto& c : s->names) windows.try_emplace(c);
     }
   }
 
@@ -714,6 +737,11 @@ Level Authority::LevelOf(const std::string& device, const std::string& collectio
   });
 }
 
+bool Authority::CountsEveryWrite(const std::string& device, const std::string& collection) const {
+  const Standing* s = Find(device);
+  return LevelOf(device, collection) == Level::kWrite && s && s->WriteWindows(collection).empty();
+}
+
 bool Authority::WritesEverywhere(const std::string& device) const {
   const Standing* s = Find(device);
   if (!s || s->revoked) return false;
@@ -722,6 +750,8 @@ bool Authority::WritesEverywhere(const std::string& device) const {
   // state a collected vector it never had (docs/design.md#collection).
   for (const auto& [c, cutoff] : s->write_cutoffs)
     if (c != kSchemasCollection) return false;
+  for (const auto& [c, windows] : s->write_windows)
+    if (c != kSchemasCollection && !windows.empty()) return false;
   // Every collection a permit names, and the others (kAnyCollection), as LevelOf judges.
   if (LevelOf(device, kAnyCollection) != Level::kWrite) return false;
   for (const auto& p : permits)
@@ -736,6 +766,14 @@ const std::map<engine::ReplicaId, uint64_t>& Standing::WriteCutoff(
   auto it = write_cutoffs.find(collection);
   if (it == write_cutoffs.end()) it = write_cutoffs.find(kAnyCollection);
   return it == write_cutoffs.end() ? kNone : it->second;
+}
+
+const std::map<engine::ReplicaId, std::vector<EventWindow>>& Standing::WriteWindows(
+    const std::string& collection) const {
+  static const std::map<engine::ReplicaId, std::vector<EventWindow>> kNone;
+  auto it = write_windows.find(collection);
+  if (it == write_windows.end()) it = write_windows.find(kAnyCollection);
+  return it == write_windows.end() ? kNone : it->second;
 }
 
 Authority Evaluate(const Key& root, const std::vector<std::string>& statements,

@@ -183,10 +183,11 @@ engine::SessionOptions Core::SessionOptionsFor(const Key32& peer,
   // The statements collection takes only statements signed for this group; a data
   // collection, no change by a device that may not write it.
   // A rebase on this peer removes as its deletions would: only where it may write, and
+  // every write it made there counts (what it deleted while it could not, we keep), and
   // never in the trust set.
   so.may_rebase = [this, device = DeviceId(peer)](const std::string& c) {
     std::lock_guard lock(trust_mu_);
-    return !IsSystemCollection(c) && authority_.LevelOf(device, c) == Level::kWrite;
+    return !IsSystemCollection(c) && authority_.CountsEveryWrite(device, c);
   };
   so.peer_writes_everywhere = [this, device = DeviceId(peer)] {
     std::lock_guard lock(trust_mu_);

@@ -394,6 +394,24 @@ Status ComputeCutoff(engine::Replica& r, const std::vector<engine::ReplicaId>& r
 }
 
 namespace {
+// A statement that gives write permission back records, for each of the device's
+// replicas, at least what that replica said it had issued when it last told this one
+// (PeerState::vv at its CaughtUp): this replica may have refused those writes, and
+// holds nothing of them, yet they were made while the permission was away
+// (Standing::write_windows). Only the replica's word on itself is taken: one that
+// inflates it has its own later writes refused, no one else's.
+Status RaiseToWhatTheyIssued(engine::Replica& r, const std::vector<engine::ReplicaId>& replicas,
+                             std::map<engine::ReplicaId, uint64_t>* cutoff) {
+  for (const auto& id : replicas) {
+    auto peer = r.Peer(id);
+    if (!peer.ok() && peer.status().code() == Code::kNotFound) continue;
+    TANDEM_RETURN_IF_ERROR(peer.status());
+    const uint64_t issued = peer->vv.Get(id);
+    if (auto it = cutoff->find(id); it != cutoff->end()) it->second = std::max(it->second, issued);
+  }
+  return Status::Ok();
+}
+
 // Signed statements and no founder in the unsigned records: a group founded with
 // statements, whose root was lost. Who founded it cannot be told from what members
 // wrote (any of them could sign a rival chain), and the unsigned rules would let any
@@ -537,9 +555,11 @@ Status SetRole(engine::Replica& r, const GroupPaths& files, const Identity& self
   st.kind = StatementKind::kRole;
   st.subject = s->key;
   st.role = role;
-  // Where its events stop counting in collections the new role may not write.
+  // Where its events stop counting in collections the new role may not write (or, raised,
+  // up to where what it wrote while it could not stays refused).
   TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasOf(r, {device}));
   TANDEM_RETURN_IF_ERROR(ComputeCutoff(r, replicas, &st.cutoff));
+  if (role > s->role) TANDEM_RETURN_IF_ERROR(RaiseToWhatTheyIssued(r, replicas, &st.cutoff));
   while (st.cutoff.size() > kMaxStatementCutoffs) st.cutoff.erase(std::prev(st.cutoff.end()));
   return Sign(r, self, a, st, now_ms);
 }
@@ -626,6 +646,8 @@ Status SetPermit(engine::Replica& r, const GroupPaths& files, const Identity& se
                               LevelName(level) + " already, signed by this device: nothing to do");
   TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasOf(r, concerned));
   TANDEM_RETURN_IF_ERROR(ComputeCutoff(r, replicas, &st.cutoff));
+  if (level == Level::kWrite)
+    TANDEM_RETURN_IF_ERROR(RaiseToWhatTheyIssued(r, replicas, &st.cutoff));
   if (st.cutoff.size() > kMaxStatementCutoffs)
     return Status::Invalid("too many replicas for one permit (at most " +
                            std::to_string(kMaxStatementCutoffs) + ")");
@@ -663,6 +685,17 @@ Result<WriteLimits> WriteLimitsOf(engine::Replica& r, const Authority& a) {
     // A name no permit uses, standing for every other collection.
     limit(&out.others, std::string(1, '\0'));
   }
+  // What devices wrote while a permission they have back was away, by the replica ids the
+  // statements named (signed: no binding needed). A revoked device's cutoff covers them.
+  for (const auto& [device, d] : a.devices) {
+    if (d.revoked || d.founder) continue;
+    auto windows = [&](WriteLimits::Windows* into, const std::string& c) {
+      for (const auto& [id, w] : d.WriteWindows(c))
+        if (id != meta.id && !w.empty()) (*into)[id] = w;
+    };
+    for (const auto& c : named) windows(&out.named_windows[c], c);
+    windows(&out.other_windows, std::string(1, '\0'));
+  }
   return out;
 }
 
@@ -678,6 +711,10 @@ engine::Admission AdmitWrite(const engine::FieldDelta& d, const engine::FieldSta
     return engine::Admission::kAccept;
   for (const auto& [id, cutoff] : limits.For(d.key.collection))
     if (engine::ReliesOnEventsAfter(d.state, ours, id, cutoff)) return engine::Admission::kRefuse;
+  for (const auto& [id, windows] : limits.WindowsFor(d.key.collection))
+    for (const EventWindow& w : windows)
+      if (engine::ReliesOnEventsIn(d.state, ours, id, w.after, w.upto))
+        return engine::Admission::kRefuse;
   // Events of a replica no binding names cannot be judged: whose device wrote them? (A
   // build of its own may write under an id it made up.) Held until a binding arrives,
   // by the same tests as a cutoff at 0.

@@ -275,6 +275,24 @@ TEST_F(Net, PermissionsBoundWhatEachDeviceWritesAndReads) {
   ASSERT_EQ(T({"sync", t, "--peer", addr}).exit_code, 0);
   EXPECT_EQ(T({"get", o, "products", "p3"}).exit_code, 0);
   EXPECT_NE(T({"get", o, "products", "p2"}).exit_code, 0);
+
+  // Orders given back too: what the till wrote while it could not (o2) stays refused,
+  // also at a device that judges it only now (the reader never had it), and the till's
+  // later writes count.
+  ASSERT_EQ(T({"permit", o, "orders", td, "write"}).exit_code, 0);
+  ASSERT_EQ(T({"sync", r, "--peer", addr}).exit_code, 0);
+  {
+    std::string raddr;
+    auto sr = Listen("r", {}, &raddr);
+    ASSERT_EQ(T({"sync", t, "--peer", raddr}).exit_code, 0);
+    EXPECT_EQ(T({"get", r, "orders", "o1"}).exit_code, 0);
+    EXPECT_NE(T({"get", r, "orders", "o2"}).exit_code, 0);
+  }
+  ASSERT_EQ(T({"sync", t, "--peer", addr}).exit_code, 0);
+  ASSERT_EQ(T({"put", t, "orders", "o4", "total=8"}).exit_code, 0);
+  ASSERT_EQ(T({"sync", t, "--peer", addr}).exit_code, 0);
+  EXPECT_EQ(T({"get", o, "orders", "o4"}).exit_code, 0);
+  EXPECT_NE(T({"get", o, "orders", "o2"}).exit_code, 0);
 }
 
 // A collection a device could not read, then may: its records from before come too, while

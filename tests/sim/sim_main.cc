@@ -18,8 +18,11 @@
 // same net::AdmitWrite as a node): in some seeds one device is a reader that writes
 // anyway (a modified build: puts, increments and adds, in every collection) and one a
 // till whose permission to write "prices" is withdrawn midway, with the write cutoff of
-// what a member held of it then, while it may still hold writes nobody has; every
-// replica either device takes later (a copy, a rollback) is limited too.
+// what a member held of it then, while it may still hold writes nobody has; in half of
+// those seeds it is given back later, recording everything the till's replicas had issued
+// by then (as a signer that synced with the till first would): what it wrote meanwhile
+// stays refused everywhere, whether judged before or after, and what it writes since
+// counts; every replica either device takes later (a copy, a rollback) is limited too.
 //
 // With TANDEM_SIM_LIAR=1, in some seeds one member (never node 0) lies in every CaughtUp
 // it sends: it claims to hold every event every other device has issued. Its peers then
@@ -164,6 +167,11 @@ class Sim {
       for (int i = n_ - 1; i > 0 && narrow_ < 0; --i)
         if (!Limited(i) && i != liar_) narrow_ = i;
     }
+    // The till's permission given back, in half the seeds that withdraw it.
+    if (withdraw_fraction_ > 0 && roles() % 2)
+      regrant_fraction_ =
+          withdraw_fraction_ +
+          (1 - withdraw_fraction_) * (0.2 + 0.6 * static_cast<double>(roles() % 1000) / 1000);
     NoteIds();
   }
   ~Sim() {
@@ -177,8 +185,10 @@ class Sim {
     const int steps = 200 + static_cast<int>(rng_() % 400);
     const int withdraw_at =
         withdraw_fraction_ > 0 ? static_cast<int>(steps * withdraw_fraction_) : -1;
+    const int regrant_at = regrant_fraction_ > 0 ? static_cast<int>(steps * regrant_fraction_) : -1;
     for (int s = 0; s < steps; ++s) {
       if (s == withdraw_at) Withdraw();
+      if (s == regrant_at && regrant_at > withdraw_at) Regrant();
       now_ += rng_() % 20;
       const int pick = static_cast<int>(rng_() % 100);
       if (pick < 30) {
@@ -229,6 +239,7 @@ class Sim {
   uint64_t rebases() const { return rebases_; }
   uint64_t blobs_fetched() const { return blobs_fetched_; }
   uint64_t refused() const { return refused_writes_; }
+  uint64_t regrants() const { return regranted_ ? 1 : 0; }
   uint64_t lies() const { return lies_; }
 
  private:
@@ -362,6 +373,7 @@ class Sim {
         l.named["prices"][id] = c == till_cutoff_.end() ? 0 : c->second;
       }
     }
+    if (!till_windows_.empty()) l.named_windows["prices"] = till_windows_;
     limits_ = std::move(l);
   }
 
@@ -386,11 +398,46 @@ class Sim {
     NoteIds();
   }
 
+  // The till may write "prices" again. What its replicas wrote from the cutoff up to all
+  // they had issued by now (a replica taken since the withdrawal, from 0) stays refused:
+  // the statement records, for each, the last event any replica holds of it, and its own
+  // last (the signer synced with the till first, so nothing the till wrote meanwhile can
+  // reach a member only after the permission is back).
+  void Regrant() {
+    std::vector<ReplicaId> ids;
+    for (const auto& [id, role] : limited_ids_)
+      if (role == Role::kTill) ids.push_back(id);
+    std::map<ReplicaId, uint64_t> upto;
+    for (int k = 0; k < n_; ++k) {
+      std::map<ReplicaId, uint64_t> held;
+      Status st = net::ComputeCutoff(*nodes_[k].replica, ids, &held);
+      SIM_CHECK(st.ok(), "cutoff: " + st.ToString());
+      for (const auto& [id, n] : held) upto[id] = std::max(upto[id], n);
+      const ReplicaMeta meta = nodes_[k].replica->Meta().value();
+      if (auto own = limited_ids_.find(meta.id);
+          own != limited_ids_.end() && own->second == Role::kTill)
+        upto[meta.id] = std::max(upto[meta.id], meta.vv.Get(meta.id));
+    }
+    for (const auto& [id, n] : upto) {
+      auto c = till_cutoff_.find(id);
+      const uint64_t after = c == till_cutoff_.end() ? 0 : c->second;
+      if (n > after) till_windows_[id].push_back({after, n});
+    }
+    withdrawn_ = false;
+    regranted_ = true;
+    NoteIds();
+  }
+
   // Whether receivers take the write `seq` of `id` in `collection`.
   bool Allowed(const ReplicaId& id, uint64_t seq, const std::string& collection) const {
     const auto& limits = limits_.For(collection);
     auto it = limits.find(id);
-    return it == limits.end() || seq <= it->second;
+    if (it != limits.end() && seq > it->second) return false;
+    const auto& windows = limits_.WindowsFor(collection);
+    if (auto w = windows.find(id); w != windows.end())
+      for (const auto& window : w->second)
+        if (seq > window.after && seq <= window.upto) return false;
+    return true;
   }
 
   bool Limited(int i) const { return nodes_[i].role != Role::kMember; }
@@ -607,13 +654,16 @@ class Sim {
       }
       po.may_rebase = [this, peer](const std::string& coll) {
         const Role role = nodes_[peer].role;
-        return role == Role::kMember || (role == Role::kTill && !(withdrawn_ && coll == "prices"));
+        // Nor where it wrote without permission, once given back (what it deleted then,
+        // the others keep).
+        return role == Role::kMember ||
+               (role == Role::kTill && !((withdrawn_ || regranted_) && coll == "prices"));
       };
       // And takes its collected vector only where it may write everywhere (as a node's
       // peer_writes_everywhere): a reader's own writes removed what members keep.
       po.peer_writes_everywhere = [this, peer] {
         const Role role = nodes_[peer].role;
-        return role == Role::kMember || (role == Role::kTill && !withdrawn_);
+        return role == Role::kMember || (role == Role::kTill && !withdrawn_ && !regranted_);
       };
       return po;
     };
@@ -1092,8 +1142,10 @@ class Sim {
   std::vector<int> side_;                  // partition group per replica; empty when there is none
   std::map<ReplicaId, Role> limited_ids_;  // every id a limited device has had
   double withdraw_fraction_ = 0;           // when the till loses "prices" (0: no till)
-  bool withdrawn_ = false;
+  double regrant_fraction_ = 0;            // when it gets it back (0: never)
+  bool withdrawn_ = false, regranted_ = false;
   std::map<ReplicaId, uint64_t> till_cutoff_;  // what the statement recorded
+  net::WriteLimits::Windows till_windows_;     // what it wrote while it could not
   net::WriteLimits limits_;
   uint64_t messages_ = 0, refused_ = 0, crashes_ = 0, partitions_ = 0;
   uint64_t clones_ = 0, rollbacks_ = 0, rollbacks_caught_ = 0, limited_rollbacks_ = 0, pieces_ = 0;
@@ -1119,7 +1171,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--first")) first = std::stoull(argv[i + 1]);
   }
   uint64_t messages = 0, clones = 0, rollbacks = 0, caught = 0, limited = 0, pieces = 0,
-           collected = 0, rebases = 0, blobs = 0, withheld = 0, refused = 0, lies = 0;
+           collected = 0, rebases = 0, blobs = 0, withheld = 0, refused = 0, lies = 0, regrants = 0;
   for (uint64_t seed = first; seed < first + count; ++seed) {
     try {
       Sim sim(seed);
@@ -1137,6 +1189,7 @@ int main(int argc, char** argv) {
       rebases += sim.rebases();
       blobs += sim.blobs_fetched();
       refused += sim.refused();
+      regrants += sim.regrants();
       lies += sim.lies();
     } catch (const Failure& f) {
       std::fprintf(stderr, "sim: seed %llu FAILED: %s\nreplay: tandem_sim --seed %llu\n",
@@ -1150,7 +1203,8 @@ int main(int argc, char** argv) {
       "(%llu found at sync, %llu of devices without full permission), %llu pieces of large field "
       "states, %llu withheld, %llu field "
       "states collected, %llu rebases, %llu blobs fetched while healing, %llu field states "
-      "refused for want of permission, %llu false claims in CaughtUp\n",
+      "refused for want of permission (%llu permissions given back), %llu false claims in "
+      "CaughtUp\n",
       static_cast<unsigned long long>(count), static_cast<unsigned long long>(first),
       static_cast<unsigned long long>(first + count - 1), static_cast<unsigned long long>(messages),
       static_cast<unsigned long long>(clones), static_cast<unsigned long long>(rollbacks),
@@ -1158,6 +1212,6 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(pieces), static_cast<unsigned long long>(withheld),
       static_cast<unsigned long long>(collected), static_cast<unsigned long long>(rebases),
       static_cast<unsigned long long>(blobs), static_cast<unsigned long long>(refused),
-      static_cast<unsigned long long>(lies));
+      static_cast<unsigned long long>(regrants), static_cast<unsigned long long>(lies));
   return 0;
 }

@@ -443,6 +443,57 @@ TEST(Authority, AWriteCutoffHoldsWhileThePermissionStaysAway) {
   EXPECT_TRUE(b.Find(Id(till))->WriteCutoff("items").empty());  // the demotion named none
 }
 
+// A write permission taken away and given back: what the device wrote meanwhile (from
+// the cutoff of the statement that took it to what the one that gave it back recorded)
+// stays refused, in the collections concerned alone; and what its own writes removed is
+// no longer taken as removed (its collected vector, a rebase on it).
+TEST(Authority, WhatADeviceWroteWhileItCouldNotStaysRefusedOnceItMayAgain) {
+  Group g;
+  Identity admin = GenerateIdentity(), till = GenerateIdentity(), m = GenerateIdentity();
+  const engine::ReplicaId tr =
+      engine::ReplicaId::FromBytes(reinterpret_cast<const uint8_t*>("tttttttttttttttt"));
+  const engine::ReplicaId mr =
+      engine::ReplicaId::FromBytes(reinterpret_cast<const uint8_t*>("mmmmmmmmmmmmmmmm"));
+  auto s1 = g.Add(g.root, admin, Role::kAdmin);
+  auto s2 = g.Add(admin, till, Role::kMember, {s1});
+  auto s3 = g.Add(admin, m, Role::kMember, {s2});
+  auto n1 = g.Permit(admin, "notes", &m, Role::kMember, Level::kWrite, {s3});
+  auto p1 = g.Permit(admin, "prices", &till, Role::kMember, Level::kRead, {n1}, {{tr, 10}});
+  auto p2 = g.Permit(admin, "prices", &till, Role::kMember, Level::kWrite, {p1}, {{tr, 25}});
+  Authority a = g.Judge();
+  const Standing* t = a.Find(Id(till));
+  EXPECT_EQ(a.LevelOf(Id(till), "prices"), Level::kWrite);
+  EXPECT_TRUE(t->WriteCutoff("prices").empty());
+  EXPECT_EQ(t->WriteWindows("prices").at(tr), (std::vector<EventWindow>{{10, 25}}));
+  EXPECT_TRUE(t->WriteWindows("items").empty());
+  EXPECT_FALSE(a.CountsEveryWrite(Id(till), "prices"));
+  EXPECT_TRUE(a.CountsEveryWrite(Id(till), "items"));
+  EXPECT_FALSE(a.WritesEverywhere(Id(till)));
+  EXPECT_TRUE(a.WritesEverywhere(Id(admin)));
+  // Away and back again: a second window beside the first.
+  auto p3 = g.Permit(admin, "prices", &till, Role::kMember, Level::kNone, {p2}, {{tr, 30}});
+  auto p4 = g.Permit(admin, "prices", &till, Role::kMember, Level::kWrite, {p3}, {{tr, 40}});
+  EXPECT_EQ(g.Judge().Find(Id(till))->WriteWindows("prices").at(tr),
+            (std::vector<EventWindow>{{10, 25}, {30, 40}}));
+  // Through "*": every collection no permit names, and prices, which follows it for m;
+  // not notes, which m could write all along.
+  auto q1 = g.Permit(admin, "*", &m, Role::kMember, Level::kRead, {p4}, {{mr, 5}});
+  auto q2 = g.Permit(admin, "*", &m, Role::kMember, Level::kWrite, {q1}, {{mr, 9}});
+  Authority b = g.Judge();
+  const std::vector<EventWindow> w{{5, 9}};
+  EXPECT_EQ(b.Find(Id(m))->WriteWindows("items").at(mr), w);
+  EXPECT_EQ(b.Find(Id(m))->WriteWindows("prices").at(mr), w);
+  EXPECT_TRUE(b.Find(Id(m))->WriteWindows("notes").empty());
+  EXPECT_TRUE(b.CountsEveryWrite(Id(m), "notes"));
+  // A collection a later permit names first had the history of those none named.
+  auto o1 = g.Permit(admin, "orders", &till, Role::kMember, Level::kWrite, {q2});
+  EXPECT_EQ(g.Judge().Find(Id(m))->WriteWindows("orders").at(mr), w);
+  // Given back by a statement that knew nothing past the cutoff: no window.
+  auto r1 = g.Permit(admin, "orders", &m, Role::kMember, Level::kRead, {o1}, {{mr, 12}});
+  g.Permit(admin, "orders", &m, Role::kMember, Level::kWrite, {r1}, {{mr, 12}});
+  EXPECT_EQ(g.Judge().Find(Id(m))->WriteWindows("orders").at(mr), w);
+}
+
 TEST(Authority, OfConcurrentPermitsTheLowerLevelHolds) {
   Group g;
   Identity owner = GenerateIdentity(), admin = GenerateIdentity(), m = GenerateIdentity();
@@ -552,6 +603,52 @@ TEST(Admission, OnlyTandemsOwnCollectionsAreTakenFromADeviceThatMayNotWrite) {
     EXPECT_EQ(verdict(c), engine::Admission::kAccept) << c;
   for (const char* c : {"items", kSchemasCollection, "_tandem_fill", "_tandemx"})
     EXPECT_EQ(verdict(c), engine::Admission::kRefuse) << c;
+}
+
+// What a device wrote while a write permission it has back was away is refused: a value
+// it made then, or a removal only those events explain; what it made before or since
+// counts, and so does a removal its later events may explain.
+TEST(Admission, WhatADeviceWroteWhileItCouldNotIsRefusedOnceItMayAgain) {
+  engine::ReplicaId till, m;
+  till.bytes[0] = 9;
+  m.bytes[0] = 3;
+  WriteLimits limits;
+  limits.named["prices"];  // it may write them now: no cutoff
+  limits.named_windows["prices"][till] = {{10, 25}};
+  auto put = [&](uint64_t seq) {
+    engine::FieldState s;
+    engine::ApplyPut(s, engine::Dot{till, seq}, seq, engine::Value{static_cast<int64_t>(seq)});
+    return s;
+  };
+  auto verdict = [&](const engine::FieldState& s, const engine::FieldState* ours = nullptr,
+                     const std::string& collection = "prices") {
+    return AdmitWrite(engine::FieldDelta{{collection, "r", "f"}, s}, ours, limits);
+  };
+  EXPECT_EQ(verdict(put(10)), engine::Admission::kAccept);  // while it could
+  EXPECT_EQ(verdict(put(11)), engine::Admission::kRefuse);
+  EXPECT_EQ(verdict(put(25)), engine::Admission::kRefuse);
+  EXPECT_EQ(verdict(put(26)), engine::Admission::kAccept);  // once it could again
+  EXPECT_EQ(verdict(put(11), nullptr, "items"), engine::Admission::kAccept);
+  // A later write over one made meanwhile carries only the later one.
+  engine::FieldState over = put(12);
+  engine::ApplyPut(over, engine::Dot{till, 27}, 27, engine::Value{int64_t{27}});
+  EXPECT_EQ(verdict(over), engine::Admission::kAccept);
+  // Beside a member's concurrent value, one made meanwhile still is refused.
+  engine::FieldState both = put(12);
+  engine::FieldState theirs;
+  engine::ApplyPut(theirs, engine::Dot{m, 1}, 30, engine::Value{int64_t{1}});
+  engine::Join(both, theirs);
+  EXPECT_EQ(verdict(both), engine::Admission::kRefuse);
+  // A record deletion leaves only context.
+  engine::FieldState deleted;
+  deleted.ctx = theirs.ctx;
+  deleted.ctx.Raise(till, 20);
+  EXPECT_EQ(verdict(deleted, &theirs), engine::Admission::kRefuse);
+  deleted.ctx.Raise(till, 30);  // seen past the window: a later deletion may explain it
+  EXPECT_EQ(verdict(deleted, &theirs), engine::Admission::kAccept);
+  deleted.ctx = theirs.ctx;
+  deleted.ctx.Raise(till, 10);  // before it
+  EXPECT_EQ(verdict(deleted, &theirs), engine::Admission::kAccept);
 }
 
 }  // namespace

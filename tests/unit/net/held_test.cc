@@ -361,5 +361,41 @@ TEST(Held, WithoutTheRequirementUnboundWritersAreTaken) {
   EXPECT_EQ(AdmitWrite(PutBy(Id('m'), 1, "r", 1), nullptr, g.Limits()), Admission::kHold);
 }
 
+// A device that may write again: what it wrote while it could not, which this replica
+// refused and holds nothing of, stays refused as far as the device said it had issued
+// when it last told this replica, by whatever path it comes again; what it writes later
+// counts.
+TEST(Held, WhatADeviceWroteWhileItCouldNotStaysRefusedOnceItMayWriteAgain) {
+  Group g;
+  const Identity x = GenerateIdentity();
+  const std::string device = DeviceId(x.public_key);
+  ASSERT_TRUE(Grant(*g.r, g.files, g.me, x.public_key, Role::kMember, 2).ok());
+  engine::ReplicaId xr;
+  ASSERT_TRUE(StoreBinding(*g.r, xr, NewBinding(x, &xr)).ok());
+  auto has = [&](const std::string& record) { return g.r->Get("c", record).ok(); };
+  g.Receive(Id('p'), PutBy(xr, 1, "a", 1));
+  ASSERT_TRUE(has("a"));
+  ASSERT_TRUE(SetPermit(*g.r, g.files, g.me, "c", device, Level::kRead, 3).ok());
+  g.Receive(Id('p'), PutBy(xr, 2, "b", 2));
+  EXPECT_FALSE(has("b"));
+  // x's own session said it had issued 3 events (its CaughtUp, merged nowhere).
+  engine::VersionVector claim;
+  claim.Raise(xr, 3);
+  ASSERT_TRUE(g.r->CompletePeerSync(xr, claim, false).ok());
+  ASSERT_TRUE(SetPermit(*g.r, g.files, g.me, "c", device, Level::kWrite, 4).ok());
+  const Authority a = g.Now();
+  EXPECT_EQ(a.LevelOf(device, "c"), Level::kWrite);
+  EXPECT_EQ(a.Find(device)->WriteWindows("c").at(xr), (std::vector<EventWindow>{{1, 3}}));
+  g.Receive(Id('q'), PutBy(xr, 2, "b", 2));
+  g.Receive(Id('q'), PutBy(xr, 3, "c3", 3));
+  g.Receive(Id('q'), PutBy(xr, 4, "d", 4));
+  EXPECT_FALSE(has("b"));
+  EXPECT_FALSE(has("c3"));
+  EXPECT_TRUE(has("d"));
+  // Its own rebase source no more where it wrote without permission.
+  EXPECT_FALSE(a.CountsEveryWrite(device, "c"));
+  EXPECT_TRUE(a.CountsEveryWrite(device, "other"));
+}
+
 }  // namespace
 }  // namespace tandem::net

@@ -111,6 +111,15 @@ bool RemovesOnlyByEventsAfter(const FieldState& s, const FieldState* ours, const
 bool ReliesOnEventsAfter(const FieldState& s, const FieldState* ours, const ReplicaId& r,
                          uint64_t seq);
 
+// The same test for r's events numbered in (after, upto] alone, the events a device made
+// while a permission it has back was away: `s` carries one of them as a current operation,
+// or removes from ours what only r's events explain and has seen r no further than
+// `upto`. A state that has seen r past `upto` and brings no current operation of r in
+// the window is not judged by it: r's later events, which count, may explain what it
+// removes (a record r deleted again once it could).
+bool ReliesOnEventsIn(const FieldState& s, const FieldState* ours, const ReplicaId& r,
+                      uint64_t after, uint64_t upto);
+
 // Collection. A state with no marker and no element reads as nothing: it only carries a
 // removal (a deleted record, say) to replicas that have not seen it. Once every member
 // holds the events of its context, none can send anything it removes, so it may go.

@@ -110,6 +110,14 @@ void SignStatement(Statement* s, const Identity& self, const std::array<uint8_t,
 // True if the signature is the signer's, for this group.
 bool VerifyStatement(const Statement& s, const std::array<uint8_t, 32>& root);
 
+// Events of one replica numbered in (after, upto]: what a device wrote while a
+// permission it has back was away.
+struct EventWindow {
+  uint64_t after = 0;
+  uint64_t upto = 0;
+  bool operator==(const EventWindow&) const = default;
+};
+
 // One device's standing, as the statements establish it.
 struct Standing {
   std::array<uint8_t, 32> key{};
@@ -128,6 +136,14 @@ struct Standing {
   // does not name a replica). Kept while the permission stays away.
   std::map<std::string, std::map<engine::ReplicaId, uint64_t>> write_cutoffs;
   const std::map<engine::ReplicaId, uint64_t>& WriteCutoff(const std::string& collection) const;
+  // For each collection whose write permission it lost and got back, per replica, the
+  // events it made meanwhile: from the write cutoff to what the statement that gave the
+  // permission back recorded of that replica. They stay refused for good, so that a
+  // replica judging them after the permission came back decides as one that judged them
+  // before. Kept once the permission is back, and through every later change.
+  std::map<std::string, std::map<engine::ReplicaId, std::vector<EventWindow>>> write_windows;
+  const std::map<engine::ReplicaId, std::vector<EventWindow>>& WriteWindows(
+      const std::string& collection) const;
 };
 
 // One permit in force: for `collection` (or kAnyCollection), a device or a role.
@@ -176,9 +192,13 @@ struct Authority {
   // its role and kAnyCollection; else write for members and above, read for readers.
   // kSchemasCollection: write for admins and above, read for the others.
   Level LevelOf(const std::string& device, const std::string& collection) const;
+  // True if `device` may write `collection` and every write it ever made there counts
+  // (no write permission it lost there came back: EventWindow): what its own writes
+  // removed there, every member takes as removed.
+  bool CountsEveryWrite(const std::string& device, const std::string& collection) const;
   // True if `device` may write every collection (the schemas aside, as LevelOf) and no
-  // withdrawal of a write permission of it is in force: what its own writes removed,
-  // every member takes as removed.
+  // withdrawal of a write permission of it is in force or was ever lifted: what its own
+  // writes removed, every member takes as removed.
   bool WritesEverywhere(const std::string& device) const;
 };
 

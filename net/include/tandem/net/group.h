@@ -212,6 +212,11 @@ Status ComputeCutoff(engine::Replica& r, const std::vector<engine::ReplicaId>& r
 struct WriteLimits {
   std::map<std::string, std::map<engine::ReplicaId, uint64_t>> named;  // collections permits name
   std::map<engine::ReplicaId, uint64_t> others;                        // every other collection
+  // What devices that may write again wrote while they could not (Standing::write_windows),
+  // by the same split: refused as a cutoff's later events are.
+  using Windows = std::map<engine::ReplicaId, std::vector<EventWindow>>;
+  std::map<std::string, Windows> named_windows;
+  Windows other_windows;
   bool hold_unbound = false;  // the group requires bound replicas
   // The replicas bound to a device the statements name, and this replica's id: when
   // hold_unbound, only their events are judged; the others' are held.
@@ -219,6 +224,10 @@ struct WriteLimits {
   const std::map<engine::ReplicaId, uint64_t>& For(const std::string& collection) const {
     auto it = named.find(collection);
     return it == named.end() ? others : it->second;
+  }
+  const Windows& WindowsFor(const std::string& collection) const {
+    auto it = named_windows.find(collection);
+    return it == named_windows.end() ? other_windows : it->second;
   }
 };
 Result<WriteLimits> WriteLimitsOf(engine::Replica& r, const Authority& a);
