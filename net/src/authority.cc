@@ -227,52 +227,69 @@ class Judge {
                !IsExtension(x.kind)) {
       concerned.push_back(x.subject);
     }
-    // A collection named for the first time had the history of those no permit names.
+    // A collection named for the first time had the history of those no permit names:
+    // where their write permission is away, and what was written while it was.
     if (x.kind == StatementKind::kPermit && s->names.insert(x.collection).second)
       for (auto& [k, d] : s->by_key) {
-        auto any = d.write_windows.find(kAnyCollection);
-        if (any != d.write_windows.end()) d.write_windows[x.collection] = any->second;
+        if (auto any = d.write_cutoffs.find(kAnyCollection); any != d.write_cutoffs.end())
+          d.write_cutoffs[x.collection] = any->second;
+        if (d.write_taken.count(kAnyCollection)) d.write_taken.insert(x.collection);
+        if (auto any = d.write_windows.find(kAnyCollection); any != d.write_windows.end())
+          d.write_windows[x.collection] = any->second;
       }
     s->names.insert(kAnyCollection);
     s->names.insert(kSchemasCollection);
     std::map<Key, std::map<std::string, Level>> before;
-    for (const Key& k : concerned)
+    std::set<Key> added;  // new: had all, as far as cutoffs go, but never wrote
+    for (const Key& k : concerned) {
+      if (!s->by_key.count(k)) added.insert(k);
       for (const auto& c : s->names)
-        before[k][c] = s->by_key.count(k) ? s->LevelIn(k, c) : Level::kWrite;  // new: had all
+        before[k][c] = added.count(k) ? Level::kWrite : s->LevelIn(k, c);
+    }
     Effect(s, i);
     for (const Key& k : concerned) {
       auto it = s->by_key.find(k);
       if (it == s->by_key.end() || it->second.revoked) continue;
-      auto& starts = it->second.write_cutoffs;
+      Standing& d = it->second;
+      auto& starts = d.write_cutoffs;
       for (const auto& c : s->names) {
         if (s->LevelIn(k, c) == Level::kWrite) {
           auto away = starts.find(c);
           if (away == starts.end()) continue;
           // Back: what it wrote from the cutoff to what this statement recorded of it
-          // stays refused (0 where either does not name a replica).
+          // stays refused (0 where either does not name a replica; the statement may name
+          // other devices' replicas too, which WriteLimitsOf leaves out).
           std::map<engine::ReplicaId, uint64_t> bounds = away->second;
           for (const auto& [r, n] : x.cutoff) bounds.try_emplace(r, 0);
-          auto& windows = it->second.write_windows[c];
+          const bool taken = d.write_taken.erase(c) > 0;
+          auto& windows = d.write_windows[c];
           for (const auto& [r, after] : bounds) {
             auto upto = x.cutoff.find(r);
-            if (upto != x.cutoff.end() && upto->second > after)
-              windows[r].push_back({after, upto->second});
+            if (upto == x.cutoff.end() || upto->second <= after) continue;
+            auto& of = windows[r];
+            if (!of.empty() && of.back().upto >= after) {  // one window, overlapping
+              of.back().upto = std::max(of.back().upto, upto->second);
+              of.back().after = std::min(of.back().after, after);
+              of.back().taken = of.back().taken || taken;
+            } else {
+              of.push_back({after, upto->second, taken});
+            }
           }
-          if (windows.empty()) it->second.write_windows.erase(c);
           starts.erase(away);
         } else if (before[k][c] == Level::kWrite) {
           starts[c] = x.cutoff;  // taken away now
+          if (!added.count(k)) d.write_taken.insert(c);
         } else if (!starts.count(c)) {
           // Away all along, under the permission of the collections no permit named.
           auto any = starts.find(kAnyCollection);
           starts[c] = any == starts.end() ? std::map<engine::ReplicaId, uint64_t>{} : any->second;
+          if (d.write_taken.count(kAnyCollection)) d.write_taken.insert(c);
         }
       }
       // Each named collection keeps its own windows (none, if its permission never came
       // back), so that only the collections no permit names read those of kAnyCollection.
-      auto& windows = it->second.write_windows;
-      if (!windows.empty())
-        for (const auto& c : s->names) windows.try_emplace(c);
+      if (!d.write_windows.empty())
+        for (const auto& c : s->names) d.write_windows.try_emplace(c);
     }
   }
 
@@ -739,7 +756,7 @@ Level Authority::LevelOf(const std::string& device, const std::string& collectio
 
 bool Authority::CountsEveryWrite(const std::string& device, const std::string& collection) const {
   const Standing* s = Find(device);
-  return LevelOf(device, collection) == Level::kWrite && s && s->WriteWindows(collection).empty();
+  return LevelOf(device, collection) == Level::kWrite && s && !s->WroteWhileTaken(collection);
 }
 
 bool Authority::WritesEverywhere(const std::string& device) const {
@@ -751,7 +768,7 @@ bool Authority::WritesEverywhere(const std::string& device) const {
   for (const auto& [c, cutoff] : s->write_cutoffs)
     if (c != kSchemasCollection) return false;
   for (const auto& [c, windows] : s->write_windows)
-    if (c != kSchemasCollection && !windows.empty()) return false;
+    if (c != kSchemasCollection && s->WroteWhileTaken(c)) return false;
   // Every collection a permit names, and the others (kAnyCollection), as LevelOf judges.
   if (LevelOf(device, kAnyCollection) != Level::kWrite) return false;
   for (const auto& p : permits)
@@ -774,6 +791,13 @@ const std::map<engine::ReplicaId, std::vector<EventWindow>>& Standing::WriteWind
   auto it = write_windows.find(collection);
   if (it == write_windows.end()) it = write_windows.find(kAnyCollection);
   return it == write_windows.end() ? kNone : it->second;
+}
+
+bool Standing::WroteWhileTaken(const std::string& collection) const {
+  for (const auto& [r, windows] : WriteWindows(collection))
+    for (const EventWindow& w : windows)
+      if (w.taken) return true;
+  return false;
 }
 
 Authority Evaluate(const Key& root, const std::vector<std::string>& statements,

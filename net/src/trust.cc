@@ -412,6 +412,20 @@ Status RaiseToWhatTheyIssued(engine::Replica& r, const std::vector<engine::Repli
   return Status::Ok();
 }
 
+// True if `device`, given `role`, may write a collection it may not write now.
+bool GivesWriteBack(const Authority& a, const std::string& device, Role role) {
+  Authority as = a;
+  auto it = as.devices.find(device);
+  if (it == as.devices.end()) return false;
+  it->second.role = role;
+  std::set<std::string> names{kAnyCollection, kSchemasCollection};
+  for (const auto& p : a.permits) names.insert(p.collection);
+  for (const auto& c : names)
+    if (as.LevelOf(device, c) == Level::kWrite && a.LevelOf(device, c) != Level::kWrite)
+      return true;
+  return false;
+}
+
 // Signed statements and no founder in the unsigned records: a group founded with
 // statements, whose root was lost. Who founded it cannot be told from what members
 // wrote (any of them could sign a rival chain), and the unsigned rules would let any
@@ -559,8 +573,12 @@ Status SetRole(engine::Replica& r, const GroupPaths& files, const Identity& self
   // up to where what it wrote while it could not stays refused).
   TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasOf(r, {device}));
   TANDEM_RETURN_IF_ERROR(ComputeCutoff(r, replicas, &st.cutoff));
-  if (role > s->role) TANDEM_RETURN_IF_ERROR(RaiseToWhatTheyIssued(r, replicas, &st.cutoff));
-  while (st.cutoff.size() > kMaxStatementCutoffs) st.cutoff.erase(std::prev(st.cutoff.end()));
+  if (GivesWriteBack(a, device, role))
+    TANDEM_RETURN_IF_ERROR(RaiseToWhatTheyIssued(r, replicas, &st.cutoff));
+  // Cut short, it would refuse what the replicas left out wrote while they could.
+  if (st.cutoff.size() > kMaxStatementCutoffs)
+    return Status::Invalid("too many replicas for one role statement (at most " +
+                           std::to_string(kMaxStatementCutoffs) + ")");
   return Sign(r, self, a, st, now_ms);
 }
 
@@ -671,7 +689,22 @@ Result<WriteLimits> WriteLimitsOf(engine::Replica& r, const Authority& a) {
     const std::string& device = entry.first;
     const std::vector<engine::ReplicaId>& ids = entry.second;
     const Standing* d = a.Find(device);
-    if (!d || d->revoked || d->founder) continue;  // revoked: the revocation cutoff
+    if (!d || d->founder) continue;
+    // What it wrote while a permission it got back was away, for its own replicas (a
+    // statement for a role names every replica of the role's devices); a revoked
+    // device's too, since its revocation cutoff refuses only what came after.
+    auto windows = [&](WriteLimits::Windows* into, const std::string& c) {
+      const auto& of = d->WriteWindows(c);
+      for (const auto& id : ids) {
+        auto w = of.find(id);
+        if (id == meta.id || w == of.end()) continue;
+        auto& to = (*into)[id];
+        to.insert(to.end(), w->second.begin(), w->second.end());
+      }
+    };
+    for (const auto& c : named) windows(&out.named_windows[c], c);
+    windows(&out.other_windows, std::string(1, '\0'));
+    if (d->revoked) continue;  // the revocation cutoff
     auto limit = [&](std::map<engine::ReplicaId, uint64_t>* into, const std::string& c) {
       if (a.LevelOf(device, c) == Level::kWrite) return;
       const auto& cutoff = d->WriteCutoff(c);
@@ -684,17 +717,6 @@ Result<WriteLimits> WriteLimitsOf(engine::Replica& r, const Authority& a) {
     for (const auto& c : named) limit(&out.named[c], c);
     // A name no permit uses, standing for every other collection.
     limit(&out.others, std::string(1, '\0'));
-  }
-  // What devices wrote while a permission they have back was away, by the replica ids the
-  // statements named (signed: no binding needed). A revoked device's cutoff covers them.
-  for (const auto& [device, d] : a.devices) {
-    if (d.revoked || d.founder) continue;
-    auto windows = [&](WriteLimits::Windows* into, const std::string& c) {
-      for (const auto& [id, w] : d.WriteWindows(c))
-        if (id != meta.id && !w.empty()) (*into)[id] = w;
-    };
-    for (const auto& c : named) windows(&out.named_windows[c], c);
-    windows(&out.other_windows, std::string(1, '\0'));
   }
   return out;
 }
@@ -729,6 +751,12 @@ Result<engine::Replica::Judged> JudgeHeldChanges(engine::Replica& r, const Autho
                                                  const engine::CollectionFilter& receive) {
   TANDEM_ASSIGN_OR_RETURN(auto cutoffs, RevocationCutoffs(r, a));
   TANDEM_ASSIGN_OR_RETURN(auto limits, WriteLimitsOf(r, a));
+  return JudgeHeldChanges(r, cutoffs, limits, receive);
+}
+
+Result<engine::Replica::Judged> JudgeHeldChanges(
+    engine::Replica& r, const std::map<engine::ReplicaId, uint64_t>& cutoffs,
+    const WriteLimits& limits, const engine::CollectionFilter& receive) {
   return r.JudgeHeld([&](const engine::FieldDelta& d, const engine::FieldState* ours) {
     if (!receive.Allows(d.key.collection)) return engine::Admission::kFilter;  // stays held
     for (const auto& [id, cutoff] : cutoffs)

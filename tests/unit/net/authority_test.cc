@@ -464,7 +464,7 @@ TEST(Authority, WhatADeviceWroteWhileItCouldNotStaysRefusedOnceItMayAgain) {
   const Standing* t = a.Find(Id(till));
   EXPECT_EQ(a.LevelOf(Id(till), "prices"), Level::kWrite);
   EXPECT_TRUE(t->WriteCutoff("prices").empty());
-  EXPECT_EQ(t->WriteWindows("prices").at(tr), (std::vector<EventWindow>{{10, 25}}));
+  EXPECT_EQ(t->WriteWindows("prices").at(tr), (std::vector<EventWindow>{{10, 25, true}}));
   EXPECT_TRUE(t->WriteWindows("items").empty());
   EXPECT_FALSE(a.CountsEveryWrite(Id(till), "prices"));
   EXPECT_TRUE(a.CountsEveryWrite(Id(till), "items"));
@@ -474,13 +474,13 @@ TEST(Authority, WhatADeviceWroteWhileItCouldNotStaysRefusedOnceItMayAgain) {
   auto p3 = g.Permit(admin, "prices", &till, Role::kMember, Level::kNone, {p2}, {{tr, 30}});
   auto p4 = g.Permit(admin, "prices", &till, Role::kMember, Level::kWrite, {p3}, {{tr, 40}});
   EXPECT_EQ(g.Judge().Find(Id(till))->WriteWindows("prices").at(tr),
-            (std::vector<EventWindow>{{10, 25}, {30, 40}}));
+            (std::vector<EventWindow>{{10, 25, true}, {30, 40, true}}));
   // Through "*": every collection no permit names, and prices, which follows it for m;
   // not notes, which m could write all along.
   auto q1 = g.Permit(admin, "*", &m, Role::kMember, Level::kRead, {p4}, {{mr, 5}});
   auto q2 = g.Permit(admin, "*", &m, Role::kMember, Level::kWrite, {q1}, {{mr, 9}});
   Authority b = g.Judge();
-  const std::vector<EventWindow> w{{5, 9}};
+  const std::vector<EventWindow> w{{5, 9, true}};
   EXPECT_EQ(b.Find(Id(m))->WriteWindows("items").at(mr), w);
   EXPECT_EQ(b.Find(Id(m))->WriteWindows("prices").at(mr), w);
   EXPECT_TRUE(b.Find(Id(m))->WriteWindows("notes").empty());
@@ -490,8 +490,41 @@ TEST(Authority, WhatADeviceWroteWhileItCouldNotStaysRefusedOnceItMayAgain) {
   EXPECT_EQ(g.Judge().Find(Id(m))->WriteWindows("orders").at(mr), w);
   // Given back by a statement that knew nothing past the cutoff: no window.
   auto r1 = g.Permit(admin, "orders", &m, Role::kMember, Level::kRead, {o1}, {{mr, 12}});
-  g.Permit(admin, "orders", &m, Role::kMember, Level::kWrite, {r1}, {{mr, 12}});
+  auto r2 = g.Permit(admin, "orders", &m, Role::kMember, Level::kWrite, {r1}, {{mr, 12}});
   EXPECT_EQ(g.Judge().Find(Id(m))->WriteWindows("orders").at(mr), w);
+  // Write on a collection given by the permit that first names it, to a device that
+  // could only read every collection no permit names: what it wrote meanwhile there
+  // stays refused too.
+  auto u1 = g.Permit(admin, "*", &till, Role::kMember, Level::kRead, {r2}, {{tr, 50}});
+  g.Permit(admin, "invoices", &till, Role::kMember, Level::kWrite, {u1}, {{tr, 60}});
+  Authority c = g.Judge();
+  EXPECT_EQ(c.LevelOf(Id(till), "invoices"), Level::kWrite);
+  EXPECT_EQ(c.Find(Id(till))->WriteWindows("invoices").at(tr),
+            (std::vector<EventWindow>{{50, 60, true}}));
+}
+
+// A reader given write: what its replicas issued while it could not write (its own
+// records in tandem's collections, say) is a window too, but one opened without taking
+// anything from it: it wrote nothing then that it thought counted, so what its writes
+// remove is still taken as removed (a rebase on it, its collected vector).
+TEST(Authority, AReaderPromotedRemainsARebaseSource) {
+  Group g;
+  Identity admin = GenerateIdentity(), r = GenerateIdentity();
+  const engine::ReplicaId rr =
+      engine::ReplicaId::FromBytes(reinterpret_cast<const uint8_t*>("rrrrrrrrrrrrrrrr"));
+  auto s1 = g.Add(g.root, admin, Role::kAdmin);
+  auto s2 = g.Add(admin, r, Role::kReader, {s1});
+  Statement up;
+  up.kind = StatementKind::kRole;
+  up.subject = r.public_key;
+  up.role = Role::kMember;
+  up.cutoff = {{rr, 7}};
+  g.Keep(up, admin, {s2});
+  Authority a = g.Judge();
+  EXPECT_EQ(a.LevelOf(Id(r), "items"), Level::kWrite);
+  EXPECT_EQ(a.Find(Id(r))->WriteWindows("items").at(rr), (std::vector<EventWindow>{{0, 7, false}}));
+  EXPECT_TRUE(a.CountsEveryWrite(Id(r), "items"));
+  EXPECT_TRUE(a.WritesEverywhere(Id(r)));
 }
 
 TEST(Authority, OfConcurrentPermitsTheLowerLevelHolds) {

@@ -385,7 +385,7 @@ TEST(Held, WhatADeviceWroteWhileItCouldNotStaysRefusedOnceItMayWriteAgain) {
   ASSERT_TRUE(SetPermit(*g.r, g.files, g.me, "c", device, Level::kWrite, 4).ok());
   const Authority a = g.Now();
   EXPECT_EQ(a.LevelOf(device, "c"), Level::kWrite);
-  EXPECT_EQ(a.Find(device)->WriteWindows("c").at(xr), (std::vector<EventWindow>{{1, 3}}));
+  EXPECT_EQ(a.Find(device)->WriteWindows("c").at(xr), (std::vector<EventWindow>{{1, 3, true}}));
   g.Receive(Id('q'), PutBy(xr, 2, "b", 2));
   g.Receive(Id('q'), PutBy(xr, 3, "c3", 3));
   g.Receive(Id('q'), PutBy(xr, 4, "d", 4));

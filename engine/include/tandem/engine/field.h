@@ -91,7 +91,9 @@ bool Join(FieldState& into, const FieldState& other);
 
 // True if Join(into, other) would change `into`: `other` brings an operation, a removal,
 // a counter total or an event `into` has not seen. One that brings none is the same
-// whoever wrote it, so no judgement of its writer needs to refuse it.
+// whoever wrote it, so no judgement of its writer needs to refuse it. Exact for normal
+// states (every decoded one): Join may also tidy an abnormal `into` (an element with no
+// dots) without that counting as a change here.
 bool JoinChanges(const FieldState& into, const FieldState& other);
 
 // True if one of the state's current operations (a marker, or a set element's dot) is an

@@ -115,6 +115,10 @@ bool VerifyStatement(const Statement& s, const std::array<uint8_t, 32>& root);
 struct EventWindow {
   uint64_t after = 0;
   uint64_t upto = 0;
+  // The permission was taken from the device while it could write: it may have written
+  // then, offline, believing it could (a device that never could, a reader promoted, did
+  // not, unless a build of its own).
+  bool taken = false;
   bool operator==(const EventWindow&) const = default;
 };
 
@@ -144,6 +148,13 @@ struct Standing {
   std::map<std::string, std::map<engine::ReplicaId, std::vector<EventWindow>>> write_windows;
   const std::map<engine::ReplicaId, std::vector<EventWindow>>& WriteWindows(
       const std::string& collection) const;
+  // The collections whose write permission was taken from it while it could write, and
+  // is still away (EventWindow::taken).
+  std::set<std::string> write_taken;
+  // True if a window in `collection` opened when the permission was taken from it: what
+  // it removed then (offline, say) is refused, so its own removals there are not the
+  // group's (Authority::CountsEveryWrite).
+  bool WroteWhileTaken(const std::string& collection) const;
 };
 
 // One permit in force: for `collection` (or kAnyCollection), a device or a role.
@@ -192,9 +203,9 @@ struct Authority {
   // its role and kAnyCollection; else write for members and above, read for readers.
   // kSchemasCollection: write for admins and above, read for the others.
   Level LevelOf(const std::string& device, const std::string& collection) const;
-  // True if `device` may write `collection` and every write it ever made there counts
-  // (no write permission it lost there came back: EventWindow): what its own writes
-  // removed there, every member takes as removed.
+  // True if `device` may write `collection` and every write it made there counts (no
+  // write permission taken from it there came back: Standing::WroteWhileTaken): what its
+  // own writes removed there, every member takes as removed.
   bool CountsEveryWrite(const std::string& device, const std::string& collection) const;
   // True if `device` may write every collection (the schemas aside, as LevelOf) and no
   // withdrawal of a write permission of it is in force or was ever lifted: what its own

@@ -242,6 +242,10 @@ engine::Admission AdmitWrite(const engine::FieldDelta& d, const engine::FieldSta
 // be applied once a wider filter takes it (its peer will not send it again).
 Result<engine::Replica::Judged> JudgeHeldChanges(engine::Replica& r, const Authority& a,
                                                  const engine::CollectionFilter& receive);
+// The same with the cutoffs and limits already read (RevocationCutoffs, WriteLimitsOf).
+Result<engine::Replica::Judged> JudgeHeldChanges(
+    engine::Replica& r, const std::map<engine::ReplicaId, uint64_t>& cutoffs,
+    const WriteLimits& limits, const engine::CollectionFilter& receive);
 
 // --- Invites ---------------------------------------------------------------------
 struct Invite {
