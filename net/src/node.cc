@@ -206,10 +206,19 @@ engine::SessionOptions Core::SessionOptionsFor(const Key32& peer,
   };
   so.admit = [this](const engine::FieldDelta& d, const engine::FieldState* ours) {
     std::lock_guard lock(trust_mu_);
-    if (d.key.collection == kStatementsCollection) return AdmitStatement(d, root_);
+    if (d.key.collection == kStatementsCollection) {
+      const engine::Admission a = AdmitStatement(d, root_);
+      if (a == engine::Admission::kAccept) statements_unjudged_ = true;
+      return a;
+    }
     if (d.key.collection == kBindingsCollection) return AdmitBinding(d);
     if (d.key.collection == kReportsCollection) return AdmitReport(d);
-    return AdmitWrite(d, ours, limits_);
+    const engine::Admission a = AdmitWrite(d, ours, limits_);
+    // Statements taken since the limits were read may give the writer its permission
+    // back (a write made after it came back travels with it, in this very batch, say):
+    // held, and judged once the batch is in with limits read again (TryJudgeHeld).
+    if (a == engine::Admission::kRefuse && statements_unjudged_) return engine::Admission::kHold;
+    return a;
   };
   return so;
 }
@@ -253,20 +262,25 @@ void Core::RefreshTrust() {
   bool judge = false;
   {
     std::lock_guard lock(trust_mu_);
-    cutoffs_ = std::move(*c);
-    limits_ = std::move(*w);
+    // Unless the storage worker read newer ones meanwhile (TryJudgeHeld).
+    if (upto >= limits_upto_) {
+      cutoffs_ = std::move(*c);
+      limits_ = std::move(*w);
+      limits_upto_ = upto;
+    }
     root_ = a->legacy ? std::nullopt : std::optional<Key32>(a->root);
     authority_ = std::move(*a);
     trusted_upto_.store(upto, std::memory_order_release);
     // New bindings (or new members to bind to): held states may go now, and a founder
     // may now require bound replicas.
-    judge = limits_.bound != judged_bound_;
+    // And at start: held changes a stop left unjudged.
+    judge = limits_.bound != judged_bound_ || !judged_once_;
     if (judge) judged_bound_ = limits_.bound;
+    judged_once_ = true;
   }
   if (!judge) return;
-  if (authority_.bindings_required) {
-    JudgeHeld();
-  } else if (!authority_.legacy && authority_.root == self_.public_key) {
+  JudgeHeld();
+  if (!authority_.bindings_required && !authority_.legacy && authority_.root == self_.public_key) {
     // Also at start (nothing judged yet): the founder requires them as soon as it can,
     // judging also what the peers in session hold, not applied here yet (a device that
     // joined with --merge brings another group's writers).
@@ -293,25 +307,38 @@ void Core::JudgeHeldNow() {
   // Held states stay held if this fails (a full disk, say): the next batch or bindings
   // judge them again.
   if (Status st = TryJudgeHeld(); !st.ok())
-    asio::post(io_, [this, st] {
-      Log("cannot judge the changes held for their writers' bindings: " + st.ToString());
-    });
+    asio::post(io_, [this, st] { Log("cannot judge the held changes again: " + st.ToString()); });
 }
 
 Status Core::TryJudgeHeld() {
-  Authority a;
+  // As a session would judge them now (Session::Apply, SessionOptionsFor), with the
+  // statements and bindings read again: the batch just applied may have brought some.
+  // Every batch taken so far is in (this is the storage worker, which applies them), so
+  // the limits read here cover every statement a session took.
+  uint64_t upto = 0;
+  {
+    TANDEM_ASSIGN_OR_RETURN(auto txn, replica_.store().BeginRead());
+    TANDEM_RETURN_IF_ERROR(txn->LastLogSeq(&upto));
+  }
+  TANDEM_ASSIGN_OR_RETURN(auto a, ReadAuthority(replica_, opt_.files, &worker_verified_));
+  TANDEM_ASSIGN_OR_RETURN(auto cutoffs, RevocationCutoffs(replica_, a));
+  TANDEM_ASSIGN_OR_RETURN(auto limits, WriteLimitsOf(replica_, a));
   {
     std::lock_guard lock(trust_mu_);
-    if (!authority_.bindings_required) return Status::Ok();  // nothing is held
-    a = authority_;
+    if (upto >= limits_upto_) {
+      cutoffs_ = cutoffs;
+      limits_ = limits;
+      limits_upto_ = upto;
+    }
+    statements_unjudged_ = false;
   }
-  // As a session would judge them now (Session::Apply, SessionOptionsFor), with the
-  // bindings read again: the batch just applied may have brought some.
-  TANDEM_ASSIGN_OR_RETURN(auto judged, JudgeHeldChanges(replica_, a, WithSystem(opt_.receive)));
-  if (judged.applied + judged.refused)
+  TANDEM_ASSIGN_OR_RETURN(auto judged,
+                          JudgeHeldChanges(replica_, cutoffs, limits, WithSystem(opt_.receive)));
+  // (What it refuses, the session that held it counted already.)
+  if (judged.applied)
     asio::post(io_, [this, judged] {
-      Log("the bindings of their writers arrived: applied " + std::to_string(judged.applied) +
-          " held changes, refused " + std::to_string(judged.refused) + ", still held " +
+      Log("judged the held changes again: applied " + std::to_string(judged.applied) +
+          ", refused " + std::to_string(judged.refused) + ", still held " +
           std::to_string(judged.held));
     });
   return Status::Ok();

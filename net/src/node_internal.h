@@ -296,9 +296,10 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   }
   // Re-reads the authority (statements, revocation cutoffs) after a change.
   void RefreshTrust();
-  // Judges the changes held for their writer's binding again (engine::Replica::JudgeHeld),
-  // on the storage worker: after new bindings arrived. JudgeHeldNow runs there (after
-  // a session's batch too), and logs what it did.
+  // Judges the held changes again (engine::Replica::JudgeHeld): those held for their
+  // writer's binding, or refused by limits read before statements a session took, on the
+  // storage worker: at start and after new bindings arrived. JudgeHeldNow runs there
+  // (after a session's batch too), and logs what it did.
   void JudgeHeld();
   void JudgeHeldNow();
   Status TryJudgeHeld();
@@ -383,10 +384,17 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   // it ends the session (CheckTrust) before that data goes.
   std::atomic<uint64_t> trusted_upto_{0};
   WriteLimits limits_;
+  uint64_t limits_upto_ = 0;  // how far the log was when cutoffs_ and limits_ were read
+  // A session took a statement that limits_ were read without (set by its admit, cleared
+  // by TryJudgeHeld, both on the storage worker): what the limits refuse is held until
+  // they are read again.
+  bool statements_unjudged_ = false;
   std::set<engine::ReplicaId> judged_bound_;  // limits_.bound when JudgeHeld last ran
-  std::optional<Key32> root_;                 // none in a legacy group
-  std::set<StatementId> verified_;  // statements whose signatures were checked (node thread)
-  engine::ReplicaId published_{};   // the replica id PublishBinding last looked at
+  bool judged_once_ = false;
+  std::optional<Key32> root_;              // none in a legacy group
+  std::set<StatementId> verified_;         // statements whose signatures were checked (node thread)
+  std::set<StatementId> worker_verified_;  // the same, on the storage worker (TryJudgeHeld)
+  engine::ReplicaId published_{};          // the replica id PublishBinding last looked at
   bool poll_scheduled_ = false, stopping_ = false;
   size_t dials_running_ = 0;
   size_t handshaking_ = 0;  // inbound connections not yet authenticated
