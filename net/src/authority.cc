@@ -266,14 +266,7 @@ class Judge {
           for (const auto& [r, after] : bounds) {
             auto upto = x.cutoff.find(r);
             if (upto == x.cutoff.end() || upto->second <= after) continue;
-            auto& of = windows[r];
-            if (!of.empty() && of.back().upto >= after) {  // one window, overlapping
-              of.back().upto = std::max(of.back().upto, upto->second);
-              of.back().after = std::min(of.back().after, after);
-              of.back().taken = of.back().taken || taken;
-            } else {
-              of.push_back({after, upto->second, taken});
-            }
+            AddEventWindow(&windows[r], {after, upto->second, taken});
           }
           starts.erase(away);
         } else if (before[k][c] == Level::kWrite) {
@@ -791,6 +784,23 @@ const std::map<engine::ReplicaId, std::vector<EventWindow>>& Standing::WriteWind
   auto it = write_windows.find(collection);
   if (it == write_windows.end()) it = write_windows.find(kAnyCollection);
   return it == write_windows.end() ? kNone : it->second;
+}
+
+void AddEventWindow(std::vector<EventWindow>* windows, EventWindow w) {
+  std::vector<EventWindow> out;
+  for (const EventWindow& v : *windows) {
+    if (v.upto < w.after || w.upto < v.after) {
+      out.push_back(v);
+      continue;
+    }
+    w.after = std::min(w.after, v.after);
+    w.upto = std::max(w.upto, v.upto);
+    w.taken = w.taken || v.taken;
+  }
+  out.push_back(w);
+  std::sort(out.begin(), out.end(),
+            [](const EventWindow& x, const EventWindow& y) { return x.after < y.after; });
+  *windows = std::move(out);
 }
 
 bool Standing::WroteWhileTaken(const std::string& collection) const {

@@ -267,6 +267,7 @@ void Core::RefreshTrust() {
       cutoffs_ = std::move(*c);
       limits_ = std::move(*w);
       limits_upto_ = upto;
+      limits_authority_ = *a;
     }
     root_ = a->legacy ? std::nullopt : std::optional<Key32>(a->root);
     authority_ = std::move(*a);
@@ -315,20 +316,32 @@ Status Core::TryJudgeHeld() {
   // statements and bindings read again: the batch just applied may have brought some.
   // Every batch taken so far is in (this is the storage worker, which applies them), so
   // the limits read here cover every statement a session took.
-  uint64_t upto = 0;
+  // The statements are read again only when a session took some since the limits were
+  // (reading them costs a pass over every statement); the bindings always.
+  bool unjudged = false;
+  Authority a;
   {
-    TANDEM_ASSIGN_OR_RETURN(auto txn, replica_.store().BeginRead());
-    TANDEM_RETURN_IF_ERROR(txn->LastLogSeq(&upto));
+    std::lock_guard lock(trust_mu_);
+    unjudged = statements_unjudged_;
+    if (!unjudged) a = limits_authority_;
   }
-  TANDEM_ASSIGN_OR_RETURN(auto a, ReadAuthority(replica_, opt_.files, &worker_verified_));
+  uint64_t upto = 0;
+  if (unjudged) {
+    {
+      TANDEM_ASSIGN_OR_RETURN(auto txn, replica_.store().BeginRead());
+      TANDEM_RETURN_IF_ERROR(txn->LastLogSeq(&upto));
+    }
+    TANDEM_ASSIGN_OR_RETURN(a, ReadAuthority(replica_, opt_.files, &worker_verified_));
+  }
   TANDEM_ASSIGN_OR_RETURN(auto cutoffs, RevocationCutoffs(replica_, a));
   TANDEM_ASSIGN_OR_RETURN(auto limits, WriteLimitsOf(replica_, a));
-  {
+  if (unjudged) {
     std::lock_guard lock(trust_mu_);
     if (upto >= limits_upto_) {
       cutoffs_ = cutoffs;
       limits_ = limits;
       limits_upto_ = upto;
+      limits_authority_ = a;
     }
     statements_unjudged_ = false;
   }

@@ -384,7 +384,8 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   // it ends the session (CheckTrust) before that data goes.
   std::atomic<uint64_t> trusted_upto_{0};
   WriteLimits limits_;
-  uint64_t limits_upto_ = 0;  // how far the log was when cutoffs_ and limits_ were read
+  uint64_t limits_upto_ = 0;    // how far the log was when cutoffs_ and limits_ were read
+  Authority limits_authority_;  // and the authority they were read under
   // A session took a statement that limits_ were read without (set by its admit, cleared
   // by TryJudgeHeld, both on the storage worker): what the limits refuse is held until
   // they are read again.

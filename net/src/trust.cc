@@ -412,18 +412,37 @@ Status RaiseToWhatTheyIssued(engine::Replica& r, const std::vector<engine::Repli
   return Status::Ok();
 }
 
-// True if `device`, given `role`, may write a collection it may not write now.
-bool GivesWriteBack(const Authority& a, const std::string& device, Role role) {
+// Whether `device`, given `role`, may write a collection it may not write now (gives),
+// and whether it may no longer write one it may (takes).
+struct WriteChange {
+  bool gives = false;
+  bool takes = false;
+};
+WriteChange WriteChangeOf(const Authority& a, const std::string& device, Role role) {
+  WriteChange out;
   Authority as = a;
   auto it = as.devices.find(device);
-  if (it == as.devices.end()) return false;
+  if (it == as.devices.end()) return out;
   it->second.role = role;
   std::set<std::string> names{kAnyCollection, kSchemasCollection};
   for (const auto& p : a.permits) names.insert(p.collection);
-  for (const auto& c : names)
-    if (as.LevelOf(device, c) == Level::kWrite && a.LevelOf(device, c) != Level::kWrite)
-      return true;
-  return false;
+  for (const auto& c : names) {
+    const bool now = a.LevelOf(device, c) == Level::kWrite;
+    const bool then = as.LevelOf(device, c) == Level::kWrite;
+    out.gives |= then && !now;
+    out.takes |= now && !then;
+  }
+  return out;
+}
+
+// A write cutoff for a statement: its zero entries say what absence says (unlike a
+// revocation's, where absence leaves another revocation's cutoff alone), and past
+// kMaxStatementCutoffs replicas the last are left out (a device that made that many
+// replicas loses, at the replicas left out, what it wrote before: it cannot keep
+// itself from being limited so).
+void FitWriteCutoff(std::map<engine::ReplicaId, uint64_t>* cutoff) {
+  std::erase_if(*cutoff, [](const auto& e) { return e.second == 0; });
+  while (cutoff->size() > kMaxStatementCutoffs) cutoff->erase(std::prev(cutoff->end()));
 }
 
 // Signed statements and no founder in the unsigned records: a group founded with
@@ -573,12 +592,12 @@ Status SetRole(engine::Replica& r, const GroupPaths& files, const Identity& self
   // up to where what it wrote while it could not stays refused).
   TANDEM_ASSIGN_OR_RETURN(auto replicas, ReplicasOf(r, {device}));
   TANDEM_RETURN_IF_ERROR(ComputeCutoff(r, replicas, &st.cutoff));
-  if (GivesWriteBack(a, device, role))
+  // Raised only where nothing is taken away by the same cutoff: what a replica says it
+  // issued would also count as written while it could.
+  const WriteChange change = WriteChangeOf(a, device, role);
+  if (change.gives && !change.takes)
     TANDEM_RETURN_IF_ERROR(RaiseToWhatTheyIssued(r, replicas, &st.cutoff));
-  // Cut short, it would refuse what the replicas left out wrote while they could.
-  if (st.cutoff.size() > kMaxStatementCutoffs)
-    return Status::Invalid("too many replicas for one role statement (at most " +
-                           std::to_string(kMaxStatementCutoffs) + ")");
+  FitWriteCutoff(&st.cutoff);
   return Sign(r, self, a, st, now_ms);
 }
 
@@ -666,6 +685,7 @@ Status SetPermit(engine::Replica& r, const GroupPaths& files, const Identity& se
   TANDEM_RETURN_IF_ERROR(ComputeCutoff(r, replicas, &st.cutoff));
   if (level == Level::kWrite)
     TANDEM_RETURN_IF_ERROR(RaiseToWhatTheyIssued(r, replicas, &st.cutoff));
+  std::erase_if(st.cutoff, [](const auto& e) { return e.second == 0; });
   if (st.cutoff.size() > kMaxStatementCutoffs)
     return Status::Invalid("too many replicas for one permit (at most " +
                            std::to_string(kMaxStatementCutoffs) + ")");
@@ -704,7 +724,23 @@ Result<WriteLimits> WriteLimitsOf(engine::Replica& r, const Authority& a) {
     };
     for (const auto& c : named) windows(&out.named_windows[c], c);
     windows(&out.other_windows, std::string(1, '\0'));
-    if (d->revoked) continue;  // the revocation cutoff
+    if (d->revoked) {
+      // Its revocation cutoff, and where its write permission was away when it was
+      // revoked, that cutoff too: what it wrote there before the revocation's cutoff
+      // stays refused, as it was before the revocation.
+      auto away = [&](std::map<engine::ReplicaId, uint64_t>* into, const std::string& c) {
+        auto it = d->write_cutoffs.find(c);
+        if (it == d->write_cutoffs.end()) return;
+        for (const auto& id : ids) {
+          if (id == meta.id) continue;
+          auto cut = it->second.find(id);
+          (*into)[id] = cut == it->second.end() ? 0 : cut->second;
+        }
+      };
+      for (const auto& c : named) away(&out.named[c], c);
+      away(&out.others, kAnyCollection);
+      continue;
+    }
     auto limit = [&](std::map<engine::ReplicaId, uint64_t>* into, const std::string& c) {
       if (a.LevelOf(device, c) == Level::kWrite) return;
       const auto& cutoff = d->WriteCutoff(c);

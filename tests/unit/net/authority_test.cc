@@ -503,6 +503,23 @@ TEST(Authority, WhatADeviceWroteWhileItCouldNotStaysRefusedOnceItMayAgain) {
             (std::vector<EventWindow>{{50, 60, true}}));
 }
 
+// Windows join where they overlap or meet, and only there: a window a concurrent
+// statement recorded early on (1 to 3) never swallows the writes between it and a later
+// one (10 to 25), which counted.
+TEST(Authority, WindowsJoinOnlyWhereTheyOverlap) {
+  std::vector<EventWindow> w;
+  AddEventWindow(&w, {10, 25, true});
+  AddEventWindow(&w, {1, 3, false});
+  EXPECT_EQ(w, (std::vector<EventWindow>{{1, 3, false}, {10, 25, true}}));
+  AddEventWindow(&w, {3, 5, false});  // meets (1, 3]
+  EXPECT_EQ(w, (std::vector<EventWindow>{{1, 5, false}, {10, 25, true}}));
+  AddEventWindow(&w, {4, 12, false});  // overlaps both
+  EXPECT_EQ(w, (std::vector<EventWindow>{{1, 25, true}}));
+  AddEventWindow(&w, {30, 40, false});
+  AddEventWindow(&w, {20, 26, false});
+  EXPECT_EQ(w, (std::vector<EventWindow>{{1, 26, true}, {30, 40, false}}));
+}
+
 // A reader given write: what its replicas issued while it could not write (its own
 // records in tandem's collections, say) is a window too, but one opened without taking
 // anything from it: it wrote nothing then that it thought counted, so what its writes

@@ -397,5 +397,64 @@ TEST(Held, WhatADeviceWroteWhileItCouldNotStaysRefusedOnceItMayWriteAgain) {
   EXPECT_TRUE(a.CountsEveryWrite(device, "other"));
 }
 
+// Revoked after its write permission in a collection was taken: what it wrote there
+// between the two cutoffs stays refused, as it was before the revocation (the
+// revocation's own cutoff, later, would let it through).
+TEST(Held, ARevokedDeviceKeepsTheWriteCutoffsItHadWhenRevoked) {
+  Group g;
+  const Identity x = GenerateIdentity();
+  const std::string device = DeviceId(x.public_key);
+  ASSERT_TRUE(Grant(*g.r, g.files, g.me, x.public_key, Role::kMember, 2).ok());
+  engine::ReplicaId xr;
+  ASSERT_TRUE(StoreBinding(*g.r, xr, NewBinding(x, &xr)).ok());
+  auto has = [&](const std::string& c, const std::string& record) {
+    return g.r->Get(c, record).ok();
+  };
+  g.Receive(Id('p'), PutBy(xr, 1, "a", 1));
+  ASSERT_TRUE(has("c", "a"));
+  ASSERT_TRUE(SetPermit(*g.r, g.files, g.me, "c", device, Level::kRead, 3).ok());
+  g.Receive(Id('p'), PutBy(xr, 2, "b", 2));
+  EXPECT_FALSE(has("c", "b"));
+  engine::VersionVector claim;
+  claim.Raise(xr, 3);
+  ASSERT_TRUE(g.r->CompletePeerSync(xr, claim, true).ok());
+  ASSERT_TRUE(Revoke(*g.r, g.files, g.me, device, 4).ok());
+  ASSERT_GE(g.Now().Find(device)->cutoff.at(xr), 2u);
+  g.Receive(Id('q'), PutBy(xr, 2, "b", 2));
+  EXPECT_FALSE(has("c", "b"));
+  // Elsewhere, what it wrote before the revocation's cutoff counts.
+  engine::FieldDelta other = PutBy(xr, 3, "e", 3);
+  other.key.collection = "d";
+  g.Receive(Id('q'), other);
+  EXPECT_TRUE(has("d", "e"));
+}
+
+// A role that gives write back in one collection and takes it in another: its cutoff
+// both ends a window and starts a limit, so it is not raised to what the device says it
+// issued (which would make a claimed future count where it may no longer write).
+TEST(Held, ARoleThatTakesWriteAwayIsNotRaisedToTheDevicesClaim) {
+  Group g;
+  const Identity x = GenerateIdentity();
+  const std::string device = DeviceId(x.public_key);
+  ASSERT_TRUE(Grant(*g.r, g.files, g.me, x.public_key, Role::kAdmin, 2).ok());
+  engine::ReplicaId xr;
+  ASSERT_TRUE(StoreBinding(*g.r, xr, NewBinding(x, &xr)).ok());
+  g.Receive(Id('p'), PutBy(xr, 1, "a", 1));
+  ASSERT_TRUE(SetPermit(*g.r, g.files, g.me, "c", "admin", Level::kRead, 3).ok());
+  engine::VersionVector claim;
+  claim.Raise(xr, 10);
+  ASSERT_TRUE(g.r->CompletePeerSync(xr, claim, false).ok());
+  // Admin to member: c given back, the schemas taken.
+  ASSERT_TRUE(SetRole(*g.r, g.files, g.me, device, Role::kMember, 4).ok());
+  const Authority a = g.Now();
+  EXPECT_EQ(a.LevelOf(device, "c"), Level::kWrite);
+  EXPECT_EQ(a.LevelOf(device, kSchemasCollection), Level::kRead);
+  EXPECT_LT(a.Find(device)->WriteCutoff(kSchemasCollection).at(xr), 10u);
+  // Given back alone (member to admin again, c a member's to write): raised.
+  ASSERT_TRUE(SetPermit(*g.r, g.files, g.me, "c", "admin", Level::kWrite, 5).ok());
+  ASSERT_TRUE(SetRole(*g.r, g.files, g.me, device, Role::kAdmin, 6).ok());
+  EXPECT_EQ(g.Now().Find(device)->WriteWindows(kSchemasCollection).at(xr).back().upto, 10u);
+}
+
 }  // namespace
 }  // namespace tandem::net

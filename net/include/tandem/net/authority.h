@@ -121,6 +121,9 @@ struct EventWindow {
   bool taken = false;
   bool operator==(const EventWindow&) const = default;
 };
+// Adds `w` to `windows` (ascending, none overlapping), joined with those it overlaps or
+// meets: (a, b] and (b, c] are (a, c]; windows apart stay apart.
+void AddEventWindow(std::vector<EventWindow>* windows, EventWindow w);
 
 // One device's standing, as the statements establish it.
 struct Standing {
