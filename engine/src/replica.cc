@@ -605,6 +605,10 @@ Status Replica::ApplyBatch(const ReplicaId& peer, const std::vector<FieldDelta>&
     if (peer == meta.id) return Status::Invalid("a replica cannot sync with itself");
     PeerState ps;
     TANDEM_RETURN_IF_ERROR(txn->GetPeer(peer, &ps));
+    // What the peer's own states show it issued, refused or not, is its word on itself,
+    // as its CaughtUp's own entry is: kept as batches come (a live session may run long
+    // between CaughtUps), so that what it wrote is known when a statement records it.
+    for (const auto& d : deltas) ps.vv.Raise(peer, d.state.ctx.Get(peer));
     const ReplicaMeta before = meta;
     size_t n = 0, r = 0, f = 0, q = 0;
     bool rk = false;
@@ -653,7 +657,9 @@ Status Replica::CompletePeerSync(
     if (rk) TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
     PeerState ps;
     TANDEM_RETURN_IF_ERROR(txn->GetPeer(peer, &ps));
+    const uint64_t issued = ps.vv.Get(peer);  // shown by its states since (ApplyBatch)
     ps.vv = peer_vv;
+    ps.vv.Raise(peer, issued);
     if (cursor) ps.cursor = *cursor;
     ps.last_sync_ms = now_();
     if (delivered) {

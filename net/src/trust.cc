@@ -395,8 +395,9 @@ Status ComputeCutoff(engine::Replica& r, const std::vector<engine::ReplicaId>& r
 
 namespace {
 // A statement that gives write permission back records, for each of the device's
-// replicas, at least what that replica said it had issued when it last told this one
-// (PeerState::vv at its CaughtUp): this replica may have refused those writes, and
+// replicas, at least what that replica showed this one it had issued (PeerState::vv's
+// own entry: its last CaughtUp, or the states it sent since): this replica may have
+// refused those writes, and
 // holds nothing of them, yet they were made while the permission was away
 // (Standing::write_windows). Only the replica's word on itself is taken: one that
 // inflates it has its own later writes refused, no one else's.

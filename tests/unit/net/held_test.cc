@@ -397,6 +397,32 @@ TEST(Held, WhatADeviceWroteWhileItCouldNotStaysRefusedOnceItMayWriteAgain) {
   EXPECT_TRUE(a.CountsEveryWrite(device, "other"));
 }
 
+// On a live session no CaughtUp may come between the device's writes that were refused
+// and the statement that gives write back: what its own states showed it had issued
+// bounds the window all the same, so every member refuses those writes.
+TEST(Held, AWindowCoversWhatTheDeviceSentBetweenItsCaughtUps) {
+  Group g;
+  const Identity x = GenerateIdentity();
+  const std::string device = DeviceId(x.public_key);
+  ASSERT_TRUE(Grant(*g.r, g.files, g.me, x.public_key, Role::kMember, 2).ok());
+  engine::ReplicaId xr;
+  ASSERT_TRUE(StoreBinding(*g.r, xr, NewBinding(x, &xr)).ok());
+  g.Receive(xr, PutBy(xr, 1, "a", 1));
+  ASSERT_TRUE(SetPermit(*g.r, g.files, g.me, "c", device, Level::kRead, 3).ok());
+  for (uint64_t seq = 2; seq <= 6; ++seq)
+    g.Receive(xr, PutBy(xr, seq, "w" + std::to_string(seq), static_cast<int64_t>(seq)));
+  EXPECT_FALSE(g.r->Get("c", "w6").ok());
+  EXPECT_EQ(g.r->Peer(xr).value().vv.Get(xr), 6u);
+  ASSERT_TRUE(SetPermit(*g.r, g.files, g.me, "c", device, Level::kWrite, 4).ok());
+  EXPECT_EQ(g.Now().Find(device)->WriteWindows("c").at(xr).back().upto, 6u);
+  // A later CaughtUp that says less (one read before those batches) keeps what they
+  // showed.
+  engine::VersionVector claim;
+  claim.Raise(xr, 4);
+  ASSERT_TRUE(g.r->CompletePeerSync(xr, claim, false).ok());
+  EXPECT_EQ(g.r->Peer(xr).value().vv.Get(xr), 6u);
+}
+
 // Revoked after its write permission in a collection was taken: what it wrote there
 // between the two cutoffs stays refused, as it was before the revocation (the
 // revocation's own cutoff, later, would let it through).

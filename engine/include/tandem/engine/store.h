@@ -83,7 +83,9 @@ struct PieceProgress {
 
 struct PeerState {
   uint64_t cursor = 0;  // how far into the peer's change log we have applied
-  VersionVector vv;     // the peer's version vector at its last CaughtUp
+  // The peer's version vector at its last CaughtUp; its own entry also what the peer's
+  // states applied or refused since showed it had issued (Replica::ApplyBatch).
+  VersionVector vv;
   uint64_t last_sync_ms = 0;
   uint64_t fields_received = 0;
   uint64_t fields_refused = 0;  // outside our accept policy
