@@ -77,6 +77,13 @@ struct Group {
             .ok());
     return q;
   }
+  // A device added with `role` (signed at time 2) and its bound replica.
+  engine::ReplicaId Bound(const Identity& x, Role role) {
+    EXPECT_TRUE(Grant(*r, files, me, x.public_key, role, 2).ok());
+    engine::ReplicaId xr;
+    EXPECT_TRUE(StoreBinding(*r, xr, NewBinding(x, &xr)).ok());
+    return xr;
+  }
   // A new member's bound replica, the group then requiring bound replicas.
   engine::ReplicaId BoundMember() {
     const Identity x = GenerateIdentity();
@@ -344,9 +351,7 @@ TEST(Held, AHeldStateStillCapsAWritersEventsItShowsOnlyInItsContext) {
 TEST(Held, WithoutTheRequirementUnboundWritersAreTaken) {
   Group g;
   const Identity x = GenerateIdentity();
-  ASSERT_TRUE(Grant(*g.r, g.files, g.me, x.public_key, Role::kMember, 2).ok());
-  engine::ReplicaId xr;
-  ASSERT_TRUE(StoreBinding(*g.r, xr, NewBinding(x, &xr)).ok());
+  g.Bound(x, Role::kMember);
   ASSERT_TRUE(RequireBindings(*g.r, g.files, g.me, 3).value());
   // Statements made before the requirement existed: only the add.
   auto statements = ReadStatements(*g.r).value();
@@ -369,9 +374,7 @@ TEST(Held, WhatADeviceWroteWhileItCouldNotStaysRefusedOnceItMayWriteAgain) {
   Group g;
   const Identity x = GenerateIdentity();
   const std::string device = DeviceId(x.public_key);
-  ASSERT_TRUE(Grant(*g.r, g.files, g.me, x.public_key, Role::kMember, 2).ok());
-  engine::ReplicaId xr;
-  ASSERT_TRUE(StoreBinding(*g.r, xr, NewBinding(x, &xr)).ok());
+  const engine::ReplicaId xr = g.Bound(x, Role::kMember);
   auto has = [&](const std::string& record) { return g.r->Get("c", record).ok(); };
   g.Receive(Id('p'), PutBy(xr, 1, "a", 1));
   ASSERT_TRUE(has("a"));
@@ -404,9 +407,7 @@ TEST(Held, AWindowCoversWhatTheDeviceSentBetweenItsCaughtUps) {
   Group g;
   const Identity x = GenerateIdentity();
   const std::string device = DeviceId(x.public_key);
-  ASSERT_TRUE(Grant(*g.r, g.files, g.me, x.public_key, Role::kMember, 2).ok());
-  engine::ReplicaId xr;
-  ASSERT_TRUE(StoreBinding(*g.r, xr, NewBinding(x, &xr)).ok());
+  const engine::ReplicaId xr = g.Bound(x, Role::kMember);
   g.Receive(xr, PutBy(xr, 1, "a", 1));
   ASSERT_TRUE(SetPermit(*g.r, g.files, g.me, "c", device, Level::kRead, 3).ok());
   for (uint64_t seq = 2; seq <= 6; ++seq)
@@ -430,9 +431,7 @@ TEST(Held, ARevokedDeviceKeepsTheWriteCutoffsItHadWhenRevoked) {
   Group g;
   const Identity x = GenerateIdentity();
   const std::string device = DeviceId(x.public_key);
-  ASSERT_TRUE(Grant(*g.r, g.files, g.me, x.public_key, Role::kMember, 2).ok());
-  engine::ReplicaId xr;
-  ASSERT_TRUE(StoreBinding(*g.r, xr, NewBinding(x, &xr)).ok());
+  const engine::ReplicaId xr = g.Bound(x, Role::kMember);
   auto has = [&](const std::string& c, const std::string& record) {
     return g.r->Get(c, record).ok();
   };
@@ -462,9 +461,7 @@ TEST(Held, ARoleThatTakesWriteAwayIsNotRaisedToTheDevicesClaim) {
   Group g;
   const Identity x = GenerateIdentity();
   const std::string device = DeviceId(x.public_key);
-  ASSERT_TRUE(Grant(*g.r, g.files, g.me, x.public_key, Role::kAdmin, 2).ok());
-  engine::ReplicaId xr;
-  ASSERT_TRUE(StoreBinding(*g.r, xr, NewBinding(x, &xr)).ok());
+  const engine::ReplicaId xr = g.Bound(x, Role::kAdmin);
   g.Receive(Id('p'), PutBy(xr, 1, "a", 1));
   ASSERT_TRUE(SetPermit(*g.r, g.files, g.me, "c", "admin", Level::kRead, 3).ok());
   engine::VersionVector claim;
