@@ -445,7 +445,7 @@ Status Session::Apply(const DeltaBatch& b, std::vector<Message>* out,
     }
   size_t applied = 0, refused = 0, filtered_out = 0;
   bool rekeyed = false;
-  const auto revoked = opt_.revoked ? opt_.revoked() : std::map<ReplicaId, uint64_t>{};
+  auto revoked = opt_.revoked ? opt_.revoked() : std::map<ReplicaId, uint64_t>{};
   // What this batch takes whole: no collection, once the application's judgement leaves
   // a state out (kFilter): it may take it later, and the peer's log is read again then.
   CollectionFilter batch_taken = taken_;
@@ -474,11 +474,37 @@ Status Session::Apply(const DeltaBatch& b, std::vector<Message>* out,
   for (size_t i = 0; i < b.deltas.size() && !proves && opt_.judge_held && opt_.proves_itself; ++i)
     proves = opt_.proves_itself(b.deltas[i]);
   size_t quarantined = 0;
+  // What changes the judgement goes first (SessionOptions::changes_judgement): a
+  // permission given back travels with the device's next write, one taken away with the
+  // writes it made before it heard, which come first in its log.
+  const bool judgement = opt_.changes_judgement && opt_.judgement_changed &&
+                         std::any_of(b.deltas.begin(), b.deltas.end(), opt_.changes_judgement);
+  const std::vector<FieldDelta>* deltas = &b.deltas;
+  std::vector<FieldDelta> rest;
+  size_t first_applied = 0, first_refused = 0, first_filtered = 0, first_held = 0;
+  if (judgement && !std::all_of(b.deltas.begin(), b.deltas.end(), opt_.changes_judgement)) {
+    std::vector<FieldDelta> first;
+    for (const auto& d : b.deltas) (opt_.changes_judgement(d) ? first : rest).push_back(d);
+    TANDEM_RETURN_IF_ERROR(replica_.ApplyBatch(*peer_, first, recv_cursor_, admit, &first_applied,
+                                               &first_refused, nullptr, &first_filtered, &rekeyed,
+                                               &first_held));
+    if (rekeyed) return RolledBack();
+    TANDEM_RETURN_IF_ERROR(opt_.judgement_changed());
+    if (opt_.revoked) revoked = opt_.revoked();
+    deltas = &rest;
+    consume = nullptr;  // it takes apart the batch's own states
+  }
   std::optional<Replica::RebaseOn> rebase;
   if (rebase_) rebase.emplace(Replica::RebaseOn{&*rebase_, opt_.may_rebase, 0, &rebase_in_});
   TANDEM_RETURN_IF_ERROR(replica_.ApplyBatch(
-      *peer_, b.deltas, b.cursor, admit, &applied, &refused, &batch_taken, &filtered_out, &rekeyed,
+      *peer_, *deltas, b.cursor, admit, &applied, &refused, &batch_taken, &filtered_out, &rekeyed,
       &quarantined, b.mark, consume, from_zero_, rebase ? &*rebase : nullptr));
+  applied += first_applied;
+  refused += first_refused;
+  filtered_out += first_filtered;
+  quarantined += first_held;
+  if (judgement && deltas == &b.deltas && !rekeyed)
+    TANDEM_RETURN_IF_ERROR(opt_.judgement_changed());  // statements alone: for the next
   if (rebase) rebase_dropped_ += rebase->dropped;
   stats_.fields_quarantined += quarantined;
   if (rekeyed) return RolledBack();

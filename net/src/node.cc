@@ -206,20 +206,18 @@ engine::SessionOptions Core::SessionOptionsFor(const Key32& peer,
   };
   so.admit = [this](const engine::FieldDelta& d, const engine::FieldState* ours) {
     std::lock_guard lock(trust_mu_);
-    if (d.key.collection == kStatementsCollection) {
-      const engine::Admission a = AdmitStatement(d, root_);
-      if (a == engine::Admission::kAccept) statements_unjudged_ = true;
-      return a;
-    }
+    if (d.key.collection == kStatementsCollection) return AdmitStatement(d, root_);
     if (d.key.collection == kBindingsCollection) return AdmitBinding(d);
     if (d.key.collection == kReportsCollection) return AdmitReport(d);
-    const engine::Admission a = AdmitWrite(d, ours, limits_);
-    // Statements taken since the limits were read may give the writer its permission
-    // back (a write made after it came back travels with it, in this very batch, say):
-    // held, and judged once the batch is in with limits read again (TryJudgeHeld).
-    if (a == engine::Admission::kRefuse && statements_unjudged_) return engine::Admission::kHold;
-    return a;
+    return AdmitWrite(d, ours, limits_);
   };
+  // A batch's statements are taken before its other states, which are then judged by
+  // the limits read again here, on the storage worker, rather than by those RefreshTrust
+  // reads later on the node thread.
+  so.changes_judgement = [](const engine::FieldDelta& d) {
+    return d.key.collection == kStatementsCollection;
+  };
+  so.judgement_changed = [this] { return ReadLimitsNow(); };
   return so;
 }
 
@@ -316,35 +314,15 @@ Status Core::TryJudgeHeld() {
   // statements and bindings read again: the batch just applied may have brought some.
   // Every batch taken so far is in (this is the storage worker, which applies them), so
   // the limits read here cover every statement a session took.
-  // The statements are read again only when a session took some since the limits were
-  // (reading them costs a pass over every statement); the bindings always.
-  bool unjudged = false;
+  // By the authority the limits were read under (a session's statements are read as
+  // soon as it takes them: ReadLimitsNow), with the bindings read again.
   Authority a;
   {
     std::lock_guard lock(trust_mu_);
-    unjudged = statements_unjudged_;
-    if (!unjudged) a = limits_authority_;
-  }
-  uint64_t upto = 0;
-  if (unjudged) {
-    {
-      TANDEM_ASSIGN_OR_RETURN(auto txn, replica_.store().BeginRead());
-      TANDEM_RETURN_IF_ERROR(txn->LastLogSeq(&upto));
-    }
-    TANDEM_ASSIGN_OR_RETURN(a, ReadAuthority(replica_, opt_.files, &worker_verified_));
+    a = limits_authority_;
   }
   TANDEM_ASSIGN_OR_RETURN(auto cutoffs, RevocationCutoffs(replica_, a));
   TANDEM_ASSIGN_OR_RETURN(auto limits, WriteLimitsOf(replica_, a));
-  if (unjudged) {
-    std::lock_guard lock(trust_mu_);
-    if (upto >= limits_upto_) {
-      cutoffs_ = cutoffs;
-      limits_ = limits;
-      limits_upto_ = upto;
-      limits_authority_ = a;
-    }
-    statements_unjudged_ = false;
-  }
   TANDEM_ASSIGN_OR_RETURN(auto judged,
                           JudgeHeldChanges(replica_, cutoffs, limits, WithSystem(opt_.receive)));
   // (What it refuses, the session that held it counted already.)
@@ -354,6 +332,25 @@ Status Core::TryJudgeHeld() {
           ", refused " + std::to_string(judged.refused) + ", still held " +
           std::to_string(judged.held));
     });
+  return Status::Ok();
+}
+
+Status Core::ReadLimitsNow() {
+  uint64_t upto = 0;
+  {
+    TANDEM_ASSIGN_OR_RETURN(auto txn, replica_.store().BeginRead());
+    TANDEM_RETURN_IF_ERROR(txn->LastLogSeq(&upto));
+  }
+  TANDEM_ASSIGN_OR_RETURN(auto a, ReadAuthority(replica_, opt_.files, &worker_verified_));
+  TANDEM_ASSIGN_OR_RETURN(auto cutoffs, RevocationCutoffs(replica_, a));
+  TANDEM_ASSIGN_OR_RETURN(auto limits, WriteLimitsOf(replica_, a));
+  std::lock_guard lock(trust_mu_);
+  if (upto >= limits_upto_) {  // else RefreshTrust read newer ones meanwhile
+    cutoffs_ = std::move(cutoffs);
+    limits_ = std::move(limits);
+    limits_upto_ = upto;
+    limits_authority_ = std::move(a);
+  }
   return Status::Ok();
 }
 

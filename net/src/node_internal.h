@@ -296,13 +296,16 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   }
   // Re-reads the authority (statements, revocation cutoffs) after a change.
   void RefreshTrust();
-  // Judges the held changes again (engine::Replica::JudgeHeld): those held for their
-  // writer's binding, or refused by limits read before statements a session took, on the
-  // storage worker: at start and after new bindings arrived. JudgeHeldNow runs there
-  // (after a session's batch too), and logs what it did.
+  // Judges the changes held for their writer's binding again (engine::Replica::JudgeHeld),
+  // on the storage worker: at start and after new bindings arrived. JudgeHeldNow runs
+  // there (after a session's batch too), and logs what it did.
   void JudgeHeld();
   void JudgeHeldNow();
   Status TryJudgeHeld();
+  // Reads the statements, revocation cutoffs and write limits again, on the storage
+  // worker, after a session took statements and before it judges the rest of its batch
+  // (SessionOptions::judgement_changed).
+  Status ReadLimitsNow();
   // Stores this replica's binding (binding.h) if the replica lacks it: at start, and
   // after the replica took a new id (a rollback seen in a session).
   void PublishBinding();
@@ -386,15 +389,11 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   WriteLimits limits_;
   uint64_t limits_upto_ = 0;    // how far the log was when cutoffs_ and limits_ were read
   Authority limits_authority_;  // and the authority they were read under
-  // A session took a statement that limits_ were read without (set by its admit, cleared
-  // by TryJudgeHeld, both on the storage worker): what the limits refuse is held until
-  // they are read again.
-  bool statements_unjudged_ = false;
   std::set<engine::ReplicaId> judged_bound_;  // limits_.bound when JudgeHeld last ran
   bool judged_once_ = false;
   std::optional<Key32> root_;              // none in a legacy group
   std::set<StatementId> verified_;         // statements whose signatures were checked (node thread)
-  std::set<StatementId> worker_verified_;  // the same, on the storage worker (TryJudgeHeld)
+  std::set<StatementId> worker_verified_;  // the same, on the storage worker (ReadLimitsNow)
   engine::ReplicaId published_{};          // the replica id PublishBinding last looked at
   bool poll_scheduled_ = false, stopping_ = false;
   size_t dials_running_ = 0;

@@ -327,6 +327,35 @@ TEST_F(Net, AWriteMadeOnceAPermissionCameBackFlowsWithTheStatement) {
   EXPECT_NE(T({"get", o, "orders", "o1"}).exit_code, 0);
 }
 
+// A write the device made before it heard that its permission was taken reaches a
+// member that has not heard either in the batch that brings the statement, ahead of it
+// (it is earlier in the device's log): judged after the statement all the same, it is
+// refused there as by the signer, and the two agree; what it wrote before counts.
+TEST_F(Net, AWriteMadeBeforeThePermitIsJudgedWithItInOneBatch) {
+  std::string o = Init("o"), t = Init("t"), m = Init("m");
+  std::string addr;
+  auto so = Listen("o", {}, &addr);
+  Pair("o", "t", addr);
+  Pair("o", "m", addr);
+  const std::string td = DeviceOf(t);
+  ASSERT_EQ(T({"put", t, "orders", "o1", "total=5"}).exit_code, 0);
+  ASSERT_EQ(T({"sync", t, "--peer", addr}).exit_code, 0);
+  ASSERT_EQ(T({"permit", o, "orders", td, "read"}).exit_code, 0);
+  ASSERT_EQ(T({"put", t, "orders", "o2", "total=6"}).exit_code, 0);  // t has not heard yet
+  ASSERT_EQ(T({"sync", t, "--peer", addr}).exit_code, 0);
+  EXPECT_NE(T({"get", o, "orders", "o2"}).exit_code, 0);
+  {
+    std::string maddr;
+    auto sm = Listen("m", {}, &maddr);
+    ASSERT_EQ(T({"sync", t, "--peer", maddr}).exit_code, 0);
+  }
+  EXPECT_EQ(T({"get", m, "orders", "o1"}).exit_code, 0);
+  EXPECT_NE(T({"get", m, "orders", "o2"}).exit_code, 0);
+  ASSERT_EQ(T({"sync", m, "--peer", addr}).exit_code, 0);
+  EXPECT_NE(T({"get", o, "orders", "o2"}).exit_code, 0);
+  EXPECT_EQ(T({"dump", o}).out, T({"dump", m}).out);
+}
+
 // A collection a device could not read, then may: its records from before come too, while
 // another it still may not read stays away (its sessions still leave something out).
 TEST_F(Net, AReadPermissionGivenBackBringsTheEarlierRecords) {

@@ -127,8 +127,7 @@ struct QuarantineEntry {
 };
 
 inline constexpr char kHeldReason[] =
-    "its writer, or what its writer may write, is not known here yet: held until it is, "
-    "then judged again";
+    "its writer is not known here yet: held until it is, then judged again";
 // The reason of a state held because this replica's own state of its field is damaged.
 inline constexpr char kDamagedReason[] = "this replica's state of the field is damaged";
 

@@ -193,6 +193,13 @@ struct SessionOptions {
   // The application's judgement of each incoming field state the filters and cutoffs
   // let through (signed system records, say); none: every one is accepted.
   AdmitFn admit;
+  // States that change how the others are judged (signed statements, say): a batch that
+  // brings some applies them first, in a transaction of their own that leaves the cursor
+  // where it was (a cut sends the whole batch again), then calls `judgement_changed`,
+  // which reads the judgement again (`revoked` is read again too), before it judges the
+  // others. None: a batch is judged in its order, by what was read before it.
+  std::function<bool(const FieldDelta&)> changes_judgement;
+  std::function<Status()> judgement_changed;
   // After a batch is applied, if `admit` held a state in it (Admission::kHold) or it
   // brought one that proves itself: judges the held states again (Replica::JudgeHeld)
   // with what the batch taught, before the batch is acknowledged. None: they wait for
