@@ -260,7 +260,7 @@ void Core::RefreshTrust() {
   bool judge = false;
   {
     std::lock_guard lock(trust_mu_);
-    // Unless the storage worker read newer ones meanwhile (TryJudgeHeld).
+    // Unless the storage worker read newer ones meanwhile (ReadLimitsNow).
     if (upto >= limits_upto_) {
       cutoffs_ = std::move(*c);
       limits_ = std::move(*w);
@@ -272,14 +272,13 @@ void Core::RefreshTrust() {
     trusted_upto_.store(upto, std::memory_order_release);
     // New bindings (or new members to bind to): held states may go now, and a founder
     // may now require bound replicas.
-    // And at start: held changes a stop left unjudged.
-    judge = limits_.bound != judged_bound_ || !judged_once_;
+    judge = limits_.bound != judged_bound_;
     if (judge) judged_bound_ = limits_.bound;
-    judged_once_ = true;
   }
   if (!judge) return;
-  JudgeHeld();
-  if (!authority_.bindings_required && !authority_.legacy && authority_.root == self_.public_key) {
+  if (authority_.bindings_required) {
+    JudgeHeld();
+  } else if (!authority_.legacy && authority_.root == self_.public_key) {
     // Also at start (nothing judged yet): the founder requires them as soon as it can,
     // judging also what the peers in session hold, not applied here yet (a device that
     // joined with --merge brings another group's writers).
@@ -310,23 +309,21 @@ void Core::JudgeHeldNow() {
 }
 
 Status Core::TryJudgeHeld() {
-  // As a session would judge them now (Session::Apply, SessionOptionsFor), with the
-  // statements and bindings read again: the batch just applied may have brought some.
-  // Every batch taken so far is in (this is the storage worker, which applies them), so
-  // the limits read here cover every statement a session took.
-  // By the authority the limits were read under (a session's statements are read as
-  // soon as it takes them: ReadLimitsNow), with the bindings read again.
+  // As a session would judge them now (Session::Apply, SessionOptionsFor): by the
+  // authority the limits were read under (a session's statements are read as soon as it
+  // takes them: ReadLimitsNow), with the bindings read again, since the batch just
+  // applied may have brought some.
   Authority a;
   {
     std::lock_guard lock(trust_mu_);
+    if (!limits_authority_.bindings_required) return Status::Ok();  // nothing is held
     a = limits_authority_;
   }
   TANDEM_ASSIGN_OR_RETURN(auto cutoffs, RevocationCutoffs(replica_, a));
   TANDEM_ASSIGN_OR_RETURN(auto limits, WriteLimitsOf(replica_, a));
   TANDEM_ASSIGN_OR_RETURN(auto judged,
                           JudgeHeldChanges(replica_, cutoffs, limits, WithSystem(opt_.receive)));
-  // (What it refuses, the session that held it counted already.)
-  if (judged.applied)
+  if (judged.applied + judged.refused)
     asio::post(io_, [this, judged] {
       Log("judged the held changes again: applied " + std::to_string(judged.applied) +
           ", refused " + std::to_string(judged.refused) + ", still held " +

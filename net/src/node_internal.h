@@ -297,8 +297,8 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   // Re-reads the authority (statements, revocation cutoffs) after a change.
   void RefreshTrust();
   // Judges the changes held for their writer's binding again (engine::Replica::JudgeHeld),
-  // on the storage worker: at start and after new bindings arrived. JudgeHeldNow runs
-  // there (after a session's batch too), and logs what it did.
+  // on the storage worker: after new bindings arrived. JudgeHeldNow runs there (after
+  // a session's batch too), and logs what it did.
   void JudgeHeld();
   void JudgeHeldNow();
   Status TryJudgeHeld();
@@ -390,8 +390,7 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   uint64_t limits_upto_ = 0;    // how far the log was when cutoffs_ and limits_ were read
   Authority limits_authority_;  // and the authority they were read under
   std::set<engine::ReplicaId> judged_bound_;  // limits_.bound when JudgeHeld last ran
-  bool judged_once_ = false;
-  std::optional<Key32> root_;              // none in a legacy group
+  std::optional<Key32> root_;                 // none in a legacy group
   std::set<StatementId> verified_;         // statements whose signatures were checked (node thread)
   std::set<StatementId> worker_verified_;  // the same, on the storage worker (ReadLimitsNow)
   engine::ReplicaId published_{};          // the replica id PublishBinding last looked at

@@ -299,12 +299,9 @@ TEST_F(Net, PermissionsBoundWhatEachDeviceWritesAndReads) {
 // in one session, to a device that still held the permission away: it is taken there, not
 // judged by what that device knew before the session, and flows on from it.
 TEST_F(Net, AWriteMadeOnceAPermissionCameBackFlowsWithTheStatement) {
-  std::string o = Init("o"), t = Init("t"), m = Init("m");
   std::string addr;
-  auto so = Listen("o", {}, &addr);
-  Pair("o", "t", addr);
-  Pair("o", "m", addr);
-  const std::string td = DeviceOf(t);
+  auto so = Founded({"o", "t", "m"}, &addr);
+  const std::string o = Dir("o"), t = Dir("t"), m = Dir("m"), td = DeviceOf(t);
   ASSERT_EQ(T({"permit", o, "orders", td, "read"}).exit_code, 0);
   ASSERT_EQ(T({"sync", m, "--peer", addr}).exit_code, 0);            // m holds the write away
   ASSERT_EQ(T({"put", t, "orders", "o1", "total=5"}).exit_code, 0);  // t has not heard yet
@@ -314,11 +311,7 @@ TEST_F(Net, AWriteMadeOnceAPermissionCameBackFlowsWithTheStatement) {
   ASSERT_EQ(T({"permit", o, "orders", td, "write"}).exit_code, 0);
   ASSERT_EQ(T({"sync", t, "--peer", addr}).exit_code, 0);
   ASSERT_EQ(T({"put", t, "orders", "o2", "total=6"}).exit_code, 0);
-  {
-    std::string maddr;
-    auto sm = Listen("m", {}, &maddr);
-    ASSERT_EQ(T({"sync", t, "--peer", maddr}).exit_code, 0);
-  }
+  SyncWith(t, "m");
   EXPECT_EQ(T({"get", m, "orders", "o2"}).exit_code, 0);
   EXPECT_NE(T({"get", m, "orders", "o1"}).exit_code, 0);  // written while it could not
   EXPECT_EQ(T({"quarantine", m}).out, "");                // nothing left held
@@ -332,23 +325,16 @@ TEST_F(Net, AWriteMadeOnceAPermissionCameBackFlowsWithTheStatement) {
 // (it is earlier in the device's log): judged after the statement all the same, it is
 // refused there as by the signer, and the two agree; what it wrote before counts.
 TEST_F(Net, AWriteMadeBeforeThePermitIsJudgedWithItInOneBatch) {
-  std::string o = Init("o"), t = Init("t"), m = Init("m");
   std::string addr;
-  auto so = Listen("o", {}, &addr);
-  Pair("o", "t", addr);
-  Pair("o", "m", addr);
-  const std::string td = DeviceOf(t);
+  auto so = Founded({"o", "t", "m"}, &addr);
+  const std::string o = Dir("o"), t = Dir("t"), m = Dir("m"), td = DeviceOf(t);
   ASSERT_EQ(T({"put", t, "orders", "o1", "total=5"}).exit_code, 0);
   ASSERT_EQ(T({"sync", t, "--peer", addr}).exit_code, 0);
   ASSERT_EQ(T({"permit", o, "orders", td, "read"}).exit_code, 0);
   ASSERT_EQ(T({"put", t, "orders", "o2", "total=6"}).exit_code, 0);  // t has not heard yet
   ASSERT_EQ(T({"sync", t, "--peer", addr}).exit_code, 0);
   EXPECT_NE(T({"get", o, "orders", "o2"}).exit_code, 0);
-  {
-    std::string maddr;
-    auto sm = Listen("m", {}, &maddr);
-    ASSERT_EQ(T({"sync", t, "--peer", maddr}).exit_code, 0);
-  }
+  SyncWith(t, "m");
   EXPECT_EQ(T({"get", m, "orders", "o1"}).exit_code, 0);
   EXPECT_NE(T({"get", m, "orders", "o2"}).exit_code, 0);
   ASSERT_EQ(T({"sync", m, "--peer", addr}).exit_code, 0);

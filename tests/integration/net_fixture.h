@@ -209,6 +209,22 @@ class Net : public ::testing::Test {
     auto s = T({"sync", Dir(joiner)});  // the invite's address hint
     ASSERT_EQ(s.exit_code, 0) << s.err;
   }
+  // A group: replicas made for `names`, the first serving (its address in *address) and
+  // the others paired with it as members.
+  std::unique_ptr<Serve> Founded(const std::vector<std::string>& names, std::string* address) {
+    for (const auto& n : names) Init(n);
+    auto s = Listen(names.front(), {}, address);
+    for (size_t i = 1; i < names.size(); ++i) Pair(names.front(), names[i], *address);
+    return s;
+  }
+  // Syncs `dir` once with a daemon started for `name` for that alone (a link between two
+  // devices, neither of them the one the others dial).
+  void SyncWith(const std::string& dir, const std::string& name) {
+    std::string address;
+    auto s = Listen(name, {}, &address);
+    auto r = T({"sync", dir, "--peer", address});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
   TempDir tmp_;
 };
 
