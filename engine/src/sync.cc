@@ -74,6 +74,12 @@ bool Session::caught_up() const {
          (!peer_blobs_ || (!in_blob_ && idle_sent_ && !out_blob_ && peer_idle_));
 }
 
+bool Session::caught_up_once() const {
+  return sent_caught_up_ && received_caught_up_ &&
+         stats_.batches_sent - unacked_ >= batches_before_caught_up_ &&
+         (!peer_blobs_ || (!in_blob_ && idle_sent_));
+}
+
 Status Session::Receive(const Message& in, std::vector<Message>* out) {
   if (!started_) return Status::Invalid("message before Start");
   if (const auto* h = std::get_if<Hello>(&in)) {
@@ -711,6 +717,7 @@ Status Session::Pump(std::vector<Message>* out) {
       out->emplace_back(std::in_place_type<CaughtUp>,
                         CaughtUp{send_cursor_, std::move(claim), std::move(collected)});
       ++stats_.caught_up_sent;
+      if (!sent_caught_up_) batches_before_caught_up_ = stats_.batches_sent;
       sent_caught_up_ = true;
       streaming_ = false;
       if (whole_) {  // the whole state went out: from now on, only what it lacks

@@ -248,6 +248,34 @@ TEST_F(Net, LiveIntervalAndStatus) {
   EXPECT_NE(T({"status", b}).out.find("daemon: not running"), std::string::npos);
 }
 
+// One-shot syncs with a live daemon that applied them end normally on both sides: the
+// daemon, which may already be sending what it applied (an empty batch that moves the
+// peer's cursor past its own changes) when the peer says goodbye, counts no error.
+TEST_F(Net, OneShotSyncsWithALiveDaemonEndWithoutErrors) {
+  std::string a = Init("a"), b = Init("b");
+  std::string addr;
+  auto sa = Listen("a", {}, &addr);
+  Pair("a", "b", addr);
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_EQ(T({"put", b, "items", "b" + std::to_string(i), "v=1"}).exit_code, 0);
+    if (i % 2) {
+      ASSERT_EQ(T({"put", a, "items", "a" + std::to_string(i), "v=1"}).exit_code, 0);
+    }
+    auto r = T({"sync", b, "--peer", addr});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  EXPECT_TRUE(Has(a, "items", "b19"));
+  EXPECT_TRUE(Has(b, "items", "a19"));
+  json peers;
+  ASSERT_TRUE(WaitFor([&] {
+    peers = StatusOf(a)["peers"];
+    return peers.size() == 1 && peers[0]["sessions"].get<int>() >= 20 &&
+           peers[0]["connected"] == false;
+  })) << peers.dump();
+  EXPECT_EQ(peers[0]["errors"], 0) << peers.dump();
+  EXPECT_EQ(sa->log().find("ended the session before"), std::string::npos) << sa->log();
+}
+
 // A daemon that cannot write daemon.json (a full disk, a file in the way) is still shown
 // as running, and says why; a daemon killed with SIGKILL is shown as not running.
 TEST_F(Net, StatusKnowsADaemonRunsWithoutItsStatusFile) {

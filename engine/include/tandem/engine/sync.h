@@ -263,6 +263,13 @@ class Session {
   // True once both sides have sent CaughtUp and every batch was acknowledged: at that
   // moment each side holds everything the other had when the session began.
   bool caught_up() const;
+  // Whether the session has done its job, even if changes made since are in flight: we
+  // received the peer's CaughtUp, it acknowledged every batch up to our first CaughtUp
+  // (batches are acknowledged in order) and we want no blob of it. A peer that ends the
+  // session then loses nothing (a live side may already be sending what it applied,
+  // an empty batch that moves the peer's cursor past its own changes, when a one-shot
+  // peer says goodbye); the next session sends what is left.
+  bool caught_up_once() const;
   const std::optional<ReplicaId>& peer() const { return peer_; }
   // What the peer holds as its request said (and its CaughtUps since): empty before it.
   const VersionVector& peer_vv() const { return peer_vv_; }
@@ -374,6 +381,7 @@ class Session {
   bool streaming_ = false;
   uint64_t capped_at_ = 0;  // capped_at()
   bool sent_caught_up_ = false;
+  uint64_t batches_before_caught_up_ = 0;  // sent before our first CaughtUp
   size_t unacked_ = 0;
   std::deque<uint64_t> inflight_;  // cursors of unacknowledged batches, oldest first
   bool peer_pieces_ = false;       // the peer takes field states in pieces
