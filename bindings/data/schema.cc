@@ -58,10 +58,14 @@ Status Bad(std::string_view field, const std::string& what) {
   return Status::Invalid("schema: field " + Quote(field) + ": " + what);
 }
 
-// A number from the schema (min, max).
-Result<double> Number(std::string_view field, const char* key, const Json& j) {
+// A number from the schema (min, max): an integer stays one (compared exactly).
+Result<Value> Number(std::string_view field, const char* key, const Json& j) {
   if (!j.is_number()) return Bad(field, std::string(key) + " must be a number");
-  return j.get<double>();
+  if (j.is_number_integer() &&
+      (!j.is_number_unsigned() ||
+       j.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())))
+    return Value{j.get<int64_t>()};
+  return Value{j.get<double>()};
 }
 
 Result<size_t> Length(std::string_view field, const char* key, const Json& j) {
@@ -86,8 +90,8 @@ Result<FieldRule> ParseRule(const std::string& name, const Json& j) {
       if (!v.is_boolean()) return Bad(name, "required must be true or false");
       r.required = v.get<bool>();
     } else if (key == "min" || key == "max") {
-      TANDEM_ASSIGN_OR_RETURN(double d, Number(name, key.c_str(), v));
-      (key == "min" ? r.min : r.max) = d;
+      TANDEM_ASSIGN_OR_RETURN(Value d, Number(name, key.c_str(), v));
+      (key == "min" ? r.min : r.max) = std::move(d);
     } else if (key == "min_length" || key == "max_length") {
       TANDEM_ASSIGN_OR_RETURN(size_t n, Length(name, key.c_str(), v));
       (key == "min_length" ? r.min_length : r.max_length) = n;
@@ -164,7 +168,7 @@ Result<FieldRule> ParseRule(const std::string& name, const Json& j) {
   if (scalar == FieldType::kDouble)
     for (auto& e : r.enumeration)
       if (engine::TypeOf(e) == ValueType::kInt) e = static_cast<double>(std::get<int64_t>(e));
-  if (r.min && r.max && *r.min > *r.max) return Bad(name, "min is above max");
+  if (r.min && r.max && CompareNumbers(*r.min, *r.max) > 0) return Bad(name, "min is above max");
   if (r.min_length && r.max_length && *r.min_length > *r.max_length)
     return Bad(name, "min_length is above max_length");
   if (r.resolve != Resolve::kLatest && !r.prefer.empty())
@@ -178,10 +182,34 @@ Result<FieldRule> ParseRule(const std::string& name, const Json& j) {
 bool IsNumber(const Value& v) {
   return engine::TypeOf(v) == ValueType::kInt || engine::TypeOf(v) == ValueType::kDouble;
 }
-double AsDouble(const Value& v) {
-  return engine::TypeOf(v) == ValueType::kInt ? static_cast<double>(std::get<int64_t>(v))
-                                              : std::get<double>(v);
+
+}  // namespace
+
+int CompareNumbers(const Value& a, const Value& b) {
+  const bool ai = engine::TypeOf(a) == ValueType::kInt, bi = engine::TypeOf(b) == ValueType::kInt;
+  if (ai && bi) return engine::CompareValues(a, b);
+  if (!ai && !bi) {
+    const double x = std::get<double>(a), y = std::get<double>(b);
+    return x < y ? -1 : (y < x ? 1 : 0);
+  }
+  // An integer against a double, without rounding the integer: by the double's whole part
+  // (exact within int64's range), then by its fraction.
+  const int64_t i = std::get<int64_t>(ai ? a : b);
+  const double d = std::get<double>(ai ? b : a);
+  int c;  // i against d
+  if (d >= 0x1p63) {
+    c = -1;
+  } else if (d < -0x1p63) {
+    c = 1;
+  } else {
+    const double whole = std::trunc(d);
+    const auto w = static_cast<int64_t>(whole);
+    c = i < w ? -1 : (i > w ? 1 : (d > whole ? -1 : (d < whole ? 1 : 0)));
+  }
+  return ai ? c : -c;
 }
+
+namespace {
 
 std::string Trim(const std::string& s) {
   const char* ws = " \t\r\n\f\v";
@@ -337,14 +365,14 @@ Status Schema::CheckValue(std::string_view field, Value* v) const {
                            FieldTypeName(type) + ", got " + Quote(Describe(*v)));
   if (null) return Status::Ok();
   if (IsNumber(*v)) {
-    const double d = AsDouble(*v);
-    if (std::isnan(d)) return Status::Invalid(f + ": NaN is not a number this field takes");
-    if (r->min && d < *r->min)
+    if (engine::TypeOf(*v) == ValueType::kDouble && std::isnan(std::get<double>(*v)))
+      return Status::Invalid(f + ": NaN is not a number this field takes");
+    if (r->min && CompareNumbers(*v, *r->min) < 0)
       return Status::Invalid(f + ": " + Describe(*v) + " is below the minimum " +
-                             Describe(Value{*r->min}));
-    if (r->max && d > *r->max)
+                             Describe(*r->min));
+    if (r->max && CompareNumbers(*v, *r->max) > 0)
       return Status::Invalid(f + ": " + Describe(*v) + " is above the maximum " +
-                             Describe(Value{*r->max}));
+                             Describe(*r->max));
   }
   if (engine::TypeOf(*v) == ValueType::kString) {
     const auto& s = std::get<std::string>(*v);
@@ -417,13 +445,13 @@ Status Schema::CheckRecord(std::string_view id, const engine::RecordState& recor
     if (live && written.count(name) && r.type == FieldType::kCounter && (r.min || r.max)) {
       const auto v = engine::Read(it->second);
       if (v && v->kind == engine::Kind::kCounter) {
-        const double d = static_cast<double>(v->count);
-        if (r.min && d < *r.min)
+        const Value count{static_cast<int64_t>(v->count)};
+        if (r.min && CompareNumbers(count, *r.min) < 0)
           return Status::Invalid(name + ": the count would be " + std::to_string(v->count) +
-                                 ", below the minimum " + Describe(Value{*r.min}));
-        if (r.max && d > *r.max)
+                                 ", below the minimum " + Describe(*r.min));
+        if (r.max && CompareNumbers(count, *r.max) > 0)
           return Status::Invalid(name + ": the count would be " + std::to_string(v->count) +
-                                 ", above the maximum " + Describe(Value{*r.max}));
+                                 ", above the maximum " + Describe(*r.max));
       }
     }
   }
@@ -478,7 +506,7 @@ int Schema::PickWinnerBy(
   if (r->resolve == Resolve::kLatest) return -1;
   // Numbers compare by value whatever their type; ties keep the later write.
   auto less = [](const Value& a, const Value& b) {
-    if (IsNumber(a) && IsNumber(b)) return AsDouble(a) < AsDouble(b);
+    if (IsNumber(a) && IsNumber(b)) return CompareNumbers(a, b) < 0;
     return engine::CompareValues(a, b) < 0;
   };
   size_t best = 0;

@@ -193,8 +193,8 @@ class Typer {
     out->kind = Kind::kCounter;
     out->count = j.get<int64_t>();
     if (const FieldRule* r = schema_ ? schema_->Find(name) : nullptr) {
-      const double d = static_cast<double>(out->count);
-      if ((r->min && d < *r->min) || (r->max && d > *r->max))
+      const engine::Value n{out->count};
+      if ((r->min && CompareNumbers(n, *r->min) < 0) || (r->max && CompareNumbers(n, *r->max) > 0))
         return Status::Invalid(name + ": " + std::to_string(out->count) +
                                " is outside the field's range");
     }

@@ -32,11 +32,15 @@ const char* FieldTypeName(FieldType t);
 enum class Normalizer { kTrim, kLower, kUpper, kPhone };
 enum class Resolve { kLatest, kMin, kMax };
 
+// Two numbers (each an int or a finite double), compared exactly: -1, 0 or 1. Integers
+// beyond 2^53 are not rounded, so a limit of 9007199254740993 refuses 9007199254740992.
+int CompareNumbers(const engine::Value& a, const engine::Value& b);
+
 struct FieldRule {
   FieldType type = FieldType::kAny;
   FieldType items = FieldType::kAny;  // a set's elements
   bool required = false;
-  std::optional<double> min, max;                // numbers: the value; counters: the count
+  std::optional<engine::Value> min, max;  // numbers (int or double): the value; counters: the count
   std::optional<size_t> min_length, max_length;  // strings, in bytes
   std::string pattern;                           // RE2 syntax, unanchored (use ^...$)
   std::vector<engine::Value> enumeration;        // empty: any value
