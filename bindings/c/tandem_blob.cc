@@ -12,12 +12,24 @@ CStatus HashOf(const char* hex, engine::BlobHash* out) {
   return {};
 }
 
-// A status a callback returned, as one of ours (TANDEM_IO when it is not a known code).
-Status FromCallback(int rc, const char* what) {
-  // TANDEM_OK is not a failure: a callback that says so and still fails is an I/O error.
-  const Code code = rc == TANDEM_OK ? Code::kIo : CStatus::FromC(rc);
-  return Status(code, std::string(what) + " callback returned " + std::to_string(rc));
-}
+// A status a callback returned that stops the call: the call returns it as it is (the
+// engine carries only codes of its own, which TANDEM_WRONG_TYPE, TANDEM_TOO_SMALL,
+// TANDEM_INTERNAL and an app's own numbers are not).
+class CallbackStop {
+ public:
+  Status Note(int rc, const char* what) {
+    rc_ = rc;
+    const Code code = CStatus::FromC(rc);
+    return Status(code == Code::kOk ? Code::kIo : code,
+                  std::string(what) + " callback returned " + std::to_string(rc));
+  }
+  CStatus Of(const Status& s) const {
+    return rc_ != TANDEM_OK && !s.ok() ? CStatus(rc_, s.message()) : CStatus(s);
+  }
+
+ private:
+  int rc_ = TANDEM_OK;
+};
 
 }  // namespace
 
@@ -34,15 +46,16 @@ int tandem_attach(char** ref, size_t* len, tandem_db* db, const char* collection
     C_RETURN_IF(Name(field, "field", &f));
     if (!read) return Invalid("read is NULL");
     TANDEM_RETURN_IF_ERROR(Writable(c));
+    CallbackStop stop;
     engine::BlobSource src = [&](char* buf, size_t cap) -> tandem::Result<size_t> {
       size_t n = 0;
       const int rc = read(buf, cap, &n, context);
-      if (rc != TANDEM_OK) return FromCallback(rc, "read");
+      if (rc != TANDEM_OK) return stop.Note(rc, "read");
       if (n > cap) return Status::Invalid("read callback returned more bytes than asked for");
       return n;
     };
     auto r = d->replica().Attach(c, i, f, src, type ? type : "");
-    if (!r.ok()) return r.status();
+    if (!r.ok()) return stop.Of(r.status());
     if (!ref) return {};
     return Out(tandem::bindings::Canonical(tandem::bindings::ValueToJson(engine::Value{*r})), ref,
                len);
@@ -69,13 +82,14 @@ int tandem_blob_read(tandem_db* db, const char* hash, uint64_t offset, tandem_wr
                                            std::to_string(have) + " of " + std::to_string(of) +
                                            " chunks): requested from the peers");
     }
-    return r.ReadBlob(
+    CallbackStop stop;
+    return stop.Of(r.ReadBlob(
         h,
         [&](std::string_view bytes) -> Status {
           const int rc = write(bytes.data(), bytes.size(), context);
-          return rc == TANDEM_OK ? Status::Ok() : FromCallback(rc, "write");
+          return rc == TANDEM_OK ? Status::Ok() : stop.Note(rc, "write");
         },
-        offset);
+        offset));
   });
 }
 

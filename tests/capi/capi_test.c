@@ -1925,6 +1925,16 @@ static void test_blobs(void) {
   EXPECT(TANDEM_BUSY,
          tandem_attach(NULL, NULL, db, "photos", "p2", "img", mem_read, &bad, NULL, &err));
   EXPECT(TANDEM_NOT_FOUND, tandem_get_json(&info, &len, db, "photos", "p2", &err));
+  /* Whatever status it is, the call returns it as it is (the engine has no codes of its
+     own for some of them). */
+  const int statuses[] = {TANDEM_WRONG_TYPE, TANDEM_TOO_SMALL, TANDEM_INTERNAL, 42};
+  for (size_t k = 0; k < sizeof statuses / sizeof statuses[0]; ++k) {
+    struct mem_source stops = {data, size, 0, statuses[k]};
+    EXPECT(statuses[k],
+           tandem_attach(NULL, NULL, db, "photos", "p2", "img", mem_read, &stops, NULL, &err));
+    CHECK(contains(err.message, "read callback returned"));
+  }
+  EXPECT(TANDEM_NOT_FOUND, tandem_get_json(&info, &len, db, "photos", "p2", &err));
   /* Bad arguments. */
   EXPECT(TANDEM_INVALID,
          tandem_attach(NULL, NULL, db, "photos", "p3", "img", NULL, &src, NULL, &err));
