@@ -20,6 +20,7 @@ import builtins
 import ctypes
 import ctypes.util
 import json
+import math
 import os
 import select
 import threading
@@ -285,6 +286,14 @@ def _encode(v):
     """A Python scalar as the JSON the library reads."""
     if isinstance(v, (bytes, bytearray, memoryview)):
         return {"$bytes": base64.b64encode(bytes(v)).decode("ascii")}
+    if isinstance(v, float) and not math.isfinite(v):
+        raise InvalidError("a number must be finite, not NaN or infinite", 2)
+    if isinstance(v, str):
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidError("a string must be valid Unicode: %r has a lone surrogate"
+                               % (v if len(v) <= 40 else v[:40] + "..."), 2) from None
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
     raise InvalidError("values are None, bool, int, float, str or bytes; not %s"
@@ -304,7 +313,7 @@ def _merged_fields(fields, kw):
 def _fields_json(fields):
     if not fields:
         raise InvalidError("put needs at least one field", 2)
-    return json.dumps({k: _encode(v) for k, v in fields.items()}, allow_nan=True).encode()
+    return json.dumps({k: _encode(v) for k, v in fields.items()}, allow_nan=False).encode()
 
 
 class _ScalarValue:

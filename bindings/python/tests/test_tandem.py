@@ -131,6 +131,15 @@ class ReplicaTest(TempDirTest):
                          lambda: db.put(None, "r", v=1)):
                 with self.assertRaises(tandem.InvalidError):
                     call()
+            # Said as the library says it, not as JSON the caller never wrote.
+            for v in (float("nan"), float("inf"), -float("inf")):
+                with self.assertRaisesRegex(tandem.InvalidError, "must be finite"):
+                    db.put("c", "r", v=v)
+                with self.assertRaisesRegex(tandem.InvalidError, "must be finite"):
+                    with db.batch() as b:
+                        b.put("c", "r", v=v)
+            with self.assertRaisesRegex(tandem.InvalidError, "lone surrogate"):
+                db.put("c", "r", v="a\ud800b")
             self.assertEqual(db.changes()[0], [])
             with self.assertRaises(tandem.InvalidError):
                 tandem.open(self.path("a"), durability="fast")
