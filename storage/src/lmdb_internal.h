@@ -757,8 +757,20 @@ Status CheckEmptyOrMissing(const std::string& dir, const char* what);
 Status ProbeDataFile(const std::string& dir);
 
 // Where the replica's data file in `dir` lives (device, inode, birth time): what the
-// `origin` meta entry records.
-Result<std::string> Fingerprint(const std::string& dir);
+// `origin` meta entry records. On a filesystem that keeps no birth time (ext2, ext4 with
+// 128-byte inodes) a copy put where the original was deleted (`rm -rf DIR; cp -a COPY
+// DIR`) may get its inode number back: there the third part is the change time of
+// kOriginFile, an empty file made once and never written, which no copy keeps (a copy
+// sets it to when it was made). With `make`, the file is made if it is missing; without,
+// a missing one makes the third part zero.
+inline constexpr const char* kOriginFile = "origin";
+Result<std::string> Fingerprint(const std::string& dir, bool make);
+// A fingerprint without a birth time or origin file's change time: of a replica whose
+// origin was recorded before there were origin files (or of one whose file is missing),
+// which adopts where it is if the rest matches.
+bool LacksTime(std::string_view fingerprint);
+// Tests: take every filesystem for one that keeps no birth time.
+extern std::atomic<bool> fingerprint_without_birth_time;
 // Records where the replica's data file is now. kRekey (a copy, or a restore) also takes
 // a new replica id in the same transaction, unless the origin is already this place:
 // another process that opened the same copy at the same time did it. kForceRekey takes

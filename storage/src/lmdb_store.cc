@@ -58,24 +58,56 @@ Status LmdbError(int rc, const std::string& what) {
   return Status::Io(what + ": " + mdb_strerror(rc));
 }
 
+std::atomic<bool> fingerprint_without_birth_time{false};
+
 // Where a replica's data file lives: its device, inode and, where the filesystem keeps
 // it, birth time (24 bytes, little-endian). The birth time tells a new file that reused
-// a deleted one's inode number (`rm data.mdb; cp old data.mdb`) from the original.
-Result<std::string> Fingerprint(const std::string& dir) {
+// a deleted one's inode number (`rm data.mdb; cp old data.mdb`) from the original; where
+// there is none, the change time of the origin file does (lmdb_internal.h).
+Result<std::string> Fingerprint(const std::string& dir, bool make) {
   struct statx st;
   const std::string path = dir + "/data.mdb";
   if (::statx(AT_FDCWD, path.c_str(), 0, STATX_INO | STATX_BTIME, &st) != 0)
     return Status::Io("stat " + path + ": " + strerror(errno));
+  auto ns = [](const struct statx_timestamp& t) {
+    return static_cast<uint64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
+  };
   // The device number is not stable across boots on some systems (btrfs subvolumes, LVM,
   // USB disks): with a birth time, inode and birth time alone identify the file.
-  const bool btime = st.stx_mask & STATX_BTIME;
-  const uint64_t fields[3] = {
-      btime ? 0 : (uint64_t{st.stx_dev_major} << 32) | st.stx_dev_minor, st.stx_ino,
-      btime ? static_cast<uint64_t>(st.stx_btime.tv_sec) * 1'000'000'000 + st.stx_btime.tv_nsec
-            : 0};
+  const bool btime = (st.stx_mask & STATX_BTIME) && ns(st.stx_btime) != 0 &&
+                     !fingerprint_without_birth_time.load();
+  uint64_t time = btime ? ns(st.stx_btime) : 0;
+  if (!btime) {
+    const std::string origin = dir + "/" + kOriginFile;
+    struct statx ot;
+    int rc = ::statx(AT_FDCWD, origin.c_str(), 0, STATX_CTIME, &ot);
+    if (rc != 0 && errno == ENOENT && make) {
+      // O_EXCL: of two processes making it at once, both then read the one that won.
+      const int fd = ::open(origin.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400);
+      if (fd < 0 && errno != EEXIST) return Status::Io("create " + origin + ": " + strerror(errno));
+      if (fd >= 0) {
+        ::close(fd);
+        TANDEM_RETURN_IF_ERROR(files::SyncPath(origin));
+        TANDEM_RETURN_IF_ERROR(files::SyncParent(origin));
+      }
+      rc = ::statx(AT_FDCWD, origin.c_str(), 0, STATX_CTIME, &ot);
+    }
+    if (rc == 0)
+      time = std::max<uint64_t>(ns(ot.stx_ctime), 1);
+    else if (errno != ENOENT)
+      return Status::Io("stat " + origin + ": " + strerror(errno));
+  }
+  const uint64_t fields[3] = {btime ? 0 : (uint64_t{st.stx_dev_major} << 32) | st.stx_dev_minor,
+                              st.stx_ino, time};
   std::string out(sizeof fields, '\0');
   std::memcpy(out.data(), fields, sizeof fields);
   return out;
+}
+
+bool LacksTime(std::string_view fingerprint) {
+  uint64_t time = 1;
+  if (fingerprint.size() == 24) std::memcpy(&time, fingerprint.data() + 16, 8);
+  return time == 0;
 }
 
 ReplicaId RandomReplicaId() {
@@ -338,7 +370,7 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
     std::string m = EncodeMeta(meta);
     MDB_val mk = Val("replica"), mv = Val(m);
     if (!rc) rc = mdb_put(txn, impl->meta, &mk, &mv, 0);
-    auto here = Fingerprint(dir);
+    auto here = Fingerprint(dir, true);
     if (!here.ok()) {
       mdb_txn_abort(txn);
       return here.status();
@@ -384,11 +416,15 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
     if (st.ok()) {
       MDB_val ok = Val("origin"), ov;
       rc = mdb_get(txn, impl->meta, &ok, &ov);
-      auto here = Fingerprint(dir);
+      auto here = Fingerprint(dir, false);
       if (!here.ok())
         st = here.status();
-      else
-        origin = rc == MDB_NOTFOUND ? kNoOrigin : View(ov) == *here ? kSameOrigin : kMoved;
+      else if (rc == MDB_NOTFOUND)
+        origin = kNoOrigin;
+      else if (View(ov) != *here)
+        origin = kMoved;
+      else if (LacksTime(*here))  // recorded before origin files: adopts, making one
+        origin = kNoOrigin;
     }
     // Committing (not aborting) keeps the database handles opened in this transaction.
     if (st.ok()) {
@@ -438,6 +474,7 @@ Result<std::unique_ptr<LmdbStore>> CreateStore(const std::string& dir, const Opt
     // Leave nothing that a second try would refuse as a non-empty directory.
     fs::remove(dir + "/data.mdb", ec);
     fs::remove(dir + "/lock.mdb", ec);
+    fs::remove(dir + "/" + kOriginFile, ec);
     if (!existed) fs::remove(dir, ec);
   }
   return store;

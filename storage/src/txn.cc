@@ -718,7 +718,7 @@ Status TakeNewId(LmdbStore& store, const Options& opt, const engine::ReplicaId& 
 }
 
 Status StampOrigin(LmdbStore& store, Stamp how, const Options& opt) {
-  TANDEM_ASSIGN_OR_RETURN(std::string here, Fingerprint(store.dir()));
+  TANDEM_ASSIGN_OR_RETURN(std::string here, Fingerprint(store.dir(), true));
   Status st;
   for (int attempt = 0; attempt < 32; ++attempt) {
     st = [&]() -> Status {

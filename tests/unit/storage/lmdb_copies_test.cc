@@ -8,6 +8,7 @@
 #include <deque>
 #include <fstream>
 
+#include "../../../storage/src/lmdb_internal.h"
 #include "../../integration/process.h"
 #include "../../integration/raw_lmdb.h"
 #include "../../integration/read_only_mount.h"
@@ -64,6 +65,65 @@ TEST(LmdbStore, ACopiedDirectoryTakesANewReplicaIdWhenOpened) {
   ASSERT_TRUE((*r2)->Put("c", "two", {{"x", Value{int64_t{2}}}}).ok());
   EXPECT_NE((*r1)->Meta()->id, (*r2)->Meta()->id);
   ASSERT_TRUE(Check(StoreOf(**r2)).ok());
+}
+
+// On a filesystem that keeps no birth time (ext2, ext4 with 128-byte inodes), a copy put
+// back where its original was (`rm -rf a; cp -a backup a`) may get the original's inode
+// number again. The origin file's change time, which no copy keeps, tells it apart: it
+// takes a new id, and its next write cannot reuse a dot a peer holds of a lost write.
+TEST(LmdbStore, ACopyPutBackWhereItsOriginalWasTakesANewIdWithoutBirthTimes) {
+  struct NoBirthTimes {
+    NoBirthTimes() { fingerprint_without_birth_time = true; }
+    ~NoBirthTimes() { fingerprint_without_birth_time = false; }
+  } no_birth_times;
+  testing::TempDir tmp;
+  const std::string a = tmp / "a", backup = tmp / "backup";
+  ASSERT_NO_FATAL_FAILURE(MakeOneRecord(a));
+  ASSERT_TRUE(fs::exists(a + "/origin"));
+  const engine::ReplicaMeta before = MetaOf(a);
+  EXPECT_EQ(MetaOf(a).id, before.id) << "where it was made, it keeps its id";
+  fs::copy(a, backup, fs::copy_options::recursive);
+  {
+    auto r = OpenReplica(a);
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE((*r)->Put("c", "lost", {{"x", Value{int64_t{2}}}}).ok());
+  }
+  // Put back as the inode number would come back: the data file's contents replaced in
+  // place, the origin file made anew by the copy.
+  ASSERT_NO_FATAL_FAILURE(
+      fs::copy_file(backup + "/data.mdb", a + "/data.mdb", fs::copy_options::overwrite_existing));
+  fs::remove(a + "/origin");
+  fs::copy_file(backup + "/origin", a + "/origin");
+  const engine::ReplicaMeta restored = MetaOf(a);
+  EXPECT_NE(restored.id, before.id);
+  EXPECT_EQ(restored.vv.Get(before.id), 1u);
+  EXPECT_EQ(MetaOf(a).id, restored.id) << "taken once";
+  // An origin file removed: the safe side, a new id.
+  fs::remove(a + "/origin");
+  EXPECT_NE(MetaOf(a).id, restored.id);
+  EXPECT_TRUE(fs::exists(a + "/origin"));
+}
+
+// A replica whose origin was recorded before origin files, on such a filesystem, adopts
+// where it is (keeps its id) and makes its origin file.
+TEST(LmdbStore, AnOriginFromBeforeOriginFilesIsAdopted) {
+  struct NoBirthTimes {
+    NoBirthTimes() { fingerprint_without_birth_time = true; }
+    ~NoBirthTimes() { fingerprint_without_birth_time = false; }
+  } no_birth_times;
+  testing::TempDir tmp;
+  const std::string a = tmp / "a";
+  ASSERT_NO_FATAL_FAILURE(MakeOneRecord(a));
+  const engine::ReplicaMeta before = MetaOf(a);
+  std::string origin = testing::RawGet(a, "meta", "origin");
+  ASSERT_EQ(origin.size(), 24u);
+  std::fill(origin.begin() + 16, origin.end(), '\0');
+  ASSERT_NO_FATAL_FAILURE(testing::RawPut(a, "meta", "origin", origin));
+  fs::remove(a + "/origin");
+  EXPECT_EQ(MetaOf(a).id, before.id);
+  EXPECT_TRUE(fs::exists(a + "/origin"));
+  EXPECT_NE(testing::RawGet(a, "meta", "origin"), origin);
+  EXPECT_EQ(MetaOf(a).id, before.id);
 }
 
 // A lock file deleted (as "stale") while another process has the replica open: a process
