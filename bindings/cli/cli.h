@@ -188,9 +188,11 @@ void CheckOutput();
 // After this, a crash says which replica it worked on and to run `tandem check` there.
 void NoteCrashesOn(const std::string& dir);
 // Runs `body` in a child process and returns its exit status; a crash there (reading a
-// damaged `file`) becomes an Exit naming the damage, after `on_crash`.
+// damaged `file`) becomes an Exit naming the damage and what to do (`remedy`), after
+// `on_crash`. The child dies with this process: a killed command leaves no work going on.
 int Isolated(const std::string& file, const std::function<void()>& body,
-             const std::function<void()>& on_crash = nullptr);
+             const std::function<void()>& on_crash = nullptr,
+             const char* remedy = "restore it from a backup");
 // `import` (import.cc).
 int RunImport(const std::string& dir, const std::string& coll, const std::string& file,
               const std::string& format_name, const std::string& id_field, bool strict);

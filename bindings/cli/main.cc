@@ -458,6 +458,7 @@ int Main(int argc, char** argv) {
         },
         [&] {
           std::error_code e;
+          storage::SweepDeadBuilds(dir);  // the copy the crashed worker was checking
           if (!was_empty) return;
           if (!had_dir) {
             std::filesystem::remove_all(dir, e);
@@ -465,7 +466,8 @@ int Main(int argc, char** argv) {
             for (const auto& f : std::filesystem::directory_iterator(dir, e))
               std::filesystem::remove_all(f.path(), e);
           }
-        });
+        },
+        "no replica made: restore another backup");
   } else if (check->parsed()) {
     return Isolated(dir + "/data.mdb", [&] {
       auto checked = InspectDevice(dir);

@@ -1,6 +1,7 @@
 // The `tandem` process itself: how it ends (one line on stderr and an exit status), what
 // a crash says, and work done in a child process so that a crash there is an error.
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #ifdef __GLIBC__  // known once a C library header is in
@@ -97,15 +98,20 @@ int Reported(const std::function<int()>& body) {
 // what a user runs on a suspect replica or backup, so there such a crash becomes an error
 // naming the damage (after `on_crash`, which cleans up), not a dead process.
 int Isolated(const std::string& file, const std::function<void()>& body,
-             const std::function<void()>& on_crash) {
+             const std::function<void()>& on_crash, const char* remedy) {
   std::fflush(stdout);
   std::fflush(stderr);
+  const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid < 0) {  // no process to spare: run it here, unprotected
     body();
     return 0;
   }
   if (pid == 0) {
+    // Killed with the command (a supervisor, `kill PID`, the OOM killer signal it alone):
+    // a restore must not go on to publish a replica nobody waits for. A parent gone
+    // before the request took effect is seen by the check after it.
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent) ::_exit(1);
     crash_note_len = 0;  // the parent says what a crash here means
     const int code = Reported([&] {
       body();
@@ -125,8 +131,7 @@ int Isolated(const std::string& file, const std::function<void()>& body,
   // The signals a bad page read gives (an invalid pointer, a page past the end, an
   // assertion in LMDB); any other (the OOM killer, a kill) says nothing about the file.
   if (sig == SIGSEGV || sig == SIGBUS || sig == SIGABRT || sig == SIGFPE || sig == SIGILL)
-    throw Exit{1, file + " is damaged: reading it crashed (" + strsignal(sig) +
-                      "); restore it from a backup"};
+    throw Exit{1, file + " is damaged: reading it crashed (" + strsignal(sig) + "); " + remedy};
   throw Exit{1, "the work on " + file + " was stopped by a signal (" + strsignal(sig) + ")"};
 }
 

@@ -21,20 +21,36 @@ namespace {
 // owner's own permissions) is kept: the build happens in a hidden directory inside it,
 // and its files are renamed into `dir` with data.mdb last, so `dir` holds a replica
 // only once everything is there.
+// Where a build of `dir` happens: the directory that holds the temporary one, and the
+// temporary one's name but for the process id.
+struct BuildPlace {
+  fs::path target, home;
+  std::string stem;
+  bool inside = false;
+};
+BuildPlace PlaceOf(const std::string& dir, const char* what) {
+  BuildPlace p;
+  p.target = fs::absolute(fs::path(dir)).lexically_normal();
+  if (p.target.filename().empty()) p.target = p.target.parent_path();
+  std::error_code ec;
+  p.inside = fs::exists(p.target, ec);
+  p.stem = ".";  // not "." + ...: g++ 12 warns (-Wrestrict) on that falsely
+  if (!p.inside) p.stem += p.target.filename().string() + ".";
+  p.stem += std::string(what) + ".";
+  p.home = p.inside ? p.target : p.target.parent_path();
+  return p;
+}
+
 Status BuildInPlace(const std::string& dir, const char* what,
                     const std::function<Status(const fs::path& tmp)>& fill) {
   TANDEM_RETURN_IF_ERROR(CheckEmptyOrMissing(dir, what));
-  fs::path target = fs::absolute(fs::path(dir)).lexically_normal();
-  if (target.filename().empty()) target = target.parent_path();
+  const BuildPlace place = PlaceOf(dir, what);
+  const fs::path& target = place.target;
+  const bool inside = place.inside;
   std::error_code ec;
-  const bool inside = fs::exists(target, ec);
-  std::string tmp_name = ".";  // not "." + ...: g++ 12 warns (-Wrestrict) on that falsely
-  if (!inside) tmp_name += target.filename().string() + ".";
-  tmp_name += std::string(what) + "." + std::to_string(::getpid());
-  const fs::path home = inside ? target : target.parent_path();
-  const fs::path tmp = home / tmp_name;
+  const fs::path tmp = place.home / (place.stem + std::to_string(::getpid()));
   // Leftovers of killed builds (they may hold key files): any process's that is gone.
-  files::SweepDead(home.string(), tmp_name.substr(0, tmp_name.rfind('.') + 1));
+  files::SweepDead(place.home.string(), place.stem);
   fs::remove_all(tmp, ec);
   ec.clear();
   if (!inside) fs::create_directories(target.parent_path(), ec);
@@ -153,16 +169,35 @@ Status Restore(const std::string& backup, const std::string& dir,
   return BuildInPlace(dir, "restoring", [&](const fs::path& tmp) -> Status {
     TANDEM_RETURN_IF_ERROR(
         files::CopyDurable(backup + "/data.mdb", (tmp / "data.mdb").string(), 0644));
+    // What is wrong with the copy is wrong with the backup: said of the backup (the
+    // temporary directory is gone once this returns), and with what to do about it.
+    auto of_backup = [&](const Status& st) {
+      if (st.ok()) return st;
+      std::string m = st.message();
+      const std::string t = tmp.string();
+      for (size_t at; (at = m.find(t)) != std::string::npos;) m.replace(at, t.size(), backup);
+      constexpr std::string_view kAdvice = "; restore it from a backup";
+      if (m.size() >= kAdvice.size() && m.ends_with(kAdvice)) m.resize(m.size() - kAdvice.size());
+      return Status(st.code(), m + "; no replica made: restore another backup");
+    };
     {
-      TANDEM_ASSIGN_OR_RETURN(auto store, Open(tmp.string(), Options{}, false, false));
-      TANDEM_RETURN_IF_ERROR(Check(*store).With("backup " + backup));
+      auto store = Open(tmp.string(), Options{}, false, false);
+      if (!store.ok()) return of_backup(store.status());
+      TANDEM_RETURN_IF_ERROR(of_backup(Check(**store).With("backup " + backup)));
       // A new id whatever the backup's origin says (a backup from before origins has none).
-      TANDEM_RETURN_IF_ERROR(StampOrigin(*store, Stamp::kForceRekey, Options{}));
+      TANDEM_RETURN_IF_ERROR(StampOrigin(**store, Stamp::kForceRekey, Options{}));
     }
     std::vector<fs::path> from;
     for (const auto& name : files) from.push_back(fs::path(backup) / name);
     return CopyFilesInto(from, tmp);
   });
+}
+
+void SweepDeadBuilds(const std::string& dir) {
+  for (const char* what : {"restoring", "backup"}) {
+    const BuildPlace place = PlaceOf(dir, what);
+    files::SweepDead(place.home.string(), place.stem);
+  }
 }
 
 }  // namespace tandem::storage

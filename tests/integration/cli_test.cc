@@ -426,9 +426,64 @@ TEST(CliErrors, DataFileCutShortIsRefusedByEveryCommand) {
     auto r = T(args);
     EXPECT_EQ(r.exit_code, 1) << args[0] << ": " << r.err;
     EXPECT_NE(r.err.find("data.mdb is truncated"), std::string::npos) << args[0] << ": " << r.err;
+    // Restore names the backup the user gave, not the copy it checked.
+    if (args[0] == "restore") {
+      EXPECT_NE(r.err.find(tmp / "bk/data.mdb is truncated"), std::string::npos) << r.err;
+      EXPECT_NE(r.err.find("no replica made: restore another backup"), std::string::npos) << r.err;
+      EXPECT_EQ(r.err.find("restoring"), std::string::npos) << r.err;
+    }
   }
   EXPECT_FALSE(fs::exists(tmp / "rs/data.mdb"));
   EXPECT_EQ(fs::file_size(tmp / "db/data.mdb"), 65536u);
+}
+
+// A restore killed by its own process id alone (a supervisor, `kill PID`, the OOM killer)
+// takes its worker with it: no work goes on to publish a replica nobody waits for.
+TEST(CliErrors, AKilledRestoreLeavesNoWorkerBehind) {
+  TempDir tmp;
+  ASSERT_NO_FATAL_FAILURE(ReplicaAndBackupOfSeveralPages(tmp));
+  // The worker waits at the backup's data file: a pipe nobody writes to yet.
+  fs::remove(tmp / "bk/data.mdb");
+  ASSERT_EQ(::mkfifo((tmp / "bk/data.mdb").c_str(), 0600), 0);
+  Child restore({TANDEM_BIN, "restore", tmp / "bk", tmp / "rs"});
+  auto worker_of = [](pid_t parent) {
+    for (const auto& e : fs::directory_iterator("/proc")) {
+      std::ifstream stat(e.path() / "stat");
+      std::string line;
+      if (!std::getline(stat, line) || line.rfind(')') == std::string::npos) continue;
+      std::istringstream rest(line.substr(line.rfind(')') + 2));
+      char state;
+      pid_t ppid = 0;
+      if (rest >> state >> ppid && ppid == parent && state != 'Z')
+        return static_cast<pid_t>(std::stol(e.path().filename().string()));
+    }
+    return pid_t{-1};
+  };
+  pid_t worker = -1;
+  for (int i = 0; i < 2000 && worker < 0; ++i) {
+    worker = worker_of(restore.pid());
+    if (worker < 0) ::usleep(5000);
+  }
+  ASSERT_GT(worker, 0) << "the restore's worker never started";
+  restore.Kill(SIGKILL);
+  restore.Wait();
+  bool gone = false;
+  for (int i = 0; i < 2000 && !gone; ++i) {
+    gone = ::kill(worker, 0) != 0 && errno == ESRCH;
+    if (!gone) {
+      std::ifstream stat("/proc/" + std::to_string(worker) + "/stat");
+      std::string line;
+      gone = !std::getline(stat, line) || line.find(") Z") != std::string::npos;
+    }
+    if (!gone) ::usleep(5000);
+  }
+  if (!gone) {  // let it go on, and end it: a worker left waiting must not outlive the test
+    const int fd = ::open((tmp / "bk/data.mdb").c_str(), O_WRONLY | O_NONBLOCK);
+    if (fd >= 0) ::close(fd);
+    ::kill(worker, SIGKILL);
+  }
+  EXPECT_TRUE(gone) << "the worker of a killed restore kept running";
+  EXPECT_FALSE(fs::exists(tmp / "rs"));
 }
 
 // Bits flipped inside data.mdb: LMDB trusts its pages and may crash reading them, but
@@ -459,7 +514,12 @@ TEST(CliErrors, CheckAndRestoreOfAFileWithFlippedBitsNeverCrash) {
     EXPECT_TRUE(r.exit_code == 0 || r.exit_code == 1) << "seed " << seed << ": " << r.err;
     if (r.exit_code != 0) {
       EXPECT_FALSE(fs::exists(target)) << "seed " << seed;
+      EXPECT_EQ(r.err.find("restoring"), std::string::npos) << "seed " << seed << ": " << r.err;
     }
+    // Nor a copy of the backup's data hidden beside it, crashed or not.
+    for (const auto& e : fs::directory_iterator(tmp.path()))
+      EXPECT_EQ(e.path().filename().string().find(".restoring."), std::string::npos)
+          << "seed " << seed << ": " << e.path();
     // Other commands may still crash on it, but say what to run.
     r = T({"dump", tmp / "bk"});
     if (r.exit_code >= 128) {

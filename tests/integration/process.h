@@ -56,6 +56,7 @@ class Child {
   void Kill(int sig) {
     if (pid_ > 0) kill(pid_, sig);
   }
+  pid_t pid() const { return pid_; }
   // Reads what is available (waiting up to timeout_ms for something); false at EOF.
   bool ReadSome(std::string* out, int timeout_ms) {
     pollfd p{out_fd_, POLLIN, 0};

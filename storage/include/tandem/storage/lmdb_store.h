@@ -183,6 +183,10 @@ bool IsBackupDir(const std::string& dir);
 // exist), fsynced before the rename.
 Status Restore(const std::string& backup, const std::string& dir,
                const std::vector<std::string>& files = {});
+// Removes what a Restore or Backup into `dir` left when its process died (a crash while
+// reading a damaged backup, a kill): the temporary directory, which may hold key files.
+// The next build into `dir` does it too.
+void SweepDeadBuilds(const std::string& dir);
 
 // Integrity check: every field decodes, the change log and the fields point at each
 // other one to one, and the version vector covers every event of ours in any field.
