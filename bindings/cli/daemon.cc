@@ -221,7 +221,19 @@ int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, L
     logf.Line("metrics at http://" + metrics_bound + "/metrics");
   }
   publish(node->Snapshot());
-  bool stopped = false, signalled = false;
+  // The replica the node has open must stay the one at DIR: removed, or replaced (a
+  // restore to the same path), the node would go on syncing into a file nobody reads
+  // again, and its peers would take what they sent it for delivered. (Another error, a
+  // network filesystem's hiccup, says nothing of that.)
+  const std::string data = d.layout().dir + "/data.mdb";
+  struct stat opened {};
+  const bool watched = ::stat(data.c_str(), &opened) == 0;
+  auto moved = [&] {
+    struct stat now {};
+    if (::stat(data.c_str(), &now) != 0) return errno == ENOENT || errno == ENOTDIR;
+    return now.st_ino != opened.st_ino || now.st_dev != opened.st_dev;
+  };
+  bool stopped = false, signalled = false, gone = false;
   bool ok = true;
   while (!stopped) {
     pollfd fds[2] = {{sfd, POLLIN, 0}, {node->event_fd(), POLLIN, 0}};
@@ -237,6 +249,14 @@ int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, L
         node->Stop();
       }
     }
+    if (watched && !signalled && !gone && moved()) {
+      gone = true;
+      logf.Line("the replica in " + d.layout().dir +
+                    " was removed or replaced while this daemon served it: stopping "
+                    "(start it again to serve what is there now)",
+                "error");
+      node->Stop();
+    }
     for (const auto& e : node->DrainEvents()) {
       if (e.kind == net::NodeEventKind::kDone) {
         ok = e.ok;
@@ -244,10 +264,15 @@ int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, L
       }
       if (e.kind == net::NodeEventKind::kStopped) stopped = true;
     }
-    publish(node->Snapshot());
+    if (!gone) publish(node->Snapshot());  // DIR is no longer this replica's
   }
   metrics.reset();  // before the node it reads
   node->Stop();
+  if (gone) {
+    ::close(sfd);
+    if (lock_fd >= 0) ::close(lock_fd);
+    return 1;
+  }
   auto last = node->Snapshot();
   last.running = false;
   // The node let serve.lock go as it stopped: a serve started since owns daemon.json.

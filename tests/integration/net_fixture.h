@@ -90,6 +90,19 @@ class Serve {
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   }
   pid_t pid() const { return pid_; }
+  // Waits up to timeout_ms for it to end by itself; its exit status, or -1 if it runs on.
+  int WaitExit(int timeout_ms) {
+    for (int waited = 0; pid_ > 0; waited += 10) {
+      int st = 0;
+      if (waitpid(pid_, &st, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      }
+      if (waited >= timeout_ms) return -1;
+      usleep(10000);
+    }
+    return -1;
+  }
   std::string log() const { return ReadFile(log_); }
   std::vector<std::string>& args() { return args_; }
 

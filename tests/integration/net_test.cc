@@ -276,6 +276,32 @@ TEST_F(Net, OneShotSyncsWithALiveDaemonEndWithoutErrors) {
   EXPECT_EQ(sa->log().find("ended the session before"), std::string::npos) << sa->log();
 }
 
+// A daemon whose replica directory is removed, or replaced (a restore to the same path),
+// stops, and says why: it would sync into a file nobody reads again, while its peers
+// took what they sent it for delivered. Served again, the replica there syncs.
+TEST_F(Net, ADaemonStopsWhenItsReplicaIsRemovedOrReplaced) {
+  std::string a = Init("a"), b = Init("b");
+  std::string addr;
+  auto sa = Listen("a", {}, &addr);
+  Pair("a", "b", addr);
+  ASSERT_EQ(T({"backup", a, Dir("bk")}).exit_code, 0);
+  std::error_code ec;
+  fs::remove_all(a, ec);
+  ASSERT_EQ(T({"restore", Dir("bk"), a}).exit_code, 0);
+  EXPECT_EQ(sa->WaitExit(20000), 1) << sa->log();
+  EXPECT_NE(sa->log().find("was removed or replaced while this daemon served it"),
+            std::string::npos)
+      << sa->log();
+  auto again = Listen("a", {}, &addr);
+  ASSERT_EQ(T({"put", b, "items", "after", "v=1"}).exit_code, 0);
+  auto r = T({"sync", b, "--peer", addr});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(Has(a, "items", "after"));
+  // Removed outright, likewise.
+  fs::remove_all(a, ec);
+  EXPECT_EQ(again->WaitExit(20000), 1) << again->log();
+}
+
 // A daemon that cannot write daemon.json (a full disk, a file in the way) is still shown
 // as running, and says why; a daemon killed with SIGKILL is shown as not running.
 TEST_F(Net, StatusKnowsADaemonRunsWithoutItsStatusFile) {
