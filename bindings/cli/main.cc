@@ -178,8 +178,9 @@ int Main(int argc, char** argv) {
   join->add_flag("--cancel", cancel, "Give up a pending join (the code is forgotten)");
   bool merge = false;
   join->add_flag("--merge", merge,
-                 "Join although this replica holds data or trusts other devices: they join "
-                 "the inviter's group, and its data and devices come here");
+                 "Join although this replica holds data or trusts other devices: its data "
+                 "goes to the inviter's group and the group's comes here; the devices it "
+                 "trusted do not become members (each needs an invite of its own)");
 
   int horizon_days = 30;
   auto* gc = app.add_subcommand(

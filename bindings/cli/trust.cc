@@ -41,10 +41,15 @@ void RunJoin(const std::string& dir, const std::string& code, bool merge) {
   if (merge) {
     auto h = Check(d->OwnHoldings());
     std::fprintf(stderr,
-                 "joining with --merge: at the first sync, records in %zu collection(s) and "
-                 "%zu other device(s) this replica trusts go to the group of %s, and its "
-                 "data and devices come here\n",
-                 h.collections.size(), h.devices.size(), net::DeviceId(inv.inviter).c_str());
+                 "joining with --merge: at the first sync, records in %zu collection(s) go to "
+                 "the group of %s, and its data comes here\n",
+                 h.collections.size(), net::DeviceId(inv.inviter).c_str());
+    if (!h.devices.empty())
+      std::fprintf(stderr,
+                   "the %zu other device(s) this replica trusts do not become members of that "
+                   "group, and cannot sync with this one once it joins: give each an invite "
+                   "of its own (tandem invite, then tandem join on it)\n",
+                   h.devices.size());
   }
   if (const uint64_t now = storage::SystemClockMs(); inv.expires_ms < now) {
     const uint64_t minutes = (now - inv.expires_ms) / 60000;

@@ -794,6 +794,12 @@ TEST_F(Cli, JoinRefusesAReplicaWithDataOrOtherDevicesUnlessToldToMerge) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("1 other device it trusts"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(trusting + "/join.code"));
+  // With --merge, said plainly: the devices it trusted stay out of the new group.
+  r = T({"join", trusting, code.out, "--merge"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("the 1 other device(s) this replica trusts do not become members"),
+            std::string::npos)
+      << r.err;
 
   r = T({"join", db_, code.out, "--merge"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
