@@ -186,8 +186,11 @@ Result<std::unique_ptr<Server>> Server::Start(const std::string& address, device
   auto impl = std::make_unique<Impl>();
   impl->collectable = std::make_shared<NodeCollectable>(device, node);
   try {
-    // One serving thread: scrapes are rare and each reads a snapshot.
-    impl->exposer = std::make_unique<prometheus::Exposer>(address, 1);
+    // Scrapes are rare and each reads a snapshot, but a client that sends half a request
+    // and waits holds a serving thread: a few threads, and a short wait for a request,
+    // keep a scraper answered beside a few such clients (a request comes whole at once).
+    impl->exposer = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
+        "listening_ports", address, "num_threads", "4", "request_timeout_ms", "3000"});
   } catch (const std::exception& e) {
     return Status::Io("metrics: cannot listen on " + address + ": " + e.what());
   }

@@ -602,11 +602,13 @@ TEST_F(Net, DiscoveryFindsGroupMembersWithoutAddresses) {
   EXPECT_EQ(Dump(d), "");
 }
 
-// GET http://127.0.0.1:PORT/metrics, the body ("" on failure).
+// GET http://127.0.0.1:PORT/metrics, the body ("" on failure, or with no answer for 20 s).
 std::string Scrape(const std::string& address) {
   const uint16_t port = static_cast<uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
   int s = ConnectLoopback(port);
   if (s < 0) return "";
+  const timeval patience{20, 0};
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof patience);
   const std::string req = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
   if (write(s, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
     close(s);
@@ -639,6 +641,19 @@ TEST_F(Net, MetricsCountTheTrafficTheyWatchedAndLogsCanBeJson) {
   })) << sa->log();
   std::string text = Scrape(metrics);
   ASSERT_NE(text.find("# TYPE tandem_commit_seconds histogram"), std::string::npos) << text;
+  {
+    // Clients that send half a request and wait do not keep a scraper waiting.
+    const uint16_t port = static_cast<uint16_t>(std::stoi(metrics.substr(metrics.rfind(':') + 1)));
+    std::vector<int> slow;
+    for (int i = 0; i < 2; ++i) {
+      slow.push_back(ConnectLoopback(port));
+      ASSERT_GE(slow.back(), 0);
+      const std::string half = "GET /metrics HTTP/1.1\r\nHost: x\r\n";
+      ASSERT_EQ(write(slow.back(), half.data(), half.size()), static_cast<ssize_t>(half.size()));
+    }
+    EXPECT_NE(Scrape(metrics).find("tandem_node_running"), std::string::npos);
+    for (int fd : slow) close(fd);
+  }
   EXPECT_EQ(Sample(text, "tandem_node_running"), 1);
   EXPECT_EQ(Sample(text, "tandem_peers_connected"), 0);
   EXPECT_EQ(Sample(text, "tandem_quarantined_changes"), 0);
