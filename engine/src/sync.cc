@@ -74,10 +74,10 @@ bool Session::caught_up() const {
          (!peer_blobs_ || (!in_blob_ && idle_sent_ && !out_blob_ && peer_idle_));
 }
 
-bool Session::caught_up_once() const {
+bool Session::complete() const {
   return sent_caught_up_ && received_caught_up_ &&
          stats_.batches_sent - unacked_ >= batches_before_caught_up_ &&
-         (!peer_blobs_ || (!in_blob_ && idle_sent_));
+         (!peer_blobs_ || (!in_blob_ && idle_sent_ && !out_blob_ && peer_idle_));
 }
 
 Status Session::Receive(const Message& in, std::vector<Message>* out) {

@@ -299,7 +299,7 @@ awaitable<void> Conn::Watchdog() {
       break;
     }
     if (SteadyClock::now() >= deadline_) {
-      if (final_queued_ && session_ && view_.caught_up_once)
+      if (final_queued_ && session_ && view_.complete)
         Close();  // we said goodbye; the peer did not answer in time
       else
         Fail("timed out waiting for the peer");
@@ -500,15 +500,15 @@ awaitable<bool> Conn::Run(PeerStatus* status) {
         if (!final_queued_) {
           // Ended by the peer before this side caught up: for what this device may read
           // there (FINAL says so; a session started at once applies it), or it stops.
-          if (session_ && !view_.caught_up_once) {
-            if (pt == kEndedForPermissions) {
-              ended_early_ = true;
-              d_.Log(Who() + " ended the session: what this device may read there changed");
-            } else {
-              NoteFailure(
-                  "the peer ended the session before this side caught up (it may be "
-                  "stopping)");
-            }
+          // What this device may read there changed: a session started at once reads
+          // it, whether this one was complete or not.
+          if (session_ && pt == kEndedForPermissions) {
+            ended_early_ = true;
+            d_.Log(Who() + " ended the session: what this device may read there changed");
+          } else if (session_ && !view_.complete) {
+            NoteFailure(
+                "the peer ended the session before this side caught up (it may be "
+                "stopping)");
           }
           Finish();
         }
@@ -554,13 +554,13 @@ awaitable<bool> Conn::Run(PeerStatus* status) {
   if (connected_) {
     NodeEvent e{NodeEventKind::kDisconnected, peer_key_ ? DeviceId(*peer_key_) : "", address_,
                 error_};
-    e.ok = !failed_ && view_.caught_up_once;
+    e.ok = !failed_ && view_.complete;
     e.fields_received = view_.stats.fields_applied;
     e.fields_sent = view_.stats.fields_sent;
     d_.Emit(std::move(e));
   }
   d_.Unregister(self);
-  co_return !failed_ && connected_ && view_.caught_up_once;
+  co_return !failed_ && connected_ && view_.complete;
 }
 
 #if defined(__GNUC__) && !defined(__clang__)

@@ -82,16 +82,16 @@ using PeerStatus = PeerSnapshot;
 struct SessionView {
   engine::SessionStats stats;
   bool caught_up = false;
-  bool caught_up_once = false;  // Session::caught_up_once
-  bool sync_again = false;      // Session::sync_again
+  bool complete = false;    // Session::complete
+  bool sync_again = false;  // Session::sync_again
   std::optional<engine::ReplicaId> peer;
   uint64_t peer_acked = 0;
   engine::VersionVector peer_vv;  // Session::peer_vv
   uint64_t capped_at = 0;         // Session::capped_at
 };
 inline SessionView ViewOf(const engine::Session& s) {
-  return {s.stats(), s.caught_up(),  s.caught_up_once(), s.sync_again(),
-          s.peer(),  s.peer_acked(), s.peer_vv(),        s.capped_at()};
+  return {s.stats(), s.caught_up(),  s.complete(), s.sync_again(),
+          s.peer(),  s.peer_acked(), s.peer_vv(),  s.capped_at()};
 }
 // Change-log entries after `since`, counted up to `cap` (nullopt if unreadable).
 std::optional<uint64_t> CountLog(engine::Replica& r, uint64_t since, uint64_t cap);

@@ -263,13 +263,14 @@ class Session {
   // True once both sides have sent CaughtUp and every batch was acknowledged: at that
   // moment each side holds everything the other had when the session began.
   bool caught_up() const;
-  // Whether the session has done its job, even if changes made since are in flight: we
-  // received the peer's CaughtUp, it acknowledged every batch up to our first CaughtUp
-  // (batches are acknowledged in order) and we want no blob of it. A peer that ends the
-  // session then loses nothing (a live side may already be sending what it applied,
-  // an empty batch that moves the peer's cursor past its own changes, when a one-shot
-  // peer says goodbye); the next session sends what is left.
-  bool caught_up_once() const;
+  // Whether the session has done its job, though changes made since may be in flight:
+  // the peer's latest batch was followed by its CaughtUp, it acknowledged every batch up
+  // to our first CaughtUp (batches are acknowledged in order), and no blob is wanted or
+  // on its way either way. A peer that ends the session then loses nothing (a live side
+  // may already be sending what it applied, an empty batch that moves the peer's cursor
+  // past its own changes, when a one-shot peer says goodbye); the next session sends
+  // what is left.
+  bool complete() const;
   const std::optional<ReplicaId>& peer() const { return peer_; }
   // What the peer holds as its request said (and its CaughtUps since): empty before it.
   const VersionVector& peer_vv() const { return peer_vv_; }
