@@ -1,5 +1,6 @@
 // Backup and restore of a replica directory (lmdb_store.h).
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -80,6 +81,10 @@ Status BuildInPlace(const std::string& dir, const char* what,
     if (ec) return Status::Io("list " + tmp.string() + ": " + ec.message());
     std::stable_partition(names.begin(), names.end(),
                           [](const fs::path& n) { return n != "data.mdb"; });
+    // Once files go into `dir`, they all go: a process that dies with its parent (the
+    // CLI's worker, PR_SET_PDEATHSIG) would leave key files there without data.mdb, which
+    // the next build into `dir` refuses as not empty.
+    (void)::prctl(PR_SET_PDEATHSIG, 0);
     for (const auto& n : names) {
       if (::rename((tmp / n).c_str(), (target / n).c_str()) != 0) {
         const int err = errno;
@@ -166,13 +171,14 @@ Status Restore(const std::string& backup, const std::string& dir,
   // medium could not be restored). Its copy is validated fully (format, meta, every
   // field) before it becomes anything; a failure leaves nothing at `dir`.
   TANDEM_RETURN_IF_ERROR(ProbeDataFile(backup));
-  return BuildInPlace(dir, "restoring", [&](const fs::path& tmp) -> Status {
+  TANDEM_RETURN_IF_ERROR(BuildInPlace(dir, "restoring", [&](const fs::path& tmp) -> Status {
     TANDEM_RETURN_IF_ERROR(
         files::CopyDurable(backup + "/data.mdb", (tmp / "data.mdb").string(), 0644));
     // What is wrong with the copy is wrong with the backup: said of the backup (the
-    // temporary directory is gone once this returns), and with what to do about it.
+    // temporary directory is gone once this returns), and with what to do about it. An
+    // I/O error (a full disk where the copy is) is the target's, not the backup's.
     auto of_backup = [&](const Status& st) {
-      if (st.ok()) return st;
+      if (st.ok() || st.code() == Code::kIo) return st;
       std::string m = st.message();
       const std::string t = tmp.string();
       for (size_t at; (at = m.find(t)) != std::string::npos;) m.replace(at, t.size(), backup);
@@ -190,7 +196,14 @@ Status Restore(const std::string& backup, const std::string& dir,
     std::vector<fs::path> from;
     for (const auto& name : files) from.push_back(fs::path(backup) / name);
     return CopyFilesInto(from, tmp);
-  });
+  }));
+  // Published into an existing directory, its files were renamed one by one, which on
+  // some filesystems changes the origin file's change time: where it is now is its
+  // origin (elsewhere this finds the origin as recorded and writes nothing). Failing
+  // that, its first open takes another new id: harmless, it has issued nothing yet.
+  if (auto store = Open(dir, Options{}, false, false); store.ok())
+    (void)StampOrigin(**store, Stamp::kAdopt, Options{});
+  return Status::Ok();
 }
 
 void SweepDeadBuilds(const std::string& dir) {

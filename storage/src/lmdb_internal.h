@@ -758,19 +758,20 @@ Status ProbeDataFile(const std::string& dir);
 
 // Where the replica's data file in `dir` lives (device, inode, birth time): what the
 // `origin` meta entry records. On a filesystem that keeps no birth time (ext2, ext4 with
-// 128-byte inodes) a copy put where the original was deleted (`rm -rf DIR; cp -a COPY
-// DIR`) may get its inode number back: there the third part is the change time of
-// kOriginFile, an empty file made once and never written, which no copy keeps (a copy
-// sets it to when it was made). With `make`, the file is made if it is missing; without,
-// a missing one makes the third part zero.
+// 128-byte inodes; or with `without_birth_times`) a directory put where the original
+// was deleted (`rm -rf DIR; cp -a COPY DIR`) may get the original's inode numbers back:
+// there the third part is the change time of kOriginFile, an empty file made once and
+// never written, which no copy keeps (a copy sets it to when it was made). With `make`,
+// the file is made if it is missing; without, a missing one makes the third part zero.
+// (A data file alone copied over the original, in place, keeps its inode and birth
+// time on any filesystem: that is a rollback in place, caught at sync.)
 inline constexpr const char* kOriginFile = "origin";
-Result<std::string> Fingerprint(const std::string& dir, bool make);
-// A fingerprint without a birth time or origin file's change time: of a replica whose
-// origin was recorded before there were origin files (or of one whose file is missing),
-// which adopts where it is if the rest matches.
-bool LacksTime(std::string_view fingerprint);
-// Tests: take every filesystem for one that keeps no birth time.
-extern std::atomic<bool> fingerprint_without_birth_time;
+Result<std::string> Fingerprint(const std::string& dir, bool make, bool without_birth_times);
+// Whether a recorded origin `was` says no more than `now` does about where the replica
+// is: the same device and inode, and no birth time or origin file's change time (it was
+// recorded before origin files, or a crash came between making the file and recording
+// it). Such a replica adopts where it is.
+bool AdoptsFrom(std::string_view was, std::string_view now);
 // Records where the replica's data file is now. kRekey (a copy, or a restore) also takes
 // a new replica id in the same transaction, unless the origin is already this place:
 // another process that opened the same copy at the same time did it. kForceRekey takes

@@ -58,13 +58,11 @@ Status LmdbError(int rc, const std::string& what) {
   return Status::Io(what + ": " + mdb_strerror(rc));
 }
 
-std::atomic<bool> fingerprint_without_birth_time{false};
-
 // Where a replica's data file lives: its device, inode and, where the filesystem keeps
 // it, birth time (24 bytes, little-endian). The birth time tells a new file that reused
 // a deleted one's inode number (`rm data.mdb; cp old data.mdb`) from the original; where
 // there is none, the change time of the origin file does (lmdb_internal.h).
-Result<std::string> Fingerprint(const std::string& dir, bool make) {
+Result<std::string> Fingerprint(const std::string& dir, bool make, bool without_birth_times) {
   struct statx st;
   const std::string path = dir + "/data.mdb";
   if (::statx(AT_FDCWD, path.c_str(), 0, STATX_INO | STATX_BTIME, &st) != 0)
@@ -74,8 +72,7 @@ Result<std::string> Fingerprint(const std::string& dir, bool make) {
   };
   // The device number is not stable across boots on some systems (btrfs subvolumes, LVM,
   // USB disks): with a birth time, inode and birth time alone identify the file.
-  const bool btime = (st.stx_mask & STATX_BTIME) && ns(st.stx_btime) != 0 &&
-                     !fingerprint_without_birth_time.load();
+  const bool btime = (st.stx_mask & STATX_BTIME) && ns(st.stx_btime) != 0 && !without_birth_times;
   uint64_t time = btime ? ns(st.stx_btime) : 0;
   if (!btime) {
     const std::string origin = dir + "/" + kOriginFile;
@@ -104,9 +101,10 @@ Result<std::string> Fingerprint(const std::string& dir, bool make) {
   return out;
 }
 
-bool LacksTime(std::string_view fingerprint) {
-  uint64_t time = 1;
-  if (fingerprint.size() == 24) std::memcpy(&time, fingerprint.data() + 16, 8);
+bool AdoptsFrom(std::string_view was, std::string_view now) {
+  if (was.size() != 24 || now.size() != 24 || was.substr(0, 16) != now.substr(0, 16)) return false;
+  uint64_t time;
+  std::memcpy(&time, was.data() + 16, 8);
   return time == 0;
 }
 
@@ -370,7 +368,7 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
     std::string m = EncodeMeta(meta);
     MDB_val mk = Val("replica"), mv = Val(m);
     if (!rc) rc = mdb_put(txn, impl->meta, &mk, &mv, 0);
-    auto here = Fingerprint(dir, true);
+    auto here = Fingerprint(dir, true, opt.without_birth_times);
     if (!here.ok()) {
       mdb_txn_abort(txn);
       return here.status();
@@ -416,15 +414,13 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
     if (st.ok()) {
       MDB_val ok = Val("origin"), ov;
       rc = mdb_get(txn, impl->meta, &ok, &ov);
-      auto here = Fingerprint(dir, false);
+      auto here = Fingerprint(dir, false, opt.without_birth_times);
       if (!here.ok())
         st = here.status();
-      else if (rc == MDB_NOTFOUND)
-        origin = kNoOrigin;
+      else if (rc == MDB_NOTFOUND || AdoptsFrom(View(ov), *here))
+        origin = kNoOrigin;  // adopts where it is (making its origin file)
       else if (View(ov) != *here)
         origin = kMoved;
-      else if (LacksTime(*here))  // recorded before origin files: adopts, making one
-        origin = kNoOrigin;
     }
     // Committing (not aborting) keeps the database handles opened in this transaction.
     if (st.ok()) {

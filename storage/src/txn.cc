@@ -718,7 +718,8 @@ Status TakeNewId(LmdbStore& store, const Options& opt, const engine::ReplicaId& 
 }
 
 Status StampOrigin(LmdbStore& store, Stamp how, const Options& opt) {
-  TANDEM_ASSIGN_OR_RETURN(std::string here, Fingerprint(store.dir(), true));
+  TANDEM_ASSIGN_OR_RETURN(std::string here,
+                          Fingerprint(store.dir(), true, opt.without_birth_times));
   Status st;
   for (int attempt = 0; attempt < 32; ++attempt) {
     st = [&]() -> Status {
@@ -727,7 +728,9 @@ Status StampOrigin(LmdbStore& store, Stamp how, const Options& opt) {
       std::string origin;
       TANDEM_RETURN_IF_ERROR(w->GetOrigin(&origin));
       if (origin == here && how != Stamp::kForceRekey) return Status::Ok();
-      if (how != Stamp::kAdopt) {
+      // Another process made the origin file of a replica that adopts meanwhile.
+      const bool adopt = how == Stamp::kAdopt || (how == Stamp::kRekey && AdoptsFrom(origin, here));
+      if (!adopt) {
         ReplicaMeta meta;
         TANDEM_RETURN_IF_ERROR(w->GetMeta(&meta));
         engine::TakeNewReplicaId(meta, opt.new_ids ? opt.new_ids : RandomReplicaId);

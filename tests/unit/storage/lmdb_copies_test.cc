@@ -1,14 +1,17 @@
 // Copies, restores and rollbacks of an LMDB replica: each must keep every peer whole.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <lmdb.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <deque>
 #include <fstream>
+#include <thread>
 
-#include "../../../storage/src/lmdb_internal.h"
 #include "../../integration/process.h"
 #include "../../integration/raw_lmdb.h"
 #include "../../integration/read_only_mount.h"
@@ -72,58 +75,77 @@ TEST(LmdbStore, ACopiedDirectoryTakesANewReplicaIdWhenOpened) {
 // number again. The origin file's change time, which no copy keeps, tells it apart: it
 // takes a new id, and its next write cannot reuse a dot a peer holds of a lost write.
 TEST(LmdbStore, ACopyPutBackWhereItsOriginalWasTakesANewIdWithoutBirthTimes) {
-  struct NoBirthTimes {
-    NoBirthTimes() { fingerprint_without_birth_time = true; }
-    ~NoBirthTimes() { fingerprint_without_birth_time = false; }
-  } no_birth_times;
+  Options no_birth_times;
+  no_birth_times.without_birth_times = true;
+  auto id_of = [&](const std::string& dir) {
+    auto r = OpenReplica(dir, no_birth_times);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? (*r)->Meta()->id : engine::ReplicaId{};
+  };
   testing::TempDir tmp;
   const std::string a = tmp / "a", backup = tmp / "backup";
-  ASSERT_NO_FATAL_FAILURE(MakeOneRecord(a));
+  {
+    auto r = CreateReplica(a, no_birth_times);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ASSERT_TRUE((*r)->Put("c", "r", {{"x", Value{int64_t{1}}}}).ok());
+  }
   ASSERT_TRUE(fs::exists(a + "/origin"));
-  const engine::ReplicaMeta before = MetaOf(a);
-  EXPECT_EQ(MetaOf(a).id, before.id) << "where it was made, it keeps its id";
+  const engine::ReplicaId before = id_of(a);
+  EXPECT_EQ(id_of(a), before) << "where it was made, it keeps its id";
   fs::copy(a, backup, fs::copy_options::recursive);
   {
-    auto r = OpenReplica(a);
+    auto r = OpenReplica(a, no_birth_times);
     ASSERT_TRUE(r.ok());
     ASSERT_TRUE((*r)->Put("c", "lost", {{"x", Value{int64_t{2}}}}).ok());
   }
+  // A filesystem with one-second change times cannot tell a copy made in the same second.
+  struct statx made {};
+  ASSERT_EQ(::statx(AT_FDCWD, (a + "/origin").c_str(), 0, STATX_CTIME, &made), 0);
+  if (made.stx_ctime.tv_nsec == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1100));
   // Put back as the inode number would come back: the data file's contents replaced in
   // place, the origin file made anew by the copy.
-  ASSERT_NO_FATAL_FAILURE(
-      fs::copy_file(backup + "/data.mdb", a + "/data.mdb", fs::copy_options::overwrite_existing));
+  fs::copy_file(backup + "/data.mdb", a + "/data.mdb", fs::copy_options::overwrite_existing);
   fs::remove(a + "/origin");
   fs::copy_file(backup + "/origin", a + "/origin");
-  const engine::ReplicaMeta restored = MetaOf(a);
-  EXPECT_NE(restored.id, before.id);
-  EXPECT_EQ(restored.vv.Get(before.id), 1u);
-  EXPECT_EQ(MetaOf(a).id, restored.id) << "taken once";
+  auto restored = OpenReplica(a, no_birth_times);
+  ASSERT_TRUE(restored.ok());
+  const engine::ReplicaMeta meta = (*restored)->Meta().value();
+  restored->reset();
+  EXPECT_NE(meta.id, before);
+  EXPECT_EQ(meta.vv.Get(before), 1u);
+  EXPECT_EQ(id_of(a), meta.id) << "taken once";
   // An origin file removed: the safe side, a new id.
   fs::remove(a + "/origin");
-  EXPECT_NE(MetaOf(a).id, restored.id);
+  EXPECT_NE(id_of(a), meta.id);
   EXPECT_TRUE(fs::exists(a + "/origin"));
 }
 
 // A replica whose origin was recorded before origin files, on such a filesystem, adopts
-// where it is (keeps its id) and makes its origin file.
+// where it is (keeps its id) and makes its origin file; so does one whose file was made
+// but not recorded (a crash, a full disk, another process between the two).
 TEST(LmdbStore, AnOriginFromBeforeOriginFilesIsAdopted) {
-  struct NoBirthTimes {
-    NoBirthTimes() { fingerprint_without_birth_time = true; }
-    ~NoBirthTimes() { fingerprint_without_birth_time = false; }
-  } no_birth_times;
+  Options no_birth_times;
+  no_birth_times.without_birth_times = true;
+  auto id_of = [&](const std::string& dir) {
+    auto r = OpenReplica(dir, no_birth_times);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? (*r)->Meta()->id : engine::ReplicaId{};
+  };
   testing::TempDir tmp;
   const std::string a = tmp / "a";
-  ASSERT_NO_FATAL_FAILURE(MakeOneRecord(a));
-  const engine::ReplicaMeta before = MetaOf(a);
+  ASSERT_TRUE(CreateReplica(a, no_birth_times).ok());
+  const engine::ReplicaId before = id_of(a);
   std::string origin = testing::RawGet(a, "meta", "origin");
   ASSERT_EQ(origin.size(), 24u);
   std::fill(origin.begin() + 16, origin.end(), '\0');
-  ASSERT_NO_FATAL_FAILURE(testing::RawPut(a, "meta", "origin", origin));
-  fs::remove(a + "/origin");
-  EXPECT_EQ(MetaOf(a).id, before.id);
-  EXPECT_TRUE(fs::exists(a + "/origin"));
-  EXPECT_NE(testing::RawGet(a, "meta", "origin"), origin);
-  EXPECT_EQ(MetaOf(a).id, before.id);
+  for (bool file_made : {false, true}) {
+    ASSERT_NO_FATAL_FAILURE(testing::RawPut(a, "meta", "origin", origin));
+    if (!file_made) fs::remove(a + "/origin");
+    EXPECT_EQ(id_of(a), before) << file_made;
+    EXPECT_TRUE(fs::exists(a + "/origin"));
+    EXPECT_NE(testing::RawGet(a, "meta", "origin"), origin);
+    EXPECT_EQ(id_of(a), before);
+  }
 }
 
 // A lock file deleted (as "stale") while another process has the replica open: a process

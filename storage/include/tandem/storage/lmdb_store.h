@@ -112,6 +112,9 @@ struct Options {
   // original's replica id, and refuses every write transaction, so that reading a backup
   // or a copy changes nothing in it. A replica where it was made opens as usual.
   bool inspect = false;
+  // Take the filesystem for one that keeps no birth time, where an origin file tells a
+  // replica's own directory from a copy (design.md, copies and rollbacks): for tests.
+  bool without_birth_times = false;
 };
 
 // Each process that writes a replica starts its change-log entries past the newest, at

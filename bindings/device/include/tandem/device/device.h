@@ -3,6 +3,7 @@
 //
 // A replica directory holds:
 //   data.mdb, lock.mdb   the replica (storage/, LMDB)
+//   origin               storage's, on a filesystem without birth times (format.md)
 //   identity.key         this device's Ed25519 identity (net/identity.h)
 //   group.key            the sync group's key (net/group.h)
 //   group.root           the group founder's public key, the root of its authority
