@@ -252,8 +252,8 @@ int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, L
     if (watched && !signalled && !gone && moved()) {
       gone = true;
       logf.Line("the replica in " + d.layout().dir +
-                    " was removed or replaced while this daemon served it: stopping "
-                    "(start it again to serve what is there now)",
+                    " was moved, removed or replaced while this daemon served it: "
+                    "stopping (start it again to serve what is there now)",
                 "error");
       node->Stop();
     }

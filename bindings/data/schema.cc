@@ -196,8 +196,8 @@ int CompareNumbers(const Value& a, const Value& b) {
   // (exact within int64's range), then by its fraction.
   const int64_t i = std::get<int64_t>(ai ? a : b);
   const double d = std::get<double>(ai ? b : a);
-  int c;  // i against d
-  if (d >= 0x1p63) {
+  int c;  // i against d; NaN (never a stored value) after every number
+  if (std::isnan(d) || d >= 0x1p63) {
     c = -1;
   } else if (d < -0x1p63) {
     c = 1;

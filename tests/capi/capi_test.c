@@ -1877,6 +1877,13 @@ static int mem_write(const char* bytes, size_t len, void* context) {
   return TANDEM_OK;
 }
 
+static int small_write(const char* bytes, size_t len, void* context) {
+  (void)bytes;
+  (void)len;
+  (void)context;
+  return TANDEM_TOO_SMALL;
+}
+
 static void test_blobs(void) {
   tandem_db* db = must_create("blobs");
   tandem_error err;
@@ -1911,10 +1918,12 @@ static void test_blobs(void) {
   out.len = 0;
   EXPECT(TANDEM_OK, tandem_blob_read(db, hash, 600000, mem_write, &out, &err));
   CHECK(out.len == size - 600000 && memcmp(back, data + 600000, out.len) == 0);
-  /* A writer that gives up ends the read with its status. */
+  /* A writer that gives up ends the read with its status, whatever it is. */
   out.len = 0;
   out.cap = 1000;
   EXPECT(TANDEM_IO, tandem_blob_read(db, hash, 0, mem_write, &out, &err));
+  EXPECT(TANDEM_TOO_SMALL, tandem_blob_read(db, hash, 0, small_write, NULL, &err));
+  CHECK(contains(err.message, "write callback returned"));
   char* info = NULL;
   EXPECT(TANDEM_OK, tandem_blob_info(&info, &len, db, hash, &err));
   CHECK(contains(info, "\"state\":\"complete\"") && contains(info, "\"chunks\":3"));

@@ -483,7 +483,6 @@ TEST(CliErrors, AKilledRestoreLeavesNoWorkerBehind) {
     ::kill(worker, SIGKILL);
   }
   EXPECT_TRUE(gone) << "the worker of a killed restore kept running";
-  EXPECT_FALSE(fs::exists(tmp / "rs"));
 }
 
 // Bits flipped inside data.mdb: LMDB trusts its pages and may crash reading them, but

@@ -268,7 +268,17 @@ def _b(s, what="name"):
         return s
     if not isinstance(s, str):
         raise InvalidError("%s must be a str, not %s" % (what, type(s).__name__), 2)
-    return s.encode("utf-8")
+    return _utf8(s, what).encode("utf-8")
+
+
+def _utf8(s, what):
+    """s, if it encodes as UTF-8 (no lone surrogate); else an InvalidError naming `what`."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidError("%s must be valid Unicode: %r has a lone surrogate"
+                           % (what, s if len(s) <= 40 else s[:40] + "..."), 2) from None
+    return s
 
 
 def _decode(j):
@@ -289,11 +299,7 @@ def _encode(v):
     if isinstance(v, float) and not math.isfinite(v):
         raise InvalidError("a number must be finite, not NaN or infinite", 2)
     if isinstance(v, str):
-        try:
-            v.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidError("a string must be valid Unicode: %r has a lone surrogate"
-                               % (v if len(v) <= 40 else v[:40] + "..."), 2) from None
+        _utf8(v, "a string")
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
     raise InvalidError("values are None, bool, int, float, str or bytes; not %s"
@@ -313,7 +319,8 @@ def _merged_fields(fields, kw):
 def _fields_json(fields):
     if not fields:
         raise InvalidError("put needs at least one field", 2)
-    return json.dumps({k: _encode(v) for k, v in fields.items()}, allow_nan=False).encode()
+    return json.dumps({_utf8(k, "a field name"): _encode(v) for k, v in fields.items()},
+                      allow_nan=False).encode()
 
 
 class _ScalarValue:

@@ -140,6 +140,10 @@ class ReplicaTest(TempDirTest):
                         b.put("c", "r", v=v)
             with self.assertRaisesRegex(tandem.InvalidError, "lone surrogate"):
                 db.put("c", "r", v="a\ud800b")
+            with self.assertRaisesRegex(tandem.InvalidError, "field name must be valid"):
+                db.put("c", "r", {"a\ud800": 1})
+            with self.assertRaisesRegex(tandem.InvalidError, "must be valid Unicode"):
+                db.get("c\ud800", "r")
             self.assertEqual(db.changes()[0], [])
             with self.assertRaises(tandem.InvalidError):
                 tandem.open(self.path("a"), durability="fast")

@@ -32,8 +32,9 @@ const char* FieldTypeName(FieldType t);
 enum class Normalizer { kTrim, kLower, kUpper, kPhone };
 enum class Resolve { kLatest, kMin, kMax };
 
-// Two numbers (each an int or a finite double), compared exactly: -1, 0 or 1. Integers
-// beyond 2^53 are not rounded, so a limit of 9007199254740993 refuses 9007199254740992.
+// Two numbers (each an int or a double), compared exactly: -1, 0 or 1. Integers beyond
+// 2^53 are not rounded, so a limit of 9007199254740993 refuses 9007199254740992. NaN
+// (which no stored value is) comes after every number.
 int CompareNumbers(const engine::Value& a, const engine::Value& b);
 
 struct FieldRule {
