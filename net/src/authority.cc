@@ -413,6 +413,7 @@ class Judge {
         ++a.counted;
       } else {
         a.refused.push_back({HexId(ids_[i]), DeviceId(st_[i].signer), Describe(st_[i]), why[i]});
+        a.void_rekey |= st_[i].kind == StatementKind::kRekey;
       }
     }
     a.waiting = n - order_.size();

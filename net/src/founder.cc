@@ -28,6 +28,15 @@ Result<bool> AdoptGroupKey(const Authority& a, const GroupPaths& files, const Id
   return true;
 }
 
+std::string KeyInDoubt(const Authority& a) {
+  if (a.legacy) return {};
+  if (!a.rekey) return a.void_rekey ? "a group key from a statement that does not count" : "";
+  for (const auto& copy : a.rekey_copies)
+    if (const Standing* d = a.Find(DeviceId(copy.device)); d && d->revoked)
+      return "the group key was sealed to " + d->device + ", revoked since";
+  return {};
+}
+
 Status RotateGroupKey(engine::Replica& r, const GroupPaths& files, const Identity& self,
                       uint64_t now_ms) {
   TANDEM_ASSIGN_OR_RETURN(auto a, ReadAuthority(r, files));

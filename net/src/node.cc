@@ -257,6 +257,26 @@ void Core::RefreshTrust() {
     RefreshKeys();
     Log("the group key was rotated: using the new one from now on");
   }
+  // A key in force that a device revoked since may hold, or that of a rotation that does
+  // not count: an admin or the owner rotates it again (several may at once; the last
+  // rotation that counts is then sealed to members in good standing alone).
+  if (std::string doubt = KeyInDoubt(*a);
+      !doubt.empty() && !rekeying_ &&
+      a->Rank(DeviceId(self_.public_key)) >= static_cast<int>(Role::kAdmin)) {
+    rekeying_ = true;
+    asio::post(*work_io_, [this, doubt] {
+      Status st = RotateGroupKey(replica_, opt_.files, self_, WallMs());
+      asio::post(io_, [this, st, doubt] {
+        rekeying_ = false;
+        if (!st.ok()) {
+          Log("cannot rotate the group key (" + doubt + "): " + st.ToString());
+          return;
+        }
+        RefreshKeys();
+        Log(doubt + ": rotated it; using the new one from now on");
+      });
+    });
+  }
   bool judge = false;
   {
     std::lock_guard lock(trust_mu_);

@@ -403,6 +403,7 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   std::list<std::weak_ptr<Conn>> vouched_;          // handshakes past mac1, oldest first
   uint64_t evictions_ = 0;
   bool overload_logged_ = false;
+  bool rekeying_ = false;  // a rotation of a key in doubt is on its way (KeyInDoubt)
   uint64_t failures_ = 0;
   uint64_t refused_connections_ = 0;
   std::map<std::string, uint64_t> refused_by_reason_;

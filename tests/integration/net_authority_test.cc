@@ -690,6 +690,63 @@ TEST_F(Net, ARevocationRotatesTheGroupKey) {
   EXPECT_EQ(current(x), old_key);  // the revoked device never learns it
 }
 
+// The current group key of the device in `dir`: the whole file before any rotation,
+// after "TNDMGK02" once rotated.
+std::string CurrentKey(const std::string& dir) {
+  std::string f = ReadFile(dir + "/group.key");
+  return f.size() == 32 ? f : f.substr(8, 32);
+}
+
+// Two admins revoke two devices at once, each sealing its new key to the device the other
+// revokes: whichever key counts, a revoked device holds it. The owner's daemon sees that
+// and rotates the key again, sealed to the members in good standing alone.
+TEST_F(Net, ConcurrentRevocationsLeaveNoRevokedDeviceWithTheKey) {
+  std::string addr;
+  auto so = Founded({"o", "a1", "a2", "m", "n"}, &addr);
+  const std::string o = Dir("o"), a1 = Dir("a1"), a2 = Dir("a2"), m = Dir("m"), n = Dir("n");
+  for (const auto& admin : {a1, a2})
+    ASSERT_EQ(T({"role", o, DeviceOf(admin), "admin"}).exit_code, 0);
+  for (const auto& dir : {a1, a2, m, n}) ASSERT_EQ(T({"sync", dir, "--peer", addr}).exit_code, 0);
+  ASSERT_EQ(T({"revoke", a1, DeviceOf(m)}).exit_code, 0);
+  ASSERT_EQ(T({"revoke", a2, DeviceOf(n)}).exit_code, 0);
+  ASSERT_NO_FATAL_FAILURE(SyncWith(m, "a2"));  // m takes a2's key, sealed to it
+  ASSERT_NO_FATAL_FAILURE(SyncWith(n, "a1"));
+  ASSERT_NE(CurrentKey(m), CurrentKey(n));
+  for (const auto& dir : {a1, a2}) ASSERT_EQ(T({"sync", dir, "--peer", addr}).exit_code, 0);
+  EXPECT_TRUE(WaitFor([&] {
+    return so->log().find("revoked since: rotated it") != std::string::npos;
+  })) << so->log();
+  for (const auto& dir : {a1, a2}) ASSERT_EQ(T({"sync", dir, "--peer", addr}).exit_code, 0);
+  const std::string key = CurrentKey(o);
+  EXPECT_EQ(CurrentKey(a1), key);
+  EXPECT_EQ(CurrentKey(a2), key);
+  EXPECT_NE(CurrentKey(m), key);
+  EXPECT_NE(CurrentKey(n), key);
+}
+
+// An admin demoted while it revoked a member: its revocation and its new key do not count,
+// and it had taken that key itself. The owner's daemon rotates the key, so that the admin
+// and the member it meant to revoke end with the others' key.
+TEST_F(Net, AKeyFromARotationThatDoesNotCountIsReplaced) {
+  std::string addr;
+  auto so = Founded({"o", "a", "m"}, &addr);
+  const std::string o = Dir("o"), a = Dir("a"), m = Dir("m");
+  ASSERT_EQ(T({"role", o, DeviceOf(a), "admin"}).exit_code, 0);
+  for (const auto& dir : {a, m}) ASSERT_EQ(T({"sync", dir, "--peer", addr}).exit_code, 0);
+  ASSERT_EQ(T({"role", o, DeviceOf(a), "member"}).exit_code, 0);
+  ASSERT_EQ(T({"revoke", a, DeviceOf(m)}).exit_code, 0);
+  const std::string voided = CurrentKey(a);
+  ASSERT_NE(voided, CurrentKey(o));
+  ASSERT_EQ(T({"sync", a, "--peer", addr}).exit_code, 0);
+  EXPECT_TRUE(WaitFor([&] {
+    return so->log().find("a statement that does not count: rotated it") != std::string::npos;
+  })) << so->log();
+  for (const auto& dir : {a, m}) ASSERT_EQ(T({"sync", dir, "--peer", addr}).exit_code, 0);
+  EXPECT_EQ(CurrentKey(a), CurrentKey(o));
+  EXPECT_EQ(CurrentKey(m), CurrentKey(o));
+  EXPECT_NE(CurrentKey(o), voided);
+}
+
 // Joining with --merge brings a replica's data, not its old group's members: b, a
 // member of c's group, joins a's; a's group never lists c, and c cannot connect to a.
 TEST_F(Net, JoiningAnotherGroupBringsDataNotMembers) {

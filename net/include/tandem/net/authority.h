@@ -194,6 +194,9 @@ struct Authority {
   // sealed to each member it names; none before the first rotation.
   std::optional<StatementId> rekey;
   std::vector<SealedKey> rekey_copies;
+  // A rekey that does not count is held (its signer demoted or revoked concurrently):
+  // devices that took it before they knew may be using its key.
+  bool void_rekey = false;
   // The founder required bound replicas (kRequireBindings counts).
   bool bindings_required = false;
 

@@ -155,6 +155,12 @@ Status SetPermit(engine::Replica& r, const GroupPaths& files, const Identity& se
 // (kUnauthorized below admin), and saved here (the old one retired). Revoke does it.
 Status RotateGroupKey(engine::Replica& r, const GroupPaths& files, const Identity& self,
                       uint64_t now_ms);
+// Why the group key in force may be known beyond the members in good standing, or
+// empty: the last rekey that counts was sealed to a device revoked since (two admins
+// revoking two devices at once each seal their key to the other's), or none counts and
+// one that does not (its signer demoted or revoked concurrently) may have been taken.
+// An admin or the owner then rotates the key again (a node does, RotateGroupKey).
+std::string KeyInDoubt(const Authority& a);
 // Takes the key of the last rekey that counts, if it is sealed to `self` and new here;
 // true if the group key file changed.
 Result<bool> AdoptGroupKey(const Authority& a, const GroupPaths& files, const Identity& self,
