@@ -524,7 +524,13 @@ awaitable<bool> Conn::Run(PeerStatus* status) {
     }
   } catch (const boost::system::system_error& e) {
     if (!closed_) {
-      if (e.code() == asio::error::eof)
+      // We said goodbye after a complete session, and the link closed before the
+      // peer's goodbye came (a proxy or NAT that closes both ways once one side ends its
+      // half): nothing is lost.
+      if (e.code() == asio::error::eof && established_ && final_queued_ && session_ &&
+          view_.complete)
+        Close();
+      else if (e.code() == asio::error::eof)
         Fail(established_ ? "the connection ended without a final frame (truncated)"
                           : "the peer closed the connection during the handshake (a wrong "
                             "group key, this device is not a member or was revoked, or the "

@@ -90,7 +90,8 @@ TEST_F(Net, StrangersWrongKeysAndRevokedDevicesGetNoData) {
 // A man-in-the-middle that forwards the handshake and stream headers untouched, then
 // damages the first encrypted frame in one direction.
 // kHoldReply holds the responder's handshake reply (message 2) until Release().
-enum class Attack { kNone, kFlip, kReplay, kTruncate, kStall, kSlow, kHoldReply };
+// kNoHalfClose closes both ways once one side ends its half (as some proxies and NATs do).
+enum class Attack { kNone, kFlip, kReplay, kTruncate, kStall, kSlow, kHoldReply, kNoHalfClose };
 class Proxy {
  public:
   Proxy(uint16_t target, Attack attack, bool client_to_server)
@@ -197,7 +198,13 @@ class Proxy {
       if (!WriteAll(to, a + b)) goto done;
     }
   done:
-    shutdown(to, SHUT_WR);
+    if (attack_ == Attack::kNoHalfClose) {
+      shutdown(to, SHUT_RDWR);
+      shutdown(other_from, SHUT_RDWR);
+      shutdown(other_to, SHUT_RDWR);
+    } else {
+      shutdown(to, SHUT_WR);
+    }
   }
   void Serve() {
     int client = accept4(listen_, nullptr, nullptr, SOCK_CLOEXEC);
@@ -206,8 +213,8 @@ class Proxy {
     if (server < 0) abort();
     client_ = client;
     server_ = server;
-    bool none =
-        attack_ == Attack::kNone || attack_ == Attack::kSlow || attack_ == Attack::kHoldReply;
+    bool none = attack_ == Attack::kNone || attack_ == Attack::kSlow ||
+                attack_ == Attack::kHoldReply || attack_ == Attack::kNoHalfClose;
     std::thread up([&] { Pump(client, server, 2, !none && c2s_, server, client); });
     Pump(server, client, 1, !none && !c2s_, client, server);
     up.join();
@@ -225,6 +232,24 @@ class Proxy {
   std::atomic<int> client_{-1}, server_{-1};
   std::thread thread_;
 };
+
+// A link that drops the peer's goodbye (a proxy that closes both ways once the syncing
+// side ends its half) after the session caught up loses nothing: the sync succeeds.
+TEST_F(Net, ASyncThatCaughtUpSucceedsThoughTheLinkDropsThePeersGoodbye) {
+  std::string a = Init("a"), b = Init("b");
+  std::string addr;
+  auto sa = Listen("a", {}, &addr);
+  Pair("a", "b", addr);
+  ASSERT_EQ(T({"put", a, "items", "from-a", "v=1"}).exit_code, 0);
+  ASSERT_EQ(T({"put", b, "items", "from-b", "v=1"}).exit_code, 0);
+  const uint16_t port = static_cast<uint16_t>(std::stoi(addr.substr(addr.rfind(':') + 1)));
+  Proxy proxy(port, Attack::kNoHalfClose, true);
+  auto r = T({"sync", b, "--peer", proxy.address()});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.find("truncated"), std::string::npos) << r.err;
+  EXPECT_TRUE(Has(a, "items", "from-b"));
+  EXPECT_TRUE(Has(b, "items", "from-a"));
+}
 
 TEST_F(Net, TamperedStreamsEndTheSessionAndNothingTamperedIsApplied) {
   std::string a = Init("a"), b = Init("b");
