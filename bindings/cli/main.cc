@@ -449,7 +449,7 @@ int Main(int argc, char** argv) {
     std::error_code ec;
     const bool had_dir = std::filesystem::exists(dir, ec);
     const bool was_empty = !had_dir || std::filesystem::is_empty(dir, ec);
-    return Isolated(
+    const int restored = Isolated(
         backup + "/data.mdb",
         [&] {
           Check(Device::Restore(backup, dir));
@@ -469,6 +469,10 @@ int Main(int argc, char** argv) {
           }
         },
         "no replica made: restore another backup");
+    // A worker that ended otherwise than by a signal may not have cleaned up either (a
+    // sanitizer's report of a bad read ends it with a status).
+    if (restored != 0) storage::SweepDeadBuilds(dir);
+    return restored;
   } else if (check->parsed()) {
     return Isolated(dir + "/data.mdb", [&] {
       auto checked = InspectDevice(dir);
