@@ -70,18 +70,25 @@ TEST(LmdbStore, ACopiedDirectoryTakesANewReplicaIdWhenOpened) {
   ASSERT_TRUE(Check(StoreOf(**r2)).ok());
 }
 
+// Options that take every filesystem for one without birth times, and the id of the
+// replica in `dir` opened with them.
+Options WithoutBirthTimes() {
+  Options o;
+  o.without_birth_times = true;
+  return o;
+}
+engine::ReplicaId IdWithoutBirthTimes(const std::string& dir) {
+  auto r = OpenReplica(dir, WithoutBirthTimes());
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  return r.ok() ? (*r)->Meta()->id : engine::ReplicaId{};
+}
+
 // On a filesystem that keeps no birth time (ext2, ext4 with 128-byte inodes), a copy put
 // back where its original was (`rm -rf a; cp -a backup a`) may get the original's inode
 // number again. The origin file's change time, which no copy keeps, tells it apart: it
 // takes a new id, and its next write cannot reuse a dot a peer holds of a lost write.
 TEST(LmdbStore, ACopyPutBackWhereItsOriginalWasTakesANewIdWithoutBirthTimes) {
-  Options no_birth_times;
-  no_birth_times.without_birth_times = true;
-  auto id_of = [&](const std::string& dir) {
-    auto r = OpenReplica(dir, no_birth_times);
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
-    return r.ok() ? (*r)->Meta()->id : engine::ReplicaId{};
-  };
+  const Options no_birth_times = WithoutBirthTimes();
   testing::TempDir tmp;
   const std::string a = tmp / "a", backup = tmp / "backup";
   {
@@ -90,8 +97,8 @@ TEST(LmdbStore, ACopyPutBackWhereItsOriginalWasTakesANewIdWithoutBirthTimes) {
     ASSERT_TRUE((*r)->Put("c", "r", {{"x", Value{int64_t{1}}}}).ok());
   }
   ASSERT_TRUE(fs::exists(a + "/origin"));
-  const engine::ReplicaId before = id_of(a);
-  EXPECT_EQ(id_of(a), before) << "where it was made, it keeps its id";
+  const engine::ReplicaId before = IdWithoutBirthTimes(a);
+  EXPECT_EQ(IdWithoutBirthTimes(a), before) << "where it was made, it keeps its id";
   fs::copy(a, backup, fs::copy_options::recursive);
   {
     auto r = OpenReplica(a, no_birth_times);
@@ -113,10 +120,10 @@ TEST(LmdbStore, ACopyPutBackWhereItsOriginalWasTakesANewIdWithoutBirthTimes) {
   restored->reset();
   EXPECT_NE(meta.id, before);
   EXPECT_EQ(meta.vv.Get(before), 1u);
-  EXPECT_EQ(id_of(a), meta.id) << "taken once";
+  EXPECT_EQ(IdWithoutBirthTimes(a), meta.id) << "taken once";
   // An origin file removed: the safe side, a new id.
   fs::remove(a + "/origin");
-  EXPECT_NE(id_of(a), meta.id);
+  EXPECT_NE(IdWithoutBirthTimes(a), meta.id);
   EXPECT_TRUE(fs::exists(a + "/origin"));
 }
 
@@ -124,27 +131,21 @@ TEST(LmdbStore, ACopyPutBackWhereItsOriginalWasTakesANewIdWithoutBirthTimes) {
 // where it is (keeps its id) and makes its origin file; so does one whose file was made
 // but not recorded (a crash, a full disk, another process between the two).
 TEST(LmdbStore, AnOriginFromBeforeOriginFilesIsAdopted) {
-  Options no_birth_times;
-  no_birth_times.without_birth_times = true;
-  auto id_of = [&](const std::string& dir) {
-    auto r = OpenReplica(dir, no_birth_times);
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
-    return r.ok() ? (*r)->Meta()->id : engine::ReplicaId{};
-  };
+  const Options no_birth_times = WithoutBirthTimes();
   testing::TempDir tmp;
   const std::string a = tmp / "a";
   ASSERT_TRUE(CreateReplica(a, no_birth_times).ok());
-  const engine::ReplicaId before = id_of(a);
+  const engine::ReplicaId before = IdWithoutBirthTimes(a);
   std::string origin = testing::RawGet(a, "meta", "origin");
   ASSERT_EQ(origin.size(), 24u);
   std::fill(origin.begin() + 16, origin.end(), '\0');
   for (bool file_made : {false, true}) {
     ASSERT_NO_FATAL_FAILURE(testing::RawPut(a, "meta", "origin", origin));
     if (!file_made) fs::remove(a + "/origin");
-    EXPECT_EQ(id_of(a), before) << file_made;
+    EXPECT_EQ(IdWithoutBirthTimes(a), before) << file_made;
     EXPECT_TRUE(fs::exists(a + "/origin"));
     EXPECT_NE(testing::RawGet(a, "meta", "origin"), origin);
-    EXPECT_EQ(id_of(a), before);
+    EXPECT_EQ(IdWithoutBirthTimes(a), before);
   }
 }
 
