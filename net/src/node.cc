@@ -641,6 +641,13 @@ void Core::Run() {
   if (worker_.joinable()) worker_.join();
   work_io_.reset();
   conns_.clear();
+  // What this replica holds, once more as it stops (written if its vector moved): a
+  // member whose node only ever runs for less than a report interval would otherwise
+  // never report, and look silent to the others' collection. (A one-shot sync's caller
+  // reports, knowing whether it caught up.)
+  if (opt_.mode != NodeMode::kOnce && (opt_.collect_interval_s > 0 || opt_.report_interval_s > 0))
+    if (Status st = ReportAndNote(replica_, opt_.files, self_device_, WallMs()); !st.ok())
+      Log("report failed: " + st.ToString());
   {
     std::lock_guard lock(mu_);
     io_alive_ = false;

@@ -165,6 +165,24 @@ TEST(Node, TwoNodesInOneProcessPairSyncLiveAndReport) {
   (*na)->Stop();
 }
 
+// A node that stops before its first report interval reports what it holds as it stops:
+// a member whose daemon only ever runs briefly would otherwise look silent to the others.
+TEST(Node, ANodeReportsWhatItHoldsAsItStops) {
+  TempDir tmp;
+  auto a = Device::Create(tmp / "a");
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE((*a)->replica().Put("notes", "n1", {{"text", engine::Value{"x"}}}).ok());
+  net::NodeOptions o;
+  o.listen = "127.0.0.1:0";
+  auto n = (*a)->NewNode(o);
+  ASSERT_TRUE(n.ok());
+  ASSERT_TRUE((*n)->Start().ok());
+  const std::string own = (*a)->GetInfo()->replica_id.Hex();
+  EXPECT_FALSE((*a)->replica().Get(net::kReportsCollection, own).ok());
+  (*n)->Stop();
+  EXPECT_TRUE((*a)->replica().Get(net::kReportsCollection, own).ok());
+}
+
 TEST(Node, StopFromInsideACallbackAndQueueMode) {
   TempDir tmp;
   auto a = Device::Create(tmp / "a");
