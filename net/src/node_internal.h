@@ -297,6 +297,8 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   }
   // Re-reads the authority (statements, revocation cutoffs) after a change.
   void RefreshTrust();
+  // Takes a rotated group key that reached us; an admin's node rotates one in doubt.
+  void RefreshGroupKey(const Authority& a);
   // Judges the changes held for their writer's binding again (engine::Replica::JudgeHeld),
   // on the storage worker: after new bindings arrived. JudgeHeldNow runs there (after
   // a session's batch too), and logs what it did.
