@@ -236,14 +236,10 @@ class Proxy {
 // A link that drops the peer's goodbye (a proxy that closes both ways once the syncing
 // side ends its half) after the session caught up loses nothing: the sync succeeds.
 TEST_F(Net, ASyncThatCaughtUpSucceedsThoughTheLinkDropsThePeersGoodbye) {
-  std::string a = Init("a"), b = Init("b");
   std::string addr;
-  auto sa = Listen("a", {}, &addr);
-  Pair("a", "b", addr);
-  ASSERT_EQ(T({"put", a, "items", "from-a", "v=1"}).exit_code, 0);
-  ASSERT_EQ(T({"put", b, "items", "from-b", "v=1"}).exit_code, 0);
-  const uint16_t port = static_cast<uint16_t>(std::stoi(addr.substr(addr.rfind(':') + 1)));
-  Proxy proxy(port, Attack::kNoHalfClose, true);
+  auto sa = PairedWithAWriteEach(&addr);
+  const std::string a = Dir("a"), b = Dir("b");
+  Proxy proxy(PortOf(addr), Attack::kNoHalfClose, true);
   auto r = T({"sync", b, "--peer", proxy.address()});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err.find("truncated"), std::string::npos) << r.err;
@@ -252,14 +248,12 @@ TEST_F(Net, ASyncThatCaughtUpSucceedsThoughTheLinkDropsThePeersGoodbye) {
 }
 
 TEST_F(Net, TamperedStreamsEndTheSessionAndNothingTamperedIsApplied) {
-  std::string a = Init("a"), b = Init("b");
   std::string addr;
-  auto sa = Listen("a", {}, &addr);
-  Pair("a", "b", addr);
-  ASSERT_EQ(T({"put", a, "items", "from-a", "v=1"}).exit_code, 0);
-  ASSERT_EQ(T({"put", b, "items", "from-b", "v=1"}).exit_code, 0);
+  auto sa = PairedWithAWriteEach(&addr);
+  const std::string a = Dir("a"), b = Dir("b");
+  ASSERT_FALSE(HasFailure());
   const std::string dump_a = Dump(a), dump_b = Dump(b);
-  uint16_t port = static_cast<uint16_t>(std::stoi(addr.substr(addr.rfind(':') + 1)));
+  const uint16_t port = PortOf(addr);
   struct Case {
     Attack attack;
     bool c2s;

@@ -164,6 +164,11 @@ inline size_t CountItems(const std::string& dir) {
   return n;
 }
 
+// The port of a HOST:PORT address.
+inline uint16_t PortOf(const std::string& address) {
+  return static_cast<uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
+}
+
 // A TCP connection to 127.0.0.1:port, from the loopback address `from`; -1 on failure.
 inline int ConnectLoopback(uint16_t port, const char* from = "127.0.0.1") {
   int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -228,6 +233,17 @@ class Net : public ::testing::Test {
     for (const auto& n : names) Init(n);
     auto s = Listen(names.front(), {}, address);
     for (size_t i = 1; i < names.size(); ++i) Pair(names.front(), names[i], *address);
+    return s;
+  }
+  // Two paired devices, "a" serving (its address in *address) and "b", each with a write
+  // the other lacks (items/from-a, items/from-b).
+  std::unique_ptr<Serve> PairedWithAWriteEach(std::string* address) {
+    Init("a");
+    Init("b");
+    auto s = Listen("a", {}, address);
+    Pair("a", "b", *address);
+    EXPECT_EQ(T({"put", Dir("a"), "items", "from-a", "v=1"}).exit_code, 0);
+    EXPECT_EQ(T({"put", Dir("b"), "items", "from-b", "v=1"}).exit_code, 0);
     return s;
   }
   // Syncs `dir` once with a daemon started for `name` for that alone (a link between two

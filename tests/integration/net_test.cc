@@ -604,8 +604,7 @@ TEST_F(Net, DiscoveryFindsGroupMembersWithoutAddresses) {
 
 // GET http://127.0.0.1:PORT/metrics, the body ("" on failure, or with no answer for 20 s).
 std::string Scrape(const std::string& address) {
-  const uint16_t port = static_cast<uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
-  int s = ConnectLoopback(port);
+  int s = ConnectLoopback(PortOf(address));
   if (s < 0) return "";
   const timeval patience{20, 0};
   setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof patience);
@@ -643,7 +642,7 @@ TEST_F(Net, MetricsCountTheTrafficTheyWatchedAndLogsCanBeJson) {
   ASSERT_NE(text.find("# TYPE tandem_commit_seconds histogram"), std::string::npos) << text;
   {
     // Clients that send half a request and wait do not keep a scraper waiting.
-    const uint16_t port = static_cast<uint16_t>(std::stoi(metrics.substr(metrics.rfind(':') + 1)));
+    const uint16_t port = PortOf(metrics);
     std::vector<int> slow;
     for (int i = 0; i < 4; ++i) {  // as many as the exporter's threads: each waits a while
       slow.push_back(ConnectLoopback(port));
