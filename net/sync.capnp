@@ -37,7 +37,8 @@ struct Hello {
   features @4 :UInt32;  # what this build's decoder understands (bit 0: columnar batches,
                         # bit 1: field states in pieces, bit 2: blobs, bit 3: columns2,
                         # bit 4: takes a request in the peer's Hello,
-                        # bit 5: sendFull, and reads the peer's)
+                        # bit 5: sendFull, and reads the peer's, bit 6: reads
+                        # collectedIn, bit 7: reads BlobHead.later and .ready)
   collected @5 :VersionVector;  # what the sender collected (docs/design.md#collection)
   early @6 :SyncRequest;  # the sender's request, ahead of the peer's Hello (if set)
   expect @7 :Data;        # the replica it is made for: 16 bytes, or empty for any
@@ -134,6 +135,10 @@ struct BlobHead {
   missing @1 :Bool;
   size @2 :UInt64;
   chunks @3 :Data;      # the chunk hashes, 32 bytes each, when asked for
+  # With feature bit 7 only. With `missing`: the sender is fetching it, and says `ready`
+  # once it is here (or no longer coming).
+  later @4 :Bool;
+  ready @5 :Bool;       # instead of an answer: a blob promised `later` may be asked again
 }
 
 struct BlobChunk {

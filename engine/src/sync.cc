@@ -32,6 +32,7 @@ Status Session::Start(std::vector<Message>* out) {
   hello.accept = opt_.accept;
   hello.pieces = true;
   hello.blobs = true;
+  hello.blob_later = true;
   TANDEM_ASSIGN_OR_RETURN(hello.collected, replica_.Collected(&collected_in_));
   collected_ = hello.collected;
   for (const auto& [collection, vv] : collected_in_)
@@ -105,6 +106,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     peer_accept_ = h->accept;
     peer_pieces_ = h->pieces;
     peer_blobs_ = h->blobs;
+    peer_blob_later_ = h->blobs && h->blob_later;
     peer_collected_ = h->collected;
     // Ask for what we lack: our version vector, and where we left off in its log.
     taken_ = CollectionFilter::Both(peer_send_, opt_.accept);
@@ -592,6 +594,8 @@ void Session::set_window(size_t batches) {
 }
 
 Status Session::Poll(std::vector<Message>* out) {
+  // Blobs promised to the peer that arrived since.
+  TANDEM_RETURN_IF_ERROR(PumpOwed(out));
   // Blobs wanted since (a field that arrived, a reader's request).
   if (received_caught_up_) TANDEM_RETURN_IF_ERROR(PumpWants(out));
   if (!have_request_) return Status::Ok();

@@ -23,7 +23,7 @@ Status Session::PumpWants(std::vector<Message>* out) {
     TANDEM_ASSIGN_OR_RETURN(auto txn, replica_.store().BeginRead());
     Status bad;
     TANDEM_RETURN_IF_ERROR(txn->ScanBlobs(true, [&](const BlobHash& h, const BlobInfo& info) {
-      if (lacking_.count(h)) return true;
+      if (lacking_.count(h) || awaited_.count(h)) return true;
       // Asked for through a field that still references it here (the peer checks that
       // its own state of that field does too, and that we may read it), in a collection
       // the peer sends us; newest first.
@@ -66,6 +66,27 @@ Status Session::PumpWants(std::vector<Message>* out) {
   in_blob_ = std::move(next);
   idle_sent_ = false;
   out->emplace_back(std::in_place_type<BlobWant>, std::move(want));
+  return Status::Ok();
+}
+
+Status Session::PumpOwed(std::vector<Message>* out) {
+  if (owed_.empty()) return Status::Ok();
+  TANDEM_ASSIGN_OR_RETURN(auto txn, replica_.store().BeginRead());
+  for (auto it = owed_.begin(); it != owed_.end();) {
+    std::optional<BlobInfo> info;
+    TANDEM_RETURN_IF_ERROR(txn->GetBlob(*it, &info));
+    // Still on its way here: the promise stands.
+    if (info && info->state == BlobInfo::State::kWanted) {
+      ++it;
+      continue;
+    }
+    // Here (or no longer referenced, so never coming): the peer asks again and hears.
+    BlobHead ready;
+    ready.hash = *it;
+    ready.ready = true;
+    out->emplace_back(std::in_place_type<BlobHead>, std::move(ready));
+    it = owed_.erase(it);
+  }
   return Status::Ok();
 }
 
@@ -116,12 +137,21 @@ Status Session::ReceiveBlob(const Message& in, std::vector<Message>* out) {
   if (!peer_blobs_) return Status::Invalid("blob transfer with a peer that said it takes none");
   // Requesting side: the answer to our want.
   if (const auto* h = std::get_if<BlobHead>(&in)) {
+    if (h->ready) {
+      if (!awaited_.erase(h->hash))
+        return Status::Invalid("BlobHead ready for a blob not promised");
+      return PumpWants(out);
+    }
     if (!in_blob_ || in_blob_->head || h->hash != in_blob_->hash)
       return Status::Invalid("BlobHead for a blob not asked for");
     InBlob& b = *in_blob_;
     if (h->missing) {
-      lacking_.insert(b.hash);
-      ++stats_.blobs_missing;
+      if (h->later && peer_blob_later_) {
+        awaited_.insert(b.hash);  // asked for again once the peer says it is ready
+      } else {
+        lacking_.insert(b.hash);
+        ++stats_.blobs_missing;
+      }
       in_blob_.reset();
       return PumpWants(out);
     }
@@ -187,6 +217,14 @@ Status Session::ReceiveBlob(const Message& in, std::vector<Message>* out) {
       if (state) ForEachBlobRef(*state, [&](const BlobRef& r) { referenced |= r.hash == w->hash; });
       if (referenced) TANDEM_RETURN_IF_ERROR(txn->GetBlob(w->hash, &info));
       if (info && info->complete()) head.missing = false;
+    }
+    if (head.missing && info && info->state == BlobInfo::State::kWanted && peer_blob_later_) {
+      // Wanted here too: the peer hears once it is here. A peer's request is a read, so
+      // a blob fetched lazily here is fetched now (the device behind this one may have
+      // no other route to it).
+      if (!info->requested) TANDEM_RETURN_IF_ERROR(replica_.RequestBlob(w->hash));
+      head.later = true;
+      owed_.insert(w->hash);
     }
     if (head.missing) {
       out->emplace_back(std::in_place_type<BlobHead>, std::move(head));

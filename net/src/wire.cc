@@ -221,7 +221,8 @@ Result<std::string> EncodeMessage(const Message& m, const EncodeOptions& opt) {
     w.setFeatures(kFeatureColumns | kFeatureColumns2 | (h->pieces ? kFeaturePieces : 0) |
                   (h->blobs ? kFeatureBlobs : 0) | (h->takes_early ? kFeatureEarly : 0) |
                   (h->send_full ? kFeatureExclusions : 0) |
-                  (h->reads_collected_in ? kFeatureCollectedIn : 0));
+                  (h->reads_collected_in ? kFeatureCollectedIn : 0) |
+                  (h->blob_later ? kFeatureBlobLater : 0));
     SetVv(w.initCollected(), h->collected);
     if (!h->collected_in.empty()) {
       auto list = w.initCollectedIn(static_cast<unsigned>(h->collected_in.size()));
@@ -281,6 +282,12 @@ Result<std::string> EncodeMessage(const Message& m, const EncodeOptions& opt) {
       w.setSize(bh->size);
       w.setChunks(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(bh->chunks.data()),
                                       bh->chunks.size() * 32));
+      if (bh->later || bh->ready) {
+        if (!(opt.peer_features & kFeatureBlobLater))
+          return Status::Unsupported("the peer cannot be told a blob comes later");
+        w.setLater(bh->later);
+        w.setReady(bh->ready);
+      }
     } else if (const auto* bc = std::get_if<engine::BlobChunk>(&m)) {
       auto w = body.initBlobChunk();
       w.setHash(AsData(bc->hash));
@@ -347,6 +354,7 @@ Result<Message> DecodeMessage(std::string_view bytes, uint32_t* features) {
         h.blobs = r.getFeatures() & kFeatureBlobs;
         h.takes_early = r.getFeatures() & kFeatureEarly;
         h.reads_collected_in = r.getFeatures() & kFeatureCollectedIn;
+        h.blob_later = r.getFeatures() & kFeatureBlobLater;
         if (r.hasEarly()) {
           h.early = ReadRequest(r.getEarly(), c);
           if (r.hasExpect()) h.expect = ReadId(r.getExpect(), c, "hello expected replica");
@@ -480,11 +488,16 @@ Result<Message> DecodeMessage(std::string_view bytes, uint32_t* features) {
         m.hash = ReadHash(r.getHash(), c);
         if (!c.ok()) return c.st;
         m.missing = r.getMissing();
+        m.later = r.getLater();
+        m.ready = r.getReady();
         m.size = r.getSize();
         auto chunks = r.getChunks();
         if (m.size > engine::kMaxBlobBytes || chunks.size() % 32 != 0 ||
             chunks.size() / 32 > engine::kMaxBlobChunks)
           return Status::Corrupt("blob head out of bounds");
+        if ((m.later && !m.missing) ||
+            (m.ready && (m.missing || m.later || m.size != 0 || chunks.size() != 0)))
+          return Status::Corrupt("blob head says both that it is ready and something else");
         m.chunks.resize(chunks.size() / 32);
         if (!m.chunks.empty()) std::memcpy(m.chunks.data(), chunks.begin(), chunks.size());
         return Message{std::move(m)};

@@ -192,6 +192,37 @@ TEST_F(Net, AttachmentsSyncEagerlyOrWhenReadAndAreCollected) {
   EXPECT_EQ(T({"check", a}).exit_code, 0);
 }
 
+// A device that takes blobs lazily, the only route between the one that attached a blob
+// and one that wants it: asked for it, it fetches it and passes it on, live.
+TEST_F(Net, ABlobCrossesALazyRelayInLiveSessions) {
+  std::string a = Init("a"), b = Init("b"), c = Init("c");
+  std::string data(1'500'000, '\0');
+  std::mt19937 rng(9);
+  for (auto& ch : data) ch = static_cast<char>(rng());
+  const std::string file = Dir("photo.png");
+  std::ofstream(file, std::ios::binary) << data;
+  std::string addr_a;
+  auto sa = Listen("a", {}, &addr_a);
+  Pair("a", "b", addr_a);
+  Pair("a", "c", addr_a);
+  auto att = T({"attach", a, "photos", "p1", "img", file});
+  ASSERT_EQ(att.exit_code, 0) << att.err;
+  const std::string hash = json::parse(att.out)["$blob"];
+  std::string addr_b;
+  auto sb = Listen("b", {"--peer", addr_a, "--blobs", "lazy"}, &addr_b);
+  Serve sc({c, "--peer", addr_b}, Log("c-serve"));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return T({"get", c, "photos", "p1"}).exit_code == 0;
+      },
+      60000))
+      << sb->log() << sc.log();
+  auto got = T({"blob", c, hash, "--wait", "60"});
+  ASSERT_EQ(got.exit_code, 0) << got.err << sb->log() << sc.log();
+  EXPECT_TRUE(got.out == data);
+  EXPECT_EQ(json::parse(T({"blobs", b, "--json"}).out)["state"], "complete");
+}
+
 TEST_F(Net, LiveIntervalAndStatus) {
   std::string a = Init("a"), b = Init("b"), c = Init("c");
   std::string addr;

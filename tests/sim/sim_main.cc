@@ -616,7 +616,8 @@ class Sim {
     // Batches in rows, in columns, or in columns with logical clocks as differences.
     const uint32_t layouts[] = {0, net::kFeatureColumns,
                                 net::kFeatureColumns | net::kFeatureColumns2};
-    c->wire.peer_features = layouts[rng_() % 3] | net::kFeaturePieces | net::kFeatureBlobs;
+    c->wire.peer_features =
+        layouts[rng_() % 3] | net::kFeaturePieces | net::kFeatureBlobs | net::kFeatureBlobLater;
     // Both sides admit through the node's write check; a rebase on a peer drops what it
     // collected only where the peer's device may write (as a node's may_rebase).
     o.admit = [this](const FieldDelta& d, const FieldState* ours) {

@@ -267,6 +267,91 @@ TEST(Blob, LazyBlobsWaitForAReader) {
   EXPECT_TRUE(link.sb.caught_up());
 }
 
+// A device asked for a blob it lacks, and takes lazily, fetches it (a peer's request
+// is a read) and tells the peer when it has it: the live session carries it on.
+TEST(Blob, ALazyRelayFetchesWhatItIsAskedForAndPassesItOn) {
+  Node a(1), b(2), c(3);
+  const std::string data = RandomBytes(kSize, 15);
+  BlobRef ref = AttachTo(a, "p", data);
+  SessionOptions lazy;
+  lazy.lazy_blobs = [](const std::string& coll) { return coll == "photos"; };
+  {
+    Link ab(a, b, {}, lazy);
+    ASSERT_TRUE(ab.Run().ok());
+  }
+  Link bc(b, c, lazy, {});
+  ASSERT_TRUE(bc.Run().ok());
+  ASSERT_TRUE(c.replica.Get("photos", "p").ok());
+  auto info = b.replica.Blob(ref.hash);
+  ASSERT_TRUE(info.ok() && *info);
+  EXPECT_TRUE((*info)->requested) << "the peer's request counts as a read";
+  EXPECT_EQ(bc.sb.stats().blobs_missing, 0u) << "promised, not missing";
+  EXPECT_TRUE(bc.sb.complete()) << "a one-shot sync does not wait for it";
+  // b's session with a fetches it, being requested now; then b's live session with c says
+  // so and c asks again.
+  {
+    Link ab(a, b, {}, lazy);
+    ASSERT_TRUE(ab.Run().ok());
+    EXPECT_EQ(ab.sb.stats().blobs_received, 1u);
+  }
+  ASSERT_TRUE(bc.Poll().ok());
+  EXPECT_TRUE(Read(c.replica, ref.hash) == data);
+  EXPECT_EQ(bc.sb.stats().blobs_received, 1u);
+  EXPECT_TRUE(bc.sb.complete());
+}
+
+// An eager device asked for a blob still on its way to it answers that it comes later.
+TEST(Blob, ABlobStillOnItsWayIsPassedOnOnceItArrives) {
+  Node a(1), b(2), c(3);
+  const std::string data = RandomBytes(kBlobChunkBytes * 9 + 5, 16);
+  BlobRef ref = AttachTo(a, "p", data);
+  // Cut a's link to b inside the transfer.
+  for (size_t cut = 6;; ++cut) {
+    ASSERT_LT(cut, 100u);
+    Link ab(a, b);
+    ASSERT_TRUE(ab.Run(cut).ok());
+    auto info = b.replica.Blob(ref.hash);
+    ASSERT_TRUE(info.ok());
+    if (*info) {
+      ASSERT_FALSE((*info)->complete()) << "no cut fell before the transfer ended";
+      break;
+    }
+  }
+  Link bc(b, c);
+  ASSERT_TRUE(bc.Run().ok());
+  EXPECT_EQ(bc.sb.stats().blobs_missing, 0u);
+  EXPECT_EQ(c.replica.ReadBlob(ref.hash, [](std::string_view) { return Status::Ok(); }).code(),
+            Code::kNotFound);
+  {
+    Link ab(a, b);
+    ASSERT_TRUE(ab.Run().ok());
+  }
+  ASSERT_TRUE(bc.Poll().ok());
+  EXPECT_TRUE(Read(c.replica, ref.hash) == data);
+}
+
+// A peer of an older build, which does not read `later`, hears `missing` as before.
+TEST(Blob, APeerThatCannotBeToldLaterHearsMissing) {
+  Node a(1), b(2), c(3);
+  BlobRef ref = AttachTo(a, "p", RandomBytes(1000, 17));
+  SessionOptions lazy;
+  lazy.lazy_blobs = [](const std::string& coll) { return coll == "photos"; };
+  {
+    Link ab(a, b, {}, lazy);
+    ASSERT_TRUE(ab.Run().ok());
+  }
+  Link bc(b, c, lazy, {});
+  bc.from_b = [](Message& m) {
+    if (auto* h = std::get_if<Hello>(&m)) h->blob_later = false;
+  };
+  ASSERT_TRUE(bc.Run().ok());
+  EXPECT_EQ(bc.sb.stats().blobs_missing, 1u);
+  auto info = b.replica.Blob(ref.hash);
+  ASSERT_TRUE(info.ok() && *info);
+  EXPECT_FALSE((*info)->requested);
+  EXPECT_TRUE(bc.sb.complete());
+}
+
 TEST(Blob, ACutTransferResumesWhereItStopped) {
   Node a(1), b(2);
   const std::string data = RandomBytes(kBlobChunkBytes * 9 + 17, 6);

@@ -34,9 +34,10 @@ Hello HelloOf(CollectionFilter send, CollectionFilter accept, bool pieces,
   return h;
 }
 
-Hello BlobsHello() {
+Hello BlobsHello(bool later = false) {
   Hello h = HelloOf({}, {}, true, {});
   h.blobs = true;
+  h.blob_later = later;
   return h;
 }
 
@@ -114,6 +115,7 @@ TEST(Wire, EveryMessageRoundTrips) {
       HelloOf(CollectionFilter::Only({"orders", "products"}), {}, false, {}),
       HelloOf({}, CollectionFilter::None(), true, vv),
       BlobsHello(),
+      BlobsHello(true),
       EarlyHello(vv, {}),
       EarlyHello(vv, Rid(7)),
       FullHello(CollectionFilter::AllBut({"secrets"})),
@@ -134,6 +136,8 @@ TEST(Wire, EveryMessageRoundTrips) {
       BlobWant{{}, {}, 0, false, true},
       BlobHead{Hash(2), false, 1000, {Hash(3), Hash(4)}},
       BlobHead{Hash(2), true, 0, {}},
+      BlobHead{Hash(2), true, 0, {}, true},
+      BlobHead{Hash(2), false, 0, {}, false, true},
       BlobChunk{Hash(5), 7, std::string(1000, 'x')},
       BlobAck{Hash(6), 9}};
   for (const EncodeOptions* layout : kLayouts)
@@ -164,6 +168,7 @@ TEST(Wire, EveryMessageRoundTrips) {
         EXPECT_EQ(g.collected_in, h->collected_in);
         EXPECT_EQ(g.blobs, h->blobs);
         EXPECT_EQ(g.takes_early, h->takes_early);
+        EXPECT_EQ(g.blob_later, h->blob_later);
         EXPECT_EQ(g.expect, h->expect);
         EXPECT_EQ(g.send_full, h->send_full);
         ASSERT_EQ(g.early.has_value(), h->early.has_value());
@@ -177,7 +182,8 @@ TEST(Wire, EveryMessageRoundTrips) {
                                 (h->blobs ? kFeatureBlobs : 0) |
                                 (h->takes_early ? kFeatureEarly : 0) |
                                 (h->send_full ? kFeatureExclusions : 0) |
-                                (h->reads_collected_in ? kFeatureCollectedIn : 0));
+                                (h->reads_collected_in ? kFeatureCollectedIn : 0) |
+                                (h->blob_later ? kFeatureBlobLater : 0));
       } else if (auto* r = std::get_if<SyncRequest>(&m)) {
         EXPECT_EQ(std::get<SyncRequest>(*d).vv, r->vv);
         EXPECT_EQ(std::get<SyncRequest>(*d).cursor, r->cursor);
@@ -216,6 +222,8 @@ TEST(Wire, EveryMessageRoundTrips) {
         EXPECT_EQ(g.missing, bh->missing);
         EXPECT_EQ(g.size, bh->size);
         EXPECT_EQ(g.chunks, bh->chunks);
+        EXPECT_EQ(g.later, bh->later);
+        EXPECT_EQ(g.ready, bh->ready);
       } else if (auto* bc = std::get_if<BlobChunk>(&m)) {
         const auto& g = std::get<BlobChunk>(*d);
         EXPECT_EQ(g.hash, bc->hash);
@@ -251,6 +259,16 @@ TEST(Wire, BlobReferencesGoOnlyToPeersThatTakeThem) {
   EXPECT_FALSE(DecodeMessage(EncodeMessage(huge, EncodeOptions{kWireFeatures}).value()).ok());
   BlobWant bad_key{Hash(2), {"photos", "", "img"}, 0, false, false};
   EXPECT_FALSE(DecodeMessage(EncodeMessage(bad_key, EncodeOptions{kWireFeatures}).value()).ok());
+  // `later` and `ready` go only to a peer that reads them, and only as they are meant.
+  BlobHead later{Hash(2), true, 0, {}, true};
+  EXPECT_EQ(EncodeMessage(later, EncodeOptions{kFeatureBlobs}).status().code(), Code::kUnsupported);
+  for (const BlobHead& bad :
+       {BlobHead{Hash(2), false, 0, {}, true}, BlobHead{Hash(2), true, 0, {}, false, true},
+        BlobHead{Hash(2), false, 10, {}, false, true},
+        BlobHead{Hash(2), false, 0, {Hash(3)}, false, true}})
+    EXPECT_EQ(
+        DecodeMessage(EncodeMessage(bad, EncodeOptions{kWireFeatures}).value()).status().code(),
+        Code::kCorrupt);
 }
 
 TEST(Wire, SizeLimitsAndAlignmentAreEnforced) {

@@ -91,6 +91,8 @@ struct Hello {
   // receiver's too (unset by older builds, whose rule leaves that out).
   bool reads_collected_in = false;
   bool blobs = false;  // this side takes part in blob transfer (BlobWant and the rest)
+  // This side reads BlobHead::later and BlobHead::ready (unset by older builds).
+  bool blob_later = false;
   // This side takes a request carried in the peer's Hello (`early`).
   bool takes_early = false;
   // This side's request, sent with its Hello instead of after the peer's, so that the
@@ -154,6 +156,12 @@ struct BlobHead {
   bool missing = false;  // the sender does not have it whole, or the field does not reference it
   uint64_t size = 0;
   std::vector<BlobHash> chunks;  // when asked for
+  // With `missing`, to a peer that reads it (Hello::blob_later): the sender wants it too
+  // (it is on its way here; fetched lazily here, the request made it wanted) and says
+  // `ready` once it is here, or no longer referenced here.
+  bool later = false;
+  // Instead of an answer: a blob promised `later` may be asked for again.
+  bool ready = false;
 };
 struct BlobChunk {
   BlobHash hash{};
@@ -446,6 +454,8 @@ class Session {
   };
   std::optional<InBlob> in_blob_;
   std::set<BlobHash> lacking_;
+  std::set<BlobHash> awaited_;    // promised later: not asked for again until ready
+  bool peer_blob_later_ = false;  // the peer reads BlobHead::later and ::ready
   bool idle_sent_ = false;
   // Sending: the blob the peer asked for, and whether it wants nothing more.
   struct OutBlob {
@@ -457,6 +467,10 @@ class Session {
   };
   std::optional<OutBlob> out_blob_;
   bool peer_idle_ = false;
+  // Blobs the peer was told come later: each gets a BlobHead::ready once it is here (or
+  // no longer wanted here).
+  std::set<BlobHash> owed_;
+  Status PumpOwed(std::vector<Message>* out);
 };
 
 }  // namespace tandem::engine

@@ -42,9 +42,11 @@ inline constexpr uint32_t kFeatureExclusions = 32;
 // Reads Hello::collectedIn, and so judges an early request by it too
 // (engine::Hello::reads_collected_in).
 inline constexpr uint32_t kFeatureCollectedIn = 64;
+// Reads BlobHead::later and BlobHead::ready (engine::Hello::blob_later).
+inline constexpr uint32_t kFeatureBlobLater = 128;
 inline constexpr uint32_t kWireFeatures = kFeatureColumns | kFeaturePieces | kFeatureBlobs |
                                           kFeatureColumns2 | kFeatureEarly | kFeatureExclusions |
-                                          kFeatureCollectedIn;
+                                          kFeatureCollectedIn | kFeatureBlobLater;
 
 struct EncodeOptions {
   uint32_t peer_features = 0;  // from the peer's Hello (DecodeMessage's *features)
