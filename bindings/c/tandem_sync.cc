@@ -309,7 +309,7 @@ int tandem_node_status(char** json, size_t* len, tandem_node* node, tandem_error
     C_RETURN_IF(NeedOut(json, "json"));
     auto n = NodeOf(node);
     if (!n.ok()) return n.status();
-    return Out(tandem::bindings::Canonical(tandem::bindings::NodeSnapshotToJson((*n)->Snapshot())),
+    return Out(tandem::bindings::Reported(tandem::bindings::NodeSnapshotToJson((*n)->Snapshot())),
                json, len);
   });
 }
@@ -340,7 +340,7 @@ int tandem_node_drain_events(char** json, size_t* len, tandem_node* node, tandem
     if (!n.ok()) return n.status();
     Json j = Json::array();
     for (const auto& e : (*n)->DrainEvents()) j.push_back(tandem::bindings::NodeEventToJson(e));
-    return Out(tandem::bindings::Canonical(j), json, len);
+    return Out(tandem::bindings::Reported(j), json, len);
   });
 }
 

@@ -26,7 +26,7 @@ std::string WriteStatusFile(const std::string& path, const net::NodeSnapshot& s,
   j["pid"] = static_cast<int64_t>(::getpid());
   if (!metrics.empty()) j["metrics"] = metrics;
   // Atomic, not fsynced: it is rewritten every few seconds and describes this process.
-  Status st = files::WriteAtomic(path, j.dump(), files::Sync::kNone, 0644);
+  Status st = files::WriteAtomic(path, tandem::bindings::Reported(j), files::Sync::kNone, 0644);
   if (!st.ok()) return st.message();
   return {};
 }
@@ -221,18 +221,6 @@ int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, L
     logf.Line("metrics at http://" + metrics_bound + "/metrics");
   }
   publish(node->Snapshot());
-  // The replica the node has open must stay the one at DIR: removed, or replaced (a
-  // restore to the same path), the node would go on syncing into a file nobody reads
-  // again, and its peers would take what they sent it for delivered. (Another error, a
-  // network filesystem's hiccup, says nothing of that.)
-  const std::string data = d.layout().dir + "/data.mdb";
-  struct stat opened {};
-  const bool watched = ::stat(data.c_str(), &opened) == 0;
-  auto moved = [&] {
-    struct stat now {};
-    if (::stat(data.c_str(), &now) != 0) return errno == ENOENT || errno == ENOTDIR;
-    return now.st_ino != opened.st_ino || now.st_dev != opened.st_dev;
-  };
   bool stopped = false, signalled = false, gone = false;
   bool ok = true;
   while (!stopped) {
@@ -249,14 +237,6 @@ int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, L
         node->Stop();
       }
     }
-    if (watched && !signalled && !gone && moved()) {
-      gone = true;
-      logf.Line("the replica in " + d.layout().dir +
-                    " was moved, removed or replaced while this daemon served it: "
-                    "stopping (start it again to serve what is there now)",
-                "error");
-      node->Stop();
-    }
     for (const auto& e : node->DrainEvents()) {
       if (e.kind == net::NodeEventKind::kDone) {
         ok = e.ok;
@@ -264,7 +244,11 @@ int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, L
       }
       if (e.kind == net::NodeEventKind::kStopped) stopped = true;
     }
-    if (!gone) publish(node->Snapshot());  // DIR is no longer this replica's
+    // The node stops by itself once DIR/data.mdb is moved, removed or replaced (it said
+    // why in the log): DIR is no longer this replica's, so nothing more is written there.
+    const net::NodeSnapshot snap = node->Snapshot();
+    gone = gone || snap.replica_gone;
+    if (!gone) publish(snap);
   }
   metrics.reset();  // before the node it reads
   node->Stop();

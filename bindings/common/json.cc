@@ -477,4 +477,8 @@ std::string Canonical(const Json& j) {
   return j.dump(-1, ' ', /*ensure_ascii=*/false, Json::error_handler_t::strict);
 }
 
+std::string Reported(const Json& j) {
+  return j.dump(-1, ' ', /*ensure_ascii=*/false, Json::error_handler_t::replace);
+}
+
 }  // namespace tandem::bindings

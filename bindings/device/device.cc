@@ -571,6 +571,7 @@ Result<std::unique_ptr<net::Node>> Device::NewNode(net::NodeOptions o) {
   o.files = layout_.group();
   // The node holds the device until its thread ends (and the watcher, released first).
   o.keep_alive = shared_from_this();
+  if (o.replica_file.empty()) o.replica_file = layout_.dir + "/data.mdb";
   if (o.mode != net::NodeMode::kOnce) {
     // One node that keeps syncing per replica (`tandem serve`, an app's, in any process):
     // a second would dial and accept the same peers under the same replica id. A

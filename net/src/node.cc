@@ -2,7 +2,10 @@
 // (node_internal.h first: it includes Asio, which must precede other includes.)
 #include <sodium.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 namespace tandem::net {
 
@@ -318,6 +321,7 @@ void Core::RefreshSnapshot(bool running) {
   snap.refused_connections = refused_connections_;
   snap.refused_by_reason = refused_by_reason_;
   snap.failures = failures_;
+  snap.replica_gone = replica_gone_;
   snap.send = opt_.send;
   snap.receive = opt_.receive;
   // Connected inbound peers from their connection; the rest from peers_, where a
@@ -394,6 +398,16 @@ awaitable<void> Core::SnapshotLoop() {
     (void)ignored;
     for (size_t i = 0; i < peers.size(); ++i) peers[i].first->set_pending(counts[i]);
     if (stopping_) break;
+    if (ReplicaFileChanged()) {
+      replica_gone_ = true;
+      const std::string why = "the replica " + opt_.replica_file +
+                              " was moved, removed or replaced while this node synced it: "
+                              "stopping (start it again to sync what is there now)";
+      Log(why);
+      Emit({NodeEventKind::kError, "", "", why, false});
+      Stop();
+      break;
+    }
     RefreshSnapshot(true);
     t.expires_after(seconds(1));
     boost::system::error_code ec;
@@ -443,7 +457,24 @@ Status Core::Bind() {
   return Status::Ok();
 }
 
+void Core::WatchReplicaFile() {
+  struct stat st {};
+  if (opt_.replica_file.empty() || ::stat(opt_.replica_file.c_str(), &st) != 0) return;
+  watching_file_ = true;
+  file_dev_ = st.st_dev;
+  file_ino_ = st.st_ino;
+}
+
+bool Core::ReplicaFileChanged() const {
+  if (!watching_file_) return false;
+  struct stat st {};
+  // Another error (a network filesystem's hiccup) says nothing of that.
+  if (::stat(opt_.replica_file.c_str(), &st) != 0) return errno == ENOENT || errno == ENOTDIR;
+  return st.st_ino != file_ino_ || st.st_dev != file_dev_;
+}
+
 void Core::Launch() {
+  WatchReplicaFile();
   if (acceptor_) {
     Log("device " + self_device_ + " listening on " + listen_address_);
     Emit({NodeEventKind::kListening, "", listen_address_, ""});
@@ -495,7 +526,9 @@ void Core::Run() {
   // member whose node only ever runs for less than a report interval would otherwise
   // never report, and look silent to the others' collection. (A one-shot sync's caller
   // reports, knowing whether it caught up.)
-  if (opt_.mode != NodeMode::kOnce && (opt_.collect_interval_s > 0 || opt_.report_interval_s > 0))
+  // (Not into a directory that holds another replica now.)
+  if (opt_.mode != NodeMode::kOnce && !replica_gone_ &&
+      (opt_.collect_interval_s > 0 || opt_.report_interval_s > 0))
     if (Status st = ReportAndNote(replica_, opt_.files, self_device_, WallMs()); !st.ok())
       Log("report failed: " + st.ToString());
   {
@@ -540,7 +573,9 @@ Status Node::Start() {
   Core& c = *core_;
   {
     std::lock_guard lock(c.mu_);
-    if (c.started_ || c.start_failed_) return Status::Invalid("a node starts only once");
+    if (c.started_ || c.start_failed_ || c.starting_)
+      return Status::Invalid("a node starts only once");
+    c.starting_ = true;  // a Start() racing this one on another thread fails
   }
   // A node that failed to start never runs: it holds the replica no longer, so another
   // may start on it (a free port, say) before this one is freed.
@@ -629,6 +664,11 @@ NodeSnapshot Node::Snapshot() const {
 }
 
 Status ParseHostPort(const std::string& s, std::string* host, uint16_t* port) {
+  // Host names are ASCII (an international one in its punycode form); nothing else is
+  // quoted back, nor reaches a status or an event that reports it.
+  for (unsigned char ch : s)
+    if (ch <= ' ' || ch >= 0x7f)
+      return Status::Invalid("an address is HOST:PORT in printable ASCII, without spaces");
   size_t colon = s.rfind(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == s.size())
     return Status::Invalid("expected HOST:PORT, got \"" + s + "\"");

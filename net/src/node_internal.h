@@ -407,6 +407,13 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   bool overload_logged_ = false;
   bool rekeying_ = false;  // a rotation of a key in doubt is on its way (KeyInDoubt)
   uint64_t failures_ = 0;
+  // NodeOptions::replica_file as it was at Launch (watched only if it could be read then),
+  // and whether it has changed since.
+  bool watching_file_ = false;
+  uint64_t file_dev_ = 0, file_ino_ = 0;
+  bool replica_gone_ = false;
+  void WatchReplicaFile();  // at Launch
+  bool ReplicaFileChanged() const;
   uint64_t refused_connections_ = 0;
   std::map<std::string, uint64_t> refused_by_reason_;
   uint64_t started_ms_ = WallMs();
@@ -420,6 +427,7 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   std::condition_variable stopped_cv_;
   bool started_ = false, stopped_ = false;
   bool start_failed_ = false;  // it let go of the replica: it may not start again
+  bool starting_ = false;      // Start() was called (under mu_)
   bool io_alive_ = true;       // false once the node thread has torn the io_context down
   NodeSnapshot snapshot_;
   std::deque<NodeEvent> events_;

@@ -320,7 +320,7 @@ TEST_F(Net, ADaemonStopsWhenItsReplicaIsRemovedOrReplaced) {
   fs::remove_all(a, ec);
   ASSERT_EQ(T({"restore", Dir("bk"), a}).exit_code, 0);
   EXPECT_EQ(sa->WaitExit(20000), 1) << sa->log();
-  EXPECT_NE(sa->log().find("was moved, removed or replaced while this daemon served it"),
+  EXPECT_NE(sa->log().find("was moved, removed or replaced while this node synced it"),
             std::string::npos)
       << sa->log();
   auto again = Listen("a", {}, &addr);

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 
@@ -181,6 +182,51 @@ TEST(Node, ANodeReportsWhatItHoldsAsItStops) {
   EXPECT_FALSE((*a)->replica().Get(net::kReportsCollection, own).ok());
   (*n)->Stop();
   EXPECT_TRUE((*a)->replica().Get(net::kReportsCollection, own).ok());
+}
+
+// Start() from two threads at once: one starts the node, the other is told it started.
+TEST(Node, StartedFromTwoThreadsAtOnceStartsOnce) {
+  TempDir tmp;
+  auto a = Device::Create(tmp / "a");
+  ASSERT_TRUE(a.ok());
+  for (int round = 0; round < 20; ++round) {
+    net::NodeOptions o;
+    o.listen = "127.0.0.1:0";
+    auto n = (*a)->NewNode(o);
+    ASSERT_TRUE(n.ok());
+    Status s1, s2;
+    std::thread t1([&] { s1 = (*n)->Start(); });
+    std::thread t2([&] { s2 = (*n)->Start(); });
+    t1.join();
+    t2.join();
+    EXPECT_NE(s1.ok(), s2.ok()) << s1.ToString() << " / " << s2.ToString();
+    const Status& refused = s1.ok() ? s2 : s1;
+    EXPECT_NE(refused.message().find("starts only once"), std::string::npos) << refused.ToString();
+    (*n)->Stop();
+  }
+}
+
+// An app's node, like a daemon, stops once its replica's file is replaced under it.
+TEST(Node, ANodeStopsWhenItsReplicaIsReplaced) {
+  TempDir tmp;
+  auto a = Device::Create(tmp / "a");
+  ASSERT_TRUE(a.ok());
+  net::NodeOptions o;
+  o.listen = "127.0.0.1:0";
+  auto n = (*a)->NewNode(o);
+  ASSERT_TRUE(n.ok());
+  ASSERT_TRUE((*n)->Start().ok());
+  EXPECT_FALSE((*n)->Wait(1500)) << "a node whose replica stays in place runs on";
+  const std::filesystem::path dir = tmp / "a";
+  std::filesystem::copy_file(dir / "data.mdb", dir / "data.copy");
+  std::filesystem::rename(dir / "data.copy", dir / "data.mdb");
+  ASSERT_TRUE((*n)->Wait(20000));
+  EXPECT_TRUE((*n)->Snapshot().replica_gone);
+  bool said = false;
+  for (const auto& e : (*n)->DrainEvents())
+    said |= e.kind == NodeEventKind::kError &&
+            e.message.find("was moved, removed or replaced") != std::string::npos;
+  EXPECT_TRUE(said);
 }
 
 TEST(Node, StopFromInsideACallbackAndQueueMode) {

@@ -78,6 +78,11 @@ struct NodeOptions {
   uint64_t horizon_ms = 30ull * 24 * 3600 * 1000;
   int keepalive_s = 15;        // an empty frame after this long without sending
   int stop_timeout_ms = 5000;  // Stop() waits at most this long for goodbyes
+  // The replica's data file (DIR/data.mdb; Device::NewNode sets it): once it is moved,
+  // removed or replaced (a restore to the same path, a copy put in its place), the node
+  // stops, with a kError event: it would sync into a file nobody reads again, and its
+  // peers would take what they sent it for delivered. Empty: not watched.
+  std::string replica_file;
   // Whatever the node thread needs alive (the replica's owner): held until the node
   // thread has ended, even if the Node object is destroyed first. Declared before
   // `changes`, so it is released after it.
@@ -144,6 +149,8 @@ struct NodeSnapshot {
   // replay, revoked, not_member, invite.
   std::map<std::string, uint64_t> refused_by_reason;
   uint64_t failures = 0;  // kOnce: peers that did not catch up
+  // It stopped because NodeOptions::replica_file was moved, removed or replaced.
+  bool replica_gone = false;
   engine::CollectionFilter send, receive;
   // The collections whose blobs are fetched only when read (Replica::RequestBlob); the
   // rest as soon as a field referencing them arrives.

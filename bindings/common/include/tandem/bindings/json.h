@@ -73,5 +73,8 @@ std::string Quote(std::string_view text, size_t max = 60);
 std::string Printable(std::string_view text);
 // The canonical one-line text of a JSON value.
 std::string Canonical(const Json& j);
+// The same for what the library reports (statuses, events: messages may quote what a
+// peer or the system said), with invalid UTF-8 replaced rather than refused.
+std::string Reported(const Json& j);
 
 }  // namespace tandem::bindings
