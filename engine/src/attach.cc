@@ -176,36 +176,49 @@ Result<std::optional<BlobInfo>> Replica::Blob(const BlobHash& hash) {
 
 Status Replica::ReadBlob(const BlobHash& hash, const BlobSink& sink, uint64_t offset) {
   std::optional<BlobInfo> info;
-  std::string chunk;
   uint64_t index = offset / kBlobChunkBytes;
   size_t skip = static_cast<size_t>(offset % kBlobChunkBytes);
   bool first = true;
+  std::vector<std::string> chunks;
+  Status damage;
   do {
-    // A fresh snapshot every 64 chunks: a slow reader does not pin old pages for long.
-    TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
-    TANDEM_RETURN_IF_ERROR(txn->GetBlob(hash, &info));
-    if (!info || info->state == BlobInfo::State::kPending)
-      return Status::NotFound(Describe(hash) + " is not in this replica" +
-                              (first ? "" : " any more (collected while read)"));
-    if (!info->complete())
-      return Status::NotFound(Describe(hash) + " is not here yet: " + std::to_string(info->have) +
-                              " of " + std::to_string(ChunkCount(info->size)) +
-                              " chunks (sync with a device that has it)");
-    if (first && offset > info->size)
-      return Status::Invalid("offset " + std::to_string(offset) + " is past the end of " +
-                             Describe(hash) + " (" + std::to_string(info->size) + " bytes)");
-    first = false;
-    for (int n = 0; n < 64 && index < info->chunks.size(); ++n, ++index) {
-      bool found = false;
-      TANDEM_RETURN_IF_ERROR(txn->GetChunk(info->chunks[index], &chunk, &found));
-      if (!found)
-        return Status::Corrupt(Describe(hash) + ": chunk " + std::to_string(index) + " is missing");
-      if (Hash(chunk) != info->chunks[index])
-        return Status::Corrupt(Describe(hash) + ": chunk " + std::to_string(index) +
-                               " does not match its hash");
+    // A few chunks from a fresh snapshot, checked, then handed to the sink with no
+    // transaction open: a slow sink pins no pages, and one that writes to this replica
+    // (or waits for a thread that does) never waits on its own snapshot.
+    chunks.clear();
+    {
+      TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+      TANDEM_RETURN_IF_ERROR(txn->GetBlob(hash, &info));
+      if (!info || info->state == BlobInfo::State::kPending)
+        return Status::NotFound(Describe(hash) + " is not in this replica" +
+                                (first ? "" : " any more (collected while read)"));
+      if (!info->complete())
+        return Status::NotFound(Describe(hash) + " is not here yet: " + std::to_string(info->have) +
+                                " of " + std::to_string(ChunkCount(info->size)) +
+                                " chunks (sync with a device that has it)");
+      if (first && offset > info->size)
+        return Status::Invalid("offset " + std::to_string(offset) + " is past the end of " +
+                               Describe(hash) + " (" + std::to_string(info->size) + " bytes)");
+      first = false;
+      for (size_t n = 0; n < kReadChunksAtOnce && index < info->chunks.size(); ++n, ++index) {
+        bool found = false;
+        std::string chunk;
+        TANDEM_RETURN_IF_ERROR(txn->GetChunk(info->chunks[index], &chunk, &found));
+        if (!found)
+          damage =
+              Status::Corrupt(Describe(hash) + ": chunk " + std::to_string(index) + " is missing");
+        else if (Hash(chunk) != info->chunks[index])
+          damage = Status::Corrupt(Describe(hash) + ": chunk " + std::to_string(index) +
+                                   " does not match its hash");
+        if (!damage.ok()) break;  // the sink gets what was checked before it
+        chunks.push_back(std::move(chunk));
+      }
+    }
+    for (const std::string& chunk : chunks) {
       TANDEM_RETURN_IF_ERROR(sink(std::string_view(chunk).substr(std::min(skip, chunk.size()))));
       skip = 0;
     }
+    TANDEM_RETURN_IF_ERROR(damage);
   } while (index < info->chunks.size());
   return Status::Ok();
 }

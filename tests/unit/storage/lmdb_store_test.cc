@@ -825,6 +825,35 @@ TEST(LmdbStore, CollectionShrinksTheTablesAndIsRememberedAcrossAReopen) {
 
 // Blobs survive a reopen, are checked chunk by chunk, and mark the replica format 5; a
 // replica from before the blob tables gets them at its first open.
+// A blob's reader may write to the replica from its sink, even what makes the map grow
+// (which waits for every transaction of the process to end): no snapshot is open then.
+TEST(LmdbStore, ABlobsReaderMayWriteFromItsSink) {
+  testing::TempDir tmp;
+  auto r = CreateReplica(tmp / "db", TinyMap());
+  ASSERT_TRUE(r.ok());
+  const std::string data(engine::kBlobChunkBytes * 9 + 7, 'b');
+  size_t at = 0;
+  auto ref = (*r)->Attach(
+      "files", "f", "doc",
+      [&](char* buf, size_t cap) -> Result<size_t> {
+        const size_t n = std::min(cap, data.size() - at);
+        std::memcpy(buf, data.data() + at, n);
+        at += n;
+        return n;
+      },
+      "text/plain");
+  ASSERT_TRUE(ref.ok()) << ref.status().ToString();
+  std::string back;
+  int writes = 0;
+  Status st = (*r)->ReadBlob(ref->hash, [&](std::string_view b) {
+    back.append(b);
+    return (*r)->Put("c", std::to_string(writes++), {{"v", Value{std::string(2 << 20, 'x')}}});
+  });
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_TRUE(back == data);
+  EXPECT_EQ(writes, 10);
+}
+
 TEST(LmdbStore, BlobsAreDurableCheckedAndRaiseTheFormat) {
   testing::TempDir tmp;
   const std::string dir = tmp / "db";

@@ -358,8 +358,11 @@ class Replica {
                          const BlobSource& src, std::string type);
   // The blob's bytes from `offset` on, in order, each chunk checked against its hash.
   // NotFound if the replica has no entry for it, or not all of it yet (the message says
-  // how much); Corrupt if a stored chunk does not match.
+  // how much); Corrupt if a stored chunk does not match. The sink runs with no
+  // transaction open (it may write to this replica), given the chunks read
+  // kReadChunksAtOnce at a time from one snapshot.
   Status ReadBlob(const BlobHash& hash, const BlobSink& sink, uint64_t offset = 0);
+  static constexpr size_t kReadChunksAtOnce = 4;
   // The replica's entry for the blob, if any.
   Result<std::optional<BlobInfo>> Blob(const BlobHash& hash);
   // Asks for a wanted blob: sessions fetch it even where blobs are fetched lazily. Sets
