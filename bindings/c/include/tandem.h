@@ -260,7 +260,8 @@ TANDEM_EXPORT int tandem_schema_get(char** json, size_t* len, int64_t* version, 
  * a JSON array of {"collection", "id", "cursor", "deleted", "record"?}; at most `limit`
  * change-log entries are read (0: 1000). *next is the cursor to pass next time. Tandem's
  * own collections (names starting with "_tandem", the trust set) are left out, here and
- * in subscriptions. */
+ * in subscriptions; their entries still count towards `limit`, so a page may be empty
+ * with more after it: the feed is read to its end when *next == since. */
 TANDEM_EXPORT int tandem_changes(char** json, size_t* len, uint64_t* next, tandem_db* db,
                                  uint64_t since, size_t limit, tandem_error* err);
 

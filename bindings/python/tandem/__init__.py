@@ -281,6 +281,32 @@ def _utf8(s, what):
     return s
 
 
+_I64 = (-(1 << 63), (1 << 63) - 1)
+_I32 = (-(1 << 31), (1 << 31) - 1)
+
+
+def _whole(v, bounds, what):
+    """v as an int within bounds (ctypes would wrap it silently); else InvalidError."""
+    if isinstance(v, bool) or not isinstance(v, int):
+        try:
+            v = int(v)
+        except (TypeError, ValueError):
+            raise InvalidError("%s must be an integer, not %r" % (what, v), 2) from None
+    if not bounds[0] <= v <= bounds[1]:
+        raise InvalidError("%s must be between %d and %d, not %d"
+                           % (what, bounds[0], bounds[1], v), 2)
+    return v
+
+
+def _names(v, what):
+    """A collection list for the library: "a,b" as given, or an iterable of names."""
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return _b(v, what)
+    return _b(",".join(v), what)
+
+
 def _decode(j):
     """JSON from the library to Python: {"$bytes": b64} becomes bytes."""
     if isinstance(j, dict):
@@ -334,7 +360,7 @@ class _ScalarValue:
         elif isinstance(v, bool):
             self.v.type, self.v.i = 1, int(v)
         elif isinstance(v, int):
-            self.v.type, self.v.i = 2, v
+            self.v.type, self.v.i = 2, _whole(v, _I64, "an integer value")
         elif isinstance(v, float):
             self.v.type, self.v.d = 3, v
         elif isinstance(v, str):
@@ -438,7 +464,8 @@ class Replica:
         _call(_lib.tandem_put_json, self._handle, _b(collection), _b(id), data, len(data))
 
     def incr(self, collection, id, field, by=1):
-        _call(_lib.tandem_incr, self._handle, _b(collection), _b(id), _b(field), int(by))
+        _call(_lib.tandem_incr, self._handle, _b(collection), _b(id), _b(field),
+              _whole(by, _I64, "an increment"))
 
     def add(self, collection, id, field, element):
         _call(_lib.tandem_add, self._handle, _b(collection), _b(id), _b(field),
@@ -511,7 +538,9 @@ class Replica:
 
     # -- the change feed --
     def changes(self, since=0, limit=1000):
-        """(changes, next_cursor): records changed after `since`, each once."""
+        """(changes, next_cursor): records changed after `since`, each once. A page may
+        be empty with more after it (Tandem's own records take their places in it): the
+        feed is read to its end when next_cursor == since."""
         nxt = _u64()
         out, n = _vp(), _sz()
         _call(_lib.tandem_changes, ctypes.byref(out), ctypes.byref(n), ctypes.byref(nxt),
@@ -542,7 +571,7 @@ class Replica:
         or admin)."""
         arr = (_cp * max(1, len(addresses)))(*[_b(a) for a in addresses])
         return _text_out(_lib.tandem_invite_role, self._handle, arr, len(addresses),
-                         int(expires_minutes), _b(role, "role"))
+                         _whole(expires_minutes, _I32, "expires_minutes"), _b(role, "role"))
 
     def join(self, code):
         data = _b(code.strip(), "code")
@@ -636,7 +665,9 @@ class Replica:
     # -- sync --
     def node(self, listen=None, peers=(), mode="live", interval=0, discover=False, send=None,
              receive=None, idle_timeout=45, stop_timeout_ms=5000, on_event=None):
-        """A sync node over this replica (not started): see Node."""
+        """A sync node over this replica (not started): see Node. `peers` is one
+        "HOST:PORT" or a list of them; `send` and `receive` a list of collections or one
+        "coll1,coll2" string (None: every one)."""
         return Node(self, listen, peers, mode, interval, discover, send, receive, idle_timeout,
                     stop_timeout_ms, on_event)
 
@@ -684,7 +715,8 @@ class Batch:
               _ScalarValue(value).ref())
 
     def incr(self, collection, id, field, by=1):
-        _call(_lib.tandem_batch_incr, self._h, _b(collection), _b(id), _b(field), int(by))
+        _call(_lib.tandem_batch_incr, self._h, _b(collection), _b(id), _b(field),
+              _whole(by, _I64, "an increment"))
 
     def add(self, collection, id, field, element):
         _call(_lib.tandem_batch_add, self._h, _b(collection), _b(id), _b(field),
@@ -784,20 +816,23 @@ class Node:
         if mode not in _MODES:
             raise InvalidError("mode is 'live', 'interval' or 'once'", 2)
         self._replica = replica
+        if isinstance(peers, (str, bytes)):
+            peers = [peers]  # one peer, not its characters
         self._peers = (_cp * max(1, len(peers)))(*[_b(p) for p in peers])
-        opts = _NodeOptions(1, _b(listen), self._peers, len(peers), _MODES[mode], int(interval),
-                            int(bool(discover)), _b(",".join(send)) if send is not None else None,
-                            _b(",".join(receive)) if receive is not None else None,
-                            int(idle_timeout), int(stop_timeout_ms))
+        opts = _NodeOptions(1, _b(listen), self._peers, len(peers), _MODES[mode],
+                            _whole(interval, _I32, "interval"), int(bool(discover)),
+                            _names(send, "send"), _names(receive, "receive"),
+                            _whole(idle_timeout, _I32, "idle_timeout"),
+                            _whole(stop_timeout_ms, _I32, "stop_timeout_ms"))
         self._fn = _EVENT_FN(0)
         if on_event is not None:
             def trampoline(ev, _ctx):
                 e = ev.contents
                 try:
                     on_event({"kind": _EVENT_NAMES[e.kind],
-                              "device": (e.device or b"").decode(),
-                              "address": (e.address or b"").decode(),
-                              "message": (e.message or b"").decode(),
+                              "device": (e.device or b"").decode("utf-8", "replace"),
+                              "address": (e.address or b"").decode("utf-8", "replace"),
+                              "message": (e.message or b"").decode("utf-8", "replace"),
                               "ok": bool(e.ok), "fields_received": e.fields_received,
                               "fields_sent": e.fields_sent})
                 except Exception:

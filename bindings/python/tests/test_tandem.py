@@ -144,6 +144,17 @@ class ReplicaTest(TempDirTest):
                 db.put("c", "r", {"a\ud800": 1})
             with self.assertRaisesRegex(tandem.InvalidError, "must be valid Unicode"):
                 db.get("c\ud800", "r")
+            # Integers past 64 bits are refused, never wrapped into another number.
+            for call in (lambda: db.incr("c", "r", "n", 2**63),
+                         lambda: db.incr("c", "r", "n", -2**63 - 1),
+                         lambda: db.add("c", "r", "s", 2**64 + 1),
+                         lambda: db.remove("c", "r", "s", 2**64 + 7),
+                         lambda: db.invite(expires_minutes=2**32 + 5)):
+                with self.assertRaisesRegex(tandem.InvalidError, "must be between"):
+                    call()
+            with self.assertRaisesRegex(tandem.InvalidError, "must be between"):
+                with db.batch() as b:
+                    b.put_field("c", "r", "v", 2**64 + 3)
             self.assertEqual(db.changes()[0], [])
             with self.assertRaises(tandem.InvalidError):
                 tandem.open(self.path("a"), durability="fast")
@@ -283,6 +294,18 @@ class SyncTest(TempDirTest):
         self.assertEqual(b.get("c", "r")["v"], 1)
         with self.assertRaises(tandem.InvalidError):
             b.node(peers=["nowhere"]).start()
+        with self.assertRaises(tandem.InvalidError):
+            b.node(peers=["h\u00ff:7000"]).start()
+        # One peer and one collection as plain strings, as one would write them.
+        a.put("orders", "o1", v=1)
+        a.put("prices", "p1", v=1)
+        with a.node(listen="127.0.0.1:0") as na:
+            nb = b.node(peers=na.listen_address, mode="once", receive="orders").start()
+            self.assertTrue(nb.wait(30))
+            self.assertTrue([e for e in nb.events() if e["kind"] == "done"][0]["ok"])
+            nb.close()
+        self.assertEqual(b.get("orders", "o1")["v"], 1)
+        self.assertIsNone(b.get("prices", "p1"))
         a.close()
         b.close()
 
