@@ -110,32 +110,41 @@ Result<uint64_t> Export(engine::Replica& r, std::string_view collection, Format 
       return emit();
     }));
   } else {
-    // The header needs every field name first: one pass for the names, one for the rows.
+    // The header needs every field name first: one pass for the names, one for the rows,
+    // over one snapshot (a field written between them would have no column).
     std::vector<std::string> names;
     if (schema)
       for (const auto& [name, rule] : schema->fields()) names.push_back(name);
     std::set<std::string> all(names.begin(), names.end());
-    TANDEM_RETURN_IF_ERROR(r.Scan(collection, "", [&](const engine::Record& rec) {
-      for (const auto& [name, f] : rec.fields)
-        if (all.insert(name).second) names.push_back(name);
-      return true;
-    }));
-    WriteCell(&line, "id");
-    for (const auto& n : names) {
-      line += ',';
-      WriteCell(&line, n);
-    }
-    if (!emit()) return werr;
-    TANDEM_RETURN_IF_ERROR(r.Scan(collection, "", [&](const engine::Record& rec) {
-      WriteCell(&line, rec.id);
+    bool header = false;
+    auto write_header = [&] {
+      header = true;
+      WriteCell(&line, "id");
       for (const auto& n : names) {
         line += ',';
-        auto it = rec.fields.find(n);
-        if (it != rec.fields.end()) WriteCell(&line, CellText(schema, n, it->second));
+        WriteCell(&line, n);
       }
-      ++count;
       return emit();
-    }));
+    };
+    TANDEM_RETURN_IF_ERROR(
+        r.ScanPasses(collection, {[&](const engine::Record& rec) {
+                                    for (const auto& [name, f] : rec.fields)
+                                      if (all.insert(name).second) names.push_back(name);
+                                    return true;
+                                  },
+                                  [&](const engine::Record& rec) {
+                                    if (!header && !write_header()) return false;
+                                    WriteCell(&line, rec.id);
+                                    for (const auto& n : names) {
+                                      line += ',';
+                                      auto it = rec.fields.find(n);
+                                      if (it != rec.fields.end())
+                                        WriteCell(&line, CellText(schema, n, it->second));
+                                    }
+                                    ++count;
+                                    return emit();
+                                  }}));
+    if (!header && werr.ok()) write_header();  // no record: the header alone
   }
   TANDEM_RETURN_IF_ERROR(werr);
   if (std::fflush(out) != 0)

@@ -156,9 +156,17 @@ class Sink {
   Status Bad(uint64_t line, const std::string& reason) {
     ++report_->bad_rows;
     if (o_.bad_row) o_.bad_row(line, reason);
-    if (o_.strict)
+    if (o_.strict && report_->rows_imported == 0)
       return Status::Invalid("line " + std::to_string(line) + ": " + reason +
                              " (strict: nothing was imported)");
+    // Every row passed the checks, but the replica changed before this one was written
+    // (a schema that arrived by sync, another writer): what went before stays.
+    if (o_.strict)
+      return Status::Invalid("line " + std::to_string(line) + ": " + reason +
+                             " (strict: every row passed the checks, but the replica changed "
+                             "while they were written; the " +
+                             std::to_string(report_->rows_imported) + " rows before line " +
+                             std::to_string(line) + " stay imported)");
     return Status::Ok();
   }
 

@@ -238,6 +238,19 @@ Status Replica::Scan(std::string_view c, std::string_view after,
   });
 }
 
+Status Replica::ScanPasses(std::string_view c,
+                           const std::vector<std::function<bool(const Record&)>>& passes) {
+  TANDEM_RETURN_IF_ERROR(ValidateCollection(c));
+  TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+  TANDEM_ASSIGN_OR_RETURN(auto rules, ReadRules(*txn, c));
+  for (const auto& fn : passes)
+    TANDEM_RETURN_IF_ERROR(txn->ScanRecords(c, "", [&](const std::string& id, RecordState& r) {
+      auto rec = ReadWithRules(id, r, rules.get());
+      return rec ? fn(*rec) : true;
+    }));
+  return Status::Ok();
+}
+
 Result<std::vector<std::string>> Replica::Collections() {
   TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
   std::vector<std::string> out;

@@ -527,6 +527,40 @@ TEST_P(Strict, ARowRefusedOnlyAtWriteTimeStillImportsNothing) {
   }
 }
 
+TEST_P(Strict, AReplicaChangedWhileRowsAreWrittenSaysWhatStays) {
+  // Every row passes the checks; then a schema arrives (as by sync) before the later
+  // batches are written, and a row breaks it: the import says what it kept.
+  std::string text = "id,qty\n";
+  for (int i = 0; i < 2500; ++i)
+    text += "r" + std::to_string(10000 + i) + "," + std::to_string(i) + "\n";
+  Db db;
+  ImportOptions o = Csv();
+  o.strict = true;
+  bool changed = false;
+  o.progress = [&](const ImportProgress& p) {
+    if (!p.validating && p.rows >= 1000 && !changed) {
+      changed = true;
+      SaveOrDie(db.replica, "items", R"({"fields": {"qty": {"type": "int", "max": 1500}}})");
+    }
+  };
+  auto got = ImportText(db.replica, text, o, GetParam());
+  ASSERT_FALSE(got.ok());
+  ASSERT_TRUE(changed);
+  // The first row written after the schema came is the first refused: the rows before it
+  // (a batch or more, as progress is reported) stay, and the message says how many.
+  const size_t kept = ScanAll(db.replica, "items").size();
+  ASSERT_GE(kept, 1000u);
+  ASSERT_LT(kept, 2500u);
+  const std::string line = std::to_string(kept + 2);
+  EXPECT_TRUE(
+      Has(got.error(), "line " + line + ": qty: " + std::to_string(kept) + " is above the maximum"))
+      << got.error();
+  EXPECT_TRUE(Has(got.error(), "the replica changed while they were written; the " +
+                                   std::to_string(kept) + " rows before line " + line +
+                                   " stay imported"))
+      << got.error();
+}
+
 INSTANTIATE_TEST_SUITE_P(Inputs, Strict, ::testing::Values(Source::kFile, Source::kPipe),
                          [](const auto& param_info) {
                            return std::string(param_info.param == Source::kPipe ? "Pipe" : "File");

@@ -247,6 +247,11 @@ class Replica {
   // Live records of a collection with id > after, in id order, until fn returns false.
   Status Scan(std::string_view collection, std::string_view after,
               const std::function<bool(const Record&)>& fn);
+  // Live records of a collection, in id order, once for each of `passes` (until it
+  // returns false), all from one snapshot: each pass sees the records the others saw
+  // (an export's header, then its rows).
+  Status ScanPasses(std::string_view collection,
+                    const std::vector<std::function<bool(const Record&)>>& passes);
   Result<std::vector<std::string>> Collections();
   // Fields of the record in conflict (see IsConflict), with their siblings, winner first
   // (the winner by the collection's rules, see rules.h; else the latest).
