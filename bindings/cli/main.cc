@@ -55,6 +55,10 @@ int Main(int argc, char** argv) {
   incr->add_option("ID", id)->required();
   incr->add_option("FIELD", field)->required();
   incr->add_option("N", amount_text, "A decimal 64-bit integer")->required();
+  bool replace_value = false;
+  incr->add_flag("--replace-value", replace_value,
+                 "Make a field that holds a value (written by put or import) a counter of N, "
+                 "instead of refusing");
 
   auto* add = app.add_subcommand("add", "Add a JSON scalar to an add-wins set field");
   auto* remove = app.add_subcommand("remove", "Remove a JSON scalar from a set field");
@@ -366,7 +370,29 @@ int Main(int argc, char** argv) {
     }
     Check(Open(dir).Put(coll, id, fields));
   } else if (incr->parsed()) {
-    Check(Open(dir).Incr(coll, id, field, ParseDecimal(amount_text, "N")));
+    const int64_t by = ParseDecimal(amount_text, "N");
+    // An increment replaces whatever else the field holds: a count imported or put as a
+    // plain number (7) would silently become N, not 7 + N. Refused unless asked for.
+    Check(Open(dir).Write([&](engine::Batch& b) -> Status {
+      engine::RecordState rec;
+      if (!replace_value) TANDEM_RETURN_IF_ERROR(b.ReadRecord(coll, id, &rec));
+      auto f = rec.fields.find(field);
+      if (auto v = f == rec.fields.end() ? std::nullopt : engine::Read(f->second);
+          v && v->kind != engine::Kind::kCounter) {
+        std::string held = Canonical(tandem::bindings::FieldToJson(*v));
+        if (held.size() > 40) held = held.substr(0, 37) + "...";
+        std::string keep;
+        const auto* n = std::get_if<int64_t>(&v->scalar);
+        int64_t sum = 0;
+        if (v->kind == engine::Kind::kRegister && n && !__builtin_add_overflow(*n, by, &sum))
+          keep = "; to count on from " + std::to_string(*n) + ", give " + std::to_string(sum) +
+                 " with --replace-value";
+        return Status::Invalid(coll + "/" + id + "." + field + " holds " + held +
+                               ", not a counter: incr would replace it with " + std::to_string(by) +
+                               " (--replace-value does" + keep + ")");
+      }
+      return b.Incr(coll, id, field, by);
+    }));
   } else if (add->parsed()) {
     Check(Open(dir).Add(coll, id, field, ParseValue(value)));
   } else if (remove->parsed()) {

@@ -554,6 +554,28 @@ TEST(CliErrors, CheckFindsADamagedKeyFile) {
 
 // A reference to a blob held here must give its size: a wrong one would be believed by
 // every device that fetches it.
+// A count imported (or put) as a plain number is a value, not a counter: incr refuses to
+// replace it with N unless told, and says what to give to count on from it.
+TEST(CliErrors, IncrDoesNotSilentlyReplaceAValue) {
+  TempDir tmp;
+  const std::string db = tmp / "db";
+  ASSERT_EQ(T({"init", db}).exit_code, 0);
+  std::ofstream(tmp / "stock.csv") << "id,stock\np1,7\n";
+  ASSERT_EQ(T({"import", db, "products", tmp / "stock.csv"}).exit_code, 0);
+  auto r = T({"incr", db, "products", "p1", "stock", "5"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("products/p1.stock holds 7, not a counter"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("give 12 with --replace-value"), std::string::npos) << r.err;
+  EXPECT_EQ(T({"get", db, "products", "p1"}).out, "{\"id\":\"p1\",\"stock\":7}\n");
+  ASSERT_EQ(T({"incr", db, "products", "p1", "stock", "12", "--replace-value"}).exit_code, 0);
+  ASSERT_EQ(T({"incr", db, "products", "p1", "stock", "-2"}).exit_code, 0);
+  EXPECT_EQ(T({"get", db, "products", "p1"}).out, "{\"id\":\"p1\",\"stock\":10}\n");
+  // A set too; a field that holds nothing yet, or a counter, takes increments as before.
+  ASSERT_EQ(T({"add", db, "products", "p1", "tags", "\"blue\""}).exit_code, 0);
+  EXPECT_EQ(T({"incr", db, "products", "p1", "tags", "1"}).exit_code, 2);
+  ASSERT_EQ(T({"incr", db, "products", "p2", "stock", "3"}).exit_code, 0);
+}
+
 TEST(CliErrors, ABlobReferenceWithAWrongSizeIsRefused) {
   TempDir tmp;
   ASSERT_EQ(T({"init", tmp / "db"}).exit_code, 0);
