@@ -4,6 +4,8 @@
 // tandem_sync.cc (subscriptions and the sync node).
 #pragma once
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -275,6 +277,11 @@ inline Result<std::shared_ptr<Device>> DeviceOf(tandem_db* db) {
   auto it = Handles().find(db);
   if (it == Handles().end() || it->second != Kind::kDb)
     return Status::Invalid("the tandem_db handle is closed or not a tandem_db");
+  if (db->device->opened_by() != ::getpid())
+    return Status::Invalid("this tandem_db was opened by process " +
+                           std::to_string(db->device->opened_by()) +
+                           ", which this one forked from: a replica handle does not survive "
+                           "fork(); open the replica again in this process");
   return db->device;  // a copy: the replica stays open for this call even if closed meanwhile
 }
 

@@ -175,7 +175,8 @@ Device::Device(std::string dir, std::unique_ptr<engine::Replica> r, std::optiona
       replica_(std::move(r)),
       identity_(std::move(id)),
       device_id_(identity_ ? net::DeviceId(identity_->public_key) : ""),
-      durability_(d) {}
+      durability_(d),
+      pid_(::getpid()) {}
 
 Result<net::Identity> Device::identity() const {
   if (!identity_)
@@ -187,6 +188,20 @@ Result<net::Identity> Device::identity() const {
 }
 
 Device::~Device() {
+  if (pid_ != ::getpid()) {
+    // Inherited through fork(): closing the environment here would close descriptors
+    // the parent's locks and this process's own environment on the file depend on
+    // (closing any descriptor of a file drops every fcntl lock the process holds on
+    // it). Left as it is; the process's exit or exec releases it.
+    (void)replica_.release();
+    if (key_.empty()) return;
+    Registry& reg = TheRegistry();
+    std::lock_guard lock(reg.mu);
+    auto it = reg.open.find(key_);
+    if (it != reg.open.end() && it->second.expired()) reg.open.erase(it);
+    reg.closed.notify_all();
+    return;
+  }
   if (key_.empty()) return;
   Registry& reg = TheRegistry();
   std::lock_guard lock(reg.mu);
@@ -242,7 +257,13 @@ Result<std::shared_ptr<Device>> Device::Open(const std::string& dir, const OpenO
     for (;;) {
       auto it = reg.open.find(*key);
       if (it == reg.open.end()) break;
-      if (auto d = it->second.lock()) {
+      auto d = it->second.lock();
+      if (d && d->pid_ != ::getpid()) {
+        // Inherited through fork(): of no use here. This process opens its own.
+        reg.open.erase(it);
+        break;
+      }
+      if (d) {
         if (d->durability_ != o.durability)
           return Status::Invalid(dir + " is already open in this process with another durability");
         if (!o.inspect && d->inspect_)

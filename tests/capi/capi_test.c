@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -672,6 +673,43 @@ static void test_db_lifecycle(void) {
   tandem_db_close(db);
   EXPECT(TANDEM_OK, tandem_db_open(&db, relaxed, NULL, &err));
   CHECK(record_is(db, "c", "r", "{\"f\":\"bulk\",\"id\":\"r\"}"));
+  tandem_db_close(db);
+}
+
+/* A handle does not survive fork(): the child's calls with it fail, it may close it, and
+ * it opens the replica afresh; the parent's handle goes on working, and sees the child's
+ * write. */
+static void test_fork(void) {
+  tandem_error err;
+  tandem_db* db = NULL;
+  char p[256];
+  pid_t child;
+  int status = 0;
+  tandem_value v = v_int(1);
+  path_of(p, sizeof p, "forked");
+  EXPECT(TANDEM_OK, tandem_db_create(&db, p, NULL, &err));
+  EXPECT(TANDEM_OK, tandem_put(db, "c", "before", "v", &v, &err));
+  fflush(NULL);
+  child = fork();
+  CHECK(child >= 0);
+  if (child == 0) {
+    int bad = 0;
+    tandem_db* fresh = NULL;
+    err_reset(&err);
+    bad |= tandem_put(db, "c", "child", "v", &v, &err) != TANDEM_INVALID;
+    bad |= strstr(err.message, "fork") == NULL;
+    tandem_db_close(db);
+    bad |= tandem_db_open(&fresh, p, NULL, &err) != TANDEM_OK;
+    if (fresh) {
+      bad |= tandem_put(fresh, "c", "child", "v", &v, &err) != TANDEM_OK;
+      tandem_db_close(fresh);
+    }
+    _exit(bad ? 3 : 0);
+  }
+  CHECK(waitpid(child, &status, 0) == child);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  CHECK(record_is(db, "c", "child", "{\"id\":\"child\",\"v\":1}"));
+  EXPECT(TANDEM_OK, tandem_put(db, "c", "after", "v", &v, &err));
   tandem_db_close(db);
 }
 
@@ -2674,6 +2712,7 @@ int main(void) {
 
   test_status_and_version();
   test_db_lifecycle();
+  test_fork();
   test_info();
   test_writes();
   test_batches();

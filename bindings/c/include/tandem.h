@@ -119,7 +119,11 @@ typedef struct tandem_open_options {
 TANDEM_EXPORT int tandem_db_create(tandem_db** out, const char* dir,
                                    const tandem_open_options* options, tandem_error* err);
 /* Opens an existing replica. Opening a directory this process has open already gives a
- * second handle to the same replica (TANDEM_INVALID if with another durability). */
+ * second handle to the same replica (TANDEM_INVALID if with another durability). A handle
+ * does not survive fork(): in the child every call with an inherited handle fails with
+ * TANDEM_INVALID (closing it is allowed and releases nothing the parent holds), and
+ * opening the directory there opens it afresh. Open replicas after forking workers (or
+ * start them with exec, as Python's "spawn" does). */
 TANDEM_EXPORT int tandem_db_open(tandem_db** out, const char* dir,
                                  const tandem_open_options* options, tandem_error* err);
 /* Closes the handle. A node or subscription started from it keeps the replica open

@@ -19,6 +19,8 @@
 // environment twice in a process); it closes when the last holder lets go.
 #pragma once
 
+#include <sys/types.h>
+
 #include <memory>
 #include <optional>
 #include <string>
@@ -163,6 +165,11 @@ class Device : public std::enable_shared_from_this<Device> {
   // Watches this replica for changes by this process and others.
   Result<std::unique_ptr<storage::ChangeWatcher>> Watch();
 
+  // The process that opened it. An LMDB environment does not survive fork(): a child
+  // that inherited this device cannot use it (the C API refuses its handles there), and
+  // Open in the child opens the replica afresh instead of returning it.
+  pid_t opened_by() const { return pid_; }
+
   // A sync node over this replica; options.files and (for live mode) options.changes are
   // filled in. The node holds the device (and its watcher) until it is destroyed. A live
   // or interval node is refused (Code::kBusy) while another holds the replica.
@@ -179,6 +186,7 @@ class Device : public std::enable_shared_from_this<Device> {
   storage::Durability durability_;
   bool inspect_ = false;  // opened only to be read (OpenOptions::inspect): not bound
   std::string key_;       // the registry's key (device and inode of the directory)
+  pid_t pid_;
 };
 
 }  // namespace tandem::device
