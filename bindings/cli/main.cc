@@ -632,7 +632,8 @@ int Main(int argc, char** argv) {
       if (as_json) {
         Json j{{"device", h.device},     {"this_device", h.this_device},
                {"revoked", h.revoked},   {"state", state},
-               {"receives", h.receives}, {"reported_ms", h.reported_ms}};
+               {"receives", h.receives}, {"reported_ms", h.reported_ms},
+               {"relayed", h.relayed}};
         Print(Canonical(j));
         continue;
       }
@@ -640,12 +641,12 @@ int Main(int argc, char** argv) {
       if (h.this_device) {
         line += "holds it       (this device)";
       } else if (h.state == tandem::device::Holding::State::kUnknown) {
-        line += "unknown        (never synced with this device directly)";
+        line += "unknown        (never synced with this device, and no report of it here)";
       } else {
         line += std::string(h.state == tandem::device::Holding::State::kHolds ? "holds it     "
                             : h.receives                                      ? "not yet      "
                                                                               : "never        ") +
-                "  (as of its report " + Ago(h.reported_ms) +
+                "  (as of its report " + Ago(h.reported_ms) + (h.relayed ? ", relayed" : "") +
                 (h.receives ? ")" : "; it does not receive " + Printable(coll) + " from here)");
       }
       if (h.revoked) line += "  revoked";

@@ -14,6 +14,7 @@
 #include "tandem/data/schema.h"
 #include "tandem/files/files.h"
 #include "tandem/net/binding.h"
+#include "tandem/net/collect.h"
 #include "tandem/storage/replica.h"
 
 namespace tandem::device {
@@ -446,6 +447,7 @@ Result<std::vector<Holding>> Device::Where(std::string_view c, std::string_view 
   TANDEM_ASSIGN_OR_RETURN(auto peers, replica_->Peers());
   std::map<engine::ReplicaId, engine::PeerState> by_replica(peers.begin(), peers.end());
   std::vector<Holding> out;
+  std::optional<net::GroupHolding> group;  // read once, if a member needs it
   bool self_listed = false;
   for (const auto& m : members) {
     Holding h;
@@ -471,6 +473,24 @@ Result<std::vector<Holding>> Device::Where(std::string_view c, std::string_view 
       h.receives = latest->delivery.Allows(std::string(c));
       TANDEM_ASSIGN_OR_RETURN(bool holds, replica_->Holds(c, id, *latest));
       h.state = holds ? Holding::State::kHolds : Holding::State::kLacks;
+    } else {
+      // Never synced with us: what it reported holding, as its report reached us through
+      // the others (reports spread like any record).
+      if (!group) {
+        TANDEM_ASSIGN_OR_RETURN(group, net::HeldByMembers(*replica_, layout_.group(), device_id_,
+                                                          storage::SystemClockMs()));
+      }
+      for (const auto& mh : group->members) {
+        if (mh.device != m.device || mh.reported_ms == 0) continue;
+        engine::PeerState reported;
+        reported.vv = mh.vv;
+        // A replica holds every event of its own, whatever its report says of them.
+        if (mh.replica) reported.vv.Raise(*mh.replica, UINT64_MAX);
+        TANDEM_ASSIGN_OR_RETURN(bool holds, replica_->Holds(c, id, reported));
+        h.state = holds ? Holding::State::kHolds : Holding::State::kLacks;
+        h.reported_ms = mh.reported_ms;
+        h.relayed = true;
+      }
     }
     out.push_back(std::move(h));
   }

@@ -1,10 +1,15 @@
 #include "tandem/metrics/metrics.h"
 
+#include <netdb.h>
 #include <prometheus/collectable.h>
 #include <prometheus/exposer.h>
 #include <prometheus/text_serializer.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 
@@ -178,6 +183,33 @@ struct Server::Impl {
   std::unique_ptr<prometheus::Exposer> exposer;
 };
 
+namespace {
+
+// Why binding host:port fails, as the system says it ("" if it does not): the HTTP
+// server's own message ("null context when constructing CivetServer") says nothing.
+std::string BindError(const std::string& host, uint16_t port) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* res = nullptr;
+  if (int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res); rc != 0)
+    return ::gai_strerror(rc);
+  std::string why;
+  const int fd = ::socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
+  if (fd < 0) {
+    why = std::strerror(errno);
+  } else {
+    const int on = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    if (::bind(fd, res->ai_addr, res->ai_addrlen) != 0) why = std::strerror(errno);
+    ::close(fd);
+  }
+  ::freeaddrinfo(res);
+  return why;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Server>> Server::Start(const std::string& address, device::Device& device,
                                               net::Node& node) {
   std::string host;
@@ -192,7 +224,10 @@ Result<std::unique_ptr<Server>> Server::Start(const std::string& address, device
     impl->exposer = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
         "listening_ports", address, "num_threads", "4", "request_timeout_ms", "3000"});
   } catch (const std::exception& e) {
-    return Status::Io("metrics: cannot listen on " + address + ": " + e.what());
+    const std::string why = BindError(host, port);
+    return Status::Io("metrics: cannot listen on " + address + ": " +
+                      (why.empty() ? e.what() : why) +
+                      (port != 0 ? " (choose another port with --metrics HOST:PORT, or 0)" : ""));
   }
   impl->exposer->RegisterCollectable(impl->collectable);
   const auto ports = impl->exposer->GetListeningPorts();

@@ -173,7 +173,7 @@ Status Restore(const std::string& backup, const std::string& dir,
   TANDEM_RETURN_IF_ERROR(ProbeDataFile(backup));
   TANDEM_RETURN_IF_ERROR(BuildInPlace(dir, "restoring", [&](const fs::path& tmp) -> Status {
     TANDEM_RETURN_IF_ERROR(
-        files::CopyDurable(backup + "/data.mdb", (tmp / "data.mdb").string(), 0644));
+        files::CopyDurable(backup + "/data.mdb", (tmp / "data.mdb").string(), 0600));
     // What is wrong with the copy is wrong with the backup: said of the backup (the
     // temporary directory is gone once this returns), and with what to do about it. An
     // I/O error (a full disk where the copy is) is the target's, not the backup's.

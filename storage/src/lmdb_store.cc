@@ -250,7 +250,7 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
     // kills the process with SIGBUS. So its blocks are allocated first (LMDB keeps a
     // larger lock file as it is, with room for more readers).
     const std::string lock = dir + "/lock.mdb";
-    int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     // A replica on a read-only medium (a snapshot, a write-protected stick), opened to be
     // read: LMDB reads it without a lock file, which keeps no writer from reusing the
     // pages it reads. So not while another process has it open, through a view of a
@@ -287,7 +287,9 @@ Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& o
   impl->map_bytes = std::max(opt.initial_map_bytes, ec ? 0 : on_disk);
   if ((rc = mdb_env_set_mapsize(impl->env, impl->map_bytes)))
     return LmdbError(rc, "set the map size of " + dir);
-  rc = mdb_env_open(impl->env, dir.c_str(), flags, 0644);
+  // The owner's alone, as the keys beside it: a shop's customers and prices are not for
+  // every account on the machine. (An existing file keeps the mode it has.)
+  rc = mdb_env_open(impl->env, dir.c_str(), flags, 0600);
   if (rc) {
     // A new replica is left as it was found. An existing one keeps the lock file this
     // open made: another process may have opened it meanwhile, and one opened later would
@@ -465,6 +467,7 @@ Result<std::unique_ptr<LmdbStore>> CreateStore(const std::string& dir, const Opt
   const bool existed = fs::exists(dir, ec);
   fs::create_directories(dir, ec);
   if (ec) return Status::Io("create " + dir + ": " + ec.message());
+  if (!existed) fs::permissions(dir, fs::perms::owner_all, ec);  // an existing one is the user's
   auto store = Open(dir, opt, true, true);
   if (!store.ok()) {
     // Leave nothing that a second try would refuse as a non-empty directory.

@@ -54,8 +54,15 @@ TEST(CliInit, PrintsAValidDeviceIdAloneOnStdout) {
   std::string typo = id;
   typo[0] = typo[0] == 'a' ? 'b' : 'a';
   EXPECT_FALSE(net::IsValidDeviceId(typo));
-  // The identity key is private to the owner.
-  auto perms = fs::status(tmp / "a/identity.key").permissions();
+  // The identity key is private to the owner, and so are the data and the directory.
+  for (const char* f : {"a/identity.key", "a/data.mdb", "a/lock.mdb", "a"}) {
+    auto perms = fs::status(tmp / f).permissions();
+    EXPECT_EQ(perms & (fs::perms::group_all | fs::perms::others_all), fs::perms::none) << f;
+  }
+  // Restored, too.
+  ASSERT_EQ(T({"backup", tmp / "a", tmp / "bak"}).exit_code, 0);
+  ASSERT_EQ(T({"restore", tmp / "bak", tmp / "r"}).exit_code, 0);
+  auto perms = fs::status(tmp / "r/data.mdb").permissions();
   EXPECT_EQ(perms & (fs::perms::group_all | fs::perms::others_all), fs::perms::none);
 }
 

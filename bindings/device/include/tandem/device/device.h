@@ -90,6 +90,9 @@ struct Holding {
   State state = State::kUnknown;
   uint64_t reported_ms = 0;  // when its version vector was last reported here (0: never)
   bool receives = true;      // its last session took this collection from us
+  // Judged by the newest report of what it holds that reached this device through others
+  // (it never synced with this one directly); reported_ms is then on the reporter's clock.
+  bool relayed = false;
 };
 
 class Device : public std::enable_shared_from_this<Device> {
@@ -132,9 +135,10 @@ class Device : public std::enable_shared_from_this<Device> {
   Status CancelJoin();  // kNotFound if nothing is pending
   Result<std::vector<net::Member>> Devices();
   // Delivery status, answered offline: for each device of the group, whether the version
-  // vector it last reported to this device covers the record's current state here.
-  // Devices this one never synced with directly are kUnknown. NotFound if this replica
-  // has no state for the record.
+  // vector it last reported to this device covers the record's current state here; for a
+  // device this one never synced with directly, the newest report of what it holds that
+  // reached this one through others (`relayed`), or kUnknown without one. NotFound if
+  // this replica has no state for the record.
   Result<std::vector<Holding>> Where(std::string_view collection, std::string_view id);
   // The group's authority as this replica knows it (statements, refusals).
   Result<net::Authority> Authority();
