@@ -78,6 +78,24 @@ Status Replica::CapByQuarantine(ReadTxn& txn, VersionVector* vv) {
   return st;
 }
 
+Status Replica::DropSuperseded(WriteTxn& txn) {
+  std::vector<uint64_t> moot;
+  Status st;
+  TANDEM_RETURN_IF_ERROR(EachEntry(txn, [&](const QuarantineEntry& e) {
+    std::optional<FieldState> ours;
+    Status damage;
+    st = txn.GetFieldOrDamaged(e.key, &ours, &damage);
+    if (!st.ok()) return false;
+    if (!damage.ok() || !ours) return true;  // nothing here holds it
+    FieldState joined = *ours;
+    if (!Join(joined, e.state)) moot.push_back(e.id);
+    return true;
+  }));
+  TANDEM_RETURN_IF_ERROR(st);
+  for (uint64_t id : moot) TANDEM_RETURN_IF_ERROR(txn.DeleteQuarantine(id));
+  return Status::Ok();
+}
+
 Result<std::vector<QuarantineEntry>> Replica::Quarantined() {
   TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
   std::vector<QuarantineEntry> out;

@@ -689,6 +689,7 @@ Status Replica::CompletePeerSync(
     // What this round brought in, peers need not read again (SkipHeld).
     TANDEM_RETURN_IF_ERROR(txn->CheckpointLog());
     VersionVector claim = peer_vv;
+    if (merge || absorb) TANDEM_RETURN_IF_ERROR(DropSuperseded(*txn));
     if (merge) {
       TANDEM_RETURN_IF_ERROR(CapByQuarantine(*txn, &claim));
       TANDEM_RETURN_IF_ERROR(CapByRefused(*txn, &claim, filtered ? nullptr : &peer));

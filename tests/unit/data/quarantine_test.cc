@@ -167,6 +167,34 @@ TEST(Quarantine, TheWatermarkNeverClaimsAHeldChange) {
   EXPECT_EQ(shop.replica.Meta()->vv.Get(till.id), 3u);
 }
 
+// A correction written over a held change, once here, leaves nothing for the held entry to
+// change: it goes, and stops holding the watermark (and so collection) back.
+TEST(Quarantine, AHeldChangeACorrectionSupersededLeaves) {
+  Dev shop(1, 1000), till(2, 2000);
+  ASSERT_TRUE(SaveSchema(shop.replica, "customers", kStrict).ok());
+  ASSERT_TRUE(till.replica.Put("customers", "c1", {{"tier", S("gold")}}).ok());  // till:1
+  ASSERT_TRUE(till.replica.Put("customers", "c2", {{"tier", S("gold")}}).ok());  // till:2
+  EXPECT_EQ(Send(till, shop).second, 2u);
+  ASSERT_TRUE(shop.replica.CompletePeerSync(till.id, till.replica.Meta()->vv, true).ok());
+  EXPECT_EQ(shop.replica.Meta()->vv.Get(till.id), 0u);
+  // The till corrects c1 (it learned the schema, say): the correction passes and covers
+  // the held change; c2 stays held.
+  ASSERT_TRUE(till.replica.Put("customers", "c1", {{"tier", S("retail")}}).ok());  // till:3
+  EXPECT_EQ(Send(till, shop).second, 1u);  // c2's again, held once
+  EXPECT_EQ(Field(shop, "customers", "c1", "tier"), S("retail"));
+  ASSERT_EQ(shop.replica.Quarantined()->size(), 2u);  // until the session's end
+  ASSERT_TRUE(shop.replica.CompletePeerSync(till.id, till.replica.Meta()->vv, true).ok());
+  auto q = shop.replica.Quarantined().value();
+  ASSERT_EQ(q.size(), 1u);
+  EXPECT_EQ(q[0].key.record, "c2");
+  EXPECT_EQ(shop.replica.Meta()->vv.Get(till.id), 1u);       // below c2's held change alone
+  ASSERT_TRUE(till.replica.Delete("customers", "c2").ok());  // till:4
+  Send(till, shop);
+  ASSERT_TRUE(shop.replica.CompletePeerSync(till.id, till.replica.Meta()->vv, true).ok());
+  EXPECT_TRUE(shop.replica.Quarantined()->empty());
+  EXPECT_EQ(shop.replica.Meta()->vv.Get(till.id), 4u);
+}
+
 TEST(Quarantine, AChangeIsJudgedByTheSchemaVersionInForceWhenItWasMade) {
   Dev shop(1, 1000), till(2, 5000);
   ASSERT_TRUE(SaveSchema(shop.replica, "customers", kLax).ok());                 // v1 at 1,000 ms

@@ -552,6 +552,10 @@ class Replica {
   // Caps *vv below every event a quarantined state carries that the field here has not
   // seen.
   Status CapByQuarantine(ReadTxn& txn, VersionVector* vv);
+  // Drops the held states that the field's state here has come to hold whole (a
+  // correction written over a refused value, say): released, they would change nothing,
+  // and held they would keep the watermark below their events for good.
+  Status DropSuperseded(WriteTxn& txn);
   // Keeps a claim from covering what a state refused for good alone carried
   // (ReadTxn::ListRefused); `from`: the peer of a session that refused nothing.
   Status CapByRefused(WriteTxn& txn, VersionVector* vv, const ReplicaId* from);
