@@ -49,6 +49,9 @@ struct Hello {
   # What the sender collected in single collections beyond `collected` (ascending by
   # collection, each named once; docs/design.md#collection).
   collectedIn @9 :List(CollectedIn);
+  # The sender's idle timeout in ms (0: unsaid, as from older builds): the receiver sends
+  # keepalives at least every third of it.
+  idleTimeoutMs @10 :UInt32;
 }
 
 struct CollectedIn {

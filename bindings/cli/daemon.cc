@@ -166,7 +166,9 @@ std::string AlreadyServed(const device::Layout& layout) {
 
 int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, LogFormat logf) {
   const bool once = o.mode == net::NodeMode::kOnce;
-  o.log = [logf](const std::string& line) { logf.Line(line); };
+  o.log = [logf](const std::string& line, net::LogLevel level) {
+    logf.Line(line, net::LogLevelName(level));
+  };
   sigset_t sigs;
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGINT);

@@ -20,7 +20,7 @@ awaitable<void> Core::CollectLoop() {
       // Only the report (written when the vector moved).
       Status st = co_await OnWorker(
           [&] { return ReportAndNote(replica_, opt_.files, self_device_, WallMs()); });
-      if (!st.ok()) Log("report failed: " + st.ToString());
+      if (!st.ok()) Log("report failed: " + st.ToString(), LogLevel::kError);
       continue;
     }
     since_collect = 0;
@@ -31,7 +31,7 @@ awaitable<void> Core::CollectLoop() {
       return Status::Ok();
     });
     if (!st.ok()) {
-      Log("collection failed: " + st.ToString());
+      Log("collection failed: " + st.ToString(), LogLevel::kError);
     } else if (done.stats.collected) {
       Log("collected " + std::to_string(done.stats.collected) + " deleted field states (" +
           std::to_string(done.stats.bytes) + " bytes) every member holds");

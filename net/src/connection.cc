@@ -47,7 +47,7 @@ void Conn::NoteFailure(const std::string& why) {
     ++status_->errors;
     status_->last_error = why;
   }
-  d_.Log("connection " + Who() + " ended: " + why);
+  d_.Log("connection " + Who() + " ended: " + why, LogLevel::kWarn);
 }
 
 namespace {
@@ -67,7 +67,7 @@ void Conn::Refuse(const std::string& why) {
     ++status_->errors;
     status_->last_error = "refused: " + why;
   }
-  d_.Log("refused " + Who() + ": " + why);
+  d_.Log("refused " + Who() + ": " + why, LogLevel::kWarn);
   d_.Emit({NodeEventKind::kRefused, peer_key_ ? DeviceId(*peer_key_) : "", address_, why});
   failed_ = true;
   error_ = "refused: " + why;
@@ -84,9 +84,23 @@ void Conn::Enqueue(std::string_view plaintext, bool final) {
   wake_.cancel();
 }
 
+// The configured keepalive, but at most a third of either side's idle timeout (the
+// peer's from its Hello): neither side's timeout may pass on an idle link, whatever the
+// other's settings. (The keepalive was a whole number of seconds: 1 for a 1-second
+// timeout, which then expired between keepalives.)
+std::chrono::milliseconds Conn::KeepaliveInterval() const {
+  int64_t ms = int64_t{d_.options().keepalive_s} * 1000;
+  ms = std::min<int64_t>(ms, int64_t{d_.options().idle_timeout_s} * 1000 / 3);
+  if (peer_idle_ms_ > 0) ms = std::min<int64_t>(ms, peer_idle_ms_ / 3);
+  return std::chrono::milliseconds(std::max<int64_t>(ms, 100));
+}
+
 void Conn::Send(std::vector<engine::Message>& out) {
   messages_out_ += out.size();
-  for (const auto& m : out) {
+  for (auto& m : out) {
+    // Our Hello says our idle timeout: the peer keeps us fed with keepalives.
+    if (auto* h = std::get_if<engine::Hello>(&m))
+      h->idle_timeout_ms = static_cast<uint32_t>(d_.options().idle_timeout_s) * 1000;
     auto bytes = EncodeMessage(m, {peer_features_});
     if (!bytes.ok()) return Fail(bytes.status().message());
     if (const auto* b = std::get_if<engine::DeltaBatch>(&m))
@@ -302,7 +316,9 @@ awaitable<void> Conn::Watchdog() {
       if (final_queued_ && session_ && view_.complete)
         Close();  // we said goodbye; the peer did not answer in time
       else
-        Fail("timed out waiting for the peer");
+        Fail(mid_frame_ ? "timed out waiting for the rest of a frame (a damaged length, or "
+                          "a link that all but stopped)"
+                        : "timed out waiting for the peer");
     }
   }
 }
@@ -318,7 +334,7 @@ awaitable<void> Conn::Writer() {
           sock_.shutdown(tcp::socket::shutdown_send, ec);
           break;
         }
-        wake_.expires_after(seconds(d_.options().keepalive_s));
+        wake_.expires_after(KeepaliveInterval());
         boost::system::error_code ec;
         co_await wake_.async_wait(asio::redirect_error(use_awaitable, ec));
         if (closed_) break;
@@ -388,6 +404,10 @@ awaitable<Status> Conn::HandleFrame(std::string pt) {
   if (final_queued_) co_return Status::Ok();  // closing: nothing more is applied or sent
   auto msg = DecodeMessage(pt, &peer_features_);
   if (!msg.ok()) co_return msg.status().With("peer sent a malformed message");
+  if (const auto* h = std::get_if<engine::Hello>(&*msg); h && h->idle_timeout_ms > 0) {
+    peer_idle_ms_ = h->idle_timeout_ms;
+    wake_.cancel();  // the writer waits no longer than the peer's keepalive needs
+  }
   ++messages_in_;
   std::vector<engine::Message> out;
   SessionView view;
@@ -481,13 +501,23 @@ awaitable<bool> Conn::Run(PeerStatus* status) {
         break;
       }
       body.resize(*n);
-      // Likewise, every piece of a large frame that arrives restarts the read deadline.
-      for (size_t got = 0; got < body.size();) {
-        got += co_await sock_.async_read_some(
+      // Likewise, a large frame that keeps arriving restarts the read deadline, by each
+      // kMidFrameProgress bytes. Not by less: a length prefix damaged on the way (its
+      // bytes are authenticated only with the body) would otherwise have this side wait
+      // for up to a megabyte made of the peer's keepalives, for days.
+      mid_frame_ = true;
+      for (size_t got = 0, since_touch = 0; got < body.size();) {
+        const size_t piece = co_await sock_.async_read_some(
             asio::buffer(body.data() + got, std::min(body.size() - got, kProgressChunk)),
             use_awaitable);
-        if (!final_queued_) Touch(seconds(d_.options().idle_timeout_s));
+        got += piece;
+        since_touch += piece;
+        if (since_touch >= kMidFrameProgress && !final_queued_) {
+          Touch(seconds(d_.options().idle_timeout_s));
+          since_touch = 0;
+        }
       }
+      mid_frame_ = false;
       bytes_in_ += prefix.size() + body.size();
       bool final = false;
       Status st = opener_->Open(prefix, body, &pt, &final);

@@ -30,7 +30,7 @@ awaitable<void> Core::Dial(std::vector<std::string> addresses, PeerStatus* statu
       uint16_t port = 0;
       Status st = ParseHostPort(address, &host, &port);
       if (!st.ok()) {
-        Log("bad peer address " + address + ": " + st.message());
+        Log("bad peer address " + address + ": " + st.message(), LogLevel::kError);
         ++status->errors;
         status->last_error = st.message();
         Emit({NodeEventKind::kError, "", address, "bad peer address: " + st.message()});
@@ -76,7 +76,7 @@ awaitable<void> Core::Dial(std::vector<std::string> addresses, PeerStatus* statu
       } catch (const boost::system::system_error& e) {
         ++status->errors;
         status->last_error = "connect: " + e.code().message();
-        Log("cannot connect to " + address + ": " + e.code().message());
+        Log("cannot connect to " + address + ": " + e.code().message(), LogLevel::kWarn);
         Emit({NodeEventKind::kError, "", address, "cannot connect: " + e.code().message()});
       }
     }

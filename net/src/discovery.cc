@@ -17,7 +17,7 @@ namespace tandem::net {
 // members learn a device's key and port, and the device with the smaller key dials.
 awaitable<void> Core::Discovery() {
   if (listen_address_.empty()) {
-    Log("--discover needs --listen: discovery is off");
+    Log("--discover needs --listen: discovery is off", LogLevel::kWarn);
     co_return;
   }
 
@@ -41,7 +41,7 @@ awaitable<void> Core::Discovery() {
     sock.set_option(asio::ip::multicast::join_group(group));
     sock.set_option(asio::ip::multicast::enable_loopback(true));
   } catch (const boost::system::system_error& e) {
-    Log("discovery unavailable: " + e.code().message());
+    Log("discovery unavailable: " + e.code().message(), LogLevel::kWarn);
     co_return;
   }
   Log("discovery on " + std::string(kDiscoveryGroup) + ":" + std::to_string(kDiscoveryPort));
@@ -64,7 +64,8 @@ awaitable<void> Core::Discovery() {
           // Said once: without a multicast route nobody will find this device.
           if (ec && !send_failed)
             Log("discovery: cannot send beacons: " + ec.message() +
-                " (no multicast route? give --peer instead)");
+                    " (no multicast route? give --peer instead)",
+                LogLevel::kWarn);
           send_failed = bool(ec);
           t.expires_after(seconds(2));
           co_await t.async_wait(asio::redirect_error(use_awaitable, ec));

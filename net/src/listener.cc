@@ -45,7 +45,7 @@ void Core::Vouch(const std::shared_ptr<Conn>& c) {
     for (auto& w : vouched_) {
       auto old = w.lock();
       if (!old || old->evicted()) continue;
-      Log("too many handshakes past mac1 at once: ending the oldest");
+      Log("too many handshakes past mac1 at once: ending the oldest", LogLevel::kWarn);
       old->Evict();
       break;
     }
@@ -66,7 +66,8 @@ void Core::EvictOldest(const std::string& ip, bool same_ip) {
     if (!c || c->evicted() || (same_ip && c->remote_ip() != ip)) continue;
     if (evictions_++ == 0 || evictions_ % 1000 == 0)
       Log("too many connections without a finished handshake: ending the oldest (" +
-          std::to_string(evictions_) + " so far)");
+              std::to_string(evictions_) + " so far)",
+          LogLevel::kWarn);
     c->Evict();
     return;
   }
@@ -88,7 +89,7 @@ awaitable<void> Core::Accept(tcp::acceptor acceptor) {
     if (stopping_) co_return;
     if (ec) {
       // Out of descriptors (or similar): do not spin; let connections finish.
-      Log("accept failed: " + ec.message());
+      Log("accept failed: " + ec.message(), LogLevel::kWarn);
       asio::steady_timer pause(io_, milliseconds(200));
       co_await pause.async_wait(asio::redirect_error(use_awaitable, ec));
       continue;
@@ -103,7 +104,7 @@ awaitable<void> Core::Accept(tcp::acceptor acceptor) {
     if (conns_.size() >= kMaxConnections) {
       CountRefusal("busy");
       if (!overload_logged_) {
-        Log("refused " + address + ": too many connections");
+        Log("refused " + address + ": too many connections", LogLevel::kWarn);
         Emit({NodeEventKind::kRefused, "", address, "too many connections"});
       }
       overload_logged_ = true;

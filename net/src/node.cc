@@ -284,7 +284,8 @@ void Core::Notify() {
 awaitable<void> Core::WatchChanges() {
   int fd = ::dup(opt_.changes->fd());
   if (fd < 0) {
-    Log("cannot watch the replica for changes: " + std::string(std::strerror(errno)));
+    Log("cannot watch the replica for changes: " + std::string(std::strerror(errno)),
+        LogLevel::kWarn);
     co_await FallbackPoll();
     co_return;
   }
@@ -403,7 +404,7 @@ awaitable<void> Core::SnapshotLoop() {
       const std::string why = "the replica " + opt_.replica_file +
                               " was moved, removed or replaced while this node synced it: "
                               "stopping (start it again to sync what is there now)";
-      Log(why);
+      Log(why, LogLevel::kError);
       Emit({NodeEventKind::kError, "", "", why, false});
       Stop();
       break;
@@ -530,7 +531,7 @@ void Core::Run() {
   if (opt_.mode != NodeMode::kOnce && !replica_gone_ &&
       (opt_.collect_interval_s > 0 || opt_.report_interval_s > 0))
     if (Status st = ReportAndNote(replica_, opt_.files, self_device_, WallMs()); !st.ok())
-      Log("report failed: " + st.ToString());
+      Log("report failed: " + st.ToString(), LogLevel::kError);
   {
     std::lock_guard lock(mu_);
     io_alive_ = false;
@@ -616,11 +617,11 @@ Status Node::Launch() {
   TANDEM_ASSIGN_OR_RETURN(auto meta, c.replica_.Meta());
   c.PublishBinding();
   if (Status st = NoteReplica(c.replica_, c.self_device_, meta.id); !st.ok())
-    c.Log("cannot record this replica in the trust set: " + st.ToString());
+    c.Log("cannot record this replica in the trust set: " + st.ToString(), LogLevel::kError);
   // The founder of a group from before statements signs its trust set (RefreshTrust
   // then requires bound replicas if it can).
   if (Status st = SignLegacyTrust(c.replica_, o.files, c.self_, WallMs()); !st.ok())
-    c.Log("cannot sign the trust set: " + st.ToString());
+    c.Log("cannot sign the trust set: " + st.ToString(), LogLevel::kError);
   c.RefreshTrust();
   if (!o.listen.empty()) TANDEM_RETURN_IF_ERROR(c.Bind());
   c.started_ms_ = WallMs();
@@ -661,6 +662,18 @@ bool Node::Wait(int timeout_ms) {
 NodeSnapshot Node::Snapshot() const {
   std::lock_guard lock(core_->mu_);
   return core_->snapshot_;
+}
+
+const char* LogLevelName(LogLevel level) {
+  switch (level) {
+    case LogLevel::kWarn:
+      return "warn";
+    case LogLevel::kError:
+      return "error";
+    case LogLevel::kInfo:
+      break;
+  }
+  return "info";
 }
 
 Status ParseHostPort(const std::string& s, std::string* host, uint16_t* port) {

@@ -57,6 +57,9 @@ inline constexpr size_t kMaxWelcomeBytes = 512 * 1024;  // statements beyond com
 inline constexpr size_t kReplayMemory = 100000;         // digests: a few MB at most
 inline constexpr size_t kWriteChunk = 1 << 20;
 inline constexpr size_t kProgressChunk = 64 << 10;  // deadlines restart per piece this size
+// Inside a frame, the read deadline restarts only once this much more of it has come:
+// a link slower than this per idle timeout is as good as stopped.
+inline constexpr size_t kMidFrameProgress = 1024;
 inline constexpr uint64_t kPendingCap = 100000;
 inline constexpr size_t kMaxQueuedEvents = 10000;
 // What a responder sends, as a handshake message, before it closes a connection it has
@@ -209,6 +212,9 @@ class Conn : public std::enable_shared_from_this<Conn> {
   std::string address_;
   PeerStatus* status_ = nullptr;
   bool closed_ = false, failed_ = false, evicted_ = false;
+  bool mid_frame_ = false;     // reading a frame's body (its length prefix came)
+  uint32_t peer_idle_ms_ = 0;  // the peer's idle timeout, from its Hello (0: unsaid)
+  std::chrono::milliseconds KeepaliveInterval() const;
   bool reread_ = false;          // closed by CheckTrust, for a session under the new permissions
   bool ended_early_ = false;     // the peer ended the session for what this device may read
   uint64_t judge_asked_at_ = 0;  // the capped_at a judgement was asked for last (Judged)
@@ -253,8 +259,8 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   void Stop();    // begins stopping (on the node thread)
 
   // --- used by connections ---
-  void Log(const std::string& line) {
-    if (opt_.log) opt_.log(line);
+  void Log(const std::string& line, LogLevel level = LogLevel::kInfo) {
+    if (opt_.log) opt_.log(line, level);
   }
   void Emit(NodeEvent e);
   engine::Replica& replica() { return replica_; }

@@ -10,7 +10,7 @@ void Core::PublishBinding() {
   auto meta = replica_.Meta();
   if (!meta.ok() || meta->id == published_) return;
   if (auto st = PublishOwnBinding(replica_, opt_.files.bindings); !st.ok()) {
-    Log("cannot publish this replica's binding: " + st.status().ToString());
+    Log("cannot publish this replica's binding: " + st.status().ToString(), LogLevel::kError);
     return;
   }
   published_ = meta->id;  // bound now, or an id from before bindings
@@ -20,18 +20,19 @@ void Core::RefreshTrust() {
   // The log as far as this judgement covers (read before it: what it reads is newer).
   uint64_t upto = 0;
   if (auto txn = replica_.store().BeginRead(); !txn.ok() || !(*txn)->LastLogSeq(&upto).ok()) {
-    Log("cannot read the replica's log to judge the group's authority");
+    Log("cannot read the replica's log to judge the group's authority", LogLevel::kError);
     return;
   }
   auto a = ReadAuthority(replica_, opt_.files, &verified_);
   if (!a.ok()) {
-    Log("cannot read the group's authority: " + a.status().ToString());
+    Log("cannot read the group's authority: " + a.status().ToString(), LogLevel::kError);
     return;
   }
   auto c = RevocationCutoffs(replica_, *a);
   auto w = WriteLimitsOf(replica_, *a);
   if (!c.ok() || !w.ok()) {
-    Log("cannot read the revocation cutoffs: " + (c.ok() ? w.status() : c.status()).ToString());
+    Log("cannot read the revocation cutoffs: " + (c.ok() ? w.status() : c.status()).ToString(),
+        LogLevel::kError);
     return;
   }
   RefreshGroupKey(*a);
@@ -67,7 +68,7 @@ void Core::RefreshTrust() {
       auto signed_now = RequireBindings(replica_, a, self_, WallMs(), in_sessions);
       asio::post(io_, [this, signed_now = std::move(signed_now)]() mutable {
         if (!signed_now.ok())
-          Log("cannot require bound replicas: " + signed_now.status().ToString());
+          Log("cannot require bound replicas: " + signed_now.status().ToString(), LogLevel::kError);
         else if (*signed_now)
           Log("every member's replicas are bound: this group requires bound replicas now");
       });
@@ -83,7 +84,9 @@ void Core::JudgeHeldNow() {
   // Held states stay held if this fails (a full disk, say): the next batch or bindings
   // judge them again.
   if (Status st = TryJudgeHeld(); !st.ok())
-    asio::post(io_, [this, st] { Log("cannot judge the held changes again: " + st.ToString()); });
+    asio::post(io_, [this, st] {
+      Log("cannot judge the held changes again: " + st.ToString(), LogLevel::kError);
+    });
 }
 
 Status Core::TryJudgeHeld() {
@@ -133,7 +136,7 @@ void Core::RefreshGroupKey(const Authority& a) {
   // A rotation that reached us: the new key from now on (the old one retired).
   auto adopted = AdoptGroupKey(a, opt_.files, self_, WallMs());
   if (!adopted.ok()) {
-    Log("cannot take the new group key: " + adopted.status().ToString());
+    Log("cannot take the new group key: " + adopted.status().ToString(), LogLevel::kError);
   } else if (*adopted) {
     RefreshKeys();
     Log("the group key was rotated: using the new one from now on");
@@ -150,7 +153,7 @@ void Core::RefreshGroupKey(const Authority& a) {
       asio::post(io_, [this, st, doubt] {
         rekeying_ = false;
         if (!st.ok()) {
-          Log("cannot rotate the group key (" + doubt + "): " + st.ToString());
+          Log("cannot rotate the group key (" + doubt + "): " + st.ToString(), LogLevel::kError);
           return;
         }
         RefreshKeys();

@@ -224,6 +224,7 @@ Result<std::string> EncodeMessage(const Message& m, const EncodeOptions& opt) {
                   (h->reads_collected_in ? kFeatureCollectedIn : 0) |
                   (h->blob_later ? kFeatureBlobLater : 0));
     SetVv(w.initCollected(), h->collected);
+    w.setIdleTimeoutMs(h->idle_timeout_ms);
     if (!h->collected_in.empty()) {
       auto list = w.initCollectedIn(static_cast<unsigned>(h->collected_in.size()));
       unsigned i = 0;
@@ -355,6 +356,7 @@ Result<Message> DecodeMessage(std::string_view bytes, uint32_t* features) {
         h.takes_early = r.getFeatures() & kFeatureEarly;
         h.reads_collected_in = r.getFeatures() & kFeatureCollectedIn;
         h.blob_later = r.getFeatures() & kFeatureBlobLater;
+        h.idle_timeout_ms = r.getIdleTimeoutMs();
         if (r.hasEarly()) {
           h.early = ReadRequest(r.getEarly(), c);
           if (r.hasExpect()) h.expect = ReadId(r.getExpect(), c, "hello expected replica");

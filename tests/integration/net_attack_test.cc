@@ -91,7 +91,17 @@ TEST_F(Net, StrangersWrongKeysAndRevokedDevicesGetNoData) {
 // damages the first encrypted frame in one direction.
 // kHoldReply holds the responder's handshake reply (message 2) until Release().
 // kNoHalfClose closes both ways once one side ends its half (as some proxies and NATs do).
-enum class Attack { kNone, kFlip, kReplay, kTruncate, kStall, kSlow, kHoldReply, kNoHalfClose };
+enum class Attack {
+  kNone,
+  kFlip,
+  kReplay,
+  kTruncate,
+  kStall,
+  kSlow,
+  kHoldReply,
+  kNoHalfClose,
+  kLongerLength  // the first frame's length prefix says 512 KiB more (still in range)
+};
 class Proxy {
  public:
   Proxy(uint16_t target, Attack attack, bool client_to_server)
@@ -181,6 +191,7 @@ class Proxy {
       if (attack_here && frame == 1) {
         attacked_ = true;
         if (attack_ == Attack::kFlip) b[b.size() / 2] ^= 0x10;
+        if (attack_ == Attack::kLongerLength) a[1] = static_cast<char>(uint8_t(a[1]) ^ 0x08);
         if (attack_ == Attack::kTruncate) {
           WriteAll(to, a + b.substr(0, b.size() / 2));
           shutdown(to, SHUT_RDWR);
@@ -315,6 +326,24 @@ TEST_F(Net, TamperedStreamsEndTheSessionAndNothingTamperedIsApplied) {
   EXPECT_TRUE(Has(b, "items", "from-a"));
   EXPECT_TRUE(Has(a, "items", "later-b"));
   EXPECT_TRUE(Has(b, "items", "later-a"));
+}
+
+// A length prefix damaged on the way (it is authenticated only with its body) makes the
+// receiver wait for a body that never comes whole: the peer's keepalives must not keep
+// that wait alive. The session fails within the timeout, and nothing is applied.
+TEST_F(Net, ADamagedFrameLengthTimesOutInsteadOfWaitingForKeepalives) {
+  std::string addr;
+  auto sa = PairedWithAWriteEach(&addr);
+  const std::string a = Dir("a"), b = Dir("b");
+  const std::string dump_b = Dump(b);
+  Proxy proxy(PortOf(addr), Attack::kLongerLength, false);
+  auto r = T({"sync", b, "--peer", proxy.address(), "--timeout", "3"});
+  EXPECT_TRUE(proxy.attacked());
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("timed out waiting for the rest of a frame"), std::string::npos) << r.err;
+  EXPECT_EQ(Dump(b), dump_b);
+  EXPECT_EQ(T({"sync", b, "--peer", addr}).exit_code, 0);
+  EXPECT_TRUE(Has(b, "items", "from-a"));
 }
 
 TEST_F(Net, SilentAndStalledPeersTimeOutAndDoNotHoldUpOthers) {

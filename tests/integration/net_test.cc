@@ -247,6 +247,38 @@ TEST_F(Net, WhereJudgesDevicesNeverMetByTheirRelayedReports) {
   EXPECT_NE(T({"where", Dir("b"), "orders", "o1"}).out.find(", relayed)"), std::string::npos);
 }
 
+// Two devices with different --timeout settings: each keeps the other fed with keepalives
+// often enough for the other's timeout, so an idle live link stays up. A 1-second timeout
+// on both sides too.
+TEST_F(Net, DifferentTimeoutsOnEachSideKeepAnIdleLinkUp) {
+  for (const std::string t : {"3", "1"}) {
+    SCOPED_TRACE("timeout " + t);
+    TempDir tmp;
+    const std::string a = tmp / "a", b = tmp / "b";
+    ASSERT_EQ(T({"init", a}).exit_code, 0);
+    ASSERT_EQ(T({"init", b}).exit_code, 0);
+    std::vector<std::string> args{a, "--listen", "127.0.0.1:0"};
+    if (t == "1") args.insert(args.end(), {"--timeout", "1"});  // both sides: 1 s
+    Serve sa(args, tmp / "a.log");
+    const std::string addr = ListenAddress(a, sa);
+    auto code = T({"invite", a, "--address", addr});
+    ASSERT_EQ(code.exit_code, 0);
+    ASSERT_EQ(T({"join", b, code.out}).exit_code, 0);
+    Serve sb({b, "--peer", addr, "--timeout", t}, tmp / "b.log");
+    ASSERT_TRUE(WaitFor([&] {
+      auto st = StatusOf(b);
+      return st.contains("peers") && !st["peers"].empty() &&
+             st["peers"][0].value("connected", false);
+    })) << sb.log();
+    std::this_thread::sleep_for(std::chrono::seconds(8));  // idle, well past the timeout
+    const json st = StatusOf(b);
+    ASSERT_FALSE(st["peers"].empty());
+    EXPECT_EQ(st["peers"][0]["sessions"], 1) << sb.log() << sa.log();
+    EXPECT_EQ(sb.log().find("timed out"), std::string::npos) << sb.log();
+    EXPECT_EQ(sa.log().find("timed out"), std::string::npos) << sa.log();
+  }
+}
+
 TEST_F(Net, LiveIntervalAndStatus) {
   std::string a = Init("a"), b = Init("b"), c = Init("c");
   std::string addr;
@@ -750,12 +782,19 @@ TEST_F(Net, MetricsCountTheTrafficTheyWatchedAndLogsCanBeJson) {
   sa->Kill(SIGTERM);
   std::istringstream log(sa->log());
   int lines = 0;
+  bool refusal_warned = false;
   for (std::string line; std::getline(log, line); ++lines) {
     json j = json::parse(line, nullptr, false);
     ASSERT_TRUE(j.is_object()) << line;
     EXPECT_TRUE(j.contains("message") && j.contains("level") && j.contains("time_ms")) << line;
+    // The stranger's refusal is a warning: an alert on warn or error sees it.
+    if (j.value("message", "").rfind("refused ", 0) == 0) refusal_warned |= j["level"] == "warn";
+    if (j.value("message", "").find("listening on") != std::string::npos) {
+      EXPECT_EQ(j["level"], "info") << line;
+    }
   }
   EXPECT_GT(lines, 2);
+  EXPECT_TRUE(refusal_warned) << sa->log();
 }
 
 TEST_F(Net, MetricsOnABusyOrBadAddressAreClearErrors) {

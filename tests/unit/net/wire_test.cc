@@ -38,6 +38,7 @@ Hello BlobsHello(bool later = false) {
   Hello h = HelloOf({}, {}, true, {});
   h.blobs = true;
   h.blob_later = later;
+  if (later) h.idle_timeout_ms = 4000;
   return h;
 }
 
@@ -169,6 +170,7 @@ TEST(Wire, EveryMessageRoundTrips) {
         EXPECT_EQ(g.blobs, h->blobs);
         EXPECT_EQ(g.takes_early, h->takes_early);
         EXPECT_EQ(g.blob_later, h->blob_later);
+        EXPECT_EQ(g.idle_timeout_ms, h->idle_timeout_ms);
         EXPECT_EQ(g.expect, h->expect);
         EXPECT_EQ(g.send_full, h->send_full);
         ASSERT_EQ(g.early.has_value(), h->early.has_value());

@@ -93,6 +93,9 @@ struct Hello {
   bool blobs = false;  // this side takes part in blob transfer (BlobWant and the rest)
   // This side reads BlobHead::later and BlobHead::ready (unset by older builds).
   bool blob_later = false;
+  // The transport's idle timeout on this side, in ms (the transport sets it; 0: unsaid):
+  // the peer sends keepalives often enough for it.
+  uint32_t idle_timeout_ms = 0;
   // This side takes a request carried in the peer's Hello (`early`).
   bool takes_early = false;
   // This side's request, sent with its Hello instead of after the peer's, so that the

@@ -50,6 +50,12 @@ class ChangeSource {
 
 enum class NodeMode { kLive, kInterval, kOnce };
 
+// How much a log line matters: kWarn, something failed that the node works around or
+// retries (a peer it cannot reach, a refused connection); kError, something failed that
+// needs a person (it stops, or cannot do part of its job).
+enum class LogLevel { kInfo, kWarn, kError };
+const char* LogLevelName(LogLevel level);  // "info", "warn", "error"
+
 struct NodeOptions {
   GroupPaths files;                     // the group key, invites, a pending join
   std::string listen;                   // HOST:PORT; empty: no listener; port 0: any free
@@ -93,7 +99,8 @@ struct NodeOptions {
   std::shared_ptr<const void> hold_while_running;
   // Live mode: what wakes sessions (null: a poll every second). The node consumes it.
   std::shared_ptr<ChangeSource> changes;
-  std::function<void(const std::string&)> log;  // one line per happening; none if empty
+  // One line per happening, with how much it matters; none if empty.
+  std::function<void(const std::string&, LogLevel)> log;
 };
 
 enum class NodeEventKind {
