@@ -85,7 +85,19 @@ std::optional<Json> DaemonStatus(const std::string& dir) {
                 {"status_file", present && S_ISREG(st.st_mode) ? "unreadable" : "missing"},
                 {"peers", Json::array()}};
   if (!readable) return std::nullopt;
+  const bool was_running = running != j.end() && *running == true;
   j["running"] = fresh && locked;
+  if (was_running && !(fresh && locked)) {
+    // It stopped without saying so (killed, or the machine went down): what it said of
+    // its peers no longer holds.
+    j["ended_unexpectedly"] = true;
+    if (auto peers = j.find("peers"); peers != j.end() && peers->is_array())
+      for (auto& p : *peers)
+        if (p.is_object()) {
+          p["connected"] = false;
+          p["pending_changes"] = nullptr;
+        }
+  }
   return j;
 }
 
@@ -93,7 +105,9 @@ void PrintDaemon(std::optional<Json> ds, const std::string& status_file) {
   // Not const: operator[] on a key the file lacks gives null (const, it asserts).
   const std::string unknown = "): peers unknown; see its log";
   if (!ds || (*ds)["running"] != true) {
-    Print("daemon: not running");
+    Print(ds && ds->value("ended_unexpectedly", false)
+              ? "daemon: not running (it ended without stopping: killed, or the machine went down)"
+              : "daemon: not running");
     return;
   }
   if (ds->contains("status_file")) {
@@ -193,7 +207,19 @@ int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, L
   }
   const std::string status_path = d.layout().status_file();
   std::string status_error, metrics_bound;
+  // daemon.json is the daemon's: a one-shot sync beside a running serve (which holds
+  // serve.lock) leaves it alone, or `status` and `invite` would take the sync for the
+  // daemon (its pid, no listen address, then "running": false).
+  bool owns_status = true;
+  if (once)
+    if (auto l = files::TryLockFile(d.layout().serve_lock()); l.ok()) {
+      if (*l >= 0)
+        ::close(*l);
+      else
+        owns_status = false;
+    }
   auto publish = [&](const net::NodeSnapshot& s) {
+    if (!owns_status) return;
     std::string e = WriteStatusFile(status_path, s, metrics_bound);
     // An earlier status would pass for the current one: `status` shows none instead.
     if (!e.empty()) ::unlink(status_path.c_str());
@@ -265,7 +291,7 @@ int RunNode(Device& d, net::NodeOptions o, const std::string& metrics_address, L
   int serve_fd = -1;
   if (!once)
     if (auto l = files::TryLockFile(d.layout().serve_lock()); l.ok()) serve_fd = *l;
-  if (once || serve_fd >= 0) publish(last);
+  if ((once && owns_status) || serve_fd >= 0) publish(last);
   if (serve_fd >= 0) ::close(serve_fd);
   ::close(sfd);
   if (lock_fd >= 0) ::close(lock_fd);

@@ -279,6 +279,38 @@ TEST_F(Net, DifferentTimeoutsOnEachSideKeepAnIdleLinkUp) {
   }
 }
 
+// A one-shot sync beside a running serve leaves the daemon's status file alone; and a
+// daemon killed outright is shown as such, its peers no longer connected.
+TEST_F(Net, ASyncBesideAServeKeepsItsStatusAndAKilledOneShowsNoPeers) {
+  std::string addr;
+  auto sa = PairedWithAWriteEach(&addr);
+  std::string addr_b;
+  auto sb = Listen("b", {}, &addr_b);
+  ASSERT_EQ(T({"sync", Dir("a"), "--peer", addr_b}).exit_code, 0);
+  json st = StatusOf(Dir("a"));
+  EXPECT_EQ(st.value("pid", 0), sa->pid()) << st.dump();
+  EXPECT_EQ(st.value("listen", ""), addr) << st.dump();
+  EXPECT_EQ(st.value("running", false), true) << st.dump();
+  auto invite = T({"invite", Dir("a")});
+  ASSERT_EQ(invite.exit_code, 0) << invite.err;
+  EXPECT_EQ(invite.err.find("no address hint"), std::string::npos) << invite.err;
+  // b dials a: a's daemon has a connected peer, until it is killed.
+  sb.reset();
+  auto sb2 = Listen("b", {"--peer", addr});
+  ASSERT_TRUE(WaitFor([&] {
+    const json j = StatusOf(Dir("a"));
+    return j.contains("peers") && !j["peers"].empty() && j["peers"][0].value("connected", false);
+  }));
+  sa->Kill(SIGKILL);
+  auto r = T({"status", Dir("a"), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json shown = json::parse(r.out);
+  EXPECT_EQ(shown["daemon"]["running"], false) << r.out;
+  EXPECT_EQ(shown["daemon"]["ended_unexpectedly"], true) << r.out;
+  for (const auto& p : shown["daemon"]["peers"]) EXPECT_EQ(p["connected"], false) << r.out;
+  EXPECT_NE(T({"status", Dir("a")}).out.find("ended without stopping"), std::string::npos);
+}
+
 TEST_F(Net, LiveIntervalAndStatus) {
   std::string a = Init("a"), b = Init("b"), c = Init("c");
   std::string addr;
