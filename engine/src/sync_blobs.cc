@@ -117,6 +117,14 @@ Status Session::PumpBlob(std::vector<Message>* out) {
   return Status::Ok();
 }
 
+Status Session::StoreHeld() {
+  if (!in_blob_ || in_blob_->held.empty()) return Status::Ok();
+  InBlob& b = *in_blob_;
+  TANDEM_RETURN_IF_ERROR(replica_.PutChunks(b.hash, b.info, b.next - b.held.size(), b.held));
+  b.held.clear();
+  return Status::Ok();
+}
+
 // Stores the chunks held, with our entry brought up to date, in one transaction; then
 // acknowledges them.
 Status Session::StoreChunks(std::vector<Message>* out) {

@@ -585,6 +585,13 @@ awaitable<bool> Conn::Run(PeerStatus* status) {
   }
   if (!failed_ && connected_) d_.Log("disconnected from " + Who());
   Close();
+  // Blob chunks checked but held for a larger transaction: stored, or a link cut every
+  // time before that many arrive would never get the blob.
+  if (session_) {
+    Status kept = co_await d_.OnWorker([&] { return session_->StoreHeld(); });
+    if (!kept.ok())
+      d_.Log("cannot store the blob chunks received: " + kept.ToString(), LogLevel::kWarn);
+  }
   UpdateStatus();
   if (status_) status_->connected = false;
   if (connected_) {

@@ -274,6 +274,10 @@ class Session {
   // True once both sides have sent CaughtUp and every batch was acknowledged: at that
   // moment each side holds everything the other had when the session began.
   bool caught_up() const;
+  // Stores what the session received and checked but keeps for a larger transaction (the
+  // chunks of a blob, stored kBlobCommitChunks at a time): the transport calls it once the
+  // link is gone, so that a link that keeps being cut sooner still makes progress.
+  Status StoreHeld();
   // Whether the session has done its job, though changes made since may be in flight:
   // the peer's latest batch was followed by its CaughtUp, it acknowledged every batch up
   // to our first CaughtUp (batches are acknowledged in order), and no blob is wanted or
