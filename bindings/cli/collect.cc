@@ -75,6 +75,7 @@ int RunGc(const std::string& dir, int horizon_days, bool as_json) {
                          {"bytes", s.bytes},
                          {"examined", s.examined},
                          {"kept_newest", s.kept_newest},
+                         {"waiting", s.waiting},
                          {"damaged", s.damaged},
                          {"transactions", s.transactions},
                          {"data_bytes", data_bytes},
@@ -89,6 +90,11 @@ int RunGc(const std::string& dir, int horizon_days, bool as_json) {
         std::to_string(s.bytes) + " bytes) of " + std::to_string(s.examined) + " examined, in " +
         std::to_string(s.transactions) + " transactions");
   if (s.kept_newest) Print("kept the newest change for the next run");
+  if (s.waiting)
+    Print(std::to_string(s.waiting) +
+          " deleted field states wait until every member has reported holding them (each "
+          "device reports what it holds as a sync ends; the reports reach this one with the "
+          "next syncs)");
   if (s.damaged)
     Print("passed over " + std::to_string(s.damaged) +
           " field values damaged on disk, and collected no blob (`tandem check` names the "

@@ -134,8 +134,11 @@ Status Replica::Collect(const VersionVector& absorbed, CollectStats* stats, size
     if (blobs) ForEachBlobRef(state, [&](const BlobRef& r) { referenced.emplace(r.hash, key); });
     bool by_scope = false;
     if (!Collectable(state, frontier)) {
-      if (!scoped || !scope.Allows(key.collection) || !Collectable(state, *scoped))
+      if (!scoped || !scope.Allows(key.collection) || !Collectable(state, *scoped)) {
+        if (IsTombstone(state) && state.counter.empty() && state.counter_base.empty())
+          ++step.waiting;
         return Status::Ok();
+      }
       by_scope = true;
     }
     TANDEM_ASSIGN_OR_RETURN(auto bytes, EncodeFieldState(state));
@@ -178,6 +181,7 @@ Status Replica::Collect(const VersionVector& absorbed, CollectStats* stats, size
     stats->collected += step.collected;
     stats->bytes += step.bytes;
     stats->kept_newest += step.kept_newest;
+    stats->waiting += step.waiting;
     stats->damaged += step.damaged;
     ++stats->transactions;
   };

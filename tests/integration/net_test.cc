@@ -311,6 +311,27 @@ TEST_F(Net, ASyncBesideAServeKeepsItsStatusAndAKilledOneShowsNoPeers) {
   EXPECT_NE(T({"status", Dir("a")}).out.find("ended without stopping"), std::string::npos);
 }
 
+// gc says what waits for the members' reports, and collects it once they came.
+TEST_F(Net, GcSaysWhatWaitsForTheMembersReports) {
+  std::string addr;
+  auto sa = Founded({"a", "b"}, &addr);
+  const std::string a = Dir("a"), b = Dir("b");
+  ASSERT_EQ(T({"put", a, "items", "gone", "v=1"}).exit_code, 0);
+  ASSERT_EQ(T({"sync", b, "--peer", addr}).exit_code, 0);
+  ASSERT_EQ(T({"del", a, "items", "gone"}).exit_code, 0);
+  json gc = json::parse(T({"gc", a, "--json"}).out);
+  EXPECT_EQ(gc["collected"], 0) << gc.dump();
+  EXPECT_GE(gc["waiting"], 1) << gc.dump();
+  EXPECT_NE(T({"gc", a}).out.find("wait until every member has reported holding them"),
+            std::string::npos);
+  // b takes the deletion and reports as its sync ends; its next sync brings the report.
+  ASSERT_EQ(T({"sync", b, "--peer", addr}).exit_code, 0);
+  ASSERT_EQ(T({"sync", b, "--peer", addr}).exit_code, 0);
+  gc = json::parse(T({"gc", a, "--json"}).out);
+  EXPECT_GE(gc["collected"], 1) << gc.dump();
+  EXPECT_EQ(gc["waiting"], 0) << gc.dump();
+}
+
 TEST_F(Net, LiveIntervalAndStatus) {
   std::string a = Init("a"), b = Init("b"), c = Init("c");
   std::string addr;

@@ -825,6 +825,20 @@ TEST(LmdbStore, CollectionShrinksTheTablesAndIsRememberedAcrossAReopen) {
 
 // Blobs survive a reopen, are checked chunk by chunk, and mark the replica format 5; a
 // replica from before the blob tables gets them at its first open.
+// `data` attached to files/f.doc as text, read from memory.
+Result<engine::BlobRef> AttachText(engine::Replica& r, const std::string& data) {
+  size_t at = 0;
+  return r.Attach(
+      "files", "f", "doc",
+      [&](char* buf, size_t cap) -> Result<size_t> {
+        const size_t n = std::min(cap, data.size() - at);
+        std::memcpy(buf, data.data() + at, n);
+        at += n;
+        return n;
+      },
+      "text/plain");
+}
+
 // Every pass of ScanPasses reads one snapshot: what is written during the first is in
 // none (an export's header and rows agree on the fields there are).
 TEST(LmdbStore, ScanPassesReadOneSnapshot) {
@@ -860,16 +874,7 @@ TEST(LmdbStore, ABlobsReaderMayWriteFromItsSink) {
   auto r = CreateReplica(tmp / "db", TinyMap());
   ASSERT_TRUE(r.ok());
   const std::string data(engine::kBlobChunkBytes * 9 + 7, 'b');
-  size_t at = 0;
-  auto ref = (*r)->Attach(
-      "files", "f", "doc",
-      [&](char* buf, size_t cap) -> Result<size_t> {
-        const size_t n = std::min(cap, data.size() - at);
-        std::memcpy(buf, data.data() + at, n);
-        at += n;
-        return n;
-      },
-      "text/plain");
+  auto ref = AttachText(**r, data);
   ASSERT_TRUE(ref.ok()) << ref.status().ToString();
   std::string back;
   int writes = 0;
@@ -890,16 +895,7 @@ TEST(LmdbStore, BlobsAreDurableCheckedAndRaiseTheFormat) {
   {
     auto r = CreateReplica(dir);
     ASSERT_TRUE(r.ok());
-    size_t at = 0;
-    auto got = (*r)->Attach(
-        "files", "f", "doc",
-        [&](char* buf, size_t cap) -> Result<size_t> {
-          const size_t n = std::min(cap, data.size() - at);
-          std::memcpy(buf, data.data() + at, n);
-          at += n;
-          return n;
-        },
-        "text/plain");
+    auto got = AttachText(**r, data);
     ASSERT_TRUE(got.ok()) << got.status().ToString();
     ref = *got;
   }

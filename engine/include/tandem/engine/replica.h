@@ -312,6 +312,9 @@ class Replica {
     uint64_t collected = 0;    // removed
     uint64_t bytes = 0;        // their keys and encoded states
     uint64_t kept_newest = 0;  // collectable but the newest log entry (kept for now)
+    // Deleted field states not collected yet: some member has not reported holding them
+    // (reports travel with sync, so a deletion waits at least a sync round).
+    uint64_t waiting = 0;
     // Field values damaged on disk, passed over (`tandem check` names them). While there
     // are any, no blob is collected: what they reference is unknown.
     uint64_t damaged = 0;
