@@ -50,8 +50,17 @@ Status BuildInPlace(const std::string& dir, const char* what,
   const bool inside = place.inside;
   std::error_code ec;
   const fs::path tmp = place.home / (place.stem + std::to_string(::getpid()));
-  // Leftovers of killed builds (they may hold key files): any process's that is gone.
+  // Leftovers of killed builds (they may hold key files): any process's that is gone,
+  // of this name and of any other built here (dated backups never reuse a name).
   files::SweepDead(place.home.string(), place.stem);
+  const std::string mark = std::string(".") + what + ".";
+  for (const auto& e : fs::directory_iterator(place.home, ec)) {
+    const std::string n = e.path().filename().string();
+    const size_t at = n.rfind(mark);
+    if (n.size() > 1 && n[0] == '.' && at != std::string::npos && at > 0)
+      files::SweepDead(place.home.string(), n.substr(0, at + mark.size()));
+  }
+  ec.clear();
   fs::remove_all(tmp, ec);
   ec.clear();
   if (!inside) fs::create_directories(target.parent_path(), ec);

@@ -446,6 +446,24 @@ TEST(CliErrors, DataFileCutShortIsRefusedByEveryCommand) {
 
 // A restore killed by its own process id alone (a supervisor, `kill PID`, the OOM killer)
 // takes its worker with it: no work goes on to publish a replica nobody waits for.
+// What a killed backup left beside its target goes at the next backup made there, under
+// whatever name (dated backups never reuse one); a live process's build stays.
+TEST(CliErrors, ABackupSweepsWhatKilledBackupsLeftUnderOtherNames) {
+  TempDir tmp;
+  const std::string db = tmp / "db", bks = tmp / "bks";
+  ASSERT_EQ(T({"init", db}).exit_code, 0);
+  fs::create_directories(fs::path(bks) / ".monday.backup.999999999");  // no such process
+  std::ofstream(fs::path(bks) / ".monday.backup.999999999" / "identity.key") << "secret";
+  const std::string live = ".sunday.backup." + std::to_string(::getpid());
+  fs::create_directories(fs::path(bks) / live);
+  fs::create_directories(fs::path(bks) / ".mine");  // not a build
+  ASSERT_EQ(T({"backup", db, bks + "/tuesday"}).exit_code, 0);
+  EXPECT_FALSE(fs::exists(fs::path(bks) / ".monday.backup.999999999"));
+  EXPECT_TRUE(fs::exists(fs::path(bks) / live));
+  EXPECT_TRUE(fs::exists(fs::path(bks) / ".mine"));
+  EXPECT_TRUE(fs::exists(fs::path(bks) / "tuesday" / "data.mdb"));
+}
+
 TEST(CliErrors, AKilledRestoreLeavesNoWorkerBehind) {
   TempDir tmp;
   ASSERT_NO_FATAL_FAILURE(ReplicaAndBackupOfSeveralPages(tmp));
