@@ -144,6 +144,10 @@ void ChangeTrust(const std::string& dir, TrustChange change, const std::string& 
 void DeleteFromStdin(engine::Replica& r, const std::string& coll);
 // `gc` (collect.cc), and how `devices` shows a member's last report.
 int RunGc(const std::string& dir, int horizon_days, bool as_json);
+// held.cc: `quarantine` (listing, or releasing the ids given, or all) and `where`.
+int RunQuarantine(const std::string& dir, std::vector<uint64_t> release_ids, bool release_all);
+void PrintWhere(const std::string& dir, const std::string& coll, const std::string& id,
+                bool as_json);
 std::string ReportLine(const net::MemberHolding& h);
 // What `status` says of a peer's rebases (empty when none).
 std::string RebaseNote(const Json& peer);

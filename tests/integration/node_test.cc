@@ -26,6 +26,13 @@ using device::Device;
 using net::NodeEvent;
 using net::NodeEventKind;
 
+// A node of `d` listening on a free loopback port, not started.
+Result<std::unique_ptr<net::Node>> ListeningNode(Device& d) {
+  net::NodeOptions o;
+  o.listen = "127.0.0.1:0";
+  return d.NewNode(std::move(o));
+}
+
 // Collects a node's events from its callback; waits for one of a kind.
 class Events {
  public:
@@ -173,9 +180,7 @@ TEST(Node, ANodeReportsWhatItHoldsAsItStops) {
   auto a = Device::Create(tmp / "a");
   ASSERT_TRUE(a.ok());
   ASSERT_TRUE((*a)->replica().Put("notes", "n1", {{"text", engine::Value{"x"}}}).ok());
-  net::NodeOptions o;
-  o.listen = "127.0.0.1:0";
-  auto n = (*a)->NewNode(o);
+  auto n = ListeningNode(**a);
   ASSERT_TRUE(n.ok());
   ASSERT_TRUE((*n)->Start().ok());
   const std::string own = (*a)->GetInfo()->replica_id.Hex();
@@ -190,9 +195,7 @@ TEST(Node, StartedFromTwoThreadsAtOnceStartsOnce) {
   auto a = Device::Create(tmp / "a");
   ASSERT_TRUE(a.ok());
   for (int round = 0; round < 20; ++round) {
-    net::NodeOptions o;
-    o.listen = "127.0.0.1:0";
-    auto n = (*a)->NewNode(o);
+    auto n = ListeningNode(**a);
     ASSERT_TRUE(n.ok());
     Status s1, s2;
     std::thread t1([&] { s1 = (*n)->Start(); });
@@ -211,9 +214,7 @@ TEST(Node, ANodeStopsWhenItsReplicaIsReplaced) {
   TempDir tmp;
   auto a = Device::Create(tmp / "a");
   ASSERT_TRUE(a.ok());
-  net::NodeOptions o;
-  o.listen = "127.0.0.1:0";
-  auto n = (*a)->NewNode(o);
+  auto n = ListeningNode(**a);
   ASSERT_TRUE(n.ok());
   ASSERT_TRUE((*n)->Start().ok());
   EXPECT_FALSE((*n)->Wait(1500)) << "a node whose replica stays in place runs on";
@@ -303,16 +304,12 @@ TEST(Node, StartAndStopAThousandTimesLeaksNothing) {
   // One cycle first: runtimes start helper threads of their own on first use (the
   // sanitizers' background thread, say), which are not the node's.
   {
-    net::NodeOptions o;
-    o.listen = "127.0.0.1:0";
-    auto n = (*a)->NewNode(o);
+    auto n = ListeningNode(**a);
     ASSERT_TRUE(n.ok() && (*n)->Start().ok());
   }
   const size_t fds = OpenDescriptors(), threads = Threads();
   for (int i = 0; i < 1000; ++i) {
-    net::NodeOptions o;
-    o.listen = "127.0.0.1:0";
-    auto n = (*a)->NewNode(o);
+    auto n = ListeningNode(**a);
     ASSERT_TRUE(n.ok());
     ASSERT_TRUE((*n)->Start().ok());
     if (i % 2) (*n)->Stop();  // else the destructor stops it
