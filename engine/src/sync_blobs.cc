@@ -230,7 +230,8 @@ Status Session::ReceiveBlob(const Message& in, std::vector<Message>* out) {
       // Wanted here too: the peer hears once it is here. A peer's request is a read, so
       // a blob fetched lazily here is fetched now (the device behind this one may have
       // no other route to it).
-      if (!info->requested) TANDEM_RETURN_IF_ERROR(replica_.RequestBlob(w->hash));
+      if (!info->requested && opt_.lazy_blobs && opt_.lazy_blobs(w->ref.collection))
+        TANDEM_RETURN_IF_ERROR(replica_.RequestBlob(w->hash));  // eager: wanted already
       head.later = true;
       owed_.insert(w->hash);
     }
