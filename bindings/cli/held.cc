@@ -64,9 +64,8 @@ void PrintWhere(const std::string& dir, const std::string& coll, const std::stri
                         : h.state == tandem::device::Holding::State::kLacks ? "lacks"
                                                                             : "unknown";
     if (as_json) {
-      Json j{{"device", h.device},     {"this_device", h.this_device},
-             {"revoked", h.revoked},   {"state", state},
-             {"receives", h.receives}, {"reported_ms", h.reported_ms},
+      Json j{{"device", h.device},  {"this_device", h.this_device}, {"revoked", h.revoked},
+             {"state", state},      {"receives", h.receives},       {"reported_ms", h.reported_ms},
              {"relayed", h.relayed}};
       Print(Canonical(j));
       continue;
