@@ -130,6 +130,10 @@ void Mutate(Message& m, Script& s) {
     if (what % 3 == 2) bc->bytes.push_back('x');
   } else if (auto* ba = std::get_if<BlobAck>(&m)) {
     ba->index += what;
+  } else if (auto* dg = std::get_if<Digests>(&m)) {
+    if (what % 3 == 0) dg->comparable = !dg->comparable;
+    if (what % 3 == 1) dg->vv.Raise(Id(s.Next() % 3 + 1), s.Next());
+    if (what % 3 == 2) dg->sums["fuzzed"][s.Next() % 16] ^= 1;
   }
 }
 

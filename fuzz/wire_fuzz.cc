@@ -1,7 +1,8 @@
 // libFuzzer target: the sync message decoder (Cap'n Proto frame, batch body, field
-// states, in rows or columns, pieces of field states, blob messages) on untrusted bytes.
+// states, in rows or columns, pieces of field states, blob messages, digests) on untrusted
+// bytes.
 // Whatever decodes must re-encode, in either layout, and decode again; to a peer without
-// the features it needs (pieces, blobs) it must be refused instead.
+// the features it needs (pieces, blobs, digests) it must be refused instead.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -17,7 +18,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!m.ok()) return 0;
   // In both batch layouts; a piece of a field state only to a peer that takes pieces.
   const auto* b = std::get_if<tandem::engine::DeltaBatch>(&*m);
-  bool blobs = m->index() >= std::variant_size_v<tandem::engine::Message> - 4;  // Blob*
+  using namespace tandem::engine;
+  bool blobs = std::holds_alternative<BlobWant>(*m) || std::holds_alternative<BlobHead>(*m) ||
+               std::holds_alternative<BlobChunk>(*m) || std::holds_alternative<BlobAck>(*m);
+  const bool digests = std::holds_alternative<Digests>(*m);
   if (b)
     for (const auto& d : b->deltas)
       tandem::engine::ForEachBlobRef(d.state,
@@ -26,7 +30,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                             tandem::net::kWireFeatures}) {
     auto bytes = tandem::net::EncodeMessage(*m, {features});
     if ((b && b->piece && !(features & tandem::net::kFeaturePieces)) ||
-        (blobs && !(features & tandem::net::kFeatureBlobs))) {
+        (blobs && !(features & tandem::net::kFeatureBlobs)) ||
+        (digests && !(features & tandem::net::kFeatureDigests))) {
       if (bytes.ok()) std::abort();
       continue;
     }

@@ -21,6 +21,7 @@ struct Envelope {
     blobHead @7 :BlobHead;
     blobChunk @8 :BlobChunk;
     blobAck @9 :BlobAck;
+    digests @10 :Digests;
   }
 }
 
@@ -153,4 +154,13 @@ struct BlobChunk {
 struct BlobAck {
   hash @0 :Data;
   index @1 :UInt64;
+}
+
+# What the sender's field states mean, per collection (docs/protocol.md#comparing-states).
+struct Digests {
+  comparable @0 :Bool;
+  vv @1 :VersionVector;
+  collections @2 :List(Text);  # ascending, no duplicates
+  sums @3 :Data;               # 16 bytes per collection, none all zero
+  hull @4 :VersionVector;      # what the sender's written field states have seen
 }

@@ -8,7 +8,7 @@ namespace tandem::engine {
 
 const char* MessageName(const Message& m) {
   static const char* kNames[] = {"Hello",    "SyncRequest", "DeltaBatch", "CaughtUp", "Ack",
-                                 "BlobWant", "BlobHead",    "BlobChunk",  "BlobAck"};
+                                 "BlobWant", "BlobHead",    "BlobChunk",  "BlobAck",  "Digests"};
   return kNames[m.index()];
 }
 
@@ -33,13 +33,15 @@ Status Session::Start(std::vector<Message>* out) {
   hello.pieces = true;
   hello.blobs = true;
   hello.blob_later = true;
+  hello.digests = true;
   TANDEM_ASSIGN_OR_RETURN(hello.collected, replica_.Collected(&collected_in_));
   collected_ = hello.collected;
   for (const auto& [collection, vv] : collected_in_)
     if (!collected_.Covers(vv)) hello.collected_in.emplace(collection, vv);
   hello.takes_early = true;
   hello.reads_collected_in = true;
-  if (opt_.early_request) {
+  // A repair due rebases, which the early request would skip.
+  if (opt_.early_request && !replica_.RepairDue(opt_.expect.IsZero() ? nullptr : &opt_.expect)) {
     if (opt_.expect.IsZero()) {
       // From the start of any replica's log. Only while our version vector covers every
       // event our states have seen: else what we hold of the peer's events beyond it
@@ -72,16 +74,26 @@ Status Session::RolledBack() {
 
 bool Session::caught_up() const {
   return sent_caught_up_ && received_caught_up_ && unacked_ == 0 && !streaming_ &&
-         (!peer_blobs_ || (!in_blob_ && idle_sent_ && !out_blob_ && peer_idle_));
+         (!peer_blobs_ || (!in_blob_ && idle_sent_ && !out_blob_ && peer_idle_)) &&
+         (!peer_digests_ || (digests_sent_ && peer_digests_in_));
 }
 
 bool Session::complete() const {
+  return Settled() && (!peer_digests_ || (digests_sent_ && peer_digests_in_));
+}
+
+bool Session::Settled() const {
   return sent_caught_up_ && received_caught_up_ &&
          stats_.batches_sent - unacked_ >= batches_before_caught_up_ &&
          (!peer_blobs_ || (!in_blob_ && idle_sent_ && !out_blob_ && peer_idle_));
 }
 
 Status Session::Receive(const Message& in, std::vector<Message>* out) {
+  TANDEM_RETURN_IF_ERROR(ReceiveOne(in, out));
+  return SendDigests(out);
+}
+
+Status Session::ReceiveOne(const Message& in, std::vector<Message>* out) {
   if (!started_) return Status::Invalid("message before Start");
   if (const auto* h = std::get_if<Hello>(&in)) {
     if (peer_) return Status::Invalid("second Hello");
@@ -107,6 +119,7 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     peer_pieces_ = h->pieces;
     peer_blobs_ = h->blobs;
     peer_blob_later_ = h->blobs && h->blob_later;
+    peer_digests_ = h->digests;
     peer_collected_ = h->collected;
     // Ask for what we lack: our version vector, and where we left off in its log.
     taken_ = CollectionFilter::Both(peer_send_, opt_.accept);
@@ -124,7 +137,11 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
       uint64_t cursor = (ps.filtered && !taken_.Within(ps.received)) ? 0 : ps.cursor;
       // The peer collected deletions we have not all seen: we may hold what it removed.
       // Its whole state, from the start, shows which fields it holds at all.
-      if (!Absorbed(meta, h->collected) || !AbsorbedIn(meta, collected_in_, h->collected_in)) {
+      // Or our state and the peer's differed at equal version vectors (Digests): its
+      // whole state mends what ours lacks.
+      repairing_ = replica_.RepairDue(&*peer_);
+      if (repairing_ || !Absorbed(meta, h->collected) ||
+          !AbsorbedIn(meta, collected_in_, h->collected_in)) {
         rebase_ = h->collected;
         rebase_in_ = h->collected_in;
         for (auto& [collection, vv] : rebase_in_) vv.Merge(*rebase_);
@@ -149,6 +166,13 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
     return ReceiveBlob(in, out);
 
   if (const auto* r = std::get_if<SyncRequest>(&in)) return TakeRequest(*r, out);
+  if (const auto* d = std::get_if<Digests>(&in)) {
+    if (!peer_digests_)
+      return Status::Invalid("Digests from a peer whose Hello did not offer them");
+    if (peer_digests_in_) return Status::Invalid("second Digests");
+    peer_digests_in_ = *d;
+    return CompareDigests(true);
+  }
   if (const auto* b = std::get_if<DeltaBatch>(&in)) {
     if (!requested_) return Status::Invalid("DeltaBatch before our SyncRequest");
     // Batches must be contiguous: applying one after a gap would store a cursor past
@@ -274,6 +298,14 @@ Status Session::Receive(const Message& in, std::vector<Message>* out) {
         *peer_, peer_vv, merge, filtered_in_ || filtered_any_, &rekeyed, delivered, c->cursor,
         left_aside_ ? &*left_aside_ : nullptr, absorbing ? &*absorbing : nullptr));
     if (rekeyed) return RolledBack();
+    if (repairing_ && stats_.rebased) {
+      // What a later comparison at this vector finds different, a whole exchange does
+      // not mend: it is not repaired again (Replica::NoteDifference).
+      TANDEM_ASSIGN_OR_RETURN(const ReplicaMeta now, replica_.Meta());
+      replica_.Repaired(*peer_, now.vv);
+      repairing_ = false;
+      stats_.repaired = true;
+    }
     if (rebase_due_)
       return Status::Busy(
           "the peer collected deletions this replica lacks while it sent its changes: sync "
@@ -594,6 +626,61 @@ void Session::set_window(size_t batches) {
 }
 
 Status Session::Poll(std::vector<Message>* out) {
+  TANDEM_RETURN_IF_ERROR(PollOne(out));
+  return SendDigests(out);
+}
+
+Status Session::SendDigests(std::vector<Message>* out) {
+  if (digests_sent_ || !peer_digests_ || !Settled()) return Status::Ok();
+  // Each side holds what the other had. Only where nothing was left out or refused
+  // either way, and no rebase is under way, do the two states have to agree where their
+  // vectors do.
+  digests_sent_ = true;
+  Digests ours;
+  if (opt_.compare_states && !filtered_in_ && !filtered_any_ && !refused_any_ && !judged_out_ &&
+      !rebase_ && withheld_.empty() && !stats_.fields_withheld &&
+      CollectionFilter::Both(opt_.send, peer_accept_).Everything()) {
+    TANDEM_ASSIGN_OR_RETURN(Replica::StateDigests d, replica_.Digests());
+    if (d.exact) ours = Digests{true, std::move(d.vv), std::move(d.hull), std::move(d.sums)};
+  }
+  out->emplace_back(std::in_place_type<Digests>, ours);
+  our_digests_ = std::move(ours);
+  return CompareDigests(false);
+}
+
+Status Session::CompareDigests(bool end) {
+  if (!our_digests_ || !peer_digests_in_) return Status::Ok();
+  if (!our_digests_->comparable || !peer_digests_in_->comparable) return Status::Ok();
+  stats_.states_compared = true;
+  const Digests& ours = *our_digests_;
+  const Digests& theirs = *peer_digests_in_;
+  // Where one holds states beyond its vector (part of a session's changes, say), the
+  // hulls differ: the sums need not agree.
+  if (!(ours.vv == theirs.vv) || !(ours.hull == theirs.hull)) return Status::Ok();
+  std::set<std::string> names;
+  for (const auto& [c, sum] : ours.sums) names.insert(c);
+  for (const auto& [c, sum] : theirs.sums) names.insert(c);
+  for (const auto& c : names) {
+    auto a = ours.sums.find(c), b = theirs.sums.find(c);
+    if (a == ours.sums.end() || b == theirs.sums.end() || a->second != b->second)
+      stats_.states_differ.push_back(c);
+  }
+  if (stats_.states_differ.empty()) return Status::Ok();
+  // Noted once per difference: one that the last repair with this peer left as it was
+  // is not repaired again.
+  if (!replica_.NoteDifference(*peer_, ours.vv)) return Status::Ok();
+  repair_due_ = true;
+  // Our Digests goes out now: the peer ends the session once it sees the difference.
+  if (!end) return Status::Ok();
+  std::string list;
+  for (const auto& c : stats_.states_differ) list += (list.empty() ? "" : ", ") + c;
+  return Status::Busy(
+      "this replica and the peer hold the same events by their version vectors, but their "
+      "data differs in " +
+      list + ": sync again, to exchange whole states");
+}
+
+Status Session::PollOne(std::vector<Message>* out) {
   // Blobs promised to the peer that arrived since.
   TANDEM_RETURN_IF_ERROR(PumpOwed(out));
   // Blobs wanted since (a field that arrived, a reader's request).

@@ -216,6 +216,22 @@ void Conn::AfterProgress() {
     e.fields_sent = s.fields_sent;
     d_.Emit(std::move(e));
   }
+  // The two replicas' data differed where their version vectors agree (one lacks what
+  // its vector claims): the next session exchanges whole states.
+  if (!s.states_differ.empty() && !differ_logged_) {
+    differ_logged_ = true;
+    std::string list;
+    for (const auto& c : s.states_differ) list += (list.empty() ? "" : ", ") + c;
+    d_.Log("data differs from " + Who() + " in " + list +
+               " although both hold the same events by their version vectors: " +
+               (view_.sync_again ? "syncing again, to exchange whole states"
+                                 : "a whole exchange did not mend it, left as it is"),
+           LogLevel::kWarn);
+  }
+  if (s.repaired && !repair_logged_) {
+    repair_logged_ = true;
+    d_.Log("took " + Who() + "'s whole state in, to mend data that differed");
+  }
   // A field state too large to send (or to send this peer) holds nothing else back.
   for (; withheld_logged_ < s.withheld.size(); ++withheld_logged_)
     d_.Log(s.withheld[withheld_logged_] + " (to " + Who() + "); the other fields still go");

@@ -144,9 +144,22 @@ engine::CollectionFilter Core::ReadableBy(const Key32& peer) {
   return out;
 }
 
+bool Core::CompareNow(const Key32& peer) {
+  if (opt_.compare_interval_s < 0) return false;
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(compared_mu_);
+  auto [it, first] = compared_.emplace(peer, now);
+  if (first || now - it->second >= std::chrono::seconds(opt_.compare_interval_s)) {
+    it->second = now;
+    return true;
+  }
+  return false;
+}
+
 engine::SessionOptions Core::SessionOptionsFor(const Key32& peer,
                                                const engine::CollectionFilter& reads) {
   engine::SessionOptions so;
+  so.compare_states = CompareNow(peer);
   // Only what it may read, named alike by every member (the group's permits), so that
   // every peer sends it the same collections whichever it holds (what it bore out of one
   // session then holds for the next: docs/design.md#collection).

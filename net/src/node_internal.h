@@ -238,6 +238,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
   bool reported_caught_up_ = false;
   uint64_t blobs_logged_in_ = 0, blobs_logged_out_ = 0;  // blobs the log has told of
   size_t withheld_logged_ = 0;  // field states withheld, of those the session names
+  bool differ_logged_ = false, repair_logged_ = false;
   uint64_t caught_up_seen_ = 0;
   bool established_ = false;    // both stream headers exchanged
   bool connected_ = false;      // and the session began (kConnected was emitted)
@@ -395,6 +396,10 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   // (SessionOptions::send_upto), so a revocation or permission that lands with data after
   // it ends the session (CheckTrust) before that data goes.
   std::atomic<uint64_t> trusted_upto_{0};
+  // When sessions with each device last compared states (NodeOptions::compare_interval_s).
+  std::mutex compared_mu_;
+  std::map<Key32, std::chrono::steady_clock::time_point> compared_;
+  bool CompareNow(const Key32& peer);
   WriteLimits limits_;
   uint64_t limits_upto_ = 0;    // how far the log was when cutoffs_ and limits_ were read
   Authority limits_authority_;  // and the authority they were read under

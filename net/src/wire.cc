@@ -222,7 +222,7 @@ Result<std::string> EncodeMessage(const Message& m, const EncodeOptions& opt) {
                   (h->blobs ? kFeatureBlobs : 0) | (h->takes_early ? kFeatureEarly : 0) |
                   (h->send_full ? kFeatureExclusions : 0) |
                   (h->reads_collected_in ? kFeatureCollectedIn : 0) |
-                  (h->blob_later ? kFeatureBlobLater : 0));
+                  (h->blob_later ? kFeatureBlobLater : 0) | (h->digests ? kFeatureDigests : 0));
     SetVv(w.initCollected(), h->collected);
     w.setIdleTimeoutMs(h->idle_timeout_ms);
     if (!h->collected_in.empty()) {
@@ -265,6 +265,24 @@ Result<std::string> EncodeMessage(const Message& m, const EncodeOptions& opt) {
     if (!c->collected.entries().empty()) SetVv(w.initCollected(), c->collected);
   } else if (const auto* a = std::get_if<engine::Ack>(&m)) {
     body.initAck().setCursor(a->cursor);
+  } else if (const auto* dg = std::get_if<engine::Digests>(&m)) {
+    if (!(opt.peer_features & kFeatureDigests))
+      return Status::Unsupported("the peer compares no states");
+    auto w = body.initDigests();
+    w.setComparable(dg->comparable);
+    if (dg->comparable) {
+      SetVv(w.initVv(), dg->vv);
+      SetVv(w.initHull(), dg->hull);
+      auto names = w.initCollections(static_cast<unsigned>(dg->sums.size()));
+      std::string sums;
+      unsigned i = 0;
+      for (const auto& [collection, sum] : dg->sums) {
+        names.set(i++, collection);
+        sums.append(reinterpret_cast<const char*>(sum.data()), sum.size());
+      }
+      w.setSums(
+          capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(sums.data()), sums.size()));
+    }
   } else {
     if (!(opt.peer_features & kFeatureBlobs)) return Status::Unsupported("the peer takes no blobs");
     if (const auto* bw = std::get_if<engine::BlobWant>(&m)) {
@@ -356,6 +374,7 @@ Result<Message> DecodeMessage(std::string_view bytes, uint32_t* features) {
         h.takes_early = r.getFeatures() & kFeatureEarly;
         h.reads_collected_in = r.getFeatures() & kFeatureCollectedIn;
         h.blob_later = r.getFeatures() & kFeatureBlobLater;
+        h.digests = r.getFeatures() & kFeatureDigests;
         h.idle_timeout_ms = r.getIdleTimeoutMs();
         if (r.hasEarly()) {
           h.early = ReadRequest(r.getEarly(), c);
@@ -522,6 +541,33 @@ Result<Message> DecodeMessage(std::string_view bytes, uint32_t* features) {
         m.hash = ReadHash(r.getHash(), c);
         if (!c.ok()) return c.st;
         m.index = r.getIndex();
+        return Message{std::move(m)};
+      }
+      case wire::Envelope::Body::DIGESTS: {
+        auto r = body.getDigests();
+        engine::Digests m;
+        m.comparable = r.getComparable();
+        if (!m.comparable) return Message{std::move(m)};
+        m.vv = ReadVv(r.getVv(), c);
+        m.hull = ReadVv(r.getHull(), c);
+        auto names = r.getCollections();
+        auto sums = r.getSums();
+        if (sums.size() != size_t{names.size()} * 16)
+          return Status::Corrupt("digests: " + std::to_string(names.size()) + " collections but " +
+                                 std::to_string(sums.size()) + " bytes of sums");
+        for (unsigned i = 0; i < names.size() && c.ok(); ++i) {
+          auto text = names[i];  // read once: the traversal limit counts every read
+          std::string name(text.cStr(), text.size());
+          if (Status v = engine::ValidateCollection(name); !v.ok())
+            c.Fail("digests: " + v.message());
+          if (!m.sums.empty() && !(m.sums.rbegin()->first < name))
+            c.Fail("digests: collections not in ascending order");
+          std::array<uint8_t, 16> sum;
+          std::memcpy(sum.data(), sums.begin() + size_t{i} * 16, 16);
+          if (sum == std::array<uint8_t, 16>{}) c.Fail("digests: a sum of zero is not listed");
+          if (c.ok()) m.sums.emplace_hint(m.sums.end(), std::move(name), sum);
+        }
+        if (!c.ok()) return c.st;
         return Message{std::move(m)};
       }
       default:

@@ -30,8 +30,9 @@
 // out of the comparisons); what must hold is that the honest ones still converge. A
 // receiver takes a third replica's entry only as far as the contexts of what it holds or
 // was delivered bear it out; contexts are version vectors, which cover events that
-// touched other fields, so this does not yet hold (docs/design.md, Sync, step 5: "a
-// bound, not a proof"): 4 seeds of the first 150 fail, 6, 71, 118 and 137.
+// touched other fields, so that is a bound, not a proof (docs/design.md, Sync, step 5).
+// What the lie made honest replicas skip, comparing states (Digests) finds at equal
+// version vectors, and a rebase mends (without it, seeds 6, 71, 118 and 137 diverge).
 //
 // With TANDEM_SIM_NARROW=1, in most seeds one member (never node 0, the liar or a limited
 // device) never takes "files", and takes "inv" in some of its sessions only while the
@@ -113,6 +114,7 @@ struct Conn {
   bool faulted = false;     // duplication or reordering was injected
   net::EncodeOptions wire;  // batch layout: rows or columns, chosen per connection
   bool rebased_a = false, rebased_b = false;  // counted already
+  bool differ_a = false, differ_b = false;    // the same for differences of state
   bool limited = false;                       // withholds states needing pieces (Connect)
   Status error;                               // why a session of it ended
   uint64_t* withheld = nullptr;               // where its sessions' withheld fields add up
@@ -237,6 +239,7 @@ class Sim {
   uint64_t withheld() const { return withheld_; }
   uint64_t collected() const { return collected_; }
   uint64_t rebases() const { return rebases_; }
+  uint64_t differences() const { return differences_; }
   uint64_t blobs_fetched() const { return blobs_fetched_; }
   uint64_t refused() const { return refused_writes_; }
   uint64_t regrants() const { return regranted_ ? 1 : 0; }
@@ -616,8 +619,8 @@ class Sim {
     // Batches in rows, in columns, or in columns with logical clocks as differences.
     const uint32_t layouts[] = {0, net::kFeatureColumns,
                                 net::kFeatureColumns | net::kFeatureColumns2};
-    c->wire.peer_features =
-        layouts[rng_() % 3] | net::kFeaturePieces | net::kFeatureBlobs | net::kFeatureBlobLater;
+    c->wire.peer_features = layouts[rng_() % 3] | net::kFeaturePieces | net::kFeatureBlobs |
+                            net::kFeatureBlobLater | net::kFeatureDigests;
     // Both sides admit through the node's write check; a rebase on a peer drops what it
     // collected only where the peer's device may write (as a node's may_rebase).
     o.admit = [this](const FieldDelta& d, const FieldState* ours) {
@@ -706,6 +709,12 @@ class Sim {
       return false;  // the session ends; the replica took a new id
     }
     if (!st.ok() && s.rebase_due()) return false;  // the session ends; the next rebases
+    // The states differed at equal version vectors: the next session repairs them.
+    if (bool& counted = to_b ? c.differ_b : c.differ_a; s.repair_due() && !counted) {
+      counted = true;
+      ++differences_;
+    }
+    if (!st.ok() && s.repair_due()) return false;
     if (!st.ok()) c.error = st;
     // A limited session ends a rebase that would need a state it withholds.
     if (!st.ok() && c.limited && st.code() == Code::kUnsupported && s.stats().whole_sent)
@@ -1152,6 +1161,7 @@ class Sim {
   uint64_t clones_ = 0, rollbacks_ = 0, rollbacks_caught_ = 0, limited_rollbacks_ = 0, pieces_ = 0;
 
  public:
+  uint64_t differences_ = 0;
   uint64_t collected_ = 0, rebases_ = 0, blobs_fetched_ = 0, refused_writes_ = 0;
   bool check_claims_ = false;
   bool delete_tags_ = false;  // "tags" records are deleted too (so their tombstones collected)
@@ -1172,7 +1182,8 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--first")) first = std::stoull(argv[i + 1]);
   }
   uint64_t messages = 0, clones = 0, rollbacks = 0, caught = 0, limited = 0, pieces = 0,
-           collected = 0, rebases = 0, blobs = 0, withheld = 0, refused = 0, lies = 0, regrants = 0;
+           collected = 0, rebases = 0, differences = 0, blobs = 0, withheld = 0, refused = 0,
+           lies = 0, regrants = 0;
   for (uint64_t seed = first; seed < first + count; ++seed) {
     try {
       Sim sim(seed);
@@ -1188,6 +1199,7 @@ int main(int argc, char** argv) {
       withheld += sim.withheld();
       collected += sim.collected();
       rebases += sim.rebases();
+      differences += sim.differences();
       blobs += sim.blobs_fetched();
       refused += sim.refused();
       regrants += sim.regrants();
@@ -1203,7 +1215,8 @@ int main(int argc, char** argv) {
       "sim: %llu seeds passed (%llu..%llu), %llu messages, %llu copies, %llu rollbacks "
       "(%llu found at sync, %llu of devices without full permission), %llu pieces of large field "
       "states, %llu withheld, %llu field "
-      "states collected, %llu rebases, %llu blobs fetched while healing, %llu field states "
+      "states collected, %llu rebases, %llu differences of state at equal version vectors, %llu "
+      "blobs fetched while healing, %llu field states "
       "refused for want of permission (%llu permissions given back), %llu false claims in "
       "CaughtUp\n",
       static_cast<unsigned long long>(count), static_cast<unsigned long long>(first),
@@ -1212,7 +1225,8 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(caught), static_cast<unsigned long long>(limited),
       static_cast<unsigned long long>(pieces), static_cast<unsigned long long>(withheld),
       static_cast<unsigned long long>(collected), static_cast<unsigned long long>(rebases),
-      static_cast<unsigned long long>(blobs), static_cast<unsigned long long>(refused),
-      static_cast<unsigned long long>(regrants), static_cast<unsigned long long>(lies));
+      static_cast<unsigned long long>(differences), static_cast<unsigned long long>(blobs),
+      static_cast<unsigned long long>(refused), static_cast<unsigned long long>(regrants),
+      static_cast<unsigned long long>(lies));
   return 0;
 }

@@ -403,6 +403,110 @@ TEST(Sync, AClaimOfEventsNeverDeliveredDoesNotBecomeAWatermark) {
   EXPECT_NE(a.Dump().find("products/c4"), std::string::npos);
 }
 
+// A liar that delivered one late event of a replica claims the earlier ones too: a
+// context shows that event exists, not that the liar holds its predecessors, so the
+// receiver's watermark takes the claim, and an honest replica that has the earlier
+// event skips it. Comparing states at equal version vectors finds what is missing, and
+// the next session rebases on the honest replica's whole state.
+TEST(Sync, ALieTheDataCannotDisproveIsFoundByComparingStates) {
+  Node a(1), liar(2), c(3), d(4);
+  ASSERT_TRUE(c.replica.Put("products", "x", {{"price", Value{int64_t{5}}}}).ok());
+  ASSERT_TRUE(c.replica.Put("products", "y", {{"price", Value{int64_t{7}}}}).ok());
+  // The liar holds only c's later write (its context covers the earlier one).
+  auto y = c.replica.GetState("products", "y");
+  ASSERT_TRUE(y.ok());
+  size_t changed = 0;
+  ASSERT_TRUE(
+      liar.replica.ApplyDeltas({{{"products", "y", "price"}, y->fields.at("price")}}, &changed)
+          .ok());
+  {
+    Link link(a, liar);
+    link.from_b = [&](Message& m) {
+      if (auto* cu = std::get_if<CaughtUp>(&m)) cu->vv.Merge(c.Vv());
+    };
+    ASSERT_TRUE(link.Run().ok());
+  }
+  ASSERT_EQ(a.Vv().Get(Rid(3)), c.Vv().Get(Rid(3))) << "the lie is within what the data shows";
+  ASSERT_FALSE(a.replica.Get("products", "x").ok());
+  ASSERT_TRUE(Link(d, c).Run().ok());
+  ASSERT_EQ(a.Vv(), d.Vv());
+  // a's vector says it holds x; d does not send it, but the two compare their states.
+  {
+    Link link(a, d);
+    const Status st = link.Run();
+    EXPECT_EQ(st.code(), Code::kBusy) << st.ToString();
+    EXPECT_NE(st.message().find("differs in products"), std::string::npos) << st.ToString();
+    EXPECT_TRUE(link.sa.repair_due() || link.sb.repair_due());
+    EXPECT_TRUE(link.sa.sync_again() || link.sb.sync_again());
+    EXPECT_FALSE(a.replica.Get("products", "x").ok());
+  }
+  // The next sessions rebase, each side that saw the difference on the other's whole
+  // state (where the link ended before one side saw it, that side sees it next time).
+  bool repaired = false;
+  for (int i = 0; i < 2 && !a.replica.Get("products", "x").ok(); ++i) {
+    Link link(a, d);
+    const Status st = link.Run();
+    EXPECT_TRUE(st.ok() || st.code() == Code::kBusy) << st.ToString();
+    repaired |= link.sa.stats().repaired;
+  }
+  EXPECT_TRUE(repaired);
+  EXPECT_EQ(a.Dump(), d.Dump());
+  auto x = a.replica.Get("products", "x");
+  ASSERT_TRUE(x.ok());
+  EXPECT_EQ(DebugString(x->fields.at("price").scalar), "5");
+  // Repaired, the two compare equal: no further rebase.
+  Link again(a, d);
+  ASSERT_TRUE(again.Run().ok());
+  EXPECT_TRUE(again.sa.stats().states_compared);
+  EXPECT_FALSE(again.sa.stats().rebased);
+}
+
+// A difference a whole exchange does not mend (here, the state a lacks, which it
+// refuses once it comes) is repaired once, not at every session.
+TEST(Sync, ADifferenceARepairLeftIsNotRepairedAgain) {
+  Node a(1), liar(2), c(3), d(4);
+  ASSERT_TRUE(c.replica.Put("products", "x", {{"price", Value{int64_t{5}}}}).ok());
+  ASSERT_TRUE(c.replica.Put("products", "y", {{"price", Value{int64_t{7}}}}).ok());
+  auto y = c.replica.GetState("products", "y");
+  ASSERT_TRUE(y.ok());
+  size_t changed = 0;
+  ASSERT_TRUE(
+      liar.replica.ApplyDeltas({{{"products", "y", "price"}, y->fields.at("price")}}, &changed)
+          .ok());
+  {
+    Link link(a, liar);
+    link.from_b = [&](Message& m) {
+      if (auto* cu = std::get_if<CaughtUp>(&m)) cu->vv.Merge(c.Vv());
+    };
+    ASSERT_TRUE(link.Run().ok());
+  }
+  ASSERT_TRUE(Link(d, c).Run().ok());
+  SessionOptions oa;
+  oa.admit = [](const FieldDelta& dl, const FieldState*) {
+    return dl.key.record == "x" ? Admission::kRefuse : Admission::kAccept;
+  };
+  int rebases = 0, busy = 0;
+  for (int i = 0; i < 6; ++i) {
+    Link link(a, d, oa, {});
+    const Status st = link.Run();
+    if (!st.ok()) {
+      EXPECT_EQ(st.code(), Code::kBusy) << st.ToString();
+      EXPECT_LT(i, 3) << "a difference repaired once ended a session again";
+      ++busy;
+    }
+    rebases += link.sa.stats().rebased + link.sb.stats().rebased;
+    if (i == 5) {
+      EXPECT_TRUE(link.sa.stats().states_compared);
+      EXPECT_EQ(link.sa.stats().states_differ, std::vector<std::string>{"products"});
+    }
+  }
+  EXPECT_GE(busy, 1);
+  EXPECT_LE(busy, 2);  // once per side at most
+  EXPECT_GE(rebases, 1);
+  EXPECT_LE(rebases, 2);
+  EXPECT_FALSE(a.replica.Get("products", "x").ok());
+}
+
 TEST(Sync, ARevokedReplicasRecordDeletionsAreRefusedWhoeverRelaysThem) {
   Node a(1), b(2), c(3);
   for (int i = 0; i < 4; ++i)

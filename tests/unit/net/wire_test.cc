@@ -652,3 +652,82 @@ TEST(Wire, AHellosCollectionsCollectedInAreChecked) {
 
 }  // namespace
 }  // namespace tandem::net
+
+namespace tandem::net {
+namespace {
+
+Result<Message> DecodeRawDigests(const std::function<void(wire::Digests::Builder)>& fill) {
+  capnp::MallocMessageBuilder b;
+  auto env = b.initRoot<wire::Envelope>();
+  env.setVersion(kWireVersion);
+  auto w = env.initBody().initDigests();
+  w.setComparable(true);
+  w.initVv();
+  w.initHull();
+  fill(w);
+  auto words = capnp::messageToFlatArray(b);
+  auto bytes = words.asBytes();
+  return DecodeMessage(std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size()));
+}
+
+// What a replica's states hold goes only to a peer that compares them, and a forged list
+// (sums that do not match the names, names out of order, a zero sum) is refused.
+TEST(Wire, DigestsRoundTripAndForgedOnesAreRefused) {
+  VersionVector vv, hull;
+  vv.Raise(Rid(1), 5);
+  hull.Raise(Rid(1), 5);
+  hull.Raise(Rid(4), 2);
+  Digests d{true, vv, hull, {{"orders", {}}, {"products", {}}}};
+  d.sums["orders"][0] = 1;
+  d.sums["products"][15] = 0xff;
+  EXPECT_EQ(EncodeMessage(d).status().code(), Code::kUnsupported)
+      << "Digests to a peer that did not offer them";
+  EncodeOptions to;
+  to.peer_features = kFeatureDigests;
+  auto got = DecodeMessage(EncodeMessage(d, to).value());
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  const auto& g = std::get<Digests>(*got);
+  EXPECT_TRUE(g.comparable);
+  EXPECT_EQ(g.vv, vv);
+  EXPECT_EQ(g.hull, hull);
+  EXPECT_EQ(g.sums, d.sums);
+  // Many collections (each name is read once: the decoder's traversal limit allows no more).
+  Digests many{true, vv, hull, {}};
+  for (int i = 0; i < 500; ++i) many.sums["c" + std::to_string(1000 + i)][3] = 7;
+  auto m = DecodeMessage(EncodeMessage(many, to).value());
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ(std::get<Digests>(*m).sums, many.sums);
+  auto none = DecodeMessage(EncodeMessage(Digests{}, to).value());
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(std::get<Digests>(*none).comparable);
+  // The Hello says whether its sender takes them.
+  Hello h = HelloOf({}, {}, true, vv);
+  h.digests = true;
+  auto hd = DecodeMessage(EncodeMessage(h).value());
+  ASSERT_TRUE(hd.ok());
+  EXPECT_TRUE(std::get<Hello>(*hd).digests);
+  h.digests = false;
+  EXPECT_FALSE(std::get<Hello>(DecodeMessage(EncodeMessage(h).value()).value()).digests);
+
+  const std::string sum16(16, '\x01');
+  auto forged = [&](const std::vector<std::string>& names, const std::string& sums) {
+    return DecodeRawDigests([&](wire::Digests::Builder w) {
+             auto list = w.initCollections(static_cast<unsigned>(names.size()));
+             for (unsigned i = 0; i < names.size(); ++i) list.set(i, names[i]);
+             w.setSums(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>(sums.data()),
+                                           sums.size()));
+           })
+        .status()
+        .code();
+  };
+  EXPECT_EQ(forged({"orders"}, sum16), Code::kOk);
+  EXPECT_EQ(forged({"orders"}, sum16 + "x"), Code::kCorrupt);
+  EXPECT_EQ(forged({"orders", "products"}, sum16), Code::kCorrupt);
+  EXPECT_EQ(forged({"products", "orders"}, sum16 + sum16), Code::kCorrupt);
+  EXPECT_EQ(forged({"orders", "orders"}, sum16 + sum16), Code::kCorrupt);
+  EXPECT_EQ(forged({"orders"}, std::string(16, '\0')), Code::kCorrupt);
+  EXPECT_EQ(forged({""}, sum16), Code::kCorrupt);
+}
+
+}  // namespace
+}  // namespace tandem::net

@@ -7,6 +7,7 @@
 // the store). Errors are returned as Status; nothing throws.
 #pragma once
 
+#include <array>
 #include <functional>
 #include <map>
 #include <memory>
@@ -253,6 +254,37 @@ class Replica {
   Status ScanPasses(std::string_view collection,
                     const std::vector<std::function<bool(const Record&)>>& passes);
   Result<std::vector<std::string>> Collections();
+  // Anti-entropy (docs/design.md, Sync, "Comparing states"): what this replica's
+  // field states mean, summed per collection, so that two replicas whose version vectors
+  // are equal can tell whether they hold the same data. A field's share is the content
+  // hash of its key and state without its context (what it holds, not what it has seen),
+  // its first 16 bytes added as a 128-bit number; a state that holds nothing (a
+  // tombstone without counter totals, which collection may remove at any time) adds
+  // nothing. With the vector goes the log's hull (what the states written have seen): a
+  // replica holding states beyond its vector (part of a session's changes, say) has a
+  // hull another lacks, so sums are compared only where both agree. `exact`: no field is
+  // damaged (else the sums mean nothing). One pass over every field state, kept until
+  // the log or the vector moves.
+  struct StateDigests {
+    VersionVector vv;
+    VersionVector hull;
+    bool exact = false;
+    std::map<std::string, std::array<uint8_t, 16>> sums;  // collections whose sum is not 0
+    bool operator==(const StateDigests&) const = default;
+  };
+  Result<StateDigests> Digests();
+  // The share of one field (zero for one that holds nothing), and a sum's update.
+  std::array<uint8_t, 16> FieldDigest(const FieldKey& key, const FieldState& s) const;
+  static void AddDigest(std::array<uint8_t, 16>& sum, const std::array<uint8_t, 16>& add);
+  // Peers whose state differed from this replica's at equal version vectors: the next
+  // session with each asks for its whole state (a rebase), once per such difference.
+  // `vv`: this replica's vector when the difference was seen; a difference seen again at
+  // the vector a repair left (one a whole exchange does not mend) is not repaired again.
+  // Kept in memory: a restarted process finds a difference again at its next comparison.
+  bool NoteDifference(const ReplicaId& peer, const VersionVector& vv);
+  // With no peer: whether one is due with any.
+  bool RepairDue(const ReplicaId* peer);
+  void Repaired(const ReplicaId& peer, const VersionVector& vv);
   // Fields of the record in conflict (see IsConflict), with their siblings, winner first
   // (the winner by the collection's rules, see rules.h; else the latest).
   Result<std::vector<std::pair<std::string, std::vector<Sibling>>>> Conflicts(
@@ -599,6 +631,10 @@ class Replica {
   IdSource new_id_;
   std::mutex policy_mu_;
   std::shared_ptr<WritePolicy> policy_;
+  std::mutex digests_mu_;
+  std::optional<std::pair<uint64_t, StateDigests>> digests_;  // at that log position
+  std::set<ReplicaId> repair_due_;
+  std::map<ReplicaId, VersionVector> repaired_at_;
   std::mutex observers_mu_;
   uint64_t next_observer_ = 1;
   std::map<uint64_t, std::shared_ptr<std::function<void()>>> observers_;

@@ -18,6 +18,7 @@
 // the caller closes the link; nothing from an invalid message was applied.
 #pragma once
 
+#include <array>
 #include <deque>
 #include <map>
 #include <optional>
@@ -93,6 +94,8 @@ struct Hello {
   bool blobs = false;  // this side takes part in blob transfer (BlobWant and the rest)
   // This side reads BlobHead::later and BlobHead::ready (unset by older builds).
   bool blob_later = false;
+  // This side sends and reads Digests (unset by older builds).
+  bool digests = false;
   // The transport's idle timeout on this side, in ms (the transport sets it; 0: unsaid):
   // the peer sends keepalives often enough for it.
   uint32_t idle_timeout_ms = 0;
@@ -175,8 +178,22 @@ struct BlobAck {
   BlobHash hash{};
   uint64_t index = 0;  // every chunk up to this one is stored
 };
+// Comparing states (docs/design.md, Sync, "Comparing states"): once a session has done
+// its job (Session::complete, but for this), each side sends one Digests, to a peer whose
+// Hello offered them. It is comparable where the session took and sent everything and
+// refused nothing: then it says what its states mean per collection (Replica::Digests).
+// At equal version vectors and hulls, different sums show that one side lacks what its vector
+// claims (a peer claimed events it never delivered, say): the side that sees it last ends the
+// session (kBusy, Session::sync_again), and the next session between the two rebases on the peer's
+// whole state, on each side.
+struct Digests {
+  bool comparable = false;  // else nothing below is said
+  VersionVector vv;
+  VersionVector hull;  // what the field states written have seen (ReadTxn::GetLogHull)
+  std::map<std::string, std::array<uint8_t, 16>> sums;  // ascending, none zero
+};
 using Message = std::variant<Hello, SyncRequest, DeltaBatch, CaughtUp, Ack, BlobWant, BlobHead,
-                             BlobChunk, BlobAck>;
+                             BlobChunk, BlobAck, Digests>;
 const char* MessageName(const Message& m);
 
 struct SessionOptions {
@@ -239,6 +256,9 @@ struct SessionOptions {
   ReplicaId expect = {};
   // The largest field state sent (encoded; at most kMaxPieceTotal, lower for tests).
   size_t max_state_bytes = kMaxPieceTotal;
+  // Compare states with the peer once caught up (Digests): a pass over every field state
+  // here, unless nothing changed since the last one.
+  bool compare_states = true;
 };
 
 struct SessionStats {
@@ -258,6 +278,10 @@ struct SessionStats {
   uint64_t fields_withheld = 0;
   std::vector<std::string> withheld;
   static constexpr size_t kMaxWithheldNamed = 8;
+  bool states_compared = false;  // both sides' Digests were compared
+  // ...and they differed at equal version vectors: the collections that did.
+  std::vector<std::string> states_differ;
+  bool repaired = false;  // this session rebased on the peer to mend such a difference
 };
 
 class Session {
@@ -271,8 +295,9 @@ class Session {
   // Sends local changes committed since the last CaughtUp (live mode), within the window.
   Status Poll(std::vector<Message>* out);
 
-  // True once both sides have sent CaughtUp and every batch was acknowledged: at that
-  // moment each side holds everything the other had when the session began.
+  // True once both sides have sent CaughtUp and every batch was acknowledged (and, where
+  // both offer them, Digests went both ways): at that moment each side holds everything
+  // the other had when the session began.
   bool caught_up() const;
   // Stores what the session received and checked but keeps for a larger transaction (the
   // chunks of a blob, stored kBlobCommitChunks at a time): the transport calls it once the
@@ -285,6 +310,7 @@ class Session {
   // may already be sending what it applied, an empty batch that moves the peer's cursor
   // past its own changes, when a one-shot peer says goodbye); the next session sends
   // what is left.
+  // Once both sides offered Digests, it waits for the peer's too.
   bool complete() const;
   const std::optional<ReplicaId>& peer() const { return peer_; }
   // What the peer holds as its request said (and its CaughtUps since): empty before it.
@@ -307,14 +333,19 @@ class Session {
   // lacks (CaughtUp::collected): the session merged what it could and ended with kBusy;
   // the next session rebases.
   bool rebase_due() const { return rebase_due_; }
-  // Either: a session started at once would do what this one could not.
-  bool sync_again() const { return rolled_back_ || rebase_due_; }
+  // Our state and the peer's differed at equal version vectors (Digests): the session
+  // ended with kBusy, and the next one with this peer rebases on its whole state.
+  bool repair_due() const { return repair_due_; }
+  // Any of these: a session started at once would do what this one could not.
+  bool sync_again() const { return rolled_back_ || rebase_due_ || repair_due_; }
   // The stream stopped at SessionOptions::send_upto, this value, with more after it (0:
   // it did not): it goes on at a Poll once the limit has moved.
   uint64_t capped_at() const { return capped_at_; }
 
  private:
   Status Pump(std::vector<Message>* out);
+  Status ReceiveOne(const Message& in, std::vector<Message>* out);
+  Status PollOne(std::vector<Message>* out);
   void Send(DeltaBatch batch, std::vector<Message>* out);  // from our cursor to its
   void Rehold();
   // Starts sending page.large in pieces, copied from the store into a spool; or
@@ -436,6 +467,17 @@ class Session {
   CollectionFilter taken_;     // the collections this stream takes (both sides' policies)
   bool rolled_back_ = false;
   bool rebase_due_ = false;
+  // Comparing states: the peer sends Digests; ours (sent) and its (received); whether
+  // this session's rebase is a repair.
+  bool peer_digests_ = false;
+  bool digests_sent_ = false;
+  std::optional<Digests> our_digests_, peer_digests_in_;
+  bool repair_due_ = false;
+  bool repairing_ = false;
+  bool Settled() const;  // complete(), but for Digests
+  Status SendDigests(std::vector<Message>* out);
+  // `end`: a difference ends the session (our Digests went out earlier).
+  Status CompareDigests(bool end);
   // A rebase asked for in this session: the peer's collected vector, and (hashed) the
   // key of every field state it sent since the start of its log; how many of ours lost
   // what it collected as its states were joined (Replica::RebaseOn).

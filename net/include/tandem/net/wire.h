@@ -44,9 +44,11 @@ inline constexpr uint32_t kFeatureExclusions = 32;
 inline constexpr uint32_t kFeatureCollectedIn = 64;
 // Reads BlobHead::later and BlobHead::ready (engine::Hello::blob_later).
 inline constexpr uint32_t kFeatureBlobLater = 128;
+// Digests (engine::Hello::digests).
+inline constexpr uint32_t kFeatureDigests = 256;
 inline constexpr uint32_t kWireFeatures = kFeatureColumns | kFeaturePieces | kFeatureBlobs |
                                           kFeatureColumns2 | kFeatureEarly | kFeatureExclusions |
-                                          kFeatureCollectedIn | kFeatureBlobLater;
+                                          kFeatureCollectedIn | kFeatureBlobLater | kFeatureDigests;
 
 struct EncodeOptions {
   uint32_t peer_features = 0;  // from the peer's Hello (DecodeMessage's *features)
