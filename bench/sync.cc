@@ -44,6 +44,11 @@ int main(int argc, char** argv) {
   LoadDataSet(**a, ds, rng);
 
   SyncPhase full = SyncOnce(**a, **b);
+  // Comparing states (a node's sessions now and then): one pass over every field state.
+  const double c0 = Now();
+  auto digests = (*b)->Digests();
+  Must(digests.status(), "digests");
+  const double compare_pass = Now() - c0;
 
   // Each side changes 1,000 different fields (A the even records, B the odd ones).
   uint64_t payload = 0;
@@ -77,6 +82,8 @@ int main(int argc, char** argv) {
               (unsigned long long)inc.fields);
   std::printf("  full sync %.0f fields/s; raw LMDB puts %.0f/s (ratio %.2f)\n", full_rate, raw_puts,
               full_rate / raw_puts);
+  std::printf("  comparing states: one pass over %d fields %.2f s (%.2f x the full sync)\n", total,
+              compare_pass, compare_pass / full.seconds);
   std::printf("  incremental: %llu bytes for %llu payload bytes (%.2f x); %.1f bytes per field\n",
               (unsigned long long)inc.bytes, (unsigned long long)payload,
               static_cast<double>(inc.bytes) / payload, static_cast<double>(inc.bytes) / 2000);
@@ -85,11 +92,12 @@ int main(int argc, char** argv) {
       "%llu, \"full_sync_bytes\": %llu, \"full_sync_fields_per_s\": %.0f, "
       "\"raw_lmdb_puts_per_s\": %.0f, \"ratio_full_sync_vs_lmdb\": %.3f, \"incremental_messages\": "
       "%llu, \"incremental_bytes\": %llu, \"changed_payload_bytes\": %llu, "
-      "\"ratio_incremental_bytes_vs_payload\": %.3f}\n",
+      "\"ratio_incremental_bytes_vs_payload\": %.3f, \"compare_pass_seconds\": %.3f, "
+      "\"ratio_compare_pass_vs_full_sync\": %.3f}\n",
       total, full.seconds, (unsigned long long)full.messages, (unsigned long long)full.bytes,
       full_rate, raw_puts, full_rate / raw_puts, (unsigned long long)inc.messages,
       (unsigned long long)inc.bytes, (unsigned long long)payload,
-      static_cast<double>(inc.bytes) / payload);
+      static_cast<double>(inc.bytes) / payload, compare_pass, compare_pass / full.seconds);
   a->reset();
   b->reset();
   std::filesystem::remove_all(base);

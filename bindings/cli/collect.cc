@@ -43,8 +43,12 @@ std::string ReportLine(const net::MemberHolding& h) {
 std::string RebaseNote(const Json& peer) {
   const uint64_t ours = peer.value("rebases", uint64_t{0});
   const uint64_t served = peer.value("rebases_served", uint64_t{0});
-  if (!ours && !served) return "";
-  return "  rebased " + std::to_string(ours) + ", served " + std::to_string(served);
+  const uint64_t differed = peer.value("states_differed", uint64_t{0});
+  std::string out;
+  if (ours || served)
+    out = "  rebased " + std::to_string(ours) + ", served " + std::to_string(served);
+  if (differed) out += "  data differed " + std::to_string(differed) + "x";
+  return out;
 }
 
 std::string BlobNote(const Json& peer) {

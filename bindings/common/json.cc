@@ -409,6 +409,8 @@ Json NodeSnapshotToJson(const net::NodeSnapshot& s) {
            {"fields_quarantined", p.fields_quarantined},
            {"rebases", p.rebases},
            {"rebases_served", p.rebases_served},
+           {"states_compared", p.states_compared},
+           {"states_differed", p.states_differed},
            {"blobs_received", p.blobs_received},
            {"blobs_sent", p.blobs_sent},
            {"blob_bytes_received", p.blob_bytes_received},

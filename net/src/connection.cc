@@ -302,6 +302,8 @@ void Conn::UpdateStatus() {
     status_->fields_quarantined += s.fields_quarantined - counted_.fields_quarantined;
     if (s.rebased && !counted_.rebased) ++status_->rebases;
     if (s.whole_sent && !counted_.whole_sent) ++status_->rebases_served;
+    if (s.states_compared && !counted_.states_compared) ++status_->states_compared;
+    if (!s.states_differ.empty() && counted_.states_differ.empty()) ++status_->states_differed;
     status_->blobs_received += s.blobs_received - counted_.blobs_received;
     status_->blobs_sent += s.blobs_sent - counted_.blobs_sent;
     status_->blob_bytes_received += s.blob_bytes_received - counted_.blob_bytes_received;

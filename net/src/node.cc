@@ -266,6 +266,8 @@ void Core::Unregister(const std::shared_ptr<Conn>& c) {
     merged.fields_quarantined += p.fields_quarantined;
     merged.rebases += p.rebases;
     merged.rebases_served += p.rebases_served;
+    merged.states_compared += p.states_compared;
+    merged.states_differed += p.states_differed;
     merged.blobs_received += p.blobs_received;
     merged.blobs_sent += p.blobs_sent;
     merged.blob_bytes_received += p.blob_bytes_received;
@@ -357,6 +359,8 @@ void Core::RefreshSnapshot(bool running) {
     to.fields_quarantined += from.fields_quarantined;
     to.rebases += from.rebases;
     to.rebases_served += from.rebases_served;
+    to.states_compared += from.states_compared;
+    to.states_differed += from.states_differed;
     to.blobs_received += from.blobs_received;
     to.blobs_sent += from.blobs_sent;
     to.blob_bytes_received += from.blob_bytes_received;

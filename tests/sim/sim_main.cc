@@ -612,6 +612,7 @@ class Sim {
     SessionOptions o;
     o.batch_fields = 1 + rng_() % 8;  // small batches: more interleavings
     o.window = 1 + rng_() % 3;
+    o.compare_states = true;  // at every session: what a lie made others skip is found
     // Now and then a connection that withholds every state needing pieces (as towards an
     // older peer): no one may claim such a state without holding it.
     if (limited) o.max_state_bytes = kMaxBatchBodyBound;

@@ -408,6 +408,12 @@ TEST(Sync, AClaimOfEventsNeverDeliveredDoesNotBecomeAWatermark) {
 // receiver's watermark takes the claim, and an honest replica that has the earlier
 // event skips it. Comparing states at equal version vectors finds what is missing, and
 // the next session rebases on the honest replica's whole state.
+SessionOptions Compare() {
+  SessionOptions o;
+  o.compare_states = true;
+  return o;
+}
+
 TEST(Sync, ALieTheDataCannotDisproveIsFoundByComparingStates) {
   Node a(1), liar(2), c(3), d(4);
   ASSERT_TRUE(c.replica.Put("products", "x", {{"price", Value{int64_t{5}}}}).ok());
@@ -432,7 +438,7 @@ TEST(Sync, ALieTheDataCannotDisproveIsFoundByComparingStates) {
   ASSERT_EQ(a.Vv(), d.Vv());
   // a's vector says it holds x; d does not send it, but the two compare their states.
   {
-    Link link(a, d);
+    Link link(a, d, Compare(), Compare());
     const Status st = link.Run();
     EXPECT_EQ(st.code(), Code::kBusy) << st.ToString();
     EXPECT_NE(st.message().find("differs in products"), std::string::npos) << st.ToString();
@@ -444,7 +450,7 @@ TEST(Sync, ALieTheDataCannotDisproveIsFoundByComparingStates) {
   // state (where the link ended before one side saw it, that side sees it next time).
   bool repaired = false;
   for (int i = 0; i < 2 && !a.replica.Get("products", "x").ok(); ++i) {
-    Link link(a, d);
+    Link link(a, d, Compare(), Compare());
     const Status st = link.Run();
     EXPECT_TRUE(st.ok() || st.code() == Code::kBusy) << st.ToString();
     repaired |= link.sa.stats().repaired;
@@ -455,7 +461,7 @@ TEST(Sync, ALieTheDataCannotDisproveIsFoundByComparingStates) {
   ASSERT_TRUE(x.ok());
   EXPECT_EQ(DebugString(x->fields.at("price").scalar), "5");
   // Repaired, the two compare equal: no further rebase.
-  Link again(a, d);
+  Link again(a, d, Compare(), Compare());
   ASSERT_TRUE(again.Run().ok());
   EXPECT_TRUE(again.sa.stats().states_compared);
   EXPECT_FALSE(again.sa.stats().rebased);
@@ -481,13 +487,13 @@ TEST(Sync, ADifferenceARepairLeftIsNotRepairedAgain) {
     ASSERT_TRUE(link.Run().ok());
   }
   ASSERT_TRUE(Link(d, c).Run().ok());
-  SessionOptions oa;
+  SessionOptions oa = Compare();
   oa.admit = [](const FieldDelta& dl, const FieldState*) {
     return dl.key.record == "x" ? Admission::kRefuse : Admission::kAccept;
   };
   int rebases = 0, busy = 0;
   for (int i = 0; i < 6; ++i) {
-    Link link(a, d, oa, {});
+    Link link(a, d, oa, Compare());
     const Status st = link.Run();
     if (!st.ok()) {
       EXPECT_EQ(st.code(), Code::kBusy) << st.ToString();

@@ -143,6 +143,10 @@ struct PeerSnapshot {
   // Rebases (docs/design.md#collection): sessions in which this replica, behind what the
   // peer collected, dropped what it removed; and in which the peer did so on ours.
   uint64_t rebases = 0, rebases_served = 0;
+  // Sessions that compared the two replicas' data (engine::Digests), and of those, the
+  // ones that found it different where their version vectors agree (each is repaired by a
+  // rebase, counted in `rebases`, unless a repair already left it so).
+  uint64_t states_compared = 0, states_differed = 0;
   // Blobs (docs/design.md#attachments) fetched from the peer and sent to it, whole, and
   // their bytes (chunks, including those of blobs not finished yet).
   uint64_t blobs_received = 0, blobs_sent = 0, blob_bytes_received = 0, blob_bytes_sent = 0;
