@@ -7,29 +7,51 @@
 
 namespace tandem::engine {
 
-std::array<uint8_t, 16> Replica::FieldDigest(const FieldKey& key, const FieldState& s) const {
+std::array<uint8_t, 16> Replica::FieldDigest(const FieldKey& key, const FieldState& s,
+                                             std::string* scratch) const {
   std::array<uint8_t, 16> out{};
   // What collection may remove at any moment holds nothing: replicas that collected it
   // and replicas that did not yet mean the same.
   if (Collectable(s, s.ctx)) return out;
-  // Its context narrowed to what its own operations name: two replicas that hold the
-  // same operations of a field hold the same data, whatever else each has seen. (The
-  // codec takes only a state whose dots and totals its context covers.)
-  FieldState held;
-  held.markers = s.markers;
-  held.elements = s.elements;
-  held.counter = s.counter;
-  held.counter_base = s.counter_base;
-  for (const auto& [dot, m] : held.markers) held.ctx.Raise(dot.replica, dot.seq);
-  for (const auto& [v, dots] : held.elements)
-    for (const auto& dot : dots) held.ctx.Raise(dot.replica, dot.seq);
-  for (const auto* totals : {&held.counter, &held.counter_base})
-    for (const auto& [r, t] : *totals) held.ctx.Raise(r, 1);
-  auto bytes = EncodeDelta(key, held);
-  // Else the state as it is (it cannot be sent either: nothing else has to match it).
-  if (!bytes.ok()) bytes = EncodeDelta(key, s);
-  if (!bytes.ok()) bytes = "unencodable " + key.Name();
-  const BlobHash h = Hash(*bytes);
+  // The key and the state's operations, in map order (the same on every replica), without
+  // its context: two replicas that hold the same operations of a field hold the same
+  // data, whatever else each has seen. Written straight from the state, nothing copied.
+  std::string local;
+  std::string& bytes = scratch ? *scratch : local;
+  bytes.clear();
+  Writer w(&bytes);
+  w.LengthPrefixed(key.collection);
+  w.LengthPrefixed(key.record);
+  w.LengthPrefixed(key.field);
+  auto id = [&](const ReplicaId& r) {
+    w.Raw(std::string_view(reinterpret_cast<const char*>(r.bytes.data()), r.bytes.size()));
+  };
+  w.Varint(s.markers.size());
+  for (const auto& [dot, m] : s.markers) {
+    id(dot.replica);
+    w.Varint(dot.seq);
+    w.Fixed64(m.hlc);
+    w.U8(static_cast<uint8_t>(m.kind));
+    EncodeValue(m.value, w);
+  }
+  w.Varint(s.elements.size());
+  for (const auto& [v, dots] : s.elements) {
+    EncodeValue(v, w);
+    w.Varint(dots.size());
+    for (const auto& dot : dots) {
+      id(dot.replica);
+      w.Varint(dot.seq);
+    }
+  }
+  for (const auto* totals : {&s.counter, &s.counter_base}) {
+    w.Varint(totals->size());
+    for (const auto& [r, t] : *totals) {
+      id(r);
+      w.Varint(t.pos);
+      w.Varint(t.neg);
+    }
+  }
+  const BlobHash h = Hash(bytes);
   std::memcpy(out.data(), h.data(), out.size());
   return out;
 }
@@ -66,13 +88,14 @@ Result<Replica::StateDigests> Replica::Digests() {
   for (const auto& c : collections) {
     std::array<uint8_t, 16> sum{};
     FieldKey key{c, "", ""};
+    std::string scratch;
     TANDEM_RETURN_IF_ERROR(txn->ScanRecords(
         c, "",
         [&](const std::string& id, RecordState& r) {
           key.record = id;
           for (const auto& [name, f] : r.fields) {
             key.field = name;
-            AddDigest(sum, FieldDigest(key, f));
+            AddDigest(sum, FieldDigest(key, f, &scratch));
           }
           return true;
         },

@@ -862,3 +862,50 @@ TEST(Sync, EachHeldStateIsKeptOnceHoweverOftenItComes) {
 
 }  // namespace
 }  // namespace tandem::engine
+
+namespace tandem::engine {
+namespace {
+
+// A field's share of the sums: its operations, whatever its context says it has seen;
+// nothing for a state that holds nothing (collection may remove it at any time).
+TEST(Digests, AFieldsShareIsItsOperationsAlone) {
+  Node n(1);
+  const FieldKey key{"products", "p1", "price"};
+  FieldState s;
+  ApplyPut(s, {Rid(1), 1}, MakeHlc(1700000000000, 0), Value{int64_t{5}});
+  const auto share = n.replica.FieldDigest(key, s);
+  EXPECT_NE(share, (std::array<uint8_t, 16>{}));
+  FieldState seen_more = s;
+  seen_more.ctx.Raise(Rid(2), 9);  // has seen more elsewhere, holds the same
+  EXPECT_EQ(n.replica.FieldDigest(key, seen_more), share);
+  EXPECT_NE(n.replica.FieldDigest({"products", "p2", "price"}, s), share);
+  FieldState other = s;
+  ApplyPut(other, {Rid(2), 1}, MakeHlc(1700000000001, 0), Value{int64_t{5}});
+  EXPECT_NE(n.replica.FieldDigest(key, other), share) << "another operation, the same value";
+  FieldState counted;
+  ApplyIncr(counted, {Rid(1), 2}, MakeHlc(1700000000002, 0), 3);
+  FieldState counted_more = counted;
+  ApplyIncr(counted_more, {Rid(1), 3}, MakeHlc(1700000000003, 0), 1);
+  EXPECT_NE(n.replica.FieldDigest(key, counted), n.replica.FieldDigest(key, counted_more));
+  FieldState gone = s;
+  ApplyDelete(gone, {Rid(1), 4});
+  EXPECT_EQ(n.replica.FieldDigest(key, gone), (std::array<uint8_t, 16>{}));
+
+  // Two replicas that synced agree; a write on one makes its collection's sum differ.
+  Node a(1), b(2);
+  Fill(a, "products", 20, "p");
+  Fill(b, "orders", 5, "o");
+  ASSERT_TRUE(Link(a, b).Run().ok());
+  auto da = a.replica.Digests(), db = b.replica.Digests();
+  ASSERT_TRUE(da.ok() && db.ok());
+  EXPECT_EQ(da->sums, db->sums);
+  EXPECT_EQ(da->sums.size(), 2u);
+  ASSERT_TRUE(a.replica.Put("products", "p3", {{"name", Value{std::string("new")}}}).ok());
+  auto again = a.replica.Digests();
+  ASSERT_TRUE(again.ok());
+  EXPECT_NE(again->sums.at("products"), db->sums.at("products"));
+  EXPECT_EQ(again->sums.at("orders"), db->sums.at("orders"));
+}
+
+}  // namespace
+}  // namespace tandem::engine

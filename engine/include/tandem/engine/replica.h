@@ -257,7 +257,8 @@ class Replica {
   // Anti-entropy (docs/design.md, Sync, "Comparing states"): what this replica's
   // field states mean, summed per collection, so that two replicas whose version vectors
   // are equal can tell whether they hold the same data. A field's share is the content
-  // hash of its key and state without its context (what it holds, not what it has seen),
+  // hash of its key and operations without its context (what it holds, not what it has
+  // seen; docs/protocol.md#comparing-states gives the bytes),
   // its first 16 bytes added as a 128-bit number; a state that holds nothing (a
   // tombstone without counter totals, which collection may remove at any time) adds
   // nothing. With the vector goes the log's hull (what the states written have seen): a
@@ -274,7 +275,9 @@ class Replica {
   };
   Result<StateDigests> Digests();
   // The share of one field (zero for one that holds nothing), and a sum's update.
-  std::array<uint8_t, 16> FieldDigest(const FieldKey& key, const FieldState& s) const;
+  // `scratch`, if given, is reused for the bytes hashed.
+  std::array<uint8_t, 16> FieldDigest(const FieldKey& key, const FieldState& s,
+                                      std::string* scratch = nullptr) const;
   static void AddDigest(std::array<uint8_t, 16>& sum, const std::array<uint8_t, 16>& add);
   // Peers whose state differed from this replica's at equal version vectors: the next
   // session with each asks for its whole state (a rebase), once per such difference.
