@@ -53,6 +53,7 @@ struct Hello {
   # The sender's idle timeout in ms (0: unsaid, as from older builds): the receiver sends
   # keepalives at least every third of it.
   idleTimeoutMs @10 :UInt32;
+  compare @11 :Bool;  # the sender asks for a comparison of states (with feature bit 8)
 }
 
 struct CollectedIn {
@@ -163,4 +164,5 @@ struct Digests {
   collections @2 :List(Text);  # ascending, no duplicates
   sums @3 :Data;               # 16 bytes per collection, none all zero
   hull @4 :VersionVector;      # what the sender's written field states have seen
+  repair @5 :Bool;             # the sender saw a difference: the receiver ends the session
 }

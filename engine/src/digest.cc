@@ -107,10 +107,11 @@ Result<Replica::StateDigests> Replica::Digests() {
   return out;
 }
 
-bool Replica::NoteDifference(const ReplicaId& peer, const VersionVector& vv) {
+bool Replica::NoteDifference(const ReplicaId& peer, const Difference& differ) {
   std::lock_guard<std::mutex> lock(digests_mu_);
-  auto it = repaired_at_.find(peer);
-  if (it != repaired_at_.end() && it->second == vv) return false;
+  auto [it, fresh] = differed_.emplace(peer, differ);
+  if (!fresh && it->second == differ) return false;
+  it->second = differ;
   repair_due_.insert(peer);
   return true;
 }
@@ -120,10 +121,9 @@ bool Replica::RepairDue(const ReplicaId* peer) {
   return peer ? repair_due_.count(*peer) > 0 : !repair_due_.empty();
 }
 
-void Replica::Repaired(const ReplicaId& peer, const VersionVector& vv) {
+bool Replica::TakeRepair(const ReplicaId& peer) {
   std::lock_guard<std::mutex> lock(digests_mu_);
-  repair_due_.erase(peer);
-  repaired_at_[peer] = vv;
+  return repair_due_.erase(peer) > 0;
 }
 
 }  // namespace tandem::engine

@@ -34,6 +34,7 @@ Status Session::Start(std::vector<Message>* out) {
   hello.blobs = true;
   hello.blob_later = true;
   hello.digests = true;
+  hello.compare = opt_.compare_states;
   TANDEM_ASSIGN_OR_RETURN(hello.collected, replica_.Collected(&collected_in_));
   collected_ = hello.collected;
   for (const auto& [collection, vv] : collected_in_)
@@ -120,6 +121,7 @@ Status Session::ReceiveOne(const Message& in, std::vector<Message>* out) {
     peer_blobs_ = h->blobs;
     peer_blob_later_ = h->blobs && h->blob_later;
     peer_digests_ = h->digests;
+    peer_asks_compare_ = h->digests && h->compare;
     peer_collected_ = h->collected;
     // Ask for what we lack: our version vector, and where we left off in its log.
     taken_ = CollectionFilter::Both(peer_send_, opt_.accept);
@@ -138,12 +140,16 @@ Status Session::ReceiveOne(const Message& in, std::vector<Message>* out) {
       // The peer collected deletions we have not all seen: we may hold what it removed.
       // Its whole state, from the start, shows which fields it holds at all.
       // Or our state and the peer's differed at equal version vectors (Digests): its
-      // whole state mends what ours lacks.
-      repairing_ = replica_.RepairDue(&*peer_);
-      if (repairing_ || !Absorbed(meta, h->collected) ||
-          !AbsorbedIn(meta, collected_in_, h->collected_in)) {
-        rebase_ = h->collected;
-        rebase_in_ = h->collected_in;
+      // whole state mends what ours lacks. That alone drops nothing: the peer's collected
+      // vector is what such a difference puts in doubt (a lie it took may have made it
+      // collect what it never held), so it is not taken as proof of what it removed.
+      repairing_ = replica_.TakeRepair(*peer_);
+      const bool collected_due =
+          !Absorbed(meta, h->collected) || !AbsorbedIn(meta, collected_in_, h->collected_in);
+      if (collected_due || repairing_) {
+        repair_only_ = !collected_due;
+        rebase_ = repair_only_ ? VersionVector() : h->collected;
+        rebase_in_ = repair_only_ ? ReadTxn::CollectedIn() : h->collected_in;
         for (auto& [collection, vv] : rebase_in_) vv.Merge(*rebase_);
         rebase_keys_.clear();
         rebase_dropped_ = 0;
@@ -203,7 +209,8 @@ Status Session::ReceiveOne(const Message& in, std::vector<Message>* out) {
     // drops that too; else the entries that moved past its Hello's vector are held back
     // as a vector left aside is (below), so that this replica's vector does not cover
     // what the peer collected and the next session rebases on it.
-    if (rebase_) {
+    const bool dropping = rebase_ && !repair_only_;
+    if (dropping) {
       rebase_->Merge(c->collected);
       for (auto& [collection, vv] : rebase_in_) vv.Merge(c->collected);
     }
@@ -214,9 +221,9 @@ Status Session::ReceiveOne(const Message& in, std::vector<Message>* out) {
     // everywhere (SessionOptions::peer_writes_everywhere).
     const bool take_collected =
         rebase_ && merge && (!opt_.peer_writes_everywhere || opt_.peer_writes_everywhere());
-    if (rebase_ && !take_collected) left_aside_ = *rebase_;
+    if (dropping && !take_collected) left_aside_ = *rebase_;
     bool moved = false;
-    if (!rebase_)
+    if (!dropping)
       for (const auto& [r, n] : c->collected.entries())
         if (n > peer_collected_.Get(r)) {
           if (!left_aside_) left_aside_.emplace();
@@ -268,7 +275,11 @@ Status Session::ReceiveOne(const Message& in, std::vector<Message>* out) {
     // A rebase: the peer's whole state has arrived; what it collected and we still hold
     // outside the fields it sent goes, before the watermark merges (a rebase cut short
     // is done again at the next session).
-    if (rebase_) {
+    if (rebase_ && repair_only_) {
+      stats_.rebased = true;  // the whole state joined in; nothing to drop
+      rebase_.reset();
+      rebase_keys_.clear();
+    } else if (rebase_) {
       TANDEM_ASSIGN_OR_RETURN(
           stats_.rebased_fields,
           replica_.Rebase(*rebase_, take_collected, rebase_keys_,
@@ -299,10 +310,6 @@ Status Session::ReceiveOne(const Message& in, std::vector<Message>* out) {
         left_aside_ ? &*left_aside_ : nullptr, absorbing ? &*absorbing : nullptr));
     if (rekeyed) return RolledBack();
     if (repairing_ && stats_.rebased) {
-      // What a later comparison at this vector finds different, a whole exchange does
-      // not mend: it is not repaired again (Replica::NoteDifference).
-      TANDEM_ASSIGN_OR_RETURN(const ReplicaMeta now, replica_.Meta());
-      replica_.Repaired(*peer_, now.vv);
       repairing_ = false;
       stats_.repaired = true;
     }
@@ -633,19 +640,24 @@ Status Session::Poll(std::vector<Message>* out) {
 Status Session::SendDigests(std::vector<Message>* out) {
   if (digests_sent_ || !peer_digests_ || !Settled()) return Status::Ok();
   // Each side holds what the other had. Only where nothing was left out or refused
-  // either way, and no rebase is under way, do the two states have to agree where their
-  // vectors do.
+  // either way do the two states have to agree where their vectors do.
   digests_sent_ = true;
-  Digests ours;
-  if (opt_.compare_states && !filtered_in_ && !filtered_any_ && !refused_any_ && !judged_out_ &&
-      !rebase_ && withheld_.empty() && !stats_.fields_withheld &&
+  our_digests_.emplace();
+  if ((opt_.compare_states || peer_asks_compare_) && !filtered_in_ && !filtered_any_ &&
+      !refused_any_ && !judged_out_ && withheld_.empty() && !stats_.fields_withheld &&
       CollectionFilter::Both(opt_.send, peer_accept_).Everything()) {
     TANDEM_ASSIGN_OR_RETURN(Replica::StateDigests d, replica_.Digests());
-    if (d.exact) ours = Digests{true, std::move(d.vv), std::move(d.hull), std::move(d.sums)};
+    // Within a frame (a replica of many thousand collections or replicas says nothing).
+    size_t bytes = 32 * (d.vv.entries().size() + d.hull.entries().size());
+    for (const auto& [c, sum] : d.sums) bytes += c.size() + 24;
+    if (d.exact && bytes <= kMaxBatchBodyBound)
+      our_digests_ = Digests{true, std::move(d.vv), std::move(d.hull), false, std::move(d.sums)};
   }
-  out->emplace_back(std::in_place_type<Digests>, ours);
-  our_digests_ = std::move(ours);
-  return CompareDigests(false);
+  TANDEM_RETURN_IF_ERROR(CompareDigests(false));
+  // Seen here first: the peer ends the session, whether it noted the difference or not.
+  our_digests_->repair = repair_due_;
+  out->emplace_back(std::in_place_type<Digests>, *our_digests_);
+  return Status::Ok();
 }
 
 Status Session::CompareDigests(bool end) {
@@ -668,10 +680,20 @@ Status Session::CompareDigests(bool end) {
   if (stats_.states_differ.empty()) return Status::Ok();
   // Noted once per difference: one that the last repair with this peer left as it was
   // is not repaired again.
-  if (!replica_.NoteDifference(*peer_, ours.vv)) return Status::Ok();
+  Replica::Difference differ;
+  for (const auto& c : stats_.states_differ) {
+    auto a = ours.sums.find(c), b = theirs.sums.find(c);
+    differ[c] = {a == ours.sums.end() ? std::array<uint8_t, 16>{} : a->second,
+                 b == theirs.sums.end() ? std::array<uint8_t, 16>{} : b->second};
+  }
+  const bool noted = replica_.NoteDifference(*peer_, differ);
+  // Our Digests goes out after this: the peer ends the session once it sees the difference.
+  if (!end) {
+    repair_due_ = noted;
+    return Status::Ok();
+  }
+  if (!noted && !theirs.repair) return Status::Ok();
   repair_due_ = true;
-  // Our Digests goes out now: the peer ends the session once it sees the difference.
-  if (!end) return Status::Ok();
   std::string list;
   for (const auto& c : stats_.states_differ) list += (list.empty() ? "" : ", ") + c;
   return Status::Busy(

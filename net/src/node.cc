@@ -144,22 +144,9 @@ engine::CollectionFilter Core::ReadableBy(const Key32& peer) {
   return out;
 }
 
-bool Core::CompareNow(const Key32& peer) {
-  if (opt_.compare_interval_s < 0) return false;
-  const auto now = std::chrono::steady_clock::now();
-  std::lock_guard lock(compared_mu_);
-  auto [it, first] = compared_.emplace(peer, now);
-  if (first || now - it->second >= std::chrono::seconds(opt_.compare_interval_s)) {
-    it->second = now;
-    return true;
-  }
-  return false;
-}
-
 engine::SessionOptions Core::SessionOptionsFor(const Key32& peer,
                                                const engine::CollectionFilter& reads) {
   engine::SessionOptions so;
-  so.compare_states = CompareNow(peer);
   // Only what it may read, named alike by every member (the group's permits), so that
   // every peer sends it the same collections whichever it holds (what it bore out of one
   // session then holds for the next: docs/design.md#collection).
@@ -182,14 +169,24 @@ engine::SessionOptions Core::SessionOptionsFor(const Key32& peer,
   // peer's device we synced with last, or, when we never did, from the start of the log
   // of whichever it is (a copy or a restore gives a device new ids; the peer takes the
   // request only if it is the replica named).
+  uint64_t last = 0;  // the last session with the device that caught up
   if (auto known = ReplicasOf(replica_, DeviceId(peer)); known.ok()) {
     so.early_request = true;
-    uint64_t last = 0;
     for (const auto& id : *known)
       if (auto ps = replica_.Peer(id); ps.ok() && ps->last_sync_ms > last) {
         last = ps->last_sync_ms;
         so.expect = id;
       }
+  }
+  // Ask for a comparison of states at the first session with the device in each interval
+  // of the wall clock (by when the last one caught up, which the replica keeps: a
+  // one-shot sync every few minutes asks once an interval too). Either side's asking is
+  // enough, and both sides' intervals start at the same moments.
+  if (opt_.compare_interval_s == 0) {
+    so.compare_states = true;
+  } else if (opt_.compare_interval_s > 0) {
+    const uint64_t every = static_cast<uint64_t>(opt_.compare_interval_s) * 1000;
+    so.compare_states = last == 0 || WallMs() / every != last / every;
   }
   // A revoked device's values after its cutoff are refused, from whoever relays them.
   so.revoked = [this] {

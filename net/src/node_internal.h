@@ -396,10 +396,7 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   // (SessionOptions::send_upto), so a revocation or permission that lands with data after
   // it ends the session (CheckTrust) before that data goes.
   std::atomic<uint64_t> trusted_upto_{0};
-  // When sessions with each device last compared states (NodeOptions::compare_interval_s).
-  std::mutex compared_mu_;
-  std::map<Key32, std::chrono::steady_clock::time_point> compared_;
-  bool CompareNow(const Key32& peer);
+
   WriteLimits limits_;
   uint64_t limits_upto_ = 0;    // how far the log was when cutoffs_ and limits_ were read
   Authority limits_authority_;  // and the authority they were read under

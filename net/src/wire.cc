@@ -225,6 +225,7 @@ Result<std::string> EncodeMessage(const Message& m, const EncodeOptions& opt) {
                   (h->blob_later ? kFeatureBlobLater : 0) | (h->digests ? kFeatureDigests : 0));
     SetVv(w.initCollected(), h->collected);
     w.setIdleTimeoutMs(h->idle_timeout_ms);
+    w.setCompare(h->digests && h->compare);
     if (!h->collected_in.empty()) {
       auto list = w.initCollectedIn(static_cast<unsigned>(h->collected_in.size()));
       unsigned i = 0;
@@ -273,6 +274,7 @@ Result<std::string> EncodeMessage(const Message& m, const EncodeOptions& opt) {
     if (dg->comparable) {
       SetVv(w.initVv(), dg->vv);
       SetVv(w.initHull(), dg->hull);
+      w.setRepair(dg->repair);
       auto names = w.initCollections(static_cast<unsigned>(dg->sums.size()));
       std::string sums;
       unsigned i = 0;
@@ -375,6 +377,7 @@ Result<Message> DecodeMessage(std::string_view bytes, uint32_t* features) {
         h.reads_collected_in = r.getFeatures() & kFeatureCollectedIn;
         h.blob_later = r.getFeatures() & kFeatureBlobLater;
         h.digests = r.getFeatures() & kFeatureDigests;
+        h.compare = h.digests && r.getCompare();
         h.idle_timeout_ms = r.getIdleTimeoutMs();
         if (r.hasEarly()) {
           h.early = ReadRequest(r.getEarly(), c);
@@ -550,6 +553,7 @@ Result<Message> DecodeMessage(std::string_view bytes, uint32_t* features) {
         if (!m.comparable) return Message{std::move(m)};
         m.vv = ReadVv(r.getVv(), c);
         m.hull = ReadVv(r.getHull(), c);
+        m.repair = r.getRepair();
         auto names = r.getCollections();
         auto sums = r.getSums();
         if (sums.size() != size_t{names.size()} * 16)

@@ -414,9 +414,10 @@ TEST_F(Net, OneShotSyncsWithALiveDaemonEndWithoutErrors) {
   })) << peers.dump();
   EXPECT_EQ(peers[0]["errors"], 0) << peers.dump();
   EXPECT_EQ(sa->log().find("ended the session before"), std::string::npos) << sa->log();
-  // The daemon compared the two replicas' data at its first session with b (each one-shot
-  // process offered to), and not again within the hour; they agreed.
-  EXPECT_EQ(peers[0]["states_compared"], 1) << peers.dump();
+  // The two compared their data at their first session, and not again within the hour
+  // (twice if the syncs straddle the turn of an hour); they agreed.
+  EXPECT_GE(peers[0]["states_compared"], 1) << peers.dump();
+  EXPECT_LE(peers[0]["states_compared"], 2) << peers.dump();
   EXPECT_EQ(peers[0]["states_differed"], 0) << peers.dump();
 }
 

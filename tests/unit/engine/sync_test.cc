@@ -909,3 +909,49 @@ TEST(Digests, AFieldsShareIsItsOperationsAlone) {
 
 }  // namespace
 }  // namespace tandem::engine
+
+namespace tandem::engine {
+namespace {
+
+// A repair takes the peer's whole state in and drops nothing of ours: where states
+// differ at equal version vectors, the peer's collected vector is in doubt too (a lie it
+// took may have let it collect what it never held), so what it covers and did not send
+// is no proof that the peer removed it.
+TEST(Sync, ARepairDropsNothingThePeersCollectedVectorCovers) {
+  Node a(1), b(2), c(3);
+  ASSERT_TRUE(c.replica.Put("products", "f", {{"price", Value{int64_t{5}}}}).ok());
+  ASSERT_TRUE(Link(a, c).Run().ok());
+  ASSERT_TRUE(c.replica.Put("products", "g", {{"price", Value{int64_t{6}}}}).ok());
+  ASSERT_TRUE(Link(a, c).Run().ok());
+  // b holds only g, claims c's events, and has collected what c:1 was.
+  auto g = c.replica.GetState("products", "g");
+  ASSERT_TRUE(g.ok());
+  size_t changed = 0;
+  ASSERT_TRUE(
+      b.replica.ApplyDeltas({{{"products", "g", "price"}, g->fields.at("price")}}, &changed).ok());
+  ASSERT_TRUE(b.replica.MergeVersionVector(a.Vv()).ok());
+  ASSERT_TRUE(a.replica.MergeVersionVector(b.Vv()).ok());
+  {
+    auto txn = b.replica.store().BeginWrite();
+    ASSERT_TRUE(txn.ok());
+    VersionVector collected;
+    collected.Raise(Rid(3), 1);
+    ASSERT_TRUE((*txn)->PutCollected(collected).ok());
+    ASSERT_TRUE((*txn)->Commit().ok());
+  }
+  ASSERT_EQ(a.Vv(), b.Vv());
+  bool repaired = false;
+  for (int i = 0; i < 4; ++i) {
+    Link link(a, b, Compare(), Compare());
+    const Status st = link.Run();
+    EXPECT_TRUE(st.ok() || st.code() == Code::kBusy) << st.ToString();
+    repaired |= link.sa.stats().repaired;
+  }
+  EXPECT_TRUE(repaired);
+  auto f = a.replica.Get("products", "f");
+  ASSERT_TRUE(f.ok()) << "a repair dropped a value the peer never held";
+  EXPECT_EQ(DebugString(f->fields.at("price").scalar), "5");
+}
+
+}  // namespace
+}  // namespace tandem::engine

@@ -677,7 +677,8 @@ TEST(Wire, DigestsRoundTripAndForgedOnesAreRefused) {
   vv.Raise(Rid(1), 5);
   hull.Raise(Rid(1), 5);
   hull.Raise(Rid(4), 2);
-  Digests d{true, vv, hull, {{"orders", {}}, {"products", {}}}};
+  Digests d{true, vv, hull, false, {{"orders", {}}, {"products", {}}}};
+  d.repair = true;
   d.sums["orders"][0] = 1;
   d.sums["products"][15] = 0xff;
   EXPECT_EQ(EncodeMessage(d).status().code(), Code::kUnsupported)
@@ -691,8 +692,9 @@ TEST(Wire, DigestsRoundTripAndForgedOnesAreRefused) {
   EXPECT_EQ(g.vv, vv);
   EXPECT_EQ(g.hull, hull);
   EXPECT_EQ(g.sums, d.sums);
+  EXPECT_TRUE(g.repair);
   // Many collections (each name is read once: the decoder's traversal limit allows no more).
-  Digests many{true, vv, hull, {}};
+  Digests many{true, vv, hull, false, {}};
   for (int i = 0; i < 500; ++i) many.sums["c" + std::to_string(1000 + i)][3] = 7;
   auto m = DecodeMessage(EncodeMessage(many, to).value());
   ASSERT_TRUE(m.ok()) << m.status().ToString();
@@ -703,9 +705,11 @@ TEST(Wire, DigestsRoundTripAndForgedOnesAreRefused) {
   // The Hello says whether its sender takes them.
   Hello h = HelloOf({}, {}, true, vv);
   h.digests = true;
+  h.compare = true;
   auto hd = DecodeMessage(EncodeMessage(h).value());
   ASSERT_TRUE(hd.ok());
   EXPECT_TRUE(std::get<Hello>(*hd).digests);
+  EXPECT_TRUE(std::get<Hello>(*hd).compare);
   h.digests = false;
   EXPECT_FALSE(std::get<Hello>(DecodeMessage(EncodeMessage(h).value()).value()).digests);
 

@@ -280,14 +280,19 @@ class Replica {
                                       std::string* scratch = nullptr) const;
   static void AddDigest(std::array<uint8_t, 16>& sum, const std::array<uint8_t, 16>& add);
   // Peers whose state differed from this replica's at equal version vectors: the next
-  // session with each asks for its whole state (a rebase), once per such difference.
-  // `vv`: this replica's vector when the difference was seen; a difference seen again at
-  // the vector a repair left (one a whole exchange does not mend) is not repaired again.
-  // Kept in memory: a restarted process finds a difference again at its next comparison.
-  bool NoteDifference(const ReplicaId& peer, const VersionVector& vv);
-  // With no peer: whether one is due with any.
+  // session with each takes its whole state in (a rebase that drops nothing), once per
+  // difference. `differ`: per collection that differed, our sum and the peer's; the same
+  // difference again (what the last repair with that peer left, a state one side holds
+  // and the other refuses for good, say) is not repaired again. Kept in memory: a
+  // restarted process finds a difference again at its next comparison.
+  using Difference =
+      std::map<std::string, std::pair<std::array<uint8_t, 16>, std::array<uint8_t, 16>>>;
+  bool NoteDifference(const ReplicaId& peer, const Difference& differ);
+  // Whether a repair is due with `peer` (none: with any), and taking it: a session that
+  // rebases for it (whatever becomes of that session: a later comparison finds what is
+  // left).
   bool RepairDue(const ReplicaId* peer);
-  void Repaired(const ReplicaId& peer, const VersionVector& vv);
+  bool TakeRepair(const ReplicaId& peer);
   // Fields of the record in conflict (see IsConflict), with their siblings, winner first
   // (the winner by the collection's rules, see rules.h; else the latest).
   Result<std::vector<std::pair<std::string, std::vector<Sibling>>>> Conflicts(
@@ -637,7 +642,7 @@ class Replica {
   std::mutex digests_mu_;
   std::optional<std::pair<uint64_t, StateDigests>> digests_;  // at that log position
   std::set<ReplicaId> repair_due_;
-  std::map<ReplicaId, VersionVector> repaired_at_;
+  std::map<ReplicaId, Difference> differed_;
   std::mutex observers_mu_;
   uint64_t next_observer_ = 1;
   std::map<uint64_t, std::shared_ptr<std::function<void()>>> observers_;

@@ -94,8 +94,11 @@ struct Hello {
   bool blobs = false;  // this side takes part in blob transfer (BlobWant and the rest)
   // This side reads BlobHead::later and BlobHead::ready (unset by older builds).
   bool blob_later = false;
-  // This side sends and reads Digests (unset by older builds).
+  // This side sends and reads Digests (unset by older builds), and asks for a comparison
+  // in this session (SessionOptions::compare_states): the peer's Digests is then
+  // comparable too where it can be.
   bool digests = false;
+  bool compare = false;
   // The transport's idle timeout on this side, in ms (the transport sets it; 0: unsaid):
   // the peer sends keepalives often enough for it.
   uint32_t idle_timeout_ms = 0;
@@ -180,16 +183,19 @@ struct BlobAck {
 };
 // Comparing states (docs/design.md, Sync, "Comparing states"): once a session has done
 // its job (Session::complete, but for this), each side sends one Digests, to a peer whose
-// Hello offered them. It is comparable where the session took and sent everything and
-// refused nothing: then it says what its states mean per collection (Replica::Digests).
-// At equal version vectors and hulls, different sums show that one side lacks what its vector
-// claims (a peer claimed events it never delivered, say): the side that sees it last ends the
-// session (kBusy, Session::sync_again), and the next session between the two rebases on the peer's
-// whole state, on each side.
+// Hello offered them. It is comparable where either side asked for a comparison
+// (Hello::compare), the session took and sent everything and refused nothing: then it
+// says what its states mean per collection (Replica::Digests). At equal version vectors
+// and hulls, different sums show that one side lacks what its vector claims (a peer
+// claimed events it never delivered, say): the session ends (kBusy, Session::sync_again)
+// and the next session between the two takes the peer's whole state in, on each side
+// that saw the difference (`repair`: the sender did, so the receiver ends the session
+// even where it did not).
 struct Digests {
   bool comparable = false;  // else nothing below is said
   VersionVector vv;
-  VersionVector hull;  // what the field states written have seen (ReadTxn::GetLogHull)
+  VersionVector hull;   // what the field states written have seen (ReadTxn::GetLogHull)
+  bool repair = false;  // the sender saw a difference and takes the peer's whole state next
   std::map<std::string, std::array<uint8_t, 16>> sums;  // ascending, none zero
 };
 using Message = std::variant<Hello, SyncRequest, DeltaBatch, CaughtUp, Ack, BlobWant, BlobHead,
@@ -256,10 +262,10 @@ struct SessionOptions {
   ReplicaId expect = {};
   // The largest field state sent (encoded; at most kMaxPieceTotal, lower for tests).
   size_t max_state_bytes = kMaxPieceTotal;
-  // Compare states with the peer once caught up (Digests): a pass over every field state
-  // here, unless nothing changed since the last one (`make bench BENCH=sync` prints its
-  // cost), so a node does it now and then (NodeOptions::compare_interval_s). Off, this
-  // side's Digests says it is not comparable.
+  // Ask for a comparison of states once caught up (Digests): a pass over every field
+  // state on each side, unless nothing changed since the last one (`make bench
+  // BENCH=sync` prints its cost), so a node asks now and then
+  // (NodeOptions::compare_interval_s). Off, this side still compares if the peer asks.
   bool compare_states = false;
 };
 
@@ -472,6 +478,8 @@ class Session {
   // Comparing states: the peer sends Digests; ours (sent) and its (received); whether
   // this session's rebase is a repair.
   bool peer_digests_ = false;
+  bool peer_asks_compare_ = false;
+  bool repair_only_ = false;  // this session's rebase only takes the peer's whole state in
   bool digests_sent_ = false;
   std::optional<Digests> our_digests_, peer_digests_in_;
   bool repair_due_ = false;

@@ -83,9 +83,10 @@ struct NodeOptions {
   int report_interval_s = 600;
   uint64_t horizon_ms = 30ull * 24 * 3600 * 1000;
   // Sessions compare what the two replicas hold once caught up (engine::Digests: a pass
-  // over every field state when something changed since the last): the first session
-  // with each device does, then one at most every this many seconds (0: every session;
-  // negative: never). A difference found is repaired at once (docs/design.md, Sync).
+  // over every field state when something changed since the last): this side asks at
+  // the first session with each device in each such interval of the wall clock (0: at
+  // every session; negative: never; the peer may still ask). A difference found is
+  // repaired at once (docs/design.md, Sync).
   int compare_interval_s = 3600;
   int keepalive_s = 15;        // an empty frame after this long without sending
   int stop_timeout_ms = 5000;  // Stop() waits at most this long for goodbyes
