@@ -403,35 +403,38 @@ TEST(Sync, AClaimOfEventsNeverDeliveredDoesNotBecomeAWatermark) {
   EXPECT_NE(a.Dump().find("products/c4"), std::string::npos);
 }
 
-// A liar that delivered one late event of a replica claims the earlier ones too: a
-// context shows that event exists, not that the liar holds its predecessors, so the
-// receiver's watermark takes the claim, and an honest replica that has the earlier
-// event skips it. Comparing states at equal version vectors finds what is missing, and
-// the next session rebases on the honest replica's whole state.
-SessionOptions Compare() {
-  SessionOptions o;
-  o.compare_states = true;
-  return o;
-}
-
-TEST(Sync, ALieTheDataCannotDisproveIsFoundByComparingStates) {
-  Node a(1), liar(2), c(3), d(4);
+// c writes x, then y; the liar holds only y (whose context covers x's event) and tells
+// a, in its CaughtUp, that it holds every event of c: a's watermark then claims x.
+void PlantLie(Node& a, Node& liar, Node& c) {
   ASSERT_TRUE(c.replica.Put("products", "x", {{"price", Value{int64_t{5}}}}).ok());
   ASSERT_TRUE(c.replica.Put("products", "y", {{"price", Value{int64_t{7}}}}).ok());
-  // The liar holds only c's later write (its context covers the earlier one).
   auto y = c.replica.GetState("products", "y");
   ASSERT_TRUE(y.ok());
   size_t changed = 0;
   ASSERT_TRUE(
       liar.replica.ApplyDeltas({{{"products", "y", "price"}, y->fields.at("price")}}, &changed)
           .ok());
-  {
-    Link link(a, liar);
-    link.from_b = [&](Message& m) {
-      if (auto* cu = std::get_if<CaughtUp>(&m)) cu->vv.Merge(c.Vv());
-    };
-    ASSERT_TRUE(link.Run().ok());
-  }
+  Link link(a, liar);
+  link.from_b = [&](Message& m) {
+    if (auto* cu = std::get_if<CaughtUp>(&m)) cu->vv.Merge(c.Vv());
+  };
+  ASSERT_TRUE(link.Run().ok());
+}
+
+SessionOptions Compare() {
+  SessionOptions o;
+  o.compare_states = true;
+  return o;
+}
+
+// A liar that delivered one late event of a replica claims the earlier ones too: a
+// context shows that event exists, not that the liar holds its predecessors, so the
+// receiver's watermark takes the claim, and an honest replica that has the earlier
+// event skips it. Comparing states at equal version vectors finds what is missing, and
+// the next session takes the honest replica's whole state in.
+TEST(Sync, ALieTheDataCannotDisproveIsFoundByComparingStates) {
+  Node a(1), liar(2), c(3), d(4);
+  ASSERT_NO_FATAL_FAILURE(PlantLie(a, liar, c));
   ASSERT_EQ(a.Vv().Get(Rid(3)), c.Vv().Get(Rid(3))) << "the lie is within what the data shows";
   ASSERT_FALSE(a.replica.Get("products", "x").ok());
   ASSERT_TRUE(Link(d, c).Run().ok());
@@ -471,21 +474,7 @@ TEST(Sync, ALieTheDataCannotDisproveIsFoundByComparingStates) {
 // refuses once it comes) is repaired once, not at every session.
 TEST(Sync, ADifferenceARepairLeftIsNotRepairedAgain) {
   Node a(1), liar(2), c(3), d(4);
-  ASSERT_TRUE(c.replica.Put("products", "x", {{"price", Value{int64_t{5}}}}).ok());
-  ASSERT_TRUE(c.replica.Put("products", "y", {{"price", Value{int64_t{7}}}}).ok());
-  auto y = c.replica.GetState("products", "y");
-  ASSERT_TRUE(y.ok());
-  size_t changed = 0;
-  ASSERT_TRUE(
-      liar.replica.ApplyDeltas({{{"products", "y", "price"}, y->fields.at("price")}}, &changed)
-          .ok());
-  {
-    Link link(a, liar);
-    link.from_b = [&](Message& m) {
-      if (auto* cu = std::get_if<CaughtUp>(&m)) cu->vv.Merge(c.Vv());
-    };
-    ASSERT_TRUE(link.Run().ok());
-  }
+  ASSERT_NO_FATAL_FAILURE(PlantLie(a, liar, c));
   ASSERT_TRUE(Link(d, c).Run().ok());
   SessionOptions oa = Compare();
   oa.admit = [](const FieldDelta& dl, const FieldState*) {
