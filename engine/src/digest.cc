@@ -126,4 +126,9 @@ bool Replica::TakeRepair(const ReplicaId& peer) {
   return repair_due_.erase(peer) > 0;
 }
 
+void Replica::ForgetDifference(const ReplicaId& peer) {
+  std::lock_guard<std::mutex> lock(digests_mu_);
+  differed_.erase(peer);
+}
+
 }  // namespace tandem::engine

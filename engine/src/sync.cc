@@ -12,6 +12,12 @@ const char* MessageName(const Message& m) {
   return kNames[m.index()];
 }
 
+Session::~Session() {
+  // A repair that did not get the peer's whole state in: the next comparison that finds
+  // the difference asks for it again.
+  if (repairing_ && peer_) replica_.ForgetDifference(*peer_);
+}
+
 Session::Session(Replica& replica, SessionOptions options)
     : replica_(replica), opt_(std::move(options)) {
   // Zero limits would make Pump spin without ever filling a batch.
@@ -220,7 +226,7 @@ Status Session::ReceiveOne(const Message& in, std::vector<Message>* out) {
     // and would be dropped as collected when it came. Nor if the peer may not write
     // everywhere (SessionOptions::peer_writes_everywhere).
     const bool take_collected =
-        rebase_ && merge && (!opt_.peer_writes_everywhere || opt_.peer_writes_everywhere());
+        dropping && merge && (!opt_.peer_writes_everywhere || opt_.peer_writes_everywhere());
     if (dropping && !take_collected) left_aside_ = *rebase_;
     bool moved = false;
     if (!dropping)
@@ -247,7 +253,7 @@ Status Session::ReceiveOne(const Message& in, std::vector<Message>* out) {
     // the rebase dropped what it covers there, unless the peer may not write everywhere.
     const bool absorb = !merge && !refused_any_ && !judged_out_;
     const bool absorb_collected =
-        absorb && rebase_ && (!opt_.peer_writes_everywhere || opt_.peer_writes_everywhere());
+        absorb && dropping && (!opt_.peer_writes_everywhere || opt_.peer_writes_everywhere());
     VersionVector bore = peer_vv;
     // Nor events of third replicas the peer only claims: each entry is taken as far as
     // what we held already, or the states it delivered in this session, bear it out. A

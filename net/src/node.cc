@@ -182,11 +182,20 @@ engine::SessionOptions Core::SessionOptionsFor(const Key32& peer,
   // of the wall clock (by when the last one caught up, which the replica keeps: a
   // one-shot sync every few minutes asks once an interval too). Either side's asking is
   // enough, and both sides' intervals start at the same moments.
+  // A device none of whose replicas is known here (one of a group from before replicas
+  // were bound) is judged by when this process last asked it.
   if (opt_.compare_interval_s == 0) {
     so.compare_states = true;
   } else if (opt_.compare_interval_s > 0) {
     const uint64_t every = static_cast<uint64_t>(opt_.compare_interval_s) * 1000;
-    so.compare_states = last == 0 || WallMs() / every != last / every;
+    const uint64_t now = WallMs();
+    if (last == 0) {
+      std::lock_guard lock(compared_mu_);
+      auto [it, first] = asked_.emplace(peer, now);
+      last = first ? 0 : it->second;
+      it->second = now;
+    }
+    so.compare_states = last == 0 || now / every != last / every;
   }
   // A revoked device's values after its cutoff are refused, from whoever relays them.
   so.revoked = [this] {

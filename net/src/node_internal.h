@@ -396,6 +396,10 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   // (SessionOptions::send_upto), so a revocation or permission that lands with data after
   // it ends the session (CheckTrust) before that data goes.
   std::atomic<uint64_t> trusted_upto_{0};
+  // When this process last asked each device, of those with no known replica, for a
+  // comparison of states (SessionOptionsFor).
+  std::mutex compared_mu_;
+  std::map<Key32, uint64_t> asked_;
 
   WriteLimits limits_;
   uint64_t limits_upto_ = 0;    // how far the log was when cutoffs_ and limits_ were read

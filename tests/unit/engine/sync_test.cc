@@ -944,3 +944,34 @@ TEST(Sync, ARepairDropsNothingThePeersCollectedVectorCovers) {
 
 }  // namespace
 }  // namespace tandem::engine
+
+namespace tandem::engine {
+namespace {
+
+// A repair whose session is cut before the peer's whole state is in is not taken for
+// done: the next comparison finds the same difference and repairs it.
+TEST(Sync, ARepairCutShortIsDoneAgain) {
+  Node a(1), liar(2), c(3), d(4);
+  ASSERT_NO_FATAL_FAILURE(PlantLie(a, liar, c));
+  ASSERT_TRUE(Link(d, c).Run().ok());
+  // a has seen its data differ from d's (as a comparison would note it).
+  const Replica::Difference differ{{"products", {{1}, {2}}}};
+  ASSERT_TRUE(a.replica.NoteDifference(Rid(4), differ));
+  EXPECT_FALSE(a.replica.NoteDifference(Rid(4), differ)) << "noted once";
+  {
+    Link cut(a, d, Compare(), Compare());
+    ASSERT_TRUE(cut.Run(2).ok());  // the Hellos only: a asked for d's whole state
+    EXPECT_FALSE(a.replica.RepairDue(nullptr)) << "the session took the repair";
+  }
+  ASSERT_FALSE(a.replica.Get("products", "x").ok());
+  EXPECT_TRUE(a.replica.NoteDifference(Rid(4), differ)) << "a repair cut short is not done";
+  for (int i = 0; i < 3 && !a.replica.Get("products", "x").ok(); ++i) {
+    Link link(a, d, Compare(), Compare());
+    const Status st = link.Run();
+    EXPECT_TRUE(st.ok() || st.code() == Code::kBusy) << st.ToString();
+  }
+  EXPECT_TRUE(a.replica.Get("products", "x").ok());
+}
+
+}  // namespace
+}  // namespace tandem::engine

@@ -293,6 +293,8 @@ class Replica {
   // left).
   bool RepairDue(const ReplicaId* peer);
   bool TakeRepair(const ReplicaId& peer);
+  // The repair taken did not finish: the difference counts as new when seen again.
+  void ForgetDifference(const ReplicaId& peer);
   // Fields of the record in conflict (see IsConflict), with their siblings, winner first
   // (the winner by the collection's rules, see rules.h; else the latest).
   Result<std::vector<std::pair<std::string, std::vector<Sibling>>>> Conflicts(

@@ -295,6 +295,9 @@ struct SessionStats {
 class Session {
  public:
   Session(Replica& replica, SessionOptions options);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
 
   // The opening message.
   Status Start(std::vector<Message>* out);
