@@ -190,7 +190,7 @@ engine::SessionOptions Core::SessionOptionsFor(const Key32& peer,
     const uint64_t every = static_cast<uint64_t>(opt_.compare_interval_s) * 1000;
     const uint64_t now = WallMs();
     if (last == 0) {
-      std::lock_guard lock(compared_mu_);
+      std::lock_guard lock(asked_mu_);
       auto [it, first] = asked_.emplace(peer, now);
       last = first ? 0 : it->second;
       it->second = now;

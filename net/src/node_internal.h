@@ -398,7 +398,7 @@ struct Node::Core : std::enable_shared_from_this<Node::Core> {
   std::atomic<uint64_t> trusted_upto_{0};
   // When this process last asked each device, of those with no known replica, for a
   // comparison of states (SessionOptionsFor).
-  std::mutex compared_mu_;
+  std::mutex asked_mu_;
   std::map<Key32, uint64_t> asked_;
 
   WriteLimits limits_;

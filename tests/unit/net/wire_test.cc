@@ -570,22 +570,29 @@ TEST(Wire, ForgedPiecesAreRefused) {
 
 // Decodes a Hello built directly (as another build could send it): replica 3..3, send
 // and accept `all`, an empty collected vector, then whatever `fill` sets.
-Result<Message> DecodeRawHello(const std::function<void(wire::Hello::Builder)>& fill) {
+// An envelope whose body `fill` builds, decoded: messages no encoder would write.
+Result<Message> DecodeRaw(const std::function<void(wire::Envelope::Body::Builder)>& fill) {
   capnp::MallocMessageBuilder b;
   auto env = b.initRoot<wire::Envelope>();
   env.setVersion(kWireVersion);
-  auto w = env.initBody().initHello();
-  w.setProtocol(engine::kProtocolVersion);
-  std::array<uint8_t, 16> id{};
-  id.fill(3);
-  w.setReplica(capnp::Data::Reader(id.data(), id.size()));
-  w.initSend().setAll(true);
-  w.initAccept().setAll(true);
-  w.initCollected();
-  fill(w);
+  fill(env.initBody());
   auto words = capnp::messageToFlatArray(b);
   auto bytes = words.asBytes();
   return DecodeMessage(std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size()));
+}
+
+Result<Message> DecodeRawHello(const std::function<void(wire::Hello::Builder)>& fill) {
+  return DecodeRaw([&](wire::Envelope::Body::Builder body) {
+    auto w = body.initHello();
+    w.setProtocol(engine::kProtocolVersion);
+    std::array<uint8_t, 16> id{};
+    id.fill(3);
+    w.setReplica(capnp::Data::Reader(id.data(), id.size()));
+    w.initSend().setAll(true);
+    w.initAccept().setAll(true);
+    w.initCollected();
+    fill(w);
+  });
 }
 
 // A filter that leaves collections out goes only where a peer reads it so (sendFull, with
@@ -657,17 +664,13 @@ namespace tandem::net {
 namespace {
 
 Result<Message> DecodeRawDigests(const std::function<void(wire::Digests::Builder)>& fill) {
-  capnp::MallocMessageBuilder b;
-  auto env = b.initRoot<wire::Envelope>();
-  env.setVersion(kWireVersion);
-  auto w = env.initBody().initDigests();
-  w.setComparable(true);
-  w.initVv();
-  w.initHull();
-  fill(w);
-  auto words = capnp::messageToFlatArray(b);
-  auto bytes = words.asBytes();
-  return DecodeMessage(std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size()));
+  return DecodeRaw([&](wire::Envelope::Body::Builder body) {
+    auto w = body.initDigests();
+    w.setComparable(true);
+    w.initVv();
+    w.initHull();
+    fill(w);
+  });
 }
 
 // What a replica's states hold goes only to a peer that compares them, and a forged list
