@@ -135,7 +135,9 @@ int BlobCommands::Run() {
   auto& r = Inspect(dir);
   auto txn = Check(r.store().BeginRead());
   Check(txn->ScanBlobs(false, [&](const engine::BlobHash& h, const engine::BlobInfo& info) {
-    if (info.state == engine::BlobInfo::State::kPending) return true;
+    if (info.state == engine::BlobInfo::State::kPending ||
+        info.state == engine::BlobInfo::State::kState)
+      return true;
     const uint64_t chunks = engine::ChunkCount(info.size);
     const uint64_t have = info.complete() ? chunks : info.have;
     if (as_json) {

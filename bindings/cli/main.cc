@@ -521,7 +521,8 @@ int Main(int argc, char** argv) {
                            {"log_entries", rep.log_entries},
                            {"blobs", rep.blobs},
                            {"blob_bytes", rep.blob_bytes},
-                           {"refused_damaged", rep.refused_damaged}}));
+                           {"refused_damaged", rep.refused_damaged},
+                           {"fields_out_of_line", rep.fields_out_of_line}}));
       if (!intact.ok()) throw Exit{1, intact.message()};
       if (!root.ok()) throw Exit{1, root.message()};
     });

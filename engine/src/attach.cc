@@ -320,11 +320,13 @@ Result<std::optional<PieceProgress>> Replica::PiecesHeld(const ReplicaId& peer) 
 
 namespace {
 // The pieces held from a peer, then the last piece, handed out a chunk at a time, each
-// read in a read transaction of its own (a long one would hold up the map's growth).
+// read by `read` (in a read transaction of its own: a long one would hold up the map's
+// growth; or in the write transaction that applies them).
 class HeldPieces : public Reader::More {
  public:
-  HeldPieces(Store& store, ContentHash hash, std::vector<BlobHash> chunks, std::string_view last)
-      : store_(store), hash_(hash), chunks_(std::move(chunks)), last_(last) {
+  using ReadFn = std::function<Status(const BlobHash&, std::string*, bool*)>;
+  HeldPieces(ReadFn read, ContentHash hash, std::vector<BlobHash> chunks, std::string_view last)
+      : read_(std::move(read)), hash_(hash), chunks_(std::move(chunks)), last_(last) {
     Rewind();
   }
 
@@ -359,15 +361,14 @@ class HeldPieces : public Reader::More {
 
  private:
   Status Read(const BlobHash& h) {
-    TANDEM_ASSIGN_OR_RETURN(auto txn, store_.BeginRead());
     bool found = false;
-    TANDEM_RETURN_IF_ERROR(txn->GetChunk(h, &buf_, &found));
+    TANDEM_RETURN_IF_ERROR(read_(h, &buf_, &found));
     if (!found || buf_.size() != kBlobChunkBytes || HashOf(hash_, buf_) != h)
       return Status::Corrupt("a piece held is missing or damaged");
     return Status::Ok();
   }
 
-  Store& store_;
+  ReadFn read_;
   ContentHash hash_;
   std::vector<BlobHash> chunks_;
   std::string_view last_;
@@ -375,11 +376,16 @@ class HeldPieces : public Reader::More {
   std::string buf_;
   Status status_;
 };
+
+HeldPieces::ReadFn ReadEach(Store& store) {
+  return [&store](const BlobHash& h, std::string* out, bool* found) -> Status {
+    TANDEM_ASSIGN_OR_RETURN(auto txn, store.BeginRead());
+    return txn->GetChunk(h, out, found);
+  };
+}
 }  // namespace
 
-Result<std::pair<FieldKey, FieldState>> Replica::DecodePieces(const ReplicaId& peer, uint64_t held,
-                                                              std::string_view last,
-                                                              const BlobHash& digest) {
+Result<std::vector<BlobHash>> Replica::PieceChunks(const ReplicaId& peer, uint64_t held) {
   std::vector<BlobHash> chunks;
   if (held > 0) {  // none held: an entry left by another session is not these pieces
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
@@ -389,7 +395,14 @@ Result<std::pair<FieldKey, FieldState>> Replica::DecodePieces(const ReplicaId& p
   }
   if (chunks.size() * kBlobChunkBytes != held)
     return Status::Corrupt("the pieces held do not add up to what was recorded");
-  HeldPieces pieces(*store_, hash_, std::move(chunks), last);
+  return chunks;
+}
+
+Result<std::pair<FieldKey, FieldState>> Replica::DecodePieces(const ReplicaId& peer, uint64_t held,
+                                                              std::string_view last,
+                                                              const BlobHash& digest) {
+  TANDEM_ASSIGN_OR_RETURN(auto chunks, PieceChunks(peer, held));
+  HeldPieces pieces(ReadEach(*store_), hash_, std::move(chunks), last);
   // Pieces put together across sessions must be the state the peer hashed.
   if (digest != BlobHash{}) {
     const BlobHash got = hash_([&](std::string_view* part) { return pieces.Next(part); });
@@ -403,6 +416,69 @@ Result<std::pair<FieldKey, FieldState>> Replica::DecodePieces(const ReplicaId& p
   TANDEM_RETURN_IF_ERROR(pieces.status());
   if (!d.ok()) return d.status().With("field state in pieces");
   return d;
+}
+
+Result<FieldDelta> Replica::OutlinePieces(const ReplicaId& peer, uint64_t held,
+                                          std::string_view last, const BlobHash& digest) {
+  auto in = std::make_shared<StateInPieces>();
+  in->peer = peer;
+  in->last.assign(last);
+  TANDEM_ASSIGN_OR_RETURN(in->chunks, PieceChunks(peer, held));
+  HeldPieces pieces(ReadEach(*store_), hash_, in->chunks, in->last);
+  in->size = pieces.left();
+  // Hashed always: the hash names the stored state's chunks (PutInPieces).
+  in->content = hash_([&](std::string_view* part) { return pieces.Next(part); });
+  TANDEM_RETURN_IF_ERROR(pieces.status());
+  if (digest != BlobHash{} && in->content != digest)
+    return Status::Invalid("a field state in pieces does not match its digest");
+  pieces.Rewind();
+  Reader r({}, &pieces);
+  auto d = OutlineDelta(r);
+  TANDEM_RETURN_IF_ERROR(pieces.status());
+  if (!d.ok()) return d.status().With("field state in pieces");
+  in->header = d->header;
+  in->state_at = d->state_at;
+  return FieldDelta{std::move(d->key), std::move(d->outline), std::move(in)};
+}
+
+Status Replica::ReadInPieces(ReadTxn& txn, const StateInPieces& p, const StateItems& items) {
+  HeldPieces pieces([&txn](const BlobHash& h, std::string* out,
+                           bool* found) { return txn.GetChunk(h, out, found); },
+                    hash_, p.chunks, p.last);
+  Reader r({}, &pieces);
+  auto d = OutlineDelta(r, &items);
+  TANDEM_RETURN_IF_ERROR(pieces.status());
+  return d.status().With("field state in pieces");
+}
+
+Status Replica::PutInPieces(WriteTxn& txn, const FieldDelta& d, bool* stored) {
+  *stored = false;
+  const StateInPieces& p = *d.pieces;
+  // The pieces the outline was read from, still held.
+  if (!p.chunks.empty()) {
+    std::optional<BlobInfo> held;
+    TANDEM_RETURN_IF_ERROR(txn.GetBlob(PiecesKey(hash_, p.peer), &held));
+    if (!held || held->chunks.size() < p.chunks.size() ||
+        !std::equal(p.chunks.begin(), p.chunks.end(), held->chunks.begin()))
+      return Status::Ok();
+  }
+  BlobInfo info;
+  info.state = BlobInfo::State::kState;
+  info.size = p.size;
+  info.listed = true;
+  info.chunks = p.chunks;
+  if (!p.last.empty()) {
+    const BlobHash h = Hash(p.last);
+    TANDEM_RETURN_IF_ERROR(txn.PutChunk(h, p.last));
+    info.chunks.push_back(h);
+  }
+  info.have = info.chunks.size();
+  info.touched_ms = now_();
+  const BlobHash entry = HashOf(hash_, "tandem state " + HexOf(p.content));
+  TANDEM_RETURN_IF_ERROR(
+      txn.PutFieldOutOfLine(d.key, d.state.ctx, p.header, entry, p.state_at, stored));
+  if (*stored) TANDEM_RETURN_IF_ERROR(txn.PutBlob(entry, info));
+  return Status::Ok();
 }
 
 Status Replica::DropPieces(const ReplicaId& peer) {
@@ -492,6 +568,7 @@ Status Replica::CollectBlobs(const VersionVector& absorbed,
     std::vector<std::pair<BlobHash, std::optional<BlobInfo>>> changes;  // nullopt: remove
     Status bad;
     TANDEM_RETURN_IF_ERROR(txn->ScanBlobs(false, [&](const BlobHash& h, const BlobInfo& info) {
+      if (info.state == BlobInfo::State::kState) return true;  // goes with its field's value
       if (info.state == BlobInfo::State::kPending) {
         if (now > info.touched_ms + kPendingGraceMs) changes.emplace_back(h, std::nullopt);
         return true;

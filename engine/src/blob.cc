@@ -58,7 +58,7 @@ Result<BlobInfo> DecodeBlobInfo(std::string_view bytes) {
   BlobInfo info;
   if (r.U8() != 1) r.Fail("unknown blob entry version");
   const uint8_t state = r.U8();
-  if (state < 1 || state > 3) r.Fail("unknown blob state");
+  if (state < 1 || state > 4) r.Fail("unknown blob state");
   info.state = static_cast<BlobInfo::State>(state);
   info.size = r.Varint();
   if (info.size > kMaxBlobBytes) r.Fail("blob larger than the limit");
@@ -90,7 +90,8 @@ Result<BlobInfo> DecodeBlobInfo(std::string_view bytes) {
   if (r.ok() && r.remaining()) r.Fail("trailing bytes");
   if (r.ok() && info.state != BlobInfo::State::kWanted && !info.listed)
     r.Fail("a stored blob without its chunk list");
-  if (r.ok() && info.state == BlobInfo::State::kComplete && info.have != info.chunks.size())
+  if (r.ok() && (info.complete() || info.state == BlobInfo::State::kState) &&
+      info.have != info.chunks.size())
     r.Fail("a complete blob missing chunks");
   if (!r.ok()) return r.status().With("blob entry");
   return info;

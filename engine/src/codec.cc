@@ -7,6 +7,8 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <optional>
+#include <set>
 #include <span>
 #include <type_traits>
 
@@ -391,13 +393,16 @@ template <typename W>
   return true;
 }
 
-void DecodeTotals(Reader& r, CtxView ctx, std::map<ReplicaId, PnTotals>* out) {
+void DecodeTotals(Reader& r, CtxView ctx, std::map<ReplicaId, PnTotals>* out,
+                  bool ordered = false) {
   uint64_t n = r.Count(3);
   for (uint64_t i = 0; i < n && r.ok(); ++i) {
     uint64_t pos = r.Varint();
     PnTotals t{r.Varint(), r.Varint()};
     if (!r.ok()) return;
     if (pos >= ctx.size()) return r.Fail("counter names a replica outside the context");
+    if (ordered && !out->empty() && !(out->rbegin()->first < ctx[pos].first))
+      return r.Fail("counter totals not in canonical order");
     if (!t.pos && !t.neg) return r.Fail("zero counter totals");
     if (!out->emplace(ctx[pos].first, t).second) return r.Fail("duplicate counter entry");
   }
@@ -582,14 +587,17 @@ Result<StoredHead> ReadStoredHead(std::string_view state, const ReplicaTable& ta
   return StoredHead{static_cast<uint8_t>(state[0]), std::move(s.ctx), state.size() - r.remaining()};
 }
 
-FieldState DecodeFieldState(Reader& r, const ReplicaTable& table) {
-  FieldState s;
-  std::vector<CtxEntry> ctx;
-  uint8_t flags = 0;
-  ReadHead(r, table, s, ctx, &flags);
-  if (!r.ok()) return s;
-
+namespace {
+// The sections after the head, each marker and element handed to `marker` and `element`
+// as it is read. With `ordered`, every list must be in the order the encoder writes it
+// (markers by dot, elements by value, an element's dots and the totals ascending), which
+// also rules out duplicates; without, any order, and the callers refuse duplicates.
+template <typename OnMarker, typename OnElement>
+void ReadBody(Reader& r, CtxView ctx, uint8_t flags, FieldState& s, bool ordered,
+              OnMarker on_marker, OnElement on_element, const StateItems* items = nullptr) {
   uint64_t n = r.Count(4);
+  if (items && items->markers && r.ok()) items->markers(n);
+  std::optional<Dot> last_dot;
   for (uint64_t i = 0; i < n && r.ok(); ++i) {
     Dot d = DecodeDot(r, ctx);
     uint64_t ms = r.Varint();
@@ -607,25 +615,104 @@ FieldState DecodeFieldState(Reader& r, const ReplicaTable& table) {
       break;
     }
     if (m.kind == Kind::kRegister) m.value = DecodeValue(r);
-    if (r.ok() && !s.markers.emplace(d, std::move(m)).second) r.Fail("duplicate marker dot");
+    if (!r.ok()) break;
+    if (ordered && last_dot && !(*last_dot < d)) {
+      r.Fail("markers not in canonical order");
+      break;
+    }
+    last_dot = d;
+    on_marker(d, std::move(m));
   }
   n = flags & kHasElements ? r.Count(4) : 0;
   if (r.ok() && (flags & kHasElements) && n == 0) r.Fail("empty optional section");
+  if (items && items->elements && r.ok()) items->elements(n);
+  std::optional<Value> last_value;
   for (uint64_t i = 0; i < n && r.ok(); ++i) {
     Value v = DecodeValue(r);
     uint64_t nd = r.Count(2);
     if (r.ok() && nd == 0) r.Fail("set element without dots");
     std::set<Dot> dots;
-    for (uint64_t k = 0; k < nd && r.ok(); ++k)
-      if (!dots.insert(DecodeDot(r, ctx)).second) r.Fail("duplicate element dot");
-    if (r.ok() && !s.elements.emplace(std::move(v), std::move(dots)).second)
-      r.Fail("duplicate set element");
+    for (uint64_t k = 0; k < nd && r.ok(); ++k) {
+      const Dot d = DecodeDot(r, ctx);
+      if (!r.ok()) break;
+      if (!ordered) {
+        if (!dots.insert(d).second) r.Fail("duplicate element dot");
+      } else if (!dots.empty() && !(*dots.rbegin() < d)) {
+        r.Fail("dots not in canonical order");
+      } else {
+        dots.insert(dots.end(), d);
+      }
+    }
+    if (!r.ok()) break;
+    if (ordered && last_value && CompareValues(*last_value, v) >= 0) {
+      r.Fail("set elements not in canonical order");
+      break;
+    }
+    if (ordered) last_value = v;
+    on_element(std::move(v), std::move(dots));
   }
-  if (flags & kHasCounter) DecodeTotals(r, ctx, &s.counter);
-  if (flags & kHasBase) DecodeTotals(r, ctx, &s.counter_base);
+  if (flags & kHasCounter) DecodeTotals(r, ctx, &s.counter, ordered);
+  if (flags & kHasBase) DecodeTotals(r, ctx, &s.counter_base, ordered);
   if (r.ok() && (((flags & kHasCounter) && s.counter.empty()) ||
                  ((flags & kHasBase) && s.counter_base.empty())))
     r.Fail("empty optional section");
+}
+}  // namespace
+
+FieldState DecodeFieldState(Reader& r, const ReplicaTable& table) {
+  FieldState s;
+  std::vector<CtxEntry> ctx;
+  uint8_t flags = 0;
+  ReadHead(r, table, s, ctx, &flags);
+  if (!r.ok()) return s;
+  ReadBody(
+      r, ctx, flags, s, false,
+      [&](const Dot& d, Marker&& m) {
+        if (!s.markers.emplace(d, std::move(m)).second) r.Fail("duplicate marker dot");
+      },
+      [&](Value&& v, std::set<Dot>&& dots) {
+        if (!s.elements.emplace(std::move(v), std::move(dots)).second)
+          r.Fail("duplicate set element");
+      });
+  return s;
+}
+
+void ForEachItem(const FieldState& s, const StateItems& items) {
+  if (items.markers) items.markers(s.markers.size());
+  if (items.marker)
+    for (const auto& [d, m] : s.markers) items.marker(d, m);
+  if (items.elements) items.elements(s.elements.size());
+  if (items.element)
+    for (const auto& [v, dots] : s.elements) items.element(v, dots);
+}
+
+FieldState OutlineFieldState(Reader& r, const ReplicaTable& table, const StateItems* items,
+                             uint8_t* header, uint64_t* body_left) {
+  FieldState s;
+  std::vector<CtxEntry> ctx;
+  uint8_t flags = 0;
+  ReadHead(r, table, s, ctx, &flags);
+  if (!r.ok()) return s;
+  *header = static_cast<uint8_t>(kFieldFormatVersion << 4) | flags;
+  *body_left = r.remaining();
+  std::set<Dot> element_dots;
+  auto is_ref = [](const Value& v) { return std::holds_alternative<BlobRef>(v); };
+  ReadBody(
+      r, ctx, flags, s, true,
+      [&](const Dot& d, Marker&& m) {
+        if (items && items->marker) items->marker(d, m);
+        if (!is_ref(m.value)) m.value = Value{};
+        s.markers.emplace_hint(s.markers.end(), d, std::move(m));
+      },
+      [&](Value&& v, std::set<Dot>&& dots) {
+        if (items && items->element) items->element(v, dots);
+        if (is_ref(v))
+          s.elements.emplace(std::move(v), std::move(dots));
+        else
+          element_dots.merge(dots);
+      },
+      items);
+  if (!element_dots.empty()) s.elements[Value{}].merge(element_dots);
   return s;
 }
 

@@ -140,6 +140,26 @@ Result<std::pair<FieldKey, FieldState>> DecodeDelta(Reader& r) {
   return std::make_pair(std::move(key), std::move(s));
 }
 
+Result<DeltaOutline> OutlineDelta(Reader& r, const StateItems* items) {
+  const uint64_t total = r.remaining();
+  if (r.U8() != 1) r.Fail("unknown field delta version");
+  DeltaOutline out;
+  out.key = ReadKey(r);
+  VectorReplicaTable table;
+  uint64_t n = r.Count(16);
+  for (uint64_t i = 0; i < n && r.ok(); ++i) {
+    std::string_view raw = r.Raw(16);
+    if (r.ok()) table.IndexOf(ReplicaId::FromBytes(reinterpret_cast<const uint8_t*>(raw.data())));
+  }
+  if (r.ok() && table.ids().size() != n) r.Fail("duplicate replica in table");
+  uint64_t body_left = 0;
+  if (r.ok()) out.outline = OutlineFieldState(r, table, items, &out.header, &body_left);
+  if (r.ok() && r.remaining() != 0) r.Fail("trailing bytes");
+  if (!r.ok()) return r.status().With("field delta");
+  out.state_at = total - body_left;
+  return out;
+}
+
 Result<std::pair<FieldKey, FieldState>> DecodeDelta(std::string_view in) {
   Reader r(in);
   return DecodeDelta(r);

@@ -40,6 +40,7 @@ Status Replica::Sweep(const CollectionFilter& scope, size_t max_fields, const Sw
         }
         bool whole = true;
         Status bad;
+        const ReadTxn::OutlineFn outlined = [](const FieldKey&) {};
         TANDEM_RETURN_IF_ERROR(txn->ScanRecords(
             *c, next.after,
             [&](const std::string& id, RecordState& r) {
@@ -53,7 +54,7 @@ Status Replica::Sweep(const CollectionFilter& scope, size_t max_fields, const Sw
               whole = false;
               return false;
             },
-            fns.damaged ? &fns.damaged : nullptr));
+            fns.damaged ? &fns.damaged : nullptr, fns.outlines ? &outlined : nullptr));
         TANDEM_RETURN_IF_ERROR(bad);
         if (!whole) break;
         next.after.clear();
@@ -114,6 +115,7 @@ Status Replica::Collect(const VersionVector& absorbed, CollectStats* stats, size
   };
   std::vector<Gone> gone;
   SweepFns fns;
+  fns.outlines = true;
   fns.begin = [&](WriteTxn& txn) -> Status {
     step = CollectStats{};
     gone.clear();

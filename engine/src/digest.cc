@@ -1,58 +1,152 @@
 // Anti-entropy digests: what a replica's field states mean, summed per collection
 // (docs/design.md, Sync, "Comparing states").
 #include <cstring>
+#include <set>
 
 #include "tandem/engine/codec.h"
 #include "tandem/engine/replica.h"
 
 namespace tandem::engine {
 
+namespace {
+// The bytes a field's share is the hash of, written as they come. Past kSpill they go to
+// a spool (where the store has one), a part at a time, so that the share of a large state
+// costs no copy of it in memory beside the state (and none of it for a state read a piece
+// at a time, ReadTxn::ReadFieldItems).
+class DigestBytes {
+ public:
+  static constexpr size_t kSpill = 1 << 20;
+  // No store: in memory, whatever the size.
+  DigestBytes(Store* store, std::string* buf) : store_(store), buf_(*buf), w_(buf) { buf_.clear(); }
+  Writer& w() { return w_; }
+  void Key(const FieldKey& key) {
+    w_.LengthPrefixed(key.collection);
+    w_.LengthPrefixed(key.record);
+    w_.LengthPrefixed(key.field);
+  }
+  void Marker(const Dot& dot, const engine::Marker& m) {
+    Id(dot.replica);
+    w_.Varint(dot.seq);
+    w_.Fixed64(m.hlc);
+    w_.U8(static_cast<uint8_t>(m.kind));
+    EncodeValue(m.value, w_);
+    Spill();
+  }
+  void Element(const Value& v, const std::set<Dot>& dots) {
+    EncodeValue(v, w_);
+    w_.Varint(dots.size());
+    for (const auto& dot : dots) {
+      Id(dot.replica);
+      w_.Varint(dot.seq);
+    }
+    Spill();
+  }
+  void Totals(const std::map<ReplicaId, PnTotals>& totals) {
+    w_.Varint(totals.size());
+    for (const auto& [r, t] : totals) {
+      Id(r);
+      w_.Varint(t.pos);
+      w_.Varint(t.neg);
+    }
+  }
+  // False where a spool failed: the share means nothing.
+  bool ok() const { return ok_; }
+  std::array<uint8_t, 16> Hash(ContentHash hash) {
+    uint64_t at = 0;
+    bool tail = false;
+    std::string part;
+    const BlobHash h = hash([&](std::string_view* out) {
+      if (spool_ && at < spooled_) {
+        part.clear();
+        if (!spool_->Read(at, kBlobChunkBytes, &part).ok() || part.empty()) {
+          ok_ = false;
+          return false;
+        }
+        at += part.size();
+        *out = part;
+        return true;
+      }
+      if (tail) return false;
+      tail = true;
+      *out = buf_;
+      return true;
+    });
+    std::array<uint8_t, 16> out{};
+    std::memcpy(out.data(), h.data(), out.size());
+    return out;
+  }
+
+ private:
+  void Id(const ReplicaId& r) {
+    w_.Raw(std::string_view(reinterpret_cast<const char*>(r.bytes.data()), r.bytes.size()));
+  }
+  void Spill() {
+    if (buf_.size() < kSpill || !ok_ || !store_) return;
+    if (!spool_ && !tried_) {
+      tried_ = true;
+      auto s = store_->OpenSpool();
+      if (s.ok()) spool_ = std::move(*s);
+    }
+    if (!spool_) return;  // none: in memory, as it comes
+    if (!spool_->Append(buf_).ok()) {
+      ok_ = false;
+      return;
+    }
+    spooled_ += buf_.size();
+    buf_.clear();
+  }
+
+  Store* store_;
+  std::string& buf_;
+  Writer w_;
+  std::unique_ptr<Spool> spool_;
+  uint64_t spooled_ = 0;
+  bool tried_ = false, ok_ = true;
+};
+}  // namespace
+
 std::array<uint8_t, 16> Replica::FieldDigest(const FieldKey& key, const FieldState& s,
                                              std::string* scratch) const {
-  std::array<uint8_t, 16> out{};
   // What collection may remove at any moment holds nothing: replicas that collected it
   // and replicas that did not yet mean the same.
-  if (Collectable(s, s.ctx)) return out;
+  if (Collectable(s, s.ctx)) return {};
   // The key and the state's operations, in map order (the same on every replica), without
   // its context: two replicas that hold the same operations of a field hold the same
-  // data, whatever else each has seen. Written straight from the state, nothing copied.
+  // data, whatever else each has seen. Written straight from the state.
   std::string local;
-  std::string& bytes = scratch ? *scratch : local;
-  bytes.clear();
-  Writer w(&bytes);
-  w.LengthPrefixed(key.collection);
-  w.LengthPrefixed(key.record);
-  w.LengthPrefixed(key.field);
-  auto id = [&](const ReplicaId& r) {
-    w.Raw(std::string_view(reinterpret_cast<const char*>(r.bytes.data()), r.bytes.size()));
-  };
-  w.Varint(s.markers.size());
-  for (const auto& [dot, m] : s.markers) {
-    id(dot.replica);
-    w.Varint(dot.seq);
-    w.Fixed64(m.hlc);
-    w.U8(static_cast<uint8_t>(m.kind));
-    EncodeValue(m.value, w);
+  for (Store* spill : {store_.get(), static_cast<Store*>(nullptr)}) {
+    DigestBytes b(spill, scratch ? scratch : &local);
+    b.Key(key);
+    b.w().Varint(s.markers.size());
+    for (const auto& [dot, m] : s.markers) b.Marker(dot, m);
+    b.w().Varint(s.elements.size());
+    for (const auto& [v, dots] : s.elements) b.Element(v, dots);
+    b.Totals(s.counter);
+    b.Totals(s.counter_base);
+    auto out = b.Hash(hash_);
+    if (b.ok()) return out;  // else again in memory: a spool failed
   }
-  w.Varint(s.elements.size());
-  for (const auto& [v, dots] : s.elements) {
-    EncodeValue(v, w);
-    w.Varint(dots.size());
-    for (const auto& dot : dots) {
-      id(dot.replica);
-      w.Varint(dot.seq);
-    }
-  }
-  for (const auto* totals : {&s.counter, &s.counter_base}) {
-    w.Varint(totals->size());
-    for (const auto& [r, t] : *totals) {
-      id(r);
-      w.Varint(t.pos);
-      w.Varint(t.neg);
-    }
-  }
-  const BlobHash h = Hash(bytes);
-  std::memcpy(out.data(), h.data(), out.size());
+  return {};  // (never: in memory nothing fails)
+}
+
+Result<std::array<uint8_t, 16>> Replica::FieldDigestInPlace(ReadTxn& txn, const FieldKey& key,
+                                                            const FieldState& outline,
+                                                            std::string* scratch) const {
+  if (Collectable(outline, outline.ctx)) return std::array<uint8_t, 16>{};
+  // The same bytes, from the state as it is stored, a piece at a time.
+  std::string local;
+  DigestBytes b(store_.get(), scratch ? scratch : &local);
+  b.Key(key);
+  StateItems items;
+  items.markers = [&](uint64_t n) { b.w().Varint(n); };
+  items.marker = [&](const Dot& d, const Marker& m) { b.Marker(d, m); };
+  items.elements = [&](uint64_t n) { b.w().Varint(n); };
+  items.element = [&](const Value& v, const std::set<Dot>& dots) { b.Element(v, dots); };
+  TANDEM_RETURN_IF_ERROR(txn.ReadFieldItems(key, items));
+  b.Totals(outline.counter);
+  b.Totals(outline.counter_base);
+  auto out = b.Hash(hash_);
+  if (!b.ok()) return Status(Code::kIo, "the share of " + key.Name() + " could not be spooled");
   return out;
 }
 
@@ -89,17 +183,31 @@ Result<Replica::StateDigests> Replica::Digests() {
     std::array<uint8_t, 16> sum{};
     FieldKey key{c, "", ""};
     std::string scratch;
+    // A state stored out of line comes as its outline, its share read from where it lies.
+    std::set<FieldKey> outlined;
+    const ReadTxn::OutlineFn outlines = [&](const FieldKey& k) { outlined.insert(k); };
+    Status bad;
     TANDEM_RETURN_IF_ERROR(txn->ScanRecords(
         c, "",
         [&](const std::string& id, RecordState& r) {
           key.record = id;
           for (const auto& [name, f] : r.fields) {
             key.field = name;
-            AddDigest(sum, FieldDigest(key, f, &scratch));
+            if (!outlined.erase(key)) {
+              AddDigest(sum, FieldDigest(key, f, &scratch));
+              continue;
+            }
+            auto share = FieldDigestInPlace(*txn, key, f, &scratch);
+            if (!share.ok()) {
+              bad = share.status();
+              return false;
+            }
+            AddDigest(sum, *share);
           }
           return true;
         },
-        &damaged));
+        &damaged, &outlines));
+    TANDEM_RETURN_IF_ERROR(bad);
     if (sum != std::array<uint8_t, 16>{}) out.sums.emplace(c, sum);
   }
   std::lock_guard<std::mutex> lock(digests_mu_);

@@ -47,6 +47,13 @@ class MemoryReader {
     *out = std::move(s);
     return Status::Ok();
   }
+  Status ReadFieldItems(const FieldKey& key, const StateItems& items) {
+    std::optional<FieldState> s;
+    TANDEM_RETURN_IF_ERROR(GetField(key, &s));
+    if (!s) return Status::NotFound("no such field");
+    ForEachItem(*s, items);
+    return Status::Ok();
+  }
   Status GetRecord(std::string_view c, std::string_view r, RecordState* out, uint64_t* latest) {
     if (out) out->fields.clear();
     if (latest) *latest = 0;
@@ -61,8 +68,9 @@ class MemoryReader {
     return Status::Ok();
   }
   // Nothing is damaged here: `damaged` is never called.
+  // Nor is anything out of line: `outlines` is never called.
   Status ScanRecords(std::string_view c, std::string_view after, const ReadTxn::RecordFn& fn,
-                     const ReadTxn::DamagedFn* = nullptr) {
+                     const ReadTxn::DamagedFn* = nullptr, const ReadTxn::OutlineFn* = nullptr) {
     std::string prefix = std::string(c) + '\0';
     // The first key after every field of `after`: after \0 \xff... sorts past them.
     std::string start = prefix + std::string(after) + (after.empty() ? "" : std::string("\x01"));

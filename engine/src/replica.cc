@@ -456,6 +456,48 @@ Result<std::string> Replica::Judge(
   return std::string();
 }
 
+Result<std::string> Replica::JudgeInPieces(
+    WriteTxn& txn, const FieldDelta& d,
+    std::map<std::string, std::shared_ptr<const CollectionRules>>* rules) {
+  auto it = rules->find(d.key.collection);
+  if (it == rules->end()) {
+    TANDEM_ASSIGN_OR_RETURN(auto found, ReadRules(txn, d.key.collection));
+    it = rules->emplace(d.key.collection, std::move(found)).first;
+  }
+  if (!it->second) return std::string();
+  // As Judge, with no state here: every operation is new. The outline has every marker's
+  // timestamp; the values come a piece at a time.
+  const CollectionRules& r = *it->second;
+  const Hlc newest = d.state.MaxHlc();
+  std::string why;
+  StateItems items;
+  items.marker = [&](const Dot&, const Marker& m) {
+    if (!why.empty()) return;
+    if (Status st = r.CheckIncoming(d.key.field, m.kind, m.value, m.hlc, false); !st.ok())
+      why = st.message();
+  };
+  items.element = [&](const Value& element, const std::set<Dot>& dots) {
+    if (!why.empty()) return;
+    Hlc own = 0;
+    for (const auto& dot : dots)
+      if (auto m = d.state.markers.find(dot); m != d.state.markers.end())
+        own = std::max(own, m->second.hlc);
+    Status st = own ? r.CheckIncoming(d.key.field, Kind::kSet, element, own, false)
+                    : r.CheckIncoming(d.key.field, Kind::kSet, element, newest, true);
+    if (!st.ok()) why = st.message();
+  };
+  TANDEM_RETURN_IF_ERROR(ReadInPieces(txn, *d.pieces, items));
+  return why;
+}
+
+namespace {
+// A state in pieces that must be decoded whole after all (StateInPieces::whole).
+Status DecodeWhole(const FieldDelta& d) {
+  d.pieces->whole = true;
+  return Status::Unsupported("a field state in pieces to decode whole");
+}
+}  // namespace
+
 Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<FieldDelta>& deltas,
                          const AdmitFn* admit, size_t* applied, size_t* refused,
                          size_t* filtered_out, bool* rekeyed, const ReplicaId* from,
@@ -474,6 +516,10 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
     std::optional<FieldState> s;
     Status damage;
     TANDEM_RETURN_IF_ERROR(txn.GetFieldOrDamaged(d.key, &s, &damage));
+    // A state in pieces is stored as it came, into a field that holds nothing, where
+    // nothing is refused, held or dropped of it; its outline (`d.state`) is all the rest
+    // of this needs. Else it is decoded whole, and the whole batch applied again so.
+    if (d.pieces && (s || !damage.ok())) return DecodeWhole(d);
     if (!damage.ok()) {
       // Our state is damaged on disk (its bytes fail their checksum): nothing can be
       // joined into it, and taking the peer's in its place would drop what only ours
@@ -487,6 +533,7 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
     }
     if (admit) {
       const Admission a = (*admit)(d, s ? &*s : nullptr);
+      if (a != Admission::kAccept && d.pieces) return DecodeWhole(d);
       if (a != Admission::kAccept) {
         ++r;
         if (a == Admission::kFilter) ++f;
@@ -501,7 +548,9 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
       }
     }
     if (from) {
-      TANDEM_ASSIGN_OR_RETURN(std::string why, Judge(txn, d, s ? &*s : nullptr, &rules));
+      TANDEM_ASSIGN_OR_RETURN(std::string why, d.pieces ? JudgeInPieces(txn, d, &rules)
+                                                        : Judge(txn, d, s ? &*s : nullptr, &rules));
+      if (!why.empty() && d.pieces) return DecodeWhole(d);
       if (!why.empty()) {
         TANDEM_RETURN_IF_ERROR(Hold(txn, d, *from, std::move(why), false, quarantine));
         ++q;
@@ -529,6 +578,7 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
       static const FieldState kNothing;
       const FieldState& held = s ? *s : kNothing;
       if (HoldsCollectedNotIn(d.state, gone, held)) {  // copied only then
+        if (d.pieces) return DecodeWhole(d);
         kept = d.state;
         DropCollectedNotIn(kept, gone, held);
         incoming = &kept;
@@ -558,7 +608,11 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
       TANDEM_RETURN_IF_ERROR(noted);
       // Written, a state is needed no more: what was joined, or (the caller allowing)
       // the state as it came, is taken apart as it is encoded.
-      if (!as_it_came) {
+      if (d.pieces) {
+        bool stored = false;
+        TANDEM_RETURN_IF_ERROR(PutInPieces(txn, d, &stored));
+        if (!stored) return DecodeWhole(d);
+      } else if (!as_it_came) {
         TANDEM_RETURN_IF_ERROR(txn.PutField(d.key, std::move(*s)));
       } else if (consume && incoming == &d.state) {
         const Status st = txn.PutField(d.key, std::move((*consume->deltas)[i].state));

@@ -609,6 +609,28 @@ Status Session::ReceivePiece(const DeltaBatch& b, std::vector<Message>* out) {
     out->push_back(Ack{b.cursor});
     return Status::Ok();
   }
+  // Read to its outline, and stored as it came where that is all it needs (a field that
+  // holds nothing here); else decoded whole, below.
+  const bool outlines =
+      opt_.judges_outlines || (!opt_.admit && !opt_.proves_itself && !opt_.changes_judgement);
+  if (outlines) {
+    auto o = replica_.OutlinePieces(*peer_, in_piece_held_, p.bytes, p.digest);
+    if (o.ok() && ValidateKey(o->key).ok() &&
+        (!opt_.judges_outlines || opt_.judges_outlines(o->key.collection))) {
+      std::shared_ptr<StateInPieces> in = o->pieces;
+      DeltaBatch one;
+      one.from = b.from;
+      one.cursor = b.cursor;
+      one.mark = b.mark;
+      one.deltas.push_back(std::move(*o));
+      Status st = Apply(one, out);
+      if (st.ok() || !in->whole) {
+        Status dropped = DropHeldPieces();
+        TANDEM_RETURN_IF_ERROR(st);
+        return dropped;
+      }
+    }
+  }
   auto d = replica_.DecodePieces(*peer_, in_piece_held_, p.bytes, p.digest);
   Status st = d.ok() ? ValidateKey(d->first).With("field state in pieces") : d.status();
   if (st.ok()) {

@@ -240,6 +240,9 @@ engine::SessionOptions Core::SessionOptionsFor(const Key32& peer,
     return d.key.collection == kStatementsCollection;
   };
   so.judgement_changed = [this] { return ReadLimitsNow(); };
+  // A data collection's states are judged by their writers' events (AdmitWrite), so one
+  // in pieces is judged on its outline and stored as it came.
+  so.judges_outlines = [](const std::string& c) { return !IsSystemCollection(c); };
   return so;
 }
 

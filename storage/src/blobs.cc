@@ -10,7 +10,7 @@ namespace tandem::storage {
 Status PutBlobEntry(LmdbStore::Impl& impl, MDB_txn* txn, const engine::BlobHash& h,
                     const engine::BlobInfo& info) {
   const char letter = LmdbReader::BlobLetter(info.state);
-  for (char other : {'b', 'w', 'p'}) {
+  for (char other : {'b', 'w', 'p', 's'}) {
     if (other == letter) continue;
     std::string key = LmdbReader::BlobKey(other, h);
     MDB_val k = Val(key);
@@ -24,7 +24,7 @@ Status PutBlobEntry(LmdbStore::Impl& impl, MDB_txn* txn, const engine::BlobHash&
 }
 
 Status DeleteBlobEntries(LmdbStore::Impl& impl, MDB_txn* txn, const engine::BlobHash& h) {
-  for (char state : {'b', 'w', 'p'}) {
+  for (char state : {'b', 'w', 'p', 's'}) {
     std::string key = LmdbReader::BlobKey(state, h);
     MDB_val k = Val(key);
     int rc = mdb_del(txn, impl.blobs, &k, nullptr);

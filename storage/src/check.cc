@@ -1,6 +1,7 @@
 // The integrity check of a replica (lmdb_store.h).
 #include <algorithm>
 #include <optional>
+#include <set>
 
 #include "lmdb_internal.h"
 #include "tandem/storage/replica.h"
@@ -51,6 +52,7 @@ Status Check(LmdbStore& store, CheckReport* report) {
   std::vector<std::string> damaged_names;
   constexpr size_t kNamedDamaged = 8;
   uint64_t damaged_count = 0;
+  std::set<engine::BlobHash> out_of_line;  // the entries out-of-line states name
   for (rc = cur->First(); rc == 0 && st.ok(); rc = cur->Next()) {
     std::string key(View(cur->key()));
     const MDB_val& v = cur->value();
@@ -75,11 +77,17 @@ Status Check(LmdbStore& store, CheckReport* report) {
     Status value = SplitValue(key, View(v), &seq, &bytes);
     std::optional<engine::FieldState> decoded;
     if (value.ok()) {
-      auto d = engine::DecodeFieldState(bytes, impl->table);
-      if (d.ok())
-        decoded = std::move(*d);
-      else
-        value = d.status();
+      engine::FieldState d;
+      value = reader.DecodeState(bytes, &d);
+      if (value.ok()) decoded = std::move(d);
+    }
+    if (decoded && LmdbReader::IsOutOfLine(bytes)) {
+      LmdbReader::OutOfLine o;
+      if (reader.ReadOutOfLine(bytes, &o).ok() && !out_of_line.insert(o.entry).second) {
+        st = Status::Corrupt(where + " names the chunks of another field's state");
+        break;
+      }
+      ++rep.fields_out_of_line;
     }
     if (!decoded) {
       if (!damaged) damaged = value.With(where);
@@ -157,7 +165,13 @@ Status Check(LmdbStore& store, CheckReport* report) {
     std::string chunk;
     st = reader.ScanBlobs(false, [&](const engine::BlobHash& h, const engine::BlobInfo& info) {
       const std::string where = "blob " + engine::HexOf(h).substr(0, 16);
-      if (info.state != engine::BlobInfo::State::kPending && info.listed &&
+      // The chunks of a field state out of line go with that field's value.
+      if (info.state == engine::BlobInfo::State::kState && !out_of_line.count(h)) {
+        bad = Status::Corrupt(where + ": holds the chunks of a field state no field names");
+        return false;
+      }
+      if (info.state != engine::BlobInfo::State::kPending &&
+          info.state != engine::BlobInfo::State::kState && info.listed &&
           engine::BlobId(Blake2b256Parts, info.size, info.chunks) != h) {
         bad = Status::Corrupt(where + ": its chunk list does not match its address");
         return false;

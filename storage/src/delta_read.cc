@@ -7,11 +7,21 @@
 
 namespace tandem::storage {
 
-Status DeltaOf(const LmdbStore::Impl& impl, const FieldKey& key, std::string_view stored_key,
-               std::string_view value, bool check, StoredDelta* out) {
+Status DeltaOf(const LmdbStore::Impl& impl, LmdbReader& reader, const FieldKey& key,
+               std::string_view stored_key, std::string_view value, bool check, StoredDelta* out) {
   std::string_view state;
   TANDEM_RETURN_IF_ERROR(check ? SplitValue(stored_key, value, &out->seq, &state)
                                : SplitUnchecked(value, &out->seq, &state));
+  if (LmdbReader::IsOutOfLine(state)) {
+    // Its chunks are checked as they are read (ReadOutOfLineBytes).
+    LmdbReader::OutOfLine o;
+    TANDEM_RETURN_IF_ERROR(reader.ReadOutOfLine(state, &o));
+    TANDEM_ASSIGN_OR_RETURN(engine::StoredHead head, engine::ReadStoredHead(o.head, impl.table));
+    out->head = engine::DeltaHead(key, head);
+    out->ctx = std::move(head.ctx);
+    out->out_of_line = std::move(o);
+    return Status::Ok();
+  }
   TANDEM_ASSIGN_OR_RETURN(engine::StoredHead head, engine::ReadStoredHead(state, impl.table));
   out->head = engine::DeltaHead(key, head);
   out->rest = state.substr(head.rest);
@@ -28,10 +38,21 @@ Status LmdbReader::ReadDelta(const FieldKey& key, uint64_t offset, size_t n, boo
   if (rc == MDB_NOTFOUND) return Status::NotFound("no such field");
   if (rc) return LmdbError(rc, "read field");
   StoredDelta d;
-  TANDEM_RETURN_IF_ERROR(DeltaOf(*impl_, key, *k, View(v), check, &d).With(key.Name()));
+  TANDEM_RETURN_IF_ERROR(DeltaOf(*impl_, *this, key, *k, View(v), check, &d).With(key.Name()));
   *size = d.size();
   *seq = d.seq;
-  engine::AppendWindow(d.head, d.rest, offset, n, out);
+  if (!d.out_of_line) {
+    engine::AppendWindow(d.head, d.rest, offset, n, out);
+    return Status::Ok();
+  }
+  // The head from memory, the rest from its chunks.
+  engine::AppendWindow(d.head, {}, offset, n, out);
+  const uint64_t end = std::min<uint64_t>(offset + n, d.size());
+  const uint64_t from = std::max<uint64_t>(offset, d.head.size());
+  if (from < end)
+    TANDEM_RETURN_IF_ERROR(ReadOutOfLineBytes(*d.out_of_line, from - d.head.size(),
+                                              static_cast<size_t>(end - from), out)
+                               .With(key.Name()));
   return Status::Ok();
 }
 

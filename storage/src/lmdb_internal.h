@@ -335,11 +335,12 @@ class LmdbReader {
   static char BlobLetter(engine::BlobInfo::State s) {
     return s == engine::BlobInfo::State::kComplete ? 'b'
            : s == engine::BlobInfo::State::kWanted ? 'w'
+           : s == engine::BlobInfo::State::kState  ? 's'
                                                    : 'p';
   }
   Status GetBlob(const engine::BlobHash& h, std::optional<engine::BlobInfo>* out) {
     out->reset();
-    for (char state : {'b', 'w', 'p'}) {
+    for (char state : {'b', 'w', 'p', 's'}) {
       std::string key = BlobKey(state, h);
       MDB_val k = Val(key), v;
       int rc = mdb_get(txn_, impl_->blobs, &k, &v);
@@ -418,9 +419,43 @@ class LmdbReader {
     std::string_view state;
     TANDEM_RETURN_IF_ERROR(SplitValue(key, View(v), &s, &state));
     if (seq) *seq = s;
+    return DecodeState(state, out);
+  }
+  // A stored state (past its seq), in line or out of line.
+  Status DecodeState(std::string_view state, FieldState* out) {
+    if (IsOutOfLine(state)) return DecodeOutOfLine(state, out);
     TANDEM_ASSIGN_OR_RETURN(*out, engine::DecodeFieldState(state, impl_->table));
     return Status::Ok();
   }
+
+  // A stored state out of line (engine::kOutOfLine; out_of_line.cc): in the value, its
+  // header with that bit, its context, the key of the blob entry (state kState) whose
+  // chunks hold the bytes of a delta encoding of it, and where its markers start in them.
+  static bool IsOutOfLine(std::string_view state) {
+    return !state.empty() && (static_cast<uint8_t>(state[0]) & engine::kOutOfLine);
+  }
+  // Whether a stored field value holds its state out of line.
+  static bool OutOfLineValue(std::string_view v) {
+    uint64_t seq = 0;
+    std::string_view state;
+    return SplitUnchecked(v, &seq, &state).ok() && IsOutOfLine(state);
+  }
+  struct OutOfLine {
+    std::string head;  // the state's header without the bit, and its context
+    engine::VersionVector ctx;
+    engine::BlobHash entry{};
+    uint64_t at = 0;  // where its markers start in the entry's bytes
+    engine::BlobInfo info;
+    uint64_t size() const { return info.size - at; }  // of its bytes past the head
+  };
+  Status ReadOutOfLine(std::string_view state, OutOfLine* out);
+  // Appends bytes [offset, offset + n) of what lies out of line (from `at` on) to `out`
+  // (fewer at its end), each chunk checked against its hash.
+  Status ReadOutOfLineBytes(const OutOfLine& o, uint64_t offset, size_t n, std::string* out);
+  // With `outline`, to its outline (engine::OutlineFieldState), and `items` see it.
+  Status DecodeOutOfLine(std::string_view state, FieldState* out, bool outline = false,
+                         const engine::StateItems* items = nullptr);
+  Status ReadFieldItems(const FieldKey& key, const engine::StateItems& items);
 
   Status GetField(const FieldKey& key, std::optional<FieldState>* out) {
     out->reset();
@@ -497,7 +532,8 @@ class LmdbReader {
 
   Status ScanRecords(std::string_view c, std::string_view after,
                      const engine::ReadTxn::RecordFn& fn,
-                     const engine::ReadTxn::DamagedFn* damaged = nullptr) {
+                     const engine::ReadTxn::DamagedFn* damaged = nullptr,
+                     const engine::ReadTxn::OutlineFn* outlines = nullptr) {
     auto coll = impl_->names.Find(c);
     if (!coll) return Status::Ok();
     std::string prefix = impl_->CollectionPrefix(*coll);
@@ -519,7 +555,16 @@ class LmdbReader {
             state.fields.clear();
           }
           FieldState s;
-          Status st = DecodeField(key, v, &s);
+          Status st;
+          if (outlines && OutOfLineValue(View(v))) {
+            uint64_t seq = 0;
+            std::string_view stored;
+            st = SplitValue(key, View(v), &seq, &stored);
+            if (st.ok()) st = DecodeOutOfLine(stored, &s, true);
+            if (st.ok()) (*outlines)(k);
+          } else {
+            st = DecodeField(key, v, &s);
+          }
           if (damaged && st.code() == Code::kCorrupt) {
             (*damaged)(k, st.With(k.Name()));
             current = std::move(k.record);

@@ -215,10 +215,12 @@ Status LmdbReader::ScanLogDeltas(uint64_t since, uint64_t large,
     // Its delta encoding is the stored state with a replica table (16 bytes a replica, a
     // context entry at least 2) and the key: of a value a sixteenth as long, never over
     // `large`. Else the context alone tells.
-    if (value->mv_size > large / 16) {
+    // (One stored out of line is large, and its value short.)
+    if (value->mv_size > large / 16 || LmdbReader::OutOfLineValue(View(*value))) {
       StoredDelta d;
       // Checked: its context decides whether it is skipped or withheld.
-      if (Status c = DeltaOf(*impl_, key, k, View(*value), true, &d); !c.ok()) return unread(c);
+      if (Status c = DeltaOf(*impl_, *this, key, k, View(*value), true, &d); !c.ok())
+        return unread(c);
       if (d.size() > large) {
         const engine::ReadTxn::LargeState l{std::move(d.ctx), d.size()};
         return fn(seq, key, nullptr, &l);

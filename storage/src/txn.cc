@@ -70,6 +70,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     last_past_end_ = last_key_ > *fields_end_;
     if (last_past_end_) {
       last_old_seq_ = 0;
+      last_old_entry_.reset();
       last_seq_known_ = true;
       return Status::Ok();
     }
@@ -85,12 +86,14 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     }
     if (rc == MDB_NOTFOUND) {
       last_old_seq_ = 0;
+      last_old_entry_.reset();
       last_seq_known_ = true;
       return Status::Ok();
     }
     if (rc) return LmdbError(rc, "read field");
     FieldState s;
     TANDEM_RETURN_IF_ERROR(reader_.DecodeField(last_key_, v, &s, &last_old_seq_).With(k.Name()));
+    last_old_entry_ = OutOfLineEntry(View(v));
     last_seq_known_ = true;
     *out = std::move(s);
     return Status::Ok();
@@ -188,6 +191,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     if (rc) return impl_->Note(rc, "read field");
     uint64_t seq = 0;
     TANDEM_RETURN_IF_ERROR(ValueSeq(View(v), &seq));
+    const std::optional<engine::BlobHash> entry = OutOfLineEntry(View(v));
     uint64_t newest = last_seq_;
     if (!newest) TANDEM_RETURN_IF_ERROR(reader_.LastLogSeq(&newest));
     if (seq == newest) return Status::Ok();
@@ -199,6 +203,9 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
       kv = Val(*k);
       rc = mdb_del(txn_, dbi, &kv, nullptr);
       if (rc && rc != MDB_NOTFOUND) return broken_ = impl_->Note(rc, "delete field");
+    }
+    if (entry) {
+      if (Status st = DeleteBlobEntries(*impl_, txn_, *entry); !st.ok()) return broken_ = st;
     }
     // Its log entry, which may be in a run, is left stale for CompactLog.
     left_stale_ = true;
@@ -326,29 +333,77 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   Status GetOrigin(std::string* out) { return reader_.GetOrigin(out); }
 
   Status PutField(const FieldKey& key, const FieldState& state) override {
-    return PutFieldOf(key, state);
+    return PutFieldOf(key, state.ctx, &state, nullptr);
   }
   Status PutField(const FieldKey& key, FieldState&& state) override {
-    return PutFieldOf(key, state);
+    return PutFieldOf(key, state.ctx, &state, nullptr);
   }
-  // S is const FieldState, or FieldState to take apart as a large one is written.
+  Status PutFieldOutOfLine(const FieldKey& key, const engine::VersionVector& ctx, uint8_t header,
+                           const engine::BlobHash& entry, uint64_t at, bool* stored) override {
+    *stored = false;
+    if (!broken_.ok()) return broken_;
+    // An older build could not read it: not while one may have the replica open.
+    bool allowed = false;
+    TANDEM_RETURN_IF_ERROR(FormatAllowed(kFormatOutOfLine, &allowed));
+    if (!allowed) return Status::Ok();
+    std::string encoded;
+    engine::Writer w(&encoded);
+    w.U8(header | engine::kOutOfLine);
+    w.Varint(ctx.size());
+    for (const auto& [r, seq] : ctx.entries()) {
+      w.Varint(replicas_.IndexOf(r));
+      w.Varint(seq);
+    }
+    w.Raw(std::string_view(reinterpret_cast<const char*>(entry.data()), entry.size()));
+    w.Varint(at);
+    const FieldState* none = nullptr;
+    TANDEM_RETURN_IF_ERROR(PutFieldOf(key, ctx, none, &encoded));
+    *stored = true;
+    return Status::Ok();
+  }
+  // The entry of a value stored out of line (LmdbReader::OutOfLine), read without the
+  // replica table.
+  static std::optional<engine::BlobHash> OutOfLineEntry(std::string_view value) {
+    uint64_t seq = 0;
+    std::string_view state;
+    if (!SplitUnchecked(value, &seq, &state).ok() || !LmdbReader::IsOutOfLine(state))
+      return std::nullopt;
+    engine::Reader r(state);
+    r.U8();
+    const uint64_t n = r.Count(2);
+    for (uint64_t i = 0; i < n && r.ok(); ++i) {
+      r.Varint();
+      r.Varint();
+    }
+    const std::string_view raw = r.Raw(32);
+    if (!r.ok()) return std::nullopt;
+    engine::BlobHash h;
+    std::memcpy(h.data(), raw.data(), 32);
+    return h;
+  }
+  // S is const FieldState, or FieldState to take apart as a large one is written; or,
+  // with `encoded`, none: those bytes are the state (out of line), of context `ctx`.
   template <typename S>
-  Status PutFieldOf(const FieldKey& key, S& state) {
+  Status PutFieldOf(const FieldKey& key, const engine::VersionVector& ctx, S* state,
+                    const std::string* encoded) {
     if (!broken_.ok()) return broken_;
     const bool same = last_seq_known_ && key == last_field_;
     if (!same) keys_.KeyInto(key, true, &last_key_);  // interning, it always gives the key
     const std::string& k = last_key_;
     MDB_val kv = Val(k), old;
     uint64_t old_seq = 0;
+    std::optional<engine::BlobHash> old_entry;  // goes with the value it is replacing
     int rc;
     TANDEM_RETURN_IF_ERROR(LoadFieldsEnd());
     const bool append = same ? last_past_end_ : k > *fields_end_;
     if (same) {
       old_seq = last_old_seq_;
+      old_entry = last_old_entry_;
     } else if (!append) {
       rc = FieldValue(*impl_, txn_, kv, &old);
       if (rc == 0) {
         TANDEM_RETURN_IF_ERROR(ValueSeq(View(old), &old_seq));
+        old_entry = OutOfLineEntry(View(old));
       } else if (rc != MDB_NOTFOUND) {
         return impl_->Note(rc, "read field");
       }
@@ -375,9 +430,15 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     small[0] = 0;
     const size_t prefix = 1 + engine::PutVarint(small + 1, seq);
     size_t small_size = 0;
-    if (engine::EncodesSmall(state)) {
+    if (encoded) {
+      if (encoded->size() <= engine::kSmallEncoding) {
+        std::memcpy(small + prefix, encoded->data(), encoded->size());
+        ValueChecksum(k, small, prefix + encoded->size(), fast, small + prefix + encoded->size());
+        small_size = prefix + encoded->size() + kValueChecksum;
+      }
+    } else if (engine::EncodesSmall(*state)) {
       TANDEM_ASSIGN_OR_RETURN(const size_t n,
-                              engine::EncodeSmallFieldState(state, replicas_, small + prefix));
+                              engine::EncodeSmallFieldState(*state, replicas_, small + prefix));
       if (n) {
         ValueChecksum(k, small, prefix + n, fast, small + prefix + n);
         small_size = prefix + n + kValueChecksum;
@@ -387,16 +448,18 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     // straight into the pages LMDB reserves for the value, after the same prefix:
     // built in a buffer first, it would be in memory twice until the commit.
     size_t large = 0;
-    if (!small_size) {
-      TANDEM_ASSIGN_OR_RETURN(large, engine::EncodedFieldStateSize(state, replicas_));
+    if (!small_size && encoded) {
+      large = encoded->size();
+    } else if (!small_size) {
+      TANDEM_ASSIGN_OR_RETURN(large, engine::EncodedFieldStateSize(*state, replicas_));
     }
     // The field's previous entry stays, stale, until CompactLog: removing it here would
     // write a page of the log's past for every field overwritten.
     if (old_seq) left_stale_ = true;
     last_seq_ = seq;
     TANDEM_RETURN_IF_ERROR(LoadHull());
-    if (!hull_->hull.Covers(state.ctx)) {
-      hull_->hull.Merge(state.ctx);
+    if (!hull_->hull.Covers(ctx)) {
+      hull_->hull.Merge(ctx);
       hull_dirty_ = true;
     }
     // The log entry joins the transaction's run, stored once it is full or at commit; a
@@ -430,12 +493,22 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     if (large) {
       char* p = static_cast<char*>(val.mv_data);
       std::memcpy(p, small, prefix);
-      if (Status st = engine::EncodeFieldStateInto(std::move(state), replicas_, p + prefix, large);
-          !st.ok()) {
+      if (encoded) {
+        std::memcpy(p + prefix, encoded->data(), large);
+      } else if (Status st =
+                     engine::EncodeFieldStateInto(std::move(*state), replicas_, p + prefix, large);
+                 !st.ok()) {
         broken_ = st;  // the value is half written: this transaction must not commit
         return st;
       }
       ValueChecksum(k, p, prefix + large, fast, p + prefix + large);
+    }
+    // A value out of line that this one replaces takes its chunks' entry with it.
+    if (old_entry) {
+      if (Status st = DeleteBlobEntries(*impl_, txn_, *old_entry); !st.ok()) {
+        broken_ = st;
+        return st;
+      }
     }
     run_.Add(seq, k);
     // The key is the table's end now; last_key_ is built again before it is read (by
@@ -636,6 +709,7 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
   static constexpr size_t kKeyRoom = 64;
   std::string last_key_;  // the field GetField read last, and its change-log seq
   uint64_t last_old_seq_ = 0;
+  std::optional<engine::BlobHash> last_old_entry_;  // its value's, if out of line
   bool last_seq_known_ = false;
   bool last_past_end_ = false;  // last_key_ lay past the table's end (with last_seq_known_)
   std::optional<std::string> fields_end_;  // the greatest key in `fields` and `fresh`

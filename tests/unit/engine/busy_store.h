@@ -27,8 +27,9 @@ class PassReads : public Base {
               (c, r, o, l))
   TANDEM_PASS(ScanRecords,
               (std::string_view c, std::string_view a, const ReadTxn::RecordFn& f,
-               const ReadTxn::DamagedFn* d),
-              (c, a, f, d))
+               const ReadTxn::DamagedFn* d, const ReadTxn::OutlineFn* l),
+              (c, a, f, d, l))
+  TANDEM_PASS(ReadFieldItems, (const FieldKey& k, const StateItems& i), (k, i))
   TANDEM_PASS(ListCollections, (std::vector<std::string> * o), (o))
   TANDEM_PASS(ScanLog, (uint64_t s, const ReadTxn::LogFn& f), (s, f))
   TANDEM_PASS(ScanLogDeltas, (uint64_t s, uint64_t l, const ReadTxn::LogDeltaFn& f), (s, l, f))

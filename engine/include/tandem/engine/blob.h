@@ -51,8 +51,11 @@ inline uint64_t ChunkCount(uint64_t size) { return (size + kBlobChunkBytes - 1) 
 //             `have` chunks, a prefix, are stored
 //   pending   a local write in progress (Replica::WriteBlob), under a temporary key: its
 //             chunks so far, kept from collection for a day
+//   state     a field state stored out of line (WriteTxn::PutFieldOutOfLine), under a key
+//             of its own: its chunks, which go with the field's value (the store removes
+//             the entry when it replaces or removes that value)
 struct BlobInfo {
-  enum class State : uint8_t { kComplete = 1, kWanted = 2, kPending = 3 };
+  enum class State : uint8_t { kComplete = 1, kWanted = 2, kPending = 3, kState = 4 };
   State state = State::kWanted;
   uint64_t size = 0;
   bool listed = false;           // `chunks` is known (always, unless wanted)

@@ -12,6 +12,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -156,6 +158,36 @@ Result<FieldState> DecodeFieldState(std::string_view in, const ReplicaTable& tab
 // Reads one field state from a reader that holds more (for framed containers).
 FieldState DecodeFieldState(Reader& r, const ReplicaTable& table);
 
+// A field state too large to hold decoded (one that arrived in pieces) is read an item at
+// a time, each handed to these (either may be empty) and none kept.
+struct StateItems {
+  std::function<void(uint64_t count)> markers;  // before the markers, how many
+  std::function<void(const Dot&, const Marker&)> marker;
+  std::function<void(uint64_t count)> elements;  // before the elements (none: 0)
+  std::function<void(const Value&, const std::set<Dot>&)> element;
+};
+// Reads a field state as DecodeFieldState does, keeping its *outline*: the context and
+// counter totals, the markers without their values (null), and one element, null, that
+// holds the dots of every element but blob references (which, short, stay as they are).
+// Every dot, timestamp, kind and blob reference is there, none of the other values: what
+// a judgement by events (ReliesOnEventsAfter, say), collection (Collectable) and blob
+// references (ForEachBlobRef) need, in far less memory. Fails
+// where DecodeFieldState would, and also where a list is not in the order every encoder
+// writes it (markers by dot, elements by value, dots and totals ascending), so that the
+// bytes past the head are those EncodeFieldState would write. *header gets the state's
+// first byte, *body_left the bytes the reader held where the markers start.
+FieldState OutlineFieldState(Reader& r, const ReplicaTable& table, const StateItems* items,
+                             uint8_t* header, uint64_t* body_left);
+
+// Hands a decoded state's markers and elements to `items`, as OutlineFieldState would.
+void ForEachItem(const FieldState& s, const StateItems& items);
+
+// A stored state whose markers, elements and counter totals lie out of line, in chunks
+// the store holds (a state that arrived in pieces, kept as it came: format.md), has this
+// bit in its header, and after its context where they lie. Only a store reads it;
+// DecodeFieldState refuses it as it does any unknown flag.
+inline constexpr uint8_t kOutOfLine = 8;
+
 // Self-contained: the replica table is embedded before the state.
 // A quarantined field state (all but its id, which is the store's key).
 Result<std::string> EncodeQuarantineEntry(const QuarantineEntry& e);
@@ -199,6 +231,15 @@ Result<std::string> EncodeDelta(const FieldKey& key, FieldState&& s);
 Result<std::pair<FieldKey, FieldState>> DecodeDelta(std::string_view in);
 // The same from a reader that holds exactly one delta (nothing may follow it).
 Result<std::pair<FieldKey, FieldState>> DecodeDelta(Reader& r);
+// The same, keeping the state's outline only (OutlineFieldState). `header` is the state's
+// first byte, `state_at` where its markers start in the encoding.
+struct DeltaOutline {
+  FieldKey key;
+  FieldState outline;
+  uint8_t header = 0;
+  uint64_t state_at = 0;
+};
+Result<DeltaOutline> OutlineDelta(Reader& r, const StateItems* items = nullptr);
 
 void EncodeVersionVector(const VersionVector& vv, Writer& w);  // with full 16-byte ids
 std::string EncodePeerState(const PeerState& p);

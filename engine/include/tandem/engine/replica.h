@@ -139,10 +139,29 @@ struct ChangePage {
   uint64_t next_cursor = 0;     // pass as `since` to continue
 };
 
-// A field state to send to, or received from, another replica.
+// A field state that arrived in pieces, read to its outline (OutlineFieldState) and not
+// decoded whole (Replica::OutlinePieces): its delta encoding is the pieces held from
+// `peer`, stored as the chunks `chunks`, then `last`.
+struct StateInPieces {
+  ReplicaId peer;
+  std::vector<BlobHash> chunks;
+  std::string last;    // the last piece, not stored yet
+  BlobHash content{};  // Replica::Hash of the whole encoding
+  uint64_t size = 0;
+  uint8_t header = 0;     // the state's first byte
+  uint64_t state_at = 0;  // where its markers start in the encoding
+  // Set by Replica::ApplyBatch where the state must be decoded whole after all (it is
+  // joined with a state held here, or held, refused or cut by collection), which then
+  // applies nothing and returns kUnsupported.
+  bool whole = false;
+};
+
+// A field state to send to, or received from, another replica. With `pieces`, `state`
+// is the outline of the state those pieces hold.
 struct FieldDelta {
   FieldKey key;
   FieldState state;
+  std::shared_ptr<StateInPieces> pieces = nullptr;
 };
 // What a receiver does with one incoming field state.
 enum class Admission {
@@ -278,6 +297,12 @@ class Replica {
   // `scratch`, if given, is reused for the bytes hashed.
   std::array<uint8_t, 16> FieldDigest(const FieldKey& key, const FieldState& s,
                                       std::string* scratch = nullptr) const;
+  // The same share of a field read from `txn` a marker and an element at a time
+  // (ReadTxn::ReadFieldItems), its outline (OutlineFieldState) given: a state stored out
+  // of line is never decoded whole for it.
+  Result<std::array<uint8_t, 16>> FieldDigestInPlace(ReadTxn& txn, const FieldKey& key,
+                                                     const FieldState& outline,
+                                                     std::string* scratch = nullptr) const;
   static void AddDigest(std::array<uint8_t, 16>& sum, const std::array<uint8_t, 16>& add);
   // Peers whose state differed from this replica's at equal version vectors: the next
   // session with each takes its whole state in (a rebase that drops nothing), once per
@@ -439,6 +464,12 @@ class Replica {
                                                        std::string_view last,
                                                        const BlobHash& digest);
   Status DropPieces(const ReplicaId& peer);
+  // The same pieces read as DecodePieces reads them, keeping the state's outline only
+  // (OutlineDelta): a delta with `pieces` set, which ApplyBatch stores as it came when the
+  // field holds nothing here (else it sets `pieces->whole`). Fails, and the caller decodes
+  // them whole, where their lists are not in canonical order.
+  Result<FieldDelta> OutlinePieces(const ReplicaId& peer, uint64_t held, std::string_view last,
+                                   const BlobHash& digest);
   // Sync support: stores chunks [first, first + n) of a blob, each checked against the
   // chunk list `listed` (a verified one: BlobId of it is `hash`), and brings the entry up
   // to date (complete with the last chunk), in one transaction.
@@ -570,6 +601,9 @@ class Replica {
     std::function<Status(WriteTxn&)> end;
     std::function<void()> committed;
     ReadTxn::DamagedFn damaged;
+    // `visit` may get a state stored out of line as its outline (ReadTxn::ScanRecords):
+    // enough to tell a tombstone and its blob references, never decoded whole.
+    bool outlines = false;
   };
   Status Sweep(const CollectionFilter& scope, size_t max_fields, const SweepFns& fns);
   // The blob half of Collect: releases unreferenced blobs, removes released ones that
@@ -606,6 +640,18 @@ class Replica {
   Status CapByRefused(WriteTxn& txn, VersionVector* vv, const ReplicaId* from);
   static Status NoteRefused(WriteTxn& txn, const FieldDelta& d, const FieldState* ours,
                             const AdmitFn& admit);
+  // The chunks of the pieces held from `peer`, `held` bytes of them.
+  Result<std::vector<BlobHash>> PieceChunks(const ReplicaId& peer, uint64_t held);
+  // Reads a state in pieces through `txn`, each marker and element handed to `items`.
+  Status ReadInPieces(ReadTxn& txn, const StateInPieces& p, const StateItems& items);
+  // Stores a state in pieces as it came, out of line (WriteTxn::PutFieldOutOfLine), its
+  // chunks listed by a blob entry of its own; *stored false where it cannot be (the store
+  // keeps no state out of line, or the pieces are no longer held).
+  Status PutInPieces(WriteTxn& txn, const FieldDelta& d, bool* stored);
+  // Judge for a state in pieces: its values read a piece at a time.
+  Result<std::string> JudgeInPieces(
+      WriteTxn& txn, const FieldDelta& d,
+      std::map<std::string, std::shared_ptr<const CollectionRules>>* rules);
   // States JoinInto may take apart as it writes them (ApplyBatch's `consume`): `deltas`
   // is the vector it joins; `taken` says it took one.
   struct Consume {

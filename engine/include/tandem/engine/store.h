@@ -23,6 +23,8 @@
 
 namespace tandem::engine {
 
+struct StateItems;  // codec.h
+
 // What a replica knows about itself.
 // What a replica remembers about one peer it syncs with.
 // Which collections: every one but those named (`all`; none named: every one), or only
@@ -176,11 +178,18 @@ class ReadTxn {
   // Records of a collection whose id sorts after `after` (bytewise), in id order, until
   // fn returns false. The RecordState is the callee's to move from.
   // With `damaged`, a field damaged on disk (kCorrupt) is passed to it and left out of
-  // its record, instead of ending the scan with that error.
+  // its record, instead of ending the scan with that error. With `outlines`, a state
+  // stored out of line (WriteTxn::PutFieldOutOfLine) is not decoded whole: its record
+  // holds its outline (OutlineFieldState), and its key goes to `outlines` first.
   using RecordFn = std::function<bool(const std::string& id, RecordState& state)>;
   using DamagedFn = std::function<void(const FieldKey& key, const Status& why)>;
+  using OutlineFn = std::function<void(const FieldKey& key)>;
   virtual Status ScanRecords(std::string_view collection, std::string_view after,
-                             const RecordFn& fn, const DamagedFn* damaged = nullptr) = 0;
+                             const RecordFn& fn, const DamagedFn* damaged = nullptr,
+                             const OutlineFn* outlines = nullptr) = 0;
+  // Hands a field's state to `items` a marker and an element at a time (StateItems), as
+  // stored: one out of line is never decoded whole. NotFound when it has none.
+  virtual Status ReadFieldItems(const FieldKey& key, const StateItems& items);
   // Every collection that has at least one field state, sorted.
   virtual Status ListCollections(std::vector<std::string>* out) = 0;
   // Change-log entries after `since`, ascending, until fn returns false. Each field
@@ -275,6 +284,19 @@ class WriteTxn : public ReadTxn {
   virtual Status PutField(const FieldKey& key, FieldState&& state) {
     return PutField(key, static_cast<const FieldState&>(state));
   }
+  // Stores a field state held as the bytes of its delta encoding (EncodeDelta's), kept
+  // out of line in the chunks the blob entry `entry` lists (state kState: the caller
+  // writes it in the same transaction), its markers from byte `at` on; `ctx` is its
+  // context and `header` its first byte. The caller checked those bytes: a valid state,
+  // in canonical order. Reads decode it from there; replacing or removing the value
+  // removes the entry (whose chunks collection then frees). *stored false (and nothing
+  // written) where the store keeps no state out of line.
+  virtual Status PutFieldOutOfLine(const FieldKey& key, const VersionVector& ctx, uint8_t header,
+                                   const BlobHash& entry, uint64_t at, bool* stored) {
+    (void)key, (void)ctx, (void)header, (void)entry, (void)at;
+    *stored = false;
+    return Status::Ok();
+  }
   // Records the log's hull as it is now, at the newest log position (LogHull::Checkpoint).
   virtual Status CheckpointLog() = 0;
   virtual Status PutPeer(const ReplicaId& peer, const PeerState& state) = 0;
@@ -328,8 +350,12 @@ class ReadsThrough : public Base {
     return reader_.GetRecord(c, r, out, latest);
   }
   Status ScanRecords(std::string_view c, std::string_view after, const ReadTxn::RecordFn& fn,
-                     const ReadTxn::DamagedFn* damaged = nullptr) override {
-    return reader_.ScanRecords(c, after, fn, damaged);
+                     const ReadTxn::DamagedFn* damaged = nullptr,
+                     const ReadTxn::OutlineFn* outlines = nullptr) override {
+    return reader_.ScanRecords(c, after, fn, damaged, outlines);
+  }
+  Status ReadFieldItems(const FieldKey& key, const StateItems& items) override {
+    return reader_.ReadFieldItems(key, items);
   }
   Status ListCollections(std::vector<std::string>* out) override {
     return reader_.ListCollections(out);

@@ -234,6 +234,12 @@ struct SessionOptions {
   // others. None: a batch is judged in its order, by what was read before it.
   std::function<bool(const FieldDelta&)> changes_judgement;
   std::function<Status()> judgement_changed;
+  // The collections where `admit`, `proves_itself` and `changes_judgement` look at no
+  // value, only at the states' keys, dots, timestamps, kinds and counters. There, a state
+  // that arrives in pieces for a field that holds nothing here is judged on its outline
+  // (FieldDelta::pieces; Replica::OutlinePieces) and stored as it came, never decoded
+  // whole. None: wherever none of the three is set.
+  std::function<bool(const std::string& collection)> judges_outlines;
   // After a batch is applied, if `admit` held a state in it (Admission::kHold) or it
   // brought one that proves itself: judges the held states again (Replica::JudgeHeld)
   // with what the batch taught, before the batch is acknowledged. None: they wait for

@@ -66,7 +66,10 @@ inline constexpr uint32_t kFormatFastSums = 13;
 // 14: collection removed field states in single collections beyond meta `collected`
 // (meta `collected-in`), which an older build would take back.
 inline constexpr uint32_t kFormatCollectedIn = 14;
-inline constexpr uint32_t kFormatVersion = kFormatCollectedIn;  // the newest this build reads
+// 15: a field state stored out of line (engine::kOutOfLine), its chunks listed by a blob
+// entry of state 4, which an older build cannot read.
+inline constexpr uint32_t kFormatOutOfLine = 15;
+inline constexpr uint32_t kFormatVersion = kFormatOutOfLine;  // the newest this build reads
 
 // Stale change-log entries are removed at a commit that made more, once they are more
 // than kCompactFloor and a quarter of the fields: kCompactSlice entries examined at a
@@ -202,6 +205,8 @@ struct CheckReport {
   // Records of refused fields that do not decode: passed over by sync, which so may claim
   // an event that such a record held back (docs/format.md).
   uint64_t refused_damaged = 0;
+  // Field states stored out of line (kept as they came in pieces: docs/format.md).
+  uint64_t fields_out_of_line = 0;
 };
 Status Check(LmdbStore& store, CheckReport* report = nullptr);
 

@@ -1,0 +1,108 @@
+// Field states stored out of line: a state that arrived in pieces is kept as it came, its
+// bytes in the chunks that held the pieces, so that neither applying it nor sending it on
+// holds it in memory (docs/format.md).
+#include "lmdb_internal.h"
+
+namespace tandem::storage {
+
+Status LmdbReader::ReadOutOfLine(std::string_view state, OutOfLine* out) {
+  std::string copy(state);
+  copy[0] = static_cast<char>(static_cast<uint8_t>(copy[0]) & ~engine::kOutOfLine);
+  TANDEM_ASSIGN_OR_RETURN(engine::StoredHead head, engine::ReadStoredHead(copy, impl_->table));
+  engine::Reader r(std::string_view(copy).substr(head.rest));
+  const std::string_view entry = r.Raw(32);
+  const uint64_t at = r.Varint();
+  if (!r.ok() || r.remaining() != 0) return Status::Corrupt("field state out of line: malformed");
+  std::memcpy(out->entry.data(), entry.data(), 32);
+  out->at = at;
+  out->ctx = std::move(head.ctx);
+  copy.resize(head.rest);
+  out->head = std::move(copy);
+  std::optional<engine::BlobInfo> info;
+  TANDEM_RETURN_IF_ERROR(GetBlob(out->entry, &info));
+  if (!info || info->state != engine::BlobInfo::State::kState || !info->listed || info->size < at)
+    return Status::Corrupt("field state out of line: its chunks are not listed");
+  out->info = std::move(*info);
+  return Status::Ok();
+}
+
+Status LmdbReader::ReadOutOfLineBytes(const OutOfLine& o, uint64_t offset, size_t n,
+                                      std::string* out) {
+  uint64_t pos = o.at + offset;
+  const uint64_t end = std::min<uint64_t>(o.info.size, pos + n);
+  std::string chunk;
+  while (pos < end) {
+    const uint64_t i = pos / engine::kBlobChunkBytes;
+    if (i >= o.info.chunks.size()) return Status::Corrupt("field state out of line: cut short");
+    bool found = false;
+    TANDEM_RETURN_IF_ERROR(GetChunk(o.info.chunks[i], &chunk, &found));
+    if (!found || Blake2b256(chunk) != o.info.chunks[i])
+      return Status::Corrupt("field state out of line: chunk " + std::to_string(i) +
+                             " is missing or damaged");
+    const uint64_t from = pos - i * engine::kBlobChunkBytes;
+    if (from >= chunk.size()) return Status::Corrupt("field state out of line: cut short");
+    const size_t take = static_cast<size_t>(std::min<uint64_t>(chunk.size() - from, end - pos));
+    out->append(chunk, static_cast<size_t>(from), take);
+    pos += take;
+  }
+  return Status::Ok();
+}
+
+namespace {
+// What lies out of line, a chunk at a time.
+class OutOfLineBytes : public engine::Reader::More {
+ public:
+  OutOfLineBytes(LmdbReader& reader, const LmdbReader::OutOfLine& o) : reader_(reader), o_(o) {}
+  bool Append(std::string* out) override {
+    if (!status_.ok() || pos_ >= o_.size()) return false;
+    const size_t before = out->size();
+    status_ = reader_.ReadOutOfLineBytes(o_, pos_, engine::kBlobChunkBytes, out);
+    if (!status_.ok()) return false;
+    pos_ += out->size() - before;
+    return out->size() > before;
+  }
+  size_t left() const override { return static_cast<size_t>(o_.size() - pos_); }
+  const Status& status() const { return status_; }
+
+ private:
+  LmdbReader& reader_;
+  const LmdbReader::OutOfLine& o_;
+  uint64_t pos_ = 0;
+  Status status_;
+};
+}  // namespace
+
+Status LmdbReader::DecodeOutOfLine(std::string_view state, FieldState* out, bool outline,
+                                   const engine::StateItems* items) {
+  OutOfLine o;
+  TANDEM_RETURN_IF_ERROR(ReadOutOfLine(state, &o));
+  OutOfLineBytes more(*this, o);
+  engine::Reader r(o.head, &more);
+  uint8_t header = 0;
+  uint64_t body_left = 0;
+  *out = outline ? engine::OutlineFieldState(r, impl_->table, items, &header, &body_left)
+                 : engine::DecodeFieldState(r, impl_->table);
+  TANDEM_RETURN_IF_ERROR(more.status());
+  if (r.ok() && r.remaining() != 0) r.Fail("trailing bytes");
+  if (!r.ok()) return r.status().With("field state out of line");
+  return Status::Ok();
+}
+
+Status LmdbReader::ReadFieldItems(const FieldKey& key, const engine::StateItems& items) {
+  auto k = impl_->Key(key.collection, key.record, key.field, false);
+  if (!k) return Status::NotFound("no such field");
+  MDB_val kv = Val(*k), v;
+  int rc = FieldValue(*impl_, txn_, kv, &v);
+  if (rc == MDB_NOTFOUND) return Status::NotFound("no such field");
+  if (rc) return LmdbError(rc, "read field");
+  uint64_t seq = 0;
+  std::string_view state;
+  TANDEM_RETURN_IF_ERROR(SplitValue(*k, View(v), &seq, &state).With(key.Name()));
+  FieldState s;
+  if (IsOutOfLine(state)) return DecodeOutOfLine(state, &s, true, &items).With(key.Name());
+  TANDEM_RETURN_IF_ERROR(DecodeState(state, &s).With(key.Name()));
+  engine::ForEachItem(s, items);
+  return Status::Ok();
+}
+
+}  // namespace tandem::storage
