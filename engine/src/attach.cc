@@ -454,6 +454,8 @@ Status Replica::ReadInPieces(ReadTxn& txn, const StateInPieces& p, const StateIt
 Status Replica::PutInPieces(WriteTxn& txn, const FieldDelta& d, bool* stored) {
   *stored = false;
   const StateInPieces& p = *d.pieces;
+  // Its chunks are whole ones but for the last (ReceivePiece refuses a longer piece).
+  if (p.last.size() > kBlobChunkBytes) return Status::Ok();
   // The pieces the outline was read from, still held.
   if (!p.chunks.empty()) {
     std::optional<BlobInfo> held;

@@ -587,8 +587,8 @@ Status Session::ReceivePiece(const DeltaBatch& b, std::vector<Message>* out) {
   // what is held (from this session, or from one the peer resumes).
   if (p.offset == 0 && in_piece_held_ && !in_piece_live_) TANDEM_RETURN_IF_ERROR(DropHeldPieces());
   const bool last = p.offset + p.bytes.size() == p.total;
-  if (p.bytes.empty() || p.total > kMaxPieceTotal || p.offset != in_piece_held_ ||
-      p.offset > p.total || p.bytes.size() > p.total - p.offset ||
+  if (p.bytes.empty() || p.bytes.size() > kPieceBytes || p.total > kMaxPieceTotal ||
+      p.offset != in_piece_held_ || p.offset > p.total || p.bytes.size() > p.total - p.offset ||
       (p.offset > 0 && (p.total != in_piece_total_ || p.digest != in_piece_digest_)) ||
       (!last && p.bytes.size() != kPieceBytes))
     return Status::Invalid("a field state piece of " + std::to_string(p.bytes.size()) +

@@ -447,6 +447,10 @@ class LmdbReader {
     uint64_t at = 0;  // where its markers start in the entry's bytes
     engine::BlobInfo info;
     uint64_t size() const { return info.size - at; }  // of its bytes past the head
+    // The chunk read last, kept: reads that are not aligned with the chunks (they start
+    // at `at`) read and check each one once, not twice.
+    mutable std::string chunk;
+    mutable uint64_t chunk_index = UINT64_MAX;
   };
   Status ReadOutOfLine(std::string_view state, OutOfLine* out);
   // Appends bytes [offset, offset + n) of what lies out of line (from `at` on) to `out`

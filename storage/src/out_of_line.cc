@@ -30,15 +30,19 @@ Status LmdbReader::ReadOutOfLineBytes(const OutOfLine& o, uint64_t offset, size_
                                       std::string* out) {
   uint64_t pos = o.at + offset;
   const uint64_t end = std::min<uint64_t>(o.info.size, pos + n);
-  std::string chunk;
+  std::string& chunk = o.chunk;
   while (pos < end) {
     const uint64_t i = pos / engine::kBlobChunkBytes;
     if (i >= o.info.chunks.size()) return Status::Corrupt("field state out of line: cut short");
-    bool found = false;
-    TANDEM_RETURN_IF_ERROR(GetChunk(o.info.chunks[i], &chunk, &found));
-    if (!found || Blake2b256(chunk) != o.info.chunks[i])
-      return Status::Corrupt("field state out of line: chunk " + std::to_string(i) +
-                             " is missing or damaged");
+    if (o.chunk_index != i) {
+      o.chunk_index = UINT64_MAX;
+      bool found = false;
+      TANDEM_RETURN_IF_ERROR(GetChunk(o.info.chunks[i], &chunk, &found));
+      if (!found || Blake2b256(chunk) != o.info.chunks[i])
+        return Status::Corrupt("field state out of line: chunk " + std::to_string(i) +
+                               " is missing or damaged");
+      o.chunk_index = i;
+    }
     const uint64_t from = pos - i * engine::kBlobChunkBytes;
     if (from >= chunk.size()) return Status::Corrupt("field state out of line: cut short");
     const size_t take = static_cast<size_t>(std::min<uint64_t>(chunk.size() - from, end - pos));

@@ -125,6 +125,8 @@ TEST(Sync, BadPiecesEndTheSessionAndApplyNothing) {
         piece(0, 5, n, k, tail, digest)}},
       {"CaughtUp in between", {piece(0, 0, n, 0, head, digest), Message{CaughtUp{0, {}, {}}}}},
       {"not a field state", {piece(0, 0, 6, 0, "abcdef", {})}},
+      // Stored as it came, a last piece longer than a chunk would not read back.
+      {"a last piece longer than the others", {piece(0, 5, n, 0, whole, digest)}},
       {"a bad key", {}},  // below
   };
   {
