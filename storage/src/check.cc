@@ -77,8 +77,11 @@ Status Check(LmdbStore& store, CheckReport* report) {
     Status value = SplitValue(key, View(v), &seq, &bytes);
     std::optional<engine::FieldState> decoded;
     if (value.ok()) {
+      // One stored out of line is read a chunk at a time to its outline: every item is
+      // decoded and checked, none kept.
       engine::FieldState d;
-      value = reader.DecodeState(bytes, &d);
+      value = LmdbReader::IsOutOfLine(bytes) ? reader.DecodeOutOfLine(bytes, &d, true)
+                                             : reader.DecodeState(bytes, &d);
       if (value.ok()) decoded = std::move(d);
     }
     if (decoded && LmdbReader::IsOutOfLine(bytes)) {

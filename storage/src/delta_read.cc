@@ -13,9 +13,20 @@ Status DeltaOf(const LmdbStore::Impl& impl, LmdbReader& reader, const FieldKey& 
   TANDEM_RETURN_IF_ERROR(check ? SplitValue(stored_key, value, &out->seq, &state)
                                : SplitUnchecked(value, &out->seq, &state));
   if (LmdbReader::IsOutOfLine(state)) {
-    // Its chunks are checked as they are read (ReadOutOfLineBytes).
+    // Its chunks are checked as they are read (ReadOutOfLineBytes); with `check`, all of
+    // them first, as a value in line is against its checksum.
     LmdbReader::OutOfLine o;
     TANDEM_RETURN_IF_ERROR(reader.ReadOutOfLine(state, &o));
+    if (check) {
+      std::string chunk;
+      for (size_t i = 0; i < o.info.chunks.size(); ++i) {
+        bool found = false;
+        TANDEM_RETURN_IF_ERROR(reader.GetChunk(o.info.chunks[i], &chunk, &found));
+        if (!found || Blake2b256(chunk) != o.info.chunks[i])
+          return Status::Corrupt("field state out of line: chunk " + std::to_string(i) +
+                                 " is missing or damaged");
+      }
+    }
     TANDEM_ASSIGN_OR_RETURN(engine::StoredHead head, engine::ReadStoredHead(o.head, impl.table));
     out->head = engine::DeltaHead(key, head);
     out->ctx = std::move(head.ctx);

@@ -336,5 +336,52 @@ TEST(DeltaRead, AStateInPiecesIsStoredAsItCameUntilItsFieldIsWrittenAgain) {
   EXPECT_EQ(out_of_line(**a), 0u);
 }
 
+// A chunk of a state kept out of line, damaged on disk: the field reads as damaged (its
+// bytes are refused, never read as another state), `check` names it, and a sync withholds
+// it and sends the rest.
+TEST(DeltaRead, ADamagedChunkOfAStateKeptAsItCameIsRefused) {
+  testing::TempDir tmp;
+  auto a = CreateReplica(tmp / "a");
+  auto b = CreateReplica(tmp / "b");
+  ASSERT_TRUE(a.ok() && b.ok());
+  for (int i = 0; i < 24; ++i)
+    ASSERT_TRUE((*a)->Add("docs", "set", "photos", Value{Text(60'000, i)}).ok());
+  ASSERT_TRUE((*a)->Put("docs", "set", {{"title", Value{std::string("album")}}}).ok());
+  ASSERT_TRUE(SyncOnce(**a, **b).ok());
+  b->reset();
+  // Every chunk of b is the state's: one byte of each changed.
+  std::vector<std::pair<std::string, std::string>> chunks;
+  {
+    testing::RawReader r(tmp / "b", "chunks");
+    MDB_cursor* cur = nullptr;
+    ASSERT_EQ(mdb_cursor_open(r.txn, r.dbi, &cur), 0);
+    MDB_val k, v;
+    for (int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+      chunks.emplace_back(std::string(static_cast<char*>(k.mv_data), k.mv_size),
+                          std::string(static_cast<char*>(v.mv_data), v.mv_size));
+    mdb_cursor_close(cur);
+  }
+  ASSERT_GE(chunks.size(), 3u);
+  for (auto& [key, bytes] : chunks) {
+    bytes[bytes.size() / 2] ^= 1;
+    testing::RawPut(tmp / "b", "chunks", key, bytes);
+  }
+  auto damaged = OpenReplica(tmp / "b");
+  ASSERT_TRUE(damaged.ok()) << damaged.status().ToString();
+  EXPECT_EQ((*damaged)->Get("docs", "set").status().code(), Code::kCorrupt);
+  const Status checked = Check(*dynamic_cast<LmdbStore*>(&(*damaged)->store()));
+  EXPECT_EQ(checked.code(), Code::kCorrupt) << checked.ToString();
+  EXPECT_NE(checked.message().find("docs/set.photos"), std::string::npos) << checked.ToString();
+  auto c = CreateReplica(tmp / "c");
+  ASSERT_TRUE(c.ok());
+  const Status synced = SyncOnce(**damaged, **c);
+  EXPECT_TRUE(synced.ok()) << synced.ToString();
+  auto got = (*c)->Get("docs", "set");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->fields.count("photos"), 0u);
+  EXPECT_EQ(got->fields.at("title").scalar, Value{std::string("album")});
+}
+
 }  // namespace
 }  // namespace tandem::storage
