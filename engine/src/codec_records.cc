@@ -36,14 +36,19 @@ Result<std::string> EncodeFieldState(const FieldState& s) {
 
 namespace {
 // The embedded replica table, then the state against it; nothing may follow.
-Result<FieldState> ReadSelfContained(Reader& r) {
-  VectorReplicaTable table;
+// The replica table a self-contained state embeds.
+void ReadReplicaTable(Reader& r, VectorReplicaTable* table) {
   uint64_t n = r.Count(16);
   for (uint64_t i = 0; i < n && r.ok(); ++i) {
     std::string_view raw = r.Raw(16);
-    if (r.ok()) table.IndexOf(ReplicaId::FromBytes(reinterpret_cast<const uint8_t*>(raw.data())));
+    if (r.ok()) table->IndexOf(ReplicaId::FromBytes(reinterpret_cast<const uint8_t*>(raw.data())));
   }
-  if (r.ok() && table.ids().size() != n) r.Fail("duplicate replica in table");
+  if (r.ok() && table->ids().size() != n) r.Fail("duplicate replica in table");
+}
+
+Result<FieldState> ReadSelfContained(Reader& r) {
+  VectorReplicaTable table;
+  ReadReplicaTable(r, &table);
   FieldState s;
   if (r.ok()) s = DecodeFieldState(r, table);
   if (r.ok() && r.remaining() != 0) r.Fail("trailing bytes");
@@ -146,12 +151,7 @@ Result<DeltaOutline> OutlineDelta(Reader& r, const StateItems* items) {
   DeltaOutline out;
   out.key = ReadKey(r);
   VectorReplicaTable table;
-  uint64_t n = r.Count(16);
-  for (uint64_t i = 0; i < n && r.ok(); ++i) {
-    std::string_view raw = r.Raw(16);
-    if (r.ok()) table.IndexOf(ReplicaId::FromBytes(reinterpret_cast<const uint8_t*>(raw.data())));
-  }
-  if (r.ok() && table.ids().size() != n) r.Fail("duplicate replica in table");
+  ReadReplicaTable(r, &table);
   uint64_t body_left = 0;
   if (r.ok()) out.outline = OutlineFieldState(r, table, items, &out.header, &body_left);
   if (r.ok() && r.remaining() != 0) r.Fail("trailing bytes");

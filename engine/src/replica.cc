@@ -419,22 +419,31 @@ Status Replica::ApplyDeltas(const std::vector<FieldDelta>& deltas, size_t* chang
   return st;
 }
 
-Result<std::string> Replica::Judge(
-    ReadTxn& txn, const FieldDelta& d, const FieldState* have,
-    std::map<std::string, std::shared_ptr<const CollectionRules>>* rules) {
-  auto it = rules->find(d.key.collection);
+namespace {
+using RulesRead = std::map<std::string, std::shared_ptr<const CollectionRules>>;
+}  // namespace
+
+Result<const CollectionRules*> Replica::RulesOf(ReadTxn& txn, const std::string& collection,
+                                                RulesRead* rules) {
+  auto it = rules->find(collection);
   if (it == rules->end()) {
-    TANDEM_ASSIGN_OR_RETURN(auto found, ReadRules(txn, d.key.collection));
-    it = rules->emplace(d.key.collection, std::move(found)).first;
+    TANDEM_ASSIGN_OR_RETURN(auto found, ReadRules(txn, collection));
+    it = rules->emplace(collection, std::move(found)).first;
   }
-  if (!it->second) return std::string();
+  return it->second.get();
+}
+
+Result<std::string> Replica::Judge(ReadTxn& txn, const FieldDelta& d, const FieldState* have,
+                                   RulesRead* rules) {
+  TANDEM_ASSIGN_OR_RETURN(const CollectionRules* r, RulesOf(txn, d.key.collection, rules));
+  if (!r) return std::string();
   // Only what is new here: operations this replica has already seen were judged then.
   auto seen = [&](const Dot& dot) { return have && have->ctx.Covers(dot); };
   Hlc newest = 0;
   for (const auto& [dot, m] : d.state.markers) {
     if (seen(dot)) continue;
     newest = std::max(newest, m.hlc);
-    Status st = it->second->CheckIncoming(d.key.field, m.kind, m.value, m.hlc, false);
+    Status st = r->CheckIncoming(d.key.field, m.kind, m.value, m.hlc, false);
     if (!st.ok()) return st.message();
   }
   for (const auto& [element, dots] : d.state.elements) {
@@ -448,26 +457,20 @@ Result<std::string> Replica::Judge(
     if (!fresh) continue;
     // Without its own marker, an element's time is known only to be at most the
     // field's newest change.
-    Status st = own ? it->second->CheckIncoming(d.key.field, Kind::kSet, element, own, false)
-                    : it->second->CheckIncoming(d.key.field, Kind::kSet, element,
-                                                newest ? newest : d.state.MaxHlc(), true);
+    Status st = own ? r->CheckIncoming(d.key.field, Kind::kSet, element, own, false)
+                    : r->CheckIncoming(d.key.field, Kind::kSet, element,
+                                       newest ? newest : d.state.MaxHlc(), true);
     if (!st.ok()) return st.message();
   }
   return std::string();
 }
 
-Result<std::string> Replica::JudgeInPieces(
-    WriteTxn& txn, const FieldDelta& d,
-    std::map<std::string, std::shared_ptr<const CollectionRules>>* rules) {
-  auto it = rules->find(d.key.collection);
-  if (it == rules->end()) {
-    TANDEM_ASSIGN_OR_RETURN(auto found, ReadRules(txn, d.key.collection));
-    it = rules->emplace(d.key.collection, std::move(found)).first;
-  }
-  if (!it->second) return std::string();
+Result<std::string> Replica::JudgeInPieces(WriteTxn& txn, const FieldDelta& d, RulesRead* rules) {
+  TANDEM_ASSIGN_OR_RETURN(const CollectionRules* rp, RulesOf(txn, d.key.collection, rules));
+  if (!rp) return std::string();
   // As Judge, with no state here: every operation is new. The outline has every marker's
   // timestamp; the values come a piece at a time.
-  const CollectionRules& r = *it->second;
+  const CollectionRules& r = *rp;
   const Hlc newest = d.state.MaxHlc();
   std::string why;
   StateItems items;

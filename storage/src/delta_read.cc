@@ -42,14 +42,11 @@ Status DeltaOf(const LmdbStore::Impl& impl, LmdbReader& reader, const FieldKey& 
 
 Status LmdbReader::ReadDelta(const FieldKey& key, uint64_t offset, size_t n, bool check,
                              uint64_t* size, uint64_t* seq, std::string* out) {
-  auto k = impl_->Key(key.collection, key.record, key.field, false);
-  if (!k) return Status::NotFound("no such field");
-  MDB_val kv = Val(*k), v;
-  int rc = FieldValue(*impl_, txn_, kv, &v);
-  if (rc == MDB_NOTFOUND) return Status::NotFound("no such field");
-  if (rc) return LmdbError(rc, "read field");
+  std::string k;
+  MDB_val v;
+  TANDEM_RETURN_IF_ERROR(FindField(key, &k, &v));
   StoredDelta d;
-  TANDEM_RETURN_IF_ERROR(DeltaOf(*impl_, *this, key, *k, View(v), check, &d).With(key.Name()));
+  TANDEM_RETURN_IF_ERROR(DeltaOf(*impl_, *this, key, k, View(v), check, &d).With(key.Name()));
   *size = d.size();
   *seq = d.seq;
   if (!d.out_of_line) {

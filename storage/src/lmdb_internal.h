@@ -460,6 +460,17 @@ class LmdbReader {
   Status DecodeOutOfLine(std::string_view state, FieldState* out, bool outline = false,
                          const engine::StateItems* items = nullptr);
   Status ReadFieldItems(const FieldKey& key, const engine::StateItems& items);
+  // The stored value of a field and the key it is stored under; NotFound if it has none.
+  Status FindField(const FieldKey& key, std::string* stored_key, MDB_val* value) {
+    auto k = impl_->Key(key.collection, key.record, key.field, false);
+    if (!k) return Status::NotFound("no such field");
+    MDB_val kv = Val(*k);
+    int rc = FieldValue(*impl_, txn_, kv, value);
+    if (rc == MDB_NOTFOUND) return Status::NotFound("no such field");
+    if (rc) return LmdbError(rc, "read field");
+    *stored_key = std::move(*k);
+    return Status::Ok();
+  }
 
   Status GetField(const FieldKey& key, std::optional<FieldState>* out) {
     out->reset();

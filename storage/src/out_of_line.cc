@@ -93,15 +93,12 @@ Status LmdbReader::DecodeOutOfLine(std::string_view state, FieldState* out, bool
 }
 
 Status LmdbReader::ReadFieldItems(const FieldKey& key, const engine::StateItems& items) {
-  auto k = impl_->Key(key.collection, key.record, key.field, false);
-  if (!k) return Status::NotFound("no such field");
-  MDB_val kv = Val(*k), v;
-  int rc = FieldValue(*impl_, txn_, kv, &v);
-  if (rc == MDB_NOTFOUND) return Status::NotFound("no such field");
-  if (rc) return LmdbError(rc, "read field");
+  std::string k;
+  MDB_val v;
+  TANDEM_RETURN_IF_ERROR(FindField(key, &k, &v));
   uint64_t seq = 0;
   std::string_view state;
-  TANDEM_RETURN_IF_ERROR(SplitValue(*k, View(v), &seq, &state).With(key.Name()));
+  TANDEM_RETURN_IF_ERROR(SplitValue(k, View(v), &seq, &state).With(key.Name()));
   FieldState s;
   if (IsOutOfLine(state)) return DecodeOutOfLine(state, &s, true, &items).With(key.Name());
   TANDEM_RETURN_IF_ERROR(DecodeState(state, &s).With(key.Name()));

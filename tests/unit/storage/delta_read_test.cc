@@ -263,6 +263,13 @@ TEST(DeltaRead, AStateInPiecesIsDecodedAgainWhenItsWriteMustBeMadeAgain) {
   EXPECT_FALSE(peer->pieces) << "dropped once applied";
 }
 
+// A set of 24 photos of 60,000 bytes (a state in pieces) and a title beside it.
+void AddAlbum(Replica& r) {
+  for (int i = 0; i < 24; ++i)
+    ASSERT_TRUE(r.Add("docs", "set", "photos", Value{Text(60'000, i)}).ok());
+  ASSERT_TRUE(r.Put("docs", "set", {{"title", Value{std::string("album")}}}).ok());
+}
+
 // A state that arrives in pieces into a field that holds nothing is stored as it came, out
 // of line in the chunks that held its pieces: read, sent on and checked from there, never
 // decoded whole to be applied. Written again, the field holds its state in line, and
@@ -273,9 +280,7 @@ TEST(DeltaRead, AStateInPiecesIsStoredAsItCameUntilItsFieldIsWrittenAgain) {
   auto b = CreateReplica(tmp / "b");
   auto c = CreateReplica(tmp / "c");
   ASSERT_TRUE(a.ok() && b.ok() && c.ok());
-  for (int i = 0; i < 24; ++i)
-    ASSERT_TRUE((*a)->Add("docs", "set", "photos", Value{Text(60'000, i)}).ok());
-  ASSERT_TRUE((*a)->Put("docs", "set", {{"title", Value{std::string("album")}}}).ok());
+  AddAlbum(**a);
   auto out_of_line = [](Replica& r) {
     CheckReport rep;
     const Status st = Check(*dynamic_cast<LmdbStore*>(&r.store()), &rep);
@@ -344,9 +349,7 @@ TEST(DeltaRead, ADamagedChunkOfAStateKeptAsItCameIsRefused) {
   auto a = CreateReplica(tmp / "a");
   auto b = CreateReplica(tmp / "b");
   ASSERT_TRUE(a.ok() && b.ok());
-  for (int i = 0; i < 24; ++i)
-    ASSERT_TRUE((*a)->Add("docs", "set", "photos", Value{Text(60'000, i)}).ok());
-  ASSERT_TRUE((*a)->Put("docs", "set", {{"title", Value{std::string("album")}}}).ok());
+  AddAlbum(**a);
   ASSERT_TRUE(SyncOnce(**a, **b).ok());
   b->reset();
   // Every chunk of b is the state's: one byte of each changed.

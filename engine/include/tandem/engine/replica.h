@@ -652,6 +652,10 @@ class Replica {
   Result<std::string> JudgeInPieces(
       WriteTxn& txn, const FieldDelta& d,
       std::map<std::string, std::shared_ptr<const CollectionRules>>* rules);
+  // The rules of a collection (none: nullptr), read once per transaction into `rules`.
+  Result<const CollectionRules*> RulesOf(
+      ReadTxn& txn, const std::string& collection,
+      std::map<std::string, std::shared_ptr<const CollectionRules>>* rules);
   // States JoinInto may take apart as it writes them (ApplyBatch's `consume`): `deltas`
   // is the vector it joins; `taken` says it took one.
   struct Consume {
