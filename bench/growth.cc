@@ -68,6 +68,7 @@ std::pair<std::string, std::string> MemberPair(const std::string& base, const st
 
 struct DaemonSync {
   double seconds = 0, peak_sender_mb = 0, peak_receiver_mb = 0;
+  uint64_t out_of_line = 0;  // field states the receiver kept as they came
 };
 
 // `tandem serve` on `da` listening and on `db` dialling it, until `arrived()` holds, at
@@ -215,8 +216,9 @@ DaemonSync LargeState(const std::string& base, uint64_t bytes) {
     }
   }
   // Opened for each look, not held open: a daemon alone with its replica may store the
-  // state as it came (the first time raises the format, docs/format.md).
-  return SyncDaemons(
+  // state as it came (the first time raises the format, docs/format.md). Whether it did
+  // is reported: else it took the state in line, decoded whole.
+  DaemonSync out = SyncDaemons(
       base, da, db,
       [&] {
         std::this_thread::sleep_for(std::chrono::milliseconds(40));
@@ -228,6 +230,12 @@ DaemonSync LargeState(const std::string& base, uint64_t bytes) {
         return it != rec->fields.end() && it->second.set.size() == count;
       },
       "the field state");
+  auto b = storage::OpenReplica(db);
+  Must(b.status(), "open b");
+  storage::CheckReport report;
+  Must(storage::Check(*dynamic_cast<storage::LmdbStore*>(&(*b)->store()), &report), "check b");
+  out.out_of_line = report.fields_out_of_line;
+  return out;
 }
 
 }  // namespace
@@ -330,6 +338,8 @@ int main(int argc, char** argv) {
               state_mb, st.seconds);
   std::printf("  %-52s %8.1f %5.1f\n", "peak RssAnon MB, sending / receiving daemon",
               st.peak_sender_mb, st.peak_receiver_mb);
+  std::printf("  %-52s %8s\n", "kept as it came (out of line) by the receiver",
+              st.out_of_line ? "yes" : "no");
   std::printf(
       "{\"bench\": \"growth\", \"fields\": %d, \"deleted_records\": %d, \"bytes_full\": %llu, "
       "\"bytes_before_gc\": %llu, \"bytes_after_gc\": %llu, \"bytes_live\": %llu, "
@@ -338,7 +348,7 @@ int main(int argc, char** argv) {
       "\"limit_mb_per_s\": %.1f, \"ratio_attachment_vs_secretstream_lmdb\": %.3f, "
       "\"peak_rss_mb\": %.1f, \"peak_rss_mb_sender\": %.1f, \"peak_rss_mb_receiver\": %.1f, "
       "\"state_bytes\": %llu, \"state_seconds\": %.3f, \"state_peak_rss_mb_sender\": %.1f, "
-      "\"state_peak_rss_mb_receiver\": %.1f}\n",
+      "\"state_peak_rss_mb_receiver\": %.1f, \"state_kept_as_it_came\": %llu}\n",
       ds.records * ds.fields, deleted, static_cast<unsigned long long>(full_bytes),
       static_cast<unsigned long long>(before_bytes), static_cast<unsigned long long>(after_bytes),
       static_cast<unsigned long long>(live_bytes), static_cast<unsigned long long>(stats.collected),
@@ -346,7 +356,7 @@ int main(int argc, char** argv) {
       att.mb_per_s, att.limit_mb_per_s, att.ratio,
       std::max(att.peak_sender_mb, att.peak_receiver_mb), att.peak_sender_mb, att.peak_receiver_mb,
       static_cast<unsigned long long>(state_mb) << 20, st.seconds, st.peak_sender_mb,
-      st.peak_receiver_mb);
+      st.peak_receiver_mb, static_cast<unsigned long long>(st.out_of_line));
   std::filesystem::remove_all(base);
   return 0;
 }

@@ -701,11 +701,13 @@ FieldState OutlineFieldState(Reader& r, const ReplicaTable& table, const StateIt
       r, ctx, flags, s, true,
       [&](const Dot& d, Marker&& m) {
         if (items && items->marker) items->marker(d, m);
+        if (items && items->only) return;
         if (!is_ref(m.value)) m.value = Value{};
         s.markers.emplace_hint(s.markers.end(), d, std::move(m));
       },
       [&](Value&& v, std::set<Dot>&& dots) {
         if (items && items->element) items->element(v, dots);
+        if (items && items->only) return;
         if (is_ref(v))
           s.elements.emplace(std::move(v), std::move(dots));
         else

@@ -139,6 +139,7 @@ Result<std::array<uint8_t, 16>> Replica::FieldDigestInPlace(ReadTxn& txn, const 
     DigestBytes b(spill, scratch ? scratch : &local);
     b.Key(key);
     StateItems items;
+    items.only = true;  // the outline is given
     items.markers = [&](uint64_t n) { b.w().Varint(n); };
     items.marker = [&](const Dot& d, const Marker& m) { b.Marker(d, m); };
     items.elements = [&](uint64_t n) { b.w().Varint(n); };

@@ -474,6 +474,7 @@ Result<std::string> Replica::JudgeInPieces(WriteTxn& txn, const FieldDelta& d, R
   const Hlc newest = d.state.MaxHlc();
   std::string why;
   StateItems items;
+  items.only = true;  // the outline is d.state
   items.marker = [&](const Dot&, const Marker& m) {
     if (!why.empty()) return;
     if (Status st = r.CheckIncoming(d.key.field, m.kind, m.value, m.hlc, false); !st.ok())

@@ -165,6 +165,9 @@ struct StateItems {
   std::function<void(const Dot&, const Marker&)> marker;
   std::function<void(uint64_t count)> elements;  // before the elements (none: 0)
   std::function<void(const Value&, const std::set<Dot>&)> element;
+  // The items alone: an outline read with these keeps no marker or element (its caller
+  // holds the outline already).
+  bool only = false;
 };
 // Reads a field state as DecodeFieldState does, keeping its *outline*: the context and
 // counter totals, the markers without their values (null), and one element, null, that
