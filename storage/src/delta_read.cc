@@ -17,16 +17,7 @@ Status DeltaOf(const LmdbStore::Impl& impl, LmdbReader& reader, const FieldKey& 
     // them first, as a value in line is against its checksum.
     LmdbReader::OutOfLine o;
     TANDEM_RETURN_IF_ERROR(reader.ReadOutOfLine(state, &o));
-    if (check) {
-      std::string chunk;
-      for (size_t i = 0; i < o.info.chunks.size(); ++i) {
-        bool found = false;
-        TANDEM_RETURN_IF_ERROR(reader.GetChunk(o.info.chunks[i], &chunk, &found));
-        if (!found || Blake2b256(chunk) != o.info.chunks[i])
-          return Status::Corrupt("field state out of line: chunk " + std::to_string(i) +
-                                 " is missing or damaged");
-      }
-    }
+    if (check) TANDEM_RETURN_IF_ERROR(reader.CheckOutOfLine(o));
     TANDEM_ASSIGN_OR_RETURN(engine::StoredHead head, engine::ReadStoredHead(o.head, impl.table));
     out->head = engine::DeltaHead(key, head);
     out->ctx = std::move(head.ctx);

@@ -456,6 +456,10 @@ class LmdbReader {
   // Appends bytes [offset, offset + n) of what lies out of line (from `at` on) to `out`
   // (fewer at its end), each chunk checked against its hash.
   Status ReadOutOfLineBytes(const OutOfLine& o, uint64_t offset, size_t n, std::string* out);
+  // Reads and checks every chunk of it, as a checksum pass does for a value in line.
+  Status CheckOutOfLine(const OutOfLine& o);
+  // Makes chunk `i` of it o.chunk, checked against its hash (kept: unaligned reads).
+  Status LoadOutOfLineChunk(const OutOfLine& o, uint64_t i);
   // With `outline`, to its outline (engine::OutlineFieldState), and `items` see it.
   Status DecodeOutOfLine(std::string_view state, FieldState* out, bool outline = false,
                          const engine::StateItems* items = nullptr);
@@ -522,97 +526,14 @@ class LmdbReader {
     return st;
   }
 
-  Status GetRecord(std::string_view c, std::string_view r, RecordState* out, uint64_t* latest) {
-    if (out) out->fields.clear();
-    if (latest) *latest = 0;
-    auto prefix = impl_->RecordPrefix(c, r);
-    if (!prefix) return Status::Ok();
-    return ScanPrefix(*prefix, *prefix, [&](std::string_view key, const MDB_val& v, bool*) {
-      if (!out) {  // the seqs alone
-        uint64_t seq = 0;
-        TANDEM_RETURN_IF_ERROR(ValueSeq(View(v), &seq));
-        if (latest) *latest = std::max(*latest, seq);
-        return Status::Ok();
-      }
-      FieldKey k;
-      if (!impl_->DecodeKey(key, &k)) return Status::Corrupt("malformed field key");
-      FieldState s;
-      uint64_t seq = 0;
-      TANDEM_RETURN_IF_ERROR(DecodeField(key, v, &s, &seq).With(k.Name()));
-      if (latest) *latest = std::max(*latest, seq);
-      out->fields.emplace(std::move(k.field), std::move(s));
-      return Status::Ok();
-    });
-  }
-
+  // A record's fields (or, with `out` null, its newest seq alone), and a collection's
+  // records in id order (records.cc).
+  Status GetRecord(std::string_view c, std::string_view r, RecordState* out, uint64_t* latest);
   Status ScanRecords(std::string_view c, std::string_view after,
                      const engine::ReadTxn::RecordFn& fn,
                      const engine::ReadTxn::DamagedFn* damaged = nullptr,
-                     const engine::ReadTxn::OutlineFn* outlines = nullptr) {
-    auto coll = impl_->names.Find(c);
-    if (!coll) return Status::Ok();
-    std::string prefix = impl_->CollectionPrefix(*coll);
-    // Past every field of `after`: after \x01 sorts above after \0 ...
-    std::string start = prefix + std::string(after) + (after.empty() ? "" : "\x01");
-    std::string current;
-    RecordState state;
-    bool stopped = false;
-    TANDEM_RETURN_IF_ERROR(
-        ScanPrefix(prefix, start, [&](std::string_view key, const MDB_val& v, bool* go) {
-          FieldKey k;
-          if (!impl_->DecodeKey(key, &k)) return Status::Corrupt("malformed field key");
-          if (k.record != current && !state.fields.empty()) {
-            if (!fn(current, state)) {
-              stopped = true;
-              *go = false;
-              return Status::Ok();
-            }
-            state.fields.clear();
-          }
-          FieldState s;
-          Status st;
-          if (outlines && OutOfLineValue(View(v))) {
-            uint64_t seq = 0;
-            std::string_view stored;
-            st = SplitValue(key, View(v), &seq, &stored);
-            if (st.ok()) st = DecodeOutOfLine(stored, &s, true);
-            if (st.ok()) (*outlines)(k);
-          } else {
-            st = DecodeField(key, v, &s);
-          }
-          if (damaged && st.code() == Code::kCorrupt) {
-            (*damaged)(k, st.With(k.Name()));
-            current = std::move(k.record);
-            return Status::Ok();
-          }
-          TANDEM_RETURN_IF_ERROR(st.With(k.Name()));
-          current = std::move(k.record);
-          state.fields.emplace(std::move(k.field), std::move(s));
-          return Status::Ok();
-        }));
-    if (!stopped && !state.fields.empty()) fn(current, state);
-    return Status::Ok();
-  }
-
-  Status ListCollections(std::vector<std::string>* out) {
-    out->clear();
-    FieldsCursor cur(txn_, impl_->fresh, impl_->fields);
-    // Names are few: probe each one as a collection prefix.
-    const uint64_t n = impl_->names.size();
-    for (uint64_t i = 0; i < n; ++i) {
-      std::string prefix = impl_->CollectionPrefix(i);
-      int rc = cur.Seek(prefix);
-      if (rc == 0 && View(cur.key()).substr(0, prefix.size()) == prefix) {
-        std::string name;
-        impl_->names.At(i, &name);
-        out->push_back(std::move(name));
-      } else if (rc && rc != MDB_NOTFOUND) {
-        return LmdbError(rc, "list collections");
-      }
-    }
-    std::sort(out->begin(), out->end());
-    return Status::Ok();
-  }
+                     const engine::ReadTxn::OutlineFn* outlines = nullptr);
+  Status ListCollections(std::vector<std::string>* out);
 
   // The change log's live entries after `since`, ascending, until fn returns false: each
   // field once, at its latest change (log.cc).
@@ -788,6 +709,15 @@ class LmdbReader {
 // Writes to the blob tables, in a write transaction (blobs.cc).
 Status PutBlobEntry(LmdbStore::Impl& impl, MDB_txn* txn, const engine::BlobHash& h,
                     const engine::BlobInfo& info);
+// The state bytes of a value stored out of line (LmdbReader::OutOfLine): `header` with
+// engine::kOutOfLine, `ctx` against `table`, the entry that lists its chunks and where its
+// markers start in them (out_of_line.cc).
+std::string EncodeOutOfLine(uint8_t header, const engine::VersionVector& ctx,
+                            engine::ReplicaTable& table, const engine::BlobHash& entry,
+                            uint64_t at);
+// The entry a stored field value names, if its state is out of line; read without the
+// replica table, for what replaces or removes the value.
+std::optional<engine::BlobHash> OutOfLineEntry(std::string_view value);
 Status DeleteBlobEntries(LmdbStore::Impl& impl, MDB_txn* txn, const engine::BlobHash& h);
 Status PutChunkEntry(LmdbStore::Impl& impl, MDB_txn* txn, const engine::BlobHash& h,
                      std::string_view bytes);

@@ -26,6 +26,59 @@ Status LmdbReader::ReadOutOfLine(std::string_view state, OutOfLine* out) {
   return Status::Ok();
 }
 
+std::string EncodeOutOfLine(uint8_t header, const engine::VersionVector& ctx,
+                            engine::ReplicaTable& table, const engine::BlobHash& entry,
+                            uint64_t at) {
+  std::string encoded;
+  engine::Writer w(&encoded);
+  w.U8(header | engine::kOutOfLine);
+  w.Varint(ctx.size());
+  for (const auto& [r, seq] : ctx.entries()) {
+    w.Varint(table.IndexOf(r));
+    w.Varint(seq);
+  }
+  w.Raw(std::string_view(reinterpret_cast<const char*>(entry.data()), entry.size()));
+  w.Varint(at);
+  return encoded;
+}
+
+std::optional<engine::BlobHash> OutOfLineEntry(std::string_view value) {
+  uint64_t seq = 0;
+  std::string_view state;
+  if (!SplitUnchecked(value, &seq, &state).ok() || !LmdbReader::IsOutOfLine(state))
+    return std::nullopt;
+  engine::Reader r(state);
+  r.U8();
+  const uint64_t n = r.Count(2);
+  for (uint64_t i = 0; i < n && r.ok(); ++i) {
+    r.Varint();
+    r.Varint();
+  }
+  const std::string_view raw = r.Raw(32);
+  if (!r.ok()) return std::nullopt;
+  engine::BlobHash h;
+  std::memcpy(h.data(), raw.data(), 32);
+  return h;
+}
+
+Status LmdbReader::LoadOutOfLineChunk(const OutOfLine& o, uint64_t i) {
+  if (o.chunk_index == i) return Status::Ok();
+  o.chunk_index = UINT64_MAX;
+  bool found = false;
+  TANDEM_RETURN_IF_ERROR(GetChunk(o.info.chunks[i], &o.chunk, &found));
+  if (!found || Blake2b256(o.chunk) != o.info.chunks[i])
+    return Status::Corrupt("field state out of line: chunk " + std::to_string(i) +
+                           " is missing or damaged");
+  o.chunk_index = i;
+  return Status::Ok();
+}
+
+Status LmdbReader::CheckOutOfLine(const OutOfLine& o) {
+  for (uint64_t i = 0; i < o.info.chunks.size(); ++i)
+    TANDEM_RETURN_IF_ERROR(LoadOutOfLineChunk(o, i));
+  return Status::Ok();
+}
+
 Status LmdbReader::ReadOutOfLineBytes(const OutOfLine& o, uint64_t offset, size_t n,
                                       std::string* out) {
   uint64_t pos = o.at + offset;
@@ -34,15 +87,7 @@ Status LmdbReader::ReadOutOfLineBytes(const OutOfLine& o, uint64_t offset, size_
   while (pos < end) {
     const uint64_t i = pos / engine::kBlobChunkBytes;
     if (i >= o.info.chunks.size()) return Status::Corrupt("field state out of line: cut short");
-    if (o.chunk_index != i) {
-      o.chunk_index = UINT64_MAX;
-      bool found = false;
-      TANDEM_RETURN_IF_ERROR(GetChunk(o.info.chunks[i], &chunk, &found));
-      if (!found || Blake2b256(chunk) != o.info.chunks[i])
-        return Status::Corrupt("field state out of line: chunk " + std::to_string(i) +
-                               " is missing or damaged");
-      o.chunk_index = i;
-    }
+    TANDEM_RETURN_IF_ERROR(LoadOutOfLineChunk(o, i));
     const uint64_t from = pos - i * engine::kBlobChunkBytes;
     if (from >= chunk.size()) return Status::Corrupt("field state out of line: cut short");
     const size_t take = static_cast<size_t>(std::min<uint64_t>(chunk.size() - from, end - pos));

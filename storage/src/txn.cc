@@ -346,40 +346,11 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     bool allowed = false;
     TANDEM_RETURN_IF_ERROR(FormatAllowed(kFormatOutOfLine, &allowed));
     if (!allowed) return Status::Ok();
-    std::string encoded;
-    engine::Writer w(&encoded);
-    w.U8(header | engine::kOutOfLine);
-    w.Varint(ctx.size());
-    for (const auto& [r, seq] : ctx.entries()) {
-      w.Varint(replicas_.IndexOf(r));
-      w.Varint(seq);
-    }
-    w.Raw(std::string_view(reinterpret_cast<const char*>(entry.data()), entry.size()));
-    w.Varint(at);
+    const std::string encoded = EncodeOutOfLine(header, ctx, replicas_, entry, at);
     const FieldState* none = nullptr;
     TANDEM_RETURN_IF_ERROR(PutFieldOf(key, ctx, none, &encoded));
     *stored = true;
     return Status::Ok();
-  }
-  // The entry of a value stored out of line (LmdbReader::OutOfLine), read without the
-  // replica table.
-  static std::optional<engine::BlobHash> OutOfLineEntry(std::string_view value) {
-    uint64_t seq = 0;
-    std::string_view state;
-    if (!SplitUnchecked(value, &seq, &state).ok() || !LmdbReader::IsOutOfLine(state))
-      return std::nullopt;
-    engine::Reader r(state);
-    r.U8();
-    const uint64_t n = r.Count(2);
-    for (uint64_t i = 0; i < n && r.ok(); ++i) {
-      r.Varint();
-      r.Varint();
-    }
-    const std::string_view raw = r.Raw(32);
-    if (!r.ok()) return std::nullopt;
-    engine::BlobHash h;
-    std::memcpy(h.data(), raw.data(), 32);
-    return h;
   }
   // S is const FieldState, or FieldState to take apart as a large one is written; or,
   // with `encoded`, none: those bytes are the state (out of line), of context `ctx`.
