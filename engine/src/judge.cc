@@ -53,23 +53,28 @@ Result<std::string> Replica::Judge(ReadTxn& txn, const FieldDelta& d, const Fiel
   return std::string();
 }
 
-Result<std::string> Replica::JudgeInPieces(WriteTxn& txn, const FieldDelta& d, RulesRead* rules) {
+Result<std::string> Replica::JudgeInPieces(WriteTxn& txn, const FieldDelta& d,
+                                           const FieldState* have, RulesRead* rules) {
   TANDEM_ASSIGN_OR_RETURN(const CollectionRules* rp, RulesOf(txn, d.key.collection, rules));
   if (!rp) return std::string();
-  // As Judge, with no state here: every operation is new. The outline has every marker's
-  // timestamp; the values come a piece at a time.
+  // As Judge: only what is new here. The outline has every marker's timestamp; the values
+  // come a piece at a time.
   const CollectionRules& r = *rp;
-  const Hlc newest = d.state.MaxHlc();
+  auto seen = [&](const Dot& dot) { return have && have->ctx.Covers(dot); };
+  Hlc newest = 0;
+  for (const auto& [dot, m] : d.state.markers)
+    if (!seen(dot)) newest = std::max(newest, m.hlc);
+  if (!newest) newest = d.state.MaxHlc();
   std::string why;
   StateItems items;
   items.only = true;  // the outline is d.state
-  items.marker = [&](const Dot&, const Marker& m) {
-    if (!why.empty()) return;
+  items.marker = [&](const Dot& dot, const Marker& m) {
+    if (!why.empty() || seen(dot)) return;
     if (Status st = r.CheckIncoming(d.key.field, m.kind, m.value, m.hlc, false); !st.ok())
       why = st.message();
   };
   items.element = [&](const Value& element, const std::set<Dot>& dots) {
-    if (!why.empty()) return;
+    if (!why.empty() || std::all_of(dots.begin(), dots.end(), seen)) return;
     Hlc own = 0;
     for (const auto& dot : dots)
       if (auto m = d.state.markers.find(dot); m != d.state.markers.end())

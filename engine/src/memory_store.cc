@@ -54,6 +54,9 @@ class MemoryReader {
     ForEachItem(*s, items);
     return Status::Ok();
   }
+  Status ReadFieldOutline(const FieldKey&, const StateItems*, FieldState*) {
+    return Status::Unsupported("a memory store keeps every state decoded");
+  }
   Status GetRecord(std::string_view c, std::string_view r, RecordState* out, uint64_t* latest) {
     if (out) out->fields.clear();
     if (latest) *latest = 0;

@@ -4,6 +4,7 @@
 #include <cassert>
 
 #include "tandem/engine/codec.h"
+#include "tandem/engine/take_over.h"
 
 namespace tandem::engine {
 
@@ -438,17 +439,43 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
   std::optional<VersionVector> collected;        // read at the first field
   ReadTxn::CollectedIn collected_in;             // and per collection, joined with it
   std::optional<std::set<BlobHash>> quarantine;  // read at the first state held (Hold)
+  // What this replica collected in a collection (and in all): read once, when first needed.
+  auto gone_in = [&](const std::string& collection) -> Result<const VersionVector*> {
+    if (!collected) {
+      collected.emplace();
+      TANDEM_RETURN_IF_ERROR(txn.GetCollected(&*collected));
+      TANDEM_RETURN_IF_ERROR(txn.GetCollectedIn(&collected_in));
+      for (auto& [c, vv] : collected_in) vv.Merge(*collected);
+    }
+    auto in = collected_in.empty() ? collected_in.end() : collected_in.find(collection);
+    return in == collected_in.end() ? &*collected : &in->second;
+  };
   for (size_t i = 0; i < deltas.size(); ++i) {
     const FieldDelta& d = deltas[i];
     // Events of ours we never issued: this replica was rolled back or copied.
     TANDEM_RETURN_IF_ERROR(CheckClaim(meta, d.state.ctx.Get(meta.id), rekeyed));
     std::optional<FieldState> s;
     Status damage;
-    TANDEM_RETURN_IF_ERROR(txn.GetFieldOrDamaged(d.key, &s, &damage));
-    // A state in pieces is stored as it came, into a field that holds nothing, where
-    // nothing is refused, held or dropped of it; its outline (`d.state`) is all the rest
-    // of this needs. Else it is decoded whole, and the whole batch applied again so.
-    if (d.pieces && (s || !damage.ok())) return DecodeWhole(d);
+    // A state in pieces is stored as it came where nothing is refused, held or dropped of
+    // it, and the join leaves it as it came (into a field that holds nothing, or whose
+    // state it has seen all of: TakesOver); its outline (`d.state`) and ours are all the
+    // rest of this needs. Else it is decoded whole, and the whole batch applied again so.
+    std::optional<TakeOver> over;
+    if (d.pieces) {
+      FieldState outline;
+      TANDEM_ASSIGN_OR_RETURN(const VersionVector* gone, gone_in(d.key.collection));
+      over.emplace(hash_, *gone);
+      const StateItems hashes = over->Ours();
+      const Status st = txn.ReadFieldOutline(d.key, &hashes, &outline);
+      if (st.code() == Code::kCorrupt || st.code() == Code::kUnsupported) return DecodeWhole(d);
+      if (st.ok()) s = std::move(outline);
+      if (!st.ok() && st.code() != Code::kNotFound) return st;
+      // A context or counters that rule out a join that is the state as it came: now,
+      // before its pieces are read again.
+      if (s && !over->Compare(*s, d.state)) return DecodeWhole(d);
+    } else {
+      TANDEM_RETURN_IF_ERROR(txn.GetFieldOrDamaged(d.key, &s, &damage));
+    }
     if (!damage.ok()) {
       // Our state is damaged on disk (its bytes fail their checksum): nothing can be
       // joined into it, and taking the peer's in its place would drop what only ours
@@ -477,8 +504,9 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
       }
     }
     if (from) {
-      TANDEM_ASSIGN_OR_RETURN(std::string why, d.pieces ? JudgeInPieces(txn, d, &rules)
-                                                        : Judge(txn, d, s ? &*s : nullptr, &rules));
+      const FieldState* have = s ? &*s : nullptr;
+      TANDEM_ASSIGN_OR_RETURN(std::string why, d.pieces ? JudgeInPieces(txn, d, have, &rules)
+                                                        : Judge(txn, d, have, &rules));
       if (!why.empty() && d.pieces) return DecodeWhole(d);
       if (!why.empty()) {
         TANDEM_RETURN_IF_ERROR(Hold(txn, d, *from, std::move(why), false, quarantine));
@@ -493,16 +521,10 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
     // context then no longer shows the removal (DropCollectedNotIn).
     const FieldState* incoming = &d.state;
     FieldState kept;
-    if (!collected) {
-      collected.emplace();
-      TANDEM_RETURN_IF_ERROR(txn.GetCollected(&*collected));
-      TANDEM_RETURN_IF_ERROR(txn.GetCollectedIn(&collected_in));
-      for (auto& [c, vv] : collected_in) vv.Merge(*collected);
-    }
     // What was removed in this collection alone holds here too: this replica held every
     // effect there of the events that vector covers.
-    auto in = collected_in.empty() ? collected_in.end() : collected_in.find(d.key.collection);
-    const VersionVector& gone = in == collected_in.end() ? *collected : in->second;
+    TANDEM_ASSIGN_OR_RETURN(const VersionVector* gone_here, gone_in(d.key.collection));
+    const VersionVector& gone = *gone_here;
     if (!gone.empty()) {
       static const FieldState kNothing;
       const FieldState& held = s ? *s : kNothing;
@@ -519,15 +541,27 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
     if (rebase && rebase->collected_in)
       if (auto it = rebase->collected_in->find(d.key.collection); it != rebase->collected_in->end())
         rebase_gone = &it->second;
-    const bool dropped = s && rebase && (!rebase->may || rebase->may(d.key.collection)) &&
-                         DropCollectedNotIn(*s, *rebase_gone, d.state);
+    const bool rebased = s && rebase && (!rebase->may || rebase->may(d.key.collection));
+    if (rebased && d.pieces) return DecodeWhole(d);  // it drops from ours by the whole state
+    const bool dropped = rebased && DropCollectedNotIn(*s, *rebase_gone, d.state);
     if (dropped) ++rebase->dropped;
     // Joined into nothing, a normal state is itself (every decoded one is; a state built
     // in memory and handed to ApplyDeltas may not be), so it is written as it came rather
     // than copied: a large state is held once less.
     const bool as_it_came = !s && IsNormal(*incoming);
     if (!as_it_came && !s) s.emplace();
-    const bool changed = as_it_came ? !(*incoming == FieldState{}) : Join(*s, *incoming) || dropped;
+    bool changed = false;
+    if (d.pieces && s) {
+      TANDEM_RETURN_IF_ERROR(ReadInPieces(txn, *d.pieces, over->Theirs()));
+      const std::optional<bool> takes = over->Result();
+      if (!takes) return DecodeWhole(d);
+      // An admission that took it for one ours has seen all of (JoinChanges, by dots
+      // alone on outlines) judged nothing more of it.
+      if (*takes && admit && !JoinChanges(*s, d.state)) return DecodeWhole(d);
+      changed = *takes;
+    } else {
+      changed = as_it_came ? !(*incoming == FieldState{}) : Join(*s, *incoming) || dropped;
+    }
     const Hlc newest = d.state.MaxHlc();  // the state may be taken apart below
     if (changed) {
       Status noted;

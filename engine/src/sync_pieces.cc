@@ -138,7 +138,7 @@ Status Session::ReceivePiece(const DeltaBatch& b, std::vector<Message>* out) {
     return Status::Ok();
   }
   // Read to its outline, and stored as it came where that is all it needs (a field that
-  // holds nothing here); else decoded whole, below.
+  // holds nothing here, or a state it has seen all of); else decoded whole, below.
   const bool outlines =
       opt_.judges_outlines || (!opt_.admit && !opt_.proves_itself && !opt_.changes_judgement);
   if (outlines) {

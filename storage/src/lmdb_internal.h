@@ -464,6 +464,7 @@ class LmdbReader {
   Status DecodeOutOfLine(std::string_view state, FieldState* out, bool outline = false,
                          const engine::StateItems* items = nullptr);
   Status ReadFieldItems(const FieldKey& key, const engine::StateItems& items);
+  Status ReadFieldOutline(const FieldKey& key, const engine::StateItems* items, FieldState* out);
   // The stored value of a field and the key it is stored under; NotFound if it has none.
   Status FindField(const FieldKey& key, std::string* stored_key, MDB_val* value) {
     auto k = impl_->Key(key.collection, key.record, key.field, false);

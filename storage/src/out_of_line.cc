@@ -151,4 +151,22 @@ Status LmdbReader::ReadFieldItems(const FieldKey& key, const engine::StateItems&
   return Status::Ok();
 }
 
+Status LmdbReader::ReadFieldOutline(const FieldKey& key, const engine::StateItems* items,
+                                    FieldState* out) {
+  std::string k;
+  MDB_val v;
+  TANDEM_RETURN_IF_ERROR(FindField(key, &k, &v));
+  uint64_t seq = 0;
+  std::string_view state;
+  TANDEM_RETURN_IF_ERROR(SplitValue(k, View(v), &seq, &state).With(key.Name()));
+  if (IsOutOfLine(state)) return DecodeOutOfLine(state, out, true, items).With(key.Name());
+  engine::Reader r(state);  // the stored bytes, in the map: nothing copied
+  uint8_t header = 0;
+  uint64_t body_left = 0;
+  *out = engine::OutlineFieldState(r, impl_->table, items, &header, &body_left);
+  if (r.ok() && r.remaining() != 0) r.Fail("trailing bytes");
+  if (!r.ok()) return r.status().With("field state").With(key.Name());
+  return Status::Ok();
+}
+
 }  // namespace tandem::storage

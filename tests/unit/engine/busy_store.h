@@ -30,6 +30,7 @@ class PassReads : public Base {
                const ReadTxn::DamagedFn* d, const ReadTxn::OutlineFn* l),
               (c, a, f, d, l))
   TANDEM_PASS(ReadFieldItems, (const FieldKey& k, const StateItems& i), (k, i))
+  TANDEM_PASS(ReadFieldOutline, (const FieldKey& k, const StateItems* i, FieldState* o), (k, i, o))
   TANDEM_PASS(ListCollections, (std::vector<std::string> * o), (o))
   TANDEM_PASS(ScanLog, (uint64_t s, const ReadTxn::LogFn& f), (s, f))
   TANDEM_PASS(ScanLogDeltas, (uint64_t s, uint64_t l, const ReadTxn::LogDeltaFn& f), (s, l, f))

@@ -335,10 +335,81 @@ TEST(DeltaRead, AStateInPiecesIsStoredAsItCameUntilItsFieldIsWrittenAgain) {
   EXPECT_GE(stats.chunks_freed, 3u) << "1.4 MB in chunks of 512 KiB";
   const engine::Record got = record(**b);
   EXPECT_EQ(got.fields.at("photos").set.size(), 25u);
-  // Joined into a field that holds the state: decoded whole, as before.
+  // Into a field whose state it has seen all of: stored as it came, in that one's place.
   ASSERT_TRUE(SyncOnce(**b, **a).ok());
   EXPECT_EQ(record(**a), got);
-  EXPECT_EQ(out_of_line(**a), 0u);
+  EXPECT_EQ(out_of_line(**a), 1u);
+}
+
+size_t OutOfLine(Replica& r) {
+  CheckReport rep;
+  const Status st = Check(*dynamic_cast<LmdbStore*>(&r.store()), &rep);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  return rep.fields_out_of_line;
+}
+
+engine::Record Album(Replica& r) {
+  auto got = r.Get("docs", "set");
+  EXPECT_TRUE(got.ok()) << got.status().ToString();
+  return got.ok() ? *got : engine::Record{};
+}
+
+// A state in pieces joined into a field that holds a state: where it has seen all of that
+// one (it adds to it or removes from it), the join is itself, and it takes that one's
+// place as it came; where ours holds an operation it has not seen, the two are joined
+// whole. Either way every replica ends with the same state.
+TEST(DeltaRead, AStateInPiecesThatHasSeenAllOfOursTakesItsPlace) {
+  testing::TempDir tmp;
+  auto a = CreateReplica(tmp / "a");
+  auto b = CreateReplica(tmp / "b");
+  ASSERT_TRUE(a.ok() && b.ok());
+  AddAlbum(**a);
+  ASSERT_TRUE(SyncOnce(**a, **b).ok());
+  ASSERT_EQ(OutOfLine(**b), 1u);
+  // One photo added and one removed there: in place of the state b kept as it came.
+  ASSERT_TRUE((*a)->Add("docs", "set", "photos", Value{Text(60'001, 50)}).ok());
+  ASSERT_TRUE((*a)->Remove("docs", "set", "photos", Value{Text(60'000, 3)}).ok());
+  ASSERT_TRUE(SyncOnce(**a, **b).ok());
+  engine::Record want = Album(**a);
+  EXPECT_EQ(want.fields.at("photos").set.size(), 24u);
+  EXPECT_EQ(Album(**b), want);
+  EXPECT_EQ(OutOfLine(**b), 1u);
+  auto da = (*a)->Digests();
+  auto db = (*b)->Digests();
+  ASSERT_TRUE(da.ok() && db.ok());
+  EXPECT_EQ(da->sums, db->sums);
+  // The state it replaced: listed no more, its chunks freed (those both share stay).
+  auto meta = (*b)->Meta();
+  ASSERT_TRUE(meta.ok());
+  Replica::CollectStats stats;
+  ASSERT_TRUE((*b)->Collect(meta->vv, &stats).ok());
+  EXPECT_GE(stats.chunks_freed, 1u);
+  EXPECT_EQ(Album(**b), want);
+  // A photo added on each side: each state holds one the other has not seen, so the two
+  // are joined whole on both sides (and stored in line).
+  ASSERT_TRUE((*b)->Add("docs", "set", "photos", Value{Text(60'002, 60)}).ok());
+  ASSERT_TRUE((*a)->Add("docs", "set", "photos", Value{Text(60'003, 70)}).ok());
+  ASSERT_TRUE(SyncOnce(**a, **b).ok());
+  want = Album(**a);
+  EXPECT_EQ(want.fields.at("photos").set.size(), 26u);
+  EXPECT_EQ(Album(**b), want);
+  EXPECT_EQ(OutOfLine(**a), 0u);
+  EXPECT_EQ(OutOfLine(**b), 0u);
+  // One more there: b's state, in line, is replaced by a's as it came.
+  ASSERT_TRUE((*a)->Add("docs", "set", "photos", Value{Text(60'004, 80)}).ok());
+  ASSERT_TRUE(SyncOnce(**a, **b).ok());
+  want = Album(**a);
+  EXPECT_EQ(Album(**b), want);
+  EXPECT_EQ(OutOfLine(**b), 1u);
+  da = (*a)->Digests();
+  db = (*b)->Digests();
+  ASSERT_TRUE(da.ok() && db.ok());
+  EXPECT_EQ(da->sums, db->sums);
+  // And a restarted replica reads the same.
+  b->reset();
+  auto reopened = OpenReplica(tmp / "b");
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  EXPECT_EQ(Album(**reopened), want);
 }
 
 // A chunk of a state kept out of line, damaged on disk: the field reads as damaged (its
@@ -384,6 +455,16 @@ TEST(DeltaRead, ADamagedChunkOfAStateKeptAsItCameIsRefused) {
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   EXPECT_EQ(got->fields.count("photos"), 0u);
   EXPECT_EQ(got->fields.at("title").scalar, Value{std::string("album")});
+  // A newer state of it in pieces, which has seen all the damaged one held: never put in
+  // its place unread, but held aside, as any state for a damaged field.
+  ASSERT_TRUE((*a)->Add("docs", "set", "photos", Value{Text(60'001, 99)}).ok());
+  const Status again = SyncOnce(**a, **damaged);
+  EXPECT_TRUE(again.ok()) << again.ToString();
+  EXPECT_EQ((*damaged)->Get("docs", "set").status().code(), Code::kCorrupt);
+  auto held = (*damaged)->Quarantined();
+  ASSERT_TRUE(held.ok());
+  ASSERT_EQ(held->size(), 1u);
+  EXPECT_EQ((*held)[0].key.field, "photos");
 }
 
 }  // namespace

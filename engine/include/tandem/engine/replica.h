@@ -150,9 +150,9 @@ struct StateInPieces {
   uint64_t size = 0;
   uint8_t header = 0;     // the state's first byte
   uint64_t state_at = 0;  // where its markers start in the encoding
-  // Set by Replica::ApplyBatch where the state must be decoded whole after all (it is
-  // joined with a state held here, or held, refused or cut by collection), which then
-  // applies nothing and returns kUnsupported.
+  // Set by Replica::ApplyBatch where the state must be decoded whole after all (its join
+  // with the state held here is another state, or it is held, refused or cut by
+  // collection), which then applies nothing and returns kUnsupported.
   bool whole = false;
 };
 
@@ -466,7 +466,8 @@ class Replica {
   Status DropPieces(const ReplicaId& peer);
   // The same pieces read as DecodePieces reads them, keeping the state's outline only
   // (OutlineDelta): a delta with `pieces` set, which ApplyBatch stores as it came when the
-  // field holds nothing here (else it sets `pieces->whole`). Fails, and the caller decodes
+  // field holds nothing here, or a state it has seen all of (TakeOver; else it sets
+  // `pieces->whole`). Fails, and the caller decodes
   // them whole, where their lists are not in canonical order.
   Result<FieldDelta> OutlinePieces(const ReplicaId& peer, uint64_t held, std::string_view last,
                                    const BlobHash& digest);
@@ -648,9 +649,10 @@ class Replica {
   // chunks listed by a blob entry of its own; *stored false where it cannot be (the store
   // keeps no state out of line, or the pieces are no longer held).
   Status PutInPieces(WriteTxn& txn, const FieldDelta& d, bool* stored);
-  // Judge for a state in pieces: its values read a piece at a time.
+  // Judge for a state in pieces: its values read a piece at a time. `have`, the field's
+  // state here, may be an outline (its context is all this reads of it).
   Result<std::string> JudgeInPieces(
-      WriteTxn& txn, const FieldDelta& d,
+      WriteTxn& txn, const FieldDelta& d, const FieldState* have,
       std::map<std::string, std::shared_ptr<const CollectionRules>>* rules);
   // The rules of a collection (none: nullptr), read once per transaction into `rules`.
   Result<const CollectionRules*> RulesOf(

@@ -190,6 +190,12 @@ class ReadTxn {
   // Hands a field's state to `items` a marker and an element at a time (StateItems), as
   // stored: one out of line is never decoded whole. NotFound when it has none.
   virtual Status ReadFieldItems(const FieldKey& key, const StateItems& items);
+  // A field's outline (OutlineFieldState), its items handed to `items` (if not null) in
+  // the same pass, the state never decoded whole: one in line is read from its stored
+  // bytes. NotFound when it has none; Corrupt when it is damaged, or not in the order
+  // every encoder writes; Unsupported where a store cannot (then read it whole).
+  virtual Status ReadFieldOutline(const FieldKey& key, const StateItems* items,
+                                  FieldState* out) = 0;
   // Every collection that has at least one field state, sorted.
   virtual Status ListCollections(std::vector<std::string>* out) = 0;
   // Change-log entries after `since`, ascending, until fn returns false. Each field
@@ -356,6 +362,9 @@ class ReadsThrough : public Base {
   }
   Status ReadFieldItems(const FieldKey& key, const StateItems& items) override {
     return reader_.ReadFieldItems(key, items);
+  }
+  Status ReadFieldOutline(const FieldKey& key, const StateItems* items, FieldState* out) override {
+    return reader_.ReadFieldOutline(key, items, out);
   }
   Status ListCollections(std::vector<std::string>* out) override {
     return reader_.ListCollections(out);

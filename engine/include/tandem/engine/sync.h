@@ -236,9 +236,11 @@ struct SessionOptions {
   std::function<Status()> judgement_changed;
   // The collections where `admit`, `proves_itself` and `changes_judgement` look at no
   // value, only at the states' keys, dots, timestamps, kinds and counters. There, a state
-  // that arrives in pieces for a field that holds nothing here is judged on its outline
-  // (FieldDelta::pieces; Replica::OutlinePieces) and stored as it came, never decoded
-  // whole. None: wherever none of the three is set.
+  // that arrives in pieces is judged on its outline (FieldDelta::pieces;
+  // Replica::OutlinePieces), and `admit` is given the outline of the field's state here
+  // (values null) as `ours`; it is stored as it came, never decoded whole, into a field
+  // that holds nothing here or a state it has seen all of (TakeOver). None: wherever
+  // none of the three is set.
   std::function<bool(const std::string& collection)> judges_outlines;
   // After a batch is applied, if `admit` held a state in it (Admission::kHold) or it
   // brought one that proves itself: judges the held states again (Replica::JudgeHeld)

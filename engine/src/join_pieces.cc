@@ -1,0 +1,95 @@
+// A state in pieces joined into a field this replica holds: where the join leaves the
+// incoming state as it came, it takes ours' place without either being decoded whole.
+#include <algorithm>
+
+#include "tandem/engine/replica.h"
+#include "tandem/engine/take_over.h"
+
+namespace tandem::engine {
+
+namespace {
+
+void PutDot(const Dot& d, Writer& w) {
+  w.Raw(std::string_view(reinterpret_cast<const char*>(d.replica.bytes.data()), 16));
+  w.Varint(d.seq);
+}
+
+bool AtLeast(const std::map<ReplicaId, PnTotals>& a, const std::map<ReplicaId, PnTotals>& b) {
+  for (const auto& [r, t] : b) {
+    auto it = a.find(r);
+    if (it == a.end() || it->second.pos < t.pos || it->second.neg < t.neg) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+StateItems ItemHashes(ContentHash hash, std::function<void(const Dot&, const BlobHash&)> fn) {
+  auto buf = std::make_shared<std::string>();
+  StateItems items;
+  items.marker = [hash, fn, buf](const Dot& d, const Marker& m) {
+    buf->clear();
+    Writer w(buf.get());
+    w.U8('m');
+    PutDot(d, w);
+    w.Fixed64(m.hlc);
+    w.U8(static_cast<uint8_t>(m.kind));
+    EncodeValue(m.value, w);
+    fn(d, HashOf(hash, *buf));
+  };
+  items.element = [hash, fn, buf](const Value& v, const std::set<Dot>& dots) {
+    buf->clear();
+    Writer w(buf.get());
+    w.U8('e');
+    EncodeValue(v, w);
+    const size_t value_end = buf->size();
+    for (const Dot& d : dots) {
+      buf->resize(value_end);
+      PutDot(d, w);
+      fn(d, HashOf(hash, *buf));
+    }
+  };
+  return items;
+}
+
+StateItems TakeOver::Ours() {
+  return ItemHashes(hash_, [this](const Dot&, const BlobHash& h) { items_.push_back(h); });
+}
+
+bool TakeOver::Compare(const FieldState& ours, const FieldState& theirs) {
+  ours_ = &ours;
+  theirs_ = &theirs;
+  // Having seen all ours has, its context covers ours: each item of ours is one it holds
+  // or removed.
+  joins_to_theirs_ = theirs.ctx.Covers(ours.ctx) && AtLeast(theirs.counter, ours.counter) &&
+                     AtLeast(theirs.counter_base, ours.counter_base);
+  std::sort(items_.begin(), items_.end());
+  return joins_to_theirs_;
+}
+
+StateItems TakeOver::Theirs() {
+  // Each of its items that ours' context covers, ours holds exactly so (else ours removed
+  // it, or holds another content under its dot). Each other one is new here, and must not
+  // be one this replica collected.
+  StateItems items = ItemHashes(hash_, [this](const Dot& dot, const BlobHash& h) {
+    if (!joins_to_theirs_) return;
+    if (ours_->ctx.Covers(dot)) {
+      joins_to_theirs_ = std::binary_search(items_.begin(), items_.end(), h);
+      ++held_;
+    } else {
+      joins_to_theirs_ = !gone_.Covers(dot);
+      ++fresh_;
+    }
+  });
+  items.only = true;  // its outline is held already
+  return items;
+}
+
+std::optional<bool> TakeOver::Result() const {
+  if (!joins_to_theirs_) return std::nullopt;
+  // It changes ours if it brings an item or an event ours has not seen, or removes one.
+  return !(theirs_->ctx == ours_->ctx) || fresh_ > 0 || held_ < items_.size() ||
+         !(theirs_->counter == ours_->counter) || !(theirs_->counter_base == ours_->counter_base);
+}
+
+}  // namespace tandem::engine
