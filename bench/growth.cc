@@ -11,7 +11,8 @@
 // and opened) plus raw LMDB (512 KiB values, durable transactions of 8 MiB).
 //
 // Then one field state of --state-mb MiB (64 by default: a set of 4 MiB elements), which
-// travels in pieces, synced the same way; the peak RssAnon of both daemons.
+// travels in pieces, synced the same way; the peak RssAnon of both daemons. Then one
+// element more, synced into the field the receiver now holds.
 //
 //   growth [--records N] [--attachment-mb N] [--state-mb N] [--dir DIR]
 #include <cstring>
@@ -75,6 +76,7 @@ struct DaemonSync {
 // most 15 minutes; the time and each daemon's peak RssAnon.
 DaemonSync SyncDaemons(const std::string& base, const std::string& da, const std::string& db,
                        const std::function<bool()>& arrived, const char* what) {
+  std::filesystem::remove(da + "/daemon.json");  // a run before this one's address
   pid_t pa = Spawn({TANDEM_BIN, "serve", da, "--listen", "127.0.0.1:0"}, da + ".log");
   const std::string addr = WaitListen(da);
   const double t0 = Now();
@@ -199,43 +201,51 @@ AttachmentFigures Attachment(const std::string& base, uint64_t bytes) {
 }
 
 // One set field of `bytes` in elements of 4 MiB (a field state in pieces, never in a
-// blob), synced between two daemons as the attachment is; the peak RssAnon of each.
-DaemonSync LargeState(const std::string& base, uint64_t bytes) {
+// blob), synced between two daemons as the attachment is; the peak RssAnon of each. Then
+// one more element added on the sender, and synced again: the receiver holds the field
+// now, and the state that comes has seen all of it (it takes that one's place).
+std::pair<DaemonSync, DaemonSync> LargeState(const std::string& base, uint64_t bytes) {
   constexpr size_t kElement = size_t{4} << 20;
   const size_t count = std::max<size_t>(1, bytes / kElement);
   const auto [da, db] = MemberPair(base, "state");
-  {
+  std::mt19937_64 rng(13);
+  auto add = [&](size_t n) {
     auto a = storage::OpenReplica(da);
     Must(a.status(), "open a");
-    std::mt19937_64 rng(13);
-    for (size_t i = 0; i < count; ++i) {
+    for (size_t i = 0; i < n; ++i) {
       std::string element(kElement, '\0');
       FillRandom(element, rng);
       Must((*a)->Add("docs", "big", "parts", engine::Value{engine::Bytes{std::move(element)}}),
            "add");
     }
-  }
+  };
   // Opened for each look, not held open: a daemon alone with its replica may store the
   // state as it came (the first time raises the format, docs/format.md). Whether it did
   // is reported: else it took the state in line, decoded whole.
-  DaemonSync out = SyncDaemons(
-      base, da, db,
-      [&] {
-        std::this_thread::sleep_for(std::chrono::milliseconds(40));
-        auto b = storage::OpenReplica(db);
-        Must(b.status(), "open b");
-        auto rec = (*b)->Get("docs", "big");
-        if (!rec.ok()) return false;
-        auto it = rec->fields.find("parts");
-        return it != rec->fields.end() && it->second.set.size() == count;
-      },
-      "the field state");
-  auto b = storage::OpenReplica(db);
-  Must(b.status(), "open b");
-  storage::CheckReport report;
-  Must(storage::Check(*dynamic_cast<storage::LmdbStore*>(&(*b)->store()), &report), "check b");
-  out.out_of_line = report.fields_out_of_line;
-  return out;
+  auto sync = [&, da = da, db = db](size_t want) {
+    DaemonSync out = SyncDaemons(
+        base, da, db,
+        [&] {
+          std::this_thread::sleep_for(std::chrono::milliseconds(40));
+          auto b = storage::OpenReplica(db);
+          Must(b.status(), "open b");
+          auto rec = (*b)->Get("docs", "big");
+          if (!rec.ok()) return false;
+          auto it = rec->fields.find("parts");
+          return it != rec->fields.end() && it->second.set.size() == want;
+        },
+        "the field state");
+    auto b = storage::OpenReplica(db);
+    Must(b.status(), "open b");
+    storage::CheckReport report;
+    Must(storage::Check(*dynamic_cast<storage::LmdbStore*>(&(*b)->store()), &report), "check b");
+    out.out_of_line = report.fields_out_of_line;
+    return out;
+  };
+  add(count);
+  const DaemonSync first = sync(count);
+  add(1);
+  return {first, sync(count + 1)};
 }
 
 }  // namespace
@@ -333,13 +343,19 @@ int main(int argc, char** argv) {
   std::printf("  %-52s %14.2f\n", "ratio (goal >= 0.3)", att.ratio);
   std::printf("  %-52s %8.1f %5.1f\n", "peak RssAnon MB, sending / receiving daemon",
               att.peak_sender_mb, att.peak_receiver_mb);
-  const DaemonSync st = LargeState(base, uint64_t(state_mb) << 20);
+  const auto [st, grown] = LargeState(base, uint64_t(state_mb) << 20);
   std::printf("  a set field of %d MiB (4 MiB elements) synced between two daemons in %.2f s\n",
               state_mb, st.seconds);
   std::printf("  %-52s %8.1f %5.1f\n", "peak RssAnon MB, sending / receiving daemon",
               st.peak_sender_mb, st.peak_receiver_mb);
   std::printf("  %-52s %8s\n", "kept as it came (out of line) by the receiver",
               st.out_of_line ? "yes" : "no");
+  std::printf("  then one element more, into the field the receiver holds, in %.2f s\n",
+              grown.seconds);
+  std::printf("  %-52s %8.1f %5.1f\n", "peak RssAnon MB, sending / receiving daemon",
+              grown.peak_sender_mb, grown.peak_receiver_mb);
+  std::printf("  %-52s %8s\n", "kept as it came, in place of the one held",
+              grown.out_of_line ? "yes" : "no");
   std::printf(
       "{\"bench\": \"growth\", \"fields\": %d, \"deleted_records\": %d, \"bytes_full\": %llu, "
       "\"bytes_before_gc\": %llu, \"bytes_after_gc\": %llu, \"bytes_live\": %llu, "
@@ -348,7 +364,9 @@ int main(int argc, char** argv) {
       "\"limit_mb_per_s\": %.1f, \"ratio_attachment_vs_secretstream_lmdb\": %.3f, "
       "\"peak_rss_mb\": %.1f, \"peak_rss_mb_sender\": %.1f, \"peak_rss_mb_receiver\": %.1f, "
       "\"state_bytes\": %llu, \"state_seconds\": %.3f, \"state_peak_rss_mb_sender\": %.1f, "
-      "\"state_peak_rss_mb_receiver\": %.1f, \"state_kept_as_it_came\": %llu}\n",
+      "\"state_peak_rss_mb_receiver\": %.1f, \"state_kept_as_it_came\": %llu, "
+      "\"grown_state_seconds\": %.3f, \"grown_state_peak_rss_mb_sender\": %.1f, "
+      "\"grown_state_peak_rss_mb_receiver\": %.1f, \"grown_state_kept_as_it_came\": %llu}\n",
       ds.records * ds.fields, deleted, static_cast<unsigned long long>(full_bytes),
       static_cast<unsigned long long>(before_bytes), static_cast<unsigned long long>(after_bytes),
       static_cast<unsigned long long>(live_bytes), static_cast<unsigned long long>(stats.collected),
@@ -356,7 +374,9 @@ int main(int argc, char** argv) {
       att.mb_per_s, att.limit_mb_per_s, att.ratio,
       std::max(att.peak_sender_mb, att.peak_receiver_mb), att.peak_sender_mb, att.peak_receiver_mb,
       static_cast<unsigned long long>(state_mb) << 20, st.seconds, st.peak_sender_mb,
-      st.peak_receiver_mb, static_cast<unsigned long long>(st.out_of_line));
+      st.peak_receiver_mb, static_cast<unsigned long long>(st.out_of_line), grown.seconds,
+      grown.peak_sender_mb, grown.peak_receiver_mb,
+      static_cast<unsigned long long>(grown.out_of_line));
   std::filesystem::remove_all(base);
   return 0;
 }
