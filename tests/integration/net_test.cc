@@ -66,6 +66,26 @@ TEST_F(Net, ASetLargerThanAMessageSyncsAndBlocksNothing) {
   ASSERT_EQ(s.exit_code, 0) << s.err;
   EXPECT_EQ(Dump(b), Dump(a));
   EXPECT_NE(Dump(b).find("after"), std::string::npos);
+  auto out_of_line = [&](const std::string& dir) {
+    auto c = T({"check", dir});
+    EXPECT_EQ(c.exit_code, 0) << c.err;
+    return c.out.find("\"fields_out_of_line\":1") != std::string::npos;
+  };
+  EXPECT_TRUE(out_of_line(b)) << "kept as it came";
+  // Two more there and one removed: the state that comes has seen all b holds of the
+  // field, so it takes that one's place as it came.
+  for (int i = 10; i < 12; ++i)
+    ASSERT_EQ(T({"add", a, "docs", "d1", "photos",
+                 "\"" + std::string(100'000, static_cast<char>('a' + i)) + "\""})
+                  .exit_code,
+              0);
+  ASSERT_EQ(
+      T({"remove", a, "docs", "d1", "photos", "\"" + std::string(100'000, 'a') + "\""}).exit_code,
+      0);
+  s = T({"sync", b, "--peer", addr});
+  ASSERT_EQ(s.exit_code, 0) << s.err;
+  EXPECT_EQ(Dump(b), Dump(a));
+  EXPECT_TRUE(out_of_line(b)) << "in place of the one held";
   // And back: b's own change after the large field reaches a.
   ASSERT_EQ(T({"put", b, "docs", "d3", "title=\"from b\""}).exit_code, 0);
   s = T({"sync", b, "--peer", addr});
