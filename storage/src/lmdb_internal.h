@@ -465,6 +465,13 @@ class LmdbReader {
                          const engine::StateItems* items = nullptr);
   Status ReadFieldItems(const FieldKey& key, const engine::StateItems& items);
   Status ReadFieldOutline(const FieldKey& key, const engine::StateItems* items, FieldState* out);
+  // A state stored in line read to its outline (engine::OutlineFieldState), `items` (if
+  // not null) seeing each item, from its stored bytes: never decoded whole. Corrupt where
+  // they are damaged or not in canonical order.
+  Status OutlineInLine(std::string_view state, const engine::StateItems* items, FieldState* out);
+  // A scan with outlines gives a state stored in line of more than this many bytes as its
+  // outline too, as it does one stored out of line.
+  static constexpr size_t kOutlineInLinePast = size_t{1} << 20;
   // The stored value of a field and the key it is stored under; NotFound if it has none.
   Status FindField(const FieldKey& key, std::string* stored_key, MDB_val* value) {
     auto k = impl_->Key(key.collection, key.record, key.field, false);

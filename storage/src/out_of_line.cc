@@ -146,9 +146,19 @@ Status LmdbReader::ReadFieldItems(const FieldKey& key, const engine::StateItems&
   TANDEM_RETURN_IF_ERROR(SplitValue(k, View(v), &seq, &state).With(key.Name()));
   FieldState s;
   if (IsOutOfLine(state)) return DecodeOutOfLine(state, &s, true, &items).With(key.Name());
-  TANDEM_RETURN_IF_ERROR(DecodeState(state, &s).With(key.Name()));
-  engine::ForEachItem(s, items);
-  return Status::Ok();
+  engine::StateItems alone = items;
+  alone.only = true;
+  return OutlineInLine(state, &alone, &s).With(key.Name());
+}
+
+Status LmdbReader::OutlineInLine(std::string_view state, const engine::StateItems* items,
+                                 FieldState* out) {
+  engine::Reader r(state);  // the stored bytes, in the map: nothing copied
+  uint8_t header = 0;
+  uint64_t body_left = 0;
+  *out = engine::OutlineFieldState(r, impl_->table, items, &header, &body_left);
+  if (r.ok() && r.remaining() != 0) r.Fail("trailing bytes");
+  return r.ok() ? Status::Ok() : r.status().With("field state");
 }
 
 Status LmdbReader::ReadFieldOutline(const FieldKey& key, const engine::StateItems* items,
@@ -160,13 +170,7 @@ Status LmdbReader::ReadFieldOutline(const FieldKey& key, const engine::StateItem
   std::string_view state;
   TANDEM_RETURN_IF_ERROR(SplitValue(k, View(v), &seq, &state).With(key.Name()));
   if (IsOutOfLine(state)) return DecodeOutOfLine(state, out, true, items).With(key.Name());
-  engine::Reader r(state);  // the stored bytes, in the map: nothing copied
-  uint8_t header = 0;
-  uint64_t body_left = 0;
-  *out = engine::OutlineFieldState(r, impl_->table, items, &header, &body_left);
-  if (r.ok() && r.remaining() != 0) r.Fail("trailing bytes");
-  if (!r.ok()) return r.status().With("field state").With(key.Name());
-  return Status::Ok();
+  return OutlineInLine(state, items, out).With(key.Name());
 }
 
 }  // namespace tandem::storage

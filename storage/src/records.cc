@@ -53,12 +53,21 @@ Status LmdbReader::ScanRecords(std::string_view c, std::string_view after,
         }
         FieldState s;
         Status st;
-        if (outlines && OutOfLineValue(View(v))) {
+        if (outlines && (OutOfLineValue(View(v)) || v.mv_size > kOutlineInLinePast)) {
           uint64_t seq = 0;
           std::string_view stored;
           st = SplitValue(key, View(v), &seq, &stored);
-          if (st.ok()) st = DecodeOutOfLine(stored, &s, true);
-          if (st.ok()) (*outlines)(k);
+          if (st.ok() && IsOutOfLine(stored)) {
+            st = DecodeOutOfLine(stored, &s, true);
+            if (st.ok()) (*outlines)(k);
+          } else if (st.ok()) {
+            // A large state in line: its outline where its lists are in canonical order
+            // (every encoder writes them so), else decoded whole.
+            if (OutlineInLine(stored, nullptr, &s).ok())
+              (*outlines)(k);
+            else
+              st = DecodeState(stored, &s);
+          }
         } else {
           st = DecodeField(key, v, &s);
         }

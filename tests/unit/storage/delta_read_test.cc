@@ -341,6 +341,44 @@ TEST(DeltaRead, AStateInPiecesIsStoredAsItCameUntilItsFieldIsWrittenAgain) {
   EXPECT_EQ(out_of_line(**a), 1u);
 }
 
+// A scan with outlines (the comparison of states, collection) reads a large state stored
+// in line to its outline, as it does one out of line, and its items from where it lies:
+// neither decodes it whole. A small one it decodes as before.
+TEST(DeltaRead, AScanWithOutlinesReadsALargeStateInLineToItsOutline) {
+  testing::TempDir tmp;
+  auto a = CreateReplica(tmp / "a");
+  ASSERT_TRUE(a.ok());
+  AddAlbum(**a);
+  auto txn = (*a)->store().BeginRead();
+  ASSERT_TRUE(txn.ok());
+  std::vector<FieldKey> outlined;
+  const engine::ReadTxn::OutlineFn note = [&](const FieldKey& k) { outlined.push_back(k); };
+  engine::RecordState got;
+  ASSERT_TRUE((*txn)
+                  ->ScanRecords(
+                      "docs", "",
+                      [&](const std::string&, engine::RecordState& r) {
+                        got = std::move(r);
+                        return true;
+                      },
+                      nullptr, &note)
+                  .ok());
+  ASSERT_EQ(outlined.size(), 1u);
+  EXPECT_EQ(outlined[0].field, "photos");
+  const FieldState& outline = got.fields.at("photos");
+  ASSERT_EQ(outline.elements.size(), 1u) << "every element's dots under one null value";
+  EXPECT_EQ(outline.elements.begin()->first, Value{});
+  EXPECT_EQ(outline.elements.begin()->second.size(), 24u);
+  EXPECT_EQ(got.fields.at("title").markers.begin()->second.value, Value{std::string("album")});
+  size_t elements = 0;
+  engine::StateItems items;
+  items.element = [&](const Value& v, const std::set<engine::Dot>&) {
+    elements += std::get<std::string>(v).size() == 60'000;
+  };
+  ASSERT_TRUE((*txn)->ReadFieldItems({"docs", "set", "photos"}, items).ok());
+  EXPECT_EQ(elements, 24u);
+}
+
 size_t OutOfLine(Replica& r) {
   CheckReport rep;
   const Status st = Check(*dynamic_cast<LmdbStore*>(&r.store()), &rep);

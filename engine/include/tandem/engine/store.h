@@ -179,8 +179,9 @@ class ReadTxn {
   // fn returns false. The RecordState is the callee's to move from.
   // With `damaged`, a field damaged on disk (kCorrupt) is passed to it and left out of
   // its record, instead of ending the scan with that error. With `outlines`, a state
-  // stored out of line (WriteTxn::PutFieldOutOfLine) is not decoded whole: its record
-  // holds its outline (OutlineFieldState), and its key goes to `outlines` first.
+  // stored out of line (WriteTxn::PutFieldOutOfLine), or a large one in line where a
+  // store can read it so, is not decoded whole: its record holds its outline
+  // (OutlineFieldState), and its key goes to `outlines` first.
   using RecordFn = std::function<bool(const std::string& id, RecordState& state)>;
   using DamagedFn = std::function<void(const FieldKey& key, const Status& why)>;
   using OutlineFn = std::function<void(const FieldKey& key)>;
@@ -188,7 +189,7 @@ class ReadTxn {
                              const RecordFn& fn, const DamagedFn* damaged = nullptr,
                              const OutlineFn* outlines = nullptr) = 0;
   // Hands a field's state to `items` a marker and an element at a time (StateItems), as
-  // stored: one out of line is never decoded whole. NotFound when it has none.
+  // stored: a store that can never decodes it whole. NotFound when it has none.
   virtual Status ReadFieldItems(const FieldKey& key, const StateItems& items);
   // A field's outline (OutlineFieldState), its items handed to `items` (if not null) in
   // the same pass, the state never decoded whole: one in line is read from its stored
