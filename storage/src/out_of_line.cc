@@ -138,17 +138,10 @@ Status LmdbReader::DecodeOutOfLine(std::string_view state, FieldState* out, bool
 }
 
 Status LmdbReader::ReadFieldItems(const FieldKey& key, const engine::StateItems& items) {
-  std::string k;
-  MDB_val v;
-  TANDEM_RETURN_IF_ERROR(FindField(key, &k, &v));
-  uint64_t seq = 0;
-  std::string_view state;
-  TANDEM_RETURN_IF_ERROR(SplitValue(k, View(v), &seq, &state).With(key.Name()));
-  FieldState s;
-  if (IsOutOfLine(state)) return DecodeOutOfLine(state, &s, true, &items).With(key.Name());
   engine::StateItems alone = items;
-  alone.only = true;
-  return OutlineInLine(state, &alone, &s).With(key.Name());
+  alone.only = true;  // the outline is not kept
+  FieldState s;
+  return ReadFieldOutline(key, &alone, &s);
 }
 
 Status LmdbReader::OutlineInLine(std::string_view state, const engine::StateItems* items,
