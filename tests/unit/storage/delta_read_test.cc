@@ -12,6 +12,7 @@
 #include "sync_once.h"
 #include "tandem/engine/codec.h"
 #include "tandem/engine/memory_store.h"
+#include "tandem/engine/rules.h"
 #include "tandem/storage/lmdb_store.h"
 #include "tandem/storage/replica.h"
 
@@ -448,6 +449,58 @@ TEST(DeltaRead, AStateInPiecesThatHasSeenAllOfOursTakesItsPlace) {
   auto reopened = OpenReplica(tmp / "b");
   ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
   EXPECT_EQ(Album(**reopened), want);
+}
+
+// Rules that refuse a set element "refused..." from a peer.
+class RefuseElements : public engine::CollectionRules, public engine::WritePolicy {
+ public:
+  Status CheckOp(std::string_view, engine::Op, Value*) const override { return Status::Ok(); }
+  Status CheckRecord(std::string_view, const engine::RecordState&,
+                     const std::set<std::string>&) const override {
+    return Status::Ok();
+  }
+  Status CheckIncoming(std::string_view, engine::Kind kind, const Value& v, engine::Hlc,
+                       bool) const override {
+    const auto* t = std::get_if<std::string>(&v);
+    if (kind == engine::Kind::kSet && t && t->rfind("refused", 0) == 0)
+      return Status::Invalid("no refused elements");
+    return Status::Ok();
+  }
+  Result<std::shared_ptr<const engine::CollectionRules>> RulesFor(engine::ReadTxn&,
+                                                                  std::string_view) override {
+    return std::shared_ptr<const engine::CollectionRules>(std::shared_ptr<void>(), this);
+  }
+};
+
+// A state in pieces into a field held here is judged by the collection's rules on what is
+// new here alone, its values read a piece at a time: an element the held state has
+// already is not judged again (it takes that state's place as it came), a new one is.
+TEST(DeltaRead, AStateInPiecesIsJudgedOnWhatIsNewHere) {
+  testing::TempDir tmp;
+  auto a = CreateReplica(tmp / "a");
+  auto b = CreateReplica(tmp / "b");
+  ASSERT_TRUE(a.ok() && b.ok());
+  AddAlbum(**a);
+  ASSERT_TRUE((*a)->Add("docs", "set", "photos", Value{std::string("refused before")}).ok());
+  ASSERT_TRUE(SyncOnce(**a, **b).ok());
+  ASSERT_EQ(Album(**b).fields.at("photos").set.size(), 25u);
+  auto rules = std::make_shared<RefuseElements>();
+  (*b)->SetWritePolicy(rules);
+  ASSERT_TRUE((*a)->Add("docs", "set", "photos", Value{Text(60'001, 50)}).ok());
+  ASSERT_TRUE(SyncOnce(**a, **b).ok());
+  EXPECT_EQ(Album(**b).fields.at("photos").set.size(), 26u);
+  EXPECT_EQ(OutOfLine(**b), 1u) << "the element it had is not judged again";
+  auto held = (*b)->Quarantined();
+  ASSERT_TRUE(held.ok());
+  EXPECT_TRUE(held->empty());
+  // One the rules refuse, new here: the state is held aside, the field left as it was.
+  ASSERT_TRUE((*a)->Add("docs", "set", "photos", Value{std::string("refused now")}).ok());
+  ASSERT_TRUE(SyncOnce(**a, **b).ok());
+  EXPECT_EQ(Album(**b).fields.at("photos").set.size(), 26u);
+  held = (*b)->Quarantined();
+  ASSERT_TRUE(held.ok());
+  EXPECT_EQ(held->size(), 1u);
+  (*b)->SetWritePolicy(nullptr);
 }
 
 // A chunk of a state kept out of line, damaged on disk: the field reads as damaged (its
