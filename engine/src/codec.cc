@@ -677,6 +677,18 @@ FieldState DecodeFieldState(Reader& r, const ReplicaTable& table) {
   return s;
 }
 
+void EncodeWholeDot(const Dot& d, Writer& w) {
+  w.Raw(std::string_view(reinterpret_cast<const char*>(d.replica.bytes.data()), 16));
+  w.Varint(d.seq);
+}
+
+void EncodeWholeMarker(const Dot& d, const Marker& m, Writer& w) {
+  EncodeWholeDot(d, w);
+  w.Fixed64(m.hlc);
+  w.U8(static_cast<uint8_t>(m.kind));
+  EncodeValue(m.value, w);
+}
+
 void ForEachItem(const FieldState& s, const StateItems& items) {
   if (items.markers) items.markers(s.markers.size());
   if (items.marker)

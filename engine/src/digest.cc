@@ -25,20 +25,13 @@ class DigestBytes {
     w_.LengthPrefixed(key.field);
   }
   void Marker(const Dot& dot, const engine::Marker& m) {
-    Id(dot.replica);
-    w_.Varint(dot.seq);
-    w_.Fixed64(m.hlc);
-    w_.U8(static_cast<uint8_t>(m.kind));
-    EncodeValue(m.value, w_);
+    EncodeWholeMarker(dot, m, w_);
     Spill();
   }
   void Element(const Value& v, const std::set<Dot>& dots) {
     EncodeValue(v, w_);
     w_.Varint(dots.size());
-    for (const auto& dot : dots) {
-      Id(dot.replica);
-      w_.Varint(dot.seq);
-    }
+    for (const auto& dot : dots) EncodeWholeDot(dot, w_);
     Spill();
   }
   void Totals(const std::map<ReplicaId, PnTotals>& totals) {

@@ -9,11 +9,6 @@ namespace tandem::engine {
 
 namespace {
 
-void PutDot(const Dot& d, Writer& w) {
-  w.Raw(std::string_view(reinterpret_cast<const char*>(d.replica.bytes.data()), 16));
-  w.Varint(d.seq);
-}
-
 bool AtLeast(const std::map<ReplicaId, PnTotals>& a, const std::map<ReplicaId, PnTotals>& b) {
   for (const auto& [r, t] : b) {
     auto it = a.find(r);
@@ -31,10 +26,7 @@ StateItems ItemHashes(ContentHash hash, std::function<void(const Dot&, const Blo
     buf->clear();
     Writer w(buf.get());
     w.U8('m');
-    PutDot(d, w);
-    w.Fixed64(m.hlc);
-    w.U8(static_cast<uint8_t>(m.kind));
-    EncodeValue(m.value, w);
+    EncodeWholeMarker(d, m, w);
     fn(d, HashOf(hash, *buf));
   };
   items.element = [hash, fn, buf](const Value& v, const std::set<Dot>& dots) {
@@ -45,7 +37,7 @@ StateItems ItemHashes(ContentHash hash, std::function<void(const Dot&, const Blo
     const size_t value_end = buf->size();
     for (const Dot& d : dots) {
       buf->resize(value_end);
-      PutDot(d, w);
+      EncodeWholeDot(d, w);
       fn(d, HashOf(hash, *buf));
     }
   };

@@ -182,6 +182,12 @@ struct StateItems {
 FieldState OutlineFieldState(Reader& r, const ReplicaTable& table, const StateItems* items,
                              uint8_t* header, uint64_t* body_left);
 
+// A dot with its replica's whole id (16 bytes, then the varint seq), and a marker whole
+// (its dot so, its timestamp as 8 bytes, its kind, its value): how a marker is named
+// where no context gives positions (a digest's bytes, the hashes TakeOver compares).
+void EncodeWholeDot(const Dot& d, Writer& w);
+void EncodeWholeMarker(const Dot& d, const Marker& m, Writer& w);
+
 // Hands a decoded state's markers and elements to `items`, as OutlineFieldState would.
 void ForEachItem(const FieldState& s, const StateItems& items);
 
