@@ -1,7 +1,5 @@
 #include "tandem/engine/store.h"
 
-#include "tandem/engine/codec.h"
-
 namespace tandem::engine {
 
 Status ReadTxn::GetFieldOrDamaged(const FieldKey& key, std::optional<FieldState>* out,
@@ -11,14 +9,6 @@ Status ReadTxn::GetFieldOrDamaged(const FieldKey& key, std::optional<FieldState>
   if (st.code() != Code::kCorrupt) return st;
   out->reset();
   if (damage) *damage = std::move(st);
-  return Status::Ok();
-}
-
-Status ReadTxn::ReadFieldItems(const FieldKey& key, const StateItems& items) {
-  std::optional<FieldState> s;
-  TANDEM_RETURN_IF_ERROR(GetField(key, &s));
-  if (!s) return Status::NotFound("no such field");
-  ForEachItem(*s, items);
   return Status::Ok();
 }
 

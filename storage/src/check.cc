@@ -85,8 +85,8 @@ Status Check(LmdbStore& store, CheckReport* report) {
       if (value.ok()) decoded = std::move(d);
     }
     if (decoded && LmdbReader::IsOutOfLine(bytes)) {
-      LmdbReader::OutOfLine o;
-      if (reader.ReadOutOfLine(bytes, &o).ok() && !out_of_line.insert(o.entry).second) {
+      const std::optional<engine::BlobHash> entry = OutOfLineEntry(View(v));
+      if (entry && !out_of_line.insert(*entry).second) {
         st = Status::Corrupt(where + " names the chunks of another field's state");
         break;
       }

@@ -190,7 +190,7 @@ class ReadTxn {
                              const OutlineFn* outlines = nullptr) = 0;
   // Hands a field's state to `items` a marker and an element at a time (StateItems), as
   // stored: a store that can never decodes it whole. NotFound when it has none.
-  virtual Status ReadFieldItems(const FieldKey& key, const StateItems& items);
+  virtual Status ReadFieldItems(const FieldKey& key, const StateItems& items) = 0;
   // A field's outline (OutlineFieldState), its items handed to `items` (if not null) in
   // the same pass, the state never decoded whole: one in line is read from its stored
   // bytes. NotFound when it has none; Corrupt when it is damaged, or not in the order
