@@ -271,6 +271,34 @@ void AddAlbum(Replica& r) {
   ASSERT_TRUE(r.Put("docs", "set", {{"title", Value{std::string("album")}}}).ok());
 }
 
+size_t OutOfLine(Replica& r) {
+  CheckReport rep;
+  const Status st = Check(*dynamic_cast<LmdbStore*>(&r.store()), &rep);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  return rep.fields_out_of_line;
+}
+
+engine::Record Album(Replica& r) {
+  auto got = r.Get("docs", "set");
+  EXPECT_TRUE(got.ok()) << got.status().ToString();
+  return got.ok() ? *got : engine::Record{};
+}
+
+// Replicas `a` and `b` in `dir`, the album written on a and synced to b.
+struct AlbumPair {
+  std::unique_ptr<Replica> a, b;
+};
+AlbumPair SyncedAlbum(const testing::TempDir& dir) {
+  auto a = CreateReplica(dir / "a");
+  auto b = CreateReplica(dir / "b");
+  EXPECT_TRUE(a.ok() && b.ok());
+  if (!a.ok() || !b.ok()) return {};
+  AddAlbum(**a);
+  const Status st = SyncOnce(**a, **b);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  return {std::move(*a), std::move(*b)};
+}
+
 // A state that arrives in pieces into a field that holds nothing is stored as it came, out
 // of line in the chunks that held its pieces: read, sent on and checked from there, never
 // decoded whole to be applied. Written again, the field holds its state in line, and
@@ -282,22 +310,11 @@ TEST(DeltaRead, AStateInPiecesIsStoredAsItCameUntilItsFieldIsWrittenAgain) {
   auto c = CreateReplica(tmp / "c");
   ASSERT_TRUE(a.ok() && b.ok() && c.ok());
   AddAlbum(**a);
-  auto out_of_line = [](Replica& r) {
-    CheckReport rep;
-    const Status st = Check(*dynamic_cast<LmdbStore*>(&r.store()), &rep);
-    EXPECT_TRUE(st.ok()) << st.ToString();
-    return rep.fields_out_of_line;
-  };
-  auto record = [](Replica& r) {
-    auto got = r.Get("docs", "set");
-    EXPECT_TRUE(got.ok()) << got.status().ToString();
-    return got.ok() ? *got : engine::Record{};
-  };
   ASSERT_TRUE(SyncOnce(**a, **b).ok());
-  const engine::Record want = record(**a);
+  const engine::Record want = Album(**a);
   EXPECT_EQ(want.fields.at("photos").set.size(), 24u);
-  EXPECT_EQ(record(**b), want);
-  EXPECT_EQ(out_of_line(**b), 1u) << "the set, not the title";
+  EXPECT_EQ(Album(**b), want);
+  EXPECT_EQ(OutOfLine(**b), 1u) << "the set, not the title";
   // Compared read a piece at a time there, hashed from the state here (past 1 MiB through
   // a spool): the same sums.
   auto da = (*a)->Digests();
@@ -308,8 +325,8 @@ TEST(DeltaRead, AStateInPiecesIsStoredAsItCameUntilItsFieldIsWrittenAgain) {
   EXPECT_EQ(da->sums.size(), 1u);
   // Sent on from where it lies (the spool copies it from its chunks), and stored so again.
   ASSERT_TRUE(SyncOnce(**b, **c).ok());
-  EXPECT_EQ(record(**c), want);
-  EXPECT_EQ(out_of_line(**c), 1u);
+  EXPECT_EQ(Album(**c), want);
+  EXPECT_EQ(OutOfLine(**c), 1u);
   {
     auto ta = (*a)->store().BeginRead();
     auto tc = (*c)->store().BeginRead();
@@ -325,21 +342,21 @@ TEST(DeltaRead, AStateInPiecesIsStoredAsItCameUntilItsFieldIsWrittenAgain) {
   c->reset();
   auto reopened = OpenReplica(tmp / "c");
   ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
-  EXPECT_EQ(record(**reopened), want);
+  EXPECT_EQ(Album(**reopened), want);
   // Written again: in line, its chunks listed no more, and freed by collection.
   ASSERT_TRUE((*b)->Add("docs", "set", "photos", Value{Text(60'001, 99)}).ok());
-  EXPECT_EQ(out_of_line(**b), 0u);
+  EXPECT_EQ(OutOfLine(**b), 0u);
   auto meta = (*b)->Meta();
   ASSERT_TRUE(meta.ok());
   Replica::CollectStats stats;
   ASSERT_TRUE((*b)->Collect(meta->vv, &stats).ok());
   EXPECT_GE(stats.chunks_freed, 3u) << "1.4 MB in chunks of 512 KiB";
-  const engine::Record got = record(**b);
+  const engine::Record got = Album(**b);
   EXPECT_EQ(got.fields.at("photos").set.size(), 25u);
   // Into a field whose state it has seen all of: stored as it came, in that one's place.
   ASSERT_TRUE(SyncOnce(**b, **a).ok());
-  EXPECT_EQ(record(**a), got);
-  EXPECT_EQ(out_of_line(**a), 1u);
+  EXPECT_EQ(Album(**a), got);
+  EXPECT_EQ(OutOfLine(**a), 1u);
 }
 
 // A scan with outlines (the comparison of states, collection) reads a large state stored
@@ -380,72 +397,58 @@ TEST(DeltaRead, AScanWithOutlinesReadsALargeStateInLineToItsOutline) {
   EXPECT_EQ(elements, 24u);
 }
 
-size_t OutOfLine(Replica& r) {
-  CheckReport rep;
-  const Status st = Check(*dynamic_cast<LmdbStore*>(&r.store()), &rep);
-  EXPECT_TRUE(st.ok()) << st.ToString();
-  return rep.fields_out_of_line;
-}
-
-engine::Record Album(Replica& r) {
-  auto got = r.Get("docs", "set");
-  EXPECT_TRUE(got.ok()) << got.status().ToString();
-  return got.ok() ? *got : engine::Record{};
-}
-
 // A state in pieces joined into a field that holds a state: where it has seen all of that
 // one (it adds to it or removes from it), the join is itself, and it takes that one's
 // place as it came; where ours holds an operation it has not seen, the two are joined
 // whole. Either way every replica ends with the same state.
 TEST(DeltaRead, AStateInPiecesThatHasSeenAllOfOursTakesItsPlace) {
   testing::TempDir tmp;
-  auto a = CreateReplica(tmp / "a");
-  auto b = CreateReplica(tmp / "b");
-  ASSERT_TRUE(a.ok() && b.ok());
-  AddAlbum(**a);
-  ASSERT_TRUE(SyncOnce(**a, **b).ok());
-  ASSERT_EQ(OutOfLine(**b), 1u);
+  AlbumPair p = SyncedAlbum(tmp);
+  ASSERT_TRUE(p.a && p.b);
+  auto& a = p.a;
+  auto& b = p.b;
+  ASSERT_EQ(OutOfLine(*b), 1u);
   // One photo added and one removed there: in place of the state b kept as it came.
-  ASSERT_TRUE((*a)->Add("docs", "set", "photos", Value{Text(60'001, 50)}).ok());
-  ASSERT_TRUE((*a)->Remove("docs", "set", "photos", Value{Text(60'000, 3)}).ok());
-  ASSERT_TRUE(SyncOnce(**a, **b).ok());
-  engine::Record want = Album(**a);
+  ASSERT_TRUE(a->Add("docs", "set", "photos", Value{Text(60'001, 50)}).ok());
+  ASSERT_TRUE(a->Remove("docs", "set", "photos", Value{Text(60'000, 3)}).ok());
+  ASSERT_TRUE(SyncOnce(*a, *b).ok());
+  engine::Record want = Album(*a);
   EXPECT_EQ(want.fields.at("photos").set.size(), 24u);
-  EXPECT_EQ(Album(**b), want);
-  EXPECT_EQ(OutOfLine(**b), 1u);
-  auto da = (*a)->Digests();
-  auto db = (*b)->Digests();
+  EXPECT_EQ(Album(*b), want);
+  EXPECT_EQ(OutOfLine(*b), 1u);
+  auto da = a->Digests();
+  auto db = b->Digests();
   ASSERT_TRUE(da.ok() && db.ok());
   EXPECT_EQ(da->sums, db->sums);
   // The state it replaced: listed no more, its chunks freed (those both share stay).
-  auto meta = (*b)->Meta();
+  auto meta = b->Meta();
   ASSERT_TRUE(meta.ok());
   Replica::CollectStats stats;
-  ASSERT_TRUE((*b)->Collect(meta->vv, &stats).ok());
+  ASSERT_TRUE(b->Collect(meta->vv, &stats).ok());
   EXPECT_GE(stats.chunks_freed, 1u);
-  EXPECT_EQ(Album(**b), want);
+  EXPECT_EQ(Album(*b), want);
   // A photo added on each side: each state holds one the other has not seen, so the two
   // are joined whole on both sides (and stored in line).
-  ASSERT_TRUE((*b)->Add("docs", "set", "photos", Value{Text(60'002, 60)}).ok());
-  ASSERT_TRUE((*a)->Add("docs", "set", "photos", Value{Text(60'003, 70)}).ok());
-  ASSERT_TRUE(SyncOnce(**a, **b).ok());
-  want = Album(**a);
+  ASSERT_TRUE(b->Add("docs", "set", "photos", Value{Text(60'002, 60)}).ok());
+  ASSERT_TRUE(a->Add("docs", "set", "photos", Value{Text(60'003, 70)}).ok());
+  ASSERT_TRUE(SyncOnce(*a, *b).ok());
+  want = Album(*a);
   EXPECT_EQ(want.fields.at("photos").set.size(), 26u);
-  EXPECT_EQ(Album(**b), want);
-  EXPECT_EQ(OutOfLine(**a), 0u);
-  EXPECT_EQ(OutOfLine(**b), 0u);
+  EXPECT_EQ(Album(*b), want);
+  EXPECT_EQ(OutOfLine(*a), 0u);
+  EXPECT_EQ(OutOfLine(*b), 0u);
   // One more there: b's state, in line, is replaced by a's as it came.
-  ASSERT_TRUE((*a)->Add("docs", "set", "photos", Value{Text(60'004, 80)}).ok());
-  ASSERT_TRUE(SyncOnce(**a, **b).ok());
-  want = Album(**a);
-  EXPECT_EQ(Album(**b), want);
-  EXPECT_EQ(OutOfLine(**b), 1u);
-  da = (*a)->Digests();
-  db = (*b)->Digests();
+  ASSERT_TRUE(a->Add("docs", "set", "photos", Value{Text(60'004, 80)}).ok());
+  ASSERT_TRUE(SyncOnce(*a, *b).ok());
+  want = Album(*a);
+  EXPECT_EQ(Album(*b), want);
+  EXPECT_EQ(OutOfLine(*b), 1u);
+  da = a->Digests();
+  db = b->Digests();
   ASSERT_TRUE(da.ok() && db.ok());
   EXPECT_EQ(da->sums, db->sums);
   // And a restarted replica reads the same.
-  b->reset();
+  b.reset();
   auto reopened = OpenReplica(tmp / "b");
   ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
   EXPECT_EQ(Album(**reopened), want);
@@ -508,12 +511,11 @@ TEST(DeltaRead, AStateInPiecesIsJudgedOnWhatIsNewHere) {
 // it and sends the rest.
 TEST(DeltaRead, ADamagedChunkOfAStateKeptAsItCameIsRefused) {
   testing::TempDir tmp;
-  auto a = CreateReplica(tmp / "a");
-  auto b = CreateReplica(tmp / "b");
-  ASSERT_TRUE(a.ok() && b.ok());
-  AddAlbum(**a);
-  ASSERT_TRUE(SyncOnce(**a, **b).ok());
-  b->reset();
+  AlbumPair p = SyncedAlbum(tmp);
+  ASSERT_TRUE(p.a && p.b);
+  auto& a = p.a;
+  auto& b = p.b;
+  b.reset();
   // Every chunk of b is the state's: one byte of each changed.
   std::vector<std::pair<std::string, std::string>> chunks;
   {
@@ -548,8 +550,8 @@ TEST(DeltaRead, ADamagedChunkOfAStateKeptAsItCameIsRefused) {
   EXPECT_EQ(got->fields.at("title").scalar, Value{std::string("album")});
   // A newer state of it in pieces, which has seen all the damaged one held: never put in
   // its place unread, but held aside, as any state for a damaged field.
-  ASSERT_TRUE((*a)->Add("docs", "set", "photos", Value{Text(60'001, 99)}).ok());
-  const Status again = SyncOnce(**a, **damaged);
+  ASSERT_TRUE(a->Add("docs", "set", "photos", Value{Text(60'001, 99)}).ok());
+  const Status again = SyncOnce(*a, **damaged);
   EXPECT_TRUE(again.ok()) << again.ToString();
   EXPECT_EQ((*damaged)->Get("docs", "set").status().code(), Code::kCorrupt);
   auto held = (*damaged)->Quarantined();
