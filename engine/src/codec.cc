@@ -12,6 +12,8 @@
 #include <span>
 #include <type_traits>
 
+#include "codec_state.h"
+
 namespace tandem::engine {
 
 // ---- primitives -------------------------------------------------------------------
@@ -341,13 +343,6 @@ Value DecodeValue(Reader& r) {
 
 namespace {
 
-constexpr uint8_t kHasElements = 1, kHasCounter = 2, kHasBase = 4;
-
-// A field state's context in replica order: dots and counters name a replica by its
-// position in it.
-using CtxEntry = std::pair<ReplicaId, uint64_t>;
-using CtxView = std::span<const CtxEntry>;
-
 // False (nothing written) if the context does not cover the dot, which every state built
 // by the mutators, Join and the decoder guarantees.
 template <typename W>
@@ -359,6 +354,8 @@ template <typename W>
   w.Varint(ctx[pos].second - d.seq);
   return true;
 }
+
+}  // namespace
 
 Dot DecodeDot(Reader& r, CtxView ctx) {
   uint64_t pos = r.Varint();
@@ -374,6 +371,8 @@ Dot DecodeDot(Reader& r, CtxView ctx) {
   }
   return Dot{ctx[pos].first, ctx[pos].second - offset};
 }
+
+namespace {
 
 // False if the context does not name a replica of the totals (see EncodeDot).
 template <typename W>
@@ -393,8 +392,9 @@ template <typename W>
   return true;
 }
 
-void DecodeTotals(Reader& r, CtxView ctx, std::map<ReplicaId, PnTotals>* out,
-                  bool ordered = false) {
+}  // namespace
+
+void DecodeTotals(Reader& r, CtxView ctx, std::map<ReplicaId, PnTotals>* out, bool ordered) {
   uint64_t n = r.Count(3);
   for (uint64_t i = 0; i < n && r.ok(); ++i) {
     uint64_t pos = r.Varint();
@@ -406,6 +406,26 @@ void DecodeTotals(Reader& r, CtxView ctx, std::map<ReplicaId, PnTotals>* out,
     if (!t.pos && !t.neg) return r.Fail("zero counter totals");
     if (!out->emplace(ctx[pos].first, t).second) return r.Fail("duplicate counter entry");
   }
+}
+
+namespace {
+
+template <typename W>
+Status PutMarker(const Dot& d, const Marker& m, CtxView ctx, W& w) {
+  TANDEM_CHECK(EncodeDot(d, ctx, w), "a field's marker dot is covered by its context");
+  w.Varint(HlcMillis(m.hlc));
+  w.Varint(static_cast<uint64_t>(HlcLogical(m.hlc)) << 2 | static_cast<uint8_t>(m.kind));
+  if (m.kind == Kind::kRegister) PutValue(m.value, w);
+  return Status::Ok();
+}
+
+template <typename W>
+Status PutElement(const Value& v, const std::set<Dot>& dots, CtxView ctx, W& w) {
+  PutValue(v, w);
+  w.Varint(dots.size());
+  for (const Dot& d : dots)
+    TANDEM_CHECK(EncodeDot(d, ctx, w), "a set element's dot is covered by its context");
+  return Status::Ok();
 }
 
 // The body of EncodeFieldState, through any of the writers. Given a state it may change
@@ -440,11 +460,7 @@ Status PutFieldState(S& s, ReplicaTable& table, W& w) {
   }
   w.Varint(s.markers.size());
   for (auto it = s.markers.begin(); it != s.markers.end();) {
-    const auto& [d, m] = *it;
-    TANDEM_CHECK(EncodeDot(d, ctx, w), "a field's marker dot is covered by its context");
-    w.Varint(HlcMillis(m.hlc));
-    w.Varint(static_cast<uint64_t>(HlcLogical(m.hlc)) << 2 | static_cast<uint8_t>(m.kind));
-    if (m.kind == Kind::kRegister) PutValue(m.value, w);
+    TANDEM_RETURN_IF_ERROR(PutMarker(it->first, it->second, ctx, w));
     if constexpr (kConsume)
       it = s.markers.erase(it);
     else
@@ -453,11 +469,7 @@ Status PutFieldState(S& s, ReplicaTable& table, W& w) {
   if (flags & kHasElements) {
     w.Varint(s.elements.size());
     for (auto it = s.elements.begin(); it != s.elements.end();) {
-      const auto& [v, dots] = *it;
-      PutValue(v, w);
-      w.Varint(dots.size());
-      for (const Dot& d : dots)
-        TANDEM_CHECK(EncodeDot(d, ctx, w), "a set element's dot is covered by its context");
+      TANDEM_RETURN_IF_ERROR(PutElement(it->first, it->second, ctx, w));
       if constexpr (kConsume)
         it = s.elements.erase(it);
       else
@@ -472,6 +484,19 @@ Status PutFieldState(S& s, ReplicaTable& table, W& w) {
 }
 
 }  // namespace
+
+Status WriteMarker(const Dot& d, const Marker& m, CtxView ctx, Writer& w) {
+  return PutMarker(d, m, ctx, w);
+}
+
+Status WriteElement(const Value& v, const std::set<Dot>& dots, CtxView ctx, Writer& w) {
+  return PutElement(v, dots, ctx, w);
+}
+
+Status WriteTotals(const std::map<ReplicaId, PnTotals>& m, CtxView ctx, Writer& w) {
+  TANDEM_CHECK(EncodeTotals(m, ctx, w), "counter replicas are in the context");
+  return Status::Ok();
+}
 
 Result<size_t> EncodedFieldStateSize(const FieldState& s, ReplicaTable& table) {
   CountingWriter w;
@@ -533,9 +558,6 @@ Status EncodeFieldState(const FieldState& s, ReplicaTable& table, std::string* o
   return AppendEncoding(s, table, out);
 }
 
-namespace {
-// The header and the context, the part of a field state that names replicas through the
-// table: *flags the header's optional sections, ctx the context in order (positions).
 void ReadHead(Reader& r, const ReplicaTable& table, FieldState& s, std::vector<CtxEntry>& ctx,
               uint8_t* flags) {
   const uint8_t header = r.U8();
@@ -575,7 +597,6 @@ void ReadHead(Reader& r, const ReplicaTable& table, FieldState& s, std::vector<C
   for (size_t i = 1; i < ctx.size() && r.ok(); ++i)
     if (!(ctx[i - 1].first < ctx[i].first)) r.Fail("context not in canonical order");
 }
-}  // namespace
 
 Result<StoredHead> ReadStoredHead(std::string_view state, const ReplicaTable& table) {
   Reader r(state);
@@ -585,6 +606,45 @@ Result<StoredHead> ReadStoredHead(std::string_view state, const ReplicaTable& ta
   ReadHead(r, table, s, ctx, &flags);
   if (!r.ok()) return r.status().With("field state");
   return StoredHead{static_cast<uint8_t>(state[0]), std::move(s.ctx), state.size() - r.remaining()};
+}
+
+bool ReadMarker(Reader& r, CtxView ctx, Dot* d, Marker* m) {
+  *d = DecodeDot(r, ctx);
+  const uint64_t ms = r.Varint();
+  const uint64_t logical_kind = r.Varint();
+  const uint64_t logical = logical_kind >> 2;
+  const uint8_t kind = logical_kind & 3;
+  if (!r.ok()) return false;
+  if (ms > 0xffffffffffffULL || logical > 0xffff) {
+    r.Fail("timestamp out of range");
+    return false;
+  }
+  if (kind < 1 || kind > 3) {
+    r.Fail("unknown field kind");
+    return false;
+  }
+  *m = Marker{MakeHlc(ms, static_cast<uint16_t>(logical)), static_cast<Kind>(kind), Value{}};
+  if (m->kind == Kind::kRegister) m->value = DecodeValue(r);
+  return r.ok();
+}
+
+bool ReadElement(Reader& r, CtxView ctx, bool ordered, Value* v, std::set<Dot>* dots) {
+  *v = DecodeValue(r);
+  const uint64_t nd = r.Count(2);
+  if (r.ok() && nd == 0) r.Fail("set element without dots");
+  dots->clear();
+  for (uint64_t k = 0; k < nd && r.ok(); ++k) {
+    const Dot d = DecodeDot(r, ctx);
+    if (!r.ok()) break;
+    if (!ordered) {
+      if (!dots->insert(d).second) r.Fail("duplicate element dot");
+    } else if (!dots->empty() && !(*dots->rbegin() < d)) {
+      r.Fail("dots not in canonical order");
+    } else {
+      dots->insert(dots->end(), d);
+    }
+  }
+  return r.ok();
 }
 
 namespace {
@@ -599,23 +659,9 @@ void ReadBody(Reader& r, CtxView ctx, uint8_t flags, FieldState& s, bool ordered
   if (items && items->markers && r.ok()) items->markers(n);
   std::optional<Dot> last_dot;
   for (uint64_t i = 0; i < n && r.ok(); ++i) {
-    Dot d = DecodeDot(r, ctx);
-    uint64_t ms = r.Varint();
-    uint64_t logical_kind = r.Varint();
-    uint64_t logical = logical_kind >> 2;
-    uint8_t kind = logical_kind & 3;
-    if (!r.ok()) break;
-    if (ms > 0xffffffffffffULL || logical > 0xffff) {
-      r.Fail("timestamp out of range");
-      break;
-    }
-    Marker m{MakeHlc(ms, static_cast<uint16_t>(logical)), static_cast<Kind>(kind), Value{}};
-    if (kind < 1 || kind > 3) {
-      r.Fail("unknown field kind");
-      break;
-    }
-    if (m.kind == Kind::kRegister) m.value = DecodeValue(r);
-    if (!r.ok()) break;
+    Dot d;
+    Marker m;
+    if (!ReadMarker(r, ctx, &d, &m)) break;
     if (ordered && last_dot && !(*last_dot < d)) {
       r.Fail("markers not in canonical order");
       break;
@@ -628,22 +674,9 @@ void ReadBody(Reader& r, CtxView ctx, uint8_t flags, FieldState& s, bool ordered
   if (items && items->elements && r.ok()) items->elements(n);
   std::optional<Value> last_value;
   for (uint64_t i = 0; i < n && r.ok(); ++i) {
-    Value v = DecodeValue(r);
-    uint64_t nd = r.Count(2);
-    if (r.ok() && nd == 0) r.Fail("set element without dots");
+    Value v;
     std::set<Dot> dots;
-    for (uint64_t k = 0; k < nd && r.ok(); ++k) {
-      const Dot d = DecodeDot(r, ctx);
-      if (!r.ok()) break;
-      if (!ordered) {
-        if (!dots.insert(d).second) r.Fail("duplicate element dot");
-      } else if (!dots.empty() && !(*dots.rbegin() < d)) {
-        r.Fail("dots not in canonical order");
-      } else {
-        dots.insert(dots.end(), d);
-      }
-    }
-    if (!r.ok()) break;
+    if (!ReadElement(r, ctx, ordered, &v, &dots)) break;
     if (ordered && last_value && CompareValues(*last_value, v) >= 0) {
       r.Fail("set elements not in canonical order");
       break;
@@ -675,27 +708,6 @@ FieldState DecodeFieldState(Reader& r, const ReplicaTable& table) {
           r.Fail("duplicate set element");
       });
   return s;
-}
-
-void EncodeWholeDot(const Dot& d, Writer& w) {
-  w.Raw(std::string_view(reinterpret_cast<const char*>(d.replica.bytes.data()), 16));
-  w.Varint(d.seq);
-}
-
-void EncodeWholeMarker(const Dot& d, const Marker& m, Writer& w) {
-  EncodeWholeDot(d, w);
-  w.Fixed64(m.hlc);
-  w.U8(static_cast<uint8_t>(m.kind));
-  EncodeValue(m.value, w);
-}
-
-void ForEachItem(const FieldState& s, const StateItems& items) {
-  if (items.markers) items.markers(s.markers.size());
-  if (items.marker)
-    for (const auto& [d, m] : s.markers) items.marker(d, m);
-  if (items.elements) items.elements(s.elements.size());
-  if (items.element)
-    for (const auto& [v, dots] : s.elements) items.element(v, dots);
 }
 
 FieldState OutlineFieldState(Reader& r, const ReplicaTable& table, const StateItems* items,

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "codec_state.h"
 #include "tandem/engine/codec.h"
 
 namespace tandem::engine {
@@ -34,9 +35,6 @@ Result<std::string> EncodeFieldState(const FieldState& s) {
   return out;
 }
 
-namespace {
-// The embedded replica table, then the state against it; nothing may follow.
-// The replica table a self-contained state embeds.
 void ReadReplicaTable(Reader& r, VectorReplicaTable* table) {
   uint64_t n = r.Count(16);
   for (uint64_t i = 0; i < n && r.ok(); ++i) {
@@ -46,6 +44,8 @@ void ReadReplicaTable(Reader& r, VectorReplicaTable* table) {
   if (r.ok() && table->ids().size() != n) r.Fail("duplicate replica in table");
 }
 
+namespace {
+// The embedded replica table, then the state against it; nothing may follow.
 Result<FieldState> ReadSelfContained(Reader& r) {
   VectorReplicaTable table;
   ReadReplicaTable(r, &table);
@@ -69,6 +69,8 @@ void WriteKey(Writer& w, const FieldKey& key) {
   w.LengthPrefixed(key.record);
   w.LengthPrefixed(key.field);
 }
+}  // namespace
+
 FieldKey ReadKey(Reader& r) {
   FieldKey key;
   key.collection = std::string(r.LengthPrefixed(kMaxCollectionName));
@@ -76,7 +78,6 @@ FieldKey ReadKey(Reader& r) {
   key.field = std::string(r.LengthPrefixed(kMaxFieldName));
   return key;
 }
-}  // namespace
 
 std::string DeltaKeyPrefix(const FieldKey& key) {
   std::string out;
@@ -163,6 +164,27 @@ Result<DeltaOutline> OutlineDelta(Reader& r, const StateItems* items) {
 Result<std::pair<FieldKey, FieldState>> DecodeDelta(std::string_view in) {
   Reader r(in);
   return DecodeDelta(r);
+}
+
+void EncodeWholeDot(const Dot& d, Writer& w) {
+  w.Raw(std::string_view(reinterpret_cast<const char*>(d.replica.bytes.data()), 16));
+  w.Varint(d.seq);
+}
+
+void EncodeWholeMarker(const Dot& d, const Marker& m, Writer& w) {
+  EncodeWholeDot(d, w);
+  w.Fixed64(m.hlc);
+  w.U8(static_cast<uint8_t>(m.kind));
+  EncodeValue(m.value, w);
+}
+
+void ForEachItem(const FieldState& s, const StateItems& items) {
+  if (items.markers) items.markers(s.markers.size());
+  if (items.marker)
+    for (const auto& [d, m] : s.markers) items.marker(d, m);
+  if (items.elements) items.elements(s.elements.size());
+  if (items.element)
+    for (const auto& [v, dots] : s.elements) items.element(v, dots);
 }
 
 void EncodeVersionVector(const VersionVector& vv, Writer& w) {

@@ -18,15 +18,13 @@ const char* KindName(Kind k) {
   return "?";
 }
 
-namespace {
-
-// A total order on markers with the same dot, so that even forged input (one dot, two
-// different markers) joins deterministically.
 bool MarkerLess(const Marker& a, const Marker& b) {
   if (a.hlc != b.hlc) return a.hlc < b.hlc;
   if (a.kind != b.kind) return a.kind < b.kind;
   return CompareValues(a.value, b.value) < 0;
 }
+
+namespace {
 
 // The dot-store join for dot -> payload maps: keep what both have, and what one has
 // that the other's context does not cover (the other has not seen it yet).

@@ -426,6 +426,12 @@ Status DecodeWhole(const FieldDelta& d) {
   d.pieces->whole = true;
   return Status::Unsupported("a field state in pieces to decode whole");
 }
+// The same where only the join with ours stands in the way: it may be made a part at a
+// time instead (Replica::JoinPieces), unless a rebase drops from ours by the whole state.
+Status JoinFirst(const FieldDelta& d, const Replica::RebaseOn* rebase) {
+  d.pieces->joins = !rebase || (rebase->may && !rebase->may(d.key.collection));
+  return DecodeWhole(d);
+}
 }  // namespace
 
 Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<FieldDelta>& deltas,
@@ -472,7 +478,7 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
       if (!st.ok() && st.code() != Code::kNotFound) return st;
       // A context or counters that rule out a join that is the state as it came: now,
       // before its pieces are read again.
-      if (s && !over->Compare(*s, d.state)) return DecodeWhole(d);
+      if (s && !over->Compare(*s, d.state)) return JoinFirst(d, rebase);
     } else {
       TANDEM_RETURN_IF_ERROR(txn.GetFieldOrDamaged(d.key, &s, &damage));
     }
@@ -554,7 +560,7 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
     if (d.pieces && s) {
       TANDEM_RETURN_IF_ERROR(ReadInPieces(txn, *d.pieces, over->Theirs()));
       const std::optional<bool> takes = over->Result();
-      if (!takes) return DecodeWhole(d);
+      if (!takes) return JoinFirst(d, rebase);
       // An admission that took it for one ours has seen all of (JoinChanges, by dots
       // alone on outlines) judged nothing more of it.
       if (*takes && admit && !JoinChanges(*s, d.state)) return DecodeWhole(d);

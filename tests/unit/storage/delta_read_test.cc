@@ -427,17 +427,39 @@ TEST(DeltaRead, AStateInPiecesThatHasSeenAllOfOursTakesItsPlace) {
   ASSERT_TRUE(b->Collect(meta->vv, &stats).ok());
   EXPECT_GE(stats.chunks_freed, 1u);
   EXPECT_EQ(Album(*b), want);
-  // A photo added on each side: each state holds one the other has not seen, so the two
-  // are joined whole on both sides (and stored in line).
+  // A photo added on each side: each state holds one the other has not seen, so on both
+  // sides the two are joined a part at a time (JoinPieces), and the join, which has seen
+  // all of ours, takes its place out of line.
   ASSERT_TRUE(b->Add("docs", "set", "photos", Value{Text(60'002, 60)}).ok());
   ASSERT_TRUE(a->Add("docs", "set", "photos", Value{Text(60'003, 70)}).ok());
+  ASSERT_EQ(OutOfLine(*b), 0u) << "written here: in line";
   ASSERT_TRUE(SyncOnce(*a, *b).ok());
   want = Album(*a);
   EXPECT_EQ(want.fields.at("photos").set.size(), 26u);
   EXPECT_EQ(Album(*b), want);
-  EXPECT_EQ(OutOfLine(*a), 0u);
-  EXPECT_EQ(OutOfLine(*b), 0u);
-  // One more there: b's state, in line, is replaced by a's as it came.
+  EXPECT_EQ(OutOfLine(*a), 1u);
+  EXPECT_EQ(OutOfLine(*b), 1u);
+  da = a->Digests();
+  db = b->Digests();
+  ASSERT_TRUE(da.ok() && db.ok());
+  EXPECT_EQ(da->sums, db->sums);
+  // What the joins were made in is listed no more: collection frees the states replaced
+  // and leaves the joins whole.
+  for (Replica* r : {a.get(), b.get()}) {
+    meta = r->Meta();
+    ASSERT_TRUE(meta.ok());
+    ASSERT_TRUE(r->Collect(meta->vv, &stats).ok());
+    EXPECT_EQ(Album(*r), want);
+  }
+  // A concurrent write on one side again, the other side's join taking the place of a
+  // state it stores out of line: the same.
+  ASSERT_TRUE(b->Add("docs", "set", "photos", Value{Text(60'005, 90)}).ok());
+  ASSERT_TRUE(a->Remove("docs", "set", "photos", Value{Text(60'002, 60)}).ok());
+  ASSERT_TRUE(SyncOnce(*a, *b).ok());
+  want = Album(*a);
+  EXPECT_EQ(want.fields.at("photos").set.size(), 26u);
+  EXPECT_EQ(Album(*b), want);
+  // One more there: b's state is replaced by a's as it came.
   ASSERT_TRUE(a->Add("docs", "set", "photos", Value{Text(60'004, 80)}).ok());
   ASSERT_TRUE(SyncOnce(*a, *b).ok());
   want = Album(*a);

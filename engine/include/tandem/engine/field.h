@@ -85,6 +85,10 @@ struct FieldState {
   Hlc MaxHlc() const;
 };
 
+// A total order on markers with the same dot, so that even forged input (one dot, two
+// different markers) joins deterministically: Join keeps the greater.
+bool MarkerLess(const Marker& a, const Marker& b);
+
 // Joins `other` into `into` (commutative, associative, idempotent). Returns true when
 // `into` changed.
 bool Join(FieldState& into, const FieldState& other);

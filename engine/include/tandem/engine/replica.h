@@ -144,6 +144,7 @@ struct ChangePage {
 // `peer`, stored as the chunks `chunks`, then `last`.
 struct StateInPieces {
   ReplicaId peer;
+  BlobHash entry{};  // the pending blob entry that lists its chunks
   std::vector<BlobHash> chunks;
   std::string last;    // the last piece, not stored yet
   BlobHash content{};  // Replica::Hash of the whole encoding
@@ -152,8 +153,10 @@ struct StateInPieces {
   uint64_t state_at = 0;  // where its markers start in the encoding
   // Set by Replica::ApplyBatch where the state must be decoded whole after all (its join
   // with the state held here is another state, or it is held, refused or cut by
-  // collection), which then applies nothing and returns kUnsupported.
+  // collection), which then applies nothing and returns kUnsupported. With `joins`
+  // too, the join was all that stood in the way (Replica::JoinPieces makes it).
   bool whole = false;
+  bool joins = false;
 };
 
 // A field state to send to, or received from, another replica. With `pieces`, `state`
@@ -471,6 +474,13 @@ class Replica {
   // them whole, where their lists are not in canonical order.
   Result<FieldDelta> OutlinePieces(const ReplicaId& peer, uint64_t held, std::string_view last,
                                    const BlobHash& digest);
+  // For a state in pieces whose join with the field's state here is another state
+  // (`pieces->joins`): that join, made from the two encodings a part at a time
+  // (JoinDeltas) into chunks of an entry of its own, in transactions of kBlobTxnChunks
+  // chunks, and read to its outline as OutlinePieces reads. ApplyBatch stores it as it is
+  // if the field is as it was (then it has seen all of it: TakeOver); DropPieces drops
+  // it. Fails where either state is damaged, or not in canonical order.
+  Result<FieldDelta> JoinPieces(const FieldDelta& d);
   // Sync support: stores chunks [first, first + n) of a blob, each checked against the
   // chunk list `listed` (a verified one: BlobId of it is `hash`), and brings the entry up
   // to date (complete with the last chunk), in one transaction.
@@ -641,8 +651,11 @@ class Replica {
   Status CapByRefused(WriteTxn& txn, VersionVector* vv, const ReplicaId* from);
   static Status NoteRefused(WriteTxn& txn, const FieldDelta& d, const FieldState* ours,
                             const AdmitFn& admit);
-  // The chunks of the pieces held from `peer`, `held` bytes of them.
-  Result<std::vector<BlobHash>> PieceChunks(const ReplicaId& peer, uint64_t held);
+  // The chunks the pending entry `entry` lists, `held` bytes of them.
+  Result<std::vector<BlobHash>> PieceChunks(const BlobHash& entry, uint64_t held);
+  // OutlinePieces for the chunks of `entry`, then `last`.
+  Result<FieldDelta> OutlineHeld(const ReplicaId& peer, const BlobHash& entry, uint64_t held,
+                                 std::string last, const BlobHash& digest);
   // Reads a state in pieces through `txn`, each marker and element handed to `items`.
   Status ReadInPieces(ReadTxn& txn, const StateInPieces& p, const StateItems& items);
   // Stores a state in pieces as it came, out of line (WriteTxn::PutFieldOutOfLine), its

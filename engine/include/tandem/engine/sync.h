@@ -298,6 +298,9 @@ struct SessionStats {
   // ...and they differed at equal version vectors: the collections that did.
   std::vector<std::string> states_differ;
   bool repaired = false;  // this session rebased on the peer to mend such a difference
+  // States in pieces joined with the field's state here a part at a time
+  // (Replica::JoinPieces) and stored so.
+  uint64_t pieces_joined = 0;
 };
 
 class Session {

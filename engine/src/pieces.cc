@@ -1,0 +1,370 @@
+// A field state that arrives from a peer in pieces: held as it comes (a cut resumes where
+// it stopped), read to its outline or decoded, stored as it came, or joined with the
+// field's state here a part at a time (JoinPieces).
+#include <algorithm>
+
+#include "tandem/engine/codec.h"
+#include "tandem/engine/join_encoded.h"
+#include "tandem/engine/replica.h"
+
+namespace tandem::engine {
+
+namespace {
+// The pending blob entry that lists the pieces held from a peer.
+BlobHash PiecesKey(ContentHash hash, const ReplicaId& peer) {
+  return HashOf(hash, "tandem pieces " + peer.Hex());
+}
+// The pending blob entry that lists the chunks of a join made of them (JoinPieces).
+BlobHash JoinedKey(ContentHash hash, const ReplicaId& peer) {
+  return HashOf(hash, "tandem joined " + peer.Hex());
+}
+}  // namespace
+
+Status Replica::HoldPiece(const ReplicaId& peer, PieceProgress progress, std::string_view bytes) {
+  if (bytes.size() != kBlobChunkBytes || progress.held % kBlobChunkBytes != 0)
+    return Status::Invalid("a piece held is a whole chunk");
+  TANDEM_RETURN_IF_ERROR(Retrying([&]() -> Status {
+    TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
+    PeerState ps;
+    TANDEM_RETURN_IF_ERROR(txn->GetPeer(peer, &ps));
+    const BlobHash key = PiecesKey(hash_, peer);
+    std::optional<BlobInfo> held;
+    TANDEM_RETURN_IF_ERROR(txn->GetBlob(key, &held));
+    BlobInfo info;
+    info.state = BlobInfo::State::kPending;
+    info.listed = true;
+    // Appending to what is held, or starting over.
+    if (progress.held > 0) {
+      if (!held || !ps.pieces || ps.pieces->digest != progress.digest ||
+          ps.pieces->held != progress.held || held->size != progress.held)
+        return Status::Invalid("a piece that does not follow the pieces held");
+      info = *held;
+    }
+    const BlobHash h = Hash(bytes);
+    TANDEM_RETURN_IF_ERROR(txn->PutChunk(h, bytes));
+    info.chunks.push_back(h);
+    info.size += bytes.size();
+    info.have = info.chunks.size();
+    info.touched_ms = now_();
+    TANDEM_RETURN_IF_ERROR(txn->PutBlob(key, info));
+    progress.held += bytes.size();
+    ps.pieces = progress;
+    TANDEM_RETURN_IF_ERROR(txn->PutPeer(peer, ps));
+    return txn->Commit();
+  }));
+  return Status::Ok();
+}
+
+Result<std::optional<PieceProgress>> Replica::PiecesHeld(const ReplicaId& peer) {
+  std::optional<PieceProgress> out;
+  {
+    TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+    PeerState ps;
+    TANDEM_RETURN_IF_ERROR(txn->GetPeer(peer, &ps));
+    if (!ps.pieces) return out;
+    std::optional<BlobInfo> held;
+    TANDEM_RETURN_IF_ERROR(txn->GetBlob(PiecesKey(hash_, peer), &held));
+    if (ps.pieces->from == ps.cursor && held && held->size == ps.pieces->held) out = ps.pieces;
+  }
+  if (!out) TANDEM_RETURN_IF_ERROR(DropPieces(peer));
+  return out;
+}
+
+namespace {
+// The pieces held from a peer, then the last piece, handed out a chunk at a time, each
+// read by `read` (in a read transaction of its own: a long one would hold up the map's
+// growth; or in the write transaction that applies them).
+class HeldPieces : public Reader::More {
+ public:
+  using ReadFn = std::function<Status(const BlobHash&, std::string*, bool*)>;
+  HeldPieces(ReadFn read, ContentHash hash, std::vector<BlobHash> chunks, std::string_view last)
+      : read_(std::move(read)), hash_(hash), chunks_(std::move(chunks)), last_(last) {
+    Rewind();
+  }
+
+  // From the first piece again.
+  void Rewind() {
+    next_ = 0;
+    left_ = chunks_.size() * kBlobChunkBytes + last_.size();
+  }
+  // The next piece (a view valid until the next call); false at the end, or at an error.
+  bool Next(std::string_view* part) {
+    if (!status_.ok()) return false;
+    if (next_ > chunks_.size()) return false;
+    if (next_ == chunks_.size()) {
+      ++next_;
+      *part = last_;
+    } else {
+      status_ = Read(chunks_[next_++]);
+      if (!status_.ok()) return false;
+      *part = buf_;
+    }
+    left_ -= part->size();
+    return true;
+  }
+  bool Append(std::string* out) override {
+    std::string_view part;
+    if (!Next(&part)) return false;
+    out->append(part);
+    return true;
+  }
+  size_t left() const override { return left_; }
+  const Status& status() const { return status_; }
+
+ private:
+  Status Read(const BlobHash& h) {
+    bool found = false;
+    TANDEM_RETURN_IF_ERROR(read_(h, &buf_, &found));
+    if (!found || buf_.size() != kBlobChunkBytes || HashOf(hash_, buf_) != h)
+      return Status::Corrupt("a piece held is missing or damaged");
+    return Status::Ok();
+  }
+
+  ReadFn read_;
+  ContentHash hash_;
+  std::vector<BlobHash> chunks_;
+  std::string_view last_;
+  size_t next_ = 0, left_ = 0;
+  std::string buf_;
+  Status status_;
+};
+
+HeldPieces::ReadFn ReadEach(Store& store) {
+  return [&store](const BlobHash& h, std::string* out, bool* found) -> Status {
+    TANDEM_ASSIGN_OR_RETURN(auto txn, store.BeginRead());
+    return txn->GetChunk(h, out, found);
+  };
+}
+}  // namespace
+
+Result<std::vector<BlobHash>> Replica::PieceChunks(const BlobHash& entry, uint64_t held) {
+  std::vector<BlobHash> chunks;
+  if (held > 0) {  // none held: an entry left by another session is not these pieces
+    TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+    std::optional<BlobInfo> info;
+    TANDEM_RETURN_IF_ERROR(txn->GetBlob(entry, &info));
+    if (info) chunks = std::move(info->chunks);
+  }
+  if (chunks.size() * kBlobChunkBytes != held)
+    return Status::Corrupt("the pieces held do not add up to what was recorded");
+  return chunks;
+}
+
+Result<std::pair<FieldKey, FieldState>> Replica::DecodePieces(const ReplicaId& peer, uint64_t held,
+                                                              std::string_view last,
+                                                              const BlobHash& digest) {
+  TANDEM_ASSIGN_OR_RETURN(auto chunks, PieceChunks(PiecesKey(hash_, peer), held));
+  HeldPieces pieces(ReadEach(*store_), hash_, std::move(chunks), last);
+  // Pieces put together across sessions must be the state the peer hashed.
+  if (digest != BlobHash{}) {
+    const BlobHash got = hash_([&](std::string_view* part) { return pieces.Next(part); });
+    TANDEM_RETURN_IF_ERROR(pieces.status());
+    if (got != digest) return Status::Invalid("a field state in pieces does not match its digest");
+  }
+  // Each chunk is checked again as it is decoded: storage may change between the passes.
+  pieces.Rewind();
+  Reader r({}, &pieces);  // reads into windows of its own: the pieces' buffer is reused
+  auto d = DecodeDelta(r);
+  TANDEM_RETURN_IF_ERROR(pieces.status());
+  if (!d.ok()) return d.status().With("field state in pieces");
+  return d;
+}
+
+Result<FieldDelta> Replica::OutlinePieces(const ReplicaId& peer, uint64_t held,
+                                          std::string_view last, const BlobHash& digest) {
+  return OutlineHeld(peer, PiecesKey(hash_, peer), held, std::string(last), digest);
+}
+
+Result<FieldDelta> Replica::OutlineHeld(const ReplicaId& peer, const BlobHash& entry, uint64_t held,
+                                        std::string last, const BlobHash& digest) {
+  auto in = std::make_shared<StateInPieces>();
+  in->peer = peer;
+  in->entry = entry;
+  in->last = std::move(last);
+  TANDEM_ASSIGN_OR_RETURN(in->chunks, PieceChunks(entry, held));
+  HeldPieces pieces(ReadEach(*store_), hash_, in->chunks, in->last);
+  in->size = pieces.left();
+  // Hashed always: the hash names the stored state's chunks (PutInPieces).
+  in->content = hash_([&](std::string_view* part) { return pieces.Next(part); });
+  TANDEM_RETURN_IF_ERROR(pieces.status());
+  if (digest != BlobHash{} && in->content != digest)
+    return Status::Invalid("a field state in pieces does not match its digest");
+  pieces.Rewind();
+  Reader r({}, &pieces);
+  auto d = OutlineDelta(r);
+  TANDEM_RETURN_IF_ERROR(pieces.status());
+  if (!d.ok()) return d.status().With("field state in pieces");
+  in->header = d->header;
+  in->state_at = d->state_at;
+  return FieldDelta{std::move(d->key), std::move(d->outline), std::move(in)};
+}
+
+Status Replica::ReadInPieces(ReadTxn& txn, const StateInPieces& p, const StateItems& items) {
+  HeldPieces pieces([&txn](const BlobHash& h, std::string* out,
+                           bool* found) { return txn.GetChunk(h, out, found); },
+                    hash_, p.chunks, p.last);
+  Reader r({}, &pieces);
+  auto d = OutlineDelta(r, &items);
+  TANDEM_RETURN_IF_ERROR(pieces.status());
+  return d.status().With("field state in pieces");
+}
+
+Status Replica::PutInPieces(WriteTxn& txn, const FieldDelta& d, bool* stored) {
+  *stored = false;
+  const StateInPieces& p = *d.pieces;
+  // Its chunks are whole ones but for the last (ReceivePiece refuses a longer piece).
+  if (p.last.size() > kBlobChunkBytes) return Status::Ok();
+  // The pieces the outline was read from, still held.
+  if (!p.chunks.empty()) {
+    std::optional<BlobInfo> held;
+    TANDEM_RETURN_IF_ERROR(txn.GetBlob(p.entry, &held));
+    if (!held || held->chunks.size() < p.chunks.size() ||
+        !std::equal(p.chunks.begin(), p.chunks.end(), held->chunks.begin()))
+      return Status::Ok();
+  }
+  BlobInfo info;
+  info.state = BlobInfo::State::kState;
+  info.size = p.size;
+  info.listed = true;
+  info.chunks = p.chunks;
+  if (!p.last.empty()) {
+    const BlobHash h = Hash(p.last);
+    TANDEM_RETURN_IF_ERROR(txn.PutChunk(h, p.last));
+    info.chunks.push_back(h);
+  }
+  info.have = info.chunks.size();
+  info.touched_ms = now_();
+  const BlobHash entry = HashOf(hash_, "tandem state " + HexOf(p.content));
+  TANDEM_RETURN_IF_ERROR(
+      txn.PutFieldOutOfLine(d.key, d.state.ctx, p.header, entry, p.state_at, stored));
+  if (*stored) TANDEM_RETURN_IF_ERROR(txn.PutBlob(entry, info));
+  return Status::Ok();
+}
+
+namespace {
+// A field's stored state as its delta encoding (ReadTxn::ReadDelta), a window at a time,
+// each read in a transaction of its own (a long one would hold up the map's growth): Busy
+// if the field is written meanwhile, or between two readings (`seq`, once known).
+class StoredDelta : public Reader::More {
+ public:
+  static constexpr size_t kWindow = kBlobChunkBytes;
+  StoredDelta(Store& store, const FieldKey& key, uint64_t* seq)
+      : store_(store), key_(key), seq_(seq) {}
+  // The first window, its bytes checked against their checksum first (a pass over all).
+  Status Open(std::string* out) { return Read(true, out); }
+  bool Append(std::string* out) override {
+    if (offset_ >= size_) return false;
+    status_ = Read(false, out);
+    return status_.ok();
+  }
+  size_t left() const override { return static_cast<size_t>(size_ - offset_); }
+  const Status& status() const { return status_; }
+
+ private:
+  Status Read(bool check, std::string* out) {
+    TANDEM_ASSIGN_OR_RETURN(auto txn, store_.BeginRead());
+    uint64_t size = 0, seq = 0;
+    const size_t before = out->size();
+    TANDEM_RETURN_IF_ERROR(txn->ReadDelta(key_, offset_, kWindow, check, &size, &seq, out));
+    if ((*seq_ != 0 && seq != *seq_) || (offset_ > 0 && size != size_))
+      return Status::Busy(key_.Name() + " was written while it was joined");
+    *seq_ = seq;
+    size_ = size;
+    offset_ += out->size() - before;
+    return Status::Ok();
+  }
+
+  Store& store_;
+  const FieldKey& key_;
+  uint64_t* seq_;
+  uint64_t offset_ = 0, size_ = 0;
+  Status status_;
+};
+}  // namespace
+
+Result<FieldDelta> Replica::JoinPieces(const FieldDelta& d) {
+  const StateInPieces& p = *d.pieces;
+  const BlobHash entry = JoinedKey(hash_, p.peer);
+  uint64_t held = 0;              // bytes stored in chunks the entry lists
+  std::string part;               // the chunk being filled
+  std::vector<std::string> full;  // whole chunks not stored yet
+  // Stores `full`, listed by the entry, in one transaction; the first starts it afresh.
+  auto store_full = [&]() -> Status {
+    TANDEM_RETURN_IF_ERROR(Retrying([&]() -> Status {
+      TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
+      std::optional<BlobInfo> info;
+      if (held > 0) TANDEM_RETURN_IF_ERROR(txn->GetBlob(entry, &info));
+      if (held > 0 && (!info || info->size != held))
+        return Status::Busy("the join of a field state in pieces was dropped meanwhile");
+      BlobInfo b = info ? *info : BlobInfo{};
+      b.state = BlobInfo::State::kPending;
+      b.listed = true;
+      for (const std::string& c : full) {
+        const BlobHash h = Hash(c);
+        TANDEM_RETURN_IF_ERROR(txn->PutChunk(h, c));
+        b.chunks.push_back(h);
+        b.size += c.size();
+      }
+      b.have = b.chunks.size();
+      b.touched_ms = now_();
+      TANDEM_RETURN_IF_ERROR(txn->PutBlob(entry, b));
+      return txn->Commit();
+    }));
+    held += full.size() * kBlobChunkBytes;
+    full.clear();
+    return Status::Ok();
+  };
+  auto out = [&](std::string_view bytes) -> Status {
+    while (!bytes.empty()) {
+      const size_t take = std::min(bytes.size(), kBlobChunkBytes - part.size());
+      part.append(bytes.substr(0, take));
+      bytes.remove_prefix(take);
+      if (part.size() < kBlobChunkBytes) continue;
+      full.push_back(std::move(part));
+      part.clear();
+      if (full.size() == kBlobTxnChunks) TANDEM_RETURN_IF_ERROR(store_full());
+    }
+    return Status::Ok();
+  };
+  uint64_t seq = 0;  // of ours, the same in both passes
+  const DeltaSource ours = [&](const std::function<void(Reader&)>& read) -> Status {
+    StoredDelta more(*store_, d.key, &seq);
+    std::string first;
+    TANDEM_RETURN_IF_ERROR(more.Open(&first));
+    Reader r(first, &more);
+    read(r);
+    return more.status();
+  };
+  const DeltaSource theirs = [&](const std::function<void(Reader&)>& read) -> Status {
+    HeldPieces pieces(ReadEach(*store_), hash_, p.chunks, p.last);
+    Reader r({}, &pieces);
+    read(r);
+    return pieces.status();
+  };
+  TANDEM_RETURN_IF_ERROR(JoinDeltas(ours, theirs, out));
+  if (!full.empty()) TANDEM_RETURN_IF_ERROR(store_full());
+  // Read back as a state in pieces: its outline, and the hash that names it once stored.
+  return OutlineHeld(p.peer, entry, held, std::move(part), BlobHash{});
+}
+
+Status Replica::DropPieces(const ReplicaId& peer) {
+  return Retrying([&]() -> Status {
+    TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
+    PeerState ps;
+    TANDEM_RETURN_IF_ERROR(txn->GetPeer(peer, &ps));
+    std::optional<BlobInfo> held, joined;
+    TANDEM_RETURN_IF_ERROR(txn->GetBlob(PiecesKey(hash_, peer), &held));
+    TANDEM_RETURN_IF_ERROR(txn->GetBlob(JoinedKey(hash_, peer), &joined));
+    if (!ps.pieces && !held && !joined) return Status::Ok();
+    // The chunks go with the next collection (no entry lists them then).
+    TANDEM_RETURN_IF_ERROR(txn->DeleteBlob(PiecesKey(hash_, peer)));
+    TANDEM_RETURN_IF_ERROR(txn->DeleteBlob(JoinedKey(hash_, peer)));
+    if (ps.pieces) {
+      ps.pieces.reset();
+      TANDEM_RETURN_IF_ERROR(txn->PutPeer(peer, ps));
+    }
+    return txn->Commit();
+  });
+}
+
+}  // namespace tandem::engine
