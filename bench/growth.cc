@@ -204,14 +204,18 @@ AttachmentFigures Attachment(const std::string& base, uint64_t bytes) {
 // blob), synced between two daemons as the attachment is; the peak RssAnon of each. Then
 // one more element added on the sender, and synced again: the receiver holds the field
 // now, and the state that comes has seen all of it (it takes that one's place).
-std::pair<DaemonSync, DaemonSync> LargeState(const std::string& base, uint64_t bytes) {
+struct LargeStateFigures {
+  DaemonSync first, grown, both;
+};
+
+LargeStateFigures LargeState(const std::string& base, uint64_t bytes) {
   constexpr size_t kElement = size_t{4} << 20;
   const size_t count = std::max<size_t>(1, bytes / kElement);
   const auto [da, db] = MemberPair(base, "state");
   std::mt19937_64 rng(13);
-  auto add = [&](size_t n) {
-    auto a = storage::OpenReplica(da);
-    Must(a.status(), "open a");
+  auto add = [&](size_t n, const std::string& dir) {
+    auto a = storage::OpenReplica(dir);
+    Must(a.status(), ("open " + dir).c_str());
     for (size_t i = 0; i < n; ++i) {
       std::string element(kElement, '\0');
       FillRandom(element, rng);
@@ -242,10 +246,15 @@ std::pair<DaemonSync, DaemonSync> LargeState(const std::string& base, uint64_t b
     out.out_of_line = report.fields_out_of_line;
     return out;
   };
-  add(count);
+  add(count, da);
   const DaemonSync first = sync(count);
-  add(1);
-  return {first, sync(count + 1)};
+  add(1, da);
+  const DaemonSync grown = sync(count + 1);
+  // Both sides add one: each state holds what the other has not seen, and each daemon
+  // joins the other's with its own.
+  add(1, db);
+  add(1, da);
+  return {first, grown, sync(count + 3)};
 }
 
 }  // namespace
@@ -343,7 +352,7 @@ int main(int argc, char** argv) {
   std::printf("  %-52s %14.2f\n", "ratio (goal >= 0.3)", att.ratio);
   std::printf("  %-52s %8.1f %5.1f\n", "peak RssAnon MB, sending / receiving daemon",
               att.peak_sender_mb, att.peak_receiver_mb);
-  const auto [st, grown] = LargeState(base, uint64_t(state_mb) << 20);
+  const auto [st, grown, both] = LargeState(base, uint64_t(state_mb) << 20);
   std::printf("  a set field of %d MiB (4 MiB elements) synced between two daemons in %.2f s\n",
               state_mb, st.seconds);
   std::printf("  %-52s %8.1f %5.1f\n", "peak RssAnon MB, sending / receiving daemon",
@@ -356,6 +365,11 @@ int main(int argc, char** argv) {
               grown.peak_sender_mb, grown.peak_receiver_mb);
   std::printf("  %-52s %8s\n", "kept as it came, in place of the one held",
               grown.out_of_line ? "yes" : "no");
+  std::printf("  then one element more on each side, the two joined, in %.2f s\n", both.seconds);
+  std::printf("  %-52s %8.1f %5.1f\n", "peak RssAnon MB, sending / receiving daemon",
+              both.peak_sender_mb, both.peak_receiver_mb);
+  std::printf("  %-52s %8s\n", "the join kept out of line, in place of the one held",
+              both.out_of_line ? "yes" : "no");
   std::printf(
       "{\"bench\": \"growth\", \"fields\": %d, \"deleted_records\": %d, \"bytes_full\": %llu, "
       "\"bytes_before_gc\": %llu, \"bytes_after_gc\": %llu, \"bytes_live\": %llu, "
@@ -366,7 +380,9 @@ int main(int argc, char** argv) {
       "\"state_bytes\": %llu, \"state_seconds\": %.3f, \"state_peak_rss_mb_sender\": %.1f, "
       "\"state_peak_rss_mb_receiver\": %.1f, \"state_kept_as_it_came\": %llu, "
       "\"grown_state_seconds\": %.3f, \"grown_state_peak_rss_mb_sender\": %.1f, "
-      "\"grown_state_peak_rss_mb_receiver\": %.1f, \"grown_state_kept_as_it_came\": %llu}\n",
+      "\"grown_state_peak_rss_mb_receiver\": %.1f, \"grown_state_kept_as_it_came\": %llu, "
+      "\"joined_state_seconds\": %.3f, \"joined_state_peak_rss_mb_sender\": %.1f, "
+      "\"joined_state_peak_rss_mb_receiver\": %.1f, \"joined_state_out_of_line\": %llu}\n",
       ds.records * ds.fields, deleted, static_cast<unsigned long long>(full_bytes),
       static_cast<unsigned long long>(before_bytes), static_cast<unsigned long long>(after_bytes),
       static_cast<unsigned long long>(live_bytes), static_cast<unsigned long long>(stats.collected),
@@ -376,7 +392,8 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(state_mb) << 20, st.seconds, st.peak_sender_mb,
       st.peak_receiver_mb, static_cast<unsigned long long>(st.out_of_line), grown.seconds,
       grown.peak_sender_mb, grown.peak_receiver_mb,
-      static_cast<unsigned long long>(grown.out_of_line));
+      static_cast<unsigned long long>(grown.out_of_line), both.seconds, both.peak_sender_mb,
+      both.peak_receiver_mb, static_cast<unsigned long long>(both.out_of_line));
   std::filesystem::remove_all(base);
   return 0;
 }

@@ -46,16 +46,20 @@ class ItemCursor {
     last_dot_ = *d;
     return true;
   }
-  // The next set element, once NextMarker has said there is no more marker.
-  bool NextElement(Value* v, std::set<Dot>* dots) {
+  // The next set element, once NextMarker has said there is no more marker: its value
+  // and dots, valid until the next call. False after the last, or where the reader failed.
+  bool NextElement(const Value** v, const std::set<Dot>** dots) {
     if (!r_.ok() || in_markers_ || left_ == 0) return false;
     --left_;
-    if (!ReadElement(r_, ctx_, true, v, dots)) return false;
-    if (last_value_ && CompareValues(*last_value_, *v) >= 0) {
+    at_ ^= 1;  // the value before stays, for the order (a large one is not copied)
+    if (!ReadElement(r_, ctx_, true, &values_[at_], &dots_)) return false;
+    if (read_one_ && CompareValues(values_[at_ ^ 1], values_[at_]) >= 0) {
       r_.Fail("set elements not in canonical order");
       return false;
     }
-    last_value_ = *v;
+    read_one_ = true;
+    *v = &values_[at_];
+    *dots = &dots_;
     return true;
   }
   // After the last element: the totals, and nothing may follow them.
@@ -80,7 +84,10 @@ class ItemCursor {
   bool in_markers_ = true;
   uint64_t left_ = 0;  // items left in the list being read
   std::optional<Dot> last_dot_;
-  std::optional<Value> last_value_;
+  Value values_[2];  // the element's, and the one before
+  int at_ = 0;
+  bool read_one_ = false;
+  std::set<Dot> dots_;
 };
 
 // Hands each marker and element of Join(a, b) to `marker` and `element`, in order, as
@@ -106,20 +113,21 @@ void JoinItems(ItemCursor& a, ItemCursor& b, OnMarker marker, OnElement element)
       hb = b.NextMarker(&db, &mb);
     }
   }
-  Value va, vb;
-  std::set<Dot> sa, sb, kept;
+  const Value *va = nullptr, *vb = nullptr;
+  const std::set<Dot> *sa = nullptr, *sb = nullptr;
+  std::set<Dot> kept;
   ha = a.NextElement(&va, &sa);
   hb = b.NextElement(&vb, &sb);
   while (ha || hb) {
-    const int c = !ha ? 1 : !hb ? -1 : CompareValues(va, vb);
+    const int c = !ha ? 1 : !hb ? -1 : CompareValues(*va, *vb);
     kept.clear();
     if (c <= 0)
-      for (const Dot& d : sa)
-        if ((c == 0 && sb.count(d)) || !bctx.Covers(d)) kept.insert(kept.end(), d);
+      for (const Dot& d : *sa)
+        if ((c == 0 && sb->count(d)) || !bctx.Covers(d)) kept.insert(kept.end(), d);
     if (c >= 0)
-      for (const Dot& d : sb)
+      for (const Dot& d : *sb)
         if (!actx.Covers(d)) kept.insert(d);
-    if (!kept.empty()) element(c <= 0 ? va : vb, kept);
+    if (!kept.empty()) element(c <= 0 ? *va : *vb, kept);
     if (c <= 0) ha = a.NextElement(&va, &sa);
     if (c >= 0) hb = b.NextElement(&vb, &sb);
   }

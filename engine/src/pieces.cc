@@ -282,6 +282,10 @@ class StoredDelta : public Reader::More {
 };
 }  // namespace
 
+// Chunks of a join stored per transaction: held in memory until then, and again by LMDB
+// as the transaction's pages (2 MiB each way).
+constexpr size_t kJoinTxnChunks = 4;
+
 Result<FieldDelta> Replica::JoinPieces(const FieldDelta& d) {
   const StateInPieces& p = *d.pieces;
   const BlobHash entry = JoinedKey(hash_, p.peer);
@@ -322,7 +326,7 @@ Result<FieldDelta> Replica::JoinPieces(const FieldDelta& d) {
       if (part.size() < kBlobChunkBytes) continue;
       full.push_back(std::move(part));
       part.clear();
-      if (full.size() == kBlobTxnChunks) TANDEM_RETURN_IF_ERROR(store_full());
+      if (full.size() == kJoinTxnChunks) TANDEM_RETURN_IF_ERROR(store_full());
     }
     return Status::Ok();
   };

@@ -476,8 +476,8 @@ class Replica {
                                    const BlobHash& digest);
   // For a state in pieces whose join with the field's state here is another state
   // (`pieces->joins`): that join, made from the two encodings a part at a time
-  // (JoinDeltas) into chunks of an entry of its own, in transactions of kBlobTxnChunks
-  // chunks, and read to its outline as OutlinePieces reads. ApplyBatch stores it as it is
+  // (JoinDeltas) into chunks of an entry of its own, a few per transaction, and read to
+  // its outline as OutlinePieces reads. ApplyBatch stores it as it is
   // if the field is as it was (then it has seen all of it: TakeOver); DropPieces drops
   // it. Fails where either state is damaged, or not in canonical order.
   Result<FieldDelta> JoinPieces(const FieldDelta& d);
