@@ -114,7 +114,7 @@ void JoinItems(ItemCursor& a, ItemCursor& b, OnMarker marker, OnElement element)
     }
   }
   const Value *va = nullptr, *vb = nullptr;
-  const std::set<Dot> *sa = nullptr, *sb = nullptr;
+  const std::set<Dot>*sa = nullptr, *sb = nullptr;
   std::set<Dot> kept;
   ha = a.NextElement(&va, &sa);
   hb = b.NextElement(&vb, &sb);
@@ -147,7 +147,7 @@ struct JoinedHead {
 // an encoding or of `fn`.
 Status WithBoth(const DeltaSource& ours, const DeltaSource& theirs,
                 const std::function<Status(ItemCursor&, ItemCursor&)>& fn) {
-  Status done, inner, broken;
+  Status done = Status::Corrupt("a state to join was not read"), inner, broken;
   const Status outer = ours([&](Reader& ra) {
     inner = theirs([&](Reader& rb) {
       ItemCursor a(ra), b(rb);
@@ -206,7 +206,7 @@ Status JoinDeltas(const DeltaSource& ours, const DeltaSource& theirs,
   w.Varint(first.markers);
   Status sent;
   auto flush = [&](bool all) {
-    if (sent.ok() && (all || buf.size() >= kJoinedPartBytes)) {
+    if (sent.ok() && !buf.empty() && (all || buf.size() >= kJoinedPartBytes)) {
       sent = out(buf);
       buf.clear();
     }

@@ -45,7 +45,10 @@ StateItems ItemHashes(ContentHash hash, std::function<void(const Dot&, const Blo
 }
 
 StateItems TakeOver::Ours() {
-  return ItemHashes(hash_, [this](const Dot&, const BlobHash& h) { items_.push_back(h); });
+  return ItemHashes(hash_, [this](const Dot& d, const BlobHash& h) {
+    items_.push_back(h);
+    dots_.push_back(d);
+  });
 }
 
 bool TakeOver::Compare(const FieldState& ours, const FieldState& theirs) {
@@ -55,18 +58,28 @@ bool TakeOver::Compare(const FieldState& ours, const FieldState& theirs) {
   // or removed.
   joins_to_theirs_ = theirs.ctx.Covers(ours.ctx) && AtLeast(theirs.counter, ours.counter) &&
                      AtLeast(theirs.counter_base, ours.counter_base);
+  // The other way round: ours has seen all it has, and keeps each item of ours it holds.
+  joins_to_ours_ = ours.ctx.Covers(theirs.ctx) && AtLeast(ours.counter, theirs.counter) &&
+                   AtLeast(ours.counter_base, theirs.counter_base);
+  if (joins_to_ours_)
+    for (const Dot& d : dots_) ours_seen_ += theirs.ctx.Covers(d);
+  dots_ = {};
   std::sort(items_.begin(), items_.end());
-  return joins_to_theirs_;
+  return joins_to_theirs_ || joins_to_ours_;
 }
 
 StateItems TakeOver::Theirs() {
   // Each of its items that ours' context covers, ours holds exactly so (else ours removed
   // it, or holds another content under its dot). Each other one is new here, and must not
-  // be one this replica collected.
+  // be one this replica collected. For the join to be ours, it holds each item of ours
+  // its context covers: the items both hold (each a hash, and within its context) are
+  // as many (those ours does not hold, ours removed).
   StateItems items = ItemHashes(hash_, [this](const Dot& dot, const BlobHash& h) {
+    auto ours_holds = [&] { return std::binary_search(items_.begin(), items_.end(), h); };
+    if (joins_to_ours_) both_ += ours_holds();
     if (!joins_to_theirs_) return;
     if (ours_->ctx.Covers(dot)) {
-      joins_to_theirs_ = std::binary_search(items_.begin(), items_.end(), h);
+      joins_to_theirs_ = ours_holds();
       ++held_;
     } else {
       joins_to_theirs_ = !gone_.Covers(dot);

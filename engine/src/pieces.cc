@@ -57,16 +57,26 @@ Status Replica::HoldPiece(const ReplicaId& peer, PieceProgress progress, std::st
 
 Result<std::optional<PieceProgress>> Replica::PiecesHeld(const ReplicaId& peer) {
   std::optional<PieceProgress> out;
+  std::optional<BlobInfo> joined;  // left by a join cut short: never resumed
   {
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
     PeerState ps;
     TANDEM_RETURN_IF_ERROR(txn->GetPeer(peer, &ps));
-    if (!ps.pieces) return out;
+    TANDEM_RETURN_IF_ERROR(txn->GetBlob(JoinedKey(hash_, peer), &joined));
+    if (!ps.pieces && !joined) return out;
     std::optional<BlobInfo> held;
     TANDEM_RETURN_IF_ERROR(txn->GetBlob(PiecesKey(hash_, peer), &held));
-    if (ps.pieces->from == ps.cursor && held && held->size == ps.pieces->held) out = ps.pieces;
+    if (ps.pieces && ps.pieces->from == ps.cursor && held && held->size == ps.pieces->held)
+      out = ps.pieces;
   }
   if (!out) TANDEM_RETURN_IF_ERROR(DropPieces(peer));
+  if (out && joined) {
+    TANDEM_RETURN_IF_ERROR(Retrying([&]() -> Status {
+      TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
+      TANDEM_RETURN_IF_ERROR(txn->DeleteBlob(JoinedKey(hash_, peer)));
+      return txn->Commit();
+    }));
+  }
   return out;
 }
 
@@ -250,11 +260,15 @@ class StoredDelta : public Reader::More {
   static constexpr size_t kWindow = kBlobChunkBytes;
   StoredDelta(Store& store, const FieldKey& key, uint64_t* seq)
       : store_(store), key_(key), seq_(seq) {}
-  // The first window, its bytes checked against their checksum first (a pass over all).
-  Status Open(std::string* out) { return Read(true, out); }
+  // The first window; the first time, the bytes are checked against their checksum first
+  // (a pass over all of them), after which `seq` pins them.
+  Status Open(std::string* out) { return Read(*seq_ == 0, out); }
   bool Append(std::string* out) override {
     if (offset_ >= size_) return false;
+    const size_t before = out->size();
     status_ = Read(false, out);
+    if (status_.ok() && out->size() == before)
+      status_ = Status::Corrupt(key_.Name() + " ends before its size");
     return status_.ok();
   }
   size_t left() const override { return static_cast<size_t>(size_ - offset_); }
@@ -290,30 +304,34 @@ Result<FieldDelta> Replica::JoinPieces(const FieldDelta& d) {
   const StateInPieces& p = *d.pieces;
   const BlobHash entry = JoinedKey(hash_, p.peer);
   uint64_t held = 0;              // bytes stored in chunks the entry lists
+  std::vector<BlobHash> listed;   // those chunks
   std::string part;               // the chunk being filled
   std::vector<std::string> full;  // whole chunks not stored yet
   // Stores `full`, listed by the entry, in one transaction; the first starts it afresh.
   auto store_full = [&]() -> Status {
+    std::vector<BlobHash> hashes;
+    for (const std::string& c : full) hashes.push_back(Hash(c));
     TANDEM_RETURN_IF_ERROR(Retrying([&]() -> Status {
       TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
       std::optional<BlobInfo> info;
       if (held > 0) TANDEM_RETURN_IF_ERROR(txn->GetBlob(entry, &info));
-      if (held > 0 && (!info || info->size != held))
-        return Status::Busy("the join of a field state in pieces was dropped meanwhile");
-      BlobInfo b = info ? *info : BlobInfo{};
+      if (held > 0 && (!info || info->chunks != listed))
+        return Status::NotFound("the join of a field state in pieces was dropped meanwhile");
+      BlobInfo b;
       b.state = BlobInfo::State::kPending;
       b.listed = true;
-      for (const std::string& c : full) {
-        const BlobHash h = Hash(c);
-        TANDEM_RETURN_IF_ERROR(txn->PutChunk(h, c));
-        b.chunks.push_back(h);
-        b.size += c.size();
+      b.chunks = listed;
+      for (size_t i = 0; i < full.size(); ++i) {
+        TANDEM_RETURN_IF_ERROR(txn->PutChunk(hashes[i], full[i]));
+        b.chunks.push_back(hashes[i]);
       }
+      b.size = b.chunks.size() * kBlobChunkBytes;
       b.have = b.chunks.size();
       b.touched_ms = now_();
       TANDEM_RETURN_IF_ERROR(txn->PutBlob(entry, b));
       return txn->Commit();
     }));
+    listed.insert(listed.end(), hashes.begin(), hashes.end());
     held += full.size() * kBlobChunkBytes;
     full.clear();
     return Status::Ok();

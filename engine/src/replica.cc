@@ -467,6 +467,7 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
     // state it has seen all of: TakesOver); its outline (`d.state`) and ours are all the
     // rest of this needs. Else it is decoded whole, and the whole batch applied again so.
     std::optional<TakeOver> over;
+    bool join_first = false;  // the join is neither state: made first, once the rest holds
     if (d.pieces) {
       FieldState outline;
       TANDEM_ASSIGN_OR_RETURN(const VersionVector* gone, gone_in(d.key.collection));
@@ -476,9 +477,8 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
       if (st.code() == Code::kCorrupt || st.code() == Code::kUnsupported) return DecodeWhole(d);
       if (st.ok()) s = std::move(outline);
       if (!st.ok() && st.code() != Code::kNotFound) return st;
-      // A context or counters that rule out a join that is the state as it came: now,
-      // before its pieces are read again.
-      if (s && !over->Compare(*s, d.state)) return JoinFirst(d, rebase);
+      // Contexts or counters that rule out a join that is either state.
+      join_first = s && !over->Compare(*s, d.state);
     } else {
       TANDEM_RETURN_IF_ERROR(txn.GetFieldOrDamaged(d.key, &s, &damage));
     }
@@ -558,13 +558,14 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
     if (!as_it_came && !s) s.emplace();
     bool changed = false;
     if (d.pieces && s) {
+      if (join_first) return JoinFirst(d, rebase);
       TANDEM_RETURN_IF_ERROR(ReadInPieces(txn, *d.pieces, over->Theirs()));
       const std::optional<bool> takes = over->Result();
-      if (!takes) return JoinFirst(d, rebase);
+      if (!takes && !over->KeepsOurs()) return JoinFirst(d, rebase);
       // An admission that took it for one ours has seen all of (JoinChanges, by dots
       // alone on outlines) judged nothing more of it.
-      if (*takes && admit && !JoinChanges(*s, d.state)) return DecodeWhole(d);
-      changed = *takes;
+      if (takes && *takes && admit && !JoinChanges(*s, d.state)) return DecodeWhole(d);
+      changed = takes && *takes;
     } else {
       changed = as_it_came ? !(*incoming == FieldState{}) : Join(*s, *incoming) || dropped;
     }

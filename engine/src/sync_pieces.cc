@@ -155,10 +155,9 @@ Status Session::ReceivePiece(const DeltaBatch& b, std::vector<Message>* out) {
       if (!st.ok() && in->whole && in->joins) {
         // Both sides wrote the field: their join, made a part at a time, has seen all of
         // ours and takes its place (unless the field is written meanwhile). Where it
-        // cannot be made, or must still be decoded whole, the pieces are, below.
+        // cannot be made or applied, the pieces are decoded whole, below.
         auto joined = replica_.JoinPieces(one.deltas[0]);
         if (joined.ok()) {
-          in = joined->pieces;
           one.deltas[0] = std::move(*joined);
           st = Apply(one, out);
           if (st.ok()) ++stats_.pieces_joined;

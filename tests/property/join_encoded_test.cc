@@ -129,6 +129,28 @@ TEST(JoinDeltas, RefusesWhatIsNotTwoCanonicalStatesOfOneField) {
             Code::kBusy);
 }
 
+// A state no replica would make, one dot under two markers: the join keeps the greater
+// (MarkerLess), as Join does, whichever side holds it.
+TEST(JoinDeltas, OfTwoMarkersUnderOneDotKeepsTheGreater) {
+  const Dot dot{SmallId(0), 1};
+  FieldState ours, theirs;
+  ApplyPut(ours, dot, MakeHlc(1000, 0), Value{std::string("ours")});
+  ApplyPut(theirs, dot, MakeHlc(1000, 0), Value{std::string("theirs")});
+  ApplyPut(theirs, Dot{SmallId(1), 1}, MakeHlc(900, 0), Value{int64_t{1}});
+  theirs.markers.emplace(dot,
+                         Marker{MakeHlc(1000, 0), Kind::kRegister, Value{std::string("theirs")}});
+  for (const auto& [x, y] : {std::pair{&ours, &theirs}, std::pair{&theirs, &ours}}) {
+    FieldState joined = *x;
+    Join(joined, *y);
+    auto got = JoinOf(Encoded(*x), Encoded(*y));
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    EXPECT_EQ(*got, Encoded(joined));
+    auto back = DecodeDelta(*got);
+    ASSERT_TRUE(back.ok());
+    EXPECT_EQ(back->second.markers.at(dot).value, Value{std::string("theirs")});
+  }
+}
+
 // A source whose bytes differ between the two passes (a field written meanwhile) makes
 // the join fail, never write a state that is neither.
 TEST(JoinDeltas, ASourceThatChangesBetweenPassesFails) {

@@ -28,8 +28,9 @@ FieldState OutlineOf(const FieldState& s, const StateItems* items) {
   return outline;
 }
 
+// TakeOver's Result, and (to `keeps_ours`) whether it keeps ours.
 std::optional<bool> Judge(const FieldState& ours, const FieldState& theirs,
-                          const VersionVector& gone) {
+                          const VersionVector& gone, bool* keeps_ours = nullptr) {
   TakeOver t(storage::Blake2b256Parts, gone);
   const StateItems ours_items = t.Ours();
   const FieldState ours_outline = OutlineOf(ours, &ours_items);
@@ -38,6 +39,7 @@ std::optional<bool> Judge(const FieldState& ours, const FieldState& theirs,
     const StateItems theirs_items = t.Theirs();
     OutlineOf(theirs, &theirs_items);
   }
+  if (keeps_ours) *keeps_ours = t.KeepsOurs();
   return t.Result();
 }
 
@@ -53,9 +55,13 @@ RC_GTEST_PROP(TakeOver, IsWhetherTheJoinIsTheirsAndWhetherItChangesOurs, ()) {
   FieldState joined = ours;
   Join(joined, theirs);
   const bool is_theirs = joined == theirs && !HoldsCollectedNotIn(theirs, gone, ours);
-  const std::optional<bool> got = Judge(ours, theirs, gone);
+  bool keeps_ours = false;
+  const std::optional<bool> got = Judge(ours, theirs, gone, &keeps_ours);
   RC_ASSERT(got.has_value() == is_theirs);
   if (got) RC_ASSERT(*got == JoinChanges(ours, theirs));
+  // And it keeps ours exactly where the join is ours (theirs is older, say: relayed).
+  RC_ASSERT(keeps_ours == (joined == ours));
+  if (keeps_ours) RC_ASSERT(!JoinChanges(ours, theirs));
 }
 
 // A state no replica would make, one dot under two elements: judged by hashes of whole
@@ -66,15 +72,24 @@ TEST(TakeOver, ADotUnderAnotherElementDoesNotTakeOver) {
   ApplyAdd(ours, dot, MakeHlc(1000, 0), Value{std::string("a")});
   ApplyAdd(theirs, dot, MakeHlc(1000, 0), Value{std::string("b")});
   theirs.ctx.Raise(SmallId(1), 1);  // it has seen more than ours
-  EXPECT_FALSE(Judge(ours, theirs, {}).has_value());
+  bool keeps_ours = true;
+  EXPECT_FALSE(Judge(ours, theirs, {}, &keeps_ours).has_value());
+  EXPECT_FALSE(keeps_ours);
   FieldState joined = ours;
   Join(joined, theirs);
   EXPECT_FALSE(joined == theirs);
+  EXPECT_FALSE(joined == ours);
+  // Nor, the other way round, does ours keep its place.
+  EXPECT_FALSE(Judge(theirs, ours, {}, &keeps_ours).has_value());
+  EXPECT_FALSE(keeps_ours);
   // The same element under that dot: the join is theirs, a change to ours.
   FieldState same = ours;
   same.ctx.Raise(SmallId(1), 1);
   EXPECT_EQ(Judge(ours, same, {}), std::optional<bool>(true));
-  EXPECT_EQ(Judge(ours, ours, {}), std::optional<bool>(false));
+  EXPECT_EQ(Judge(ours, ours, {}, &keeps_ours), std::optional<bool>(false));
+  EXPECT_TRUE(keeps_ours);
+  EXPECT_FALSE(Judge(same, ours, {}, &keeps_ours).has_value());
+  EXPECT_TRUE(keeps_ours) << "an older state of the same element changes nothing";
 }
 
 }  // namespace

@@ -11,8 +11,10 @@ namespace tandem::storage {
 namespace {
 
 // Runs a session between two replicas until neither has anything to say. Returns the
-// first error of either side (the session ends there).
-Status SyncOnce(engine::Replica& x, engine::Replica& y, engine::Session** ended = nullptr) {
+// first error of either side (the session ends there). `joined` gets how many states in
+// pieces both sides joined a part at a time (SessionStats::pieces_joined).
+Status SyncOnce(engine::Replica& x, engine::Replica& y, engine::Session** ended = nullptr,
+                uint64_t* joined = nullptr) {
   engine::Session sx(x, {}), sy(y, {});
   std::deque<engine::Message> to_x, to_y;
   std::vector<engine::Message> out;
@@ -36,6 +38,7 @@ Status SyncOnce(engine::Replica& x, engine::Replica& y, engine::Session** ended 
     auto& back = into_x ? to_y : to_x;
     back.insert(back.end(), out.begin(), out.end());
   }
+  if (joined) *joined = sx.stats().pieces_joined + sy.stats().pieces_joined;
   if (!sx.caught_up() || !sy.caught_up()) return Status::Busy("not caught up");
   return Status::Ok();
 }

@@ -25,18 +25,25 @@ StateItems ItemHashes(ContentHash hash, std::function<void(const Dot&, const Blo
 // dot with another content (a marker of a greater timestamp, say, which Join would take)
 // it says no, and the join is made whole: it never says yes where Join differs. Ours' items are
 // read first (Ours), then the outlines of both are compared (Compare), then theirs' items are read
-// (Theirs); both outlines must stay alive until Result. Holds a hash for each item of ours.
+// (Theirs); both outlines must stay alive until Result. Holds a hash for each item of ours
+// (and its dot, until Compare).
 class TakeOver {
  public:
   TakeOver(ContentHash hash, const VersionVector& gone) : hash_(hash), gone_(gone) {}
   TakeOver(const TakeOver&) = delete;
   TakeOver& operator=(const TakeOver&) = delete;
   StateItems Ours();
-  // False when theirs' context or counters already rule it out (then read nothing more).
+  // False when the contexts or counters already rule out a join that is either state
+  // (then read nothing more).
   bool Compare(const FieldState& ours, const FieldState& theirs);
   StateItems Theirs();
-  // Nullopt when the join is another state; else whether it changes ours.
+  // Nullopt when the join is not theirs; else whether it changes ours.
   std::optional<bool> Result() const;
+  // Whether the join is ours as it is: theirs brings nothing ours has not seen (its
+  // context and totals within ours, and each item of ours its context covers held as it
+  // is). Exact for the states replicas make; for a forged one, as Result, it may say no
+  // where the join is ours, never yes where it is not.
+  bool KeepsOurs() const { return joins_to_ours_ && both_ == ours_seen_; }
 
  private:
   ContentHash hash_;
@@ -44,8 +51,11 @@ class TakeOver {
   const FieldState* ours_ = nullptr;
   const FieldState* theirs_ = nullptr;
   std::vector<BlobHash> items_;  // ours, sorted by Compare
-  bool joins_to_theirs_ = false;
+  std::vector<Dot> dots_;        // ours' items' dots, until Compare counts them
+  bool joins_to_theirs_ = false, joins_to_ours_ = false;
   uint64_t held_ = 0, fresh_ = 0;  // theirs' items ours holds, and ours' context does not cover
+  uint64_t ours_seen_ = 0;         // ours' items whose dots theirs' context covers
+  uint64_t both_ = 0;              // theirs' items ours holds
 };
 
 }  // namespace tandem::engine
