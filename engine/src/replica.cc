@@ -464,8 +464,10 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
     Status damage;
     // A state in pieces is stored as it came where nothing is refused, held or dropped of
     // it, and the join leaves it as it came (into a field that holds nothing, or whose
-    // state it has seen all of: TakesOver); its outline (`d.state`) and ours are all the
-    // rest of this needs. Else it is decoded whole, and the whole batch applied again so.
+    // state it has seen all of: TakeOver); its outline (`d.state`) and ours are all the
+    // rest of this needs. Where the join is ours, nothing changes; where it is neither,
+    // the join is made first, a part at a time (JoinFirst, Replica::JoinPieces). Else it
+    // is decoded whole, and the whole batch applied again so.
     std::optional<TakeOver> over;
     bool join_first = false;  // the join is neither state: made first, once the rest holds
     if (d.pieces) {

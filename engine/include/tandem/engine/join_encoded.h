@@ -20,10 +20,10 @@ inline constexpr size_t kJoinedPartBytes = 64 << 10;
 
 // Writes the delta encoding of Join(ours, theirs), under their common key, to `out` a part
 // at a time, as EncodeDelta would write it: each source is read twice, the first time to
-// count what the second writes (counts precede lists), and one marker or set element of
-// each is held at a time. Corrupt where either is not a delta in the order every encoder
-// writes (OutlineFieldState's), or one changes between the passes; Invalid where the keys
-// differ. What `out` returns stops it.
+// count what the second writes (counts precede lists), and of each a marker or set
+// element is held at a time (with the value before it, for the order). Corrupt where either is not
+// a delta in the order every encoder writes (OutlineFieldState's), or one changes between the
+// passes; Invalid where the keys differ. What `out` returns stops it.
 Status JoinDeltas(const DeltaSource& ours, const DeltaSource& theirs,
                   const std::function<Status(std::string_view part)>& out);
 
