@@ -86,6 +86,19 @@ TEST_F(Net, ASetLargerThanAMessageSyncsAndBlocksNothing) {
   ASSERT_EQ(s.exit_code, 0) << s.err;
   EXPECT_EQ(Dump(b), Dump(a));
   EXPECT_TRUE(out_of_line(b)) << "in place of the one held";
+  // One more on each side: each joins the other's state with its own, a part at a time,
+  // and keeps the join in place of its own.
+  ASSERT_EQ(
+      T({"add", a, "docs", "d1", "photos", "\"" + std::string(100'000, 'x') + "\""}).exit_code, 0);
+  ASSERT_EQ(
+      T({"add", b, "docs", "d1", "photos", "\"" + std::string(100'000, 'y') + "\""}).exit_code, 0);
+  EXPECT_FALSE(out_of_line(b)) << "written here: in line";
+  s = T({"sync", b, "--peer", addr});
+  ASSERT_EQ(s.exit_code, 0) << s.err;
+  EXPECT_EQ(Dump(b), Dump(a));
+  EXPECT_NE(Dump(b).find(std::string(100'000, 'x')), std::string::npos);
+  EXPECT_NE(Dump(a).find(std::string(100'000, 'y')), std::string::npos);
+  EXPECT_TRUE(out_of_line(b)) << "the join, in place of b's own";
   // And back: b's own change after the large field reaches a.
   ASSERT_EQ(T({"put", b, "docs", "d3", "title=\"from b\""}).exit_code, 0);
   s = T({"sync", b, "--peer", addr});
