@@ -213,8 +213,8 @@ Status JoinDeltas(const DeltaSource& ours, const DeltaSource& theirs,
   };
   JoinedHead second;
   TANDEM_RETURN_IF_ERROR(WithBoth(ours, theirs, [&](ItemCursor& a, ItemCursor& b) {
-    // Every dot either names is within its own context, so within `ctx` if theirs joined
-    // are those the first pass read.
+    // Every dot either names is within its own context, so within `ctx` if both contexts
+    // are those the first pass read (else the writer would refuse a dot, below).
     VersionVector seen = a.head().ctx;
     seen.Merge(b.head().ctx);
     if (!(seen == head.ctx)) return Status::Corrupt("a state changed while it was joined");
