@@ -284,6 +284,25 @@ engine::Record Album(Replica& r) {
   return got.ok() ? *got : engine::Record{};
 }
 
+// The two replicas' states hash alike (Replica::Digests).
+void ExpectSameDigests(Replica& x, Replica& y) {
+  auto dx = x.Digests();
+  auto dy = y.Digests();
+  ASSERT_TRUE(dx.ok() && dy.ok());
+  EXPECT_EQ(dx->sums, dy->sums);
+}
+
+// Collection by all this replica holds (the test's replicas hold the same): what it freed.
+Replica::CollectStats CollectHeld(Replica& r) {
+  Replica::CollectStats stats;
+  auto meta = r.Meta();
+  EXPECT_TRUE(meta.ok());
+  if (meta.ok()) {
+    EXPECT_TRUE(r.Collect(meta->vv, &stats).ok());
+  }
+  return stats;
+}
+
 // Replicas `a` and `b` in `dir`, the album written on a and synced to b.
 struct AlbumPair {
   std::unique_ptr<Replica> a, b;
@@ -346,11 +365,7 @@ TEST(DeltaRead, AStateInPiecesIsStoredAsItCameUntilItsFieldIsWrittenAgain) {
   // Written again: in line, its chunks listed no more, and freed by collection.
   ASSERT_TRUE((*b)->Add("docs", "set", "photos", Value{Text(60'001, 99)}).ok());
   EXPECT_EQ(OutOfLine(**b), 0u);
-  auto meta = (*b)->Meta();
-  ASSERT_TRUE(meta.ok());
-  Replica::CollectStats stats;
-  ASSERT_TRUE((*b)->Collect(meta->vv, &stats).ok());
-  EXPECT_GE(stats.chunks_freed, 3u) << "1.4 MB in chunks of 512 KiB";
+  EXPECT_GE(CollectHeld(**b).chunks_freed, 3u) << "1.4 MB in chunks of 512 KiB";
   const engine::Record got = Album(**b);
   EXPECT_EQ(got.fields.at("photos").set.size(), 25u);
   // Into a field whose state it has seen all of: stored as it came, in that one's place.
@@ -417,16 +432,9 @@ TEST(DeltaRead, AStateInPiecesThatHasSeenAllOfOursTakesItsPlace) {
   EXPECT_EQ(want.fields.at("photos").set.size(), 24u);
   EXPECT_EQ(Album(*b), want);
   EXPECT_EQ(OutOfLine(*b), 1u);
-  auto da = a->Digests();
-  auto db = b->Digests();
-  ASSERT_TRUE(da.ok() && db.ok());
-  EXPECT_EQ(da->sums, db->sums);
+  ExpectSameDigests(*a, *b);
   // The state it replaced: listed no more, its chunks freed (those both share stay).
-  auto meta = b->Meta();
-  ASSERT_TRUE(meta.ok());
-  Replica::CollectStats stats;
-  ASSERT_TRUE(b->Collect(meta->vv, &stats).ok());
-  EXPECT_GE(stats.chunks_freed, 1u);
+  EXPECT_GE(CollectHeld(*b).chunks_freed, 1u);
   EXPECT_EQ(Album(*b), want);
   // A photo added on each side: each state holds one the other has not seen, so on both
   // sides the two are joined a part at a time (JoinPieces), and the join, which has seen
@@ -440,16 +448,11 @@ TEST(DeltaRead, AStateInPiecesThatHasSeenAllOfOursTakesItsPlace) {
   EXPECT_EQ(Album(*b), want);
   EXPECT_EQ(OutOfLine(*a), 1u);
   EXPECT_EQ(OutOfLine(*b), 1u);
-  da = a->Digests();
-  db = b->Digests();
-  ASSERT_TRUE(da.ok() && db.ok());
-  EXPECT_EQ(da->sums, db->sums);
+  ExpectSameDigests(*a, *b);
   // What the joins were made in is listed no more: collection frees the states replaced
   // and leaves the joins whole.
   for (Replica* r : {a.get(), b.get()}) {
-    meta = r->Meta();
-    ASSERT_TRUE(meta.ok());
-    ASSERT_TRUE(r->Collect(meta->vv, &stats).ok());
+    CollectHeld(*r);
     EXPECT_EQ(Album(*r), want);
   }
   // A concurrent write on one side again, the other side's join taking the place of a
@@ -466,10 +469,7 @@ TEST(DeltaRead, AStateInPiecesThatHasSeenAllOfOursTakesItsPlace) {
   want = Album(*a);
   EXPECT_EQ(Album(*b), want);
   EXPECT_EQ(OutOfLine(*b), 1u);
-  da = a->Digests();
-  db = b->Digests();
-  ASSERT_TRUE(da.ok() && db.ok());
-  EXPECT_EQ(da->sums, db->sums);
+  ExpectSameDigests(*a, *b);
   // And a restarted replica reads the same.
   b.reset();
   auto reopened = OpenReplica(tmp / "b");
@@ -519,17 +519,10 @@ TEST(DeltaRead, ALargeStateBothSidesWroteIsJoinedAPartAtATime) {
   EXPECT_EQ(OutOfLine(**b), 1u);
   EXPECT_EQ(Pending(**a), 0u);
   EXPECT_EQ(Pending(**b), 0u);
-  auto da = (*a)->Digests();
-  auto db = (*b)->Digests();
-  ASSERT_TRUE(da.ok() && db.ok());
-  EXPECT_EQ(da->sums, db->sums);
+  ExpectSameDigests(**a, **b);
   // Collection frees what the joins replaced and keeps what they hold.
   for (Replica* r : {a->get(), b->get()}) {
-    auto meta = r->Meta();
-    ASSERT_TRUE(meta.ok());
-    Replica::CollectStats stats;
-    ASSERT_TRUE(r->Collect(meta->vv, &stats).ok());
-    EXPECT_GE(stats.chunks_freed, 1u);
+    EXPECT_GE(CollectHeld(*r).chunks_freed, 1u);
     auto got = r->Get("docs", "big");
     ASSERT_TRUE(got.ok());
     EXPECT_EQ(*got, *ra);
