@@ -75,11 +75,13 @@ StateItems TakeOver::Theirs() {
   // its context covers: the items both hold (each a hash, and within its context) are
   // as many (those ours does not hold, ours removed).
   StateItems items = ItemHashes(hash_, [this](const Dot& dot, const BlobHash& h) {
-    auto ours_holds = [&] { return std::binary_search(items_.begin(), items_.end(), h); };
-    if (joins_to_ours_) both_ += ours_holds();
+    const bool seen = ours_->ctx.Covers(dot);
+    const bool ours_holds = (joins_to_ours_ || (joins_to_theirs_ && seen)) &&
+                            std::binary_search(items_.begin(), items_.end(), h);
+    both_ += ours_holds;
     if (!joins_to_theirs_) return;
-    if (ours_->ctx.Covers(dot)) {
-      joins_to_theirs_ = ours_holds();
+    if (seen) {
+      joins_to_theirs_ = ours_holds;
       ++held_;
     } else {
       joins_to_theirs_ = !gone_.Covers(dot);
