@@ -92,23 +92,42 @@ class ItemCursor {
 
 // Hands each marker and element of Join(a, b) to `marker` and `element`, in order, as
 // Join decides them: an item both hold stays (of two markers under one dot, the greater:
-// MarkerLess), and one that only one holds stays unless the other has seen its dot.
+// MarkerLess), and one that only one holds stays unless the other has seen its dot, or
+// the cut for its side covers it (JoinCuts: a is ours, b theirs). Notes in `facts` where
+// the join is not a, and where a's cut dropped something.
 template <typename OnMarker, typename OnElement>
-void JoinItems(ItemCursor& a, ItemCursor& b, OnMarker marker, OnElement element) {
+void JoinItems(ItemCursor& a, ItemCursor& b, const JoinCuts& cuts, JoinFacts* facts,
+               OnMarker marker, OnElement element) {
   const VersionVector& actx = a.head().ctx;
   const VersionVector& bctx = b.head().ctx;
+  // Whether a dot only a holds stays; only b holds, likewise.
+  auto a_keeps = [&](const Dot& d) {
+    if (cuts.ours && cuts.ours->Covers(d)) return !(facts->dropped_ours = true);
+    return !bctx.Covers(d);
+  };
+  auto b_keeps = [&](const Dot& d) {
+    return !actx.Covers(d) && !(cuts.theirs && cuts.theirs->Covers(d));
+  };
   Dot da, db;
   Marker ma, mb;
   bool ha = a.NextMarker(&da, &ma), hb = b.NextMarker(&db, &mb);
   while (ha || hb) {
     if (ha && (!hb || da < db)) {
-      if (!bctx.Covers(da)) marker(da, ma);
+      if (a_keeps(da))
+        marker(da, ma);
+      else
+        facts->changes_ours = true;
       ha = a.NextMarker(&da, &ma);
     } else if (!ha || db < da) {
-      if (!actx.Covers(db)) marker(db, mb);
+      if (b_keeps(db)) {
+        marker(db, mb);
+        facts->changes_ours = true;
+      }
       hb = b.NextMarker(&db, &mb);
     } else {
-      marker(da, !(ma == mb) && MarkerLess(ma, mb) ? mb : ma);
+      const bool theirs = !(ma == mb) && MarkerLess(ma, mb);
+      facts->changes_ours |= theirs;
+      marker(da, theirs ? mb : ma);
       ha = a.NextMarker(&da, &ma);
       hb = b.NextMarker(&db, &mb);
     }
@@ -123,10 +142,11 @@ void JoinItems(ItemCursor& a, ItemCursor& b, OnMarker marker, OnElement element)
     kept.clear();
     if (c <= 0)
       for (const Dot& d : *sa)
-        if ((c == 0 && sb->count(d)) || !bctx.Covers(d)) kept.insert(kept.end(), d);
+        if ((c == 0 && sb->count(d)) || a_keeps(d)) kept.insert(kept.end(), d);
     if (c >= 0)
       for (const Dot& d : *sb)
-        if (!actx.Covers(d)) kept.insert(d);
+        if (!(c == 0 && sa->count(d)) && b_keeps(d)) kept.insert(d);
+    facts->changes_ours |= c > 0 ? !kept.empty() : kept != *sa;
     if (!kept.empty()) element(c <= 0 ? *va : *vb, kept);
     if (c <= 0) ha = a.NextElement(&va, &sa);
     if (c >= 0) hb = b.NextElement(&vb, &sb);
@@ -169,12 +189,15 @@ Status WithBoth(const DeltaSource& ours, const DeltaSource& theirs,
 }  // namespace
 
 Status JoinDeltas(const DeltaSource& ours, const DeltaSource& theirs,
-                  const std::function<Status(std::string_view part)>& out) {
+                  const std::function<Status(std::string_view part)>& out, const JoinCuts& cuts,
+                  JoinFacts* facts) {
   // The first pass counts.
-  auto count = [](ItemCursor& a, ItemCursor& b, JoinedHead* h, const auto& marker,
-                  const auto& element) {
+  JoinFacts noted;
+  auto count = [&](ItemCursor& a, ItemCursor& b, JoinedHead* h, const auto& marker,
+                   const auto& element) {
+    noted = JoinFacts{};
     JoinItems(
-        a, b,
+        a, b, cuts, &noted,
         [&](const Dot& d, const Marker& m) {
           ++h->markers;
           marker(d, m);
@@ -186,6 +209,7 @@ Status JoinDeltas(const DeltaSource& ours, const DeltaSource& theirs,
     h->key = a.key();
     h->head = a.head();
     Join(h->head, b.head());
+    noted.changes_ours |= !(h->head == a.head());
   };
   auto nothing = [](const auto&, const auto&) {};
   JoinedHead first;
@@ -238,6 +262,7 @@ Status JoinDeltas(const DeltaSource& ours, const DeltaSource& theirs,
   if (flags & kHasBase) TANDEM_RETURN_IF_ERROR(WriteTotals(head.counter_base, ctx, w));
   TANDEM_RETURN_IF_ERROR(sent);
   flush(true);
+  if (sent.ok() && facts) *facts = noted;
   return sent;
 }
 

@@ -348,11 +348,25 @@ Result<FieldDelta> Replica::JoinPieces(const FieldDelta& d) {
     }
     return Status::Ok();
   };
-  uint64_t seq = 0;  // of ours, the same in both passes
+  uint64_t seq = 0;     // of ours, the same in both passes
+  bool absent = false;  // the field holds nothing here: joined into an empty state
+  std::string nothing;
   const DeltaSource ours = [&](const std::function<void(Reader&)>& read) -> Status {
     StoredDelta more(*store_, d.key, &seq);
     std::string first;
-    TANDEM_RETURN_IF_ERROR(more.Open(&first));
+    const Status st = more.Open(&first);
+    if (st.code() == Code::kNotFound && seq == 0) {
+      if (!absent) {
+        TANDEM_ASSIGN_OR_RETURN(nothing, EncodeDelta(d.key, FieldState{}));
+      }
+      absent = true;
+      Reader r(nothing);
+      read(r);
+      return Status::Ok();
+    }
+    if (absent || st.code() == Code::kNotFound)
+      return Status::Busy(d.key.Name() + " was written while it was joined");
+    TANDEM_RETURN_IF_ERROR(st);
     Reader r(first, &more);
     read(r);
     return more.status();
@@ -363,10 +377,19 @@ Result<FieldDelta> Replica::JoinPieces(const FieldDelta& d) {
     read(r);
     return pieces.status();
   };
-  TANDEM_RETURN_IF_ERROR(JoinDeltas(ours, theirs, out));
+  const JoinCuts cuts{p.cut_theirs ? &*p.cut_theirs : nullptr, p.cut_ours ? &*p.cut_ours : nullptr};
+  JoinFacts facts;
+  TANDEM_RETURN_IF_ERROR(JoinDeltas(ours, theirs, out, cuts, &facts));
   if (!full.empty()) TANDEM_RETURN_IF_ERROR(store_full());
   // Read back as a state in pieces: its outline, and the hash that names it once stored.
-  return OutlineHeld(p.peer, entry, held, std::move(part), BlobHash{});
+  TANDEM_ASSIGN_OR_RETURN(FieldDelta joined,
+                          OutlineHeld(p.peer, entry, held, std::move(part), BlobHash{}));
+  StateInPieces& j = *joined.pieces;
+  j.joined = true;
+  j.joined_at = seq;
+  j.changes_ours = facts.changes_ours;
+  j.dropped_ours = facts.dropped_ours;
+  return joined;
 }
 
 Status Replica::DropPieces(const ReplicaId& peer) {

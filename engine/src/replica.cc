@@ -427,9 +427,12 @@ Status DecodeWhole(const FieldDelta& d) {
   return Status::Unsupported("a field state in pieces to decode whole");
 }
 // The same where only the join with ours stands in the way: it may be made a part at a
-// time instead (Replica::JoinPieces), unless a rebase drops from ours by the whole state.
-Status JoinFirst(const FieldDelta& d, const Replica::RebaseOn* rebase) {
-  d.pieces->joins = !rebase || (rebase->may && !rebase->may(d.key.collection));
+// time instead (Replica::JoinPieces), dropping beside what the cuts cover (JoinCuts).
+Status JoinFirst(const FieldDelta& d, const VersionVector* cut_theirs = nullptr,
+                 const VersionVector* cut_ours = nullptr) {
+  d.pieces->joins = true;
+  if (cut_theirs) d.pieces->cut_theirs = *cut_theirs;
+  if (cut_ours) d.pieces->cut_ours = *cut_ours;
   return DecodeWhole(d);
 }
 }  // namespace
@@ -466,21 +469,35 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
     // it, and the join leaves it as it came (into a field that holds nothing, or whose
     // state it has seen all of: TakeOver); its outline (`d.state`) and ours are all the
     // rest of this needs. Where the join is ours, nothing changes; where it is neither,
-    // the join is made first, a part at a time (JoinFirst, Replica::JoinPieces). Else it
-    // is decoded whole, and the whole batch applied again so.
+    // the join is made first, a part at a time (JoinFirst, Replica::JoinPieces), as it is
+    // where what either side collected cuts it; that join takes ours' place while the
+    // field is as it was when it was made (`replaces`). Else it is decoded whole, and the
+    // whole batch applied again so.
     std::optional<TakeOver> over;
     bool join_first = false;  // the join is neither state: made first, once the rest holds
+    bool replaces = false;
     if (d.pieces) {
+      if (d.pieces->joined) {
+        uint64_t size = 0, at = 0;
+        std::string none;
+        const Status st = txn.ReadDelta(d.key, 0, 0, false, &size, &at, &none);
+        if (!st.ok() && st.code() != Code::kNotFound) return st;
+        if (at != d.pieces->joined_at) {
+          d.pieces->stale = true;  // written since: the join leaves out what that wrote
+          return DecodeWhole(d);
+        }
+        replaces = at != 0;
+      }
       FieldState outline;
       TANDEM_ASSIGN_OR_RETURN(const VersionVector* gone, gone_in(d.key.collection));
       over.emplace(hash_, *gone);
       const StateItems hashes = over->Ours();
-      const Status st = txn.ReadFieldOutline(d.key, &hashes, &outline);
+      const Status st = txn.ReadFieldOutline(d.key, replaces ? nullptr : &hashes, &outline);
       if (st.code() == Code::kCorrupt || st.code() == Code::kUnsupported) return DecodeWhole(d);
       if (st.ok()) s = std::move(outline);
       if (!st.ok() && st.code() != Code::kNotFound) return st;
       // Contexts or counters that rule out a join that is either state.
-      join_first = s && !over->Compare(*s, d.state);
+      join_first = s && !replaces && !over->Compare(*s, d.state);
     } else {
       TANDEM_RETURN_IF_ERROR(txn.GetFieldOrDamaged(d.key, &s, &damage));
     }
@@ -529,6 +546,7 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
     // context then no longer shows the removal (DropCollectedNotIn).
     const FieldState* incoming = &d.state;
     FieldState kept;
+    bool cut = false;  // of a state in pieces: cut as the join is made (JoinFirst)
     // What was removed in this collection alone holds here too: this replica held every
     // effect there of the events that vector covers.
     TANDEM_ASSIGN_OR_RETURN(const VersionVector* gone_here, gone_in(d.key.collection));
@@ -536,8 +554,9 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
     if (!gone.empty()) {
       static const FieldState kNothing;
       const FieldState& held = s ? *s : kNothing;
-      if (HoldsCollectedNotIn(d.state, gone, held)) {  // copied only then
-        if (d.pieces) return DecodeWhole(d);
+      if (d.pieces) {
+        cut = HoldsCollectedNotIn(d.state, gone, held);
+      } else if (HoldsCollectedNotIn(d.state, gone, held)) {  // copied only then
         kept = d.state;
         DropCollectedNotIn(kept, gone, held);
         incoming = &kept;
@@ -549,9 +568,16 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
     if (rebase && rebase->collected_in)
       if (auto it = rebase->collected_in->find(d.key.collection); it != rebase->collected_in->end())
         rebase_gone = &it->second;
-    const bool rebased = s && rebase && (!rebase->may || rebase->may(d.key.collection));
-    if (rebased && d.pieces) return DecodeWhole(d);  // it drops from ours by the whole state
-    const bool dropped = rebased && DropCollectedNotIn(*s, *rebase_gone, d.state);
+    // A join that replaces ours was made so already; of a state in pieces, the outlines
+    // say whether the rebase drops anything.
+    const bool rebased =
+        s && rebase && !replaces && (!rebase->may || rebase->may(d.key.collection));
+    const bool rebase_cuts = rebased && d.pieces && HoldsCollectedNotIn(*s, *rebase_gone, d.state);
+    if (d.pieces && (cut || rebase_cuts))
+      return JoinFirst(d, cut ? &gone : nullptr, rebase_cuts ? rebase_gone : nullptr);
+    const bool dropped =
+        replaces ? rebase && d.pieces->dropped_ours
+                 : rebased && !d.pieces && DropCollectedNotIn(*s, *rebase_gone, d.state);
     if (dropped) ++rebase->dropped;
     // Joined into nothing, a normal state is itself (every decoded one is; a state built
     // in memory and handed to ApplyDeltas may not be), so it is written as it came rather
@@ -560,10 +586,13 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
     if (!as_it_came && !s) s.emplace();
     bool changed = false;
     if (d.pieces && s) {
-      if (join_first) return JoinFirst(d, rebase);
-      TANDEM_RETURN_IF_ERROR(ReadInPieces(txn, *d.pieces, over->Theirs()));
-      const std::optional<bool> takes = over->Result();
-      if (!takes && !over->KeepsOurs()) return JoinFirst(d, rebase);
+      if (join_first) return JoinFirst(d);
+      std::optional<bool> takes = d.pieces->changes_ours;
+      if (!replaces) {
+        TANDEM_RETURN_IF_ERROR(ReadInPieces(txn, *d.pieces, over->Theirs()));
+        takes = over->Result();
+        if (!takes && !over->KeepsOurs()) return JoinFirst(d);
+      }
       // An admission that took it for one ours has seen all of (JoinChanges, by dots
       // alone on outlines) judged nothing more of it.
       if (takes && *takes && admit && !JoinChanges(*s, d.state)) return DecodeWhole(d);

@@ -7,6 +7,12 @@
 
 namespace tandem::engine {
 
+namespace {
+// How many times a join of a state in pieces is made before they are decoded whole, where
+// the field is written each time while it is made.
+constexpr int kJoinTries = 3;
+}  // namespace
+
 Result<Session::Large> Session::StartPieces(const DeltaPage& page) {
   const DeltaPage::Large& l = *page.large;
   const std::string name = l.key.Name();
@@ -153,14 +159,19 @@ Status Session::ReceivePiece(const DeltaBatch& b, std::vector<Message>* out) {
       one.deltas.push_back(std::move(*o));
       Status st = Apply(one, out);
       if (!st.ok() && in->whole && in->joins) {
-        // Both sides wrote the field: their join, made a part at a time, has seen all of
-        // ours and takes its place (unless the field is written meanwhile). Where it
-        // cannot be made or applied, the pieces are decoded whole, below.
-        auto joined = replica_.JoinPieces(one.deltas[0]);
-        if (joined.ok()) {
+        // Both sides wrote the field, or what either collected cuts it: their join, made
+        // a part at a time, takes ours' place, made again where the field is written
+        // meanwhile. Where it cannot be made or applied, the pieces are decoded whole, below.
+        const FieldDelta came = std::move(one.deltas[0]);
+        for (int tries = 0; tries < kJoinTries; ++tries) {
+          auto joined = replica_.JoinPieces(came);
+          if (!joined.ok() && joined.status().code() == Code::kBusy) continue;
+          if (!joined.ok()) break;
+          const std::shared_ptr<StateInPieces> made = joined->pieces;
           one.deltas[0] = std::move(*joined);
           st = Apply(one, out);
           if (st.ok()) ++stats_.pieces_joined;
+          if (st.ok() || !made->stale) break;
         }
       }
       if (st.ok() || !in->whole) {

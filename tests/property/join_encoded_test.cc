@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include <optional>
+
 #include "gen.h"
 
 namespace tandem::engine {
@@ -43,13 +45,17 @@ DeltaSource SourceOf(const std::string& bytes, size_t part, int* opened = nullpt
   };
 }
 
-Result<std::string> JoinOf(const std::string& ours, const std::string& theirs, size_t part = 7) {
+Result<std::string> JoinOf(const std::string& ours, const std::string& theirs, size_t part = 7,
+                           const JoinCuts& cuts = {}, JoinFacts* facts = nullptr) {
   std::string out;
-  Status st = JoinDeltas(SourceOf(ours, part), SourceOf(theirs, part + 4), [&](std::string_view p) {
-    EXPECT_FALSE(p.empty());
-    out.append(p);
-    return Status::Ok();
-  });
+  Status st = JoinDeltas(
+      SourceOf(ours, part), SourceOf(theirs, part + 4),
+      [&](std::string_view p) {
+        EXPECT_FALSE(p.empty());
+        out.append(p);
+        return Status::Ok();
+      },
+      cuts, facts);
   if (!st.ok()) return st;
   return out;
 }
@@ -60,17 +66,35 @@ std::string Encoded(const FieldState& s) {
   return e.ok() ? *e : std::string();
 }
 
+// A collected vector over the replicas GenFieldStates writes from, or none.
+std::optional<VersionVector> GenCut() {
+  if (*rc::gen::inRange(0, 3) != 0) return std::nullopt;
+  VersionVector v;
+  for (int i = 0; i < 4; ++i) v.Raise(SmallId(i), *rc::gen::inRange<uint64_t>(0, 6));
+  return v;
+}
+
 // Over reachable states (markers, counters, sets, removals, concurrent writes): the
-// bytes written are EncodeDelta's of Join(ours, theirs), whoever is which.
+// bytes written are EncodeDelta's of Join(ours, theirs), whoever is which, each side
+// first losing what its cut drops (DropCollectedNotIn, by the other as it came); and the
+// facts say whether that is ours, and whether ours' cut dropped anything.
 RC_GTEST_PROP(JoinDeltas, WritesTheEncodingOfTheJoin, ()) {
   const auto s = GenFieldStates(3);
   const FieldState& ours = s[*rc::gen::inRange(0, 3)];
   const FieldState& theirs = s[*rc::gen::inRange(0, 3)];
-  FieldState joined = ours;
-  Join(joined, theirs);
-  auto got = JoinOf(Encoded(ours), Encoded(theirs), *rc::gen::inRange<size_t>(1, 40));
+  const std::optional<VersionVector> cut_theirs = GenCut(), cut_ours = GenCut();
+  FieldState kept_ours = ours, kept_theirs = theirs;
+  const bool dropped = cut_ours && DropCollectedNotIn(kept_ours, *cut_ours, theirs);
+  if (cut_theirs) DropCollectedNotIn(kept_theirs, *cut_theirs, ours);
+  FieldState joined = kept_ours;
+  Join(joined, kept_theirs);
+  JoinFacts facts;
+  const JoinCuts cuts{cut_theirs ? &*cut_theirs : nullptr, cut_ours ? &*cut_ours : nullptr};
+  auto got = JoinOf(Encoded(ours), Encoded(theirs), *rc::gen::inRange<size_t>(1, 40), cuts, &facts);
   RC_ASSERT(got.ok());
   RC_ASSERT(*got == Encoded(joined));
+  RC_ASSERT(facts.changes_ours == !(joined == ours));
+  RC_ASSERT(facts.dropped_ours == dropped);
 }
 
 TEST(JoinDeltas, ConcurrentAddsToALargeSetKeepBoth) {

@@ -1,7 +1,8 @@
 // A store that passes everything to another, except where a test steps in: the commit
 // of a write transaction fails as a store that had to grow does (kBusy) while the test
-// says so; and the first, checked read of a state to spool (Replica::SpoolDelta) can
-// be preceded by a write, as if another writer got in between the sender's reads.
+// says so; and the first, checked read of a state to spool (Replica::SpoolDelta), or any
+// read of a state's delta encoding, can be preceded by a write, as if another writer got
+// in between the reader's reads.
 #pragma once
 
 #include <functional>
@@ -67,6 +68,9 @@ class BusyStore : public Store {
   // Called before the checked read of a field's delta encoding; the read then sees
   // what it wrote.
   std::function<void()> before_spool;
+  // Called before every read of a field's delta encoding in a read transaction, with
+  // its offset, length and whether it is checked; the read then sees what it wrote.
+  std::function<void(uint64_t offset, size_t n, bool check)> before_read_delta;
   // Called once after a read transaction's scan of the log (a sender's page): what it
   // writes commits between that page's reads and whatever is read after it.
   std::function<void()> after_scan;
@@ -77,6 +81,7 @@ class BusyStore : public Store {
     if (*spool_fails_after == 0) return Status(Code::kIo, "no room for a spool (a test's)");
     return std::unique_ptr<Spool>(std::make_unique<FullSpool>(*spool_fails_after));
   }
+  void ReleaseMemory() override { inner_->ReleaseMemory(); }
   Result<std::unique_ptr<ReadTxn>> BeginRead() override {
     auto txn = inner_->BeginRead();
     if (!txn.ok()) return txn.status();
@@ -115,10 +120,15 @@ class BusyStore : public Store {
     }
     Status ReadDelta(const FieldKey& k, uint64_t o, size_t n, bool c, uint64_t* z, uint64_t* q,
                      std::string* out) override {
-      if (!c || !s_->before_spool) return t_->ReadDelta(k, o, n, c, z, q, out);
-      auto hook = std::move(s_->before_spool);  // once
-      s_->before_spool = nullptr;
-      hook();
+      if (s_->before_read_delta) {
+        s_->before_read_delta(o, n, c);
+      } else if (!c || !s_->before_spool) {
+        return t_->ReadDelta(k, o, n, c, z, q, out);
+      } else {
+        auto hook = std::move(s_->before_spool);  // once
+        s_->before_spool = nullptr;
+        hook();
+      }
       auto fresh = s_->inner_->BeginRead();
       if (!fresh.ok()) return fresh.status();
       return (*fresh)->ReadDelta(k, o, n, c, z, q, out);
@@ -148,6 +158,10 @@ class BusyStore : public Store {
     TANDEM_PASS(PutChunk, (const BlobHash& h, std::string_view b), (h, b))
     TANDEM_PASS(DeleteChunk, (const BlobHash& h), (h))
     TANDEM_PASS(Repack, (), ())
+    TANDEM_PASS(PutFieldOutOfLine,
+                (const FieldKey& k, const VersionVector& c, uint8_t h, const BlobHash& e,
+                 uint64_t a, bool* s),
+                (k, c, h, e, a, s))
     // Taken apart, as a store that encodes a large state into its pages does.
     Status PutField(const FieldKey& k, FieldState&& s) override {
       Status st = t_->PutField(k, static_cast<const FieldState&>(s));

@@ -4,11 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "../../integration/process.h"
 #include "../../integration/raw_lmdb.h"
+#include "../engine/busy_store.h"
 #include "sync_once.h"
 #include "tandem/engine/codec.h"
 #include "tandem/engine/memory_store.h"
@@ -23,6 +25,7 @@ using engine::FieldKey;
 using engine::FieldState;
 using engine::Replica;
 using engine::Value;
+using engine::VersionVector;
 
 // A value of n bytes that does not compress to nothing.
 std::string Text(size_t n, int seed) {
@@ -536,6 +539,162 @@ TEST(DeltaRead, ALargeStateBothSidesWroteIsJoinedAPartAtATime) {
   auto again = (*reopened)->Get("docs", "big");
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(*again, *ra);
+}
+
+// The elements of a set field of `r`, by their sizes and first bytes.
+std::set<std::string> ElementsOf(Replica& r, const std::string& record, const std::string& f) {
+  std::set<std::string> out;
+  auto got = r.GetState("docs", record);
+  EXPECT_TRUE(got.ok()) << got.status().ToString();
+  if (!got.ok() || !got->fields.count(f)) return out;
+  for (const auto& [e, dots] : got->fields.at(f).elements) {
+    const auto& t = std::get<std::string>(e);
+    out.insert(std::to_string(t.size()) + ":" + t.substr(0, 4));
+  }
+  return out;
+}
+
+// The deleter collects a record holding a large set and writes the set anew (a context
+// that no longer shows the removal). A stale replica, with an offline add of its own,
+// offers its state of the set in pieces: the deleter joins it with its own a part at a
+// time, cutting what it collected. The stale replica rebases on the deleter and drops the
+// same from its own as it joins the deleter's state, also a part at a time. Both end with
+// the new elements and the offline add, and nothing collected comes back.
+TEST(DeltaRead, WhatWasCollectedStaysGoneWhenALargeStateIsJoinedInPieces) {
+  testing::TempDir tmp;
+  auto a = CreateReplica(tmp / "a");
+  auto b = CreateReplica(tmp / "b");
+  auto stale = CreateReplica(tmp / "stale");
+  ASSERT_TRUE(a.ok() && b.ok() && stale.ok());
+  for (int i = 0; i < 4; ++i)  // 1.2 MB: in pieces
+    ASSERT_TRUE((*b)->Add("docs", "r1", "parts", Value{Text(300'000, i)}).ok());
+  ASSERT_TRUE(SyncOnce(**a, **b).ok());
+  ASSERT_TRUE(SyncOnce(**a, **stale).ok());
+  ASSERT_TRUE((*a)->Delete("docs", "r1").ok());
+  ASSERT_TRUE((*a)->Put("docs", "r8", {{"x", Value{int64_t{1}}}}).ok());  // newest: waits
+  ASSERT_TRUE(SyncOnce(**a, **b).ok());
+  auto va = (*a)->Meta();
+  auto vb = (*b)->Meta();
+  ASSERT_TRUE(va.ok() && vb.ok());
+  const VersionVector everyone = VersionVector::Meet(va->vv, vb->vv);
+  for (Replica* r : {a->get(), b->get()}) {
+    Replica::CollectStats stats;
+    ASSERT_TRUE(r->Collect(everyone, &stats).ok());
+    EXPECT_GE(stats.collected, 1u);
+  }
+  for (int i = 0; i < 4; ++i)
+    ASSERT_TRUE((*a)->Add("docs", "r1", "parts", Value{Text(300'001, 10 + i)}).ok());
+  ASSERT_TRUE((*a)->Put("docs", "r9", {{"x", Value{int64_t{1}}}}).ok());
+  ASSERT_TRUE((*stale)->Add("docs", "r1", "parts", Value{Text(300'002, 20)}).ok());
+  uint64_t joined = 0;
+  engine::SessionStats st;
+  ASSERT_TRUE(SyncOnce(**stale, **a, nullptr, &joined, &st).ok());
+  EXPECT_TRUE(st.rebased);
+  EXPECT_EQ(joined, 2u) << "each side's join made a part at a time";
+  std::set<std::string> want = {"300002:" + Text(4, 20)};
+  for (int i = 0; i < 4; ++i) want.insert("300001:" + Text(4, 10 + i));
+  EXPECT_EQ(ElementsOf(**a, "r1", "parts"), want);
+  EXPECT_EQ(ElementsOf(**stale, "r1", "parts"), want);
+  ExpectSameDigests(**a, **stale);
+  EXPECT_EQ(OutOfLine(**a), 1u);
+  EXPECT_EQ(OutOfLine(**stale), 1u);
+  EXPECT_EQ(Pending(**a), 0u);
+  EXPECT_EQ(Pending(**stale), 0u);
+  // b, synced with either, ends the same.
+  ASSERT_TRUE(SyncOnce(**b, **stale).ok());
+  EXPECT_EQ(ElementsOf(**b, "r1", "parts"), want);
+  ExpectSameDigests(**a, **b);
+}
+
+// A write to the field between the two passes of its join with a large state in pieces
+// (a local writer, say) makes the join fail as it is read again: it is made again, with
+// that write, and still a part at a time.
+TEST(DeltaRead, AJoinInPiecesTheFieldIsWrittenDuringIsMadeAgain) {
+  testing::TempDir tmp;
+  auto a = CreateReplica(tmp / "a");
+  auto store = CreateStore(tmp / "b");
+  ASSERT_TRUE(a.ok() && store.ok());
+  auto busy = std::make_unique<engine::BusyStore>(std::move(*store));
+  engine::BusyStore& hooks = *busy;
+  Replica b(std::move(busy), SystemClockMs, Blake2b256Parts);
+  for (int i = 0; i < 6; ++i)  // 1.8 MB: in pieces
+    ASSERT_TRUE((*a)->Add("docs", "big", "parts", Value{Text(300'000, i)}).ok());
+  ASSERT_TRUE(SyncOnce(**a, b).ok());
+  ASSERT_TRUE((*a)->Add("docs", "big", "parts", Value{Text(300'001, 40)}).ok());
+  ASSERT_TRUE(b.Add("docs", "big", "parts", Value{Text(300'002, 41)}).ok());
+  // The join's first pass opens ours checked, a window long; its second, unchecked.
+  bool first_pass = false;
+  int written = 0;
+  hooks.before_read_delta = [&](uint64_t offset, size_t n, bool check) {
+    if (check && n > 0) first_pass = true;
+    if (first_pass && !check && offset == 0 && n > 0 && written++ == 0)
+      ASSERT_TRUE(b.Add("docs", "big", "parts", Value{Text(300'003, 42)}).ok());
+  };
+  uint64_t joined = 0;
+  ASSERT_TRUE(SyncOnce(**a, b, nullptr, &joined).ok());
+  EXPECT_GE(written, 2) << "the write went in between, and the join was read again";
+  EXPECT_EQ(joined, 2u) << "b's join made again, a part at a time";
+  hooks.before_read_delta = nullptr;
+  ASSERT_TRUE(SyncOnce(**a, b).ok());
+  std::set<std::string> want;
+  for (int i = 0; i < 6; ++i) want.insert("300000:" + Text(4, i));
+  for (int i = 0; i < 3; ++i) want.insert(std::to_string(300'001 + i) + ":" + Text(4, 40 + i));
+  EXPECT_EQ(ElementsOf(b, "big", "parts"), want);
+  EXPECT_EQ(ElementsOf(**a, "big", "parts"), want);
+  ExpectSameDigests(**a, b);
+  EXPECT_EQ(Pending(b), 0u);
+}
+
+// A join made of a state in pieces and the field's state here takes that state's place
+// only while the field is as it was when the join was made: a write since (its log
+// position moved) makes the join stale, applied nowhere, and the write stays.
+TEST(DeltaRead, AJoinInPiecesIsNotAppliedOverAWriteMadeSinceItWasMade) {
+  testing::TempDir tmp;
+  auto a = CreateReplica(tmp / "a");
+  auto b = CreateReplica(tmp / "b");
+  ASSERT_TRUE(a.ok() && b.ok());
+  for (int i = 0; i < 6; ++i)
+    ASSERT_TRUE((*a)->Add("docs", "big", "parts", Value{Text(300'000, i)}).ok());
+  ASSERT_TRUE(SyncOnce(**a, **b).ok());
+  ASSERT_TRUE((*a)->Add("docs", "big", "parts", Value{Text(300'001, 40)}).ok());
+  ASSERT_TRUE((*b)->Add("docs", "big", "parts", Value{Text(300'002, 41)}).ok());
+  // a's state, held by b in pieces as a session would hold them.
+  auto theirs = (*a)->GetState("docs", "big");
+  auto peer = (*a)->Meta();
+  ASSERT_TRUE(theirs.ok() && peer.ok());
+  const FieldKey key{"docs", "big", "parts"};
+  auto bytes = engine::EncodeDelta(key, theirs->fields.at("parts"));
+  ASSERT_TRUE(bytes.ok());
+  uint64_t held = 0;
+  for (; held + engine::kBlobChunkBytes < bytes->size(); held += engine::kBlobChunkBytes)
+    ASSERT_TRUE((*b)->HoldPiece(peer->id, {0, bytes->size(), held, {}},
+                                std::string_view(*bytes).substr(held, engine::kBlobChunkBytes))
+                    .ok());
+  const std::string last = bytes->substr(held);
+  auto came = (*b)->OutlinePieces(peer->id, held, last, {});
+  ASSERT_TRUE(came.ok()) << came.status().ToString();
+  came->pieces->joins = true;
+  auto joined = (*b)->JoinPieces(*came);
+  ASSERT_TRUE(joined.ok()) << joined.status().ToString();
+  ASSERT_TRUE(joined->pieces->joined && joined->pieces->changes_ours);
+  ASSERT_TRUE((*b)->Add("docs", "big", "parts", Value{Text(300'003, 42)}).ok());
+  const engine::AdmitFn all = [](const engine::FieldDelta&, const FieldState*) {
+    return engine::Admission::kAccept;
+  };
+  const Status st = (*b)->ApplyBatch(peer->id, {*joined}, 0, all);
+  EXPECT_EQ(st.code(), Code::kUnsupported) << st.ToString();
+  EXPECT_TRUE(joined->pieces->stale);
+  std::set<std::string> want;
+  for (int i = 0; i < 6; ++i) want.insert("300000:" + Text(4, i));
+  for (int i = 2; i < 4; ++i) want.insert(std::to_string(300'000 + i) + ":" + Text(4, 39 + i));
+  EXPECT_EQ(ElementsOf(**b, "big", "parts"), want) << "the write stays, nothing of a's came";
+  // Made again, it holds that write, and takes the state's place.
+  auto again = (*b)->JoinPieces(*came);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  ASSERT_TRUE((*b)->ApplyBatch(peer->id, {*again}, 0, all).ok());
+  want.insert("300001:" + Text(4, 40));
+  EXPECT_EQ(ElementsOf(**b, "big", "parts"), want);
+  EXPECT_EQ(OutOfLine(**b), 1u);
 }
 
 // Rules that refuse a set element "refused..." from a peer.

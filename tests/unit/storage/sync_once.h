@@ -12,9 +12,10 @@ namespace {
 
 // Runs a session between two replicas until neither has anything to say. Returns the
 // first error of either side (the session ends there). `joined` gets how many states in
-// pieces both sides joined a part at a time (SessionStats::pieces_joined).
+// pieces both sides joined a part at a time (SessionStats::pieces_joined); `x_stats`, what
+// x's session counted.
 Status SyncOnce(engine::Replica& x, engine::Replica& y, engine::Session** ended = nullptr,
-                uint64_t* joined = nullptr) {
+                uint64_t* joined = nullptr, engine::SessionStats* x_stats = nullptr) {
   engine::Session sx(x, {}), sy(y, {});
   std::deque<engine::Message> to_x, to_y;
   std::vector<engine::Message> out;
@@ -39,6 +40,7 @@ Status SyncOnce(engine::Replica& x, engine::Replica& y, engine::Session** ended 
     back.insert(back.end(), out.begin(), out.end());
   }
   if (joined) *joined = sx.stats().pieces_joined + sy.stats().pieces_joined;
+  if (x_stats) *x_stats = sx.stats();
   if (!sx.caught_up() || !sy.caught_up()) return Status::Busy("not caught up");
   return Status::Ok();
 }

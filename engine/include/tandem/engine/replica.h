@@ -152,11 +152,22 @@ struct StateInPieces {
   uint8_t header = 0;     // the state's first byte
   uint64_t state_at = 0;  // where its markers start in the encoding
   // Set by Replica::ApplyBatch where the state must be decoded whole after all (its join
-  // with the state held here is another state, or it is held, refused or cut by
-  // collection), which then applies nothing and returns kUnsupported. With `joins`
-  // too, the join was all that stood in the way (Replica::JoinPieces makes it).
+  // with the state held here is another state, or it is held or refused, or cut by
+  // what either side collected), which then applies nothing and returns kUnsupported.
+  // With `joins` too, the join was all that stood in the way (Replica::JoinPieces makes
+  // it), dropping beside what these cover (JoinCuts: what this replica collected; in a
+  // rebase, what the peer collected).
   bool whole = false;
   bool joins = false;
+  std::optional<VersionVector> cut_theirs, cut_ours;
+  // A join JoinPieces made, of the state held here at log position `joined_at` (0: none):
+  // it takes that state's place while the field stays there, else it is `stale` (made
+  // again, or the pieces decoded whole). Whether it changes that state, and whether it
+  // dropped something of it by `cut_ours`.
+  bool joined = false;
+  uint64_t joined_at = 0;
+  bool changes_ours = false, dropped_ours = false;
+  bool stale = false;
 };
 
 // A field state to send to, or received from, another replica. With `pieces`, `state`
