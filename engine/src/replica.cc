@@ -512,9 +512,14 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
       ++r;
       continue;
     }
-    if (admit) {
+    // A join made of a state in pieces (JoinPieces) holds ours beside it: what came was
+    // admitted and judged as it came, and ours is not judged again.
+    const bool joined = d.pieces && d.pieces->joined;
+    if (admit && !joined) {
       const Admission a = (*admit)(d, s ? &*s : nullptr);
-      if (a != Admission::kAccept && d.pieces) return DecodeWhole(d);
+      // Left out or refused, a state in pieces needs no more than its outline: the
+      // admission of a session that takes states in pieces judges outlines.
+      if (a == Admission::kHold && d.pieces) return DecodeWhole(d);
       if (a != Admission::kAccept) {
         ++r;
         if (a == Admission::kFilter) ++f;
@@ -528,7 +533,7 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
         continue;
       }
     }
-    if (from) {
+    if (from && !joined) {
       const FieldState* have = s ? &*s : nullptr;
       TANDEM_ASSIGN_OR_RETURN(std::string why, d.pieces ? JudgeInPieces(txn, d, have, &rules)
                                                         : Judge(txn, d, have, &rules));

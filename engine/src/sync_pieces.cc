@@ -200,6 +200,7 @@ Status Session::ReceivePiece(const DeltaBatch& b, std::vector<Message>* out) {
                                   return Status::Ok();
                                 }};
     st = Apply(one, out, &consume);
+    if (st.ok()) ++stats_.pieces_decoded;
   }
   Status dropped = DropHeldPieces();
   TANDEM_RETURN_IF_ERROR(st);

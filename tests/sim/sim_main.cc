@@ -120,9 +120,11 @@ struct Conn {
   Status error;                               // why a session of it ended
   uint64_t* withheld = nullptr;               // where its sessions' withheld fields add up
   uint64_t* joined = nullptr;                 // and their states joined a part at a time
+  uint64_t* decoded = nullptr;                // or decoded whole
   ~Conn() {
     if (withheld) *withheld += sa->stats().fields_withheld + sb->stats().fields_withheld;
     if (joined) *joined += sa->stats().pieces_joined + sb->stats().pieces_joined;
+    if (decoded) *decoded += sa->stats().pieces_decoded + sb->stats().pieces_decoded;
   }
 };
 
@@ -242,6 +244,7 @@ class Sim {
   uint64_t out_of_line() const { return out_of_line_; }
   uint64_t withheld() const { return withheld_; }
   uint64_t joined() const { return joined_; }
+  uint64_t decoded() const { return decoded_; }
   uint64_t collected() const { return collected_; }
   uint64_t rebases() const { return rebases_; }
   uint64_t differences() const { return differences_; }
@@ -684,6 +687,7 @@ class Sim {
     c->sb = std::make_unique<Session>(*nodes_[b].replica, with_peer(a));
     c->withheld = &withheld_;
     c->joined = &joined_;
+    c->decoded = &decoded_;
     std::vector<Message> out;
     auto as_built = [older](Message& m) {
       if (auto* h = std::get_if<Hello>(&m); h && older) h->send_full.reset();
@@ -1158,7 +1162,8 @@ class Sim {
   int n_ = 0;
   uint64_t now_ = 0;
   std::vector<Node> nodes_;
-  uint64_t withheld_ = 0, joined_ = 0;  // before conns_: their destructors add to them
+  uint64_t withheld_ = 0, joined_ = 0, decoded_ = 0;  // before conns_: their destructors add
+                                                      // to them
   std::vector<std::unique_ptr<Conn>> conns_;
   std::map<std::string, int64_t> stock_;
   std::map<std::string, std::vector<PutRecord>> puts_;
@@ -1204,7 +1209,7 @@ int main(int argc, char** argv) {
   }
   uint64_t messages = 0, clones = 0, rollbacks = 0, caught = 0, limited = 0, pieces = 0,
            out_of_line = 0, collected = 0, rebases = 0, differences = 0, blobs = 0, withheld = 0,
-           refused = 0, lies = 0, regrants = 0, joined = 0;
+           refused = 0, lies = 0, regrants = 0, joined = 0, decoded = 0;
   for (uint64_t seed = first; seed < first + count; ++seed) {
     try {
       Sim sim(seed);
@@ -1220,6 +1225,7 @@ int main(int argc, char** argv) {
       out_of_line += sim.out_of_line();
       withheld += sim.withheld();
       joined += sim.joined();
+      decoded += sim.decoded();
       collected += sim.collected();
       rebases += sim.rebases();
       differences += sim.differences();
@@ -1237,7 +1243,8 @@ int main(int argc, char** argv) {
   std::printf(
       "sim: %llu seeds passed (%llu..%llu), %llu messages, %llu copies, %llu rollbacks "
       "(%llu found at sync, %llu of devices without full permission), %llu pieces of large field "
-      "states (%llu states kept as they came, at the end; %llu joined a part at a time), %llu "
+      "states (%llu states kept as they came, at the end; %llu joined a part at a time, %llu "
+      "decoded whole), %llu "
       "withheld, %llu field "
       "states collected, %llu rebases, %llu differences of state at equal version vectors, %llu "
       "blobs fetched while healing, %llu field states "
@@ -1248,10 +1255,10 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(clones), static_cast<unsigned long long>(rollbacks),
       static_cast<unsigned long long>(caught), static_cast<unsigned long long>(limited),
       static_cast<unsigned long long>(pieces), static_cast<unsigned long long>(out_of_line),
-      static_cast<unsigned long long>(joined), static_cast<unsigned long long>(withheld),
-      static_cast<unsigned long long>(collected), static_cast<unsigned long long>(rebases),
-      static_cast<unsigned long long>(differences), static_cast<unsigned long long>(blobs),
-      static_cast<unsigned long long>(refused), static_cast<unsigned long long>(regrants),
-      static_cast<unsigned long long>(lies));
+      static_cast<unsigned long long>(joined), static_cast<unsigned long long>(decoded),
+      static_cast<unsigned long long>(withheld), static_cast<unsigned long long>(collected),
+      static_cast<unsigned long long>(rebases), static_cast<unsigned long long>(differences),
+      static_cast<unsigned long long>(blobs), static_cast<unsigned long long>(refused),
+      static_cast<unsigned long long>(regrants), static_cast<unsigned long long>(lies));
   return 0;
 }

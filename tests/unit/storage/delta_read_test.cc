@@ -588,7 +588,10 @@ TEST(DeltaRead, WhatWasCollectedStaysGoneWhenALargeStateIsJoinedInPieces) {
   ASSERT_TRUE((*stale)->Add("docs", "r1", "parts", Value{Text(300'002, 20)}).ok());
   uint64_t joined = 0;
   engine::SessionStats st;
-  ASSERT_TRUE(SyncOnce(**stale, **a, nullptr, &joined, &st).ok());
+  SyncRun run;
+  run.joined = &joined;
+  run.x_stats = &st;
+  ASSERT_TRUE(SyncOnce(**stale, **a, run).ok());
   EXPECT_TRUE(st.rebased);
   EXPECT_EQ(joined, 2u) << "each side's join made a part at a time";
   std::set<std::string> want = {"300002:" + Text(4, 20)};
@@ -627,8 +630,9 @@ TEST(DeltaRead, AJoinInPiecesTheFieldIsWrittenDuringIsMadeAgain) {
   int written = 0;
   hooks.before_read_delta = [&](uint64_t offset, size_t n, bool check) {
     if (check && n > 0) first_pass = true;
-    if (first_pass && !check && offset == 0 && n > 0 && written++ == 0)
+    if (first_pass && !check && offset == 0 && n > 0 && written++ == 0) {
       ASSERT_TRUE(b.Add("docs", "big", "parts", Value{Text(300'003, 42)}).ok());
+    }
   };
   uint64_t joined = 0;
   ASSERT_TRUE(SyncOnce(**a, b, nullptr, &joined).ok());
@@ -693,6 +697,77 @@ TEST(DeltaRead, AJoinInPiecesIsNotAppliedOverAWriteMadeSinceItWasMade) {
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   ASSERT_TRUE((*b)->ApplyBatch(peer->id, {*again}, 0, all).ok());
   want.insert("300001:" + Text(4, 40));
+  EXPECT_EQ(ElementsOf(**b, "big", "parts"), want);
+  EXPECT_EQ(OutOfLine(**b), 1u);
+}
+
+// A state in pieces that admission leaves out or refuses (a session that judges outlines:
+// a revoked writer's, say) is judged on its outline and applies nothing: it is never
+// decoded whole, and the pieces go. One held in quarantine is decoded whole still.
+TEST(DeltaRead, AStateInPiecesLeftOutOrRefusedIsNeverDecodedWhole) {
+  using engine::Admission;
+  for (const Admission verdict : {Admission::kRefuse, Admission::kFilter, Admission::kHold}) {
+    testing::TempDir tmp;
+    auto a = CreateReplica(tmp / "a");
+    auto b = CreateReplica(tmp / "b");
+    ASSERT_TRUE(a.ok() && b.ok());
+    for (int i = 0; i < 4; ++i)  // 1.2 MB: in pieces
+      ASSERT_TRUE((*a)->Add("docs", "big", "parts", Value{Text(300'000, i)}).ok());
+    ASSERT_TRUE((*a)->Put("docs", "other", {{"v", Value{int64_t{1}}}}).ok());
+    SyncRun run;
+    run.oy.judges_outlines = [](const std::string&) { return true; };
+    run.oy.admit = [verdict](const engine::FieldDelta& d, const FieldState*) {
+      return d.key.record == "big" ? verdict : Admission::kAccept;
+    };
+    engine::SessionStats stats;
+    run.y_stats = &stats;
+    ASSERT_TRUE(SyncOnce(**a, **b, run).ok());
+    const bool held = verdict == Admission::kHold;
+    EXPECT_EQ(stats.fields_refused, 1u);
+    EXPECT_EQ(stats.fields_quarantined, held ? 1u : 0u);
+    EXPECT_EQ(stats.pieces_decoded, held ? 1u : 0u);
+    EXPECT_EQ((*b)->Get("docs", "big").status().code(), Code::kNotFound);
+    EXPECT_TRUE((*b)->Get("docs", "other").ok());
+    auto peer = (*b)->Peer((*a)->Meta()->id);
+    ASSERT_TRUE(peer.ok());
+    EXPECT_FALSE(peer->pieces) << "dropped";
+    EXPECT_EQ(Pending(**b), 0u);
+  }
+}
+
+// A device whose own writes the group refuses (past its cutoff) still holds them, and
+// its sessions refuse states that rely on them. A large state that comes from a member is
+// joined with its own a part at a time: the join holds its refused write, and is not
+// judged again (what came was judged as it came), so the member's write is taken.
+TEST(DeltaRead, AJoinInPiecesIsNotJudgedForWhatOursHolds) {
+  testing::TempDir tmp;
+  auto a = CreateReplica(tmp / "a");
+  auto b = CreateReplica(tmp / "b");
+  ASSERT_TRUE(a.ok() && b.ok());
+  for (int i = 0; i < 4; ++i)  // 1.2 MB: in pieces
+    ASSERT_TRUE((*a)->Add("docs", "big", "parts", Value{Text(300'000, i)}).ok());
+  ASSERT_TRUE(SyncOnce(**a, **b).ok());
+  auto mb = (*b)->Meta();
+  ASSERT_TRUE(mb.ok());
+  const engine::ReplicaId limited = mb->id;
+  const uint64_t cutoff = mb->vv.Get(limited);
+  ASSERT_TRUE((*b)->Add("docs", "big", "parts", Value{Text(300'001, 40)}).ok());
+  ASSERT_TRUE((*a)->Add("docs", "big", "parts", Value{Text(300'002, 41)}).ok());
+  SyncRun run;
+  run.oy.judges_outlines = [](const std::string&) { return true; };
+  run.oy.admit = [&](const engine::FieldDelta& d, const FieldState* ours) {
+    return engine::ReliesOnEventsAfter(d.state, ours, limited, cutoff) ? engine::Admission::kRefuse
+                                                                       : engine::Admission::kAccept;
+  };
+  engine::SessionStats stats;
+  run.y_stats = &stats;
+  ASSERT_TRUE(SyncOnce(**a, **b, run).ok());
+  EXPECT_EQ(stats.pieces_joined, 1u);
+  EXPECT_EQ(stats.fields_refused, 0u);
+  EXPECT_EQ(stats.pieces_decoded, 0u);
+  std::set<std::string> want;
+  for (int i = 0; i < 4; ++i) want.insert("300000:" + Text(4, i));
+  for (int i = 1; i < 3; ++i) want.insert(std::to_string(300'000 + i) + ":" + Text(4, 39 + i));
   EXPECT_EQ(ElementsOf(**b, "big", "parts"), want);
   EXPECT_EQ(OutOfLine(**b), 1u);
 }

@@ -10,13 +10,21 @@
 namespace tandem::storage {
 namespace {
 
+// How SyncOnce runs a session, and what it reports: `ended`, the session that rolled
+// back where one ended so; `joined`, how many states in pieces both sides joined a part
+// at a time (SessionStats::pieces_joined); `x_stats` and `y_stats`, what each counted.
+struct SyncRun {
+  engine::SessionOptions ox, oy;
+  engine::Session** ended = nullptr;
+  uint64_t* joined = nullptr;
+  engine::SessionStats *x_stats = nullptr, *y_stats = nullptr;
+};
+
 // Runs a session between two replicas until neither has anything to say. Returns the
-// first error of either side (the session ends there). `joined` gets how many states in
-// pieces both sides joined a part at a time (SessionStats::pieces_joined); `x_stats`, what
-// x's session counted.
-Status SyncOnce(engine::Replica& x, engine::Replica& y, engine::Session** ended = nullptr,
-                uint64_t* joined = nullptr, engine::SessionStats* x_stats = nullptr) {
-  engine::Session sx(x, {}), sy(y, {});
+// first error of either side (the session ends there).
+Status SyncOnce(engine::Replica& x, engine::Replica& y, const SyncRun& run) {
+  engine::Session** ended = run.ended;
+  engine::Session sx(x, run.ox), sy(y, run.oy);
   std::deque<engine::Message> to_x, to_y;
   std::vector<engine::Message> out;
   TANDEM_RETURN_IF_ERROR(sx.Start(&out));
@@ -39,10 +47,19 @@ Status SyncOnce(engine::Replica& x, engine::Replica& y, engine::Session** ended 
     auto& back = into_x ? to_y : to_x;
     back.insert(back.end(), out.begin(), out.end());
   }
-  if (joined) *joined = sx.stats().pieces_joined + sy.stats().pieces_joined;
-  if (x_stats) *x_stats = sx.stats();
+  if (run.joined) *run.joined = sx.stats().pieces_joined + sy.stats().pieces_joined;
+  if (run.x_stats) *run.x_stats = sx.stats();
+  if (run.y_stats) *run.y_stats = sy.stats();
   if (!sx.caught_up() || !sy.caught_up()) return Status::Busy("not caught up");
   return Status::Ok();
+}
+
+Status SyncOnce(engine::Replica& x, engine::Replica& y, engine::Session** ended = nullptr,
+                uint64_t* joined = nullptr) {
+  SyncRun run;
+  run.ended = ended;
+  run.joined = joined;
+  return SyncOnce(x, y, run);
 }
 
 }  // namespace

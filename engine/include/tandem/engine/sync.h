@@ -304,6 +304,9 @@ struct SessionStats {
   // States in pieces joined with the field's state here a part at a time
   // (Replica::JoinPieces) and stored so.
   uint64_t pieces_joined = 0;
+  // States in pieces decoded whole after all, to be applied (held in quarantine, judged
+  // by their values, a store that keeps no state out of line: Replica::DecodePieces).
+  uint64_t pieces_decoded = 0;
 };
 
 class Session {
