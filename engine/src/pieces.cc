@@ -254,15 +254,15 @@ Status Replica::PutInPieces(WriteTxn& txn, const FieldDelta& d, bool* stored) {
 namespace {
 // A field's stored state as its delta encoding (ReadTxn::ReadDelta), a window at a time,
 // each read in a transaction of its own (a long one would hold up the map's growth): Busy
-// if the field is written meanwhile, or between two readings (`seq`, once known).
+// if the field is not at log position `seq`, or moves between two readings.
 class StoredDelta : public Reader::More {
  public:
   static constexpr size_t kWindow = kBlobChunkBytes;
-  StoredDelta(Store& store, const FieldKey& key, uint64_t* seq)
+  StoredDelta(Store& store, const FieldKey& key, uint64_t seq)
       : store_(store), key_(key), seq_(seq) {}
-  // The first window; the first time, the bytes are checked against their checksum first
-  // (a pass over all of them), after which `seq` pins them.
-  Status Open(std::string* out) { return Read(*seq_ == 0, out); }
+  // The first window; with `check`, the bytes are checked against their checksum first
+  // (a pass over all of them).
+  Status Open(bool check, std::string* out) { return Read(check, out); }
   bool Append(std::string* out) override {
     if (offset_ >= size_) return false;
     const size_t before = out->size();
@@ -280,9 +280,8 @@ class StoredDelta : public Reader::More {
     uint64_t size = 0, seq = 0;
     const size_t before = out->size();
     TANDEM_RETURN_IF_ERROR(txn->ReadDelta(key_, offset_, kWindow, check, &size, &seq, out));
-    if ((*seq_ != 0 && seq != *seq_) || (offset_ > 0 && size != size_))
+    if (seq != seq_ || (offset_ > 0 && size != size_))
       return Status::Busy(key_.Name() + " was written while it was joined");
-    *seq_ = seq;
     size_ = size;
     offset_ += out->size() - before;
     return Status::Ok();
@@ -290,7 +289,7 @@ class StoredDelta : public Reader::More {
 
   Store& store_;
   const FieldKey& key_;
-  uint64_t* seq_;
+  uint64_t seq_;
   uint64_t offset_ = 0, size_ = 0;
   Status status_;
 };
@@ -348,25 +347,27 @@ Result<FieldDelta> Replica::JoinPieces(const FieldDelta& d) {
     }
     return Status::Ok();
   };
-  uint64_t seq = 0;     // of ours, the same in both passes
-  bool absent = false;  // the field holds nothing here: joined into an empty state
+  // Ours as it was judged (StateInPieces::judged_at), the same in both passes; where the
+  // field held nothing, an empty state. Else Busy: it was written since.
+  const uint64_t seq = p.judged_at;
+  bool checked = false;  // against their checksum, at the first pass
   std::string nothing;
   const DeltaSource ours = [&](const std::function<void(Reader&)>& read) -> Status {
-    StoredDelta more(*store_, d.key, &seq);
+    StoredDelta more(*store_, d.key, seq);
     std::string first;
-    const Status st = more.Open(&first);
+    const Status st = more.Open(!checked, &first);
     if (st.code() == Code::kNotFound && seq == 0) {
-      if (!absent) {
+      if (nothing.empty()) {
         TANDEM_ASSIGN_OR_RETURN(nothing, EncodeDelta(d.key, FieldState{}));
       }
-      absent = true;
       Reader r(nothing);
       read(r);
       return Status::Ok();
     }
-    if (absent || st.code() == Code::kNotFound)
+    if (st.code() == Code::kNotFound || (st.ok() && seq == 0))
       return Status::Busy(d.key.Name() + " was written while it was joined");
     TANDEM_RETURN_IF_ERROR(st);
+    checked = true;
     Reader r(first, &more);
     read(r);
     return more.status();
@@ -386,6 +387,7 @@ Result<FieldDelta> Replica::JoinPieces(const FieldDelta& d) {
                           OutlineHeld(p.peer, entry, held, std::move(part), BlobHash{}));
   StateInPieces& j = *joined.pieces;
   j.joined = true;
+  j.came = std::make_shared<const FieldDelta>(d);
   j.joined_at = seq;
   j.changes_ours = facts.changes_ours;
   j.dropped_ours = facts.dropped_ours;

@@ -426,11 +426,13 @@ Status DecodeWhole(const FieldDelta& d) {
   d.pieces->whole = true;
   return Status::Unsupported("a field state in pieces to decode whole");
 }
-// The same where only the join with ours stands in the way: it may be made a part at a
-// time instead (Replica::JoinPieces), dropping beside what the cuts cover (JoinCuts).
-Status JoinFirst(const FieldDelta& d, const VersionVector* cut_theirs = nullptr,
+// The same where only the join with ours (at log position `at`) stands in the way: it
+// may be made a part at a time instead (Replica::JoinPieces), dropping beside what the
+// cuts cover (JoinCuts).
+Status JoinFirst(const FieldDelta& d, uint64_t at, const VersionVector* cut_theirs = nullptr,
                  const VersionVector* cut_ours = nullptr) {
   d.pieces->joins = true;
+  d.pieces->judged_at = at;
   if (cut_theirs) d.pieces->cut_theirs = *cut_theirs;
   if (cut_ours) d.pieces->cut_ours = *cut_ours;
   return DecodeWhole(d);
@@ -470,24 +472,28 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
     // state it has seen all of: TakeOver); its outline (`d.state`) and ours are all the
     // rest of this needs. Where the join is ours, nothing changes; where it is neither,
     // the join is made first, a part at a time (JoinFirst, Replica::JoinPieces), as it is
-    // where what either side collected cuts it; that join takes ours' place while the
-    // field is as it was when it was made (`replaces`). Else it is decoded whole, and the
+    // where what either side collected cuts it, of ours at the log position it was judged
+    // against; that join takes ours' place while the field is still there (`replaces`),
+    // what came admitted and judged again against it. Else it is decoded whole, and the
     // whole batch applied again so.
     std::optional<TakeOver> over;
     bool join_first = false;  // the join is neither state: made first, once the rest holds
     bool replaces = false;
+    uint64_t at = 0;  // of a state in pieces, the field's log position here (0: none)
+    const bool joined = d.pieces && d.pieces->joined;
+    // A join made anew: what it holds beside what came, ours, was judged here already.
+    auto stale = [&]() {
+      d.pieces->stale = true;
+      return DecodeWhole(d);
+    };
     if (d.pieces) {
-      if (d.pieces->joined) {
-        uint64_t size = 0, at = 0;
-        std::string none;
-        const Status st = txn.ReadDelta(d.key, 0, 0, false, &size, &at, &none);
-        if (!st.ok() && st.code() != Code::kNotFound) return st;
-        if (at != d.pieces->joined_at) {
-          d.pieces->stale = true;  // written since: the join leaves out what that wrote
-          return DecodeWhole(d);
-        }
-        replaces = at != 0;
-      }
+      uint64_t size = 0;
+      std::string none;
+      const Status pos = txn.ReadDelta(d.key, 0, 0, false, &size, &at, &none);
+      if (pos.code() == Code::kCorrupt || pos.code() == Code::kUnsupported) return DecodeWhole(d);
+      if (!pos.ok() && pos.code() != Code::kNotFound) return pos;
+      if (joined && at != d.pieces->joined_at) return stale();  // written since
+      replaces = joined && at != 0;
       FieldState outline;
       TANDEM_ASSIGN_OR_RETURN(const VersionVector* gone, gone_in(d.key.collection));
       over.emplace(hash_, *gone);
@@ -512,11 +518,14 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
       ++r;
       continue;
     }
-    // A join made of a state in pieces (JoinPieces) holds ours beside it: what came was
-    // admitted and judged as it came, and ours is not judged again.
-    const bool joined = d.pieces && d.pieces->joined;
-    if (admit && !joined) {
-      const Admission a = (*admit)(d, s ? &*s : nullptr);
+    // Of a join made of a state in pieces (JoinPieces), what came is admitted and judged,
+    // as it came, against ours as it was joined (the same still): ours, which the join
+    // holds beside it, is not judged again. Where the verdict changed since the join was
+    // chosen (the policy did), it is judged and made again.
+    const FieldDelta& judged = joined ? *d.pieces->came : d;
+    if (admit) {
+      const Admission a = (*admit)(judged, s ? &*s : nullptr);
+      if (a != Admission::kAccept && joined) return stale();
       // Left out or refused, a state in pieces needs no more than its outline: the
       // admission of a session that takes states in pieces judges outlines.
       if (a == Admission::kHold && d.pieces) return DecodeWhole(d);
@@ -533,10 +542,11 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
         continue;
       }
     }
-    if (from && !joined) {
+    if (from) {
       const FieldState* have = s ? &*s : nullptr;
-      TANDEM_ASSIGN_OR_RETURN(std::string why, d.pieces ? JudgeInPieces(txn, d, have, &rules)
+      TANDEM_ASSIGN_OR_RETURN(std::string why, d.pieces ? JudgeInPieces(txn, judged, have, &rules)
                                                         : Judge(txn, d, have, &rules));
+      if (!why.empty() && joined) return stale();
       if (!why.empty() && d.pieces) return DecodeWhole(d);
       if (!why.empty()) {
         TANDEM_RETURN_IF_ERROR(Hold(txn, d, *from, std::move(why), false, quarantine));
@@ -578,8 +588,9 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
     const bool rebased =
         s && rebase && !replaces && (!rebase->may || rebase->may(d.key.collection));
     const bool rebase_cuts = rebased && d.pieces && HoldsCollectedNotIn(*s, *rebase_gone, d.state);
+    if (joined && cut) return stale();  // collected since
     if (d.pieces && (cut || rebase_cuts))
-      return JoinFirst(d, cut ? &gone : nullptr, rebase_cuts ? rebase_gone : nullptr);
+      return JoinFirst(d, at, cut ? &gone : nullptr, rebase_cuts ? rebase_gone : nullptr);
     const bool dropped =
         replaces ? rebase && d.pieces->dropped_ours
                  : rebased && !d.pieces && DropCollectedNotIn(*s, *rebase_gone, d.state);
@@ -591,16 +602,16 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
     if (!as_it_came && !s) s.emplace();
     bool changed = false;
     if (d.pieces && s) {
-      if (join_first) return JoinFirst(d);
+      if (join_first) return JoinFirst(d, at);
       std::optional<bool> takes = d.pieces->changes_ours;
       if (!replaces) {
         TANDEM_RETURN_IF_ERROR(ReadInPieces(txn, *d.pieces, over->Theirs()));
         takes = over->Result();
-        if (!takes && !over->KeepsOurs()) return JoinFirst(d);
+        if (!takes && !over->KeepsOurs()) return JoinFirst(d, at);
       }
       // An admission that took it for one ours has seen all of (JoinChanges, by dots
       // alone on outlines) judged nothing more of it.
-      if (takes && *takes && admit && !JoinChanges(*s, d.state)) return DecodeWhole(d);
+      if (takes && *takes && admit && !JoinChanges(*s, judged.state)) return DecodeWhole(d);
       changed = takes && *takes;
     } else {
       changed = as_it_came ? !(*incoming == FieldState{}) : Join(*s, *incoming) || dropped;

@@ -160,15 +160,24 @@ Status Session::ReceivePiece(const DeltaBatch& b, std::vector<Message>* out) {
       Status st = Apply(one, out);
       if (!st.ok() && in->whole && in->joins) {
         // Both sides wrote the field, or what either collected cuts it: their join, made
-        // a part at a time, takes ours' place, made again where the field is written
-        // meanwhile. Where it cannot be made or applied, the pieces are decoded whole, below.
+        // a part at a time, takes ours' place. Where the field is written meanwhile, it
+        // is judged and made again. Where it cannot be made or applied, the pieces are
+        // decoded whole, below.
         const FieldDelta came = std::move(one.deltas[0]);
         for (int tries = 0; tries < kJoinTries; ++tries) {
+          if (tries > 0) {  // judged again, against the field as it is now
+            in->whole = in->joins = false;
+            in->cut_theirs.reset();
+            in->cut_ours.reset();
+            one.deltas.assign(1, came);
+            st = Apply(one, out);
+            if (st.ok() || !in->whole || !in->joins) break;
+          }
           auto joined = replica_.JoinPieces(came);
           if (!joined.ok() && joined.status().code() == Code::kBusy) continue;
           if (!joined.ok()) break;
           const std::shared_ptr<StateInPieces> made = joined->pieces;
-          one.deltas[0] = std::move(*joined);
+          one.deltas.assign(1, std::move(*joined));
           st = Apply(one, out);
           if (st.ok()) ++stats_.pieces_joined;
           if (st.ok() || !made->stale) break;

@@ -649,6 +649,52 @@ TEST(DeltaRead, AJoinInPiecesTheFieldIsWrittenDuringIsMadeAgain) {
   EXPECT_EQ(Pending(b), 0u);
 }
 
+// The policy changes while the join is made (the peer's writer is revoked, say): the
+// state that came is admitted again against the same state here when the join is to be
+// stored, is refused, and nothing of it is taken.
+TEST(DeltaRead, AJoinInPiecesIsStoredOnlyIfWhatCameIsStillAdmitted) {
+  testing::TempDir tmp;
+  auto a = CreateReplica(tmp / "a");
+  auto store = CreateStore(tmp / "b");
+  ASSERT_TRUE(a.ok() && store.ok());
+  auto busy = std::make_unique<engine::BusyStore>(std::move(*store));
+  engine::BusyStore& hooks = *busy;
+  Replica b(std::move(busy), SystemClockMs, Blake2b256Parts);
+  for (int i = 0; i < 6; ++i)  // 1.8 MB: in pieces
+    ASSERT_TRUE((*a)->Add("docs", "big", "parts", Value{Text(300'000, i)}).ok());
+  ASSERT_TRUE(SyncOnce(**a, b).ok());
+  auto ma = (*a)->Meta();
+  ASSERT_TRUE(ma.ok());
+  const engine::ReplicaId writer = ma->id;
+  const uint64_t cutoff = ma->vv.Get(writer);
+  ASSERT_TRUE((*a)->Add("docs", "big", "parts", Value{Text(300'001, 40)}).ok());
+  ASSERT_TRUE(b.Add("docs", "big", "parts", Value{Text(300'002, 41)}).ok());
+  bool revoked = false, first_pass = false;
+  hooks.before_read_delta = [&](uint64_t offset, size_t n, bool check) {
+    if (check && n > 0) first_pass = true;
+    if (first_pass && !check && offset == 0 && n > 0) revoked = true;
+  };
+  SyncRun run;
+  run.oy.judges_outlines = [](const std::string&) { return true; };
+  run.oy.admit = [&](const engine::FieldDelta& d, const FieldState* ours) {
+    return revoked && engine::ReliesOnEventsAfter(d.state, ours, writer, cutoff)
+               ? engine::Admission::kRefuse
+               : engine::Admission::kAccept;
+  };
+  engine::SessionStats stats;
+  run.y_stats = &stats;
+  ASSERT_TRUE(SyncOnce(**a, b, run).ok());
+  ASSERT_TRUE(revoked) << "the policy changed while the join was made";
+  EXPECT_EQ(stats.pieces_joined, 0u);
+  EXPECT_EQ(stats.fields_refused, 1u);
+  EXPECT_EQ(stats.pieces_decoded, 0u);
+  std::set<std::string> want;
+  for (int i = 0; i < 6; ++i) want.insert("300000:" + Text(4, i));
+  want.insert("300002:" + Text(4, 41));
+  EXPECT_EQ(ElementsOf(b, "big", "parts"), want) << "nothing of the revoked write";
+  EXPECT_EQ(Pending(b), 0u);
+}
+
 // A join made of a state in pieces and the field's state here takes that state's place
 // only while the field is as it was when the join was made: a write since (its log
 // position moved) makes the join stale, applied nowhere, and the write stays.
@@ -677,14 +723,17 @@ TEST(DeltaRead, AJoinInPiecesIsNotAppliedOverAWriteMadeSinceItWasMade) {
   const std::string last = bytes->substr(held);
   auto came = (*b)->OutlinePieces(peer->id, held, last, {});
   ASSERT_TRUE(came.ok()) << came.status().ToString();
-  came->pieces->joins = true;
+  const engine::AdmitFn all = [](const engine::FieldDelta&, const FieldState*) {
+    return engine::Admission::kAccept;
+  };
+  // Applied as it came, it asks for the join, of b's state as it is now.
+  const Status first = (*b)->ApplyBatch(peer->id, {*came}, 0, all);
+  ASSERT_EQ(first.code(), Code::kUnsupported) << first.ToString();
+  ASSERT_TRUE(came->pieces->whole && came->pieces->joins);
   auto joined = (*b)->JoinPieces(*came);
   ASSERT_TRUE(joined.ok()) << joined.status().ToString();
   ASSERT_TRUE(joined->pieces->joined && joined->pieces->changes_ours);
   ASSERT_TRUE((*b)->Add("docs", "big", "parts", Value{Text(300'003, 42)}).ok());
-  const engine::AdmitFn all = [](const engine::FieldDelta&, const FieldState*) {
-    return engine::Admission::kAccept;
-  };
   const Status st = (*b)->ApplyBatch(peer->id, {*joined}, 0, all);
   EXPECT_EQ(st.code(), Code::kUnsupported) << st.ToString();
   EXPECT_TRUE(joined->pieces->stale);
@@ -692,7 +741,10 @@ TEST(DeltaRead, AJoinInPiecesIsNotAppliedOverAWriteMadeSinceItWasMade) {
   for (int i = 0; i < 6; ++i) want.insert("300000:" + Text(4, i));
   for (int i = 2; i < 4; ++i) want.insert(std::to_string(300'000 + i) + ":" + Text(4, 39 + i));
   EXPECT_EQ(ElementsOf(**b, "big", "parts"), want) << "the write stays, nothing of a's came";
-  // Made again, it holds that write, and takes the state's place.
+  // Made again of b's state as it was judged, it fails; judged again, it holds that
+  // write, and takes the state's place.
+  EXPECT_EQ((*b)->JoinPieces(*came).status().code(), Code::kBusy);
+  ASSERT_EQ((*b)->ApplyBatch(peer->id, {*came}, 0, all).code(), Code::kUnsupported);
   auto again = (*b)->JoinPieces(*came);
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   ASSERT_TRUE((*b)->ApplyBatch(peer->id, {*again}, 0, all).ok());

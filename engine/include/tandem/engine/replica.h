@@ -142,6 +142,8 @@ struct ChangePage {
 // A field state that arrived in pieces, read to its outline (OutlineFieldState) and not
 // decoded whole (Replica::OutlinePieces): its delta encoding is the pieces held from
 // `peer`, stored as the chunks `chunks`, then `last`.
+struct FieldDelta;
+
 struct StateInPieces {
   ReplicaId peer;
   BlobHash entry{};  // the pending blob entry that lists its chunks
@@ -156,15 +158,19 @@ struct StateInPieces {
   // what either side collected), which then applies nothing and returns kUnsupported.
   // With `joins` too, the join was all that stood in the way (Replica::JoinPieces makes
   // it), dropping beside what these cover (JoinCuts: what this replica collected; in a
-  // rebase, what the peer collected).
+  // rebase, what the peer collected), of the field's state at log position `judged_at`
+  // (0: none), against which it was judged.
   bool whole = false;
   bool joins = false;
   std::optional<VersionVector> cut_theirs, cut_ours;
-  // A join JoinPieces made, of the state held here at log position `joined_at` (0: none):
-  // it takes that state's place while the field stays there, else it is `stale` (made
-  // again, or the pieces decoded whole). Whether it changes that state, and whether it
-  // dropped something of it by `cut_ours`.
+  uint64_t judged_at = 0;
+  // A join JoinPieces made of `came` and the field's state at log position `joined_at`:
+  // it takes that state's place while the field stays there, `came` admitted and judged
+  // again against it; else it is `stale` (judged and made again, or the pieces decoded
+  // whole). Whether it changes that state, and whether it dropped something of it by
+  // `cut_ours`.
   bool joined = false;
+  std::shared_ptr<const FieldDelta> came;
   uint64_t joined_at = 0;
   bool changes_ours = false, dropped_ours = false;
   bool stale = false;

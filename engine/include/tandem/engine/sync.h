@@ -241,9 +241,10 @@ struct SessionOptions {
   // (values null) as `ours`; it is stored as it came, never decoded whole, into a field
   // that holds nothing here or a state it has seen all of (TakeOver). Into a field both
   // sides wrote, once `admit` accepted it, their join is made a part at a time
-  // (Replica::JoinPieces) and given to `admit` in turn, as a state from the peer (what
-  // it brings beyond ours is what the peer's state brought). None: wherever none of the
-  // three is set.
+  // (Replica::JoinPieces), and the state that came is given to `admit` again, against
+  // the same state here, in the transaction that stores the join (the join itself, which
+  // holds ours beside it, is not). A state left out or refused needs its outline alone.
+  // None: wherever none of the three is set.
   std::function<bool(const std::string& collection)> judges_outlines;
   // After a batch is applied, if `admit` held a state in it (Admission::kHold) or it
   // brought one that proves itself: judges the held states again (Replica::JudgeHeld)
