@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -609,43 +611,64 @@ TEST(DeltaRead, WhatWasCollectedStaysGoneWhenALargeStateIsJoinedInPieces) {
   ExpectSameDigests(**a, **b);
 }
 
+// Replicas a and b, b's store hooked (BusyStore), with a large set written on a and
+// synced to b.
+struct HookedPair {
+  std::unique_ptr<Replica> a, b;
+  engine::BusyStore* hooks = nullptr;
+};
+void MakeHookedPair(const testing::TempDir& dir, HookedPair* p) {
+  auto a = CreateReplica(dir / "a");
+  auto store = CreateStore(dir / "b");
+  ASSERT_TRUE(a.ok() && store.ok());
+  p->a = std::move(*a);
+  auto busy = std::make_unique<engine::BusyStore>(std::move(*store));
+  p->hooks = busy.get();
+  p->b = std::make_unique<Replica>(std::move(busy), SystemClockMs, Blake2b256Parts);
+  for (int i = 0; i < 6; ++i)  // 1.8 MB: in pieces
+    ASSERT_TRUE(p->a->Add("docs", "big", "parts", Value{Text(300'000, i)}).ok());
+  ASSERT_TRUE(SyncOnce(*p->a, *p->b).ok());
+}
+
+// Calls `fn` each time a join on the hooked store starts its second pass: it opens ours
+// checked, a window long, at the first; unchecked, from its start, at the second.
+void AtJoinSecondPass(engine::BusyStore& hooks, std::function<void()> fn) {
+  auto first_pass = std::make_shared<bool>(false);
+  hooks.before_read_delta = [first_pass, fn](uint64_t offset, size_t n, bool check) {
+    if (check && n > 0) *first_pass = true;
+    if (*first_pass && !check && offset == 0 && n > 0) fn();
+  };
+}
+
 // A write to the field between the two passes of its join with a large state in pieces
 // (a local writer, say) makes the join fail as it is read again: it is made again, with
 // that write, and still a part at a time.
 TEST(DeltaRead, AJoinInPiecesTheFieldIsWrittenDuringIsMadeAgain) {
   testing::TempDir tmp;
-  auto a = CreateReplica(tmp / "a");
-  auto store = CreateStore(tmp / "b");
-  ASSERT_TRUE(a.ok() && store.ok());
-  auto busy = std::make_unique<engine::BusyStore>(std::move(*store));
-  engine::BusyStore& hooks = *busy;
-  Replica b(std::move(busy), SystemClockMs, Blake2b256Parts);
-  for (int i = 0; i < 6; ++i)  // 1.8 MB: in pieces
-    ASSERT_TRUE((*a)->Add("docs", "big", "parts", Value{Text(300'000, i)}).ok());
-  ASSERT_TRUE(SyncOnce(**a, b).ok());
-  ASSERT_TRUE((*a)->Add("docs", "big", "parts", Value{Text(300'001, 40)}).ok());
+  HookedPair p;
+  ASSERT_NO_FATAL_FAILURE(MakeHookedPair(tmp, &p));
+  std::unique_ptr<Replica>& a = p.a;
+  Replica& b = *p.b;
+  ASSERT_TRUE(a->Add("docs", "big", "parts", Value{Text(300'001, 40)}).ok());
   ASSERT_TRUE(b.Add("docs", "big", "parts", Value{Text(300'002, 41)}).ok());
-  // The join's first pass opens ours checked, a window long; its second, unchecked.
-  bool first_pass = false;
   int written = 0;
-  hooks.before_read_delta = [&](uint64_t offset, size_t n, bool check) {
-    if (check && n > 0) first_pass = true;
-    if (first_pass && !check && offset == 0 && n > 0 && written++ == 0) {
+  AtJoinSecondPass(*p.hooks, [&] {
+    if (written++ == 0) {
       ASSERT_TRUE(b.Add("docs", "big", "parts", Value{Text(300'003, 42)}).ok());
     }
-  };
+  });
   uint64_t joined = 0;
-  ASSERT_TRUE(SyncOnce(**a, b, nullptr, &joined).ok());
+  ASSERT_TRUE(SyncOnce(*a, b, nullptr, &joined).ok());
   EXPECT_GE(written, 2) << "the write went in between, and the join was read again";
   EXPECT_EQ(joined, 2u) << "b's join made again, a part at a time";
-  hooks.before_read_delta = nullptr;
-  ASSERT_TRUE(SyncOnce(**a, b).ok());
+  p.hooks->before_read_delta = nullptr;
+  ASSERT_TRUE(SyncOnce(*a, b).ok());
   std::set<std::string> want;
   for (int i = 0; i < 6; ++i) want.insert("300000:" + Text(4, i));
   for (int i = 0; i < 3; ++i) want.insert(std::to_string(300'001 + i) + ":" + Text(4, 40 + i));
   EXPECT_EQ(ElementsOf(b, "big", "parts"), want);
-  EXPECT_EQ(ElementsOf(**a, "big", "parts"), want);
-  ExpectSameDigests(**a, b);
+  EXPECT_EQ(ElementsOf(*a, "big", "parts"), want);
+  ExpectSameDigests(*a, b);
   EXPECT_EQ(Pending(b), 0u);
 }
 
@@ -654,26 +677,18 @@ TEST(DeltaRead, AJoinInPiecesTheFieldIsWrittenDuringIsMadeAgain) {
 // stored, is refused, and nothing of it is taken.
 TEST(DeltaRead, AJoinInPiecesIsStoredOnlyIfWhatCameIsStillAdmitted) {
   testing::TempDir tmp;
-  auto a = CreateReplica(tmp / "a");
-  auto store = CreateStore(tmp / "b");
-  ASSERT_TRUE(a.ok() && store.ok());
-  auto busy = std::make_unique<engine::BusyStore>(std::move(*store));
-  engine::BusyStore& hooks = *busy;
-  Replica b(std::move(busy), SystemClockMs, Blake2b256Parts);
-  for (int i = 0; i < 6; ++i)  // 1.8 MB: in pieces
-    ASSERT_TRUE((*a)->Add("docs", "big", "parts", Value{Text(300'000, i)}).ok());
-  ASSERT_TRUE(SyncOnce(**a, b).ok());
-  auto ma = (*a)->Meta();
+  HookedPair p;
+  ASSERT_NO_FATAL_FAILURE(MakeHookedPair(tmp, &p));
+  std::unique_ptr<Replica>& a = p.a;
+  Replica& b = *p.b;
+  auto ma = a->Meta();
   ASSERT_TRUE(ma.ok());
   const engine::ReplicaId writer = ma->id;
   const uint64_t cutoff = ma->vv.Get(writer);
-  ASSERT_TRUE((*a)->Add("docs", "big", "parts", Value{Text(300'001, 40)}).ok());
+  ASSERT_TRUE(a->Add("docs", "big", "parts", Value{Text(300'001, 40)}).ok());
   ASSERT_TRUE(b.Add("docs", "big", "parts", Value{Text(300'002, 41)}).ok());
-  bool revoked = false, first_pass = false;
-  hooks.before_read_delta = [&](uint64_t offset, size_t n, bool check) {
-    if (check && n > 0) first_pass = true;
-    if (first_pass && !check && offset == 0 && n > 0) revoked = true;
-  };
+  bool revoked = false;
+  AtJoinSecondPass(*p.hooks, [&] { revoked = true; });
   SyncRun run;
   run.oy.judges_outlines = [](const std::string&) { return true; };
   run.oy.admit = [&](const engine::FieldDelta& d, const FieldState* ours) {
@@ -683,7 +698,7 @@ TEST(DeltaRead, AJoinInPiecesIsStoredOnlyIfWhatCameIsStillAdmitted) {
   };
   engine::SessionStats stats;
   run.y_stats = &stats;
-  ASSERT_TRUE(SyncOnce(**a, b, run).ok());
+  ASSERT_TRUE(SyncOnce(*a, b, run).ok());
   ASSERT_TRUE(revoked) << "the policy changed while the join was made";
   EXPECT_EQ(stats.pieces_joined, 0u);
   EXPECT_EQ(stats.fields_refused, 1u);
