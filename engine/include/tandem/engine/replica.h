@@ -491,12 +491,15 @@ class Replica {
   // them whole, where their lists are not in canonical order.
   Result<FieldDelta> OutlinePieces(const ReplicaId& peer, uint64_t held, std::string_view last,
                                    const BlobHash& digest);
-  // For a state in pieces whose join with the field's state here is another state
-  // (`pieces->joins`): that join, made from the two encodings a part at a time
-  // (JoinDeltas) into chunks of an entry of its own, a few per transaction, and read to
-  // its outline as OutlinePieces reads. ApplyBatch stores it as it is
-  // if the field is as it was (then it has seen all of it: TakeOver); DropPieces drops
-  // it. Fails where either state is damaged, or not in canonical order.
+  // For a state in pieces whose join with the field's state here is another state, or
+  // is cut by what either side collected (`pieces->joins`, set by ApplyBatch): that
+  // join, of the field's state at the log position it was judged against
+  // (`pieces->judged_at`; Busy where the field has moved since), made from the two
+  // encodings a part at a time (JoinDeltas, with `pieces->cut_*`) into chunks of an
+  // entry of its own, a few per transaction, and read to its outline as OutlinePieces
+  // reads. ApplyBatch stores it in place of the field's state while the field is still
+  // there (else it marks it `stale`); DropPieces drops it. Fails where either state is
+  // damaged, or not in canonical order.
   Result<FieldDelta> JoinPieces(const FieldDelta& d);
   // Sync support: stores chunks [first, first + n) of a blob, each checked against the
   // chunk list `listed` (a verified one: BlobId of it is `hash`), and brings the entry up
