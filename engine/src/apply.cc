@@ -86,6 +86,11 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
       return DecodeWhole(d);
     };
     if (d.pieces) {
+      // What an earlier attempt at it found is found again.
+      StateInPieces& p = *d.pieces;
+      p.whole = p.joins = p.stale = false;
+      p.cut_theirs.reset();
+      p.cut_ours.reset();
       uint64_t size = 0;
       std::string none;
       const Status pos = txn.ReadDelta(d.key, 0, 0, false, &size, &at, &none);

@@ -166,9 +166,6 @@ Status Session::ReceivePiece(const DeltaBatch& b, std::vector<Message>* out) {
         const FieldDelta came = std::move(one.deltas[0]);
         for (int tries = 0; tries < kJoinTries; ++tries) {
           if (tries > 0) {  // judged again, against the field as it is now
-            in->whole = in->joins = false;
-            in->cut_theirs.reset();
-            in->cut_ours.reset();
             one.deltas.assign(1, came);
             st = Apply(one, out);
             if (st.ok() || !in->whole || !in->joins) break;
