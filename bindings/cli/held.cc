@@ -34,12 +34,15 @@ int RunQuarantine(const std::string& dir, std::vector<uint64_t> release_ids, boo
     if (e.held)
       for (const auto& [rid, n] : e.state.ctx.entries())
         if (!bound.count(rid)) waits.push_back(rid.Hex());
+    // A state held in its pieces is listed by its outline: its values are not read.
     Json values = Json::array();
-    for (const auto& sib : engine::Siblings(e.state))
-      if (sib.kind == engine::Kind::kRegister)
-        values.push_back(tandem::bindings::ValueToJson(sib.value));
-    for (const auto& [element, dots] : e.state.elements)
-      values.push_back(tandem::bindings::ValueToJson(element));
+    if (!e.pieces)
+      for (const auto& sib : engine::Siblings(e.state))
+        if (sib.kind == engine::Kind::kRegister)
+          values.push_back(tandem::bindings::ValueToJson(sib.value));
+    if (!e.pieces)
+      for (const auto& [element, dots] : e.state.elements)
+        values.push_back(tandem::bindings::ValueToJson(element));
     Json j{{"id", e.id},
            {"collection", e.key.collection},
            {"record", e.key.record},
@@ -51,6 +54,7 @@ int RunQuarantine(const std::string& dir, std::vector<uint64_t> release_ids, boo
            {"awaiting_binding", e.held},
            {"unbound_writers", waits},
            {"values", values}};
+    if (e.pieces) j["in_pieces_bytes"] = e.pieces->size;
     Print(Canonical(j));
   }
   return 0;

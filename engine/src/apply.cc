@@ -85,15 +85,34 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
       d.pieces->stale = true;
       return DecodeWhole(d);
     };
+    // A state in pieces held in the quarantine as it came (Hold); where the store cannot
+    // hold it so, it is decoded whole.
+    auto hold = [&](std::string why, bool held) -> Status {
+      const Status st = Hold(txn, d, from ? *from : ReplicaId{}, std::move(why), held, quarantine);
+      if (st.code() == Code::kUnsupported) return DecodeWhole(d);
+      ++q;
+      ++r;
+      return st;
+    };
     if (d.pieces) {
       // What an earlier attempt at it found is found again.
       StateInPieces& p = *d.pieces;
       p.whole = p.joins = p.stale = false;
       p.cut_theirs.reset();
       p.cut_ours.reset();
+      if (!p.hold_why.empty()) {  // too large to judge or join here
+        if (!from) return DecodeWhole(d);
+        TANDEM_RETURN_IF_ERROR(hold(p.hold_why, false));
+        continue;
+      }
       uint64_t size = 0;
       std::string none;
       const Status pos = txn.ReadDelta(d.key, 0, 0, false, &size, &at, &none);
+      if (pos.code() == Code::kCorrupt && from && !joined) {
+        // Ours is damaged: as below, the peer's state is kept aside.
+        TANDEM_RETURN_IF_ERROR(hold(kDamagedReason, false));
+        continue;
+      }
       if (pos.code() == Code::kCorrupt || pos.code() == Code::kUnsupported) return DecodeWhole(d);
       if (!pos.ok() && pos.code() != Code::kNotFound) return pos;
       if (joined && at != d.pieces->joined_at) return stale();  // written since
@@ -103,6 +122,10 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
       over.emplace(hash_, *gone);
       const StateItems hashes = over->Ours();
       const Status st = txn.ReadFieldOutline(d.key, replaces ? nullptr : &hashes, &outline);
+      if (st.code() == Code::kCorrupt && from && !joined) {
+        TANDEM_RETURN_IF_ERROR(hold(kDamagedReason, false));
+        continue;
+      }
       if (st.code() == Code::kCorrupt || st.code() == Code::kUnsupported) return DecodeWhole(d);
       if (st.ok()) s = std::move(outline);
       if (!st.ok() && st.code() != Code::kNotFound) return st;
@@ -130,9 +153,12 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
     if (admit) {
       const Admission a = (*admit)(judged, s ? &*s : nullptr);
       if (a != Admission::kAccept && joined) return stale();
-      // Left out or refused, a state in pieces needs no more than its outline: the
+      // Left out, refused or held, a state in pieces needs no more than its outline: the
       // admission of a session that takes states in pieces judges outlines.
-      if (a == Admission::kHold && d.pieces) return DecodeWhole(d);
+      if (a == Admission::kHold && d.pieces) {
+        TANDEM_RETURN_IF_ERROR(hold(kHeldReason, true));
+        continue;
+      }
       if (a != Admission::kAccept) {
         ++r;
         if (a == Admission::kFilter) ++f;
@@ -151,11 +177,8 @@ Status Replica::JoinInto(WriteTxn& txn, ReplicaMeta& meta, const std::vector<Fie
       TANDEM_ASSIGN_OR_RETURN(std::string why, d.pieces ? JudgeInPieces(txn, judged, have, &rules)
                                                         : Judge(txn, d, have, &rules));
       if (!why.empty() && joined) return stale();
-      if (!why.empty() && d.pieces) return DecodeWhole(d);
       if (!why.empty()) {
-        TANDEM_RETURN_IF_ERROR(Hold(txn, d, *from, std::move(why), false, quarantine));
-        ++q;
-        ++r;
+        TANDEM_RETURN_IF_ERROR(hold(std::move(why), false));
         continue;
       }
     }

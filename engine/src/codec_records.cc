@@ -236,7 +236,9 @@ Result<std::string> EncodeQuarantineEntry(const QuarantineEntry& e) {
   TANDEM_ASSIGN_OR_RETURN(std::string state, EncodeFieldState(e.state));
   std::string out;
   Writer w(&out);
-  w.U8(e.held ? 2 : 1);  // 2: held (the same layout)
+  // 2: held (the same layout); 3 and 4 as 1 and 2, the state in pieces (its reference
+  // before its outline).
+  w.U8(static_cast<uint8_t>((e.held ? 2 : 1) + (e.pieces ? 2 : 0)));
   WriteKey(w, e.key);
   w.Raw(std::string_view(reinterpret_cast<const char*>(e.from.bytes.data()), 16));
   w.Varint(e.received_ms);
@@ -245,6 +247,14 @@ Result<std::string> EncodeQuarantineEntry(const QuarantineEntry& e) {
   while (cut < e.reason.size() && cut > 0 && (static_cast<uint8_t>(e.reason[cut]) & 0xC0) == 0x80)
     --cut;
   w.LengthPrefixed(std::string_view(e.reason).substr(0, cut));
+  if (e.pieces) {
+    const QuarantineEntry::InPieces& p = *e.pieces;
+    w.Raw(std::string_view(reinterpret_cast<const char*>(p.entry.data()), p.entry.size()));
+    w.Raw(std::string_view(reinterpret_cast<const char*>(p.content.data()), p.content.size()));
+    w.Varint(p.size);
+    w.U8(p.header);
+    w.Varint(p.state_at);
+  }
   w.LengthPrefixed(state);
   return out;
 }
@@ -253,13 +263,26 @@ Result<QuarantineEntry> DecodeQuarantineEntry(std::string_view in) {
   Reader r(in);
   QuarantineEntry e;
   const uint8_t version = r.U8();
-  if (version != 1 && version != 2) r.Fail("unknown quarantine entry version");
-  e.held = version == 2;
+  if (version < 1 || version > 4) r.Fail("unknown quarantine entry version");
+  e.held = version == 2 || version == 4;
   e.key = ReadKey(r);
   std::string_view from = r.Raw(16);
   if (r.ok()) std::memcpy(e.from.bytes.data(), from.data(), 16);
   e.received_ms = r.Varint();
   e.reason = std::string(r.LengthPrefixed(4096));
+  if (version >= 3) {
+    QuarantineEntry::InPieces& p = e.pieces.emplace();
+    auto hash = [&r](BlobHash* h) {
+      std::string_view b = r.Raw(h->size());
+      if (r.ok()) std::memcpy(h->data(), b.data(), h->size());
+    };
+    hash(&p.entry);
+    hash(&p.content);
+    p.size = r.Varint();
+    p.header = r.U8();
+    p.state_at = r.Varint();
+    if (r.ok() && (p.size == 0 || p.state_at >= p.size)) r.Fail("a state in pieces out of bounds");
+  }
   std::string_view state = r.LengthPrefixed(in.size());
   if (r.ok() && r.remaining()) r.Fail("trailing bytes");
   if (!r.ok()) return r.status().With("quarantine entry");

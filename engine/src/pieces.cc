@@ -14,10 +14,14 @@ namespace {
 BlobHash PiecesKey(ContentHash hash, const ReplicaId& peer) {
   return HashOf(hash, "tandem pieces " + peer.Hex());
 }
-// The pending blob entry that lists the chunks of a join made of them (JoinPieces).
-BlobHash JoinedKey(ContentHash hash, const ReplicaId& peer) {
-  return HashOf(hash, "tandem joined " + peer.Hex());
+// The pending blob entry that lists the chunks of a join made of the state in pieces
+// whose chunks `of` lists (JoinPieces).
+BlobHash JoinedKey(ContentHash hash, const BlobHash& of) {
+  return HashOf(hash, "tandem joined " + HexOf(of));
 }
+// How many times a join of a state in pieces is made before they are decoded whole, where
+// the field is written each time while it is made.
+constexpr int kJoinTries = 3;
 }  // namespace
 
 Status Replica::HoldPiece(const ReplicaId& peer, PieceProgress progress, std::string_view bytes) {
@@ -62,7 +66,7 @@ Result<std::optional<PieceProgress>> Replica::PiecesHeld(const ReplicaId& peer) 
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
     PeerState ps;
     TANDEM_RETURN_IF_ERROR(txn->GetPeer(peer, &ps));
-    TANDEM_RETURN_IF_ERROR(txn->GetBlob(JoinedKey(hash_, peer), &joined));
+    TANDEM_RETURN_IF_ERROR(txn->GetBlob(JoinedKey(hash_, PiecesKey(hash_, peer)), &joined));
     if (!ps.pieces && !joined) return out;
     std::optional<BlobInfo> held;
     TANDEM_RETURN_IF_ERROR(txn->GetBlob(PiecesKey(hash_, peer), &held));
@@ -73,7 +77,7 @@ Result<std::optional<PieceProgress>> Replica::PiecesHeld(const ReplicaId& peer) 
   if (out && joined) {
     TANDEM_RETURN_IF_ERROR(Retrying([&]() -> Status {
       TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
-      TANDEM_RETURN_IF_ERROR(txn->DeleteBlob(JoinedKey(hash_, peer)));
+      TANDEM_RETURN_IF_ERROR(txn->DeleteBlob(JoinedKey(hash_, PiecesKey(hash_, peer))));
       return txn->Commit();
     }));
   }
@@ -178,6 +182,47 @@ Result<std::pair<FieldKey, FieldState>> Replica::DecodePieces(const ReplicaId& p
   TANDEM_RETURN_IF_ERROR(pieces.status());
   if (!d.ok()) return d.status().With("field state in pieces");
   return d;
+}
+
+Result<FieldState> Replica::DecodeInPieces(const FieldKey& key, const StateInPieces& p) {
+  HeldPieces pieces(ReadEach(*store_), hash_, p.chunks, p.last);
+  if (hash_([&](std::string_view* part) { return pieces.Next(part); }) != p.content) {
+    TANDEM_RETURN_IF_ERROR(pieces.status());
+    return Status::Corrupt(key.Name() + ": a field state in pieces does not match its hash");
+  }
+  pieces.Rewind();
+  Reader r({}, &pieces);
+  auto d = DecodeDelta(r);
+  TANDEM_RETURN_IF_ERROR(pieces.status());
+  if (!d.ok()) return d.status().With("field state in pieces");
+  if (!(d->first == key)) return Status::Corrupt(key.Name() + ": pieces of another field");
+  return std::move(d->second);
+}
+
+Status Replica::ApplyJoining(const FieldDelta& came, const ApplyFn& apply, bool* joined) {
+  const StateInPieces& in = *came.pieces;
+  std::vector<FieldDelta> one{came};
+  Status st = apply(one);
+  if (st.ok() || !in.whole || !in.joins) return st;
+  // Both sides wrote the field, or what either collected cuts it: their join, made a
+  // part at a time, takes ours' place. Where the field is written meanwhile, it is
+  // judged and made again.
+  for (int tries = 0; tries < kJoinTries; ++tries) {
+    if (tries > 0) {  // judged again, against the field as it is now
+      one.assign(1, came);
+      st = apply(one);
+      if (st.ok() || !in.whole || !in.joins) break;
+    }
+    auto made = JoinPieces(came);
+    if (!made.ok() && made.status().code() == Code::kBusy) continue;
+    if (!made.ok()) break;
+    const std::shared_ptr<StateInPieces> j = made->pieces;
+    one.assign(1, std::move(*made));
+    st = apply(one);
+    if (st.ok()) *joined = true;
+    if (st.ok() || !j->stale) break;
+  }
+  return st;
 }
 
 Result<FieldDelta> Replica::OutlinePieces(const ReplicaId& peer, uint64_t held,
@@ -301,7 +346,7 @@ constexpr size_t kJoinTxnChunks = 4;
 
 Result<FieldDelta> Replica::JoinPieces(const FieldDelta& d) {
   const StateInPieces& p = *d.pieces;
-  const BlobHash entry = JoinedKey(hash_, p.peer);
+  const BlobHash entry = JoinedKey(hash_, p.entry);
   uint64_t held = 0;              // bytes stored in chunks the entry lists
   std::vector<BlobHash> listed;   // those chunks
   std::string part;               // the chunk being filled
@@ -401,11 +446,11 @@ Status Replica::DropPieces(const ReplicaId& peer) {
     TANDEM_RETURN_IF_ERROR(txn->GetPeer(peer, &ps));
     std::optional<BlobInfo> held, joined;
     TANDEM_RETURN_IF_ERROR(txn->GetBlob(PiecesKey(hash_, peer), &held));
-    TANDEM_RETURN_IF_ERROR(txn->GetBlob(JoinedKey(hash_, peer), &joined));
+    TANDEM_RETURN_IF_ERROR(txn->GetBlob(JoinedKey(hash_, PiecesKey(hash_, peer)), &joined));
     if (!ps.pieces && !held && !joined) return Status::Ok();
     // The chunks go with the next collection (no entry lists them then).
     TANDEM_RETURN_IF_ERROR(txn->DeleteBlob(PiecesKey(hash_, peer)));
-    TANDEM_RETURN_IF_ERROR(txn->DeleteBlob(JoinedKey(hash_, peer)));
+    TANDEM_RETURN_IF_ERROR(txn->DeleteBlob(JoinedKey(hash_, PiecesKey(hash_, peer))));
     if (ps.pieces) {
       ps.pieces.reset();
       TANDEM_RETURN_IF_ERROR(txn->PutPeer(peer, ps));

@@ -26,7 +26,32 @@ Status EachEntry(ReadTxn& txn, Fn fn) {
   return st;
 }
 
+// The blob entry that lists the chunks of quarantined state `qid`, held in pieces.
+BlobHash HeldKey(ContentHash hash, uint64_t qid) {
+  return HashOf(hash, "tandem held " + std::to_string(qid));
+}
+
 }  // namespace
+
+Status Replica::ReadOurs(ReadTxn& txn, const QuarantineEntry& e, std::optional<FieldState>* ours,
+                         Status* damage) {
+  ours->reset();
+  if (e.pieces) {  // a large state's field is likely large too: its outline is enough
+    FieldState o;
+    const Status st = txn.ReadFieldOutline(e.key, nullptr, &o);
+    if (st.ok()) *ours = std::move(o);
+    if (st.ok() || st.code() == Code::kNotFound) return Status::Ok();
+    if (st.code() != Code::kUnsupported && st.code() != Code::kCorrupt) return st;
+  }
+  return txn.GetFieldOrDamaged(e.key, ours, damage);
+}
+
+Status Replica::ForgetHeld(WriteTxn& txn, const QuarantineEntry& e) {
+  TANDEM_RETURN_IF_ERROR(txn.DeleteQuarantine(e.id));
+  // Its chunks go with the next collection, unless the field's state now lists them.
+  if (e.pieces) TANDEM_RETURN_IF_ERROR(txn.DeleteBlob(e.pieces->entry));
+  return Status::Ok();
+}
 
 Status Replica::Hold(WriteTxn& txn, const FieldDelta& d, const ReplicaId& from, std::string why,
                      bool held, std::optional<std::set<BlobHash>>& known) {
@@ -35,17 +60,59 @@ Status Replica::Hold(WriteTxn& txn, const FieldDelta& d, const ReplicaId& from, 
   if (!known) {
     known.emplace();
     TANDEM_RETURN_IF_ERROR(EachEntry(txn, [&](const QuarantineEntry& e) {
-      if (auto bytes = EncodeDelta(e.key, e.state); bytes.ok()) known->insert(Hash(*bytes));
+      if (e.pieces) {
+        known->insert(e.pieces->content);
+      } else if (auto bytes = EncodeDelta(e.key, e.state); bytes.ok()) {
+        known->insert(Hash(*bytes));
+      }
       return true;
     }));
   }
-  TANDEM_ASSIGN_OR_RETURN(std::string bytes, EncodeDelta(d.key, d.state));
-  if (!known->insert(Hash(bytes)).second) return Status::Ok();
+  QuarantineEntry e{0, held, d.key, from, now_(), std::move(why), std::nullopt, FieldState{}};
+  if (!d.pieces) {
+    TANDEM_ASSIGN_OR_RETURN(std::string bytes, EncodeDelta(d.key, d.state));
+    if (known->count(Hash(bytes))) return Status::Ok();
+    known->insert(Hash(bytes));
+    e.state = d.state;
+    uint64_t qid = 0;
+    TANDEM_RETURN_IF_ERROR(txn.TakeQuarantineId(&qid));
+    TANDEM_ASSIGN_OR_RETURN(std::string entry, EncodeQuarantineEntry(e));
+    return txn.PutQuarantine(qid, entry);
+  }
+  // A state in pieces is held as it came: its outline, and its chunks listed by an entry
+  // of its own (Unsupported where the store cannot hold it so: decode it whole).
+  const StateInPieces& p = *d.pieces;
+  if (known->count(p.content)) return Status::Ok();
+  if (p.last.size() > kBlobChunkBytes) return Status::Unsupported("a last piece too long to hold");
+  if (!p.chunks.empty()) {  // the pieces the outline was read from, still held
+    std::optional<BlobInfo> listed;
+    TANDEM_RETURN_IF_ERROR(txn.GetBlob(p.entry, &listed));
+    if (!listed || listed->chunks.size() < p.chunks.size() ||
+        !std::equal(p.chunks.begin(), p.chunks.end(), listed->chunks.begin()))
+      return Status::Unsupported("the pieces of a state to hold are held no more");
+  }
   uint64_t qid = 0;
   TANDEM_RETURN_IF_ERROR(txn.TakeQuarantineId(&qid));
-  QuarantineEntry e{0, held, d.key, from, now_(), std::move(why), d.state};
+  BlobInfo info;
+  info.state = BlobInfo::State::kState;
+  info.size = p.size;
+  info.listed = true;
+  info.chunks = p.chunks;
+  if (!p.last.empty()) {
+    const BlobHash h = Hash(p.last);
+    TANDEM_RETURN_IF_ERROR(txn.PutChunk(h, p.last));
+    info.chunks.push_back(h);
+  }
+  info.have = info.chunks.size();
+  info.touched_ms = now_();
+  e.pieces =
+      QuarantineEntry::InPieces{HeldKey(hash_, qid), p.content, p.size, p.header, p.state_at};
+  e.state = d.state;
   TANDEM_ASSIGN_OR_RETURN(std::string entry, EncodeQuarantineEntry(e));
-  return txn.PutQuarantine(qid, entry);
+  TANDEM_RETURN_IF_ERROR(txn.PutQuarantine(qid, entry));
+  TANDEM_RETURN_IF_ERROR(txn.PutBlob(e.pieces->entry, info));
+  known->insert(p.content);
+  return Status::Ok();
 }
 
 Status Replica::CapByQuarantine(ReadTxn& txn, VersionVector* vv) {
@@ -63,7 +130,8 @@ Status Replica::CapByQuarantine(ReadTxn& txn, VersionVector* vv) {
       if (!vv->Covers(d) || !st.ok()) return;
       if (!read) {
         read = true;
-        st = txn.GetFieldOrDamaged(e.key, &ours, nullptr);  // damaged here: seen nothing
+        Status damage;  // damaged here: seen nothing
+        st = ReadOurs(txn, e, &ours, &damage);
       }
       // Below its first event not seen here: below this dot, or past what was seen.
       const uint64_t seen = ours ? ours->ctx.Get(d.replica) : 0;
@@ -79,20 +147,20 @@ Status Replica::CapByQuarantine(ReadTxn& txn, VersionVector* vv) {
 }
 
 Status Replica::DropSuperseded(WriteTxn& txn) {
-  std::vector<uint64_t> moot;
+  std::vector<QuarantineEntry> moot;
   Status st;
   TANDEM_RETURN_IF_ERROR(EachEntry(txn, [&](const QuarantineEntry& e) {
     std::optional<FieldState> ours;
     Status damage;
-    st = txn.GetFieldOrDamaged(e.key, &ours, &damage);
+    st = ReadOurs(txn, e, &ours, &damage);
     if (!st.ok()) return false;
     if (!damage.ok() || !ours) return true;  // nothing here holds it
-    FieldState joined = *ours;
-    if (!Join(joined, e.state)) moot.push_back(e.id);
+    // A state in pieces by the dots of the outlines, as admission judges it.
+    if (e.pieces ? !JoinChanges(*ours, e.state) : !Join(*ours, e.state)) moot.push_back(e);
     return true;
   }));
   TANDEM_RETURN_IF_ERROR(st);
-  for (uint64_t id : moot) TANDEM_RETURN_IF_ERROR(txn.DeleteQuarantine(id));
+  for (const QuarantineEntry& e : moot) TANDEM_RETURN_IF_ERROR(ForgetHeld(txn, e));
   return Status::Ok();
 }
 
@@ -109,13 +177,15 @@ Result<std::vector<QuarantineEntry>> Replica::Quarantined() {
 Result<size_t> Replica::ReleaseSome(const std::function<bool(const QuarantineEntry&)>& pick,
                                     size_t max) {
   size_t n = 0;
+  std::vector<QuarantineEntry> in_pieces;  // each applied on its own, after the others
   Status result = Retrying([&]() -> Status {
     n = 0;
+    in_pieces.clear();
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
     std::vector<QuarantineEntry> batch;
     TANDEM_RETURN_IF_ERROR(EachEntry(*txn, [&](QuarantineEntry e) {
-      if (pick(e)) batch.push_back(std::move(e));
-      return batch.size() < max;
+      if (pick(e)) (e.pieces ? in_pieces : batch).push_back(std::move(e));
+      return batch.size() + in_pieces.size() < max;
     }));
     if (batch.empty()) return Status::Ok();
     ReplicaMeta meta;
@@ -132,6 +202,11 @@ Result<size_t> Replica::ReleaseSome(const std::function<bool(const QuarantineEnt
   });
   if (!result.ok()) return result;
   if (n) Committed();
+  for (const QuarantineEntry& e : in_pieces) {
+    TANDEM_RETURN_IF_ERROR(
+        ReleaseInPieces(e, false).With("quarantined change " + std::to_string(e.id)));
+    ++n;
+  }
   return n;
 }
 
@@ -154,10 +229,12 @@ Result<uint64_t> Replica::ReleaseAllQuarantined(size_t per_txn) {
 
 Result<Replica::Judged> Replica::JudgeHeld(const AdmitFn& admit) {
   Judged out;
+  std::vector<QuarantineEntry> accepted;  // states in pieces
   Status result = Retrying([&]() -> Status {
     out = Judged{};
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
     std::vector<QuarantineEntry> held;
+    accepted.clear();
     TANDEM_RETURN_IF_ERROR(EachEntry(*txn, [&](QuarantineEntry e) {
       if (e.held) held.push_back(std::move(e));
       return true;
@@ -167,20 +244,28 @@ Result<Replica::Judged> Replica::JudgeHeld(const AdmitFn& admit) {
     TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
     const ReplicaMeta before = meta;
     for (auto& e : held) {
-      FieldDelta d{e.key, std::move(e.state)};
       std::optional<FieldState> ours;
       Status damage;
-      TANDEM_RETURN_IF_ERROR(txn->GetFieldOrDamaged(d.key, &ours, &damage));
+      TANDEM_RETURN_IF_ERROR(ReadOurs(*txn, e, &ours, &damage));
       if (!damage.ok()) {
         ++out.held;  // nothing can be joined into it (JoinInto)
         continue;
+      }
+      // A state in pieces is judged by its outline, as a session that takes them judges.
+      FieldDelta d{e.key, e.pieces ? e.state : std::move(e.state)};
+      if (e.pieces) {
+        TANDEM_ASSIGN_OR_RETURN(d.pieces, QuarantinedPieces(*txn, e));
       }
       const Admission a = admit(d, ours ? &*ours : nullptr);
       if (a != Admission::kAccept && a != Admission::kRefuse) {
         ++out.held;
         continue;
       }
-      TANDEM_RETURN_IF_ERROR(txn->DeleteQuarantine(e.id));
+      if (a == Admission::kAccept && e.pieces) {  // applied on its own, below
+        accepted.push_back(std::move(e));
+        continue;
+      }
+      TANDEM_RETURN_IF_ERROR(ForgetHeld(*txn, e));
       if (a == Admission::kRefuse) {
         TANDEM_RETURN_IF_ERROR(NoteRefused(*txn, d, ours ? &*ours : nullptr, admit));
         ++out.refused;
@@ -198,7 +283,81 @@ Result<Replica::Judged> Replica::JudgeHeld(const AdmitFn& admit) {
   });
   if (!result.ok()) return result;
   if (out.applied + out.refused) Committed();
+  for (const QuarantineEntry& e : accepted) {
+    TANDEM_RETURN_IF_ERROR(
+        ReleaseInPieces(e, true).With("quarantined change " + std::to_string(e.id)));
+    ++out.applied;
+  }
   return out;
+}
+
+Result<std::shared_ptr<StateInPieces>> Replica::QuarantinedPieces(ReadTxn& txn,
+                                                                  const QuarantineEntry& e) {
+  const QuarantineEntry::InPieces& held = *e.pieces;
+  std::optional<BlobInfo> info;
+  TANDEM_RETURN_IF_ERROR(txn.GetBlob(held.entry, &info));
+  const uint64_t n = info ? info->chunks.size() : 0;
+  if (!info || n == 0 || info->size != held.size || (n - 1) * kBlobChunkBytes >= held.size ||
+      n * kBlobChunkBytes < held.size)
+    return Status::Corrupt("the chunks of quarantined change " + std::to_string(e.id) +
+                           " are not listed");
+  auto p = std::make_shared<StateInPieces>();
+  p->peer = e.from;
+  p->entry = held.entry;
+  p->chunks.assign(info->chunks.begin(), info->chunks.end() - 1);
+  // The last, as a piece not stored yet: it may be short.
+  bool found = false;
+  TANDEM_RETURN_IF_ERROR(txn.GetChunk(info->chunks.back(), &p->last, &found));
+  if (!found || p->last.size() != held.size - (n - 1) * kBlobChunkBytes ||
+      Hash(p->last) != info->chunks.back())
+    return Status::Corrupt("a chunk of quarantined change " + std::to_string(e.id) +
+                           " is missing or damaged");
+  p->content = held.content;
+  p->size = held.size;
+  p->header = held.header;
+  p->state_at = held.state_at;
+  return p;
+}
+
+Status Replica::ReleaseInPieces(const QuarantineEntry& e, bool judged) {
+  std::shared_ptr<StateInPieces> p;
+  {
+    TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
+    TANDEM_ASSIGN_OR_RETURN(p, QuarantinedPieces(*txn, e));
+  }
+  const ReplicaId* from = judged ? &e.from : nullptr;  // under the collection's rules
+  // Each attempt applies and forgets it in one transaction.
+  auto apply = [&](const std::vector<FieldDelta>& one) -> Status {
+    Status st = Retrying([&]() -> Status {
+      TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
+      ReplicaMeta meta;
+      TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
+      const ReplicaMeta before = meta;
+      size_t q = 0;
+      TANDEM_RETURN_IF_ERROR(JoinInto(*txn, meta, one, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                      from, from ? &q : nullptr));
+      TANDEM_RETURN_IF_ERROR(ForgetHeld(*txn, e));
+      // A join made of it (JoinPieces) is stored now, listed by the field's own entry.
+      if (one[0].pieces && one[0].pieces->joined)
+        TANDEM_RETURN_IF_ERROR(txn->DeleteBlob(one[0].pieces->entry));
+      if (!(meta == before)) TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
+      return txn->Commit();
+    });
+    if (st.ok()) Committed();
+    return st;
+  };
+  bool joined = false;
+  Status st = ApplyJoining(FieldDelta{e.key, e.state, p}, apply, &joined);
+  if (st.ok() || !p->whole) return st;
+  if (p->size > max_whole_state())
+    return Status::Unsupported(e.key.Name() + " is " + std::to_string(p->size) +
+                               " bytes, more than the " + std::to_string(max_whole_state()) +
+                               " a state is decoded whole for here, and its join with the "
+                               "field's state here cannot be made a part at a time");
+  std::vector<FieldDelta> whole(1);
+  whole[0].key = e.key;
+  TANDEM_ASSIGN_OR_RETURN(whole[0].state, DecodeInPieces(e.key, *p));
+  return apply(whole);
 }
 
 }  // namespace tandem::engine

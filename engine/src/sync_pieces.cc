@@ -7,12 +7,6 @@
 
 namespace tandem::engine {
 
-namespace {
-// How many times a join of a state in pieces is made before they are decoded whole, where
-// the field is written each time while it is made.
-constexpr int kJoinTries = 3;
-}  // namespace
-
 Result<Session::Large> Session::StartPieces(const DeltaPage& page) {
   const DeltaPage::Large& l = *page.large;
   const std::string name = l.key.Name();
@@ -25,7 +19,7 @@ Result<Session::Large> Session::StartPieces(const DeltaPage& page) {
         "too large for one message, and the peer's version of tandem cannot take it in "
         "pieces: upgrade it";
   } else {
-    const size_t most = std::min(opt_.max_state_bytes, kMaxPieceTotal);
+    const uint64_t most = std::min<uint64_t>(opt_.max_state_bytes, kMaxPieceTotal);
     auto read = replica_.SpoolDelta(l.key, l.seq, most);
     if (!read.ok()) return read.status().With("field " + name);
     if (!*read) return Large::kGone;
@@ -144,42 +138,42 @@ Status Session::ReceivePiece(const DeltaBatch& b, std::vector<Message>* out) {
     return Status::Ok();
   }
   // Read to its outline, and stored as it came where that is all it needs (a field that
-  // holds nothing here, or a state it has seen all of); else decoded whole, below.
+  // holds nothing here, or a state it has seen all of), or joined a part at a time;
+  // else decoded whole, below. One this replica may not decode whole is held in the
+  // quarantine in its pieces instead where it would have to be (to be judged by its
+  // values, or joined), to be released by hand.
+  const uint64_t size = in_piece_held_ + p.bytes.size();
+  const bool too_large = size > replica_.max_whole_state();
   const bool outlines =
       opt_.judges_outlines || (!opt_.admit && !opt_.proves_itself && !opt_.changes_judgement);
-  if (outlines) {
+  std::string name;  // of the field, once read
+  if (outlines || too_large) {
     auto o = replica_.OutlinePieces(*peer_, in_piece_held_, p.bytes, p.digest);
-    if (o.ok() && ValidateKey(o->key).ok() &&
-        (!opt_.judges_outlines || opt_.judges_outlines(o->key.collection))) {
+    if (o.ok() && ValidateKey(o->key).ok()) {
+      name = o->key.Name();
+      const bool judged =
+          outlines && (!opt_.judges_outlines || opt_.judges_outlines(o->key.collection));
       std::shared_ptr<StateInPieces> in = o->pieces;
       DeltaBatch one;
       one.from = b.from;
       one.cursor = b.cursor;
       one.mark = b.mark;
-      one.deltas.push_back(std::move(*o));
-      Status st = Apply(one, out);
-      if (!st.ok() && in->whole && in->joins) {
-        // Both sides wrote the field, or what either collected cuts it: their join, made
-        // a part at a time, takes ours' place. Where the field is written meanwhile, it
-        // is judged and made again. Where it cannot be made or applied, the pieces are
-        // decoded whole, below.
-        const FieldDelta came = std::move(one.deltas[0]);
-        for (int tries = 0; tries < kJoinTries; ++tries) {
-          if (tries > 0) {  // judged again, against the field as it is now
-            one.deltas.assign(1, came);
-            st = Apply(one, out);
-            if (st.ok() || !in->whole || !in->joins) break;
-          }
-          auto joined = replica_.JoinPieces(came);
-          if (!joined.ok() && joined.status().code() == Code::kBusy) continue;
-          if (!joined.ok()) break;
-          const std::shared_ptr<StateInPieces> made = joined->pieces;
-          one.deltas.assign(1, std::move(*joined));
-          st = Apply(one, out);
-          if (st.ok()) ++stats_.pieces_joined;
-          if (st.ok() || !made->stale) break;
-        }
+      auto apply = [&](const std::vector<FieldDelta>& ds) {
+        one.deltas = ds;
+        return Apply(one, out);
+      };
+      const std::string why = std::to_string(size) + " bytes, more than the " +
+                              std::to_string(replica_.max_whole_state()) +
+                              " a state is decoded whole for here, to be ";
+      if (!judged) in->hold_why = why + "judged by its values";
+      bool joined = false;
+      Status st = replica_.ApplyJoining(*o, apply, &joined);
+      if (joined) ++stats_.pieces_joined;
+      if (!st.ok() && in->whole && too_large && in->hold_why.empty()) {
+        in->hold_why = why + "joined with the field's state here";
+        st = apply({*o});
       }
+      if (st.ok() && !in->hold_why.empty()) ++stats_.pieces_held;
       if (st.ok() || !in->whole) {
         Status dropped = DropHeldPieces();
         TANDEM_RETURN_IF_ERROR(st);
@@ -187,6 +181,12 @@ Status Session::ReceivePiece(const DeltaBatch& b, std::vector<Message>* out) {
       }
     }
   }
+  if (too_large)
+    return Status::Unsupported("a field state in pieces" + (name.empty() ? "" : " (" + name + ")") +
+                               " of " + std::to_string(size) + " bytes, more than the " +
+                               std::to_string(replica_.max_whole_state()) +
+                               " decoded whole here, can be neither joined nor held a part at "
+                               "a time: another process may have the replica open");
   auto d = replica_.DecodePieces(*peer_, in_piece_held_, p.bytes, p.digest);
   Status st = d.ok() ? ValidateKey(d->first).With("field state in pieces") : d.status();
   if (st.ok()) {

@@ -161,6 +161,29 @@ Status Check(LmdbStore& store, CheckReport* report) {
                            std::to_string(want.size()) + ") disagree");
     }
   }
+  // Quarantined states held in pieces name their chunks' entries as out-of-line states
+  // do: each entry one, of state 4 and their size.
+  if (st.ok()) {
+    Status bad;
+    st = reader.ListQuarantine([&](uint64_t id, std::string_view bytes) {
+      auto e = engine::DecodeQuarantineEntry(bytes);
+      const std::string where = "quarantined change " + std::to_string(id);
+      if (!e.ok()) {
+        bad = e.status().With(where);
+        return false;
+      }
+      if (!e->pieces) return true;
+      std::optional<engine::BlobInfo> info;
+      bad = reader.GetBlob(e->pieces->entry, &info);
+      if (bad.ok() && (!info || info->state != engine::BlobInfo::State::kState ||
+                       info->size != e->pieces->size))
+        bad = Status::Corrupt(where + ": the chunks of its state are not listed");
+      if (bad.ok() && !out_of_line.insert(e->pieces->entry).second)
+        bad = Status::Corrupt(where + " names the chunks of another state");
+      return bad.ok();
+    });
+    if (st.ok()) st = bad;
+  }
   // Blobs: each entry decodes; a stored blob's chunk list matches its address; the chunks
   // it holds (all, once complete) are there and match their hashes.
   if (st.ok()) {
@@ -170,7 +193,7 @@ Status Check(LmdbStore& store, CheckReport* report) {
       const std::string where = "blob " + engine::HexOf(h).substr(0, 16);
       // The chunks of a field state out of line go with that field's value.
       if (info.state == engine::BlobInfo::State::kState && !out_of_line.count(h)) {
-        bad = Status::Corrupt(where + ": holds the chunks of a field state no field names");
+        bad = Status::Corrupt(where + ": holds the chunks of a field state nothing names");
         return false;
       }
       if (info.state != engine::BlobInfo::State::kPending &&

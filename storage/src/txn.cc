@@ -152,8 +152,17 @@ class LmdbWriteTxn : public engine::ReadsThrough<engine::WriteTxn, LmdbReader> {
     return rc ? impl_->Note(rc, "write quarantine id") : Status::Ok();
   }
   Status PutQuarantine(uint64_t id, std::string_view entry) override {
-    // The entry's first byte is its version (engine::EncodeQuarantineEntry): 2, held.
+    // The entry's first byte is its version (engine::EncodeQuarantineEntry): 2, held; 3
+    // and 4, a state in pieces.
     if (!entry.empty() && entry[0] == 2) TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatHeld));
+    if (!entry.empty() && (entry[0] == 3 || entry[0] == 4)) {
+      bool allowed = false;
+      TANDEM_RETURN_IF_ERROR(FormatAllowed(kFormatHeldPieces, &allowed));
+      if (!allowed)
+        return Status::Unsupported(
+            "a state in pieces cannot be held while another process has the replica open");
+      if (entry[0] == 4) TANDEM_RETURN_IF_ERROR(RaiseFormat(kFormatHeld));
+    }
     std::string key = LmdbReader::QuarantineKey(id);
     MDB_val k = Val(key), val = Val(entry);
     int rc = mdb_put(txn_, impl_->meta, &k, &val, 0);

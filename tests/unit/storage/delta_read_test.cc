@@ -448,27 +448,6 @@ TEST(DeltaRead, AStateInPiecesThatHasSeenAllOfOursTakesItsPlace) {
   EXPECT_EQ(Album(**reopened), want);
 }
 
-// Rules that refuse a set element "refused..." from a peer.
-class RefuseElements : public engine::CollectionRules, public engine::WritePolicy {
- public:
-  Status CheckOp(std::string_view, engine::Op, Value*) const override { return Status::Ok(); }
-  Status CheckRecord(std::string_view, const engine::RecordState&,
-                     const std::set<std::string>&) const override {
-    return Status::Ok();
-  }
-  Status CheckIncoming(std::string_view, engine::Kind kind, const Value& v, engine::Hlc,
-                       bool) const override {
-    const auto* t = std::get_if<std::string>(&v);
-    if (kind == engine::Kind::kSet && t && t->rfind("refused", 0) == 0)
-      return Status::Invalid("no refused elements");
-    return Status::Ok();
-  }
-  Result<std::shared_ptr<const engine::CollectionRules>> RulesFor(engine::ReadTxn&,
-                                                                  std::string_view) override {
-    return std::shared_ptr<const engine::CollectionRules>(std::shared_ptr<void>(), this);
-  }
-};
-
 // A state in pieces into a field held here is judged by the collection's rules on what is
 // new here alone, its values read a piece at a time: an element the held state has
 // already is not judged again (it takes that state's place as it came), a new one is.

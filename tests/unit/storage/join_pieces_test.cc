@@ -298,10 +298,10 @@ TEST(DeltaRead, AJoinInPiecesIsNotAppliedOverAWriteMadeSinceItWasMade) {
   EXPECT_EQ(OutOfLine(**b), 1u);
 }
 
-// A state in pieces that admission leaves out or refuses (a session that judges outlines:
-// a revoked writer's, say) is judged on its outline and applies nothing: it is never
-// decoded whole, and the pieces go. One held in quarantine is decoded whole still.
-TEST(DeltaRead, AStateInPiecesLeftOutOrRefusedIsNeverDecodedWhole) {
+// A state in pieces that admission leaves out, refuses or holds (a session that judges
+// outlines: a revoked writer's, say) is judged on its outline and applies nothing: it is
+// never decoded whole, and the pieces go. One held is kept in the quarantine in pieces.
+TEST(DeltaRead, AStateInPiecesLeftOutRefusedOrHeldIsNeverDecodedWhole) {
   using engine::Admission;
   for (const Admission verdict : {Admission::kRefuse, Admission::kFilter, Admission::kHold}) {
     testing::TempDir tmp;
@@ -322,13 +322,19 @@ TEST(DeltaRead, AStateInPiecesLeftOutOrRefusedIsNeverDecodedWhole) {
     const bool held = verdict == Admission::kHold;
     EXPECT_EQ(stats.fields_refused, 1u);
     EXPECT_EQ(stats.fields_quarantined, held ? 1u : 0u);
-    EXPECT_EQ(stats.pieces_decoded, held ? 1u : 0u);
+    EXPECT_EQ(stats.pieces_decoded, 0u);
     EXPECT_EQ((*b)->Get("docs", "big").status().code(), Code::kNotFound);
     EXPECT_TRUE((*b)->Get("docs", "other").ok());
     auto peer = (*b)->Peer((*a)->Meta()->id);
     ASSERT_TRUE(peer.ok());
     EXPECT_FALSE(peer->pieces) << "dropped";
     EXPECT_EQ(Pending(**b), 0u);
+    auto q = (*b)->Quarantined();  // held in its pieces
+    ASSERT_TRUE(q.ok());
+    ASSERT_EQ(q->size(), held ? 1u : 0u);
+    if (held) {
+      EXPECT_TRUE((*q)[0].pieces.has_value());
+    }
   }
 }
 

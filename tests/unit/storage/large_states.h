@@ -61,5 +61,28 @@ inline size_t Pending(engine::Replica& r) {
   return n;
 }
 
+// Rules that refuse a set element "refused..." from a peer.
+class RefuseElements : public engine::CollectionRules, public engine::WritePolicy {
+ public:
+  Status CheckOp(std::string_view, engine::Op, engine::Value*) const override {
+    return Status::Ok();
+  }
+  Status CheckRecord(std::string_view, const engine::RecordState&,
+                     const std::set<std::string>&) const override {
+    return Status::Ok();
+  }
+  Status CheckIncoming(std::string_view, engine::Kind kind, const engine::Value& v, engine::Hlc,
+                       bool) const override {
+    const auto* t = std::get_if<std::string>(&v);
+    if (kind == engine::Kind::kSet && t && t->rfind("refused", 0) == 0)
+      return Status::Invalid("no refused elements");
+    return Status::Ok();
+  }
+  Result<std::shared_ptr<const engine::CollectionRules>> RulesFor(engine::ReadTxn&,
+                                                                  std::string_view) override {
+    return std::shared_ptr<const engine::CollectionRules>(std::shared_ptr<void>(), this);
+  }
+};
+
 }  // namespace
 }  // namespace tandem::storage

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -174,6 +175,10 @@ struct StateInPieces {
   uint64_t joined_at = 0;
   bool changes_ours = false, dropped_ours = false;
   bool stale = false;
+  // Set by a session that cannot judge or join it without decoding it whole, and may not
+  // (Replica::max_whole_state): ApplyBatch holds it in the quarantine in its pieces,
+  // for this reason, to be released by hand.
+  std::string hold_why;
 };
 
 // A field state to send to, or received from, another replica. With `pieces`, `state`
@@ -501,6 +506,21 @@ class Replica {
   // there (else it marks it `stale`); DropPieces drops it. Fails where either state is
   // damaged, or not in canonical order.
   Result<FieldDelta> JoinPieces(const FieldDelta& d);
+  // Applies a state in pieces with `apply` (which joins the one delta it is given into
+  // the replica: ApplyBatch, say). Where only its join with the field's state here stands
+  // in the way (`pieces->whole` and `joins`), that join is made (JoinPieces) and applied
+  // in its place, judged and made again where the field is written meanwhile, a few
+  // times; *joined then. Else `apply`'s status: with `came.pieces->whole` still set, the
+  // state must be decoded whole.
+  using ApplyFn = std::function<Status(const std::vector<FieldDelta>&)>;
+  Status ApplyJoining(const FieldDelta& came, const ApplyFn& apply, bool* joined);
+  // The largest state in pieces this replica decodes whole: a larger one a session must
+  // decode whole to judge or join is held in the quarantine in its pieces instead
+  // (StateInPieces::hold_why), and releasing one that cannot be joined a part at a time
+  // fails. Lower it to test that.
+  static constexpr size_t kMaxWholeState = size_t{256} << 20;
+  size_t max_whole_state() const { return max_whole_.load(); }
+  void SetMaxWholeState(size_t bytes) { max_whole_.store(bytes); }
   // Sync support: stores chunks [first, first + n) of a blob, each checked against the
   // chunk list `listed` (a verified one: BlobId of it is `hash`), and brings the entry up
   // to date (complete with the last chunk), in one transaction.
@@ -676,6 +696,19 @@ class Replica {
   // OutlinePieces for the chunks of `entry`, then `last`.
   Result<FieldDelta> OutlineHeld(const ReplicaId& peer, const BlobHash& entry, uint64_t held,
                                  std::string last, const BlobHash& digest);
+  // A state in pieces decoded whole, checked against its hash and `key`.
+  Result<FieldState> DecodeInPieces(const FieldKey& key, const StateInPieces& p);
+  // Of a quarantined state held in pieces: its chunks, as a state in pieces is read.
+  Result<std::shared_ptr<StateInPieces>> QuarantinedPieces(ReadTxn& txn, const QuarantineEntry& e);
+  // Applies one (with `judged`, under its collection's rules, as from its peer: one that
+  // breaks them is held again for that) and forgets it.
+  Status ReleaseInPieces(const QuarantineEntry& e, bool judged);
+  // The field's state of a quarantined one (only its outline, for one in pieces, where
+  // the store reads outlines), as GetFieldOrDamaged reads it.
+  Status ReadOurs(ReadTxn& txn, const QuarantineEntry& e, std::optional<FieldState>* ours,
+                  Status* damage);
+  // Deletes the entry, and the blob entry that lists its chunks.
+  Status ForgetHeld(WriteTxn& txn, const QuarantineEntry& e);
   // Reads a state in pieces through `txn`, each marker and element handed to `items`.
   Status ReadInPieces(ReadTxn& txn, const StateInPieces& p, const StateItems& items);
   // Stores a state in pieces as it came, out of line (WriteTxn::PutFieldOutOfLine), its
@@ -720,6 +753,7 @@ class Replica {
   std::unique_ptr<Store> store_;
   PhysicalClock now_;
   ContentHash hash_;
+  std::atomic<size_t> max_whole_{kMaxWholeState};
   struct SharedSpool;  // spool_delta.cc
   std::mutex spools_mu_;
   std::map<std::pair<std::string, uint64_t>, std::weak_ptr<SharedSpool>> spools_;

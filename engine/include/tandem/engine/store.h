@@ -125,6 +125,18 @@ struct QuarantineEntry {
   ReplicaId from;  // the peer that sent it
   uint64_t received_ms = 0;
   std::string reason;
+  // With `pieces`, the state is too large to hold here whole (it arrived in pieces): it
+  // lies in chunks a blob entry of state kState lists (`pieces->entry`), and `state` is
+  // its outline (OutlineFieldState).
+  struct InPieces {
+    BlobHash entry{};       // lists its chunks
+    BlobHash content{};     // Replica::Hash of its delta encoding
+    uint64_t size = 0;      // of that encoding
+    uint8_t header = 0;     // the state's first byte
+    uint64_t state_at = 0;  // where its markers start in the encoding
+    bool operator==(const InPieces&) const = default;
+  };
+  std::optional<InPieces> pieces;
   FieldState state;
 };
 

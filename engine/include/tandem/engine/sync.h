@@ -41,8 +41,11 @@ inline constexpr size_t kMaxBatchBodyBound = 900 << 10;
 // A field state larger than that travels in pieces of at most kPieceBytes, one per
 // DeltaBatch (DeltaBatch::piece), to a peer that takes them (Hello::pieces); the
 // receiver stores each (Replica::HoldPiece), so that a cut resumes at the piece it
-// stopped at, and applies the state when the last arrives. At most kMaxPieceTotal bytes:
-// a larger state, or one in pieces for a peer that cannot take them, is withheld
+// stopped at, and applies the state when the last arrives. At most kMaxPieceTotal bytes
+// (more than a replica holds: a bound on what a peer may make the receiver store, and
+// no state's size here comes near it; the receiver never decodes more than
+// Replica::max_whole_state of it whole): a larger state, or one in pieces for a peer
+// that cannot take them (or more than SessionOptions::max_state_bytes), is withheld
 // (SessionStats::withheld) and every other field still goes; the sender's CaughtUp then
 // claims none of its events, and the cursors of its batches stop before its log entry, so
 // every later session offers it again: it goes once it fits (or changes and fits).
@@ -50,7 +53,7 @@ inline constexpr size_t kPieceBytes = 512 << 10;
 // Batches in flight while pieces go, whatever the window: a window sized for small,
 // compressible batches would hold that many pieces in memory.
 inline constexpr size_t kPiecesInFlight = 4;
-inline constexpr size_t kMaxPieceTotal = size_t{256} << 20;
+inline constexpr uint64_t kMaxPieceTotal = uint64_t{1} << 40;
 static_assert(kPieceBytes == kBlobChunkBytes, "pieces are stored as chunks");
 
 struct SyncRequest {
@@ -273,7 +276,7 @@ struct SessionOptions {
   bool early_request = false;
   ReplicaId expect = {};
   // The largest field state sent (encoded; at most kMaxPieceTotal, lower for tests).
-  size_t max_state_bytes = kMaxPieceTotal;
+  uint64_t max_state_bytes = kMaxPieceTotal;
   // Ask for a comparison of states once caught up (Digests): a pass over every field
   // state on each side, unless nothing changed since the last one (`make bench
   // BENCH=sync` prints its cost), so a node asks now and then
@@ -305,9 +308,12 @@ struct SessionStats {
   // States in pieces joined with the field's state here a part at a time
   // (Replica::JoinPieces) and stored so.
   uint64_t pieces_joined = 0;
-  // States in pieces decoded whole after all, to be applied (held in quarantine, judged
-  // by their values, a store that keeps no state out of line: Replica::DecodePieces).
+  // States in pieces decoded whole after all, to be applied (judged by their values, a
+  // store that keeps no state out of line: Replica::DecodePieces).
   uint64_t pieces_decoded = 0;
+  // States in pieces larger than the replica decodes whole (Replica::max_whole_state)
+  // that would have had to be, held in the quarantine in their pieces instead.
+  uint64_t pieces_held = 0;
 };
 
 class Session {

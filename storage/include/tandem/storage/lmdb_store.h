@@ -69,7 +69,11 @@ inline constexpr uint32_t kFormatCollectedIn = 14;
 // 15: a field state stored out of line (engine::kOutOfLine), its chunks listed by a blob
 // entry of state 4, which an older build cannot read.
 inline constexpr uint32_t kFormatOutOfLine = 15;
-inline constexpr uint32_t kFormatVersion = kFormatOutOfLine;  // the newest this build reads
+// 16: a quarantined field state may lie in chunks (quarantine entry versions 3 and 4), its
+// chunks listed by a blob entry of state 4 that no field names, which an older build
+// cannot read.
+inline constexpr uint32_t kFormatHeldPieces = 16;
+inline constexpr uint32_t kFormatVersion = kFormatHeldPieces;  // the newest this build reads
 
 // Stale change-log entries are removed at a commit that made more, once they are more
 // than kCompactFloor and a quarter of the fields: kCompactSlice entries examined at a
