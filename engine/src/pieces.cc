@@ -14,11 +14,6 @@ namespace {
 BlobHash PiecesKey(ContentHash hash, const ReplicaId& peer) {
   return HashOf(hash, "tandem pieces " + peer.Hex());
 }
-// The pending blob entry that lists the chunks of a join made of the state in pieces
-// whose chunks `of` lists (JoinPieces).
-BlobHash JoinedKey(ContentHash hash, const BlobHash& of) {
-  return HashOf(hash, "tandem joined " + HexOf(of));
-}
 // How many times a join of a state in pieces is made before they are decoded whole, where
 // the field is written each time while it is made.
 constexpr int kJoinTries = 3;
@@ -66,7 +61,7 @@ Result<std::optional<PieceProgress>> Replica::PiecesHeld(const ReplicaId& peer) 
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
     PeerState ps;
     TANDEM_RETURN_IF_ERROR(txn->GetPeer(peer, &ps));
-    TANDEM_RETURN_IF_ERROR(txn->GetBlob(JoinedKey(hash_, PiecesKey(hash_, peer)), &joined));
+    TANDEM_RETURN_IF_ERROR(txn->GetBlob(JoinedEntry(PiecesKey(hash_, peer)), &joined));
     if (!ps.pieces && !joined) return out;
     std::optional<BlobInfo> held;
     TANDEM_RETURN_IF_ERROR(txn->GetBlob(PiecesKey(hash_, peer), &held));
@@ -77,7 +72,7 @@ Result<std::optional<PieceProgress>> Replica::PiecesHeld(const ReplicaId& peer) 
   if (out && joined) {
     TANDEM_RETURN_IF_ERROR(Retrying([&]() -> Status {
       TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
-      TANDEM_RETURN_IF_ERROR(txn->DeleteBlob(JoinedKey(hash_, PiecesKey(hash_, peer))));
+      TANDEM_RETURN_IF_ERROR(txn->DeleteBlob(JoinedEntry(PiecesKey(hash_, peer))));
       return txn->Commit();
     }));
   }
@@ -346,7 +341,7 @@ constexpr size_t kJoinTxnChunks = 4;
 
 Result<FieldDelta> Replica::JoinPieces(const FieldDelta& d) {
   const StateInPieces& p = *d.pieces;
-  const BlobHash entry = JoinedKey(hash_, p.entry);
+  const BlobHash entry = JoinedEntry(p.entry);
   uint64_t held = 0;              // bytes stored in chunks the entry lists
   std::vector<BlobHash> listed;   // those chunks
   std::string part;               // the chunk being filled
@@ -446,11 +441,11 @@ Status Replica::DropPieces(const ReplicaId& peer) {
     TANDEM_RETURN_IF_ERROR(txn->GetPeer(peer, &ps));
     std::optional<BlobInfo> held, joined;
     TANDEM_RETURN_IF_ERROR(txn->GetBlob(PiecesKey(hash_, peer), &held));
-    TANDEM_RETURN_IF_ERROR(txn->GetBlob(JoinedKey(hash_, PiecesKey(hash_, peer)), &joined));
+    TANDEM_RETURN_IF_ERROR(txn->GetBlob(JoinedEntry(PiecesKey(hash_, peer)), &joined));
     if (!ps.pieces && !held && !joined) return Status::Ok();
     // The chunks go with the next collection (no entry lists them then).
     TANDEM_RETURN_IF_ERROR(txn->DeleteBlob(PiecesKey(hash_, peer)));
-    TANDEM_RETURN_IF_ERROR(txn->DeleteBlob(JoinedKey(hash_, PiecesKey(hash_, peer))));
+    TANDEM_RETURN_IF_ERROR(txn->DeleteBlob(JoinedEntry(PiecesKey(hash_, peer))));
     if (ps.pieces) {
       ps.pieces.reset();
       TANDEM_RETURN_IF_ERROR(txn->PutPeer(peer, ps));

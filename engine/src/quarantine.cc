@@ -203,8 +203,9 @@ Result<size_t> Replica::ReleaseSome(const std::function<bool(const QuarantineEnt
   if (!result.ok()) return result;
   if (n) Committed();
   for (const QuarantineEntry& e : in_pieces) {
-    TANDEM_RETURN_IF_ERROR(
-        ReleaseInPieces(e, false).With("quarantined change " + std::to_string(e.id)));
+    const Status st = ReleaseInPieces(e, false);
+    if (st.code() == Code::kNotFound) continue;  // released meanwhile
+    TANDEM_RETURN_IF_ERROR(st.With("quarantined change " + std::to_string(e.id)));
     ++n;
   }
   return n;
@@ -254,7 +255,13 @@ Result<Replica::Judged> Replica::JudgeHeld(const AdmitFn& admit) {
       // A state in pieces is judged by its outline, as a session that takes them judges.
       FieldDelta d{e.key, e.pieces ? e.state : std::move(e.state)};
       if (e.pieces) {
-        TANDEM_ASSIGN_OR_RETURN(d.pieces, QuarantinedPieces(*txn, e));
+        auto p = QuarantinedPieces(*txn, e);
+        if (!p.ok() && p.status().code() == Code::kCorrupt) {
+          ++out.held;  // its chunks are damaged: `tandem check` names it
+          continue;
+        }
+        TANDEM_RETURN_IF_ERROR(p.status());
+        d.pieces = std::move(p).value();
       }
       const Admission a = admit(d, ours ? &*ours : nullptr);
       if (a != Admission::kAccept && a != Admission::kRefuse) {
@@ -283,9 +290,16 @@ Result<Replica::Judged> Replica::JudgeHeld(const AdmitFn& admit) {
   });
   if (!result.ok()) return result;
   if (out.applied + out.refused) Committed();
+  // One that cannot be applied now (its chunks damaged, too large to be decoded whole
+  // where it must be) stays held; the others go on.
   for (const QuarantineEntry& e : accepted) {
-    TANDEM_RETURN_IF_ERROR(
-        ReleaseInPieces(e, true).With("quarantined change " + std::to_string(e.id)));
+    const Status st = ReleaseInPieces(e, true);
+    if (st.code() == Code::kNotFound) continue;  // released meanwhile
+    if (st.code() == Code::kCorrupt || st.code() == Code::kUnsupported) {
+      ++out.held;
+      continue;
+    }
+    TANDEM_RETURN_IF_ERROR(st.With("quarantined change " + std::to_string(e.id)));
     ++out.applied;
   }
   return out;
@@ -325,21 +339,32 @@ Status Replica::ReleaseInPieces(const QuarantineEntry& e, bool judged) {
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
     TANDEM_ASSIGN_OR_RETURN(p, QuarantinedPieces(*txn, e));
   }
-  const ReplicaId* from = judged ? &e.from : nullptr;  // under the collection's rules
-  // Each attempt applies and forgets it in one transaction.
+  const ReplicaId* from = judged ? &e.from : nullptr;   // under the collection's rules
+  const BlobHash joined_entry = JoinedEntry(p->entry);  // JoinPieces makes it there
+  // Each attempt applies and forgets it in one transaction, if it is still there.
   auto apply = [&](const std::vector<FieldDelta>& one) -> Status {
     Status st = Retrying([&]() -> Status {
       TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
+      bool there = false;
+      TANDEM_RETURN_IF_ERROR(txn->ListQuarantine([&](uint64_t id, std::string_view) {
+        there = id == e.id;
+        return id < e.id;
+      }));
+      if (!there)
+        return Status::NotFound("quarantined change " + std::to_string(e.id) +
+                                " was released or dropped meanwhile");
       ReplicaMeta meta;
       TANDEM_RETURN_IF_ERROR(txn->GetMeta(&meta));
       const ReplicaMeta before = meta;
+      // The entry goes first, so that a state the rules hold again is a new entry (Hold
+      // finds none of the same state); its chunks' entry last, once Hold has listed them.
+      TANDEM_RETURN_IF_ERROR(txn->DeleteQuarantine(e.id));
       size_t q = 0;
       TANDEM_RETURN_IF_ERROR(JoinInto(*txn, meta, one, nullptr, nullptr, nullptr, nullptr, nullptr,
                                       from, from ? &q : nullptr));
-      TANDEM_RETURN_IF_ERROR(ForgetHeld(*txn, e));
-      // A join made of it (JoinPieces) is stored now, listed by the field's own entry.
-      if (one[0].pieces && one[0].pieces->joined)
-        TANDEM_RETURN_IF_ERROR(txn->DeleteBlob(one[0].pieces->entry));
+      TANDEM_RETURN_IF_ERROR(txn->DeleteBlob(p->entry));
+      // A join made of it is stored now, listed by the field's own entry.
+      TANDEM_RETURN_IF_ERROR(txn->DeleteBlob(joined_entry));
       if (!(meta == before)) TANDEM_RETURN_IF_ERROR(txn->PutMeta(meta));
       return txn->Commit();
     });
@@ -348,6 +373,13 @@ Status Replica::ReleaseInPieces(const QuarantineEntry& e, bool judged) {
   };
   bool joined = false;
   Status st = ApplyJoining(FieldDelta{e.key, e.state, p}, apply, &joined);
+  if (!st.ok()) {  // a join made and not stored goes now
+    TANDEM_RETURN_IF_ERROR(Retrying([&]() -> Status {
+      TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
+      TANDEM_RETURN_IF_ERROR(txn->DeleteBlob(joined_entry));
+      return txn->Commit();
+    }));
+  }
   if (st.ok() || !p->whole) return st;
   if (p->size > max_whole_state())
     return Status::Unsupported(e.key.Name() + " is " + std::to_string(p->size) +

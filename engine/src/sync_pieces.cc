@@ -149,10 +149,11 @@ Status Session::ReceivePiece(const DeltaBatch& b, std::vector<Message>* out) {
   std::string name;  // of the field, once read
   if (outlines || too_large) {
     auto o = replica_.OutlinePieces(*peer_, in_piece_held_, p.bytes, p.digest);
-    if (o.ok() && ValidateKey(o->key).ok()) {
-      name = o->key.Name();
-      const bool judged =
-          outlines && (!opt_.judges_outlines || opt_.judges_outlines(o->key.collection));
+    const bool valid = o.ok() && ValidateKey(o->key).ok();
+    if (valid) name = o->key.Name();
+    const bool judged =
+        valid && outlines && (!opt_.judges_outlines || opt_.judges_outlines(o->key.collection));
+    if (valid && (judged || too_large)) {  // else judged by its values, decoded whole
       std::shared_ptr<StateInPieces> in = o->pieces;
       DeltaBatch one;
       one.from = b.from;
@@ -185,8 +186,9 @@ Status Session::ReceivePiece(const DeltaBatch& b, std::vector<Message>* out) {
     return Status::Unsupported("a field state in pieces" + (name.empty() ? "" : " (" + name + ")") +
                                " of " + std::to_string(size) + " bytes, more than the " +
                                std::to_string(replica_.max_whole_state()) +
-                               " decoded whole here, can be neither joined nor held a part at "
-                               "a time: another process may have the replica open");
+                               " decoded whole here, can be neither joined nor held in its "
+                               "pieces here (its lists out of order, or another process has "
+                               "the replica open)");
   auto d = replica_.DecodePieces(*peer_, in_piece_held_, p.bytes, p.digest);
   Status st = d.ok() ? ValidateKey(d->first).With("field state in pieces") : d.status();
   if (st.ok()) {

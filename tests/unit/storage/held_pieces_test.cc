@@ -110,6 +110,44 @@ TEST(HeldPieces, AStateHeldForItsWriterIsKeptInPiecesAndAppliedWhenJudgedAgain) 
   EXPECT_EQ(mb->vv.Get(ma->id), ma->vv.Get(ma->id));
 }
 
+// Held for its writer, then accepted, it breaks the collection's rules (which judge it
+// as from its peer): held again for that, in its pieces, and nothing of it is lost.
+TEST(HeldPieces, AHeldStateAcceptedThatBreaksTheRulesIsHeldAgain) {
+  testing::TempDir tmp;
+  auto a = CreateReplica(tmp / "a");
+  auto b = CreateReplica(tmp / "b");
+  ASSERT_TRUE(a.ok() && b.ok());
+  WriteBig(**a, 0);
+  ASSERT_TRUE((*a)->Add("docs", "big", "parts", Value{std::string("refused here")}).ok());
+  SyncRun run;
+  run.oy.judges_outlines = [](const std::string&) { return true; };
+  run.oy.admit = [](const engine::FieldDelta& d, const FieldState*) {
+    return d.key.record == "big" ? Admission::kHold : Admission::kAccept;
+  };
+  ASSERT_TRUE(SyncOnce(**a, **b, run).ok());
+  const QuarantineEntry first = OnlyHeld(**b);
+  ASSERT_TRUE(first.pieces.has_value());
+  auto rules = std::make_shared<RefuseElements>();
+  (*b)->SetWritePolicy(rules);
+  auto j = (*b)->JudgeHeld(
+      [](const engine::FieldDelta&, const FieldState*) { return Admission::kAccept; });
+  ASSERT_TRUE(j.ok()) << j.status().ToString();
+  const QuarantineEntry again = OnlyHeld(**b);
+  EXPECT_NE(again.id, first.id);
+  ASSERT_TRUE(again.pieces.has_value());
+  EXPECT_EQ(again.pieces->content, first.pieces->content);
+  EXPECT_FALSE(again.held);
+  EXPECT_NE(again.reason.find("no refused elements"), std::string::npos) << again.reason;
+  EXPECT_EQ((*b)->Get("docs", "big").status().code(), Code::kNotFound);
+  EXPECT_EQ(OutOfLine(**b), 0u) << "check: its chunks are listed";
+  CollectHeld(**b);
+  (*b)->SetWritePolicy(nullptr);
+  auto released = (*b)->ReleaseAllQuarantined();
+  ASSERT_TRUE(released.ok()) << released.status().ToString();
+  EXPECT_EQ(*released, 1u);
+  ExpectSameDigests(**a, **b);
+}
+
 // Refused when judged again: forgotten with its chunks' entry, recorded as refused.
 TEST(HeldPieces, AHeldStateRefusedWhenJudgedAgainLeavesNothing) {
   testing::TempDir tmp;
@@ -205,6 +243,17 @@ TEST(HeldPieces, AStateTooLargeToDecodeWholeIsHeldWhereItWouldBe) {
   ASSERT_TRUE((*b)->ReleaseQuarantined(e.id).ok());
   ExpectSameDigests(**a, **b);
   EXPECT_EQ(OutOfLine(**b), 1u);
+  // No larger than that, a state judged by its values is decoded whole, as before.
+  auto d = CreateReplica(tmp / "d");
+  ASSERT_TRUE(d.ok());
+  run.oy.judges_outlines = [](const std::string&) { return false; };
+  ASSERT_TRUE(SyncOnce(**a, **d, run).ok());
+  EXPECT_EQ(stats.pieces_held, 0u);
+  EXPECT_EQ(stats.pieces_decoded, 1u);
+  ExpectSameDigests(**a, **d);
+  auto none = (*d)->Quarantined();
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
   // Where the admission judges outlines, it goes as it came.
   auto c = CreateReplica(tmp / "c");
   ASSERT_TRUE(c.ok());

@@ -709,6 +709,11 @@ class Replica {
                   Status* damage);
   // Deletes the entry, and the blob entry that lists its chunks.
   Status ForgetHeld(WriteTxn& txn, const QuarantineEntry& e);
+  // The pending blob entry that lists the chunks of a join made of the state in pieces
+  // whose chunks the entry `of` lists (JoinPieces).
+  BlobHash JoinedEntry(const BlobHash& of) const {
+    return HashOf(hash_, "tandem joined " + HexOf(of));
+  }
   // Reads a state in pieces through `txn`, each marker and element handed to `items`.
   Status ReadInPieces(ReadTxn& txn, const StateInPieces& p, const StateItems& items);
   // Stores a state in pieces as it came, out of line (WriteTxn::PutFieldOutOfLine), its
