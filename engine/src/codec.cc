@@ -721,15 +721,23 @@ FieldState OutlineFieldState(Reader& r, const ReplicaTable& table, const StateIt
   *body_left = r.remaining();
   std::set<Dot> element_dots;
   auto is_ref = [](const Value& v) { return std::holds_alternative<BlobRef>(v); };
+  const uint64_t most = items ? items->most : 0;
+  uint64_t n = 0;
+  auto count = [&](uint64_t k) {
+    n += k;
+    if (most && n > most) r.Fail(kPastMostItems);
+  };
   ReadBody(
       r, ctx, flags, s, true,
       [&](const Dot& d, Marker&& m) {
+        count(1);
         if (items && items->marker) items->marker(d, m);
         if (items && items->only) return;
         if (!is_ref(m.value)) m.value = Value{};
         s.markers.emplace_hint(s.markers.end(), d, std::move(m));
       },
       [&](Value&& v, std::set<Dot>&& dots) {
+        count(dots.size());
         if (items && items->element) items->element(v, dots);
         if (items && items->only) return;
         if (is_ref(v))

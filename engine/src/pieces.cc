@@ -222,11 +222,11 @@ Status Replica::ApplyJoining(const FieldDelta& came, const ApplyFn& apply, bool*
 
 Result<FieldDelta> Replica::OutlinePieces(const ReplicaId& peer, uint64_t held,
                                           std::string_view last, const BlobHash& digest) {
-  return OutlineHeld(peer, PiecesKey(hash_, peer), held, std::string(last), digest);
+  return OutlineHeld(peer, PiecesKey(hash_, peer), held, std::string(last), digest, kMaxStateItems);
 }
 
 Result<FieldDelta> Replica::OutlineHeld(const ReplicaId& peer, const BlobHash& entry, uint64_t held,
-                                        std::string last, const BlobHash& digest) {
+                                        std::string last, const BlobHash& digest, uint64_t most) {
   auto in = std::make_shared<StateInPieces>();
   in->peer = peer;
   in->entry = entry;
@@ -241,7 +241,12 @@ Result<FieldDelta> Replica::OutlineHeld(const ReplicaId& peer, const BlobHash& e
     return Status::Invalid("a field state in pieces does not match its digest");
   pieces.Rewind();
   Reader r({}, &pieces);
-  auto d = OutlineDelta(r);
+  StateItems bound;
+  bound.most = most;
+  auto d = OutlineDelta(r, &bound);
+  if (most && !d.ok() && d.status().message().find(kPastMostItems) != std::string::npos)
+    return Status::Unsupported("a field state in pieces of more than " + std::to_string(most) +
+                               " markers and set elements: a peer withholds one so large");
   TANDEM_RETURN_IF_ERROR(pieces.status());
   if (!d.ok()) return d.status().With("field state in pieces");
   in->header = d->header;

@@ -14,8 +14,34 @@ struct Replica::SharedSpool {
   bool filled = false;
   uint64_t size = 0;
   BlobHash digest{};
+  uint64_t items = 0;
   std::unique_ptr<Spool> spool;
 };
+
+namespace {
+// What a spool holds, a chunk at a time.
+class SpoolReader : public Reader::More {
+ public:
+  SpoolReader(Spool& spool, uint64_t size) : spool_(spool), size_(size) {}
+  bool Append(std::string* out) override {
+    if (offset_ >= size_ || !status_.ok()) return false;
+    const size_t before = out->size();
+    status_ = spool_.Read(offset_, kBlobChunkBytes, out);
+    if (status_.ok() && out->size() == before)
+      status_ = Status::Corrupt("a spool ends before its size");
+    offset_ += out->size() - before;
+    return status_.ok();
+  }
+  size_t left() const override { return static_cast<size_t>(size_ - offset_); }
+  const Status& status() const { return status_; }
+
+ private:
+  Spool& spool_;
+  uint64_t size_;
+  uint64_t offset_ = 0;
+  Status status_;
+};
+}  // namespace
 
 Result<std::optional<Replica::DeltaInfo>> Replica::SpoolDelta(const FieldKey& key, uint64_t seq,
                                                               uint64_t max) {
@@ -83,14 +109,25 @@ Result<std::optional<Replica::DeltaInfo>> Replica::SpoolDelta(const FieldKey& ke
     TANDEM_RETURN_IF_ERROR(st);
     if (full || copied != size)
       return Status::Corrupt("a field state read in parts came out short");
+    // Its items counted, none kept: how much its outline costs a receiver.
+    SpoolReader more(*spool, size);
+    Reader r({}, &more);
+    uint64_t items = 0;
+    StateItems count;
+    count.only = true;
+    count.marker = [&](const Dot&, const Marker&) { ++items; };
+    count.element = [&](const Value&, const std::set<Dot>& dots) { items += dots.size(); };
+    const bool outlined = OutlineDelta(r, &count).ok();
+    TANDEM_RETURN_IF_ERROR(more.status());
+    shared->items = outlined ? items : 0;  // unread, the receiver judges it
     shared->size = size;
     shared->digest = digest;
     shared->spool = std::move(spool);
     shared->filled = true;
   }
   // What was filled at this position is what the field holds there: the same bytes.
-  out =
-      DeltaInfo{shared->size, shared->digest, std::shared_ptr<Spool>(shared, shared->spool.get())};
+  out = DeltaInfo{shared->size, shared->digest, std::shared_ptr<Spool>(shared, shared->spool.get()),
+                  shared->items};
   return out;
 }
 

@@ -24,9 +24,14 @@ Result<Session::Large> Session::StartPieces(const DeltaPage& page) {
     if (!read.ok()) return read.status().With("field " + name);
     if (!*read) return Large::kGone;
     info = std::move(**read);
+    const uint64_t items = std::min(opt_.max_state_items, Replica::kMaxStateItems);
     if (info->size > most)
       why = std::to_string(info->size) + " bytes, more than the " + std::to_string(most) +
             " a field state may have to sync";
+    else if (info->items > items)
+      why = std::to_string(info->items) + " markers and set elements, more than the " +
+            std::to_string(items) + " a field state may have to sync (many items belong in " +
+            "records of their own)";
   }
   // A peer rebasing on our whole state drops what we collected from every field we did
   // not send: a withheld field's live values would go with it. The rebase waits.
@@ -149,6 +154,8 @@ Status Session::ReceivePiece(const DeltaBatch& b, std::vector<Message>* out) {
   std::string name;  // of the field, once read
   if (outlines || too_large) {
     auto o = replica_.OutlinePieces(*peer_, in_piece_held_, p.bytes, p.digest);
+    // Too many items to outline: a peer of this version withholds it.
+    if (!o.ok() && o.status().code() == Code::kUnsupported) return o.status();
     const bool valid = o.ok() && ValidateKey(o->key).ok();
     if (valid) name = o->key.Name();
     const bool judged =

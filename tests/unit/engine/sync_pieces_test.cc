@@ -307,6 +307,50 @@ TEST(Sync, APeerThatTakesNoPiecesGetsEveryOtherField) {
   EXPECT_FALSE(caught_up->vv.Covers(set->ctx));
 }
 
+// A state in pieces with more markers and set elements than a receiver may outline is
+// withheld as one too large is, named with its count, and the other fields go. Its
+// outline, read with that bound, fails as the receiver's does.
+TEST(Sync, AFieldStateOfTooManyItemsIsWithheld) {
+  Node a(1), b(2);
+  SessionOptions few;
+  few.max_state_items = 4;
+  AddPhotos(a, 4);  // 1.6 MB: in pieces; four elements and a marker, five items
+  ASSERT_TRUE(a.replica.Put("docs", "after", {{"x", Value{int64_t{2}}}}).ok());
+  {
+    Link link(a, b, few, few);
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_TRUE(link.sa.caught_up() && link.sb.caught_up());
+    EXPECT_EQ(link.sa.stats().fields_withheld, 1u);
+    ASSERT_EQ(link.sa.stats().withheld.size(), 1u);
+    EXPECT_NE(link.sa.stats().withheld[0].find("5 markers and set elements, more than the 4"),
+              std::string::npos)
+        << link.sa.stats().withheld[0];
+  }
+  EXPECT_TRUE(b.replica.Get("docs", "after").ok());
+  EXPECT_FALSE(b.replica.Get("docs", "set").ok());
+  const std::optional<FieldState> set = StateOf(a, {"docs", "set", "photos"});
+  ASSERT_TRUE(set);
+  EXPECT_FALSE(b.replica.Meta()->vv.Covers(set->ctx));
+  for (const uint64_t most : {4, 5}) {
+    auto bytes = EncodeDelta({"docs", "set", "photos"}, *set);
+    ASSERT_TRUE(bytes.ok());
+    Reader r(*bytes);
+    StateItems bound;
+    bound.most = most;
+    auto o = OutlineDelta(r, &bound);
+    EXPECT_EQ(o.ok(), most == 5) << o.status().ToString();
+    if (!o.ok()) {
+      EXPECT_NE(o.status().message().find(kPastMostItems), std::string::npos);
+    }
+  }
+  {
+    Link link(a, b);
+    ASSERT_TRUE(link.Run().ok());
+    EXPECT_EQ(link.sa.stats().fields_withheld, 0u);
+    EXPECT_EQ(b.replica.Get("docs", "set")->fields.at("photos").set.size(), 4u);
+  }
+}
+
 // A field state over the limit of what syncs holds nothing else back, is never counted
 // as held by the peer, and goes once it changes and fits.
 TEST(Sync, AFieldStateOverTheLimitIsWithheldAndGoesOnceItFits) {

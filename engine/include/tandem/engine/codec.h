@@ -168,7 +168,11 @@ struct StateItems {
   // The items alone: an outline read with these keeps no marker or element (its caller
   // holds the outline already).
   bool only = false;
+  // At most this many markers and element dots (0: any): an outline past it fails, its
+  // status naming kPastMostItems.
+  uint64_t most = 0;
 };
+inline constexpr char kPastMostItems[] = "more markers and set elements than allowed";
 // Reads a field state as DecodeFieldState does, keeping its *outline*: the context and
 // counter totals, the markers without their values (null), and one element, null, that
 // holds the dots of every element but blob references (which, short, stay as they are).

@@ -377,6 +377,7 @@ class Replica {
     uint64_t size = 0;
     BlobHash digest{};
     std::shared_ptr<Spool> spool;
+    uint64_t items = 0;  // its markers and set elements' dots
   };
   Result<std::optional<DeltaInfo>> SpoolDelta(const FieldKey& key, uint64_t seq, uint64_t max);
   // Where a peer with version vector `vv` and cursor `cursor` into this log may start
@@ -519,6 +520,10 @@ class Replica {
   // (StateInPieces::hold_why), and releasing one that cannot be joined a part at a time
   // fails. Lower it to test that.
   static constexpr size_t kMaxWholeState = size_t{256} << 20;
+  // The most markers and set elements' dots a state in pieces may have: its outline
+  // holds each (about 100 bytes of memory apiece while it is applied). A session
+  // withholds a larger one (SessionOptions::max_state_items), and refuses one that comes.
+  static constexpr uint64_t kMaxStateItems = uint64_t{1} << 18;
   size_t max_whole_state() const { return max_whole_.load(); }
   void SetMaxWholeState(size_t bytes) { max_whole_.store(bytes); }
   // Sync support: stores chunks [first, first + n) of a blob, each checked against the
@@ -695,7 +700,7 @@ class Replica {
   Result<std::vector<BlobHash>> PieceChunks(const BlobHash& entry, uint64_t held);
   // OutlinePieces for the chunks of `entry`, then `last`.
   Result<FieldDelta> OutlineHeld(const ReplicaId& peer, const BlobHash& entry, uint64_t held,
-                                 std::string last, const BlobHash& digest);
+                                 std::string last, const BlobHash& digest, uint64_t most = 0);
   // A state in pieces decoded whole, checked against its hash and `key`.
   Result<FieldState> DecodeInPieces(const FieldKey& key, const StateInPieces& p);
   // Of a quarantined state held in pieces: its chunks, as a state in pieces is read.

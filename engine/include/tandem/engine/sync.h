@@ -277,6 +277,8 @@ struct SessionOptions {
   ReplicaId expect = {};
   // The largest field state sent (encoded; at most kMaxPieceTotal, lower for tests).
   uint64_t max_state_bytes = kMaxPieceTotal;
+  // And the most markers and set elements' dots (at most Replica::kMaxStateItems).
+  uint64_t max_state_items = Replica::kMaxStateItems;
   // Ask for a comparison of states once caught up (Digests): a pass over every field
   // state on each side, unless nothing changed since the last one (`make bench
   // BENCH=sync` prints its cost), so a node asks now and then
