@@ -628,10 +628,12 @@ bool ReadMarker(Reader& r, CtxView ctx, Dot* d, Marker* m) {
   return r.ok();
 }
 
-bool ReadElement(Reader& r, CtxView ctx, bool ordered, Value* v, std::set<Dot>* dots) {
+bool ReadElement(Reader& r, CtxView ctx, bool ordered, Value* v, std::set<Dot>* dots,
+                 uint64_t most) {
   *v = DecodeValue(r);
   const uint64_t nd = r.Count(2);
   if (r.ok() && nd == 0) r.Fail("set element without dots");
+  if (r.ok() && most && nd > most) r.Fail(kPastMostItems);
   dots->clear();
   for (uint64_t k = 0; k < nd && r.ok(); ++k) {
     const Dot d = DecodeDot(r, ctx);
@@ -655,7 +657,16 @@ namespace {
 template <typename OnMarker, typename OnElement>
 void ReadBody(Reader& r, CtxView ctx, uint8_t flags, FieldState& s, bool ordered,
               OnMarker on_marker, OnElement on_element, const StateItems* items = nullptr) {
+  // StateItems::most, checked as each count is read, before what it counts is.
+  const uint64_t most = items ? items->most : 0;
+  uint64_t counted = 0;
+  auto past = [&](uint64_t k) {
+    if (most && k > most - counted) r.Fail(kPastMostItems);
+    counted += r.ok() ? k : 0;
+    return !r.ok();
+  };
   uint64_t n = r.Count(4);
+  if (r.ok() && past(n)) return;
   if (items && items->markers && r.ok()) items->markers(n);
   std::optional<Dot> last_dot;
   for (uint64_t i = 0; i < n && r.ok(); ++i) {
@@ -671,12 +682,14 @@ void ReadBody(Reader& r, CtxView ctx, uint8_t flags, FieldState& s, bool ordered
   }
   n = flags & kHasElements ? r.Count(4) : 0;
   if (r.ok() && (flags & kHasElements) && n == 0) r.Fail("empty optional section");
+  if (r.ok() && past(n)) return;  // a dot each, at least
   if (items && items->elements && r.ok()) items->elements(n);
   std::optional<Value> last_value;
   for (uint64_t i = 0; i < n && r.ok(); ++i) {
     Value v;
     std::set<Dot> dots;
-    if (!ReadElement(r, ctx, ordered, &v, &dots)) break;
+    if (!ReadElement(r, ctx, ordered, &v, &dots, most ? 1 + (most - counted) : 0)) break;
+    counted += dots.size() - 1;
     if (ordered && last_value && CompareValues(*last_value, v) >= 0) {
       r.Fail("set elements not in canonical order");
       break;
@@ -721,23 +734,15 @@ FieldState OutlineFieldState(Reader& r, const ReplicaTable& table, const StateIt
   *body_left = r.remaining();
   std::set<Dot> element_dots;
   auto is_ref = [](const Value& v) { return std::holds_alternative<BlobRef>(v); };
-  const uint64_t most = items ? items->most : 0;
-  uint64_t n = 0;
-  auto count = [&](uint64_t k) {
-    n += k;
-    if (most && n > most) r.Fail(kPastMostItems);
-  };
   ReadBody(
       r, ctx, flags, s, true,
       [&](const Dot& d, Marker&& m) {
-        count(1);
         if (items && items->marker) items->marker(d, m);
         if (items && items->only) return;
         if (!is_ref(m.value)) m.value = Value{};
         s.markers.emplace_hint(s.markers.end(), d, std::move(m));
       },
       [&](Value&& v, std::set<Dot>&& dots) {
-        count(dots.size());
         if (items && items->element) items->element(v, dots);
         if (items && items->only) return;
         if (is_ref(v))

@@ -25,10 +25,12 @@ using CtxView = std::span<const CtxEntry>;
 void ReadHead(Reader& r, const ReplicaTable& table, FieldState& s, std::vector<CtxEntry>& ctx,
               uint8_t* flags);
 Dot DecodeDot(Reader& r, CtxView ctx);
-// One marker, or one set element (with `ordered`, its dots must ascend); false, and `r`
-// failed, if the bytes are not one.
+// One marker, or one set element (with `ordered`, its dots must ascend; with `most`, at
+// most that many, else it fails with kPastMostItems); false, and `r` failed, if the
+// bytes are not one.
 bool ReadMarker(Reader& r, CtxView ctx, Dot* d, Marker* m);
-bool ReadElement(Reader& r, CtxView ctx, bool ordered, Value* v, std::set<Dot>* dots);
+bool ReadElement(Reader& r, CtxView ctx, bool ordered, Value* v, std::set<Dot>* dots,
+                 uint64_t most = 0);
 void DecodeTotals(Reader& r, CtxView ctx, std::map<ReplicaId, PnTotals>* out, bool ordered = false);
 
 // The same written, each dot and replica named against `ctx`: Corrupt (and some bytes

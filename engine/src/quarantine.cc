@@ -380,7 +380,7 @@ Status Replica::ReleaseInPieces(const QuarantineEntry& e, bool judged) {
       return txn->Commit();
     }));
   }
-  if (st.ok() || !p->whole) return st;
+  if (st.ok() || !p->whole || st.code() == Code::kNotFound) return st;
   if (p->size > max_whole_state())
     return Status::Unsupported(e.key.Name() + " is " + std::to_string(p->size) +
                                " bytes, more than the " + std::to_string(max_whole_state()) +

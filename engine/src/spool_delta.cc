@@ -44,7 +44,7 @@ class SpoolReader : public Reader::More {
 }  // namespace
 
 Result<std::optional<Replica::DeltaInfo>> Replica::SpoolDelta(const FieldKey& key, uint64_t seq,
-                                                              uint64_t max) {
+                                                              uint64_t max, uint64_t max_items) {
   std::optional<DeltaInfo> out;
   uint64_t size = 0, at = 0;
   std::string part;
@@ -63,11 +63,17 @@ Result<std::optional<Replica::DeltaInfo>> Replica::SpoolDelta(const FieldKey& ke
   out = DeltaInfo{size, {}, nullptr};
   if (size > max) return out;  // withheld: not copied
   std::shared_ptr<SharedSpool> shared;
+  const std::pair<std::string, uint64_t> at_seq{EncodeFieldKey(key), seq};
   {
     std::lock_guard lock(spools_mu_);
+    if (auto it = items_counted_.find(at_seq);
+        it != items_counted_.end() && it->second > max_items) {
+      out->items = it->second;
+      return out;  // withheld: not copied
+    }
     for (auto it = spools_.begin(); it != spools_.end();)
       it = it->second.expired() ? spools_.erase(it) : std::next(it);
-    auto& slot = spools_[{EncodeFieldKey(key), seq}];
+    auto& slot = spools_[at_seq];
     shared = slot.lock();
     if (!shared) slot = shared = std::make_shared<SharedSpool>();
   }
@@ -120,6 +126,9 @@ Result<std::optional<Replica::DeltaInfo>> Replica::SpoolDelta(const FieldKey& ke
     const bool outlined = OutlineDelta(r, &count).ok();
     TANDEM_RETURN_IF_ERROR(more.status());
     shared->items = outlined ? items : 0;  // unread, the receiver judges it
+    std::lock_guard lock(spools_mu_);
+    if (items_counted_.size() >= kCountsKept) items_counted_.clear();
+    items_counted_[at_seq] = shared->items;
     shared->size = size;
     shared->digest = digest;
     shared->spool = std::move(spool);

@@ -20,11 +20,11 @@ Result<Session::Large> Session::StartPieces(const DeltaPage& page) {
         "pieces: upgrade it";
   } else {
     const uint64_t most = std::min<uint64_t>(opt_.max_state_bytes, kMaxPieceTotal);
-    auto read = replica_.SpoolDelta(l.key, l.seq, most);
+    const uint64_t items = std::min(opt_.max_state_items, Replica::kMaxStateItems);
+    auto read = replica_.SpoolDelta(l.key, l.seq, most, items);
     if (!read.ok()) return read.status().With("field " + name);
     if (!*read) return Large::kGone;
     info = std::move(**read);
-    const uint64_t items = std::min(opt_.max_state_items, Replica::kMaxStateItems);
     if (info->size > most)
       why = std::to_string(info->size) + " bytes, more than the " + std::to_string(most) +
             " a field state may have to sync";
@@ -151,11 +151,11 @@ Status Session::ReceivePiece(const DeltaBatch& b, std::vector<Message>* out) {
   const bool too_large = size > replica_.max_whole_state();
   const bool outlines =
       opt_.judges_outlines || (!opt_.admit && !opt_.proves_itself && !opt_.changes_judgement);
-  std::string name;  // of the field, once read
+  std::string name;    // of the field, once read
+  std::string unread;  // why its outline could not be read
   if (outlines || too_large) {
     auto o = replica_.OutlinePieces(*peer_, in_piece_held_, p.bytes, p.digest);
-    // Too many items to outline: a peer of this version withholds it.
-    if (!o.ok() && o.status().code() == Code::kUnsupported) return o.status();
+    if (!o.ok()) unread = o.status().message();
     const bool valid = o.ok() && ValidateKey(o->key).ok();
     if (valid) name = o->key.Name();
     const bool judged =
@@ -189,13 +189,18 @@ Status Session::ReceivePiece(const DeltaBatch& b, std::vector<Message>* out) {
       }
     }
   }
+  // Too many items to outline (a peer of this version withholds it), or otherwise not
+  // to be joined or held in pieces: the pieces go, and so does the session.
+  if (too_large) TANDEM_RETURN_IF_ERROR(DropHeldPieces());
   if (too_large)
     return Status::Unsupported("a field state in pieces" + (name.empty() ? "" : " (" + name + ")") +
                                " of " + std::to_string(size) + " bytes, more than the " +
                                std::to_string(replica_.max_whole_state()) +
                                " decoded whole here, can be neither joined nor held in its "
-                               "pieces here (its lists out of order, or another process has "
-                               "the replica open)");
+                               "pieces here: " +
+                               (unread.empty() ? "another process has the replica open, or its "
+                                                 "format is older than 16"
+                                               : unread));
   auto d = replica_.DecodePieces(*peer_, in_piece_held_, p.bytes, p.digest);
   Status st = d.ok() ? ValidateKey(d->first).With("field state in pieces") : d.status();
   if (st.ok()) {

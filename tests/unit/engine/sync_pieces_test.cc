@@ -349,6 +349,27 @@ TEST(Sync, AFieldStateOfTooManyItemsIsWithheld) {
     EXPECT_EQ(link.sa.stats().fields_withheld, 0u);
     EXPECT_EQ(b.replica.Get("docs", "set")->fields.at("photos").set.size(), 4u);
   }
+  // An element added on both sides holds two dots, each an item: the bound counts them
+  // as the element's dots are read.
+  Node c(3);
+  ASSERT_TRUE(c.replica.Add("docs", "set", "photos", Photo(0)).ok());
+  {
+    Link link(a, c);
+    ASSERT_TRUE(link.Run().ok());
+  }
+  const std::optional<FieldState> both = StateOf(c, {"docs", "set", "photos"});
+  ASSERT_TRUE(both);
+  ASSERT_EQ(both->elements.size(), 4u);
+  const uint64_t items = both->markers.size() + 5;  // one element with two dots
+  for (const uint64_t most : {items - 1, items}) {
+    auto bytes = EncodeDelta({"docs", "set", "photos"}, *both);
+    ASSERT_TRUE(bytes.ok());
+    Reader r(*bytes);
+    StateItems bound;
+    bound.most = most;
+    auto o = OutlineDelta(r, &bound);
+    EXPECT_EQ(o.ok(), most == items) << o.status().ToString();
+  }
 }
 
 // A field state over the limit of what syncs holds nothing else back, is never counted

@@ -370,16 +370,18 @@ class Replica {
   // and gives its size, digest (Hash) and that spool. The stored bytes are checked
   // against their checksum first. Nullopt if the field is not, or no longer, at log
   // position `seq` (it changed, and its later entry will carry it; or it is gone).
-  // Over `max` bytes, only its size: not copied. The state at one position is copied
-  // once: sessions that send it meanwhile (a device serving many peers) share the spool
-  // (safe to read from many threads), which goes with the last of them.
+  // Over `max` bytes, only its size: not copied; nor where it was counted (`items`) over
+  // `max_items` before. The state at one position is copied once: sessions that send it
+  // meanwhile (a device serving many peers) share the spool (safe to read from many
+  // threads), which goes with the last of them.
   struct DeltaInfo {
     uint64_t size = 0;
     BlobHash digest{};
     std::shared_ptr<Spool> spool;
-    uint64_t items = 0;  // its markers and set elements' dots
+    uint64_t items = 0;  // its markers and set elements' dots (0: not read)
   };
-  Result<std::optional<DeltaInfo>> SpoolDelta(const FieldKey& key, uint64_t seq, uint64_t max);
+  Result<std::optional<DeltaInfo>> SpoolDelta(const FieldKey& key, uint64_t seq, uint64_t max,
+                                              uint64_t max_items = UINT64_MAX);
   // Where a peer with version vector `vv` and cursor `cursor` into this log may start
   // reading it: past every entry it is known to hold already (LogHull::SkipFor), so an
   // incremental sync does not reread what the last one sent or received.
@@ -767,6 +769,10 @@ class Replica {
   struct SharedSpool;  // spool_delta.cc
   std::mutex spools_mu_;
   std::map<std::pair<std::string, uint64_t>, std::weak_ptr<SharedSpool>> spools_;
+  // The items of the states spooled (by the same key), so that one withheld for them is
+  // not copied again for each session; forgotten past kCountsKept.
+  std::map<std::pair<std::string, uint64_t>, uint64_t> items_counted_;
+  static constexpr size_t kCountsKept = 1024;
   IdSource new_id_;
   std::mutex policy_mu_;
   std::shared_ptr<WritePolicy> policy_;
