@@ -264,20 +264,19 @@ Status Replica::ReadInPieces(ReadTxn& txn, const StateInPieces& p, const StateIt
   return d.status().With("field state in pieces");
 }
 
-Status Replica::PutInPieces(WriteTxn& txn, const FieldDelta& d, bool* stored) {
-  *stored = false;
-  const StateInPieces& p = *d.pieces;
+Result<std::optional<BlobInfo>> Replica::StateEntry(WriteTxn& txn, const StateInPieces& p) {
+  std::optional<BlobInfo> out;
   // Its chunks are whole ones but for the last (ReceivePiece refuses a longer piece).
-  if (p.last.size() > kBlobChunkBytes) return Status::Ok();
+  if (p.last.size() > kBlobChunkBytes) return out;
   // The pieces the outline was read from, still held.
   if (!p.chunks.empty()) {
     std::optional<BlobInfo> held;
     TANDEM_RETURN_IF_ERROR(txn.GetBlob(p.entry, &held));
     if (!held || held->chunks.size() < p.chunks.size() ||
         !std::equal(p.chunks.begin(), p.chunks.end(), held->chunks.begin()))
-      return Status::Ok();
+      return out;
   }
-  BlobInfo info;
+  BlobInfo& info = out.emplace();
   info.state = BlobInfo::State::kState;
   info.size = p.size;
   info.listed = true;
@@ -289,10 +288,18 @@ Status Replica::PutInPieces(WriteTxn& txn, const FieldDelta& d, bool* stored) {
   }
   info.have = info.chunks.size();
   info.touched_ms = now_();
+  return out;
+}
+
+Status Replica::PutInPieces(WriteTxn& txn, const FieldDelta& d, bool* stored) {
+  *stored = false;
+  const StateInPieces& p = *d.pieces;
+  TANDEM_ASSIGN_OR_RETURN(std::optional<BlobInfo> info, StateEntry(txn, p));
+  if (!info) return Status::Ok();
   const BlobHash entry = HashOf(hash_, "tandem state " + HexOf(p.content));
   TANDEM_RETURN_IF_ERROR(
       txn.PutFieldOutOfLine(d.key, d.state.ctx, p.header, entry, p.state_at, stored));
-  if (*stored) TANDEM_RETURN_IF_ERROR(txn.PutBlob(entry, info));
+  if (*stored) TANDEM_RETURN_IF_ERROR(txn.PutBlob(entry, *info));
   return Status::Ok();
 }
 

@@ -83,34 +83,16 @@ Status Replica::Hold(WriteTxn& txn, const FieldDelta& d, const ReplicaId& from, 
   // of its own (Unsupported where the store cannot hold it so: decode it whole).
   const StateInPieces& p = *d.pieces;
   if (known->count(p.content)) return Status::Ok();
-  if (p.last.size() > kBlobChunkBytes) return Status::Unsupported("a last piece too long to hold");
-  if (!p.chunks.empty()) {  // the pieces the outline was read from, still held
-    std::optional<BlobInfo> listed;
-    TANDEM_RETURN_IF_ERROR(txn.GetBlob(p.entry, &listed));
-    if (!listed || listed->chunks.size() < p.chunks.size() ||
-        !std::equal(p.chunks.begin(), p.chunks.end(), listed->chunks.begin()))
-      return Status::Unsupported("the pieces of a state to hold are held no more");
-  }
+  TANDEM_ASSIGN_OR_RETURN(std::optional<BlobInfo> info, StateEntry(txn, p));
+  if (!info) return Status::Unsupported("the pieces of a state to hold are held no more");
   uint64_t qid = 0;
   TANDEM_RETURN_IF_ERROR(txn.TakeQuarantineId(&qid));
-  BlobInfo info;
-  info.state = BlobInfo::State::kState;
-  info.size = p.size;
-  info.listed = true;
-  info.chunks = p.chunks;
-  if (!p.last.empty()) {
-    const BlobHash h = Hash(p.last);
-    TANDEM_RETURN_IF_ERROR(txn.PutChunk(h, p.last));
-    info.chunks.push_back(h);
-  }
-  info.have = info.chunks.size();
-  info.touched_ms = now_();
   e.pieces =
       QuarantineEntry::InPieces{HeldKey(hash_, qid), p.content, p.size, p.header, p.state_at};
   e.state = d.state;
   TANDEM_ASSIGN_OR_RETURN(std::string entry, EncodeQuarantineEntry(e));
   TANDEM_RETURN_IF_ERROR(txn.PutQuarantine(qid, entry));
-  TANDEM_RETURN_IF_ERROR(txn.PutBlob(e.pieces->entry, info));
+  TANDEM_RETURN_IF_ERROR(txn.PutBlob(e.pieces->entry, *info));
   known->insert(p.content);
   return Status::Ok();
 }

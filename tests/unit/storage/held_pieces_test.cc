@@ -36,6 +36,16 @@ QuarantineEntry OnlyHeld(engine::Replica& r) {
   return held.ok() && held->size() == 1 ? (*held)[0] : QuarantineEntry{};
 }
 
+// A session whose admission judges outlines and holds docs/big (its writer not known).
+SyncRun HoldingBig() {
+  SyncRun run;
+  run.oy.judges_outlines = [](const std::string&) { return true; };
+  run.oy.admit = [](const engine::FieldDelta& d, const FieldState*) {
+    return d.key.record == "big" ? Admission::kHold : Admission::kAccept;
+  };
+  return run;
+}
+
 // Elements of the outline (one null element holding every element's dots).
 size_t Dots(const FieldState& s) {
   size_t n = 0;
@@ -53,11 +63,7 @@ TEST(HeldPieces, AStateHeldForItsWriterIsKeptInPiecesAndAppliedWhenJudgedAgain) 
   auto b = CreateReplica(tmp / "b");
   ASSERT_TRUE(a.ok() && b.ok());
   WriteBig(**a, 0);
-  SyncRun run;
-  run.oy.judges_outlines = [](const std::string&) { return true; };
-  run.oy.admit = [](const engine::FieldDelta& d, const FieldState*) {
-    return d.key.record == "big" ? Admission::kHold : Admission::kAccept;
-  };
+  SyncRun run = HoldingBig();
   engine::SessionStats stats;
   run.y_stats = &stats;
   ASSERT_TRUE(SyncOnce(**a, **b, run).ok());
@@ -119,11 +125,7 @@ TEST(HeldPieces, AHeldStateAcceptedThatBreaksTheRulesIsHeldAgain) {
   ASSERT_TRUE(a.ok() && b.ok());
   WriteBig(**a, 0);
   ASSERT_TRUE((*a)->Add("docs", "big", "parts", Value{std::string("refused here")}).ok());
-  SyncRun run;
-  run.oy.judges_outlines = [](const std::string&) { return true; };
-  run.oy.admit = [](const engine::FieldDelta& d, const FieldState*) {
-    return d.key.record == "big" ? Admission::kHold : Admission::kAccept;
-  };
+  SyncRun run = HoldingBig();
   ASSERT_TRUE(SyncOnce(**a, **b, run).ok());
   const QuarantineEntry first = OnlyHeld(**b);
   ASSERT_TRUE(first.pieces.has_value());
@@ -155,11 +157,7 @@ TEST(HeldPieces, AHeldStateRefusedWhenJudgedAgainLeavesNothing) {
   auto b = CreateReplica(tmp / "b");
   ASSERT_TRUE(a.ok() && b.ok());
   WriteBig(**a, 0);
-  SyncRun run;
-  run.oy.judges_outlines = [](const std::string&) { return true; };
-  run.oy.admit = [](const engine::FieldDelta& d, const FieldState*) {
-    return d.key.record == "big" ? Admission::kHold : Admission::kAccept;
-  };
+  SyncRun run = HoldingBig();
   ASSERT_TRUE(SyncOnce(**a, **b, run).ok());
   ASSERT_TRUE(OnlyHeld(**b).pieces.has_value());
   auto j = (*b)->JudgeHeld(
@@ -273,11 +271,7 @@ TEST(HeldPieces, AHeldStateTheFieldCameToHoldIsDropped) {
   auto c = CreateReplica(tmp / "c");
   ASSERT_TRUE(a.ok() && b.ok() && c.ok());
   WriteBig(**a, 0);
-  SyncRun run;
-  run.oy.judges_outlines = [](const std::string&) { return true; };
-  run.oy.admit = [](const engine::FieldDelta& d, const FieldState*) {
-    return d.key.record == "big" ? Admission::kHold : Admission::kAccept;
-  };
+  SyncRun run = HoldingBig();
   ASSERT_TRUE(SyncOnce(**a, **b, run).ok());
   ASSERT_TRUE(OnlyHeld(**b).pieces.has_value());
   ASSERT_TRUE(SyncOnce(**a, **c).ok());

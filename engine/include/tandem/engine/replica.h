@@ -727,6 +727,9 @@ class Replica {
   // chunks listed by a blob entry of its own; *stored false where it cannot be (the store
   // keeps no state out of line, or the pieces are no longer held).
   Status PutInPieces(WriteTxn& txn, const FieldDelta& d, bool* stored);
+  // The blob entry (state kState) that lists the chunks of a state in pieces, its last
+  // piece stored: none where the pieces its outline was read from are held no more.
+  Result<std::optional<BlobInfo>> StateEntry(WriteTxn& txn, const StateInPieces& p);
   // Judge for a state in pieces: its values read a piece at a time. `have`, the field's
   // state here, may be an outline (its context is all this reads of it).
   Result<std::string> JudgeInPieces(
