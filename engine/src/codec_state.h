@@ -15,6 +15,13 @@ namespace tandem::engine {
 
 inline constexpr uint8_t kHasElements = 1, kHasCounter = 2, kHasBase = 4;
 
+// The bytes PutVarint writes for v.
+inline size_t VarintBytes(uint64_t v) {
+  size_t n = 1;
+  for (; v >= 0x80; v >>= 7) ++n;
+  return n;
+}
+
 // A field state's context in replica order: dots and counters name a replica by its
 // position in it.
 using CtxEntry = std::pair<ReplicaId, uint64_t>;
