@@ -776,6 +776,9 @@ bool AdoptsFrom(std::string_view was, std::string_view now);
 // one whatever the origin says.
 enum class Stamp { kAdopt, kRekey, kForceRekey };
 Status StampOrigin(LmdbStore& store, Stamp how, const Options& opt);
+// The `origin` meta entry, through a write transaction of an LmdbStore's.
+Status GetOrigin(engine::WriteTxn& txn, std::string* out);
+Status PutOrigin(engine::WriteTxn& txn, const std::string& fingerprint);
 // Opens (or with `create`, initialises) the environment; with `stamp`, a replica opened
 // away from its origin takes a new id (see OpenStore).
 Result<std::unique_ptr<LmdbStore>> Open(const std::string& dir, const Options& opt, bool create,

@@ -1,6 +1,6 @@
 // The transactions of an LmdbStore: reads, and writes that keep the change log, its
-// hull and the format up to date; and the writes that give a replica a new id or stamp
-// where it lives.
+// hull and the format up to date (the writes that give a replica a new id or stamp
+// where it lives are in identity.cc).
 #include <lmdb.h>
 
 #include <chrono>
@@ -752,50 +752,12 @@ Result<std::unique_ptr<engine::WriteTxn>> LmdbStore::BeginWrite() {
   return std::unique_ptr<engine::WriteTxn>(new LmdbWriteTxn(impl_.get(), txn, std::move(lock)));
 }
 
-Status TakeNewId(LmdbStore& store, const Options& opt, const engine::ReplicaId& only_if) {
-  Status st;
-  for (int attempt = 0; attempt < 32; ++attempt) {
-    st = [&]() -> Status {
-      TANDEM_ASSIGN_OR_RETURN(auto txn, store.BeginWrite());
-      auto* w = static_cast<LmdbWriteTxn*>(txn.get());
-      ReplicaMeta meta;
-      TANDEM_RETURN_IF_ERROR(w->GetMeta(&meta));
-      // Another process replaced it first, or it issued something meanwhile: keep it.
-      if (meta.id != only_if || meta.vv.Get(meta.id) != 0) return Status::Ok();
-      engine::TakeNewReplicaId(meta, opt.new_ids ? opt.new_ids : RandomReplicaId);
-      TANDEM_RETURN_IF_ERROR(w->PutMeta(meta));
-      return w->Commit();
-    }();
-    if (st.code() != Code::kBusy) break;  // kBusy: the map grew; run it again
-  }
-  return st.With("take a new replica id");
+Status GetOrigin(engine::WriteTxn& txn, std::string* out) {
+  return static_cast<LmdbWriteTxn&>(txn).GetOrigin(out);
 }
 
-Status StampOrigin(LmdbStore& store, Stamp how, const Options& opt) {
-  TANDEM_ASSIGN_OR_RETURN(std::string here,
-                          Fingerprint(store.dir(), true, opt.without_birth_times));
-  Status st;
-  for (int attempt = 0; attempt < 32; ++attempt) {
-    st = [&]() -> Status {
-      TANDEM_ASSIGN_OR_RETURN(auto txn, store.BeginWrite());
-      auto* w = static_cast<LmdbWriteTxn*>(txn.get());
-      std::string origin;
-      TANDEM_RETURN_IF_ERROR(w->GetOrigin(&origin));
-      if (origin == here && how != Stamp::kForceRekey) return Status::Ok();
-      // Another process made the origin file of a replica that adopts meanwhile.
-      const bool adopt = how == Stamp::kAdopt || (how == Stamp::kRekey && AdoptsFrom(origin, here));
-      if (!adopt) {
-        ReplicaMeta meta;
-        TANDEM_RETURN_IF_ERROR(w->GetMeta(&meta));
-        engine::TakeNewReplicaId(meta, opt.new_ids ? opt.new_ids : RandomReplicaId);
-        TANDEM_RETURN_IF_ERROR(w->PutMeta(meta));
-      }
-      TANDEM_RETURN_IF_ERROR(w->PutOrigin(here));
-      return w->Commit();
-    }();
-    if (st.code() != Code::kBusy) break;  // kBusy: the map grew; run it again
-  }
-  return st.With("record the replica's location");
+Status PutOrigin(engine::WriteTxn& txn, const std::string& fingerprint) {
+  return static_cast<LmdbWriteTxn&>(txn).PutOrigin(fingerprint);
 }
 
 }  // namespace tandem::storage
