@@ -163,12 +163,26 @@ Result<std::pair<FieldKey, FieldState>> Replica::DecodePieces(const ReplicaId& p
                                                               std::string_view last,
                                                               const BlobHash& digest) {
   TANDEM_ASSIGN_OR_RETURN(auto chunks, PieceChunks(PiecesKey(hash_, peer), held));
-  HeldPieces pieces(ReadEach(*store_), hash_, std::move(chunks), last);
   // Pieces put together across sessions must be the state the peer hashed.
+  return DecodeChunks(std::move(chunks), last, digest, Code::kInvalidArgument);
+}
+
+Result<FieldState> Replica::DecodeInPieces(const FieldKey& key, const StateInPieces& p) {
+  auto d = DecodeChunks(p.chunks, p.last, p.content, Code::kCorrupt);
+  if (!d.ok()) return d.status().With(key.Name());
+  if (!(d->first == key)) return Status::Corrupt(key.Name() + ": pieces of another field");
+  return std::move(d->second);
+}
+
+Result<std::pair<FieldKey, FieldState>> Replica::DecodeChunks(std::vector<BlobHash> chunks,
+                                                              std::string_view last,
+                                                              const BlobHash& digest,
+                                                              Code mismatch) {
+  HeldPieces pieces(ReadEach(*store_), hash_, std::move(chunks), last);
   if (digest != BlobHash{}) {
     const BlobHash got = hash_([&](std::string_view* part) { return pieces.Next(part); });
     TANDEM_RETURN_IF_ERROR(pieces.status());
-    if (got != digest) return Status::Invalid("a field state in pieces does not match its digest");
+    if (got != digest) return Status(mismatch, "a field state in pieces does not match its digest");
   }
   // Each chunk is checked again as it is decoded: storage may change between the passes.
   pieces.Rewind();
@@ -177,21 +191,6 @@ Result<std::pair<FieldKey, FieldState>> Replica::DecodePieces(const ReplicaId& p
   TANDEM_RETURN_IF_ERROR(pieces.status());
   if (!d.ok()) return d.status().With("field state in pieces");
   return d;
-}
-
-Result<FieldState> Replica::DecodeInPieces(const FieldKey& key, const StateInPieces& p) {
-  HeldPieces pieces(ReadEach(*store_), hash_, p.chunks, p.last);
-  if (hash_([&](std::string_view* part) { return pieces.Next(part); }) != p.content) {
-    TANDEM_RETURN_IF_ERROR(pieces.status());
-    return Status::Corrupt(key.Name() + ": a field state in pieces does not match its hash");
-  }
-  pieces.Rewind();
-  Reader r({}, &pieces);
-  auto d = DecodeDelta(r);
-  TANDEM_RETURN_IF_ERROR(pieces.status());
-  if (!d.ok()) return d.status().With("field state in pieces");
-  if (!(d->first == key)) return Status::Corrupt(key.Name() + ": pieces of another field");
-  return std::move(d->second);
 }
 
 Status Replica::ApplyJoining(const FieldDelta& came, const ApplyFn& apply, bool* joined) {

@@ -212,7 +212,8 @@ Result<uint64_t> Replica::ReleaseAllQuarantined(size_t per_txn) {
 
 Result<Replica::Judged> Replica::JudgeHeld(const AdmitFn& admit) {
   Judged out;
-  std::vector<QuarantineEntry> accepted;  // states in pieces
+  // States in pieces, with their chunks as admission was given them.
+  std::vector<std::pair<QuarantineEntry, std::shared_ptr<StateInPieces>>> accepted;
   Status result = Retrying([&]() -> Status {
     out = Judged{};
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginWrite());
@@ -251,7 +252,7 @@ Result<Replica::Judged> Replica::JudgeHeld(const AdmitFn& admit) {
         continue;
       }
       if (a == Admission::kAccept && e.pieces) {  // applied on its own, below
-        accepted.push_back(std::move(e));
+        accepted.emplace_back(std::move(e), std::move(d.pieces));
         continue;
       }
       TANDEM_RETURN_IF_ERROR(ForgetHeld(*txn, e));
@@ -274,8 +275,8 @@ Result<Replica::Judged> Replica::JudgeHeld(const AdmitFn& admit) {
   if (out.applied + out.refused) Committed();
   // One that cannot be applied now (its chunks damaged, too large to be decoded whole
   // where it must be) stays held; the others go on.
-  for (const QuarantineEntry& e : accepted) {
-    const Status st = ReleaseInPieces(e, true);
+  for (const auto& [e, p] : accepted) {
+    const Status st = ReleaseInPieces(e, true, p);
     if (st.code() == Code::kNotFound) continue;  // released meanwhile
     if (st.code() == Code::kCorrupt || st.code() == Code::kUnsupported) {
       ++out.held;
@@ -315,9 +316,9 @@ Result<std::shared_ptr<StateInPieces>> Replica::QuarantinedPieces(ReadTxn& txn,
   return p;
 }
 
-Status Replica::ReleaseInPieces(const QuarantineEntry& e, bool judged) {
-  std::shared_ptr<StateInPieces> p;
-  {
+Status Replica::ReleaseInPieces(const QuarantineEntry& e, bool judged,
+                                std::shared_ptr<StateInPieces> p) {
+  if (!p) {
     TANDEM_ASSIGN_OR_RETURN(auto txn, store_->BeginRead());
     TANDEM_ASSIGN_OR_RETURN(p, QuarantinedPieces(*txn, e));
   }

@@ -705,11 +705,19 @@ class Replica {
                                  std::string last, const BlobHash& digest, uint64_t most = 0);
   // A state in pieces decoded whole, checked against its hash and `key`.
   Result<FieldState> DecodeInPieces(const FieldKey& key, const StateInPieces& p);
+  // DecodePieces and DecodeInPieces: `chunks`, then `last`, decoded as one field delta a
+  // piece at a time, once they hash to `digest` (all zero: not checked; else a status
+  // of code `mismatch`).
+  Result<std::pair<FieldKey, FieldState>> DecodeChunks(std::vector<BlobHash> chunks,
+                                                       std::string_view last,
+                                                       const BlobHash& digest, Code mismatch);
   // Of a quarantined state held in pieces: its chunks, as a state in pieces is read.
   Result<std::shared_ptr<StateInPieces>> QuarantinedPieces(ReadTxn& txn, const QuarantineEntry& e);
   // Applies one (with `judged`, under its collection's rules, as from its peer: one that
-  // breaks them is held again for that) and forgets it.
-  Status ReleaseInPieces(const QuarantineEntry& e, bool judged);
+  // breaks them is held again for that) and forgets it. `p`: its chunks, read already
+  // (QuarantinedPieces), else read here.
+  Status ReleaseInPieces(const QuarantineEntry& e, bool judged,
+                         std::shared_ptr<StateInPieces> p = nullptr);
   // The field's state of a quarantined one (only its outline, for one in pieces, where
   // the store reads outlines), as GetFieldOrDamaged reads it.
   Status ReadOurs(ReadTxn& txn, const QuarantineEntry& e, std::optional<FieldState>* ours,
